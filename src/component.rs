@@ -1,0 +1,384 @@
+//! The WIT glue: generated bindings, the host ports over the imports, and the
+//! exports over the core. Nothing else in the crate knows it runs in wasm.
+
+wit_bindgen::generate!({
+    world: "connector",
+    path: "wit",
+    generate_all,
+});
+
+use crate::http::{HttpRequest, HttpResponse, Method};
+use crate::model;
+use crate::ports::{self, Host};
+use exports::ml_connector::netsuite_salesforce::{mapper, sink, source, sync};
+use ml_connector::netsuite_salesforce::{audit, types};
+use std::time::Duration;
+use wasi::http::types as http;
+use wasi::io::streams::StreamError;
+use wasi::keyvalue::{batch, store};
+
+struct Component;
+export!(Component);
+
+// ---- ports over the imports ----
+
+struct WasiTransport;
+
+fn split_url(url: &str) -> Result<(http::Scheme, String, String), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    let scheme = match parsed.scheme() {
+        "http" => http::Scheme::Http,
+        "https" => http::Scheme::Https,
+        other => return Err(format!("`{url}` uses scheme {other}; only http and https are supported")),
+    };
+    let host = parsed.host_str().ok_or_else(|| format!("`{url}` has no host"))?;
+    let authority = match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let path = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    Ok((scheme, authority, path))
+}
+
+impl ports::Transport for WasiTransport {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+        let (scheme, authority, path) = split_url(&request.url)?;
+        let entries: Vec<(String, Vec<u8>)> =
+            request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
+        let headers = http::Fields::from_list(&entries).map_err(|e| format!("invalid request header: {e:?}"))?;
+        let outgoing = http::OutgoingRequest::new(headers);
+        let method = match request.method {
+            Method::Get => http::Method::Get,
+            Method::Post => http::Method::Post,
+            Method::Put => http::Method::Put,
+            Method::Patch => http::Method::Patch,
+            Method::Delete => http::Method::Delete,
+        };
+        let set = [
+            outgoing.set_method(&method),
+            outgoing.set_scheme(Some(&scheme)),
+            outgoing.set_authority(Some(&authority)),
+            outgoing.set_path_with_query(Some(&path)),
+        ];
+        if set.iter().any(Result::is_err) {
+            return Err(format!("the host refused the request line of {}", request.describe()));
+        }
+        let body = outgoing.body().map_err(|_| "request body unavailable".to_string())?;
+        // Start the request first: the host streams the body as it is written.
+        let future = wasi::http::outgoing_handler::handle(outgoing, None)
+            .map_err(|e| format!("{} was refused by the host: {e:?}", request.describe()))?;
+        {
+            let stream = body.write().map_err(|_| "request body stream unavailable".to_string())?;
+            for piece in request.body.chunks(4096) {
+                stream.blocking_write_and_flush(piece).map_err(|e| format!("writing the request body: {e:?}"))?;
+            }
+        }
+        http::OutgoingBody::finish(body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
+
+        let response = loop {
+            match future.get() {
+                Some(result) => break result,
+                None => future.subscribe().block(),
+            }
+        };
+        let response = response
+            .map_err(|_| "the response was already taken".to_string())?
+            .map_err(|e| format!("{} failed: {e:?}", request.describe()))?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let incoming = response.consume().map_err(|_| "response body unavailable".to_string())?;
+        let mut bytes = Vec::new();
+        {
+            let stream = incoming.stream().map_err(|_| "response body stream unavailable".to_string())?;
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(chunk) => bytes.extend_from_slice(&chunk),
+                    Err(StreamError::Closed) => break,
+                    Err(e) => return Err(format!("reading the response of {}: {e:?}", request.describe())),
+                }
+            }
+        }
+        drop(http::IncomingBody::finish(incoming));
+        Ok(HttpResponse { status, headers, body: bytes })
+    }
+}
+
+struct Bucket(store::Bucket);
+
+fn kv_err(e: store::Error) -> String {
+    match e {
+        store::Error::NoSuchStore => "no such store".into(),
+        store::Error::AccessDenied => "access denied".into(),
+        store::Error::Other(m) => m,
+    }
+}
+
+impl Bucket {
+    fn open(name: &str) -> Result<Bucket, model::ConnectorError> {
+        store::open(name).map(Bucket).map_err(|e| {
+            model::ConnectorError::Config(format!("the host has no key-value store `{name}`: {}", kv_err(e)))
+        })
+    }
+}
+
+impl ports::KeyValue for Bucket {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.get(key).map_err(kv_err)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.0.set(key, value).map_err(kv_err)
+    }
+    fn delete(&self, key: &str) -> Result<(), String> {
+        self.0.delete(key).map_err(kv_err)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let found = batch::get_many(&self.0, keys).map_err(kv_err)?;
+        Ok(found.into_iter().map(|kv| kv.map(|(_, v)| v)).collect())
+    }
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), String> {
+        batch::set_many(&self.0, entries).map_err(kv_err)
+    }
+    fn delete_many(&self, keys: &[String]) -> Result<(), String> {
+        batch::delete_many(&self.0, keys).map_err(kv_err)
+    }
+}
+
+struct WasiConfig;
+
+impl ports::Config for WasiConfig {
+    fn get(&self, name: &str) -> Result<Option<String>, String> {
+        wasi::config::store::get(name).map_err(|e| format!("{e:?}"))
+    }
+}
+
+struct HostAudit;
+
+impl ports::AuditSink for HostAudit {
+    fn append(&self, entries: &[model::AuditEntry]) {
+        let converted: Vec<audit::AuditEntry> = entries
+            .iter()
+            .map(|e| audit::AuditEntry {
+                run_id: e.run_id.clone(),
+                kind: kind_to_wit(e.kind),
+                action: e.action.clone(),
+                netsuite_id: e.netsuite_id.clone(),
+                salesforce_id: e.salesforce_id.clone(),
+                outcome: e.outcome.clone(),
+                transformations_json: e.transformations_json.clone(),
+                error: e.error.clone(),
+            })
+            .collect();
+        audit::append(&converted);
+    }
+}
+
+struct WasiClock;
+
+impl ports::Clock for WasiClock {
+    fn now_unix(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+    fn random(&self) -> u64 {
+        getrandom::u64().unwrap_or(0)
+    }
+}
+
+/// Runs `f` against the host's imports.
+fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, types::ConnectorError> {
+    let state = Bucket::open("state").map_err(error_to_wit)?;
+    let credentials = Bucket::open("credentials").map_err(error_to_wit)?;
+    let host = Host {
+        transport: &WasiTransport,
+        state: &state,
+        credentials: &credentials,
+        config: &WasiConfig,
+        audit: &HostAudit,
+        clock: &WasiClock,
+    };
+    f(&host).map_err(error_to_wit)
+}
+
+// ---- conversions ----
+
+fn kind_to_wit(kind: model::RecordKind) -> types::RecordKind {
+    match kind {
+        model::RecordKind::Customer => types::RecordKind::Customer,
+        model::RecordKind::Contact => types::RecordKind::Contact,
+        model::RecordKind::Vendor => types::RecordKind::Vendor,
+    }
+}
+
+fn kind_from_wit(kind: types::RecordKind) -> model::RecordKind {
+    match kind {
+        types::RecordKind::Customer => model::RecordKind::Customer,
+        types::RecordKind::Contact => model::RecordKind::Contact,
+        types::RecordKind::Vendor => model::RecordKind::Vendor,
+    }
+}
+
+fn error_to_wit(e: model::ConnectorError) -> types::ConnectorError {
+    match e {
+        model::ConnectorError::Config(m) => types::ConnectorError::Config(m),
+        model::ConnectorError::Auth(m) => types::ConnectorError::Auth(m),
+        model::ConnectorError::NetSuite(m) => types::ConnectorError::Netsuite(m),
+        model::ConnectorError::Salesforce(m) => types::ConnectorError::Salesforce(m),
+        model::ConnectorError::RateLimited(m) => types::ConnectorError::RateLimited(m),
+        model::ConnectorError::Transport(m) => types::ConnectorError::Transport(m),
+    }
+}
+
+fn bad_json(what: &str, e: serde_json::Error) -> types::ConnectorError {
+    types::ConnectorError::Config(format!("{what} is not a JSON object: {e}"))
+}
+
+fn record_to_wit(r: model::NetSuiteRecord) -> types::NetsuiteRecord {
+    types::NetsuiteRecord {
+        kind: kind_to_wit(r.kind),
+        id: r.id,
+        last_modified: r.last_modified,
+        fields_json: serde_json::to_string(&r.fields).expect("a string map serializes"),
+    }
+}
+
+fn record_from_wit(r: types::NetsuiteRecord) -> Result<model::NetSuiteRecord, types::ConnectorError> {
+    let fields = serde_json::from_str(&r.fields_json).map_err(|e| bad_json("netsuite-record.fields-json", e))?;
+    Ok(model::NetSuiteRecord { kind: kind_from_wit(r.kind), id: r.id, last_modified: r.last_modified, fields })
+}
+
+fn sobject_to_wit(r: model::SObjectRecord) -> types::SobjectRecord {
+    types::SobjectRecord {
+        sobject: r.sobject,
+        external_id_field: r.external_id_field,
+        external_id: r.external_id,
+        fields_json: serde_json::Value::Object(r.fields).to_string(),
+    }
+}
+
+fn sobject_from_wit(r: types::SobjectRecord) -> Result<model::SObjectRecord, types::ConnectorError> {
+    let fields = serde_json::from_str(&r.fields_json).map_err(|e| bad_json("sobject-record.fields-json", e))?;
+    Ok(model::SObjectRecord {
+        sobject: r.sobject,
+        external_id_field: r.external_id_field,
+        external_id: r.external_id,
+        fields,
+    })
+}
+
+fn outcome_to_wit(o: model::UpsertOutcome) -> types::UpsertOutcome {
+    types::UpsertOutcome {
+        external_id: o.external_id,
+        salesforce_id: o.salesforce_id,
+        outcome: match o.outcome {
+            model::OutcomeKind::Created => types::OutcomeKind::Created,
+            model::OutcomeKind::Updated => types::OutcomeKind::Updated,
+            model::OutcomeKind::Unchanged => types::OutcomeKind::Unchanged,
+            model::OutcomeKind::Failed => types::OutcomeKind::Failed,
+            model::OutcomeKind::Deferred => types::OutcomeKind::Deferred,
+            model::OutcomeKind::Deleted => types::OutcomeKind::Deleted,
+        },
+        errors: o
+            .errors
+            .into_iter()
+            .map(|e| types::SalesforceError { status_code: e.status_code, message: e.message, fields: e.fields })
+            .collect(),
+    }
+}
+
+fn source_for<'h>(host: &'h Host<'h>) -> model::Result<crate::netsuite::NetSuiteSource<'h>> {
+    let settings = crate::settings::Settings::load(host.config)?;
+    Ok(crate::netsuite::NetSuiteSource::new(host, settings.netsuite, settings.backoff))
+}
+
+// ---- exports ----
+
+impl source::Guest for Component {
+    fn fetch_changed(kind: types::RecordKind, after: Option<types::Cursor>) -> Result<types::Page, types::ConnectorError> {
+        let after = after.map(|c| model::Cursor { last_modified: c.last_modified, id: c.id });
+        with_host(|host| {
+            let page = source_for(host)?.fetch_changed(kind_from_wit(kind), after.as_ref())?;
+            Ok(types::Page {
+                records: page.records.into_iter().map(record_to_wit).collect(),
+                next: page.next.map(|c| types::Cursor { last_modified: c.last_modified, id: c.id }),
+                has_more: page.has_more,
+            })
+        })
+    }
+
+    fn fetch_one(kind: types::RecordKind, id: String) -> Result<Option<types::NetsuiteRecord>, types::ConnectorError> {
+        with_host(|host| Ok(source_for(host)?.fetch_one(kind_from_wit(kind), &id)?.map(record_to_wit)))
+    }
+}
+
+impl mapper::Guest for Component {
+    fn map_record(source: types::NetsuiteRecord) -> Result<types::MappedRecord, types::ConnectorError> {
+        let record = record_from_wit(source)?;
+        let m = crate::mapping::map(&record).map_err(error_to_wit)?;
+        Ok(types::MappedRecord {
+            source_kind: kind_to_wit(m.source_kind),
+            source_id: m.source_id,
+            target: sobject_to_wit(m.target),
+            transformations: m
+                .transformations
+                .into_iter()
+                .map(|t| types::Transformation { field: t.field, rule: t.rule, detail: t.detail })
+                .collect(),
+        })
+    }
+}
+
+impl sink::Guest for Component {
+    fn upsert(records: Vec<types::SobjectRecord>) -> Result<Vec<types::UpsertOutcome>, types::ConnectorError> {
+        let records = records.into_iter().map(sobject_from_wit).collect::<Result<Vec<_>, _>>()?;
+        with_host(|host| {
+            let settings = crate::settings::Settings::load(host.config)?;
+            let sink = crate::salesforce::SalesforceSink::new(host, settings.salesforce, settings.backoff);
+            Ok(sink.upsert(&records)?.into_iter().map(outcome_to_wit).collect())
+        })
+    }
+}
+
+impl sync::Guest for Component {
+    fn run(request: sync::SyncRequest) -> Result<sync::SyncReport, types::ConnectorError> {
+        let request = model::SyncRequest {
+            run_id: request.run_id,
+            mode: match request.mode {
+                sync::SyncMode::Incremental => model::SyncMode::Incremental,
+                sync::SyncMode::Full => model::SyncMode::Full,
+            },
+            kinds: request.kinds.into_iter().map(kind_from_wit).collect(),
+        };
+        with_host(|host| {
+            let report = crate::sync::run(host, &request)?;
+            Ok(sync::SyncReport {
+                run_id: report.run_id,
+                kinds: report
+                    .kinds
+                    .into_iter()
+                    .map(|(kind, c)| sync::KindReport {
+                        kind: kind_to_wit(kind),
+                        read: c.read,
+                        created: c.created,
+                        updated: c.updated,
+                        unchanged: c.unchanged,
+                        failed: c.failed,
+                    })
+                    .collect(),
+                api_calls: sync::ApiCalls { netsuite: report.api_calls.netsuite, salesforce: report.api_calls.salesforce },
+            })
+        })
+    }
+}

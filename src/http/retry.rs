@@ -1,0 +1,257 @@
+//! The one retry policy. Each API supplies a classifier table ([`Rule`]s);
+//! [`ApiClient::send`] applies it with exponential backoff and full jitter.
+
+use super::{HttpRequest, HttpResponse};
+use crate::model::ConnectorError;
+use crate::ports::Host;
+use std::cell::Cell;
+use std::time::Duration;
+
+/// What to do with a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Back off and resend, within the retry budget.
+    Retry,
+    /// Back off and resend at most this many times, then hand the response back.
+    RetryFew(u32),
+    /// The credentials expired: the caller refreshes once and resends.
+    RefreshAuth,
+    /// A quota is used up: stop the run cleanly.
+    StopQuota,
+    /// Retrying cannot help until someone changes a setting.
+    StopConfig,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Status {
+    Exact(u16),
+    Range(u16, u16),
+}
+
+/// One row of an API's classifier table. The first matching row wins; a
+/// response no row matches goes back to the caller as is.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub status: Status,
+    /// Matched against the raw body text, when set.
+    pub body_contains: Option<&'static str>,
+    pub action: Action,
+    /// Why, in words for the person on call.
+    pub why: &'static str,
+}
+
+impl Rule {
+    fn matches(&self, response: &HttpResponse) -> bool {
+        let status_ok = match self.status {
+            Status::Exact(s) => response.status == s,
+            Status::Range(lo, hi) => (lo..=hi).contains(&response.status),
+        };
+        status_ok
+            && self
+                .body_contains
+                .is_none_or(|needle| response.text().contains(needle))
+    }
+}
+
+pub fn classify<'r>(rules: &'r [Rule], response: &HttpResponse) -> Option<&'r Rule> {
+    rules.iter().find(|rule| rule.matches(response))
+}
+
+/// Exponential backoff with full jitter: attempt n waits a uniformly random
+/// time in [0, min(cap, base · 2^n)].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+    pub max_retries: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30), max_retries: 6 }
+    }
+}
+
+impl Backoff {
+    pub fn delay(&self, attempt: u32, random: u64) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
+            .min(self.cap);
+        let ceiling_ms = ceiling.as_millis() as u64;
+        Duration::from_millis(random % (ceiling_ms + 1))
+    }
+}
+
+/// `Retry-After` in seconds, when the server sent one.
+pub fn retry_after(response: &HttpResponse) -> Option<Duration> {
+    response
+        .header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// What a send produced.
+#[derive(Debug)]
+pub enum Sent {
+    /// A response for the caller to interpret (success or a final error).
+    Response(HttpResponse),
+    /// The classifier asked for fresh credentials.
+    AuthExpired(HttpResponse),
+}
+
+/// A client for one API: counts calls and applies the API's rules.
+pub struct ApiClient<'h> {
+    pub host: &'h Host<'h>,
+    /// "NetSuite" or "Salesforce", for messages.
+    pub api: &'static str,
+    pub rules: &'static [Rule],
+    pub backoff: Backoff,
+    calls: Cell<u32>,
+}
+
+impl<'h> ApiClient<'h> {
+    pub fn new(host: &'h Host<'h>, api: &'static str, rules: &'static [Rule], backoff: Backoff) -> Self {
+        ApiClient { host, api, rules, backoff, calls: Cell::new(0) }
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn calls(&self) -> u32 {
+        self.calls.get()
+    }
+
+    /// Sends `request`, retrying what the rules call transient. Every request
+    /// the connector sends is safe to repeat: SuiteQL reads, token grants and
+    /// upserts by external id (a repeated upsert lands on the same record).
+    pub fn send(&self, request: &HttpRequest) -> Result<Sent, ConnectorError> {
+        let mut attempt = 0u32;
+        loop {
+            self.calls.set(self.calls.get() + 1);
+            let response = match self.host.transport.send(request) {
+                Ok(response) => response,
+                Err(err) => {
+                    if attempt >= self.backoff.max_retries {
+                        return Err(ConnectorError::Transport(format!(
+                            "{} {} failed after {} attempts: {err}. Check that the host is reachable and \
+                             allowed for this tenant.",
+                            self.api,
+                            request.describe(),
+                            attempt + 1
+                        )));
+                    }
+                    self.wait(attempt, None);
+                    attempt += 1;
+                    continue;
+                }
+            };
+            let Some(rule) = classify(self.rules, &response) else {
+                return Ok(Sent::Response(response));
+            };
+            match rule.action {
+                Action::RefreshAuth => return Ok(Sent::AuthExpired(response)),
+                Action::StopQuota => {
+                    return Err(ConnectorError::RateLimited(format!(
+                        "{} {}: {}. Response: {}",
+                        self.api,
+                        request.describe(),
+                        rule.why,
+                        response.snippet()
+                    )));
+                }
+                Action::StopConfig => {
+                    return Err(ConnectorError::Config(format!(
+                        "{} {}: {}. Response: {}",
+                        self.api,
+                        request.describe(),
+                        rule.why,
+                        response.snippet()
+                    )));
+                }
+                Action::RetryFew(limit) if attempt >= limit => return Ok(Sent::Response(response)),
+                Action::Retry | Action::RetryFew(_) => {
+                    if attempt >= self.backoff.max_retries {
+                        return Err(ConnectorError::RateLimited(format!(
+                            "{} {} still failing after {} attempts ({}; last status {}). The run stopped \
+                             and kept its cursor; it resumes from there next time. Response: {}",
+                            self.api,
+                            request.describe(),
+                            attempt + 1,
+                            rule.why,
+                            response.status,
+                            response.snippet()
+                        )));
+                    }
+                    self.wait(attempt, retry_after(&response));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn wait(&self, attempt: u32, retry_after: Option<Duration>) {
+        let jittered = self.backoff.delay(attempt, self.host.clock.random());
+        let delay = retry_after.map_or(jittered, |ra| ra.min(self.backoff.cap).max(jittered));
+        self.host.clock.sleep(delay);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, body: &str) -> HttpResponse {
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
+    }
+
+    const RULES: &[Rule] = &[
+        Rule {
+            status: Status::Exact(401),
+            body_contains: Some("not valid for use with the REST API"),
+            action: Action::StopConfig,
+            why: "config",
+        },
+        Rule {
+            status: Status::Exact(401),
+            body_contains: Some("INVALID_SESSION_ID"),
+            action: Action::RefreshAuth,
+            why: "expired",
+        },
+        Rule { status: Status::Range(500, 599), body_contains: None, action: Action::Retry, why: "5xx" },
+    ];
+
+    #[test]
+    fn first_matching_row_wins() {
+        let config = response(
+            401,
+            r#"[{"message":"This session is not valid for use with the REST API","errorCode":"INVALID_SESSION_ID"}]"#,
+        );
+        assert_eq!(classify(RULES, &config).unwrap().action, Action::StopConfig);
+        let expired = response(401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#);
+        assert_eq!(classify(RULES, &expired).unwrap().action, Action::RefreshAuth);
+        assert_eq!(classify(RULES, &response(502, "")).unwrap().action, Action::Retry);
+        assert!(classify(RULES, &response(400, "bad")).is_none());
+    }
+
+    #[test]
+    fn backoff_is_bounded_by_exponential_ceiling_and_cap() {
+        let b = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(1), max_retries: 5 };
+        assert_eq!(b.delay(0, u64::MAX), Duration::from_millis(u64::MAX % 101));
+        for attempt in 0..40 {
+            let ceiling = (100u64 << attempt.min(20)).min(1000);
+            for r in [0, 1, 99, 12345, u64::MAX] {
+                assert!(b.delay(attempt, r) <= Duration::from_millis(ceiling));
+            }
+        }
+        assert_eq!(b.delay(3, 800), Duration::from_millis(800));
+        assert_eq!(b.delay(30, 5000), Duration::from_millis(5000 % 1001));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        let mut r = response(429, "");
+        r.headers.push(("Retry-After".into(), "7".into()));
+        assert_eq!(retry_after(&r), Some(Duration::from_secs(7)));
+        r.headers[0].1 = "Wed, 21 Oct 2015 07:28:00 GMT".into();
+        assert_eq!(retry_after(&r), None);
+    }
+}

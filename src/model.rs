@@ -1,0 +1,233 @@
+//! Domain types shared by the source, the mapper, the sink and the engine.
+//! They mirror the WIT `types` interface; `component` converts between them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The NetSuite record types the connector reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    Customer,
+    Contact,
+    Vendor,
+}
+
+impl RecordKind {
+    /// Parents first: the order a full sync visits kinds in.
+    pub const ALL: [RecordKind; 3] = [RecordKind::Customer, RecordKind::Vendor, RecordKind::Contact];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Customer => "customer",
+            RecordKind::Contact => "contact",
+            RecordKind::Vendor => "vendor",
+        }
+    }
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One NetSuite row. SuiteQL returns every value as a string and may omit
+/// NULL columns, so `fields` is a plain string map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSuiteRecord {
+    pub kind: RecordKind,
+    pub id: String,
+    /// `YYYY-MM-DD HH24:MI:SS`, in the integration user's time zone.
+    pub last_modified: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl NetSuiteRecord {
+    /// A column's value, treating a missing column and an empty string alike.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// A position in NetSuite's change stream: reads continue strictly after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub last_modified: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub records: Vec<NetSuiteRecord>,
+    pub next: Option<Cursor>,
+    pub has_more: bool,
+}
+
+/// A record ready to upsert into Salesforce by external id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SObjectRecord {
+    pub sobject: String,
+    pub external_id_field: String,
+    pub external_id: String,
+    /// Field API name → value; never `attributes` or `Id`.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transformation {
+    pub field: String,
+    pub rule: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedRecord {
+    pub source_kind: RecordKind,
+    pub source_id: String,
+    pub target: SObjectRecord,
+    pub transformations: Vec<Transformation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutcomeKind {
+    Created,
+    Updated,
+    Unchanged,
+    Failed,
+    Deferred,
+    Deleted,
+}
+
+impl OutcomeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Created => "created",
+            OutcomeKind::Updated => "updated",
+            OutcomeKind::Unchanged => "unchanged",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::Deferred => "deferred",
+            OutcomeKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// An error Salesforce reported for one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SalesforceError {
+    pub status_code: String,
+    pub message: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+impl fmt::Display for SalesforceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status_code, self.message)?;
+        if !self.fields.is_empty() {
+            write!(f, " (fields: {})", self.fields.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub external_id: String,
+    pub salesforce_id: Option<String>,
+    pub outcome: OutcomeKind,
+    pub errors: Vec<SalesforceError>,
+}
+
+/// Why a call failed as a whole. Messages name the setting, record or
+/// endpoint involved and say what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorError {
+    Config(String),
+    Auth(String),
+    NetSuite(String),
+    Salesforce(String),
+    RateLimited(String),
+    Transport(String),
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (label, msg) = match self {
+            ConnectorError::Config(m) => ("configuration error", m),
+            ConnectorError::Auth(m) => ("authentication failed", m),
+            ConnectorError::NetSuite(m) => ("NetSuite error", m),
+            ConnectorError::Salesforce(m) => ("Salesforce error", m),
+            ConnectorError::RateLimited(m) => ("rate limited", m),
+            ConnectorError::Transport(m) => ("network error", m),
+        };
+        write!(f, "{label}: {msg}")
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    Incremental,
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub run_id: String,
+    pub mode: SyncMode,
+    pub kinds: Vec<RecordKind>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    pub read: u32,
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+    pub failed: u32,
+}
+
+impl KindCounts {
+    pub fn count(&mut self, outcome: OutcomeKind) {
+        match outcome {
+            OutcomeKind::Created => self.created += 1,
+            OutcomeKind::Updated => self.updated += 1,
+            OutcomeKind::Unchanged => self.unchanged += 1,
+            OutcomeKind::Failed => self.failed += 1,
+            OutcomeKind::Deferred | OutcomeKind::Deleted => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ApiCalls {
+    pub netsuite: u32,
+    pub salesforce: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub run_id: String,
+    pub kinds: Vec<(RecordKind, KindCounts)>,
+    pub api_calls: ApiCalls,
+}
+
+/// One line of the audit trail; the host adds tenant and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub run_id: String,
+    pub kind: RecordKind,
+    pub action: String,
+    pub netsuite_id: String,
+    pub salesforce_id: Option<String>,
+    pub outcome: String,
+    pub transformations_json: String,
+    pub error: Option<String>,
+}

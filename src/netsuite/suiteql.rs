@@ -1,0 +1,296 @@
+//! SuiteQL: query text, the request that carries it, and the response shape.
+//!
+//! Incremental reads use keyset pagination on (lastmodifieddate, id) with
+//! offset 0, so no run ever meets the 100,000-row offset ceiling. Timestamps
+//! go through TO_TIMESTAMP/TO_CHAR with explicit formats, never the NetSuite
+//! user's date-format preference. Every value placed in a query is either a
+//! validated number, a validated timestamp, or a quoted literal.
+
+use crate::http::{HttpRequest, Method};
+use crate::model::{ConnectorError, Cursor, NetSuiteRecord, RecordKind, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use time::PrimitiveDateTime;
+use time::macros::format_description;
+
+/// The one timestamp format used both ways.
+pub const TIMESTAMP_FORMAT: &str = "YYYY-MM-DD HH24:MI:SS";
+/// Where a first run starts.
+pub const EPOCH: &str = "1970-01-01 00:00:00";
+
+/// An Oracle string literal: single quotes, inner quotes doubled. NUL cannot
+/// be represented and is refused.
+pub fn quote_literal(value: &str) -> Result<String> {
+    if value.contains('\0') {
+        return Err(ConnectorError::Config(
+            "a value for a SuiteQL query contains a NUL character, which SuiteQL cannot carry".into(),
+        ));
+    }
+    Ok(format!("'{}'", value.replace('\'', "''")))
+}
+
+/// A NetSuite internal id: decimal digits only, so it can be placed bare.
+pub fn internal_id(value: &str) -> Result<u64> {
+    if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConnectorError::Config(format!(
+            "`{}` is not a NetSuite internal id (expected decimal digits)",
+            value.escape_debug()
+        )));
+    }
+    value
+        .parse()
+        .map_err(|_| ConnectorError::Config(format!("`{value}` is out of range for a NetSuite internal id")))
+}
+
+fn parse_timestamp(value: &str) -> Result<PrimitiveDateTime> {
+    PrimitiveDateTime::parse(value, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).map_err(
+        |_| {
+            ConnectorError::Config(format!(
+                "`{}` is not a timestamp in the form YYYY-MM-DD HH24:MI:SS",
+                value.escape_debug()
+            ))
+        },
+    )
+}
+
+fn format_timestamp(value: PrimitiveDateTime) -> String {
+    value
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+        .expect("formatting a valid PrimitiveDateTime cannot fail")
+}
+
+fn to_timestamp(value: &str) -> Result<String> {
+    let checked = format_timestamp(parse_timestamp(value)?);
+    Ok(format!("TO_TIMESTAMP({}, '{TIMESTAMP_FORMAT}')", quote_literal(&checked)?))
+}
+
+/// What the connector reads of one record type.
+struct Table {
+    alias: &'static str,
+    select: &'static str,
+    from: &'static str,
+}
+
+const CUSTOMER: Table = Table {
+    alias: "c",
+    select: "c.id, c.entityid, c.companyname, c.isperson, c.firstname, c.lastname, c.email, c.phone, \
+             c.terms, BUILTIN.DF(c.terms) AS termsname, c.subsidiary, c.isinactive, \
+             TO_CHAR(c.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodified, \
+             ba.addressee AS billaddressee, ba.addr1 AS billaddr1, ba.addr2 AS billaddr2, ba.city AS billcity, \
+             ba.state AS billstate, ba.zip AS billzip, ba.country AS billcountry, \
+             sa.addressee AS shipaddressee, sa.addr1 AS shipaddr1, sa.addr2 AS shipaddr2, sa.city AS shipcity, \
+             sa.state AS shipstate, sa.zip AS shipzip, sa.country AS shipcountry",
+    from: "customer c \
+           LEFT JOIN customeraddressbookentityaddress ba ON ba.nkey = c.defaultbillingaddress \
+           LEFT JOIN customeraddressbookentityaddress sa ON sa.nkey = c.defaultshippingaddress",
+};
+
+const CONTACT: Table = Table {
+    alias: "ct",
+    select: "ct.id, ct.entityid, ct.company, ct.firstname, ct.lastname, ct.email, ct.phone, ct.title, \
+             ct.isinactive, TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodified",
+    from: "contact ct",
+};
+
+const VENDOR: Table = Table {
+    alias: "v",
+    select: "v.id, v.entityid, v.companyname, v.email, v.phone, v.terms, BUILTIN.DF(v.terms) AS termsname, \
+             v.isinactive, TO_CHAR(v.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodified, \
+             ba.addressee AS billaddressee, ba.addr1 AS billaddr1, ba.addr2 AS billaddr2, ba.city AS billcity, \
+             ba.state AS billstate, ba.zip AS billzip, ba.country AS billcountry",
+    from: "vendor v \
+           LEFT JOIN vendoraddressbookentityaddress ba ON ba.nkey = v.defaultbillingaddress",
+};
+
+fn table(kind: RecordKind) -> &'static Table {
+    match kind {
+        RecordKind::Customer => &CUSTOMER,
+        RecordKind::Contact => &CONTACT,
+        RecordKind::Vendor => &VENDOR,
+    }
+}
+
+/// Rows of `kind` changed strictly after `after`, oldest first.
+///
+/// Ordering and comparison work on the second-truncated timestamp, so rows
+/// with sub-second differences inside one second are still ordered by id
+/// and none is skipped or repeated across pages.
+pub fn changed_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String> {
+    let t = table(kind);
+    let a = t.alias;
+    let (since, after_id) = match after {
+        Some(c) => (c.last_modified.as_str(), internal_id(&c.id)?),
+        None => (EPOCH, 0),
+    };
+    let next_second = format_timestamp(parse_timestamp(since)? + time::Duration::SECOND);
+    Ok(format!(
+        "SELECT {select} FROM {from} \
+         WHERE ({a}.lastmodifieddate >= {next} OR ({a}.lastmodifieddate >= {since} AND {a}.id > {after_id})) \
+         ORDER BY TO_CHAR({a}.lastmodifieddate, '{TIMESTAMP_FORMAT}'), {a}.id",
+        select = t.select,
+        from = t.from,
+        next = to_timestamp(&next_second)?,
+        since = to_timestamp(since)?,
+    ))
+}
+
+/// One row of `kind` by internal id.
+pub fn one_query(kind: RecordKind, id: &str) -> Result<String> {
+    let t = table(kind);
+    Ok(format!("SELECT {} FROM {} WHERE {}.id = {}", t.select, t.from, t.alias, internal_id(id)?))
+}
+
+pub fn suiteql_url(base_url: &str, limit: u32, offset: u32) -> String {
+    format!("{base_url}/services/rest/query/v1/suiteql?limit={limit}&offset={offset}")
+}
+
+/// POST with `Prefer: transient`; the query travels in a JSON body.
+pub fn request(url: &str, query: &str, bearer: &str) -> HttpRequest {
+    HttpRequest::new(Method::Post, url)
+        .header("Authorization", format!("Bearer {bearer}"))
+        .header("Prefer", "transient")
+        .header("Accept", "application/json")
+        .json(&serde_json::json!({ "q": query }))
+}
+
+#[derive(Debug, Deserialize)]
+struct Link {
+    rel: String,
+    href: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Response {
+    #[serde(default)]
+    links: Vec<Link>,
+    count: u32,
+    has_more: bool,
+    #[serde(default)]
+    total_results: Option<u32>,
+    items: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One parsed page of SuiteQL rows.
+#[derive(Debug)]
+pub struct RowPage {
+    pub rows: Vec<BTreeMap<String, String>>,
+    pub has_more: bool,
+    pub total_results: Option<u32>,
+    /// The `next` link NetSuite offered, if any.
+    pub next_url: Option<String>,
+}
+
+pub fn parse_rows(body: &[u8]) -> Result<RowPage> {
+    let response: Response = serde_json::from_slice(body).map_err(|e| {
+        ConnectorError::NetSuite(format!("SuiteQL answered 200 with a body that is not a SuiteQL result page ({e})"))
+    })?;
+    if response.count as usize != response.items.len() {
+        return Err(ConnectorError::NetSuite(format!(
+            "SuiteQL page says count {} but holds {} items",
+            response.count,
+            response.items.len()
+        )));
+    }
+    let rows = response
+        .items
+        .into_iter()
+        .map(|item| {
+            item.into_iter()
+                .filter(|(k, _)| k != "links")
+                .filter_map(|(k, v)| {
+                    let text = match v {
+                        serde_json::Value::Null => return None,
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    Some((k.to_ascii_lowercase(), text))
+                })
+                .collect()
+        })
+        .collect();
+    let next_url = response.links.into_iter().find(|l| l.rel == "next").map(|l| l.href);
+    Ok(RowPage { rows, has_more: response.has_more, total_results: response.total_results, next_url })
+}
+
+/// A row as a record; `id` and `lastmodified` must be present.
+pub fn to_record(kind: RecordKind, mut row: BTreeMap<String, String>) -> Result<NetSuiteRecord> {
+    let id = row.get("id").cloned().ok_or_else(|| {
+        ConnectorError::NetSuite(format!("a {kind} row came back without an id column: {row:?}"))
+    })?;
+    let last_modified = row.remove("lastmodified").ok_or_else(|| {
+        ConnectorError::NetSuite(format!("{kind} {id} came back without lastmodifieddate"))
+    })?;
+    parse_timestamp(&last_modified).map_err(|_| {
+        ConnectorError::NetSuite(format!(
+            "{kind} {id} has lastmodifieddate `{last_modified}`, not in the requested YYYY-MM-DD HH24:MI:SS form"
+        ))
+    })?;
+    Ok(NetSuiteRecord { kind, id, last_modified, fields: row })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_double_quotes_and_refuse_nul() {
+        assert_eq!(quote_literal("O'Brien").unwrap(), "'O''Brien'");
+        assert_eq!(quote_literal("a'' OR 1=1 --").unwrap(), "'a'''' OR 1=1 --'");
+        assert_eq!(quote_literal("Zürich ✓").unwrap(), "'Zürich ✓'");
+        assert!(quote_literal("a\0b").is_err());
+    }
+
+    #[test]
+    fn ids_must_be_digits() {
+        assert_eq!(internal_id("42").unwrap(), 42);
+        for bad in ["", "4 2", "1 OR 1=1", "-1", "1e3", "٣", "99999999999999999999"] {
+            assert!(internal_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hostile_cursor_values_never_reach_the_query() {
+        let evil = Cursor { last_modified: "2024-01-01 00:00:00' OR '1'='1".into(), id: "1".into() };
+        assert!(changed_query(RecordKind::Customer, Some(&evil)).is_err());
+        let evil = Cursor { last_modified: "2024-01-01 00:00:00".into(), id: "1) OR (1=1".into() };
+        assert!(changed_query(RecordKind::Customer, Some(&evil)).is_err());
+        assert!(one_query(RecordKind::Contact, "1; DELETE").is_err());
+    }
+
+    #[test]
+    fn keyset_query_continues_after_the_cursor() {
+        let cursor = Cursor { last_modified: "2026-03-31 23:59:59".into(), id: "17".into() };
+        let q = changed_query(RecordKind::Contact, Some(&cursor)).unwrap();
+        assert!(q.contains(
+            "WHERE (ct.lastmodifieddate >= TO_TIMESTAMP('2026-04-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS') \
+             OR (ct.lastmodifieddate >= TO_TIMESTAMP('2026-03-31 23:59:59', 'YYYY-MM-DD HH24:MI:SS') AND ct.id > 17))"
+        ), "{q}");
+        assert!(q.ends_with("ORDER BY TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), ct.id"), "{q}");
+        let first = changed_query(RecordKind::Customer, None).unwrap();
+        assert!(first.contains("c.id > 0"), "{first}");
+    }
+
+    #[test]
+    fn rows_parse_with_lower_case_keys_and_without_links() {
+        let body = br#"{"links":[{"rel":"next","href":"https://x/services/rest/query/v1/suiteql?limit=2&offset=2"}],
+            "count":2,"hasMore":true,"offset":0,"totalResults":5,
+            "items":[{"links":[],"id":"1","companyname":"Acme","lastmodified":"2026-01-01 10:00:00","phone":null},
+                     {"links":[],"ID":"2","lastmodified":"2026-01-01 10:00:01"}]}"#;
+        let page = parse_rows(body).unwrap();
+        assert!(page.has_more);
+        assert_eq!(page.total_results, Some(5));
+        assert_eq!(page.next_url.as_deref(), Some("https://x/services/rest/query/v1/suiteql?limit=2&offset=2"));
+        assert_eq!(page.rows[0].get("companyname").unwrap(), "Acme");
+        assert!(!page.rows[0].contains_key("phone") && !page.rows[0].contains_key("links"));
+        let rec = to_record(RecordKind::Customer, page.rows[1].clone()).unwrap();
+        assert_eq!((rec.id.as_str(), rec.last_modified.as_str()), ("2", "2026-01-01 10:00:01"));
+    }
+
+    #[test]
+    fn count_mismatch_and_bad_timestamps_are_errors() {
+        assert!(parse_rows(br#"{"count":3,"hasMore":false,"items":[]}"#).is_err());
+        let row = BTreeMap::from([("id".to_string(), "1".to_string()), ("lastmodified".into(), "1/2/2026".into())]);
+        assert!(to_record(RecordKind::Customer, row).unwrap_err().to_string().contains("YYYY-MM-DD"));
+    }
+}

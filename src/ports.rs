@@ -1,0 +1,53 @@
+//! What the core needs from its host. `component` implements these over the
+//! WIT imports; nothing else in the crate touches the host.
+
+use crate::http::{HttpRequest, HttpResponse};
+use crate::model::AuditEntry;
+use std::time::Duration;
+
+/// Sends one HTTP request and returns whatever came back. Errors are for
+/// requests that got no response at all (DNS, refused, reset, denied host).
+pub trait Transport {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String>;
+}
+
+/// A key-value bucket. Values are opaque bytes.
+pub trait KeyValue {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    fn delete(&self, key: &str) -> Result<(), String>;
+    /// Values for `keys`, in order; `None` where a key is absent.
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String>;
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), String>;
+    fn delete_many(&self, keys: &[String]) -> Result<(), String>;
+}
+
+/// Settings and secrets by name (`netsuite_account_id`, ...).
+pub trait Config {
+    fn get(&self, name: &str) -> Result<Option<String>, String>;
+}
+
+pub trait AuditSink {
+    fn append(&self, entries: &[AuditEntry]);
+}
+
+/// Time as the host sees it; the harness may run it faster than real time.
+pub trait Clock {
+    /// Seconds since the Unix epoch.
+    fn now_unix(&self) -> i64;
+    fn sleep(&self, duration: Duration);
+    /// A uniformly random u64, for jitter.
+    fn random(&self) -> u64;
+}
+
+/// Everything the shell of the connector runs against.
+pub struct Host<'a> {
+    pub transport: &'a dyn Transport,
+    /// Cursors, record hashes and other sync state.
+    pub state: &'a dyn KeyValue,
+    /// Tokens and rotated refresh tokens; the host keeps this bucket encrypted.
+    pub credentials: &'a dyn KeyValue,
+    pub config: &'a dyn Config,
+    pub audit: &'a dyn AuditSink,
+    pub clock: &'a dyn Clock,
+}

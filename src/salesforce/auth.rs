@@ -1,0 +1,145 @@
+//! Salesforce OAuth: the client-credentials and refresh-token grants. Tokens
+//! carry no expiry, so a cached session is used until a call answers 401
+//! INVALID_SESSION_ID, then refreshed once.
+
+use crate::http::{HttpRequest, HttpResponse, Method};
+use crate::model::{ConnectorError, Result};
+use crate::settings::{SalesforceGrant, SalesforceSettings};
+use serde::{Deserialize, Serialize};
+
+/// Key of the cached session in the credentials bucket.
+pub const SESSION_KEY: &str = "salesforce_session";
+/// Key of the newest refresh token when the org rotates them.
+pub const ROTATED_REFRESH_TOKEN_KEY: &str = "salesforce_refresh_token";
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub access_token: String,
+    /// Where API calls go; already includes the scheme.
+    pub instance_url: String,
+}
+
+// The token never reaches Debug output.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("instance_url", &self.instance_url).finish_non_exhaustive()
+    }
+}
+
+pub fn token_url(settings: &SalesforceSettings) -> String {
+    format!("{}/services/oauth2/token", settings.login_url)
+}
+
+/// The token request for the configured grant. `rotated` is a refresh token
+/// the org issued in place of the configured one.
+pub fn token_request(settings: &SalesforceSettings, rotated: Option<&str>) -> HttpRequest {
+    let url = token_url(settings);
+    match &settings.grant {
+        SalesforceGrant::ClientCredentials { client_id, client_secret } => {
+            HttpRequest::new(Method::Post, url).form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", client_secret),
+            ])
+        }
+        SalesforceGrant::RefreshToken { client_id, client_secret, refresh_token } => {
+            let token = rotated.unwrap_or(refresh_token);
+            let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", client_id)];
+            if let Some(secret) = client_secret {
+                pairs.push(("client_secret", secret));
+            }
+            HttpRequest::new(Method::Post, url).form(&pairs)
+        }
+    }
+    .header("Accept", "application/json")
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    instance_url: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OAuthError {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// A session, plus the new refresh token when the org rotated it.
+pub fn parse_token_response(response: &HttpResponse, settings: &SalesforceSettings) -> Result<(Session, Option<String>)> {
+    let url = token_url(settings);
+    if response.is_success() {
+        let body: TokenResponse = serde_json::from_slice(&response.body).map_err(|e| {
+            ConnectorError::Salesforce(format!("{url} answered 200 with an unexpected body ({e})"))
+        })?;
+        let session = Session { access_token: body.access_token, instance_url: body.instance_url.trim_end_matches('/').into() };
+        return Ok((session, body.refresh_token));
+    }
+    let Ok(err) = serde_json::from_slice::<OAuthError>(&response.body) else {
+        return Err(ConnectorError::Auth(format!("{url} answered HTTP {}: {}", response.status, response.snippet())));
+    };
+    let description = err.error_description.unwrap_or_default();
+    let advice = match (err.error.as_str(), &settings.grant) {
+        ("invalid_client_id" | "invalid_client", _) => {
+            "check `salesforce_client_id` and `salesforce_client_secret` against the connected app"
+        }
+        ("invalid_grant", SalesforceGrant::ClientCredentials { .. }) => {
+            "enable the Client Credentials Flow on the connected app, pick its Run As user, and make sure \
+             `salesforce_login_url` is the org's My Domain URL"
+        }
+        ("invalid_grant", SalesforceGrant::RefreshToken { .. }) => {
+            "the refresh token was revoked or expired: authorize the connected app again and store the new \
+             `salesforce_refresh_token`"
+        }
+        ("unsupported_grant_type", _) => "the connected app does not allow this grant",
+        _ => "see Setup > Login History in Salesforce for the reason",
+    };
+    Err(ConnectorError::Auth(format!(
+        "Salesforce token endpoint {url} answered HTTP {} {} ({description}): {advice}",
+        response.status, err.error
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(grant: SalesforceGrant) -> SalesforceSettings {
+        SalesforceSettings { login_url: "https://acme.my.salesforce.com".into(), grant, api_version: "66.0".into() }
+    }
+
+    #[test]
+    fn refresh_grant_prefers_the_rotated_token() {
+        let s = settings(SalesforceGrant::RefreshToken {
+            client_id: "id".into(),
+            client_secret: None,
+            refresh_token: "old".into(),
+        });
+        let body = String::from_utf8(token_request(&s, Some("new+1")).body).unwrap();
+        assert_eq!(body, "grant_type=refresh_token&refresh_token=new%2B1&client_id=id");
+    }
+
+    #[test]
+    fn token_response_parses_and_errors_explain() {
+        let s = settings(SalesforceGrant::ClientCredentials { client_id: "id".into(), client_secret: "s".into() });
+        let ok = HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: br#"{"access_token":"00D!x","instance_url":"https://acme.my.salesforce.com/","id":"i","token_type":"Bearer","issued_at":"1","signature":"s"}"#.to_vec(),
+        };
+        let (session, rotated) = parse_token_response(&ok, &s).unwrap();
+        assert_eq!(session.instance_url, "https://acme.my.salesforce.com");
+        assert!(rotated.is_none());
+        let bad = HttpResponse {
+            status: 400,
+            headers: vec![],
+            body: br#"{"error":"invalid_client","error_description":"invalid client credentials"}"#.to_vec(),
+        };
+        let msg = parse_token_response(&bad, &s).unwrap_err().to_string();
+        assert!(msg.contains("salesforce_client_secret") && !msg.contains("\"s\""), "{msg}");
+    }
+}

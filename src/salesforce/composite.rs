@@ -1,0 +1,192 @@
+//! Upserts packed for API efficiency: sObject Collections requests of up to
+//! 200 records, up to 5 of them in one Composite request, so 1,000 records
+//! cost one counted API call.
+
+use crate::model::{OutcomeKind, SObjectRecord, SalesforceError, UpsertOutcome};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+pub const MAX_RECORDS_PER_COLLECTION: usize = 200;
+pub const MAX_COLLECTIONS_PER_COMPOSITE: usize = 5;
+
+/// One sObject Collections upsert: indices into the caller's records, all of
+/// one sObject and external id field, no external id twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub sobject: String,
+    pub external_id_field: String,
+    pub indices: Vec<usize>,
+}
+
+/// Splits records into chunks in input order. A repeated external id starts a
+/// new chunk (Salesforce fails both rows when one request holds it twice);
+/// Composite runs subrequests in order, so the later version still wins.
+pub fn chunk(records: &[SObjectRecord]) -> Vec<Chunk> {
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (i, r) in records.iter().enumerate() {
+        let fits = chunks.last().is_some_and(|c| {
+            c.sobject == r.sobject
+                && c.external_id_field == r.external_id_field
+                && c.indices.len() < MAX_RECORDS_PER_COLLECTION
+                && !seen.contains(r.external_id.as_str())
+        });
+        if !fits {
+            chunks.push(Chunk {
+                sobject: r.sobject.clone(),
+                external_id_field: r.external_id_field.clone(),
+                indices: Vec::new(),
+            });
+            seen.clear();
+        }
+        seen.insert(&r.external_id);
+        chunks.last_mut().expect("a chunk was just ensured").indices.push(i);
+    }
+    chunks
+}
+
+pub fn collection_path(api_version: &str, chunk: &Chunk) -> String {
+    format!("/services/data/v{api_version}/composite/sobjects/{}/{}", chunk.sobject, chunk.external_id_field)
+}
+
+fn collection_body(records: &[SObjectRecord], chunk: &Chunk) -> Value {
+    let rows: Vec<Value> = chunk
+        .indices
+        .iter()
+        .map(|&i| {
+            let r = &records[i];
+            let mut fields = r.fields.clone();
+            fields.insert("attributes".into(), json!({ "type": r.sobject }));
+            fields.insert(r.external_id_field.clone(), Value::String(r.external_id.clone()));
+            Value::Object(fields)
+        })
+        .collect();
+    json!({ "allOrNone": false, "records": rows })
+}
+
+/// The Composite body for up to five chunks; subrequest `i` has
+/// referenceId `c<i>`.
+pub fn composite_body(api_version: &str, records: &[SObjectRecord], chunks: &[&Chunk]) -> Value {
+    let subrequests: Vec<Value> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "method": "PATCH",
+                "url": collection_path(api_version, c),
+                "referenceId": format!("c{i}"),
+                "body": collection_body(records, c),
+            })
+        })
+        .collect();
+    json!({ "allOrNone": false, "compositeRequest": subrequests })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubResponse {
+    pub body: Value,
+    pub http_status_code: u16,
+    pub reference_id: String,
+}
+
+#[derive(Deserialize)]
+struct CompositeResponse {
+    #[serde(rename = "compositeResponse")]
+    responses: Vec<SubResponse>,
+}
+
+pub fn parse_composite(body: &[u8]) -> Result<Vec<SubResponse>, String> {
+    serde_json::from_slice::<CompositeResponse>(body).map(|c| c.responses).map_err(|e| e.to_string())
+}
+
+#[derive(Deserialize)]
+struct UpsertResult {
+    id: Option<String>,
+    success: bool,
+    #[serde(default)]
+    errors: Vec<SalesforceError>,
+    #[serde(default)]
+    created: Option<bool>,
+}
+
+/// Outcomes for a chunk from a 200 Collections body: results come back in
+/// request order, so they are zipped with the chunk's records.
+pub fn outcomes_from_results(records: &[SObjectRecord], chunk: &Chunk, body: &Value) -> Result<Vec<UpsertOutcome>, String> {
+    let results: Vec<UpsertResult> = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
+    if results.len() != chunk.indices.len() {
+        return Err(format!("{} results for {} records", results.len(), chunk.indices.len()));
+    }
+    Ok(chunk
+        .indices
+        .iter()
+        .zip(results)
+        .map(|(&i, r)| UpsertOutcome {
+            external_id: records[i].external_id.clone(),
+            salesforce_id: r.id,
+            outcome: match (r.success, r.created) {
+                (true, Some(true)) => OutcomeKind::Created,
+                (true, _) => OutcomeKind::Updated,
+                (false, _) => OutcomeKind::Failed,
+            },
+            errors: r.errors,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(sobject: &str, id: &str) -> SObjectRecord {
+        SObjectRecord {
+            sobject: sobject.into(),
+            external_id_field: "NetSuite_Id__c".into(),
+            external_id: id.into(),
+            fields: serde_json::Map::from_iter([("Name".to_string(), json!(format!("n{id}")))]),
+        }
+    }
+
+    #[test]
+    fn thousand_records_fill_five_collections_of_two_hundred() {
+        let records: Vec<_> = (0..1000).map(|i| rec("Account", &i.to_string())).collect();
+        let chunks = chunk(&records);
+        assert_eq!(chunks.len(), 5);
+        assert!(chunks.iter().all(|c| c.indices.len() == 200));
+        let refs: Vec<&Chunk> = chunks.iter().collect();
+        let body = composite_body("66.0", &records, &refs);
+        assert_eq!(body["compositeRequest"].as_array().unwrap().len(), 5);
+        let first = &body["compositeRequest"][0];
+        assert_eq!(first["url"], "/services/data/v66.0/composite/sobjects/Account/NetSuite_Id__c");
+        assert_eq!(first["body"]["records"][0]["attributes"]["type"], "Account");
+        assert_eq!(first["body"]["records"][0]["NetSuite_Id__c"], "0");
+    }
+
+    #[test]
+    fn a_repeated_external_id_goes_to_a_later_chunk() {
+        let records = vec![rec("Account", "1"), rec("Account", "2"), rec("Account", "1"), rec("Contact", "9")];
+        let chunks = chunk(&records);
+        let idx: Vec<Vec<usize>> = chunks.iter().map(|c| c.indices.clone()).collect();
+        assert_eq!(idx, vec![vec![0, 1], vec![2], vec![3]]);
+        for c in &chunks {
+            let ids: HashSet<_> = c.indices.iter().map(|&i| &records[i].external_id).collect();
+            assert_eq!(ids.len(), c.indices.len());
+        }
+    }
+
+    #[test]
+    fn results_zip_in_order_with_created_flag() {
+        let records = vec![rec("Account", "1"), rec("Account", "2"), rec("Account", "3")];
+        let chunks = chunk(&records);
+        let body = json!([
+            {"id":"001A","success":true,"errors":[],"created":true},
+            {"id":"001B","success":true,"errors":[],"created":false},
+            {"id":null,"success":false,"errors":[{"statusCode":"REQUIRED_FIELD_MISSING","message":"Required fields are missing: [Name]","fields":["Name"]}]}
+        ]);
+        let out = outcomes_from_results(&records, &chunks[0], &body).unwrap();
+        assert_eq!(out.iter().map(|o| o.outcome).collect::<Vec<_>>(), vec![OutcomeKind::Created, OutcomeKind::Updated, OutcomeKind::Failed]);
+        assert_eq!(out[2].errors[0].fields, vec!["Name".to_string()]);
+        assert!(outcomes_from_results(&records, &chunks[0], &json!([])).is_err());
+    }
+}

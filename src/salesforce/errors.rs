@@ -1,0 +1,117 @@
+//! How Salesforce fails: the classifier table for the retry policy and the
+//! error-array body shape.
+
+use crate::http::HttpResponse;
+use crate::http::retry::{Action, Rule, Status};
+use crate::model::SalesforceError;
+use serde::Deserialize;
+
+/// Salesforce's quirks as rows; the first match wins, so the specific 401 and
+/// 403 rows come before the general ones.
+pub const RULES: &[Rule] = &[
+    Rule {
+        status: Status::Exact(401),
+        body_contains: Some("This session is not valid for use with the REST API"),
+        action: Action::StopConfig,
+        why: "the token is valid but its session may not use the REST API (API Client Control, IP restrictions \
+              or a High Assurance requirement on the integration user); refreshing cannot fix that",
+    },
+    Rule {
+        status: Status::Exact(401),
+        body_contains: Some("INVALID_SESSION_ID"),
+        action: Action::RefreshAuth,
+        why: "the access token expired",
+    },
+    Rule {
+        status: Status::Exact(403),
+        body_contains: Some("TotalRequests"),
+        action: Action::StopQuota,
+        why: "the org's rolling 24-hour API request allocation is used up (REQUEST_LIMIT_EXCEEDED TotalRequests)",
+    },
+    Rule {
+        status: Status::Exact(403),
+        body_contains: Some("ConcurrentPerOrgLongTxn"),
+        action: Action::Retry,
+        why: "too many long-running requests in the org at once (REQUEST_LIMIT_EXCEEDED ConcurrentPerOrgLongTxn)",
+    },
+    Rule {
+        status: Status::Exact(429),
+        body_contains: None,
+        action: Action::Retry,
+        why: "Salesforce asked the connector to slow down (429)",
+    },
+    Rule {
+        status: Status::Range(500, 599),
+        body_contains: None,
+        action: Action::Retry,
+        why: "Salesforce is unavailable or had a server error (5xx, e.g. 503 SERVER_UNAVAILABLE)",
+    },
+];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiError {
+    #[serde(alias = "statusCode")]
+    error_code: String,
+    message: String,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+/// The `[{"errorCode": ..., "message": ...}]` body of a failed REST call.
+pub fn parse_errors(body: &[u8]) -> Option<Vec<SalesforceError>> {
+    let errors: Vec<ApiError> = serde_json::from_slice(body).ok()?;
+    Some(
+        errors
+            .into_iter()
+            .map(|e| SalesforceError { status_code: e.error_code, message: e.message, fields: e.fields })
+            .collect(),
+    )
+}
+
+/// A one-line message for a failed call.
+pub fn describe(what: &str, response: &HttpResponse) -> String {
+    match parse_errors(&response.body) {
+        Some(errors) if !errors.is_empty() => format!(
+            "{what} returned HTTP {}: {}",
+            response.status,
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        ),
+        _ => format!("{what} returned HTTP {}: {}", response.status, response.snippet()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::retry::classify;
+
+    fn response(status: u16, body: &str) -> HttpResponse {
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn table_separates_the_look_alike_errors() {
+        let cases = [
+            (401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#, Some(Action::RefreshAuth)),
+            (401, r#"[{"message":"This session is not valid for use with the REST API","errorCode":"INVALID_SESSION_ID"}]"#, Some(Action::StopConfig)),
+            (403, r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#, Some(Action::StopQuota)),
+            (403, r#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#, Some(Action::Retry)),
+            (503, r#"[{"message":"Server too busy","errorCode":"SERVER_UNAVAILABLE"}]"#, Some(Action::Retry)),
+            (429, "", Some(Action::Retry)),
+            (400, r#"[{"message":"No such column","errorCode":"INVALID_FIELD"}]"#, None),
+        ];
+        for (status, body, expected) in cases {
+            assert_eq!(classify(RULES, &response(status, body)).map(|r| r.action), expected, "{status} {body}");
+        }
+    }
+
+    #[test]
+    fn error_arrays_parse_with_either_code_key() {
+        let e = parse_errors(br#"[{"message":"m","errorCode":"INVALID_FIELD"},{"statusCode":"X","message":"n","fields":["A"]}]"#).unwrap();
+        assert_eq!(e[0].status_code, "INVALID_FIELD");
+        assert_eq!(e[1].fields, vec!["A".to_string()]);
+        let msg = describe("upsert", &response(400, r#"[{"message":"No such column 'Foo__c' on sobject of type Account","errorCode":"INVALID_FIELD"}]"#));
+        assert_eq!(msg, "upsert returned HTTP 400: INVALID_FIELD: No such column 'Foo__c' on sobject of type Account");
+    }
+}

@@ -1,0 +1,248 @@
+//! Settings and secrets, read once per run from the host's config store.
+//! Names are lower-case with underscores so they are valid Spin variables too.
+
+use crate::http::retry::Backoff;
+use crate::model::{ConnectorError, Result};
+use crate::ports::Config;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Ps256,
+    Es256,
+}
+
+#[derive(Clone)]
+pub struct NetSuiteSettings {
+    pub account_id: String,
+    /// `https://<account>.suitetalk.api.netsuite.com` unless overridden.
+    pub base_url: String,
+    pub client_id: String,
+    pub certificate_id: String,
+    pub private_key_pem: String,
+    pub algorithm: SigningAlgorithm,
+    pub page_size: u32,
+}
+
+#[derive(Clone)]
+pub enum SalesforceGrant {
+    ClientCredentials { client_id: String, client_secret: String },
+    RefreshToken { client_id: String, client_secret: Option<String>, refresh_token: String },
+}
+
+#[derive(Clone)]
+pub struct SalesforceSettings {
+    /// Where the token endpoint lives: the org's My Domain URL for client
+    /// credentials, login.salesforce.com or test.salesforce.com otherwise.
+    pub login_url: String,
+    pub grant: SalesforceGrant,
+    /// e.g. `66.0`
+    pub api_version: String,
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    pub netsuite: NetSuiteSettings,
+    pub salesforce: SalesforceSettings,
+    pub backoff: Backoff,
+}
+
+// Secrets never reach Debug output.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("netsuite_account_id", &self.netsuite.account_id)
+            .field("netsuite_base_url", &self.netsuite.base_url)
+            .field("salesforce_login_url", &self.salesforce.login_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The account-specific REST host: lower-case, `_` → `-` (`1234567_SB1` →
+/// `1234567-sb1`).
+pub fn netsuite_host_for_account(account_id: &str) -> String {
+    format!(
+        "https://{}.suitetalk.api.netsuite.com",
+        account_id.trim().to_ascii_lowercase().replace('_', "-")
+    )
+}
+
+struct Reader<'a> {
+    config: &'a dyn Config,
+}
+
+impl Reader<'_> {
+    fn optional(&self, name: &str) -> Result<Option<String>> {
+        self.config
+            .get(name)
+            .map(|v| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+            .map_err(|e| ConnectorError::Config(format!("could not read setting `{name}`: {e}")))
+    }
+
+    fn required(&self, name: &str, what: &str) -> Result<String> {
+        self.optional(name)?.ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "setting `{name}` is missing ({what}). Set it in the harness config's [settings] or \
+                 [secrets], or as a Spin variable."
+            ))
+        })
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
+        match self.optional(name)? {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                ConnectorError::Config(format!("setting `{name}` is `{v}`, which is not a valid number"))
+            }),
+        }
+    }
+}
+
+impl Settings {
+    pub fn load(config: &dyn Config) -> Result<Settings> {
+        let r = Reader { config };
+        let account_id = r.required("netsuite_account_id", "the NetSuite account id, e.g. 1234567 or 1234567_SB1")?;
+        if !account_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(ConnectorError::Config(format!(
+                "setting `netsuite_account_id` is `{account_id}`: an account id has only letters, digits and `_`"
+            )));
+        }
+        let base_url = match r.optional("netsuite_base_url")? {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => netsuite_host_for_account(&account_id),
+        };
+        let algorithm = match r.optional("netsuite_signing_algorithm")?.as_deref() {
+            None | Some("PS256") => SigningAlgorithm::Ps256,
+            Some("ES256") => SigningAlgorithm::Es256,
+            Some(other) => {
+                return Err(ConnectorError::Config(format!(
+                    "setting `netsuite_signing_algorithm` is `{other}`: NetSuite M2M accepts PS256 or ES256 \
+                     (RS256 is no longer accepted)"
+                )));
+            }
+        };
+        let page_size: u32 = r.number("netsuite_page_size", 1000)?;
+        if !(1..=1000).contains(&page_size) {
+            return Err(ConnectorError::Config(format!(
+                "setting `netsuite_page_size` is {page_size}: SuiteQL pages hold 1 to 1000 rows"
+            )));
+        }
+        let netsuite = NetSuiteSettings {
+            account_id,
+            base_url,
+            client_id: r.required("netsuite_client_id", "the integration record's client id")?,
+            certificate_id: r.required(
+                "netsuite_certificate_id",
+                "the Certificate ID shown in OAuth 2.0 Client Credentials (M2M) Setup",
+            )?,
+            private_key_pem: r.required(
+                "netsuite_private_key",
+                "the PEM private key whose certificate is uploaded to NetSuite (a secret)",
+            )?,
+            algorithm,
+            page_size,
+        };
+
+        let client_id = r.required("salesforce_client_id", "the connected app's consumer key")?;
+        let grant = match r.optional("salesforce_grant")?.as_deref().unwrap_or("client_credentials") {
+            "client_credentials" => SalesforceGrant::ClientCredentials {
+                client_id,
+                client_secret: r.required("salesforce_client_secret", "the connected app's consumer secret")?,
+            },
+            "refresh_token" => SalesforceGrant::RefreshToken {
+                client_id,
+                client_secret: r.optional("salesforce_client_secret")?,
+                refresh_token: r.required("salesforce_refresh_token", "a refresh token from the web-server flow")?,
+            },
+            other => {
+                return Err(ConnectorError::Config(format!(
+                    "setting `salesforce_grant` is `{other}`: use client_credentials or refresh_token"
+                )));
+            }
+        };
+        let salesforce = SalesforceSettings {
+            login_url: r
+                .required("salesforce_login_url", "the org's My Domain URL, e.g. https://acme.my.salesforce.com")?
+                .trim_end_matches('/')
+                .to_string(),
+            grant,
+            api_version: r
+                .optional("salesforce_api_version")?
+                .unwrap_or_else(|| "66.0".to_string())
+                .trim_start_matches('v')
+                .to_string(),
+        };
+
+        let backoff = Backoff {
+            base: Duration::from_millis(r.number("http_backoff_base_ms", 500)?),
+            cap: Duration::from_millis(r.number("http_backoff_cap_ms", 30_000)?),
+            max_retries: r.number("http_max_retries", 6)?,
+        };
+        Ok(Settings { netsuite, salesforce, backoff })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<&'static str, &'static str>);
+    impl Config for Map {
+        fn get(&self, name: &str) -> std::result::Result<Option<String>, String> {
+            Ok(self.0.get(name).map(|s| s.to_string()))
+        }
+    }
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("netsuite_account_id", "1234567_SB1"),
+            ("netsuite_client_id", "cid"),
+            ("netsuite_certificate_id", "kid"),
+            ("netsuite_private_key", "-----BEGIN PRIVATE KEY-----"),
+            ("salesforce_client_id", "sfcid"),
+            ("salesforce_client_secret", "sfsecret"),
+            ("salesforce_login_url", "https://acme.my.salesforce.com/"),
+        ])
+    }
+
+    #[test]
+    fn sandbox_account_maps_to_lowercase_dashed_host() {
+        assert_eq!(netsuite_host_for_account("1234567_SB1"), "https://1234567-sb1.suitetalk.api.netsuite.com");
+        let s = Settings::load(&Map(base())).unwrap();
+        assert_eq!(s.netsuite.base_url, "https://1234567-sb1.suitetalk.api.netsuite.com");
+        assert_eq!(s.salesforce.login_url, "https://acme.my.salesforce.com");
+        assert_eq!(s.salesforce.api_version, "66.0");
+    }
+
+    #[test]
+    fn explicit_base_url_overrides_derived_host() {
+        let mut m = base();
+        m.insert("netsuite_base_url", "http://127.0.0.1:9000/");
+        assert_eq!(Settings::load(&Map(m)).unwrap().netsuite.base_url, "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn missing_and_bad_settings_are_named() {
+        let mut m = base();
+        m.remove("netsuite_client_id");
+        let err = Settings::load(&Map(m)).unwrap_err().to_string();
+        assert!(err.contains("`netsuite_client_id` is missing"), "{err}");
+
+        let mut m = base();
+        m.insert("netsuite_signing_algorithm", "RS256");
+        let err = Settings::load(&Map(m)).unwrap_err().to_string();
+        assert!(err.contains("RS256 is no longer accepted"), "{err}");
+
+        let mut m = base();
+        m.insert("netsuite_page_size", "5000");
+        assert!(Settings::load(&Map(m)).unwrap_err().to_string().contains("1 to 1000"));
+    }
+
+    #[test]
+    fn debug_output_has_no_secrets() {
+        let s = Settings::load(&Map(base())).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("sfsecret") && !dbg.contains("PRIVATE KEY"), "{dbg}");
+    }
+}
