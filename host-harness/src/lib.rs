@@ -1,1 +1,13 @@
-pub fn placeholder() {}
+//! The host harness: runs the connector component in wasmtime with SQLite
+//! state, a sealed secret store, an audit sink, a scheduler and simulators
+//! of NetSuite and Salesforce.
+
+pub mod audit;
+pub mod config;
+pub mod demo;
+pub mod host;
+pub mod scheduler;
+pub mod secrets;
+pub mod sim;
+pub mod store;
+pub mod testbed;

@@ -1,0 +1,68 @@
+//! The audit trail in SQLite: one row per action on a record.
+
+use crate::store::now_text;
+use anyhow::Result;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub run_id: String,
+    pub kind: String,
+    pub action: String,
+    pub netsuite_id: String,
+    pub salesforce_id: Option<String>,
+    pub outcome: String,
+    pub transformations: String,
+    pub error: Option<String>,
+}
+
+pub fn append(conn: &Connection, tenant: &str, rows: &[AuditRow]) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO audit (tenant, run_id, at, kind, action, netsuite_id, salesforce_id, outcome, transformations, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let at = now_text();
+        for r in rows {
+            stmt.execute(params![
+                tenant,
+                r.run_id,
+                at,
+                r.kind,
+                r.action,
+                r.netsuite_id,
+                r.salesforce_id,
+                r.outcome,
+                r.transformations,
+                r.error
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Audit rows of one run, oldest first.
+pub fn for_run(conn: &Connection, tenant: &str, run_id: &str) -> Result<Vec<AuditRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT run_id, kind, action, netsuite_id, salesforce_id, outcome, transformations, error
+         FROM audit WHERE tenant = ?1 AND run_id = ?2 ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map(params![tenant, run_id], |r| {
+            Ok(AuditRow {
+                run_id: r.get(0)?,
+                kind: r.get(1)?,
+                action: r.get(2)?,
+                netsuite_id: r.get(3)?,
+                salesforce_id: r.get(4)?,
+                outcome: r.get(5)?,
+                transformations: r.get(6)?,
+                error: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

@@ -1,0 +1,155 @@
+//! The harness config file (TOML): which tenant, where its state lives, its
+//! settings; secrets live in the sealed secrets file, never here.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Names that are credentials: they belong in the secrets file.
+pub const SECRET_NAMES: &[&str] =
+    &["netsuite_private_key", "salesforce_client_secret", "salesforce_refresh_token", "webhook_secret"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HarnessConfig {
+    pub tenant: String,
+    /// Holds connector.db (state and audit); relative to the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Used when CONNECTOR_MASTER_KEY is not set.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secrets_file: Option<PathBuf>,
+    /// Extra outbound hosts; the NetSuite and Salesforce hosts are added from the settings.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default = "default_memory_mb")]
+    pub max_memory_mb: usize,
+    #[serde(default = "default_deadline")]
+    pub run_deadline_secs: u64,
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".connector")
+}
+fn default_memory_mb() -> usize {
+    512
+}
+fn default_deadline() -> u64 {
+    4 * 3600
+}
+
+impl HarnessConfig {
+    pub fn load(path: &Path) -> Result<HarnessConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let mut config: HarnessConfig =
+            toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.master_key_file = config.master_key_file.map(|p| base.join(p));
+        config.secrets_file = config.secrets_file.map(|p| base.join(p));
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.tenant.is_empty() || !self.tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("config `tenant` is `{}`: use letters, digits, `-` and `_`", self.tenant);
+        }
+        for name in SECRET_NAMES {
+            if self.settings.contains_key(*name) {
+                bail!(
+                    "config [settings] holds `{name}`, which is a secret: remove it and store it with \
+                     `connector secrets set --config <file> {name}` (it is kept encrypted)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("connector.db")
+    }
+
+    pub fn secrets_path(&self) -> PathBuf {
+        self.secrets_file.clone().unwrap_or_else(|| self.data_dir.join("secrets.enc"))
+    }
+
+    /// Settings as the strings the component reads.
+    pub fn settings_text(&self) -> BTreeMap<String, String> {
+        self.settings
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+
+    /// The tenant's NetSuite and Salesforce hosts, plus any extra ones.
+    pub fn outbound_hosts(&self) -> Vec<String> {
+        let settings = self.settings_text();
+        let mut hosts = self.allowed_hosts.clone();
+        let authority = |url: &str| -> Option<String> {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            rest.split('/').next().filter(|a| !a.is_empty()).map(str::to_string)
+        };
+        match settings.get("netsuite_base_url") {
+            Some(url) => hosts.extend(authority(url)),
+            None => {
+                if let Some(account) = settings.get("netsuite_account_id") {
+                    hosts.push(format!(
+                        "{}.suitetalk.api.netsuite.com",
+                        account.to_ascii_lowercase().replace('_', "-")
+                    ));
+                }
+            }
+        }
+        if let Some(url) = settings.get("salesforce_login_url") {
+            hosts.extend(authority(url));
+            if url.contains("salesforce.com") {
+                // Sessions may be served from the org's instance host.
+                hosts.push("*.my.salesforce.com".into());
+            }
+        }
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HarnessConfig> {
+        let c: HarnessConfig = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn secrets_in_settings_are_refused_by_name() {
+        let err = parse("tenant = \"acme\"\n[settings]\nsalesforce_client_secret = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("`salesforce_client_secret`") && err.contains("secrets set"), "{err}");
+    }
+
+    #[test]
+    fn outbound_hosts_come_from_settings() {
+        let c = parse(
+            "tenant = \"acme\"\n[settings]\nnetsuite_account_id = \"1234567_SB1\"\nsalesforce_login_url = \"https://acme.my.salesforce.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.outbound_hosts(),
+            vec!["*.my.salesforce.com", "1234567-sb1.suitetalk.api.netsuite.com", "acme.my.salesforce.com"]
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! wasi:keyvalue over the SQLite store. A bucket handle is just its name;
+//! the tenant comes from the store the run was given, never from the guest.
+
+use super::bindings::wasi::keyvalue::{batch, store};
+use super::state::HostState;
+use crate::store::kv::{CREDENTIALS_BUCKET, STATE_BUCKET};
+use wasmtime::component::Resource;
+
+pub struct BucketHandle {
+    name: &'static str,
+}
+
+const LIST_PAGE: u64 = 1000;
+
+fn other(e: anyhow::Error) -> store::Error {
+    store::Error::Other(format!("{e:#}"))
+}
+
+impl HostState {
+    fn bucket_name(&self, bucket: &Resource<BucketHandle>) -> wasmtime::Result<&'static str> {
+        Ok(self.table.get(bucket)?.name)
+    }
+}
+
+impl store::Host for HostState {
+    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
+        let Some(name) = [STATE_BUCKET, CREDENTIALS_BUCKET].into_iter().find(|b| *b == identifier) else {
+            return Ok(Err(store::Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(BucketHandle { name })?))
+    }
+}
+
+impl store::HostBucket for HostState {
+    fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self.kv.get(name, &key).map_err(other))
+    }
+
+    fn set(&mut self, bucket: Resource<BucketHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self.kv.set(name, &key, &value).map_err(other))
+    }
+
+    fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> wasmtime::Result<Result<(), store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self.kv.delete(name, &key).map_err(other))
+    }
+
+    fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> wasmtime::Result<Result<bool, store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self.kv.exists(name, &key).map_err(other))
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        let start = cursor.unwrap_or(0);
+        Ok(self.kv.list_keys(name, start, LIST_PAGE).map_err(other).map(|keys| {
+            let next = (keys.len() as u64 == LIST_PAGE).then_some(start + LIST_PAGE);
+            store::KeyResponse { keys, cursor: next }
+        }))
+    }
+
+    fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl batch::Host for HostState {
+    fn get_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        let found = keys
+            .into_iter()
+            .map(|k| self.kv.get(name, &k).map(|v| v.map(|v| (k, v))))
+            .collect::<anyhow::Result<Vec<_>>>();
+        Ok(found.map_err(other))
+    }
+
+    fn set_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self
+            .kv
+            .batch(|kv| key_values.iter().try_for_each(|(k, v)| kv.set(name, k, v)))
+            .map_err(other))
+    }
+
+    fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> wasmtime::Result<Result<(), store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self.kv.batch(|kv| keys.iter().try_for_each(|k| kv.delete(name, k))).map_err(other))
+    }
+}

@@ -1,0 +1,139 @@
+//! The wasmtime host: compiles the component once, then instantiates it per
+//! run in a store of its own with the tenant's imports and limits.
+
+mod audit;
+pub mod bindings;
+pub mod keyvalue;
+pub mod outbound;
+mod state;
+
+pub use bindings::exports::ml_connector::netsuite_salesforce::sync::{SyncMode, SyncReport, SyncRequest};
+pub use bindings::ml_connector::netsuite_salesforce::types::{ConnectorError, RecordKind};
+pub use state::HostState;
+
+use crate::secrets::Cipher;
+use crate::store::{Database, KvStore};
+use anyhow::Result;
+use bindings::{Connector, ConnectorPre};
+use outbound::OutboundPolicy;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
+use crate::sim::SimClock;
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// How often the epoch ticks; run deadlines are counted in these.
+const EPOCH_TICK: Duration = Duration::from_millis(100);
+
+/// The compiled component and its linker, shared by every run.
+pub struct Runtime {
+    engine: Engine,
+    pre: ConnectorPre<HostState>,
+    ticking: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What one run is allowed and given.
+pub struct TenantRun {
+    pub tenant: String,
+    /// Settings and secrets, by name, exposed through wasi:config.
+    pub config: BTreeMap<String, String>,
+    /// Hosts the component may call.
+    pub allowed_hosts: Vec<String>,
+    pub database: Database,
+    pub cipher: Cipher,
+    /// The guest's wall clock; the real one unless a simulation drives time.
+    pub wall_clock: Option<SimClock>,
+    pub max_memory_bytes: usize,
+    pub deadline: Duration,
+}
+
+impl Runtime {
+    /// Compiles `wasm` (a few seconds) and links every import.
+    pub fn load(wasm: &Path) -> Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let component = Component::from_file(&engine, wasm)
+            .map_err(|e| anyhow::anyhow!("loading the connector component {}: {e:?}", wasm.display()))?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut HostState| WasiConfig::from(&s.config))?;
+        bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::wasi::keyvalue::batch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::ml_connector::netsuite_salesforce::audit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;
+
+        let ticking = Arc::new(AtomicBool::new(true));
+        let (flag, ticker) = (ticking.clone(), engine.clone());
+        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            while flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                ticker.increment_epoch();
+            }
+        })?;
+        Ok(Runtime { engine, pre, ticking })
+    }
+
+    async fn instantiate(&self, run: TenantRun) -> Result<(Store<HostState>, Connector)> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        if let Some(clock) = run.wall_clock {
+            wasi.wall_clock(clock);
+        }
+        let kv = KvStore::new(run.database.connect()?, &run.tenant, run.cipher.clone());
+        let state = HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            outbound: OutboundPolicy::new(run.allowed_hosts),
+            config: WasiConfigVariables::from_iter(run.config),
+            kv,
+            limits: StoreLimitsBuilder::new().memory_size(run.max_memory_bytes).build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (run.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        let connector = self.pre.instantiate_async(&mut store).await?;
+        Ok((store, connector))
+    }
+
+    /// Runs one sync. The outer error is a host failure or a trap (the
+    /// sandbox stopped the guest); the inner one is the connector's report of
+    /// what went wrong.
+    pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<Result<SyncReport, ConnectorError>> {
+        let (mut store, connector) = self.instantiate(run).await?;
+        let result = connector
+            .ml_connector_netsuite_salesforce_sync()
+            .call_run(&mut store, &request)
+            .await
+            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))?;
+        Ok(result)
+    }
+}
+
+/// The connector's error as one line for the person on call.
+pub fn describe_error(e: &ConnectorError) -> String {
+    let (label, m) = match e {
+        ConnectorError::Config(m) => ("configuration error", m),
+        ConnectorError::Auth(m) => ("authentication failed", m),
+        ConnectorError::Netsuite(m) => ("NetSuite error", m),
+        ConnectorError::Salesforce(m) => ("Salesforce error", m),
+        ConnectorError::RateLimited(m) => ("rate limited", m),
+        ConnectorError::Transport(m) => ("network error", m),
+    };
+    format!("{label}: {m}")
+}

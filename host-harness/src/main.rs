@@ -1,0 +1,169 @@
+//! `connector`: run the NetSuite → Salesforce connector component.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use host_harness::config::{HarnessConfig, SECRET_NAMES};
+use host_harness::host::{Runtime, SyncMode};
+use host_harness::scheduler::{Tenant, parse_kind};
+use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "connector", version, about = "Keeps Salesforce aligned with NetSuite master data")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the connector against built-in NetSuite and Salesforce simulators (no accounts needed).
+    Demo {
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1000)]
+        customers: u64,
+        /// Keep the demo's database here instead of a fresh temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The connector component (.wasm); found next to the build by default.
+        #[arg(long, env = "CONNECTOR_COMPONENT")]
+        component: Option<PathBuf>,
+    },
+    /// Run one sync for the tenant in a config file.
+    Sync {
+        #[arg(long)]
+        config: PathBuf,
+        /// Ignore the stored cursor and read everything.
+        #[arg(long)]
+        full: bool,
+        /// Record kinds to sync (customer, contact, vendor); all by default.
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "CONNECTOR_COMPONENT")]
+        component: Option<PathBuf>,
+    },
+    /// Manage the sealed secrets file of a config.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsAction {
+    /// Print a new random master key (store it in CONNECTOR_MASTER_KEY or a key file).
+    Init,
+    /// Store a secret, read from standard input.
+    Set {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+    /// List the names of stored secrets (never their values).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn component_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    match explicit {
+        Some(p) => Ok(p),
+        None => host_harness::testbed::find_component(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo { json, customers, data_dir, component } => {
+            let out = host_harness::demo::run(host_harness::demo::DemoOptions {
+                customers,
+                data_dir,
+                component: component_path(component)?,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                host_harness::demo::print_text(&out);
+            }
+            let failed = out.runs.iter().any(|r| r.report.status != "succeeded");
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Sync { config, full, kinds, json, component } => {
+            let config = HarnessConfig::load(&config)?;
+            let cipher = Cipher::load(config.master_key_file.as_deref())?;
+            let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
+            let tenant = Tenant::open(config, cipher, None)?;
+            let path = component_path(component)?;
+            let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
+            let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
+            let report = tenant.sync(&runtime, mode, &kinds).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
+                for (kind, c) in &report.objects {
+                    println!(
+                        "  {kind}: read {} created {} updated {} unchanged {} failed {}",
+                        c.read, c.created, c.updated, c.unchanged, c.failed
+                    );
+                }
+                println!("  API calls: NetSuite {}, Salesforce {}", report.api_calls.netsuite, report.api_calls.salesforce);
+                if let Some(e) = &report.error {
+                    eprintln!("error: {e}");
+                }
+            }
+            Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Secrets { action } => {
+            match action {
+                SecretsAction::Init => println!("{}", Cipher::generate_key_b64()),
+                SecretsAction::Set { config, name } => {
+                    let config = HarnessConfig::load(&config)?;
+                    if !SECRET_NAMES.contains(&name.as_str()) {
+                        bail!("`{name}` is not a secret the connector reads; secrets are: {}", SECRET_NAMES.join(", "));
+                    }
+                    let cipher = Cipher::load(config.master_key_file.as_deref())?;
+                    let mut value = String::new();
+                    std::io::stdin().read_to_string(&mut value).context("reading the secret from standard input")?;
+                    let value = value.trim_end_matches(['\r', '\n']).to_string();
+                    if value.is_empty() {
+                        bail!("no value on standard input for `{name}`");
+                    }
+                    let path = config.secrets_path();
+                    let mut secrets = SecretFile::read(&path, &cipher)?;
+                    secrets.insert(name.clone(), value);
+                    SecretFile::write(&path, &cipher, &secrets)?;
+                    println!("stored `{name}` in {}", path.display());
+                }
+                SecretsAction::List { config } => {
+                    let config = HarnessConfig::load(&config)?;
+                    let cipher = Cipher::load(config.master_key_file.as_deref())
+                        .with_context(|| format!("set {MASTER_KEY_ENV} or master_key_file"))?;
+                    for name in SecretFile::read(&config.secrets_path(), &cipher)?.keys() {
+                        println!("{name}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Starting runs: build the tenant's sandbox from its config, run the
+//! component, record the run in the `runs` table and return its report.
+
+use crate::config::HarnessConfig;
+use crate::host::{RecordKind, Runtime, SyncMode, SyncRequest, TenantRun};
+use crate::secrets::{Cipher, SecretFile};
+use crate::sim::SimClock;
+use crate::store::{Database, now_text};
+use anyhow::Result;
+use rand::RngCore;
+use rusqlite::params;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectCounts {
+    pub read: u32,
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+    pub failed: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ApiCalls {
+    pub netsuite: u32,
+    pub salesforce: u32,
+}
+
+/// What a run did, as printed by `demo --json` and `sync --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub tenant: String,
+    pub mode: &'static str,
+    /// `succeeded` or `failed`.
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// Per NetSuite record kind (customer, contact, vendor).
+    pub objects: BTreeMap<&'static str, ObjectCounts>,
+    pub api_calls: ApiCalls,
+}
+
+impl RunReport {
+    pub fn counts(&self, kind: &str) -> ObjectCounts {
+        self.objects.get(kind).copied().unwrap_or_default()
+    }
+}
+
+pub fn new_run_id() -> String {
+    let mut raw = [0u8; 4];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    format!("run-{stamp}-{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+pub fn kind_name(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Customer => "customer",
+        RecordKind::Contact => "contact",
+        RecordKind::Vendor => "vendor",
+    }
+}
+
+pub fn parse_kind(name: &str) -> Result<RecordKind> {
+    match name {
+        "customer" | "customers" => Ok(RecordKind::Customer),
+        "contact" | "contacts" => Ok(RecordKind::Contact),
+        "vendor" | "vendors" => Ok(RecordKind::Vendor),
+        other => anyhow::bail!("unknown record kind `{other}`: use customer, contact or vendor"),
+    }
+}
+
+/// A tenant ready to run: its config, decrypted secrets and database.
+pub struct Tenant {
+    pub config: HarnessConfig,
+    pub cipher: Cipher,
+    pub database: Database,
+    /// Simulated time for the guest; None for the real clock.
+    pub clock: Option<SimClock>,
+}
+
+impl Tenant {
+    pub fn open(config: HarnessConfig, cipher: Cipher, clock: Option<SimClock>) -> Result<Tenant> {
+        let database = Database::open(&config.database_path())?;
+        Ok(Tenant { config, cipher, database, clock })
+    }
+
+    fn sandbox(&self) -> Result<TenantRun> {
+        let mut values = self.config.settings_text();
+        values.extend(SecretFile::read(&self.config.secrets_path(), &self.cipher)?);
+        Ok(TenantRun {
+            tenant: self.config.tenant.clone(),
+            config: values,
+            allowed_hosts: self.config.outbound_hosts(),
+            database: self.database.clone(),
+            cipher: self.cipher.clone(),
+            wall_clock: self.clock.clone(),
+            max_memory_bytes: self.config.max_memory_mb << 20,
+            deadline: Duration::from_secs(self.config.run_deadline_secs),
+        })
+    }
+
+    /// Runs one sync and records it. A failed sync is a report with status
+    /// `failed` and the connector's message; only host faults are errors.
+    pub async fn sync(&self, runtime: &Runtime, mode: SyncMode, kinds: &[RecordKind]) -> Result<RunReport> {
+        let run_id = new_run_id();
+        let mode_name = match mode {
+            SyncMode::Incremental => "incremental",
+            SyncMode::Full => "full",
+        };
+        let conn = self.database.connect()?;
+        conn.execute(
+            "INSERT INTO runs (run_id, tenant, started_at, mode, status) VALUES (?1, ?2, ?3, ?4, 'running')",
+            params![run_id, self.config.tenant, now_text(), mode_name],
+        )?;
+        let started = Instant::now();
+        let request = SyncRequest { run_id: run_id.clone(), mode, kinds: kinds.to_vec() };
+        let outcome = runtime.sync(self.sandbox()?, request).await;
+        let mut report = RunReport {
+            run_id: run_id.clone(),
+            tenant: self.config.tenant.clone(),
+            mode: mode_name,
+            status: "succeeded",
+            error: None,
+            duration_ms: 0,
+            objects: BTreeMap::new(),
+            api_calls: ApiCalls::default(),
+        };
+        match outcome {
+            Ok(Ok(r)) => {
+                for k in r.kinds {
+                    report.objects.insert(
+                        kind_name(k.kind),
+                        ObjectCounts { read: k.read, created: k.created, updated: k.updated, unchanged: k.unchanged, failed: k.failed },
+                    );
+                }
+                report.api_calls = ApiCalls { netsuite: r.api_calls.netsuite, salesforce: r.api_calls.salesforce };
+            }
+            Ok(Err(e)) => {
+                report.status = "failed";
+                report.error = Some(crate::host::describe_error(&e));
+            }
+            Err(e) => {
+                report.status = "failed";
+                report.error = Some(format!("{e:#}"));
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        conn.execute(
+            "UPDATE runs SET finished_at = ?1, status = ?2, report = ?3, error = ?4 WHERE run_id = ?5",
+            params![now_text(), report.status, serde_json::to_string(&report)?, report.error, run_id],
+        )?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,316 @@
+//! The simulated account's data: NetSuite's SuiteQL tables in an in-memory
+//! SQLite database, with the Oracle functions SuiteQL offers (TO_TIMESTAMP,
+//! TO_CHAR, TO_DATE, NVL) registered, so the connector's queries really run.
+//!
+//! Datetimes are stored as Unix seconds in columns declared TIMESTAMP; a raw
+//! TIMESTAMP column comes back in the user's date format preference (M/D/YYYY),
+//! as in NetSuite, so only TO_CHAR gives a sortable, exact timestamp.
+
+use crate::sim::seed::{Address, Company, Person, TERMS};
+use anyhow::Result;
+use rusqlite::functions::{Context as FnContext, FunctionFlags};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, params};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+const SCHEMA: &str = "
+CREATE TABLE term (id INTEGER PRIMARY KEY, name TEXT NOT NULL, isinactive TEXT NOT NULL DEFAULT 'F',
+    daysuntilnetdue INTEGER, lastmodifieddate TIMESTAMP);
+CREATE TABLE subsidiary (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE customer (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, companyname TEXT, isperson TEXT NOT NULL,
+    firstname TEXT, lastname TEXT, email TEXT, phone TEXT, terms INTEGER, subsidiary INTEGER, isinactive TEXT NOT NULL,
+    datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL, defaultbillingaddress INTEGER,
+    defaultshippingaddress INTEGER);
+CREATE TABLE customeraddressbook (internalid INTEGER PRIMARY KEY, entity INTEGER NOT NULL,
+    addressbookaddress INTEGER NOT NULL, defaultbilling TEXT NOT NULL, defaultshipping TEXT NOT NULL, label TEXT);
+CREATE TABLE customeraddressbookentityaddress (nkey INTEGER PRIMARY KEY, addressee TEXT, attention TEXT,
+    addr1 TEXT, addr2 TEXT, addr3 TEXT, city TEXT, state TEXT, zip TEXT, country TEXT, addrphone TEXT,
+    lastmodifieddate TIMESTAMP);
+CREATE TABLE vendor (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, companyname TEXT, isperson TEXT NOT NULL,
+    firstname TEXT, lastname TEXT, email TEXT, phone TEXT, terms INTEGER, subsidiary INTEGER, isinactive TEXT NOT NULL,
+    datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL, defaultbillingaddress INTEGER,
+    defaultshippingaddress INTEGER);
+CREATE TABLE vendoraddressbook (internalid INTEGER PRIMARY KEY, entity INTEGER NOT NULL,
+    addressbookaddress INTEGER NOT NULL, defaultbilling TEXT NOT NULL, defaultshipping TEXT NOT NULL, label TEXT);
+CREATE TABLE vendoraddressbookentityaddress (nkey INTEGER PRIMARY KEY, addressee TEXT, attention TEXT,
+    addr1 TEXT, addr2 TEXT, addr3 TEXT, city TEXT, state TEXT, zip TEXT, country TEXT, addrphone TEXT,
+    lastmodifieddate TIMESTAMP);
+CREATE TABLE contact (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, company INTEGER, firstname TEXT,
+    lastname TEXT, email TEXT, phone TEXT, title TEXT, subsidiary INTEGER, isinactive TEXT NOT NULL,
+    datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL);
+CREATE TABLE deletedrecord (recordid INTEGER NOT NULL, recordtypeid INTEGER, scriptid TEXT, name TEXT,
+    type TEXT NOT NULL, deleteddate TIMESTAMP NOT NULL, deletedby INTEGER, context TEXT, iscustomrecord TEXT);
+-- Incremental reads order by the second-truncated text form; index it as NetSuite would index its own.
+CREATE INDEX customer_modified ON customer (TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), id);
+CREATE INDEX customer_modified_raw ON customer (lastmodifieddate, id);
+CREATE INDEX vendor_modified ON vendor (TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), id);
+CREATE INDEX vendor_modified_raw ON vendor (lastmodifieddate, id);
+CREATE INDEX contact_modified ON contact (TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), id);
+CREATE INDEX contact_modified_raw ON contact (lastmodifieddate, id);
+";
+
+/// Oracle datetime format elements the simulator understands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Element {
+    Year,
+    Month,
+    Day,
+    Hour24,
+    Minute,
+    Second,
+    Fraction(u8),
+    Literal(char),
+}
+
+fn format_elements(fmt: &str) -> Result<Vec<Element>, String> {
+    let upper = fmt.to_ascii_uppercase();
+    let mut rest = upper.as_str();
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (el, len) = if rest.starts_with("YYYY") {
+            (Element::Year, 4)
+        } else if rest.starts_with("HH24") {
+            (Element::Hour24, 4)
+        } else if rest.starts_with("MM") {
+            (Element::Month, 2)
+        } else if rest.starts_with("DD") {
+            (Element::Day, 2)
+        } else if rest.starts_with("MI") {
+            (Element::Minute, 2)
+        } else if rest.starts_with("SS") {
+            (Element::Second, 2)
+        } else if rest.starts_with("FF") {
+            let digits = rest[2..].chars().next().and_then(|c| c.to_digit(10)).filter(|d| (1..=9).contains(d));
+            match digits {
+                Some(d) => (Element::Fraction(d as u8), 3),
+                None => (Element::Fraction(6), 2),
+            }
+        } else {
+            let c = rest.chars().next().unwrap_or(' ');
+            if c.is_ascii_alphabetic() {
+                return Err(format!("ORA-01821: date format not recognized: {fmt}"));
+            }
+            (Element::Literal(c), c.len_utf8())
+        };
+        out.push(el);
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+pub fn format_secs(secs: i64, fmt: &str) -> Result<String, String> {
+    let dt = OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string())?;
+    let mut s = String::new();
+    for el in format_elements(fmt)? {
+        match el {
+            Element::Year => s.push_str(&format!("{:04}", dt.year())),
+            Element::Month => s.push_str(&format!("{:02}", u8::from(dt.month()))),
+            Element::Day => s.push_str(&format!("{:02}", dt.day())),
+            Element::Hour24 => s.push_str(&format!("{:02}", dt.hour())),
+            Element::Minute => s.push_str(&format!("{:02}", dt.minute())),
+            Element::Second => s.push_str(&format!("{:02}", dt.second())),
+            Element::Fraction(n) => s.push_str(&"0".repeat(n as usize)),
+            Element::Literal(c) => s.push(c),
+        }
+    }
+    Ok(s)
+}
+
+pub fn parse_secs(text: &str, fmt: &str) -> Result<i64, String> {
+    let bad = || format!("ORA-01861: literal does not match format string: '{text}' for '{fmt}'");
+    let (mut y, mut mo, mut d, mut h, mut mi, mut se) = (1970i32, 1u8, 1u8, 0u8, 0u8, 0u8);
+    let mut rest = text;
+    let take = |n: usize, rest: &mut &str| -> Result<u32, String> {
+        let digits: String = rest.chars().take(n).take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Err(bad());
+        }
+        *rest = &rest[digits.len()..];
+        digits.parse().map_err(|_| bad())
+    };
+    for el in format_elements(fmt)? {
+        match el {
+            Element::Year => y = take(4, &mut rest)? as i32,
+            Element::Month => mo = take(2, &mut rest)? as u8,
+            Element::Day => d = take(2, &mut rest)? as u8,
+            Element::Hour24 => h = take(2, &mut rest)? as u8,
+            Element::Minute => mi = take(2, &mut rest)? as u8,
+            Element::Second => se = take(2, &mut rest)? as u8,
+            Element::Fraction(n) => {
+                take(n as usize, &mut rest)?;
+            }
+            Element::Literal(c) => rest = rest.strip_prefix(c).ok_or_else(bad)?,
+        }
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    let month = Month::try_from(mo).map_err(|_| bad())?;
+    let date = Date::from_calendar_date(y, month, d).map_err(|_| bad())?;
+    let time = Time::from_hms(h, mi, se).map_err(|_| bad())?;
+    Ok(PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp())
+}
+
+/// How a raw TIMESTAMP column prints: the user's date format preference.
+pub fn preference_date(secs: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(|d| format!("{}/{}/{}", u8::from(d.month()), d.day(), d.year()))
+        .unwrap_or_default()
+}
+
+fn user_error(msg: String) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(msg.into())
+}
+
+fn text_arg(ctx: &FnContext<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(match ctx.get_raw(i) {
+        ValueRef::Null => None,
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(r) => Some(r.to_string()),
+        ValueRef::Blob(_) => return Err(user_error("a binary value cannot be used here".into())),
+    })
+}
+
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    for name in ["TO_TIMESTAMP", "TO_DATE"] {
+        conn.create_scalar_function(name, 2, flags, |ctx| {
+            let (Some(text), Some(fmt)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+                return Ok(None);
+            };
+            parse_secs(&text, &fmt).map(Some).map_err(user_error)
+        })?;
+    }
+    conn.create_scalar_function("TO_CHAR", 2, flags, |ctx| match ctx.get_raw(0) {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(secs) => {
+            let fmt = text_arg(ctx, 1)?.unwrap_or_default();
+            format_secs(secs, &fmt).map(Some).map_err(user_error)
+        }
+        _ => text_arg(ctx, 0),
+    })?;
+    conn.create_scalar_function("NVL", 2, flags, |ctx| {
+        let first = ctx.get_raw(0);
+        let pick = if matches!(first, ValueRef::Null) { 1 } else { 0 };
+        Ok(rusqlite::types::Value::from(match ctx.get_raw(pick) {
+            ValueRef::Null => rusqlite::types::Value::Null,
+            ValueRef::Integer(i) => rusqlite::types::Value::Integer(i),
+            ValueRef::Real(r) => rusqlite::types::Value::Real(r),
+            ValueRef::Text(t) => rusqlite::types::Value::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => rusqlite::types::Value::Blob(b.to_vec()),
+        }))
+    })?;
+    Ok(())
+}
+
+pub fn open() -> Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    register_functions(&conn)?;
+    // Like Oracle: a double-quoted token is an identifier, never a string.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.execute_batch(SCHEMA)?;
+    let mut stmt = conn.prepare("INSERT INTO term (id, name, daysuntilnetdue, lastmodifieddate) VALUES (?1, ?2, ?3, 0)")?;
+    for (id, name, days) in TERMS {
+        stmt.execute(params![id, name, days])?;
+    }
+    drop(stmt);
+    conn.execute("INSERT INTO subsidiary (id, name) VALUES (1, 'Parent Company')", [])?;
+    Ok(conn)
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b { "T" } else { "F" }
+}
+
+fn insert_address(conn: &Connection, table: &str, a: &Address, at: i64) -> Result<i64> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO {table}addressbookentityaddress (addressee, addr1, addr2, city, state, zip, country, lastmodifieddate)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
+    .execute(params![a.addressee, a.addr1, a.addr2, a.city, a.state, a.zip, a.country, at])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Inserts a customer or vendor (`table`) with its address book; returns its id.
+pub fn insert_company(conn: &Connection, table: &str, c: &Company, at: i64) -> Result<i64> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO {table} (entityid, companyname, isperson, firstname, lastname, email, phone, terms, subsidiary,
+             isinactive, datecreated, lastmodifieddate)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?10)"
+    ))?
+    .execute(params![
+        c.entityid,
+        c.companyname,
+        bool_text(c.isperson),
+        c.firstname,
+        c.lastname,
+        c.email,
+        c.phone,
+        c.terms,
+        bool_text(c.isinactive),
+        at
+    ])?;
+    let id = conn.last_insert_rowid();
+    let same = matches!((&c.billing, &c.shipping), (Some(b), Some(s)) if b.addr1 == s.addr1 && b.zip == s.zip);
+    let mut lines: Vec<(&Address, bool, bool)> = Vec::new();
+    if let Some(b) = &c.billing {
+        lines.push((b, true, same));
+    }
+    if let Some(s) = &c.shipping.as_ref().filter(|_| !same) {
+        lines.push((s, false, true));
+    }
+    for (address, billing, shipping) in lines {
+        let nkey = insert_address(conn, table, address, at)?;
+        conn.prepare_cached(&format!(
+            "INSERT INTO {table}addressbook (entity, addressbookaddress, defaultbilling, defaultshipping, label)
+             VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))?
+        .execute(params![id, nkey, bool_text(billing), bool_text(shipping), address.addr1])?;
+        if billing {
+            conn.execute(&format!("UPDATE {table} SET defaultbillingaddress = ?1 WHERE id = ?2"), params![nkey, id])?;
+        }
+        if shipping {
+            conn.execute(&format!("UPDATE {table} SET defaultshippingaddress = ?1 WHERE id = ?2"), params![nkey, id])?;
+        }
+    }
+    Ok(id)
+}
+
+pub fn insert_contact(conn: &Connection, p: &Person, company: Option<i64>, at: i64) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO contact (entityid, company, firstname, lastname, email, phone, title, subsidiary, isinactive,
+             datecreated, lastmodifieddate)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'F', ?8, ?8)",
+    )?
+    .execute(params![p.entityid, company, p.firstname, p.lastname, p.email, p.phone, p.title, at])?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oracle_formats_round_trip() {
+        let secs = parse_secs("2026-03-31 23:59:58", "YYYY-MM-DD HH24:MI:SS").unwrap();
+        assert_eq!(format_secs(secs, "YYYY-MM-DD HH24:MI:SS").unwrap(), "2026-03-31 23:59:58");
+        assert_eq!(preference_date(secs), "3/31/2026");
+        assert!(parse_secs("03/31/2026", "YYYY-MM-DD HH24:MI:SS").is_err());
+        assert!(format_secs(secs, "YYYY-Q").is_err());
+    }
+
+    #[test]
+    fn functions_run_inside_queries() {
+        let conn = open().unwrap();
+        let v: String = conn
+            .query_row(
+                "SELECT TO_CHAR(TO_TIMESTAMP('2026-01-02 03:04:05', 'YYYY-MM-DD HH24:MI:SS'), 'YYYY-MM-DD HH24:MI:SS')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(v, "2026-01-02 03:04:05");
+        assert!(conn.query_row("SELECT \"abc\"", [], |r| r.get::<_, String>(0)).is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! Runs the SuiteQL the connector sends against the simulated account. The
+//! query really executes (translated only where Oracle SQL and SQLite
+//! differ), so a wrong WHERE or ORDER BY returns wrong rows, as in NetSuite.
+
+use super::db::preference_date;
+use regex::Regex;
+use rusqlite::Connection;
+use rusqlite::types::ValueRef;
+use serde_json::{Map, Value};
+use std::sync::LazyLock;
+
+/// NetSuite serves at most this many rows of one query across all pages.
+pub const RESULT_CEILING: u64 = 100_000;
+
+pub struct QueryPage {
+    pub items: Vec<Map<String, Value>>,
+    pub total: u64,
+}
+
+/// A query NetSuite would refuse, with NetSuite's wording.
+#[derive(Debug)]
+pub struct InvalidQuery(pub String);
+
+static BUILTIN_DF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)BUILTIN\.DF\(\s*([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\s*\)").unwrap());
+static STRING_LITERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").unwrap());
+static NOT_SUITEQL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(LIMIT|PRAGMA|ATTACH|GLOB)\b").unwrap());
+
+/// The table a referenced field's display value comes from.
+fn display_table(field: &str) -> Option<&'static str> {
+    match field {
+        "terms" => Some("term"),
+        "subsidiary" => Some("subsidiary"),
+        _ => None,
+    }
+}
+
+fn invalid(detail: impl std::fmt::Display) -> InvalidQuery {
+    InvalidQuery(format!("Invalid search query. Detailed unprocessed description follows. Search error occurred: {detail}"))
+}
+
+fn translate(q: &str) -> Result<String, InvalidQuery> {
+    let trimmed = q.trim();
+    if !trimmed.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("select")) {
+        return Err(invalid("Only SELECT queries are supported."));
+    }
+    let without_literals = STRING_LITERAL.replace_all(trimmed, "''");
+    if let Some(m) = NOT_SUITEQL.find(&without_literals) {
+        return Err(invalid(format!("Invalid or unsupported keyword '{}'.", m.as_str())));
+    }
+    if without_literals.contains(';') {
+        return Err(invalid("Unexpected ';'."));
+    }
+    let mut error = None;
+    let rewritten = BUILTIN_DF.replace_all(trimmed, |c: &regex::Captures<'_>| {
+        let (alias, field) = (&c[1], &c[2]);
+        match display_table(&field.to_ascii_lowercase()) {
+            Some(table) => format!("(SELECT name FROM {table} WHERE id = {alias}.{field})"),
+            None => {
+                error = Some(invalid(format!("BUILTIN.DF is not available for field '{field}'.")));
+                String::new()
+            }
+        }
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(rewritten.into_owned()),
+    }
+}
+
+fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
+    let text = e.to_string();
+    if let Some(col) = text.strip_prefix("no such column: ") {
+        invalid(format!("Unknown identifier '{col}'."))
+    } else if let Some(table) = text.strip_prefix("no such table: ") {
+        invalid(format!("Record '{table}' was not found."))
+    } else {
+        invalid(text)
+    }
+}
+
+pub fn run(conn: &Connection, q: &str, limit: u64, offset: u64) -> Result<QueryPage, InvalidQuery> {
+    let sql = translate(q)?;
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(sqlite_error)?;
+    let mut stmt = conn.prepare(&format!("SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")).map_err(sqlite_error)?;
+    let columns: Vec<(String, bool)> = stmt
+        .columns()
+        .map(|c| (c.name().to_ascii_lowercase(), c.decl_type().is_some_and(|t| t.eq_ignore_ascii_case("TIMESTAMP"))))
+        .collect();
+    let mut rows = stmt.query([]).map_err(sqlite_error)?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let mut item = Map::new();
+        item.insert("links".into(), Value::Array(vec![]));
+        for (i, (name, is_timestamp)) in columns.iter().enumerate() {
+            // Every value is a string; NULL columns are left out.
+            let text = match row.get_ref(i).map_err(sqlite_error)? {
+                ValueRef::Null => continue,
+                ValueRef::Integer(n) if *is_timestamp => preference_date(n),
+                ValueRef::Integer(n) => n.to_string(),
+                ValueRef::Real(r) => r.to_string(),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                ValueRef::Blob(_) => continue,
+            };
+            item.insert(name.clone(), Value::String(text));
+        }
+        items.push(item);
+    }
+    Ok(QueryPage { items, total: total.max(0) as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::netsuite::db;
+
+    #[test]
+    fn queries_run_with_netsuite_value_shapes() {
+        let conn = db::open().unwrap();
+        conn.execute(
+            "INSERT INTO customer (entityid, companyname, isperson, isinactive, terms, datecreated, lastmodifieddate)
+             VALUES ('C1', 'Acme', 'F', 'F', 2, 1767225600, 1767225600)",
+            [],
+        )
+        .unwrap();
+        let page = run(
+            &conn,
+            "SELECT c.id, c.companyname, c.isinactive, c.email, c.lastmodifieddate, BUILTIN.DF(c.terms) AS TermsName, \
+             TO_CHAR(c.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lm FROM customer c ORDER BY c.id",
+            1000,
+            0,
+        )
+        .unwrap();
+        assert_eq!(page.total, 1);
+        let row = &page.items[0];
+        assert_eq!(row["id"], "1");
+        assert_eq!(row["isinactive"], "F");
+        assert_eq!(row["termsname"], "Net 30");
+        assert_eq!(row["lastmodifieddate"], "1/1/2026");
+        assert_eq!(row["lm"], "2026-01-01 00:00:00");
+        assert!(!row.contains_key("email"));
+        assert_eq!(row["links"], Value::Array(vec![]));
+    }
+
+    #[test]
+    fn refusals_use_netsuite_wording() {
+        let conn = db::open().unwrap();
+        let e = run(&conn, "SELECT foo FROM customer", 10, 0).err().unwrap().0;
+        assert!(e.contains("Unknown identifier 'foo'"), "{e}");
+        let e = run(&conn, "SELECT id FROM nosuch", 10, 0).err().unwrap().0;
+        assert!(e.contains("Record 'nosuch' was not found"), "{e}");
+        assert!(run(&conn, "DELETE FROM customer", 10, 0).is_err());
+        assert!(run(&conn, "SELECT id FROM customer LIMIT 5", 10, 0).is_err());
+        assert!(run(&conn, "SELECT id FROM customer; DELETE FROM customer", 10, 0).is_err());
+        assert!(run(&conn, "SELECT 'a;LIMIT' AS x FROM customer", 10, 0).is_ok());
+    }
+}

@@ -1,0 +1,229 @@
+//! The REST resources under /services/data/vXX.X: Composite, sObject
+//! Collections upsert and single-record upsert by external id. Composite
+//! subrequests go through the same dispatch as top-level requests.
+
+use super::store::{Org, RecordError, RequestError};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+pub const MAX_COLLECTION_RECORDS: usize = 200;
+pub const MAX_COMPOSITE_SUBREQUESTS: usize = 25;
+pub const MAX_COMPOSITE_COLLECTIONS: usize = 5;
+/// Collections upsert and `created` in upsert results exist from v46.0.
+const MIN_UPSERT_VERSION: f64 = 46.0;
+pub const LATEST_VERSION: &str = "66.0";
+
+/// An API answer: status and JSON body (None = no body).
+pub type Answer = (u16, Option<Value>);
+
+fn fail(e: RequestError) -> Answer {
+    (e.status, Some(e.body()))
+}
+
+fn not_found(path: &str) -> Answer {
+    fail(RequestError::new(404, "NOT_FOUND", format!("The requested resource does not exist: {path}")))
+}
+
+/// Parses `vNN.N` and checks it is a version the org serves.
+pub fn version(segment: &str) -> Option<f64> {
+    let v: f64 = segment.strip_prefix('v')?.parse().ok()?;
+    (31.0..=LATEST_VERSION.parse::<f64>().ok()?).contains(&v).then_some(v)
+}
+
+/// Routes `method path` (path below /services/data/vXX.X) to a resource.
+pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: &[u8], now: i64) -> Answer {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("POST", ["composite"]) => composite(org, body, now),
+        ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
+            collections_upsert(org, sobject, ext_field, body, now)
+        }
+        ("PATCH", ["sobjects", sobject, ext_field, value]) => single_upsert(org, version, sobject, ext_field, value, body, now),
+        _ => not_found(path),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")),
+        Err(e) => Err(RequestError::new(400, "JSON_PARSER_ERROR", format!("Unexpected character: {e}"))),
+    }
+}
+
+fn check_external_id_field<'o>(org: &'o Org, sobject: &str, ext_field: &str) -> Result<&'o super::schema::SObject, RequestError> {
+    let object = org
+        .object(sobject)
+        .ok_or_else(|| RequestError::new(404, "NOT_FOUND", format!("The requested resource does not exist: sobject type '{sobject}'")))?;
+    if !object.field(ext_field).is_some_and(|f| f.external_id || f.name == "Id") {
+        return Err(RequestError::new(
+            404,
+            "NOT_FOUND",
+            format!("Provided external ID field does not exist or is not accessible: {ext_field}"),
+        ));
+    }
+    Ok(object)
+}
+
+fn result_json(r: Result<super::store::Upserted, RecordError>) -> Value {
+    match r {
+        Ok(u) => json!({ "id": u.id, "success": true, "errors": [], "created": u.created }),
+        Err(e) => json!({ "id": null, "success": false, "errors": [e.to_json()] }),
+    }
+}
+
+fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8], now: i64) -> Answer {
+    let object = match check_external_id_field(org, sobject, ext_field) {
+        Ok(o) => o.clone(),
+        Err(e) => return fail(e),
+    };
+    let request = match parse_object(body) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
+    let Some(Value::Array(records)) = request.get("records") else {
+        return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include a records array"));
+    };
+    if records.len() > MAX_COLLECTION_RECORDS {
+        return fail(RequestError::new(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            format!("record limit reached. cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"),
+        ));
+    }
+    let mut parsed = Vec::with_capacity(records.len());
+    for r in records {
+        let Value::Object(m) = r else {
+            return fail(RequestError::new(400, "JSON_PARSER_ERROR", "Each record must be a JSON object"));
+        };
+        if let Err(e) = org.check_fields(&object, m) {
+            return fail(e);
+        }
+        parsed.push(m.clone());
+    }
+    // The same external id twice in one request fails every row that has it.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for m in &parsed {
+        if let Some(v) = m.get(ext_field).and_then(Value::as_str) {
+            *seen.entry(v.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    if all_or_none {
+        let _ = org.conn.execute_batch("SAVEPOINT all_or_none");
+    }
+    let writes_before = org.writes;
+    let mut results: Vec<Result<super::store::Upserted, RecordError>> = Vec::with_capacity(parsed.len());
+    for m in &parsed {
+        let dup = m.get(ext_field).and_then(Value::as_str).filter(|v| seen.get(&v.to_ascii_lowercase()).copied().unwrap_or(0) > 1);
+        let typed = m.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str);
+        results.push(match (dup, typed) {
+            (Some(v), _) => Err(RecordError {
+                status_code: "DUPLICATE_VALUE",
+                message: format!("Duplicate external id specified: {v}"),
+                fields: vec![],
+            }),
+            (None, None) => Err(RecordError {
+                status_code: "INVALID_TYPE",
+                message: "Must specify a type in attributes".into(),
+                fields: vec![],
+            }),
+            (None, Some(t)) if !t.eq_ignore_ascii_case(object.name) => Err(RecordError {
+                status_code: "INVALID_TYPE",
+                message: format!("Record type {t} does not match the request's sObject {}", object.name),
+                fields: vec![],
+            }),
+            (None, Some(_)) => org.upsert(&object, ext_field, m, now),
+        });
+    }
+    if all_or_none {
+        if results.iter().any(Result::is_err) {
+            let _ = org.conn.execute_batch("ROLLBACK TO all_or_none; RELEASE all_or_none");
+            org.writes = writes_before;
+            let rolled: Vec<Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    Err(e) => result_json(Err(e)),
+                    Ok(_) => result_json(Err(RecordError {
+                        status_code: "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                        message: "Record rolled back because not all records were valid and the request was using AllOrNone header".into(),
+                        fields: vec![],
+                    })),
+                })
+                .collect();
+            return (200, Some(Value::Array(rolled)));
+        }
+        let _ = org.conn.execute_batch("RELEASE all_or_none");
+    }
+    (200, Some(Value::Array(results.into_iter().map(result_json).collect())))
+}
+
+fn single_upsert(org: &mut Org, version: f64, sobject: &str, ext_field: &str, value: &str, body: &[u8], now: i64) -> Answer {
+    let object = match check_external_id_field(org, sobject, ext_field) {
+        Ok(o) => o.clone(),
+        Err(e) => return fail(e),
+    };
+    let mut record = match parse_object(body) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = org.check_fields(&object, &record) {
+        return fail(e);
+    }
+    record.insert(ext_field.to_string(), Value::String(value.to_string()));
+    match org.upsert(&object, ext_field, &record, now) {
+        Ok(u) if u.created => (201, Some(json!({ "id": u.id, "success": true, "errors": [], "created": true }))),
+        Ok(_) if version < MIN_UPSERT_VERSION => (204, None),
+        Ok(u) => (200, Some(json!({ "id": u.id, "success": true, "errors": [], "created": false }))),
+        Err(e) => (400, Some(json!([{ "message": e.message, "errorCode": e.status_code, "fields": e.fields }]))),
+    }
+}
+
+fn composite(org: &mut Org, body: &[u8], now: i64) -> Answer {
+    let request = match parse_object(body) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let Some(Value::Array(subrequests)) = request.get("compositeRequest") else {
+        return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include compositeRequest"));
+    };
+    if subrequests.len() > MAX_COMPOSITE_SUBREQUESTS {
+        return fail(RequestError::new(
+            400,
+            "LIMIT_EXCEEDED",
+            format!("Composite requests may contain at most {MAX_COMPOSITE_SUBREQUESTS} subrequests"),
+        ));
+    }
+    let heavy = subrequests
+        .iter()
+        .filter(|s| s.get("url").and_then(Value::as_str).is_some_and(|u| u.contains("/composite/sobjects") || u.contains("/query")))
+        .count();
+    if heavy > MAX_COMPOSITE_COLLECTIONS {
+        return fail(RequestError::new(
+            400,
+            "LIMIT_EXCEEDED",
+            format!("Composite requests may contain at most {MAX_COMPOSITE_COLLECTIONS} sObject Collections or query subrequests"),
+        ));
+    }
+    let mut responses = Vec::with_capacity(subrequests.len());
+    for sub in subrequests {
+        let method = sub.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
+        let url = sub.get("url").and_then(Value::as_str).unwrap_or_default();
+        let reference = sub.get("referenceId").cloned().unwrap_or(Value::Null);
+        let body = sub.get("body").map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        // Subrequest URLs carry their own version: /services/data/vXX.X/...
+        let answer = url
+            .strip_prefix("/services/data/")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(v, rest)| Some((version(v)?, rest)))
+            .map(|(v, rest)| dispatch(org, &method, v, rest, &body, now))
+            .unwrap_or_else(|| not_found(url));
+        responses.push(json!({
+            "body": answer.1.unwrap_or(Value::Null),
+            "httpHeaders": {},
+            "httpStatusCode": answer.0,
+            "referenceId": reference,
+        }));
+    }
+    (200, Some(json!({ "compositeResponse": responses })))
+}

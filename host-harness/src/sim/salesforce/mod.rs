@@ -1,0 +1,363 @@
+//! The Salesforce simulator: the OAuth token endpoint (client credentials and
+//! refresh token, with optional rotation), REST resources under
+//! /services/data (Composite, sObject Collections and single upsert), the
+//! 401 INVALID_SESSION_ID of an expired session, Sforce-Limit-Info on every
+//! response, the daily API allocation and injectable faults.
+
+mod api;
+pub mod schema;
+pub mod store;
+
+use super::SimClock;
+use anyhow::Result;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+pub use store::ValidationRule;
+use store::Org;
+
+#[derive(Clone)]
+pub struct SalesforceSimConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Refresh tokens the org accepts (web-server flow grants).
+    pub refresh_tokens: Vec<String>,
+    /// Issue a new refresh token on every refresh and revoke the old one.
+    pub rotate_refresh_tokens: bool,
+    /// Sessions end after this long without a request (Salesforce's default: 2 h).
+    pub session_timeout: Duration,
+    /// The rolling 24-hour API request allocation.
+    pub daily_api_limit: u64,
+}
+
+impl Default for SalesforceSimConfig {
+    fn default() -> Self {
+        SalesforceSimConfig {
+            client_id: "3MVG9sim.connector.client".into(),
+            client_secret: "sim-client-secret".into(),
+            refresh_tokens: vec![],
+            rotate_refresh_tokens: false,
+            session_timeout: Duration::from_secs(2 * 3600),
+            daily_api_limit: 100_000,
+        }
+    }
+}
+
+/// Faults injected into API requests (not the token endpoint).
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    pub latency: Duration,
+    /// Share of requests answered 503 SERVER_UNAVAILABLE.
+    pub unavailable_rate: f64,
+    /// Share answered 429.
+    pub too_many_requests_rate: f64,
+    /// Share answered 403 REQUEST_LIMIT_EXCEEDED ConcurrentPerOrgLongTxn.
+    pub concurrent_limit_rate: f64,
+}
+
+struct Session {
+    last_used: i64,
+}
+
+struct Inner {
+    config: SalesforceSimConfig,
+    clock: SimClock,
+    org: Mutex<Org>,
+    sessions: Mutex<HashMap<String, Session>>,
+    refresh_tokens: Mutex<Vec<String>>,
+    base_url: OnceLock<String>,
+    api_requests: AtomicU64,
+    token_requests: AtomicU64,
+    /// After this many more API requests, every session expires (u64::MAX = never).
+    expire_after: AtomicU64,
+    faults: Mutex<(Faults, StdRng)>,
+}
+
+#[derive(Clone)]
+pub struct SalesforceSim {
+    inner: Arc<Inner>,
+}
+
+const ORG_ID: &str = "00D8d000000SIMxEAA";
+
+fn error_array(status: StatusCode, code: &str, message: &str) -> (StatusCode, Value) {
+    (status, json!([{ "message": message, "errorCode": code }]))
+}
+
+impl SalesforceSim {
+    pub async fn start(config: SalesforceSimConfig, clock: SimClock, port: u16) -> Result<SalesforceSim> {
+        let refresh = config.refresh_tokens.clone();
+        let sim = SalesforceSim {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                org: Mutex::new(Org::new()?),
+                sessions: Mutex::new(HashMap::new()),
+                refresh_tokens: Mutex::new(refresh),
+                base_url: OnceLock::new(),
+                api_requests: AtomicU64::new(0),
+                token_requests: AtomicU64::new(0),
+                expire_after: AtomicU64::new(u64::MAX),
+                faults: Mutex::new((Faults::default(), StdRng::seed_from_u64(7))),
+            }),
+        };
+        let router = Router::new()
+            .route("/services/oauth2/token", post(token))
+            .route("/services/data", get(versions))
+            .route("/services/data/", get(versions))
+            .route("/services/data/{version}/{*rest}", any(api_handler))
+            .with_state(sim.clone());
+        let (url, _task) = super::serve(router, port).await?;
+        let _ = sim.inner.base_url.set(url);
+        Ok(sim)
+    }
+
+    pub fn base_url(&self) -> &str {
+        self.inner.base_url.get().map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.inner.config.client_id
+    }
+
+    fn org(&self) -> MutexGuard<'_, Org> {
+        self.inner.org.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Requests counted against the API allocation.
+    pub fn api_requests(&self) -> u64 {
+        self.inner.api_requests.load(Ordering::SeqCst)
+    }
+
+    pub fn token_requests(&self) -> u64 {
+        self.inner.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Record writes (creates and updates) since start.
+    pub fn writes(&self) -> u64 {
+        self.org().writes
+    }
+
+    pub fn count(&self, sobject: &str) -> u64 {
+        self.org().count(sobject)
+    }
+
+    /// (Salesforce id, fields) of the record with this NetSuite id.
+    pub fn find(&self, sobject: &str, netsuite_id: &str) -> Option<(String, Map<String, Value>)> {
+        self.org().find(sobject, netsuite_id)
+    }
+
+    /// Every session expires once `n` more API requests have been served.
+    pub fn expire_sessions_after(&self, n: u64) {
+        self.inner.expire_after.store(n, Ordering::SeqCst);
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.inner.faults.lock().unwrap().0 = faults;
+    }
+
+    pub fn set_validation_rule(&self, rule: Option<ValidationRule>) {
+        self.org().validation_rule = rule;
+    }
+
+    fn limit_header(&self) -> String {
+        format!("api-usage={}/{}", self.api_requests(), self.inner.config.daily_api_limit)
+    }
+
+    fn respond(&self, status: StatusCode, body: Option<Value>) -> Response {
+        let mut resp = match body {
+            Some(b) => (status, [("content-type", "application/json;charset=UTF-8")], b.to_string()).into_response(),
+            None => status.into_response(),
+        };
+        resp.headers_mut().insert("sforce-limit-info", self.limit_header().parse().expect("ascii header"));
+        resp
+    }
+
+    /// Checks the bearer token and keeps its session alive.
+    fn authenticate(&self, headers: &HeaderMap) -> bool {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")))
+            .unwrap_or_default();
+        let now = self.inner.clock.now_secs();
+        let timeout = self.inner.config.session_timeout.as_secs() as i64;
+        let mut sessions = self.inner.sessions.lock().unwrap();
+        // Forced expiry: a countdown of API requests, then every session ends.
+        let left = self.inner.expire_after.load(Ordering::SeqCst);
+        if left != u64::MAX {
+            if left == 0 {
+                sessions.clear();
+                self.inner.expire_after.store(u64::MAX, Ordering::SeqCst);
+            } else {
+                self.inner.expire_after.store(left - 1, Ordering::SeqCst);
+            }
+        }
+        match sessions.get_mut(token) {
+            Some(s) if now - s.last_used < timeout => {
+                s.last_used = now;
+                true
+            }
+            Some(_) => {
+                sessions.remove(token);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn injected_fault(&self) -> Option<(StatusCode, Value)> {
+        let mut guard = self.inner.faults.lock().unwrap();
+        let (faults, rng) = &mut *guard;
+        let roll: f64 = rng.r#gen();
+        let mut edge = faults.unavailable_rate;
+        if roll < edge {
+            return Some(error_array(StatusCode::SERVICE_UNAVAILABLE, "SERVER_UNAVAILABLE", "Server too busy"));
+        }
+        edge += faults.too_many_requests_rate;
+        if roll < edge {
+            return Some(error_array(StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED", "Too many requests"));
+        }
+        edge += faults.concurrent_limit_rate;
+        if roll < edge {
+            return Some(error_array(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."));
+        }
+        None
+    }
+
+    fn issue_session(&self) -> Value {
+        let mut raw = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let token = format!("{ORG_ID}!{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+        let now = self.inner.clock.now_secs();
+        self.inner.sessions.lock().unwrap().insert(token.clone(), Session { last_used: now });
+        let issued_at = (self.inner.clock.now().as_millis()).to_string();
+        let id = format!("{}/id/{ORG_ID}/0058d000000SIMxAAA", self.base_url());
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.inner.config.client_secret.as_bytes()).expect("any key length");
+        mac.update(format!("{id}{issued_at}").as_bytes());
+        let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        json!({
+            "access_token": token,
+            "signature": signature,
+            "scope": "api",
+            "instance_url": self.base_url(),
+            "id": id,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+        })
+    }
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    (StatusCode::BAD_REQUEST, [("content-type", "application/json;charset=UTF-8")], json!({ "error": error, "error_description": description }).to_string())
+        .into_response()
+}
+
+/// Client id and secret from HTTP Basic or the form body.
+fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (Option<String>, Option<String>) {
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())));
+    match basic {
+        Some((id, secret)) => (Some(id), Some(secret)),
+        None => (form.get("client_id").cloned(), form.get("client_secret").cloned()),
+    }
+}
+
+async fn token(State(sim): State<SalesforceSim>, headers: HeaderMap, axum::Form(form): axum::Form<HashMap<String, String>>) -> Response {
+    sim.inner.token_requests.fetch_add(1, Ordering::SeqCst);
+    let cfg = &sim.inner.config;
+    let (client_id, client_secret) = client_credentials(&headers, &form);
+    if client_id.as_deref() != Some(cfg.client_id.as_str()) {
+        return oauth_error("invalid_client_id", "client identifier invalid");
+    }
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {
+            if client_secret.as_deref() != Some(cfg.client_secret.as_str()) {
+                return oauth_error("invalid_client", "invalid client credentials");
+            }
+            (StatusCode::OK, axum::Json(sim.issue_session())).into_response()
+        }
+        Some("refresh_token") => {
+            if client_secret.as_ref().is_some_and(|s| *s != cfg.client_secret) {
+                return oauth_error("invalid_client", "invalid client credentials");
+            }
+            let presented = form.get("refresh_token").cloned().unwrap_or_default();
+            let mut known = sim.inner.refresh_tokens.lock().unwrap();
+            let Some(pos) = known.iter().position(|t| *t == presented) else {
+                return oauth_error("invalid_grant", "expired access/refresh token");
+            };
+            let mut body = sim.issue_session();
+            if cfg.rotate_refresh_tokens {
+                let mut raw = [0u8; 24];
+                rand::thread_rng().fill_bytes(&mut raw);
+                let next = format!("5Aep861{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+                known[pos] = next.clone();
+                body["refresh_token"] = json!(next);
+            }
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Some(_) => oauth_error("unsupported_grant_type", "grant type not supported"),
+        None => oauth_error("invalid_request", "grant_type is required"),
+    }
+}
+
+async fn versions(State(sim): State<SalesforceSim>) -> Response {
+    let list: Vec<Value> = (60..=66)
+        .map(|v| json!({ "label": format!("v{v}.0"), "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0") }))
+        .collect();
+    let _ = &sim;
+    (StatusCode::OK, axum::Json(Value::Array(list))).into_response()
+}
+
+async fn api_handler(
+    State(sim): State<SalesforceSim>,
+    Path((version, rest)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let latency = sim.inner.faults.lock().unwrap().0.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if !sim.authenticate(&headers) {
+        let (status, body) = error_array(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
+        return sim.respond(status, Some(body));
+    }
+    if sim.api_requests() >= sim.inner.config.daily_api_limit {
+        let (status, body) = error_array(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+        return sim.respond(status, Some(body));
+    }
+    sim.inner.api_requests.fetch_add(1, Ordering::SeqCst);
+    if let Some((status, body)) = sim.injected_fault() {
+        return sim.respond(status, Some(body));
+    }
+    let Some(v) = api::version(&version) else {
+        let (status, body) = error_array(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+        return sim.respond(status, Some(body));
+    };
+    let now = sim.inner.clock.now_secs();
+    let (status, answer) = {
+        let mut org = sim.org();
+        api::dispatch(&mut org, method.as_str(), v, &rest, &body, now)
+    };
+    sim.respond(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), answer)
+}

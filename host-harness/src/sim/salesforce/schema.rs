@@ -1,0 +1,156 @@
+//! The simulated org's objects and fields, as describe would report them.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Id,
+    String,
+    TextArea,
+    Email,
+    Phone,
+    Reference,
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: FieldType,
+    pub length: usize,
+    /// Required on create (nillable = false, not defaulted).
+    pub required: bool,
+    pub external_id: bool,
+    pub unique: bool,
+    pub updateable: bool,
+    /// For references: (relationship name, target object).
+    pub relationship: Option<(&'static str, &'static str)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SObject {
+    pub name: &'static str,
+    pub key_prefix: &'static str,
+    pub fields: Vec<Field>,
+}
+
+impl SObject {
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn relationship(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.relationship.is_some_and(|(r, _)| r.eq_ignore_ascii_case(name)))
+    }
+}
+
+const fn text(name: &'static str, length: usize) -> Field {
+    Field { name, kind: FieldType::String, length, required: false, external_id: false, unique: false, updateable: true, relationship: None }
+}
+
+const fn required(mut f: Field) -> Field {
+    f.required = true;
+    f
+}
+
+const fn typed(mut f: Field, kind: FieldType) -> Field {
+    f.kind = kind;
+    f
+}
+
+fn id() -> Field {
+    Field { name: "Id", kind: FieldType::Id, length: 18, required: false, external_id: false, unique: true, updateable: false, relationship: None }
+}
+
+/// `NetSuite_Id__c`: Text(18), External ID, Unique, case-insensitive.
+fn netsuite_id() -> Field {
+    Field { external_id: true, unique: true, ..text("NetSuite_Id__c", 18) }
+}
+
+fn address(prefix: &str) -> Vec<Field> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    vec![
+        typed(text(leak(format!("{prefix}Street")), 255), FieldType::TextArea),
+        text(leak(format!("{prefix}City")), 40),
+        text(leak(format!("{prefix}State")), 80),
+        text(leak(format!("{prefix}PostalCode")), 20),
+        text(leak(format!("{prefix}Country")), 80),
+    ]
+}
+
+pub fn objects() -> Vec<SObject> {
+    let mut account = vec![
+        id(),
+        required(text("Name", 255)),
+        typed(text("Phone", 40), FieldType::Phone),
+        typed(text("Email__c", 80), FieldType::Email),
+        text("Payment_Terms__c", 255),
+        typed(text("Description", 32000), FieldType::TextArea),
+        netsuite_id(),
+    ];
+    account.extend(address("Billing"));
+    account.extend(address("Shipping"));
+    let contact = vec![
+        id(),
+        text("FirstName", 40),
+        required(text("LastName", 80)),
+        typed(text("Email", 80), FieldType::Email),
+        typed(text("Phone", 40), FieldType::Phone),
+        text("Title", 128),
+        Field { relationship: Some(("Account", "Account")), ..typed(text("AccountId", 18), FieldType::Reference) },
+        netsuite_id(),
+    ];
+    let vendor = vec![
+        id(),
+        required(text("Name", 80)),
+        typed(text("Email__c", 80), FieldType::Email),
+        typed(text("Phone__c", 40), FieldType::Phone),
+        text("Payment_Terms__c", 255),
+        typed(text("Street__c", 255), FieldType::TextArea),
+        text("City__c", 40),
+        text("State__c", 80),
+        text("Postal_Code__c", 20),
+        text("Country__c", 80),
+        netsuite_id(),
+    ];
+    vec![
+        SObject { name: "Account", key_prefix: "001", fields: account },
+        SObject { name: "Contact", key_prefix: "003", fields: contact },
+        SObject { name: "Vendor__c", key_prefix: "a01", fields: vendor },
+    ]
+}
+
+/// An 18-character Salesforce id: 15 case-sensitive characters plus the
+/// 3-character suffix that makes it case-insensitive.
+pub fn salesforce_id(prefix: &str, n: u64) -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut body = [b'0'; 10];
+    let mut v = n;
+    for slot in body.iter_mut().rev() {
+        *slot = BASE62[(v % 62) as usize];
+        v /= 62;
+    }
+    let id15 = format!("{prefix}8d{}", std::str::from_utf8(&body).expect("base62 is ascii"));
+    const SUFFIX: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    let suffix: String = id15
+        .as_bytes()
+        .chunks(5)
+        .map(|chunk| {
+            let bits = chunk.iter().enumerate().fold(0usize, |acc, (i, c)| acc | (usize::from(c.is_ascii_uppercase()) << i));
+            SUFFIX[bits] as char
+        })
+        .collect();
+    format!("{id15}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_have_prefix_length_and_case_suffix() {
+        let id = salesforce_id("001", 0);
+        assert_eq!(id.len(), 18);
+        assert!(id.starts_with("0018d"));
+        assert_ne!(salesforce_id("001", 61), salesforce_id("001", 62));
+        // A known case: the suffix encodes which of each 5 characters are upper-case.
+        assert_eq!(&salesforce_id("001", 0)[15..], "AAA");
+    }
+}

@@ -1,0 +1,239 @@
+//! The simulated org's records and the upsert-by-external-id semantics:
+//! create or update, required fields, field lengths, parent lookups by
+//! external id, duplicate external ids in one request, validation rules.
+
+use super::schema::{FieldType, SObject, objects, salesforce_id};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+/// A configurable validation rule: records of `sobject` whose `field`
+/// contains `contains` are refused with `message`.
+#[derive(Clone, Debug)]
+pub struct ValidationRule {
+    pub sobject: String,
+    pub field: String,
+    pub contains: String,
+    pub message: String,
+}
+
+pub struct Org {
+    pub conn: Connection,
+    pub objects: Vec<SObject>,
+    pub validation_rule: Option<ValidationRule>,
+    next_id: u64,
+    /// Record writes (inserts and updates) since start.
+    pub writes: u64,
+}
+
+/// A per-record failure, as Salesforce reports it.
+#[derive(Debug, Clone)]
+pub struct RecordError {
+    pub status_code: &'static str,
+    pub message: String,
+    pub fields: Vec<String>,
+}
+
+impl RecordError {
+    fn new(status_code: &'static str, message: impl Into<String>, fields: &[&str]) -> RecordError {
+        RecordError { status_code, message: message.into(), fields: fields.iter().map(|f| f.to_string()).collect() }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({ "statusCode": self.status_code, "message": self.message, "fields": self.fields })
+    }
+}
+
+/// A failure of the whole request (HTTP 4xx with an error array).
+#[derive(Debug, Clone)]
+pub struct RequestError {
+    pub status: u16,
+    pub error_code: &'static str,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(status: u16, error_code: &'static str, message: impl Into<String>) -> RequestError {
+        RequestError { status, error_code, message: message.into() }
+    }
+
+    pub fn body(&self) -> Value {
+        json!([{ "message": self.message, "errorCode": self.error_code }])
+    }
+}
+
+pub struct Upserted {
+    pub id: String,
+    pub created: bool,
+}
+
+impl Org {
+    pub fn new() -> anyhow::Result<Org> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(
+            "CREATE TABLE record (id TEXT PRIMARY KEY, sobject TEXT NOT NULL, ext_id TEXT, fields TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, modstamp INTEGER NOT NULL);
+             CREATE UNIQUE INDEX record_ext ON record (sobject, ext_id COLLATE NOCASE);",
+        )?;
+        Ok(Org { conn, objects: objects(), validation_rule: None, next_id: 1, writes: 0 })
+    }
+
+    pub fn object(&self, name: &str) -> Option<&SObject> {
+        self.objects.iter().find(|o| o.name.eq_ignore_ascii_case(name))
+    }
+
+    /// (id, fields) of the record with this external id.
+    pub fn find(&self, sobject: &str, ext_id: &str) -> Option<(String, Map<String, Value>)> {
+        self.conn
+            .query_row(
+                "SELECT id, fields FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE",
+                params![sobject, ext_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .map(|(id, f)| (id, serde_json::from_str(&f).unwrap_or_default()))
+    }
+
+    pub fn count(&self, sobject: &str) -> u64 {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM record WHERE sobject = ?1", params![sobject], |r| r.get::<_, i64>(0))
+            .unwrap_or(0) as u64
+    }
+
+    /// Refuses the whole request when a record names a field the object
+    /// lacks, as Salesforce does while deserializing.
+    pub fn check_fields(&self, object: &SObject, record: &Map<String, Value>) -> Result<(), RequestError> {
+        for key in record.keys() {
+            if key == "attributes" || object.field(key).is_some() || object.relationship(key).is_some() {
+                continue;
+            }
+            return Err(RequestError::new(
+                400,
+                "INVALID_FIELD",
+                format!("No such column '{key}' on sobject of type {}", object.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Upserts one record by `ext_field`. `now` is simulated Unix seconds.
+    pub fn upsert(&mut self, object: &SObject, ext_field: &str, record: &Map<String, Value>, now: i64) -> Result<Upserted, RecordError> {
+        let ext_value = match record.get(ext_field) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(RecordError::new("MISSING_ARGUMENT", format!("{ext_field} not specified"), &[ext_field])),
+        };
+        let mut values = Map::new();
+        for (key, value) in record {
+            if key == "attributes" {
+                continue;
+            }
+            if let Some(rel) = object.relationship(key) {
+                let (_, target) = rel.relationship.expect("relationship fields carry their target");
+                let Value::Object(parent_key) = value else {
+                    return Err(RecordError::new("INVALID_FIELD", format!("Invalid value for relationship {key}"), &[]));
+                };
+                let Some((parent_field, parent_value)) = parent_key.iter().find(|(k, _)| *k != "attributes") else {
+                    return Err(RecordError::new("INVALID_FIELD", format!("Foreign key external ID: not found for field {key}"), &[]));
+                };
+                let parent_value = parent_value.as_str().map(str::to_string).unwrap_or_else(|| parent_value.to_string());
+                match self.find(target, &parent_value) {
+                    Some((parent_id, _)) => {
+                        values.insert(rel.name.to_string(), Value::String(parent_id));
+                    }
+                    None => {
+                        return Err(RecordError::new(
+                            "INVALID_FIELD",
+                            format!("Foreign key external ID: {parent_value} not found for field {parent_field} in entity {target}"),
+                            &[],
+                        ));
+                    }
+                }
+                continue;
+            }
+            let field = object.field(key).expect("fields were checked before the upsert");
+            if !field.updateable {
+                return Err(RecordError::new(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    format!("Unable to create/update fields: {}. Please check the security settings of this field.", field.name),
+                    &[field.name],
+                ));
+            }
+            let text = match value {
+                Value::Null => {
+                    values.insert(field.name.to_string(), Value::Null);
+                    continue;
+                }
+                Value::String(s) => s.clone(),
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                _ => {
+                    return Err(RecordError::new(
+                        "JSON_PARSER_ERROR",
+                        format!("Cannot deserialize instance of {:?} from {value}", field.kind),
+                        &[field.name],
+                    ));
+                }
+            };
+            if text.chars().count() > field.length {
+                let shown: String = text.chars().take(40).collect();
+                return Err(RecordError::new(
+                    "STRING_TOO_LONG",
+                    format!("{}: data value too large: {shown} (max length={})", field.name, field.length),
+                    &[field.name],
+                ));
+            }
+            if field.kind == FieldType::Email && !text.contains('@') {
+                return Err(RecordError::new("INVALID_EMAIL_ADDRESS", format!("{}: invalid email address: {text}", field.name), &[field.name]));
+            }
+            values.insert(field.name.to_string(), Value::String(text));
+        }
+
+        let existing = self.find(object.name, &ext_value);
+        let mut merged = existing.as_ref().map(|(_, f)| f.clone()).unwrap_or_default();
+        for (k, v) in values {
+            merged.insert(k, v);
+        }
+        let missing: Vec<&str> = object
+            .fields
+            .iter()
+            .filter(|f| f.required && merged.get(f.name).is_none_or(|v| v.is_null() || v.as_str() == Some("")))
+            .map(|f| f.name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(RecordError::new(
+                "REQUIRED_FIELD_MISSING",
+                format!("Required fields are missing: [{}]", missing.join(", ")),
+                &missing,
+            ));
+        }
+        if let Some(rule) = self.validation_rule.as_ref().filter(|r| r.sobject == object.name) {
+            let hit = merged.get(&rule.field).and_then(Value::as_str).is_some_and(|v| v.contains(&rule.contains));
+            if hit {
+                return Err(RecordError::new("FIELD_CUSTOM_VALIDATION_EXCEPTION", rule.message.clone(), &[]));
+            }
+        }
+
+        let fields_text = Value::Object(merged).to_string();
+        self.writes += 1;
+        match existing {
+            Some((id, _)) => {
+                self.conn
+                    .execute("UPDATE record SET fields = ?1, modstamp = ?2 WHERE id = ?3", params![fields_text, now, id])
+                    .map_err(|e| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]))?;
+                Ok(Upserted { id, created: false })
+            }
+            None => {
+                let id = salesforce_id(object.key_prefix, self.next_id);
+                self.next_id += 1;
+                self.conn
+                    .execute(
+                        "INSERT INTO record (id, sobject, ext_id, fields, created_at, modstamp) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                        params![id, object.name, ext_value, fields_text, now],
+                    )
+                    .map_err(|e| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]))?;
+                Ok(Upserted { id, created: true })
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Key-value buckets for one tenant. The `credentials` bucket is sealed with
+//! the installation's master key; the others are plain, for inspection.
+
+use super::now_text;
+use crate::secrets::Cipher;
+use anyhow::{Result, anyhow};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The buckets a connector may open.
+pub const STATE_BUCKET: &str = "state";
+pub const CREDENTIALS_BUCKET: &str = "credentials";
+
+pub struct KvStore {
+    conn: Connection,
+    tenant: String,
+    cipher: Cipher,
+}
+
+impl KvStore {
+    pub fn new(conn: Connection, tenant: &str, cipher: Cipher) -> KvStore {
+        KvStore { conn, tenant: tenant.to_string(), cipher }
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn aad(&self, bucket: &str, key: &str) -> Vec<u8> {
+        format!("{}\0{bucket}\0{key}", self.tenant).into_bytes()
+    }
+
+    fn seal(&self, bucket: &str, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        if bucket == CREDENTIALS_BUCKET { self.cipher.seal(&self.aad(bucket, key), value) } else { Ok(value.to_vec()) }
+    }
+
+    fn unseal(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>> {
+        if bucket == CREDENTIALS_BUCKET {
+            self.cipher.open(&self.aad(bucket, key), &value).map_err(|_| {
+                anyhow!(
+                    "credential `{key}` of tenant `{}` cannot be decrypted: the master key changed. Delete it so \
+                     the connector obtains a new one",
+                    self.tenant
+                )
+            })
+        } else {
+            Ok(value)
+        }
+    }
+
+    pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let value: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
+            .query_row(params![self.tenant, bucket, key], |r| r.get(0))
+            .optional()?;
+        value.map(|v| self.unseal(bucket, key, v)).transpose()
+    }
+
+    pub fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
+        let sealed = self.seal(bucket, key, value)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )?
+            .execute(params![self.tenant, bucket, key, sealed, now_text()])?;
+        Ok(())
+    }
+
+    pub fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
+            .execute(params![self.tenant, bucket, key])?;
+        Ok(())
+    }
+
+    pub fn exists(&self, bucket: &str, key: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
+            .exists(params![self.tenant, bucket, key])?)
+    }
+
+    /// Keys after `cursor` (an offset), a page at a time.
+    pub fn list_keys(&self, bucket: &str, cursor: u64, page: u64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key FROM kv WHERE tenant = ?1 AND bucket = ?2 ORDER BY key LIMIT ?3 OFFSET ?4")?;
+        let keys = stmt
+            .query_map(params![self.tenant, bucket, page as i64, cursor as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(keys)
+    }
+
+    /// Runs `f` in one transaction: a batch is all-or-nothing and one fsync.
+    pub fn batch<T>(&self, f: impl FnOnce(&KvStore) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}

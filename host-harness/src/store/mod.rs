@@ -1,0 +1,86 @@
+//! The installation's SQLite database: key-value state per tenant and bucket,
+//! the audit trail and the run log. One file, inspectable with any SQLite tool.
+
+pub mod kv;
+
+pub use kv::KvStore;
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    tenant TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    action TEXT NOT NULL,
+    netsuite_id TEXT NOT NULL,
+    salesforce_id TEXT,
+    outcome TEXT NOT NULL,
+    transformations TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_run ON audit (tenant, run_id);
+CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, kind, netsuite_id);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    report TEXT,
+    error TEXT
+);
+";
+
+/// Where the database lives; each run opens its own connection.
+#[derive(Clone, Debug)]
+pub struct Database {
+    path: PathBuf,
+}
+
+impl Database {
+    pub fn open(path: &Path) -> Result<Database> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let db = Database { path: path.to_path_buf() };
+        let conn = db.connect()?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA).context("creating the database schema")?;
+        Ok(db)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn connect(&self) -> Result<Connection> {
+        let conn =
+            Connection::open(&self.path).with_context(|| format!("opening database {}", self.path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL + NORMAL: durable at checkpoints, fast enough for a write per record.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(conn)
+    }
+}
+
+/// Now, as the ISO-8601 text stored in the database.
+pub fn now_text() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,186 @@
+//! A complete simulated installation: both simulators on loopback, keys, a
+//! tenant configured against them and its sealed secrets. The demo runs on
+//! it, and so do the end-to-end tests and benchmarks.
+
+use crate::config::HarnessConfig;
+use crate::host::{RecordKind, Runtime, SyncMode};
+use crate::scheduler::{RunReport, Tenant};
+use crate::secrets::{Cipher, SecretFile};
+use crate::sim::netsuite::{NetSuiteSim, NetSuiteSimConfig};
+use crate::sim::salesforce::{SalesforceSim, SalesforceSimConfig};
+use crate::sim::SimClock;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const NETSUITE_ACCOUNT: &str = "1234567_SB1";
+pub const NETSUITE_CLIENT_ID: &str = "9f3c2b1a-sim-integration";
+pub const NETSUITE_CERTIFICATE_ID: &str = "sim-m2m-certificate-1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    Ps256,
+    Es256,
+}
+
+/// A signing key and the public key NetSuite holds in its certificate.
+#[derive(Clone)]
+pub struct KeyPair {
+    pub signing: Signing,
+    pub private_pem: String,
+    pub public_pem: String,
+}
+
+impl KeyPair {
+    /// RSA 3072 for PS256 (NetSuite's minimum), P-256 for ES256.
+    pub fn generate(signing: Signing) -> Result<KeyPair> {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let mut rng = rand::rngs::OsRng;
+        match signing {
+            Signing::Ps256 => {
+                let key = rsa::RsaPrivateKey::new(&mut rng, 3072)?;
+                Ok(KeyPair {
+                    signing,
+                    private_pem: key.to_pkcs8_pem(LineEnding::LF)?.to_string(),
+                    public_pem: key.to_public_key().to_public_key_pem(LineEnding::LF)?,
+                })
+            }
+            Signing::Es256 => {
+                let key = p256::SecretKey::random(&mut rng);
+                Ok(KeyPair {
+                    signing,
+                    private_pem: key.to_pkcs8_pem(LineEnding::LF)?.to_string(),
+                    public_pem: key.public_key().to_public_key_pem(LineEnding::LF)?,
+                })
+            }
+        }
+    }
+
+    pub fn algorithm(&self) -> &'static str {
+        match self.signing {
+            Signing::Ps256 => "PS256",
+            Signing::Es256 => "ES256",
+        }
+    }
+}
+
+pub struct TestbedOptions {
+    pub customers: u64,
+    pub key: KeyPair,
+    pub data_dir: PathBuf,
+    pub salesforce: SalesforceSimConfig,
+    /// Extra or replaced settings.
+    pub settings: BTreeMap<String, String>,
+}
+
+pub struct Testbed {
+    pub clock: SimClock,
+    pub netsuite: NetSuiteSim,
+    pub salesforce: SalesforceSim,
+    pub tenant: Tenant,
+    pub customer_ids: Vec<i64>,
+    pub key: KeyPair,
+}
+
+impl Testbed {
+    pub async fn start(options: TestbedOptions) -> Result<Testbed> {
+        let clock = SimClock::new();
+        let netsuite = NetSuiteSim::start(
+            NetSuiteSimConfig {
+                account_id: NETSUITE_ACCOUNT.into(),
+                client_id: NETSUITE_CLIENT_ID.into(),
+                certificate_id: NETSUITE_CERTIFICATE_ID.into(),
+                public_key_pem: options.key.public_pem.clone(),
+                concurrency_limit: 15,
+                token_lifetime: Duration::from_secs(3600),
+            },
+            clock.clone(),
+            0,
+        )
+        .await?;
+        let customer_ids = netsuite.seed_customers(options.customers, 42)?;
+        let sf_config = options.salesforce;
+        let client_secret = sf_config.client_secret.clone();
+        let salesforce = SalesforceSim::start(sf_config, clock.clone(), 0).await?;
+
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("creating {}", options.data_dir.display()))?;
+        let key_b64 = Cipher::generate_key_b64();
+        let key_file = options.data_dir.join("master.key");
+        std::fs::write(&key_file, &key_b64)?;
+        let cipher = Cipher::from_b64(&key_b64)?;
+
+        let mut settings: BTreeMap<String, toml::Value> = [
+            ("netsuite_account_id", NETSUITE_ACCOUNT.to_string()),
+            ("netsuite_base_url", netsuite.base_url().to_string()),
+            ("netsuite_client_id", NETSUITE_CLIENT_ID.to_string()),
+            ("netsuite_certificate_id", NETSUITE_CERTIFICATE_ID.to_string()),
+            ("netsuite_signing_algorithm", options.key.algorithm().to_string()),
+            ("salesforce_login_url", salesforce.base_url().to_string()),
+            ("salesforce_client_id", salesforce.client_id().to_string()),
+            ("salesforce_grant", "client_credentials".to_string()),
+            // Simulated faults clear quickly; keep waits short.
+            ("http_backoff_base_ms", "20".to_string()),
+            ("http_backoff_cap_ms", "500".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), toml::Value::String(v)))
+        .collect();
+        for (k, v) in options.settings {
+            settings.insert(k, toml::Value::String(v));
+        }
+        let config = HarnessConfig {
+            tenant: "demo".into(),
+            data_dir: options.data_dir.clone(),
+            master_key_file: Some(key_file),
+            secrets_file: None,
+            allowed_hosts: vec![],
+            max_memory_mb: 512,
+            run_deadline_secs: 3600,
+            settings,
+        };
+        let secrets = BTreeMap::from([
+            ("netsuite_private_key".to_string(), options.key.private_pem.clone()),
+            ("salesforce_client_secret".to_string(), client_secret),
+        ]);
+        SecretFile::write(&config.secrets_path(), &cipher, &secrets)?;
+        let tenant = Tenant::open(config, cipher, Some(clock.clone()))?;
+        Ok(Testbed { clock, netsuite, salesforce, tenant, customer_ids, key: options.key })
+    }
+
+    pub async fn sync(&self, runtime: &Runtime, mode: SyncMode) -> Result<RunReport> {
+        self.tenant.sync(runtime, mode, &[RecordKind::Customer]).await
+    }
+
+    /// Replaces one secret in the tenant's sealed secrets file.
+    pub fn set_secret(&self, name: &str, value: &str) -> Result<()> {
+        let path = self.tenant.config.secrets_path();
+        let mut secrets = SecretFile::read(&path, &self.tenant.cipher)?;
+        secrets.insert(name.to_string(), value.to_string());
+        SecretFile::write(&path, &self.tenant.cipher, &secrets)
+    }
+
+    pub fn database_path(&self) -> &Path {
+        self.tenant.database.path()
+    }
+}
+
+/// The built component: `CONNECTOR_COMPONENT`, else the release build next
+/// to this executable's target directory.
+pub fn find_component() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("CONNECTOR_COMPONENT") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors() {
+        let candidate = dir.join("wasm32-wasip2/release/netsuite_salesforce.wasm");
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "the connector component is not built: run `cargo build -p netsuite-salesforce --release --target \
+         wasm32-wasip2` (or set CONNECTOR_COMPONENT to a .wasm file)"
+    )
+}
