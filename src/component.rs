@@ -184,10 +184,7 @@ struct WasiClock;
 
 impl ports::Clock for WasiClock {
     fn now_unix(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
     }
     fn sleep(&self, duration: Duration) {
         std::thread::sleep(duration);
@@ -306,7 +303,10 @@ fn source_for<'h>(host: &'h Host<'h>) -> model::Result<crate::netsuite::NetSuite
 // ---- exports ----
 
 impl source::Guest for Component {
-    fn fetch_changed(kind: types::RecordKind, after: Option<types::Cursor>) -> Result<types::Page, types::ConnectorError> {
+    fn fetch_changed(
+        kind: types::RecordKind,
+        after: Option<types::Cursor>,
+    ) -> Result<types::Page, types::ConnectorError> {
         let after = after.map(|c| model::Cursor { last_modified: c.last_modified, id: c.id });
         with_host(|host| {
             let page = source_for(host)?.fetch_changed(kind_from_wit(kind), after.as_ref())?;
@@ -377,7 +377,10 @@ impl sync::Guest for Component {
                         failed: c.failed,
                     })
                     .collect(),
-                api_calls: sync::ApiCalls { netsuite: report.api_calls.netsuite, salesforce: report.api_calls.salesforce },
+                api_calls: sync::ApiCalls {
+                    netsuite: report.api_calls.netsuite,
+                    salesforce: report.api_calls.salesforce,
+                },
             })
         })
     }

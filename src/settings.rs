@@ -61,10 +61,7 @@ impl std::fmt::Debug for Settings {
 /// The account-specific REST host: lower-case, `_` → `-` (`1234567_SB1` →
 /// `1234567-sb1`).
 pub fn netsuite_host_for_account(account_id: &str) -> String {
-    format!(
-        "https://{}.suitetalk.api.netsuite.com",
-        account_id.trim().to_ascii_lowercase().replace('_', "-")
-    )
+    format!("https://{}.suitetalk.api.netsuite.com", account_id.trim().to_ascii_lowercase().replace('_', "-"))
 }
 
 struct Reader<'a> {
@@ -91,9 +88,9 @@ impl Reader<'_> {
     fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
         match self.optional(name)? {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
-                ConnectorError::Config(format!("setting `{name}` is `{v}`, which is not a valid number"))
-            }),
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConnectorError::Config(format!("setting `{name}` is `{v}`, which is not a valid number"))),
         }
     }
 }

@@ -105,10 +105,8 @@ impl HarnessConfig {
             Some(url) => hosts.extend(authority(url)),
             None => {
                 if let Some(account) = settings.get("netsuite_account_id") {
-                    hosts.push(format!(
-                        "{}.suitetalk.api.netsuite.com",
-                        account.to_ascii_lowercase().replace('_', "-")
-                    ));
+                    hosts
+                        .push(format!("{}.suitetalk.api.netsuite.com", account.to_ascii_lowercase().replace('_', "-")));
                 }
             }
         }

@@ -65,9 +65,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
         bed.netsuite.rename_customer(id, name)?;
         edits.push(format!("renamed customer {id} from \"{old}\" to \"{name}\""));
     }
-    for (i, (street, city, zip)) in [("500 Terry A Francois Blvd", "San Francisco", "94158"), ("1 Infinite Loop", "Cupertino", "95014")]
-        .iter()
-        .enumerate()
+    for (i, (street, city, zip)) in
+        [("500 Terry A Francois Blvd", "San Francisco", "94158"), ("1 Infinite Loop", "Cupertino", "95014")]
+            .iter()
+            .enumerate()
     {
         let id = pick(i + 2)?;
         bed.netsuite.move_customer_billing(id, street, city, zip)?;

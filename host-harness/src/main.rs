@@ -115,7 +115,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         c.read, c.created, c.updated, c.unchanged, c.failed
                     );
                 }
-                println!("  API calls: NetSuite {}, Salesforce {}", report.api_calls.netsuite, report.api_calls.salesforce);
+                println!(
+                    "  API calls: NetSuite {}, Salesforce {}",
+                    report.api_calls.netsuite, report.api_calls.salesforce
+                );
                 if let Some(e) = &report.error {
                     eprintln!("error: {e}");
                 }

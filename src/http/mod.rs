@@ -53,10 +53,7 @@ impl HttpRequest {
 
     pub fn form(self, pairs: &[(&str, &str)]) -> Self {
         let mut req = self.header("Content-Type", "application/x-www-form-urlencoded");
-        req.body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish()
-            .into_bytes();
+        req.body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes();
         req
     }
 
@@ -77,10 +74,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// First header with this name, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn is_success(&self) -> bool {

@@ -46,10 +46,7 @@ impl Rule {
             Status::Exact(s) => response.status == s,
             Status::Range(lo, hi) => (lo..=hi).contains(&response.status),
         };
-        status_ok
-            && self
-                .body_contains
-                .is_none_or(|needle| response.text().contains(needle))
+        status_ok && self.body_contains.is_none_or(|needle| response.text().contains(needle))
     }
 }
 
@@ -74,10 +71,7 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn delay(&self, attempt: u32, random: u64) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
-            .min(self.cap);
+        let ceiling = self.base.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX)).min(self.cap);
         let ceiling_ms = ceiling.as_millis() as u64;
         Duration::from_millis(random % (ceiling_ms + 1))
     }
@@ -85,10 +79,7 @@ impl Backoff {
 
 /// `Retry-After` in seconds, when the server sent one.
 pub fn retry_after(response: &HttpResponse) -> Option<Duration> {
-    response
-        .header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    response.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
 }
 
 /// What a send produced.

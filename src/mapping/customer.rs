@@ -7,7 +7,8 @@ pub fn map(record: &NetSuiteRecord) -> Result<MappedRecord> {
     let mut t = Target::new(record);
     let person = record.field("isperson") == Some("T");
     let name = if person {
-        let parts: Vec<&str> = ["firstname", "lastname"].iter().filter_map(|c| record.field(c)).map(str::trim).collect();
+        let parts: Vec<&str> =
+            ["firstname", "lastname"].iter().filter_map(|c| record.field(c)).map(str::trim).collect();
         (!parts.is_empty()).then(|| (parts.join(" "), "join-name", "firstname + lastname"))
     } else {
         record.field("companyname").map(|n| (n.trim().to_string(), "copy", "companyname"))
@@ -16,7 +17,9 @@ pub fn map(record: &NetSuiteRecord) -> Result<MappedRecord> {
         Some(found) => found,
         None => match record.field("entityid") {
             Some(entity) => (entity.trim().to_string(), "fallback", "entityid"),
-            None => return Err(required_missing(record, "Account.Name", "companyname, firstname/lastname and entityid")),
+            None => {
+                return Err(required_missing(record, "Account.Name", "companyname, firstname/lastname and entityid"));
+            }
         },
     };
     t.set("Name", Some(name), rule, detail);

@@ -58,12 +58,8 @@ pub fn describe(what: &str, response: &HttpResponse) -> String {
             None => d.detail.clone(),
         })
         .collect();
-    let mut msg = format!(
-        "{what} returned HTTP {} {}: {}",
-        response.status,
-        body.title.unwrap_or_default(),
-        details.join("; ")
-    );
+    let mut msg =
+        format!("{what} returned HTTP {} {}: {}", response.status, body.title.unwrap_or_default(), details.join("; "));
     if let Some(hint) = hint(response.status, &details.join(" ")) {
         msg.push_str(". ");
         msg.push_str(hint);
@@ -96,7 +92,12 @@ mod tests {
             "o:errorDetails":[{"detail":"Invalid search query. Detailed unprocessed description follows. Search error occurred: Unknown identifier 'foo'.","o:errorCode":"INVALID_PARAMETER","o:errorQueryParam":"q"}]}"#;
         let response = HttpResponse { status: 400, headers: vec![], body: body.as_bytes().to_vec() };
         let msg = describe("SuiteQL query on customer", &response);
-        assert!(msg.starts_with("SuiteQL query on customer returned HTTP 400 Bad Request: INVALID_PARAMETER: Invalid search query"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "SuiteQL query on customer returned HTTP 400 Bad Request: INVALID_PARAMETER: Invalid search query"
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("Records Catalog"), "{msg}");
     }
 

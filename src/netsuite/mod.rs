@@ -4,8 +4,8 @@ pub mod auth;
 pub mod errors;
 pub mod suiteql;
 
-use crate::http::retry::{ApiClient, Backoff, Sent};
 use crate::http::HttpResponse;
+use crate::http::retry::{ApiClient, Backoff, Sent};
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, Page, RecordKind, Result};
 use crate::ports::Host;
 use crate::settings::NetSuiteSettings;
@@ -20,7 +20,11 @@ pub struct NetSuiteSource<'h> {
 
 impl<'h> NetSuiteSource<'h> {
     pub fn new(host: &'h Host<'h>, settings: NetSuiteSettings, backoff: Backoff) -> Self {
-        NetSuiteSource { api: ApiClient::new(host, "NetSuite", errors::RULES, backoff), settings, token: RefCell::new(None) }
+        NetSuiteSource {
+            api: ApiClient::new(host, "NetSuite", errors::RULES, backoff),
+            settings,
+            token: RefCell::new(None),
+        }
     }
 
     /// HTTP requests sent to NetSuite so far.
@@ -82,11 +86,7 @@ impl<'h> NetSuiteSource<'h> {
     pub fn fetch_changed(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<Page> {
         let query = suiteql::changed_query(kind, after)?;
         let page = self.run_query(&query, &format!("SuiteQL read of changed {kind} records"))?;
-        let records = page
-            .rows
-            .into_iter()
-            .map(|row| suiteql::to_record(kind, row))
-            .collect::<Result<Vec<_>>>()?;
+        let records = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
         let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
         Ok(Page { records, next, has_more: page.has_more })
     }

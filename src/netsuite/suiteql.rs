@@ -37,9 +37,7 @@ pub fn internal_id(value: &str) -> Result<u64> {
             value.escape_debug()
         )));
     }
-    value
-        .parse()
-        .map_err(|_| ConnectorError::Config(format!("`{value}` is out of range for a NetSuite internal id")))
+    value.parse().map_err(|_| ConnectorError::Config(format!("`{value}` is out of range for a NetSuite internal id")))
 }
 
 fn parse_timestamp(value: &str) -> Result<PrimitiveDateTime> {
@@ -215,12 +213,13 @@ pub fn parse_rows(body: &[u8]) -> Result<RowPage> {
 
 /// A row as a record; `id` and `lastmodified` must be present.
 pub fn to_record(kind: RecordKind, mut row: BTreeMap<String, String>) -> Result<NetSuiteRecord> {
-    let id = row.get("id").cloned().ok_or_else(|| {
-        ConnectorError::NetSuite(format!("a {kind} row came back without an id column: {row:?}"))
-    })?;
-    let last_modified = row.remove("lastmodified").ok_or_else(|| {
-        ConnectorError::NetSuite(format!("{kind} {id} came back without lastmodifieddate"))
-    })?;
+    let id = row
+        .get("id")
+        .cloned()
+        .ok_or_else(|| ConnectorError::NetSuite(format!("a {kind} row came back without an id column: {row:?}")))?;
+    let last_modified = row
+        .remove("lastmodified")
+        .ok_or_else(|| ConnectorError::NetSuite(format!("{kind} {id} came back without lastmodifieddate")))?;
     parse_timestamp(&last_modified).map_err(|_| {
         ConnectorError::NetSuite(format!(
             "{kind} {id} has lastmodifieddate `{last_modified}`, not in the requested YYYY-MM-DD HH24:MI:SS form"
@@ -262,10 +261,13 @@ mod tests {
     fn keyset_query_continues_after_the_cursor() {
         let cursor = Cursor { last_modified: "2026-03-31 23:59:59".into(), id: "17".into() };
         let q = changed_query(RecordKind::Contact, Some(&cursor)).unwrap();
-        assert!(q.contains(
-            "WHERE (ct.lastmodifieddate >= TO_TIMESTAMP('2026-04-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS') \
+        assert!(
+            q.contains(
+                "WHERE (ct.lastmodifieddate >= TO_TIMESTAMP('2026-04-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS') \
              OR (ct.lastmodifieddate >= TO_TIMESTAMP('2026-03-31 23:59:59', 'YYYY-MM-DD HH24:MI:SS') AND ct.id > 17))"
-        ), "{q}");
+            ),
+            "{q}"
+        );
         assert!(q.ends_with("ORDER BY TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), ct.id"), "{q}");
         let first = changed_query(RecordKind::Customer, None).unwrap();
         assert!(first.contains("c.id > 0"), "{first}");

@@ -35,13 +35,11 @@ pub fn token_url(settings: &SalesforceSettings) -> String {
 pub fn token_request(settings: &SalesforceSettings, rotated: Option<&str>) -> HttpRequest {
     let url = token_url(settings);
     match &settings.grant {
-        SalesforceGrant::ClientCredentials { client_id, client_secret } => {
-            HttpRequest::new(Method::Post, url).form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", client_secret),
-            ])
-        }
+        SalesforceGrant::ClientCredentials { client_id, client_secret } => HttpRequest::new(Method::Post, url).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ]),
         SalesforceGrant::RefreshToken { client_id, client_secret, refresh_token } => {
             let token = rotated.unwrap_or(refresh_token);
             let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", client_id)];
@@ -70,13 +68,16 @@ struct OAuthError {
 }
 
 /// A session, plus the new refresh token when the org rotated it.
-pub fn parse_token_response(response: &HttpResponse, settings: &SalesforceSettings) -> Result<(Session, Option<String>)> {
+pub fn parse_token_response(
+    response: &HttpResponse,
+    settings: &SalesforceSettings,
+) -> Result<(Session, Option<String>)> {
     let url = token_url(settings);
     if response.is_success() {
-        let body: TokenResponse = serde_json::from_slice(&response.body).map_err(|e| {
-            ConnectorError::Salesforce(format!("{url} answered 200 with an unexpected body ({e})"))
-        })?;
-        let session = Session { access_token: body.access_token, instance_url: body.instance_url.trim_end_matches('/').into() };
+        let body: TokenResponse = serde_json::from_slice(&response.body)
+            .map_err(|e| ConnectorError::Salesforce(format!("{url} answered 200 with an unexpected body ({e})")))?;
+        let session =
+            Session { access_token: body.access_token, instance_url: body.instance_url.trim_end_matches('/').into() };
         return Ok((session, body.refresh_token));
     }
     let Ok(err) = serde_json::from_slice::<OAuthError>(&response.body) else {

@@ -113,7 +113,11 @@ struct UpsertResult {
 
 /// Outcomes for a chunk from a 200 Collections body: results come back in
 /// request order, so they are zipped with the chunk's records.
-pub fn outcomes_from_results(records: &[SObjectRecord], chunk: &Chunk, body: &Value) -> Result<Vec<UpsertOutcome>, String> {
+pub fn outcomes_from_results(
+    records: &[SObjectRecord],
+    chunk: &Chunk,
+    body: &Value,
+) -> Result<Vec<UpsertOutcome>, String> {
     let results: Vec<UpsertResult> = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
     if results.len() != chunk.indices.len() {
         return Err(format!("{} results for {} records", results.len(), chunk.indices.len()));
@@ -185,7 +189,10 @@ mod tests {
             {"id":null,"success":false,"errors":[{"statusCode":"REQUIRED_FIELD_MISSING","message":"Required fields are missing: [Name]","fields":["Name"]}]}
         ]);
         let out = outcomes_from_results(&records, &chunks[0], &body).unwrap();
-        assert_eq!(out.iter().map(|o| o.outcome).collect::<Vec<_>>(), vec![OutcomeKind::Created, OutcomeKind::Updated, OutcomeKind::Failed]);
+        assert_eq!(
+            out.iter().map(|o| o.outcome).collect::<Vec<_>>(),
+            vec![OutcomeKind::Created, OutcomeKind::Updated, OutcomeKind::Failed]
+        );
         assert_eq!(out[2].errors[0].fields, vec!["Name".to_string()]);
         assert!(outcomes_from_results(&records, &chunks[0], &json!([])).is_err());
     }

@@ -93,10 +93,26 @@ mod tests {
     #[test]
     fn table_separates_the_look_alike_errors() {
         let cases = [
-            (401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#, Some(Action::RefreshAuth)),
-            (401, r#"[{"message":"This session is not valid for use with the REST API","errorCode":"INVALID_SESSION_ID"}]"#, Some(Action::StopConfig)),
-            (403, r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#, Some(Action::StopQuota)),
-            (403, r#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#, Some(Action::Retry)),
+            (
+                401,
+                r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+                Some(Action::RefreshAuth),
+            ),
+            (
+                401,
+                r#"[{"message":"This session is not valid for use with the REST API","errorCode":"INVALID_SESSION_ID"}]"#,
+                Some(Action::StopConfig),
+            ),
+            (
+                403,
+                r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+                Some(Action::StopQuota),
+            ),
+            (
+                403,
+                r#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+                Some(Action::Retry),
+            ),
             (503, r#"[{"message":"Server too busy","errorCode":"SERVER_UNAVAILABLE"}]"#, Some(Action::Retry)),
             (429, "", Some(Action::Retry)),
             (400, r#"[{"message":"No such column","errorCode":"INVALID_FIELD"}]"#, None),
@@ -108,10 +124,19 @@ mod tests {
 
     #[test]
     fn error_arrays_parse_with_either_code_key() {
-        let e = parse_errors(br#"[{"message":"m","errorCode":"INVALID_FIELD"},{"statusCode":"X","message":"n","fields":["A"]}]"#).unwrap();
+        let e = parse_errors(
+            br#"[{"message":"m","errorCode":"INVALID_FIELD"},{"statusCode":"X","message":"n","fields":["A"]}]"#,
+        )
+        .unwrap();
         assert_eq!(e[0].status_code, "INVALID_FIELD");
         assert_eq!(e[1].fields, vec!["A".to_string()]);
-        let msg = describe("upsert", &response(400, r#"[{"message":"No such column 'Foo__c' on sobject of type Account","errorCode":"INVALID_FIELD"}]"#));
+        let msg = describe(
+            "upsert",
+            &response(
+                400,
+                r#"[{"message":"No such column 'Foo__c' on sobject of type Account","errorCode":"INVALID_FIELD"}]"#,
+            ),
+        );
         assert_eq!(msg, "upsert returned HTTP 400: INVALID_FIELD: No such column 'Foo__c' on sobject of type Account");
     }
 }

@@ -30,10 +30,7 @@ mod tests {
             parse_limit_info("api-usage=10018/100000; api-bursts=1/750"),
             Some(ApiUsage { used: 10018, limit: 100000 })
         );
-        assert_eq!(
-            parse_limit_info("api-bursts=1/750;api-usage=5/15000"),
-            Some(ApiUsage { used: 5, limit: 15000 })
-        );
+        assert_eq!(parse_limit_info("api-bursts=1/750;api-usage=5/15000"), Some(ApiUsage { used: 5, limit: 15000 }));
         assert_eq!(parse_limit_info("per-app-api-usage=17/250(appName=x)"), None);
         assert_eq!(parse_limit_info("api-usage=x/y"), None);
     }

@@ -54,11 +54,11 @@ impl<'h> SalesforceSink<'h> {
         if let Some(s) = self.session.borrow().as_ref() {
             return Ok(s.clone());
         }
-        if let Some(bytes) = self.credential(auth::SESSION_KEY)? {
-            if let Ok(s) = serde_json::from_slice::<Session>(&bytes) {
-                *self.session.borrow_mut() = Some(s.clone());
-                return Ok(s);
-            }
+        // An unreadable cached session is as good as none: log in again.
+        let cached = self.credential(auth::SESSION_KEY)?.and_then(|b| serde_json::from_slice::<Session>(&b).ok());
+        if let Some(s) = cached {
+            *self.session.borrow_mut() = Some(s.clone());
+            return Ok(s);
         }
         self.login()
     }
@@ -72,11 +72,12 @@ impl<'h> SalesforceSink<'h> {
             Sent::Response(r) | Sent::AuthExpired(r) => r,
         };
         let (session, new_refresh_token) = auth::parse_token_response(&response, &self.settings)?;
-        let store = |key: &str, value: &[u8]| {
-            self.api.host.credentials.set(key, value).map_err(|e| {
-                ConnectorError::Transport(format!("could not save `{key}` to the credentials store: {e}"))
-            })
-        };
+        let store =
+            |key: &str, value: &[u8]| {
+                self.api.host.credentials.set(key, value).map_err(|e| {
+                    ConnectorError::Transport(format!("could not save `{key}` to the credentials store: {e}"))
+                })
+            };
         if let Some(token) = new_refresh_token.filter(|t| Some(t) != rotated.as_ref()) {
             store(auth::ROTATED_REFRESH_TOKEN_KEY, token.as_bytes())?;
         }
@@ -161,7 +162,13 @@ impl<'h> SalesforceSink<'h> {
         Ok(outcomes.into_iter().map(|o| o.expect("every chunk ends with outcomes")).collect())
     }
 
-    fn chunk_outcome(&self, records: &[SObjectRecord], chunk: &Chunk, sub: Option<&composite::SubResponse>, round: u32) -> ChunkOutcome {
+    fn chunk_outcome(
+        &self,
+        records: &[SObjectRecord],
+        chunk: &Chunk,
+        sub: Option<&composite::SubResponse>,
+        round: u32,
+    ) -> ChunkOutcome {
         let fail_all = |error: SalesforceError| {
             ChunkOutcome::Done(
                 chunk

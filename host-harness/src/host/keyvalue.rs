@@ -32,12 +32,21 @@ impl store::Host for HostState {
 }
 
 impl store::HostBucket for HostState {
-    fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+    fn get(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let name = self.bucket_name(&bucket)?;
         Ok(self.kv.get(name, &key).map_err(other))
     }
 
-    fn set(&mut self, bucket: Resource<BucketHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), store::Error>> {
+    fn set(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket_name(&bucket)?;
         Ok(self.kv.set(name, &key, &value).map_err(other))
     }
@@ -91,13 +100,14 @@ impl batch::Host for HostState {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket_name(&bucket)?;
-        Ok(self
-            .kv
-            .batch(|kv| key_values.iter().try_for_each(|(k, v)| kv.set(name, k, v)))
-            .map_err(other))
+        Ok(self.kv.batch(|kv| key_values.iter().try_for_each(|(k, v)| kv.set(name, k, v))).map_err(other))
     }
 
-    fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> wasmtime::Result<Result<(), store::Error>> {
+    fn delete_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket_name(&bucket)?;
         Ok(self.kv.batch(|kv| keys.iter().try_for_each(|k| kv.delete(name, k))).map_err(other))
     }

@@ -12,6 +12,7 @@ pub use bindings::ml_connector::netsuite_salesforce::types::{ConnectorError, Rec
 pub use state::HostState;
 
 use crate::secrets::Cipher;
+use crate::sim::SimClock;
 use crate::store::{Database, KvStore};
 use anyhow::Result;
 use bindings::{Connector, ConnectorPre};
@@ -23,7 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
-use crate::sim::SimClock;
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::WasiHttpCtx;

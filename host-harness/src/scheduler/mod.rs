@@ -134,7 +134,13 @@ impl Tenant {
                 for k in r.kinds {
                     report.objects.insert(
                         kind_name(k.kind),
-                        ObjectCounts { read: k.read, created: k.created, updated: k.updated, unchanged: k.unchanged, failed: k.failed },
+                        ObjectCounts {
+                            read: k.read,
+                            created: k.created,
+                            updated: k.updated,
+                            unchanged: k.unchanged,
+                            failed: k.failed,
+                        },
                     );
                 }
                 report.api_calls = ApiCalls { netsuite: r.api_calls.netsuite, salesforce: r.api_calls.salesforce };

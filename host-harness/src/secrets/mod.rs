@@ -53,10 +53,13 @@ impl Cipher {
             return Cipher::from_b64(&text).with_context(|| format!("reading {MASTER_KEY_ENV}"));
         }
         let Some(path) = key_file else {
-            bail!("no master key: set {MASTER_KEY_ENV} or `master_key_file` in the config (create one with `connector secrets init`)");
+            bail!(
+                "no master key: set {MASTER_KEY_ENV} or `master_key_file` in the config (create one with `connector secrets init`)"
+            );
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading master key file {} (create it with `connector secrets init`)", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("reading master key file {} (create it with `connector secrets init`)", path.display())
+        })?;
         Cipher::from_b64(&text).with_context(|| format!("reading master key file {}", path.display()))
     }
 

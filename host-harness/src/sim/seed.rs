@@ -5,30 +5,141 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const PREFIXES: &[&str] = &[
-    "Northwind", "Blue Ridge", "Summit", "Harbor", "Granite", "Cedar", "Redwood", "Silverline", "Ironclad", "Lakeside",
-    "Pioneer", "Evergreen", "Keystone", "Atlas", "Meridian", "Crescent", "Horizon", "Sterling", "Riverbend", "Oakmont",
-    "Bright", "Falcon", "Vertex", "Copper", "Sapphire", "Juniper", "Orchard", "Bayview", "Highland", "Prairie",
+    "Northwind",
+    "Blue Ridge",
+    "Summit",
+    "Harbor",
+    "Granite",
+    "Cedar",
+    "Redwood",
+    "Silverline",
+    "Ironclad",
+    "Lakeside",
+    "Pioneer",
+    "Evergreen",
+    "Keystone",
+    "Atlas",
+    "Meridian",
+    "Crescent",
+    "Horizon",
+    "Sterling",
+    "Riverbend",
+    "Oakmont",
+    "Bright",
+    "Falcon",
+    "Vertex",
+    "Copper",
+    "Sapphire",
+    "Juniper",
+    "Orchard",
+    "Bayview",
+    "Highland",
+    "Prairie",
 ];
 const NOUNS: &[&str] = &[
-    "Traders", "Logistics", "Foods", "Analytics", "Manufacturing", "Supply", "Health", "Energy", "Robotics", "Textiles",
-    "Builders", "Pharma", "Software", "Outfitters", "Electric", "Marine", "Ceramics", "Labs", "Farms", "Media",
+    "Traders",
+    "Logistics",
+    "Foods",
+    "Analytics",
+    "Manufacturing",
+    "Supply",
+    "Health",
+    "Energy",
+    "Robotics",
+    "Textiles",
+    "Builders",
+    "Pharma",
+    "Software",
+    "Outfitters",
+    "Electric",
+    "Marine",
+    "Ceramics",
+    "Labs",
+    "Farms",
+    "Media",
 ];
 const SUFFIXES: &[&str] = &["Inc", "LLC", "Ltd", "GmbH", "Corp", "Co", "Group", "Partners"];
 const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Tim", "Barbara", "Dennis", "Frances", "Ken", "Radia",
-    "Edsger", "Hedy", "John", "Shafi", "Donald", "Sophie", "Niklaus", "Anita", "José", "Zoë", "Søren", "Amélie",
+    "Ada",
+    "Grace",
+    "Alan",
+    "Katherine",
+    "Linus",
+    "Margaret",
+    "Tim",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "Ken",
+    "Radia",
+    "Edsger",
+    "Hedy",
+    "John",
+    "Shafi",
+    "Donald",
+    "Sophie",
+    "Niklaus",
+    "Anita",
+    "José",
+    "Zoë",
+    "Søren",
+    "Amélie",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Berners-Lee", "Liskov", "Ritchie", "Allen",
-    "Thompson", "Perlman", "Dijkstra", "Lamarr", "McCarthy", "Goldwasser", "Knuth", "Wilson", "Wirth", "Borg",
-    "García", "O'Neil", "Kierkegaard", "Poulain",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Johnson",
+    "Torvalds",
+    "Hamilton",
+    "Berners-Lee",
+    "Liskov",
+    "Ritchie",
+    "Allen",
+    "Thompson",
+    "Perlman",
+    "Dijkstra",
+    "Lamarr",
+    "McCarthy",
+    "Goldwasser",
+    "Knuth",
+    "Wilson",
+    "Wirth",
+    "Borg",
+    "García",
+    "O'Neil",
+    "Kierkegaard",
+    "Poulain",
 ];
-const TITLES: &[&str] = &["CFO", "Buyer", "Accounts Payable", "Operations Manager", "CEO", "Procurement Lead", "Controller"];
-const STREETS: &[&str] = &["Main St", "Market St", "Oak Ave", "Harbor Blvd", "High Street", "Industrial Way", "King St W", "Bahnhofstraße", "Elm Rd", "Commerce Dr"];
+const TITLES: &[&str] =
+    &["CFO", "Buyer", "Accounts Payable", "Operations Manager", "CEO", "Procurement Lead", "Controller"];
+const STREETS: &[&str] = &[
+    "Main St",
+    "Market St",
+    "Oak Ave",
+    "Harbor Blvd",
+    "High Street",
+    "Industrial Way",
+    "King St W",
+    "Bahnhofstraße",
+    "Elm Rd",
+    "Commerce Dr",
+];
 
-/// (country code, [(city, state, zip pattern)])
-const PLACES: &[(&str, &[(&str, &str, &str)])] = &[
-    ("US", &[("Springfield", "IL", "627##"), ("Austin", "TX", "787##"), ("Portland", "OR", "972##"), ("Boston", "MA", "021##"), ("San Jose", "CA", "951##")]),
+/// (city, state, zip pattern; `#` a digit, `A` a letter)
+type Place = (&'static str, &'static str, &'static str);
+
+const PLACES: &[(&str, &[Place])] = &[
+    (
+        "US",
+        &[
+            ("Springfield", "IL", "627##"),
+            ("Austin", "TX", "787##"),
+            ("Portland", "OR", "972##"),
+            ("Boston", "MA", "021##"),
+            ("San Jose", "CA", "951##"),
+        ],
+    ),
     ("CA", &[("Toronto", "ON", "M5V #A#"), ("Vancouver", "BC", "V6B #A#")]),
     ("GB", &[("London", "", "EC1A #BB"), ("Leeds", "", "LS1 #AA")]),
     ("DE", &[("Berlin", "BE", "101##"), ("München", "BY", "803##")]),
@@ -36,8 +147,14 @@ const PLACES: &[(&str, &[(&str, &str, &str)])] = &[
 ];
 
 /// Payment terms as NetSuite ships them: (id, name, days until due).
-pub const TERMS: &[(i64, &str, i64)] =
-    &[(1, "Net 15", 15), (2, "Net 30", 30), (3, "Net 60", 60), (4, "Due on receipt", 0), (5, "1% 10 Net 30", 30), (6, "2% 10 Net 30", 30)];
+pub const TERMS: &[(i64, &str, i64)] = &[
+    (1, "Net 15", 15),
+    (2, "Net 30", 30),
+    (3, "Net 60", 60),
+    (4, "Due on receipt", 0),
+    (5, "1% 10 Net 30", 30),
+    (6, "2% 10 Net 30", 30),
+];
 
 #[derive(Debug, Clone)]
 pub struct Address {
@@ -134,7 +251,8 @@ impl Seeder {
             );
             (Some(name.clone()), None, None, name)
         };
-        let domain: String = display.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).take(20).collect();
+        let domain: String =
+            display.to_ascii_lowercase().chars().filter(char::is_ascii_alphanumeric).take(20).collect();
         let billing = self.rng.gen_bool(0.92).then(|| self.address(&display));
         let shipping = match &billing {
             Some(b) if self.rng.gen_bool(0.6) => Some(b.clone()),
@@ -158,7 +276,11 @@ impl Seeder {
 
     pub fn person(&mut self, n: u64) -> Person {
         let (f, l) = (pick(&mut self.rng, FIRST).to_string(), pick(&mut self.rng, LAST).to_string());
-        let local: String = format!("{f}.{l}").to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+        let local: String = format!("{f}.{l}")
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect();
         Person {
             entityid: format!("{f} {l} {n}"),
             email: self.rng.gen_bool(0.9).then(|| format!("{local}{n}@example.com")),

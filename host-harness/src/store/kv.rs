@@ -72,9 +72,11 @@ impl KvStore {
     }
 
     pub fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
-            .execute(params![self.tenant, bucket, key])?;
+        self.conn.prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?.execute(params![
+            self.tenant,
+            bucket,
+            key
+        ])?;
         Ok(())
     }
 

@@ -69,8 +69,7 @@ impl Database {
     }
 
     pub fn connect(&self) -> Result<Connection> {
-        let conn =
-            Connection::open(&self.path).with_context(|| format!("opening database {}", self.path.display()))?;
+        let conn = Connection::open(&self.path).with_context(|| format!("opening database {}", self.path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL + NORMAL: durable at checkpoints, fast enough for a write per record.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -80,7 +79,5 @@ impl Database {
 
 /// Now, as the ISO-8601 text stored in the database.
 pub fn now_text() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -25,7 +25,8 @@ struct Claims {
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
-    let mut resp = (status, [("content-type", "application/json")], json!({ "error": error }).to_string()).into_response();
+    let mut resp =
+        (status, [("content-type", "application/json")], json!({ "error": error }).to_string()).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert("www-authenticate", "Basic realm=\"NetSuite\"".parse().expect("static header"));
     }
@@ -34,24 +35,34 @@ fn oauth_error(status: StatusCode, error: &str) -> Response {
 
 fn scopes(value: &Option<serde_json::Value>) -> Vec<String> {
     match value {
-        Some(serde_json::Value::String(s)) => s.split([' ', ',']).filter(|p| !p.is_empty()).map(str::to_string).collect(),
+        Some(serde_json::Value::String(s)) => {
+            s.split([' ', ',']).filter(|p| !p.is_empty()).map(str::to_string).collect()
+        }
         Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         _ => vec![],
     }
 }
 
+/// Why an assertion was refused: the OAuth error code the client sees, and
+/// the reason only the Login Audit Trail shows (as in NetSuite).
+struct Refusal {
+    error: &'static str,
+    reason: String,
+}
+
 impl NetSuiteSim {
-    fn refuse(&self, reason: String, error: &str) -> Response {
-        self.inner.login_audit.lock().unwrap().push(reason);
-        oauth_error(StatusCode::BAD_REQUEST, error)
+    fn refuse(&self, reason: String, error: &'static str) -> Refusal {
+        Refusal { error, reason }
     }
 
-    fn verify_assertion(&self, assertion: &str) -> Result<(), Response> {
+    fn verify_assertion(&self, assertion: &str) -> Result<(), Refusal> {
         let cfg = &self.inner.config;
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|e| self.refuse(format!("client assertion is not a JWT: {e}"), "invalid_request"))?;
         let family_key = match header.alg {
-            Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => DecodingKey::from_rsa_pem(cfg.public_key_pem.as_bytes()),
+            Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
+                DecodingKey::from_rsa_pem(cfg.public_key_pem.as_bytes())
+            }
             Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(cfg.public_key_pem.as_bytes()),
             other => {
                 return Err(self.refuse(
@@ -66,8 +77,9 @@ impl NetSuiteSim {
                 "invalid_grant",
             ));
         }
-        let key = family_key
-            .map_err(|_| self.refuse("the mapped certificate's key does not match the JWT algorithm family".into(), "invalid_grant"))?;
+        let key = family_key.map_err(|_| {
+            self.refuse("the mapped certificate's key does not match the JWT algorithm family".into(), "invalid_grant")
+        })?;
         let token_url = format!("{}/services/rest/auth/oauth2/v1/token", self.base_url());
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&[token_url.as_str()]);
@@ -86,7 +98,9 @@ impl NetSuiteSim {
             return Err(self.refuse("client assertion is expired or issued in the future".into(), "invalid_grant"));
         }
         if !scopes(&claims.scope).iter().any(|s| s == "rest_webservices") {
-            return Err(self.refuse("client assertion does not ask for the rest_webservices scope".into(), "invalid_scope"));
+            return Err(
+                self.refuse("client assertion does not ask for the rest_webservices scope".into(), "invalid_scope")
+            );
         }
         Ok(())
     }
@@ -106,8 +120,9 @@ pub async fn token(State(sim): State<NetSuiteSim>, Form(form): Form<HashMap<Stri
     let Some(assertion) = form.get("client_assertion") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     };
-    if let Err(resp) = sim.verify_assertion(assertion) {
-        return resp;
+    if let Err(refusal) = sim.verify_assertion(assertion) {
+        sim.inner.login_audit.lock().unwrap().push(refusal.reason);
+        return oauth_error(StatusCode::BAD_REQUEST, refusal.error);
     }
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);

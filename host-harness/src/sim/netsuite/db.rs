@@ -79,8 +79,8 @@ fn format_elements(fmt: &str) -> Result<Vec<Element>, String> {
             (Element::Minute, 2)
         } else if rest.starts_with("SS") {
             (Element::Second, 2)
-        } else if rest.starts_with("FF") {
-            let digits = rest[2..].chars().next().and_then(|c| c.to_digit(10)).filter(|d| (1..=9).contains(d));
+        } else if let Some(after) = rest.strip_prefix("FF") {
+            let digits = after.chars().next().and_then(|c| c.to_digit(10)).filter(|d| (1..=9).contains(d));
             match digits {
                 Some(d) => (Element::Fraction(d as u8), 3),
                 None => (Element::Fraction(6), 2),
@@ -193,13 +193,13 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("NVL", 2, flags, |ctx| {
         let first = ctx.get_raw(0);
         let pick = if matches!(first, ValueRef::Null) { 1 } else { 0 };
-        Ok(rusqlite::types::Value::from(match ctx.get_raw(pick) {
+        Ok(match ctx.get_raw(pick) {
             ValueRef::Null => rusqlite::types::Value::Null,
             ValueRef::Integer(i) => rusqlite::types::Value::Integer(i),
             ValueRef::Real(r) => rusqlite::types::Value::Real(r),
             ValueRef::Text(t) => rusqlite::types::Value::Text(String::from_utf8_lossy(t).into_owned()),
             ValueRef::Blob(b) => rusqlite::types::Value::Blob(b.to_vec()),
-        }))
+        })
     })?;
     Ok(())
 }
@@ -210,7 +210,8 @@ pub fn open() -> Result<Connection> {
     // Like Oracle: a double-quoted token is an identifier, never a string.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
     conn.execute_batch(SCHEMA)?;
-    let mut stmt = conn.prepare("INSERT INTO term (id, name, daysuntilnetdue, lastmodifieddate) VALUES (?1, ?2, ?3, 0)")?;
+    let mut stmt =
+        conn.prepare("INSERT INTO term (id, name, daysuntilnetdue, lastmodifieddate) VALUES (?1, ?2, ?3, 0)")?;
     for (id, name, days) in TERMS {
         stmt.execute(params![id, name, days])?;
     }

@@ -268,7 +268,11 @@ async fn suiteql_handler(
     let now = inner.clock.now_secs();
     let valid = inner.tokens.lock().unwrap().get(bearer).is_some_and(|&exp| now < exp);
     if !valid {
-        inner.login_audit.lock().unwrap().push("SuiteQL request with a missing, unknown or expired access token".into());
+        inner
+            .login_audit
+            .lock()
+            .unwrap()
+            .push("SuiteQL request with a missing, unknown or expired access token".into());
         return invalid_login();
     }
     if !headers.get("prefer").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("transient")) {
@@ -279,21 +283,15 @@ async fn suiteql_handler(
         );
     }
 
-    let parse = |name: &str, value: &Option<String>, default: u64| -> Result<u64, Response> {
+    let parse = |name: &str, value: &Option<String>, default: u64| -> Result<u64, String> {
         match value {
             None => Ok(default),
-            Some(v) => v.parse::<u64>().map_err(|_| {
-                error_body(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", &format!("Invalid value for query parameter {name}: {v}."))
-            }),
+            Some(v) => v.parse::<u64>().map_err(|_| format!("Invalid value for query parameter {name}: {v}.")),
         }
     };
-    let limit = match parse("limit", &params.limit, 1000) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let offset = match parse("offset", &params.offset, 0) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let (limit, offset) = match (parse("limit", &params.limit, 1000), parse("offset", &params.offset, 0)) {
+        (Ok(l), Ok(o)) => (l, o),
+        (Err(e), _) | (_, Err(e)) => return error_body(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", &e),
     };
     if !(1..=1000).contains(&limit) {
         return error_body(
@@ -306,7 +304,9 @@ async fn suiteql_handler(
         return error_body(
             StatusCode::BAD_REQUEST,
             "INVALID_PARAMETER",
-            &format!("Invalid value for query parameter offset: {offset}. The offset must be a multiple of the limit ({limit})."),
+            &format!(
+                "Invalid value for query parameter offset: {offset}. The offset must be a multiple of the limit ({limit})."
+            ),
         );
     }
     if offset >= suiteql::RESULT_CEILING {
@@ -320,7 +320,8 @@ async fn suiteql_handler(
         );
     }
 
-    let query = match serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("q")?.as_str().map(str::to_string)) {
+    let query = match serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("q")?.as_str().map(str::to_string))
+    {
         Some(q) => q,
         None => {
             return error_body(

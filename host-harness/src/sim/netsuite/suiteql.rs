@@ -36,7 +36,9 @@ fn display_table(field: &str) -> Option<&'static str> {
 }
 
 fn invalid(detail: impl std::fmt::Display) -> InvalidQuery {
-    InvalidQuery(format!("Invalid search query. Detailed unprocessed description follows. Search error occurred: {detail}"))
+    InvalidQuery(format!(
+        "Invalid search query. Detailed unprocessed description follows. Search error occurred: {detail}"
+    ))
 }
 
 fn translate(q: &str) -> Result<String, InvalidQuery> {
@@ -69,7 +71,11 @@ fn translate(q: &str) -> Result<String, InvalidQuery> {
 }
 
 fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
-    let text = e.to_string();
+    let text = match e {
+        rusqlite::Error::SqlInputError { msg, .. } => msg,
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg,
+        other => other.to_string(),
+    };
     if let Some(col) = text.strip_prefix("no such column: ") {
         invalid(format!("Unknown identifier '{col}'."))
     } else if let Some(table) = text.strip_prefix("no such table: ") {
@@ -85,7 +91,8 @@ pub fn run(conn: &Connection, q: &str, limit: u64, offset: u64) -> Result<QueryP
         .prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(sqlite_error)?;
-    let mut stmt = conn.prepare(&format!("SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")).map_err(sqlite_error)?;
+    let mut stmt =
+        conn.prepare(&format!("SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")).map_err(sqlite_error)?;
     let columns: Vec<(String, bool)> = stmt
         .columns()
         .map(|c| (c.name().to_ascii_lowercase(), c.decl_type().is_some_and(|t| t.eq_ignore_ascii_case("TIMESTAMP"))))

@@ -38,7 +38,9 @@ pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: &[u
         ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
             collections_upsert(org, sobject, ext_field, body, now)
         }
-        ("PATCH", ["sobjects", sobject, ext_field, value]) => single_upsert(org, version, sobject, ext_field, value, body, now),
+        ("PATCH", ["sobjects", sobject, ext_field, value]) => {
+            single_upsert(org, version, sobject, ext_field, value, body, now)
+        }
         _ => not_found(path),
     }
 }
@@ -51,10 +53,14 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
     }
 }
 
-fn check_external_id_field<'o>(org: &'o Org, sobject: &str, ext_field: &str) -> Result<&'o super::schema::SObject, RequestError> {
-    let object = org
-        .object(sobject)
-        .ok_or_else(|| RequestError::new(404, "NOT_FOUND", format!("The requested resource does not exist: sobject type '{sobject}'")))?;
+fn check_external_id_field<'o>(
+    org: &'o Org,
+    sobject: &str,
+    ext_field: &str,
+) -> Result<&'o super::schema::SObject, RequestError> {
+    let object = org.object(sobject).ok_or_else(|| {
+        RequestError::new(404, "NOT_FOUND", format!("The requested resource does not exist: sobject type '{sobject}'"))
+    })?;
     if !object.field(ext_field).is_some_and(|f| f.external_id || f.name == "Id") {
         return Err(RequestError::new(
             404,
@@ -115,7 +121,10 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8]
     let writes_before = org.writes;
     let mut results: Vec<Result<super::store::Upserted, RecordError>> = Vec::with_capacity(parsed.len());
     for m in &parsed {
-        let dup = m.get(ext_field).and_then(Value::as_str).filter(|v| seen.get(&v.to_ascii_lowercase()).copied().unwrap_or(0) > 1);
+        let dup = m
+            .get(ext_field)
+            .and_then(Value::as_str)
+            .filter(|v| seen.get(&v.to_ascii_lowercase()).copied().unwrap_or(0) > 1);
         let typed = m.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str);
         results.push(match (dup, typed) {
             (Some(v), _) => Err(RecordError {
@@ -158,7 +167,15 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8]
     (200, Some(Value::Array(results.into_iter().map(result_json).collect())))
 }
 
-fn single_upsert(org: &mut Org, version: f64, sobject: &str, ext_field: &str, value: &str, body: &[u8], now: i64) -> Answer {
+fn single_upsert(
+    org: &mut Org,
+    version: f64,
+    sobject: &str,
+    ext_field: &str,
+    value: &str,
+    body: &[u8],
+    now: i64,
+) -> Answer {
     let object = match check_external_id_field(org, sobject, ext_field) {
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
@@ -196,13 +213,19 @@ fn composite(org: &mut Org, body: &[u8], now: i64) -> Answer {
     }
     let heavy = subrequests
         .iter()
-        .filter(|s| s.get("url").and_then(Value::as_str).is_some_and(|u| u.contains("/composite/sobjects") || u.contains("/query")))
+        .filter(|s| {
+            s.get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.contains("/composite/sobjects") || u.contains("/query"))
+        })
         .count();
     if heavy > MAX_COMPOSITE_COLLECTIONS {
         return fail(RequestError::new(
             400,
             "LIMIT_EXCEEDED",
-            format!("Composite requests may contain at most {MAX_COMPOSITE_COLLECTIONS} sObject Collections or query subrequests"),
+            format!(
+                "Composite requests may contain at most {MAX_COMPOSITE_COLLECTIONS} sObject Collections or query subrequests"
+            ),
         ));
     }
     let mut responses = Vec::with_capacity(subrequests.len());

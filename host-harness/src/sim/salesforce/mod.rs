@@ -26,8 +26,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
-pub use store::ValidationRule;
 use store::Org;
+pub use store::ValidationRule;
 
 #[derive(Clone)]
 pub struct SalesforceSimConfig {
@@ -233,7 +233,11 @@ impl SalesforceSim {
         }
         edge += faults.concurrent_limit_rate;
         if roll < edge {
-            return Some(error_array(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."));
+            return Some(error_array(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "ConcurrentPerOrgLongTxn Limit exceeded.",
+            ));
         }
         None
     }
@@ -246,7 +250,8 @@ impl SalesforceSim {
         self.inner.sessions.lock().unwrap().insert(token.clone(), Session { last_used: now });
         let issued_at = (self.inner.clock.now().as_millis()).to_string();
         let id = format!("{}/id/{ORG_ID}/0058d000000SIMxAAA", self.base_url());
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.inner.config.client_secret.as_bytes()).expect("any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(self.inner.config.client_secret.as_bytes()).expect("any key length");
         mac.update(format!("{id}{issued_at}").as_bytes());
         let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         json!({
@@ -262,7 +267,11 @@ impl SalesforceSim {
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
-    (StatusCode::BAD_REQUEST, [("content-type", "application/json;charset=UTF-8")], json!({ "error": error, "error_description": description }).to_string())
+    (
+        StatusCode::BAD_REQUEST,
+        [("content-type", "application/json;charset=UTF-8")],
+        json!({ "error": error, "error_description": description }).to_string(),
+    )
         .into_response()
 }
 
@@ -281,7 +290,11 @@ fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (O
     }
 }
 
-async fn token(State(sim): State<SalesforceSim>, headers: HeaderMap, axum::Form(form): axum::Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(sim): State<SalesforceSim>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<HashMap<String, String>>,
+) -> Response {
     sim.inner.token_requests.fetch_add(1, Ordering::SeqCst);
     let cfg = &sim.inner.config;
     let (client_id, client_secret) = client_credentials(&headers, &form);
@@ -343,7 +356,8 @@ async fn api_handler(
         return sim.respond(status, Some(body));
     }
     if sim.api_requests() >= sim.inner.config.daily_api_limit {
-        let (status, body) = error_array(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+        let (status, body) =
+            error_array(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
         return sim.respond(status, Some(body));
     }
     sim.inner.api_requests.fetch_add(1, Ordering::SeqCst);

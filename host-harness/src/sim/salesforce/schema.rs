@@ -42,7 +42,16 @@ impl SObject {
 }
 
 const fn text(name: &'static str, length: usize) -> Field {
-    Field { name, kind: FieldType::String, length, required: false, external_id: false, unique: false, updateable: true, relationship: None }
+    Field {
+        name,
+        kind: FieldType::String,
+        length,
+        required: false,
+        external_id: false,
+        unique: false,
+        updateable: true,
+        relationship: None,
+    }
 }
 
 const fn required(mut f: Field) -> Field {
@@ -56,7 +65,16 @@ const fn typed(mut f: Field, kind: FieldType) -> Field {
 }
 
 fn id() -> Field {
-    Field { name: "Id", kind: FieldType::Id, length: 18, required: false, external_id: false, unique: true, updateable: false, relationship: None }
+    Field {
+        name: "Id",
+        kind: FieldType::Id,
+        length: 18,
+        required: false,
+        external_id: false,
+        unique: true,
+        updateable: false,
+        relationship: None,
+    }
 }
 
 /// `NetSuite_Id__c`: Text(18), External ID, Unique, case-insensitive.
@@ -133,7 +151,8 @@ pub fn salesforce_id(prefix: &str, n: u64) -> String {
         .as_bytes()
         .chunks(5)
         .map(|chunk| {
-            let bits = chunk.iter().enumerate().fold(0usize, |acc, (i, c)| acc | (usize::from(c.is_ascii_uppercase()) << i));
+            let bits =
+                chunk.iter().enumerate().fold(0usize, |acc, (i, c)| acc | (usize::from(c.is_ascii_uppercase()) << i));
             SUFFIX[bits] as char
         })
         .collect();

@@ -118,7 +118,13 @@ impl Org {
     }
 
     /// Upserts one record by `ext_field`. `now` is simulated Unix seconds.
-    pub fn upsert(&mut self, object: &SObject, ext_field: &str, record: &Map<String, Value>, now: i64) -> Result<Upserted, RecordError> {
+    pub fn upsert(
+        &mut self,
+        object: &SObject,
+        ext_field: &str,
+        record: &Map<String, Value>,
+        now: i64,
+    ) -> Result<Upserted, RecordError> {
         let ext_value = match record.get(ext_field) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -132,12 +138,21 @@ impl Org {
             if let Some(rel) = object.relationship(key) {
                 let (_, target) = rel.relationship.expect("relationship fields carry their target");
                 let Value::Object(parent_key) = value else {
-                    return Err(RecordError::new("INVALID_FIELD", format!("Invalid value for relationship {key}"), &[]));
+                    return Err(RecordError::new(
+                        "INVALID_FIELD",
+                        format!("Invalid value for relationship {key}"),
+                        &[],
+                    ));
                 };
                 let Some((parent_field, parent_value)) = parent_key.iter().find(|(k, _)| *k != "attributes") else {
-                    return Err(RecordError::new("INVALID_FIELD", format!("Foreign key external ID: not found for field {key}"), &[]));
+                    return Err(RecordError::new(
+                        "INVALID_FIELD",
+                        format!("Foreign key external ID: not found for field {key}"),
+                        &[],
+                    ));
                 };
-                let parent_value = parent_value.as_str().map(str::to_string).unwrap_or_else(|| parent_value.to_string());
+                let parent_value =
+                    parent_value.as_str().map(str::to_string).unwrap_or_else(|| parent_value.to_string());
                 match self.find(target, &parent_value) {
                     Some((parent_id, _)) => {
                         values.insert(rel.name.to_string(), Value::String(parent_id));
@@ -145,7 +160,9 @@ impl Org {
                     None => {
                         return Err(RecordError::new(
                             "INVALID_FIELD",
-                            format!("Foreign key external ID: {parent_value} not found for field {parent_field} in entity {target}"),
+                            format!(
+                                "Foreign key external ID: {parent_value} not found for field {parent_field} in entity {target}"
+                            ),
                             &[],
                         ));
                     }
@@ -156,7 +173,10 @@ impl Org {
             if !field.updateable {
                 return Err(RecordError::new(
                     "INVALID_FIELD_FOR_INSERT_UPDATE",
-                    format!("Unable to create/update fields: {}. Please check the security settings of this field.", field.name),
+                    format!(
+                        "Unable to create/update fields: {}. Please check the security settings of this field.",
+                        field.name
+                    ),
                     &[field.name],
                 ));
             }
@@ -184,7 +204,11 @@ impl Org {
                 ));
             }
             if field.kind == FieldType::Email && !text.contains('@') {
-                return Err(RecordError::new("INVALID_EMAIL_ADDRESS", format!("{}: invalid email address: {text}", field.name), &[field.name]));
+                return Err(RecordError::new(
+                    "INVALID_EMAIL_ADDRESS",
+                    format!("{}: invalid email address: {text}", field.name),
+                    &[field.name],
+                ));
             }
             values.insert(field.name.to_string(), Value::String(text));
         }
@@ -219,7 +243,10 @@ impl Org {
         match existing {
             Some((id, _)) => {
                 self.conn
-                    .execute("UPDATE record SET fields = ?1, modstamp = ?2 WHERE id = ?3", params![fields_text, now, id])
+                    .execute(
+                        "UPDATE record SET fields = ?1, modstamp = ?2 WHERE id = ?3",
+                        params![fields_text, now, id],
+                    )
                     .map_err(|e| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]))?;
                 Ok(Upserted { id, created: false })
             }

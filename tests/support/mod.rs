@@ -1,0 +1,117 @@
+//! Shared by every end-to-end test binary: one compiled component per
+//! process, one signing key, and simulated installations on loopback.
+
+#![allow(dead_code)]
+
+use host_harness::host::{Runtime, SyncMode};
+use host_harness::scheduler::RunReport;
+use host_harness::sim::salesforce::SalesforceSimConfig;
+use host_harness::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The real .wasm: `CONNECTOR_COMPONENT` when CI built it already, else a
+/// release build of the component now (a no-op when it is fresh).
+fn component() -> PathBuf {
+    if let Ok(path) = std::env::var("CONNECTOR_COMPONENT") {
+        return PathBuf::from(path);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "-p", "netsuite-salesforce", "--release", "--target", "wasm32-wasip2"])
+        .status()
+        .expect("running cargo to build the component");
+    assert!(status.success(), "building the component failed");
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    target.join("wasm32-wasip2/release/netsuite_salesforce.wasm")
+}
+
+/// Compiled once per test process and shared by every test in it.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let path = component();
+        Runtime::load(&path).unwrap_or_else(|e| panic!("loading {}: {e:#}", path.display()))
+    })
+}
+
+pub fn ps256_key() -> KeyPair {
+    static KEY: OnceLock<KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| KeyPair::generate(Signing::Ps256).expect("RSA key generation")).clone()
+}
+
+pub struct Bed {
+    pub bed: Testbed,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Bed {
+    type Target = Testbed;
+    fn deref(&self) -> &Testbed {
+        &self.bed
+    }
+}
+
+pub struct BedBuilder {
+    customers: u64,
+    key: Option<KeyPair>,
+    salesforce: SalesforceSimConfig,
+    settings: BTreeMap<String, String>,
+}
+
+pub fn bed(customers: u64) -> BedBuilder {
+    BedBuilder { customers, key: None, salesforce: SalesforceSimConfig::default(), settings: BTreeMap::new() }
+}
+
+impl BedBuilder {
+    pub fn key(mut self, key: KeyPair) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.insert(name.into(), value.into());
+        self
+    }
+
+    pub async fn start(self) -> Bed {
+        // Compile before the simulators start, off the async workers.
+        tokio::task::block_in_place(runtime);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let bed = Testbed::start(TestbedOptions {
+            customers: self.customers,
+            key: self.key.unwrap_or_else(ps256_key),
+            data_dir: dir.path().to_path_buf(),
+            salesforce: self.salesforce,
+            settings: self.settings,
+        })
+        .await
+        .expect("starting the simulated installation");
+        Bed { bed, _dir: dir }
+    }
+}
+
+impl Bed {
+    pub async fn sync(&self) -> RunReport {
+        self.bed.sync(runtime(), SyncMode::Incremental).await.expect("the host ran the sync")
+    }
+
+    pub async fn full_sync(&self) -> RunReport {
+        self.bed.sync(runtime(), SyncMode::Full).await.expect("the host ran the sync")
+    }
+}
+
+/// Asserts the run succeeded, showing its error otherwise.
+pub fn succeeded(report: &RunReport) {
+    assert_eq!(report.status, "succeeded", "run failed: {:?}", report.error);
+}
+
+/// An RSA key NetSuite has never seen.
+pub fn other_rsa_key() -> KeyPair {
+    static KEY: OnceLock<KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| KeyPair::generate(Signing::Ps256).expect("RSA key generation")).clone()
+}
