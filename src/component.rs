@@ -318,6 +318,21 @@ impl source::Guest for Component {
         })
     }
 
+    fn fetch_deleted(
+        kind: types::RecordKind,
+        after: Option<types::Cursor>,
+    ) -> Result<source::DeletedPage, types::ConnectorError> {
+        let after = after.map(|c| model::Cursor { last_modified: c.last_modified, id: c.id });
+        with_host(|host| {
+            let page = source_for(host)?.fetch_deleted(kind_from_wit(kind), after.as_ref())?;
+            Ok(source::DeletedPage {
+                ids: page.ids,
+                next: page.next.map(|c| types::Cursor { last_modified: c.last_modified, id: c.id }),
+                has_more: page.has_more,
+            })
+        })
+    }
+
     fn fetch_one(kind: types::RecordKind, id: String) -> Result<Option<types::NetsuiteRecord>, types::ConnectorError> {
         with_host(|host| Ok(source_for(host)?.fetch_one(kind_from_wit(kind), &id)?.map(record_to_wit)))
     }
@@ -375,6 +390,7 @@ impl sync::Guest for Component {
                         updated: c.updated,
                         unchanged: c.unchanged,
                         failed: c.failed,
+                        deleted: c.deleted,
                     })
                     .collect(),
                 api_calls: sync::ApiCalls {

@@ -192,6 +192,7 @@ pub struct KindCounts {
     pub updated: u32,
     pub unchanged: u32,
     pub failed: u32,
+    pub deleted: u32,
 }
 
 impl KindCounts {
@@ -201,7 +202,8 @@ impl KindCounts {
             OutcomeKind::Updated => self.updated += 1,
             OutcomeKind::Unchanged => self.unchanged += 1,
             OutcomeKind::Failed => self.failed += 1,
-            OutcomeKind::Deferred | OutcomeKind::Deleted => {}
+            OutcomeKind::Deleted => self.deleted += 1,
+            OutcomeKind::Deferred => {}
         }
     }
 }

@@ -12,16 +12,37 @@ pub enum SigningAlgorithm {
     Es256,
 }
 
+/// OAuth 2.0 client credentials (machine to machine).
+#[derive(Clone)]
+pub struct M2mSettings {
+    pub client_id: String,
+    pub certificate_id: String,
+    pub private_key_pem: String,
+    pub algorithm: SigningAlgorithm,
+}
+
+#[derive(Clone)]
+pub enum NetSuiteAuth {
+    M2m(M2mSettings),
+    /// Token-Based Authentication (OAuth 1.0a).
+    Tba {
+        consumer_key: String,
+        consumer_secret: String,
+        token_id: String,
+        token_secret: String,
+    },
+}
+
 #[derive(Clone)]
 pub struct NetSuiteSettings {
     pub account_id: String,
     /// `https://<account>.suitetalk.api.netsuite.com` unless overridden.
     pub base_url: String,
-    pub client_id: String,
-    pub certificate_id: String,
-    pub private_key_pem: String,
-    pub algorithm: SigningAlgorithm,
+    pub auth: NetSuiteAuth,
     pub page_size: u32,
+    /// Incremental reads start this far before the cursor, to catch rows
+    /// committed late with an earlier lastmodifieddate.
+    pub overlap_secs: u32,
 }
 
 #[derive(Clone)]
@@ -40,11 +61,21 @@ pub struct SalesforceSettings {
     pub api_version: String,
 }
 
+/// What a NetSuite deletion does in Salesforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteAction {
+    /// Set `NetSuite_Deleted__c` on the record and keep it.
+    Flag,
+    /// Delete the Salesforce record.
+    Delete,
+}
+
 #[derive(Clone)]
 pub struct Settings {
     pub netsuite: NetSuiteSettings,
     pub salesforce: SalesforceSettings,
     pub backoff: Backoff,
+    pub delete_action: DeleteAction,
 }
 
 // Secrets never reach Debug output.
@@ -108,36 +139,55 @@ impl Settings {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => netsuite_host_for_account(&account_id),
         };
-        let algorithm = match r.optional("netsuite_signing_algorithm")?.as_deref() {
-            None | Some("PS256") => SigningAlgorithm::Ps256,
-            Some("ES256") => SigningAlgorithm::Es256,
-            Some(other) => {
-                return Err(ConnectorError::Config(format!(
-                    "setting `netsuite_signing_algorithm` is `{other}`: NetSuite M2M accepts PS256 or ES256 \
-                     (RS256 is no longer accepted)"
-                )));
-            }
-        };
         let page_size: u32 = r.number("netsuite_page_size", 1000)?;
         if !(1..=1000).contains(&page_size) {
             return Err(ConnectorError::Config(format!(
                 "setting `netsuite_page_size` is {page_size}: SuiteQL pages hold 1 to 1000 rows"
             )));
         }
+        let auth = match r.optional("netsuite_auth")?.as_deref().unwrap_or("m2m") {
+            "m2m" => {
+                let algorithm = match r.optional("netsuite_signing_algorithm")?.as_deref() {
+                    None | Some("PS256") => SigningAlgorithm::Ps256,
+                    Some("ES256") => SigningAlgorithm::Es256,
+                    Some(other) => {
+                        return Err(ConnectorError::Config(format!(
+                            "setting `netsuite_signing_algorithm` is `{other}`: NetSuite M2M accepts PS256 or ES256 \
+                             (RS256 is no longer accepted)"
+                        )));
+                    }
+                };
+                NetSuiteAuth::M2m(M2mSettings {
+                    client_id: r.required("netsuite_client_id", "the integration record's client id")?,
+                    certificate_id: r.required(
+                        "netsuite_certificate_id",
+                        "the Certificate ID shown in OAuth 2.0 Client Credentials (M2M) Setup",
+                    )?,
+                    private_key_pem: r.required(
+                        "netsuite_private_key",
+                        "the PEM private key whose certificate is uploaded to NetSuite (a secret)",
+                    )?,
+                    algorithm,
+                })
+            }
+            "tba" => NetSuiteAuth::Tba {
+                consumer_key: r.required("netsuite_consumer_key", "the integration record's consumer key")?,
+                consumer_secret: r.required("netsuite_consumer_secret", "the integration record's consumer secret")?,
+                token_id: r.required("netsuite_token_id", "the access token's id")?,
+                token_secret: r.required("netsuite_token_secret", "the access token's secret")?,
+            },
+            other => {
+                return Err(ConnectorError::Config(format!(
+                    "setting `netsuite_auth` is `{other}`: use m2m (OAuth 2.0 client credentials) or tba"
+                )));
+            }
+        };
         let netsuite = NetSuiteSettings {
             account_id,
             base_url,
-            client_id: r.required("netsuite_client_id", "the integration record's client id")?,
-            certificate_id: r.required(
-                "netsuite_certificate_id",
-                "the Certificate ID shown in OAuth 2.0 Client Credentials (M2M) Setup",
-            )?,
-            private_key_pem: r.required(
-                "netsuite_private_key",
-                "the PEM private key whose certificate is uploaded to NetSuite (a secret)",
-            )?,
-            algorithm,
+            auth,
             page_size,
+            overlap_secs: r.number("netsuite_overlap_secs", 600)?,
         };
 
         let client_id = r.required("salesforce_client_id", "the connected app's consumer key")?;
@@ -175,7 +225,16 @@ impl Settings {
             cap: Duration::from_millis(r.number("http_backoff_cap_ms", 30_000)?),
             max_retries: r.number("http_max_retries", 6)?,
         };
-        Ok(Settings { netsuite, salesforce, backoff })
+        let delete_action = match r.optional("delete_action")?.as_deref().unwrap_or("flag") {
+            "flag" => DeleteAction::Flag,
+            "delete" => DeleteAction::Delete,
+            other => {
+                return Err(ConnectorError::Config(format!(
+                    "setting `delete_action` is `{other}`: use flag (set NetSuite_Deleted__c) or delete"
+                )));
+            }
+        };
+        Ok(Settings { netsuite, salesforce, backoff, delete_action })
     }
 }
 
@@ -201,6 +260,19 @@ mod tests {
             ("salesforce_client_secret", "sfsecret"),
             ("salesforce_login_url", "https://acme.my.salesforce.com/"),
         ])
+    }
+
+    #[test]
+    fn tba_needs_its_four_credentials() {
+        let mut m = base();
+        m.insert("netsuite_auth", "tba");
+        m.insert("netsuite_consumer_key", "ck");
+        m.insert("netsuite_consumer_secret", "cs");
+        m.insert("netsuite_token_id", "tk");
+        let err = Settings::load(&Map(m.clone())).unwrap_err().to_string();
+        assert!(err.contains("`netsuite_token_secret` is missing"), "{err}");
+        m.insert("netsuite_token_secret", "ts");
+        assert!(matches!(Settings::load(&Map(m)).unwrap().netsuite.auth, NetSuiteAuth::Tba { .. }));
     }
 
     #[test]

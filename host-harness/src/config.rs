@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Names that are credentials: they belong in the secrets file.
-pub const SECRET_NAMES: &[&str] =
-    &["netsuite_private_key", "salesforce_client_secret", "salesforce_refresh_token", "webhook_secret"];
+pub const SECRET_NAMES: &[&str] = &[
+    "netsuite_private_key",
+    "netsuite_consumer_secret",
+    "netsuite_token_secret",
+    "salesforce_client_secret",
+    "salesforce_refresh_token",
+    "webhook_secret",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -111,8 +111,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
                 for (kind, c) in &report.objects {
                     println!(
-                        "  {kind}: read {} created {} updated {} unchanged {} failed {}",
-                        c.read, c.created, c.updated, c.unchanged, c.failed
+                        "  {kind}: read {} created {} updated {} unchanged {} failed {} deleted {}",
+                        c.read, c.created, c.updated, c.unchanged, c.failed, c.deleted
                     );
                 }
                 println!(

@@ -7,7 +7,7 @@ use crate::host::{RecordKind, Runtime, SyncMode};
 use crate::scheduler::{RunReport, Tenant};
 use crate::secrets::{Cipher, SecretFile};
 use crate::sim::SimClock;
-use crate::sim::netsuite::{NetSuiteSim, NetSuiteSimConfig};
+use crate::sim::netsuite::{NetSuiteSim, NetSuiteSimConfig, TbaConfig};
 use crate::sim::salesforce::{SalesforceSim, SalesforceSimConfig};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -17,6 +17,11 @@ use std::time::Duration;
 pub const NETSUITE_ACCOUNT: &str = "1234567_SB1";
 pub const NETSUITE_CLIENT_ID: &str = "9f3c2b1a-sim-integration";
 pub const NETSUITE_CERTIFICATE_ID: &str = "sim-m2m-certificate-1";
+/// TBA credentials the simulated account accepts (public: they only open the simulator).
+pub const TBA_CONSUMER_KEY: &str = "sim-consumer-key-0f3a";
+pub const TBA_TOKEN_ID: &str = "sim-token-id-77c1";
+const TBA_CONSUMER_SECRET: &str = "sim-consumer-secret-d41d";
+const TBA_TOKEN_SECRET: &str = "sim-token-secret-8f00";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signing {
@@ -94,6 +99,12 @@ impl Testbed {
                 public_key_pem: options.key.public_pem.clone(),
                 concurrency_limit: 15,
                 token_lifetime: Duration::from_secs(3600),
+                tba: Some(TbaConfig {
+                    consumer_key: TBA_CONSUMER_KEY.into(),
+                    consumer_secret: TBA_CONSUMER_SECRET.into(),
+                    token_id: TBA_TOKEN_ID.into(),
+                    token_secret: TBA_TOKEN_SECRET.into(),
+                }),
             },
             clock.clone(),
             0,
@@ -117,6 +128,8 @@ impl Testbed {
             ("netsuite_client_id", NETSUITE_CLIENT_ID.to_string()),
             ("netsuite_certificate_id", NETSUITE_CERTIFICATE_ID.to_string()),
             ("netsuite_signing_algorithm", options.key.algorithm().to_string()),
+            ("netsuite_consumer_key", TBA_CONSUMER_KEY.to_string()),
+            ("netsuite_token_id", TBA_TOKEN_ID.to_string()),
             ("salesforce_login_url", salesforce.base_url().to_string()),
             ("salesforce_client_id", salesforce.client_id().to_string()),
             ("salesforce_grant", "client_credentials".to_string()),
@@ -143,14 +156,22 @@ impl Testbed {
         let secrets = BTreeMap::from([
             ("netsuite_private_key".to_string(), options.key.private_pem.clone()),
             ("salesforce_client_secret".to_string(), client_secret),
+            ("netsuite_consumer_secret".to_string(), TBA_CONSUMER_SECRET.to_string()),
+            ("netsuite_token_secret".to_string(), TBA_TOKEN_SECRET.to_string()),
         ]);
         SecretFile::write(&config.secrets_path(), &cipher, &secrets)?;
         let tenant = Tenant::open(config, cipher, Some(clock.clone()))?;
         Ok(Testbed { clock, netsuite, salesforce, tenant, customer_ids, key: options.key })
     }
 
+    /// Syncs customers only.
     pub async fn sync(&self, runtime: &Runtime, mode: SyncMode) -> Result<RunReport> {
         self.tenant.sync(runtime, mode, &[RecordKind::Customer]).await
+    }
+
+    /// Syncs the given kinds (all when empty), parents first.
+    pub async fn sync_kinds(&self, runtime: &Runtime, mode: SyncMode, kinds: &[RecordKind]) -> Result<RunReport> {
+        self.tenant.sync(runtime, mode, kinds).await
     }
 
     /// Replaces one secret in the tenant's sealed secrets file.

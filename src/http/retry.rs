@@ -111,14 +111,17 @@ impl<'h> ApiClient<'h> {
         self.calls.get()
     }
 
-    /// Sends `request`, retrying what the rules call transient. Every request
-    /// the connector sends is safe to repeat: SuiteQL reads, token grants and
-    /// upserts by external id (a repeated upsert lands on the same record).
-    pub fn send(&self, request: &HttpRequest) -> Result<Sent, ConnectorError> {
+    /// Sends the request `build` makes, retrying what the rules call
+    /// transient; every attempt is built afresh (signatures carry a nonce).
+    /// Every request the connector sends is safe to repeat: SuiteQL reads,
+    /// token grants and upserts by external id (a repeated upsert lands on
+    /// the same record).
+    pub fn send(&self, build: &dyn Fn() -> Result<HttpRequest, ConnectorError>) -> Result<Sent, ConnectorError> {
         let mut attempt = 0u32;
         loop {
+            let request = build()?;
             self.calls.set(self.calls.get() + 1);
-            let response = match self.host.transport.send(request) {
+            let response = match self.host.transport.send(&request) {
                 Ok(response) => response,
                 Err(err) => {
                     if attempt >= self.backoff.max_retries {

@@ -15,13 +15,18 @@ pub fn map(record: &NetSuiteRecord) -> Result<MappedRecord> {
     t.copy("Email", "email");
     t.copy("Phone", "phone");
     t.copy("Title", "title");
-    if let Some(company) = record.field("company") {
-        // The relationship by external id: Salesforce resolves the Account.
-        t.fields.insert("Account".into(), json!({ EXTERNAL_ID_FIELD: company }));
+    // Parents by external id: Salesforce resolves them, no Salesforce id needed.
+    let parent = match (record.field("companycustomer"), record.field("companyvendor")) {
+        (Some(customer), _) => Some(("Account", customer, "company (a customer) → Account")),
+        (None, Some(vendor)) => Some(("Vendor__r", vendor, "company (a vendor) → Vendor__c")),
+        _ => None,
+    };
+    if let Some((relationship, id, detail)) = parent {
+        t.fields.insert(relationship.into(), json!({ EXTERNAL_ID_FIELD: id }));
         t.transformations.push(crate::model::Transformation {
-            field: "Account".into(),
+            field: relationship.into(),
             rule: "parent-link".into(),
-            detail: format!("company → Account.{EXTERNAL_ID_FIELD}"),
+            detail: format!("{detail}.{EXTERNAL_ID_FIELD}"),
         });
     }
     Ok(t.finish("Contact"))
@@ -35,10 +40,19 @@ mod tests {
 
     #[test]
     fn contact_links_to_parent_by_external_id() {
-        let r = record(RecordKind::Contact, "5", &[("firstname", "Grace"), ("lastname", "Hopper"), ("company", "42")]);
+        let r = record(
+            RecordKind::Contact,
+            "5",
+            &[("firstname", "Grace"), ("lastname", "Hopper"), ("company", "42"), ("companycustomer", "42")],
+        );
         let m = map(&r).unwrap();
         assert_eq!(m.target.fields["Account"], json!({"NetSuite_Id__c": "42"}));
         assert_eq!(m.target.fields["LastName"], json!("Hopper"));
+
+        let v = record(RecordKind::Contact, "6", &[("lastname", "Ng"), ("company", "77"), ("companyvendor", "77")]);
+        let m = map(&v).unwrap();
+        assert_eq!(m.target.fields["Vendor__r"], json!({"NetSuite_Id__c": "77"}));
+        assert!(!m.target.fields.contains_key("Account"));
     }
 
     #[test]

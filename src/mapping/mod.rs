@@ -11,6 +11,32 @@ use serde_json::{Map, Value};
 
 /// The external id field on every target object.
 pub const EXTERNAL_ID_FIELD: &str = "NetSuite_Id__c";
+/// Checkbox set from NetSuite's `isinactive`.
+pub const INACTIVE_FIELD: &str = "NetSuite_Inactive__c";
+/// Checkbox set when the record is deleted in NetSuite (delete_action = flag).
+pub const DELETED_FIELD: &str = "NetSuite_Deleted__c";
+
+/// The Salesforce object a NetSuite record kind lands in.
+pub fn target_sobject(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Customer => "Account",
+        RecordKind::Contact => "Contact",
+        RecordKind::Vendor => "Vendor__c",
+    }
+}
+
+/// The partial record that marks a NetSuite deletion: only the flag changes.
+pub fn deletion_flag(kind: RecordKind, id: &str) -> SObjectRecord {
+    let mut fields = Map::new();
+    fields.insert(DELETED_FIELD.into(), Value::Bool(true));
+    fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(id.into()));
+    SObjectRecord {
+        sobject: target_sobject(kind).into(),
+        external_id_field: EXTERNAL_ID_FIELD.into(),
+        external_id: id.into(),
+        fields,
+    }
+}
 
 pub fn map(record: &NetSuiteRecord) -> Result<MappedRecord> {
     match record.kind {
@@ -61,7 +87,14 @@ impl<'r> Target<'r> {
         self.copy(&format!("{target_prefix}Country"), &c("country"));
     }
 
-    fn finish(self, sobject: &str) -> MappedRecord {
+    fn finish(mut self, sobject: &str) -> MappedRecord {
+        let inactive = self.source.field("isinactive") == Some("T");
+        self.fields.insert(INACTIVE_FIELD.into(), Value::Bool(inactive));
+        self.transformations.push(Transformation {
+            field: INACTIVE_FIELD.into(),
+            rule: "flag".into(),
+            detail: "isinactive = 'T'".into(),
+        });
         let mut fields = self.fields;
         fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(self.source.id.clone()));
         let mut transformations = self.transformations;

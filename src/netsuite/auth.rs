@@ -4,7 +4,7 @@
 
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, Result};
-use crate::settings::{NetSuiteSettings, SigningAlgorithm};
+use crate::settings::{M2mSettings, SigningAlgorithm};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +29,8 @@ struct Claims<'a> {
 
 /// The signed client assertion. The key is used here and nowhere else; it
 /// never appears in an error message.
-pub fn client_assertion(settings: &NetSuiteSettings, now: i64) -> Result<String> {
-    let url = token_url(&settings.base_url);
+pub fn client_assertion(settings: &M2mSettings, base_url: &str, now: i64) -> Result<String> {
+    let url = token_url(base_url);
     let claims = Claims {
         iss: &settings.client_id,
         scope: ["rest_webservices"],
@@ -97,7 +97,12 @@ struct OAuthError {
     error_description: Option<String>,
 }
 
-pub fn parse_token_response(response: &HttpResponse, now: i64, settings: &NetSuiteSettings) -> Result<AccessToken> {
+pub fn parse_token_response(
+    response: &HttpResponse,
+    now: i64,
+    settings: &M2mSettings,
+    base_url: &str,
+) -> Result<AccessToken> {
     if response.is_success() {
         let body: TokenResponse = serde_json::from_slice(&response.body).map_err(|e| {
             ConnectorError::NetSuite(format!("the token endpoint answered 200 with an unexpected body ({e})"))
@@ -110,7 +115,7 @@ pub fn parse_token_response(response: &HttpResponse, now: i64, settings: &NetSui
         .unwrap_or(3600);
         return Ok(AccessToken { token: body.access_token, expires_at: now + expires_in });
     }
-    let token_url = token_url(&settings.base_url);
+    let token_url = token_url(base_url);
     let Ok(err) = serde_json::from_slice::<OAuthError>(&response.body) else {
         return Err(ConnectorError::Auth(format!(
             "NetSuite token endpoint {token_url} answered HTTP {}: {}",
@@ -142,21 +147,21 @@ pub fn parse_token_response(response: &HttpResponse, now: i64, settings: &NetSui
 mod tests {
     use super::*;
 
-    fn settings(algorithm: SigningAlgorithm, pem: &str) -> NetSuiteSettings {
-        NetSuiteSettings {
-            account_id: "123".into(),
-            base_url: "https://123.suitetalk.api.netsuite.com".into(),
+    const BASE: &str = "https://123.suitetalk.api.netsuite.com";
+
+    fn settings(algorithm: SigningAlgorithm, pem: &str) -> M2mSettings {
+        M2mSettings {
             client_id: "client".into(),
             certificate_id: "cert-1".into(),
             private_key_pem: pem.into(),
             algorithm,
-            page_size: 1000,
         }
     }
 
     #[test]
     fn a_bad_key_is_a_config_error_that_does_not_echo_the_key() {
-        let err = client_assertion(&settings(SigningAlgorithm::Ps256, "not a key SECRET-MATERIAL"), 0).unwrap_err();
+        let err =
+            client_assertion(&settings(SigningAlgorithm::Ps256, "not a key SECRET-MATERIAL"), BASE, 0).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("`netsuite_private_key`"), "{msg}");
         assert!(!msg.contains("SECRET-MATERIAL"), "{msg}");
@@ -173,7 +178,7 @@ mod tests {
     fn invalid_grant_names_the_certificate() {
         let s = settings(SigningAlgorithm::Ps256, "");
         let response = HttpResponse { status: 400, headers: vec![], body: br#"{"error":"invalid_grant"}"#.to_vec() };
-        let msg = parse_token_response(&response, 0, &s).unwrap_err().to_string();
+        let msg = parse_token_response(&response, 0, &s, BASE).unwrap_err().to_string();
         assert!(msg.contains("invalid_grant") && msg.contains("cert-1") && msg.contains("private key"), "{msg}");
     }
 
@@ -185,7 +190,7 @@ mod tests {
             headers: vec![],
             body: br#"{"access_token":"abc","expires_in":"3600","token_type":"bearer"}"#.to_vec(),
         };
-        let t = parse_token_response(&response, 100, &s).unwrap();
+        let t = parse_token_response(&response, 100, &s, BASE).unwrap();
         assert_eq!((t.token.as_str(), t.expires_at), ("abc", 3700));
     }
 }

@@ -1,29 +1,57 @@
-//! The NetSuite source: M2M authentication and SuiteQL reads.
+//! The NetSuite source: authentication (OAuth 2.0 M2M or TBA) and SuiteQL reads.
 
 pub mod auth;
 pub mod errors;
 pub mod suiteql;
+pub mod tba;
 
 use crate::http::HttpResponse;
 use crate::http::retry::{ApiClient, Backoff, Sent};
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, Page, RecordKind, Result};
 use crate::ports::Host;
-use crate::settings::NetSuiteSettings;
+use crate::settings::{M2mSettings, NetSuiteAuth, NetSuiteSettings};
 use auth::AccessToken;
 use std::cell::RefCell;
 
+enum Auth {
+    M2m { settings: M2mSettings, token: RefCell<Option<AccessToken>> },
+    Tba(tba::TbaCredentials),
+}
+
+/// A page of deletions: ids and the cursor after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedPage {
+    pub ids: Vec<String>,
+    pub next: Option<Cursor>,
+    pub has_more: bool,
+}
+
 pub struct NetSuiteSource<'h> {
     api: ApiClient<'h>,
-    settings: NetSuiteSettings,
-    token: RefCell<Option<AccessToken>>,
+    base_url: String,
+    page_size: u32,
+    auth: Auth,
 }
 
 impl<'h> NetSuiteSource<'h> {
     pub fn new(host: &'h Host<'h>, settings: NetSuiteSettings, backoff: Backoff) -> Self {
+        let auth = match settings.auth {
+            NetSuiteAuth::M2m(m2m) => Auth::M2m { settings: m2m, token: RefCell::new(None) },
+            NetSuiteAuth::Tba { consumer_key, consumer_secret, token_id, token_secret } => {
+                Auth::Tba(tba::TbaCredentials {
+                    consumer_key,
+                    consumer_secret,
+                    token_id,
+                    token_secret,
+                    realm: tba::realm(&settings.account_id),
+                })
+            }
+        };
         NetSuiteSource {
             api: ApiClient::new(host, "NetSuite", errors::RULES, backoff),
-            settings,
-            token: RefCell::new(None),
+            base_url: settings.base_url,
+            page_size: settings.page_size,
+            auth,
         }
     }
 
@@ -32,35 +60,50 @@ impl<'h> NetSuiteSource<'h> {
         self.api.calls()
     }
 
-    /// Signs a new assertion and exchanges it for a fresh access token.
+    /// M2M: signs a new assertion and exchanges it for a fresh token. TBA
+    /// signs every request instead, so there is nothing to do.
     pub fn authenticate(&self) -> Result<()> {
-        let now = self.api.host.clock.now_unix();
-        let assertion = auth::client_assertion(&self.settings, now)?;
-        let request = auth::token_request(&self.settings.base_url, &assertion);
-        let response = match self.api.send(&request)? {
+        let Auth::M2m { settings, token } = &self.auth else {
+            return Ok(());
+        };
+        let clock = self.api.host.clock;
+        let sent = self.api.send(&|| {
+            let assertion = auth::client_assertion(settings, &self.base_url, clock.now_unix())?;
+            Ok(auth::token_request(&self.base_url, &assertion))
+        })?;
+        let response = match sent {
             Sent::Response(r) | Sent::AuthExpired(r) => r,
         };
-        let token = auth::parse_token_response(&response, now, &self.settings)?;
-        *self.token.borrow_mut() = Some(token);
+        *token.borrow_mut() = Some(auth::parse_token_response(&response, clock.now_unix(), settings, &self.base_url)?);
         Ok(())
     }
 
-    /// The current token, renewed first when it is close to its 60 minutes.
-    fn bearer(&self) -> Result<String> {
-        let now = self.api.host.clock.now_unix();
-        let fresh = self.token.borrow().as_ref().is_some_and(|t| !t.needs_renewal(now));
-        if !fresh {
-            self.authenticate()?;
+    /// The Authorization header for one request: the M2M token (renewed
+    /// first when it nears its 60 minutes) or a fresh TBA signature.
+    fn authorization(&self, method: &str, url: &str) -> Result<String> {
+        let clock = self.api.host.clock;
+        match &self.auth {
+            Auth::M2m { token, .. } => {
+                let fresh = token.borrow().as_ref().is_some_and(|t| !t.needs_renewal(clock.now_unix()));
+                if !fresh {
+                    self.authenticate()?;
+                }
+                let token = token.borrow();
+                Ok(format!("Bearer {}", token.as_ref().map(|t| t.token.as_str()).unwrap_or_default()))
+            }
+            Auth::Tba(creds) => {
+                let nonce = format!("{:016x}{:08x}", clock.random(), clock.random() as u32);
+                Ok(tba::authorization(creds, method, url, &nonce, clock.now_unix()))
+            }
         }
-        Ok(self.token.borrow().as_ref().map(|t| t.token.clone()).unwrap_or_default())
     }
 
     fn run_query(&self, query: &str, what: &str) -> Result<suiteql::RowPage> {
-        let url = suiteql::suiteql_url(&self.settings.base_url, self.settings.page_size, 0);
+        let url = suiteql::suiteql_url(&self.base_url, self.page_size, 0);
         let mut reauthenticated = false;
         loop {
-            let request = suiteql::request(&url, query, &self.bearer()?);
-            let response: HttpResponse = match self.api.send(&request)? {
+            let sent = self.api.send(&|| Ok(suiteql::request(&url, query, self.authorization("POST", &url)?)))?;
+            let response: HttpResponse = match sent {
                 Sent::Response(r) | Sent::AuthExpired(r) => r,
             };
             if response.is_success() {
@@ -68,7 +111,7 @@ impl<'h> NetSuiteSource<'h> {
             }
             // A token NetSuite no longer honours (revoked, clock skew): sign a
             // new assertion once before calling it an authentication failure.
-            if response.status == 401 && !reauthenticated {
+            if response.status == 401 && !reauthenticated && matches!(self.auth, Auth::M2m { .. }) {
                 reauthenticated = true;
                 self.authenticate()?;
                 continue;
@@ -89,6 +132,15 @@ impl<'h> NetSuiteSource<'h> {
         let records = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
         let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
         Ok(Page { records, next, has_more: page.has_more })
+    }
+
+    /// One page of `kind` deletions after `after`.
+    pub fn fetch_deleted(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<DeletedPage> {
+        let query = suiteql::deleted_query(kind, after)?;
+        let page = self.run_query(&query, &format!("SuiteQL read of deleted {kind} records"))?;
+        let rows = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
+        let next = rows.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
+        Ok(DeletedPage { ids: rows.into_iter().map(|r| r.id).collect(), next, has_more: page.has_more })
     }
 
     /// One record by internal id.

@@ -85,9 +85,11 @@ const CUSTOMER: Table = Table {
 
 const CONTACT: Table = Table {
     alias: "ct",
-    select: "ct.id, ct.entityid, ct.company, ct.firstname, ct.lastname, ct.email, ct.phone, ct.title, \
-             ct.isinactive, TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodified",
-    from: "contact ct",
+    select: "ct.id, ct.entityid, ct.company, pc.id AS companycustomer, pv.id AS companyvendor, ct.firstname, \
+             ct.lastname, ct.email, ct.phone, ct.title, ct.isinactive, \
+             TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodified",
+    // The company is an entity: a customer or a vendor (or neither, for other entity types).
+    from: "contact ct LEFT JOIN customer pc ON pc.id = ct.company LEFT JOIN vendor pv ON pv.id = ct.company",
 };
 
 const VENDOR: Table = Table {
@@ -108,28 +110,55 @@ fn table(kind: RecordKind) -> &'static Table {
     }
 }
 
-/// Rows of `kind` changed strictly after `after`, oldest first.
+/// `(time, id) > after` on the second-truncated time: rows in later seconds,
+/// or in the cursor's second with a greater id.
 ///
 /// Ordering and comparison work on the second-truncated timestamp, so rows
 /// with sub-second differences inside one second are still ordered by id
 /// and none is skipped or repeated across pages.
-pub fn changed_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String> {
-    let t = table(kind);
-    let a = t.alias;
+fn keyset(time: &str, id: &str, after: Option<&Cursor>) -> Result<(String, String)> {
     let (since, after_id) = match after {
         Some(c) => (c.last_modified.as_str(), internal_id(&c.id)?),
         None => (EPOCH, 0),
     };
     let next_second = format_timestamp(parse_timestamp(since)? + time::Duration::SECOND);
-    Ok(format!(
-        "SELECT {select} FROM {from} \
-         WHERE ({a}.lastmodifieddate >= {next} OR ({a}.lastmodifieddate >= {since} AND {a}.id > {after_id})) \
-         ORDER BY TO_CHAR({a}.lastmodifieddate, '{TIMESTAMP_FORMAT}'), {a}.id",
-        select = t.select,
-        from = t.from,
+    let filter = format!(
+        "({time} >= {next} OR ({time} >= {since} AND {id} > {after_id}))",
         next = to_timestamp(&next_second)?,
         since = to_timestamp(since)?,
+    );
+    let order = format!("TO_CHAR({time}, '{TIMESTAMP_FORMAT}'), {id}");
+    Ok((filter, order))
+}
+
+/// Rows of `kind` changed strictly after `after`, oldest first.
+pub fn changed_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String> {
+    let t = table(kind);
+    let a = t.alias;
+    let (filter, order) = keyset(&format!("{a}.lastmodifieddate"), &format!("{a}.id"), after)?;
+    Ok(format!("SELECT {} FROM {} WHERE {filter} ORDER BY {order}", t.select, t.from))
+}
+
+/// NetSuite's record type name in `deletedrecord.type`.
+fn deleted_type(kind: RecordKind) -> &'static str {
+    kind.as_str()
+}
+
+/// Deletions of `kind` after `after`, oldest first; `lastmodified` is the
+/// deletion time.
+pub fn deleted_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String> {
+    let (filter, order) = keyset("d.deleteddate", "d.recordid", after)?;
+    Ok(format!(
+        "SELECT d.recordid AS id, TO_CHAR(d.deleteddate, '{TIMESTAMP_FORMAT}') AS lastmodified FROM deletedrecord d \
+         WHERE d.type = {} AND {filter} ORDER BY {order}",
+        quote_literal(deleted_type(kind))?
     ))
+}
+
+/// A cursor moved back by `secs`, to re-read a window for late commits.
+pub fn rewind(cursor: &Cursor, secs: u32) -> Result<Cursor> {
+    let earlier = parse_timestamp(&cursor.last_modified)? - time::Duration::seconds(i64::from(secs));
+    Ok(Cursor { last_modified: format_timestamp(earlier), id: "0".into() })
 }
 
 /// One row of `kind` by internal id.
@@ -143,9 +172,9 @@ pub fn suiteql_url(base_url: &str, limit: u32, offset: u32) -> String {
 }
 
 /// POST with `Prefer: transient`; the query travels in a JSON body.
-pub fn request(url: &str, query: &str, bearer: &str) -> HttpRequest {
+pub fn request(url: &str, query: &str, authorization: String) -> HttpRequest {
     HttpRequest::new(Method::Post, url)
-        .header("Authorization", format!("Bearer {bearer}"))
+        .header("Authorization", authorization)
         .header("Prefer", "transient")
         .header("Accept", "application/json")
         .json(&serde_json::json!({ "q": query }))
@@ -271,6 +300,19 @@ mod tests {
         assert!(q.ends_with("ORDER BY TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), ct.id"), "{q}");
         let first = changed_query(RecordKind::Customer, None).unwrap();
         assert!(first.contains("c.id > 0"), "{first}");
+    }
+
+    #[test]
+    fn deletions_are_read_by_type_with_the_same_keyset() {
+        let q = deleted_query(RecordKind::Vendor, None).unwrap();
+        assert!(q.contains("WHERE d.type = 'vendor' AND (d.deleteddate >= TO_TIMESTAMP('1970-01-01 00:00:01'"), "{q}");
+        assert!(q.ends_with("ORDER BY TO_CHAR(d.deleteddate, 'YYYY-MM-DD HH24:MI:SS'), d.recordid"), "{q}");
+    }
+
+    #[test]
+    fn rewind_moves_back_and_restarts_the_second() {
+        let c = Cursor { last_modified: "2026-01-01 00:05:00".into(), id: "99".into() };
+        assert_eq!(rewind(&c, 600).unwrap(), Cursor { last_modified: "2025-12-31 23:55:00".into(), id: "0".into() });
     }
 
     #[test]

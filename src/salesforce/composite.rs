@@ -50,7 +50,8 @@ pub fn collection_path(api_version: &str, chunk: &Chunk) -> String {
     format!("/services/data/v{api_version}/composite/sobjects/{}/{}", chunk.sobject, chunk.external_id_field)
 }
 
-fn collection_body(records: &[SObjectRecord], chunk: &Chunk) -> Value {
+/// One sObject Collections upsert, as a Composite subrequest.
+pub fn upsert_subrequest(api_version: &str, records: &[SObjectRecord], chunk: &Chunk) -> Value {
     let rows: Vec<Value> = chunk
         .indices
         .iter()
@@ -62,22 +63,33 @@ fn collection_body(records: &[SObjectRecord], chunk: &Chunk) -> Value {
             Value::Object(fields)
         })
         .collect();
-    json!({ "allOrNone": false, "records": rows })
+    json!({
+        "method": "PATCH",
+        "url": collection_path(api_version, chunk),
+        "body": { "allOrNone": false, "records": rows },
+    })
 }
 
-/// The Composite body for up to five chunks; subrequest `i` has
-/// referenceId `c<i>`.
-pub fn composite_body(api_version: &str, records: &[SObjectRecord], chunks: &[&Chunk]) -> Value {
-    let subrequests: Vec<Value> = chunks
-        .iter()
+/// One sObject Collections delete of up to 200 Salesforce ids.
+pub fn delete_subrequest(api_version: &str, ids: &[&str]) -> Value {
+    json!({
+        "method": "DELETE",
+        "url": format!("/services/data/v{api_version}/composite/sobjects?ids={}&allOrNone=false", ids.join(",")),
+    })
+}
+
+pub fn reference_id(n: usize) -> String {
+    format!("c{n}")
+}
+
+/// The Composite body for up to five subrequests, numbered `c0`…
+pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Value>) -> Value {
+    let subrequests: Vec<Value> = subrequests
         .enumerate()
-        .map(|(i, c)| {
-            json!({
-                "method": "PATCH",
-                "url": collection_path(api_version, c),
-                "referenceId": format!("c{i}"),
-                "body": collection_body(records, c),
-            })
+        .map(|(n, sub)| {
+            let mut sub = sub.clone();
+            sub["referenceId"] = Value::String(reference_id(n));
+            sub
         })
         .collect();
     json!({ "allOrNone": false, "compositeRequest": subrequests })
@@ -102,7 +114,7 @@ pub fn parse_composite(body: &[u8]) -> Result<Vec<SubResponse>, String> {
 }
 
 #[derive(Deserialize)]
-struct UpsertResult {
+struct SaveResult {
     id: Option<String>,
     success: bool,
     #[serde(default)]
@@ -111,32 +123,63 @@ struct UpsertResult {
     created: Option<bool>,
 }
 
-/// Outcomes for a chunk from a 200 Collections body: results come back in
-/// request order, so they are zipped with the chunk's records.
-pub fn outcomes_from_results(
-    records: &[SObjectRecord],
-    chunk: &Chunk,
-    body: &Value,
-) -> Result<Vec<UpsertOutcome>, String> {
-    let results: Vec<UpsertResult> = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
-    if results.len() != chunk.indices.len() {
-        return Err(format!("{} results for {} records", results.len(), chunk.indices.len()));
+fn failed(key: &str, error: SalesforceError) -> UpsertOutcome {
+    UpsertOutcome {
+        external_id: key.to_string(),
+        salesforce_id: None,
+        outcome: OutcomeKind::Failed,
+        errors: vec![error],
     }
-    Ok(chunk
-        .indices
-        .iter()
+}
+
+/// One outcome per key from a Collections subresponse. Results come back in
+/// request order, so they are zipped with the keys; a failed subrequest
+/// fails every key with its error. `upsert` reads `created`; deletes report
+/// `Deleted`.
+pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOutcome> {
+    let fail_all = |error: SalesforceError| keys.iter().map(|k| failed(k, error.clone())).collect();
+    if sub.http_status_code != 200 {
+        let body = sub.body.to_string();
+        let error = crate::salesforce::errors::parse_errors(body.as_bytes())
+            .and_then(|e| e.into_iter().next())
+            .unwrap_or(SalesforceError {
+                status_code: format!("HTTP_{}", sub.http_status_code),
+                message: body.chars().take(400).collect(),
+                fields: vec![],
+            });
+        return fail_all(error);
+    }
+    let results: Vec<SaveResult> = match serde_json::from_value(sub.body.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail_all(SalesforceError {
+                status_code: "UNEXPECTED_RESPONSE".into(),
+                message: format!("sObject Collections answered 200 with an unexpected body: {e}"),
+                fields: vec![],
+            });
+        }
+    };
+    if results.len() != keys.len() {
+        return fail_all(SalesforceError {
+            status_code: "UNEXPECTED_RESPONSE".into(),
+            message: format!("{} results for {} records", results.len(), keys.len()),
+            fields: vec![],
+        });
+    }
+    keys.iter()
         .zip(results)
-        .map(|(&i, r)| UpsertOutcome {
-            external_id: records[i].external_id.clone(),
+        .map(|(k, r)| UpsertOutcome {
+            external_id: k.to_string(),
             salesforce_id: r.id,
-            outcome: match (r.success, r.created) {
-                (true, Some(true)) => OutcomeKind::Created,
-                (true, _) => OutcomeKind::Updated,
-                (false, _) => OutcomeKind::Failed,
+            outcome: match (r.success, upsert, r.created) {
+                (false, _, _) => OutcomeKind::Failed,
+                (true, false, _) => OutcomeKind::Deleted,
+                (true, true, Some(true)) => OutcomeKind::Created,
+                (true, true, _) => OutcomeKind::Updated,
             },
             errors: r.errors,
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -158,10 +201,11 @@ mod tests {
         let chunks = chunk(&records);
         assert_eq!(chunks.len(), 5);
         assert!(chunks.iter().all(|c| c.indices.len() == 200));
-        let refs: Vec<&Chunk> = chunks.iter().collect();
-        let body = composite_body("66.0", &records, &refs);
+        let subs: Vec<Value> = chunks.iter().map(|c| upsert_subrequest("66.0", &records, c)).collect();
+        let body = composite_body(subs.iter());
         assert_eq!(body["compositeRequest"].as_array().unwrap().len(), 5);
         let first = &body["compositeRequest"][0];
+        assert_eq!(first["referenceId"], "c0");
         assert_eq!(first["url"], "/services/data/v66.0/composite/sobjects/Account/NetSuite_Id__c");
         assert_eq!(first["body"]["records"][0]["attributes"]["type"], "Account");
         assert_eq!(first["body"]["records"][0]["NetSuite_Id__c"], "0");
@@ -188,12 +232,21 @@ mod tests {
             {"id":"001B","success":true,"errors":[],"created":false},
             {"id":null,"success":false,"errors":[{"statusCode":"REQUIRED_FIELD_MISSING","message":"Required fields are missing: [Name]","fields":["Name"]}]}
         ]);
-        let out = outcomes_from_results(&records, &chunks[0], &body).unwrap();
+        let keys: Vec<&str> = chunks[0].indices.iter().map(|&i| records[i].external_id.as_str()).collect();
+        let sub = SubResponse { body, http_status_code: 200, reference_id: "c0".into() };
+        let out = outcomes(&keys, &sub, true);
         assert_eq!(
             out.iter().map(|o| o.outcome).collect::<Vec<_>>(),
             vec![OutcomeKind::Created, OutcomeKind::Updated, OutcomeKind::Failed]
         );
         assert_eq!(out[2].errors[0].fields, vec!["Name".to_string()]);
-        assert!(outcomes_from_results(&records, &chunks[0], &json!([])).is_err());
+        let short = SubResponse { body: json!([]), http_status_code: 200, reference_id: "c0".into() };
+        assert!(outcomes(&keys, &short, true).iter().all(|o| o.outcome == OutcomeKind::Failed));
+        let refused = SubResponse {
+            body: json!([{"message": "No such column 'X' on sobject of type Account", "errorCode": "INVALID_FIELD"}]),
+            http_status_code: 400,
+            reference_id: "c0".into(),
+        };
+        assert!(outcomes(&keys, &refused, true).iter().all(|o| o.errors[0].status_code == "INVALID_FIELD"));
     }
 }

@@ -11,8 +11,8 @@ use crate::model::{ConnectorError, OutcomeKind, Result, SObjectRecord, Salesforc
 use crate::ports::Host;
 use crate::settings::SalesforceSettings;
 use auth::Session;
-use composite::Chunk;
 use limits::ApiUsage;
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 
 pub struct SalesforceSink<'h> {
@@ -67,8 +67,7 @@ impl<'h> SalesforceSink<'h> {
     /// refresh token) in the credentials store.
     pub fn login(&self) -> Result<Session> {
         let rotated = self.credential(auth::ROTATED_REFRESH_TOKEN_KEY)?.and_then(|b| String::from_utf8(b).ok());
-        let request = auth::token_request(&self.settings, rotated.as_deref());
-        let response = match self.api.send(&request)? {
+        let response = match self.api.send(&|| Ok(auth::token_request(&self.settings, rotated.as_deref())))? {
             Sent::Response(r) | Sent::AuthExpired(r) => r,
         };
         let (session, new_refresh_token) = auth::parse_token_response(&response, &self.settings)?;
@@ -91,9 +90,11 @@ impl<'h> SalesforceSink<'h> {
     fn send(&self, build: impl Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
         let mut refreshed = false;
         loop {
-            let session = self.session()?;
-            let request = build(&session).header("Authorization", format!("Bearer {}", session.access_token));
-            match self.api.send(&request)? {
+            let sent = self.api.send(&|| {
+                let session = self.session()?;
+                Ok(build(&session).header("Authorization", format!("Bearer {}", session.access_token)))
+            })?;
+            match sent {
                 Sent::Response(response) => {
                     if let Some(usage) = response.header("sforce-limit-info").and_then(limits::parse_limit_info) {
                         self.usage.set(Some(usage));
@@ -104,7 +105,7 @@ impl<'h> SalesforceSink<'h> {
                     return Err(ConnectorError::Auth(format!(
                         "Salesforce rejected a token it had just issued ({}). Check the connected app's session \
                          policies and the integration user's profile",
-                        errors::describe(&request.describe(), &response)
+                        errors::describe("the retried request", &response)
                     )));
                 }
                 Sent::AuthExpired(_) => {
@@ -116,41 +117,50 @@ impl<'h> SalesforceSink<'h> {
         }
     }
 
-    /// Upserts by external id through Composite + sObject Collections; one
-    /// outcome per record, in input order. Subrequests that failed for a
-    /// transient reason are sent again (safe: an upsert by external id lands
-    /// on the same record however often it is repeated).
-    pub fn upsert(&self, records: &[SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
-        let mut outcomes: Vec<Option<UpsertOutcome>> = vec![None; records.len()];
-        let mut pending: Vec<Chunk> = composite::chunk(records);
+    /// Sends Collections subrequests five to a Composite request (one
+    /// counted API call each). Subrequests that failed for a transient
+    /// reason are sent again, judged by the same classifier as whole
+    /// requests; upserts and deletes by id are safe to repeat.
+    fn composite_all(&self, subrequests: &[Value]) -> Result<Vec<composite::SubResponse>> {
+        let mut answers: Vec<Option<composite::SubResponse>> = (0..subrequests.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..subrequests.len()).collect();
+        let version = self.settings.api_version.clone();
         let mut round = 0u32;
         while !pending.is_empty() {
-            let mut retry: Vec<Chunk> = Vec::new();
+            let mut retry = Vec::new();
             for group in pending.chunks(composite::MAX_COLLECTIONS_PER_COMPOSITE) {
-                let refs: Vec<&Chunk> = group.iter().collect();
-                let body = composite::composite_body(&self.settings.api_version, records, &refs);
-                let url_version = self.settings.api_version.clone();
+                let body = composite::composite_body(group.iter().map(|&i| &subrequests[i]));
                 let response = self.send(|s| {
-                    HttpRequest::new(Method::Post, format!("{}/services/data/v{url_version}/composite", s.instance_url))
+                    HttpRequest::new(Method::Post, format!("{}/services/data/v{version}/composite", s.instance_url))
                         .json(&body)
                 })?;
                 if !response.is_success() {
-                    return Err(ConnectorError::Salesforce(errors::describe("Composite upsert request", &response)));
+                    return Err(ConnectorError::Salesforce(errors::describe("Composite request", &response)));
                 }
-                let subs = composite::parse_composite(&response.body).map_err(|e| {
-                    ConnectorError::Salesforce(format!("Composite upsert answered 200 with an unexpected body ({e})"))
+                let mut subs = composite::parse_composite(&response.body).map_err(|e| {
+                    ConnectorError::Salesforce(format!("Composite answered 200 with an unexpected body ({e})"))
                 })?;
-                for (i, chunk) in group.iter().enumerate() {
-                    let reference = format!("c{i}");
-                    let sub = subs.iter().find(|s| s.reference_id == reference);
-                    match self.chunk_outcome(records, chunk, sub, round) {
-                        ChunkOutcome::Done(list) => {
-                            for (&idx, o) in chunk.indices.iter().zip(list) {
-                                outcomes[idx] = Some(o);
-                            }
-                        }
-                        ChunkOutcome::Retry => retry.push(chunk.clone()),
+                for (n, &i) in group.iter().enumerate() {
+                    let reference = composite::reference_id(n);
+                    let Some(pos) = subs.iter().position(|s| s.reference_id == reference) else {
+                        return Err(ConnectorError::Salesforce(format!(
+                            "Composite response has no result for subrequest {reference}"
+                        )));
+                    };
+                    let sub = subs.swap_remove(pos);
+                    let as_response = HttpResponse {
+                        status: sub.http_status_code,
+                        headers: vec![],
+                        body: sub.body.to_string().into_bytes(),
+                    };
+                    let transient = matches!(
+                        classify(errors::RULES, &as_response).map(|r| r.action),
+                        Some(Action::Retry | Action::RetryFew(_))
+                    );
+                    if transient && round < self.api.backoff.max_retries {
+                        retry.push(i);
                     }
+                    answers[i] = Some(sub);
                 }
             }
             if !retry.is_empty() {
@@ -159,67 +169,53 @@ impl<'h> SalesforceSink<'h> {
             round += 1;
             pending = retry;
         }
+        Ok(answers.into_iter().map(|a| a.expect("every subrequest was answered")).collect())
+    }
+
+    /// Upserts by external id; one outcome per record, in input order.
+    pub fn upsert(&self, records: &[SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
+        let chunks = composite::chunk(records);
+        let subrequests: Vec<Value> =
+            chunks.iter().map(|c| composite::upsert_subrequest(&self.settings.api_version, records, c)).collect();
+        let answers = self.composite_all(&subrequests)?;
+        let mut outcomes: Vec<Option<UpsertOutcome>> = vec![None; records.len()];
+        for (chunk, sub) in chunks.iter().zip(answers) {
+            let keys: Vec<&str> = chunk.indices.iter().map(|&i| records[i].external_id.as_str()).collect();
+            for (&i, o) in chunk.indices.iter().zip(composite::outcomes(&keys, &sub, true)) {
+                outcomes[i] = Some(o);
+            }
+        }
         Ok(outcomes.into_iter().map(|o| o.expect("every chunk ends with outcomes")).collect())
     }
 
-    fn chunk_outcome(
-        &self,
-        records: &[SObjectRecord],
-        chunk: &Chunk,
-        sub: Option<&composite::SubResponse>,
-        round: u32,
-    ) -> ChunkOutcome {
-        let fail_all = |error: SalesforceError| {
-            ChunkOutcome::Done(
-                chunk
-                    .indices
-                    .iter()
-                    .map(|&i| UpsertOutcome {
-                        external_id: records[i].external_id.clone(),
-                        salesforce_id: None,
-                        outcome: OutcomeKind::Failed,
-                        errors: vec![error.clone()],
-                    })
-                    .collect(),
-            )
-        };
-        let Some(sub) = sub else {
-            return fail_all(SalesforceError {
-                status_code: "MISSING_SUBRESPONSE".into(),
-                message: "Composite response had no result for this collection".into(),
-                fields: vec![],
-            });
-        };
-        let body_bytes = sub.body.to_string().into_bytes();
-        if sub.http_status_code == 200 {
-            return match composite::outcomes_from_results(records, chunk, &sub.body) {
-                Ok(list) => ChunkOutcome::Done(list),
-                Err(e) => fail_all(SalesforceError {
-                    status_code: "UNEXPECTED_RESPONSE".into(),
-                    message: format!("sObject Collections answered 200 with an unexpected body: {e}"),
-                    fields: vec![],
-                }),
-            };
+    /// Deletes records by Salesforce id; one outcome per id, in input order.
+    /// An empty id (never written) fails without a request.
+    pub fn delete(&self, ids: &[String]) -> Result<Vec<UpsertOutcome>> {
+        let known: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !id.is_empty()).collect();
+        let groups: Vec<&[&str]> = known.chunks(composite::MAX_RECORDS_PER_COLLECTION).collect();
+        let subrequests: Vec<Value> =
+            groups.iter().map(|g| composite::delete_subrequest(&self.settings.api_version, g)).collect();
+        let answers = self.composite_all(&subrequests)?;
+        let mut by_id = std::collections::HashMap::new();
+        for (group, sub) in groups.iter().zip(answers) {
+            for (id, o) in group.iter().zip(composite::outcomes(group, &sub, false)) {
+                by_id.insert(*id, o);
+            }
         }
-        // The same classifier decides for a subrequest as for a whole request.
-        let as_response = HttpResponse { status: sub.http_status_code, headers: vec![], body: body_bytes };
-        let transient = matches!(
-            classify(errors::RULES, &as_response).map(|r| r.action),
-            Some(Action::Retry | Action::RetryFew(_))
-        );
-        if transient && round < self.api.backoff.max_retries {
-            return ChunkOutcome::Retry;
-        }
-        let errors = errors::parse_errors(&as_response.body).unwrap_or_default();
-        fail_all(errors.into_iter().next().unwrap_or(SalesforceError {
-            status_code: format!("HTTP_{}", sub.http_status_code),
-            message: as_response.snippet(),
-            fields: vec![],
-        }))
+        Ok(ids
+            .iter()
+            .map(|id| {
+                by_id.remove(id.as_str()).unwrap_or_else(|| UpsertOutcome {
+                    external_id: id.clone(),
+                    salesforce_id: None,
+                    outcome: OutcomeKind::Failed,
+                    errors: vec![SalesforceError {
+                        status_code: "NO_SALESFORCE_ID".into(),
+                        message: "the connector holds no Salesforce id for this record".into(),
+                        fields: vec![],
+                    }],
+                })
+            })
+            .collect())
     }
-}
-
-enum ChunkOutcome {
-    Done(Vec<UpsertOutcome>),
-    Retry,
 }

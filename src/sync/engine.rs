@@ -1,23 +1,39 @@
-//! One sync run over the requested record kinds.
+//! One sync run over the requested record kinds: changes first, then
+//! deletions, parents before children.
 
-use super::state::{FailedWrite, State, content_hash};
+use super::state::{DELETED, FailedWrite, RecordState, State, StoredCursor, content_hash, is_after, source_hash};
 use crate::mapping;
 use crate::model::{
-    AuditEntry, KindCounts, MappedRecord, OutcomeKind, RecordKind, Result, SyncMode, SyncReport, SyncRequest,
-    UpsertOutcome,
+    ApiCalls, AuditEntry, Cursor, KindCounts, MappedRecord, OutcomeKind, RecordKind, Result, SObjectRecord, SyncMode,
+    SyncReport, SyncRequest, UpsertOutcome,
 };
-use crate::netsuite::NetSuiteSource;
+use crate::netsuite::{NetSuiteSource, suiteql};
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
-use crate::settings::Settings;
+use crate::settings::{DeleteAction, Settings};
+
+struct Run<'a, 'h> {
+    host: &'a Host<'h>,
+    source: NetSuiteSource<'a>,
+    sink: SalesforceSink<'a>,
+    request: &'a SyncRequest,
+    settings: &'a Settings,
+    state: State<'a>,
+}
 
 pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
     let settings = Settings::load(host.config)?;
-    let source = NetSuiteSource::new(host, settings.netsuite.clone(), settings.backoff);
-    let sink = SalesforceSink::new(host, settings.salesforce.clone(), settings.backoff);
+    let run = Run {
+        host,
+        source: NetSuiteSource::new(host, settings.netsuite.clone(), settings.backoff),
+        sink: SalesforceSink::new(host, settings.salesforce.clone(), settings.backoff),
+        request,
+        settings: &settings,
+        state: State::new(host.state),
+    };
     // A fresh NetSuite token for every run; renewed again inside the run
     // whenever it nears its 60 minutes.
-    source.authenticate()?;
+    run.source.authenticate()?;
 
     let mut kinds: Vec<RecordKind> =
         if request.kinds.is_empty() { RecordKind::ALL.to_vec() } else { request.kinds.clone() };
@@ -26,17 +42,19 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
 
     let mut report = Vec::new();
     for kind in kinds {
-        let counts = sync_kind(host, &source, &sink, request, kind)?;
+        let mut counts = KindCounts::default();
+        run.sync_changes(kind, &mut counts)?;
+        run.sync_deletions(kind, &mut counts)?;
         report.push((kind, counts));
     }
     Ok(SyncReport {
         run_id: request.run_id.clone(),
         kinds: report,
-        api_calls: crate::model::ApiCalls { netsuite: source.calls(), salesforce: sink.calls() },
+        api_calls: ApiCalls { netsuite: run.source.calls(), salesforce: run.sink.calls() },
     })
 }
 
-fn entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &UpsertOutcome) -> AuditEntry {
+fn audit_entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &UpsertOutcome) -> AuditEntry {
     let error = (!outcome.errors.is_empty())
         .then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
     AuditEntry {
@@ -51,100 +69,204 @@ fn entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &Upsert
     }
 }
 
-fn sync_kind(
-    host: &Host<'_>,
-    source: &NetSuiteSource<'_>,
-    sink: &SalesforceSink<'_>,
-    request: &SyncRequest,
-    kind: RecordKind,
-) -> Result<KindCounts> {
-    let state = State::new(host.state);
-    let mut counts = KindCounts::default();
-    let mut cursor = match request.mode {
-        SyncMode::Incremental => state.cursor(kind)?,
-        SyncMode::Full => None,
-    };
-    loop {
-        let page = source.fetch_changed(kind, cursor.as_ref())?;
-        counts.read += page.records.len() as u32;
-        let mut audit = Vec::with_capacity(page.records.len());
+impl Run<'_, '_> {
+    /// Where a stream (changes or deletions of `kind`) starts this run. An
+    /// unsettled cursor is rewound by the overlap window to catch rows
+    /// committed late with an earlier lastmodifieddate; record states drop
+    /// what was already handled.
+    fn stream_start(&self, kind: RecordKind, deleted: bool) -> Result<(Option<StoredCursor>, Option<Cursor>)> {
+        let stored = self.state.cursor(kind, deleted)?;
+        let start = match (self.request.mode, &stored) {
+            (SyncMode::Full, _) | (_, None) => None,
+            (SyncMode::Incremental, Some(s)) if s.settled => Some(s.cursor.clone()),
+            (SyncMode::Incremental, Some(s)) => Some(suiteql::rewind(&s.cursor, self.settings.netsuite.overlap_secs)?),
+        };
+        Ok((stored, start))
+    }
 
-        let mut mapped = Vec::with_capacity(page.records.len());
-        for record in &page.records {
-            match mapping::map(record) {
-                Ok(m) => mapped.push(m),
-                Err(e) => {
-                    counts.count(OutcomeKind::Failed);
-                    audit.push(AuditEntry {
-                        run_id: request.run_id.clone(),
-                        kind,
-                        action: "map".into(),
-                        netsuite_id: record.id.clone(),
-                        salesforce_id: None,
-                        outcome: OutcomeKind::Failed.as_str().into(),
-                        transformations_json: "[]".into(),
-                        error: Some(e.to_string()),
-                    });
+    /// Moves the stored cursor forward (never back: re-read pages end
+    /// behind it).
+    fn advance(&self, kind: RecordKind, deleted: bool, stored: &mut Option<StoredCursor>, next: &Cursor) -> Result<()> {
+        if stored.as_ref().is_none_or(|s| is_after(next, &s.cursor)) {
+            let moved = StoredCursor { cursor: next.clone(), moved_at: self.host.clock.now_unix(), settled: false };
+            self.state.save_cursor(kind, deleted, &moved)?;
+            *stored = Some(moved);
+        }
+        Ok(())
+    }
+
+    /// Once a run that started more than the overlap window after the
+    /// cursor last moved has re-read that window, no late commit can still
+    /// land in it: later runs start at the cursor itself.
+    fn settle(&self, kind: RecordKind, deleted: bool, stored: Option<StoredCursor>, started_at: i64) -> Result<()> {
+        let window = i64::from(self.settings.netsuite.overlap_secs);
+        if let Some(mut s) = stored.filter(|s| !s.settled && started_at > s.moved_at + window) {
+            s.settled = true;
+            self.state.save_cursor(kind, deleted, &s)?;
+        }
+        Ok(())
+    }
+
+    fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
+        let started_at = self.host.clock.now_unix();
+        let (mut stored, mut cursor) = self.stream_start(kind, false)?;
+        loop {
+            let page = self.source.fetch_changed(kind, cursor.as_ref())?;
+            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+            let states = self.state.records(kind, &ids)?;
+            let mut audit = Vec::with_capacity(page.records.len());
+            let mut new_states: Vec<(&str, RecordState)> = Vec::new();
+            let mut to_write: Vec<(MappedRecord, RecordState)> = Vec::new();
+
+            for (record, old) in page.records.iter().zip(states) {
+                let src = source_hash(record);
+                // The same row read again in the overlap window: already handled.
+                if self.request.mode == SyncMode::Incremental && old.as_ref().is_some_and(|s| s.src == src) {
+                    continue;
+                }
+                counts.read += 1;
+                let mapped = match mapping::map(record) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        counts.count(OutcomeKind::Failed);
+                        audit.push(AuditEntry {
+                            run_id: self.request.run_id.clone(),
+                            kind,
+                            action: "map".into(),
+                            netsuite_id: record.id.clone(),
+                            salesforce_id: old.and_then(|s| s.sf),
+                            outcome: OutcomeKind::Failed.as_str().into(),
+                            transformations_json: "[]".into(),
+                            error: Some(e.to_string()),
+                        });
+                        continue;
+                    }
+                };
+                let dst = content_hash(&mapped.target);
+                match old {
+                    // Salesforce already holds exactly this: no write.
+                    Some(old) if old.dst == dst => {
+                        counts.count(OutcomeKind::Unchanged);
+                        let unchanged = UpsertOutcome {
+                            external_id: mapped.target.external_id.clone(),
+                            salesforce_id: old.sf.clone(),
+                            outcome: OutcomeKind::Unchanged,
+                            errors: vec![],
+                        };
+                        audit.push(audit_entry(self.request, &mapped, "skip-unchanged", &unchanged));
+                        new_states.push((record.id.as_str(), RecordState { src, ..old }));
+                    }
+                    old => to_write.push((mapped, RecordState { src, dst, sf: old.and_then(|s| s.sf) })),
                 }
             }
-        }
 
-        // Change detection: what Salesforce already holds costs no write.
-        let ids: Vec<&str> = mapped.iter().map(|m| m.source_id.as_str()).collect();
-        let stored = state.hashes(kind, &ids)?;
-        let mut to_write: Vec<(&MappedRecord, String)> = Vec::new();
-        for (m, old) in mapped.iter().zip(stored) {
-            let hash = content_hash(&m.target);
-            if old.as_deref() == Some(hash.as_str()) {
-                counts.count(OutcomeKind::Unchanged);
-                let unchanged = UpsertOutcome {
-                    external_id: m.target.external_id.clone(),
-                    salesforce_id: None,
-                    outcome: OutcomeKind::Unchanged,
-                    errors: vec![],
-                };
-                audit.push(entry(request, m, "skip-unchanged", &unchanged));
-            } else {
-                to_write.push((m, hash));
+            let targets: Vec<SObjectRecord> = to_write.iter().map(|(m, _)| m.target.clone()).collect();
+            let outcomes = if targets.is_empty() { Vec::new() } else { self.sink.upsert(&targets)? };
+            let mut succeeded = Vec::new();
+            for ((mapped, new_state), outcome) in to_write.iter().zip(&outcomes) {
+                counts.count(outcome.outcome);
+                let entry = audit_entry(self.request, mapped, "write", outcome);
+                if outcome.outcome == OutcomeKind::Failed {
+                    self.state.save_failed(
+                        kind,
+                        &mapped.source_id,
+                        &FailedWrite {
+                            run_id: &self.request.run_id,
+                            sobject: &mapped.target.sobject,
+                            external_id: &mapped.target.external_id,
+                            fields: &mapped.target.fields,
+                            error: entry.error.as_deref().unwrap_or(""),
+                        },
+                    )?;
+                } else {
+                    let sf = outcome.salesforce_id.clone().or_else(|| new_state.sf.clone());
+                    new_states.push((mapped.source_id.as_str(), RecordState { sf, ..new_state.clone() }));
+                    succeeded.push(mapped.source_id.as_str());
+                }
+                audit.push(entry);
             }
-        }
+            self.state.save_records(kind, &new_states)?;
+            self.state.clear_failed(kind, &succeeded)?;
+            self.host.audit.append(&audit);
 
-        let targets: Vec<_> = to_write.iter().map(|(m, _)| m.target.clone()).collect();
-        let outcomes = if targets.is_empty() { Vec::new() } else { sink.upsert(&targets)? };
-        let mut written = Vec::new();
-        for ((m, hash), outcome) in to_write.iter().zip(&outcomes) {
-            counts.count(outcome.outcome);
-            let e = entry(request, m, "write", outcome);
-            if outcome.outcome == OutcomeKind::Failed {
-                state.save_failed(
-                    kind,
-                    &m.source_id,
-                    &FailedWrite {
-                        run_id: &request.run_id,
-                        sobject: &m.target.sobject,
-                        external_id: &m.target.external_id,
-                        fields: &m.target.fields,
-                        error: e.error.as_deref().unwrap_or(""),
-                    },
-                )?;
-            } else {
-                written.push((m.source_id.as_str(), hash.clone()));
+            // Only now, with every record of the page recorded, does the cursor move.
+            if let Some(next) = page.next {
+                self.advance(kind, false, &mut stored, &next)?;
+                cursor = Some(next);
             }
-            audit.push(e);
-        }
-        state.save_hashes(kind, &written)?;
-        let succeeded: Vec<&str> = written.iter().map(|(id, _)| *id).collect();
-        state.clear_failed(kind, &succeeded)?;
-        host.audit.append(&audit);
-
-        // Only now, with every record of the page recorded, does the cursor move.
-        if let Some(next) = &page.next {
-            state.save_cursor(kind, next)?;
-            cursor = Some(next.clone());
-        }
-        if !page.has_more || page.records.is_empty() {
-            break;
+            if !page.has_more || page.records.is_empty() {
+                return self.settle(kind, false, stored, started_at);
+            }
         }
     }
-    Ok(counts)
+
+    fn sync_deletions(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
+        let started_at = self.host.clock.now_unix();
+        let (mut stored, mut cursor) = self.stream_start(kind, true)?;
+        loop {
+            let page = self.source.fetch_deleted(kind, cursor.as_ref())?;
+            let ids: Vec<&str> = page.ids.iter().map(String::as_str).collect();
+            let states = self.state.records(kind, &ids)?;
+            // Only records the connector wrote have anything to remove in Salesforce.
+            let pending: Vec<(&str, RecordState)> = ids
+                .iter()
+                .zip(states)
+                .filter_map(|(id, st)| st.filter(|s| s.src != DELETED).map(|s| (*id, s)))
+                .collect();
+            if !pending.is_empty() {
+                self.apply_deletions(kind, &pending, counts)?;
+            }
+            if let Some(next) = page.next {
+                self.advance(kind, true, &mut stored, &next)?;
+                cursor = Some(next);
+            }
+            if !page.has_more || page.ids.is_empty() {
+                return self.settle(kind, true, stored, started_at);
+            }
+        }
+    }
+
+    fn apply_deletions(
+        &self,
+        kind: RecordKind,
+        pending: &[(&str, RecordState)],
+        counts: &mut KindCounts,
+    ) -> Result<()> {
+        let sobject = mapping::target_sobject(kind);
+        let (action, outcomes) = match self.settings.delete_action {
+            DeleteAction::Flag => {
+                let flags: Vec<SObjectRecord> =
+                    pending.iter().map(|(id, _)| mapping::deletion_flag(kind, id)).collect();
+                ("flag-deleted", self.sink.upsert(&flags)?)
+            }
+            DeleteAction::Delete => {
+                let sf_ids: Vec<String> = pending.iter().map(|(_, s)| s.sf.clone().unwrap_or_default()).collect();
+                ("delete", self.sink.delete(&sf_ids)?)
+            }
+        };
+        let mut audit = Vec::new();
+        let mut done = Vec::new();
+        for ((id, st), outcome) in pending.iter().zip(outcomes) {
+            let ok = outcome.outcome != OutcomeKind::Failed;
+            counts.count(if ok { OutcomeKind::Deleted } else { OutcomeKind::Failed });
+            audit.push(AuditEntry {
+                run_id: self.request.run_id.clone(),
+                kind,
+                action: action.into(),
+                netsuite_id: id.to_string(),
+                salesforce_id: st.sf.clone(),
+                outcome: if ok { OutcomeKind::Deleted.as_str().into() } else { OutcomeKind::Failed.as_str().into() },
+                transformations_json: format!(
+                    r#"[{{"field":"{sobject}","rule":"{action}","detail":"deletedrecord"}}]"#
+                ),
+                error: (!ok).then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+            });
+            if ok {
+                done.push((*id, RecordState { src: DELETED.into(), dst: DELETED.into(), sf: st.sf.clone() }));
+            }
+        }
+        self.state.save_records(kind, &done)?;
+        self.host.audit.append(&audit);
+        Ok(())
+    }
 }

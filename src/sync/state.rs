@@ -1,21 +1,72 @@
 //! Sync state in the host's key-value store: cursors, content hashes of what
 //! Salesforce holds, and failed writes kept for replay.
 
-use crate::model::{ConnectorError, Cursor, RecordKind, Result, SObjectRecord};
+use crate::model::{ConnectorError, Cursor, NetSuiteRecord, RecordKind, Result, SObjectRecord};
 use crate::ports::KeyValue;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub fn cursor_key(kind: RecordKind) -> String {
     format!("cursor/{kind}")
 }
 
-pub fn hash_key(kind: RecordKind, id: &str) -> String {
-    format!("hash/{kind}/{id}")
+pub fn deleted_cursor_key(kind: RecordKind) -> String {
+    format!("cursor/deleted/{kind}")
+}
+
+pub fn record_key(kind: RecordKind, id: &str) -> String {
+    format!("record/{kind}/{id}")
 }
 
 pub fn failed_key(kind: RecordKind, id: &str) -> String {
     format!("failed/{kind}/{id}")
+}
+
+/// A cursor as stored: where reading continues, when it last moved (host
+/// wall clock), and whether its overlap window has been re-read after late
+/// commits could no longer land in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCursor {
+    #[serde(flatten)]
+    pub cursor: Cursor,
+    #[serde(default)]
+    pub moved_at: i64,
+    #[serde(default)]
+    pub settled: bool,
+}
+
+/// Whether `a` lies strictly after `b` in (lastmodified, id) order.
+pub fn is_after(a: &Cursor, b: &Cursor) -> bool {
+    let id = |c: &Cursor| c.id.parse::<u64>().unwrap_or(0);
+    (a.last_modified.as_str(), id(a)) > (b.last_modified.as_str(), id(b))
+}
+
+/// What the connector last did with one NetSuite record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordState {
+    /// Digest of the NetSuite row as read: an identical re-read (the
+    /// overlap window) is a duplicate and is dropped.
+    pub src: String,
+    /// Digest of what Salesforce holds: an identical mapping costs no write.
+    pub dst: String,
+    /// The Salesforce record id.
+    pub sf: Option<String>,
+}
+
+/// The `src`/`dst` value of a record whose deletion was handled.
+pub const DELETED: &str = "deleted";
+
+/// A digest of a NetSuite row as read.
+pub fn source_hash(record: &NetSuiteRecord) -> String {
+    let mut h = Sha256::new();
+    h.update(record.last_modified.as_bytes());
+    for (k, v) in &record.fields {
+        h.update([0]);
+        h.update(k.as_bytes());
+        h.update([1]);
+        h.update(v.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
 }
 
 /// A digest of what the connector would write. serde_json maps are sorted,
@@ -53,35 +104,53 @@ impl<'a> State<'a> {
         State { kv }
     }
 
-    pub fn cursor(&self, kind: RecordKind) -> Result<Option<Cursor>> {
-        let Some(bytes) = self.kv.get(&cursor_key(kind)).map_err(|e| kv_error("reading the cursor", e))? else {
+    fn read_cursor(&self, key: &str, what: &str) -> Result<Option<StoredCursor>> {
+        let Some(bytes) = self.kv.get(key).map_err(|e| kv_error("reading a cursor", e))? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             ConnectorError::Config(format!(
-                "the stored {kind} cursor is unreadable ({e}); run a full sync to rebuild it"
+                "the stored {what} cursor `{key}` is unreadable ({e}); run a full sync to rebuild it"
             ))
         })
     }
 
-    pub fn save_cursor(&self, kind: RecordKind, cursor: &Cursor) -> Result<()> {
+    fn write_cursor(&self, key: &str, cursor: &StoredCursor) -> Result<()> {
         let bytes = serde_json::to_vec(cursor).expect("a cursor serializes");
-        self.kv.set(&cursor_key(kind), &bytes).map_err(|e| kv_error("saving the cursor", e))
+        self.kv.set(key, &bytes).map_err(|e| kv_error("saving a cursor", e))
     }
 
-    pub fn hashes(&self, kind: RecordKind, ids: &[&str]) -> Result<Vec<Option<String>>> {
-        let keys: Vec<String> = ids.iter().map(|id| hash_key(kind, id)).collect();
-        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading record hashes", e))?;
-        Ok(values.into_iter().map(|v| v.and_then(|b| String::from_utf8(b).ok())).collect())
+    /// The cursor of a stream: `deleted` selects the deletions of `kind`.
+    pub fn cursor(&self, kind: RecordKind, deleted: bool) -> Result<Option<StoredCursor>> {
+        if deleted {
+            self.read_cursor(&deleted_cursor_key(kind), &format!("deleted {kind}"))
+        } else {
+            self.read_cursor(&cursor_key(kind), kind.as_str())
+        }
     }
 
-    pub fn save_hashes(&self, kind: RecordKind, entries: &[(&str, String)]) -> Result<()> {
+    pub fn save_cursor(&self, kind: RecordKind, deleted: bool, cursor: &StoredCursor) -> Result<()> {
+        let key = if deleted { deleted_cursor_key(kind) } else { cursor_key(kind) };
+        self.write_cursor(&key, cursor)
+    }
+
+    /// States of `ids`, in order; `None` for records never synced.
+    pub fn records(&self, kind: RecordKind, ids: &[&str]) -> Result<Vec<Option<RecordState>>> {
+        let keys: Vec<String> = ids.iter().map(|id| record_key(kind, id)).collect();
+        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading record states", e))?;
+        // An unreadable state only costs a rewrite of that record.
+        Ok(values.into_iter().map(|v| v.and_then(|b| serde_json::from_slice(&b).ok())).collect())
+    }
+
+    pub fn save_records(&self, kind: RecordKind, entries: &[(&str, RecordState)]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(String, Vec<u8>)> =
-            entries.iter().map(|(id, h)| (hash_key(kind, id), h.clone().into_bytes())).collect();
-        self.kv.set_many(&rows).map_err(|e| kv_error("saving record hashes", e))
+        let rows: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(id, st)| (record_key(kind, id), serde_json::to_vec(st).expect("a record state serializes")))
+            .collect();
+        self.kv.set_many(&rows).map_err(|e| kv_error("saving record states", e))
     }
 
     pub fn save_failed(&self, kind: RecordKind, id: &str, failed: &FailedWrite<'_>) -> Result<()> {
@@ -110,6 +179,20 @@ mod tests {
             external_id: "1".into(),
             fields: fields.as_object().unwrap().clone(),
         }
+    }
+
+    #[test]
+    fn cursor_order_is_time_then_numeric_id() {
+        let c = |t: &str, id: &str| Cursor { last_modified: t.into(), id: id.into() };
+        assert!(is_after(&c("2026-01-01 00:00:01", "1"), &c("2026-01-01 00:00:00", "99")));
+        assert!(is_after(&c("2026-01-01 00:00:00", "100"), &c("2026-01-01 00:00:00", "99")));
+        assert!(!is_after(&c("2026-01-01 00:00:00", "99"), &c("2026-01-01 00:00:00", "99")));
+    }
+
+    #[test]
+    fn stored_cursors_without_settling_fields_still_read() {
+        let old: StoredCursor = serde_json::from_str(r#"{"last_modified":"2026-01-01 00:00:00","id":"5"}"#).unwrap();
+        assert_eq!((old.moved_at, old.settled), (0, false));
     }
 
     #[test]

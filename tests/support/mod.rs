@@ -103,6 +103,26 @@ impl Bed {
     pub async fn full_sync(&self) -> RunReport {
         self.bed.sync(runtime(), SyncMode::Full).await.expect("the host ran the sync")
     }
+
+    /// Syncs every record kind, parents first.
+    pub async fn sync_all(&self) -> RunReport {
+        self.bed.sync_kinds(runtime(), SyncMode::Incremental, &[]).await.expect("the host ran the sync")
+    }
+}
+
+/// A fixed key per algorithm, generated once per process.
+pub fn es256_key() -> KeyPair {
+    static KEY: OnceLock<KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| KeyPair::generate(Signing::Es256).expect("P-256 key generation")).clone()
+}
+
+impl Bed {
+    /// The Salesforce record of a NetSuite id, or a panic naming it.
+    pub fn sf(&self, sobject: &str, netsuite_id: i64) -> (String, serde_json::Map<String, serde_json::Value>) {
+        self.salesforce
+            .find(sobject, &netsuite_id.to_string())
+            .unwrap_or_else(|| panic!("no {sobject} for NetSuite id {netsuite_id}"))
+    }
 }
 
 /// Asserts the run succeeded, showing its error otherwise.

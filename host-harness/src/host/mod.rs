@@ -7,8 +7,11 @@ pub mod keyvalue;
 pub mod outbound;
 mod state;
 
+pub use bindings::exports::ml_connector::netsuite_salesforce::source::DeletedPage;
 pub use bindings::exports::ml_connector::netsuite_salesforce::sync::{SyncMode, SyncReport, SyncRequest};
-pub use bindings::ml_connector::netsuite_salesforce::types::{ConnectorError, RecordKind};
+pub use bindings::ml_connector::netsuite_salesforce::types::{
+    ConnectorError, Cursor, NetsuiteRecord, Page, RecordKind,
+};
 pub use state::HostState;
 
 use crate::secrets::Cipher;
@@ -122,6 +125,38 @@ impl Runtime {
             .await
             .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))?;
         Ok(result)
+    }
+}
+
+impl Runtime {
+    /// Calls the component's `source.fetch-changed` export directly.
+    pub async fn fetch_changed(
+        &self,
+        run: TenantRun,
+        kind: RecordKind,
+        after: Option<Cursor>,
+    ) -> Result<Result<Page, ConnectorError>> {
+        let (mut store, connector) = self.instantiate(run).await?;
+        connector
+            .ml_connector_netsuite_salesforce_source()
+            .call_fetch_changed(&mut store, kind, after.as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
+    }
+
+    /// Calls the component's `source.fetch-one` export directly.
+    pub async fn fetch_one(
+        &self,
+        run: TenantRun,
+        kind: RecordKind,
+        id: &str,
+    ) -> Result<Result<Option<NetsuiteRecord>, ConnectorError>> {
+        let (mut store, connector) = self.instantiate(run).await?;
+        connector
+            .ml_connector_netsuite_salesforce_source()
+            .call_fetch_one(&mut store, kind, id)
+            .await
+            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
     }
 }
 

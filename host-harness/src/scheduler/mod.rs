@@ -20,6 +20,7 @@ pub struct ObjectCounts {
     pub updated: u32,
     pub unchanged: u32,
     pub failed: u32,
+    pub deleted: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -88,7 +89,9 @@ impl Tenant {
         Ok(Tenant { config, cipher, database, clock })
     }
 
-    fn sandbox(&self) -> Result<TenantRun> {
+    /// The sandbox one run of this tenant gets: settings and secrets,
+    /// allowed hosts, the database, limits.
+    pub fn sandbox(&self) -> Result<TenantRun> {
         let mut values = self.config.settings_text();
         values.extend(SecretFile::read(&self.config.secrets_path(), &self.cipher)?);
         Ok(TenantRun {
@@ -140,6 +143,7 @@ impl Tenant {
                             updated: k.updated,
                             unchanged: k.unchanged,
                             failed: k.failed,
+                            deleted: k.deleted,
                         },
                     );
                 }

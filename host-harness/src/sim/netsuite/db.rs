@@ -233,12 +233,25 @@ fn insert_address(conn: &Connection, table: &str, a: &Address, at: i64) -> Resul
     Ok(conn.last_insert_rowid())
 }
 
+/// The next entity id: customers, vendors and contacts share one id space,
+/// as NetSuite's entities do.
+pub fn next_entity_id(conn: &Connection) -> Result<i64> {
+    let max: Option<i64> = conn.query_row(
+        "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM customer UNION ALL SELECT MAX(id) FROM vendor
+             UNION ALL SELECT MAX(id) FROM contact UNION ALL SELECT MAX(recordid) FROM deletedrecord)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
 /// Inserts a customer or vendor (`table`) with its address book; returns its id.
 pub fn insert_company(conn: &Connection, table: &str, c: &Company, at: i64) -> Result<i64> {
+    let id = next_entity_id(conn)?;
     conn.prepare_cached(&format!(
-        "INSERT INTO {table} (entityid, companyname, isperson, firstname, lastname, email, phone, terms, subsidiary,
+        "INSERT INTO {table} (id, entityid, companyname, isperson, firstname, lastname, email, phone, terms, subsidiary,
              isinactive, datecreated, lastmodifieddate)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?10)"
+         VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?10)"
     ))?
     .execute(params![
         c.entityid,
@@ -250,9 +263,9 @@ pub fn insert_company(conn: &Connection, table: &str, c: &Company, at: i64) -> R
         c.phone,
         c.terms,
         bool_text(c.isinactive),
-        at
+        at,
+        id
     ])?;
-    let id = conn.last_insert_rowid();
     let same = matches!((&c.billing, &c.shipping), (Some(b), Some(s)) if b.addr1 == s.addr1 && b.zip == s.zip);
     let mut lines: Vec<(&Address, bool, bool)> = Vec::new();
     if let Some(b) = &c.billing {
@@ -279,13 +292,14 @@ pub fn insert_company(conn: &Connection, table: &str, c: &Company, at: i64) -> R
 }
 
 pub fn insert_contact(conn: &Connection, p: &Person, company: Option<i64>, at: i64) -> Result<i64> {
+    let id = next_entity_id(conn)?;
     conn.prepare_cached(
-        "INSERT INTO contact (entityid, company, firstname, lastname, email, phone, title, subsidiary, isinactive,
+        "INSERT INTO contact (id, entityid, company, firstname, lastname, email, phone, title, subsidiary, isinactive,
              datecreated, lastmodifieddate)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'F', ?8, ?8)",
+         VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'F', ?8, ?8)",
     )?
-    .execute(params![p.entityid, company, p.firstname, p.lastname, p.email, p.phone, p.title, at])?;
-    Ok(conn.last_insert_rowid())
+    .execute(params![p.entityid, company, p.firstname, p.lastname, p.email, p.phone, p.title, at, id])?;
+    Ok(id)
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 mod auth;
 pub mod db;
 pub mod suiteql;
+mod tba;
+
+pub use tba::TbaConfig;
 
 use super::SimClock;
 use super::seed::Seeder;
@@ -35,7 +38,11 @@ pub struct NetSuiteSimConfig {
     /// Concurrent REST requests the account allows; more get 429.
     pub concurrency_limit: usize,
     pub token_lifetime: Duration,
+    /// Token-Based Authentication credentials the account accepts, if any.
+    pub tba: Option<TbaConfig>,
 }
+
+type Hook = Box<dyn FnOnce(&NetSuiteSim) + Send>;
 
 struct Inner {
     config: NetSuiteSimConfig,
@@ -47,7 +54,29 @@ struct Inner {
     in_flight: AtomicUsize,
     requests: AtomicU64,
     token_requests: AtomicU64,
+    queries: AtomicU64,
+    max_offset: AtomicU64,
     login_audit: Mutex<Vec<String>>,
+    used_nonces: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Simulated time each SuiteQL request takes.
+    query_duration: Mutex<Duration>,
+    /// Edits to make once a number of queries has been served.
+    hooks: Mutex<Vec<(u64, Hook)>>,
+    /// Tables the integration role may not see.
+    denied_tables: Mutex<Vec<String>>,
+    /// Answers to give the next SuiteQL requests instead of running them.
+    scripted_failures: Mutex<std::collections::VecDeque<ScriptedFailure>>,
+}
+
+/// A failure the simulator answers a SuiteQL request with, as NetSuite would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptedFailure {
+    /// 429: the account's concurrency limit is in use.
+    TooManyRequests,
+    /// 401 INVALID_LOGIN that a retry clears (concurrency pressure).
+    InvalidLogin,
+    /// 500 UNEXPECTED_ERROR.
+    Unexpected,
 }
 
 /// A running simulator; clones share it.
@@ -114,7 +143,14 @@ impl NetSuiteSim {
                 in_flight: AtomicUsize::new(0),
                 requests: AtomicU64::new(0),
                 token_requests: AtomicU64::new(0),
+                queries: AtomicU64::new(0),
+                max_offset: AtomicU64::new(0),
                 login_audit: Mutex::new(Vec::new()),
+                used_nonces: Mutex::new(Default::default()),
+                query_duration: Mutex::new(Duration::ZERO),
+                hooks: Mutex::new(Vec::new()),
+                denied_tables: Mutex::new(Vec::new()),
+                scripted_failures: Mutex::new(Default::default()),
             }),
         };
         let router = Router::new()
@@ -146,6 +182,64 @@ impl NetSuiteSim {
     /// Why logins were refused, newest last (NetSuite's Login Audit Trail).
     pub fn login_audit(&self) -> Vec<String> {
         self.inner.login_audit.lock().unwrap().clone()
+    }
+
+    /// Each SuiteQL request from now on moves simulated time forward by `d`.
+    pub fn set_query_duration(&self, d: Duration) {
+        *self.inner.query_duration.lock().unwrap() = d;
+    }
+
+    /// Runs `edit` once the `n`-th SuiteQL request has been answered (counted
+    /// from the simulator's start), as a user editing during a sync would.
+    pub fn after_queries(&self, n: u64, edit: impl FnOnce(&NetSuiteSim) + Send + 'static) {
+        self.inner.hooks.lock().unwrap().push((n, Box::new(edit)));
+    }
+
+    /// The integration role loses view access to `table`.
+    pub fn deny_table(&self, table: &str) {
+        self.inner.denied_tables.lock().unwrap().push(table.to_ascii_lowercase());
+    }
+
+    /// The next SuiteQL requests are answered with these failures, in order.
+    pub fn fail_next(&self, failures: &[ScriptedFailure]) {
+        self.inner.scripted_failures.lock().unwrap().extend(failures.iter().copied());
+    }
+
+    pub fn queries(&self) -> u64 {
+        self.inner.queries.load(Ordering::SeqCst)
+    }
+
+    fn run_hooks(&self) {
+        let served = self.queries();
+        let due: Vec<Hook> = {
+            let mut hooks = self.inner.hooks.lock().unwrap();
+            let (due, later): (Vec<_>, Vec<_>) = hooks.drain(..).partition(|(n, _)| *n <= served);
+            *hooks = later;
+            due.into_iter().map(|(_, h)| h).collect()
+        };
+        for hook in due {
+            hook(self);
+        }
+    }
+
+    /// Checks the Authorization header: an M2M bearer token or a TBA signature.
+    fn authorize(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), String> {
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let now = self.inner.clock.now_secs();
+        if let Some(token) = header.strip_prefix("Bearer ") {
+            let valid = self.inner.tokens.lock().unwrap().get(token).is_some_and(|&exp| now < exp);
+            return if valid { Ok(()) } else { Err("missing, unknown or expired access token".into()) };
+        }
+        let Some(tba) = &self.inner.config.tba else {
+            return Err("no supported credentials in the Authorization header".into());
+        };
+        let params = tba::parse_header(header).ok_or("malformed OAuth header")?;
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let url = format!("{}{path}", self.base_url());
+        let request = tba::SignedRequest { method: "POST", base_url: &url, query, now };
+        tba::verify(tba, &self.inner.config.account_id, &params, &request, &mut |nonce, ts| {
+            self.inner.used_nonces.lock().unwrap().insert((nonce.to_string(), ts.to_string()))
+        })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -210,6 +304,80 @@ impl NetSuiteSim {
         self.touch("UPDATE customer SET lastmodifieddate = ?1 WHERE id = ?2", rusqlite::params![now, id])
     }
 
+    /// Adds `count` vendors with addresses and terms.
+    pub fn seed_vendors(&self, count: u64, seed: u64) -> Result<Vec<i64>> {
+        let now = self.inner.clock.now_secs();
+        let mut seeder = Seeder::new(seed);
+        let db = self.db();
+        let tx = db.unchecked_transaction()?;
+        let mut ids = Vec::with_capacity(count as usize);
+        for n in 1..=count {
+            let vendor = seeder.company(n, "VEND");
+            let at = now - seeder.range(3600, 365 * 86400);
+            ids.push(db::insert_company(&tx, "vendor", &vendor, at)?);
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Marks a customer inactive (or active again).
+    pub fn set_customer_inactive(&self, id: i64, inactive: bool) -> Result<()> {
+        let now = self.inner.clock.now_secs();
+        self.touch(
+            "UPDATE customer SET isinactive = ?1, lastmodifieddate = ?2 WHERE id = ?3",
+            rusqlite::params![if inactive { "T" } else { "F" }, now, id],
+        )
+    }
+
+    /// Deletes a record of `table` (customer, contact, vendor) the way
+    /// NetSuite does: the row goes, a deletedrecord row appears.
+    pub fn delete_record(&self, table: &str, id: i64) -> Result<()> {
+        anyhow::ensure!(["customer", "contact", "vendor"].contains(&table), "no such record type {table}");
+        let now = self.inner.clock.now_secs();
+        let db = self.db();
+        let name: Option<String> =
+            db.query_row(&format!("SELECT entityid FROM {table} WHERE id = ?1"), [id], |r| r.get(0)).ok();
+        anyhow::ensure!(name.is_some(), "no {table} {id} in the NetSuite simulator");
+        db.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
+        db.execute(
+            "INSERT INTO deletedrecord (recordid, name, type, deleteddate, context, iscustomrecord)
+             VALUES (?1, ?2, ?3, ?4, 'UI', 'F')",
+            rusqlite::params![id, name, table, now],
+        )?;
+        Ok(())
+    }
+
+    /// Pairs of integers from a query against the simulated account.
+    pub fn id_pairs(&self, sql: &str) -> Result<Vec<(i64, i64)>> {
+        let db = self.db();
+        let mut stmt = db.prepare(sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn customer_count(&self) -> Result<i64> {
+        Ok(self.db().query_row("SELECT COUNT(*) FROM customer", [], |r| r.get(0))?)
+    }
+
+    /// The largest `offset` any SuiteQL request asked for.
+    pub fn max_offset_requested(&self) -> u64 {
+        self.inner.max_offset.load(Ordering::SeqCst)
+    }
+
+    /// Sets a customer's company name, whatever it held before.
+    pub fn rename_customer_any(&self, id: i64, name: &str) -> Result<()> {
+        let now = self.inner.clock.now_secs();
+        self.touch(
+            "UPDATE customer SET companyname = ?1, isperson = 'F', lastmodifieddate = ?2 WHERE id = ?3",
+            rusqlite::params![name, now, id],
+        )
+    }
+
+    /// Any statement against the simulated account (test setup).
+    pub fn execute(&self, sql: &str) -> Result<usize> {
+        Ok(self.db().execute(sql, [])?)
+    }
+
     pub fn set_customer_phone(&self, id: i64, phone: &str) -> Result<()> {
         let now = self.inner.clock.now_secs();
         self.touch(
@@ -245,6 +413,7 @@ struct PageParams {
 async fn suiteql_handler(
     State(sim): State<NetSuiteSim>,
     Query(params): Query<PageParams>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -260,19 +429,28 @@ async fn suiteql_handler(
         );
     }
 
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let now = inner.clock.now_secs();
-    let valid = inner.tokens.lock().unwrap().get(bearer).is_some_and(|&exp| now < exp);
-    if !valid {
-        inner
-            .login_audit
-            .lock()
-            .unwrap()
-            .push("SuiteQL request with a missing, unknown or expired access token".into());
+    let scripted = inner.scripted_failures.lock().unwrap().pop_front();
+    match scripted {
+        Some(ScriptedFailure::TooManyRequests) => {
+            return error_body(
+                StatusCode::TOO_MANY_REQUESTS,
+                "CONCURRENCY_LIMIT_EXCEEDED",
+                "Concurrent request limit exceeded. Request blocked.",
+            );
+        }
+        Some(ScriptedFailure::InvalidLogin) => return invalid_login(),
+        Some(ScriptedFailure::Unexpected) => {
+            return error_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNEXPECTED_ERROR",
+                "An unexpected error occurred. Error ID: sim",
+            );
+        }
+        None => {}
+    }
+    let path_and_query = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    if let Err(reason) = sim.authorize(&headers, &path_and_query) {
+        inner.login_audit.lock().unwrap().push(format!("SuiteQL request refused: {reason}"));
         return invalid_login();
     }
     if !headers.get("prefer").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("transient")) {
@@ -293,6 +471,7 @@ async fn suiteql_handler(
         (Ok(l), Ok(o)) => (l, o),
         (Err(e), _) | (_, Err(e)) => return error_body(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", &e),
     };
+    inner.max_offset.fetch_max(offset, Ordering::SeqCst);
     if !(1..=1000).contains(&limit) {
         return error_body(
             StatusCode::BAD_REQUEST,
@@ -331,7 +510,12 @@ async fn suiteql_handler(
             );
         }
     };
-    let result = suiteql::run(&sim.db(), &query, limit, offset);
+    let denied = inner.denied_tables.lock().unwrap().clone();
+    let result = suiteql::run_as_role(&sim.db(), &query, limit, offset, &denied);
+    inner.queries.fetch_add(1, Ordering::SeqCst);
+    let duration = *inner.query_duration.lock().unwrap();
+    inner.clock.advance(duration);
+    sim.run_hooks();
     let page = match result {
         Ok(p) => p,
         Err(e) => return error_body_for(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", &e.0, Some("q")),

@@ -86,6 +86,25 @@ fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
 }
 
 pub fn run(conn: &Connection, q: &str, limit: u64, offset: u64) -> Result<QueryPage, InvalidQuery> {
+    run_as_role(conn, q, limit, offset, &[])
+}
+
+/// Runs a query for a role that cannot see `denied` tables: NetSuite then
+/// reports the record type as not found.
+pub fn run_as_role(
+    conn: &Connection,
+    q: &str,
+    limit: u64,
+    offset: u64,
+    denied: &[String],
+) -> Result<QueryPage, InvalidQuery> {
+    let lowered = q.to_ascii_lowercase();
+    for table in denied {
+        let pattern = Regex::new(&format!(r"\b{}\b", regex::escape(table))).expect("escaped table name");
+        if pattern.is_match(&lowered) {
+            return Err(invalid(format!("Record '{table}' was not found.")));
+        }
+    }
     let sql = translate(q)?;
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))

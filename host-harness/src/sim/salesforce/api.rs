@@ -30,10 +30,12 @@ pub fn version(segment: &str) -> Option<f64> {
     (31.0..=LATEST_VERSION.parse::<f64>().ok()?).contains(&v).then_some(v)
 }
 
-/// Routes `method path` (path below /services/data/vXX.X) to a resource.
+/// Routes `method path[?query]` (below /services/data/vXX.X) to a resource.
 pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: &[u8], now: i64) -> Answer {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
+        ("DELETE", ["composite", "sobjects"]) => collections_delete(org, query),
         ("POST", ["composite"]) => composite(org, body, now),
         ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
             collections_upsert(org, sobject, ext_field, body, now)
@@ -165,6 +167,41 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8]
         let _ = org.conn.execute_batch("RELEASE all_or_none");
     }
     (200, Some(Value::Array(results.into_iter().map(result_json).collect())))
+}
+
+fn collections_delete(org: &mut Org, query: &str) -> Answer {
+    let params: HashMap<String, String> = form_urlencoded_pairs(query);
+    let ids: Vec<&str> =
+        params.get("ids").map(|v| v.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    if ids.is_empty() {
+        return fail(RequestError::new(400, "MISSING_ARGUMENT", "ids parameter is required"));
+    }
+    if ids.len() > MAX_COLLECTION_RECORDS {
+        return fail(RequestError::new(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            format!("record limit reached. cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"),
+        ));
+    }
+    let results: Vec<Value> = ids
+        .iter()
+        .map(|id| match org.delete(id) {
+            super::store::Deleted::Ok => json!({ "id": id, "success": true, "errors": [] }),
+            super::store::Deleted::AlreadyDeleted => json!({ "id": id, "success": false,
+                "errors": [{ "statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": [] }] }),
+            super::store::Deleted::NoSuchId => json!({ "id": id, "success": false,
+                "errors": [{ "statusCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id", "fields": [] }] }),
+        })
+        .collect();
+    (200, Some(Value::Array(results)))
+}
+
+fn form_urlencoded_pairs(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("%2C", ",")))
+        .collect()
 }
 
 fn single_upsert(

@@ -12,7 +12,7 @@ use super::SimClock;
 use anyhow::Result;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -343,6 +343,7 @@ async fn versions(State(sim): State<SalesforceSim>) -> Response {
 async fn api_handler(
     State(sim): State<SalesforceSim>,
     Path((version, rest)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -371,7 +372,11 @@ async fn api_handler(
     let now = sim.inner.clock.now_secs();
     let (status, answer) = {
         let mut org = sim.org();
-        api::dispatch(&mut org, method.as_str(), v, &rest, &body, now)
+        let target = match &query {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest,
+        };
+        api::dispatch(&mut org, method.as_str(), v, &target, &body, now)
     };
     sim.respond(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), answer)
 }

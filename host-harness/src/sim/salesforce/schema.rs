@@ -8,6 +8,7 @@ pub enum FieldType {
     Email,
     Phone,
     Reference,
+    Boolean,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +78,14 @@ fn id() -> Field {
     }
 }
 
+/// The connector's checkboxes: inactive in NetSuite, deleted in NetSuite.
+fn flags() -> Vec<Field> {
+    vec![
+        typed(text("NetSuite_Inactive__c", 5), FieldType::Boolean),
+        typed(text("NetSuite_Deleted__c", 5), FieldType::Boolean),
+    ]
+}
+
 /// `NetSuite_Id__c`: Text(18), External ID, Unique, case-insensitive.
 fn netsuite_id() -> Field {
     Field { external_id: true, unique: true, ..text("NetSuite_Id__c", 18) }
@@ -105,7 +114,8 @@ pub fn objects() -> Vec<SObject> {
     ];
     account.extend(address("Billing"));
     account.extend(address("Shipping"));
-    let contact = vec![
+    account.extend(flags());
+    let mut contact = vec![
         id(),
         text("FirstName", 40),
         required(text("LastName", 80)),
@@ -113,9 +123,11 @@ pub fn objects() -> Vec<SObject> {
         typed(text("Phone", 40), FieldType::Phone),
         text("Title", 128),
         Field { relationship: Some(("Account", "Account")), ..typed(text("AccountId", 18), FieldType::Reference) },
+        Field { relationship: Some(("Vendor__r", "Vendor__c")), ..typed(text("Vendor__c", 18), FieldType::Reference) },
         netsuite_id(),
     ];
-    let vendor = vec![
+    contact.extend(flags());
+    let mut vendor = vec![
         id(),
         required(text("Name", 80)),
         typed(text("Email__c", 80), FieldType::Email),
@@ -128,6 +140,7 @@ pub fn objects() -> Vec<SObject> {
         text("Country__c", 80),
         netsuite_id(),
     ];
+    vendor.extend(flags());
     vec![
         SObject { name: "Account", key_prefix: "001", fields: account },
         SObject { name: "Contact", key_prefix: "003", fields: contact },

@@ -21,8 +21,9 @@ pub struct Org {
     pub objects: Vec<SObject>,
     pub validation_rule: Option<ValidationRule>,
     next_id: u64,
-    /// Record writes (inserts and updates) since start.
+    /// Record writes (inserts, updates and deletes) since start.
     pub writes: u64,
+    tombstones: std::collections::HashSet<String>,
 }
 
 /// A per-record failure, as Salesforce reports it.
@@ -61,6 +62,13 @@ impl RequestError {
     }
 }
 
+/// The outcome of deleting one record by id.
+pub enum Deleted {
+    Ok,
+    AlreadyDeleted,
+    NoSuchId,
+}
+
 pub struct Upserted {
     pub id: String,
     pub created: bool,
@@ -74,7 +82,14 @@ impl Org {
                  created_at INTEGER NOT NULL, modstamp INTEGER NOT NULL);
              CREATE UNIQUE INDEX record_ext ON record (sobject, ext_id COLLATE NOCASE);",
         )?;
-        Ok(Org { conn, objects: objects(), validation_rule: None, next_id: 1, writes: 0 })
+        Ok(Org {
+            conn,
+            objects: objects(),
+            validation_rule: None,
+            next_id: 1,
+            writes: 0,
+            tombstones: Default::default(),
+        })
     }
 
     pub fn object(&self, name: &str) -> Option<&SObject> {
@@ -84,21 +99,43 @@ impl Org {
     /// (id, fields) of the record with this external id.
     pub fn find(&self, sobject: &str, ext_id: &str) -> Option<(String, Map<String, Value>)> {
         self.conn
-            .query_row(
-                "SELECT id, fields FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE",
-                params![sobject, ext_id],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT id, fields FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE")
+            .and_then(|mut s| {
+                s.query_row(params![sobject, ext_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .optional()
+            })
             .ok()
             .flatten()
             .map(|(id, f)| (id, serde_json::from_str(&f).unwrap_or_default()))
+    }
+
+    /// The Salesforce id of the record with this external id.
+    pub fn find_id(&self, sobject: &str, ext_id: &str) -> Option<String> {
+        self.conn
+            .prepare_cached("SELECT id FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE")
+            .and_then(|mut s| s.query_row(params![sobject, ext_id], |r| r.get(0)).optional())
+            .ok()
+            .flatten()
     }
 
     pub fn count(&self, sobject: &str) -> u64 {
         self.conn
             .query_row("SELECT COUNT(*) FROM record WHERE sobject = ?1", params![sobject], |r| r.get::<_, i64>(0))
             .unwrap_or(0) as u64
+    }
+
+    /// Deletes by Salesforce id, keeping a tombstone as the recycle bin does.
+    pub fn delete(&mut self, id: &str) -> Deleted {
+        let removed = self.conn.execute("DELETE FROM record WHERE id = ?1", params![id]).unwrap_or(0);
+        if removed > 0 {
+            self.writes += 1;
+            self.tombstones.insert(id.to_string());
+            Deleted::Ok
+        } else if self.tombstones.contains(id) {
+            Deleted::AlreadyDeleted
+        } else {
+            Deleted::NoSuchId
+        }
     }
 
     /// Refuses the whole request when a record names a field the object
@@ -153,8 +190,8 @@ impl Org {
                 };
                 let parent_value =
                     parent_value.as_str().map(str::to_string).unwrap_or_else(|| parent_value.to_string());
-                match self.find(target, &parent_value) {
-                    Some((parent_id, _)) => {
+                match self.find_id(target, &parent_value) {
+                    Some(parent_id) => {
                         values.insert(rel.name.to_string(), Value::String(parent_id));
                     }
                     None => {
@@ -179,6 +216,21 @@ impl Org {
                     ),
                     &[field.name],
                 ));
+            }
+            if field.kind == FieldType::Boolean {
+                match value {
+                    Value::Bool(_) => {
+                        values.insert(field.name.to_string(), value.clone());
+                        continue;
+                    }
+                    _ => {
+                        return Err(RecordError::new(
+                            "JSON_PARSER_ERROR",
+                            format!("Cannot deserialize instance of boolean from {value} for {}", field.name),
+                            &[field.name],
+                        ));
+                    }
+                }
             }
             let text = match value {
                 Value::Null => {

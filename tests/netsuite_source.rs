@@ -1,0 +1,295 @@
+//! The NetSuite source against the NetSuite simulator: record shapes,
+//! contacts and vendors, deletions, incremental reading past the 100,000-row
+//! ceiling, late commits, token lifetimes, TBA and M2M, errors and escaping.
+
+mod support;
+
+use host_harness::host::{Cursor, RecordKind, describe_error};
+use host_harness::sim::netsuite::ScriptedFailure;
+use serde_json::Value;
+use std::time::Duration;
+use support::{bed, es256_key, runtime, succeeded};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_inactive_records_and_missing_addresses_come_through() {
+    let bed = bed(400).start().await;
+    succeeded(&bed.sync().await);
+    let (mut people, mut inactive, mut no_billing) = (0, 0, 0);
+    for &id in &bed.customer_ids {
+        let (_, f) = bed.sf("Account", id);
+        let field = |c: &str| bed.netsuite.customer_field(id, c).unwrap();
+        if field("isperson").as_deref() == Some("T") {
+            people += 1;
+            let name = format!("{} {}", field("firstname").unwrap(), field("lastname").unwrap());
+            assert_eq!(f["Name"], Value::String(name), "person customer {id}");
+        } else {
+            assert_eq!(f["Name"].as_str(), field("companyname").as_deref(), "customer {id}");
+        }
+        let is_inactive = field("isinactive").as_deref() == Some("T");
+        inactive += usize::from(is_inactive);
+        assert_eq!(f["NetSuite_Inactive__c"], Value::Bool(is_inactive), "customer {id}");
+        if field("defaultbillingaddress").is_none() {
+            no_billing += 1;
+            assert_eq!(f["BillingStreet"], Value::Null, "customer {id} has no billing address");
+            assert_eq!(f["BillingCity"], Value::Null);
+        }
+    }
+    assert!(people > 0 && inactive > 0 && no_billing > 0, "seed covers every shape: {people} {inactive} {no_billing}");
+
+    // Inactivation and deletion in NetSuite reach Salesforce on the next run.
+    let (a, b) = (bed.customer_ids[10], bed.customer_ids[20]);
+    bed.netsuite.set_customer_inactive(a, true).unwrap();
+    bed.netsuite.delete_record("customer", b).unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.updated, c.deleted), (1, 1), "{c:?}");
+    assert_eq!(bed.sf("Account", a).1["NetSuite_Inactive__c"], Value::Bool(true));
+    assert_eq!(bed.sf("Account", b).1["NetSuite_Deleted__c"], Value::Bool(true), "default action flags");
+    // Seen again, a deletion is not applied twice.
+    let again = bed.sync().await;
+    assert_eq!(again.counts("customer").deleted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_can_delete_the_salesforce_record() {
+    let bed = bed(50).setting("delete_action", "delete").start().await;
+    succeeded(&bed.sync().await);
+    let gone = bed.customer_ids[7];
+    bed.netsuite.delete_record("customer", gone).unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").deleted, 1);
+    assert!(bed.salesforce.find("Account", &gone.to_string()).is_none());
+    assert_eq!(bed.salesforce.count("Account"), 49);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_and_vendors_arrive_linked_to_their_parents() {
+    let bed = bed(40).start().await;
+    let vendors = bed.netsuite.seed_vendors(15, 7).unwrap();
+    let parents: Vec<i64> = bed.customer_ids.iter().copied().chain(vendors.iter().copied()).collect();
+    let now = bed.clock.now_secs();
+    bed.netsuite.seed_contacts(300, &parents, now - 7200, 9).unwrap();
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 40);
+    assert_eq!(report.counts("vendor").created, 15);
+    assert_eq!(report.counts("contact").created, 300);
+    assert_eq!(bed.salesforce.count("Contact"), 300);
+
+    let rows = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap();
+    assert_eq!(rows.len(), 300);
+    for (contact, company) in rows {
+        let (_, fields) = bed.sf("Contact", contact);
+        if bed.customer_ids.contains(&company) {
+            assert_eq!(fields["AccountId"].as_str(), Some(bed.sf("Account", company).0.as_str()), "contact {contact}");
+        } else {
+            assert_eq!(
+                fields["Vendor__c"].as_str(),
+                Some(bed.sf("Vendor__c", company).0.as_str()),
+                "contact {contact}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tba_and_m2m_with_ps256_and_es256_sync_the_same_data() {
+    let ps = bed(120).start().await;
+    let es = bed(120).key(es256_key()).start().await;
+    let tba = bed(120).setting("netsuite_auth", "tba").start().await;
+    for b in [&ps, &es, &tba] {
+        succeeded(&b.sync().await);
+        assert_eq!(b.salesforce.count("Account"), 120);
+    }
+    assert_eq!(es.netsuite.token_requests(), 1, "ES256 M2M obtained a token");
+    assert_eq!(tba.netsuite.token_requests(), 0, "TBA signs each request instead");
+    for &id in &ps.customer_ids {
+        let expected = ps.sf("Account", id).1;
+        assert_eq!(es.sf("Account", id).1, expected, "customer {id} over ES256");
+        assert_eq!(tba.sf("Account", id).1, expected, "customer {id} over TBA");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tba_signature_with_the_wrong_secret_is_refused() {
+    let bed = bed(10).setting("netsuite_auth", "tba").start().await;
+    bed.set_secret("netsuite_token_secret", "not-the-token-secret").unwrap();
+    let report = bed.sync().await;
+    assert_eq!(report.status, "failed");
+    let error = report.error.unwrap();
+    assert!(error.contains("INVALID_LOGIN"), "{error}");
+    assert!(!error.contains("not-the-token-secret"), "{error}");
+    assert!(bed.netsuite.login_audit().iter().any(|r| r.contains("InvalidSignature")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_longer_than_the_token_lifetime_gets_fresh_tokens() {
+    let bed = bed(2000).setting("netsuite_page_size", "100").start().await;
+    // Every page takes five simulated minutes: the run lasts well over an hour.
+    bed.netsuite.set_query_duration(Duration::from_secs(300));
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 2000);
+    assert!(bed.netsuite.token_requests() >= 2, "tokens: {}", bed.netsuite.token_requests());
+    assert!(
+        bed.netsuite.login_audit().is_empty(),
+        "no request used an expired token: {:?}",
+        bed.netsuite.login_audit()
+    );
+}
+
+/// Touches every customer to a recent time so the run ends with a cursor near now.
+fn make_recent(bed: &support::Bed) {
+    let now = bed.clock.now_secs();
+    bed.netsuite.execute(&format!("UPDATE customer SET lastmodifieddate = {now} - 300 + (id % 250)")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_during_a_run_is_picked_up_by_the_next_run() {
+    let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
+    make_recent(&bed);
+    let late = bed.customer_ids[0];
+    // While the last page is read, a transaction that started two minutes
+    // ago commits: its lastmodifieddate is already behind the cursor.
+    bed.netsuite.after_queries(10, move |ns| {
+        ns.execute(&format!(
+            "UPDATE customer SET companyname = 'Late Commit Ltd', lastmodifieddate = lastmodifieddate - 120 WHERE id = {late}"
+        ))
+        .unwrap();
+    });
+    succeeded(&bed.sync().await);
+    assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
+
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
+    let c = next.counts("customer");
+    assert_eq!((c.read, c.updated, c.created), (1, 1, 0), "overlap rows already handled are dropped: {c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_overlap_window_a_late_commit_is_missed() {
+    let bed = bed(1000).setting("netsuite_page_size", "100").setting("netsuite_overlap_secs", "0").start().await;
+    make_recent(&bed);
+    let late = bed.customer_ids[0];
+    bed.netsuite.after_queries(10, move |ns| {
+        ns.execute(&format!(
+            "UPDATE customer SET companyname = 'Late Commit Ltd', lastmodifieddate = lastmodifieddate - 120 WHERE id = {late}"
+        ))
+        .unwrap();
+    });
+    succeeded(&bed.sync().await);
+    succeeded(&bed.sync().await);
+    assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd", "this is what the overlap window is for");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_concurrency_pressure_are_retried() {
+    let bed = bed(300).setting("netsuite_page_size", "100").start().await;
+    bed.netsuite.fail_next(&[
+        ScriptedFailure::TooManyRequests,
+        ScriptedFailure::TooManyRequests,
+        ScriptedFailure::InvalidLogin,
+        ScriptedFailure::Unexpected,
+    ]);
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_rate_limit_fails_clearly_and_keeps_the_cursor() {
+    let bed = bed(300).setting("netsuite_page_size", "100").setting("http_max_retries", "3").start().await;
+    succeeded(&bed.sync().await);
+    for &id in &bed.customer_ids[..5] {
+        bed.netsuite.set_customer_phone(id, "+1 212-555-0100").unwrap();
+    }
+    bed.netsuite.fail_next(&[ScriptedFailure::TooManyRequests; 4]);
+    let failed = bed.sync().await;
+    assert_eq!(failed.status, "failed");
+    let error = failed.error.unwrap();
+    assert!(error.starts_with("rate limited: NetSuite POST"), "{error}");
+    assert!(error.contains("still failing after 4 attempts") && error.contains("kept its cursor"), "{error}");
+
+    let retried = bed.sync().await;
+    succeeded(&retried);
+    assert_eq!(retried.counts("customer").updated, 5, "nothing was skipped by the failed run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_is_reported_with_the_table_and_the_fix() {
+    let bed = bed(20).start().await;
+    bed.netsuite.deny_table("customeraddressbookentityaddress");
+    let report = bed.sync().await;
+    assert_eq!(report.status, "failed");
+    let error = report.error.unwrap();
+    assert!(error.contains("SuiteQL read of changed customer records returned HTTP 400"), "{error}");
+    assert!(error.contains("Record 'customeraddressbookentityaddress' was not found"), "{error}");
+    assert!(error.contains("lacks permission"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_cannot_change_a_query() {
+    let bed = bed(30).start().await;
+    let hostile = [
+        "O'Brien'; DELETE FROM customer; --",
+        "x' OR '1'='1",
+        "/* comment */ Ünïcødé ✓ 北京 \"quoted\"",
+        "Robert'); DROP TABLE customer;--",
+    ];
+    for (i, name) in hostile.iter().enumerate() {
+        bed.netsuite.rename_customer_any(bed.customer_ids[i], name).unwrap();
+    }
+    succeeded(&bed.sync().await);
+    for (i, name) in hostile.iter().enumerate() {
+        assert_eq!(bed.sf("Account", bed.customer_ids[i]).1["Name"], *name);
+    }
+
+    // Values that would be placed in a query are validated before any request.
+    let queries = bed.netsuite.queries();
+    for id in ["1 OR 1=1", "1; DELETE FROM customer", "'1'", "١٢", "1--"] {
+        let result = runtime().fetch_one(bed.tenant.sandbox().unwrap(), RecordKind::Customer, id).await.unwrap();
+        let error = describe_error(&result.expect_err(id));
+        assert!(error.contains("is not a NetSuite internal id"), "{error}");
+    }
+    for when in ["2026-01-01 00:00:00' OR '1'='1", "2026-01-01 00:00:00 --", "01/01/2026"] {
+        let cursor = Cursor { last_modified: when.into(), id: "1".into() };
+        let result =
+            runtime().fetch_changed(bed.tenant.sandbox().unwrap(), RecordKind::Customer, Some(cursor)).await.unwrap();
+        let error = describe_error(&result.expect_err(when));
+        assert!(error.contains("is not a timestamp in the form YYYY-MM-DD HH24:MI:SS"), "{error}");
+    }
+    assert_eq!(bed.netsuite.queries(), queries, "no hostile value reached NetSuite");
+    assert_eq!(bed.netsuite.customer_count().unwrap(), 30, "and nothing was deleted");
+
+    // A valid id still works through the same export.
+    let one = runtime()
+        .fetch_one(bed.tenant.sandbox().unwrap(), RecordKind::Customer, &bed.customer_ids[0].to_string())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("customer exists");
+    assert!(one.fields_json.contains("DELETE FROM customer"), "the value itself is data: {}", one.fields_json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_fifty_thousand_contacts_cross_the_offset_ceiling() {
+    let bed = bed(1000).start().await;
+    // A bulk import: every contact has the same lastmodifieddate.
+    let at = bed.clock.now_secs() - 86_400;
+    bed.netsuite.seed_contacts(250_000, &bed.customer_ids, at, 11).unwrap();
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let c = report.counts("contact");
+    assert_eq!((c.read, c.created, c.failed), (250_000, 250_000, 0), "{c:?}");
+    assert_eq!(bed.salesforce.count("Contact"), 250_000, "none missed, none repeated");
+    assert_eq!(bed.netsuite.max_offset_requested(), 0, "keyset pagination never pages by offset");
+
+    let again = bed.sync_all().await;
+    succeeded(&again);
+    assert_eq!(again.counts("contact").read, 0, "the overlap re-read is dropped as already handled");
+}
