@@ -43,8 +43,50 @@ fn split_url(url: &str) -> Result<(http::Scheme, String, String), String> {
     Ok((scheme, authority, path))
 }
 
+/// A wasi:http request whose body is sent; the response is awaited in `wait`.
+struct WasiPending {
+    future: http::FutureIncomingResponse,
+    what: String,
+}
+
+impl ports::PendingResponse for WasiPending {
+    fn wait(self: Box<Self>) -> Result<HttpResponse, String> {
+        let WasiPending { future, what } = *self;
+        let response = loop {
+            match future.get() {
+                Some(result) => break result,
+                None => future.subscribe().block(),
+            }
+        };
+        let response = response
+            .map_err(|_| "the response was already taken".to_string())?
+            .map_err(|e| format!("{what} failed: {e:?}"))?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let incoming = response.consume().map_err(|_| "response body unavailable".to_string())?;
+        let mut bytes = Vec::new();
+        {
+            let stream = incoming.stream().map_err(|_| "response body stream unavailable".to_string())?;
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(chunk) => bytes.extend_from_slice(&chunk),
+                    Err(StreamError::Closed) => break,
+                    Err(e) => return Err(format!("reading the response of {what}: {e:?}")),
+                }
+            }
+        }
+        drop(http::IncomingBody::finish(incoming));
+        Ok(HttpResponse { status, headers, body: bytes })
+    }
+}
+
 impl ports::Transport for WasiTransport {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+    fn start(&self, request: &HttpRequest) -> Result<Box<dyn ports::PendingResponse>, String> {
         let (scheme, authority, path) = split_url(&request.url)?;
         let entries: Vec<(String, Vec<u8>)> =
             request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
@@ -77,37 +119,7 @@ impl ports::Transport for WasiTransport {
             }
         }
         http::OutgoingBody::finish(body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
-
-        let response = loop {
-            match future.get() {
-                Some(result) => break result,
-                None => future.subscribe().block(),
-            }
-        };
-        let response = response
-            .map_err(|_| "the response was already taken".to_string())?
-            .map_err(|e| format!("{} failed: {e:?}", request.describe()))?;
-        let status = response.status();
-        let headers = response
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
-            .collect();
-        let incoming = response.consume().map_err(|_| "response body unavailable".to_string())?;
-        let mut bytes = Vec::new();
-        {
-            let stream = incoming.stream().map_err(|_| "response body stream unavailable".to_string())?;
-            loop {
-                match stream.blocking_read(64 * 1024) {
-                    Ok(chunk) => bytes.extend_from_slice(&chunk),
-                    Err(StreamError::Closed) => break,
-                    Err(e) => return Err(format!("reading the response of {}: {e:?}", request.describe())),
-                }
-            }
-        }
-        drop(http::IncomingBody::finish(incoming));
-        Ok(HttpResponse { status, headers, body: bytes })
+        Ok(Box::new(WasiPending { future, what: request.describe() }))
     }
 }
 

@@ -5,10 +5,21 @@ use crate::http::{HttpRequest, HttpResponse};
 use crate::model::AuditEntry;
 use std::time::Duration;
 
-/// Sends one HTTP request and returns whatever came back. Errors are for
-/// requests that got no response at all (DNS, refused, reset, denied host).
+/// A request under way: the host carries it on while the guest does other
+/// work; `wait` blocks until the response is complete.
+pub trait PendingResponse {
+    fn wait(self: Box<Self>) -> Result<HttpResponse, String>;
+}
+
+/// HTTP out. Errors are for requests that got no response at all (DNS,
+/// refused, reset, a host the tenant may not call).
 pub trait Transport {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String>;
+    /// Sends the request and returns without waiting for the response.
+    fn start(&self, request: &HttpRequest) -> Result<Box<dyn PendingResponse>, String>;
+
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+        self.start(request)?.wait()
+    }
 }
 
 /// A key-value bucket. Values are opaque bytes.

@@ -3,7 +3,7 @@
 
 use super::{HttpRequest, HttpResponse};
 use crate::model::ConnectorError;
-use crate::ports::Host;
+use crate::ports::{Host, PendingResponse};
 use std::cell::Cell;
 use std::time::Duration;
 
@@ -117,11 +117,39 @@ impl<'h> ApiClient<'h> {
     /// token grants and upserts by external id (a repeated upsert lands on
     /// the same record).
     pub fn send(&self, build: &dyn Fn() -> Result<HttpRequest, ConnectorError>) -> Result<Sent, ConnectorError> {
+        self.drive(build, None)
+    }
+
+    /// Starts the first attempt and returns at once, so the caller can do
+    /// other work (write a page to Salesforce) while this request travels.
+    pub fn begin<'c>(
+        &'c self,
+        build: impl Fn() -> Result<HttpRequest, ConnectorError> + 'c,
+    ) -> Result<InFlight<'c, 'h>, ConnectorError> {
+        let request = build()?;
+        self.calls.set(self.calls.get() + 1);
+        let pending = self.host.transport.start(&request);
+        Ok(InFlight { client: self, build: Box::new(build), first: (request, pending) })
+    }
+
+    /// The retry loop; `first` is an attempt already made.
+    fn drive(
+        &self,
+        build: &dyn Fn() -> Result<HttpRequest, ConnectorError>,
+        mut first: Option<(HttpRequest, Result<HttpResponse, String>)>,
+    ) -> Result<Sent, ConnectorError> {
         let mut attempt = 0u32;
         loop {
-            let request = build()?;
-            self.calls.set(self.calls.get() + 1);
-            let response = match self.host.transport.send(&request) {
+            let (request, outcome) = match first.take() {
+                Some(made) => made,
+                None => {
+                    let request = build()?;
+                    self.calls.set(self.calls.get() + 1);
+                    let outcome = self.host.transport.send(&request);
+                    (request, outcome)
+                }
+            };
+            let response = match outcome {
                 Ok(response) => response,
                 Err(err) => {
                     if attempt >= self.backoff.max_retries {
@@ -186,6 +214,22 @@ impl<'h> ApiClient<'h> {
         let jittered = self.backoff.delay(attempt, self.host.clock.random());
         let delay = retry_after.map_or(jittered, |ra| ra.min(self.backoff.cap).max(jittered));
         self.host.clock.sleep(delay);
+    }
+}
+
+/// A request whose first attempt is under way.
+pub struct InFlight<'c, 'h> {
+    client: &'c ApiClient<'h>,
+    build: Box<dyn Fn() -> Result<HttpRequest, ConnectorError> + 'c>,
+    first: (HttpRequest, Result<Box<dyn PendingResponse>, String>),
+}
+
+impl InFlight<'_, '_> {
+    /// Waits for the response, then retries like `send` would.
+    pub fn finish(self) -> Result<Sent, ConnectorError> {
+        let (request, pending) = self.first;
+        let outcome = pending.and_then(|p| p.wait());
+        self.client.drive(&*self.build, Some((request, outcome)))
     }
 }
 

@@ -6,7 +6,7 @@ pub mod suiteql;
 pub mod tba;
 
 use crate::http::HttpResponse;
-use crate::http::retry::{ApiClient, Backoff, Sent};
+use crate::http::retry::{ApiClient, Backoff, InFlight, Sent};
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, Page, RecordKind, Result};
 use crate::ports::Host;
 use crate::settings::{M2mSettings, NetSuiteAuth, NetSuiteSettings};
@@ -98,46 +98,33 @@ impl<'h> NetSuiteSource<'h> {
         }
     }
 
-    fn run_query(&self, query: &str, what: &str) -> Result<suiteql::RowPage> {
+    /// Sends a SuiteQL query and returns at once; `finish` waits for the rows.
+    fn begin_query(&self, query: String, what: String) -> Result<PendingQuery<'_, 'h>> {
         let url = suiteql::suiteql_url(&self.base_url, self.page_size, 0);
-        let mut reauthenticated = false;
-        loop {
-            let sent = self.api.send(&|| Ok(suiteql::request(&url, query, self.authorization("POST", &url)?)))?;
-            let response: HttpResponse = match sent {
-                Sent::Response(r) | Sent::AuthExpired(r) => r,
-            };
-            if response.is_success() {
-                return suiteql::parse_rows(&response.body);
-            }
-            // A token NetSuite no longer honours (revoked, clock skew): sign a
-            // new assertion once before calling it an authentication failure.
-            if response.status == 401 && !reauthenticated && matches!(self.auth, Auth::M2m { .. }) {
-                reauthenticated = true;
-                self.authenticate()?;
-                continue;
-            }
-            let message = errors::describe(what, &response);
-            return Err(if response.status == 401 {
-                ConnectorError::Auth(message)
-            } else {
-                ConnectorError::NetSuite(message)
-            });
-        }
+        let (q, u) = (query.clone(), url.clone());
+        let inflight = self.api.begin(move || Ok(suiteql::request(&u, &q, self.authorization("POST", &u)?)))?;
+        Ok(PendingQuery { source: self, url, query, what, inflight })
+    }
+
+    fn run_query(&self, query: String, what: String) -> Result<suiteql::RowPage> {
+        self.begin_query(query, what)?.finish()
+    }
+
+    /// Starts reading one page of `kind` records changed after `after`.
+    pub fn begin_changed(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<PendingPage<'_, 'h>> {
+        let query = suiteql::changed_query(kind, after)?;
+        Ok(PendingPage { kind, query: self.begin_query(query, format!("SuiteQL read of changed {kind} records"))? })
     }
 
     /// One page of `kind` records changed after `after`, oldest first.
     pub fn fetch_changed(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<Page> {
-        let query = suiteql::changed_query(kind, after)?;
-        let page = self.run_query(&query, &format!("SuiteQL read of changed {kind} records"))?;
-        let records = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
-        let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
-        Ok(Page { records, next, has_more: page.has_more })
+        self.begin_changed(kind, after)?.finish()
     }
 
     /// One page of `kind` deletions after `after`.
     pub fn fetch_deleted(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<DeletedPage> {
         let query = suiteql::deleted_query(kind, after)?;
-        let page = self.run_query(&query, &format!("SuiteQL read of deleted {kind} records"))?;
+        let page = self.run_query(query, format!("SuiteQL read of deleted {kind} records"))?;
         let rows = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
         let next = rows.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
         Ok(DeletedPage { ids: rows.into_iter().map(|r| r.id).collect(), next, has_more: page.has_more })
@@ -146,7 +133,63 @@ impl<'h> NetSuiteSource<'h> {
     /// One record by internal id.
     pub fn fetch_one(&self, kind: RecordKind, id: &str) -> Result<Option<NetSuiteRecord>> {
         let query = suiteql::one_query(kind, id)?;
-        let page = self.run_query(&query, &format!("SuiteQL read of {kind} {id}"))?;
+        let page = self.run_query(query, format!("SuiteQL read of {kind} {id}"))?;
         page.rows.into_iter().next().map(|row| suiteql::to_record(kind, row)).transpose()
+    }
+}
+
+/// A SuiteQL request under way.
+struct PendingQuery<'s, 'h> {
+    source: &'s NetSuiteSource<'h>,
+    url: String,
+    query: String,
+    what: String,
+    inflight: InFlight<'s, 'h>,
+}
+
+impl PendingQuery<'_, '_> {
+    fn finish(self) -> Result<suiteql::RowPage> {
+        let source = self.source;
+        let mut sent = self.inflight.finish()?;
+        let mut reauthenticated = false;
+        loop {
+            let response: HttpResponse = match sent {
+                Sent::Response(r) | Sent::AuthExpired(r) => r,
+            };
+            if response.is_success() {
+                return suiteql::parse_rows(&response.body);
+            }
+            // A token NetSuite no longer honours (revoked, clock skew): sign a
+            // new assertion once before calling it an authentication failure.
+            if response.status == 401 && !reauthenticated && matches!(source.auth, Auth::M2m { .. }) {
+                reauthenticated = true;
+                source.authenticate()?;
+                let (url, query) = (&self.url, &self.query);
+                sent = source.api.send(&|| Ok(suiteql::request(url, query, source.authorization("POST", url)?)))?;
+                continue;
+            }
+            let message = errors::describe(&self.what, &response);
+            return Err(if response.status == 401 {
+                ConnectorError::Auth(message)
+            } else {
+                ConnectorError::NetSuite(message)
+            });
+        }
+    }
+}
+
+/// A page of changed records under way.
+pub struct PendingPage<'s, 'h> {
+    kind: RecordKind,
+    query: PendingQuery<'s, 'h>,
+}
+
+impl PendingPage<'_, '_> {
+    pub fn finish(self) -> Result<Page> {
+        let kind = self.kind;
+        let page = self.query.finish()?;
+        let records = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
+        let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
+        Ok(Page { records, next, has_more: page.has_more })
     }
 }

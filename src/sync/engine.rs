@@ -109,9 +109,10 @@ impl Run<'_, '_> {
 
     fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
         let started_at = self.host.clock.now_unix();
-        let (mut stored, mut cursor) = self.stream_start(kind, false)?;
-        loop {
-            let page = self.source.fetch_changed(kind, cursor.as_ref())?;
+        let (mut stored, start) = self.stream_start(kind, false)?;
+        let mut pending = Some(self.source.begin_changed(kind, start.as_ref())?);
+        while let Some(next_page) = pending.take() {
+            let page = next_page.finish()?;
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
             let states = self.state.records(kind, &ids)?;
             let mut audit = Vec::with_capacity(page.records.len());
@@ -160,6 +161,11 @@ impl Run<'_, '_> {
                 }
             }
 
+            // Read the next page while Salesforce writes this one: the two
+            // requests travel together; the cursor still moves only below.
+            if page.has_more && !page.records.is_empty() {
+                pending = Some(self.source.begin_changed(kind, page.next.as_ref())?);
+            }
             let targets: Vec<SObjectRecord> = to_write.iter().map(|(m, _)| m.target.clone()).collect();
             let outcomes = if targets.is_empty() { Vec::new() } else { self.sink.upsert(&targets)? };
             let mut succeeded = Vec::new();
@@ -192,12 +198,9 @@ impl Run<'_, '_> {
             // Only now, with every record of the page recorded, does the cursor move.
             if let Some(next) = page.next {
                 self.advance(kind, false, &mut stored, &next)?;
-                cursor = Some(next);
-            }
-            if !page.has_more || page.records.is_empty() {
-                return self.settle(kind, false, stored, started_at);
             }
         }
+        self.settle(kind, false, stored, started_at)
     }
 
     fn sync_deletions(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {

@@ -60,6 +60,8 @@ struct Inner {
     used_nonces: Mutex<std::collections::HashSet<(String, String)>>,
     /// Simulated time each SuiteQL request takes.
     query_duration: Mutex<Duration>,
+    /// Real time each SuiteQL request takes (holding a concurrency slot).
+    latency: Mutex<Duration>,
     /// Edits to make once a number of queries has been served.
     hooks: Mutex<Vec<(u64, Hook)>>,
     /// Tables the integration role may not see.
@@ -148,6 +150,7 @@ impl NetSuiteSim {
                 login_audit: Mutex::new(Vec::new()),
                 used_nonces: Mutex::new(Default::default()),
                 query_duration: Mutex::new(Duration::ZERO),
+                latency: Mutex::new(Duration::ZERO),
                 hooks: Mutex::new(Vec::new()),
                 denied_tables: Mutex::new(Vec::new()),
                 scripted_failures: Mutex::new(Default::default()),
@@ -187,6 +190,11 @@ impl NetSuiteSim {
     /// Each SuiteQL request from now on moves simulated time forward by `d`.
     pub fn set_query_duration(&self, d: Duration) {
         *self.inner.query_duration.lock().unwrap() = d;
+    }
+
+    /// Each SuiteQL request from now on takes `d` of real time.
+    pub fn set_latency(&self, d: Duration) {
+        *self.inner.latency.lock().unwrap() = d;
     }
 
     /// Runs `edit` once the `n`-th SuiteQL request has been answered (counted
@@ -429,6 +437,10 @@ async fn suiteql_handler(
         );
     }
 
+    let latency = *inner.latency.lock().unwrap();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let scripted = inner.scripted_failures.lock().unwrap().pop_front();
     match scripted {
         Some(ScriptedFailure::TooManyRequests) => {

@@ -1,0 +1,354 @@
+//! The simulators answer like the documented APIs (shared/reference/):
+//! paths, JSON shapes, status codes and quirks, checked over real HTTP.
+
+use host_harness::sim::SimClock;
+use host_harness::sim::netsuite::{NetSuiteSim, NetSuiteSimConfig};
+use host_harness::sim::salesforce::{SalesforceSim, SalesforceSimConfig};
+use host_harness::testbed::{KeyPair, Signing};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn key() -> &'static KeyPair {
+    static KEY: OnceLock<KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| KeyPair::generate(Signing::Ps256).unwrap())
+}
+
+async fn netsuite(concurrency_limit: usize) -> (NetSuiteSim, SimClock) {
+    let clock = SimClock::new();
+    let sim = NetSuiteSim::start(
+        NetSuiteSimConfig {
+            account_id: "1234567_SB1".into(),
+            client_id: "client-1".into(),
+            certificate_id: "cert-1".into(),
+            public_key_pem: key().public_pem.clone(),
+            concurrency_limit,
+            token_lifetime: Duration::from_secs(3600),
+            tba: None,
+        },
+        clock.clone(),
+        0,
+    )
+    .await
+    .unwrap();
+    (sim, clock)
+}
+
+fn assertion(sim: &NetSuiteSim, clock: &SimClock, alg: Algorithm, lifetime: i64, scope: Value) -> String {
+    let now = clock.now_secs();
+    let claims = json!({
+        "iss": "client-1",
+        "scope": scope,
+        "aud": format!("{}/services/rest/auth/oauth2/v1/token", sim.base_url()),
+        "iat": now,
+        "exp": now + lifetime,
+    });
+    let mut header = Header::new(alg);
+    header.kid = Some("cert-1".into());
+    let key = EncodingKey::from_rsa_pem(key().private_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+async fn token_response(sim: &NetSuiteSim, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/services/rest/auth/oauth2/v1/token", sim.base_url()))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn token(sim: &NetSuiteSim, clock: &SimClock) -> String {
+    let jwt = assertion(sim, clock, Algorithm::PS256, 300, json!(["rest_webservices"]));
+    let (status, body) = token_response(
+        sim,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &jwt),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], "3600");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+async fn suiteql(sim: &NetSuiteSim, token: &str, query: &str, params: &str, transient: bool) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/services/rest/query/v1/suiteql{params}", sim.base_url()))
+        .bearer_auth(token)
+        .json(&json!({ "q": query }));
+    if transient {
+        req = req.header("Prefer", "transient");
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn error_code(body: &Value) -> &str {
+    body["o:errorDetails"][0]["o:errorCode"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn netsuite_token_endpoint_checks_the_assertion() {
+    let (sim, clock) = netsuite(5).await;
+    let form = |jwt: &str| {
+        vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()),
+            ("client_assertion", jwt.to_string()),
+        ]
+    };
+    let send = |f: Vec<(&'static str, String)>| {
+        let sim = sim.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            token_response(&sim, &pairs).await
+        }
+    };
+    let rs256 = assertion(&sim, &clock, Algorithm::RS256, 300, json!("rest_webservices"));
+    assert_eq!(send(form(&rs256)).await, (400, json!({"error": "invalid_request"})), "RS256 is no longer accepted");
+    let long = assertion(&sim, &clock, Algorithm::PS256, 3601, json!("rest_webservices"));
+    assert_eq!(send(form(&long)).await, (400, json!({"error": "invalid_grant"})));
+    let no_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("restlets"));
+    assert_eq!(send(form(&no_scope)).await, (400, json!({"error": "invalid_scope"})));
+    let mut wrong_grant = form(&rs256);
+    wrong_grant[0].1 = "password".into();
+    assert_eq!(send(wrong_grant).await, (400, json!({"error": "unsupported_grant_type"})));
+    // A string scope works as well as Oracle's array form.
+    let string_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("restlets,rest_webservices"));
+    assert_eq!(send(form(&string_scope)).await.0, 200);
+    assert!(sim.login_audit().iter().any(|r| r.contains("longer than 60 minutes")));
+}
+
+#[tokio::test]
+async fn netsuite_suiteql_pages_and_values_follow_the_rest_shape() {
+    let (sim, clock) = netsuite(5).await;
+    sim.seed_customers(25, 3).unwrap();
+    let t = token(&sim, &clock).await;
+    let (status, body) = suiteql(
+        &sim,
+        &t,
+        "SELECT id, isinactive, lastmodifieddate FROM customer ORDER BY id",
+        "?limit=10&offset=10",
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["count"].as_u64(), body["offset"].as_u64(), body["totalResults"].as_u64()),
+        (Some(10), Some(10), Some(25))
+    );
+    assert_eq!(body["hasMore"], true);
+    let rels: Vec<&str> = body["links"].as_array().unwrap().iter().map(|l| l["rel"].as_str().unwrap()).collect();
+    assert_eq!(rels, ["first", "prev", "next", "last", "self"]);
+    assert!(body["links"][2]["href"].as_str().unwrap().ends_with("suiteql?limit=10&offset=20"));
+    let row = &body["items"][0];
+    assert_eq!(row["links"], json!([]));
+    assert_eq!(row["id"], "11", "ids are strings");
+    assert!(row["isinactive"] == "T" || row["isinactive"] == "F");
+    let date = row["lastmodifieddate"].as_str().unwrap();
+    assert!(!date.contains('-') && date.matches('/').count() == 2, "raw dates follow the user's format: {date}");
+}
+
+#[tokio::test]
+async fn netsuite_refuses_what_netsuite_refuses() {
+    let (sim, clock) = netsuite(5).await;
+    sim.seed_customers(5, 3).unwrap();
+    let t = token(&sim, &clock).await;
+    let q = "SELECT id FROM customer ORDER BY id";
+    let (s, b) = suiteql(&sim, &t, q, "?limit=1001", true).await;
+    assert_eq!((s, error_code(&b)), (400, "INVALID_PARAMETER"), "{b}");
+    assert_eq!(b["title"], "Bad Request");
+    assert_eq!(b["status"], 400);
+    let (s, b) = suiteql(&sim, &t, q, "?limit=10&offset=5", true).await;
+    assert_eq!((s, error_code(&b)), (400, "INVALID_PARAMETER"), "offset must be a multiple of limit: {b}");
+    let (s, b) = suiteql(&sim, &t, q, "?limit=1000&offset=100000", true).await;
+    assert_eq!((s, error_code(&b)), (400, "INVALID_PARAMETER"), "100,000-row ceiling: {b}");
+    let (s, b) = suiteql(&sim, &t, q, "", false).await;
+    assert_eq!(s, 400, "Prefer: transient is required: {b}");
+    let (s, b) = suiteql(&sim, &t, "SELECT nosuchcolumn FROM customer", "", true).await;
+    assert_eq!(s, 400);
+    assert_eq!(b["o:errorDetails"][0]["o:errorQueryParam"], "q");
+    assert!(b["o:errorDetails"][0]["detail"].as_str().unwrap().contains("Unknown identifier 'nosuchcolumn'"));
+    let (s, b) = suiteql(&sim, "not-a-token", q, "", true).await;
+    assert_eq!((s, error_code(&b)), (401, "INVALID_LOGIN"));
+    // Tokens last 60 minutes of simulated time.
+    clock.advance(Duration::from_secs(3601));
+    let (s, b) = suiteql(&sim, &t, q, "", true).await;
+    assert_eq!((s, error_code(&b)), (401, "INVALID_LOGIN"), "{b}");
+}
+
+#[tokio::test]
+async fn netsuite_answers_429_above_the_concurrency_limit() {
+    let (sim, clock) = netsuite(2).await;
+    let t = token(&sim, &clock).await;
+    sim.set_latency(Duration::from_millis(300));
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let (sim, t) = (sim.clone(), t.clone());
+            tokio::spawn(async move { suiteql(&sim, &t, "SELECT id FROM customer", "", true).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap().0);
+    }
+    statuses.sort();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
+}
+
+async fn salesforce(config: SalesforceSimConfig) -> (SalesforceSim, String) {
+    let sim = SalesforceSim::start(config, SimClock::new(), 0).await.unwrap();
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", sim.client_id()),
+            ("client_secret", "sim-client-secret"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in ["access_token", "instance_url", "id", "token_type", "issued_at", "signature"] {
+        assert!(r.get(field).is_some(), "token response lacks {field}: {r}");
+    }
+    assert!(r.get("expires_in").is_none(), "Salesforce sends no expires_in");
+    (sim, r["access_token"].as_str().unwrap().to_string())
+}
+
+async fn sf_call(
+    sim: &SalesforceSim,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Option<String>, Value) {
+    let r = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.base_url()))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let limit = r.headers().get("sforce-limit-info").map(|v| v.to_str().unwrap().to_string());
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, limit, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+const COLLECTIONS: &str = "/services/data/v66.0/composite/sobjects/Account/NetSuite_Id__c";
+
+fn account(id: &str, name: Option<&str>) -> Value {
+    let mut r = json!({ "attributes": {"type": "Account"}, "NetSuite_Id__c": id });
+    if let Some(n) = name {
+        r["Name"] = json!(n);
+    }
+    r
+}
+
+#[tokio::test]
+async fn salesforce_token_and_session_errors_have_the_documented_shapes() {
+    let sim = SalesforceSim::start(SalesforceSimConfig::default(), SimClock::new(), 0).await.unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .form(&[("grant_type", "client_credentials"), ("client_id", sim.client_id()), ("client_secret", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    let (status, limit, body) =
+        sf_call(&sim, "expired", reqwest::Method::PATCH, COLLECTIONS, json!({"records": []})).await;
+    assert_eq!(status, 401);
+    assert_eq!(body, json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]));
+    assert!(limit.unwrap().starts_with("api-usage="));
+}
+
+#[tokio::test]
+async fn salesforce_collections_upsert_reports_per_record_outcomes() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let body = json!({ "allOrNone": false, "records": [
+        account("1", Some("Acme")), account("2", None), account("3", Some("Dup A")), account("3", Some("Dup B"))
+    ]});
+    let (status, limit, results) = sf_call(&sim, &t, reqwest::Method::PATCH, COLLECTIONS, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(limit.as_deref(), Some("api-usage=1/100000"));
+    assert_eq!(results[0]["success"], true);
+    assert_eq!(results[0]["created"], true);
+    assert_eq!(results[1]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(results[1]["errors"][0]["fields"], json!(["Name"]));
+    for row in [2, 3] {
+        assert_eq!(results[row]["errors"][0]["statusCode"], "DUPLICATE_VALUE", "both rows with the same id fail");
+        assert_eq!(results[row]["id"], Value::Null);
+    }
+    let (_, _, again) =
+        sf_call(&sim, &t, reqwest::Method::PATCH, COLLECTIONS, json!({"records": [account("1", Some("Acme 2"))]}))
+            .await;
+    assert_eq!((again[0]["created"].clone(), again[0]["id"].clone()), (json!(false), results[0]["id"].clone()));
+
+    let unknown =
+        json!({"records": [ {"attributes": {"type": "Account"}, "NetSuite_Id__c": "9", "Name": "X", "Nope__c": 1} ]});
+    let (status, _, body) = sf_call(&sim, &t, reqwest::Method::PATCH, COLLECTIONS, unknown).await;
+    assert_eq!(status, 400);
+    assert_eq!(body[0]["errorCode"], "INVALID_FIELD");
+    let many: Vec<Value> = (0..201).map(|i| account(&i.to_string(), Some("n"))).collect();
+    let (status, _, _) = sf_call(&sim, &t, reqwest::Method::PATCH, COLLECTIONS, json!({"records": many})).await;
+    assert_eq!(status, 400, "at most 200 records per request");
+
+    let (status, _, body) = sf_call(
+        &sim,
+        &t,
+        reqwest::Method::PATCH,
+        "/services/data/v66.0/sobjects/Account/NetSuite_Id__c/77",
+        json!({"Name": "Single"}),
+    )
+    .await;
+    assert_eq!((status, body["created"].clone()), (201, json!(true)));
+    let (status, _, body) = sf_call(
+        &sim,
+        &t,
+        reqwest::Method::PATCH,
+        "/services/data/v66.0/sobjects/Account/NetSuite_Id__c/77",
+        json!({"Name": "Single 2"}),
+    )
+    .await;
+    assert_eq!((status, body["created"].clone()), (200, json!(false)), "v46+ answers 200 with created:false");
+}
+
+#[tokio::test]
+async fn salesforce_composite_limits_and_the_daily_allocation() {
+    let (sim, t) = salesforce(SalesforceSimConfig { daily_api_limit: 3, ..Default::default() }).await;
+    let sub = |i: usize| {
+        json!({"method": "PATCH", "url": COLLECTIONS, "referenceId": format!("c{i}"),
+               "body": {"records": [account(&i.to_string(), Some("n"))]}})
+    };
+    let six: Vec<Value> = (0..6).map(sub).collect();
+    let (status, _, body) =
+        sf_call(&sim, &t, reqwest::Method::POST, "/services/data/v66.0/composite", json!({"compositeRequest": six}))
+            .await;
+    assert_eq!(status, 400, "at most five collections per Composite: {body}");
+    let five: Vec<Value> = (0..5).map(sub).collect();
+    let (status, _, body) =
+        sf_call(&sim, &t, reqwest::Method::POST, "/services/data/v66.0/composite", json!({"compositeRequest": five}))
+            .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["compositeResponse"].as_array().unwrap().len(), 5);
+    assert_eq!(body["compositeResponse"][4]["httpStatusCode"], 200);
+    assert_eq!(body["compositeResponse"][4]["referenceId"], "c4");
+    assert_eq!(sim.count("Account"), 5);
+    let (_, _, _) = sf_call(&sim, &t, reqwest::Method::PATCH, COLLECTIONS, json!({"records": []})).await;
+    let (status, limit, body) = sf_call(&sim, &t, reqwest::Method::PATCH, COLLECTIONS, json!({"records": []})).await;
+    assert_eq!(status, 403);
+    assert_eq!(body, json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]));
+    assert_eq!(limit.as_deref(), Some("api-usage=3/3"));
+}
