@@ -47,8 +47,21 @@ pub struct NetSuiteSettings {
 
 #[derive(Clone)]
 pub enum SalesforceGrant {
-    ClientCredentials { client_id: String, client_secret: String },
-    RefreshToken { client_id: String, client_secret: Option<String>, refresh_token: String },
+    ClientCredentials {
+        client_id: String,
+        client_secret: String,
+    },
+    RefreshToken {
+        client_id: String,
+        client_secret: Option<String>,
+        refresh_token: String,
+    },
+    /// OAuth 2.0 JWT bearer: an RS256 assertion for a user who pre-approved the app.
+    JwtBearer {
+        client_id: String,
+        username: String,
+        private_key_pem: String,
+    },
 }
 
 #[derive(Clone)]
@@ -59,6 +72,10 @@ pub struct SalesforceSettings {
     pub grant: SalesforceGrant,
     /// e.g. `66.0`
     pub api_version: String,
+    /// Stop before the org's daily API usage reaches this share (0–1).
+    pub max_api_share: f64,
+    /// How long a passed describe check holds before it is repeated.
+    pub describe_ttl_secs: i64,
 }
 
 /// What a NetSuite deletion does in Salesforce.
@@ -201,9 +218,17 @@ impl Settings {
                 client_secret: r.optional("salesforce_client_secret")?,
                 refresh_token: r.required("salesforce_refresh_token", "a refresh token from the web-server flow")?,
             },
+            "jwt_bearer" => SalesforceGrant::JwtBearer {
+                client_id,
+                username: r.required("salesforce_username", "the integration user's Salesforce username")?,
+                private_key_pem: r.required(
+                    "salesforce_private_key",
+                    "the PEM RSA key whose certificate is uploaded to the connected app (a secret)",
+                )?,
+            },
             other => {
                 return Err(ConnectorError::Config(format!(
-                    "setting `salesforce_grant` is `{other}`: use client_credentials or refresh_token"
+                    "setting `salesforce_grant` is `{other}`: use client_credentials, refresh_token or jwt_bearer"
                 )));
             }
         };
@@ -218,7 +243,15 @@ impl Settings {
                 .unwrap_or_else(|| "66.0".to_string())
                 .trim_start_matches('v')
                 .to_string(),
+            max_api_share: r.number("salesforce_max_api_share", 0.9)?,
+            describe_ttl_secs: r.number("salesforce_describe_ttl_secs", 3600)?,
         };
+        if !(0.0..=1.0).contains(&salesforce.max_api_share) {
+            return Err(ConnectorError::Config(format!(
+                "setting `salesforce_max_api_share` is {}: give a share between 0 and 1, e.g. 0.9",
+                salesforce.max_api_share
+            )));
+        }
 
         let backoff = Backoff {
             base: Duration::from_millis(r.number("http_backoff_base_ms", 500)?),

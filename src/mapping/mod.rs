@@ -16,13 +16,69 @@ pub const INACTIVE_FIELD: &str = "NetSuite_Inactive__c";
 /// Checkbox set when the record is deleted in NetSuite (delete_action = flag).
 pub const DELETED_FIELD: &str = "NetSuite_Deleted__c";
 
+/// What the mapping of one kind writes, checked against Salesforce's
+/// describe before the first write of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub sobject: &'static str,
+    /// Fields the mapping sets (the external id field included).
+    pub fields: &'static [&'static str],
+    /// Parent links: (relationship name, parent object).
+    pub relationships: &'static [(&'static str, &'static str)],
+}
+
+pub fn target_spec(kind: RecordKind) -> TargetSpec {
+    match kind {
+        RecordKind::Customer => TargetSpec {
+            sobject: "Account",
+            fields: &[
+                "Name",
+                "Phone",
+                "Email__c",
+                "Payment_Terms__c",
+                "BillingStreet",
+                "BillingCity",
+                "BillingState",
+                "BillingPostalCode",
+                "BillingCountry",
+                "ShippingStreet",
+                "ShippingCity",
+                "ShippingState",
+                "ShippingPostalCode",
+                "ShippingCountry",
+                INACTIVE_FIELD,
+                EXTERNAL_ID_FIELD,
+            ],
+            relationships: &[],
+        },
+        RecordKind::Contact => TargetSpec {
+            sobject: "Contact",
+            fields: &["FirstName", "LastName", "Email", "Phone", "Title", INACTIVE_FIELD, EXTERNAL_ID_FIELD],
+            relationships: &[("Account", "Account"), ("Vendor__r", "Vendor__c")],
+        },
+        RecordKind::Vendor => TargetSpec {
+            sobject: "Vendor__c",
+            fields: &[
+                "Name",
+                "Email__c",
+                "Phone__c",
+                "Payment_Terms__c",
+                "Street__c",
+                "City__c",
+                "State__c",
+                "Postal_Code__c",
+                "Country__c",
+                INACTIVE_FIELD,
+                EXTERNAL_ID_FIELD,
+            ],
+            relationships: &[],
+        },
+    }
+}
+
 /// The Salesforce object a NetSuite record kind lands in.
 pub fn target_sobject(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::Customer => "Account",
-        RecordKind::Contact => "Contact",
-        RecordKind::Vendor => "Vendor__c",
-    }
+    target_spec(kind).sobject
 }
 
 /// The partial record that marks a NetSuite deletion: only the flag changes.
@@ -132,5 +188,33 @@ pub(crate) fn record(kind: RecordKind, id: &str, fields: &[(&str, &str)]) -> Net
         id: id.into(),
         last_modified: "2026-01-01 00:00:00".into(),
         fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    #[test]
+    fn each_spec_lists_exactly_what_the_mapping_writes() {
+        let full = [
+            ("companyname", "Acme"),
+            ("entityid", "E"),
+            ("lastname", "L"),
+            ("companycustomer", "1"),
+            ("companyvendor", "2"),
+        ];
+        for kind in RecordKind::ALL {
+            let spec = target_spec(kind);
+            let m = map(&record(kind, "1", &full)).unwrap();
+            assert_eq!(m.target.sobject, spec.sobject);
+            let mut written: Vec<&str> = m.target.fields.keys().map(String::as_str).collect();
+            let relationships: Vec<&str> = spec.relationships.iter().map(|(r, _)| *r).collect();
+            written.retain(|f| !relationships.contains(f));
+            let mut expected = spec.fields.to_vec();
+            written.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(written, expected, "{kind}");
+        }
     }
 }

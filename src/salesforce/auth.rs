@@ -30,11 +30,33 @@ pub fn token_url(settings: &SalesforceSettings) -> String {
     format!("{}/services/oauth2/token", settings.login_url)
 }
 
+#[derive(Serialize)]
+struct BearerClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+}
+
+/// The JWT bearer assertion: RS256 (the only algorithm Salesforce takes),
+/// audience the login host, three minutes to live.
+pub fn bearer_assertion(settings: &SalesforceSettings, now: i64) -> Result<String> {
+    let SalesforceGrant::JwtBearer { client_id, username, private_key_pem } = &settings.grant else {
+        return Err(ConnectorError::Config("the JWT bearer assertion needs salesforce_grant = jwt_bearer".into()));
+    };
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
+        ConnectorError::Config(format!("secret `salesforce_private_key` is not an RSA private key in PEM form ({e})"))
+    })?;
+    let claims = BearerClaims { iss: client_id, sub: username, aud: &settings.login_url, exp: now + 180 };
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
+        .map_err(|e| ConnectorError::Config(format!("could not sign the Salesforce JWT bearer assertion: {e}")))
+}
+
 /// The token request for the configured grant. `rotated` is a refresh token
 /// the org issued in place of the configured one.
-pub fn token_request(settings: &SalesforceSettings, rotated: Option<&str>) -> HttpRequest {
+pub fn token_request(settings: &SalesforceSettings, rotated: Option<&str>, now: i64) -> Result<HttpRequest> {
     let url = token_url(settings);
-    match &settings.grant {
+    Ok(match &settings.grant {
         SalesforceGrant::ClientCredentials { client_id, client_secret } => HttpRequest::new(Method::Post, url).form(&[
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
@@ -48,8 +70,13 @@ pub fn token_request(settings: &SalesforceSettings, rotated: Option<&str>) -> Ht
             }
             HttpRequest::new(Method::Post, url).form(&pairs)
         }
+        SalesforceGrant::JwtBearer { .. } => {
+            let assertion = bearer_assertion(settings, now)?;
+            HttpRequest::new(Method::Post, url)
+                .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
+        }
     }
-    .header("Accept", "application/json")
+    .header("Accept", "application/json"))
 }
 
 #[derive(Deserialize)]
@@ -96,6 +123,12 @@ pub fn parse_token_response(
             "the refresh token was revoked or expired: authorize the connected app again and store the new \
              `salesforce_refresh_token`"
         }
+        ("invalid_grant", SalesforceGrant::JwtBearer { .. }) => {
+            "check that the certificate of `salesforce_private_key` is uploaded to the connected app, that \
+             `salesforce_username` exists and is pre-authorized for the app (Admin approved users are \
+             pre-authorized), and that `salesforce_login_url` is login.salesforce.com, test.salesforce.com or \
+             the Experience Cloud site the app expects"
+        }
         ("unsupported_grant_type", _) => "the connected app does not allow this grant",
         _ => "see Setup > Login History in Salesforce for the reason",
     };
@@ -110,7 +143,13 @@ mod tests {
     use super::*;
 
     fn settings(grant: SalesforceGrant) -> SalesforceSettings {
-        SalesforceSettings { login_url: "https://acme.my.salesforce.com".into(), grant, api_version: "66.0".into() }
+        SalesforceSettings {
+            login_url: "https://acme.my.salesforce.com".into(),
+            grant,
+            api_version: "66.0".into(),
+            max_api_share: 0.9,
+            describe_ttl_secs: 3600,
+        }
     }
 
     #[test]
@@ -120,7 +159,7 @@ mod tests {
             client_secret: None,
             refresh_token: "old".into(),
         });
-        let body = String::from_utf8(token_request(&s, Some("new+1")).body).unwrap();
+        let body = String::from_utf8(token_request(&s, Some("new+1"), 0).unwrap().body).unwrap();
         assert_eq!(body, "grant_type=refresh_token&refresh_token=new%2B1&client_id=id");
     }
 

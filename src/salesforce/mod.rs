@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod composite;
+pub mod describe;
 pub mod errors;
 pub mod limits;
 
@@ -67,9 +68,11 @@ impl<'h> SalesforceSink<'h> {
     /// refresh token) in the credentials store.
     pub fn login(&self) -> Result<Session> {
         let rotated = self.credential(auth::ROTATED_REFRESH_TOKEN_KEY)?.and_then(|b| String::from_utf8(b).ok());
-        let response = match self.api.send(&|| Ok(auth::token_request(&self.settings, rotated.as_deref())))? {
-            Sent::Response(r) | Sent::AuthExpired(r) => r,
-        };
+        let clock = self.api.host.clock;
+        let response =
+            match self.api.send(&|| auth::token_request(&self.settings, rotated.as_deref(), clock.now_unix()))? {
+                Sent::Response(r) | Sent::AuthExpired(r) => r,
+            };
         let (session, new_refresh_token) = auth::parse_token_response(&response, &self.settings)?;
         let store =
             |key: &str, value: &[u8]| {
@@ -88,6 +91,7 @@ impl<'h> SalesforceSink<'h> {
     /// Sends an authenticated request; on 401 "Session expired or invalid"
     /// refreshes once and resends, never more.
     fn send(&self, build: impl Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
+        self.check_quota()?;
         let mut refreshed = false;
         loop {
             let sent = self.api.send(&|| {
@@ -115,6 +119,70 @@ impl<'h> SalesforceSink<'h> {
                 }
             }
         }
+    }
+
+    /// Stops before the org's daily allocation reaches the configured share,
+    /// leaving room for the org's other integrations and users.
+    fn check_quota(&self) -> Result<()> {
+        let Some(usage) = self.usage.get() else { return Ok(()) };
+        let ceiling = (usage.limit as f64 * self.settings.max_api_share).floor() as u64;
+        if usage.limit > 0 && usage.used >= ceiling {
+            return Err(ConnectorError::RateLimited(format!(
+                "Salesforce API usage is {}/{} ({:.0}%), at the ceiling of {:.0}% set by `salesforce_max_api_share`. \
+                 The run stopped before using more and kept its cursor; it resumes when usage falls or the \
+                 ceiling is raised",
+                usage.used,
+                usage.limit,
+                usage.used as f64 * 100.0 / usage.limit as f64,
+                self.settings.max_api_share * 100.0
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails before any write if the object cannot take what the mapping
+    /// writes. A passed check is remembered for `describe_ttl_secs`.
+    pub fn validate(&self, spec: &crate::mapping::TargetSpec, extra: &[&str]) -> Result<()> {
+        let key = format!("describe/{}", spec.sobject);
+        let fingerprint = format!("{:?}{:?}", spec, extra);
+        let now = self.api.host.clock.now_unix();
+        let cached =
+            self.api.host.state.get(&key).ok().flatten().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        if let Some(c) = cached {
+            let fresh = c["checked_at"].as_i64().is_some_and(|t| now - t < self.settings.describe_ttl_secs);
+            if fresh && c["fingerprint"].as_str() == Some(fingerprint.as_str()) {
+                return Ok(());
+            }
+        }
+        let version = &self.settings.api_version;
+        let response = self.send(|s| {
+            HttpRequest::new(
+                Method::Get,
+                format!("{}/services/data/v{version}/sobjects/{}/describe", s.instance_url, spec.sobject),
+            )
+        })?;
+        if !response.is_success() {
+            return Err(ConnectorError::Config(errors::describe(
+                &format!("Describe of {} (is the object deployed and visible to the integration user?)", spec.sobject),
+                &response,
+            )));
+        }
+        let described: describe::Describe = serde_json::from_slice(&response.body).map_err(|e| {
+            ConnectorError::Salesforce(format!("describe of {} answered with an unexpected body ({e})", spec.sobject))
+        })?;
+        let problems = describe::check(&described, spec, extra, crate::mapping::EXTERNAL_ID_FIELD);
+        if !problems.is_empty() {
+            return Err(ConnectorError::Config(format!(
+                "Salesforce cannot take what the mapping writes, so nothing was written: {}",
+                problems.join("; ")
+            )));
+        }
+        let stamp = serde_json::json!({ "checked_at": now, "fingerprint": fingerprint }).to_string();
+        self.api
+            .host
+            .state
+            .set(&key, stamp.as_bytes())
+            .map_err(|e| ConnectorError::Transport(format!("could not save `{key}` to the state store: {e}")))
     }
 
     /// Sends Collections subrequests five to a Composite request (one

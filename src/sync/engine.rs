@@ -14,6 +14,8 @@ use crate::settings::{DeleteAction, Settings};
 
 struct Run<'a, 'h> {
     host: &'a Host<'h>,
+    /// Kinds whose target object passed describe validation this run.
+    validated: std::cell::RefCell<Vec<RecordKind>>,
     source: NetSuiteSource<'a>,
     sink: SalesforceSink<'a>,
     request: &'a SyncRequest,
@@ -25,6 +27,7 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
     let settings = Settings::load(host.config)?;
     let run = Run {
         host,
+        validated: Default::default(),
         source: NetSuiteSource::new(host, settings.netsuite.clone(), settings.backoff),
         sink: SalesforceSink::new(host, settings.salesforce.clone(), settings.backoff),
         request,
@@ -70,6 +73,21 @@ fn audit_entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &
 }
 
 impl Run<'_, '_> {
+    /// Checks the kind's object (and its parents' external ids) before the
+    /// first write to it in this run.
+    fn validate_target(&self, kind: RecordKind) -> Result<()> {
+        if self.validated.borrow().contains(&kind) {
+            return Ok(());
+        }
+        let extra: &[&str] = match self.settings.delete_action {
+            DeleteAction::Flag => &[mapping::DELETED_FIELD],
+            DeleteAction::Delete => &[],
+        };
+        self.sink.validate(&mapping::target_spec(kind), extra)?;
+        self.validated.borrow_mut().push(kind);
+        Ok(())
+    }
+
     /// Where a stream (changes or deletions of `kind`) starts this run. An
     /// unsettled cursor is rewound by the overlap window to catch rows
     /// committed late with an earlier lastmodifieddate; record states drop
@@ -167,7 +185,12 @@ impl Run<'_, '_> {
                 pending = Some(self.source.begin_changed(kind, page.next.as_ref())?);
             }
             let targets: Vec<SObjectRecord> = to_write.iter().map(|(m, _)| m.target.clone()).collect();
-            let outcomes = if targets.is_empty() { Vec::new() } else { self.sink.upsert(&targets)? };
+            let outcomes = if targets.is_empty() {
+                Vec::new()
+            } else {
+                self.validate_target(kind)?;
+                self.sink.upsert(&targets)?
+            };
             let mut succeeded = Vec::new();
             for ((mapped, new_state), outcome) in to_write.iter().zip(&outcomes) {
                 counts.count(outcome.outcome);

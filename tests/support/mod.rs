@@ -73,6 +73,11 @@ impl BedBuilder {
         self
     }
 
+    pub fn salesforce(mut self, config: SalesforceSimConfig) -> Self {
+        self.salesforce = config;
+        self
+    }
+
     pub fn setting(mut self, name: &str, value: &str) -> Self {
         self.settings.insert(name.into(), value.into());
         self

@@ -2,6 +2,7 @@
 //! Collections upsert and single-record upsert by external id. Composite
 //! subrequests go through the same dispatch as top-level requests.
 
+use super::schema::FieldType;
 use super::store::{Org, RecordError, RequestError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: &[u
         ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
             collections_upsert(org, sobject, ext_field, body, now)
         }
+        ("GET", ["sobjects", sobject, "describe"]) => describe(org, sobject),
         ("PATCH", ["sobjects", sobject, ext_field, value]) => {
             single_upsert(org, version, sobject, ext_field, value, body, now)
         }
@@ -167,6 +169,68 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8]
         let _ = org.conn.execute_batch("RELEASE all_or_none");
     }
     (200, Some(Value::Array(results.into_iter().map(result_json).collect())))
+}
+
+/// GET /sobjects/{SObject}/describe: the object and its fields.
+fn describe(org: &Org, sobject: &str) -> Answer {
+    let Some(object) = org.object(sobject) else {
+        return fail(RequestError::new(
+            404,
+            "NOT_FOUND",
+            format!("The requested resource does not exist: sobject type '{sobject}'"),
+        ));
+    };
+    let fields: Vec<Value> = object
+        .fields
+        .iter()
+        .map(|f| {
+            let (soap, kind) = match f.kind {
+                FieldType::Id => ("tns:ID", "id"),
+                FieldType::String => ("xsd:string", "string"),
+                FieldType::TextArea => ("xsd:string", "textarea"),
+                FieldType::Email => ("xsd:string", "email"),
+                FieldType::Phone => ("xsd:string", "phone"),
+                FieldType::Reference => ("tns:ID", "reference"),
+                FieldType::Boolean => ("xsd:boolean", "boolean"),
+            };
+            json!({
+                "name": f.name,
+                "label": f.name.trim_end_matches("__c").replace('_', " "),
+                "type": kind,
+                "soapType": soap,
+                "length": if f.kind == FieldType::Boolean { 0 } else { f.length },
+                "externalId": f.external_id,
+                "idLookup": f.external_id || f.kind == FieldType::Id,
+                "unique": f.unique,
+                "caseSensitive": false,
+                "createable": f.updateable,
+                "updateable": f.updateable,
+                "nillable": !f.required && f.kind != FieldType::Boolean,
+                "defaultedOnCreate": f.kind == FieldType::Boolean || f.kind == FieldType::Id,
+                "calculated": false,
+                "autoNumber": false,
+                "custom": f.name.ends_with("__c"),
+                "relationshipName": f.relationship.map(|(r, _)| r),
+                "referenceTo": f.relationship.map(|(_, t)| vec![t]).unwrap_or_default(),
+                "picklistValues": [],
+                "restrictedPicklist": false,
+            })
+        })
+        .collect();
+    (
+        200,
+        Some(json!({
+            "name": object.name,
+            "label": object.name.trim_end_matches("__c"),
+            "custom": object.name.ends_with("__c"),
+            "keyPrefix": object.key_prefix,
+            "createable": true,
+            "updateable": true,
+            "deletable": true,
+            "queryable": true,
+            "fields": fields,
+        })),
+    )
 }
 
 fn collections_delete(org: &mut Org, query: &str) -> Answer {

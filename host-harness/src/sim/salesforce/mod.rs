@@ -41,6 +41,10 @@ pub struct SalesforceSimConfig {
     pub session_timeout: Duration,
     /// The rolling 24-hour API request allocation.
     pub daily_api_limit: u64,
+    /// The certificate (public key, PEM) uploaded for the JWT bearer flow.
+    pub jwt_public_key_pem: Option<String>,
+    /// The pre-authorized user the JWT bearer flow may log in as.
+    pub username: String,
 }
 
 impl Default for SalesforceSimConfig {
@@ -52,6 +56,8 @@ impl Default for SalesforceSimConfig {
             rotate_refresh_tokens: false,
             session_timeout: Duration::from_secs(2 * 3600),
             daily_api_limit: 100_000,
+            jwt_public_key_pem: None,
+            username: "integration@acme.example".into(),
         }
     }
 }
@@ -83,6 +89,10 @@ struct Inner {
     token_requests: AtomicU64,
     /// After this many more API requests, every session expires (u64::MAX = never).
     expire_after: AtomicU64,
+    /// When set, sessions expire again every this many API requests.
+    expire_every: AtomicU64,
+    /// Sessions are valid but may not use the REST API (API Client Control, IP locks).
+    refuse_rest: std::sync::atomic::AtomicBool,
     faults: Mutex<(Faults, StdRng)>,
 }
 
@@ -111,6 +121,8 @@ impl SalesforceSim {
                 api_requests: AtomicU64::new(0),
                 token_requests: AtomicU64::new(0),
                 expire_after: AtomicU64::new(u64::MAX),
+                expire_every: AtomicU64::new(0),
+                refuse_rest: Default::default(),
                 faults: Mutex::new((Faults::default(), StdRng::seed_from_u64(7))),
             }),
         };
@@ -165,8 +177,40 @@ impl SalesforceSim {
         self.inner.expire_after.store(n, Ordering::SeqCst);
     }
 
+    /// Every session expires after each `n` API requests, over and over.
+    pub fn expire_sessions_every(&self, n: u64) {
+        self.inner.expire_every.store(n, Ordering::SeqCst);
+        self.inner.expire_after.store(n, Ordering::SeqCst);
+    }
+
+    /// Sessions stay valid but may no longer use the REST API.
+    pub fn refuse_rest_sessions(&self, refuse: bool) {
+        self.inner.refuse_rest.store(refuse, Ordering::SeqCst);
+    }
+
     pub fn set_faults(&self, faults: Faults) {
         self.inner.faults.lock().unwrap().0 = faults;
+    }
+
+    /// Changes a field's definition, as an admin editing it in Setup would.
+    pub fn alter_field(&self, sobject: &str, field: &str, change: impl FnOnce(&mut schema::Field)) {
+        let mut org = self.org();
+        if let Some(f) = org
+            .objects
+            .iter_mut()
+            .find(|o| o.name == sobject)
+            .and_then(|o| o.fields.iter_mut().find(|f| f.name == field))
+        {
+            change(f);
+        }
+    }
+
+    /// Deletes a field from an object.
+    pub fn remove_field(&self, sobject: &str, field: &str) {
+        let mut org = self.org();
+        if let Some(object) = org.objects.iter_mut().find(|o| o.name == sobject) {
+            object.fields.retain(|f| f.name != field);
+        }
     }
 
     pub fn set_validation_rule(&self, rule: Option<ValidationRule>) {
@@ -201,7 +245,8 @@ impl SalesforceSim {
         if left != u64::MAX {
             if left == 0 {
                 sessions.clear();
-                self.inner.expire_after.store(u64::MAX, Ordering::SeqCst);
+                let every = self.inner.expire_every.load(Ordering::SeqCst);
+                self.inner.expire_after.store(if every > 0 { every } else { u64::MAX }, Ordering::SeqCst);
             } else {
                 self.inner.expire_after.store(left - 1, Ordering::SeqCst);
             }
@@ -266,6 +311,50 @@ impl SalesforceSim {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct BearerClaims {
+    iss: String,
+    sub: String,
+    aud: serde_json::Value,
+    exp: i64,
+}
+
+impl SalesforceSim {
+    /// The JWT bearer flow: an RS256 assertion signed with the key of the
+    /// app's certificate, for a pre-authorized user, for this login host.
+    fn verify_bearer(&self, assertion: &str) -> Result<(), (&'static str, &'static str)> {
+        let cfg = &self.inner.config;
+        let pem = cfg.jwt_public_key_pem.as_deref().ok_or(("invalid_grant", "invalid assertion"))?;
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|_| ("invalid_grant", "invalid assertion"))?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        let claims = jsonwebtoken::decode::<BearerClaims>(assertion, &key, &validation)
+            .map_err(|_| ("invalid_grant", "invalid assertion"))?
+            .claims;
+        if claims.iss != cfg.client_id {
+            return Err(("invalid_client_id", "client identifier invalid"));
+        }
+        let matches = |a: &serde_json::Value| a.as_str().map(|a| a.trim_end_matches('/')) == Some(self.base_url());
+        let aud_ok = match &claims.aud {
+            serde_json::Value::Array(list) => list.iter().any(matches),
+            single => matches(single),
+        };
+        if !aud_ok {
+            return Err(("invalid_grant", "audience is invalid"));
+        }
+        if claims.sub != cfg.username {
+            return Err(("invalid_grant", "user hasn't approved this consumer"));
+        }
+        if claims.exp <= self.inner.clock.now_secs() {
+            return Err(("invalid_grant", "expired authorization code"));
+        }
+        Ok(())
+    }
+}
+
 fn oauth_error(error: &str, description: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -297,6 +386,13 @@ async fn token(
 ) -> Response {
     sim.inner.token_requests.fetch_add(1, Ordering::SeqCst);
     let cfg = &sim.inner.config;
+    if form.get("grant_type").map(String::as_str) == Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+        // The bearer flow carries no client secret: the signed assertion is the credential.
+        return match sim.verify_bearer(form.get("assertion").map(String::as_str).unwrap_or_default()) {
+            Ok(()) => (StatusCode::OK, axum::Json(sim.issue_session())).into_response(),
+            Err((error, description)) => oauth_error(error, description),
+        };
+    }
     let (client_id, client_secret) = client_credentials(&headers, &form);
     if client_id.as_deref() != Some(cfg.client_id.as_str()) {
         return oauth_error("invalid_client_id", "client identifier invalid");
@@ -354,6 +450,14 @@ async fn api_handler(
     }
     if !sim.authenticate(&headers) {
         let (status, body) = error_array(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
+        return sim.respond(status, Some(body));
+    }
+    if sim.inner.refuse_rest.load(Ordering::SeqCst) {
+        let (status, body) = error_array(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "This session is not valid for use with the REST API",
+        );
         return sim.respond(status, Some(body));
     }
     if sim.api_requests() >= sim.inner.config.daily_api_limit {

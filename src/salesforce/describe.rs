@@ -1,0 +1,133 @@
+//! Describe: what Salesforce says about an object's fields, and the checks a
+//! mapping must pass before the first write of a run.
+
+use crate::mapping::TargetSpec;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct Describe {
+    pub name: String,
+    pub fields: Vec<FieldDescribe>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldDescribe {
+    pub name: String,
+    #[serde(default)]
+    pub createable: bool,
+    #[serde(default)]
+    pub updateable: bool,
+    #[serde(default)]
+    pub external_id: bool,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub relationship_name: Option<String>,
+    #[serde(default)]
+    pub reference_to: Vec<String>,
+}
+
+impl Describe {
+    fn field(&self, name: &str) -> Option<&FieldDescribe> {
+        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Problems with writing `spec` (plus `extra` fields) into the described
+/// object, each naming the object and field and saying what to change.
+pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id_field: &str) -> Vec<String> {
+    let object = &describe.name;
+    let mut problems = Vec::new();
+    match describe.field(external_id_field) {
+        None => problems.push(format!(
+            "{object}.{external_id_field} does not exist or is not visible to the integration user: create it as \
+             Text(18), External ID, Unique"
+        )),
+        Some(f) if !f.external_id => problems.push(format!(
+            "{object}.{external_id_field} is not an External ID field: mark it External ID and Unique, or upserts \
+             cannot key on it"
+        )),
+        Some(f) if !f.unique => problems.push(format!(
+            "{object}.{external_id_field} is an External ID but not Unique: mark it Unique, or duplicates become \
+             possible and upserts answer 300 Multiple Choices"
+        )),
+        Some(_) => {}
+    }
+    for name in spec.fields.iter().chain(extra).filter(|f| **f != external_id_field) {
+        match describe.field(name) {
+            None => problems.push(format!(
+                "{object}.{name} does not exist or is not visible to the integration user: create it or grant \
+                 field-level security"
+            )),
+            Some(f) if !(f.createable && f.updateable) => problems.push(format!(
+                "{object}.{name} is not createable and updateable by the integration user: grant edit access in \
+                 field-level security"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (relationship, parent) in spec.relationships {
+        let found = describe.fields.iter().find(|f| {
+            f.relationship_name.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(relationship))
+                && f.reference_to.iter().any(|t| t.eq_ignore_ascii_case(parent))
+        });
+        match found {
+            None => problems.push(format!(
+                "{object} has no lookup with relationship name {relationship} to {parent}: create the lookup field"
+            )),
+            Some(f) if !(f.createable && f.updateable) => problems.push(format!(
+                "{object}.{} (relationship {relationship}) is not editable by the integration user",
+                f.name
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::target_spec;
+    use crate::model::RecordKind;
+    use serde_json::json;
+
+    fn describe(fields: serde_json::Value) -> Describe {
+        serde_json::from_value(json!({ "name": "Contact", "fields": fields })).unwrap()
+    }
+
+    fn field(name: &str) -> serde_json::Value {
+        json!({ "name": name, "createable": true, "updateable": true })
+    }
+
+    #[test]
+    fn a_complete_object_passes_and_each_gap_is_named() {
+        let spec = target_spec(RecordKind::Contact);
+        let mut fields: Vec<serde_json::Value> = spec.fields.iter().map(|f| field(f)).collect();
+        fields.retain(|f| f["name"] != "NetSuite_Id__c");
+        fields.push(json!({"name": "NetSuite_Id__c", "createable": true, "updateable": true, "externalId": true, "unique": true}));
+        fields.push(json!({"name": "AccountId", "createable": true, "updateable": true, "relationshipName": "Account", "referenceTo": ["Account"]}));
+        fields.push(json!({"name": "Vendor__c", "createable": true, "updateable": true, "relationshipName": "Vendor__r", "referenceTo": ["Vendor__c"]}));
+        assert!(check(&describe(json!(fields.clone())), &spec, &[], "NetSuite_Id__c").is_empty());
+
+        let mut broken = fields.clone();
+        broken.retain(|f| f["name"] != "Title" && f["name"] != "Vendor__c");
+        for f in broken.iter_mut() {
+            if f["name"] == "NetSuite_Id__c" {
+                f["unique"] = json!(false);
+            }
+            if f["name"] == "Email" {
+                f["updateable"] = json!(false);
+            }
+        }
+        let problems = check(&describe(json!(broken)), &spec, &["NetSuite_Deleted__c"], "NetSuite_Id__c");
+        let text = problems.join("\n");
+        assert!(text.contains("Contact.NetSuite_Id__c is an External ID but not Unique"), "{text}");
+        assert!(text.contains("Contact.Title does not exist"), "{text}");
+        assert!(text.contains("Contact.Email is not createable and updateable"), "{text}");
+        assert!(text.contains("no lookup with relationship name Vendor__r to Vendor__c"), "{text}");
+        assert!(text.contains("Contact.NetSuite_Deleted__c does not exist"), "{text}");
+        assert_eq!(problems.len(), 5, "{text}");
+    }
+}

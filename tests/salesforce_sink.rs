@@ -1,0 +1,123 @@
+//! The Salesforce sink against the Salesforce simulator: OAuth grants,
+//! session handling, describe validation, limits and faults.
+
+mod support;
+
+use host_harness::sim::salesforce::{Faults, SalesforceSimConfig};
+use support::{bed, ps256_key, succeeded};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_bearer_grant_logs_in_as_the_preauthorized_user() {
+    let key = ps256_key();
+    let config = SalesforceSimConfig { jwt_public_key_pem: Some(key.public_pem.clone()), ..Default::default() };
+    let bed = bed(100)
+        .salesforce(config)
+        .setting("salesforce_grant", "jwt_bearer")
+        .setting("salesforce_username", "integration@acme.example")
+        .start()
+        .await;
+    bed.set_secret("salesforce_private_key", &key.private_pem).unwrap();
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.salesforce.count("Account"), 100);
+
+    // Another user is not pre-authorized: the error says what to check.
+    let other = support::bed(5)
+        .salesforce(SalesforceSimConfig { jwt_public_key_pem: Some(key.public_pem.clone()), ..Default::default() })
+        .setting("salesforce_grant", "jwt_bearer")
+        .setting("salesforce_username", "someone@else.example")
+        .start()
+        .await;
+    other.set_secret("salesforce_private_key", &key.private_pem).unwrap();
+    let report = other.sync().await;
+    let error = report.error.expect("the login fails");
+    assert!(error.contains("invalid_grant") && error.contains("user hasn't approved this consumer"), "{error}");
+    assert!(error.contains("pre-authorized"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_refresh_token_is_stored_and_used_next_time() {
+    let config = SalesforceSimConfig {
+        refresh_tokens: vec!["5Aep861-initial".into()],
+        rotate_refresh_tokens: true,
+        ..Default::default()
+    };
+    let bed = bed(600)
+        .salesforce(config)
+        .setting("salesforce_grant", "refresh_token")
+        .setting("netsuite_page_size", "100")
+        .start()
+        .await;
+    bed.set_secret("salesforce_refresh_token", "5Aep861-initial").unwrap();
+    // Sessions die every two API calls: each refresh rotates the token and
+    // revokes the previous one, so only the newest stored one works.
+    bed.salesforce.expire_sessions_every(2);
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(bed.salesforce.count("Account"), 600);
+    assert!(bed.salesforce.token_requests() >= 3, "{}", bed.salesforce.token_requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_not_valid_for_rest_is_a_configuration_error_not_a_refresh_loop() {
+    let bed = bed(20).start().await;
+    bed.salesforce.refuse_rest_sessions(true);
+    let report = bed.sync().await;
+    let error = report.error.expect("the run fails");
+    assert!(error.starts_with("configuration error: Salesforce"), "{error}");
+    assert!(error.contains("API Client Control"), "{error}");
+    assert_eq!(bed.salesforce.token_requests(), 1, "no refresh was attempted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_validation_fails_before_any_write_and_names_the_field() {
+    let bed = bed(50).start().await;
+    bed.salesforce.remove_field("Account", "Email__c");
+    bed.salesforce.alter_field("Account", "NetSuite_Id__c", |f| f.unique = false);
+    bed.salesforce.alter_field("Account", "Phone", |f| f.updateable = false);
+    let report = bed.sync().await;
+    let error = report.error.expect("the run fails");
+    assert!(error.starts_with("configuration error: Salesforce cannot take what the mapping writes"), "{error}");
+    assert!(error.contains("Account.Email__c does not exist"), "{error}");
+    assert!(error.contains("Account.NetSuite_Id__c is an External ID but not Unique"), "{error}");
+    assert!(error.contains("Account.Phone is not createable and updateable"), "{error}");
+    assert_eq!(bed.salesforce.writes(), 0, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_guard_stops_before_the_configured_share_and_reports_usage() {
+    let config = SalesforceSimConfig { daily_api_limit: 10, ..Default::default() };
+    let bed = bed(800)
+        .salesforce(config)
+        .setting("netsuite_page_size", "100")
+        .setting("salesforce_max_api_share", "0.5")
+        .start()
+        .await;
+    let report = bed.sync().await;
+    let error = report.error.expect("the guard stops the run");
+    assert!(error.starts_with("rate limited: Salesforce API usage is 5/10 (50%)"), "{error}");
+    assert!(error.contains("salesforce_max_api_share") && error.contains("kept its cursor"), "{error}");
+    // The describe call and four Composite calls went through; nothing past the ceiling.
+    assert_eq!(bed.salesforce.api_requests(), 5);
+    assert_eq!(bed.salesforce.count("Account"), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_injected_faults_and_expiring_sessions_every_record_lands_exactly_once() {
+    let bed = bed(5000).setting("netsuite_page_size", "500").start().await;
+    bed.salesforce.set_faults(Faults {
+        unavailable_rate: 0.04,
+        too_many_requests_rate: 0.03,
+        concurrent_limit_rate: 0.03,
+        ..Default::default()
+    });
+    bed.salesforce.expire_sessions_every(3);
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 5000);
+    assert_eq!(bed.salesforce.count("Account"), 5000);
+    assert_eq!(bed.salesforce.writes(), 5000, "no record was written twice");
+    for &id in bed.customer_ids.iter().step_by(250) {
+        let (_, f) = bed.sf("Account", id);
+        assert_eq!(f["NetSuite_Id__c"], id.to_string());
+    }
+}
