@@ -47,20 +47,23 @@ fn split_url(url: &str) -> Result<(http::Scheme, String, String), String> {
 struct WasiPending {
     future: http::FutureIncomingResponse,
     what: String,
+    write_error: Option<String>,
 }
 
 impl ports::PendingResponse for WasiPending {
     fn wait(self: Box<Self>) -> Result<HttpResponse, String> {
-        let WasiPending { future, what } = *self;
+        let WasiPending { future, what, write_error } = *self;
         let response = loop {
             match future.get() {
                 Some(result) => break result,
                 None => future.subscribe().block(),
             }
         };
-        let response = response
-            .map_err(|_| "the response was already taken".to_string())?
-            .map_err(|e| format!("{what} failed: {e:?}"))?;
+        let response =
+            response.map_err(|_| "the response was already taken".to_string())?.map_err(|e| match &write_error {
+                Some(w) => format!("{what} failed: {w}; then {e:?}"),
+                None => format!("{what} failed: {e:?}"),
+            })?;
         let status = response.status();
         let headers = response
             .headers()
@@ -112,14 +115,23 @@ impl ports::Transport for WasiTransport {
         // Start the request first: the host streams the body as it is written.
         let future = wasi::http::outgoing_handler::handle(outgoing, None)
             .map_err(|e| format!("{} was refused by the host: {e:?}", request.describe()))?;
+        // A server may refuse the body part-way (413, say) and answer anyway:
+        // keep the write error, but prefer the response if one arrives.
+        let mut write_error = None;
         {
             let stream = body.write().map_err(|_| "request body stream unavailable".to_string())?;
             for piece in request.body.chunks(4096) {
-                stream.blocking_write_and_flush(piece).map_err(|e| format!("writing the request body: {e:?}"))?;
+                if let Err(e) = stream.blocking_write_and_flush(piece) {
+                    write_error = Some(format!("writing the request body: {e:?}"));
+                    break;
+                }
             }
         }
-        http::OutgoingBody::finish(body, None).map_err(|e| format!("finishing the request body: {e:?}"))?;
-        Ok(Box::new(WasiPending { future, what: request.describe() }))
+        let finished = http::OutgoingBody::finish(body, None);
+        if write_error.is_none() {
+            finished.map_err(|e| format!("finishing the request body: {e:?}"))?;
+        }
+        Ok(Box::new(WasiPending { future, what: request.describe(), write_error }))
     }
 }
 
@@ -326,6 +338,7 @@ impl source::Guest for Component {
                 records: page.records.into_iter().map(record_to_wit).collect(),
                 next: page.next.map(|c| types::Cursor { last_modified: c.last_modified, id: c.id }),
                 has_more: page.has_more,
+                total: page.total,
             })
         })
     }

@@ -63,6 +63,8 @@ pub struct Page {
     pub records: Vec<NetSuiteRecord>,
     pub next: Option<Cursor>,
     pub has_more: bool,
+    /// Rows the whole query matches (NetSuite's totalResults), when known.
+    pub total: Option<u32>,
 }
 
 /// A record ready to upsert into Salesforce by external id.

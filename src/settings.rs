@@ -76,6 +76,12 @@ pub struct SalesforceSettings {
     pub max_api_share: f64,
     /// How long a passed describe check holds before it is repeated.
     pub describe_ttl_secs: i64,
+    /// Above this many records of one object in a run, writes go through Bulk API 2.0.
+    pub bulk_threshold: u32,
+    /// Records per Bulk API 2.0 job; the cursor moves after each job.
+    pub bulk_job_records: u32,
+    pub bulk_max_upload_bytes: usize,
+    pub bulk_poll_timeout_secs: i64,
 }
 
 /// What a NetSuite deletion does in Salesforce.
@@ -245,6 +251,10 @@ impl Settings {
                 .to_string(),
             max_api_share: r.number("salesforce_max_api_share", 0.9)?,
             describe_ttl_secs: r.number("salesforce_describe_ttl_secs", 3600)?,
+            bulk_threshold: r.number("salesforce_bulk_threshold", 10_000)?,
+            bulk_job_records: r.number("salesforce_bulk_job_records", 50_000)?,
+            bulk_max_upload_bytes: r.number("salesforce_bulk_max_upload_bytes", 100 * 1024 * 1024)?,
+            bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs", 3600)?,
         };
         if !(0.0..=1.0).contains(&salesforce.max_api_share) {
             return Err(ConnectorError::Config(format!(

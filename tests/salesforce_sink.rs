@@ -41,19 +41,14 @@ async fn a_rotated_refresh_token_is_stored_and_used_next_time() {
         rotate_refresh_tokens: true,
         ..Default::default()
     };
-    let bed = bed(600)
-        .salesforce(config)
-        .setting("salesforce_grant", "refresh_token")
-        .setting("netsuite_page_size", "100")
-        .start()
-        .await;
+    let bed = bed(3000).salesforce(config).setting("salesforce_grant", "refresh_token").start().await;
     bed.set_secret("salesforce_refresh_token", "5Aep861-initial").unwrap();
-    // Sessions die every two API calls: each refresh rotates the token and
+    // Sessions die after every API call: each refresh rotates the token and
     // revokes the previous one, so only the newest stored one works.
-    bed.salesforce.expire_sessions_every(2);
+    bed.salesforce.expire_sessions_every(1);
     let report = bed.sync().await;
     succeeded(&report);
-    assert_eq!(bed.salesforce.count("Account"), 600);
+    assert_eq!(bed.salesforce.count("Account"), 3000);
     assert!(bed.salesforce.token_requests() >= 3, "{}", bed.salesforce.token_requests());
 }
 
@@ -86,19 +81,18 @@ async fn describe_validation_fails_before_any_write_and_names_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_guard_stops_before_the_configured_share_and_reports_usage() {
     let config = SalesforceSimConfig { daily_api_limit: 10, ..Default::default() };
-    let bed = bed(800)
-        .salesforce(config)
-        .setting("netsuite_page_size", "100")
-        .setting("salesforce_max_api_share", "0.5")
-        .start()
-        .await;
+    let bed = bed(5000).salesforce(config).setting("salesforce_max_api_share", "0.5").start().await;
     let report = bed.sync().await;
     let error = report.error.expect("the guard stops the run");
     assert!(error.starts_with("rate limited: Salesforce API usage is 5/10 (50%)"), "{error}");
     assert!(error.contains("salesforce_max_api_share") && error.contains("kept its cursor"), "{error}");
     // The describe call and four Composite calls went through; nothing past the ceiling.
     assert_eq!(bed.salesforce.api_requests(), 5);
-    assert_eq!(bed.salesforce.count("Account"), 400);
+    assert_eq!(bed.salesforce.count("Account"), 4000);
+    // What was written before the stop is on record.
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    assert_eq!(rows.iter().filter(|r| r.outcome == "created").count(), 4000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

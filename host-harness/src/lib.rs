@@ -3,6 +3,7 @@
 //! of NetSuite and Salesforce.
 
 pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod host;

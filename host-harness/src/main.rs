@@ -33,6 +33,16 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    /// Sync the same customers through Composite and through Bulk API 2.0 on the simulators and
+    /// print Salesforce API calls per 1,000 records and records per second.
+    Bench {
+        #[arg(long, default_value_t = 20_000)]
+        records: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "CONNECTOR_COMPONENT")]
+        component: Option<PathBuf>,
+    },
     /// Run one sync for the tenant in a config file.
     Sync {
         #[arg(long)]
@@ -95,6 +105,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let failed = out.runs.iter().any(|r| r.report.status != "succeeded");
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Bench { records, json, component } => {
+            let results = host_harness::bench::run(component_path(component)?, records).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                host_harness::bench::print_text(&results);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sync { config, full, kinds, json, component } => {
             let config = HarnessConfig::load(&config)?;

@@ -51,6 +51,12 @@ impl HttpRequest {
         req
     }
 
+    pub fn body(self, content_type: &str, body: Vec<u8>) -> Self {
+        let mut req = self.header("Content-Type", content_type);
+        req.body = body;
+        req
+    }
+
     pub fn form(self, pairs: &[(&str, &str)]) -> Self {
         let mut req = self.header("Content-Type", "application/x-www-form-urlencoded");
         req.body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes();

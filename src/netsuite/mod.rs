@@ -190,6 +190,6 @@ impl PendingPage<'_, '_> {
         let page = self.query.finish()?;
         let records = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
         let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
-        Ok(Page { records, next, has_more: page.has_more })
+        Ok(Page { records, next, has_more: page.has_more, total: page.total_results })
     }
 }

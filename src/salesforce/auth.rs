@@ -149,6 +149,10 @@ mod tests {
             api_version: "66.0".into(),
             max_api_share: 0.9,
             describe_ttl_secs: 3600,
+            bulk_threshold: 10_000,
+            bulk_job_records: 50_000,
+            bulk_max_upload_bytes: 100 << 20,
+            bulk_poll_timeout_secs: 3600,
         }
     }
 

@@ -9,6 +9,8 @@ use std::collections::HashSet;
 
 pub const MAX_RECORDS_PER_COLLECTION: usize = 200;
 pub const MAX_COLLECTIONS_PER_COMPOSITE: usize = 5;
+/// Records one Composite request carries: one counted API call.
+pub const RECORDS_PER_COMPOSITE: usize = MAX_RECORDS_PER_COLLECTION * MAX_COLLECTIONS_PER_COMPOSITE;
 
 /// One sObject Collections upsert: indices into the caller's records, all of
 /// one sObject and external id field, no external id twice.

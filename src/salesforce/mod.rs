@@ -1,6 +1,7 @@
 //! The Salesforce sink: OAuth session handling and upserts by external id.
 
 pub mod auth;
+pub mod bulk;
 pub mod composite;
 pub mod describe;
 pub mod errors;
@@ -254,6 +255,101 @@ impl<'h> SalesforceSink<'h> {
             }
         }
         Ok(outcomes.into_iter().map(|o| o.expect("every chunk ends with outcomes")).collect())
+    }
+
+    /// Upserts through Bulk API 2.0: one job per upload-sized group; one
+    /// outcome per record, in input order, matched by external id.
+    pub fn bulk_upsert(&self, records: &[SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
+        let mut outcomes: Vec<Option<UpsertOutcome>> = vec![None; records.len()];
+        for group in bulk::jobs(records, self.settings.bulk_max_upload_bytes) {
+            let refs: Vec<&SObjectRecord> = group.iter().map(|&i| &records[i]).collect();
+            for (&i, o) in group.iter().zip(self.run_bulk_job(&refs)?) {
+                outcomes[i] = Some(o);
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.expect("every record is in one job")).collect())
+    }
+
+    fn bulk_call(&self, what: &str, build: impl Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
+        let response = self.send(build)?;
+        if !response.is_success() {
+            return Err(ConnectorError::Salesforce(errors::describe(what, &response)));
+        }
+        Ok(response)
+    }
+
+    fn run_bulk_job(&self, records: &[&SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
+        let (sobject, ext) = (records[0].sobject.as_str(), records[0].external_id_field.as_str());
+        let version = &self.settings.api_version;
+        let jobs = |s: &Session| format!("{}/services/data/v{version}/jobs/ingest", s.instance_url);
+        let created = self.bulk_call(&format!("Bulk API 2.0 job creation for {sobject}"), |s| {
+            HttpRequest::new(Method::Post, jobs(s)).json(&bulk::create_job_body(sobject, ext))
+        })?;
+        let job: Value = serde_json::from_slice(&created.body).unwrap_or_default();
+        let Some(id) = job["id"].as_str().map(str::to_string) else {
+            return Err(ConnectorError::Salesforce(format!(
+                "Bulk API 2.0 created a job without an id: {}",
+                created.snippet()
+            )));
+        };
+        let data = bulk::csv(records);
+        self.bulk_call(&format!("Bulk API 2.0 upload to job {id}"), |s| {
+            HttpRequest::new(Method::Put, format!("{}/{id}/batches", jobs(s))).body("text/csv", data.clone())
+        })?;
+        self.bulk_call(&format!("closing Bulk API 2.0 job {id}"), |s| {
+            HttpRequest::new(Method::Patch, format!("{}/{id}", jobs(s)))
+                .json(&serde_json::json!({"state": "UploadComplete"}))
+        })?;
+
+        // Poll with a growing interval; a job that outlives the timeout keeps
+        // running in Salesforce, and the next run writes the same records
+        // again, which an upsert by external id makes harmless.
+        let clock = self.api.host.clock;
+        let started = clock.now_unix();
+        let mut interval = std::time::Duration::from_millis(250);
+        let state = loop {
+            let info = self.bulk_call(&format!("polling Bulk API 2.0 job {id}"), |s| {
+                HttpRequest::new(Method::Get, format!("{}/{id}", jobs(s)))
+            })?;
+            let info: Value = serde_json::from_slice(&info.body).unwrap_or_default();
+            let state = info["state"].as_str().unwrap_or_default().to_string();
+            match state.as_str() {
+                "JobComplete" | "Failed" => break (state, info["errorMessage"].as_str().map(str::to_string)),
+                "Aborted" => {
+                    return Err(ConnectorError::Salesforce(format!(
+                        "Bulk API 2.0 job {id} for {sobject} was aborted in Salesforce; its records are written again next run"
+                    )));
+                }
+                _ => {}
+            }
+            if clock.now_unix() - started > self.settings.bulk_poll_timeout_secs {
+                return Err(ConnectorError::Salesforce(format!(
+                    "Bulk API 2.0 job {id} for {sobject} is still {state} after {} s \
+                     (salesforce_bulk_poll_timeout_secs); it keeps running in Salesforce and the run kept its cursor",
+                    self.settings.bulk_poll_timeout_secs
+                )));
+            }
+            clock.sleep(interval);
+            interval = (interval * 3 / 2).min(std::time::Duration::from_secs(10));
+        };
+        let result = |name: &str| {
+            let path = format!("{id}/{name}/");
+            self.bulk_call(&format!("reading {name} of Bulk API 2.0 job {id}"), |s| {
+                HttpRequest::new(Method::Get, format!("{}/{path}", jobs(s))).header("Accept", "text/csv")
+            })
+            .map(|r| r.body)
+        };
+        let (ok, failed, unprocessed) =
+            (result("successfulResults")?, result("failedResults")?, result("unprocessedrecords")?);
+        let mut outcomes = bulk::outcomes(records, ext, &ok, &failed, &unprocessed).map_err(|e| {
+            ConnectorError::Salesforce(format!("the results of Bulk API 2.0 job {id} could not be read: {e}"))
+        })?;
+        if let (_, Some(message)) = &state {
+            for o in outcomes.iter_mut().filter(|o| o.errors.iter().any(|e| e.status_code == "UNPROCESSED")) {
+                o.errors[0].message = format!("{} (job failed: {message})", o.errors[0].message);
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Deletes records by Salesforce id; one outcome per id, in input order.

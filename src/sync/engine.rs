@@ -57,6 +57,13 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
     })
 }
 
+/// Records waiting to be written, and the cursor after their pages.
+#[derive(Default)]
+struct Batch {
+    records: Vec<(MappedRecord, RecordState)>,
+    cursor: Option<Cursor>,
+}
+
 fn audit_entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &UpsertOutcome) -> AuditEntry {
     let error = (!outcome.errors.is_empty())
         .then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
@@ -129,13 +136,18 @@ impl Run<'_, '_> {
         let started_at = self.host.clock.now_unix();
         let (mut stored, start) = self.stream_start(kind, false)?;
         let mut pending = Some(self.source.begin_changed(kind, start.as_ref())?);
+        // Records to write and the cursor that becomes safe once they are written.
+        let mut batch = Batch::default();
+        // Records wait until the read ends (then Composite writes them) or
+        // until more than the threshold wait: from then on the run writes
+        // through Bulk API 2.0, a job at a time.
+        let mut bulk = false;
         while let Some(next_page) = pending.take() {
             let page = next_page.finish()?;
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
             let states = self.state.records(kind, &ids)?;
             let mut audit = Vec::with_capacity(page.records.len());
-            let mut new_states: Vec<(&str, RecordState)> = Vec::new();
-            let mut to_write: Vec<(MappedRecord, RecordState)> = Vec::new();
+            let mut unchanged_states: Vec<(&str, RecordState)> = Vec::new();
 
             for (record, old) in page.records.iter().zip(states) {
                 let src = source_hash(record);
@@ -173,57 +185,101 @@ impl Run<'_, '_> {
                             errors: vec![],
                         };
                         audit.push(audit_entry(self.request, &mapped, "skip-unchanged", &unchanged));
-                        new_states.push((record.id.as_str(), RecordState { src, ..old }));
+                        unchanged_states.push((record.id.as_str(), RecordState { src, ..old }));
                     }
-                    old => to_write.push((mapped, RecordState { src, dst, sf: old.and_then(|s| s.sf) })),
+                    old => batch.records.push((mapped, RecordState { src, dst, sf: old.and_then(|s| s.sf) })),
                 }
             }
+            self.state.save_records(kind, &unchanged_states)?;
+            self.host.audit.append(&audit);
+            if page.next.is_some() {
+                batch.cursor = page.next.clone();
+            }
 
-            // Read the next page while Salesforce writes this one: the two
-            // requests travel together; the cursor still moves only below.
-            if page.has_more && !page.records.is_empty() {
+            let more = page.has_more && !page.records.is_empty();
+            // Read the next page before writing: the request travels while
+            // Salesforce works; the cursor still moves only after the write.
+            if more {
                 pending = Some(self.source.begin_changed(kind, page.next.as_ref())?);
             }
-            let targets: Vec<SObjectRecord> = to_write.iter().map(|(m, _)| m.target.clone()).collect();
-            let outcomes = if targets.is_empty() {
-                Vec::new()
-            } else {
-                self.validate_target(kind)?;
-                self.sink.upsert(&targets)?
-            };
-            let mut succeeded = Vec::new();
-            for ((mapped, new_state), outcome) in to_write.iter().zip(&outcomes) {
-                counts.count(outcome.outcome);
-                let entry = audit_entry(self.request, mapped, "write", outcome);
-                if outcome.outcome == OutcomeKind::Failed {
-                    self.state.save_failed(
-                        kind,
-                        &mapped.source_id,
-                        &FailedWrite {
-                            run_id: &self.request.run_id,
-                            sobject: &mapped.target.sobject,
-                            external_id: &mapped.target.external_id,
-                            fields: &mapped.target.fields,
-                            error: entry.error.as_deref().unwrap_or(""),
-                        },
-                    )?;
-                } else {
-                    let sf = outcome.salesforce_id.clone().or_else(|| new_state.sf.clone());
-                    new_states.push((mapped.source_id.as_str(), RecordState { sf, ..new_state.clone() }));
-                    succeeded.push(mapped.source_id.as_str());
-                }
-                audit.push(entry);
-            }
-            self.state.save_records(kind, &new_states)?;
-            self.state.clear_failed(kind, &succeeded)?;
-            self.host.audit.append(&audit);
-
-            // Only now, with every record of the page recorded, does the cursor move.
-            if let Some(next) = page.next {
-                self.advance(kind, false, &mut stored, &next)?;
+            let waiting = batch.records.len();
+            bulk |= waiting > self.settings.salesforce.bulk_threshold as usize;
+            if !more || (bulk && waiting >= self.settings.salesforce.bulk_job_records as usize) {
+                self.flush(kind, std::mem::take(&mut batch), bulk, &mut stored, counts)?;
             }
         }
         self.settle(kind, false, stored, started_at)
+    }
+
+    /// Writes a batch a slice at a time (one Composite request or one Bulk
+    /// job), recording every outcome and state after each slice, then moves
+    /// the cursor past the pages the batch came from. A run stopped part-way
+    /// keeps what it wrote on record; the rest is read again next time.
+    fn flush(
+        &self,
+        kind: RecordKind,
+        batch: Batch,
+        bulk: bool,
+        stored: &mut Option<StoredCursor>,
+        counts: &mut KindCounts,
+    ) -> Result<()> {
+        let slice = if bulk {
+            self.settings.salesforce.bulk_job_records.max(1) as usize
+        } else {
+            crate::salesforce::composite::RECORDS_PER_COMPOSITE
+        };
+        for part in batch.records.chunks(slice) {
+            self.write(kind, part, bulk, counts)?;
+        }
+        if let Some(next) = &batch.cursor {
+            self.advance(kind, false, stored, next)?;
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        kind: RecordKind,
+        part: &[(MappedRecord, RecordState)],
+        bulk: bool,
+        counts: &mut KindCounts,
+    ) -> Result<()> {
+        let targets: Vec<SObjectRecord> = part.iter().map(|(m, _)| m.target.clone()).collect();
+        self.validate_target(kind)?;
+        let (action, outcomes) = if bulk {
+            ("bulk-write", self.sink.bulk_upsert(&targets)?)
+        } else {
+            ("write", self.sink.upsert(&targets)?)
+        };
+        let mut audit = Vec::with_capacity(outcomes.len());
+        let mut new_states = Vec::with_capacity(outcomes.len());
+        let mut succeeded = Vec::new();
+        for ((mapped, new_state), outcome) in part.iter().zip(&outcomes) {
+            counts.count(outcome.outcome);
+            let entry = audit_entry(self.request, mapped, action, outcome);
+            if outcome.outcome == OutcomeKind::Failed {
+                self.state.save_failed(
+                    kind,
+                    &mapped.source_id,
+                    &FailedWrite {
+                        run_id: &self.request.run_id,
+                        sobject: &mapped.target.sobject,
+                        external_id: &mapped.target.external_id,
+                        fields: &mapped.target.fields,
+                        error: entry.error.as_deref().unwrap_or(""),
+                    },
+                )?;
+            } else {
+                let sf = outcome.salesforce_id.clone().or_else(|| new_state.sf.clone());
+                new_states.push((mapped.source_id.as_str(), RecordState { sf, ..new_state.clone() }));
+                succeeded.push(mapped.source_id.as_str());
+            }
+            audit.push(entry);
+        }
+        self.state.save_records(kind, &new_states)?;
+        self.state.clear_failed(kind, &succeeded)?;
+        self.host.audit.append(&audit);
+        Ok(())
     }
 
     fn sync_deletions(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {

@@ -42,6 +42,10 @@ pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: &[u
             collections_upsert(org, sobject, ext_field, body, now)
         }
         ("GET", ["sobjects", sobject, "describe"]) => describe(org, sobject),
+        ("POST", ["jobs", "ingest"]) => super::bulk::create(org, version, body, now),
+        ("PUT", ["jobs", "ingest", id, "batches"]) => super::bulk::upload(org, id, body),
+        ("PATCH", ["jobs", "ingest", id]) => super::bulk::set_state(org, id, body, now),
+        ("GET", ["jobs", "ingest", id]) => super::bulk::info(org, id),
         ("PATCH", ["sobjects", sobject, ext_field, value]) => {
             single_upsert(org, version, sobject, ext_field, value, body, now)
         }

@@ -5,6 +5,7 @@
 //! response, the daily API allocation and injectable faults.
 
 mod api;
+mod bulk;
 pub mod schema;
 pub mod store;
 
@@ -131,6 +132,8 @@ impl SalesforceSim {
             .route("/services/data", get(versions))
             .route("/services/data/", get(versions))
             .route("/services/data/{version}/{*rest}", any(api_handler))
+            // Bulk API 2.0 takes uploads of up to 150 MB.
+            .layer(axum::extract::DefaultBodyLimit::max(150 * 1024 * 1024))
             .with_state(sim.clone());
         let (url, _task) = super::serve(router, port).await?;
         let _ = sim.inner.base_url.set(url);
@@ -156,6 +159,11 @@ impl SalesforceSim {
 
     pub fn token_requests(&self) -> u64 {
         self.inner.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Bulk API 2.0 jobs created since start.
+    pub fn bulk_jobs(&self) -> u64 {
+        self.org().next_job
     }
 
     /// Record writes (creates and updates) since start.
@@ -474,6 +482,26 @@ async fn api_handler(
         return sim.respond(status, Some(body));
     };
     let now = sim.inner.clock.now_secs();
+    // Bulk API 2.0 result files are CSV, not JSON.
+    if method == Method::GET {
+        let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+        if let ["jobs", "ingest", id, which] = parts.as_slice() {
+            let org = sim.org();
+            if let Some(result) = bulk::results(&org, id, which) {
+                drop(org);
+                return match result {
+                    Ok(text) => {
+                        let mut resp = (StatusCode::OK, [("content-type", "text/csv")], text).into_response();
+                        resp.headers_mut().insert("sforce-limit-info", sim.limit_header().parse().expect("ascii"));
+                        resp
+                    }
+                    Err(e) => {
+                        sim.respond(StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), Some(e.body()))
+                    }
+                };
+            }
+        }
+    }
     let (status, answer) = {
         let mut org = sim.org();
         let target = match &query {

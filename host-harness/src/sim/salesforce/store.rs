@@ -24,6 +24,8 @@ pub struct Org {
     /// Record writes (inserts, updates and deletes) since start.
     pub writes: u64,
     tombstones: std::collections::HashSet<String>,
+    pub jobs: std::collections::HashMap<String, super::bulk::Job>,
+    pub next_job: u64,
 }
 
 /// A per-record failure, as Salesforce reports it.
@@ -89,6 +91,8 @@ impl Org {
             next_id: 1,
             writes: 0,
             tombstones: Default::default(),
+            jobs: Default::default(),
+            next_job: 0,
         })
     }
 

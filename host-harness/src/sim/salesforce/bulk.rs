@@ -1,0 +1,295 @@
+//! Bulk API 2.0 ingest jobs: create, upload CSV, close, poll, results. Jobs
+//! run when closed; polling shows UploadComplete, then InProgress, then
+//! JobComplete. Result files list rows in an order of their own, as
+//! Salesforce does, so clients must match on the external id.
+
+use super::schema::FieldType;
+use super::store::{Org, RecordError, RequestError};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+pub struct Job {
+    pub id: String,
+    object: String,
+    operation: String,
+    external_id_field: String,
+    line_ending: String,
+    pub state: String,
+    polls: u32,
+    created_at: i64,
+    api_version: f64,
+    error_message: Option<String>,
+    data: Option<Vec<u8>>,
+    headers: Vec<String>,
+    successful: Vec<(String, bool, Vec<String>)>,
+    failed: Vec<(String, Vec<String>)>,
+    unprocessed: Vec<Vec<String>>,
+}
+
+fn iso(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+impl Job {
+    pub fn info(&self) -> Value {
+        json!({
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.object,
+            "createdById": "0058d000000SIMxAAA",
+            "createdDate": iso(self.created_at),
+            "systemModstamp": iso(self.created_at),
+            "state": self.state,
+            "externalIdFieldName": self.external_id_field,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": self.api_version,
+            "jobType": "V2Ingest",
+            "contentUrl": format!("services/data/v{:.1}/jobs/ingest/{}/batches", self.api_version, self.id),
+            "lineEnding": self.line_ending,
+            "columnDelimiter": "COMMA",
+            "numberRecordsProcessed": self.successful.len() + self.failed.len(),
+            "numberRecordsFailed": self.failed.len(),
+            "retries": 0,
+            "totalProcessingTime": 0,
+            "errorMessage": self.error_message,
+        })
+    }
+}
+
+fn fail(e: RequestError) -> (u16, Option<Value>) {
+    (e.status, Some(e.body()))
+}
+
+fn invalid_state(job: &Job) -> (u16, Option<Value>) {
+    fail(RequestError::new(409, "INVALIDJOBSTATE", format!("Job {} is in state {}", job.id, job.state)))
+}
+
+pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Option<Value>) {
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
+        return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must be a JSON object"));
+    };
+    let get = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let (object, operation, ext) = (get("object"), get("operation"), get("externalIdFieldName"));
+    let Some(sobject) = org.object(&object).cloned() else {
+        return fail(RequestError::new(
+            400,
+            "INVALIDENTITY",
+            format!("Entity '{object}' is not supported by the Bulk API"),
+        ));
+    };
+    if !["insert", "update", "upsert", "delete", "hardDelete"].contains(&operation.as_str()) {
+        return fail(RequestError::new(400, "INVALIDJOB", format!("Invalid operation: {operation}")));
+    }
+    if operation == "upsert" && !sobject.field(&ext).is_some_and(|f| f.external_id) {
+        return fail(RequestError::new(
+            400,
+            "INVALIDJOB",
+            format!("Invalid externalIdFieldName for upsert: {ext} is not an External ID field of {object}"),
+        ));
+    }
+    let content_type = req.get("contentType").and_then(Value::as_str).unwrap_or("CSV");
+    let delimiter = req.get("columnDelimiter").and_then(Value::as_str).unwrap_or("COMMA");
+    if content_type != "CSV" || delimiter != "COMMA" {
+        return fail(RequestError::new(400, "INVALIDJOB", "This org accepts CSV with COMMA delimiters"));
+    }
+    let line_ending = req.get("lineEnding").and_then(Value::as_str).unwrap_or("LF").to_string();
+    org.next_job += 1;
+    let id = format!("7508d{:010}SIM", org.next_job);
+    let job = Job {
+        id: id.clone(),
+        object: sobject.name.to_string(),
+        operation,
+        external_id_field: ext,
+        line_ending,
+        state: "Open".into(),
+        polls: 0,
+        created_at: now,
+        api_version: version,
+        error_message: None,
+        data: None,
+        headers: vec![],
+        successful: vec![],
+        failed: vec![],
+        unprocessed: vec![],
+    };
+    let info = job.info();
+    org.jobs.insert(id, job);
+    (200, Some(info))
+}
+
+pub fn upload(org: &mut Org, id: &str, body: &[u8]) -> (u16, Option<Value>) {
+    let Some(job) = org.jobs.get_mut(id) else { return not_found(id) };
+    if job.state != "Open" || job.data.is_some() {
+        return invalid_state(job);
+    }
+    if body.len() > 150 * 1024 * 1024 {
+        return fail(RequestError::new(413, "EXCEEDED_QUOTA", "Upload exceeds 150 MB"));
+    }
+    job.data = Some(body.to_vec());
+    (201, None)
+}
+
+fn not_found(id: &str) -> (u16, Option<Value>) {
+    fail(RequestError::new(404, "NOT_FOUND", format!("The requested resource does not exist: job {id}")))
+}
+
+pub fn set_state(org: &mut Org, id: &str, body: &[u8], now: i64) -> (u16, Option<Value>) {
+    let wanted = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["state"].as_str().map(str::to_string));
+    let Some(job) = org.jobs.get_mut(id) else { return not_found(id) };
+    match wanted.as_deref() {
+        Some("UploadComplete") if job.state == "Open" => {
+            job.state = "UploadComplete".into();
+            run(org, id, now);
+        }
+        Some("Aborted") if ["Open", "UploadComplete", "InProgress"].contains(&job.state.as_str()) => {
+            job.state = "Aborted".into();
+        }
+        Some(_) => return invalid_state(job),
+        None => return fail(RequestError::new(400, "JSON_PARSER_ERROR", "state is required")),
+    }
+    (200, org.jobs.get(id).map(Job::info))
+}
+
+/// A poll: the job shows its progress one state per poll.
+pub fn info(org: &mut Org, id: &str) -> (u16, Option<Value>) {
+    let Some(job) = org.jobs.get_mut(id) else { return not_found(id) };
+    if matches!(job.state.as_str(), "UploadComplete" | "InProgress") {
+        job.polls += 1;
+        job.state = match (job.polls, job.error_message.is_some()) {
+            (1, _) => "InProgress".into(),
+            (_, true) => "Failed".into(),
+            _ => "JobComplete".into(),
+        };
+    }
+    (200, Some(job.info()))
+}
+
+fn csv_line(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.clone() })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One of the result files as CSV text, or None for an unknown job.
+pub fn results(org: &Org, id: &str, which: &str) -> Option<Result<String, RequestError>> {
+    let job = org.jobs.get(id)?;
+    if !["JobComplete", "Failed", "Aborted"].contains(&job.state.as_str()) {
+        return Some(Err(RequestError::new(
+            400,
+            "INVALIDJOBSTATE",
+            format!("Job {id} has not finished: {}", job.state),
+        )));
+    }
+    let mut out = String::new();
+    match which {
+        "successfulResults" => {
+            out.push_str(&format!("\"sf__Id\",\"sf__Created\",{}\n", csv_line(&job.headers)));
+            for (sf_id, created, row) in job.successful.iter().rev() {
+                out.push_str(&csv_line(&[&[sf_id.clone(), created.to_string()], &row[..]].concat()));
+                out.push('\n');
+            }
+        }
+        "failedResults" => {
+            out.push_str(&format!("\"sf__Id\",\"sf__Error\",{}\n", csv_line(&job.headers)));
+            for (error, row) in job.failed.iter().rev() {
+                out.push_str(&csv_line(&[&[String::new(), error.clone()], &row[..]].concat()));
+                out.push('\n');
+            }
+        }
+        "unprocessedrecords" => {
+            out.push_str(&csv_line(&job.headers));
+            out.push('\n');
+            for row in &job.unprocessed {
+                out.push_str(&csv_line(row));
+                out.push('\n');
+            }
+        }
+        _ => return None,
+    }
+    Some(Ok(out))
+}
+
+/// Processes an uploaded job: each row is upserted as Collections would.
+fn run(org: &mut Org, id: &str, now: i64) {
+    let Some(job) = org.jobs.get_mut(id) else { return };
+    let data = job.data.take().unwrap_or_default();
+    let (object_name, ext) = (job.object.clone(), job.external_id_field.clone());
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
+    let headers: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(str::to_string).collect(),
+        Err(e) => {
+            job.error_message = Some(format!("InvalidBatch : {e}"));
+            return;
+        }
+    };
+    let rows: Vec<Vec<String>> =
+        reader.records().filter_map(Result::ok).map(|r| r.iter().map(str::to_string).collect()).collect();
+    job.headers = headers.clone();
+    let Some(object) = org.object(&object_name).cloned() else { return };
+    // Every column must name a field or a relationship's external id.
+    for h in &headers {
+        let known = match h.split_once('.') {
+            Some((rel, _)) => object.relationship(rel).is_some(),
+            None => object.field(h).is_some(),
+        };
+        if !known {
+            let job = org.jobs.get_mut(id).expect("job exists");
+            job.error_message = Some(format!("InvalidBatch : Field name not found : {h}"));
+            job.unprocessed = rows;
+            return;
+        }
+    }
+    let ext_col = headers.iter().position(|h| h.eq_ignore_ascii_case(&ext));
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    if let Some(c) = ext_col {
+        for row in &rows {
+            *seen.entry(row[c].to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    let mut successful = Vec::new();
+    let mut failed = Vec::new();
+    for row in rows {
+        let mut record = Map::new();
+        for (h, v) in headers.iter().zip(&row) {
+            if v.is_empty() {
+                continue; // an empty cell leaves the field as it is
+            }
+            let value = if v == "#N/A" { Value::Null } else { Value::String(v.clone()) };
+            match h.split_once('.') {
+                Some((rel, field)) => {
+                    record.insert(rel.to_string(), json!({ field: value }));
+                }
+                None => {
+                    let typed = match (object.field(h).map(|f| f.kind), &value) {
+                        (Some(FieldType::Boolean), Value::String(s)) => Value::Bool(s.eq_ignore_ascii_case("true")),
+                        _ => value,
+                    };
+                    record.insert(h.clone(), typed);
+                }
+            }
+        }
+        let key = ext_col.map(|c| row[c].clone()).unwrap_or_default();
+        let result = if seen.get(&key.to_ascii_lowercase()).copied().unwrap_or(0) > 1 {
+            Err(RecordError {
+                status_code: "DUPLICATE_VALUE",
+                message: format!("Duplicate external id specified: {key}"),
+                fields: vec![],
+            })
+        } else {
+            org.upsert(&object, &ext, &record, now)
+        };
+        match result {
+            Ok(u) => successful.push((u.id, u.created, row)),
+            Err(e) => failed.push((format!("{}:{}", e.status_code, e.message), row)),
+        }
+    }
+    let job = org.jobs.get_mut(id).expect("job exists");
+    job.successful = successful;
+    job.failed = failed;
+}

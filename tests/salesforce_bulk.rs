@@ -1,0 +1,77 @@
+//! Bulk API 2.0 above the threshold, Composite below it: parents linked by
+//! external id either way, and failed bulk rows reported against the right
+//! NetSuite record.
+
+mod support;
+
+use host_harness::host::SyncMode;
+use host_harness::sim::salesforce::ValidationRule;
+use std::collections::HashMap;
+use support::{bed, runtime, succeeded};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_above_the_threshold_and_composite_below_both_link_contacts_to_accounts() {
+    let bed = bed(20_000).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(50_000, &bed.customer_ids, at, 5).unwrap();
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 20_000);
+    assert_eq!(report.counts("contact").created, 50_000);
+    assert_eq!(bed.salesforce.count("Account"), 20_000);
+    assert_eq!(bed.salesforce.count("Contact"), 50_000);
+    let jobs = bed.salesforce.bulk_jobs();
+    assert!(jobs >= 2, "customers and contacts went through Bulk API 2.0: {jobs} jobs");
+    assert!(report.api_calls.salesforce < 40, "70,000 records in {} Salesforce calls", report.api_calls.salesforce);
+
+    // 5,000 more contacts: below the threshold, they go through Composite.
+    let later = bed.clock.now_secs() - 60;
+    bed.netsuite.seed_contacts(5_000, &bed.customer_ids, later, 6).unwrap();
+    let small = bed.sync_all().await;
+    succeeded(&small);
+    assert_eq!(small.counts("contact").created, 5_000);
+    assert_eq!(bed.salesforce.bulk_jobs(), jobs, "no Bulk API job below the threshold");
+
+    let account_ids: HashMap<i64, String> = bed.customer_ids.iter().map(|&c| (c, bed.sf("Account", c).0)).collect();
+    let contacts = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap();
+    assert_eq!(contacts.len(), 55_000);
+    for (contact, company) in contacts {
+        let (_, fields) = bed.sf("Contact", contact);
+        assert_eq!(fields["AccountId"].as_str(), Some(account_ids[&company].as_str()), "contact {contact}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_row_in_a_bulk_job_is_reported_against_its_netsuite_id() {
+    let bed = bed(600).setting("salesforce_bulk_threshold", "100").start().await;
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Account".into(),
+        field: "Name".into(),
+        contains: "Embargoed".into(),
+        message: "Accounts under embargo need approval".into(),
+    }));
+    let rejected: Vec<i64> = bed.customer_ids.iter().copied().step_by(150).collect();
+    for (i, &id) in rejected.iter().enumerate() {
+        bed.netsuite.rename_customer_any(id, &format!("Embargoed Trading {i}")).unwrap();
+    }
+    let report = bed.bed.sync(runtime(), SyncMode::Incremental).await.unwrap();
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.created, c.failed), (600 - rejected.len() as u32, rejected.len() as u32));
+    assert!(bed.salesforce.bulk_jobs() >= 1);
+
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let failed: Vec<_> = rows.iter().filter(|r| r.outcome == "failed").collect();
+    let mut failed_ids: Vec<i64> = failed.iter().map(|r| r.netsuite_id.parse().unwrap()).collect();
+    failed_ids.sort_unstable();
+    assert_eq!(failed_ids, rejected);
+    for row in failed {
+        assert_eq!(row.action, "bulk-write");
+        let error = row.error.as_deref().unwrap();
+        assert!(error.starts_with("FIELD_CUSTOM_VALIDATION_EXCEPTION: Accounts under embargo"), "{error}");
+    }
+    for &id in &rejected {
+        assert!(bed.salesforce.find("Account", &id.to_string()).is_none());
+    }
+}
