@@ -115,3 +115,36 @@ async fn with_injected_faults_and_expiring_sessions_every_record_lands_exactly_o
         assert_eq!(f["NetSuite_Id__c"], id.to_string());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_external_ids_and_duplicate_rules_are_reported_as_what_they_are() {
+    let bed = bed(30).start().await;
+    succeeded(&bed.sync().await);
+    let (a, b) = (bed.customer_ids[3], bed.customer_ids[4]);
+
+    // An admin drops Unique from the external id and someone creates a
+    // second Account with customer a's NetSuite id by hand.
+    bed.salesforce.alter_field("Account", "NetSuite_Id__c", |f| f.unique = false);
+    bed.salesforce.insert_by_hand(
+        "Account",
+        &a.to_string(),
+        serde_json::Map::from_iter([("Name".into(), "Hand made".into())]),
+    );
+    bed.netsuite.set_customer_phone(a, "+1 303-555-0101").unwrap();
+    // A duplicate rule blocks a new Account named like an existing one.
+    bed.salesforce.set_duplicate_rule("Account", "Name");
+    let taken = bed.sf("Account", b).1["Name"].as_str().unwrap().to_string();
+    let newcomer = bed.netsuite.seed_customers(1, 99).unwrap()[0];
+    bed.netsuite.rename_customer_any(newcomer, &taken).unwrap();
+
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").failed, 2);
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let error_of = |id: i64| {
+        rows.iter().find(|r| r.netsuite_id == id.to_string()).and_then(|r| r.error.clone()).unwrap_or_default()
+    };
+    assert!(error_of(a).starts_with("DUPLICATE_EXTERNAL_ID: NetSuite_Id__c: more than one record"), "{}", error_of(a));
+    assert!(error_of(newcomer).starts_with("DUPLICATES_DETECTED: Use one of these records?"), "{}", error_of(newcomer));
+}

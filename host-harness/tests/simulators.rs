@@ -352,3 +352,28 @@ async fn salesforce_composite_limits_and_the_daily_allocation() {
     assert_eq!(body, json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]));
     assert_eq!(limit.as_deref(), Some("api-usage=3/3"));
 }
+
+#[tokio::test]
+async fn salesforce_single_upsert_answers_300_when_the_external_id_matches_several_records() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    sim.alter_field("Account", "NetSuite_Id__c", |f| f.unique = false);
+    let first = sim.insert_by_hand("Account", "55", serde_json::Map::from_iter([("Name".into(), "One".into())]));
+    let second = sim.insert_by_hand("Account", "55", serde_json::Map::from_iter([("Name".into(), "Two".into())]));
+    let (status, _, body) = sf_call(
+        &sim,
+        &t,
+        reqwest::Method::PATCH,
+        "/services/data/v66.0/sobjects/Account/NetSuite_Id__c/55",
+        json!({"Name": "Three"}),
+    )
+    .await;
+    assert_eq!(status, 300);
+    assert_eq!(
+        body,
+        json!([
+            format!("/services/data/v66.0/sobjects/Account/{first}"),
+            format!("/services/data/v66.0/sobjects/Account/{second}")
+        ])
+    );
+    assert_eq!(sim.find("Account", "55").unwrap().1["Name"], "One", "nothing was written");
+}

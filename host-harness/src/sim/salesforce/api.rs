@@ -293,6 +293,13 @@ fn single_upsert(
         return fail(e);
     }
     record.insert(ext_field.to_string(), Value::String(value.to_string()));
+    // Several records share the value: 300 with their locations, nothing written.
+    let matching = org.matches(object.name, value);
+    if matching.len() > 1 {
+        let urls: Vec<String> =
+            matching.iter().map(|id| format!("/services/data/v{version:.1}/sobjects/{}/{id}", object.name)).collect();
+        return (300, Some(json!(urls)));
+    }
     match org.upsert(&object, ext_field, &record, now) {
         Ok(u) if u.created => (201, Some(json!({ "id": u.id, "success": true, "errors": [], "created": true }))),
         Ok(_) if version < MIN_UPSERT_VERSION => (204, None),

@@ -221,6 +221,20 @@ impl SalesforceSim {
         }
     }
 
+    /// A duplicate (matching) rule: new records of `sobject` whose `field`
+    /// equals an existing record's are blocked with DUPLICATES_DETECTED.
+    pub fn set_duplicate_rule(&self, sobject: &str, field: &str) {
+        self.org().duplicate_rule = Some((sobject.to_string(), field.to_string()));
+    }
+
+    /// Creates a record as a person would in the UI, bypassing uniqueness.
+    pub fn insert_by_hand(&self, sobject: &str, netsuite_id: &str, fields: Map<String, Value>) -> String {
+        let now = self.inner.clock.now_secs();
+        let mut org = self.org();
+        let object = org.object(sobject).cloned().expect("a simulated object");
+        org.insert_raw(&object, netsuite_id, fields, now)
+    }
+
     pub fn set_validation_rule(&self, rule: Option<ValidationRule>) {
         self.org().validation_rule = rule;
     }

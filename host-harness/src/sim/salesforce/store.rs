@@ -20,6 +20,9 @@ pub struct Org {
     pub conn: Connection,
     pub objects: Vec<SObject>,
     pub validation_rule: Option<ValidationRule>,
+    /// A matching rule: a new record whose (sobject, field) value equals an
+    /// existing record's is blocked as a duplicate.
+    pub duplicate_rule: Option<(String, String)>,
     next_id: u64,
     /// Record writes (inserts, updates and deletes) since start.
     pub writes: u64,
@@ -82,12 +85,13 @@ impl Org {
         conn.execute_batch(
             "CREATE TABLE record (id TEXT PRIMARY KEY, sobject TEXT NOT NULL, ext_id TEXT, fields TEXT NOT NULL,
                  created_at INTEGER NOT NULL, modstamp INTEGER NOT NULL);
-             CREATE UNIQUE INDEX record_ext ON record (sobject, ext_id COLLATE NOCASE);",
+             CREATE INDEX record_ext ON record (sobject, ext_id COLLATE NOCASE);",
         )?;
         Ok(Org {
             conn,
             objects: objects(),
             validation_rule: None,
+            duplicate_rule: None,
             next_id: 1,
             writes: 0,
             tombstones: Default::default(),
@@ -111,6 +115,27 @@ impl Org {
             .ok()
             .flatten()
             .map(|(id, f)| (id, serde_json::from_str(&f).unwrap_or_default()))
+    }
+
+    /// Ids of every record carrying this external id (more than one only
+    /// when the field is not Unique and people created duplicates).
+    pub fn matches(&self, sobject: &str, ext_id: &str) -> Vec<String> {
+        self.conn
+            .prepare_cached("SELECT id FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE ORDER BY id")
+            .and_then(|mut s| s.query_map(params![sobject, ext_id], |r| r.get(0))?.collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates a record directly, as a person in the Salesforce UI would,
+    /// without the connector's checks.
+    pub fn insert_raw(&mut self, object: &SObject, ext_id: &str, fields: Map<String, Value>, now: i64) -> String {
+        let id = salesforce_id(object.key_prefix, self.next_id);
+        self.next_id += 1;
+        let _ = self.conn.execute(
+            "INSERT INTO record (id, sobject, ext_id, fields, created_at, modstamp) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![id, object.name, ext_id, Value::Object(fields).to_string(), now],
+        );
+        id
     }
 
     /// The Salesforce id of the record with this external id.
@@ -269,7 +294,31 @@ impl Org {
             values.insert(field.name.to_string(), Value::String(text));
         }
 
+        let matching = self.matches(object.name, &ext_value);
+        if matching.len() > 1 {
+            return Err(RecordError::new(
+                "DUPLICATE_EXTERNAL_ID",
+                format!("{ext_field}: more than one record found for external id field: {}", matching.join(", ")),
+                &[ext_field],
+            ));
+        }
         let existing = self.find(object.name, &ext_value);
+        let rule = self.duplicate_rule.clone().filter(|(o, _)| existing.is_none() && o == object.name);
+        if let Some((sobject, field)) = rule
+            && let Some(v) = values.get(&field).and_then(Value::as_str)
+        {
+            let taken: bool = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM record WHERE sobject = ?1 AND json_extract(fields, '$.' || ?2) = ?3)",
+                    params![sobject, field, v],
+                    |r| r.get(0),
+                )
+                .unwrap_or(false);
+            if taken {
+                return Err(RecordError::new("DUPLICATES_DETECTED", "Use one of these records?", &[]));
+            }
+        }
         let mut merged = existing.as_ref().map(|(_, f)| f.clone()).unwrap_or_default();
         for (k, v) in values {
             merged.insert(k, v);
