@@ -177,6 +177,12 @@ impl ports::KeyValue for Bucket {
 
 struct WasiConfig;
 
+impl WasiConfig {
+    fn get_setting(&self, name: &str) -> Option<String> {
+        wasi::config::store::get(name).ok().flatten()
+    }
+}
+
 impl ports::Config for WasiConfig {
     fn get(&self, name: &str) -> Result<Option<String>, String> {
         wasi::config::store::get(name).map_err(|e| format!("{e:?}"))
@@ -319,9 +325,14 @@ fn outcome_to_wit(o: model::UpsertOutcome) -> types::UpsertOutcome {
     }
 }
 
-fn source_for<'h>(host: &'h Host<'h>) -> model::Result<crate::netsuite::NetSuiteSource<'h>> {
+/// A source, and the columns the configured mapping reads for `kind`.
+fn source_for<'h>(
+    host: &'h Host<'h>,
+    kind: types::RecordKind,
+) -> model::Result<(crate::netsuite::NetSuiteSource<'h>, Vec<String>)> {
     let settings = crate::settings::Settings::load(host.config)?;
-    Ok(crate::netsuite::NetSuiteSource::new(host, settings.netsuite, settings.backoff))
+    let columns = settings.mapping.columns(kind_from_wit(kind));
+    Ok((crate::netsuite::NetSuiteSource::new(host, settings.netsuite, settings.backoff), columns))
 }
 
 // ---- exports ----
@@ -333,7 +344,8 @@ impl source::Guest for Component {
     ) -> Result<types::Page, types::ConnectorError> {
         let after = after.map(|c| model::Cursor { last_modified: c.last_modified, id: c.id });
         with_host(|host| {
-            let page = source_for(host)?.fetch_changed(kind_from_wit(kind), after.as_ref())?;
+            let (source, columns) = source_for(host, kind)?;
+            let page = source.fetch_changed(kind_from_wit(kind), after.as_ref(), &columns)?;
             Ok(types::Page {
                 records: page.records.into_iter().map(record_to_wit).collect(),
                 next: page.next.map(|c| types::Cursor { last_modified: c.last_modified, id: c.id }),
@@ -349,7 +361,8 @@ impl source::Guest for Component {
     ) -> Result<source::DeletedPage, types::ConnectorError> {
         let after = after.map(|c| model::Cursor { last_modified: c.last_modified, id: c.id });
         with_host(|host| {
-            let page = source_for(host)?.fetch_deleted(kind_from_wit(kind), after.as_ref())?;
+            let (source, _) = source_for(host, kind)?;
+            let page = source.fetch_deleted(kind_from_wit(kind), after.as_ref())?;
             Ok(source::DeletedPage {
                 ids: page.ids,
                 next: page.next.map(|c| types::Cursor { last_modified: c.last_modified, id: c.id }),
@@ -359,14 +372,20 @@ impl source::Guest for Component {
     }
 
     fn fetch_one(kind: types::RecordKind, id: String) -> Result<Option<types::NetsuiteRecord>, types::ConnectorError> {
-        with_host(|host| Ok(source_for(host)?.fetch_one(kind_from_wit(kind), &id)?.map(record_to_wit)))
+        with_host(|host| {
+            let (source, columns) = source_for(host, kind)?;
+            Ok(source.fetch_one(kind_from_wit(kind), &id, &columns)?.map(record_to_wit))
+        })
     }
 }
 
 impl mapper::Guest for Component {
     fn map_record(source: types::NetsuiteRecord) -> Result<types::MappedRecord, types::ConnectorError> {
         let record = record_from_wit(source)?;
-        let m = crate::mapping::map(&record).map_err(error_to_wit)?;
+        let text = WasiConfig.get_setting("mapping_toml");
+        let m = crate::mapping::Mapping::load(text.as_deref())
+            .and_then(|mapping| mapping.map(&record))
+            .map_err(error_to_wit)?;
         Ok(types::MappedRecord {
             source_kind: kind_to_wit(m.source_kind),
             source_id: m.source_id,

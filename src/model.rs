@@ -77,11 +77,17 @@ pub struct SObjectRecord {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One mapping rule that produced a target field; `old` and `new` are set
+/// when the value differs from what Salesforce was last given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transformation {
     pub field: String,
     pub rule: String,
     pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

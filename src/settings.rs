@@ -95,6 +95,7 @@ pub enum DeleteAction {
 
 #[derive(Clone)]
 pub struct Settings {
+    pub mapping: crate::mapping::Mapping,
     pub netsuite: NetSuiteSettings,
     pub salesforce: SalesforceSettings,
     pub backoff: Backoff,
@@ -277,7 +278,8 @@ impl Settings {
                 )));
             }
         };
-        Ok(Settings { netsuite, salesforce, backoff, delete_action })
+        let mapping = crate::mapping::Mapping::load(r.optional("mapping_toml")?.as_deref())?;
+        Ok(Settings { mapping, netsuite, salesforce, backoff, delete_action })
     }
 }
 

@@ -28,6 +28,9 @@ pub struct HarnessConfig {
     pub master_key_file: Option<PathBuf>,
     #[serde(default)]
     pub secrets_file: Option<PathBuf>,
+    /// The mapping (TOML); the shipped default when unset.
+    #[serde(default)]
+    pub mapping_file: Option<PathBuf>,
     /// Extra outbound hosts; the NetSuite and Salesforce hosts are added from the settings.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -58,6 +61,7 @@ impl HarnessConfig {
         config.data_dir = base.join(&config.data_dir);
         config.master_key_file = config.master_key_file.map(|p| base.join(p));
         config.secrets_file = config.secrets_file.map(|p| base.join(p));
+        config.mapping_file = config.mapping_file.map(|p| base.join(p));
         config.validate()?;
         Ok(config)
     }

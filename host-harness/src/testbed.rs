@@ -148,6 +148,7 @@ impl Testbed {
             data_dir: options.data_dir.clone(),
             master_key_file: Some(key_file),
             secrets_file: None,
+            mapping_file: None,
             allowed_hosts: vec![],
             max_memory_mb: 512,
             run_deadline_secs: 3600,

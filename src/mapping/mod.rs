@@ -1,184 +1,245 @@
-//! NetSuite record → Salesforce record. Pure functions: every target field
-//! is written (null when NetSuite has no value, so clearing a value in
-//! NetSuite clears it in Salesforce) and every rule that fired is recorded.
+//! NetSuite record → Salesforce record, driven by a mapping file (TOML; the
+//! shipped default is `default.toml`). Pure: every target field is written
+//! (null when NetSuite has no value, so clearing a value in NetSuite clears
+//! it in Salesforce) and every rule that fired is recorded.
 
-mod contact;
-mod customer;
-mod vendor;
+pub mod file;
+pub mod transforms;
 
 use crate::model::{ConnectorError, MappedRecord, NetSuiteRecord, RecordKind, Result, SObjectRecord, Transformation};
-use serde_json::{Map, Value};
+use file::{Constant, MappingFile, ObjectMapping, Rule, Transform};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 /// The external id field on every target object.
 pub const EXTERNAL_ID_FIELD: &str = "NetSuite_Id__c";
-/// Checkbox set from NetSuite's `isinactive`.
-pub const INACTIVE_FIELD: &str = "NetSuite_Inactive__c";
 /// Checkbox set when the record is deleted in NetSuite (delete_action = flag).
 pub const DELETED_FIELD: &str = "NetSuite_Deleted__c";
+/// The shipped mapping.
+pub const DEFAULT_MAPPING: &str = include_str!("default.toml");
 
 /// What the mapping of one kind writes, checked against Salesforce's
 /// describe before the first write of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSpec {
-    pub sobject: &'static str,
+    pub sobject: String,
     /// Fields the mapping sets (the external id field included).
-    pub fields: &'static [&'static str],
+    pub fields: Vec<String>,
     /// Parent links: (relationship name, parent object).
-    pub relationships: &'static [(&'static str, &'static str)],
+    pub relationships: Vec<(String, String)>,
 }
 
-pub fn target_spec(kind: RecordKind) -> TargetSpec {
-    match kind {
-        RecordKind::Customer => TargetSpec {
-            sobject: "Account",
-            fields: &[
-                "Name",
-                "Phone",
-                "Email__c",
-                "Payment_Terms__c",
-                "BillingStreet",
-                "BillingCity",
-                "BillingState",
-                "BillingPostalCode",
-                "BillingCountry",
-                "ShippingStreet",
-                "ShippingCity",
-                "ShippingState",
-                "ShippingPostalCode",
-                "ShippingCountry",
-                INACTIVE_FIELD,
-                EXTERNAL_ID_FIELD,
-            ],
-            relationships: &[],
-        },
-        RecordKind::Contact => TargetSpec {
-            sobject: "Contact",
-            fields: &["FirstName", "LastName", "Email", "Phone", "Title", INACTIVE_FIELD, EXTERNAL_ID_FIELD],
-            relationships: &[("Account", "Account"), ("Vendor__r", "Vendor__c")],
-        },
-        RecordKind::Vendor => TargetSpec {
-            sobject: "Vendor__c",
-            fields: &[
-                "Name",
-                "Email__c",
-                "Phone__c",
-                "Payment_Terms__c",
-                "Street__c",
-                "City__c",
-                "State__c",
-                "Postal_Code__c",
-                "Country__c",
-                INACTIVE_FIELD,
-                EXTERNAL_ID_FIELD,
-            ],
-            relationships: &[],
-        },
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    file: MappingFile,
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        Mapping { file: MappingFile::parse(DEFAULT_MAPPING).expect("the shipped mapping is valid") }
     }
 }
 
-/// The Salesforce object a NetSuite record kind lands in.
-pub fn target_sobject(kind: RecordKind) -> &'static str {
-    target_spec(kind).sobject
+fn fail(record: &NetSuiteRecord, target: &str, rule: &str, what: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::Config(format!("{} {}: {target} ({rule}): {what}", record.kind, record.id))
 }
 
-/// The partial record that marks a NetSuite deletion: only the flag changes.
-pub fn deletion_flag(kind: RecordKind, id: &str) -> SObjectRecord {
-    let mut fields = Map::new();
-    fields.insert(DELETED_FIELD.into(), Value::Bool(true));
-    fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(id.into()));
-    SObjectRecord {
-        sobject: target_sobject(kind).into(),
-        external_id_field: EXTERNAL_ID_FIELD.into(),
-        external_id: id.into(),
-        fields,
-    }
-}
-
-pub fn map(record: &NetSuiteRecord) -> Result<MappedRecord> {
-    match record.kind {
-        RecordKind::Customer => customer::map(record),
-        RecordKind::Contact => contact::map(record),
-        RecordKind::Vendor => vendor::map(record),
-    }
-}
-
-/// Collects target fields and the transformations that produced them.
-struct Target<'r> {
-    source: &'r NetSuiteRecord,
-    fields: Map<String, Value>,
-    transformations: Vec<Transformation>,
-}
-
-impl<'r> Target<'r> {
-    fn new(source: &'r NetSuiteRecord) -> Self {
-        Target { source, fields: Map::new(), transformations: Vec::new() }
+impl Mapping {
+    /// The mapping in `text`, or the shipped one.
+    pub fn load(text: Option<&str>) -> Result<Mapping> {
+        match text {
+            Some(t) => Ok(Mapping { file: MappingFile::parse(t)? }),
+            None => Ok(Mapping::default()),
+        }
     }
 
-    fn set(&mut self, field: &str, value: Option<String>, rule: &str, detail: impl Into<String>) {
-        self.fields.insert(field.to_string(), value.map_or(Value::Null, Value::String));
-        self.transformations.push(Transformation { field: field.into(), rule: rule.into(), detail: detail.into() });
+    pub fn object(&self, kind: RecordKind) -> Result<&ObjectMapping> {
+        self.file.object(kind).ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "the mapping has no [{kind}] section: add one, or leave {kind} out of the run"
+            ))
+        })
     }
 
-    /// Copies a column, trimmed.
-    fn copy(&mut self, field: &str, column: &str) {
-        let value = self.source.field(column).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        self.set(field, value, "copy", column);
+    pub fn maps(&self, kind: RecordKind) -> bool {
+        self.file.object(kind).is_some()
     }
 
-    /// Joins address lines with a newline, skipping empty ones.
-    fn join_lines(&mut self, field: &str, columns: &[&str]) {
-        let lines: Vec<&str> =
-            columns.iter().filter_map(|c| self.source.field(c)).map(str::trim).filter(|l| !l.is_empty()).collect();
-        let value = (!lines.is_empty()).then(|| lines.join("\n"));
-        self.set(field, value, "join-lines", columns.join(" + "));
+    pub fn target_spec(&self, kind: RecordKind) -> Result<TargetSpec> {
+        let object = self.object(kind)?;
+        let mut fields: Vec<String> = object.field.iter().map(|f| f.target.clone()).collect();
+        fields.push(EXTERNAL_ID_FIELD.into());
+        Ok(TargetSpec {
+            sobject: object.sobject.clone(),
+            fields,
+            relationships: object.parent.iter().map(|p| (p.relationship.clone(), p.sobject.clone())).collect(),
+        })
     }
 
-    /// A billing or shipping address from the `<prefix>addr1`... columns.
-    fn address(&mut self, target_prefix: &str, column_prefix: &str) {
-        let c = |name: &str| format!("{column_prefix}{name}");
-        self.join_lines(&format!("{target_prefix}Street"), &[&c("addr1"), &c("addr2")]);
-        self.copy(&format!("{target_prefix}City"), &c("city"));
-        self.copy(&format!("{target_prefix}State"), &c("state"));
-        self.copy(&format!("{target_prefix}PostalCode"), &c("zip"));
-        self.copy(&format!("{target_prefix}Country"), &c("country"));
+    /// Every NetSuite column the mapping of `kind` reads.
+    pub fn columns(&self, kind: RecordKind) -> Vec<String> {
+        let Some(object) = self.file.object(kind) else { return vec![] };
+        let mut cols: Vec<String> = object
+            .field
+            .iter()
+            .flat_map(|f| f.rules.iter().flat_map(Rule::columns))
+            .chain(object.parent.iter().map(|p| p.column.as_str()))
+            .map(str::to_string)
+            .collect();
+        cols.sort();
+        cols.dedup();
+        cols
     }
 
-    fn finish(mut self, sobject: &str) -> MappedRecord {
-        let inactive = self.source.field("isinactive") == Some("T");
-        self.fields.insert(INACTIVE_FIELD.into(), Value::Bool(inactive));
-        self.transformations.push(Transformation {
-            field: INACTIVE_FIELD.into(),
-            rule: "flag".into(),
-            detail: "isinactive = 'T'".into(),
-        });
-        let mut fields = self.fields;
-        fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(self.source.id.clone()));
-        let mut transformations = self.transformations;
+    /// Changes whenever the mapping of `kind` changes.
+    pub fn fingerprint(&self, kind: RecordKind) -> String {
+        let text = serde_json::to_string(&self.file.object(kind)).expect("a mapping serializes");
+        hex::encode(&Sha256::digest(text.as_bytes())[..16])
+    }
+
+    pub fn map(&self, record: &NetSuiteRecord) -> Result<MappedRecord> {
+        let object = self.object(record.kind)?;
+        let mut fields = Map::new();
+        let mut transformations = Vec::with_capacity(object.field.len() + 2);
+        for field in &object.field {
+            let target = format!("{}.{}", object.sobject, field.target);
+            let mut produced: Option<(Value, String, String)> = None;
+            for (n, rule) in field.rules.iter().enumerate() {
+                if let Some(when) = &rule.when
+                    && record.field(&when.column) != Some(when.equals.as_str())
+                {
+                    continue;
+                }
+                let (kind, detail) = rule.describe();
+                let label = format!("rule {} {kind}", n + 1);
+                if let Some(value) = evaluate(rule, record).map_err(|e| fail(record, &target, &label, e))? {
+                    produced = Some((value, kind, detail));
+                    break;
+                }
+            }
+            let (value, mut rule_name, detail) = match produced {
+                Some(p) => p,
+                None if field.required => {
+                    let tried: Vec<String> = field.rules.iter().map(|r| r.describe().1).collect();
+                    return Err(fail(
+                        record,
+                        &target,
+                        "required",
+                        format!(
+                            "Salesforce requires a value but every rule came up empty ({}); fill one in NetSuite. \
+                             The record is read again when it changes",
+                            tried.join("; ")
+                        ),
+                    ));
+                }
+                None => (Value::Null, "empty".into(), String::new()),
+            };
+            let value = match value {
+                Value::String(s) => {
+                    let mut s = transforms::apply(Transform::Trim, &s).expect("trim cannot fail");
+                    for t in &field.transforms {
+                        s = transforms::apply(*t, &s)
+                            .map_err(|e| fail(record, &target, &format!("transform {t:?}"), e))?;
+                        rule_name.push_str(&format!("+{}", format!("{t:?}").to_lowercase()));
+                    }
+                    if s.is_empty() { Value::Null } else { Value::String(s) }
+                }
+                other => other,
+            };
+            fields.insert(field.target.clone(), value);
+            transformations.push(Transformation {
+                field: field.target.clone(),
+                rule: rule_name,
+                detail,
+                ..Default::default()
+            });
+        }
+        for parent in &object.parent {
+            if let Some(id) = record.field(&parent.column) {
+                // The relationship by external id: Salesforce resolves the parent.
+                fields.insert(parent.relationship.clone(), json!({ EXTERNAL_ID_FIELD: id.trim() }));
+                transformations.push(Transformation {
+                    field: parent.relationship.clone(),
+                    rule: "parent-link".into(),
+                    detail: format!("{} → {}.{EXTERNAL_ID_FIELD}", parent.column, parent.sobject),
+                    ..Default::default()
+                });
+            }
+        }
+        fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(record.id.clone()));
         transformations.push(Transformation {
             field: EXTERNAL_ID_FIELD.into(),
             rule: "external-id".into(),
             detail: "id".into(),
+            ..Default::default()
         });
-        MappedRecord {
-            source_kind: self.source.kind,
-            source_id: self.source.id.clone(),
+        Ok(MappedRecord {
+            source_kind: record.kind,
+            source_id: record.id.clone(),
             target: SObjectRecord {
-                sobject: sobject.into(),
+                sobject: object.sobject.clone(),
                 external_id_field: EXTERNAL_ID_FIELD.into(),
-                external_id: self.source.id.clone(),
+                external_id: record.id.clone(),
                 fields,
             },
             transformations,
-        }
+        })
+    }
+
+    /// The partial record that marks a NetSuite deletion: only the flag changes.
+    pub fn deletion_flag(&self, kind: RecordKind, id: &str) -> Result<SObjectRecord> {
+        let mut fields = Map::new();
+        fields.insert(DELETED_FIELD.into(), Value::Bool(true));
+        fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(id.into()));
+        Ok(SObjectRecord {
+            sobject: self.object(kind)?.sobject.clone(),
+            external_id_field: EXTERNAL_ID_FIELD.into(),
+            external_id: id.into(),
+            fields,
+        })
     }
 }
 
-fn required_missing(record: &NetSuiteRecord, target: &str, tried: &str) -> ConnectorError {
-    ConnectorError::NetSuite(format!(
-        "{} {} cannot be mapped: {target} is required in Salesforce but {tried} are all empty in NetSuite. \
-         Fill one of them in NetSuite; the record is retried on its next change",
-        record.kind, record.id
-    ))
+/// A rule's value, or None when it has nothing to give (the next rule is
+/// tried). An error is a value the rule cannot use.
+fn evaluate(rule: &Rule, record: &NetSuiteRecord) -> std::result::Result<Option<Value>, String> {
+    let text = |s: &str| Some(Value::String(s.to_string()));
+    if let Some(col) = &rule.copy {
+        return Ok(record.field(col).and_then(text));
+    }
+    if let Some(cols) = &rule.join {
+        let sep = rule.separator.as_deref().unwrap_or(" ");
+        let parts: Vec<&str> =
+            cols.iter().filter_map(|c| record.field(c)).map(str::trim).filter(|p| !p.is_empty()).collect();
+        return Ok((!parts.is_empty()).then(|| Value::String(parts.join(sep))));
+    }
+    if let Some(cols) = &rule.first {
+        return Ok(cols.iter().find_map(|c| record.field(c).filter(|v| !v.trim().is_empty())).and_then(text));
+    }
+    if let Some(c) = &rule.constant {
+        return Ok(Some(match c {
+            Constant::Text(t) => Value::String(t.clone()),
+            Constant::Bool(b) => Value::Bool(*b),
+        }));
+    }
+    if let Some(col) = &rule.value_map {
+        let Some(v) = record.field(col) else { return Ok(None) };
+        let map = rule.map.as_ref().expect("checked when the mapping was loaded");
+        return match (map.get(v.trim()), &rule.default) {
+            (Some(mapped), _) => Ok(text(mapped)),
+            (None, Some(d)) => Ok(text(d)),
+            (None, None) => Err(format!("`{v}` of {col} has no entry in the value map: add it, or give a default")),
+        };
+    }
+    if let Some(col) = &rule.flag {
+        return Ok(Some(Value::Bool(record.field(col) == Some(rule.equals.as_deref().unwrap_or("T")))));
+    }
+    if let Some(col) = &rule.split {
+        let sep = rule.separator.as_deref().unwrap_or("\n");
+        let part = record.field(col).and_then(|v| v.split(sep).nth(rule.index.unwrap_or(0))).map(str::trim);
+        return Ok(part.filter(|p| !p.is_empty()).and_then(text));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -192,29 +253,4 @@ pub(crate) fn record(kind: RecordKind, id: &str, fields: &[(&str, &str)]) -> Net
 }
 
 #[cfg(test)]
-mod spec_tests {
-    use super::*;
-
-    #[test]
-    fn each_spec_lists_exactly_what_the_mapping_writes() {
-        let full = [
-            ("companyname", "Acme"),
-            ("entityid", "E"),
-            ("lastname", "L"),
-            ("companycustomer", "1"),
-            ("companyvendor", "2"),
-        ];
-        for kind in RecordKind::ALL {
-            let spec = target_spec(kind);
-            let m = map(&record(kind, "1", &full)).unwrap();
-            assert_eq!(m.target.sobject, spec.sobject);
-            let mut written: Vec<&str> = m.target.fields.keys().map(String::as_str).collect();
-            let relationships: Vec<&str> = spec.relationships.iter().map(|(r, _)| *r).collect();
-            written.retain(|f| !relationships.contains(f));
-            let mut expected = spec.fields.to_vec();
-            written.sort_unstable();
-            expected.sort_unstable();
-            assert_eq!(written, expected, "{kind}");
-        }
-    }
-}
+mod tests;

@@ -111,14 +111,19 @@ impl<'h> NetSuiteSource<'h> {
     }
 
     /// Starts reading one page of `kind` records changed after `after`.
-    pub fn begin_changed(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<PendingPage<'_, 'h>> {
-        let query = suiteql::changed_query(kind, after)?;
+    pub fn begin_changed(
+        &self,
+        kind: RecordKind,
+        after: Option<&Cursor>,
+        columns: &[String],
+    ) -> Result<PendingPage<'_, 'h>> {
+        let query = suiteql::changed_query(kind, after, columns)?;
         Ok(PendingPage { kind, query: self.begin_query(query, format!("SuiteQL read of changed {kind} records"))? })
     }
 
     /// One page of `kind` records changed after `after`, oldest first.
-    pub fn fetch_changed(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<Page> {
-        self.begin_changed(kind, after)?.finish()
+    pub fn fetch_changed(&self, kind: RecordKind, after: Option<&Cursor>, columns: &[String]) -> Result<Page> {
+        self.begin_changed(kind, after, columns)?.finish()
     }
 
     /// One page of `kind` deletions after `after`.
@@ -131,8 +136,8 @@ impl<'h> NetSuiteSource<'h> {
     }
 
     /// One record by internal id.
-    pub fn fetch_one(&self, kind: RecordKind, id: &str) -> Result<Option<NetSuiteRecord>> {
-        let query = suiteql::one_query(kind, id)?;
+    pub fn fetch_one(&self, kind: RecordKind, id: &str, columns: &[String]) -> Result<Option<NetSuiteRecord>> {
+        let query = suiteql::one_query(kind, id, columns)?;
         let page = self.run_query(query, format!("SuiteQL read of {kind} {id}"))?;
         page.rows.into_iter().next().map(|row| suiteql::to_record(kind, row)).transpose()
     }

@@ -131,12 +131,43 @@ fn keyset(time: &str, id: &str, after: Option<&Cursor>) -> Result<(String, Strin
     Ok((filter, order))
 }
 
-/// Rows of `kind` changed strictly after `after`, oldest first.
-pub fn changed_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String> {
+/// The output names of the columns the connector always selects.
+pub fn base_columns(kind: RecordKind) -> Vec<&'static str> {
+    table(kind)
+        .select
+        .split(',')
+        .map(|item| {
+            let item = item.trim();
+            match item.rsplit_once(" AS ") {
+                Some((_, alias)) => alias.trim(),
+                None => item.rsplit_once('.').map_or(item, |(_, c)| c),
+            }
+        })
+        .collect()
+}
+
+/// The select list: the base columns plus `extra` columns of the record's
+/// own table (custom fields a mapping reads, e.g. custentity_segment).
+fn select_list(kind: RecordKind, extra: &[String]) -> Result<String> {
+    let t = table(kind);
+    let base = base_columns(kind);
+    let mut select = t.select.to_string();
+    for col in extra.iter().filter(|c| !base.contains(&c.as_str())) {
+        if !crate::mapping::file::valid_column(col) {
+            return Err(ConnectorError::Config(format!("`{}` is not a SuiteQL column name", col.escape_debug())));
+        }
+        select.push_str(&format!(", {}.{col}", t.alias));
+    }
+    Ok(select)
+}
+
+/// Rows of `kind` changed strictly after `after`, oldest first, with the
+/// `extra` columns a mapping reads.
+pub fn changed_query(kind: RecordKind, after: Option<&Cursor>, extra: &[String]) -> Result<String> {
     let t = table(kind);
     let a = t.alias;
     let (filter, order) = keyset(&format!("{a}.lastmodifieddate"), &format!("{a}.id"), after)?;
-    Ok(format!("SELECT {} FROM {} WHERE {filter} ORDER BY {order}", t.select, t.from))
+    Ok(format!("SELECT {} FROM {} WHERE {filter} ORDER BY {order}", select_list(kind, extra)?, t.from))
 }
 
 /// NetSuite's record type name in `deletedrecord.type`.
@@ -162,9 +193,9 @@ pub fn rewind(cursor: &Cursor, secs: u32) -> Result<Cursor> {
 }
 
 /// One row of `kind` by internal id.
-pub fn one_query(kind: RecordKind, id: &str) -> Result<String> {
+pub fn one_query(kind: RecordKind, id: &str, extra: &[String]) -> Result<String> {
     let t = table(kind);
-    Ok(format!("SELECT {} FROM {} WHERE {}.id = {}", t.select, t.from, t.alias, internal_id(id)?))
+    Ok(format!("SELECT {} FROM {} WHERE {}.id = {}", select_list(kind, extra)?, t.from, t.alias, internal_id(id)?))
 }
 
 pub fn suiteql_url(base_url: &str, limit: u32, offset: u32) -> String {
@@ -280,16 +311,19 @@ mod tests {
     #[test]
     fn hostile_cursor_values_never_reach_the_query() {
         let evil = Cursor { last_modified: "2024-01-01 00:00:00' OR '1'='1".into(), id: "1".into() };
-        assert!(changed_query(RecordKind::Customer, Some(&evil)).is_err());
+        assert!(changed_query(RecordKind::Customer, Some(&evil), &[]).is_err());
         let evil = Cursor { last_modified: "2024-01-01 00:00:00".into(), id: "1) OR (1=1".into() };
-        assert!(changed_query(RecordKind::Customer, Some(&evil)).is_err());
-        assert!(one_query(RecordKind::Contact, "1; DELETE").is_err());
+        assert!(changed_query(RecordKind::Customer, Some(&evil), &[]).is_err());
+        assert!(one_query(RecordKind::Contact, "1; DELETE", &[]).is_err());
+        assert!(changed_query(RecordKind::Contact, None, &["x FROM y --".to_string()]).is_err());
     }
 
     #[test]
     fn keyset_query_continues_after_the_cursor() {
         let cursor = Cursor { last_modified: "2026-03-31 23:59:59".into(), id: "17".into() };
-        let q = changed_query(RecordKind::Contact, Some(&cursor)).unwrap();
+        let q = changed_query(RecordKind::Contact, Some(&cursor), &["custentity_role".into(), "email".into()]).unwrap();
+        assert!(q.contains(", ct.custentity_role FROM"), "{q}");
+        assert_eq!(q.matches("ct.email").count(), 1, "{q}");
         assert!(
             q.contains(
                 "WHERE (ct.lastmodifieddate >= TO_TIMESTAMP('2026-04-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS') \
@@ -298,7 +332,9 @@ mod tests {
             "{q}"
         );
         assert!(q.ends_with("ORDER BY TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), ct.id"), "{q}");
-        let first = changed_query(RecordKind::Customer, None).unwrap();
+        let first = changed_query(RecordKind::Customer, None, &[]).unwrap();
+        assert!(base_columns(RecordKind::Customer).contains(&"billcity"));
+        assert!(base_columns(RecordKind::Customer).contains(&"termsname"));
         assert!(first.contains("c.id > 0"), "{first}");
     }
 

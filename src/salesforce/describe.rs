@@ -54,7 +54,8 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
         )),
         Some(_) => {}
     }
-    for name in spec.fields.iter().chain(extra).filter(|f| **f != external_id_field) {
+    for name in spec.fields.iter().map(String::as_str).chain(extra.iter().copied()).filter(|f| *f != external_id_field)
+    {
         match describe.field(name) {
             None => problems.push(format!(
                 "{object}.{name} does not exist or is not visible to the integration user: create it or grant \
@@ -67,7 +68,7 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
             Some(_) => {}
         }
     }
-    for (relationship, parent) in spec.relationships {
+    for (relationship, parent) in &spec.relationships {
         let found = describe.fields.iter().find(|f| {
             f.relationship_name.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(relationship))
                 && f.reference_to.iter().any(|t| t.eq_ignore_ascii_case(parent))
@@ -89,7 +90,7 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::target_spec;
+    use crate::mapping::Mapping;
     use crate::model::RecordKind;
     use serde_json::json;
 
@@ -103,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_complete_object_passes_and_each_gap_is_named() {
-        let spec = target_spec(RecordKind::Contact);
+        let spec = Mapping::default().target_spec(RecordKind::Contact).unwrap();
         let mut fields: Vec<serde_json::Value> = spec.fields.iter().map(|f| field(f)).collect();
         fields.retain(|f| f["name"] != "NetSuite_Id__c");
         fields.push(json!({"name": "NetSuite_Id__c", "createable": true, "updateable": true, "externalId": true, "unique": true}));

@@ -1,7 +1,9 @@
 //! One sync run over the requested record kinds: changes first, then
 //! deletions, parents before children.
 
-use super::state::{DELETED, FailedWrite, RecordState, State, StoredCursor, content_hash, is_after, source_hash};
+use super::state::{
+    DELETED, FailedWrite, RecordState, State, StoredCursor, annotate_changes, content_hash, is_after, source_hash,
+};
 use crate::mapping;
 use crate::model::{
     ApiCalls, AuditEntry, Cursor, KindCounts, MappedRecord, OutcomeKind, RecordKind, Result, SObjectRecord, SyncMode,
@@ -38,8 +40,12 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
     // whenever it nears its 60 minutes.
     run.source.authenticate()?;
 
-    let mut kinds: Vec<RecordKind> =
-        if request.kinds.is_empty() { RecordKind::ALL.to_vec() } else { request.kinds.clone() };
+    // All kinds the mapping maps, unless the request names some.
+    let mut kinds: Vec<RecordKind> = if request.kinds.is_empty() {
+        RecordKind::ALL.into_iter().filter(|k| settings.mapping.maps(*k)).collect()
+    } else {
+        request.kinds.clone()
+    };
     kinds.sort_by_key(|k| RecordKind::ALL.iter().position(|a| a == k));
     kinds.dedup();
 
@@ -90,7 +96,7 @@ impl Run<'_, '_> {
             DeleteAction::Flag => &[mapping::DELETED_FIELD],
             DeleteAction::Delete => &[],
         };
-        self.sink.validate(&mapping::target_spec(kind), extra)?;
+        self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
         self.validated.borrow_mut().push(kind);
         Ok(())
     }
@@ -98,13 +104,19 @@ impl Run<'_, '_> {
     /// Where a stream (changes or deletions of `kind`) starts this run. An
     /// unsettled cursor is rewound by the overlap window to catch rows
     /// committed late with an earlier lastmodifieddate; record states drop
-    /// what was already handled.
-    fn stream_start(&self, kind: RecordKind, deleted: bool) -> Result<(Option<StoredCursor>, Option<Cursor>)> {
+    /// what was already handled. A full read starts at the beginning.
+    fn stream_start(
+        &self,
+        kind: RecordKind,
+        deleted: bool,
+        full: bool,
+    ) -> Result<(Option<StoredCursor>, Option<Cursor>)> {
         let stored = self.state.cursor(kind, deleted)?;
-        let start = match (self.request.mode, &stored) {
-            (SyncMode::Full, _) | (_, None) => None,
-            (SyncMode::Incremental, Some(s)) if s.settled => Some(s.cursor.clone()),
-            (SyncMode::Incremental, Some(s)) => Some(suiteql::rewind(&s.cursor, self.settings.netsuite.overlap_secs)?),
+        let start = match &stored {
+            _ if full => None,
+            None => None,
+            Some(s) if s.settled => Some(s.cursor.clone()),
+            Some(s) => Some(suiteql::rewind(&s.cursor, self.settings.netsuite.overlap_secs)?),
         };
         Ok((stored, start))
     }
@@ -134,8 +146,15 @@ impl Run<'_, '_> {
 
     fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
         let started_at = self.host.clock.now_unix();
-        let (mut stored, start) = self.stream_start(kind, false)?;
-        let mut pending = Some(self.source.begin_changed(kind, start.as_ref())?);
+        let mapping = &self.settings.mapping;
+        // A changed mapping re-reads every record once: exactly those whose
+        // mapped output changed are written.
+        let fingerprint = mapping.fingerprint(kind);
+        let remapping = self.state.mapping_fingerprint(kind)?.is_some_and(|f| f != fingerprint);
+        let full = self.request.mode == SyncMode::Full || remapping;
+        let columns = mapping.columns(kind);
+        let (mut stored, start) = self.stream_start(kind, false, full)?;
+        let mut pending = Some(self.source.begin_changed(kind, start.as_ref(), &columns)?);
         // Records to write and the cursor that becomes safe once they are written.
         let mut batch = Batch::default();
         // Records wait until the read ends (then Composite writes them) or
@@ -152,11 +171,11 @@ impl Run<'_, '_> {
             for (record, old) in page.records.iter().zip(states) {
                 let src = source_hash(record);
                 // The same row read again in the overlap window: already handled.
-                if self.request.mode == SyncMode::Incremental && old.as_ref().is_some_and(|s| s.src == src) {
+                if !full && old.as_ref().is_some_and(|s| s.src == src) {
                     continue;
                 }
                 counts.read += 1;
-                let mapped = match mapping::map(record) {
+                let mut mapped = match mapping.map(record) {
                     Ok(m) => m,
                     Err(e) => {
                         counts.count(OutcomeKind::Failed);
@@ -187,7 +206,12 @@ impl Run<'_, '_> {
                         audit.push(audit_entry(self.request, &mapped, "skip-unchanged", &unchanged));
                         unchanged_states.push((record.id.as_str(), RecordState { src, ..old }));
                     }
-                    old => batch.records.push((mapped, RecordState { src, dst, sf: old.and_then(|s| s.sf) })),
+                    old => {
+                        let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
+                        annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+                        let fields = Some(mapped.target.fields.clone());
+                        batch.records.push((mapped, RecordState { src, dst, sf, fields }));
+                    }
                 }
             }
             self.state.save_records(kind, &unchanged_states)?;
@@ -200,7 +224,7 @@ impl Run<'_, '_> {
             // Read the next page before writing: the request travels while
             // Salesforce works; the cursor still moves only after the write.
             if more {
-                pending = Some(self.source.begin_changed(kind, page.next.as_ref())?);
+                pending = Some(self.source.begin_changed(kind, page.next.as_ref(), &columns)?);
             }
             let waiting = batch.records.len();
             bulk |= waiting > self.settings.salesforce.bulk_threshold as usize;
@@ -208,6 +232,7 @@ impl Run<'_, '_> {
                 self.flush(kind, std::mem::take(&mut batch), bulk, &mut stored, counts)?;
             }
         }
+        self.state.save_mapping_fingerprint(kind, &fingerprint)?;
         self.settle(kind, false, stored, started_at)
     }
 
@@ -284,7 +309,7 @@ impl Run<'_, '_> {
 
     fn sync_deletions(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
         let started_at = self.host.clock.now_unix();
-        let (mut stored, mut cursor) = self.stream_start(kind, true)?;
+        let (mut stored, mut cursor) = self.stream_start(kind, true, self.request.mode == SyncMode::Full)?;
         loop {
             let page = self.source.fetch_deleted(kind, cursor.as_ref())?;
             let ids: Vec<&str> = page.ids.iter().map(String::as_str).collect();
@@ -314,11 +339,12 @@ impl Run<'_, '_> {
         pending: &[(&str, RecordState)],
         counts: &mut KindCounts,
     ) -> Result<()> {
-        let sobject = mapping::target_sobject(kind);
+        let mapping = &self.settings.mapping;
+        let sobject = mapping.object(kind)?.sobject.clone();
         let (action, outcomes) = match self.settings.delete_action {
             DeleteAction::Flag => {
                 let flags: Vec<SObjectRecord> =
-                    pending.iter().map(|(id, _)| mapping::deletion_flag(kind, id)).collect();
+                    pending.iter().map(|(id, _)| mapping.deletion_flag(kind, id)).collect::<Result<_>>()?;
                 ("flag-deleted", self.sink.upsert(&flags)?)
             }
             DeleteAction::Delete => {
@@ -344,7 +370,10 @@ impl Run<'_, '_> {
                 error: (!ok).then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
             });
             if ok {
-                done.push((*id, RecordState { src: DELETED.into(), dst: DELETED.into(), sf: st.sf.clone() }));
+                done.push((
+                    *id,
+                    RecordState { src: DELETED.into(), dst: DELETED.into(), sf: st.sf.clone(), fields: None },
+                ));
             }
         }
         self.state.save_records(kind, &done)?;

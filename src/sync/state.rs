@@ -51,6 +51,28 @@ pub struct RecordState {
     pub dst: String,
     /// The Salesforce record id.
     pub sf: Option<String>,
+    /// What Salesforce was last given: the audit shows old → new per field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Marks, on each transformation whose field changes, the old and new value.
+pub fn annotate_changes(
+    transformations: &mut [crate::model::Transformation],
+    before: Option<&serde_json::Map<String, serde_json::Value>>,
+    after: &serde_json::Map<String, serde_json::Value>,
+) {
+    for t in transformations {
+        let (old, new) = (before.and_then(|b| b.get(&t.field)), after.get(&t.field));
+        if old != new {
+            t.old = old.cloned();
+            t.new = new.cloned();
+        }
+    }
+}
+
+pub fn mapping_key(kind: RecordKind) -> String {
+    format!("mapping/{kind}")
 }
 
 /// The `src`/`dst` value of a record whose deletion was handled.
@@ -151,6 +173,18 @@ impl<'a> State<'a> {
             .map(|(id, st)| (record_key(kind, id), serde_json::to_vec(st).expect("a record state serializes")))
             .collect();
         self.kv.set_many(&rows).map_err(|e| kv_error("saving record states", e))
+    }
+
+    /// The fingerprint of the mapping the stored states were written with.
+    pub fn mapping_fingerprint(&self, kind: RecordKind) -> Result<Option<String>> {
+        let value = self.kv.get(&mapping_key(kind)).map_err(|e| kv_error("reading the mapping fingerprint", e))?;
+        Ok(value.and_then(|b| String::from_utf8(b).ok()))
+    }
+
+    pub fn save_mapping_fingerprint(&self, kind: RecordKind, fingerprint: &str) -> Result<()> {
+        self.kv
+            .set(&mapping_key(kind), fingerprint.as_bytes())
+            .map_err(|e| kv_error("saving the mapping fingerprint", e))
     }
 
     pub fn save_failed(&self, kind: RecordKind, id: &str, failed: &FailedWrite<'_>) -> Result<()> {

@@ -6,7 +6,7 @@ use crate::host::{RecordKind, Runtime, SyncMode, SyncRequest, TenantRun};
 use crate::secrets::{Cipher, SecretFile};
 use crate::sim::SimClock;
 use crate::store::{Database, now_text};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rand::RngCore;
 use rusqlite::params;
 use serde::Serialize;
@@ -93,6 +93,11 @@ impl Tenant {
     /// allowed hosts, the database, limits.
     pub fn sandbox(&self) -> Result<TenantRun> {
         let mut values = self.config.settings_text();
+        if let Some(path) = &self.config.mapping_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the mapping file {} (setting mapping_file)", path.display()))?;
+            values.insert("mapping_toml".into(), text);
+        }
         values.extend(SecretFile::read(&self.config.secrets_path(), &self.cipher)?);
         Ok(TenantRun {
             tenant: self.config.tenant.clone(),
