@@ -173,6 +173,18 @@ impl ports::KeyValue for Bucket {
     fn delete_many(&self, keys: &[String]) -> Result<(), String> {
         batch::delete_many(&self.0, keys).map_err(kv_err)
     }
+    fn list_keys(&self) -> Result<Vec<String>, String> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.0.list_keys(cursor).map_err(kv_err)?;
+            keys.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
 }
 
 struct WasiConfig;
@@ -228,10 +240,12 @@ impl ports::Clock for WasiClock {
 fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, types::ConnectorError> {
     let state = Bucket::open("state").map_err(error_to_wit)?;
     let credentials = Bucket::open("credentials").map_err(error_to_wit)?;
+    let queues = Bucket::open("queues").map_err(error_to_wit)?;
     let host = Host {
         transport: &WasiTransport,
         state: &state,
         credentials: &credentials,
+        queues: &queues,
         config: &WasiConfig,
         audit: &HostAudit,
         clock: &WasiClock,
@@ -419,6 +433,11 @@ impl sync::Guest for Component {
                 sync::SyncMode::Full => model::SyncMode::Full,
             },
             kinds: request.kinds.into_iter().map(kind_from_wit).collect(),
+            replay: request.replay.map(|scope| match scope {
+                sync::ReplayScope::AllFailed => model::ReplayScope::AllFailed,
+                sync::ReplayScope::Run(run) => model::ReplayScope::Run(run),
+                sync::ReplayScope::One(r) => model::ReplayScope::Record(kind_from_wit(r.kind), r.id),
+            }),
         };
         with_host(|host| {
             let report = crate::sync::run(host, &request)?;
@@ -435,6 +454,7 @@ impl sync::Guest for Component {
                         unchanged: c.unchanged,
                         failed: c.failed,
                         deleted: c.deleted,
+                        deferred: c.deferred,
                     })
                     .collect(),
                 api_calls: sync::ApiCalls {

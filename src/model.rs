@@ -68,7 +68,7 @@ pub struct Page {
 }
 
 /// A record ready to upsert into Salesforce by external id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SObjectRecord {
     pub sobject: String,
     pub external_id_field: String,
@@ -186,11 +186,23 @@ pub enum SyncMode {
     Full,
 }
 
+/// Which failed writes a replay sends again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayScope {
+    AllFailed,
+    /// Failed writes recorded by this run.
+    Run(String),
+    /// One record.
+    Record(RecordKind, String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRequest {
     pub run_id: String,
     pub mode: SyncMode,
     pub kinds: Vec<RecordKind>,
+    /// Send failed writes again instead of reading NetSuite.
+    pub replay: Option<ReplayScope>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -201,6 +213,7 @@ pub struct KindCounts {
     pub unchanged: u32,
     pub failed: u32,
     pub deleted: u32,
+    pub deferred: u32,
 }
 
 impl KindCounts {
@@ -211,7 +224,7 @@ impl KindCounts {
             OutcomeKind::Unchanged => self.unchanged += 1,
             OutcomeKind::Failed => self.failed += 1,
             OutcomeKind::Deleted => self.deleted += 1,
-            OutcomeKind::Deferred => {}
+            OutcomeKind::Deferred => self.deferred += 1,
         }
     }
 }

@@ -31,6 +31,8 @@ pub trait KeyValue {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String>;
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), String>;
     fn delete_many(&self, keys: &[String]) -> Result<(), String>;
+    /// Every key in the bucket, in order.
+    fn list_keys(&self) -> Result<Vec<String>, String>;
 }
 
 /// Settings and secrets by name (`netsuite_account_id`, ...).
@@ -58,6 +60,9 @@ pub struct Host<'a> {
     pub state: &'a dyn KeyValue,
     /// Tokens and rotated refresh tokens; the host keeps this bucket encrypted.
     pub credentials: &'a dyn KeyValue,
+    /// Failed writes kept for replay and records deferred until their parent
+    /// is in Salesforce; small, so it can be listed.
+    pub queues: &'a dyn KeyValue,
     pub config: &'a dyn Config,
     pub audit: &'a dyn AuditSink,
     pub clock: &'a dyn Clock,

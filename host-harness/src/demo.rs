@@ -104,8 +104,8 @@ pub fn print_text(out: &DemoOutput) {
         }
         for (kind, c) in &r.objects {
             println!(
-                "  {kind:<9} read {:>5}  created {:>5}  updated {:>5}  unchanged {:>5}  failed {:>5}  deleted {:>5}",
-                c.read, c.created, c.updated, c.unchanged, c.failed, c.deleted
+                "  {kind:<9} read {:>5}  created {:>5}  updated {:>5}  unchanged {:>5}  deferred {:>5}  failed {:>5}  deleted {:>5}",
+                c.read, c.created, c.updated, c.unchanged, c.deferred, c.failed, c.deleted
             );
         }
         println!("  API calls: NetSuite {}, Salesforce {}", r.api_calls.netsuite, r.api_calls.salesforce);

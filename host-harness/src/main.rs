@@ -3,8 +3,8 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use host_harness::config::{HarnessConfig, SECRET_NAMES};
-use host_harness::host::{Runtime, SyncMode};
-use host_harness::scheduler::{Tenant, parse_kind};
+use host_harness::host::{RecordRef, ReplayScope, Runtime, SyncMode};
+use host_harness::scheduler::{RunReport, Tenant, parse_kind};
 use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
 use std::io::Read;
 use std::path::PathBuf;
@@ -53,6 +53,21 @@ enum Command {
         /// Record kinds to sync (customer, contact, vendor); all by default.
         #[arg(long, value_delimiter = ',')]
         kinds: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "CONNECTOR_COMPONENT")]
+        component: Option<PathBuf>,
+    },
+    /// Send failed writes again, exactly as they were recorded (all by default).
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only the failed writes of this run.
+        #[arg(long, conflicts_with = "record")]
+        run: Option<String>,
+        /// Only this record, as kind:id (e.g. customer:42).
+        #[arg(long)]
+        record: Option<String>,
         #[arg(long)]
         json: bool,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
@@ -124,25 +139,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
             let report = tenant.sync(&runtime, mode, &kinds).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
-                for (kind, c) in &report.objects {
-                    println!(
-                        "  {kind}: read {} created {} updated {} unchanged {} failed {} deleted {}",
-                        c.read, c.created, c.updated, c.unchanged, c.failed, c.deleted
-                    );
+            print_report(&report, json)
+        }
+        Command::Replay { config, run, record, json, component } => {
+            let config = HarnessConfig::load(&config)?;
+            let cipher = Cipher::load(config.master_key_file.as_deref())?;
+            let scope = match (run, record) {
+                (Some(run), _) => ReplayScope::Run(run),
+                (None, Some(r)) => {
+                    let (kind, id) = r.split_once(':').context("--record takes kind:id, e.g. customer:42")?;
+                    ReplayScope::One(RecordRef { kind: parse_kind(kind)?, id: id.to_string() })
                 }
-                println!(
-                    "  API calls: NetSuite {}, Salesforce {}",
-                    report.api_calls.netsuite, report.api_calls.salesforce
-                );
-                if let Some(e) = &report.error {
-                    eprintln!("error: {e}");
-                }
-            }
-            Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                (None, None) => ReplayScope::AllFailed,
+            };
+            let tenant = Tenant::open(config, cipher, None)?;
+            let path = component_path(component)?;
+            let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
+            let report = tenant.replay(&runtime, scope).await?;
+            print_report(&report, json)
         }
         Command::Secrets { action } => {
             match action {
@@ -177,6 +191,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
+        for (kind, c) in &report.objects {
+            println!(
+                "  {kind}: read {} created {} updated {} unchanged {} deferred {} failed {} deleted {}",
+                c.read, c.created, c.updated, c.unchanged, c.deferred, c.failed, c.deleted
+            );
+        }
+        println!("  API calls: NetSuite {}, Salesforce {}", report.api_calls.netsuite, report.api_calls.salesforce);
+        if let Some(e) = &report.error {
+            eprintln!("error: {e}");
+        }
+    }
+    Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 #[tokio::main]

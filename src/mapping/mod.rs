@@ -186,6 +186,22 @@ impl Mapping {
         })
     }
 
+    /// The NetSuite kind whose records land in `sobject`, if the mapping has one.
+    pub fn kind_for(&self, sobject: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| self.file.object(*k).is_some_and(|o| o.sobject == sobject))
+    }
+
+    /// The parents a record links to: (parent kind, NetSuite id), for parents
+    /// the connector itself writes.
+    pub fn parents(&self, record: &NetSuiteRecord) -> Vec<(RecordKind, String)> {
+        let Some(object) = self.file.object(record.kind) else { return vec![] };
+        object
+            .parent
+            .iter()
+            .filter_map(|p| Some((self.kind_for(&p.sobject)?, record.field(&p.column)?.trim().to_string())))
+            .collect()
+    }
+
     /// The partial record that marks a NetSuite deletion: only the flag changes.
     pub fn deletion_flag(&self, kind: RecordKind, id: &str) -> Result<SObjectRecord> {
         let mut fields = Map::new();

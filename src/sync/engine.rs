@@ -1,18 +1,18 @@
-//! One sync run over the requested record kinds: changes first, then
-//! deletions, parents before children.
+//! One sync run over the requested record kinds, parents before children:
+//! deferred records whose parents have arrived, then changes, then
+//! deletions. A replay run sends failed writes again instead of reading.
 
-use super::state::{
-    DELETED, FailedWrite, RecordState, State, StoredCursor, annotate_changes, content_hash, is_after, source_hash,
-};
-use crate::mapping;
+use super::queues::{Queue, QueuedWrite, Queues};
+use super::state::{DELETED, RecordState, State, StoredCursor, annotate_changes, content_hash, is_after, source_hash};
 use crate::model::{
-    ApiCalls, AuditEntry, Cursor, KindCounts, MappedRecord, OutcomeKind, RecordKind, Result, SObjectRecord, SyncMode,
-    SyncReport, SyncRequest, UpsertOutcome,
+    ApiCalls, AuditEntry, Cursor, KindCounts, MappedRecord, OutcomeKind, RecordKind, ReplayScope, Result,
+    SObjectRecord, SyncMode, SyncReport, SyncRequest, UpsertOutcome,
 };
 use crate::netsuite::{NetSuiteSource, suiteql};
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
 use crate::settings::{DeleteAction, Settings};
+use std::collections::{BTreeMap, HashSet};
 
 struct Run<'a, 'h> {
     host: &'a Host<'h>,
@@ -23,6 +23,12 @@ struct Run<'a, 'h> {
     request: &'a SyncRequest,
     settings: &'a Settings,
     state: State<'a>,
+    queues: Queues<'a>,
+}
+
+fn parents_first(kinds: &mut Vec<RecordKind>) {
+    kinds.sort_by_key(|k| RecordKind::ALL.iter().position(|a| a == k));
+    kinds.dedup();
 }
 
 pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
@@ -35,32 +41,45 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
         request,
         settings: &settings,
         state: State::new(host.state),
+        queues: Queues::new(host.queues),
     };
-    // A fresh NetSuite token for every run; renewed again inside the run
-    // whenever it nears its 60 minutes.
-    run.source.authenticate()?;
-
     // All kinds the mapping maps, unless the request names some.
     let mut kinds: Vec<RecordKind> = if request.kinds.is_empty() {
         RecordKind::ALL.into_iter().filter(|k| settings.mapping.maps(*k)).collect()
     } else {
         request.kinds.clone()
     };
-    kinds.sort_by_key(|k| RecordKind::ALL.iter().position(|a| a == k));
-    kinds.dedup();
+    parents_first(&mut kinds);
 
-    let mut report = Vec::new();
-    for kind in kinds {
-        let mut counts = KindCounts::default();
-        run.sync_changes(kind, &mut counts)?;
-        run.sync_deletions(kind, &mut counts)?;
-        report.push((kind, counts));
+    let mut counts: BTreeMap<RecordKind, KindCounts> = BTreeMap::new();
+    if let Some(scope) = &request.replay {
+        run.replay(scope, &kinds, &mut counts)?;
+    } else {
+        // A fresh NetSuite token for every run; renewed again inside the run
+        // whenever it nears its 60 minutes.
+        run.source.authenticate()?;
+        for &kind in &kinds {
+            let c = counts.entry(kind).or_default();
+            run.retry_deferred(kind, c)?;
+            run.sync_changes(kind, c)?;
+            run.sync_deletions(kind, c)?;
+        }
     }
     Ok(SyncReport {
         run_id: request.run_id.clone(),
-        kinds: report,
+        kinds: kinds.iter().map(|k| (*k, counts.remove(k).unwrap_or_default())).collect(),
         api_calls: ApiCalls { netsuite: run.source.calls(), salesforce: run.sink.calls() },
     })
+}
+
+/// A parent a record links to: its kind and NetSuite id.
+type ParentRef = (RecordKind, String);
+
+/// A record to write once its parents are in Salesforce.
+struct PendingWrite {
+    mapped: MappedRecord,
+    state: RecordState,
+    parents: Vec<ParentRef>,
 }
 
 /// Records waiting to be written, and the cursor after their pages.
@@ -70,9 +89,11 @@ struct Batch {
     cursor: Option<Cursor>,
 }
 
+fn errors_text(outcome: &UpsertOutcome) -> Option<String> {
+    (!outcome.errors.is_empty()).then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+}
+
 fn audit_entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &UpsertOutcome) -> AuditEntry {
-    let error = (!outcome.errors.is_empty())
-        .then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
     AuditEntry {
         run_id: request.run_id.clone(),
         kind: m.source_kind,
@@ -81,7 +102,7 @@ fn audit_entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &
         salesforce_id: outcome.salesforce_id.clone(),
         outcome: outcome.outcome.as_str().into(),
         transformations_json: serde_json::to_string(&m.transformations).expect("transformations serialize"),
-        error,
+        error: errors_text(outcome),
     }
 }
 
@@ -93,7 +114,7 @@ impl Run<'_, '_> {
             return Ok(());
         }
         let extra: &[&str] = match self.settings.delete_action {
-            DeleteAction::Flag => &[mapping::DELETED_FIELD],
+            DeleteAction::Flag => &[crate::mapping::DELETED_FIELD],
             DeleteAction::Delete => &[],
         };
         self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
@@ -141,169 +162,6 @@ impl Run<'_, '_> {
             s.settled = true;
             self.state.save_cursor(kind, deleted, &s)?;
         }
-        Ok(())
-    }
-
-    fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
-        let started_at = self.host.clock.now_unix();
-        let mapping = &self.settings.mapping;
-        // A changed mapping re-reads every record once: exactly those whose
-        // mapped output changed are written.
-        let fingerprint = mapping.fingerprint(kind);
-        let remapping = self.state.mapping_fingerprint(kind)?.is_some_and(|f| f != fingerprint);
-        let full = self.request.mode == SyncMode::Full || remapping;
-        let columns = mapping.columns(kind);
-        let (mut stored, start) = self.stream_start(kind, false, full)?;
-        let mut pending = Some(self.source.begin_changed(kind, start.as_ref(), &columns)?);
-        // Records to write and the cursor that becomes safe once they are written.
-        let mut batch = Batch::default();
-        // Records wait until the read ends (then Composite writes them) or
-        // until more than the threshold wait: from then on the run writes
-        // through Bulk API 2.0, a job at a time.
-        let mut bulk = false;
-        while let Some(next_page) = pending.take() {
-            let page = next_page.finish()?;
-            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
-            let states = self.state.records(kind, &ids)?;
-            let mut audit = Vec::with_capacity(page.records.len());
-            let mut unchanged_states: Vec<(&str, RecordState)> = Vec::new();
-
-            for (record, old) in page.records.iter().zip(states) {
-                let src = source_hash(record);
-                // The same row read again in the overlap window: already handled.
-                if !full && old.as_ref().is_some_and(|s| s.src == src) {
-                    continue;
-                }
-                counts.read += 1;
-                let mut mapped = match mapping.map(record) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        counts.count(OutcomeKind::Failed);
-                        audit.push(AuditEntry {
-                            run_id: self.request.run_id.clone(),
-                            kind,
-                            action: "map".into(),
-                            netsuite_id: record.id.clone(),
-                            salesforce_id: old.and_then(|s| s.sf),
-                            outcome: OutcomeKind::Failed.as_str().into(),
-                            transformations_json: "[]".into(),
-                            error: Some(e.to_string()),
-                        });
-                        continue;
-                    }
-                };
-                let dst = content_hash(&mapped.target);
-                match old {
-                    // Salesforce already holds exactly this: no write.
-                    Some(old) if old.dst == dst => {
-                        counts.count(OutcomeKind::Unchanged);
-                        let unchanged = UpsertOutcome {
-                            external_id: mapped.target.external_id.clone(),
-                            salesforce_id: old.sf.clone(),
-                            outcome: OutcomeKind::Unchanged,
-                            errors: vec![],
-                        };
-                        audit.push(audit_entry(self.request, &mapped, "skip-unchanged", &unchanged));
-                        unchanged_states.push((record.id.as_str(), RecordState { src, ..old }));
-                    }
-                    old => {
-                        let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
-                        annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
-                        let fields = Some(mapped.target.fields.clone());
-                        batch.records.push((mapped, RecordState { src, dst, sf, fields }));
-                    }
-                }
-            }
-            self.state.save_records(kind, &unchanged_states)?;
-            self.host.audit.append(&audit);
-            if page.next.is_some() {
-                batch.cursor = page.next.clone();
-            }
-
-            let more = page.has_more && !page.records.is_empty();
-            // Read the next page before writing: the request travels while
-            // Salesforce works; the cursor still moves only after the write.
-            if more {
-                pending = Some(self.source.begin_changed(kind, page.next.as_ref(), &columns)?);
-            }
-            let waiting = batch.records.len();
-            bulk |= waiting > self.settings.salesforce.bulk_threshold as usize;
-            if !more || (bulk && waiting >= self.settings.salesforce.bulk_job_records as usize) {
-                self.flush(kind, std::mem::take(&mut batch), bulk, &mut stored, counts)?;
-            }
-        }
-        self.state.save_mapping_fingerprint(kind, &fingerprint)?;
-        self.settle(kind, false, stored, started_at)
-    }
-
-    /// Writes a batch a slice at a time (one Composite request or one Bulk
-    /// job), recording every outcome and state after each slice, then moves
-    /// the cursor past the pages the batch came from. A run stopped part-way
-    /// keeps what it wrote on record; the rest is read again next time.
-    fn flush(
-        &self,
-        kind: RecordKind,
-        batch: Batch,
-        bulk: bool,
-        stored: &mut Option<StoredCursor>,
-        counts: &mut KindCounts,
-    ) -> Result<()> {
-        let slice = if bulk {
-            self.settings.salesforce.bulk_job_records.max(1) as usize
-        } else {
-            crate::salesforce::composite::RECORDS_PER_COMPOSITE
-        };
-        for part in batch.records.chunks(slice) {
-            self.write(kind, part, bulk, counts)?;
-        }
-        if let Some(next) = &batch.cursor {
-            self.advance(kind, false, stored, next)?;
-        }
-        Ok(())
-    }
-
-    fn write(
-        &self,
-        kind: RecordKind,
-        part: &[(MappedRecord, RecordState)],
-        bulk: bool,
-        counts: &mut KindCounts,
-    ) -> Result<()> {
-        let targets: Vec<SObjectRecord> = part.iter().map(|(m, _)| m.target.clone()).collect();
-        self.validate_target(kind)?;
-        let (action, outcomes) = if bulk {
-            ("bulk-write", self.sink.bulk_upsert(&targets)?)
-        } else {
-            ("write", self.sink.upsert(&targets)?)
-        };
-        let mut audit = Vec::with_capacity(outcomes.len());
-        let mut new_states = Vec::with_capacity(outcomes.len());
-        let mut succeeded = Vec::new();
-        for ((mapped, new_state), outcome) in part.iter().zip(&outcomes) {
-            counts.count(outcome.outcome);
-            let entry = audit_entry(self.request, mapped, action, outcome);
-            if outcome.outcome == OutcomeKind::Failed {
-                self.state.save_failed(
-                    kind,
-                    &mapped.source_id,
-                    &FailedWrite {
-                        run_id: &self.request.run_id,
-                        sobject: &mapped.target.sobject,
-                        external_id: &mapped.target.external_id,
-                        fields: &mapped.target.fields,
-                        error: entry.error.as_deref().unwrap_or(""),
-                    },
-                )?;
-            } else {
-                let sf = outcome.salesforce_id.clone().or_else(|| new_state.sf.clone());
-                new_states.push((mapped.source_id.as_str(), RecordState { sf, ..new_state.clone() }));
-                succeeded.push(mapped.source_id.as_str());
-            }
-            audit.push(entry);
-        }
-        self.state.save_records(kind, &new_states)?;
-        self.state.clear_failed(kind, &succeeded)?;
-        self.host.audit.append(&audit);
         Ok(())
     }
 
@@ -379,5 +237,323 @@ impl Run<'_, '_> {
         self.state.save_records(kind, &done)?;
         self.host.audit.append(&audit);
         Ok(())
+    }
+
+    /// Parents of `records` that are not in Salesforce yet, per record.
+    fn missing_parents(&self, records: &[&[ParentRef]]) -> Result<Vec<Vec<ParentRef>>> {
+        let mut wanted: BTreeMap<RecordKind, Vec<String>> = BTreeMap::new();
+        for parents in records {
+            for (kind, id) in parents.iter() {
+                wanted.entry(*kind).or_default().push(id.clone());
+            }
+        }
+        let mut present: HashSet<(RecordKind, String)> = HashSet::new();
+        for (kind, mut ids) in wanted {
+            ids.sort();
+            ids.dedup();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            for (id, st) in ids.iter().zip(self.state.records(kind, &refs)?) {
+                if st.is_some_and(|s| s.sf.is_some() && s.src != DELETED) {
+                    present.insert((kind, id.clone()));
+                }
+            }
+        }
+        Ok(records.iter().map(|parents| parents.iter().filter(|p| !present.contains(p)).cloned().collect()).collect())
+    }
+
+    /// Queues a record whose parent is not in Salesforce yet; it is written
+    /// as soon as a run finds the parent there, never before.
+    fn defer(
+        &self,
+        mapped: &MappedRecord,
+        state: &RecordState,
+        missing: &[(RecordKind, String)],
+        counts: &mut KindCounts,
+    ) -> Result<AuditEntry> {
+        let reason = format!(
+            "waiting for {}: not in Salesforce yet (never synced, or its last write failed)",
+            missing.iter().map(|(k, id)| format!("{k} {id}")).collect::<Vec<_>>().join(", ")
+        );
+        self.queues.put(
+            Queue::Deferred,
+            &QueuedWrite {
+                run_id: self.request.run_id.clone(),
+                kind: mapped.source_kind,
+                netsuite_id: mapped.source_id.clone(),
+                target: mapped.target.clone(),
+                state: state.clone(),
+                transformations: mapped.transformations.clone(),
+                reason: reason.clone(),
+                waits_for: missing.to_vec(),
+            },
+        )?;
+        counts.count(OutcomeKind::Deferred);
+        let outcome = UpsertOutcome {
+            external_id: mapped.target.external_id.clone(),
+            salesforce_id: state.sf.clone(),
+            outcome: OutcomeKind::Deferred,
+            errors: vec![],
+        };
+        let mut entry = audit_entry(self.request, mapped, "defer", &outcome);
+        entry.error = Some(reason);
+        Ok(entry)
+    }
+
+    /// Splits writes into those whose parents are in Salesforce and those
+    /// that must wait (queued as deferred, with audit entries).
+    fn hold_back_orphans(
+        &self,
+        writes: Vec<PendingWrite>,
+        counts: &mut KindCounts,
+        audit: &mut Vec<AuditEntry>,
+    ) -> Result<Vec<(MappedRecord, RecordState)>> {
+        let parents: Vec<&[ParentRef]> = writes.iter().map(|w| w.parents.as_slice()).collect();
+        let missing = self.missing_parents(&parents)?;
+        let mut ready = Vec::with_capacity(writes.len());
+        for (w, missing) in writes.into_iter().zip(missing) {
+            if missing.is_empty() {
+                ready.push((w.mapped, w.state));
+            } else {
+                audit.push(self.defer(&w.mapped, &w.state, &missing, counts)?);
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Writes deferred records of `kind` whose parents have arrived.
+    fn retry_deferred(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
+        let queued = self.queues.list(Queue::Deferred, Some(kind))?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let parents: Vec<&[ParentRef]> = queued.iter().map(|q| q.waits_for.as_slice()).collect();
+        let missing = self.missing_parents(&parents)?;
+        let ready: Vec<(MappedRecord, RecordState)> = queued
+            .into_iter()
+            .zip(missing)
+            .filter(|(_, m)| m.is_empty())
+            .map(|(q, _)| (queued_record(&q), q.state))
+            .collect();
+        for part in ready.chunks(crate::salesforce::composite::RECORDS_PER_COMPOSITE) {
+            self.write(kind, part, false, "write-deferred", counts)?;
+        }
+        Ok(())
+    }
+
+    /// Sends failed writes again, exactly as they were; a failed record whose
+    /// parent is still missing is deferred instead. Then deferred records
+    /// whose parents are now present follow.
+    fn replay(
+        &self,
+        scope: &ReplayScope,
+        kinds: &[RecordKind],
+        counts: &mut BTreeMap<RecordKind, KindCounts>,
+    ) -> Result<()> {
+        for &kind in kinds {
+            let queued: Vec<QueuedWrite> = self
+                .queues
+                .list(Queue::Failed, Some(kind))?
+                .into_iter()
+                .filter(|q| match scope {
+                    ReplayScope::AllFailed => true,
+                    ReplayScope::Run(run) => q.run_id == *run,
+                    ReplayScope::Record(k, id) => *k == kind && q.netsuite_id == *id,
+                })
+                .collect();
+            let c = counts.entry(kind).or_default();
+            let mut audit = Vec::new();
+            let writes = queued
+                .into_iter()
+                .map(|q| PendingWrite { mapped: queued_record(&q), state: q.state, parents: q.waits_for })
+                .collect();
+            let ready = self.hold_back_orphans(writes, c, &mut audit)?;
+            self.host.audit.append(&audit);
+            for part in ready.chunks(crate::salesforce::composite::RECORDS_PER_COMPOSITE) {
+                self.write(kind, part, false, "replay", c)?;
+            }
+        }
+        for &kind in kinds {
+            self.retry_deferred(kind, counts.entry(kind).or_default())?;
+        }
+        Ok(())
+    }
+
+    fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
+        let started_at = self.host.clock.now_unix();
+        let mapping = &self.settings.mapping;
+        // A changed mapping re-reads every record once: exactly those whose
+        // mapped output changed are written.
+        let fingerprint = mapping.fingerprint(kind);
+        let remapping = self.state.mapping_fingerprint(kind)?.is_some_and(|f| f != fingerprint);
+        let full = self.request.mode == SyncMode::Full || remapping;
+        let columns = mapping.columns(kind);
+        let (mut stored, start) = self.stream_start(kind, false, full)?;
+        let mut pending = Some(self.source.begin_changed(kind, start.as_ref(), &columns)?);
+        // Records wait until the read ends (then Composite writes them) or
+        // until more than the threshold wait: from then on the run writes
+        // through Bulk API 2.0, a job at a time.
+        let mut batch = Batch::default();
+        let mut bulk = false;
+        while let Some(next_page) = pending.take() {
+            let page = next_page.finish()?;
+            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+            let states = self.state.records(kind, &ids)?;
+            let mut audit = Vec::with_capacity(page.records.len());
+            let mut unchanged_states: Vec<(&str, RecordState)> = Vec::new();
+            let mut writes = Vec::new();
+
+            for (record, old) in page.records.iter().zip(states) {
+                let src = source_hash(record);
+                // The same row read again in the overlap window: already handled.
+                if !full && old.as_ref().is_some_and(|s| s.src == src) {
+                    continue;
+                }
+                counts.read += 1;
+                let mut mapped = match mapping.map(record) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        counts.count(OutcomeKind::Failed);
+                        audit.push(AuditEntry {
+                            run_id: self.request.run_id.clone(),
+                            kind,
+                            action: "map".into(),
+                            netsuite_id: record.id.clone(),
+                            salesforce_id: old.and_then(|s| s.sf),
+                            outcome: OutcomeKind::Failed.as_str().into(),
+                            transformations_json: "[]".into(),
+                            error: Some(e.to_string()),
+                        });
+                        continue;
+                    }
+                };
+                let dst = content_hash(&mapped.target);
+                match old {
+                    // Salesforce already holds exactly this: no write.
+                    Some(old) if old.dst == dst => {
+                        counts.count(OutcomeKind::Unchanged);
+                        let unchanged = UpsertOutcome {
+                            external_id: mapped.target.external_id.clone(),
+                            salesforce_id: old.sf.clone(),
+                            outcome: OutcomeKind::Unchanged,
+                            errors: vec![],
+                        };
+                        audit.push(audit_entry(self.request, &mapped, "skip-unchanged", &unchanged));
+                        unchanged_states.push((record.id.as_str(), RecordState { src, ..old }));
+                    }
+                    old => {
+                        let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
+                        annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+                        let fields = Some(mapped.target.fields.clone());
+                        let parents = mapping.parents(record);
+                        writes.push(PendingWrite { mapped, state: RecordState { src, dst, sf, fields }, parents });
+                    }
+                }
+            }
+            batch.records.extend(self.hold_back_orphans(writes, counts, &mut audit)?);
+            self.state.save_records(kind, &unchanged_states)?;
+            self.host.audit.append(&audit);
+            if page.next.is_some() {
+                batch.cursor = page.next.clone();
+            }
+
+            let more = page.has_more && !page.records.is_empty();
+            // Read the next page before writing: the request travels while
+            // Salesforce works; the cursor still moves only after the write.
+            if more {
+                pending = Some(self.source.begin_changed(kind, page.next.as_ref(), &columns)?);
+            }
+            let waiting = batch.records.len();
+            bulk |= waiting > self.settings.salesforce.bulk_threshold as usize;
+            if !more || (bulk && waiting >= self.settings.salesforce.bulk_job_records as usize) {
+                self.flush(kind, std::mem::take(&mut batch), bulk, &mut stored, counts)?;
+            }
+        }
+        self.state.save_mapping_fingerprint(kind, &fingerprint)?;
+        self.settle(kind, false, stored, started_at)
+    }
+
+    /// Writes a batch a slice at a time (one Composite request or one Bulk
+    /// job), recording every outcome and state after each slice, then moves
+    /// the cursor past the pages the batch came from. A run stopped part-way
+    /// keeps what it wrote on record; the rest is read again next time.
+    fn flush(
+        &self,
+        kind: RecordKind,
+        batch: Batch,
+        bulk: bool,
+        stored: &mut Option<StoredCursor>,
+        counts: &mut KindCounts,
+    ) -> Result<()> {
+        let (slice, action) = if bulk {
+            (self.settings.salesforce.bulk_job_records.max(1) as usize, "bulk-write")
+        } else {
+            (crate::salesforce::composite::RECORDS_PER_COMPOSITE, "write")
+        };
+        for part in batch.records.chunks(slice) {
+            self.write(kind, part, bulk, action, counts)?;
+        }
+        if let Some(next) = &batch.cursor {
+            self.advance(kind, false, stored, next)?;
+        }
+        Ok(())
+    }
+
+    /// Upserts records and records every outcome: the new state on success,
+    /// the exact payload in the failed queue otherwise.
+    fn write(
+        &self,
+        kind: RecordKind,
+        part: &[(MappedRecord, RecordState)],
+        bulk: bool,
+        action: &str,
+        counts: &mut KindCounts,
+    ) -> Result<()> {
+        if part.is_empty() {
+            return Ok(());
+        }
+        let targets: Vec<SObjectRecord> = part.iter().map(|(m, _)| m.target.clone()).collect();
+        self.validate_target(kind)?;
+        let outcomes = if bulk { self.sink.bulk_upsert(&targets)? } else { self.sink.upsert(&targets)? };
+        let mut audit = Vec::with_capacity(outcomes.len());
+        let mut new_states = Vec::with_capacity(outcomes.len());
+        let mut landed = Vec::new();
+        for ((mapped, new_state), outcome) in part.iter().zip(&outcomes) {
+            counts.count(outcome.outcome);
+            let entry = audit_entry(self.request, mapped, action, outcome);
+            if outcome.outcome == OutcomeKind::Failed {
+                self.queues.put(
+                    Queue::Failed,
+                    &QueuedWrite {
+                        run_id: self.request.run_id.clone(),
+                        kind,
+                        netsuite_id: mapped.source_id.clone(),
+                        target: mapped.target.clone(),
+                        state: new_state.clone(),
+                        transformations: mapped.transformations.clone(),
+                        reason: entry.error.clone().unwrap_or_default(),
+                        waits_for: vec![],
+                    },
+                )?;
+            } else {
+                let sf = outcome.salesforce_id.clone().or_else(|| new_state.sf.clone());
+                new_states.push((mapped.source_id.as_str(), RecordState { sf, ..new_state.clone() }));
+                landed.push(mapped.source_id.as_str());
+            }
+            audit.push(entry);
+        }
+        self.state.save_records(kind, &new_states)?;
+        self.queues.remove(kind, &landed)?;
+        self.host.audit.append(&audit);
+        Ok(())
+    }
+}
+
+/// A queued write as the record it was mapped to.
+fn queued_record(q: &QueuedWrite) -> MappedRecord {
+    MappedRecord {
+        source_kind: q.kind,
+        source_id: q.netsuite_id.clone(),
+        target: q.target.clone(),
+        transformations: q.transformations.clone(),
     }
 }

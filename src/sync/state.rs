@@ -18,10 +18,6 @@ pub fn record_key(kind: RecordKind, id: &str) -> String {
     format!("record/{kind}/{id}")
 }
 
-pub fn failed_key(kind: RecordKind, id: &str) -> String {
-    format!("failed/{kind}/{id}")
-}
-
 /// A cursor as stored: where reading continues, when it last moved (host
 /// wall clock), and whether its overlap window has been re-read after late
 /// commits could no longer land in it.
@@ -103,16 +99,6 @@ pub fn content_hash(record: &SObjectRecord) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-/// A failed write, kept with its exact payload so it can be replayed.
-#[derive(Serialize)]
-pub struct FailedWrite<'a> {
-    pub run_id: &'a str,
-    pub sobject: &'a str,
-    pub external_id: &'a str,
-    pub fields: &'a serde_json::Map<String, serde_json::Value>,
-    pub error: &'a str,
-}
-
 pub struct State<'a> {
     kv: &'a dyn KeyValue,
 }
@@ -185,19 +171,6 @@ impl<'a> State<'a> {
         self.kv
             .set(&mapping_key(kind), fingerprint.as_bytes())
             .map_err(|e| kv_error("saving the mapping fingerprint", e))
-    }
-
-    pub fn save_failed(&self, kind: RecordKind, id: &str, failed: &FailedWrite<'_>) -> Result<()> {
-        let bytes = serde_json::to_vec(failed).expect("a failed write serializes");
-        self.kv.set(&failed_key(kind, id), &bytes).map_err(|e| kv_error("saving a failed write", e))
-    }
-
-    pub fn clear_failed(&self, kind: RecordKind, ids: &[&str]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<String> = ids.iter().map(|id| failed_key(kind, id)).collect();
-        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing failed writes", e))
     }
 }
 

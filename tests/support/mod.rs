@@ -109,6 +109,15 @@ impl Bed {
         self.bed.sync(runtime(), SyncMode::Full).await.expect("the host ran the sync")
     }
 
+    /// Replays every failed write.
+    pub async fn replay_all(&self) -> RunReport {
+        self.bed
+            .tenant
+            .replay(runtime(), host_harness::host::ReplayScope::AllFailed)
+            .await
+            .expect("the host ran the replay")
+    }
+
     /// Syncs every record kind, parents first.
     pub async fn sync_all(&self) -> RunReport {
         self.bed.sync_kinds(runtime(), SyncMode::Incremental, &[]).await.expect("the host ran the sync")

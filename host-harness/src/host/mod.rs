@@ -8,7 +8,9 @@ pub mod outbound;
 mod state;
 
 pub use bindings::exports::ml_connector::netsuite_salesforce::source::DeletedPage;
-pub use bindings::exports::ml_connector::netsuite_salesforce::sync::{SyncMode, SyncReport, SyncRequest};
+pub use bindings::exports::ml_connector::netsuite_salesforce::sync::{
+    RecordRef, ReplayScope, SyncMode, SyncReport, SyncRequest,
+};
 pub use bindings::ml_connector::netsuite_salesforce::types::{
     ConnectorError, Cursor, NetsuiteRecord, Page, RecordKind,
 };

@@ -2,7 +2,7 @@
 //! component, record the run in the `runs` table and return its report.
 
 use crate::config::HarnessConfig;
-use crate::host::{RecordKind, Runtime, SyncMode, SyncRequest, TenantRun};
+use crate::host::{RecordKind, ReplayScope, Runtime, SyncMode, SyncRequest, TenantRun};
 use crate::secrets::{Cipher, SecretFile};
 use crate::sim::SimClock;
 use crate::store::{Database, now_text};
@@ -21,6 +21,7 @@ pub struct ObjectCounts {
     pub unchanged: u32,
     pub failed: u32,
     pub deleted: u32,
+    pub deferred: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -81,12 +82,20 @@ pub struct Tenant {
     pub database: Database,
     /// Simulated time for the guest; None for the real clock.
     pub clock: Option<SimClock>,
+    /// Settings that replace the config file's from the next run on.
+    overrides: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Tenant {
     pub fn open(config: HarnessConfig, cipher: Cipher, clock: Option<SimClock>) -> Result<Tenant> {
         let database = Database::open(&config.database_path())?;
-        Ok(Tenant { config, cipher, database, clock })
+        Ok(Tenant { config, cipher, database, clock, overrides: Default::default() })
+    }
+
+    /// Replaces a setting for the runs that follow (the config file is
+    /// left as it is).
+    pub fn set_override(&self, name: &str, value: &str) {
+        self.overrides.lock().unwrap_or_else(|p| p.into_inner()).insert(name.into(), value.into());
     }
 
     /// The sandbox one run of this tenant gets: settings and secrets,
@@ -99,6 +108,7 @@ impl Tenant {
             values.insert("mapping_toml".into(), text);
         }
         values.extend(SecretFile::read(&self.config.secrets_path(), &self.cipher)?);
+        values.extend(self.overrides.lock().unwrap_or_else(|p| p.into_inner()).clone());
         Ok(TenantRun {
             tenant: self.config.tenant.clone(),
             config: values,
@@ -114,10 +124,26 @@ impl Tenant {
     /// Runs one sync and records it. A failed sync is a report with status
     /// `failed` and the connector's message; only host faults are errors.
     pub async fn sync(&self, runtime: &Runtime, mode: SyncMode, kinds: &[RecordKind]) -> Result<RunReport> {
+        self.start(runtime, mode, kinds, None).await
+    }
+
+    /// Sends failed writes again (all, a run's, or one record's).
+    pub async fn replay(&self, runtime: &Runtime, scope: ReplayScope) -> Result<RunReport> {
+        self.start(runtime, SyncMode::Incremental, &[], Some(scope)).await
+    }
+
+    async fn start(
+        &self,
+        runtime: &Runtime,
+        mode: SyncMode,
+        kinds: &[RecordKind],
+        replay: Option<ReplayScope>,
+    ) -> Result<RunReport> {
         let run_id = new_run_id();
-        let mode_name = match mode {
-            SyncMode::Incremental => "incremental",
-            SyncMode::Full => "full",
+        let mode_name = match (&replay, mode) {
+            (Some(_), _) => "replay",
+            (None, SyncMode::Incremental) => "incremental",
+            (None, SyncMode::Full) => "full",
         };
         let conn = self.database.connect()?;
         conn.execute(
@@ -125,7 +151,7 @@ impl Tenant {
             params![run_id, self.config.tenant, now_text(), mode_name],
         )?;
         let started = Instant::now();
-        let request = SyncRequest { run_id: run_id.clone(), mode, kinds: kinds.to_vec() };
+        let request = SyncRequest { run_id: run_id.clone(), mode, kinds: kinds.to_vec(), replay };
         let outcome = runtime.sync(self.sandbox()?, request).await;
         let mut report = RunReport {
             run_id: run_id.clone(),
@@ -149,6 +175,7 @@ impl Tenant {
                             unchanged: k.unchanged,
                             failed: k.failed,
                             deleted: k.deleted,
+                            deferred: k.deferred,
                         },
                     );
                 }

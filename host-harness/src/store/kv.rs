@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// The buckets a connector may open.
 pub const STATE_BUCKET: &str = "state";
 pub const CREDENTIALS_BUCKET: &str = "credentials";
+pub const QUEUES_BUCKET: &str = "queues";
 
 pub struct KvStore {
     conn: Connection,

@@ -1,0 +1,105 @@
+//! Writes that wait: failed writes kept with their exact payload for replay,
+//! and records deferred until their parent is in Salesforce. They live in
+//! the host's small `queues` bucket so they can be listed.
+
+use super::state::RecordState;
+use crate::model::{ConnectorError, RecordKind, Result, SObjectRecord, Transformation};
+use crate::ports::KeyValue;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Failed,
+    Deferred,
+}
+
+impl Queue {
+    fn prefix(self) -> &'static str {
+        match self {
+            Queue::Failed => "failed",
+            Queue::Deferred => "deferred",
+        }
+    }
+}
+
+/// A write that has not landed: what to send, and the record state to keep
+/// once it does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedWrite {
+    /// The run that queued it.
+    pub run_id: String,
+    pub kind: RecordKind,
+    pub netsuite_id: String,
+    pub target: SObjectRecord,
+    pub state: RecordState,
+    pub transformations: Vec<Transformation>,
+    /// Why it waits: Salesforce's error, or the missing parent.
+    pub reason: String,
+    /// Parents (kind, NetSuite id) that must be in Salesforce first.
+    #[serde(default)]
+    pub waits_for: Vec<(RecordKind, String)>,
+}
+
+pub fn key(queue: Queue, kind: RecordKind, id: &str) -> String {
+    format!("{}/{kind}/{id}", queue.prefix())
+}
+
+pub struct Queues<'a> {
+    kv: &'a dyn KeyValue,
+}
+
+fn kv_error(what: &str, e: String) -> ConnectorError {
+    ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
+}
+
+impl<'a> Queues<'a> {
+    pub fn new(kv: &'a dyn KeyValue) -> Self {
+        Queues { kv }
+    }
+
+    pub fn put(&self, queue: Queue, write: &QueuedWrite) -> Result<()> {
+        let bytes = serde_json::to_vec(write).expect("a queued write serializes");
+        self.kv.set(&key(queue, write.kind, &write.netsuite_id), &bytes).map_err(|e| kv_error("queueing a write", e))
+    }
+
+    /// Takes records out of both queues (they were written, or superseded).
+    pub fn remove(&self, kind: RecordKind, ids: &[&str]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> =
+            ids.iter().flat_map(|id| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id)]).collect();
+        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing queued writes", e))
+    }
+
+    /// Queued writes of `queue`, for `kind` or all kinds.
+    pub fn list(&self, queue: Queue, kind: Option<RecordKind>) -> Result<Vec<QueuedWrite>> {
+        let prefix = match kind {
+            Some(k) => format!("{}/{k}/", queue.prefix()),
+            None => format!("{}/", queue.prefix()),
+        };
+        let keys: Vec<String> = self
+            .kv
+            .list_keys()
+            .map_err(|e| kv_error("listing queued writes", e))?
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading queued writes", e))?;
+        values
+            .into_iter()
+            .zip(&keys)
+            .filter_map(|(v, k)| v.map(|v| (v, k)))
+            .map(|(v, k)| {
+                serde_json::from_slice(&v).map_err(|e| {
+                    ConnectorError::Config(format!(
+                        "queued write `{k}` is unreadable ({e}); delete it and run a full sync"
+                    ))
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,125 @@
+//! The sync engine: parents before children with deferral, replay of failed
+//! writes, mapping changes, the audit trail's old → new values.
+
+mod support;
+
+use host_harness::sim::salesforce::ValidationRule;
+use serde_json::Value;
+use support::{bed, succeeded};
+
+fn embargo() -> Option<ValidationRule> {
+    Some(ValidationRule {
+        sobject: "Account".into(),
+        field: "Name".into(),
+        contains: "Embargoed".into(),
+        message: "Accounts under embargo need approval".into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_wait_for_failed_parents_and_follow_them_on_replay() {
+    let bed = bed(100).start().await;
+    let at = bed.clock.now_secs() - 7200;
+    bed.netsuite.seed_contacts(400, &bed.customer_ids, at, 3).unwrap();
+    bed.salesforce.set_validation_rule(embargo());
+    let rejected: Vec<i64> = bed.customer_ids.iter().copied().step_by(25).collect();
+    for (i, &id) in rejected.iter().enumerate() {
+        bed.netsuite.rename_customer_any(id, &format!("Embargoed Holdings {i}")).unwrap();
+    }
+    let orphans = bed
+        .netsuite
+        .id_pairs("SELECT id, company FROM contact")
+        .unwrap()
+        .into_iter()
+        .filter(|(_, company)| rejected.contains(company))
+        .count() as u32;
+    assert!(orphans > 0);
+
+    let first = bed.sync_all().await;
+    succeeded(&first);
+    assert_eq!(first.counts("customer").failed, rejected.len() as u32);
+    let contacts = first.counts("contact");
+    assert_eq!((contacts.deferred, contacts.created), (orphans, 400 - orphans), "{contacts:?}");
+    assert_eq!(bed.salesforce.count("Contact"), (400 - orphans) as u64, "no contact was written without its parent");
+
+    // Still blocked: an incremental run changes nothing and loses nothing.
+    let idle = bed.sync_all().await;
+    succeeded(&idle);
+    assert_eq!(bed.salesforce.count("Contact"), (400 - orphans) as u64);
+
+    // The rule is fixed; replay sends only the failed Accounts, and the
+    // waiting contacts follow their parents.
+    bed.salesforce.set_validation_rule(None);
+    let writes_before = bed.salesforce.writes();
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").created, rejected.len() as u32);
+    assert_eq!(replay.counts("contact").created, orphans);
+    assert_eq!(bed.salesforce.writes() - writes_before, rejected.len() as u64 + orphans as u64, "only those records");
+    assert_eq!(bed.salesforce.count("Contact"), 400);
+    for &id in &rejected {
+        assert!(bed.sf("Account", id).1["Name"].as_str().unwrap().starts_with("Embargoed Holdings"));
+    }
+    // Replaying again finds nothing left to send.
+    let again = bed.replay_all().await;
+    succeeded(&again);
+    assert_eq!(bed.salesforce.writes() - writes_before, rejected.len() as u64 + orphans as u64);
+
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &replay.run_id).unwrap();
+    assert!(rows.iter().any(|r| r.action == "replay" && r.outcome == "created"));
+    assert!(rows.iter().any(|r| r.action == "write-deferred" && r.kind == "contact"));
+    let deferred = host_harness::audit::for_run(&conn, "demo", &first.run_id).unwrap();
+    let defer = deferred.iter().find(|r| r.action == "defer").expect("a defer entry");
+    assert!(defer.error.as_deref().unwrap().starts_with("waiting for customer "), "{:?}", defer.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
+    let bed = bed(300).start().await;
+    succeeded(&bed.sync().await);
+    let net30 = bed.netsuite.id_pairs("SELECT id, terms FROM customer WHERE terms = 2").unwrap().len() as u32;
+    assert!(net30 > 0);
+    let writes = bed.salesforce.writes();
+
+    // Net 30 customers get another picklist value; nothing else changes.
+    let edited = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
+        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
+        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"NET-30\", when = { column = \"terms\", equals = \"2\" } }, { copy = \"termsname\" }]",
+        1,
+    );
+    assert_ne!(edited, netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    bed.tenant.set_override("mapping_toml", &edited);
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.read, c.updated, c.unchanged), (300, net30, 300 - net30), "{c:?}");
+    assert_eq!(bed.salesforce.writes() - writes, net30 as u64);
+    let (id, _) = bed.netsuite.id_pairs("SELECT id, terms FROM customer WHERE terms = 2").unwrap()[0];
+    assert_eq!(bed.sf("Account", id).1["Payment_Terms__c"], "NET-30");
+
+    // The next run is incremental again: nothing is re-read.
+    let next = bed.sync().await;
+    assert_eq!(next.counts("customer").read, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_shows_old_and_new_values_of_changed_fields() {
+    let bed = bed(20).start().await;
+    succeeded(&bed.sync().await);
+    let id = bed.customer_ids[2];
+    let old_name = bed.sf("Account", id).1["Name"].clone();
+    bed.netsuite.rename_customer_any(id, "Renamed Ltd").unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let row = rows.iter().find(|r| r.netsuite_id == id.to_string()).unwrap();
+    assert_eq!((row.action.as_str(), row.outcome.as_str()), ("write", "updated"));
+    let transformations: Vec<Value> = serde_json::from_str(&row.transformations).unwrap();
+    let name = transformations.iter().find(|t| t["field"] == "Name").unwrap();
+    assert_eq!((name["old"].clone(), name["new"].clone()), (old_name, Value::from("Renamed Ltd")));
+    assert_eq!(name["rule"], "copy");
+    let phone = transformations.iter().find(|t| t["field"] == "Phone").unwrap();
+    assert!(phone.get("old").is_none() && phone.get("new").is_none(), "unchanged fields carry no values: {phone}");
+}
