@@ -279,6 +279,7 @@ fn error_to_wit(e: model::ConnectorError) -> types::ConnectorError {
         model::ConnectorError::Salesforce(m) => types::ConnectorError::Salesforce(m),
         model::ConnectorError::RateLimited(m) => types::ConnectorError::RateLimited(m),
         model::ConnectorError::Transport(m) => types::ConnectorError::Transport(m),
+        model::ConnectorError::Busy(m) => types::ConnectorError::Busy(m),
     }
 }
 

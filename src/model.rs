@@ -160,6 +160,8 @@ pub enum ConnectorError {
     Salesforce(String),
     RateLimited(String),
     Transport(String),
+    /// Another run of the same tenant is under way.
+    Busy(String),
 }
 
 impl fmt::Display for ConnectorError {
@@ -171,6 +173,7 @@ impl fmt::Display for ConnectorError {
             ConnectorError::Salesforce(m) => ("Salesforce error", m),
             ConnectorError::RateLimited(m) => ("rate limited", m),
             ConnectorError::Transport(m) => ("network error", m),
+            ConnectorError::Busy(m) => ("busy", m),
         };
         write!(f, "{label}: {msg}")
     }

@@ -100,6 +100,8 @@ pub struct Settings {
     pub salesforce: SalesforceSettings,
     pub backoff: Backoff,
     pub delete_action: DeleteAction,
+    /// How long a run's lease lasts without renewal (a crashed run blocks the next this long at most).
+    pub lease_ttl_secs: i64,
 }
 
 // Secrets never reach Debug output.
@@ -279,7 +281,13 @@ impl Settings {
             }
         };
         let mapping = crate::mapping::Mapping::load(r.optional("mapping_toml")?.as_deref())?;
-        Ok(Settings { mapping, netsuite, salesforce, backoff, delete_action })
+        let lease_ttl_secs: i64 = r.number("lease_ttl_secs", 300)?;
+        if lease_ttl_secs < 2 {
+            return Err(ConnectorError::Config(format!(
+                "setting `lease_ttl_secs` is {lease_ttl_secs}: give at least 2"
+            )));
+        }
+        Ok(Settings { mapping, netsuite, salesforce, backoff, delete_action, lease_ttl_secs })
     }
 }
 

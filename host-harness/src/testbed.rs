@@ -183,6 +183,12 @@ impl Testbed {
         SecretFile::write(&path, &self.tenant.cipher, &secrets)
     }
 
+    /// Writes the tenant's config as a file `connector sync --config` can run.
+    pub fn write_config(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string(&self.tenant.config).context("serializing the harness config")?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
     pub fn database_path(&self) -> &Path {
         self.tenant.database.path()
     }

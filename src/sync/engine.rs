@@ -2,6 +2,7 @@
 //! deferred records whose parents have arrived, then changes, then
 //! deletions. A replay run sends failed writes again instead of reading.
 
+use super::lease::Lease;
 use super::queues::{Queue, QueuedWrite, Queues};
 use super::state::{DELETED, RecordState, State, StoredCursor, annotate_changes, content_hash, is_after, source_hash};
 use crate::model::{
@@ -51,20 +52,13 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
     };
     parents_first(&mut kinds);
 
+    let lease = Lease::acquire(host.state, host.clock, &request.run_id, settings.lease_ttl_secs)?;
     let mut counts: BTreeMap<RecordKind, KindCounts> = BTreeMap::new();
-    if let Some(scope) = &request.replay {
-        run.replay(scope, &kinds, &mut counts)?;
-    } else {
-        // A fresh NetSuite token for every run; renewed again inside the run
-        // whenever it nears its 60 minutes.
-        run.source.authenticate()?;
-        for &kind in &kinds {
-            let c = counts.entry(kind).or_default();
-            run.retry_deferred(kind, c)?;
-            run.sync_changes(kind, c)?;
-            run.sync_deletions(kind, c)?;
-        }
-    }
+    let outcome = run.all(&kinds, &mut counts, &lease);
+    // Give the lease back whatever happened, so the next run need not wait.
+    let released = lease.release();
+    outcome?;
+    released?;
     Ok(SyncReport {
         run_id: request.run_id.clone(),
         kinds: kinds.iter().map(|k| (*k, counts.remove(k).unwrap_or_default())).collect(),
@@ -107,6 +101,29 @@ fn audit_entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &
 }
 
 impl Run<'_, '_> {
+    fn all(
+        &self,
+        kinds: &[RecordKind],
+        counts: &mut BTreeMap<RecordKind, KindCounts>,
+        lease: &Lease<'_>,
+    ) -> Result<()> {
+        if let Some(scope) = &self.request.replay {
+            return self.replay(scope, kinds, counts);
+        }
+        // A fresh NetSuite token for every run; renewed again inside the run
+        // whenever it nears its 60 minutes.
+        self.source.authenticate()?;
+        for &kind in kinds {
+            let c = counts.entry(kind).or_default();
+            self.retry_deferred(kind, c)?;
+            lease.renew()?;
+            self.sync_changes(kind, c, lease)?;
+            lease.renew()?;
+            self.sync_deletions(kind, c)?;
+        }
+        Ok(())
+    }
+
     /// Checks the kind's object (and its parents' external ids) before the
     /// first write to it in this run.
     fn validate_target(&self, kind: RecordKind) -> Result<()> {
@@ -378,7 +395,7 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
+    fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts, lease: &Lease<'_>) -> Result<()> {
         let started_at = self.host.clock.now_unix();
         let mapping = &self.settings.mapping;
         // A changed mapping re-reads every record once: exactly those whose
@@ -396,6 +413,7 @@ impl Run<'_, '_> {
         let mut bulk = false;
         while let Some(next_page) = pending.take() {
             let page = next_page.finish()?;
+            lease.renew()?;
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
             let states = self.state.records(kind, &ids)?;
             let mut audit = Vec::with_capacity(page.records.len());
@@ -465,7 +483,7 @@ impl Run<'_, '_> {
             let waiting = batch.records.len();
             bulk |= waiting > self.settings.salesforce.bulk_threshold as usize;
             if !more || (bulk && waiting >= self.settings.salesforce.bulk_job_records as usize) {
-                self.flush(kind, std::mem::take(&mut batch), bulk, &mut stored, counts)?;
+                self.flush(kind, std::mem::take(&mut batch), bulk, &mut stored, counts, lease)?;
             }
         }
         self.state.save_mapping_fingerprint(kind, &fingerprint)?;
@@ -483,6 +501,7 @@ impl Run<'_, '_> {
         bulk: bool,
         stored: &mut Option<StoredCursor>,
         counts: &mut KindCounts,
+        lease: &Lease<'_>,
     ) -> Result<()> {
         let (slice, action) = if bulk {
             (self.settings.salesforce.bulk_job_records.max(1) as usize, "bulk-write")
@@ -490,6 +509,7 @@ impl Run<'_, '_> {
             (crate::salesforce::composite::RECORDS_PER_COMPOSITE, "write")
         };
         for part in batch.records.chunks(slice) {
+            lease.renew()?;
             self.write(kind, part, bulk, action, counts)?;
         }
         if let Some(next) = &batch.cursor {

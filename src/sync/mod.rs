@@ -2,6 +2,7 @@
 //! upsert the rest, audit every record, then move the cursor.
 
 mod engine;
+pub mod lease;
 pub mod queues;
 pub mod state;
 

@@ -30,13 +30,37 @@ fn component() -> PathBuf {
     target.join("wasm32-wasip2/release/netsuite_salesforce.wasm")
 }
 
+/// The component's path, built once per test process.
+pub fn component_path() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(component)
+}
+
 /// Compiled once per test process and shared by every test in it.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let path = component();
-        Runtime::load(&path).unwrap_or_else(|e| panic!("loading {}: {e:#}", path.display()))
+        let path = component_path();
+        Runtime::load(path).unwrap_or_else(|e| panic!("loading {}: {e:#}", path.display()))
     })
+}
+
+/// The `connector` CLI of this build (next to the test binary's directory),
+/// built first if it is not there.
+pub fn connector_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("connector");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--release", "-p", "host-harness", "--bin", "connector"])
+            .status()
+            .expect("running cargo to build the connector CLI");
+        assert!(status.success(), "building the connector CLI failed");
+    }
+    binary
 }
 
 pub fn ps256_key() -> KeyPair {

@@ -171,6 +171,7 @@ pub fn describe_error(e: &ConnectorError) -> String {
         ConnectorError::Salesforce(m) => ("Salesforce error", m),
         ConnectorError::RateLimited(m) => ("rate limited", m),
         ConnectorError::Transport(m) => ("network error", m),
+        ConnectorError::Busy(m) => ("busy", m),
     };
     format!("{label}: {m}")
 }
