@@ -439,6 +439,8 @@ impl sync::Guest for Component {
                 sync::ReplayScope::Run(run) => model::ReplayScope::Run(run),
                 sync::ReplayScope::One(r) => model::ReplayScope::Record(kind_from_wit(r.kind), r.id),
             }),
+            dry_run: request.dry_run,
+            compare_live: request.compare_live,
         };
         with_host(|host| {
             let report = crate::sync::run(host, &request)?;
@@ -462,6 +464,16 @@ impl sync::Guest for Component {
                     netsuite: report.api_calls.netsuite,
                     salesforce: report.api_calls.salesforce,
                 },
+                plan: report
+                    .plan
+                    .into_iter()
+                    .map(|p| sync::PlannedWrite {
+                        kind: kind_to_wit(p.kind),
+                        netsuite_id: p.netsuite_id,
+                        action: p.action,
+                        changes_json: serde_json::to_string(&p.changes).expect("changes serialize"),
+                    })
+                    .collect(),
             })
         })
     }

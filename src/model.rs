@@ -206,6 +206,29 @@ pub struct SyncRequest {
     pub kinds: Vec<RecordKind>,
     /// Send failed writes again instead of reading NetSuite.
     pub replay: Option<ReplayScope>,
+    /// Read and map, report what would be written, write nothing anywhere.
+    pub dry_run: bool,
+    /// In a dry run, compare with the live Salesforce records rather than
+    /// with what the connector last wrote.
+    pub compare_live: bool,
+}
+
+/// One change to one field, as a dry run reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Option<serde_json::Value>,
+    pub new: Option<serde_json::Value>,
+}
+
+/// What a dry run found a real run would do to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedWrite {
+    pub kind: RecordKind,
+    pub netsuite_id: String,
+    /// create, update, unchanged (live compare only), defer, delete, flag-deleted
+    pub action: String,
+    pub changes: Vec<FieldChange>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -243,6 +266,8 @@ pub struct SyncReport {
     pub run_id: String,
     pub kinds: Vec<(RecordKind, KindCounts)>,
     pub api_calls: ApiCalls,
+    /// Dry runs only: every write a real run would make.
+    pub plan: Vec<PlannedWrite>,
 }
 
 /// One line of the audit trail; the host adds tenant and time.

@@ -123,3 +123,52 @@ async fn the_audit_trail_shows_old_and_new_values_of_changed_fields() {
     let phone = transformations.iter().find(|t| t["field"] == "Phone").unwrap();
     assert!(phone.get("old").is_none() && phone.get("new").is_none(), "unchanged fields carry no values: {phone}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_every_change_and_writes_nothing_anywhere() {
+    let bed = bed(200).start().await;
+    succeeded(&bed.sync().await);
+    let (renamed, new_phone) = (bed.customer_ids[5], bed.customer_ids[6]);
+    bed.netsuite.rename_customer_any(renamed, "Dry Run Co").unwrap();
+    bed.netsuite.set_customer_phone(new_phone, "+1 212-555-0142").unwrap();
+    let added = bed.netsuite.seed_customers(1, 77).unwrap()[0];
+    bed.netsuite.rename_customer_any(added, "Brand New Customer Inc").unwrap();
+
+    let conn = bed.tenant.database.connect().unwrap();
+    let kv_before: i64 = conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0)).unwrap();
+    let audit_before: i64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).unwrap();
+    let kv_digest: String =
+        conn.query_row("SELECT group_concat(key || hex(value), ',') FROM (SELECT key, value FROM kv WHERE bucket = 'state' ORDER BY key)", [], |r| r.get(0)).unwrap();
+    let (writes, requests) = (bed.salesforce.writes(), bed.salesforce.api_requests());
+
+    for live in [false, true] {
+        let report = bed.bed.tenant.dry_run(support::runtime(), &[], live).await.unwrap();
+        succeeded(&report);
+        assert_eq!(report.mode, "dry-run");
+        let c = report.counts("customer");
+        assert_eq!((c.created, c.updated), (1, 2), "live={live}: {c:?} {:?}", report.plan);
+        let plan = |id: i64| report.plan.iter().find(|p| p.netsuite_id == id.to_string()).expect("planned");
+        assert_eq!(plan(added).action, "create");
+        let rename = plan(renamed);
+        assert_eq!(rename.action, "update");
+        let changes = rename.changes.as_array().unwrap();
+        assert_eq!(changes.len(), 1, "only the name changes: {changes:?}");
+        assert_eq!(changes[0]["field"], "Name");
+        assert_eq!(changes[0]["new"], "Dry Run Co");
+        assert_eq!(plan(new_phone).changes[0]["new"], "+12125550142");
+    }
+
+    assert_eq!(bed.salesforce.writes(), writes, "no Salesforce write");
+    assert!(bed.salesforce.api_requests() > requests, "the live comparison read Salesforce");
+    let kv_after: i64 = conn.query_row("SELECT COUNT(*) FROM kv", [], |r| r.get(0)).unwrap();
+    let kv_digest_after: String =
+        conn.query_row("SELECT group_concat(key || hex(value), ',') FROM (SELECT key, value FROM kv WHERE bucket = 'state' ORDER BY key)", [], |r| r.get(0)).unwrap();
+    assert_eq!((kv_after, kv_digest_after), (kv_before, kv_digest), "no state written");
+    let audit_after: i64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).unwrap();
+    assert_eq!(audit_after, audit_before, "no audit entry");
+
+    // The real run that follows does exactly what the dry run said.
+    let real = bed.sync().await;
+    let c = real.counts("customer");
+    assert_eq!((c.created, c.updated), (1, 2));
+}

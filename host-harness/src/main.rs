@@ -53,6 +53,12 @@ enum Command {
         /// Record kinds to sync (customer, contact, vendor); all by default.
         #[arg(long, value_delimiter = ',')]
         kinds: Vec<String>,
+        /// Report what would be written (record by record, field by field) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: compare with the live Salesforce records instead of the last writes.
+        #[arg(long, requires = "dry_run")]
+        compare_live: bool,
         #[arg(long)]
         json: bool,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
@@ -130,7 +136,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sync { config, full, kinds, json, component } => {
+        Command::Sync { config, full, kinds, dry_run, compare_live, json, component } => {
             let config = HarnessConfig::load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
@@ -138,7 +144,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
-            let report = tenant.sync(&runtime, mode, &kinds).await?;
+            let report = if dry_run {
+                tenant.dry_run(&runtime, &kinds, compare_live).await?
+            } else {
+                tenant.sync(&runtime, mode, &kinds).await?
+            };
             print_report(&report, json)
         }
         Command::Replay { config, run, record, json, component } => {
@@ -205,6 +215,22 @@ fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
             );
         }
         println!("  API calls: NetSuite {}, Salesforce {}", report.api_calls.netsuite, report.api_calls.salesforce);
+        for p in &report.plan {
+            let fields: Vec<String> = p
+                .changes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{}: {} → {}", c["field"].as_str().unwrap_or(""), c["old"], c["new"]))
+                .collect();
+            println!(
+                "  would {} {} {}{}",
+                p.action,
+                p.kind,
+                p.netsuite_id,
+                if fields.is_empty() { String::new() } else { format!(" ({})", fields.join("; ")) }
+            );
+        }
         if let Some(e) = &report.error {
             eprintln!("error: {e}");
         }

@@ -377,3 +377,52 @@ async fn salesforce_single_upsert_answers_300_when_the_external_id_matches_sever
     );
     assert_eq!(sim.find("Account", "55").unwrap().1["Name"], "One", "nothing was written");
 }
+
+async fn soql(sim: &SalesforceSim, token: &str, path_and_query: &str, batch: Option<u32>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(format!("{}{path_and_query}", sim.base_url())).bearer_auth(token);
+    if let Some(b) = batch {
+        req = req.header("Sforce-Query-Options", format!("batchSize={b}"));
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn salesforce_soql_pages_with_next_records_url_and_refuses_bad_queries() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let records: Vec<Value> = (0..450).map(|i| account(&i.to_string(), Some(&format!("A{i}")))).collect();
+    for chunk in records.chunks(200) {
+        sf_call(&sim, &t, reqwest::Method::PATCH, COLLECTIONS, json!({"records": chunk})).await;
+    }
+    let ids: Vec<String> = (0..450).map(|i| format!("'{i}'")).collect();
+    let q = format!("SELECT Id, Name, NetSuite_Id__c FROM Account WHERE NetSuite_Id__c IN ({})", ids.join(","));
+    let path =
+        format!("/services/data/v66.0/query?q={}", form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>());
+    let (status, page) = soql(&sim, &t, &path, Some(200)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!((page["totalSize"].as_u64(), page["done"].as_bool()), (Some(450), Some(false)));
+    assert_eq!(page["records"].as_array().unwrap().len(), 200);
+    assert_eq!(page["records"][0]["attributes"]["type"], "Account");
+    let mut seen = 200;
+    let mut next = page["nextRecordsUrl"].as_str().map(str::to_string);
+    while let Some(url) = next {
+        let (_, more) = soql(&sim, &t, &url, None).await;
+        seen += more["records"].as_array().unwrap().len();
+        next = more["nextRecordsUrl"].as_str().map(str::to_string);
+    }
+    assert_eq!(seen, 450);
+
+    // An escaped quote is data, not syntax.
+    let hostile = "SELECT Id FROM Account WHERE NetSuite_Id__c IN ('1\\' OR Name != \\'')";
+    let path = format!(
+        "/services/data/v66.0/query?q={}",
+        form_urlencoded::byte_serialize(hostile.as_bytes()).collect::<String>()
+    );
+    let (status, body) = soql(&sim, &t, &path, None).await;
+    assert_eq!((status, body["totalSize"].as_u64()), (200, Some(0)), "{body}");
+    let bad = "SELECT Nope__c FROM Account";
+    let path =
+        format!("/services/data/v66.0/query?q={}", form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>());
+    let (status, body) = soql(&sim, &t, &path, None).await;
+    assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_FIELD")));
+}

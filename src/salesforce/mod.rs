@@ -6,6 +6,7 @@ pub mod composite;
 pub mod describe;
 pub mod errors;
 pub mod limits;
+pub mod soql;
 
 use crate::http::retry::{Action, ApiClient, Backoff, Sent, classify};
 use crate::http::{HttpRequest, HttpResponse, Method};
@@ -141,9 +142,71 @@ impl<'h> SalesforceSink<'h> {
         Ok(())
     }
 
+    /// The live records carrying these external ids, as the connector would
+    /// write them (relationships as `{field: parent external id}`), by
+    /// external id. Pages through `nextRecordsUrl`.
+    pub fn live_records(
+        &self,
+        spec: &crate::mapping::TargetSpec,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, serde_json::Map<String, Value>>> {
+        let ext = crate::mapping::EXTERNAL_ID_FIELD;
+        let mut fields: Vec<String> = spec.fields.clone();
+        fields.extend(spec.relationships.iter().map(|(rel, _)| format!("{rel}.{ext}")));
+        let version = self.settings.api_version.clone();
+        let mut found = std::collections::HashMap::new();
+        // 200 ids keep the URL far below Salesforce's 16,384-byte limit.
+        for group in ids.chunks(200) {
+            let query = soql::select_in(&spec.sobject, &fields, ext, group);
+            let mut next: Option<String> = None;
+            loop {
+                let path = match &next {
+                    Some(url) => url.clone(),
+                    None => format!(
+                        "/services/data/v{version}/query?{}",
+                        form_urlencoded::Serializer::new(String::new()).append_pair("q", &query).finish()
+                    ),
+                };
+                let response = self.send(|s| HttpRequest::new(Method::Get, format!("{}{path}", s.instance_url)))?;
+                if !response.is_success() {
+                    return Err(ConnectorError::Salesforce(errors::describe(
+                        &format!("SOQL read of live {} records", spec.sobject),
+                        &response,
+                    )));
+                }
+                let body: Value = serde_json::from_slice(&response.body)
+                    .map_err(|e| ConnectorError::Salesforce(format!("SOQL answered with an unexpected body ({e})")))?;
+                for record in body["records"].as_array().into_iter().flatten() {
+                    let Some(obj) = record.as_object() else { continue };
+                    let mut clean = serde_json::Map::new();
+                    for (k, v) in obj.iter().filter(|(k, _)| *k != "attributes" && *k != "Id") {
+                        let value = match v {
+                            Value::Object(parent) => {
+                                let mut p = parent.clone();
+                                p.remove("attributes");
+                                Value::Object(p)
+                            }
+                            other => other.clone(),
+                        };
+                        clean.insert(k.clone(), value);
+                    }
+                    if let Some(key) = clean.get(ext).and_then(Value::as_str).map(str::to_string) {
+                        found.insert(key, clean);
+                    }
+                }
+                match (body["done"].as_bool(), body["nextRecordsUrl"].as_str()) {
+                    (Some(false), Some(url)) => next = Some(url.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Fails before any write if the object cannot take what the mapping
-    /// writes. A passed check is remembered for `describe_ttl_secs`.
-    pub fn validate(&self, spec: &crate::mapping::TargetSpec, extra: &[&str]) -> Result<()> {
+    /// writes. A passed check is remembered for `describe_ttl_secs` unless
+    /// `remember` is off (dry runs write nothing).
+    pub fn validate(&self, spec: &crate::mapping::TargetSpec, extra: &[&str], remember: bool) -> Result<()> {
         let key = format!("describe/{}", spec.sobject);
         let fingerprint = format!("{:?}{:?}", spec, extra);
         let now = self.api.host.clock.now_unix();
@@ -177,6 +240,9 @@ impl<'h> SalesforceSink<'h> {
                 "Salesforce cannot take what the mapping writes, so nothing was written: {}",
                 problems.join("; ")
             )));
+        }
+        if !remember {
+            return Ok(());
         }
         let stamp = serde_json::json!({ "checked_at": now, "fingerprint": fingerprint }).to_string();
         self.api

@@ -6,13 +6,14 @@ use super::lease::Lease;
 use super::queues::{Queue, QueuedWrite, Queues};
 use super::state::{DELETED, RecordState, State, StoredCursor, annotate_changes, content_hash, is_after, source_hash};
 use crate::model::{
-    ApiCalls, AuditEntry, Cursor, KindCounts, MappedRecord, OutcomeKind, RecordKind, ReplayScope, Result,
-    SObjectRecord, SyncMode, SyncReport, SyncRequest, UpsertOutcome,
+    ApiCalls, AuditEntry, ConnectorError, Cursor, FieldChange, KindCounts, MappedRecord, OutcomeKind, PlannedWrite,
+    RecordKind, ReplayScope, Result, SObjectRecord, SyncMode, SyncReport, SyncRequest, UpsertOutcome,
 };
 use crate::netsuite::{NetSuiteSource, suiteql};
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
 use crate::settings::{DeleteAction, Settings};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
 struct Run<'a, 'h> {
@@ -25,6 +26,12 @@ struct Run<'a, 'h> {
     settings: &'a Settings,
     state: State<'a>,
     queues: Queues<'a>,
+    /// A dry run reads and maps but writes nothing: no Salesforce write, no
+    /// state, no queue, no audit, no lease. It collects a plan instead.
+    dry: bool,
+    plan: RefCell<Vec<PlannedWrite>>,
+    /// Records a dry run plans to write: their children need not wait.
+    planned: RefCell<HashSet<ParentRef>>,
 }
 
 fn parents_first(kinds: &mut Vec<RecordKind>) {
@@ -41,9 +48,17 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
         sink: SalesforceSink::new(host, settings.salesforce.clone(), settings.backoff),
         request,
         settings: &settings,
-        state: State::new(host.state),
-        queues: Queues::new(host.queues),
+        state: State::new(host.state, request.dry_run),
+        queues: Queues::new(host.queues, request.dry_run),
+        dry: request.dry_run,
+        plan: Default::default(),
+        planned: Default::default(),
     };
+    if request.dry_run && request.replay.is_some() {
+        return Err(ConnectorError::Config(
+            "a replay cannot be a dry run: the failed writes are listed in the queue".into(),
+        ));
+    }
     // All kinds the mapping maps, unless the request names some.
     let mut kinds: Vec<RecordKind> = if request.kinds.is_empty() {
         RecordKind::ALL.into_iter().filter(|k| settings.mapping.maps(*k)).collect()
@@ -52,17 +67,22 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> Result<SyncReport> {
     };
     parents_first(&mut kinds);
 
-    let lease = Lease::acquire(host.state, host.clock, &request.run_id, settings.lease_ttl_secs)?;
     let mut counts: BTreeMap<RecordKind, KindCounts> = BTreeMap::new();
-    let outcome = run.all(&kinds, &mut counts, &lease);
-    // Give the lease back whatever happened, so the next run need not wait.
-    let released = lease.release();
-    outcome?;
-    released?;
+    if run.dry {
+        run.all(&kinds, &mut counts, None)?;
+    } else {
+        let lease = Lease::acquire(host.state, host.clock, &request.run_id, settings.lease_ttl_secs)?;
+        let outcome = run.all(&kinds, &mut counts, Some(&lease));
+        // Give the lease back whatever happened, so the next run need not wait.
+        let released = lease.release();
+        outcome?;
+        released?;
+    }
     Ok(SyncReport {
         run_id: request.run_id.clone(),
         kinds: kinds.iter().map(|k| (*k, counts.remove(k).unwrap_or_default())).collect(),
         api_calls: ApiCalls { netsuite: run.source.calls(), salesforce: run.sink.calls() },
+        plan: run.plan.take(),
     })
 }
 
@@ -100,12 +120,85 @@ fn audit_entry(request: &SyncRequest, m: &MappedRecord, action: &str, outcome: &
     }
 }
 
+/// Renews the run's lease, when it has one (dry runs take none).
+fn renew(lease: Option<&Lease<'_>>) -> Result<()> {
+    lease.map_or(Ok(()), Lease::renew)
+}
+
 impl Run<'_, '_> {
+    fn record_audit(&self, entries: &[AuditEntry]) {
+        if !self.dry && !entries.is_empty() {
+            self.host.audit.append(entries);
+        }
+    }
+
+    /// What a real run would write for `part`: compared with what the
+    /// connector last wrote, or with the live records when asked.
+    fn plan_writes(
+        &self,
+        kind: RecordKind,
+        part: &[(MappedRecord, RecordState)],
+        counts: &mut KindCounts,
+    ) -> Result<()> {
+        let live = if self.request.compare_live {
+            let spec = self.settings.mapping.target_spec(kind)?;
+            let ids: Vec<&str> = part.iter().map(|(m, _)| m.target.external_id.as_str()).collect();
+            Some(self.sink.live_records(&spec, &ids)?)
+        } else {
+            None
+        };
+        for (mapped, state) in part {
+            let (exists, changes) = match &live {
+                Some(records) => {
+                    let before = records.get(&mapped.target.external_id);
+                    let changes: Vec<FieldChange> = mapped
+                        .target
+                        .fields
+                        .iter()
+                        .filter(|(field, new)| before.and_then(|b| b.get(*field)) != Some(*new))
+                        .map(|(field, new)| FieldChange {
+                            field: field.clone(),
+                            old: before.and_then(|b| b.get(field)).cloned(),
+                            new: Some(new.clone()),
+                        })
+                        .collect();
+                    (before.is_some(), changes)
+                }
+                // The transformations already carry old → new against the last write.
+                None => (
+                    state.sf.is_some(),
+                    mapped
+                        .transformations
+                        .iter()
+                        .filter(|t| t.old.is_some() || t.new.is_some())
+                        .map(|t| FieldChange { field: t.field.clone(), old: t.old.clone(), new: t.new.clone() })
+                        .collect(),
+                ),
+            };
+            let (action, outcome) = match (exists, changes.is_empty()) {
+                (false, _) => ("create", OutcomeKind::Created),
+                (true, true) => ("unchanged", OutcomeKind::Unchanged),
+                (true, false) => ("update", OutcomeKind::Updated),
+            };
+            counts.count(outcome);
+            if outcome != OutcomeKind::Unchanged {
+                self.planned.borrow_mut().insert((kind, mapped.source_id.clone()));
+            }
+            self.plan.borrow_mut().push(PlannedWrite {
+                kind,
+                netsuite_id: mapped.source_id.clone(),
+                action: action.into(),
+                changes,
+            });
+        }
+        Ok(())
+    }
+
     fn all(
         &self,
         kinds: &[RecordKind],
         counts: &mut BTreeMap<RecordKind, KindCounts>,
-        lease: &Lease<'_>,
+        lease: Option<&Lease<'_>>,
     ) -> Result<()> {
         if let Some(scope) = &self.request.replay {
             return self.replay(scope, kinds, counts);
@@ -116,9 +209,9 @@ impl Run<'_, '_> {
         for &kind in kinds {
             let c = counts.entry(kind).or_default();
             self.retry_deferred(kind, c)?;
-            lease.renew()?;
+            renew(lease)?;
             self.sync_changes(kind, c, lease)?;
-            lease.renew()?;
+            renew(lease)?;
             self.sync_deletions(kind, c)?;
         }
         Ok(())
@@ -134,7 +227,7 @@ impl Run<'_, '_> {
             DeleteAction::Flag => &[crate::mapping::DELETED_FIELD],
             DeleteAction::Delete => &[],
         };
-        self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
+        self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra, !self.dry)?;
         self.validated.borrow_mut().push(kind);
         Ok(())
     }
@@ -216,6 +309,22 @@ impl Run<'_, '_> {
     ) -> Result<()> {
         let mapping = &self.settings.mapping;
         let sobject = mapping.object(kind)?.sobject.clone();
+        if self.dry {
+            let action = match self.settings.delete_action {
+                DeleteAction::Flag => "flag-deleted",
+                DeleteAction::Delete => "delete",
+            };
+            for (id, _) in pending {
+                counts.count(OutcomeKind::Deleted);
+                self.plan.borrow_mut().push(PlannedWrite {
+                    kind,
+                    netsuite_id: id.to_string(),
+                    action: action.into(),
+                    changes: vec![],
+                });
+            }
+            return Ok(());
+        }
         let (action, outcomes) = match self.settings.delete_action {
             DeleteAction::Flag => {
                 let flags: Vec<SObjectRecord> =
@@ -252,7 +361,7 @@ impl Run<'_, '_> {
             }
         }
         self.state.save_records(kind, &done)?;
-        self.host.audit.append(&audit);
+        self.record_audit(&audit);
         Ok(())
     }
 
@@ -264,7 +373,7 @@ impl Run<'_, '_> {
                 wanted.entry(*kind).or_default().push(id.clone());
             }
         }
-        let mut present: HashSet<(RecordKind, String)> = HashSet::new();
+        let mut present: HashSet<(RecordKind, String)> = self.planned.borrow().clone();
         for (kind, mut ids) in wanted {
             ids.sort();
             ids.dedup();
@@ -313,6 +422,14 @@ impl Run<'_, '_> {
         };
         let mut entry = audit_entry(self.request, mapped, "defer", &outcome);
         entry.error = Some(reason);
+        if self.dry {
+            self.plan.borrow_mut().push(PlannedWrite {
+                kind: mapped.source_kind,
+                netsuite_id: mapped.source_id.clone(),
+                action: "defer".into(),
+                changes: vec![],
+            });
+        }
         Ok(entry)
     }
 
@@ -384,7 +501,7 @@ impl Run<'_, '_> {
                 .map(|q| PendingWrite { mapped: queued_record(&q), state: q.state, parents: q.waits_for })
                 .collect();
             let ready = self.hold_back_orphans(writes, c, &mut audit)?;
-            self.host.audit.append(&audit);
+            self.record_audit(&audit);
             for part in ready.chunks(crate::salesforce::composite::RECORDS_PER_COMPOSITE) {
                 self.write(kind, part, false, "replay", c)?;
             }
@@ -395,7 +512,7 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts, lease: &Lease<'_>) -> Result<()> {
+    fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts, lease: Option<&Lease<'_>>) -> Result<()> {
         let started_at = self.host.clock.now_unix();
         let mapping = &self.settings.mapping;
         // A changed mapping re-reads every record once: exactly those whose
@@ -413,7 +530,7 @@ impl Run<'_, '_> {
         let mut bulk = false;
         while let Some(next_page) = pending.take() {
             let page = next_page.finish()?;
-            lease.renew()?;
+            renew(lease)?;
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
             let states = self.state.records(kind, &ids)?;
             let mut audit = Vec::with_capacity(page.records.len());
@@ -469,7 +586,7 @@ impl Run<'_, '_> {
             }
             batch.records.extend(self.hold_back_orphans(writes, counts, &mut audit)?);
             self.state.save_records(kind, &unchanged_states)?;
-            self.host.audit.append(&audit);
+            self.record_audit(&audit);
             if page.next.is_some() {
                 batch.cursor = page.next.clone();
             }
@@ -501,7 +618,7 @@ impl Run<'_, '_> {
         bulk: bool,
         stored: &mut Option<StoredCursor>,
         counts: &mut KindCounts,
-        lease: &Lease<'_>,
+        lease: Option<&Lease<'_>>,
     ) -> Result<()> {
         let (slice, action) = if bulk {
             (self.settings.salesforce.bulk_job_records.max(1) as usize, "bulk-write")
@@ -509,7 +626,7 @@ impl Run<'_, '_> {
             (crate::salesforce::composite::RECORDS_PER_COMPOSITE, "write")
         };
         for part in batch.records.chunks(slice) {
-            lease.renew()?;
+            renew(lease)?;
             self.write(kind, part, bulk, action, counts)?;
         }
         if let Some(next) = &batch.cursor {
@@ -531,8 +648,11 @@ impl Run<'_, '_> {
         if part.is_empty() {
             return Ok(());
         }
-        let targets: Vec<SObjectRecord> = part.iter().map(|(m, _)| m.target.clone()).collect();
         self.validate_target(kind)?;
+        if self.dry {
+            return self.plan_writes(kind, part, counts);
+        }
+        let targets: Vec<SObjectRecord> = part.iter().map(|(m, _)| m.target.clone()).collect();
         let outcomes = if bulk { self.sink.bulk_upsert(&targets)? } else { self.sink.upsert(&targets)? };
         let mut audit = Vec::with_capacity(outcomes.len());
         let mut new_states = Vec::with_capacity(outcomes.len());
@@ -563,7 +683,7 @@ impl Run<'_, '_> {
         }
         self.state.save_records(kind, &new_states)?;
         self.queues.remove(kind, &landed)?;
-        self.host.audit.append(&audit);
+        self.record_audit(&audit);
         Ok(())
     }
 }

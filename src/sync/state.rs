@@ -101,6 +101,8 @@ pub fn content_hash(record: &SObjectRecord) -> String {
 
 pub struct State<'a> {
     kv: &'a dyn KeyValue,
+    /// A dry run reads state and writes none.
+    read_only: bool,
 }
 
 fn kv_error(what: &str, e: String) -> ConnectorError {
@@ -108,8 +110,8 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
 }
 
 impl<'a> State<'a> {
-    pub fn new(kv: &'a dyn KeyValue) -> Self {
-        State { kv }
+    pub fn new(kv: &'a dyn KeyValue, read_only: bool) -> Self {
+        State { kv, read_only }
     }
 
     fn read_cursor(&self, key: &str, what: &str) -> Result<Option<StoredCursor>> {
@@ -124,6 +126,9 @@ impl<'a> State<'a> {
     }
 
     fn write_cursor(&self, key: &str, cursor: &StoredCursor) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         let bytes = serde_json::to_vec(cursor).expect("a cursor serializes");
         self.kv.set(key, &bytes).map_err(|e| kv_error("saving a cursor", e))
     }
@@ -151,7 +156,7 @@ impl<'a> State<'a> {
     }
 
     pub fn save_records(&self, kind: RecordKind, entries: &[(&str, RecordState)]) -> Result<()> {
-        if entries.is_empty() {
+        if entries.is_empty() || self.read_only {
             return Ok(());
         }
         let rows: Vec<(String, Vec<u8>)> = entries
@@ -168,6 +173,9 @@ impl<'a> State<'a> {
     }
 
     pub fn save_mapping_fingerprint(&self, kind: RecordKind, fingerprint: &str) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         self.kv
             .set(&mapping_key(kind), fingerprint.as_bytes())
             .map_err(|e| kv_error("saving the mapping fingerprint", e))

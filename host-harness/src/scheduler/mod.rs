@@ -43,6 +43,18 @@ pub struct RunReport {
     /// Per NetSuite record kind (customer, contact, vendor).
     pub objects: BTreeMap<&'static str, ObjectCounts>,
     pub api_calls: ApiCalls,
+    /// Dry runs: what a real run would write.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlanEntry>,
+}
+
+/// One record a dry run would write.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanEntry {
+    pub kind: &'static str,
+    pub netsuite_id: String,
+    pub action: String,
+    pub changes: serde_json::Value,
 }
 
 impl RunReport {
@@ -72,6 +84,21 @@ pub fn parse_kind(name: &str) -> Result<RecordKind> {
         "contact" | "contacts" => Ok(RecordKind::Contact),
         "vendor" | "vendors" => Ok(RecordKind::Vendor),
         other => anyhow::bail!("unknown record kind `{other}`: use customer, contact or vendor"),
+    }
+}
+
+/// What a run is asked to do.
+struct Request {
+    mode: SyncMode,
+    kinds: Vec<RecordKind>,
+    replay: Option<ReplayScope>,
+    dry_run: bool,
+    compare_live: bool,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request { mode: SyncMode::Incremental, kinds: vec![], replay: None, dry_run: false, compare_live: false }
     }
 }
 
@@ -124,26 +151,26 @@ impl Tenant {
     /// Runs one sync and records it. A failed sync is a report with status
     /// `failed` and the connector's message; only host faults are errors.
     pub async fn sync(&self, runtime: &Runtime, mode: SyncMode, kinds: &[RecordKind]) -> Result<RunReport> {
-        self.start(runtime, mode, kinds, None).await
+        self.start(runtime, Request { mode, kinds: kinds.to_vec(), ..Default::default() }).await
     }
 
     /// Sends failed writes again (all, a run's, or one record's).
     pub async fn replay(&self, runtime: &Runtime, scope: ReplayScope) -> Result<RunReport> {
-        self.start(runtime, SyncMode::Incremental, &[], Some(scope)).await
+        self.start(runtime, Request { replay: Some(scope), ..Default::default() }).await
     }
 
-    async fn start(
-        &self,
-        runtime: &Runtime,
-        mode: SyncMode,
-        kinds: &[RecordKind],
-        replay: Option<ReplayScope>,
-    ) -> Result<RunReport> {
+    /// Reads and maps, reports what a run would write, writes nothing.
+    pub async fn dry_run(&self, runtime: &Runtime, kinds: &[RecordKind], compare_live: bool) -> Result<RunReport> {
+        self.start(runtime, Request { kinds: kinds.to_vec(), dry_run: true, compare_live, ..Default::default() }).await
+    }
+
+    async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
         let run_id = new_run_id();
-        let mode_name = match (&replay, mode) {
-            (Some(_), _) => "replay",
-            (None, SyncMode::Incremental) => "incremental",
-            (None, SyncMode::Full) => "full",
+        let mode_name = match (&req.replay, req.dry_run, req.mode) {
+            (Some(_), _, _) => "replay",
+            (None, true, _) => "dry-run",
+            (None, false, SyncMode::Incremental) => "incremental",
+            (None, false, SyncMode::Full) => "full",
         };
         let conn = self.database.connect()?;
         conn.execute(
@@ -151,7 +178,14 @@ impl Tenant {
             params![run_id, self.config.tenant, now_text(), mode_name],
         )?;
         let started = Instant::now();
-        let request = SyncRequest { run_id: run_id.clone(), mode, kinds: kinds.to_vec(), replay };
+        let request = SyncRequest {
+            run_id: run_id.clone(),
+            mode: req.mode,
+            kinds: req.kinds,
+            replay: req.replay,
+            dry_run: req.dry_run,
+            compare_live: req.compare_live,
+        };
         let outcome = runtime.sync(self.sandbox()?, request).await;
         let mut report = RunReport {
             run_id: run_id.clone(),
@@ -162,6 +196,7 @@ impl Tenant {
             duration_ms: 0,
             objects: BTreeMap::new(),
             api_calls: ApiCalls::default(),
+            plan: Vec::new(),
         };
         match outcome {
             Ok(Ok(r)) => {
@@ -180,6 +215,16 @@ impl Tenant {
                     );
                 }
                 report.api_calls = ApiCalls { netsuite: r.api_calls.netsuite, salesforce: r.api_calls.salesforce };
+                report.plan = r
+                    .plan
+                    .into_iter()
+                    .map(|p| PlanEntry {
+                        kind: kind_name(p.kind),
+                        netsuite_id: p.netsuite_id,
+                        action: p.action,
+                        changes: serde_json::from_str(&p.changes_json).unwrap_or_default(),
+                    })
+                    .collect();
             }
             Ok(Err(e)) => {
                 report.status = "failed";

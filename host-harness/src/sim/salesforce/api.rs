@@ -238,7 +238,7 @@ fn describe(org: &Org, sobject: &str) -> Answer {
 }
 
 fn collections_delete(org: &mut Org, query: &str) -> Answer {
-    let params: HashMap<String, String> = form_urlencoded_pairs(query);
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let ids: Vec<&str> =
         params.get("ids").map(|v| v.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
     if ids.is_empty() {
@@ -262,14 +262,6 @@ fn collections_delete(org: &mut Org, query: &str) -> Answer {
         })
         .collect();
     (200, Some(Value::Array(results)))
-}
-
-fn form_urlencoded_pairs(query: &str) -> HashMap<String, String> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("%2C", ",")))
-        .collect()
 }
 
 fn single_upsert(
