@@ -172,3 +172,66 @@ async fn a_dry_run_reports_every_change_and_writes_nothing_anywhere() {
     let c = real.counts("customer");
     assert_eq!((c.created, c.updated), (1, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_moved_to_another_company_keeps_its_salesforce_record() {
+    let bed = bed(10).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(20, &bed.customer_ids[..2], at, 4).unwrap();
+    succeeded(&bed.sync_all().await);
+    let (contact, company) = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[0];
+    let (sf_id, before) = bed.sf("Contact", contact);
+    assert_eq!(before["AccountId"].as_str(), Some(bed.sf("Account", company).0.as_str()));
+
+    let target = bed.customer_ids[7];
+    let now = bed.clock.now_secs();
+    bed.netsuite
+        .execute(&format!("UPDATE contact SET company = {target}, lastmodifieddate = {now} WHERE id = {contact}"))
+        .unwrap();
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("contact").updated, 1);
+    let (after_id, after) = bed.sf("Contact", contact);
+    assert_eq!(after_id, sf_id, "the same Contact");
+    assert_eq!(after["AccountId"].as_str(), Some(bed.sf("Account", target).0.as_str()), "now under its new Account");
+    assert_eq!(bed.salesforce.count("Contact"), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_can_be_limited_to_one_record_or_one_run() {
+    let bed = bed(60).start().await;
+    bed.salesforce.set_validation_rule(embargo());
+    let (a, b) = (bed.customer_ids[1], bed.customer_ids[2]);
+    bed.netsuite.rename_customer_any(a, "Embargoed A").unwrap();
+    bed.netsuite.rename_customer_any(b, "Embargoed B").unwrap();
+    let first = bed.sync().await;
+    assert_eq!(first.counts("customer").failed, 2);
+    bed.salesforce.set_validation_rule(None);
+
+    let one = bed
+        .bed
+        .tenant
+        .replay(
+            support::runtime(),
+            host_harness::host::ReplayScope::One(host_harness::host::RecordRef {
+                kind: host_harness::host::RecordKind::Customer,
+                id: a.to_string(),
+            }),
+        )
+        .await
+        .unwrap();
+    succeeded(&one);
+    assert_eq!(one.counts("customer").created, 1);
+    assert!(bed.salesforce.find("Account", &a.to_string()).is_some());
+    assert!(bed.salesforce.find("Account", &b.to_string()).is_none());
+
+    let by_run = bed
+        .bed
+        .tenant
+        .replay(support::runtime(), host_harness::host::ReplayScope::Run(first.run_id.clone()))
+        .await
+        .unwrap();
+    succeeded(&by_run);
+    assert_eq!(by_run.counts("customer").created, 1, "only b was left from that run");
+    assert!(bed.salesforce.find("Account", &b.to_string()).is_some());
+}
