@@ -43,6 +43,8 @@ pub struct NetSuiteSettings {
     /// Incremental reads start this far before the cursor, to catch rows
     /// committed late with an earlier lastmodifieddate.
     pub overlap_secs: u32,
+    /// The share of the account's concurrency limit this connector may use.
+    pub max_in_flight: u32,
 }
 
 #[derive(Clone)]
@@ -214,7 +216,13 @@ impl Settings {
             auth,
             page_size,
             overlap_secs: r.number("netsuite_overlap_secs", 600)?,
+            max_in_flight: r.number("netsuite_max_in_flight", 5)?,
         };
+        if netsuite.max_in_flight == 0 {
+            return Err(ConnectorError::Config(
+                "setting `netsuite_max_in_flight` is 0: give at least 1 concurrent NetSuite request".into(),
+            ));
+        }
 
         let client_id = r.required("salesforce_client_id", "the connected app's consumer key")?;
         let grant = match r.optional("salesforce_grant")?.as_deref().unwrap_or("client_credentials") {

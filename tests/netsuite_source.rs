@@ -201,8 +201,32 @@ async fn rate_limits_and_concurrency_pressure_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_keeps_within_its_share_of_the_account_concurrency_limit() {
+    // An account that allows one request at a time, and slow queries.
+    let within = bed(300).netsuite_concurrency(1).setting("netsuite_max_in_flight", "1").start().await;
+    within.netsuite.set_latency(Duration::from_millis(40));
+    succeeded(&within.sync().await);
+    assert_eq!(within.netsuite.over_limit(), 0, "never more than one request in flight");
+
+    // Allowed two, the connector reads deletions alongside changes; the
+    // account refuses the second and the retry policy absorbs it.
+    let over = bed(300).netsuite_concurrency(1).setting("netsuite_max_in_flight", "2").start().await;
+    over.netsuite.set_latency(Duration::from_millis(40));
+    let report = over.sync().await;
+    succeeded(&report);
+    assert!(over.netsuite.over_limit() > 0, "two requests were in flight together");
+    assert_eq!(over.salesforce.count("Account"), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_rate_limit_fails_clearly_and_keeps_the_cursor() {
-    let bed = bed(300).setting("netsuite_page_size", "100").setting("http_max_retries", "3").start().await;
+    // One request at a time, so the scripted failures all meet the same request.
+    let bed = bed(300)
+        .setting("netsuite_page_size", "100")
+        .setting("http_max_retries", "3")
+        .setting("netsuite_max_in_flight", "1")
+        .start()
+        .await;
     succeeded(&bed.sync().await);
     for &id in &bed.customer_ids[..5] {
         bed.netsuite.set_customer_phone(id, "+1 212-555-0100").unwrap();

@@ -36,6 +36,7 @@ pub async fn run(component: PathBuf, records: u64) -> Result<Vec<PathResult>> {
             data_dir: dir.clone(),
             salesforce: SalesforceSimConfig { daily_api_limit: 10_000_000, ..Default::default() },
             settings: BTreeMap::from([("salesforce_bulk_threshold".to_string(), threshold.to_string())]),
+            netsuite_concurrency: 15,
         })
         .await?;
         let started = Instant::now();

@@ -46,6 +46,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
         data_dir,
         salesforce: SalesforceSimConfig::default(),
         settings: BTreeMap::new(),
+        netsuite_concurrency: 15,
     })
     .await?;
     let component = options.component.clone();

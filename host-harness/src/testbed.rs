@@ -77,6 +77,8 @@ pub struct TestbedOptions {
     pub salesforce: SalesforceSimConfig,
     /// Extra or replaced settings.
     pub settings: BTreeMap<String, String>,
+    /// Concurrent requests the simulated NetSuite account allows.
+    pub netsuite_concurrency: usize,
 }
 
 pub struct Testbed {
@@ -97,7 +99,7 @@ impl Testbed {
                 client_id: NETSUITE_CLIENT_ID.into(),
                 certificate_id: NETSUITE_CERTIFICATE_ID.into(),
                 public_key_pem: options.key.public_pem.clone(),
-                concurrency_limit: 15,
+                concurrency_limit: options.netsuite_concurrency,
                 token_lifetime: Duration::from_secs(3600),
                 tba: Some(TbaConfig {
                     consumer_key: TBA_CONSUMER_KEY.into(),

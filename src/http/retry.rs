@@ -99,11 +99,21 @@ pub struct ApiClient<'h> {
     pub rules: &'static [Rule],
     pub backoff: Backoff,
     calls: Cell<u32>,
+    /// Requests started with `begin` and not yet finished.
+    in_flight: Cell<u32>,
+    /// At most this many started at once (the account's concurrency share).
+    max_in_flight: u32,
 }
 
 impl<'h> ApiClient<'h> {
     pub fn new(host: &'h Host<'h>, api: &'static str, rules: &'static [Rule], backoff: Backoff) -> Self {
-        ApiClient { host, api, rules, backoff, calls: Cell::new(0) }
+        ApiClient { host, api, rules, backoff, calls: Cell::new(0), in_flight: Cell::new(0), max_in_flight: u32::MAX }
+    }
+
+    /// Caps how many requests `begin` keeps in flight together.
+    pub fn with_max_in_flight(mut self, max: u32) -> Self {
+        self.max_in_flight = max.max(1);
+        self
     }
 
     /// HTTP requests sent so far, retries included.
@@ -122,14 +132,20 @@ impl<'h> ApiClient<'h> {
 
     /// Starts the first attempt and returns at once, so the caller can do
     /// other work (write a page to Salesforce) while this request travels.
+    /// At the in-flight cap the request is not started now but when
+    /// `finish` is called.
     pub fn begin<'c>(
         &'c self,
         build: impl Fn() -> Result<HttpRequest, ConnectorError> + 'c,
     ) -> Result<InFlight<'c, 'h>, ConnectorError> {
+        if self.in_flight.get() >= self.max_in_flight {
+            return Ok(InFlight { client: self, build: Box::new(build), first: None });
+        }
         let request = build()?;
         self.calls.set(self.calls.get() + 1);
+        self.in_flight.set(self.in_flight.get() + 1);
         let pending = self.host.transport.start(&request);
-        Ok(InFlight { client: self, build: Box::new(build), first: (request, pending) })
+        Ok(InFlight { client: self, build: Box::new(build), first: Some((request, pending)) })
     }
 
     /// The retry loop; `first` is an attempt already made.
@@ -217,19 +233,35 @@ impl<'h> ApiClient<'h> {
     }
 }
 
+/// A first attempt: the request and its pending response.
+type FirstAttempt = (HttpRequest, Result<Box<dyn PendingResponse>, String>);
+
 /// A request whose first attempt is under way.
 pub struct InFlight<'c, 'h> {
     client: &'c ApiClient<'h>,
     build: Box<dyn Fn() -> Result<HttpRequest, ConnectorError> + 'c>,
-    first: (HttpRequest, Result<Box<dyn PendingResponse>, String>),
+    /// None when the cap held the request back: it is sent in `finish`.
+    first: Option<FirstAttempt>,
 }
 
 impl InFlight<'_, '_> {
     /// Waits for the response, then retries like `send` would.
-    pub fn finish(self) -> Result<Sent, ConnectorError> {
-        let (request, pending) = self.first;
-        let outcome = pending.and_then(|p| p.wait());
-        self.client.drive(&*self.build, Some((request, outcome)))
+    pub fn finish(mut self) -> Result<Sent, ConnectorError> {
+        let made = self.first.take().map(|(request, pending)| {
+            let outcome = pending.and_then(|p| p.wait());
+            self.client.in_flight.set(self.client.in_flight.get() - 1);
+            (request, outcome)
+        });
+        self.client.drive(&*self.build, made)
+    }
+}
+
+impl Drop for InFlight<'_, '_> {
+    /// An abandoned request (the run stopped) frees its place.
+    fn drop(&mut self) {
+        if self.first.take().is_some() {
+            self.client.in_flight.set(self.client.in_flight.get() - 1);
+        }
     }
 }
 

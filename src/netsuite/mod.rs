@@ -48,7 +48,7 @@ impl<'h> NetSuiteSource<'h> {
             }
         };
         NetSuiteSource {
-            api: ApiClient::new(host, "NetSuite", errors::RULES, backoff),
+            api: ApiClient::new(host, "NetSuite", errors::RULES, backoff).with_max_in_flight(settings.max_in_flight),
             base_url: settings.base_url,
             page_size: settings.page_size,
             auth,
@@ -126,13 +126,15 @@ impl<'h> NetSuiteSource<'h> {
         self.begin_changed(kind, after, columns)?.finish()
     }
 
+    /// Starts reading one page of `kind` deletions after `after`.
+    pub fn begin_deleted(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<PendingDeleted<'_, 'h>> {
+        let query = suiteql::deleted_query(kind, after)?;
+        Ok(PendingDeleted { kind, query: self.begin_query(query, format!("SuiteQL read of deleted {kind} records"))? })
+    }
+
     /// One page of `kind` deletions after `after`.
     pub fn fetch_deleted(&self, kind: RecordKind, after: Option<&Cursor>) -> Result<DeletedPage> {
-        let query = suiteql::deleted_query(kind, after)?;
-        let page = self.run_query(query, format!("SuiteQL read of deleted {kind} records"))?;
-        let rows = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
-        let next = rows.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
-        Ok(DeletedPage { ids: rows.into_iter().map(|r| r.id).collect(), next, has_more: page.has_more })
+        self.begin_deleted(kind, after)?.finish()
     }
 
     /// One record by internal id.
@@ -196,5 +198,21 @@ impl PendingPage<'_, '_> {
         let records = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
         let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
         Ok(Page { records, next, has_more: page.has_more, total: page.total_results })
+    }
+}
+
+/// A page of deletions under way.
+pub struct PendingDeleted<'s, 'h> {
+    kind: RecordKind,
+    query: PendingQuery<'s, 'h>,
+}
+
+impl PendingDeleted<'_, '_> {
+    pub fn finish(self) -> Result<DeletedPage> {
+        let kind = self.kind;
+        let page = self.query.finish()?;
+        let rows = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
+        let next = rows.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
+        Ok(DeletedPage { ids: rows.into_iter().map(|r| r.id).collect(), next, has_more: page.has_more })
     }
 }

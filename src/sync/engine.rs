@@ -210,9 +210,18 @@ impl Run<'_, '_> {
             let c = counts.entry(kind).or_default();
             self.retry_deferred(kind, c)?;
             renew(lease)?;
+            // The deletions stream is independent of the changes stream: with
+            // room for two requests, its first page travels alongside.
+            let deletions_started = self.host.clock.now_unix();
+            let deletions = self.stream_start(kind, true, self.request.mode == SyncMode::Full)?;
+            let first_deleted = if self.settings.netsuite.max_in_flight >= 2 {
+                Some(self.source.begin_deleted(kind, deletions.1.as_ref())?)
+            } else {
+                None
+            };
             self.sync_changes(kind, c, lease)?;
             renew(lease)?;
-            self.sync_deletions(kind, c)?;
+            self.sync_deletions(kind, c, deletions, first_deleted, deletions_started)?;
         }
         Ok(())
     }
@@ -275,11 +284,19 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    fn sync_deletions(&self, kind: RecordKind, counts: &mut KindCounts) -> Result<()> {
-        let started_at = self.host.clock.now_unix();
-        let (mut stored, mut cursor) = self.stream_start(kind, true, self.request.mode == SyncMode::Full)?;
+    fn sync_deletions(
+        &self,
+        kind: RecordKind,
+        counts: &mut KindCounts,
+        (mut stored, mut cursor): (Option<StoredCursor>, Option<Cursor>),
+        mut first: Option<crate::netsuite::PendingDeleted<'_, '_>>,
+        started_at: i64,
+    ) -> Result<()> {
         loop {
-            let page = self.source.fetch_deleted(kind, cursor.as_ref())?;
+            let page = match first.take() {
+                Some(pending) => pending.finish()?,
+                None => self.source.fetch_deleted(kind, cursor.as_ref())?,
+            };
             let ids: Vec<&str> = page.ids.iter().map(String::as_str).collect();
             let states = self.state.records(kind, &ids)?;
             // Only records the connector wrote have anything to remove in Salesforce.

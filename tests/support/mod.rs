@@ -85,15 +85,28 @@ pub struct BedBuilder {
     key: Option<KeyPair>,
     salesforce: SalesforceSimConfig,
     settings: BTreeMap<String, String>,
+    netsuite_concurrency: usize,
 }
 
 pub fn bed(customers: u64) -> BedBuilder {
-    BedBuilder { customers, key: None, salesforce: SalesforceSimConfig::default(), settings: BTreeMap::new() }
+    BedBuilder {
+        customers,
+        key: None,
+        salesforce: SalesforceSimConfig::default(),
+        settings: BTreeMap::new(),
+        netsuite_concurrency: 15,
+    }
 }
 
 impl BedBuilder {
     pub fn key(mut self, key: KeyPair) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// Concurrent requests the simulated NetSuite account allows.
+    pub fn netsuite_concurrency(mut self, limit: usize) -> Self {
+        self.netsuite_concurrency = limit;
         self
     }
 
@@ -117,6 +130,7 @@ impl BedBuilder {
             data_dir: dir.path().to_path_buf(),
             salesforce: self.salesforce,
             settings: self.settings,
+            netsuite_concurrency: self.netsuite_concurrency,
         })
         .await
         .expect("starting the simulated installation");

@@ -56,6 +56,8 @@ struct Inner {
     token_requests: AtomicU64,
     queries: AtomicU64,
     max_offset: AtomicU64,
+    /// Requests refused with 429 because the concurrency limit was reached.
+    over_limit: AtomicU64,
     login_audit: Mutex<Vec<String>>,
     used_nonces: Mutex<std::collections::HashSet<(String, String)>>,
     /// Simulated time each SuiteQL request takes.
@@ -147,6 +149,7 @@ impl NetSuiteSim {
                 token_requests: AtomicU64::new(0),
                 queries: AtomicU64::new(0),
                 max_offset: AtomicU64::new(0),
+                over_limit: AtomicU64::new(0),
                 login_audit: Mutex::new(Vec::new()),
                 used_nonces: Mutex::new(Default::default()),
                 query_duration: Mutex::new(Duration::ZERO),
@@ -367,6 +370,11 @@ impl NetSuiteSim {
         Ok(self.db().query_row("SELECT COUNT(*) FROM customer", [], |r| r.get(0))?)
     }
 
+    /// Requests refused because the account's concurrency limit was in use.
+    pub fn over_limit(&self) -> u64 {
+        self.inner.over_limit.load(Ordering::SeqCst)
+    }
+
     /// The largest `offset` any SuiteQL request asked for.
     pub fn max_offset_requested(&self) -> u64 {
         self.inner.max_offset.load(Ordering::SeqCst)
@@ -429,6 +437,7 @@ async fn suiteql_handler(
     inner.requests.fetch_add(1, Ordering::SeqCst);
     let slot = Slot(&inner.in_flight);
     if inner.in_flight.fetch_add(1, Ordering::SeqCst) >= inner.config.concurrency_limit {
+        inner.over_limit.fetch_add(1, Ordering::SeqCst);
         drop(slot);
         return error_body(
             StatusCode::TOO_MANY_REQUESTS,
