@@ -141,25 +141,26 @@ async fn a_run_longer_than_the_token_lifetime_gets_fresh_tokens() {
     );
 }
 
-/// Touches every customer to a recent time so the run ends with a cursor near now.
-fn make_recent(bed: &support::Bed) {
+/// Every customer modified in the last few minutes, and a transaction that
+/// started two minutes ago committing while the last page is read: its
+/// lastmodifieddate is already behind the cursor. Returns the late record.
+fn late_commit_during_the_first_run(bed: &support::Bed) -> i64 {
     let now = bed.clock.now_secs();
     bed.netsuite.execute(&format!("UPDATE customer SET lastmodifieddate = {now} - 300 + (id % 250)")).unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_commit_during_a_run_is_picked_up_by_the_next_run() {
-    let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
-    make_recent(&bed);
     let late = bed.customer_ids[0];
-    // While the last page is read, a transaction that started two minutes
-    // ago commits: its lastmodifieddate is already behind the cursor.
     bed.netsuite.after_queries(10, move |ns| {
         ns.execute(&format!(
             "UPDATE customer SET companyname = 'Late Commit Ltd', lastmodifieddate = lastmodifieddate - 120 WHERE id = {late}"
         ))
         .unwrap();
     });
+    late
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_during_a_run_is_picked_up_by_the_next_run() {
+    let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
+    let late = late_commit_during_the_first_run(&bed);
     succeeded(&bed.sync().await);
     assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
 
@@ -173,14 +174,7 @@ async fn a_late_commit_during_a_run_is_picked_up_by_the_next_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_overlap_window_a_late_commit_is_missed() {
     let bed = bed(1000).setting("netsuite_page_size", "100").setting("netsuite_overlap_secs", "0").start().await;
-    make_recent(&bed);
-    let late = bed.customer_ids[0];
-    bed.netsuite.after_queries(10, move |ns| {
-        ns.execute(&format!(
-            "UPDATE customer SET companyname = 'Late Commit Ltd', lastmodifieddate = lastmodifieddate - 120 WHERE id = {late}"
-        ))
-        .unwrap();
-    });
+    let late = late_commit_during_the_first_run(&bed);
     succeeded(&bed.sync().await);
     succeeded(&bed.sync().await);
     assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd", "this is what the overlap window is for");

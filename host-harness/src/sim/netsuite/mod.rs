@@ -257,20 +257,26 @@ impl NetSuiteSim {
         self.inner.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds `count` customers, modified at spread-out times in the past year.
-    pub fn seed_customers(&self, count: u64, seed: u64) -> Result<Vec<i64>> {
+    /// Adds `count` customers (or vendors: `table`), modified at spread-out
+    /// times in the past year.
+    fn seed_companies(&self, table: &str, prefix: &str, count: u64, seed: u64) -> Result<Vec<i64>> {
         let now = self.inner.clock.now_secs();
         let mut seeder = Seeder::new(seed);
         let db = self.db();
         let tx = db.unchecked_transaction()?;
         let mut ids = Vec::with_capacity(count as usize);
         for n in 1..=count {
-            let company = seeder.company(n, "CUST");
+            let company = seeder.company(n, prefix);
             let at = now - seeder.range(3600, 365 * 86400);
-            ids.push(db::insert_company(&tx, "customer", &company, at)?);
+            ids.push(db::insert_company(&tx, table, &company, at)?);
         }
         tx.commit()?;
         Ok(ids)
+    }
+
+    /// Adds `count` customers: companies and people, with addresses and terms.
+    pub fn seed_customers(&self, count: u64, seed: u64) -> Result<Vec<i64>> {
+        self.seed_companies("customer", "CUST", count, seed)
     }
 
     /// Adds `count` contacts spread over `companies`, all modified at `at`
@@ -317,18 +323,7 @@ impl NetSuiteSim {
 
     /// Adds `count` vendors with addresses and terms.
     pub fn seed_vendors(&self, count: u64, seed: u64) -> Result<Vec<i64>> {
-        let now = self.inner.clock.now_secs();
-        let mut seeder = Seeder::new(seed);
-        let db = self.db();
-        let tx = db.unchecked_transaction()?;
-        let mut ids = Vec::with_capacity(count as usize);
-        for n in 1..=count {
-            let vendor = seeder.company(n, "VEND");
-            let at = now - seeder.range(3600, 365 * 86400);
-            ids.push(db::insert_company(&tx, "vendor", &vendor, at)?);
-        }
-        tx.commit()?;
-        Ok(ids)
+        self.seed_companies("vendor", "VEND", count, seed)
     }
 
     /// Marks a customer inactive (or active again).
