@@ -10,7 +10,7 @@ wit_bindgen::generate!({
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model;
 use crate::ports::{self, Host};
-use exports::ml_connector::netsuite_salesforce::{mapper, sink, source, sync};
+use exports::ml_connector::netsuite_salesforce::{events, mapper, sink, source, sync};
 use ml_connector::netsuite_salesforce::{audit, types};
 use std::time::Duration;
 use wasi::http::types as http;
@@ -432,6 +432,7 @@ impl sync::Guest for Component {
             mode: match request.mode {
                 sync::SyncMode::Incremental => model::SyncMode::Incremental,
                 sync::SyncMode::Full => model::SyncMode::Full,
+                sync::SyncMode::Events => model::SyncMode::Events,
             },
             kinds: request.kinds.into_iter().map(kind_from_wit).collect(),
             replay: request.replay.map(|scope| match scope {
@@ -476,5 +477,14 @@ impl sync::Guest for Component {
                     .collect(),
             })
         })
+    }
+}
+
+impl events::Guest for Component {
+    fn receive(headers: Vec<(String, String)>, body: Vec<u8>) -> events::Answer {
+        let answer = with_host(|host| Ok(crate::sync::receive(host, &headers, &body))).unwrap_or_else(|e| {
+            crate::events::Answer { status: 503, body: serde_json::json!({ "error": format!("{e:?}") }).to_string() }
+        });
+        events::Answer { status: answer.status, body: answer.body }
     }
 }

@@ -187,6 +187,8 @@ pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 pub enum SyncMode {
     Incremental,
     Full,
+    /// Only the queued change events.
+    Events,
 }
 
 /// Which failed writes a replay sends again.

@@ -106,6 +106,24 @@ pub struct Settings {
     pub lease_ttl_secs: i64,
 }
 
+/// What change events need: read without the rest of the settings, so a
+/// bad event is refused even when NetSuite or Salesforce settings are not
+/// complete.
+pub struct EventSettings {
+    pub secret: String,
+    pub tolerance_secs: i64,
+}
+
+impl EventSettings {
+    pub fn load(config: &dyn Config) -> Result<EventSettings> {
+        let r = Reader { config };
+        Ok(EventSettings {
+            secret: r.required("webhook_secret", "the shared secret NetSuite signs change events with (a secret)")?,
+            tolerance_secs: r.number("webhook_tolerance_secs", crate::events::DEFAULT_TOLERANCE_SECS)?,
+        })
+    }
+}
+
 // Secrets never reach Debug output.
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -12,3 +12,4 @@ pub mod secrets;
 pub mod sim;
 pub mod store;
 pub mod testbed;
+pub mod webhook;

@@ -20,6 +20,8 @@ pub const NETSUITE_CERTIFICATE_ID: &str = "sim-m2m-certificate-1";
 /// TBA credentials the simulated account accepts (public: they only open the simulator).
 pub const TBA_CONSUMER_KEY: &str = "sim-consumer-key-0f3a";
 pub const TBA_TOKEN_ID: &str = "sim-token-id-77c1";
+/// The secret the simulated account signs change events with.
+pub const WEBHOOK_SECRET: &str = "whsec-sim-4d2f9a";
 const TBA_CONSUMER_SECRET: &str = "sim-consumer-secret-d41d";
 const TBA_TOKEN_SECRET: &str = "sim-token-secret-8f00";
 
@@ -85,7 +87,7 @@ pub struct Testbed {
     pub clock: SimClock,
     pub netsuite: NetSuiteSim,
     pub salesforce: SalesforceSim,
-    pub tenant: Tenant,
+    pub tenant: std::sync::Arc<Tenant>,
     pub customer_ids: Vec<i64>,
     pub key: KeyPair,
 }
@@ -159,11 +161,12 @@ impl Testbed {
         let secrets = BTreeMap::from([
             ("netsuite_private_key".to_string(), options.key.private_pem.clone()),
             ("salesforce_client_secret".to_string(), client_secret),
+            ("webhook_secret".to_string(), WEBHOOK_SECRET.to_string()),
             ("netsuite_consumer_secret".to_string(), TBA_CONSUMER_SECRET.to_string()),
             ("netsuite_token_secret".to_string(), TBA_TOKEN_SECRET.to_string()),
         ]);
         SecretFile::write(&config.secrets_path(), &cipher, &secrets)?;
-        let tenant = Tenant::open(config, cipher, Some(clock.clone()))?;
+        let tenant = std::sync::Arc::new(Tenant::open(config, cipher, Some(clock.clone()))?);
         Ok(Testbed { clock, netsuite, salesforce, tenant, customer_ids, key: options.key })
     }
 

@@ -137,6 +137,20 @@ impl<'h> NetSuiteSource<'h> {
         self.begin_deleted(kind, after)?.finish()
     }
 
+    /// Records of `kind` by internal id; ids NetSuite does not return (deleted,
+    /// or never existed) are simply absent.
+    pub fn fetch_many(&self, kind: RecordKind, ids: &[&str], columns: &[String]) -> Result<Vec<NetSuiteRecord>> {
+        let mut records = Vec::with_capacity(ids.len());
+        for group in ids.chunks(self.page_size as usize) {
+            let query = suiteql::ids_query(kind, group, columns)?;
+            let page = self.run_query(query, format!("SuiteQL read of {} {kind} records by id", group.len()))?;
+            for row in page.rows {
+                records.push(suiteql::to_record(kind, row)?);
+            }
+        }
+        Ok(records)
+    }
+
     /// One record by internal id.
     pub fn fetch_one(&self, kind: RecordKind, id: &str, columns: &[String]) -> Result<Option<NetSuiteRecord>> {
         let query = suiteql::one_query(kind, id, columns)?;

@@ -192,6 +192,20 @@ pub fn rewind(cursor: &Cursor, secs: u32) -> Result<Cursor> {
     Ok(Cursor { last_modified: format_timestamp(earlier), id: "0".into() })
 }
 
+/// Rows of `kind` by internal id (at most a page of ids).
+pub fn ids_query(kind: RecordKind, ids: &[&str], extra: &[String]) -> Result<String> {
+    let t = table(kind);
+    let list = ids.iter().map(|id| internal_id(id).map(|n| n.to_string())).collect::<Result<Vec<_>>>()?;
+    Ok(format!(
+        "SELECT {} FROM {} WHERE {}.id IN ({}) ORDER BY {}.id",
+        select_list(kind, extra)?,
+        t.from,
+        t.alias,
+        list.join(", "),
+        t.alias
+    ))
+}
+
 /// One row of `kind` by internal id.
 pub fn one_query(kind: RecordKind, id: &str, extra: &[String]) -> Result<String> {
     let t = table(kind);
@@ -336,6 +350,13 @@ mod tests {
         assert!(base_columns(RecordKind::Customer).contains(&"billcity"));
         assert!(base_columns(RecordKind::Customer).contains(&"termsname"));
         assert!(first.contains("c.id > 0"), "{first}");
+    }
+
+    #[test]
+    fn records_by_id_take_only_validated_ids() {
+        let q = ids_query(RecordKind::Vendor, &["3", "17"], &[]).unwrap();
+        assert!(q.ends_with("WHERE v.id IN (3, 17) ORDER BY v.id"), "{q}");
+        assert!(ids_query(RecordKind::Vendor, &["3", "4) OR (1=1"], &[]).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! deletions. A replay run sends failed writes again instead of reading.
 
 use super::lease::Lease;
-use super::queues::{Queue, QueuedWrite, Queues};
+use super::queues::{Queue, QueuedEvent, QueuedWrite, Queues};
 use super::state::{DELETED, RecordState, State, StoredCursor, annotate_changes, content_hash, is_after, source_hash};
 use crate::model::{
     ApiCalls, AuditEntry, ConnectorError, Cursor, FieldChange, KindCounts, MappedRecord, OutcomeKind, PlannedWrite,
@@ -206,6 +206,10 @@ impl Run<'_, '_> {
         // A fresh NetSuite token for every run; renewed again inside the run
         // whenever it nears its 60 minutes.
         self.source.authenticate()?;
+        self.apply_events(kinds, counts)?;
+        if self.request.mode == SyncMode::Events {
+            return Ok(());
+        }
         for &kind in kinds {
             let c = counts.entry(kind).or_default();
             self.retry_deferred(kind, c)?;
@@ -548,62 +552,7 @@ impl Run<'_, '_> {
         while let Some(next_page) = pending.take() {
             let page = next_page.finish()?;
             renew(lease)?;
-            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
-            let states = self.state.records(kind, &ids)?;
-            let mut audit = Vec::with_capacity(page.records.len());
-            let mut unchanged_states: Vec<(&str, RecordState)> = Vec::new();
-            let mut writes = Vec::new();
-
-            for (record, old) in page.records.iter().zip(states) {
-                let src = source_hash(record);
-                // The same row read again in the overlap window: already handled.
-                if !full && old.as_ref().is_some_and(|s| s.src == src) {
-                    continue;
-                }
-                counts.read += 1;
-                let mut mapped = match mapping.map(record) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        counts.count(OutcomeKind::Failed);
-                        audit.push(AuditEntry {
-                            run_id: self.request.run_id.clone(),
-                            kind,
-                            action: "map".into(),
-                            netsuite_id: record.id.clone(),
-                            salesforce_id: old.and_then(|s| s.sf),
-                            outcome: OutcomeKind::Failed.as_str().into(),
-                            transformations_json: "[]".into(),
-                            error: Some(e.to_string()),
-                        });
-                        continue;
-                    }
-                };
-                let dst = content_hash(&mapped.target);
-                match old {
-                    // Salesforce already holds exactly this: no write.
-                    Some(old) if old.dst == dst => {
-                        counts.count(OutcomeKind::Unchanged);
-                        let unchanged = UpsertOutcome {
-                            external_id: mapped.target.external_id.clone(),
-                            salesforce_id: old.sf.clone(),
-                            outcome: OutcomeKind::Unchanged,
-                            errors: vec![],
-                        };
-                        audit.push(audit_entry(self.request, &mapped, "skip-unchanged", &unchanged));
-                        unchanged_states.push((record.id.as_str(), RecordState { src, ..old }));
-                    }
-                    old => {
-                        let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
-                        annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
-                        let fields = Some(mapped.target.fields.clone());
-                        let parents = mapping.parents(record);
-                        writes.push(PendingWrite { mapped, state: RecordState { src, dst, sf, fields }, parents });
-                    }
-                }
-            }
-            batch.records.extend(self.hold_back_orphans(writes, counts, &mut audit)?);
-            self.state.save_records(kind, &unchanged_states)?;
-            self.record_audit(&audit);
+            batch.records.extend(self.stage(kind, &page.records, full, counts)?);
             if page.next.is_some() {
                 batch.cursor = page.next.clone();
             }
@@ -622,6 +571,137 @@ impl Run<'_, '_> {
         }
         self.state.save_mapping_fingerprint(kind, &fingerprint)?;
         self.settle(kind, false, stored, started_at)
+    }
+
+    /// Applies queued change events: reads the named records (and parents
+    /// that are not in Salesforce yet) by id, writes them parents first,
+    /// applies deletions for records NetSuite no longer has, then clears
+    /// the events it handled.
+    fn apply_events(&self, kinds: &[RecordKind], counts: &mut BTreeMap<RecordKind, KindCounts>) -> Result<()> {
+        let events: Vec<QueuedEvent> = self.queues.events()?.into_iter().filter(|e| kinds.contains(&e.kind)).collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mapping = &self.settings.mapping;
+        let mut wanted: BTreeMap<RecordKind, Vec<String>> = BTreeMap::new();
+        for e in &events {
+            wanted.entry(e.kind).or_default().push(e.id.clone());
+        }
+        // Children first, to learn which parents must come along.
+        let mut fetched: BTreeMap<RecordKind, Vec<crate::model::NetSuiteRecord>> = BTreeMap::new();
+        for kind in [RecordKind::Contact, RecordKind::Vendor, RecordKind::Customer] {
+            let Some(ids) = wanted.get(&kind).cloned() else { continue };
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let records = self.source.fetch_many(kind, &refs, &mapping.columns(kind))?;
+            let parents: Vec<Vec<ParentRef>> = records.iter().map(|r| mapping.parents(r)).collect();
+            let parent_refs: Vec<&[ParentRef]> = parents.iter().map(Vec::as_slice).collect();
+            for (parent_kind, id) in self.missing_parents(&parent_refs)?.into_iter().flatten() {
+                let list = wanted.entry(parent_kind).or_default();
+                if !list.contains(&id) {
+                    list.push(id);
+                }
+            }
+            fetched.insert(kind, records);
+        }
+        let mut order: Vec<RecordKind> = wanted.keys().copied().collect();
+        parents_first(&mut order);
+        for kind in order {
+            let ids = &wanted[&kind];
+            let records = match fetched.remove(&kind) {
+                Some(r) => r,
+                None => {
+                    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    self.source.fetch_many(kind, &refs, &mapping.columns(kind))?
+                }
+            };
+            let c = counts.entry(kind).or_default();
+            let ready = self.stage(kind, &records, false, c)?;
+            for part in ready.chunks(crate::salesforce::composite::RECORDS_PER_COMPOSITE) {
+                self.write(kind, part, false, "write-event", c)?;
+            }
+            // Named by an event but gone from NetSuite: deleted.
+            let present: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+            let gone: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !present.contains(id)).collect();
+            let states = self.state.records(kind, &gone)?;
+            let pending: Vec<(&str, RecordState)> = gone
+                .iter()
+                .zip(states)
+                .filter_map(|(id, st)| st.filter(|s| s.src != DELETED).map(|s| (*id, s)))
+                .collect();
+            if !pending.is_empty() {
+                self.apply_deletions(kind, &pending, c)?;
+            }
+        }
+        self.queues.remove_events(&events)
+    }
+
+    /// Turns records read from NetSuite into writes: drops rows already
+    /// handled (unless `full`), maps, skips what Salesforce already holds,
+    /// holds back records whose parents are missing. Returns what to write.
+    fn stage(
+        &self,
+        kind: RecordKind,
+        records: &[crate::model::NetSuiteRecord],
+        full: bool,
+        counts: &mut KindCounts,
+    ) -> Result<Vec<(MappedRecord, RecordState)>> {
+        let mapping = &self.settings.mapping;
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let states = self.state.records(kind, &ids)?;
+        let mut audit = Vec::with_capacity(records.len());
+        let mut unchanged_states: Vec<(&str, RecordState)> = Vec::new();
+        let mut writes = Vec::new();
+        for (record, old) in records.iter().zip(states) {
+            let src = source_hash(record);
+            // The same row read again (overlap window, repeated event): already handled.
+            if !full && old.as_ref().is_some_and(|s| s.src == src) {
+                continue;
+            }
+            counts.read += 1;
+            let mut mapped = match mapping.map(record) {
+                Ok(m) => m,
+                Err(e) => {
+                    counts.count(OutcomeKind::Failed);
+                    audit.push(AuditEntry {
+                        run_id: self.request.run_id.clone(),
+                        kind,
+                        action: "map".into(),
+                        netsuite_id: record.id.clone(),
+                        salesforce_id: old.and_then(|s| s.sf),
+                        outcome: OutcomeKind::Failed.as_str().into(),
+                        transformations_json: "[]".into(),
+                        error: Some(e.to_string()),
+                    });
+                    continue;
+                }
+            };
+            let dst = content_hash(&mapped.target);
+            match old {
+                // Salesforce already holds exactly this: no write.
+                Some(old) if old.dst == dst => {
+                    counts.count(OutcomeKind::Unchanged);
+                    let unchanged = UpsertOutcome {
+                        external_id: mapped.target.external_id.clone(),
+                        salesforce_id: old.sf.clone(),
+                        outcome: OutcomeKind::Unchanged,
+                        errors: vec![],
+                    };
+                    audit.push(audit_entry(self.request, &mapped, "skip-unchanged", &unchanged));
+                    unchanged_states.push((record.id.as_str(), RecordState { src, ..old }));
+                }
+                old => {
+                    let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
+                    annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+                    let fields = Some(mapped.target.fields.clone());
+                    let parents = mapping.parents(record);
+                    writes.push(PendingWrite { mapped, state: RecordState { src, dst, sf, fields }, parents });
+                }
+            }
+        }
+        let ready = self.hold_back_orphans(writes, counts, &mut audit)?;
+        self.state.save_records(kind, &unchanged_states)?;
+        self.record_audit(&audit);
+        Ok(ready)
     }
 
     /// Writes a batch a slice at a time (one Composite request or one Bulk

@@ -40,6 +40,20 @@ pub struct QueuedWrite {
     pub waits_for: Vec<(RecordKind, String)>,
 }
 
+/// A NetSuite change event waiting to be applied; one per record, so a
+/// burst of events for the same record becomes one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    pub kind: RecordKind,
+    pub id: String,
+    pub event: String,
+    pub received_at: i64,
+}
+
+fn event_key(kind: RecordKind, id: &str) -> String {
+    format!("event/{kind}/{id}")
+}
+
 pub fn key(queue: Queue, kind: RecordKind, id: &str) -> String {
     format!("{}/{kind}/{id}", queue.prefix())
 }
@@ -75,6 +89,38 @@ impl<'a> Queues<'a> {
         let keys: Vec<String> =
             ids.iter().flat_map(|id| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id)]).collect();
         self.kv.delete_many(&keys).map_err(|e| kv_error("clearing queued writes", e))
+    }
+
+    pub fn put_event(&self, event: &QueuedEvent) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(event).expect("an event serializes");
+        self.kv.set(&event_key(event.kind, &event.id), &bytes).map_err(|e| kv_error("queueing a change event", e))
+    }
+
+    /// Change events waiting, oldest key order.
+    pub fn events(&self) -> Result<Vec<QueuedEvent>> {
+        let keys: Vec<String> = self
+            .kv
+            .list_keys()
+            .map_err(|e| kv_error("listing change events", e))?
+            .into_iter()
+            .filter(|k| k.starts_with("event/"))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading change events", e))?;
+        Ok(values.into_iter().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect())
+    }
+
+    pub fn remove_events(&self, events: &[QueuedEvent]) -> Result<()> {
+        if events.is_empty() || self.read_only {
+            return Ok(());
+        }
+        let keys: Vec<String> = events.iter().map(|e| event_key(e.kind, &e.id)).collect();
+        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing applied change events", e))
     }
 
     /// Queued writes of `queue`, for `kind` or all kinds.

@@ -131,6 +131,23 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Hands a received HTTP request to the component's `events.receive`:
+    /// (status, JSON body) for the sender.
+    pub async fn receive_event(
+        &self,
+        run: TenantRun,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<(u16, String)> {
+        let (mut store, connector) = self.instantiate(run).await?;
+        let answer = connector
+            .ml_connector_netsuite_salesforce_events()
+            .call_receive(&mut store, &headers, &body)
+            .await
+            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))?;
+        Ok((answer.status, answer.body))
+    }
+
     /// Calls the component's `source.fetch-changed` export directly.
     pub async fn fetch_changed(
         &self,

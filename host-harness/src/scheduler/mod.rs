@@ -171,6 +171,7 @@ impl Tenant {
             (None, true, _) => "dry-run",
             (None, false, SyncMode::Incremental) => "incremental",
             (None, false, SyncMode::Full) => "full",
+            (None, false, SyncMode::Events) => "events",
         };
         let conn = self.database.connect()?;
         conn.execute(

@@ -1,0 +1,189 @@
+//! NetSuite change events, sans-IO: a user-event script POSTs
+//! `{"recordType": "customer", "id": "42", ...}` signed with HMAC-SHA256 over
+//! `<timestamp>.<body>` under the tenant's webhook secret, in the header
+//! `X-Connector-Signature: t=<unix seconds>,v1=<hex digest>`. A verified
+//! event only names a record; the connector reads the record itself.
+
+use crate::model::RecordKind;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+pub const SIGNATURE_HEADER: &str = "x-connector-signature";
+/// Events are a few hundred bytes; anything much larger is not one.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How far the signed timestamp may be from now before the event is
+/// refused as a replay.
+pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
+
+/// An HTTP answer for the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    fn error(status: u16, message: impl Into<String>) -> Answer {
+        Answer { status, body: serde_json::json!({ "error": message.into() }).to_string() }
+    }
+}
+
+/// What a verified event asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeEvent {
+    pub kind: RecordKind,
+    pub id: String,
+    /// create, edit, xedit, delete, ... as NetSuite named it.
+    pub event: String,
+    pub signed_at: i64,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(rename = "recordType")]
+    record_type: String,
+    id: serde_json::Value,
+    #[serde(default, rename = "type", alias = "event")]
+    event: Option<String>,
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The value to put in the signature header, for senders and tests.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Checks size, signature (in constant time), freshness and shape, in that
+/// order: nothing of an unauthenticated body is parsed.
+pub fn verify(
+    headers: &[(String, String)],
+    body: &[u8],
+    secret: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<ChangeEvent, Answer> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Answer::error(
+            413,
+            format!("the event is {} bytes; events are at most {MAX_BODY_BYTES}", body.len()),
+        ));
+    }
+    let signature = header(headers, SIGNATURE_HEADER).ok_or_else(|| {
+        Answer::error(401, "missing X-Connector-Signature header: sign the event (see the SuiteScript in netsuite/)")
+    })?;
+    let mut timestamp = None;
+    let mut digest = None;
+    for part in signature.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => timestamp = v.trim().parse::<i64>().ok(),
+            Some(("v1", v)) => digest = hex::decode(v.trim()).ok(),
+            _ => {}
+        }
+    }
+    let (Some(timestamp), Some(digest)) = (timestamp, digest) else {
+        return Err(Answer::error(401, "X-Connector-Signature must be t=<unix seconds>,v1=<hex HMAC-SHA256>"));
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&digest)
+        .map_err(|_| Answer::error(401, "the signature does not match: check the webhook secret on both sides"))?;
+    if (now - timestamp).abs() > tolerance_secs {
+        return Err(Answer::error(
+            401,
+            format!(
+                "the event was signed {} s from now; more than {tolerance_secs} s is refused as a replay",
+                now - timestamp
+            ),
+        ));
+    }
+    if header(headers, "content-type").is_some_and(|c| !c.to_ascii_lowercase().starts_with("application/json")) {
+        return Err(Answer::error(415, "events are JSON: send Content-Type: application/json"));
+    }
+    let parsed: Body = serde_json::from_slice(body).map_err(|e| {
+        Answer::error(400, format!("the event is not the expected JSON ({e}): send {{\"recordType\", \"id\"}}"))
+    })?;
+    let kind = match parsed.record_type.to_ascii_lowercase().as_str() {
+        "customer" => RecordKind::Customer,
+        "contact" => RecordKind::Contact,
+        "vendor" => RecordKind::Vendor,
+        other => {
+            return Err(Answer::error(
+                400,
+                format!("recordType `{other}` is not synced: send customer, contact or vendor"),
+            ));
+        }
+    };
+    let id = match &parsed.id {
+        serde_json::Value::String(s) => s.trim().to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Answer::error(400, format!("id `{}` is not a NetSuite internal id", id.escape_debug())));
+    }
+    Ok(ChangeEvent {
+        kind,
+        id,
+        event: parsed.event.unwrap_or_else(|| "edit".into()).to_ascii_lowercase(),
+        signed_at: timestamp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"whsec_test";
+
+    fn signed(body: &str, t: i64) -> Vec<(String, String)> {
+        vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("X-Connector-Signature".into(), sign(SECRET, t, body.as_bytes())),
+        ]
+    }
+
+    #[test]
+    fn a_signed_fresh_event_names_its_record() {
+        let body = r#"{"recordType":"customer","id":"42","type":"edit"}"#;
+        let e = verify(&signed(body, 1000), body.as_bytes(), SECRET, 1010, 300).unwrap();
+        assert_eq!((e.kind, e.id.as_str(), e.event.as_str()), (RecordKind::Customer, "42", "edit"));
+        let numeric = r#"{"recordType":"CONTACT","id":7}"#;
+        assert_eq!(verify(&signed(numeric, 1000), numeric.as_bytes(), SECRET, 1000, 300).unwrap().id, "7");
+    }
+
+    #[test]
+    fn forged_stale_oversized_and_malformed_events_get_clear_4xx() {
+        let body = r#"{"recordType":"customer","id":"42"}"#;
+        let mut forged = signed(body, 1000);
+        forged[1].1 = sign(b"wrong secret", 1000, body.as_bytes());
+        assert_eq!(verify(&forged, body.as_bytes(), SECRET, 1000, 300).unwrap_err().status, 401);
+        let tampered = r#"{"recordType":"customer","id":"43"}"#;
+        assert_eq!(verify(&signed(body, 1000), tampered.as_bytes(), SECRET, 1000, 300).unwrap_err().status, 401);
+        let stale = verify(&signed(body, 1000), body.as_bytes(), SECRET, 1400, 300).unwrap_err();
+        assert!(stale.status == 401 && stale.body.contains("replay"), "{stale:?}");
+        assert_eq!(verify(&[], body.as_bytes(), SECRET, 1000, 300).unwrap_err().status, 401);
+        let big = "x".repeat(MAX_BODY_BYTES + 1);
+        assert_eq!(verify(&signed(&big, 1000), big.as_bytes(), SECRET, 1000, 300).unwrap_err().status, 413);
+        for bad in [
+            r#"{"id":"1"}"#,
+            r#"{"recordType":"salesorder","id":"1"}"#,
+            r#"{"recordType":"customer","id":"1 OR 1=1"}"#,
+            "not json",
+        ] {
+            let answer = verify(&signed(bad, 1000), bad.as_bytes(), SECRET, 1000, 300).unwrap_err();
+            assert_eq!(answer.status, 400, "{bad}: {answer:?}");
+        }
+        let mut xml = signed(body, 1000);
+        xml[0].1 = "text/xml".into();
+        assert_eq!(verify(&xml, body.as_bytes(), SECRET, 1000, 300).unwrap_err().status, 415);
+    }
+}
