@@ -64,6 +64,19 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    /// Listen for NetSuite change events and run an incremental sync on a schedule.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the change-event listener binds (POST /netsuite/events).
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        /// Seconds between scheduled incremental syncs.
+        #[arg(long, default_value_t = 900)]
+        every: u64,
+        #[arg(long, env = "CONNECTOR_COMPONENT")]
+        component: Option<PathBuf>,
+    },
     /// Send failed writes again, exactly as they were recorded (all by default).
     Replay {
         #[arg(long)]
@@ -150,6 +163,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 tenant.sync(&runtime, mode, &kinds).await?
             };
             print_report(&report, json)
+        }
+        Command::Serve { config, listen, every, component } => {
+            let config = HarnessConfig::load(&config)?;
+            let cipher = Cipher::load(config.master_key_file.as_deref())?;
+            let tenant = std::sync::Arc::new(Tenant::open(config, cipher, None)?);
+            let path = component_path(component)?;
+            // One runtime for the life of the process.
+            let runtime: &'static Runtime =
+                Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&path)).await??));
+            let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
+            println!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH);
+            let mut ticks = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {
+                        let report = tenant.sync(runtime, SyncMode::Incremental, &[]).await?;
+                        print_report(&report, false)?;
+                    }
+                    _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                }
+            }
         }
         Command::Replay { config, run, record, json, component } => {
             let config = HarnessConfig::load(&config)?;
