@@ -14,5 +14,5 @@ pub mod salesforce;
 pub mod settings;
 pub mod sync;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

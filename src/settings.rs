@@ -6,6 +6,48 @@ use crate::model::{ConnectorError, Result};
 use crate::ports::Config;
 use std::time::Duration;
 
+/// Every setting the connector reads, and whether it is a secret. Hosts
+/// declare these (the harness config, Spin variables); a test keeps the list
+/// and the reads in step.
+pub const SETTINGS: &[(&str, bool)] = &[
+    ("netsuite_account_id", false),
+    ("netsuite_base_url", false),
+    ("netsuite_auth", false),
+    ("netsuite_client_id", false),
+    ("netsuite_certificate_id", false),
+    ("netsuite_signing_algorithm", false),
+    ("netsuite_private_key", true),
+    ("netsuite_consumer_key", false),
+    ("netsuite_consumer_secret", true),
+    ("netsuite_token_id", false),
+    ("netsuite_token_secret", true),
+    ("netsuite_page_size", false),
+    ("netsuite_overlap_secs", false),
+    ("netsuite_max_in_flight", false),
+    ("salesforce_login_url", false),
+    ("salesforce_grant", false),
+    ("salesforce_client_id", false),
+    ("salesforce_client_secret", true),
+    ("salesforce_refresh_token", true),
+    ("salesforce_username", false),
+    ("salesforce_private_key", true),
+    ("salesforce_api_version", false),
+    ("salesforce_bulk_threshold", false),
+    ("salesforce_bulk_job_records", false),
+    ("salesforce_bulk_max_upload_bytes", false),
+    ("salesforce_bulk_poll_timeout_secs", false),
+    ("salesforce_max_api_share", false),
+    ("salesforce_describe_ttl_secs", false),
+    ("delete_action", false),
+    ("lease_ttl_secs", false),
+    ("http_max_retries", false),
+    ("http_backoff_base_ms", false),
+    ("http_backoff_cap_ms", false),
+    ("mapping_toml", false),
+    ("webhook_secret", true),
+    ("webhook_tolerance_secs", false),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningAlgorithm {
     Ps256,
@@ -385,6 +427,36 @@ mod tests {
         let mut m = base();
         m.insert("netsuite_page_size", "5000");
         assert!(Settings::load(&Map(m)).unwrap_err().to_string().contains("1 to 1000"));
+    }
+
+    #[test]
+    fn every_setting_read_is_listed() {
+        struct Recording(std::cell::RefCell<Vec<String>>, HashMap<&'static str, &'static str>);
+        impl Config for Recording {
+            fn get(&self, name: &str) -> std::result::Result<Option<String>, String> {
+                self.0.borrow_mut().push(name.to_string());
+                Ok(self.1.get(name).map(|s| s.to_string()))
+            }
+        }
+        for (auth, grant) in [("m2m", "client_credentials"), ("tba", "refresh_token"), ("m2m", "jwt_bearer")] {
+            let mut m = base();
+            for (name, _) in SETTINGS {
+                m.entry(name).or_insert("1");
+            }
+            m.insert("netsuite_auth", auth);
+            m.insert("salesforce_grant", grant);
+            m.insert("netsuite_signing_algorithm", "PS256");
+            m.insert("delete_action", "flag");
+            m.insert("salesforce_max_api_share", "0.5");
+            m.insert("salesforce_api_version", "66.0");
+            m.remove("mapping_toml");
+            let recording = Recording(Default::default(), m);
+            let _ = Settings::load(&recording);
+            let _ = EventSettings::load(&recording);
+            for name in recording.0.borrow().iter() {
+                assert!(SETTINGS.iter().any(|(n, _)| n == name), "`{name}` is read but not in SETTINGS");
+            }
+        }
     }
 
     #[test]

@@ -79,3 +79,79 @@ pub fn print_text(results: &[PathResult]) {
         );
     }
 }
+
+/// Change-event-to-Salesforce-write latency through the harness's listener.
+#[derive(Debug, Serialize)]
+pub struct EventLatency {
+    pub events: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Sends `events` signed change events one after another, each for a
+/// freshly renamed customer, and times each from POST to the Salesforce
+/// record carrying the new name.
+pub async fn event_latency(component: PathBuf, events: usize) -> Result<EventLatency> {
+    let key = tokio::task::spawn_blocking(|| KeyPair::generate(Signing::Ps256)).await??;
+    let runtime: &'static Runtime =
+        Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&component)).await??));
+    let dir = std::env::temp_dir().join(format!("connector-bench-{}", crate::scheduler::new_run_id()));
+    let bed = Testbed::start(TestbedOptions {
+        customers: 1000,
+        key,
+        data_dir: dir.clone(),
+        salesforce: SalesforceSimConfig::default(),
+        settings: BTreeMap::new(),
+        netsuite_concurrency: 15,
+    })
+    .await?;
+    let first = bed.sync_kinds(runtime, SyncMode::Incremental, &[]).await?;
+    if first.status != "succeeded" {
+        bail!("the initial sync failed: {:?}", first.error);
+    }
+    let hook = crate::webhook::serve(bed.tenant.clone(), runtime, "127.0.0.1:0".parse()?).await?;
+    let client = reqwest::Client::new();
+    let url = format!("{}{}", hook.url, crate::webhook::EVENTS_PATH);
+    let mut samples = Vec::with_capacity(events);
+    for i in 0..events {
+        let id = bed.customer_ids[i % bed.customer_ids.len()];
+        let name = format!("Latency probe {i}");
+        bed.netsuite.rename_customer_any(id, &name)?;
+        let body = format!(r#"{{"recordType":"customer","id":"{id}","type":"edit"}}"#);
+        let signature = netsuite_salesforce::events::sign(
+            crate::testbed::WEBHOOK_SECRET.as_bytes(),
+            bed.clock.now_secs(),
+            body.as_bytes(),
+        );
+        let started = Instant::now();
+        let status = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(netsuite_salesforce::events::SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await?
+            .status()
+            .as_u16();
+        if status != 202 {
+            bail!("the listener answered {status}");
+        }
+        loop {
+            let landed =
+                bed.salesforce.find("Account", &id.to_string()).is_some_and(|(_, f)| f["Name"] == name.as_str());
+            if landed {
+                break;
+            }
+            if started.elapsed().as_secs() > 10 {
+                bail!("event {i} did not reach Salesforce within 10 s");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    Ok(EventLatency { events, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: *samples.last().unwrap_or(&0.0) })
+}

@@ -10,6 +10,7 @@ pub mod host;
 pub mod scheduler;
 pub mod secrets;
 pub mod sim;
+pub mod spin_host;
 pub mod store;
 pub mod testbed;
 pub mod webhook;

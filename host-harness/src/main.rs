@@ -43,6 +43,16 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    /// Post signed change events to the harness listener on the simulators and print the time
+    /// from each POST until Salesforce holds the edit (p50, p99, max).
+    BenchEvents {
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "CONNECTOR_COMPONENT")]
+        component: Option<PathBuf>,
+    },
     /// Run one sync for the tenant in a config file.
     Sync {
         #[arg(long)]
@@ -146,6 +156,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 host_harness::bench::print_text(&results);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchEvents { events, json, component } => {
+            if events == 0 {
+                anyhow::bail!("--events must be at least 1");
+            }
+            let latency = host_harness::bench::event_latency(component_path(component)?, events).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&latency)?);
+            } else {
+                println!(
+                    "change event -> Salesforce write over {} events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    latency.events, latency.p50_ms, latency.p99_ms, latency.max_ms
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -2,9 +2,10 @@
 //! expiry, renewed while the run works, so a crashed run blocks the next one
 //! only until its lease runs out.
 //!
-//! The store offers no compare-and-swap, so taking the lease is write then
-//! read back: of two runs that start in the same instant, the one whose
-//! write lands last keeps it and the other stops.
+//! The store offers no compare-and-swap, so taking the lease is: check, write,
+//! wait a moment (so a competitor's write lands too), read back. Of two runs
+//! that start together, the one whose write landed last keeps the lease and
+//! the other stops. Key-value operations are far shorter than the wait.
 
 use crate::model::{ConnectorError, Result};
 use crate::ports::{Clock, KeyValue};
@@ -12,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 
 pub const LEASE_KEY: &str = "lease";
+/// Between writing the lease and reading it back.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Holder {
@@ -66,6 +69,7 @@ impl<'a> Lease<'a> {
         }
         let lease = Lease { kv, clock, run_id: run_id.to_string(), ttl_secs, expires_at: Cell::new(0) };
         lease.write(now + ttl_secs)?;
+        clock.sleep(SETTLE);
         match Self::current(kv)? {
             Some(h) if h.run_id == run_id => Ok(lease),
             other => Err(ConnectorError::Busy(format!(

@@ -30,6 +30,30 @@ fn component() -> PathBuf {
     target.join("wasm32-wasip2/release/netsuite_salesforce.wasm")
 }
 
+/// The Spin build, built once per test process in its own target directory
+/// (building it also builds the root crate's cdylib without the harness
+/// glue, which must not overwrite the harness component).
+pub fn spin_component_path() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Ok(path) = std::env::var("CONNECTOR_SPIN_COMPONENT") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        let spin_target = target.join("spin");
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "-p", "netsuite-salesforce-spin", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&spin_target)
+            .status()
+            .expect("running cargo to build the Spin component");
+        assert!(status.success(), "building the Spin component failed");
+        spin_target.join("wasm32-wasip2/release/netsuite_salesforce_spin.wasm")
+    })
+}
+
 /// The component's path, built once per test process.
 pub fn component_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

@@ -1,0 +1,198 @@
+//! A test host for the Spin build: wasmtime providing what Spin provides to
+//! an HTTP component — WASI 0.2, outbound wasi:http, fermyon:spin key-value
+//! and variables — and calling its wasi:http incoming handler. It runs the
+//! Spin build end to end in tests without a Spin binary.
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../spin/wit",
+        inline: "
+            package connector:spin-test-host;
+            world services {
+                import fermyon:spin/key-value@2.0.0;
+                import fermyon:spin/variables@2.0.0;
+            }
+        ",
+        world: "connector:spin-test-host/services",
+        imports: { default: trappable },
+        with: {
+            "fermyon:spin/key-value.store": super::StoreHandle,
+        },
+    });
+}
+
+use anyhow::{Context, Result, anyhow};
+use bindings::fermyon::spin2_0_0::{key_value, variables};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Spin's default key-value store: one map, shared by every instance, as a
+/// Spin app's `default` store is shared by its requests (and replicas).
+pub type SharedStore = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
+pub struct StoreHandle;
+
+pub struct SpinState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    kv: SharedStore,
+    variables: BTreeMap<String, String>,
+}
+
+impl WasiView for SpinState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for SpinState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+    }
+}
+
+impl key_value::Host for SpinState {}
+
+impl key_value::HostStore for SpinState {
+    fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<StoreHandle>, key_value::Error>> {
+        if label != "default" {
+            return Ok(Err(key_value::Error::NoSuchStore));
+        }
+        Ok(Ok(self.table.push(StoreHandle)?))
+    }
+    fn get(
+        &mut self,
+        _: Resource<StoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, key_value::Error>> {
+        Ok(Ok(self.kv.lock().unwrap().get(&key).cloned()))
+    }
+    fn set(
+        &mut self,
+        _: Resource<StoreHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), key_value::Error>> {
+        self.kv.lock().unwrap().insert(key, value);
+        Ok(Ok(()))
+    }
+    fn delete(&mut self, _: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), key_value::Error>> {
+        self.kv.lock().unwrap().remove(&key);
+        Ok(Ok(()))
+    }
+    fn exists(&mut self, _: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, key_value::Error>> {
+        Ok(Ok(self.kv.lock().unwrap().contains_key(&key)))
+    }
+    fn get_keys(&mut self, _: Resource<StoreHandle>) -> wasmtime::Result<Result<Vec<String>, key_value::Error>> {
+        Ok(Ok(self.kv.lock().unwrap().keys().cloned().collect()))
+    }
+    fn drop(&mut self, handle: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl variables::Host for SpinState {
+    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
+        Ok(self.variables.get(&name).cloned().ok_or(variables::Error::Undefined(name)))
+    }
+}
+
+/// The Spin build, compiled once, with the services Spin gives it.
+pub struct SpinHost {
+    engine: Engine,
+    pre: wasmtime::component::InstancePre<SpinState>,
+    pub kv: SharedStore,
+    pub variables: BTreeMap<String, String>,
+    /// The component's log (its stdout), as Spin would collect it.
+    pub log: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+}
+
+/// A response from the component.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl SpinHost {
+    pub fn load(wasm: &Path, variables: BTreeMap<String, String>) -> Result<SpinHost> {
+        let engine = Engine::new(&Config::new())?;
+        let component = Component::from_file(&engine, wasm)
+            .map_err(|e| anyhow!("loading the Spin build {}: {e:?}", wasm.display()))?;
+        let mut linker: Linker<SpinState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        key_value::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        variables::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| anyhow!("Spin would not run this build: {e:?}"))?;
+        let log = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 20);
+        Ok(SpinHost { engine, pre, kv: Default::default(), variables, log })
+    }
+
+    /// One HTTP request through the component's incoming handler.
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Result<Answer> {
+        use http_body_util::{BodyExt, Full};
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(self.log.clone()).inherit_stderr();
+        let state = SpinState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            kv: self.kv.clone(),
+            variables: self.variables.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(self.pre.clone())
+            .map_err(|e| anyhow!("the Spin build exports no wasi:http incoming handler: {e:?}"))?
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow!("instantiating the Spin build: {e:?}"))?;
+        let mut builder = http::Request::builder().method(method).uri(format!("http://spin.local{path}"));
+        for (n, v) in headers {
+            builder = builder.header(*n, v.as_str());
+        }
+        let request = builder
+            .body(Full::new(bytes::Bytes::from(body)).map_err(|never| -> wasmtime_wasi_http::Error { match never {} }))
+            .context("building the request")?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let scheme = wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http;
+        let req = store.data_mut().http().new_incoming_request(scheme, request)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, req, out)
+            .await
+            .map_err(|e| anyhow!("the Spin build trapped: {e:?}"))?;
+        let response = receiver.await.context("no response")?.map_err(|e| anyhow!("the handler failed: {e:?}"))?;
+        let status = response.status().as_u16();
+        let collected = response.into_body().collect().await.map_err(|e| anyhow!("reading the body: {e:?}"))?;
+        Ok(Answer { status, body: String::from_utf8_lossy(&collected.to_bytes()).into_owned() })
+    }
+}
+
+/// What a component imports: each interface's qualified name and the names
+/// of the items (functions, types) it uses from it.
+pub fn component_imports(wasm: &Path) -> Result<Vec<(String, Vec<String>)>> {
+    use wasmtime::component::types::ComponentItem;
+    let engine = Engine::default();
+    let component = Component::from_file(&engine, wasm).map_err(|e| anyhow!("loading {}: {e:?}", wasm.display()))?;
+    Ok(component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, item)| {
+            let items = match item.ty {
+                ComponentItem::ComponentInstance(instance) => {
+                    instance.exports(&engine).map(|(n, _)| n.to_string()).collect()
+                }
+                _ => vec![],
+            };
+            (name.to_string(), items)
+        })
+        .collect())
+}

@@ -1,0 +1,100 @@
+//! The Spin build of the connector. Spin gives it HTTP (the trigger and
+//! outbound requests), a key-value store and variables; the whole sync core
+//! (source, mapping, sink, engine, events) is the shared library.
+//!
+//! Routes: `POST /netsuite/events` (a signed change event: verified, queued,
+//! applied at once if no run holds the tenant's lease) and `POST /sync` (an
+//! incremental sync, for an external scheduler or Spin's cron trigger).
+
+#![cfg(target_arch = "wasm32")]
+
+mod ports;
+
+use netsuite_salesforce::model::{ConnectorError, SyncMode, SyncRequest};
+use netsuite_salesforce::ports::Host;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+fn json(status: u16, body: String) -> Response {
+    Response::builder().status(status).header("content-type", "application/json").body(body).build()
+}
+
+fn run_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format!("run-{now}-{:08x}", getrandom::u32().unwrap_or(0))
+}
+
+fn sync_request(mode: SyncMode) -> SyncRequest {
+    SyncRequest { run_id: run_id(), mode, kinds: vec![], replay: None, dry_run: false, compare_live: false }
+}
+
+fn report_json(report: &netsuite_salesforce::model::SyncReport) -> String {
+    let kinds: serde_json::Map<String, serde_json::Value> = report
+        .kinds
+        .iter()
+        .map(|(k, c)| (k.as_str().to_string(), serde_json::to_value(c).unwrap_or_default()))
+        .collect();
+    serde_json::json!({ "run_id": report.run_id, "objects": kinds, "api_calls": report.api_calls }).to_string()
+}
+
+fn error_json(e: &ConnectorError) -> (u16, String) {
+    let status = match e {
+        ConnectorError::Busy(_) => 409,
+        ConnectorError::Config(_) => 500,
+        _ => 502,
+    };
+    (status, serde_json::json!({ "error": e.to_string() }).to_string())
+}
+
+/// `Authorization: Bearer <sync_token>`, compared in constant time.
+fn authorized(host: &Host<'_>, request: &Request) -> bool {
+    let Ok(Some(token)) = host.config.get("sync_token") else { return false };
+    let presented = request
+        .header("authorization")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let (a, b) = (token.as_bytes(), presented.as_bytes());
+    !token.is_empty() && a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn with_host<T>(f: impl FnOnce(&Host<'_>) -> T) -> Result<T, String> {
+    let spin = ports::SpinHost::open()?;
+    let parts = spin.host();
+    Ok(f(&parts.as_host()))
+}
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    let outcome = match (request.method(), request.path()) {
+        (Method::Post, "/netsuite/events") => {
+            let headers: Vec<(String, String)> =
+                request.headers().filter_map(|(n, v)| v.as_str().map(|v| (n.to_string(), v.to_string()))).collect();
+            with_host(|host| {
+                let answer = netsuite_salesforce::sync::receive(host, &headers, request.body());
+                if answer.status == 202 {
+                    // Apply now when no run holds the lease; otherwise the
+                    // queued event waits for the next run.
+                    if let Err(e) = netsuite_salesforce::sync::run(host, &sync_request(SyncMode::Events)) {
+                        println!("change event queued, not applied yet: {e}");
+                    }
+                }
+                json(answer.status, answer.body)
+            })
+        }
+        (Method::Post, "/sync") => with_host(|host| {
+            if !authorized(host, &request) {
+                return json(401, r#"{"error":"POST /sync needs Authorization: Bearer <sync_token>"}"#.into());
+            }
+            match netsuite_salesforce::sync::run(host, &sync_request(SyncMode::Incremental)) {
+                Ok(report) => json(200, report_json(&report)),
+                Err(e) => {
+                    let (status, body) = error_json(&e);
+                    json(status, body)
+                }
+            }
+        }),
+        _ => Ok(json(404, r#"{"error":"POST /netsuite/events or POST /sync"}"#.into())),
+    };
+    outcome.unwrap_or_else(|e| json(500, serde_json::json!({ "error": e }).to_string()))
+}

@@ -1,0 +1,232 @@
+//! The core's ports over what Spin provides: outbound HTTP through spin-sdk,
+//! one key-value store (buckets become key prefixes), variables for
+//! settings and secrets, the component log and key-value for the audit.
+
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use netsuite_salesforce::http::{HttpRequest, HttpResponse, Method};
+use netsuite_salesforce::model::AuditEntry;
+use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue, PendingResponse, Transport};
+use spin_sdk::key_value::Store;
+use std::time::Duration;
+
+/// Requests complete inside `start`: Spin runs one request at a time here.
+struct Done(Result<HttpResponse, String>);
+
+impl PendingResponse for Done {
+    fn wait(self: Box<Self>) -> Result<HttpResponse, String> {
+        self.0
+    }
+}
+
+struct SpinTransport;
+
+impl Transport for SpinTransport {
+    fn start(&self, request: &HttpRequest) -> Result<Box<dyn PendingResponse>, String> {
+        let method = match request.method {
+            Method::Get => spin_sdk::http::Method::Get,
+            Method::Post => spin_sdk::http::Method::Post,
+            Method::Put => spin_sdk::http::Method::Put,
+            Method::Patch => spin_sdk::http::Method::Patch,
+            Method::Delete => spin_sdk::http::Method::Delete,
+        };
+        let mut builder = spin_sdk::http::Request::builder();
+        builder.method(method).uri(request.url.clone());
+        for (name, value) in &request.headers {
+            builder.header(name.clone(), value.clone());
+        }
+        let outgoing = builder.body(request.body.clone()).build();
+        let result: Result<spin_sdk::http::Response, _> = spin_sdk::http::run(spin_sdk::http::send(outgoing));
+        let answer = result
+            .map(|r| HttpResponse {
+                status: *r.status(),
+                headers: r
+                    .headers()
+                    .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect(),
+                body: r.into_body(),
+            })
+            .map_err(|e| format!("{} failed: {e}", request.describe()));
+        Ok(Box::new(Done(answer)))
+    }
+}
+
+/// A bucket of the connector's: keys under `<prefix>/` in Spin's store;
+/// the credentials bucket is sealed with the `credentials_key` variable.
+struct Bucket<'s> {
+    store: &'s Store,
+    prefix: &'static str,
+    sealed: Option<XChaCha20Poly1305>,
+}
+
+impl Bucket<'_> {
+    fn key(&self, key: &str) -> String {
+        format!("{}/{key}", self.prefix)
+    }
+
+    fn seal(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, String> {
+        let Some(aead) = &self.sealed else { return Ok(value.to_vec()) };
+        let nonce: [u8; 24] = std::array::from_fn(|_| getrandom::u32().unwrap_or(0) as u8);
+        let mut out = nonce.to_vec();
+        out.extend(
+            aead.encrypt(&XNonce::from(nonce), Payload { msg: value, aad: key.as_bytes() })
+                .map_err(|_| "encryption failed".to_string())?,
+        );
+        Ok(out)
+    }
+
+    fn open(&self, key: &str, sealed: Vec<u8>) -> Result<Vec<u8>, String> {
+        let Some(aead) = &self.sealed else { return Ok(sealed) };
+        if sealed.len() < 24 {
+            return Err(format!("credential `{key}` is damaged; delete it"));
+        }
+        let (nonce, body) = sealed.split_at(24);
+        let nonce: [u8; 24] = nonce.try_into().expect("split at 24");
+        aead.decrypt(&XNonce::from(nonce), Payload { msg: body, aad: key.as_bytes() })
+            .map_err(|_| format!("credential `{key}` cannot be decrypted: credentials_key changed; delete it"))
+    }
+}
+
+fn kv(e: spin_sdk::key_value::Error) -> String {
+    e.to_string()
+}
+
+impl KeyValue for Bucket<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let full = self.key(key);
+        self.store.get(&full).map_err(kv)?.map(|v| self.open(&full, v)).transpose()
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let full = self.key(key);
+        self.store.set(&full, &self.seal(&full, value)?).map_err(kv)
+    }
+    fn delete(&self, key: &str) -> Result<(), String> {
+        self.store.delete(&self.key(key)).map_err(kv)
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), String> {
+        entries.iter().try_for_each(|(k, v)| self.set(k, v))
+    }
+    fn delete_many(&self, keys: &[String]) -> Result<(), String> {
+        keys.iter().try_for_each(|k| self.delete(k))
+    }
+    fn list_keys(&self) -> Result<Vec<String>, String> {
+        let prefix = format!("{}/", self.prefix);
+        let mut keys: Vec<String> = self
+            .store
+            .get_keys()
+            .map_err(kv)?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+struct Variables;
+
+impl Config for Variables {
+    fn get(&self, name: &str) -> Result<Option<String>, String> {
+        match spin_sdk::variables::get(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Audit entries go to the component log and to key-value under `audit/`.
+struct Audit<'s> {
+    store: &'s Store,
+}
+
+impl AuditSink for Audit<'_> {
+    fn append(&self, entries: &[AuditEntry]) {
+        for e in entries {
+            let line = serde_json::json!({
+                "run_id": e.run_id,
+                "kind": e.kind.as_str(),
+                "action": e.action,
+                "netsuite_id": e.netsuite_id,
+                "salesforce_id": e.salesforce_id,
+                "outcome": e.outcome,
+                "transformations": serde_json::from_str::<serde_json::Value>(&e.transformations_json).unwrap_or_default(),
+                "error": e.error,
+            });
+            println!("audit {line}");
+            let key = format!("audit/{}/{}/{}/{}", e.run_id, e.kind.as_str(), e.netsuite_id, e.action);
+            if let Err(err) = self.store.set(&key, line.to_string().as_bytes()) {
+                println!("audit entry not stored ({err}): {line}");
+            }
+        }
+    }
+}
+
+struct SpinClock;
+
+impl Clock for SpinClock {
+    fn now_unix(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    }
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+    fn random(&self) -> u64 {
+        getrandom::u64().unwrap_or(0)
+    }
+}
+
+/// Everything one request's work runs against.
+pub struct SpinHost {
+    store: Store,
+    sealing: XChaCha20Poly1305,
+}
+
+impl SpinHost {
+    pub fn open() -> Result<SpinHost, String> {
+        let store = Store::open_default().map_err(|e| format!("Spin key-value store `default`: {e}"))?;
+        let key = Variables.get("credentials_key")?.ok_or(
+            "variable `credentials_key` (32 random bytes, base64; secret) is not set: tokens are stored sealed with it",
+        )?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .map_err(|_| "variable `credentials_key` is not base64".to_string())?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| "variable `credentials_key` must be 32 bytes".to_string())?;
+        Ok(SpinHost { store, sealing: XChaCha20Poly1305::new(&key.into()) })
+    }
+
+    pub fn host(&self) -> HostParts<'_> {
+        HostParts {
+            state: Bucket { store: &self.store, prefix: "state", sealed: None },
+            credentials: Bucket { store: &self.store, prefix: "credentials", sealed: Some(self.sealing.clone()) },
+            queues: Bucket { store: &self.store, prefix: "queues", sealed: None },
+            audit: Audit { store: &self.store },
+        }
+    }
+}
+
+/// The buckets and sinks borrowed from one store, lending out a `Host`.
+pub struct HostParts<'s> {
+    state: Bucket<'s>,
+    credentials: Bucket<'s>,
+    queues: Bucket<'s>,
+    audit: Audit<'s>,
+}
+
+impl HostParts<'_> {
+    pub fn as_host(&self) -> Host<'_> {
+        Host {
+            transport: &SpinTransport,
+            state: &self.state,
+            credentials: &self.credentials,
+            queues: &self.queues,
+            config: &Variables,
+            audit: &self.audit,
+            clock: &SpinClock,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The Spin build: every import is one Spin provides, and it runs end to end
+//! in a test host that provides exactly Spin's services.
+
+mod support;
+
+use base64::Engine as _;
+use host_harness::spin_host::SpinHost;
+use host_harness::testbed::WEBHOOK_SECRET;
+use netsuite_salesforce::events::sign;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use support::{bed, component_path, spin_component_path};
+
+/// An interface of the world `spin:up/platform` (vendored from spin-sdk in
+/// spin/wit): its name without version, its version, and the items it has.
+struct Offered {
+    name: String,
+    version: semver::Version,
+    items: Vec<String>,
+}
+
+fn platform_imports() -> Vec<Offered> {
+    let mut resolve = wit_parser::Resolve::default();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("spin/wit");
+    let (package, _) = resolve.push_dir(&dir).expect("Spin's WIT parses");
+    let world = resolve.select_world(&[package], Some("platform")).expect("spin:up has a platform world");
+    resolve.worlds[world]
+        .imports
+        .keys()
+        .filter_map(|key| match key {
+            wit_parser::WorldKey::Interface(id) => Some(*id),
+            wit_parser::WorldKey::Name(_) => None,
+        })
+        .filter_map(|id| {
+            let (name, version) = split(&resolve.id_of(id)?)?;
+            let interface = &resolve.interfaces[id];
+            let items = interface.functions.keys().chain(interface.types.keys()).cloned().collect();
+            Some(Offered { name, version, items })
+        })
+        .collect()
+}
+
+fn split(name: &str) -> Option<(String, semver::Version)> {
+    let (base, version) = name.split_once('@')?;
+    Some((base.to_string(), semver::Version::parse(version).ok()?))
+}
+
+fn component_imports(wasm: &Path) -> Vec<(String, Vec<String>)> {
+    host_harness::spin_host::component_imports(wasm).expect("the component loads")
+}
+
+/// Imports the platform does not satisfy. As when a host links a component,
+/// an import matches an interface of the same name on the same 0.minor (or
+/// major) line whatever the patch level, provided every item it uses is there.
+fn unmet(imports: &[(String, Vec<String>)], platform: &[Offered]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (import, items) in imports {
+        let Some((base, version)) = split(import) else {
+            missing.push(import.clone());
+            continue;
+        };
+        let line = |have: &semver::Version| {
+            if version.major == 0 {
+                have.major == 0 && have.minor == version.minor
+            } else {
+                have.major == version.major
+            }
+        };
+        let candidates: Vec<&Offered> = platform.iter().filter(|o| o.name == base && line(&o.version)).collect();
+        if candidates.is_empty() {
+            missing.push(import.clone());
+            continue;
+        }
+        let lacking: Vec<&String> = items.iter().filter(|i| !candidates.iter().any(|o| o.items.contains(i))).collect();
+        if !lacking.is_empty() {
+            missing.push(format!("{import} (lacks {lacking:?})"));
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_import_of_the_spin_build_is_provided_by_spin() {
+    let platform = platform_imports();
+    assert!(platform.iter().any(|o| o.name == "fermyon:spin/key-value"));
+    let imports = component_imports(spin_component_path());
+    assert!(imports.iter().any(|(i, _)| i.starts_with("fermyon:spin/key-value")), "{imports:?}");
+    let missing = unmet(&imports, &platform);
+    assert!(missing.is_empty(), "the Spin build imports what Spin does not provide: {missing:?}");
+
+    // The check bites: the harness build imports our own audit interface
+    // (and key-value/config drafts Spin does not offer).
+    let harness = component_imports(component_path());
+    let missing = unmet(&harness, &platform);
+    assert!(missing.iter().any(|m| m.starts_with("ml-connector:netsuite-salesforce/audit")), "{missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spin_build_syncs_on_request_and_on_a_signed_event_and_ignores_a_forged_one() {
+    let bed = bed(200).start().await;
+    let mut variables: BTreeMap<String, String> = bed.tenant.sandbox().unwrap().config;
+    let key: [u8; 32] = std::array::from_fn(|i| (i * 7 + 3) as u8);
+    variables.insert("credentials_key".into(), base64::engine::general_purpose::STANDARD.encode(key));
+    variables.insert("sync_token".into(), "sync-token-for-tests".into());
+    let host = tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables)).unwrap();
+
+    let refused = host.request("POST", "/sync", &[("authorization", "Bearer guess".into())], vec![]).await.unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let sync = host
+        .request("POST", "/sync", &[("authorization", "Bearer sync-token-for-tests".into())], vec![])
+        .await
+        .unwrap();
+    assert_eq!(sync.status, 200, "{}", sync.body);
+    let report: serde_json::Value = serde_json::from_str(&sync.body).unwrap();
+    assert_eq!(report["objects"]["customer"]["created"], 200, "{report}");
+    assert_eq!(bed.salesforce.count("Account"), 200);
+
+    // The cached Salesforce session is sealed in Spin's key-value store.
+    let sealed = host.kv.lock().unwrap().get("credentials/salesforce_session").cloned().expect("a cached session");
+    assert!(!String::from_utf8_lossy(&sealed).contains("access_token"), "the session must not be stored in clear");
+
+    let id = bed.customer_ids[11];
+    bed.netsuite.rename_customer_any(id, "Renamed Under Spin").unwrap();
+    let body = format!(r#"{{"recordType":"customer","id":"{id}","type":"edit"}}"#);
+    let headers = |secret: &str| {
+        vec![
+            ("content-type", "application/json".to_string()),
+            ("x-connector-signature", sign(secret.as_bytes(), bed.clock.now_secs(), body.as_bytes())),
+        ]
+    };
+    let writes = bed.salesforce.writes();
+    let forged = host.request("POST", "/netsuite/events", &headers("guess"), body.clone().into_bytes()).await.unwrap();
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    assert_eq!(bed.salesforce.writes(), writes, "a forged event changes nothing");
+
+    let signed = host.request("POST", "/netsuite/events", &headers(WEBHOOK_SECRET), body.into_bytes()).await.unwrap();
+    assert_eq!(signed.status, 202, "{}", signed.body);
+    assert_eq!(bed.sf("Account", id).1["Name"], "Renamed Under Spin");
+    assert_eq!(bed.salesforce.writes(), writes + 1);
+    // Audit entries reach the component log and Spin's key-value store.
+    let log = String::from_utf8_lossy(&host.log.contents()).into_owned();
+    assert!(
+        log.lines().any(|l| l.starts_with("audit {") && l.contains("Renamed Under Spin")),
+        "component log: {log:.400}"
+    );
+    assert!(
+        host.kv
+            .lock()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("audit/") && k.ends_with(&format!("/customer/{id}/write-event")))
+    );
+}
+
+#[test]
+fn spin_toml_declares_every_setting_with_its_secrecy() {
+    let manifest: toml::Table = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("spin.toml"))
+        .unwrap()
+        .parse()
+        .expect("spin.toml is TOML");
+    assert_eq!(manifest["spin_manifest_version"].as_integer(), Some(2));
+    let app = manifest["variables"].as_table().unwrap();
+    let component = &manifest["component"]["connector"];
+    let passed = component["variables"].as_table().unwrap();
+    let spin_only = [("credentials_key", true), ("sync_token", true)];
+    for (name, secret) in netsuite_salesforce::settings::SETTINGS.iter().chain(spin_only.iter()) {
+        let declared = app.get(*name).unwrap_or_else(|| panic!("spin.toml lacks the variable {name}"));
+        assert_eq!(declared.get("secret").and_then(|s| s.as_bool()).unwrap_or(false), *secret, "{name}: secret flag");
+        assert!(declared.get("default").is_some() ^ declared.get("required").is_some(), "{name}: default xor required");
+        assert_eq!(passed[*name].as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{name} reaches the component");
+    }
+    assert_eq!(
+        component["source"].as_str(),
+        Some("target/spin/wasm32-wasip2/release/netsuite_salesforce_spin.wasm"),
+        "the manifest runs what the build command builds"
+    );
+    let hosts = component["allowed_outbound_hosts"].as_array().unwrap();
+    assert!(hosts.iter().any(|h| h.as_str() == Some("{{ netsuite_base_url }}")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replicas_sharing_key_value_a_sync_runs_once() {
+    let bed = bed(3000).start().await;
+    let mut variables: BTreeMap<String, String> = bed.tenant.sandbox().unwrap().config;
+    variables.insert("credentials_key".into(), base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
+    variables.insert("sync_token".into(), "t".into());
+    // Two replicas: two instances over one shared key-value store.
+    let host =
+        std::sync::Arc::new(tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables)).unwrap());
+    let call = |h: std::sync::Arc<SpinHost>| async move {
+        h.request("POST", "/sync", &[("authorization", "Bearer t".into())], vec![]).await.unwrap()
+    };
+    let (a, b) = tokio::join!(tokio::spawn(call(host.clone())), tokio::spawn(call(host.clone())));
+    let mut statuses = [a.unwrap().status, b.unwrap().status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "one replica runs, the other is told the tenant is busy");
+    assert_eq!(bed.salesforce.writes(), 3000, "every record written once");
+}
