@@ -54,8 +54,8 @@ fn authorized(host: &Host<'_>, request: &Request) -> bool {
         .and_then(|v| v.as_str())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let (a, b) = (token.as_bytes(), presented.as_bytes());
-    !token.is_empty() && a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    !token.is_empty() && bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
 }
 
 fn with_host<T>(f: impl FnOnce(&Host<'_>) -> T) -> Result<T, String> {
