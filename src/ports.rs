@@ -33,6 +33,15 @@ pub trait KeyValue {
     fn delete_many(&self, keys: &[String]) -> Result<(), String>;
     /// Every key in the bucket, in order.
     fn list_keys(&self) -> Result<Vec<String>, String>;
+    /// Replaces the value of an existing key with `new` only if it still is
+    /// `expected`, atomically: `Some(true)` written, `Some(false)` someone
+    /// wrote first. `None`: this store has no compare-and-swap (callers fall
+    /// back). Only for present keys: Spin's default store does not check
+    /// swaps of absent keys.
+    fn swap_if(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Option<bool>, String> {
+        let _ = (key, expected, new);
+        Ok(None)
+    }
 }
 
 /// Settings and secrets by name (`netsuite_account_id`, ...).

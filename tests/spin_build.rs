@@ -195,4 +195,19 @@ async fn with_replicas_sharing_key_value_a_sync_runs_once() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409], "one replica runs, the other is told the tenant is busy");
     assert_eq!(bed.salesforce.writes(), 3000, "every record written once");
+
+    // The lease key now exists (released = expired), so replicas take it by
+    // compare-and-swap: one swap to take it and one to give it back.
+    let lease = || host.kv.lock().unwrap().get("state/lease").cloned().expect("the lease key is kept");
+    assert!(String::from_utf8_lossy(&lease()).contains(r#""expires_at":0"#));
+    let swaps = host.swaps.load(std::sync::atomic::Ordering::SeqCst);
+    bed.netsuite.set_latency(std::time::Duration::from_millis(150)); // so the two runs overlap
+    let (a, b) = tokio::join!(tokio::spawn(call(host.clone())), tokio::spawn(call(host.clone())));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{} / {}", a.body, b.body);
+    assert_eq!(host.swaps.load(std::sync::atomic::Ordering::SeqCst), swaps + 2);
+    assert!(String::from_utf8_lossy(&lease()).contains(r#""expires_at":0"#));
+    assert_eq!(bed.salesforce.writes(), 3000, "nothing changed, nothing written");
 }

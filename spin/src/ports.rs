@@ -9,6 +9,9 @@ use netsuite_salesforce::http::{HttpRequest, HttpResponse, Method};
 use netsuite_salesforce::model::AuditEntry;
 use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue, PendingResponse, Transport};
 use spin_sdk::key_value::Store;
+// spin-sdk 5 wraps only fermyon:spin/key-value, which has no compare-and-swap;
+// its generated wasi:keyvalue bindings (same stores, same labels) do.
+use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
 use std::time::Duration;
 
 /// Requests complete inside `start`: Spin runs one request at a time here.
@@ -58,6 +61,8 @@ struct Bucket<'s> {
     store: &'s Store,
     prefix: &'static str,
     sealed: Option<XChaCha20Poly1305>,
+    /// The same store through wasi:keyvalue, for compare-and-swap.
+    atomic: Option<&'s wasi_store::Bucket>,
 }
 
 impl Bucket<'_> {
@@ -125,6 +130,20 @@ impl KeyValue for Bucket<'_> {
         keys.sort();
         Ok(keys)
     }
+    fn swap_if(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Option<bool>, String> {
+        // Sealed values carry a fresh nonce each write: nothing to compare.
+        let (Some(bucket), None) = (self.atomic, &self.sealed) else { return Ok(None) };
+        let cas = atomics::Cas::new(bucket, &self.key(key)).map_err(|e| format!("{e:?}"))?;
+        // `current` makes the swap conditional on the value it read.
+        if cas.current().map_err(|e| format!("{e:?}"))?.as_deref() != Some(expected) {
+            return Ok(Some(false));
+        }
+        match atomics::swap(cas, new) {
+            Ok(()) => Ok(Some(true)),
+            Err(atomics::CasError::CasFailed(_)) => Ok(Some(false)),
+            Err(atomics::CasError::StoreError(e)) => Err(format!("{e:?}")),
+        }
+    }
 }
 
 struct Variables;
@@ -183,12 +202,15 @@ impl Clock for SpinClock {
 /// Everything one request's work runs against.
 pub struct SpinHost {
     store: Store,
+    atomic: wasi_store::Bucket,
     sealing: XChaCha20Poly1305,
 }
 
 impl SpinHost {
     pub fn open() -> Result<SpinHost, String> {
         let store = Store::open_default().map_err(|e| format!("Spin key-value store `default`: {e}"))?;
+        let atomic = wasi_store::open("default")
+            .map_err(|e| format!("Spin key-value store `default` through wasi:keyvalue (Spin 3.0 or newer): {e:?}"))?;
         let key = Variables.get("credentials_key")?.ok_or(
             "variable `credentials_key` (32 random bytes, base64; secret) is not set: tokens are stored sealed with it",
         )?;
@@ -196,14 +218,19 @@ impl SpinHost {
             .decode(key.trim())
             .map_err(|_| "variable `credentials_key` is not base64".to_string())?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| "variable `credentials_key` must be 32 bytes".to_string())?;
-        Ok(SpinHost { store, sealing: XChaCha20Poly1305::new(&key.into()) })
+        Ok(SpinHost { store, atomic, sealing: XChaCha20Poly1305::new(&key.into()) })
     }
 
     pub fn host(&self) -> HostParts<'_> {
         HostParts {
-            state: Bucket { store: &self.store, prefix: "state", sealed: None },
-            credentials: Bucket { store: &self.store, prefix: "credentials", sealed: Some(self.sealing.clone()) },
-            queues: Bucket { store: &self.store, prefix: "queues", sealed: None },
+            state: Bucket { store: &self.store, prefix: "state", sealed: None, atomic: Some(&self.atomic) },
+            credentials: Bucket {
+                store: &self.store,
+                prefix: "credentials",
+                sealed: Some(self.sealing.clone()),
+                atomic: None,
+            },
+            queues: Bucket { store: &self.store, prefix: "queues", sealed: None, atomic: Some(&self.atomic) },
             audit: Audit { store: &self.store },
         }
     }

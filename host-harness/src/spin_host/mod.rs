@@ -1,6 +1,7 @@
 //! A test host for the Spin build: wasmtime providing what Spin provides to
 //! an HTTP component — WASI 0.2, outbound wasi:http, fermyon:spin key-value
-//! and variables — and calling its wasi:http incoming handler. It runs the
+//! and variables, wasi:keyvalue store and atomics over the same store — and
+//! calling its wasi:http incoming handler. It runs the
 //! Spin build end to end in tests without a Spin binary.
 
 mod bindings {
@@ -11,20 +12,26 @@ mod bindings {
             world services {
                 import fermyon:spin/key-value@2.0.0;
                 import fermyon:spin/variables@2.0.0;
+                import wasi:keyvalue/store@0.2.0-draft2;
+                import wasi:keyvalue/atomics@0.2.0-draft2;
             }
         ",
         world: "connector:spin-test-host/services",
         imports: { default: trappable },
         with: {
             "fermyon:spin/key-value.store": super::StoreHandle,
+            "wasi:keyvalue/store.bucket": super::StoreHandle,
+            "wasi:keyvalue/atomics.cas": super::CasHandle,
         },
     });
 }
 
 use anyhow::{Context, Result, anyhow};
 use bindings::fermyon::spin2_0_0::{key_value, variables};
+use bindings::wasi::keyvalue::{atomics, store as wasi_store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store};
@@ -37,11 +44,19 @@ pub type SharedStore = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
 pub struct StoreHandle;
 
+/// A compare-and-swap in progress: the key, and the value `current` read
+/// (outer `None`: `current` was not called).
+pub struct CasHandle {
+    key: String,
+    seen: Option<Option<Vec<u8>>>,
+}
+
 pub struct SpinState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     kv: SharedStore,
+    swaps: Arc<AtomicU64>,
     variables: BTreeMap<String, String>,
 }
 
@@ -98,6 +113,110 @@ impl key_value::HostStore for SpinState {
     }
 }
 
+impl wasi_store::Host for SpinState {
+    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<StoreHandle>, wasi_store::Error>> {
+        if identifier != "default" {
+            return Ok(Err(wasi_store::Error::NoSuchStore));
+        }
+        Ok(Ok(self.table.push(StoreHandle)?))
+    }
+}
+
+impl wasi_store::HostBucket for SpinState {
+    fn get(
+        &mut self,
+        _: Resource<StoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
+        Ok(Ok(self.kv.lock().unwrap().get(&key).cloned()))
+    }
+    fn set(
+        &mut self,
+        _: Resource<StoreHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        self.kv.lock().unwrap().insert(key, value);
+        Ok(Ok(()))
+    }
+    fn delete(&mut self, _: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        self.kv.lock().unwrap().remove(&key);
+        Ok(Ok(()))
+    }
+    fn exists(&mut self, _: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
+        Ok(Ok(self.kv.lock().unwrap().contains_key(&key)))
+    }
+    fn list_keys(
+        &mut self,
+        _: Resource<StoreHandle>,
+        _cursor: Option<String>,
+    ) -> wasmtime::Result<Result<wasi_store::KeyResponse, wasi_store::Error>> {
+        // Spin answers in one response, without a cursor.
+        let keys = self.kv.lock().unwrap().keys().cloned().collect();
+        Ok(Ok(wasi_store::KeyResponse { keys, cursor: None }))
+    }
+    fn drop(&mut self, handle: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+/// Swaps as Spin's default (SQLite) store does: conditional on the value
+/// `current` read when it was called and the key existed, an upsert otherwise.
+impl atomics::Host for SpinState {
+    fn increment(
+        &mut self,
+        _: Resource<StoreHandle>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
+        let mut kv = self.kv.lock().unwrap();
+        let now = match kv.get(&key) {
+            None => 0,
+            Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
+                Ok(b) => i64::from_le_bytes(b),
+                Err(_) => return Ok(Err(wasi_store::Error::Other(format!("`{key}` is not a counter")))),
+            },
+        } + delta;
+        kv.insert(key, now.to_le_bytes().to_vec());
+        Ok(Ok(now))
+    }
+    fn swap(&mut self, cas: Resource<CasHandle>, value: Vec<u8>) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let handle = self.table.get(&cas)?;
+        let mut kv = self.kv.lock().unwrap();
+        if let Some(Some(seen)) = &handle.seen
+            && kv.get(&handle.key) != Some(seen)
+        {
+            return Ok(Err(atomics::CasError::CasFailed(cas)));
+        }
+        kv.insert(handle.key.clone(), value);
+        drop(kv);
+        self.table.delete(cas)?;
+        self.swaps.fetch_add(1, Ordering::SeqCst);
+        Ok(Ok(()))
+    }
+}
+
+impl atomics::HostCas for SpinState {
+    fn new(
+        &mut self,
+        _: Resource<StoreHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<CasHandle>, wasi_store::Error>> {
+        Ok(Ok(self.table.push(CasHandle { key, seen: None })?))
+    }
+    fn current(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
+        let key = self.table.get(&cas)?.key.clone();
+        let value = self.kv.lock().unwrap().get(&key).cloned();
+        self.table.get_mut(&cas)?.seen = Some(value.clone());
+        Ok(Ok(value))
+    }
+    fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
 impl variables::Host for SpinState {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
         Ok(self.variables.get(&name).cloned().ok_or(variables::Error::Undefined(name)))
@@ -109,6 +228,8 @@ pub struct SpinHost {
     engine: Engine,
     pre: wasmtime::component::InstancePre<SpinState>,
     pub kv: SharedStore,
+    /// Compare-and-swaps that succeeded, across requests.
+    pub swaps: Arc<AtomicU64>,
     pub variables: BTreeMap<String, String>,
     /// The component's log (its stdout), as Spin would collect it.
     pub log: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
@@ -130,9 +251,11 @@ impl SpinHost {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         key_value::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         variables::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        wasi_store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        atomics::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| anyhow!("Spin would not run this build: {e:?}"))?;
         let log = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 20);
-        Ok(SpinHost { engine, pre, kv: Default::default(), variables, log })
+        Ok(SpinHost { engine, pre, kv: Default::default(), swaps: Default::default(), variables, log })
     }
 
     /// One HTTP request through the component's incoming handler.
@@ -145,6 +268,7 @@ impl SpinHost {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             kv: self.kv.clone(),
+            swaps: self.swaps.clone(),
             variables: self.variables.clone(),
         };
         let mut store = Store::new(&self.engine, state);
