@@ -143,13 +143,41 @@ async fn the_spin_build_syncs_on_request_and_on_a_signed_event_and_ignores_a_for
         log.lines().any(|l| l.starts_with("audit {") && l.contains("Renamed Under Spin")),
         "component log: {log:.400}"
     );
-    assert!(
-        host.kv
-            .lock()
-            .unwrap()
-            .keys()
-            .any(|k| k.starts_with("audit/") && k.ends_with(&format!("/customer/{id}/write-event")))
-    );
+    let runs = audit_runs(&host);
+    let event_run = runs.last().expect("the event's run is indexed");
+    let chunk = host.kv.lock().unwrap().get(&format!("audit/{}/000000", event_run["run"].as_str().unwrap())).cloned();
+    let entries: Vec<serde_json::Value> = String::from_utf8(chunk.expect("the event run's audit chunk"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(entries.iter().any(|e| e["netsuite_id"] == id.to_string() && e["action"] == "write-event"), "{entries:?}");
+    // Runs past the retention (30 days by default) are pruned when a run starts.
+    let old_run = serde_json::json!({"run": "run-old", "at": 1_000, "chunks": 2});
+    let mut index = runs.clone();
+    index.insert(0, old_run);
+    {
+        let mut kv = host.kv.lock().unwrap();
+        kv.insert("audit/index".into(), serde_json::to_vec(&index).unwrap());
+        kv.insert("audit/run-old/000000".into(), b"{}".to_vec());
+        kv.insert("audit/run-old/000001".into(), b"{}".to_vec());
+    }
+    bed.netsuite.rename_customer_any(id, "Renamed Again").unwrap();
+    let sync = host
+        .request("POST", "/sync", &[("authorization", "Bearer sync-token-for-tests".into())], vec![])
+        .await
+        .unwrap();
+    assert_eq!(sync.status, 200, "{}", sync.body);
+    let after = audit_runs(&host);
+    assert_eq!(after.len(), runs.len() + 1, "{after:?}");
+    assert!(after.iter().all(|r| r["run"] != "run-old"));
+    assert!(host.kv.lock().unwrap().keys().all(|k| !k.starts_with("audit/run-old/")));
+}
+
+/// The Spin build's audit index: one entry per run, oldest first.
+fn audit_runs(host: &SpinHost) -> Vec<serde_json::Value> {
+    let index = host.kv.lock().unwrap().get("audit/index").cloned().expect("an audit index");
+    serde_json::from_slice(&index).unwrap()
 }
 
 #[test]
@@ -162,7 +190,7 @@ fn spin_toml_declares_every_setting_with_its_secrecy() {
     let app = manifest["variables"].as_table().unwrap();
     let component = &manifest["component"]["connector"];
     let passed = component["variables"].as_table().unwrap();
-    let spin_only = [("credentials_key", true), ("sync_token", true)];
+    let spin_only = [("credentials_key", true), ("sync_token", true), ("audit_retention_days", false)];
     for (name, secret) in netsuite_salesforce::settings::SETTINGS.iter().chain(spin_only.iter()) {
         let declared = app.get(*name).unwrap_or_else(|| panic!("spin.toml lacks the variable {name}"));
         assert_eq!(declared.get("secret").and_then(|s| s.as_bool()).unwrap_or(false), *secret, "{name}: secret flag");

@@ -158,13 +158,65 @@ impl Config for Variables {
     }
 }
 
-/// Audit entries go to the component log and to key-value under `audit/`.
+/// Audit entries go to the component log and to key-value: each append (one
+/// page or write slice) is one key `audit/<run>/<seq>` of JSON lines, listed
+/// in `audit/index` with the run's start, so runs older than the retention
+/// are deleted without listing the store's keys. Only the run holding the
+/// lease appends, so the index has one writer at a time.
 struct Audit<'s> {
     store: &'s Store,
+    retention_secs: i64,
+}
+
+pub const AUDIT_INDEX: &str = "audit/index";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AuditRun {
+    run: String,
+    at: i64,
+    chunks: u32,
+}
+
+impl Audit<'_> {
+    fn index(&self) -> Result<Vec<AuditRun>, String> {
+        match self.store.get(AUDIT_INDEX).map_err(kv)? {
+            None => Ok(Vec::new()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("`{AUDIT_INDEX}` is damaged ({e})")),
+        }
+    }
+
+    /// Stores one chunk of `run`'s lines; a run's first chunk also prunes
+    /// runs past the retention.
+    fn store_chunk(&self, run: &str, lines: &str) -> Result<(), String> {
+        let mut index = self.index()?;
+        let now = SpinClock.now_unix();
+        let chunk = match index.iter_mut().find(|r| r.run == run) {
+            Some(r) => {
+                r.chunks += 1;
+                r.chunks - 1
+            }
+            None => {
+                let (expired, kept): (Vec<_>, Vec<_>) =
+                    index.into_iter().partition(|r| r.at < now - self.retention_secs);
+                for old in &expired {
+                    for n in 0..old.chunks {
+                        self.store.delete(&format!("audit/{}/{n:06}", old.run)).map_err(kv)?;
+                    }
+                }
+                index = kept;
+                index.push(AuditRun { run: run.to_string(), at: now, chunks: 1 });
+                0
+            }
+        };
+        self.store.set(&format!("audit/{run}/{chunk:06}"), lines.as_bytes()).map_err(kv)?;
+        let index = serde_json::to_vec(&index).map_err(|e| e.to_string())?;
+        self.store.set(AUDIT_INDEX, &index).map_err(kv)
+    }
 }
 
 impl AuditSink for Audit<'_> {
     fn append(&self, entries: &[AuditEntry]) {
+        let mut runs: Vec<(&str, String)> = Vec::new();
         for e in entries {
             let line = serde_json::json!({
                 "run_id": e.run_id,
@@ -175,11 +227,21 @@ impl AuditSink for Audit<'_> {
                 "outcome": e.outcome,
                 "transformations": serde_json::from_str::<serde_json::Value>(&e.transformations_json).unwrap_or_default(),
                 "error": e.error,
-            });
+            })
+            .to_string();
             println!("audit {line}");
-            let key = format!("audit/{}/{}/{}/{}", e.run_id, e.kind.as_str(), e.netsuite_id, e.action);
-            if let Err(err) = self.store.set(&key, line.to_string().as_bytes()) {
-                println!("audit entry not stored ({err}): {line}");
+            match runs.iter_mut().find(|(r, _)| *r == e.run_id) {
+                Some((_, lines)) => {
+                    lines.push('\n');
+                    lines.push_str(&line);
+                }
+                None => runs.push((&e.run_id, line)),
+            }
+        }
+        for (run, lines) in runs {
+            // The log above has every entry; say so rather than lose the run.
+            if let Err(err) = self.store_chunk(run, &lines) {
+                println!("audit entries of run {run} are in this log only: key-value failed ({err})");
             }
         }
     }
@@ -204,6 +266,21 @@ pub struct SpinHost {
     store: Store,
     atomic: wasi_store::Bucket,
     sealing: XChaCha20Poly1305,
+    audit_retention_secs: i64,
+}
+
+/// `audit_retention_days`: empty means 30; whole days, at least 1.
+fn audit_retention_secs() -> Result<i64, String> {
+    let text = Variables.get("audit_retention_days")?.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok(30 * 86_400);
+    }
+    match text.trim().parse::<i64>() {
+        Ok(days) if (1..=3650).contains(&days) => Ok(days * 86_400),
+        _ => Err(format!(
+            "variable `audit_retention_days` is {text:?}: give whole days from 1 to 3650, or leave it empty for 30"
+        )),
+    }
 }
 
 impl SpinHost {
@@ -218,7 +295,12 @@ impl SpinHost {
             .decode(key.trim())
             .map_err(|_| "variable `credentials_key` is not base64".to_string())?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| "variable `credentials_key` must be 32 bytes".to_string())?;
-        Ok(SpinHost { store, atomic, sealing: XChaCha20Poly1305::new(&key.into()) })
+        Ok(SpinHost {
+            store,
+            atomic,
+            sealing: XChaCha20Poly1305::new(&key.into()),
+            audit_retention_secs: audit_retention_secs()?,
+        })
     }
 
     pub fn host(&self) -> HostParts<'_> {
@@ -231,7 +313,7 @@ impl SpinHost {
                 atomic: None,
             },
             queues: Bucket { store: &self.store, prefix: "queues", sealed: None, atomic: Some(&self.atomic) },
-            audit: Audit { store: &self.store },
+            audit: Audit { store: &self.store, retention_secs: self.audit_retention_secs },
         }
     }
 }
