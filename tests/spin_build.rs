@@ -143,6 +143,7 @@ async fn the_spin_build_syncs_on_request_and_on_a_signed_event_and_ignores_a_for
         log.lines().any(|l| l.starts_with("audit {") && l.contains("Renamed Under Spin")),
         "component log: {log:.400}"
     );
+    let id_text = id.to_string();
     let runs = audit_runs(&host);
     let event_run = runs.last().expect("the event's run is indexed");
     let chunk = host.kv.lock().unwrap().get(&format!("audit/{}/000000", event_run["run"].as_str().unwrap())).cloned();
@@ -151,7 +152,10 @@ async fn the_spin_build_syncs_on_request_and_on_a_signed_event_and_ignores_a_for
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(entries.iter().any(|e| e["netsuite_id"] == id.to_string() && e["action"] == "write-event"), "{entries:?}");
+    assert!(
+        entries.iter().any(|e| e["netsuite_id"] == id_text.as_str() && e["action"] == "write-event"),
+        "{entries:?}"
+    );
     // Runs past the retention (30 days by default) are pruned when a run starts.
     let old_run = serde_json::json!({"run": "run-old", "at": 1_000, "chunks": 2});
     let mut index = runs.clone();
