@@ -4,6 +4,7 @@
 
 use crate::host::{RecordKind, Runtime, SyncMode};
 use crate::sim::salesforce::SalesforceSimConfig;
+use crate::spin_host::SpinHost;
 use crate::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -80,22 +81,57 @@ pub fn print_text(results: &[PathResult]) {
     }
 }
 
-/// Change-event-to-Salesforce-write latency through the harness's listener.
+/// Change-event-to-Salesforce-write latency, through the harness's listener
+/// or through the Spin build in the Spin test host.
 #[derive(Debug, Serialize)]
 pub struct EventLatency {
+    pub host: &'static str,
     pub events: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
 }
 
+/// Which build receives the events.
+pub enum EventHost {
+    /// The harness component (this path) behind `connector serve`'s listener.
+    Harness(PathBuf),
+    /// The Spin build (this path) in a wasmtime host offering what Spin offers.
+    Spin(PathBuf),
+}
+
+/// Where a signed event is POSTed.
+enum Receiver {
+    Listener { client: reqwest::Client, url: String },
+    Spin(SpinHost),
+}
+
+impl Receiver {
+    async fn post(&self, body: String, signature: String) -> Result<u16> {
+        let header = netsuite_salesforce::events::SIGNATURE_HEADER;
+        Ok(match self {
+            Receiver::Listener { client, url } => client
+                .post(url)
+                .header("content-type", "application/json")
+                .header(header, signature)
+                .body(body)
+                .send()
+                .await?
+                .status()
+                .as_u16(),
+            Receiver::Spin(host) => {
+                let headers = [("content-type", "application/json".to_string()), (header, signature)];
+                host.request("POST", "/netsuite/events", &headers, body.into_bytes()).await?.status
+            }
+        })
+    }
+}
+
 /// Sends `events` signed change events one after another, each for a
 /// freshly renamed customer, and times each from POST to the Salesforce
 /// record carrying the new name.
-pub async fn event_latency(component: PathBuf, events: usize) -> Result<EventLatency> {
+pub async fn event_latency(target: EventHost, events: usize) -> Result<EventLatency> {
     let key = tokio::task::spawn_blocking(|| KeyPair::generate(Signing::Ps256)).await??;
-    let runtime: &'static Runtime =
-        Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&component)).await??));
     let dir = std::env::temp_dir().join(format!("connector-bench-{}", crate::scheduler::new_run_id()));
     let bed = Testbed::start(TestbedOptions {
         customers: 1000,
@@ -106,13 +142,30 @@ pub async fn event_latency(component: PathBuf, events: usize) -> Result<EventLat
         netsuite_concurrency: 15,
     })
     .await?;
-    let first = bed.sync_kinds(runtime, SyncMode::Incremental, &[]).await?;
-    if first.status != "succeeded" {
-        bail!("the initial sync failed: {:?}", first.error);
-    }
-    let hook = crate::webhook::serve(bed.tenant.clone(), runtime, "127.0.0.1:0".parse()?).await?;
-    let client = reqwest::Client::new();
-    let url = format!("{}{}", hook.url, crate::webhook::EVENTS_PATH);
+    let (host, receiver, _listener) = match target {
+        EventHost::Harness(component) => {
+            let runtime: &'static Runtime =
+                Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&component)).await??));
+            let first = bed.sync_kinds(runtime, SyncMode::Incremental, &[]).await?;
+            if first.status != "succeeded" {
+                bail!("the initial sync failed: {:?}", first.error);
+            }
+            let hook = crate::webhook::serve(bed.tenant.clone(), runtime, "127.0.0.1:0".parse()?).await?;
+            let url = format!("{}{}", hook.url, crate::webhook::EVENTS_PATH);
+            ("harness listener", Receiver::Listener { client: reqwest::Client::new(), url }, Some(hook))
+        }
+        EventHost::Spin(wasm) => {
+            let mut variables = bed.tenant.sandbox()?.config;
+            variables.insert("credentials_key".into(), random_key());
+            variables.insert("sync_token".into(), "bench".into());
+            let host = tokio::task::spawn_blocking(move || SpinHost::load(&wasm, variables)).await??;
+            let first = host.request("POST", "/sync", &[("authorization", "Bearer bench".into())], vec![]).await?;
+            if first.status != 200 {
+                bail!("the initial sync through the Spin build failed ({}): {}", first.status, first.body);
+            }
+            ("spin build", Receiver::Spin(host), None)
+        }
+    };
     let mut samples = Vec::with_capacity(events);
     for i in 0..events {
         let id = bed.customer_ids[i % bed.customer_ids.len()];
@@ -125,17 +178,9 @@ pub async fn event_latency(component: PathBuf, events: usize) -> Result<EventLat
             body.as_bytes(),
         );
         let started = Instant::now();
-        let status = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header(netsuite_salesforce::events::SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await?
-            .status()
-            .as_u16();
+        let status = receiver.post(body, signature).await?;
         if status != 202 {
-            bail!("the listener answered {status}");
+            bail!("the {host} answered {status}");
         }
         loop {
             let landed =
@@ -153,5 +198,11 @@ pub async fn event_latency(component: PathBuf, events: usize) -> Result<EventLat
     let _ = std::fs::remove_dir_all(dir);
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    Ok(EventLatency { events, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: *samples.last().unwrap_or(&0.0) })
+    Ok(EventLatency { host, events, p50_ms: at(0.5), p99_ms: at(0.99), max_ms: *samples.last().unwrap_or(&0.0) })
+}
+
+/// A random 32-byte sealing key (base64) for the bench's throwaway store.
+fn random_key() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }

@@ -52,6 +52,10 @@ enum Command {
         json: bool,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
+        /// Send the events to the Spin build (this .wasm, built with `spin build`) in a host offering what Spin
+        /// offers, instead of the harness listener.
+        #[arg(long)]
+        spin: Option<PathBuf>,
     },
     /// Run one sync for the tenant in a config file.
     Sync {
@@ -159,17 +163,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::BenchEvents { events, json, component } => {
+        Command::BenchEvents { events, json, component, spin } => {
             if events == 0 {
                 anyhow::bail!("--events must be at least 1");
             }
-            let latency = host_harness::bench::event_latency(component_path(component)?, events).await?;
+            let target = match spin {
+                Some(wasm) if !wasm.is_file() => anyhow::bail!(
+                    "--spin {}: no such file; build it with `spin build` (or cargo build -p netsuite-salesforce-spin \
+                     --release --target wasm32-wasip2 --target-dir target/spin)",
+                    wasm.display()
+                ),
+                Some(wasm) => host_harness::bench::EventHost::Spin(wasm),
+                None => host_harness::bench::EventHost::Harness(component_path(component)?),
+            };
+            let latency = host_harness::bench::event_latency(target, events).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&latency)?);
             } else {
                 println!(
-                    "change event -> Salesforce write over {} events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                    latency.events, latency.p50_ms, latency.p99_ms, latency.max_ms
+                    "change event -> Salesforce write ({}) over {} events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    latency.host, latency.events, latency.p50_ms, latency.p99_ms, latency.max_ms
                 );
             }
             Ok(ExitCode::SUCCESS)
