@@ -7,14 +7,11 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model;
 use crate::ports::{self, Host};
 use exports::ml_connector::netsuite_salesforce::{events, mapper, sink, source, sync};
 use ml_connector::netsuite_salesforce::{audit, types};
 use std::time::Duration;
-use wasi::http::types as http;
-use wasi::io::streams::StreamError;
 use wasi::keyvalue::{batch, store};
 
 struct Component;
@@ -22,118 +19,7 @@ export!(Component);
 
 // ---- ports over the imports ----
 
-struct WasiTransport;
-
-fn split_url(url: &str) -> Result<(http::Scheme, String, String), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
-    let scheme = match parsed.scheme() {
-        "http" => http::Scheme::Http,
-        "https" => http::Scheme::Https,
-        other => return Err(format!("`{url}` uses scheme {other}; only http and https are supported")),
-    };
-    let host = parsed.host_str().ok_or_else(|| format!("`{url}` has no host"))?;
-    let authority = match parsed.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    let path = match parsed.query() {
-        Some(q) => format!("{}?{q}", parsed.path()),
-        None => parsed.path().to_string(),
-    };
-    Ok((scheme, authority, path))
-}
-
-/// A wasi:http request whose body is sent; the response is awaited in `wait`.
-struct WasiPending {
-    future: http::FutureIncomingResponse,
-    what: String,
-    write_error: Option<String>,
-}
-
-impl ports::PendingResponse for WasiPending {
-    fn wait(self: Box<Self>) -> Result<HttpResponse, String> {
-        let WasiPending { future, what, write_error } = *self;
-        let response = loop {
-            match future.get() {
-                Some(result) => break result,
-                None => future.subscribe().block(),
-            }
-        };
-        let response =
-            response.map_err(|_| "the response was already taken".to_string())?.map_err(|e| match &write_error {
-                Some(w) => format!("{what} failed: {w}; then {e:?}"),
-                None => format!("{what} failed: {e:?}"),
-            })?;
-        let status = response.status();
-        let headers = response
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
-            .collect();
-        let incoming = response.consume().map_err(|_| "response body unavailable".to_string())?;
-        let mut bytes = Vec::new();
-        {
-            let stream = incoming.stream().map_err(|_| "response body stream unavailable".to_string())?;
-            loop {
-                match stream.blocking_read(64 * 1024) {
-                    Ok(chunk) => bytes.extend_from_slice(&chunk),
-                    Err(StreamError::Closed) => break,
-                    Err(e) => return Err(format!("reading the response of {what}: {e:?}")),
-                }
-            }
-        }
-        drop(http::IncomingBody::finish(incoming));
-        Ok(HttpResponse { status, headers, body: bytes })
-    }
-}
-
-impl ports::Transport for WasiTransport {
-    fn start(&self, request: &HttpRequest) -> Result<Box<dyn ports::PendingResponse>, String> {
-        let (scheme, authority, path) = split_url(&request.url)?;
-        let entries: Vec<(String, Vec<u8>)> =
-            request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
-        let headers = http::Fields::from_list(&entries).map_err(|e| format!("invalid request header: {e:?}"))?;
-        let outgoing = http::OutgoingRequest::new(headers);
-        let method = match request.method {
-            Method::Get => http::Method::Get,
-            Method::Post => http::Method::Post,
-            Method::Put => http::Method::Put,
-            Method::Patch => http::Method::Patch,
-            Method::Delete => http::Method::Delete,
-        };
-        let set = [
-            outgoing.set_method(&method),
-            outgoing.set_scheme(Some(&scheme)),
-            outgoing.set_authority(Some(&authority)),
-            outgoing.set_path_with_query(Some(&path)),
-        ];
-        if set.iter().any(Result::is_err) {
-            return Err(format!("the host refused the request line of {}", request.describe()));
-        }
-        let body = outgoing.body().map_err(|_| "request body unavailable".to_string())?;
-        // Start the request first: the host streams the body as it is written.
-        let future = wasi::http::outgoing_handler::handle(outgoing, None)
-            .map_err(|e| format!("{} was refused by the host: {e:?}", request.describe()))?;
-        // A server may refuse the body part-way (413, say) and answer anyway:
-        // keep the write error, but prefer the response if one arrives.
-        let mut write_error = None;
-        {
-            let stream = body.write().map_err(|_| "request body stream unavailable".to_string())?;
-            for piece in request.body.chunks(4096) {
-                if let Err(e) = stream.blocking_write_and_flush(piece) {
-                    write_error = Some(format!("writing the request body: {e:?}"));
-                    break;
-                }
-            }
-        }
-        let finished = http::OutgoingBody::finish(body, None);
-        if write_error.is_none() {
-            finished.map_err(|e| format!("finishing the request body: {e:?}"))?;
-        }
-        Ok(Box::new(WasiPending { future, what: request.describe(), write_error }))
-    }
-}
+crate::wasi_http_transport!(wasi);
 
 struct Bucket(store::Bucket);
 

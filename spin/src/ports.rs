@@ -1,59 +1,21 @@
-//! The core's ports over what Spin provides: outbound HTTP through spin-sdk,
+//! The core's ports over what Spin provides: outbound wasi:http,
 //! one key-value store (buckets become key prefixes), variables for
 //! settings and secrets, the component log and key-value for the audit.
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use netsuite_salesforce::http::{HttpRequest, HttpResponse, Method};
 use netsuite_salesforce::model::AuditEntry;
-use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue, PendingResponse, Transport};
+use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue};
 use spin_sdk::key_value::Store;
 // spin-sdk 5 wraps only fermyon:spin/key-value, which has no compare-and-swap;
 // its generated wasi:keyvalue bindings (same stores, same labels) do.
 use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
 use std::time::Duration;
 
-/// Requests complete inside `start`: Spin runs one request at a time here.
-struct Done(Result<HttpResponse, String>);
-
-impl PendingResponse for Done {
-    fn wait(self: Box<Self>) -> Result<HttpResponse, String> {
-        self.0
-    }
-}
-
-struct SpinTransport;
-
-impl Transport for SpinTransport {
-    fn start(&self, request: &HttpRequest) -> Result<Box<dyn PendingResponse>, String> {
-        let method = match request.method {
-            Method::Get => spin_sdk::http::Method::Get,
-            Method::Post => spin_sdk::http::Method::Post,
-            Method::Put => spin_sdk::http::Method::Put,
-            Method::Patch => spin_sdk::http::Method::Patch,
-            Method::Delete => spin_sdk::http::Method::Delete,
-        };
-        let mut builder = spin_sdk::http::Request::builder();
-        builder.method(method).uri(request.url.clone());
-        for (name, value) in &request.headers {
-            builder.header(name.clone(), value.clone());
-        }
-        let outgoing = builder.body(request.body.clone()).build();
-        let result: Result<spin_sdk::http::Response, _> = spin_sdk::http::run(spin_sdk::http::send(outgoing));
-        let answer = result
-            .map(|r| HttpResponse {
-                status: *r.status(),
-                headers: r
-                    .headers()
-                    .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                    .collect(),
-                body: r.into_body(),
-            })
-            .map_err(|e| format!("{} failed: {e}", request.describe()));
-        Ok(Box::new(Done(answer)))
-    }
-}
+// Outbound HTTP straight over wasi:http (what spin-sdk's `send` wraps), so a
+// request is in flight from `start` and the core can overlap them.
+netsuite_salesforce::wasi_http_transport!(wasi);
 
 /// A bucket of the connector's: keys under `<prefix>/` in Spin's store;
 /// the credentials bucket is sealed with the `credentials_key` variable.
@@ -329,7 +291,7 @@ pub struct HostParts<'s> {
 impl HostParts<'_> {
     pub fn as_host(&self) -> Host<'_> {
         Host {
-            transport: &SpinTransport,
+            transport: &WasiTransport,
             state: &self.state,
             credentials: &self.credentials,
             queues: &self.queues,

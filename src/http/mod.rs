@@ -2,6 +2,7 @@
 //! ([`retry`]) driven by a per-API classifier table.
 
 pub mod retry;
+pub mod wasi_transport;
 
 use std::fmt;
 
@@ -70,6 +71,36 @@ impl HttpRequest {
     }
 }
 
+/// A URL split the way wasi:http wants a request line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTarget {
+    pub https: bool,
+    /// `host` or `host:port`.
+    pub authority: String,
+    pub path_with_query: String,
+}
+
+impl RequestTarget {
+    pub fn parse(url: &str) -> Result<RequestTarget, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        let https = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(format!("`{url}` uses scheme {other}; only http and https are supported")),
+        };
+        let host = parsed.host_str().ok_or_else(|| format!("`{url}` has no host"))?;
+        let authority = match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let path_with_query = match parsed.query() {
+            Some(q) => format!("{}?{q}", parsed.path()),
+            None => parsed.path().to_string(),
+        };
+        Ok(RequestTarget { https, authority, path_with_query })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,
@@ -99,5 +130,25 @@ impl HttpResponse {
             cut.push('…');
         }
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_splits_into_the_wasi_request_line() {
+        let t = super::RequestTarget::parse(
+            "https://1234567-sb1.suitetalk.api.netsuite.com/services/rest/query/v1/suiteql?limit=1000&offset=0",
+        )
+        .unwrap();
+        assert!(t.https);
+        assert_eq!(t.authority, "1234567-sb1.suitetalk.api.netsuite.com");
+        assert_eq!(t.path_with_query, "/services/rest/query/v1/suiteql?limit=1000&offset=0");
+        let local = super::RequestTarget::parse("http://127.0.0.1:8080/x").unwrap();
+        assert_eq!(
+            (local.https, local.authority.as_str(), local.path_with_query.as_str()),
+            (false, "127.0.0.1:8080", "/x")
+        );
+        assert!(super::RequestTarget::parse("ftp://example.com/").unwrap_err().contains("only http and https"));
     }
 }

@@ -1,0 +1,117 @@
+//! The wasi:http client behind the core's `Transport`, written once for both
+//! builds: the harness build expands it over its generated bindings, the Spin
+//! build over the `wasi` crate's (the same interfaces, different modules).
+//! A request is started and its body sent in `start`; the response is read
+//! in `wait`, so requests the core starts together are in flight together.
+
+/// Defines `WasiTransport` (and its pending response) over the wasi:http
+/// bindings module named `$w` (with `http` and `io` inside).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! wasi_http_transport {
+    ($w:ident) => {
+        struct WasiTransport;
+
+        /// A request whose body is sent; the response is awaited in `wait`.
+        struct WasiPending {
+            future: $w::http::types::FutureIncomingResponse,
+            what: String,
+            write_error: Option<String>,
+        }
+
+        impl $crate::ports::PendingResponse for WasiPending {
+            fn wait(self: Box<Self>) -> Result<$crate::http::HttpResponse, String> {
+                use $w::http::types as http;
+                let WasiPending { future, what, write_error } = *self;
+                let response = loop {
+                    match future.get() {
+                        Some(result) => break result,
+                        None => future.subscribe().block(),
+                    }
+                };
+                let response =
+                    response.map_err(|_| "the response was already taken".to_string())?.map_err(
+                        |e| match &write_error {
+                            Some(w) => format!("{what} failed: {w}; then {e:?}"),
+                            None => format!("{what} failed: {e:?}"),
+                        },
+                    )?;
+                let status = response.status();
+                let headers = response
+                    .headers()
+                    .entries()
+                    .into_iter()
+                    .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+                    .collect();
+                let incoming = response.consume().map_err(|_| "response body unavailable".to_string())?;
+                let mut bytes = Vec::new();
+                {
+                    let stream = incoming.stream().map_err(|_| "response body stream unavailable".to_string())?;
+                    loop {
+                        match stream.blocking_read(64 * 1024) {
+                            Ok(chunk) => bytes.extend_from_slice(&chunk),
+                            Err($w::io::streams::StreamError::Closed) => break,
+                            Err(e) => return Err(format!("reading the response of {what}: {e:?}")),
+                        }
+                    }
+                }
+                drop(http::IncomingBody::finish(incoming));
+                Ok($crate::http::HttpResponse { status, headers, body: bytes })
+            }
+        }
+
+        impl $crate::ports::Transport for WasiTransport {
+            fn start(
+                &self,
+                request: &$crate::http::HttpRequest,
+            ) -> Result<Box<dyn $crate::ports::PendingResponse>, String> {
+                use $crate::http::Method;
+                use $w::http::types as http;
+                let target = $crate::http::RequestTarget::parse(&request.url)?;
+                let entries: Vec<(String, Vec<u8>)> =
+                    request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
+                let headers =
+                    http::Fields::from_list(&entries).map_err(|e| format!("invalid request header: {e:?}"))?;
+                let outgoing = http::OutgoingRequest::new(headers);
+                let method = match request.method {
+                    Method::Get => http::Method::Get,
+                    Method::Post => http::Method::Post,
+                    Method::Put => http::Method::Put,
+                    Method::Patch => http::Method::Patch,
+                    Method::Delete => http::Method::Delete,
+                };
+                let scheme = if target.https { http::Scheme::Https } else { http::Scheme::Http };
+                let set = [
+                    outgoing.set_method(&method),
+                    outgoing.set_scheme(Some(&scheme)),
+                    outgoing.set_authority(Some(&target.authority)),
+                    outgoing.set_path_with_query(Some(&target.path_with_query)),
+                ];
+                if set.iter().any(Result::is_err) {
+                    return Err(format!("the host refused the request line of {}", request.describe()));
+                }
+                let body = outgoing.body().map_err(|_| "request body unavailable".to_string())?;
+                // Start the request first: the host streams the body as it is written.
+                let future = $w::http::outgoing_handler::handle(outgoing, None)
+                    .map_err(|e| format!("{} was refused by the host: {e:?}", request.describe()))?;
+                // A server may refuse the body part-way (413, say) and answer anyway:
+                // keep the write error, but prefer the response if one arrives.
+                let mut write_error = None;
+                {
+                    let stream = body.write().map_err(|_| "request body stream unavailable".to_string())?;
+                    for piece in request.body.chunks(4096) {
+                        if let Err(e) = stream.blocking_write_and_flush(piece) {
+                            write_error = Some(format!("writing the request body: {e:?}"));
+                            break;
+                        }
+                    }
+                }
+                let finished = http::OutgoingBody::finish(body, None);
+                if write_error.is_none() {
+                    finished.map_err(|e| format!("finishing the request body: {e:?}"))?;
+                }
+                Ok(Box::new(WasiPending { future, what: request.describe(), write_error }))
+            }
+        }
+    };
+}
