@@ -11,7 +11,6 @@ use crate::model;
 use crate::ports::{self, Host};
 use exports::ml_connector::netsuite_salesforce::{events, mapper, sink, source, sync};
 use ml_connector::netsuite_salesforce::{audit, types};
-use std::time::Duration;
 use wasi::keyvalue::{batch, store};
 
 struct Component;
@@ -108,20 +107,6 @@ impl ports::AuditSink for HostAudit {
     }
 }
 
-struct WasiClock;
-
-impl ports::Clock for WasiClock {
-    fn now_unix(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-    }
-    fn sleep(&self, duration: Duration) {
-        std::thread::sleep(duration);
-    }
-    fn random(&self) -> u64 {
-        getrandom::u64().unwrap_or(0)
-    }
-}
-
 /// Runs `f` against the host's imports.
 fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, types::ConnectorError> {
     let state = Bucket::open("state").map_err(error_to_wit)?;
@@ -134,7 +119,7 @@ fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, type
         queues: &queues,
         config: &WasiConfig,
         audit: &HostAudit,
-        clock: &WasiClock,
+        clock: &ports::SystemClock,
     };
     f(&host).map_err(error_to_wit)
 }

@@ -62,6 +62,22 @@ pub trait Clock {
     fn random(&self) -> u64;
 }
 
+/// The clock of a wasm guest (either build): WASI wall clock, real sleeps,
+/// WASI randomness. The harness's simulated time reaches it through its host.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    }
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+    fn random(&self) -> u64 {
+        getrandom::u64().unwrap_or(0)
+    }
+}
+
 /// Everything the shell of the connector runs against.
 pub struct Host<'a> {
     pub transport: &'a dyn Transport,

@@ -6,12 +6,11 @@ use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use netsuite_salesforce::model::AuditEntry;
-use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue};
+use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue, SystemClock};
 use spin_sdk::key_value::Store;
 // spin-sdk 5 wraps only fermyon:spin/key-value, which has no compare-and-swap;
 // its generated wasi:keyvalue bindings (same stores, same labels) do.
 use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
-use std::time::Duration;
 
 // Outbound HTTP straight over wasi:http (what spin-sdk's `send` wraps), so a
 // request is in flight from `start` and the core can overlap them.
@@ -151,7 +150,7 @@ impl Audit<'_> {
     /// runs past the retention.
     fn store_chunk(&self, run: &str, lines: &str) -> Result<(), String> {
         let mut index = self.index()?;
-        let now = SpinClock.now_unix();
+        let now = SystemClock.now_unix();
         let chunk = match index.iter_mut().find(|r| r.run == run) {
             Some(r) => {
                 r.chunks += 1;
@@ -206,20 +205,6 @@ impl AuditSink for Audit<'_> {
                 println!("audit entries of run {run} are in this log only: key-value failed ({err})");
             }
         }
-    }
-}
-
-struct SpinClock;
-
-impl Clock for SpinClock {
-    fn now_unix(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-    }
-    fn sleep(&self, duration: Duration) {
-        std::thread::sleep(duration);
-    }
-    fn random(&self) -> u64 {
-        getrandom::u64().unwrap_or(0)
     }
 }
 
@@ -297,7 +282,7 @@ impl HostParts<'_> {
             queues: &self.queues,
             config: &Variables,
             audit: &self.audit,
-            clock: &SpinClock,
+            clock: &SystemClock,
         }
     }
 }
