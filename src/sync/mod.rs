@@ -3,6 +3,8 @@
 
 mod engine;
 pub mod lease;
+#[cfg(test)]
+pub(crate) mod memory_kv;
 pub mod queues;
 pub mod state;
 
@@ -25,7 +27,13 @@ pub fn receive(host: &Host<'_>, headers: &[(String, String)], body: &[u8]) -> An
         Ok(e) => e,
         Err(answer) => return answer,
     };
-    let queued = QueuedEvent { kind: event.kind, id: event.id.clone(), event: event.event, received_at: now };
+    let queued = QueuedEvent {
+        kind: event.kind,
+        id: event.id.clone(),
+        event: event.event,
+        received_at: now,
+        nonce: host.clock.random(),
+    };
     match Queues::new(host.queues, false).put_event(&queued) {
         Ok(()) => Answer {
             status: 202,

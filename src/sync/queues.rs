@@ -42,12 +42,15 @@ pub struct QueuedWrite {
 
 /// A NetSuite change event waiting to be applied; one per record, so a
 /// burst of events for the same record becomes one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedEvent {
     pub kind: RecordKind,
     pub id: String,
     pub event: String,
     pub received_at: i64,
+    /// Random per arrival: tells a re-sent event from the one a run read.
+    #[serde(default)]
+    pub nonce: u64,
 }
 
 fn event_key(kind: RecordKind, id: &str) -> String {
@@ -115,12 +118,24 @@ impl<'a> Queues<'a> {
         Ok(values.into_iter().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect())
     }
 
+    /// Clears the applied `events`, except those replaced meanwhile by a
+    /// newer event for the same record: that one still has to be applied.
     pub fn remove_events(&self, events: &[QueuedEvent]) -> Result<()> {
         if events.is_empty() || self.read_only {
             return Ok(());
         }
         let keys: Vec<String> = events.iter().map(|e| event_key(e.kind, &e.id)).collect();
-        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing applied change events", e))
+        let now = self.kv.get_many(&keys).map_err(|e| kv_error("re-reading applied change events", e))?;
+        let applied: Vec<String> = keys
+            .into_iter()
+            .zip(now)
+            .zip(events)
+            .filter(|((_, stored), event)| {
+                stored.as_deref().and_then(|b| serde_json::from_slice::<QueuedEvent>(b).ok()).as_ref() == Some(*event)
+            })
+            .map(|((key, _), _)| key)
+            .collect();
+        self.kv.delete_many(&applied).map_err(|e| kv_error("clearing applied change events", e))
     }
 
     /// Queued writes of `queue`, for `kind` or all kinds.
@@ -152,5 +167,29 @@ impl<'a> Queues<'a> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::memory_kv::Memory;
+
+    fn event(id: &str, nonce: u64) -> QueuedEvent {
+        QueuedEvent { kind: RecordKind::Customer, id: id.into(), event: "edit".into(), received_at: 100, nonce }
+    }
+
+    #[test]
+    fn an_event_resent_while_a_run_applied_the_first_stays_queued() {
+        let kv = Memory::default();
+        let queues = Queues::new(&kv, false);
+        queues.put_event(&event("7", 1)).unwrap();
+        queues.put_event(&event("8", 2)).unwrap();
+        let read = queues.events().unwrap();
+        assert_eq!(read.len(), 2);
+        // NetSuite sends another event for 7 (same second) while the run works.
+        queues.put_event(&event("7", 3)).unwrap();
+        queues.remove_events(&read).unwrap();
+        assert_eq!(queues.events().unwrap(), vec![event("7", 3)]);
     }
 }
