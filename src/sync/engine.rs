@@ -203,9 +203,9 @@ impl Run<'_, '_> {
         if let Some(scope) = &self.request.replay {
             return self.replay(scope, kinds, counts);
         }
-        // A fresh NetSuite token for every run; renewed again inside the run
-        // whenever it nears its 60 minutes.
-        self.source.authenticate()?;
+        // The NetSuite token is obtained by the run's first request (none
+        // when an events run finds the queue empty) and renewed inside the
+        // run whenever it nears its 60 minutes.
         self.apply_events(kinds, counts)?;
         if self.request.mode == SyncMode::Events {
             return Ok(());
