@@ -12,10 +12,6 @@ use sha2::Sha256;
 pub const SIGNATURE_HEADER: &str = "x-connector-signature";
 /// Events are a few hundred bytes; anything much larger is not one.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How far the signed timestamp may be from now before the event is
-/// refused as a replay.
-pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
-
 /// An HTTP answer for the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {

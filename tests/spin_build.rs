@@ -194,12 +194,22 @@ fn spin_toml_declares_every_setting_with_its_secrecy() {
     let app = manifest["variables"].as_table().unwrap();
     let component = &manifest["component"]["connector"];
     let passed = component["variables"].as_table().unwrap();
-    let spin_only = [("credentials_key", true), ("sync_token", true), ("audit_retention_days", false)];
-    for (name, secret) in netsuite_salesforce::settings::SETTINGS.iter().chain(spin_only.iter()) {
-        let declared = app.get(*name).unwrap_or_else(|| panic!("spin.toml lacks the variable {name}"));
-        assert_eq!(declared.get("secret").and_then(|s| s.as_bool()).unwrap_or(false), *secret, "{name}: secret flag");
+    for setting in netsuite_salesforce::settings::SETTINGS {
+        let name = setting.name;
+        let declared = app.get(name).unwrap_or_else(|| panic!("spin.toml lacks the variable {name}"));
+        assert_eq!(declared.get("secret").and_then(|s| s.as_bool()).unwrap_or(false), setting.secret, "{name}: secret");
         assert!(declared.get("default").is_some() ^ declared.get("required").is_some(), "{name}: default xor required");
-        assert_eq!(passed[*name].as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{name} reaches the component");
+        if let Some(default) = declared.get("default") {
+            assert!(!setting.required, "{name} is required by the connector but has a default in spin.toml");
+            assert_eq!(default.as_str(), Some(setting.default.unwrap_or("")), "{name}: default as declared");
+        }
+        assert_eq!(passed[name].as_str(), Some(format!("{{{{ {name} }}}}").as_str()), "{name} reaches the component");
+    }
+    for name in app.keys() {
+        assert!(
+            netsuite_salesforce::settings::catalog::find(name).is_some(),
+            "spin.toml declares `{name}`, not a setting"
+        );
     }
     assert_eq!(
         component["source"].as_str(),

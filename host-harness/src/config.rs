@@ -2,19 +2,16 @@
 //! settings; secrets live in the sealed secrets file, never here.
 
 use anyhow::{Context, Result, bail};
+use netsuite_salesforce::settings::catalog::{self, Scope};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Names that are credentials: they belong in the secrets file.
-pub const SECRET_NAMES: &[&str] = &[
-    "netsuite_private_key",
-    "netsuite_consumer_secret",
-    "netsuite_token_secret",
-    "salesforce_client_secret",
-    "salesforce_refresh_token",
-    "webhook_secret",
-];
+/// Names of the settings that are credentials: they belong in the secrets
+/// file (declared in the connector's settings catalog).
+pub fn secret_names() -> impl Iterator<Item = &'static str> {
+    catalog::SETTINGS.iter().filter(|s| s.secret && s.scope == Scope::Connector).map(|s| s.name)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,12 +67,24 @@ impl HarnessConfig {
         if self.tenant.is_empty() || !self.tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             bail!("config `tenant` is `{}`: use letters, digits, `-` and `_`", self.tenant);
         }
-        for name in SECRET_NAMES {
-            if self.settings.contains_key(*name) {
-                bail!(
+        for name in self.settings.keys() {
+            match catalog::find(name) {
+                Some(s) if s.scope != Scope::Connector => bail!(
+                    "config [settings] holds `{name}`, which only the Spin build reads (a Spin variable): remove it"
+                ),
+                Some(s) if s.secret => bail!(
                     "config [settings] holds `{name}`, which is a secret: remove it and store it with \
                      `connector secrets set --config <file> {name}` (it is kept encrypted)"
-                );
+                ),
+                Some(_) => {}
+                None => match catalog::closest(name, Scope::Connector) {
+                    Some(known) => {
+                        bail!("config [settings] holds `{name}`, which is not a setting: did you mean `{known}`?")
+                    }
+                    None => bail!(
+                        "config [settings] holds `{name}`, which is not a setting (`connector settings` lists them)"
+                    ),
+                },
             }
         }
         Ok(())
@@ -147,6 +156,16 @@ mod tests {
     fn secrets_in_settings_are_refused_by_name() {
         let err = parse("tenant = \"acme\"\n[settings]\nsalesforce_client_secret = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("`salesforce_client_secret`") && err.contains("secrets set"), "{err}");
+    }
+
+    #[test]
+    fn unknown_settings_name_the_closest_known_one() {
+        let err = parse("tenant = \"acme\"\n[settings]\nnetsuite_page_sise = 500\n").unwrap_err().to_string();
+        assert!(err.contains("`netsuite_page_sise`") && err.contains("did you mean `netsuite_page_size`"), "{err}");
+        let err = parse("tenant = \"acme\"\n[settings]\nsync_token = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("only the Spin build reads"), "{err}");
+        let err = parse("tenant = \"acme\"\n[settings]\nsalesforce_private_key = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("is a secret"), "{err}");
     }
 
     #[test]

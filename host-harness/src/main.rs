@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use host_harness::config::{HarnessConfig, SECRET_NAMES};
+use host_harness::config::{HarnessConfig, secret_names};
 use host_harness::host::{RecordRef, ReplayScope, Runtime, SyncMode};
 use host_harness::scheduler::{RunReport, Tenant, parse_kind};
 use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
@@ -106,6 +106,8 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    /// List every setting: type, default, whether it is a secret, what it is.
+    Settings,
     /// Manage the sealed secrets file of a config.
     Secrets {
         #[command(subcommand)]
@@ -240,13 +242,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let report = tenant.replay(&runtime, scope).await?;
             print_report(&report, json)
         }
+        Command::Settings => {
+            print!("{}", netsuite_salesforce::settings::catalog::markdown_table());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Secrets { action } => {
             match action {
                 SecretsAction::Init => println!("{}", Cipher::generate_key_b64()),
                 SecretsAction::Set { config, name } => {
                     let config = HarnessConfig::load(&config)?;
-                    if !SECRET_NAMES.contains(&name.as_str()) {
-                        bail!("`{name}` is not a secret the connector reads; secrets are: {}", SECRET_NAMES.join(", "));
+                    if !secret_names().any(|s| s == name) {
+                        bail!(
+                            "`{name}` is not a secret the connector reads; secrets are: {}",
+                            secret_names().collect::<Vec<_>>().join(", ")
+                        );
                     }
                     let cipher = Cipher::load(config.master_key_file.as_deref())?;
                     let mut value = String::new();

@@ -1,52 +1,16 @@
-//! Settings and secrets, read once per run from the host's config store.
-//! Names are lower-case with underscores so they are valid Spin variables too.
+//! Settings and secrets, read once per run from the host's config store and
+//! checked into typed values. What settings exist is declared once, in
+//! [`catalog`]. Names are lower-case with underscores so they are valid Spin
+//! variables too.
 
 use crate::http::retry::Backoff;
 use crate::model::{ConnectorError, Result};
 use crate::ports::Config;
 use std::time::Duration;
 
-/// Every setting the connector reads, and whether it is a secret. Hosts
-/// declare these (the harness config, Spin variables); a test keeps the list
-/// and the reads in step.
-pub const SETTINGS: &[(&str, bool)] = &[
-    ("netsuite_account_id", false),
-    ("netsuite_base_url", false),
-    ("netsuite_auth", false),
-    ("netsuite_client_id", false),
-    ("netsuite_certificate_id", false),
-    ("netsuite_signing_algorithm", false),
-    ("netsuite_private_key", true),
-    ("netsuite_consumer_key", false),
-    ("netsuite_consumer_secret", true),
-    ("netsuite_token_id", false),
-    ("netsuite_token_secret", true),
-    ("netsuite_page_size", false),
-    ("netsuite_overlap_secs", false),
-    ("netsuite_max_in_flight", false),
-    ("salesforce_login_url", false),
-    ("salesforce_grant", false),
-    ("salesforce_client_id", false),
-    ("salesforce_client_secret", true),
-    ("salesforce_refresh_token", true),
-    ("salesforce_username", false),
-    ("salesforce_private_key", true),
-    ("salesforce_api_version", false),
-    ("salesforce_bulk_threshold", false),
-    ("salesforce_bulk_job_records", false),
-    ("salesforce_bulk_max_upload_bytes", false),
-    ("salesforce_bulk_poll_timeout_secs", false),
-    ("salesforce_max_api_share", false),
-    ("salesforce_describe_ttl_secs", false),
-    ("delete_action", false),
-    ("lease_ttl_secs", false),
-    ("http_max_retries", false),
-    ("http_backoff_base_ms", false),
-    ("http_backoff_cap_ms", false),
-    ("mapping_toml", false),
-    ("webhook_secret", true),
-    ("webhook_tolerance_secs", false),
-];
+pub mod catalog;
+
+pub use catalog::SETTINGS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningAlgorithm {
@@ -159,10 +123,7 @@ pub struct EventSettings {
 impl EventSettings {
     pub fn load(config: &dyn Config) -> Result<EventSettings> {
         let r = Reader { config };
-        Ok(EventSettings {
-            secret: r.required("webhook_secret", "the shared secret NetSuite signs change events with (a secret)")?,
-            tolerance_secs: r.number("webhook_tolerance_secs", crate::events::DEFAULT_TOLERANCE_SECS)?,
-        })
+        Ok(EventSettings { secret: r.required("webhook_secret")?, tolerance_secs: r.number("webhook_tolerance_secs")? })
     }
 }
 
@@ -187,29 +148,60 @@ struct Reader<'a> {
     config: &'a dyn Config,
 }
 
+/// The declaration of a setting the loader reads; every read name is declared.
+fn declared(name: &str) -> &'static catalog::Setting {
+    catalog::find(name).unwrap_or_else(|| panic!("setting `{name}` is read but not declared in settings::catalog"))
+}
+
 impl Reader<'_> {
     fn optional(&self, name: &str) -> Result<Option<String>> {
+        declared(name);
         self.config
             .get(name)
             .map(|v| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
             .map_err(|e| ConnectorError::Config(format!("could not read setting `{name}`: {e}")))
     }
 
-    fn required(&self, name: &str, what: &str) -> Result<String> {
+    /// The value, else the declared default.
+    fn text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.optional(name)?.or_else(|| declared(name).default.map(str::to_string)))
+    }
+
+    fn required(&self, name: &str) -> Result<String> {
         self.optional(name)?.ok_or_else(|| {
-            ConnectorError::Config(format!(
-                "setting `{name}` is missing ({what}). Set it in the harness config's [settings] or \
-                 [secrets], or as a Spin variable."
-            ))
+            let setting = declared(name);
+            let how = if setting.secret {
+                format!(
+                    "it is a secret: store it with `connector secrets set --config <file> {name}`, or set the \
+                     Spin variable `{name}`"
+                )
+            } else {
+                format!("put it under [settings] in the harness config, or set the Spin variable `{name}`")
+            };
+            ConnectorError::Config(format!("setting `{name}` is missing ({}): {how}", setting.help))
         })
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
-        match self.optional(name)? {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| ConnectorError::Config(format!("setting `{name}` is `{v}`, which is not a valid number"))),
+    /// A number: the value, else the declared default.
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T> {
+        let text = self
+            .text(name)?
+            .ok_or_else(|| ConnectorError::Config(format!("setting `{name}` is missing ({})", declared(name).help)))?;
+        text.parse()
+            .map_err(|_| ConnectorError::Config(format!("setting `{name}` is `{text}`, which is not a valid number")))
+    }
+
+    /// One of the declared words, else the declared default.
+    fn choice(&self, name: &str) -> Result<String> {
+        let value = self.text(name)?.unwrap_or_default();
+        match declared(name).kind {
+            catalog::Kind::Choice(words) if words.contains(&value.as_str()) => Ok(value),
+            catalog::Kind::Choice(words) => Err(ConnectorError::Config(format!(
+                "setting `{name}` is `{value}`: use {} ({})",
+                words.join(" or "),
+                declared(name).help
+            ))),
+            _ => Ok(value),
         }
     }
 }
@@ -217,7 +209,7 @@ impl Reader<'_> {
 impl Settings {
     pub fn load(config: &dyn Config) -> Result<Settings> {
         let r = Reader { config };
-        let account_id = r.required("netsuite_account_id", "the NetSuite account id, e.g. 1234567 or 1234567_SB1")?;
+        let account_id = r.required("netsuite_account_id")?;
         if !account_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(ConnectorError::Config(format!(
                 "setting `netsuite_account_id` is `{account_id}`: an account id has only letters, digits and `_`"
@@ -227,47 +219,39 @@ impl Settings {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => netsuite_host_for_account(&account_id),
         };
-        let page_size: u32 = r.number("netsuite_page_size", 1000)?;
+        let page_size: u32 = r.number("netsuite_page_size")?;
         if !(1..=1000).contains(&page_size) {
             return Err(ConnectorError::Config(format!(
                 "setting `netsuite_page_size` is {page_size}: SuiteQL pages hold 1 to 1000 rows"
             )));
         }
-        let auth = match r.optional("netsuite_auth")?.as_deref().unwrap_or("m2m") {
-            "m2m" => {
+        let auth = match r.choice("netsuite_auth")?.as_str() {
+            "tba" => NetSuiteAuth::Tba {
+                consumer_key: r.required("netsuite_consumer_key")?,
+                consumer_secret: r.required("netsuite_consumer_secret")?,
+                token_id: r.required("netsuite_token_id")?,
+                token_secret: r.required("netsuite_token_secret")?,
+            },
+            _ => {
                 let algorithm = match r.optional("netsuite_signing_algorithm")?.as_deref() {
-                    None | Some("PS256") => SigningAlgorithm::Ps256,
-                    Some("ES256") => SigningAlgorithm::Es256,
-                    Some(other) => {
-                        return Err(ConnectorError::Config(format!(
-                            "setting `netsuite_signing_algorithm` is `{other}`: NetSuite M2M accepts PS256 or ES256 \
+                    Some("RS256") => {
+                        return Err(ConnectorError::Config(
+                            "setting `netsuite_signing_algorithm` is `RS256`: NetSuite M2M accepts PS256 or ES256 \
                              (RS256 is no longer accepted)"
-                        )));
+                                .into(),
+                        ));
                     }
+                    _ => match r.choice("netsuite_signing_algorithm")?.as_str() {
+                        "ES256" => SigningAlgorithm::Es256,
+                        _ => SigningAlgorithm::Ps256,
+                    },
                 };
                 NetSuiteAuth::M2m(M2mSettings {
-                    client_id: r.required("netsuite_client_id", "the integration record's client id")?,
-                    certificate_id: r.required(
-                        "netsuite_certificate_id",
-                        "the Certificate ID shown in OAuth 2.0 Client Credentials (M2M) Setup",
-                    )?,
-                    private_key_pem: r.required(
-                        "netsuite_private_key",
-                        "the PEM private key whose certificate is uploaded to NetSuite (a secret)",
-                    )?,
+                    client_id: r.required("netsuite_client_id")?,
+                    certificate_id: r.required("netsuite_certificate_id")?,
+                    private_key_pem: r.required("netsuite_private_key")?,
                     algorithm,
                 })
-            }
-            "tba" => NetSuiteAuth::Tba {
-                consumer_key: r.required("netsuite_consumer_key", "the integration record's consumer key")?,
-                consumer_secret: r.required("netsuite_consumer_secret", "the integration record's consumer secret")?,
-                token_id: r.required("netsuite_token_id", "the access token's id")?,
-                token_secret: r.required("netsuite_token_secret", "the access token's secret")?,
-            },
-            other => {
-                return Err(ConnectorError::Config(format!(
-                    "setting `netsuite_auth` is `{other}`: use m2m (OAuth 2.0 client credentials) or tba"
-                )));
             }
         };
         let netsuite = NetSuiteSettings {
@@ -275,8 +259,8 @@ impl Settings {
             base_url,
             auth,
             page_size,
-            overlap_secs: r.number("netsuite_overlap_secs", 600)?,
-            max_in_flight: r.number("netsuite_max_in_flight", 5)?,
+            overlap_secs: r.number("netsuite_overlap_secs")?,
+            max_in_flight: r.number("netsuite_max_in_flight")?,
         };
         if netsuite.max_in_flight == 0 {
             return Err(ConnectorError::Config(
@@ -284,48 +268,32 @@ impl Settings {
             ));
         }
 
-        let client_id = r.required("salesforce_client_id", "the connected app's consumer key")?;
-        let grant = match r.optional("salesforce_grant")?.as_deref().unwrap_or("client_credentials") {
-            "client_credentials" => SalesforceGrant::ClientCredentials {
-                client_id,
-                client_secret: r.required("salesforce_client_secret", "the connected app's consumer secret")?,
-            },
+        let client_id = r.required("salesforce_client_id")?;
+        let grant = match r.choice("salesforce_grant")?.as_str() {
             "refresh_token" => SalesforceGrant::RefreshToken {
                 client_id,
                 client_secret: r.optional("salesforce_client_secret")?,
-                refresh_token: r.required("salesforce_refresh_token", "a refresh token from the web-server flow")?,
+                refresh_token: r.required("salesforce_refresh_token")?,
             },
             "jwt_bearer" => SalesforceGrant::JwtBearer {
                 client_id,
-                username: r.required("salesforce_username", "the integration user's Salesforce username")?,
-                private_key_pem: r.required(
-                    "salesforce_private_key",
-                    "the PEM RSA key whose certificate is uploaded to the connected app (a secret)",
-                )?,
+                username: r.required("salesforce_username")?,
+                private_key_pem: r.required("salesforce_private_key")?,
             },
-            other => {
-                return Err(ConnectorError::Config(format!(
-                    "setting `salesforce_grant` is `{other}`: use client_credentials, refresh_token or jwt_bearer"
-                )));
+            _ => {
+                SalesforceGrant::ClientCredentials { client_id, client_secret: r.required("salesforce_client_secret")? }
             }
         };
         let salesforce = SalesforceSettings {
-            login_url: r
-                .required("salesforce_login_url", "the org's My Domain URL, e.g. https://acme.my.salesforce.com")?
-                .trim_end_matches('/')
-                .to_string(),
+            login_url: r.required("salesforce_login_url")?.trim_end_matches('/').to_string(),
             grant,
-            api_version: r
-                .optional("salesforce_api_version")?
-                .unwrap_or_else(|| "66.0".to_string())
-                .trim_start_matches('v')
-                .to_string(),
-            max_api_share: r.number("salesforce_max_api_share", 0.9)?,
-            describe_ttl_secs: r.number("salesforce_describe_ttl_secs", 3600)?,
-            bulk_threshold: r.number("salesforce_bulk_threshold", 10_000)?,
-            bulk_job_records: r.number("salesforce_bulk_job_records", 50_000)?,
-            bulk_max_upload_bytes: r.number("salesforce_bulk_max_upload_bytes", 100 * 1024 * 1024)?,
-            bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs", 3600)?,
+            api_version: r.text("salesforce_api_version")?.unwrap_or_default().trim_start_matches('v').to_string(),
+            max_api_share: r.number("salesforce_max_api_share")?,
+            describe_ttl_secs: r.number("salesforce_describe_ttl_secs")?,
+            bulk_threshold: r.number("salesforce_bulk_threshold")?,
+            bulk_job_records: r.number("salesforce_bulk_job_records")?,
+            bulk_max_upload_bytes: r.number("salesforce_bulk_max_upload_bytes")?,
+            bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs")?,
         };
         if !(0.0..=1.0).contains(&salesforce.max_api_share) {
             return Err(ConnectorError::Config(format!(
@@ -335,21 +303,16 @@ impl Settings {
         }
 
         let backoff = Backoff {
-            base: Duration::from_millis(r.number("http_backoff_base_ms", 500)?),
-            cap: Duration::from_millis(r.number("http_backoff_cap_ms", 30_000)?),
-            max_retries: r.number("http_max_retries", 6)?,
+            base: Duration::from_millis(r.number("http_backoff_base_ms")?),
+            cap: Duration::from_millis(r.number("http_backoff_cap_ms")?),
+            max_retries: r.number("http_max_retries")?,
         };
-        let delete_action = match r.optional("delete_action")?.as_deref().unwrap_or("flag") {
-            "flag" => DeleteAction::Flag,
+        let delete_action = match r.choice("delete_action")?.as_str() {
             "delete" => DeleteAction::Delete,
-            other => {
-                return Err(ConnectorError::Config(format!(
-                    "setting `delete_action` is `{other}`: use flag (set NetSuite_Deleted__c) or delete"
-                )));
-            }
+            _ => DeleteAction::Flag,
         };
         let mapping = crate::mapping::Mapping::load(r.optional("mapping_toml")?.as_deref())?;
-        let lease_ttl_secs: i64 = r.number("lease_ttl_secs", 300)?;
+        let lease_ttl_secs: i64 = r.number("lease_ttl_secs")?;
         if lease_ttl_secs < 2 {
             return Err(ConnectorError::Config(format!(
                 "setting `lease_ttl_secs` is {lease_ttl_secs}: give at least 2"
@@ -440,8 +403,8 @@ mod tests {
         }
         for (auth, grant) in [("m2m", "client_credentials"), ("tba", "refresh_token"), ("m2m", "jwt_bearer")] {
             let mut m = base();
-            for (name, _) in SETTINGS {
-                m.entry(name).or_insert("1");
+            for s in SETTINGS {
+                m.entry(s.name).or_insert("1");
             }
             m.insert("netsuite_auth", auth);
             m.insert("salesforce_grant", grant);
@@ -454,7 +417,7 @@ mod tests {
             let _ = Settings::load(&recording);
             let _ = EventSettings::load(&recording);
             for name in recording.0.borrow().iter() {
-                assert!(SETTINGS.iter().any(|(n, _)| n == name), "`{name}` is read but not in SETTINGS");
+                assert!(catalog::find(name).is_some(), "`{name}` is read but not declared");
             }
         }
     }
