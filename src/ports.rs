@@ -5,19 +5,37 @@ use crate::http::{HttpRequest, HttpResponse};
 use crate::model::AuditEntry;
 use std::time::Duration;
 
+/// Why a request got no response at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// The host refused to send it: `authority` is not a destination this
+    /// tenant may reach. Final: retrying cannot help.
+    Denied { authority: String },
+    /// DNS, refused, reset, timed out: the network failed; may be retried.
+    Failed(String),
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Denied { authority } => write!(f, "the host denied a request to {authority}"),
+            TransportError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
 /// A request under way: the host carries it on while the guest does other
 /// work; `wait` blocks until the response is complete.
 pub trait PendingResponse {
-    fn wait(self: Box<Self>) -> Result<HttpResponse, String>;
+    fn wait(self: Box<Self>) -> Result<HttpResponse, TransportError>;
 }
 
-/// HTTP out. Errors are for requests that got no response at all (DNS,
-/// refused, reset, a host the tenant may not call).
+/// HTTP out. Errors are for requests that got no response at all.
 pub trait Transport {
     /// Sends the request and returns without waiting for the response.
-    fn start(&self, request: &HttpRequest) -> Result<Box<dyn PendingResponse>, String>;
+    fn start(&self, request: &HttpRequest) -> Result<Box<dyn PendingResponse>, TransportError>;
 
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         self.start(request)?.wait()
     }
 }

@@ -148,3 +148,54 @@ async fn duplicate_external_ids_and_duplicate_rules_are_reported_as_what_they_ar
     assert!(error_of(a).starts_with("DUPLICATE_EXTERNAL_ID: NetSuite_Id__c: more than one record"), "{}", error_of(a));
     assert!(error_of(newcomer).starts_with("DUPLICATES_DETECTED: Use one of these records?"), "{}", error_of(newcomer));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_login_settings_point_at_another_org_every_write_goes_there() {
+    use host_harness::sim::salesforce::SalesforceSim;
+    let bed = bed(200).start().await;
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.salesforce.count("Account"), 200);
+
+    // Sandbox → production: the same connected app in another org.
+    let production = SalesforceSim::start(
+        SalesforceSimConfig { org_id: "00D8d000000PRODxEAA".into(), ..Default::default() },
+        bed.clock.clone(),
+        0,
+    )
+    .await
+    .unwrap();
+    bed.tenant.set_override("salesforce_login_url", production.base_url());
+    let renamed = bed.customer_ids[7];
+    bed.netsuite.rename_customer_any(renamed, "Renamed After The Switch").unwrap();
+    let (sandbox_calls, sandbox_tokens) = (bed.salesforce.api_requests(), bed.salesforce.token_requests());
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(bed.salesforce.api_requests(), sandbox_calls, "the old org receives no request");
+    assert_eq!(bed.salesforce.token_requests(), sandbox_tokens, "not even a token request");
+    assert_eq!(production.count("Account"), 200, "the new org gets every record, not only the edited one");
+    let (_, account) = production.find("Account", &renamed.to_string()).expect("the renamed customer");
+    assert_eq!(account["Name"], "Renamed After The Switch");
+    assert_eq!(report.counts("customer").created, 200, "{report:?}");
+
+    // And back: the sandbox is brought up to date, without duplicates.
+    bed.tenant.set_override("salesforce_login_url", bed.salesforce.base_url());
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.salesforce.count("Account"), 200);
+    assert_eq!(bed.sf("Account", renamed).1["Name"], "Renamed After The Switch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_the_tenant_may_not_reach_fails_at_once_naming_it_and_the_setting() {
+    // The org sends API calls to an instance host the allowlist lacks.
+    let config = SalesforceSimConfig { instance_host: Some("localhost".into()), ..Default::default() };
+    let bed = bed(20).salesforce(config).start().await;
+    let report = bed.sync().await;
+    let error = report.error.expect("the run fails");
+    let instance = bed.salesforce.instance_url();
+    let authority = instance.trim_start_matches("http://");
+    assert!(error.starts_with("configuration error"), "{error}");
+    assert!(error.contains(&format!("did not allow a request to {authority}")), "{error}");
+    assert!(error.contains("allowed_hosts") && error.contains("salesforce_login_url"), "{error}");
+    assert!(!error.contains("attempts"), "a denial is not retried: {error}");
+    assert_eq!(bed.salesforce.api_requests(), 0, "nothing reached the org's API");
+}

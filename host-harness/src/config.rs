@@ -114,7 +114,11 @@ impl HarnessConfig {
 
     /// The tenant's NetSuite and Salesforce hosts, plus any extra ones.
     pub fn outbound_hosts(&self) -> Vec<String> {
-        let settings = self.settings_text();
+        self.outbound_hosts_for(&self.settings_text())
+    }
+
+    /// The hosts `settings` (the values a run gets) name, plus the extra ones.
+    pub fn outbound_hosts_for(&self, settings: &BTreeMap<String, String>) -> Vec<String> {
         let mut hosts = self.allowed_hosts.clone();
         let authority = |url: &str| -> Option<String> {
             let rest = url.split_once("://").map_or(url, |(_, r)| r);

@@ -64,10 +64,19 @@ impl HttpRequest {
         req
     }
 
-    /// `METHOD url` without the query, for error messages (queries can hold data).
+    /// `METHOD url` without the query and any user info, for error messages
+    /// (queries can hold data, user info a password).
     pub fn describe(&self) -> String {
-        let path = self.url.split('?').next().unwrap_or(&self.url);
-        format!("{} {}", self.method, path)
+        let shown = match url::Url::parse(&self.url) {
+            Ok(mut u) => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.set_query(None);
+                u.to_string()
+            }
+            Err(_) => self.url.split('?').next().unwrap_or(&self.url).to_string(),
+        };
+        format!("{} {}", self.method, shown)
     }
 }
 
@@ -150,5 +159,7 @@ mod tests {
             (false, "127.0.0.1:8080", "/x")
         );
         assert!(super::RequestTarget::parse("ftp://example.com/").unwrap_err().contains("only http and https"));
+        let secretive = super::HttpRequest::new(super::Method::Get, "https://user:pw@h.example/a?q=secret");
+        assert_eq!(secretive.describe(), "GET https://h.example/a");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{HttpRequest, HttpResponse};
 use crate::model::ConnectorError;
-use crate::ports::{Host, PendingResponse};
+use crate::ports::{Host, PendingResponse, TransportError};
 use std::cell::Cell;
 use std::time::Duration;
 
@@ -152,7 +152,7 @@ impl<'h> ApiClient<'h> {
     fn drive(
         &self,
         build: &dyn Fn() -> Result<HttpRequest, ConnectorError>,
-        mut first: Option<(HttpRequest, Result<HttpResponse, String>)>,
+        mut first: Option<(HttpRequest, Result<HttpResponse, TransportError>)>,
     ) -> Result<Sent, ConnectorError> {
         let mut attempt = 0u32;
         loop {
@@ -167,7 +167,10 @@ impl<'h> ApiClient<'h> {
             };
             let response = match outcome {
                 Ok(response) => response,
-                Err(err) => {
+                Err(TransportError::Denied { authority }) => {
+                    return Err(ConnectorError::Config(self.denied(&request, &authority)));
+                }
+                Err(TransportError::Failed(err)) => {
                     if attempt >= self.backoff.max_retries {
                         return Err(ConnectorError::Transport(format!(
                             "{} {} failed after {} attempts: {err}. Check that the host is reachable and \
@@ -226,6 +229,21 @@ impl<'h> ApiClient<'h> {
         }
     }
 
+    /// A request the host would not send: name the host and what allows it.
+    fn denied(&self, request: &HttpRequest, authority: &str) -> String {
+        let setting = match self.api {
+            "NetSuite" => "`netsuite_base_url` (or `netsuite_account_id`)",
+            _ => "`salesforce_login_url` (Salesforce names the instance host in its token response)",
+        };
+        format!(
+            "{} {}: the host did not allow a request to {authority}; it is not among the hosts this tenant may \
+             reach, so the run stopped without retrying. If {authority} is right, allow it (harness config: \
+             `allowed_hosts`; Spin: `allowed_outbound_hosts` in spin.toml); if not, correct {setting}",
+            self.api,
+            request.describe()
+        )
+    }
+
     fn wait(&self, attempt: u32, retry_after: Option<Duration>) {
         let jittered = self.backoff.delay(attempt, self.host.clock.random());
         let delay = retry_after.map_or(jittered, |ra| ra.min(self.backoff.cap).max(jittered));
@@ -234,7 +252,7 @@ impl<'h> ApiClient<'h> {
 }
 
 /// A first attempt: the request and its pending response.
-type FirstAttempt = (HttpRequest, Result<Box<dyn PendingResponse>, String>);
+type FirstAttempt = (HttpRequest, Result<Box<dyn PendingResponse>, TransportError>);
 
 /// A request whose first attempt is under way.
 pub struct InFlight<'c, 'h> {

@@ -16,26 +16,42 @@ macro_rules! wasi_http_transport {
         struct WasiPending {
             future: $w::http::types::FutureIncomingResponse,
             what: String,
+            authority: String,
             write_error: Option<String>,
         }
 
+        /// A wasi:http error as the core's: a denial is final, the rest is the network.
+        fn transport_error(
+            e: $w::http::types::ErrorCode,
+            what: &str,
+            authority: &str,
+            write_error: Option<&str>,
+        ) -> $crate::ports::TransportError {
+            match e {
+                $w::http::types::ErrorCode::HttpRequestDenied => {
+                    $crate::ports::TransportError::Denied { authority: authority.to_string() }
+                }
+                other => $crate::ports::TransportError::Failed(match write_error {
+                    Some(w) => format!("{what} failed: {w}; then {other:?}"),
+                    None => format!("{what} failed: {other:?}"),
+                }),
+            }
+        }
+
         impl $crate::ports::PendingResponse for WasiPending {
-            fn wait(self: Box<Self>) -> Result<$crate::http::HttpResponse, String> {
+            fn wait(self: Box<Self>) -> Result<$crate::http::HttpResponse, $crate::ports::TransportError> {
+                use $crate::ports::TransportError::Failed;
                 use $w::http::types as http;
-                let WasiPending { future, what, write_error } = *self;
+                let WasiPending { future, what, authority, write_error } = *self;
                 let response = loop {
                     match future.get() {
                         Some(result) => break result,
                         None => future.subscribe().block(),
                     }
                 };
-                let response =
-                    response.map_err(|_| "the response was already taken".to_string())?.map_err(
-                        |e| match &write_error {
-                            Some(w) => format!("{what} failed: {w}; then {e:?}"),
-                            None => format!("{what} failed: {e:?}"),
-                        },
-                    )?;
+                let response = response
+                    .map_err(|_| Failed("the response was already taken".to_string()))?
+                    .map_err(|e| transport_error(e, &what, &authority, write_error.as_deref()))?;
                 let status = response.status();
                 let headers = response
                     .headers()
@@ -43,15 +59,16 @@ macro_rules! wasi_http_transport {
                     .into_iter()
                     .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
                     .collect();
-                let incoming = response.consume().map_err(|_| "response body unavailable".to_string())?;
+                let incoming = response.consume().map_err(|_| Failed("response body unavailable".to_string()))?;
                 let mut bytes = Vec::new();
                 {
-                    let stream = incoming.stream().map_err(|_| "response body stream unavailable".to_string())?;
+                    let stream =
+                        incoming.stream().map_err(|_| Failed("response body stream unavailable".to_string()))?;
                     loop {
                         match stream.blocking_read(64 * 1024) {
                             Ok(chunk) => bytes.extend_from_slice(&chunk),
                             Err($w::io::streams::StreamError::Closed) => break,
-                            Err(e) => return Err(format!("reading the response of {what}: {e:?}")),
+                            Err(e) => return Err(Failed(format!("reading the response of {what}: {e:?}"))),
                         }
                     }
                 }
@@ -64,14 +81,15 @@ macro_rules! wasi_http_transport {
             fn start(
                 &self,
                 request: &$crate::http::HttpRequest,
-            ) -> Result<Box<dyn $crate::ports::PendingResponse>, String> {
+            ) -> Result<Box<dyn $crate::ports::PendingResponse>, $crate::ports::TransportError> {
                 use $crate::http::Method;
+                use $crate::ports::TransportError::Failed;
                 use $w::http::types as http;
-                let target = $crate::http::RequestTarget::parse(&request.url)?;
+                let target = $crate::http::RequestTarget::parse(&request.url).map_err(Failed)?;
                 let entries: Vec<(String, Vec<u8>)> =
                     request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
                 let headers =
-                    http::Fields::from_list(&entries).map_err(|e| format!("invalid request header: {e:?}"))?;
+                    http::Fields::from_list(&entries).map_err(|e| Failed(format!("invalid request header: {e:?}")))?;
                 let outgoing = http::OutgoingRequest::new(headers);
                 let method = match request.method {
                     Method::Get => http::Method::Get,
@@ -88,17 +106,17 @@ macro_rules! wasi_http_transport {
                     outgoing.set_path_with_query(Some(&target.path_with_query)),
                 ];
                 if set.iter().any(Result::is_err) {
-                    return Err(format!("the host refused the request line of {}", request.describe()));
+                    return Err(Failed(format!("the host refused the request line of {}", request.describe())));
                 }
-                let body = outgoing.body().map_err(|_| "request body unavailable".to_string())?;
+                let body = outgoing.body().map_err(|_| Failed("request body unavailable".to_string()))?;
                 // Start the request first: the host streams the body as it is written.
                 let future = $w::http::outgoing_handler::handle(outgoing, None)
-                    .map_err(|e| format!("{} was refused by the host: {e:?}", request.describe()))?;
+                    .map_err(|e| transport_error(e, &request.describe(), &target.authority, None))?;
                 // A server may refuse the body part-way (413, say) and answer anyway:
                 // keep the write error, but prefer the response if one arrives.
                 let mut write_error = None;
                 {
-                    let stream = body.write().map_err(|_| "request body stream unavailable".to_string())?;
+                    let stream = body.write().map_err(|_| Failed("request body stream unavailable".to_string()))?;
                     for piece in request.body.chunks(4096) {
                         if let Err(e) = stream.blocking_write_and_flush(piece) {
                             write_error = Some(format!("writing the request body: {e:?}"));
@@ -108,9 +126,9 @@ macro_rules! wasi_http_transport {
                 }
                 let finished = http::OutgoingBody::finish(body, None);
                 if write_error.is_none() {
-                    finished.map_err(|e| format!("finishing the request body: {e:?}"))?;
+                    finished.map_err(|e| Failed(format!("finishing the request body: {e:?}")))?;
                 }
-                Ok(Box::new(WasiPending { future, what: request.describe(), write_error }))
+                Ok(Box::new(WasiPending { future, what: request.describe(), authority: target.authority, write_error }))
             }
         }
     };

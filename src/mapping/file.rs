@@ -44,6 +44,21 @@ pub struct ParentMapping {
     pub sobject: String,
     /// The NetSuite column holding the parent's internal id.
     pub column: String,
+    /// The lookup field behind the relationship, set to null when NetSuite
+    /// names no parent; by default `X__c` for `X__r`, else `<relationship>Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ParentMapping {
+    /// The lookup field that holds the link (`AccountId`, `Vendor__c`).
+    pub fn lookup_field(&self) -> String {
+        match (&self.field, self.relationship.strip_suffix("__r")) {
+            (Some(f), _) => f.clone(),
+            (None, Some(custom)) => format!("{custom}__c"),
+            (None, None) => format!("{}Id", self.relationship),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,8 +227,11 @@ impl MappingFile {
             }
             for (i, parent) in object.parent.iter().enumerate() {
                 let place = format!("[{kind}] parent {} ({})", i + 1, parent.relationship);
-                if !valid_api_name(&parent.relationship) || !valid_api_name(&parent.sobject) {
-                    return Err(bad(&place, "relationship and sobject must be Salesforce API names"));
+                if !valid_api_name(&parent.relationship)
+                    || !valid_api_name(&parent.sobject)
+                    || !valid_api_name(&parent.lookup_field())
+                {
+                    return Err(bad(&place, "relationship, sobject and field must be Salesforce API names"));
                 }
                 if !valid_column(&parent.column) {
                     return Err(bad(&place, format!("`{}` is not a SuiteQL column name", parent.column)));

@@ -25,8 +25,31 @@ pub struct TargetSpec {
     pub sobject: String,
     /// Fields the mapping sets (the external id field included).
     pub fields: Vec<String>,
-    /// Parent links: (relationship name, parent object).
-    pub relationships: Vec<(String, String)>,
+    /// Parent links.
+    pub relationships: Vec<Link>,
+}
+
+/// A child → parent lookup as the mapping writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Relationship name, e.g. `Account`: set to `{external id field: id}`.
+    pub relationship: String,
+    /// The lookup field behind it, e.g. `AccountId`: set to null to clear.
+    pub field: String,
+    /// The parent's object.
+    pub sobject: String,
+}
+
+impl Link {
+    /// The parent's external id a record's fields link to: `Some(None)` when
+    /// they clear the link, `None` when they do not mention it.
+    pub fn target<'f>(&self, fields: &'f Map<String, Value>) -> Option<Option<&'f str>> {
+        match (fields.get(&self.relationship), fields.get(&self.field)) {
+            (Some(Value::Object(parent)), _) => Some(parent.get(EXTERNAL_ID_FIELD).and_then(Value::as_str)),
+            (_, Some(Value::Null)) => Some(None),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,7 +95,15 @@ impl Mapping {
         Ok(TargetSpec {
             sobject: object.sobject.clone(),
             fields,
-            relationships: object.parent.iter().map(|p| (p.relationship.clone(), p.sobject.clone())).collect(),
+            relationships: object
+                .parent
+                .iter()
+                .map(|p| Link {
+                    relationship: p.relationship.clone(),
+                    field: p.lookup_field(),
+                    sobject: p.sobject.clone(),
+                })
+                .collect(),
         })
     }
 
@@ -155,16 +186,25 @@ impl Mapping {
             });
         }
         for parent in &object.parent {
-            if let Some(id) = record.field(&parent.column) {
-                // The relationship by external id: Salesforce resolves the parent.
-                fields.insert(parent.relationship.clone(), json!({ EXTERNAL_ID_FIELD: id.trim() }));
-                transformations.push(Transformation {
-                    field: parent.relationship.clone(),
-                    rule: "parent-link".into(),
-                    detail: format!("{} → {}.{EXTERNAL_ID_FIELD}", parent.column, parent.sobject),
-                    ..Default::default()
-                });
-            }
+            let detail = match record.field(&parent.column).map(str::trim).filter(|id| !id.is_empty()) {
+                Some(id) => {
+                    // The relationship by external id: Salesforce resolves the parent.
+                    fields.insert(parent.relationship.clone(), json!({ EXTERNAL_ID_FIELD: id }));
+                    format!("{} → {}.{EXTERNAL_ID_FIELD}", parent.column, parent.sobject)
+                }
+                None => {
+                    // Salesforce keeps a field a write leaves out: clearing the
+                    // lookup is the only way a link NetSuite dropped goes away.
+                    fields.insert(parent.lookup_field(), Value::Null);
+                    format!("{} empty → {} cleared", parent.column, parent.lookup_field())
+                }
+            };
+            transformations.push(Transformation {
+                field: parent.relationship.clone(),
+                rule: "parent-link".into(),
+                detail,
+                ..Default::default()
+            });
         }
         fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(record.id.clone()));
         transformations.push(Transformation {

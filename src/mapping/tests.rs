@@ -161,7 +161,7 @@ fn the_spec_lists_exactly_what_the_mapping_writes() {
         let spec = mapping.target_spec(kind).unwrap();
         let m = mapping.map(&record(kind, "1", &full)).unwrap();
         assert_eq!(m.target.sobject, spec.sobject);
-        let relationships: Vec<&str> = spec.relationships.iter().map(|(r, _)| r.as_str()).collect();
+        let relationships: Vec<&str> = spec.relationships.iter().map(|l| l.relationship.as_str()).collect();
         let mut written: Vec<&str> =
             m.target.fields.keys().map(String::as_str).filter(|f| !relationships.contains(f)).collect();
         let mut expected: Vec<&str> = spec.fields.iter().map(String::as_str).collect();
@@ -169,4 +169,39 @@ fn the_spec_lists_exactly_what_the_mapping_writes() {
         expected.sort_unstable();
         assert_eq!(written, expected, "{kind}");
     }
+}
+
+#[test]
+fn a_contact_links_exactly_its_netsuite_parent_and_clears_the_other_lookup() {
+    let mapping = Mapping::default();
+    let spec = mapping.target_spec(RecordKind::Contact).unwrap();
+    let fields = |pairs: &[(&str, &str)]| mapping.map(&record(RecordKind::Contact, "9", pairs)).unwrap().target.fields;
+    let links = |f: &serde_json::Map<String, serde_json::Value>| -> Vec<Option<Option<String>>> {
+        spec.relationships.iter().map(|l| l.target(f).map(|t| t.map(str::to_string))).collect()
+    };
+
+    let of_customer = fields(&[("lastname", "L"), ("companycustomer", "5")]);
+    assert_eq!(of_customer["Account"], serde_json::json!({ "NetSuite_Id__c": "5" }));
+    assert_eq!(of_customer["Vendor__c"], serde_json::Value::Null, "the vendor lookup is cleared, not left out");
+    assert!(!of_customer.contains_key("AccountId"), "a link and its lookup are never sent together");
+    assert_eq!(links(&of_customer), vec![Some(Some("5".to_string())), Some(None)]);
+
+    let moved_to_vendor = fields(&[("lastname", "L"), ("companyvendor", "7")]);
+    assert_eq!(moved_to_vendor["AccountId"], serde_json::Value::Null);
+    assert_eq!(moved_to_vendor["Vendor__r"], serde_json::json!({ "NetSuite_Id__c": "7" }));
+
+    let orphan = fields(&[("lastname", "L")]);
+    assert_eq!((&orphan["AccountId"], &orphan["Vendor__c"]), (&serde_json::Value::Null, &serde_json::Value::Null));
+    assert!(mapping.parents(&record(RecordKind::Contact, "9", &[("lastname", "L")])).is_empty());
+}
+
+#[test]
+fn a_lookup_field_can_be_named_when_it_breaks_the_naming_convention() {
+    let text = DEFAULT_MAPPING.replace(
+        "relationship = \"Vendor__r\"\nsobject = \"Vendor__c\"\ncolumn = \"companyvendor\"",
+        "relationship = \"Vendor__r\"\nsobject = \"Vendor__c\"\ncolumn = \"companyvendor\"\nfield = \"Supplier__c\"",
+    );
+    let mapping = Mapping::load(Some(&text)).unwrap();
+    let m = mapping.map(&record(RecordKind::Contact, "9", &[("lastname", "L")])).unwrap();
+    assert!(m.target.fields.contains_key("Supplier__c") && !m.target.fields.contains_key("Vendor__c"));
 }

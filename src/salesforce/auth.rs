@@ -6,6 +6,7 @@ use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, Result};
 use crate::settings::{SalesforceGrant, SalesforceSettings};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Key of the cached session in the credentials bucket.
 pub const SESSION_KEY: &str = "salesforce_session";
@@ -17,6 +18,61 @@ pub struct Session {
     pub access_token: String,
     /// Where API calls go; already includes the scheme.
     pub instance_url: String,
+    /// The [`login_identity`] it was obtained with: a cached session is used
+    /// only while the settings still name the same login.
+    #[serde(default)]
+    pub login: String,
+    /// The org's id (from the identity URL), or the instance URL when the
+    /// token response named none: what "the Salesforce side" of the
+    /// connector's record states refers to.
+    #[serde(default)]
+    pub org: String,
+}
+
+/// What identifies a login: the token endpoint, the grant, the client and
+/// the user (JWT bearer: the username; refresh token: the configured token).
+/// A session or a rotated refresh token obtained under other settings
+/// belongs to another org or user and is never reused.
+pub fn login_identity(settings: &SalesforceSettings) -> String {
+    let (grant, client_id, user) = match &settings.grant {
+        SalesforceGrant::ClientCredentials { client_id, .. } => ("client_credentials", client_id, String::new()),
+        SalesforceGrant::RefreshToken { client_id, refresh_token, .. } => {
+            ("refresh_token", client_id, hex::encode(Sha256::digest(refresh_token.as_bytes())))
+        }
+        SalesforceGrant::JwtBearer { client_id, username, .. } => ("jwt_bearer", client_id, username.clone()),
+    };
+    let mut h = Sha256::new();
+    for part in [settings.login_url.as_str(), grant, client_id, &user] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The org id in an identity URL (`https://login.salesforce.com/id/<org>/<user>`).
+fn org_from_identity_url(id: &str) -> Option<String> {
+    let mut parts = id.trim_end_matches('/').rsplit('/');
+    let _user = parts.next()?;
+    let org = parts.next()?;
+    (parts.next() == Some("id") && !org.is_empty()).then(|| org.to_string())
+}
+
+/// A rotated refresh token as stored: bound to the login it belongs to.
+#[derive(Serialize, Deserialize)]
+pub struct RotatedToken {
+    pub login: String,
+    pub token: String,
+}
+
+impl RotatedToken {
+    /// The stored token if it belongs to `login`. A bare token (stored before
+    /// tokens were bound) is taken as the current login's.
+    pub fn for_login(stored: &[u8], login: &str) -> Option<String> {
+        match serde_json::from_slice::<RotatedToken>(stored) {
+            Ok(t) => (t.login == login).then_some(t.token),
+            Err(_) => String::from_utf8(stored.to_vec()).ok().filter(|t| !t.is_empty() && !t.starts_with('{')),
+        }
+    }
 }
 
 // The token never reaches Debug output.
@@ -83,6 +139,9 @@ pub fn token_request(settings: &SalesforceSettings, rotated: Option<&str>, now: 
 struct TokenResponse {
     access_token: String,
     instance_url: String,
+    /// The identity URL, naming org and user.
+    #[serde(default)]
+    id: Option<String>,
     #[serde(default)]
     refresh_token: Option<String>,
 }
@@ -103,8 +162,9 @@ pub fn parse_token_response(
     if response.is_success() {
         let body: TokenResponse = serde_json::from_slice(&response.body)
             .map_err(|e| ConnectorError::Salesforce(format!("{url} answered 200 with an unexpected body ({e})")))?;
-        let session =
-            Session { access_token: body.access_token, instance_url: body.instance_url.trim_end_matches('/').into() };
+        let instance_url = body.instance_url.trim_end_matches('/').to_string();
+        let org = body.id.as_deref().and_then(org_from_identity_url).unwrap_or_else(|| instance_url.clone());
+        let session = Session { access_token: body.access_token, instance_url, login: login_identity(settings), org };
         return Ok((session, body.refresh_token));
     }
     let Ok(err) = serde_json::from_slice::<OAuthError>(&response.body) else {
@@ -168,6 +228,38 @@ mod tests {
     }
 
     #[test]
+    fn a_login_is_identified_by_url_grant_client_and_user() {
+        let cc = |url: &str, id: &str| {
+            let mut s =
+                settings(SalesforceGrant::ClientCredentials { client_id: id.into(), client_secret: "x".into() });
+            s.login_url = url.into();
+            login_identity(&s)
+        };
+        let a = cc("https://a.my.salesforce.com", "id");
+        assert_eq!(a, cc("https://a.my.salesforce.com", "id"));
+        assert_ne!(a, cc("https://b.my.salesforce.com", "id"), "another org");
+        assert_ne!(a, cc("https://a.my.salesforce.com", "other"), "another connected app");
+        let jwt = |user: &str| {
+            login_identity(&settings(SalesforceGrant::JwtBearer {
+                client_id: "id".into(),
+                username: user.into(),
+                private_key_pem: String::new(),
+            }))
+        };
+        assert_ne!(jwt("a@x"), jwt("b@x"), "another user");
+        assert_ne!(jwt("a@x"), cc("https://acme.my.salesforce.com", "id"), "another grant");
+        assert_eq!(
+            org_from_identity_url("https://login.salesforce.com/id/00D8d000000SIMxEAA/0058d000000SIMxAAA"),
+            Some("00D8d000000SIMxEAA".into())
+        );
+        assert_eq!(org_from_identity_url("https://x/elsewhere"), None);
+        let bound = serde_json::to_vec(&RotatedToken { login: "L".into(), token: "t".into() }).unwrap();
+        assert_eq!(RotatedToken::for_login(&bound, "L").as_deref(), Some("t"));
+        assert_eq!(RotatedToken::for_login(&bound, "other"), None);
+        assert_eq!(RotatedToken::for_login(b"bare-token", "L").as_deref(), Some("bare-token"));
+    }
+
+    #[test]
     fn token_response_parses_and_errors_explain() {
         let s = settings(SalesforceGrant::ClientCredentials { client_id: "id".into(), client_secret: "s".into() });
         let ok = HttpResponse {
@@ -177,6 +269,7 @@ mod tests {
         };
         let (session, rotated) = parse_token_response(&ok, &s).unwrap();
         assert_eq!(session.instance_url, "https://acme.my.salesforce.com");
+        assert_eq!(session.org, "https://acme.my.salesforce.com", "no identity URL: the instance stands for the org");
         assert!(rotated.is_none());
         let bad = HttpResponse {
             status: 400,

@@ -68,7 +68,8 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
             Some(_) => {}
         }
     }
-    for (relationship, parent) in &spec.relationships {
+    for link in &spec.relationships {
+        let (relationship, parent) = (&link.relationship, &link.sobject);
         let found = describe.fields.iter().find(|f| {
             f.relationship_name.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(relationship))
                 && f.reference_to.iter().any(|t| t.eq_ignore_ascii_case(parent))
@@ -80,6 +81,11 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
             Some(f) if !(f.createable && f.updateable) => problems.push(format!(
                 "{object}.{} (relationship {relationship}) is not editable by the integration user",
                 f.name
+            )),
+            Some(f) if !f.name.eq_ignore_ascii_case(&link.field) => problems.push(format!(
+                "{object}.{} is the lookup behind relationship {relationship}, but the mapping clears {} when \
+                 NetSuite names no parent: set `field = \"{}\"` on that parent in the mapping",
+                f.name, link.field, f.name
             )),
             Some(_) => {}
         }
@@ -130,5 +136,13 @@ mod tests {
         assert!(text.contains("no lookup with relationship name Vendor__r to Vendor__c"), "{text}");
         assert!(text.contains("Contact.NetSuite_Deleted__c does not exist"), "{text}");
         assert_eq!(problems.len(), 5, "{text}");
+
+        // The lookup behind a relationship is named otherwise than the mapping assumes.
+        let mut renamed = fields.clone();
+        for f in renamed.iter_mut().filter(|f| f["name"] == "Vendor__c") {
+            f["name"] = json!("Supplier__c");
+        }
+        let problems = check(&describe(json!(renamed)), &spec, &[], "NetSuite_Id__c");
+        assert!(problems.len() == 1 && problems[0].contains(r#"set `field = "Supplier__c"`"#), "{problems:?}");
     }
 }

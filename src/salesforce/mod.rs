@@ -52,13 +52,19 @@ impl<'h> SalesforceSink<'h> {
             .map_err(|e| ConnectorError::Transport(format!("could not read `{key}` from the credentials store: {e}")))
     }
 
-    /// The cached session, from memory or the credentials store, else a new one.
+    /// The cached session, from memory or the credentials store, else a new
+    /// one. A stored session obtained under other login settings (another
+    /// org, app, grant or user) is never used.
     fn session(&self) -> Result<Session> {
         if let Some(s) = self.session.borrow().as_ref() {
             return Ok(s.clone());
         }
+        let login = auth::login_identity(&self.settings);
         // An unreadable cached session is as good as none: log in again.
-        let cached = self.credential(auth::SESSION_KEY)?.and_then(|b| serde_json::from_slice::<Session>(&b).ok());
+        let cached = self
+            .credential(auth::SESSION_KEY)?
+            .and_then(|b| serde_json::from_slice::<Session>(&b).ok())
+            .filter(|s| s.login == login);
         if let Some(s) = cached {
             *self.session.borrow_mut() = Some(s.clone());
             return Ok(s);
@@ -66,10 +72,18 @@ impl<'h> SalesforceSink<'h> {
         self.login()
     }
 
+    /// The org the connector writes to (its id, from the session): record
+    /// states kept for one org say nothing about another.
+    pub fn org(&self) -> Result<String> {
+        Ok(self.session()?.org)
+    }
+
     /// Runs the configured grant and caches the session (and a rotated
     /// refresh token) in the credentials store.
     pub fn login(&self) -> Result<Session> {
-        let rotated = self.credential(auth::ROTATED_REFRESH_TOKEN_KEY)?.and_then(|b| String::from_utf8(b).ok());
+        let login = auth::login_identity(&self.settings);
+        let rotated =
+            self.credential(auth::ROTATED_REFRESH_TOKEN_KEY)?.and_then(|b| auth::RotatedToken::for_login(&b, &login));
         let clock = self.api.host.clock;
         let response =
             match self.api.send(&|| auth::token_request(&self.settings, rotated.as_deref(), clock.now_unix()))? {
@@ -83,7 +97,8 @@ impl<'h> SalesforceSink<'h> {
                 })
             };
         if let Some(token) = new_refresh_token.filter(|t| Some(t) != rotated.as_ref()) {
-            store(auth::ROTATED_REFRESH_TOKEN_KEY, token.as_bytes())?;
+            let bound = auth::RotatedToken { login: login.clone(), token };
+            store(auth::ROTATED_REFRESH_TOKEN_KEY, &serde_json::to_vec(&bound).expect("a token serializes"))?;
         }
         store(auth::SESSION_KEY, &serde_json::to_vec(&session).expect("a session serializes"))?;
         *self.session.borrow_mut() = Some(session.clone());
@@ -116,8 +131,17 @@ impl<'h> SalesforceSink<'h> {
                 }
                 Sent::AuthExpired(_) => {
                     refreshed = true;
-                    *self.session.borrow_mut() = None;
-                    self.login()?;
+                    let before = self.session.borrow_mut().take().map(|s| s.org);
+                    let after = self.login()?.org;
+                    // The same login now reaches another org (a refreshed sandbox):
+                    // the records this run planned against the old one do not apply.
+                    if let Some(before) = before.filter(|b| *b != after) {
+                        return Err(ConnectorError::Config(format!(
+                            "the Salesforce org behind `salesforce_login_url` changed during the run (from {before} \
+                             to {after}, e.g. a sandbox refresh); the run stopped, and the next run writes every \
+                             record to the new org"
+                        )));
+                    }
                 }
             }
         }
@@ -152,7 +176,10 @@ impl<'h> SalesforceSink<'h> {
     ) -> Result<std::collections::HashMap<String, serde_json::Map<String, Value>>> {
         let ext = crate::mapping::EXTERNAL_ID_FIELD;
         let mut fields: Vec<String> = spec.fields.clone();
-        fields.extend(spec.relationships.iter().map(|(rel, _)| format!("{rel}.{ext}")));
+        for link in &spec.relationships {
+            fields.push(link.field.clone());
+            fields.push(format!("{}.{ext}", link.relationship));
+        }
         let version = self.settings.api_version.clone();
         let mut found = std::collections::HashMap::new();
         // 200 ids keep the URL far below Salesforce's 16,384-byte limit.
@@ -208,7 +235,8 @@ impl<'h> SalesforceSink<'h> {
     /// `remember` is off (dry runs write nothing).
     pub fn validate(&self, spec: &crate::mapping::TargetSpec, extra: &[&str], remember: bool) -> Result<()> {
         let key = format!("describe/{}", spec.sobject);
-        let fingerprint = format!("{:?}{:?}", spec, extra);
+        // A check passed in one org says nothing about another.
+        let fingerprint = format!("{}{:?}{:?}", self.org()?, spec, extra);
         let now = self.api.host.clock.now_unix();
         let cached =
             self.api.host.state.get(&key).ok().flatten().and_then(|b| serde_json::from_slice::<Value>(&b).ok());

@@ -201,12 +201,18 @@ impl Run<'_, '_> {
         lease: Option<&Lease<'_>>,
     ) -> Result<()> {
         if let Some(scope) = &self.request.replay {
+            self.target()?;
             return self.replay(scope, kinds, counts);
         }
-        // The NetSuite token is obtained by the run's first request (none
-        // when an events run finds the queue empty) and renewed inside the
-        // run whenever it nears its 60 minutes.
-        self.apply_events(kinds, counts)?;
+        // The NetSuite token is obtained by the run's first request and the
+        // Salesforce session by the first need of it: an events run that
+        // finds the queue empty calls neither.
+        let events: Vec<QueuedEvent> = self.queues.events()?.into_iter().filter(|e| kinds.contains(&e.kind)).collect();
+        if events.is_empty() && self.request.mode == SyncMode::Events {
+            return Ok(());
+        }
+        self.target()?;
+        self.apply_events(events, counts)?;
         if self.request.mode == SyncMode::Events {
             return Ok(());
         }
@@ -227,6 +233,13 @@ impl Run<'_, '_> {
             renew(lease)?;
             self.sync_deletions(kind, c, deletions, first_deleted, deletions_started)?;
         }
+        Ok(())
+    }
+
+    /// Learns which Salesforce org the run writes to: record states kept for
+    /// another org (the settings point elsewhere now) count as absent.
+    fn target(&self) -> Result<()> {
+        self.state.set_org(self.sink.org()?);
         Ok(())
     }
 
@@ -377,7 +390,13 @@ impl Run<'_, '_> {
             if ok {
                 done.push((
                     *id,
-                    RecordState { src: DELETED.into(), dst: DELETED.into(), sf: st.sf.clone(), fields: None },
+                    RecordState {
+                        src: DELETED.into(),
+                        dst: DELETED.into(),
+                        sf: st.sf.clone(),
+                        fields: None,
+                        org: None,
+                    },
                 ));
             }
         }
@@ -536,9 +555,9 @@ impl Run<'_, '_> {
     fn sync_changes(&self, kind: RecordKind, counts: &mut KindCounts, lease: Option<&Lease<'_>>) -> Result<()> {
         let started_at = self.host.clock.now_unix();
         let mapping = &self.settings.mapping;
-        // A changed mapping re-reads every record once: exactly those whose
-        // mapped output changed are written.
-        let fingerprint = mapping.fingerprint(kind);
+        // A changed mapping, or another Salesforce org, re-reads every record
+        // once: exactly those whose mapped output Salesforce lacks are written.
+        let fingerprint = format!("{}@{}", mapping.fingerprint(kind), self.state.org());
         let remapping = self.state.mapping_fingerprint(kind)?.is_some_and(|f| f != fingerprint);
         let full = self.request.mode == SyncMode::Full || remapping;
         let columns = mapping.columns(kind);
@@ -577,8 +596,7 @@ impl Run<'_, '_> {
     /// that are not in Salesforce yet) by id, writes them parents first,
     /// applies deletions for records NetSuite no longer has, then clears
     /// the events it handled.
-    fn apply_events(&self, kinds: &[RecordKind], counts: &mut BTreeMap<RecordKind, KindCounts>) -> Result<()> {
-        let events: Vec<QueuedEvent> = self.queues.events()?.into_iter().filter(|e| kinds.contains(&e.kind)).collect();
+    fn apply_events(&self, events: Vec<QueuedEvent>, counts: &mut BTreeMap<RecordKind, KindCounts>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -694,7 +712,11 @@ impl Run<'_, '_> {
                     annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
                     let fields = Some(mapped.target.fields.clone());
                     let parents = mapping.parents(record);
-                    writes.push(PendingWrite { mapped, state: RecordState { src, dst, sf, fields }, parents });
+                    writes.push(PendingWrite {
+                        mapped,
+                        state: RecordState { src, dst, sf, fields, org: None },
+                        parents,
+                    });
                 }
             }
         }

@@ -50,6 +50,11 @@ pub struct RecordState {
     /// What Salesforce was last given: the audit shows old → new per field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The Salesforce org `dst` and `sf` refer to (stamped when saved).
+    /// States kept before orgs were recorded have none and count as the
+    /// current org's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 /// Marks, on each transformation whose field changes, the old and new value.
@@ -103,6 +108,9 @@ pub struct State<'a> {
     kv: &'a dyn KeyValue,
     /// A dry run reads state and writes none.
     read_only: bool,
+    /// The Salesforce org the run writes to, once known: states of another
+    /// org read as absent, and saved states are stamped with it.
+    org: std::cell::OnceCell<String>,
 }
 
 fn kv_error(what: &str, e: String) -> ConnectorError {
@@ -111,7 +119,7 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
 
 impl<'a> State<'a> {
     pub fn new(kv: &'a dyn KeyValue, read_only: bool) -> Self {
-        State { kv, read_only }
+        State { kv, read_only, org: Default::default() }
     }
 
     fn read_cursor(&self, key: &str, what: &str) -> Result<Option<StoredCursor>> {
@@ -147,12 +155,30 @@ impl<'a> State<'a> {
         self.write_cursor(&key, cursor)
     }
 
-    /// States of `ids`, in order; `None` for records never synced.
+    /// Ties record states to the Salesforce org the run writes to.
+    pub fn set_org(&self, org: String) {
+        let _ = self.org.set(org);
+    }
+
+    /// The org set by [`State::set_org`] ("" before).
+    pub fn org(&self) -> &str {
+        self.org.get().map_or("", String::as_str)
+    }
+
+    /// States of `ids`, in order; `None` for records never synced (to the
+    /// current org).
     pub fn records(&self, kind: RecordKind, ids: &[&str]) -> Result<Vec<Option<RecordState>>> {
         let keys: Vec<String> = ids.iter().map(|id| record_key(kind, id)).collect();
         let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading record states", e))?;
         // An unreadable state only costs a rewrite of that record.
-        Ok(values.into_iter().map(|v| v.and_then(|b| serde_json::from_slice(&b).ok())).collect())
+        let ours = |st: &RecordState| match (&st.org, self.org.get()) {
+            (Some(theirs), Some(current)) => theirs == current,
+            _ => true,
+        };
+        Ok(values
+            .into_iter()
+            .map(|v| v.and_then(|b| serde_json::from_slice::<RecordState>(&b).ok()).filter(ours))
+            .collect())
     }
 
     pub fn save_records(&self, kind: RecordKind, entries: &[(&str, RecordState)]) -> Result<()> {
@@ -161,7 +187,10 @@ impl<'a> State<'a> {
         }
         let rows: Vec<(String, Vec<u8>)> = entries
             .iter()
-            .map(|(id, st)| (record_key(kind, id), serde_json::to_vec(st).expect("a record state serializes")))
+            .map(|(id, st)| {
+                let stamped = RecordState { org: self.org.get().cloned().or_else(|| st.org.clone()), ..st.clone() };
+                (record_key(kind, id), serde_json::to_vec(&stamped).expect("a record state serializes"))
+            })
             .collect();
         self.kv.set_many(&rows).map_err(|e| kv_error("saving record states", e))
     }

@@ -138,8 +138,8 @@ impl Tenant {
         values.extend(self.overrides.lock().unwrap_or_else(|p| p.into_inner()).clone());
         Ok(TenantRun {
             tenant: self.config.tenant.clone(),
+            allowed_hosts: self.config.outbound_hosts_for(&values),
             config: values,
-            allowed_hosts: self.config.outbound_hosts(),
             database: self.database.clone(),
             cipher: self.cipher.clone(),
             wall_clock: self.clock.clone(),

@@ -47,6 +47,13 @@ pub struct SalesforceSimConfig {
     pub jwt_public_key_pem: Option<String>,
     /// The pre-authorized user the JWT bearer flow may log in as.
     pub username: String,
+    /// The org's id, named in tokens and identity URLs.
+    pub org_id: String,
+    /// The host the token response names as the instance (the simulator
+    /// answers on every name of its address), as a real org names its My
+    /// Domain host after a login at login.salesforce.com. None: the host
+    /// the simulator was started on.
+    pub instance_host: Option<String>,
 }
 
 impl Default for SalesforceSimConfig {
@@ -60,6 +67,8 @@ impl Default for SalesforceSimConfig {
             daily_api_limit: 100_000,
             jwt_public_key_pem: None,
             username: "integration@acme.example".into(),
+            org_id: ORG_ID.into(),
+            instance_host: None,
         }
     }
 }
@@ -141,6 +150,17 @@ impl SalesforceSim {
         let (url, _task) = super::serve(router, port).await?;
         let _ = sim.inner.base_url.set(url);
         Ok(sim)
+    }
+
+    /// Where the token response sends API calls.
+    pub fn instance_url(&self) -> String {
+        match &self.inner.config.instance_host {
+            None => self.base_url().to_string(),
+            Some(host) => {
+                let port = self.base_url().rsplit(':').next().unwrap_or_default();
+                format!("http://{host}:{port}")
+            }
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -315,11 +335,12 @@ impl SalesforceSim {
     fn issue_session(&self) -> Value {
         let mut raw = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut raw);
-        let token = format!("{ORG_ID}!{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+        let org = &self.inner.config.org_id;
+        let token = format!("{org}!{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
         let now = self.inner.clock.now_secs();
         self.inner.sessions.lock().unwrap().insert(token.clone(), Session { last_used: now });
         let issued_at = (self.inner.clock.now().as_millis()).to_string();
-        let id = format!("{}/id/{ORG_ID}/0058d000000SIMxAAA", self.base_url());
+        let id = format!("{}/id/{org}/0058d000000SIMxAAA", self.base_url());
         let mut mac =
             Hmac::<Sha256>::new_from_slice(self.inner.config.client_secret.as_bytes()).expect("any key length");
         mac.update(format!("{id}{issued_at}").as_bytes());
@@ -328,7 +349,7 @@ impl SalesforceSim {
             "access_token": token,
             "signature": signature,
             "scope": "api",
-            "instance_url": self.base_url(),
+            "instance_url": self.instance_url(),
             "id": id,
             "token_type": "Bearer",
             "issued_at": issued_at,
