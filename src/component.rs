@@ -74,12 +74,6 @@ impl ports::KeyValue for Bucket {
 
 struct WasiConfig;
 
-impl WasiConfig {
-    fn get_setting(&self, name: &str) -> Option<String> {
-        wasi::config::store::get(name).ok().flatten()
-    }
-}
-
 impl ports::Config for WasiConfig {
     fn get(&self, name: &str) -> Result<Option<String>, String> {
         wasi::config::store::get(name).map_err(|e| format!("{e:?}"))
@@ -95,7 +89,7 @@ impl ports::AuditSink for HostAudit {
             .map(|e| audit::AuditEntry {
                 run_id: e.run_id.clone(),
                 kind: kind_to_wit(e.kind),
-                action: e.action.clone(),
+                action: e.action.as_str().into(),
                 netsuite_id: e.netsuite_id.clone(),
                 salesforce_id: e.salesforce_id.clone(),
                 outcome: e.outcome.clone(),
@@ -268,7 +262,9 @@ impl source::Guest for Component {
 impl mapper::Guest for Component {
     fn map_record(source: types::NetsuiteRecord) -> Result<types::MappedRecord, types::ConnectorError> {
         let record = record_from_wit(source)?;
-        let text = WasiConfig.get_setting("mapping_toml");
+        let text = ports::Config::get(&WasiConfig, "mapping_toml").map_err(|e| {
+            types::ConnectorError::Config(format!("could not read setting `mapping_toml` from the host: {e}"))
+        })?;
         let m = crate::mapping::Mapping::load(text.as_deref())
             .and_then(|mapping| mapping.map(&record))
             .map_err(error_to_wit)?;
@@ -297,7 +293,7 @@ impl sink::Guest for Component {
 }
 
 impl sync::Guest for Component {
-    fn run(request: sync::SyncRequest) -> Result<sync::SyncReport, types::ConnectorError> {
+    fn run(request: sync::SyncRequest) -> sync::SyncReport {
         let request = model::SyncRequest {
             run_id: request.run_id,
             mode: match request.mode {
@@ -314,40 +310,47 @@ impl sync::Guest for Component {
             dry_run: request.dry_run,
             compare_live: request.compare_live,
         };
-        with_host(|host| {
-            let report = crate::sync::run(host, &request)?;
-            Ok(sync::SyncReport {
-                run_id: report.run_id,
-                kinds: report
-                    .kinds
-                    .into_iter()
-                    .map(|(kind, c)| sync::KindReport {
-                        kind: kind_to_wit(kind),
-                        read: c.read,
-                        created: c.created,
-                        updated: c.updated,
-                        unchanged: c.unchanged,
-                        failed: c.failed,
-                        deleted: c.deleted,
-                        deferred: c.deferred,
-                    })
-                    .collect(),
-                api_calls: sync::ApiCalls {
-                    netsuite: report.api_calls.netsuite,
-                    salesforce: report.api_calls.salesforce,
-                },
-                plan: report
-                    .plan
-                    .into_iter()
-                    .map(|p| sync::PlannedWrite {
-                        kind: kind_to_wit(p.kind),
-                        netsuite_id: p.netsuite_id,
-                        action: p.action,
-                        changes_json: serde_json::to_string(&p.changes).expect("changes serialize"),
-                    })
-                    .collect(),
-            })
-        })
+        let report = match with_host(|host| Ok(crate::sync::run(host, &request))) {
+            Ok(report) => report,
+            Err(error) => {
+                return sync::SyncReport {
+                    run_id: request.run_id,
+                    kinds: vec![],
+                    api_calls: sync::ApiCalls { netsuite: 0, salesforce: 0 },
+                    plan: vec![],
+                    error: Some(error),
+                };
+            }
+        };
+        sync::SyncReport {
+            run_id: report.run_id,
+            kinds: report
+                .kinds
+                .into_iter()
+                .map(|(kind, c)| sync::KindReport {
+                    kind: kind_to_wit(kind),
+                    read: c.read,
+                    created: c.created,
+                    updated: c.updated,
+                    unchanged: c.unchanged,
+                    failed: c.failed,
+                    deleted: c.deleted,
+                    deferred: c.deferred,
+                })
+                .collect(),
+            api_calls: sync::ApiCalls { netsuite: report.api_calls.netsuite, salesforce: report.api_calls.salesforce },
+            plan: report
+                .plan
+                .into_iter()
+                .map(|p| sync::PlannedWrite {
+                    kind: kind_to_wit(p.kind),
+                    netsuite_id: p.netsuite_id,
+                    action: p.action.as_str().into(),
+                    changes_json: serde_json::to_string(&p.changes).expect("changes serialize"),
+                })
+                .collect(),
+            error: report.error.map(error_to_wit),
+        }
     }
 }
 

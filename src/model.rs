@@ -228,8 +228,7 @@ pub struct FieldChange {
 pub struct PlannedWrite {
     pub kind: RecordKind,
     pub netsuite_id: String,
-    /// create, update, unchanged (live compare only), defer, delete, flag-deleted
-    pub action: String,
+    pub action: PlanAction,
     pub changes: Vec<FieldChange>,
 }
 
@@ -263,6 +262,7 @@ pub struct ApiCalls {
     pub salesforce: u32,
 }
 
+/// What a run did, up to its end or the point where it stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncReport {
     pub run_id: String,
@@ -270,6 +270,75 @@ pub struct SyncReport {
     pub api_calls: ApiCalls,
     /// Dry runs only: every write a real run would make.
     pub plan: Vec<PlannedWrite>,
+    /// Why the run stopped before the end; the counts cover what it did.
+    pub error: Option<ConnectorError>,
+}
+
+/// What the connector did to a record, as the audit trail names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// Upserted through Composite / sObject Collections.
+    Write,
+    /// Upserted through a Bulk API 2.0 job.
+    BulkWrite,
+    /// Salesforce already holds exactly what the mapping gives.
+    SkipUnchanged,
+    /// Held back until its parent is in Salesforce.
+    Defer,
+    /// Written after waiting for its parent.
+    WriteDeferred,
+    /// Written because a NetSuite change event named it.
+    WriteEvent,
+    /// A failed write sent again.
+    Replay,
+    /// A NetSuite deletion marked with NetSuite_Deleted__c.
+    FlagDeleted,
+    /// A NetSuite deletion applied by deleting the Salesforce record.
+    Delete,
+    /// The mapping could not turn the record into a Salesforce record.
+    Map,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Write => "write",
+            AuditAction::BulkWrite => "bulk-write",
+            AuditAction::SkipUnchanged => "skip-unchanged",
+            AuditAction::Defer => "defer",
+            AuditAction::WriteDeferred => "write-deferred",
+            AuditAction::WriteEvent => "write-event",
+            AuditAction::Replay => "replay",
+            AuditAction::FlagDeleted => "flag-deleted",
+            AuditAction::Delete => "delete",
+            AuditAction::Map => "map",
+        }
+    }
+}
+
+/// What a dry run says a real run would do to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanAction {
+    Create,
+    Update,
+    /// Live compare only: Salesforce already holds it.
+    Unchanged,
+    Defer,
+    Delete,
+    FlagDeleted,
+}
+
+impl PlanAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanAction::Create => "create",
+            PlanAction::Update => "update",
+            PlanAction::Unchanged => "unchanged",
+            PlanAction::Defer => "defer",
+            PlanAction::Delete => "delete",
+            PlanAction::FlagDeleted => "flag-deleted",
+        }
+    }
 }
 
 /// One line of the audit trail; the host adds tenant and time.
@@ -277,7 +346,7 @@ pub struct SyncReport {
 pub struct AuditEntry {
     pub run_id: String,
     pub kind: RecordKind,
-    pub action: String,
+    pub action: AuditAction,
     pub netsuite_id: String,
     pub salesforce_id: Option<String>,
     pub outcome: String,

@@ -227,7 +227,7 @@ async fn a_persistent_rate_limit_fails_clearly_and_keeps_the_cursor() {
     }
     bed.netsuite.fail_next(&[ScriptedFailure::TooManyRequests; 4]);
     let failed = bed.sync().await;
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status, "stopped", "a limit that outlasts the retries stops the run cleanly");
     let error = failed.error.unwrap();
     assert!(error.starts_with("rate limited: NetSuite POST"), "{error}");
     assert!(error.contains("still failing after 4 attempts") && error.contains("kept its cursor"), "{error}");

@@ -83,7 +83,7 @@ async fn the_quota_guard_stops_before_the_configured_share_and_reports_usage() {
     let config = SalesforceSimConfig { daily_api_limit: 10, ..Default::default() };
     let bed = bed(5000).salesforce(config).setting("salesforce_max_api_share", "0.5").start().await;
     let report = bed.sync().await;
-    let error = report.error.expect("the guard stops the run");
+    let error = report.error.clone().expect("the guard stops the run");
     assert!(error.starts_with("rate limited: Salesforce API usage is 5/10 (50%)"), "{error}");
     assert!(error.contains("salesforce_max_api_share") && error.contains("kept its cursor"), "{error}");
     // The describe call and four Composite calls went through; nothing past the ceiling.
@@ -93,6 +93,15 @@ async fn the_quota_guard_stops_before_the_configured_share_and_reports_usage() {
     let conn = bed.tenant.database.connect().unwrap();
     let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
     assert_eq!(rows.iter().filter(|r| r.outcome == "created").count(), 4000);
+    // ... and in the run's report: a stopped run counts what it did.
+    assert_eq!(report.status, "stopped");
+    let c = report.counts("customer");
+    assert_eq!((c.read, c.created), (5000, 4000), "the page read while the last write went out is counted: {c:?}");
+    assert_eq!(report.api_calls.salesforce, 6, "token, describe, four Composite requests");
+    assert!(report.api_calls.netsuite >= 5, "{:?}", report.api_calls);
+    let stored: String =
+        conn.query_row("SELECT report FROM runs WHERE run_id = ?1", [&report.run_id], |r| r.get(0)).unwrap();
+    assert!(stored.contains(r#""created":4000"#), "the run log keeps the counts: {stored}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

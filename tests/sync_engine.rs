@@ -3,6 +3,7 @@
 
 mod support;
 
+use host_harness::host::SyncMode;
 use host_harness::sim::salesforce::ValidationRule;
 use serde_json::Value;
 use support::{bed, succeeded};
@@ -142,7 +143,7 @@ async fn a_dry_run_reports_every_change_and_writes_nothing_anywhere() {
     let (writes, requests) = (bed.salesforce.writes(), bed.salesforce.api_requests());
 
     for live in [false, true] {
-        let report = bed.bed.tenant.dry_run(support::runtime(), &[], live).await.unwrap();
+        let report = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], live).await.unwrap();
         succeeded(&report);
         assert_eq!(report.mode, "dry-run");
         let c = report.counts("customer");
@@ -234,4 +235,96 @@ async fn replay_can_be_limited_to_one_record_or_one_run() {
     succeeded(&by_run);
     assert_eq!(by_run.counts("customer").created, 1, "only b was left from that run");
     assert!(bed.salesforce.find("Account", &b.to_string()).is_some());
+}
+
+/// A contact's links in Salesforce follow its parent in NetSuite: a cleared
+/// company clears the lookup, a move to a vendor swaps Account for
+/// Vendor__c, and a live dry run reports both before they are written.
+async fn parent_links_follow_netsuite(bulk_threshold: &str) {
+    let bed = bed(10).setting("salesforce_bulk_threshold", bulk_threshold).start().await;
+    let vendors = bed.netsuite.seed_vendors(3, 9).unwrap();
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(20, &bed.customer_ids[..2], at, 4).unwrap();
+    succeeded(&bed.sync_all().await);
+    let contacts = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap();
+    let (orphaned, moved, vendor) = (contacts[0].0, contacts[1].0, vendors[1]);
+    assert!(bed.sf("Contact", orphaned).1["AccountId"].is_string());
+
+    // Every contact changes, so a low threshold sends them through Bulk API 2.0.
+    let now = bed.clock.now_secs();
+    bed.netsuite.execute(&format!("UPDATE contact SET title = 'Buyer', lastmodifieddate = {now}")).unwrap();
+    bed.netsuite.execute(&format!("UPDATE contact SET company = NULL WHERE id = {orphaned}")).unwrap();
+    bed.netsuite.execute(&format!("UPDATE contact SET company = {vendor} WHERE id = {moved}")).unwrap();
+
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], true).await.unwrap();
+    succeeded(&plan);
+    let change = |id: i64, field: &str| -> Value {
+        let entry = plan.plan.iter().find(|p| p.netsuite_id == id.to_string()).expect("planned");
+        assert_eq!(entry.action, "update", "{entry:?}");
+        entry.changes.as_array().unwrap().iter().find(|c| c["field"] == field).cloned().unwrap_or(Value::Null)
+    };
+    let link = |ext: i64| serde_json::json!({ "NetSuite_Id__c": ext.to_string() });
+    assert_eq!(change(orphaned, "Account")["old"], link(contacts[0].1), "a stale link is a change");
+    assert_eq!(change(orphaned, "Account")["new"], Value::Null);
+    assert_eq!(change(moved, "Vendor__r")["new"], link(vendor));
+    assert_eq!(change(moved, "Account")["new"], Value::Null);
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("contact").updated, 20, "{report:?}");
+    let (_, orphan) = bed.sf("Contact", orphaned);
+    assert_eq!(orphan["AccountId"], Value::Null, "the cleared company clears the lookup");
+    let (_, moved_contact) = bed.sf("Contact", moved);
+    assert_eq!(moved_contact["AccountId"], Value::Null, "no longer under the customer");
+    assert_eq!(moved_contact["Vendor__c"].as_str(), Some(bed.sf("Vendor__c", vendor).0.as_str()));
+    assert_eq!(moved_contact["Title"], "Buyer");
+
+    let again = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
+    let stale: Vec<_> = again.plan.iter().filter(|p| p.action != "unchanged").collect();
+    assert!(stale.is_empty(), "after the run Salesforce matches NetSuite: {stale:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_links_follow_netsuite_through_composite() {
+    parent_links_follow_netsuite("10000").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_links_follow_netsuite_through_bulk() {
+    parent_links_follow_netsuite("5").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_dry_run_on_a_fresh_state_predicts_the_run_without_invented_deferrals() {
+    let bed = bed(50).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(200, &bed.customer_ids, at, 4).unwrap();
+    succeeded(&bed.sync_all().await);
+    // The same installation on a new machine: the org holds everything, the
+    // connector's state holds nothing.
+    bed.tenant.database.connect().unwrap().execute("DELETE FROM kv WHERE bucket IN ('state', 'queues')", []).unwrap();
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], true).await.unwrap();
+    succeeded(&plan);
+    assert_eq!(plan.counts("contact").deferred, 0, "{:?}", plan.counts("contact"));
+    assert_eq!(plan.counts("contact").unchanged, 200);
+    let real = bed.sync_all().await;
+    succeeded(&real);
+    assert_eq!(real.counts("contact").deferred, plan.counts("contact").deferred);
+    assert_eq!(real.counts("contact").read, plan.counts("contact").read);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dry_run_reads_everything_as_a_full_run_would() {
+    let bed = bed(300).start().await;
+    succeeded(&bed.sync().await);
+    bed.netsuite.rename_customer_any(bed.customer_ids[3], "Only Change").unwrap();
+    let incremental = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    assert_eq!(incremental.counts("customer").read, 1);
+    let full = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], false).await.unwrap();
+    succeeded(&full);
+    assert_eq!(full.mode, "dry-run full");
+    assert_eq!(full.counts("customer").read, 300, "--full is honoured");
+    assert_eq!(full.counts("customer").updated, 1);
+    let real = bed.full_sync().await;
+    assert_eq!((real.counts("customer").read, real.counts("customer").updated), (300, 1));
 }

@@ -135,7 +135,7 @@ enum SecretsAction {
 fn component_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
     match explicit {
         Some(p) => Ok(p),
-        None => host_harness::testbed::find_component(),
+        None => host_harness::host::find_component(),
     }
 }
 
@@ -198,7 +198,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
             let report = if dry_run {
-                tenant.dry_run(&runtime, &kinds, compare_live).await?
+                tenant.dry_run(&runtime, mode, &kinds, compare_live).await?
             } else {
                 tenant.sync(&runtime, mode, &kinds).await?
             };

@@ -3,7 +3,7 @@
 //! it, and so do the end-to-end tests and benchmarks.
 
 use crate::config::HarnessConfig;
-use crate::host::{RecordKind, Runtime, SyncMode};
+use crate::host::{GuestClock, RecordKind, Runtime, SyncMode};
 use crate::scheduler::{RunReport, Tenant};
 use crate::secrets::{Cipher, SecretFile};
 use crate::sim::SimClock;
@@ -166,7 +166,7 @@ impl Testbed {
             ("netsuite_token_secret".to_string(), TBA_TOKEN_SECRET.to_string()),
         ]);
         SecretFile::write(&config.secrets_path(), &cipher, &secrets)?;
-        let tenant = std::sync::Arc::new(Tenant::open(config, cipher, Some(clock.clone()))?);
+        let tenant = std::sync::Arc::new(Tenant::open(config, cipher, Some(GuestClock::new(clock.clone())))?);
         Ok(Testbed { clock, netsuite, salesforce, tenant, customer_ids, key: options.key })
     }
 
@@ -197,23 +197,4 @@ impl Testbed {
     pub fn database_path(&self) -> &Path {
         self.tenant.database.path()
     }
-}
-
-/// The built component: `CONNECTOR_COMPONENT`, else the release build next
-/// to this executable's target directory.
-pub fn find_component() -> Result<PathBuf> {
-    if let Ok(path) = std::env::var("CONNECTOR_COMPONENT") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    for dir in exe.ancestors() {
-        let candidate = dir.join("wasm32-wasip2/release/netsuite_salesforce.wasm");
-        if candidate.exists() {
-            return Ok(candidate);
-        }
-    }
-    anyhow::bail!(
-        "the connector component is not built: run `cargo build -p netsuite-salesforce --release --target \
-         wasm32-wasip2` (or set CONNECTOR_COMPONENT to a .wasm file)"
-    )
 }

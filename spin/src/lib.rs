@@ -28,22 +28,27 @@ fn sync_request(mode: SyncMode) -> SyncRequest {
     SyncRequest { run_id: run_id(), mode, kinds: vec![], replay: None, dry_run: false, compare_live: false }
 }
 
-fn report_json(report: &netsuite_salesforce::model::SyncReport) -> String {
+/// The run's report as the answer: 200 when it ran to its end, otherwise
+/// the status its error calls for, with everything it did up to the stop.
+fn report_response(report: &netsuite_salesforce::model::SyncReport) -> Response {
     let kinds: serde_json::Map<String, serde_json::Value> = report
         .kinds
         .iter()
         .map(|(k, c)| (k.as_str().to_string(), serde_json::to_value(c).unwrap_or_default()))
         .collect();
-    serde_json::json!({ "run_id": report.run_id, "objects": kinds, "api_calls": report.api_calls }).to_string()
-}
-
-fn error_json(e: &ConnectorError) -> (u16, String) {
-    let status = match e {
-        ConnectorError::Busy(_) => 409,
-        ConnectorError::Config(_) => 500,
-        _ => 502,
+    let status = match &report.error {
+        None => 200,
+        Some(ConnectorError::Busy(_)) => 409,
+        Some(ConnectorError::Config(_)) => 500,
+        Some(_) => 502,
     };
-    (status, serde_json::json!({ "error": e.to_string() }).to_string())
+    let body = serde_json::json!({
+        "run_id": report.run_id,
+        "objects": kinds,
+        "api_calls": report.api_calls,
+        "error": report.error.as_ref().map(ToString::to_string),
+    });
+    json(status, body.to_string())
 }
 
 /// `Authorization: Bearer <sync_token>`, compared in constant time.
@@ -75,7 +80,7 @@ fn handle(request: Request) -> Response {
                 if answer.status == 202 {
                     // Apply now when no run holds the lease; otherwise the
                     // queued event waits for the next run.
-                    if let Err(e) = netsuite_salesforce::sync::run(host, &sync_request(SyncMode::Events)) {
+                    if let Some(e) = netsuite_salesforce::sync::run(host, &sync_request(SyncMode::Events)).error {
                         println!("change event queued, not applied yet: {e}");
                     }
                 }
@@ -86,13 +91,7 @@ fn handle(request: Request) -> Response {
             if !authorized(host, &request) {
                 return json(401, r#"{"error":"POST /sync needs Authorization: Bearer <sync_token>"}"#.into());
             }
-            match netsuite_salesforce::sync::run(host, &sync_request(SyncMode::Incremental)) {
-                Ok(report) => json(200, report_json(&report)),
-                Err(e) => {
-                    let (status, body) = error_json(&e);
-                    json(status, body)
-                }
-            }
+            report_response(&netsuite_salesforce::sync::run(host, &sync_request(SyncMode::Incremental)))
         }),
         _ => Ok(json(404, r#"{"error":"POST /netsuite/events or POST /sync"}"#.into())),
     };

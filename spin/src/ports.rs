@@ -182,7 +182,7 @@ impl AuditSink for Audit<'_> {
             let line = serde_json::json!({
                 "run_id": e.run_id,
                 "kind": e.kind.as_str(),
-                "action": e.action,
+                "action": e.action.as_str(),
                 "netsuite_id": e.netsuite_id,
                 "salesforce_id": e.salesforce_id,
                 "outcome": e.outcome,

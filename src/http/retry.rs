@@ -54,6 +54,18 @@ pub fn classify<'r>(rules: &'r [Rule], response: &HttpResponse) -> Option<&'r Ru
     rules.iter().find(|rule| rule.matches(response))
 }
 
+/// Whether the rules call `response` transient (worth sending again).
+pub fn is_transient(rules: &[Rule], response: &HttpResponse) -> bool {
+    matches!(classify(rules, response).map(|r| r.action), Some(Action::Retry | Action::RetryFew(_)))
+}
+
+/// How long to wait before poll `n` of a long-running job: from 250 ms,
+/// growing by half each time, at most 10 s.
+pub fn poll_interval(n: u32) -> Duration {
+    let ms = 250.0 * 1.5f64.powi(n.min(20) as i32);
+    Duration::from_millis(ms.min(10_000.0) as u64)
+}
+
 /// Exponential backoff with full jitter: attempt n waits a uniformly random
 /// time in [0, min(cap, base · 2^n)].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +241,44 @@ impl<'h> ApiClient<'h> {
         }
     }
 
+    /// Runs `round` again while it says some of its work should be redone
+    /// (parts of a batch that failed for a transient reason), waiting
+    /// between rounds as for a whole request. `round(last)`: on the last
+    /// round allowed, what fails stands.
+    pub fn rounds(&self, mut round: impl FnMut(bool) -> Result<bool, ConnectorError>) -> Result<(), ConnectorError> {
+        let mut n = 0;
+        loop {
+            let last = n >= self.backoff.max_retries;
+            if !round(last)? || last {
+                return Ok(());
+            }
+            self.wait(n, None);
+            n += 1;
+        }
+    }
+
+    /// Asks `check` until it has an answer, waiting [`poll_interval`]
+    /// between asks; after `timeout_secs` of the host's clock, `timed_out`.
+    pub fn poll<T>(
+        &self,
+        timeout_secs: i64,
+        mut check: impl FnMut() -> Result<Option<T>, ConnectorError>,
+        timed_out: impl FnOnce() -> ConnectorError,
+    ) -> Result<T, ConnectorError> {
+        let started = self.host.clock.now_unix();
+        let mut n = 0;
+        loop {
+            if let Some(answer) = check()? {
+                return Ok(answer);
+            }
+            if self.host.clock.now_unix() - started > timeout_secs {
+                return Err(timed_out());
+            }
+            self.host.clock.sleep(poll_interval(n));
+            n += 1;
+        }
+    }
+
     /// A request the host would not send: name the host and what allows it.
     fn denied(&self, request: &HttpRequest, authority: &str) -> String {
         let setting = match self.api {
@@ -332,6 +382,14 @@ mod tests {
         }
         assert_eq!(b.delay(3, 800), Duration::from_millis(800));
         assert_eq!(b.delay(30, 5000), Duration::from_millis(5000 % 1001));
+    }
+
+    #[test]
+    fn polls_wait_longer_each_time_up_to_ten_seconds() {
+        assert_eq!(poll_interval(0), Duration::from_millis(250));
+        assert_eq!(poll_interval(1), Duration::from_millis(375));
+        assert!(poll_interval(5) > poll_interval(4));
+        assert_eq!(poll_interval(30), Duration::from_secs(10));
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! and the result CSVs matched back to records by external id (Salesforce
 //! does not keep row order).
 
-use crate::model::{OutcomeKind, SObjectRecord, SalesforceError, UpsertOutcome};
+use super::auth::Session;
+use crate::http::{HttpRequest, Method};
+use crate::mapping::{EXTERNAL_ID_FIELD, TargetSpec};
+use crate::model::{ConnectorError, OutcomeKind, SObjectRecord, SalesforceError, UpsertOutcome};
 use serde_json::{Value, json};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// Salesforce accepts at most 150 MB per upload after base64; keep raw CSV
 /// at or below 100 MB.
@@ -60,50 +63,104 @@ fn cell(value: Option<&str>) -> String {
     if needs_quotes { format!("\"{}\"", v.replace('"', "\"\"")) } else { v }
 }
 
-/// The CSV for `records` (one object), header first, LF line endings.
-/// A column a record lacks is left empty, which leaves the field unchanged.
-pub fn csv(records: &[&SObjectRecord]) -> Vec<u8> {
-    let rows: Vec<HashMap<String, Option<String>>> = records.iter().map(|r| cells(r).into_iter().collect()).collect();
-    let columns: Vec<String> =
-        rows.iter().flat_map(|r| r.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
-    let mut out = String::new();
-    out.push_str(&columns.iter().map(|c| cell(Some(c))).collect::<Vec<_>>().join(","));
-    out.push('\n');
-    for row in &rows {
-        let line: Vec<String> = columns
-            .iter()
-            .map(|c| match row.get(c) {
-                None => String::new(),
-                Some(v) => cell(v.as_deref()),
-            })
-            .collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
+/// Whether CSV carries every value of `record` as JSON would: no value is
+/// the text `#N/A` (Bulk API's "set null", which no quoting turns back into
+/// text) and none holds a NUL (CSV cannot carry one).
+pub fn csv_safe(record: &SObjectRecord) -> bool {
+    fn safe(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s != "#N/A" && !s.contains('\0'),
+            Value::Object(o) => o.values().all(safe),
+            _ => true,
+        }
     }
-    out.into_bytes()
+    record.fields.values().all(safe)
 }
 
-/// Splits records into groups whose CSV stays under `max_bytes`, and whose
-/// external ids are unique (the later version of a repeated record goes to
-/// a later job, so it wins).
-pub fn jobs(records: &[SObjectRecord], max_bytes: usize) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
-    let mut seen = std::collections::HashSet::new();
-    let mut size = 0usize;
-    for (i, r) in records.iter().enumerate() {
-        let row = csv(&[r]).len();
-        let current = groups.last().expect("one group at least");
-        if !current.is_empty() && (size + row > max_bytes || seen.contains(r.external_id.as_str())) {
-            groups.push(Vec::new());
-            seen.clear();
-            size = 0;
-        }
-        seen.insert(r.external_id.as_str());
-        size += row;
-        groups.last_mut().expect("one group at least").push(i);
+/// One job's CSV, built a page at a time. Its header is fixed by the shape
+/// of its records ([`CsvJob::shape`]): the mapped fields, and per link either
+/// `Relationship.NetSuite_Id__c` (the record names a parent) or the lookup
+/// field itself, set to `#N/A` (the record clears it). An empty cell would
+/// leave a field as it is, so records of another shape go to another job.
+pub struct CsvJob {
+    pub sobject: String,
+    pub external_id_field: String,
+    columns: Vec<String>,
+    data: Vec<u8>,
+    records: usize,
+}
+
+impl CsvJob {
+    /// Which links `record` sets and which it clears, e.g. `Account+,Vendor__r-`.
+    pub fn shape(spec: &TargetSpec, record: &SObjectRecord) -> String {
+        spec.relationships
+            .iter()
+            .map(|l| match l.target(&record.fields) {
+                Some(Some(_)) => format!("{}+", l.relationship),
+                Some(None) => format!("{}-", l.relationship),
+                None => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     }
-    groups.retain(|g| !g.is_empty());
-    groups
+
+    /// An empty job for records shaped like `record`.
+    pub fn new(spec: &TargetSpec, record: &SObjectRecord) -> CsvJob {
+        let mut columns: Vec<String> = spec.fields.clone();
+        for link in &spec.relationships {
+            match link.target(&record.fields) {
+                Some(Some(_)) => columns.push(format!("{}.{EXTERNAL_ID_FIELD}", link.relationship)),
+                Some(None) => columns.push(link.field.clone()),
+                None => {}
+            }
+        }
+        let mut data: Vec<u8> = columns.iter().map(|c| cell(Some(c))).collect::<Vec<_>>().join(",").into_bytes();
+        data.push(b'\n');
+        CsvJob { sobject: spec.sobject.clone(), external_id_field: EXTERNAL_ID_FIELD.into(), columns, data, records: 0 }
+    }
+
+    /// Whether this job carries `record` exactly as a JSON write would:
+    /// every field has a column, and its values are [`csv_safe`].
+    pub fn faithful(&self, record: &SObjectRecord) -> bool {
+        csv_safe(record) && cells(record).iter().all(|(column, _)| self.columns.contains(column))
+    }
+
+    /// The CSV rows of `records`, in the job's columns.
+    pub fn rows(&self, records: &[&SObjectRecord]) -> Vec<u8> {
+        let mut out = String::new();
+        for record in records {
+            let row: HashMap<String, Option<String>> = cells(record).into_iter().collect();
+            let line: Vec<String> = self
+                .columns
+                .iter()
+                .map(|c| match row.get(c) {
+                    None => String::new(),
+                    Some(v) => cell(v.as_deref()),
+                })
+                .collect();
+            out.push_str(&line.join(","));
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    /// Adds `rows` (from [`CsvJob::rows`]) holding `n` records.
+    pub fn append(&mut self, rows: Vec<u8>, n: usize) {
+        self.data.extend_from_slice(&rows);
+        self.records += n;
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn into_data(self) -> Vec<u8> {
+        self.data
+    }
 }
 
 fn parse_csv(body: &[u8]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
@@ -116,92 +173,176 @@ fn parse_csv(body: &[u8]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
     Ok((headers, rows))
 }
 
-/// The job's three result files turned into one outcome per record of the
-/// job, in input order. Rows are matched on the external id column.
-pub fn outcomes(
-    records: &[&SObjectRecord],
-    external_id_field: &str,
-    successful: &[u8],
-    failed: &[u8],
-    unprocessed: &[u8],
-) -> Result<Vec<UpsertOutcome>, String> {
-    let mut by_id: HashMap<String, UpsertOutcome> = HashMap::new();
-    let column = |headers: &[String], name: &str| headers.iter().position(|h| h == name);
+/// A finished job's outcomes by external id, from its three result files.
+#[derive(Debug, Default)]
+pub struct BulkResults {
+    by_id: HashMap<String, UpsertOutcome>,
+}
 
-    let (headers, rows) = parse_csv(successful)?;
-    if !rows.is_empty() {
-        let (id, created, ext) =
-            (column(&headers, "sf__Id"), column(&headers, "sf__Created"), column(&headers, external_id_field));
-        let (Some(id), Some(created), Some(ext)) = (id, created, ext) else {
-            return Err(format!("successfulResults lacks sf__Id, sf__Created or {external_id_field}: {headers:?}"));
-        };
-        for row in rows {
-            let outcome =
-                if row[created].eq_ignore_ascii_case("true") { OutcomeKind::Created } else { OutcomeKind::Updated };
-            by_id.insert(
-                row[ext].clone(),
-                UpsertOutcome {
-                    external_id: row[ext].clone(),
-                    salesforce_id: Some(row[id].clone()),
-                    outcome,
-                    errors: vec![],
-                },
-            );
+impl BulkResults {
+    /// Reads `successfulResults`, `failedResults` and `unprocessedrecords`;
+    /// rows are matched on the external id column (Salesforce keeps no order).
+    pub fn parse(
+        external_id_field: &str,
+        successful: &[u8],
+        failed: &[u8],
+        unprocessed: &[u8],
+    ) -> Result<BulkResults, String> {
+        let mut by_id: HashMap<String, UpsertOutcome> = HashMap::new();
+        let column = |headers: &[String], name: &str| headers.iter().position(|h| h == name);
+
+        let (headers, rows) = parse_csv(successful)?;
+        if !rows.is_empty() {
+            let (id, created, ext) =
+                (column(&headers, "sf__Id"), column(&headers, "sf__Created"), column(&headers, external_id_field));
+            let (Some(id), Some(created), Some(ext)) = (id, created, ext) else {
+                return Err(format!("successfulResults lacks sf__Id, sf__Created or {external_id_field}: {headers:?}"));
+            };
+            for row in rows {
+                let outcome =
+                    if row[created].eq_ignore_ascii_case("true") { OutcomeKind::Created } else { OutcomeKind::Updated };
+                by_id.insert(
+                    row[ext].clone(),
+                    UpsertOutcome {
+                        external_id: row[ext].clone(),
+                        salesforce_id: Some(row[id].clone()),
+                        outcome,
+                        errors: vec![],
+                    },
+                );
+            }
         }
-    }
-    let (headers, rows) = parse_csv(failed)?;
-    if !rows.is_empty() {
-        let (error, ext) = (column(&headers, "sf__Error"), column(&headers, external_id_field));
-        let (Some(error), Some(ext)) = (error, ext) else {
-            return Err(format!("failedResults lacks sf__Error or {external_id_field}: {headers:?}"));
-        };
-        for row in rows {
-            let (code, message) = row[error].split_once(':').unwrap_or(("UNKNOWN_EXCEPTION", row[error].as_str()));
-            by_id.insert(
-                row[ext].clone(),
-                UpsertOutcome {
+        let (headers, rows) = parse_csv(failed)?;
+        if !rows.is_empty() {
+            let (error, ext) = (column(&headers, "sf__Error"), column(&headers, external_id_field));
+            let (Some(error), Some(ext)) = (error, ext) else {
+                return Err(format!("failedResults lacks sf__Error or {external_id_field}: {headers:?}"));
+            };
+            for row in rows {
+                let (code, message) = row[error].split_once(':').unwrap_or(("UNKNOWN_EXCEPTION", row[error].as_str()));
+                by_id.insert(
+                    row[ext].clone(),
+                    UpsertOutcome {
+                        external_id: row[ext].clone(),
+                        salesforce_id: None,
+                        outcome: OutcomeKind::Failed,
+                        errors: vec![SalesforceError {
+                            status_code: code.trim().to_string(),
+                            message: message.trim().to_string(),
+                            fields: vec![],
+                        }],
+                    },
+                );
+            }
+        }
+        let (headers, rows) = parse_csv(unprocessed)?;
+        if let Some(ext) = column(&headers, external_id_field) {
+            for row in rows {
+                by_id.entry(row[ext].clone()).or_insert_with(|| UpsertOutcome {
                     external_id: row[ext].clone(),
                     salesforce_id: None,
                     outcome: OutcomeKind::Failed,
                     errors: vec![SalesforceError {
-                        status_code: code.trim().to_string(),
-                        message: message.trim().to_string(),
+                        status_code: "UNPROCESSED".into(),
+                        message: "the Bulk API job ended before processing this row; it is retried next run".into(),
                         fields: vec![],
                     }],
-                },
-            );
+                });
+            }
+        }
+        Ok(BulkResults { by_id })
+    }
+
+    /// Adds why the job failed to the rows it never processed.
+    pub fn job_failed(&mut self, message: &str) {
+        for o in self.by_id.values_mut().filter(|o| o.errors.iter().any(|e| e.status_code == "UNPROCESSED")) {
+            o.errors[0].message = format!("{} (job failed: {message})", o.errors[0].message);
         }
     }
-    let (headers, rows) = parse_csv(unprocessed)?;
-    if let Some(ext) = column(&headers, external_id_field) {
-        for row in rows {
-            by_id.entry(row[ext].clone()).or_insert_with(|| UpsertOutcome {
-                external_id: row[ext].clone(),
-                salesforce_id: None,
-                outcome: OutcomeKind::Failed,
-                errors: vec![SalesforceError {
-                    status_code: "UNPROCESSED".into(),
-                    message: "the Bulk API job ended before processing this row; it is retried next run".into(),
-                    fields: vec![],
-                }],
-            });
-        }
-    }
-    Ok(records
-        .iter()
-        .map(|r| {
-            by_id.get(&r.external_id).cloned().unwrap_or_else(|| UpsertOutcome {
-                external_id: r.external_id.clone(),
-                salesforce_id: None,
-                outcome: OutcomeKind::Failed,
-                errors: vec![SalesforceError {
-                    status_code: "NOT_IN_RESULTS".into(),
-                    message: "the Bulk API job reported nothing for this row".into(),
-                    fields: vec![],
-                }],
-            })
+
+    /// The outcome of the record with this external id.
+    pub fn outcome(&self, external_id: &str) -> UpsertOutcome {
+        self.by_id.get(external_id).cloned().unwrap_or_else(|| UpsertOutcome {
+            external_id: external_id.to_string(),
+            salesforce_id: None,
+            outcome: OutcomeKind::Failed,
+            errors: vec![SalesforceError {
+                status_code: "NOT_IN_RESULTS".into(),
+                message: "the Bulk API job reported nothing for this row; it is written again next time".into(),
+                fields: vec![],
+            }],
         })
-        .collect())
+    }
+}
+
+impl super::SalesforceSink<'_> {
+    /// Runs one Bulk API 2.0 upsert job: create, upload `job`'s CSV, close,
+    /// poll until it ends, then read its three result files.
+    pub fn bulk_upsert(&self, job: CsvJob) -> Result<BulkResults, ConnectorError> {
+        let (sobject, ext) = (job.sobject.clone(), job.external_id_field.clone());
+        let jobs = |s: &Session| self.api_url(s, "/jobs/ingest");
+        let created = self.call(&format!("Bulk API 2.0 job creation for {sobject}"), |s| {
+            HttpRequest::new(Method::Post, jobs(s)).json(&create_job_body(&sobject, &ext))
+        })?;
+        let info: Value = serde_json::from_slice(&created.body).unwrap_or_default();
+        let Some(id) = info["id"].as_str().map(str::to_string) else {
+            return Err(ConnectorError::Salesforce(format!(
+                "Bulk API 2.0 created a job without an id: {}",
+                created.snippet()
+            )));
+        };
+        let data = job.into_data();
+        self.call(&format!("Bulk API 2.0 upload to job {id}"), |s| {
+            HttpRequest::new(Method::Put, format!("{}/{id}/batches", jobs(s))).body("text/csv", data.clone())
+        })?;
+        drop(data);
+        self.call(&format!("closing Bulk API 2.0 job {id}"), |s| {
+            HttpRequest::new(Method::Patch, format!("{}/{id}", jobs(s))).json(&json!({"state": "UploadComplete"}))
+        })?;
+
+        // A job that outlives the timeout keeps running in Salesforce; the
+        // next run writes the same records again, which upserts make harmless.
+        let timeout = self.settings.bulk_poll_timeout_secs;
+        let failure = self.api.poll(
+            timeout,
+            || {
+                let info = self.call(&format!("polling Bulk API 2.0 job {id}"), |s| {
+                    HttpRequest::new(Method::Get, format!("{}/{id}", jobs(s)))
+                })?;
+                let info: Value = serde_json::from_slice(&info.body).unwrap_or_default();
+                match info["state"].as_str().unwrap_or_default() {
+                    "JobComplete" => Ok(Some(None)),
+                    "Failed" => Ok(Some(Some(info["errorMessage"].as_str().unwrap_or("no reason given").to_string()))),
+                    "Aborted" => Err(ConnectorError::Salesforce(format!(
+                        "Bulk API 2.0 job {id} for {sobject} was aborted in Salesforce; its records are written again \
+                         next run"
+                    ))),
+                    _ => Ok(None),
+                }
+            },
+            || {
+                ConnectorError::Salesforce(format!(
+                    "Bulk API 2.0 job {id} for {sobject} did not finish within {timeout} s \
+                     (salesforce_bulk_poll_timeout_secs); it keeps running in Salesforce and the run kept its cursor"
+                ))
+            },
+        )?;
+        let result = |name: &str| {
+            self.call(&format!("reading {name} of Bulk API 2.0 job {id}"), |s| {
+                HttpRequest::new(Method::Get, format!("{}/{id}/{name}/", jobs(s))).header("Accept", "text/csv")
+            })
+            .map(|r| r.body)
+        };
+        let (ok, failed, unprocessed) =
+            (result("successfulResults")?, result("failedResults")?, result("unprocessedrecords")?);
+        let mut results = BulkResults::parse(&ext, &ok, &failed, &unprocessed).map_err(|e| {
+            ConnectorError::Salesforce(format!("the results of Bulk API 2.0 job {id} could not be read: {e}"))
+        })?;
+        if let Some(message) = failure {
+            results.job_failed(&message);
+        }
+        Ok(results)
+    }
 }
 
 #[cfg(test)]
@@ -217,54 +358,76 @@ mod tests {
         }
     }
 
+    fn spec() -> TargetSpec {
+        crate::mapping::Mapping::default().target_spec(crate::model::RecordKind::Contact).unwrap()
+    }
+
     #[test]
-    fn csv_quotes_nulls_relationships_and_nul_bytes() {
+    fn csv_quotes_nulls_relationships_and_keeps_the_header_fixed() {
         let a = rec(
             "1",
             json!({"NetSuite_Id__c": "1", "LastName": "O\"Neil, Jr.", "Title": null, "Account": {"NetSuite_Id__c": "42"}}),
         );
         let b = rec(
             "2",
-            json!({"NetSuite_Id__c": "2", "LastName": "Multi\nLine\u{0}", "FirstName": " padded ", "NetSuite_Inactive__c": true}),
+            json!({"NetSuite_Id__c": "2", "LastName": "Multi\nLine", "FirstName": " padded ", "NetSuite_Inactive__c": true}),
         );
-        let text = String::from_utf8(csv(&[&a, &b])).unwrap();
-        let lines: Vec<&str> = text.split_terminator('\n').collect();
-        assert_eq!(lines[0], "Account.NetSuite_Id__c,FirstName,LastName,NetSuite_Id__c,NetSuite_Inactive__c,Title");
-        assert_eq!(lines[1], "42,,\"O\"\"Neil, Jr.\",1,,#N/A");
-        assert!(text.contains("\"Multi\nLine\""), "{text}");
-        assert!(text.contains("\" padded \""));
-        assert!(text.contains(",true,"), "{text}");
-        assert!(!text.contains('\0'));
-        // Round trip through a CSV reader: the values survive.
+        let mut job = CsvJob::new(&spec(), &a);
+        let rows = job.rows(&[&a, &b]);
+        job.append(rows, 2);
+        assert_eq!(job.records(), 2);
+        let text = String::from_utf8(job.into_data()).unwrap();
         let (headers, rows) = parse_csv(text.as_bytes()).unwrap();
-        assert_eq!(rows[0][headers.iter().position(|h| h == "LastName").unwrap()], "O\"Neil, Jr.");
-        assert_eq!(rows[1][headers.iter().position(|h| h == "LastName").unwrap()], "Multi\nLine");
+        let col =
+            |name: &str| headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("{name} in {headers:?}"));
+        assert_eq!(rows[0][col("LastName")], "O\"Neil, Jr.");
+        assert_eq!(rows[0][col("Title")], "#N/A", "null is #N/A");
+        assert_eq!(rows[0][col("Account.NetSuite_Id__c")], "42");
+        assert_eq!(rows[1][col("LastName")], "Multi\nLine");
+        assert_eq!(rows[1][col("FirstName")], " padded ");
+        assert_eq!(rows[1][col("NetSuite_Inactive__c")], "true");
+        assert_eq!(rows[1][col("Email")], "", "a field the record lacks stays as it is");
     }
 
     #[test]
-    fn jobs_split_on_size_and_repeated_ids() {
-        let records: Vec<_> = (0..10).map(|i| rec(&i.to_string(), json!({"LastName": "x".repeat(50)}))).collect();
-        let one_row = csv(&[&records[0]]).len();
-        let groups = jobs(&records, one_row * 4);
-        assert!(groups.iter().all(|g| g.len() <= 4), "{groups:?}");
-        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 10);
-        let dup = vec![rec("1", json!({})), rec("2", json!({})), rec("1", json!({}))];
-        assert_eq!(jobs(&dup, MAX_UPLOAD_BYTES), vec![vec![0, 1], vec![2]]);
+    fn a_cleared_lookup_is_a_column_of_its_own_and_jobs_follow_the_shape() {
+        let linked = rec("1", json!({"LastName": "A", "Account": {"NetSuite_Id__c": "4"}, "Vendor__c": null}));
+        let moved = rec("2", json!({"LastName": "B", "AccountId": null, "Vendor__r": {"NetSuite_Id__c": "7"}}));
+        assert_eq!(CsvJob::shape(&spec(), &linked), "Account+,Vendor__r-");
+        assert_eq!(CsvJob::shape(&spec(), &moved), "Account-,Vendor__r+");
+        let mut job = CsvJob::new(&spec(), &linked);
+        assert!(job.faithful(&linked));
+        assert!(!job.faithful(&moved), "another shape, another job");
+        let rows = job.rows(&[&linked]);
+        job.append(rows, 1);
+        let (headers, rows) = parse_csv(&job.into_data()).unwrap();
+        let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        assert_eq!(rows[0][col("Account.NetSuite_Id__c")], "4");
+        assert_eq!(rows[0][col("Vendor__c")], "#N/A", "the vendor lookup is cleared");
+        assert!(
+            !headers.contains(&"AccountId".to_string()) && !headers.contains(&"Vendor__r.NetSuite_Id__c".to_string())
+        );
+    }
+
+    #[test]
+    fn values_csv_would_change_go_elsewhere() {
+        let job = CsvJob::new(&spec(), &rec("1", json!({})));
+        assert!(job.faithful(&rec("1", json!({"LastName": "A"}))));
+        assert!(!job.faithful(&rec("1", json!({"LastName": "#N/A"}))), "text that Bulk API reads as null");
+        assert!(!job.faithful(&rec("1", json!({"LastName": "nul\u{0}byte"}))), "a NUL CSV cannot carry");
     }
 
     #[test]
     fn results_match_by_external_id_whatever_the_order() {
-        let records = [rec("10", json!({})), rec("11", json!({})), rec("12", json!({})), rec("13", json!({}))];
-        let refs: Vec<&SObjectRecord> = records.iter().collect();
         let ok = b"\"sf__Id\",\"sf__Created\",NetSuite_Id__c,LastName\n0038d000000002AAA,false,12,B\n0038d000000001AAA,true,10,A\n";
         let failed = b"\"sf__Id\",\"sf__Error\",NetSuite_Id__c,LastName\n,REQUIRED_FIELD_MISSING:Required fields are missing: [LastName],11,\n";
         let unprocessed = b"NetSuite_Id__c,LastName\n";
-        let out = outcomes(&refs, "NetSuite_Id__c", ok, failed, unprocessed).unwrap();
-        assert_eq!(out[0].outcome, OutcomeKind::Created);
-        assert_eq!(out[0].salesforce_id.as_deref(), Some("0038d000000001AAA"));
-        assert_eq!(out[1].errors[0].status_code, "REQUIRED_FIELD_MISSING");
-        assert_eq!(out[1].errors[0].message, "Required fields are missing: [LastName]");
-        assert_eq!(out[2].outcome, OutcomeKind::Updated);
-        assert_eq!(out[3].errors[0].status_code, "NOT_IN_RESULTS");
+        let out = BulkResults::parse("NetSuite_Id__c", ok, failed, unprocessed).unwrap();
+        assert_eq!(out.outcome("10").outcome, OutcomeKind::Created);
+        assert_eq!(out.outcome("10").salesforce_id.as_deref(), Some("0038d000000001AAA"));
+        assert_eq!(out.outcome("11").errors[0].status_code, "REQUIRED_FIELD_MISSING");
+        assert_eq!(out.outcome("11").errors[0].message, "Required fields are missing: [LastName]");
+        assert_eq!(out.outcome("12").outcome, OutcomeKind::Updated);
+        assert_eq!(out.outcome("13").errors[0].status_code, "NOT_IN_RESULTS");
     }
 }

@@ -2,7 +2,9 @@
 //! 200 records, up to 5 of them in one Composite request, so 1,000 records
 //! cost one counted API call.
 
-use crate::model::{OutcomeKind, SObjectRecord, SalesforceError, UpsertOutcome};
+use crate::http::retry::is_transient;
+use crate::http::{HttpRequest, HttpResponse, Method};
+use crate::model::{ConnectorError, OutcomeKind, Result, SObjectRecord, SalesforceError, UpsertOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -182,6 +184,96 @@ pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOut
             errors: r.errors,
         })
         .collect()
+}
+
+impl super::SalesforceSink<'_> {
+    /// Sends Collections subrequests five to a Composite request (one
+    /// counted API call each). Subrequests that failed for a transient
+    /// reason are sent again under the one retry policy; upserts and deletes
+    /// by id are safe to repeat.
+    fn composite_all(&self, subrequests: &[Value]) -> Result<Vec<SubResponse>> {
+        let mut answers: Vec<Option<SubResponse>> = (0..subrequests.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..subrequests.len()).collect();
+        self.api.rounds(|last| {
+            let mut redo = Vec::new();
+            for group in pending.chunks(MAX_COLLECTIONS_PER_COMPOSITE) {
+                let body = composite_body(group.iter().map(|&i| &subrequests[i]));
+                let response = self.call("Composite request", |s| {
+                    HttpRequest::new(Method::Post, self.api_url(s, "/composite")).json(&body)
+                })?;
+                let mut subs = parse_composite(&response.body).map_err(|e| {
+                    ConnectorError::Salesforce(format!("Composite answered 200 with an unexpected body ({e})"))
+                })?;
+                for (n, &i) in group.iter().enumerate() {
+                    let reference = reference_id(n);
+                    let Some(pos) = subs.iter().position(|s| s.reference_id == reference) else {
+                        return Err(ConnectorError::Salesforce(format!(
+                            "Composite response has no result for subrequest {reference}"
+                        )));
+                    };
+                    let sub = subs.swap_remove(pos);
+                    let as_response = HttpResponse {
+                        status: sub.http_status_code,
+                        headers: vec![],
+                        body: sub.body.to_string().into_bytes(),
+                    };
+                    if !last && is_transient(super::errors::RULES, &as_response) {
+                        redo.push(i);
+                    }
+                    answers[i] = Some(sub);
+                }
+            }
+            pending = redo;
+            Ok(!pending.is_empty())
+        })?;
+        Ok(answers.into_iter().map(|a| a.expect("every subrequest was answered")).collect())
+    }
+
+    /// Upserts by external id; one outcome per record, in input order.
+    pub fn upsert(&self, records: &[SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
+        let chunks = chunk(records);
+        let version = &self.settings.api_version;
+        let subrequests: Vec<Value> = chunks.iter().map(|c| upsert_subrequest(version, records, c)).collect();
+        let answers = self.composite_all(&subrequests)?;
+        let mut results: Vec<Option<UpsertOutcome>> = vec![None; records.len()];
+        for (chunk, sub) in chunks.iter().zip(answers) {
+            let keys: Vec<&str> = chunk.indices.iter().map(|&i| records[i].external_id.as_str()).collect();
+            for (&i, o) in chunk.indices.iter().zip(outcomes(&keys, &sub, true)) {
+                results[i] = Some(o);
+            }
+        }
+        Ok(results.into_iter().map(|o| o.expect("every record is in one chunk")).collect())
+    }
+
+    /// Deletes records by Salesforce id; one outcome per id, in input order.
+    /// An empty id (never written) fails without a request.
+    pub fn delete(&self, ids: &[String]) -> Result<Vec<UpsertOutcome>> {
+        let known: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !id.is_empty()).collect();
+        let groups: Vec<&[&str]> = known.chunks(MAX_RECORDS_PER_COLLECTION).collect();
+        let subrequests: Vec<Value> = groups.iter().map(|g| delete_subrequest(&self.settings.api_version, g)).collect();
+        let answers = self.composite_all(&subrequests)?;
+        let mut by_id = std::collections::HashMap::new();
+        for (group, sub) in groups.iter().zip(answers) {
+            for (id, o) in group.iter().zip(outcomes(group, &sub, false)) {
+                by_id.insert(*id, o);
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| {
+                by_id.remove(id.as_str()).unwrap_or_else(|| UpsertOutcome {
+                    external_id: id.clone(),
+                    salesforce_id: None,
+                    outcome: OutcomeKind::Failed,
+                    errors: vec![SalesforceError {
+                        status_code: "NO_SALESFORCE_ID".into(),
+                        message: "the connector holds no Salesforce id for this record".into(),
+                        fields: vec![],
+                    }],
+                })
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

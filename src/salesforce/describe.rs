@@ -1,8 +1,11 @@
 //! Describe: what Salesforce says about an object's fields, and the checks a
 //! mapping must pass before the first write of a run.
 
+use crate::http::{HttpRequest, Method};
 use crate::mapping::TargetSpec;
+use crate::model::{ConnectorError, Result};
 use serde::Deserialize;
+use serde_json::Value;
 
 #[derive(Debug, Deserialize)]
 pub struct Describe {
@@ -91,6 +94,54 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
         }
     }
     problems
+}
+
+impl super::SalesforceSink<'_> {
+    /// Fails before any write if the object cannot take what the mapping
+    /// writes. A passed check is remembered for `describe_ttl_secs` unless
+    /// `remember` is off (dry runs write nothing).
+    pub fn validate(&self, spec: &TargetSpec, extra: &[&str], remember: bool) -> Result<()> {
+        let key = format!("describe/{}", spec.sobject);
+        // A check passed in one org says nothing about another.
+        let fingerprint = format!("{}{:?}{:?}", self.org()?, spec, extra);
+        let now = self.api.host.clock.now_unix();
+        let cached =
+            self.api.host.state.get(&key).ok().flatten().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        if let Some(c) = cached {
+            let fresh = c["checked_at"].as_i64().is_some_and(|t| now - t < self.settings.describe_ttl_secs);
+            if fresh && c["fingerprint"].as_str() == Some(fingerprint.as_str()) {
+                return Ok(());
+            }
+        }
+        let response = self.send(|s| {
+            HttpRequest::new(Method::Get, self.api_url(s, &format!("/sobjects/{}/describe", spec.sobject)))
+        })?;
+        if !response.is_success() {
+            return Err(ConnectorError::Config(super::errors::describe(
+                &format!("Describe of {} (is the object deployed and visible to the integration user?)", spec.sobject),
+                &response,
+            )));
+        }
+        let described: Describe = serde_json::from_slice(&response.body).map_err(|e| {
+            ConnectorError::Salesforce(format!("describe of {} answered with an unexpected body ({e})", spec.sobject))
+        })?;
+        let problems = check(&described, spec, extra, crate::mapping::EXTERNAL_ID_FIELD);
+        if !problems.is_empty() {
+            return Err(ConnectorError::Config(format!(
+                "Salesforce cannot take what the mapping writes, so nothing was written: {}",
+                problems.join("; ")
+            )));
+        }
+        if !remember {
+            return Ok(());
+        }
+        let stamp = serde_json::json!({ "checked_at": now, "fingerprint": fingerprint }).to_string();
+        self.api
+            .host
+            .state
+            .set(&key, stamp.as_bytes())
+            .map_err(|e| ConnectorError::Transport(format!("could not save `{key}` to the state store: {e}")))
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! SOQL: every value placed in a query is quoted and escaped here; nothing
 //! builds SOQL by pasting raw input.
 
+use crate::http::{HttpRequest, Method};
+use crate::model::{ConnectorError, Result};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
 /// A SOQL string literal: backslash first, then quotes and control
 /// characters, each escaped with a backslash.
 pub fn quote(value: &str) -> String {
@@ -28,6 +33,68 @@ pub fn quote(value: &str) -> String {
 pub fn select_in(sobject: &str, fields: &[String], key: &str, values: &[&str]) -> String {
     let list = values.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",");
     format!("SELECT {} FROM {sobject} WHERE {key} IN ({list})", fields.join(", "))
+}
+
+impl super::SalesforceSink<'_> {
+    /// The live records carrying these external ids, as the connector would
+    /// write them (relationships as `{field: parent external id}`), by
+    /// external id. Pages through `nextRecordsUrl`.
+    pub fn live_records(
+        &self,
+        spec: &crate::mapping::TargetSpec,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Map<String, Value>>> {
+        let ext = crate::mapping::EXTERNAL_ID_FIELD;
+        let mut fields: Vec<String> = spec.fields.clone();
+        for link in &spec.relationships {
+            fields.push(link.field.clone());
+            fields.push(format!("{}.{ext}", link.relationship));
+        }
+        let version = self.settings.api_version.clone();
+        let mut found = HashMap::new();
+        // 200 ids keep the URL far below Salesforce's 16,384-byte limit.
+        for group in ids.chunks(200) {
+            let query = select_in(&spec.sobject, &fields, ext, group);
+            let mut next: Option<String> = None;
+            loop {
+                let path = match &next {
+                    Some(url) => url.clone(),
+                    None => format!(
+                        "/services/data/v{version}/query?{}",
+                        form_urlencoded::Serializer::new(String::new()).append_pair("q", &query).finish()
+                    ),
+                };
+                let what = format!("SOQL read of live {} records", spec.sobject);
+                let response =
+                    self.call(&what, |s| HttpRequest::new(Method::Get, format!("{}{path}", s.instance_url)))?;
+                let body: Value = serde_json::from_slice(&response.body)
+                    .map_err(|e| ConnectorError::Salesforce(format!("SOQL answered with an unexpected body ({e})")))?;
+                for record in body["records"].as_array().into_iter().flatten() {
+                    let Some(obj) = record.as_object() else { continue };
+                    let mut clean = Map::new();
+                    for (k, v) in obj.iter().filter(|(k, _)| *k != "attributes" && *k != "Id") {
+                        let value = match v {
+                            Value::Object(parent) => {
+                                let mut p = parent.clone();
+                                p.remove("attributes");
+                                Value::Object(p)
+                            }
+                            other => other.clone(),
+                        };
+                        clean.insert(k.clone(), value);
+                    }
+                    if let Some(key) = clean.get(ext).and_then(Value::as_str).map(str::to_string) {
+                        found.insert(key, clean);
+                    }
+                }
+                match (body["done"].as_bool(), body["nextRecordsUrl"].as_str()) {
+                    (Some(false), Some(url)) => next = Some(url.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]

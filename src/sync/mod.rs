@@ -1,19 +1,122 @@
-//! The sync engine: read a page, map it, skip what Salesforce already has,
-//! upsert the rest, audit every record, then move the cursor.
+//! The sync engine, in stages a reader finds by name: `read` (NetSuite's
+//! change and deletion streams), `stage` (map and diff), `write`
+//! (Salesforce, or a plan in a dry run), `changes` (one kind, streamed),
+//! `deletions`, `deferral` (children waiting for parents, replay) and
+//! `queued_events`. `run` holds one run's context.
 
-mod engine;
+mod changes;
+mod deferral;
+mod deletions;
 pub mod lease;
+mod ledger;
 #[cfg(test)]
 pub(crate) mod memory_kv;
+mod queued_events;
 pub mod queues;
+mod read;
+mod run;
+mod stage;
 pub mod state;
-
-pub use engine::run;
+mod write;
 
 use crate::events::{self, Answer};
+use crate::model::{ApiCalls, RecordKind, Result, SyncMode, SyncReport, SyncRequest};
 use crate::ports::Host;
-use crate::settings::EventSettings;
+use crate::settings::{EventSettings, Settings};
+use lease::Lease;
 use queues::{QueuedEvent, Queues};
+use run::Run;
+
+/// Kinds in the order a run visits them: parents before children.
+fn parents_first(kinds: &mut Vec<RecordKind>) {
+    kinds.sort_by_key(|k| RecordKind::ALL.iter().position(|a| a == k));
+    kinds.dedup();
+}
+
+/// Runs one sync. The report covers what the run did even when it stopped
+/// part-way (`error` says why).
+pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
+    let empty = |error| SyncReport {
+        run_id: request.run_id.clone(),
+        kinds: vec![],
+        api_calls: ApiCalls::default(),
+        plan: vec![],
+        error: Some(error),
+    };
+    let settings = match Settings::load(host.config) {
+        Ok(s) => s,
+        Err(e) => return empty(e),
+    };
+    if request.dry_run && request.replay.is_some() {
+        return empty(crate::model::ConnectorError::Config(
+            "a replay cannot be a dry run: the failed writes are listed in the queue".into(),
+        ));
+    }
+    // All kinds the mapping maps, unless the request names some.
+    let mut kinds: Vec<RecordKind> = if request.kinds.is_empty() {
+        RecordKind::ALL.into_iter().filter(|k| settings.mapping.maps(*k)).collect()
+    } else {
+        request.kinds.clone()
+    };
+    parents_first(&mut kinds);
+
+    let writer: Box<dyn write::Writer> =
+        if request.dry_run { Box::new(write::Plan::default()) } else { Box::new(write::Salesforce) };
+    let mut run = Run::new(host, request, &settings, writer);
+    let outcome = if request.dry_run {
+        all(&run, &kinds)
+    } else {
+        match Lease::acquire(host.state, host.clock, &request.run_id, settings.lease_ttl_secs) {
+            Err(e) => Err(e),
+            Ok(lease) => {
+                run.lease = Some(lease);
+                let outcome = all(&run, &kinds);
+                // Give the lease back whatever happened, so the next run need not wait.
+                let released = run.lease.take().map_or(Ok(()), Lease::release);
+                outcome.and(released)
+            }
+        }
+    };
+    let mut counts = run.counts();
+    SyncReport {
+        run_id: request.run_id.clone(),
+        kinds: kinds.iter().map(|k| (*k, counts.remove(k).unwrap_or_default())).collect(),
+        api_calls: ApiCalls { netsuite: run.source.calls(), salesforce: run.sink.calls() },
+        plan: run.writer.plan(),
+        error: outcome.err(),
+    }
+}
+
+fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
+    if let Some(scope) = &run.request.replay {
+        run.target()?;
+        return deferral::replay(run, scope, kinds);
+    }
+    // The NetSuite token is obtained by the run's first request and the
+    // Salesforce session by the first need of it: an events run that finds
+    // the queue empty calls neither.
+    let events: Vec<QueuedEvent> = run.queues.events()?.into_iter().filter(|e| kinds.contains(&e.kind)).collect();
+    if events.is_empty() && run.request.mode == SyncMode::Events {
+        return Ok(());
+    }
+    run.target()?;
+    queued_events::apply(run, events)?;
+    if run.request.mode == SyncMode::Events {
+        return Ok(());
+    }
+    for &kind in kinds {
+        deferral::retry_deferred(run, kind)?;
+        run.renew()?;
+        // The deletions stream is independent of the changes stream: its
+        // first page travels alongside the changes.
+        let (position, start) = read::Position::start(run, kind, true, run.request.mode == SyncMode::Full)?;
+        let deleted = read::Deletions::open(run, kind, start)?;
+        changes::sync(run, kind)?;
+        run.renew()?;
+        deletions::sync(run, kind, position, deleted)?;
+    }
+    Ok(())
+}
 
 /// Verifies a change event and queues it for the next run (coalesced per
 /// record). Only a 202 means it was queued.

@@ -138,6 +138,47 @@ impl<'a> Queues<'a> {
         self.kv.delete_many(&applied).map_err(|e| kv_error("clearing applied change events", e))
     }
 
+    /// Parks the records of one page of an open Bulk API 2.0 job until the
+    /// job's results are in; returns the key to take them back with.
+    pub fn park(&self, kind: RecordKind, run_id: &str, part: &str, records: &[QueuedWrite]) -> Result<String> {
+        let key = format!("bulk/{kind}/{run_id}/{part}");
+        let bytes = serde_json::to_vec(records).expect("queued writes serialize");
+        self.kv.set(&key, &bytes).map_err(|e| kv_error("parking records of a Bulk API job", e))?;
+        Ok(key)
+    }
+
+    /// Takes parked records back (and removes them).
+    pub fn take_parked(&self, key: &str) -> Result<Vec<QueuedWrite>> {
+        let bytes = self.kv.get(key).map_err(|e| kv_error("reading records of a Bulk API job", e))?;
+        let records = match bytes {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| ConnectorError::Config(format!("parked Bulk API records `{key}` are unreadable ({e})")))?,
+            None => Vec::new(),
+        };
+        self.kv.delete(key).map_err(|e| kv_error("clearing records of a Bulk API job", e))?;
+        Ok(records)
+    }
+
+    /// Drops records parked by a run that stopped before its job's results
+    /// (their pages were not recorded, so they are read again).
+    pub fn clear_parked(&self, kind: RecordKind) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let prefix = format!("bulk/{kind}/");
+        let keys: Vec<String> = self
+            .kv
+            .list_keys()
+            .map_err(|e| kv_error("listing parked Bulk API records", e))?
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing parked Bulk API records", e))
+    }
+
     /// Queued writes of `queue`, for `kind` or all kinds.
     pub fn list(&self, queue: Queue, kind: Option<RecordKind>) -> Result<Vec<QueuedWrite>> {
         let prefix = match kind {

@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod bindings;
+mod clock;
 pub mod keyvalue;
 pub mod outbound;
 mod state;
@@ -14,10 +15,10 @@ pub use bindings::exports::ml_connector::netsuite_salesforce::sync::{
 pub use bindings::ml_connector::netsuite_salesforce::types::{
     ConnectorError, Cursor, NetsuiteRecord, Page, RecordKind,
 };
+pub use clock::GuestClock;
 pub use state::HostState;
 
 use crate::secrets::Cipher;
-use crate::sim::SimClock;
 use crate::store::{Database, KvStore};
 use anyhow::Result;
 use bindings::{Connector, ConnectorPre};
@@ -59,7 +60,7 @@ pub struct TenantRun {
     pub database: Database,
     pub cipher: Cipher,
     /// The guest's wall clock; the real one unless a simulation drives time.
-    pub wall_clock: Option<SimClock>,
+    pub wall_clock: Option<GuestClock>,
     pub max_memory_bytes: usize,
     pub deadline: Duration,
 }
@@ -116,17 +117,16 @@ impl Runtime {
         Ok((store, connector))
     }
 
-    /// Runs one sync. The outer error is a host failure or a trap (the
-    /// sandbox stopped the guest); the inner one is the connector's report of
-    /// what went wrong.
-    pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<Result<SyncReport, ConnectorError>> {
+    /// Runs one sync. An error is a host failure or a trap (the sandbox
+    /// stopped the guest); a run that failed or stopped is a report whose
+    /// `error` says why.
+    pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<SyncReport> {
         let (mut store, connector) = self.instantiate(run).await?;
-        let result = connector
+        connector
             .ml_connector_netsuite_salesforce_sync()
             .call_run(&mut store, &request)
             .await
-            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))?;
-        Ok(result)
+            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
     }
 }
 
@@ -177,6 +177,25 @@ impl Runtime {
             .await
             .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
     }
+}
+
+/// The built component: `CONNECTOR_COMPONENT`, else the release build in
+/// the target directory this executable was built in.
+pub fn find_component() -> Result<std::path::PathBuf> {
+    if let Ok(path) = std::env::var("CONNECTOR_COMPONENT") {
+        return Ok(std::path::PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors() {
+        let candidate = dir.join("wasm32-wasip2/release/netsuite_salesforce.wasm");
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "the connector component is not built: run `cargo build -p netsuite-salesforce --release --target \
+         wasm32-wasip2` (or set CONNECTOR_COMPONENT to a .wasm file)"
+    )
 }
 
 /// The connector's error as one line for the person on call.

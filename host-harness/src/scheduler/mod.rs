@@ -2,9 +2,8 @@
 //! component, record the run in the `runs` table and return its report.
 
 use crate::config::HarnessConfig;
-use crate::host::{RecordKind, ReplayScope, Runtime, SyncMode, SyncRequest, TenantRun};
+use crate::host::{ConnectorError, GuestClock, RecordKind, ReplayScope, Runtime, SyncMode, SyncRequest, TenantRun};
 use crate::secrets::{Cipher, SecretFile};
-use crate::sim::SimClock;
 use crate::store::{Database, now_text};
 use anyhow::{Context, Result};
 use rand::RngCore;
@@ -36,7 +35,8 @@ pub struct RunReport {
     pub run_id: String,
     pub tenant: String,
     pub mode: &'static str,
-    /// `succeeded` or `failed`.
+    /// `succeeded`, `stopped` (a quota or rate limit ended it early; the
+    /// cursor is kept and the next run resumes) or `failed`.
     pub status: &'static str,
     pub error: Option<String>,
     pub duration_ms: u64,
@@ -108,13 +108,13 @@ pub struct Tenant {
     pub cipher: Cipher,
     pub database: Database,
     /// Simulated time for the guest; None for the real clock.
-    pub clock: Option<SimClock>,
+    pub clock: Option<GuestClock>,
     /// Settings that replace the config file's from the next run on.
     overrides: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Tenant {
-    pub fn open(config: HarnessConfig, cipher: Cipher, clock: Option<SimClock>) -> Result<Tenant> {
+    pub fn open(config: HarnessConfig, cipher: Cipher, clock: Option<GuestClock>) -> Result<Tenant> {
         let database = Database::open(&config.database_path())?;
         Ok(Tenant { config, cipher, database, clock, overrides: Default::default() })
     }
@@ -160,14 +160,23 @@ impl Tenant {
     }
 
     /// Reads and maps, reports what a run would write, writes nothing.
-    pub async fn dry_run(&self, runtime: &Runtime, kinds: &[RecordKind], compare_live: bool) -> Result<RunReport> {
-        self.start(runtime, Request { kinds: kinds.to_vec(), dry_run: true, compare_live, ..Default::default() }).await
+    /// `mode` Full plans from every record, as `sync --full` would write.
+    pub async fn dry_run(
+        &self,
+        runtime: &Runtime,
+        mode: SyncMode,
+        kinds: &[RecordKind],
+        compare_live: bool,
+    ) -> Result<RunReport> {
+        self.start(runtime, Request { mode, kinds: kinds.to_vec(), dry_run: true, compare_live, ..Default::default() })
+            .await
     }
 
     async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
         let run_id = new_run_id();
         let mode_name = match (&req.replay, req.dry_run, req.mode) {
             (Some(_), _, _) => "replay",
+            (None, true, SyncMode::Full) => "dry-run full",
             (None, true, _) => "dry-run",
             (None, false, SyncMode::Incremental) => "incremental",
             (None, false, SyncMode::Full) => "full",
@@ -200,7 +209,7 @@ impl Tenant {
             plan: Vec::new(),
         };
         match outcome {
-            Ok(Ok(r)) => {
+            Ok(r) => {
                 for k in r.kinds {
                     report.objects.insert(
                         kind_name(k.kind),
@@ -226,10 +235,15 @@ impl Tenant {
                         changes: serde_json::from_str(&p.changes_json).unwrap_or_default(),
                     })
                     .collect();
-            }
-            Ok(Err(e)) => {
-                report.status = "failed";
-                report.error = Some(crate::host::describe_error(&e));
+                if let Some(e) = r.error {
+                    // A quota or a limit that outlasted the retries stops a run
+                    // cleanly (cursor kept); anything else is a failure.
+                    report.status = match e {
+                        ConnectorError::RateLimited(_) => "stopped",
+                        _ => "failed",
+                    };
+                    report.error = Some(crate::host::describe_error(&e));
+                }
             }
             Err(e) => {
                 report.status = "failed";

@@ -1,0 +1,46 @@
+//! The changes of one record kind, streamed: read a page, stage it, hand
+//! it to the writer, move the cursor over what is recorded. Memory holds a
+//! page or two and what waits for one write (a Composite request, or an
+//! open Bulk job's CSV), never the whole kind.
+
+use super::deferral::hold_back_orphans;
+use super::read::{Changes, Position};
+use super::run::Run;
+use super::stage::stage;
+use super::write::Path;
+use crate::model::{AuditAction, RecordKind, Result, SyncMode};
+
+pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+    // A changed mapping, or another Salesforce org, re-reads every record
+    // once: exactly those whose mapped output Salesforce lacks are written.
+    let fingerprint = format!("{}@{}", run.settings.mapping.fingerprint(kind), run.state.org());
+    let remapping = run.state.mapping_fingerprint(kind)?.is_some_and(|f| f != fingerprint);
+    let full = run.request.mode == SyncMode::Full || remapping;
+    let (mut position, start) = Position::start(run, kind, false, full)?;
+    let mut pages = Changes::open(run, kind, start.as_ref())?;
+    let mut batch = None;
+    while let Some(page) = pages.next_page()? {
+        run.renew()?;
+        // NetSuite counts what the whole read holds on its first page: above
+        // the threshold the kind goes through Bulk API 2.0 jobs.
+        let batch = match &mut batch {
+            Some(b) => b,
+            None => {
+                let many = page.total.is_some_and(|t| t > run.settings.salesforce.bulk_threshold);
+                let path = if many { Path::Bulk } else { Path::Composite };
+                batch.insert(run.writer.batch(run, kind, path, AuditAction::Write)?)
+            }
+        };
+        position.read(page.next.clone());
+        let staged = stage(run, kind, &page.records, full)?;
+        let ready = hold_back_orphans(run, staged)?;
+        let recorded = batch.add(run, ready)?;
+        position.recorded(run, recorded)?;
+    }
+    if let Some(batch) = &mut batch {
+        let recorded = batch.finish(run)?;
+        position.recorded(run, recorded)?;
+    }
+    run.state.save_mapping_fingerprint(kind, &fingerprint)?;
+    position.settle(run)
+}

@@ -1,0 +1,111 @@
+//! Records that wait: children held back until their parents are in
+//! Salesforce (written by the first run that finds them there, never
+//! before), and failed writes sent again on request (replay).
+
+use super::queues::Queue;
+use super::run::{ParentRef, Run, Staged};
+use super::state::DELETED;
+use super::write::Path;
+use crate::model::{AuditAction, RecordKind, ReplayScope, Result};
+use std::collections::{BTreeMap, HashSet};
+
+/// Parents of each record that are not in Salesforce (per the record
+/// states, or planned by this run), per record.
+fn missing_parents(run: &Run<'_>, records: &[&[ParentRef]]) -> Result<Vec<Vec<ParentRef>>> {
+    let mut wanted: BTreeMap<RecordKind, Vec<String>> = BTreeMap::new();
+    for parents in records {
+        for (kind, id) in parents.iter() {
+            wanted.entry(*kind).or_default().push(id.clone());
+        }
+    }
+    let mut present: HashSet<ParentRef> = HashSet::new();
+    for (kind, mut ids) in wanted {
+        ids.sort();
+        ids.dedup();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        for (id, st) in ids.iter().zip(run.state.records(kind, &refs)?) {
+            if st.is_some_and(|s| s.sf.is_some() && s.src != DELETED) {
+                present.insert((kind, id.clone()));
+            }
+        }
+    }
+    Ok(records
+        .iter()
+        .map(|parents| parents.iter().filter(|p| !present.contains(*p) && !run.writer.planned(p)).cloned().collect())
+        .collect())
+}
+
+/// Parents of `records` not in Salesforce, flattened.
+pub(super) fn absent_parents(run: &Run<'_>, records: &[Vec<ParentRef>]) -> Result<Vec<ParentRef>> {
+    let refs: Vec<&[ParentRef]> = records.iter().map(Vec::as_slice).collect();
+    let mut all: Vec<ParentRef> = missing_parents(run, &refs)?.into_iter().flatten().collect();
+    all.sort();
+    all.dedup();
+    Ok(all)
+}
+
+/// Defers the records whose parents are missing; returns the others.
+pub(super) fn hold_back_orphans(run: &Run<'_>, staged: Vec<Staged>) -> Result<Vec<Staged>> {
+    if staged.iter().all(|s| s.parents.is_empty()) {
+        return Ok(staged);
+    }
+    let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
+    let missing = missing_parents(run, &parents)?;
+    let mut ready = Vec::with_capacity(staged.len());
+    for (s, missing) in staged.into_iter().zip(missing) {
+        if missing.is_empty() {
+            ready.push(s);
+        } else {
+            run.writer.defer(run, &s, &missing)?;
+        }
+    }
+    Ok(ready)
+}
+
+/// Writes the deferred records of `kind` whose parents have arrived.
+pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+    let queued = run.queues.list(Queue::Deferred, Some(kind))?;
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let staged: Vec<Staged> = queued.into_iter().map(Staged::from).collect();
+    let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
+    let missing = missing_parents(run, &parents)?;
+    let ready: Vec<Staged> = staged.into_iter().zip(missing).filter(|(_, m)| m.is_empty()).map(|(s, _)| s).collect();
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteDeferred)?;
+    batch.add(run, ready)?;
+    batch.finish(run)?;
+    Ok(())
+}
+
+/// Sends failed writes again, exactly as they were; a failed record whose
+/// parent is still missing is deferred instead. Then deferred records whose
+/// parents are now present follow.
+pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -> Result<()> {
+    for &kind in kinds {
+        let queued: Vec<Staged> = run
+            .queues
+            .list(Queue::Failed, Some(kind))?
+            .into_iter()
+            .filter(|q| match scope {
+                ReplayScope::AllFailed => true,
+                ReplayScope::Run(id) => q.run_id == *id,
+                ReplayScope::Record(k, id) => *k == kind && q.netsuite_id == *id,
+            })
+            .map(Staged::from)
+            .collect();
+        let ready = hold_back_orphans(run, queued)?;
+        if !ready.is_empty() {
+            let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::Replay)?;
+            batch.add(run, ready)?;
+            batch.finish(run)?;
+        }
+    }
+    for &kind in kinds {
+        retry_deferred(run, kind)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Applying queued NetSuite change events: the named records are read by
+//! id (with parents Salesforce lacks), written parents first, and records
+//! NetSuite no longer has get the deletion; then the events are cleared.
+
+use super::deferral::absent_parents;
+use super::queues::QueuedEvent;
+use super::run::Run;
+use super::write::Path;
+use super::{deletions, parents_first, stage};
+use crate::model::{AuditAction, NetSuiteRecord, RecordKind, Result};
+use std::collections::{BTreeMap, HashSet};
+
+pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mapping = &run.settings.mapping;
+    let mut wanted: BTreeMap<RecordKind, Vec<String>> = BTreeMap::new();
+    for e in &events {
+        let ids = wanted.entry(e.kind).or_default();
+        if !ids.contains(&e.id) {
+            ids.push(e.id.clone());
+        }
+    }
+    // Children first (reverse of parents-first), to learn which parents
+    // must come along; a parent kind already read is read again for them.
+    let mut order: Vec<RecordKind> = wanted.keys().copied().collect();
+    parents_first(&mut order);
+    let mut fetched: BTreeMap<RecordKind, Vec<NetSuiteRecord>> = BTreeMap::new();
+    for kind in order.iter().rev().copied() {
+        let ids: Vec<&str> = wanted[&kind].iter().map(String::as_str).collect();
+        let records = run.source.fetch_many(kind, &ids, &mapping.columns(kind))?;
+        let parents: Vec<_> = records.iter().map(|r| mapping.parents(r)).collect();
+        for (parent_kind, id) in absent_parents(run, &parents)? {
+            let list = wanted.entry(parent_kind).or_default();
+            if !list.contains(&id) {
+                list.push(id);
+                fetched.remove(&parent_kind);
+            }
+        }
+        fetched.insert(kind, records);
+    }
+    let mut order: Vec<RecordKind> = wanted.keys().copied().collect();
+    parents_first(&mut order);
+    for kind in order {
+        let ids = &wanted[&kind];
+        let records = match fetched.remove(&kind) {
+            Some(r) => r,
+            None => {
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                run.source.fetch_many(kind, &refs, &mapping.columns(kind))?
+            }
+        };
+        let staged = stage::stage(run, kind, &records, false)?;
+        let ready = super::deferral::hold_back_orphans(run, staged)?;
+        let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteEvent)?;
+        batch.add(run, ready)?;
+        batch.finish(run)?;
+        run.renew()?;
+        // Named by an event but gone from NetSuite: deleted.
+        let present: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let gone: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !present.contains(id)).collect();
+        deletions::apply(run, kind, &gone)?;
+    }
+    run.queues.remove_events(&events)
+}

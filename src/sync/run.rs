@@ -1,0 +1,162 @@
+//! One run's context: what it reads from and writes to, its lease, and what
+//! it has done so far (kept even when the run stops part-way).
+
+use super::lease::Lease;
+use super::queues::{QueuedWrite, Queues};
+use super::state::{RecordState, State};
+use super::write::Writer;
+use crate::model::{AuditAction, AuditEntry, KindCounts, MappedRecord, OutcomeKind, RecordKind, Result, SyncRequest};
+use crate::netsuite::NetSuiteSource;
+use crate::ports::Host;
+use crate::salesforce::SalesforceSink;
+use crate::settings::{DeleteAction, Settings};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// A parent a record links to: its kind and NetSuite id.
+pub(super) type ParentRef = (RecordKind, String);
+
+/// A record ready to write: what to send, the state to keep once it lands,
+/// and the parents that must be in Salesforce first.
+#[derive(Debug, Clone)]
+pub(super) struct Staged {
+    pub mapped: MappedRecord,
+    pub state: RecordState,
+    pub parents: Vec<ParentRef>,
+}
+
+impl Staged {
+    /// As kept in a queue: `reason` says why it waits.
+    pub fn queued(&self, run_id: &str, reason: String) -> QueuedWrite {
+        QueuedWrite {
+            run_id: run_id.into(),
+            kind: self.mapped.source_kind,
+            netsuite_id: self.mapped.source_id.clone(),
+            target: self.mapped.target.clone(),
+            state: self.state.clone(),
+            transformations: self.mapped.transformations.clone(),
+            reason,
+            waits_for: self.parents.clone(),
+        }
+    }
+}
+
+impl From<QueuedWrite> for Staged {
+    fn from(q: QueuedWrite) -> Staged {
+        Staged {
+            mapped: MappedRecord {
+                source_kind: q.kind,
+                source_id: q.netsuite_id,
+                target: q.target,
+                transformations: q.transformations,
+            },
+            state: q.state,
+            parents: q.waits_for,
+        }
+    }
+}
+
+pub(super) struct Run<'a> {
+    pub host: &'a Host<'a>,
+    pub request: &'a SyncRequest,
+    pub settings: &'a Settings,
+    pub source: NetSuiteSource<'a>,
+    pub sink: SalesforceSink<'a>,
+    pub state: State<'a>,
+    pub queues: Queues<'a>,
+    /// Salesforce, or a plan (dry run).
+    pub writer: Box<dyn Writer + 'a>,
+    /// None in a dry run: it changes nothing, so it takes no lease.
+    pub lease: Option<Lease<'a>>,
+    counts: RefCell<BTreeMap<RecordKind, KindCounts>>,
+    /// Kinds whose target object passed describe validation this run.
+    validated: RefCell<Vec<RecordKind>>,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(
+        host: &'a Host<'a>,
+        request: &'a SyncRequest,
+        settings: &'a Settings,
+        writer: Box<dyn Writer + 'a>,
+    ) -> Self {
+        Run {
+            host,
+            request,
+            settings,
+            source: NetSuiteSource::new(host, settings.netsuite.clone(), settings.backoff),
+            sink: SalesforceSink::new(host, settings.salesforce.clone(), settings.backoff),
+            state: State::new(host.state, request.dry_run),
+            queues: Queues::new(host.queues, request.dry_run),
+            writer,
+            lease: None,
+            counts: Default::default(),
+            validated: Default::default(),
+        }
+    }
+
+    pub fn count(&self, kind: RecordKind, outcome: OutcomeKind) {
+        self.counts.borrow_mut().entry(kind).or_default().count(outcome);
+    }
+
+    pub fn count_read(&self, kind: RecordKind, n: u32) {
+        self.counts.borrow_mut().entry(kind).or_default().read += n;
+    }
+
+    pub fn counts(&self) -> BTreeMap<RecordKind, KindCounts> {
+        self.counts.borrow().clone()
+    }
+
+    /// Keeps the lease alive; fails when another run took it over.
+    pub fn renew(&self) -> Result<()> {
+        self.lease.as_ref().map_or(Ok(()), Lease::renew)
+    }
+
+    pub fn audit(&self, entries: &[AuditEntry]) {
+        if !self.request.dry_run && !entries.is_empty() {
+            self.host.audit.append(entries);
+        }
+    }
+
+    pub fn entry(
+        &self,
+        mapped: &MappedRecord,
+        action: AuditAction,
+        outcome: OutcomeKind,
+        salesforce_id: Option<String>,
+        error: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            run_id: self.request.run_id.clone(),
+            kind: mapped.source_kind,
+            action,
+            netsuite_id: mapped.source_id.clone(),
+            salesforce_id,
+            outcome: outcome.as_str().into(),
+            transformations_json: serde_json::to_string(&mapped.transformations).expect("transformations serialize"),
+            error,
+        }
+    }
+
+    /// Learns which Salesforce org the run writes to: record states kept for
+    /// another org (the settings point elsewhere now) count as absent.
+    pub fn target(&self) -> Result<()> {
+        self.state.set_org(self.sink.org()?);
+        Ok(())
+    }
+
+    /// Checks the kind's object (and its parents' external ids) before the
+    /// first write to it in this run.
+    pub fn validate_target(&self, kind: RecordKind) -> Result<()> {
+        if self.validated.borrow().contains(&kind) {
+            return Ok(());
+        }
+        let extra: &[&str] = match self.settings.delete_action {
+            DeleteAction::Flag => &[crate::mapping::DELETED_FIELD],
+            DeleteAction::Delete => &[],
+        };
+        self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra, !self.request.dry_run)?;
+        self.validated.borrow_mut().push(kind);
+        Ok(())
+    }
+}

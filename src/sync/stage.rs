@@ -1,0 +1,71 @@
+//! Turning records read from NetSuite into writes: drop rows already
+//! handled, map, skip what Salesforce already holds, and hand back the rest
+//! with the state to keep once they land.
+
+use super::run::{Run, Staged};
+use super::state::{RecordState, annotate_changes, content_hash, source_hash};
+use crate::model::{AuditAction, AuditEntry, NetSuiteRecord, OutcomeKind, RecordKind, Result};
+
+/// Stages one page of `kind` records. Rows whose digest matches the stored
+/// state were handled already (the overlap window, a repeated event) and
+/// are dropped unless `full`. Unchanged records get their state refreshed
+/// and an audit entry; records the mapping refuses are audited as failed.
+pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord], full: bool) -> Result<Vec<Staged>> {
+    let mapping = &run.settings.mapping;
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let states = run.state.records(kind, &ids)?;
+    let mut audit: Vec<AuditEntry> = Vec::new();
+    let mut unchanged: Vec<(&str, RecordState)> = Vec::new();
+    let mut staged = Vec::new();
+    let mut read = 0;
+    for (record, old) in records.iter().zip(states) {
+        let src = source_hash(record);
+        if !full && old.as_ref().is_some_and(|s| s.src == src) {
+            continue;
+        }
+        read += 1;
+        let mut mapped = match mapping.map(record) {
+            Ok(m) => m,
+            Err(e) => {
+                run.count(kind, OutcomeKind::Failed);
+                audit.push(AuditEntry {
+                    run_id: run.request.run_id.clone(),
+                    kind,
+                    action: AuditAction::Map,
+                    netsuite_id: record.id.clone(),
+                    salesforce_id: old.and_then(|s| s.sf),
+                    outcome: OutcomeKind::Failed.as_str().into(),
+                    transformations_json: "[]".into(),
+                    error: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let dst = content_hash(&mapped.target);
+        match old {
+            // Salesforce already holds exactly this: no write.
+            Some(old) if old.dst == dst => {
+                run.count(kind, OutcomeKind::Unchanged);
+                audit.push(run.entry(
+                    &mapped,
+                    AuditAction::SkipUnchanged,
+                    OutcomeKind::Unchanged,
+                    old.sf.clone(),
+                    None,
+                ));
+                unchanged.push((record.id.as_str(), RecordState { src, ..old }));
+            }
+            old => {
+                let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
+                annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+                let fields = Some(mapped.target.fields.clone());
+                let parents = mapping.parents(record);
+                staged.push(Staged { mapped, state: RecordState { src, dst, sf, fields, org: None }, parents });
+            }
+        }
+    }
+    run.count_read(kind, read);
+    run.state.save_records(kind, &unchanged)?;
+    run.audit(&audit);
+    Ok(staged)
+}

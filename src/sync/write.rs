@@ -1,0 +1,550 @@
+//! Where a run's writes go. A real run writes to Salesforce and records
+//! every outcome (state, audit, failed queue); a dry run records a plan and
+//! touches nothing. The stages above call the same [`Writer`] either way.
+
+use super::ledger::Ledger;
+use super::queues::{Queue, QueuedWrite};
+use super::run::{ParentRef, Run, Staged};
+use super::state::{DELETED, RecordState};
+use crate::mapping::{Link, TargetSpec};
+use crate::model::{
+    AuditAction, AuditEntry, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind, Result, SObjectRecord,
+    UpsertOutcome,
+};
+use crate::salesforce::bulk::{CsvJob, csv_safe};
+use crate::settings::DeleteAction;
+use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+/// How the records of one kind reach Salesforce this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Path {
+    /// sObject Collections packed into Composite requests.
+    Composite,
+    /// Bulk API 2.0 jobs (records CSV cannot carry faithfully go through Composite).
+    Bulk,
+}
+
+pub(super) trait Writer {
+    /// A batch that takes the records of `kind`, page by page.
+    fn batch<'b>(
+        &'b self,
+        run: &Run<'_>,
+        kind: RecordKind,
+        path: Path,
+        action: AuditAction,
+    ) -> Result<Box<dyn Batch + 'b>>;
+
+    /// Applies NetSuite deletions to records the connector wrote.
+    fn delete(&self, run: &Run<'_>, kind: RecordKind, pending: Vec<(String, RecordState)>) -> Result<()>;
+
+    /// Holds a record back until its parents are in Salesforce.
+    fn defer(&self, run: &Run<'_>, staged: &Staged, missing: &[ParentRef]) -> Result<()>;
+
+    /// Whether `parent` will be in Salesforce when its children are written,
+    /// beyond what the record states say (a dry run: planned this run).
+    fn planned(&self, parent: &ParentRef) -> bool;
+
+    /// The plan (dry runs).
+    fn plan(&self) -> Vec<PlannedWrite>;
+}
+
+/// Takes staged records a page at a time and writes what is due.
+pub(super) trait Batch {
+    /// Adds the records of one page. Returns how many of the pages added so
+    /// far are now completely recorded (oldest first, each counted once).
+    fn add(&mut self, run: &Run<'_>, records: Vec<Staged>) -> Result<usize>;
+    /// Writes whatever waits; every page is recorded after it.
+    fn finish(&mut self, run: &Run<'_>) -> Result<usize>;
+}
+
+// ---------------------------------------------------------------- Salesforce
+
+/// Writes to Salesforce and records every outcome.
+pub(super) struct Salesforce;
+
+impl Writer for Salesforce {
+    fn batch<'b>(
+        &'b self,
+        run: &Run<'_>,
+        kind: RecordKind,
+        path: Path,
+        action: AuditAction,
+    ) -> Result<Box<dyn Batch + 'b>> {
+        let composite = CompositeBatch::new(kind, action, run.sink.composite_slice());
+        Ok(match path {
+            Path::Composite => Box::new(composite),
+            Path::Bulk => Box::new(BulkBatch::new(run, kind, composite)?),
+        })
+    }
+
+    fn delete(&self, run: &Run<'_>, kind: RecordKind, pending: Vec<(String, RecordState)>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        run.validate_target(kind)?;
+        let mapping = &run.settings.mapping;
+        let sobject = mapping.object(kind)?.sobject.clone();
+        let (action, outcomes) = match run.settings.delete_action {
+            DeleteAction::Flag => {
+                let flags: Vec<SObjectRecord> =
+                    pending.iter().map(|(id, _)| mapping.deletion_flag(kind, id)).collect::<Result<_>>()?;
+                (AuditAction::FlagDeleted, run.sink.upsert(&flags)?)
+            }
+            DeleteAction::Delete => {
+                let sf_ids: Vec<String> = pending.iter().map(|(_, s)| s.sf.clone().unwrap_or_default()).collect();
+                (AuditAction::Delete, run.sink.delete(&sf_ids)?)
+            }
+        };
+        let mut audit = Vec::with_capacity(pending.len());
+        let mut done = Vec::new();
+        for ((id, st), outcome) in pending.iter().zip(outcomes) {
+            let ok = outcome.outcome != OutcomeKind::Failed;
+            let counted = if ok { OutcomeKind::Deleted } else { OutcomeKind::Failed };
+            run.count(kind, counted);
+            audit.push(AuditEntry {
+                run_id: run.request.run_id.clone(),
+                kind,
+                action,
+                netsuite_id: id.clone(),
+                salesforce_id: st.sf.clone(),
+                outcome: counted.as_str().into(),
+                transformations_json: serde_json::json!([{
+                    "field": sobject, "rule": action.as_str(), "detail": "deletedrecord"
+                }])
+                .to_string(),
+                error: errors_text(&outcome),
+            });
+            if ok {
+                let gone = RecordState {
+                    src: DELETED.into(),
+                    dst: DELETED.into(),
+                    sf: st.sf.clone(),
+                    fields: None,
+                    org: None,
+                };
+                done.push((id.as_str(), gone));
+            }
+        }
+        run.state.save_records(kind, &done)?;
+        run.audit(&audit);
+        Ok(())
+    }
+
+    fn defer(&self, run: &Run<'_>, staged: &Staged, missing: &[ParentRef]) -> Result<()> {
+        let reason = defer_reason(missing);
+        let mut queued = staged.queued(&run.request.run_id, reason.clone());
+        queued.waits_for = missing.to_vec();
+        run.queues.put(Queue::Deferred, &queued)?;
+        run.count(staged.mapped.source_kind, OutcomeKind::Deferred);
+        let entry =
+            run.entry(&staged.mapped, AuditAction::Defer, OutcomeKind::Deferred, staged.state.sf.clone(), Some(reason));
+        run.audit(&[entry]);
+        Ok(())
+    }
+
+    fn planned(&self, _: &ParentRef) -> bool {
+        false
+    }
+
+    fn plan(&self) -> Vec<PlannedWrite> {
+        Vec::new()
+    }
+}
+
+fn defer_reason(missing: &[ParentRef]) -> String {
+    format!(
+        "waiting for {}: not in Salesforce yet (never synced, or its last write failed)",
+        missing.iter().map(|(k, id)| format!("{k} {id}")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn errors_text(outcome: &UpsertOutcome) -> Option<String> {
+    (!outcome.errors.is_empty()).then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+}
+
+/// Records the outcomes of one write: the new state on success, the exact
+/// payload in the failed queue otherwise, and an audit entry either way.
+fn record_outcomes(
+    run: &Run<'_>,
+    kind: RecordKind,
+    written: &[Staged],
+    outcomes: &[UpsertOutcome],
+    action: AuditAction,
+) -> Result<()> {
+    let mut audit = Vec::with_capacity(written.len());
+    let mut new_states = Vec::with_capacity(written.len());
+    let mut landed = Vec::new();
+    for (staged, outcome) in written.iter().zip(outcomes) {
+        run.count(kind, outcome.outcome);
+        let error = errors_text(outcome);
+        if outcome.outcome == OutcomeKind::Failed {
+            let mut queued = staged.queued(&run.request.run_id, error.clone().unwrap_or_default());
+            queued.waits_for = vec![];
+            run.queues.put(Queue::Failed, &queued)?;
+        } else {
+            let sf = outcome.salesforce_id.clone().or_else(|| staged.state.sf.clone());
+            new_states.push((staged.mapped.source_id.as_str(), RecordState { sf, ..staged.state.clone() }));
+            landed.push(staged.mapped.source_id.as_str());
+        }
+        audit.push(run.entry(&staged.mapped, action, outcome.outcome, outcome.salesforce_id.clone(), error));
+    }
+    run.state.save_records(kind, &new_states)?;
+    run.queues.remove(kind, &landed)?;
+    run.audit(&audit);
+    Ok(())
+}
+
+/// Records wait here until a full Composite request's worth (the sink's
+/// slice) is ready, so sparse pages do not cost a call each.
+struct CompositeBatch {
+    kind: RecordKind,
+    action: AuditAction,
+    slice: usize,
+    waiting: Vec<(usize, Staged)>,
+    ledger: Ledger,
+}
+
+impl CompositeBatch {
+    fn new(kind: RecordKind, action: AuditAction, slice: usize) -> Self {
+        CompositeBatch { kind, action, slice: slice.max(1), waiting: Vec::new(), ledger: Ledger::default() }
+    }
+
+    fn write_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
+        while self.waiting.len() >= self.slice || (everything && !self.waiting.is_empty()) {
+            let take = self.waiting.len().min(self.slice);
+            let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
+            let (pages, staged): (Vec<usize>, Vec<Staged>) = part.into_iter().unzip();
+            run.renew()?;
+            run.validate_target(self.kind)?;
+            let targets: Vec<SObjectRecord> = staged.iter().map(|s| s.mapped.target.clone()).collect();
+            let outcomes = run.sink.upsert(&targets)?;
+            record_outcomes(run, self.kind, &staged, &outcomes, self.action)?;
+            for page in pages {
+                self.ledger.done(page, 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, page: usize, staged: Staged) {
+        self.ledger.expect(page, 1);
+        self.waiting.push((page, staged));
+    }
+}
+
+impl Batch for CompositeBatch {
+    fn add(&mut self, run: &Run<'_>, records: Vec<Staged>) -> Result<usize> {
+        let page = self.ledger.open_page();
+        for staged in records {
+            self.push(page, staged);
+        }
+        self.write_due(run, false)?;
+        Ok(self.ledger.take_completed())
+    }
+
+    fn finish(&mut self, run: &Run<'_>) -> Result<usize> {
+        self.write_due(run, true)?;
+        Ok(self.ledger.take_completed())
+    }
+}
+
+/// Records stream into Bulk API 2.0 jobs' CSV, one open job per record
+/// shape (see [`CsvJob`]); what they need once a job's results are in waits
+/// in the queues bucket, a page at a time, so memory holds the CSV and not
+/// the records. Records CSV cannot carry faithfully (a literal `#N/A`, a
+/// NUL) go through Composite, and so does a job too small to be worth one.
+struct BulkBatch {
+    kind: RecordKind,
+    spec: TargetSpec,
+    jobs: Vec<OpenJob>,
+    job_records: usize,
+    max_bytes: usize,
+    composite: CompositeBatch,
+    ledger: Ledger,
+    /// Our page of each page given to the composite batch, in order.
+    composite_pages: Vec<usize>,
+}
+
+struct OpenJob {
+    shape: String,
+    csv: CsvJob,
+    /// Queue keys of the parked records in the job, by our page.
+    parked: Vec<(usize, String)>,
+}
+
+impl BulkBatch {
+    fn new(run: &Run<'_>, kind: RecordKind, composite: CompositeBatch) -> Result<Self> {
+        let spec = run.settings.mapping.target_spec(kind)?;
+        run.queues.clear_parked(kind)?;
+        Ok(BulkBatch {
+            kind,
+            spec,
+            jobs: Vec::new(),
+            job_records: run.sink.bulk_job_records(),
+            max_bytes: run.sink.bulk_max_upload_bytes(),
+            composite,
+            ledger: Ledger::default(),
+            composite_pages: Vec::new(),
+        })
+    }
+
+    /// Runs job `n` (through Composite when it is smaller than one Composite
+    /// request) and records every outcome.
+    fn run_job(&mut self, run: &Run<'_>, n: usize) -> Result<()> {
+        let job = self.jobs.swap_remove(n);
+        run.renew()?;
+        run.validate_target(self.kind)?;
+        let (results, action) = if job.csv.records() < run.sink.composite_slice() {
+            (None, AuditAction::Write)
+        } else {
+            (Some(run.sink.bulk_upsert(job.csv)?), AuditAction::BulkWrite)
+        };
+        for (page, key) in job.parked {
+            let staged: Vec<Staged> = run.queues.take_parked(&key)?.into_iter().map(Staged::from).collect();
+            let outcomes: Vec<UpsertOutcome> = match &results {
+                Some(r) => staged.iter().map(|s| r.outcome(&s.mapped.target.external_id)).collect(),
+                None => {
+                    let targets: Vec<SObjectRecord> = staged.iter().map(|s| s.mapped.target.clone()).collect();
+                    run.sink.upsert(&targets)?
+                }
+            };
+            record_outcomes(run, self.kind, &staged, &outcomes, action)?;
+            self.ledger.done(page, staged.len());
+            run.renew()?;
+        }
+        Ok(())
+    }
+
+    /// Moves completed composite pages into our ledger.
+    fn settle_composite(&mut self, completed: usize) {
+        for ours in self.composite_pages.drain(..completed) {
+            self.ledger.done(ours, 1);
+        }
+    }
+
+    /// Adds records of one shape from `page` to their open job.
+    fn add_shaped(&mut self, run: &Run<'_>, page: usize, shape: String, records: Vec<Staged>) -> Result<()> {
+        let targets: Vec<&SObjectRecord> = records.iter().map(|s| &s.mapped.target).collect();
+        let n = match self.jobs.iter().position(|j| j.shape == shape) {
+            Some(n) => n,
+            None => {
+                self.jobs.push(OpenJob {
+                    shape: shape.clone(),
+                    csv: CsvJob::new(&self.spec, targets[0]),
+                    parked: vec![],
+                });
+                self.jobs.len() - 1
+            }
+        };
+        let rows = self.jobs[n].csv.rows(&targets);
+        let csv = &self.jobs[n].csv;
+        let n = if csv.records() + records.len() > self.job_records || csv.bytes() + rows.len() > self.max_bytes {
+            self.run_job(run, n)?;
+            self.jobs.push(OpenJob { shape: shape.clone(), csv: CsvJob::new(&self.spec, targets[0]), parked: vec![] });
+            self.jobs.len() - 1
+        } else {
+            n
+        };
+        let job = &mut self.jobs[n];
+        job.csv.append(rows, records.len());
+        self.ledger.expect(page, records.len());
+        let parked: Vec<QueuedWrite> = records.iter().map(|s| s.queued(&run.request.run_id, String::new())).collect();
+        let key = run.queues.park(self.kind, &run.request.run_id, &format!("{page:06}-{shape}"), &parked)?;
+        job.parked.push((page, key));
+        Ok(())
+    }
+}
+
+impl Batch for BulkBatch {
+    fn add(&mut self, run: &Run<'_>, records: Vec<Staged>) -> Result<usize> {
+        let page = self.ledger.open_page();
+        let mut shaped: Vec<(String, Vec<Staged>)> = Vec::new();
+        let mut composite = Vec::new();
+        for staged in records {
+            if !csv_safe(&staged.mapped.target) {
+                composite.push(staged);
+                continue;
+            }
+            let shape = CsvJob::shape(&self.spec, &staged.mapped.target);
+            match shaped.iter_mut().find(|(s, _)| *s == shape) {
+                Some((_, group)) => group.push(staged),
+                None => shaped.push((shape, vec![staged])),
+            }
+        }
+        // The composite part of this page counts as one unit in our ledger.
+        self.ledger.expect(page, 1);
+        self.composite_pages.push(page);
+        let completed = self.composite.add(run, composite)?;
+        self.settle_composite(completed);
+        for (shape, group) in shaped {
+            self.add_shaped(run, page, shape, group)?;
+        }
+        Ok(self.ledger.take_completed())
+    }
+
+    fn finish(&mut self, run: &Run<'_>) -> Result<usize> {
+        while !self.jobs.is_empty() {
+            self.run_job(run, 0)?;
+        }
+        let completed = self.composite.finish(run)?;
+        self.settle_composite(completed);
+        Ok(self.ledger.take_completed())
+    }
+}
+
+// ---------------------------------------------------------------- dry run
+
+/// Writes nothing: records what a real run would do, compared with what the
+/// connector last wrote or, when asked, with the live Salesforce records.
+#[derive(Default)]
+pub(super) struct Plan {
+    entries: RefCell<Vec<PlannedWrite>>,
+    /// Records this plan writes: their children need not wait.
+    planned: RefCell<HashSet<ParentRef>>,
+}
+
+impl Plan {
+    fn push(&self, kind: RecordKind, netsuite_id: &str, action: PlanAction, changes: Vec<FieldChange>) {
+        self.entries.borrow_mut().push(PlannedWrite { kind, netsuite_id: netsuite_id.into(), action, changes });
+    }
+
+    fn plan_writes(&self, run: &Run<'_>, kind: RecordKind, part: &[Staged]) -> Result<()> {
+        run.validate_target(kind)?;
+        let spec = run.settings.mapping.target_spec(kind)?;
+        let live = if run.request.compare_live {
+            let ids: Vec<&str> = part.iter().map(|s| s.mapped.target.external_id.as_str()).collect();
+            Some(run.sink.live_records(&spec, &ids)?)
+        } else {
+            None
+        };
+        for staged in part {
+            let mapped = &staged.mapped;
+            let (exists, changes) = match &live {
+                Some(records) => {
+                    let before = records.get(&mapped.target.external_id);
+                    (before.is_some(), live_changes(&spec, &mapped.target.fields, before))
+                }
+                // The transformations carry old → new against the last write.
+                None => (
+                    staged.state.sf.is_some(),
+                    mapped
+                        .transformations
+                        .iter()
+                        .filter(|t| t.old.is_some() || t.new.is_some())
+                        .map(|t| FieldChange { field: t.field.clone(), old: t.old.clone(), new: t.new.clone() })
+                        .collect(),
+                ),
+            };
+            let (action, outcome) = match (exists, changes.is_empty()) {
+                (false, _) => (PlanAction::Create, OutcomeKind::Created),
+                (true, true) => (PlanAction::Unchanged, OutcomeKind::Unchanged),
+                (true, false) => (PlanAction::Update, OutcomeKind::Updated),
+            };
+            run.count(kind, outcome);
+            // A real run writes it (its state says Salesforce may lack it), so
+            // its children will find it there, changed or not.
+            self.planned.borrow_mut().insert((kind, mapped.source_id.clone()));
+            self.push(kind, &mapped.source_id, action, changes);
+        }
+        Ok(())
+    }
+}
+
+/// The fields of `after` that differ from the live record, links compared
+/// by the parent's external id (a cleared link against a linked record is
+/// a change; a lookup to a record without an external id is shown by id).
+fn live_changes(
+    spec: &TargetSpec,
+    after: &Map<String, Value>,
+    before: Option<&Map<String, Value>>,
+) -> Vec<FieldChange> {
+    let links: HashSet<&str> =
+        spec.relationships.iter().flat_map(|l| [l.relationship.as_str(), l.field.as_str()]).collect();
+    let mut changes: Vec<FieldChange> = after
+        .iter()
+        .filter(|(field, _)| !links.contains(field.as_str()))
+        .filter(|(field, new)| before.and_then(|b| b.get(*field)) != Some(*new))
+        .map(|(field, new)| FieldChange {
+            field: field.clone(),
+            old: before.and_then(|b| b.get(field)).cloned(),
+            new: Some(new.clone()),
+        })
+        .collect();
+    for link in &spec.relationships {
+        let Some(wanted) = link.target(after) else { continue };
+        let live = before.map(|b| live_link(link, b)).unwrap_or_default();
+        if wanted.map(str::to_string) != live {
+            let shown = |id: Option<String>| {
+                id.map(|id| serde_json::json!({ crate::mapping::EXTERNAL_ID_FIELD: id })).unwrap_or(Value::Null)
+            };
+            changes.push(FieldChange {
+                field: link.relationship.clone(),
+                old: Some(shown(live)),
+                new: Some(shown(wanted.map(str::to_string))),
+            });
+        }
+    }
+    changes
+}
+
+/// The parent a live record links to: its external id, or its Salesforce id
+/// when the parent has none (linked by hand).
+fn live_link(link: &Link, record: &Map<String, Value>) -> Option<String> {
+    let id = record.get(&link.field).and_then(Value::as_str)?;
+    let ext =
+        record.get(&link.relationship).and_then(|p| p.get(crate::mapping::EXTERNAL_ID_FIELD)).and_then(Value::as_str);
+    Some(ext.map_or_else(|| format!("Salesforce id {id}"), str::to_string))
+}
+
+impl Writer for Plan {
+    fn batch<'b>(&'b self, _: &Run<'_>, kind: RecordKind, _: Path, _: AuditAction) -> Result<Box<dyn Batch + 'b>> {
+        Ok(Box::new(PlanBatch { plan: self, kind }))
+    }
+
+    fn delete(&self, run: &Run<'_>, kind: RecordKind, pending: Vec<(String, RecordState)>) -> Result<()> {
+        let action = match run.settings.delete_action {
+            DeleteAction::Flag => PlanAction::FlagDeleted,
+            DeleteAction::Delete => PlanAction::Delete,
+        };
+        for (id, _) in pending {
+            run.count(kind, OutcomeKind::Deleted);
+            self.push(kind, &id, action, vec![]);
+        }
+        Ok(())
+    }
+
+    fn defer(&self, run: &Run<'_>, staged: &Staged, _: &[ParentRef]) -> Result<()> {
+        run.count(staged.mapped.source_kind, OutcomeKind::Deferred);
+        self.push(staged.mapped.source_kind, &staged.mapped.source_id, PlanAction::Defer, vec![]);
+        Ok(())
+    }
+
+    fn planned(&self, parent: &ParentRef) -> bool {
+        self.planned.borrow().contains(parent)
+    }
+
+    fn plan(&self) -> Vec<PlannedWrite> {
+        self.entries.take()
+    }
+}
+
+/// Plans each page as it comes (a SOQL read per page when comparing live).
+struct PlanBatch<'p> {
+    plan: &'p Plan,
+    kind: RecordKind,
+}
+
+impl Batch for PlanBatch<'_> {
+    fn add(&mut self, run: &Run<'_>, records: Vec<Staged>) -> Result<usize> {
+        if !records.is_empty() {
+            self.plan.plan_writes(run, self.kind, &records)?;
+        }
+        Ok(1)
+    }
+
+    fn finish(&mut self, _: &Run<'_>) -> Result<usize> {
+        Ok(0)
+    }
+}

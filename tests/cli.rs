@@ -1,0 +1,80 @@
+//! The `connector` command line as a user types it: settings and secrets.
+
+mod support;
+
+use std::process::Command;
+use support::connector_binary;
+
+fn connector(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(connector_binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CONNECTOR_MASTER_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the connector CLI starts");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_secret_the_connector_reads_can_be_stored_and_none_may_sit_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = connector(&["secrets", "init"], dir.path(), "");
+    assert!(key.status.success());
+    std::fs::write(dir.path().join("master.key"), &key.stdout).unwrap();
+    let config = dir.path().join("connector.toml");
+    std::fs::write(&config, "tenant = \"acme\"\nmaster_key_file = \"master.key\"\n[settings]\n").unwrap();
+    let config = config.to_str().unwrap();
+    let secrets: Vec<&str> = netsuite_salesforce::settings::SETTINGS
+        .iter()
+        .filter(|s| s.secret && s.scope == netsuite_salesforce::settings::catalog::Scope::Connector)
+        .map(|s| s.name)
+        .collect();
+    assert!(secrets.contains(&"salesforce_private_key"), "the JWT bearer key is a secret");
+    for name in &secrets {
+        let out = connector(&["secrets", "set", "--config", config, name], dir.path(), "-----BEGIN PRIVATE KEY-----\n");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let listed = connector(&["secrets", "list", "--config", config], dir.path(), "");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for name in &secrets {
+        assert!(listed.lines().any(|l| l == *name), "{name} is listed: {listed}");
+    }
+    assert!(!listed.contains("BEGIN"), "values are never shown");
+
+    // A key pasted into [settings] is refused, naming the way to store it.
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        "tenant = \"acme\"\nmaster_key_file = \"master.key\"\n[settings]\nsalesforce_private_key = \"-----BEGIN\"\n",
+    )
+    .unwrap();
+    let out = connector(&["secrets", "list", "--config", config], dir.path(), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("connector secrets set"), "{stderr}");
+}
+
+#[test]
+fn a_misspelled_setting_is_refused_naming_the_intended_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("connector.toml");
+    std::fs::write(&config, "tenant = \"acme\"\n[settings]\nsalesforce_bulk_treshold = 5000\n").unwrap();
+    let out = connector(&["sync", "--config", config.to_str().unwrap()], dir.path(), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("did you mean `salesforce_bulk_threshold`"), "{stderr}");
+}
+
+#[test]
+fn the_settings_command_lists_what_the_readme_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = connector(&["settings"], dir.path(), "");
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed, netsuite_salesforce::settings::catalog::markdown_table());
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains(listed.as_ref()));
+}
