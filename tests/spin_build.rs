@@ -283,3 +283,10 @@ async fn replicas_sharing_one_store(store: SwapSemantics) {
 async fn replicas_sharing_spins_default_sqlite_store_run_each_sync_once() {
     replicas_sharing_one_store(SwapSemantics::SpinSqlite).await;
 }
+
+/// Spin 4.0.2's Redis store answers cas-failed for every swap, applied or
+/// not: the lease must not believe it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_spins_redis_store_run_each_sync_once() {
+    replicas_sharing_one_store(SwapSemantics::SpinRedis).await;
+}

@@ -95,12 +95,16 @@ impl KeyValue for Bucket<'_> {
         // Sealed values carry a fresh nonce each write: nothing to compare.
         let (Some(bucket), None) = (self.atomic, &self.sealed) else { return Ok(None) };
         let cas = atomics::Cas::new(bucket, &self.key(key)).map_err(|e| format!("{e:?}"))?;
-        // `current` makes the swap conditional on the value it read.
+        // `current` makes the swap conditional on the value it read (Redis:
+        // WATCH). An absent key is never swapped: the SQLite store would
+        // upsert it.
         if cas.current().map_err(|e| format!("{e:?}"))?.as_deref() != Some(expected) {
             return Ok(Some(false));
         }
         match atomics::swap(cas, new) {
             Ok(()) => Ok(Some(true)),
+            // Only a hint: Spin 4.0.2's Redis store answers this for every
+            // swap, written or not (its `UNWATCH <key>` is refused).
             Err(atomics::CasError::CasFailed(_)) => Ok(Some(false)),
             Err(atomics::CasError::StoreError(e)) => Err(format!("{e:?}")),
         }
