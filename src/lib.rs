@@ -11,6 +11,8 @@ pub mod model;
 pub mod netsuite;
 pub mod ports;
 pub mod salesforce;
+#[cfg(feature = "sealing")]
+pub mod sealing;
 pub mod settings;
 pub mod sync;
 

@@ -51,11 +51,14 @@ pub trait KeyValue {
     fn delete_many(&self, keys: &[String]) -> Result<(), String>;
     /// Every key in the bucket, in order.
     fn list_keys(&self) -> Result<Vec<String>, String>;
-    /// Replaces the value of an existing key with `new` only if it still is
-    /// `expected`, atomically: `Some(true)` written, `Some(false)` someone
-    /// wrote first. `None`: this store has no compare-and-swap (callers fall
-    /// back). Only for present keys: Spin's default store does not check
-    /// swaps of absent keys.
+    /// Replaces the value of `key` with `new` only if it still is `expected`,
+    /// atomically; never writes when it is not, or when the key is absent.
+    /// The answer is a hint, not a verdict: `Some(true)` says written,
+    /// `Some(false)` says someone wrote first, an error says the store
+    /// failed, and any of them may be wrong (Spin 4.0.2's Redis store answers
+    /// `Some(false)` for every swap, written or not). A caller that must know
+    /// reads the key back. `None`: this store has no compare-and-swap
+    /// (callers fall back).
     fn swap_if(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Option<bool>, String> {
         let _ = (key, expected, new);
         Ok(None)

@@ -4,11 +4,13 @@
 mod support;
 
 use base64::Engine as _;
-use host_harness::spin_host::SpinHost;
+use host_harness::spin_host::{SpinHost, SwapSemantics};
 use host_harness::testbed::WEBHOOK_SECRET;
 use netsuite_salesforce::events::sign;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use support::{bed, component_path, spin_component_path};
 
 /// An interface of the world `spin:up/platform` (vendored from spin-sdk in
@@ -102,7 +104,9 @@ async fn the_spin_build_syncs_on_request_and_on_a_signed_event_and_ignores_a_for
     let key: [u8; 32] = std::array::from_fn(|i| (i * 7 + 3) as u8);
     variables.insert("credentials_key".into(), base64::engine::general_purpose::STANDARD.encode(key));
     variables.insert("sync_token".into(), "sync-token-for-tests".into());
-    let host = tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables)).unwrap();
+    let host =
+        tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables, SwapSemantics::SpinSqlite))
+            .unwrap();
 
     let refused = host.request("POST", "/sync", &[("authorization", "Bearer guess".into())], vec![]).await.unwrap();
     assert_eq!(refused.status, 401, "{}", refused.body);
@@ -220,36 +224,79 @@ fn spin_toml_declares_every_setting_with_its_secrecy() {
     assert!(hosts.iter().any(|h| h.as_str() == Some("{{ netsuite_base_url }}")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_replicas_sharing_key_value_a_sync_runs_once() {
+/// The Spin build's lease as the shared store holds it, if the key exists.
+fn stored_lease(host: &SpinHost) -> Option<serde_json::Value> {
+    let bytes = host.kv.lock().unwrap().get("state/lease").cloned()?;
+    Some(serde_json::from_slice(&bytes).expect("the lease is JSON"))
+}
+
+/// No run is left holding the lease: the key holds an expired lease or none.
+fn no_live_lease(host: &SpinHost, after: &str) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    if let Some(lease) = stored_lease(host) {
+        let expires_at = lease["expires_at"].as_i64().expect("a lease has an expiry");
+        assert!(expires_at <= now, "{after}: a live lease was left behind: {lease}");
+    }
+}
+
+/// Two replicas of the Spin build (two hosts, one shared key-value store
+/// with the swap semantics of `store`) receiving `/sync`.
+async fn replicas_sharing_one_store(store: SwapSemantics) {
     let bed = bed(3000).start().await;
     let mut variables: BTreeMap<String, String> = bed.tenant.sandbox().unwrap().config;
     variables.insert("credentials_key".into(), base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
     variables.insert("sync_token".into(), "t".into());
-    // Two replicas: two instances over one shared key-value store.
-    let host =
-        std::sync::Arc::new(tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables)).unwrap());
-    let call = |h: std::sync::Arc<SpinHost>| async move {
+    let one =
+        Arc::new(tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables, store)).unwrap());
+    let two = Arc::new(one.replica());
+    let call = |h: Arc<SpinHost>| async move {
         h.request("POST", "/sync", &[("authorization", "Bearer t".into())], vec![]).await.unwrap()
     };
-    let (a, b) = tokio::join!(tokio::spawn(call(host.clone())), tokio::spawn(call(host.clone())));
-    let mut statuses = [a.unwrap().status, b.unwrap().status];
-    statuses.sort_unstable();
-    assert_eq!(statuses, [200, 409], "one replica runs, the other is told the tenant is busy");
-    assert_eq!(bed.salesforce.writes(), 3000, "every record written once");
+    let swaps = || one.swaps.load(Ordering::SeqCst);
 
-    // The lease key now exists (released = expired), so replicas take it by
-    // compare-and-swap: one swap to take it and one to give it back.
-    let lease = || host.kv.lock().unwrap().get("state/lease").cloned().expect("the lease key is kept");
-    assert!(String::from_utf8_lossy(&lease()).contains(r#""expires_at":0"#));
-    let swaps = host.swaps.load(std::sync::atomic::Ordering::SeqCst);
-    bed.netsuite.set_latency(std::time::Duration::from_millis(150)); // so the two runs overlap
-    let (a, b) = tokio::join!(tokio::spawn(call(host.clone())), tokio::spawn(call(host.clone())));
+    // At the same moment, before any lease exists (write, settle, read back).
+    let (a, b) = tokio::join!(tokio::spawn(call(one.clone())), tokio::spawn(call(two.clone())));
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut statuses = [a.status, b.status];
     statuses.sort_unstable();
-    assert_eq!(statuses, [200, 409], "{} / {}", a.body, b.body);
-    assert_eq!(host.swaps.load(std::sync::atomic::Ordering::SeqCst), swaps + 2);
-    assert!(String::from_utf8_lossy(&lease()).contains(r#""expires_at":0"#));
+    assert_eq!(statuses, [200, 409], "{store:?}: one replica runs, the other is told the tenant is busy");
+    assert_eq!(bed.salesforce.writes(), 3000, "every record written once");
+    no_live_lease(&one, "the first two runs");
+
+    // One after another, alternating replicas: each run swaps the expired
+    // lease the run before left, and gives it back expired.
+    for (n, host) in [&two, &one, &two].into_iter().enumerate() {
+        let before = swaps();
+        let answer = call(host.clone()).await;
+        assert_eq!(answer.status, 200, "{store:?}: sequential run {n}: {}", answer.body);
+        assert_eq!(swaps(), before + 2, "{store:?}: one swap takes the lease, one gives it back");
+        no_live_lease(&one, &format!("sequential run {n}"));
+    }
+
+    // At the same moment again, on the existing key: exactly one runs; the
+    // other's swap, if it got that far, wrote nothing.
+    let before = swaps();
+    bed.netsuite.set_latency(std::time::Duration::from_millis(150)); // so the two runs overlap
+    let (a, b) = tokio::join!(tokio::spawn(call(one.clone())), tokio::spawn(call(two.clone())));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{store:?}: {} / {}", a.body, b.body);
+    let busy = if a.status == 409 { &a.body } else { &b.body };
+    assert!(busy.contains("this tenant's lease"), "{busy}");
+    assert_eq!(swaps(), before + 2, "{store:?}: only the running replica's swaps wrote");
+    no_live_lease(&one, "the concurrent runs");
     assert_eq!(bed.salesforce.writes(), 3000, "nothing changed, nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_spins_default_sqlite_store_run_each_sync_once() {
+    replicas_sharing_one_store(SwapSemantics::SpinSqlite).await;
+}
+
+/// Spin 4.0.2's Redis store answers cas-failed for every swap, applied or
+/// not: the lease must not believe it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_spins_redis_store_run_each_sync_once() {
+    replicas_sharing_one_store(SwapSemantics::SpinRedis).await;
 }

@@ -4,7 +4,7 @@
 
 use crate::host::{RecordKind, Runtime, SyncMode};
 use crate::sim::salesforce::SalesforceSimConfig;
-use crate::spin_host::SpinHost;
+use crate::spin_host::{SpinHost, SwapSemantics};
 use crate::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -158,7 +158,9 @@ pub async fn event_latency(target: EventHost, events: usize) -> Result<EventLate
             let mut variables = bed.tenant.sandbox()?.config;
             variables.insert("credentials_key".into(), random_key());
             variables.insert("sync_token".into(), "bench".into());
-            let host = tokio::task::spawn_blocking(move || SpinHost::load(&wasm, variables)).await??;
+            // Spin's default store, as `spin up` without a runtime config.
+            let host = tokio::task::spawn_blocking(move || SpinHost::load(&wasm, variables, SwapSemantics::SpinSqlite))
+                .await??;
             let first = host.request("POST", "/sync", &[("authorization", "Bearer bench".into())], vec![]).await?;
             if first.status != 200 {
                 bail!("the initial sync through the Spin build failed ({}): {}", first.status, first.body);

@@ -3,10 +3,9 @@
 //! settings and secrets, the component log and key-value for the audit.
 
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use netsuite_salesforce::model::AuditEntry;
 use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue, SystemClock};
+use netsuite_salesforce::sealing::{SealError, SealingKey};
 use spin_sdk::key_value::Store;
 // spin-sdk 5 wraps only fermyon:spin/key-value, which has no compare-and-swap;
 // its generated wasi:keyvalue bindings (same stores, same labels) do.
@@ -21,7 +20,7 @@ netsuite_salesforce::wasi_http_transport!(wasi);
 struct Bucket<'s> {
     store: &'s Store,
     prefix: &'static str,
-    sealed: Option<XChaCha20Poly1305>,
+    sealed: Option<&'s SealingKey>,
     /// The same store through wasi:keyvalue, for compare-and-swap.
     atomic: Option<&'s wasi_store::Bucket>,
 }
@@ -31,26 +30,19 @@ impl Bucket<'_> {
         format!("{}/{key}", self.prefix)
     }
 
+    /// The full key is the associated data, so a value copied under another
+    /// key does not open.
     fn seal(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, String> {
-        let Some(aead) = &self.sealed else { return Ok(value.to_vec()) };
-        let nonce: [u8; 24] = std::array::from_fn(|_| getrandom::u32().unwrap_or(0) as u8);
-        let mut out = nonce.to_vec();
-        out.extend(
-            aead.encrypt(&XNonce::from(nonce), Payload { msg: value, aad: key.as_bytes() })
-                .map_err(|_| "encryption failed".to_string())?,
-        );
-        Ok(out)
+        let Some(sealing) = self.sealed else { return Ok(value.to_vec()) };
+        sealing.seal(key.as_bytes(), value).map_err(|e| format!("credential `{key}` not stored: {e}"))
     }
 
     fn open(&self, key: &str, sealed: Vec<u8>) -> Result<Vec<u8>, String> {
-        let Some(aead) = &self.sealed else { return Ok(sealed) };
-        if sealed.len() < 24 {
-            return Err(format!("credential `{key}` is damaged; delete it"));
-        }
-        let (nonce, body) = sealed.split_at(24);
-        let nonce: [u8; 24] = nonce.try_into().expect("split at 24");
-        aead.decrypt(&XNonce::from(nonce), Payload { msg: body, aad: key.as_bytes() })
-            .map_err(|_| format!("credential `{key}` cannot be decrypted: credentials_key changed; delete it"))
+        let Some(sealing) = self.sealed else { return Ok(sealed) };
+        sealing.open(key.as_bytes(), &sealed).map_err(|e| match e {
+            SealError::Truncated => format!("credential `{key}` is damaged; delete it"),
+            _ => format!("credential `{key}` cannot be decrypted: credentials_key changed; delete it"),
+        })
     }
 }
 
@@ -95,12 +87,16 @@ impl KeyValue for Bucket<'_> {
         // Sealed values carry a fresh nonce each write: nothing to compare.
         let (Some(bucket), None) = (self.atomic, &self.sealed) else { return Ok(None) };
         let cas = atomics::Cas::new(bucket, &self.key(key)).map_err(|e| format!("{e:?}"))?;
-        // `current` makes the swap conditional on the value it read.
+        // `current` makes the swap conditional on the value it read (Redis:
+        // WATCH). An absent key is never swapped: the SQLite store would
+        // upsert it.
         if cas.current().map_err(|e| format!("{e:?}"))?.as_deref() != Some(expected) {
             return Ok(Some(false));
         }
         match atomics::swap(cas, new) {
             Ok(()) => Ok(Some(true)),
+            // Only a hint: Spin 4.0.2's Redis store answers this for every
+            // swap, written or not (its `UNWATCH <key>` is refused).
             Err(atomics::CasError::CasFailed(_)) => Ok(Some(false)),
             Err(atomics::CasError::StoreError(e)) => Err(format!("{e:?}")),
         }
@@ -212,7 +208,7 @@ impl AuditSink for Audit<'_> {
 pub struct SpinHost {
     store: Store,
     atomic: wasi_store::Bucket,
-    sealing: XChaCha20Poly1305,
+    sealing: SealingKey,
     audit_retention_secs: i64,
 }
 
@@ -242,12 +238,7 @@ impl SpinHost {
             .decode(key.trim())
             .map_err(|_| "variable `credentials_key` is not base64".to_string())?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| "variable `credentials_key` must be 32 bytes".to_string())?;
-        Ok(SpinHost {
-            store,
-            atomic,
-            sealing: XChaCha20Poly1305::new(&key.into()),
-            audit_retention_secs: audit_retention_secs()?,
-        })
+        Ok(SpinHost { store, atomic, sealing: SealingKey::new(&key), audit_retention_secs: audit_retention_secs()? })
     }
 
     pub fn host(&self) -> HostParts<'_> {
@@ -256,7 +247,7 @@ impl SpinHost {
             credentials: Bucket {
                 store: &self.store,
                 prefix: "credentials",
-                sealed: Some(self.sealing.clone()),
+                sealed: Some(&self.sealing),
                 atomic: None,
             },
             queues: Bucket { store: &self.store, prefix: "queues", sealed: None, atomic: Some(&self.atomic) },

@@ -1,20 +1,43 @@
 //! An in-memory key-value bucket for the core's unit tests.
 
 use crate::ports::KeyValue;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-/// A map; with `cas`, it swaps like Spin's stores, and `intruder` is
-/// written just before the next swap (a competitor getting in between).
+/// How a bucket compare-and-swaps. Every swap that has one is conditional
+/// (it writes only where the key holds the expected value); they differ in
+/// what they answer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Swaps {
+    /// None at all, like the harness's SQLite store.
+    #[default]
+    Unsupported,
+    /// Answers what happened, like Spin's default (SQLite) store.
+    Truthful,
+    /// Answers "someone wrote first" for every swap, written or not, like
+    /// Spin 4.0.2's Redis store (its `UNWATCH <key>` is refused).
+    AlwaysRefused,
+    /// Answers an error for every swap, written or not.
+    AlwaysFails,
+}
+
+/// A map; `intruder` is written just before the next swap or just after
+/// the next set (a competitor getting in between); `dropped` swaps are not
+/// written at all (a store that loses some) whatever they answer.
 #[derive(Default)]
 pub struct Memory {
     pub map: RefCell<HashMap<String, Vec<u8>>>,
-    pub cas: bool,
+    pub swaps: Swaps,
     pub intruder: RefCell<Option<Vec<u8>>>,
+    pub dropped: Cell<u32>,
 }
 impl Memory {
-    pub fn with_cas() -> Memory {
-        Memory { cas: true, ..Memory::default() }
+    pub fn with(swaps: Swaps) -> Memory {
+        Memory { swaps, ..Memory::default() }
+    }
+    /// One of each kind of store.
+    pub fn every_kind() -> [Memory; 4] {
+        [Swaps::Unsupported, Swaps::Truthful, Swaps::AlwaysRefused, Swaps::AlwaysFails].map(Memory::with)
     }
 }
 impl KeyValue for Memory {
@@ -23,6 +46,9 @@ impl KeyValue for Memory {
     }
     fn set(&self, key: &str, value: &[u8]) -> std::result::Result<(), String> {
         self.map.borrow_mut().insert(key.into(), value.to_vec());
+        if let Some(v) = self.intruder.borrow_mut().take() {
+            self.map.borrow_mut().insert(key.into(), v);
+        }
         Ok(())
     }
     fn delete(&self, key: &str) -> std::result::Result<(), String> {
@@ -42,17 +68,23 @@ impl KeyValue for Memory {
         Ok(self.map.borrow().keys().cloned().collect())
     }
     fn swap_if(&self, key: &str, expected: &[u8], new: &[u8]) -> std::result::Result<Option<bool>, String> {
-        if !self.cas {
+        if self.swaps == Swaps::Unsupported {
             return Ok(None);
         }
         if let Some(v) = self.intruder.borrow_mut().take() {
-            self.set(key, &v)?;
+            self.map.borrow_mut().insert(key.into(), v);
         }
+        let dropped = self.dropped.get() > 0;
+        self.dropped.set(self.dropped.get().saturating_sub(1));
         let mut map = self.map.borrow_mut();
-        if map.get(key).map(Vec::as_slice) != Some(expected) {
-            return Ok(Some(false));
+        let written = !dropped && map.get(key).map(Vec::as_slice) == Some(expected);
+        if written {
+            map.insert(key.into(), new.to_vec());
         }
-        map.insert(key.into(), new.to_vec());
-        Ok(Some(true))
+        match self.swaps {
+            Swaps::AlwaysRefused => Ok(Some(false)),
+            Swaps::AlwaysFails => Err("the store failed".into()),
+            _ => Ok(Some(written)),
+        }
     }
 }

@@ -1,40 +1,37 @@
 //! Secrets at rest: an XChaCha20-Poly1305 sealed file of named secrets, and
-//! the same cipher for the credentials bucket. The master key comes from
+//! the same cipher for the credentials bucket (the sealing is the core's,
+//! shared with the Spin build). The master key comes from
 //! `CONNECTOR_MASTER_KEY` (base64 of 32 bytes) or a key file; it is never
 //! logged, and neither is any secret.
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
-use chacha20poly1305::{AeadCore, XChaCha20Poly1305, XNonce};
+use netsuite_salesforce::sealing::{SealError, SealingKey};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const MASTER_KEY_ENV: &str = "CONNECTOR_MASTER_KEY";
 const FILE_MAGIC: &[u8] = b"NSSFSEC1";
-const NONCE_LEN: usize = 24;
 
 /// A sealing key. Clone is cheap; Debug shows nothing.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Cipher {
-    aead: XChaCha20Poly1305,
-}
-
-impl std::fmt::Debug for Cipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Cipher(..)")
-    }
+    key: SealingKey,
 }
 
 impl Cipher {
     pub fn from_key(key: &[u8; 32]) -> Cipher {
-        Cipher { aead: XChaCha20Poly1305::new(key.into()) }
+        Cipher { key: SealingKey::new(key) }
     }
 
     /// A fresh random key, base64-encoded, for `connector secrets init`.
+    /// Panics when the OS random source fails: there is no key to be had.
     pub fn generate_key_b64() -> String {
-        B64.encode(XChaCha20Poly1305::generate_key(&mut OsRng))
+        match SealingKey::generate() {
+            Ok(key) => B64.encode(key),
+            Err(e) => panic!("cannot generate a master key: {e}"),
+        }
     }
 
     pub fn from_b64(text: &str) -> Result<Cipher> {
@@ -65,23 +62,14 @@ impl Cipher {
 
     /// nonce ‖ ciphertext, bound to `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let mut out = nonce.to_vec();
-        out.extend(
-            self.aead.encrypt(&nonce, Payload { msg: plaintext, aad }).map_err(|_| anyhow!("encryption failed"))?,
-        );
-        Ok(out)
+        self.key.seal(aad, plaintext).map_err(|e| anyhow!("sealing failed: {e}"))
     }
 
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-        if sealed.len() < NONCE_LEN {
-            bail!("sealed value is truncated");
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce length");
-        self.aead
-            .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad })
-            .map_err(|_| anyhow!("wrong master key or damaged data"))
+        self.key.open(aad, sealed).map_err(|e| match e {
+            SealError::Truncated => anyhow!("sealed value is truncated"),
+            _ => anyhow!("wrong master key or damaged data"),
+        })
     }
 }
 

@@ -2,7 +2,8 @@
 //! an HTTP component — WASI 0.2, outbound wasi:http, fermyon:spin key-value
 //! and variables, wasi:keyvalue store and atomics over the same store — and
 //! calling its wasi:http incoming handler. It runs the
-//! Spin build end to end in tests without a Spin binary.
+//! Spin build end to end in tests without a Spin binary. Swaps behave as
+//! those of the store chosen by [`SwapSemantics`].
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -44,6 +45,22 @@ pub type SharedStore = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
 pub struct StoreHandle;
 
+/// How `wasi:keyvalue/atomics` swaps behave: as in Spin 4.0.2 (and its main
+/// branch) with the store a runtime config chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapSemantics {
+    /// The default store (SQLite): a conditional UPDATE on the value
+    /// `current` read when the key existed, an upsert otherwise; the answer
+    /// is true.
+    SpinSqlite,
+    /// `[key_value_store.default] type = "redis"`: `current` is WATCH + GET
+    /// on a connection of the swap's own; `swap` is MULTI/SET/EXEC (aborted
+    /// when the key changed since the WATCH, unconditional without a
+    /// `current`) and then `UNWATCH <key>`, which Redis refuses (UNWATCH takes
+    /// no argument), so every swap answers cas-failed, applied or not.
+    SpinRedis,
+}
+
 /// A compare-and-swap in progress: the key, and the value `current` read
 /// (outer `None`: `current` was not called).
 pub struct CasHandle {
@@ -57,6 +74,7 @@ pub struct SpinState {
     table: ResourceTable,
     kv: SharedStore,
     swaps: Arc<AtomicU64>,
+    semantics: SwapSemantics,
     variables: BTreeMap<String, String>,
 }
 
@@ -161,8 +179,9 @@ impl wasi_store::HostBucket for SpinState {
     }
 }
 
-/// Swaps as Spin's default (SQLite) store does: conditional on the value
-/// `current` read when it was called and the key existed, an upsert otherwise.
+/// Swaps as the store of `semantics` does. Redis's WATCH notices any write
+/// to the key, this compares values: the same for the connector, which
+/// never writes a lease value twice.
 impl atomics::Host for SpinState {
     fn increment(
         &mut self,
@@ -183,17 +202,28 @@ impl atomics::Host for SpinState {
     }
     fn swap(&mut self, cas: Resource<CasHandle>, value: Vec<u8>) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let handle = self.table.get(&cas)?;
+        let (key, seen) = (handle.key.clone(), handle.seen.clone());
         let mut kv = self.kv.lock().unwrap();
-        if let Some(Some(seen)) = &handle.seen
-            && kv.get(&handle.key) != Some(seen)
-        {
-            return Ok(Err(atomics::CasError::CasFailed(cas)));
+        let unchanged = match (self.semantics, &seen) {
+            // WATCH covers an absent key too: creating it aborts the EXEC.
+            (SwapSemantics::SpinRedis, Some(seen)) => kv.get(&key) == seen.as_ref(),
+            (SwapSemantics::SpinSqlite, Some(Some(seen))) => kv.get(&key) == Some(seen),
+            // No `current`, or (SQLite) an absent key: written regardless.
+            _ => true,
+        };
+        if unchanged {
+            kv.insert(key, value);
+            self.swaps.fetch_add(1, Ordering::SeqCst);
         }
-        kv.insert(handle.key.clone(), value);
         drop(kv);
-        self.table.delete(cas)?;
-        self.swaps.fetch_add(1, Ordering::SeqCst);
-        Ok(Ok(()))
+        match self.semantics {
+            SwapSemantics::SpinSqlite if unchanged => {
+                self.table.delete(cas)?;
+                Ok(Ok(()))
+            }
+            // Redis: the refused UNWATCH answers for applied swaps too.
+            _ => Ok(Err(atomics::CasError::CasFailed(cas))),
+        }
     }
 }
 
@@ -228,8 +258,10 @@ pub struct SpinHost {
     engine: Engine,
     pre: wasmtime::component::InstancePre<SpinState>,
     pub kv: SharedStore,
-    /// Compare-and-swaps that succeeded, across requests.
+    /// Compare-and-swaps that wrote, across requests (and replicas),
+    /// whatever they answered.
     pub swaps: Arc<AtomicU64>,
+    pub semantics: SwapSemantics,
     pub variables: BTreeMap<String, String>,
     /// The component's log (its stdout), as Spin would collect it.
     pub log: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
@@ -242,7 +274,7 @@ pub struct Answer {
 }
 
 impl SpinHost {
-    pub fn load(wasm: &Path, variables: BTreeMap<String, String>) -> Result<SpinHost> {
+    pub fn load(wasm: &Path, variables: BTreeMap<String, String>, semantics: SwapSemantics) -> Result<SpinHost> {
         let engine = Engine::new(&Config::new())?;
         let component = Component::from_file(&engine, wasm)
             .map_err(|e| anyhow!("loading the Spin build {}: {e:?}", wasm.display()))?;
@@ -255,7 +287,21 @@ impl SpinHost {
         atomics::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let pre = linker.instantiate_pre(&component).map_err(|e| anyhow!("Spin would not run this build: {e:?}"))?;
         let log = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 20);
-        Ok(SpinHost { engine, pre, kv: Default::default(), swaps: Default::default(), variables, log })
+        Ok(SpinHost { engine, pre, kv: Default::default(), swaps: Default::default(), semantics, variables, log })
+    }
+
+    /// Another replica of the same app: its own instances and log, the same
+    /// key-value store (and swap counter).
+    pub fn replica(&self) -> SpinHost {
+        SpinHost {
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            kv: self.kv.clone(),
+            swaps: self.swaps.clone(),
+            semantics: self.semantics,
+            variables: self.variables.clone(),
+            log: wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(64 << 20),
+        }
     }
 
     /// One HTTP request through the component's incoming handler.
@@ -269,6 +315,7 @@ impl SpinHost {
             table: ResourceTable::new(),
             kv: self.kv.clone(),
             swaps: self.swaps.clone(),
+            semantics: self.semantics,
             variables: self.variables.clone(),
         };
         let mut store = Store::new(&self.engine, state);
