@@ -1,9 +1,10 @@
-//! `connector bench`: the same sync through Composite and through Bulk API
-//! 2.0 on the simulators, reporting Salesforce API calls per 1,000 records
-//! and records per second.
+//! `connector bench`: a first sync of a simulated account (customers,
+//! contacts, vendors; optional latency per API call), through the path the
+//! connector picks or a forced one, reporting throughput, API calls and the
+//! memory the component and the process used.
 
-use crate::host::{RecordKind, Runtime, SyncMode};
-use crate::sim::salesforce::SalesforceSimConfig;
+use crate::host::{Runtime, SyncMode};
+use crate::sim::salesforce::{Faults, SalesforceSimConfig};
 use crate::spin_host::{SpinHost, SwapSemantics};
 use crate::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
 use anyhow::{Result, bail};
@@ -12,51 +13,109 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// What one benchmark run measured.
 #[derive(Debug, Serialize)]
 pub struct PathResult {
+    /// `auto` (the connector's own choice by `salesforce_bulk_threshold`),
+    /// `composite` or `bulk` (forced).
     pub path: &'static str,
     pub records: u64,
     pub seconds: f64,
     pub records_per_second: f64,
+    pub micros_per_record: f64,
     /// Requests counted against the org's daily allocation (token requests are not).
     pub salesforce_api_calls: u64,
-    pub salesforce_calls_per_1000: f64,
     pub netsuite_requests: u64,
     pub bulk_jobs: u64,
+    /// The component's largest linear memory during the run.
+    pub guest_peak_memory_bytes: u64,
+    /// The bench process's peak resident memory during the run (the
+    /// simulators and their data live in the same process).
+    pub host_peak_rss_bytes: u64,
 }
 
-pub async fn run(component: PathBuf, records: u64) -> Result<Vec<PathResult>> {
+/// What to sync.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub customers: u64,
+    pub contacts: u64,
+    pub vendors: u64,
+    /// Injected into every NetSuite and Salesforce API call.
+    pub latency_ms: u64,
+    pub paths: Vec<String>,
+    pub max_memory_mb: usize,
+}
+
+/// The process's resident memory high-water mark, reset: Linux only (0 elsewhere).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathResult>> {
     let key = tokio::task::spawn_blocking(|| KeyPair::generate(Signing::Ps256)).await??;
     let runtime = tokio::task::spawn_blocking(move || Runtime::load(&component)).await??;
+    let records = options.customers + options.contacts + options.vendors;
     let mut results = Vec::new();
-    for (path, threshold) in [("composite", records + 1), ("bulk", 0)] {
+    for path in &options.paths {
+        let (path, threshold): (&'static str, Option<u64>) = match path.as_str() {
+            "auto" => ("auto", None),
+            "composite" => ("composite", Some(records + 1)),
+            "bulk" => ("bulk", Some(0)),
+            other => bail!("--paths takes auto, composite and bulk, not `{other}`"),
+        };
         let dir = std::env::temp_dir().join(format!("connector-bench-{}", crate::scheduler::new_run_id()));
+        let mut settings = BTreeMap::new();
+        if let Some(t) = threshold {
+            settings.insert("salesforce_bulk_threshold".to_string(), t.to_string());
+        }
+        let latency = std::time::Duration::from_millis(options.latency_ms);
         let bed = Testbed::start(TestbedOptions {
-            customers: records,
+            customers: options.customers,
             key: key.clone(),
             data_dir: dir.clone(),
-            salesforce: SalesforceSimConfig { daily_api_limit: 10_000_000, ..Default::default() },
-            settings: BTreeMap::from([("salesforce_bulk_threshold".to_string(), threshold.to_string())]),
+            salesforce: SalesforceSimConfig { daily_api_limit: 1_000_000_000, ..Default::default() },
+            settings,
             netsuite_concurrency: 15,
+            max_memory_mb: options.max_memory_mb,
         })
         .await?;
+        let vendors = bed.netsuite.seed_vendors(options.vendors, 17)?;
+        if options.contacts > 0 {
+            let companies: Vec<i64> = bed.customer_ids.iter().chain(&vendors).copied().collect();
+            let at = bed.clock.now_secs() - 3600;
+            bed.netsuite.seed_contacts(options.contacts, &companies, at, 19)?;
+        }
+        bed.netsuite.set_latency(latency);
+        bed.salesforce.set_faults(Faults { latency, ..Default::default() });
+        reset_peak_rss();
         let started = Instant::now();
-        let report = bed.sync_kinds(&runtime, SyncMode::Full, &[RecordKind::Customer]).await?;
+        let report = bed.sync_kinds(&runtime, SyncMode::Full, &[]).await?;
         let seconds = started.elapsed().as_secs_f64();
         if report.status != "succeeded" {
             bail!("the {path} run failed: {:?}", report.error);
         }
-        let calls = bed.salesforce.api_requests();
         results.push(PathResult {
             path,
             records,
             seconds,
             records_per_second: records as f64 / seconds,
-            salesforce_api_calls: calls,
-            salesforce_calls_per_1000: calls as f64 * 1000.0 / records as f64,
+            micros_per_record: seconds * 1e6 / records.max(1) as f64,
+            salesforce_api_calls: bed.salesforce.api_requests(),
             netsuite_requests: bed.netsuite.requests(),
             bulk_jobs: bed.salesforce.bulk_jobs(),
+            guest_peak_memory_bytes: report.guest_peak_memory_bytes,
+            host_peak_rss_bytes: peak_rss(),
         });
+        drop(bed);
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(results)
@@ -64,19 +123,22 @@ pub async fn run(component: PathBuf, records: u64) -> Result<Vec<PathResult>> {
 
 pub fn print_text(results: &[PathResult]) {
     println!(
-        "{:<10} {:>8} {:>9} {:>12} {:>16} {:>18} {:>10}",
-        "path", "records", "seconds", "records/s", "SF calls", "SF calls/1000 rec", "bulk jobs"
+        "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10}",
+        "path", "records", "seconds", "records/s", "µs/rec", "SF calls", "NS reqs", "jobs", "guest MB", "host MB"
     );
     for r in results {
         println!(
-            "{:<10} {:>8} {:>9.2} {:>12.0} {:>16} {:>18.2} {:>10}",
+            "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1}",
             r.path,
             r.records,
             r.seconds,
             r.records_per_second,
+            r.micros_per_record,
             r.salesforce_api_calls,
-            r.salesforce_calls_per_1000,
-            r.bulk_jobs
+            r.netsuite_requests,
+            r.bulk_jobs,
+            r.guest_peak_memory_bytes as f64 / 1048576.0,
+            r.host_peak_rss_bytes as f64 / 1048576.0
         );
     }
 }
@@ -140,6 +202,7 @@ pub async fn event_latency(target: EventHost, events: usize) -> Result<EventLate
         salesforce: SalesforceSimConfig::default(),
         settings: BTreeMap::new(),
         netsuite_concurrency: 15,
+        max_memory_mb: 512,
     })
     .await?;
     let (host, receiver, _listener) = match target {

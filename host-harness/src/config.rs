@@ -49,6 +49,23 @@ fn default_deadline() -> u64 {
     4 * 3600
 }
 
+/// The `host[:port]` of a URL.
+fn authority(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().filter(|a| !a.is_empty()).map(str::to_string)
+}
+
+/// The NetSuite host `settings` name: `netsuite_base_url`'s, else the one
+/// derived from the account id.
+pub fn netsuite_authority(settings: &BTreeMap<String, String>) -> Option<String> {
+    match settings.get("netsuite_base_url") {
+        Some(url) => authority(url),
+        None => settings
+            .get("netsuite_account_id")
+            .map(|account| format!("{}.suitetalk.api.netsuite.com", account.to_ascii_lowercase().replace('_', "-"))),
+    }
+}
+
 impl HarnessConfig {
     pub fn load(path: &Path) -> Result<HarnessConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
@@ -120,19 +137,7 @@ impl HarnessConfig {
     /// The hosts `settings` (the values a run gets) name, plus the extra ones.
     pub fn outbound_hosts_for(&self, settings: &BTreeMap<String, String>) -> Vec<String> {
         let mut hosts = self.allowed_hosts.clone();
-        let authority = |url: &str| -> Option<String> {
-            let rest = url.split_once("://").map_or(url, |(_, r)| r);
-            rest.split('/').next().filter(|a| !a.is_empty()).map(str::to_string)
-        };
-        match settings.get("netsuite_base_url") {
-            Some(url) => hosts.extend(authority(url)),
-            None => {
-                if let Some(account) = settings.get("netsuite_account_id") {
-                    hosts
-                        .push(format!("{}.suitetalk.api.netsuite.com", account.to_ascii_lowercase().replace('_', "-")));
-                }
-            }
-        }
+        hosts.extend(netsuite_authority(settings));
         if let Some(url) = settings.get("salesforce_login_url") {
             hosts.extend(authority(url));
             if url.contains("salesforce.com") {

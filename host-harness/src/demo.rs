@@ -47,6 +47,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
         salesforce: SalesforceSimConfig::default(),
         settings: BTreeMap::new(),
         netsuite_concurrency: 15,
+        max_memory_mb: 512,
     })
     .await?;
     let component = options.component.clone();

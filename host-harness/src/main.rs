@@ -37,7 +37,20 @@ enum Command {
     /// print Salesforce API calls per 1,000 records and records per second.
     Bench {
         #[arg(long, default_value_t = 20_000)]
-        records: u64,
+        customers: u64,
+        #[arg(long, default_value_t = 0)]
+        contacts: u64,
+        #[arg(long, default_value_t = 0)]
+        vendors: u64,
+        /// Milliseconds added to every NetSuite and Salesforce API call.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// auto (the connector's choice), composite, bulk; several run one after another.
+        #[arg(long, value_delimiter = ',', default_value = "auto")]
+        paths: Vec<String>,
+        /// The component's memory cap.
+        #[arg(long, default_value_t = 512)]
+        max_memory_mb: usize,
         #[arg(long)]
         json: bool,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
@@ -156,8 +169,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let failed = out.runs.iter().any(|r| r.report.status != "succeeded");
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        Command::Bench { records, json, component } => {
-            let results = host_harness::bench::run(component_path(component)?, records).await?;
+        Command::Bench { customers, contacts, vendors, latency_ms, paths, max_memory_mb, json, component } => {
+            let options =
+                host_harness::bench::BenchOptions { customers, contacts, vendors, latency_ms, paths, max_memory_mb };
+            let results = host_harness::bench::run(component_path(component)?, options).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {

@@ -81,6 +81,8 @@ pub struct TestbedOptions {
     pub settings: BTreeMap<String, String>,
     /// Concurrent requests the simulated NetSuite account allows.
     pub netsuite_concurrency: usize,
+    /// The component's memory cap.
+    pub max_memory_mb: usize,
 }
 
 pub struct Testbed {
@@ -154,7 +156,7 @@ impl Testbed {
             secrets_file: None,
             mapping_file: None,
             allowed_hosts: vec![],
-            max_memory_mb: 512,
+            max_memory_mb: options.max_memory_mb,
             run_deadline_secs: 3600,
             settings,
         };

@@ -26,14 +26,15 @@ pub(super) struct Staged {
 }
 
 impl Staged {
-    /// As kept in a queue: `reason` says why it waits.
+    /// As kept in a queue: `reason` says why it waits. The state's copy of
+    /// the payload is left out (it is the target's fields) and restored.
     pub fn queued(&self, run_id: &str, reason: String) -> QueuedWrite {
         QueuedWrite {
             run_id: run_id.into(),
             kind: self.mapped.source_kind,
             netsuite_id: self.mapped.source_id.clone(),
             target: self.mapped.target.clone(),
-            state: self.state.clone(),
+            state: RecordState { fields: None, ..self.state.clone() },
             transformations: self.mapped.transformations.clone(),
             reason,
             waits_for: self.parents.clone(),
@@ -42,7 +43,8 @@ impl Staged {
 }
 
 impl From<QueuedWrite> for Staged {
-    fn from(q: QueuedWrite) -> Staged {
+    fn from(mut q: QueuedWrite) -> Staged {
+        q.state.fields.get_or_insert_with(|| q.target.fields.clone());
         Staged {
             mapped: MappedRecord {
                 source_kind: q.kind,

@@ -254,13 +254,19 @@ impl Batch for CompositeBatch {
 /// shape (see [`CsvJob`]); what they need once a job's results are in waits
 /// in the queues bucket, a page at a time, so memory holds the CSV and not
 /// the records. Records CSV cannot carry faithfully (a literal `#N/A`, a
-/// NUL) go through Composite, and so does a job too small to be worth one.
+/// NUL) go through Composite. So do the parked records when the read ends
+/// with no more to write than `salesforce_bulk_threshold` (NetSuite's count
+/// included rows already handled, e.g. the overlap window), and a job too
+/// small to be worth one.
 struct BulkBatch {
     kind: RecordKind,
     spec: TargetSpec,
     jobs: Vec<OpenJob>,
     job_records: usize,
     max_bytes: usize,
+    threshold: usize,
+    /// Records given to this batch so far.
+    staged: usize,
     composite: CompositeBatch,
     ledger: Ledger,
     /// Our page of each page given to the composite batch, in order.
@@ -284,33 +290,44 @@ impl BulkBatch {
             jobs: Vec::new(),
             job_records: run.sink.bulk_job_records(),
             max_bytes: run.sink.bulk_max_upload_bytes(),
+            threshold: run.settings.salesforce.bulk_threshold as usize,
+            staged: 0,
             composite,
             ledger: Ledger::default(),
             composite_pages: Vec::new(),
         })
     }
 
-    /// Runs job `n` (through Composite when it is smaller than one Composite
-    /// request) and records every outcome.
-    fn run_job(&mut self, run: &Run<'_>, n: usize) -> Result<()> {
+    /// Runs job `n` and records every outcome; through Composite when
+    /// `few` or when it is smaller than one Composite request.
+    fn run_job(&mut self, run: &Run<'_>, n: usize, few: bool) -> Result<()> {
         let job = self.jobs.swap_remove(n);
         run.renew()?;
         run.validate_target(self.kind)?;
-        let (results, action) = if job.csv.records() < run.sink.composite_slice() {
-            (None, AuditAction::Write)
-        } else {
-            (Some(run.sink.bulk_upsert(job.csv)?), AuditAction::BulkWrite)
-        };
+        let tiny = job.csv.records() < run.sink.composite_slice().min(self.threshold.max(1));
+        if few || tiny {
+            // At most the threshold's worth: written a Composite request at a time.
+            let mut waiting: Vec<(usize, Staged)> = Vec::new();
+            for (page, key) in job.parked {
+                waiting.extend(run.queues.take_parked(&key)?.into_iter().map(|q| (page, Staged::from(q))));
+            }
+            let mut composite = CompositeBatch::new(self.kind, AuditAction::Write, run.sink.composite_slice());
+            for (page, staged) in waiting {
+                composite.push(page, staged);
+            }
+            let pages = composite.waiting.iter().map(|(p, _)| *p).collect::<Vec<_>>();
+            composite.write_due(run, true)?;
+            for page in pages {
+                self.ledger.done(page, 1);
+            }
+            return Ok(());
+        }
+        let results = run.sink.bulk_upsert(job.csv)?;
         for (page, key) in job.parked {
             let staged: Vec<Staged> = run.queues.take_parked(&key)?.into_iter().map(Staged::from).collect();
-            let outcomes: Vec<UpsertOutcome> = match &results {
-                Some(r) => staged.iter().map(|s| r.outcome(&s.mapped.target.external_id)).collect(),
-                None => {
-                    let targets: Vec<SObjectRecord> = staged.iter().map(|s| s.mapped.target.clone()).collect();
-                    run.sink.upsert(&targets)?
-                }
-            };
-            record_outcomes(run, self.kind, &staged, &outcomes, action)?;
+            let outcomes: Vec<UpsertOutcome> =
+                staged.iter().map(|s| results.outcome(&s.mapped.target.external_id)).collect();
+            record_outcomes(run, self.kind, &staged, &outcomes, AuditAction::BulkWrite)?;
             self.ledger.done(page, staged.len());
             run.renew()?;
         }
@@ -341,7 +358,7 @@ impl BulkBatch {
         let rows = self.jobs[n].csv.rows(&targets);
         let csv = &self.jobs[n].csv;
         let n = if csv.records() + records.len() > self.job_records || csv.bytes() + rows.len() > self.max_bytes {
-            self.run_job(run, n)?;
+            self.run_job(run, n, false)?;
             self.jobs.push(OpenJob { shape: shape.clone(), csv: CsvJob::new(&self.spec, targets[0]), parked: vec![] });
             self.jobs.len() - 1
         } else {
@@ -360,6 +377,7 @@ impl BulkBatch {
 impl Batch for BulkBatch {
     fn add(&mut self, run: &Run<'_>, records: Vec<Staged>) -> Result<usize> {
         let page = self.ledger.open_page();
+        self.staged += records.len();
         let mut shaped: Vec<(String, Vec<Staged>)> = Vec::new();
         let mut composite = Vec::new();
         for staged in records {
@@ -385,8 +403,9 @@ impl Batch for BulkBatch {
     }
 
     fn finish(&mut self, run: &Run<'_>) -> Result<usize> {
+        let few = self.staged <= self.threshold;
         while !self.jobs.is_empty() {
-            self.run_job(run, 0)?;
+            self.run_job(run, 0, few)?;
         }
         let completed = self.composite.finish(run)?;
         self.settle_composite(completed);

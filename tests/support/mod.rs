@@ -110,6 +110,7 @@ pub struct BedBuilder {
     salesforce: SalesforceSimConfig,
     settings: BTreeMap<String, String>,
     netsuite_concurrency: usize,
+    max_memory_mb: usize,
 }
 
 pub fn bed(customers: u64) -> BedBuilder {
@@ -119,6 +120,7 @@ pub fn bed(customers: u64) -> BedBuilder {
         salesforce: SalesforceSimConfig::default(),
         settings: BTreeMap::new(),
         netsuite_concurrency: 15,
+        max_memory_mb: 512,
     }
 }
 
@@ -131,6 +133,12 @@ impl BedBuilder {
     /// Concurrent requests the simulated NetSuite account allows.
     pub fn netsuite_concurrency(mut self, limit: usize) -> Self {
         self.netsuite_concurrency = limit;
+        self
+    }
+
+    /// The component's memory cap.
+    pub fn max_memory_mb(mut self, mb: usize) -> Self {
+        self.max_memory_mb = mb;
         self
     }
 
@@ -155,6 +163,7 @@ impl BedBuilder {
             salesforce: self.salesforce,
             settings: self.settings,
             netsuite_concurrency: self.netsuite_concurrency,
+            max_memory_mb: self.max_memory_mb,
         })
         .await
         .expect("starting the simulated installation");

@@ -10,7 +10,7 @@ use wasmtime_wasi::HostWallClock;
 pub struct GuestClock(Arc<dyn HostWallClock + Send + Sync>);
 
 impl GuestClock {
-    pub fn new(clock: impl HostWallClock + Send + Sync + 'static) -> GuestClock {
+    pub fn new(clock: impl HostWallClock + Sync + 'static) -> GuestClock {
         GuestClock(Arc::new(clock))
     }
 }

@@ -4,7 +4,9 @@
 mod audit;
 pub mod bindings;
 mod clock;
+mod compiled;
 pub mod keyvalue;
+mod limits;
 pub mod outbound;
 mod state;
 
@@ -28,8 +30,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimitsBuilder};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -70,9 +72,12 @@ impl Runtime {
     pub fn load(wasm: &Path) -> Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // `perf` can name the component's functions when asked to (profiling only).
+        if std::env::var_os("CONNECTOR_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
-        let component = Component::from_file(&engine, wasm)
-            .map_err(|e| anyhow::anyhow!("loading the connector component {}: {e:?}", wasm.display()))?;
+        let component = compiled::load(&engine, wasm)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -107,7 +112,7 @@ impl Runtime {
             outbound: OutboundPolicy::new(run.allowed_hosts),
             config: WasiConfigVariables::from_iter(run.config),
             kv,
-            limits: StoreLimitsBuilder::new().memory_size(run.max_memory_bytes).build(),
+            limits: limits::Limits::new(run.max_memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -117,16 +122,15 @@ impl Runtime {
         Ok((store, connector))
     }
 
-    /// Runs one sync. An error is a host failure or a trap (the sandbox
-    /// stopped the guest); a run that failed or stopped is a report whose
-    /// `error` says why.
-    pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<SyncReport> {
+    /// Runs one sync. An error is a host failure; a trap (the sandbox
+    /// stopped the guest) is in the output with what the run used.
+    pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<RunOutput> {
+        let limits = (run.max_memory_bytes, run.deadline);
         let (mut store, connector) = self.instantiate(run).await?;
-        connector
-            .ml_connector_netsuite_salesforce_sync()
-            .call_run(&mut store, &request)
-            .await
-            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
+        let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut store, &request).await;
+        let data = store.data();
+        let report = result.map_err(|e| Trap::of(e, data.limits.memory_refused, limits));
+        Ok(RunOutput { report, guest_peak_memory_bytes: data.limits.peak_memory, sent: data.outbound.sent.clone() })
     }
 }
 
@@ -176,6 +180,49 @@ impl Runtime {
             .call_fetch_one(&mut store, kind, id)
             .await
             .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
+    }
+}
+
+/// What one run produced, and what it used.
+pub struct RunOutput {
+    /// The connector's report, or the trap that stopped it.
+    pub report: std::result::Result<SyncReport, Trap>,
+    /// The largest linear memory the component had.
+    pub guest_peak_memory_bytes: usize,
+    /// HTTP requests sent, by authority.
+    pub sent: BTreeMap<String, u32>,
+}
+
+/// Why the sandbox stopped a run: a limit (named with the setting that
+/// raises it) or a failure in the component.
+#[derive(Debug)]
+pub struct Trap {
+    /// One line for the person running it.
+    pub summary: String,
+    /// Everything wasmtime said, backtrace included (the log, `--verbose`).
+    pub detail: String,
+}
+
+impl Trap {
+    fn of(error: wasmtime::Error, memory_refused: bool, (max_memory, deadline): (usize, Duration)) -> Trap {
+        let detail = format!("{error:?}");
+        let summary = if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+            format!(
+                "the run took longer than its deadline of {} s and was stopped; raise `run_deadline_secs` in the \
+                 config if runs this long are expected",
+                deadline.as_secs()
+            )
+        } else if memory_refused {
+            format!(
+                "the component ran out of memory (the limit is {} MB) and was stopped; raise `max_memory_mb` in the \
+                 config",
+                max_memory >> 20
+            )
+        } else {
+            let first = format!("{error}");
+            format!("the component failed ({}); the backtrace is in the run log (`--verbose` shows it)", first.trim())
+        };
+        Trap { summary, detail }
     }
 }
 

@@ -11,11 +11,17 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 #[derive(Clone, Debug, Default)]
 pub struct OutboundPolicy {
     allowed: Vec<String>,
+    /// Requests sent, by authority: the run's API calls even when the guest
+    /// cannot report them (it trapped).
+    pub sent: std::collections::BTreeMap<String, u32>,
 }
 
 impl OutboundPolicy {
     pub fn new(allowed: Vec<String>) -> OutboundPolicy {
-        OutboundPolicy { allowed: allowed.into_iter().map(|a| a.to_ascii_lowercase()).collect() }
+        OutboundPolicy {
+            allowed: allowed.into_iter().map(|a| a.to_ascii_lowercase()).collect(),
+            sent: Default::default(),
+        }
     }
 
     pub fn allows(&self, authority: &str) -> bool {
@@ -53,6 +59,7 @@ impl WasiHttpHooks for OutboundPolicy {
         if !self.allows(&authority) {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        *self.sent.entry(authority.to_ascii_lowercase()).or_default() += 1;
         let options = options.unwrap_or_default();
         let options = RequestOptions {
             connect_timeout: Some(options.connect_timeout.unwrap_or(CONNECT_TIMEOUT).min(CONNECT_TIMEOUT)),

@@ -3,7 +3,6 @@
 
 use super::outbound::OutboundPolicy;
 use crate::store::KvStore;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -16,7 +15,7 @@ pub struct HostState {
     pub outbound: OutboundPolicy,
     pub config: WasiConfigVariables,
     pub kv: KvStore,
-    pub limits: StoreLimits,
+    pub limits: super::limits::Limits,
 }
 
 impl WasiView for HostState {

@@ -2,7 +2,9 @@
 //! component, record the run in the `runs` table and return its report.
 
 use crate::config::HarnessConfig;
-use crate::host::{ConnectorError, GuestClock, RecordKind, ReplayScope, Runtime, SyncMode, SyncRequest, TenantRun};
+use crate::host::{
+    ConnectorError, GuestClock, RecordKind, ReplayScope, RunOutput, Runtime, SyncMode, SyncRequest, TenantRun,
+};
 use crate::secrets::{Cipher, SecretFile};
 use crate::store::{Database, now_text};
 use anyhow::{Context, Result};
@@ -11,6 +13,9 @@ use rusqlite::params;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// Where the component keeps the tenant's lease in its state bucket.
+const LEASE_KEY: &str = netsuite_salesforce::sync::lease::LEASE_KEY;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ObjectCounts {
@@ -43,6 +48,8 @@ pub struct RunReport {
     /// Per NetSuite record kind (customer, contact, vendor).
     pub objects: BTreeMap<&'static str, ObjectCounts>,
     pub api_calls: ApiCalls,
+    /// The largest linear memory the component had during the run.
+    pub guest_peak_memory_bytes: u64,
     /// Dry runs: what a real run would write.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlanEntry>,
@@ -188,15 +195,6 @@ impl Tenant {
             params![run_id, self.config.tenant, now_text(), mode_name],
         )?;
         let started = Instant::now();
-        let request = SyncRequest {
-            run_id: run_id.clone(),
-            mode: req.mode,
-            kinds: req.kinds,
-            replay: req.replay,
-            dry_run: req.dry_run,
-            compare_live: req.compare_live,
-        };
-        let outcome = runtime.sync(self.sandbox()?, request).await;
         let mut report = RunReport {
             run_id: run_id.clone(),
             tenant: self.config.tenant.clone(),
@@ -206,55 +204,162 @@ impl Tenant {
             duration_ms: 0,
             objects: BTreeMap::new(),
             api_calls: ApiCalls::default(),
+            guest_peak_memory_bytes: 0,
             plan: Vec::new(),
         };
-        match outcome {
-            Ok(r) => {
-                for k in r.kinds {
-                    report.objects.insert(
-                        kind_name(k.kind),
-                        ObjectCounts {
-                            read: k.read,
-                            created: k.created,
-                            updated: k.updated,
-                            unchanged: k.unchanged,
-                            failed: k.failed,
-                            deleted: k.deleted,
-                            deferred: k.deferred,
-                        },
-                    );
-                }
-                report.api_calls = ApiCalls { netsuite: r.api_calls.netsuite, salesforce: r.api_calls.salesforce };
-                report.plan = r
-                    .plan
-                    .into_iter()
-                    .map(|p| PlanEntry {
-                        kind: kind_name(p.kind),
-                        netsuite_id: p.netsuite_id,
-                        action: p.action,
-                        changes: serde_json::from_str(&p.changes_json).unwrap_or_default(),
-                    })
-                    .collect();
-                if let Some(e) = r.error {
-                    // A quota or a limit that outlasted the retries stops a run
-                    // cleanly (cursor kept); anything else is a failure.
-                    report.status = match e {
-                        ConnectorError::RateLimited(_) => "stopped",
-                        _ => "failed",
-                    };
-                    report.error = Some(crate::host::describe_error(&e));
-                }
-            }
+        // From here on every outcome, a failure to even start included, ends
+        // the run's row: none stays "running".
+        let detail = match self.execute(runtime, &run_id, req).await {
+            Ok((output, settings)) => self.fill(&mut report, output, &settings, &conn),
             Err(e) => {
                 report.status = "failed";
                 report.error = Some(format!("{e:#}"));
+                None
             }
-        }
+        };
         report.duration_ms = started.elapsed().as_millis() as u64;
         conn.execute(
-            "UPDATE runs SET finished_at = ?1, status = ?2, report = ?3, error = ?4 WHERE run_id = ?5",
-            params![now_text(), report.status, serde_json::to_string(&report)?, report.error, run_id],
+            "UPDATE runs SET finished_at = ?1, status = ?2, report = ?3, error = ?4, detail = ?5 WHERE run_id = ?6",
+            params![now_text(), report.status, serde_json::to_string(&report)?, report.error, detail, run_id],
         )?;
         Ok(report)
     }
+
+    /// Runs the component in the tenant's sandbox.
+    async fn execute(
+        &self,
+        runtime: &Runtime,
+        run_id: &str,
+        req: Request,
+    ) -> Result<(RunOutput, BTreeMap<String, String>)> {
+        let sandbox = self.sandbox()?;
+        let settings = sandbox.config.clone();
+        let request = SyncRequest {
+            run_id: run_id.to_string(),
+            mode: req.mode,
+            kinds: req.kinds,
+            replay: req.replay,
+            dry_run: req.dry_run,
+            compare_live: req.compare_live,
+        };
+        Ok((runtime.sync(sandbox, request).await?, settings))
+    }
+
+    /// Fills the report from what the run produced; returns the full text
+    /// of a trap for the run log.
+    fn fill(
+        &self,
+        report: &mut RunReport,
+        output: RunOutput,
+        settings: &BTreeMap<String, String>,
+        conn: &rusqlite::Connection,
+    ) -> Option<String> {
+        report.guest_peak_memory_bytes = output.guest_peak_memory_bytes as u64;
+        let r = match output.report {
+            Ok(r) => r,
+            Err(trap) => {
+                // The component is gone: what it did is in the audit trail and
+                // in the requests the host sent for it; its lease is freed so
+                // the next run need not wait for it to expire.
+                report.status = "failed";
+                report.error = Some(trap.summary);
+                report.objects = counts_from_audit(conn, &self.config.tenant, &report.run_id).unwrap_or_default();
+                let netsuite = crate::config::netsuite_authority(settings).map(|a| a.to_ascii_lowercase());
+                for (authority, n) in &output.sent {
+                    if Some(authority) == netsuite.as_ref() {
+                        report.api_calls.netsuite += n;
+                    } else {
+                        report.api_calls.salesforce += n;
+                    }
+                }
+                if let Err(e) = self.free_lease(&report.run_id) {
+                    report.error = Some(format!(
+                        "{}; its lease could not be freed: {e:#}",
+                        report.error.take().unwrap_or_default()
+                    ));
+                }
+                return Some(trap.detail);
+            }
+        };
+        for k in r.kinds {
+            report.objects.insert(
+                kind_name(k.kind),
+                ObjectCounts {
+                    read: k.read,
+                    created: k.created,
+                    updated: k.updated,
+                    unchanged: k.unchanged,
+                    failed: k.failed,
+                    deleted: k.deleted,
+                    deferred: k.deferred,
+                },
+            );
+        }
+        report.api_calls = ApiCalls { netsuite: r.api_calls.netsuite, salesforce: r.api_calls.salesforce };
+        report.plan = r
+            .plan
+            .into_iter()
+            .map(|p| PlanEntry {
+                kind: kind_name(p.kind),
+                netsuite_id: p.netsuite_id,
+                action: p.action,
+                changes: serde_json::from_str(&p.changes_json).unwrap_or_default(),
+            })
+            .collect();
+        if let Some(e) = r.error {
+            // A quota or a limit that outlasted the retries stops a run
+            // cleanly (cursor kept); anything else is a failure.
+            report.status = match e {
+                ConnectorError::RateLimited(_) => "stopped",
+                _ => "failed",
+            };
+            report.error = Some(crate::host::describe_error(&e));
+        }
+        None
+    }
+
+    /// Frees the tenant's lease if `run_id` holds it (its component trapped
+    /// before giving it back).
+    fn free_lease(&self, run_id: &str) -> Result<()> {
+        let kv = crate::store::KvStore::new(self.database.connect()?, &self.config.tenant, self.cipher.clone());
+        let Some(value) = kv.get(crate::store::kv::STATE_BUCKET, LEASE_KEY)? else { return Ok(()) };
+        let holder: serde_json::Value = serde_json::from_slice(&value).unwrap_or_default();
+        if holder["run_id"].as_str() == Some(run_id) {
+            kv.delete(crate::store::kv::STATE_BUCKET, LEASE_KEY)?;
+        }
+        Ok(())
+    }
+}
+
+/// A run's counts from its audit rows (when the component could not report them).
+fn counts_from_audit(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    run_id: &str,
+) -> Result<BTreeMap<&'static str, ObjectCounts>> {
+    let mut stmt = conn.prepare(
+        "SELECT kind, outcome, COUNT(*) FROM audit WHERE tenant = ?1 AND run_id = ?2 GROUP BY kind, outcome",
+    )?;
+    let mut counts: BTreeMap<&'static str, ObjectCounts> = BTreeMap::new();
+    let rows = stmt.query_map(params![tenant, run_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?))
+    })?;
+    for row in rows {
+        let (kind, outcome, n) = row?;
+        let Ok(kind) = parse_kind(&kind) else { continue };
+        let c = counts.entry(kind_name(kind)).or_default();
+        match outcome.as_str() {
+            "created" => c.created += n,
+            "updated" => c.updated += n,
+            "unchanged" => c.unchanged += n,
+            "failed" => c.failed += n,
+            "deleted" => c.deleted += n,
+            "deferred" => c.deferred += n,
+            _ => continue,
+        }
+        if outcome != "deleted" {
+            c.read += n;
+        }
+    }
+    Ok(counts)
 }

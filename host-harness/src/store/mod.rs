@@ -6,7 +6,7 @@ pub mod kv;
 pub use kv::KvStore;
 
 use anyhow::{Context, Result};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS kv (
     value BLOB NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (tenant, bucket, key)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     mode TEXT NOT NULL,
     status TEXT NOT NULL,
     report TEXT,
-    error TEXT
+    error TEXT,
+    detail TEXT
 );
 ";
 
@@ -60,7 +61,16 @@ impl Database {
         let db = Database { path: path.to_path_buf() };
         let conn = db.connect()?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrate_kv_to_rowid(&conn)?;
         conn.execute_batch(SCHEMA).context("creating the database schema")?;
+        // Databases made before runs kept the full text of a failure.
+        let has_detail: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'detail'", [], |r| {
+                r.get(0)
+            })?;
+        if !has_detail {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN detail TEXT")?;
+        }
         Ok(db)
     }
 
@@ -75,6 +85,29 @@ impl Database {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(conn)
     }
+}
+
+/// The first databases kept key-value rows in a WITHOUT ROWID table. There
+/// a value is part of the key's B-tree, so interior pages hold whole values
+/// and a lookup passing a large one (a page of parked records, megabytes)
+/// reads its overflow chain: rows go to a rowid table, keyed by an index.
+fn migrate_kv_to_rowid(conn: &Connection) -> Result<()> {
+    let sql: Option<String> = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'kv'", [], |r| r.get(0))
+        .optional()?;
+    if !sql.is_some_and(|s| s.to_ascii_uppercase().contains("WITHOUT ROWID")) {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE kv RENAME TO kv_without_rowid;
+         CREATE TABLE kv (tenant TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                          updated_at TEXT NOT NULL, PRIMARY KEY (tenant, bucket, key));
+         INSERT INTO kv SELECT tenant, bucket, key, value, updated_at FROM kv_without_rowid;
+         DROP TABLE kv_without_rowid;
+         COMMIT;",
+    )
+    .context("moving key-value rows to a rowid table")
 }
 
 /// Now, as the ISO-8601 text stored in the database.
