@@ -5,6 +5,7 @@ pub mod retry;
 pub mod wasi_transport;
 
 use std::fmt;
+use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -33,12 +34,14 @@ pub struct HttpRequest {
     /// Absolute URL: scheme, host, path and query.
     pub url: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared: a request is built again for every attempt, and a Bulk API
+    /// upload's CSV should not be copied each time.
+    pub body: Rc<Vec<u8>>,
 }
 
 impl HttpRequest {
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        HttpRequest { method, url: url.into(), headers: Vec::new(), body: Vec::new() }
+        HttpRequest { method, url: url.into(), headers: Vec::new(), body: Rc::default() }
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -48,11 +51,11 @@ impl HttpRequest {
 
     pub fn json(self, body: &serde_json::Value) -> Self {
         let mut req = self.header("Content-Type", "application/json");
-        req.body = body.to_string().into_bytes();
+        req.body = Rc::new(body.to_string().into_bytes());
         req
     }
 
-    pub fn body(self, content_type: &str, body: Vec<u8>) -> Self {
+    pub fn body(self, content_type: &str, body: Rc<Vec<u8>>) -> Self {
         let mut req = self.header("Content-Type", content_type);
         req.body = body;
         req
@@ -60,7 +63,7 @@ impl HttpRequest {
 
     pub fn form(self, pairs: &[(&str, &str)]) -> Self {
         let mut req = self.header("Content-Type", "application/x-www-form-urlencoded");
-        req.body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes();
+        req.body = Rc::new(form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes());
         req
     }
 

@@ -115,7 +115,10 @@ fn table(kind: RecordKind) -> &'static Table {
 ///
 /// Ordering and comparison work on the second-truncated timestamp, so rows
 /// with sub-second differences inside one second are still ordered by id
-/// and none is skipped or repeated across pages.
+/// and none is skipped or repeated across pages. The lower bound on the time
+/// stands alone (`time >= since AND (time >= next OR id > after)`, the same
+/// rows as `time >= next OR (time >= since AND id > after)`), so a database
+/// reads from an index range instead of scanning from the oldest row.
 fn keyset(time: &str, id: &str, after: Option<&Cursor>) -> Result<(String, String)> {
     let (since, after_id) = match after {
         Some(c) => (c.last_modified.as_str(), internal_id(&c.id)?),
@@ -123,7 +126,7 @@ fn keyset(time: &str, id: &str, after: Option<&Cursor>) -> Result<(String, Strin
     };
     let next_second = format_timestamp(parse_timestamp(since)? + time::Duration::SECOND);
     let filter = format!(
-        "({time} >= {next} OR ({time} >= {since} AND {id} > {after_id}))",
+        "{time} >= {since} AND ({time} >= {next} OR {id} > {after_id})",
         next = to_timestamp(&next_second)?,
         since = to_timestamp(since)?,
     );
@@ -340,8 +343,8 @@ mod tests {
         assert_eq!(q.matches("ct.email").count(), 1, "{q}");
         assert!(
             q.contains(
-                "WHERE (ct.lastmodifieddate >= TO_TIMESTAMP('2026-04-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS') \
-             OR (ct.lastmodifieddate >= TO_TIMESTAMP('2026-03-31 23:59:59', 'YYYY-MM-DD HH24:MI:SS') AND ct.id > 17))"
+                "WHERE ct.lastmodifieddate >= TO_TIMESTAMP('2026-03-31 23:59:59', 'YYYY-MM-DD HH24:MI:SS') \
+             AND (ct.lastmodifieddate >= TO_TIMESTAMP('2026-04-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS') OR ct.id > 17)"
             ),
             "{q}"
         );
@@ -362,7 +365,7 @@ mod tests {
     #[test]
     fn deletions_are_read_by_type_with_the_same_keyset() {
         let q = deleted_query(RecordKind::Vendor, None).unwrap();
-        assert!(q.contains("WHERE d.type = 'vendor' AND (d.deleteddate >= TO_TIMESTAMP('1970-01-01 00:00:01'"), "{q}");
+        assert!(q.contains("WHERE d.type = 'vendor' AND d.deleteddate >= TO_TIMESTAMP('1970-01-01 00:00:00'"), "{q}");
         assert!(q.ends_with("ORDER BY TO_CHAR(d.deleteddate, 'YYYY-MM-DD HH24:MI:SS'), d.recordid"), "{q}");
     }
 

@@ -223,7 +223,7 @@ mod tests {
             client_secret: None,
             refresh_token: "old".into(),
         });
-        let body = String::from_utf8(token_request(&s, Some("new+1"), 0).unwrap().body).unwrap();
+        let body = String::from_utf8(token_request(&s, Some("new+1"), 0).unwrap().body.to_vec()).unwrap();
         assert_eq!(body, "grant_type=refresh_token&refresh_token=new%2B1&client_id=id");
     }
 

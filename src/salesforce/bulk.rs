@@ -163,115 +163,116 @@ impl CsvJob {
     }
 }
 
-fn parse_csv(body: &[u8]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
-    let headers: Vec<String> = reader.headers().map_err(|e| e.to_string())?.iter().map(str::to_string).collect();
-    let rows = reader
-        .records()
-        .map(|r| r.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((headers, rows))
+/// How one row of a finished job ended, kept compact: a job's results hold
+/// tens of thousands of rows.
+#[derive(Debug, Clone)]
+enum RowResult {
+    Written { id: String, created: bool },
+    Failed { code: String, message: String },
+    Unprocessed,
 }
 
-/// A finished job's outcomes by external id, from its three result files.
+/// A finished job's outcomes by external id, read from its result files one
+/// row at a time (Salesforce keeps no row order, so rows are matched on the
+/// external id column).
 #[derive(Debug, Default)]
 pub struct BulkResults {
-    by_id: HashMap<String, UpsertOutcome>,
+    by_id: HashMap<String, RowResult>,
+    /// Why the job failed, when it did.
+    failure: Option<String>,
 }
 
 impl BulkResults {
-    /// Reads `successfulResults`, `failedResults` and `unprocessedrecords`;
-    /// rows are matched on the external id column (Salesforce keeps no order).
-    pub fn parse(
-        external_id_field: &str,
-        successful: &[u8],
-        failed: &[u8],
-        unprocessed: &[u8],
-    ) -> Result<BulkResults, String> {
-        let mut by_id: HashMap<String, UpsertOutcome> = HashMap::new();
-        let column = |headers: &[String], name: &str| headers.iter().position(|h| h == name);
+    /// Adds the rows of `successfulResults`.
+    pub fn add_successful(&mut self, external_id_field: &str, body: &[u8]) -> Result<(), String> {
+        self.read(body, "successfulResults", &["sf__Id", "sf__Created", external_id_field], |cols, by_id| {
+            let created = cols[1].eq_ignore_ascii_case("true");
+            by_id.insert(cols[2].to_string(), RowResult::Written { id: cols[0].to_string(), created });
+        })
+    }
 
-        let (headers, rows) = parse_csv(successful)?;
-        if !rows.is_empty() {
-            let (id, created, ext) =
-                (column(&headers, "sf__Id"), column(&headers, "sf__Created"), column(&headers, external_id_field));
-            let (Some(id), Some(created), Some(ext)) = (id, created, ext) else {
-                return Err(format!("successfulResults lacks sf__Id, sf__Created or {external_id_field}: {headers:?}"));
-            };
-            for row in rows {
-                let outcome =
-                    if row[created].eq_ignore_ascii_case("true") { OutcomeKind::Created } else { OutcomeKind::Updated };
-                by_id.insert(
-                    row[ext].clone(),
-                    UpsertOutcome {
-                        external_id: row[ext].clone(),
-                        salesforce_id: Some(row[id].clone()),
-                        outcome,
-                        errors: vec![],
-                    },
-                );
+    /// Adds the rows of `failedResults` (`sf__Error` is `CODE:message`).
+    pub fn add_failed(&mut self, external_id_field: &str, body: &[u8]) -> Result<(), String> {
+        self.read(body, "failedResults", &["sf__Error", external_id_field], |cols, by_id| {
+            let (code, message) = cols[0].split_once(':').unwrap_or(("UNKNOWN_EXCEPTION", cols[0]));
+            by_id.insert(
+                cols[1].to_string(),
+                RowResult::Failed { code: code.trim().to_string(), message: message.trim().to_string() },
+            );
+        })
+    }
+
+    /// Adds the rows of `unprocessedrecords` (rows a failed job never reached).
+    pub fn add_unprocessed(&mut self, external_id_field: &str, body: &[u8]) -> Result<(), String> {
+        self.read(body, "unprocessedrecords", &[external_id_field], |cols, by_id| {
+            by_id.entry(cols[0].to_string()).or_insert(RowResult::Unprocessed);
+        })
+    }
+
+    /// Reads `body` row by row, handing the `wanted` columns to `add`. A file
+    /// without rows may lack the columns.
+    fn read(
+        &mut self,
+        body: &[u8],
+        what: &str,
+        wanted: &[&str],
+        mut add: impl FnMut(&[&str], &mut HashMap<String, RowResult>),
+    ) -> Result<(), String> {
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
+        let headers = reader.headers().map_err(|e| format!("{what}: {e}"))?.clone();
+        let mut positions = Vec::with_capacity(wanted.len());
+        let mut record = csv::StringRecord::new();
+        while reader.read_record(&mut record).map_err(|e| format!("{what}: {e}"))? {
+            if positions.is_empty() {
+                for name in wanted {
+                    let Some(p) = headers.iter().position(|h| h == *name) else {
+                        return Err(format!("{what} lacks the column {name}: {headers:?}"));
+                    };
+                    positions.push(p);
+                }
             }
+            let cols: Vec<&str> = positions.iter().map(|&p| record.get(p).unwrap_or_default()).collect();
+            add(&cols, &mut self.by_id);
         }
-        let (headers, rows) = parse_csv(failed)?;
-        if !rows.is_empty() {
-            let (error, ext) = (column(&headers, "sf__Error"), column(&headers, external_id_field));
-            let (Some(error), Some(ext)) = (error, ext) else {
-                return Err(format!("failedResults lacks sf__Error or {external_id_field}: {headers:?}"));
-            };
-            for row in rows {
-                let (code, message) = row[error].split_once(':').unwrap_or(("UNKNOWN_EXCEPTION", row[error].as_str()));
-                by_id.insert(
-                    row[ext].clone(),
-                    UpsertOutcome {
-                        external_id: row[ext].clone(),
-                        salesforce_id: None,
-                        outcome: OutcomeKind::Failed,
-                        errors: vec![SalesforceError {
-                            status_code: code.trim().to_string(),
-                            message: message.trim().to_string(),
-                            fields: vec![],
-                        }],
-                    },
-                );
-            }
-        }
-        let (headers, rows) = parse_csv(unprocessed)?;
-        if let Some(ext) = column(&headers, external_id_field) {
-            for row in rows {
-                by_id.entry(row[ext].clone()).or_insert_with(|| UpsertOutcome {
-                    external_id: row[ext].clone(),
-                    salesforce_id: None,
-                    outcome: OutcomeKind::Failed,
-                    errors: vec![SalesforceError {
-                        status_code: "UNPROCESSED".into(),
-                        message: "the Bulk API job ended before processing this row; it is retried next run".into(),
-                        fields: vec![],
-                    }],
-                });
-            }
-        }
-        Ok(BulkResults { by_id })
+        Ok(())
     }
 
     /// Adds why the job failed to the rows it never processed.
     pub fn job_failed(&mut self, message: &str) {
-        for o in self.by_id.values_mut().filter(|o| o.errors.iter().any(|e| e.status_code == "UNPROCESSED")) {
-            o.errors[0].message = format!("{} (job failed: {message})", o.errors[0].message);
-        }
+        self.failure = Some(message.to_string());
     }
 
     /// The outcome of the record with this external id.
     pub fn outcome(&self, external_id: &str) -> UpsertOutcome {
-        self.by_id.get(external_id).cloned().unwrap_or_else(|| UpsertOutcome {
+        let failed = |code: &str, message: String| UpsertOutcome {
             external_id: external_id.to_string(),
             salesforce_id: None,
             outcome: OutcomeKind::Failed,
-            errors: vec![SalesforceError {
-                status_code: "NOT_IN_RESULTS".into(),
-                message: "the Bulk API job reported nothing for this row; it is written again next time".into(),
-                fields: vec![],
-            }],
-        })
+            errors: vec![SalesforceError { status_code: code.into(), message, fields: vec![] }],
+        };
+        match self.by_id.get(external_id) {
+            Some(RowResult::Written { id, created }) => UpsertOutcome {
+                external_id: external_id.to_string(),
+                salesforce_id: Some(id.clone()),
+                outcome: if *created { OutcomeKind::Created } else { OutcomeKind::Updated },
+                errors: vec![],
+            },
+            Some(RowResult::Failed { code, message }) => failed(code, message.clone()),
+            Some(RowResult::Unprocessed) => {
+                let why = "the Bulk API job ended before processing this row; it is retried next run";
+                failed(
+                    "UNPROCESSED",
+                    match &self.failure {
+                        Some(m) => format!("{why} (job failed: {m})"),
+                        None => why.to_string(),
+                    },
+                )
+            }
+            None => failed(
+                "NOT_IN_RESULTS",
+                "the Bulk API job reported nothing for this row; it is written again next time".into(),
+            ),
+        }
     }
 }
 
@@ -291,7 +292,7 @@ impl super::SalesforceSink<'_> {
                 created.snippet()
             )));
         };
-        let data = job.into_data();
+        let data = std::rc::Rc::new(job.into_data());
         self.call(&format!("Bulk API 2.0 upload to job {id}"), |s| {
             HttpRequest::new(Method::Put, format!("{}/{id}/batches", jobs(s))).body("text/csv", data.clone())
         })?;
@@ -327,17 +328,20 @@ impl super::SalesforceSink<'_> {
                 ))
             },
         )?;
+        // One result file at a time, each dropped once read.
         let result = |name: &str| {
             self.call(&format!("reading {name} of Bulk API 2.0 job {id}"), |s| {
                 HttpRequest::new(Method::Get, format!("{}/{id}/{name}/", jobs(s))).header("Accept", "text/csv")
             })
             .map(|r| r.body)
         };
-        let (ok, failed, unprocessed) =
-            (result("successfulResults")?, result("failedResults")?, result("unprocessedrecords")?);
-        let mut results = BulkResults::parse(&ext, &ok, &failed, &unprocessed).map_err(|e| {
+        let unreadable = |e: String| {
             ConnectorError::Salesforce(format!("the results of Bulk API 2.0 job {id} could not be read: {e}"))
-        })?;
+        };
+        let mut results = BulkResults::default();
+        results.add_successful(&ext, &result("successfulResults")?).map_err(unreadable)?;
+        results.add_failed(&ext, &result("failedResults")?).map_err(unreadable)?;
+        results.add_unprocessed(&ext, &result("unprocessedrecords")?).map_err(unreadable)?;
         if let Some(message) = failure {
             results.job_failed(&message);
         }
@@ -356,6 +360,16 @@ mod tests {
             external_id: id.into(),
             fields: fields.as_object().unwrap().clone(),
         }
+    }
+
+    fn parse_csv(body: &[u8]) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body);
+        let headers: Vec<String> = reader.headers().map_err(|e| e.to_string())?.iter().map(str::to_string).collect();
+        let rows = reader
+            .records()
+            .map(|r| r.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((headers, rows))
     }
 
     fn spec() -> TargetSpec {
@@ -422,7 +436,10 @@ mod tests {
         let ok = b"\"sf__Id\",\"sf__Created\",NetSuite_Id__c,LastName\n0038d000000002AAA,false,12,B\n0038d000000001AAA,true,10,A\n";
         let failed = b"\"sf__Id\",\"sf__Error\",NetSuite_Id__c,LastName\n,REQUIRED_FIELD_MISSING:Required fields are missing: [LastName],11,\n";
         let unprocessed = b"NetSuite_Id__c,LastName\n";
-        let out = BulkResults::parse("NetSuite_Id__c", ok, failed, unprocessed).unwrap();
+        let mut out = BulkResults::default();
+        out.add_successful("NetSuite_Id__c", ok).unwrap();
+        out.add_failed("NetSuite_Id__c", failed).unwrap();
+        out.add_unprocessed("NetSuite_Id__c", unprocessed).unwrap();
         assert_eq!(out.outcome("10").outcome, OutcomeKind::Created);
         assert_eq!(out.outcome("10").salesforce_id.as_deref(), Some("0038d000000001AAA"));
         assert_eq!(out.outcome("11").errors[0].status_code, "REQUIRED_FIELD_MISSING");

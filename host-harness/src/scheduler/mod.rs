@@ -118,18 +118,32 @@ pub struct Tenant {
     pub clock: Option<GuestClock>,
     /// Settings that replace the config file's from the next run on.
     overrides: std::sync::Mutex<BTreeMap<String, String>>,
+    /// A memory cap (MB) that replaces the config's from the next run on.
+    memory_override: std::sync::Mutex<Option<usize>>,
 }
 
 impl Tenant {
     pub fn open(config: HarnessConfig, cipher: Cipher, clock: Option<GuestClock>) -> Result<Tenant> {
         let database = Database::open(&config.database_path())?;
-        Ok(Tenant { config, cipher, database, clock, overrides: Default::default() })
+        Ok(Tenant {
+            config,
+            cipher,
+            database,
+            clock,
+            overrides: Default::default(),
+            memory_override: Default::default(),
+        })
     }
 
     /// Replaces a setting for the runs that follow (the config file is
     /// left as it is).
     pub fn set_override(&self, name: &str, value: &str) {
         self.overrides.lock().unwrap_or_else(|p| p.into_inner()).insert(name.into(), value.into());
+    }
+
+    /// Replaces the component's memory cap for the runs that follow.
+    pub fn set_max_memory_mb(&self, mb: usize) {
+        *self.memory_override.lock().unwrap_or_else(|p| p.into_inner()) = Some(mb);
     }
 
     /// The sandbox one run of this tenant gets: settings and secrets,
@@ -150,7 +164,12 @@ impl Tenant {
             database: self.database.clone(),
             cipher: self.cipher.clone(),
             wall_clock: self.clock.clone(),
-            max_memory_bytes: self.config.max_memory_mb << 20,
+            max_memory_bytes: self
+                .memory_override
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or(self.config.max_memory_mb)
+                << 20,
             deadline: Duration::from_secs(self.config.run_deadline_secs),
         })
     }

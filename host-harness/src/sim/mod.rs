@@ -6,7 +6,7 @@
 pub mod clock;
 pub mod netsuite;
 pub mod salesforce;
-mod seed;
+pub mod seed;
 
 pub use clock::SimClock;
 

@@ -24,6 +24,12 @@ pub struct InvalidQuery(pub String);
 static BUILTIN_DF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)BUILTIN\.DF\(\s*([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\s*\)").unwrap());
 static STRING_LITERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").unwrap());
+/// `ORDER BY TO_CHAR(x.col, 'YYYY-MM-DD HH24:MI:SS')`: this account keeps
+/// whole seconds, so the text orders exactly as the column does.
+static ORDER_BY_SECOND_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)ORDER BY TO_CHAR\(\s*([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*,\s*'YYYY-MM-DD HH24:MI:SS'\s*\)")
+        .unwrap()
+});
 static NOT_SUITEQL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(LIMIT|PRAGMA|ATTACH|GLOB)\b").unwrap());
 
 /// The table a referenced field's display value comes from.
@@ -66,7 +72,10 @@ fn translate(q: &str) -> Result<String, InvalidQuery> {
     });
     match error {
         Some(e) => Err(e),
-        None => Ok(rewritten.into_owned()),
+        // Ordering by the column lets SQLite read the (column, id) index from
+        // the keyset's lower bound on, as Oracle would, instead of scanning
+        // from the oldest row for every page.
+        None => Ok(ORDER_BY_SECOND_TEXT.replace_all(&rewritten, "ORDER BY $1").into_owned()),
     }
 }
 
