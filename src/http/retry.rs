@@ -160,6 +160,25 @@ impl<'h> ApiClient<'h> {
         Ok(InFlight { client: self, build: Box::new(build), first: Some((request, pending)) })
     }
 
+    /// Sends a first attempt and returns without waiting; [`ApiClient::complete`]
+    /// waits for it and retries as `send` would. Owns nothing of the client,
+    /// so the caller may keep it while it does other work.
+    pub fn start(&self, request: HttpRequest) -> Started {
+        self.calls.set(self.calls.get() + 1);
+        let pending = self.host.transport.start(&request);
+        Started { request, pending }
+    }
+
+    /// Waits for a started request, then applies the rules like `send`.
+    pub fn complete(
+        &self,
+        started: Started,
+        build: &dyn Fn() -> Result<HttpRequest, ConnectorError>,
+    ) -> Result<Sent, ConnectorError> {
+        let outcome = started.pending.and_then(|p| p.wait());
+        self.drive(build, Some((started.request, outcome)))
+    }
+
     /// The retry loop; `first` is an attempt already made.
     fn drive(
         &self,
@@ -303,6 +322,12 @@ impl<'h> ApiClient<'h> {
 
 /// A first attempt: the request and its pending response.
 type FirstAttempt = (HttpRequest, Result<Box<dyn PendingResponse>, TransportError>);
+
+/// A first attempt started by [`ApiClient::start`].
+pub struct Started {
+    request: HttpRequest,
+    pending: Result<Box<dyn PendingResponse>, TransportError>,
+}
 
 /// A request whose first attempt is under way.
 pub struct InFlight<'c, 'h> {

@@ -26,7 +26,7 @@ pub struct Chunk {
 /// Splits records into chunks in input order. A repeated external id starts a
 /// new chunk (Salesforce fails both rows when one request holds it twice);
 /// Composite runs subrequests in order, so the later version still wins.
-pub fn chunk(records: &[SObjectRecord]) -> Vec<Chunk> {
+pub fn chunk(records: &[&SObjectRecord]) -> Vec<Chunk> {
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
     for (i, r) in records.iter().enumerate() {
@@ -55,7 +55,7 @@ pub fn collection_path(api_version: &str, chunk: &Chunk) -> String {
 }
 
 /// One sObject Collections upsert, as a Composite subrequest.
-pub fn upsert_subrequest(api_version: &str, records: &[SObjectRecord], chunk: &Chunk) -> Value {
+pub fn upsert_subrequest(api_version: &str, records: &[&SObjectRecord], chunk: &Chunk) -> Value {
     let rows: Vec<Value> = chunk
         .indices
         .iter()
@@ -86,17 +86,25 @@ pub fn reference_id(n: usize) -> String {
     format!("c{n}")
 }
 
-/// The Composite body for up to five subrequests, numbered `c0`…
-pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Value>) -> Value {
-    let subrequests: Vec<Value> = subrequests
-        .enumerate()
-        .map(|(n, sub)| {
-            let mut sub = sub.clone();
-            sub["referenceId"] = Value::String(reference_id(n));
-            sub
-        })
-        .collect();
-    json!({ "allOrNone": false, "compositeRequest": subrequests })
+/// The Composite body for up to five subrequests, numbered `c0`…, as JSON
+/// text written straight from the subrequests (no copies of the records).
+pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Value>) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Numbered<'a> {
+        #[serde(flatten)]
+        sub: &'a Value,
+        #[serde(rename = "referenceId")]
+        reference_id: String,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "allOrNone")]
+        all_or_none: bool,
+        #[serde(rename = "compositeRequest")]
+        requests: Vec<Numbered<'a>>,
+    }
+    let requests = subrequests.enumerate().map(|(n, sub)| Numbered { sub, reference_id: reference_id(n) }).collect();
+    serde_json::to_vec(&Body { all_or_none: false, requests }).expect("a Composite body serializes")
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,21 +194,52 @@ pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOut
         .collect()
 }
 
+/// An upsert whose first Composite request is under way.
+pub struct PendingUpsert {
+    /// External ids per chunk, and each chunk's record positions.
+    chunks: Vec<(Vec<String>, Vec<usize>)>,
+    records: usize,
+    subrequests: Vec<Value>,
+    /// The request carrying the first subrequests (up to five).
+    first: Option<(usize, super::InFlight)>,
+}
+
 impl super::SalesforceSink<'_> {
     /// Sends Collections subrequests five to a Composite request (one
     /// counted API call each). Subrequests that failed for a transient
     /// reason are sent again under the one retry policy; upserts and deletes
-    /// by id are safe to repeat.
-    fn composite_all(&self, subrequests: &[Value]) -> Result<Vec<SubResponse>> {
+    /// by id are safe to repeat. `first` is the request already carrying
+    /// the first subrequests.
+    fn composite_all(
+        &self,
+        subrequests: &[Value],
+        mut first: Option<(usize, super::InFlight)>,
+    ) -> Result<Vec<SubResponse>> {
         let mut answers: Vec<Option<SubResponse>> = (0..subrequests.len()).map(|_| None).collect();
         let mut pending: Vec<usize> = (0..subrequests.len()).collect();
         self.api.rounds(|last| {
             let mut redo = Vec::new();
-            for group in pending.chunks(MAX_COLLECTIONS_PER_COMPOSITE) {
-                let body = composite_body(group.iter().map(|&i| &subrequests[i]));
-                let response = self.call("Composite request", |s| {
-                    HttpRequest::new(Method::Post, self.api_url(s, "/composite")).json(&body)
-                })?;
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            let mut rest: &[usize] = &pending;
+            if let Some((n, _)) = &first {
+                groups.push(rest[..*n].to_vec());
+                rest = &rest[*n..];
+            }
+            groups.extend(rest.chunks(MAX_COLLECTIONS_PER_COMPOSITE).map(<[usize]>::to_vec));
+            for group in groups {
+                let response = match first.take() {
+                    Some((_, inflight)) => self.finish(inflight)?,
+                    None => {
+                        let body = std::rc::Rc::new(composite_body(group.iter().map(|&i| &subrequests[i])));
+                        self.send(|s| {
+                            HttpRequest::new(Method::Post, self.api_url(s, "/composite"))
+                                .body("application/json", body.clone())
+                        })?
+                    }
+                };
+                if !response.is_success() {
+                    return Err(ConnectorError::Salesforce(super::errors::describe("Composite request", &response)));
+                }
                 let mut subs = parse_composite(&response.body).map_err(|e| {
                     ConnectorError::Salesforce(format!("Composite answered 200 with an unexpected body ({e})"))
                 })?;
@@ -229,20 +268,49 @@ impl super::SalesforceSink<'_> {
         Ok(answers.into_iter().map(|a| a.expect("every subrequest was answered")).collect())
     }
 
-    /// Upserts by external id; one outcome per record, in input order.
-    pub fn upsert(&self, records: &[SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
-        let chunks = chunk(records);
+    /// Starts an upsert by external id and returns while its first Composite
+    /// request travels: the caller prepares the next records meanwhile.
+    pub fn begin_upsert(&self, records: &[&SObjectRecord]) -> Result<PendingUpsert> {
+        let chunked = chunk(records);
         let version = &self.settings.api_version;
-        let subrequests: Vec<Value> = chunks.iter().map(|c| upsert_subrequest(version, records, c)).collect();
-        let answers = self.composite_all(&subrequests)?;
-        let mut results: Vec<Option<UpsertOutcome>> = vec![None; records.len()];
-        for (chunk, sub) in chunks.iter().zip(answers) {
-            let keys: Vec<&str> = chunk.indices.iter().map(|&i| records[i].external_id.as_str()).collect();
-            for (&i, o) in chunk.indices.iter().zip(outcomes(&keys, &sub, true)) {
+        let subrequests: Vec<Value> = chunked.iter().map(|c| upsert_subrequest(version, records, c)).collect();
+        let n = subrequests.len().min(MAX_COLLECTIONS_PER_COMPOSITE);
+        let first = if n == 0 {
+            None
+        } else {
+            let body = std::rc::Rc::new(composite_body(subrequests[..n].iter()));
+            let url = format!("/services/data/v{version}/composite");
+            let build = Box::new(move |s: &super::Session| {
+                HttpRequest::new(Method::Post, format!("{}{url}", s.instance_url))
+                    .body("application/json", body.clone())
+            });
+            Some((n, self.begin(build)?))
+        };
+        let chunks = chunked
+            .into_iter()
+            .map(|c| (c.indices.iter().map(|&i| records[i].external_id.clone()).collect(), c.indices))
+            .collect();
+        Ok(PendingUpsert { chunks, records: records.len(), subrequests, first })
+    }
+
+    /// Waits for an upsert: one outcome per record, in input order.
+    pub fn finish_upsert(&self, pending: PendingUpsert) -> Result<Vec<UpsertOutcome>> {
+        let answers = self.composite_all(&pending.subrequests, pending.first)?;
+        let mut results: Vec<Option<UpsertOutcome>> = vec![None; pending.records];
+        for ((keys, indices), sub) in pending.chunks.iter().zip(answers) {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            for (&i, o) in indices.iter().zip(outcomes(&keys, &sub, true)) {
                 results[i] = Some(o);
             }
         }
         Ok(results.into_iter().map(|o| o.expect("every record is in one chunk")).collect())
+    }
+
+    /// Upserts by external id; one outcome per record, in input order.
+    pub fn upsert(&self, records: &[SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
+        let refs: Vec<&SObjectRecord> = records.iter().collect();
+        let pending = self.begin_upsert(&refs)?;
+        self.finish_upsert(pending)
     }
 
     /// Deletes records by Salesforce id; one outcome per id, in input order.
@@ -251,7 +319,7 @@ impl super::SalesforceSink<'_> {
         let known: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !id.is_empty()).collect();
         let groups: Vec<&[&str]> = known.chunks(MAX_RECORDS_PER_COLLECTION).collect();
         let subrequests: Vec<Value> = groups.iter().map(|g| delete_subrequest(&self.settings.api_version, g)).collect();
-        let answers = self.composite_all(&subrequests)?;
+        let answers = self.composite_all(&subrequests, None)?;
         let mut by_id = std::collections::HashMap::new();
         for (group, sub) in groups.iter().zip(answers) {
             for (id, o) in group.iter().zip(outcomes(group, &sub, false)) {
@@ -291,12 +359,13 @@ mod tests {
 
     #[test]
     fn thousand_records_fill_five_collections_of_two_hundred() {
-        let records: Vec<_> = (0..1000).map(|i| rec("Account", &i.to_string())).collect();
+        let owned: Vec<_> = (0..1000).map(|i| rec("Account", &i.to_string())).collect();
+        let records: Vec<&SObjectRecord> = owned.iter().collect();
         let chunks = chunk(&records);
         assert_eq!(chunks.len(), 5);
         assert!(chunks.iter().all(|c| c.indices.len() == 200));
         let subs: Vec<Value> = chunks.iter().map(|c| upsert_subrequest("66.0", &records, c)).collect();
-        let body = composite_body(subs.iter());
+        let body: Value = serde_json::from_slice(&composite_body(subs.iter())).unwrap();
         assert_eq!(body["compositeRequest"].as_array().unwrap().len(), 5);
         let first = &body["compositeRequest"][0];
         assert_eq!(first["referenceId"], "c0");
@@ -307,7 +376,8 @@ mod tests {
 
     #[test]
     fn a_repeated_external_id_goes_to_a_later_chunk() {
-        let records = vec![rec("Account", "1"), rec("Account", "2"), rec("Account", "1"), rec("Contact", "9")];
+        let owned = [rec("Account", "1"), rec("Account", "2"), rec("Account", "1"), rec("Contact", "9")];
+        let records: Vec<&SObjectRecord> = owned.iter().collect();
         let chunks = chunk(&records);
         let idx: Vec<Vec<usize>> = chunks.iter().map(|c| c.indices.clone()).collect();
         assert_eq!(idx, vec![vec![0, 1], vec![2], vec![3]]);
@@ -319,7 +389,8 @@ mod tests {
 
     #[test]
     fn results_zip_in_order_with_created_flag() {
-        let records = vec![rec("Account", "1"), rec("Account", "2"), rec("Account", "3")];
+        let owned = [rec("Account", "1"), rec("Account", "2"), rec("Account", "3")];
+        let records: Vec<&SObjectRecord> = owned.iter().collect();
         let chunks = chunk(&records);
         let body = json!([
             {"id":"001A","success":true,"errors":[],"created":true},

@@ -11,7 +11,7 @@ pub mod errors;
 pub mod limits;
 pub mod soql;
 
-use crate::http::retry::{ApiClient, Backoff, Sent};
+use crate::http::retry::{ApiClient, Backoff, Sent, Started};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::model::{ConnectorError, Result};
 use crate::ports::Host;
@@ -19,6 +19,12 @@ use crate::settings::SalesforceSettings;
 use auth::Session;
 use limits::ApiUsage;
 use std::cell::{Cell, RefCell};
+
+/// A Salesforce request whose first attempt is under way.
+struct InFlight {
+    started: Started,
+    build: Box<dyn Fn(&Session) -> HttpRequest>,
+}
 
 pub struct SalesforceSink<'h> {
     api: ApiClient<'h>,
@@ -107,16 +113,40 @@ impl<'h> SalesforceSink<'h> {
         Ok(session)
     }
 
+    /// `build`'s request with the session's bearer token.
+    fn authorized(&self, build: &dyn Fn(&Session) -> HttpRequest) -> Result<HttpRequest> {
+        let session = self.session()?;
+        Ok(build(&session).header("Authorization", format!("Bearer {}", session.access_token)))
+    }
+
     /// Sends an authenticated request; on 401 "Session expired or invalid"
     /// refreshes once and resends, never more.
     fn send(&self, build: impl Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
         self.check_quota()?;
+        let sent = self.api.send(&|| self.authorized(&build))?;
+        self.settle(sent, &build)
+    }
+
+    /// Starts an authenticated request and returns without waiting; the
+    /// caller does other work, then [`SalesforceSink::finish`]es it.
+    fn begin(&self, build: Box<dyn Fn(&Session) -> HttpRequest>) -> Result<InFlight> {
+        self.check_quota()?;
+        let started = self.api.start(self.authorized(&*build)?);
+        Ok(InFlight { started, build })
+    }
+
+    /// Waits for a request [`SalesforceSink::begin`] started.
+    fn finish(&self, request: InFlight) -> Result<HttpResponse> {
+        let build = request.build;
+        let sent = self.api.complete(request.started, &|| self.authorized(&*build))?;
+        self.settle(sent, &*build)
+    }
+
+    /// Reads the org's usage off a response; on an expired session, logs in
+    /// again once and resends.
+    fn settle(&self, mut sent: Sent, build: &dyn Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
         let mut refreshed = false;
         loop {
-            let sent = self.api.send(&|| {
-                let session = self.session()?;
-                Ok(build(&session).header("Authorization", format!("Bearer {}", session.access_token)))
-            })?;
             match sent {
                 Sent::Response(response) => {
                     if let Some(usage) = response.header("sforce-limit-info").and_then(limits::parse_limit_info) {
@@ -144,6 +174,7 @@ impl<'h> SalesforceSink<'h> {
                              record to the new org"
                         )));
                     }
+                    sent = self.api.send(&|| self.authorized(build))?;
                 }
             }
         }

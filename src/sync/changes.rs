@@ -7,7 +7,7 @@ use super::deferral::hold_back_orphans;
 use super::read::{Changes, Position};
 use super::run::Run;
 use super::stage::stage;
-use super::write::Path;
+use super::write::{Batch, Path};
 use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 
 pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
@@ -18,12 +18,36 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     let full = run.request.mode == SyncMode::Full || remapping;
     let (mut position, start) = Position::start(run, kind, false, full)?;
     let mut pages = Changes::open(run, kind, start.as_ref())?;
-    let mut batch = None;
+    let mut batch: Option<Box<dyn Batch + '_>> = None;
+    let streamed = stream(run, kind, full, &mut pages, &mut position, &mut batch);
+    if let (Err(_), Some(b)) = (&streamed, &mut batch) {
+        // Whatever Salesforce already received is recorded; the run's error
+        // stands (a second error recording it would hide the first).
+        let _ = b.abandon(run);
+    }
+    streamed?;
+    if let Some(batch) = &mut batch {
+        let recorded = batch.finish(run)?;
+        position.recorded(run, recorded)?;
+    }
+    run.state.save_mapping_fingerprint(kind, &fingerprint)?;
+    position.settle(run)
+}
+
+/// Reads, stages and hands over every page of the stream.
+fn stream<'w>(
+    run: &'w Run<'_>,
+    kind: RecordKind,
+    full: bool,
+    pages: &mut Changes<'_, '_>,
+    position: &mut Position,
+    batch: &mut Option<Box<dyn Batch + 'w>>,
+) -> Result<()> {
     while let Some(page) = pages.next_page()? {
         run.renew()?;
         // NetSuite counts what the whole read holds on its first page: above
         // the threshold the kind goes through Bulk API 2.0 jobs.
-        let batch = match &mut batch {
+        let batch = match batch {
             Some(b) => b,
             None => {
                 let many = page.total.is_some_and(|t| t > run.settings.salesforce.bulk_threshold);
@@ -37,10 +61,5 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         let recorded = batch.add(run, ready)?;
         position.recorded(run, recorded)?;
     }
-    if let Some(batch) = &mut batch {
-        let recorded = batch.finish(run)?;
-        position.recorded(run, recorded)?;
-    }
-    run.state.save_mapping_fingerprint(kind, &fingerprint)?;
-    position.settle(run)
+    Ok(())
 }

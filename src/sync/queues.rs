@@ -6,6 +6,8 @@ use super::state::RecordState;
 use crate::model::{ConnectorError, RecordKind, Result, SObjectRecord, Transformation};
 use crate::ports::KeyValue;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queue {
@@ -65,6 +67,8 @@ pub struct Queues<'a> {
     kv: &'a dyn KeyValue,
     /// A dry run reads the queues and changes nothing.
     read_only: bool,
+    /// Ids each kind has in the failed or deferred queue, once listed.
+    held: RefCell<std::collections::HashMap<RecordKind, std::rc::Rc<RefCell<HashSet<String>>>>>,
 }
 
 fn kv_error(what: &str, e: String) -> ConnectorError {
@@ -73,7 +77,7 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
 
 impl<'a> Queues<'a> {
     pub fn new(kv: &'a dyn KeyValue, read_only: bool) -> Self {
-        Queues { kv, read_only }
+        Queues { kv, read_only, held: Default::default() }
     }
 
     pub fn put(&self, queue: Queue, write: &QueuedWrite) -> Result<()> {
@@ -81,17 +85,53 @@ impl<'a> Queues<'a> {
             return Ok(());
         }
         let bytes = serde_json::to_vec(write).expect("a queued write serializes");
-        self.kv.set(&key(queue, write.kind, &write.netsuite_id), &bytes).map_err(|e| kv_error("queueing a write", e))
+        self.kv
+            .set(&key(queue, write.kind, &write.netsuite_id), &bytes)
+            .map_err(|e| kv_error("queueing a write", e))?;
+        if let Some(set) = self.held.borrow().get(&write.kind) {
+            set.borrow_mut().insert(write.netsuite_id.clone());
+        }
+        Ok(())
     }
 
     /// Takes records out of both queues (they were written, or superseded).
-    pub fn remove(&self, kind: RecordKind, ids: &[&str]) -> Result<()> {
+    /// Only ids the queues hold cost a delete: the bucket's keys are listed
+    /// once per run and kind, and kept up to date by this run's own puts.
+    pub fn remove<K: AsRef<str>>(&self, kind: RecordKind, ids: &[K]) -> Result<()> {
         if ids.is_empty() || self.read_only {
             return Ok(());
         }
-        let keys: Vec<String> =
-            ids.iter().flat_map(|id| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id)]).collect();
+        let held = self.held(kind)?;
+        let keys: Vec<String> = ids
+            .iter()
+            .filter(|id| held.borrow().contains(id.as_ref()))
+            .flat_map(|id| [key(Queue::Failed, kind, id.as_ref()), key(Queue::Deferred, kind, id.as_ref())])
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            held.borrow_mut().remove(id.as_ref());
+        }
         self.kv.delete_many(&keys).map_err(|e| kv_error("clearing queued writes", e))
+    }
+
+    /// Ids of `kind` waiting in either queue.
+    fn held(&self, kind: RecordKind) -> Result<std::rc::Rc<RefCell<HashSet<String>>>> {
+        if let Some(set) = self.held.borrow().get(&kind) {
+            return Ok(set.clone());
+        }
+        let prefixes = [format!("{}/{kind}/", Queue::Failed.prefix()), format!("{}/{kind}/", Queue::Deferred.prefix())];
+        let ids: HashSet<String> = self
+            .kv
+            .list_keys()
+            .map_err(|e| kv_error("listing queued writes", e))?
+            .into_iter()
+            .filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p.as_str()).map(str::to_string)))
+            .collect();
+        let set = std::rc::Rc::new(RefCell::new(ids));
+        self.held.borrow_mut().insert(kind, set.clone());
+        Ok(set)
     }
 
     pub fn put_event(&self, event: &QueuedEvent) -> Result<()> {

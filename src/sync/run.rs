@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 /// A parent a record links to: its kind and NetSuite id.
 pub(super) type ParentRef = (RecordKind, String);
 
-/// A record ready to write: what to send, the state to keep once it lands,
-/// and the parents that must be in Salesforce first.
+/// A record ready to write: what to send, the state to keep once it lands
+/// (its `fields` are the target's, filled in then), and the parents that
+/// must be in Salesforce first.
 #[derive(Debug, Clone)]
 pub(super) struct Staged {
     pub mapped: MappedRecord,
@@ -27,14 +28,15 @@ pub(super) struct Staged {
 
 impl Staged {
     /// As kept in a queue: `reason` says why it waits. The state's copy of
-    /// the payload is left out (it is the target's fields) and restored.
+    /// the payload is left out (it is the target's fields).
     pub fn queued(&self, run_id: &str, reason: String) -> QueuedWrite {
+        debug_assert!(self.state.fields.is_none(), "a staged state's payload is the target's");
         QueuedWrite {
             run_id: run_id.into(),
             kind: self.mapped.source_kind,
             netsuite_id: self.mapped.source_id.clone(),
             target: self.mapped.target.clone(),
-            state: RecordState { fields: None, ..self.state.clone() },
+            state: self.state.clone(),
             transformations: self.mapped.transformations.clone(),
             reason,
             waits_for: self.parents.clone(),
@@ -44,7 +46,7 @@ impl Staged {
 
 impl From<QueuedWrite> for Staged {
     fn from(mut q: QueuedWrite) -> Staged {
-        q.state.fields.get_or_insert_with(|| q.target.fields.clone());
+        q.state.fields = None;
         Staged {
             mapped: MappedRecord {
                 source_kind: q.kind,

@@ -58,14 +58,14 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             old => {
                 let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
                 annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
-                let fields = Some(mapped.target.fields.clone());
                 let parents = mapping.parents(record);
-                staged.push(Staged { mapped, state: RecordState { src, dst, sf, fields, org: None }, parents });
+                // The payload goes into the state when the write lands.
+                staged.push(Staged { mapped, state: RecordState { src, dst, sf, fields: None, org: None }, parents });
             }
         }
     }
     run.count_read(kind, read);
-    run.state.save_records(kind, &unchanged)?;
+    run.state.save_records(kind, unchanged)?;
     run.audit(&audit);
     Ok(staged)
 }

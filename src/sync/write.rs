@@ -12,6 +12,7 @@ use crate::model::{
     UpsertOutcome,
 };
 use crate::salesforce::bulk::{CsvJob, csv_safe};
+use crate::salesforce::composite::PendingUpsert;
 use crate::settings::DeleteAction;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
@@ -57,6 +58,11 @@ pub(super) trait Batch {
     fn add(&mut self, run: &Run<'_>, records: Vec<Staged>) -> Result<usize>;
     /// Writes whatever waits; every page is recorded after it.
     fn finish(&mut self, run: &Run<'_>) -> Result<usize>;
+    /// The run is stopping: record the outcome of a write already sent, so
+    /// nothing Salesforce received goes without state and audit.
+    fn abandon(&mut self, _run: &Run<'_>) -> Result<()> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- Salesforce
@@ -127,7 +133,7 @@ impl Writer for Salesforce {
                 done.push((id.as_str(), gone));
             }
         }
-        run.state.save_records(kind, &done)?;
+        run.state.save_records(kind, done)?;
         run.audit(&audit);
         Ok(())
     }
@@ -169,61 +175,84 @@ fn errors_text(outcome: &UpsertOutcome) -> Option<String> {
 fn record_outcomes(
     run: &Run<'_>,
     kind: RecordKind,
-    written: &[Staged],
+    written: Vec<Staged>,
     outcomes: &[UpsertOutcome],
     action: AuditAction,
 ) -> Result<()> {
     let mut audit = Vec::with_capacity(written.len());
     let mut new_states = Vec::with_capacity(written.len());
-    let mut landed = Vec::new();
-    for (staged, outcome) in written.iter().zip(outcomes) {
+    for (staged, outcome) in written.into_iter().zip(outcomes) {
         run.count(kind, outcome.outcome);
         let error = errors_text(outcome);
+        audit.push(run.entry(&staged.mapped, action, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
         if outcome.outcome == OutcomeKind::Failed {
-            let mut queued = staged.queued(&run.request.run_id, error.clone().unwrap_or_default());
+            let mut queued = staged.queued(&run.request.run_id, error.unwrap_or_default());
             queued.waits_for = vec![];
             run.queues.put(Queue::Failed, &queued)?;
         } else {
-            let sf = outcome.salesforce_id.clone().or_else(|| staged.state.sf.clone());
-            new_states.push((staged.mapped.source_id.as_str(), RecordState { sf, ..staged.state.clone() }));
-            landed.push(staged.mapped.source_id.as_str());
+            let Staged { mapped, state, .. } = staged;
+            let sf = outcome.salesforce_id.clone().or(state.sf);
+            let fields = Some(mapped.target.fields);
+            new_states.push((mapped.source_id, RecordState { sf, fields, ..state }));
         }
-        audit.push(run.entry(&staged.mapped, action, outcome.outcome, outcome.salesforce_id.clone(), error));
     }
-    run.state.save_records(kind, &new_states)?;
+    let landed: Vec<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
+    run.state.save_records(kind, new_states)?;
     run.queues.remove(kind, &landed)?;
     run.audit(&audit);
     Ok(())
 }
 
 /// Records wait here until a full Composite request's worth (the sink's
-/// slice) is ready, so sparse pages do not cost a call each.
+/// slice) is ready, so sparse pages do not cost a call each. One request is
+/// in flight while the next page is read and staged; its outcomes are
+/// recorded before the next request goes out.
 struct CompositeBatch {
     kind: RecordKind,
     action: AuditAction,
     slice: usize,
     waiting: Vec<(usize, Staged)>,
+    in_flight: Option<(Vec<(usize, Staged)>, PendingUpsert)>,
     ledger: Ledger,
 }
 
 impl CompositeBatch {
     fn new(kind: RecordKind, action: AuditAction, slice: usize) -> Self {
-        CompositeBatch { kind, action, slice: slice.max(1), waiting: Vec::new(), ledger: Ledger::default() }
+        CompositeBatch {
+            kind,
+            action,
+            slice: slice.max(1),
+            waiting: Vec::new(),
+            in_flight: None,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// Waits for the request in flight and records its outcomes.
+    fn settle(&mut self, run: &Run<'_>) -> Result<()> {
+        let Some((part, pending)) = self.in_flight.take() else { return Ok(()) };
+        let outcomes = run.sink.finish_upsert(pending)?;
+        let (pages, staged): (Vec<usize>, Vec<Staged>) = part.into_iter().unzip();
+        record_outcomes(run, self.kind, staged, &outcomes, self.action)?;
+        for page in pages {
+            self.ledger.done(page, 1);
+        }
+        Ok(())
     }
 
     fn write_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
         while self.waiting.len() >= self.slice || (everything && !self.waiting.is_empty()) {
             let take = self.waiting.len().min(self.slice);
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
-            let (pages, staged): (Vec<usize>, Vec<Staged>) = part.into_iter().unzip();
+            self.settle(run)?;
             run.renew()?;
             run.validate_target(self.kind)?;
-            let targets: Vec<SObjectRecord> = staged.iter().map(|s| s.mapped.target.clone()).collect();
-            let outcomes = run.sink.upsert(&targets)?;
-            record_outcomes(run, self.kind, &staged, &outcomes, self.action)?;
-            for page in pages {
-                self.ledger.done(page, 1);
-            }
+            let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
+            let pending = run.sink.begin_upsert(&targets)?;
+            self.in_flight = Some((part, pending));
+        }
+        if everything {
+            self.settle(run)?;
         }
         Ok(())
     }
@@ -247,6 +276,10 @@ impl Batch for CompositeBatch {
     fn finish(&mut self, run: &Run<'_>) -> Result<usize> {
         self.write_due(run, true)?;
         Ok(self.ledger.take_completed())
+    }
+
+    fn abandon(&mut self, run: &Run<'_>) -> Result<()> {
+        self.settle(run)
     }
 }
 
@@ -327,8 +360,9 @@ impl BulkBatch {
             let staged: Vec<Staged> = run.queues.take_parked(&key)?.into_iter().map(Staged::from).collect();
             let outcomes: Vec<UpsertOutcome> =
                 staged.iter().map(|s| results.outcome(&s.mapped.target.external_id)).collect();
-            record_outcomes(run, self.kind, &staged, &outcomes, AuditAction::BulkWrite)?;
-            self.ledger.done(page, staged.len());
+            let n = staged.len();
+            record_outcomes(run, self.kind, staged, &outcomes, AuditAction::BulkWrite)?;
+            self.ledger.done(page, n);
             run.renew()?;
         }
         Ok(())
@@ -410,6 +444,10 @@ impl Batch for BulkBatch {
         let completed = self.composite.finish(run)?;
         self.settle_composite(completed);
         Ok(self.ledger.take_completed())
+    }
+
+    fn abandon(&mut self, run: &Run<'_>) -> Result<()> {
+        self.composite.abandon(run)
     }
 }
 
