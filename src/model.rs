@@ -65,6 +65,18 @@ pub struct Page {
     pub has_more: bool,
     /// Rows the whole query matches (NetSuite's totalResults), when known.
     pub total: Option<u32>,
+    /// Rows read with a defect: repaired, or set aside.
+    pub problems: Vec<ReadProblem>,
+}
+
+/// A row that did not read cleanly: `quarantined` rows are left out of the
+/// page (their reason is audited), the others were repaired and go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadProblem {
+    /// Empty when the row did not even carry an id.
+    pub id: String,
+    pub quarantined: bool,
+    pub reason: String,
 }
 
 /// A record ready to upsert into Salesforce by external id.
@@ -180,6 +192,35 @@ impl fmt::Display for ConnectorError {
 }
 
 impl std::error::Error for ConnectorError {}
+
+impl ConnectorError {
+    /// An error about what one system holds or answered for some records,
+    /// as opposed to the connection, the login, the quota or the settings,
+    /// which every kind would meet alike.
+    pub fn is_about_data(&self) -> bool {
+        matches!(self, ConnectorError::NetSuite(_) | ConnectorError::Salesforce(_))
+    }
+
+    fn map_message(self, f: impl FnOnce(String) -> String) -> ConnectorError {
+        match self {
+            ConnectorError::Config(m) => ConnectorError::Config(f(m)),
+            ConnectorError::Auth(m) => ConnectorError::Auth(f(m)),
+            ConnectorError::NetSuite(m) => ConnectorError::NetSuite(f(m)),
+            ConnectorError::Salesforce(m) => ConnectorError::Salesforce(f(m)),
+            ConnectorError::RateLimited(m) => ConnectorError::RateLimited(f(m)),
+            ConnectorError::Transport(m) => ConnectorError::Transport(f(m)),
+            ConnectorError::Busy(m) => ConnectorError::Busy(f(m)),
+        }
+    }
+
+    pub fn with_prefix(self, prefix: &str) -> ConnectorError {
+        self.map_message(|m| format!("{prefix}{m}"))
+    }
+
+    pub fn with_suffix(self, suffix: &str) -> ConnectorError {
+        self.map_message(|m| format!("{m}{suffix}"))
+    }
+}
 
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 
@@ -297,6 +338,8 @@ pub enum AuditAction {
     Delete,
     /// The mapping could not turn the record into a Salesforce record.
     Map,
+    /// The NetSuite row had a defect: repaired, or set aside.
+    Read,
 }
 
 impl AuditAction {
@@ -312,6 +355,7 @@ impl AuditAction {
             AuditAction::FlagDeleted => "flag-deleted",
             AuditAction::Delete => "delete",
             AuditAction::Map => "map",
+            AuditAction::Read => "read",
         }
     }
 }

@@ -240,10 +240,14 @@ async fn a_persistent_rate_limit_fails_clearly_and_keeps_the_cursor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_is_reported_with_the_table_and_the_fix() {
     let bed = bed(20).start().await;
+    let vendors = bed.netsuite.seed_vendors(4, 2).unwrap();
     bed.netsuite.deny_table("customeraddressbookentityaddress");
-    let report = bed.sync().await;
+    let report = bed.sync_all().await;
     assert_eq!(report.status, "failed");
+    // The kind that cannot be read does not hold back the kinds after it.
+    assert_eq!(report.counts("vendor").created, vendors.len() as u32, "{report:?}");
     let error = report.error.unwrap();
+    assert!(error.contains("customer records: "), "the error names the kind: {error}");
     assert!(error.contains("SuiteQL read of changed customer records returned HTTP 400"), "{error}");
     assert!(error.contains("Record 'customeraddressbookentityaddress' was not found"), "{error}");
     assert!(error.contains("lacks permission"), "{error}");

@@ -7,7 +7,7 @@ pub mod file;
 pub mod transforms;
 
 use crate::model::{ConnectorError, MappedRecord, NetSuiteRecord, RecordKind, Result, SObjectRecord, Transformation};
-use file::{Constant, MappingFile, ObjectMapping, Rule, Transform};
+use file::{Constant, MappingFile, ObjectMapping, Rule};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -55,11 +55,51 @@ impl Link {
 #[derive(Debug, Clone)]
 pub struct Mapping {
     file: MappingFile,
+    /// What each rule of each field is called in the audit trail, and the
+    /// transforms' suffix, worked out once: mapping runs for every record.
+    names: Vec<(RecordKind, Vec<FieldNames>)>,
+}
+
+#[derive(Debug, Clone)]
+struct FieldNames {
+    /// (rule kind, detail) per rule.
+    rules: Vec<(String, String)>,
+    /// `+phone+lower`...
+    transforms: String,
+}
+
+impl Mapping {
+    fn new(file: MappingFile) -> Mapping {
+        let names = RecordKind::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let object = file.object(kind)?;
+                let fields = object
+                    .field
+                    .iter()
+                    .map(|f| FieldNames {
+                        rules: f.rules.iter().map(Rule::describe).collect(),
+                        transforms: f
+                            .transforms
+                            .iter()
+                            .map(|t| format!("+{}", format!("{t:?}").to_lowercase()))
+                            .collect(),
+                    })
+                    .collect();
+                Some((kind, fields))
+            })
+            .collect();
+        Mapping { file, names }
+    }
+
+    fn names(&self, kind: RecordKind) -> &[FieldNames] {
+        self.names.iter().find(|(k, _)| *k == kind).map_or(&[], |(_, n)| n.as_slice())
+    }
 }
 
 impl Default for Mapping {
     fn default() -> Self {
-        Mapping { file: MappingFile::parse(DEFAULT_MAPPING).expect("the shipped mapping is valid") }
+        Mapping::new(MappingFile::parse(DEFAULT_MAPPING).expect("the shipped mapping is valid"))
     }
 }
 
@@ -71,7 +111,7 @@ impl Mapping {
     /// The mapping in `text`, or the shipped one.
     pub fn load(text: Option<&str>) -> Result<Mapping> {
         match text {
-            Some(t) => Ok(Mapping { file: MappingFile::parse(t)? }),
+            Some(t) => Ok(Mapping::new(MappingFile::parse(t)?)),
             None => Ok(Mapping::default()),
         }
     }
@@ -130,31 +170,33 @@ impl Mapping {
 
     pub fn map(&self, record: &NetSuiteRecord) -> Result<MappedRecord> {
         let object = self.object(record.kind)?;
+        let names = self.names(record.kind);
         let mut fields = Map::new();
-        let mut transformations = Vec::with_capacity(object.field.len() + 2);
-        for field in &object.field {
-            let target = format!("{}.{}", object.sobject, field.target);
-            let mut produced: Option<(Value, String, String)> = None;
+        let mut transformations = Vec::with_capacity(object.field.len() + object.parent.len() + 1);
+        for (field, names) in object.field.iter().zip(names) {
+            // Only errors need the target's full name: built then, not per record.
+            let target = || format!("{}.{}", object.sobject, field.target);
+            let mut produced: Option<(Value, usize)> = None;
             for (n, rule) in field.rules.iter().enumerate() {
                 if let Some(when) = &rule.when
                     && record.field(&when.column) != Some(when.equals.as_str())
                 {
                     continue;
                 }
-                let (kind, detail) = rule.describe();
-                let label = format!("rule {} {kind}", n + 1);
-                if let Some(value) = evaluate(rule, record).map_err(|e| fail(record, &target, &label, e))? {
-                    produced = Some((value, kind, detail));
+                let value = evaluate(rule, record)
+                    .map_err(|e| fail(record, &target(), &format!("rule {} {}", n + 1, names.rules[n].0), e))?;
+                if let Some(value) = value {
+                    produced = Some((value, n));
                     break;
                 }
             }
-            let (value, mut rule_name, detail) = match produced {
-                Some(p) => p,
+            let (value, rule, detail) = match produced {
+                Some((value, n)) => (value, names.rules[n].0.clone() + &names.transforms, names.rules[n].1.clone()),
                 None if field.required => {
-                    let tried: Vec<String> = field.rules.iter().map(|r| r.describe().1).collect();
+                    let tried: Vec<&str> = names.rules.iter().map(|(_, d)| d.as_str()).collect();
                     return Err(fail(
                         record,
-                        &target,
+                        &target(),
                         "required",
                         format!(
                             "Salesforce requires a value but every rule came up empty ({}); fill one in NetSuite. \
@@ -167,23 +209,20 @@ impl Mapping {
             };
             let value = match value {
                 Value::String(s) => {
-                    let mut s = transforms::apply(Transform::Trim, &s).expect("trim cannot fail");
+                    let mut s = match s.trim() {
+                        trimmed if trimmed.len() == s.len() => s,
+                        trimmed => trimmed.to_string(),
+                    };
                     for t in &field.transforms {
                         s = transforms::apply(*t, &s)
-                            .map_err(|e| fail(record, &target, &format!("transform {t:?}"), e))?;
-                        rule_name.push_str(&format!("+{}", format!("{t:?}").to_lowercase()));
+                            .map_err(|e| fail(record, &target(), &format!("transform {t:?}"), e))?;
                     }
                     if s.is_empty() { Value::Null } else { Value::String(s) }
                 }
                 other => other,
             };
             fields.insert(field.target.clone(), value);
-            transformations.push(Transformation {
-                field: field.target.clone(),
-                rule: rule_name,
-                detail,
-                ..Default::default()
-            });
+            transformations.push(Transformation { field: field.target.clone(), rule, detail, ..Default::default() });
         }
         for parent in &object.parent {
             let detail = match record.field(&parent.column).map(str::trim).filter(|id| !id.is_empty()) {

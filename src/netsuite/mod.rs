@@ -3,11 +3,12 @@
 pub mod auth;
 pub mod errors;
 pub mod suiteql;
+mod surrogates;
 pub mod tba;
 
 use crate::http::HttpResponse;
 use crate::http::retry::{ApiClient, Backoff, InFlight, Sent};
-use crate::model::{ConnectorError, Cursor, NetSuiteRecord, Page, RecordKind, Result};
+use crate::model::{ConnectorError, Cursor, NetSuiteRecord, Page, ReadProblem, RecordKind, Result};
 use crate::ports::Host;
 use crate::settings::{M2mSettings, NetSuiteAuth, NetSuiteSettings};
 use auth::AccessToken;
@@ -209,9 +210,34 @@ impl PendingPage<'_, '_> {
     pub fn finish(self) -> Result<Page> {
         let kind = self.kind;
         let page = self.query.finish()?;
-        let records = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
+        let mut records = Vec::with_capacity(page.rows.len());
+        let mut problems = Vec::new();
+        for (row, repaired) in page.rows.into_iter().zip(page.repaired) {
+            // A row that is not a record is set aside with its reason; the
+            // rest of the page goes on.
+            let id = row.get("id").cloned();
+            match suiteql::to_record(kind, row) {
+                Ok(record) => {
+                    if !repaired.is_empty() {
+                        problems.push(ReadProblem {
+                            id: record.id.clone(),
+                            quarantined: false,
+                            reason: format!(
+                                "{} held a lone UTF-16 surrogate (half of a character pair), replaced by U+FFFD; \
+                                 correct the value in NetSuite",
+                                repaired.join(", ")
+                            ),
+                        });
+                    }
+                    records.push(record);
+                }
+                Err(e) => {
+                    problems.push(ReadProblem { id: id.unwrap_or_default(), quarantined: true, reason: e.to_string() })
+                }
+            }
+        }
         let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
-        Ok(Page { records, next, has_more: page.has_more, total: page.total_results })
+        Ok(Page { records, next, has_more: page.has_more, total: page.total_results, problems })
     }
 }
 

@@ -6,6 +6,7 @@
 //! user's date-format preference. Every value placed in a query is either a
 //! validated number, a validated timestamp, or a quoted literal.
 
+use super::surrogates;
 use crate::http::{HttpRequest, Method};
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, RecordKind, Result};
 use serde::Deserialize;
@@ -243,13 +244,58 @@ struct Response {
     has_more: bool,
     #[serde(default)]
     total_results: Option<u32>,
-    items: Vec<serde_json::Map<String, serde_json::Value>>,
+    items: Vec<Row>,
+}
+
+/// One item of a page, read straight into column → text (every SuiteQL value
+/// is text; NULL columns are left out, so is the per-row `links`), with the
+/// columns whose lone surrogates were replaced.
+#[derive(Debug)]
+struct Row(BTreeMap<String, String>, Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for Row {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Row, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Row;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a SuiteQL result item (an object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Row, A::Error> {
+                let mut row = BTreeMap::new();
+                let mut repaired = Vec::new();
+                while let Some(mut key) = map.next_key::<String>()? {
+                    if key == "links" {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        continue;
+                    }
+                    let mut text = match map.next_value::<serde_json::Value>()? {
+                        serde_json::Value::Null => continue,
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+                        key.make_ascii_lowercase();
+                    }
+                    if text.contains(surrogates::MARK) {
+                        text = text.replace(surrogates::MARK, "\u{FFFD}");
+                        repaired.push(key.clone());
+                    }
+                    row.insert(key, text);
+                }
+                Ok(Row(row, repaired))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// One parsed page of SuiteQL rows.
 #[derive(Debug)]
 pub struct RowPage {
     pub rows: Vec<BTreeMap<String, String>>,
+    /// Per row (same order), the columns whose lone surrogates became U+FFFD.
+    pub repaired: Vec<Vec<String>>,
     pub has_more: bool,
     pub total_results: Option<u32>,
     /// The `next` link NetSuite offered, if any.
@@ -257,9 +303,16 @@ pub struct RowPage {
 }
 
 pub fn parse_rows(body: &[u8]) -> Result<RowPage> {
-    let response: Response = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::NetSuite(format!("SuiteQL answered 200 with a body that is not a SuiteQL result page ({e})"))
-    })?;
+    let response: Response = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        // Lone surrogates are the one defect a value can bring into an
+        // otherwise sound page: repair them rather than lose the page.
+        Err(e) => surrogates::repair(body).and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
+            ConnectorError::NetSuite(format!(
+                "SuiteQL answered 200 with a body that is not a SuiteQL result page ({e})"
+            ))
+        })?,
+    };
     if response.count as usize != response.items.len() {
         return Err(ConnectorError::NetSuite(format!(
             "SuiteQL page says count {} but holds {} items",
@@ -267,25 +320,9 @@ pub fn parse_rows(body: &[u8]) -> Result<RowPage> {
             response.items.len()
         )));
     }
-    let rows = response
-        .items
-        .into_iter()
-        .map(|item| {
-            item.into_iter()
-                .filter(|(k, _)| k != "links")
-                .filter_map(|(k, v)| {
-                    let text = match v {
-                        serde_json::Value::Null => return None,
-                        serde_json::Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    Some((k.to_ascii_lowercase(), text))
-                })
-                .collect()
-        })
-        .collect();
+    let (rows, repaired) = response.items.into_iter().map(|row| (row.0, row.1)).unzip();
     let next_url = response.links.into_iter().find(|l| l.rel == "next").map(|l| l.href);
-    Ok(RowPage { rows, has_more: response.has_more, total_results: response.total_results, next_url })
+    Ok(RowPage { rows, repaired, has_more: response.has_more, total_results: response.total_results, next_url })
 }
 
 /// A row as a record; `id` and `lastmodified` must be present.

@@ -56,6 +56,7 @@ fn stream<'w>(
             }
         };
         position.read(page.next.clone());
+        run.read_problems(kind, &page.problems);
         let staged = stage(run, kind, &page.records, full)?;
         let ready = hold_back_orphans(run, staged)?;
         let recorded = batch.add(run, ready)?;

@@ -20,7 +20,7 @@ pub mod state;
 mod write;
 
 use crate::events::{self, Answer};
-use crate::model::{ApiCalls, RecordKind, Result, SyncMode, SyncReport, SyncRequest};
+use crate::model::{ApiCalls, ConnectorError, RecordKind, Result, SyncMode, SyncReport, SyncRequest};
 use crate::ports::Host;
 use crate::settings::{EventSettings, Settings};
 use lease::Lease;
@@ -104,18 +104,36 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     if run.request.mode == SyncMode::Events {
         return Ok(());
     }
+    // A kind that fails on its data (a page NetSuite cannot serve, an object
+    // Salesforce refuses) does not hold back the kinds after it; the run
+    // still ends failed, naming each kind that did.
+    let mut failed: Option<ConnectorError> = None;
     for &kind in kinds {
-        deferral::retry_deferred(run, kind)?;
-        run.renew()?;
-        // The deletions stream is independent of the changes stream: its
-        // first page travels alongside the changes.
-        let (position, start) = read::Position::start(run, kind, true, run.request.mode == SyncMode::Full)?;
-        let deleted = read::Deletions::open(run, kind, start)?;
-        changes::sync(run, kind)?;
-        run.renew()?;
-        deletions::sync(run, kind, position, deleted)?;
+        match one_kind(run, kind) {
+            Ok(()) => {}
+            Err(e) if e.is_about_data() => {
+                let e = e.with_prefix(&format!("{kind} records: "));
+                failed = Some(match failed {
+                    None => e,
+                    Some(first) => first.with_suffix(&format!("; {e}")),
+                });
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
+}
+
+fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+    deferral::retry_deferred(run, kind)?;
+    run.renew()?;
+    // The deletions stream is independent of the changes stream: its
+    // first page travels alongside the changes.
+    let (position, start) = read::Position::start(run, kind, true, run.request.mode == SyncMode::Full)?;
+    let deleted = read::Deletions::open(run, kind, start)?;
+    changes::sync(run, kind)?;
+    run.renew()?;
+    deletions::sync(run, kind, position, deleted)
 }
 
 /// Verifies a change event and queues it for the next run (coalesced per

@@ -5,7 +5,9 @@ use super::lease::Lease;
 use super::queues::{QueuedWrite, Queues};
 use super::state::{RecordState, State};
 use super::write::Writer;
-use crate::model::{AuditAction, AuditEntry, KindCounts, MappedRecord, OutcomeKind, RecordKind, Result, SyncRequest};
+use crate::model::{
+    AuditAction, AuditEntry, KindCounts, MappedRecord, OutcomeKind, ReadProblem, RecordKind, Result, SyncRequest,
+};
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
@@ -140,6 +142,33 @@ impl<'a> Run<'a> {
             transformations_json: serde_json::to_string(&mapped.transformations).expect("transformations serialize"),
             error,
         }
+    }
+
+    /// Audits the rows of a page that did not read cleanly; a row set aside
+    /// counts as failed (it is read again when NetSuite next changes it).
+    pub fn read_problems(&self, kind: RecordKind, problems: &[ReadProblem]) {
+        let entries: Vec<AuditEntry> = problems
+            .iter()
+            .map(|p| {
+                let outcome = if p.quarantined {
+                    self.count(kind, OutcomeKind::Failed);
+                    OutcomeKind::Failed.as_str()
+                } else {
+                    "repaired"
+                };
+                AuditEntry {
+                    run_id: self.request.run_id.clone(),
+                    kind,
+                    action: AuditAction::Read,
+                    netsuite_id: p.id.clone(),
+                    salesforce_id: None,
+                    outcome: outcome.into(),
+                    transformations_json: "[]".into(),
+                    error: Some(p.reason.clone()),
+                }
+            })
+            .collect();
+        self.audit(&entries);
     }
 
     /// Learns which Salesforce org the run writes to: record states kept for

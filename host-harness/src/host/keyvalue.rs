@@ -88,10 +88,10 @@ impl batch::Host for HostState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let name = self.bucket_name(&bucket)?;
-        let found = keys
-            .into_iter()
-            .map(|k| self.kv.get(name, &k).map(|v| v.map(|v| (k, v))))
-            .collect::<anyhow::Result<Vec<_>>>();
+        let found = self
+            .kv
+            .get_many(name, &keys)
+            .map(|values| keys.into_iter().zip(values).map(|(k, v)| v.map(|v| (k, v))).collect::<Vec<_>>());
         Ok(found.map_err(other))
     }
 

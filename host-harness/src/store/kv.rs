@@ -61,6 +61,28 @@ impl KvStore {
         value.map(|v| self.unseal(bucket, key, v)).transpose()
     }
 
+    /// Values of `keys`, in order; one query per few hundred keys.
+    pub fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        const GROUP: usize = 500;
+        let mut found: std::collections::HashMap<String, Vec<u8>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for group in keys.chunks(GROUP) {
+            let placeholders = vec!["?"; group.len()].join(",");
+            let sql = format!("SELECT key, value FROM kv WHERE tenant = ? AND bucket = ? AND key IN ({placeholders})");
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let params: Vec<&dyn rusqlite::ToSql> =
+                [&self.tenant as &dyn rusqlite::ToSql, &bucket as &dyn rusqlite::ToSql]
+                    .into_iter()
+                    .chain(group.iter().map(|k| k as &dyn rusqlite::ToSql))
+                    .collect();
+            let mut rows = stmt.query(params.as_slice())?;
+            while let Some(row) = rows.next()? {
+                found.insert(row.get(0)?, row.get(1)?);
+            }
+        }
+        keys.iter().map(|k| found.remove(k).map(|v| self.unseal(bucket, k, v)).transpose()).collect()
+    }
+
     pub fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
         let sealed = self.seal(bucket, key, value)?;
         self.conn

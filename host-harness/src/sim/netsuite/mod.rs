@@ -309,6 +309,16 @@ impl NetSuiteSim {
         )
     }
 
+    /// Stores raw bytes as a customer's text column, as NetSuite can hold a
+    /// lone UTF-16 surrogate (give it WTF-8: `ED A0 80` for U+D800).
+    pub fn set_customer_text_bytes(&self, id: i64, column: &str, bytes: &[u8]) -> Result<()> {
+        let now = self.inner.clock.now_secs();
+        self.touch(
+            &format!("UPDATE customer SET {column} = CAST(?1 AS TEXT), lastmodifieddate = ?2 WHERE id = ?3"),
+            rusqlite::params![bytes, now, id],
+        )
+    }
+
     /// Changes the city and street of a customer's default billing address;
     /// editing the address book also modifies the customer.
     pub fn move_customer_billing(&self, id: i64, addr1: &str, city: &str, zip: &str) -> Result<()> {
@@ -559,6 +569,6 @@ async fn suiteql_handler(
         "items": page.items,
     });
     drop(slot);
-    (StatusCode::OK, [("content-type", "application/vnd.oracle.resource+json; type=collection")], body.to_string())
-        .into_response()
+    let body = suiteql::serialize_page(&body);
+    (StatusCode::OK, [("content-type", "application/vnd.oracle.resource+json; type=collection")], body).into_response()
 }

@@ -137,7 +137,10 @@ pub fn run_as_role(
                 ValueRef::Integer(n) if *is_timestamp => preference_date(n),
                 ValueRef::Integer(n) => n.to_string(),
                 ValueRef::Real(r) => r.to_string(),
-                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                ValueRef::Text(t) => match std::str::from_utf8(t) {
+                    Ok(text) => text.to_string(),
+                    Err(_) => wtf8_text(t),
+                },
                 ValueRef::Blob(_) => continue,
             };
             item.insert(name.clone(), Value::String(text));
@@ -145,6 +148,62 @@ pub fn run_as_role(
         items.push(item);
     }
     Ok(QueryPage { items, total: total.max(0) as u64 })
+}
+
+/// Stands in for a lone UTF-16 surrogate until the page is serialized: a
+/// noncharacter followed by the code unit in hex.
+const SURROGATE_MARK: char = '\u{FDD0}';
+
+/// Text stored as WTF-8 (a lone surrogate encoded like a scalar value, as a
+/// Java string holding one ends up in NetSuite): each surrogate becomes a
+/// mark that [`serialize_page`] turns into the `\udXXX` escape NetSuite
+/// sends; other invalid bytes become U+FFFD.
+fn wtf8_text(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(text) => {
+                out.push_str(text);
+                break;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).expect("checked valid"));
+                if let [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, ..] = after {
+                    let unit = 0xD000 | (u32::from(b1 & 0x3F) << 6) | u32::from(b2 & 0x3F);
+                    out.push(SURROGATE_MARK);
+                    out.push_str(&format!("{unit:04x}"));
+                    rest = &after[3..];
+                } else {
+                    out.push(char::REPLACEMENT_CHARACTER);
+                    rest = &after[e.error_len().unwrap_or(after.len())..];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The page as JSON text, lone surrogates written as the escapes NetSuite
+/// sends (`"\ud800"`), which no Rust string can hold.
+pub fn serialize_page(body: &Value) -> String {
+    let text = body.to_string();
+    if !text.contains(SURROGATE_MARK) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == SURROGATE_MARK {
+            let unit: String = chars.by_ref().take(4).collect();
+            out.push_str("\\u");
+            out.push_str(&unit);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

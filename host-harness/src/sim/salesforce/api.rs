@@ -31,8 +31,33 @@ pub fn version(segment: &str) -> Option<f64> {
     (31.0..=LATEST_VERSION.parse::<f64>().ok()?).contains(&v).then_some(v)
 }
 
+/// A request body: as received, or a Composite subrequest's, already parsed.
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    Bytes(&'a [u8]),
+    Json(Option<&'a Value>),
+}
+
+impl Body<'_> {
+    /// The body as a JSON object, borrowed when it was parsed already.
+    fn object(&self) -> Result<std::borrow::Cow<'_, Map<String, Value>>, RequestError> {
+        match self {
+            Body::Bytes(bytes) => parse_object(bytes).map(std::borrow::Cow::Owned),
+            Body::Json(Some(Value::Object(m))) => Ok(std::borrow::Cow::Borrowed(m)),
+            Body::Json(_) => Err(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")),
+        }
+    }
+
+    fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Body::Bytes(b) => std::borrow::Cow::Borrowed(b),
+            Body::Json(v) => std::borrow::Cow::Owned(v.map(|v| v.to_string().into_bytes()).unwrap_or_default()),
+        }
+    }
+}
+
 /// Routes `method path[?query]` (below /services/data/vXX.X) to a resource.
-pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: &[u8], now: i64) -> Answer {
+pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: Body<'_>, now: i64) -> Answer {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
@@ -42,9 +67,9 @@ pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: &[u
             collections_upsert(org, sobject, ext_field, body, now)
         }
         ("GET", ["sobjects", sobject, "describe"]) => describe(org, sobject),
-        ("POST", ["jobs", "ingest"]) => super::bulk::create(org, version, body, now),
-        ("PUT", ["jobs", "ingest", id, "batches"]) => super::bulk::upload(org, id, body),
-        ("PATCH", ["jobs", "ingest", id]) => super::bulk::set_state(org, id, body, now),
+        ("POST", ["jobs", "ingest"]) => super::bulk::create(org, version, &body.bytes(), now),
+        ("PUT", ["jobs", "ingest", id, "batches"]) => super::bulk::upload(org, id, &body.bytes()),
+        ("PATCH", ["jobs", "ingest", id]) => super::bulk::set_state(org, id, &body.bytes(), now),
         ("GET", ["jobs", "ingest", id]) => super::bulk::info(org, id),
         ("PATCH", ["sobjects", sobject, ext_field, value]) => {
             single_upsert(org, version, sobject, ext_field, value, body, now)
@@ -86,12 +111,12 @@ fn result_json(r: Result<super::store::Upserted, RecordError>) -> Value {
     }
 }
 
-fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8], now: i64) -> Answer {
+fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<'_>, now: i64) -> Answer {
     let object = match check_external_id_field(org, sobject, ext_field) {
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
     };
-    let request = match parse_object(body) {
+    let request = match body.object() {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -114,7 +139,7 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8]
         if let Err(e) = org.check_fields(&object, m) {
             return fail(e);
         }
-        parsed.push(m.clone());
+        parsed.push(m);
     }
     // The same external id twice in one request fails every row that has it.
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -128,7 +153,7 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: &[u8]
     }
     let writes_before = org.writes;
     let mut results: Vec<Result<super::store::Upserted, RecordError>> = Vec::with_capacity(parsed.len());
-    for m in &parsed {
+    for &m in &parsed {
         let dup = m
             .get(ext_field)
             .and_then(Value::as_str)
@@ -270,15 +295,15 @@ fn single_upsert(
     sobject: &str,
     ext_field: &str,
     value: &str,
-    body: &[u8],
+    body: Body<'_>,
     now: i64,
 ) -> Answer {
     let object = match check_external_id_field(org, sobject, ext_field) {
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
     };
-    let mut record = match parse_object(body) {
-        Ok(r) => r,
+    let mut record = match body.object() {
+        Ok(r) => r.into_owned(),
         Err(e) => return fail(e),
     };
     if let Err(e) = org.check_fields(&object, &record) {
@@ -300,8 +325,8 @@ fn single_upsert(
     }
 }
 
-fn composite(org: &mut Org, body: &[u8], now: i64) -> Answer {
-    let request = match parse_object(body) {
+fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
+    let request = match body.object() {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -337,13 +362,13 @@ fn composite(org: &mut Org, body: &[u8], now: i64) -> Answer {
         let method = sub.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
         let url = sub.get("url").and_then(Value::as_str).unwrap_or_default();
         let reference = sub.get("referenceId").cloned().unwrap_or(Value::Null);
-        let body = sub.get("body").map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let body = Body::Json(sub.get("body"));
         // Subrequest URLs carry their own version: /services/data/vXX.X/...
         let answer = url
             .strip_prefix("/services/data/")
             .and_then(|rest| rest.split_once('/'))
             .and_then(|(v, rest)| Some((version(v)?, rest)))
-            .map(|(v, rest)| dispatch(org, &method, v, rest, &body, now))
+            .map(|(v, rest)| dispatch(org, &method, v, rest, body, now))
             .unwrap_or_else(|| not_found(url));
         responses.push(json!({
             "body": answer.1.unwrap_or(Value::Null),

@@ -577,7 +577,7 @@ async fn api_handler(
             Some(q) => format!("{rest}?{q}"),
             None => rest,
         };
-        api::dispatch(&mut org, method.as_str(), v, &target, &body, now)
+        api::dispatch(&mut org, method.as_str(), v, &target, api::Body::Bytes(&body), now)
     };
     sim.respond(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), answer)
 }

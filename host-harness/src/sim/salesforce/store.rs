@@ -294,15 +294,24 @@ impl Org {
             values.insert(field.name.to_string(), Value::String(text));
         }
 
-        let matching = self.matches(object.name, &ext_value);
+        // One lookup gives both the duplicates check and the record to update.
+        let matching: Vec<(String, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, fields FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE ORDER BY id",
+            )
+            .and_then(|mut st| st.query_map(params![object.name, ext_value], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .unwrap_or_default();
         if matching.len() > 1 {
+            let ids: Vec<&str> = matching.iter().map(|(id, _)| id.as_str()).collect();
             return Err(RecordError::new(
                 "DUPLICATE_EXTERNAL_ID",
-                format!("{ext_field}: more than one record found for external id field: {}", matching.join(", ")),
+                format!("{ext_field}: more than one record found for external id field: {}", ids.join(", ")),
                 &[ext_field],
             ));
         }
-        let existing = self.find(object.name, &ext_value);
+        let existing: Option<(String, Map<String, Value>)> =
+            matching.into_iter().next().map(|(id, f)| (id, serde_json::from_str(&f).unwrap_or_default()));
         let rule = self.duplicate_rule.clone().filter(|(o, _)| existing.is_none() && o == object.name);
         if let Some((sobject, field)) = rule
             && let Some(v) = values.get(&field).and_then(Value::as_str)
