@@ -340,6 +340,8 @@ pub enum AuditAction {
     Map,
     /// The NetSuite row had a defect: repaired, or set aside.
     Read,
+    /// A queued write given up because NetSuite deleted its record.
+    Drop,
 }
 
 impl AuditAction {
@@ -356,6 +358,7 @@ impl AuditAction {
             AuditAction::Delete => "delete",
             AuditAction::Map => "map",
             AuditAction::Read => "read",
+            AuditAction::Drop => "drop",
         }
     }
 }

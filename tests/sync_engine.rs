@@ -328,3 +328,83 @@ async fn a_full_dry_run_reads_everything_as_a_full_run_would() {
     let real = bed.full_sync().await;
     assert_eq!((real.counts("customer").read, real.counts("customer").updated), (300, 1));
 }
+
+/// A run killed between its Salesforce write and its bookkeeping leaves
+/// records in Salesforce with no state; when NetSuite deletes them, the
+/// deletion still reaches them (found by external id), and nothing is created
+/// for deletions of records Salesforce never had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_reaches_a_record_written_by_a_run_that_died_before_recording_it() {
+    let bed = bed(40).start().await;
+    succeeded(&bed.sync_all().await);
+    let (unrecorded, recorded) = (bed.customer_ids[5], bed.customer_ids[6]);
+    // What a kill right after the write leaves: the record in Salesforce,
+    // no state and no audit row for it.
+    let conn = bed.tenant.database.connect().unwrap();
+    let wiped = conn.execute("DELETE FROM kv WHERE key = ?1", [format!("record/customer/{unrecorded}")]).unwrap();
+    assert_eq!(wiped, 1, "the state key is where the test expects it");
+    conn.execute("DELETE FROM audit WHERE netsuite_id = ?1", [unrecorded.to_string()]).unwrap();
+    let never_synced = bed.netsuite.seed_customers(1, 77).unwrap()[0];
+    for id in [unrecorded, recorded, never_synced] {
+        bed.netsuite.delete_record("customer", id).unwrap();
+    }
+    let accounts = bed.salesforce.count("Account");
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").deleted, 2, "{report:?}");
+    for id in [unrecorded, recorded] {
+        assert_eq!(bed.sf("Account", id).1["NetSuite_Deleted__c"], true, "customer {id} is flagged");
+    }
+    assert!(bed.salesforce.find("Account", &never_synced.to_string()).is_none(), "a deletion creates nothing");
+    assert_eq!(bed.salesforce.count("Account"), accounts);
+    let trail = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let flagged = trail.iter().find(|r| r.netsuite_id == unrecorded.to_string()).expect("the record has a trail now");
+    assert_eq!(
+        (flagged.action.as_str(), flagged.salesforce_id.as_deref()),
+        ("flag-deleted", Some(bed.sf("Account", unrecorded).0.as_str()))
+    );
+}
+
+/// A failed write whose record NetSuite deletes is never replayed into a
+/// live Salesforce record: a replay checks NetSuite first, and a sync that
+/// reads the deletion takes the write out of the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_never_brings_back_a_record_deleted_in_netsuite() {
+    let bed = bed(30).start().await;
+    bed.salesforce.set_validation_rule(embargo());
+    let (replayed_first, synced_first, kept) = (bed.customer_ids[1], bed.customer_ids[2], bed.customer_ids[3]);
+    for (i, id) in [replayed_first, synced_first, kept].into_iter().enumerate() {
+        bed.netsuite.rename_customer_any(id, &format!("Embargoed Holdings {i}")).unwrap();
+    }
+    let first = bed.sync_all().await;
+    assert_eq!(first.counts("customer").failed, 3);
+    bed.salesforce.set_validation_rule(None);
+
+    // Deleted, then a replay before any sync has read the deletion.
+    bed.netsuite.delete_record("customer", replayed_first).unwrap();
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").created, 2, "only the records NetSuite still has: {replay:?}");
+    assert!(bed.salesforce.find("Account", &replayed_first.to_string()).is_none());
+    assert!(bed.salesforce.find("Account", &kept.to_string()).is_some());
+
+    // An update that fails, a deletion read by a sync before any replay.
+    bed.salesforce.set_validation_rule(embargo());
+    bed.netsuite.rename_customer_any(synced_first, "Embargoed Holdings again").unwrap();
+    succeeded(&bed.sync_all().await);
+    bed.salesforce.set_validation_rule(None);
+    bed.netsuite.delete_record("customer", synced_first).unwrap();
+    let sync = bed.sync_all().await;
+    succeeded(&sync);
+    let conn = bed.tenant.database.connect().unwrap();
+    let trail = host_harness::audit::for_run(&conn, "demo", &sync.run_id).unwrap();
+    assert!(trail.iter().any(|r| r.action == "drop" && r.netsuite_id == synced_first.to_string()), "{trail:?}");
+    assert_eq!(bed.sf("Account", synced_first).1["NetSuite_Deleted__c"], true);
+    let again = bed.replay_all().await;
+    succeeded(&again);
+    assert_eq!(again.counts("customer").updated, 0, "nothing left to replay: {again:?}");
+    let (_, held) = bed.sf("Account", synced_first);
+    assert_eq!(held["NetSuite_Deleted__c"], true, "still flagged");
+    assert!(!held["Name"].as_str().unwrap().ends_with("again"), "the failed update was not sent");
+}

@@ -50,11 +50,55 @@ impl super::SalesforceSink<'_> {
             fields.push(link.field.clone());
             fields.push(format!("{}.{ext}", link.relationship));
         }
-        let version = self.settings.api_version.clone();
         let mut found = HashMap::new();
+        self.select_by_external_id(&spec.sobject, &fields, ids, |obj| {
+            let mut clean = Map::new();
+            for (k, v) in obj.iter().filter(|(k, _)| *k != "attributes" && *k != "Id") {
+                let value = match v {
+                    Value::Object(parent) => {
+                        let mut p = parent.clone();
+                        p.remove("attributes");
+                        Value::Object(p)
+                    }
+                    other => other.clone(),
+                };
+                clean.insert(k.clone(), value);
+            }
+            if let Some(key) = clean.get(ext).and_then(Value::as_str).map(str::to_string) {
+                found.insert(key, clean);
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Salesforce Ids of the `sobject` records carrying these external ids
+    /// (external id → Id); ids Salesforce does not hold are absent.
+    pub fn ids_by_external_id(&self, sobject: &str, ids: &[&str]) -> Result<Vec<(String, String)>> {
+        let ext = crate::mapping::EXTERNAL_ID_FIELD;
+        let mut found = Vec::new();
+        self.select_by_external_id(sobject, &["Id".to_string(), ext.to_string()], ids, |obj| {
+            if let (Some(key), Some(id)) = (obj.get(ext).and_then(Value::as_str), obj.get("Id").and_then(Value::as_str))
+            {
+                found.push((key.to_string(), id.to_string()));
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Runs `SELECT fields FROM sobject WHERE <external id> IN (ids)` in
+    /// groups, following `nextRecordsUrl`, handing each record to `each`.
+    fn select_by_external_id(
+        &self,
+        sobject: &str,
+        fields: &[String],
+        ids: &[&str],
+        mut each: impl FnMut(&Map<String, Value>),
+    ) -> Result<()> {
+        let ext = crate::mapping::EXTERNAL_ID_FIELD;
+        let version = self.settings.api_version.clone();
         // 200 ids keep the URL far below Salesforce's 16,384-byte limit.
         for group in ids.chunks(200) {
-            let query = select_in(&spec.sobject, &fields, ext, group);
+            let query = select_in(sobject, fields, ext, group);
             let mut next: Option<String> = None;
             loop {
                 let path = match &next {
@@ -64,27 +108,14 @@ impl super::SalesforceSink<'_> {
                         form_urlencoded::Serializer::new(String::new()).append_pair("q", &query).finish()
                     ),
                 };
-                let what = format!("SOQL read of live {} records", spec.sobject);
+                let what = format!("SOQL read of {sobject} records by {ext}");
                 let response =
                     self.call(&what, |s| HttpRequest::new(Method::Get, format!("{}{path}", s.instance_url)))?;
                 let body: Value = serde_json::from_slice(&response.body)
                     .map_err(|e| ConnectorError::Salesforce(format!("SOQL answered with an unexpected body ({e})")))?;
                 for record in body["records"].as_array().into_iter().flatten() {
-                    let Some(obj) = record.as_object() else { continue };
-                    let mut clean = Map::new();
-                    for (k, v) in obj.iter().filter(|(k, _)| *k != "attributes" && *k != "Id") {
-                        let value = match v {
-                            Value::Object(parent) => {
-                                let mut p = parent.clone();
-                                p.remove("attributes");
-                                Value::Object(p)
-                            }
-                            other => other.clone(),
-                        };
-                        clean.insert(k.clone(), value);
-                    }
-                    if let Some(key) = clean.get(ext).and_then(Value::as_str).map(str::to_string) {
-                        found.insert(key, clean);
+                    if let Some(obj) = record.as_object() {
+                        each(obj);
                     }
                 }
                 match (body["done"].as_bool(), body["nextRecordsUrl"].as_str()) {
@@ -93,7 +124,7 @@ impl super::SalesforceSink<'_> {
                 }
             }
         }
-        Ok(found)
+        Ok(())
     }
 }
 

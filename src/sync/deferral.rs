@@ -97,6 +97,7 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
             })
             .map(Staged::from)
             .collect();
+        let queued = still_in_netsuite(run, kind, queued)?;
         let ready = hold_back_orphans(run, queued)?;
         if !ready.is_empty() {
             let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::Replay)?;
@@ -108,4 +109,21 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
         retry_deferred(run, kind)?;
     }
     Ok(())
+}
+
+/// The failed writes whose records NetSuite still has. A record deleted
+/// since its write failed is dropped from the queue (audited) instead of
+/// being brought back to life by the replay.
+fn still_in_netsuite(run: &Run<'_>, kind: RecordKind, queued: Vec<Staged>) -> Result<Vec<Staged>> {
+    if queued.is_empty() {
+        return Ok(queued);
+    }
+    let ids: Vec<&str> = queued.iter().map(|s| s.mapped.source_id.as_str()).collect();
+    let present: HashSet<String> = run.source.fetch_many(kind, &ids, &[])?.into_iter().map(|r| r.id).collect();
+    let (live, gone): (Vec<Staged>, Vec<Staged>) =
+        queued.into_iter().partition(|s| present.contains(&s.mapped.source_id));
+    let gone: Vec<&str> = gone.iter().map(|s| s.mapped.source_id.as_str()).collect();
+    let dropped = run.queues.remove(kind, &gone)?;
+    run.audit(&dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
+    Ok(live)
 }

@@ -24,14 +24,34 @@ pub(super) fn sync(
     position.settle(run)
 }
 
-/// Applies the deletion of `ids` to those the connector wrote (to the
-/// current org) and has not yet marked deleted.
+/// Applies the deletion of `ids` to the records the connector wrote (to
+/// the current org) and has not yet marked deleted. A record without a state
+/// may still be in Salesforce (a run wrote it and was killed before
+/// recording it): once writes of the kind began, such ids are looked up by
+/// external id, and those found follow the deletion too; nothing is created.
+/// Writes of deleted records waiting to be replayed or to follow a parent
+/// are dropped, so no replay brings them back.
 pub(super) fn apply(run: &Run<'_>, kind: RecordKind, ids: &[&str]) -> Result<()> {
     let states = run.state.records(kind, ids)?;
-    let pending: Vec<(String, RecordState)> = ids
-        .iter()
-        .zip(states)
-        .filter_map(|(id, st)| st.filter(|s| s.src != DELETED).map(|s| (id.to_string(), s)))
-        .collect();
+    let mut pending = Vec::with_capacity(ids.len());
+    let mut unknown = Vec::new();
+    for (id, st) in ids.iter().zip(states) {
+        match st {
+            Some(s) if s.src == DELETED => {}
+            Some(s) => pending.push((id.to_string(), s)),
+            None => unknown.push(*id),
+        }
+    }
+    if !unknown.is_empty() && run.state.writes_began(kind)? {
+        let sobject = &run.settings.mapping.object(kind)?.sobject;
+        for (id, sf) in run.sink.ids_by_external_id(sobject, &unknown)? {
+            pending.push((
+                id,
+                RecordState { src: String::new(), dst: String::new(), sf: Some(sf), fields: None, org: None },
+            ));
+        }
+    }
+    let dropped = run.queues.remove(kind, ids)?;
+    run.audit(&dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
     run.writer.delete(run, kind, pending)
 }

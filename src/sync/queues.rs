@@ -97,23 +97,24 @@ impl<'a> Queues<'a> {
     /// Takes records out of both queues (they were written, or superseded).
     /// Only ids the queues hold cost a delete: the bucket's keys are listed
     /// once per run and kind, and kept up to date by this run's own puts.
-    pub fn remove<K: AsRef<str>>(&self, kind: RecordKind, ids: &[K]) -> Result<()> {
+    /// Returns the ids that were queued.
+    pub fn remove<K: AsRef<str>>(&self, kind: RecordKind, ids: &[K]) -> Result<Vec<String>> {
         if ids.is_empty() || self.read_only {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let held = self.held(kind)?;
-        let keys: Vec<String> = ids
-            .iter()
-            .filter(|id| held.borrow().contains(id.as_ref()))
-            .flat_map(|id| [key(Queue::Failed, kind, id.as_ref()), key(Queue::Deferred, kind, id.as_ref())])
-            .collect();
-        if keys.is_empty() {
-            return Ok(());
+        let queued: Vec<String> =
+            ids.iter().map(AsRef::as_ref).filter(|id| held.borrow().contains(*id)).map(str::to_string).collect();
+        if queued.is_empty() {
+            return Ok(queued);
         }
-        for id in ids {
-            held.borrow_mut().remove(id.as_ref());
+        let keys: Vec<String> =
+            queued.iter().flat_map(|id| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id)]).collect();
+        for id in &queued {
+            held.borrow_mut().remove(id);
         }
-        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing queued writes", e))
+        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing queued writes", e))?;
+        Ok(queued)
     }
 
     /// Ids of `kind` waiting in either queue.

@@ -171,6 +171,20 @@ impl<'a> Run<'a> {
         self.audit(&entries);
     }
 
+    /// A queued write given up: NetSuite deleted its record.
+    pub fn dropped_entry(&self, kind: RecordKind, netsuite_id: &str) -> AuditEntry {
+        AuditEntry {
+            run_id: self.request.run_id.clone(),
+            kind,
+            action: AuditAction::Drop,
+            netsuite_id: netsuite_id.into(),
+            salesforce_id: None,
+            outcome: "dropped".into(),
+            transformations_json: "[]".into(),
+            error: Some("the record was deleted in NetSuite while its write waited in a queue".into()),
+        }
+    }
+
     /// Learns which Salesforce org the run writes to: record states kept for
     /// another org (the settings point elsewhere now) count as absent.
     pub fn target(&self) -> Result<()> {
@@ -189,6 +203,7 @@ impl<'a> Run<'a> {
             DeleteAction::Delete => &[],
         };
         self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra, !self.request.dry_run)?;
+        self.state.note_writes(kind)?;
         self.validated.borrow_mut().push(kind);
         Ok(())
     }

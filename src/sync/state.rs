@@ -76,6 +76,10 @@ pub fn mapping_key(kind: RecordKind) -> String {
     format!("mapping/{kind}")
 }
 
+fn written_key(kind: RecordKind, org: &str) -> String {
+    format!("written/{kind}@{org}")
+}
+
 /// The `src`/`dst` value of a record whose deletion was handled.
 pub const DELETED: &str = "deleted";
 
@@ -202,6 +206,24 @@ impl<'a> State<'a> {
     pub fn mapping_fingerprint(&self, kind: RecordKind) -> Result<Option<String>> {
         let value = self.kv.get(&mapping_key(kind)).map_err(|e| kv_error("reading the mapping fingerprint", e))?;
         Ok(value.and_then(|b| String::from_utf8(b).ok()))
+    }
+
+    /// Notes, before the first write of `kind` to the current org, that
+    /// records of it may exist there from now on, even ones a run wrote but
+    /// did not live to record.
+    pub fn note_writes(&self, kind: RecordKind) -> Result<()> {
+        if self.read_only || self.writes_began(kind)? {
+            return Ok(());
+        }
+        self.kv.set(&written_key(kind, self.org()), b"1").map_err(|e| kv_error("noting the first write", e))
+    }
+
+    /// Whether records of `kind` may exist in the current org's Salesforce
+    /// without a state here (see [`State::note_writes`]).
+    pub fn writes_began(&self, kind: RecordKind) -> Result<bool> {
+        let noted =
+            self.kv.get(&written_key(kind, self.org())).map_err(|e| kv_error("reading the first-write note", e))?;
+        Ok(noted.is_some())
     }
 
     pub fn save_mapping_fingerprint(&self, kind: RecordKind, fingerprint: &str) -> Result<()> {
