@@ -75,3 +75,36 @@ async fn a_failed_row_in_a_bulk_job_is_reported_against_its_netsuite_id() {
         assert!(bed.salesforce.find("Account", &id.to_string()).is_none());
     }
 }
+
+/// A run that stops after Salesforce accepted a Bulk API job (here: the job
+/// outlives the poll timeout) leaves the job's id with its records; the next
+/// run reads that job's results instead of uploading the records again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
+    let bed = bed(3_000)
+        .setting("salesforce_bulk_threshold", "100")
+        .setting("salesforce_bulk_poll_timeout_secs", "1")
+        .start()
+        .await;
+    bed.salesforce.hold_bulk_jobs(true);
+    let stopped = bed.sync().await;
+    assert_eq!(stopped.status, "failed", "{stopped:?}");
+    assert!(stopped.error.as_deref().unwrap().contains("did not finish within 1 s"), "{stopped:?}");
+    let jobs = bed.salesforce.bulk_jobs();
+    assert_eq!(jobs, 1);
+    assert_eq!(bed.salesforce.count("Account"), 3_000, "Salesforce applied the job");
+
+    bed.salesforce.hold_bulk_jobs(false);
+    let writes = bed.salesforce.writes();
+    let resumed = bed.sync().await;
+    succeeded(&resumed);
+    assert_eq!(bed.salesforce.bulk_jobs(), jobs, "no job uploaded again");
+    assert_eq!(bed.salesforce.writes(), writes, "no record written again");
+    assert_eq!(resumed.counts("customer").created, 3_000, "the job's outcomes are recorded: {resumed:?}");
+    let conn = bed.tenant.database.connect().unwrap();
+    let left: i64 = conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'bulk%'", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "nothing stays parked");
+    let idle = bed.sync().await;
+    succeeded(&idle);
+    assert_eq!(bed.salesforce.writes(), writes);
+}

@@ -277,10 +277,20 @@ impl BulkResults {
 }
 
 impl super::SalesforceSink<'_> {
-    /// Runs one Bulk API 2.0 upsert job: create, upload `job`'s CSV, close,
-    /// poll until it ends, then read its three result files.
+    /// Runs one Bulk API 2.0 upsert job: [`Self::bulk_submit`], then
+    /// [`Self::bulk_results`].
     pub fn bulk_upsert(&self, job: CsvJob) -> Result<BulkResults, ConnectorError> {
         let (sobject, ext) = (job.sobject.clone(), job.external_id_field.clone());
+        let id = self.bulk_submit(job)?;
+        self.bulk_results(&sobject, &ext, &id)
+    }
+
+    /// Creates a Bulk API 2.0 upsert job, uploads `job`'s CSV and closes it;
+    /// Salesforce then applies it whatever becomes of this run. Returns the
+    /// job's id.
+    pub fn bulk_submit(&self, job: CsvJob) -> Result<String, ConnectorError> {
+        let sobject = job.sobject.clone();
+        let ext = job.external_id_field.clone();
         let jobs = |s: &Session| self.api_url(s, "/jobs/ingest");
         let created = self.call(&format!("Bulk API 2.0 job creation for {sobject}"), |s| {
             HttpRequest::new(Method::Post, jobs(s)).json(&create_job_body(&sobject, &ext))
@@ -300,9 +310,14 @@ impl super::SalesforceSink<'_> {
         self.call(&format!("closing Bulk API 2.0 job {id}"), |s| {
             HttpRequest::new(Method::Patch, format!("{}/{id}", jobs(s))).json(&json!({"state": "UploadComplete"}))
         })?;
+        Ok(id)
+    }
 
+    /// Polls job `id` until it ends, then reads its three result files.
+    pub fn bulk_results(&self, sobject: &str, ext: &str, id: &str) -> Result<BulkResults, ConnectorError> {
+        let jobs = |s: &Session| self.api_url(s, "/jobs/ingest");
         // A job that outlives the timeout keeps running in Salesforce; the
-        // next run writes the same records again, which upserts make harmless.
+        // next run takes up its results (the job id is kept with its records).
         let timeout = self.settings.bulk_poll_timeout_secs;
         let failure = self.api.poll(
             timeout,
@@ -324,7 +339,8 @@ impl super::SalesforceSink<'_> {
             || {
                 ConnectorError::Salesforce(format!(
                     "Bulk API 2.0 job {id} for {sobject} did not finish within {timeout} s \
-                     (salesforce_bulk_poll_timeout_secs); it keeps running in Salesforce and the run kept its cursor"
+                     (salesforce_bulk_poll_timeout_secs); it keeps running in Salesforce and the next run reads its \
+                     results"
                 ))
             },
         )?;
@@ -339,9 +355,9 @@ impl super::SalesforceSink<'_> {
             ConnectorError::Salesforce(format!("the results of Bulk API 2.0 job {id} could not be read: {e}"))
         };
         let mut results = BulkResults::default();
-        results.add_successful(&ext, &result("successfulResults")?).map_err(unreadable)?;
-        results.add_failed(&ext, &result("failedResults")?).map_err(unreadable)?;
-        results.add_unprocessed(&ext, &result("unprocessedrecords")?).map_err(unreadable)?;
+        results.add_successful(ext, &result("successfulResults")?).map_err(unreadable)?;
+        results.add_failed(ext, &result("failedResults")?).map_err(unreadable)?;
+        results.add_unprocessed(ext, &result("unprocessedrecords")?).map_err(unreadable)?;
         if let Some(message) = failure {
             results.job_failed(&message);
         }

@@ -7,7 +7,7 @@ use super::deferral::hold_back_orphans;
 use super::read::{Changes, Position};
 use super::run::Run;
 use super::stage::stage;
-use super::write::{Batch, Path};
+use super::write::{self, Batch, Path};
 use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 
 pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
@@ -16,6 +16,7 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     let fingerprint = format!("{}@{}", run.settings.mapping.fingerprint(kind), run.state.org());
     let remapping = run.state.mapping_fingerprint(kind)?.is_some_and(|f| f != fingerprint);
     let full = run.request.mode == SyncMode::Full || remapping;
+    write::resume_bulk_jobs(run, kind)?;
     let (mut position, start) = Position::start(run, kind, false, full)?;
     let mut pages = Changes::open(run, kind, start.as_ref())?;
     let mut batch: Option<Box<dyn Batch + '_>> = None;

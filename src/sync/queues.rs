@@ -63,6 +63,15 @@ pub fn key(queue: Queue, kind: RecordKind, id: &str) -> String {
     format!("{}/{kind}/{id}", queue.prefix())
 }
 
+/// A submitted Bulk API 2.0 job and where its records are parked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedJob {
+    pub id: String,
+    pub sobject: String,
+    pub external_id_field: String,
+    pub parked: Vec<String>,
+}
+
 pub struct Queues<'a> {
     kv: &'a dyn KeyValue,
     /// A dry run reads the queues and changes nothing.
@@ -198,6 +207,46 @@ impl<'a> Queues<'a> {
         };
         self.kv.delete(key).map_err(|e| kv_error("clearing records of a Bulk API job", e))?;
         Ok(records)
+    }
+
+    /// Keeps a submitted job's id with the keys of its parked records, so a
+    /// run that stops before its results are in leaves them to the next.
+    pub fn save_job(&self, kind: RecordKind, run_id: &str, job: &SavedJob) -> Result<String> {
+        let key = format!("bulkjob/{kind}/{run_id}/{}", job.id);
+        if self.read_only {
+            return Ok(key);
+        }
+        let bytes = serde_json::to_vec(job).expect("a saved job serializes");
+        self.kv.set(&key, &bytes).map_err(|e| kv_error("keeping a Bulk API job id", e))?;
+        Ok(key)
+    }
+
+    /// Jobs of `kind` submitted by runs that stopped before their results.
+    pub fn saved_jobs(&self, kind: RecordKind) -> Result<Vec<(String, SavedJob)>> {
+        let prefix = format!("bulkjob/{kind}/");
+        let keys: Vec<String> = self
+            .kv
+            .list_keys()
+            .map_err(|e| kv_error("listing Bulk API jobs", e))?
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        let mut jobs = Vec::with_capacity(keys.len());
+        for key in keys {
+            let bytes = self.kv.get(&key).map_err(|e| kv_error("reading a Bulk API job id", e))?;
+            // An unreadable entry only costs a rewrite of its records.
+            if let Some(job) = bytes.and_then(|b| serde_json::from_slice::<SavedJob>(&b).ok()) {
+                jobs.push((key, job));
+            }
+        }
+        Ok(jobs)
+    }
+
+    pub fn forget_job(&self, key: &str) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.kv.delete(key).map_err(|e| kv_error("clearing a Bulk API job id", e))
     }
 
     /// Drops records parked by a run that stopped before its job's results

@@ -3,7 +3,7 @@
 //! touches nothing. The stages above call the same [`Writer`] either way.
 
 use super::ledger::Ledger;
-use super::queues::{Queue, QueuedWrite};
+use super::queues::{Queue, QueuedWrite, SavedJob};
 use super::run::{ParentRef, Run, Staged};
 use super::state::{DELETED, RecordState};
 use crate::mapping::{Link, TargetSpec};
@@ -11,7 +11,7 @@ use crate::model::{
     AuditAction, AuditEntry, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind, Result, SObjectRecord,
     UpsertOutcome,
 };
-use crate::salesforce::bulk::{CsvJob, csv_safe};
+use crate::salesforce::bulk::{BulkResults, CsvJob, csv_safe};
 use crate::salesforce::composite::PendingUpsert;
 use crate::settings::DeleteAction;
 use serde_json::{Map, Value};
@@ -203,6 +203,41 @@ fn record_outcomes(
     Ok(())
 }
 
+/// Records the outcomes of the records parked under `key`; returns how many.
+fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResults) -> Result<usize> {
+    let staged: Vec<Staged> = run.queues.take_parked(key)?.into_iter().map(Staged::from).collect();
+    let outcomes: Vec<UpsertOutcome> = staged.iter().map(|s| results.outcome(&s.mapped.target.external_id)).collect();
+    let n = staged.len();
+    record_outcomes(run, kind, staged, &outcomes, AuditAction::BulkWrite)?;
+    Ok(n)
+}
+
+/// Takes up the Bulk API 2.0 jobs of `kind` that a stopped run submitted:
+/// Salesforce applied them, so their results are read and recorded instead
+/// of the records being sent again. Then drops whatever else stopped runs
+/// left parked (their pages were not recorded, so they are read again).
+pub(super) fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+    if run.request.dry_run {
+        return Ok(());
+    }
+    for (key, job) in run.queues.saved_jobs(kind)? {
+        match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id) {
+            Ok(results) => {
+                for parked in &job.parked {
+                    record_parked(run, kind, parked, &results)?;
+                    run.renew()?;
+                }
+            }
+            // Gone from Salesforce (results are kept for seven days) or
+            // unreadable: its records are written again from their pages.
+            Err(e) if e.is_about_data() => {}
+            Err(e) => return Err(e),
+        }
+        run.queues.forget_job(&key)?;
+    }
+    run.queues.clear_parked(kind)
+}
+
 /// Records wait here until a full Composite request's worth (the sink's
 /// slice) is ready, so sparse pages do not cost a call each. One request is
 /// in flight while the next page is read and staged; its outcomes are
@@ -316,7 +351,6 @@ struct OpenJob {
 impl BulkBatch {
     fn new(run: &Run<'_>, kind: RecordKind, composite: CompositeBatch) -> Result<Self> {
         let spec = run.settings.mapping.target_spec(kind)?;
-        run.queues.clear_parked(kind)?;
         Ok(BulkBatch {
             kind,
             spec,
@@ -355,17 +389,18 @@ impl BulkBatch {
             }
             return Ok(());
         }
-        let results = run.sink.bulk_upsert(job.csv)?;
+        let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
+        let id = run.sink.bulk_submit(job.csv)?;
+        let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
+        let saved = SavedJob { id, sobject, external_id_field: ext, parked };
+        let saved_key = run.queues.save_job(self.kind, &run.request.run_id, &saved)?;
+        let results = run.sink.bulk_results(&saved.sobject, &saved.external_id_field, &saved.id)?;
         for (page, key) in job.parked {
-            let staged: Vec<Staged> = run.queues.take_parked(&key)?.into_iter().map(Staged::from).collect();
-            let outcomes: Vec<UpsertOutcome> =
-                staged.iter().map(|s| results.outcome(&s.mapped.target.external_id)).collect();
-            let n = staged.len();
-            record_outcomes(run, self.kind, staged, &outcomes, AuditAction::BulkWrite)?;
+            let n = record_parked(run, self.kind, &key, &results)?;
             self.ledger.done(page, n);
             run.renew()?;
         }
-        Ok(())
+        run.queues.forget_job(&saved_key)
     }
 
     /// Moves completed composite pages into our ledger.

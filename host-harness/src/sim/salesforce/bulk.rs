@@ -156,8 +156,11 @@ pub fn set_state(org: &mut Org, id: &str, body: &[u8], now: i64) -> (u16, Option
 
 /// A poll: the job shows its progress one state per poll.
 pub fn info(org: &mut Org, id: &str) -> (u16, Option<Value>) {
+    let hold = org.hold_jobs;
     let Some(job) = org.jobs.get_mut(id) else { return not_found(id) };
-    if matches!(job.state.as_str(), "UploadComplete" | "InProgress") {
+    if hold && matches!(job.state.as_str(), "UploadComplete" | "InProgress") {
+        job.state = "InProgress".into();
+    } else if matches!(job.state.as_str(), "UploadComplete" | "InProgress") {
         job.polls += 1;
         job.state = match (job.polls, job.error_message.is_some()) {
             (1, _) => "InProgress".into(),

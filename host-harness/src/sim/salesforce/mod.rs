@@ -262,6 +262,12 @@ impl SalesforceSim {
         self.org().validation_rule = rule;
     }
 
+    /// While set, closed Bulk API jobs report InProgress however often they
+    /// are polled (their records are already applied).
+    pub fn hold_bulk_jobs(&self, hold: bool) {
+        self.org().hold_jobs = hold;
+    }
+
     fn limit_header(&self) -> String {
         format!("api-usage={}/{}", self.api_requests(), self.inner.config.daily_api_limit)
     }

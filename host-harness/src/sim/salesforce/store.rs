@@ -29,6 +29,9 @@ pub struct Org {
     tombstones: std::collections::HashSet<String>,
     pub jobs: std::collections::HashMap<String, super::bulk::Job>,
     pub next_job: u64,
+    /// Closed jobs stay InProgress (their records are applied) while set,
+    /// as a large job in a busy org does.
+    pub hold_jobs: bool,
 }
 
 /// A per-record failure, as Salesforce reports it.
@@ -97,6 +100,7 @@ impl Org {
             tombstones: Default::default(),
             jobs: Default::default(),
             next_job: 0,
+            hold_jobs: false,
         })
     }
 
