@@ -5,8 +5,9 @@
 use crate::http::retry::is_transient;
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, OutcomeKind, Result, SObjectRecord, SalesforceError, UpsertOutcome};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::HashSet;
 
 pub const MAX_RECORDS_PER_COLLECTION: usize = 200;
@@ -54,32 +55,64 @@ pub fn collection_path(api_version: &str, chunk: &Chunk) -> String {
     format!("/services/data/v{api_version}/composite/sobjects/{}/{}", chunk.sobject, chunk.external_id_field)
 }
 
+/// One Composite subrequest; its body is JSON text, written once and sent
+/// as it is (again, when a transient failure makes it go out twice).
+#[derive(Debug, Serialize)]
+pub struct Subrequest {
+    method: &'static str,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Box<RawValue>>,
+}
+
+/// A record as a Collections row: `attributes`, the external id, then the
+/// fields, serialized from the record itself (no copy of its fields).
+struct Row<'a>(&'a SObjectRecord);
+
+impl Serialize for Row<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct Attributes<'a> {
+            #[serde(rename = "type")]
+            sobject: &'a str,
+        }
+        let r = self.0;
+        let ext = r.external_id_field.as_str();
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("attributes", &Attributes { sobject: &r.sobject })?;
+        map.serialize_entry(ext, &r.external_id)?;
+        for (k, v) in r.fields.iter().filter(|(k, _)| *k != ext && *k != "attributes") {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
 /// One sObject Collections upsert, as a Composite subrequest.
-pub fn upsert_subrequest(api_version: &str, records: &[&SObjectRecord], chunk: &Chunk) -> Value {
-    let rows: Vec<Value> = chunk
-        .indices
-        .iter()
-        .map(|&i| {
-            let r = &records[i];
-            let mut fields = r.fields.clone();
-            fields.insert("attributes".into(), json!({ "type": r.sobject }));
-            fields.insert(r.external_id_field.clone(), Value::String(r.external_id.clone()));
-            Value::Object(fields)
-        })
-        .collect();
-    json!({
-        "method": "PATCH",
-        "url": collection_path(api_version, chunk),
-        "body": { "allOrNone": false, "records": rows },
-    })
+pub fn upsert_subrequest(api_version: &str, records: &[&SObjectRecord], chunk: &Chunk) -> Subrequest {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "allOrNone")]
+        all_or_none: bool,
+        records: Vec<Row<'a>>,
+    }
+    let rows = chunk.indices.iter().map(|&i| Row(records[i])).collect();
+    let text = serde_json::to_string(&Body { all_or_none: false, records: rows }).expect("records serialize");
+    Subrequest {
+        method: "PATCH",
+        url: collection_path(api_version, chunk),
+        body: Some(RawValue::from_string(text).expect("serde_json wrote valid JSON")),
+    }
 }
 
 /// One sObject Collections delete of up to 200 Salesforce ids.
-pub fn delete_subrequest(api_version: &str, ids: &[&str]) -> Value {
-    json!({
-        "method": "DELETE",
-        "url": format!("/services/data/v{api_version}/composite/sobjects?ids={}&allOrNone=false", ids.join(",")),
-    })
+pub fn delete_subrequest(api_version: &str, ids: &[&str]) -> Subrequest {
+    Subrequest {
+        method: "DELETE",
+        url: format!("/services/data/v{api_version}/composite/sobjects?ids={}&allOrNone=false", ids.join(",")),
+        body: None,
+    }
 }
 
 pub fn reference_id(n: usize) -> String {
@@ -88,22 +121,32 @@ pub fn reference_id(n: usize) -> String {
 
 /// The Composite body for up to five subrequests, numbered `c0`…, as JSON
 /// text written straight from the subrequests (no copies of the records).
-pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Value>) -> Vec<u8> {
-    #[derive(serde::Serialize)]
+pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Subrequest>) -> Vec<u8> {
+    #[derive(Serialize)]
     struct Numbered<'a> {
-        #[serde(flatten)]
-        sub: &'a Value,
+        method: &'a str,
+        url: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<&'a RawValue>,
         #[serde(rename = "referenceId")]
         reference_id: String,
     }
-    #[derive(serde::Serialize)]
+    #[derive(Serialize)]
     struct Body<'a> {
         #[serde(rename = "allOrNone")]
         all_or_none: bool,
         #[serde(rename = "compositeRequest")]
         requests: Vec<Numbered<'a>>,
     }
-    let requests = subrequests.enumerate().map(|(n, sub)| Numbered { sub, reference_id: reference_id(n) }).collect();
+    let requests = subrequests
+        .enumerate()
+        .map(|(n, sub)| Numbered {
+            method: sub.method,
+            url: &sub.url,
+            body: sub.body.as_deref(),
+            reference_id: reference_id(n),
+        })
+        .collect();
     serde_json::to_vec(&Body { all_or_none: false, requests }).expect("a Composite body serializes")
 }
 
@@ -199,7 +242,7 @@ pub struct PendingUpsert {
     /// External ids per chunk, and each chunk's record positions.
     chunks: Vec<(Vec<String>, Vec<usize>)>,
     records: usize,
-    subrequests: Vec<Value>,
+    subrequests: Vec<Subrequest>,
     /// The request carrying the first subrequests (up to five).
     first: Option<(usize, super::InFlight)>,
 }
@@ -212,7 +255,7 @@ impl super::SalesforceSink<'_> {
     /// the first subrequests.
     fn composite_all(
         &self,
-        subrequests: &[Value],
+        subrequests: &[Subrequest],
         mut first: Option<(usize, super::InFlight)>,
     ) -> Result<Vec<SubResponse>> {
         let mut answers: Vec<Option<SubResponse>> = (0..subrequests.len()).map(|_| None).collect();
@@ -273,7 +316,7 @@ impl super::SalesforceSink<'_> {
     pub fn begin_upsert(&self, records: &[&SObjectRecord]) -> Result<PendingUpsert> {
         let chunked = chunk(records);
         let version = &self.settings.api_version;
-        let subrequests: Vec<Value> = chunked.iter().map(|c| upsert_subrequest(version, records, c)).collect();
+        let subrequests: Vec<Subrequest> = chunked.iter().map(|c| upsert_subrequest(version, records, c)).collect();
         let n = subrequests.len().min(MAX_COLLECTIONS_PER_COMPOSITE);
         let first = if n == 0 {
             None
@@ -318,7 +361,8 @@ impl super::SalesforceSink<'_> {
     pub fn delete(&self, ids: &[String]) -> Result<Vec<UpsertOutcome>> {
         let known: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !id.is_empty()).collect();
         let groups: Vec<&[&str]> = known.chunks(MAX_RECORDS_PER_COLLECTION).collect();
-        let subrequests: Vec<Value> = groups.iter().map(|g| delete_subrequest(&self.settings.api_version, g)).collect();
+        let subrequests: Vec<Subrequest> =
+            groups.iter().map(|g| delete_subrequest(&self.settings.api_version, g)).collect();
         let answers = self.composite_all(&subrequests, None)?;
         let mut by_id = std::collections::HashMap::new();
         for (group, sub) in groups.iter().zip(answers) {
@@ -347,6 +391,7 @@ impl super::SalesforceSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rec(sobject: &str, id: &str) -> SObjectRecord {
         SObjectRecord {
@@ -364,7 +409,7 @@ mod tests {
         let chunks = chunk(&records);
         assert_eq!(chunks.len(), 5);
         assert!(chunks.iter().all(|c| c.indices.len() == 200));
-        let subs: Vec<Value> = chunks.iter().map(|c| upsert_subrequest("66.0", &records, c)).collect();
+        let subs: Vec<Subrequest> = chunks.iter().map(|c| upsert_subrequest("66.0", &records, c)).collect();
         let body: Value = serde_json::from_slice(&composite_body(subs.iter())).unwrap();
         assert_eq!(body["compositeRequest"].as_array().unwrap().len(), 5);
         let first = &body["compositeRequest"][0];

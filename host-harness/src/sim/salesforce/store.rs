@@ -361,10 +361,8 @@ impl Org {
         match existing {
             Some((id, _)) => {
                 self.conn
-                    .execute(
-                        "UPDATE record SET fields = ?1, modstamp = ?2 WHERE id = ?3",
-                        params![fields_text, now, id],
-                    )
+                    .prepare_cached("UPDATE record SET fields = ?1, modstamp = ?2 WHERE id = ?3")
+                    .and_then(|mut s| s.execute(params![fields_text, now, id]))
                     .map_err(|e| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]))?;
                 Ok(Upserted { id, created: false })
             }
@@ -372,10 +370,10 @@ impl Org {
                 let id = salesforce_id(object.key_prefix, self.next_id);
                 self.next_id += 1;
                 self.conn
-                    .execute(
+                    .prepare_cached(
                         "INSERT INTO record (id, sobject, ext_id, fields, created_at, modstamp) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                        params![id, object.name, ext_value, fields_text, now],
                     )
+                    .and_then(|mut s| s.execute(params![id, object.name, ext_value, fields_text, now]))
                     .map_err(|e| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]))?;
                 Ok(Upserted { id, created: true })
             }
