@@ -275,7 +275,11 @@ impl mapper::Guest for Component {
             transformations: m
                 .transformations
                 .into_iter()
-                .map(|t| types::Transformation { field: t.field, rule: t.rule, detail: t.detail })
+                .map(|t| types::Transformation {
+                    field: t.field.to_string(),
+                    rule: t.rule.to_string(),
+                    detail: t.detail.to_string(),
+                })
                 .collect(),
         })
     }

@@ -93,9 +93,10 @@ pub struct SObjectRecord {
 /// when the value differs from what Salesforce was last given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transformation {
-    pub field: String,
-    pub rule: String,
-    pub detail: String,
+    // Shared with the mapping: the same names for every record.
+    pub field: std::rc::Rc<str>,
+    pub rule: std::rc::Rc<str>,
+    pub detail: std::rc::Rc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,7 @@ use crate::model::{ConnectorError, MappedRecord, NetSuiteRecord, RecordKind, Res
 use file::{Constant, MappingFile, ObjectMapping, Rule};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use std::rc::Rc;
 
 /// The external id field on every target object.
 pub const EXTERNAL_ID_FIELD: &str = "NetSuite_Id__c";
@@ -62,10 +63,11 @@ pub struct Mapping {
 
 #[derive(Debug, Clone)]
 struct FieldNames {
-    /// (rule kind, detail) per rule.
-    rules: Vec<(String, String)>,
-    /// `+phone+lower`...
-    transforms: String,
+    /// The target field.
+    target: Rc<str>,
+    /// Per rule: its kind with the transforms (`copy+phone`), its kind
+    /// alone, and its detail (`billaddr1 + billaddr2`).
+    rules: Vec<(Rc<str>, String, Rc<str>)>,
 }
 
 impl Mapping {
@@ -77,13 +79,18 @@ impl Mapping {
                 let fields = object
                     .field
                     .iter()
-                    .map(|f| FieldNames {
-                        rules: f.rules.iter().map(Rule::describe).collect(),
-                        transforms: f
-                            .transforms
-                            .iter()
-                            .map(|t| format!("+{}", format!("{t:?}").to_lowercase()))
-                            .collect(),
+                    .map(|f| {
+                        let transforms: String =
+                            f.transforms.iter().map(|t| format!("+{}", format!("{t:?}").to_lowercase())).collect();
+                        FieldNames {
+                            target: f.target.as_str().into(),
+                            rules: f
+                                .rules
+                                .iter()
+                                .map(Rule::describe)
+                                .map(|(kind, detail)| ((kind.clone() + &transforms).into(), kind, detail.into()))
+                                .collect(),
+                        }
                     })
                     .collect();
                 Some((kind, fields))
@@ -184,16 +191,16 @@ impl Mapping {
                     continue;
                 }
                 let value = evaluate(rule, record)
-                    .map_err(|e| fail(record, &target(), &format!("rule {} {}", n + 1, names.rules[n].0), e))?;
+                    .map_err(|e| fail(record, &target(), &format!("rule {} {}", n + 1, names.rules[n].1), e))?;
                 if let Some(value) = value {
                     produced = Some((value, n));
                     break;
                 }
             }
             let (value, rule, detail) = match produced {
-                Some((value, n)) => (value, names.rules[n].0.clone() + &names.transforms, names.rules[n].1.clone()),
+                Some((value, n)) => (value, names.rules[n].0.clone(), names.rules[n].2.clone()),
                 None if field.required => {
-                    let tried: Vec<&str> = names.rules.iter().map(|(_, d)| d.as_str()).collect();
+                    let tried: Vec<&str> = names.rules.iter().map(|(_, _, d)| &**d).collect();
                     return Err(fail(
                         record,
                         &target(),
@@ -205,7 +212,7 @@ impl Mapping {
                         ),
                     ));
                 }
-                None => (Value::Null, "empty".into(), String::new()),
+                None => (Value::Null, "empty".into(), Rc::from("")),
             };
             let value = match value {
                 Value::String(s) => {
@@ -222,7 +229,7 @@ impl Mapping {
                 other => other,
             };
             fields.insert(field.target.clone(), value);
-            transformations.push(Transformation { field: field.target.clone(), rule, detail, ..Default::default() });
+            transformations.push(Transformation { field: names.target.clone(), rule, detail, ..Default::default() });
         }
         for parent in &object.parent {
             let detail = match record.field(&parent.column).map(str::trim).filter(|id| !id.is_empty()) {
@@ -239,9 +246,9 @@ impl Mapping {
                 }
             };
             transformations.push(Transformation {
-                field: parent.relationship.clone(),
+                field: parent.relationship.as_str().into(),
                 rule: "parent-link".into(),
-                detail,
+                detail: detail.into(),
                 ..Default::default()
             });
         }

@@ -34,10 +34,10 @@ fn company_with_addresses_terms_and_normalised_phone() {
     assert_eq!(f["ShippingCity"], json!(null));
     assert_eq!(f["NetSuite_Inactive__c"], json!(true));
     assert_eq!(f["NetSuite_Id__c"], json!("42"));
-    let street = m.transformations.iter().find(|t| t.field == "BillingStreet").unwrap();
-    assert_eq!((street.rule.as_str(), street.detail.as_str()), ("join", "billaddr1 + billaddr2"));
-    let phone = m.transformations.iter().find(|t| t.field == "Phone").unwrap();
-    assert_eq!(phone.rule, "copy+phone");
+    let street = m.transformations.iter().find(|t| &*t.field == "BillingStreet").unwrap();
+    assert_eq!((&*street.rule, &*street.detail), ("join", "billaddr1 + billaddr2"));
+    let phone = m.transformations.iter().find(|t| &*t.field == "Phone").unwrap();
+    assert_eq!(&*phone.rule, "copy+phone");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::lease::Lease;
 use super::queues::{QueuedWrite, Queues};
-use super::state::{RecordState, State};
+use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
 use crate::model::{
     AuditAction, AuditEntry, KindCounts, MappedRecord, OutcomeKind, ReadProblem, RecordKind, Result, SyncRequest,
@@ -12,6 +12,7 @@ use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
 use crate::settings::{DeleteAction, Settings};
+use serde_json::value::RawValue;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -26,6 +27,9 @@ pub(super) struct Staged {
     pub mapped: MappedRecord,
     pub state: RecordState,
     pub parents: Vec<ParentRef>,
+    /// The target's fields as JSON text, as hashed into `state.dst`: the
+    /// state keeps it once the write lands.
+    pub payload: Box<RawValue>,
 }
 
 impl Staged {
@@ -49,6 +53,7 @@ impl Staged {
 impl From<QueuedWrite> for Staged {
     fn from(mut q: QueuedWrite) -> Staged {
         q.state.fields = None;
+        let (_, payload) = hashed_payload(&q.target);
         Staged {
             mapped: MappedRecord {
                 source_kind: q.kind,
@@ -58,6 +63,7 @@ impl From<QueuedWrite> for Staged {
             },
             state: q.state,
             parents: q.waits_for,
+            payload,
         }
     }
 }

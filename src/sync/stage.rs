@@ -3,7 +3,7 @@
 //! with the state to keep once they land.
 
 use super::run::{Run, Staged};
-use super::state::{RecordState, annotate_changes, content_hash, source_hash};
+use super::state::{RecordState, annotate_changes, given_fields, hashed_payload, source_hash};
 use crate::model::{AuditAction, AuditEntry, NetSuiteRecord, OutcomeKind, RecordKind, Result};
 
 /// Stages one page of `kind` records. Rows whose digest matches the stored
@@ -41,7 +41,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 continue;
             }
         };
-        let dst = content_hash(&mapped.target);
+        let (dst, payload) = hashed_payload(&mapped.target);
         match old {
             // Salesforce already holds exactly this: no write.
             Some(old) if old.dst == dst => {
@@ -56,11 +56,17 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 unchanged.push((record.id.as_str(), RecordState { src, ..old }));
             }
             old => {
-                let (sf, before) = old.map(|s| (s.sf, s.fields)).unwrap_or_default();
+                let before = old.as_ref().and_then(given_fields);
+                let sf = old.and_then(|s| s.sf);
                 annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
                 let parents = mapping.parents(record);
                 // The payload goes into the state when the write lands.
-                staged.push(Staged { mapped, state: RecordState { src, dst, sf, fields: None, org: None }, parents });
+                staged.push(Staged {
+                    mapped,
+                    state: RecordState { src, dst, sf, fields: None, org: None },
+                    parents,
+                    payload,
+                });
             }
         }
     }

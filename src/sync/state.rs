@@ -38,7 +38,7 @@ pub fn is_after(a: &Cursor, b: &Cursor) -> bool {
 }
 
 /// What the connector last did with one NetSuite record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordState {
     /// Digest of the NetSuite row as read: an identical re-read (the
     /// overlap window) is a duplicate and is dropped.
@@ -47,15 +47,26 @@ pub struct RecordState {
     pub dst: String,
     /// The Salesforce record id.
     pub sf: Option<String>,
-    /// What Salesforce was last given: the audit shows old → new per field.
+    /// What Salesforce was last given (the fields' JSON text, kept as it was
+    /// hashed and read back without being taken apart): the audit shows
+    /// old → new per field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    pub fields: Option<Box<serde_json::value::RawValue>>,
     /// The Salesforce org `dst` and `sf` refer to (stamped when saved).
     /// States kept before orgs were recorded have none and count as the
     /// current org's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
 }
+
+impl PartialEq for RecordState {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.src, &self.dst, &self.sf, &self.org) == (&other.src, &other.dst, &other.sf, &other.org)
+            && self.fields.as_ref().map(|f| f.get()) == other.fields.as_ref().map(|f| f.get())
+    }
+}
+
+impl Eq for RecordState {}
 
 /// Marks, on each transformation whose field changes, the old and new value.
 pub fn annotate_changes(
@@ -64,7 +75,7 @@ pub fn annotate_changes(
     after: &serde_json::Map<String, serde_json::Value>,
 ) {
     for t in transformations {
-        let (old, new) = (before.and_then(|b| b.get(&t.field)), after.get(&t.field));
+        let (old, new) = (before.and_then(|b| b.get(&*t.field)), after.get(&*t.field));
         if old != new {
             t.old = old.cloned();
             t.new = new.cloned();
@@ -99,14 +110,27 @@ pub fn source_hash(record: &NetSuiteRecord) -> String {
 /// A digest of what the connector would write. serde_json maps are sorted,
 /// so the same fields always give the same hash.
 pub fn content_hash(record: &SObjectRecord) -> String {
+    hashed_payload(record).0
+}
+
+/// The digest of what the connector would write and the fields' JSON text
+/// it covers (kept in the state once the write lands).
+pub fn hashed_payload(record: &SObjectRecord) -> (String, Box<serde_json::value::RawValue>) {
+    let text = serde_json::to_string(&record.fields).expect("a field map serializes");
     let mut h = Sha256::new();
     h.update(record.sobject.as_bytes());
     h.update([0]);
     h.update(record.external_id.as_bytes());
     h.update([0]);
-    // The same bytes as the fields' JSON text, hashed as they are written.
-    serde_json::to_writer(&mut h, &record.fields).expect("a field map serializes");
-    hex::encode(&h.finalize()[..16])
+    h.update(text.as_bytes());
+    let payload = serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON");
+    (hex::encode(&h.finalize()[..16]), payload)
+}
+
+/// The fields a state says Salesforce was last given; None when it kept
+/// none (or they do not read as an object).
+pub fn given_fields(state: &RecordState) -> Option<serde_json::Map<String, serde_json::Value>> {
+    state.fields.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
 pub struct State<'a> {

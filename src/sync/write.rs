@@ -190,9 +190,9 @@ fn record_outcomes(
             queued.waits_for = vec![];
             run.queues.put(Queue::Failed, &queued)?;
         } else {
-            let Staged { mapped, state, .. } = staged;
+            let Staged { mapped, state, payload, .. } = staged;
             let sf = outcome.salesforce_id.clone().or(state.sf);
-            let fields = Some(mapped.target.fields);
+            let fields = Some(payload);
             new_states.push((mapped.source_id, RecordState { sf, fields, ..state }));
         }
     }
@@ -525,7 +525,7 @@ impl Plan {
                         .transformations
                         .iter()
                         .filter(|t| t.old.is_some() || t.new.is_some())
-                        .map(|t| FieldChange { field: t.field.clone(), old: t.old.clone(), new: t.new.clone() })
+                        .map(|t| FieldChange { field: t.field.to_string(), old: t.old.clone(), new: t.new.clone() })
                         .collect(),
                 ),
             };
