@@ -56,7 +56,7 @@ pub struct Database {
 impl Database {
     pub fn open(path: &Path) -> Result<Database> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::secrets::create_private_dir(dir)?;
         }
         let db = Database { path: path.to_path_buf() };
         let conn = db.connect()?;
