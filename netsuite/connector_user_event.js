@@ -33,7 +33,9 @@ define(['N/https', 'N/crypto', 'N/encode', 'N/runtime', 'N/log'], (https, crypto
       return;
     }
     const record = context.type === context.UserEventType.DELETE ? context.oldRecord : context.newRecord;
-    const body = JSON.stringify({ recordType: record.type, id: String(record.id), type: context.type });
+    // `sentAt` (ms) makes each delivery's signature its own: the connector
+    // accepts a signature once, so two saves in one second must differ.
+    const body = JSON.stringify({ recordType: record.type, id: String(record.id), type: context.type, sentAt: Date.now() });
     const timestamp = Math.floor(Date.now() / 1000);
     try {
       const response = https.post({

@@ -3,8 +3,11 @@
 //! `<timestamp>.<body>` under the tenant's webhook secret, in the header
 //! `X-Connector-Signature: t=<unix seconds>,v1=<hex digest>`. A verified
 //! event only names a record; the connector reads the record itself.
+//! A signature is accepted once: `SeenEvents` remembers the ones verified
+//! within the tolerance window, so a replayed event causes no work.
 
 use crate::model::RecordKind;
+use crate::ports::KeyValue;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -33,6 +36,8 @@ pub struct ChangeEvent {
     /// create, edit, xedit, delete, ... as NetSuite named it.
     pub event: String,
     pub signed_at: i64,
+    /// The v1 digest (hex): what makes this delivery this one.
+    pub signature: String,
 }
 
 #[derive(Deserialize)]
@@ -92,13 +97,14 @@ pub fn verify(
     // verify_slice compares in constant time.
     mac.verify_slice(&digest)
         .map_err(|_| Answer::error(401, "the signature does not match: check the webhook secret on both sides"))?;
-    if (now - timestamp).abs() > tolerance_secs {
+    // Checked: a timestamp far from now (t = now - 2^63) must not wrap
+    // into the window.
+    let skew = now.checked_sub(timestamp);
+    if skew.is_none_or(|s| s.unsigned_abs() > tolerance_secs.max(0).unsigned_abs()) {
+        let when = skew.map_or_else(|| format!("at t={timestamp}, centuries"), |s| format!("{s} s"));
         return Err(Answer::error(
             401,
-            format!(
-                "the event was signed {} s from now; more than {tolerance_secs} s is refused as a replay",
-                now - timestamp
-            ),
+            format!("the event was signed {when} from now; more than {tolerance_secs} s is refused as a replay"),
         ));
     }
     if header(headers, "content-type").is_some_and(|c| !c.to_ascii_lowercase().starts_with("application/json")) {
@@ -131,7 +137,51 @@ pub fn verify(
         id,
         event: parsed.event.unwrap_or_else(|| "edit".into()).to_ascii_lowercase(),
         signed_at: timestamp,
+        signature: hex::encode(&digest),
     })
+}
+
+/// Key prefix of remembered signatures in the `queues` bucket (small and
+/// listable, so expired ones can be found and dropped).
+pub const SEEN_PREFIX: &str = "seen-event/";
+
+/// The signatures of events verified within the tolerance window, per
+/// tenant (in its key-value store): a second delivery of one is a replay.
+/// Bounded: an entry goes once its event would be refused as stale anyway.
+pub struct SeenEvents<'a> {
+    kv: &'a dyn KeyValue,
+}
+
+impl<'a> SeenEvents<'a> {
+    pub fn new(kv: &'a dyn KeyValue) -> Self {
+        SeenEvents { kv }
+    }
+
+    fn key(event: &ChangeEvent) -> String {
+        format!("{SEEN_PREFIX}{}/{}", event.signed_at, event.signature)
+    }
+
+    /// Whether this exact signed event was accepted before.
+    pub fn is_repeat(&self, event: &ChangeEvent) -> Result<bool, String> {
+        Ok(self.kv.get(&Self::key(event))?.is_some())
+    }
+
+    /// Remembers an accepted event, and forgets those whose signing time is
+    /// more than `tolerance_secs` before `now` (they are refused as stale).
+    pub fn remember(&self, event: &ChangeEvent, now: i64, tolerance_secs: i64) -> Result<(), String> {
+        self.kv.set(&Self::key(event), b"")?;
+        let expired: Vec<String> = self
+            .kv
+            .list_keys()?
+            .into_iter()
+            .filter(|k| {
+                let signed_at =
+                    k.strip_prefix(SEEN_PREFIX).and_then(|rest| rest.split('/').next()?.parse::<i64>().ok());
+                signed_at.is_some_and(|t| now.checked_sub(t).is_none_or(|age| age > tolerance_secs))
+            })
+            .collect();
+        if expired.is_empty() { Ok(()) } else { self.kv.delete_many(&expired) }
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +204,39 @@ mod tests {
         assert_eq!((e.kind, e.id.as_str(), e.event.as_str()), (RecordKind::Customer, "42", "edit"));
         let numeric = r#"{"recordType":"CONTACT","id":7}"#;
         assert_eq!(verify(&signed(numeric, 1000), numeric.as_bytes(), SECRET, 1000, 300).unwrap().id, "7");
+    }
+
+    #[test]
+    fn a_timestamp_that_would_overflow_the_age_is_stale() {
+        let body = r#"{"recordType":"customer","id":"42"}"#;
+        let now = 1_700_000_000;
+        for t in [now + i64::MIN, i64::MIN, i64::MAX, now - 301, now + 301] {
+            let answer = verify(&signed(body, t), body.as_bytes(), SECRET, now, 300).unwrap_err();
+            assert!(answer.status == 401 && answer.body.contains("replay"), "t={t}: {answer:?}");
+        }
+        assert!(verify(&signed(body, now + 300), body.as_bytes(), SECRET, now, 300).is_ok());
+        assert!(verify(&signed(body, i64::MIN + 1), body.as_bytes(), SECRET, i64::MIN, 300).is_ok());
+    }
+
+    #[test]
+    fn an_event_is_accepted_once_and_remembered_only_within_the_window() {
+        let kv = crate::sync::memory_kv::Memory::default();
+        let seen = SeenEvents::new(&kv);
+        let body = r#"{"recordType":"customer","id":"42"}"#;
+        let first = verify(&signed(body, 1000), body.as_bytes(), SECRET, 1000, 300).unwrap();
+        assert!(!seen.is_repeat(&first).unwrap());
+        seen.remember(&first, 1000, 300).unwrap();
+        let again = verify(&signed(body, 1000), body.as_bytes(), SECRET, 1010, 300).unwrap();
+        assert!(seen.is_repeat(&again).unwrap(), "the same signed event is a replay");
+        let later = verify(&signed(body, 1001), body.as_bytes(), SECRET, 1010, 300).unwrap();
+        assert!(!seen.is_repeat(&later).unwrap(), "the same record signed again is a new event");
+        seen.remember(&later, 1010, 300).unwrap();
+        // Once the first is past the window it is forgotten (and refused as stale).
+        let next = verify(&signed(body, 1290), body.as_bytes(), SECRET, 1300, 300).unwrap();
+        seen.remember(&next, 1301, 300).unwrap();
+        let keys = kv.list_keys().unwrap();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(!keys.iter().any(|k| k.starts_with("seen-event/1000/")), "{keys:?}");
     }
 
     #[test]

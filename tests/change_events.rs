@@ -4,10 +4,11 @@
 mod support;
 
 use host_harness::testbed::WEBHOOK_SECRET;
-use host_harness::webhook::{EVENTS_PATH, Webhook};
+use host_harness::webhook::{EVENTS_PATH, ListenerLimits, Webhook};
 use netsuite_salesforce::events::sign;
 use std::time::{Duration, Instant};
 use support::{bed, runtime, succeeded};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn listen(bed: &support::Bed) -> Webhook {
     host_harness::webhook::serve(bed.tenant.clone(), runtime(), "127.0.0.1:0".parse().unwrap()).await.unwrap()
@@ -74,6 +75,10 @@ async fn stale_oversized_and_malformed_events_are_refused() {
     let (status, body) = post(&hook, &event("customer", id), WEBHOOK_SECRET, now - 3600).await;
     assert_eq!(status, 401);
     assert!(body.contains("replay"), "{body}");
+    // now - t overflows: it must not wrap into the window.
+    let (status, body) = post(&hook, &event("customer", id), WEBHOOK_SECRET, now + i64::MIN).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("replay"), "{body}");
     let big = format!(r#"{{"recordType":"customer","id":"{id}","pad":"{}"}}"#, "x".repeat(70_000));
     assert_eq!(post(&hook, &big, WEBHOOK_SECRET, now).await.0, 413);
     let (status, body) = post(&hook, r#"{"recordType":"salesorder","id":"1"}"#, WEBHOOK_SECRET, now).await;
@@ -94,8 +99,9 @@ async fn a_burst_of_events_for_one_record_is_applied_once() {
     let writes = bed.salesforce.writes();
     let runs = hook.applied_runs();
     let now = bed.clock.now_secs();
-    for _ in 0..20 {
-        assert_eq!(post(&hook, &event("customer", id), WEBHOOK_SECRET, now).await.0, 202);
+    // Twenty deliveries, each signed anew (a replay of one is refused).
+    for i in 0..20 {
+        assert_eq!(post(&hook, &event("customer", id), WEBHOOK_SECRET, now - i).await.0, 202);
     }
     applied(&bed, &hook, runs).await;
     assert_eq!(bed.salesforce.writes(), writes + 1, "twenty events, one write");
@@ -143,4 +149,144 @@ async fn a_contact_event_brings_its_parent_first_and_a_deleted_record_is_applied
     assert_eq!(post(&hook, &deleted, WEBHOOK_SECRET, bed.clock.now_secs()).await.0, 202);
     applied(&bed, &hook, runs).await;
     assert_eq!(bed.sf("Contact", contact).1["NetSuite_Deleted__c"], true);
+}
+
+fn seen_signatures(bed: &support::Bed) -> i64 {
+    let conn = bed.tenant.database.connect().unwrap();
+    conn.query_row("SELECT COUNT(*) FROM kv WHERE bucket = 'queues' AND key LIKE 'seen-event/%'", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_event_is_answered_without_work() {
+    let bed = bed(30).start().await;
+    succeeded(&bed.sync().await);
+    let hook = listen(&bed).await;
+    let id = bed.customer_ids[3];
+    bed.netsuite.rename_customer_any(id, "Renamed Once").unwrap();
+    let (writes, netsuite_calls, runs) = (bed.salesforce.writes(), bed.netsuite.requests(), hook.applied_runs());
+
+    // The same signed event, a hundred times within the tolerance.
+    let now = bed.clock.now_secs();
+    let body = event("customer", id);
+    let (status, answer) = post(&hook, &body, WEBHOOK_SECRET, now).await;
+    assert_eq!(status, 202, "{answer}");
+    for _ in 1..100 {
+        let (status, answer) = post(&hook, &body, WEBHOOK_SECRET, now).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains(r#""duplicate":true"#), "{answer}");
+    }
+    applied(&bed, &hook, runs).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.applied_runs(), runs + 1, "one run for a hundred copies");
+    let one_run = bed.netsuite.requests() - netsuite_calls;
+    assert!((1..=3).contains(&one_run), "one run's NetSuite calls (token, read by id), not {one_run}");
+    assert_eq!(bed.salesforce.writes(), writes + 1);
+    assert_eq!(bed.sf("Account", id).1["Name"], "Renamed Once");
+
+    // Twenty copies of one new event at the same instant: accepted once.
+    let later = now + 1;
+    let copies: Vec<_> = (0..20)
+        .map(|_| {
+            let (hook, body) = (hook.clone(), body.clone());
+            tokio::spawn(async move { post(&hook, &body, WEBHOOK_SECRET, later).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for copy in copies {
+        statuses.push(copy.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 19, "{statuses:?}");
+    assert_eq!(seen_signatures(&bed), 2, "one remembered signature per accepted event");
+}
+
+/// A listener with short limits, for clients that trickle or hold on.
+async fn listen_with(bed: &support::Bed, max_connections: usize) -> (Webhook, String) {
+    let limits = ListenerLimits {
+        header_read_timeout: Duration::from_millis(500),
+        body_read_timeout: Duration::from_millis(500),
+        max_connections,
+    };
+    let hook = host_harness::webhook::serve_with(bed.tenant.clone(), runtime(), "127.0.0.1:0".parse().unwrap(), limits)
+        .await
+        .unwrap();
+    let addr = hook.url.trim_start_matches("http://").to_string();
+    (hook, addr)
+}
+
+/// Sends `head`, then `drip` one byte at a time every 50 ms, forever, and
+/// returns how long the server kept the connection and what it answered.
+async fn held(addr: &str, head: &[u8], drip: &[u8]) -> (Duration, String) {
+    let started = Instant::now();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(head).await.unwrap();
+    let drip = drip.to_vec();
+    let dripping = tokio::spawn(async move {
+        for byte in drip.iter().cycle() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        // EOF or a reset: closed either way.
+        while let Ok(n @ 1..) = reader.read(&mut buf).await {
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    dripping.abort();
+    assert!(closed.is_ok(), "the listener held a trickling client for 10 s");
+    (started.elapsed(), String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_endless_bodies_are_cut_off_and_connections_are_capped() {
+    let bed = bed(1).start().await;
+    let (_hook, addr) = listen_with(&bed, 2).await;
+
+    // Headers one byte at a time: closed at the header read timeout.
+    let (took, _) = held(&addr, b"POST /netsuite/events HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"abcdefgh").await;
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "slow headers held {took:?}");
+
+    // A chunked body that never ends: 408 at the body read timeout, then closed.
+    let head = "POST /netsuite/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                X-Connector-Signature: t=1,v1=00\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let (took, answer) = held(&addr, head.as_bytes(), b"1\r\n{\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "endless body held {took:?}");
+
+    // Two connections that send nothing fill the cap: a third client is
+    // served only once the header timeout has closed them.
+    let idle: Vec<_> = [0, 1].map(|_| tokio::net::TcpStream::connect(addr.clone())).into_iter().collect();
+    let mut held_open = Vec::new();
+    for c in idle {
+        held_open.push(c.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let (status, _) = post_unsigned(&addr).await;
+    assert_eq!(status, 401);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(350), "served at once beside two held connections: {waited:?}");
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    drop(held_open);
+    assert_eq!(post_unsigned(&addr).await.0, 401, "served again once the cap has room");
+}
+
+/// An unsigned event over a fresh connection: the listener answers 401.
+async fn post_unsigned(addr: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}{EVENTS_PATH}"))
+        .header("Content-Type", "application/json")
+        .body(event("customer", 1))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
 }

@@ -23,9 +23,8 @@ fn connector(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process:
 #[test]
 fn every_secret_the_connector_reads_can_be_stored_and_none_may_sit_in_the_config() {
     let dir = tempfile::tempdir().unwrap();
-    let key = connector(&["secrets", "init"], dir.path(), "");
-    assert!(key.status.success());
-    std::fs::write(dir.path().join("master.key"), &key.stdout).unwrap();
+    let key = connector(&["secrets", "init", "--out", "master.key"], dir.path(), "");
+    assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
     let config = dir.path().join("connector.toml");
     std::fs::write(&config, "tenant = \"acme\"\nmaster_key_file = \"master.key\"\n[settings]\n").unwrap();
     let config = config.to_str().unwrap();
@@ -77,4 +76,45 @@ fn the_settings_command_lists_what_the_readme_lists() {
     assert_eq!(listed, netsuite_salesforce::settings::catalog::markdown_table());
     let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     assert!(readme.contains(listed.as_ref()));
+}
+
+/// The master key and the sealed secrets are readable by their owner only,
+/// and a key file others may read stops every command that needs it.
+#[cfg(unix)]
+#[test]
+fn key_and_secrets_are_owner_only_and_a_readable_key_is_refused_with_the_chmod_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key_file = dir.path().join(".connector/master.key");
+    let out = connector(&["secrets", "init", "--out", ".connector/master.key"], dir.path(), "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&key_file), 0o600);
+    assert_eq!(mode(&dir.path().join(".connector")), 0o700);
+    let first_key = std::fs::read(&key_file).unwrap();
+    let again = connector(&["secrets", "init", "--out", ".connector/master.key"], dir.path(), "");
+    assert!(!again.status.success(), "an existing key file is never replaced");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(&key_file).unwrap(), first_key);
+
+    let config = dir.path().join("connector.toml");
+    std::fs::write(&config, "tenant = \"acme\"\nmaster_key_file = \".connector/master.key\"\n[settings]\n").unwrap();
+    let config = config.to_str().unwrap();
+    let out = connector(&["secrets", "set", "--config", config, "salesforce_client_secret"], dir.path(), "hunter2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&dir.path().join(".connector/secrets.enc")), 0o600);
+
+    // `secrets init > master.key` as the README once said: 0644 by the umask.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [vec!["secrets", "list", "--config", config], vec!["sync", "--config", config]] {
+        let out = connector(&args, dir.path(), "");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran with a readable key: {stderr}");
+        assert!(stderr.contains(&format!("chmod 600 {}", key_file.display())), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+    }
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let listed = connector(&["secrets", "list", "--config", config], dir.path(), "");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "salesforce_client_secret");
 }

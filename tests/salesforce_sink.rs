@@ -208,3 +208,21 @@ async fn a_host_the_tenant_may_not_reach_fails_at_once_naming_it_and_the_setting
     assert!(!error.contains("attempts"), "a denial is not retried: {error}");
     assert_eq!(bed.salesforce.api_requests(), 0, "nothing reached the org's API");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_url_naming_its_default_port_is_allowed_and_its_userinfo_never_shown() {
+    // `http://…:80` is the same destination as `http://…`: the component's
+    // URL parser drops the port, the allowlist must not keep it. Nothing
+    // listens on port 80 here, so the request is sent and refused by the
+    // network (a transport failure), not denied by the sandbox.
+    let bed = bed(5)
+        .setting("netsuite_base_url", "http://integration:s3cr3t-pw@127.0.0.1:80")
+        .setting("http_max_retries", "0")
+        .start()
+        .await;
+    let report = bed.sync().await;
+    let error = report.error.expect("no NetSuite answers on port 80");
+    assert!(!error.contains("did not allow"), "the sandbox denied its own NetSuite host: {error}");
+    assert!(error.contains("127.0.0.1") && error.contains("failed after 1 attempts"), "{error}");
+    assert!(!error.contains("s3cr3t-pw") && !error.contains("integration@"), "userinfo shown: {error}");
+}

@@ -262,7 +262,9 @@ pub async fn event_latency(target: EventHost, events: usize) -> Result<EventLate
         let id = bed.customer_ids[i % bed.customer_ids.len()];
         let name = format!("Latency probe {i}");
         bed.netsuite.rename_customer_any(id, &name)?;
-        let body = format!(r#"{{"recordType":"customer","id":"{id}","type":"edit"}}"#);
+        // `sentAt` as the SuiteScript sends it: each probe is its own event,
+        // never a replay of an earlier one for the same customer.
+        let body = format!(r#"{{"recordType":"customer","id":"{id}","type":"edit","sentAt":{i}}}"#);
         let signature = netsuite_salesforce::events::sign(
             crate::testbed::WEBHOOK_SECRET.as_bytes(),
             bed.clock.now_secs(),

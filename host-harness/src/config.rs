@@ -1,6 +1,7 @@
 //! The harness config file (TOML): which tenant, where its state lives, its
 //! settings; secrets live in the sealed secrets file, never here.
 
+use crate::host::outbound;
 use anyhow::{Context, Result, bail};
 use netsuite_salesforce::settings::catalog::{self, Scope};
 use serde::{Deserialize, Serialize};
@@ -49,20 +50,18 @@ fn default_deadline() -> u64 {
     4 * 3600
 }
 
-/// The `host[:port]` of a URL.
-fn authority(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().filter(|a| !a.is_empty()).map(str::to_string)
+/// The NetSuite `host:port` `settings` name: `netsuite_base_url`'s, else
+/// the one derived from the account id.
+pub fn netsuite_authority(settings: &BTreeMap<String, String>) -> Option<String> {
+    netsuite_url(settings).as_deref().and_then(outbound::authority_of_url)
 }
 
-/// The NetSuite host `settings` name: `netsuite_base_url`'s, else the one
-/// derived from the account id.
-pub fn netsuite_authority(settings: &BTreeMap<String, String>) -> Option<String> {
+fn netsuite_url(settings: &BTreeMap<String, String>) -> Option<String> {
     match settings.get("netsuite_base_url") {
-        Some(url) => authority(url),
-        None => settings
-            .get("netsuite_account_id")
-            .map(|account| format!("{}.suitetalk.api.netsuite.com", account.to_ascii_lowercase().replace('_', "-"))),
+        Some(url) => Some(url.clone()),
+        None => settings.get("netsuite_account_id").map(|account| {
+            format!("https://{}.suitetalk.api.netsuite.com", account.to_ascii_lowercase().replace('_', "-"))
+        }),
     }
 }
 
@@ -136,13 +135,15 @@ impl HarnessConfig {
 
     /// The hosts `settings` (the values a run gets) name, plus the extra ones.
     pub fn outbound_hosts_for(&self, settings: &BTreeMap<String, String>) -> Vec<String> {
+        // Entries from the settings name scheme, host and port exactly,
+        // however the URL was written (`https://h` and `https://h:443` alike).
         let mut hosts = self.allowed_hosts.clone();
-        hosts.extend(netsuite_authority(settings));
+        hosts.extend(netsuite_url(settings).as_deref().and_then(outbound::entry_for_url));
         if let Some(url) = settings.get("salesforce_login_url") {
-            hosts.extend(authority(url));
+            hosts.extend(outbound::entry_for_url(url));
             if url.contains("salesforce.com") {
                 // Sessions may be served from the org's instance host.
-                hosts.push("*.my.salesforce.com".into());
+                hosts.push("https://*.my.salesforce.com".into());
             }
         }
         hosts.sort();
@@ -185,7 +186,32 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.outbound_hosts(),
-            vec!["*.my.salesforce.com", "1234567-sb1.suitetalk.api.netsuite.com", "acme.my.salesforce.com"]
+            vec![
+                "https://*.my.salesforce.com",
+                "https://1234567-sb1.suitetalk.api.netsuite.com:443",
+                "https://acme.my.salesforce.com:443"
+            ]
         );
+        assert_eq!(
+            netsuite_authority(&c.settings_text()).as_deref(),
+            Some("1234567-sb1.suitetalk.api.netsuite.com:443")
+        );
+    }
+
+    #[test]
+    fn a_url_with_its_default_port_is_allowed_and_no_other_port_is() {
+        let c = parse(
+            "tenant = \"acme\"\n[settings]\nnetsuite_base_url = \"https://ns.example:443/\"\n\
+             salesforce_login_url = \"https://user:pw@login.example\"\n",
+        )
+        .unwrap();
+        let hosts = c.outbound_hosts();
+        assert_eq!(hosts, vec!["https://login.example:443", "https://ns.example:443"], "no userinfo kept");
+        // The component's URL parser drops a default port: the host sees `ns.example`.
+        let policy = outbound::OutboundPolicy::new(hosts);
+        assert!(policy.allows(true, "ns.example") && policy.allows(true, "ns.example:443"));
+        assert!(policy.allows(true, "login.example"));
+        assert!(!policy.allows(true, "login.example:8443"), "another port of the login host");
+        assert!(!policy.allows(false, "ns.example:443"), "nor plain http");
     }
 }

@@ -130,8 +130,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SecretsAction {
-    /// Print a new random master key (store it in CONNECTOR_MASTER_KEY or a key file).
-    Init,
+    /// Make a new random master key: written to --out (created readable by you only, never replacing a
+    /// file), else printed for CONNECTOR_MASTER_KEY.
+    Init {
+        /// The key file to create (mode 0600), e.g. .connector/master.key.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Store a secret, read from standard input.
     Set {
         #[arg(long)]
@@ -263,7 +268,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Secrets { action } => {
             match action {
-                SecretsAction::Init => println!("{}", Cipher::generate_key_b64()),
+                SecretsAction::Init { out: None } => println!("{}", Cipher::generate_key_b64()),
+                SecretsAction::Init { out: Some(path) } => {
+                    host_harness::secrets::write_key_file(&path, &Cipher::generate_key_b64())?;
+                    println!("wrote a new master key to {} (mode 0600); set master_key_file to it", path.display());
+                }
                 SecretsAction::Set { config, name } => {
                     let config = HarnessConfig::load(&config)?;
                     if !secret_names().any(|s| s == name) {

@@ -121,11 +121,12 @@ impl Testbed {
         let client_secret = sf_config.client_secret.clone();
         let salesforce = SalesforceSim::start(sf_config, clock.clone(), 0).await?;
 
-        std::fs::create_dir_all(&options.data_dir)
-            .with_context(|| format!("creating {}", options.data_dir.display()))?;
+        crate::secrets::create_private_dir(&options.data_dir)?;
         let key_b64 = Cipher::generate_key_b64();
         let key_file = options.data_dir.join("master.key");
-        std::fs::write(&key_file, &key_b64)?;
+        // Each testbed (and demo) starts with a new key, as it always has.
+        let _ = std::fs::remove_file(&key_file);
+        crate::secrets::write_key_file(&key_file, &key_b64)?;
         let cipher = Cipher::from_b64(&key_b64)?;
 
         let mut settings: BTreeMap<String, toml::Value> = [

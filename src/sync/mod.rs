@@ -148,18 +148,28 @@ pub fn receive(host: &Host<'_>, headers: &[(String, String)], body: &[u8]) -> An
         Ok(e) => e,
         Err(answer) => return answer,
     };
+    // A replay (or a sender's retry) of an accepted event: answered, no work.
+    let seen = events::SeenEvents::new(host.queues);
+    match seen.is_repeat(&event) {
+        Ok(false) => {}
+        Ok(true) => {
+            let named = format!("{} {}", event.kind, event.id);
+            return Answer { status: 200, body: serde_json::json!({ "duplicate": true, "event": named }).to_string() };
+        }
+        Err(e) => return Answer { status: 503, body: serde_json::json!({ "error": e }).to_string() },
+    }
     let queued = QueuedEvent {
         kind: event.kind,
         id: event.id.clone(),
-        event: event.event,
+        event: event.event.clone(),
         received_at: now,
         nonce: host.clock.random(),
     };
-    match Queues::new(host.queues, false).put_event(&queued) {
-        Ok(()) => Answer {
-            status: 202,
-            body: serde_json::json!({ "queued": format!("{} {}", event.kind, event.id) }).to_string(),
-        },
-        Err(e) => Answer { status: 503, body: serde_json::json!({ "error": e.to_string() }).to_string() },
+    if let Err(e) = Queues::new(host.queues, false).put_event(&queued) {
+        return Answer { status: 503, body: serde_json::json!({ "error": e.to_string() }).to_string() };
     }
+    // Remembered once queued: a retry after a failed queueing is not a
+    // replay. Failing to remember loses no event, so it is still 202.
+    let _ = seen.remember(&event, now, settings.tolerance_secs);
+    Answer { status: 202, body: serde_json::json!({ "queued": format!("{} {}", event.kind, event.id) }).to_string() }
 }

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use netsuite_salesforce::sealing::{SealError, SealingKey};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
 pub const MASTER_KEY_ENV: &str = "CONNECTOR_MASTER_KEY";
@@ -51,11 +52,12 @@ impl Cipher {
         }
         let Some(path) = key_file else {
             bail!(
-                "no master key: set {MASTER_KEY_ENV} or `master_key_file` in the config (create one with `connector secrets init`)"
+                "no master key: set {MASTER_KEY_ENV} or `master_key_file` in the config (create one with `connector secrets init --out <file>`)"
             );
         };
+        refuse_shared_key_file(path)?;
         let text = std::fs::read_to_string(path).with_context(|| {
-            format!("reading master key file {} (create it with `connector secrets init`)", path.display())
+            format!("reading master key file {} (create it with `connector secrets init --out <file>`)", path.display())
         })?;
         Cipher::from_b64(&text).with_context(|| format!("reading master key file {}", path.display()))
     }
@@ -96,14 +98,92 @@ impl SecretFile {
         let mut out = FILE_MAGIC.to_vec();
         out.extend(cipher.seal(FILE_MAGIC, &plain)?);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            create_private_dir(dir)?;
         }
-        // Write then rename, so a crash never leaves half a file.
+        // Write then rename, so a crash never leaves half a file. The file is
+        // made fresh (a stale one may have other permissions), owner-only.
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, out).with_context(|| format!("writing {}", tmp.display()))?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut file =
+            private_options().create_new(true).open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(&out).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
         Ok(())
     }
+}
+
+/// Writes a new master key to `path`, readable by its owner only (0600).
+/// An existing file is never replaced: the secrets sealed with the key in it
+/// would become unreadable.
+pub fn write_key_file(path: &Path, key_b64: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)?;
+    }
+    let mut file = match private_options().create_new(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{} exists and is kept: the secrets sealed with that key need it. Move it away first if you really want a new key",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("creating master key file {}", path.display())),
+    };
+    file.write_all(format!("{key_b64}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing master key file {}", path.display()))
+}
+
+/// Creates `dir` (and missing parents) readable by its owner only (0700).
+/// A directory that exists keeps its permissions: it is the user's.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// `path` as a shell word, so the `chmod` in a message can be pasted.
+fn shell_quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@".contains(&b)) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// Options for a new file only its owner may read and write (0600).
+fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// As ssh does with private keys: a master key file that group or others may
+/// read (or write) is refused, since anyone who can read it can open every
+/// secret and token of the installation.
+fn refuse_shared_key_file(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(()); // reading it reports what is wrong
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "master key file {} has mode {mode:04o}: other users of this machine can read it. \
+                 Run `chmod 600 {}` (and consider the key exposed if others may have read it)",
+                path.display(),
+                shell_quoted(path)
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,6 +212,40 @@ mod tests {
         assert!(!raw.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(SecretFile::read(&path, &c).unwrap(), map);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_and_secrets_files_are_owner_only_and_a_shared_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = std::env::temp_dir().join(format!("secrets-modes-{}", std::process::id()));
+        let dir = root.join("data dir");
+        let key_file = dir.join("master.key");
+        let key = Cipher::generate_key_b64();
+        write_key_file(&key_file, &key).unwrap();
+        assert_eq!((mode(&dir), mode(&key_file)), (0o700, 0o600));
+        let again = write_key_file(&key_file, &Cipher::generate_key_b64()).unwrap_err().to_string();
+        assert!(again.contains("exists and is kept"), "{again}");
+        assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key, "the first key stays");
+
+        let secrets = dir.join("secrets.enc");
+        let cipher = Cipher::load(Some(&key_file)).unwrap();
+        // A file left by an older version, readable by all, comes back owner-only.
+        std::fs::write(&secrets, b"old").unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+        SecretFile::write(&secrets, &cipher, &BTreeMap::new()).unwrap();
+        assert_eq!(mode(&secrets), 0o600);
+
+        for shared in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(shared)).unwrap();
+            let err = format!("{:#}", Cipher::load(Some(&key_file)).unwrap_err());
+            let chmod = format!("chmod 600 '{}'", key_file.display());
+            assert!(err.contains(&chmod) && err.contains(&format!("{shared:04o}")), "{err}");
+        }
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(Cipher::load(Some(&key_file)).is_ok(), "owner-only read is enough");
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

@@ -54,23 +54,30 @@ pub struct Database {
 }
 
 impl Database {
+    /// Opens (creating when new) and migrates the database. Safe to run in
+    /// several processes at once on a new data directory: the journal mode
+    /// is switched with retries and the schema is made in one write
+    /// transaction, so a competitor waits instead of failing.
     pub fn open(path: &Path) -> Result<Database> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::secrets::create_private_dir(dir)?;
         }
         let db = Database { path: path.to_path_buf() };
-        let conn = db.connect()?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        migrate_kv_to_rowid(&conn)?;
-        conn.execute_batch(SCHEMA).context("creating the database schema")?;
+        let mut conn = db.connect()?;
+        use_wal(&conn).with_context(|| format!("switching {} to WAL", db.path.display()))?;
+        // IMMEDIATE: the write lock is taken before anything is read, so two
+        // migrating connections queue on the busy timeout; a deferred
+        // transaction reading first could only be told SQLITE_BUSY.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        migrate_kv_to_rowid(&tx)?;
+        tx.execute_batch(SCHEMA).context("creating the database schema")?;
         // Databases made before runs kept the full text of a failure.
         let has_detail: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'detail'", [], |r| {
-                r.get(0)
-            })?;
+            tx.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'detail'", [], |r| r.get(0))?;
         if !has_detail {
-            conn.execute_batch("ALTER TABLE runs ADD COLUMN detail TEXT")?;
+            tx.execute_batch("ALTER TABLE runs ADD COLUMN detail TEXT")?;
         }
+        tx.commit().with_context(|| format!("creating the schema of {}", db.path.display()))?;
         Ok(db)
     }
 
@@ -80,10 +87,34 @@ impl Database {
 
     pub fn connect(&self) -> Result<Connection> {
         let conn = Connection::open(&self.path).with_context(|| format!("opening database {}", self.path.display()))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        // Before any statement: every later one waits for a competitor's lock.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL + NORMAL: durable at checkpoints, fast enough for a write per record.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(conn)
+    }
+}
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Switches a database to WAL (once; it stays so). Switching needs an
+/// exclusive lock, and SQLite answers SQLITE_BUSY at once, without waiting,
+/// to a connection that read the file while another one wants to write it
+/// (its deadlock rule): so busy answers are retried here, up to the busy
+/// timeout.
+fn use_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => anyhow::bail!("SQLite kept journal mode `{mode}` instead of WAL"),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -91,6 +122,7 @@ impl Database {
 /// a value is part of the key's B-tree, so interior pages hold whole values
 /// and a lookup passing a large one (a page of parked records, megabytes)
 /// reads its overflow chain: rows go to a rowid table, keyed by an index.
+/// Runs inside the caller's write transaction.
 fn migrate_kv_to_rowid(conn: &Connection) -> Result<()> {
     let sql: Option<String> = conn
         .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'kv'", [], |r| r.get(0))
@@ -99,13 +131,11 @@ fn migrate_kv_to_rowid(conn: &Connection) -> Result<()> {
         return Ok(());
     }
     conn.execute_batch(
-        "BEGIN IMMEDIATE;
-         ALTER TABLE kv RENAME TO kv_without_rowid;
+        "ALTER TABLE kv RENAME TO kv_without_rowid;
          CREATE TABLE kv (tenant TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
                           updated_at TEXT NOT NULL, PRIMARY KEY (tenant, bucket, key));
          INSERT INTO kv SELECT tenant, bucket, key, value, updated_at FROM kv_without_rowid;
-         DROP TABLE kv_without_rowid;
-         COMMIT;",
+         DROP TABLE kv_without_rowid;",
     )
     .context("moving key-value rows to a rowid table")
 }
@@ -113,4 +143,37 @@ fn migrate_kv_to_rowid(conn: &Connection) -> Result<()> {
 /// Now, as the ISO-8601 text stored in the database.
 pub fn now_text() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two `connector sync` started together on a new data directory both
+    /// open and migrate the database: neither may see SQLITE_BUSY.
+    #[test]
+    fn concurrent_opens_of_a_new_database_all_succeed() {
+        let root = std::env::temp_dir().join(format!("store-race-{}", std::process::id()));
+        for round in 0..40 {
+            let path = root.join(format!("{round}/connector.db"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        Database::open(&path).map(|_| ()).map_err(|e| format!("{e:#}"))
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let outcome = opener.join().expect("an opener panicked");
+                assert!(outcome.is_ok(), "round {round}: {outcome:?}");
+            }
+            let conn = Database { path: path.clone() }.connect().unwrap();
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+            assert_eq!(mode, "wal");
+        }
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

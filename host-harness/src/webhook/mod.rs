@@ -8,27 +8,61 @@ use crate::host::{Runtime, SyncMode};
 use crate::scheduler::Tenant;
 use anyhow::Result;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// Path the SuiteScript posts to.
 pub const EVENTS_PATH: &str = "/netsuite/events";
 /// Bodies beyond this are refused before they reach the component.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
+/// What one client may hold of the listener. An event is a few hundred bytes
+/// sent at once, so the defaults are generous for NetSuite and short for a
+/// client that trickles bytes to keep a connection (slowloris).
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// From the start of a request (or of waiting for the next one on a
+    /// kept-alive connection) until its headers are complete; then the
+    /// connection is closed.
+    pub header_read_timeout: Duration,
+    /// From the headers until the whole body is in, however it trickles;
+    /// then 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// Connections served at once. Beyond it the listener stops accepting:
+    /// new connections wait in the kernel's accept queue until one ends
+    /// (within the timeouts above), so a burst of events is delayed, not lost.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
 struct Shared {
     tenant: Arc<Tenant>,
     runtime: &'static Runtime,
     wake: Notify,
     applied_runs: AtomicU64,
+    body_read_timeout: Duration,
+    /// One event verified at a time: the component's check for a replayed
+    /// signature and its record of a new one must not interleave.
+    verifying: tokio::sync::Mutex<()>,
 }
 
 /// A running listener; clones share it.
@@ -45,16 +79,41 @@ impl Webhook {
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, [("content-type", "application/json")], serde_json::json!({ "error": message }).to_string())
+        .into_response()
+}
+
+async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match tokio::time::timeout(shared.body_read_timeout, axum::body::to_bytes(body, MAX_REQUEST_BYTES)).await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request body is over {MAX_REQUEST_BYTES} bytes, or was cut off"),
+            );
+        }
+        Err(_) => {
+            let mut answer = error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the request body took more than {:?} to arrive", shared.body_read_timeout),
+            );
+            answer.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
+            return answer;
+        }
+    };
     let headers: Vec<(String, String)> =
         headers.iter().filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string()))).collect();
     let sandbox = match shared.tenant.sandbox() {
         Ok(s) => s,
-        Err(e) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("{{\"error\":{:?}}}", format!("{e:#}"))).into_response();
-        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
     };
-    match shared.runtime.receive_event(sandbox, headers, body.to_vec()).await {
+    let verified = {
+        let _one_at_a_time = shared.verifying.lock().await;
+        shared.runtime.receive_event(sandbox, headers, body.to_vec()).await
+    };
+    match verified {
         Ok((status, answer)) => {
             if status == 202 {
                 shared.wake.notify_one();
@@ -62,7 +121,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, [("content-type", "application/json")], answer).into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{{\"error\":{:?}}}", format!("{e:#}"))).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     }
 }
 
@@ -95,20 +154,58 @@ async fn apply_queued(shared: Arc<Shared>) {
     }
 }
 
-/// Listens on `addr` (loopback by default in the CLI).
+/// Listens on `addr` (loopback by default in the CLI) with the default limits.
 pub async fn serve(tenant: Arc<Tenant>, runtime: &'static Runtime, addr: SocketAddr) -> Result<Webhook> {
-    let shared = Arc::new(Shared { tenant, runtime, wake: Notify::new(), applied_runs: AtomicU64::new(0) });
-    let router = Router::new()
-        .route(EVENTS_PATH, post(receive))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(shared.clone());
+    serve_with(tenant, runtime, addr, ListenerLimits::default()).await
+}
+
+/// Listens on `addr` with `limits`.
+pub async fn serve_with(
+    tenant: Arc<Tenant>,
+    runtime: &'static Runtime,
+    addr: SocketAddr,
+    limits: ListenerLimits,
+) -> Result<Webhook> {
+    let shared = Arc::new(Shared {
+        tenant,
+        runtime,
+        wake: Notify::new(),
+        applied_runs: AtomicU64::new(0),
+        body_read_timeout: limits.body_read_timeout,
+        verifying: Default::default(),
+    });
+    let router = Router::new().route(EVENTS_PATH, post(receive)).with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            eprintln!("change-event listener stopped: {e}");
-        }
-    });
+    tokio::spawn(accept(listener, router, limits));
     tokio::spawn(apply_queued(shared.clone()));
     Ok(Webhook { shared, url })
+}
+
+/// Serves each connection with hyper's HTTP/1 server and its header read
+/// timeout (axum::serve sets none), at most `max_connections` at once.
+async fn accept(listener: tokio::net::TcpListener, router: Router, limits: ListenerLimits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    loop {
+        // Waiting here (not after accept) leaves excess connections in the
+        // kernel's queue, holding nothing of ours.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                eprintln!("change-event listener could not accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+        tokio::spawn(async move {
+            // A client that breaks off or times out is no error of ours.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
 }
