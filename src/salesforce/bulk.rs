@@ -278,8 +278,13 @@ impl BulkResults {
 
 impl super::SalesforceSink<'_> {
     /// Runs one Bulk API 2.0 upsert job: create, upload `job`'s CSV, close,
-    /// poll until it ends, then read its three result files.
-    pub fn bulk_upsert(&self, job: CsvJob) -> Result<BulkResults, ConnectorError> {
+    /// poll until it ends, then read its three result files. `keep_alive`
+    /// runs at every poll: a job can outlast the run's lease many times over.
+    pub fn bulk_upsert(
+        &self,
+        job: CsvJob,
+        keep_alive: &dyn Fn() -> Result<(), ConnectorError>,
+    ) -> Result<BulkResults, ConnectorError> {
         let (sobject, ext) = (job.sobject.clone(), job.external_id_field.clone());
         let jobs = |s: &Session| self.api_url(s, "/jobs/ingest");
         let created = self.call(&format!("Bulk API 2.0 job creation for {sobject}"), |s| {
@@ -307,6 +312,7 @@ impl super::SalesforceSink<'_> {
         let failure = self.api.poll(
             timeout,
             || {
+                keep_alive()?;
                 let info = self.call(&format!("polling Bulk API 2.0 job {id}"), |s| {
                     HttpRequest::new(Method::Get, format!("{}/{id}", jobs(s)))
                 })?;

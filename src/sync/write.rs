@@ -355,7 +355,7 @@ impl BulkBatch {
             }
             return Ok(());
         }
-        let results = run.sink.bulk_upsert(job.csv)?;
+        let results = run.sink.bulk_upsert(job.csv, &|| run.renew())?;
         for (page, key) in job.parked {
             let staged: Vec<Staged> = run.queues.take_parked(&key)?.into_iter().map(Staged::from).collect();
             let outcomes: Vec<UpsertOutcome> =
