@@ -210,7 +210,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(tenant.clone()));
+            tokio::spawn(stop_on_signal(tenant.clone(), false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
@@ -225,7 +225,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = HarnessConfig::load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(tenant.clone()));
+            tokio::spawn(stop_on_signal(tenant.clone(), true));
             let path = component_path(component)?;
             // One runtime for the life of the process.
             let runtime: &'static Runtime =
@@ -252,7 +252,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (None, None) => ReplayScope::AllFailed,
             };
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(tenant.clone()));
+            tokio::spawn(stop_on_signal(tenant.clone(), false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let report = tenant.replay(&runtime, scope).await?;
@@ -302,8 +302,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// On SIGINT or SIGTERM, ends the runs in progress as `stopped` in the run
 /// log (one line each) and exits; the next run takes over their lease, as
-/// this process is gone by then.
-async fn stop_on_signal(tenant: Arc<Tenant>) {
+/// this process is gone by then. `serving`: stopping is its normal end, a
+/// success unless it cut a run short.
+async fn stop_on_signal(tenant: Arc<Tenant>, serving: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         // Signals keep their default action: the next run marks the run crashed.
@@ -313,15 +314,19 @@ async fn stop_on_signal(tenant: Arc<Tenant>) {
         _ = int.recv() => ("SIGINT", 130),
         _ = term.recv() => ("SIGTERM", 143),
     };
-    match tenant.interrupted(name) {
+    let cut_short = match tenant.interrupted(name) {
         Ok(runs) => {
-            for run in runs {
+            for run in &runs {
                 eprintln!("error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped");
             }
+            !runs.is_empty()
         }
-        Err(e) => eprintln!("error: interrupted by {name}; the run log could not record it: {e:#}"),
-    }
-    std::process::exit(code);
+        Err(e) => {
+            eprintln!("error: interrupted by {name}; the run log could not record it: {e:#}");
+            true
+        }
+    };
+    std::process::exit(if serving && !cut_short { 0 } else { code });
 }
 
 /// A run that ended having done nothing at all (it could not start, or
