@@ -118,3 +118,54 @@ fn key_and_secrets_are_owner_only_and_a_readable_key_is_refused_with_the_chmod_t
     let listed = connector(&["secrets", "list", "--config", config], dir.path(), "");
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "salesforce_client_secret");
 }
+
+/// A run that cannot start (a missing mapping file, a master key that does
+/// not open the secrets) ends `failed` in the run log, and the CLI says why
+/// in one line naming the file.
+#[test]
+fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = connector(&["secrets", "init"], dir.path(), "");
+    std::fs::write(dir.path().join("master.key"), &key.stdout).unwrap();
+    let config = dir.path().join("connector.toml");
+    let text = "tenant = \"acme\"\ndata_dir = \"data\"\nmaster_key_file = \"master.key\"\n[settings]\n\
+                netsuite_account_id = \"123\"\nnetsuite_base_url = \"http://127.0.0.1:9\"\n\
+                salesforce_login_url = \"http://127.0.0.1:9\"\nsalesforce_client_id = \"x\"\n";
+    std::fs::write(&config, format!("mapping_file = \"missing-mapping.toml\"\n{text}")).unwrap();
+    let config = config.to_str().unwrap();
+    let stored = connector(&["secrets", "set", "--config", config, "salesforce_client_secret"], dir.path(), "s");
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    let component = support::component_path().to_str().unwrap();
+    let sync = || connector(&["sync", "--config", config, "--component", component], dir.path(), "");
+    let last_run = || {
+        let db = host_harness::store::Database::open(&dir.path().join("data/connector.db")).unwrap();
+        db.connect()
+            .unwrap()
+            .query_row("SELECT status, error FROM runs ORDER BY rowid DESC LIMIT 1", [], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .unwrap()
+    };
+    let one_line = |out: &std::process::Output| {
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        stderr
+    };
+
+    let stderr = one_line(&sync());
+    let (status, error) = last_run();
+    assert_eq!(status, "failed");
+    assert!(error.contains("missing-mapping.toml") && error.contains("mapping_file"), "{error}");
+    assert!(stderr.contains(&error), "{stderr}");
+
+    std::fs::write(dir.path().join("connector.toml"), text).unwrap();
+    std::fs::write(dir.path().join("master.key"), connector(&["secrets", "init"], dir.path(), "").stdout).unwrap();
+    let stderr = one_line(&sync());
+    let (status, error) = last_run();
+    assert_eq!(status, "failed");
+    assert!(error.contains("master_key_file") && error.contains("master.key"), "names the key's source: {error}");
+    assert!(error.contains("secrets.enc"), "{error}");
+    assert!(stderr.contains(&error), "{stderr}");
+}

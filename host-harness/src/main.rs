@@ -9,6 +9,7 @@ use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "connector", version, about = "Keeps Salesforce aligned with NetSuite master data")]
@@ -213,7 +214,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = HarnessConfig::load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
-            let tenant = Tenant::open(config, cipher, None)?;
+            let tenant = Arc::new(Tenant::open(config, cipher, None)?);
+            tokio::spawn(stop_on_signal(tenant.clone(), false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
@@ -227,22 +229,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { config, listen, every, component } => {
             let config = HarnessConfig::load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
-            let tenant = std::sync::Arc::new(Tenant::open(config, cipher, None)?);
+            let tenant = Arc::new(Tenant::open(config, cipher, None)?);
+            tokio::spawn(stop_on_signal(tenant.clone(), true));
             let path = component_path(component)?;
             // One runtime for the life of the process.
             let runtime: &'static Runtime =
                 Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&path)).await??));
             let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
             println!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH);
+            // Until SIGINT or SIGTERM ends the process (stop_on_signal).
             let mut ticks = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
             loop {
-                tokio::select! {
-                    _ = ticks.tick() => {
-                        let report = tenant.sync(runtime, SyncMode::Incremental, &[]).await?;
-                        print_report(&report, false)?;
-                    }
-                    _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-                }
+                ticks.tick().await;
+                let report = tenant.sync(runtime, SyncMode::Incremental, &[]).await?;
+                print_report(&report, false)?;
             }
         }
         Command::Replay { config, run, record, json, component } => {
@@ -256,7 +256,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 (None, None) => ReplayScope::AllFailed,
             };
-            let tenant = Tenant::open(config, cipher, None)?;
+            let tenant = Arc::new(Tenant::open(config, cipher, None)?);
+            tokio::spawn(stop_on_signal(tenant.clone(), false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let report = tenant.replay(&runtime, scope).await?;
@@ -308,9 +309,56 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// On SIGINT or SIGTERM, ends the runs in progress as `stopped` in the run
+/// log (one line each) and exits; the next run takes over their lease, as
+/// this process is gone by then. `serving`: stopping is its normal end, a
+/// success unless it cut a run short.
+async fn stop_on_signal(tenant: Arc<Tenant>, serving: bool) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Signals keep their default action: the next run marks the run crashed.
+        return;
+    };
+    let (name, code) = tokio::select! {
+        _ = int.recv() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
+    };
+    let cut_short = match tenant.interrupted(name) {
+        Ok(runs) => {
+            for run in &runs {
+                eprintln!("error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped");
+            }
+            !runs.is_empty()
+        }
+        Err(e) => {
+            eprintln!("error: interrupted by {name}; the run log could not record it: {e:#}");
+            true
+        }
+    };
+    std::process::exit(if serving && !cut_short { 0 } else { code });
+}
+
+/// A run that ended having done nothing at all (it could not start, or
+/// another held the lease): nothing to count, so the error alone.
+fn did_nothing(report: &RunReport) -> bool {
+    report.status != "succeeded"
+        && report.plan.is_empty()
+        && report.api_calls.netsuite == 0
+        && report.api_calls.salesforce == 0
+        && report.objects.values().all(|c| *c == Default::default())
+}
+
 fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
+    } else if did_nothing(report) {
+        eprintln!(
+            "error: run {} ({}) {}: {}",
+            report.run_id,
+            report.mode,
+            report.status,
+            report.error.as_deref().unwrap_or("no reason given")
+        );
     } else {
         println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
         for (kind, c) in &report.objects {

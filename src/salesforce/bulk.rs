@@ -279,10 +279,14 @@ impl BulkResults {
 impl super::SalesforceSink<'_> {
     /// Runs one Bulk API 2.0 upsert job: [`Self::bulk_submit`], then
     /// [`Self::bulk_results`].
-    pub fn bulk_upsert(&self, job: CsvJob) -> Result<BulkResults, ConnectorError> {
+    pub fn bulk_upsert(
+        &self,
+        job: CsvJob,
+        keep_alive: &dyn Fn() -> Result<(), ConnectorError>,
+    ) -> Result<BulkResults, ConnectorError> {
         let (sobject, ext) = (job.sobject.clone(), job.external_id_field.clone());
         let id = self.bulk_submit(job)?;
-        self.bulk_results(&sobject, &ext, &id)
+        self.bulk_results(&sobject, &ext, &id, keep_alive)
     }
 
     /// Creates a Bulk API 2.0 upsert job, uploads `job`'s CSV and closes it;
@@ -314,7 +318,15 @@ impl super::SalesforceSink<'_> {
     }
 
     /// Polls job `id` until it ends, then reads its three result files.
-    pub fn bulk_results(&self, sobject: &str, ext: &str, id: &str) -> Result<BulkResults, ConnectorError> {
+    /// `keep_alive` runs at every poll: a job can outlast the run's lease
+    /// many times over.
+    pub fn bulk_results(
+        &self,
+        sobject: &str,
+        ext: &str,
+        id: &str,
+        keep_alive: &dyn Fn() -> Result<(), ConnectorError>,
+    ) -> Result<BulkResults, ConnectorError> {
         let jobs = |s: &Session| self.api_url(s, "/jobs/ingest");
         // A job that outlives the timeout keeps running in Salesforce; the
         // next run takes up its results (the job id is kept with its records).
@@ -322,6 +334,7 @@ impl super::SalesforceSink<'_> {
         let failure = self.api.poll(
             timeout,
             || {
+                keep_alive()?;
                 let info = self.call(&format!("polling Bulk API 2.0 job {id}"), |s| {
                     HttpRequest::new(Method::Get, format!("{}/{id}", jobs(s)))
                 })?;

@@ -117,7 +117,12 @@ pub const SETTINGS: &[Setting] = &[
         .default("3600"),
     setting("delete_action", Choice(&["flag", "delete"]), "a NetSuite deletion sets NetSuite_Deleted__c, or deletes")
         .default("flag"),
-    setting("lease_ttl_secs", Integer, "a crashed run blocks the next one at most this long").default("300"),
+    setting(
+        "lease_ttl_secs",
+        Integer,
+        "renewed every page, write and Bulk poll; a crashed run blocks the next one at most this long",
+    )
+    .default("60"),
     setting("http_max_retries", Integer, "retries of a transient HTTP failure").default("6"),
     setting("http_backoff_base_ms", Integer, "first retry waits up to this long (exponential, full jitter)")
         .default("500"),

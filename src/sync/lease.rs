@@ -53,7 +53,8 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
     ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
 }
 
-fn expiry_text(at: i64) -> String {
+/// An expiry as RFC 3339 text, for messages.
+pub fn expiry_text(at: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
@@ -186,10 +187,11 @@ impl<'a> Lease<'a> {
                     raced(h.run_id)
                 } else {
                     ConnectorError::Busy(format!(
-                        "run {} holds this tenant's lease until {}; this run did nothing. If that run crashed, its \
-                         lease runs out by itself then",
+                        "run {} holds this tenant's lease until {}; this run did nothing. Try again in {} s (a run \
+                         gives its lease back when it ends; a crashed run's lease runs out by then)",
                         h.run_id,
-                        expiry_text(h.expires_at)
+                        expiry_text(h.expires_at),
+                        h.expires_at - now
                     ))
                 });
             }
@@ -330,8 +332,10 @@ mod tests {
         for kv in Memory::every_kind() {
             let clock = at(1_000);
             let first = take(&kv, &clock, "run-a");
+            clock.0.set(1_015);
             let err = refused(Lease::acquire(&kv, &clock, "run-b", 60));
             assert!(err.contains("run run-a holds this tenant's lease until"), "{:?}: {err}", kv.swaps);
+            assert!(err.contains("Try again in 45 s"), "when to retry: {err}");
             // A crashed holder: after expiry the next run takes over.
             clock.0.set(1_061);
             let second = take(&kv, &clock, "run-b");

@@ -221,7 +221,7 @@ pub(super) fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         return Ok(());
     }
     for (key, job) in run.queues.saved_jobs(kind)? {
-        match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id) {
+        match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew()) {
             Ok(results) => {
                 for parked in &job.parked {
                     record_parked(run, kind, parked, &results)?;
@@ -394,7 +394,7 @@ impl BulkBatch {
         let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
         let saved = SavedJob { id, sobject, external_id_field: ext, parked };
         let saved_key = run.queues.save_job(self.kind, &run.request.run_id, &saved)?;
-        let results = run.sink.bulk_results(&saved.sobject, &saved.external_id_field, &saved.id)?;
+        let results = run.sink.bulk_results(&saved.sobject, &saved.external_id_field, &saved.id, &|| run.renew())?;
         for (page, key) in job.parked {
             let n = record_parked(run, self.kind, &key, &results)?;
             self.ledger.done(page, n);

@@ -1,6 +1,9 @@
 //! Starting runs: build the tenant's sandbox from its config, run the
 //! component, record the run in the `runs` table and return its report.
 
+mod process;
+pub mod recovery;
+
 use crate::config::HarnessConfig;
 use crate::host::{
     ConnectorError, GuestClock, RecordKind, ReplayScope, RunOutput, Runtime, SyncMode, SyncRequest, TenantRun,
@@ -41,7 +44,9 @@ pub struct RunReport {
     pub tenant: String,
     pub mode: &'static str,
     /// `succeeded`, `stopped` (a quota or rate limit ended it early; the
-    /// cursor is kept and the next run resumes) or `failed`.
+    /// cursor is kept and the next run resumes) or `failed`. The run log
+    /// also has `stopped` for a run a signal interrupted and `crashed` for
+    /// one whose process ended without finishing it (see [`recovery`]).
     pub status: &'static str,
     pub error: Option<String>,
     pub duration_ms: u64,
@@ -155,7 +160,9 @@ impl Tenant {
                 .with_context(|| format!("reading the mapping file {} (setting mapping_file)", path.display()))?;
             values.insert("mapping_toml".into(), text);
         }
-        values.extend(SecretFile::read(&self.config.secrets_path(), &self.cipher)?);
+        let secrets = SecretFile::read(&self.config.secrets_path(), &self.cipher)
+            .with_context(|| format!("reading the tenant's secrets with the master key from {}", self.key_source()))?;
+        values.extend(secrets);
         values.extend(self.overrides.lock().unwrap_or_else(|p| p.into_inner()).clone());
         Ok(TenantRun {
             tenant: self.config.tenant.clone(),
@@ -172,6 +179,15 @@ impl Tenant {
                 << 20,
             deadline: Duration::from_secs(self.config.run_deadline_secs),
         })
+    }
+
+    /// Where the master key came from, for messages (never the key).
+    fn key_source(&self) -> String {
+        match (&self.config.master_key_file, std::env::var(crate::secrets::MASTER_KEY_ENV).is_ok()) {
+            (_, true) => crate::secrets::MASTER_KEY_ENV.to_string(),
+            (Some(path), false) => format!("master_key_file {}", path.display()),
+            (None, false) => "nowhere".into(),
+        }
     }
 
     /// Runs one sync and records it. A failed sync is a report with status
@@ -209,10 +225,17 @@ impl Tenant {
             (None, false, SyncMode::Events) => "events",
         };
         let conn = self.database.connect()?;
-        conn.execute(
-            "INSERT INTO runs (run_id, tenant, started_at, mode, status) VALUES (?1, ?2, ?3, ?4, 'running')",
-            params![run_id, self.config.tenant, now_text(), mode_name],
-        )?;
+        // The row and the process running it together: a run starting
+        // meanwhile never sees one without the other.
+        {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO runs (run_id, tenant, started_at, mode, status) VALUES (?1, ?2, ?3, ?4, 'running')",
+                params![run_id, self.config.tenant, now_text(), mode_name],
+            )?;
+            recovery::record(&tx, &self.config.tenant, &run_id)?;
+            tx.commit()?;
+        }
         let started = Instant::now();
         let mut report = RunReport {
             run_id: run_id.clone(),
@@ -241,7 +264,27 @@ impl Tenant {
             "UPDATE runs SET finished_at = ?1, status = ?2, report = ?3, error = ?4, detail = ?5 WHERE run_id = ?6",
             params![now_text(), report.status, serde_json::to_string(&report)?, report.error, detail, run_id],
         )?;
+        recovery::finished(&self.kv()?, &run_id)?;
         Ok(report)
+    }
+
+    fn kv(&self) -> Result<crate::store::KvStore> {
+        Ok(crate::store::KvStore::new(self.database.connect()?, &self.config.tenant, self.cipher.clone()))
+    }
+
+    /// Now on the clock the component writes its leases in.
+    fn guest_now(&self) -> i64 {
+        use wasmtime_wasi::HostWallClock;
+        match &self.clock {
+            Some(clock) => clock.now().as_secs() as i64,
+            None => time::OffsetDateTime::now_utc().unix_timestamp(),
+        }
+    }
+
+    /// Ends the runs this process was running as `stopped` (a signal asked
+    /// it to stop); returns their ids.
+    pub fn interrupted(&self, signal: &str) -> Result<Vec<String>> {
+        recovery::interrupted(&self.database.connect()?, signal)
     }
 
     /// Runs the component in the tenant's sandbox.
@@ -251,6 +294,8 @@ impl Tenant {
         run_id: &str,
         req: Request,
     ) -> Result<(RunOutput, BTreeMap<String, String>)> {
+        recovery::recover(&self.kv()?, run_id, self.guest_now())
+            .context("looking for runs of this tenant whose process ended without finishing them")?;
         let sandbox = self.sandbox()?;
         let settings = sandbox.config.clone();
         let request = SyncRequest {
@@ -340,7 +385,7 @@ impl Tenant {
     /// Frees the tenant's lease if `run_id` holds it (its component trapped
     /// before giving it back).
     fn free_lease(&self, run_id: &str) -> Result<()> {
-        let kv = crate::store::KvStore::new(self.database.connect()?, &self.config.tenant, self.cipher.clone());
+        let kv = self.kv()?;
         let Some(value) = kv.get(crate::store::kv::STATE_BUCKET, LEASE_KEY)? else { return Ok(()) };
         let holder: serde_json::Value = serde_json::from_slice(&value).unwrap_or_default();
         if holder["run_id"].as_str() == Some(run_id) {

@@ -103,6 +103,19 @@ impl KvStore {
         Ok(())
     }
 
+    /// Deletes `key` only while it still holds `expected`, as read from an
+    /// unsealed bucket: true when it did.
+    pub fn delete_if(&self, bucket: &str, key: &str, expected: &[u8]) -> Result<bool> {
+        if bucket == CREDENTIALS_BUCKET {
+            return Err(anyhow!("sealed values cannot be compared: bucket `{bucket}`"));
+        }
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3 AND value = ?4")?
+            .execute(params![self.tenant, bucket, key, expected])?;
+        Ok(deleted > 0)
+    }
+
     pub fn exists(&self, bucket: &str, key: &str) -> Result<bool> {
         Ok(self
             .conn

@@ -45,6 +45,15 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     detail TEXT
 );
+-- Which local process runs a run, so that a later run can tell it ended.
+CREATE TABLE IF NOT EXISTS run_processes (
+    run_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    boot_id TEXT NOT NULL,
+    pid_ns TEXT NOT NULL,
+    started INTEGER NOT NULL
+);
 ";
 
 /// Where the database lives; each run opens its own connection.

@@ -106,7 +106,11 @@ struct Inner {
     refuse_rest: std::sync::atomic::AtomicBool,
     faults: Mutex<(Faults, StdRng)>,
     query_cursors: Mutex<soql::Cursors>,
+    /// Called before each Bulk API 2.0 job poll is answered (tests).
+    on_bulk_poll: Mutex<Option<BulkPollHook>>,
 }
+
+type BulkPollHook = Arc<dyn Fn() + Send + Sync>;
 
 #[derive(Clone)]
 pub struct SalesforceSim {
@@ -137,6 +141,7 @@ impl SalesforceSim {
                 refuse_rest: Default::default(),
                 faults: Mutex::new((Faults::default(), StdRng::seed_from_u64(7))),
                 query_cursors: Mutex::new(Default::default()),
+                on_bulk_poll: Mutex::new(None),
             }),
         };
         let router = Router::new()
@@ -217,6 +222,12 @@ impl SalesforceSim {
     /// Sessions stay valid but may no longer use the REST API.
     pub fn refuse_rest_sessions(&self, refuse: bool) {
         self.inner.refuse_rest.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Runs `hook` before answering each poll of a Bulk API 2.0 job, while
+    /// the connector waits for the answer (a test's window into a long job).
+    pub fn on_bulk_poll(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.inner.on_bulk_poll.lock().unwrap() = Some(Arc::new(hook));
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -575,6 +586,14 @@ async fn api_handler(
                     }
                 };
             }
+        }
+    }
+    if method == Method::GET
+        && let ["jobs", "ingest", _] = rest.trim_matches('/').split('/').collect::<Vec<_>>().as_slice()
+    {
+        let hook = sim.inner.on_bulk_poll.lock().unwrap().clone();
+        if let Some(hook) = hook {
+            hook();
         }
     }
     let (status, answer) = {

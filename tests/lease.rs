@@ -1,0 +1,192 @@
+//! One run per tenant, without a crash blocking the next: the `connector`
+//! CLI runs as a child process against slow simulators hosted here and is
+//! killed (SIGKILL) or stopped (SIGTERM) while it holds the tenant's lease.
+
+mod support;
+
+use host_harness::store::Database;
+use std::process::Stdio;
+use std::time::Duration;
+use support::{bed, component_path, connector_binary, succeeded};
+
+/// The tenant's lease as stored: (holder run id, expires at), if any.
+fn lease(db: &Database) -> Option<(String, i64)> {
+    let conn = db.connect().unwrap();
+    let value: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM kv WHERE tenant = 'demo' AND bucket = 'state' AND key = 'lease'", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    let holder: serde_json::Value = serde_json::from_slice(&value?).ok()?;
+    Some((holder["run_id"].as_str()?.to_string(), holder["expires_at"].as_i64()?))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// The run log's status and error of a run.
+fn logged(db: &Database, run: &str) -> (String, String) {
+    db.connect()
+        .unwrap()
+        .query_row("SELECT status, COALESCE(error, '') FROM runs WHERE run_id = ?1", [run], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+}
+
+struct Cli {
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn for_bed(bed: &support::Bed) -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("connector.toml");
+        bed.write_config(&config).unwrap();
+        Cli { config, _dir: dir }
+    }
+
+    fn sync(&self) -> tokio::process::Child {
+        tokio::process::Command::new(connector_binary())
+            .args(["sync", "--config"])
+            .arg(&self.config)
+            .env("CONNECTOR_COMPONENT", component_path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting the connector CLI")
+    }
+}
+
+/// Waits until a run holds a live lease; returns its id. (A condition,
+/// not a time: the run is slow by design and holds it for many pages.)
+async fn lease_taken(db: &Database, child: &mut tokio::process::Child) -> String {
+    for _ in 0..3000 {
+        if let Some((run, expires_at)) = lease(db).filter(|(_, at)| *at > now()) {
+            assert!(expires_at > now() + 10, "a live lease with time left");
+            return run;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the sync ended before it took the lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no run took the lease within 30 s");
+}
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes).lines().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_while_holding_the_lease_is_marked_crashed_and_the_next_starts_at_once() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+    let db = bed.tenant.database.clone();
+    let cli = Cli::for_bed(&bed);
+    bed.netsuite.set_latency(Duration::from_millis(300));
+    let mut child = cli.sync();
+    let killed = lease_taken(&db, &mut child).await;
+    child.kill().await.unwrap(); // SIGKILL: no cleanup, no lease given back
+    let (_, expires_at) = lease(&db).expect("the killed run's lease stays");
+    assert!(expires_at > now() + 10, "it would block the tenant for a while");
+    assert_eq!(logged(&db, &killed).0, "running");
+
+    bed.netsuite.set_latency(Duration::ZERO);
+    let out = cli.sync().wait_with_output().await.unwrap();
+    assert!(out.status.success(), "not busy: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(bed.salesforce.count("Account"), 3000);
+
+    let (status, error) = logged(&db, &killed);
+    assert_eq!(status, "crashed", "{error}");
+    assert!(error.contains("its process (pid") && error.contains("ended before the run did"), "{error}");
+    // Its process is forgotten once its run is settled.
+    let recorded: i64 = db
+        .connect()
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM run_processes WHERE run_id = ?1", [&killed], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recorded, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_holder_keeps_its_lease_and_the_busy_answer_says_when_to_try_again() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+    let db = bed.tenant.database.clone();
+    let cli = Cli::for_bed(&bed);
+    bed.netsuite.set_latency(Duration::from_millis(300));
+    let mut first = cli.sync();
+    let holder = lease_taken(&db, &mut first).await;
+
+    let out = cli.sync().wait_with_output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = lines(&out.stderr);
+    assert_eq!(stderr.len(), 1, "one line: {stderr:?}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let line = &stderr[0];
+    assert!(line.contains(&format!("busy: run {holder} holds this tenant's lease until")), "{line}");
+    let secs: i64 = line
+        .split("Try again in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("says when to try again: {line}"));
+    assert!((1..=60).contains(&secs), "{line}");
+    assert_eq!(lease(&db).map(|(run, _)| run), Some(holder.clone()), "the live holder keeps its lease");
+    assert_eq!(logged(&db, &holder).0, "running");
+
+    bed.netsuite.set_latency(Duration::ZERO);
+    let out = first.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(logged(&db, &holder).0, "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_stopped_by_sigterm_ends_stopped_in_the_run_log_and_the_next_starts_at_once() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+    let db = bed.tenant.database.clone();
+    let cli = Cli::for_bed(&bed);
+    bed.netsuite.set_latency(Duration::from_millis(300));
+    let mut child = cli.sync();
+    let stopped = lease_taken(&db, &mut child).await;
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    let stderr = lines(&out.stderr);
+    assert_eq!(stderr.len(), 1, "one line: {stderr:?}");
+    assert!(stderr[0].contains(&format!("run {stopped} stopped: interrupted by SIGTERM")), "{stderr:?}");
+    let (status, error) = logged(&db, &stopped);
+    assert_eq!(status, "stopped", "{error}");
+    assert!(error.contains("SIGTERM"), "{error}");
+
+    bed.netsuite.set_latency(Duration::ZERO);
+    let out = cli.sync().wait_with_output().await.unwrap();
+    assert!(out.status.success(), "not busy: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(logged(&db, &stopped).0, "stopped", "not re-marked as crashed");
+}
+
+/// A Bulk API 2.0 job that takes longer than the lease: the run renews it
+/// at every poll, so no other run can take over meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_job_longer_than_the_lease_keeps_it_renewed_at_every_poll() {
+    let bed = bed(300).setting("salesforce_bulk_threshold", "100").setting("lease_ttl_secs", "60").start().await;
+    let (db, clock) = (bed.tenant.database.clone(), bed.clock.clone());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    bed.salesforce.on_bulk_poll(move || {
+        // The job runs 40 s between polls; the lease is read while the run waits.
+        clock.advance(Duration::from_secs(40));
+        let left = lease(&db).map(|(_, at)| at - clock.now_secs());
+        record.lock().unwrap().push(left);
+    });
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert!(bed.salesforce.bulk_jobs() >= 1, "written through Bulk API 2.0");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "the job took {} polls", seen.len());
+    for left in &seen {
+        assert!(left.is_some_and(|s| s > 0), "the lease was live at every poll: {seen:?}");
+    }
+}
