@@ -178,23 +178,21 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
             (None, Some(_)) => org.upsert(&object, ext_field, m, now),
         });
     }
-    if all_or_none {
-        if results.iter().any(Result::is_err) {
-            let _ = org.conn.execute_batch("ROLLBACK TO collection; RELEASE collection");
-            org.writes = writes_before;
-            let rolled: Vec<Value> = results
-                .into_iter()
-                .map(|r| match r {
-                    Err(e) => result_json(Err(e)),
-                    Ok(_) => result_json(Err(RecordError {
-                        status_code: "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                        message: "Record rolled back because not all records were valid and the request was using AllOrNone header".into(),
-                        fields: vec![],
-                    })),
-                })
-                .collect();
-            return (200, Some(Value::Array(rolled)));
-        }
+    if all_or_none && results.iter().any(Result::is_err) {
+        let _ = org.conn.execute_batch("ROLLBACK TO collection; RELEASE collection");
+        org.writes = writes_before;
+        let rolled: Vec<Value> = results
+            .into_iter()
+            .map(|r| match r {
+                Err(e) => result_json(Err(e)),
+                Ok(_) => result_json(Err(RecordError {
+                    status_code: "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                    message: "Record rolled back because not all records were valid and the request was using AllOrNone header".into(),
+                    fields: vec![],
+                })),
+            })
+            .collect();
+        return (200, Some(Value::Array(rolled)));
     }
     let _ = org.conn.execute_batch("RELEASE collection");
     (200, Some(Value::Array(results.into_iter().map(result_json).collect())))
