@@ -125,8 +125,8 @@ fn key_and_secrets_are_owner_only_and_a_readable_key_is_refused_with_the_chmod_t
 #[test]
 fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let key = connector(&["secrets", "init"], dir.path(), "");
-    std::fs::write(dir.path().join("master.key"), &key.stdout).unwrap();
+    let key = connector(&["secrets", "init", "--out", "master.key"], dir.path(), "");
+    assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
     let config = dir.path().join("connector.toml");
     let text = "tenant = \"acme\"\ndata_dir = \"data\"\nmaster_key_file = \"master.key\"\n[settings]\n\
                 netsuite_account_id = \"123\"\nnetsuite_base_url = \"http://127.0.0.1:9\"\n\
@@ -161,7 +161,9 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     assert!(stderr.contains(&error), "{stderr}");
 
     std::fs::write(dir.path().join("connector.toml"), text).unwrap();
-    std::fs::write(dir.path().join("master.key"), connector(&["secrets", "init"], dir.path(), "").stdout).unwrap();
+    // Another key (owner-only, as `secrets init --out` writes it).
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    assert!(connector(&["secrets", "init", "--out", "master.key"], dir.path(), "").status.success());
     let stderr = one_line(&sync());
     let (status, error) = last_run();
     assert_eq!(status, "failed");
