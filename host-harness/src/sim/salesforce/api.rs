@@ -67,6 +67,8 @@ pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: Bod
             collections_upsert(org, sobject, ext_field, body, now)
         }
         ("GET", ["sobjects", sobject, "describe"]) => describe(org, sobject),
+        ("GET", ["sobjects"]) => describe_global(org),
+        ("GET", ["sobjects", sobject, id]) => record_by_id(org, version, sobject, id),
         ("POST", ["jobs", "ingest"]) => super::bulk::create(org, version, &body.bytes(), now),
         ("PUT", ["jobs", "ingest", id, "batches"]) => super::bulk::upload(org, id, &body.bytes()),
         ("PATCH", ["jobs", "ingest", id]) => super::bulk::set_state(org, id, &body.bytes(), now),
@@ -199,6 +201,50 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
 }
 
 /// GET /sobjects/{SObject}/describe: the object and its fields.
+/// `GET sobjects/`: the objects the org has, as describeGlobal lists them.
+fn describe_global(org: &Org) -> Answer {
+    let sobjects: Vec<Value> = org
+        .objects
+        .iter()
+        .map(|o| {
+            json!({
+                "name": o.name,
+                "label": o.name.trim_end_matches("__c").replace('_', " "),
+                "custom": o.name.ends_with("__c"),
+                "keyPrefix": o.key_prefix,
+                "createable": true,
+                "updateable": true,
+                "deletable": true,
+                "queryable": true,
+            })
+        })
+        .collect();
+    (200, Some(json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects })))
+}
+
+/// `GET sobjects/{SObject}/{Id}`: the record with its system fields, or
+/// 404 NOT_FOUND as Salesforce answers for an id it does not hold.
+fn record_by_id(org: &Org, version: f64, sobject: &str, id: &str) -> Answer {
+    let Some(object) = org.object(sobject) else {
+        return fail(RequestError::new(
+            404,
+            "NOT_FOUND",
+            format!("The requested resource does not exist: sobject type '{sobject}'"),
+        ));
+    };
+    let Some(record) = org.record(object.name, id) else {
+        return fail(RequestError::new(404, "NOT_FOUND", "The requested resource does not exist"));
+    };
+    let mut out = Map::new();
+    out.insert(
+        "attributes".into(),
+        json!({ "type": object.name, "url": format!("/services/data/v{version:.1}/sobjects/{}/{id}", object.name) }),
+    );
+    out.insert("Id".into(), Value::String(id.to_string()));
+    out.extend(record);
+    (200, Some(Value::Object(out)))
+}
+
 fn describe(org: &Org, sobject: &str) -> Answer {
     let Some(object) = org.object(sobject) else {
         return fail(RequestError::new(

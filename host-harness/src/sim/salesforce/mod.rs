@@ -148,6 +148,8 @@ impl SalesforceSim {
             .route("/services/oauth2/token", post(token))
             .route("/services/data", get(versions))
             .route("/services/data/", get(versions))
+            .route("/services/data/{version}", get(resources))
+            .route("/services/data/{version}/", get(resources))
             .route("/services/data/{version}/{*rest}", any(api_handler))
             // Bulk API 2.0 takes uploads of up to 150 MB.
             .layer(axum::extract::DefaultBodyLimit::max(150 * 1024 * 1024))
@@ -504,6 +506,22 @@ async fn versions(State(sim): State<SalesforceSim>) -> Response {
     (StatusCode::OK, axum::Json(Value::Array(list))).into_response()
 }
 
+/// `GET /services/data/vXX.X/`: the resources of a version, by name.
+async fn resources(State(sim): State<SalesforceSim>, Path(version): Path<String>, headers: HeaderMap) -> Response {
+    if !sim.authenticate(&headers) {
+        let (status, body) = error_array(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
+        return sim.respond(status, Some(body));
+    }
+    if api::version(&version).is_none() {
+        let (status, body) = error_array(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist");
+        return sim.respond(status, Some(body));
+    }
+    let names = ["sobjects", "query", "queryAll", "composite", "limits", "jobs"];
+    let map: serde_json::Map<String, Value> =
+        names.iter().map(|n| (n.to_string(), Value::String(format!("/services/data/{version}/{n}")))).collect();
+    sim.respond(StatusCode::OK, Some(Value::Object(map)))
+}
+
 async fn api_handler(
     State(sim): State<SalesforceSim>,
     Path((version, rest)): Path<(String, String)>,
@@ -542,6 +560,15 @@ async fn api_handler(
         return sim.respond(status, Some(body));
     };
     let now = sim.inner.clock.now_secs();
+    if method == Method::GET && rest.trim_matches('/') == "limits" {
+        let max = sim.inner.config.daily_api_limit;
+        let body = json!({
+            "DailyApiRequests": { "Max": max, "Remaining": max.saturating_sub(sim.api_requests()) },
+            "DailyBulkV2QueryJobs": { "Max": 10000, "Remaining": 10000 },
+            "DailyBulkApiBatches": { "Max": 15000, "Remaining": 15000u64.saturating_sub(sim.bulk_jobs()) },
+        });
+        return sim.respond(StatusCode::OK, Some(body));
+    }
     // SOQL: paging state and the Sforce-Query-Options batch size live here.
     if method == Method::GET {
         let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();

@@ -142,6 +142,29 @@ impl Org {
         id
     }
 
+    /// The fields of record `id` of `sobject` with its system fields
+    /// (CreatedDate, SystemModstamp, LastModifiedDate, IsDeleted).
+    pub fn record(&self, sobject: &str, id: &str) -> Option<Map<String, Value>> {
+        let (fields, created, modstamp): (String, i64, i64) = self
+            .conn
+            .prepare_cached("SELECT fields, created_at, modstamp FROM record WHERE sobject = ?1 AND id = ?2")
+            .and_then(|mut s| s.query_row(params![sobject, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+            .ok()?;
+        let mut record: Map<String, Value> = serde_json::from_str(&fields).unwrap_or_default();
+        let stamp = |secs: i64| {
+            time::OffsetDateTime::from_unix_timestamp(secs)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .map(|t| Value::String(t.replace('Z', ".000+0000")))
+                .unwrap_or(Value::Null)
+        };
+        record.insert("CreatedDate".into(), stamp(created));
+        record.insert("LastModifiedDate".into(), stamp(modstamp));
+        record.insert("SystemModstamp".into(), stamp(modstamp));
+        record.insert("IsDeleted".into(), Value::Bool(false));
+        Some(record)
+    }
+
     /// The Salesforce id of the record with this external id.
     pub fn find_id(&self, sobject: &str, ext_id: &str) -> Option<String> {
         self.conn
