@@ -1,6 +1,7 @@
 //! The Salesforce simulator answers the calls a REST client makes besides
 //! the connector's own: a version's resources, describeGlobal, a record by
-//! Id and the org's limits — requested over HTTP exactly as a client would.
+//! Id, the org's limits and Composite references between subrequests —
+//! requested over HTTP exactly as a client would.
 
 mod support;
 
@@ -56,6 +57,28 @@ async fn a_rest_client_reads_resources_objects_records_and_limits() {
     let (status, missing) = get("/sobjects/Account/001000000000000AAA".into()).await;
     assert_eq!(status, 404);
     assert_eq!(missing[0]["errorCode"], "NOT_FOUND");
+
+    // Composite: a later subrequest names an earlier one's answer.
+    let ext = bed.customer_ids[1].to_string();
+    let composite = serde_json::json!({"allOrNone": false, "compositeRequest": [
+        {"method": "PATCH", "url": format!("/services/data/v66.0/sobjects/Account/NetSuite_Id__c/{ext}"),
+         "referenceId": "up", "body": {"Name": "Referenced Ltd"}},
+        {"method": "GET", "url": "/services/data/v66.0/sobjects/Account/@{up.id}", "referenceId": "read"},
+    ]});
+    let answer: Value = http
+        .post(format!("{instance}/services/data/v66.0/composite"))
+        .bearer_auth(bearer)
+        .json(&composite)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let read = &answer["compositeResponse"][1];
+    assert_eq!(read["httpStatusCode"], 200, "{answer}");
+    assert_eq!(read["body"]["Name"], "Referenced Ltd");
+    assert_eq!(read["body"]["NetSuite_Id__c"], ext.as_str());
 
     let (status, limits) = get("/limits".into()).await;
     assert_eq!(status, 200);

@@ -402,10 +402,19 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
         ));
     }
     let mut responses = Vec::with_capacity(subrequests.len());
+    let mut earlier: HashMap<String, Value> = HashMap::new();
     for sub in subrequests {
         let method = sub.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
-        let url = sub.get("url").and_then(Value::as_str).unwrap_or_default();
         let reference = sub.get("referenceId").cloned().unwrap_or(Value::Null);
+        // `@{ref.field}` names a value of an earlier subrequest's answer.
+        let resolved;
+        let sub = if earlier.is_empty() {
+            sub
+        } else {
+            resolved = resolve_references(sub, &earlier);
+            &resolved
+        };
+        let url = sub.get("url").and_then(Value::as_str).unwrap_or_default();
         let body = Body::Json(sub.get("body"));
         // Subrequest URLs carry their own version: /services/data/vXX.X/...
         let answer = url
@@ -414,12 +423,85 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
             .and_then(|(v, rest)| Some((version(v)?, rest)))
             .map(|(v, rest)| dispatch(org, &method, v, rest, body, now))
             .unwrap_or_else(|| not_found(url));
+        let answer_body = answer.1.unwrap_or(Value::Null);
+        if let Some(name) = reference.as_str() {
+            earlier.insert(name.to_string(), answer_body.clone());
+        }
         responses.push(json!({
-            "body": answer.1.unwrap_or(Value::Null),
+            "body": answer_body,
             "httpHeaders": {},
             "httpStatusCode": answer.0,
             "referenceId": reference,
         }));
     }
     (200, Some(json!({ "compositeResponse": responses })))
+}
+
+/// A copy of `value` whose strings have each `@{ref.path}` replaced by the
+/// value at `path` (`field`, `records[0].Id`) in the answer of the earlier
+/// subrequest `ref`; a reference that names nothing is left as written.
+fn resolve_references(value: &Value, earlier: &HashMap<String, Value>) -> Value {
+    match value {
+        Value::String(s) if s.contains("@{") => Value::String(resolve_text(s, earlier)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| resolve_references(v, earlier)).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), resolve_references(v, earlier))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+fn resolve_text(text: &str, earlier: &HashMap<String, Value>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("@{") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let expression = &rest[start + 2..start + len];
+        match lookup(expression, earlier) {
+            Some(Value::String(s)) => out.push_str(&s),
+            Some(other) => out.push_str(&other.to_string()),
+            None => out.push_str(&rest[start..=start + len]),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn lookup(expression: &str, earlier: &HashMap<String, Value>) -> Option<Value> {
+    let mut parts = expression.split('.');
+    let mut at = earlier.get(parts.next()?)?;
+    for part in parts {
+        let (name, index) = match part.split_once('[') {
+            Some((name, idx)) => (name, Some(idx.strip_suffix(']')?.parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        if !name.is_empty() {
+            at = at.get(name)?;
+        }
+        if let Some(i) = index {
+            at = at.get(i)?;
+        }
+    }
+    Some(at.clone())
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    #[test]
+    fn references_resolve_to_earlier_answers_and_unknown_ones_stay() {
+        let earlier = HashMap::from([
+            ("acct".to_string(), json!({"id": "001A", "n": 3})),
+            ("q".to_string(), json!({"records": [{"Id": "003B"}]})),
+        ]);
+        assert_eq!(resolve_text("/sobjects/Account/@{acct.id}", &earlier), "/sobjects/Account/001A");
+        assert_eq!(resolve_text("@{q.records[0].Id}-@{acct.n}", &earlier), "003B-3");
+        assert_eq!(resolve_text("@{nope.id} and @{acct", &earlier), "@{nope.id} and @{acct");
+    }
 }
