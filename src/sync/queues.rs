@@ -63,6 +63,9 @@ pub fn key(queue: Queue, kind: RecordKind, id: &str) -> String {
     format!("{}/{kind}/{id}", queue.prefix())
 }
 
+/// Submitted jobs (by key) and parked-page keys left by stopped runs.
+pub type Leftovers = (Vec<(String, SavedJob)>, Vec<String>);
+
 /// A submitted Bulk API 2.0 job and where its records are parked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavedJob {
@@ -221,25 +224,28 @@ impl<'a> Queues<'a> {
         Ok(key)
     }
 
-    /// Jobs of `kind` submitted by runs that stopped before their results.
-    pub fn saved_jobs(&self, kind: RecordKind) -> Result<Vec<(String, SavedJob)>> {
-        let prefix = format!("bulkjob/{kind}/");
-        let keys: Vec<String> = self
-            .kv
-            .list_keys()
-            .map_err(|e| kv_error("listing Bulk API jobs", e))?
-            .into_iter()
-            .filter(|k| k.starts_with(&prefix))
-            .collect();
-        let mut jobs = Vec::with_capacity(keys.len());
-        for key in keys {
+    /// What runs that stopped part-way left for `kind`, from one listing of
+    /// the bucket: the jobs they submitted, and the keys of every parked page.
+    pub fn leftovers(&self, kind: RecordKind) -> Result<Leftovers> {
+        let (job_prefix, parked_prefix) = (format!("bulkjob/{kind}/"), format!("bulk/{kind}/"));
+        let mut job_keys = Vec::new();
+        let mut parked = Vec::new();
+        for key in self.kv.list_keys().map_err(|e| kv_error("listing Bulk API jobs", e))? {
+            if key.starts_with(&job_prefix) {
+                job_keys.push(key);
+            } else if key.starts_with(&parked_prefix) {
+                parked.push(key);
+            }
+        }
+        let mut jobs = Vec::with_capacity(job_keys.len());
+        for key in job_keys {
             let bytes = self.kv.get(&key).map_err(|e| kv_error("reading a Bulk API job id", e))?;
             // An unreadable entry only costs a rewrite of its records.
             if let Some(job) = bytes.and_then(|b| serde_json::from_slice::<SavedJob>(&b).ok()) {
                 jobs.push((key, job));
             }
         }
-        Ok(jobs)
+        Ok((jobs, parked))
     }
 
     pub fn forget_job(&self, key: &str) -> Result<()> {
@@ -249,24 +255,13 @@ impl<'a> Queues<'a> {
         self.kv.delete(key).map_err(|e| kv_error("clearing a Bulk API job id", e))
     }
 
-    /// Drops records parked by a run that stopped before its job's results
-    /// (their pages were not recorded, so they are read again).
-    pub fn clear_parked(&self, kind: RecordKind) -> Result<()> {
-        if self.read_only {
+    /// Drops parked records (listed by [`Queues::leftovers`]) that no job's
+    /// results took back: their pages were not recorded, so they are read again.
+    pub fn clear_parked(&self, keys: &[String]) -> Result<()> {
+        if self.read_only || keys.is_empty() {
             return Ok(());
         }
-        let prefix = format!("bulk/{kind}/");
-        let keys: Vec<String> = self
-            .kv
-            .list_keys()
-            .map_err(|e| kv_error("listing parked Bulk API records", e))?
-            .into_iter()
-            .filter(|k| k.starts_with(&prefix))
-            .collect();
-        if keys.is_empty() {
-            return Ok(());
-        }
-        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing parked Bulk API records", e))
+        self.kv.delete_many(keys).map_err(|e| kv_error("clearing parked Bulk API records", e))
     }
 
     /// Queued writes of `queue`, for `kind` or all kinds.

@@ -220,7 +220,8 @@ pub(super) fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     if run.request.dry_run {
         return Ok(());
     }
-    for (key, job) in run.queues.saved_jobs(kind)? {
+    let (jobs, parked) = run.queues.leftovers(kind)?;
+    for (key, job) in jobs {
         match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew()) {
             Ok(results) => {
                 for parked in &job.parked {
@@ -235,7 +236,7 @@ pub(super) fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         }
         run.queues.forget_job(&key)?;
     }
-    run.queues.clear_parked(kind)
+    run.queues.clear_parked(&parked)
 }
 
 /// Records wait here until a full Composite request's worth (the sink's
