@@ -24,6 +24,8 @@ use std::cell::{Cell, RefCell};
 struct InFlight {
     started: Started,
     build: Box<dyn Fn(&Session) -> HttpRequest>,
+    /// [`SalesforceSink::logins`] when it went out.
+    logins: u64,
 }
 
 pub struct SalesforceSink<'h> {
@@ -31,6 +33,11 @@ pub struct SalesforceSink<'h> {
     settings: SalesforceSettings,
     session: RefCell<Option<Session>>,
     usage: Cell<Option<ApiUsage>>,
+    /// Logins so far: a request that went out before the latest one carried
+    /// a token already replaced, and is resent without logging in again.
+    logins: Cell<u64>,
+    /// Requests started and not yet finished; the quota guard counts them.
+    in_flight: Cell<u64>,
 }
 
 impl<'h> SalesforceSink<'h> {
@@ -40,6 +47,8 @@ impl<'h> SalesforceSink<'h> {
             settings,
             session: RefCell::new(None),
             usage: Cell::new(None),
+            logins: Cell::new(0),
+            in_flight: Cell::new(0),
         }
     }
 
@@ -110,6 +119,7 @@ impl<'h> SalesforceSink<'h> {
         }
         store(auth::SESSION_KEY, &serde_json::to_vec(&session).expect("a session serializes"))?;
         *self.session.borrow_mut() = Some(session.clone());
+        self.logins.set(self.logins.get() + 1);
         Ok(session)
     }
 
@@ -124,7 +134,7 @@ impl<'h> SalesforceSink<'h> {
     fn send(&self, build: impl Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
         self.check_quota()?;
         let sent = self.api.send(&|| self.authorized(&build))?;
-        self.settle(sent, &build)
+        self.settle(sent, &build, self.logins.get())
     }
 
     /// Starts an authenticated request and returns without waiting; the
@@ -132,22 +142,30 @@ impl<'h> SalesforceSink<'h> {
     fn begin(&self, build: Box<dyn Fn(&Session) -> HttpRequest>) -> Result<InFlight> {
         self.check_quota()?;
         let started = self.api.start(self.authorized(&*build)?);
-        Ok(InFlight { started, build })
+        self.in_flight.set(self.in_flight.get() + 1);
+        Ok(InFlight { started, build, logins: self.logins.get() })
     }
 
     /// Waits for a request [`SalesforceSink::begin`] started.
     fn finish(&self, request: InFlight) -> Result<HttpResponse> {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
         let build = request.build;
         let sent = self.api.complete(request.started, &|| self.authorized(&*build))?;
-        self.settle(sent, &*build)
+        self.settle(sent, &*build, request.logins)
     }
 
     /// Reads the org's usage off a response; on an expired session, logs in
     /// again once and resends.
-    fn settle(&self, mut sent: Sent, build: &dyn Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
+    fn settle(&self, mut sent: Sent, build: &dyn Fn(&Session) -> HttpRequest, logins: u64) -> Result<HttpResponse> {
         let mut refreshed = false;
+        let mut logins = logins;
         loop {
             match sent {
+                // Sent before another request's login replaced the token.
+                Sent::AuthExpired(_) if self.logins.get() != logins => {
+                    logins = self.logins.get();
+                    sent = self.api.send(&|| self.authorized(build))?;
+                }
                 Sent::Response(response) => {
                     if let Some(usage) = response.header("sforce-limit-info").and_then(limits::parse_limit_info) {
                         self.usage.set(Some(usage));
@@ -165,6 +183,7 @@ impl<'h> SalesforceSink<'h> {
                     refreshed = true;
                     let before = self.session.borrow_mut().take().map(|s| s.org);
                     let after = self.login()?.org;
+                    logins = self.logins.get();
                     // The same login now reaches another org (a refreshed sandbox):
                     // the records this run planned against the old one do not apply.
                     if let Some(before) = before.filter(|b| *b != after) {
@@ -185,14 +204,16 @@ impl<'h> SalesforceSink<'h> {
     fn check_quota(&self) -> Result<()> {
         let Some(usage) = self.usage.get() else { return Ok(()) };
         let ceiling = (usage.limit as f64 * self.settings.max_api_share).floor() as u64;
-        if usage.limit > 0 && usage.used >= ceiling {
+        // Requests still on their way are not in the last usage figure yet.
+        let used = usage.used + self.in_flight.get();
+        if usage.limit > 0 && used >= ceiling {
             return Err(ConnectorError::RateLimited(format!(
                 "Salesforce API usage is {}/{} ({:.0}%), at the ceiling of {:.0}% set by `salesforce_max_api_share`. \
                  The run stopped before using more and kept its cursor; it resumes when usage falls or the \
                  ceiling is raised",
-                usage.used,
+                used,
                 usage.limit,
-                usage.used as f64 * 100.0 / usage.limit as f64,
+                used as f64 * 100.0 / usage.limit as f64,
                 self.settings.max_api_share * 100.0
             )));
         }

@@ -16,7 +16,7 @@ use crate::salesforce::composite::PendingUpsert;
 use crate::settings::DeleteAction;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 /// How the records of one kind reach Salesforce this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,17 +240,25 @@ pub(super) fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
 }
 
 /// Records wait here until a full Composite request's worth (the sink's
-/// slice) is ready, so sparse pages do not cost a call each. One request is
-/// in flight while the next page is read and staged; its outcomes are
-/// recorded before the next request goes out.
+/// slice) is ready, so sparse pages do not cost a call each. Up to
+/// [`IN_FLIGHT`] requests travel at once: Salesforce works on one while the
+/// outcomes of the one before are recorded and the next page is read and
+/// staged. Outcomes are recorded in the order the requests went out.
 struct CompositeBatch {
     kind: RecordKind,
     action: AuditAction,
     slice: usize,
     waiting: Vec<(usize, Staged)>,
-    in_flight: Option<(Vec<(usize, Staged)>, PendingUpsert)>,
+    in_flight: VecDeque<InFlight>,
     ledger: Ledger,
 }
+
+/// A Composite request on its way, with the records it carries.
+type InFlight = (Vec<(usize, Staged)>, PendingUpsert);
+
+/// Two requests keep Salesforce busy while the connector records the other
+/// one's outcomes; more would only queue in the org (and hold more memory).
+const IN_FLIGHT: usize = 2;
 
 impl CompositeBatch {
     fn new(kind: RecordKind, action: AuditAction, slice: usize) -> Self {
@@ -259,14 +267,14 @@ impl CompositeBatch {
             action,
             slice: slice.max(1),
             waiting: Vec::new(),
-            in_flight: None,
+            in_flight: VecDeque::new(),
             ledger: Ledger::default(),
         }
     }
 
-    /// Waits for the request in flight and records its outcomes.
-    fn settle(&mut self, run: &Run<'_>) -> Result<()> {
-        let Some((part, pending)) = self.in_flight.take() else { return Ok(()) };
+    /// Waits for the oldest request in flight and records its outcomes.
+    fn settle_oldest(&mut self, run: &Run<'_>) -> Result<()> {
+        let Some((part, pending)) = self.in_flight.pop_front() else { return Ok(()) };
         let outcomes = run.sink.finish_upsert(pending)?;
         let (pages, staged): (Vec<usize>, Vec<Staged>) = part.into_iter().unzip();
         record_outcomes(run, self.kind, staged, &outcomes, self.action)?;
@@ -276,16 +284,26 @@ impl CompositeBatch {
         Ok(())
     }
 
+    /// Waits for every request in flight, oldest first.
+    fn settle(&mut self, run: &Run<'_>) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest(run)?;
+        }
+        Ok(())
+    }
+
     fn write_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
         while self.waiting.len() >= self.slice || (everything && !self.waiting.is_empty()) {
             let take = self.waiting.len().min(self.slice);
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
-            self.settle(run)?;
             run.renew()?;
             run.validate_target(self.kind)?;
             let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
             let pending = run.sink.begin_upsert(&targets)?;
-            self.in_flight = Some((part, pending));
+            self.in_flight.push_back((part, pending));
+            while self.in_flight.len() >= IN_FLIGHT {
+                self.settle_oldest(run)?;
+            }
         }
         if everything {
             self.settle(run)?;

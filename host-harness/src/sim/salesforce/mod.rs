@@ -305,8 +305,11 @@ impl SalesforceSim {
         let timeout = self.inner.config.session_timeout.as_secs() as i64;
         let mut sessions = self.inner.sessions.lock().unwrap();
         // Forced expiry: a countdown of API requests, then every session ends.
+        // Requests that carry no live session (say, one sent before a
+        // refresh) do not count: they would end the session just issued.
+        let live = sessions.get(token).is_some_and(|s| now - s.last_used < timeout);
         let left = self.inner.expire_after.load(Ordering::SeqCst);
-        if left != u64::MAX {
+        if live && left != u64::MAX {
             if left == 0 {
                 sessions.clear();
                 let every = self.inner.expire_every.load(Ordering::SeqCst);
