@@ -343,6 +343,14 @@ pub enum AuditAction {
     Read,
     /// A queued write given up because NetSuite deleted its record.
     Drop,
+    /// Salesforce → NetSuite: a Salesforce edit written to NetSuite.
+    NetSuiteWrite,
+    /// Salesforce → NetSuite: a record new in Salesforce created in NetSuite.
+    NetSuiteCreate,
+    /// Salesforce → NetSuite: the new NetSuite id written to the Salesforce record.
+    Link,
+    /// A field both sides changed: both values and the winner.
+    Conflict,
 }
 
 impl AuditAction {
@@ -360,6 +368,18 @@ impl AuditAction {
             AuditAction::Map => "map",
             AuditAction::Read => "read",
             AuditAction::Drop => "drop",
+            AuditAction::NetSuiteWrite => "netsuite-write",
+            AuditAction::NetSuiteCreate => "netsuite-create",
+            AuditAction::Link => "link",
+            AuditAction::Conflict => "conflict",
+        }
+    }
+
+    /// Which way the action moved data.
+    pub fn direction(self) -> &'static str {
+        match self {
+            AuditAction::NetSuiteWrite | AuditAction::NetSuiteCreate | AuditAction::Link => "salesforce-to-netsuite",
+            _ => "netsuite-to-salesforce",
         }
     }
 }

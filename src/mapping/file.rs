@@ -21,6 +21,9 @@ pub struct ObjectMapping {
     pub field: Vec<FieldMapping>,
     #[serde(default)]
     pub parent: Vec<ParentMapping>,
+    /// Salesforce → NetSuite, for vendors: see [`super::writeback`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writeback: Option<super::writeback::WritebackMapping>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +227,14 @@ impl MappingFile {
                         return Err(bad(&place, "value_map needs a `map` table"));
                     }
                 }
+            }
+            if let Some(writeback) = &object.writeback {
+                let place = format!("[{kind}.writeback]");
+                if kind != RecordKind::Vendor {
+                    return Err(bad(&place, "Salesforce → NetSuite is available for vendors only; remove the section"));
+                }
+                let forward: Vec<&str> = object.field.iter().map(|f| f.target.as_str()).collect();
+                writeback.check(&place, &forward)?;
             }
             for (i, parent) in object.parent.iter().enumerate() {
                 let place = format!("[{kind}] parent {} ({})", i + 1, parent.relationship);

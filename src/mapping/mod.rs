@@ -5,6 +5,7 @@
 
 pub mod file;
 pub mod transforms;
+pub mod writeback;
 
 use crate::model::{ConnectorError, MappedRecord, NetSuiteRecord, RecordKind, Result, SObjectRecord, Transformation};
 use file::{Constant, MappingFile, ObjectMapping, Rule};
@@ -131,6 +132,11 @@ impl Mapping {
         })
     }
 
+    /// The Salesforce → NetSuite section of `kind`, if the mapping has one.
+    pub fn writeback(&self, kind: RecordKind) -> Option<&writeback::WritebackMapping> {
+        self.file.object(kind).and_then(|o| o.writeback.as_ref())
+    }
+
     pub fn maps(&self, kind: RecordKind) -> bool {
         self.file.object(kind).is_some()
     }
@@ -171,7 +177,9 @@ impl Mapping {
 
     /// Changes whenever the mapping of `kind` changes.
     pub fn fingerprint(&self, kind: RecordKind) -> String {
-        let text = serde_json::to_string(&self.file.object(kind)).expect("a mapping serializes");
+        // The reverse direction does not change what Salesforce is given.
+        let forward = self.file.object(kind).map(|o| ObjectMapping { writeback: None, ..o.clone() });
+        let text = serde_json::to_string(&forward).expect("a mapping serializes");
         hex::encode(&Sha256::digest(text.as_bytes())[..16])
     }
 

@@ -41,6 +41,9 @@ struct ErrorDetail {
     detail: String,
     #[serde(rename = "o:errorCode")]
     code: Option<String>,
+    /// The field a record write failed on.
+    #[serde(rename = "o:errorPath")]
+    path: Option<String>,
 }
 
 /// A message for a failed NetSuite REST call: status, NetSuite's own codes and
@@ -53,9 +56,15 @@ pub fn describe(what: &str, response: &HttpResponse) -> String {
     let details: Vec<String> = body
         .details
         .iter()
-        .map(|d| match &d.code {
-            Some(code) => format!("{code}: {}", d.detail),
-            None => d.detail.clone(),
+        .map(|d| {
+            let text = match &d.code {
+                Some(code) => format!("{code}: {}", d.detail),
+                None => d.detail.clone(),
+            };
+            match &d.path {
+                Some(path) => format!("{text} (field `{path}`)"),
+                None => text,
+            }
         })
         .collect();
     let mut msg =

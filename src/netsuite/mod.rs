@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod errors;
+pub mod records;
 pub mod suiteql;
 mod surrogates;
 pub mod tba;

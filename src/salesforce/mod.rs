@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bulk;
+pub mod changes;
 pub mod composite;
 pub mod describe;
 pub mod errors;

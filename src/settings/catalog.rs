@@ -115,6 +115,18 @@ pub const SETTINGS: &[Setting] = &[
         .default("0.9"),
     setting("salesforce_describe_ttl_secs", Integer, "how long a passed describe check of an object holds")
         .default("3600"),
+    setting(
+        "vendor_writeback",
+        Choice(&["false", "true"]),
+        "Vendor__c edits and new Vendor__c records in Salesforce reach NetSuite ([vendor.writeback] of the mapping)",
+    )
+    .default("false"),
+    setting(
+        "vendor_conflict",
+        Choice(&["netsuite", "salesforce", "newest"]),
+        "who wins a vendor field changed on both sides since the last sync",
+    )
+    .default("netsuite"),
     setting("delete_action", Choice(&["flag", "delete"]), "a NetSuite deletion sets NetSuite_Deleted__c, or deletes")
         .default("flag"),
     setting(

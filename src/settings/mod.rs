@@ -110,6 +110,8 @@ pub struct Settings {
     pub delete_action: DeleteAction,
     /// How long a run's lease lasts without renewal (a crashed run blocks the next this long at most).
     pub lease_ttl_secs: i64,
+    /// Salesforce → NetSuite for vendors, and who wins a conflict.
+    pub writeback: Option<crate::sync::merge::ConflictPolicy>,
 }
 
 /// What change events need: read without the rest of the settings, so a
@@ -318,7 +320,20 @@ impl Settings {
                 "setting `lease_ttl_secs` is {lease_ttl_secs}: give at least 2"
             )));
         }
-        Ok(Settings { mapping, netsuite, salesforce, backoff, delete_action, lease_ttl_secs })
+        let writeback = match r.choice("vendor_writeback")?.as_str() {
+            "true" => {
+                if mapping.writeback(crate::model::RecordKind::Vendor).is_none() {
+                    return Err(ConnectorError::Config(
+                        "setting `vendor_writeback` is true but the mapping has no [vendor.writeback] section: add \
+                         one (the shipped mapping has an example) or turn the setting off"
+                            .into(),
+                    ));
+                }
+                crate::sync::merge::ConflictPolicy::parse(&r.choice("vendor_conflict")?)
+            }
+            _ => None,
+        };
+        Ok(Settings { mapping, netsuite, salesforce, backoff, delete_action, lease_ttl_secs, writeback })
     }
 }
 

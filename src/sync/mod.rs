@@ -11,6 +11,7 @@ pub mod lease;
 mod ledger;
 #[cfg(test)]
 pub(crate) mod memory_kv;
+pub mod merge;
 mod queued_events;
 pub mod queues;
 mod read;
@@ -18,6 +19,7 @@ mod run;
 mod stage;
 pub mod state;
 mod write;
+mod writeback;
 
 use crate::events::{self, Answer};
 use crate::model::{ApiCalls, ConnectorError, RecordKind, Result, SyncMode, SyncReport, SyncRequest};
@@ -125,6 +127,12 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
 }
 
 fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+    // Salesforce's edits reach NetSuite first: the forward pass then reads
+    // NetSuite's merged records and writes Salesforce only what it lacks.
+    if let Some(policy) = run.settings.writeback.filter(|_| !run.request.dry_run) {
+        writeback::sync(run, kind, policy)?;
+        run.renew()?;
+    }
     deferral::retry_deferred(run, kind)?;
     run.renew()?;
     // The deletions stream is independent of the changes stream: its

@@ -14,6 +14,10 @@ pub fn deleted_cursor_key(kind: RecordKind) -> String {
     format!("cursor/deleted/{kind}")
 }
 
+pub fn salesforce_cursor_key(kind: RecordKind) -> String {
+    format!("cursor/salesforce/{kind}")
+}
+
 pub fn record_key(kind: RecordKind, id: &str) -> String {
     format!("record/{kind}/{id}")
 }
@@ -168,6 +172,25 @@ impl<'a> State<'a> {
         }
         let bytes = serde_json::to_vec(cursor).expect("a cursor serializes");
         self.kv.set(key, &bytes).map_err(|e| kv_error("saving a cursor", e))
+    }
+
+    /// Where the poll of Salesforce changes to `kind` records continues:
+    /// the `SystemModstamp` of the last record handled.
+    pub fn salesforce_cursor(&self, kind: RecordKind) -> Result<Option<String>> {
+        let key = salesforce_cursor_key(kind);
+        let Some(bytes) = self.kv.get(&key).map_err(|e| kv_error("reading a cursor", e))? else {
+            return Ok(None);
+        };
+        String::from_utf8(bytes).map(Some).map_err(|_| {
+            ConnectorError::Config(format!("the stored Salesforce cursor `{key}` is unreadable; delete it to re-read"))
+        })
+    }
+
+    pub fn save_salesforce_cursor(&self, kind: RecordKind, modstamp: &str) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.kv.set(&salesforce_cursor_key(kind), modstamp.as_bytes()).map_err(|e| kv_error("saving a cursor", e))
     }
 
     /// The cursor of a stream: `deleted` selects the deletions of `kind`.

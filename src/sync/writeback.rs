@@ -1,0 +1,306 @@
+//! Salesforce → NetSuite for vendors. Each run first polls Salesforce for
+//! records changed since its cursor (`SystemModstamp`, rewound by the
+//! overlap window), then merges each with NetSuite's record against the
+//! base both last agreed on (the record state): edits made on one side go
+//! to the other, a field edited on both is decided by `vendor_conflict`.
+//!
+//! No echo: the base is what Salesforce holds once a write lands, so the
+//! connector's own writes come back from either side as "no change". A
+//! record new in Salesforce is created in NetSuite by `PUT eid:<Salesforce
+//! Id>`, which finds the same record when repeated after a crash, and its
+//! NetSuite id is then written back to Salesforce.
+
+use super::merge::{self, ConflictPolicy, Merged, Modified};
+use super::run::Run;
+use super::state::{RecordState, given_fields, hashed_payload};
+use crate::mapping::EXTERNAL_ID_FIELD;
+use crate::mapping::writeback::{WritebackMapping, replaces_address};
+use crate::model::{AuditAction, AuditEntry, ConnectorError, NetSuiteRecord, RecordKind, Result};
+use crate::netsuite::records::RecordRef;
+use crate::salesforce::changes::{Changed, plain_datetime, soql_datetime};
+use serde_json::{Map, Value, json};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Polls Salesforce and writes what changed there to NetSuite.
+pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> Result<()> {
+    let Some(section) = run.settings.mapping.writeback(kind) else { return Ok(()) };
+    let spec = run.settings.mapping.target_spec(kind)?;
+    let since = match run.state.salesforce_cursor(kind)? {
+        Some(c) => Some(soql_datetime(&c, i64::from(run.settings.netsuite.overlap_secs))?),
+        None => None,
+    };
+    let pass = Pass { run, kind, section, policy, sobject: &spec.sobject, terms: RefCell::new(None) };
+    let mut next: Option<String> = None;
+    loop {
+        let page = run.sink.changed_page(&spec.sobject, &spec.fields, since.as_deref(), next.as_deref())?;
+        pass.page(&page.records)?;
+        if let Some(last) = page.records.last() {
+            run.state.save_salesforce_cursor(kind, &last.modstamp)?;
+        }
+        run.renew()?;
+        match page.next {
+            Some(n) => next = Some(n),
+            None => return Ok(()),
+        }
+    }
+}
+
+struct Pass<'p, 'r> {
+    run: &'p Run<'r>,
+    kind: RecordKind,
+    section: &'p WritebackMapping,
+    policy: ConflictPolicy,
+    sobject: &'p str,
+    /// Payment terms by name, read from NetSuite when first needed.
+    terms: RefCell<Option<HashMap<String, String>>>,
+}
+
+/// A NetSuite internal id in a Salesforce field (text or number).
+fn netsuite_id(fields: &Map<String, Value>) -> Option<String> {
+    match fields.get(EXTERNAL_ID_FIELD) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl Pass<'_, '_> {
+    fn entry(&self, action: AuditAction, netsuite_id: &str, sf: &str, outcome: &str, detail: Value) -> AuditEntry {
+        AuditEntry {
+            run_id: self.run.request.run_id.clone(),
+            kind: self.kind,
+            action,
+            netsuite_id: netsuite_id.to_string(),
+            salesforce_id: Some(sf.to_string()),
+            outcome: outcome.to_string(),
+            transformations_json: detail.to_string(),
+            error: None,
+        }
+    }
+
+    fn failed(&self, action: AuditAction, netsuite_id: &str, sf: &str, error: &ConnectorError) -> AuditEntry {
+        AuditEntry {
+            outcome: "failed".into(),
+            error: Some(error.to_string()),
+            ..self.entry(action, netsuite_id, sf, "failed", json!([]))
+        }
+    }
+
+    fn term_id(&self, name: &str) -> Result<Option<String>> {
+        if self.terms.borrow().is_none() {
+            *self.terms.borrow_mut() = Some(self.run.source.term_ids()?);
+        }
+        Ok(self.terms.borrow().as_ref().and_then(|t| t.get(name).cloned()))
+    }
+
+    /// The REST body for `changed`, terms resolved.
+    fn body(&self, changed: &Map<String, Value>, agreed: &Map<String, Value>) -> Result<Map<String, Value>> {
+        // Resolve every term name first: the body builder's lookup cannot fail.
+        let mut names: HashMap<String, Option<String>> = HashMap::new();
+        for f in self.section.field.iter().filter(|f| f.reference == Some(crate::mapping::writeback::Reference::Term)) {
+            if let Some(Value::String(name)) = changed.get(&f.source).or_else(|| agreed.get(&f.source)) {
+                names.insert(name.clone(), self.term_id(name)?);
+            }
+        }
+        self.section.body(changed, agreed, &|name| names.get(name).cloned().flatten())
+    }
+
+    fn page(&self, records: &[Changed]) -> Result<()> {
+        let (linked, new): (Vec<&Changed>, Vec<&Changed>) =
+            records.iter().partition(|r| netsuite_id(&r.fields).is_some());
+        self.linked(&linked)?;
+        self.created(&new)
+    }
+
+    /// Salesforce records that carry a NetSuite id: merge and write.
+    fn linked(&self, records: &[&Changed]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let run = self.run;
+        let ids: Vec<String> = records.iter().filter_map(|r| netsuite_id(&r.fields)).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let states = run.state.records(self.kind, &id_refs)?;
+        let sources = self.section.sources();
+        // Only records Salesforce changed since the base need NetSuite's side.
+        let mut changed: Vec<(usize, Option<Map<String, Value>>)> = Vec::new();
+        for (i, (record, state)) in records.iter().zip(&states).enumerate() {
+            let base = state.as_ref().and_then(given_fields);
+            let edited = match &base {
+                Some(b) => sources.iter().any(|f| !same(record.fields.get(f), b.get(f))),
+                None => true,
+            };
+            if edited {
+                changed.push((i, base));
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let wanted: Vec<&str> = changed.iter().map(|(i, _)| id_refs[*i]).collect();
+        let columns = run.settings.mapping.columns(self.kind);
+        let netsuite: HashMap<String, NetSuiteRecord> =
+            run.source.fetch_many(self.kind, &wanted, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let mut audit = Vec::new();
+        let mut states_out = Vec::new();
+        for (i, base) in changed {
+            let (record, id) = (records[i], id_refs[i]);
+            let Some(ns_record) = netsuite.get(id) else {
+                // Deleted in NetSuite: the deletion reaches Salesforce the other way.
+                let e = ConnectorError::NetSuite(format!("{} {id} is not in NetSuite (deleted?)", self.kind));
+                audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
+                continue;
+            };
+            let mapped = match run.settings.mapping.map(ns_record) {
+                Ok(m) => m,
+                Err(e) => {
+                    audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
+                    continue;
+                }
+            };
+            let modified =
+                Modified { netsuite: &ns_record.last_modified, salesforce: &plain_datetime(&record.last_modified) };
+            let merged =
+                merge::merge(&sources, base.as_ref(), &mapped.target.fields, &record.fields, self.policy, modified);
+            for c in &merged.conflicts {
+                let winner = serde_json::to_value(c.winner).expect("a side serializes");
+                let detail = json!([{ "field": c.field, "base": c.base, "netsuite": c.netsuite,
+                                      "salesforce": c.salesforce, "winner": winner }]);
+                audit.push(self.entry(AuditAction::Conflict, id, &record.id, winner.as_str().unwrap_or(""), detail));
+            }
+            if !merged.to_netsuite.is_empty() {
+                match self.write(id, &record.id, &merged, base.as_ref()) {
+                    Ok(entry) => audit.push(entry),
+                    Err(e) if e.is_about_data() => {
+                        audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
+                        continue;
+                    }
+                    Err(e) => {
+                        run.audit(&audit);
+                        return Err(e);
+                    }
+                }
+            }
+            // The base becomes what Salesforce holds: NetSuite's record as
+            // the mapping gives it, with Salesforce's values where they
+            // differ. The forward pass then writes exactly the fields
+            // NetSuite won, and nothing when it holds the same.
+            let mut holds = mapped.target.clone();
+            for f in &sources {
+                holds.fields.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
+            }
+            let (dst, fields) = hashed_payload(&holds);
+            let old = states[i].clone();
+            let src = old.as_ref().map(|s| s.src.clone()).unwrap_or_default();
+            states_out.push((
+                id.to_string(),
+                RecordState { src, dst, sf: Some(record.id.clone()), fields: Some(fields), org: None },
+            ));
+        }
+        run.state.save_records(self.kind, states_out)?;
+        run.audit(&audit);
+        Ok(())
+    }
+
+    /// PATCHes the fields Salesforce won to the NetSuite record.
+    fn write(&self, id: &str, sf: &str, merged: &Merged, base: Option<&Map<String, Value>>) -> Result<AuditEntry> {
+        let body = self.body(&merged.to_netsuite, &merged.agreed)?;
+        let replace = replaces_address(&body).then_some("addressBook");
+        let what = format!("update of NetSuite {} {id} from Salesforce {sf}", self.kind);
+        self.run.source.write_record(&self.section.record, &RecordRef::Id(id.to_string()), &body, replace, &what)?;
+        let changes: Vec<Value> = merged
+            .to_netsuite
+            .iter()
+            .map(|(f, v)| json!({ "field": f, "rule": "writeback", "old": base.and_then(|b| b.get(f)), "new": v }))
+            .collect();
+        Ok(self.entry(AuditAction::NetSuiteWrite, id, sf, "updated", Value::Array(changes)))
+    }
+
+    /// Salesforce records without a NetSuite id: created in NetSuite (by
+    /// external id, so a repeat finds the same record), then linked.
+    fn created(&self, records: &[&Changed]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let run = self.run;
+        let sources = self.section.sources();
+        let mut audit = Vec::new();
+        let mut made: Vec<(String, &Changed)> = Vec::new();
+        for record in records {
+            let values: Map<String, Value> = sources
+                .iter()
+                .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
+                .collect();
+            let outcome = self.body(&values, &record.fields).and_then(|mut body| {
+                for (k, v) in &self.section.defaults {
+                    body.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                let what = format!("creation in NetSuite of {} {} from Salesforce", self.sobject, record.id);
+                let target = RecordRef::External(record.id.clone());
+                run.source.write_record(&self.section.record, &target, &body, None, &what)
+            });
+            let id = match outcome {
+                Ok(id) => id,
+                Err(e) if e.is_about_data() => {
+                    audit.push(self.failed(AuditAction::NetSuiteCreate, "", &record.id, &e));
+                    continue;
+                }
+                Err(e) => {
+                    run.audit(&audit);
+                    return Err(e);
+                }
+            };
+            let detail: Vec<Value> =
+                values.iter().map(|(f, v)| json!({ "field": f, "rule": "writeback", "new": v })).collect();
+            audit.push(self.entry(AuditAction::NetSuiteCreate, &id, &record.id, "created", Value::Array(detail)));
+            let link = Map::from_iter([(EXTERNAL_ID_FIELD.to_string(), Value::String(id.clone()))]);
+            match run.sink.set_fields(self.sobject, &record.id, &link) {
+                Ok(()) => audit.push(self.entry(AuditAction::Link, &id, &record.id, "updated", json!([]))),
+                Err(e) if e.is_about_data() => {
+                    // The next poll sees the record unlinked again; the PUT
+                    // by external id finds the same NetSuite record.
+                    audit.push(self.failed(AuditAction::Link, &id, &record.id, &e));
+                    continue;
+                }
+                Err(e) => {
+                    run.audit(&audit);
+                    return Err(e);
+                }
+            }
+            made.push((id, record));
+        }
+        // Record states, so neither side's copy of the new record comes back
+        // as a change: NetSuite's record as the mapping gives it, with the
+        // values Salesforce holds.
+        let ids: Vec<&str> = made.iter().map(|(id, _)| id.as_str()).collect();
+        let columns = run.settings.mapping.columns(self.kind);
+        let netsuite: HashMap<String, NetSuiteRecord> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            run.source.fetch_many(self.kind, &ids, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect()
+        };
+        let mut states = Vec::new();
+        for (id, record) in &made {
+            let Some(Ok(mapped)) = netsuite.get(id).map(|r| run.settings.mapping.map(r)) else { continue };
+            let mut holds = mapped.target;
+            for f in &sources {
+                holds.fields.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
+            }
+            let (dst, fields) = hashed_payload(&holds);
+            states.push((
+                id.clone(),
+                RecordState { src: String::new(), dst, sf: Some(record.id.clone()), fields: Some(fields), org: None },
+            ));
+        }
+        run.state.save_records(self.kind, states)?;
+        run.audit(&audit);
+        Ok(())
+    }
+}
+
+/// Salesforce leaves out or blanks what the connector writes as null.
+fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let blank = |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+    a == b || (blank(a) && blank(b))
+}
