@@ -1,13 +1,15 @@
 //! POST /services/rest/auth/oauth2/v1/token: the client credentials (M2M)
-//! grant. The client assertion's signature is verified against the uploaded
-//! certificate's key; `kid`, `iss`, `aud`, `scope` and lifetime are checked.
+//! grant. The assertion's `kid` picks one of the account's mapped
+//! certificates (unknown, revoked or expired: refused), whose key verifies
+//! the signature; `iss`, `aud`, `scope` and lifetime are checked.
 
-use super::NetSuiteSim;
+use super::certificates::Unusable;
+use super::{IssuedToken, NetSuiteSim};
 use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
@@ -55,31 +57,51 @@ impl NetSuiteSim {
         Refusal { error, reason }
     }
 
-    fn verify_assertion(&self, assertion: &str) -> Result<(), Refusal> {
+    /// Checks a client assertion; returns the certificate id it was signed under.
+    fn verify_assertion(&self, assertion: &str) -> Result<String, Refusal> {
         let cfg = &self.inner.config;
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|e| self.refuse(format!("client assertion is not a JWT: {e}"), "invalid_request"))?;
-        let family_key = match header.alg {
-            Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
-                DecodingKey::from_rsa_pem(cfg.public_key_pem.as_bytes())
-            }
-            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(cfg.public_key_pem.as_bytes()),
-            other => {
-                return Err(self.refuse(
-                    format!("signature algorithm {other:?} is not accepted (use PS256/384/512 or ES256/384/512)"),
-                    "invalid_request",
-                ));
-            }
-        };
-        if header.kid.as_deref() != Some(cfg.certificate_id.as_str()) {
+        if !matches!(
+            header.alg,
+            Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 | Algorithm::ES256 | Algorithm::ES384
+        ) {
             return Err(self.refuse(
-                format!("kid {:?} is not the certificate id of any M2M mapping", header.kid),
+                format!(
+                    "signature algorithm {:?} is not accepted (use PS256/384/512 or ES256/384; the simulator does \
+                     not verify ES512)",
+                    header.alg
+                ),
+                "invalid_request",
+            ));
+        }
+        let kid = header.kid.clone().unwrap_or_default();
+        let now = self.inner.clock.now_secs();
+        let certificates = self.inner.certificates.lock().unwrap_or_else(|p| p.into_inner());
+        let (key_type, key) = certificates.usable(&kid, now).map_err(|why| {
+            let reason = match why {
+                Unusable::Unknown => format!("kid {:?} is not the certificate id of any M2M mapping", header.kid),
+                Unusable::Revoked => {
+                    format!("certificate {kid:?} was revoked; a revoked certificate needs a new M2M mapping")
+                }
+                Unusable::Expired(at) => format!(
+                    "certificate {kid:?} expired at {at} (Unix seconds); an expired certificate needs a new M2M mapping"
+                ),
+            };
+            self.refuse(reason, "invalid_grant")
+        })?;
+        if !key_type.signs(header.alg) {
+            return Err(self.refuse(
+                format!(
+                    "certificate {kid:?} holds a {key_type:?} key, which verifies {} JWTs, not {:?}",
+                    key_type.algorithms(),
+                    header.alg
+                ),
                 "invalid_grant",
             ));
         }
-        let key = family_key.map_err(|_| {
-            self.refuse("the mapped certificate's key does not match the JWT algorithm family".into(), "invalid_grant")
-        })?;
+        let key = key.clone();
+        drop(certificates);
         let token_url = format!("{}/services/rest/auth/oauth2/v1/token", self.base_url());
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&[token_url.as_str()]);
@@ -90,7 +112,6 @@ impl NetSuiteSim {
         let claims = jsonwebtoken::decode::<Claims>(assertion, &key, &validation)
             .map_err(|e| self.refuse(format!("client assertion rejected: {e}"), "invalid_grant"))?
             .claims;
-        let now = self.inner.clock.now_secs();
         if claims.exp - claims.iat > 3600 {
             return Err(self.refuse("client assertion lives longer than 60 minutes".into(), "invalid_grant"));
         }
@@ -102,7 +123,7 @@ impl NetSuiteSim {
                 self.refuse("client assertion does not ask for the rest_webservices scope".into(), "invalid_scope")
             );
         }
-        Ok(())
+        Ok(kid)
     }
 }
 
@@ -120,15 +141,19 @@ pub async fn token(State(sim): State<NetSuiteSim>, Form(form): Form<HashMap<Stri
     let Some(assertion) = form.get("client_assertion") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     };
-    if let Err(refusal) = sim.verify_assertion(assertion) {
-        sim.inner.login_audit.lock().unwrap().push(refusal.reason);
-        return oauth_error(StatusCode::BAD_REQUEST, refusal.error);
-    }
+    let certificate_id = match sim.verify_assertion(assertion) {
+        Ok(id) => id,
+        Err(refusal) => {
+            sim.inner.login_audit.lock().unwrap().push(refusal.reason);
+            return oauth_error(StatusCode::BAD_REQUEST, refusal.error);
+        }
+    };
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let access_token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let lifetime = sim.inner.config.token_lifetime.as_secs() as i64;
-    sim.inner.tokens.lock().unwrap().insert(access_token.clone(), sim.inner.clock.now_secs() + lifetime);
+    let issued = IssuedToken { expires_at: sim.inner.clock.now_secs() + lifetime, certificate_id };
+    sim.inner.tokens.lock().unwrap().insert(access_token.clone(), issued);
     let body = json!({ "access_token": access_token, "expires_in": lifetime.to_string(), "token_type": "bearer" });
     (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }

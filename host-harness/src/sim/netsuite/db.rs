@@ -29,7 +29,10 @@ CREATE TABLE customeraddressbookentityaddress (nkey INTEGER PRIMARY KEY, address
 CREATE TABLE vendor (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, companyname TEXT, isperson TEXT NOT NULL,
     firstname TEXT, lastname TEXT, email TEXT, phone TEXT, terms INTEGER, subsidiary INTEGER, isinactive TEXT NOT NULL,
     datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL, defaultbillingaddress INTEGER,
-    defaultshippingaddress INTEGER);
+    defaultshippingaddress INTEGER, externalid TEXT, legalname TEXT, altphone TEXT, fax TEXT, url TEXT,
+    accountnumber TEXT, printoncheckas TEXT, comments TEXT);
+-- External ids are unique per record type; the record API finds vendors by them.
+CREATE UNIQUE INDEX vendor_externalid ON vendor (externalid) WHERE externalid IS NOT NULL;
 CREATE TABLE vendoraddressbook (internalid INTEGER PRIMARY KEY, entity INTEGER NOT NULL,
     addressbookaddress INTEGER NOT NULL, defaultbilling TEXT NOT NULL, defaultshipping TEXT NOT NULL, label TEXT);
 CREATE TABLE vendoraddressbookentityaddress (nkey INTEGER PRIMARY KEY, addressee TEXT, attention TEXT,

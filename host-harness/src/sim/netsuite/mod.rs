@@ -1,14 +1,23 @@
-//! The NetSuite simulator: the OAuth 2.0 M2M token endpoint (verifying the
-//! client assertion's signature, issuer, audience and lifetime) and the
-//! SuiteQL endpoint (executing queries, enforcing paging rules, the
-//! 100,000-row ceiling and the account's concurrency limit).
+//! The NetSuite simulator: the OAuth 2.0 M2M token endpoint (the assertion's
+//! `kid` picks one of the account's certificates, whose key verifies the
+//! signature; issuer, audience and lifetime checked), the SuiteQL endpoint
+//! (executing queries, enforcing paging rules and the 100,000-row ceiling)
+//! and the REST record API for vendors, all under the account's concurrency
+//! limit.
 
 mod auth;
+pub mod certificates;
 pub mod db;
+pub mod errors;
+mod record;
 pub mod suiteql;
 mod tba;
+pub mod vendor;
 
+pub use certificates::{CertificateKey, CertificateStatus};
+pub use record::Permission;
 pub use tba::TbaConfig;
+pub use vendor::{VendorMatch, VendorRejection};
 
 use super::SimClock;
 use super::seed::Seeder;
@@ -18,11 +27,13 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
+use certificates::Certificates;
+use errors::RestError;
 use rusqlite::Connection;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -31,9 +42,11 @@ pub struct NetSuiteSimConfig {
     pub account_id: String,
     /// The integration record's client id (the JWT's `iss`).
     pub client_id: String,
-    /// The certificate id of the M2M mapping (the JWT's `kid`).
+    /// The certificate id of the first M2M mapping (a JWT's `kid`); more
+    /// are added with [`NetSuiteSim::add_certificate`].
     pub certificate_id: String,
-    /// The uploaded certificate's public key, PEM (RSA for PS*, EC for ES*).
+    /// That certificate's public key, PEM (RSA 3072/4096 for PS*, EC P-256
+    /// or P-384 for ES256/ES384); empty: the account starts with none.
     pub public_key_pem: String,
     /// Concurrent REST requests the account allows; more get 429.
     pub concurrency_limit: usize,
@@ -44,12 +57,21 @@ pub struct NetSuiteSimConfig {
 
 type Hook = Box<dyn FnOnce(&NetSuiteSim) + Send>;
 
+/// An access token the token endpoint issued.
+struct IssuedToken {
+    /// Simulated Unix seconds.
+    expires_at: i64,
+    /// The certificate the assertion was signed under: revoking or removing
+    /// it ends the token too.
+    certificate_id: String,
+}
+
 struct Inner {
     config: NetSuiteSimConfig,
     clock: SimClock,
     db: Mutex<Connection>,
-    /// access token → expiry (simulated Unix seconds)
-    tokens: Mutex<HashMap<String, i64>>,
+    certificates: Mutex<Certificates>,
+    tokens: Mutex<HashMap<String, IssuedToken>>,
     base_url: OnceLock<String>,
     in_flight: AtomicUsize,
     requests: AtomicU64,
@@ -69,10 +91,19 @@ struct Inner {
     /// Tables the integration role may not see.
     denied_tables: Mutex<Vec<String>>,
     /// Answers to give the next SuiteQL requests instead of running them.
-    scripted_failures: Mutex<std::collections::VecDeque<ScriptedFailure>>,
+    scripted_failures: Mutex<VecDeque<ScriptedFailure>>,
+    /// Answers to give the next record API requests.
+    record_failures: Mutex<VecDeque<ScriptedFailure>>,
+    record_requests: AtomicU64,
+    /// Record writes (creates, updates, deletes) that succeeded.
+    record_writes: AtomicU64,
+    vendor_permission: Mutex<Permission>,
+    vendor_rejections: Mutex<Vec<VendorRejection>>,
+    /// OneWorld: every entity needs a (primary) subsidiary.
+    one_world: AtomicBool,
 }
 
-/// A failure the simulator answers a SuiteQL request with, as NetSuite would.
+/// A failure the simulator answers a request with, as NetSuite would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScriptedFailure {
     /// 429: the account's concurrency limit is in use.
@@ -89,42 +120,6 @@ pub struct NetSuiteSim {
     inner: Arc<Inner>,
 }
 
-fn error_body(status: StatusCode, code: &str, detail: &str) -> Response {
-    error_body_for(status, code, detail, None)
-}
-
-/// NetSuite's error shape; `query_param` names the URL or body parameter at fault.
-fn error_body_for(status: StatusCode, code: &str, detail: &str, query_param: Option<&str>) -> Response {
-    let anchor = match status.as_u16() {
-        400 => "section-15.5.1",
-        401 => "section-15.5.2",
-        403 => "section-15.5.4",
-        404 => "section-15.5.5",
-        429 => "section-15.5.29",
-        _ => "section-15.6.1",
-    };
-    let mut detail = json!({ "detail": detail, "o:errorCode": code });
-    if let Some(param) = query_param {
-        detail["o:errorQueryParam"] = json!(param);
-    }
-    let body = json!({
-        "type": format!("https://www.rfc-editor.org/rfc/rfc9110.html#{anchor}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "o:errorDetails": [detail],
-    });
-    (status, [("content-type", "application/vnd.oracle.resource+json; type=error")], body.to_string()).into_response()
-}
-
-fn invalid_login() -> Response {
-    error_body(
-        StatusCode::UNAUTHORIZED,
-        "INVALID_LOGIN",
-        "Invalid login attempt. For more details, see the Login Audit Trail in the NetSuite UI at Setup > Users/Roles > \
-         User Management > View Login Audit Trail.",
-    )
-}
-
 /// Holds a concurrency slot for the life of a request.
 struct Slot<'a>(&'a AtomicUsize);
 
@@ -137,11 +132,16 @@ impl Drop for Slot<'_> {
 impl NetSuiteSim {
     /// Starts the simulator on 127.0.0.1 (`port` 0 picks a free one).
     pub async fn start(config: NetSuiteSimConfig, clock: SimClock, port: u16) -> Result<NetSuiteSim> {
+        let mut certificates = Certificates::default();
+        if !config.public_key_pem.trim().is_empty() {
+            certificates.add(&config.certificate_id, &config.public_key_pem)?;
+        }
         let sim = NetSuiteSim {
             inner: Arc::new(Inner {
                 config,
                 clock,
                 db: Mutex::new(db::open()?),
+                certificates: Mutex::new(certificates),
                 tokens: Mutex::new(HashMap::new()),
                 base_url: OnceLock::new(),
                 in_flight: AtomicUsize::new(0),
@@ -157,11 +157,18 @@ impl NetSuiteSim {
                 hooks: Mutex::new(Vec::new()),
                 denied_tables: Mutex::new(Vec::new()),
                 scripted_failures: Mutex::new(Default::default()),
+                record_failures: Mutex::new(Default::default()),
+                record_requests: AtomicU64::new(0),
+                record_writes: AtomicU64::new(0),
+                vendor_permission: Mutex::new(Permission::Full),
+                vendor_rejections: Mutex::new(Vec::new()),
+                one_world: AtomicBool::new(true),
             }),
         };
         let router = Router::new()
             .route("/services/rest/auth/oauth2/v1/token", post(auth::token))
             .route("/services/rest/query/v1/suiteql", post(suiteql_handler))
+            .route("/services/rest/record/v1/{*rest}", any(record::handler))
             .with_state(sim.clone());
         let (url, _task) = super::serve(router, port).await?;
         let _ = sim.inner.base_url.set(url);
@@ -195,7 +202,8 @@ impl NetSuiteSim {
         *self.inner.query_duration.lock().unwrap() = d;
     }
 
-    /// Each SuiteQL request from now on takes `d` of real time.
+    /// Each SuiteQL and record API request from now on takes `d` of real
+    /// time (holding a concurrency slot).
     pub fn set_latency(&self, d: Duration) {
         *self.inner.latency.lock().unwrap() = d;
     }
@@ -233,13 +241,43 @@ impl NetSuiteSim {
         }
     }
 
-    /// Checks the Authorization header: an M2M bearer token or a TBA signature.
-    fn authorize(&self, headers: &HeaderMap, path_and_query: &str) -> Result<(), String> {
+    /// Takes one of the account's concurrent-request slots for the life of
+    /// a request; None when all are in use (the request gets 429).
+    fn take_slot(&self) -> Option<Slot<'_>> {
+        let inner = &self.inner;
+        let slot = Slot(&inner.in_flight);
+        if inner.in_flight.fetch_add(1, Ordering::SeqCst) >= inner.config.concurrency_limit {
+            inner.over_limit.fetch_add(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(slot)
+    }
+
+    async fn wait_latency(&self) {
+        let latency = *self.inner.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    /// Checks the Authorization header: an M2M bearer token (whose
+    /// certificate is still mapped) or a TBA signature over `method` and URL.
+    fn authorize(&self, method: &str, headers: &HeaderMap, path_and_query: &str) -> Result<(), String> {
         let header = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
         let now = self.inner.clock.now_secs();
         if let Some(token) = header.strip_prefix("Bearer ") {
-            let valid = self.inner.tokens.lock().unwrap().get(token).is_some_and(|&exp| now < exp);
-            return if valid { Ok(()) } else { Err("missing, unknown or expired access token".into()) };
+            let tokens = self.inner.tokens.lock().unwrap();
+            let Some(issued) = tokens.get(token).filter(|t| now < t.expires_at) else {
+                return Err("missing, unknown or expired access token".into());
+            };
+            let certificates = self.inner.certificates.lock().unwrap_or_else(|p| p.into_inner());
+            return match certificates.usable(&issued.certificate_id, now) {
+                Ok(_) => Ok(()),
+                Err(why) => Err(format!(
+                    "the access token was issued under certificate {:?}, which is now {why:?}",
+                    issued.certificate_id
+                )),
+            };
         }
         let Some(tba) = &self.inner.config.tba else {
             return Err("no supported credentials in the Authorization header".into());
@@ -247,7 +285,7 @@ impl NetSuiteSim {
         let params = tba::parse_header(header).ok_or("malformed OAuth header")?;
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let url = format!("{}{path}", self.base_url());
-        let request = tba::SignedRequest { method: "POST", base_url: &url, query, now };
+        let request = tba::SignedRequest { method, base_url: &url, query, now };
         tba::verify(tba, &self.inner.config.account_id, &params, &request, &mut |nonce, ts| {
             self.inner.used_nonces.lock().unwrap().insert((nonce.to_string(), ts.to_string()))
         })
@@ -425,6 +463,104 @@ impl NetSuiteSim {
     }
 }
 
+/// The account's M2M certificate mappings (OAuth 2.0 Client Credentials Setup).
+impl NetSuiteSim {
+    /// Maps another certificate: its public key (PEM) verifies assertions
+    /// whose `kid` is `certificate_id`. Refused like NetSuite refuses an
+    /// upload: a key other than RSA 3072/4096 or EC P-256/P-384, an id or a
+    /// key already mapped.
+    pub fn add_certificate(&self, certificate_id: &str, public_key_pem: &str) -> Result<()> {
+        self.certificates().add(certificate_id, public_key_pem)
+    }
+
+    /// Revokes a certificate: it stays listed; assertions naming it, and
+    /// tokens issued under it, are refused from now on.
+    pub fn revoke_certificate(&self, certificate_id: &str) -> Result<()> {
+        self.certificates().revoke(certificate_id)
+    }
+
+    /// Deletes a certificate's mapping.
+    pub fn remove_certificate(&self, certificate_id: &str) -> Result<()> {
+        self.certificates().remove(certificate_id)
+    }
+
+    /// The certificate stops working at `at` (simulated Unix seconds; None: never).
+    pub fn set_certificate_expiry(&self, certificate_id: &str, at: Option<i64>) -> Result<()> {
+        self.certificates().set_expiry(certificate_id, at)
+    }
+
+    /// The mappings, as the setup page lists them (revoked ones included).
+    pub fn certificate_list(&self) -> Vec<CertificateStatus> {
+        self.certificates().list()
+    }
+
+    fn certificates(&self) -> std::sync::MutexGuard<'_, Certificates> {
+        self.inner.certificates.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The REST record API's vendors, for tests and the harness.
+impl NetSuiteSim {
+    pub fn vendor_count(&self) -> Result<i64> {
+        Ok(self.db().query_row("SELECT COUNT(*) FROM vendor", [], |r| r.get(0))?)
+    }
+
+    /// A vendor as `GET /record/v1/vendor/{id}?expandSubResources=true`
+    /// answers it (without the request), None if there is none.
+    pub fn vendor(&self, id: i64) -> Result<Option<Value>> {
+        let base = format!("{}/services/rest/record/v1", self.base_url());
+        Ok(vendor::render(&self.db(), id, &vendor::Links(&base), true)?.map(Value::Object))
+    }
+
+    /// The internal id of the vendor with this external id.
+    pub fn vendor_id_by_external_id(&self, external_id: &str) -> Result<Option<i64>> {
+        Ok(vendor::find(&self.db(), &vendor::RecordId::External(external_id.to_string()))?)
+    }
+
+    /// One column of one vendor, as SuiteQL returns it.
+    pub fn vendor_field(&self, id: i64, column: &str) -> Result<Option<String>> {
+        let page = suiteql::run(&self.db(), &format!("SELECT {column} FROM vendor WHERE id = {id}"), 1, 0)
+            .map_err(|e| anyhow::anyhow!(e.0))?;
+        Ok(page.items.first().and_then(|row| row.get(column)).and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Record API requests served (all methods, refused ones included).
+    pub fn record_requests(&self) -> u64 {
+        self.inner.record_requests.load(Ordering::SeqCst)
+    }
+
+    /// Record writes (creates, updates, upserts, deletes) that succeeded.
+    pub fn record_writes(&self) -> u64 {
+        self.inner.record_writes.load(Ordering::SeqCst)
+    }
+
+    /// Vendor writes matching `rejection` fail with 400 USER_ERROR and its
+    /// message, as a user event script or workflow validation makes them.
+    pub fn reject_vendor_writes(&self, rejection: VendorRejection) {
+        self.inner.vendor_rejections.lock().unwrap().push(rejection);
+    }
+
+    pub fn clear_vendor_rejections(&self) {
+        self.inner.vendor_rejections.lock().unwrap().clear();
+    }
+
+    /// The next record API requests are answered with these failures, in order.
+    pub fn fail_next_record_requests(&self, failures: &[ScriptedFailure]) {
+        self.inner.record_failures.lock().unwrap().extend(failures.iter().copied());
+    }
+
+    /// The integration role's permission on vendors (default Full).
+    pub fn set_vendor_permission(&self, level: Permission) {
+        *self.inner.vendor_permission.lock().unwrap() = level;
+    }
+
+    /// Whether the account is OneWorld, where a new vendor needs a
+    /// subsidiary (default true).
+    pub fn set_one_world(&self, one_world: bool) {
+        self.inner.one_world.store(one_world, Ordering::SeqCst);
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct PageParams {
     limit: Option<String>,
@@ -440,100 +576,89 @@ async fn suiteql_handler(
 ) -> Response {
     let inner = &sim.inner;
     inner.requests.fetch_add(1, Ordering::SeqCst);
-    let slot = Slot(&inner.in_flight);
-    if inner.in_flight.fetch_add(1, Ordering::SeqCst) >= inner.config.concurrency_limit {
-        inner.over_limit.fetch_add(1, Ordering::SeqCst);
-        drop(slot);
-        return error_body(
-            StatusCode::TOO_MANY_REQUESTS,
-            "CONCURRENCY_LIMIT_EXCEEDED",
-            "Concurrent request limit exceeded. Request blocked.",
-        );
-    }
-
-    let latency = *inner.latency.lock().unwrap();
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    let Some(slot) = sim.take_slot() else {
+        return RestError::too_many_requests().into_response();
+    };
+    sim.wait_latency().await;
     let scripted = inner.scripted_failures.lock().unwrap().pop_front();
-    match scripted {
-        Some(ScriptedFailure::TooManyRequests) => {
-            return error_body(
-                StatusCode::TOO_MANY_REQUESTS,
-                "CONCURRENCY_LIMIT_EXCEEDED",
-                "Concurrent request limit exceeded. Request blocked.",
-            );
-        }
-        Some(ScriptedFailure::InvalidLogin) => return invalid_login(),
-        Some(ScriptedFailure::Unexpected) => {
-            return error_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNEXPECTED_ERROR",
-                "An unexpected error occurred. Error ID: sim",
-            );
-        }
-        None => {}
+    if let Some(failure) = scripted {
+        return failure.answer().into_response();
     }
     let path_and_query = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-    if let Err(reason) = sim.authorize(&headers, &path_and_query) {
+    if let Err(reason) = sim.authorize("POST", &headers, &path_and_query) {
         inner.login_audit.lock().unwrap().push(format!("SuiteQL request refused: {reason}"));
-        return invalid_login();
+        return RestError::invalid_login().into_response();
     }
     if !headers.get("prefer").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("transient")) {
-        return error_body(
+        return RestError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_HEADER",
             "SuiteQL queries require the header 'Prefer: transient'.",
-        );
+        )
+        .at_header("Prefer")
+        .into_response();
     }
 
-    let parse = |name: &str, value: &Option<String>, default: u64| -> Result<u64, String> {
+    let parse = |name: &str, value: &Option<String>, default: u64| -> Result<u64, (String, String)> {
         match value {
             None => Ok(default),
-            Some(v) => v.parse::<u64>().map_err(|_| format!("Invalid value for query parameter {name}: {v}.")),
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| (name.to_string(), format!("Invalid value for query parameter {name}: {v}."))),
         }
     };
     let (limit, offset) = match (parse("limit", &params.limit, 1000), parse("offset", &params.offset, 0)) {
         (Ok(l), Ok(o)) => (l, o),
-        (Err(e), _) | (_, Err(e)) => return error_body(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", &e),
+        (Err((param, e)), _) | (_, Err((param, e))) => {
+            return RestError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", e)
+                .at_query_param(param)
+                .into_response();
+        }
     };
     inner.max_offset.fetch_max(offset, Ordering::SeqCst);
     if !(1..=1000).contains(&limit) {
-        return error_body(
+        return RestError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_PARAMETER",
-            &format!("Invalid value for query parameter limit: {limit}. The value must be between 1 and 1000."),
-        );
+            format!("Invalid value for query parameter limit: {limit}. The value must be between 1 and 1000."),
+        )
+        .at_query_param("limit")
+        .into_response();
     }
     if offset % limit != 0 {
-        return error_body(
+        return RestError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_PARAMETER",
-            &format!(
+            format!(
                 "Invalid value for query parameter offset: {offset}. The offset must be a multiple of the limit ({limit})."
             ),
-        );
+        )
+        .at_query_param("offset")
+        .into_response();
     }
     if offset >= suiteql::RESULT_CEILING {
-        return error_body(
+        return RestError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_PARAMETER",
-            &format!(
+            format!(
                 "Invalid value for query parameter offset: {offset}. A SuiteQL query returns at most {} results.",
                 suiteql::RESULT_CEILING
             ),
-        );
+        )
+        .at_query_param("offset")
+        .into_response();
     }
 
     let query = match serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("q")?.as_str().map(str::to_string))
     {
         Some(q) => q,
         None => {
-            return error_body(
+            return RestError::new(
                 StatusCode::BAD_REQUEST,
                 "INVALID_CONTENT",
                 "The request body must be a JSON object with the query in the field 'q'.",
-            );
+            )
+            .into_response();
         }
     };
     let denied = inner.denied_tables.lock().unwrap().clone();
@@ -544,7 +669,11 @@ async fn suiteql_handler(
     sim.run_hooks();
     let page = match result {
         Ok(p) => p,
-        Err(e) => return error_body_for(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", &e.0, Some("q")),
+        Err(e) => {
+            return RestError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", e.0)
+                .at_query_param("q")
+                .into_response();
+        }
     };
     let served_total = page.total.min(suiteql::RESULT_CEILING);
     let count = page.items.len() as u64;

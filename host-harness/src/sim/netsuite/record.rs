@@ -1,0 +1,373 @@
+//! /services/rest/record/v1: the REST record API for vendors
+//! (shared/reference/netsuite.md 5). GET a record by internal or external id
+//! (`eid:`), POST to create, PATCH to change the fields given, PUT
+//! `eid:<externalId>` to upsert, DELETE; writes answer 204 No Content with a
+//! `Location` naming the record. Requests share the account's concurrency
+//! limit and authentication with SuiteQL, and the role's permission on
+//! vendors decides what it may do.
+//!
+//! Not simulated: the asynchronous `Prefer: respond-async` jobs (calls run
+//! synchronously), collection batch writes, `q` filters on collection GET,
+//! and record types other than vendor.
+
+use super::errors::RestError;
+use super::vendor::{self, Checks, Links, RecordId, Replace, WriteContext};
+use super::{NetSuiteSim, ScriptedFailure};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+/// The role's permission on a record type (Lists > Vendors), lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    None,
+    View,
+    Create,
+    Edit,
+    Full,
+}
+
+const SINGULAR: &str = "application/vnd.oracle.resource+json; type=singular";
+const COLLECTION: &str = "application/vnd.oracle.resource+json; type=collection";
+
+struct Request {
+    method: Method,
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Request {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.param(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    fn checks(&self) -> Result<Checks, RestError> {
+        let mut checks = Checks::default();
+        for (header, slot) in [
+            ("x-netsuite-propertynamevalidation", &mut checks.names),
+            ("x-netsuite-propertyvaluevalidation", &mut checks.values),
+        ] {
+            let Some(value) = self.headers.get(header) else { continue };
+            let text = value.to_str().unwrap_or_default();
+            *slot = vendor::Check::parse(text).ok_or_else(|| {
+                RestError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_HEADER",
+                    format!("Invalid value for header {header}: {text}. Use Error, Warning or Ignore."),
+                )
+                .at_header(header)
+            })?;
+        }
+        Ok(checks)
+    }
+}
+
+fn not_found() -> RestError {
+    RestError::new(
+        StatusCode::NOT_FOUND,
+        "NONEXISTENT_ID",
+        "The record instance does not exist. Provide a valid record instance ID.",
+    )
+}
+
+fn method_not_allowed(method: &Method, allowed: &str) -> Response {
+    let mut resp = RestError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "INVALID_METHOD",
+        format!("The {method} method is not allowed for this resource. Allowed methods: {allowed}."),
+    )
+    .into_response();
+    resp.headers_mut().insert("allow", allowed.parse().expect("static method list"));
+    resp
+}
+
+fn storage(e: impl std::fmt::Display) -> RestError {
+    RestError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNEXPECTED_ERROR", format!("An unexpected error occurred: {e}"))
+}
+
+fn json_response(content_type: &'static str, body: Value) -> Response {
+    (StatusCode::OK, [("content-type", content_type)], body.to_string()).into_response()
+}
+
+fn written(links: &Links<'_>, id: i64) -> Response {
+    (StatusCode::NO_CONTENT, [("location", links.vendor(id))]).into_response()
+}
+
+impl NetSuiteSim {
+    fn permit(&self, needed: Permission) -> Result<(), RestError> {
+        let denied = self.inner.denied_tables.lock().unwrap().iter().any(|t| t == "vendor");
+        let level = if denied { Permission::None } else { *self.inner.vendor_permission.lock().unwrap() };
+        if level >= needed {
+            return Ok(());
+        }
+        let detail = if level == Permission::None {
+            "Permission Violation: You need the 'Lists -> Vendors' permission to access this page. Please contact \
+             your account administrator."
+        } else {
+            "Permission Violation: You need a higher level of the 'Lists -> Vendors' permission to access this page. \
+             Please contact your account administrator."
+        };
+        Err(RestError::new(StatusCode::FORBIDDEN, "INSUFFICIENT_PERMISSION", detail))
+    }
+
+    fn record_links(&self) -> String {
+        format!("{}/services/rest/record/v1", self.base_url())
+    }
+}
+
+pub async fn handler(
+    State(sim): State<NetSuiteSim>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let inner = &sim.inner;
+    inner.requests.fetch_add(1, Ordering::SeqCst);
+    inner.record_requests.fetch_add(1, Ordering::SeqCst);
+    let Some(_slot) = sim.take_slot() else {
+        return RestError::too_many_requests().into_response();
+    };
+    sim.wait_latency().await;
+    let scripted = inner.record_failures.lock().unwrap().pop_front();
+    if let Some(failure) = scripted {
+        return failure.answer().into_response();
+    }
+    let path_and_query = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    if let Err(reason) = sim.authorize(method.as_str(), &headers, &path_and_query) {
+        inner.login_audit.lock().unwrap().push(format!("REST record request refused: {reason}"));
+        return RestError::invalid_login().into_response();
+    }
+    let rest = uri.path().strip_prefix("/services/rest/record/v1/").unwrap_or_default();
+    let segments =
+        rest.split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let query = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let request = Request { method, segments, query, headers, body };
+    route(&sim, &request).unwrap_or_else(IntoResponse::into_response)
+}
+
+fn route(sim: &NetSuiteSim, req: &Request) -> Result<Response, RestError> {
+    let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let Some((&record_type, rest)) = segments.split_first() else {
+        return Err(not_found());
+    };
+    if record_type != "vendor" {
+        return Err(RestError::new(
+            StatusCode::NOT_FOUND,
+            "NONEXISTENT_RECORD_TYPE",
+            format!(
+                "Record type '{record_type}' does not exist in this account. Record types are camelCase (the \
+                 simulator serves 'vendor')."
+            ),
+        ));
+    }
+    let allowed = match rest {
+        [] | [""] => "GET, POST",
+        [_] => "GET, PATCH, PUT, DELETE",
+        [_, "addressBook"] | [_, "addressBook", _, "addressBookAddress"] => "GET",
+        _ => return Err(not_found()),
+    };
+    let method = &req.method;
+    if method == Method::OPTIONS {
+        return Ok((StatusCode::NO_CONTENT, [("allow", allowed)]).into_response());
+    }
+    if !allowed.split(", ").any(|m| m == method.as_str()) {
+        return Ok(method_not_allowed(method, allowed));
+    }
+    let base = sim.record_links();
+    let links = Links(&base);
+    match (rest, method.as_str()) {
+        ([] | [""], "GET") => list(sim, req, &links),
+        ([] | [""], _) => write(sim, req, &links, Target::Create),
+        ([id], "GET") => get(sim, req, &links, id),
+        ([id], "DELETE") => delete(sim, id),
+        ([id], "PUT") => match RecordId::parse(id) {
+            Some(RecordId::External(eid)) => write(sim, req, &links, Target::Upsert(eid)),
+            _ => Ok(method_not_allowed(method, "GET, PATCH, DELETE")),
+        },
+        ([id], _) => write(sim, req, &links, Target::Update(RecordId::parse(id).ok_or_else(not_found)?)),
+        ([id, _], _) => sublist(sim, req, &links, id, None),
+        ([id, _, line, _], _) => sublist(sim, req, &links, id, Some(line)),
+        _ => Err(not_found()),
+    }
+}
+
+fn find(sim: &NetSuiteSim, id: &str) -> Result<i64, RestError> {
+    let rid = RecordId::parse(id).ok_or_else(not_found)?;
+    vendor::find(&sim.db(), &rid).map_err(storage)?.ok_or_else(not_found)
+}
+
+fn get(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, id: &str) -> Result<Response, RestError> {
+    sim.permit(Permission::View)?;
+    let id = find(sim, id)?;
+    let mut record =
+        vendor::render(&sim.db(), id, links, req.flag("expandSubResources")).map_err(storage)?.ok_or_else(not_found)?;
+    if let Some(fields) = req.param("fields") {
+        // `fields` picks what comes back; links and id always do.
+        let wanted: Vec<String> = fields.split(',').map(|f| f.trim().to_ascii_lowercase()).collect();
+        record.retain(|k, _| k == "links" || k == "id" || wanted.contains(&k.to_ascii_lowercase()));
+    }
+    Ok(json_response(SINGULAR, Value::Object(record)))
+}
+
+fn sublist(
+    sim: &NetSuiteSim,
+    req: &Request,
+    links: &Links<'_>,
+    id: &str,
+    line: Option<&str>,
+) -> Result<Response, RestError> {
+    sim.permit(Permission::View)?;
+    let id = find(sim, id)?;
+    let db = sim.db();
+    let body = match line {
+        None => vendor::render_address_book(&db, id, links, req.flag("expandSubResources")).map_err(storage)?,
+        Some(line) => {
+            let line: i64 = line.parse().map_err(|_| not_found())?;
+            vendor::render_line_address(&db, id, line, links).map_err(storage)?.ok_or_else(not_found)?
+        }
+    };
+    Ok(json_response(if line.is_none() { COLLECTION } else { SINGULAR }, body))
+}
+
+fn list(sim: &NetSuiteSim, req: &Request, links: &Links<'_>) -> Result<Response, RestError> {
+    sim.permit(Permission::View)?;
+    if req.param("q").is_some() {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER",
+            "The NetSuite simulator does not evaluate record collection filters (q); read with SuiteQL instead.",
+        )
+        .at_query_param("q"));
+    }
+    let number = |name: &str, default: u64| -> Result<u64, RestError> {
+        match req.param(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                RestError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_PARAMETER",
+                    format!("Invalid value for query parameter {name}: {v}."),
+                )
+                .at_query_param(name)
+            }),
+        }
+    };
+    let (limit, offset) = (number("limit", 1000)?, number("offset", 0)?);
+    if !(1..=1000).contains(&limit) {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER",
+            format!("Invalid value for query parameter limit: {limit}. The value must be between 1 and 1000."),
+        )
+        .at_query_param("limit"));
+    }
+    let (ids, total) = vendor::ids_page(&sim.db(), limit, offset).map_err(storage)?;
+    let page = |off: u64| format!("{}/vendor?limit={limit}&offset={off}", links.0);
+    let has_more = offset + (ids.len() as u64) < total;
+    let mut rels = vec![json!({"rel": "first", "href": page(0)})];
+    if offset > 0 {
+        rels.push(json!({"rel": "prev", "href": page(offset.saturating_sub(limit))}));
+    }
+    if has_more {
+        rels.push(json!({"rel": "next", "href": page(offset + limit)}));
+    }
+    let last = if total == 0 { 0 } else { (total - 1) / limit * limit };
+    rels.push(json!({"rel": "last", "href": page(last)}));
+    rels.push(json!({"rel": "self", "href": page(offset)}));
+    let items: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"links": [{"rel": "self", "href": links.vendor(*id)}], "id": id.to_string()}))
+        .collect();
+    Ok(json_response(
+        COLLECTION,
+        json!({"links": rels, "count": items.len(), "hasMore": has_more, "items": items, "offset": offset, "totalResults": total}),
+    ))
+}
+
+fn delete(sim: &NetSuiteSim, id: &str) -> Result<Response, RestError> {
+    sim.permit(Permission::Full)?;
+    let id = find(sim, id)?;
+    let now = sim.inner.clock.now_secs();
+    let db = sim.db();
+    let tx = db.unchecked_transaction().map_err(storage)?;
+    vendor::delete(&tx, id, now).map_err(storage)?;
+    tx.commit().map_err(storage)?;
+    sim.inner.record_writes.fetch_add(1, Ordering::SeqCst);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+enum Target {
+    Create,
+    Update(RecordId),
+    /// PUT eid:<externalId>: create when missing, update otherwise.
+    Upsert(String),
+}
+
+fn write(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, target: Target) -> Result<Response, RestError> {
+    let checks = req.checks()?;
+    let replace = Replace::parse(req.param("replace"), req.flag("replaceSelectedFields"))?;
+    let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
+        RestError::new(StatusCode::BAD_REQUEST, "INVALID_CONTENT", format!("The request body is not valid JSON: {e}."))
+    })?;
+    let Value::Object(body) = body else {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_CONTENT",
+            "The request body must be a JSON object of record fields.",
+        ));
+    };
+    let rejections = sim.inner.vendor_rejections.lock().unwrap().clone();
+    let one_world = sim.inner.one_world.load(Ordering::SeqCst);
+    // One lock for the whole write: a repeated upsert finds the record the first one made.
+    let db = sim.db();
+    let existing = match &target {
+        Target::Create => None,
+        Target::Update(rid) => Some(vendor::find(&db, rid).map_err(storage)?.ok_or_else(not_found)?),
+        Target::Upsert(eid) => vendor::find(&db, &RecordId::External(eid.clone())).map_err(storage)?,
+    };
+    sim.permit(if existing.is_some() { Permission::Edit } else { Permission::Create })?;
+    let mut changes = vendor::parse(&db, &body, checks)?;
+    if let Target::Upsert(eid) = &target {
+        match changes.value("externalId") {
+            Some(rusqlite::types::Value::Text(given)) if given != eid => {
+                return Err(RestError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_CONTENT",
+                    format!("The body's externalId '{given}' differs from the external ID in the URL ('{eid}')."),
+                )
+                .at_path("externalId"));
+            }
+            _ => changes.set_external_id(eid),
+        }
+    }
+    let ctx = WriteContext { now: sim.inner.clock.now_secs(), one_world, replace: &replace, rejections: &rejections };
+    let tx = db.unchecked_transaction().map_err(storage)?;
+    let id = match existing {
+        Some(id) => vendor::update(&tx, id, &changes, &ctx).map(|()| id)?,
+        None => vendor::create(&tx, &changes, &ctx)?,
+    };
+    tx.commit().map_err(storage)?;
+    sim.inner.record_writes.fetch_add(1, Ordering::SeqCst);
+    Ok(written(links, id))
+}
+
+impl ScriptedFailure {
+    /// The answer NetSuite gives for this failure.
+    pub(super) fn answer(self) -> RestError {
+        match self {
+            ScriptedFailure::TooManyRequests => RestError::too_many_requests(),
+            ScriptedFailure::InvalidLogin => RestError::invalid_login(),
+            ScriptedFailure::Unexpected => RestError::unexpected(),
+        }
+    }
+}
