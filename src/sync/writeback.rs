@@ -182,13 +182,35 @@ impl Pass<'_, '_> {
                     }
                 }
             }
-            // The base becomes what Salesforce holds: NetSuite's record as
-            // the mapping gives it, with Salesforce's values where they
-            // differ. The forward pass then writes exactly the fields
-            // NetSuite won, and nothing when it holds the same.
+            // NetSuite's side of the merge goes to Salesforce here: the
+            // forward pass sees only records NetSuite changed after its
+            // cursor, which a base-less first merge need not be.
+            if !merged.to_salesforce.is_empty() {
+                match run.sink.set_fields(self.sobject, &record.id, &merged.to_salesforce) {
+                    Ok(()) => {
+                        let changes: Vec<Value> = merged
+                            .to_salesforce
+                            .iter()
+                            .map(|(f, v)| json!({ "field": f, "rule": "merge", "old": record.fields.get(f), "new": v }))
+                            .collect();
+                        audit.push(self.entry(AuditAction::Write, id, &record.id, "updated", Value::Array(changes)));
+                    }
+                    Err(e) if e.is_about_data() => {
+                        audit.push(self.failed(AuditAction::Write, id, &record.id, &e));
+                        continue;
+                    }
+                    Err(e) => {
+                        run.audit(&audit);
+                        return Err(e);
+                    }
+                }
+            }
+            // The base becomes what both now hold: NetSuite's record as the
+            // mapping gives it, with the merged values. Neither side's copy
+            // of these writes comes back as a change.
             let mut holds = mapped.target.clone();
-            for f in &sources {
-                holds.fields.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
+            for (f, v) in &merged.agreed {
+                holds.fields.insert(f.clone(), v.clone());
             }
             let (dst, fields) = hashed_payload(&holds);
             let old = states[i].clone();
