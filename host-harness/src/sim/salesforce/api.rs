@@ -1,9 +1,12 @@
 //! The REST resources under /services/data/vXX.X: Composite, sObject
-//! Collections upsert and single-record upsert by external id. Composite
-//! subrequests go through the same dispatch as top-level requests.
+//! Collections (upsert, delete), the record resources (create, read,
+//! update, delete by Id; upsert by external id), query and queryAll, and
+//! Bulk API 2.0 ingest. Composite subrequests go through the same dispatch
+//! as top-level requests.
 
 use super::schema::FieldType;
-use super::store::{Org, RecordError, RequestError};
+use super::soql::{self, QueryCall};
+use super::store::{Deleted, Org, Read, RecordError, RequestError, WriteError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
@@ -56,12 +59,44 @@ impl Body<'_> {
     }
 }
 
+/// Rows per query page unless Sforce-Query-Options asks otherwise.
+pub const DEFAULT_QUERY_BATCH: usize = 2000;
+
+/// The batch size a `Sforce-Query-Options` header value asks for, kept
+/// within what Salesforce honours (200..=2000).
+pub fn query_batch(options: Option<&str>) -> usize {
+    options
+        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("batchSize=")?.trim().parse::<usize>().ok()))
+        .map_or(DEFAULT_QUERY_BATCH, |b| b.clamp(200, 2000))
+}
+
 /// Routes `method path[?query]` (below /services/data/vXX.X) to a resource.
-pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: Body<'_>, now: i64) -> Answer {
+/// `batch` is the query page size the request asked for.
+pub fn dispatch(
+    org: &mut Org,
+    method: &str,
+    version: f64,
+    path: &str,
+    body: Body<'_>,
+    now: i64,
+    batch: usize,
+) -> Answer {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        ("DELETE", ["composite", "sobjects"]) => collections_delete(org, query),
+        ("GET", [which @ ("query" | "queryAll")]) => {
+            let soql = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "q").map(|(_, v)| v.into_owned());
+            let call = QueryCall {
+                soql: soql.as_deref().unwrap_or_default(),
+                all_rows: *which == "queryAll",
+                batch,
+                version,
+                now,
+            };
+            answer(soql::query(org, &call).map(Some), 200)
+        }
+        ("GET", ["query" | "queryAll", locator]) => answer(soql::more(org, version, locator, now).map(Some), 200),
+        ("DELETE", ["composite", "sobjects"]) => collections_delete(org, query, now),
         ("POST", ["composite"]) => composite(org, body, now),
         ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
             collections_upsert(org, sobject, ext_field, body, now)
@@ -69,6 +104,14 @@ pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: Bod
         ("GET", ["sobjects", sobject, "describe"]) => describe(org, sobject),
         ("GET", ["sobjects"]) => describe_global(org),
         ("GET", ["sobjects", sobject, id]) => record_by_id(org, version, sobject, id),
+        ("POST", ["sobjects", sobject] | ["sobjects", sobject, "Id"]) => create(org, sobject, body, now),
+        ("PATCH" | "DELETE", ["sobjects", _, "Id"]) => fail(RequestError::new(
+            405,
+            "METHOD_NOT_ALLOWED",
+            format!("HTTP Method '{method}' not allowed. Allowed are GET,HEAD,POST"),
+        )),
+        ("PATCH", ["sobjects", sobject, id]) => update_by_id(org, sobject, id, body, now),
+        ("DELETE", ["sobjects", sobject, id]) => delete_by_id(org, sobject, id, now),
         ("POST", ["jobs", "ingest"]) => super::bulk::create(org, version, &body.bytes(), now),
         ("PUT", ["jobs", "ingest", id, "batches"]) => super::bulk::upload(org, id, &body.bytes()),
         ("PATCH", ["jobs", "ingest", id]) => super::bulk::set_state(org, id, &body.bytes(), now),
@@ -77,6 +120,83 @@ pub fn dispatch(org: &mut Org, method: &str, version: f64, path: &str, body: Bod
             single_upsert(org, version, sobject, ext_field, value, body, now)
         }
         _ => not_found(path),
+    }
+}
+
+/// An answer from a result: `status` with its body, or the error's.
+fn answer(result: Result<Option<Value>, RequestError>, status: u16) -> Answer {
+    match result {
+        Ok(body) => (status, body),
+        Err(e) => fail(e),
+    }
+}
+
+/// A record error as the record resources answer it: 400 with an error array.
+fn record_failure(e: RecordError) -> Answer {
+    (400, Some(json!([{ "message": e.message, "errorCode": e.status_code, "fields": e.fields }])))
+}
+
+fn no_such_object(sobject: &str) -> RequestError {
+    RequestError::new(404, "NOT_FOUND", format!("The requested resource does not exist: sobject type '{sobject}'"))
+}
+
+fn no_such_record() -> Answer {
+    fail(RequestError::new(404, "NOT_FOUND", "The requested resource does not exist"))
+}
+
+fn entity_is_deleted() -> Answer {
+    (404, Some(json!([{ "message": "entity is deleted", "errorCode": "ENTITY_IS_DELETED", "fields": [] }])))
+}
+
+/// The object named in the path and the request's fields, both checked.
+fn object_and_fields(
+    org: &Org,
+    sobject: &str,
+    body: Body<'_>,
+) -> Result<(super::schema::SObject, Map<String, Value>), RequestError> {
+    let object = org.object(sobject).cloned().ok_or_else(|| no_such_object(sobject))?;
+    let record = body.object()?.into_owned();
+    org.check_fields(&object, &record)?;
+    Ok((object, record))
+}
+
+/// `POST sobjects/{SObject}`: 201 with the new record's id.
+fn create(org: &mut Org, sobject: &str, body: Body<'_>, now: i64) -> Answer {
+    let (object, record) = match object_and_fields(org, sobject, body) {
+        Ok(checked) => checked,
+        Err(e) => return fail(e),
+    };
+    match org.create(&object, &record, now) {
+        Ok(id) => (201, Some(json!({ "id": id, "success": true, "errors": [] }))),
+        Err(e) => record_failure(e),
+    }
+}
+
+/// `PATCH sobjects/{SObject}/{Id}`: 204 with no body.
+fn update_by_id(org: &mut Org, sobject: &str, id: &str, body: Body<'_>, now: i64) -> Answer {
+    let (object, record) = match object_and_fields(org, sobject, body) {
+        Ok(checked) => checked,
+        Err(e) => return fail(e),
+    };
+    match org.update(&object, id, &record, now) {
+        Ok(_) => (204, None),
+        Err(WriteError::NotFound) => no_such_record(),
+        Err(WriteError::Deleted) => entity_is_deleted(),
+        Err(WriteError::Record(e)) => record_failure(e),
+    }
+}
+
+/// `DELETE sobjects/{SObject}/{Id}`: 204, the record going to the Recycle Bin.
+fn delete_by_id(org: &mut Org, sobject: &str, id: &str, now: i64) -> Answer {
+    let Some(object) = org.object(sobject) else { return fail(no_such_object(sobject)) };
+    match org.read(object.name, id) {
+        Read::Missing => no_such_record(),
+        Read::Deleted => entity_is_deleted(),
+        Read::Live(_) => match org.delete(id, now) {
+            Deleted::Ok => (204, None),
+            Deleted::AlreadyDeleted => entity_is_deleted(),
+            Deleted::NoSuchId => no_such_record(),
+        },
     }
 }
 
@@ -222,25 +342,23 @@ fn describe_global(org: &Org) -> Answer {
     (200, Some(json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects })))
 }
 
-/// `GET sobjects/{SObject}/{Id}`: the record with its system fields, or
-/// 404 NOT_FOUND as Salesforce answers for an id it does not hold.
+/// `GET sobjects/{SObject}/{Id}`: the record with its system fields; 404
+/// ENTITY_IS_DELETED for a record in the Recycle Bin, NOT_FOUND for an id
+/// the org does not hold.
 fn record_by_id(org: &Org, version: f64, sobject: &str, id: &str) -> Answer {
-    let Some(object) = org.object(sobject) else {
-        return fail(RequestError::new(
-            404,
-            "NOT_FOUND",
-            format!("The requested resource does not exist: sobject type '{sobject}'"),
-        ));
+    let Some(object) = org.object(sobject) else { return fail(no_such_object(sobject)) };
+    let record = match org.read(object.name, id) {
+        Read::Live(record) => record,
+        Read::Deleted => return entity_is_deleted(),
+        Read::Missing => return no_such_record(),
     };
-    let Some(record) = org.record(object.name, id) else {
-        return fail(RequestError::new(404, "NOT_FOUND", "The requested resource does not exist"));
-    };
+    let id = super::schema::normalize_id(id).unwrap_or_else(|| id.to_string());
     let mut out = Map::new();
     out.insert(
         "attributes".into(),
         json!({ "type": object.name, "url": format!("/services/data/v{version:.1}/sobjects/{}/{id}", object.name) }),
     );
-    out.insert("Id".into(), Value::String(id.to_string()));
+    out.insert("Id".into(), Value::String(id));
     out.extend(record);
     (200, Some(Value::Object(out)))
 }
@@ -265,21 +383,24 @@ fn describe(org: &Org, sobject: &str) -> Answer {
                 FieldType::Phone => ("xsd:string", "phone"),
                 FieldType::Reference => ("tns:ID", "reference"),
                 FieldType::Boolean => ("xsd:boolean", "boolean"),
+                FieldType::DateTime => ("xsd:dateTime", "datetime"),
+                FieldType::Int => ("xsd:int", "int"),
             };
             json!({
                 "name": f.name,
                 "label": f.name.trim_end_matches("__c").replace('_', " "),
                 "type": kind,
                 "soapType": soap,
-                "length": if f.kind == FieldType::Boolean { 0 } else { f.length },
+                "length": if matches!(f.kind, FieldType::Boolean | FieldType::DateTime | FieldType::Int) { 0 } else { f.length },
+                "digits": if f.kind == FieldType::Int { f.length } else { 0 },
                 "externalId": f.external_id,
                 "idLookup": f.external_id || f.kind == FieldType::Id,
                 "unique": f.unique,
                 "caseSensitive": false,
                 "createable": f.updateable,
                 "updateable": f.updateable,
-                "nillable": !f.required && f.kind != FieldType::Boolean,
-                "defaultedOnCreate": f.kind == FieldType::Boolean || f.kind == FieldType::Id,
+                "nillable": !f.required && !f.system && f.kind != FieldType::Boolean,
+                "defaultedOnCreate": f.system || f.kind == FieldType::Boolean,
                 "calculated": false,
                 "autoNumber": false,
                 "custom": f.name.ends_with("__c"),
@@ -306,7 +427,7 @@ fn describe(org: &Org, sobject: &str) -> Answer {
     )
 }
 
-fn collections_delete(org: &mut Org, query: &str) -> Answer {
+fn collections_delete(org: &mut Org, query: &str, now: i64) -> Answer {
     let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let ids: Vec<&str> =
         params.get("ids").map(|v| v.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
@@ -322,11 +443,11 @@ fn collections_delete(org: &mut Org, query: &str) -> Answer {
     }
     let results: Vec<Value> = ids
         .iter()
-        .map(|id| match org.delete(id) {
-            super::store::Deleted::Ok => json!({ "id": id, "success": true, "errors": [] }),
-            super::store::Deleted::AlreadyDeleted => json!({ "id": id, "success": false,
+        .map(|id| match org.delete(id, now) {
+            Deleted::Ok => json!({ "id": id, "success": true, "errors": [] }),
+            Deleted::AlreadyDeleted => json!({ "id": id, "success": false,
                 "errors": [{ "statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": [] }] }),
-            super::store::Deleted::NoSuchId => json!({ "id": id, "success": false,
+            Deleted::NoSuchId => json!({ "id": id, "success": false,
                 "errors": [{ "statusCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id", "fields": [] }] }),
         })
         .collect();
@@ -365,7 +486,7 @@ fn single_upsert(
         Ok(u) if u.created => (201, Some(json!({ "id": u.id, "success": true, "errors": [], "created": true }))),
         Ok(_) if version < MIN_UPSERT_VERSION => (204, None),
         Ok(u) => (200, Some(json!({ "id": u.id, "success": true, "errors": [], "created": false }))),
-        Err(e) => (400, Some(json!([{ "message": e.message, "errorCode": e.status_code, "fields": e.fields }]))),
+        Err(e) => record_failure(e),
     }
 }
 
@@ -416,12 +537,18 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
         };
         let url = sub.get("url").and_then(Value::as_str).unwrap_or_default();
         let body = Body::Json(sub.get("body"));
+        let batch = query_batch(
+            sub.get("httpHeaders")
+                .and_then(Value::as_object)
+                .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("Sforce-Query-Options")))
+                .and_then(|(_, v)| v.as_str()),
+        );
         // Subrequest URLs carry their own version: /services/data/vXX.X/...
         let answer = url
             .strip_prefix("/services/data/")
             .and_then(|rest| rest.split_once('/'))
             .and_then(|(v, rest)| Some((version(v)?, rest)))
-            .map(|(v, rest)| dispatch(org, &method, v, rest, body, now))
+            .map(|(v, rest)| dispatch(org, &method, v, rest, body, now, batch))
             .unwrap_or_else(|| not_found(url));
         let answer_body = answer.1.unwrap_or(Value::Null);
         if let Some(name) = reference.as_str() {

@@ -4,7 +4,7 @@
 //! Salesforce does, so clients must match on the external id.
 
 use super::schema::FieldType;
-use super::store::{Org, RecordError, RequestError};
+use super::store::{Deleted, Org, Read, RecordError, RequestError, WriteError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
@@ -27,10 +27,7 @@ pub struct Job {
 }
 
 fn iso(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
+    super::datetime::format(secs)
 }
 
 impl Job {
@@ -222,7 +219,7 @@ pub fn results(org: &Org, id: &str, which: &str) -> Option<Result<String, Reques
 fn run(org: &mut Org, id: &str, now: i64) {
     let Some(job) = org.jobs.get_mut(id) else { return };
     let data = job.data.take().unwrap_or_default();
-    let (object_name, ext) = (job.object.clone(), job.external_id_field.clone());
+    let (object_name, ext, operation) = (job.object.clone(), job.external_id_field.clone(), job.operation.clone());
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
@@ -248,7 +245,7 @@ fn run(org: &mut Org, id: &str, now: i64) {
             return;
         }
     }
-    let ext_col = headers.iter().position(|h| h.eq_ignore_ascii_case(&ext));
+    let ext_col = headers.iter().position(|h| !ext.is_empty() && h.eq_ignore_ascii_case(&ext));
     let mut seen: HashMap<String, usize> = HashMap::new();
     if let Some(c) = ext_col {
         for row in &rows {
@@ -285,7 +282,7 @@ fn run(org: &mut Org, id: &str, now: i64) {
                 fields: vec![],
             })
         } else {
-            org.upsert(&object, &ext, &record, now)
+            apply(org, &object, &operation, &ext, record, now)
         };
         match result {
             Ok(u) => successful.push((u.id, u.created, row)),
@@ -295,4 +292,56 @@ fn run(org: &mut Org, id: &str, now: i64) {
     let job = org.jobs.get_mut(id).expect("job exists");
     job.successful = successful;
     job.failed = failed;
+}
+
+/// One row of a job, as its operation says: upsert by the job's external
+/// id, insert, update by Id, or delete by Id (to the Recycle Bin, or for
+/// good with hardDelete).
+fn apply(
+    org: &mut Org,
+    object: &super::schema::SObject,
+    operation: &str,
+    ext: &str,
+    mut record: Map<String, Value>,
+    now: i64,
+) -> Result<super::store::Upserted, RecordError> {
+    let by_id = |record: &mut Map<String, Value>| -> Result<String, RecordError> {
+        let key = record.keys().find(|k| k.eq_ignore_ascii_case("Id")).cloned();
+        match key.and_then(|k| record.remove(&k)) {
+            Some(Value::String(id)) if !id.is_empty() => Ok(id),
+            _ => Err(RecordError::new("MISSING_ARGUMENT", "Id not specified in an update call", &["Id"])),
+        }
+    };
+    let gone = |d: Deleted, id: String| match d {
+        Deleted::Ok => Ok(super::store::Upserted { id, created: false }),
+        Deleted::AlreadyDeleted => Err(RecordError::new("ENTITY_IS_DELETED", "entity is deleted", &[])),
+        Deleted::NoSuchId => Err(RecordError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", &[])),
+    };
+    match operation {
+        "insert" => org.create(object, &record, now).map(|id| super::store::Upserted { id, created: true }),
+        "update" => {
+            let id = by_id(&mut record)?;
+            org.update(object, &id, &record, now).map(|id| super::store::Upserted { id, created: false }).map_err(|e| {
+                match e {
+                    WriteError::Record(e) => e,
+                    WriteError::Deleted => RecordError::new("ENTITY_IS_DELETED", "entity is deleted", &[]),
+                    WriteError::NotFound => {
+                        RecordError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", &[])
+                    }
+                }
+            })
+        }
+        "delete" | "hardDelete" => {
+            let id = by_id(&mut record)?;
+            // Only this job's object: an id of another object is not found.
+            let outcome = match org.read(object.name, &id) {
+                Read::Live(_) if operation == "delete" => org.delete(&id, now),
+                Read::Live(_) => org.hard_delete(&id),
+                Read::Deleted => Deleted::AlreadyDeleted,
+                Read::Missing => Deleted::NoSuchId,
+            };
+            gone(outcome, id)
+        }
+        _ => org.upsert(object, ext, &record, now),
+    }
 }

@@ -1,11 +1,14 @@
 //! The Salesforce simulator: the OAuth token endpoint (client credentials and
 //! refresh token, with optional rotation), REST resources under
-//! /services/data (Composite, sObject Collections and single upsert), the
-//! 401 INVALID_SESSION_ID of an expired session, Sforce-Limit-Info on every
-//! response, the daily API allocation and injectable faults.
+//! /services/data (Composite, sObject Collections, record create, read,
+//! update, delete and upsert, query and queryAll with paging, Bulk API 2.0
+//! ingest), the 401 INVALID_SESSION_ID of an expired session,
+//! Sforce-Limit-Info on every response, the daily API allocation and
+//! injectable faults.
 
 mod api;
 mod bulk;
+mod datetime;
 pub mod schema;
 mod soql;
 pub mod store;
@@ -105,7 +108,6 @@ struct Inner {
     /// Sessions are valid but may not use the REST API (API Client Control, IP locks).
     refuse_rest: std::sync::atomic::AtomicBool,
     faults: Mutex<(Faults, StdRng)>,
-    query_cursors: Mutex<soql::Cursors>,
     /// Called before each Bulk API 2.0 job poll is answered (tests).
     on_bulk_poll: Mutex<Option<BulkPollHook>>,
 }
@@ -140,7 +142,6 @@ impl SalesforceSim {
                 expire_every: AtomicU64::new(0),
                 refuse_rest: Default::default(),
                 faults: Mutex::new((Faults::default(), StdRng::seed_from_u64(7))),
-                query_cursors: Mutex::new(Default::default()),
                 on_bulk_poll: Mutex::new(None),
             }),
         };
@@ -423,11 +424,6 @@ impl SalesforceSim {
     }
 }
 
-/// One parameter of a query string, decoded.
-fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
-
 fn oauth_error(error: &str, description: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -572,32 +568,6 @@ async fn api_handler(
         });
         return sim.respond(StatusCode::OK, Some(body));
     }
-    // SOQL: paging state and the Sforce-Query-Options batch size live here.
-    if method == Method::GET {
-        let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
-        let answer = match parts.as_slice() {
-            ["query"] => {
-                let q = query.as_deref().and_then(|qs| form_urlencoded_value(qs, "q")).unwrap_or_default();
-                let batch = headers
-                    .get("sforce-query-options")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("batchSize=")?.parse::<usize>().ok()))
-                    .map_or(2000, |b| b.clamp(200, 2000));
-                let org = sim.org();
-                Some(soql::query(&org, &mut sim.inner.query_cursors.lock().unwrap(), v, &q, batch))
-            }
-            ["query", locator] => Some(soql::more(&mut sim.inner.query_cursors.lock().unwrap(), v, locator)),
-            _ => None,
-        };
-        if let Some(answer) = answer {
-            return match answer {
-                Ok(body) => sim.respond(StatusCode::OK, Some(body)),
-                Err(e) => {
-                    sim.respond(StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), Some(e.body()))
-                }
-            };
-        }
-    }
     // Bulk API 2.0 result files are CSV, not JSON.
     if method == Method::GET {
         let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
@@ -632,7 +602,8 @@ async fn api_handler(
             Some(q) => format!("{rest}?{q}"),
             None => rest,
         };
-        api::dispatch(&mut org, method.as_str(), v, &target, api::Body::Bytes(&body), now)
+        let batch = api::query_batch(headers.get("sforce-query-options").and_then(|v| v.to_str().ok()));
+        api::dispatch(&mut org, method.as_str(), v, &target, api::Body::Bytes(&body), now, batch)
     };
     sim.respond(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), answer)
 }

@@ -9,6 +9,9 @@ pub enum FieldType {
     Phone,
     Reference,
     Boolean,
+    DateTime,
+    /// A whole number (`int` in describe).
+    Int,
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +26,9 @@ pub struct Field {
     pub updateable: bool,
     /// For references: (relationship name, target object).
     pub relationship: Option<(&'static str, &'static str)>,
+    /// A system field Salesforce maintains (Id, CreatedDate, SystemModstamp,
+    /// IsDeleted...): read-only, never null, not stored with the record.
+    pub system: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +46,11 @@ impl SObject {
     pub fn relationship(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.relationship.is_some_and(|(r, _)| r.eq_ignore_ascii_case(name)))
     }
+
+    /// The External ID field whose value the store indexes (`NetSuite_Id__c`).
+    pub fn external_id(&self) -> Option<&Field> {
+        self.fields.iter().find(|f| f.external_id)
+    }
 }
 
 const fn text(name: &'static str, length: usize) -> Field {
@@ -52,6 +63,7 @@ const fn text(name: &'static str, length: usize) -> Field {
         unique: false,
         updateable: true,
         relationship: None,
+        system: false,
     }
 }
 
@@ -66,16 +78,31 @@ const fn typed(mut f: Field, kind: FieldType) -> Field {
 }
 
 fn id() -> Field {
+    Field { unique: true, length: 18, ..system("Id", FieldType::Id) }
+}
+
+const fn system(name: &'static str, kind: FieldType) -> Field {
     Field {
-        name: "Id",
-        kind: FieldType::Id,
-        length: 18,
+        name,
+        kind,
+        length: 0,
         required: false,
         external_id: false,
-        unique: true,
+        unique: false,
         updateable: false,
         relationship: None,
+        system: true,
     }
+}
+
+/// The audit fields every object has, kept by the store on each write.
+fn audit() -> Vec<Field> {
+    vec![
+        system("CreatedDate", FieldType::DateTime),
+        system("LastModifiedDate", FieldType::DateTime),
+        system("SystemModstamp", FieldType::DateTime),
+        system("IsDeleted", FieldType::Boolean),
+    ]
 }
 
 /// The connector's checkboxes: inactive in NetSuite, deleted in NetSuite.
@@ -110,11 +137,13 @@ pub fn objects() -> Vec<SObject> {
         typed(text("Email__c", 80), FieldType::Email),
         text("Payment_Terms__c", 255),
         typed(text("Description", 32000), FieldType::TextArea),
+        typed(text("NumberOfEmployees", 8), FieldType::Int),
         netsuite_id(),
     ];
     account.extend(address("Billing"));
     account.extend(address("Shipping"));
     account.extend(flags());
+    account.extend(audit());
     let mut contact = vec![
         id(),
         text("FirstName", 40),
@@ -127,6 +156,7 @@ pub fn objects() -> Vec<SObject> {
         netsuite_id(),
     ];
     contact.extend(flags());
+    contact.extend(audit());
     let mut vendor = vec![
         id(),
         required(text("Name", 80)),
@@ -141,6 +171,7 @@ pub fn objects() -> Vec<SObject> {
         netsuite_id(),
     ];
     vendor.extend(flags());
+    vendor.extend(audit());
     vec![
         SObject { name: "Account", key_prefix: "001", fields: account },
         SObject { name: "Contact", key_prefix: "003", fields: contact },
@@ -158,8 +189,12 @@ pub fn salesforce_id(prefix: &str, n: u64) -> String {
         *slot = BASE62[(v % 62) as usize];
         v /= 62;
     }
-    let id15 = format!("{prefix}8d{}", std::str::from_utf8(&body).expect("base62 is ascii"));
-    const SUFFIX: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    with_suffix(&format!("{prefix}8d{}", std::str::from_utf8(&body).expect("base62 is ascii")))
+}
+
+const SUFFIX: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+
+fn with_suffix(id15: &str) -> String {
     let suffix: String = id15
         .as_bytes()
         .chunks(5)
@@ -170,6 +205,32 @@ pub fn salesforce_id(prefix: &str, n: u64) -> String {
         })
         .collect();
     format!("{id15}{suffix}")
+}
+
+/// The 18-character form of an id given in either form, as Salesforce
+/// accepts them: 15 case-sensitive characters, or 18 whose last three
+/// restore the case of the first fifteen (so any case matches). None for
+/// text that is no id.
+pub fn normalize_id(text: &str) -> Option<String> {
+    if !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    match text.len() {
+        15 => Some(with_suffix(text)),
+        18 => {
+            let (body, suffix) = text.split_at(15);
+            let mut id15 = String::with_capacity(15);
+            for (chunk, s) in body.as_bytes().chunks(5).zip(suffix.bytes()) {
+                let bits = SUFFIX.iter().position(|c| *c == s.to_ascii_uppercase())?;
+                for (i, c) in chunk.iter().enumerate() {
+                    let upper = bits & (1 << i) != 0;
+                    id15.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() } as char);
+                }
+            }
+            Some(with_suffix(&id15))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -184,5 +245,16 @@ mod tests {
         assert_ne!(salesforce_id("001", 61), salesforce_id("001", 62));
         // A known case: the suffix encodes which of each 5 characters are upper-case.
         assert_eq!(&salesforce_id("001", 0)[15..], "AAA");
+    }
+
+    #[test]
+    fn ids_normalize_from_15_characters_and_from_any_case_of_18() {
+        let id = salesforce_id("a01", 123_456);
+        assert_eq!(normalize_id(&id).as_deref(), Some(id.as_str()));
+        assert_eq!(normalize_id(&id[..15]).as_deref(), Some(id.as_str()));
+        assert_eq!(normalize_id(&id.to_ascii_lowercase()).as_deref(), Some(id.as_str()));
+        assert_eq!(normalize_id(&id.to_ascii_uppercase()).as_deref(), Some(id.as_str()));
+        assert_eq!(normalize_id("001' OR Name != '"), None);
+        assert_eq!(normalize_id("42"), None);
     }
 }
