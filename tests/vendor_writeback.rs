@@ -1,0 +1,182 @@
+//! Vendors both ways, end to end with the real component: Salesforce edits
+//! and new Vendor__c records reach NetSuite through the record API, NetSuite
+//! edits keep flowing the other way, conflicts follow `vendor_conflict`,
+//! and neither side's copy of the connector's own writes comes back.
+
+mod support;
+
+use host_harness::audit::{AuditRow, for_run};
+use host_harness::sim::netsuite::VendorRejection;
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+use support::{Bed, bed, succeeded};
+
+fn fields(v: Value) -> Map<String, Value> {
+    v.as_object().expect("an object").clone()
+}
+
+/// A bed with `n` vendors synced to Salesforce and write-back on.
+async fn synced(n: u64, policy: &str) -> (Bed, Vec<i64>) {
+    let bed = bed(0).setting("vendor_writeback", "true").setting("vendor_conflict", policy).start().await;
+    let ids = bed.netsuite.seed_vendors(n, 7).unwrap();
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.salesforce.count("Vendor__c"), n);
+    (bed, ids)
+}
+
+fn rows(bed: &Bed, run_id: &str) -> Vec<AuditRow> {
+    let conn = bed.tenant.database.connect().unwrap();
+    for_run(&conn, "demo", run_id).unwrap()
+}
+
+fn actions(rows: &[AuditRow], action: &str) -> Vec<AuditRow> {
+    rows.iter().filter(|r| r.action == action).cloned().collect()
+}
+
+/// A NetSuite user's edit of one vendor column, a second later.
+fn netsuite_edit(bed: &Bed, id: i64, column: &str, value: &str) {
+    bed.clock.advance(Duration::from_secs(1));
+    let now = bed.clock.now_secs();
+    let sql = format!(
+        "UPDATE vendor SET {column} = '{}', lastmodifieddate = {now} WHERE id = {id}",
+        value.replace('\'', "''")
+    );
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+}
+
+/// A Salesforce user's edit of one Vendor__c, a second later.
+fn salesforce_edit(bed: &Bed, netsuite_id: i64, edit: Value) -> String {
+    bed.clock.advance(Duration::from_secs(1));
+    let (sf_id, _) = bed.sf("Vendor__c", netsuite_id);
+    bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(edit));
+    sf_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_edit_reaches_netsuite_once_and_never_echoes() {
+    let (bed, ids) = synced(5, "netsuite").await;
+    let id = ids[2];
+    salesforce_edit(&bed, id, json!({"Phone__c": "+15550100", "City__c": "Dallas"}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550100"));
+    let vendor = bed.netsuite.vendor(id).unwrap().expect("the vendor");
+    let default_address = vendor["addressBook"]["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|line| line["defaultBilling"] == json!(true))
+        .expect("a default billing line");
+    assert_eq!(default_address["addressBookAddress"]["city"], json!("Dallas"));
+    let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].netsuite_id, id.to_string());
+    assert!(writes[0].transformations.contains("+15550100"), "{}", writes[0].transformations);
+    // The forward pass read the vendor NetSuite just changed and found
+    // Salesforce already holding it.
+    let (_, record) = bed.sf("Vendor__c", id);
+    assert_eq!(record["Phone__c"], json!("+15550100"));
+
+    // Idle cycles: the connector's writes on either side are not changes.
+    let (sf_writes, ns_writes) = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    for _ in 0..1000 {
+        bed.clock.advance(Duration::from_secs(7));
+        succeeded(&bed.sync_all().await);
+    }
+    assert_eq!(bed.salesforce.writes(), sf_writes, "no Salesforce write when nothing changed");
+    assert_eq!(bed.netsuite.record_writes(), ns_writes, "no NetSuite write when nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_of_different_fields_on_both_sides_merge() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[0];
+    netsuite_edit(&bed, id, "email", "ap@merged.example.com");
+    salesforce_edit(&bed, id, json!({"Phone__c": "+15550111"}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550111"));
+    assert_eq!(bed.netsuite.vendor_field(id, "email").unwrap().as_deref(), Some("ap@merged.example.com"));
+    let (_, record) = bed.sf("Vendor__c", id);
+    assert_eq!(
+        (record["Phone__c"].clone(), record["Email__c"].clone()),
+        (json!("+15550111"), json!("ap@merged.example.com"))
+    );
+    assert!(actions(&rows(&bed, &report.run_id), "conflict").is_empty(), "different fields do not conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_field_on_both_sides_follows_each_policy() {
+    for (policy, winner) in [("netsuite", "netsuite"), ("salesforce", "salesforce"), ("newest", "salesforce")] {
+        let (bed, ids) = synced(2, policy).await;
+        let id = ids[1];
+        netsuite_edit(&bed, id, "phone", "+15550222");
+        // Salesforce's edit is a second later: the newest.
+        salesforce_edit(&bed, id, json!({"Phone__c": "+15550333"}));
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let expected = if winner == "netsuite" { "+15550222" } else { "+15550333" };
+        assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some(expected), "{policy}");
+        assert_eq!(bed.sf("Vendor__c", id).1["Phone__c"], json!(expected), "{policy}");
+        let conflicts = actions(&rows(&bed, &report.run_id), "conflict");
+        assert_eq!(conflicts.len(), 1, "{policy}: {conflicts:?}");
+        assert_eq!(conflicts[0].outcome, winner, "{policy}");
+        let detail: Value = serde_json::from_str(&conflicts[0].transformations).unwrap();
+        assert_eq!(detail[0]["netsuite"], json!("+15550222"), "{policy}");
+        assert_eq!(detail[0]["salesforce"], json!("+15550333"), "{policy}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_created_in_salesforce_appears_in_netsuite_once_even_when_the_link_fails() {
+    let (bed, _) = synced(2, "netsuite").await;
+    let before = bed.netsuite.vendor_count().unwrap();
+    bed.clock.advance(Duration::from_secs(1));
+    let sf_id = bed.salesforce.create_by_hand(
+        "Vendor__c",
+        fields(json!({"Name": "Harbor Freight Lines", "Phone__c": "+15550444", "Payment_Terms__c": "Net 30"})),
+    );
+    // The write-back of the new NetSuite id fails, as if the run died
+    // between the NetSuite create and the Salesforce update.
+    bed.salesforce.alter_field("Vendor__c", "NetSuite_Id__c", |f| f.updateable = false);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_count().unwrap(), before + 1);
+    let links = actions(&rows(&bed, &report.run_id), "link");
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].outcome, "failed");
+
+    bed.salesforce.alter_field("Vendor__c", "NetSuite_Id__c", |f| f.updateable = true);
+    bed.clock.advance(Duration::from_secs(1));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_count().unwrap(), before + 1, "the repeat found the vendor it made");
+    let ns_id = bed.netsuite.vendor_id_by_external_id(&sf_id).unwrap().expect("created by external id");
+    assert_eq!(bed.netsuite.vendor_field(ns_id, "companyname").unwrap().as_deref(), Some("Harbor Freight Lines"));
+    assert_eq!(bed.netsuite.vendor_field(ns_id, "phone").unwrap().as_deref(), Some("+15550444"));
+    let (linked_id, record) = bed.sf("Vendor__c", ns_id);
+    assert_eq!(linked_id, sf_id, "the same Salesforce record, now linked");
+    assert_eq!(record["Payment_Terms__c"], json!("Net 30"));
+    assert_eq!(bed.salesforce.count("Vendor__c"), 3, "no second Vendor__c from the forward pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_netsuite_validation_error_names_the_vendor_and_the_field() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    let id = ids[0];
+    bed.netsuite.reject_vendor_writes(VendorRejection {
+        matches: host_harness::sim::netsuite::VendorMatch::Id(id),
+        message: "Please enter a value for Phone.".into(),
+    });
+    salesforce_edit(&bed, id, json!({"Phone__c": "+15550555"}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].outcome, "failed");
+    let error = writes[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!("NetSuite vendor {id}")) && error.contains("Please enter a value for Phone"),
+        "{error}"
+    );
+}
