@@ -179,4 +179,20 @@ async fn a_netsuite_validation_error_names_the_vendor_and_the_field() {
         error.contains(&format!("NetSuite vendor {id}")) && error.contains("Please enter a value for Phone"),
         "{error}"
     );
+    assert_ne!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550555"));
+
+    // Fixed in NetSuite, then replayed: the write goes through once.
+    bed.netsuite.clear_vendor_rejections();
+    let writes_before = bed.netsuite.record_writes();
+    let report = bed.replay_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550555"));
+    assert_eq!(bed.netsuite.record_writes(), writes_before + 1);
+    let replayed = actions(&rows(&bed, &report.run_id), "netsuite-write");
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert_eq!(replayed[0].outcome, "updated");
+    // Nothing left to replay.
+    let report = bed.replay_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.record_writes(), writes_before + 1);
 }

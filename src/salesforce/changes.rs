@@ -111,6 +111,38 @@ impl super::SalesforceSink<'_> {
         Ok(ChangedPage { records, next })
     }
 
+    /// The records with these Ids, as [`Self::changed_page`] gives them.
+    pub fn changed_by_id(&self, sobject: &str, fields: &[String], ids: &[&str]) -> Result<Vec<Changed>> {
+        let mut out = Vec::new();
+        let mut select = vec!["SystemModstamp".to_string(), "LastModifiedDate".into()];
+        select.extend(fields.iter().cloned());
+        // 200 ids keep the URL far below Salesforce's 16,384-byte limit.
+        for group in ids.chunks(200) {
+            let query = super::soql::select_in(
+                sobject,
+                &{
+                    let mut s = vec!["Id".to_string()];
+                    s.extend(select.iter().filter(|f| *f != "Id").cloned());
+                    s
+                },
+                "Id",
+                group,
+            );
+            let path = format!(
+                "/services/data/v{}/query?{}",
+                self.settings.api_version,
+                form_urlencoded::Serializer::new(String::new()).append_pair("q", &query).finish()
+            );
+            let mut next = Some(path);
+            while let Some(url) = next.take() {
+                let page = self.changed_page(sobject, fields, None, Some(&url))?;
+                out.extend(page.records);
+                next = page.next;
+            }
+        }
+        Ok(out)
+    }
+
     /// Sets `fields` on one record by its Salesforce Id (PATCH, 204).
     pub fn set_fields(&self, sobject: &str, id: &str, fields: &Map<String, Value>) -> Result<()> {
         if !id.chars().all(|c| c.is_ascii_alphanumeric()) || !(15..=18).contains(&id.len()) {

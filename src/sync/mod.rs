@@ -92,6 +92,11 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
 fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     if let Some(scope) = &run.request.replay {
         run.target()?;
+        if let Some(policy) = run.settings.writeback {
+            for &kind in kinds {
+                writeback::replay(run, kind, policy, scope)?;
+            }
+        }
         return deferral::replay(run, scope, kinds);
     }
     // The NetSuite token is obtained by the run's first request and the

@@ -59,6 +59,21 @@ fn event_key(kind: RecordKind, id: &str) -> String {
     format!("event/{kind}/{id}")
 }
 
+/// A Salesforce → NetSuite write that failed on its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedWriteback {
+    pub kind: RecordKind,
+    pub salesforce_id: String,
+    /// None for a record new in Salesforce that NetSuite did not create.
+    pub netsuite_id: Option<String>,
+    pub run_id: String,
+    pub error: String,
+}
+
+pub fn writeback_key(kind: RecordKind, salesforce_id: &str) -> String {
+    format!("failed-writeback/{kind}/{salesforce_id}")
+}
+
 pub fn key(queue: Queue, kind: RecordKind, id: &str) -> String {
     format!("{}/{kind}/{id}", queue.prefix())
 }
@@ -145,6 +160,41 @@ impl<'a> Queues<'a> {
         let set = std::rc::Rc::new(RefCell::new(ids));
         self.held.borrow_mut().insert(kind, set.clone());
         Ok(set)
+    }
+
+    /// Keeps a failed Salesforce → NetSuite write for inspection and replay
+    /// (the replay reads the Salesforce record again and merges afresh).
+    pub fn put_writeback(&self, failed: &FailedWriteback) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(failed).expect("a failed write-back serializes");
+        self.kv
+            .set(&writeback_key(failed.kind, &failed.salesforce_id), &bytes)
+            .map_err(|e| kv_error("queueing a failed write-back", e))
+    }
+
+    /// Failed Salesforce → NetSuite writes of `kind`.
+    pub fn writebacks(&self, kind: RecordKind) -> Result<Vec<FailedWriteback>> {
+        let prefix = writeback_key(kind, "");
+        let keys: Vec<String> = self
+            .kv
+            .list_keys()
+            .map_err(|e| kv_error("listing failed write-backs", e))?
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading failed write-backs", e))?;
+        Ok(values.into_iter().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect())
+    }
+
+    /// Drops the failed write-backs of these Salesforce records (written since).
+    pub fn remove_writebacks(&self, kind: RecordKind, salesforce_ids: &[&str]) -> Result<()> {
+        if self.read_only || salesforce_ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = salesforce_ids.iter().map(|id| writeback_key(kind, id)).collect();
+        self.kv.delete_many(&keys).map_err(|e| kv_error("clearing failed write-backs", e))
     }
 
     pub fn put_event(&self, event: &QueuedEvent) -> Result<()> {

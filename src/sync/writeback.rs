@@ -11,11 +11,14 @@
 //! NetSuite id is then written back to Salesforce.
 
 use super::merge::{self, ConflictPolicy, Merged, Modified};
+use super::queues::FailedWriteback;
 use super::run::Run;
 use super::state::{RecordState, given_fields, hashed_payload};
 use crate::mapping::EXTERNAL_ID_FIELD;
 use crate::mapping::writeback::{WritebackMapping, replaces_address};
-use crate::model::{AuditAction, AuditEntry, ConnectorError, NetSuiteRecord, RecordKind, Result};
+use crate::model::{
+    AuditAction, AuditEntry, ConnectorError, NetSuiteRecord, OutcomeKind, RecordKind, ReplayScope, Result,
+};
 use crate::netsuite::records::RecordRef;
 use crate::salesforce::changes::{Changed, plain_datetime, soql_datetime};
 use serde_json::{Map, Value, json};
@@ -30,11 +33,12 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> R
         Some(c) => Some(soql_datetime(&c, i64::from(run.settings.netsuite.overlap_secs))?),
         None => None,
     };
-    let pass = Pass { run, kind, section, policy, sobject: &spec.sobject, terms: RefCell::new(None) };
+    let pass = Pass::new(run, kind, section, policy, &spec.sobject);
     let mut next: Option<String> = None;
     loop {
         let page = run.sink.changed_page(&spec.sobject, &spec.fields, since.as_deref(), next.as_deref())?;
         pass.page(&page.records)?;
+        pass.keep_failures()?;
         if let Some(last) = page.records.last() {
             run.state.save_salesforce_cursor(kind, &last.modstamp)?;
         }
@@ -46,6 +50,38 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> R
     }
 }
 
+/// Sends the failed Salesforce → NetSuite writes in `scope` again: their
+/// Salesforce records are read again and merged afresh, so a replay never
+/// sends a stale value.
+pub(super) fn replay(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, scope: &ReplayScope) -> Result<()> {
+    let Some(section) = run.settings.mapping.writeback(kind) else { return Ok(()) };
+    let queued: Vec<FailedWriteback> = run
+        .queues
+        .writebacks(kind)?
+        .into_iter()
+        .filter(|f| match scope {
+            ReplayScope::AllFailed => true,
+            ReplayScope::Run(id) => f.run_id == *id,
+            ReplayScope::Record(k, id) => {
+                *k == kind && (f.salesforce_id == *id || f.netsuite_id.as_deref() == Some(id.as_str()))
+            }
+        })
+        .collect();
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let spec = run.settings.mapping.target_spec(kind)?;
+    let ids: Vec<&str> = queued.iter().map(|f| f.salesforce_id.as_str()).collect();
+    let records = run.sink.changed_by_id(&spec.sobject, &spec.fields, &ids)?;
+    // Deleted in Salesforce since: nothing left to send.
+    let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
+    run.queues.remove_writebacks(kind, &gone)?;
+    let pass = Pass::new(run, kind, section, policy, &spec.sobject);
+    pass.replaying.set(true);
+    pass.page(&records)?;
+    pass.keep_failures()
+}
+
 struct Pass<'p, 'r> {
     run: &'p Run<'r>,
     kind: RecordKind,
@@ -54,6 +90,13 @@ struct Pass<'p, 'r> {
     sobject: &'p str,
     /// Payment terms by name, read from NetSuite when first needed.
     terms: RefCell<Option<HashMap<String, String>>>,
+    /// Writes that failed on their data, kept for replay.
+    failures: RefCell<Vec<FailedWriteback>>,
+    /// Salesforce records handled without a failure.
+    done: RefCell<Vec<String>>,
+    /// A replay: a record Salesforce did not change since the base is still
+    /// merged (its earlier write failed).
+    replaying: std::cell::Cell<bool>,
 }
 
 /// A NetSuite internal id in a Salesforce field (text or number).
@@ -65,7 +108,41 @@ fn netsuite_id(fields: &Map<String, Value>) -> Option<String> {
     }
 }
 
-impl Pass<'_, '_> {
+impl<'p, 'r> Pass<'p, 'r> {
+    fn new(
+        run: &'p Run<'r>,
+        kind: RecordKind,
+        section: &'p WritebackMapping,
+        policy: ConflictPolicy,
+        sobject: &'p str,
+    ) -> Self {
+        Pass {
+            run,
+            kind,
+            section,
+            policy,
+            sobject,
+            terms: RefCell::new(None),
+            failures: RefCell::new(Vec::new()),
+            done: RefCell::new(Vec::new()),
+            replaying: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Queues this page's failures for replay and clears the queued
+    /// failures of records written since.
+    fn keep_failures(&self) -> Result<()> {
+        let done = std::mem::take(&mut *self.done.borrow_mut());
+        let failed = std::mem::take(&mut *self.failures.borrow_mut());
+        let cleared: Vec<&str> =
+            done.iter().map(String::as_str).filter(|id| !failed.iter().any(|f| f.salesforce_id == *id)).collect();
+        self.run.queues.remove_writebacks(self.kind, &cleared)?;
+        for f in &failed {
+            self.run.queues.put_writeback(f)?;
+        }
+        Ok(())
+    }
+
     fn entry(&self, action: AuditAction, netsuite_id: &str, sf: &str, outcome: &str, detail: Value) -> AuditEntry {
         AuditEntry {
             run_id: self.run.request.run_id.clone(),
@@ -80,6 +157,14 @@ impl Pass<'_, '_> {
     }
 
     fn failed(&self, action: AuditAction, netsuite_id: &str, sf: &str, error: &ConnectorError) -> AuditEntry {
+        self.run.count(self.kind, OutcomeKind::Failed);
+        self.failures.borrow_mut().push(FailedWriteback {
+            kind: self.kind,
+            salesforce_id: sf.to_string(),
+            netsuite_id: (!netsuite_id.is_empty()).then(|| netsuite_id.to_string()),
+            run_id: self.run.request.run_id.clone(),
+            error: error.to_string(),
+        });
         AuditEntry {
             outcome: "failed".into(),
             error: Some(error.to_string()),
@@ -128,7 +213,7 @@ impl Pass<'_, '_> {
         for (i, (record, state)) in records.iter().zip(&states).enumerate() {
             let base = state.as_ref().and_then(given_fields);
             let edited = match &base {
-                Some(b) => sources.iter().any(|f| !same(record.fields.get(f), b.get(f))),
+                Some(b) => self.replaying.get() || sources.iter().any(|f| !same(record.fields.get(f), b.get(f))),
                 None => true,
             };
             if edited {
@@ -290,6 +375,7 @@ impl Pass<'_, '_> {
                     return Err(e);
                 }
             }
+            self.done.borrow_mut().push(record.id.clone());
             made.push((id, record));
         }
         // Record states, so neither side's copy of the new record comes back
