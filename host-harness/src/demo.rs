@@ -1,6 +1,7 @@
 //! `connector demo`: the embedded default. Both simulators on loopback, 1,000
 //! seeded customers, a full sync, a few edits in NetSuite (renames, address
-//! moves, a phone change), an incremental sync, and a summary.
+//! moves, a phone change), an incremental sync; then vendors both ways: a
+//! `Vendor__c` edited in Salesforce reaches NetSuite. And a summary.
 
 use crate::host::{Runtime, SyncMode};
 use crate::scheduler::RunReport;
@@ -31,8 +32,14 @@ pub struct DemoOutput {
     pub database: String,
     pub edits: Vec<String>,
     pub salesforce_accounts: u64,
+    pub salesforce_vendors: u64,
+    /// What NetSuite holds after the Salesforce edit of a vendor.
+    pub netsuite_vendor: String,
     pub runs: Vec<DemoRun>,
 }
+
+/// Vendors in the demo's NetSuite account.
+const DEMO_VENDORS: u64 = 20;
 
 pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
     let data_dir = match options.data_dir {
@@ -45,7 +52,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
         key,
         data_dir,
         salesforce: SalesforceSimConfig::default(),
-        settings: BTreeMap::new(),
+        settings: BTreeMap::from([("vendor_writeback".to_string(), "true".to_string())]),
         netsuite_concurrency: 15,
         max_memory_mb: 512,
     })
@@ -83,12 +90,30 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
     let second = bed.sync(&runtime, SyncMode::Incremental).await?;
     runs.push(DemoRun { label: "incremental sync after edits".into(), report: second });
 
+    // Vendors both ways: synced to Salesforce, then edited there by a buyer.
+    let vendors = bed.netsuite.seed_vendors(DEMO_VENDORS, 7)?;
+    let vendor_kind = [crate::host::RecordKind::Vendor];
+    let third = bed.sync_kinds(&runtime, SyncMode::Incremental, &vendor_kind).await?;
+    runs.push(DemoRun { label: "vendor sync".into(), report: third });
+    let vendor = *vendors.first().context("no vendors seeded")?;
+    let (sf_id, _) = bed.salesforce.find("Vendor__c", &vendor.to_string()).context("the vendor reached Salesforce")?;
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let phone = "+14155550123";
+    let edit = serde_json::Map::from_iter([("Phone__c".to_string(), serde_json::Value::String(phone.into()))]);
+    bed.salesforce.edit_by_hand("Vendor__c", &sf_id, edit);
+    edits.push(format!("in Salesforce, changed the phone of Vendor__c {sf_id} (NetSuite vendor {vendor}) to {phone}"));
+    let fourth = bed.sync_kinds(&runtime, SyncMode::Incremental, &vendor_kind).await?;
+    runs.push(DemoRun { label: "vendor sync after a Salesforce edit".into(), report: fourth });
+    let now = bed.netsuite.vendor_field(vendor, "phone")?.unwrap_or_default();
+
     Ok(DemoOutput {
         netsuite_url: bed.netsuite.base_url().to_string(),
         salesforce_url: bed.salesforce.base_url().to_string(),
         database: bed.database_path().display().to_string(),
         edits,
         salesforce_accounts: bed.salesforce.count("Account"),
+        salesforce_vendors: bed.salesforce.count("Vendor__c"),
+        netsuite_vendor: format!("NetSuite vendor {vendor} now has phone {now}"),
         runs,
     })
 }
@@ -113,13 +138,17 @@ pub fn print_text(out: &DemoOutput) {
         println!("  API calls: NetSuite {}, Salesforce {}", r.api_calls.netsuite, r.api_calls.salesforce);
         if i == 0 && !out.edits.is_empty() {
             println!();
-            println!("Edits made in NetSuite:");
+            println!("Edits made by users (in NetSuite unless marked):");
             for e in &out.edits {
                 println!("  - {e}");
             }
         }
     }
     println!();
-    println!("Salesforce now holds {} Accounts.", out.salesforce_accounts);
+    println!(
+        "Salesforce now holds {} Accounts and {} Vendor__c records.",
+        out.salesforce_accounts, out.salesforce_vendors
+    );
+    println!("{} (the Salesforce edit reached NetSuite).", out.netsuite_vendor);
     println!("Audit trail and state: {} (tables audit, runs, kv)", out.database);
 }
