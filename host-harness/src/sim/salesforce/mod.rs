@@ -272,26 +272,6 @@ impl SalesforceSim {
         org.insert_raw(&object, netsuite_id, fields, now)
     }
 
-    /// Edits a record as a person would in the UI: the fields given change,
-    /// SystemModstamp and LastModifiedDate move. Panics on a refused edit.
-    pub fn edit_by_hand(&self, sobject: &str, id: &str, fields: Map<String, Value>) {
-        let now = self.inner.clock.now_secs();
-        let mut org = self.org();
-        let object = org.object(sobject).cloned().expect("a simulated object");
-        if let Err(e) = org.update(&object, id, &fields, now) {
-            panic!("the simulated org refused the edit of {sobject} {id}: {e:?}");
-        }
-    }
-
-    /// Creates a record as a person would in the UI (no NetSuite id); its Id.
-    pub fn create_by_hand(&self, sobject: &str, fields: Map<String, Value>) -> String {
-        let now = self.inner.clock.now_secs();
-        let mut org = self.org();
-        let object = org.object(sobject).cloned().expect("a simulated object");
-        org.create(&object, &fields, now)
-            .unwrap_or_else(|e| panic!("the simulated org refused the new {sobject}: {}", e.message))
-    }
-
     pub fn set_validation_rule(&self, rule: Option<ValidationRule>) {
         self.org().validation_rule = rule;
     }
