@@ -426,3 +426,41 @@ async fn salesforce_soql_pages_with_next_records_url_and_refuses_bad_queries() {
     let (status, body) = soql(&sim, &t, &path, None).await;
     assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_FIELD")));
 }
+
+#[tokio::test]
+async fn salesforce_edits_by_hand_move_the_stamps_a_poll_reads() {
+    let clock = SimClock::new();
+    let sim = SalesforceSim::start(SalesforceSimConfig::default(), clock.clone(), 0).await.unwrap();
+    let token: Value = reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", sim.client_id()),
+            ("client_secret", "sim-client-secret"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = token["access_token"].as_str().unwrap();
+    let fields = |v: Value| v.as_object().unwrap().clone();
+    let id = sim.create_by_hand("Vendor__c", fields(json!({"Name": "Harbor Freight", "Phone__c": "+15550444"})));
+    clock.advance(Duration::from_secs(60));
+    sim.edit_by_hand("Vendor__c", &id, fields(json!({"City__c": "Dallas"})));
+    let q =
+        "SELECT Id, City__c, CreatedDate, SystemModstamp FROM Vendor__c WHERE SystemModstamp > 2000-01-01T00:00:00Z";
+    let path =
+        format!("/services/data/v66.0/query?q={}", form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>());
+    let (status, page) = soql(&sim, t, &path, None).await;
+    assert_eq!(status, 200, "{page}");
+    let row = &page["records"][0];
+    assert_eq!((row["Id"].as_str(), row["City__c"].as_str()), (Some(id.as_str()), Some("Dallas")));
+    assert_ne!(row["CreatedDate"], row["SystemModstamp"], "the edit moved the stamp");
+    sim.delete_by_hand(&id);
+    assert_eq!(sim.count("Vendor__c"), 0);
+    let all = path.replace("/query?", "/queryAll?");
+    let (_, page) = soql(&sim, t, &all, None).await;
+    assert_eq!(page["records"][0]["Id"], id.as_str(), "queryAll finds it in the Recycle Bin");
+}

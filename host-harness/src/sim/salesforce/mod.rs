@@ -272,6 +272,44 @@ impl SalesforceSim {
         org.insert_raw(&object, netsuite_id, fields, now)
     }
 
+    /// Creates a record as a person in the Salesforce UI would, checked as
+    /// an API create is, stamped with the simulated clock. Answers its Id;
+    /// a record the org refuses is a bug in the test, named in the panic.
+    pub fn create_by_hand(&self, sobject: &str, fields: Map<String, Value>) -> String {
+        let now = self.inner.clock.now_secs();
+        let mut org = self.org();
+        let object = org.object(sobject).cloned().unwrap_or_else(|| panic!("the simulated org has no {sobject}"));
+        let created = org
+            .check_fields(&object, &fields)
+            .map_err(|e| e.message)
+            .and_then(|()| org.create(&object, &fields, now).map_err(|e| format!("{}: {}", e.status_code, e.message)));
+        created.unwrap_or_else(|e| panic!("creating a {sobject} by hand was refused: {e}"))
+    }
+
+    /// Edits record `id` as a person in the Salesforce UI would: checked as
+    /// an API update is; LastModifiedDate and SystemModstamp move to the
+    /// simulated clock's now.
+    pub fn edit_by_hand(&self, sobject: &str, id: &str, fields: Map<String, Value>) {
+        let now = self.inner.clock.now_secs();
+        let mut org = self.org();
+        let object = org.object(sobject).cloned().unwrap_or_else(|| panic!("the simulated org has no {sobject}"));
+        let edited = org
+            .check_fields(&object, &fields)
+            .map_err(|e| e.message)
+            .and_then(|()| org.update(&object, id, &fields, now).map_err(|e| format!("{e:?}")));
+        if let Err(e) = edited {
+            panic!("editing {sobject} {id} by hand was refused: {e}");
+        }
+    }
+
+    /// Deletes record `id` as a person would: it goes to the Recycle Bin.
+    pub fn delete_by_hand(&self, id: &str) {
+        let now = self.inner.clock.now_secs();
+        if !matches!(self.org().delete(id, now), store::Deleted::Ok) {
+            panic!("deleting {id} by hand: no live record has this id");
+        }
+    }
+
     pub fn set_validation_rule(&self, rule: Option<ValidationRule>) {
         self.org().validation_rule = rule;
     }
