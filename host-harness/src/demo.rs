@@ -31,6 +31,8 @@ pub struct DemoOutput {
     pub salesforce_url: String,
     pub database: String,
     pub edits: Vec<String>,
+    /// Edits made in Salesforce, before the last run.
+    pub salesforce_edits: Vec<String>,
     pub salesforce_accounts: u64,
     pub salesforce_vendors: u64,
     /// What NetSuite holds after the Salesforce edit of a vendor.
@@ -101,7 +103,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
     let phone = "+14155550123";
     let edit = serde_json::Map::from_iter([("Phone__c".to_string(), serde_json::Value::String(phone.into()))]);
     bed.salesforce.edit_by_hand("Vendor__c", &sf_id, edit);
-    edits.push(format!("in Salesforce, changed the phone of Vendor__c {sf_id} (NetSuite vendor {vendor}) to {phone}"));
+    let salesforce_edits =
+        vec![format!("changed the phone of Vendor__c {sf_id} (NetSuite vendor {vendor}) to {phone}")];
     let fourth = bed.sync_kinds(&runtime, SyncMode::Incremental, &vendor_kind).await?;
     runs.push(DemoRun { label: "vendor sync after a Salesforce edit".into(), report: fourth });
     let now = bed.netsuite.vendor_field(vendor, "phone")?.unwrap_or_default();
@@ -111,6 +114,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
         salesforce_url: bed.salesforce.base_url().to_string(),
         database: bed.database_path().display().to_string(),
         edits,
+        salesforce_edits,
         salesforce_accounts: bed.salesforce.count("Account"),
         salesforce_vendors: bed.salesforce.count("Vendor__c"),
         netsuite_vendor: format!("NetSuite vendor {vendor} now has phone {now}"),
@@ -136,10 +140,15 @@ pub fn print_text(out: &DemoOutput) {
             );
         }
         println!("  API calls: NetSuite {}, Salesforce {}", r.api_calls.netsuite, r.api_calls.salesforce);
-        if i == 0 && !out.edits.is_empty() {
+        let (title, edits) = match i {
+            0 => ("Edits made in NetSuite:", &out.edits),
+            2 => ("Edits made in Salesforce:", &out.salesforce_edits),
+            _ => continue,
+        };
+        if !edits.is_empty() {
             println!();
-            println!("Edits made by users (in NetSuite unless marked):");
-            for e in &out.edits {
+            println!("{title}");
+            for e in edits {
                 println!("  - {e}");
             }
         }
