@@ -394,6 +394,10 @@ pub enum PlanAction {
     Defer,
     Delete,
     FlagDeleted,
+    /// Salesforce → NetSuite: fields a Salesforce edit would write to NetSuite.
+    NetSuiteUpdate,
+    /// Salesforce → NetSuite: a record new in Salesforce NetSuite would get.
+    NetSuiteCreate,
 }
 
 impl PlanAction {
@@ -405,6 +409,8 @@ impl PlanAction {
             PlanAction::Defer => "defer",
             PlanAction::Delete => "delete",
             PlanAction::FlagDeleted => "flag-deleted",
+            PlanAction::NetSuiteUpdate => "netsuite-update",
+            PlanAction::NetSuiteCreate => "netsuite-create",
         }
     }
 }

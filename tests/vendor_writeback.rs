@@ -6,6 +6,7 @@
 mod support;
 
 use host_harness::audit::{AuditRow, for_run};
+use host_harness::host::SyncMode;
 use host_harness::sim::netsuite::VendorRejection;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -93,6 +94,20 @@ async fn edits_of_different_fields_on_both_sides_merge() {
     let id = ids[0];
     netsuite_edit(&bed, id, "email", "ap@merged.example.com");
     salesforce_edit(&bed, id, json!({"Phone__c": "+15550111"}));
+
+    // A dry run shows both directions and writes nothing on either side.
+    let (sf_writes, ns_writes) = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let to_netsuite = plan.plan.iter().find(|p| p.action == "netsuite-update").expect("a NetSuite update planned");
+    assert_eq!(to_netsuite.netsuite_id, id.to_string());
+    assert_eq!(to_netsuite.changes[0]["field"], "Phone__c");
+    assert_eq!(to_netsuite.changes[0]["new"], "+15550111");
+    let to_salesforce = plan.plan.iter().find(|p| p.action == "update").expect("a Salesforce update planned");
+    assert_eq!(to_salesforce.changes[0]["new"], "ap@merged.example.com");
+    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), (sf_writes, ns_writes));
+    assert_ne!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550111"));
+
     let report = bed.sync_all().await;
     succeeded(&report);
     assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550111"));

@@ -134,7 +134,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
 fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     // Salesforce's edits reach NetSuite first: the forward pass then reads
     // NetSuite's merged records and writes Salesforce only what it lacks.
-    if let Some(policy) = run.settings.writeback.filter(|_| !run.request.dry_run) {
+    if let Some(policy) = run.settings.writeback {
         writeback::sync(run, kind, policy)?;
         run.renew()?;
     }

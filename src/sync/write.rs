@@ -49,6 +49,15 @@ pub(super) trait Writer {
 
     /// The plan (dry runs).
     fn plan(&self) -> Vec<PlannedWrite>;
+
+    /// Whether writes are only planned (a dry run): other stages (the
+    /// Salesforce → NetSuite direction) then record them with [`Writer::note`].
+    fn plans(&self) -> bool {
+        false
+    }
+
+    /// Records a write another stage would make (dry runs).
+    fn note(&self, _entry: PlannedWrite) {}
 }
 
 /// Takes staged records a page at a time and writes what is due.
@@ -610,6 +619,14 @@ fn live_link(link: &Link, record: &Map<String, Value>) -> Option<String> {
 }
 
 impl Writer for Plan {
+    fn plans(&self) -> bool {
+        true
+    }
+
+    fn note(&self, entry: PlannedWrite) {
+        self.entries.borrow_mut().push(entry);
+    }
+
     fn batch<'b>(&'b self, _: &Run<'_>, kind: RecordKind, _: Path, _: AuditAction) -> Result<Box<dyn Batch + 'b>> {
         Ok(Box::new(PlanBatch { plan: self, kind }))
     }

@@ -17,7 +17,8 @@ use super::state::{RecordState, given_fields, hashed_payload};
 use crate::mapping::EXTERNAL_ID_FIELD;
 use crate::mapping::writeback::{WritebackMapping, replaces_address};
 use crate::model::{
-    AuditAction, AuditEntry, ConnectorError, NetSuiteRecord, OutcomeKind, RecordKind, ReplayScope, Result,
+    AuditAction, AuditEntry, ConnectorError, FieldChange, NetSuiteRecord, OutcomeKind, PlanAction, PlannedWrite,
+    RecordKind, ReplayScope, Result,
 };
 use crate::netsuite::records::RecordRef;
 use crate::salesforce::changes::{Changed, plain_datetime, soql_datetime};
@@ -254,6 +255,11 @@ impl<'p, 'r> Pass<'p, 'r> {
                                       "salesforce": c.salesforce, "winner": winner }]);
                 audit.push(self.entry(AuditAction::Conflict, id, &record.id, winner.as_str().unwrap_or(""), detail));
             }
+            if run.writer.plans() {
+                self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, base.as_ref());
+                self.plan(PlanAction::Update, id, &merged.to_salesforce, Some(&record.fields));
+                continue;
+            }
             if !merged.to_netsuite.is_empty() {
                 match self.write(id, &record.id, &merged, base.as_ref()) {
                     Ok(entry) => audit.push(entry),
@@ -310,6 +316,22 @@ impl<'p, 'r> Pass<'p, 'r> {
         Ok(())
     }
 
+    /// A dry run's entry for fields one side would take (none: no entry).
+    fn plan(&self, action: PlanAction, id: &str, fields: &Map<String, Value>, before: Option<&Map<String, Value>>) {
+        if fields.is_empty() {
+            return;
+        }
+        let changes = fields
+            .iter()
+            .map(|(f, v)| FieldChange {
+                field: f.clone(),
+                old: before.and_then(|b| b.get(f)).cloned(),
+                new: Some(v.clone()),
+            })
+            .collect();
+        self.run.writer.note(PlannedWrite { kind: self.kind, netsuite_id: id.to_string(), action, changes });
+    }
+
     /// PATCHes the fields Salesforce won to the NetSuite record.
     fn write(&self, id: &str, sf: &str, merged: &Merged, base: Option<&Map<String, Value>>) -> Result<AuditEntry> {
         let body = self.body(&merged.to_netsuite, &merged.agreed)?;
@@ -335,6 +357,15 @@ impl<'p, 'r> Pass<'p, 'r> {
         let mut audit = Vec::new();
         let mut made: Vec<(String, &Changed)> = Vec::new();
         for record in records {
+            if run.writer.plans() {
+                let values: Map<String, Value> = sources
+                    .iter()
+                    .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
+                    .collect();
+                // No NetSuite id yet: the plan names the Salesforce record.
+                self.plan(PlanAction::NetSuiteCreate, &record.id, &values, None);
+                continue;
+            }
             let values: Map<String, Value> = sources
                 .iter()
                 .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
