@@ -86,22 +86,27 @@ async fn the_quota_guard_stops_before_the_configured_share_and_reports_usage() {
     let error = report.error.clone().expect("the guard stops the run");
     assert!(error.starts_with("rate limited: Salesforce API usage is 5/10 (50%)"), "{error}");
     assert!(error.contains("salesforce_max_api_share") && error.contains("kept its cursor"), "{error}");
-    // The describe call and four Composite calls went through; nothing past the ceiling.
-    assert_eq!(bed.salesforce.api_requests(), 5);
-    assert_eq!(bed.salesforce.count("Account"), 4000);
+    // The describe call and the Composite calls went through; nothing past the ceiling. With two
+    // requests in flight the org's last usage figure may already count the one on its way, so
+    // the guard can stop one request early (never late).
+    let requests = bed.salesforce.api_requests();
+    assert!((4..=5).contains(&requests), "{requests} API requests");
+    let written = (requests - 1) * 1000;
+    assert_eq!(bed.salesforce.count("Account"), written);
     // What was written before the stop is on record.
     let conn = bed.tenant.database.connect().unwrap();
     let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
-    assert_eq!(rows.iter().filter(|r| r.outcome == "created").count(), 4000);
+    assert_eq!(rows.iter().filter(|r| r.outcome == "created").count() as u64, written);
     // ... and in the run's report: a stopped run counts what it did.
     assert_eq!(report.status, "stopped");
     let c = report.counts("customer");
-    assert_eq!((c.read, c.created), (5000, 4000), "the page read while the last write went out is counted: {c:?}");
-    assert_eq!(report.api_calls.salesforce, 6, "token, describe, four Composite requests");
+    assert_eq!(u64::from(c.created), written, "{c:?}");
+    assert!(u64::from(c.read) > written, "the page read while the last write went out is counted: {c:?}");
+    assert_eq!(u64::from(report.api_calls.salesforce), requests + 1, "a token, then the requests the org saw");
     assert!(report.api_calls.netsuite >= 5, "{:?}", report.api_calls);
     let stored: String =
         conn.query_row("SELECT report FROM runs WHERE run_id = ?1", [&report.run_id], |r| r.get(0)).unwrap();
-    assert!(stored.contains(r#""created":4000"#), "the run log keeps the counts: {stored}");
+    assert!(stored.contains(&format!(r#""created":{written}"#)), "the run log keeps the counts: {stored}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
