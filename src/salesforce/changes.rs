@@ -57,10 +57,15 @@ pub fn plain_datetime(value: &str) -> String {
 /// [WHERE SystemModstamp >= <since>] ORDER BY SystemModstamp, Id`. Names
 /// come from the validated mapping; the datetime is rebuilt from its parts.
 pub fn changed_query(sobject: &str, fields: &[String], since: Option<&str>) -> String {
+    let filter = since.map(|s| format!(" WHERE SystemModstamp >= {s}")).unwrap_or_default();
+    format!("SELECT {} FROM {sobject}{filter} ORDER BY SystemModstamp, Id", select_list(fields).join(", "))
+}
+
+/// Id and the change stamps first, then `fields` (each once).
+fn select_list(fields: &[String]) -> Vec<String> {
     let mut select = vec!["Id".to_string(), "SystemModstamp".into(), "LastModifiedDate".into()];
     select.extend(fields.iter().filter(|f| !select.contains(f)).cloned().collect::<Vec<_>>());
-    let filter = since.map(|s| format!(" WHERE SystemModstamp >= {s}")).unwrap_or_default();
-    format!("SELECT {} FROM {sobject}{filter} ORDER BY SystemModstamp, Id", select.join(", "))
+    select
 }
 
 impl super::SalesforceSink<'_> {
@@ -114,20 +119,10 @@ impl super::SalesforceSink<'_> {
     /// The records with these Ids, as [`Self::changed_page`] gives them.
     pub fn changed_by_id(&self, sobject: &str, fields: &[String], ids: &[&str]) -> Result<Vec<Changed>> {
         let mut out = Vec::new();
-        let mut select = vec!["SystemModstamp".to_string(), "LastModifiedDate".into()];
-        select.extend(fields.iter().cloned());
+        let select = select_list(fields);
         // 200 ids keep the URL far below Salesforce's 16,384-byte limit.
         for group in ids.chunks(200) {
-            let query = super::soql::select_in(
-                sobject,
-                &{
-                    let mut s = vec!["Id".to_string()];
-                    s.extend(select.iter().filter(|f| *f != "Id").cloned());
-                    s
-                },
-                "Id",
-                group,
-            );
+            let query = super::soql::select_in(sobject, &select, "Id", group);
             let path = format!(
                 "/services/data/v{}/query?{}",
                 self.settings.api_version,

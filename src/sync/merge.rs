@@ -70,9 +70,10 @@ fn value<'m>(map: Option<&'m Map<String, Value>>, field: &str) -> &'m Value {
     map.and_then(|m| m.get(field)).unwrap_or(&Value::Null)
 }
 
-/// Salesforce gives `""` or leaves out what the connector writes as null.
-fn same(a: &Value, b: &Value) -> bool {
-    let blank = |v: &Value| v.is_null() || v.as_str() == Some("");
+/// Whether two values of a field agree. Salesforce gives `""` or leaves
+/// out what the connector writes as null.
+pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    let blank = |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v.as_str() == Some(""));
     a == b || (blank(a) && blank(b))
 }
 
@@ -91,10 +92,10 @@ pub fn merge(
     for field in fields {
         let (b, n, s) = (value(base, field), value(Some(netsuite), field), value(Some(salesforce), field));
         let known = base.is_some();
-        let ns_changed = !known || !same(n, b);
-        let sf_changed = !known || !same(s, b);
+        let ns_changed = !known || !same(Some(n), Some(b));
+        let sf_changed = !known || !same(Some(s), Some(b));
         let winner = match (ns_changed, sf_changed) {
-            _ if same(n, s) => None,
+            _ if same(Some(n), Some(s)) => None,
             (true, false) => Some(Side::NetSuite),
             (false, true) => Some(Side::Salesforce),
             _ => {

@@ -214,7 +214,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         for (i, (record, state)) in records.iter().zip(&states).enumerate() {
             let base = state.as_ref().and_then(given_fields);
             let edited = match &base {
-                Some(b) => self.replaying.get() || sources.iter().any(|f| !same(record.fields.get(f), b.get(f))),
+                Some(b) => self.replaying.get() || sources.iter().any(|f| !merge::same(record.fields.get(f), b.get(f))),
                 None => true,
             };
             if edited {
@@ -436,10 +436,4 @@ impl<'p, 'r> Pass<'p, 'r> {
         run.audit(&audit);
         Ok(())
     }
-}
-
-/// Salesforce leaves out or blanks what the connector writes as null.
-fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
-    let blank = |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v.as_str() == Some(""));
-    a == b || (blank(a) && blank(b))
 }

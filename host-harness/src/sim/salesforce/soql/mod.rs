@@ -257,17 +257,6 @@ fn sql_column(column: &Column<'_>) -> Option<&'static str> {
     })
 }
 
-fn sql_op(op: Op) -> &'static str {
-    match op {
-        Op::Eq => "=",
-        Op::Ne => "!=",
-        Op::Lt => "<",
-        Op::Le => "<=",
-        Op::Gt => ">",
-        Op::Ge => ">=",
-    }
-}
-
 /// A SQL predicate every row matching `filter` satisfies (None: no cheap
 /// one), with its parameters.
 fn pushdown(filter: &Filter<'_>, object: &super::schema::SObject) -> Option<(String, Vec<SqlValue>)> {
@@ -284,7 +273,7 @@ fn pushdown(filter: &Filter<'_>, object: &super::schema::SObject) -> Option<(Str
         }
         Condition::Compare { field, op, value } => match (sql_column(field), value) {
             (Some(c @ ("modstamp" | "created_at")), Operand::Instant(ms)) => {
-                Some((format!("{c} * 1000 {} ?", sql_op(*op)), vec![SqlValue::Integer(*ms)]))
+                Some((format!("{c} * 1000 {} ?", Op::text(*op)), vec![SqlValue::Integer(*ms)]))
             }
             (Some(c @ ("modstamp" | "created_at")), Operand::Span(from, to)) => {
                 let (from, to) = (SqlValue::Integer(*from), SqlValue::Integer(*to));
@@ -297,9 +286,11 @@ fn pushdown(filter: &Filter<'_>, object: &super::schema::SObject) -> Option<(Str
                     Op::Ge => (format!("{c} * 1000 >= ?"), vec![from]),
                 })
             }
-            (Some("id"), Operand::Id(id)) => Some((format!("id {} ?", sql_op(*op)), vec![SqlValue::Text(id.clone())])),
+            (Some("id"), Operand::Id(id)) => {
+                Some((format!("id {} ?", Op::text(*op)), vec![SqlValue::Text(id.clone())]))
+            }
             (Some("is_deleted"), Operand::Bool(b)) if matches!(op, Op::Eq | Op::Ne) => {
-                Some((format!("is_deleted {} ?", sql_op(*op)), vec![SqlValue::Integer(i64::from(*b))]))
+                Some((format!("is_deleted {} ?", Op::text(*op)), vec![SqlValue::Integer(i64::from(*b))]))
             }
             (None, Operand::Text(t)) if *op == Op::Eq && external(field) && t.is_ascii() => {
                 Some(("ext_id = ? COLLATE NOCASE".into(), vec![SqlValue::Text(t.clone())]))
