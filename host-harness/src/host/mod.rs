@@ -104,7 +104,8 @@ impl Runtime {
         if let Some(clock) = run.wall_clock {
             wasi.wall_clock(clock);
         }
-        let kv = KvStore::new(run.database.connect()?, &run.tenant, run.cipher.clone());
+        let (conn, checkpointer) = run.database.connect_for_run()?;
+        let kv = KvStore::new(conn, &run.tenant, run.cipher.clone());
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -112,6 +113,7 @@ impl Runtime {
             outbound: OutboundPolicy::new(run.allowed_hosts),
             config: WasiConfigVariables::from_iter(run.config),
             kv,
+            checkpointer,
             limits: limits::Limits::new(run.max_memory_bytes),
         };
         let mut store = Store::new(&self.engine, state);

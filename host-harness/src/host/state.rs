@@ -15,6 +15,8 @@ pub struct HostState {
     pub outbound: OutboundPolicy,
     pub config: WasiConfigVariables,
     pub kv: KvStore,
+    /// Keeps the WAL of `kv`'s database short while the run writes.
+    pub checkpointer: crate::store::Checkpointer,
     pub limits: super::limits::Limits,
 }
 

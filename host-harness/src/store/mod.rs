@@ -94,6 +94,17 @@ impl Database {
         &self.path
     }
 
+    /// A connection for a run's many small commits: it never checkpoints
+    /// the WAL itself (that copies the log into the database file and
+    /// fsyncs, a tenth of a large first sync); the returned [`Checkpointer`]
+    /// does it on its own thread while the run goes on. Keep it alive as
+    /// long as the connection.
+    pub fn connect_for_run(&self) -> Result<(Connection, Checkpointer)> {
+        let conn = self.connect()?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok((conn, Checkpointer::start(self.connect()?)?))
+    }
+
     pub fn connect(&self) -> Result<Connection> {
         let conn = Connection::open(&self.path).with_context(|| format!("opening database {}", self.path.display()))?;
         // Before any statement: every later one waits for a competitor's lock.
@@ -105,6 +116,41 @@ impl Database {
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Checkpoints a database's WAL from a thread of its own, in PASSIVE mode
+/// (never waiting for, nor blocking, the run's writes). Stopping it (drop)
+/// checkpoints once more, so the log does not outgrow a run.
+pub struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> Result<Checkpointer> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new().name("wal-checkpoint".into()).spawn(move || {
+            let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            // A failed checkpoint only leaves the log longer; the next one retries.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                let _ = checkpoint();
+            }
+            let _ = checkpoint();
+        })?;
+        Ok(Checkpointer { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// Switches a database to WAL (once; it stays so). Switching needs an
 /// exclusive lock, and SQLite answers SQLITE_BUSY at once, without waiting,
