@@ -89,20 +89,45 @@ impl Serialize for Row<'_> {
     }
 }
 
-/// One sObject Collections upsert, as a Composite subrequest.
-pub fn upsert_subrequest(api_version: &str, records: &[&SObjectRecord], chunk: &Chunk) -> Subrequest {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        #[serde(rename = "allOrNone")]
-        all_or_none: bool,
-        records: Vec<Row<'a>>,
+/// One row's JSON text. `fields_json`, when given, is the record's fields
+/// as serialized already (for the state's hash): it is copied after the
+/// `attributes` instead of serializing the fields a second time, when it
+/// holds the external id (the mapping puts it among the fields).
+fn push_row(out: &mut String, record: &SObjectRecord, fields_json: Option<&str>) {
+    let holds_key = || {
+        record.fields.get(&record.external_id_field).and_then(Value::as_str) == Some(record.external_id.as_str())
+    };
+    match fields_json.and_then(|t| t.strip_prefix('{')).filter(|rest| rest != &"}" && holds_key()) {
+        Some(rest) => {
+            out.push_str(r#"{"attributes":{"type":"#);
+            out.push_str(&serde_json::to_string(&record.sobject).expect("a string serializes"));
+            out.push_str("},");
+            out.push_str(rest);
+        }
+        None => out.push_str(&serde_json::to_string(&Row(record)).expect("records serialize")),
     }
-    let rows = chunk.indices.iter().map(|&i| Row(records[i])).collect();
-    let text = serde_json::to_string(&Body { all_or_none: false, records: rows }).expect("records serialize");
+}
+
+/// One sObject Collections upsert, as a Composite subrequest. `texts` is
+/// empty or holds each record's fields as JSON text (see [`push_row`]).
+pub fn upsert_subrequest(
+    api_version: &str,
+    records: &[&SObjectRecord],
+    texts: &[Option<&str>],
+    chunk: &Chunk,
+) -> Subrequest {
+    let mut text = String::from(r#"{"allOrNone":false,"records":["#);
+    for (n, &i) in chunk.indices.iter().enumerate() {
+        if n > 0 {
+            text.push(',');
+        }
+        push_row(&mut text, records[i], texts.get(i).copied().flatten());
+    }
+    text.push_str("]}");
     Subrequest {
         method: "PATCH",
         url: collection_path(api_version, chunk),
-        body: Some(RawValue::from_string(text).expect("serde_json wrote valid JSON")),
+        body: Some(RawValue::from_string(text).expect("rows are JSON objects")),
     }
 }
 
@@ -313,10 +338,13 @@ impl super::SalesforceSink<'_> {
 
     /// Starts an upsert by external id and returns while its first Composite
     /// request travels: the caller prepares the next records meanwhile.
-    pub fn begin_upsert(&self, records: &[&SObjectRecord]) -> Result<PendingUpsert> {
+    /// `texts` is empty or holds each record's fields as JSON text, as
+    /// serialized for the state (copied into the request, not redone).
+    pub fn begin_upsert(&self, records: &[&SObjectRecord], texts: &[Option<&str>]) -> Result<PendingUpsert> {
         let chunked = chunk(records);
         let version = &self.settings.api_version;
-        let subrequests: Vec<Subrequest> = chunked.iter().map(|c| upsert_subrequest(version, records, c)).collect();
+        let subrequests: Vec<Subrequest> =
+            chunked.iter().map(|c| upsert_subrequest(version, records, texts, c)).collect();
         let n = subrequests.len().min(MAX_COLLECTIONS_PER_COMPOSITE);
         let first = if n == 0 {
             None
@@ -352,7 +380,7 @@ impl super::SalesforceSink<'_> {
     /// Upserts by external id; one outcome per record, in input order.
     pub fn upsert(&self, records: &[SObjectRecord]) -> Result<Vec<UpsertOutcome>> {
         let refs: Vec<&SObjectRecord> = records.iter().collect();
-        let pending = self.begin_upsert(&refs)?;
+        let pending = self.begin_upsert(&refs, &[])?;
         self.finish_upsert(pending)
     }
 
@@ -409,7 +437,7 @@ mod tests {
         let chunks = chunk(&records);
         assert_eq!(chunks.len(), 5);
         assert!(chunks.iter().all(|c| c.indices.len() == 200));
-        let subs: Vec<Subrequest> = chunks.iter().map(|c| upsert_subrequest("66.0", &records, c)).collect();
+        let subs: Vec<Subrequest> = chunks.iter().map(|c| upsert_subrequest("66.0", &records, &[], c)).collect();
         let body: Value = serde_json::from_slice(&composite_body(subs.iter())).unwrap();
         assert_eq!(body["compositeRequest"].as_array().unwrap().len(), 5);
         let first = &body["compositeRequest"][0];
@@ -417,6 +445,34 @@ mod tests {
         assert_eq!(first["url"], "/services/data/v66.0/composite/sobjects/Account/NetSuite_Id__c");
         assert_eq!(first["body"]["records"][0]["attributes"]["type"], "Account");
         assert_eq!(first["body"]["records"][0]["NetSuite_Id__c"], "0");
+    }
+
+    #[test]
+    fn rows_from_the_fields_text_equal_rows_serialized_from_the_fields() {
+        let mut keyed = rec("Account", "7");
+        keyed.fields.insert("NetSuite_Id__c".into(), json!("7"));
+        keyed.fields.insert("Description".into(), json!("a \"quoted\"\nline"));
+        let unkeyed = rec("Contact", "8");
+        let empty = SObjectRecord { fields: serde_json::Map::new(), ..rec("Account", "9") };
+        let owned = [keyed, unkeyed, empty];
+        let records: Vec<&SObjectRecord> = owned.iter().collect();
+        for r in &owned {
+            let text = serde_json::to_string(&r.fields).unwrap();
+            let (mut from_text, mut serialized) = (String::new(), String::new());
+            push_row(&mut from_text, r, Some(&text));
+            push_row(&mut serialized, r, None);
+            let parsed: Value = serde_json::from_str(&from_text).unwrap();
+            assert_eq!(parsed, serde_json::from_str::<Value>(&serialized).unwrap(), "{from_text}");
+            assert_eq!(parsed["NetSuite_Id__c"], json!(r.external_id), "{from_text}");
+        }
+        let texts: Vec<String> = owned.iter().map(|r| serde_json::to_string(&r.fields).unwrap()).collect();
+        let texts: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
+        let chunk = Chunk { sobject: "Account".into(), external_id_field: "NetSuite_Id__c".into(), indices: vec![0, 2] };
+        let sub = upsert_subrequest("66.0", &records, &texts, &chunk);
+        let body: Value = serde_json::from_str(sub.body.unwrap().get()).unwrap();
+        assert_eq!(body["allOrNone"], false);
+        assert_eq!(body["records"][0]["Description"], "a \"quoted\"\nline");
+        assert_eq!(body["records"][1], json!({"attributes": {"type": "Account"}, "NetSuite_Id__c": "9"}));
     }
 
     #[test]

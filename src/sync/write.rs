@@ -308,7 +308,8 @@ impl CompositeBatch {
             run.renew()?;
             run.validate_target(self.kind)?;
             let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
-            let pending = run.sink.begin_upsert(&targets)?;
+            let texts: Vec<Option<&str>> = part.iter().map(|(_, s)| Some(s.payload.get())).collect();
+            let pending = run.sink.begin_upsert(&targets, &texts)?;
             self.in_flight.push_back((part, pending));
             while self.in_flight.len() >= IN_FLIGHT {
                 self.settle_oldest(run)?;

@@ -459,7 +459,7 @@ impl NetSuiteSim {
     pub fn customer_field(&self, id: i64, column: &str) -> Result<Option<String>> {
         let page = suiteql::run(&self.db(), &format!("SELECT {column} FROM customer WHERE id = {id}"), 1, 0)
             .map_err(|e| anyhow::anyhow!(e.0))?;
-        Ok(page.items.first().and_then(|row| row.get(column)).and_then(Value::as_str).map(str::to_string))
+        Ok(page.items().first().and_then(|row| row.get(column)).and_then(Value::as_str).map(str::to_string))
     }
 }
 
@@ -521,7 +521,7 @@ impl NetSuiteSim {
     pub fn vendor_field(&self, id: i64, column: &str) -> Result<Option<String>> {
         let page = suiteql::run(&self.db(), &format!("SELECT {column} FROM vendor WHERE id = {id}"), 1, 0)
             .map_err(|e| anyhow::anyhow!(e.0))?;
-        Ok(page.items.first().and_then(|row| row.get(column)).and_then(Value::as_str).map(str::to_string))
+        Ok(page.items().first().and_then(|row| row.get(column)).and_then(Value::as_str).map(str::to_string))
     }
 
     /// Record API requests served (all methods, refused ones included).
@@ -676,7 +676,7 @@ async fn suiteql_handler(
         }
     };
     let served_total = page.total.min(suiteql::RESULT_CEILING);
-    let count = page.items.len() as u64;
+    let count = page.count;
     let has_more = offset + count < served_total;
     let link = |off: u64| format!("{}/services/rest/query/v1/suiteql?limit={limit}&offset={off}", sim.base_url());
     let mut links = vec![json!({"rel": "first", "href": link(0)})];
@@ -689,15 +689,14 @@ async fn suiteql_handler(
     let last = if served_total == 0 { 0 } else { (served_total - 1) / limit * limit };
     links.push(json!({"rel": "last", "href": link(last)}));
     links.push(json!({"rel": "self", "href": link(offset)}));
-    let body = json!({
-        "links": links,
-        "count": count,
-        "hasMore": has_more,
-        "offset": offset,
-        "totalResults": page.total,
-        "items": page.items,
-    });
+    // The rows are JSON text already: the envelope is written around them.
+    let body = format!(
+        r#"{{"links":{},"count":{count},"hasMore":{has_more},"offset":{offset},"totalResults":{},"items":{}}}"#,
+        Value::Array(links),
+        page.total,
+        page.items_json,
+    );
     drop(slot);
-    let body = suiteql::serialize_page(&body);
+    let body = suiteql::serialize_page(body);
     (StatusCode::OK, [("content-type", "application/vnd.oracle.resource+json; type=collection")], body).into_response()
 }

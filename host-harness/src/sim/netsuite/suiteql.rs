@@ -13,8 +13,18 @@ use std::sync::LazyLock;
 pub const RESULT_CEILING: u64 = 100_000;
 
 pub struct QueryPage {
-    pub items: Vec<Map<String, Value>>,
+    /// The page's rows as a JSON array, written straight from SQLite (lone
+    /// surrogates still marked; [`serialize_page`] writes their escapes).
+    pub items_json: String,
+    pub count: u64,
     pub total: u64,
+}
+
+impl QueryPage {
+    /// The rows as JSON objects (for the simulator's own lookups and tests).
+    pub fn items(&self) -> Vec<Map<String, Value>> {
+        serde_json::from_str(&self.items_json).unwrap_or_default()
+    }
 }
 
 /// A query NetSuite would refuse, with NetSuite's wording.
@@ -115,39 +125,68 @@ pub fn run_as_role(
         }
     }
     let sql = translate(q)?;
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(sqlite_error)?;
     let mut stmt =
         conn.prepare(&format!("SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")).map_err(sqlite_error)?;
     let columns: Vec<(String, bool)> = stmt
         .columns()
-        .map(|c| (c.name().to_ascii_lowercase(), c.decl_type().is_some_and(|t| t.eq_ignore_ascii_case("TIMESTAMP"))))
+        .map(|c| {
+            let name = c.name().to_ascii_lowercase();
+            // The key as JSON text, with its comma and colon, written once per page.
+            let key = format!(",{}:", Value::String(name));
+            (key, c.decl_type().is_some_and(|t| t.eq_ignore_ascii_case("TIMESTAMP")))
+        })
         .collect();
     let mut rows = stmt.query([]).map_err(sqlite_error)?;
-    let mut items = Vec::new();
+    // Rows go straight to JSON text: building a map per row cost more than the query.
+    let mut items: Vec<u8> = b"[".to_vec();
+    let mut count = 0u64;
     while let Some(row) = rows.next().map_err(sqlite_error)? {
-        let mut item = Map::new();
-        item.insert("links".into(), Value::Array(vec![]));
-        for (i, (name, is_timestamp)) in columns.iter().enumerate() {
+        if count > 0 {
+            items.push(b',');
+        }
+        count += 1;
+        items.extend_from_slice(br#"{"links":[]"#);
+        for (i, (key, is_timestamp)) in columns.iter().enumerate() {
             // Every value is a string; NULL columns are left out.
             let text = match row.get_ref(i).map_err(sqlite_error)? {
-                ValueRef::Null => continue,
+                ValueRef::Null | ValueRef::Blob(_) => continue,
                 ValueRef::Integer(n) if *is_timestamp => preference_date(n),
                 ValueRef::Integer(n) => n.to_string(),
                 ValueRef::Real(r) => r.to_string(),
                 ValueRef::Text(t) => match std::str::from_utf8(t) {
-                    Ok(text) => text.to_string(),
+                    Ok(text) => {
+                        items.extend_from_slice(key.as_bytes());
+                        push_json_string(&mut items, text);
+                        continue;
+                    }
                     Err(_) => wtf8_text(t),
                 },
-                ValueRef::Blob(_) => continue,
             };
-            item.insert(name.clone(), Value::String(text));
+            items.extend_from_slice(key.as_bytes());
+            push_json_string(&mut items, &text);
         }
-        items.push(item);
+        items.push(b'}');
     }
-    Ok(QueryPage { items, total: total.max(0) as u64 })
+    items.push(b']');
+    let items = String::from_utf8(items).expect("serde_json writes UTF-8");
+    drop(rows);
+    drop(stmt);
+    // A first page that is not full holds every row: no count needed.
+    let total = if offset == 0 && count < limit {
+        count
+    } else {
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sqlite_error)?;
+        total.max(0) as u64
+    };
+    Ok(QueryPage { items_json: items, count, total })
+}
+
+/// `text` as a JSON string (serde_json's escaping, without a Value).
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("a string serializes");
 }
 
 /// Stands in for a lone UTF-16 surrogate until the page is serialized: a
@@ -185,10 +224,9 @@ fn wtf8_text(bytes: &[u8]) -> String {
     out
 }
 
-/// The page as JSON text, lone surrogates written as the escapes NetSuite
-/// sends (`"\ud800"`), which no Rust string can hold.
-pub fn serialize_page(body: &Value) -> String {
-    let text = body.to_string();
+/// The page's JSON text with lone surrogates written as the escapes
+/// NetSuite sends (`"\ud800"`), which no Rust string can hold.
+pub fn serialize_page(text: String) -> String {
     if !text.contains(SURROGATE_MARK) {
         return text;
     }
@@ -229,7 +267,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(page.total, 1);
-        let row = &page.items[0];
+        let items = page.items();
+        let row = &items[0];
         assert_eq!(row["id"], "1");
         assert_eq!(row["isinactive"], "F");
         assert_eq!(row["termsname"], "Net 30");

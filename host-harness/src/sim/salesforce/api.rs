@@ -529,7 +529,7 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
         let reference = sub.get("referenceId").cloned().unwrap_or(Value::Null);
         // `@{ref.field}` names a value of an earlier subrequest's answer.
         let resolved;
-        let sub = if earlier.is_empty() {
+        let sub = if earlier.is_empty() || !has_reference(sub) {
             sub
         } else {
             resolved = resolve_references(sub, &earlier);
@@ -562,6 +562,17 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
         }));
     }
     (200, Some(json!({ "compositeResponse": responses })))
+}
+
+/// Whether any string in `value` holds an `@{…}` reference: most
+/// subrequests have none and are used as they are, without a copy.
+fn has_reference(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("@{"),
+        Value::Array(items) => items.iter().any(has_reference),
+        Value::Object(map) => map.values().any(has_reference),
+        _ => false,
+    }
 }
 
 /// A copy of `value` whose strings have each `@{ref.path}` replaced by the

@@ -281,9 +281,10 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(page.items[0]["externalid"], "SF-001");
-        assert_eq!(page.items[0]["t"], "Net 30");
-        assert_eq!(page.items[0]["city"], "Austin");
+        let items = page.items();
+        assert_eq!(items[0]["externalid"], "SF-001");
+        assert_eq!(items[0]["t"], "Net 30");
+        assert_eq!(items[0]["city"], "Austin");
     }
 
     #[test]
