@@ -6,6 +6,7 @@ use super::state::RecordState;
 use crate::model::{ConnectorError, RecordKind, Result, SObjectRecord, Transformation};
 use crate::ports::KeyValue;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::cell::RefCell;
 use std::collections::HashSet;
 
@@ -40,6 +41,64 @@ pub struct QueuedWrite {
     /// Parents (kind, NetSuite id) that must be in Salesforce first.
     #[serde(default)]
     pub waits_for: Vec<(RecordKind, String)>,
+}
+
+/// A record given to a Bulk API job, kept in the host until the job's
+/// results are in: only what recording its outcome needs, with the fields
+/// and the transformations as the JSON text they were written from (read
+/// back without being taken apart; a page of 10,000 of these is parked and
+/// taken back per job).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParkedWrite {
+    pub kind: RecordKind,
+    pub netsuite_id: String,
+    pub sobject: String,
+    pub external_id_field: String,
+    pub external_id: String,
+    pub state: RecordState,
+    pub fields: Box<RawValue>,
+    pub transformations: Box<RawValue>,
+}
+
+impl From<QueuedWrite> for ParkedWrite {
+    fn from(q: QueuedWrite) -> ParkedWrite {
+        let json = |text: String| RawValue::from_string(text).expect("serde_json wrote valid JSON");
+        ParkedWrite {
+            kind: q.kind,
+            netsuite_id: q.netsuite_id,
+            fields: json(serde_json::to_string(&q.target.fields).expect("a field map serializes")),
+            sobject: q.target.sobject,
+            external_id_field: q.target.external_id_field,
+            external_id: q.target.external_id,
+            state: RecordState { fields: None, ..q.state },
+            transformations: json(serde_json::to_string(&q.transformations).expect("transformations serialize")),
+        }
+    }
+}
+
+impl ParkedWrite {
+    /// As a queued write (its fields and transformations taken apart).
+    pub fn queued(&self, run_id: &str, reason: String) -> Result<QueuedWrite> {
+        let unreadable = |what: &str, e: serde_json::Error| {
+            ConnectorError::Config(format!("the parked {what} of {} {} are unreadable ({e})", self.kind, self.netsuite_id))
+        };
+        Ok(QueuedWrite {
+            run_id: run_id.into(),
+            kind: self.kind,
+            netsuite_id: self.netsuite_id.clone(),
+            target: SObjectRecord {
+                sobject: self.sobject.clone(),
+                external_id_field: self.external_id_field.clone(),
+                external_id: self.external_id.clone(),
+                fields: serde_json::from_str(self.fields.get()).map_err(|e| unreadable("fields", e))?,
+            },
+            state: self.state.clone(),
+            transformations: serde_json::from_str(self.transformations.get())
+                .map_err(|e| unreadable("transformations", e))?,
+            reason,
+            waits_for: Vec::new(),
+        })
+    }
 }
 
 /// A NetSuite change event waiting to be applied; one per record, so a
@@ -243,19 +302,31 @@ impl<'a> Queues<'a> {
 
     /// Parks the records of one page of an open Bulk API 2.0 job until the
     /// job's results are in; returns the key to take them back with.
-    pub fn park(&self, kind: RecordKind, run_id: &str, part: &str, records: &[QueuedWrite]) -> Result<String> {
+    pub fn park(&self, kind: RecordKind, run_id: &str, part: &str, records: &[ParkedWrite]) -> Result<String> {
         let key = format!("bulk/{kind}/{run_id}/{part}");
-        let bytes = serde_json::to_vec(records).expect("queued writes serialize");
+        let bytes = serde_json::to_vec(records).expect("parked writes serialize");
         self.kv.set(&key, &bytes).map_err(|e| kv_error("parking records of a Bulk API job", e))?;
         Ok(key)
     }
 
     /// Takes parked records back (and removes them).
-    pub fn take_parked(&self, key: &str) -> Result<Vec<QueuedWrite>> {
+    pub fn take_parked(&self, key: &str) -> Result<Vec<ParkedWrite>> {
         let bytes = self.kv.get(key).map_err(|e| kv_error("reading records of a Bulk API job", e))?;
         let records = match bytes {
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| ConnectorError::Config(format!("parked Bulk API records `{key}` are unreadable ({e})")))?,
+            // Versions before this one parked whole queued writes: a job
+            // they left is still taken up. (Not an untagged enum: serde
+            // buffers those, and raw JSON values cannot come from a buffer.)
+            Some(b) => match serde_json::from_slice::<Vec<ParkedWrite>>(&b) {
+                Ok(records) => records,
+                Err(e) => match serde_json::from_slice::<Vec<QueuedWrite>>(&b) {
+                    Ok(queued) => queued.into_iter().map(ParkedWrite::from).collect(),
+                    Err(_) => {
+                        return Err(ConnectorError::Config(format!(
+                            "parked Bulk API records `{key}` are unreadable ({e})"
+                        )));
+                    }
+                },
+            },
             None => Vec::new(),
         };
         self.kv.delete(key).map_err(|e| kv_error("clearing records of a Bulk API job", e))?;
@@ -367,5 +438,41 @@ mod tests {
         queues.put_event(&event("7", 3)).unwrap();
         queues.remove_events(&read).unwrap();
         assert_eq!(queues.events().unwrap(), vec![event("7", 3)]);
+    }
+
+    fn queued(id: &str) -> QueuedWrite {
+        QueuedWrite {
+            run_id: "r1".into(),
+            kind: RecordKind::Customer,
+            netsuite_id: id.into(),
+            target: SObjectRecord {
+                sobject: "Account".into(),
+                external_id_field: "NetSuite_Id__c".into(),
+                external_id: id.into(),
+                fields: serde_json::Map::from_iter([("Name".to_string(), serde_json::json!("Acme \"A\""))]),
+            },
+            state: RecordState { src: "s".into(), dst: "d".into(), sf: Some("001A".into()), fields: None, org: None },
+            transformations: vec![Transformation { field: "Name".into(), ..Default::default() }],
+            reason: String::new(),
+            waits_for: vec![],
+        }
+    }
+
+    #[test]
+    fn parked_records_come_back_whole_in_either_format() {
+        let kv = Memory::default();
+        let queues = Queues::new(&kv, false);
+        let parked: Vec<ParkedWrite> = vec![queued("7").into(), queued("8").into()];
+        let key = queues.park(RecordKind::Customer, "r1", "000001-a", &parked).unwrap();
+        let back = queues.take_parked(&key).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].queued("r1", String::new()).unwrap().target, queued("8").target);
+        assert_eq!(back[0].queued("r1", String::new()).unwrap().transformations, queued("7").transformations);
+        assert!(queues.take_parked(&key).unwrap().is_empty(), "taking removes them");
+        // A page parked by an earlier version: whole queued writes.
+        kv.set("bulk/customer/r0/000001-a", &serde_json::to_vec(&[queued("9")]).unwrap()).unwrap();
+        let old = queues.take_parked("bulk/customer/r0/000001-a").unwrap();
+        assert_eq!(old[0].queued("r0", String::new()).unwrap().target, queued("9").target);
+        assert_eq!(old[0].state, RecordState { fields: None, ..queued("9").state });
     }
 }

@@ -2,7 +2,7 @@
 //! it has done so far (kept even when the run stops part-way).
 
 use super::lease::Lease;
-use super::queues::{QueuedWrite, Queues};
+use super::queues::{ParkedWrite, QueuedWrite, Queues};
 use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
 use crate::model::{
@@ -46,6 +46,24 @@ impl Staged {
             transformations: self.mapped.transformations.clone(),
             reason,
             waits_for: self.parents.clone(),
+        }
+    }
+}
+
+impl Staged {
+    /// As parked while its Bulk API job runs.
+    pub fn parked(&self) -> ParkedWrite {
+        let transformations = serde_json::to_string(&self.mapped.transformations).expect("transformations serialize");
+        let target = &self.mapped.target;
+        ParkedWrite {
+            kind: self.mapped.source_kind,
+            netsuite_id: self.mapped.source_id.clone(),
+            sobject: target.sobject.clone(),
+            external_id_field: target.external_id_field.clone(),
+            external_id: target.external_id.clone(),
+            state: self.state.clone(),
+            fields: self.payload.clone(),
+            transformations: RawValue::from_string(transformations).expect("serde_json wrote valid JSON"),
         }
     }
 }
@@ -127,6 +145,28 @@ impl<'a> Run<'a> {
     pub fn audit(&self, entries: &[AuditEntry]) {
         if !self.request.dry_run && !entries.is_empty() {
             self.host.audit.append(entries);
+        }
+    }
+
+    /// The audit entry of a parked record: its transformations are JSON
+    /// text already.
+    pub fn parked_entry(
+        &self,
+        parked: &ParkedWrite,
+        action: AuditAction,
+        outcome: OutcomeKind,
+        salesforce_id: Option<String>,
+        error: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            run_id: self.request.run_id.clone(),
+            kind: parked.kind,
+            action,
+            netsuite_id: parked.netsuite_id.clone(),
+            salesforce_id,
+            outcome: outcome.as_str().into(),
+            transformations_json: parked.transformations.get().to_string(),
+            error,
         }
     }
 

@@ -3,7 +3,7 @@
 //! touches nothing. The stages above call the same [`Writer`] either way.
 
 use super::ledger::Ledger;
-use super::queues::{Queue, QueuedWrite, SavedJob};
+use super::queues::{ParkedWrite, Queue, SavedJob};
 use super::run::{ParentRef, Run, Staged};
 use super::state::{DELETED, RecordState};
 use crate::mapping::{Link, TargetSpec};
@@ -212,12 +212,29 @@ fn record_outcomes(
     Ok(())
 }
 
-/// Records the outcomes of the records parked under `key`; returns how many.
+/// Records the outcomes of the records parked under `key`, as
+/// [`record_outcomes`] does for written ones; returns how many.
 fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResults) -> Result<usize> {
-    let staged: Vec<Staged> = run.queues.take_parked(key)?.into_iter().map(Staged::from).collect();
-    let outcomes: Vec<UpsertOutcome> = staged.iter().map(|s| results.outcome(&s.mapped.target.external_id)).collect();
-    let n = staged.len();
-    record_outcomes(run, kind, staged, &outcomes, AuditAction::BulkWrite)?;
+    let parked = run.queues.take_parked(key)?;
+    let n = parked.len();
+    let mut audit = Vec::with_capacity(n);
+    let mut new_states = Vec::with_capacity(n);
+    for p in parked {
+        let outcome = results.outcome(&p.external_id);
+        run.count(kind, outcome.outcome);
+        let error = errors_text(&outcome);
+        audit.push(run.parked_entry(&p, AuditAction::BulkWrite, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
+        if outcome.outcome == OutcomeKind::Failed {
+            run.queues.put(Queue::Failed, &p.queued(&run.request.run_id, error.unwrap_or_default())?)?;
+        } else {
+            let sf = outcome.salesforce_id.or(p.state.sf);
+            new_states.push((p.netsuite_id, RecordState { sf, fields: Some(p.fields), ..p.state }));
+        }
+    }
+    let landed: Vec<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
+    run.state.save_records(kind, new_states)?;
+    run.queues.remove(kind, &landed)?;
+    run.audit(&audit);
     Ok(n)
 }
 
@@ -405,7 +422,9 @@ impl BulkBatch {
             // At most the threshold's worth: written a Composite request at a time.
             let mut waiting: Vec<(usize, Staged)> = Vec::new();
             for (page, key) in job.parked {
-                waiting.extend(run.queues.take_parked(&key)?.into_iter().map(|q| (page, Staged::from(q))));
+                for p in run.queues.take_parked(&key)? {
+                    waiting.push((page, Staged::from(p.queued(&run.request.run_id, String::new())?)));
+                }
             }
             let mut composite = CompositeBatch::new(self.kind, AuditAction::Write, run.sink.composite_slice());
             for (page, staged) in waiting {
@@ -465,7 +484,7 @@ impl BulkBatch {
         let job = &mut self.jobs[n];
         job.csv.append(rows, records.len());
         self.ledger.expect(page, records.len());
-        let parked: Vec<QueuedWrite> = records.iter().map(|s| s.queued(&run.request.run_id, String::new())).collect();
+        let parked: Vec<ParkedWrite> = records.iter().map(Staged::parked).collect();
         let key = run.queues.park(self.kind, &run.request.run_id, &format!("{page:06}-{shape}"), &parked)?;
         job.parked.push((page, key));
         Ok(())
