@@ -90,6 +90,7 @@ impl ports::AuditSink for HostAudit {
                 run_id: e.run_id.clone(),
                 kind: kind_to_wit(e.kind),
                 action: e.action.as_str().into(),
+                direction: e.action.direction().into(),
                 netsuite_id: e.netsuite_id.clone(),
                 salesforce_id: e.salesforce_id.clone(),
                 outcome: e.outcome.clone(),

@@ -349,6 +349,12 @@ pub enum AuditAction {
     NetSuiteCreate,
     /// Salesforce → NetSuite: the new NetSuite id written to the Salesforce record.
     Link,
+    /// Salesforce → NetSuite: a record deleted in Salesforce; its NetSuite
+    /// record is made inactive (NetSuite keeps its master data).
+    NetSuiteInactivate,
+    /// A NetSuite change not written: the record was deleted in Salesforce
+    /// and is inactive in NetSuite.
+    SkipDeletedInSalesforce,
     /// A field both sides changed: both values and the winner.
     Conflict,
 }
@@ -371,6 +377,8 @@ impl AuditAction {
             AuditAction::NetSuiteWrite => "netsuite-write",
             AuditAction::NetSuiteCreate => "netsuite-create",
             AuditAction::Link => "link",
+            AuditAction::NetSuiteInactivate => "netsuite-inactivate",
+            AuditAction::SkipDeletedInSalesforce => "skip-deleted-in-salesforce",
             AuditAction::Conflict => "conflict",
         }
     }
@@ -378,7 +386,10 @@ impl AuditAction {
     /// Which way the action moved data.
     pub fn direction(self) -> &'static str {
         match self {
-            AuditAction::NetSuiteWrite | AuditAction::NetSuiteCreate | AuditAction::Link => "salesforce-to-netsuite",
+            AuditAction::NetSuiteWrite
+            | AuditAction::NetSuiteCreate
+            | AuditAction::Link
+            | AuditAction::NetSuiteInactivate => "salesforce-to-netsuite",
             _ => "netsuite-to-salesforce",
         }
     }

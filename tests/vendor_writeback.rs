@@ -72,6 +72,7 @@ async fn a_salesforce_edit_reaches_netsuite_once_and_never_echoes() {
     let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].netsuite_id, id.to_string());
+    assert_eq!(writes[0].direction, "salesforce-to-netsuite");
     assert!(writes[0].transformations.contains("+15550100"), "{}", writes[0].transformations);
     // The forward pass read the vendor NetSuite just changed and found
     // Salesforce already holding it.
@@ -210,4 +211,62 @@ async fn a_netsuite_validation_error_names_the_vendor_and_the_field() {
     let report = bed.replay_all().await;
     succeeded(&report);
     assert_eq!(bed.netsuite.record_writes(), writes_before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_deleted_in_salesforce_is_inactivated_in_netsuite_and_stays_out_until_reactivated() {
+    let (bed, ids) = synced(4, "netsuite").await;
+    let id = ids[1];
+    bed.clock.advance(Duration::from_secs(1));
+    let (sf_id, _) = bed.sf("Vendor__c", id);
+    bed.salesforce.delete_by_hand(&sf_id);
+
+    // A dry run plans the inactivation and writes nothing.
+    let ns_writes = bed.netsuite.record_writes();
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let planned = plan.plan.iter().find(|p| p.action == "netsuite-update").expect("the inactivation planned");
+    assert_eq!(
+        (planned.netsuite_id.as_str(), &planned.changes[0]["field"]),
+        (id.to_string().as_str(), &json!("isInactive"))
+    );
+    assert_eq!(bed.netsuite.record_writes(), ns_writes);
+    assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("F"));
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("T"));
+    let all = rows(&bed, &report.run_id);
+    let inactivated = actions(&all, "netsuite-inactivate");
+    assert_eq!(inactivated.len(), 1, "{all:?}");
+    assert_eq!(
+        (inactivated[0].netsuite_id.as_str(), inactivated[0].salesforce_id.as_deref()),
+        (id.to_string().as_str(), Some(sf_id.as_str()))
+    );
+    assert_eq!(inactivated[0].direction, "salesforce-to-netsuite");
+    assert!(
+        all.iter()
+            .filter(|r| r.action == "skip-deleted-in-salesforce")
+            .all(|r| r.direction == "netsuite-to-salesforce")
+    );
+    // NetSuite's change (the vendor is inactive now) does not bring the
+    // Vendor__c back, in this run or later ones.
+    assert!(bed.salesforce.find("Vendor__c", &id.to_string()).is_none(), "the deleted Vendor__c stays deleted");
+    assert_eq!(bed.salesforce.count("Vendor__c"), 3);
+    let (sf_writes, ns_writes) = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    for _ in 0..20 {
+        bed.clock.advance(Duration::from_secs(7));
+        succeeded(&bed.sync_all().await);
+    }
+    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), (sf_writes, ns_writes));
+    assert_eq!(bed.salesforce.count("Vendor__c"), 3);
+
+    // Reactivated in NetSuite: back in Salesforce, as a new record.
+    netsuite_edit(&bed, id, "isinactive", "F");
+    succeeded(&bed.sync_all().await);
+    let (back, record) = bed.sf("Vendor__c", id);
+    assert_ne!(back, sf_id);
+    assert_eq!(record["NetSuite_Inactive__c"], json!(false));
+    assert_eq!(bed.salesforce.count("Vendor__c"), 4);
+    assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("F"));
 }

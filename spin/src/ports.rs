@@ -179,6 +179,7 @@ impl AuditSink for Audit<'_> {
                 "run_id": e.run_id,
                 "kind": e.kind.as_str(),
                 "action": e.action.as_str(),
+                "direction": e.action.direction(),
                 "netsuite_id": e.netsuite_id,
                 "salesforce_id": e.salesforce_id,
                 "outcome": e.outcome,

@@ -1,7 +1,10 @@
 //! Reading what changed in Salesforce (the poll of the Salesforce →
 //! NetSuite direction) and writing one record's fields by Id. SOQL over
 //! `SystemModstamp` (changes by users and automation alike), oldest first
-//! with `Id` breaking ties, pages followed through `nextRecordsUrl`.
+//! with `Id` breaking ties, pages followed through `nextRecordsUrl`. The
+//! poll goes through `queryAll`, so records deleted since (in the Recycle
+//! Bin, `IsDeleted = true`, their stamp moved by the deletion) come in the
+//! same pages as edits, at no extra call.
 
 use crate::http::{HttpRequest, Method};
 use crate::model::{ConnectorError, Result};
@@ -17,6 +20,8 @@ pub struct Changed {
     pub modstamp: String,
     /// `LastModifiedDate`, the last change by a user.
     pub last_modified: String,
+    /// Deleted (in the Recycle Bin).
+    pub deleted: bool,
     pub fields: Map<String, Value>,
 }
 
@@ -61,9 +66,9 @@ pub fn changed_query(sobject: &str, fields: &[String], since: Option<&str>) -> S
     format!("SELECT {} FROM {sobject}{filter} ORDER BY SystemModstamp, Id", select_list(fields).join(", "))
 }
 
-/// Id and the change stamps first, then `fields` (each once).
+/// Id, the change stamps and `IsDeleted` first, then `fields` (each once).
 fn select_list(fields: &[String]) -> Vec<String> {
-    let mut select = vec!["Id".to_string(), "SystemModstamp".into(), "LastModifiedDate".into()];
+    let mut select = vec!["Id".to_string(), "SystemModstamp".into(), "LastModifiedDate".into(), "IsDeleted".into()];
     select.extend(fields.iter().filter(|f| !select.contains(f)).cloned().collect::<Vec<_>>());
     select
 }
@@ -88,7 +93,7 @@ impl super::SalesforceSink<'_> {
                 )));
             }
             None => format!(
-                "/services/data/v{version}/query?{}",
+                "/services/data/v{version}/queryAll?{}",
                 form_urlencoded::Serializer::new(String::new())
                     .append_pair("q", &changed_query(sobject, fields, since))
                     .finish()
@@ -106,8 +111,9 @@ impl super::SalesforceSink<'_> {
                 return Err(ConnectorError::Salesforce(format!("{what}: a record came without Id or SystemModstamp")));
             };
             let last_modified = text("LastModifiedDate").unwrap_or_else(|| modstamp.clone());
+            let deleted = obj.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false);
             let fields = fields.iter().map(|f| (f.clone(), obj.get(f).cloned().unwrap_or(Value::Null))).collect();
-            records.push(Changed { id, modstamp, last_modified, fields });
+            records.push(Changed { id, modstamp, last_modified, deleted, fields });
         }
         let next = match (body["done"].as_bool(), body["nextRecordsUrl"].as_str()) {
             (Some(false), Some(url)) => Some(url.to_string()),
@@ -116,7 +122,8 @@ impl super::SalesforceSink<'_> {
         Ok(ChangedPage { records, next })
     }
 
-    /// The records with these Ids, as [`Self::changed_page`] gives them.
+    /// The records with these Ids, deleted ones included, as
+    /// [`Self::changed_page`] gives them.
     pub fn changed_by_id(&self, sobject: &str, fields: &[String], ids: &[&str]) -> Result<Vec<Changed>> {
         let mut out = Vec::new();
         let select = select_list(fields);
@@ -124,7 +131,7 @@ impl super::SalesforceSink<'_> {
         for group in ids.chunks(200) {
             let query = super::soql::select_in(sobject, &select, "Id", group);
             let path = format!(
-                "/services/data/v{}/query?{}",
+                "/services/data/v{}/queryAll?{}",
                 self.settings.api_version,
                 form_urlencoded::Serializer::new(String::new()).append_pair("q", &query).finish()
             );
@@ -163,7 +170,7 @@ mod tests {
         let q = changed_query("Vendor__c", &["Name".into(), "Id".into()], Some(&since));
         assert_eq!(
             q,
-            "SELECT Id, SystemModstamp, LastModifiedDate, Name FROM Vendor__c \
+            "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Name FROM Vendor__c \
              WHERE SystemModstamp >= 2026-12-01T09:59:30Z ORDER BY SystemModstamp, Id"
         );
         assert!(!changed_query("Vendor__c", &[], None).contains("WHERE"));

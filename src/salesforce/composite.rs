@@ -94,9 +94,8 @@ impl Serialize for Row<'_> {
 /// `attributes` instead of serializing the fields a second time, when it
 /// holds the external id (the mapping puts it among the fields).
 fn push_row(out: &mut String, record: &SObjectRecord, fields_json: Option<&str>) {
-    let holds_key = || {
-        record.fields.get(&record.external_id_field).and_then(Value::as_str) == Some(record.external_id.as_str())
-    };
+    let holds_key =
+        || record.fields.get(&record.external_id_field).and_then(Value::as_str) == Some(record.external_id.as_str());
     match fields_json.and_then(|t| t.strip_prefix('{')).filter(|rest| rest != &"}" && holds_key()) {
         Some(rest) => {
             out.push_str(r#"{"attributes":{"type":"#);
@@ -467,7 +466,8 @@ mod tests {
         }
         let texts: Vec<String> = owned.iter().map(|r| serde_json::to_string(&r.fields).unwrap()).collect();
         let texts: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
-        let chunk = Chunk { sobject: "Account".into(), external_id_field: "NetSuite_Id__c".into(), indices: vec![0, 2] };
+        let chunk =
+            Chunk { sobject: "Account".into(), external_id_field: "NetSuite_Id__c".into(), indices: vec![0, 2] };
         let sub = upsert_subrequest("66.0", &records, &texts, &chunk);
         let body: Value = serde_json::from_str(sub.body.unwrap().get()).unwrap();
         assert_eq!(body["allOrNone"], false);

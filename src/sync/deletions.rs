@@ -47,7 +47,14 @@ pub(super) fn apply(run: &Run<'_>, kind: RecordKind, ids: &[&str]) -> Result<()>
         for (id, sf) in run.sink.ids_by_external_id(sobject, &unknown)? {
             pending.push((
                 id,
-                RecordState { src: String::new(), dst: String::new(), sf: Some(sf), fields: None, org: None },
+                RecordState {
+                    src: String::new(),
+                    dst: String::new(),
+                    sf: Some(sf),
+                    fields: None,
+                    org: None,
+                    sf_deleted: false,
+                },
             ));
         }
     }

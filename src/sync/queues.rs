@@ -80,7 +80,10 @@ impl ParkedWrite {
     /// As a queued write (its fields and transformations taken apart).
     pub fn queued(&self, run_id: &str, reason: String) -> Result<QueuedWrite> {
         let unreadable = |what: &str, e: serde_json::Error| {
-            ConnectorError::Config(format!("the parked {what} of {} {} are unreadable ({e})", self.kind, self.netsuite_id))
+            ConnectorError::Config(format!(
+                "the parked {what} of {} {} are unreadable ({e})",
+                self.kind, self.netsuite_id
+            ))
         };
         Ok(QueuedWrite {
             run_id: run_id.into(),
@@ -451,7 +454,14 @@ mod tests {
                 external_id: id.into(),
                 fields: serde_json::Map::from_iter([("Name".to_string(), serde_json::json!("Acme \"A\""))]),
             },
-            state: RecordState { src: "s".into(), dst: "d".into(), sf: Some("001A".into()), fields: None, org: None },
+            state: RecordState {
+                src: "s".into(),
+                dst: "d".into(),
+                sf: Some("001A".into()),
+                fields: None,
+                org: None,
+                sf_deleted: false,
+            },
             transformations: vec![Transformation { field: "Name".into(), ..Default::default() }],
             reason: String::new(),
             waits_for: vec![],

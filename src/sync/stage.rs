@@ -41,10 +41,24 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 continue;
             }
         };
+        // Deleted in Salesforce and still inactive in NetSuite: stays out.
+        if let Some(old) = old.as_ref().filter(|s| s.sf_deleted && record.field("isinactive") == Some("T")) {
+            run.count(kind, OutcomeKind::Unchanged);
+            audit.push(run.entry(
+                &mapped,
+                AuditAction::SkipDeletedInSalesforce,
+                OutcomeKind::Unchanged,
+                old.sf.clone(),
+                None,
+            ));
+            unchanged.push((record.id.as_str(), RecordState { src, ..old.clone() }));
+            continue;
+        }
         let (dst, payload) = hashed_payload(&mapped.target);
         match old {
-            // Salesforce already holds exactly this: no write.
-            Some(old) if old.dst == dst => {
+            // Salesforce already holds exactly this: no write. (A record
+            // deleted there and reactivated in NetSuite is written again.)
+            Some(old) if old.dst == dst && !old.sf_deleted => {
                 run.count(kind, OutcomeKind::Unchanged);
                 audit.push(run.entry(
                     &mapped,
@@ -63,7 +77,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 // The payload goes into the state when the write lands.
                 staged.push(Staged {
                     mapped,
-                    state: RecordState { src, dst, sf, fields: None, org: None },
+                    state: RecordState { src, dst, sf, fields: None, org: None, sf_deleted: false },
                     parents,
                     payload,
                 });

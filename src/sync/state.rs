@@ -61,11 +61,17 @@ pub struct RecordState {
     /// current org's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
+    /// The Salesforce record was deleted there (a write-back kind): the
+    /// NetSuite record was made inactive, and stays out of Salesforce while
+    /// it is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sf_deleted: bool,
 }
 
 impl PartialEq for RecordState {
     fn eq(&self, other: &Self) -> bool {
-        (&self.src, &self.dst, &self.sf, &self.org) == (&other.src, &other.dst, &other.sf, &other.org)
+        (&self.src, &self.dst, &self.sf, &self.org, self.sf_deleted)
+            == (&other.src, &other.dst, &other.sf, &other.org, other.sf_deleted)
             && self.fields.as_ref().map(|f| f.get()) == other.fields.as_ref().map(|f| f.get())
     }
 }

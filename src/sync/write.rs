@@ -138,6 +138,7 @@ impl Writer for Salesforce {
                     sf: st.sf.clone(),
                     fields: None,
                     org: None,
+                    sf_deleted: false,
                 };
                 done.push((id.as_str(), gone));
             }
@@ -223,7 +224,13 @@ fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResul
         let outcome = results.outcome(&p.external_id);
         run.count(kind, outcome.outcome);
         let error = errors_text(&outcome);
-        audit.push(run.parked_entry(&p, AuditAction::BulkWrite, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
+        audit.push(run.parked_entry(
+            &p,
+            AuditAction::BulkWrite,
+            outcome.outcome,
+            outcome.salesforce_id.clone(),
+            error.clone(),
+        ));
         if outcome.outcome == OutcomeKind::Failed {
             run.queues.put(Queue::Failed, &p.queued(&run.request.run_id, error.unwrap_or_default())?)?;
         } else {

@@ -8,7 +8,8 @@
 //! connector's own writes come back from either side as "no change". A
 //! record new in Salesforce is created in NetSuite by `PUT eid:<Salesforce
 //! Id>`, which finds the same record when repeated after a crash, and its
-//! NetSuite id is then written back to Salesforce.
+//! NetSuite id is then written back to Salesforce. A record deleted in
+//! Salesforce makes its NetSuite record inactive.
 
 use super::merge::{self, ConflictPolicy, Merged, Modified};
 use super::queues::FailedWriteback;
@@ -193,10 +194,67 @@ impl<'p, 'r> Pass<'p, 'r> {
     }
 
     fn page(&self, records: &[Changed]) -> Result<()> {
+        let (deleted, live): (Vec<&Changed>, Vec<&Changed>) = records.iter().partition(|r| r.deleted);
         let (linked, new): (Vec<&Changed>, Vec<&Changed>) =
-            records.iter().partition(|r| netsuite_id(&r.fields).is_some());
+            live.into_iter().partition(|r| netsuite_id(&r.fields).is_some());
+        self.deleted(&deleted)?;
         self.linked(&linked)?;
         self.created(&new)
+    }
+
+    /// Records deleted in Salesforce. NetSuite is the system of record, so
+    /// nothing is deleted there: the linked NetSuite record is made inactive
+    /// (reversible; reactivating it in NetSuite brings it back to
+    /// Salesforce), and the state remembers the deletion so the forward
+    /// pass does not recreate the record while it stays inactive.
+    fn deleted(&self, records: &[&Changed]) -> Result<()> {
+        let run = self.run;
+        let mut linked: Vec<(&Changed, String)> = Vec::new();
+        for record in records {
+            match netsuite_id(&record.fields) {
+                Some(id) => linked.push((record, id)),
+                // Never reached NetSuite: only a queued failure to forget.
+                None => self.done.borrow_mut().push(record.id.clone()),
+            }
+        }
+        if linked.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = linked.iter().map(|(_, id)| id.as_str()).collect();
+        let states = run.state.records(self.kind, &ids)?;
+        let (mut audit, mut states_out) = (Vec::new(), Vec::new());
+        for ((record, id), state) in linked.iter().zip(states) {
+            // Only the record the link names (not a stray copy carrying the
+            // same NetSuite id), and only once (the overlap window re-reads it).
+            let Some(state) = state.filter(|s| s.sf.as_deref() == Some(record.id.as_str()) && !s.sf_deleted) else {
+                self.done.borrow_mut().push(record.id.clone());
+                continue;
+            };
+            let body = Map::from_iter([("isInactive".to_string(), Value::Bool(true))]);
+            if run.writer.plans() {
+                self.plan(PlanAction::NetSuiteUpdate, id, &body, None);
+                continue;
+            }
+            let what = format!("inactivation of NetSuite {} {id} (Salesforce {} was deleted)", self.kind, record.id);
+            match run.source.write_record(&self.section.record, &RecordRef::Id(id.clone()), &body, None, &what) {
+                Ok(_) => {
+                    let detail = json!([{ "field": "isInactive", "rule": "deleted-in-salesforce", "new": true }]);
+                    audit.push(self.entry(AuditAction::NetSuiteInactivate, id, &record.id, "updated", detail));
+                    states_out.push((id.clone(), RecordState { sf_deleted: true, ..state }));
+                    self.done.borrow_mut().push(record.id.clone());
+                }
+                Err(e) if e.is_about_data() => {
+                    audit.push(self.failed(AuditAction::NetSuiteInactivate, id, &record.id, &e));
+                }
+                Err(e) => {
+                    run.audit(&audit);
+                    return Err(e);
+                }
+            }
+        }
+        run.state.save_records(self.kind, states_out)?;
+        run.audit(&audit);
+        Ok(())
     }
 
     /// Salesforce records that carry a NetSuite id: merge and write.
@@ -308,7 +366,14 @@ impl<'p, 'r> Pass<'p, 'r> {
             let src = old.as_ref().map(|s| s.src.clone()).unwrap_or_default();
             states_out.push((
                 id.to_string(),
-                RecordState { src, dst, sf: Some(record.id.clone()), fields: Some(fields), org: None },
+                RecordState {
+                    src,
+                    dst,
+                    sf: Some(record.id.clone()),
+                    fields: Some(fields),
+                    org: None,
+                    sf_deleted: false,
+                },
             ));
         }
         run.state.save_records(self.kind, states_out)?;
@@ -429,7 +494,14 @@ impl<'p, 'r> Pass<'p, 'r> {
             let (dst, fields) = hashed_payload(&holds);
             states.push((
                 id.clone(),
-                RecordState { src: String::new(), dst, sf: Some(record.id.clone()), fields: Some(fields), org: None },
+                RecordState {
+                    src: String::new(),
+                    dst,
+                    sf: Some(record.id.clone()),
+                    fields: Some(fields),
+                    org: None,
+                    sf_deleted: false,
+                },
             ));
         }
         run.state.save_records(self.kind, states)?;

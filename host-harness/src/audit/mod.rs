@@ -10,6 +10,8 @@ pub struct AuditRow {
     pub run_id: String,
     pub kind: String,
     pub action: String,
+    /// `netsuite-to-salesforce` or `salesforce-to-netsuite`.
+    pub direction: String,
     pub netsuite_id: String,
     pub salesforce_id: Option<String>,
     pub outcome: String,
@@ -21,8 +23,9 @@ pub fn append(conn: &Connection, tenant: &str, rows: &[AuditRow]) -> Result<()> 
     let tx = conn.unchecked_transaction()?;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO audit (tenant, run_id, at, kind, action, netsuite_id, salesforce_id, outcome, transformations, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO audit (tenant, run_id, at, kind, action, direction, netsuite_id, salesforce_id, outcome,
+                 transformations, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let at = now_text();
         for r in rows {
@@ -32,6 +35,7 @@ pub fn append(conn: &Connection, tenant: &str, rows: &[AuditRow]) -> Result<()> 
                 at,
                 r.kind,
                 r.action,
+                r.direction,
                 r.netsuite_id,
                 r.salesforce_id,
                 r.outcome,
@@ -47,7 +51,7 @@ pub fn append(conn: &Connection, tenant: &str, rows: &[AuditRow]) -> Result<()> 
 /// Audit rows of one run, oldest first.
 pub fn for_run(conn: &Connection, tenant: &str, run_id: &str) -> Result<Vec<AuditRow>> {
     let mut stmt = conn.prepare(
-        "SELECT run_id, kind, action, netsuite_id, salesforce_id, outcome, transformations, error
+        "SELECT run_id, kind, action, direction, netsuite_id, salesforce_id, outcome, transformations, error
          FROM audit WHERE tenant = ?1 AND run_id = ?2 ORDER BY seq",
     )?;
     let rows = stmt
@@ -56,11 +60,12 @@ pub fn for_run(conn: &Connection, tenant: &str, run_id: &str) -> Result<Vec<Audi
                 run_id: r.get(0)?,
                 kind: r.get(1)?,
                 action: r.get(2)?,
-                netsuite_id: r.get(3)?,
-                salesforce_id: r.get(4)?,
-                outcome: r.get(5)?,
-                transformations: r.get(6)?,
-                error: r.get(7)?,
+                direction: r.get(3)?,
+                netsuite_id: r.get(4)?,
+                salesforce_id: r.get(5)?,
+                outcome: r.get(6)?,
+                transformations: r.get(7)?,
+                error: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -21,6 +21,7 @@ impl audit::Host for HostState {
                 run_id: e.run_id,
                 kind: kind_name(e.kind).to_string(),
                 action: e.action,
+                direction: e.direction,
                 netsuite_id: e.netsuite_id,
                 salesforce_id: e.salesforce_id,
                 outcome: e.outcome,

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS audit (
     at TEXT NOT NULL,
     kind TEXT NOT NULL,
     action TEXT NOT NULL,
+    direction TEXT NOT NULL DEFAULT 'netsuite-to-salesforce',
     netsuite_id TEXT NOT NULL,
     salesforce_id TEXT,
     outcome TEXT NOT NULL,
@@ -85,6 +86,19 @@ impl Database {
             tx.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'detail'", [], |r| r.get(0))?;
         if !has_detail {
             tx.execute_batch("ALTER TABLE runs ADD COLUMN detail TEXT")?;
+        }
+        // Audit rows carry the direction since vendors sync both ways; the
+        // write-back actions of the version before went Salesforce → NetSuite.
+        let has_direction: bool =
+            tx.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('audit') WHERE name = 'direction'", [], |r| {
+                r.get(0)
+            })?;
+        if !has_direction {
+            tx.execute_batch(
+                "ALTER TABLE audit ADD COLUMN direction TEXT NOT NULL DEFAULT 'netsuite-to-salesforce';
+                 UPDATE audit SET direction = 'salesforce-to-netsuite'
+                     WHERE action IN ('netsuite-write', 'netsuite-create', 'link');",
+            )?;
         }
         tx.commit().with_context(|| format!("creating the schema of {}", db.path.display()))?;
         Ok(db)
@@ -232,6 +246,41 @@ mod tests {
             let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
             assert_eq!(mode, "wal");
         }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn audit_rows_of_an_older_database_get_their_direction() {
+        let root = std::env::temp_dir().join(format!("store-direction-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let path = root.join("connector.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, run_id TEXT NOT NULL,
+                 at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, netsuite_id TEXT NOT NULL,
+                 salesforce_id TEXT, outcome TEXT NOT NULL, transformations TEXT NOT NULL, error TEXT);
+             INSERT INTO audit (tenant, run_id, at, kind, action, netsuite_id, outcome, transformations)
+                 VALUES ('t', 'r', 'then', 'vendor', 'netsuite-write', '7', 'updated', '[]'),
+                        ('t', 'r', 'then', 'vendor', 'write', '7', 'updated', '[]');",
+        )
+        .unwrap();
+        drop(old);
+        let conn = Database::open(&path).unwrap().connect().unwrap();
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT action, direction FROM audit ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("netsuite-write".to_string(), "salesforce-to-netsuite".to_string()),
+                ("write".to_string(), "netsuite-to-salesforce".to_string())
+            ]
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 }
