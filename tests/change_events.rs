@@ -290,3 +290,35 @@ async fn post_unsigned(addr: &str) -> (u16, String) {
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
+
+/// `POST /sync` as a Salesforce Flow (or cron) would call it.
+async fn post_sync(hook: &Webhook, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().post(format!("{}{}", hook.url, host_harness::webhook::SYNC_PATH));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let r = request.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_sync_runs_an_incremental_sync_for_a_caller_holding_the_token() {
+    let bed = bed(5).start().await;
+    let hook = listen(&bed).await;
+    let (status, body) = post_sync(&hook, Some("anything")).await;
+    assert_eq!(status, 404, "off without a sync_token: {body}");
+    assert_eq!(bed.salesforce.count("Account"), 0);
+
+    bed.tenant.set_override("sync_token", "tok-3f9c-81d2");
+    for wrong in [None, Some(""), Some("tok-3f9c-81d"), Some("tok-3f9c-81d2x")] {
+        let (status, body) = post_sync(&hook, wrong).await;
+        assert_eq!(status, 401, "{wrong:?}: {body}");
+    }
+    assert_eq!(bed.salesforce.count("Account"), 0, "no run without the token");
+
+    let (status, report) = post_sync(&hook, Some("tok-3f9c-81d2")).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["mode"], "incremental");
+    assert_eq!(bed.salesforce.count("Account"), 5);
+}

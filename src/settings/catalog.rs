@@ -143,7 +143,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("webhook_secret", Text, "the secret NetSuite signs change events with").secret(),
     setting("webhook_tolerance_secs", Integer, "change events older or newer than this are refused").default("300"),
     setting("credentials_key", Text, "Spin: 32 random bytes, base64; seals cached tokens in key-value").secret().spin(),
-    setting("sync_token", Text, "Spin: bearer token POST /sync requires").secret().spin(),
+    setting("sync_token", Text, "bearer token `POST /sync` requires (harness `serve`, Spin)").secret(),
     setting("audit_retention_days", Integer, "Spin: days of audit kept in key-value").default("30").spin(),
 ];
 

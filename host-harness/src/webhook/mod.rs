@@ -2,7 +2,8 @@
 //! events here; the component verifies and queues them (in the tenant's
 //! key-value store, so none is lost), and a worker applies the queue with
 //! runs of mode `events`, waiting its turn when a scheduled run holds the
-//! tenant's lease.
+//! tenant's lease. `POST /sync` (with the tenant's `sync_token`) runs an
+//! incremental sync at once, for callers such as a Salesforce Flow.
 
 use crate::host::{Runtime, SyncMode};
 use crate::scheduler::Tenant;
@@ -23,6 +24,8 @@ use tokio::sync::{Notify, Semaphore};
 
 /// Path the SuiteScript posts to.
 pub const EVENTS_PATH: &str = "/netsuite/events";
+/// Runs an incremental sync on request.
+pub const SYNC_PATH: &str = "/sync";
 /// Bodies beyond this are refused before they reach the component.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
@@ -125,6 +128,44 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     }
 }
 
+/// `POST /sync`: `Authorization: Bearer <sync_token>` (compared in constant
+/// time) runs an incremental sync and answers its report, as the Spin build
+/// does: 200 when it succeeded, 409 when another run holds the lease, 502
+/// when NetSuite or Salesforce failed it. Without a `sync_token` the route
+/// is off (404).
+async fn sync_now(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let sandbox = match shared.tenant.sandbox() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
+    };
+    let Some(token) = sandbox.config.get("sync_token").filter(|t| !t.is_empty()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "POST /sync is off: store a sync_token with `connector secrets set --config <file> sync_token`",
+        );
+    };
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    use subtle::ConstantTimeEq;
+    if !bool::from(token.as_bytes().ct_eq(presented.as_bytes())) {
+        return error(StatusCode::UNAUTHORIZED, "POST /sync needs Authorization: Bearer <sync_token>");
+    }
+    let report = match shared.tenant.sync(shared.runtime, SyncMode::Incremental, &[]).await {
+        Ok(report) => report,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    };
+    let status = match (report.status, report.error.as_deref()) {
+        ("succeeded", _) => StatusCode::OK,
+        (_, Some(e)) if e.starts_with("busy") => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let body = serde_json::to_string(&report).unwrap_or_else(|e| format!(r#"{{"error":"{e}"}}"#));
+    (status, [("content-type", "application/json")], body).into_response()
+}
+
 /// Applies queued events whenever woken; a burst of events coalesces into
 /// one run, and a busy tenant (a scheduled run holds the lease) is retried.
 async fn apply_queued(shared: Arc<Shared>) {
@@ -174,7 +215,8 @@ pub async fn serve_with(
         body_read_timeout: limits.body_read_timeout,
         verifying: Default::default(),
     });
-    let router = Router::new().route(EVENTS_PATH, post(receive)).with_state(shared.clone());
+    let router =
+        Router::new().route(EVENTS_PATH, post(receive)).route(SYNC_PATH, post(sync_now)).with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(accept(listener, router, limits));
