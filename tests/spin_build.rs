@@ -300,3 +300,43 @@ async fn replicas_sharing_spins_default_sqlite_store_run_each_sync_once() {
 async fn replicas_sharing_spins_redis_store_run_each_sync_once() {
     replicas_sharing_one_store(SwapSemantics::SpinRedis).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spin_build_writes_salesforce_vendor_edits_back_to_netsuite() {
+    let bed = bed(0).setting("vendor_writeback", "true").start().await;
+    let ids = bed.netsuite.seed_vendors(3, 7).unwrap();
+    let mut variables: BTreeMap<String, String> = bed.tenant.sandbox().unwrap().config;
+    variables.insert("credentials_key".into(), base64::engine::general_purpose::STANDARD.encode([5u8; 32]));
+    variables.insert("sync_token".into(), "t".into());
+    let host =
+        tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables, SwapSemantics::SpinSqlite))
+            .unwrap();
+    let sync = || async {
+        let answer = host.request("POST", "/sync", &[("authorization", "Bearer t".into())], vec![]).await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    };
+    sync().await;
+    assert_eq!(bed.salesforce.count("Vendor__c"), 3);
+
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let (sf_id, _) = bed.sf("Vendor__c", ids[1]);
+    let edit = serde_json::json!({"Phone__c": "+15550177"});
+    bed.salesforce.edit_by_hand("Vendor__c", &sf_id, edit.as_object().unwrap().clone());
+    sync().await;
+    assert_eq!(bed.netsuite.vendor_field(ids[1], "phone").unwrap().as_deref(), Some("+15550177"));
+    let log = String::from_utf8_lossy(&host.log.contents()).into_owned();
+    assert!(
+        log.lines().any(|l| l.starts_with("audit {")
+            && l.contains(r#""action":"netsuite-write""#)
+            && l.contains(r#""direction":"salesforce-to-netsuite""#)),
+        "component log: {log:.600}"
+    );
+
+    // No echo under Spin either.
+    let (sf_writes, ns_writes) = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    for _ in 0..5 {
+        bed.clock.advance(std::time::Duration::from_secs(7));
+        sync().await;
+    }
+    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), (sf_writes, ns_writes));
+}
