@@ -172,8 +172,10 @@ mod tests {
     fn unknown_settings_name_the_closest_known_one() {
         let err = parse("tenant = \"acme\"\n[settings]\nnetsuite_page_sise = 500\n").unwrap_err().to_string();
         assert!(err.contains("`netsuite_page_sise`") && err.contains("did you mean `netsuite_page_size`"), "{err}");
-        let err = parse("tenant = \"acme\"\n[settings]\nsync_token = \"x\"\n").unwrap_err().to_string();
+        let err = parse("tenant = \"acme\"\n[settings]\naudit_retention_days = 3\n").unwrap_err().to_string();
         assert!(err.contains("only the Spin build reads"), "{err}");
+        let err = parse("tenant = \"acme\"\n[settings]\nsync_token = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("is a secret"), "{err}");
         let err = parse("tenant = \"acme\"\n[settings]\nsalesforce_private_key = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("is a secret"), "{err}");
     }
