@@ -204,7 +204,12 @@ async fn netsuite_answers_429_above_the_concurrency_limit() {
 }
 
 async fn salesforce(config: SalesforceSimConfig) -> (SalesforceSim, String) {
-    let sim = SalesforceSim::start(config, SimClock::new(), 0).await.unwrap();
+    salesforce_on(config, SimClock::new()).await
+}
+
+/// A Salesforce simulator on `clock`, and an access token for it.
+async fn salesforce_on(config: SalesforceSimConfig, clock: SimClock) -> (SalesforceSim, String) {
+    let sim = SalesforceSim::start(config, clock, 0).await.unwrap();
     let r: Value = reqwest::Client::new()
         .post(format!("{}/services/oauth2/token", sim.base_url()))
         .form(&[
@@ -430,21 +435,8 @@ async fn salesforce_soql_pages_with_next_records_url_and_refuses_bad_queries() {
 #[tokio::test]
 async fn salesforce_edits_by_hand_move_the_stamps_a_poll_reads() {
     let clock = SimClock::new();
-    let sim = SalesforceSim::start(SalesforceSimConfig::default(), clock.clone(), 0).await.unwrap();
-    let token: Value = reqwest::Client::new()
-        .post(format!("{}/services/oauth2/token", sim.base_url()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", sim.client_id()),
-            ("client_secret", "sim-client-secret"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let t = token["access_token"].as_str().unwrap();
+    let (sim, t) = salesforce_on(SalesforceSimConfig::default(), clock.clone()).await;
+    let t = t.as_str();
     let fields = |v: Value| v.as_object().unwrap().clone();
     let id = sim.create_by_hand("Vendor__c", fields(json!({"Name": "Harbor Freight", "Phone__c": "+15550444"})));
     clock.advance(Duration::from_secs(60));

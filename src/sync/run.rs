@@ -158,16 +158,8 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
-        AuditEntry {
-            run_id: self.request.run_id.clone(),
-            kind: parked.kind,
-            action,
-            netsuite_id: parked.netsuite_id.clone(),
-            salesforce_id,
-            outcome: outcome.as_str().into(),
-            transformations_json: parked.transformations.get().to_string(),
-            error,
-        }
+        let transformations = parked.transformations.get().to_string();
+        self.record_entry(parked.kind, &parked.netsuite_id, action, outcome, salesforce_id, transformations, error)
     }
 
     pub fn entry(
@@ -178,14 +170,29 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
+        let transformations = serde_json::to_string(&mapped.transformations).expect("transformations serialize");
+        self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_entry(
+        &self,
+        kind: RecordKind,
+        netsuite_id: &str,
+        action: AuditAction,
+        outcome: OutcomeKind,
+        salesforce_id: Option<String>,
+        transformations_json: String,
+        error: Option<String>,
+    ) -> AuditEntry {
         AuditEntry {
             run_id: self.request.run_id.clone(),
-            kind: mapped.source_kind,
+            kind,
             action,
-            netsuite_id: mapped.source_id.clone(),
+            netsuite_id: netsuite_id.to_string(),
             salesforce_id,
             outcome: outcome.as_str().into(),
-            transformations_json: serde_json::to_string(&mapped.transformations).expect("transformations serialize"),
+            transformations_json,
             error,
         }
     }

@@ -41,35 +41,24 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 continue;
             }
         };
-        // Deleted in Salesforce and still inactive in NetSuite: stays out.
-        if let Some(old) = old.as_ref().filter(|s| s.sf_deleted && record.field("isinactive") == Some("T")) {
-            run.count(kind, OutcomeKind::Unchanged);
-            audit.push(run.entry(
-                &mapped,
-                AuditAction::SkipDeletedInSalesforce,
-                OutcomeKind::Unchanged,
-                old.sf.clone(),
-                None,
-            ));
-            unchanged.push((record.id.as_str(), RecordState { src, ..old.clone() }));
-            continue;
-        }
         let (dst, payload) = hashed_payload(&mapped.target);
-        match old {
-            // Salesforce already holds exactly this: no write. (A record
-            // deleted there and reactivated in NetSuite is written again.)
-            Some(old) if old.dst == dst && !old.sf_deleted => {
+        let skip = match &old {
+            // Deleted in Salesforce: stays out while NetSuite keeps it
+            // inactive; reactivated, it is written again.
+            Some(o) if o.sf_deleted => {
+                (record.field("isinactive") == Some("T")).then_some(AuditAction::SkipDeletedInSalesforce)
+            }
+            // Salesforce already holds exactly this: no write.
+            Some(o) if o.dst == dst => Some(AuditAction::SkipUnchanged),
+            _ => None,
+        };
+        match (skip, old) {
+            (Some(action), Some(old)) => {
                 run.count(kind, OutcomeKind::Unchanged);
-                audit.push(run.entry(
-                    &mapped,
-                    AuditAction::SkipUnchanged,
-                    OutcomeKind::Unchanged,
-                    old.sf.clone(),
-                    None,
-                ));
+                audit.push(run.entry(&mapped, action, OutcomeKind::Unchanged, old.sf.clone(), None));
                 unchanged.push((record.id.as_str(), RecordState { src, ..old }));
             }
-            old => {
+            (_, old) => {
                 let before = old.as_ref().and_then(given_fields);
                 let sf = old.and_then(|s| s.sf);
                 annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
