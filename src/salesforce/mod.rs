@@ -205,16 +205,23 @@ impl<'h> SalesforceSink<'h> {
     fn check_quota(&self) -> Result<()> {
         let Some(usage) = self.usage.get() else { return Ok(()) };
         let ceiling = (usage.limit as f64 * self.settings.max_api_share).floor() as u64;
-        // Requests still on their way are not in the last usage figure yet.
-        let used = usage.used + self.in_flight.get();
-        if usage.limit > 0 && used >= ceiling {
+        // Requests on their way may not be in the org's last figure yet: counting
+        // them keeps the guard from stopping late.
+        let on_the_way = self.in_flight.get();
+        if usage.limit > 0 && usage.used + on_the_way >= ceiling {
+            // The message gives both numbers: their sum can overstate the usage.
+            let pending = match on_the_way {
+                0 => String::new(),
+                1 => " with 1 request on its way".to_string(),
+                n => format!(" with {n} requests on their way"),
+            };
             return Err(ConnectorError::RateLimited(format!(
-                "Salesforce API usage is {}/{} ({:.0}%), at the ceiling of {:.0}% set by `salesforce_max_api_share`. \
-                 The run stopped before using more and kept its cursor; it resumes when usage falls or the \
-                 ceiling is raised",
-                used,
+                "Salesforce API usage is {}/{} ({:.0}%){pending}, at the ceiling of {:.0}% set by \
+                 `salesforce_max_api_share`. The run stopped before using more and kept its cursor; it resumes \
+                 when usage falls or the ceiling is raised",
+                usage.used,
                 usage.limit,
-                used as f64 * 100.0 / usage.limit as f64,
+                usage.used as f64 * 100.0 / usage.limit as f64,
                 self.settings.max_api_share * 100.0
             )));
         }
