@@ -5,8 +5,8 @@
 mod support;
 
 use host_harness::host::{Cursor, RecordKind, describe_error};
-use host_harness::sim::netsuite::ScriptedFailure;
 use serde_json::Value;
+use simulators::netsuite::ScriptedFailure;
 use std::time::Duration;
 use support::{bed, es256_key, runtime, succeeded};
 

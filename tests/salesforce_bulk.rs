@@ -5,7 +5,7 @@
 mod support;
 
 use host_harness::host::SyncMode;
-use host_harness::sim::salesforce::ValidationRule;
+use simulators::salesforce::ValidationRule;
 use std::collections::HashMap;
 use support::{bed, runtime, succeeded};
 

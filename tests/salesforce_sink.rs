@@ -3,7 +3,7 @@
 
 mod support;
 
-use host_harness::sim::salesforce::{Faults, SalesforceSimConfig};
+use simulators::salesforce::{Faults, SalesforceSimConfig};
 use support::{bed, ps256_key, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +167,7 @@ async fn duplicate_external_ids_and_duplicate_rules_are_reported_as_what_they_ar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_login_settings_point_at_another_org_every_write_goes_there() {
-    use host_harness::sim::salesforce::SalesforceSim;
+    use simulators::salesforce::SalesforceSim;
     let bed = bed(200).start().await;
     succeeded(&bed.sync().await);
     assert_eq!(bed.salesforce.count("Account"), 200);

@@ -7,9 +7,9 @@
 
 mod support;
 
-use host_harness::sim::salesforce::SalesforceSim;
 use reqwest::Method;
 use serde_json::{Value, json};
+use simulators::salesforce::SalesforceSim;
 use std::time::Duration;
 use support::{bed, succeeded};
 
@@ -78,7 +78,7 @@ impl Client {
 }
 
 /// Salesforce's datetime text for the simulated clock's now.
-fn stamp(sf_clock: &host_harness::sim::SimClock) -> String {
+fn stamp(sf_clock: &simulators::SimClock) -> String {
     time::OffsetDateTime::from_unix_timestamp(sf_clock.now_secs())
         .unwrap()
         .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].000+0000"))

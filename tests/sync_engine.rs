@@ -4,8 +4,8 @@
 mod support;
 
 use host_harness::host::SyncMode;
-use host_harness::sim::salesforce::ValidationRule;
 use serde_json::Value;
+use simulators::salesforce::ValidationRule;
 use support::{bed, succeeded};
 
 fn embargo() -> Option<ValidationRule> {

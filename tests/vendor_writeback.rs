@@ -7,8 +7,8 @@ mod support;
 
 use host_harness::audit::{AuditRow, for_run};
 use host_harness::host::SyncMode;
-use host_harness::sim::netsuite::VendorRejection;
 use serde_json::{Map, Value, json};
+use simulators::netsuite::VendorRejection;
 use std::time::Duration;
 use support::{Bed, bed, succeeded};
 
@@ -181,7 +181,7 @@ async fn a_netsuite_validation_error_names_the_vendor_and_the_field() {
     let (bed, ids) = synced(2, "netsuite").await;
     let id = ids[0];
     bed.netsuite.reject_vendor_writes(VendorRejection {
-        matches: host_harness::sim::netsuite::VendorMatch::Id(id),
+        matches: simulators::netsuite::VendorMatch::Id(id),
         message: "Please enter a value for Phone.".into(),
     });
     salesforce_edit(&bed, id, json!({"Phone__c": "+15550555"}));

@@ -4,11 +4,11 @@
 //! memory the component and the process used.
 
 use crate::host::{Runtime, SyncMode};
-use crate::sim::salesforce::{Faults, SalesforceSimConfig};
 use crate::spin_host::{SpinHost, SwapSemantics};
 use crate::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
 use anyhow::{Result, bail};
 use serde::Serialize;
+use simulators::salesforce::{Faults, SalesforceSimConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;

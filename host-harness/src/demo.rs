@@ -5,10 +5,10 @@
 
 use crate::host::{Runtime, SyncMode};
 use crate::scheduler::RunReport;
-use crate::sim::salesforce::SalesforceSimConfig;
 use crate::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
 use anyhow::{Context, Result};
 use serde::Serialize;
+use simulators::salesforce::SalesforceSimConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

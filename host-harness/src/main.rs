@@ -20,6 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[cfg(feature = "simulators")]
     /// Run the connector against built-in NetSuite and Salesforce simulators (no accounts needed).
     Demo {
         /// Print one JSON document instead of text.
@@ -34,6 +35,7 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    #[cfg(feature = "simulators")]
     /// Sync the same customers through Composite and through Bulk API 2.0 on the simulators and
     /// print Salesforce API calls per 1,000 records and records per second.
     Bench {
@@ -57,6 +59,7 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    #[cfg(feature = "simulators")]
     /// Post signed change events to the harness listener on the simulators and print the time
     /// from each POST until Salesforce holds the edit (p50, p99, max).
     BenchEvents {
@@ -70,6 +73,26 @@ enum Command {
         /// offers, instead of the harness listener.
         #[arg(long)]
         spin: Option<PathBuf>,
+    },
+    /// Run both simulators standalone, seeded, and write a ready config and the credentials, to point
+    /// the connector or your own scripts and clients at them.
+    #[cfg(feature = "simulators")]
+    Sim {
+        #[arg(long, default_value_t = 1000)]
+        customers: u64,
+        #[arg(long, default_value_t = 2000)]
+        contacts: u64,
+        #[arg(long, default_value_t = 100)]
+        vendors: u64,
+        /// The NetSuite and Salesforce simulators' ports on 127.0.0.1 (0 picks a free one).
+        #[arg(long, value_delimiter = ',', default_values_t = [8701, 8702])]
+        ports: Vec<u16>,
+        /// Where the config, its master key, sealed secrets and the M2M private key are written.
+        #[arg(long, default_value = "connector-sim")]
+        dir: PathBuf,
+        /// Print the endpoints and credentials as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Run one sync for the tenant in a config file.
     Sync {
@@ -160,6 +183,7 @@ fn component_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "simulators")]
         Command::Demo { json, customers, data_dir, component } => {
             let out = host_harness::demo::run(host_harness::demo::DemoOptions {
                 customers,
@@ -175,6 +199,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let failed = out.runs.iter().any(|r| r.report.status != "succeeded");
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
+        #[cfg(feature = "simulators")]
         Command::Bench { customers, contacts, vendors, latency_ms, paths, max_memory_mb, json, component } => {
             let options =
                 host_harness::bench::BenchOptions { customers, contacts, vendors, latency_ms, paths, max_memory_mb };
@@ -186,6 +211,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "simulators")]
         Command::BenchEvents { events, json, component, spin } => {
             if events == 0 {
                 anyhow::bail!("--events must be at least 1");
@@ -208,6 +234,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     latency.host, latency.events, latency.p50_ms, latency.p99_ms, latency.max_ms
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "simulators")]
+        Command::Sim { customers, contacts, vendors, ports, dir, json } => {
+            let [netsuite_port, salesforce_port] = ports[..] else {
+                bail!(
+                    "--ports takes two ports, NetSuite's then Salesforce's, e.g. --ports 8701,8702 (0 picks a free one)"
+                );
+            };
+            let options = host_harness::simulate::SimOptions {
+                customers,
+                contacts,
+                vendors,
+                netsuite_port,
+                salesforce_port,
+                dir,
+            };
+            let running = host_harness::simulate::start(options).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&running.endpoints)?);
+            } else {
+                host_harness::simulate::print_text(&running.endpoints);
+            }
+            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            drop(running);
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync { config, full, kinds, dry_run, compare_live, json, component } => {

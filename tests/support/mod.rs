@@ -5,8 +5,8 @@
 
 use host_harness::host::{Runtime, SyncMode};
 use host_harness::scheduler::RunReport;
-use host_harness::sim::salesforce::SalesforceSimConfig;
 use host_harness::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
+use simulators::salesforce::SalesforceSimConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;

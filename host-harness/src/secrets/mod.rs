@@ -153,7 +153,8 @@ fn shell_quoted(path: &Path) -> String {
 }
 
 /// Options for a new file only its owner may read and write (0600).
-fn private_options() -> std::fs::OpenOptions {
+/// Opens files for writing readable by their owner only (0600).
+pub(crate) fn private_options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
     #[cfg(unix)]

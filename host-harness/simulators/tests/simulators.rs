@@ -1,12 +1,12 @@
 //! The simulators answer like the documented APIs (shared/reference/):
 //! paths, JSON shapes, status codes and quirks, checked over real HTTP.
 
-use host_harness::sim::SimClock;
-use host_harness::sim::netsuite::{NetSuiteSim, NetSuiteSimConfig};
-use host_harness::sim::salesforce::{SalesforceSim, SalesforceSimConfig};
-use host_harness::testbed::{KeyPair, Signing};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use simulators::SimClock;
+use simulators::keys::{KeyPair, Signing};
+use simulators::netsuite::{NetSuiteSim, NetSuiteSimConfig};
+use simulators::salesforce::{SalesforceSim, SalesforceSimConfig};
 use std::sync::OnceLock;
 use std::time::Duration;
 

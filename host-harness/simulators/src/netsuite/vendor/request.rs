@@ -6,7 +6,7 @@ use super::{
     ADDRESS_FIELDS, ADDRESS_IGNORED, COLLECTION_IGNORED, Field, Kind, LINE_IGNORED, NOT_SIMULATED, READ_ONLY,
     field_named, listed,
 };
-use crate::sim::netsuite::errors::{Detail, RestError};
+use crate::netsuite::errors::{Detail, RestError};
 use axum::http::StatusCode;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension};

@@ -247,7 +247,7 @@ pub fn serialize_page(text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::netsuite::db;
+    use crate::netsuite::db;
 
     #[test]
     fn queries_run_with_netsuite_value_shapes() {

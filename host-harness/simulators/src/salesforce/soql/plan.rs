@@ -7,7 +7,7 @@
 use super::error::QueryError;
 use super::lex::Op;
 use super::parse::{Condition, Literal, OrderBy, Path, Query, Relative, Selection, Spanned};
-use crate::sim::salesforce::schema::{Field, FieldType, SObject, normalize_id};
+use crate::salesforce::schema::{Field, FieldType, SObject, normalize_id};
 
 /// A field the query reads: on the queried object, or through a lookup on its parent.
 #[derive(Debug, Clone)]
@@ -314,8 +314,8 @@ fn type_name(kind: FieldType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::salesforce::schema::objects;
-    use crate::sim::salesforce::soql::parse::parse;
+    use crate::salesforce::schema::objects;
+    use crate::salesforce::soql::parse::parse;
 
     fn planned(q: &str) -> Result<(), QueryError> {
         let objects = objects();

@@ -1,5 +1,5 @@
 //! Simulated time: real time plus an offset the tests can move forward. The
-//! simulators and the guest's wall clock share one, so "60 minutes later"
+//! simulators and the guest's wall clock (in the harness) share one, so "60 minutes later"
 //! takes no time at all.
 
 use std::sync::Arc;
@@ -32,15 +32,5 @@ impl SimClock {
 
     pub fn now_secs(&self) -> i64 {
         self.now().as_secs() as i64
-    }
-}
-
-impl wasmtime_wasi::HostWallClock for SimClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-
-    fn now(&self) -> Duration {
-        SimClock::now(self)
     }
 }

@@ -6,7 +6,7 @@
 //! TIMESTAMP column comes back in the user's date format preference (M/D/YYYY),
 //! as in NetSuite, so only TO_CHAR gives a sortable, exact timestamp.
 
-use crate::sim::seed::{Address, Company, Person, TERMS};
+use crate::seed::{Address, Company, Person, TERMS};
 use anyhow::Result;
 use rusqlite::functions::{Context as FnContext, FunctionFlags};
 use rusqlite::types::ValueRef;

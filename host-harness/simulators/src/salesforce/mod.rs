@@ -179,6 +179,11 @@ impl SalesforceSim {
         &self.inner.config.client_id
     }
 
+    /// The connected app's consumer secret (public: it only opens the simulator).
+    pub fn client_secret(&self) -> &str {
+        &self.inner.config.client_secret
+    }
+
     fn org(&self) -> MutexGuard<'_, Org> {
         self.inner.org.lock().unwrap_or_else(|p| p.into_inner())
     }

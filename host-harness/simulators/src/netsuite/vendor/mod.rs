@@ -230,7 +230,7 @@ pub enum VendorMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::netsuite::{db, suiteql};
+    use crate::netsuite::{db, suiteql};
     use render::iso;
     use serde_json::{Map, Value, json};
 
@@ -292,7 +292,7 @@ mod tests {
         let conn = db::open().unwrap();
         let strict = Checks { names: Check::Error, values: Check::Error };
         let e = parse(&conn, &body(json!({"companyName": "A", "nope": 1, "terms": {"id": "99"}})), strict).unwrap_err();
-        let codes: Vec<(&str, &crate::sim::netsuite::errors::At)> = e.details.iter().map(|d| (d.code, &d.at)).collect();
+        let codes: Vec<(&str, &crate::netsuite::errors::At)> = e.details.iter().map(|d| (d.code, &d.at)).collect();
         assert!(codes.iter().any(|(c, _)| *c == "NONEXISTENT_FIELD"), "{e:?}");
         assert!(e.details.iter().any(|d| d.code == "INVALID_CONTENT" && d.detail.contains("Invalid Field Value 99")));
         // By default unknown names only warn; a read-only or unsimulated field is accepted.
@@ -305,7 +305,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.details[0].at,
-            crate::sim::netsuite::errors::At::Path("addressBook.items[0].addressBookAddress.country".into())
+            crate::netsuite::errors::At::Path("addressBook.items[0].addressBookAddress.country".into())
         );
 
         let replace = Replace::default();

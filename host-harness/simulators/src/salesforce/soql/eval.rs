@@ -7,8 +7,8 @@
 use super::lex::Op;
 use super::parse::{Condition, OrderBy, Pattern};
 use super::plan::{Column, Filter, Operand};
-use crate::sim::salesforce::datetime;
-use crate::sim::salesforce::schema::{Field, FieldType, SObject};
+use crate::salesforce::datetime;
+use crate::salesforce::schema::{Field, FieldType, SObject};
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
 use std::rc::Rc;
@@ -247,8 +247,8 @@ fn value(row: &Row, field: &Field) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::salesforce::schema::{objects, salesforce_id};
-    use crate::sim::salesforce::soql::{parse::parse, plan::plan};
+    use crate::salesforce::schema::{objects, salesforce_id};
+    use crate::salesforce::soql::{parse::parse, plan::plan};
 
     const NOW_MS: i64 = 1_796_160_317_000;
 

@@ -3,7 +3,7 @@
 //! paging, the SQL prefilter agreeing with the evaluator, and error shapes.
 
 use super::{QueryCall, more, query};
-use crate::sim::salesforce::store::Org;
+use crate::salesforce::store::Org;
 use serde_json::{Map, Value, json};
 
 const NOW: i64 = 1_796_160_317;
@@ -78,7 +78,7 @@ fn pages_follow_a_snapshot_taken_when_the_query_ran() {
 fn query_all_sees_the_recycle_bin_and_query_does_not() {
     let mut org = org_with_vendors(3);
     let id = org.find_id("Vendor__c", "1").unwrap();
-    assert!(matches!(org.delete(&id, NOW + 5), crate::sim::salesforce::store::Deleted::Ok));
+    assert!(matches!(org.delete(&id, NOW + 5), crate::salesforce::store::Deleted::Ok));
     let soql = "SELECT Id, IsDeleted, SystemModstamp FROM Vendor__c WHERE IsDeleted = true";
     let live = query(&mut org, &call(soql, 2000, NOW + 6)).unwrap();
     assert_eq!(live["totalSize"], 0);
@@ -86,7 +86,7 @@ fn query_all_sees_the_recycle_bin_and_query_does_not() {
     assert_eq!(all["totalSize"], 1);
     let row = &all["records"][0];
     assert_eq!((row["Id"].as_str(), &row["IsDeleted"]), (Some(id.as_str()), &json!(true)));
-    assert_eq!(row["SystemModstamp"], crate::sim::salesforce::datetime::format(NOW + 5), "a delete moves the stamp");
+    assert_eq!(row["SystemModstamp"], crate::salesforce::datetime::format(NOW + 5), "a delete moves the stamp");
     let count = query(&mut org, &call("SELECT COUNT() FROM Vendor__c", 2000, NOW)).unwrap();
     assert_eq!((count["totalSize"].as_u64(), count["records"].as_array().map(Vec::len)), (Some(2), Some(0)));
 }
@@ -125,7 +125,7 @@ fn the_sql_prefilter_agrees_with_the_evaluator() {
     let gone = org.find_id("Vendor__c", "7").unwrap();
     org.delete(&gone, NOW + 1);
     let id = org.find_id("Vendor__c", "120").unwrap();
-    let stamp = crate::sim::salesforce::datetime::format(NOW + 1);
+    let stamp = crate::salesforce::datetime::format(NOW + 1);
     let conditions = [
         format!("SystemModstamp > {stamp}"),
         format!("SystemModstamp >= {stamp} AND Name LIKE '%1%'"),

@@ -7,7 +7,7 @@
 
 use super::error::QueryError;
 use super::lex::{Op, Tok, Token, lex};
-use crate::sim::salesforce::datetime;
+use crate::salesforce::datetime;
 
 /// A field as written: `Name`, or `Account.NetSuite_Id__c` through a relationship.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,14 +2,14 @@
 //! certificates, called over real HTTP as a client would
 //! (shared/reference/netsuite.md 2.4, 4.1, 5, 7).
 
-use host_harness::sim::SimClock;
-use host_harness::sim::netsuite::{
-    NetSuiteSim, NetSuiteSimConfig, Permission, ScriptedFailure, TbaConfig, VendorMatch, VendorRejection,
-};
-use host_harness::testbed::{KeyPair, Signing};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
+use simulators::SimClock;
+use simulators::keys::{KeyPair, Signing};
+use simulators::netsuite::{
+    NetSuiteSim, NetSuiteSimConfig, Permission, ScriptedFailure, TbaConfig, VendorMatch, VendorRejection,
+};
 use std::sync::OnceLock;
 use std::time::Duration;
 

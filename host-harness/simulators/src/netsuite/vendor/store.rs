@@ -5,7 +5,7 @@
 
 use super::request::{AddressLine, invalid_value};
 use super::{Changes, FIELDS, Kind, Replace, VendorMatch, VendorRejection, field_named};
-use crate::sim::netsuite::errors::RestError;
+use crate::netsuite::errors::RestError;
 use axum::http::StatusCode;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -121,7 +121,7 @@ pub fn create(conn: &Connection, changes: &Changes, ctx: &WriteContext<'_>) -> R
     let mut row: Row = FIELDS.iter().map(|f| (f.column, Sql::Null)).collect();
     merged(&mut row, changes, ctx.replace);
     check_record(conn, None, &mut row, ctx)?;
-    let id = crate::sim::netsuite::db::next_entity_id(conn).map_err(|e| {
+    let id = crate::netsuite::db::next_entity_id(conn).map_err(|e| {
         RestError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "UNEXPECTED_ERROR",

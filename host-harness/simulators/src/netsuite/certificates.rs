@@ -167,7 +167,7 @@ impl Certificates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testbed::{KeyPair, Signing};
+    use crate::keys::{KeyPair, Signing};
 
     #[test]
     fn several_certificates_each_key_once() {

@@ -4,7 +4,9 @@
 //! and let users try the connector before pointing it at real accounts.
 
 pub mod clock;
+pub mod keys;
 pub mod netsuite;
+pub mod pair;
 pub mod salesforce;
 pub mod seed;
 
