@@ -38,6 +38,26 @@ pub struct HarnessConfig {
     pub run_deadline_secs: u64,
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
+    /// When `connector serve` runs the tenant's incremental syncs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleConfig>,
+    /// Change events `connector serve` accepts from this tenant per minute
+    /// (bursts up to the same number); more are answered 429.
+    #[serde(default = "default_events_per_minute")]
+    pub events_per_minute: u32,
+}
+
+/// `[schedule]`: a cron expression (five fields, or six with seconds first)
+/// or a fixed interval, plus a random delay that spreads tenants apart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_secs: Option<u64>,
+    #[serde(default)]
+    pub jitter_secs: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -48,6 +68,9 @@ fn default_memory_mb() -> usize {
 }
 fn default_deadline() -> u64 {
     4 * 3600
+}
+fn default_events_per_minute() -> u32 {
+    600
 }
 
 /// The NetSuite `host:port` `settings` name: `netsuite_base_url`'s, else
@@ -102,6 +125,10 @@ impl HarnessConfig {
                     ),
                 },
             }
+        }
+        if let Some(schedule) = &self.schedule {
+            crate::serve::schedule::Schedule::from_config(schedule)
+                .with_context(|| format!("tenant `{}`: [schedule] is not valid", self.tenant))?;
         }
         Ok(())
     }

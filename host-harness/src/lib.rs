@@ -12,6 +12,7 @@ pub mod demo;
 pub mod host;
 pub mod scheduler;
 pub mod secrets;
+pub mod serve;
 #[cfg(feature = "simulators")]
 pub mod simulate;
 pub mod spin_host;

@@ -115,14 +115,19 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
-    /// Listen for NetSuite change events and run an incremental sync on a schedule.
+    /// Listen for NetSuite change events and run incremental syncs on a schedule: one tenant
+    /// (--config), or every tenant file in a directory (--tenants), picked up as files change.
     Serve {
+        #[arg(long, required_unless_present = "tenants", conflicts_with = "tenants")]
+        config: Option<PathBuf>,
+        /// A directory of tenant configs (*.toml), each with its own [schedule]; events go to
+        /// POST /tenants/{tenant}/netsuite/events and POST /tenants/{tenant}/sync.
         #[arg(long)]
-        config: PathBuf,
+        tenants: Option<PathBuf>,
         /// Where the change-event listener binds (POST /netsuite/events).
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: std::net::SocketAddr,
-        /// Seconds between scheduled incremental syncs.
+        /// With --config: seconds between scheduled incremental syncs.
         #[arg(long, default_value_t = 900)]
         every: u64,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
@@ -266,7 +271,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(tenant.clone(), false));
+            tokio::spawn(stop_on_signal(vec![tenant.clone()], false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
@@ -277,15 +282,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             print_report(&report, json)
         }
-        Command::Serve { config, listen, every, component } => {
-            let config = HarnessConfig::load(&config)?;
-            let cipher = Cipher::load(config.master_key_file.as_deref())?;
-            let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(tenant.clone(), true));
+        Command::Serve { config, tenants, listen, every, component } => {
             let path = component_path(component)?;
             // One runtime for the life of the process.
             let runtime: &'static Runtime =
                 Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&path)).await??));
+            if let Some(dir) = tenants {
+                return serve_tenants(dir, runtime, listen).await;
+            }
+            let config = HarnessConfig::load(&config.context("--config or --tenants is required")?)?;
+            let cipher = Cipher::load(config.master_key_file.as_deref())?;
+            let tenant = Arc::new(Tenant::open(config, cipher, None)?);
+            tokio::spawn(stop_on_signal(vec![tenant.clone()], true));
             let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
             println!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH);
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
@@ -308,7 +316,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (None, None) => ReplayScope::AllFailed,
             };
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(tenant.clone(), false));
+            tokio::spawn(stop_on_signal(vec![tenant.clone()], false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let report = tenant.replay(&runtime, scope).await?;
@@ -364,7 +372,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// log (one line each) and exits; the next run takes over their lease, as
 /// this process is gone by then. `serving`: stopping is its normal end, a
 /// success unless it cut a run short.
-async fn stop_on_signal(tenant: Arc<Tenant>, serving: bool) {
+/// Hosts every tenant file of `dir` until a signal ends the process.
+async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net::SocketAddr) -> Result<ExitCode> {
+    use host_harness::serve::{Server, print_reload};
+    let server = Server::new(dir.clone(), runtime);
+    let first = server.reload();
+    print_reload(&first);
+    if server.tenants().is_empty() {
+        bail!("{} holds no tenant that loads (one TOML config per tenant, e.g. acme.toml)", dir.display());
+    }
+    let limits = host_harness::webhook::ListenerLimits::default();
+    let hook = host_harness::webhook::serve_tenants(server.directory(), listen, limits).await?;
+    println!("listening for change events on {}/tenants/{{tenant}}/netsuite/events", hook.url);
+    let signals = {
+        let server = server.clone();
+        tokio::spawn(async move { stop_on_signal_all(server).await })
+    };
+    server.watch(std::time::Duration::from_secs(2)).await;
+    signals.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop_on_signal_all(server: Arc<host_harness::serve::Server>) {
+    stop_on_signal_of(|| server.tenants(), true).await
+}
+
+async fn stop_on_signal(tenants: Vec<Arc<Tenant>>, serving: bool) {
+    stop_on_signal_of(move || tenants.clone(), serving).await
+}
+
+/// On SIGINT or SIGTERM: the runs in progress end as `stopped` (the next run
+/// resumes from their last checkpoint) and the process exits.
+async fn stop_on_signal_of(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         // Signals keep their default action: the next run marks the run crashed.
@@ -374,18 +413,21 @@ async fn stop_on_signal(tenant: Arc<Tenant>, serving: bool) {
         _ = int.recv() => ("SIGINT", 130),
         _ = term.recv() => ("SIGTERM", 143),
     };
-    let cut_short = match tenant.interrupted(name) {
-        Ok(runs) => {
-            for run in &runs {
-                eprintln!("error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped");
+    let mut cut_short = false;
+    for tenant in tenants() {
+        match tenant.interrupted(name) {
+            Ok(runs) => {
+                for run in &runs {
+                    eprintln!("error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped");
+                }
+                cut_short |= !runs.is_empty();
             }
-            !runs.is_empty()
+            Err(e) => {
+                eprintln!("error: interrupted by {name}; the run log could not record it: {e:#}");
+                cut_short = true;
+            }
         }
-        Err(e) => {
-            eprintln!("error: interrupted by {name}; the run log could not record it: {e:#}");
-            true
-        }
-    };
+    }
     std::process::exit(if serving && !cut_short { 0 } else { code });
 }
 

@@ -140,6 +140,8 @@ pub fn tenant_files(
         max_memory_mb,
         run_deadline_secs: 3600,
         settings: all.into_iter().map(|(k, v)| (k, toml::Value::String(v))).collect(),
+        schedule: None,
+        events_per_minute: 600,
     };
     let secrets = BTreeMap::from([
         ("netsuite_private_key".to_string(), key.private_pem.clone()),

@@ -120,7 +120,17 @@ impl Runtime {
         store.limiter(|s| &mut s.limits);
         let ticks = (run.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
-        let connector = self.pre.instantiate_async(&mut store).await?;
+        let limit_mb = run.max_memory_bytes >> 20;
+        let connector = self.pre.instantiate_async(&mut store).await.map_err(|e| -> anyhow::Error {
+            // The limiter refuses the initial memory itself: say which setting.
+            match store.data().limits.memory_refused {
+                true => anyhow::anyhow!(
+                    "the component needs more memory to start than the limit of {limit_mb} MB; raise `max_memory_mb` \
+                     in the tenant's config ({e})"
+                ),
+                false => e.into(),
+            }
+        })?;
         Ok((store, connector))
     }
 

@@ -10,7 +10,7 @@ use crate::scheduler::Tenant;
 use anyhow::Result;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -26,6 +26,9 @@ use tokio::sync::{Notify, Semaphore};
 pub const EVENTS_PATH: &str = "/netsuite/events";
 /// Runs an incremental sync on request.
 pub const SYNC_PATH: &str = "/sync";
+/// The multi-tenant listener's routes (`connector serve --tenants`).
+pub const TENANT_EVENTS_PATH: &str = "/tenants/{tenant}/netsuite/events";
+pub const TENANT_SYNC_PATH: &str = "/tenants/{tenant}/sync";
 /// Bodies beyond this are refused before they reach the component.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
@@ -57,15 +60,101 @@ impl Default for ListenerLimits {
     }
 }
 
-struct Shared {
-    tenant: Arc<Tenant>,
+/// One tenant as the listener serves it: its runs, the worker that applies
+/// its queued events, and (multi-tenant routes) what the host checks before
+/// any of the tenant's code runs.
+pub struct Hosted {
+    pub tenant: Arc<Tenant>,
     runtime: &'static Runtime,
     wake: Notify,
     applied_runs: AtomicU64,
-    body_read_timeout: Duration,
     /// One event verified at a time: the component's check for a replayed
     /// signature and its record of a new one must not interleave.
     verifying: tokio::sync::Mutex<()>,
+    /// Read from the sealed secrets when the tenant is loaded, so that a
+    /// request for a tenant costs the same whether it exists or not.
+    webhook_secret: Vec<u8>,
+    sync_token: Vec<u8>,
+    events: RateLimit,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Hosted {
+    /// Loads what the listener checks and starts the tenant's event worker.
+    pub fn start(tenant: Arc<Tenant>, runtime: &'static Runtime) -> Result<Arc<Hosted>> {
+        let values = tenant.sandbox()?.config;
+        let secret = |name: &str| values.get(name).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+        let per_minute = tenant.config.events_per_minute;
+        let hosted = Arc::new(Hosted {
+            runtime,
+            wake: Notify::new(),
+            applied_runs: AtomicU64::new(0),
+            verifying: Default::default(),
+            webhook_secret: secret("webhook_secret"),
+            sync_token: secret("sync_token"),
+            events: RateLimit::per_minute(per_minute),
+            stopping: Default::default(),
+            tenant,
+        });
+        tokio::spawn(apply_queued(hosted.clone()));
+        Ok(hosted)
+    }
+
+    /// Ends the event worker once its current run, if any, is over (the
+    /// tenant was removed or replaced); events still queued stay in the
+    /// tenant's store for its next run.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Runs of mode `events` that completed since start.
+    pub fn applied_runs(&self) -> u64 {
+        self.applied_runs.load(Ordering::SeqCst)
+    }
+}
+
+/// A token bucket: `per_minute` requests a minute, bursts of as many.
+struct RateLimit {
+    per_minute: f64,
+    state: std::sync::Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl RateLimit {
+    fn per_minute(n: u32) -> RateLimit {
+        RateLimit {
+            per_minute: f64::from(n),
+            state: std::sync::Mutex::new((f64::from(n), tokio::time::Instant::now())),
+        }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take(&self) -> Result<(), Duration> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(state.1).as_secs_f64() * self.per_minute / 60.0;
+        state.0 = (state.0 + refill).min(self.per_minute);
+        state.1 = now;
+        if state.0 >= 1.0 {
+            state.0 -= 1.0;
+            return Ok(());
+        }
+        let wait = if self.per_minute > 0.0 { (1.0 - state.0) * 60.0 / self.per_minute } else { 60.0 };
+        Err(Duration::from_secs_f64(wait))
+    }
+}
+
+/// Finds a tenant by name for the multi-tenant routes.
+pub type Directory = Arc<dyn Fn(&str) -> Option<Arc<Hosted>> + Send + Sync>;
+
+enum Tenants {
+    One(Arc<Hosted>),
+    Many(Directory),
+}
+
+struct Shared {
+    tenants: Tenants,
+    body_read_timeout: Duration,
 }
 
 /// A running listener; clones share it.
@@ -76,9 +165,12 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Runs of mode `events` that completed since start.
+    /// Runs of mode `events` that completed since start (single-tenant listener).
     pub fn applied_runs(&self) -> u64 {
-        self.shared.applied_runs.load(Ordering::SeqCst)
+        match &self.shared.tenants {
+            Tenants::One(hosted) => hosted.applied_runs(),
+            Tenants::Many(_) => 0,
+        }
     }
 }
 
@@ -87,39 +179,96 @@ fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let body = match tokio::time::timeout(shared.body_read_timeout, axum::body::to_bytes(body, MAX_REQUEST_BYTES)).await
-    {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body is over {MAX_REQUEST_BYTES} bytes, or was cut off"),
-            );
-        }
+/// The one answer of the multi-tenant routes to an unknown tenant and to a
+/// known one's request that does not authenticate: the two must not be told
+/// apart.
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such tenant, or the request is not signed with its secret")
+}
+
+async fn read_body(shared: &Shared, body: Body) -> Result<bytes::Bytes, Response> {
+    match tokio::time::timeout(shared.body_read_timeout, axum::body::to_bytes(body, MAX_REQUEST_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is over {MAX_REQUEST_BYTES} bytes, or was cut off"),
+        )),
         Err(_) => {
             let mut answer = error(
                 StatusCode::REQUEST_TIMEOUT,
                 &format!("the request body took more than {:?} to arrive", shared.body_read_timeout),
             );
             answer.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
-            return answer;
+            Err(answer)
         }
+    }
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers.iter().filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string()))).collect()
+}
+
+async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let Tenants::One(hosted) = &shared.tenants else { return not_found() };
+    let body = match read_body(&shared, body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
-    let headers: Vec<(String, String)> =
-        headers.iter().filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_string(), v.to_string()))).collect();
-    let sandbox = match shared.tenant.sandbox() {
+    deliver(hosted, header_pairs(&headers), body).await
+}
+
+/// `POST /tenants/{tenant}/netsuite/events`: the host checks the signature
+/// with the tenant's secret first (a made-up one for an unknown tenant, so
+/// both cost one HMAC), then the tenant's rate limit, then the component
+/// verifies and queues the event as on the single-tenant route.
+async fn receive_for(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Tenants::Many(directory) = &shared.tenants else { return not_found() };
+    let body = match read_body(&shared, body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let headers = header_pairs(&headers);
+    let hosted = directory(&name);
+    let secret = hosted.as_ref().map_or(UNKNOWN_TENANT_SECRET, |h| h.webhook_secret.as_slice());
+    let signed = netsuite_salesforce::events::signature_matches(&headers, &body, secret);
+    let Some(hosted) = hosted.filter(|h| signed && !h.webhook_secret.is_empty()) else { return not_found() };
+    if let Err(wait) = hosted.events.take() {
+        let mut answer = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "tenant `{name}` sent more than {} events a minute (`events_per_minute` in its config)",
+                hosted.tenant.config.events_per_minute
+            ),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            answer.headers_mut().insert("retry-after", v);
+        }
+        return answer;
+    }
+    deliver(&hosted, headers, body).await
+}
+
+/// What the HMAC of an unknown tenant's request is computed with.
+const UNKNOWN_TENANT_SECRET: &[u8] = b"no-tenant-has-this-secret-0000000";
+
+async fn deliver(hosted: &Arc<Hosted>, headers: Vec<(String, String)>, body: bytes::Bytes) -> Response {
+    let sandbox = match hosted.tenant.sandbox() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
     };
     let verified = {
-        let _one_at_a_time = shared.verifying.lock().await;
-        shared.runtime.receive_event(sandbox, headers, body.to_vec()).await
+        let _one_at_a_time = hosted.verifying.lock().await;
+        hosted.runtime.receive_event(sandbox, headers, body.to_vec()).await
     };
     match verified {
         Ok((status, answer)) => {
             if status == 202 {
-                shared.wake.notify_one();
+                hosted.wake.notify_one();
             }
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, [("content-type", "application/json")], answer).into_response()
@@ -128,13 +277,23 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     }
 }
 
+fn bearer(headers: &HeaderMap) -> &[u8] {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .as_bytes()
+}
+
 /// `POST /sync`: `Authorization: Bearer <sync_token>` (compared in constant
 /// time) runs an incremental sync and answers its report, as the Spin build
 /// does: 200 when it succeeded, 409 when another run holds the lease, 502
 /// when NetSuite or Salesforce failed it. Without a `sync_token` the route
 /// is off (404).
 async fn sync_now(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let sandbox = match shared.tenant.sandbox() {
+    let Tenants::One(hosted) = &shared.tenants else { return not_found() };
+    let sandbox = match hosted.tenant.sandbox() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
     };
@@ -144,16 +303,29 @@ async fn sync_now(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
             "POST /sync is off: store a sync_token with `connector secrets set --config <file> sync_token`",
         );
     };
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
     use subtle::ConstantTimeEq;
-    if !bool::from(token.as_bytes().ct_eq(presented.as_bytes())) {
+    if !bool::from(token.as_bytes().ct_eq(bearer(&headers))) {
         return error(StatusCode::UNAUTHORIZED, "POST /sync needs Authorization: Bearer <sync_token>");
     }
-    let report = match shared.tenant.sync(shared.runtime, SyncMode::Incremental, &[]).await {
+    run_now(hosted).await
+}
+
+/// `POST /tenants/{tenant}/sync`: as `/sync`, but an unknown tenant, one
+/// without a `sync_token` and a wrong token all answer the same 404.
+async fn sync_now_for(State(shared): State<Arc<Shared>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Tenants::Many(directory) = &shared.tenants else { return not_found() };
+    let hosted = directory(&name);
+    let token = hosted.as_ref().map_or(UNKNOWN_TENANT_SECRET, |h| h.sync_token.as_slice());
+    use subtle::ConstantTimeEq;
+    let matches = bool::from(token.ct_eq(bearer(&headers)));
+    match hosted.filter(|h| matches && !h.sync_token.is_empty()) {
+        Some(hosted) => run_now(&hosted).await,
+        None => not_found(),
+    }
+}
+
+async fn run_now(hosted: &Hosted) -> Response {
+    let report = match hosted.tenant.sync(hosted.runtime, SyncMode::Incremental, &[]).await {
         Ok(report) => report,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     };
@@ -168,26 +340,33 @@ async fn sync_now(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
 
 /// Applies queued events whenever woken; a burst of events coalesces into
 /// one run, and a busy tenant (a scheduled run holds the lease) is retried.
-async fn apply_queued(shared: Arc<Shared>) {
+async fn apply_queued(hosted: Arc<Hosted>) {
     loop {
-        shared.wake.notified().await;
+        hosted.wake.notified().await;
+        if hosted.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         // Let the rest of a burst arrive.
         tokio::time::sleep(Duration::from_millis(25)).await;
         loop {
-            match shared.tenant.sync(shared.runtime, SyncMode::Events, &[]).await {
+            match hosted.tenant.sync(hosted.runtime, SyncMode::Events, &[]).await {
                 Ok(report) if report.status == "succeeded" => {
-                    shared.applied_runs.fetch_add(1, Ordering::SeqCst);
+                    hosted.applied_runs.fetch_add(1, Ordering::SeqCst);
                     break;
                 }
                 Ok(report) if report.error.as_deref().is_some_and(|e| e.starts_with("busy")) => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Ok(report) => {
-                    eprintln!("applying change events failed: {}", report.error.unwrap_or_default());
+                    eprintln!(
+                        "tenant {}: applying change events failed: {}",
+                        hosted.tenant.config.tenant,
+                        report.error.unwrap_or_default()
+                    );
                     break;
                 }
                 Err(e) => {
-                    eprintln!("applying change events failed: {e:#}");
+                    eprintln!("tenant {}: applying change events failed: {e:#}", hosted.tenant.config.tenant);
                     break;
                 }
             }
@@ -200,27 +379,36 @@ pub async fn serve(tenant: Arc<Tenant>, runtime: &'static Runtime, addr: SocketA
     serve_with(tenant, runtime, addr, ListenerLimits::default()).await
 }
 
-/// Listens on `addr` with `limits`.
+/// Listens on `addr` with `limits` for one tenant (`/netsuite/events`, `/sync`).
 pub async fn serve_with(
     tenant: Arc<Tenant>,
     runtime: &'static Runtime,
     addr: SocketAddr,
     limits: ListenerLimits,
 ) -> Result<Webhook> {
-    let shared = Arc::new(Shared {
-        tenant,
-        runtime,
-        wake: Notify::new(),
-        applied_runs: AtomicU64::new(0),
-        body_read_timeout: limits.body_read_timeout,
-        verifying: Default::default(),
-    });
-    let router =
-        Router::new().route(EVENTS_PATH, post(receive)).route(SYNC_PATH, post(sync_now)).with_state(shared.clone());
+    let hosted = Hosted::start(tenant, runtime)?;
+    let router = Router::new().route(EVENTS_PATH, post(receive)).route(SYNC_PATH, post(sync_now));
+    listen(Tenants::One(hosted), router, addr, limits).await
+}
+
+/// Listens on `addr` for every tenant `directory` finds
+/// (`/tenants/{tenant}/netsuite/events`, `/tenants/{tenant}/sync`).
+pub async fn serve_tenants(directory: Directory, addr: SocketAddr, limits: ListenerLimits) -> Result<Webhook> {
+    let router = Router::new().route(TENANT_EVENTS_PATH, post(receive_for)).route(TENANT_SYNC_PATH, post(sync_now_for));
+    listen(Tenants::Many(directory), router, addr, limits).await
+}
+
+async fn listen(
+    tenants: Tenants,
+    router: Router<Arc<Shared>>,
+    addr: SocketAddr,
+    limits: ListenerLimits,
+) -> Result<Webhook> {
+    let shared = Arc::new(Shared { tenants, body_read_timeout: limits.body_read_timeout });
+    let router = router.with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(accept(listener, router, limits));
-    tokio::spawn(apply_queued(shared.clone()));
     Ok(Webhook { shared, url })
 }
 

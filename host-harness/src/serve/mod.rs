@@ -1,0 +1,292 @@
+//! `connector serve --tenants DIR`: every tenant file (`*.toml`) in a
+//! directory, hosted by one process. Each tenant keeps its own config,
+//! sealed secrets, database, allowlist, limits and schedule; a file that is
+//! added, edited or removed (or whose secrets, key or mapping change) is
+//! picked up within a few seconds, without a restart. A tenant's runs never
+//! overlap (its lease), and a replaced tenant's run in progress finishes
+//! before the old schedule ends.
+
+pub mod schedule;
+
+use crate::config::HarnessConfig;
+use crate::host::{Runtime, SyncMode};
+use crate::scheduler::Tenant;
+use crate::secrets::Cipher;
+use crate::webhook::{Directory, Hosted};
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use schedule::Schedule;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// One hosted tenant and what it was loaded from.
+struct Entry {
+    file: PathBuf,
+    fingerprint: [u8; 32],
+    hosted: Arc<Hosted>,
+    schedule: Option<Arc<Stop>>,
+}
+
+/// Ends a schedule loop between runs, never during one.
+#[derive(Default)]
+struct Stop {
+    stopped: AtomicBool,
+    wake: Notify,
+}
+
+impl Stop {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reload {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// Files that could not be loaded, with why; a tenant that was running
+    /// from an earlier version of the file keeps running from it.
+    pub errors: Vec<String>,
+}
+
+pub struct Server {
+    dir: PathBuf,
+    runtime: &'static Runtime,
+    entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl Server {
+    pub fn new(dir: PathBuf, runtime: &'static Runtime) -> Arc<Server> {
+        Arc::new(Server { dir, runtime, entries: Mutex::new(BTreeMap::new()) })
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Finds a hosted tenant by name, for the listener.
+    pub fn directory(self: &Arc<Self>) -> Directory {
+        let server = Arc::downgrade(self);
+        Arc::new(move |name: &str| server.upgrade()?.entries().get(name).map(|e| e.hosted.clone()))
+    }
+
+    /// The tenants hosted now, by name.
+    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.entries().values().map(|e| e.hosted.tenant.clone()).collect()
+    }
+
+    /// Reads the directory again and starts, replaces or stops tenants.
+    pub fn reload(&self) -> Reload {
+        let mut report = Reload::default();
+        let mut found: BTreeMap<String, (PathBuf, [u8; 32], HarnessConfig)> = BTreeMap::new();
+        for file in tenant_files(&self.dir, &mut report.errors) {
+            let loaded = HarnessConfig::load(&file).and_then(|config| Ok((fingerprint(&file, &config)?, config)));
+            match loaded {
+                Ok((print, config)) => match found.get(&config.tenant) {
+                    Some((other, _, _)) => report.errors.push(format!(
+                        "{}: tenant `{}` is already defined by {}; rename one of them",
+                        file.display(),
+                        config.tenant,
+                        other.display()
+                    )),
+                    None => {
+                        found.insert(config.tenant.clone(), (file, print, config));
+                    }
+                },
+                Err(e) => report.errors.push(format!("{}: {e:#}", file.display())),
+            }
+        }
+        let mut entries = self.entries();
+        // A file that stopped loading keeps its tenant as it was: only a
+        // removed file removes one.
+        let failing: Vec<&str> = report.errors.iter().map(String::as_str).collect();
+        let gone: Vec<String> = entries
+            .iter()
+            .filter(|(name, e)| {
+                !found.contains_key(*name) && !failing.iter().any(|f| f.starts_with(&e.file.display().to_string()))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(entry) = entries.remove(&name) {
+                retire(&entry);
+                report.removed.push(name);
+            }
+        }
+        for (name, (file, print, config)) in found {
+            if entries.get(&name).is_some_and(|e| e.fingerprint == print) {
+                continue;
+            }
+            match self.start(file, print, config) {
+                Ok(entry) => {
+                    match entries.insert(name.clone(), entry) {
+                        Some(old) => {
+                            retire(&old);
+                            report.changed.push(name);
+                        }
+                        None => report.added.push(name),
+                    };
+                }
+                Err(e) => report.errors.push(format!("tenant `{name}`: {e:#}")),
+            }
+        }
+        report
+    }
+
+    fn start(&self, file: PathBuf, fingerprint: [u8; 32], config: HarnessConfig) -> Result<Entry> {
+        let cipher = Cipher::load(config.master_key_file.as_deref())?;
+        let schedule = config.schedule.as_ref().map(Schedule::from_config).transpose()?;
+        let tenant = Arc::new(Tenant::open(config, cipher, None)?);
+        let hosted = Hosted::start(tenant.clone(), self.runtime)?;
+        let schedule = schedule.map(|schedule| {
+            let stop = Arc::new(Stop::default());
+            tokio::spawn(scheduled(tenant, self.runtime, schedule, stop.clone()));
+            stop
+        });
+        Ok(Entry { file, fingerprint, hosted, schedule })
+    }
+
+    /// Reloads every `every` until the process ends, printing what changed.
+    pub async fn watch(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            print_reload(&self.reload());
+        }
+    }
+}
+
+pub fn print_reload(r: &Reload) {
+    for name in &r.added {
+        println!("tenant {name}: added");
+    }
+    for name in &r.changed {
+        println!("tenant {name}: reloaded (its config, secrets, key or mapping changed)");
+    }
+    for name in &r.removed {
+        println!("tenant {name}: removed");
+    }
+    for e in &r.errors {
+        eprintln!("error: {e}");
+    }
+}
+
+fn retire(entry: &Entry) {
+    entry.hosted.stop();
+    if let Some(stop) = &entry.schedule {
+        stop.stop();
+    }
+}
+
+/// The `*.toml` files of `dir`, sorted.
+fn tenant_files(dir: &Path, errors: &mut Vec<String>) -> Vec<PathBuf> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) => {
+            errors.push(format!("{}: cannot read the tenants directory: {e}", dir.display()));
+            return vec![];
+        }
+    };
+    let mut files: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A digest of everything a tenant is loaded from: its file, secrets,
+/// master key file and mapping file.
+fn fingerprint(file: &Path, config: &HarnessConfig) -> Result<[u8; 32]> {
+    let mut digest = Sha256::new();
+    let paths = [
+        Some(file.to_path_buf()),
+        Some(config.secrets_path()),
+        config.master_key_file.clone(),
+        config.mapping_file.clone(),
+    ];
+    for path in paths.into_iter().flatten() {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                digest.update((bytes.len() as u64).to_le_bytes());
+                digest.update(&bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => digest.update(u64::MAX.to_le_bytes()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(digest.finalize().into())
+}
+
+/// When the tenant's last scheduled-kind run (incremental or full) started.
+fn last_started(tenant: &Tenant) -> Result<Option<DateTime<Utc>>> {
+    let conn = tenant.database.connect()?;
+    let text: Option<String> = conn.query_row(
+        "SELECT MAX(started_at) FROM runs WHERE tenant = ?1 AND mode IN ('incremental', 'full')",
+        [&tenant.config.tenant],
+        |r| r.get(0),
+    )?;
+    match text {
+        None => Ok(None),
+        Some(t) => match DateTime::parse_from_rfc3339(&t) {
+            Ok(at) => Ok(Some(at.with_timezone(&Utc))),
+            Err(e) => bail!("the run log's start time {t:?} is not RFC 3339: {e}"),
+        },
+    }
+}
+
+/// The tenant's schedule: a start missed while the process was down runs
+/// at once (once), then each start after the last run, plus jitter.
+async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Schedule, stop: Arc<Stop>) {
+    let name = tenant.config.tenant.clone();
+    let mut last = match last_started(&tenant) {
+        Ok(last) => last,
+        Err(e) => {
+            eprintln!("tenant {name}: reading its run log: {e:#}; scheduling from now");
+            Some(Utc::now())
+        }
+    };
+    loop {
+        let now = Utc::now();
+        let wait = match (schedule.missed(last, now), last.and_then(|l| schedule.next_after(l.max(now)))) {
+            (true, _) => schedule.jitter(),
+            (false, Some(next)) => (next - now).to_std().unwrap_or_default() + schedule.jitter(),
+            (false, None) => {
+                eprintln!("tenant {name}: its cron expression has no further start");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wake.notified() => {}
+        }
+        if stop.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        last = Some(Utc::now());
+        match tenant.sync(runtime, SyncMode::Incremental, &[]).await {
+            Ok(report) => println!("{}", report_line(&report)),
+            Err(e) => eprintln!("tenant {name}: scheduled run failed: {e:#}"),
+        }
+    }
+}
+
+fn report_line(report: &crate::scheduler::RunReport) -> String {
+    let counts: Vec<String> = report
+        .objects
+        .iter()
+        .map(|(kind, c)| format!("{kind} read {} written {}", c.read, c.created + c.updated))
+        .collect();
+    let outcome = match &report.error {
+        Some(e) => format!("{}: {e}", report.status),
+        None => report.status.to_string(),
+    };
+    format!("tenant {}: run {} {} ({})", report.tenant, report.run_id, outcome, counts.join(", "))
+}

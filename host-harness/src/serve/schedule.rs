@@ -1,0 +1,114 @@
+//! When a tenant's scheduled runs start: a cron expression (croner: five
+//! fields, or six with seconds first) or a fixed interval, each start
+//! delayed by a random jitter so tenants on one schedule do not all call
+//! NetSuite and Salesforce in the same second.
+
+use crate::config::ScheduleConfig;
+use anyhow::{Result, bail};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+enum When {
+    Cron(Box<croner::Cron>),
+    Every(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    when: When,
+    jitter: Duration,
+}
+
+impl Schedule {
+    pub fn from_config(config: &ScheduleConfig) -> Result<Schedule> {
+        let when = match (&config.cron, config.every_secs) {
+            (Some(_), Some(_)) => bail!("give `cron` or `every_secs`, not both"),
+            (None, None) => bail!("give `cron` (e.g. \"*/15 * * * *\") or `every_secs` (e.g. 900)"),
+            (None, Some(0)) => bail!("`every_secs` is 0: give the seconds between runs, e.g. 900"),
+            (None, Some(secs)) => When::Every(Duration::from_secs(secs)),
+            (Some(expr), None) => match expr.parse::<croner::Cron>() {
+                Ok(cron) => When::Cron(Box::new(cron)),
+                Err(e) => bail!(
+                    "`cron` = {expr:?} is not a cron expression ({e}): five fields (minute hour day month weekday), \
+                     or six with seconds first, e.g. \"*/15 * * * *\""
+                ),
+            },
+        };
+        Ok(Schedule { when, jitter: Duration::from_secs(config.jitter_secs) })
+    }
+
+    /// The first start strictly after `after`, before jitter.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.when {
+            When::Cron(cron) => cron.find_next_occurrence(&after, false).ok(),
+            When::Every(every) => Some(after + *every),
+        }
+    }
+
+    /// Whether a start was due between the last run (`last`, None if the
+    /// tenant never ran) and `now`: the process was down or busy then, and
+    /// one run catches up (once, however many starts were missed).
+    pub fn missed(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        let Some(last) = last else { return true };
+        self.next_after(last).is_some_and(|due| due <= now)
+    }
+
+    /// A random delay in `[0, jitter]`.
+    pub fn jitter(&self) -> Duration {
+        if self.jitter.is_zero() {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(rand::random::<u64>() % (self.jitter.as_millis() as u64 + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn cron(expr: &str) -> Schedule {
+        Schedule::from_config(&ScheduleConfig { cron: Some(expr.into()), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn cron_takes_five_fields_or_six_with_seconds() {
+        assert_eq!(cron("*/15 * * * *").next_after(at("2026-12-02T10:07:30Z")), Some(at("2026-12-02T10:15:00Z")));
+        assert_eq!(cron("30 */15 * * * *").next_after(at("2026-12-02T10:15:30Z")), Some(at("2026-12-02T10:30:30Z")));
+        assert_eq!(cron("0 2 * * 1").next_after(at("2026-12-02T10:00:00Z")), Some(at("2026-12-07T02:00:00Z")));
+    }
+
+    #[test]
+    fn bad_schedules_say_what_to_write() {
+        let bad = |c: ScheduleConfig| Schedule::from_config(&c).unwrap_err().to_string();
+        assert!(bad(ScheduleConfig::default()).contains("give `cron`"));
+        let e = bad(ScheduleConfig { cron: Some("every hour".into()), ..Default::default() });
+        assert!(e.contains("\"every hour\" is not a cron expression"), "{e}");
+        let e = bad(ScheduleConfig { cron: Some("* * * * *".into()), every_secs: Some(5), jitter_secs: 0 });
+        assert!(e.contains("not both"), "{e}");
+        assert!(bad(ScheduleConfig { every_secs: Some(0), ..Default::default() }).contains("`every_secs` is 0"));
+    }
+
+    #[test]
+    fn a_start_missed_while_down_is_caught_up_once() {
+        let s = cron("0 * * * *");
+        assert!(s.missed(None, at("2026-12-02T10:30:00Z")), "never ran");
+        assert!(!s.missed(Some(at("2026-12-02T10:00:05Z")), at("2026-12-02T10:59:59Z")));
+        assert!(s.missed(Some(at("2026-12-02T07:00:05Z")), at("2026-12-02T10:30:00Z")), "down for three starts");
+        let every = Schedule::from_config(&ScheduleConfig { every_secs: Some(600), ..Default::default() }).unwrap();
+        assert!(!every.missed(Some(at("2026-12-02T10:00:00Z")), at("2026-12-02T10:09:59Z")));
+        assert!(every.missed(Some(at("2026-12-02T10:00:00Z")), at("2026-12-02T10:10:00Z")));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bound() {
+        let s = Schedule::from_config(&ScheduleConfig { every_secs: Some(60), jitter_secs: 2, cron: None }).unwrap();
+        let delays: Vec<Duration> = (0..200).map(|_| s.jitter()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
+        assert!(delays.iter().any(|d| *d != delays[0]), "random, not one fixed delay");
+    }
+}

@@ -1,0 +1,185 @@
+//! `connector serve --tenants`: many tenants in one process, each with its
+//! own simulators, secrets, database, limits and schedule; none can reach
+//! another's data, and one that traps does not stop the others.
+
+mod support;
+
+use host_harness::serve::Server;
+use host_harness::webhook::ListenerLimits;
+use netsuite_salesforce::events::sign;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{Bed, bed, runtime};
+
+const TENANTS: usize = 20;
+
+/// Tenant `i`'s config file in `dir`: the testbed's config under its own
+/// name, with a top-level `key = value` line replaced by `top` (when given)
+/// and `tail` appended.
+fn write_tenant(dir: &Path, i: usize, bed: &Bed, top: Option<(&str, &str)>, tail: &str) -> PathBuf {
+    let scratch = dir.join(format!(".t{i}.scratch"));
+    bed.write_config(&scratch).unwrap();
+    let text = std::fs::read_to_string(&scratch).unwrap();
+    std::fs::remove_file(&scratch).unwrap();
+    let mut text = text.replacen("tenant = \"demo\"", &format!("tenant = \"t{i}\""), 1);
+    if let Some((key, value)) = top {
+        let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).expect("the key is in the config");
+        text = text.replacen(line, &format!("{key} = {value}"), 1);
+    }
+    let file = dir.join(format!("t{i}.toml"));
+    std::fs::write(&file, format!("{text}\n{tail}")).unwrap();
+    file
+}
+
+async fn post(url: &str, bearer: Option<&str>, signature: Option<String>, body: &str) -> (u16, String) {
+    let mut request =
+        reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_string());
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    if let Some(signature) = signature {
+        request = request.header("x-connector-signature", signature);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
+    let tenants_dir = tempfile::tempdir().unwrap();
+    let mut beds = Vec::new();
+    for i in 0..TENANTS {
+        let bed = bed(30 + i as u64).start().await;
+        bed.set_secret("sync_token", &format!("token-{i}")).unwrap();
+        bed.set_secret("webhook_secret", &format!("whsec-{i}")).unwrap();
+        // Tenant 0 gets a memory cap its component cannot run in.
+        let top = (i == 0).then_some(("max_memory_mb", "1"));
+        write_tenant(tenants_dir.path(), i, &bed, top, "");
+        beds.push(bed);
+    }
+
+    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    let loaded = server.reload();
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!(loaded.added.len(), TENANTS);
+    let hook = host_harness::webhook::serve_tenants(
+        server.directory(),
+        "127.0.0.1:0".parse().unwrap(),
+        ListenerLimits::default(),
+    )
+    .await
+    .unwrap();
+
+    // Every tenant's sync at once, each with its own token.
+    let mut runs = Vec::new();
+    for i in 0..TENANTS {
+        let url = format!("{}/tenants/t{i}/sync", hook.url);
+        runs.push(tokio::spawn(async move { post(&url, Some(&format!("token-{i}")), None, "").await }));
+    }
+    for (i, run) in runs.into_iter().enumerate() {
+        let (status, body) = run.await.unwrap();
+        let report: Value = serde_json::from_str(&body).unwrap();
+        if i == 0 {
+            assert_eq!(status, 502, "{body}");
+            let error = report["error"].as_str().unwrap();
+            assert!(error.contains("max_memory_mb"), "the trap names the limit and its setting: {error}");
+            assert_eq!(beds[0].salesforce.count("Account"), 0);
+            continue;
+        }
+        assert_eq!(status, 200, "tenant t{i}: {body}");
+        assert_eq!(report["tenant"], format!("t{i}"));
+        assert_eq!(report["objects"]["customer"]["created"], 30 + i as u64, "{body}");
+        // Exactly its own data: its org holds its customers, no one else's.
+        let bed = &beds[i];
+        assert_eq!(bed.salesforce.count("Account"), 30 + i as u64);
+        for &id in bed.customer_ids.iter().step_by(7) {
+            bed.sf("Account", id);
+        }
+        // Its database holds its rows only.
+        let conn = bed.tenant.database.connect().unwrap();
+        let others: i64 =
+            conn.query_row("SELECT COUNT(*) FROM audit WHERE tenant <> ?1", [format!("t{i}")], |r| r.get(0)).unwrap();
+        assert_eq!(others, 0, "tenant t{i}'s audit holds another tenant's rows");
+        let own: i64 =
+            conn.query_row("SELECT COUNT(*) FROM audit WHERE tenant = ?1", [format!("t{i}")], |r| r.get(0)).unwrap();
+        assert_eq!(own, 30 + i as i64);
+    }
+
+    // Another tenant's token, no token, an unknown tenant: one answer, the same bytes.
+    let wrong_token = post(&format!("{}/tenants/t1/sync", hook.url), Some("token-2"), None, "").await;
+    let unknown = post(&format!("{}/tenants/nobody/sync", hook.url), Some("token-2"), None, "").await;
+    let none = post(&format!("{}/tenants/t1/sync", hook.url), None, None, "").await;
+    assert_eq!(wrong_token.0, 404);
+    assert_eq!(wrong_token, unknown);
+    assert_eq!(wrong_token, none);
+
+    // Events: signed with t1's secret they reach t1 only.
+    let body = format!(r#"{{"recordType":"customer","id":"{}","type":"edit"}}"#, beds[1].customer_ids[0]);
+    let t1_signature = || Some(sign(b"whsec-1", now(), body.as_bytes()));
+    let (status, answer) = post(&format!("{}/tenants/t2/netsuite/events", hook.url), None, t1_signature(), &body).await;
+    assert_eq!((status, answer.as_str()), (404, unknown.1.as_str()), "t1's signature opens nothing of t2");
+    let (status, answer) = post(&format!("{}/tenants/t1/netsuite/events", hook.url), None, t1_signature(), &body).await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_files_are_picked_up_scheduled_rate_limited_and_removed_without_a_restart() {
+    let tenants_dir = tempfile::tempdir().unwrap();
+    let a = bed(40).start().await;
+    a.set_secret("webhook_secret", "whsec-a").unwrap();
+    write_tenant(tenants_dir.path(), 1, &a, Some(("events_per_minute", "3")), "");
+    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    let first = server.reload();
+    assert_eq!(first.added, vec!["t1"], "{first:?}");
+    assert_eq!(server.reload(), Default::default(), "nothing changed, nothing restarted");
+
+    // A second tenant appears with a schedule: it runs (its first start is
+    // due at once, never having run) without anyone calling it.
+    let b = bed(25).start().await;
+    write_tenant(tenants_dir.path(), 2, &b, None, "[schedule]\nevery_secs = 3600\njitter_secs = 0\n");
+    let reload = server.reload();
+    assert_eq!(reload.added, vec!["t2"], "{reload:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while b.salesforce.count("Account") < 25 {
+        assert!(tokio::time::Instant::now() < deadline, "the scheduled run did not come");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.salesforce.count("Account"), 0, "tenant t1 has no schedule and was not run");
+
+    // A broken edit keeps the running tenant as it was and says why.
+    let file = tenants_dir.path().join("t2.toml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, good.replace("every_secs = 3600", "cron = \"every hour\"")).unwrap();
+    let reload = server.reload();
+    assert!(reload.errors.iter().any(|e| e.contains("\"every hour\" is not a cron expression")), "{reload:?}");
+    assert!(reload.removed.is_empty() && server.tenants().len() == 2, "{reload:?}");
+    std::fs::write(&file, good.replace("every_secs = 3600", "cron = \"0 3 * * *\"")).unwrap();
+    assert_eq!(server.reload().changed, vec!["t2"]);
+
+    // Per-tenant rate limit, after the signature check.
+    let hook = host_harness::webhook::serve_tenants(
+        server.directory(),
+        "127.0.0.1:0".parse().unwrap(),
+        ListenerLimits::default(),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/tenants/t1/netsuite/events", hook.url);
+    let mut statuses = Vec::new();
+    for id in &a.customer_ids[..5] {
+        let body = format!(r#"{{"recordType":"customer","id":"{id}","type":"edit"}}"#);
+        statuses.push(post(&url, None, Some(sign(b"whsec-a", now(), body.as_bytes())), &body).await.0);
+    }
+    assert_eq!(statuses, vec![202, 202, 202, 429, 429]);
+
+    // Removing the file removes the tenant.
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(server.reload().removed, vec!["t2"]);
+    let (status, _) = post(&format!("{}/tenants/t2/sync", hook.url), Some("x"), None, "").await;
+    assert_eq!(status, 404);
+}
