@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod host;
+pub mod ops;
 pub mod scheduler;
 pub mod secrets;
 pub mod sim;
