@@ -10,6 +10,7 @@ pub mod config;
 #[cfg(feature = "simulators")]
 pub mod demo;
 pub mod host;
+pub mod ops;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;

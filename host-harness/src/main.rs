@@ -2,11 +2,17 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use host_harness::audit;
+use host_harness::audit::export::{self, ExportFormat, JsonRecord};
+use host_harness::audit::query::{self, FilterArgs, RecordKey};
 use host_harness::config::{HarnessConfig, secret_names};
 use host_harness::host::{RecordRef, ReplayScope, Runtime, SyncMode};
+use host_harness::ops;
+use host_harness::scheduler::serve_schedule;
 use host_harness::scheduler::{RunReport, Tenant, parse_kind};
 use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
-use std::io::Read;
+use host_harness::store::Database;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -148,12 +154,75 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    /// Each tenant's last run, next run, cursors, waiting writes and Salesforce API usage, read from the
+    /// database (runs nothing, needs no network).
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// Every tenant in the config's database, not only the config's.
+        #[arg(long)]
+        all_tenants: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the audit trail: list rows, show one record's history, export.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// List every setting: type, default, whether it is a secret, what it is.
     Settings,
     /// Manage the sealed secrets file of a config.
     Secrets {
         #[command(subcommand)]
         action: SecretsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The newest matching rows, a page at a time.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Rows per page (1 to 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only rows older than this one (the last `#seq` of the previous page).
+        #[arg(long)]
+        before: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One record's whole history across runs, oldest first, with the mapping rules that fired.
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+        /// The record as kind:id with its NetSuite id (e.g. customer:42).
+        #[arg(required_unless_present = "salesforce_id")]
+        record: Option<String>,
+        /// The record by its Salesforce id instead.
+        #[arg(long, conflicts_with = "record")]
+        salesforce_id: Option<String>,
+        /// Another tenant of the same database (the config's by default).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every matching row, oldest first, as JSON Lines or CSV.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        filters: FilterArgs,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Write to this file (replaced if it exists) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -297,13 +366,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
             println!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH);
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
-            let mut ticks = tokio::time::interval(std::time::Duration::from_secs(every.max(1)));
-            loop {
-                ticks.tick().await;
-                let report = tenant.sync(runtime, SyncMode::Incremental, &[]).await?;
-                print_report(&report, false)?;
-            }
+            let every = std::time::Duration::from_secs(every.max(1));
+            serve_schedule::run_every(&tenant, runtime, every, |report| print_report(report, false).map(drop)).await?;
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Status { config, all_tenants, json } => {
+            let (config, conn) = open_database(&config)?;
+            let names = if all_tenants { ops::status::tenants(&conn)? } else { vec![config.tenant.clone()] };
+            let now = time::OffsetDateTime::now_utc();
+            let mut statuses = Vec::new();
+            for name in &names {
+                // The config's ceiling belongs to the config's tenant only.
+                let ceiling = (*name == config.tenant).then(|| ops::api_ceiling(&config)).flatten();
+                statuses.push(ops::status::tenant_status(&conn, name, ceiling, now)?);
+            }
+            let mut stdout = std::io::stdout().lock();
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&serde_json::json!({ "tenants": statuses }))?)?;
+            } else {
+                write!(stdout, "{}", statuses.iter().map(ops::status::text).collect::<Vec<_>>().join("\n"))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { action } => audit_command(action),
         Command::Replay { config, run, record, json, component } => {
             let config = HarnessConfig::load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
@@ -368,6 +453,96 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The config and a connection to its database, which must exist: these
+/// commands read what runs wrote and start none.
+fn open_database(path: &std::path::Path) -> Result<(HarnessConfig, rusqlite::Connection)> {
+    let config = HarnessConfig::load(path)?;
+    let db_path = config.database_path();
+    if !db_path.is_file() {
+        bail!(
+            "no database at {} (data_dir of {}): nothing has run for tenant `{}` yet; run `connector sync --config {}` \
+             first",
+            db_path.display(),
+            path.display(),
+            config.tenant,
+            path.display()
+        );
+    }
+    // Opening migrates: the indexes the audit filters use are made here.
+    let conn = Database::open(&db_path)?.connect()?;
+    Ok((config, conn))
+}
+
+fn audit_command(action: AuditCommand) -> Result<ExitCode> {
+    // Written with errors returned, not panics: a closed pipe (`| head`) ends the command quietly (see main).
+    let mut stdout = std::io::stdout().lock();
+    match action {
+        AuditCommand::List { config, filters, limit, before, json } => {
+            let (config, conn) = open_database(&config)?;
+            let filter = filters.filter(&config.tenant)?;
+            let rows = query::list(&conn, &filter, limit, before)?;
+            if json {
+                let rows: Vec<JsonRecord<'_>> = rows.iter().map(JsonRecord::from).collect();
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                eprintln!("no audit rows of tenant `{}` match", filter.tenant);
+            } else {
+                for r in &rows {
+                    writeln!(stdout, "{}", audit::text::line(r))?;
+                }
+                if let (true, Some(last)) = (rows.len() == limit as usize, rows.last()) {
+                    eprintln!("{} rows, newest first; older ones: add --before {}", rows.len(), last.seq);
+                }
+            }
+        }
+        AuditCommand::Show { config, record, salesforce_id, tenant, json } => {
+            let (config, conn) = open_database(&config)?;
+            let key = match (record, salesforce_id) {
+                (_, Some(id)) => RecordKey::Salesforce(id),
+                (Some(r), None) => RecordKey::parse(&r)?,
+                (None, None) => bail!("name the record as kind:id (e.g. customer:42) or with --salesforce-id"),
+            };
+            let tenant = tenant.unwrap_or(config.tenant);
+            let rows = query::history(&conn, &tenant, &key)?;
+            let named = match &key {
+                RecordKey::NetSuite { kind, id } => format!("{kind} {id}"),
+                RecordKey::Salesforce(id) => format!("Salesforce record {id}"),
+            };
+            if json {
+                let rows: Vec<JsonRecord<'_>> = rows.iter().map(JsonRecord::from).collect();
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                bail!(
+                    "no audit rows of tenant `{tenant}` name {named}: check the id (`connector audit list` shows recent rows)"
+                );
+            } else {
+                writeln!(stdout, "{named}: {} audit rows, oldest first", rows.len())?;
+                for r in &rows {
+                    write!(stdout, "{}", audit::text::history_entry(r))?;
+                }
+            }
+        }
+        AuditCommand::Export { config, filters, format, out } => {
+            let (config, conn) = open_database(&config)?;
+            let filter = filters.filter(&config.tenant)?;
+            match out {
+                None => {
+                    let n = export::export(&conn, &filter, format, &mut stdout)?;
+                    eprintln!("exported {n} audit rows");
+                }
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("--out {}: cannot create the file", path.display()))?;
+                    let n = export::export(&conn, &filter, format, file)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("exported {n} audit rows to {}", path.display());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// On SIGINT or SIGTERM, ends the runs in progress as `stopped` in the run
 /// log (one line each) and exits; the next run takes over their lease, as
 /// this process is gone by then. `serving`: stopping is its normal end, a
@@ -415,6 +590,13 @@ async fn stop_on_signal_of(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool
     };
     let mut cut_short = false;
     for tenant in tenants() {
+        if serving {
+            // Nothing runs the tenant now: `connector status` says so.
+            let cleared = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, &tenant.config.tenant));
+            if let Err(e) = cleared {
+                eprintln!("warning: the next scheduled run stays in serve_schedule: {e:#}");
+            }
+        }
         match tenant.interrupted(name) {
             Ok(runs) => {
                 for run in &runs {
@@ -488,6 +670,14 @@ fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(code) => code,
+        // The reader went away (`connector audit export | head`): nothing is wrong.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

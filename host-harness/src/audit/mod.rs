@@ -1,4 +1,10 @@
-//! The audit trail in SQLite: one row per action on a record.
+//! The audit trail in SQLite: one row per action on a record. `query`
+//! reads it back for `connector audit`, `text` shows it to a person and
+//! `export` writes it out for other tools.
+
+pub mod export;
+pub mod query;
+pub mod text;
 
 use crate::store::now_text;
 use anyhow::Result;

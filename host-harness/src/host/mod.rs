@@ -142,7 +142,13 @@ impl Runtime {
         let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut store, &request).await;
         let data = store.data();
         let report = result.map_err(|e| Trap::of(e, data.limits.memory_refused, limits));
-        Ok(RunOutput { report, guest_peak_memory_bytes: data.limits.peak_memory, sent: data.outbound.sent.clone() })
+        let salesforce_usage = *data.outbound.salesforce_usage.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(RunOutput {
+            report,
+            guest_peak_memory_bytes: data.limits.peak_memory,
+            sent: data.outbound.sent.clone(),
+            salesforce_usage,
+        })
     }
 }
 
@@ -203,6 +209,8 @@ pub struct RunOutput {
     pub guest_peak_memory_bytes: usize,
     /// HTTP requests sent, by authority.
     pub sent: BTreeMap<String, u32>,
+    /// The Salesforce org's API usage as of the run's last response.
+    pub salesforce_usage: Option<outbound::ApiUsage>,
 }
 
 /// Why the sandbox stopped a run: a limit (named with the setting that

@@ -3,6 +3,7 @@
 
 use http_body_util::BodyExt;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -18,7 +19,14 @@ pub struct OutboundPolicy {
     /// Requests sent, by `host:port`: the run's API calls even when the
     /// guest cannot report them (it trapped).
     pub sent: std::collections::BTreeMap<String, u32>,
+    /// The Salesforce org's API usage from the last response that carried
+    /// `Sforce-Limit-Info` (read with the component's own parser), for the
+    /// run report and `connector status`.
+    pub salesforce_usage: Arc<Mutex<Option<ApiUsage>>>,
 }
+
+/// The org's daily API usage, as Salesforce reports it on each response.
+pub use netsuite_salesforce::salesforce::limits::ApiUsage;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Pattern {
@@ -94,7 +102,11 @@ pub fn authority_of_url(url: &str) -> Option<String> {
 impl OutboundPolicy {
     /// Entries that are not host patterns allow nothing.
     pub fn new(allowed: Vec<String>) -> OutboundPolicy {
-        OutboundPolicy { allowed: allowed.iter().filter_map(|a| Pattern::parse(a)).collect(), sent: Default::default() }
+        OutboundPolicy {
+            allowed: allowed.iter().filter_map(|a| Pattern::parse(a)).collect(),
+            sent: Default::default(),
+            salesforce_usage: Default::default(),
+        }
     }
 
     /// Whether a request over `https` (or http) to `authority` may go.
@@ -135,16 +147,40 @@ impl WasiHttpHooks for OutboundPolicy {
             first_byte_timeout: Some(options.first_byte_timeout.unwrap_or(FIRST_BYTE_TIMEOUT)),
             between_bytes_timeout: Some(options.between_bytes_timeout.unwrap_or(BETWEEN_BYTES_TIMEOUT)),
         };
+        let usage = self.salesforce_usage.clone();
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            note_usage(&usage, response.headers());
             Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
         })
+    }
+}
+
+/// Keeps the usage a response reports (the latest response wins).
+fn note_usage(usage: &Mutex<Option<ApiUsage>>, headers: &http::HeaderMap) {
+    let reported = headers
+        .get("sforce-limit-info")
+        .and_then(|v| v.to_str().ok())
+        .and_then(netsuite_salesforce::salesforce::limits::parse_limit_info);
+    if let Some(reported) = reported {
+        *usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(reported);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_sforce_limit_info_is_kept_and_other_responses_leave_it() {
+        let usage = Mutex::new(None);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("Sforce-Limit-Info", "api-usage=120/15000; api-bursts=1/750".parse().unwrap());
+        note_usage(&usage, &headers);
+        assert_eq!(*usage.lock().unwrap(), Some(ApiUsage { used: 120, limit: 15000 }));
+        note_usage(&usage, &http::HeaderMap::new());
+        assert_eq!(*usage.lock().unwrap(), Some(ApiUsage { used: 120, limit: 15000 }), "a NetSuite response");
+    }
 
     #[test]
     fn patterns_match_hosts_ports_and_suffixes() {

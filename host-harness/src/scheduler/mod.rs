@@ -3,6 +3,9 @@
 
 mod process;
 pub mod recovery;
+pub mod serve_schedule;
+
+pub use process::Liveness;
 
 use crate::config::HarnessConfig;
 use crate::host::{
@@ -13,14 +16,15 @@ use crate::store::{Database, now_text};
 use anyhow::{Context, Result};
 use rand::RngCore;
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Where the component keeps the tenant's lease in its state bucket.
 const LEASE_KEY: &str = netsuite_salesforce::sync::lease::LEASE_KEY;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ObjectCounts {
     pub read: u32,
     pub created: u32,
@@ -31,10 +35,19 @@ pub struct ObjectCounts {
     pub deferred: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ApiCalls {
     pub netsuite: u32,
     pub salesforce: u32,
+}
+
+/// The Salesforce org's daily API usage (all its integrations and users),
+/// from the `Sforce-Limit-Info` of the run's last Salesforce response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SalesforceApiUsage {
+    pub used: u64,
+    pub limit: u64,
 }
 
 /// What a run did, as printed by `demo --json` and `sync --json`.
@@ -55,6 +68,9 @@ pub struct RunReport {
     pub api_calls: ApiCalls,
     /// The largest linear memory the component had during the run.
     pub guest_peak_memory_bytes: u64,
+    /// None when the run had no answer from Salesforce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub salesforce_api_usage: Option<SalesforceApiUsage>,
     /// Dry runs: what a real run would write.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlanEntry>,
@@ -67,6 +83,27 @@ pub struct PlanEntry {
     pub netsuite_id: String,
     pub action: String,
     pub changes: serde_json::Value,
+}
+
+/// A run's report as the run log keeps it (`runs.report`, the JSON of a
+/// [`RunReport`]), read back: the figures `connector status` shows. Reports
+/// of older versions lack some; those read as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StoredRunReport {
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub objects: BTreeMap<String, ObjectCounts>,
+    #[serde(default)]
+    pub api_calls: Option<ApiCalls>,
+    #[serde(default)]
+    pub salesforce_api_usage: Option<SalesforceApiUsage>,
+}
+
+impl StoredRunReport {
+    pub fn parse(json: &str) -> Result<StoredRunReport> {
+        serde_json::from_str(json).context("the run log holds a report that is not a run report")
+    }
 }
 
 impl RunReport {
@@ -247,6 +284,7 @@ impl Tenant {
             objects: BTreeMap::new(),
             api_calls: ApiCalls::default(),
             guest_peak_memory_bytes: 0,
+            salesforce_api_usage: None,
             plan: Vec::new(),
         };
         // From here on every outcome, a failure to even start included, ends
@@ -319,6 +357,8 @@ impl Tenant {
         conn: &rusqlite::Connection,
     ) -> Option<String> {
         report.guest_peak_memory_bytes = output.guest_peak_memory_bytes as u64;
+        report.salesforce_api_usage =
+            output.salesforce_usage.map(|u| SalesforceApiUsage { used: u.used, limit: u.limit });
         let r = match output.report {
             Ok(r) => r,
             Err(trap) => {
@@ -426,4 +466,37 @@ fn counts_from_audit(
         }
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_report_reads_back_what_a_run_report_wrote() {
+        let report = RunReport {
+            run_id: "run-1".into(),
+            tenant: "acme".into(),
+            mode: "incremental",
+            status: "succeeded",
+            error: None,
+            duration_ms: 1234,
+            objects: BTreeMap::from([(
+                "customer",
+                ObjectCounts { read: 5, created: 2, deferred: 1, ..Default::default() },
+            )]),
+            api_calls: ApiCalls { netsuite: 3, salesforce: 4 },
+            guest_peak_memory_bytes: 1 << 20,
+            salesforce_api_usage: Some(SalesforceApiUsage { used: 120, limit: 15000 }),
+            plan: vec![],
+        };
+        let stored = StoredRunReport::parse(&serde_json::to_string(&report).unwrap()).unwrap();
+        assert_eq!(stored.duration_ms, Some(1234));
+        assert_eq!(stored.objects["customer"], report.objects["customer"]);
+        assert_eq!(stored.api_calls, Some(report.api_calls));
+        assert_eq!(stored.salesforce_api_usage, report.salesforce_api_usage);
+        // A report of a version before the usage was kept.
+        let old = StoredRunReport::parse(r#"{"duration_ms":5,"objects":{"contact":{"read":1}}}"#).unwrap();
+        assert_eq!((old.objects["contact"].read, old.salesforce_api_usage), (1, None));
+    }
 }

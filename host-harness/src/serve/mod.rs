@@ -10,7 +10,7 @@ pub mod schedule;
 
 use crate::config::HarnessConfig;
 use crate::host::{Runtime, SyncMode};
-use crate::scheduler::Tenant;
+use crate::scheduler::{Tenant, serve_schedule};
 use crate::secrets::Cipher;
 use crate::webhook::{Directory, Hosted};
 use anyhow::{Context, Result, bail};
@@ -36,11 +36,14 @@ struct Entry {
 #[derive(Default)]
 struct Stop {
     stopped: AtomicBool,
+    /// The tenant is gone (not replaced): its noted next run goes too.
+    removed: AtomicBool,
     wake: Notify,
 }
 
 impl Stop {
-    fn stop(&self) {
+    fn stop(&self, removed: bool) {
+        self.removed.store(removed, Ordering::SeqCst);
         self.stopped.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
@@ -117,7 +120,7 @@ impl Server {
             .collect();
         for name in gone {
             if let Some(entry) = entries.remove(&name) {
-                retire(&entry);
+                retire(&entry, true);
                 report.removed.push(name);
             }
         }
@@ -129,7 +132,7 @@ impl Server {
                 Ok(entry) => {
                     match entries.insert(name.clone(), entry) {
                         Some(old) => {
-                            retire(&old);
+                            retire(&old, false);
                             report.changed.push(name);
                         }
                         None => report.added.push(name),
@@ -178,10 +181,10 @@ pub fn print_reload(r: &Reload) {
     }
 }
 
-fn retire(entry: &Entry) {
+fn retire(entry: &Entry, removed: bool) {
     entry.hosted.stop();
     if let Some(stop) = &entry.schedule {
-        stop.stop();
+        stop.stop(removed);
     }
 }
 
@@ -263,11 +266,26 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
                 return;
             }
         };
+        // `connector status` shows it; the runs go on if it cannot be noted.
+        let noted = tenant.database.connect().and_then(|conn| {
+            let at = time::OffsetDateTime::now_utc() + wait;
+            serve_schedule::record(&conn, &name, at, schedule.interval_secs())
+        });
+        if let Err(e) = noted {
+            eprintln!("tenant {name}: warning: {e:#}");
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wake.notified() => {}
         }
         if stop.stopped.load(Ordering::SeqCst) {
+            // Nothing schedules a removed tenant any more (a replaced one's
+            // successor notes its own next run).
+            if stop.removed.load(Ordering::SeqCst)
+                && let Err(e) = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, &name))
+            {
+                eprintln!("tenant {name}: warning: {e:#}");
+            }
             return;
         }
         last = Some(Utc::now());

@@ -54,6 +54,14 @@ impl Schedule {
         self.next_after(last).is_some_and(|due| due <= now)
     }
 
+    /// Seconds between starts; 0 for a cron schedule.
+    pub fn interval_secs(&self) -> u64 {
+        match &self.when {
+            When::Cron(_) => 0,
+            When::Every(every) => every.as_secs(),
+        }
+    }
+
     /// A random delay in `[0, jitter]`.
     pub fn jitter(&self) -> Duration {
         if self.jitter.is_zero() {

@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_run ON audit (tenant, run_id);
 CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, kind, netsuite_id);
+-- `connector audit` filters: by Salesforce id, and by time (`at` is RFC 3339
+-- text whose fraction of a second varies in length, so it is compared as a
+-- julian day: the query must name the same expression to use the index).
+CREATE INDEX IF NOT EXISTS audit_by_salesforce_id ON audit (tenant, salesforce_id);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant, julianday(at));
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -54,6 +59,18 @@ CREATE TABLE IF NOT EXISTS run_processes (
     boot_id TEXT NOT NULL,
     pid_ns TEXT NOT NULL,
     started INTEGER NOT NULL
+);
+-- When `connector serve` runs the tenant's next scheduled sync, and which
+-- process promised it (written by the harness, never by the component).
+CREATE TABLE IF NOT EXISTS serve_schedule (
+    tenant TEXT PRIMARY KEY,
+    next_run_at TEXT NOT NULL,
+    every_secs INTEGER NOT NULL,
+    pid INTEGER,
+    boot_id TEXT,
+    pid_ns TEXT,
+    started INTEGER,
+    updated_at TEXT NOT NULL
 );
 ";
 

@@ -1,0 +1,86 @@
+//! Audit rows as text for a person: one line per row for `audit list`, and
+//! for `audit show` each row followed by the mapping rules that fired, with
+//! old → new for the fields that changed.
+
+use super::query::AuditRecord;
+use netsuite_salesforce::model::Transformation;
+use std::fmt::Write;
+
+/// One line: `#seq at run kind id → sf action outcome [error]`.
+pub fn line(r: &AuditRecord) -> String {
+    let mut s = format!("#{} {} {} {} {} {}", r.seq, r.at, r.run_id, r.kind, r.netsuite_id, arrow(r));
+    let _ = write!(s, " {} {}", r.action, r.outcome);
+    if let Some(e) = &r.error {
+        let _ = write!(s, ": {e}");
+    }
+    s
+}
+
+fn arrow(r: &AuditRecord) -> String {
+    let sf = r.salesforce_id.as_deref().unwrap_or("-");
+    if r.direction == "salesforce-to-netsuite" { format!("← {sf}") } else { format!("→ {sf}") }
+}
+
+/// A row and its transformations, for `audit show`.
+pub fn history_entry(r: &AuditRecord) -> String {
+    let mut s = line(r);
+    s.push('\n');
+    match serde_json::from_str::<Vec<Transformation>>(&r.transformations) {
+        Ok(ts) => {
+            for t in ts {
+                s.push_str(&transformation(&t));
+                s.push('\n');
+            }
+        }
+        // Other details (a write-back's fields, a conflict): a list of
+        // changes one per line, an object's entries one per line, anything
+        // else as it is.
+        Err(_) => match serde_json::from_str::<serde_json::Value>(&r.transformations) {
+            Ok(serde_json::Value::Array(changes)) if changes.iter().all(|c| c.get("field").is_some()) => {
+                for c in &changes {
+                    s.push_str(&transformation(&loose(c)));
+                    s.push('\n');
+                }
+            }
+            Ok(serde_json::Value::Object(detail)) => {
+                for (name, value) in detail {
+                    let _ = writeln!(s, "    {name}: {value}");
+                }
+            }
+            _ if r.transformations.trim().is_empty() => {}
+            _ => {
+                let _ = writeln!(s, "    detail: {}", r.transformations);
+            }
+        },
+    }
+    s
+}
+
+/// A change entry that is not quite a [`Transformation`] (no `detail`, say).
+fn loose(change: &serde_json::Value) -> Transformation {
+    let text = |name: &str| match change.get(name) {
+        Some(serde_json::Value::String(s)) => s.as_str().into(),
+        Some(other) => other.to_string().into(),
+        None => "".into(),
+    };
+    Transformation {
+        field: text("field"),
+        rule: text("rule"),
+        detail: text("detail"),
+        old: change.get("old").cloned(),
+        new: change.get("new").cloned(),
+    }
+}
+
+/// `    Field ← rule (detail): old → new`; the values only when they changed.
+pub fn transformation(t: &Transformation) -> String {
+    let mut s = format!("    {} ← {}", t.field, t.rule);
+    if !t.detail.is_empty() {
+        let _ = write!(s, " ({})", t.detail);
+    }
+    if t.old.is_some() || t.new.is_some() {
+        let shown = |v: &Option<serde_json::Value>| v.as_ref().map_or("(none)".to_string(), |v| v.to_string());
+        let _ = write!(s, ": {} → {}", shown(&t.old), shown(&t.new));
+    }
+    s
+}

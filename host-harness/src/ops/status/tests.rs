@@ -1,0 +1,221 @@
+use super::*;
+use crate::scheduler::{RunReport, SalesforceApiUsage};
+use netsuite_salesforce::model::Cursor;
+
+fn database() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = crate::store::Database::open(&dir.path().join("connector.db")).unwrap().connect().unwrap();
+    (dir, conn)
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::parse("2026-12-02T12:00:00Z", &Rfc3339).unwrap()
+}
+
+/// A run's row as `Tenant::start` leaves it, its report written by [`RunReport`].
+fn run(conn: &Connection, tenant: &str, id: &str, mode: &'static str, status: &'static str, usage: Option<(u64, u64)>) {
+    let report = RunReport {
+        run_id: id.into(),
+        tenant: tenant.into(),
+        mode,
+        status,
+        error: (status == "failed").then(|| "Salesforce error: UNABLE_TO_LOCK_ROW".to_string()),
+        duration_ms: 1500,
+        objects: BTreeMap::from([
+            ("customer", ObjectCounts { read: 10, created: 2, updated: 3, unchanged: 5, ..Default::default() }),
+            ("contact", ObjectCounts { read: 4, created: 1, deferred: 3, ..Default::default() }),
+        ]),
+        api_calls: ApiCalls { netsuite: 6, salesforce: 4 },
+        guest_peak_memory_bytes: 0,
+        salesforce_api_usage: usage.map(|(used, limit)| SalesforceApiUsage { used, limit }),
+        plan: vec![],
+    };
+    conn.execute(
+        "INSERT INTO runs (run_id, tenant, started_at, finished_at, mode, status, report, error)
+         VALUES (?1, ?2, '2026-12-02T11:00:00Z', '2026-12-02T11:00:01.5Z', ?3, ?4, ?5, ?6)",
+        params![id, tenant, mode, status, serde_json::to_string(&report).unwrap(), report.error],
+    )
+    .unwrap();
+}
+
+fn kv(conn: &Connection, tenant: &str, bucket: &str, key: &str, value: &[u8], updated_at: &str) {
+    conn.execute(
+        "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![tenant, bucket, key, value, updated_at],
+    )
+    .unwrap();
+}
+
+fn cursor(last_modified: &str, id: &str, moved_at: i64) -> Vec<u8> {
+    let stored = StoredCursor {
+        cursor: Cursor { last_modified: last_modified.into(), id: id.into() },
+        moved_at,
+        settled: false,
+    };
+    serde_json::to_vec(&stored).unwrap()
+}
+
+#[test]
+fn a_tenant_nothing_ran_for_says_so() {
+    let (_dir, conn) = database();
+    let s = tenant_status(&conn, "acme", Some(0.9), now()).unwrap();
+    assert!(s.running.is_empty() && s.last_run.is_none() && s.cursors.is_empty() && s.waiting.is_empty());
+    assert!(s.salesforce_api.is_none());
+    assert!(!s.next_run.scheduled);
+    assert_eq!(s.next_run.note, "not scheduled: run `connector serve`");
+    let text = text(&s);
+    assert!(text.contains("last run    none yet"), "{text}");
+    assert!(text.contains("next run    not scheduled: run `connector serve`"), "{text}");
+}
+
+#[test]
+fn status_reports_the_last_run_cursors_queues_and_api_share() {
+    let (_dir, conn) = database();
+    run(&conn, "acme", "run-a", "incremental", "succeeded", Some((1200, 15000)));
+    run(&conn, "acme", "run-b", "full", "failed", None);
+    // A dry run is not the last run, but its usage figure is the latest.
+    run(&conn, "acme", "run-c", "dry-run", "succeeded", Some((1500, 15000)));
+    // Another tenant's rows count for nothing here.
+    run(&conn, "other", "run-z", "incremental", "succeeded", Some((9000, 10000)));
+    conn.execute(
+        "INSERT INTO runs (run_id, tenant, started_at, mode, status) VALUES ('run-d', 'acme', '2026-12-02T11:59:00Z',
+             'incremental', 'running')",
+        [],
+    )
+    .unwrap();
+    // Cursors as the component stores them; one from before `moved_at` was kept.
+    let moved = now().unix_timestamp() - 300;
+    kv(
+        &conn,
+        "acme",
+        STATE_BUCKET,
+        "cursor/customer",
+        &cursor("2026-12-02 03:55:00", "42", moved),
+        "2026-12-02T11:55:00Z",
+    );
+    kv(
+        &conn,
+        "acme",
+        STATE_BUCKET,
+        "cursor/deleted/customer",
+        &cursor("2026-12-01 00:00:00", "7", 0),
+        "2026-12-02T10:00:00.5Z",
+    );
+    kv(&conn, "acme", STATE_BUCKET, "cursor/salesforce/vendor", b"2026-12-02T11:58:00.000Z", "2026-12-02T11:58:30Z");
+    kv(&conn, "acme", STATE_BUCKET, "record/customer/42", b"{}", "2026-12-02T11:55:00Z");
+    kv(
+        &conn,
+        "other",
+        STATE_BUCKET,
+        "cursor/contact",
+        &cursor("2026-12-02 00:00:00", "1", moved),
+        "2026-12-02T11:55:00Z",
+    );
+    // Queued writes: two failed customers (the older's time has a fraction),
+    // a deferred contact, a failed write-back; a change event and another
+    // tenant's failure are not failed writes of acme.
+    kv(&conn, "acme", QUEUES_BUCKET, "failed/customer/43", b"{}", "2026-12-02T09:00:00.25Z");
+    kv(&conn, "acme", QUEUES_BUCKET, "failed/customer/44", b"{}", "2026-12-02T09:00:00Z");
+    kv(&conn, "acme", QUEUES_BUCKET, "deferred/contact/7", b"{}", "2026-12-02T08:00:00Z");
+    kv(&conn, "acme", QUEUES_BUCKET, "failed-writeback/vendor/a0C1", b"{}", "2026-12-02T07:00:00Z");
+    kv(&conn, "acme", QUEUES_BUCKET, "event/customer/45", b"{}", "2026-12-02T07:00:00Z");
+    kv(&conn, "other", QUEUES_BUCKET, "failed/customer/1", b"{}", "2026-12-02T07:00:00Z");
+
+    let s = tenant_status(&conn, "acme", Some(0.9), now()).unwrap();
+    assert_eq!(s.running.len(), 1);
+    assert_eq!(s.running[0].run_id, "run-d");
+    let last = s.last_run.as_ref().unwrap();
+    assert_eq!((last.run_id.as_str(), last.mode.as_str(), last.status.as_str()), ("run-b", "full", "failed"));
+    assert_eq!(last.duration_ms, Some(1500));
+    assert_eq!(last.objects["customer"].updated, 3);
+    assert_eq!(last.objects["contact"].deferred, 3);
+    assert_eq!(last.api_calls, Some(ApiCalls { netsuite: 6, salesforce: 4 }));
+    assert_eq!(last.error.as_deref(), Some("Salesforce error: UNABLE_TO_LOCK_ROW"));
+    assert_eq!(s.last_success_at.as_deref(), Some("2026-12-02T11:00:01.5Z"));
+
+    let cursors: Vec<(&str, &str, &str, Option<i64>)> =
+        s.cursors.iter().map(|c| (c.kind, c.stream, c.position.as_str(), c.age_secs)).collect();
+    assert_eq!(
+        cursors,
+        [
+            ("customer", "netsuite-changes", "2026-12-02 03:55:00 #42", Some(300)),
+            ("customer", "netsuite-deletions", "2026-12-01 00:00:00 #7", Some(7199)),
+            ("vendor", "salesforce-changes", "2026-12-02T11:58:00.000Z", Some(90)),
+        ]
+    );
+
+    let waiting: Vec<(&str, u64, u64, u64)> =
+        s.waiting.iter().map(|w| (w.kind, w.failed_writes, w.failed_writebacks, w.deferred)).collect();
+    assert_eq!(waiting, [("customer", 2, 0, 0), ("vendor", 0, 1, 0), ("contact", 0, 0, 1)]);
+    assert_eq!(s.waiting[0].oldest_failed_at.as_deref(), Some("2026-12-02T09:00:00Z"));
+    assert_eq!(s.waiting[1].oldest_failed_at.as_deref(), Some("2026-12-02T07:00:00Z"));
+    assert_eq!(s.waiting[2].oldest_deferred_at.as_deref(), Some("2026-12-02T08:00:00Z"));
+
+    let api = s.salesforce_api.as_ref().unwrap();
+    assert_eq!((api.used, api.limit, api.run_id.as_str()), (1500, 15000, "run-c"));
+    assert!((api.share - 0.1).abs() < 1e-9);
+    assert_eq!(api.ceiling, Some(0.9));
+
+    let text = text(&s);
+    for expected in [
+        "tenant acme\n",
+        "  running     run-d (incremental) since 2026-12-02T11:59:00Z\n",
+        "  last run    run-b (full) failed at 2026-12-02T11:00:01.5Z, took 1.5 s\n",
+        "              customer: read 10 created 2 updated 3 unchanged 5 deferred 0 failed 0 deleted 0\n",
+        "              error: Salesforce error: UNABLE_TO_LOCK_ROW\n",
+        "  last success 2026-12-02T11:00:01.5Z\n",
+        "  cursor      customer netsuite-changes at 2026-12-02 03:55:00 #42, moved 5 min ago\n",
+        "  waiting     customer: 2 failed writes, oldest failure 2026-12-02T09:00:00Z\n",
+        "  waiting     contact: 1 deferred until their parent is in Salesforce, oldest deferred 2026-12-02T08:00:00Z\n",
+        "  Salesforce  API usage 1500/15000 (10.0% of the org's daily allocation, runs stop at 90%), as of run run-c",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+
+    assert_eq!(tenants(&conn).unwrap(), ["acme", "other"]);
+    let other = tenant_status(&conn, "other", None, now()).unwrap();
+    assert_eq!(other.salesforce_api.unwrap().used, 9000);
+    assert_eq!(other.waiting.len(), 1);
+}
+
+#[test]
+fn a_crashed_run_without_report_takes_its_length_from_the_run_log() {
+    let (_dir, conn) = database();
+    conn.execute(
+        "INSERT INTO runs (run_id, tenant, started_at, finished_at, mode, status, error)
+         VALUES ('run-x', 'acme', '2026-12-02T10:00:00Z', '2026-12-02T10:02:03.25Z', 'incremental', 'crashed',
+                 'its process (pid 9) ended before the run did')",
+        [],
+    )
+    .unwrap();
+    let last = tenant_status(&conn, "acme", None, now()).unwrap().last_run.unwrap();
+    assert_eq!((last.status.as_str(), last.duration_ms), ("crashed", Some(123_250)));
+    assert!(last.objects.is_empty());
+}
+
+#[test]
+fn the_next_run_is_the_one_serve_recorded() {
+    let (_dir, conn) = database();
+    serve_schedule::record(&conn, "acme", now() + time::Duration::seconds(600), 900).unwrap();
+    let s = tenant_status(&conn, "acme", None, now()).unwrap();
+    assert!(s.next_run.scheduled);
+    assert_eq!(s.next_run.at.as_deref(), Some("2026-12-02T12:10:00Z"));
+    assert_eq!((s.next_run.in_secs, s.next_run.every_secs), (Some(600), Some(900)));
+    assert_eq!(s.next_run.serve_pid, Some(std::process::id()));
+    let text = text(&s);
+    assert!(text.contains("next run    2026-12-02T12:10:00Z (in 10 min) by `connector serve` (pid "), "{text}");
+    // A schedule whose serving process has ended runs nothing.
+    conn.execute("UPDATE serve_schedule SET started = started + 1", []).unwrap();
+    let s = tenant_status(&conn, "acme", None, now()).unwrap();
+    assert!(!s.next_run.scheduled);
+    assert!(s.next_run.note.starts_with("not scheduled: the `connector serve` (pid "), "{}", s.next_run.note);
+    assert!(s.next_run.note.ends_with("has ended; run `connector serve`"), "{}", s.next_run.note);
+}
+
+#[test]
+fn spans_read_like_a_person_would_say_them() {
+    assert_eq!(span(95), "95 s");
+    assert_eq!(span(-300), "5 min");
+    assert_eq!(span(3 * 3600 + 5 * 60), "3 h 5 min");
+    assert_eq!(span(2 * 86_400 + 4 * 3600), "2 d 4 h");
+}
