@@ -4,15 +4,24 @@
 
 mod support;
 
+use host_harness::host::Runtime;
 use host_harness::serve::Server;
 use host_harness::webhook::ListenerLimits;
 use netsuite_salesforce::events::sign;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
-use support::{Bed, bed, runtime};
+use support::{Bed, bed, component_path, runtime};
 
 const TENANTS: usize = 20;
+
+/// The runtime `serve --tenants` uses: instances from the pooling allocator,
+/// fewer slots than the runs below could want at once.
+fn pooled_runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::load_with(component_path(), Some(32)).expect("loading the pooled runtime"))
+}
 
 /// Tenant `i`'s config file in `dir`: the testbed's config under its own
 /// name, with a top-level `key = value` line replaced by `top` (when given)
@@ -63,7 +72,7 @@ async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
         beds.push(bed);
     }
 
-    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    let server = Server::new(tenants_dir.path().to_path_buf(), tokio::task::block_in_place(pooled_runtime));
     let loaded = server.reload();
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     assert_eq!(loaded.added.len(), TENANTS);

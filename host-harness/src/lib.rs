@@ -6,6 +6,8 @@
 pub mod audit;
 #[cfg(feature = "simulators")]
 pub mod bench;
+#[cfg(feature = "simulators")]
+pub mod bench_tenants;
 pub mod config;
 #[cfg(feature = "simulators")]
 pub mod demo;

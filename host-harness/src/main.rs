@@ -65,6 +65,25 @@ enum Command {
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
+    /// Host many tenants (each with its own simulators) in one runtime, sync them all at once and
+    /// print how long making each run's instance of the component takes (p50, p99).
+    #[cfg(feature = "simulators")]
+    BenchTenants {
+        #[arg(long, default_value_t = 50)]
+        tenants: usize,
+        #[arg(long, default_value_t = 20)]
+        customers: u64,
+        /// Rounds of idle incremental runs of every tenant after the first sync.
+        #[arg(long, default_value_t = 5)]
+        idle_rounds: usize,
+        /// off (instances allocated on demand), on (wasmtime's pooling allocator); both by default.
+        #[arg(long, value_delimiter = ',', default_value = "off,on")]
+        pooling: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "CONNECTOR_COMPONENT")]
+        component: Option<PathBuf>,
+    },
     #[cfg(feature = "simulators")]
     /// Post signed change events to the harness listener on the simulators and print the time
     /// from each POST until Salesforce holds the edit (p50, p99, max).
@@ -136,6 +155,10 @@ enum Command {
         /// With --config: seconds between scheduled incremental syncs.
         #[arg(long, default_value_t = 900)]
         every: u64,
+        /// With --tenants: instances of the component alive at once (runs, event checks), kept in
+        /// wasmtime's pooling allocator; a run beyond them fails and is retried by its schedule.
+        #[arg(long, default_value_t = 128)]
+        max_instances: u32,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
@@ -286,6 +309,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "simulators")]
+        Command::BenchTenants { tenants, customers, idle_rounds, pooling, json, component } => {
+            use host_harness::bench_tenants::{TenantsBenchOptions, print_text, run};
+            let component = component_path(component)?;
+            let mut results = Vec::new();
+            for choice in &pooling {
+                let pooling = match choice.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => bail!("--pooling takes on and off, not `{other}`"),
+                };
+                let options = TenantsBenchOptions { tenants, customers, idle_rounds, pooling };
+                results.push(run(component.clone(), options).await?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                print_text(&results);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "simulators")]
         Command::BenchEvents { events, json, component, spin } => {
             if events == 0 {
                 anyhow::bail!("--events must be at least 1");
@@ -351,11 +395,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             print_report(&report, json)
         }
-        Command::Serve { config, tenants, listen, every, component } => {
+        Command::Serve { config, tenants, listen, every, max_instances, component } => {
             let path = component_path(component)?;
+            let pooled = tenants.is_some().then_some(max_instances.max(1));
             // One runtime for the life of the process.
             let runtime: &'static Runtime =
-                Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&path)).await??));
+                Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load_with(&path, pooled)).await??));
             if let Some(dir) = tenants {
                 return serve_tenants(dir, runtime, listen).await;
             }

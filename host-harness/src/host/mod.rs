@@ -38,6 +38,12 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 /// How often the epoch ticks; run deadlines are counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
+/// Core instances (and tables) one connector instance may hold in a pool
+/// slot: the component's module and the shims wit-component adds.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Linear memories per connector instance (it has one); each pooled memory
+/// reserves address space up to the wasm32 maximum, so few are kept.
+const MEMORIES_PER_COMPONENT: u32 = 2;
 
 /// The compiled component and its linker, shared by every run.
 pub struct Runtime {
@@ -70,8 +76,28 @@ pub struct TenantRun {
 impl Runtime {
     /// Compiles `wasm` (a few seconds) and links every import.
     pub fn load(wasm: &Path) -> Result<Runtime> {
+        Runtime::load_with(wasm, None)
+    }
+
+    /// As `load`; with `pooled_instances`, instances come from wasmtime's
+    /// pooling allocator (memory slots reserved once and reused, so making an
+    /// instance maps nothing new), at most that many at once.
+    pub fn load_with(wasm: &Path, pooled_instances: Option<u32>) -> Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        if let Some(instances) = pooled_instances {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_component_instances(instances)
+                .total_core_instances(instances * CORE_INSTANCES_PER_COMPONENT)
+                .total_memories(instances * MEMORIES_PER_COMPONENT)
+                .total_tables(instances * CORE_INSTANCES_PER_COMPONENT)
+                .max_memories_per_component(MEMORIES_PER_COMPONENT)
+                .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
+                // Each tenant's own cap (max_memory_mb) is enforced by its
+                // store's limiter; a slot holds up to the wasm32 maximum.
+                .max_memory_size(4 << 30);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         // `perf` can name the component's functions when asked to (profiling only).
         if std::env::var_os("CONNECTOR_PERF_MAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -99,6 +125,11 @@ impl Runtime {
     }
 
     async fn instantiate(&self, run: TenantRun) -> Result<(Store<HostState>, Connector)> {
+        self.instantiate_timed(run).await.map(|(store, connector, _)| (store, connector))
+    }
+
+    /// As `instantiate`, with how long the component's instantiation took.
+    async fn instantiate_timed(&self, run: TenantRun) -> Result<(Store<HostState>, Connector, Duration)> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         if let Some(clock) = run.wall_clock {
@@ -121,6 +152,7 @@ impl Runtime {
         let ticks = (run.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         let limit_mb = run.max_memory_bytes >> 20;
+        let started = std::time::Instant::now();
         let connector = self.pre.instantiate_async(&mut store).await.map_err(|e| -> anyhow::Error {
             // The limiter refuses the initial memory itself: say which setting.
             match store.data().limits.memory_refused {
@@ -131,14 +163,14 @@ impl Runtime {
                 false => e.into(),
             }
         })?;
-        Ok((store, connector))
+        Ok((store, connector, started.elapsed()))
     }
 
     /// Runs one sync. An error is a host failure; a trap (the sandbox
     /// stopped the guest) is in the output with what the run used.
     pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<RunOutput> {
         let limits = (run.max_memory_bytes, run.deadline);
-        let (mut store, connector) = self.instantiate(run).await?;
+        let (mut store, connector, instantiation) = self.instantiate_timed(run).await?;
         let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut store, &request).await;
         let data = store.data();
         let report = result.map_err(|e| Trap::of(e, data.limits.memory_refused, limits));
@@ -148,6 +180,7 @@ impl Runtime {
             guest_peak_memory_bytes: data.limits.peak_memory,
             sent: data.outbound.sent.clone(),
             salesforce_usage,
+            instantiation,
         })
     }
 }
@@ -211,6 +244,8 @@ pub struct RunOutput {
     pub sent: BTreeMap<String, u32>,
     /// The Salesforce org's API usage as of the run's last response.
     pub salesforce_usage: Option<outbound::ApiUsage>,
+    /// How long making the run's instance of the component took.
+    pub instantiation: Duration,
 }
 
 /// Why the sandbox stopped a run: a limit (named with the setting that

@@ -68,6 +68,8 @@ pub struct RunReport {
     pub api_calls: ApiCalls,
     /// The largest linear memory the component had during the run.
     pub guest_peak_memory_bytes: u64,
+    /// How long making the run's instance of the component took.
+    pub instantiation_micros: u64,
     /// None when the run had no answer from Salesforce.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salesforce_api_usage: Option<SalesforceApiUsage>,
@@ -284,6 +286,7 @@ impl Tenant {
             objects: BTreeMap::new(),
             api_calls: ApiCalls::default(),
             guest_peak_memory_bytes: 0,
+            instantiation_micros: 0,
             salesforce_api_usage: None,
             plan: Vec::new(),
         };
@@ -357,6 +360,7 @@ impl Tenant {
         conn: &rusqlite::Connection,
     ) -> Option<String> {
         report.guest_peak_memory_bytes = output.guest_peak_memory_bytes as u64;
+        report.instantiation_micros = output.instantiation.as_micros() as u64;
         report.salesforce_api_usage =
             output.salesforce_usage.map(|u| SalesforceApiUsage { used: u.used, limit: u.limit });
         let r = match output.report {
@@ -487,6 +491,7 @@ mod tests {
             )]),
             api_calls: ApiCalls { netsuite: 3, salesforce: 4 },
             guest_peak_memory_bytes: 1 << 20,
+            instantiation_micros: 0,
             salesforce_api_usage: Some(SalesforceApiUsage { used: 120, limit: 15000 }),
             plan: vec![],
         };
