@@ -119,6 +119,21 @@ async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
         assert_eq!(own, 30 + i as i64);
     }
 
+    // The process's metrics count each tenant's run and records (t3: 33 customers).
+    let response = reqwest::get(format!("{}/metrics", hook.url)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let metrics = response.text().await.unwrap();
+    for line in [
+        r#"connector_runs_total{tenant="t3",mode="incremental",outcome="succeeded"} 1"#,
+        r#"connector_runs_total{tenant="t0",mode="incremental",outcome="failed"} 1"#,
+        r#"connector_records_total{tenant="t3",kind="customer",outcome="created"} 33"#,
+        r#"connector_run_duration_seconds_count{tenant="t3",mode="incremental"} 1"#,
+        r#"connector_queue_depth{tenant="t3",kind="customer",queue="failed_writes"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+    }
+    assert!(metrics.contains(r#"connector_api_calls_total{tenant="t3",system="salesforce"}"#), "{metrics}");
+
     // Another tenant's token, no token, an unknown tenant: one answer, the same bytes.
     let wrong_token = post(&format!("{}/tenants/t1/sync", hook.url), Some("token-2"), None, "").await;
     let unknown = post(&format!("{}/tenants/nobody/sync", hook.url), Some("token-2"), None, "").await;

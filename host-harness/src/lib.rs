@@ -12,6 +12,7 @@ pub mod config;
 #[cfg(feature = "simulators")]
 pub mod demo;
 pub mod host;
+pub mod metrics;
 pub mod ops;
 pub mod scheduler;
 pub mod secrets;

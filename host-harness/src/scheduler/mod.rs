@@ -306,6 +306,7 @@ impl Tenant {
             params![now_text(), report.status, serde_json::to_string(&report)?, report.error, detail, run_id],
         )?;
         recovery::finished(&self.kv()?, &run_id)?;
+        crate::metrics::observe(&report);
         Ok(report)
     }
 

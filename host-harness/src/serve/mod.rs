@@ -77,8 +77,11 @@ impl Server {
 
     /// Finds a hosted tenant by name, for the listener.
     pub fn directory(self: &Arc<Self>) -> Directory {
-        let server = Arc::downgrade(self);
-        Arc::new(move |name: &str| server.upgrade()?.entries().get(name).map(|e| e.hosted.clone()))
+        let (one, all) = (Arc::downgrade(self), Arc::downgrade(self));
+        Directory {
+            find: Arc::new(move |name: &str| one.upgrade()?.entries().get(name).map(|e| e.hosted.clone())),
+            all: Arc::new(move || all.upgrade().map(|s| s.tenants()).unwrap_or_default()),
+        }
     }
 
     /// The tenants hosted now, by name.

@@ -29,6 +29,8 @@ pub const SYNC_PATH: &str = "/sync";
 /// The multi-tenant listener's routes (`connector serve --tenants`).
 pub const TENANT_EVENTS_PATH: &str = "/tenants/{tenant}/netsuite/events";
 pub const TENANT_SYNC_PATH: &str = "/tenants/{tenant}/sync";
+/// Prometheus metrics (both listeners).
+pub const METRICS_PATH: &str = "/metrics";
 /// Bodies beyond this are refused before they reach the component.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
@@ -144,12 +146,27 @@ impl RateLimit {
     }
 }
 
-/// Finds a tenant by name for the multi-tenant routes.
-pub type Directory = Arc<dyn Fn(&str) -> Option<Arc<Hosted>> + Send + Sync>;
+/// The tenants a multi-tenant listener serves: one by name (the routes),
+/// all of them (`/metrics`).
+#[derive(Clone)]
+pub struct Directory {
+    pub find: Arc<dyn Fn(&str) -> Option<Arc<Hosted>> + Send + Sync>,
+    pub all: Arc<dyn Fn() -> Vec<Arc<Tenant>> + Send + Sync>,
+}
 
 enum Tenants {
     One(Arc<Hosted>),
     Many(Directory),
+}
+
+/// `GET /metrics`: Prometheus text of this process's runs and its tenants' queues.
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let tenants = match &shared.tenants {
+        Tenants::One(hosted) => vec![hosted.tenant.clone()],
+        Tenants::Many(directory) => (directory.all)(),
+    };
+    let text = tokio::task::spawn_blocking(move || crate::metrics::render(&tenants)).await.unwrap_or_default();
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
 struct Shared {
@@ -233,7 +250,7 @@ async fn receive_for(
         Err(answer) => return answer,
     };
     let headers = header_pairs(&headers);
-    let hosted = directory(&name);
+    let hosted = (directory.find)(&name);
     let secret = hosted.as_ref().map_or(UNKNOWN_TENANT_SECRET, |h| h.webhook_secret.as_slice());
     let signed = netsuite_salesforce::events::signature_matches(&headers, &body, secret);
     let Some(hosted) = hosted.filter(|h| signed && !h.webhook_secret.is_empty()) else { return not_found() };
@@ -314,7 +331,7 @@ async fn sync_now(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
 /// without a `sync_token` and a wrong token all answer the same 404.
 async fn sync_now_for(State(shared): State<Arc<Shared>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     let Tenants::Many(directory) = &shared.tenants else { return not_found() };
-    let hosted = directory(&name);
+    let hosted = (directory.find)(&name);
     let token = hosted.as_ref().map_or(UNKNOWN_TENANT_SECRET, |h| h.sync_token.as_slice());
     use subtle::ConstantTimeEq;
     let matches = bool::from(token.ct_eq(bearer(&headers)));
@@ -387,14 +404,20 @@ pub async fn serve_with(
     limits: ListenerLimits,
 ) -> Result<Webhook> {
     let hosted = Hosted::start(tenant, runtime)?;
-    let router = Router::new().route(EVENTS_PATH, post(receive)).route(SYNC_PATH, post(sync_now));
+    let router = Router::new()
+        .route(EVENTS_PATH, post(receive))
+        .route(SYNC_PATH, post(sync_now))
+        .route(METRICS_PATH, axum::routing::get(metrics));
     listen(Tenants::One(hosted), router, addr, limits).await
 }
 
 /// Listens on `addr` for every tenant `directory` finds
 /// (`/tenants/{tenant}/netsuite/events`, `/tenants/{tenant}/sync`).
 pub async fn serve_tenants(directory: Directory, addr: SocketAddr, limits: ListenerLimits) -> Result<Webhook> {
-    let router = Router::new().route(TENANT_EVENTS_PATH, post(receive_for)).route(TENANT_SYNC_PATH, post(sync_now_for));
+    let router = Router::new()
+        .route(TENANT_EVENTS_PATH, post(receive_for))
+        .route(TENANT_SYNC_PATH, post(sync_now_for))
+        .route(METRICS_PATH, axum::routing::get(metrics));
     listen(Tenants::Many(directory), router, addr, limits).await
 }
 
