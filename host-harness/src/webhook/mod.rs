@@ -150,9 +150,12 @@ impl RateLimit {
 /// all of them (`/metrics`).
 #[derive(Clone)]
 pub struct Directory {
-    pub find: Arc<dyn Fn(&str) -> Option<Arc<Hosted>> + Send + Sync>,
+    pub find: Arc<FindTenant>,
     pub all: Arc<dyn Fn() -> Vec<Arc<Tenant>> + Send + Sync>,
 }
+
+/// A hosted tenant by name.
+pub type FindTenant = dyn Fn(&str) -> Option<Arc<Hosted>> + Send + Sync;
 
 enum Tenants {
     One(Arc<Hosted>),
