@@ -155,6 +155,9 @@ enum Command {
         /// With --config: seconds between scheduled incremental syncs.
         #[arg(long, default_value_t = 900)]
         every: u64,
+        /// Logs on standard error: text, or json (one JSON object per line, for a log collector).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
         /// With --tenants: instances of the component alive at once (runs, event checks), kept in
         /// wasmtime's pooling allocator; a run beyond them fails and is retried by its schedule.
         #[arg(long, default_value_t = 128)]
@@ -395,7 +398,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             print_report(&report, json)
         }
-        Command::Serve { config, tenants, listen, every, max_instances, component } => {
+        Command::Serve { config, tenants, listen, every, log_format, max_instances, component } => {
+            init_logs(log_format == "json");
             let path = component_path(component)?;
             let pooled = tenants.is_some().then_some(max_instances.max(1));
             // One runtime for the life of the process.
@@ -603,7 +607,7 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
     }
     let limits = host_harness::webhook::ListenerLimits::default();
     let hook = host_harness::webhook::serve_tenants(server.directory(), listen, limits).await?;
-    println!("listening for change events on {}/tenants/{{tenant}}/netsuite/events", hook.url);
+    tracing::info!(url = %hook.url, "listening: POST /tenants/{{tenant}}/netsuite/events, POST /tenants/{{tenant}}/sync, GET /metrics");
     let signals = {
         let server = server.clone();
         tokio::spawn(async move { stop_on_signal_all(server).await })
@@ -711,9 +715,25 @@ fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
     Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Logs (tracing events) go to standard error; `serve --log-format json`
+/// writes them as JSON lines. Commands' own output stays on standard output.
+fn init_logs(json: bool) {
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
+    let installed = match json {
+        true => logs.json().try_init(),
+        false => logs.try_init(),
+    };
+    // Already installed (serve installs its own first): keep that one.
+    drop(installed);
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logs(false);
+    }
+    match run(cli).await {
         Ok(code) => code,
         // The reader went away (`connector audit export | head`): nothing is wrong.
         Err(e)

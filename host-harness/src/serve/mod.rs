@@ -171,16 +171,16 @@ impl Server {
 
 pub fn print_reload(r: &Reload) {
     for name in &r.added {
-        println!("tenant {name}: added");
+        tracing::info!(tenant = %name, "tenant added");
     }
     for name in &r.changed {
-        println!("tenant {name}: reloaded (its config, secrets, key or mapping changed)");
+        tracing::info!(tenant = %name, "tenant reloaded: its config, secrets, key or mapping changed");
     }
     for name in &r.removed {
-        println!("tenant {name}: removed");
+        tracing::info!(tenant = %name, "tenant removed");
     }
     for e in &r.errors {
-        eprintln!("error: {e}");
+        tracing::error!("{e}");
     }
 }
 
@@ -255,7 +255,7 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
     let mut last = match last_started(&tenant) {
         Ok(last) => last,
         Err(e) => {
-            eprintln!("tenant {name}: reading its run log: {e:#}; scheduling from now");
+            tracing::warn!(tenant = %name, "reading its run log: {e:#}; scheduling from now");
             Some(Utc::now())
         }
     };
@@ -265,7 +265,7 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             (true, _) => schedule.jitter(),
             (false, Some(next)) => (next - now).to_std().unwrap_or_default() + schedule.jitter(),
             (false, None) => {
-                eprintln!("tenant {name}: its cron expression has no further start");
+                tracing::warn!(tenant = %name, "its cron expression has no further start");
                 return;
             }
         };
@@ -275,7 +275,7 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             serve_schedule::record(&conn, &name, at, schedule.interval_secs())
         });
         if let Err(e) = noted {
-            eprintln!("tenant {name}: warning: {e:#}");
+            tracing::warn!(tenant = %name, "{e:#}");
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -287,27 +287,34 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             if stop.removed.load(Ordering::SeqCst)
                 && let Err(e) = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, &name))
             {
-                eprintln!("tenant {name}: warning: {e:#}");
+                tracing::warn!(tenant = %name, "{e:#}");
             }
             return;
         }
         last = Some(Utc::now());
         match tenant.sync(runtime, SyncMode::Incremental, &[]).await {
-            Ok(report) => println!("{}", report_line(&report)),
-            Err(e) => eprintln!("tenant {name}: scheduled run failed: {e:#}"),
+            Ok(report) => log_run(&report),
+            Err(e) => tracing::error!(tenant = %name, "scheduled run failed: {e:#}"),
         }
     }
 }
 
-fn report_line(report: &crate::scheduler::RunReport) -> String {
+/// One event per finished run: its outcome and counts as fields.
+pub fn log_run(report: &crate::scheduler::RunReport) {
     let counts: Vec<String> = report
         .objects
         .iter()
         .map(|(kind, c)| format!("{kind} read {} written {}", c.read, c.created + c.updated))
         .collect();
-    let outcome = match &report.error {
-        Some(e) => format!("{}: {e}", report.status),
-        None => report.status.to_string(),
-    };
-    format!("tenant {}: run {} {} ({})", report.tenant, report.run_id, outcome, counts.join(", "))
+    let counts = counts.join(", ");
+    match &report.error {
+        None => tracing::info!(
+            tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome = report.status,
+            duration_ms = report.duration_ms, %counts, "run finished"
+        ),
+        Some(error) => tracing::warn!(
+            tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome = report.status,
+            duration_ms = report.duration_ms, %counts, %error, "run finished"
+        ),
+    }
 }

@@ -378,15 +378,11 @@ async fn apply_queued(hosted: Arc<Hosted>) {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Ok(report) => {
-                    eprintln!(
-                        "tenant {}: applying change events failed: {}",
-                        hosted.tenant.config.tenant,
-                        report.error.unwrap_or_default()
-                    );
+                    crate::serve::log_run(&report);
                     break;
                 }
                 Err(e) => {
-                    eprintln!("tenant {}: applying change events failed: {e:#}", hosted.tenant.config.tenant);
+                    tracing::error!(tenant = %hosted.tenant.config.tenant, "applying change events failed: {e:#}");
                     break;
                 }
             }
@@ -452,7 +448,7 @@ async fn accept(listener: tokio::net::TcpListener, router: Router, limits: Liste
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors, say: wait rather than spin.
-                eprintln!("change-event listener could not accept a connection: {e}");
+                tracing::warn!("change-event listener could not accept a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
