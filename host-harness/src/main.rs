@@ -391,12 +391,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
+            // On a terminal (and not --json): what the run has done so far.
+            let display = (!json).then(|| show_progress(&tenant));
             let report = if dry_run {
-                tenant.dry_run(&runtime, mode, &kinds, compare_live).await?
+                tenant.dry_run(&runtime, mode, &kinds, compare_live).await
             } else {
-                tenant.sync(&runtime, mode, &kinds).await?
+                tenant.sync(&runtime, mode, &kinds).await
             };
-            print_report(&report, json)
+            if let Some((bar, ticker)) = display {
+                ticker.abort();
+                bar.finish_and_clear();
+            }
+            print_report(&report?, json)
         }
         Command::Serve { config, tenants, listen, every, log_format, max_instances, component } => {
             init_logs(log_format == "json");
@@ -713,6 +719,25 @@ fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// A spinner on standard error (drawn only when it is a terminal) with the
+/// run's records per kind and outcome and its rate, from its audit entries.
+fn show_progress(tenant: &Tenant) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let progress = tenant.watch_progress();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let (shown, started) = (bar.clone(), std::time::Instant::now());
+    let ticker = tokio::spawn(async move {
+        loop {
+            shown.set_message(progress.line(started.elapsed().as_secs_f64()));
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    });
+    (bar, ticker)
 }
 
 /// Logs (tracing events) go to standard error; `serve --log-format json`

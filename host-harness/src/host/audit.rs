@@ -15,6 +15,11 @@ pub fn kind_name(kind: RecordKind) -> &'static str {
 
 impl audit::Host for HostState {
     fn append(&mut self, entries: Vec<audit::AuditEntry>) -> wasmtime::Result<()> {
+        if let Some(progress) = &self.progress {
+            for e in &entries {
+                progress.record(kind_name(e.kind), &e.outcome);
+            }
+        }
         let rows: Vec<crate::audit::AuditRow> = entries
             .into_iter()
             .map(|e| crate::audit::AuditRow {

@@ -8,6 +8,7 @@ mod compiled;
 pub mod keyvalue;
 mod limits;
 pub mod outbound;
+pub mod progress;
 mod state;
 
 pub use bindings::exports::ml_connector::netsuite_salesforce::source::DeletedPage;
@@ -71,6 +72,8 @@ pub struct TenantRun {
     pub wall_clock: Option<GuestClock>,
     pub max_memory_bytes: usize,
     pub deadline: Duration,
+    /// Counts the run's audit entries as they arrive, for a live display.
+    pub progress: Option<Arc<progress::Progress>>,
 }
 
 impl Runtime {
@@ -146,6 +149,7 @@ impl Runtime {
             kv,
             checkpointer,
             limits: limits::Limits::new(run.max_memory_bytes),
+            progress: run.progress,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

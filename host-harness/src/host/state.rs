@@ -18,6 +18,7 @@ pub struct HostState {
     /// Keeps the WAL of `kv`'s database short while the run writes.
     pub checkpointer: crate::store::Checkpointer,
     pub limits: super::limits::Limits,
+    pub progress: Option<std::sync::Arc<super::progress::Progress>>,
 }
 
 impl WasiView for HostState {

@@ -164,6 +164,8 @@ pub struct Tenant {
     overrides: std::sync::Mutex<BTreeMap<String, String>>,
     /// A memory cap (MB) that replaces the config's from the next run on.
     memory_override: std::sync::Mutex<Option<usize>>,
+    /// Where the runs that follow count their progress, when someone watches.
+    progress: std::sync::Mutex<Option<std::sync::Arc<crate::host::progress::Progress>>>,
 }
 
 impl Tenant {
@@ -176,6 +178,7 @@ impl Tenant {
             clock,
             overrides: Default::default(),
             memory_override: Default::default(),
+            progress: Default::default(),
         })
     }
 
@@ -183,6 +186,14 @@ impl Tenant {
     /// left as it is).
     pub fn set_override(&self, name: &str, value: &str) {
         self.overrides.lock().unwrap_or_else(|p| p.into_inner()).insert(name.into(), value.into());
+    }
+
+    /// The runs that follow count their audit entries into the returned
+    /// progress (a display reads it while they run).
+    pub fn watch_progress(&self) -> std::sync::Arc<crate::host::progress::Progress> {
+        let progress = std::sync::Arc::new(crate::host::progress::Progress::default());
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Some(progress.clone());
+        progress
     }
 
     /// Replaces the component's memory cap for the runs that follow.
@@ -210,6 +221,7 @@ impl Tenant {
             database: self.database.clone(),
             cipher: self.cipher.clone(),
             wall_clock: self.clock.clone(),
+            progress: self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             max_memory_bytes: self
                 .memory_override
                 .lock()
