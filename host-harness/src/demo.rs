@@ -1,14 +1,17 @@
 //! `connector demo`: the embedded default. Both simulators on loopback, 1,000
-//! seeded customers, a full sync, a few edits in NetSuite (renames, address
-//! moves, a phone change), an incremental sync; then vendors both ways: a
-//! `Vendor__c` edited in Salesforce reaches NetSuite. And a summary.
+//! seeded customers and 2,000 contacts, a first sync; edits in NetSuite
+//! (renames, address moves, a phone change, a save that changes nothing
+//! mapped, a phone a Salesforce validation rule refuses), an incremental
+//! sync; the rule fixed and the refused write replayed; a signed change event
+//! applied by the listener; then vendors both ways: a `Vendor__c` edited in
+//! Salesforce reaches NetSuite. And where to look further.
 
-use crate::host::{Runtime, SyncMode};
+use crate::host::{ReplayScope, Runtime, SyncMode};
 use crate::scheduler::RunReport;
-use crate::testbed::{KeyPair, Signing, Testbed, TestbedOptions};
+use crate::testbed::{KeyPair, Signing, Testbed, TestbedOptions, WEBHOOK_SECRET};
 use anyhow::{Context, Result};
 use serde::Serialize;
-use simulators::salesforce::SalesforceSimConfig;
+use simulators::salesforce::{SalesforceSimConfig, ValidationRule};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -37,8 +40,21 @@ pub struct DemoOutput {
     pub salesforce_vendors: u64,
     /// What NetSuite holds after the Salesforce edit of a vendor.
     pub netsuite_vendor: String,
+    pub salesforce_contacts: u64,
+    /// The write a validation rule refused, and its replay.
+    pub rejected_then_replayed: String,
+    /// A change event posted to the listener and the time until Salesforce held the edit.
+    pub change_event: String,
+    pub change_event_ms: u64,
+    /// The tenant's config, for the commands below.
+    pub config_file: String,
+    /// Commands to look further.
+    pub look_further: Vec<String>,
     pub runs: Vec<DemoRun>,
 }
+
+/// Contacts per seeded customer in the demo's NetSuite account.
+const CONTACTS_PER_CUSTOMER: u64 = 2;
 
 /// Vendors in the demo's NetSuite account.
 const DEMO_VENDORS: u64 = 20;
@@ -60,10 +76,17 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
     })
     .await?;
     let component = options.component.clone();
-    let runtime = tokio::task::spawn_blocking(move || Runtime::load(&component)).await??;
+    // The change-event listener keeps a reference for the life of the process.
+    let runtime: &'static Runtime =
+        Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load(&component)).await??));
+    let config_file = bed.tenant.config.data_dir.join("connector.toml");
+    bed.write_config(&config_file)?;
+    let customers = bed.customer_ids.clone();
+    let contacts = options.customers * CONTACTS_PER_CUSTOMER;
+    bed.netsuite.seed_contacts(contacts, &customers, bed.clock.now_secs() - 3600, 19)?;
 
     let mut runs = Vec::new();
-    let first = bed.sync(&runtime, SyncMode::Incremental).await?;
+    let first = bed.sync_kinds(runtime, SyncMode::Incremental, &[]).await?;
     runs.push(DemoRun { label: "initial sync".into(), report: first });
 
     // Edit a handful of customers the way a NetSuite user would.
@@ -88,14 +111,72 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
     let id = pick(4)?;
     bed.netsuite.set_customer_phone(id, "+1 415-555-0199")?;
     edits.push(format!("changed the phone of customer {id}"));
+    let resaved = pick(5)?;
+    let same = bed.netsuite.customer_field(resaved, "phone")?.unwrap_or_default();
+    bed.netsuite.set_customer_phone(resaved, &same)?;
+    edits.push(format!("saved customer {resaved} again without changing anything (reported unchanged, not written)"));
+    // An org rule the integration user's write breaks.
+    let refused = pick(6)?;
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Account".into(),
+        field: "Name".into(),
+        contains: "(TEST)".into(),
+        message: "Account Name: test accounts are not allowed in this org".into(),
+    }));
+    bed.netsuite.rename_customer(refused, "Northwind Traders (TEST)")?;
+    edits.push(format!(
+        "renamed customer {refused} to \"Northwind Traders (TEST)\", which a Salesforce validation rule refuses"
+    ));
 
-    let second = bed.sync(&runtime, SyncMode::Incremental).await?;
+    let second = bed.sync(runtime, SyncMode::Incremental).await?;
     runs.push(DemoRun { label: "incremental sync after edits".into(), report: second });
+
+    // The Salesforce admin relaxes the rule; the refused write is replayed as it was recorded.
+    bed.salesforce.set_validation_rule(None);
+    let replay = bed.tenant.replay(runtime, ReplayScope::AllFailed).await?;
+    let replayed = replay.objects.get("customer").map_or(0, |c| c.updated + c.created);
+    runs.push(DemoRun { label: "replay after the validation rule was fixed".into(), report: replay });
+    let rejected_then_replayed = format!(
+        "customer {refused}'s write was refused by the rule (audited, kept for replay); after the fix, the replay wrote \
+         {replayed} record"
+    );
+
+    // A change event: NetSuite's user-event script signs it; the listener verifies, queues and applies it.
+    let hook = crate::webhook::serve(bed.tenant.clone(), runtime, "127.0.0.1:0".parse()?).await?;
+    let evented = pick(7)?;
+    let phone_in_salesforce =
+        || bed.salesforce.find("Account", &evented.to_string()).and_then(|(_, f)| f.get("Phone").cloned());
+    let before = phone_in_salesforce();
+    bed.netsuite.set_customer_phone(evented, "+1 212-555-0142")?;
+    let body = format!(r#"{{"recordType":"customer","id":"{evented}","type":"edit"}}"#);
+    let signature = netsuite_salesforce::events::sign(WEBHOOK_SECRET.as_bytes(), bed.clock.now_secs(), body.as_bytes());
+    let posted = std::time::Instant::now();
+    let answer = reqwest::Client::new()
+        .post(format!("{}{}", hook.url, crate::webhook::EVENTS_PATH))
+        .header("content-type", "application/json")
+        .header(netsuite_salesforce::events::SIGNATURE_HEADER, signature)
+        .body(body)
+        .send()
+        .await?;
+    let status = answer.status();
+    anyhow::ensure!(status.as_u16() == 202, "the listener refused the demo's event: {}", answer.text().await?);
+    let applied = loop {
+        // The mapping normalizes the number: any change is the event's.
+        if phone_in_salesforce() != before {
+            break posted.elapsed();
+        }
+        anyhow::ensure!(posted.elapsed() < std::time::Duration::from_secs(30), "the change event was not applied");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    let change_event = format!(
+        "customer {evented}'s new phone reached Salesforce {} ms after its signed change event was posted",
+        applied.as_millis()
+    );
 
     // Vendors both ways: synced to Salesforce, then edited there by a buyer.
     let vendors = bed.netsuite.seed_vendors(DEMO_VENDORS, 7)?;
     let vendor_kind = [crate::host::RecordKind::Vendor];
-    let third = bed.sync_kinds(&runtime, SyncMode::Incremental, &vendor_kind).await?;
+    let third = bed.sync_kinds(runtime, SyncMode::Incremental, &vendor_kind).await?;
     runs.push(DemoRun { label: "vendor sync".into(), report: third });
     let vendor = *vendors.first().context("no vendors seeded")?;
     let (sf_id, _) = bed.salesforce.find("Vendor__c", &vendor.to_string()).context("the vendor reached Salesforce")?;
@@ -105,7 +186,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
     bed.salesforce.edit_by_hand("Vendor__c", &sf_id, edit);
     let salesforce_edits =
         vec![format!("changed the phone of Vendor__c {sf_id} (NetSuite vendor {vendor}) to {phone}")];
-    let fourth = bed.sync_kinds(&runtime, SyncMode::Incremental, &vendor_kind).await?;
+    let fourth = bed.sync_kinds(runtime, SyncMode::Incremental, &vendor_kind).await?;
     runs.push(DemoRun { label: "vendor sync after a Salesforce edit".into(), report: fourth });
     let now = bed.netsuite.vendor_field(vendor, "phone")?.unwrap_or_default();
 
@@ -118,6 +199,16 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
         salesforce_accounts: bed.salesforce.count("Account"),
         salesforce_vendors: bed.salesforce.count("Vendor__c"),
         netsuite_vendor: format!("NetSuite vendor {vendor} now has phone {now}"),
+        salesforce_contacts: bed.salesforce.count("Contact"),
+        rejected_then_replayed,
+        change_event,
+        change_event_ms: applied.as_millis() as u64,
+        look_further: vec![
+            format!("connector status --config {}", config_file.display()),
+            format!("connector audit show --config {} customer:{refused}", config_file.display()),
+            format!("connector audit list --config {} --outcome failed", config_file.display()),
+        ],
+        config_file: config_file.display().to_string(),
         runs,
     })
 }
@@ -140,9 +231,14 @@ pub fn print_text(out: &DemoOutput) {
             );
         }
         println!("  API calls: NetSuite {}, Salesforce {}", r.api_calls.netsuite, r.api_calls.salesforce);
+        if i == 2 {
+            println!();
+            println!("{}.", out.rejected_then_replayed);
+            println!("A change event: {}.", out.change_event);
+        }
         let (title, edits) = match i {
             0 => ("Edits made in NetSuite:", &out.edits),
-            2 => ("Edits made in Salesforce:", &out.salesforce_edits),
+            3 => ("Edits made in Salesforce:", &out.salesforce_edits),
             _ => continue,
         };
         if !edits.is_empty() {
@@ -155,9 +251,14 @@ pub fn print_text(out: &DemoOutput) {
     }
     println!();
     println!(
-        "Salesforce now holds {} Accounts and {} Vendor__c records.",
-        out.salesforce_accounts, out.salesforce_vendors
+        "Salesforce now holds {} Accounts, {} Contacts (each linked to its Account) and {} Vendor__c records.",
+        out.salesforce_accounts, out.salesforce_contacts, out.salesforce_vendors
     );
     println!("{} (the Salesforce edit reached NetSuite).", out.netsuite_vendor);
     println!("Audit trail and state: {} (tables audit, runs, kv)", out.database);
+    println!();
+    println!("Look further:");
+    for command in &out.look_further {
+        println!("  {command}");
+    }
 }
