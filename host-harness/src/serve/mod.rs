@@ -93,32 +93,36 @@ impl Server {
     pub fn reload(&self) -> Reload {
         let mut report = Reload::default();
         let mut found: BTreeMap<String, (PathBuf, [u8; 32], HarnessConfig)> = BTreeMap::new();
+        let mut unreadable = std::collections::BTreeSet::new();
         for file in tenant_files(&self.dir, &mut report.errors) {
             let loaded = HarnessConfig::load(&file).and_then(|config| Ok((fingerprint(&file, &config)?, config)));
             match loaded {
                 Ok((print, config)) => match found.get(&config.tenant) {
-                    Some((other, _, _)) => report.errors.push(format!(
-                        "{}: tenant `{}` is already defined by {}; rename one of them",
-                        file.display(),
-                        config.tenant,
-                        other.display()
-                    )),
+                    Some((other, _, _)) => {
+                        report.errors.push(format!(
+                            "{}: tenant `{}` is already defined by {}; rename one of them",
+                            file.display(),
+                            config.tenant,
+                            other.display()
+                        ));
+                        unreadable.insert(file);
+                    }
                     None => {
                         found.insert(config.tenant.clone(), (file, print, config));
                     }
                 },
-                Err(e) => report.errors.push(format!("{}: {e:#}", file.display())),
+                Err(e) => {
+                    report.errors.push(format!("{}: {e:#}", file.display()));
+                    unreadable.insert(file);
+                }
             }
         }
         let mut entries = self.entries();
         // A file that stopped loading keeps its tenant as it was: only a
         // removed file removes one.
-        let failing: Vec<&str> = report.errors.iter().map(String::as_str).collect();
         let gone: Vec<String> = entries
             .iter()
-            .filter(|(name, e)| {
-                !found.contains_key(*name) && !failing.iter().any(|f| f.starts_with(&e.file.display().to_string()))
-            })
+            .filter(|(name, e)| !found.contains_key(*name) && !unreadable.contains(&e.file))
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
