@@ -10,7 +10,7 @@ wit_bindgen::generate!({
 use crate::model;
 use crate::ports::{self, Host};
 use exports::ml_connector::netsuite_salesforce::{events, mapper, sink, source, sync};
-use ml_connector::netsuite_salesforce::{audit, types};
+use ml_connector::netsuite_salesforce::{audit, run_control, types};
 use wasi::keyvalue::{batch, store};
 
 struct Component;
@@ -102,6 +102,17 @@ impl ports::AuditSink for HostAudit {
     }
 }
 
+struct HostControl;
+
+impl ports::RunControl for HostControl {
+    fn stop_requested(&self) -> Option<String> {
+        run_control::stop_requested()
+    }
+    fn expect(&self, kind: model::RecordKind, records: u64) {
+        run_control::expect(kind_to_wit(kind), records);
+    }
+}
+
 /// Runs `f` against the host's imports.
 fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, types::ConnectorError> {
     let state = Bucket::open("state").map_err(error_to_wit)?;
@@ -115,6 +126,7 @@ fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, type
         config: &WasiConfig,
         audit: &HostAudit,
         clock: &ports::SystemClock,
+        control: &HostControl,
     };
     f(&host).map_err(error_to_wit)
 }
@@ -146,6 +158,7 @@ fn error_to_wit(e: model::ConnectorError) -> types::ConnectorError {
         model::ConnectorError::RateLimited(m) => types::ConnectorError::RateLimited(m),
         model::ConnectorError::Transport(m) => types::ConnectorError::Transport(m),
         model::ConnectorError::Busy(m) => types::ConnectorError::Busy(m),
+        model::ConnectorError::Stopped(m) => types::ConnectorError::Stopped(m),
     }
 }
 

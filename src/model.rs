@@ -175,6 +175,8 @@ pub enum ConnectorError {
     Transport(String),
     /// Another run of the same tenant is under way.
     Busy(String),
+    /// The host asked the run to end at a checkpoint (it is shutting down).
+    Stopped(String),
 }
 
 impl fmt::Display for ConnectorError {
@@ -187,6 +189,7 @@ impl fmt::Display for ConnectorError {
             ConnectorError::RateLimited(m) => ("rate limited", m),
             ConnectorError::Transport(m) => ("network error", m),
             ConnectorError::Busy(m) => ("busy", m),
+            ConnectorError::Stopped(m) => ("stopped", m),
         };
         write!(f, "{label}: {msg}")
     }
@@ -211,6 +214,7 @@ impl ConnectorError {
             ConnectorError::RateLimited(m) => ConnectorError::RateLimited(f(m)),
             ConnectorError::Transport(m) => ConnectorError::Transport(f(m)),
             ConnectorError::Busy(m) => ConnectorError::Busy(f(m)),
+            ConnectorError::Stopped(m) => ConnectorError::Stopped(f(m)),
         }
     }
 

@@ -74,6 +74,24 @@ pub trait AuditSink {
     fn append(&self, entries: &[AuditEntry]);
 }
 
+/// What the host tells a run while it runs, and learns of its progress.
+/// A host that never stops runs early and shows no progress (the Spin
+/// build: a request is its run) keeps both defaults.
+pub trait RunControl {
+    /// Asked at each checkpoint: a reason when the host wants the run to end
+    /// there (it is shutting down).
+    fn stop_requested(&self) -> Option<String> {
+        None
+    }
+    /// How many records of `kind` this run's read holds (NetSuite's count).
+    fn expect(&self, _kind: crate::model::RecordKind, _records: u64) {}
+}
+
+/// The defaults: never stop early, show nothing.
+pub struct NoControl;
+
+impl RunControl for NoControl {}
+
 /// Time as the host sees it; the harness may run it faster than real time.
 pub trait Clock {
     /// Seconds since the Unix epoch.
@@ -112,4 +130,5 @@ pub struct Host<'a> {
     pub config: &'a dyn Config,
     pub audit: &'a dyn AuditSink,
     pub clock: &'a dyn Clock,
+    pub control: &'a dyn RunControl,
 }

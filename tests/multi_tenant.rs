@@ -24,8 +24,8 @@ fn pooled_runtime() -> &'static Runtime {
 }
 
 /// Tenant `i`'s config file in `dir`: the testbed's config under its own
-/// name, with a top-level `key = value` line replaced by `top` (when given)
-/// and `tail` appended.
+/// name, with a top-level `key = value` line set by `top` (replaced, or
+/// added first) and `tail` appended.
 fn write_tenant(dir: &Path, i: usize, bed: &Bed, top: Option<(&str, &str)>, tail: &str) -> PathBuf {
     let scratch = dir.join(format!(".t{i}.scratch"));
     bed.write_config(&scratch).unwrap();
@@ -33,8 +33,10 @@ fn write_tenant(dir: &Path, i: usize, bed: &Bed, top: Option<(&str, &str)>, tail
     std::fs::remove_file(&scratch).unwrap();
     let mut text = text.replacen("tenant = \"demo\"", &format!("tenant = \"t{i}\""), 1);
     if let Some((key, value)) = top {
-        let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).expect("the key is in the config");
-        text = text.replacen(line, &format!("{key} = {value}"), 1);
+        match text.lines().find(|l| l.starts_with(&format!("{key} = "))) {
+            Some(line) => text = text.replacen(line, &format!("{key} = {value}"), 1),
+            None => text = format!("{key} = {value}\n{text}"),
+        }
     }
     let file = dir.join(format!("t{i}.toml"));
     std::fs::write(&file, format!("{text}\n{tail}")).unwrap();
@@ -66,8 +68,13 @@ async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
         let bed = bed(30 + i as u64).start().await;
         bed.set_secret("sync_token", &format!("token-{i}")).unwrap();
         bed.set_secret("webhook_secret", &format!("whsec-{i}")).unwrap();
-        // Tenant 0 gets a memory cap its component cannot run in.
-        let top = (i == 0).then_some(("max_memory_mb", "1"));
+        // Tenant 0 gets a memory cap its component cannot run in, tenant 1
+        // a CPU budget it spends before its first write.
+        let top = match i {
+            0 => Some(("max_memory_mb", "1")),
+            1 => Some(("max_cpu_ms", "1")),
+            _ => None,
+        };
         write_tenant(tenants_dir.path(), i, &bed, top, "");
         beds.push(bed);
     }
@@ -84,6 +91,9 @@ async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
     .await
     .unwrap();
 
+    // Tenant 2's org sends its API calls to tenant 3's org: the host refuses.
+    beds[2].salesforce.send_api_calls_to(beds[3].salesforce.base_url());
+
     // Every tenant's sync at once, each with its own token.
     let mut runs = Vec::new();
     for i in 0..TENANTS {
@@ -98,6 +108,22 @@ async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
             let error = report["error"].as_str().unwrap();
             assert!(error.contains("max_memory_mb"), "the trap names the limit and its setting: {error}");
             assert_eq!(beds[0].salesforce.count("Account"), 0);
+            continue;
+        }
+        if i == 1 {
+            assert_eq!(status, 502, "{body}");
+            let error = report["error"].as_str().unwrap();
+            assert!(error.contains("CPU budget of 1 ms") && error.contains("max_cpu_ms"), "{error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+            assert_eq!(beds[1].salesforce.count("Account"), 0);
+            continue;
+        }
+        if i == 2 {
+            assert_eq!(status, 502, "{body}");
+            let error = report["error"].as_str().unwrap();
+            let other = beds[3].salesforce.base_url().trim_start_matches("http://");
+            assert!(error.contains(&format!("did not allow a request to {other}")), "{error}");
+            assert_eq!(beds[2].salesforce.count("Account"), 0);
             continue;
         }
         assert_eq!(status, 200, "tenant t{i}: {body}");
@@ -133,6 +159,7 @@ async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
         assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
     }
     assert!(metrics.contains(r#"connector_api_calls_total{tenant="t3",system="salesforce"}"#), "{metrics}");
+    assert!(metrics.contains(r#"connector_guest_cpu_seconds_total{tenant="t3"}"#), "{metrics}");
 
     // Another tenant's token, no token, an unknown tenant: one answer, the same bytes.
     let wrong_token = post(&format!("{}/tenants/t1/sync", hook.url), Some("token-2"), None, "").await;

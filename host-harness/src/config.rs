@@ -36,6 +36,10 @@ pub struct HarnessConfig {
     pub max_memory_mb: usize,
     #[serde(default = "default_deadline")]
     pub run_deadline_secs: u64,
+    /// Milliseconds a run's component may spend running its own code (host
+    /// calls and API waits not counted); unset: only the deadline bounds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cpu_ms: Option<u64>,
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
     /// When `connector serve` runs the tenant's incremental syncs.

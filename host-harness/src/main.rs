@@ -598,10 +598,6 @@ fn audit_command(action: AuditCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// On SIGINT or SIGTERM, ends the runs in progress as `stopped` in the run
-/// log (one line each) and exits; the next run takes over their lease, as
-/// this process is gone by then. `serving`: stopping is its normal end, a
-/// success unless it cut a run short.
 /// Hosts every tenant file of `dir` until a signal ends the process.
 async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net::SocketAddr) -> Result<ExitCode> {
     use host_harness::serve::{Server, print_reload};
@@ -616,24 +612,31 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
     tracing::info!(url = %hook.url, "listening: POST /tenants/{{tenant}}/netsuite/events, POST /tenants/{{tenant}}/sync, GET /metrics");
     let signals = {
         let server = server.clone();
-        tokio::spawn(async move { stop_on_signal_all(server).await })
+        tokio::spawn(async move {
+            let (all, retire) = (server.clone(), server.clone());
+            stop_on_signal_of(move || all.tenants(), true, move || retire.shutdown()).await
+        })
     };
     server.watch(std::time::Duration::from_secs(2)).await;
     signals.abort();
     Ok(ExitCode::SUCCESS)
 }
 
-async fn stop_on_signal_all(server: Arc<host_harness::serve::Server>) {
-    stop_on_signal_of(|| server.tenants(), true).await
-}
-
 async fn stop_on_signal(tenants: Vec<Arc<Tenant>>, serving: bool) {
-    stop_on_signal_of(move || tenants.clone(), serving).await
+    stop_on_signal_of(move || tenants.clone(), serving, || {}).await
 }
 
-/// On SIGINT or SIGTERM: the runs in progress end as `stopped` (the next run
-/// resumes from their last checkpoint) and the process exits.
-async fn stop_on_signal_of(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool) {
+/// How long runs get to reach their next checkpoint after SIGINT or SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// On SIGINT or SIGTERM: no new run starts (`stop_starting`), the runs in
+/// progress end at their next checkpoint (each page recorded is one) with
+/// their cursor kept; a second signal, or runs still going after
+/// SHUTDOWN_GRACE, end them at once as `stopped` in the run log (the next
+/// run resumes from their last checkpoint). `serving`: the process then
+/// exits, a success unless a run was cut short; otherwise the command ends
+/// as its run did.
+async fn stop_on_signal_of(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool, stop_starting: impl FnOnce()) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         // Signals keep their default action: the next run marks the run crashed.
@@ -643,6 +646,33 @@ async fn stop_on_signal_of(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool
         _ = int.recv() => ("SIGINT", 130),
         _ = term.recv() => ("SIGTERM", 143),
     };
+    stop_starting();
+    for tenant in tenants() {
+        tenant.request_stop(&format!("interrupted by {name}"));
+    }
+    let under_way = || tenants().iter().any(|t| t.running() > 0);
+    if under_way() {
+        eprintln!(
+            "{name}: the runs under way end at their next checkpoint (up to {} s); send it again to stop them now",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    let settled = async {
+        while under_way() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let graceful = tokio::select! {
+        biased;
+        _ = int.recv() => false,
+        _ = term.recv() => false,
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => false,
+        _ = settled => true,
+    };
+    if graceful && !serving {
+        // The command prints its run's report (status `stopped`) and ends.
+        return;
+    }
     let mut cut_short = false;
     for tenant in tenants() {
         if serving {

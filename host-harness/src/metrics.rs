@@ -61,6 +61,7 @@ struct Metrics {
     duration: Family<ModeLabels, Histogram>,
     api_share: Family<TenantLabels, Share>,
     queue_depth: Family<QueueLabels, Gauge>,
+    guest_cpu: Family<TenantLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -90,7 +91,13 @@ fn metrics() -> &'static Metrics {
             "Writes waiting: failed_writes, failed_writebacks, deferred (children waiting for their parent)",
             queue_depth.clone(),
         );
-        Metrics { registry, runs, records, api_calls, duration, api_share, queue_depth }
+        let guest_cpu = Family::<TenantLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "guest_cpu_seconds",
+            "Time the tenant's component spent running its own code (what max_cpu_ms caps per run)",
+            guest_cpu.clone(),
+        );
+        Metrics { registry, runs, records, api_calls, duration, api_share, queue_depth, guest_cpu }
     })
 }
 
@@ -118,6 +125,7 @@ pub fn observe(report: &RunReport) {
     for (system, n) in [("netsuite", report.api_calls.netsuite), ("salesforce", report.api_calls.salesforce)] {
         m.api_calls.get_or_create(&SystemLabels { tenant: tenant.clone(), system: system.into() }).inc_by(u64::from(n));
     }
+    m.guest_cpu.get_or_create(&TenantLabels { tenant: tenant.clone() }).inc_by(report.guest_cpu_ms as f64 / 1000.0);
     let mode = ModeLabels { tenant: tenant.clone(), mode: report.mode.into() };
     m.duration.get_or_create(&mode).observe(report.duration_ms as f64 / 1000.0);
     if let Some(usage) = report.salesforce_api_usage.filter(|u| u.limit > 0) {
@@ -172,6 +180,7 @@ mod tests {
             api_calls: ApiCalls { netsuite: 3, salesforce: 2 },
             guest_peak_memory_bytes: 0,
             instantiation_micros: 0,
+            guest_cpu_ms: 0,
             salesforce_api_usage: Some(SalesforceApiUsage { used: 250, limit: 1000 }),
             plan: vec![],
         };

@@ -139,6 +139,7 @@ pub fn tenant_files(
         allowed_hosts: vec![],
         max_memory_mb,
         run_deadline_secs: 3600,
+        max_cpu_ms: None,
         settings: all.into_iter().map(|(k, v)| (k, toml::Value::String(v))).collect(),
         schedule: None,
         events_per_minute: 600,

@@ -45,12 +45,15 @@ fn stream<'w>(
     batch: &mut Option<Box<dyn Batch + 'w>>,
 ) -> Result<()> {
     while let Some(page) = pages.next_page()? {
-        run.renew()?;
+        run.checkpoint()?;
         // NetSuite counts what the whole read holds on its first page: above
         // the threshold the kind goes through Bulk API 2.0 jobs.
         let batch = match batch {
             Some(b) => b,
             None => {
+                if let Some(total) = page.total {
+                    run.host.control.expect(kind, u64::from(total));
+                }
                 let many = page.total.is_some_and(|t| t > run.settings.salesforce.bulk_threshold);
                 let path = if many { Path::Bulk } else { Path::Composite };
                 batch.insert(run.writer.batch(run, kind, path, AuditAction::Write)?)

@@ -136,16 +136,16 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     // NetSuite's merged records and writes Salesforce only what it lacks.
     if let Some(policy) = run.settings.writeback {
         writeback::sync(run, kind, policy)?;
-        run.renew()?;
+        run.checkpoint()?;
     }
     deferral::retry_deferred(run, kind)?;
-    run.renew()?;
+    run.checkpoint()?;
     // The deletions stream is independent of the changes stream: its
     // first page travels alongside the changes.
     let (position, start) = read::Position::start(run, kind, true, run.request.mode == SyncMode::Full)?;
     let deleted = read::Deletions::open(run, kind, start)?;
     changes::sync(run, kind)?;
-    run.renew()?;
+    run.checkpoint()?;
     deletions::sync(run, kind, position, deleted)
 }
 

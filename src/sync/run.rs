@@ -6,7 +6,8 @@ use super::queues::{ParkedWrite, QueuedWrite, Queues};
 use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
 use crate::model::{
-    AuditAction, AuditEntry, KindCounts, MappedRecord, OutcomeKind, ReadProblem, RecordKind, Result, SyncRequest,
+    AuditAction, AuditEntry, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem, RecordKind, Result,
+    SyncRequest,
 };
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
@@ -140,6 +141,20 @@ impl<'a> Run<'a> {
     /// Keeps the lease alive; fails when another run took it over.
     pub fn renew(&self) -> Result<()> {
         self.lease.as_ref().map_or(Ok(()), Lease::renew)
+    }
+
+    /// A point where the run may end with nothing lost (a page recorded, a
+    /// stage done): renews the lease, and ends the run here when the host
+    /// asks (it is shutting down); the cursor stays where it is.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.renew()?;
+        match self.host.control.stop_requested() {
+            None => Ok(()),
+            Some(reason) => Err(ConnectorError::Stopped(format!(
+                "{reason}; the run ended at a checkpoint with everything so far recorded, and the next run \
+                 resumes from there"
+            ))),
+        }
     }
 
     pub fn audit(&self, entries: &[AuditEntry]) {

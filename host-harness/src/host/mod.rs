@@ -5,6 +5,8 @@ mod audit;
 pub mod bindings;
 mod clock;
 mod compiled;
+pub mod control;
+mod cpu;
 pub mod keyvalue;
 mod limits;
 pub mod outbound;
@@ -37,7 +39,8 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-/// How often the epoch ticks; run deadlines are counted in these.
+/// How often the epoch ticks: run deadlines and CPU budgets are checked
+/// this often while the guest runs its own code.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
 /// Core instances (and tables) one connector instance may hold in a pool
 /// slot: the component's module and the shims wit-component adds.
@@ -72,8 +75,13 @@ pub struct TenantRun {
     pub wall_clock: Option<GuestClock>,
     pub max_memory_bytes: usize,
     pub deadline: Duration,
+    /// Time the component may spend running its own code (host calls not
+    /// counted); None: only the deadline bounds it.
+    pub max_cpu: Option<Duration>,
     /// Counts the run's audit entries as they arrive, for a live display.
     pub progress: Option<Arc<progress::Progress>>,
+    /// Asks the run to end at its next checkpoint once set.
+    pub stop: Arc<control::StopRequest>,
 }
 
 impl Runtime {
@@ -114,6 +122,7 @@ impl Runtime {
         bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         bindings::wasi::keyvalue::batch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         bindings::ml_connector::netsuite_salesforce::audit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::ml_connector::netsuite_salesforce::run_control::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;
 
         let ticking = Arc::new(AtomicBool::new(true));
@@ -149,12 +158,24 @@ impl Runtime {
             kv,
             checkpointer,
             limits: limits::Limits::new(run.max_memory_bytes),
+            cpu: cpu::CpuMeter::new(run.max_cpu),
             progress: run.progress,
+            stop: run.stop,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (run.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        store.call_hook(|mut s, hook| s.data_mut().cpu.crossed(hook));
+        // Each tick the guest is running its own code, both limits are
+        // checked; a loop that never calls out is stopped too.
+        let deadline = std::time::Instant::now() + run.deadline;
+        store.epoch_deadline_callback(move |mut s| {
+            if std::time::Instant::now() >= deadline {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            s.data_mut().cpu.check()?;
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
         let limit_mb = run.max_memory_bytes >> 20;
         let started = std::time::Instant::now();
         let connector = self.pre.instantiate_async(&mut store).await.map_err(|e| -> anyhow::Error {
@@ -177,7 +198,7 @@ impl Runtime {
         let (mut store, connector, instantiation) = self.instantiate_timed(run).await?;
         let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut store, &request).await;
         let data = store.data();
-        let report = result.map_err(|e| Trap::of(e, data.limits.memory_refused, limits));
+        let report = result.map_err(|e| Trap::of(e, data, limits));
         let salesforce_usage = *data.outbound.salesforce_usage.lock().unwrap_or_else(|p| p.into_inner());
         Ok(RunOutput {
             report,
@@ -185,6 +206,7 @@ impl Runtime {
             sent: data.outbound.sent.clone(),
             salesforce_usage,
             instantiation,
+            guest_cpu: data.cpu.used(),
         })
     }
 }
@@ -250,6 +272,8 @@ pub struct RunOutput {
     pub salesforce_usage: Option<outbound::ApiUsage>,
     /// How long making the run's instance of the component took.
     pub instantiation: Duration,
+    /// Time the component spent running its own code (host calls excluded).
+    pub guest_cpu: Duration,
 }
 
 /// Why the sandbox stopped a run: a limit (named with the setting that
@@ -263,15 +287,21 @@ pub struct Trap {
 }
 
 impl Trap {
-    fn of(error: wasmtime::Error, memory_refused: bool, (max_memory, deadline): (usize, Duration)) -> Trap {
+    fn of(error: wasmtime::Error, data: &HostState, (max_memory, deadline): (usize, Duration)) -> Trap {
         let detail = format!("{error:?}");
-        let summary = if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        let summary = if let (true, Some(budget)) = (data.cpu.exhausted, data.cpu.budget()) {
+            format!(
+                "the component used its CPU budget of {} ms running its own code and was stopped; raise \
+                 `max_cpu_ms` in the config if runs this large are expected",
+                budget.as_millis()
+            )
+        } else if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
             format!(
                 "the run took longer than its deadline of {} s and was stopped; raise `run_deadline_secs` in the \
                  config if runs this long are expected",
                 deadline.as_secs()
             )
-        } else if memory_refused {
+        } else if data.limits.memory_refused {
             format!(
                 "the component ran out of memory (the limit is {} MB) and was stopped; raise `max_memory_mb` in the \
                  config",
@@ -314,6 +344,7 @@ pub fn describe_error(e: &ConnectorError) -> String {
         ConnectorError::RateLimited(m) => ("rate limited", m),
         ConnectorError::Transport(m) => ("network error", m),
         ConnectorError::Busy(m) => ("busy", m),
+        ConnectorError::Stopped(m) => ("stopped", m),
     };
     format!("{label}: {m}")
 }

@@ -18,7 +18,10 @@ pub struct HostState {
     /// Keeps the WAL of `kv`'s database short while the run writes.
     pub checkpointer: crate::store::Checkpointer,
     pub limits: super::limits::Limits,
+    pub cpu: super::cpu::CpuMeter,
     pub progress: Option<std::sync::Arc<super::progress::Progress>>,
+    /// Set when the host wants the run to end at its next checkpoint.
+    pub stop: std::sync::Arc<super::control::StopRequest>,
 }
 
 impl WasiView for HostState {

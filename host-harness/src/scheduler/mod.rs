@@ -70,6 +70,8 @@ pub struct RunReport {
     pub guest_peak_memory_bytes: u64,
     /// How long making the run's instance of the component took.
     pub instantiation_micros: u64,
+    /// Time the component spent running its own code (what `max_cpu_ms` caps).
+    pub guest_cpu_ms: u64,
     /// None when the run had no answer from Salesforce.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salesforce_api_usage: Option<SalesforceApiUsage>,
@@ -111,6 +113,22 @@ impl StoredRunReport {
 impl RunReport {
     pub fn counts(&self, kind: &str) -> ObjectCounts {
         self.objects.get(kind).copied().unwrap_or_default()
+    }
+}
+
+/// Counts a run as under way for as long as it lives.
+struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Running<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -166,6 +184,10 @@ pub struct Tenant {
     memory_override: std::sync::Mutex<Option<usize>>,
     /// Where the runs that follow count their progress, when someone watches.
     progress: std::sync::Mutex<Option<std::sync::Arc<crate::host::progress::Progress>>>,
+    /// Once set, this tenant's runs end at their next checkpoint.
+    stop: std::sync::Arc<crate::host::control::StopRequest>,
+    /// Runs of this tenant under way in this process.
+    running: std::sync::atomic::AtomicUsize,
 }
 
 impl Tenant {
@@ -179,7 +201,20 @@ impl Tenant {
             overrides: Default::default(),
             memory_override: Default::default(),
             progress: Default::default(),
+            stop: Default::default(),
+            running: Default::default(),
         })
+    }
+
+    /// Asks this tenant's runs, those under way and any that start later,
+    /// to end at their next checkpoint (the host is shutting down).
+    pub fn request_stop(&self, reason: &str) {
+        self.stop.request(reason);
+    }
+
+    /// How many runs of this tenant are under way in this process.
+    pub fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Replaces a setting for the runs that follow (the config file is
@@ -222,6 +257,7 @@ impl Tenant {
             cipher: self.cipher.clone(),
             wall_clock: self.clock.clone(),
             progress: self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            stop: self.stop.clone(),
             max_memory_bytes: self
                 .memory_override
                 .lock()
@@ -229,6 +265,7 @@ impl Tenant {
                 .unwrap_or(self.config.max_memory_mb)
                 << 20,
             deadline: Duration::from_secs(self.config.run_deadline_secs),
+            max_cpu: self.config.max_cpu_ms.map(Duration::from_millis),
         })
     }
 
@@ -266,6 +303,7 @@ impl Tenant {
     }
 
     async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
+        let _running = Running::new(&self.running);
         let run_id = new_run_id();
         let mode_name = match (&req.replay, req.dry_run, req.mode) {
             (Some(_), _, _) => "replay",
@@ -299,6 +337,7 @@ impl Tenant {
             api_calls: ApiCalls::default(),
             guest_peak_memory_bytes: 0,
             instantiation_micros: 0,
+            guest_cpu_ms: 0,
             salesforce_api_usage: None,
             plan: Vec::new(),
         };
@@ -374,6 +413,7 @@ impl Tenant {
     ) -> Option<String> {
         report.guest_peak_memory_bytes = output.guest_peak_memory_bytes as u64;
         report.instantiation_micros = output.instantiation.as_micros() as u64;
+        report.guest_cpu_ms = output.guest_cpu.as_millis() as u64;
         report.salesforce_api_usage =
             output.salesforce_usage.map(|u| SalesforceApiUsage { used: u.used, limit: u.limit });
         let r = match output.report {
@@ -428,10 +468,11 @@ impl Tenant {
             })
             .collect();
         if let Some(e) = r.error {
-            // A quota or a limit that outlasted the retries stops a run
-            // cleanly (cursor kept); anything else is a failure.
+            // A quota or a limit that outlasted the retries, or the host
+            // shutting down, stops a run cleanly (cursor kept); anything
+            // else is a failure.
             report.status = match e {
-                ConnectorError::RateLimited(_) => "stopped",
+                ConnectorError::RateLimited(_) | ConnectorError::Stopped(_) => "stopped",
                 _ => "failed",
             };
             report.error = Some(crate::host::describe_error(&e));
@@ -505,6 +546,7 @@ mod tests {
             api_calls: ApiCalls { netsuite: 3, salesforce: 4 },
             guest_peak_memory_bytes: 1 << 20,
             instantiation_micros: 0,
+            guest_cpu_ms: 0,
             salesforce_api_usage: Some(SalesforceApiUsage { used: 120, limit: 15000 }),
             plan: vec![],
         };

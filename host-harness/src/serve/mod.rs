@@ -64,11 +64,13 @@ pub struct Server {
     dir: PathBuf,
     runtime: &'static Runtime,
     entries: Mutex<BTreeMap<String, Entry>>,
+    /// Shutting down: reloads start nothing any more.
+    closing: AtomicBool,
 }
 
 impl Server {
     pub fn new(dir: PathBuf, runtime: &'static Runtime) -> Arc<Server> {
-        Arc::new(Server { dir, runtime, entries: Mutex::new(BTreeMap::new()) })
+        Arc::new(Server { dir, runtime, entries: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false) })
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -92,6 +94,9 @@ impl Server {
     /// Reads the directory again and starts, replaces or stops tenants.
     pub fn reload(&self) -> Reload {
         let mut report = Reload::default();
+        if self.closing.load(Ordering::SeqCst) {
+            return report;
+        }
         let mut found: BTreeMap<String, (PathBuf, [u8; 32], HarnessConfig)> = BTreeMap::new();
         let mut unreadable = std::collections::BTreeSet::new();
         for file in tenant_files(&self.dir, &mut report.errors) {
@@ -162,6 +167,15 @@ impl Server {
             stop
         });
         Ok(Entry { file, fingerprint, hosted, schedule })
+    }
+
+    /// Stops every tenant's schedule and listener routes (the process is
+    /// shutting down); runs under way go on to their next checkpoint.
+    pub fn shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for entry in self.entries().values() {
+            retire(entry, false);
+        }
     }
 
     /// Reloads every `every` until the process ends, printing what changed.

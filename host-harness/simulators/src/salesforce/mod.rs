@@ -110,6 +110,8 @@ struct Inner {
     faults: Mutex<(Faults, StdRng)>,
     /// Called before each Bulk API 2.0 job poll is answered (tests).
     on_bulk_poll: Mutex<Option<BulkPollHook>>,
+    /// An instance URL the token response names instead of this org's own.
+    instance_override: Mutex<Option<String>>,
 }
 
 type BulkPollHook = Arc<dyn Fn() + Send + Sync>;
@@ -136,6 +138,7 @@ impl SalesforceSim {
                 sessions: Mutex::new(HashMap::new()),
                 refresh_tokens: Mutex::new(refresh),
                 base_url: OnceLock::new(),
+                instance_override: Mutex::new(None),
                 api_requests: AtomicU64::new(0),
                 token_requests: AtomicU64::new(0),
                 expire_after: AtomicU64::new(u64::MAX),
@@ -160,8 +163,18 @@ impl SalesforceSim {
         Ok(sim)
     }
 
+    /// From now on the token response names `url` as the instance: an org
+    /// (or a man in the middle) sending the client somewhere else, such as
+    /// another tenant's org.
+    pub fn send_api_calls_to(&self, url: &str) {
+        *self.inner.instance_override.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.to_string());
+    }
+
     /// Where the token response sends API calls.
     pub fn instance_url(&self) -> String {
+        if let Some(url) = self.inner.instance_override.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return url;
+        }
         match &self.inner.config.instance_host {
             None => self.base_url().to_string(),
             Some(host) => {

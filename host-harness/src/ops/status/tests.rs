@@ -28,6 +28,7 @@ fn run(conn: &Connection, tenant: &str, id: &str, mode: &'static str, status: &'
         api_calls: ApiCalls { netsuite: 6, salesforce: 4 },
         guest_peak_memory_bytes: 0,
         instantiation_micros: 0,
+        guest_cpu_ms: 0,
         salesforce_api_usage: usage.map(|(used, limit)| SalesforceApiUsage { used, limit }),
         plan: vec![],
     };
