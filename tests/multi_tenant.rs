@@ -43,6 +43,19 @@ fn write_tenant(dir: &Path, i: usize, bed: &Bed, top: Option<(&str, &str)>, tail
     file
 }
 
+/// `bed`'s config as a `[[tenant]]` table named `name`.
+fn tenant_table(bed: &Bed, name: &str) -> toml::Table {
+    let mut table: toml::Table = toml::from_str(&toml::to_string(&bed.tenant.config).unwrap()).unwrap();
+    table.remove("tenant");
+    table.insert("name".into(), toml::Value::String(name.into()));
+    table
+}
+
+fn write_tables(file: &Path, tables: Vec<toml::Table>) {
+    let tenants = toml::Value::Array(tables.into_iter().map(toml::Value::Table).collect());
+    std::fs::write(file, toml::to_string(&toml::Table::from_iter([("tenant".to_string(), tenants)])).unwrap()).unwrap();
+}
+
 async fn post(url: &str, bearer: Option<&str>, signature: Option<String>, body: &str) -> (u16, String) {
     let mut request =
         reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_string());
@@ -233,4 +246,26 @@ async fn tenant_files_are_picked_up_scheduled_rate_limited_and_removed_without_a
     assert_eq!(server.reload().removed, vec!["t2"]);
     let (status, _) = post(&format!("{}/tenants/t2/sync", hook.url), Some("x"), None, "").await;
     assert_eq!(status, 404);
+
+    // One file of [[tenant]] tables: each table is a tenant; an edit of
+    // one table reloads that tenant only, a table taken out removes it.
+    let (c, d) = (bed(15).start().await, bed(16).start().await);
+    c.set_secret("sync_token", "token-c").unwrap();
+    let group = tenants_dir.path().join("group.toml");
+    write_tables(&group, vec![tenant_table(&c, "gc"), tenant_table(&d, "gd")]);
+    assert_eq!(server.reload().added, vec!["gc", "gd"]);
+    let (status, body) = post(&format!("{}/tenants/gc/sync", hook.url), Some("token-c"), None, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((c.salesforce.count("Account"), d.salesforce.count("Account")), (15, 0));
+    let mut edited = tenant_table(&d, "gd");
+    edited.insert("max_cpu_ms".into(), toml::Value::Integer(60_000));
+    write_tables(&group, vec![tenant_table(&c, "gc"), edited]);
+    assert_eq!(server.reload().changed, vec!["gd"]);
+    write_tables(&group, vec![tenant_table(&c, "gc")]);
+    assert_eq!(server.reload().removed, vec!["gd"]);
+    // A table that cannot load keeps the file's tenants as they were.
+    std::fs::write(&group, "[[tenant]]\nname = \"gc\"\nmax_memory_mb = \"lots\"\n").unwrap();
+    let reload = server.reload();
+    assert!(reload.errors.iter().any(|e| e.contains("[[tenant]] `gc` is not valid")), "{reload:?}");
+    assert!(reload.removed.is_empty(), "{reload:?}");
 }

@@ -93,17 +93,71 @@ fn netsuite_url(settings: &BTreeMap<String, String>) -> Option<String> {
 }
 
 impl HarnessConfig {
+    /// A file of one tenant (`tenant = "acme"`).
     pub fn load(path: &Path) -> Result<HarnessConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        let mut config: HarnessConfig =
+        let table: toml::Table =
             toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))?;
+        if table.get("tenant").is_some_and(toml::Value::is_array) {
+            bail!(
+                "{} defines several tenants ([[tenant]] tables): `connector serve --tenants {}` hosts them all; \
+                 the other commands take a file of one tenant (`tenant = \"name\"`)",
+                path.display(),
+                path.display()
+            );
+        }
+        let config: HarnessConfig =
+            table.try_into().with_context(|| format!("config {} is not valid", path.display()))?;
+        config.resolved(path)
+    }
+
+    /// The tenants a file defines: the file itself when it names one
+    /// (`tenant = "acme"`), else each of its `[[tenant]]` tables, which take
+    /// the same keys with the tenant's `name`; a table that names no
+    /// `data_dir` keeps its state in `.connector/<name>`.
+    pub fn load_all(path: &Path) -> Result<Vec<HarnessConfig>> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))?;
+        let Some(toml::Value::Array(tenants)) = table.remove("tenant") else {
+            return Ok(vec![HarnessConfig::load(path)?]);
+        };
+        if let Some(key) = table.keys().next() {
+            bail!(
+                "{}: a file of [[tenant]] tables holds nothing else; move `{key}` into each [[tenant]] that needs it",
+                path.display()
+            );
+        }
+        let mut configs = Vec::with_capacity(tenants.len());
+        for (i, tenant) in tenants.into_iter().enumerate() {
+            let toml::Value::Table(mut tenant) = tenant else {
+                bail!("{}: `tenant` entry {} is not a table; write each as [[tenant]]", path.display(), i + 1);
+            };
+            let Some(toml::Value::String(name)) = tenant.remove("name") else {
+                bail!(
+                    "{}: [[tenant]] number {} has no `name = \"...\"`; give each tenant its name",
+                    path.display(),
+                    i + 1
+                );
+            };
+            tenant.insert("tenant".into(), toml::Value::String(name.clone()));
+            tenant.entry("data_dir").or_insert_with(|| toml::Value::String(format!(".connector/{name}")));
+            let config: HarnessConfig =
+                tenant.try_into().with_context(|| format!("{}: [[tenant]] `{name}` is not valid", path.display()))?;
+            configs.push(config.resolved(path).with_context(|| format!("{}: [[tenant]] `{name}`", path.display()))?);
+        }
+        Ok(configs)
+    }
+
+    /// Paths made relative to the config file's directory, then validated.
+    fn resolved(mut self, path: &Path) -> Result<HarnessConfig> {
         let base = path.parent().unwrap_or(Path::new("."));
-        config.data_dir = base.join(&config.data_dir);
-        config.master_key_file = config.master_key_file.map(|p| base.join(p));
-        config.secrets_file = config.secrets_file.map(|p| base.join(p));
-        config.mapping_file = config.mapping_file.map(|p| base.join(p));
-        config.validate()?;
-        Ok(config)
+        self.data_dir = base.join(&self.data_dir);
+        self.master_key_file = self.master_key_file.map(|p| base.join(p));
+        self.secrets_file = self.secrets_file.map(|p| base.join(p));
+        self.mapping_file = self.mapping_file.map(|p| base.join(p));
+        self.validate()?;
+        Ok(self)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -191,6 +245,40 @@ mod tests {
         let c: HarnessConfig = toml::from_str(text)?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn tenant_tables_each_become_a_tenant_with_a_data_dir_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("group.toml");
+        std::fs::write(
+            &file,
+            "[[tenant]]\nname = \"acme\"\nmax_cpu_ms = 500\n[tenant.settings]\nnetsuite_page_size = 200\n\n\
+             [[tenant]]\nname = \"globex\"\ndata_dir = \"state/globex\"\n",
+        )
+        .unwrap();
+        let configs = HarnessConfig::load_all(&file).unwrap();
+        let names: Vec<&str> = configs.iter().map(|c| c.tenant.as_str()).collect();
+        assert_eq!(names, ["acme", "globex"]);
+        assert_eq!(configs[0].data_dir, dir.path().join(".connector/acme"));
+        assert_eq!(configs[0].max_cpu_ms, Some(500));
+        assert_eq!(configs[0].settings_text()["netsuite_page_size"], "200");
+        assert_eq!(configs[1].data_dir, dir.path().join("state/globex"));
+        let err = HarnessConfig::load(&file).unwrap_err().to_string();
+        assert!(err.contains("defines several tenants") && err.contains("serve --tenants"), "{err}");
+
+        std::fs::write(&file, "max_memory_mb = 64\n[[tenant]]\nname = \"acme\"\n").unwrap();
+        let err = format!("{:#}", HarnessConfig::load_all(&file).unwrap_err());
+        assert!(err.contains("move `max_memory_mb` into each [[tenant]]"), "{err}");
+        std::fs::write(&file, "[[tenant]]\ndata_dir = \"x\"\n").unwrap();
+        let err = format!("{:#}", HarnessConfig::load_all(&file).unwrap_err());
+        assert!(err.contains("[[tenant]] number 1 has no `name"), "{err}");
+        std::fs::write(&file, "[[tenant]]\nname = \"a b\"\n").unwrap();
+        let err = format!("{:#}", HarnessConfig::load_all(&file).unwrap_err());
+        assert!(err.contains("[[tenant]] `a b`") && err.contains("use letters, digits"), "{err}");
+        // A file of one tenant is one tenant.
+        std::fs::write(&file, "tenant = \"solo\"\n").unwrap();
+        assert_eq!(HarnessConfig::load_all(&file).unwrap()[0].tenant, "solo");
     }
 
     #[test]

@@ -145,7 +145,8 @@ enum Command {
     Serve {
         #[arg(long, required_unless_present = "tenants", conflicts_with = "tenants")]
         config: Option<PathBuf>,
-        /// A directory of tenant configs (*.toml), each with its own [schedule]; events go to
+        /// A directory of tenant configs (*.toml; a file may hold several [[tenant]] tables), or
+        /// one such file, each tenant with its own [schedule]; events go to
         /// POST /tenants/{tenant}/netsuite/events and POST /tenants/{tenant}/sync.
         #[arg(long)]
         tenants: Option<PathBuf>,
@@ -605,7 +606,10 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
     let first = server.reload();
     print_reload(&first);
     if server.tenants().is_empty() {
-        bail!("{} holds no tenant that loads (one TOML config per tenant, e.g. acme.toml)", dir.display());
+        bail!(
+            "{} holds no tenant that loads (one TOML config per tenant, e.g. acme.toml, or [[tenant]] tables)",
+            dir.display()
+        );
     }
     let limits = host_harness::webhook::ListenerLimits::default();
     let hook = host_harness::webhook::serve_tenants(server.directory(), listen, limits).await?;

@@ -1,5 +1,5 @@
 //! `connector serve --tenants DIR`: every tenant file (`*.toml`) in a
-//! directory, hosted by one process. Each tenant keeps its own config,
+//! directory (or one file of `[[tenant]]` tables), hosted by one process. Each tenant keeps its own config,
 //! sealed secrets, database, allowlist, limits and schedule; a file that is
 //! added, edited or removed (or whose secrets, key or mapping change) is
 //! picked up within a few seconds, without a restart. A tenant's runs never
@@ -100,9 +100,19 @@ impl Server {
         let mut found: BTreeMap<String, (PathBuf, [u8; 32], HarnessConfig)> = BTreeMap::new();
         let mut unreadable = std::collections::BTreeSet::new();
         for file in tenant_files(&self.dir, &mut report.errors) {
-            let loaded = HarnessConfig::load(&file).and_then(|config| Ok((fingerprint(&file, &config)?, config)));
-            match loaded {
-                Ok((print, config)) => match found.get(&config.tenant) {
+            let loaded = HarnessConfig::load_all(&file).and_then(|configs| {
+                configs.into_iter().map(|config| Ok((fingerprint(&config)?, config))).collect::<Result<Vec<_>>>()
+            });
+            let configs = match loaded {
+                Ok(configs) => configs,
+                Err(e) => {
+                    report.errors.push(format!("{}: {e:#}", file.display()));
+                    unreadable.insert(file);
+                    continue;
+                }
+            };
+            for (print, config) in configs {
+                match found.get(&config.tenant) {
                     Some((other, _, _)) => {
                         report.errors.push(format!(
                             "{}: tenant `{}` is already defined by {}; rename one of them",
@@ -110,15 +120,11 @@ impl Server {
                             config.tenant,
                             other.display()
                         ));
-                        unreadable.insert(file);
+                        unreadable.insert(file.clone());
                     }
                     None => {
-                        found.insert(config.tenant.clone(), (file, print, config));
+                        found.insert(config.tenant.clone(), (file.clone(), print, config));
                     }
-                },
-                Err(e) => {
-                    report.errors.push(format!("{}: {e:#}", file.display()));
-                    unreadable.insert(file);
                 }
             }
         }
@@ -209,8 +215,12 @@ fn retire(entry: &Entry, removed: bool) {
     }
 }
 
-/// The `*.toml` files of `dir`, sorted.
+/// The `*.toml` files of `dir`, sorted; `dir` itself when it is a file
+/// (of `[[tenant]]` tables).
 fn tenant_files(dir: &Path, errors: &mut Vec<String>) -> Vec<PathBuf> {
+    if dir.is_file() {
+        return vec![dir.to_path_buf()];
+    }
     let read = match std::fs::read_dir(dir) {
         Ok(read) => read,
         Err(e) => {
@@ -226,16 +236,15 @@ fn tenant_files(dir: &Path, errors: &mut Vec<String>) -> Vec<PathBuf> {
     files
 }
 
-/// A digest of everything a tenant is loaded from: its file, secrets,
-/// master key file and mapping file.
-fn fingerprint(file: &Path, config: &HarnessConfig) -> Result<[u8; 32]> {
+/// A digest of everything a tenant is loaded from: its config (its own
+/// table, where a file holds several), secrets, master key file and
+/// mapping file.
+fn fingerprint(config: &HarnessConfig) -> Result<[u8; 32]> {
     let mut digest = Sha256::new();
-    let paths = [
-        Some(file.to_path_buf()),
-        Some(config.secrets_path()),
-        config.master_key_file.clone(),
-        config.mapping_file.clone(),
-    ];
+    let text = toml::to_string(config).context("serializing the tenant's config")?;
+    digest.update((text.len() as u64).to_le_bytes());
+    digest.update(text.as_bytes());
+    let paths = [Some(config.secrets_path()), config.master_key_file.clone(), config.mapping_file.clone()];
     for path in paths.into_iter().flatten() {
         match std::fs::read(&path) {
             Ok(bytes) => {
