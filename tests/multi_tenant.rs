@@ -268,4 +268,9 @@ async fn tenant_files_are_picked_up_scheduled_rate_limited_and_removed_without_a
     let reload = server.reload();
     assert!(reload.errors.iter().any(|e| e.contains("[[tenant]] `gc` is not valid")), "{reload:?}");
     assert!(reload.removed.is_empty(), "{reload:?}");
+
+    // Shutting down: nothing new starts, whatever the directory holds now.
+    server.shutdown();
+    write_tenant(tenants_dir.path(), 5, &a, None, "[schedule]\nevery_secs = 1\n");
+    assert_eq!(server.reload(), Default::default(), "a closing server loads no tenant");
 }

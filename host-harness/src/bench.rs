@@ -29,6 +29,9 @@ pub struct PathResult {
     pub bulk_jobs: u64,
     /// The component's largest linear memory during the run.
     pub guest_peak_memory_bytes: u64,
+    /// Time the component spent running its own code (host calls, the
+    /// host's SQLite and the simulators excluded): where the run's time goes.
+    pub guest_cpu_seconds: f64,
     /// The bench process's peak resident memory during the run (the
     /// simulators and their data live in the same process).
     pub host_peak_rss_bytes: u64,
@@ -118,6 +121,7 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             netsuite_requests: bed.netsuite.requests(),
             bulk_jobs: bed.salesforce.bulk_jobs(),
             guest_peak_memory_bytes: report.guest_peak_memory_bytes,
+            guest_cpu_seconds: report.guest_cpu_ms as f64 / 1000.0,
             host_peak_rss_bytes,
             idle_cli_sync_ms,
         });
@@ -148,12 +152,22 @@ async fn idle_cli_sync(bed: &Testbed, dir: &std::path::Path) -> Result<f64> {
 
 pub fn print_text(results: &[PathResult]) {
     println!(
-        "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10}",
-        "path", "records", "seconds", "records/s", "µs/rec", "SF calls", "NS reqs", "jobs", "guest MB", "host MB"
+        "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>9}",
+        "path",
+        "records",
+        "seconds",
+        "records/s",
+        "µs/rec",
+        "SF calls",
+        "NS reqs",
+        "jobs",
+        "guest MB",
+        "host MB",
+        "guest s"
     );
     for r in results {
         println!(
-            "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1}  (idle sync {:.0} ms)",
+            "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1} {:>9.2}  (idle sync {:.0} ms)",
             r.path,
             r.records,
             r.seconds,
@@ -164,6 +178,7 @@ pub fn print_text(results: &[PathResult]) {
             r.bulk_jobs,
             r.guest_peak_memory_bytes as f64 / 1048576.0,
             r.host_peak_rss_bytes as f64 / 1048576.0,
+            r.guest_cpu_seconds,
             r.idle_cli_sync_ms
         );
     }
