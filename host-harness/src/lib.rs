@@ -9,6 +9,7 @@ pub mod bench;
 #[cfg(feature = "simulators")]
 pub mod bench_tenants;
 pub mod config;
+pub mod console;
 #[cfg(feature = "simulators")]
 pub mod demo;
 pub mod host;
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;
+pub mod shutdown;
 #[cfg(feature = "simulators")]
 pub mod simulate;
 pub mod spin_host;

@@ -6,11 +6,13 @@ use host_harness::audit;
 use host_harness::audit::export::{self, ExportFormat, JsonRecord};
 use host_harness::audit::query::{self, FilterArgs, RecordKey};
 use host_harness::config::{HarnessConfig, secret_names};
+use host_harness::console::{init_logs, print_report, show_progress};
 use host_harness::host::{RecordRef, ReplayScope, Runtime, SyncMode};
 use host_harness::ops;
 use host_harness::scheduler::serve_schedule;
-use host_harness::scheduler::{RunReport, Tenant, parse_kind};
+use host_harness::scheduler::{Tenant, parse_kind};
 use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
+use host_harness::shutdown;
 use host_harness::store::Database;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -388,7 +390,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(vec![tenant.clone()], false));
+            tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
@@ -418,7 +420,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = HarnessConfig::load(&config.context("--config or --tenants is required")?)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(vec![tenant.clone()], true));
+            tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], true));
             let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
             println!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH);
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
@@ -457,7 +459,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (None, None) => ReplayScope::AllFailed,
             };
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            tokio::spawn(stop_on_signal(vec![tenant.clone()], false));
+            tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], false));
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let report = tenant.replay(&runtime, scope).await?;
@@ -618,172 +620,12 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
         let server = server.clone();
         tokio::spawn(async move {
             let (all, retire) = (server.clone(), server.clone());
-            stop_on_signal_of(move || all.tenants(), true, move || retire.shutdown()).await
+            shutdown::on_signal(move || all.tenants(), true, move || retire.shutdown()).await
         })
     };
     server.watch(std::time::Duration::from_secs(2)).await;
     signals.abort();
     Ok(ExitCode::SUCCESS)
-}
-
-async fn stop_on_signal(tenants: Vec<Arc<Tenant>>, serving: bool) {
-    stop_on_signal_of(move || tenants.clone(), serving, || {}).await
-}
-
-/// How long runs get to reach their next checkpoint after SIGINT or SIGTERM.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// On SIGINT or SIGTERM: no new run starts (`stop_starting`), the runs in
-/// progress end at their next checkpoint (each page recorded is one) with
-/// their cursor kept; a second signal, or runs still going after
-/// SHUTDOWN_GRACE, end them at once as `stopped` in the run log (the next
-/// run resumes from their last checkpoint). `serving`: the process then
-/// exits, a success unless a run was cut short; otherwise the command ends
-/// as its run did.
-async fn stop_on_signal_of(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool, stop_starting: impl FnOnce()) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        // Signals keep their default action: the next run marks the run crashed.
-        return;
-    };
-    let (name, code) = tokio::select! {
-        _ = int.recv() => ("SIGINT", 130),
-        _ = term.recv() => ("SIGTERM", 143),
-    };
-    stop_starting();
-    for tenant in tenants() {
-        tenant.request_stop(&format!("interrupted by {name}"));
-    }
-    let under_way = || tenants().iter().any(|t| t.running() > 0);
-    if under_way() {
-        eprintln!(
-            "{name}: the runs under way end at their next checkpoint (up to {} s); send it again to stop them now",
-            SHUTDOWN_GRACE.as_secs()
-        );
-    }
-    let settled = async {
-        while under_way() {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    };
-    let graceful = tokio::select! {
-        biased;
-        _ = int.recv() => false,
-        _ = term.recv() => false,
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => false,
-        _ = settled => true,
-    };
-    if graceful && !serving {
-        // The command prints its run's report (status `stopped`) and ends.
-        return;
-    }
-    let mut cut_short = false;
-    for tenant in tenants() {
-        if serving {
-            // Nothing runs the tenant now: `connector status` says so.
-            let cleared = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, &tenant.config.tenant));
-            if let Err(e) = cleared {
-                eprintln!("warning: the next scheduled run stays in serve_schedule: {e:#}");
-            }
-        }
-        match tenant.interrupted(name) {
-            Ok(runs) => {
-                for run in &runs {
-                    eprintln!("error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped");
-                }
-                cut_short |= !runs.is_empty();
-            }
-            Err(e) => {
-                eprintln!("error: interrupted by {name}; the run log could not record it: {e:#}");
-                cut_short = true;
-            }
-        }
-    }
-    std::process::exit(if serving && !cut_short { 0 } else { code });
-}
-
-/// A run that ended having done nothing at all (it could not start, or
-/// another held the lease): nothing to count, so the error alone.
-fn did_nothing(report: &RunReport) -> bool {
-    report.status != "succeeded"
-        && report.plan.is_empty()
-        && report.api_calls.netsuite == 0
-        && report.api_calls.salesforce == 0
-        && report.objects.values().all(|c| *c == Default::default())
-}
-
-fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else if did_nothing(report) {
-        eprintln!(
-            "error: run {} ({}) {}: {}",
-            report.run_id,
-            report.mode,
-            report.status,
-            report.error.as_deref().unwrap_or("no reason given")
-        );
-    } else {
-        println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
-        for (kind, c) in &report.objects {
-            println!(
-                "  {kind}: read {} created {} updated {} unchanged {} deferred {} failed {} deleted {}",
-                c.read, c.created, c.updated, c.unchanged, c.deferred, c.failed, c.deleted
-            );
-        }
-        println!("  API calls: NetSuite {}, Salesforce {}", report.api_calls.netsuite, report.api_calls.salesforce);
-        for p in &report.plan {
-            let fields: Vec<String> = p
-                .changes
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| format!("{}: {} → {}", c["field"].as_str().unwrap_or(""), c["old"], c["new"]))
-                .collect();
-            println!(
-                "  would {} {} {}{}",
-                p.action,
-                p.kind,
-                p.netsuite_id,
-                if fields.is_empty() { String::new() } else { format!(" ({})", fields.join("; ")) }
-            );
-        }
-        if let Some(e) = &report.error {
-            eprintln!("error: {e}");
-        }
-    }
-    Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// A spinner on standard error (drawn only when it is a terminal) with the
-/// run's records per kind and outcome and its rate, from its audit entries.
-fn show_progress(tenant: &Tenant) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
-    let progress = tenant.watch_progress();
-    let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}") {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let (shown, started) = (bar.clone(), std::time::Instant::now());
-    let ticker = tokio::spawn(async move {
-        loop {
-            shown.set_message(progress.line(started.elapsed().as_secs_f64()));
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-    });
-    (bar, ticker)
-}
-
-/// Logs (tracing events) go to standard error; `serve --log-format json`
-/// writes them as JSON lines. Commands' own output stays on standard output.
-fn init_logs(json: bool) {
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
-    let installed = match json {
-        true => logs.json().try_init(),
-        false => logs.try_init(),
-    };
-    // Already installed (serve installs its own first): keep that one.
-    drop(installed);
 }
 
 #[tokio::main]
