@@ -212,6 +212,11 @@ impl Tenant {
         self.stop.request(reason);
     }
 
+    /// Whether this tenant's runs were asked to stop (the host is shutting down).
+    pub fn stopping(&self) -> bool {
+        self.stop.reason().is_some()
+    }
+
     /// How many runs of this tenant are under way in this process.
     pub fn running(&self) -> usize {
         self.running.load(std::sync::atomic::Ordering::SeqCst)

@@ -42,6 +42,10 @@ pub async fn run_every(
             eprintln!("warning: {e:#}");
         }
         tokio::time::sleep_until(due).await;
+        if tenant.stopping() {
+            // The process is shutting down: its signal handler ends it.
+            return std::future::pending().await;
+        }
         let report = tenant.sync(runtime, crate::host::SyncMode::Incremental, &[]).await?;
         reported(&report)?;
         due = (due + every).max(tokio::time::Instant::now());
