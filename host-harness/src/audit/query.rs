@@ -89,9 +89,9 @@ pub struct AuditFilter {
     pub salesforce_id: Option<String>,
     pub action: Option<String>,
     pub outcome: Option<String>,
-    /// RFC 3339 in UTC, inclusive.
+    /// RFC 3339 in UTC as stored (`store::utc_text`), inclusive.
     pub since: Option<String>,
-    /// RFC 3339 in UTC, exclusive.
+    /// RFC 3339 in UTC as stored, exclusive.
     pub until: Option<String>,
 }
 
@@ -108,7 +108,7 @@ fn utc_time(flag: &str, value: &str) -> Result<String> {
              2026-12-01T09:30:00+02:00"
         )
     })?;
-    Ok(t.to_offset(time::UtcOffset::UTC).format(&Rfc3339)?)
+    Ok(crate::store::utc_text(t))
 }
 
 impl FilterArgs {
@@ -162,9 +162,10 @@ impl AuditFilter {
         add("salesforce_id = ?", &self.salesforce_id);
         add("action = ?", &self.action);
         add("outcome = ?", &self.outcome);
-        // The same expression as the index audit_by_time.
-        add("julianday(at) >= julianday(?)", &self.since);
-        add("julianday(at) < julianday(?)", &self.until);
+        // Stored times and these bounds share one width (`store::utc_text`),
+        // so text order is time order and audit_by_time answers.
+        add("at >= ?", &self.since);
+        add("at < ?", &self.until);
         if self.netsuite_id.is_some() && self.kind.is_none() {
             // A NetSuite id without its kind: naming every kind lets the
             // (tenant, kind, netsuite_id) index answer instead of a scan.

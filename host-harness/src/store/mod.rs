@@ -36,10 +36,10 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_run ON audit (tenant, run_id);
 CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, kind, netsuite_id);
 -- `connector audit` filters: by Salesforce id, and by time (`at` is RFC 3339
--- text whose fraction of a second varies in length, so it is compared as a
--- julian day: the query must name the same expression to use the index).
+-- UTC text with six digits of fraction, see `utc_text`, so it orders as the
+-- time does; an index on an expression of it cost a large sync a tenth).
 CREATE INDEX IF NOT EXISTS audit_by_salesforce_id ON audit (tenant, salesforce_id);
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant, julianday(at));
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant, at);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -97,6 +97,7 @@ impl Database {
         // transaction reading first could only be told SQLITE_BUSY.
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         migrate_kv_to_rowid(&tx)?;
+        migrate_audit_time(&tx)?;
         tx.execute_batch(SCHEMA).context("creating the database schema")?;
         // Databases made before runs kept the full text of a failure.
         let has_detail: bool =
@@ -229,9 +230,44 @@ fn migrate_kv_to_rowid(conn: &Connection) -> Result<()> {
     .context("moving key-value rows to a rowid table")
 }
 
-/// Now, as the ISO-8601 text stored in the database.
+/// Databases before fixed-width times indexed the audit by `julianday(at)`:
+/// their rows' times are rewritten in the fixed width (to the millisecond
+/// SQLite reads; a time it cannot read stays as it is) and the index is
+/// replaced by one on the column. Runs inside the caller's write transaction.
+fn migrate_audit_time(conn: &Connection) -> Result<()> {
+    let sql: Option<String> = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'audit_by_time'", [], |r| r.get(0))
+        .optional()?;
+    if !sql.is_some_and(|s| s.contains("julianday")) {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "UPDATE audit SET at = strftime('%Y-%m-%dT%H:%M:%f', at) || '000Z'
+             WHERE length(at) <> 27 AND julianday(at) IS NOT NULL;
+         DROP INDEX audit_by_time;",
+    )
+    .context("rewriting audit times in a fixed width")
+}
+
+/// `t` as the text the database stores: RFC 3339 in UTC with exactly six
+/// digits of fraction, so that text order is time order.
+pub fn utc_text(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Now, as the text stored in the database (see [`utc_text`]).
 pub fn now_text() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    utc_text(time::OffsetDateTime::now_utc())
 }
 
 #[cfg(test)]
@@ -263,6 +299,50 @@ mod tests {
             let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
             assert_eq!(mode, "wal");
         }
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn stored_times_have_one_width_and_order_as_text() {
+        use time::macros::datetime;
+        assert_eq!(utc_text(datetime!(2026-12-02 06:53:37.8 UTC)), "2026-12-02T06:53:37.800000Z");
+        assert_eq!(utc_text(datetime!(2026-12-02 08:53:37.843171602 +02:00)), "2026-12-02T06:53:37.843171Z");
+        assert!(utc_text(datetime!(2026-12-02 06:53:37.8 UTC)) < utc_text(datetime!(2026-12-02 06:53:37.84 UTC)));
+        assert_eq!(now_text().len(), 27);
+    }
+
+    #[test]
+    fn audit_times_of_an_older_database_are_rewritten_and_indexed_as_text() {
+        let root = std::env::temp_dir().join(format!("store-times-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let path = root.join("connector.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, run_id TEXT NOT NULL,
+                 at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, netsuite_id TEXT NOT NULL,
+                 salesforce_id TEXT, outcome TEXT NOT NULL, transformations TEXT NOT NULL, error TEXT);
+             CREATE INDEX audit_by_time ON audit (tenant, julianday(at));
+             INSERT INTO audit (tenant, run_id, at, kind, action, netsuite_id, outcome, transformations)
+                 VALUES ('t', 'r', '2026-12-01T10:00:00.8Z', 'customer', 'write', '7', 'updated', '[]'),
+                        ('t', 'r', '2026-12-01T10:00:00.84Z', 'customer', 'write', '8', 'updated', '[]'),
+                        ('t', 'r', 'then', 'customer', 'write', '9', 'updated', '[]');",
+        )
+        .unwrap();
+        drop(old);
+        let conn = Database::open(&path).unwrap().connect().unwrap();
+        let times: Vec<String> = conn
+            .prepare("SELECT at FROM audit ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(times, ["2026-12-01T10:00:00.800000Z", "2026-12-01T10:00:00.840000Z", "then"]);
+        let index: String =
+            conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'audit_by_time'", [], |r| r.get(0)).unwrap();
+        assert!(!index.contains("julianday"), "{index}");
+        drop(conn);
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -56,7 +56,7 @@ fn seeded() -> (tempfile::TempDir, Connection) {
     let base = Row {
         tenant: "acme",
         run: "run-1",
-        at: "2026-12-01T10:00:00Z",
+        at: "2026-12-01T10:00:00.000000Z",
         kind: "customer",
         action: "write",
         netsuite_id: "42",
@@ -70,7 +70,7 @@ fn seeded() -> (tempfile::TempDir, Connection) {
     insert(
         &conn,
         Row {
-            at: "2026-12-01T10:00:00.5Z",
+            at: "2026-12-01T10:00:00.500000Z",
             kind: "contact",
             action: "defer",
             netsuite_id: "7",
@@ -80,16 +80,16 @@ fn seeded() -> (tempfile::TempDir, Connection) {
             ..base
         },
     );
-    // 3, 4: the second; `at` with a fraction sorts before the whole second as text.
+    // 3, 4: the second (times are stored in one width: text order is time order).
     insert(
         &conn,
-        Row { run: "run-2", at: "2026-12-01T11:00:00.25Z", outcome: "updated", transformations: PHONE, ..base },
+        Row { run: "run-2", at: "2026-12-01T11:00:00.250000Z", outcome: "updated", transformations: PHONE, ..base },
     );
     insert(
         &conn,
         Row {
             run: "run-2",
-            at: "2026-12-01T11:00:01Z",
+            at: "2026-12-01T11:00:01.000000Z",
             kind: "contact",
             action: "write-deferred",
             netsuite_id: "7",
@@ -104,7 +104,7 @@ fn seeded() -> (tempfile::TempDir, Connection) {
         &conn,
         Row {
             run: "run-3",
-            at: "2026-12-02T09:00:00Z",
+            at: "2026-12-02T09:00:00.000000Z",
             netsuite_id: "43",
             salesforce_id: None,
             outcome: "failed",
@@ -116,7 +116,7 @@ fn seeded() -> (tempfile::TempDir, Connection) {
         &conn,
         Row {
             run: "run-3",
-            at: "2026-12-02T09:00:01Z",
+            at: "2026-12-02T09:00:01.000000Z",
             kind: "vendor",
             action: "netsuite-write",
             salesforce_id: Some("a0C1"),
@@ -129,7 +129,7 @@ fn seeded() -> (tempfile::TempDir, Connection) {
     // then a NetSuite → Salesforce write of 50 that failed (no Salesforce id).
     let created = Row {
         run: "run-4",
-        at: "2026-12-03T08:00:00Z",
+        at: "2026-12-03T08:00:00.000000Z",
         kind: "vendor",
         action: "netsuite-create",
         netsuite_id: "",
@@ -138,12 +138,12 @@ fn seeded() -> (tempfile::TempDir, Connection) {
         ..base
     };
     insert(&conn, Row { ..created });
-    insert(&conn, Row { action: "link", netsuite_id: "50", at: "2026-12-03T08:00:01Z", ..created });
+    insert(&conn, Row { action: "link", netsuite_id: "50", at: "2026-12-03T08:00:01.000000Z", ..created });
     insert(
         &conn,
         Row {
             run: "run-5",
-            at: "2026-12-04T08:00:00Z",
+            at: "2026-12-04T08:00:00.000000Z",
             kind: "vendor",
             netsuite_id: "50",
             salesforce_id: None,
@@ -189,12 +189,12 @@ fn each_filter_selects_its_rows_of_the_tenant_newest_first() {
 }
 
 #[test]
-fn time_ranges_compare_instants_not_text() {
+fn time_ranges_compare_instants() {
     let (_dir, conn) = seeded();
     let range = |since: Option<&str>, until: Option<&str>| {
         listed(&conn, FilterArgs { since: since.map(Into::into), until: until.map(Into::into), ..Default::default() })
     };
-    // 11:00:00.25Z is after 11:00:00Z, though it sorts before it as text.
+    // 11:00:00.25Z is after 11:00:00Z.
     assert_eq!(range(Some("2026-12-01T11:00:00Z"), Some("2026-12-02T00:00:00Z")), [4, 3]);
     // --since is inclusive, --until exclusive.
     assert_eq!(range(Some("2026-12-01T10:00:00Z"), Some("2026-12-01T10:00:00.5Z")), [1]);
@@ -228,7 +228,7 @@ fn rows_come_back_whole() {
             seq: 7,
             tenant: "acme".into(),
             run_id: "run-3".into(),
-            at: "2026-12-02T09:00:01Z".into(),
+            at: "2026-12-02T09:00:01.000000Z".into(),
             kind: "vendor".into(),
             action: "netsuite-write".into(),
             direction: "salesforce-to-netsuite".into(),
@@ -319,8 +319,8 @@ fn history_shows_each_rule_with_old_and_new_values() {
     let text: String = rows.iter().map(crate::audit::text::history_entry).collect();
     assert_eq!(
         text,
-        "#1 2026-12-01T10:00:00Z run-1 customer 42 → 001A write created\n    Name ← copy (companyname): (none) → \"Acme\"\n\
-         #3 2026-12-01T11:00:00.25Z run-2 customer 42 → 001A write updated\n    Phone ← phone (phone): \"555\" → \"+1555\"\n"
+        "#1 2026-12-01T10:00:00.000000Z run-1 customer 42 → 001A write created\n    Name ← copy (companyname): (none) → \"Acme\"\n\
+         #3 2026-12-01T11:00:00.250000Z run-2 customer 42 → 001A write updated\n    Phone ← phone (phone): \"555\" → \"+1555\"\n"
     );
     // A write-back's changes (no `detail`) and a detail object read as well.
     let mut writeback = rows[0].clone();
@@ -333,7 +333,7 @@ fn history_shows_each_rule_with_old_and_new_values() {
     let vendor = history(&conn, "acme", &RecordKey::Salesforce("a0C1".into())).unwrap();
     assert_eq!(
         crate::audit::text::history_entry(&vendor[0]),
-        "#7 2026-12-02T09:00:01Z run-3 vendor 42 ← a0C1 netsuite-write updated\n    Phone__c: \"+1 555\"\n"
+        "#7 2026-12-02T09:00:01.000000Z run-3 vendor 42 ← a0C1 netsuite-write updated\n    Phone__c: \"+1 555\"\n"
     );
 }
 
