@@ -1,6 +1,7 @@
 //! One run per tenant, without a crash blocking the next: the `connector`
-//! CLI runs as a child process against slow simulators hosted here and is
-//! killed (SIGKILL) or stopped (SIGTERM) while it holds the tenant's lease.
+//! CLI (`sync`, `serve --tenants`) runs as a child process against slow
+//! simulators hosted here and is killed (SIGKILL) or stopped (SIGTERM, once
+//! or twice) while it holds the tenant's lease.
 
 mod support;
 
@@ -239,4 +240,50 @@ async fn a_bulk_job_longer_than_the_lease_keeps_it_renewed_at_every_poll() {
     for left in &seen {
         assert!(left.is_some_and(|s| s > 0), "the lease was live at every poll: {seen:?}");
     }
+}
+
+/// `serve --tenants`: SIGTERM stops the schedules, lets the scheduled run
+/// under way reach its next checkpoint, then ends the process cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_then_exits() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+    let db = bed.tenant.database.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.toml");
+    bed.write_config(&file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Never run before: its first scheduled start is due at once.
+    std::fs::write(&file, format!("{text}\n[schedule]\nevery_secs = 3600\njitter_secs = 0\n")).unwrap();
+    bed.netsuite.set_latency(Duration::from_millis(300));
+    let mut child = tokio::process::Command::new(connector_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tenants"])
+        .arg(dir.path())
+        .env("CONNECTOR_COMPONENT", component_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting connector serve");
+    let run = lease_taken(&db, &mut child).await;
+    while bed.salesforce.count("Account") == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGTERM: the runs under way end at their next checkpoint"), "{stderr}");
+    let (status, error) = logged(&db, &run);
+    assert_eq!(status, "stopped", "{error}");
+    assert!(error.starts_with("stopped: interrupted by SIGTERM; the run ended at a checkpoint"), "{error}");
+    let written = bed.salesforce.count("Account");
+    assert!(written > 0 && written < 3000, "{written}");
+    let conn = db.connect().unwrap();
+    let audited: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND outcome = 'created'", [&run], |r| r.get(0))
+        .unwrap();
+    assert_eq!(audited as u64, written, "everything Salesforce received is on record");
+    let scheduled: i64 = conn.query_row("SELECT COUNT(*) FROM serve_schedule", [], |r| r.get(0)).unwrap();
+    assert_eq!(scheduled, 0, "no next run is promised by a process that is gone");
 }
