@@ -171,3 +171,37 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     assert!(error.contains("secrets.enc"), "{error}");
     assert!(stderr.contains(&error), "{stderr}");
 }
+
+/// A file of `[[tenant]]` tables: `--table` says which tenant a command is
+/// for; each table's secrets are sealed in its own data directory.
+#[test]
+fn tenant_tables_are_addressed_by_table_and_keep_their_secrets_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(connector(&["secrets", "init", "--out", "master.key"], dir.path(), "").status.success());
+    let group = dir.path().join("group.toml");
+    std::fs::write(
+        &group,
+        "[[tenant]]\nname = \"acme\"\nmaster_key_file = \"master.key\"\n\n\
+         [[tenant]]\nname = \"globex\"\nmaster_key_file = \"master.key\"\n",
+    )
+    .unwrap();
+    let group = group.to_str().unwrap();
+    let out = connector(&["secrets", "list", "--config", group], dir.path(), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--table <name>"), "{stderr}");
+
+    let stored =
+        connector(&["secrets", "set", "--config", group, "--table", "globex", "webhook_secret"], dir.path(), "w");
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    assert!(dir.path().join(".connector/globex/secrets.enc").is_file(), "sealed in globex's own data directory");
+    let listed = |table: &str| {
+        let out = connector(&["secrets", "list", "--config", group, "--table", table], dir.path(), "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(listed("globex"), "webhook_secret\n");
+    assert_eq!(listed("acme"), "", "acme's secrets are its own");
+    let out = connector(&["secrets", "list", "--config", group, "--table", "initech"], dir.path(), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no tenant `initech`"), "{stderr}");
+}

@@ -100,8 +100,8 @@ impl HarnessConfig {
             toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))?;
         if table.get("tenant").is_some_and(toml::Value::is_array) {
             bail!(
-                "{} defines several tenants ([[tenant]] tables): `connector serve --tenants {}` hosts them all; \
-                 the other commands take a file of one tenant (`tenant = \"name\"`)",
+                "{} defines several tenants ([[tenant]] tables): name one with `--table <name>`; \
+                 `connector serve --tenants {}` hosts them all",
                 path.display(),
                 path.display()
             );
@@ -109,6 +109,17 @@ impl HarnessConfig {
         let config: HarnessConfig =
             table.try_into().with_context(|| format!("config {} is not valid", path.display()))?;
         config.resolved(path)
+    }
+
+    /// The tenant a command is for: the file's, or with `table`, that
+    /// `[[tenant]]` table of it.
+    pub fn load_selected(path: &Path, table: Option<&str>) -> Result<HarnessConfig> {
+        let Some(name) = table else { return HarnessConfig::load(path) };
+        let all = HarnessConfig::load_all(path)?;
+        let names: Vec<String> = all.iter().map(|c| format!("`{}`", c.tenant)).collect();
+        all.into_iter().find(|c| c.tenant == name).with_context(|| {
+            format!("{} has no tenant `{name}` (--table); it has {}", path.display(), names.join(", "))
+        })
     }
 
     /// The tenants a file defines: the file itself when it names one
@@ -265,7 +276,10 @@ mod tests {
         assert_eq!(configs[0].settings_text()["netsuite_page_size"], "200");
         assert_eq!(configs[1].data_dir, dir.path().join("state/globex"));
         let err = HarnessConfig::load(&file).unwrap_err().to_string();
-        assert!(err.contains("defines several tenants") && err.contains("serve --tenants"), "{err}");
+        assert!(err.contains("defines several tenants") && err.contains("--table <name>"), "{err}");
+        assert_eq!(HarnessConfig::load_selected(&file, Some("globex")).unwrap().tenant, "globex");
+        let err = format!("{:#}", HarnessConfig::load_selected(&file, Some("initech")).unwrap_err());
+        assert!(err.contains("no tenant `initech`") && err.contains("`acme`, `globex`"), "{err}");
 
         std::fs::write(&file, "max_memory_mb = 64\n[[tenant]]\nname = \"acme\"\n").unwrap();
         let err = format!("{:#}", HarnessConfig::load_all(&file).unwrap_err());

@@ -24,6 +24,9 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// With a --config file of [[tenant]] tables: the tenant (its `name`) the command is for.
+    #[arg(long, global = true)]
+    table: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +288,8 @@ fn component_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    let table = cli.table;
+    let load = |path: &std::path::Path| HarnessConfig::load_selected(path, table.as_deref());
     match cli.command {
         #[cfg(feature = "simulators")]
         Command::Demo { json, customers, data_dir, component } => {
@@ -386,7 +391,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync { config, full, kinds, dry_run, compare_live, json, component } => {
-            let config = HarnessConfig::load(&config)?;
+            let config = load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let kinds = kinds.iter().map(|k| parse_kind(k)).collect::<Result<Vec<_>>>()?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
@@ -417,7 +422,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(dir) = tenants {
                 return serve_tenants(dir, runtime, listen).await;
             }
-            let config = HarnessConfig::load(&config.context("--config or --tenants is required")?)?;
+            let config = load(&config.context("--config or --tenants is required")?)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
             tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], true));
@@ -429,7 +434,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { config, all_tenants, json } => {
-            let (config, conn) = open_database(&config)?;
+            let (config, conn) = open_database(&config, table.as_deref())?;
             let names = if all_tenants { ops::status::tenants(&conn)? } else { vec![config.tenant.clone()] };
             let now = time::OffsetDateTime::now_utc();
             let mut statuses = Vec::new();
@@ -446,9 +451,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { action } => audit_command(action),
+        Command::Audit { action } => audit_command(action, table.as_deref()),
         Command::Replay { config, run, record, json, component } => {
-            let config = HarnessConfig::load(&config)?;
+            let config = load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let scope = match (run, record) {
                 (Some(run), _) => ReplayScope::Run(run),
@@ -477,7 +482,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("wrote a new master key to {} (mode 0600); set master_key_file to it", path.display());
                 }
                 SecretsAction::Set { config, name } => {
-                    let config = HarnessConfig::load(&config)?;
+                    let config = load(&config)?;
                     if !secret_names().any(|s| s == name) {
                         bail!(
                             "`{name}` is not a secret the connector reads; secrets are: {}",
@@ -498,7 +503,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("stored `{name}` in {}", path.display());
                 }
                 SecretsAction::List { config } => {
-                    let config = HarnessConfig::load(&config)?;
+                    let config = load(&config)?;
                     let cipher = Cipher::load(config.master_key_file.as_deref())
                         .with_context(|| format!("set {MASTER_KEY_ENV} or master_key_file"))?;
                     for name in SecretFile::read(&config.secrets_path(), &cipher)?.keys() {
@@ -513,8 +518,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// The config and a connection to its database, which must exist: these
 /// commands read what runs wrote and start none.
-fn open_database(path: &std::path::Path) -> Result<(HarnessConfig, rusqlite::Connection)> {
-    let config = HarnessConfig::load(path)?;
+fn open_database(path: &std::path::Path, table: Option<&str>) -> Result<(HarnessConfig, rusqlite::Connection)> {
+    let config = HarnessConfig::load_selected(path, table)?;
     let db_path = config.database_path();
     if !db_path.is_file() {
         bail!(
@@ -531,12 +536,12 @@ fn open_database(path: &std::path::Path) -> Result<(HarnessConfig, rusqlite::Con
     Ok((config, conn))
 }
 
-fn audit_command(action: AuditCommand) -> Result<ExitCode> {
+fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> {
     // Written with errors returned, not panics: a closed pipe (`| head`) ends the command quietly (see main).
     let mut stdout = std::io::stdout().lock();
     match action {
         AuditCommand::List { config, filters, limit, before, json } => {
-            let (config, conn) = open_database(&config)?;
+            let (config, conn) = open_database(&config, table)?;
             let filter = filters.filter(&config.tenant)?;
             let rows = query::list(&conn, &filter, limit, before)?;
             if json {
@@ -554,7 +559,7 @@ fn audit_command(action: AuditCommand) -> Result<ExitCode> {
             }
         }
         AuditCommand::Show { config, record, salesforce_id, tenant, json } => {
-            let (config, conn) = open_database(&config)?;
+            let (config, conn) = open_database(&config, table)?;
             let key = match (record, salesforce_id) {
                 (_, Some(id)) => RecordKey::Salesforce(id),
                 (Some(r), None) => RecordKey::parse(&r)?,
@@ -581,7 +586,7 @@ fn audit_command(action: AuditCommand) -> Result<ExitCode> {
             }
         }
         AuditCommand::Export { config, filters, format, out } => {
-            let (config, conn) = open_database(&config)?;
+            let (config, conn) = open_database(&config, table)?;
             let filter = filters.filter(&config.tenant)?;
             match out {
                 None => {
