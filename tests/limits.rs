@@ -4,7 +4,8 @@
 
 mod support;
 
-use support::{bed, succeeded};
+use std::time::Duration;
+use support::{bed, component_path, connector_binary, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_thousand_customers_sync_in_64_mb() {
@@ -47,4 +48,39 @@ async fn a_run_out_of_memory_ends_alone_reported_in_one_line_and_the_next_run_wo
     let next = bed.sync().await;
     succeeded(&next);
     assert_eq!(bed.salesforce.count("Account"), 30_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_deadline_is_stopped_in_one_line_naming_the_setting_and_the_next_run_works() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("connector.toml");
+    bed.write_config(&config).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = text.lines().find(|l| l.starts_with("run_deadline_secs = ")).unwrap().to_string();
+    std::fs::write(&config, text.replacen(&line, "run_deadline_secs = 1", 1)).unwrap();
+    // Fifteen pages 300 ms apart: the deadline passes part-way.
+    bed.netsuite.set_latency(Duration::from_millis(300));
+    let sync = || {
+        tokio::process::Command::new(connector_binary())
+            .args(["sync", "--config"])
+            .arg(&config)
+            .env("CONNECTOR_COMPONENT", component_path())
+            .output()
+    };
+    let out = sync().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(error.contains("longer than its deadline of 1 s") && error.contains("run_deadline_secs"), "{error}");
+    assert!(!stderr.contains("wasm backtrace"), "the backtrace stays in the run log: {stderr}");
+    let written = bed.salesforce.count("Account");
+    assert!(written < 3000, "{written}");
+
+    // Its lease was given back: with the deadline raised the next run finishes the rest at once.
+    bed.netsuite.set_latency(Duration::ZERO);
+    std::fs::write(&config, text).unwrap();
+    let out = sync().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(bed.salesforce.count("Account"), 3000);
 }
