@@ -77,6 +77,12 @@ fn default_events_per_minute() -> u32 {
     600
 }
 
+/// A config file's TOML, naming the file when it cannot be read or parsed.
+fn read_table(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))
+}
+
 /// The NetSuite `host:port` `settings` name: `netsuite_base_url`'s, else
 /// the one derived from the account id.
 pub fn netsuite_authority(settings: &BTreeMap<String, String>) -> Option<String> {
@@ -95,9 +101,7 @@ fn netsuite_url(settings: &BTreeMap<String, String>) -> Option<String> {
 impl HarnessConfig {
     /// A file of one tenant (`tenant = "acme"`).
     pub fn load(path: &Path) -> Result<HarnessConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        let table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))?;
+        let table = read_table(path)?;
         if table.get("tenant").is_some_and(toml::Value::is_array) {
             bail!(
                 "{} defines several tenants ([[tenant]] tables): name one with `--table <name>`; \
@@ -106,6 +110,11 @@ impl HarnessConfig {
                 path.display()
             );
         }
+        HarnessConfig::from_table(table, path)
+    }
+
+    /// One tenant's keys, read from the file at `path`.
+    fn from_table(table: toml::Table, path: &Path) -> Result<HarnessConfig> {
         let config: HarnessConfig =
             table.try_into().with_context(|| format!("config {} is not valid", path.display()))?;
         config.resolved(path)
@@ -127,11 +136,14 @@ impl HarnessConfig {
     /// the same keys with the tenant's `name`; a table that names no
     /// `data_dir` keeps its state in `.connector/<name>`.
     pub fn load_all(path: &Path) -> Result<Vec<HarnessConfig>> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))?;
-        let Some(toml::Value::Array(tenants)) = table.remove("tenant") else {
-            return Ok(vec![HarnessConfig::load(path)?]);
+        let mut table = read_table(path)?;
+        let tenants = match table.remove("tenant") {
+            Some(toml::Value::Array(tenants)) => tenants,
+            // A file of one tenant (its name, or a missing one the parse names).
+            one => {
+                table.extend(one.map(|name| ("tenant".to_string(), name)));
+                return Ok(vec![HarnessConfig::from_table(table, path)?]);
+            }
         };
         if let Some(key) = table.keys().next() {
             bail!(
