@@ -76,6 +76,28 @@ async fn lease_taken(db: &Database, child: &mut tokio::process::Child) -> String
     panic!("no run took the lease within 30 s");
 }
 
+/// Waits until the run has written to Salesforce (it is past its first page).
+async fn first_write(bed: &support::Bed) {
+    while bed.salesforce.count("Account") == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+}
+
+/// Records a run audited as created.
+fn created_on_record(db: &Database, run: &str) -> u64 {
+    let n: i64 = db
+        .connect()
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND outcome = 'created'", [run], |r| r.get(0))
+        .unwrap();
+    n as u64
+}
+
 fn lines(bytes: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(bytes).lines().map(str::to_string).collect()
 }
@@ -150,11 +172,8 @@ async fn sigterm_ends_a_sync_at_its_next_checkpoint_with_nothing_lost_and_the_ne
     bed.netsuite.set_latency(Duration::from_millis(300));
     let mut child = cli.sync();
     let stopped = lease_taken(&db, &mut child).await;
-    while bed.salesforce.count("Account") == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pid = child.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    first_write(&bed).await;
+    sigterm(&child);
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -167,12 +186,7 @@ async fn sigterm_ends_a_sync_at_its_next_checkpoint_with_nothing_lost_and_the_ne
     // Everything Salesforce received is on record; the lease is free.
     let written = bed.salesforce.count("Account");
     assert!(written > 0 && written < 3000, "{written}");
-    let audited: i64 = db
-        .connect()
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND outcome = 'created'", [&stopped], |r| r.get(0))
-        .unwrap();
-    assert_eq!(audited as u64, written);
+    assert_eq!(created_on_record(&db, &stopped), written);
     assert!(lease(&db).is_none_or(|(_, expires)| expires == 0), "the run gave its lease back");
 
     bed.netsuite.set_latency(Duration::ZERO);
@@ -190,9 +204,7 @@ async fn a_second_sigterm_stops_the_sync_at_once_and_the_next_starts_at_once() {
     bed.netsuite.set_latency(Duration::from_millis(1000));
     let mut child = cli.sync();
     let stopped = lease_taken(&db, &mut child).await;
-    while bed.salesforce.count("Account") == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first_write(&bed).await;
     let pid = child.id().expect("running").to_string();
     // Apart, so the two are not merged into one pending signal; the run's
     // next checkpoint is a 1 s page read away.
@@ -265,11 +277,8 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
         .spawn()
         .expect("starting connector serve");
     let run = lease_taken(&db, &mut child).await;
-    while bed.salesforce.count("Account") == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pid = child.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    first_write(&bed).await;
+    sigterm(&child);
     let out = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -279,11 +288,8 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
     assert!(error.starts_with("stopped: interrupted by SIGTERM; the run ended at a checkpoint"), "{error}");
     let written = bed.salesforce.count("Account");
     assert!(written > 0 && written < 3000, "{written}");
-    let conn = db.connect().unwrap();
-    let audited: i64 = conn
-        .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND outcome = 'created'", [&run], |r| r.get(0))
-        .unwrap();
-    assert_eq!(audited as u64, written, "everything Salesforce received is on record");
-    let scheduled: i64 = conn.query_row("SELECT COUNT(*) FROM serve_schedule", [], |r| r.get(0)).unwrap();
+    assert_eq!(created_on_record(&db, &run), written, "everything Salesforce received is on record");
+    let scheduled: i64 =
+        db.connect().unwrap().query_row("SELECT COUNT(*) FROM serve_schedule", [], |r| r.get(0)).unwrap();
     assert_eq!(scheduled, 0, "no next run is promised by a process that is gone");
 }

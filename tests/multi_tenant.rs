@@ -56,6 +56,13 @@ fn write_tables(file: &Path, tables: Vec<toml::Table>) {
     std::fs::write(file, toml::to_string(&toml::Table::from_iter([("tenant".to_string(), tenants)])).unwrap()).unwrap();
 }
 
+/// The multi-tenant listener for `server` on a free loopback port.
+async fn listen(server: &std::sync::Arc<Server>) -> host_harness::webhook::Webhook {
+    host_harness::webhook::serve_tenants(server.directory(), "127.0.0.1:0".parse().unwrap(), ListenerLimits::default())
+        .await
+        .unwrap()
+}
+
 async fn post(url: &str, bearer: Option<&str>, signature: Option<String>, body: &str) -> (u16, String) {
     let mut request =
         reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_string());
@@ -96,13 +103,7 @@ async fn twenty_tenants_sync_at_once_each_with_exactly_its_own_data() {
     let loaded = server.reload();
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     assert_eq!(loaded.added.len(), TENANTS);
-    let hook = host_harness::webhook::serve_tenants(
-        server.directory(),
-        "127.0.0.1:0".parse().unwrap(),
-        ListenerLimits::default(),
-    )
-    .await
-    .unwrap();
+    let hook = listen(&server).await;
 
     // Tenant 2's org sends its API calls to tenant 3's org: the host refuses.
     beds[2].salesforce.send_api_calls_to(beds[3].salesforce.base_url());
@@ -226,13 +227,7 @@ async fn tenant_files_are_picked_up_scheduled_rate_limited_and_removed_without_a
     assert_eq!(server.reload().changed, vec!["t2"]);
 
     // Per-tenant rate limit, after the signature check.
-    let hook = host_harness::webhook::serve_tenants(
-        server.directory(),
-        "127.0.0.1:0".parse().unwrap(),
-        ListenerLimits::default(),
-    )
-    .await
-    .unwrap();
+    let hook = listen(&server).await;
     let url = format!("{}/tenants/t1/netsuite/events", hook.url);
     let mut statuses = Vec::new();
     for id in &a.customer_ids[..5] {

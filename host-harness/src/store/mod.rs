@@ -307,24 +307,32 @@ mod tests {
         std::fs::remove_dir_all(root).unwrap();
     }
 
+    /// The audit table as the first databases made it (no direction column).
+    const FIRST_AUDIT_TABLE: &str = "CREATE TABLE audit (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
+        run_id TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, netsuite_id TEXT NOT NULL,
+        salesforce_id TEXT, outcome TEXT NOT NULL, transformations TEXT NOT NULL, error TEXT);";
+
+    /// A database file an older version left: `sql` run on a new file, in a
+    /// directory removed when the test ends, however it ends.
+    fn older_database(sql: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connector.db");
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn new_databases_use_8_kib_pages_and_older_ones_keep_theirs() {
-        let root = std::env::temp_dir().join(format!("store-pages-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
         let page_size = |path: &Path| -> i64 {
             Connection::open(path).unwrap().query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
         };
-        let new = root.join("new.db");
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.db");
         Database::open(&new).unwrap();
         assert_eq!(page_size(&new), 8192);
-        let old = root.join("old.db");
-        let conn = Connection::open(&old).unwrap();
-        conn.execute_batch("PRAGMA page_size = 4096; CREATE TABLE t (x); PRAGMA journal_mode = WAL;").unwrap();
-        drop(conn);
+        let (_old_dir, old) = older_database("PRAGMA page_size = 4096; CREATE TABLE t (x); PRAGMA journal_mode = WAL;");
         Database::open(&old).unwrap();
         assert_eq!(page_size(&old), 4096);
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
@@ -338,23 +346,14 @@ mod tests {
 
     #[test]
     fn audit_times_of_an_older_database_are_rewritten_and_indexed_as_text() {
-        let root = std::env::temp_dir().join(format!("store-times-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let path = root.join("connector.db");
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, run_id TEXT NOT NULL,
-                 at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, netsuite_id TEXT NOT NULL,
-                 salesforce_id TEXT, outcome TEXT NOT NULL, transformations TEXT NOT NULL, error TEXT);
+        let (_dir, path) = older_database(&format!(
+            "{FIRST_AUDIT_TABLE}
              CREATE INDEX audit_by_time ON audit (tenant, julianday(at));
              INSERT INTO audit (tenant, run_id, at, kind, action, netsuite_id, outcome, transformations)
                  VALUES ('t', 'r', '2026-12-01T10:00:00.8Z', 'customer', 'write', '7', 'updated', '[]'),
                         ('t', 'r', '2026-12-01T10:00:00.84Z', 'customer', 'write', '8', 'updated', '[]'),
-                        ('t', 'r', 'then', 'customer', 'write', '9', 'updated', '[]');",
-        )
-        .unwrap();
-        drop(old);
+                        ('t', 'r', 'then', 'customer', 'write', '9', 'updated', '[]');"
+        ));
         let conn = Database::open(&path).unwrap().connect().unwrap();
         let times: Vec<String> = conn
             .prepare("SELECT at FROM audit ORDER BY seq")
@@ -367,27 +366,16 @@ mod tests {
         let index: String =
             conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'audit_by_time'", [], |r| r.get(0)).unwrap();
         assert!(!index.contains("julianday"), "{index}");
-        drop(conn);
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn audit_rows_of_an_older_database_get_their_direction() {
-        let root = std::env::temp_dir().join(format!("store-direction-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let path = root.join("connector.db");
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, tenant TEXT NOT NULL, run_id TEXT NOT NULL,
-                 at TEXT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, netsuite_id TEXT NOT NULL,
-                 salesforce_id TEXT, outcome TEXT NOT NULL, transformations TEXT NOT NULL, error TEXT);
+        let (_dir, path) = older_database(&format!(
+            "{FIRST_AUDIT_TABLE}
              INSERT INTO audit (tenant, run_id, at, kind, action, netsuite_id, outcome, transformations)
                  VALUES ('t', 'r', 'then', 'vendor', 'netsuite-write', '7', 'updated', '[]'),
-                        ('t', 'r', 'then', 'vendor', 'write', '7', 'updated', '[]');",
-        )
-        .unwrap();
-        drop(old);
+                        ('t', 'r', 'then', 'vendor', 'write', '7', 'updated', '[]');"
+        ));
         let conn = Database::open(&path).unwrap().connect().unwrap();
         let rows: Vec<(String, String)> = conn
             .prepare("SELECT action, direction FROM audit ORDER BY seq")
@@ -403,6 +391,5 @@ mod tests {
                 ("write".to_string(), "netsuite-to-salesforce".to_string())
             ]
         );
-        std::fs::remove_dir_all(root).unwrap();
     }
 }
