@@ -293,3 +293,32 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
         db.connect().unwrap().query_row("SELECT COUNT(*) FROM serve_schedule", [], |r| r.get(0)).unwrap();
     assert_eq!(scheduled, 0, "no next run is promised by a process that is gone");
 }
+
+/// Through Bulk API 2.0 the records of the kind wait in an open job until
+/// the read ends: a run stopped part-way wrote nothing yet, and the next
+/// run writes each record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_bulk_sync_writes_nothing_twice_and_the_next_run_finishes() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").setting("salesforce_bulk_threshold", "100").start().await;
+    let db = bed.tenant.database.clone();
+    let cli = Cli::for_bed(&bed);
+    bed.netsuite.set_latency(Duration::from_millis(300));
+    let mut child = cli.sync();
+    let stopped = lease_taken(&db, &mut child).await;
+    // A few pages into the read, their records in the open job.
+    while bed.netsuite.requests() < 5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigterm(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, error) = logged(&db, &stopped);
+    assert_eq!(status, "stopped", "{error}");
+    assert_eq!(created_on_record(&db, &stopped), bed.salesforce.count("Account"));
+
+    bed.netsuite.set_latency(Duration::ZERO);
+    let out = cli.sync().wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(bed.salesforce.count("Account"), 3000);
+    assert_eq!(bed.salesforce.writes(), 3000, "nothing written twice");
+}
