@@ -6,7 +6,6 @@ pub mod export;
 pub mod query;
 pub mod text;
 
-use crate::store::now_text;
 use anyhow::Result;
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -25,32 +24,28 @@ pub struct AuditRow {
     pub error: Option<String>,
 }
 
-pub fn append(conn: &Connection, tenant: &str, rows: &[AuditRow]) -> Result<()> {
-    let tx = conn.unchecked_transaction()?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO audit (tenant, run_id, at, kind, action, direction, netsuite_id, salesforce_id, outcome,
-                 transformations, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        let at = now_text();
-        for r in rows {
-            stmt.execute(params![
-                tenant,
-                r.run_id,
-                at,
-                r.kind,
-                r.action,
-                r.direction,
-                r.netsuite_id,
-                r.salesforce_id,
-                r.outcome,
-                r.transformations,
-                r.error
-            ])?;
-        }
+/// Inserts `rows` stamped `at`, in the caller's transaction.
+pub fn insert(conn: &Connection, tenant: &str, at: &str, rows: &[AuditRow]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO audit (tenant, run_id, at, kind, action, direction, netsuite_id, salesforce_id, outcome,
+             transformations, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for r in rows {
+        stmt.execute(params![
+            tenant,
+            r.run_id,
+            at,
+            r.kind,
+            r.action,
+            r.direction,
+            r.netsuite_id,
+            r.salesforce_id,
+            r.outcome,
+            r.transformations,
+            r.error
+        ])?;
     }
-    tx.commit()?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The audit import: entries from the guest, stamped with the run's tenant
-//! and the time, written to the audit table in one transaction per call.
+//! and the time, committed by the run's store (one transaction per call or
+//! several).
 
 use super::bindings::ml_connector::netsuite_salesforce::audit;
 use super::bindings::ml_connector::netsuite_salesforce::types::RecordKind;
@@ -36,8 +37,7 @@ impl audit::Host for HostState {
             .collect();
         // An audit write that fails must stop the run: a sync nobody can
         // account for is worse than a sync that did not happen.
-        crate::audit::append(self.kv.connection(), self.kv.tenant(), &rows)
-            .map_err(|e| wasmtime::Error::msg(format!("audit sink failed: {e:#}")))
+        self.kv.append_audit(rows).map_err(|e| wasmtime::Error::msg(format!("audit sink failed: {e:#}")))
     }
 }
 

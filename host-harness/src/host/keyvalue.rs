@@ -101,7 +101,7 @@ impl batch::Host for HostState {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket_name(&bucket)?;
-        Ok(self.kv.batch(|kv| key_values.iter().try_for_each(|(k, v)| kv.set(name, k, v))).map_err(other))
+        Ok(self.kv.set_many(name, key_values).map_err(other))
     }
 
     fn delete_many(
@@ -110,6 +110,6 @@ impl batch::Host for HostState {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket_name(&bucket)?;
-        Ok(self.kv.batch(|kv| keys.iter().try_for_each(|k| kv.delete(name, k))).map_err(other))
+        Ok(self.kv.delete_many(name, keys).map_err(other))
     }
 }

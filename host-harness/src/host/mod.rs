@@ -24,7 +24,7 @@ pub use clock::GuestClock;
 pub use state::HostState;
 
 use crate::secrets::Cipher;
-use crate::store::{Database, KvStore};
+use crate::store::{Database, KvStore, RunStore};
 use anyhow::Result;
 use bindings::{Connector, ConnectorPre};
 use outbound::OutboundPolicy;
@@ -148,7 +148,11 @@ impl Runtime {
             wasi.wall_clock(clock);
         }
         let (conn, checkpointer) = run.database.connect_for_run()?;
-        let kv = KvStore::new(conn, &run.tenant, run.cipher.clone());
+        let writer = run.database.connect_for_run_writes()?;
+        let kv = RunStore::start(
+            KvStore::new(conn, &run.tenant, run.cipher.clone()),
+            KvStore::new(writer, &run.tenant, run.cipher.clone()),
+        )?;
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -197,6 +201,14 @@ impl Runtime {
         let limits = (run.max_memory_bytes, run.deadline);
         let (mut store, connector, instantiation) = self.instantiate_timed(run).await?;
         let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut store, &request).await;
+        // The run's writes are committed before anyone looks at what it did.
+        if let Err(e) = store.data_mut().kv.finish() {
+            match &result {
+                Ok(_) => return Err(e),
+                // The trap says why the run stopped; this is what it left.
+                Err(_) => tracing::warn!("after the component trapped: {e:#}"),
+            }
+        }
         let data = store.data();
         let report = result.map_err(|e| Trap::of(e, data, limits));
         let salesforce_usage = *data.outbound.salesforce_usage.lock().unwrap_or_else(|p| p.into_inner());
@@ -226,6 +238,8 @@ impl Runtime {
             .call_receive(&mut store, &headers, &body)
             .await
             .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))?;
+        // The sender is told an event is queued only once it is.
+        store.data_mut().kv.finish()?;
         Ok((answer.status, answer.body))
     }
 

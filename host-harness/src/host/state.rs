@@ -2,7 +2,7 @@
 //! outbound policy, config, the tenant's key-value store, and limits.
 
 use super::outbound::OutboundPolicy;
-use crate::store::KvStore;
+use crate::store::RunStore;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -14,7 +14,7 @@ pub struct HostState {
     pub table: ResourceTable,
     pub outbound: OutboundPolicy,
     pub config: WasiConfigVariables,
-    pub kv: KvStore,
+    pub kv: RunStore,
     /// Keeps the WAL of `kv`'s database short while the run writes.
     pub checkpointer: crate::store::Checkpointer,
     pub limits: super::limits::Limits,

@@ -2,8 +2,10 @@
 //! the audit trail and the run log. One file, inspectable with any SQLite tool.
 
 pub mod kv;
+pub mod run_store;
 
 pub use kv::KvStore;
+pub use run_store::RunStore;
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension};
@@ -137,12 +139,18 @@ impl Database {
     /// does it on its own thread while the run goes on. Keep it alive as
     /// long as the connection.
     pub fn connect_for_run(&self) -> Result<(Connection, Checkpointer)> {
+        Ok((self.connect_for_run_writes()?, Checkpointer::start(self.connect()?)?))
+    }
+
+    /// A connection as [`Database::connect_for_run`]'s, for a run's writer
+    /// thread (the same checkpointer serves both).
+    pub fn connect_for_run_writes(&self) -> Result<Connection> {
         let conn = self.connect()?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // 32 MiB of page cache (2 MiB by default): a large run's state and
         // audit indexes stay in memory instead of being read back page by page.
         conn.pragma_update(None, "cache_size", -32 * 1024)?;
-        Ok((conn, Checkpointer::start(self.connect()?)?))
+        Ok(conn)
     }
 
     pub fn connect(&self) -> Result<Connection> {

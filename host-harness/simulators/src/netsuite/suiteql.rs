@@ -176,12 +176,90 @@ pub fn run_as_role(
         count
     } else {
         let total: i64 = conn
-            .prepare_cached(&format!("SELECT COUNT(*) FROM ({sql})"))
+            .prepare_cached(&count_sql(conn, &sql))
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(sqlite_error)?;
         total.max(0) as u64
     };
     Ok(QueryPage { items_json: items, count, total })
+}
+
+/// A query counting the rows `sql` returns. For a plain `SELECT list FROM
+/// ... WHERE ... ORDER BY ...` that is the rows of its FROM and WHERE, less
+/// the left joins that cannot change their number (on the joined table's
+/// primary key, and read nowhere but in the select list): a large first
+/// sync's pages each counted every remaining row through both address
+/// joins, now from an index alone. Anything else is counted as it is.
+fn count_sql(conn: &Connection, sql: &str) -> String {
+    static NOT_PLAIN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)\b(DISTINCT|UNIQUE|GROUP|HAVING|UNION|INTERSECT|MINUS|EXCEPT|FETCH|OFFSET|LIMIT|OVER|ROWNUM|COUNT|SUM|AVG|MIN|MAX|LISTAGG|STDDEV|VARIANCE|MEDIAN)\b",
+        )
+        .unwrap()
+    });
+    static LEFT_JOIN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)\s+LEFT\s+(?:OUTER\s+)?JOIN\s+([a-z_][a-z0-9_]*)\s+([a-z_][a-z0-9_]*)\s+ON\s+([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\s*=\s*[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*\s*$",
+        )
+        .unwrap()
+    });
+    let whole = format!("SELECT COUNT(*) FROM ({sql})");
+    // Literals blanked (same length): their words and brackets do not count.
+    let masked = STRING_LITERAL.replace_all(sql, |c: &regex::Captures<'_>| format!("'{}'", "x".repeat(c[0].len() - 2)));
+    if masked.len() != sql.len() || NOT_PLAIN.is_match(&masked) {
+        return whole;
+    }
+    // Where the top-level clauses start.
+    let bytes = masked.as_bytes();
+    let word_at = |i: usize, w: &str| {
+        let boundary = |b: Option<&u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_');
+        masked.get(i..i + w.len()).is_some_and(|s| s.eq_ignore_ascii_case(w))
+            && boundary(i.checked_sub(1).and_then(|j| bytes.get(j)))
+            && boundary(bytes.get(i + w.len()))
+    };
+    let (mut depth, mut from, mut filter, mut order) = (0i32, None, None, None);
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            _ if depth != 0 => {}
+            _ if from.is_none() && word_at(i, "FROM") => from = Some(i),
+            _ if from.is_some() && filter.is_none() && word_at(i, "WHERE") => filter = Some(i),
+            _ if from.is_some() && word_at(i, "ORDER") => order = Some(i),
+            _ => {}
+        }
+    }
+    let Some(from) = from.filter(|_| depth == 0) else { return whole };
+    let end = order.unwrap_or(sql.len());
+    let filter = filter.unwrap_or(end);
+    // Joins one at a time from the last: each is `... LEFT JOIN t a ON a.pk = x.col`.
+    let mut joins: Vec<&str> = Vec::new();
+    let mut tables = &sql[from + 4..filter];
+    while let Some(join) = LEFT_JOIN.captures(tables) {
+        let whole_join = join.get(0).expect("a match");
+        joins.push(&tables[whole_join.start()..]);
+        tables = &tables[..whole_join.start()];
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let others = |skip: usize| -> String {
+        joins.iter().enumerate().filter(|(n, _)| *n != skip).map(|(_, j)| *j).chain([&sql[filter..end]]).collect()
+    };
+    for (n, join) in joins.iter().enumerate() {
+        let c = LEFT_JOIN.captures(join).expect("matched before");
+        let (table, alias, on_alias, on_column) = (&c[1], &c[2], &c[3], &c[4]);
+        let unique = on_alias.eq_ignore_ascii_case(alias)
+            && conn
+                .prepare_cached("SELECT name FROM pragma_table_info(?1) WHERE pk = 1")
+                .and_then(|mut s| s.query_row([table], |r| r.get::<_, String>(0)))
+                .is_ok_and(|pk| pk.eq_ignore_ascii_case(on_column));
+        let read = Regex::new(&format!(r"(?i)\b{}\.", regex::escape(alias))).map_or(true, |r| r.is_match(&others(n)));
+        if !unique || read {
+            kept.push(join);
+        }
+    }
+    kept.reverse();
+    let parts: Vec<&str> = [tables].into_iter().chain(kept).chain([&sql[filter..end]]).map(str::trim).collect();
+    format!("SELECT COUNT(*) FROM {}", parts.join(" ").trim_end())
 }
 
 /// `text` as a JSON string (serde_json's escaping, without a Value).
@@ -276,6 +354,56 @@ mod tests {
         assert_eq!(row["lm"], "2026-01-01 00:00:00");
         assert!(!row.contains_key("email"));
         assert_eq!(row["links"], Value::Array(vec![]));
+    }
+
+    #[test]
+    fn totals_leave_out_joins_that_cannot_change_them() {
+        let conn = db::open().unwrap();
+        let q = "SELECT c.id, (SELECT name FROM term WHERE id = c.terms) AS t, 'FROM (x' AS odd, ba.city, sa.city \
+                 FROM customer c LEFT JOIN customeraddressbookentityaddress ba ON ba.nkey = c.defaultbillingaddress \
+                 LEFT JOIN customeraddressbookentityaddress sa ON sa.nkey = c.defaultshippingaddress \
+                 LEFT JOIN customeraddressbook ab ON ab.entity = c.id \
+                 WHERE c.companyname = 'ORDER BY' AND sa.city IS NULL ORDER BY c.id";
+        // `ba` goes (its key, read only by the list); `sa` is read by the
+        // filter and `ab` is not joined on its key: both stay.
+        assert_eq!(
+            count_sql(&conn, q),
+            "SELECT COUNT(*) FROM customer c \
+             LEFT JOIN customeraddressbookentityaddress sa ON sa.nkey = c.defaultshippingaddress \
+             LEFT JOIN customeraddressbook ab ON ab.entity = c.id WHERE c.companyname = 'ORDER BY' AND sa.city IS NULL"
+        );
+        for q in [
+            "SELECT DISTINCT c.email FROM customer c",
+            "SELECT c.terms, COUNT(*) FROM customer c GROUP BY c.terms",
+            "SELECT c.id FROM customer c UNION SELECT v.id FROM vendor v",
+        ] {
+            assert_eq!(count_sql(&conn, q), format!("SELECT COUNT(*) FROM ({q})"));
+        }
+        assert_eq!(
+            count_sql(
+                &conn,
+                "SELECT c.id, ba.city FROM customer c LEFT JOIN customeraddressbookentityaddress ba ON ba.nkey = c.defaultbillingaddress WHERE c.id > 0 ORDER BY c.id"
+            ),
+            "SELECT COUNT(*) FROM customer c WHERE c.id > 0"
+        );
+        // Either way the total is the number of rows the query returns.
+        for (n, email) in ["a@x", "a@x", "b@x"].into_iter().enumerate() {
+            conn.execute(
+                "INSERT INTO customer (entityid, companyname, isperson, isinactive, email, datecreated, lastmodifieddate)
+                 VALUES (?1, 'Co', 'F', 'F', ?2, 1767225600, 1767225600)",
+                rusqlite::params![format!("C{n}"), email],
+            )
+            .unwrap();
+        }
+        let total = |q: &str| run(&conn, q, 1, 0).unwrap().total;
+        assert_eq!(
+            total(
+                "SELECT c.id, ba.city FROM customer c LEFT JOIN customeraddressbookentityaddress ba \
+                 ON ba.nkey = c.defaultbillingaddress WHERE c.email = 'a@x' ORDER BY c.id"
+            ),
+            2
+        );
+        assert_eq!(total("SELECT DISTINCT c.email FROM customer c"), 2);
     }
 
     #[test]

@@ -1,0 +1,355 @@
+//! One run's key-value state and audit rows. Writes are committed by a thread
+//! of the run's own, several calls to a transaction, while the component
+//! goes on (a large first sync spent a quarter of its time waiting for SQLite
+//! on the component's thread). Reads see every write made before them: a
+//! value not committed yet is answered from the pending ones.
+//!
+//! Writes keep their order, and after one fails none later lands (a cursor
+//! never moves past a record whose state was not saved); the failure is the
+//! answer to the run's next call. The lease key is written at once, straight
+//! to the database: other processes must see it when the run reads it back.
+//! [`RunStore::finish`] waits for everything, so a run ends with its writes
+//! committed or failed.
+
+use super::kv::{KvStore, STATE_BUCKET};
+use crate::audit::AuditRow;
+use anyhow::{Result, anyhow};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const LEASE_KEY: &str = netsuite_salesforce::sync::lease::LEASE_KEY;
+
+/// Calls waiting to be committed before the run's next write waits: bounds
+/// the memory pending writes hold (a call is at most a page of records).
+const QUEUE_DEPTH: usize = 16;
+
+/// Calls committed in one transaction, at most.
+const GROUP: usize = 64;
+
+type Key = (&'static str, String);
+
+enum Op {
+    /// Key-value writes of one call (`None` deletes), all or nothing.
+    Write {
+        seq: u64,
+        writes: Vec<(Key, Option<Vec<u8>>)>,
+    },
+    Audit {
+        at: String,
+        rows: Vec<AuditRow>,
+    },
+    /// Answered once everything sent before it is committed or failed.
+    Flush(SyncSender<()>),
+}
+
+/// What readers share with the writer thread.
+#[derive(Default)]
+struct Shared {
+    /// Values written and not committed yet (`None`: deleted), with the
+    /// number of the write that set them.
+    pending: HashMap<Key, (u64, Option<Vec<u8>>)>,
+    /// The first failure; nothing is written after it.
+    failed: Option<String>,
+}
+
+pub struct RunStore {
+    /// Reads, and the lease's writes.
+    kv: KvStore,
+    shared: Arc<Mutex<Shared>>,
+    queue: Option<SyncSender<Op>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    seq: u64,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // The writer never panics holding the lock; a poisoned one is still consistent.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RunStore {
+    /// `kv` answers reads; `writer` (its own connection to the same
+    /// database, same tenant) commits the writes.
+    pub fn start(kv: KvStore, writer: KvStore) -> Result<RunStore> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (queue, ops) = sync_channel(QUEUE_DEPTH);
+        let theirs = shared.clone();
+        let writer =
+            std::thread::Builder::new().name("state-writer".into()).spawn(move || write_all(&writer, &theirs, ops))?;
+        Ok(RunStore { kv, shared, queue: Some(queue), writer: Some(writer), seq: 0 })
+    }
+
+    pub fn tenant(&self) -> &str {
+        self.kv.tenant()
+    }
+
+    fn failure(&self) -> Result<()> {
+        match &lock(&self.shared).failed {
+            Some(e) => Err(anyhow!("{e}")),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, op: Op) -> Result<()> {
+        let sent = self.queue.as_ref().map(|q| q.send(op));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(anyhow!("the run's state writer has stopped")),
+        }
+    }
+
+    /// Waits until every write so far is committed; the first failure, if any.
+    pub fn flush(&self) -> Result<()> {
+        let (done, wait) = sync_channel(1);
+        self.send(Op::Flush(done))?;
+        wait.recv().map_err(|_| anyhow!("the run's state writer has stopped"))?;
+        self.failure()
+    }
+
+    /// Commits everything and stops the writer: the run's writes are all in
+    /// the database, or this says which failed.
+    pub fn finish(&mut self) -> Result<()> {
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            writer.join().map_err(|_| anyhow!("the run's state writer panicked"))?;
+        }
+        self.failure()
+    }
+
+    fn write(&mut self, bucket: &'static str, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
+        self.failure()?;
+        if bucket == STATE_BUCKET && writes.iter().any(|(k, _)| k == LEASE_KEY) {
+            // Other runs read the lease from the database: it goes there now.
+            self.flush()?;
+            return self.kv.batch(|kv| {
+                writes.iter().try_for_each(|(k, v)| match v {
+                    Some(v) => kv.set(bucket, k, v),
+                    None => kv.delete(bucket, k),
+                })
+            });
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let writes: Vec<(Key, Option<Vec<u8>>)> = writes.into_iter().map(|(k, v)| ((bucket, k), v)).collect();
+        {
+            let mut shared = lock(&self.shared);
+            for (key, value) in &writes {
+                shared.pending.insert(key.clone(), (seq, value.clone()));
+            }
+        }
+        self.send(Op::Write { seq, writes })
+    }
+
+    pub fn set(&mut self, bucket: &'static str, key: &str, value: &[u8]) -> Result<()> {
+        self.write(bucket, vec![(key.to_string(), Some(value.to_vec()))])
+    }
+
+    pub fn delete(&mut self, bucket: &'static str, key: &str) -> Result<()> {
+        self.write(bucket, vec![(key.to_string(), None)])
+    }
+
+    pub fn set_many(&mut self, bucket: &'static str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+        self.write(bucket, entries.into_iter().map(|(k, v)| (k, Some(v))).collect())
+    }
+
+    pub fn delete_many(&mut self, bucket: &'static str, keys: Vec<String>) -> Result<()> {
+        self.write(bucket, keys.into_iter().map(|k| (k, None)).collect())
+    }
+
+    /// The pending value of `key`: `Some(None)` when it is being deleted.
+    fn pending(&self, bucket: &'static str, key: &str) -> Option<Option<Vec<u8>>> {
+        lock(&self.shared).pending.get(&(bucket, key.to_string())).map(|(_, v)| v.clone())
+    }
+
+    pub fn get(&self, bucket: &'static str, key: &str) -> Result<Option<Vec<u8>>> {
+        self.failure()?;
+        match self.pending(bucket, key) {
+            Some(value) => Ok(value),
+            // Committed meanwhile or never written: the database has it.
+            None => self.kv.get(bucket, key),
+        }
+    }
+
+    pub fn get_many(&self, bucket: &'static str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.failure()?;
+        let mut found: Vec<Option<Option<Vec<u8>>>> = keys.iter().map(|k| self.pending(bucket, k)).collect();
+        let missing: Vec<String> =
+            keys.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(k, _)| k.clone()).collect();
+        if !missing.is_empty() {
+            let mut read = self.kv.get_many(bucket, &missing)?.into_iter();
+            for slot in found.iter_mut().filter(|f| f.is_none()) {
+                *slot = Some(read.next().flatten());
+            }
+        }
+        Ok(found.into_iter().map(Option::flatten).collect())
+    }
+
+    pub fn exists(&self, bucket: &'static str, key: &str) -> Result<bool> {
+        Ok(self.get(bucket, key)?.is_some())
+    }
+
+    /// Keys after `cursor` (an offset), a page at a time, in order.
+    pub fn list_keys(&self, bucket: &'static str, cursor: u64, page: u64) -> Result<Vec<String>> {
+        // Rare (queued events, parked records): merging pending keys into an
+        // ordered listing is not worth it, waiting for them is.
+        self.flush()?;
+        self.kv.list_keys(bucket, cursor, page)
+    }
+
+    /// Appends audit rows, stamped with the time of this call.
+    pub fn append_audit(&mut self, rows: Vec<AuditRow>) -> Result<()> {
+        self.failure()?;
+        self.send(Op::Audit { at: super::now_text(), rows })
+    }
+}
+
+impl Drop for RunStore {
+    fn drop(&mut self) {
+        // A run's writes are committed even when nobody called `finish`
+        // (an early return); a failure then is the next run's to find.
+        let _ = self.finish();
+    }
+}
+
+/// The writer thread: commits calls in groups, in order, until the run ends.
+fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
+    while let Ok(first) = ops.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match ops.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        if lock(shared).failed.is_none() {
+            match commit(kv, &group) {
+                Ok(()) => {
+                    let mut shared = lock(shared);
+                    for op in &group {
+                        let Op::Write { seq, writes } = op else { continue };
+                        for (key, _) in writes {
+                            // A later write of the same key stays pending.
+                            if shared.pending.get(key).is_some_and(|(s, _)| s == seq) {
+                                shared.pending.remove(key);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    lock(shared).failed = Some(format!(
+                        "saving the run's state to {} failed: {e:#}; nothing after it was saved and the next run \
+                         repeats what was not",
+                        kv.connection().path().unwrap_or("the database")
+                    ))
+                }
+            }
+        }
+        for op in group {
+            if let Op::Flush(done) = op {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+fn commit(kv: &KvStore, group: &[Op]) -> Result<()> {
+    kv.batch(|kv| {
+        for op in group {
+            match op {
+                Op::Write { writes, .. } => {
+                    for ((bucket, key), value) in writes {
+                        match value {
+                            Some(v) => kv.set(bucket, key, v)?,
+                            None => kv.delete(bucket, key)?,
+                        }
+                    }
+                }
+                Op::Audit { at, rows } => crate::audit::insert(kv.connection(), kv.tenant(), at, rows)?,
+                Op::Flush(_) => {}
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Cipher;
+    use crate::store::Database;
+    use crate::store::kv::QUEUES_BUCKET;
+
+    fn store(dir: &std::path::Path) -> (Database, RunStore) {
+        let db = Database::open(&dir.join("state.db")).unwrap();
+        let kv = |db: &Database| KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
+        let store = RunStore::start(kv(&db), kv(&db)).unwrap();
+        (db, store)
+    }
+
+    fn row(id: &str) -> AuditRow {
+        AuditRow {
+            run_id: "run-1".into(),
+            kind: "customer".into(),
+            action: "upsert".into(),
+            direction: "netsuite-to-salesforce".into(),
+            netsuite_id: id.into(),
+            salesforce_id: None,
+            outcome: "created".into(),
+            transformations: "[]".into(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn reads_see_writes_before_and_after_they_are_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut run) = store(dir.path());
+        run.set_many(STATE_BUCKET, (0..500).map(|i| (format!("record/{i}"), vec![i as u8])).collect()).unwrap();
+        run.delete(STATE_BUCKET, "record/7").unwrap();
+        run.set(STATE_BUCKET, "record/8", b"again").unwrap();
+        let keys: Vec<String> = ["record/6", "record/7", "record/8", "record/none"].map(String::from).to_vec();
+        let expect = vec![Some(vec![6]), None, Some(b"again".to_vec()), None];
+        // Whether or not the writer got there yet.
+        assert_eq!(run.get_many(STATE_BUCKET, &keys).unwrap(), expect);
+        assert_eq!(run.get(STATE_BUCKET, "record/8").unwrap(), Some(b"again".to_vec()));
+        assert!(!run.exists(STATE_BUCKET, "record/7").unwrap());
+        run.append_audit(vec![row("1"), row("2")]).unwrap();
+        run.finish().unwrap();
+        let other = KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
+        assert_eq!(other.get_many(STATE_BUCKET, &keys).unwrap(), expect);
+        assert_eq!(crate::audit::for_run(other.connection(), "acme", "run-1").unwrap().len(), 2);
+        assert_eq!(other.list_keys(STATE_BUCKET, 0, 1000).unwrap().len(), 499);
+    }
+
+    #[test]
+    fn the_lease_is_in_the_database_when_its_write_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut run) = store(dir.path());
+        run.set(QUEUES_BUCKET, "event/1", b"queued").unwrap();
+        run.set(STATE_BUCKET, LEASE_KEY, b"mine").unwrap();
+        let other = KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
+        assert_eq!(other.get(STATE_BUCKET, LEASE_KEY).unwrap(), Some(b"mine".to_vec()));
+        // Written in order: what came before the lease is there too.
+        assert_eq!(other.get(QUEUES_BUCKET, "event/1").unwrap(), Some(b"queued".to_vec()));
+        run.delete(STATE_BUCKET, LEASE_KEY).unwrap();
+        assert_eq!(other.get(STATE_BUCKET, LEASE_KEY).unwrap(), None);
+    }
+
+    #[test]
+    fn after_a_failed_commit_nothing_later_lands_and_every_call_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut run) = store(dir.path());
+        run.set(STATE_BUCKET, "cursor/a", b"1").unwrap();
+        run.flush().unwrap();
+        // A commit that fails: the audit table is gone.
+        db.connect().unwrap().execute_batch("DROP TABLE audit").unwrap();
+        run.append_audit(vec![row("1")]).unwrap();
+        let _ = run.set(STATE_BUCKET, "cursor/a", b"2");
+        let err = run.flush().unwrap_err().to_string();
+        assert!(err.contains("saving the run's state") && err.contains("audit"), "{err}");
+        assert!(run.get(STATE_BUCKET, "cursor/a").is_err());
+        assert!(run.finish().is_err());
+        let other = KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
+        assert_eq!(other.get(STATE_BUCKET, "cursor/a").unwrap(), Some(b"1".to_vec()));
+    }
+}
