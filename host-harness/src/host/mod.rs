@@ -147,11 +147,9 @@ impl Runtime {
         if let Some(clock) = run.wall_clock {
             wasi.wall_clock(clock);
         }
-        let (conn, checkpointer) = run.database.connect_for_run()?;
-        let writer = run.database.connect_for_run_writes()?;
         let kv = RunStore::start(
-            KvStore::new(conn, &run.tenant, run.cipher.clone()),
-            KvStore::new(writer, &run.tenant, run.cipher.clone()),
+            KvStore::new(run.database.connect_for_run_reads()?, &run.tenant, run.cipher.clone()),
+            KvStore::new(run.database.connect_for_run_writes()?, &run.tenant, run.cipher.clone()),
         )?;
         let state = HostState {
             wasi: wasi.build(),
@@ -160,7 +158,6 @@ impl Runtime {
             outbound: OutboundPolicy::new(run.allowed_hosts),
             config: WasiConfigVariables::from_iter(run.config),
             kv,
-            checkpointer,
             limits: limits::Limits::new(run.max_memory_bytes),
             cpu: cpu::CpuMeter::new(run.max_cpu),
             progress: run.progress,

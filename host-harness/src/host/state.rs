@@ -15,8 +15,6 @@ pub struct HostState {
     pub outbound: OutboundPolicy,
     pub config: WasiConfigVariables,
     pub kv: RunStore,
-    /// Keeps the WAL of `kv`'s database short while the run writes.
-    pub checkpointer: crate::store::Checkpointer,
     pub limits: super::limits::Limits,
     pub cpu: super::cpu::CpuMeter,
     pub progress: Option<std::sync::Arc<super::progress::Progress>>,

@@ -133,23 +133,24 @@ impl Database {
         &self.path
     }
 
-    /// A connection for a run's many small commits: it never checkpoints
-    /// the WAL itself (that copies the log into the database file and
-    /// fsyncs, a tenth of a large first sync); the returned [`Checkpointer`]
-    /// does it on its own thread while the run goes on. Keep it alive as
-    /// long as the connection.
-    pub fn connect_for_run(&self) -> Result<(Connection, Checkpointer)> {
-        Ok((self.connect_for_run_writes()?, Checkpointer::start(self.connect()?)?))
+    /// A connection for a run's reads: 32 MiB of page cache (2 MiB by
+    /// default), so a large run's state index stays in memory instead of
+    /// being read back page by page.
+    pub fn connect_for_run_reads(&self) -> Result<Connection> {
+        let conn = self.connect()?;
+        conn.pragma_update(None, "cache_size", -32 * 1024)?;
+        Ok(conn)
     }
 
-    /// A connection as [`Database::connect_for_run`]'s, for a run's writer
-    /// thread (the same checkpointer serves both).
+    /// The connection of a run's writer thread ([`RunStore`]). It
+    /// checkpoints the WAL itself, after the commit that takes the log past
+    /// [`CHECKPOINT_PAGES`]: being the only writer, its checkpoints finish,
+    /// so the log starts over instead of growing (a checkpointer beside a
+    /// writer that never pauses never caught up: a 100,000-customer sync
+    /// left a 250 MB log, a million-record one would leave 2.5 GB).
     pub fn connect_for_run_writes(&self) -> Result<Connection> {
-        let conn = self.connect()?;
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // 32 MiB of page cache (2 MiB by default): a large run's state and
-        // audit indexes stay in memory instead of being read back page by page.
-        conn.pragma_update(None, "cache_size", -32 * 1024)?;
+        let conn = self.connect_for_run_reads()?;
+        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
         Ok(conn)
     }
 
@@ -165,40 +166,9 @@ impl Database {
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often the checkpointer looks at the WAL.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
-/// Checkpoints a database's WAL from a thread of its own, in PASSIVE mode
-/// (never waiting for, nor blocking, the run's writes). Stopping it (drop)
-/// checkpoints once more, so the log does not outgrow a run.
-pub struct Checkpointer {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    fn start(conn: Connection) -> Result<Checkpointer> {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new().name("wal-checkpoint".into()).spawn(move || {
-            let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            // A failed checkpoint only leaves the log longer; the next one retries.
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                let _ = checkpoint();
-            }
-            let _ = checkpoint();
-        })?;
-        Ok(Checkpointer { stop: Some(stop), thread: Some(thread) })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+/// WAL pages (8 KiB each in new databases) between a run's checkpoints:
+/// fewer checkpoints, each an fsync, against a longer log.
+const CHECKPOINT_PAGES: i64 = 4096;
 
 /// Switches a database to WAL (once; it stays so). Switching needs an
 /// exclusive lock, and SQLite answers SQLITE_BUSY at once, without waiting,
