@@ -91,7 +91,7 @@ pub struct SObjectRecord {
 
 /// One mapping rule that produced a target field; `old` and `new` are set
 /// when the value differs from what Salesforce was last given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Transformation {
     // Shared with the mapping: the same names for every record.
     pub field: std::rc::Rc<str>,
@@ -101,6 +101,56 @@ pub struct Transformation {
     pub old: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new: Option<serde_json::Value>,
+    /// `field`, `rule` and `detail` as the start of this transformation's
+    /// JSON object, when the mapping wrote it once for every record.
+    #[serde(skip)]
+    pub json_start: Option<std::rc::Rc<str>>,
+}
+
+impl PartialEq for Transformation {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.field, &self.rule, &self.detail, &self.old, &self.new)
+            == (&other.field, &other.rule, &other.detail, &other.old, &other.new)
+    }
+}
+
+impl Eq for Transformation {}
+
+impl Transformation {
+    /// `{"field":…,"rule":…,"detail":…`: how every serialized
+    /// transformation starts (what [`Transformation::json_start`] holds).
+    pub fn start_json(field: &str, rule: &str, detail: &str) -> String {
+        let text = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        format!(r#"{{"field":{},"rule":{},"detail":{}"#, text(field), text(rule), text(detail))
+    }
+
+    /// Transformations as a JSON array, exactly as serde writes them; the
+    /// audit keeps one per record, so the parts the mapping shares are
+    /// written once, not escaped again for every record.
+    pub fn list_json(list: &[Transformation]) -> String {
+        let mut out = String::with_capacity(list.len() * 96 + 2);
+        out.push('[');
+        for (n, t) in list.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            match &t.json_start {
+                Some(start) => out.push_str(start),
+                None => out.push_str(&Transformation::start_json(&t.field, &t.rule, &t.detail)),
+            }
+            for (name, value) in [("old", &t.old), ("new", &t.new)] {
+                if let Some(value) = value {
+                    out.push_str(",\"");
+                    out.push_str(name);
+                    out.push_str("\":");
+                    out.push_str(&serde_json::to_string(value).expect("a JSON value serializes"));
+                }
+            }
+            out.push('}');
+        }
+        out.push(']');
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -441,4 +491,28 @@ pub struct AuditEntry {
     pub outcome: String,
     pub transformations_json: String,
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transformation;
+    use serde_json::json;
+
+    #[test]
+    fn transformations_as_json_are_what_serde_writes() {
+        let written = |field: &str, rule: &str, detail: &str| Transformation {
+            field: field.into(),
+            rule: rule.into(),
+            detail: detail.into(),
+            ..Default::default()
+        };
+        let mut shared = written("Name", "copy+phone", "companyname \"quoted\" → ü");
+        shared.json_start = Some(Transformation::start_json(&shared.field, &shared.rule, &shared.detail).into());
+        shared.new = Some(json!("Ünïcode \"Co\"\n"));
+        let mut changed = written("Phone", "copy", "phone");
+        (changed.old, changed.new) = (Some(json!(null)), Some(json!({"NetSuite_Id__c": "4"})));
+        let list = vec![shared, changed, written("NetSuite_Id__c", "external-id", "id")];
+        assert_eq!(Transformation::list_json(&list), serde_json::to_string(&list).unwrap());
+        assert_eq!(Transformation::list_json(&[]), "[]");
+    }
 }

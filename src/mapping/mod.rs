@@ -60,15 +60,29 @@ pub struct Mapping {
     /// What each rule of each field is called in the audit trail, and the
     /// transforms' suffix, worked out once: mapping runs for every record.
     names: Vec<(RecordKind, Vec<FieldNames>)>,
+    /// The transformation every record's external id gets.
+    external_id: Transformation,
 }
 
 #[derive(Debug, Clone)]
 struct FieldNames {
     /// The target field.
     target: Rc<str>,
-    /// Per rule: its kind with the transforms (`copy+phone`), its kind
-    /// alone, and its detail (`billaddr1 + billaddr2`).
-    rules: Vec<(Rc<str>, String, Rc<str>)>,
+    rules: Vec<RuleNames>,
+    /// The start of the JSON of a transformation that found no value.
+    empty_json: Rc<str>,
+}
+
+#[derive(Debug, Clone)]
+struct RuleNames {
+    /// The rule's kind with the transforms (`copy+phone`).
+    rule: Rc<str>,
+    /// Its kind alone.
+    kind: String,
+    /// What it reads (`billaddr1 + billaddr2`).
+    detail: Rc<str>,
+    /// The start of its transformation's JSON ([`Transformation::start_json`]).
+    json: Rc<str>,
 }
 
 impl Mapping {
@@ -89,15 +103,27 @@ impl Mapping {
                                 .rules
                                 .iter()
                                 .map(Rule::describe)
-                                .map(|(kind, detail)| ((kind.clone() + &transforms).into(), kind, detail.into()))
+                                .map(|(kind, detail)| {
+                                    let rule = kind.clone() + &transforms;
+                                    let json = Transformation::start_json(&f.target, &rule, &detail).into();
+                                    RuleNames { rule: rule.into(), kind, detail: detail.into(), json }
+                                })
                                 .collect(),
+                            empty_json: Transformation::start_json(&f.target, "empty", "").into(),
                         }
                     })
                     .collect();
                 Some((kind, fields))
             })
             .collect();
-        Mapping { file, names }
+        let external_id = Transformation {
+            field: EXTERNAL_ID_FIELD.into(),
+            rule: "external-id".into(),
+            detail: "id".into(),
+            json_start: Some(Transformation::start_json(EXTERNAL_ID_FIELD, "external-id", "id").into()),
+            ..Default::default()
+        };
+        Mapping { file, names, external_id }
     }
 
     fn names(&self, kind: RecordKind) -> &[FieldNames] {
@@ -199,16 +225,19 @@ impl Mapping {
                     continue;
                 }
                 let value = evaluate(rule, record)
-                    .map_err(|e| fail(record, &target(), &format!("rule {} {}", n + 1, names.rules[n].1), e))?;
+                    .map_err(|e| fail(record, &target(), &format!("rule {} {}", n + 1, names.rules[n].kind), e))?;
                 if let Some(value) = value {
                     produced = Some((value, n));
                     break;
                 }
             }
-            let (value, rule, detail) = match produced {
-                Some((value, n)) => (value, names.rules[n].0.clone(), names.rules[n].2.clone()),
+            let (value, rule, detail, json_start) = match produced {
+                Some((value, n)) => {
+                    let r = &names.rules[n];
+                    (value, r.rule.clone(), r.detail.clone(), r.json.clone())
+                }
                 None if field.required => {
-                    let tried: Vec<&str> = names.rules.iter().map(|(_, _, d)| &**d).collect();
+                    let tried: Vec<&str> = names.rules.iter().map(|r| &*r.detail).collect();
                     return Err(fail(
                         record,
                         &target(),
@@ -220,7 +249,7 @@ impl Mapping {
                         ),
                     ));
                 }
-                None => (Value::Null, "empty".into(), Rc::from("")),
+                None => (Value::Null, "empty".into(), Rc::from(""), names.empty_json.clone()),
             };
             let value = match value {
                 Value::String(s) => {
@@ -237,7 +266,13 @@ impl Mapping {
                 other => other,
             };
             fields.insert(field.target.clone(), value);
-            transformations.push(Transformation { field: names.target.clone(), rule, detail, ..Default::default() });
+            transformations.push(Transformation {
+                field: names.target.clone(),
+                rule,
+                detail,
+                json_start: Some(json_start),
+                ..Default::default()
+            });
         }
         for parent in &object.parent {
             let detail = match record.field(&parent.column).map(str::trim).filter(|id| !id.is_empty()) {
@@ -261,12 +296,7 @@ impl Mapping {
             });
         }
         fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(record.id.clone()));
-        transformations.push(Transformation {
-            field: EXTERNAL_ID_FIELD.into(),
-            rule: "external-id".into(),
-            detail: "id".into(),
-            ..Default::default()
-        });
+        transformations.push(self.external_id.clone());
         Ok(MappedRecord {
             source_kind: record.kind,
             source_id: record.id.clone(),

@@ -269,11 +269,7 @@ impl<'de> serde::Deserialize<'de> for Row {
                         map.next_value::<serde::de::IgnoredAny>()?;
                         continue;
                     }
-                    let mut text = match map.next_value::<serde_json::Value>()? {
-                        serde_json::Value::Null => continue,
-                        serde_json::Value::String(s) => s,
-                        other => other.to_string(),
-                    };
+                    let Text(Some(mut text)) = map.next_value::<Text>()? else { continue };
                     if key.bytes().any(|b| b.is_ascii_uppercase()) {
                         key.make_ascii_lowercase();
                     }
@@ -287,6 +283,53 @@ impl<'de> serde::Deserialize<'de> for Row {
             }
         }
         deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// A SuiteQL value as text: a string as it is, another scalar as JSON
+/// writes it, NULL as none. Read straight from the page, without building
+/// a `serde_json::Value` for each of a page's tens of thousands of values.
+struct Text(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Text, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a SuiteQL value")
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Text, E> {
+                Ok(Text(Some(v)))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_bool<E>(self, v: bool) -> std::result::Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> std::result::Result<Text, E> {
+                Ok(Text(Some(serde_json::Value::from(v).to_string())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> std::result::Result<Text, A::Error> {
+                let value = serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Text(Some(serde_json::Value::to_string(&value))))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<Text, A::Error> {
+                let value = serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Text(Some(serde_json::Value::to_string(&value))))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -426,6 +469,17 @@ mod tests {
         assert!(!page.rows[0].contains_key("phone") && !page.rows[0].contains_key("links"));
         let rec = to_record(RecordKind::Customer, page.rows[1].clone()).unwrap();
         assert_eq!((rec.id.as_str(), rec.last_modified.as_str()), ("2", "2026-01-01 10:00:01"));
+    }
+
+    #[test]
+    fn values_that_are_not_strings_read_as_their_json_text() {
+        let body = br#"{"links":[],"count":1,"hasMore":false,"items":[{"links":[],"id":1,"n":-5,"f":1.5,"b":true,
+            "a":[1,"x"],"o":{"k":null},"z":null,"s":"tab\there"}]}"#;
+        let row = &parse_rows(body).unwrap().rows[0];
+        let text = |k: &str| row.get(k).map(String::as_str);
+        assert_eq!([text("id"), text("n"), text("f"), text("b")], [Some("1"), Some("-5"), Some("1.5"), Some("true")]);
+        assert_eq!([text("a"), text("o"), text("s")], [Some(r#"[1,"x"]"#), Some(r#"{"k":null}"#), Some("tab\there")]);
+        assert_eq!(text("z"), None);
     }
 
     #[test]

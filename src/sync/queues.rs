@@ -71,7 +71,7 @@ impl From<QueuedWrite> for ParkedWrite {
             external_id_field: q.target.external_id_field,
             external_id: q.target.external_id,
             state: RecordState { fields: None, ..q.state },
-            transformations: json(serde_json::to_string(&q.transformations).expect("transformations serialize")),
+            transformations: json(crate::model::Transformation::list_json(&q.transformations)),
         }
     }
 }

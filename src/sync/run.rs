@@ -7,7 +7,7 @@ use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
 use crate::model::{
     AuditAction, AuditEntry, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem, RecordKind, Result,
-    SyncRequest,
+    SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
@@ -54,7 +54,7 @@ impl Staged {
 impl Staged {
     /// As parked while its Bulk API job runs.
     pub fn parked(&self) -> ParkedWrite {
-        let transformations = serde_json::to_string(&self.mapped.transformations).expect("transformations serialize");
+        let transformations = Transformation::list_json(&self.mapped.transformations);
         let target = &self.mapped.target;
         ParkedWrite {
             kind: self.mapped.source_kind,
@@ -185,7 +185,7 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
-        let transformations = serde_json::to_string(&mapped.transformations).expect("transformations serialize");
+        let transformations = Transformation::list_json(&mapped.transformations);
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 

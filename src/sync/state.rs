@@ -104,17 +104,22 @@ fn written_key(kind: RecordKind, org: &str) -> String {
 /// The `src`/`dst` value of a record whose deletion was handled.
 pub const DELETED: &str = "deleted";
 
-/// A digest of a NetSuite row as read.
+/// A digest of a NetSuite row as read. It only tells a re-read of the
+/// same row (the overlap window, a repeated event) from a change, so a fast
+/// 128-bit hash does (XXH3; SHA-256 cost a large first sync a twentieth of
+/// the component's time). States saved with the SHA-256 digest of earlier
+/// builds do not match it: such a row, when read again, is mapped once
+/// more and found unchanged against `dst`, which stays SHA-256.
 pub fn source_hash(record: &NetSuiteRecord) -> String {
-    let mut h = Sha256::new();
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(record.last_modified.as_bytes());
     for (k, v) in &record.fields {
-        h.update([0]);
+        h.update(&[0]);
         h.update(k.as_bytes());
-        h.update([1]);
+        h.update(&[1]);
         h.update(v.as_bytes());
     }
-    hex::encode(&h.finalize()[..16])
+    hex::encode(h.digest128().to_be_bytes())
 }
 
 /// A digest of what the connector would write. serde_json maps are sorted,

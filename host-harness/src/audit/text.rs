@@ -69,6 +69,7 @@ fn loose(change: &serde_json::Value) -> Transformation {
         detail: text("detail"),
         old: change.get("old").cloned(),
         new: change.get("new").cloned(),
+        json_start: None,
     }
 }
 
