@@ -32,6 +32,10 @@ pub struct PathResult {
     /// Time the component spent running its own code (host calls, the
     /// host's SQLite and the simulators excluded): where the run's time goes.
     pub guest_cpu_seconds: f64,
+    /// CPU time the whole process used during the run, every thread: the
+    /// component's, the host's writer and the simulators'. With two cores,
+    /// the run cannot take less than half of it.
+    pub process_cpu_seconds: f64,
     /// The bench process's peak resident memory during the run (the
     /// simulators and their data live in the same process).
     pub host_peak_rss_bytes: u64,
@@ -56,6 +60,19 @@ pub struct BenchOptions {
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// CPU time (user + system) of this process so far, every thread counted.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces, in brackets):
+    // utime and stime are the 14th and 15th fields, in clock ticks.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(14) + ticks(15)) / CLOCK_TICKS_PER_SECOND
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux the harness runs on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -103,9 +120,10 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
         bed.netsuite.set_latency(latency);
         bed.salesforce.set_faults(Faults { latency, ..Default::default() });
         reset_peak_rss();
-        let started = Instant::now();
+        let (started, cpu_before) = (Instant::now(), process_cpu_seconds());
         let report = bed.sync_kinds(&runtime, SyncMode::Full, &[]).await?;
         let seconds = started.elapsed().as_secs_f64();
+        let process_cpu_seconds = process_cpu_seconds() - cpu_before;
         if report.status != "succeeded" {
             bail!("the {path} run failed: {:?}", report.error);
         }
@@ -122,6 +140,7 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             bulk_jobs: bed.salesforce.bulk_jobs(),
             guest_peak_memory_bytes: report.guest_peak_memory_bytes,
             guest_cpu_seconds: report.guest_cpu_ms as f64 / 1000.0,
+            process_cpu_seconds,
             host_peak_rss_bytes,
             idle_cli_sync_ms,
         });
@@ -152,7 +171,7 @@ async fn idle_cli_sync(bed: &Testbed, dir: &std::path::Path) -> Result<f64> {
 
 pub fn print_text(results: &[PathResult]) {
     println!(
-        "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>9}",
+        "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>9} {:>7}",
         "path",
         "records",
         "seconds",
@@ -163,11 +182,12 @@ pub fn print_text(results: &[PathResult]) {
         "jobs",
         "guest MB",
         "host MB",
-        "guest s"
+        "guest s",
+        "CPU s"
     );
     for r in results {
         println!(
-            "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1} {:>9.2}  (idle sync {:.0} ms)",
+            "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1} {:>9.2} {:>7.2}  (idle sync {:.0} ms)",
             r.path,
             r.records,
             r.seconds,
@@ -179,6 +199,7 @@ pub fn print_text(results: &[PathResult]) {
             r.guest_peak_memory_bytes as f64 / 1048576.0,
             r.host_peak_rss_bytes as f64 / 1048576.0,
             r.guest_cpu_seconds,
+            r.process_cpu_seconds,
             r.idle_cli_sync_ms
         );
     }

@@ -7,7 +7,6 @@ use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, OutcomeKind, Result, SObjectRecord, SalesforceError, UpsertOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::collections::HashSet;
 
 pub const MAX_RECORDS_PER_COLLECTION: usize = 200;
@@ -55,14 +54,14 @@ pub fn collection_path(api_version: &str, chunk: &Chunk) -> String {
     format!("/services/data/v{api_version}/composite/sobjects/{}/{}", chunk.sobject, chunk.external_id_field)
 }
 
-/// One Composite subrequest; its body is JSON text, written once and sent
-/// as it is (again, when a transient failure makes it go out twice).
-#[derive(Debug, Serialize)]
+/// One Composite subrequest; its body is JSON text the connector wrote,
+/// written once and sent as it is (again, when a transient failure makes it
+/// go out twice), never parsed back.
+#[derive(Debug)]
 pub struct Subrequest {
     method: &'static str,
     url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<Box<RawValue>>,
+    body: Option<String>,
 }
 
 /// A record as a Collections row: `attributes`, the external id, then the
@@ -123,11 +122,7 @@ pub fn upsert_subrequest(
         push_row(&mut text, records[i], texts.get(i).copied().flatten());
     }
     text.push_str("]}");
-    Subrequest {
-        method: "PATCH",
-        url: collection_path(api_version, chunk),
-        body: Some(RawValue::from_string(text).expect("rows are JSON objects")),
-    }
+    Subrequest { method: "PATCH", url: collection_path(api_version, chunk), body: Some(text) }
 }
 
 /// One sObject Collections delete of up to 200 Salesforce ids.
@@ -144,34 +139,24 @@ pub fn reference_id(n: usize) -> String {
 }
 
 /// The Composite body for up to five subrequests, numbered `c0`…, as JSON
-/// text written straight from the subrequests (no copies of the records).
+/// text written straight from the subrequests (their bodies are copied as
+/// they are, not parsed again).
 pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Subrequest>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Numbered<'a> {
-        method: &'a str,
-        url: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        body: Option<&'a RawValue>,
-        #[serde(rename = "referenceId")]
-        reference_id: String,
+    let text = |s: &str| serde_json::to_string(s).expect("a string serializes");
+    let mut out = String::from(r#"{"allOrNone":false,"compositeRequest":["#);
+    for (n, sub) in subrequests.enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!(r#"{{"method":{},"url":{}"#, text(sub.method), text(&sub.url)));
+        if let Some(body) = &sub.body {
+            out.push_str(r#","body":"#);
+            out.push_str(body);
+        }
+        out.push_str(&format!(r#","referenceId":{}}}"#, text(&reference_id(n))));
     }
-    #[derive(Serialize)]
-    struct Body<'a> {
-        #[serde(rename = "allOrNone")]
-        all_or_none: bool,
-        #[serde(rename = "compositeRequest")]
-        requests: Vec<Numbered<'a>>,
-    }
-    let requests = subrequests
-        .enumerate()
-        .map(|(n, sub)| Numbered {
-            method: sub.method,
-            url: &sub.url,
-            body: sub.body.as_deref(),
-            reference_id: reference_id(n),
-        })
-        .collect();
-    serde_json::to_vec(&Body { all_or_none: false, requests }).expect("a Composite body serializes")
+    out.push_str("]}");
+    out.into_bytes()
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,7 +213,7 @@ pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOut
             });
         return fail_all(error);
     }
-    let results: Vec<SaveResult> = match serde_json::from_value(sub.body.clone()) {
+    let results: Vec<SaveResult> = match Vec::<SaveResult>::deserialize(&sub.body) {
         Ok(r) => r,
         Err(e) => {
             return fail_all(SalesforceError {
@@ -469,7 +454,7 @@ mod tests {
         let chunk =
             Chunk { sobject: "Account".into(), external_id_field: "NetSuite_Id__c".into(), indices: vec![0, 2] };
         let sub = upsert_subrequest("66.0", &records, &texts, &chunk);
-        let body: Value = serde_json::from_str(sub.body.unwrap().get()).unwrap();
+        let body: Value = serde_json::from_str(&sub.body.unwrap()).unwrap();
         assert_eq!(body["allOrNone"], false);
         assert_eq!(body["records"][0]["Description"], "a \"quoted\"\nline");
         assert_eq!(body["records"][1], json!({"attributes": {"type": "Account"}, "NetSuite_Id__c": "9"}));

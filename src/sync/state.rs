@@ -131,14 +131,15 @@ pub fn content_hash(record: &SObjectRecord) -> String {
 /// The digest of what the connector would write and the fields' JSON text
 /// it covers (kept in the state once the write lands).
 pub fn hashed_payload(record: &SObjectRecord) -> (String, Box<serde_json::value::RawValue>) {
-    let text = serde_json::to_string(&record.fields).expect("a field map serializes");
+    // Written as raw JSON directly: `RawValue::from_string` would parse the
+    // text serde_json just wrote once more, for every record.
+    let payload = serde_json::value::to_raw_value(&record.fields).expect("a field map serializes");
     let mut h = Sha256::new();
     h.update(record.sobject.as_bytes());
     h.update([0]);
     h.update(record.external_id.as_bytes());
     h.update([0]);
-    h.update(text.as_bytes());
-    let payload = serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON");
+    h.update(payload.get().as_bytes());
     (hex::encode(&h.finalize()[..16]), payload)
 }
 
