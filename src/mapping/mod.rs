@@ -266,12 +266,15 @@ impl Mapping {
                 other => other,
             };
             fields.insert(field.target.clone(), value);
+            // Every field named (no `..Default::default()`): a default
+            // `Rc<str>` is an allocation, three per field and record.
             transformations.push(Transformation {
                 field: names.target.clone(),
                 rule,
                 detail,
+                old: None,
+                new: None,
                 json_start: Some(json_start),
-                ..Default::default()
             });
         }
         for parent in &object.parent {
@@ -292,7 +295,9 @@ impl Mapping {
                 field: parent.relationship.as_str().into(),
                 rule: "parent-link".into(),
                 detail: detail.into(),
-                ..Default::default()
+                old: None,
+                new: None,
+                json_start: None,
             });
         }
         fields.insert(EXTERNAL_ID_FIELD.into(), Value::String(record.id.clone()));
