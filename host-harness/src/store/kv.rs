@@ -34,8 +34,12 @@ impl KvStore {
         format!("{}\0{bucket}\0{key}", self.tenant).into_bytes()
     }
 
-    fn seal(&self, bucket: &str, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        if bucket == CREDENTIALS_BUCKET { self.cipher.seal(&self.aad(bucket, key), value) } else { Ok(value.to_vec()) }
+    fn seal<'v>(&self, bucket: &str, key: &str, value: &'v [u8]) -> Result<std::borrow::Cow<'v, [u8]>> {
+        if bucket == CREDENTIALS_BUCKET {
+            self.cipher.seal(&self.aad(bucket, key), value).map(std::borrow::Cow::Owned)
+        } else {
+            Ok(std::borrow::Cow::Borrowed(value))
+        }
     }
 
     fn unseal(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>> {
@@ -84,13 +88,18 @@ impl KvStore {
     }
 
     pub fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.set_at(bucket, key, value, &now_text())
+    }
+
+    /// As [`KvStore::set`], stamped `at` (one time for a whole batch).
+    pub fn set_at(&self, bucket: &str, key: &str, value: &[u8], at: &str) -> Result<()> {
         let sealed = self.seal(bucket, key, value)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             )?
-            .execute(params![self.tenant, bucket, key, sealed, now_text()])?;
+            .execute(params![self.tenant, bucket, key, sealed.as_ref(), at])?;
         Ok(())
     }
 

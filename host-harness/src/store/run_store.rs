@@ -29,11 +29,14 @@ const GROUP: usize = 64;
 
 type Key = (&'static str, String);
 
+/// A value written: shared by the queue and the pending writes, not copied.
+type Value = Arc<Vec<u8>>;
+
 enum Op {
     /// Key-value writes of one call (`None` deletes), all or nothing.
     Write {
         seq: u64,
-        writes: Vec<(Key, Option<Vec<u8>>)>,
+        writes: Vec<(Key, Option<Value>)>,
     },
     Audit {
         at: String,
@@ -48,7 +51,7 @@ enum Op {
 struct Shared {
     /// Values written and not committed yet (`None`: deleted), with the
     /// number of the write that set them.
-    pending: HashMap<Key, (u64, Option<Vec<u8>>)>,
+    pending: HashMap<Key, (u64, Option<Value>)>,
     /// The first failure; nothing is written after it.
     failed: Option<String>,
 }
@@ -130,7 +133,8 @@ impl RunStore {
         }
         self.seq += 1;
         let seq = self.seq;
-        let writes: Vec<(Key, Option<Vec<u8>>)> = writes.into_iter().map(|(k, v)| ((bucket, k), v)).collect();
+        let writes: Vec<(Key, Option<Value>)> =
+            writes.into_iter().map(|(k, v)| ((bucket, k), v.map(Arc::new))).collect();
         {
             let mut shared = lock(&self.shared);
             for (key, value) in &writes {
@@ -158,7 +162,7 @@ impl RunStore {
 
     /// The pending value of `key`: `Some(None)` when it is being deleted.
     fn pending(&self, bucket: &'static str, key: &str) -> Option<Option<Vec<u8>>> {
-        lock(&self.shared).pending.get(&(bucket, key.to_string())).map(|(_, v)| v.clone())
+        lock(&self.shared).pending.get(&(bucket, key.to_string())).map(|(_, v)| v.as_deref().cloned())
     }
 
     pub fn get(&self, bucket: &'static str, key: &str) -> Result<Option<Vec<u8>>> {
@@ -253,13 +257,14 @@ fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
 }
 
 fn commit(kv: &KvStore, group: &[Op]) -> Result<()> {
+    let at = super::now_text();
     kv.batch(|kv| {
         for op in group {
             match op {
                 Op::Write { writes, .. } => {
                     for ((bucket, key), value) in writes {
                         match value {
-                            Some(v) => kv.set(bucket, key, v)?,
+                            Some(v) => kv.set_at(bucket, key, v, &at)?,
                             None => kv.delete(bucket, key)?,
                         }
                     }
