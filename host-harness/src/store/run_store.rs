@@ -327,6 +327,28 @@ mod tests {
     }
 
     #[test]
+    fn the_log_starts_over_instead_of_growing_with_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("state.db")).unwrap();
+        let kv = |conn| KvStore::new(conn, "acme", Cipher::from_key(&[7; 32]));
+        let mut run =
+            RunStore::start(kv(db.connect_for_run_reads().unwrap()), kv(db.connect_for_run_writes().unwrap())).unwrap();
+        // 96 MB of state, 400 KB a call (a page of records): three times
+        // what the writer lets the log hold before it checkpoints.
+        let value = vec![b'x'; 8 * 1024];
+        for page in 0..240 {
+            run.set_many(STATE_BUCKET, (0..50).map(|i| (format!("record/{page}/{i}"), value.clone())).collect())
+                .unwrap();
+        }
+        run.finish().unwrap();
+        // The checkpoint follows the commit that passes 32 MB: the log is at
+        // most that and one group of queued calls.
+        let log = std::fs::metadata(dir.path().join("state.db-wal")).unwrap().len();
+        assert!(log < 48 << 20, "the WAL grew to {} MB", log >> 20);
+        assert_eq!(kv(db.connect().unwrap()).list_keys(STATE_BUCKET, 0, 20_000).unwrap().len(), 240 * 50);
+    }
+
+    #[test]
     fn the_lease_is_in_the_database_when_its_write_returns() {
         let dir = tempfile::tempdir().unwrap();
         let (db, mut run) = store(dir.path());
