@@ -105,6 +105,36 @@ async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn states_with_another_builds_row_digest_are_rechecked_without_a_write() {
+    let bed = bed(50).start().await;
+    succeeded(&bed.sync().await);
+    let writes = bed.salesforce.writes();
+    let conn = bed.tenant.database.connect().unwrap();
+    // Row digests as an earlier build wrote them (SHA-256, not XXH3), and the
+    // cursor gone, so the next incremental run reads every customer again.
+    let rewind = || {
+        conn.execute_batch("DELETE FROM kv WHERE bucket = 'state' AND key = 'cursor/customer'").unwrap();
+    };
+    conn.execute_batch(
+        "UPDATE kv SET value = CAST(json_set(CAST(value AS TEXT), '$.src', '5d41402abc4b2a76b9719d911017c592')
+             AS BLOB) WHERE bucket = 'state' AND key LIKE 'record/customer/%'",
+    )
+    .unwrap();
+    rewind();
+    let rechecked = bed.sync().await;
+    succeeded(&rechecked);
+    let c = rechecked.counts("customer");
+    assert_eq!((c.read, c.unchanged, c.created, c.updated), (50, 50, 0, 0), "{c:?}");
+    assert_eq!(bed.salesforce.writes(), writes, "nothing Salesforce holds is written again");
+    // The states now carry this build's digests: read again, rows are dropped as duplicates.
+    rewind();
+    let again = bed.sync().await;
+    succeeded(&again);
+    assert_eq!(again.counts("customer").read, 0);
+    assert_eq!(bed.salesforce.writes(), writes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_trail_shows_old_and_new_values_of_changed_fields() {
     let bed = bed(20).start().await;
     succeeded(&bed.sync().await);
