@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 
 /// The NetSuite record types the connector reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -143,7 +144,8 @@ impl Transformation {
                     out.push_str(",\"");
                     out.push_str(name);
                     out.push_str("\":");
-                    out.push_str(&serde_json::to_string(value).expect("a JSON value serializes"));
+                    // A value's Display is its compact JSON, written in place.
+                    let _ = write!(out, "{value}");
                 }
             }
             out.push('}');
