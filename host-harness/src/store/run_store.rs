@@ -21,11 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 const LEASE_KEY: &str = netsuite_salesforce::sync::lease::LEASE_KEY;
 
 /// Calls waiting to be committed before the run's next write waits: bounds
-/// the memory pending writes hold (a call is at most a page of records).
+/// the memory pending writes hold (a call is at most a page of records) and
+/// the calls one transaction commits.
 const QUEUE_DEPTH: usize = 16;
-
-/// Calls committed in one transaction, at most.
-const GROUP: usize = 64;
 
 type Key = (&'static str, String);
 
@@ -50,8 +48,9 @@ enum Op {
 #[derive(Default)]
 struct Shared {
     /// Values written and not committed yet (`None`: deleted), with the
-    /// number of the write that set them.
-    pending: HashMap<Key, (u64, Option<Value>)>,
+    /// number of the write that set them; by bucket, then key, so a read
+    /// looks a key up without making one.
+    pending: HashMap<&'static str, HashMap<String, (u64, Option<Value>)>>,
     /// The first failure; nothing is written after it.
     failed: Option<String>,
 }
@@ -80,10 +79,6 @@ impl RunStore {
         let writer =
             std::thread::Builder::new().name("state-writer".into()).spawn(move || write_all(&writer, &theirs, ops))?;
         Ok(RunStore { kv, shared, queue: Some(queue), writer: Some(writer), seq: 0 })
-    }
-
-    pub fn tenant(&self) -> &str {
-        self.kv.tenant()
     }
 
     fn failure(&self) -> Result<()> {
@@ -137,8 +132,9 @@ impl RunStore {
             writes.into_iter().map(|(k, v)| ((bucket, k), v.map(Arc::new))).collect();
         {
             let mut shared = lock(&self.shared);
-            for (key, value) in &writes {
-                shared.pending.insert(key.clone(), (seq, value.clone()));
+            let pending = shared.pending.entry(bucket).or_default();
+            for ((_, key), value) in &writes {
+                pending.insert(key.clone(), (seq, value.clone()));
             }
         }
         self.send(Op::Write { seq, writes })
@@ -162,7 +158,7 @@ impl RunStore {
 
     /// The pending value of `key`: `Some(None)` when it is being deleted.
     fn pending(&self, bucket: &'static str, key: &str) -> Option<Option<Vec<u8>>> {
-        lock(&self.shared).pending.get(&(bucket, key.to_string())).map(|(_, v)| v.as_deref().cloned())
+        lock(&self.shared).pending.get(bucket)?.get(key).map(|(_, v)| v.as_deref().cloned())
     }
 
     pub fn get(&self, bucket: &'static str, key: &str) -> Result<Option<Vec<u8>>> {
@@ -218,23 +214,20 @@ impl Drop for RunStore {
 /// The writer thread: commits calls in groups, in order, until the run ends.
 fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
     while let Ok(first) = ops.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP {
-            match ops.try_recv() {
-                Ok(op) => group.push(op),
-                Err(_) => break,
-            }
-        }
+        // What was queued meanwhile goes in the same transaction (no more
+        // than a full queue: the group is held in memory until committed).
+        let group: Vec<Op> = std::iter::once(first).chain(ops.try_iter().take(QUEUE_DEPTH)).collect();
         if lock(shared).failed.is_none() {
             match commit(kv, &group) {
                 Ok(()) => {
                     let mut shared = lock(shared);
                     for op in &group {
                         let Op::Write { seq, writes } = op else { continue };
-                        for (key, _) in writes {
+                        for ((bucket, key), _) in writes {
+                            let Some(pending) = shared.pending.get_mut(bucket) else { continue };
                             // A later write of the same key stays pending.
-                            if shared.pending.get(key).is_some_and(|(s, _)| s == seq) {
-                                shared.pending.remove(key);
+                            if pending.get(key).is_some_and(|(s, _)| s == seq) {
+                                pending.remove(key);
                             }
                         }
                     }
