@@ -36,6 +36,11 @@ pub struct PathResult {
     /// component's, the host's writer and the simulators'. With two cores,
     /// the run cannot take less than half of it.
     pub process_cpu_seconds: f64,
+    /// `process_cpu_seconds` by thread name: `connector` runs the component
+    /// (and the host calls it makes), `tokio-rt-worker` the simulators and
+    /// the host's HTTP client; threads that ended during the run (the run's
+    /// state writer: its SQLite writes) count as `ended (state-writer)`.
+    pub cpu_seconds_by_thread: BTreeMap<String, f64>,
     /// The bench process's peak resident memory during the run (the
     /// simulators and their data live in the same process).
     pub host_peak_rss_bytes: u64,
@@ -64,11 +69,43 @@ fn reset_peak_rss() {
 /// CPU time (user + system) of this process so far, every thread counted.
 fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces, in brackets):
-    // utime and stime are the 14th and 15th fields, in clock ticks.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    stat_cpu_seconds(&stat).1
+}
+
+/// The command (thread) name and the CPU seconds of a `/proc/.../stat` line.
+fn stat_cpu_seconds(stat: &str) -> (String, f64) {
+    // The name is in brackets and may hold spaces; utime and stime are the
+    // 14th and 15th fields, in clock ticks.
+    let Some((head, rest)) = stat.rsplit_once(')') else { return (String::new(), 0.0) };
+    let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(14) + ticks(15)) / CLOCK_TICKS_PER_SECOND
+    (name, (ticks(14) + ticks(15)) / CLOCK_TICKS_PER_SECOND)
+}
+
+/// CPU seconds so far of each live thread, by thread id (Linux only).
+fn thread_cpu_seconds() -> BTreeMap<u64, (String, f64)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return BTreeMap::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse::<u64>().ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            Some((tid, stat_cpu_seconds(&stat)))
+        })
+        .collect()
+}
+
+/// CPU used between two snapshots, summed by thread name. Threads that ended
+/// in between are missing (the harness's threads outlive a run).
+fn cpu_by_thread(before: &BTreeMap<u64, (String, f64)>, after: &BTreeMap<u64, (String, f64)>) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    for (tid, (name, seconds)) in after {
+        let earlier = before.get(tid).map_or(0.0, |(_, s)| *s);
+        *by_name.entry(name.clone()).or_insert(0.0) += seconds - earlier;
+    }
+    by_name.retain(|_, s| *s > 0.0);
+    by_name
 }
 
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux the harness runs on.
@@ -120,10 +157,14 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
         bed.netsuite.set_latency(latency);
         bed.salesforce.set_faults(Faults { latency, ..Default::default() });
         reset_peak_rss();
-        let (started, cpu_before) = (Instant::now(), process_cpu_seconds());
+        let (started, cpu_before, threads_before) = (Instant::now(), process_cpu_seconds(), thread_cpu_seconds());
         let report = bed.sync_kinds(&runtime, SyncMode::Full, &[]).await?;
         let seconds = started.elapsed().as_secs_f64();
         let process_cpu_seconds = process_cpu_seconds() - cpu_before;
+        let mut cpu_seconds_by_thread = cpu_by_thread(&threads_before, &thread_cpu_seconds());
+        // The run's own threads (its state writer) have ended by now.
+        let ended = process_cpu_seconds - cpu_seconds_by_thread.values().sum::<f64>();
+        cpu_seconds_by_thread.insert("ended (state-writer)".into(), ended.max(0.0));
         if report.status != "succeeded" {
             bail!("the {path} run failed: {:?}", report.error);
         }
@@ -141,6 +182,7 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             guest_peak_memory_bytes: report.guest_peak_memory_bytes,
             guest_cpu_seconds: report.guest_cpu_ms as f64 / 1000.0,
             process_cpu_seconds,
+            cpu_seconds_by_thread,
             host_peak_rss_bytes,
             idle_cli_sync_ms,
         });
@@ -202,6 +244,10 @@ pub fn print_text(results: &[PathResult]) {
             r.process_cpu_seconds,
             r.idle_cli_sync_ms
         );
+    }
+    for r in results {
+        let threads: Vec<String> = r.cpu_seconds_by_thread.iter().map(|(name, s)| format!("{name} {s:.2}")).collect();
+        println!("{:<10} CPU s by thread: {}", r.path, threads.join(", "));
     }
 }
 

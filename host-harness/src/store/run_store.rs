@@ -17,12 +17,13 @@ use anyhow::{Result, anyhow};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 const LEASE_KEY: &str = netsuite_salesforce::sync::lease::LEASE_KEY;
 
-/// Calls waiting to be committed before the run's next write waits: bounds
-/// the memory pending writes hold (a call is at most a page of records) and
-/// the calls one transaction commits.
+/// Calls waiting for the writer before the run's next write waits (a call is
+/// at most a page of records): with the group the writer is gathering
+/// ([`GROUP_BYTES`]), it bounds the memory pending writes hold.
 const QUEUE_DEPTH: usize = 16;
 
 type Key = (&'static str, String);
@@ -211,12 +212,50 @@ impl Drop for RunStore {
     }
 }
 
+/// How long a transaction stays open for more calls, and how many bytes of
+/// values it gathers before it commits. Each commit writes every page it
+/// touched to the log once more, and the state's key index takes a first
+/// sync's records in no order: committing a page of records at a time
+/// rewrote most of the index's pages each time.
+const GROUP_TIME: Duration = Duration::from_millis(500);
+const GROUP_BYTES: usize = 16 << 20;
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Write { writes, .. } => {
+                writes.iter().map(|((_, k), v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum()
+            }
+            Op::Audit { rows, .. } => rows.iter().map(|r| r.transformations.len() + 64).sum(),
+            Op::Flush(_) => 0,
+        }
+    }
+}
+
+/// The next group of calls to commit together: what arrives within
+/// [`GROUP_TIME`] of the first, up to [`GROUP_BYTES`], ended early by a
+/// flush or the run's end. None once the run has ended and nothing is left.
+fn next_group(ops: &Receiver<Op>) -> Option<Vec<Op>> {
+    let first = ops.recv().ok()?;
+    let started = Instant::now();
+    let mut bytes = first.bytes();
+    let mut group = vec![first];
+    while bytes < GROUP_BYTES && !matches!(group.last(), Some(Op::Flush(_))) {
+        let left = GROUP_TIME.saturating_sub(started.elapsed());
+        match ops.recv_timeout(left) {
+            Ok(op) => {
+                bytes += op.bytes();
+                group.push(op);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
 /// The writer thread: commits calls in groups, in order, until the run ends.
 fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
-    while let Ok(first) = ops.recv() {
-        // What was queued meanwhile goes in the same transaction (no more
-        // than a full queue: the group is held in memory until committed).
-        let group: Vec<Op> = std::iter::once(first).chain(ops.try_iter().take(QUEUE_DEPTH)).collect();
+    while let Some(group) = next_group(&ops) {
         if lock(shared).failed.is_none() {
             match commit(kv, &group) {
                 Ok(()) => {
@@ -296,6 +335,32 @@ mod tests {
             transformations: "[]".into(),
             error: None,
         }
+    }
+
+    fn write_of(bytes: usize) -> Op {
+        Op::Write { seq: 1, writes: vec![((STATE_BUCKET, "k".into()), Some(Arc::new(vec![0; bytes])))] }
+    }
+
+    #[test]
+    fn a_group_ends_at_a_flush_at_its_size_or_when_the_run_ends() {
+        let (queue, ops) = sync_channel(QUEUE_DEPTH);
+        let (done, _wait) = sync_channel(1);
+        queue.send(write_of(10)).unwrap();
+        queue.send(Op::Flush(done)).unwrap();
+        queue.send(write_of(10)).unwrap();
+        let group = next_group(&ops).unwrap();
+        assert_eq!(group.len(), 2, "the flush is answered with what came before it");
+        assert!(matches!(group[1], Op::Flush(_)));
+
+        queue.send(write_of(GROUP_BYTES / 2)).unwrap();
+        queue.send(write_of(GROUP_BYTES / 2)).unwrap();
+        queue.send(write_of(10)).unwrap();
+        drop(queue);
+        let group = next_group(&ops).unwrap();
+        assert_eq!(group.len(), 3, "the write after the flush, then two that reach the size");
+        assert!(group.iter().map(Op::bytes).sum::<usize>() >= GROUP_BYTES);
+        assert_eq!(next_group(&ops).unwrap().len(), 1, "the rest, once the run has ended");
+        assert!(next_group(&ops).is_none());
     }
 
     #[test]
