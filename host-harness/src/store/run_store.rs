@@ -232,52 +232,64 @@ impl Op {
     }
 }
 
-/// The next group of calls to commit together: what arrives within
-/// [`GROUP_TIME`] of the first, up to [`GROUP_BYTES`], ended early by a
-/// flush or the run's end. None once the run has ended and nothing is left.
-fn next_group(ops: &Receiver<Op>) -> Option<Vec<Op>> {
-    let first = ops.recv().ok()?;
+/// The group of calls `first` starts, each handed to `apply` as it arrives:
+/// what comes within [`GROUP_TIME`] of the first, up to [`GROUP_BYTES`],
+/// ended early by a flush or the run's end.
+fn gather(ops: &Receiver<Op>, first: Op, mut apply: impl FnMut(&Op)) -> Vec<Op> {
     let started = Instant::now();
-    let mut bytes = first.bytes();
-    let mut group = vec![first];
-    while bytes < GROUP_BYTES && !matches!(group.last(), Some(Op::Flush(_))) {
-        let left = GROUP_TIME.saturating_sub(started.elapsed());
-        match ops.recv_timeout(left) {
-            Ok(op) => {
-                bytes += op.bytes();
-                group.push(op);
-            }
-            Err(_) => break,
+    let mut bytes = 0;
+    let mut group = Vec::new();
+    let mut next = Some(first);
+    while let Some(op) = next.take() {
+        apply(&op);
+        bytes += op.bytes();
+        let flush = matches!(op, Op::Flush(_));
+        group.push(op);
+        if flush || bytes >= GROUP_BYTES {
+            break;
         }
+        next = ops.recv_timeout(GROUP_TIME.saturating_sub(started.elapsed())).ok();
     }
-    Some(group)
+    group
 }
 
-/// The writer thread: commits calls in groups, in order, until the run ends.
+/// The writer thread: one transaction per group of calls, in order, until
+/// the run ends. Calls are written as they arrive, so the writer keeps pace
+/// with the run instead of working in bursts the run would wait for.
 fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
-    while let Some(group) = next_group(&ops) {
-        if lock(shared).failed.is_none() {
-            match commit(kv, &group) {
-                Ok(()) => {
-                    let mut shared = lock(shared);
-                    for op in &group {
-                        let Op::Write { seq, writes } = op else { continue };
-                        for ((bucket, key), _) in writes {
-                            let Some(pending) = shared.pending.get_mut(bucket) else { continue };
-                            // A later write of the same key stays pending.
-                            if pending.get(key).is_some_and(|(s, _)| s == seq) {
-                                pending.remove(key);
-                            }
+    let conn = kv.connection();
+    while let Ok(first) = ops.recv() {
+        let at = super::now_text();
+        // After a failure nothing is written; flushes are still answered.
+        let mut written: Option<Result<()>> =
+            lock(shared).failed.is_none().then(|| conn.execute_batch("BEGIN IMMEDIATE").map_err(Into::into));
+        let group = gather(&ops, first, |op| {
+            if let Some(Ok(())) = written {
+                written = Some(write(kv, op, &at));
+            }
+        });
+        match written.map(|w| w.and_then(|()| conn.execute_batch("COMMIT").map_err(Into::into))) {
+            None => {}
+            Some(Ok(())) => {
+                let mut shared = lock(shared);
+                for op in &group {
+                    let Op::Write { seq, writes } = op else { continue };
+                    for ((bucket, key), _) in writes {
+                        let Some(pending) = shared.pending.get_mut(bucket) else { continue };
+                        // A later write of the same key stays pending.
+                        if pending.get(key).is_some_and(|(s, _)| s == seq) {
+                            pending.remove(key);
                         }
                     }
                 }
-                Err(e) => {
-                    lock(shared).failed = Some(format!(
-                        "saving the run's state to {} failed: {e:#}; nothing after it was saved and the next run \
-                         repeats what was not",
-                        kv.connection().path().unwrap_or("the database")
-                    ))
-                }
+            }
+            Some(Err(e)) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                lock(shared).failed = Some(format!(
+                    "saving the run's state to {} failed: {e:#}; nothing after it was saved and the next run \
+                     repeats what was not",
+                    conn.path().unwrap_or("the database")
+                ))
             }
         }
         for op in group {
@@ -288,25 +300,21 @@ fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
     }
 }
 
-fn commit(kv: &KvStore, group: &[Op]) -> Result<()> {
-    let at = super::now_text();
-    kv.batch(|kv| {
-        for op in group {
-            match op {
-                Op::Write { writes, .. } => {
-                    for ((bucket, key), value) in writes {
-                        match value {
-                            Some(v) => kv.set_at(bucket, key, v, &at)?,
-                            None => kv.delete(bucket, key)?,
-                        }
-                    }
+/// One call's writes, in the open transaction.
+fn write(kv: &KvStore, op: &Op, at: &str) -> Result<()> {
+    match op {
+        Op::Write { writes, .. } => {
+            for ((bucket, key), value) in writes {
+                match value {
+                    Some(v) => kv.set_at(bucket, key, v, at)?,
+                    None => kv.delete(bucket, key)?,
                 }
-                Op::Audit { at, rows } => crate::audit::insert(kv.connection(), kv.tenant(), at, rows)?,
-                Op::Flush(_) => {}
             }
         }
-        Ok(())
-    })
+        Op::Audit { at, rows } => crate::audit::insert(kv.connection(), kv.tenant(), at, rows)?,
+        Op::Flush(_) => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -348,6 +356,7 @@ mod tests {
         queue.send(write_of(10)).unwrap();
         queue.send(Op::Flush(done)).unwrap();
         queue.send(write_of(10)).unwrap();
+        let next_group = |ops: &Receiver<Op>| Some(gather(ops, ops.recv().ok()?, |_| {}));
         let group = next_group(&ops).unwrap();
         assert_eq!(group.len(), 2, "the flush is answered with what came before it");
         assert!(matches!(group[1], Op::Flush(_)));
