@@ -18,6 +18,8 @@ pub mod sync;
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
+#[cfg(any(test, target_arch = "wasm32"))]
+mod memcmp;
 
 /// Talc instead of the default dlmalloc: a sync allocates and frees a few
 /// hundred small strings per record, and dlmalloc was a fifth of the

@@ -624,9 +624,14 @@ impl Org {
         if existing.is_none() {
             self.check_duplicate_rule(object, &values)?;
         }
-        let mut merged: Map<String, Value> =
-            existing.as_ref().map(|(_, f, _)| serde_json::from_str(f).unwrap_or_default()).unwrap_or_default();
-        merged.extend(values);
+        let merged = match &existing {
+            Some((_, fields, _)) => {
+                let mut merged: Map<String, Value> = serde_json::from_str(fields).unwrap_or_default();
+                merged.extend(values);
+                merged
+            }
+            None => values,
+        };
         self.check_complete(object, &merged)?;
 
         let fields_text = Value::Object(merged).to_string();
