@@ -526,7 +526,7 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
     let mut earlier: HashMap<String, Value> = HashMap::new();
     // Answers are kept for `@{ref}` only when some subrequest has one (a
     // copy of each upsert's 200 results cost a tenth of a Composite call).
-    let referenced = subrequests.iter().skip(1).any(has_reference);
+    let referenced = may_reference(&body) && subrequests.iter().skip(1).any(has_reference);
     for sub in subrequests {
         let method = sub.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
         let reference = sub.get("referenceId").cloned().unwrap_or(Value::Null);
@@ -565,6 +565,18 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
         }));
     }
     (200, Some(json!({ "compositeResponse": responses })))
+}
+
+/// Whether a request body may hold an `@{…}` reference: the text has `@{`
+/// or a `\u` escape (which could spell it). Most bodies have neither, and
+/// are not searched value by value.
+fn may_reference(body: &Body<'_>) -> bool {
+    match body {
+        Body::Bytes(text) => {
+            memchr::memmem::find(text, b"@{").is_some() || memchr::memmem::find(text, b"\\u").is_some()
+        }
+        Body::Json(_) => true,
+    }
 }
 
 /// Whether any string in `value` holds an `@{…}` reference: most
@@ -634,6 +646,17 @@ fn lookup(expression: &str, earlier: &HashMap<String, Value>) -> Option<Value> {
 #[cfg(test)]
 mod reference_tests {
     use super::*;
+
+    #[test]
+    fn only_bodies_that_could_spell_a_reference_are_searched() {
+        assert!(!may_reference(&Body::Bytes(br#"{"compositeRequest":[{"url":"/x","body":{"a":"b"}}]}"#)));
+        assert!(may_reference(&Body::Bytes(br#"{"url":"/sobjects/Account/@{acct.id}"}"#)));
+        // `\u0040{` is `@{` once parsed.
+        let escaped = br#"{"url":"/sobjects/Account/\u0040{acct.id}"}"#;
+        assert!(may_reference(&Body::Bytes(escaped)));
+        let parsed: Value = serde_json::from_slice(escaped).unwrap();
+        assert!(has_reference(&parsed));
+    }
 
     #[test]
     fn references_resolve_to_earlier_answers_and_unknown_ones_stay() {
