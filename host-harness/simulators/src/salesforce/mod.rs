@@ -258,13 +258,11 @@ impl SalesforceSim {
     /// Changes a field's definition, as an admin editing it in Setup would.
     pub fn alter_field(&self, sobject: &str, field: &str, change: impl FnOnce(&mut schema::Field)) {
         let mut org = self.org();
-        if let Some(f) = org
-            .objects
-            .iter_mut()
-            .find(|o| o.name == sobject)
-            .and_then(|o| o.fields.iter_mut().find(|f| f.name == field))
+        if let Some(object) = org.objects.iter_mut().find(|o| o.name == sobject)
+            && let Some(f) = object.fields.iter_mut().find(|f| f.name == field)
         {
             change(f);
+            object.fields_changed();
         }
     }
 
@@ -273,6 +271,7 @@ impl SalesforceSim {
         let mut org = self.org();
         if let Some(object) = org.objects.iter_mut().find(|o| o.name == sobject) {
             object.fields.retain(|f| f.name != field);
+            object.fields_changed();
         }
     }
 

@@ -1,5 +1,8 @@
 //! The simulated org's objects and fields, as describe would report them.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
     Id,
@@ -35,16 +38,56 @@ pub struct Field {
 pub struct SObject {
     pub name: &'static str,
     pub key_prefix: &'static str,
+    /// Call [`SObject::fields_changed`] after changing them.
     pub fields: Vec<Field>,
+    /// Names requests used that name a field or a relationship, with their
+    /// positions in `fields`: a Collections request repeats the same names
+    /// in every record, and scanning the fields for each one, three times a
+    /// record, was a tenth of the simulator's upsert.
+    resolved: RefCell<HashMap<String, Resolved, foldhash::fast::RandomState>>,
 }
 
+/// The positions in `fields` of the field and of the relationship a name
+/// matches, ignoring case.
+type Resolved = (Option<usize>, Option<usize>);
+
 impl SObject {
+    pub fn new(name: &'static str, key_prefix: &'static str, fields: Vec<Field>) -> SObject {
+        SObject { name, key_prefix, fields, resolved: RefCell::default() }
+    }
+
+    /// Forgets resolved names: `fields` changed.
+    pub fn fields_changed(&self) {
+        self.resolved.borrow_mut().clear();
+    }
+
+    fn resolve(&self, name: &str) -> Resolved {
+        if let Some(found) = self.resolved.borrow().get(name) {
+            return *found;
+        }
+        let found = (
+            self.fields.iter().position(|f| f.name.eq_ignore_ascii_case(name)),
+            self.fields.iter().position(|f| f.relationship.is_some_and(|(r, _)| r.eq_ignore_ascii_case(name))),
+        );
+        // Names that match nothing fail their request and are not kept.
+        if found != (None, None) {
+            self.resolved.borrow_mut().insert(name.to_string(), found);
+        }
+        found
+    }
+
     pub fn field(&self, name: &str) -> Option<&Field> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.named(name).0
     }
 
     pub fn relationship(&self, name: &str) -> Option<&Field> {
-        self.fields.iter().find(|f| f.relationship.is_some_and(|(r, _)| r.eq_ignore_ascii_case(name)))
+        self.named(name).1
+    }
+
+    /// The field and the relationship `name` names (either, both or none).
+    pub fn named(&self, name: &str) -> (Option<&Field>, Option<&Field>) {
+        let (field, relationship) = self.resolve(name);
+        (field.map(|i| &self.fields[i]), relationship.map(|i| &self.fields[i]))
     }
 
     /// The External ID field whose value the store indexes (`NetSuite_Id__c`).
@@ -173,9 +216,9 @@ pub fn objects() -> Vec<SObject> {
     vendor.extend(flags());
     vendor.extend(audit());
     vec![
-        SObject { name: "Account", key_prefix: "001", fields: account },
-        SObject { name: "Contact", key_prefix: "003", fields: contact },
-        SObject { name: "Vendor__c", key_prefix: "a01", fields: vendor },
+        SObject::new("Account", "001", account),
+        SObject::new("Contact", "003", contact),
+        SObject::new("Vendor__c", "a01", vendor),
     ]
 }
 
@@ -236,6 +279,24 @@ pub fn normalize_id(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_resolve_in_any_case_and_again_after_the_fields_change() {
+        let mut contact = objects().into_iter().find(|o| o.name == "Contact").unwrap();
+        assert_eq!(contact.field("email").map(|f| f.name), Some("Email"));
+        assert_eq!(contact.field("EMAIL").map(|f| f.name), Some("Email"));
+        assert_eq!(contact.relationship("account").and_then(|f| f.relationship), Some(("Account", "Account")));
+        assert!(contact.field("Account").is_none(), "a relationship is not a field");
+        assert!(contact.field("Nope__c").is_none());
+        // Positions move when a field goes: resolved names are forgotten.
+        let before = contact.fields.iter().position(|f| f.name == "Email").unwrap();
+        contact.fields.remove(before - 1);
+        contact.fields_changed();
+        assert_eq!(contact.field("Email").map(|f| f.name), Some("Email"));
+        contact.fields.retain(|f| f.name != "Email");
+        contact.fields_changed();
+        assert!(contact.field("email").is_none());
+    }
 
     #[test]
     fn ids_have_prefix_length_and_case_suffix() {

@@ -286,7 +286,7 @@ impl Org {
     /// lacks, as Salesforce does while deserializing.
     pub fn check_fields(&self, object: &SObject, record: &Map<String, Value>) -> Result<(), RequestError> {
         for key in record.keys() {
-            if key == "attributes" || object.field(key).is_some() || object.relationship(key).is_some() {
+            if key == "attributes" || matches!(object.named(key), (Some(_), _) | (_, Some(_))) {
                 continue;
             }
             return Err(RequestError::new(
@@ -307,7 +307,8 @@ impl Org {
             if key == "attributes" {
                 continue;
             }
-            if let Some(rel) = object.relationship(key) {
+            let (field, relationship) = object.named(key);
+            if let Some(rel) = relationship {
                 let (_, target) = rel.relationship.expect("relationship fields carry their target");
                 let Value::Object(parent_key) = value else {
                     return Err(RecordError::new(
@@ -341,7 +342,7 @@ impl Org {
                 }
                 continue;
             }
-            let field = object.field(key).expect("fields were checked before the write");
+            let field = field.expect("fields were checked before the write");
             if !field.updateable {
                 return Err(RecordError::new(
                     "INVALID_FIELD_FOR_INSERT_UPDATE",
