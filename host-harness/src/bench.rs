@@ -105,7 +105,14 @@ fn cpu_by_thread(before: &BTreeMap<u64, (String, f64)>, after: &BTreeMap<u64, (S
         *by_name.entry(name.clone()).or_insert(0.0) += seconds - earlier;
     }
     by_name.retain(|_, s| *s > 0.0);
+    by_name.values_mut().for_each(|s| *s = ticks(*s));
     by_name
+}
+
+/// Seconds rounded to whole clock ticks (differences of tick counts carry
+/// floating-point residue otherwise).
+fn ticks(seconds: f64) -> f64 {
+    (seconds * CLOCK_TICKS_PER_SECOND).round() / CLOCK_TICKS_PER_SECOND
 }
 
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux the harness runs on.
@@ -160,11 +167,11 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
         let (started, cpu_before, threads_before) = (Instant::now(), process_cpu_seconds(), thread_cpu_seconds());
         let report = bed.sync_kinds(&runtime, SyncMode::Full, &[]).await?;
         let seconds = started.elapsed().as_secs_f64();
-        let process_cpu_seconds = process_cpu_seconds() - cpu_before;
+        let process_cpu_seconds = ticks(process_cpu_seconds() - cpu_before);
         let mut cpu_seconds_by_thread = cpu_by_thread(&threads_before, &thread_cpu_seconds());
         // The run's own threads (its state writer) have ended by now.
         let ended = process_cpu_seconds - cpu_seconds_by_thread.values().sum::<f64>();
-        cpu_seconds_by_thread.insert("ended (state-writer)".into(), ended.max(0.0));
+        cpu_seconds_by_thread.insert("ended (state-writer)".into(), ticks(ended.max(0.0)));
         if report.status != "succeeded" {
             bail!("the {path} run failed: {:?}", report.error);
         }
@@ -380,4 +387,30 @@ pub async fn event_latency(target: EventHost, events: usize) -> Result<EventLate
 fn random_key() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_stat_line_gives_its_name_and_cpu_seconds() {
+        // utime 250 and stime 31 ticks; the name holds a space and a bracket.
+        let line = "4242 (state (w) r) S 1 2 3 4 5 6 7 8 9 10 250 31 0 0 20 0 1 0 100 0 0";
+        assert_eq!(stat_cpu_seconds(line), ("state (w) r".to_string(), 2.81));
+        assert_eq!(stat_cpu_seconds("garbage"), (String::new(), 0.0));
+    }
+
+    #[test]
+    fn cpu_by_thread_sums_what_each_name_used_between_snapshots() {
+        let before = BTreeMap::from([(1, ("connector".to_string(), 1.0)), (2, ("tokio-rt-worker".to_string(), 0.5))]);
+        let after = BTreeMap::from([
+            (1, ("connector".to_string(), 3.25)),
+            (2, ("tokio-rt-worker".to_string(), 1.5)),
+            (3, ("tokio-rt-worker".to_string(), 0.75)),
+            (4, ("epoch-ticker".to_string(), 0.0)),
+        ]);
+        let by_name = cpu_by_thread(&before, &after);
+        assert_eq!(by_name, BTreeMap::from([("connector".to_string(), 2.25), ("tokio-rt-worker".to_string(), 1.75)]));
+    }
 }
