@@ -270,9 +270,8 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
             *seen.entry(v.to_ascii_lowercase()).or_default() += 1;
         }
     }
-    // One transaction per request (rolled back for allOrNone when a row fails);
-    // it also spares the store a commit per row.
-    let _ = org.conn.execute_batch("SAVEPOINT collection");
+    // The request's changes are undone together for allOrNone when a row fails.
+    org.table.begin();
     let writes_before = org.writes;
     let mut results: Vec<Result<super::store::Upserted, RecordError>> = Vec::with_capacity(parsed.len());
     for &m in &parsed {
@@ -301,7 +300,7 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
         });
     }
     if all_or_none && results.iter().any(Result::is_err) {
-        let _ = org.conn.execute_batch("ROLLBACK TO collection; RELEASE collection");
+        org.table.rollback();
         org.writes = writes_before;
         let rolled: Vec<Value> = results
             .into_iter()
@@ -316,7 +315,7 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
             .collect();
         return (200, Some(Value::Array(rolled)));
     }
-    let _ = org.conn.execute_batch("RELEASE collection");
+    org.table.release();
     (200, Some(Value::Array(results.into_iter().map(result_json).collect())))
 }
 

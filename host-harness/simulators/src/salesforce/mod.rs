@@ -12,6 +12,7 @@ mod datetime;
 pub mod schema;
 mod soql;
 pub mod store;
+mod table;
 
 use super::SimClock;
 use anyhow::Result;

@@ -2,12 +2,12 @@
 //! external id, create, update and delete by Id, with required fields, field
 //! lengths, parent lookups by external id, unique external ids, validation
 //! and matching rules. Every write stamps SystemModstamp (and
-//! LastModifiedDate) in the statement that writes the row; a delete keeps
-//! the row with IsDeleted set, as the Recycle Bin does.
+//! LastModifiedDate) as it writes the row; a delete keeps the row with
+//! IsDeleted set, as the Recycle Bin does.
 
 use super::datetime;
 use super::schema::{Field, FieldType, SObject, normalize_id, objects, salesforce_id};
-use rusqlite::{Connection, OptionalExtension, params};
+use super::table::{Record, Table};
 use serde_json::{Map, Value, json};
 
 /// A configurable validation rule: records of `sobject` whose `field`
@@ -21,7 +21,7 @@ pub struct ValidationRule {
 }
 
 pub struct Org {
-    pub conn: Connection,
+    pub table: Table,
     pub objects: Vec<SObject>,
     pub validation_rule: Option<ValidationRule>,
     /// A matching rule: a new record whose (sobject, field) value equals an
@@ -131,16 +131,8 @@ pub fn with_system_fields(record: &mut Map<String, Value>, created: i64, modstam
 
 impl Org {
     pub fn new() -> anyhow::Result<Org> {
-        let conn = Connection::open_in_memory()?;
-        // created_at and modstamp are Unix seconds of the simulated clock;
-        // LastModifiedDate and SystemModstamp both read modstamp.
-        conn.execute_batch(
-            "CREATE TABLE record (id TEXT PRIMARY KEY, sobject TEXT NOT NULL, ext_id TEXT, fields TEXT NOT NULL,
-                 created_at INTEGER NOT NULL, modstamp INTEGER NOT NULL, is_deleted INTEGER NOT NULL DEFAULT 0);
-             CREATE INDEX record_ext ON record (sobject, ext_id COLLATE NOCASE);",
-        )?;
         Ok(Org {
-            conn,
+            table: Table::default(),
             objects: objects(),
             validation_rule: None,
             duplicate_rule: None,
@@ -159,32 +151,23 @@ impl Org {
 
     /// (id, fields) of the live record with this external id.
     pub fn find(&self, sobject: &str, ext_id: &str) -> Option<(String, Map<String, Value>)> {
-        self.conn
-            .prepare_cached(
-                "SELECT id, fields FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE AND is_deleted = 0",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![sobject, ext_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                    .optional()
-            })
-            .ok()
-            .flatten()
-            .map(|(id, f)| (id, serde_json::from_str(&f).unwrap_or_default()))
+        self.live_with_ext(sobject, ext_id)
+            .next()
+            .map(|r| (r.id.clone(), serde_json::from_str(&r.fields).unwrap_or_default()))
+    }
+
+    /// Live records of `sobject` carrying this external id, oldest first.
+    fn live_with_ext<'o>(&'o self, sobject: &str, ext_id: &str) -> impl Iterator<Item = &'o Record> + 'o {
+        let slots = self.table.with_ext(sobject, ext_id);
+        slots.iter().filter_map(|&s| self.table.get(s)).filter(|r| !r.deleted)
     }
 
     /// Ids of every live record carrying this external id (more than one
     /// only when the field is not Unique and people created duplicates).
     pub fn matches(&self, sobject: &str, ext_id: &str) -> Vec<String> {
-        self.conn
-            .prepare_cached(
-                "SELECT id FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE AND is_deleted = 0",
-            )
-            .and_then(|mut s| s.query_map(params![sobject, ext_id], |r| r.get(0))?.collect())
-            .map(|mut ids: Vec<String>| {
-                ids.sort();
-                ids
-            })
-            .unwrap_or_default()
+        let mut ids: Vec<String> = self.live_with_ext(sobject, ext_id).map(|r| r.id.clone()).collect();
+        ids.sort();
+        ids
     }
 
     fn next_id(&mut self, object: &SObject) -> String {
@@ -197,10 +180,15 @@ impl Org {
     /// without the connector's checks.
     pub fn insert_raw(&mut self, object: &SObject, ext_id: &str, fields: Map<String, Value>, now: i64) -> String {
         let id = self.next_id(object);
-        let _ = self.conn.execute(
-            "INSERT INTO record (id, sobject, ext_id, fields, created_at, modstamp) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![id, object.name, ext_id, Value::Object(fields).to_string(), now],
-        );
+        self.table.insert(Record {
+            id: id.clone(),
+            sobject: object.name,
+            ext_id: Some(ext_id.to_string()),
+            fields: Value::Object(fields).to_string().into(),
+            created: now,
+            modstamp: now,
+            deleted: false,
+        });
         id
     }
 
@@ -208,22 +196,12 @@ impl Org {
     /// (CreatedDate, LastModifiedDate, SystemModstamp, IsDeleted).
     pub fn read(&self, sobject: &str, id: &str) -> Read {
         let Some(id) = normalize_id(id) else { return Read::Missing };
-        let row: Option<(String, i64, i64, bool)> = self
-            .conn
-            .prepare_cached(
-                "SELECT fields, created_at, modstamp, is_deleted FROM record WHERE sobject = ?1 AND id = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![sobject, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
-            })
-            .ok()
-            .flatten();
-        match row {
+        match self.table.by_id(&id).filter(|r| r.sobject == sobject) {
             None => Read::Missing,
-            Some((_, _, _, true)) => Read::Deleted,
-            Some((fields, created, modstamp, false)) => {
-                let mut record: Map<String, Value> = serde_json::from_str(&fields).unwrap_or_default();
-                with_system_fields(&mut record, created, modstamp, false);
+            Some(r) if r.deleted => Read::Deleted,
+            Some(r) => {
+                let mut record: Map<String, Value> = serde_json::from_str(&r.fields).unwrap_or_default();
+                with_system_fields(&mut record, r.created, r.modstamp, false);
                 Read::Live(record)
             }
         }
@@ -231,55 +209,39 @@ impl Org {
 
     /// The Salesforce id of the live record with this external id.
     pub fn find_id(&self, sobject: &str, ext_id: &str) -> Option<String> {
-        self.conn
-            .prepare_cached(
-                "SELECT id FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE AND is_deleted = 0",
-            )
-            .and_then(|mut s| s.query_row(params![sobject, ext_id], |r| r.get(0)).optional())
-            .ok()
-            .flatten()
+        self.live_with_ext(sobject, ext_id).next().map(|r| r.id.clone())
     }
 
     /// Live records of `sobject` (the Recycle Bin not counted).
     pub fn count(&self, sobject: &str) -> u64 {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM record WHERE sobject = ?1 AND is_deleted = 0", params![sobject], |r| {
-                r.get::<_, i64>(0)
-            })
-            .unwrap_or(0) as u64
+        self.table.of_object(sobject).filter(|(_, r)| !r.deleted).count() as u64
     }
 
     /// Moves record `id` to the Recycle Bin: the row stays with IsDeleted
     /// set and its SystemModstamp moved, so queryAll still finds it.
     pub fn delete(&mut self, id: &str, now: i64) -> Deleted {
-        let Some(id) = normalize_id(id) else { return Deleted::NoSuchId };
-        let moved = self
-            .conn
-            .prepare_cached("UPDATE record SET is_deleted = 1, modstamp = ?2 WHERE id = ?1 AND is_deleted = 0")
-            .and_then(|mut s| s.execute(params![id, now]))
-            .unwrap_or(0);
-        self.deleted_outcome(&id, moved)
+        let Some(slot) = normalize_id(id).and_then(|id| self.table.slot(&id)) else { return Deleted::NoSuchId };
+        if self.table.get(slot).is_some_and(|r| r.deleted) {
+            return Deleted::AlreadyDeleted;
+        }
+        self.table.modify(slot, |r| {
+            r.deleted = true;
+            r.modstamp = now;
+        });
+        self.writes += 1;
+        Deleted::Ok
     }
 
     /// Deletes record `id` for good (Bulk API hardDelete): queryAll no
     /// longer finds it either.
     pub fn hard_delete(&mut self, id: &str) -> Deleted {
-        let Some(id) = normalize_id(id) else { return Deleted::NoSuchId };
-        let removed =
-            self.conn.execute("DELETE FROM record WHERE id = ?1 AND is_deleted = 0", params![id]).unwrap_or(0);
-        self.deleted_outcome(&id, removed)
-    }
-
-    fn deleted_outcome(&mut self, id: &str, changed: usize) -> Deleted {
-        if changed > 0 {
-            self.writes += 1;
-            return Deleted::Ok;
+        let Some(slot) = normalize_id(id).and_then(|id| self.table.slot(&id)) else { return Deleted::NoSuchId };
+        if self.table.get(slot).is_some_and(|r| r.deleted) {
+            return Deleted::AlreadyDeleted;
         }
-        let held: bool = self
-            .conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM record WHERE id = ?1)", params![id], |r| r.get(0))
-            .unwrap_or(false);
-        if held { Deleted::AlreadyDeleted } else { Deleted::NoSuchId }
+        self.table.remove(slot);
+        self.writes += 1;
+        Deleted::Ok
     }
 
     /// Refuses the whole request when a record names a field the object
@@ -475,15 +437,11 @@ impl Org {
             return Ok(());
         };
         let Some(v) = values.get(field).and_then(Value::as_str) else { return Ok(()) };
-        let taken: bool = self
-            .conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM record WHERE sobject = ?1 AND is_deleted = 0
-                     AND json_extract(fields, '$.' || ?2) = ?3)",
-                params![sobject, field, v],
-                |r| r.get(0),
-            )
-            .unwrap_or(false);
+        let taken = self.table.of_object(sobject).any(|(_, r)| {
+            !r.deleted
+                && serde_json::from_str::<Map<String, Value>>(&r.fields)
+                    .is_ok_and(|f| f.get(field.as_str()).and_then(Value::as_str) == Some(v))
+        });
         if taken {
             return Err(RecordError::new("DUPLICATES_DETECTED", "Use one of these records?", &[]));
         }
@@ -493,15 +451,7 @@ impl Org {
     /// A Unique external id may be held by one live record only.
     fn check_unique(&self, object: &SObject, ext: Option<&str>, except: Option<&str>) -> Result<(), RecordError> {
         let (Some(field), Some(ext)) = (object.external_id().filter(|f| f.unique), ext) else { return Ok(()) };
-        let holder: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT id FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE AND is_deleted = 0
-                     AND id != ?3 LIMIT 1",
-            )
-            .and_then(|mut s| s.query_row(params![object.name, ext, except.unwrap_or("")], |r| r.get(0)).optional())
-            .ok()
-            .flatten();
+        let holder = self.live_with_ext(object.name, ext).find(|r| Some(r.id.as_str()) != except).map(|r| r.id.clone());
         match holder {
             Some(id) => Err(RecordError::new(
                 "DUPLICATE_VALUE",
@@ -527,12 +477,15 @@ impl Org {
         let ext = ext_text(object, &values);
         self.check_unique(object, ext.as_deref(), None)?;
         let id = self.next_id(object);
-        self.conn
-            .prepare_cached(
-                "INSERT INTO record (id, sobject, ext_id, fields, created_at, modstamp) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            )
-            .and_then(|mut s| s.execute(params![id, object.name, ext, Value::Object(values).to_string(), now]))
-            .map_err(|e| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]))?;
+        self.table.insert(Record {
+            id: id.clone(),
+            sobject: object.name,
+            ext_id: ext,
+            fields: Value::Object(values).to_string().into(),
+            created: now,
+            modstamp: now,
+            deleted: false,
+        });
         self.writes += 1;
         Ok(id)
     }
@@ -547,18 +500,12 @@ impl Org {
         now: i64,
     ) -> Result<String, WriteError> {
         let id = normalize_id(id).ok_or(WriteError::NotFound)?;
-        let row: Option<(String, bool, Option<String>)> = self
-            .conn
-            .prepare_cached("SELECT fields, is_deleted, ext_id FROM record WHERE sobject = ?1 AND id = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![object.name, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
-            })
-            .ok()
-            .flatten();
-        let (fields, old_ext) = match row {
+        let slot = self.table.slot(&id).filter(|&s| self.table.get(s).is_some_and(|r| r.sobject == object.name));
+        let Some(slot) = slot else { return Err(WriteError::NotFound) };
+        let (fields, old_ext) = match self.table.get(slot) {
             None => return Err(WriteError::NotFound),
-            Some((_, true, _)) => return Err(WriteError::Deleted),
-            Some((fields, false, ext)) => (fields, ext),
+            Some(r) if r.deleted => return Err(WriteError::Deleted),
+            Some(r) => (r.fields.clone(), r.ext_id.clone()),
         };
         let values = self.field_values(object, record)?;
         let mut merged: Map<String, Value> = serde_json::from_str(&fields).unwrap_or_default();
@@ -572,10 +519,12 @@ impl Org {
         if !same_key {
             self.check_unique(object, ext.as_deref(), Some(&id))?;
         }
-        self.conn
-            .prepare_cached("UPDATE record SET fields = ?1, ext_id = ?2, modstamp = ?3 WHERE id = ?4")
-            .and_then(|mut s| s.execute(params![Value::Object(merged).to_string(), ext, now, id]))
-            .map_err(|e| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]))?;
+        let fields: Box<str> = Value::Object(merged).to_string().into();
+        self.table.modify(slot, |r| {
+            r.fields = fields;
+            r.ext_id = ext;
+            r.modstamp = now;
+        });
         self.writes += 1;
         Ok(id)
     }
@@ -600,34 +549,30 @@ impl Org {
 
         // One lookup gives both the duplicates check and the record to update;
         // records in the Recycle Bin do not match, so their key makes a new record.
-        // Sorted here, not by ORDER BY: with ORDER BY, SQLite re-prepares the
-        // statement on every run (a third of this call's time).
-        let mut matching: Vec<(String, String, Option<String>)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, fields, ext_id FROM record WHERE sobject = ?1 AND ext_id = ?2 COLLATE NOCASE
-                     AND is_deleted = 0",
-            )
-            .and_then(|mut st| {
-                st.query_map(params![object.name, ext_value], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
-            })
-            .unwrap_or_default();
+        let matching: Vec<usize> = self
+            .table
+            .with_ext(object.name, &ext_value)
+            .iter()
+            .copied()
+            .filter(|&s| self.table.get(s).is_some_and(|r| !r.deleted))
+            .collect();
         if matching.len() > 1 {
-            matching.sort();
-            let ids: Vec<&str> = matching.iter().map(|(id, _, _)| id.as_str()).collect();
+            let mut ids: Vec<&str> =
+                matching.iter().filter_map(|&s| self.table.get(s)).map(|r| r.id.as_str()).collect();
+            ids.sort_unstable();
             return Err(RecordError::new(
                 "DUPLICATE_EXTERNAL_ID",
                 format!("{ext_field}: more than one record found for external id field: {}", ids.join(", ")),
                 &[ext_field],
             ));
         }
-        let existing = matching.into_iter().next();
+        let existing = matching.first().and_then(|&s| self.table.get(s).map(|r| (s, r)));
         if existing.is_none() {
             self.check_duplicate_rule(object, &values)?;
         }
-        let merged = match &existing {
-            Some((_, fields, _)) => {
-                let mut merged: Map<String, Value> = serde_json::from_str(fields).unwrap_or_default();
+        let merged = match existing {
+            Some((_, row)) => {
+                let mut merged: Map<String, Value> = serde_json::from_str(&row.fields).unwrap_or_default();
                 merged.extend(values);
                 merged
             }
@@ -635,33 +580,31 @@ impl Org {
         };
         self.check_complete(object, &merged)?;
 
-        let fields_text = Value::Object(merged).to_string();
-        let failed = |e: rusqlite::Error| RecordError::new("UNKNOWN_EXCEPTION", e.to_string(), &[]);
+        let fields: Box<str> = Value::Object(merged).to_string().into();
         self.writes += 1;
-        match existing {
+        match existing.map(|(slot, row)| (slot, row.id.clone(), row.ext_id.as_deref() == Some(ext_value.as_str()))) {
             // The stamp moves even when no value changed, as Salesforce's does.
-            Some((id, _, old_ext)) if old_ext.as_deref() == Some(ext_value.as_str()) => {
-                self.conn
-                    .prepare_cached("UPDATE record SET fields = ?1, modstamp = ?2 WHERE id = ?3")
-                    .and_then(|mut s| s.execute(params![fields_text, now, id]))
-                    .map_err(failed)?;
-                Ok(Upserted { id, created: false })
-            }
-            Some((id, _, _)) => {
-                self.conn
-                    .prepare_cached("UPDATE record SET fields = ?1, ext_id = ?2, modstamp = ?3 WHERE id = ?4")
-                    .and_then(|mut s| s.execute(params![fields_text, ext_value, now, id]))
-                    .map_err(failed)?;
+            Some((slot, id, same_ext)) => {
+                self.table.modify(slot, |r| {
+                    r.fields = fields;
+                    if !same_ext {
+                        r.ext_id = Some(ext_value);
+                    }
+                    r.modstamp = now;
+                });
                 Ok(Upserted { id, created: false })
             }
             None => {
                 let id = self.next_id(object);
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO record (id, sobject, ext_id, fields, created_at, modstamp) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    )
-                    .and_then(|mut s| s.execute(params![id, object.name, ext_value, fields_text, now]))
-                    .map_err(failed)?;
+                self.table.insert(Record {
+                    id: id.clone(),
+                    sobject: object.name,
+                    ext_id: Some(ext_value),
+                    fields,
+                    created: now,
+                    modstamp: now,
+                    deleted: false,
+                });
                 Ok(Upserted { id, created: true })
             }
         }

@@ -100,15 +100,7 @@ fn compare(cell: Cell<'_>, op: Op, operand: &Operand) -> bool {
         return op == Op::Ne;
     }
     if let (Operand::Span(from, to), Cell::Instant(v)) = (operand, cell) {
-        let within = (*from..*to).contains(&v);
-        return match op {
-            Op::Eq => within,
-            Op::Ne => !within,
-            Op::Lt => v < *from,
-            Op::Le => v < *to,
-            Op::Gt => v >= *to,
-            Op::Ge => v >= *from,
-        };
+        return op.holds_in_span(v, *from, *to);
     }
     let ordering = match (cell, operand) {
         (Cell::Text(a), Operand::Text(b)) => Some(fold_cmp(a, b)),
@@ -118,14 +110,7 @@ fn compare(cell: Cell<'_>, op: Op, operand: &Operand) -> bool {
         (Cell::Instant(a), Operand::Instant(b)) => Some(a.cmp(b)),
         _ => None,
     };
-    ordering.is_some_and(|o| match op {
-        Op::Eq => o == Ordering::Equal,
-        Op::Ne => o != Ordering::Equal,
-        Op::Lt => o == Ordering::Less,
-        Op::Le => o != Ordering::Greater,
-        Op::Gt => o == Ordering::Greater,
-        Op::Ge => o != Ordering::Less,
-    })
+    ordering.is_some_and(|o| op.holds(o))
 }
 
 /// Case-insensitive order of two texts, without allocating.

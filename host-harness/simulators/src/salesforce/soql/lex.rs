@@ -58,6 +58,32 @@ impl Tok {
 }
 
 impl Op {
+    /// Whether `o` (a value compared with the operand) satisfies this operator.
+    pub fn holds(self, o: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match self {
+            Op::Eq => o == Equal,
+            Op::Ne => o != Equal,
+            Op::Lt => o == Less,
+            Op::Le => o != Greater,
+            Op::Gt => o == Greater,
+            Op::Ge => o != Less,
+        }
+    }
+
+    /// Whether instant `v` satisfies this operator against a whole-day
+    /// span `[from, to)` (a relative date literal such as TODAY).
+    pub fn holds_in_span(self, v: i64, from: i64, to: i64) -> bool {
+        match self {
+            Op::Eq => (from..to).contains(&v),
+            Op::Ne => !(from..to).contains(&v),
+            Op::Lt => v < from,
+            Op::Le => v < to,
+            Op::Gt => v >= to,
+            Op::Ge => v >= from,
+        }
+    }
+
     pub fn text(self) -> &'static str {
         match self {
             Op::Eq => "=",

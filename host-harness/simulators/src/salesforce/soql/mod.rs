@@ -2,9 +2,10 @@
 //! against the schema, read the matching rows, answer the first page and
 //! keep the rest behind a query locator that `nextRecordsUrl` names.
 //!
-//! Conditions on system columns (Id, the audit dates, IsDeleted) and on the
-//! external id go to SQLite as a prefilter, and an ORDER BY of system
-//! columns is read in order, so a keyset page over many records reads only
+//! Conditions on Id and the external id pick rows by the table's indexes,
+//! conditions on system columns (Id, the audit dates, IsDeleted) are checked
+//! before a row's fields are parsed, and an ORDER BY of system columns is
+//! sorted on them alone, so a keyset page over many records parses only
 //! what it returns; the full condition is always evaluated on each row.
 
 mod error;
@@ -14,13 +15,13 @@ mod parse;
 mod plan;
 
 use super::store::{Org, RequestError};
+use super::table::{Record, Table};
 use eval::Row;
 use lex::Op;
 use parse::{Condition, Selection};
 use plan::{Column, Filter, Operand, Plan};
-use rusqlite::Connection;
-use rusqlite::types::Value as SqlValue;
 use serde_json::{Value, json};
+use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -91,10 +92,6 @@ impl Cursors {
     }
 }
 
-fn internal(e: rusqlite::Error) -> RequestError {
-    RequestError::new(500, "UNKNOWN_EXCEPTION", e.to_string())
-}
-
 fn invalid_locator() -> RequestError {
     RequestError::new(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
 }
@@ -108,7 +105,7 @@ pub fn query(org: &mut Org, call: &QueryCall<'_>) -> Result<Value, RequestError>
     let parsed = parse::parse(q).map_err(|e| e.into_request(q))?;
     let selected = {
         let plan = plan::plan(&parsed, &org.objects, call.now * 1000).map_err(|e| e.into_request(q))?;
-        select(&org.conn, &plan, call)?
+        select(&org.table, &plan, call)
     };
     let rows = match selected {
         Selected::Count(n) => return Ok(json!({ "totalSize": n, "done": true, "records": [] })),
@@ -155,54 +152,48 @@ enum Selected {
 }
 
 /// Reads the rows the plan selects, in order, offset and limit applied.
-fn select(conn: &Connection, plan: &Plan<'_>, call: &QueryCall<'_>) -> Result<Selected, RequestError> {
-    let mut sql = String::from("SELECT id, created_at, modstamp, is_deleted, fields FROM record WHERE sobject = ?");
-    let mut params: Vec<SqlValue> = vec![SqlValue::Text(plan.object.name.to_string())];
-    if !call.all_rows {
-        sql.push_str(" AND is_deleted = 0");
+fn select(table: &Table, plan: &Plan<'_>, call: &QueryCall<'_>) -> Selected {
+    let object = plan.object;
+    let mut slots: Vec<usize> = match plan.filter.as_ref().and_then(|f| indexed(f, object, table)) {
+        Some(slots) => slots,
+        None => table.of_object(object.name).map(|(s, _)| s).collect(),
+    };
+    slots.retain(|&s| {
+        table.get(s).is_some_and(|r| {
+            r.sobject == object.name
+                && (call.all_rows || !r.deleted)
+                && plan.filter.as_ref().is_none_or(|f| admits(f, object, r))
+        })
+    });
+    // Sorted on the stored columns when the ORDER BY names only those (a
+    // stable sort: ties, and no ORDER BY, follow creation order, as the
+    // in-memory sort does), so a LIMIT stops the reading early.
+    let system_order: Option<Vec<(&'static str, bool)>> =
+        plan.order.iter().map(|o| sql_column(&o.field).map(|c| (c, o.descending))).collect();
+    if let Some(keys) = system_order.as_ref().filter(|k| !k.is_empty()) {
+        slots.sort_by(|&a, &b| match (table.get(a), table.get(b)) {
+            (Some(a), Some(b)) => stored_order(keys, a, b),
+            _ => Ordering::Equal,
+        });
     }
-    if let Some((predicate, values)) = plan.filter.as_ref().and_then(|f| pushdown(f, plan.object)) {
-        sql.push_str(&format!(" AND ({predicate})"));
-        params.extend(values);
-    }
-    // Read in final order when SQLite can order by the stored columns; ties
-    // (and no ORDER BY) follow creation order, as the in-memory sort does.
-    let sql_order: Option<Vec<String>> = plan
-        .order
-        .iter()
-        .map(|o| sql_column(&o.field).map(|c| format!("{c} {}", if o.descending { "DESC" } else { "ASC" })))
-        .collect();
-    let in_order = sql_order.is_some();
-    let mut keys = sql_order.unwrap_or_default();
-    keys.push("rowid".into());
-    sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+    let in_order = system_order.is_some();
     let wanted = plan.limit.map(|l| plan.offset.saturating_add(l)).filter(|_| in_order);
 
     let lookups = plan.lookups();
     let mut parents: HashMap<String, Option<Rc<Row>>> = HashMap::new();
-    let mut stmt = conn.prepare_cached(&sql).map_err(internal)?;
-    let mut cursor = stmt.query(rusqlite::params_from_iter(params)).map_err(internal)?;
     let mut hits: Vec<Row> = Vec::new();
-    while let Some(r) = cursor.next().map_err(internal)? {
+    for record in slots.iter().filter_map(|&s| table.get(s)) {
         if wanted.is_some_and(|w| hits.len() >= w) {
             break;
         }
-        let text: String = r.get(4).map_err(internal)?;
-        let mut row = Row {
-            id: r.get(0).map_err(internal)?,
-            created: r.get(1).map_err(internal)?,
-            modstamp: r.get(2).map_err(internal)?,
-            deleted: r.get(3).map_err(internal)?,
-            fields: serde_json::from_str(&text).unwrap_or_default(),
-            parents: Vec::with_capacity(lookups.len()),
-        };
+        let mut row = row_of(record);
         for lookup in &lookups {
             let parent = match row.fields.get(lookup.name).and_then(Value::as_str) {
                 None => None,
                 Some(pid) => match parents.get(pid) {
                     Some(p) => p.clone(),
                     None => {
-                        let p = live_row(conn, pid)?.map(Rc::new);
+                        let p = table.by_id(pid).filter(|r| !r.deleted).map(|r| Rc::new(row_of(r)));
                         parents.insert(pid.to_string(), p.clone());
                         p
                     }
@@ -218,30 +209,24 @@ fn select(conn: &Connection, plan: &Plan<'_>, call: &QueryCall<'_>) -> Result<Se
         hits.sort_by(|a, b| eval::order(&plan.order, a, b));
     }
     let chosen = hits.into_iter().skip(plan.offset).take(plan.limit.unwrap_or(usize::MAX));
-    Ok(match &plan.select {
+    match &plan.select {
         Selection::Count => Selected::Count(chosen.count()),
         Selection::Fields(columns) => {
             Selected::Rows(chosen.map(|row| eval::render(plan.object, columns, &row, call.version)).collect())
         }
-    })
+    }
 }
 
-/// A live record by id (a parent a query reads through a lookup).
-fn live_row(conn: &Connection, id: &str) -> Result<Option<Row>, RequestError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT created_at, modstamp, fields FROM record WHERE id = ?1 AND is_deleted = 0")
-        .map_err(internal)?;
-    let mut rows = stmt.query([id]).map_err(internal)?;
-    let Some(r) = rows.next().map_err(internal)? else { return Ok(None) };
-    let text: String = r.get(2).map_err(internal)?;
-    Ok(Some(Row {
-        id: id.to_string(),
-        created: r.get(0).map_err(internal)?,
-        modstamp: r.get(1).map_err(internal)?,
-        deleted: false,
-        fields: serde_json::from_str(&text).unwrap_or_default(),
-        parents: vec![],
-    }))
+/// A stored record as the evaluator reads it (its parents not yet attached).
+fn row_of(record: &Record) -> Row {
+    Row {
+        id: record.id.clone(),
+        created: record.created,
+        modstamp: record.modstamp,
+        deleted: record.deleted,
+        fields: serde_json::from_str(&record.fields).unwrap_or_default(),
+        parents: Vec::new(),
+    }
 }
 
 /// The stored column behind a system field of the queried object.
@@ -257,70 +242,99 @@ fn sql_column(column: &Column<'_>) -> Option<&'static str> {
     })
 }
 
-/// A SQL predicate every row matching `filter` satisfies (None: no cheap
-/// one), with its parameters.
-fn pushdown(filter: &Filter<'_>, object: &super::schema::SObject) -> Option<(String, Vec<SqlValue>)> {
-    let external = |c: &Column<'_>| c.via.is_none() && object.external_id().is_some_and(|f| f.name == c.field.name);
-    let ascii_text = |v: &Operand| matches!(v, Operand::Text(t) if t.is_ascii());
-    match filter {
-        Condition::And(parts) => {
-            let pushed: Vec<(String, Vec<SqlValue>)> = parts.iter().filter_map(|p| pushdown(p, object)).collect();
-            (!pushed.is_empty()).then(|| join(pushed, " AND "))
+fn stored_order(keys: &[(&'static str, bool)], a: &Record, b: &Record) -> Ordering {
+    for &(column, descending) in keys {
+        let o = match column {
+            "id" => a.id.cmp(&b.id),
+            "created_at" => a.created.cmp(&b.created),
+            "is_deleted" => a.deleted.cmp(&b.deleted),
+            _ => a.modstamp.cmp(&b.modstamp),
+        };
+        let o = if descending { o.reverse() } else { o };
+        if o != Ordering::Equal {
+            return o;
         }
+    }
+    Ordering::Equal
+}
+
+fn is_external(object: &super::schema::SObject, c: &Column<'_>) -> bool {
+    c.via.is_none() && object.external_id().is_some_and(|f| f.name == c.field.name)
+}
+
+/// The rows, in creation order, that an index says may match `filter`: it
+/// pins Id or the external id (None: it does not, read them all).
+fn indexed(filter: &Filter<'_>, object: &super::schema::SObject, table: &Table) -> Option<Vec<usize>> {
+    let mut slots: Vec<usize> = match filter {
+        Condition::And(parts) => return parts.iter().find_map(|p| indexed(p, object, table)),
         Condition::Or(parts) => {
-            let pushed: Option<Vec<(String, Vec<SqlValue>)>> = parts.iter().map(|p| pushdown(p, object)).collect();
-            pushed.map(|p| join(p, " OR "))
+            let each: Option<Vec<Vec<usize>>> = parts.iter().map(|p| indexed(p, object, table)).collect();
+            each?.concat()
         }
-        Condition::Compare { field, op, value } => match (sql_column(field), value) {
-            (Some(c @ ("modstamp" | "created_at")), Operand::Instant(ms)) => {
-                Some((format!("{c} * 1000 {} ?", Op::text(*op)), vec![SqlValue::Integer(*ms)]))
+        Condition::Compare { field, op: Op::Eq, value } => match (sql_column(field), value) {
+            (Some("id"), Operand::Id(id)) => table.slot(id).into_iter().collect(),
+            (None, Operand::Text(t)) if is_external(object, field) && t.is_ascii() => {
+                table.with_ext(object.name, t).to_vec()
             }
-            (Some(c @ ("modstamp" | "created_at")), Operand::Span(from, to)) => {
-                let (from, to) = (SqlValue::Integer(*from), SqlValue::Integer(*to));
-                Some(match op {
-                    Op::Eq => (format!("{c} * 1000 >= ? AND {c} * 1000 < ?"), vec![from, to]),
-                    Op::Ne => (format!("{c} * 1000 < ? OR {c} * 1000 >= ?"), vec![from, to]),
-                    Op::Lt => (format!("{c} * 1000 < ?"), vec![from]),
-                    Op::Le => (format!("{c} * 1000 < ?"), vec![to]),
-                    Op::Gt => (format!("{c} * 1000 >= ?"), vec![to]),
-                    Op::Ge => (format!("{c} * 1000 >= ?"), vec![from]),
-                })
-            }
-            (Some("id"), Operand::Id(id)) => {
-                Some((format!("id {} ?", Op::text(*op)), vec![SqlValue::Text(id.clone())]))
-            }
-            (Some("is_deleted"), Operand::Bool(b)) if matches!(op, Op::Eq | Op::Ne) => {
-                Some((format!("is_deleted {} ?", Op::text(*op)), vec![SqlValue::Integer(i64::from(*b))]))
-            }
-            (None, Operand::Text(t)) if *op == Op::Eq && external(field) && t.is_ascii() => {
-                Some(("ext_id = ? COLLATE NOCASE".into(), vec![SqlValue::Text(t.clone())]))
-            }
-            _ => None,
+            _ => return None,
         },
         Condition::In { field, negated: false, values } => {
-            let marks = vec!["?"; values.len()].join(", ");
-            if sql_column(field) == Some("id") && values.iter().all(|v| matches!(v, Operand::Id(_))) {
-                let ids = values.iter().filter_map(|v| if let Operand::Id(id) = v { Some(id.clone()) } else { None });
-                Some((format!("id IN ({marks})"), ids.map(SqlValue::Text).collect()))
-            } else if external(field) && values.iter().all(ascii_text) {
-                let keys = values.iter().filter_map(|v| if let Operand::Text(t) = v { Some(t.clone()) } else { None });
-                Some((format!("ext_id COLLATE NOCASE IN ({marks})"), keys.map(SqlValue::Text).collect()))
-            } else {
-                None
+            let mut slots = Vec::new();
+            for v in values {
+                match (sql_column(field), v) {
+                    (Some("id"), Operand::Id(id)) => slots.extend(table.slot(id)),
+                    (None, Operand::Text(t)) if is_external(object, field) && t.is_ascii() => {
+                        slots.extend_from_slice(table.with_ext(object.name, t))
+                    }
+                    _ => return None,
+                }
             }
+            slots
         }
-        _ => None,
+        _ => return None,
+    };
+    slots.sort_unstable();
+    slots.dedup();
+    Some(slots)
+}
+
+/// Whether `record` may match `filter`, judged on its stored columns alone
+/// (true whenever they cannot tell), before its fields are parsed.
+fn admits(filter: &Filter<'_>, object: &super::schema::SObject, record: &Record) -> bool {
+    match filter {
+        Condition::And(parts) => parts.iter().all(|p| admits(p, object, record)),
+        Condition::Or(parts) => parts.iter().any(|p| admits(p, object, record)),
+        Condition::Compare { field, op, value } => match (sql_column(field), value) {
+            (Some(c @ ("modstamp" | "created_at")), Operand::Instant(ms)) => op.holds(stamp_ms(record, c).cmp(ms)),
+            (Some(c @ ("modstamp" | "created_at")), Operand::Span(from, to)) => {
+                op.holds_in_span(stamp_ms(record, c), *from, *to)
+            }
+            (Some("id"), Operand::Id(id)) => op.holds(record.id.as_str().cmp(id.as_str())),
+            (Some("is_deleted"), Operand::Bool(b)) if matches!(op, Op::Eq | Op::Ne) => op.holds(record.deleted.cmp(b)),
+            (None, Operand::Text(t)) if *op == Op::Eq && is_external(object, field) && t.is_ascii() => {
+                record.ext_id.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(t))
+            }
+            _ => true,
+        },
+        Condition::In { field, negated: false, values } => match sql_column(field) {
+            Some("id") if values.iter().all(|v| matches!(v, Operand::Id(_))) => {
+                values.iter().any(|v| matches!(v, Operand::Id(id) if *id == record.id))
+            }
+            None if is_external(object, field)
+                && values.iter().all(|v| matches!(v, Operand::Text(t) if t.is_ascii())) =>
+            {
+                let ext = record.ext_id.as_deref().unwrap_or_default();
+                record.ext_id.is_some()
+                    && values.iter().any(|v| matches!(v, Operand::Text(t) if t.eq_ignore_ascii_case(ext)))
+            }
+            _ => true,
+        },
+        _ => true,
     }
 }
 
-fn join(parts: Vec<(String, Vec<SqlValue>)>, with: &str) -> (String, Vec<SqlValue>) {
-    let mut sql = Vec::with_capacity(parts.len());
-    let mut values = Vec::new();
-    for (s, v) in parts {
-        sql.push(format!("({s})"));
-        values.extend(v);
-    }
-    (sql.join(with), values)
+fn stamp_ms(record: &Record, column: &str) -> i64 {
+    (if column == "created_at" { record.created } else { record.modstamp }) * 1000
 }
 
 #[cfg(test)]
