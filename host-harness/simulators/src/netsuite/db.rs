@@ -102,19 +102,27 @@ fn format_elements(fmt: &str) -> Result<Vec<Element>, String> {
 }
 
 pub fn format_secs(secs: i64, fmt: &str) -> Result<String, String> {
+    use std::fmt::Write;
     let dt = OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string())?;
-    let mut s = String::new();
+    // Written in place: a page's select list formats a timestamp per row.
+    let mut s = String::with_capacity(fmt.len() + 8);
     for el in format_elements(fmt)? {
-        match el {
-            Element::Year => s.push_str(&format!("{:04}", dt.year())),
-            Element::Month => s.push_str(&format!("{:02}", u8::from(dt.month()))),
-            Element::Day => s.push_str(&format!("{:02}", dt.day())),
-            Element::Hour24 => s.push_str(&format!("{:02}", dt.hour())),
-            Element::Minute => s.push_str(&format!("{:02}", dt.minute())),
-            Element::Second => s.push_str(&format!("{:02}", dt.second())),
-            Element::Fraction(n) => s.push_str(&"0".repeat(n as usize)),
-            Element::Literal(c) => s.push(c),
-        }
+        let _ = match el {
+            Element::Year => write!(s, "{:04}", dt.year()),
+            Element::Month => write!(s, "{:02}", u8::from(dt.month())),
+            Element::Day => write!(s, "{:02}", dt.day()),
+            Element::Hour24 => write!(s, "{:02}", dt.hour()),
+            Element::Minute => write!(s, "{:02}", dt.minute()),
+            Element::Second => write!(s, "{:02}", dt.second()),
+            Element::Fraction(n) => {
+                s.extend(std::iter::repeat_n('0', usize::from(n)));
+                Ok(())
+            }
+            Element::Literal(c) => {
+                s.push(c);
+                Ok(())
+            }
+        };
     }
     Ok(s)
 }
@@ -187,10 +195,11 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.create_scalar_function("TO_CHAR", 2, flags, |ctx| match ctx.get_raw(0) {
         ValueRef::Null => Ok(None),
-        ValueRef::Integer(secs) => {
-            let fmt = text_arg(ctx, 1)?.unwrap_or_default();
-            format_secs(secs, &fmt).map(Some).map_err(user_error)
-        }
+        ValueRef::Integer(secs) => match ctx.get_raw(1) {
+            // The format borrowed, not copied: TO_CHAR runs once per row read.
+            ValueRef::Text(fmt) => format_secs(secs, &String::from_utf8_lossy(fmt)).map(Some).map_err(user_error),
+            _ => format_secs(secs, &text_arg(ctx, 1)?.unwrap_or_default()).map(Some).map_err(user_error),
+        },
         _ => text_arg(ctx, 0),
     })?;
     conn.create_scalar_function("NVL", 2, flags, |ctx| {
