@@ -77,8 +77,10 @@ impl RunStore {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (queue, ops) = sync_channel(QUEUE_DEPTH);
         let theirs = shared.clone();
-        let writer =
-            std::thread::Builder::new().name("state-writer".into()).spawn(move || write_all(&writer, &theirs, ops))?;
+        let writer = std::thread::Builder::new().name("state-writer".into()).spawn(move || {
+            yield_to_the_run();
+            write_all(&writer, &theirs, ops)
+        })?;
         Ok(RunStore { kv, shared, queue: Some(queue), writer: Some(writer), seq: 0 })
     }
 
@@ -211,6 +213,27 @@ impl Drop for RunStore {
         let _ = self.finish();
     }
 }
+
+/// How much nicer than the run the writer thread is.
+const WRITER_NICE: i32 = 10;
+
+/// Lowers the calling (writer) thread's priority. The component's thread is
+/// the run's critical path: when both want a core, it should get it first
+/// (a 100,000-customer sync on two cores: 3.5-3.7 s -> 3.2-3.5 s). The
+/// writer cannot starve: once the queue is full the run waits for it.
+#[cfg(target_os = "linux")]
+fn yield_to_the_run() {
+    // SAFETY: plain system calls without pointers. On Linux a nice value
+    // belongs to a thread, and `who = 0` names the calling one.
+    unsafe {
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        libc::setpriority(libc::PRIO_PROCESS, 0, (now + WRITER_NICE).min(19));
+    }
+}
+
+/// Elsewhere `setpriority(PRIO_PROCESS, 0)` would lower the whole process.
+#[cfg(not(target_os = "linux"))]
+fn yield_to_the_run() {}
 
 /// How long a transaction stays open for more calls, and how many bytes of
 /// values it gathers before it commits. Each commit writes every page it
