@@ -3,7 +3,7 @@
 //! with the state to keep once they land.
 
 use super::run::{Run, Staged};
-use super::state::{RecordState, annotate_changes, given_fields, hashed_payload, source_hash};
+use super::state::{RecordState, annotate_changes, given_fields, hashed_payload, holds_same, source_hash};
 use crate::model::{AuditAction, AuditEntry, NetSuiteRecord, OutcomeKind, RecordKind, Result};
 
 /// Stages one page of `kind` records. Rows whose digest matches the stored
@@ -49,7 +49,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 (record.field("isinactive") == Some("T")).then_some(AuditAction::SkipDeletedInSalesforce)
             }
             // Salesforce already holds exactly this: no write.
-            Some(o) if o.dst == dst => Some(AuditAction::SkipUnchanged),
+            Some(o) if holds_same(&o.dst, &mapped.target, &dst, &payload) => Some(AuditAction::SkipUnchanged),
             _ => None,
         };
         match (skip, old) {

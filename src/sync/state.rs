@@ -109,7 +109,7 @@ pub const DELETED: &str = "deleted";
 /// 128-bit hash does (XXH3; SHA-256 cost a large first sync a twentieth of
 /// the component's time). States saved with the SHA-256 digest of earlier
 /// builds do not match it: such a row, when read again, is mapped once
-/// more and found unchanged against `dst`, which stays SHA-256.
+/// more and found unchanged against `dst` (see `holds_same`).
 pub fn source_hash(record: &NetSuiteRecord) -> String {
     // Hashed in one piece: the streaming hasher's buffering of small
     // updates cost as much as the hash.
@@ -131,19 +131,45 @@ pub fn content_hash(record: &SObjectRecord) -> String {
     hashed_payload(record).0
 }
 
+/// Marks a `dst` digest as XXH3's. Builds before it kept the first 16
+/// bytes of SHA-256 as 32 hex digits; such states still compare right
+/// (`holds_same`), so nothing is rewritten for the change of hash.
+const XXH3_DST: &str = "x";
+
 /// The digest of what the connector would write and the fields' JSON text
-/// it covers (kept in the state once the write lands).
+/// it covers (kept in the state once the write lands). XXH3, not SHA-256:
+/// like `source_hash`, it only tells whether Salesforce already holds this
+/// output, and SHA-256 was a twentieth of a first sync's time in the
+/// component.
 pub fn hashed_payload(record: &SObjectRecord) -> (String, Box<serde_json::value::RawValue>) {
     // Written as raw JSON directly: `RawValue::from_string` would parse the
     // text serde_json just wrote once more, for every record.
     let payload = serde_json::value::to_raw_value(&record.fields).expect("a field map serializes");
+    let text = payload.get();
+    let mut bytes = Vec::with_capacity(record.sobject.len() + record.external_id.len() + text.len() + 2);
+    for part in [record.sobject.as_bytes(), b"\0", record.external_id.as_bytes(), b"\0", text.as_bytes()] {
+        bytes.extend_from_slice(part);
+    }
+    let digest = xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes();
+    let mut dst = String::with_capacity(XXH3_DST.len() + 32);
+    dst.push_str(XXH3_DST);
+    dst.push_str(&hex::encode(digest));
+    (dst, payload)
+}
+
+/// Whether a stored `dst` digest is the one of `record` (whose digest and
+/// payload `hashed_payload` gave as `dst` and `payload`), in either form.
+pub fn holds_same(stored: &str, record: &SObjectRecord, dst: &str, payload: &serde_json::value::RawValue) -> bool {
+    if stored.starts_with(XXH3_DST) {
+        return stored == dst;
+    }
     let mut h = Sha256::new();
     h.update(record.sobject.as_bytes());
     h.update([0]);
     h.update(record.external_id.as_bytes());
     h.update([0]);
     h.update(payload.get().as_bytes());
-    (hex::encode(&h.finalize()[..16]), payload)
+    stored == hex::encode(&h.finalize()[..16])
 }
 
 /// The fields a state says Salesforce was last given; None when it kept
@@ -300,11 +326,8 @@ impl<'a> State<'a> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_content_hash_of_a_record_never_changes_its_bytes() {
-        // Stored digests decide what is written: the hash must stay the one
-        // of the fields' JSON text, or every record would be rewritten.
-        let record = crate::model::SObjectRecord {
+    fn unicode_record() -> crate::model::SObjectRecord {
+        crate::model::SObjectRecord {
             sobject: "Account".into(),
             external_id_field: "NetSuite_Id__c".into(),
             external_id: "7".into(),
@@ -312,11 +335,36 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .clone(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_content_hash_of_a_record_never_changes_its_bytes() {
+        // Stored digests decide what is written: the hash must stay the one
+        // of the fields' JSON text, or every record would be rewritten.
+        let record = unicode_record();
+        let mut bytes = b"Account\x007\x00".to_vec();
+        bytes.extend_from_slice(serde_json::Value::Object(record.fields.clone()).to_string().as_bytes());
+        let expected = format!("x{}", hex::encode(xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes()));
+        assert_eq!(content_hash(&record), expected);
+    }
+
+    #[test]
+    fn a_state_kept_with_the_earlier_sha256_digest_still_holds_the_same_output() {
+        let record = unicode_record();
+        let (dst, payload) = hashed_payload(&record);
         let mut h = Sha256::new();
         h.update(b"Account\x007\x00");
-        h.update(serde_json::Value::Object(record.fields.clone()).to_string().as_bytes());
-        assert_eq!(content_hash(&record), hex::encode(&h.finalize()[..16]));
+        h.update(payload.get().as_bytes());
+        let legacy = hex::encode(&h.finalize()[..16]);
+        assert!(holds_same(&legacy, &record, &dst, &payload), "earlier builds' digest of this output");
+        assert!(holds_same(&dst, &record, &dst, &payload));
+        let mut other = record.clone();
+        other.fields.insert("Phone".into(), serde_json::json!("1"));
+        let (other_dst, other_payload) = hashed_payload(&other);
+        assert!(!holds_same(&legacy, &other, &other_dst, &other_payload), "a changed output, earlier digest");
+        assert!(!holds_same(&dst, &other, &other_dst, &other_payload), "a changed output");
+        assert!(!holds_same(DELETED, &record, &dst, &payload));
     }
 
     use super::*;
