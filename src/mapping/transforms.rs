@@ -71,8 +71,9 @@ pub fn apply(transform: Transform, value: &str) -> Result<String, String> {
 fn phone(value: &str) -> Result<String, String> {
     let trimmed = value.trim();
     let plus = trimmed.starts_with('+');
-    // An extension ("x123", "ext. 4") is not part of the number.
-    let main = trimmed.split(['x', 'X']).next().unwrap_or(trimmed).split("ext").next().unwrap_or(trimmed);
+    // An extension ("x123", "ext. 4") is not part of the number: cutting at
+    // the first x cuts "ext" too (its "e" is no digit).
+    let main = trimmed.split(['x', 'X']).next().unwrap_or(trimmed);
     let digits: String = main.chars().filter(char::is_ascii_digit).collect();
     let number = match (plus, digits.len()) {
         (true, 8..=15) => format!("+{digits}"),
@@ -107,6 +108,8 @@ mod tests {
         assert_eq!(apply(Transform::Phone, "(415) 555.0199").unwrap(), "+14155550199");
         assert_eq!(apply(Transform::Phone, "0044 20 7946 0958").unwrap(), "+442079460958");
         assert_eq!(apply(Transform::Phone, "+49 30 1234567 x12").unwrap(), "+49301234567");
+        assert_eq!(apply(Transform::Phone, "(415) 555-0199 ext. 89").unwrap(), "+14155550199");
+        assert_eq!(apply(Transform::Phone, "415.555.0199 EXT 7").unwrap(), "+14155550199");
         assert!(apply(Transform::Phone, "call me").unwrap_err().contains("E.164"));
     }
 
