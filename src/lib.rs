@@ -4,6 +4,7 @@
 //! the small traits in [`ports`]; `component` is the only module that names
 //! the WIT bindings, so the core unit-tests natively.
 
+pub mod columns;
 pub mod events;
 pub mod http;
 pub mod mapping;

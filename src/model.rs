@@ -2,7 +2,6 @@
 //! They mirror the WIT `types` interface; `component` converts between them.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -42,7 +41,7 @@ pub struct NetSuiteRecord {
     pub id: String,
     /// `YYYY-MM-DD HH24:MI:SS`, in the integration user's time zone.
     pub last_modified: String,
-    pub fields: BTreeMap<String, String>,
+    pub fields: crate::columns::Columns,
 }
 
 impl NetSuiteRecord {

@@ -7,10 +7,12 @@
 //! validated number, a validated timestamp, or a quoted literal.
 
 use super::surrogates;
+use crate::columns::Columns;
 use crate::http::{HttpRequest, Method};
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, RecordKind, Result};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::rc::Rc;
 use time::PrimitiveDateTime;
 use time::macros::format_description;
 
@@ -251,7 +253,63 @@ struct Response {
 /// is text; NULL columns are left out, so is the per-row `links`), with the
 /// columns whose lone surrogates were replaced.
 #[derive(Debug)]
-struct Row(BTreeMap<String, String>, Vec<String>);
+struct Row(Columns, Vec<String>);
+
+/// Column names beyond which `shared_name` stops remembering new ones (a
+/// mapping selects a few dozen; this only bounds the memory).
+const NAMES_KEPT: usize = 1024;
+
+thread_local! {
+    /// Column names seen in pages, and where the last one was found.
+    static NAMES: std::cell::RefCell<(Vec<Rc<str>>, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// The one `Rc` of a column name that every row holding it shares. Rows
+/// name their columns in one order, so the search starts after the name
+/// found last: one comparison per column, as a rule.
+fn shared_name(name: &str) -> Rc<str> {
+    NAMES.with_borrow_mut(|(names, next)| {
+        let n = names.len();
+        for step in 0..n {
+            let i = (*next + step) % n;
+            if &*names[i] == name {
+                *next = i + 1;
+                return names[i].clone();
+            }
+        }
+        let shared: Rc<str> = Rc::from(name);
+        if n < NAMES_KEPT {
+            names.push(shared.clone());
+            *next = n + 1;
+        }
+        shared
+    })
+}
+
+/// A key of a SuiteQL item, borrowed from the page when it has no escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a column name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for Row {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Row, D::Error> {
@@ -262,24 +320,25 @@ impl<'de> serde::Deserialize<'de> for Row {
                 f.write_str("a SuiteQL result item (an object)")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Row, A::Error> {
-                let mut row = BTreeMap::new();
+                let mut row = Vec::new();
                 let mut repaired = Vec::new();
-                while let Some(mut key) = map.next_key::<String>()? {
+                while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
                     if key == "links" {
                         map.next_value::<serde::de::IgnoredAny>()?;
                         continue;
                     }
                     let Text(Some(mut text)) = map.next_value::<Text>()? else { continue };
-                    if key.bytes().any(|b| b.is_ascii_uppercase()) {
-                        key.make_ascii_lowercase();
-                    }
+                    let key = match key.bytes().any(|b| b.is_ascii_uppercase()) {
+                        true => shared_name(&key.to_ascii_lowercase()),
+                        false => shared_name(&key),
+                    };
                     if text.contains(surrogates::MARK) {
                         text = text.replace(surrogates::MARK, "\u{FFFD}");
-                        repaired.push(key.clone());
+                        repaired.push(key.to_string());
                     }
-                    row.insert(key, text);
+                    row.push((key, text));
                 }
-                Ok(Row(row, repaired))
+                Ok(Row(Columns::from_unsorted(row), repaired))
             }
         }
         deserializer.deserialize_map(Visitor)
@@ -336,7 +395,7 @@ impl<'de> serde::Deserialize<'de> for Text {
 /// One parsed page of SuiteQL rows.
 #[derive(Debug)]
 pub struct RowPage {
-    pub rows: Vec<BTreeMap<String, String>>,
+    pub rows: Vec<Columns>,
     /// Per row (same order), the columns whose lone surrogates became U+FFFD.
     pub repaired: Vec<Vec<String>>,
     pub has_more: bool,
@@ -369,7 +428,7 @@ pub fn parse_rows(body: &[u8]) -> Result<RowPage> {
 }
 
 /// A row as a record; `id` and `lastmodified` must be present.
-pub fn to_record(kind: RecordKind, mut row: BTreeMap<String, String>) -> Result<NetSuiteRecord> {
+pub fn to_record(kind: RecordKind, mut row: Columns) -> Result<NetSuiteRecord> {
     let id = row
         .get("id")
         .cloned()
@@ -395,6 +454,21 @@ mod tests {
         assert_eq!(quote_literal("a'' OR 1=1 --").unwrap(), "'a'''' OR 1=1 --'");
         assert_eq!(quote_literal("Zürich ✓").unwrap(), "'Zürich ✓'");
         assert!(quote_literal("a\0b").is_err());
+    }
+
+    #[test]
+    fn rows_in_any_column_order_or_case_read_alike_and_share_their_column_names() {
+        let body = br#"{"count":3,"hasMore":false,"items":[
+            {"id":"1","companyname":"Acme","lastmodified":"2026-01-01 00:00:00"},
+            {"lastmodified":"2026-01-01 00:00:01","CompanyName":"Beta","\u0069d":"2"},
+            {"companyname":"Gamma","id":"3","companyname":"Gamma 2","lastmodified":"2026-01-01 00:00:02"}]}"#;
+        let page = parse_rows(body).unwrap();
+        let names: Vec<Vec<(&str, &str)>> = page.rows.iter().map(|r| r.iter().collect()).collect();
+        assert_eq!(names[1], [("companyname", "Beta"), ("id", "2"), ("lastmodified", "2026-01-01 00:00:01")]);
+        assert_eq!(names[2][0], ("companyname", "Gamma 2"), "a repeated key keeps its last value, as JSON readers do");
+        let ids: Vec<&str> = page.rows.iter().map(|r| r.get("id").unwrap().as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert!(Rc::ptr_eq(&shared_name("companyname"), &shared_name("companyname")), "one allocation per name");
     }
 
     #[test]
@@ -485,7 +559,7 @@ mod tests {
     #[test]
     fn count_mismatch_and_bad_timestamps_are_errors() {
         assert!(parse_rows(br#"{"count":3,"hasMore":false,"items":[]}"#).is_err());
-        let row = BTreeMap::from([("id".to_string(), "1".to_string()), ("lastmodified".into(), "1/2/2026".into())]);
+        let row = Columns::from_iter([("id", "1".to_string()), ("lastmodified", "1/2/2026".into())]);
         assert!(to_record(RecordKind::Customer, row).unwrap_err().to_string().contains("YYYY-MM-DD"));
     }
 }

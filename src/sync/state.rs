@@ -116,7 +116,7 @@ pub fn source_hash(record: &NetSuiteRecord) -> String {
     let size = record.fields.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
     let mut bytes = Vec::with_capacity(record.last_modified.len() + size);
     bytes.extend_from_slice(record.last_modified.as_bytes());
-    for (k, v) in &record.fields {
+    for (k, v) in record.fields.iter() {
         bytes.push(0);
         bytes.extend_from_slice(k.as_bytes());
         bytes.push(1);
