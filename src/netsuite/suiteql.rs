@@ -332,7 +332,7 @@ impl<'de> serde::Deserialize<'de> for Row {
                         true => shared_name(&key.to_ascii_lowercase()),
                         false => shared_name(&key),
                     };
-                    if text.contains(surrogates::MARK) {
+                    if surrogates::marked(&text) {
                         text = text.replace(surrogates::MARK, "\u{FFFD}");
                         repaired.push(key.to_string());
                     }

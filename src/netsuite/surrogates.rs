@@ -10,6 +10,15 @@
 pub const MARK: char = '\u{FDD1}';
 const MARK_ESCAPE: &[u8] = b"\\ufdd1";
 
+/// Whether a value holds the mark. `str::contains` with a non-ASCII char
+/// builds a substring searcher each call; values are checked by the
+/// hundred thousand, and almost none holds the mark's lead byte.
+pub fn marked(text: &str) -> bool {
+    let mut lead = [0; 4];
+    let lead = MARK.encode_utf8(&mut lead).as_bytes()[0];
+    text.as_bytes().contains(&lead) && text.contains(MARK)
+}
+
 fn hex4(b: &[u8]) -> Option<u16> {
     let text = std::str::from_utf8(b.get(..4)?).ok()?;
     u16::from_str_radix(text, 16).ok()
@@ -85,5 +94,14 @@ mod tests {
         assert_eq!(repaired(r#"{"a":"\\ud800 \u00e9 \ud83d\ude00"}"#), None);
         assert_eq!(repaired(r#"{"a":"plain"}"#), None);
         assert_eq!(repaired(r#"{"a":"\u12"}"#), None);
+    }
+
+    #[test]
+    fn only_values_holding_the_mark_are_marked() {
+        assert!(marked("x\u{FDD1}y") && marked("\u{FDD1}"));
+        // U+FDD0 and U+F8FF share the mark's lead byte.
+        for clean in ["", "plain", "\u{FDD0}", "\u{F8FF} Zürich", "\u{FFFD}"] {
+            assert!(!marked(clean), "{clean}");
+        }
     }
 }
