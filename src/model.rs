@@ -509,7 +509,7 @@ mod tests {
         };
         let mut shared = written("Name", "copy+phone", "companyname \"quoted\" → ü");
         shared.json_start = Some(Transformation::start_json(&shared.field, &shared.rule, &shared.detail).into());
-        shared.new = Some(json!("Ünïcode \"Co\"\n"));
+        shared.new = Some(json!("Ünïcode \"Co\"\n\u{1}\t\\ \u{2028}"));
         let mut changed = written("Phone", "copy", "phone");
         (changed.old, changed.new) = (Some(json!(null)), Some(json!({"NetSuite_Id__c": "4"})));
         let list = vec![shared, changed, written("NetSuite_Id__c", "external-id", "id")];
