@@ -82,7 +82,7 @@ impl Table {
         let slot = self.rows.len();
         self.by_id.insert(record.id.clone(), slot);
         self.by_object.entry(record.sobject).or_default().push(slot);
-        self.index_ext(&record, slot);
+        self.index_ext(record.sobject, record.ext_id.as_deref(), slot);
         self.rows.push(Some(record));
         if let Some(log) = &mut self.undo {
             log.push(Undo::Inserted(slot));
@@ -99,11 +99,7 @@ impl Table {
         let (sobject, new_ext) = (row.sobject, row.ext_id.clone());
         if old_ext != new_ext {
             self.unindex_ext(sobject, old_ext.as_deref(), slot);
-            if let Some(ext) = new_ext {
-                let slots = self.by_ext.entry(sobject).or_default().entry(folded(&ext).into()).or_default();
-                let at = slots.partition_point(|&s| s < slot);
-                slots.insert(at, slot);
-            }
+            self.index_ext(sobject, new_ext.as_deref(), slot);
         }
         if let (Some(log), Some(before)) = (&mut self.undo, before) {
             log.push(Undo::Replaced(slot, before));
@@ -121,9 +117,9 @@ impl Table {
         }
     }
 
-    fn index_ext(&mut self, record: &Record, slot: usize) {
-        if let Some(ext) = &record.ext_id {
-            let slots = self.by_ext.entry(record.sobject).or_default().entry(folded(ext).into()).or_default();
+    fn index_ext(&mut self, sobject: &'static str, ext: Option<&str>, slot: usize) {
+        if let Some(ext) = ext {
+            let slots = self.by_ext.entry(sobject).or_default().entry(folded(ext).into()).or_default();
             // Slots stay in creation order; a row coming back (undo) may be older.
             let at = slots.partition_point(|&s| s < slot);
             slots.insert(at, slot);
@@ -181,7 +177,7 @@ impl Table {
                         self.unindex_ext(now.sobject, now.ext_id.as_deref(), slot);
                     }
                     self.by_id.insert(before.id.clone(), slot);
-                    self.index_ext(&before, slot);
+                    self.index_ext(before.sobject, before.ext_id.as_deref(), slot);
                     self.rows[slot] = Some(before);
                 }
             }
