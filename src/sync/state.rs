@@ -163,6 +163,10 @@ pub fn holds_same(stored: &str, record: &SObjectRecord, dst: &str, payload: &ser
     if stored.starts_with(XXH3_DST) {
         return stored == dst;
     }
+    // Only an earlier build's digest (32 hex digits) is worth hashing for.
+    if stored.len() != 32 {
+        return false;
+    }
     let mut h = Sha256::new();
     h.update(record.sobject.as_bytes());
     h.update([0]);
