@@ -38,18 +38,6 @@ impl Columns {
         self.position(name).is_ok()
     }
 
-    /// Sets a column; the value it had, if any.
-    pub fn insert(&mut self, name: impl Into<Rc<str>>, value: String) -> Option<String> {
-        let name = name.into();
-        match self.position(&name) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
-            Err(i) => {
-                self.0.insert(i, (name, value));
-                None
-            }
-        }
-    }
-
     pub fn remove(&mut self, name: &str) -> Option<String> {
         self.position(name).ok().map(|i| self.0.remove(i).1)
     }
@@ -57,14 +45,6 @@ impl Columns {
     /// Name and value, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (&**n, v.as_str()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -83,7 +63,7 @@ impl std::fmt::Debug for Columns {
 /// A JSON object, as a map of the same columns would be.
 impl serde::Serialize for Columns {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.len()))?;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (name, value) in self.iter() {
             map.serialize_entry(name, value)?;
         }
@@ -111,11 +91,9 @@ mod tests {
         assert_eq!(c.iter().collect::<Vec<_>>(), [("companyname", "Acme"), ("phone", "2")]);
         assert_eq!(c.get("phone").map(String::as_str), Some("2"));
         assert!(c.get("email").is_none() && !c.contains_key("email") && c.contains_key("phone"));
-        assert_eq!(c.insert("email", "a@b.c".into()), None);
-        assert_eq!(c.insert("phone", "3".into()).as_deref(), Some("2"));
         assert_eq!(c.remove("companyname").as_deref(), Some("Acme"));
-        assert_eq!(c.iter().collect::<Vec<_>>(), [("email", "a@b.c"), ("phone", "3")]);
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.remove("companyname"), None);
+        assert_eq!(c.iter().collect::<Vec<_>>(), [("phone", "2")]);
     }
 
     #[test]
