@@ -10,6 +10,7 @@ pub mod http;
 pub mod mapping;
 pub mod model;
 pub mod netsuite;
+pub mod payload_index;
 pub mod ports;
 pub mod salesforce;
 #[cfg(feature = "sealing")]

@@ -128,6 +128,13 @@ impl Transformation {
     /// audit keeps one per record, so the parts the mapping shares are
     /// written once, not escaped again for every record.
     pub fn list_json(list: &[Transformation]) -> String {
+        Transformation::list_json_over(list, None)
+    }
+
+    /// As [`Transformation::list_json`], for transformations whose `new`
+    /// values are the fields of `payload` (the target's fields as written):
+    /// those are copied from its text instead of being escaped again.
+    pub fn list_json_over(list: &[Transformation], payload: Option<&crate::payload_index::PayloadIndex<'_>>) -> String {
         let mut out = String::with_capacity(list.len() * 96 + 2);
         out.push('[');
         for (n, t) in list.iter().enumerate() {
@@ -143,8 +150,13 @@ impl Transformation {
                     out.push_str(",\"");
                     out.push_str(name);
                     out.push_str("\":");
-                    // A value's Display is its compact JSON, written in place.
-                    let _ = write!(out, "{value}");
+                    match payload.filter(|_| name == "new").and_then(|p| p.value(&t.field)) {
+                        Some(text) => out.push_str(text),
+                        // A value's Display is its compact JSON, written in place.
+                        None => {
+                            let _ = write!(out, "{value}");
+                        }
+                    }
                 }
             }
             out.push('}');
@@ -515,5 +527,16 @@ mod tests {
         let list = vec![shared, changed, written("NetSuite_Id__c", "external-id", "id")];
         assert_eq!(Transformation::list_json(&list), serde_json::to_string(&list).unwrap());
         assert_eq!(Transformation::list_json(&[]), "[]");
+        // New values copied from the payload's text come out the same; a
+        // field the payload lacks is written from its value.
+        let mut fields = serde_json::Map::new();
+        for t in &list[..2] {
+            fields.insert(t.field.to_string(), t.new.clone().unwrap());
+        }
+        let payload = serde_json::to_string(&fields).unwrap();
+        let index = crate::payload_index::PayloadIndex::new(&payload);
+        assert_eq!(Transformation::list_json_over(&list, Some(&index)), serde_json::to_string(&list).unwrap());
+        let index = crate::payload_index::PayloadIndex::new("{}");
+        assert_eq!(Transformation::list_json_over(&list, Some(&index)), serde_json::to_string(&list).unwrap());
     }
 }

@@ -10,6 +10,7 @@ use crate::model::{
     SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
+use crate::payload_index::PayloadIndex;
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
 use crate::settings::{DeleteAction, Settings};
@@ -54,7 +55,8 @@ impl Staged {
 impl Staged {
     /// As parked while its Bulk API job runs.
     pub fn parked(&self) -> ParkedWrite {
-        let transformations = Transformation::list_json(&self.mapped.transformations);
+        let index = PayloadIndex::new(self.payload.get());
+        let transformations = Transformation::list_json_over(&self.mapped.transformations, Some(&index));
         let target = &self.mapped.target;
         ParkedWrite {
             kind: self.mapped.source_kind,
@@ -186,6 +188,22 @@ impl<'a> Run<'a> {
         error: Option<String>,
     ) -> AuditEntry {
         let transformations = Transformation::list_json(&mapped.transformations);
+        self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
+    }
+
+    /// As [`Run::entry`] for a staged write, whose `new` values are its
+    /// payload's fields.
+    pub fn staged_entry(
+        &self,
+        staged: &Staged,
+        action: AuditAction,
+        outcome: OutcomeKind,
+        salesforce_id: Option<String>,
+        error: Option<String>,
+    ) -> AuditEntry {
+        let mapped = &staged.mapped;
+        let index = PayloadIndex::new(staged.payload.get());
+        let transformations = Transformation::list_json_over(&mapped.transformations, Some(&index));
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 

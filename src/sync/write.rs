@@ -155,7 +155,7 @@ impl Writer for Salesforce {
         run.queues.put(Queue::Deferred, &queued)?;
         run.count(staged.mapped.source_kind, OutcomeKind::Deferred);
         let entry =
-            run.entry(&staged.mapped, AuditAction::Defer, OutcomeKind::Deferred, staged.state.sf.clone(), Some(reason));
+            run.staged_entry(staged, AuditAction::Defer, OutcomeKind::Deferred, staged.state.sf.clone(), Some(reason));
         run.audit(&[entry]);
         Ok(())
     }
@@ -194,7 +194,7 @@ fn record_outcomes(
     for (staged, outcome) in written.into_iter().zip(outcomes) {
         run.count(kind, outcome.outcome);
         let error = errors_text(outcome);
-        audit.push(run.entry(&staged.mapped, action, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
+        audit.push(run.staged_entry(&staged, action, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
         if outcome.outcome == OutcomeKind::Failed {
             let mut queued = staged.queued(&run.request.run_id, error.unwrap_or_default());
             queued.waits_for = vec![];
