@@ -68,8 +68,9 @@ impl KvStore {
     /// Values of `keys`, in order; one query per few hundred keys.
     pub fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         const GROUP: usize = 500;
-        let mut found: std::collections::HashMap<String, Vec<u8>> =
-            std::collections::HashMap::with_capacity(keys.len());
+        // Grown by what is found, not sized for every key: a first sync
+        // finds nothing, and a table sized per call took fresh pages each time.
+        let mut found: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
         for group in keys.chunks(GROUP) {
             let placeholders = vec!["?"; group.len()].join(",");
             let sql = format!("SELECT key, value FROM kv WHERE tenant = ? AND bucket = ? AND key IN ({placeholders})");
