@@ -53,10 +53,16 @@ impl Staged {
 }
 
 impl Staged {
+    /// Its transformations as the audit keeps them; the `new` values are
+    /// its payload's fields, copied from the payload's text.
+    pub fn transformations_json(&self) -> String {
+        let index = PayloadIndex::new(self.payload.get());
+        Transformation::list_json_over(&self.mapped.transformations, Some(&index))
+    }
+
     /// As parked while its Bulk API job runs.
     pub fn parked(&self) -> ParkedWrite {
-        let index = PayloadIndex::new(self.payload.get());
-        let transformations = Transformation::list_json_over(&self.mapped.transformations, Some(&index));
+        let transformations = self.transformations_json();
         let target = &self.mapped.target;
         ParkedWrite {
             kind: self.mapped.source_kind,
@@ -202,8 +208,7 @@ impl<'a> Run<'a> {
         error: Option<String>,
     ) -> AuditEntry {
         let mapped = &staged.mapped;
-        let index = PayloadIndex::new(staged.payload.get());
-        let transformations = Transformation::list_json_over(&mapped.transformations, Some(&index));
+        let transformations = staged.transformations_json();
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 
