@@ -1,6 +1,7 @@
 //! The installation's SQLite database: key-value state per tenant and bucket,
 //! the audit trail and the run log. One file, inspectable with any SQLite tool.
 
+mod absent;
 pub mod kv;
 pub mod run_store;
 

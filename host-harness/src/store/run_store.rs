@@ -11,9 +11,11 @@
 //! [`RunStore::finish`] waits for everything, so a run ends with its writes
 //! committed or failed.
 
+use super::absent::KnownAbsent;
 use super::kv::{KvStore, STATE_BUCKET};
 use crate::audit::AuditRow;
 use anyhow::{Result, anyhow};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +65,8 @@ pub struct RunStore {
     queue: Option<SyncSender<Op>>,
     writer: Option<std::thread::JoinHandle<()>>,
     seq: u64,
+    /// Record state keys that need no read (the state bucket's only).
+    absent: RefCell<KnownAbsent>,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -81,7 +85,14 @@ impl RunStore {
             yield_to_the_run();
             write_all(&writer, &theirs, ops)
         })?;
-        Ok(RunStore { kv, shared, queue: Some(queue), writer: Some(writer), seq: 0 })
+        Ok(RunStore {
+            kv,
+            shared,
+            queue: Some(queue),
+            writer: Some(writer),
+            seq: 0,
+            absent: RefCell::new(KnownAbsent::default()),
+        })
     }
 
     fn failure(&self) -> Result<()> {
@@ -119,6 +130,10 @@ impl RunStore {
 
     fn write(&mut self, bucket: &'static str, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
         self.failure()?;
+        if bucket == STATE_BUCKET {
+            let absent = self.absent.get_mut();
+            writes.iter().for_each(|(k, _)| absent.note_written(k));
+        }
         if bucket == STATE_BUCKET && writes.iter().any(|(k, _)| k == LEASE_KEY) {
             // Other runs read the lease from the database: it goes there now.
             self.flush()?;
@@ -164,10 +179,28 @@ impl RunStore {
         lock(&self.shared).pending.get(bucket)?.get(key).map(|(_, v)| v.as_deref().cloned())
     }
 
+    /// Whether `key` is surely not in the database (see [`KnownAbsent`]).
+    fn known_absent(&self, bucket: &'static str, key: &str) -> Result<bool> {
+        if bucket != STATE_BUCKET {
+            return Ok(false);
+        }
+        self.absent.borrow_mut().absent(key, |from, below| {
+            let held: bool = self
+                .kv
+                .connection()
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key >= ?3 AND key < ?4)",
+                )?
+                .query_row(rusqlite::params![self.kv.tenant(), bucket, from, below], |r| r.get(0))?;
+            Ok(!held)
+        })
+    }
+
     pub fn get(&self, bucket: &'static str, key: &str) -> Result<Option<Vec<u8>>> {
         self.failure()?;
         match self.pending(bucket, key) {
             Some(value) => Ok(value),
+            None if self.known_absent(bucket, key)? => Ok(None),
             // Committed meanwhile or never written: the database has it.
             None => self.kv.get(bucket, key),
         }
@@ -176,6 +209,11 @@ impl RunStore {
     pub fn get_many(&self, bucket: &'static str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         self.failure()?;
         let mut found: Vec<Option<Option<Vec<u8>>>> = keys.iter().map(|k| self.pending(bucket, k)).collect();
+        for (key, slot) in keys.iter().zip(&mut found) {
+            if slot.is_none() && self.known_absent(bucket, key)? {
+                *slot = Some(None);
+            }
+        }
         let missing: Vec<String> =
             keys.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(k, _)| k.clone()).collect();
         if !missing.is_empty() {
@@ -414,6 +452,41 @@ mod tests {
         assert_eq!(other.get_many(STATE_BUCKET, &keys).unwrap(), expect);
         assert_eq!(crate::audit::for_run(other.connection(), "acme", "run-1").unwrap().len(), 2);
         assert_eq!(other.list_keys(STATE_BUCKET, 0, 1000).unwrap().len(), 499);
+    }
+
+    #[test]
+    fn record_keys_of_a_family_that_was_empty_are_answered_without_reading_and_still_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut first) = store(dir.path());
+        let keys = |ids: &[&str]| ids.iter().map(|i| format!("record/customer/{i}")).collect::<Vec<_>>();
+        // Empty when first read; then this run's own writes, committed or not.
+        assert_eq!(first.get_many(STATE_BUCKET, &keys(&["1", "2"])).unwrap(), [None, None]);
+        first.set(STATE_BUCKET, "record/customer/1", b"one").unwrap();
+        first.flush().unwrap();
+        first.set(STATE_BUCKET, "record/customer/2", b"two").unwrap();
+        assert_eq!(
+            first.get_many(STATE_BUCKET, &keys(&["1", "2", "3"])).unwrap(),
+            [Some(b"one".to_vec()), Some(b"two".to_vec()), None]
+        );
+        // Record state has one writer, the lease holder: a key written
+        // behind its back is not looked for (this is what saves the reads).
+        let other = KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
+        other.set(STATE_BUCKET, "record/customer/9", b"stranger").unwrap();
+        assert_eq!(first.get(STATE_BUCKET, "record/customer/9").unwrap(), None);
+        first.delete(STATE_BUCKET, "record/customer/1").unwrap();
+        first.flush().unwrap();
+        assert_eq!(first.get(STATE_BUCKET, "record/customer/1").unwrap(), None);
+        first.finish().unwrap();
+        // The next run finds the family holding keys and reads them.
+        let mut next = RunStore::start(
+            KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32])),
+            KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32])),
+        )
+        .unwrap();
+        assert_eq!(next.get_many(STATE_BUCKET, &keys(&["1", "2", "3"])).unwrap(), [None, Some(b"two".to_vec()), None]);
+        assert_eq!(next.get(STATE_BUCKET, "record/customer/9").unwrap(), Some(b"stranger".to_vec()));
+        assert_eq!(next.get(STATE_BUCKET, "record/customer/2").unwrap(), Some(b"two".to_vec()));
+        next.finish().unwrap();
     }
 
     #[test]
