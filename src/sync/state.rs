@@ -122,7 +122,17 @@ pub fn source_hash(record: &NetSuiteRecord) -> String {
         bytes.push(1);
         bytes.extend_from_slice(v.as_bytes());
     }
-    hex::encode(xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes())
+    let mut hash = String::with_capacity(32);
+    push_hex(&mut hash, xxhash_rust::xxh3::xxh3_128(&bytes));
+    hash
+}
+
+/// Appends `digest` as 32 lowercase hex digits: `hex::encode` builds its
+/// string a `char` at a time, a hundredth of a first sync in the component.
+fn push_hex(dst: &mut String, digest: u128) {
+    let mut digits = [0u8; 32];
+    hex::encode_to_slice(digest.to_be_bytes(), &mut digits).expect("32 digits hold 16 bytes");
+    dst.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
 }
 
 /// A digest of what the connector would write. serde_json maps are sorted,
@@ -150,10 +160,9 @@ pub fn hashed_payload(record: &SObjectRecord) -> (String, Box<serde_json::value:
     for part in [record.sobject.as_bytes(), b"\0", record.external_id.as_bytes(), b"\0", text.as_bytes()] {
         bytes.extend_from_slice(part);
     }
-    let digest = xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes();
     let mut dst = String::with_capacity(XXH3_DST.len() + 32);
     dst.push_str(XXH3_DST);
-    dst.push_str(&hex::encode(digest));
+    push_hex(&mut dst, xxhash_rust::xxh3::xxh3_128(&bytes));
     (dst, payload)
 }
 
