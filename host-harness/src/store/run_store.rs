@@ -208,7 +208,12 @@ impl RunStore {
 
     pub fn get_many(&self, bucket: &'static str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         self.failure()?;
-        let mut found: Vec<Option<Option<Vec<u8>>>> = keys.iter().map(|k| self.pending(bucket, k)).collect();
+        let mut found: Vec<Option<Option<Vec<u8>>>> = {
+            // One lock for the batch, not one per key.
+            let shared = lock(&self.shared);
+            let pending = shared.pending.get(bucket);
+            keys.iter().map(|k| pending.and_then(|p| p.get(k)).map(|(_, v)| v.as_deref().cloned())).collect()
+        };
         for (key, slot) in keys.iter().zip(&mut found) {
             if slot.is_none() && self.known_absent(bucket, key)? {
                 *slot = Some(None);
