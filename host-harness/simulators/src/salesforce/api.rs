@@ -34,27 +34,31 @@ pub fn version(segment: &str) -> Option<f64> {
     (31.0..=LATEST_VERSION.parse::<f64>().ok()?).contains(&v).then_some(v)
 }
 
-/// A request body: as received, or a Composite subrequest's, already parsed.
-#[derive(Clone, Copy)]
+/// A request body: as received, or a Composite subrequest's, already parsed
+/// (and moved out of the request, so its records are stored without a copy).
 pub enum Body<'a> {
     Bytes(&'a [u8]),
-    Json(Option<&'a Value>),
+    Parsed(Option<Value>),
 }
 
 impl Body<'_> {
-    /// The body as a JSON object, borrowed when it was parsed already.
-    fn object(&self) -> Result<std::borrow::Cow<'_, Map<String, Value>>, RequestError> {
+    /// The body as a JSON object.
+    fn into_object(self) -> Result<Map<String, Value>, RequestError> {
         match self {
-            Body::Bytes(bytes) => parse_object(bytes).map(std::borrow::Cow::Owned),
-            Body::Json(Some(Value::Object(m))) => Ok(std::borrow::Cow::Borrowed(m)),
-            Body::Json(_) => Err(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")),
+            Body::Bytes(bytes) => parse_object(bytes),
+            Body::Parsed(Some(Value::Object(m))) => Ok(m),
+            Body::Parsed(_) => {
+                Err(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must be a JSON object"))
+            }
         }
     }
 
     fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
             Body::Bytes(b) => std::borrow::Cow::Borrowed(b),
-            Body::Json(v) => std::borrow::Cow::Owned(v.map(|v| v.to_string().into_bytes()).unwrap_or_default()),
+            Body::Parsed(v) => {
+                std::borrow::Cow::Owned(v.as_ref().map(|v| v.to_string().into_bytes()).unwrap_or_default())
+            }
         }
     }
 }
@@ -155,7 +159,7 @@ fn object_and_fields(
     body: Body<'_>,
 ) -> Result<(super::schema::SObject, Map<String, Value>), RequestError> {
     let object = org.object(sobject).cloned().ok_or_else(|| no_such_object(sobject))?;
-    let record = body.object()?.into_owned();
+    let record = body.into_object()?;
     org.check_fields(&object, &record)?;
     Ok((object, record))
 }
@@ -166,7 +170,7 @@ fn create(org: &mut Org, sobject: &str, body: Body<'_>, now: i64) -> Answer {
         Ok(checked) => checked,
         Err(e) => return fail(e),
     };
-    match org.create(&object, &record, now) {
+    match org.create(&object, record, now) {
         Ok(id) => (201, Some(json!({ "id": id, "success": true, "errors": [] }))),
         Err(e) => record_failure(e),
     }
@@ -178,7 +182,7 @@ fn update_by_id(org: &mut Org, sobject: &str, id: &str, body: Body<'_>, now: i64
         Ok(checked) => checked,
         Err(e) => return fail(e),
     };
-    match org.update(&object, id, &record, now) {
+    match org.update(&object, id, record, now) {
         Ok(_) => (204, None),
         Err(WriteError::NotFound) => no_such_record(),
         Err(WriteError::Deleted) => entity_is_deleted(),
@@ -238,12 +242,12 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
     };
-    let request = match body.object() {
+    let mut request = match body.into_object() {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
     let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
-    let Some(Value::Array(records)) = request.get("records") else {
+    let Some(Value::Array(records)) = request.remove("records") else {
         return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include a records array"));
     };
     if records.len() > MAX_COLLECTION_RECORDS {
@@ -258,7 +262,7 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
         let Value::Object(m) = r else {
             return fail(RequestError::new(400, "JSON_PARSER_ERROR", "Each record must be a JSON object"));
         };
-        if let Err(e) = org.check_fields(&object, m) {
+        if let Err(e) = org.check_fields(&object, &m) {
             return fail(e);
         }
         parsed.push(m);
@@ -274,29 +278,33 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
     org.table.begin();
     let writes_before = org.writes;
     let mut results: Vec<Result<super::store::Upserted, RecordError>> = Vec::with_capacity(parsed.len());
-    for &m in &parsed {
+    for m in parsed {
         let dup = m
             .get(ext_field)
             .and_then(Value::as_str)
             .filter(|v| seen.get(&v.to_ascii_lowercase()).copied().unwrap_or(0) > 1);
         let typed = m.get("attributes").and_then(|a| a.get("type")).and_then(Value::as_str);
-        results.push(match (dup, typed) {
-            (Some(v), _) => Err(RecordError {
+        let refused = match (dup, typed) {
+            (Some(v), _) => Some(RecordError {
                 status_code: "DUPLICATE_VALUE",
                 message: format!("Duplicate external id specified: {v}"),
                 fields: vec![],
             }),
-            (None, None) => Err(RecordError {
+            (None, None) => Some(RecordError {
                 status_code: "INVALID_TYPE",
                 message: "Must specify a type in attributes".into(),
                 fields: vec![],
             }),
-            (None, Some(t)) if !t.eq_ignore_ascii_case(object.name) => Err(RecordError {
+            (None, Some(t)) if !t.eq_ignore_ascii_case(object.name) => Some(RecordError {
                 status_code: "INVALID_TYPE",
                 message: format!("Record type {t} does not match the request's sObject {}", object.name),
                 fields: vec![],
             }),
-            (None, Some(_)) => org.upsert(&object, ext_field, m, now),
+            (None, Some(_)) => None,
+        };
+        results.push(match refused {
+            Some(e) => Err(e),
+            None => org.upsert(&object, ext_field, m, now),
         });
     }
     if all_or_none && results.iter().any(Result::is_err) {
@@ -466,8 +474,8 @@ fn single_upsert(
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
     };
-    let mut record = match body.object() {
-        Ok(r) => r.into_owned(),
+    let mut record = match body.into_object() {
+        Ok(r) => r,
         Err(e) => return fail(e),
     };
     if let Err(e) = org.check_fields(&object, &record) {
@@ -481,7 +489,7 @@ fn single_upsert(
             matching.iter().map(|id| format!("/services/data/v{version:.1}/sobjects/{}/{id}", object.name)).collect();
         return (300, Some(json!(urls)));
     }
-    match org.upsert(&object, ext_field, &record, now) {
+    match org.upsert(&object, ext_field, record, now) {
         Ok(u) if u.created => (201, Some(json!({ "id": u.id, "success": true, "errors": [], "created": true }))),
         Ok(_) if version < MIN_UPSERT_VERSION => (204, None),
         Ok(u) => (200, Some(json!({ "id": u.id, "success": true, "errors": [], "created": false }))),
@@ -490,11 +498,12 @@ fn single_upsert(
 }
 
 fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
-    let request = match body.object() {
+    let may_reference = may_reference(&body);
+    let mut request = match body.into_object() {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let Some(Value::Array(subrequests)) = request.get("compositeRequest") else {
+    let Some(Value::Array(subrequests)) = request.remove("compositeRequest") else {
         return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include compositeRequest"));
     };
     if subrequests.len() > MAX_COMPOSITE_SUBREQUESTS {
@@ -525,20 +534,18 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
     let mut earlier: HashMap<String, Value> = HashMap::new();
     // Answers are kept for `@{ref}` only when some subrequest has one (a
     // copy of each upsert's 200 results cost a tenth of a Composite call).
-    let referenced = may_reference(&body) && subrequests.iter().skip(1).any(has_reference);
+    let referenced = may_reference && subrequests.iter().skip(1).any(has_reference);
     for sub in subrequests {
         let method = sub.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
         let reference = sub.get("referenceId").cloned().unwrap_or(Value::Null);
         // `@{ref.field}` names a value of an earlier subrequest's answer.
-        let resolved;
-        let sub = if !referenced || earlier.is_empty() || !has_reference(sub) {
+        let mut sub = if !referenced || earlier.is_empty() || !has_reference(&sub) {
             sub
         } else {
-            resolved = resolve_references(sub, &earlier);
-            &resolved
+            resolve_references(&sub, &earlier)
         };
+        let body = Body::Parsed(sub.get_mut("body").map(Value::take));
         let url = sub.get("url").and_then(Value::as_str).unwrap_or_default();
-        let body = Body::Json(sub.get("body"));
         let batch = query_batch(
             sub.get("httpHeaders")
                 .and_then(Value::as_object)
@@ -574,7 +581,7 @@ fn may_reference(body: &Body<'_>) -> bool {
         Body::Bytes(text) => {
             memchr::memmem::find(text, b"@{").is_some() || memchr::memmem::find(text, b"\\u").is_some()
         }
-        Body::Json(_) => true,
+        Body::Parsed(_) => true,
     }
 }
 

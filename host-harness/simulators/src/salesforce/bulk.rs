@@ -318,10 +318,10 @@ fn apply(
         Deleted::NoSuchId => Err(RecordError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", &[])),
     };
     match operation {
-        "insert" => org.create(object, &record, now).map(|id| super::store::Upserted { id, created: true }),
+        "insert" => org.create(object, record, now).map(|id| super::store::Upserted { id, created: true }),
         "update" => {
             let id = by_id(&mut record)?;
-            org.update(object, &id, &record, now).map(|id| super::store::Upserted { id, created: false }).map_err(|e| {
+            org.update(object, &id, record, now).map(|id| super::store::Upserted { id, created: false }).map_err(|e| {
                 match e {
                     WriteError::Record(e) => e,
                     WriteError::Deleted => RecordError::new("ENTITY_IS_DELETED", "entity is deleted", &[]),
@@ -342,6 +342,6 @@ fn apply(
             };
             gone(outcome, id)
         }
-        _ => org.upsert(object, ext, &record, now),
+        _ => org.upsert(object, ext, record, now),
     }
 }

@@ -300,7 +300,7 @@ impl SalesforceSim {
         let created = org
             .check_fields(&object, &fields)
             .map_err(|e| e.message)
-            .and_then(|()| org.create(&object, &fields, now).map_err(|e| format!("{}: {}", e.status_code, e.message)));
+            .and_then(|()| org.create(&object, fields, now).map_err(|e| format!("{}: {}", e.status_code, e.message)));
         created.unwrap_or_else(|e| panic!("creating a {sobject} by hand was refused: {e}"))
     }
 
@@ -314,7 +314,7 @@ impl SalesforceSim {
         let edited = org
             .check_fields(&object, &fields)
             .map_err(|e| e.message)
-            .and_then(|()| org.update(&object, id, &fields, now).map_err(|e| format!("{e:?}")));
+            .and_then(|()| org.update(&object, id, fields, now).map_err(|e| format!("{e:?}")));
         if let Err(e) = edited {
             panic!("editing {sobject} {id} by hand was refused: {e}");
         }

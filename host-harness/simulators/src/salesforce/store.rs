@@ -121,6 +121,12 @@ fn ext_text(object: &SObject, fields: &Map<String, Value>) -> Option<String> {
     }
 }
 
+/// The field's name as stored: the request's key when it is spelled so
+/// (as it nearly always is), saving a copy.
+fn field_key(key: String, name: &str) -> String {
+    if key == name { key } else { name.to_string() }
+}
+
 /// Adds the system fields of a stored row to its fields, as reads show them.
 pub fn with_system_fields(record: &mut Map<String, Value>, created: i64, modstamp: i64, deleted: bool) {
     record.insert("CreatedDate".into(), Value::String(datetime::format(created)));
@@ -263,16 +269,17 @@ impl Org {
     /// The values a write sets, checked field by field: writable, of the
     /// right type and length; parents named by external id (or lookups set
     /// to an Id) resolved to live records' ids.
-    fn field_values(&self, object: &SObject, record: &Map<String, Value>) -> Result<Map<String, Value>, RecordError> {
+    /// Takes the record, so its values move into the result uncopied.
+    fn field_values(&self, object: &SObject, record: Map<String, Value>) -> Result<Map<String, Value>, RecordError> {
         let mut values = Map::new();
         for (key, value) in record {
             if key == "attributes" {
                 continue;
             }
-            let (field, relationship) = object.named(key);
+            let (field, relationship) = object.named(&key);
             if let Some(rel) = relationship {
                 let (_, target) = rel.relationship.expect("relationship fields carry their target");
-                let Value::Object(parent_key) = value else {
+                let Value::Object(parent_key) = &value else {
                     return Err(RecordError::new(
                         "INVALID_FIELD",
                         format!("Invalid value for relationship {key}"),
@@ -318,7 +325,7 @@ impl Org {
             if field.kind == FieldType::Boolean {
                 match value {
                     Value::Bool(_) => {
-                        values.insert(field.name.to_string(), value.clone());
+                        values.insert(field_key(key, field.name), value);
                         continue;
                     }
                     _ => {
@@ -331,7 +338,7 @@ impl Org {
                 }
             }
             if field.kind == FieldType::Int {
-                let number = match value {
+                let number = match &value {
                     Value::Null => Some(Value::Null),
                     Value::Number(n) if n.is_i64() => Some(value.clone()),
                     Value::String(s) => s.trim().parse::<i64>().ok().map(Value::from),
@@ -344,15 +351,15 @@ impl Org {
                         &[field.name],
                     ));
                 };
-                values.insert(field.name.to_string(), number);
+                values.insert(field_key(key, field.name), number);
                 continue;
             }
             let text = match value {
                 Value::Null => {
-                    values.insert(field.name.to_string(), Value::Null);
+                    values.insert(field_key(key, field.name), Value::Null);
                     continue;
                 }
-                Value::String(s) => s.clone(),
+                Value::String(s) => s,
                 Value::Number(_) | Value::Bool(_) => value.to_string(),
                 _ => {
                     return Err(RecordError::new(
@@ -363,7 +370,7 @@ impl Org {
                 }
             };
             if field.kind == FieldType::Reference && !text.is_empty() {
-                values.insert(field.name.to_string(), Value::String(self.lookup_id(field, &text)?));
+                values.insert(field_key(key, field.name), Value::String(self.lookup_id(field, &text)?));
                 continue;
             }
             if text.chars().count() > field.length {
@@ -381,7 +388,7 @@ impl Org {
                     &[field.name],
                 ));
             }
-            values.insert(field.name.to_string(), Value::String(text));
+            values.insert(field_key(key, field.name), Value::String(text));
         }
         Ok(values)
     }
@@ -463,7 +470,7 @@ impl Org {
     }
 
     /// Creates a record (REST `POST sobjects/{SObject}`, Bulk insert).
-    pub fn create(&mut self, object: &SObject, record: &Map<String, Value>, now: i64) -> Result<String, RecordError> {
+    pub fn create(&mut self, object: &SObject, record: Map<String, Value>, now: i64) -> Result<String, RecordError> {
         if record.iter().any(|(k, v)| k.eq_ignore_ascii_case("Id") && !v.is_null()) {
             return Err(RecordError::new(
                 "INVALID_FIELD_FOR_INSERT_UPDATE",
@@ -496,7 +503,7 @@ impl Org {
         &mut self,
         object: &SObject,
         id: &str,
-        record: &Map<String, Value>,
+        record: Map<String, Value>,
         now: i64,
     ) -> Result<String, WriteError> {
         let id = normalize_id(id).ok_or(WriteError::NotFound)?;
@@ -534,7 +541,7 @@ impl Org {
         &mut self,
         object: &SObject,
         ext_field: &str,
-        record: &Map<String, Value>,
+        record: Map<String, Value>,
         now: i64,
     ) -> Result<Upserted, RecordError> {
         if ext_field.eq_ignore_ascii_case("Id") {
@@ -615,15 +622,16 @@ impl Org {
     fn upsert_by_id(
         &mut self,
         object: &SObject,
-        record: &Map<String, Value>,
+        mut record: Map<String, Value>,
         now: i64,
     ) -> Result<Upserted, RecordError> {
-        let id = record.iter().find(|(k, _)| k.eq_ignore_ascii_case("Id")).and_then(|(_, v)| v.as_str());
-        let rest: Map<String, Value> =
-            record.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("Id")).map(|(k, v)| (k.clone(), v.clone())).collect();
-        match id.filter(|id| !id.is_empty()) {
-            None => self.create(object, &rest, now).map(|id| Upserted { id, created: true }),
-            Some(id) => match self.update(object, id, &rest, now) {
+        let id =
+            record.iter().find(|(k, _)| k.eq_ignore_ascii_case("Id")).and_then(|(_, v)| v.as_str()).map(String::from);
+        record.retain(|k, _| !k.eq_ignore_ascii_case("Id"));
+        let rest = record;
+        match id.as_deref().filter(|id| !id.is_empty()) {
+            None => self.create(object, rest, now).map(|id| Upserted { id, created: true }),
+            Some(id) => match self.update(object, id, rest, now) {
                 Ok(id) => Ok(Upserted { id, created: false }),
                 Err(WriteError::Record(e)) => Err(e),
                 Err(WriteError::Deleted) => Err(RecordError::new("ENTITY_IS_DELETED", "entity is deleted", &[])),

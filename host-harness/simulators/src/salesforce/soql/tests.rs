@@ -20,7 +20,7 @@ fn org_with_vendors(n: usize) -> Org {
     let mut org = Org::new().unwrap();
     let object = org.object("Vendor__c").cloned().unwrap();
     for i in 0..n {
-        org.upsert(&object, "NetSuite_Id__c", &vendor(i), NOW + (i / 100) as i64).unwrap();
+        org.upsert(&object, "NetSuite_Id__c", vendor(i), NOW + (i / 100) as i64).unwrap();
     }
     org
 }
@@ -50,10 +50,10 @@ fn pages_follow_a_snapshot_taken_when_the_query_ran() {
     let object = org.object("Vendor__c").cloned().unwrap();
     let mut renamed = vendor(300);
     renamed.insert("Name".into(), json!("Renamed"));
-    org.upsert(&object, "NetSuite_Id__c", &renamed, NOW + 10).unwrap();
+    org.upsert(&object, "NetSuite_Id__c", renamed.clone(), NOW + 10).unwrap();
     let gone = org.find_id("Vendor__c", "301").unwrap();
     org.delete(&gone, NOW + 10);
-    org.upsert(&object, "NetSuite_Id__c", &vendor(999), NOW + 10).unwrap();
+    org.upsert(&object, "NetSuite_Id__c", vendor(999), NOW + 10).unwrap();
 
     let second = more(&mut org, 66.0, &locator(&first), NOW + 20).unwrap();
     assert_eq!(second["totalSize"], 450);
@@ -161,9 +161,9 @@ fn relationship_fields_read_the_live_parent() {
     let mut org = org_with_vendors(2);
     let contact = org.object("Contact").cloned().unwrap();
     let linked = json!({"NetSuite_Id__c": "c1", "LastName": "Linked", "Vendor__r": {"NetSuite_Id__c": "1"}});
-    org.upsert(&contact, "NetSuite_Id__c", linked.as_object().unwrap(), NOW).unwrap();
+    org.upsert(&contact, "NetSuite_Id__c", linked.as_object().unwrap().clone(), NOW).unwrap();
     let unlinked = json!({"NetSuite_Id__c": "c2", "LastName": "Alone"});
-    org.upsert(&contact, "NetSuite_Id__c", unlinked.as_object().unwrap(), NOW).unwrap();
+    org.upsert(&contact, "NetSuite_Id__c", unlinked.as_object().unwrap().clone(), NOW).unwrap();
     let soql =
         "SELECT LastName, Vendor__c, Vendor__r.NetSuite_Id__c, Vendor__r.Name FROM Contact ORDER BY LastName DESC";
     let page = query(&mut org, &call(soql, 2000, NOW)).unwrap();
