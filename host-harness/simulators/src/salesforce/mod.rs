@@ -344,7 +344,12 @@ impl SalesforceSim {
 
     fn respond(&self, status: StatusCode, body: Option<Value>) -> Response {
         let mut resp = match body {
-            Some(b) => (status, [("content-type", "application/json;charset=UTF-8")], b.to_string()).into_response(),
+            // serde_json's writer, not `Display`: the same text without a
+            // trip through `fmt` for every piece.
+            Some(b) => {
+                let text = serde_json::to_vec(&b).expect("a JSON value serializes");
+                (status, [("content-type", "application/json;charset=UTF-8")], text).into_response()
+            }
             None => status.into_response(),
         };
         resp.headers_mut().insert("sforce-limit-info", self.limit_header().parse().expect("ascii header"));
