@@ -50,7 +50,7 @@ fn pages_follow_a_snapshot_taken_when_the_query_ran() {
     let object = org.object("Vendor__c").cloned().unwrap();
     let mut renamed = vendor(300);
     renamed.insert("Name".into(), json!("Renamed"));
-    org.upsert(&object, "NetSuite_Id__c", renamed.clone(), NOW + 10).unwrap();
+    org.upsert(&object, "NetSuite_Id__c", renamed, NOW + 10).unwrap();
     let gone = org.find_id("Vendor__c", "301").unwrap();
     org.delete(&gone, NOW + 10);
     org.upsert(&object, "NetSuite_Id__c", vendor(999), NOW + 10).unwrap();
