@@ -159,10 +159,13 @@ pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Subrequest>) -> 
     out.into_bytes()
 }
 
+/// One Composite subresponse. Its body stays JSON text: it is read once, as
+/// save results or as errors, so building a `Value` tree of every result
+/// (and writing it back to text to classify it) was wasted work.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubResponse {
-    pub body: Value,
+    pub body: Box<serde_json::value::RawValue>,
     pub http_status_code: u16,
     pub reference_id: String,
 }
@@ -203,7 +206,7 @@ fn failed(key: &str, error: SalesforceError) -> UpsertOutcome {
 pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOutcome> {
     let fail_all = |error: SalesforceError| keys.iter().map(|k| failed(k, error.clone())).collect();
     if sub.http_status_code != 200 {
-        let body = sub.body.to_string();
+        let body = sub.body.get();
         let error = crate::salesforce::errors::parse_errors(body.as_bytes())
             .and_then(|e| e.into_iter().next())
             .unwrap_or(SalesforceError {
@@ -213,7 +216,7 @@ pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOut
             });
         return fail_all(error);
     }
-    let results: Vec<SaveResult> = match Vec::<SaveResult>::deserialize(&sub.body) {
+    let results: Vec<SaveResult> = match serde_json::from_str(sub.body.get()) {
         Ok(r) => r,
         Err(e) => {
             return fail_all(SalesforceError {
@@ -306,7 +309,7 @@ impl super::SalesforceSink<'_> {
                     let as_response = HttpResponse {
                         status: sub.http_status_code,
                         headers: vec![],
-                        body: sub.body.to_string().into_bytes(),
+                        body: sub.body.get().as_bytes().to_vec(),
                     };
                     if !last && is_transient(super::errors::RULES, &as_response) {
                         redo.push(i);
@@ -405,6 +408,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn raw(value: Value) -> Box<serde_json::value::RawValue> {
+        serde_json::value::to_raw_value(&value).unwrap()
+    }
+
     fn rec(sobject: &str, id: &str) -> SObjectRecord {
         SObjectRecord {
             sobject: sobject.into(),
@@ -484,17 +491,19 @@ mod tests {
             {"id":null,"success":false,"errors":[{"statusCode":"REQUIRED_FIELD_MISSING","message":"Required fields are missing: [Name]","fields":["Name"]}]}
         ]);
         let keys: Vec<&str> = chunks[0].indices.iter().map(|&i| records[i].external_id.as_str()).collect();
-        let sub = SubResponse { body, http_status_code: 200, reference_id: "c0".into() };
+        let sub = SubResponse { body: raw(body), http_status_code: 200, reference_id: "c0".into() };
         let out = outcomes(&keys, &sub, true);
         assert_eq!(
             out.iter().map(|o| o.outcome).collect::<Vec<_>>(),
             vec![OutcomeKind::Created, OutcomeKind::Updated, OutcomeKind::Failed]
         );
         assert_eq!(out[2].errors[0].fields, vec!["Name".to_string()]);
-        let short = SubResponse { body: json!([]), http_status_code: 200, reference_id: "c0".into() };
+        let short = SubResponse { body: raw(json!([])), http_status_code: 200, reference_id: "c0".into() };
         assert!(outcomes(&keys, &short, true).iter().all(|o| o.outcome == OutcomeKind::Failed));
         let refused = SubResponse {
-            body: json!([{"message": "No such column 'X' on sobject of type Account", "errorCode": "INVALID_FIELD"}]),
+            body: raw(
+                json!([{"message": "No such column 'X' on sobject of type Account", "errorCode": "INVALID_FIELD"}]),
+            ),
             http_status_code: 400,
             reference_id: "c0".into(),
         };
