@@ -83,19 +83,19 @@ impl ports::Config for WasiConfig {
 struct HostAudit;
 
 impl ports::AuditSink for HostAudit {
-    fn append(&self, entries: &[model::AuditEntry]) {
+    fn append(&self, entries: Vec<model::AuditEntry>) {
         let converted: Vec<audit::AuditEntry> = entries
-            .iter()
+            .into_iter()
             .map(|e| audit::AuditEntry {
-                run_id: e.run_id.clone(),
+                run_id: e.run_id,
                 kind: kind_to_wit(e.kind),
                 action: e.action.as_str().into(),
                 direction: e.action.direction().into(),
-                netsuite_id: e.netsuite_id.clone(),
-                salesforce_id: e.salesforce_id.clone(),
-                outcome: e.outcome.clone(),
-                transformations_json: e.transformations_json.clone(),
-                error: e.error.clone(),
+                netsuite_id: e.netsuite_id,
+                salesforce_id: e.salesforce_id,
+                outcome: e.outcome,
+                transformations_json: e.transformations_json,
+                error: e.error,
             })
             .collect();
         audit::append(&converted);

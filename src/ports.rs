@@ -71,7 +71,8 @@ pub trait Config {
 }
 
 pub trait AuditSink {
-    fn append(&self, entries: &[AuditEntry]);
+    /// Takes the entries: a host may move their text instead of copying it.
+    fn append(&self, entries: Vec<AuditEntry>);
 }
 
 /// What the host tells a run while it runs, and learns of its progress.

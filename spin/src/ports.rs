@@ -172,9 +172,9 @@ impl Audit<'_> {
 }
 
 impl AuditSink for Audit<'_> {
-    fn append(&self, entries: &[AuditEntry]) {
+    fn append(&self, entries: Vec<AuditEntry>) {
         let mut runs: Vec<(&str, String)> = Vec::new();
-        for e in entries {
+        for e in &entries {
             let line = serde_json::json!({
                 "run_id": e.run_id,
                 "kind": e.kind.as_str(),

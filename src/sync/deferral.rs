@@ -124,6 +124,6 @@ fn still_in_netsuite(run: &Run<'_>, kind: RecordKind, queued: Vec<Staged>) -> Re
         queued.into_iter().partition(|s| present.contains(&s.mapped.source_id));
     let gone: Vec<&str> = gone.iter().map(|s| s.mapped.source_id.as_str()).collect();
     let dropped = run.queues.remove(kind, &gone)?;
-    run.audit(&dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
+    run.audit(dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
     Ok(live)
 }

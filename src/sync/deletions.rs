@@ -59,6 +59,6 @@ pub(super) fn apply(run: &Run<'_>, kind: RecordKind, ids: &[&str]) -> Result<()>
         }
     }
     let dropped = run.queues.remove(kind, ids)?;
-    run.audit(&dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
+    run.audit(dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
     run.writer.delete(run, kind, pending)
 }

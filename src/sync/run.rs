@@ -165,7 +165,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    pub fn audit(&self, entries: &[AuditEntry]) {
+    pub fn audit(&self, entries: Vec<AuditEntry>) {
         if !self.request.dry_run && !entries.is_empty() {
             self.host.audit.append(entries);
         }
@@ -259,7 +259,7 @@ impl<'a> Run<'a> {
                 }
             })
             .collect();
-        self.audit(&entries);
+        self.audit(entries);
     }
 
     /// A queued write given up: NetSuite deleted its record.

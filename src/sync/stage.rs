@@ -75,6 +75,6 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     }
     run.count_read(kind, read);
     run.state.save_records(kind, unchanged)?;
-    run.audit(&audit);
+    run.audit(audit);
     Ok(staged)
 }

@@ -144,7 +144,7 @@ impl Writer for Salesforce {
             }
         }
         run.state.save_records(kind, done)?;
-        run.audit(&audit);
+        run.audit(audit);
         Ok(())
     }
 
@@ -156,7 +156,7 @@ impl Writer for Salesforce {
         run.count(staged.mapped.source_kind, OutcomeKind::Deferred);
         let entry =
             run.staged_entry(staged, AuditAction::Defer, OutcomeKind::Deferred, staged.state.sf.clone(), Some(reason));
-        run.audit(&[entry]);
+        run.audit(vec![entry]);
         Ok(())
     }
 
@@ -209,7 +209,7 @@ fn record_outcomes(
     let landed: Vec<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
     run.state.save_records(kind, new_states)?;
     run.queues.remove(kind, &landed)?;
-    run.audit(&audit);
+    run.audit(audit);
     Ok(())
 }
 
@@ -241,7 +241,7 @@ fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResul
     let landed: Vec<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
     run.state.save_records(kind, new_states)?;
     run.queues.remove(kind, &landed)?;
-    run.audit(&audit);
+    run.audit(audit);
     Ok(n)
 }
 

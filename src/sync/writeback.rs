@@ -247,13 +247,13 @@ impl<'p, 'r> Pass<'p, 'r> {
                     audit.push(self.failed(AuditAction::NetSuiteInactivate, id, &record.id, &e));
                 }
                 Err(e) => {
-                    run.audit(&audit);
+                    run.audit(audit);
                     return Err(e);
                 }
             }
         }
         run.state.save_records(self.kind, states_out)?;
-        run.audit(&audit);
+        run.audit(audit);
         Ok(())
     }
 
@@ -326,7 +326,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                         continue;
                     }
                     Err(e) => {
-                        run.audit(&audit);
+                        run.audit(audit);
                         return Err(e);
                     }
                 }
@@ -349,7 +349,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                         continue;
                     }
                     Err(e) => {
-                        run.audit(&audit);
+                        run.audit(audit);
                         return Err(e);
                     }
                 }
@@ -377,7 +377,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             ));
         }
         run.state.save_records(self.kind, states_out)?;
-        run.audit(&audit);
+        run.audit(audit);
         Ok(())
     }
 
@@ -450,7 +450,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                     continue;
                 }
                 Err(e) => {
-                    run.audit(&audit);
+                    run.audit(audit);
                     return Err(e);
                 }
             };
@@ -467,7 +467,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                     continue;
                 }
                 Err(e) => {
-                    run.audit(&audit);
+                    run.audit(audit);
                     return Err(e);
                 }
             }
@@ -505,7 +505,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             ));
         }
         run.state.save_records(self.kind, states)?;
-        run.audit(&audit);
+        run.audit(audit);
         Ok(())
     }
 }
