@@ -47,7 +47,7 @@ pub struct NetSuiteRecord {
 impl NetSuiteRecord {
     /// A column's value, treating a missing column and an empty string alike.
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.fields.get(name).filter(|v| !v.is_empty())
     }
 }
 

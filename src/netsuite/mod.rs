@@ -216,7 +216,7 @@ impl PendingPage<'_, '_> {
         for (row, repaired) in page.rows.into_iter().zip(page.repaired) {
             // A row that is not a record is set aside with its reason; the
             // rest of the page goes on.
-            let id = row.get("id").cloned();
+            let id = row.get("id").map(str::to_string);
             match suiteql::to_record(kind, row) {
                 Ok(record) => {
                     if !repaired.is_empty() {

@@ -7,7 +7,7 @@
 //! validated number, a validated timestamp, or a quoted literal.
 
 use super::surrogates;
-use crate::columns::Columns;
+use crate::columns::{Columns, ColumnsBuilder};
 use crate::http::{HttpRequest, Method};
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, RecordKind, Result};
 use serde::Deserialize;
@@ -311,6 +311,11 @@ impl<'de> serde::Deserialize<'de> for Name<'de> {
     }
 }
 
+thread_local! {
+    /// Columns and text bytes of the row read last: the next row's room.
+    static ROW_SIZE: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
 impl<'de> serde::Deserialize<'de> for Row {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Row, D::Error> {
         struct Visitor;
@@ -320,75 +325,93 @@ impl<'de> serde::Deserialize<'de> for Row {
                 f.write_str("a SuiteQL result item (an object)")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Row, A::Error> {
-                let mut row = Vec::new();
+                let (columns, bytes) = ROW_SIZE.get();
+                let mut row = ColumnsBuilder::with_capacity(columns, bytes);
                 let mut repaired = Vec::new();
+                let mut count = 0;
                 while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
                     if key == "links" {
                         map.next_value::<serde::de::IgnoredAny>()?;
                         continue;
                     }
-                    let Text(Some(mut text)) = map.next_value::<Text>()? else { continue };
+                    let start = row.text().len();
+                    if !map.next_value_seed(Text(row.text()))? {
+                        continue;
+                    }
                     let key = match key.bytes().any(|b| b.is_ascii_uppercase()) {
                         true => shared_name(&key.to_ascii_lowercase()),
                         false => shared_name(&key),
                     };
-                    if surrogates::marked(&text) {
-                        text = text.replace(surrogates::MARK, "\u{FFFD}");
+                    if surrogates::marked(&row.text()[start..]) {
+                        let text = row.text()[start..].replace(surrogates::MARK, "\u{FFFD}");
+                        row.discard(start);
+                        row.text().push_str(&text);
                         repaired.push(key.to_string());
                     }
-                    row.push((key, text));
+                    row.close(key, start);
+                    count += 1;
                 }
-                Ok(Row(Columns::from_unsorted(row), repaired))
+                ROW_SIZE.set((count, row.text().len()));
+                Ok(Row(row.build(), repaired))
             }
         }
         deserializer.deserialize_map(Visitor)
     }
 }
 
-/// A SuiteQL value as text: a string as it is, another scalar as JSON
-/// writes it, NULL as none. Read straight from the page, without building
-/// a `serde_json::Value` for each of a page's tens of thousands of values.
-struct Text(Option<String>);
+/// A SuiteQL value as text, appended to a row's text: a string as it is,
+/// another scalar as JSON writes it. Read straight from the page, without
+/// building a `serde_json::Value` (or a `String`) for each of a page's tens
+/// of thousands of values. `false`: the value is NULL (nothing appended).
+struct Text<'a>(&'a mut String);
 
-impl<'de> serde::Deserialize<'de> for Text {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Text, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Text;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a SuiteQL value")
-            }
-            fn visit_str<E>(self, v: &str) -> std::result::Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> std::result::Result<Text, E> {
-                Ok(Text(Some(v)))
-            }
-            fn visit_unit<E>(self) -> std::result::Result<Text, E> {
-                Ok(Text(None))
-            }
-            fn visit_bool<E>(self, v: bool) -> std::result::Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
-            }
-            fn visit_i64<E>(self, v: i64) -> std::result::Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
-            }
-            fn visit_u64<E>(self, v: u64) -> std::result::Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
-            }
-            fn visit_f64<E>(self, v: f64) -> std::result::Result<Text, E> {
-                Ok(Text(Some(serde_json::Value::from(v).to_string())))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> std::result::Result<Text, A::Error> {
-                let value = serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-                Ok(Text(Some(serde_json::Value::to_string(&value))))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<Text, A::Error> {
-                let value = serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(Text(Some(serde_json::Value::to_string(&value))))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
+impl<'de> serde::de::DeserializeSeed<'de> for Text<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Text<'_> {
+    fn put(self, v: &str) -> bool {
+        self.0.push_str(v);
+        true
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Text<'_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a SuiteQL value")
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<bool, E> {
+        Ok(self.put(v))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<bool, E> {
+        Ok(self.put(if v { "true" } else { "false" }))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<bool, E> {
+        Ok(self.put(&v.to_string()))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<bool, E> {
+        Ok(self.put(&v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<bool, E> {
+        Ok(self.put(&serde_json::Value::from(v).to_string()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> std::result::Result<bool, A::Error> {
+        let value: serde_json::Value =
+            serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(self.put(&value.to_string()))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> std::result::Result<bool, A::Error> {
+        let value: serde_json::Value =
+            serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(self.put(&value.to_string()))
     }
 }
 
@@ -431,7 +454,7 @@ pub fn parse_rows(body: &[u8]) -> Result<RowPage> {
 pub fn to_record(kind: RecordKind, mut row: Columns) -> Result<NetSuiteRecord> {
     let id = row
         .get("id")
-        .cloned()
+        .map(str::to_string)
         .ok_or_else(|| ConnectorError::NetSuite(format!("a {kind} row came back without an id column: {row:?}")))?;
     let last_modified = row
         .remove("lastmodified")
@@ -466,7 +489,7 @@ mod tests {
         let names: Vec<Vec<(&str, &str)>> = page.rows.iter().map(|r| r.iter().collect()).collect();
         assert_eq!(names[1], [("companyname", "Beta"), ("id", "2"), ("lastmodified", "2026-01-01 00:00:01")]);
         assert_eq!(names[2][0], ("companyname", "Gamma 2"), "a repeated key keeps its last value, as JSON readers do");
-        let ids: Vec<&str> = page.rows.iter().map(|r| r.get("id").unwrap().as_str()).collect();
+        let ids: Vec<&str> = page.rows.iter().map(|r| r.get("id").unwrap()).collect();
         assert_eq!(ids, ["1", "2", "3"]);
         assert!(Rc::ptr_eq(&shared_name("companyname"), &shared_name("companyname")), "one allocation per name");
     }
@@ -550,10 +573,22 @@ mod tests {
         let body = br#"{"links":[],"count":1,"hasMore":false,"items":[{"links":[],"id":1,"n":-5,"f":1.5,"b":true,
             "a":[1,"x"],"o":{"k":null},"z":null,"s":"tab\there"}]}"#;
         let row = &parse_rows(body).unwrap().rows[0];
-        let text = |k: &str| row.get(k).map(String::as_str);
+        let text = |k: &str| row.get(k);
         assert_eq!([text("id"), text("n"), text("f"), text("b")], [Some("1"), Some("-5"), Some("1.5"), Some("true")]);
         assert_eq!([text("a"), text("o"), text("s")], [Some(r#"[1,"x"]"#), Some(r#"{"k":null}"#), Some("tab\there")]);
         assert_eq!(text("z"), None);
+    }
+
+    #[test]
+    fn a_repaired_value_keeps_its_neighbours_whole() {
+        let body = br#"{"count":2,"hasMore":false,"items":[
+            {"a":"before","companyname":"Acme \ud800 Ltd","z":"after"},
+            {"z":"2","companyname":"Fine","a":"1"}]}"#;
+        let page = parse_rows(body).unwrap();
+        let rows: Vec<Vec<(&str, &str)>> = page.rows.iter().map(|r| r.iter().collect()).collect();
+        assert_eq!(rows[0], [("a", "before"), ("companyname", "Acme \u{FFFD} Ltd"), ("z", "after")]);
+        assert_eq!(rows[1], [("a", "1"), ("companyname", "Fine"), ("z", "2")]);
+        assert_eq!(page.repaired, [vec!["companyname".to_string()], vec![]]);
     }
 
     #[test]

@@ -84,6 +84,12 @@ pub struct TenantRun {
     pub stop: Arc<control::StopRequest>,
 }
 
+/// `CONNECTOR_FUEL` is set: runs count the guest's operations and print them.
+fn counting_fuel() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("CONNECTOR_FUEL").is_some())
+}
+
 impl Runtime {
     /// Compiles `wasm` (a few seconds) and links every import.
     pub fn load(wasm: &Path) -> Result<Runtime> {
@@ -112,6 +118,12 @@ impl Runtime {
         // `perf` can name the component's functions when asked to (profiling only).
         if std::env::var_os("CONNECTOR_PERF_MAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        // Counting the guest's wasm operations (fuel) gives a figure that,
+        // unlike time, does not drift with the machine: for comparing builds
+        // of the component (profiling only; it slows the guest).
+        if counting_fuel() {
+            config.consume_fuel(true);
         }
         let engine = Engine::new(&config)?;
         let component = compiled::load(&engine, wasm)?;
@@ -177,6 +189,9 @@ impl Runtime {
             Ok(wasmtime::UpdateDeadline::Continue(1))
         });
         store.set_epoch_deadline(1);
+        if counting_fuel() {
+            store.set_fuel(u64::MAX)?;
+        }
         let limit_mb = run.max_memory_bytes >> 20;
         let started = std::time::Instant::now();
         let connector = self.pre.instantiate_async(&mut store).await.map_err(|e| -> anyhow::Error {
@@ -205,6 +220,10 @@ impl Runtime {
                 // The trap says why the run stopped; this is what it left.
                 Err(_) => tracing::warn!("after the component trapped: {e:#}"),
             }
+        }
+        if counting_fuel() {
+            let used = u64::MAX - store.get_fuel().unwrap_or(u64::MAX);
+            eprintln!("guest fuel used (wasm operations): {used}");
         }
         let data = store.data();
         let report = result.map_err(|e| Trap::of(e, data, limits));
