@@ -41,6 +41,10 @@ pub fn is_after(a: &Cursor, b: &Cursor) -> bool {
     (a.last_modified.as_str(), id(a)) > (b.last_modified.as_str(), id(b))
 }
 
+/// A stored state's bytes beyond its fields' text: keys, two digests, a
+/// Salesforce id and an org id (about 190), with room to spare.
+const STATE_OVERHEAD: usize = 256;
+
 /// What the connector last did with one NetSuite record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordState {
@@ -297,7 +301,12 @@ impl<'a> State<'a> {
                 if let Some(org) = self.org.get() {
                     st.org = Some(org.clone());
                 }
-                (record_key(kind, id.as_ref()), serde_json::to_vec(&st).expect("a record state serializes"))
+                // Sized up front: the fields' text is most of it, and growing
+                // a vector by doubling copied it several times over.
+                let room = st.fields.as_ref().map_or(0, |f| f.get().len()) + STATE_OVERHEAD;
+                let mut value = Vec::with_capacity(room);
+                serde_json::to_writer(&mut value, &st).expect("a record state serializes");
+                (record_key(kind, id.as_ref()), value)
             })
             .collect();
         self.kv.set_many(&rows).map_err(|e| kv_error("saving record states", e))
