@@ -69,6 +69,12 @@ impl ColumnsBuilder {
     }
 }
 
+thread_local! {
+    /// Of the names asked for lately, by a hash of their address: the
+    /// address and where the name was found (see `Columns::position`).
+    static FOUND: [std::cell::Cell<(u32, u32)>; 64] = const { [const { std::cell::Cell::new((0, 0)) }; 64] };
+}
+
 /// Rows are one SuiteQL item, far below 4 GiB.
 fn span_bound(n: usize) -> u32 {
     u32::try_from(n).expect("a row's text is under 4 GiB")
@@ -86,7 +92,21 @@ impl Columns {
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.spans.binary_search_by(|(n, _, _)| (**n).cmp(name))
+        // The mapping asks every row for the same columns, by the same
+        // strings, and a page's rows hold the same columns: where a name was
+        // found last is remembered by the address of the string asked with.
+        // A hit is checked, so a stale guess only costs the search.
+        let addr = name.as_ptr() as usize as u32;
+        let slot = (addr.wrapping_mul(0x9E37_79B1) >> 26) as usize;
+        let (seen, at) = FOUND.with(|f| f[slot].get());
+        if seen == addr && self.spans.get(at as usize).is_some_and(|(n, _, _)| **n == *name) {
+            return Ok(at as usize);
+        }
+        let found = self.spans.binary_search_by(|(n, _, _)| (**n).cmp(name));
+        if let Ok(at) = found {
+            FOUND.with(|f| f[slot].set((addr, at as u32)));
+        }
+        found
     }
 
     fn value(&self, i: usize) -> &str {
@@ -170,6 +190,22 @@ mod tests {
         assert_eq!(c.remove("companyname").as_deref(), Some("Acme"));
         assert_eq!(c.remove("companyname"), None);
         assert_eq!(c.iter().collect::<Vec<_>>(), [("phone", "2")]);
+    }
+
+    #[test]
+    fn a_name_asked_for_again_is_found_wherever_the_next_row_holds_it() {
+        let row = |cols: &[(&str, &str)]| cols.iter().map(|(k, v)| (*k, v.to_string())).collect::<Columns>();
+        let phone = String::from("phone");
+        let rows = [
+            row(&[("a", "1"), ("b", "2"), ("phone", "p1")]),
+            row(&[("phone", "p2"), ("x", "3"), ("y", "4")]),
+            row(&[("a", "1"), ("b", "2"), ("c", "3")]),
+            row(&[("phone", "p4")]),
+        ];
+        let found: Vec<Option<&str>> = rows.iter().map(|r| r.get(&phone)).collect();
+        assert_eq!(found, [Some("p1"), Some("p2"), None, Some("p4")]);
+        assert_eq!(rows[0].get(&phone), Some("p1"), "asked again by the same string");
+        assert_eq!(rows[2].get(&phone), None);
     }
 
     #[test]
