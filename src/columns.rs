@@ -70,9 +70,7 @@ impl ColumnsBuilder {
 }
 
 thread_local! {
-    /// Of the names asked for lately, by a hash of their address: the
-    /// address and where the name was found (see `Columns::position`).
-    static FOUND: [std::cell::Cell<(u32, u32)>; 64] = const { [const { std::cell::Cell::new((0, 0)) }; 64] };
+    static FOUND: crate::found_last::FoundLast = const { crate::found_last::FoundLast::new() };
 }
 
 /// Rows are one SuiteQL item, far below 4 GiB.
@@ -92,21 +90,13 @@ impl Columns {
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
-        // The mapping asks every row for the same columns, by the same
-        // strings, and a page's rows hold the same columns: where a name was
-        // found last is remembered by the address of the string asked with.
-        // A hit is checked, so a stale guess only costs the search.
-        let addr = name.as_ptr() as usize as u32;
-        let slot = (addr.wrapping_mul(0x9E37_79B1) >> 26) as usize;
-        let (seen, at) = FOUND.with(|f| f[slot].get());
-        if seen == addr && self.spans.get(at as usize).is_some_and(|(n, _, _)| **n == *name) {
-            return Ok(at as usize);
-        }
-        let found = self.spans.binary_search_by(|(n, _, _)| (**n).cmp(name));
-        if let Ok(at) = found {
-            FOUND.with(|f| f[slot].set((addr, at as u32)));
-        }
-        found
+        FOUND.with(|found| {
+            found.find(
+                name,
+                |at| self.spans.get(at).is_some_and(|(n, _, _)| **n == *name),
+                || self.spans.binary_search_by(|(n, _, _)| (**n).cmp(name)),
+            )
+        })
     }
 
     fn value(&self, i: usize) -> &str {

@@ -6,6 +6,7 @@
 
 pub mod columns;
 pub mod events;
+mod found_last;
 pub mod http;
 pub mod mapping;
 pub mod model;

@@ -4,6 +4,10 @@
 
 use std::ops::Range;
 
+thread_local! {
+    static FOUND: crate::found_last::FoundLast = const { crate::found_last::FoundLast::new() };
+}
+
 /// The members of one compact JSON object as serde_json writes it: each
 /// key's text between its quotes (as escaped) and its value's text.
 pub struct PayloadIndex<'a> {
@@ -25,7 +29,15 @@ impl<'a> PayloadIndex<'a> {
     /// value itself.
     pub fn value(&self, key: &str) -> Option<&'a str> {
         let text = self.text;
-        let found = self.members.binary_search_by(|(k, _)| text[k.clone()].cmp(key)).ok()?;
+        let found = FOUND
+            .with(|found| {
+                found.find(
+                    key,
+                    |at| self.members.get(at).is_some_and(|(k, _)| &text[k.clone()] == key),
+                    || self.members.binary_search_by(|(k, _)| text[k.clone()].cmp(key)),
+                )
+            })
+            .ok()?;
         Some(&text[self.members[found].1.clone()])
     }
 }
