@@ -311,6 +311,10 @@ impl<'de> serde::Deserialize<'de> for Name<'de> {
     }
 }
 
+/// The most room a row reserves up front (beyond it, it grows as needed).
+const ROOM_COLUMNS: usize = 256;
+const ROOM_BYTES: usize = 16 * 1024;
+
 thread_local! {
     /// Columns and text bytes of the row read last: the next row's room.
     static ROW_SIZE: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
@@ -325,8 +329,10 @@ impl<'de> serde::Deserialize<'de> for Row {
                 f.write_str("a SuiteQL result item (an object)")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Row, A::Error> {
+                // Capped: one row with a huge value must not make every
+                // later row of the page reserve as much.
                 let (columns, bytes) = ROW_SIZE.get();
-                let mut row = ColumnsBuilder::with_capacity(columns, bytes);
+                let mut row = ColumnsBuilder::with_capacity(columns.min(ROOM_COLUMNS), bytes.min(ROOM_BYTES));
                 let mut repaired = Vec::new();
                 let mut count = 0;
                 while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
