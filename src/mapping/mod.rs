@@ -258,7 +258,7 @@ impl Mapping {
                         trimmed => trimmed.to_string(),
                     };
                     for t in &field.transforms {
-                        s = transforms::apply(*t, &s)
+                        s = transforms::apply(*t, s)
                             .map_err(|e| fail(record, &target(), &format!("transform {t:?}"), e))?;
                     }
                     if s.is_empty() { Value::Null } else { Value::String(s) }

@@ -49,10 +49,18 @@ const COUNTRIES: &[(&str, &str)] = &[
 ];
 
 /// Applies one transform; an error says what was wrong with the value.
-pub fn apply(transform: Transform, value: &str) -> Result<String, String> {
+/// Takes the value, so one already in the wanted form (trimmed, in the
+/// wanted case) comes back as it is instead of as a copy: transforms run for
+/// every record.
+pub fn apply(transform: Transform, value: String) -> Result<String, String> {
     Ok(match transform {
-        Transform::Trim => value.trim().to_string(),
+        Transform::Trim => match value.trim() {
+            trimmed if trimmed.len() == value.len() => value,
+            trimmed => trimmed.to_string(),
+        },
+        Transform::Upper if value.is_ascii() => ascii_case(value, u8::is_ascii_lowercase, str::make_ascii_uppercase),
         Transform::Upper => value.to_uppercase(),
+        Transform::Lower if value.is_ascii() => ascii_case(value, u8::is_ascii_uppercase, str::make_ascii_lowercase),
         Transform::Lower => value.to_lowercase(),
         Transform::Title => value
             .split(' ')
@@ -62,9 +70,18 @@ pub fn apply(transform: Transform, value: &str) -> Result<String, String> {
             })
             .collect::<Vec<String>>()
             .join(" "),
-        Transform::Phone => phone(value)?,
+        Transform::Phone => phone(&value)?,
         Transform::CountryIso => country(value)?,
     })
+}
+
+/// An ASCII value in the other case, changed in place when it has a byte
+/// to change (`to_*case` of ASCII text is exactly that).
+fn ascii_case(mut value: String, changes: fn(&u8) -> bool, change: fn(&mut str)) -> String {
+    if value.as_bytes().iter().any(changes) {
+        change(&mut value);
+    }
+    value
 }
 
 /// E.164: `+` and digits. Ten digits are taken as North American.
@@ -74,21 +91,29 @@ fn phone(value: &str) -> Result<String, String> {
     // An extension ("x123", "ext. 4") is not part of the number: cutting at
     // the first x cuts "ext" too (its "e" is no digit).
     let main = trimmed.split(['x', 'X']).next().unwrap_or(trimmed);
-    let digits: String = main.chars().filter(char::is_ascii_digit).collect();
-    let number = match (plus, digits.len()) {
-        (true, 8..=15) => format!("+{digits}"),
-        (false, 10) => format!("+1{digits}"),
-        (false, 11) if digits.starts_with('1') => format!("+{digits}"),
-        (false, 12..=17) if digits.starts_with("00") => format!("+{}", &digits[2..]),
+    // Written once, with room for the prefix: `+`, or `+1`.
+    let mut number = String::with_capacity(main.len() + 2);
+    number.push('+');
+    number.extend(main.chars().filter(char::is_ascii_digit));
+    let digits = number.len() - 1;
+    match (plus, digits) {
+        (true, 8..=15) => {}
+        (false, 10) => number.insert(1, '1'),
+        (false, 11) if number[1..].starts_with('1') => {}
+        (false, 12..=17) if number[1..].starts_with("00") => number.replace_range(1..3, ""),
         _ => return Err(format!("`{value}` is not a phone number this transform can put in E.164 form")),
-    };
+    }
     Ok(number)
 }
 
-fn country(value: &str) -> Result<String, String> {
+fn country(value: String) -> Result<String, String> {
     let v = value.trim();
     if v.len() == 2 && v.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Ok(v.to_ascii_uppercase());
+        let code = match v.len() == value.len() {
+            true => value,
+            false => v.to_string(),
+        };
+        return Ok(ascii_case(code, u8::is_ascii_lowercase, str::make_ascii_uppercase));
     }
     let lower = v.to_lowercase();
     COUNTRIES
@@ -104,25 +129,41 @@ mod tests {
 
     #[test]
     fn phones_become_e164() {
-        assert_eq!(apply(Transform::Phone, "+1 415-555-0199").unwrap(), "+14155550199");
-        assert_eq!(apply(Transform::Phone, "(415) 555.0199").unwrap(), "+14155550199");
-        assert_eq!(apply(Transform::Phone, "0044 20 7946 0958").unwrap(), "+442079460958");
-        assert_eq!(apply(Transform::Phone, "+49 30 1234567 x12").unwrap(), "+49301234567");
-        assert_eq!(apply(Transform::Phone, "(415) 555-0199 ext. 89").unwrap(), "+14155550199");
-        assert_eq!(apply(Transform::Phone, "415.555.0199 EXT 7").unwrap(), "+14155550199");
-        assert!(apply(Transform::Phone, "call me").unwrap_err().contains("E.164"));
+        assert_eq!(apply(Transform::Phone, "+1 415-555-0199".into()).unwrap(), "+14155550199");
+        assert_eq!(apply(Transform::Phone, "(415) 555.0199".into()).unwrap(), "+14155550199");
+        assert_eq!(apply(Transform::Phone, "0044 20 7946 0958".into()).unwrap(), "+442079460958");
+        assert_eq!(apply(Transform::Phone, "+49 30 1234567 x12".into()).unwrap(), "+49301234567");
+        assert_eq!(apply(Transform::Phone, "(415) 555-0199 ext. 89".into()).unwrap(), "+14155550199");
+        assert_eq!(apply(Transform::Phone, "415.555.0199 EXT 7".into()).unwrap(), "+14155550199");
+        assert!(apply(Transform::Phone, "call me".into()).unwrap_err().contains("E.164"));
     }
 
     #[test]
     fn countries_become_iso_codes() {
-        assert_eq!(apply(Transform::CountryIso, "us").unwrap(), "US");
-        assert_eq!(apply(Transform::CountryIso, "United Kingdom").unwrap(), "GB");
-        assert!(apply(Transform::CountryIso, "Narnia").unwrap_err().contains("value_map"));
+        assert_eq!(apply(Transform::CountryIso, "us".into()).unwrap(), "US");
+        assert_eq!(apply(Transform::CountryIso, "United Kingdom".into()).unwrap(), "GB");
+        assert!(apply(Transform::CountryIso, "Narnia".into()).unwrap_err().contains("value_map"));
     }
 
     #[test]
     fn case_transforms() {
-        assert_eq!(apply(Transform::Title, "mÜLLER gmbh").unwrap(), "Müller Gmbh");
-        assert_eq!(apply(Transform::Lower, "AP@Example.COM").unwrap(), "ap@example.com");
+        assert_eq!(apply(Transform::Title, "mÜLLER gmbh".into()).unwrap(), "Müller Gmbh");
+        assert_eq!(apply(Transform::Lower, "AP@Example.COM".into()).unwrap(), "ap@example.com");
+        for (t, value, expected) in [
+            (Transform::Lower, "ap@example.com", "ap@example.com"),
+            (Transform::Lower, "ÄRGER GmbH", "ärger gmbh"),
+            (Transform::Upper, "abc-1", "ABC-1"),
+            (Transform::Upper, "ABC", "ABC"),
+            (Transform::Upper, "straße", "STRASSE"),
+            (Transform::Trim, "  x y ", "x y"),
+            (Transform::Trim, "x", "x"),
+            (Transform::CountryIso, " gb ", "GB"),
+            (Transform::CountryIso, "De", "DE"),
+            (Transform::CountryIso, "España", "ES"),
+            (Transform::Phone, "4155550199", "+14155550199"),
+            (Transform::Phone, "1 415 555 0199", "+14155550199"),
+        ] {
+            assert_eq!(apply(t, value.into()).unwrap(), expected, "{t:?} {value}");
+        }
     }
 }
