@@ -690,12 +690,14 @@ async fn suiteql_handler(
     links.push(json!({"rel": "last", "href": link(last)}));
     links.push(json!({"rel": "self", "href": link(offset)}));
     // The rows are JSON text already: the envelope is written around them.
-    let body = format!(
-        r#"{{"links":{},"count":{count},"hasMore":{has_more},"offset":{offset},"totalResults":{},"items":{}}}"#,
+    let mut body = format!(
+        r#"{{"links":{},"count":{count},"hasMore":{has_more},"offset":{offset},"totalResults":{},"items":"#,
         Value::Array(links),
         page.total,
-        page.items_json,
     );
+    body.reserve_exact(page.items_json.len() + 1);
+    body.push_str(&page.items_json);
+    body.push('}');
     drop(slot);
     let body = suiteql::serialize_page(body);
     (StatusCode::OK, [("content-type", "application/vnd.oracle.resource+json; type=collection")], body).into_response()
