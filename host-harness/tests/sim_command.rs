@@ -31,7 +31,7 @@ async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _running = Running(child);
+    let running = Running(child);
     // The JSON document is printed once the simulators listen; it ends with a lone "}".
     let mut text = String::new();
     for line in BufReader::new(stdout).lines() {
@@ -43,10 +43,10 @@ async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
     }
     let endpoints: Value = serde_json::from_str(&text).unwrap();
     // The process runs without transparent huge pages (zeroing 2 MiB pages
-    // for reused buffers cost a quarter of the simulators' CPU); kernels
-    // before 6.x do not show the flag.
+    // for reused buffers cost a quarter of the simulators' CPU); older
+    // kernels do not print the line.
     #[cfg(target_os = "linux")]
-    if let Some(line) = std::fs::read_to_string(format!("/proc/{}/status", _running.0.id()))
+    if let Some(line) = std::fs::read_to_string(format!("/proc/{}/status", running.0.id()))
         .unwrap()
         .lines()
         .find(|l| l.starts_with("THP_enabled:"))
