@@ -86,16 +86,23 @@ impl ports::AuditSink for HostAudit {
     fn append(&self, entries: Vec<model::AuditEntry>) {
         let converted: Vec<audit::AuditEntry> = entries
             .into_iter()
-            .map(|e| audit::AuditEntry {
-                run_id: e.run_id,
-                kind: kind_to_wit(e.kind),
-                action: e.action.as_str().into(),
-                direction: e.action.direction().into(),
-                netsuite_id: e.netsuite_id,
-                salesforce_id: e.salesforce_id,
-                outcome: e.outcome,
-                transformations_json: e.transformations_json,
-                error: e.error,
+            .map(|e| {
+                let (transformations_shape, transformations_json) = match e.transformations {
+                    model::AuditTransformations::Whole(json) => (None, json),
+                    model::AuditTransformations::Split { shape, values } => (Some(shape), values),
+                };
+                audit::AuditEntry {
+                    run_id: e.run_id,
+                    kind: kind_to_wit(e.kind),
+                    action: e.action.as_str().into(),
+                    direction: e.action.direction().into(),
+                    netsuite_id: e.netsuite_id,
+                    salesforce_id: e.salesforce_id,
+                    outcome: e.outcome,
+                    transformations_json,
+                    transformations_shape,
+                    error: e.error,
+                }
             })
             .collect();
         audit::append(&converted);

@@ -1,7 +1,10 @@
 //! Domain types shared by the source, the mapper, the sink and the engine.
 //! They mirror the WIT `types` interface; `component` converts between them.
 
+use crate::payload_index::PayloadIndex;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -134,35 +137,138 @@ impl Transformation {
     /// As [`Transformation::list_json`], for transformations whose `new`
     /// values are the fields of `payload` (the target's fields as written):
     /// those are copied from its text instead of being escaped again.
-    pub fn list_json_over(list: &[Transformation], payload: Option<&crate::payload_index::PayloadIndex<'_>>) -> String {
+    pub fn list_json_over(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> String {
         let mut out = String::with_capacity(list.len() * 96 + 2);
         out.push('[');
         for (n, t) in list.iter().enumerate() {
             if n > 0 {
                 out.push(',');
             }
-            match &t.json_start {
-                Some(start) => out.push_str(start),
-                None => out.push_str(&Transformation::start_json(&t.field, &t.rule, &t.detail)),
-            }
-            for (name, value) in [("old", &t.old), ("new", &t.new)] {
-                if let Some(value) = value {
-                    out.push_str(",\"");
-                    out.push_str(name);
-                    out.push_str("\":");
-                    match payload.filter(|_| name == "new").and_then(|p| p.value(&t.field)) {
-                        Some(text) => out.push_str(text),
-                        // A value's Display is its compact JSON, written in place.
-                        None => {
-                            let _ = write!(out, "{value}");
-                        }
-                    }
-                }
-            }
+            t.push_start(&mut out);
+            t.push_values(&mut out, payload, false);
             out.push('}');
         }
         out.push(']');
         out
+    }
+
+    /// The `field`, `rule` and `detail` of each transformation, as a JSON
+    /// array of objects: the part of [`Transformation::list_json`] every
+    /// record a mapping treats alike shares, which a host stores once.
+    pub fn shape_json(list: &[Transformation]) -> String {
+        let mut out = String::with_capacity(list.len() * 64 + 2);
+        out.push('[');
+        for (n, t) in list.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            t.push_start(&mut out);
+            out.push('}');
+        }
+        out.push(']');
+        out
+    }
+
+    /// The rest of [`Transformation::list_json_over`]: each transformation's
+    /// `old` and `new` values (where set) as a JSON array of objects, in the
+    /// order of [`Transformation::shape_json`].
+    pub fn values_json(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> String {
+        let mut out = String::with_capacity(list.len() * 32 + 2);
+        out.push('[');
+        for (n, t) in list.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            t.push_values(&mut out, payload, true);
+            out.push('}');
+        }
+        out.push(']');
+        out
+    }
+
+    fn push_start(&self, out: &mut String) {
+        match &self.json_start {
+            Some(start) => out.push_str(start),
+            None => out.push_str(&Transformation::start_json(&self.field, &self.rule, &self.detail)),
+        }
+    }
+
+    /// `"old":…,"new":…` for the values set, after a comma unless `first`.
+    fn push_values(&self, out: &mut String, payload: Option<&PayloadIndex<'_>>, mut first: bool) {
+        for (name, value) in [("old", &self.old), ("new", &self.new)] {
+            let Some(value) = value else { continue };
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":");
+            match payload.filter(|_| name == "new").and_then(|p| p.value(&self.field)) {
+                Some(text) => out.push_str(text),
+                // A value's Display is its compact JSON, written in place.
+                None => {
+                    let _ = write!(out, "{value}");
+                }
+            }
+        }
+    }
+}
+
+/// An audit entry's transformations as JSON: the whole array, or split
+/// into the shape records mapped alike share and each record's values
+/// ([`Transformation::shape_json`], [`Transformation::values_json`]), so a
+/// host can keep the shape once instead of once per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTransformations {
+    Whole(String),
+    Split { shape: String, values: String },
+}
+
+impl AuditTransformations {
+    /// The whole array: the split parts joined object by object, exactly as
+    /// [`Transformation::list_json_over`] writes it. Parts that do not fit
+    /// together (a damaged store) come back side by side, not lost.
+    pub fn joined(self) -> String {
+        match self {
+            AuditTransformations::Whole(json) => json,
+            AuditTransformations::Split { shape, values } => Self::join(&shape, &values)
+                .unwrap_or_else(|| serde_json::json!({ "shape": shape, "values": values }).to_string()),
+        }
+    }
+
+    fn join(shape: &str, values: &str) -> Option<String> {
+        let shape: Vec<&RawValue> = serde_json::from_str(shape).ok()?;
+        let values: Vec<BTreeMap<String, &RawValue>> = serde_json::from_str(values).ok()?;
+        if shape.len() != values.len() {
+            return None;
+        }
+        let mut out = String::with_capacity(shape.iter().map(|s| s.get().len()).sum::<usize>() * 2 + 2);
+        out.push('[');
+        for (n, (start, values)) in shape.iter().zip(&values).enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            let open = start.get().strip_suffix('}').filter(|s| s.starts_with('{'))?;
+            out.push_str(open);
+            let mut first = open.trim_end() == "{";
+            // `old` before `new`, as the transformation serializes them.
+            let ordered = ["old", "new"].into_iter().filter_map(|k| values.get_key_value(k));
+            let others = values.iter().filter(|(k, _)| k.as_str() != "old" && k.as_str() != "new");
+            for (key, value) in ordered.chain(others) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&serde_json::to_string(key).ok()?);
+                out.push(':');
+                out.push_str(value.get());
+            }
+            out.push('}');
+        }
+        out.push(']');
+        Some(out)
     }
 }
 
@@ -502,13 +608,13 @@ pub struct AuditEntry {
     pub netsuite_id: String,
     pub salesforce_id: Option<String>,
     pub outcome: String,
-    pub transformations_json: String,
+    pub transformations: AuditTransformations,
     pub error: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Transformation;
+    use super::{AuditTransformations, Transformation};
     use serde_json::json;
 
     #[test]
@@ -538,5 +644,41 @@ mod tests {
         assert_eq!(Transformation::list_json_over(&list, Some(&index)), serde_json::to_string(&list).unwrap());
         let index = crate::payload_index::PayloadIndex::new("{}");
         assert_eq!(Transformation::list_json_over(&list, Some(&index)), serde_json::to_string(&list).unwrap());
+    }
+
+    #[test]
+    fn split_transformations_join_into_the_whole_array() {
+        let mut name = Transformation {
+            field: "Name".into(),
+            rule: "copy".into(),
+            detail: "companyname".into(),
+            ..Default::default()
+        };
+        name.json_start = Some(Transformation::start_json(&name.field, &name.rule, &name.detail).into());
+        name.new = Some(json!("Ünïcode \"Co\"\n\u{1}"));
+        let mut phone = Transformation { field: "Phone".into(), rule: "empty".into(), ..Default::default() };
+        (phone.old, phone.new) = (Some(json!("+1 555")), Some(json!(null)));
+        let untouched = Transformation { field: "Id".into(), rule: "external-id".into(), ..Default::default() };
+        let only_old = Transformation { field: "Gone".into(), old: Some(json!(12.5)), ..Default::default() };
+        let list = vec![name, phone, untouched, only_old];
+        let payload = r#"{"Name":"Ünïcode \"Co\"\n\u0001","Phone":null}"#;
+        let index = crate::payload_index::PayloadIndex::new(payload);
+        for index in [None, Some(&index)] {
+            let (shape, values) = (Transformation::shape_json(&list), Transformation::values_json(&list, index));
+            assert!(!shape.contains("+1 555") && !values.contains("companyname"), "{shape} / {values}");
+            let whole = AuditTransformations::Split { shape, values }.joined();
+            assert_eq!(whole, Transformation::list_json_over(&list, index));
+            assert_eq!(whole, serde_json::to_string(&list).unwrap());
+        }
+        let empty = AuditTransformations::Split { shape: "[]".into(), values: "[]".into() };
+        assert_eq!(empty.joined(), "[]");
+        // Parts that do not fit together are kept side by side, not lost.
+        for (shape, values) in [("[{\"field\":\"A\"}]", "[]"), ("not json", "[{}]"), ("[1]", "[{}]")] {
+            let kept = AuditTransformations::Split { shape: shape.into(), values: values.into() }.joined();
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&kept).unwrap(),
+                json!({"shape": shape, "values": values})
+            );
+        }
     }
 }

@@ -183,7 +183,7 @@ impl AuditSink for Audit<'_> {
                 "netsuite_id": e.netsuite_id,
                 "salesforce_id": e.salesforce_id,
                 "outcome": e.outcome,
-                "transformations": serde_json::from_str::<serde_json::Value>(&e.transformations_json).unwrap_or_default(),
+                "transformations": serde_json::from_str::<serde_json::Value>(&e.transformations.clone().joined()).unwrap_or_default(),
                 "error": e.error,
             })
             .to_string();

@@ -6,8 +6,8 @@ use super::queues::{ParkedWrite, QueuedWrite, Queues};
 use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
 use crate::model::{
-    AuditAction, AuditEntry, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem, RecordKind, Result,
-    SyncRequest, Transformation,
+    AuditAction, AuditEntry, AuditTransformations, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem,
+    RecordKind, Result, SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
 use crate::payload_index::PayloadIndex;
@@ -181,7 +181,7 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
-        let transformations = parked.transformations.get().to_string();
+        let transformations = AuditTransformations::Whole(parked.transformations.get().to_string());
         self.record_entry(parked.kind, &parked.netsuite_id, action, outcome, salesforce_id, transformations, error)
     }
 
@@ -193,7 +193,11 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
-        let transformations = Transformation::list_json(&mapped.transformations);
+        let list = &mapped.transformations;
+        let transformations = AuditTransformations::Split {
+            shape: Transformation::shape_json(list),
+            values: Transformation::values_json(list, None),
+        };
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 
@@ -208,7 +212,12 @@ impl<'a> Run<'a> {
         error: Option<String>,
     ) -> AuditEntry {
         let mapped = &staged.mapped;
-        let transformations = staged.transformations_json();
+        let index = PayloadIndex::new(staged.payload.get());
+        let list = &mapped.transformations;
+        let transformations = AuditTransformations::Split {
+            shape: Transformation::shape_json(list),
+            values: Transformation::values_json(list, Some(&index)),
+        };
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 
@@ -220,7 +229,7 @@ impl<'a> Run<'a> {
         action: AuditAction,
         outcome: OutcomeKind,
         salesforce_id: Option<String>,
-        transformations_json: String,
+        transformations: AuditTransformations,
         error: Option<String>,
     ) -> AuditEntry {
         AuditEntry {
@@ -230,7 +239,7 @@ impl<'a> Run<'a> {
             netsuite_id: netsuite_id.to_string(),
             salesforce_id,
             outcome: outcome.as_str().into(),
-            transformations_json,
+            transformations,
             error,
         }
     }
@@ -254,7 +263,7 @@ impl<'a> Run<'a> {
                     netsuite_id: p.id.clone(),
                     salesforce_id: None,
                     outcome: outcome.into(),
-                    transformations_json: "[]".into(),
+                    transformations: AuditTransformations::Whole("[]".into()),
                     error: Some(p.reason.clone()),
                 }
             })
@@ -271,7 +280,7 @@ impl<'a> Run<'a> {
             netsuite_id: netsuite_id.into(),
             salesforce_id: None,
             outcome: "dropped".into(),
-            transformations_json: "[]".into(),
+            transformations: AuditTransformations::Whole("[]".into()),
             error: Some("the record was deleted in NetSuite while its write waited in a queue".into()),
         }
     }

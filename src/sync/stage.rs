@@ -4,7 +4,7 @@
 
 use super::run::{Run, Staged};
 use super::state::{RecordState, annotate_changes, given_fields, hashed_payload, holds_same, source_hash};
-use crate::model::{AuditAction, AuditEntry, NetSuiteRecord, OutcomeKind, RecordKind, Result};
+use crate::model::{AuditAction, AuditEntry, AuditTransformations, NetSuiteRecord, OutcomeKind, RecordKind, Result};
 
 /// Stages one page of `kind` records. Rows whose digest matches the stored
 /// state were handled already (the overlap window, a repeated event) and
@@ -35,7 +35,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                     netsuite_id: record.id.clone(),
                     salesforce_id: old.and_then(|s| s.sf),
                     outcome: OutcomeKind::Failed.as_str().into(),
-                    transformations_json: "[]".into(),
+                    transformations: AuditTransformations::Whole("[]".into()),
                     error: Some(e.to_string()),
                 });
                 continue;

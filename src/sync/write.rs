@@ -8,8 +8,8 @@ use super::run::{ParentRef, Run, Staged};
 use super::state::{DELETED, RecordState};
 use crate::mapping::{Link, TargetSpec};
 use crate::model::{
-    AuditAction, AuditEntry, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind, Result, SObjectRecord,
-    UpsertOutcome,
+    AuditAction, AuditEntry, AuditTransformations, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind,
+    Result, SObjectRecord, UpsertOutcome,
 };
 use crate::salesforce::bulk::{BulkResults, CsvJob, csv_safe};
 use crate::salesforce::composite::PendingUpsert;
@@ -125,10 +125,12 @@ impl Writer for Salesforce {
                 netsuite_id: id.clone(),
                 salesforce_id: st.sf.clone(),
                 outcome: counted.as_str().into(),
-                transformations_json: serde_json::json!([{
-                    "field": sobject, "rule": action.as_str(), "detail": "deletedrecord"
-                }])
-                .to_string(),
+                transformations: AuditTransformations::Whole(
+                    serde_json::json!([{
+                        "field": sobject, "rule": action.as_str(), "detail": "deletedrecord"
+                    }])
+                    .to_string(),
+                ),
                 error: errors_text(&outcome),
             });
             if ok {

@@ -18,8 +18,8 @@ use super::state::{RecordState, given_fields, hashed_payload};
 use crate::mapping::EXTERNAL_ID_FIELD;
 use crate::mapping::writeback::{WritebackMapping, replaces_address};
 use crate::model::{
-    AuditAction, AuditEntry, ConnectorError, FieldChange, NetSuiteRecord, OutcomeKind, PlanAction, PlannedWrite,
-    RecordKind, ReplayScope, Result,
+    AuditAction, AuditEntry, AuditTransformations, ConnectorError, FieldChange, NetSuiteRecord, OutcomeKind,
+    PlanAction, PlannedWrite, RecordKind, ReplayScope, Result,
 };
 use crate::netsuite::records::RecordRef;
 use crate::salesforce::changes::{Changed, plain_datetime, soql_datetime};
@@ -153,7 +153,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             netsuite_id: netsuite_id.to_string(),
             salesforce_id: Some(sf.to_string()),
             outcome: outcome.to_string(),
-            transformations_json: detail.to_string(),
+            transformations: AuditTransformations::Whole(detail.to_string()),
             error: None,
         }
     }

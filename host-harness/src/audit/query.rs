@@ -28,8 +28,11 @@ pub struct AuditRecord {
     pub error: Option<String>,
 }
 
-const COLUMNS: &str = "seq, tenant, run_id, at, kind, action, direction, netsuite_id, salesforce_id, outcome, \
-                       transformations, error";
+/// The transformations' two columns last (see [`super::transformations_at`]).
+const COLUMNS: &str = concat!(
+    "seq, tenant, run_id, at, kind, action, direction, netsuite_id, salesforce_id, outcome, error, ",
+    super::transformation_columns!()
+);
 
 fn record(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
@@ -43,8 +46,8 @@ fn record(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         netsuite_id: r.get(7)?,
         salesforce_id: r.get(8)?,
         outcome: r.get(9)?,
-        transformations: r.get(10)?,
-        error: r.get(11)?,
+        error: r.get(10)?,
+        transformations: super::transformations_at(r, 11)?,
     })
 }
 

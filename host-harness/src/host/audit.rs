@@ -32,6 +32,7 @@ impl audit::Host for HostState {
                 salesforce_id: e.salesforce_id,
                 outcome: e.outcome,
                 transformations: e.transformations_json,
+                shape: e.transformations_shape,
                 error: e.error,
             })
             .collect();

@@ -34,7 +34,14 @@ CREATE TABLE IF NOT EXISTS audit (
     salesforce_id TEXT,
     outcome TEXT NOT NULL,
     transformations TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    -- Set: `transformations` holds only the values, and the shape they
+    -- fill is this row of audit_shapes (see audit::insert).
+    shape INTEGER REFERENCES audit_shapes (id)
+);
+CREATE TABLE IF NOT EXISTS audit_shapes (
+    id INTEGER PRIMARY KEY,
+    json TEXT NOT NULL UNIQUE
 );
 CREATE INDEX IF NOT EXISTS audit_by_run ON audit (tenant, run_id);
 CREATE INDEX IF NOT EXISTS audit_by_record ON audit (tenant, kind, netsuite_id);
@@ -125,6 +132,12 @@ impl Database {
                  UPDATE audit SET direction = 'salesforce-to-netsuite'
                      WHERE action IN ('netsuite-write', 'netsuite-create', 'link');",
             )?;
+        }
+        // Audit rows name their transformations' shape since it is kept once.
+        let has_shape: bool =
+            tx.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('audit') WHERE name = 'shape'", [], |r| r.get(0))?;
+        if !has_shape {
+            tx.execute_batch("ALTER TABLE audit ADD COLUMN shape INTEGER REFERENCES audit_shapes (id)")?;
         }
         tx.commit().with_context(|| format!("creating the schema of {}", db.path.display()))?;
         Ok(db)
@@ -345,6 +358,56 @@ mod tests {
         let index: String =
             conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'audit_by_time'", [], |r| r.get(0)).unwrap();
         assert!(!index.contains("julianday"), "{index}");
+    }
+
+    #[test]
+    fn audit_shapes_are_kept_once_and_every_row_reads_back_whole() {
+        let whole = r#"[{"field":"Name","rule":"copy","detail":"companyname","new":"Old Co"}]"#;
+        let (_dir, path) = older_database(&format!(
+            "{FIRST_AUDIT_TABLE}
+             INSERT INTO audit (tenant, run_id, at, kind, action, netsuite_id, outcome, transformations)
+                 VALUES ('t', 'r', 'then', 'customer', 'write', '7', 'created', '{whole}');"
+        ));
+        let conn = Database::open(&path).unwrap().connect().unwrap();
+        let shape =
+            r#"[{"field":"Name","rule":"copy","detail":"companyname"},{"field":"Phone","rule":"empty","detail":""}]"#;
+        let row = |id: &str, shape: Option<&str>, transformations: &str| crate::audit::AuditRow {
+            run_id: "r".into(),
+            kind: "customer".into(),
+            action: "write".into(),
+            direction: "netsuite-to-salesforce".into(),
+            netsuite_id: id.into(),
+            salesforce_id: None,
+            outcome: "updated".into(),
+            transformations: transformations.into(),
+            shape: shape.map(str::to_string),
+            error: None,
+        };
+        let rows = [
+            row("7", Some(shape), r#"[{"old":"Old Co","new":"New Co"},{"new":null}]"#),
+            row("8", Some(shape), r#"[{"new":"Eight"},{}]"#),
+            row("9", None, "[]"),
+        ];
+        for part in rows.chunks(1) {
+            crate::audit::insert(&conn, "t", "now", part).unwrap();
+        }
+        let kept: i64 = conn.query_row("SELECT COUNT(*) FROM audit_shapes", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 1);
+        let read: Vec<String> =
+            crate::audit::for_run(&conn, "t", "r").unwrap().into_iter().map(|r| r.transformations).collect();
+        assert_eq!(
+            read,
+            [
+                whole,
+                r#"[{"field":"Name","rule":"copy","detail":"companyname","old":"Old Co","new":"New Co"},{"field":"Phone","rule":"empty","detail":"","new":null}]"#,
+                r#"[{"field":"Name","rule":"copy","detail":"companyname","new":"Eight"},{"field":"Phone","rule":"empty","detail":""}]"#,
+                "[]",
+            ]
+        );
+        let key = crate::audit::query::RecordKey::parse("customer:8").unwrap();
+        let history = crate::audit::query::history(&conn, "t", &key).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].transformations, read[2]);
     }
 
     #[test]

@@ -407,6 +407,7 @@ mod tests {
             salesforce_id: None,
             outcome: "created".into(),
             transformations: "[]".into(),
+            shape: None,
             error: None,
         }
     }
