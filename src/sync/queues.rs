@@ -3,7 +3,7 @@
 //! the host's small `queues` bucket so they can be listed.
 
 use super::state::RecordState;
-use crate::model::{ConnectorError, RecordKind, Result, SObjectRecord, Transformation};
+use crate::model::{AuditTransformations, ConnectorError, RecordKind, Result, SObjectRecord, Transformation};
 use crate::ports::KeyValue;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -57,7 +57,22 @@ pub struct ParkedWrite {
     pub external_id: String,
     pub state: RecordState,
     pub fields: Box<RawValue>,
+    /// The transformations as JSON; with `shape`, only their values (see
+    /// [`AuditTransformations`]), the form the audit keeps.
     pub transformations: Box<RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<String>,
+}
+
+impl ParkedWrite {
+    /// Its transformations as its audit entry records them.
+    pub fn audit_transformations(&self) -> AuditTransformations {
+        let text = self.transformations.get().to_string();
+        match &self.shape {
+            Some(shape) => AuditTransformations::Split { shape: shape.clone(), values: text },
+            None => AuditTransformations::Whole(text),
+        }
+    }
 }
 
 impl From<QueuedWrite> for ParkedWrite {
@@ -72,6 +87,7 @@ impl From<QueuedWrite> for ParkedWrite {
             external_id: q.target.external_id,
             state: RecordState { fields: None, ..q.state },
             transformations: json(crate::model::Transformation::list_json(&q.transformations)),
+            shape: None,
         }
     }
 }
@@ -96,7 +112,7 @@ impl ParkedWrite {
                 fields: serde_json::from_str(self.fields.get()).map_err(|e| unreadable("fields", e))?,
             },
             state: self.state.clone(),
-            transformations: serde_json::from_str(self.transformations.get())
+            transformations: serde_json::from_str(&self.audit_transformations().joined())
                 .map_err(|e| unreadable("transformations", e))?,
             reason,
             waits_for: Vec::new(),
@@ -484,5 +500,26 @@ mod tests {
         let old = queues.take_parked("bulk/customer/r0/000001-a").unwrap();
         assert_eq!(old[0].queued("r0", String::new()).unwrap().target, queued("9").target);
         assert_eq!(old[0].state, RecordState { fields: None, ..queued("9").state });
+    }
+
+    #[test]
+    fn parked_transformations_split_for_the_audit_come_back_whole() {
+        let mut list = queued("7").transformations;
+        list[0].new = Some(serde_json::json!("Acme \"A\""));
+        let mut parked: ParkedWrite = queued("7").into();
+        let values = Transformation::values_json(&list, None);
+        parked.transformations = RawValue::from_string(values).unwrap();
+        parked.shape = Some(Transformation::shape_json(&list));
+        let kv = Memory::default();
+        let queues = Queues::new(&kv, false);
+        let key = queues.park(RecordKind::Customer, "r1", "000001-a", &[parked]).unwrap();
+        let back = queues.take_parked(&key).unwrap().remove(0);
+        assert_eq!(back.audit_transformations().joined(), Transformation::list_json(&list));
+        assert_eq!(back.queued("r1", String::new()).unwrap().transformations, list);
+        // Parked whole (as before the split): read as they are.
+        let whole: ParkedWrite = queued("8").into();
+        assert!(!serde_json::to_string(&whole).unwrap().contains("shape"));
+        let expected = AuditTransformations::Whole(Transformation::list_json(&queued("8").transformations));
+        assert_eq!(whole.audit_transformations(), expected);
     }
 }

@@ -53,16 +53,12 @@ impl Staged {
 }
 
 impl Staged {
-    /// Its transformations as the audit keeps them; the `new` values are
-    /// its payload's fields, copied from the payload's text.
-    pub fn transformations_json(&self) -> String {
-        let index = PayloadIndex::new(self.payload.get());
-        Transformation::list_json_over(&self.mapped.transformations, Some(&index))
-    }
-
-    /// As parked while its Bulk API job runs.
+    /// As parked while its Bulk API job runs: its transformations split as
+    /// the audit keeps them.
     pub fn parked(&self) -> ParkedWrite {
-        let transformations = self.transformations_json();
+        let index = PayloadIndex::new(self.payload.get());
+        let list = &self.mapped.transformations;
+        let transformations = Transformation::values_json(list, Some(&index));
         let target = &self.mapped.target;
         ParkedWrite {
             kind: self.mapped.source_kind,
@@ -73,6 +69,7 @@ impl Staged {
             state: self.state.clone(),
             fields: self.payload.clone(),
             transformations: RawValue::from_string(transformations).expect("serde_json wrote valid JSON"),
+            shape: Some(Transformation::shape_json(list)),
         }
     }
 }
@@ -172,7 +169,7 @@ impl<'a> Run<'a> {
     }
 
     /// The audit entry of a parked record: its transformations are JSON
-    /// text already.
+    /// text already, split as the audit keeps them.
     pub fn parked_entry(
         &self,
         parked: &ParkedWrite,
@@ -181,7 +178,7 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
-        let transformations = AuditTransformations::Whole(parked.transformations.get().to_string());
+        let transformations = parked.audit_transformations();
         self.record_entry(parked.kind, &parked.netsuite_id, action, outcome, salesforce_id, transformations, error)
     }
 
