@@ -71,6 +71,23 @@ async fn a_failed_row_in_a_bulk_job_is_reported_against_its_netsuite_id() {
         let error = row.error.as_deref().unwrap();
         assert!(error.starts_with("FIELD_CUSTOM_VALIDATION_EXCEPTION: Accounts under embargo"), "{error}");
     }
+    // Every row reads back with its whole transformations: field, rule and
+    // detail from the shape stored once, the values from the row.
+    let created = rows.iter().find(|r| r.outcome == "created" && r.action == "bulk-write").unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_str(&created.transformations).unwrap();
+    let name = list.iter().find(|t| t["field"] == "Name").unwrap();
+    assert_eq!((&name["rule"], &name["detail"]), (&serde_json::json!("copy"), &serde_json::json!("companyname")));
+    assert!(name["new"].is_string(), "{name}");
+    let (split, shapes): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND shape IS NOT NULL), \
+             (SELECT COUNT(*) FROM audit_shapes)",
+            [&report.run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(split, 600, "every record's row names its shape");
+    assert!(shapes * 5 < 600, "{shapes} shapes for 600 records: records mapped alike share one");
     for &id in &rejected {
         assert!(bed.salesforce.find("Account", &id.to_string()).is_none());
     }
