@@ -69,7 +69,7 @@ impl Staged {
             state: self.state.clone(),
             fields: self.payload.clone(),
             transformations: RawValue::from_string(transformations).expect("serde_json wrote valid JSON"),
-            shape: Some(Transformation::shape_json(list)),
+            shape: Some(RawValue::from_string(Transformation::shape_json(list)).expect("serde_json wrote valid JSON")),
         }
     }
 }
