@@ -292,7 +292,10 @@ impl Op {
             Op::Write { writes, .. } => {
                 writes.iter().map(|((_, k), v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum()
             }
-            Op::Audit { rows, .. } => rows.iter().map(|r| r.transformations.len() + 64).sum(),
+            // The shape is stored once but held by every row until written.
+            Op::Audit { rows, .. } => {
+                rows.iter().map(|r| r.transformations.len() + r.shape.as_ref().map_or(0, String::len) + 64).sum()
+            }
             Op::Flush(_) => 0,
         }
     }
