@@ -64,9 +64,35 @@ pub struct ParkedWrite {
     /// a tenth of the component's time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Box<RawValue>>,
+    /// Stored in a page: the position of its shape in the page's shapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) shape_at: Option<usize>,
+}
+
+/// A page of parked records as stored: the few shapes its records share
+/// once, not once per record.
+#[derive(Serialize, Deserialize)]
+struct ParkedPage {
+    shapes: Vec<Box<RawValue>>,
+    records: Vec<ParkedWrite>,
 }
 
 impl ParkedWrite {
+    /// As taken from a page: its shape from the page's shapes.
+    fn with_shape(mut self, shapes: &[Box<RawValue>], key: &str) -> Result<ParkedWrite> {
+        if let Some(at) = self.shape_at.take() {
+            let shape = shapes.get(at).ok_or_else(|| {
+                ConnectorError::Config(format!(
+                    "parked Bulk API records `{key}` are unreadable (record {} names shape {at} of {})",
+                    self.netsuite_id,
+                    shapes.len()
+                ))
+            })?;
+            self.shape = Some(shape.clone());
+        }
+        Ok(self)
+    }
+
     /// Its transformations as its audit entry records them.
     pub fn audit_transformations(&self) -> AuditTransformations {
         let text = self.transformations.get().to_string();
@@ -90,6 +116,7 @@ impl From<QueuedWrite> for ParkedWrite {
             state: RecordState { fields: None, ..q.state },
             transformations: json(crate::model::Transformation::list_json(&q.transformations)),
             shape: None,
+            shape_at: None,
         }
     }
 }
@@ -323,9 +350,18 @@ impl<'a> Queues<'a> {
 
     /// Parks the records of one page of an open Bulk API 2.0 job until the
     /// job's results are in; returns the key to take them back with.
-    pub fn park(&self, kind: RecordKind, run_id: &str, part: &str, records: &[ParkedWrite]) -> Result<String> {
+    pub fn park(&self, kind: RecordKind, run_id: &str, part: &str, mut records: Vec<ParkedWrite>) -> Result<String> {
         let key = format!("bulk/{kind}/{run_id}/{part}");
-        let bytes = serde_json::to_vec(records).expect("parked writes serialize");
+        let mut shapes: Vec<Box<RawValue>> = Vec::new();
+        for r in &mut records {
+            let Some(shape) = r.shape.take() else { continue };
+            let found = shapes.iter().position(|s| s.get() == shape.get());
+            r.shape_at = Some(found.unwrap_or_else(|| {
+                shapes.push(shape);
+                shapes.len() - 1
+            }));
+        }
+        let bytes = serde_json::to_vec(&ParkedPage { shapes, records }).expect("parked writes serialize");
         self.kv.set(&key, &bytes).map_err(|e| kv_error("parking records of a Bulk API job", e))?;
         Ok(key)
     }
@@ -337,15 +373,19 @@ impl<'a> Queues<'a> {
             // Versions before this one parked whole queued writes: a job
             // they left is still taken up. (Not an untagged enum: serde
             // buffers those, and raw JSON values cannot come from a buffer.)
-            Some(b) => match serde_json::from_slice::<Vec<ParkedWrite>>(&b) {
-                Ok(records) => records,
-                Err(e) => match serde_json::from_slice::<Vec<QueuedWrite>>(&b) {
-                    Ok(queued) => queued.into_iter().map(ParkedWrite::from).collect(),
-                    Err(_) => {
-                        return Err(ConnectorError::Config(format!(
-                            "parked Bulk API records `{key}` are unreadable ({e})"
-                        )));
-                    }
+            Some(b) => match serde_json::from_slice::<ParkedPage>(&b) {
+                Ok(page) => page.records.into_iter().map(|r| r.with_shape(&page.shapes, key)).collect::<Result<_>>()?,
+                // Parked by the version before: a list of records.
+                Err(_) => match serde_json::from_slice::<Vec<ParkedWrite>>(&b) {
+                    Ok(records) => records,
+                    Err(e) => match serde_json::from_slice::<Vec<QueuedWrite>>(&b) {
+                        Ok(queued) => queued.into_iter().map(ParkedWrite::from).collect(),
+                        Err(_) => {
+                            return Err(ConnectorError::Config(format!(
+                                "parked Bulk API records `{key}` are unreadable ({e})"
+                            )));
+                        }
+                    },
                 },
             },
             None => Vec::new(),
@@ -491,7 +531,7 @@ mod tests {
         let kv = Memory::default();
         let queues = Queues::new(&kv, false);
         let parked: Vec<ParkedWrite> = vec![queued("7").into(), queued("8").into()];
-        let key = queues.park(RecordKind::Customer, "r1", "000001-a", &parked).unwrap();
+        let key = queues.park(RecordKind::Customer, "r1", "000001-a", parked).unwrap();
         let back = queues.take_parked(&key).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].queued("r1", String::new()).unwrap().target, queued("8").target);
@@ -502,6 +542,11 @@ mod tests {
         let old = queues.take_parked("bulk/customer/r0/000001-a").unwrap();
         assert_eq!(old[0].queued("r0", String::new()).unwrap().target, queued("9").target);
         assert_eq!(old[0].state, RecordState { fields: None, ..queued("9").state });
+        // A page parked by the version before pages kept their shapes: a list.
+        let listed: Vec<ParkedWrite> = vec![queued("10").into()];
+        kv.set("bulk/customer/r0/000002-a", &serde_json::to_vec(&listed).unwrap()).unwrap();
+        let back = queues.take_parked("bulk/customer/r0/000002-a").unwrap();
+        assert_eq!(back[0].queued("r0", String::new()).unwrap().transformations, queued("10").transformations);
     }
 
     #[test]
@@ -514,8 +559,15 @@ mod tests {
         parked.shape = Some(RawValue::from_string(Transformation::shape_json(&list)).unwrap());
         let kv = Memory::default();
         let queues = Queues::new(&kv, false);
-        let key = queues.park(RecordKind::Customer, "r1", "000001-a", &[parked]).unwrap();
-        let back = queues.take_parked(&key).unwrap().remove(0);
+        let mut other = parked.clone();
+        other.shape = Some(RawValue::from_string("[{\"field\":\"Other\"}]".into()).unwrap());
+        other.transformations = RawValue::from_string("[{}]".into()).unwrap();
+        let key = queues.park(RecordKind::Customer, "r1", "000001-a", vec![parked.clone(), other, parked]).unwrap();
+        let stored = String::from_utf8(kv.get(&key).unwrap().unwrap()).unwrap();
+        assert_eq!(stored.matches("\"field\":\"Name\"").count(), 1, "a shape is stored once a page: {stored}");
+        let back = queues.take_parked(&key).unwrap();
+        assert_eq!(back[1].audit_transformations().joined(), "[{\"field\":\"Other\"}]");
+        let back = back.into_iter().nth(2).unwrap();
         assert_eq!(back.audit_transformations().joined(), Transformation::list_json(&list));
         assert_eq!(back.queued("r1", String::new()).unwrap().transformations, list);
         // Parked whole (as before the split): read as they are.

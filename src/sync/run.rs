@@ -70,6 +70,7 @@ impl Staged {
             fields: self.payload.clone(),
             transformations: RawValue::from_string(transformations).expect("serde_json wrote valid JSON"),
             shape: Some(RawValue::from_string(Transformation::shape_json(list)).expect("serde_json wrote valid JSON")),
+            shape_at: None,
         }
     }
 }

@@ -494,7 +494,7 @@ impl BulkBatch {
         job.csv.append(rows, records.len());
         self.ledger.expect(page, records.len());
         let parked: Vec<ParkedWrite> = records.iter().map(Staged::parked).collect();
-        let key = run.queues.park(self.kind, &run.request.run_id, &format!("{page:06}-{shape}"), &parked)?;
+        let key = run.queues.park(self.kind, &run.request.run_id, &format!("{page:06}-{shape}"), parked)?;
         job.parked.push((page, key));
         Ok(())
     }
