@@ -369,23 +369,23 @@ impl<'a> Queues<'a> {
     /// Takes parked records back (and removes them).
     pub fn take_parked(&self, key: &str) -> Result<Vec<ParkedWrite>> {
         let bytes = self.kv.get(key).map_err(|e| kv_error("reading records of a Bulk API job", e))?;
+        let unreadable = |e: serde_json::Error| {
+            ConnectorError::Config(format!("parked Bulk API records `{key}` are unreadable ({e})"))
+        };
         let records = match bytes {
-            // Versions before this one parked whole queued writes: a job
-            // they left is still taken up. (Not an untagged enum: serde
-            // buffers those, and raw JSON values cannot come from a buffer.)
-            Some(b) => match serde_json::from_slice::<ParkedPage>(&b) {
-                Ok(page) => page.records.into_iter().map(|r| r.with_shape(&page.shapes, key)).collect::<Result<_>>()?,
-                // Parked by the version before: a list of records.
-                Err(_) => match serde_json::from_slice::<Vec<ParkedWrite>>(&b) {
-                    Ok(records) => records,
-                    Err(e) => match serde_json::from_slice::<Vec<QueuedWrite>>(&b) {
-                        Ok(queued) => queued.into_iter().map(ParkedWrite::from).collect(),
-                        Err(_) => {
-                            return Err(ConnectorError::Config(format!(
-                                "parked Bulk API records `{key}` are unreadable ({e})"
-                            )));
-                        }
-                    },
+            Some(b) if b.first() == Some(&b'{') => {
+                let page: ParkedPage = serde_json::from_slice(&b).map_err(unreadable)?;
+                page.records.into_iter().map(|r| r.with_shape(&page.shapes, key)).collect::<Result<_>>()?
+            }
+            // Versions before pages kept their shapes parked a list of
+            // records, and before those whole queued writes: a job they left
+            // is still taken up. (Not an untagged enum: serde buffers those,
+            // and raw JSON values cannot come from a buffer.)
+            Some(b) => match serde_json::from_slice::<Vec<ParkedWrite>>(&b) {
+                Ok(records) => records,
+                Err(e) => match serde_json::from_slice::<Vec<QueuedWrite>>(&b) {
+                    Ok(queued) => queued.into_iter().map(ParkedWrite::from).collect(),
+                    Err(_) => return Err(unreadable(e)),
                 },
             },
             None => Vec::new(),
