@@ -138,50 +138,43 @@ impl Transformation {
     /// values are the fields of `payload` (the target's fields as written):
     /// those are copied from its text instead of being escaped again.
     pub fn list_json_over(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> String {
-        let mut out = String::with_capacity(list.len() * 96 + 2);
-        out.push('[');
-        for (n, t) in list.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            t.push_start(&mut out);
-            t.push_values(&mut out, payload, false);
+        Transformation::json_array(list, 96, |out, t| {
+            t.push_start(out);
+            t.push_values(out, payload, false);
             out.push('}');
-        }
-        out.push(']');
-        out
+        })
     }
 
     /// The `field`, `rule` and `detail` of each transformation, as a JSON
     /// array of objects: the part of [`Transformation::list_json`] every
     /// record a mapping treats alike shares, which a host stores once.
     pub fn shape_json(list: &[Transformation]) -> String {
-        let mut out = String::with_capacity(list.len() * 64 + 2);
-        out.push('[');
-        for (n, t) in list.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            t.push_start(&mut out);
+        Transformation::json_array(list, 64, |out, t| {
+            t.push_start(out);
             out.push('}');
-        }
-        out.push(']');
-        out
+        })
     }
 
     /// The rest of [`Transformation::list_json_over`]: each transformation's
     /// `old` and `new` values (where set) as a JSON array of objects, in the
     /// order of [`Transformation::shape_json`].
     pub fn values_json(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> String {
-        let mut out = String::with_capacity(list.len() * 32 + 2);
+        Transformation::json_array(list, 32, |out, t| {
+            out.push('{');
+            t.push_values(out, payload, true);
+            out.push('}');
+        })
+    }
+
+    /// `[` each one's JSON, as `write` puts it, between commas `]`.
+    fn json_array(list: &[Transformation], each_bytes: usize, mut write: impl FnMut(&mut String, &Self)) -> String {
+        let mut out = String::with_capacity(list.len() * each_bytes + 2);
         out.push('[');
         for (n, t) in list.iter().enumerate() {
             if n > 0 {
                 out.push(',');
             }
-            out.push('{');
-            t.push_values(&mut out, payload, true);
-            out.push('}');
+            write(&mut out, t);
         }
         out.push(']');
         out
