@@ -62,6 +62,21 @@ pub struct Mapping {
     names: Vec<(RecordKind, Vec<FieldNames>)>,
     /// The transformation every record's external id gets.
     external_id: Transformation,
+    /// The rule and detail of a field no rule found a value for, shared.
+    empty: (Rc<str>, Rc<str>),
+    /// What each parent link of each kind is called in the audit trail.
+    parents: Vec<(RecordKind, Vec<ParentNames>)>,
+}
+
+/// A parent link's audit names, the same for every record.
+#[derive(Debug, Clone)]
+struct ParentNames {
+    relationship: Rc<str>,
+    rule: Rc<str>,
+    /// The detail when the record names its parent, and when it names none.
+    linked: Rc<str>,
+    cleared: Rc<str>,
+    lookup_field: String,
 }
 
 #[derive(Debug, Clone)]
@@ -123,7 +138,21 @@ impl Mapping {
             json_start: Some(Transformation::start_json(EXTERNAL_ID_FIELD, "external-id", "id").into()),
             ..Default::default()
         };
-        Mapping { file, names, external_id }
+        let rule: Rc<str> = "parent-link".into();
+        let parents = RecordKind::ALL
+            .into_iter()
+            .filter_map(|kind| {
+                let parents = file.object(kind)?.parent.iter().map(|parent| ParentNames {
+                    relationship: parent.relationship.as_str().into(),
+                    rule: rule.clone(),
+                    linked: format!("{} → {}.{EXTERNAL_ID_FIELD}", parent.column, parent.sobject).into(),
+                    cleared: format!("{} empty → {} cleared", parent.column, parent.lookup_field()).into(),
+                    lookup_field: parent.lookup_field(),
+                });
+                Some((kind, parents.collect()))
+            })
+            .collect();
+        Mapping { file, names, external_id, empty: ("empty".into(), "".into()), parents }
     }
 
     fn names(&self, kind: RecordKind) -> &[FieldNames] {
@@ -249,7 +278,7 @@ impl Mapping {
                         ),
                     ));
                 }
-                None => (Value::Null, "empty".into(), Rc::from(""), names.empty_json.clone()),
+                None => (Value::Null, self.empty.0.clone(), self.empty.1.clone(), names.empty_json.clone()),
             };
             let value = match value {
                 Value::String(s) => {
@@ -277,24 +306,25 @@ impl Mapping {
                 json_start: Some(json_start),
             });
         }
-        for parent in &object.parent {
+        let parent_names = self.parents.iter().find(|(k, _)| *k == record.kind).map_or(&[][..], |(_, n)| n);
+        for (parent, names) in object.parent.iter().zip(parent_names) {
             let detail = match record.field(&parent.column).map(str::trim).filter(|id| !id.is_empty()) {
                 Some(id) => {
                     // The relationship by external id: Salesforce resolves the parent.
                     fields.insert(parent.relationship.clone(), json!({ EXTERNAL_ID_FIELD: id }));
-                    format!("{} → {}.{EXTERNAL_ID_FIELD}", parent.column, parent.sobject)
+                    names.linked.clone()
                 }
                 None => {
                     // Salesforce keeps a field a write leaves out: clearing the
                     // lookup is the only way a link NetSuite dropped goes away.
-                    fields.insert(parent.lookup_field(), Value::Null);
-                    format!("{} empty → {} cleared", parent.column, parent.lookup_field())
+                    fields.insert(names.lookup_field.clone(), Value::Null);
+                    names.cleared.clone()
                 }
             };
             transformations.push(Transformation {
-                field: parent.relationship.as_str().into(),
-                rule: "parent-link".into(),
-                detail: detail.into(),
+                field: names.relationship.clone(),
+                rule: names.rule.clone(),
+                detail,
                 old: None,
                 new: None,
                 json_start: None,
