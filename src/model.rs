@@ -244,8 +244,11 @@ impl Transformation {
 /// built from (kept, so the names' pointers stay theirs).
 #[derive(Default)]
 pub struct ShapeCache {
-    shapes: RefCell<HashMap<u64, Vec<(Vec<ShapePart>, Rc<str>)>>>,
+    shapes: RefCell<HashMap<u64, Vec<BuiltShape>>>,
 }
+
+/// A shape's text and the names it was built from.
+type BuiltShape = (Vec<ShapePart>, Rc<str>);
 
 impl ShapeCache {
     const MOST: usize = 4096;
