@@ -89,7 +89,7 @@ impl ports::AuditSink for HostAudit {
             .map(|e| {
                 let (transformations_shape, transformations_json) = match e.transformations {
                     model::AuditTransformations::Whole(json) => (None, json),
-                    model::AuditTransformations::Split { shape, values } => (Some(shape.to_string()), values),
+                    model::AuditTransformations::Split { shape, values } => (Some(shape), values),
                 };
                 audit::AuditEntry {
                     run_id: e.run_id,

@@ -4,11 +4,9 @@
 use crate::payload_index::PayloadIndex;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
-use std::rc::Rc;
 
 /// The NetSuite record types the connector reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -157,35 +155,6 @@ impl Transformation {
         })
     }
 
-    /// [`Transformation::shape_json`] of `list`, shared with every earlier
-    /// list given to `cache` that had the same shape: records mapped alike
-    /// then build and carry no copy of it.
-    pub fn shape_shared(list: &[Transformation], cache: &ShapeCache) -> Rc<str> {
-        // The mapping shares its names between records, so their pointers
-        // key the shape: equal names held elsewhere only build it again.
-        let key = list.iter().fold(0u64, |h, t| {
-            [&t.field, &t.rule, &t.detail].into_iter().fold(h, |h, name| {
-                (h.rotate_left(5) ^ Rc::as_ptr(name).cast::<u8>() as usize as u64).wrapping_mul(0x517c_c1b7_2722_0a95)
-            })
-        });
-        let mut shapes = cache.shapes.borrow_mut();
-        let bucket = shapes.entry(key).or_default();
-        if let Some((_, shape)) = bucket
-            .iter()
-            .find(|(parts, _)| parts.len() == list.len() && parts.iter().zip(list).all(|(p, t)| p.same_as(t)))
-        {
-            return shape.clone();
-        }
-        let shape: Rc<str> = Transformation::shape_json(list).into();
-        bucket.push((list.iter().map(ShapePart::of).collect(), shape.clone()));
-        // A mapping has a few hundred shapes at most; names from elsewhere
-        // (not shared) must not grow the cache without end.
-        if shapes.len() > ShapeCache::MOST {
-            shapes.clear();
-        }
-        shape
-    }
-
     /// The rest of [`Transformation::list_json_over`]: each transformation's
     /// `old` and `new` values (where set) as a JSON array of objects, in the
     /// order of [`Transformation::shape_json`].
@@ -240,38 +209,6 @@ impl Transformation {
     }
 }
 
-/// The shapes [`Transformation::shape_shared`] built, and what each was
-/// built from (kept, so the names' pointers stay theirs).
-#[derive(Default)]
-pub struct ShapeCache {
-    shapes: RefCell<HashMap<u64, Vec<BuiltShape>>>,
-}
-
-/// A shape's text and the names it was built from.
-type BuiltShape = (Vec<ShapePart>, Rc<str>);
-
-impl ShapeCache {
-    const MOST: usize = 4096;
-}
-
-/// The parts of a transformation its shape is written from.
-struct ShapePart {
-    field: Rc<str>,
-    rule: Rc<str>,
-    detail: Rc<str>,
-}
-
-impl ShapePart {
-    fn of(t: &Transformation) -> ShapePart {
-        ShapePart { field: t.field.clone(), rule: t.rule.clone(), detail: t.detail.clone() }
-    }
-
-    fn same_as(&self, t: &Transformation) -> bool {
-        let same = |a: &Rc<str>, b: &Rc<str>| Rc::ptr_eq(a, b) || a == b;
-        same(&self.field, &t.field) && same(&self.rule, &t.rule) && same(&self.detail, &t.detail)
-    }
-}
-
 /// An audit entry's transformations as JSON: the whole array, or split
 /// into the shape records mapped alike share and each record's values
 /// ([`Transformation::shape_json`], [`Transformation::values_json`]), so a
@@ -279,7 +216,7 @@ impl ShapePart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditTransformations {
     Whole(String),
-    Split { shape: Rc<str>, values: String },
+    Split { shape: String, values: String },
 }
 
 impl AuditTransformations {
@@ -670,7 +607,7 @@ pub struct AuditEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::{AuditTransformations, ShapeCache, Transformation};
+    use super::{AuditTransformations, Transformation};
     use serde_json::json;
 
     #[test]
@@ -722,7 +659,7 @@ mod tests {
         for index in [None, Some(&index)] {
             let (shape, values) = (Transformation::shape_json(&list), Transformation::values_json(&list, index));
             assert!(!shape.contains("+1 555") && !values.contains("companyname"), "{shape} / {values}");
-            let whole = AuditTransformations::Split { shape: shape.into(), values }.joined();
+            let whole = AuditTransformations::Split { shape, values }.joined();
             assert_eq!(whole, Transformation::list_json_over(&list, index));
             assert_eq!(whole, serde_json::to_string(&list).unwrap());
         }
@@ -736,49 +673,5 @@ mod tests {
                 json!({"shape": shape, "values": values})
             );
         }
-    }
-
-    #[test]
-    fn a_shape_is_built_once_for_records_mapped_alike_and_again_when_it_changes() {
-        // The mapping's names, shared by every record it maps.
-        let names: [std::rc::Rc<str>; 6] =
-            ["Name".into(), "copy".into(), "companyname".into(), "Id".into(), "external-id".into(), "id".into()];
-        let record = |new: &str, detail: std::rc::Rc<str>| {
-            let named =
-                |field: usize, rule: usize, detail: std::rc::Rc<str>, new: Option<serde_json::Value>| Transformation {
-                    field: names[field].clone(),
-                    rule: names[rule].clone(),
-                    detail,
-                    new,
-                    ..Default::default()
-                };
-            vec![named(0, 1, detail, Some(json!(new))), named(3, 4, names[5].clone(), None)]
-        };
-        let cache = ShapeCache::default();
-        let first = record("A", names[2].clone());
-        let shape = Transformation::shape_shared(&first, &cache);
-        assert_eq!(&*shape, Transformation::shape_json(&first));
-        // Other values, the same names: the same shape, not a copy.
-        let second = record("B", names[2].clone());
-        assert!(std::rc::Rc::ptr_eq(&shape, &Transformation::shape_shared(&second, &cache)));
-        // Another detail: another shape; the first is still shared after it.
-        let third = record("C", "altname".into());
-        let other = Transformation::shape_shared(&third, &cache);
-        assert_eq!(&*other, Transformation::shape_json(&third));
-        assert_ne!(other, shape);
-        assert!(std::rc::Rc::ptr_eq(&shape, &Transformation::shape_shared(&first, &cache)));
-        assert!(std::rc::Rc::ptr_eq(&other, &Transformation::shape_shared(&third, &cache)));
-        // One transformation fewer, or equal names held elsewhere: the right text.
-        assert_eq!(&*Transformation::shape_shared(&third[..1], &cache), Transformation::shape_json(&third[..1]));
-        let copied: Vec<Transformation> = first
-            .iter()
-            .map(|t| Transformation {
-                field: (*t.field).into(),
-                rule: (*t.rule).into(),
-                detail: (*t.detail).into(),
-                ..Default::default()
-            })
-            .collect();
-        assert_eq!(Transformation::shape_shared(&copied, &cache), shape);
     }
 }

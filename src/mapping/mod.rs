@@ -62,8 +62,6 @@ pub struct Mapping {
     names: Vec<(RecordKind, Vec<FieldNames>)>,
     /// The transformation every record's external id gets.
     external_id: Transformation,
-    /// The rule and detail of a field no rule found a value for, shared.
-    empty: (Rc<str>, Rc<str>),
     /// What each parent link of each kind is called in the audit trail.
     parents: Vec<(RecordKind, Vec<ParentNames>)>,
 }
@@ -152,7 +150,7 @@ impl Mapping {
                 Some((kind, parents.collect()))
             })
             .collect();
-        Mapping { file, names, external_id, empty: ("empty".into(), "".into()), parents }
+        Mapping { file, names, external_id, parents }
     }
 
     fn names(&self, kind: RecordKind) -> &[FieldNames] {
@@ -278,7 +276,7 @@ impl Mapping {
                         ),
                     ));
                 }
-                None => (Value::Null, self.empty.0.clone(), self.empty.1.clone(), names.empty_json.clone()),
+                None => (Value::Null, "empty".into(), Rc::from(""), names.empty_json.clone()),
             };
             let value = match value {
                 Value::String(s) => {

@@ -97,7 +97,7 @@ impl ParkedWrite {
     pub fn audit_transformations(&self) -> AuditTransformations {
         let text = self.transformations.get().to_string();
         match &self.shape {
-            Some(shape) => AuditTransformations::Split { shape: shape.get().into(), values: text },
+            Some(shape) => AuditTransformations::Split { shape: shape.get().to_string(), values: text },
             None => AuditTransformations::Whole(text),
         }
     }

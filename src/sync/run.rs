@@ -7,7 +7,7 @@ use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem,
-    RecordKind, Result, ShapeCache, SyncRequest, Transformation,
+    RecordKind, Result, SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
 use crate::payload_index::PayloadIndex;
@@ -108,8 +108,6 @@ pub(super) struct Run<'a> {
     counts: RefCell<BTreeMap<RecordKind, KindCounts>>,
     /// Kinds whose target object passed describe validation this run.
     validated: RefCell<Vec<RecordKind>>,
-    /// The audit's transformation shapes, shared by the records mapped alike.
-    shapes: ShapeCache,
 }
 
 impl<'a> Run<'a> {
@@ -131,7 +129,6 @@ impl<'a> Run<'a> {
             lease: None,
             counts: Default::default(),
             validated: Default::default(),
-            shapes: Default::default(),
         }
     }
 
@@ -196,7 +193,7 @@ impl<'a> Run<'a> {
     ) -> AuditEntry {
         let list = &mapped.transformations;
         let transformations = AuditTransformations::Split {
-            shape: Transformation::shape_shared(list, &self.shapes),
+            shape: Transformation::shape_json(list),
             values: Transformation::values_json(list, None),
         };
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
@@ -216,7 +213,7 @@ impl<'a> Run<'a> {
         let index = PayloadIndex::new(staged.payload.get());
         let list = &mapped.transformations;
         let transformations = AuditTransformations::Split {
-            shape: Transformation::shape_shared(list, &self.shapes),
+            shape: Transformation::shape_json(list),
             values: Transformation::values_json(list, Some(&index)),
         };
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)

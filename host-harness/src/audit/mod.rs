@@ -93,7 +93,7 @@ pub fn transformations_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<
     let stored: String = r.get(at)?;
     Ok(match r.get::<_, Option<String>>(at + 1)? {
         None => stored,
-        Some(shape) => AuditTransformations::Split { shape: shape.into(), values: stored }.joined(),
+        Some(shape) => AuditTransformations::Split { shape, values: stored }.joined(),
     })
 }
 
