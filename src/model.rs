@@ -220,6 +220,15 @@ pub enum AuditTransformations {
 }
 
 impl AuditTransformations {
+    /// `list` split into its shape and its values (`new` values copied from
+    /// `payload`'s text where it has them).
+    pub fn split(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> AuditTransformations {
+        AuditTransformations::Split {
+            shape: Transformation::shape_json(list),
+            values: Transformation::values_json(list, payload),
+        }
+    }
+
     /// The whole array: the split parts joined object by object, exactly as
     /// [`Transformation::list_json_over`] writes it. Parts that do not fit
     /// together (a damaged store) come back side by side, not lost.

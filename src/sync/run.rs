@@ -191,11 +191,7 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
-        let list = &mapped.transformations;
-        let transformations = AuditTransformations::Split {
-            shape: Transformation::shape_json(list),
-            values: Transformation::values_json(list, None),
-        };
+        let transformations = AuditTransformations::split(&mapped.transformations, None);
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 
@@ -211,11 +207,7 @@ impl<'a> Run<'a> {
     ) -> AuditEntry {
         let mapped = &staged.mapped;
         let index = PayloadIndex::new(staged.payload.get());
-        let list = &mapped.transformations;
-        let transformations = AuditTransformations::Split {
-            shape: Transformation::shape_json(list),
-            values: Transformation::values_json(list, Some(&index)),
-        };
+        let transformations = AuditTransformations::split(&mapped.transformations, Some(&index));
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 
