@@ -84,12 +84,22 @@ struct HostAudit;
 
 impl ports::AuditSink for HostAudit {
     fn append(&self, entries: Vec<model::AuditEntry>) {
+        // A page's records share a few shapes (~1 KB each, one `Rc` each):
+        // each crosses once, not once per entry.
+        let mut shapes: Vec<std::rc::Rc<str>> = Vec::new();
+        let mut found: std::collections::HashMap<*const u8, u32> = std::collections::HashMap::new();
         let converted: Vec<audit::AuditEntry> = entries
             .into_iter()
             .map(|e| {
                 let (transformations_shape, transformations_json) = match e.transformations {
                     model::AuditTransformations::Whole(json) => (None, json),
-                    model::AuditTransformations::Split { shape, values } => (Some(shape), values),
+                    model::AuditTransformations::Split { shape, values } => {
+                        let n = *found.entry(shape.as_ptr()).or_insert_with(|| {
+                            shapes.push(shape.clone());
+                            shapes.len() as u32 - 1
+                        });
+                        (Some(n), values)
+                    }
                 };
                 audit::AuditEntry {
                     run_id: e.run_id,
@@ -105,7 +115,9 @@ impl ports::AuditSink for HostAudit {
                 }
             })
             .collect();
-        audit::append(&converted);
+        // Each distinct shape copied once for the call (the bindings take `String`s).
+        let shapes: Vec<String> = shapes.iter().map(|s| s.to_string()).collect();
+        audit::append(&shapes, &converted);
     }
 }
 

@@ -145,6 +145,44 @@ impl Transformation {
         })
     }
 
+    /// [`Transformation::shape_json`], shared: transformations made of the
+    /// same `json_start` texts (the mapping's, one per rule and field) have
+    /// the same shape, so each distinct one is written once per run and its
+    /// entries share it (they cross to the host once per call, see
+    /// `component::HostAudit`).
+    pub fn shared_shape(list: &[Transformation]) -> std::rc::Rc<str> {
+        let mut hash = list.len() as u64;
+        for t in list {
+            let Some(start) = &t.json_start else { return Transformation::shape_json(list).into() };
+            hash = (hash.rotate_left(5) ^ start.as_ptr() as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        SHAPES.with_borrow_mut(|shapes| {
+            let same = |key: &[std::rc::Rc<str>]| {
+                key.len() == list.len()
+                    && key
+                        .iter()
+                        .zip(list)
+                        .all(|(k, t)| t.json_start.as_ref().is_some_and(|s| std::rc::Rc::ptr_eq(k, s)))
+            };
+            if let Some((key, shape)) = shapes.get(&hash) {
+                return match same(key) {
+                    true => shape.clone(),
+                    // Another shape with the same hash: written, not kept.
+                    false => Transformation::shape_json(list).into(),
+                };
+            }
+            // Bounded: a mapping makes a few hundred shapes at most.
+            if shapes.len() >= SHAPES_KEPT {
+                shapes.clear();
+            }
+            let shape: std::rc::Rc<str> = Transformation::shape_json(list).into();
+            // The key holds the texts, so no address is reused while kept.
+            let key = list.iter().filter_map(|t| t.json_start.clone()).collect();
+            shapes.insert(hash, (key, shape.clone()));
+            shape
+        })
+    }
+
     /// The `field`, `rule` and `detail` of each transformation, as a JSON
     /// array of objects: the part of [`Transformation::list_json`] every
     /// record a mapping treats alike shares, which a host stores once.
@@ -216,7 +254,40 @@ impl Transformation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditTransformations {
     Whole(String),
-    Split { shape: String, values: String },
+    Split { shape: std::rc::Rc<str>, values: String },
+}
+
+/// Shapes kept by [`Transformation::shared_shape`] before it starts over.
+const SHAPES_KEPT: usize = 1024;
+
+/// A hash of a shape's `json_start` addresses, taken as it is.
+#[derive(Default)]
+struct AddressHash(u64);
+
+impl std::hash::Hasher for AddressHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Shapes written so far, by the hash of their `json_start` addresses: the
+/// starts (kept, so no address is reused while the entry is) and the text.
+type ShapeMap = std::collections::HashMap<
+    u64,
+    (Vec<std::rc::Rc<str>>, std::rc::Rc<str>),
+    std::hash::BuildHasherDefault<AddressHash>,
+>;
+
+thread_local! {
+    static SHAPES: std::cell::RefCell<ShapeMap> = std::cell::RefCell::new(ShapeMap::default());
 }
 
 impl AuditTransformations {
@@ -224,7 +295,7 @@ impl AuditTransformations {
     /// `payload`'s text where it has them).
     pub fn split(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> AuditTransformations {
         AuditTransformations::Split {
-            shape: Transformation::shape_json(list),
+            shape: Transformation::shared_shape(list),
             values: Transformation::values_json(list, payload),
         }
     }
@@ -649,6 +720,29 @@ mod tests {
     }
 
     #[test]
+    fn records_mapped_alike_share_one_shape_text() {
+        let start =
+            |field: &str, rule: &str| -> std::rc::Rc<str> { Transformation::start_json(field, rule, "d").into() };
+        let (name, phone, empty) = (start("Name", "copy"), start("Phone", "copy"), start("Phone", "empty"));
+        let list = |starts: &[&std::rc::Rc<str>]| -> Vec<Transformation> {
+            starts.iter().map(|s| Transformation { json_start: Some((*s).clone()), ..Default::default() }).collect()
+        };
+        let a = Transformation::shared_shape(&list(&[&name, &phone]));
+        let b = Transformation::shared_shape(&list(&[&name, &phone]));
+        let other = Transformation::shared_shape(&list(&[&name, &empty]));
+        assert!(std::rc::Rc::ptr_eq(&a, &b), "one text for both records");
+        assert!(!std::rc::Rc::ptr_eq(&a, &other) && a != other);
+        assert_eq!(&*a, Transformation::shape_json(&list(&[&name, &phone])));
+        assert_eq!(&*other, Transformation::shape_json(&list(&[&name, &empty])));
+        // The same text from other strings (another mapping) is not taken for it.
+        let again = Transformation::shared_shape(&list(&[&start("Name", "copy"), &start("Phone", "copy")]));
+        assert!(!std::rc::Rc::ptr_eq(&a, &again) && a == again);
+        // Without the mapping's starts, the shape is written as it is.
+        let plain = vec![Transformation { field: "Name".into(), rule: "copy".into(), ..Default::default() }];
+        assert_eq!(&*Transformation::shared_shape(&plain), Transformation::shape_json(&plain));
+    }
+
+    #[test]
     fn split_transformations_join_into_the_whole_array() {
         let mut name = Transformation {
             field: "Name".into(),
@@ -668,7 +762,7 @@ mod tests {
         for index in [None, Some(&index)] {
             let (shape, values) = (Transformation::shape_json(&list), Transformation::values_json(&list, index));
             assert!(!shape.contains("+1 555") && !values.contains("companyname"), "{shape} / {values}");
-            let whole = AuditTransformations::Split { shape, values }.joined();
+            let whole = AuditTransformations::Split { shape: shape.into(), values }.joined();
             assert_eq!(whole, Transformation::list_json_over(&list, index));
             assert_eq!(whole, serde_json::to_string(&list).unwrap());
         }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queue {
@@ -67,6 +68,10 @@ pub struct ParkedWrite {
     /// Stored in a page: the position of its shape in the page's shapes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) shape_at: Option<usize>,
+    /// The shape as the records of a page share it in memory (one text for
+    /// the page, not a copy each); taken before `shape` when set.
+    #[serde(skip)]
+    pub shared_shape: Option<Rc<str>>,
 }
 
 /// A page of parked records as stored: the few shapes its records share
@@ -79,7 +84,7 @@ struct ParkedPage {
 
 impl ParkedWrite {
     /// As taken from a page: its shape from the page's shapes.
-    fn with_shape(mut self, shapes: &[Box<RawValue>], key: &str) -> Result<ParkedWrite> {
+    fn with_shape(mut self, shapes: &[Rc<str>], key: &str) -> Result<ParkedWrite> {
         if let Some(at) = self.shape_at.take() {
             let shape = shapes.get(at).ok_or_else(|| {
                 ConnectorError::Config(format!(
@@ -88,16 +93,21 @@ impl ParkedWrite {
                     shapes.len()
                 ))
             })?;
-            self.shape = Some(shape.clone());
+            self.shared_shape = Some(shape.clone());
         }
         Ok(self)
+    }
+
+    /// Its shape, shared when it came from a page or a mapping.
+    fn shape_text(&self) -> Option<Rc<str>> {
+        self.shared_shape.clone().or_else(|| self.shape.as_ref().map(|s| s.get().into()))
     }
 
     /// Its transformations as its audit entry records them.
     pub fn audit_transformations(&self) -> AuditTransformations {
         let text = self.transformations.get().to_string();
-        match &self.shape {
-            Some(shape) => AuditTransformations::Split { shape: shape.get().to_string(), values: text },
+        match self.shape_text() {
+            Some(shape) => AuditTransformations::Split { shape, values: text },
             None => AuditTransformations::Whole(text),
         }
     }
@@ -117,6 +127,7 @@ impl From<QueuedWrite> for ParkedWrite {
             transformations: json(crate::model::Transformation::list_json(&q.transformations)),
             shape: None,
             shape_at: None,
+            shared_shape: None,
         }
     }
 }
@@ -352,15 +363,23 @@ impl<'a> Queues<'a> {
     /// job's results are in; returns the key to take them back with.
     pub fn park(&self, kind: RecordKind, run_id: &str, part: &str, mut records: Vec<ParkedWrite>) -> Result<String> {
         let key = format!("bulk/{kind}/{run_id}/{part}");
-        let mut shapes: Vec<Box<RawValue>> = Vec::new();
+        let mut shared: Vec<Rc<str>> = Vec::new();
         for r in &mut records {
-            let Some(shape) = r.shape.take() else { continue };
-            let found = shapes.iter().position(|s| s.get() == shape.get());
+            let Some(shape) = r.shape_text() else { continue };
+            (r.shape, r.shared_shape) = (None, None);
+            // The same text, shared as a rule: found by address first.
+            let found =
+                shared.iter().position(|s| Rc::ptr_eq(s, &shape)).or_else(|| shared.iter().position(|s| *s == shape));
             r.shape_at = Some(found.unwrap_or_else(|| {
-                shapes.push(shape);
-                shapes.len() - 1
+                shared.push(shape);
+                shared.len() - 1
             }));
         }
+        let shapes = shared
+            .iter()
+            .map(|s| RawValue::from_string(s.to_string()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| ConnectorError::Config(format!("an audit shape of parked records is not JSON ({e})")))?;
         let bytes = serde_json::to_vec(&ParkedPage { shapes, records }).expect("parked writes serialize");
         self.kv.set(&key, &bytes).map_err(|e| kv_error("parking records of a Bulk API job", e))?;
         Ok(key)
@@ -375,7 +394,8 @@ impl<'a> Queues<'a> {
         let records = match bytes {
             Some(b) if b.first() == Some(&b'{') => {
                 let page: ParkedPage = serde_json::from_slice(&b).map_err(unreadable)?;
-                page.records.into_iter().map(|r| r.with_shape(&page.shapes, key)).collect::<Result<_>>()?
+                let shapes: Vec<Rc<str>> = page.shapes.iter().map(|s| Rc::from(s.get())).collect();
+                page.records.into_iter().map(|r| r.with_shape(&shapes, key)).collect::<Result<_>>()?
             }
             // Versions before pages kept their shapes parked a list of
             // records, and before those whole queued writes: a job they left

@@ -69,8 +69,9 @@ impl Staged {
             state: self.state.clone(),
             fields: self.payload.clone(),
             transformations: RawValue::from_string(transformations).expect("serde_json wrote valid JSON"),
-            shape: Some(RawValue::from_string(Transformation::shape_json(list)).expect("serde_json wrote valid JSON")),
+            shape: None,
             shape_at: None,
+            shared_shape: Some(Transformation::shared_shape(list)),
         }
     }
 }

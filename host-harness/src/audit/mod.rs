@@ -11,6 +11,7 @@ use netsuite_salesforce::model::AuditTransformations;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
@@ -25,9 +26,10 @@ pub struct AuditRow {
     /// The transformations as a JSON array; with `shape`, only their values
     /// (see [`AuditTransformations`]). Rows read back are always whole.
     pub transformations: String,
-    /// The transformations' shared part, kept once in `audit_shapes`.
+    /// The transformations' shared part, kept once in `audit_shapes`; rows
+    /// of one call share its text.
     #[serde(skip)]
-    pub shape: Option<String>,
+    pub shape: Option<Arc<str>>,
     pub error: Option<String>,
 }
 
@@ -41,14 +43,24 @@ pub fn insert(conn: &Connection, tenant: &str, at: &str, rows: &[AuditRow]) -> R
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     let mut shapes: HashMap<&str, i64> = HashMap::new();
+    // Rows of one call share their shape's text: the row before's id is
+    // reused without hashing the (~1 KB) text again.
+    let mut last: Option<(&Arc<str>, i64)> = None;
     for r in rows {
-        let shape = match r.shape.as_deref() {
+        let shape = match &r.shape {
             None => None,
-            Some(text) => Some(match shapes.get(text) {
-                Some(id) => *id,
-                None => {
-                    let id = shape_id(conn, text)?;
-                    shapes.insert(text, id);
+            Some(text) => Some(match last {
+                Some((before, id)) if Arc::ptr_eq(before, text) => id,
+                _ => {
+                    let id = match shapes.get(&**text) {
+                        Some(id) => *id,
+                        None => {
+                            let id = shape_id(conn, text)?;
+                            shapes.insert(text, id);
+                            id
+                        }
+                    };
+                    last = Some((text, id));
                     id
                 }
             }),
@@ -93,7 +105,7 @@ pub fn transformations_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<
     let stored: String = r.get(at)?;
     Ok(match r.get::<_, Option<String>>(at + 1)? {
         None => stored,
-        Some(shape) => AuditTransformations::Split { shape, values: stored }.joined(),
+        Some(shape) => AuditTransformations::Split { shape: shape.into(), values: stored }.joined(),
     })
 }
 

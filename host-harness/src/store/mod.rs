@@ -380,7 +380,7 @@ mod tests {
             salesforce_id: None,
             outcome: "updated".into(),
             transformations: transformations.into(),
-            shape: shape.map(str::to_string),
+            shape: shape.map(std::sync::Arc::from),
             error: None,
         };
         let rows = [

@@ -292,9 +292,16 @@ impl Op {
             Op::Write { writes, .. } => {
                 writes.iter().map(|((_, k), v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum()
             }
-            // The shape is stored once but held by every row until written.
+            // A shape is held once by the rows of its call.
             Op::Audit { rows, .. } => {
-                rows.iter().map(|r| r.transformations.len() + r.shape.as_ref().map_or(0, String::len) + 64).sum()
+                let mut before: Option<&Arc<str>> = None;
+                rows.iter()
+                    .map(|r| {
+                        let shared = matches!((before, &r.shape), (Some(b), Some(s)) if Arc::ptr_eq(b, s));
+                        before = r.shape.as_ref();
+                        r.transformations.len() + if shared { 0 } else { r.shape.as_ref().map_or(0, |s| s.len()) } + 64
+                    })
+                    .sum()
             }
             Op::Flush(_) => 0,
         }
