@@ -114,6 +114,37 @@ async fn tba_and_m2m_with_ps256_and_es256_sync_the_same_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_run_reuses_the_m2m_token_and_replaces_a_revoked_one() {
+    let bed = bed(30).start().await;
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.netsuite.token_requests(), 1);
+    let stored = bed.tenant.database.connect().unwrap().query_row(
+        "SELECT value FROM kv WHERE bucket = 'credentials' AND key = 'netsuite_token'",
+        [],
+        |r| r.get::<_, Vec<u8>>(0),
+    );
+    let stored = stored.expect("the token is kept between runs");
+    assert!(!String::from_utf8_lossy(&stored).contains("expires_at"), "kept sealed, not as text");
+
+    bed.netsuite.rename_customer(bed.customer_ids[0], "Renamed Between Runs").unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").updated, 1);
+    assert_eq!(bed.netsuite.token_requests(), 1, "the second run signed nothing");
+
+    // Revoked in NetSuite: the kept token is refused once, a new one is
+    // obtained and kept, and the run goes on.
+    bed.netsuite.revoke_tokens();
+    bed.netsuite.rename_customer(bed.customer_ids[1], "Renamed After Revoking").unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").updated, 1);
+    assert_eq!(bed.netsuite.token_requests(), 2);
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.netsuite.token_requests(), 2, "the new token is the one kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tba_signature_with_the_wrong_secret_is_refused() {
     let bed = bed(10).setting("netsuite_auth", "tba").start().await;
     bed.set_secret("netsuite_token_secret", "not-the-token-secret").unwrap();

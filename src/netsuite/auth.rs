@@ -63,11 +63,30 @@ pub fn token_request(base_url: &str, assertion: &str) -> HttpRequest {
     ])
 }
 
+/// Key of the M2M access token kept between runs in the credentials bucket.
+pub const TOKEN_KEY: &str = "netsuite_token";
+
 /// A NetSuite access token and when it stops working.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct AccessToken {
     pub token: String,
     pub expires_at: i64,
+}
+
+/// An access token as kept between runs, with the login it was issued to:
+/// a run under other settings (another account, integration or
+/// certificate) never uses it.
+#[derive(Serialize, Deserialize)]
+pub struct CachedToken {
+    pub login: String,
+    #[serde(flatten)]
+    pub token: AccessToken,
+}
+
+/// Who a token was issued to: the account's endpoint, the integration's
+/// client id and the certificate that signed for it.
+pub fn login_identity(settings: &M2mSettings, base_url: &str) -> String {
+    format!("{base_url} {} {}", settings.client_id, settings.certificate_id)
 }
 
 // The token never reaches Debug output.

@@ -76,8 +76,29 @@ impl<'h> NetSuiteSource<'h> {
         let response = match sent {
             Sent::Response(r) | Sent::AuthExpired(r) => r,
         };
-        *token.borrow_mut() = Some(auth::parse_token_response(&response, clock.now_unix(), settings, &self.base_url)?);
+        let fresh = auth::parse_token_response(&response, clock.now_unix(), settings, &self.base_url)?;
+        // Kept (sealed) for the runs of the next hour: each would sign an
+        // assertion and ask for a token again.
+        let cached = auth::CachedToken { login: auth::login_identity(settings, &self.base_url), token: fresh.clone() };
+        let bytes = serde_json::to_vec(&cached).expect("a token serializes");
+        self.api.host.credentials.set(auth::TOKEN_KEY, &bytes).map_err(|e| {
+            ConnectorError::Transport(format!("could not save `{}` to the credentials store: {e}", auth::TOKEN_KEY))
+        })?;
+        *token.borrow_mut() = Some(fresh);
         Ok(())
+    }
+
+    /// The token an earlier run obtained under the same settings, while it
+    /// has time left; an unreadable one is as good as none.
+    fn cached_token(&self, settings: &M2mSettings, now: i64) -> Result<Option<AccessToken>> {
+        let stored = self.api.host.credentials.get(auth::TOKEN_KEY).map_err(|e| {
+            ConnectorError::Transport(format!("could not read `{}` from the credentials store: {e}", auth::TOKEN_KEY))
+        })?;
+        let login = auth::login_identity(settings, &self.base_url);
+        Ok(stored
+            .and_then(|b| serde_json::from_slice::<auth::CachedToken>(&b).ok())
+            .filter(|c| c.login == login && !c.token.needs_renewal(now))
+            .map(|c| c.token))
     }
 
     /// The Authorization header for one request: the M2M token (renewed
@@ -85,10 +106,19 @@ impl<'h> NetSuiteSource<'h> {
     fn authorization(&self, method: &str, url: &str) -> Result<String> {
         let clock = self.api.host.clock;
         match &self.auth {
-            Auth::M2m { token, .. } => {
-                let fresh = token.borrow().as_ref().is_some_and(|t| !t.needs_renewal(clock.now_unix()));
+            Auth::M2m { token, settings } => {
+                let now = clock.now_unix();
+                let fresh = token.borrow().as_ref().is_some_and(|t| !t.needs_renewal(now));
                 if !fresh {
-                    self.authenticate()?;
+                    // A run's first request may use the token of a run before.
+                    let cached = match token.borrow().is_none() {
+                        true => self.cached_token(settings, now)?,
+                        false => None,
+                    };
+                    match cached {
+                        Some(t) => *token.borrow_mut() = Some(t),
+                        None => self.authenticate()?,
+                    }
                 }
                 let token = token.borrow();
                 Ok(format!("Bearer {}", token.as_ref().map(|t| t.token.as_str()).unwrap_or_default()))

@@ -192,6 +192,13 @@ impl NetSuiteSim {
         self.inner.token_requests.load(Ordering::SeqCst)
     }
 
+    /// Revokes every access token issued so far, as an administrator
+    /// revoking the integration's tokens does: requests bearing one answer
+    /// 401 until a new token is obtained.
+    pub fn revoke_tokens(&self) {
+        self.inner.tokens.lock().unwrap().clear();
+    }
+
     /// Why logins were refused, newest last (NetSuite's Login Audit Trail).
     pub fn login_audit(&self) -> Vec<String> {
         self.inner.login_audit.lock().unwrap().clone()
