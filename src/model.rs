@@ -197,9 +197,22 @@ impl Transformation {
     /// `old` and `new` values (where set) as a JSON array of objects, in the
     /// order of [`Transformation::shape_json`].
     pub fn values_json(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> String {
+        Transformation::values_json_of(list, payload, None)
+    }
+
+    /// As [`Transformation::values_json`]; with `fresh`, the list was never
+    /// compared with what Salesforce holds (a record it was never given):
+    /// each `new` is written as [`crate::sync::state::annotate_changes`]
+    /// against nothing would set it — the field's value in `fresh` (the
+    /// target's fields), where it has one — without a copy of each value.
+    pub fn values_json_of(
+        list: &[Transformation],
+        payload: Option<&PayloadIndex<'_>>,
+        fresh: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> String {
         Transformation::json_array(list, 32, |out, t| {
             out.push('{');
-            t.push_values(out, payload, true);
+            t.push_values_of(out, payload, true, fresh);
             out.push('}');
         })
     }
@@ -226,9 +239,23 @@ impl Transformation {
     }
 
     /// `"old":…,"new":…` for the values set, after a comma unless `first`.
-    fn push_values(&self, out: &mut String, payload: Option<&PayloadIndex<'_>>, mut first: bool) {
-        for (name, value) in [("old", &self.old), ("new", &self.new)] {
-            let Some(value) = value else { continue };
+    fn push_values(&self, out: &mut String, payload: Option<&PayloadIndex<'_>>, first: bool) {
+        self.push_values_of(out, payload, first, None)
+    }
+
+    /// As `push_values`; with `fresh` (see [`Transformation::values_json_of`])
+    /// an unset `new` is the field's value there.
+    fn push_values_of(
+        &self,
+        out: &mut String,
+        payload: Option<&PayloadIndex<'_>>,
+        mut first: bool,
+        fresh: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) {
+        let mut put = |name: &str, text: Option<&str>, value: Option<&serde_json::Value>| {
+            if text.is_none() && value.is_none() {
+                return;
+            }
             if !first {
                 out.push(',');
             }
@@ -236,13 +263,25 @@ impl Transformation {
             out.push('"');
             out.push_str(name);
             out.push_str("\":");
-            match payload.filter(|_| name == "new").and_then(|p| p.value(&self.field)) {
-                Some(text) => out.push_str(text),
+            match (text, value) {
+                (Some(text), _) => out.push_str(text),
                 // A value's Display is its compact JSON, written in place.
-                None => {
+                (None, Some(value)) => {
                     let _ = write!(out, "{value}");
                 }
+                (None, None) => {}
             }
+        };
+        put("old", None, self.old.as_ref());
+        // A `new` value is the payload's: copied from its text when found.
+        let copied = || payload.and_then(|p| p.value(&self.field));
+        match (&self.new, fresh) {
+            (Some(value), _) => put("new", copied(), Some(value)),
+            (None, Some(fields)) => match copied() {
+                Some(text) => put("new", Some(text), None),
+                None => put("new", None, fields.get(&*self.field)),
+            },
+            (None, None) => {}
         }
     }
 }
@@ -294,9 +333,19 @@ impl AuditTransformations {
     /// `list` split into its shape and its values (`new` values copied from
     /// `payload`'s text where it has them).
     pub fn split(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> AuditTransformations {
+        AuditTransformations::split_of(list, payload, None)
+    }
+
+    /// As [`AuditTransformations::split`], for a list that may be `fresh`
+    /// (see [`Transformation::values_json_of`]).
+    pub fn split_of(
+        list: &[Transformation],
+        payload: Option<&PayloadIndex<'_>>,
+        fresh: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> AuditTransformations {
         AuditTransformations::Split {
             shape: Transformation::shared_shape(list),
-            values: Transformation::values_json(list, payload),
+            values: Transformation::values_json_of(list, payload, fresh),
         }
     }
 
@@ -717,6 +766,28 @@ mod tests {
         assert_eq!(Transformation::list_json_over(&list, Some(&index)), serde_json::to_string(&list).unwrap());
         let index = crate::payload_index::PayloadIndex::new("{}");
         assert_eq!(Transformation::list_json_over(&list, Some(&index)), serde_json::to_string(&list).unwrap());
+    }
+
+    #[test]
+    fn a_fresh_list_writes_the_new_values_annotating_would_set() {
+        let t = |field: &str| Transformation { field: field.into(), rule: "copy".into(), ..Default::default() };
+        let list = vec![t("Name"), t("Phone"), t("Fax"), t("Account")];
+        let fields = json!({"Name": "Ünïcode \"Co\"", "Phone": null, "Fax": "+1 555", "Website": "x"});
+        let fields = fields.as_object().unwrap();
+        let mut annotated = list.clone();
+        crate::sync::state::annotate_changes(&mut annotated, None, fields);
+        let payload = serde_json::to_string(fields).unwrap();
+        let index = crate::payload_index::PayloadIndex::new(&payload);
+        let missing = crate::payload_index::PayloadIndex::new("{}");
+        for index in [Some(&index), Some(&missing), None] {
+            let fresh = Transformation::values_json_of(&list, index, Some(fields));
+            assert_eq!(fresh, Transformation::values_json(&annotated, index));
+        }
+        assert_eq!(
+            Transformation::values_json_of(&list, Some(&index), Some(fields)),
+            r#"[{"new":"Ünïcode \"Co\""},{"new":null},{"new":"+1 555"},{}]"#,
+            "a field the target lacks has no new value"
+        );
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub(super) struct Staged {
     /// The target's fields as JSON text, as hashed into `state.dst`: the
     /// state keeps it once the write lands.
     pub payload: Box<RawValue>,
+    /// Salesforce was never given this record: the transformations carry no
+    /// `old` or `new` yet, every `new` being the target's field (written
+    /// from the payload when audited, set by [`Staged::transformations`]
+    /// where the values are kept) — most of a first sync's records, whose
+    /// every value copied once more cost a twentieth of the component's time.
+    pub fresh: bool,
 }
 
 impl Staged {
@@ -45,7 +51,7 @@ impl Staged {
             netsuite_id: self.mapped.source_id.clone(),
             target: self.mapped.target.clone(),
             state: self.state.clone(),
-            transformations: self.mapped.transformations.clone(),
+            transformations: self.transformations(),
             reason,
             waits_for: self.parents.clone(),
         }
@@ -53,12 +59,27 @@ impl Staged {
 }
 
 impl Staged {
+    /// Its transformations with their `old` and `new` values set.
+    pub fn transformations(&self) -> Vec<Transformation> {
+        let mut list = self.mapped.transformations.clone();
+        if self.fresh {
+            super::state::annotate_changes(&mut list, None, &self.mapped.target.fields);
+        }
+        list
+    }
+
+    /// The target's fields when the transformations' `new` values are
+    /// still to be taken from them (see [`Staged::fresh`]).
+    pub fn fresh_fields(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.fresh.then_some(&self.mapped.target.fields)
+    }
+
     /// As parked while its Bulk API job runs: its transformations split as
     /// the audit keeps them.
     pub fn parked(&self) -> ParkedWrite {
         let index = PayloadIndex::new(self.payload.get());
         let list = &self.mapped.transformations;
-        let transformations = Transformation::values_json(list, Some(&index));
+        let transformations = Transformation::values_json_of(list, Some(&index), self.fresh_fields());
         let target = &self.mapped.target;
         ParkedWrite {
             kind: self.mapped.source_kind,
@@ -90,6 +111,7 @@ impl From<QueuedWrite> for Staged {
             state: q.state,
             parents: q.waits_for,
             payload,
+            fresh: false,
         }
     }
 }
@@ -208,7 +230,8 @@ impl<'a> Run<'a> {
     ) -> AuditEntry {
         let mapped = &staged.mapped;
         let index = PayloadIndex::new(staged.payload.get());
-        let transformations = AuditTransformations::split(&mapped.transformations, Some(&index));
+        let transformations =
+            AuditTransformations::split_of(&mapped.transformations, Some(&index), staged.fresh_fields());
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 

@@ -61,7 +61,12 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             (_, old) => {
                 let before = old.as_ref().and_then(given_fields);
                 let sf = old.and_then(|s| s.sf);
-                annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+                // Against nothing, every field is new: left to be read from
+                // the target where needed (`Staged::fresh`).
+                let fresh = before.is_none();
+                if !fresh {
+                    annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+                }
                 let parents = mapping.parents(record);
                 // The payload goes into the state when the write lands.
                 staged.push(Staged {
@@ -69,6 +74,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                     state: RecordState { src, dst, sf, fields: None, org: None, sf_deleted: false },
                     parents,
                     payload,
+                    fresh,
                 });
             }
         }

@@ -578,8 +578,8 @@ impl Plan {
                 // The transformations carry old → new against the last write.
                 None => (
                     staged.state.sf.is_some(),
-                    mapped
-                        .transformations
+                    staged
+                        .transformations()
                         .iter()
                         .filter(|t| t.old.is_some() || t.new.is_some())
                         .map(|t| FieldChange { field: t.field.to_string(), old: t.old.clone(), new: t.new.clone() })
