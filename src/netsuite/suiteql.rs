@@ -433,12 +433,22 @@ pub struct RowPage {
     pub next_url: Option<String>,
 }
 
+/// A page read from its bytes: their UTF-8 checked once, as a whole (serde_json
+/// checks each string it reads from bytes, but none it reads from a `str`);
+/// bytes that are not UTF-8 are read as bytes, so the error names the place.
+fn parse_page(body: &[u8]) -> serde_json::Result<Response> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+}
+
 pub fn parse_rows(body: &[u8]) -> Result<RowPage> {
-    let response: Response = match serde_json::from_slice(body) {
+    let response: Response = match parse_page(body) {
         Ok(r) => r,
         // Lone surrogates are the one defect a value can bring into an
         // otherwise sound page: repair them rather than lose the page.
-        Err(e) => surrogates::repair(body).and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
+        Err(e) => surrogates::repair(body).and_then(|b| parse_page(&b).ok()).ok_or_else(|| {
             ConnectorError::NetSuite(format!(
                 "SuiteQL answered 200 with a body that is not a SuiteQL result page ({e})"
             ))
@@ -595,6 +605,19 @@ mod tests {
         assert_eq!(rows[0], [("a", "before"), ("companyname", "Acme \u{FFFD} Ltd"), ("z", "after")]);
         assert_eq!(rows[1], [("a", "1"), ("companyname", "Fine"), ("z", "2")]);
         assert_eq!(page.repaired, [vec!["companyname".to_string()], vec![]]);
+    }
+
+    #[test]
+    fn a_page_reads_alike_from_checked_text_and_bytes_that_are_not_utf8_are_an_error() {
+        let page =
+            "{\"count\":1,\"hasMore\":false,\"items\":[{\"id\":\"7\",\"companyname\":\"Zürich \\\"Ost\\\" 東京\"}]}";
+        let rows = parse_rows(page.as_bytes()).unwrap().rows;
+        assert_eq!(rows[0].get("companyname"), Some("Zürich \"Ost\" 東京"));
+        let mut bad = page.as_bytes().to_vec();
+        let at = page.find('ü').unwrap();
+        bad[at + 1] = b'x'; // the second byte of `ü`: no longer UTF-8
+        let e = parse_rows(&bad).unwrap_err().to_string();
+        assert!(e.contains("not a SuiteQL result page") && e.contains("column"), "{e}");
     }
 
     #[test]
