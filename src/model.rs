@@ -140,7 +140,7 @@ impl Transformation {
     pub fn list_json_over(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> String {
         Transformation::json_array(list, 96, |out, t| {
             t.push_start(out);
-            t.push_values(out, payload, false);
+            t.push_values(out, payload, false, None);
             out.push('}');
         })
     }
@@ -195,24 +195,19 @@ impl Transformation {
 
     /// The rest of [`Transformation::list_json_over`]: each transformation's
     /// `old` and `new` values (where set) as a JSON array of objects, in the
-    /// order of [`Transformation::shape_json`].
-    pub fn values_json(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> String {
-        Transformation::values_json_of(list, payload, None)
-    }
-
-    /// As [`Transformation::values_json`]; with `fresh`, the list was never
-    /// compared with what Salesforce holds (a record it was never given):
-    /// each `new` is written as [`crate::sync::state::annotate_changes`]
+    /// order of [`Transformation::shape_json`]. With `fresh`, the list was
+    /// never compared with what Salesforce holds (a record it was never
+    /// given): each `new` is written as [`crate::sync::state::annotate_changes`]
     /// against nothing would set it — the field's value in `fresh` (the
     /// target's fields), where it has one — without a copy of each value.
-    pub fn values_json_of(
+    pub fn values_json(
         list: &[Transformation],
         payload: Option<&PayloadIndex<'_>>,
         fresh: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> String {
         Transformation::json_array(list, 32, |out, t| {
             out.push('{');
-            t.push_values_of(out, payload, true, fresh);
+            t.push_values(out, payload, true, fresh);
             out.push('}');
         })
     }
@@ -238,14 +233,10 @@ impl Transformation {
         }
     }
 
-    /// `"old":…,"new":…` for the values set, after a comma unless `first`.
-    fn push_values(&self, out: &mut String, payload: Option<&PayloadIndex<'_>>, first: bool) {
-        self.push_values_of(out, payload, first, None)
-    }
-
-    /// As `push_values`; with `fresh` (see [`Transformation::values_json_of`])
-    /// an unset `new` is the field's value there.
-    fn push_values_of(
+    /// `"old":…,"new":…` for the values set, after a comma unless `first`;
+    /// with `fresh` (see [`Transformation::values_json`]) an unset `new` is
+    /// the field's value there.
+    fn push_values(
         &self,
         out: &mut String,
         payload: Option<&PayloadIndex<'_>>,
@@ -335,21 +326,16 @@ thread_local! {
 
 impl AuditTransformations {
     /// `list` split into its shape and its values (`new` values copied from
-    /// `payload`'s text where it has them).
-    pub fn split(list: &[Transformation], payload: Option<&PayloadIndex<'_>>) -> AuditTransformations {
-        AuditTransformations::split_of(list, payload, None)
-    }
-
-    /// As [`AuditTransformations::split`], for a list that may be `fresh`
-    /// (see [`Transformation::values_json_of`]).
-    pub fn split_of(
+    /// `payload`'s text where it has them; `fresh` as for
+    /// [`Transformation::values_json`]).
+    pub fn split(
         list: &[Transformation],
         payload: Option<&PayloadIndex<'_>>,
         fresh: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> AuditTransformations {
         AuditTransformations::Split {
             shape: Transformation::shared_shape(list),
-            values: Transformation::values_json_of(list, payload, fresh),
+            values: Transformation::values_json(list, payload, fresh),
         }
     }
 
@@ -784,11 +770,11 @@ mod tests {
         let index = crate::payload_index::PayloadIndex::new(&payload);
         let missing = crate::payload_index::PayloadIndex::new("{}");
         for index in [Some(&index), Some(&missing), None] {
-            let fresh = Transformation::values_json_of(&list, index, Some(fields));
-            assert_eq!(fresh, Transformation::values_json(&annotated, index));
+            let fresh = Transformation::values_json(&list, index, Some(fields));
+            assert_eq!(fresh, Transformation::values_json(&annotated, index, None));
         }
         assert_eq!(
-            Transformation::values_json_of(&list, Some(&index), Some(fields)),
+            Transformation::values_json(&list, Some(&index), Some(fields)),
             r#"[{"new":"Ünïcode \"Co\""},{"new":null},{"new":"+1 555"},{}]"#,
             "a field the target lacks has no new value"
         );
@@ -835,7 +821,7 @@ mod tests {
         let payload = r#"{"Name":"Ünïcode \"Co\"\n\u0001","Phone":null}"#;
         let index = crate::payload_index::PayloadIndex::new(payload);
         for index in [None, Some(&index)] {
-            let (shape, values) = (Transformation::shape_json(&list), Transformation::values_json(&list, index));
+            let (shape, values) = (Transformation::shape_json(&list), Transformation::values_json(&list, index, None));
             assert!(!shape.contains("+1 555") && !values.contains("companyname"), "{shape} / {values}");
             let whole = AuditTransformations::Split { shape: shape.into(), values }.joined();
             assert_eq!(whole, Transformation::list_json_over(&list, index));

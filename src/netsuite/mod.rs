@@ -89,7 +89,8 @@ impl<'h> NetSuiteSource<'h> {
     }
 
     /// The token an earlier run obtained under the same settings, while it
-    /// has time left; an unreadable one is as good as none.
+    /// has time left. A stored value that does not parse is as good as none;
+    /// a store that cannot be read fails the run, as for the Salesforce session.
     fn cached_token(&self, settings: &M2mSettings, now: i64) -> Result<Option<AccessToken>> {
         let stored = self.api.host.credentials.get(auth::TOKEN_KEY).map_err(|e| {
             ConnectorError::Transport(format!("could not read `{}` from the credentials store: {e}", auth::TOKEN_KEY))

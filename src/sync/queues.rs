@@ -574,7 +574,7 @@ mod tests {
         let mut list = queued("7").transformations;
         list[0].new = Some(serde_json::json!("Acme \"A\""));
         let mut parked: ParkedWrite = queued("7").into();
-        let values = Transformation::values_json(&list, None);
+        let values = Transformation::values_json(&list, None, None);
         parked.transformations = RawValue::from_string(values).unwrap();
         parked.shape = Some(RawValue::from_string(Transformation::shape_json(&list)).unwrap());
         let kv = Memory::default();

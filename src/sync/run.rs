@@ -79,7 +79,7 @@ impl Staged {
     pub fn parked(&self) -> ParkedWrite {
         let index = PayloadIndex::new(self.payload.get());
         let list = &self.mapped.transformations;
-        let transformations = Transformation::values_json_of(list, Some(&index), self.fresh_fields());
+        let transformations = Transformation::values_json(list, Some(&index), self.fresh_fields());
         let target = &self.mapped.target;
         ParkedWrite {
             kind: self.mapped.source_kind,
@@ -214,7 +214,7 @@ impl<'a> Run<'a> {
         salesforce_id: Option<String>,
         error: Option<String>,
     ) -> AuditEntry {
-        let transformations = AuditTransformations::split(&mapped.transformations, None);
+        let transformations = AuditTransformations::split(&mapped.transformations, None, None);
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 
@@ -230,8 +230,7 @@ impl<'a> Run<'a> {
     ) -> AuditEntry {
         let mapped = &staged.mapped;
         let index = PayloadIndex::new(staged.payload.get());
-        let transformations =
-            AuditTransformations::split_of(&mapped.transformations, Some(&index), staged.fresh_fields());
+        let transformations = AuditTransformations::split(&mapped.transformations, Some(&index), staged.fresh_fields());
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 
