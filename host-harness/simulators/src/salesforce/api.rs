@@ -205,7 +205,14 @@ fn delete_by_id(org: &mut Org, sobject: &str, id: &str, now: i64) -> Answer {
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
-    match serde_json::from_slice::<Value>(body) {
+    // UTF-8 checked once for the whole body: serde_json checks every string
+    // it reads from bytes (an eighth of a Composite call's parse), none it
+    // reads from a str. Bytes that are not UTF-8 get the byte reader's error.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<Value>(text),
+        Err(_) => serde_json::from_slice::<Value>(body),
+    };
+    match parsed {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")),
         Err(e) => Err(RequestError::new(400, "JSON_PARSER_ERROR", format!("Unexpected character: {e}"))),

@@ -123,6 +123,12 @@ fn ext_text(object: &SObject, fields: &Map<String, Value>) -> Option<String> {
 
 /// The field's name as stored: the request's key when it is spelled so
 /// (as it nearly always is), saving a copy.
+/// A record's fields as the JSON text a row keeps (`to_string` on a `Value`
+/// goes through `fmt::Write`, a quarter of a large upsert's time).
+fn stored_text(fields: &Map<String, Value>) -> Box<str> {
+    serde_json::to_string(fields).expect("a JSON map serializes").into()
+}
+
 fn field_key(key: String, name: &str) -> String {
     if key == name { key } else { name.to_string() }
 }
@@ -190,7 +196,7 @@ impl Org {
             id: id.clone(),
             sobject: object.name,
             ext_id: Some(ext_id.to_string()),
-            fields: Value::Object(fields).to_string().into(),
+            fields: stored_text(&fields),
             created: now,
             modstamp: now,
             deleted: false,
@@ -488,7 +494,7 @@ impl Org {
             id: id.clone(),
             sobject: object.name,
             ext_id: ext,
-            fields: Value::Object(values).to_string().into(),
+            fields: stored_text(&values),
             created: now,
             modstamp: now,
             deleted: false,
@@ -526,7 +532,7 @@ impl Org {
         if !same_key {
             self.check_unique(object, ext.as_deref(), Some(&id))?;
         }
-        let fields: Box<str> = Value::Object(merged).to_string().into();
+        let fields = stored_text(&merged);
         self.table.modify(slot, |r| {
             r.fields = fields;
             r.ext_id = ext;
@@ -587,7 +593,7 @@ impl Org {
         };
         self.check_complete(object, &merged)?;
 
-        let fields: Box<str> = Value::Object(merged).to_string().into();
+        let fields = stored_text(&merged);
         self.writes += 1;
         match existing.map(|(slot, row)| (slot, row.id.clone(), row.ext_id.as_deref() == Some(ext_value.as_str()))) {
             // The stamp moves even when no value changed, as Salesforce's does.
