@@ -41,6 +41,10 @@ pub struct PathResult {
     /// the host's HTTP client; threads that ended during the run (the run's
     /// state writer: its SQLite writes) count as `ended (state-writer)`.
     pub cpu_seconds_by_thread: BTreeMap<String, f64>,
+    /// Seconds each thread (by name, threads alive at the end) was ready to
+    /// run but waited for a core (`/proc/.../schedstat`): on two cores the
+    /// component's thread waits while the simulators and the writer run.
+    pub core_wait_seconds_by_thread: BTreeMap<String, f64>,
     /// The bench process's peak resident memory during the run (the
     /// simulators and their data live in the same process).
     pub host_peak_rss_bytes: u64,
@@ -85,20 +89,38 @@ fn stat_cpu_seconds(stat: &str) -> (String, f64) {
 
 /// CPU seconds so far of each live thread, by thread id (Linux only).
 fn thread_cpu_seconds() -> BTreeMap<u64, (String, f64)> {
+    per_thread(|task| Some(stat_cpu_seconds(&std::fs::read_to_string(task.join("stat")).ok()?)))
+}
+
+/// Seconds each live thread has waited on a run queue so far, by thread id
+/// (Linux with schedstats; empty elsewhere).
+fn thread_core_wait_seconds() -> BTreeMap<u64, (String, f64)> {
+    per_thread(|task| {
+        let name = std::fs::read_to_string(task.join("comm")).ok()?.trim_end().to_string();
+        Some((name, schedstat_wait_seconds(&std::fs::read_to_string(task.join("schedstat")).ok()?)?))
+    })
+}
+
+/// The second field of a `schedstat` line: nanoseconds spent runnable, waiting for a core.
+fn schedstat_wait_seconds(line: &str) -> Option<f64> {
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|ns| ns as f64 / 1e9)
+}
+
+fn per_thread(read: impl Fn(&std::path::Path) -> Option<(String, f64)>) -> BTreeMap<u64, (String, f64)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return BTreeMap::new() };
     tasks
         .flatten()
-        .filter_map(|task| {
-            let tid = task.file_name().to_str()?.parse::<u64>().ok()?;
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            Some((tid, stat_cpu_seconds(&stat)))
-        })
+        .filter_map(|task| Some((task.file_name().to_str()?.parse::<u64>().ok()?, read(&task.path())?)))
         .collect()
 }
 
-/// CPU used between two snapshots, summed by thread name. Threads that ended
-/// in between are missing (the harness's threads outlive a run).
-fn cpu_by_thread(before: &BTreeMap<u64, (String, f64)>, after: &BTreeMap<u64, (String, f64)>) -> BTreeMap<String, f64> {
+/// Seconds (CPU used, or waited for a core) between two snapshots, summed by
+/// thread name, in whole clock ticks. Threads that ended in between are
+/// missing (the harness's threads outlive a run).
+fn seconds_by_thread(
+    before: &BTreeMap<u64, (String, f64)>,
+    after: &BTreeMap<u64, (String, f64)>,
+) -> BTreeMap<String, f64> {
     let mut by_name = BTreeMap::new();
     for (tid, (name, seconds)) in after {
         let earlier = before.get(tid).map_or(0.0, |(_, s)| *s);
@@ -165,10 +187,12 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
         bed.salesforce.set_faults(Faults { latency, ..Default::default() });
         reset_peak_rss();
         let (started, cpu_before, threads_before) = (Instant::now(), process_cpu_seconds(), thread_cpu_seconds());
+        let waits_before = thread_core_wait_seconds();
         let report = bed.sync_kinds(&runtime, SyncMode::Full, &[]).await?;
         let seconds = started.elapsed().as_secs_f64();
+        let core_wait_seconds_by_thread = seconds_by_thread(&waits_before, &thread_core_wait_seconds());
         let process_cpu_seconds = ticks(process_cpu_seconds() - cpu_before);
-        let mut cpu_seconds_by_thread = cpu_by_thread(&threads_before, &thread_cpu_seconds());
+        let mut cpu_seconds_by_thread = seconds_by_thread(&threads_before, &thread_cpu_seconds());
         // The run's own threads (its state writer) have ended by now.
         let ended = process_cpu_seconds - cpu_seconds_by_thread.values().sum::<f64>();
         cpu_seconds_by_thread.insert("ended (state-writer)".into(), ticks(ended.max(0.0)));
@@ -190,6 +214,7 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             guest_cpu_seconds: report.guest_cpu_ms as f64 / 1000.0,
             process_cpu_seconds,
             cpu_seconds_by_thread,
+            core_wait_seconds_by_thread,
             host_peak_rss_bytes,
             idle_cli_sync_ms,
         });
@@ -255,6 +280,11 @@ pub fn print_text(results: &[PathResult]) {
     for r in results {
         let threads: Vec<String> = r.cpu_seconds_by_thread.iter().map(|(name, s)| format!("{name} {s:.2}")).collect();
         println!("{:<10} CPU s by thread: {}", r.path, threads.join(", "));
+        if !r.core_wait_seconds_by_thread.is_empty() {
+            let waits: Vec<String> =
+                r.core_wait_seconds_by_thread.iter().map(|(name, s)| format!("{name} {s:.2}")).collect();
+            println!("{:<10} waiting for a core, s: {}", r.path, waits.join(", "));
+        }
     }
 }
 
@@ -402,7 +432,13 @@ mod tests {
     }
 
     #[test]
-    fn cpu_by_thread_sums_what_each_name_used_between_snapshots() {
+    fn a_schedstat_line_gives_the_seconds_spent_waiting_for_a_core() {
+        assert_eq!(schedstat_wait_seconds("2640000000 585000000 1586\n"), Some(0.585));
+        assert_eq!(schedstat_wait_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn seconds_by_thread_sums_what_each_name_used_between_snapshots() {
         let before = BTreeMap::from([(1, ("connector".to_string(), 1.0)), (2, ("tokio-rt-worker".to_string(), 0.5))]);
         let after = BTreeMap::from([
             (1, ("connector".to_string(), 3.25)),
@@ -410,7 +446,7 @@ mod tests {
             (3, ("tokio-rt-worker".to_string(), 0.75)),
             (4, ("epoch-ticker".to_string(), 0.0)),
         ]);
-        let by_name = cpu_by_thread(&before, &after);
+        let by_name = seconds_by_thread(&before, &after);
         assert_eq!(by_name, BTreeMap::from([("connector".to_string(), 2.25), ("tokio-rt-worker".to_string(), 1.75)]));
     }
 }
