@@ -139,9 +139,14 @@ fn keyset(time: &str, id: &str, after: Option<&Cursor>) -> Result<(String, Strin
 
 /// The output names of the columns the connector always selects.
 pub fn base_columns(kind: RecordKind) -> Vec<&'static str> {
+    // Items end at commas outside parentheses (TO_CHAR's format is an argument).
+    let mut depth = 0i32;
     table(kind)
         .select
-        .split(',')
+        .split(|c: char| {
+            depth += i32::from(c == '(') - i32::from(c == ')');
+            c == ',' && depth == 0
+        })
         .map(|item| {
             let item = item.trim();
             match item.rsplit_once(" AS ") {
@@ -543,6 +548,10 @@ mod tests {
         );
         assert!(q.ends_with("ORDER BY TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS'), ct.id"), "{q}");
         let first = changed_query(RecordKind::Customer, None, &[]).unwrap();
+        for kind in RecordKind::ALL {
+            let names = base_columns(kind);
+            assert!(names.contains(&"lastmodified") && !names.contains(&"lastmodifieddate"), "{names:?}");
+        }
         assert!(base_columns(RecordKind::Customer).contains(&"billcity"));
         assert!(base_columns(RecordKind::Customer).contains(&"termsname"));
         assert!(first.contains("c.id > 0"), "{first}");
