@@ -53,14 +53,23 @@ macro_rules! wasi_http_transport {
                     .map_err(|_| Failed("the response was already taken".to_string()))?
                     .map_err(|e| transport_error(e, &what, &authority, write_error.as_deref()))?;
                 let status = response.status();
-                let headers = response
+                let headers: Vec<(String, String)> = response
                     .headers()
                     .entries()
                     .into_iter()
                     .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
                     .collect();
                 let incoming = response.consume().map_err(|_| Failed("response body unavailable".to_string()))?;
-                let mut bytes = Vec::new();
+                // Sized from Content-Length when the server sent one (up to
+                // 32 MiB; beyond, or without one, it grows as read): a Bulk
+                // job's results body grown by doubling had to be copied
+                // whenever another allocation lay above it (+15 MB peak).
+                let announced = headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut bytes = Vec::with_capacity(announced.min(32 << 20));
                 {
                     let stream =
                         incoming.stream().map_err(|_| Failed("response body stream unavailable".to_string()))?;
