@@ -145,6 +145,28 @@ async fn the_next_run_reuses_the_m2m_token_and_replaces_a_revoked_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_token_is_not_used_once_the_login_settings_change() {
+    let bed = bed(10).start().await;
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.netsuite.token_requests(), 1);
+
+    // Another certificate id: the kept token was issued to the old one, so
+    // the run signs for the new one (which this account does not know).
+    let report = bed.sync_with_setting("netsuite_certificate_id", "rotated-certificate").await;
+    assert_eq!(report.status, "failed", "{report:?}");
+    assert_eq!(bed.netsuite.token_requests(), 2, "the kept token was not used");
+    let error = report.error.unwrap();
+    assert!(error.contains("rotated-certificate"), "{error}");
+
+    // Back to the mapped certificate: its kept token is still good.
+    bed.netsuite.rename_customer(bed.customer_ids[0], "Renamed After The Rotation").unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").updated, 1);
+    assert_eq!(bed.netsuite.token_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tba_signature_with_the_wrong_secret_is_refused() {
     let bed = bed(10).setting("netsuite_auth", "tba").start().await;
     bed.set_secret("netsuite_token_secret", "not-the-token-secret").unwrap();

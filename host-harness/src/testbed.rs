@@ -76,6 +76,17 @@ impl Testbed {
         self.tenant.sync(runtime, mode, kinds).await
     }
 
+    /// Syncs customers as a tenant configured like this one except for
+    /// setting `name` = `value`, over the same database and secrets: a
+    /// setting changed between two runs.
+    pub async fn sync_with_setting(&self, runtime: &Runtime, name: &str, value: &str) -> Result<RunReport> {
+        let mut config = self.tenant.config.clone();
+        config.settings.insert(name.to_string(), toml::Value::String(value.to_string()));
+        let clock = Some(GuestClock::new(SimulatedTime(self.clock.clone())));
+        let tenant = Tenant::open(config, self.tenant.cipher.clone(), clock)?;
+        tenant.sync(runtime, SyncMode::Incremental, &[RecordKind::Customer]).await
+    }
+
     /// Replaces one secret in the tenant's sealed secrets file.
     pub fn set_secret(&self, name: &str, value: &str) -> Result<()> {
         let path = self.tenant.config.secrets_path();

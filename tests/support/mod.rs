@@ -180,6 +180,12 @@ impl Bed {
         self.bed.sync(runtime(), SyncMode::Full).await.expect("the host ran the sync")
     }
 
+    /// Syncs customers with one setting changed for this run (see
+    /// `Testbed::sync_with_setting`).
+    pub async fn sync_with_setting(&self, name: &str, value: &str) -> RunReport {
+        self.bed.sync_with_setting(runtime(), name, value).await.expect("the host ran the sync")
+    }
+
     /// Replays every failed write.
     pub async fn replay_all(&self) -> RunReport {
         self.bed
