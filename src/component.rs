@@ -10,7 +10,7 @@ wit_bindgen::generate!({
 use crate::model;
 use crate::ports::{self, Host};
 use exports::ml_connector::netsuite_salesforce::{events, mapper, sink, source, sync};
-use ml_connector::netsuite_salesforce::{audit, run_control, types};
+use ml_connector::netsuite_salesforce::{audit, key_swap, run_control, types};
 use wasi::keyvalue::{batch, store};
 
 struct Component;
@@ -69,6 +69,9 @@ impl ports::KeyValue for Bucket {
                 None => return Ok(keys),
             }
         }
+    }
+    fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<Option<bool>, String> {
+        key_swap::swap_if(&self.0, key, expected, new).map(Some).map_err(kv_err)
     }
 }
 

@@ -51,15 +51,15 @@ pub trait KeyValue {
     fn delete_many(&self, keys: &[String]) -> Result<(), String>;
     /// Every key in the bucket, in order.
     fn list_keys(&self) -> Result<Vec<String>, String>;
-    /// Replaces the value of `key` with `new` only if it still is `expected`,
-    /// atomically; never writes when it is not, or when the key is absent.
+    /// Replaces the value of `key` with `new` only if it still is `expected`
+    /// (`None`: only if it is absent), atomically; never writes otherwise.
     /// The answer is a hint, not a verdict: `Some(true)` says written,
     /// `Some(false)` says someone wrote first, an error says the store
     /// failed, and any of them may be wrong (Spin 4.0.2's Redis store answers
     /// `Some(false)` for every swap, written or not). A caller that must know
-    /// reads the key back. `None`: this store has no compare-and-swap
-    /// (callers fall back).
-    fn swap_if(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Option<bool>, String> {
+    /// reads the key back. `None`: this store cannot make this swap (none at
+    /// all, or none of an absent key); callers fall back.
+    fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<Option<bool>, String> {
         let _ = (key, expected, new);
         Ok(None)
     }

@@ -162,6 +162,9 @@ async fn a_live_holder_keeps_its_lease_and_the_busy_answer_says_when_to_try_agai
     let out = first.wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(logged(&db, &holder).0, "succeeded");
+    // Given back by a compare-and-swap: kept, expired, so the next run swaps
+    // it in turn instead of writing one and waiting to see whose landed.
+    assert_eq!(lease(&db), Some((holder, 0)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

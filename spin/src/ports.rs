@@ -83,13 +83,13 @@ impl KeyValue for Bucket<'_> {
         keys.sort();
         Ok(keys)
     }
-    fn swap_if(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Option<bool>, String> {
+    fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<Option<bool>, String> {
         // Sealed values carry a fresh nonce each write: nothing to compare.
-        let (Some(bucket), None) = (self.atomic, &self.sealed) else { return Ok(None) };
+        // An absent key is never swapped: the SQLite store would upsert it.
+        let (Some(bucket), None, Some(expected)) = (self.atomic, &self.sealed, expected) else { return Ok(None) };
         let cas = atomics::Cas::new(bucket, &self.key(key)).map_err(|e| format!("{e:?}"))?;
         // `current` makes the swap conditional on the value it read (Redis:
-        // WATCH). An absent key is never swapped: the SQLite store would
-        // upsert it.
+        // WATCH).
         if cas.current().map_err(|e| format!("{e:?}"))?.as_deref() != Some(expected) {
             return Ok(Some(false));
         }

@@ -4,18 +4,19 @@
 //!
 //! Every value a run writes names the run and carries a nonce fresh for that
 //! write, so reading the key back tells exactly whether that write is there.
-//! Where the store has compare-and-swap (Spin's wasi:keyvalue atomics), the
-//! lease is taken, renewed and given back by swapping the value this run
-//! read. The swaps are conditional on every Spin store, but their answers are
-//! not to be believed (Spin 4.0.2's Redis store answers cas-failed for every
-//! swap, applied or not), so after each swap the run reads the key back and
-//! goes by what it finds: its own value means its swap landed, and since a
-//! competitor's swap expected the value this one replaced, none can land
-//! after it. The lease key is kept (holding an expired lease) after release
-//! because Spin's default store does not check swaps of absent keys. Without
-//! compare-and-swap, or for the very first lease: check, write, wait a moment
-//! (so a competitor's write lands too), read back; the run whose write landed
-//! last keeps the lease. Key-value operations are far shorter than the wait.
+//! Where the store has compare-and-swap (the harness's `key-swap`, Spin's
+//! wasi:keyvalue atomics), the lease is taken, renewed and given back by
+//! swapping the value this run read. The swaps are conditional on every
+//! store, but their answers are not to be believed (Spin 4.0.2's Redis store
+//! answers cas-failed for every swap, applied or not), so after each swap the
+//! run reads the key back and goes by what it finds: its own value means its
+//! swap landed, and since a competitor's swap expected the value this one
+//! replaced, none can land after it. The lease key is kept (holding an
+//! expired lease) after release because Spin's stores cannot swap an absent
+//! key. Without compare-and-swap, or for the very first lease where absent
+//! keys cannot be swapped: check, write, wait a moment (so a competitor's
+//! write lands too), read back; the run whose write landed last keeps the
+//! lease. Key-value operations are far shorter than the wait.
 
 use crate::model::{ConnectorError, Result};
 use crate::ports::{Clock, KeyValue};
@@ -107,11 +108,12 @@ impl<'a> Lease<'a> {
         *self.written.borrow_mut() = value;
     }
 
-    /// Swaps `expected` for `mine`, then reads the key back: what is there
-    /// decides, the store's answer does not. `None` when the store cannot
-    /// swap. An error only when the store failed and nothing changed, or
-    /// when it cannot be read back (then `mine` is withdrawn if it landed).
-    fn swap(&self, expected: &[u8], mine: &[u8]) -> Result<Option<ReadBack>> {
+    /// Swaps `expected` (`None`: no lease at all) for `mine`, then reads the
+    /// key back: what is there decides, the store's answer does not. `None`
+    /// when the store cannot make this swap. An error only when the store
+    /// failed and nothing changed, or when it cannot be read back (then
+    /// `mine` is withdrawn if it landed).
+    fn swap(&self, expected: Option<&[u8]>, mine: &[u8]) -> Result<Option<ReadBack>> {
         let answer = self.kv.swap_if(LEASE_KEY, expected, mine);
         if let Ok(None) = answer {
             return Ok(None);
@@ -125,7 +127,7 @@ impl<'a> Lease<'a> {
         };
         Ok(Some(match there {
             Some(v) if v == mine => ReadBack::Mine,
-            Some(v) if v == expected => match answer {
+            there if there.as_deref() == expected => match answer {
                 Err(e) => return Err(kv_error("swapping the run lease", e)),
                 Ok(_) => ReadBack::Unchanged,
             },
@@ -139,7 +141,7 @@ impl<'a> Lease<'a> {
     fn withdraw(&self, mine: &[u8]) {
         // With compare-and-swap this lands only where `mine` is; if the
         // store cannot even do that, the lease runs out by itself.
-        let swapped = self.kv.swap_if(LEASE_KEY, mine, &self.value(0));
+        let swapped = self.kv.swap_if(LEASE_KEY, Some(mine), &self.value(0));
         if let Ok(None) = swapped
             && matches!(self.kv.get(LEASE_KEY), Ok(Some(v)) if v == mine)
         {
@@ -197,11 +199,7 @@ impl<'a> Lease<'a> {
             }
             let expires_at = now + ttl_secs;
             let mine = lease.value(expires_at);
-            let Some(seen) = &found else {
-                // The very first lease: a swap of an absent key is not checked.
-                return lease.write_and_settle(mine, expires_at);
-            };
-            match lease.swap(seen, &mine)? {
+            match lease.swap(found.as_deref(), &mine)? {
                 None => return lease.write_and_settle(mine, expires_at),
                 Some(ReadBack::Mine) => {
                     lease.took(mine, expires_at);
@@ -231,7 +229,7 @@ impl<'a> Lease<'a> {
         let expires_at = now + self.ttl_secs;
         for _ in 0..ATTEMPTS {
             let mine = self.value(expires_at);
-            match self.swap(&expected, &mine)? {
+            match self.swap(Some(&expected), &mine)? {
                 None => return self.renew_without_swap(now, expires_at),
                 Some(ReadBack::Mine) => {
                     self.took(mine, expires_at);
@@ -268,7 +266,7 @@ impl<'a> Lease<'a> {
         let expected = self.written.borrow().clone();
         for _ in 0..ATTEMPTS {
             // Swapped for an expired lease (kept, so the next run swaps too).
-            match self.swap(&expected, &self.value(0))? {
+            match self.swap(Some(&expected), &self.value(0))? {
                 None => {
                     if Self::current(self.kv)?.as_deref().and_then(parse).is_some_and(|h| h.run_id == self.run_id) {
                         self.kv.delete(LEASE_KEY).map_err(|e| kv_error("releasing the run lease", e))?;
@@ -377,6 +375,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_store_that_swaps_absent_keys_never_waits_to_settle() {
+        let (kv, clock) = (Memory::with(Swaps::Atomic), at(0));
+        let first = take(&kv, &clock, "run-a");
+        assert_eq!(stored(&kv).unwrap().run_id, "run-a");
+        assert!(refused(Lease::acquire(&kv, &clock, "run-b", 60)).contains("run run-a holds"));
+        first.release().unwrap();
+        take(&kv, &clock, "run-b").release().unwrap();
+        assert_eq!(clock.1.get(), 0, "no lease was written and read back after a wait");
+        // A rival's first lease lands between this run's read and its swap.
+        let (kv, clock) = (Memory::with(Swaps::Atomic), at(0));
+        let rival = Holder { run_id: "run-rival".into(), nonce: "1".into(), expires_at: 60 };
+        *kv.intruder.borrow_mut() = Some(serde_json::to_vec(&rival).unwrap());
+        let err = refused(Lease::acquire(&kv, &clock, "run-b", 60));
+        assert!(err.contains("run run-rival took this tenant's lease at the same moment"), "{err}");
+        assert_eq!((stored(&kv).unwrap(), clock.1.get()), (rival, 0));
+    }
+
     /// Spin 4.0.2's Redis store writes a swap when the key is unchanged and
     /// answers cas-failed all the same.
     #[test]
@@ -457,7 +473,7 @@ mod tests {
 
     #[test]
     fn swaps_the_store_did_not_write_are_tried_again() {
-        for swaps in [Swaps::Truthful, Swaps::AlwaysRefused] {
+        for swaps in [Swaps::Atomic, Swaps::Truthful, Swaps::AlwaysRefused] {
             let (kv, clock) = (Memory::with(swaps), at(0));
             take(&kv, &clock, "run-a").release().unwrap();
             kv.dropped.set(ATTEMPTS - 1);

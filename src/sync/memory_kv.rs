@@ -9,10 +9,14 @@ use std::collections::HashMap;
 /// what they answer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Swaps {
-    /// None at all, like the harness's SQLite store.
+    /// None at all.
     #[default]
     Unsupported,
-    /// Answers what happened, like Spin's default (SQLite) store.
+    /// Answers what happened, and swaps absent keys too, like the harness's
+    /// SQLite store.
+    Atomic,
+    /// Answers what happened, like Spin's default (SQLite) store; absent
+    /// keys it cannot swap (as every kind below).
     Truthful,
     /// Answers "someone wrote first" for every swap, written or not, like
     /// Spin 4.0.2's Redis store (its `UNWATCH <key>` is refused).
@@ -36,8 +40,8 @@ impl Memory {
         Memory { swaps, ..Memory::default() }
     }
     /// One of each kind of store.
-    pub fn every_kind() -> [Memory; 4] {
-        [Swaps::Unsupported, Swaps::Truthful, Swaps::AlwaysRefused, Swaps::AlwaysFails].map(Memory::with)
+    pub fn every_kind() -> [Memory; 5] {
+        [Swaps::Unsupported, Swaps::Atomic, Swaps::Truthful, Swaps::AlwaysRefused, Swaps::AlwaysFails].map(Memory::with)
     }
 }
 impl KeyValue for Memory {
@@ -67,8 +71,8 @@ impl KeyValue for Memory {
     fn list_keys(&self) -> std::result::Result<Vec<String>, String> {
         Ok(self.map.borrow().keys().cloned().collect())
     }
-    fn swap_if(&self, key: &str, expected: &[u8], new: &[u8]) -> std::result::Result<Option<bool>, String> {
-        if self.swaps == Swaps::Unsupported {
+    fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> std::result::Result<Option<bool>, String> {
+        if self.swaps == Swaps::Unsupported || (expected.is_none() && self.swaps != Swaps::Atomic) {
             return Ok(None);
         }
         if let Some(v) = self.intruder.borrow_mut().take() {
@@ -77,7 +81,7 @@ impl KeyValue for Memory {
         let dropped = self.dropped.get() > 0;
         self.dropped.set(self.dropped.get().saturating_sub(1));
         let mut map = self.map.borrow_mut();
-        let written = !dropped && map.get(key).map(Vec::as_slice) == Some(expected);
+        let written = !dropped && map.get(key).map(Vec::as_slice) == expected;
         if written {
             map.insert(key.into(), new.to_vec());
         }

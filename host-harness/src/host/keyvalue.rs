@@ -1,6 +1,7 @@
 //! wasi:keyvalue over the SQLite store. A bucket handle is just its name;
 //! the tenant comes from the store the run was given, never from the guest.
 
+use super::bindings::ml_connector::netsuite_salesforce::key_swap;
 use super::bindings::wasi::keyvalue::{batch, store};
 use super::state::HostState;
 use crate::store::kv::{CREDENTIALS_BUCKET, QUEUES_BUCKET, STATE_BUCKET};
@@ -111,5 +112,18 @@ impl batch::Host for HostState {
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let name = self.bucket_name(&bucket)?;
         Ok(self.kv.delete_many(name, keys).map_err(other))
+    }
+}
+
+impl key_swap::Host for HostState {
+    fn swap_if(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
+        let name = self.bucket_name(&bucket)?;
+        Ok(self.kv.swap_if(name, &key, expected.as_deref(), &value).map_err(other))
     }
 }

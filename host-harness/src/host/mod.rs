@@ -133,6 +133,7 @@ impl Runtime {
         wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut HostState| WasiConfig::from(&s.config))?;
         bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         bindings::wasi::keyvalue::batch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::ml_connector::netsuite_salesforce::key_swap::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         bindings::ml_connector::netsuite_salesforce::audit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         bindings::ml_connector::netsuite_salesforce::run_control::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let pre = ConnectorPre::new(linker.instantiate_pre(&component)?)?;

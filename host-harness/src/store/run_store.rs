@@ -174,6 +174,27 @@ impl RunStore {
         self.write(bucket, keys.into_iter().map(|k| (k, None)).collect())
     }
 
+    /// Sets `key` to `value` if it holds `expected` (`None`: if it is
+    /// absent), in one transaction of its own: the database's write lock
+    /// makes the check and the write one step for every process sharing it.
+    /// True when it did. Like the lease's other writes, it goes to the
+    /// database at once, after everything before it.
+    pub fn swap_if(&mut self, bucket: &'static str, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool> {
+        self.failure()?;
+        if bucket == STATE_BUCKET {
+            self.absent.get_mut().note_written(key);
+        }
+        self.flush()?;
+        self.kv.batch(|kv| {
+            let holds = kv.get(bucket, key)?;
+            if holds.as_deref() != expected {
+                return Ok(false);
+            }
+            kv.set(bucket, key, value)?;
+            Ok(true)
+        })
+    }
+
     /// The pending value of `key`: `Some(None)` when it is being deleted.
     fn pending(&self, bucket: &'static str, key: &str) -> Option<Option<Vec<u8>>> {
         lock(&self.shared).pending.get(bucket)?.get(key).map(|(_, v)| v.as_deref().cloned())
@@ -379,14 +400,10 @@ fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
 /// One call's writes, in the open transaction.
 fn write(kv: &KvStore, op: &Op, at: &str) -> Result<()> {
     match op {
-        Op::Write { writes, .. } => {
-            for ((bucket, key), value) in writes {
-                match value {
-                    Some(v) => kv.set_at(bucket, key, v, at)?,
-                    None => kv.delete(bucket, key)?,
-                }
-            }
-        }
+        Op::Write { writes, .. } => kv.write_at(
+            writes.iter().map(|((bucket, key), value)| (*bucket, key.as_str(), value.as_deref().map(Vec::as_slice))),
+            at,
+        )?,
         Op::Audit { at, rows } => crate::audit::insert(kv.connection(), kv.tenant(), at, rows)?,
         Op::Flush(_) => {}
     }
@@ -539,6 +556,28 @@ mod tests {
         assert_eq!(other.get(QUEUES_BUCKET, "event/1").unwrap(), Some(b"queued".to_vec()));
         run.delete(STATE_BUCKET, LEASE_KEY).unwrap();
         assert_eq!(other.get(STATE_BUCKET, LEASE_KEY).unwrap(), None);
+    }
+
+    #[test]
+    fn a_swap_lands_only_over_the_value_it_expects_and_is_in_the_database_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut run) = store(dir.path());
+        let other = KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
+        let held = || other.get(STATE_BUCKET, LEASE_KEY).unwrap();
+        assert!(run.swap_if(STATE_BUCKET, LEASE_KEY, None, b"a").unwrap(), "absent, as expected");
+        assert_eq!(held().as_deref(), Some(&b"a"[..]));
+        assert!(!run.swap_if(STATE_BUCKET, LEASE_KEY, None, b"b").unwrap(), "no longer absent");
+        assert!(!run.swap_if(STATE_BUCKET, LEASE_KEY, Some(b"x"), b"b").unwrap());
+        // Another process wrote in between: a swap expecting the old value does nothing.
+        other.set(STATE_BUCKET, LEASE_KEY, b"theirs").unwrap();
+        assert!(!run.swap_if(STATE_BUCKET, LEASE_KEY, Some(b"a"), b"c").unwrap());
+        assert_eq!(held().as_deref(), Some(&b"theirs"[..]));
+        // Written in order: what was queued before the swap is there too.
+        run.set(QUEUES_BUCKET, "event/1", b"queued").unwrap();
+        assert!(run.swap_if(STATE_BUCKET, LEASE_KEY, Some(b"theirs"), b"c").unwrap());
+        assert_eq!(held().as_deref(), Some(&b"c"[..]));
+        assert_eq!(other.get(QUEUES_BUCKET, "event/1").unwrap(), Some(b"queued".to_vec()));
+        assert_eq!(run.get(STATE_BUCKET, LEASE_KEY).unwrap(), Some(b"c".to_vec()));
     }
 
     #[test]
