@@ -277,10 +277,7 @@ impl Org {
     /// to an Id) resolved to live records' ids.
     /// Takes the record, so its values move into the result uncopied.
     fn field_values(&self, object: &SObject, record: Map<String, Value>) -> Result<Map<String, Value>, RecordError> {
-        // Gathered in the record's (sorted) order and built at once: a map
-        // from sorted entries is built without a search per field, and of
-        // two keys naming one field the later one wins, as inserting did.
-        let mut values: Vec<(String, Value)> = Vec::with_capacity(record.len());
+        let mut values = Map::new();
         for (key, value) in record {
             if key == "attributes" {
                 continue;
@@ -306,7 +303,7 @@ impl Org {
                     parent_value.as_str().map(str::to_string).unwrap_or_else(|| parent_value.to_string());
                 match self.find_id(target, &parent_value) {
                     Some(parent_id) => {
-                        values.push((rel.name.to_string(), Value::String(parent_id)));
+                        values.insert(rel.name.to_string(), Value::String(parent_id));
                     }
                     None => {
                         return Err(RecordError::new(
@@ -334,7 +331,7 @@ impl Org {
             if field.kind == FieldType::Boolean {
                 match value {
                     Value::Bool(_) => {
-                        values.push((field_key(key, field.name), value));
+                        values.insert(field_key(key, field.name), value);
                         continue;
                     }
                     _ => {
@@ -360,12 +357,12 @@ impl Org {
                         &[field.name],
                     ));
                 };
-                values.push((field_key(key, field.name), number));
+                values.insert(field_key(key, field.name), number);
                 continue;
             }
             let text = match value {
                 Value::Null => {
-                    values.push((field_key(key, field.name), Value::Null));
+                    values.insert(field_key(key, field.name), Value::Null);
                     continue;
                 }
                 Value::String(s) => s,
@@ -379,7 +376,7 @@ impl Org {
                 }
             };
             if field.kind == FieldType::Reference && !text.is_empty() {
-                values.push((field_key(key, field.name), Value::String(self.lookup_id(field, &text)?)));
+                values.insert(field_key(key, field.name), Value::String(self.lookup_id(field, &text)?));
                 continue;
             }
             if text.chars().count() > field.length {
@@ -397,9 +394,9 @@ impl Org {
                     &[field.name],
                 ));
             }
-            values.push((field_key(key, field.name), Value::String(text)));
+            values.insert(field_key(key, field.name), Value::String(text));
         }
-        Ok(values.into_iter().collect())
+        Ok(values)
     }
 
     /// A lookup set to an Id: it must name a live record of the target object.
