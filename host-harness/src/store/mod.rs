@@ -411,6 +411,47 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_one_call_alternating_between_shapes_each_read_back_with_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Database::open(&dir.path().join("state.db")).unwrap().connect().unwrap();
+        let (copied, empty) = (
+            r#"[{"field":"Phone","rule":"copy+phone","detail":"phone"}]"#,
+            r#"[{"field":"Phone","rule":"empty","detail":""}]"#,
+        );
+        // As one call's rows arrive: one Arc per shape; and the same text
+        // again in an Arc of its own (another call's, say).
+        use std::sync::Arc;
+        let (a, b, a_again): (Arc<str>, Arc<str>, Arc<str>) = (copied.into(), empty.into(), copied.into());
+        let row = |id: &str, shape: &Arc<str>, value: &str| crate::audit::AuditRow {
+            run_id: "r".into(),
+            kind: "customer".into(),
+            action: "write".into(),
+            direction: "netsuite-to-salesforce".into(),
+            netsuite_id: id.into(),
+            salesforce_id: None,
+            outcome: "created".into(),
+            transformations: format!(r#"[{{"new":{value}}}]"#),
+            shape: Some(shape.clone()),
+            error: None,
+        };
+        let rows = [
+            row("1", &a, r#""+1 555""#),
+            row("2", &b, "null"),
+            row("3", &a, r#""+1 556""#),
+            row("4", &b, "null"),
+            row("5", &a_again, r#""+1 557""#),
+        ];
+        crate::audit::insert(&conn, "t", "now", &rows).unwrap();
+        let kept: i64 = conn.query_row("SELECT COUNT(*) FROM audit_shapes", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, 2, "each text stored once");
+        let read: Vec<String> =
+            crate::audit::for_run(&conn, "t", "r").unwrap().into_iter().map(|r| r.transformations).collect();
+        let phone = |n: u32| format!(r#"[{{"field":"Phone","rule":"copy+phone","detail":"phone","new":"+1 55{n}"}}]"#);
+        let none = r#"[{"field":"Phone","rule":"empty","detail":"","new":null}]"#.to_string();
+        assert_eq!(read, [phone(5), none.clone(), phone(6), none, phone(7)]);
+    }
+
+    #[test]
     fn audit_rows_of_an_older_database_get_their_direction() {
         let (_dir, path) = older_database(&format!(
             "{FIRST_AUDIT_TABLE}
