@@ -36,7 +36,44 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Shared: a request is built again for every attempt, and a Bulk API
     /// upload's CSV should not be copied each time.
-    pub body: Rc<Vec<u8>>,
+    pub body: Rc<Body>,
+}
+
+/// A request's bytes, in one piece or several. A Bulk API upload is built in
+/// pieces: one buffer grown to a job's size was copied at each doubling, and
+/// the copy beside the buffer set the component's peak memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body(Vec<Vec<u8>>);
+
+impl Body {
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes in one piece (tests and messages).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.0.concat()
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Body {
+        Body(vec![bytes])
+    }
+}
+
+impl From<Vec<Vec<u8>>> for Body {
+    fn from(pieces: Vec<Vec<u8>>) -> Body {
+        Body(pieces)
+    }
 }
 
 impl HttpRequest {
@@ -51,11 +88,11 @@ impl HttpRequest {
 
     pub fn json(self, body: &serde_json::Value) -> Self {
         let mut req = self.header("Content-Type", "application/json");
-        req.body = Rc::new(body.to_string().into_bytes());
+        req.body = Rc::new(body.to_string().into_bytes().into());
         req
     }
 
-    pub fn body(self, content_type: &str, body: Rc<Vec<u8>>) -> Self {
+    pub fn body(self, content_type: &str, body: Rc<Body>) -> Self {
         let mut req = self.header("Content-Type", content_type);
         req.body = body;
         req
@@ -63,7 +100,8 @@ impl HttpRequest {
 
     pub fn form(self, pairs: &[(&str, &str)]) -> Self {
         let mut req = self.header("Content-Type", "application/x-www-form-urlencoded");
-        req.body = Rc::new(form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes());
+        let form = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        req.body = Rc::new(form.into_bytes().into());
         req
     }
 

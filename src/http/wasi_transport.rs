@@ -131,18 +131,19 @@ macro_rules! wasi_http_transport {
                     // `blocking-write-and-flush` calls made the component and
                     // the host's HTTP task take turns 175 times for one
                     // Composite body.
-                    let mut rest: &[u8] = &request.body;
-                    while !rest.is_empty() && write_error.is_none() {
-                        match stream.check_write() {
-                            Ok(0) => stream.subscribe().block(),
-                            Ok(permitted) => {
-                                let n = rest.len().min(usize::try_from(permitted).unwrap_or(usize::MAX));
-                                match stream.write(&rest[..n]) {
-                                    Ok(()) => rest = &rest[n..],
-                                    Err(e) => write_error = Some(format!("writing the request body: {e:?}")),
+                    for mut rest in request.body.pieces() {
+                        while !rest.is_empty() && write_error.is_none() {
+                            match stream.check_write() {
+                                Ok(0) => stream.subscribe().block(),
+                                Ok(permitted) => {
+                                    let n = rest.len().min(usize::try_from(permitted).unwrap_or(usize::MAX));
+                                    match stream.write(&rest[..n]) {
+                                        Ok(()) => rest = &rest[n..],
+                                        Err(e) => write_error = Some(format!("writing the request body: {e:?}")),
+                                    }
                                 }
+                                Err(e) => write_error = Some(format!("writing the request body: {e:?}")),
                             }
-                            Err(e) => write_error = Some(format!("writing the request body: {e:?}")),
                         }
                     }
                     if write_error.is_none()

@@ -65,7 +65,7 @@ impl NetSuiteSource<'_> {
         if let Some(sublist) = replace {
             url.push_str(&format!("?replace={sublist}"));
         }
-        let payload = Rc::new(serde_json::to_vec(body).expect("a JSON map serializes"));
+        let payload = Rc::new(crate::http::Body::from(serde_json::to_vec(body).expect("a JSON map serializes")));
         let verb = if method == Method::Patch { "PATCH" } else { "PUT" };
         let build = || -> Result<HttpRequest> {
             Ok(HttpRequest::new(method, url.clone())

@@ -3,7 +3,7 @@
 //! cost one counted API call.
 
 use crate::http::retry::is_transient;
-use crate::http::{HttpRequest, HttpResponse, Method};
+use crate::http::{Body, HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, OutcomeKind, Result, SObjectRecord, SalesforceError, UpsertOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -285,7 +285,7 @@ impl super::SalesforceSink<'_> {
                 let response = match first.take() {
                     Some((_, inflight)) => self.finish(inflight)?,
                     None => {
-                        let body = std::rc::Rc::new(composite_body(group.iter().map(|&i| &subrequests[i])));
+                        let body = std::rc::Rc::new(Body::from(composite_body(group.iter().map(|&i| &subrequests[i]))));
                         self.send(|s| {
                             HttpRequest::new(Method::Post, self.api_url(s, "/composite"))
                                 .body("application/json", body.clone())
@@ -336,7 +336,7 @@ impl super::SalesforceSink<'_> {
         let first = if n == 0 {
             None
         } else {
-            let body = std::rc::Rc::new(composite_body(subrequests[..n].iter()));
+            let body = std::rc::Rc::new(Body::from(composite_body(subrequests[..n].iter())));
             let url = format!("/services/data/v{version}/composite");
             let build = Box::new(move |s: &super::Session| {
                 HttpRequest::new(Method::Post, format!("{}{url}", s.instance_url))
