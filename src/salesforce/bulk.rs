@@ -436,8 +436,7 @@ mod tests {
         let records: Vec<SObjectRecord> = (0..20_000)
             .map(|i| rec(&i.to_string(), json!({"NetSuite_Id__c": i.to_string(), "LastName": format!("Name {i}")})))
             .collect();
-        let mut job = CsvJob::new(&spec(), &records[0]);
-        let mut expected = job.into_body().to_vec();
+        let mut expected = CsvJob::new(&spec(), &records[0]).into_body().to_vec();
         let mut job = CsvJob::new(&spec(), &records[0]);
         for page in records.chunks(1000) {
             let refs: Vec<&SObjectRecord> = page.iter().collect();
