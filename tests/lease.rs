@@ -325,3 +325,27 @@ async fn sigterm_during_a_bulk_sync_writes_nothing_twice_and_the_next_run_finish
     assert_eq!(bed.salesforce.count("Account"), 3000);
     assert_eq!(bed.salesforce.writes(), 3000, "nothing written twice");
 }
+
+/// A fresh store has no lease at all: two syncs started together race to
+/// swap the absent key in, and exactly one wins (the harness's `key-swap`
+/// makes the check and the write one step across processes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_syncs_started_together_on_a_fresh_store_run_one_at_a_time() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+    let db = bed.tenant.database.clone();
+    let cli = Cli::for_bed(&bed);
+    bed.netsuite.set_latency(Duration::from_millis(200));
+    assert_eq!(lease(&db), None, "no run has taken the lease yet");
+    let (first, second) = (cli.sync(), cli.sync());
+    let (first, second) = tokio::join!(first.wait_with_output(), second.wait_with_output());
+    let outputs = [first.unwrap(), second.unwrap()];
+    let (won, lost): (Vec<_>, Vec<_>) = outputs.iter().partition(|o| o.status.success());
+    assert_eq!((won.len(), lost.len()), (1, 1), "one runs, one is refused");
+    let refused = lines(&lost[0].stderr);
+    assert_eq!(refused.len(), 1, "one line: {refused:?}");
+    assert!(refused[0].contains("busy: run ") && refused[0].contains("this run did nothing"), "{}", refused[0]);
+    // The run that lost wrote nothing: every record was created once, by the winner.
+    let winner = lease(&db).expect("kept, expired").0;
+    assert_eq!(created_on_record(&db, &winner), 3000);
+    assert_eq!(bed.salesforce.count("Account"), 3000);
+}
