@@ -50,14 +50,6 @@ impl Body {
         self.0.iter().map(Vec::as_slice)
     }
 
-    pub fn len(&self) -> usize {
-        self.0.iter().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The bytes in one piece (tests and messages).
     pub fn to_vec(&self) -> Vec<u8> {
         self.0.concat()

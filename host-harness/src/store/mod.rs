@@ -360,6 +360,27 @@ mod tests {
         assert!(!index.contains("julianday"), "{index}");
     }
 
+    /// A customer's audit row of run `r`.
+    fn audit_row(
+        id: &str,
+        outcome: &str,
+        transformations: String,
+        shape: Option<std::sync::Arc<str>>,
+    ) -> crate::audit::AuditRow {
+        crate::audit::AuditRow {
+            run_id: "r".into(),
+            kind: "customer".into(),
+            action: "write".into(),
+            direction: "netsuite-to-salesforce".into(),
+            netsuite_id: id.into(),
+            salesforce_id: None,
+            outcome: outcome.into(),
+            transformations,
+            shape,
+            error: None,
+        }
+    }
+
     #[test]
     fn audit_shapes_are_kept_once_and_every_row_reads_back_whole() {
         let whole = r#"[{"field":"Name","rule":"copy","detail":"companyname","new":"Old Co"}]"#;
@@ -371,17 +392,8 @@ mod tests {
         let conn = Database::open(&path).unwrap().connect().unwrap();
         let shape =
             r#"[{"field":"Name","rule":"copy","detail":"companyname"},{"field":"Phone","rule":"empty","detail":""}]"#;
-        let row = |id: &str, shape: Option<&str>, transformations: &str| crate::audit::AuditRow {
-            run_id: "r".into(),
-            kind: "customer".into(),
-            action: "write".into(),
-            direction: "netsuite-to-salesforce".into(),
-            netsuite_id: id.into(),
-            salesforce_id: None,
-            outcome: "updated".into(),
-            transformations: transformations.into(),
-            shape: shape.map(std::sync::Arc::from),
-            error: None,
+        let row = |id: &str, shape: Option<&str>, transformations: &str| {
+            audit_row(id, "updated", transformations.into(), shape.map(std::sync::Arc::from))
         };
         let rows = [
             row("7", Some(shape), r#"[{"old":"Old Co","new":"New Co"},{"new":null}]"#),
@@ -422,17 +434,8 @@ mod tests {
         // again in an Arc of its own (another call's, say).
         use std::sync::Arc;
         let (a, b, a_again): (Arc<str>, Arc<str>, Arc<str>) = (copied.into(), empty.into(), copied.into());
-        let row = |id: &str, shape: &Arc<str>, value: &str| crate::audit::AuditRow {
-            run_id: "r".into(),
-            kind: "customer".into(),
-            action: "write".into(),
-            direction: "netsuite-to-salesforce".into(),
-            netsuite_id: id.into(),
-            salesforce_id: None,
-            outcome: "created".into(),
-            transformations: format!(r#"[{{"new":{value}}}]"#),
-            shape: Some(shape.clone()),
-            error: None,
+        let row = |id: &str, shape: &Arc<str>, value: &str| {
+            audit_row(id, "created", format!(r#"[{{"new":{value}}}]"#), Some(shape.clone()))
         };
         let rows = [
             row("1", &a, r#""+1 555""#),
