@@ -141,6 +141,10 @@ enum Command {
         /// Print the endpoints and credentials as one JSON document.
         #[arg(long)]
         json: bool,
+        /// Milliseconds both simulators wait before answering each API call, as a remote service's round
+        /// trip would take.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
     /// Run one sync for the tenant in a config file.
     Sync {
@@ -384,7 +388,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "simulators")]
-        Command::Sim { customers, contacts, vendors, ports, dir, json } => {
+        Command::Sim { customers, contacts, vendors, ports, dir, json, latency_ms } => {
             let [netsuite_port, salesforce_port] = ports[..] else {
                 bail!(
                     "--ports takes two ports, NetSuite's then Salesforce's, e.g. --ports 8701,8702 (0 picks a free one)"
@@ -397,6 +401,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 netsuite_port,
                 salesforce_port,
                 dir,
+                latency: std::time::Duration::from_millis(latency_ms),
             };
             let running = host_harness::simulate::start(options).await?;
             if json {

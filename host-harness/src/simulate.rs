@@ -8,9 +8,10 @@ use crate::testbed::{
 use anyhow::{Context, Result};
 use serde::Serialize;
 use simulators::pair::{PairOptions, SimPair};
-use simulators::salesforce::SalesforceSimConfig;
+use simulators::salesforce::{Faults, SalesforceSimConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub struct SimOptions {
     pub customers: u64,
@@ -20,6 +21,8 @@ pub struct SimOptions {
     pub salesforce_port: u16,
     /// Where the config, the sealed secrets, the master key and the PEM go.
     pub dir: PathBuf,
+    /// How long each API call waits before it is answered.
+    pub latency: Duration,
 }
 
 /// What a client needs to reach the running simulators; printed for the user.
@@ -44,6 +47,8 @@ pub struct Endpoints {
     pub customers: u64,
     pub contacts: u64,
     pub vendors: u64,
+    /// Milliseconds each API call waits before it is answered.
+    pub latency_ms: u128,
 }
 
 /// A pair of running simulators and the files written for them.
@@ -65,6 +70,8 @@ pub async fn start(options: SimOptions) -> Result<Running> {
         salesforce_port: options.salesforce_port,
     })
     .await?;
+    pair.netsuite.set_latency(options.latency);
+    pair.salesforce.set_faults(Faults { latency: options.latency, ..Default::default() });
     let vendors = pair.netsuite.seed_vendors(options.vendors, 17)?;
     if options.contacts > 0 {
         let companies: Vec<i64> = pair.customer_ids.iter().chain(&vendors).copied().collect();
@@ -99,6 +106,7 @@ pub async fn start(options: SimOptions) -> Result<Running> {
         customers: options.customers,
         contacts: options.contacts,
         vendors: options.vendors,
+        latency_ms: options.latency.as_millis(),
     };
     Ok(Running { pair, endpoints })
 }
@@ -116,6 +124,9 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 pub fn print_text(e: &Endpoints) {
     println!("NetSuite and Salesforce simulators are running (Ctrl-C stops them; the data lives in memory).");
     println!("Seeded: {} customers, {} contacts, {} vendors.", e.customers, e.contacts, e.vendors);
+    if e.latency_ms > 0 {
+        println!("Each API call is answered after {} ms.", e.latency_ms);
+    }
     println!();
     println!("NetSuite  {}", e.netsuite_base_url);
     println!("  account id            {}", e.netsuite_account_id);

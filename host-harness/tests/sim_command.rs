@@ -19,20 +19,20 @@ fn connector() -> Command {
     Command::new(env!("CARGO_BIN_EXE_connector"))
 }
 
-#[tokio::test]
-async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim_dir = dir.path().join("sim");
+/// Starts `connector sim` with `args` (plus `--ports 0,0 --json --dir`), and
+/// reads the endpoints document it prints once the simulators listen.
+fn start_sim(dir: &std::path::Path, args: &[&str]) -> (Running, Value) {
     let mut child = connector()
-        .args(["sim", "--customers", "120", "--contacts", "200", "--vendors", "7", "--ports", "0,0", "--json"])
-        .arg("--dir")
-        .arg(&sim_dir)
+        .arg("sim")
+        .args(args)
+        .args(["--ports", "0,0", "--json", "--dir"])
+        .arg(dir.join("sim"))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
-    // The JSON document is printed once the simulators listen; it ends with a lone "}".
+    // The JSON document ends with a lone "}".
     let mut text = String::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
@@ -41,7 +41,27 @@ async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
             break;
         }
     }
-    let endpoints: Value = serde_json::from_str(&text).unwrap();
+    (running, serde_json::from_str(&text).unwrap())
+}
+
+/// A client-credentials token from the printed credentials: (instance URL, access token).
+async fn login(http: &reqwest::Client, endpoints: &Value) -> (String, String) {
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", endpoints["salesforce_client_id"].as_str().unwrap()),
+        ("client_secret", endpoints["salesforce_client_secret"].as_str().unwrap()),
+    ];
+    let login = endpoints["salesforce_login_url"].as_str().unwrap();
+    let token: Value =
+        http.post(format!("{login}/services/oauth2/token")).form(&form).send().await.unwrap().json().await.unwrap();
+    (token["instance_url"].as_str().unwrap().to_string(), token["access_token"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, endpoints) = start_sim(dir.path(), &["--customers", "120", "--contacts", "200", "--vendors", "7"]);
+    assert_eq!(endpoints["latency_ms"], 0, "{endpoints}");
     // The process runs without transparent huge pages (zeroing 2 MiB pages
     // for reused buffers cost a quarter of the simulators' CPU); older
     // kernels do not print the line.
@@ -69,18 +89,10 @@ async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
 
     // The printed credentials log a plain client in, and the org holds what the connector wrote.
     let http = reqwest::Client::new();
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", endpoints["salesforce_client_id"].as_str().unwrap()),
-        ("client_secret", endpoints["salesforce_client_secret"].as_str().unwrap()),
-    ];
-    let login = endpoints["salesforce_login_url"].as_str().unwrap();
-    let token: Value =
-        http.post(format!("{login}/services/oauth2/token")).form(&form).send().await.unwrap().json().await.unwrap();
-    let instance = token["instance_url"].as_str().unwrap();
+    let (instance, bearer) = login(&http, &endpoints).await;
     let query: Value = http
         .get(format!("{instance}/services/data/v66.0/query?q=SELECT+Id+FROM+Account"))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&bearer)
         .send()
         .await
         .unwrap()
@@ -88,4 +100,26 @@ async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
         .await
         .unwrap();
     assert_eq!(query["totalSize"], 120, "{query}");
+}
+
+#[tokio::test]
+async fn the_standalone_simulators_answer_after_the_latency_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_running, endpoints) =
+        start_sim(dir.path(), &["--customers", "3", "--contacts", "0", "--vendors", "0", "--latency-ms", "300"]);
+    assert_eq!(endpoints["latency_ms"], 300, "{endpoints}");
+    let http = reqwest::Client::new();
+    let (instance, bearer) = login(&http, &endpoints).await;
+    let started = std::time::Instant::now();
+    let query: Value = http
+        .get(format!("{instance}/services/data/v66.0/query?q=SELECT+Id+FROM+Account"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+    assert_eq!(query["totalSize"], 0, "{query}");
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The connector and the plain script (plain_sync.py) each sync N customers
+# from a freshly seeded `connector sim`, in turn, ROUNDS times: the same
+# simulator process kind, the same data, the same machine.
+#   host-harness/bench/side-by-side.sh [N] [ROUNDS] [LATENCY_MS]
+# LATENCY_MS: how long both simulators take to answer each API call.
+# CONNECTOR (default target/release/connector) and CONNECTOR_COMPONENT are
+# passed through; the script's Python packages go into a venv (VENV, default
+# target/bench-venv) from requirements.txt.
+set -euo pipefail
+N=${1:-100000}
+ROUNDS=${2:-3}
+LATENCY_MS=${3:-0}
+here=$(cd "$(dirname "$0")" && pwd)
+connector=${CONNECTOR:-target/release/connector}
+venv=${VENV:-target/bench-venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet -r "$here/requirements.txt"
+fi
+work=$(mktemp -d)
+sim_pid=
+stop_sim() { if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; sim_pid=; fi; }
+trap 'stop_sim; rm -rf "$work"' EXIT
+
+# Starts a fresh simulator pair seeded with N customers; endpoints in $work/sim.json.
+start_sim() {
+  rm -rf "$work/sim"
+  "$connector" sim --customers "$N" --contacts 0 --vendors 0 --ports 0,0 --latency-ms "$LATENCY_MS" --dir "$work/sim" --json >"$work/sim.json" &
+  sim_pid=$!
+  for _ in $(seq 1 600); do
+    grep -q '"vendors"' "$work/sim.json" 2>/dev/null && return
+    kill -0 "$sim_pid" 2>/dev/null || { echo "connector sim exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "connector sim did not start within 60 s" >&2
+  exit 1
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  start_sim
+  "$venv/bin/python" "$here/plain_sync.py" "$work/sim.json"
+  stop_sim
+
+  start_sim
+  # Composite, as the script writes: raise the Bulk threshold above N.
+  sed -i "s/^\[settings\]/[settings]\nsalesforce_bulk_threshold = $((N + 1))/" "$work/sim/connector.toml"
+  started=$(date +%s.%N)
+  "$connector" sync --config "$work/sim/connector.toml" >"$work/sync.out"
+  ended=$(date +%s.%N)
+  stop_sim
+  python3 - "$started" "$ended" "$work/sync.out" <<'PY'
+import json, re, sys
+started, ended, out = float(sys.argv[1]), float(sys.argv[2]), open(sys.argv[3]).read()
+created = sum(int(n) for n in re.findall(r"created (\d+)", out))
+calls = re.search(r"NetSuite (\d+), Salesforce (\d+)", out)
+seconds = ended - started
+print(json.dumps({"path": "connector", "records": created, "seconds": round(seconds, 2),
+                  "records_per_second": round(created / seconds), "salesforce_api_calls": int(calls[2]),
+                  "netsuite_requests": int(calls[1])}))
+PY
+done
