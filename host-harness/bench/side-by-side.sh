@@ -37,10 +37,35 @@ start_sim() {
   exit 1
 }
 
+# One JSON line for a finished run: its own figures plus `process_seconds`,
+# the whole process's wall time (interpreter or runtime start included).
+report() {
+  python3 - "$@" <<'PY'
+import json, re, sys
+path, started, ended, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), open(sys.argv[4]).read()
+seconds = ended - started
+if path == "plain-script":
+    result = json.loads(out)
+else:
+    calls = re.search(r"NetSuite (\d+), Salesforce (\d+)", out)
+    records = sum(int(n) for n in re.findall(r"created (\d+)", out))
+    run_seconds = int(re.search(r"succeeded in (\d+) ms", out)[1]) / 1000
+    result = {"path": path, "records": records, "seconds": run_seconds,
+              "records_per_second": round(records / run_seconds),
+              "salesforce_api_calls": int(calls[2]), "netsuite_requests": int(calls[1])}
+result["process_seconds"] = round(seconds, 2)
+result["records_per_process_second"] = round(result["records"] / seconds)
+print(json.dumps(result))
+PY
+}
+
 for round in $(seq 1 "$ROUNDS"); do
   start_sim
-  "$venv/bin/python" "$here/plain_sync.py" "$work/sim.json"
+  started=$(date +%s.%N)
+  "$venv/bin/python" "$here/plain_sync.py" "$work/sim.json" >"$work/script.out"
+  ended=$(date +%s.%N)
   stop_sim
+  report plain-script "$started" "$ended" "$work/script.out"
 
   start_sim
   # Composite, as the script writes: raise the Bulk threshold above N.
@@ -49,14 +74,5 @@ for round in $(seq 1 "$ROUNDS"); do
   "$connector" sync --config "$work/sim/connector.toml" >"$work/sync.out"
   ended=$(date +%s.%N)
   stop_sim
-  python3 - "$started" "$ended" "$work/sync.out" <<'PY'
-import json, re, sys
-started, ended, out = float(sys.argv[1]), float(sys.argv[2]), open(sys.argv[3]).read()
-created = sum(int(n) for n in re.findall(r"created (\d+)", out))
-calls = re.search(r"NetSuite (\d+), Salesforce (\d+)", out)
-seconds = ended - started
-print(json.dumps({"path": "connector", "records": created, "seconds": round(seconds, 2),
-                  "records_per_second": round(created / seconds), "salesforce_api_calls": int(calls[2]),
-                  "netsuite_requests": int(calls[1])}))
-PY
+  report connector "$started" "$ended" "$work/sync.out"
 done
