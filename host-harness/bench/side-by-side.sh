@@ -62,10 +62,13 @@ PY
 for round in $(seq 1 "$ROUNDS"); do
   start_sim
   started=$(date +%s.%N)
-  "$venv/bin/python" "$here/plain_sync.py" "$work/sim.json" >"$work/script.out"
+  status=0
+  "$venv/bin/python" "$here/plain_sync.py" "$work/sim.json" >"$work/script.out" || status=$?
   ended=$(date +%s.%N)
   stop_sim
+  # The script prints its line (with the first failures) before it exits 1 on a failed record.
   report plain-script "$started" "$ended" "$work/script.out"
+  [ "$status" -eq 0 ] || exit "$status"
 
   start_sim
   # Composite, as the script writes: raise the Bulk threshold above N.
