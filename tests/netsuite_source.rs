@@ -224,6 +224,92 @@ async fn a_late_commit_during_a_run_is_picked_up_by_the_next_run() {
     assert_eq!((c.read, c.updated, c.created), (1, 1, 0), "overlap rows already handled are dropped: {c:?}");
 }
 
+/// The stored cursor of `kind`'s change stream.
+fn stored_cursor(bed: &support::Bed, kind: &str) -> Option<Value> {
+    let conn = bed.tenant.database.connect().unwrap();
+    let key = format!("cursor/{kind}");
+    let bytes: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM kv WHERE bucket = 'state' AND key = ?1", [key], |r| r.get(0)).ok();
+    bytes.map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+/// The customer scans among the last `last` SuiteQL queries (all kept
+/// when None): each one's lower id bound, in order.
+fn customer_scans(bed: &support::Bed, last: Option<u64>) -> Vec<u64> {
+    let recent = bed.netsuite.recent_queries();
+    let from = last.map_or(0, |n| recent.len() - n as usize);
+    recent[from..]
+        .iter()
+        .filter(|q| q.ends_with("ORDER BY c.id"))
+        .map(|q| q.rsplit_once("WHERE c.id > ").unwrap().1.split(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_reads_by_id_and_the_next_run_catches_a_row_changed_behind_it() {
+    let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
+    // Seeded customers are modified at random times over a year: id order is not time order.
+    let first = bed.customer_ids[0];
+    bed.netsuite.after_queries(5, move |ns| {
+        ns.execute(&format!(
+            "UPDATE customer SET companyname = 'Changed Behind The Scan',
+                 lastmodifieddate = (SELECT MAX(lastmodifieddate) FROM customer) + 1 WHERE id = {first}"
+        ))
+        .unwrap();
+    });
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 1000);
+    let scans = customer_scans(&bed, None);
+    assert_eq!(scans.len(), 10, "ten pages of 100 by id: {scans:?}");
+    assert!(scans.is_sorted() && scans[0] == 0, "{scans:?}");
+    assert_ne!(bed.sf("Account", first).1["Name"], "Changed Behind The Scan", "read before it changed");
+    // The scan handed over to the change stream where changes stood when it began.
+    let cursor = stored_cursor(&bed, "customer").unwrap();
+    assert!(cursor.get("scan").is_none() && cursor["id"] == "0", "{cursor}");
+
+    let before = bed.netsuite.queries();
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(bed.sf("Account", first).1["Name"], "Changed Behind The Scan");
+    let c = next.counts("customer");
+    assert_eq!((c.updated, c.created), (1, 0), "{c:?}");
+    let scans = customer_scans(&bed, Some(bed.netsuite.queries() - before));
+    assert!(scans.is_empty(), "the next run reads changes by time: {scans:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
+    // One request at a time, so the scripted failures all meet the same request.
+    let bed = bed(3000)
+        .setting("netsuite_page_size", "100")
+        .setting("http_max_retries", "3")
+        .setting("netsuite_max_in_flight", "1")
+        .start()
+        .await;
+    // Fourteen pages read: the first thousand records are written (one
+    // Composite call), the next ones wait for theirs when NetSuite gives out.
+    bed.netsuite.after_queries(15, |ns| ns.fail_next(&[ScriptedFailure::TooManyRequests; 4]));
+    let stopped = bed.sync().await;
+    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    let done = stopped.counts("customer").created;
+    assert!(done > 0 && done < 3000, "{done}");
+    let cursor = stored_cursor(&bed, "customer").unwrap();
+    let after: u64 = cursor["scan"]["after"].as_str().unwrap().parse().unwrap();
+    assert!(after > 0, "{cursor}");
+    assert!(cursor["scan"]["then"]["last_modified"].is_string(), "{cursor}");
+
+    let before = bed.netsuite.queries();
+    let resumed = bed.sync().await;
+    succeeded(&resumed);
+    assert_eq!(done + resumed.counts("customer").created, 3000);
+    assert_eq!(bed.salesforce.count("Account"), 3000, "one Account per customer");
+    let scans = customer_scans(&bed, Some(bed.netsuite.queries() - before));
+    assert_eq!(scans.first(), Some(&after), "the scan went on where it stopped: {scans:?}");
+    let cursor = stored_cursor(&bed, "customer").unwrap();
+    assert!(cursor.get("scan").is_none() && cursor["id"] == "0", "handed over to the change stream: {cursor}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_overlap_window_a_late_commit_is_missed() {
     let bed = bed(1000).setting("netsuite_page_size", "100").setting("netsuite_overlap_secs", "0").start().await;
@@ -301,7 +387,7 @@ async fn a_missing_permission_is_reported_with_the_table_and_the_fix() {
     assert_eq!(report.counts("vendor").created, vendors.len() as u32, "{report:?}");
     let error = report.error.unwrap();
     assert!(error.contains("customer records: "), "the error names the kind: {error}");
-    assert!(error.contains("SuiteQL read of changed customer records returned HTTP 400"), "{error}");
+    assert!(error.contains("SuiteQL read of all customer records returned HTTP 400"), "{error}");
     assert!(error.contains("Record 'customeraddressbookentityaddress' was not found"), "{error}");
     assert!(error.contains("lacks permission"), "{error}");
 }

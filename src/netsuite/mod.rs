@@ -154,6 +154,21 @@ impl<'h> NetSuiteSource<'h> {
         Ok(PendingPage { kind, query: self.begin_query(query, format!("SuiteQL read of changed {kind} records"))? })
     }
 
+    /// Starts reading one page of every `kind` record after internal id
+    /// `after`, in id order (a first sync's read).
+    pub fn begin_scan(&self, kind: RecordKind, after: Option<&str>, columns: &[String]) -> Result<PendingPage<'_, 'h>> {
+        let query = suiteql::scan_query(kind, after, columns)?;
+        Ok(PendingPage { kind, query: self.begin_query(query, format!("SuiteQL read of all {kind} records"))? })
+    }
+
+    /// The newest lastmodifieddate of `kind`'s records (None when it has
+    /// none), in the form of a cursor's time.
+    pub fn newest_change(&self, kind: RecordKind) -> Result<Option<String>> {
+        let page =
+            self.run_query(suiteql::newest_change_query(kind), format!("SuiteQL read of the newest {kind} change"))?;
+        page.rows.first().and_then(|row| row.get("lastmodified")).map(suiteql::cursor_time).transpose()
+    }
+
     /// One page of `kind` records changed after `after`, oldest first.
     pub fn fetch_changed(&self, kind: RecordKind, after: Option<&Cursor>, columns: &[String]) -> Result<Page> {
         self.begin_changed(kind, after, columns)?.finish()

@@ -54,6 +54,11 @@ fn parse_timestamp(value: &str) -> Result<PrimitiveDateTime> {
     )
 }
 
+/// `value` as a cursor's time, checked (it goes into later queries).
+pub fn cursor_time(value: &str) -> Result<String> {
+    parse_timestamp(value).map(format_timestamp)
+}
+
 fn format_timestamp(value: PrimitiveDateTime) -> String {
     value
         .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
@@ -67,6 +72,8 @@ fn to_timestamp(value: &str) -> Result<String> {
 
 /// What the connector reads of one record type.
 struct Table {
+    /// The record type's own table, and its alias in `from`.
+    name: &'static str,
     alias: &'static str,
     /// In the order of the output names: NetSuite answers each item's
     /// columns in select order, so a row arrives sorted and building its
@@ -77,6 +84,7 @@ struct Table {
 }
 
 const CUSTOMER: Table = Table {
+    name: "customer",
     alias: "c",
     select: "ba.addr1 AS billaddr1, ba.addr2 AS billaddr2, ba.addressee AS billaddressee, ba.city AS billcity, \
              ba.country AS billcountry, ba.state AS billstate, ba.zip AS billzip, c.companyname, c.email, \
@@ -91,6 +99,7 @@ const CUSTOMER: Table = Table {
 };
 
 const CONTACT: Table = Table {
+    name: "contact",
     alias: "ct",
     select: "ct.company, pc.id AS companycustomer, pv.id AS companyvendor, ct.email, ct.entityid, ct.firstname, \
              ct.id, ct.isinactive, TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lastmodified, \
@@ -100,6 +109,7 @@ const CONTACT: Table = Table {
 };
 
 const VENDOR: Table = Table {
+    name: "vendor",
     alias: "v",
     select: "ba.addr1 AS billaddr1, ba.addr2 AS billaddr2, ba.addressee AS billaddressee, ba.city AS billcity, \
              ba.country AS billcountry, ba.state AS billstate, ba.zip AS billzip, v.companyname, v.email, \
@@ -183,6 +193,32 @@ pub fn changed_query(kind: RecordKind, after: Option<&Cursor>, extra: &[String])
     let a = t.alias;
     let (filter, order) = keyset(&format!("{a}.lastmodifieddate"), &format!("{a}.id"), after)?;
     Ok(format!("SELECT {} FROM {} WHERE {filter} ORDER BY {order}", select_list(kind, extra)?, t.from))
+}
+
+/// Every row of `kind` after internal id `after` (from the first when
+/// None), in id order: a first sync reads this way, in the order the
+/// account stores its rows, instead of one random seek per row in
+/// lastmodifieddate order.
+pub fn scan_query(kind: RecordKind, after: Option<&str>, extra: &[String]) -> Result<String> {
+    let t = table(kind);
+    let after = after.map(internal_id).transpose()?.unwrap_or(0);
+    Ok(format!(
+        "SELECT {} FROM {} WHERE {a}.id > {after} ORDER BY {a}.id",
+        select_list(kind, extra)?,
+        t.from,
+        a = t.alias
+    ))
+}
+
+/// The newest lastmodifieddate among `kind`'s rows, in the cursor's form:
+/// one row, its `lastmodified` absent when there are none.
+pub fn newest_change_query(kind: RecordKind) -> String {
+    let t = table(kind);
+    format!(
+        "SELECT TO_CHAR(MAX({a}.lastmodifieddate), '{TIMESTAMP_FORMAT}') AS lastmodified FROM {} {a}",
+        t.name,
+        a = t.alias
+    )
 }
 
 /// NetSuite's record type name in `deletedrecord.type`.
@@ -560,6 +596,21 @@ mod tests {
         assert!(base_columns(RecordKind::Customer).contains(&"billcity"));
         assert!(base_columns(RecordKind::Customer).contains(&"termsname"));
         assert!(first.contains("c.id > 0"), "{first}");
+    }
+
+    #[test]
+    fn a_scan_reads_in_id_order_after_a_validated_id() {
+        let first = scan_query(RecordKind::Customer, None, &[]).unwrap();
+        assert!(first.ends_with("WHERE c.id > 0 ORDER BY c.id"), "{first}");
+        assert!(first.contains("LEFT JOIN customeraddressbookentityaddress ba"), "{first}");
+        let next = scan_query(RecordKind::Contact, Some("1200"), &["custentity_role".into()]).unwrap();
+        assert!(next.contains(", ct.custentity_role FROM contact ct"), "{next}");
+        assert!(next.ends_with("WHERE ct.id > 1200 ORDER BY ct.id"), "{next}");
+        assert!(scan_query(RecordKind::Vendor, Some("5 OR 1=1"), &[]).is_err());
+        assert_eq!(
+            newest_change_query(RecordKind::Vendor),
+            "SELECT TO_CHAR(MAX(v.lastmodifieddate), 'YYYY-MM-DD HH24:MI:SS') AS lastmodified FROM vendor v"
+        );
     }
 
     #[test]

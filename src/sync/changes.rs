@@ -18,13 +18,16 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     let full = run.request.mode == SyncMode::Full || remapping;
     write::resume_bulk_jobs(run, kind)?;
     let (mut position, start) = Position::start(run, kind, false, full)?;
-    let mut pages = Changes::open(run, kind, start.as_ref())?;
+    let mut pages = Changes::open(run, kind, start)?;
     let mut batch: Option<Box<dyn Batch + '_>> = None;
     let streamed = stream(run, kind, full, &mut pages, &mut position, &mut batch);
     if let (Err(_), Some(b)) = (&streamed, &mut batch) {
-        // Whatever Salesforce already received is recorded; the run's error
-        // stands (a second error recording it would hide the first).
-        let _ = b.abandon(run);
+        // Whatever Salesforce already received is recorded, and the cursor
+        // moves over the pages that completes; the run's error stands (a
+        // second error recording it would hide the first).
+        if let Ok(recorded) = b.abandon(run) {
+            let _ = position.recorded(run, recorded);
+        }
     }
     streamed?;
     if let Some(batch) = &mut batch {

@@ -4,16 +4,29 @@
 //! cursor moved forward only over pages whose records are recorded.
 
 use super::run::Run;
-use super::state::{StoredCursor, is_after};
+use super::state::{IdScan, StoredCursor, is_after};
 use crate::model::{Cursor, Page, RecordKind, Result};
 use crate::netsuite::{DeletedPage, PendingDeleted, PendingPage, suiteql};
 use std::collections::VecDeque;
+
+/// Where a stream's read begins.
+pub(super) enum Start {
+    /// Rows changed after the cursor (every row when None), oldest first.
+    After(Option<Cursor>),
+    /// Every row after this internal id (from the first when None), in id
+    /// order: how a kind is read in full (a first sync), in the order the
+    /// account stores its rows rather than one random seek per row by time.
+    Scan(Option<String>),
+}
 
 /// One stream's position: the stored cursor, and where this run reads from.
 pub(super) struct Position {
     kind: RecordKind,
     deleted: bool,
     stored: Option<StoredCursor>,
+    /// While the kind is read by id: where its change stream goes on once
+    /// every row is recorded (None: the kind had no rows when the scan began).
+    scan_then: Option<Option<Cursor>>,
     /// Cursors after the pages read and not yet recorded, oldest first.
     unrecorded: VecDeque<Option<Cursor>>,
     started_at: i64,
@@ -23,18 +36,38 @@ impl Position {
     /// Where the stream of `kind` (its deletions when `deleted`) starts. An
     /// unsettled cursor is rewound by the overlap window to catch rows
     /// committed late with an earlier lastmodifieddate (record states drop
-    /// what was handled); `full` starts at the beginning.
-    pub fn start(run: &Run<'_>, kind: RecordKind, deleted: bool, full: bool) -> Result<(Position, Option<Cursor>)> {
+    /// what was handled); `full` starts at the beginning. A kind read from
+    /// the beginning is scanned by id, and a scan a run left unfinished goes
+    /// on; deletions are read by time only.
+    pub fn start(run: &Run<'_>, kind: RecordKind, deleted: bool, full: bool) -> Result<(Position, Start)> {
         let stored = run.state.cursor(kind, deleted)?;
-        let start = match &stored {
-            _ if full => None,
-            None => None,
-            Some(s) if s.settled => Some(s.cursor.clone()),
-            Some(s) => Some(suiteql::rewind(&s.cursor, run.settings.netsuite.overlap_secs)?),
+        let scanning = stored.as_ref().and_then(|s| s.scan.clone());
+        let (start, scan_then) = match (&stored, scanning) {
+            (_, Some(scan)) if !full => (Start::Scan(Some(scan.after)), Some(scan.then)),
+            _ if deleted && (full || stored.is_none()) => (Start::After(None), None),
+            (None, _) | (Some(_), Some(_)) => (Start::Scan(None), Some(Self::newest(run, kind)?)),
+            _ if full => (Start::Scan(None), Some(Self::newest(run, kind)?)),
+            (Some(s), None) if s.settled => (Start::After(Some(s.cursor.clone())), None),
+            (Some(s), None) => {
+                (Start::After(Some(suiteql::rewind(&s.cursor, run.settings.netsuite.overlap_secs)?)), None)
+            }
         };
-        let position =
-            Position { kind, deleted, stored, unrecorded: VecDeque::new(), started_at: run.host.clock.now_unix() };
+        let position = Position {
+            kind,
+            deleted,
+            stored,
+            scan_then,
+            unrecorded: VecDeque::new(),
+            started_at: run.host.clock.now_unix(),
+        };
         Ok((position, start))
+    }
+
+    /// Where the change stream is to go on after a scan that begins now:
+    /// asked before the scan's first page, so any row changed after it
+    /// carries a later time, whether the scan passed it already or not.
+    fn newest(run: &Run<'_>, kind: RecordKind) -> Result<Option<Cursor>> {
+        Ok(run.source.newest_change(kind)?.map(|time| Cursor { last_modified: time, id: "0".into() }))
     }
 
     /// A page was read; its records are on their way.
@@ -52,19 +85,46 @@ impl Position {
             }
         }
         let Some(next) = last else { return Ok(()) };
-        if self.stored.as_ref().is_none_or(|s| is_after(&next, &s.cursor)) {
-            let moved = StoredCursor { cursor: next, moved_at: run.host.clock.now_unix(), settled: false };
+        let now = run.host.clock.now_unix();
+        if let Some(then) = &self.scan_then {
+            // The epoch, settled: a build without scans reads from the start.
+            let moved = StoredCursor {
+                cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
+                moved_at: now,
+                settled: true,
+                scan: Some(IdScan { after: next.id, then: then.clone() }),
+            };
+            run.state.save_cursor(self.kind, self.deleted, &moved)?;
+            self.stored = Some(moved);
+        } else if self.stored.as_ref().is_none_or(|s| is_after(&next, &s.cursor)) {
+            let moved = StoredCursor { cursor: next, moved_at: now, settled: false, scan: None };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
             self.stored = Some(moved);
         }
         Ok(())
     }
 
-    /// The stream was read to its end. Once a run that started more than
-    /// the overlap window after the cursor last moved has re-read that
-    /// window, no late commit can still land in it: later runs start at the
-    /// cursor itself.
+    /// The stream was read to its end. A scan with every page recorded
+    /// hands over to the change stream where changes stood when it began
+    /// (unsettled: the next run re-reads the overlap window before it). Once
+    /// a run that started more than the overlap window after the cursor last
+    /// moved has re-read that window, no late commit can still land in it:
+    /// later runs start at the cursor itself.
     pub fn settle(self, run: &Run<'_>) -> Result<()> {
+        if let Some(then) = self.scan_then {
+            // Unrecorded pages are read again: the scan goes on next run.
+            if !self.unrecorded.is_empty() {
+                return Ok(());
+            }
+            // A kind without rows keeps no cursor: its first rows are scanned too.
+            let Some(cursor) = then.or_else(|| {
+                self.stored.is_some().then(|| Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() })
+            }) else {
+                return Ok(());
+            };
+            let handed = StoredCursor { cursor, moved_at: run.host.clock.now_unix(), settled: false, scan: None };
+            return run.state.save_cursor(self.kind, self.deleted, &handed);
+        }
         let window = i64::from(run.settings.netsuite.overlap_secs);
         if let Some(mut s) = self.stored.filter(|s| !s.settled && self.started_at > s.moved_at + window) {
             s.settled = true;
@@ -79,14 +139,19 @@ pub(super) struct Changes<'r, 'a> {
     run: &'r Run<'a>,
     kind: RecordKind,
     columns: Vec<String>,
+    /// Pages follow internal ids (a scan), not (lastmodified, id).
+    scan: bool,
     pending: Option<PendingPage<'r, 'a>>,
 }
 
 impl<'r, 'a> Changes<'r, 'a> {
-    pub fn open(run: &'r Run<'a>, kind: RecordKind, after: Option<&Cursor>) -> Result<Self> {
+    pub fn open(run: &'r Run<'a>, kind: RecordKind, start: Start) -> Result<Self> {
         let columns = run.settings.mapping.columns(kind);
-        let pending = Some(run.source.begin_changed(kind, after, &columns)?);
-        Ok(Changes { run, kind, columns, pending })
+        let (scan, pending) = match start {
+            Start::After(after) => (false, run.source.begin_changed(kind, after.as_ref(), &columns)?),
+            Start::Scan(after) => (true, run.source.begin_scan(kind, after.as_deref(), &columns)?),
+        };
+        Ok(Changes { run, kind, columns, scan, pending: Some(pending) })
     }
 
     /// The next page, or None after the last. The page after it is already
@@ -95,7 +160,12 @@ impl<'r, 'a> Changes<'r, 'a> {
         let Some(pending) = self.pending.take() else { return Ok(None) };
         let page = pending.finish()?;
         if page.has_more && !page.records.is_empty() {
-            self.pending = Some(self.run.source.begin_changed(self.kind, page.next.as_ref(), &self.columns)?);
+            let source = &self.run.source;
+            self.pending = Some(if self.scan {
+                source.begin_scan(self.kind, page.next.as_ref().map(|c| c.id.as_str()), &self.columns)?
+            } else {
+                source.begin_changed(self.kind, page.next.as_ref(), &self.columns)?
+            });
         }
         Ok(Some(page))
     }
@@ -113,7 +183,12 @@ pub(super) struct Deletions<'r, 'a> {
 impl<'r, 'a> Deletions<'r, 'a> {
     /// Opens the stream; with room for two NetSuite requests, its first page
     /// is requested now and travels alongside the changes.
-    pub fn open(run: &'r Run<'a>, kind: RecordKind, after: Option<Cursor>) -> Result<Self> {
+    pub fn open(run: &'r Run<'a>, kind: RecordKind, start: Start) -> Result<Self> {
+        // Deletions are keyed by time alone: a start "from the first" is the epoch.
+        let after = match start {
+            Start::After(after) => after,
+            Start::Scan(_) => None,
+        };
         let pending = if run.settings.netsuite.max_in_flight >= 2 {
             Some(run.source.begin_deleted(kind, after.as_ref())?)
         } else {

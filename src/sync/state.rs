@@ -40,6 +40,23 @@ pub struct StoredCursor {
     pub moved_at: i64,
     #[serde(default)]
     pub settled: bool,
+    /// Set while a first sync reads the kind by internal id; `cursor` then
+    /// is the epoch, settled, so a build that predates scans reads from the
+    /// start by time instead (the same rows, in another order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<IdScan>,
+}
+
+/// A first sync's read of a kind in internal id order, under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdScan {
+    /// The last internal id whose page is recorded.
+    pub after: String,
+    /// Where the kind's change stream continues once the scan has read every
+    /// row: the newest lastmodifieddate when the scan began (rows changed
+    /// after that may have been passed already; they are read again then).
+    /// None: the kind had no rows then.
+    pub then: Option<Cursor>,
 }
 
 /// Whether `a` lies strictly after `b` in (lastmodified, id) order.

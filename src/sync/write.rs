@@ -68,9 +68,10 @@ pub(super) trait Batch {
     /// Writes whatever waits; every page is recorded after it.
     fn finish(&mut self, run: &Run<'_>) -> Result<usize>;
     /// The run is stopping: record the outcome of a write already sent, so
-    /// nothing Salesforce received goes without state and audit.
-    fn abandon(&mut self, _run: &Run<'_>) -> Result<()> {
-        Ok(())
+    /// nothing Salesforce received goes without state and audit. Returns how
+    /// many pages are now completely recorded, as `add` does.
+    fn abandon(&mut self, _run: &Run<'_>) -> Result<usize> {
+        Ok(0)
     }
 }
 
@@ -368,8 +369,9 @@ impl Batch for CompositeBatch {
         Ok(self.ledger.take_completed())
     }
 
-    fn abandon(&mut self, run: &Run<'_>) -> Result<()> {
-        self.settle(run)
+    fn abandon(&mut self, run: &Run<'_>) -> Result<usize> {
+        self.settle(run)?;
+        Ok(self.ledger.take_completed())
     }
 }
 
@@ -538,8 +540,10 @@ impl Batch for BulkBatch {
         Ok(self.ledger.take_completed())
     }
 
-    fn abandon(&mut self, run: &Run<'_>) -> Result<()> {
-        self.composite.abandon(run)
+    fn abandon(&mut self, run: &Run<'_>) -> Result<usize> {
+        let completed = self.composite.abandon(run)?;
+        self.settle_composite(completed);
+        Ok(self.ledger.take_completed())
     }
 }
 

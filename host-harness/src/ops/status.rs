@@ -77,7 +77,8 @@ pub struct CursorStatus {
     pub kind: &'static str,
     /// `netsuite-changes`, `netsuite-deletions` or `salesforce-changes`.
     pub stream: &'static str,
-    /// Where reading continues: NetSuite's lastmodifieddate and id, or
+    /// Where reading continues: NetSuite's lastmodifieddate and id (or,
+    /// while a first sync reads by id, the last id recorded), or
     /// Salesforce's SystemModstamp.
     pub position: String,
     /// When it last moved (RFC 3339, UTC).
@@ -264,7 +265,11 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
             out.push(CursorStatus {
                 kind: kind.as_str(),
                 stream,
-                position: format!("{} #{}", stored.cursor.last_modified, stored.cursor.id),
+                position: match &stored.scan {
+                    // A first sync reading the kind by internal id.
+                    Some(scan) => format!("first read by id, after #{}", scan.after),
+                    None => format!("{} #{}", stored.cursor.last_modified, stored.cursor.id),
+                },
                 moved_at: moved_at.and_then(|t| t.format(&Rfc3339).ok()),
                 age_secs: moved_at.map(|t| (now - t).whole_seconds()),
             });

@@ -37,6 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// How many of the latest SuiteQL texts the simulator keeps.
+const RECENT_QUERIES: usize = 64;
+
 #[derive(Clone)]
 pub struct NetSuiteSimConfig {
     pub account_id: String,
@@ -77,6 +80,8 @@ struct Inner {
     requests: AtomicU64,
     token_requests: AtomicU64,
     queries: AtomicU64,
+    /// The latest SuiteQL texts, oldest first (at most [`RECENT_QUERIES`]).
+    recent_queries: Mutex<std::collections::VecDeque<String>>,
     max_offset: AtomicU64,
     /// Requests refused with 429 because the concurrency limit was reached.
     over_limit: AtomicU64,
@@ -148,6 +153,7 @@ impl NetSuiteSim {
                 requests: AtomicU64::new(0),
                 token_requests: AtomicU64::new(0),
                 queries: AtomicU64::new(0),
+                recent_queries: Mutex::default(),
                 max_offset: AtomicU64::new(0),
                 over_limit: AtomicU64::new(0),
                 login_audit: Mutex::new(Vec::new()),
@@ -233,6 +239,12 @@ impl NetSuiteSim {
 
     pub fn queries(&self) -> u64 {
         self.inner.queries.load(Ordering::SeqCst)
+    }
+
+    /// The latest SuiteQL queries received, oldest first (for tests of how a
+    /// client reads).
+    pub fn recent_queries(&self) -> Vec<String> {
+        self.inner.recent_queries.lock().unwrap().iter().cloned().collect()
     }
 
     fn run_hooks(&self) {
@@ -671,6 +683,13 @@ async fn suiteql_handler(
     let denied = inner.denied_tables.lock().unwrap().clone();
     let result = suiteql::run_as_role(&sim.db(), &query, limit, offset, &denied);
     inner.queries.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut recent = inner.recent_queries.lock().unwrap();
+        if recent.len() == RECENT_QUERIES {
+            recent.pop_front();
+        }
+        recent.push_back(query);
+    }
     let duration = *inner.query_duration.lock().unwrap();
     inner.clock.advance(duration);
     sim.run_hooks();

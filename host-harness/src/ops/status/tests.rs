@@ -1,6 +1,7 @@
 use super::*;
 use crate::scheduler::{RunReport, SalesforceApiUsage};
 use netsuite_salesforce::model::Cursor;
+use netsuite_salesforce::sync::state::IdScan;
 
 fn database() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
@@ -53,6 +54,7 @@ fn cursor(last_modified: &str, id: &str, moved_at: i64) -> Vec<u8> {
         cursor: Cursor { last_modified: last_modified.into(), id: id.into() },
         moved_at,
         settled: false,
+        scan: None,
     };
     serde_json::to_vec(&stored).unwrap()
 }
@@ -103,6 +105,15 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         &cursor("2026-12-01 00:00:00", "7", 0),
         "2026-12-02T10:00:00.5Z",
     );
+    // A first sync of vendors reading by internal id, stopped after #118.
+    let scanning = StoredCursor {
+        cursor: Cursor { last_modified: "1970-01-01 00:00:00".into(), id: "0".into() },
+        moved_at: moved,
+        settled: true,
+        scan: Some(IdScan { after: "118".into(), then: None }),
+    };
+    let scanning = serde_json::to_vec(&scanning).unwrap();
+    kv(&conn, "acme", STATE_BUCKET, "cursor/vendor", &scanning, "2026-12-02T11:55:00Z");
     kv(&conn, "acme", STATE_BUCKET, "cursor/salesforce/vendor", b"2026-12-02T11:58:00.000Z", "2026-12-02T11:58:30Z");
     kv(&conn, "acme", STATE_BUCKET, "record/customer/42", b"{}", "2026-12-02T11:55:00Z");
     kv(
@@ -142,6 +153,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         [
             ("customer", "netsuite-changes", "2026-12-02 03:55:00 #42", Some(300)),
             ("customer", "netsuite-deletions", "2026-12-01 00:00:00 #7", Some(7199)),
+            ("vendor", "netsuite-changes", "first read by id, after #118", Some(300)),
             ("vendor", "salesforce-changes", "2026-12-02T11:58:00.000Z", Some(90)),
         ]
     );
