@@ -279,6 +279,26 @@ async fn a_first_sync_reads_by_id_and_the_next_run_catches_a_row_changed_behind_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_first_sync_an_idle_run_reads_each_kind_with_one_query_per_stream() {
+    // Customers only: contacts and vendors have no rows.
+    let bed = bed(20).start().await;
+    let first = bed.sync_all().await;
+    succeeded(&first);
+    let before = bed.netsuite.queries();
+    let idle = bed.sync_all().await;
+    succeeded(&idle);
+    let queries = &bed.netsuite.recent_queries()[..];
+    let idle_queries = &queries[queries.len() - (bed.netsuite.queries() - before) as usize..];
+    // Changes and deletions of each kind, by time: no newest-change query, no scan.
+    assert_eq!(idle_queries.len(), 6, "{idle_queries:#?}");
+    assert!(
+        idle_queries.iter().all(|q| q.contains("lastmodifieddate") || q.contains("deleteddate")),
+        "{idle_queries:#?}"
+    );
+    assert!(!idle_queries.iter().any(|q| q.contains("MAX(")), "{idle_queries:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
     // One request at a time, so the scripted failures all meet the same request.
     let bed = bed(3000)

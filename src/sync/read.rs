@@ -25,7 +25,8 @@ pub(super) struct Position {
     deleted: bool,
     stored: Option<StoredCursor>,
     /// While the kind is read by id: where its change stream goes on once
-    /// every row is recorded (None: the kind had no rows when the scan began).
+    /// every row is recorded (None: the kind had no rows when the scan began,
+    /// so from the epoch).
     scan_then: Option<Option<Cursor>>,
     /// Cursors after the pages read and not yet recorded, oldest first.
     unrecorded: VecDeque<Option<Cursor>>,
@@ -116,13 +117,14 @@ impl Position {
             if !self.unrecorded.is_empty() {
                 return Ok(());
             }
-            // A kind without rows keeps no cursor: its first rows are scanned too.
-            let Some(cursor) = then.or_else(|| {
-                self.stored.is_some().then(|| Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() })
-            }) else {
-                return Ok(());
+            // A kind that had no rows goes on from the epoch (settled: there is
+            // nothing before it), so its idle runs cost one request, not a
+            // newest-change query and a scan each.
+            let (cursor, settled) = match then {
+                Some(then) => (then, false),
+                None => (Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() }, true),
             };
-            let handed = StoredCursor { cursor, moved_at: run.host.clock.now_unix(), settled: false, scan: None };
+            let handed = StoredCursor { cursor, moved_at: run.host.clock.now_unix(), settled, scan: None };
             return run.state.save_cursor(self.kind, self.deleted, &handed);
         }
         let window = i64::from(run.settings.netsuite.overlap_secs);
