@@ -42,16 +42,20 @@ impl Position {
     /// on; deletions are read by time only.
     pub fn start(run: &Run<'_>, kind: RecordKind, deleted: bool, full: bool) -> Result<(Position, Start)> {
         let stored = run.state.cursor(kind, deleted)?;
-        let scanning = stored.as_ref().and_then(|s| s.scan.clone());
-        let (start, scan_then) = match (&stored, scanning) {
-            (_, Some(scan)) if !full => (Start::Scan(Some(scan.after)), Some(scan.then)),
-            _ if deleted && (full || stored.is_none()) => (Start::After(None), None),
-            (None, _) | (Some(_), Some(_)) => (Start::Scan(None), Some(Self::newest(run, kind)?)),
-            _ if full => (Start::Scan(None), Some(Self::newest(run, kind)?)),
-            (Some(s), None) if s.settled => (Start::After(Some(s.cursor.clone())), None),
-            (Some(s), None) => {
+        // No cursor yet, or one naming a scan: the stream has not been read through.
+        let from_start = full || stored.as_ref().is_none_or(|s| s.scan.is_some());
+        let (start, scan_then) = match &stored {
+            // A scan a run left unfinished goes on, unless this run reads everything again.
+            Some(StoredCursor { scan: Some(scan), .. }) if !full => {
+                (Start::Scan(Some(scan.after.clone())), Some(scan.then.clone()))
+            }
+            // Deletions are keyed by time alone.
+            _ if from_start && deleted => (Start::After(None), None),
+            Some(s) if !from_start && s.settled => (Start::After(Some(s.cursor.clone())), None),
+            Some(s) if !from_start => {
                 (Start::After(Some(suiteql::rewind(&s.cursor, run.settings.netsuite.overlap_secs)?)), None)
             }
+            _ => (Start::Scan(None), Some(Self::newest(run, kind)?)),
         };
         let position = Position {
             kind,
