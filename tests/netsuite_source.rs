@@ -470,7 +470,15 @@ async fn two_hundred_fifty_thousand_contacts_cross_the_offset_ceiling() {
     assert_eq!(bed.salesforce.count("Contact"), 250_000, "none missed, none repeated");
     assert_eq!(bed.netsuite.max_offset_requested(), 0, "keyset pagination never pages by offset");
 
+    // The first sync scanned by id; the next run re-reads the overlap window by
+    // (lastmodifieddate, id): all 250,000 in one second, past the ceiling. The
+    // last of them changed, its time kept, must be reached.
+    bed.netsuite
+        .execute("UPDATE contact SET title = 'Reached Past The Ceiling' WHERE id = (SELECT MAX(id) FROM contact)")
+        .unwrap();
     let again = bed.sync_all().await;
     succeeded(&again);
-    assert_eq!(again.counts("contact").read, 0, "the overlap re-read is dropped as already handled");
+    let c = again.counts("contact");
+    assert_eq!((c.read, c.updated), (1, 1), "the rest of the overlap re-read is dropped as already handled: {c:?}");
+    assert_eq!(bed.netsuite.max_offset_requested(), 0);
 }
