@@ -172,6 +172,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
         "customer {evented}'s new phone reached Salesforce {} ms after its signed change event was posted",
         applied.as_millis()
     );
+    // The event's run records what it wrote and gives its lease back after
+    // the write lands; the next sync would otherwise find the tenant busy.
+    while bed.tenant.running() > 0 {
+        anyhow::ensure!(posted.elapsed() < std::time::Duration::from_secs(30), "the change event's run did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 
     // Vendors both ways: synced to Salesforce, then edited there by a buyer.
     let vendors = bed.netsuite.seed_vendors(DEMO_VENDORS, 7)?;
