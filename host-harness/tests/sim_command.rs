@@ -57,6 +57,18 @@ async fn login(http: &reqwest::Client, endpoints: &Value) -> (String, String) {
     (token["instance_url"].as_str().unwrap().to_string(), token["access_token"].as_str().unwrap().to_string())
 }
 
+/// `SELECT Id FROM Account`, as a plain REST client asks it.
+async fn accounts(http: &reqwest::Client, instance: &str, bearer: &str) -> Value {
+    http.get(format!("{instance}/services/data/v66.0/query?q=SELECT+Id+FROM+Account"))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,15 +102,7 @@ async fn the_standalone_simulators_serve_the_connector_and_a_plain_client() {
     // The printed credentials log a plain client in, and the org holds what the connector wrote.
     let http = reqwest::Client::new();
     let (instance, bearer) = login(&http, &endpoints).await;
-    let query: Value = http
-        .get(format!("{instance}/services/data/v66.0/query?q=SELECT+Id+FROM+Account"))
-        .bearer_auth(&bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = accounts(&http, &instance, &bearer).await;
     assert_eq!(query["totalSize"], 120, "{query}");
 }
 
@@ -111,15 +115,7 @@ async fn the_standalone_simulators_answer_after_the_latency_asked_for() {
     let http = reqwest::Client::new();
     let (instance, bearer) = login(&http, &endpoints).await;
     let started = std::time::Instant::now();
-    let query: Value = http
-        .get(format!("{instance}/services/data/v66.0/query?q=SELECT+Id+FROM+Account"))
-        .bearer_auth(&bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = accounts(&http, &instance, &bearer).await;
     assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
     assert_eq!(query["totalSize"], 0, "{query}");
 }
