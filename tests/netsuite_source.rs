@@ -482,3 +482,43 @@ async fn two_hundred_fifty_thousand_contacts_cross_the_offset_ceiling() {
     assert_eq!((c.read, c.updated), (1, 1), "the rest of the overlap re-read is dropped as already handled: {c:?}");
     assert_eq!(bed.netsuite.max_offset_requested(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_netsuite_account_is_read_in_full_changes_and_deletions() {
+    let bed = bed(300).start().await;
+    succeeded(&bed.sync().await);
+    // Both streams' cursors past the overlap window: a deletion read, time passed.
+    bed.netsuite.delete_record("customer", bed.customer_ids[7]).unwrap();
+    succeeded(&bed.sync().await);
+    bed.clock.advance(Duration::from_secs(2 * 3600));
+    succeeded(&bed.sync().await);
+    // The account switched to (production after a sandbox, say) differs
+    // from the one synced in rows older than the cursors: a customer
+    // renamed at the oldest change's time, one deleted an hour before the
+    // deletion already read.
+    let (renamed, deleted) = (bed.customer_ids[5], bed.customer_ids[6]);
+    bed.netsuite
+        .execute(&format!(
+            "UPDATE customer SET companyname = 'Production Name Ltd',
+                 lastmodifieddate = (SELECT MIN(lastmodifieddate) FROM customer) WHERE id = {renamed}"
+        ))
+        .unwrap();
+    bed.netsuite.delete_record("customer", deleted).unwrap();
+    bed.netsuite
+        .execute(&format!(
+            "UPDATE deletedrecord SET deleteddate = (SELECT MIN(deleteddate) FROM deletedrecord) - 3600 WHERE recordid = {deleted}"
+        ))
+        .unwrap();
+    bed.tenant.set_override("netsuite_account_id", "7654321");
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.read, c.updated, c.unchanged, c.deleted), (298, 1, 297, 1), "{c:?}");
+    assert_eq!(bed.sf("Account", renamed).1["Name"], "Production Name Ltd");
+    assert_eq!(bed.sf("Account", deleted).1["NetSuite_Deleted__c"], Value::Bool(true));
+
+    // From then on the new account is read incrementally.
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(next.counts("customer").read, 0);
+}

@@ -156,6 +156,32 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fingerprint_an_earlier_build_stored_without_the_netsuite_account_is_kept() {
+    let bed = bed(50).start().await;
+    succeeded(&bed.sync().await);
+    let conn = bed.tenant.database.connect().unwrap();
+    let stored = || -> String {
+        conn.query_row(
+            "SELECT CAST(value AS TEXT) FROM kv WHERE bucket = 'state' AND key = 'mapping/customer'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let (written, account) = stored().rsplit_once('#').map(|(w, a)| (w.to_string(), a.to_string())).unwrap();
+    assert_eq!(account, host_harness::testbed::NETSUITE_ACCOUNT.to_ascii_lowercase());
+    conn.execute(
+        "UPDATE kv SET value = CAST(?1 AS BLOB) WHERE bucket = 'state' AND key = 'mapping/customer'",
+        [&written],
+    )
+    .unwrap();
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(next.counts("customer").read, 0, "the same mapping and org: nothing is re-read");
+    assert_eq!(stored(), format!("{written}#{account}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn states_with_another_builds_row_digest_are_rechecked_without_a_write() {
     let bed = bed(50).start().await;
     succeeded(&bed.sync().await);

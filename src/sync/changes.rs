@@ -10,25 +10,11 @@ use super::stage::stage;
 use super::write::{self, Batch, Path};
 use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 
-/// The fingerprint stored while a kind's records follow two mappings; it
-/// matches none.
-const MIXED_MAPPINGS: &str = "mixed";
-
-pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
-    // A changed mapping, or another Salesforce org, re-reads every record
-    // once: exactly those whose mapped output Salesforce lacks are written.
-    let fingerprint = format!("{}@{}", run.settings.mapping.fingerprint(kind), run.state.org());
-    let stored = run.state.mapping_fingerprint(kind)?;
-    let remapping = stored.as_ref().is_some_and(|f| *f != fingerprint);
-    // Stored before the first write, so a run stopped half-way leaves one
-    // that says what it wrote: a first run's mapping (a mapping changed
-    // before the next run re-reads every record), or, while a remapping has
-    // reached only some records, one no mapping matches (the next run
-    // re-reads every record, whatever the mapping by then).
-    if stored.as_ref() != Some(&fingerprint) {
-        run.state.save_mapping_fingerprint(kind, if remapping { MIXED_MAPPINGS } else { &fingerprint })?;
-    }
-    let full = run.request.mode == SyncMode::Full || remapping;
+/// `reread`: the mapping, the org or the NetSuite account changed (see
+/// `provenance`): every record is read again, exactly those whose mapped
+/// output Salesforce lacks are written.
+pub(super) fn sync(run: &Run<'_>, kind: RecordKind, reread: bool) -> Result<()> {
+    let full = run.request.mode == SyncMode::Full || reread;
     write::resume_bulk_jobs(run, kind)?;
     let (mut position, start) = Position::start(run, kind, false, full)?;
     let mut pages = Changes::open(run, kind, start)?;
@@ -47,7 +33,6 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         let recorded = batch.finish(run)?;
         position.recorded(run, recorded)?;
     }
-    run.state.save_mapping_fingerprint(kind, &fingerprint)?;
     position.settle(run)
 }
 

@@ -1,8 +1,9 @@
 //! The sync engine, in stages a reader finds by name: `read` (NetSuite's
 //! change and deletion streams), `stage` (map and diff), `write`
 //! (Salesforce, or a plan in a dry run), `changes` (one kind, streamed),
-//! `deletions`, `deferral` (children waiting for parents, replay) and
-//! `queued_events`. `run` holds one run's context.
+//! `deletions`, `provenance` (what the records were written from),
+//! `deferral` (children waiting for parents, replay) and `queued_events`.
+//! `run` holds one run's context.
 
 mod changes;
 mod deferral;
@@ -12,6 +13,7 @@ mod ledger;
 #[cfg(test)]
 pub(crate) mod memory_kv;
 pub mod merge;
+mod provenance;
 mod queued_events;
 pub mod queues;
 mod read;
@@ -26,6 +28,7 @@ use crate::model::{ApiCalls, ConnectorError, RecordKind, Result, SyncMode, SyncR
 use crate::ports::Host;
 use crate::settings::{EventSettings, Settings};
 use lease::Lease;
+use provenance::Provenance;
 use queues::{QueuedEvent, Queues};
 use run::Run;
 
@@ -142,11 +145,14 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     run.checkpoint()?;
     // The deletions stream is independent of the changes stream: its
     // first page travels alongside the changes.
-    let (position, start) = read::Position::start(run, kind, true, run.request.mode == SyncMode::Full)?;
+    let provenance = Provenance::check(run, kind)?;
+    let all_deletions = run.request.mode == SyncMode::Full || provenance.source_moved;
+    let (position, start) = read::Position::start(run, kind, true, all_deletions)?;
     let deleted = read::Deletions::open(run, kind, start)?;
-    changes::sync(run, kind)?;
+    changes::sync(run, kind, provenance.reread)?;
     run.checkpoint()?;
-    deletions::sync(run, kind, position, deleted)
+    deletions::sync(run, kind, position, deleted)?;
+    provenance.settle(run)
 }
 
 /// Verifies a change event and queues it for the next run (coalesced per

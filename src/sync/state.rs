@@ -336,7 +336,7 @@ impl<'a> State<'a> {
         self.kv.set_many(&rows).map_err(|e| kv_error("saving record states", e))
     }
 
-    /// The fingerprint of the mapping the stored states were written with.
+    /// What the stored states were written from (see `sync::provenance`).
     pub fn mapping_fingerprint(&self, kind: RecordKind) -> Result<Option<String>> {
         let value = self.kv.get(&mapping_key(kind)).map_err(|e| kv_error("reading the mapping fingerprint", e))?;
         Ok(value.and_then(|b| String::from_utf8(b).ok()))
