@@ -270,3 +270,42 @@ async fn a_vendor_deleted_in_salesforce_is_inactivated_in_netsuite_and_stays_out
     assert_eq!(bed.salesforce.count("Vendor__c"), 4);
     assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("F"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_switch_to_another_org_its_earlier_edits_reach_netsuite_and_are_not_overwritten() {
+    use simulators::salesforce::{SalesforceSim, SalesforceSimConfig};
+    // The newest edit wins: production's, once read, is newer than NetSuite's.
+    let (bed, ids) = synced(3, "newest").await;
+    // Production already holds the vendors (loaded by the tool the connector
+    // replaces), and a person there changed one's phone.
+    let production = SalesforceSim::start(
+        SalesforceSimConfig { org_id: "00D8d000000PRODxEAA".into(), ..Default::default() },
+        bed.clock.clone(),
+        0,
+    )
+    .await
+    .unwrap();
+    for &id in &ids {
+        let (_, record) = bed.sf("Vendor__c", id);
+        let copy: Map<String, Value> = record
+            .into_iter()
+            .filter(|(field, value)| (field == "Name" || field.ends_with("__c")) && !value.is_null())
+            .collect();
+        production.insert_by_hand("Vendor__c", &id.to_string(), copy);
+    }
+    let edited = ids[1];
+    bed.clock.advance(Duration::from_secs(1));
+    let (prod_id, _) = production.find("Vendor__c", &edited.to_string()).unwrap();
+    production.edit_by_hand("Vendor__c", &prod_id, fields(json!({"Phone__c": "+15550199"})));
+    // Later (past the overlap window), the sandbox's own edits move its
+    // Salesforce cursor past that time.
+    bed.clock.advance(Duration::from_secs(2 * 3600));
+    salesforce_edit(&bed, ids[0], json!({"City__c": "Dallas"}));
+    succeeded(&bed.sync_all().await);
+
+    bed.tenant.set_override("salesforce_login_url", production.base_url());
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.netsuite.vendor_field(edited, "phone").unwrap().as_deref(), Some("+15550199"));
+    let (_, record) = production.find("Vendor__c", &edited.to_string()).unwrap();
+    assert_eq!(record["Phone__c"], json!("+15550199"), "production's edit stands");
+}

@@ -257,14 +257,22 @@ impl<'a> State<'a> {
     }
 
     /// Where the poll of Salesforce changes to `kind` records continues:
-    /// the `SystemModstamp` of the last record handled.
+    /// the `SystemModstamp` of the last record handled, in the org the run
+    /// writes to. A cursor from another org is none: its times say nothing
+    /// of this one's edits, which must reach NetSuite before the forward
+    /// pass writes every record there.
     pub fn salesforce_cursor(&self, kind: RecordKind) -> Result<Option<String>> {
         let key = salesforce_cursor_key(kind);
         let Some(bytes) = self.kv.get(&key).map_err(|e| kv_error("reading a cursor", e))? else {
             return Ok(None);
         };
-        String::from_utf8(bytes).map(Some).map_err(|_| {
+        let text = String::from_utf8(bytes).map_err(|_| {
             ConnectorError::Config(format!("the stored Salesforce cursor `{key}` is unreadable; delete it to re-read"))
+        })?;
+        // `{modstamp}@{org}`; an earlier build stored the modstamp alone, for the org it wrote to.
+        Ok(match text.split_once('@') {
+            Some((modstamp, org)) => (org == self.org()).then(|| modstamp.to_string()),
+            None => Some(text),
         })
     }
 
@@ -272,7 +280,8 @@ impl<'a> State<'a> {
         if self.read_only {
             return Ok(());
         }
-        self.kv.set(&salesforce_cursor_key(kind), modstamp.as_bytes()).map_err(|e| kv_error("saving a cursor", e))
+        let value = format!("{modstamp}@{}", self.org());
+        self.kv.set(&salesforce_cursor_key(kind), value.as_bytes()).map_err(|e| kv_error("saving a cursor", e))
     }
 
     /// The cursor of a stream: `deleted` selects the deletions of `kind`.
@@ -372,6 +381,22 @@ impl<'a> State<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_salesforce_cursor_belongs_to_the_org_it_was_read_from() {
+        use crate::model::RecordKind::Vendor;
+        let kv = crate::sync::memory_kv::Memory::default();
+        let sandbox = super::State::new(&kv, false);
+        sandbox.set_org("00DSANDBOX".into());
+        sandbox.save_salesforce_cursor(Vendor, "2026-12-02T11:58:00.000+0000").unwrap();
+        assert_eq!(sandbox.salesforce_cursor(Vendor).unwrap().as_deref(), Some("2026-12-02T11:58:00.000+0000"));
+        let production = super::State::new(&kv, false);
+        production.set_org("00DPRODUCTION".into());
+        assert_eq!(production.salesforce_cursor(Vendor).unwrap(), None, "another org's times say nothing here");
+        // An earlier build stored the modstamp alone: the org it wrote to.
+        kv.map.borrow_mut().insert(super::salesforce_cursor_key(Vendor), b"2026-12-01T00:00:00.000+0000".to_vec());
+        assert_eq!(production.salesforce_cursor(Vendor).unwrap().as_deref(), Some("2026-12-01T00:00:00.000+0000"));
+    }
+
     #[test]
     fn record_keys_name_the_kind_and_the_netsuite_id() {
         use crate::model::RecordKind;

@@ -114,7 +114,14 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
     };
     let scanning = serde_json::to_vec(&scanning).unwrap();
     kv(&conn, "acme", STATE_BUCKET, "cursor/vendor", &scanning, "2026-12-02T11:55:00Z");
-    kv(&conn, "acme", STATE_BUCKET, "cursor/salesforce/vendor", b"2026-12-02T11:58:00.000Z", "2026-12-02T11:58:30Z");
+    kv(
+        &conn,
+        "acme",
+        STATE_BUCKET,
+        "cursor/salesforce/vendor",
+        b"2026-12-02T11:58:00.000Z@00D8d000000SIMxEAA",
+        "2026-12-02T11:58:30Z",
+    );
     kv(&conn, "acme", STATE_BUCKET, "record/customer/42", b"{}", "2026-12-02T11:55:00Z");
     kv(
         &conn,
@@ -154,7 +161,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
             ("customer", "netsuite-changes", "2026-12-02 03:55:00 #42", Some(300)),
             ("customer", "netsuite-deletions", "2026-12-01 00:00:00 #7", Some(7199)),
             ("vendor", "netsuite-changes", "first read by id, after #118", Some(300)),
-            ("vendor", "salesforce-changes", "2026-12-02T11:58:00.000Z", Some(90)),
+            ("vendor", "salesforce-changes", "2026-12-02T11:58:00.000Z in org 00D8d000000SIMxEAA", Some(90)),
         ]
     );
 
