@@ -687,6 +687,10 @@ pub enum PlanAction {
     Update,
     /// Live compare only: Salesforce already holds it.
     Unchanged,
+    /// Live compare only: the run leaves it, since the connector last wrote
+    /// exactly this output, but Salesforce's record differs (edited or
+    /// deleted there since); the next NetSuite change of it writes it again.
+    Leave,
     Defer,
     Delete,
     FlagDeleted,
@@ -702,6 +706,7 @@ impl PlanAction {
             PlanAction::Create => "create",
             PlanAction::Update => "update",
             PlanAction::Unchanged => "unchanged",
+            PlanAction::Leave => "leave",
             PlanAction::Defer => "defer",
             PlanAction::Delete => "delete",
             PlanAction::FlagDeleted => "flag-deleted",

@@ -421,6 +421,41 @@ async fn a_live_dry_run_on_a_fresh_state_predicts_the_run_without_invented_defer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_full_dry_run_shows_the_salesforce_edits_a_run_leaves_in_place() {
+    let bed = bed(50).start().await;
+    succeeded(&bed.sync().await);
+    // People edit one Account and delete another in Salesforce; NetSuite
+    // keeps both as the connector last wrote them.
+    let (edited, deleted) = (bed.customer_ids[3], bed.customer_ids[4]);
+    let (edited_sf, before) = bed.sf("Account", edited);
+    let mut name = serde_json::Map::new();
+    name.insert("Name".into(), Value::String("Renamed In Salesforce".into()));
+    bed.salesforce.edit_by_hand("Account", &edited_sf, name);
+    bed.salesforce.delete_by_hand(&bed.sf("Account", deleted).0);
+
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
+    succeeded(&plan);
+    let c = plan.counts("customer");
+    assert_eq!((c.read, c.unchanged, c.created, c.updated), (50, 50, 0, 0), "as the real run counts: {c:?}");
+    let left: Vec<_> = plan.plan.iter().filter(|p| p.action == "leave").collect();
+    assert_eq!(left.len(), 2, "{:?}", plan.plan);
+    let changes = |id: i64| left.iter().find(|p| p.netsuite_id == id.to_string()).unwrap().changes.clone();
+    assert_eq!(
+        changes(edited),
+        serde_json::json!([{ "field": "Name", "old": "Renamed In Salesforce", "new": before["Name"] }])
+    );
+    assert!(changes(deleted).as_array().unwrap().iter().all(|c| c["old"].is_null()), "{}", changes(deleted));
+    assert_eq!(plan.plan.iter().filter(|p| p.action != "leave").count(), 0, "{:?}", plan.plan);
+
+    // Compared with the last writes, nothing differs; and the run indeed leaves both.
+    let stored = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], false).await.unwrap();
+    assert!(stored.plan.is_empty(), "{:?}", stored.plan);
+    let writes = bed.salesforce.writes();
+    succeeded(&bed.full_sync().await);
+    assert_eq!(bed.salesforce.writes(), writes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_dry_run_reads_everything_as_a_full_run_would() {
     let bed = bed(300).start().await;
     succeeded(&bed.sync().await);

@@ -17,6 +17,9 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     let mut audit: Vec<AuditEntry> = Vec::new();
     let mut unchanged: Vec<(&str, RecordState)> = Vec::new();
     let mut staged = Vec::new();
+    // A live dry run also compares the records the run leaves as they are.
+    let compare_live = run.writer.plans() && run.request.compare_live;
+    let mut left = Vec::new();
     let mut read = 0;
     for (record, old) in records.iter().zip(states) {
         let src = source_hash(record);
@@ -57,6 +60,9 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 run.count(kind, OutcomeKind::Unchanged);
                 audit.push(run.entry(&mapped, action, OutcomeKind::Unchanged, old.sf.clone(), None));
                 unchanged.push((record.id.as_str(), RecordState { src, ..old }));
+                if action == AuditAction::SkipUnchanged && compare_live {
+                    left.push(mapped);
+                }
             }
             (_, old) => {
                 let before = old.as_ref().and_then(given_fields);
@@ -82,5 +88,6 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     run.count_read(kind, read);
     run.state.save_records(kind, unchanged)?;
     run.audit(audit);
+    run.writer.left(run, kind, &left)?;
     Ok(staged)
 }

@@ -8,8 +8,8 @@ use super::run::{ParentRef, Run, Staged};
 use super::state::{DELETED, RecordState};
 use crate::mapping::{Link, TargetSpec};
 use crate::model::{
-    AuditAction, AuditEntry, AuditTransformations, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind,
-    Result, SObjectRecord, UpsertOutcome,
+    AuditAction, AuditEntry, AuditTransformations, FieldChange, MappedRecord, OutcomeKind, PlanAction, PlannedWrite,
+    RecordKind, Result, SObjectRecord, UpsertOutcome,
 };
 use crate::salesforce::bulk::{BulkResults, CsvJob, csv_safe};
 use crate::salesforce::composite::PendingUpsert;
@@ -58,6 +58,13 @@ pub(super) trait Writer {
 
     /// Records a write another stage would make (dry runs).
     fn note(&self, _entry: PlannedWrite) {}
+
+    /// Records the run leaves as they are: Salesforce held their mapped
+    /// output when the connector last wrote it (a live dry run shows those
+    /// whose Salesforce record no longer does).
+    fn left(&self, _run: &Run<'_>, _kind: RecordKind, _records: &[MappedRecord]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Takes staged records a page at a time and writes what is due.
@@ -684,6 +691,23 @@ impl Writer for Plan {
 
     fn planned(&self, parent: &ParentRef) -> bool {
         self.planned.borrow().contains(parent)
+    }
+
+    fn left(&self, run: &Run<'_>, kind: RecordKind, records: &[MappedRecord]) -> Result<()> {
+        if !run.request.compare_live || records.is_empty() {
+            return Ok(());
+        }
+        run.validate_target(kind)?;
+        let spec = run.settings.mapping.target_spec(kind)?;
+        let ids: Vec<&str> = records.iter().map(|m| m.target.external_id.as_str()).collect();
+        let live = run.sink.live_records(&spec, &ids)?;
+        for mapped in records {
+            let changes = live_changes(&spec, &mapped.target.fields, live.get(&mapped.target.external_id));
+            if !changes.is_empty() {
+                self.push(kind, &mapped.source_id, PlanAction::Leave, changes);
+            }
+        }
+        Ok(())
     }
 
     fn plan(&self) -> Vec<PlannedWrite> {
