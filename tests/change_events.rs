@@ -129,6 +129,22 @@ async fn events_during_a_scheduled_run_wait_for_it_and_are_not_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_an_event_wrote_before_the_first_sync_follows_a_mapping_changed_after_it() {
+    let bed = bed(50).start().await;
+    let hook = listen(&bed).await;
+    // A Net 30 customer, named by an event before any scheduled run.
+    let (id, _) = bed.netsuite.id_pairs("SELECT id, terms FROM customer WHERE terms = 2").unwrap()[0];
+    let runs = hook.applied_runs();
+    assert_eq!(post(&hook, &event("customer", id), WEBHOOK_SECRET, bed.clock.now_secs()).await.0, 202);
+    applied(&bed, &hook, runs).await;
+    assert_eq!(bed.sf("Account", id).1["Payment_Terms__c"], "Net 30");
+
+    bed.tenant.set_override("mapping_toml", &support::net30_mapping());
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.sf("Account", id).1["Payment_Terms__c"], "NET-30");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_event_brings_its_parent_first_and_a_deleted_record_is_applied() {
     let bed = bed(10).start().await;
     let at = bed.clock.now_secs() - 60;

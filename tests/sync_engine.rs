@@ -85,7 +85,7 @@ async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
     let writes = bed.salesforce.writes();
 
     // Net 30 customers get another picklist value; nothing else changes.
-    bed.tenant.set_override("mapping_toml", &net30_mapping());
+    bed.tenant.set_override("mapping_toml", &support::net30_mapping());
     let report = bed.sync().await;
     succeeded(&report);
     let c = report.counts("customer");
@@ -97,17 +97,6 @@ async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
     // The next run is incremental again: nothing is re-read.
     let next = bed.sync().await;
     assert_eq!(next.counts("customer").read, 0);
-}
-
-/// The default mapping with Net 30 customers given another picklist value.
-fn net30_mapping() -> String {
-    let edited = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
-        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
-        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"NET-30\", when = { column = \"terms\", equals = \"2\" } }, { copy = \"termsname\" }]",
-        1,
-    );
-    assert_ne!(edited, netsuite_salesforce::mapping::DEFAULT_MAPPING);
-    edited
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +114,7 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
     let written = stopped.counts("customer").created;
     assert!(written > 0 && written < 3000, "{written}");
 
-    bed.tenant.set_override("mapping_toml", &net30_mapping());
+    bed.tenant.set_override("mapping_toml", &support::net30_mapping());
     succeeded(&bed.sync().await);
     let net30 = bed.netsuite.id_pairs("SELECT id, terms FROM customer WHERE terms = 2").unwrap();
     assert!(net30.len() > 100, "Net 30 customers on both sides of the stop: {}", net30.len());
@@ -135,7 +124,7 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
 
     // A remapping that gives every customer one value stops half-way; the
     // mapping goes back to the one all records had before it.
-    let one_value = net30_mapping().replacen(
+    let one_value = support::net30_mapping().replacen(
         "rules = [{ constant = \"NET-30\", when = { column = \"terms\", equals = \"2\" } }, { copy = \"termsname\" }]",
         "rules = [{ constant = \"Net 90\" }]",
         1,
@@ -146,7 +135,7 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
     assert_eq!(stopped.status, "stopped", "{stopped:?}");
     let remapped = stopped.counts("customer").updated;
     assert!(remapped > 0 && remapped < 3000, "{remapped}");
-    bed.tenant.set_override("mapping_toml", &net30_mapping());
+    bed.tenant.set_override("mapping_toml", &support::net30_mapping());
     let back = bed.sync().await;
     succeeded(&back);
     assert_eq!(back.counts("customer").updated, remapped, "{:?}", back.counts("customer"));

@@ -3,6 +3,7 @@
 //! NetSuite no longer has get the deletion; then the events are cleared.
 
 use super::deferral::absent_parents;
+use super::provenance::Provenance;
 use super::queues::QueuedEvent;
 use super::run::Run;
 use super::write::Path;
@@ -51,6 +52,9 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>) -> Result<()> {
                 run.source.fetch_many(kind, &refs, &mapping.columns(kind))?
             }
         };
+        // What these writes follow is noted as a scheduled run notes it, so a
+        // mapping changed before the first such run still reaches them.
+        Provenance::check(run, kind)?;
         let staged = stage::stage(run, kind, &records, false)?;
         let ready = super::deferral::hold_back_orphans(run, staged)?;
         let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteEvent)?;

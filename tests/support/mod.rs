@@ -226,3 +226,14 @@ pub fn other_rsa_key() -> KeyPair {
     static KEY: OnceLock<KeyPair> = OnceLock::new();
     KEY.get_or_init(|| KeyPair::generate(Signing::Ps256).expect("RSA key generation")).clone()
 }
+
+/// The default mapping with Net 30 customers given another picklist value.
+pub fn net30_mapping() -> String {
+    let edited = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
+        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
+        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"NET-30\", when = { column = \"terms\", equals = \"2\" } }, { copy = \"termsname\" }]",
+        1,
+    );
+    assert_ne!(edited, netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    edited
+}
