@@ -135,6 +135,8 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
 }
 
 fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+    // Before any write of the kind, the write-back's merges included.
+    let provenance = Provenance::check(run, kind)?;
     // Salesforce's edits reach NetSuite first: the forward pass then reads
     // NetSuite's merged records and writes Salesforce only what it lacks.
     if let Some(policy) = run.settings.writeback {
@@ -145,7 +147,6 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     run.checkpoint()?;
     // The deletions stream is independent of the changes stream: its
     // first page travels alongside the changes.
-    let provenance = Provenance::check(run, kind)?;
     let all_deletions = run.request.mode == SyncMode::Full || provenance.source_moved;
     let (position, start) = read::Position::start(run, kind, true, all_deletions)?;
     let deleted = read::Deletions::open(run, kind, start)?;
