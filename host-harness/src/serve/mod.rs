@@ -287,6 +287,12 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
         }
     };
     loop {
+        // Stopped while a run was under way: no next run is noted (the
+        // shutdown clears the notes once the runs end; noting one after
+        // that would leave it behind).
+        if stop.stopped.load(Ordering::SeqCst) {
+            return retired(&tenant, &stop);
+        }
         let now = Utc::now();
         let wait = match (schedule.missed(last, now), last.and_then(|l| schedule.next_after(l.max(now)))) {
             (true, _) => schedule.jitter(),
@@ -309,20 +315,24 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             _ = stop.wake.notified() => {}
         }
         if stop.stopped.load(Ordering::SeqCst) {
-            // Nothing schedules a removed tenant any more (a replaced one's
-            // successor notes its own next run).
-            if stop.removed.load(Ordering::SeqCst)
-                && let Err(e) = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, &name))
-            {
-                tracing::warn!(tenant = %name, "{e:#}");
-            }
-            return;
+            return retired(&tenant, &stop);
         }
         last = Some(Utc::now());
         match tenant.sync(runtime, SyncMode::Incremental, &[]).await {
             Ok(report) => log_run(&report),
             Err(e) => tracing::error!(tenant = %name, "scheduled run failed: {e:#}"),
         }
+    }
+}
+
+/// A schedule loop ends: nothing schedules a removed tenant any more (a
+/// replaced one's successor notes its own next run).
+fn retired(tenant: &Tenant, stop: &Stop) {
+    let name = &tenant.config.tenant;
+    if stop.removed.load(Ordering::SeqCst)
+        && let Err(e) = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, name))
+    {
+        tracing::warn!(tenant = %name, "{e:#}");
     }
 }
 
