@@ -206,7 +206,8 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             records,
             seconds,
             records_per_second: records as f64 / seconds,
-            micros_per_record: seconds * 1e6 / records.max(1) as f64,
+            // A run with no records has no time per record.
+            micros_per_record: if records == 0 { 0.0 } else { seconds * 1e6 / records as f64 },
             salesforce_api_calls: bed.salesforce.api_requests(),
             netsuite_requests: bed.netsuite.requests(),
             bulk_jobs: bed.salesforce.bulk_jobs(),
