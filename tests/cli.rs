@@ -3,7 +3,7 @@
 mod support;
 
 use std::process::Command;
-use support::connector_binary;
+use support::{connector_binary, succeeded};
 
 fn connector(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process::Output {
     use std::io::Write;
@@ -204,4 +204,28 @@ fn tenant_tables_are_addressed_by_table_and_keep_their_secrets_apart() {
     let out = connector(&["secrets", "list", "--config", group, "--table", "initech"], dir.path(), "");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("no tenant `initech`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_a_run_the_log_lacks_is_refused_and_an_empty_one_says_so() {
+    let bed = support::bed(5).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.toml");
+    bed.write_config(&file).unwrap();
+    let (config, component) = (file.to_str().unwrap(), support::component_path().to_str().unwrap());
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", "--config", config, "--component", component];
+        args.extend_from_slice(extra);
+        connector(&args, dir.path(), "")
+    };
+    let typo = replay(&["--run", "run-1764600000-0a1b2c3x"]);
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success(), "{stderr}");
+    assert!(stderr.contains("no run `run-1764600000-0a1b2c3x` of tenant `demo` in the run log"), "{stderr}");
+
+    succeeded(&bed.sync().await);
+    let empty = replay(&[]);
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(empty.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing to replay"), "{stderr}");
 }

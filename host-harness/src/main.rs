@@ -491,6 +491,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let report = tenant.replay(&runtime, scope).await?;
+            let sent_nothing = report.objects.values().all(|c| *c == Default::default());
+            if sent_nothing && report.status == "succeeded" && !json {
+                eprintln!(
+                    "nothing to replay: no failed or deferred write waits in this scope (`connector status` counts them)"
+                );
+            }
             print_report(&report, json)
         }
         Command::Settings => {

@@ -289,8 +289,23 @@ impl Tenant {
         self.start(runtime, Request { mode, kinds: kinds.to_vec(), ..Default::default() }).await
     }
 
-    /// Sends failed writes again (all, a run's, or one record's).
+    /// Sends failed writes again (all, a run's, or one record's). A run id
+    /// the run log lacks is refused (a typo would otherwise replay nothing,
+    /// successfully).
     pub async fn replay(&self, runtime: &Runtime, scope: ReplayScope) -> Result<RunReport> {
+        if let ReplayScope::Run(run) = &scope {
+            let known: bool = self.database.connect()?.query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE tenant = ?1 AND run_id = ?2)",
+                params![self.config.tenant, run],
+                |r| r.get(0),
+            )?;
+            anyhow::ensure!(
+                known,
+                "no run `{run}` of tenant `{}` in the run log: `connector audit list --outcome failed` shows the runs \
+                 whose writes failed",
+                self.config.tenant
+            );
+        }
         self.start(runtime, Request { replay: Some(scope), ..Default::default() }).await
     }
 
