@@ -223,7 +223,25 @@ async fn a_replay_of_a_run_the_log_lacks_is_refused_and_an_empty_one_says_so() {
     assert!(!typo.status.success(), "{stderr}");
     assert!(stderr.contains("no run `run-1764600000-0a1b2c3x` of tenant `demo` in the run log"), "{stderr}");
 
-    succeeded(&bed.sync().await);
+    // One write refused by a validation rule waits; replayed (the rule
+    // still there), it is sent and fails again: not "nothing".
+    bed.salesforce.set_validation_rule(Some(simulators::salesforce::ValidationRule {
+        sobject: "Account".into(),
+        field: "Name".into(),
+        contains: "Embargoed".into(),
+        message: "Accounts under embargo need approval".into(),
+    }));
+    bed.netsuite.rename_customer_any(bed.customer_ids[0], "Embargoed Holdings").unwrap();
+    let first = bed.sync().await;
+    assert_eq!(first.counts("customer").failed, 1, "{first:?}");
+    let again = replay(&[]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!stderr.contains("nothing to replay"), "{stderr}");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("failed 1"), "{}", String::from_utf8_lossy(&again.stdout));
+
+    bed.salesforce.set_validation_rule(None);
+    let sent = replay(&[]);
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
     let empty = replay(&[]);
     let stderr = String::from_utf8_lossy(&empty.stderr);
     assert!(empty.status.success(), "{stderr}");

@@ -491,8 +491,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let path = component_path(component)?;
             let runtime = tokio::task::spawn_blocking(move || Runtime::load(&path)).await??;
             let report = tenant.replay(&runtime, scope).await?;
-            let sent_nothing = report.objects.values().all(|c| *c == Default::default());
-            if sent_nothing && report.status == "succeeded" && !json {
+            // Nothing audited: no write waited in the scope (a dropped one is audited).
+            let touched: bool = tenant.database.connect()?.query_row(
+                "SELECT EXISTS (SELECT 1 FROM audit WHERE tenant = ?1 AND run_id = ?2)",
+                [&tenant.config.tenant, &report.run_id],
+                |r| r.get(0),
+            )?;
+            if !touched && report.status == "succeeded" && !json {
                 eprintln!(
                     "nothing to replay: no failed or deferred write waits in this scope (`connector status` counts them)"
                 );
