@@ -3,7 +3,7 @@
 mod support;
 
 use std::process::Command;
-use support::{connector_binary, succeeded};
+use support::connector_binary;
 
 fn connector(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process::Output {
     use std::io::Write;
