@@ -300,16 +300,10 @@ async fn after_a_first_sync_an_idle_run_reads_each_kind_with_one_query_per_strea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
-    // One request at a time, so the scripted failures all meet the same request.
-    let bed = bed(3000)
-        .setting("netsuite_page_size", "100")
-        .setting("http_max_retries", "3")
-        .setting("netsuite_max_in_flight", "1")
-        .start()
-        .await;
+    let bed = support::one_request_at_a_time(3000).start().await;
     // Fourteen pages read: the first thousand records are written (one
     // Composite call), the next ones wait for theirs when NetSuite gives out.
-    bed.netsuite.after_queries(15, |ns| ns.fail_next(&[ScriptedFailure::TooManyRequests; 4]));
+    bed.rate_limited_after(15);
     let stopped = bed.sync().await;
     assert_eq!(stopped.status, "stopped", "{stopped:?}");
     let done = stopped.counts("customer").created;
@@ -373,13 +367,7 @@ async fn the_connector_keeps_within_its_share_of_the_account_concurrency_limit()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_rate_limit_fails_clearly_and_keeps_the_cursor() {
-    // One request at a time, so the scripted failures all meet the same request.
-    let bed = bed(300)
-        .setting("netsuite_page_size", "100")
-        .setting("http_max_retries", "3")
-        .setting("netsuite_max_in_flight", "1")
-        .start()
-        .await;
+    let bed = support::one_request_at_a_time(300).start().await;
     succeeded(&bed.sync().await);
     for &id in &bed.customer_ids[..5] {
         bed.netsuite.set_customer_phone(id, "+1 212-555-0100").unwrap();

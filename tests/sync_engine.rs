@@ -5,7 +5,6 @@ mod support;
 
 use host_harness::host::SyncMode;
 use serde_json::Value;
-use simulators::netsuite::ScriptedFailure;
 use simulators::salesforce::ValidationRule;
 use support::{bed, succeeded};
 
@@ -101,14 +100,8 @@ async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that_run_wrote() {
-    // One request at a time, so the scripted failures all meet the same request.
-    let bed = bed(3000)
-        .setting("netsuite_page_size", "100")
-        .setting("http_max_retries", "3")
-        .setting("netsuite_max_in_flight", "1")
-        .start()
-        .await;
-    bed.netsuite.after_queries(15, |ns| ns.fail_next(&[ScriptedFailure::TooManyRequests; 4]));
+    let bed = support::one_request_at_a_time(3000).start().await;
+    bed.rate_limited_after(15);
     let stopped = bed.sync().await;
     assert_eq!(stopped.status, "stopped", "{stopped:?}");
     let written = stopped.counts("customer").created;
@@ -130,7 +123,7 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
         1,
     );
     bed.tenant.set_override("mapping_toml", &one_value);
-    bed.netsuite.after_queries(bed.netsuite.queries() + 15, |ns| ns.fail_next(&[ScriptedFailure::TooManyRequests; 4]));
+    bed.rate_limited_after(15);
     let stopped = bed.sync().await;
     assert_eq!(stopped.status, "stopped", "{stopped:?}");
     let remapped = stopped.counts("customer").updated;

@@ -113,6 +113,16 @@ pub struct BedBuilder {
     max_memory_mb: usize,
 }
 
+/// A bed whose NetSuite requests go one at a time (pages of 100, three
+/// retries), so scripted failures all meet the same request: with
+/// [`Bed::rate_limited_after`] a run stops half-way.
+pub fn one_request_at_a_time(customers: u64) -> BedBuilder {
+    bed(customers)
+        .setting("netsuite_page_size", "100")
+        .setting("http_max_retries", "3")
+        .setting("netsuite_max_in_flight", "1")
+}
+
 pub fn bed(customers: u64) -> BedBuilder {
     BedBuilder {
         customers,
@@ -172,6 +182,15 @@ impl BedBuilder {
 }
 
 impl Bed {
+    /// After `queries` more SuiteQL requests, NetSuite answers 429 more
+    /// times than the retries allow: the run under way stops there.
+    pub fn rate_limited_after(&self, queries: u64) {
+        let at = self.netsuite.queries() + queries;
+        self.netsuite.after_queries(at, |ns| {
+            ns.fail_next(&[simulators::netsuite::ScriptedFailure::TooManyRequests; 4]);
+        });
+    }
+
     pub async fn sync(&self) -> RunReport {
         self.bed.sync(runtime(), SyncMode::Incremental).await.expect("the host ran the sync")
     }
