@@ -19,7 +19,8 @@ const MIXED: &str = "mixed:";
 pub(super) struct Provenance {
     kind: RecordKind,
     current: String,
-    /// The mapping or the org changed, or the records follow two of them.
+    /// The mapping, the org or the account changed, or the records follow
+    /// two of them: every record is read again.
     pub reread: bool,
     /// The NetSuite account changed: its deletions are read from the start.
     pub source_moved: bool,

@@ -14,6 +14,15 @@ pub fn deleted_cursor_key(kind: RecordKind) -> String {
     format!("cursor/deleted/{kind}")
 }
 
+/// A stored Salesforce cursor's modstamp and org: `{modstamp}@{org}`, or
+/// the modstamp alone as earlier builds stored it.
+pub fn salesforce_cursor_parts(text: &str) -> (&str, Option<&str>) {
+    match text.split_once('@') {
+        Some((modstamp, org)) => (modstamp, Some(org)),
+        None => (text, None),
+    }
+}
+
 pub fn salesforce_cursor_key(kind: RecordKind) -> String {
     format!("cursor/salesforce/{kind}")
 }
@@ -269,10 +278,10 @@ impl<'a> State<'a> {
         let text = String::from_utf8(bytes).map_err(|_| {
             ConnectorError::Config(format!("the stored Salesforce cursor `{key}` is unreadable; delete it to re-read"))
         })?;
-        // `{modstamp}@{org}`; an earlier build stored the modstamp alone, for the org it wrote to.
-        Ok(match text.split_once('@') {
-            Some((modstamp, org)) => (org == self.org()).then(|| modstamp.to_string()),
-            None => Some(text),
+        Ok(match salesforce_cursor_parts(&text) {
+            (modstamp, Some(org)) => (org == self.org()).then(|| modstamp.to_string()),
+            // An earlier build's: the org it wrote to.
+            (modstamp, None) => Some(modstamp.to_string()),
         })
     }
 

@@ -280,10 +280,9 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
             out.push(CursorStatus {
                 kind: kind.as_str(),
                 stream: "salesforce-changes",
-                // `{modstamp}@{org}` (an earlier build stored the modstamp alone).
-                position: match String::from_utf8_lossy(&bytes).split_once('@') {
-                    Some((modstamp, org)) => format!("{modstamp} in org {org}"),
-                    None => String::from_utf8_lossy(&bytes).into_owned(),
+                position: match state::salesforce_cursor_parts(&String::from_utf8_lossy(&bytes)) {
+                    (modstamp, Some(org)) => format!("{modstamp} in org {org}"),
+                    (modstamp, None) => modstamp.to_string(),
                 },
                 moved_at: moved_at.and_then(|t| t.format(&Rfc3339).ok()),
                 age_secs: moved_at.map(|t| (now - t).whole_seconds()),
