@@ -241,17 +241,22 @@ async fn a_bulk_job_longer_than_the_lease_keeps_it_renewed_at_every_poll() {
     let (db, clock) = (bed.tenant.database.clone(), bed.clock.clone());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
+    let salesforce = bed.salesforce.clone();
+    salesforce.hold_bulk_jobs(true);
     bed.salesforce.on_bulk_poll(move || {
-        // The job runs 40 s between polls; the lease is read while the run waits.
+        // The job runs 40 s between polls and ends at the third; the lease
+        // is read while the run waits.
         clock.advance(Duration::from_secs(40));
         let left = lease(&db).map(|(_, at)| at - clock.now_secs());
-        record.lock().unwrap().push(left);
+        let mut seen = record.lock().unwrap();
+        seen.push(left);
+        salesforce.hold_bulk_jobs(seen.len() < 3);
     });
     let report = bed.sync().await;
     succeeded(&report);
     assert!(bed.salesforce.bulk_jobs() >= 1, "written through Bulk API 2.0");
     let seen = seen.lock().unwrap().clone();
-    assert!(seen.len() >= 2, "the job took {} polls", seen.len());
+    assert!(seen.len() >= 3, "the job took {} polls", seen.len());
     for left in &seen {
         assert!(left.is_some_and(|s| s > 0), "the lease was live at every poll: {seen:?}");
     }

@@ -527,3 +527,55 @@ async fn bad_queries_are_refused_with_salesforces_codes() {
         assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some(code)), "{soql}: {body}");
     }
 }
+
+/// A Bulk API 2.0 job runs once closed, beside the client: the close answers
+/// UploadComplete at once, and a poll made later sees the job ended, its
+/// records stamped with the time it was closed. Held, it stays InProgress
+/// (its results not yet readable) however long it is polled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_bulk_job_runs_beside_the_client_and_a_later_poll_sees_it_ended() {
+    let bed = bed(3).start().await;
+    let client = Client::login(&bed.salesforce).await;
+    let submit = |csv: &'static str| {
+        let client = &client;
+        async move {
+            let body = json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c",
+                              "contentType": "CSV", "lineEnding": "LF"});
+            let (_, job) = client.call(Method::POST, "/jobs/ingest", Some(body), &[]).await;
+            let job = job["id"].as_str().unwrap().to_string();
+            let put = client
+                .http
+                .put(format!("{}/services/data/v66.0/jobs/ingest/{job}/batches", client.instance))
+                .bearer_auth(&client.bearer)
+                .header("content-type", "text/csv")
+                .body(csv)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(put.status().as_u16(), 201);
+            let close = Some(json!({"state": "UploadComplete"}));
+            let (status, info) = client.call(Method::PATCH, &format!("/jobs/ingest/{job}"), close, &[]).await;
+            assert_eq!((status, info["state"].as_str()), (200, Some("UploadComplete")), "{info}");
+            job
+        }
+    };
+    let closed_at = stamp(&bed.clock);
+    let job = submit("NetSuite_Id__c,Name\nj1,First\nj2,Second\n").await;
+    bed.clock.advance(Duration::from_secs(600));
+    let (_, info) = client.get(&format!("/jobs/ingest/{job}")).await;
+    assert_eq!((info["state"].as_str(), info["numberRecordsProcessed"].as_u64()), (Some("JobComplete"), Some(2)));
+    let (_, page) = client.soql("query", "SELECT SystemModstamp FROM Account WHERE NetSuite_Id__c = 'j2'", None).await;
+    assert_eq!(page["records"][0]["SystemModstamp"], closed_at.as_str(), "stamped when closed, not when polled");
+
+    bed.salesforce.hold_bulk_jobs(true);
+    let held = submit("NetSuite_Id__c,Name\nj3,Third\n").await;
+    for _ in 0..3 {
+        let (_, info) = client.get(&format!("/jobs/ingest/{held}")).await;
+        assert_eq!(info["state"], "InProgress");
+    }
+    let (status, answer) = client.get(&format!("/jobs/ingest/{held}/successfulResults/")).await;
+    assert_eq!((status, answer[0]["errorCode"].as_str()), (400, Some("INVALIDJOBSTATE")), "{answer}");
+    bed.salesforce.hold_bulk_jobs(false);
+    let (_, info) = client.get(&format!("/jobs/ingest/{held}")).await;
+    assert_eq!(info["state"], "JobComplete");
+}

@@ -35,6 +35,8 @@ pub struct Org {
     /// Closed jobs stay InProgress (their records are applied) while set,
     /// as a large job in a busy org does.
     pub hold_jobs: bool,
+    /// Closed jobs not yet run, with the time each was closed.
+    pub queued_jobs: Vec<(String, i64)>,
     /// Open query locators and their result snapshots.
     pub cursors: super::soql::Cursors,
 }
@@ -153,6 +155,7 @@ impl Org {
             jobs: Default::default(),
             next_job: 0,
             hold_jobs: false,
+            queued_jobs: Vec::new(),
             cursors: Default::default(),
         })
     }
