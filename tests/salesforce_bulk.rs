@@ -7,7 +7,7 @@ mod support;
 use host_harness::host::SyncMode;
 use simulators::salesforce::ValidationRule;
 use std::collections::HashMap;
-use support::{bed, runtime, succeeded};
+use support::{bed, one_request_at_a_time, runtime, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_above_the_threshold_and_composite_below_both_link_contacts_to_accounts() {
@@ -124,4 +124,34 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
     let idle = bed.sync().await;
     succeeded(&idle);
     assert_eq!(bed.salesforce.writes(), writes);
+}
+
+/// A full job is left to Salesforce while the next one fills. A run that
+/// stops then (here: NetSuite refuses it half-way) leaves the job with its
+/// records; the next run records its outcomes and sends none of them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next() {
+    let bed = one_request_at_a_time(3_000)
+        .setting("salesforce_bulk_threshold", "100")
+        .setting("salesforce_bulk_job_records", "1000")
+        .start()
+        .await;
+    bed.rate_limited_after(15);
+    let stopped = bed.sync().await;
+    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    assert_eq!(stopped.counts("customer").created, 0, "no outcome recorded yet");
+    assert_eq!(bed.salesforce.bulk_jobs(), 1, "the first job went before the read stopped");
+    assert_eq!(bed.salesforce.count("Account"), 1_000, "Salesforce applied it");
+    let conn = bed.tenant.database.connect().unwrap();
+    let waiting: i64 = conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'bulkjob/%'", [], |r| r.get(0)).unwrap();
+    assert_eq!(waiting, 1, "its outcomes were not read: the job waits for the next run");
+
+    let resumed = bed.sync().await;
+    succeeded(&resumed);
+    assert_eq!(resumed.counts("customer").created, 3_000, "{resumed:?}");
+    assert_eq!(bed.salesforce.count("Account"), 3_000);
+    assert_eq!(bed.salesforce.writes(), 3_000, "no record written twice");
+    assert_eq!(bed.salesforce.bulk_jobs(), 3);
+    let left: i64 = conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'bulk%'", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "nothing stays parked");
 }

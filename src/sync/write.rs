@@ -385,7 +385,9 @@ impl Batch for CompositeBatch {
 /// Records stream into Bulk API 2.0 jobs' CSV, one open job per record
 /// shape (see [`CsvJob`]); what they need once a job's results are in waits
 /// in the queues bucket, a page at a time, so memory holds the CSV and not
-/// the records. Records CSV cannot carry faithfully (a literal `#N/A`, a
+/// the records. A full job is submitted and left to Salesforce while the
+/// next one fills; its results are read when the next one is submitted (or
+/// the read ends), so Salesforce works on a job while NetSuite is read. Records CSV cannot carry faithfully (a literal `#N/A`, a
 /// NUL) go through Composite. So do the parked records when the read ends
 /// with no more to write than `salesforce_bulk_threshold` (NetSuite's count
 /// included rows already handled, e.g. the overlap window), and a job too
@@ -403,12 +405,24 @@ struct BulkBatch {
     ledger: Ledger,
     /// Our page of each page given to the composite batch, in order.
     composite_pages: Vec<usize>,
+    /// The job Salesforce is working on, its outcomes not yet recorded.
+    submitted: Option<SubmittedJob>,
 }
 
 struct OpenJob {
     shape: String,
     csv: CsvJob,
     /// Queue keys of the parked records in the job, by our page.
+    parked: Vec<(usize, String)>,
+}
+
+/// A job uploaded and closed, kept in the queues bucket under `key` until
+/// its outcomes are recorded (a run that stops first leaves it to the next,
+/// see [`resume_bulk_jobs`]).
+struct SubmittedJob {
+    key: String,
+    job: SavedJob,
+    /// Queue keys of its parked records, by our page.
     parked: Vec<(usize, String)>,
 }
 
@@ -426,13 +440,19 @@ impl BulkBatch {
             composite,
             ledger: Ledger::default(),
             composite_pages: Vec::new(),
+            submitted: None,
         })
     }
 
-    /// Runs job `n` and records every outcome; through Composite when
-    /// `few` or when it is smaller than one Composite request.
+    /// Sends job `n`: submits it to Bulk API 2.0, or, when `few` or when it
+    /// is smaller than one Composite request, writes it through Composite.
+    /// First the job submitted before ends and its outcomes are recorded:
+    /// a record read twice in a run (changed during the read) reaches
+    /// Salesforce in the order it was read, which jobs running side by side
+    /// would not keep.
     fn run_job(&mut self, run: &Run<'_>, n: usize, few: bool) -> Result<()> {
         let job = self.jobs.swap_remove(n);
+        self.collect(run)?;
         run.renew()?;
         run.validate_target(self.kind)?;
         let tiny = job.csv.records() < run.sink.composite_slice().min(self.threshold.max(1));
@@ -459,14 +479,21 @@ impl BulkBatch {
         let id = run.sink.bulk_submit(job.csv)?;
         let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
         let saved = SavedJob { id, sobject, external_id_field: ext, parked };
-        let saved_key = run.queues.save_job(self.kind, &run.request.run_id, &saved)?;
-        let results = run.sink.bulk_results(&saved.sobject, &saved.external_id_field, &saved.id, &|| run.renew())?;
-        for (page, key) in job.parked {
-            let n = record_parked(run, self.kind, &key, &results)?;
+        let key = run.queues.save_job(self.kind, &run.request.run_id, &saved)?;
+        self.submitted = Some(SubmittedJob { key, job: saved, parked: job.parked });
+        Ok(())
+    }
+
+    /// Waits for the submitted job to end and records every outcome.
+    fn collect(&mut self, run: &Run<'_>) -> Result<()> {
+        let Some(SubmittedJob { key, job, parked }) = self.submitted.take() else { return Ok(()) };
+        let results = run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew())?;
+        for (page, parked_key) in parked {
+            let n = record_parked(run, self.kind, &parked_key, &results)?;
             self.ledger.done(page, n);
             run.renew()?;
         }
-        run.queues.forget_job(&saved_key)
+        run.queues.forget_job(&key)
     }
 
     /// Moves completed composite pages into our ledger.
@@ -542,6 +569,7 @@ impl Batch for BulkBatch {
         while !self.jobs.is_empty() {
             self.run_job(run, 0, few)?;
         }
+        self.collect(run)?;
         let completed = self.composite.finish(run)?;
         self.settle_composite(completed);
         Ok(self.ledger.take_completed())
