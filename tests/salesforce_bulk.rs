@@ -155,3 +155,28 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
     let left: i64 = conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'bulk%'", [], |r| r.get(0)).unwrap();
     assert_eq!(left, 0, "nothing stays parked");
 }
+
+/// The next job is uploaded before the job before it ends; when that one
+/// does not end in time the run stops, and the next job, never closed, is
+/// aborted: Salesforce applies nothing of it, and the next run writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_predecessor_does_not_end_is_aborted_unapplied() {
+    let bed = bed(3_000)
+        .setting("salesforce_bulk_threshold", "100")
+        .setting("salesforce_bulk_job_records", "1000")
+        .setting("salesforce_bulk_poll_timeout_secs", "1")
+        .start()
+        .await;
+    bed.salesforce.hold_bulk_jobs(true);
+    let stopped = bed.sync().await;
+    assert_eq!(stopped.status, "failed", "{stopped:?}");
+    assert!(stopped.error.as_deref().unwrap().contains("did not finish within 1 s"), "{stopped:?}");
+    assert_eq!(bed.salesforce.bulk_job_states(), ["InProgress", "Aborted"]);
+    assert_eq!(bed.salesforce.count("Account"), 1_000, "only the first job was applied");
+
+    bed.salesforce.hold_bulk_jobs(false);
+    let resumed = bed.sync().await;
+    succeeded(&resumed);
+    assert_eq!(resumed.counts("customer").created, 3_000, "{resumed:?}");
+    assert_eq!(bed.salesforce.writes(), 3_000, "no record written twice");
+}

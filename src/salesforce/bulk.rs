@@ -352,22 +352,10 @@ impl BulkResults {
 }
 
 impl super::SalesforceSink<'_> {
-    /// Runs one Bulk API 2.0 upsert job: [`Self::bulk_submit`], then
-    /// [`Self::bulk_results`].
-    pub fn bulk_upsert(
-        &self,
-        job: CsvJob,
-        keep_alive: &dyn Fn() -> Result<(), ConnectorError>,
-    ) -> Result<BulkResults, ConnectorError> {
-        let (sobject, ext) = (job.sobject.clone(), job.external_id_field.clone());
-        let id = self.bulk_submit(job)?;
-        self.bulk_results(&sobject, &ext, &id, keep_alive)
-    }
-
-    /// Creates a Bulk API 2.0 upsert job, uploads `job`'s CSV and closes it;
-    /// Salesforce then applies it whatever becomes of this run. Returns the
-    /// job's id.
-    pub fn bulk_submit(&self, job: CsvJob) -> Result<String, ConnectorError> {
+    /// Creates a Bulk API 2.0 upsert job and uploads `job`'s CSV; the job
+    /// stays Open (Salesforce runs nothing) until [`Self::bulk_close`].
+    /// Returns the job's id.
+    pub fn bulk_open(&self, job: CsvJob) -> Result<String, ConnectorError> {
         let sobject = job.sobject.clone();
         let ext = job.external_id_field.clone();
         let jobs = |s: &Session| self.api_url(s, "/jobs/ingest");
@@ -385,11 +373,26 @@ impl super::SalesforceSink<'_> {
         self.call(&format!("Bulk API 2.0 upload to job {id}"), |s| {
             HttpRequest::new(Method::Put, format!("{}/{id}/batches", jobs(s))).body("text/csv", data.clone())
         })?;
-        drop(data);
-        self.call(&format!("closing Bulk API 2.0 job {id}"), |s| {
-            HttpRequest::new(Method::Patch, format!("{}/{id}", jobs(s))).json(&json!({"state": "UploadComplete"}))
-        })?;
         Ok(id)
+    }
+
+    /// Closes job `id` (`UploadComplete`): Salesforce then applies it
+    /// whatever becomes of this run.
+    pub fn bulk_close(&self, id: &str) -> Result<(), ConnectorError> {
+        self.set_job_state(id, "UploadComplete", "closing")
+    }
+
+    /// Aborts job `id`, still Open: its records were never applied.
+    pub fn bulk_abort(&self, id: &str) -> Result<(), ConnectorError> {
+        self.set_job_state(id, "Aborted", "aborting")
+    }
+
+    fn set_job_state(&self, id: &str, state: &str, doing: &str) -> Result<(), ConnectorError> {
+        self.call(&format!("{doing} Bulk API 2.0 job {id}"), |s| {
+            HttpRequest::new(Method::Patch, format!("{}/{id}", self.api_url(s, "/jobs/ingest")))
+                .json(&json!({ "state": state }))
+        })
+        .map(drop)
     }
 
     /// Polls job `id` until it ends, then reads its three result files.

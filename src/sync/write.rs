@@ -452,11 +452,11 @@ impl BulkBatch {
     /// would not keep.
     fn run_job(&mut self, run: &Run<'_>, n: usize, few: bool) -> Result<()> {
         let job = self.jobs.swap_remove(n);
-        self.collect(run)?;
         run.renew()?;
         run.validate_target(self.kind)?;
         let tiny = job.csv.records() < run.sink.composite_slice().min(self.threshold.max(1));
         if few || tiny {
+            self.collect(run)?;
             // At most the threshold's worth: written a Composite request at a time.
             let mut waiting: Vec<(usize, Staged)> = Vec::new();
             for (page, key) in job.parked {
@@ -476,7 +476,15 @@ impl BulkBatch {
             return Ok(());
         }
         let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
-        let id = run.sink.bulk_submit(job.csv)?;
+        // Uploaded before the results of the job before are read, so its CSV
+        // has left memory by then; closed after them.
+        let id = run.sink.bulk_open(job.csv)?;
+        if let Err(e) = self.collect(run) {
+            // Best effort: an Open job applies nothing, aborted or not.
+            let _ = run.sink.bulk_abort(&id);
+            return Err(e);
+        }
+        run.sink.bulk_close(&id)?;
         let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
         let saved = SavedJob { id, sobject, external_id_field: ext, parked };
         let key = run.queues.save_job(self.kind, &run.request.run_id, &saved)?;

@@ -219,6 +219,14 @@ impl SalesforceSim {
         self.org().next_job
     }
 
+    /// The state of each Bulk API job as last shown, oldest first.
+    pub fn bulk_job_states(&self) -> Vec<String> {
+        let org = self.org();
+        let mut jobs: Vec<(&String, &String)> = org.jobs.values().map(|j| (&j.id, &j.state)).collect();
+        jobs.sort();
+        jobs.into_iter().map(|(_, state)| state.clone()).collect()
+    }
+
     /// Record writes (creates and updates) since start.
     pub fn writes(&self) -> u64 {
         self.org().writes
