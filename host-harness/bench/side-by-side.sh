@@ -2,8 +2,11 @@
 # The connector and the plain script (plain_sync.py) each sync N customers
 # from a freshly seeded `connector sim`, in turn, ROUNDS times: the same
 # simulator process kind, the same data, the same machine.
-#   host-harness/bench/side-by-side.sh [N] [ROUNDS] [LATENCY_MS]
+#   host-harness/bench/side-by-side.sh [N] [ROUNDS] [LATENCY_MS] [WRITES]
 # LATENCY_MS: how long both simulators take to answer each API call.
+# WRITES: composite (default: the connector writes as the script does,
+# sObject Collections) or auto (the connector's own choice: Bulk API 2.0
+# above salesforce_bulk_threshold).
 # CONNECTOR (default target/release/connector) and CONNECTOR_COMPONENT are
 # passed through; the script's Python packages go into a venv (VENV, default
 # target/bench-venv) from requirements.txt.
@@ -11,6 +14,8 @@ set -euo pipefail
 N=${1:-100000}
 ROUNDS=${2:-3}
 LATENCY_MS=${3:-0}
+WRITES=${4:-composite}
+case "$WRITES" in composite | auto) ;; *) echo "WRITES is composite or auto, not $WRITES" >&2; exit 2 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 connector=${CONNECTOR:-target/release/connector}
 venv=${VENV:-target/bench-venv}
@@ -71,11 +76,13 @@ for round in $(seq 1 "$ROUNDS"); do
   [ "$status" -eq 0 ] || exit "$status"
 
   start_sim
-  # Composite, as the script writes: raise the Bulk threshold above N.
-  sed -i "s/^\[settings\]/[settings]\nsalesforce_bulk_threshold = $((N + 1))/" "$work/sim/connector.toml"
+  if [ "$WRITES" = composite ]; then
+    # Composite, as the script writes: raise the Bulk threshold above N.
+    sed -i "s/^\[settings\]/[settings]\nsalesforce_bulk_threshold = $((N + 1))/" "$work/sim/connector.toml"
+  fi
   started=$(date +%s.%N)
   "$connector" sync --config "$work/sim/connector.toml" >"$work/sync.out"
   ended=$(date +%s.%N)
   stop_sim
-  report connector "$started" "$ended" "$work/sync.out"
+  report "connector-$WRITES" "$started" "$ended" "$work/sync.out"
 done
