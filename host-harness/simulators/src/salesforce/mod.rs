@@ -668,17 +668,19 @@ async fn api_handler(
             hook();
         }
     }
-    let (status, answer) = {
+    let (status, answer, closed_a_job) = {
         let mut org = sim.org();
         let target = match &query {
             Some(q) => format!("{rest}?{q}"),
             None => rest,
         };
         let batch = api::query_batch(headers.get("sforce-query-options").and_then(|v| v.to_str().ok()));
-        api::dispatch(&mut org, method.as_str(), v, &target, api::Body::Bytes(&body), now, batch)
+        let (status, answer) =
+            api::dispatch(&mut org, method.as_str(), v, &target, api::Body::Bytes(&body), now, batch);
+        (status, answer, !org.queued_jobs.is_empty())
     };
     // A job just closed runs now, beside the client rather than in its way.
-    if method == Method::PATCH {
+    if closed_a_job {
         let sim = sim.clone();
         tokio::task::spawn_blocking(move || drop(sim.org()));
     }
