@@ -386,9 +386,10 @@ impl Batch for CompositeBatch {
 /// shape (see [`CsvJob`]); what they need once a job's results are in waits
 /// in the queues bucket, a page at a time, so memory holds the CSV and not
 /// the records. A full job is submitted and left to Salesforce while the
-/// next one fills; its results are read when the next one is submitted (or
-/// the read ends), so Salesforce works on a job while NetSuite is read. Records CSV cannot carry faithfully (a literal `#N/A`, a
-/// NUL) go through Composite. So do the parked records when the read ends
+/// next one fills; its results are read once the next one is uploaded (or
+/// the read ends), so Salesforce works on a job while NetSuite is read.
+/// Records CSV cannot carry faithfully (a literal `#N/A`, a NUL) go through
+/// Composite. So do the parked records when the read ends
 /// with no more to write than `salesforce_bulk_threshold` (NetSuite's count
 /// included rows already handled, e.g. the overlap window), and a job too
 /// small to be worth one.
