@@ -303,9 +303,7 @@ async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
     let bed = support::one_request_at_a_time(3000).start().await;
     // Fourteen pages read: the first thousand records are written (one
     // Composite call), the next ones wait for theirs when NetSuite gives out.
-    bed.rate_limited_after(15);
-    let stopped = bed.sync().await;
-    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    let stopped = bed.sync_stopped_after(15).await;
     let done = stopped.counts("customer").created;
     assert!(done > 0 && done < 3000, "{done}");
     let cursor = stored_cursor(&bed, "customer").unwrap();

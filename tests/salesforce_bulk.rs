@@ -7,7 +7,7 @@ mod support;
 use host_harness::host::SyncMode;
 use simulators::salesforce::ValidationRule;
 use std::collections::HashMap;
-use support::{bed, one_request_at_a_time, runtime, succeeded};
+use support::{Bed, bed, one_request_at_a_time, runtime, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_above_the_threshold_and_composite_below_both_link_contacts_to_accounts() {
@@ -93,6 +93,15 @@ async fn a_failed_row_in_a_bulk_job_is_reported_against_its_netsuite_id() {
     }
 }
 
+/// A sync whose Bulk API jobs Salesforce holds past the run's poll timeout
+/// (1 s): the run fails naming it.
+async fn sync_past_the_poll_timeout(bed: &Bed) {
+    bed.salesforce.hold_bulk_jobs(true);
+    let stopped = bed.sync().await;
+    assert_eq!(stopped.status, "failed", "{stopped:?}");
+    assert!(stopped.error.as_deref().unwrap().contains("did not finish within 1 s"), "{stopped:?}");
+}
+
 /// A run that stops after Salesforce accepted a Bulk API job (here: the job
 /// outlives the poll timeout) leaves the job's id with its records; the next
 /// run reads that job's results instead of uploading the records again.
@@ -103,10 +112,7 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
         .setting("salesforce_bulk_poll_timeout_secs", "1")
         .start()
         .await;
-    bed.salesforce.hold_bulk_jobs(true);
-    let stopped = bed.sync().await;
-    assert_eq!(stopped.status, "failed", "{stopped:?}");
-    assert!(stopped.error.as_deref().unwrap().contains("did not finish within 1 s"), "{stopped:?}");
+    sync_past_the_poll_timeout(&bed).await;
     let jobs = bed.salesforce.bulk_jobs();
     assert_eq!(jobs, 1);
     assert_eq!(bed.salesforce.count("Account"), 3_000, "Salesforce applied the job");
@@ -136,9 +142,7 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
         .setting("salesforce_bulk_job_records", "1000")
         .start()
         .await;
-    bed.rate_limited_after(15);
-    let stopped = bed.sync().await;
-    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    let stopped = bed.sync_stopped_after(15).await;
     assert_eq!(stopped.counts("customer").created, 0, "no outcome recorded yet");
     assert_eq!(bed.salesforce.bulk_jobs(), 1, "the first job went before the read stopped");
     assert_eq!(bed.salesforce.count("Account"), 1_000, "Salesforce applied it");
@@ -167,10 +171,7 @@ async fn a_job_whose_predecessor_does_not_end_is_aborted_unapplied() {
         .setting("salesforce_bulk_poll_timeout_secs", "1")
         .start()
         .await;
-    bed.salesforce.hold_bulk_jobs(true);
-    let stopped = bed.sync().await;
-    assert_eq!(stopped.status, "failed", "{stopped:?}");
-    assert!(stopped.error.as_deref().unwrap().contains("did not finish within 1 s"), "{stopped:?}");
+    sync_past_the_poll_timeout(&bed).await;
     assert_eq!(bed.salesforce.bulk_job_states(), ["InProgress", "Aborted"]);
     assert_eq!(bed.salesforce.count("Account"), 1_000, "only the first job was applied");
 

@@ -68,6 +68,29 @@ impl Client {
         self.call(Method::GET, path, None, &[]).await
     }
 
+    /// Creates an Account upsert job by `NetSuite_Id__c`, uploads `csv` and
+    /// closes the job; returns its id and the close's answer.
+    async fn bulk_account_job(&self, csv: String) -> (String, (u16, Value)) {
+        let body = json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c",
+                          "contentType": "CSV", "lineEnding": "LF"});
+        let (s, job) = self.call(Method::POST, "/jobs/ingest", Some(body), &[]).await;
+        assert_eq!(s, 200, "{job}");
+        let job = job["id"].as_str().unwrap().to_string();
+        let put = self
+            .http
+            .put(format!("{}/services/data/v66.0/jobs/ingest/{job}/batches", self.instance))
+            .bearer_auth(&self.bearer)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status().as_u16(), 201);
+        let close = Some(json!({"state": "UploadComplete"}));
+        let closed = self.call(Method::PATCH, &format!("/jobs/ingest/{job}"), close, &[]).await;
+        (job, closed)
+    }
+
     /// `GET query?q=` (or `queryAll`), optionally asking for a batch size.
     async fn soql(&self, resource: &str, soql: &str, batch: Option<u32>) -> (u16, Value) {
         let q: String = form_urlencoded::byte_serialize(soql.as_bytes()).collect();
@@ -457,30 +480,8 @@ async fn every_write_path_stamps_the_record() {
                 "url": "/services/data/v66.0/sobjects/Account/NetSuite_Id__c/k", "body": {"Name": name}}]});
             let (s, answer) = client.call(Method::POST, "/composite", Some(sub), &[]).await;
             assert_eq!(s, 200, "{answer}");
-            let (s, job) = client
-                .call(
-                    Method::POST,
-                    "/jobs/ingest",
-                    Some(json!({"object": "Account", "operation": "upsert",
-                    "externalIdFieldName": "NetSuite_Id__c", "contentType": "CSV", "lineEnding": "LF"})),
-                    &[],
-                )
-                .await;
-            assert_eq!(s, 200, "{job}");
-            let job = job["id"].as_str().unwrap().to_string();
-            let csv = format!("NetSuite_Id__c,Name\nb,{name}\n");
-            let put = client
-                .http
-                .put(format!("{}/services/data/v66.0/jobs/ingest/{job}/batches", client.instance))
-                .bearer_auth(&client.bearer)
-                .header("content-type", "text/csv")
-                .body(csv)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(put.status().as_u16(), 201);
-            let close = Some(json!({"state": "UploadComplete"}));
-            assert_eq!(client.call(Method::PATCH, &format!("/jobs/ingest/{job}"), close, &[]).await.0, 200);
+            let (_, (s, closed)) = client.bulk_account_job(format!("NetSuite_Id__c,Name\nb,{name}\n")).await;
+            assert_eq!(s, 200, "{closed}");
         }
     };
     let created = stamp(&bed.clock);
@@ -539,22 +540,7 @@ async fn a_closed_bulk_job_runs_beside_the_client_and_a_later_poll_sees_it_ended
     let submit = |csv: &'static str| {
         let client = &client;
         async move {
-            let body = json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c",
-                              "contentType": "CSV", "lineEnding": "LF"});
-            let (_, job) = client.call(Method::POST, "/jobs/ingest", Some(body), &[]).await;
-            let job = job["id"].as_str().unwrap().to_string();
-            let put = client
-                .http
-                .put(format!("{}/services/data/v66.0/jobs/ingest/{job}/batches", client.instance))
-                .bearer_auth(&client.bearer)
-                .header("content-type", "text/csv")
-                .body(csv)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(put.status().as_u16(), 201);
-            let close = Some(json!({"state": "UploadComplete"}));
-            let (status, info) = client.call(Method::PATCH, &format!("/jobs/ingest/{job}"), close, &[]).await;
+            let (job, (status, info)) = client.bulk_account_job(csv.to_string()).await;
             assert_eq!((status, info["state"].as_str()), (200, Some("UploadComplete")), "{info}");
             job
         }

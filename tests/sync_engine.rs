@@ -101,9 +101,7 @@ async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that_run_wrote() {
     let bed = support::one_request_at_a_time(3000).start().await;
-    bed.rate_limited_after(15);
-    let stopped = bed.sync().await;
-    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    let stopped = bed.sync_stopped_after(15).await;
     let written = stopped.counts("customer").created;
     assert!(written > 0 && written < 3000, "{written}");
 
@@ -123,9 +121,7 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
         1,
     );
     bed.tenant.set_override("mapping_toml", &one_value);
-    bed.rate_limited_after(15);
-    let stopped = bed.sync().await;
-    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    let stopped = bed.sync_stopped_after(15).await;
     let remapped = stopped.counts("customer").updated;
     assert!(remapped > 0 && remapped < 3000, "{remapped}");
     bed.tenant.set_override("mapping_toml", &support::net30_mapping());

@@ -115,7 +115,7 @@ pub struct BedBuilder {
 
 /// A bed whose NetSuite requests go one at a time (pages of 100, three
 /// retries), so scripted failures all meet the same request: with
-/// [`Bed::rate_limited_after`] a run stops half-way.
+/// [`Bed::sync_stopped_after`] a run stops half-way.
 pub fn one_request_at_a_time(customers: u64) -> BedBuilder {
     bed(customers)
         .setting("netsuite_page_size", "100")
@@ -182,13 +182,17 @@ impl BedBuilder {
 }
 
 impl Bed {
-    /// After `queries` more SuiteQL requests, NetSuite answers 429 more
-    /// times than the retries allow: the run under way stops there.
-    pub fn rate_limited_after(&self, queries: u64) {
+    /// A sync that NetSuite stops half-way: after `queries` more SuiteQL
+    /// requests it answers 429 more times than the retries allow. Returns
+    /// the run's report (status `stopped`, checked).
+    pub async fn sync_stopped_after(&self, queries: u64) -> RunReport {
         let at = self.netsuite.queries() + queries;
         self.netsuite.after_queries(at, |ns| {
             ns.fail_next(&[simulators::netsuite::ScriptedFailure::TooManyRequests; 4]);
         });
+        let stopped = self.sync().await;
+        assert_eq!(stopped.status, "stopped", "{stopped:?}");
+        stopped
     }
 
     pub async fn sync(&self) -> RunReport {
