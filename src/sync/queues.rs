@@ -416,8 +416,10 @@ impl<'a> Queues<'a> {
 
     /// Keeps a submitted job's id with the keys of its parked records, so a
     /// run that stops before its results are in leaves them to the next.
-    pub fn save_job(&self, kind: RecordKind, run_id: &str, job: &SavedJob) -> Result<String> {
-        let key = format!("bulkjob/{kind}/{run_id}/{}", job.id);
+    /// `seq` counts the run's jobs: [`Queues::leftovers`] lists them in
+    /// that order.
+    pub fn save_job(&self, kind: RecordKind, run_id: &str, seq: usize, job: &SavedJob) -> Result<String> {
+        let key = format!("bulkjob/{kind}/{run_id}/{seq:06}-{}", job.id);
         if self.read_only {
             return Ok(key);
         }
@@ -427,7 +429,9 @@ impl<'a> Queues<'a> {
     }
 
     /// What runs that stopped part-way left for `kind`, from one listing of
-    /// the bucket: the jobs they submitted, and the keys of every parked page.
+    /// the bucket: the jobs they submitted, in the order they were closed (a
+    /// run leaves two when it stops while recording one job and Salesforce
+    /// applies the next), and the keys of every parked page.
     pub fn leftovers(&self, kind: RecordKind) -> Result<Leftovers> {
         let (job_prefix, parked_prefix) = (format!("bulkjob/{kind}/"), format!("bulk/{kind}/"));
         let mut job_keys = Vec::new();
@@ -439,6 +443,8 @@ impl<'a> Queues<'a> {
                 parked.push(key);
             }
         }
+        // Listings come in no promised order (a Redis-backed host's do not).
+        job_keys.sort_unstable();
         let mut jobs = Vec::with_capacity(job_keys.len());
         for key in job_keys {
             let bytes = self.kv.get(&key).map_err(|e| kv_error("reading a Bulk API job id", e))?;

@@ -341,6 +341,15 @@ impl CompositeBatch {
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
             run.renew()?;
             run.validate_target(self.kind)?;
+            // A record read again this run (changed during the read) goes
+            // after its request in flight is answered: Salesforce may run
+            // two requests side by side, in either order.
+            if !self.in_flight.is_empty() {
+                let ids: HashSet<u64> = part.iter().map(|(_, s)| id_hash(s)).collect();
+                if self.in_flight.iter().any(|(sent, _)| sent.iter().any(|(_, s)| ids.contains(&id_hash(s)))) {
+                    self.settle(run)?;
+                }
+            }
             let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
             let texts: Vec<Option<&str>> = part.iter().map(|(_, s)| Some(s.payload.get())).collect();
             let pending = run.sink.begin_upsert(&targets, &texts)?;
@@ -359,6 +368,18 @@ impl CompositeBatch {
         self.ledger.expect(page, 1);
         self.waiting.push((page, staged));
     }
+
+    /// The records waiting or in flight, as [`id_hash`]es.
+    fn holds(&self) -> HashSet<u64> {
+        let sent = self.in_flight.iter().flat_map(|(part, _)| part);
+        self.waiting.iter().chain(sent).map(|(_, s)| id_hash(s)).collect()
+    }
+}
+
+/// A record's external id, hashed: what tells two versions of one record
+/// apart from two records (a collision only costs an early write).
+fn id_hash(staged: &Staged) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(staged.mapped.target.external_id.as_bytes())
 }
 
 impl Batch for CompositeBatch {
@@ -387,7 +408,9 @@ impl Batch for CompositeBatch {
 /// in the queues bucket, a page at a time, so memory holds the CSV and not
 /// the records. A full job is submitted and left to Salesforce while the
 /// next one fills; its results are read once the next one is uploaded (or
-/// the read ends), so Salesforce works on a job while NetSuite is read.
+/// the read ends), so Salesforce works on a job while NetSuite is read, and
+/// recorded once the next one is closed, so Salesforce works on that one
+/// while they are.
 /// Records CSV cannot carry faithfully (a literal `#N/A`, a NUL) go through
 /// Composite. So do the parked records when the read ends
 /// with no more to write than `salesforce_bulk_threshold` (NetSuite's count
@@ -408,6 +431,9 @@ struct BulkBatch {
     composite_pages: Vec<usize>,
     /// The job Salesforce is working on, its outcomes not yet recorded.
     submitted: Option<SubmittedJob>,
+    /// Jobs closed so far: orders the saved jobs, so a stopped run's are
+    /// recorded in the order Salesforce applied them.
+    closed: usize,
 }
 
 struct OpenJob {
@@ -415,6 +441,14 @@ struct OpenJob {
     csv: CsvJob,
     /// Queue keys of the parked records in the job, by our page.
     parked: Vec<(usize, String)>,
+    /// Its records, as [`id_hash`]es.
+    ids: HashSet<u64>,
+}
+
+impl OpenJob {
+    fn new(spec: &TargetSpec, shape: String, first: &SObjectRecord) -> OpenJob {
+        OpenJob { shape, csv: CsvJob::new(spec, first), parked: vec![], ids: HashSet::new() }
+    }
 }
 
 /// A job uploaded and closed, kept in the queues bucket under `key` until
@@ -425,6 +459,15 @@ struct SubmittedJob {
     job: SavedJob,
     /// Queue keys of its parked records, by our page.
     parked: Vec<(usize, String)>,
+    ids: HashSet<u64>,
+}
+
+/// A submitted job that has ended, its results read, its outcomes not yet
+/// recorded.
+struct EndedJob {
+    key: String,
+    parked: Vec<(usize, String)>,
+    results: BulkResults,
 }
 
 impl BulkBatch {
@@ -442,15 +485,17 @@ impl BulkBatch {
             ledger: Ledger::default(),
             composite_pages: Vec::new(),
             submitted: None,
+            closed: 0,
         })
     }
 
     /// Sends job `n`: submits it to Bulk API 2.0, or, when `few` or when it
     /// is smaller than one Composite request, writes it through Composite.
-    /// First the job submitted before ends and its outcomes are recorded:
+    /// The job submitted before must have ended before this one is closed:
     /// a record read twice in a run (changed during the read) reaches
     /// Salesforce in the order it was read, which jobs running side by side
-    /// would not keep.
+    /// would not keep. Its outcomes are recorded after the close, while
+    /// Salesforce works on this one.
     fn run_job(&mut self, run: &Run<'_>, n: usize, few: bool) -> Result<()> {
         let job = self.jobs.swap_remove(n);
         run.renew()?;
@@ -477,32 +522,83 @@ impl BulkBatch {
             return Ok(());
         }
         let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
-        // Uploaded before the results of the job before are read, so its CSV
-        // has left memory by then; closed after them.
+        // Uploaded before the job before is waited for, so its CSV has left
+        // memory by then.
         let id = run.sink.bulk_open(job.csv)?;
-        if let Err(e) = self.collect(run) {
-            // Best effort: an Open job applies nothing, aborted or not.
-            let _ = run.sink.bulk_abort(&id);
-            return Err(e);
+        let ended = match self.wait_submitted(run) {
+            Ok(ended) => ended,
+            Err(e) => {
+                // Best effort: an Open job applies nothing, aborted or not.
+                let _ = run.sink.bulk_abort(&id);
+                return Err(e);
+            }
+        };
+        let closed = run.sink.bulk_close(&id).and_then(|()| {
+            let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
+            let saved = SavedJob { id, sobject, external_id_field: ext, parked };
+            self.closed += 1;
+            let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
+            Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids })
+        });
+        // Recorded whether or not the close went through: the job before
+        // was applied either way.
+        if let Some(ended) = ended {
+            self.record_ended(run, ended)?;
         }
-        run.sink.bulk_close(&id)?;
-        let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
-        let saved = SavedJob { id, sobject, external_id_field: ext, parked };
-        let key = run.queues.save_job(self.kind, &run.request.run_id, &saved)?;
-        self.submitted = Some(SubmittedJob { key, job: saved, parked: job.parked });
+        self.submitted = Some(closed?);
         Ok(())
+    }
+
+    /// Waits for the submitted job to end and reads its results.
+    fn wait_submitted(&mut self, run: &Run<'_>) -> Result<Option<EndedJob>> {
+        let Some(SubmittedJob { key, job, parked, .. }) = self.submitted.take() else { return Ok(None) };
+        let results = run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew())?;
+        Ok(Some(EndedJob { key, parked, results }))
+    }
+
+    /// Records every outcome of an ended job.
+    fn record_ended(&mut self, run: &Run<'_>, ended: EndedJob) -> Result<()> {
+        for (page, parked_key) in ended.parked {
+            let n = record_parked(run, self.kind, &parked_key, &ended.results)?;
+            self.ledger.done(page, n);
+            run.renew()?;
+        }
+        run.queues.forget_job(&ended.key)
     }
 
     /// Waits for the submitted job to end and records every outcome.
     fn collect(&mut self, run: &Run<'_>) -> Result<()> {
-        let Some(SubmittedJob { key, job, parked }) = self.submitted.take() else { return Ok(()) };
-        let results = run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew())?;
-        for (page, parked_key) in parked {
-            let n = record_parked(run, self.kind, &parked_key, &results)?;
-            self.ledger.done(page, n);
-            run.renew()?;
+        match self.wait_submitted(run)? {
+            Some(ended) => self.record_ended(run, ended),
+            None => Ok(()),
         }
-        run.queues.forget_job(&key)
+    }
+
+    /// Sends ahead whatever holds an earlier version of a record this page
+    /// brings again (it changed during the read), so the versions reach
+    /// Salesforce in the order they were read: two versions in one job
+    /// would both fail (`DUPLICATE_VALUE`), and jobs and Composite requests
+    /// run in no order of their own. Rare, so the cost (an early job, a
+    /// wait) does not matter.
+    fn keep_order(&mut self, run: &Run<'_>, to_jobs: &HashSet<u64>, to_composite: &HashSet<u64>) -> Result<()> {
+        let again = |ids: &HashSet<u64>| to_jobs.iter().chain(to_composite).any(|h| ids.contains(h));
+        // Sent now, it runs after the job before it and before any job after.
+        while let Some(n) = self.jobs.iter().position(|j| again(&j.ids)) {
+            self.run_job(run, n, false)?;
+        }
+        // Composite requests do not wait for jobs: this one must end first.
+        if self.submitted.as_ref().is_some_and(|s| to_composite.iter().any(|h| s.ids.contains(h))) {
+            self.collect(run)?;
+        }
+        // A job is closed whenever it fills: the request goes first.
+        if !to_jobs.is_empty() && (!self.composite.waiting.is_empty() || !self.composite.in_flight.is_empty()) {
+            let held = self.composite.holds();
+            if to_jobs.iter().any(|h| held.contains(h)) {
+                let completed = self.composite.finish(run)?;
+                self.settle_composite(completed);
+            }
+        }
+        Ok(())
     }
 
     /// Moves completed composite pages into our ledger.
@@ -518,11 +614,7 @@ impl BulkBatch {
         let n = match self.jobs.iter().position(|j| j.shape == shape) {
             Some(n) => n,
             None => {
-                self.jobs.push(OpenJob {
-                    shape: shape.clone(),
-                    csv: CsvJob::new(&self.spec, targets[0]),
-                    parked: vec![],
-                });
+                self.jobs.push(OpenJob::new(&self.spec, shape.clone(), targets[0]));
                 self.jobs.len() - 1
             }
         };
@@ -530,13 +622,14 @@ impl BulkBatch {
         let csv = &self.jobs[n].csv;
         let n = if csv.records() + records.len() > self.job_records || csv.bytes() + rows.len() > self.max_bytes {
             self.run_job(run, n, false)?;
-            self.jobs.push(OpenJob { shape: shape.clone(), csv: CsvJob::new(&self.spec, targets[0]), parked: vec![] });
+            self.jobs.push(OpenJob::new(&self.spec, shape.clone(), targets[0]));
             self.jobs.len() - 1
         } else {
             n
         };
         let job = &mut self.jobs[n];
         job.csv.append(rows, records.len());
+        job.ids.extend(records.iter().map(id_hash));
         self.ledger.expect(page, records.len());
         let parked: Vec<ParkedWrite> = records.iter().map(Staged::parked).collect();
         let key = run.queues.park(self.kind, &run.request.run_id, &format!("{page:06}-{shape}"), parked)?;
@@ -562,6 +655,9 @@ impl Batch for BulkBatch {
                 None => shaped.push((shape, vec![staged])),
             }
         }
+        let to_jobs: HashSet<u64> = shaped.iter().flat_map(|(_, group)| group).map(id_hash).collect();
+        let to_composite: HashSet<u64> = composite.iter().map(id_hash).collect();
+        self.keep_order(run, &to_jobs, &to_composite)?;
         // The composite part of this page counts as one unit in our ledger.
         self.ledger.expect(page, 1);
         self.composite_pages.push(page);
