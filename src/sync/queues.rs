@@ -527,6 +527,27 @@ mod tests {
         assert_eq!(queues.events().unwrap(), vec![event("7", 3)]);
     }
 
+    #[test]
+    fn a_stopped_runs_jobs_come_back_in_the_order_they_were_closed() {
+        let kv = Memory::default();
+        let queues = Queues::new(&kv, false);
+        // Salesforce's job ids need not sort as the jobs were made; the
+        // bucket lists keys in no order.
+        let made: Vec<String> = (1..=12).map(|n| format!("750{:02}", 13 - n)).collect();
+        for (seq, id) in made.iter().enumerate() {
+            let job = SavedJob {
+                id: id.clone(),
+                sobject: "Account".into(),
+                external_id_field: "NetSuite_Id__c".into(),
+                parked: vec![],
+            };
+            queues.save_job(RecordKind::Customer, "r1", seq + 1, &job).unwrap();
+        }
+        let (jobs, _) = queues.leftovers(RecordKind::Customer).unwrap();
+        let ids: Vec<&String> = jobs.iter().map(|(_, job)| &job.id).collect();
+        assert_eq!(ids, made.iter().collect::<Vec<_>>());
+    }
+
     fn queued(id: &str) -> QueuedWrite {
         QueuedWrite {
             run_id: "r1".into(),
