@@ -212,6 +212,33 @@ impl Transformation {
         })
     }
 
+    /// The values part of a write's audit entry: [`Transformation::values_json`]
+    /// with `new` values copied from `payload`'s text, or, for a record
+    /// Salesforce was never given (`fresh`) whose list holds no values of
+    /// its own, `payload` itself: each `new` is then its field's value
+    /// there, which [`AuditTransformations::joined`] puts back. A first
+    /// sync's records skip indexing the payload and writing each value
+    /// again (a tenth of a Bulk run's component time), and a parked record
+    /// holds its values once.
+    pub fn write_values(
+        list: &[Transformation],
+        payload: &str,
+        fresh: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> String {
+        match Transformation::payload_holds_values(list, fresh) {
+            true => payload.to_string(),
+            false => Transformation::values_json(list, Some(&PayloadIndex::new(payload)), fresh),
+        }
+    }
+
+    /// Whether [`Transformation::write_values`] is the payload itself.
+    pub fn payload_holds_values(
+        list: &[Transformation],
+        fresh: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> bool {
+        fresh.is_some() && list.iter().all(|t| t.old.is_none() && t.new.is_none())
+    }
+
     /// `[` each one's JSON, as `write` puts it, between commas `]`.
     fn json_array(list: &[Transformation], each_bytes: usize, mut write: impl FnMut(&mut String, &Self)) -> String {
         let mut out = String::with_capacity(list.len() * each_bytes + 2);
@@ -280,7 +307,9 @@ impl Transformation {
 /// An audit entry's transformations as JSON: the whole array, or split
 /// into the shape records mapped alike share and each record's values
 /// ([`Transformation::shape_json`], [`Transformation::values_json`]), so a
-/// host can keep the shape once instead of once per record.
+/// host can keep the shape once instead of once per record. The values of
+/// a record written fresh may be its payload instead (an object, not an
+/// array: see [`Transformation::write_values`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditTransformations {
     Whole(String),
@@ -352,7 +381,25 @@ impl AuditTransformations {
 
     fn join(shape: &str, values: &str) -> Option<String> {
         let shape: Vec<&RawValue> = serde_json::from_str(shape).ok()?;
-        let values: Vec<BTreeMap<String, &RawValue>> = serde_json::from_str(values).ok()?;
+        let values: Vec<BTreeMap<String, &RawValue>> = match values.trim_start().starts_with('{') {
+            // A payload: each transformation's `new` is its field's value.
+            true => {
+                #[derive(Deserialize)]
+                struct Entry<'a> {
+                    #[serde(borrow)]
+                    field: std::borrow::Cow<'a, str>,
+                }
+                let payload: BTreeMap<String, &RawValue> = serde_json::from_str(values).ok()?;
+                let mut all = Vec::with_capacity(shape.len());
+                for start in &shape {
+                    let entry: Entry = serde_json::from_str(start.get()).ok()?;
+                    let new = payload.get(&*entry.field).map(|value| ("new".to_string(), *value));
+                    all.push(new.into_iter().collect());
+                }
+                all
+            }
+            false => serde_json::from_str(values).ok()?,
+        };
         if shape.len() != values.len() {
             return None;
         }
@@ -783,6 +830,40 @@ mod tests {
             r#"[{"new":"Ünïcode \"Co\""},{"new":null},{"new":"+1 555"},{}]"#,
             "a field the target lacks has no new value"
         );
+    }
+
+    #[test]
+    fn a_fresh_records_payload_stands_for_its_values_and_joins_into_the_same_array() {
+        let t = |field: &str| {
+            let mut t =
+                Transformation { field: field.into(), rule: "copy".into(), detail: "d".into(), ..Default::default() };
+            t.json_start = Some(Transformation::start_json(&t.field, &t.rule, &t.detail).into());
+            t
+        };
+        let list = vec![t("Name"), t("Phone"), t("Account"), t("Fax"), t("Gone")];
+        let fields = json!({
+            "Name": "Ünïcode \"Co\"\n\u{1}", "Phone": null, "Account": {"NetSuite_Id__c": "4"}, "Fax": "+1 555",
+            "Website": "x"
+        });
+        let fields = fields.as_object().unwrap();
+        let payload = serde_json::to_string(fields).unwrap();
+        let values = Transformation::write_values(&list, &payload, Some(fields));
+        assert_eq!(values, payload, "the payload stands for the values");
+        let shape: std::rc::Rc<str> = Transformation::shape_json(&list).into();
+        let index = crate::payload_index::PayloadIndex::new(&payload);
+        let listed = Transformation::values_json(&list, Some(&index), Some(fields));
+        let whole = AuditTransformations::Split { shape: shape.clone(), values: listed }.joined();
+        assert_eq!(AuditTransformations::Split { shape: shape.clone(), values }.joined(), whole);
+        let mut annotated = list.clone();
+        crate::sync::state::annotate_changes(&mut annotated, None, fields);
+        assert_eq!(whole, serde_json::to_string(&annotated).unwrap());
+        // Values of its own (compared with an earlier write), or not fresh: listed.
+        let own = Transformation::write_values(&annotated, &payload, Some(fields));
+        assert_eq!(own, Transformation::values_json(&annotated, Some(&index), Some(fields)));
+        assert!(Transformation::write_values(&list, &payload, None).starts_with('['));
+        // A payload that does not fit its shape is kept beside it, not lost.
+        let bad = AuditTransformations::Split { shape: "[{\"rule\":\"copy\"}]".into(), values: payload.clone() };
+        assert!(bad.joined().contains("Website"));
     }
 
     #[test]

@@ -59,8 +59,11 @@ pub struct ParkedWrite {
     pub state: RecordState,
     pub fields: Box<RawValue>,
     /// The transformations as JSON; with `shape`, only their values (see
-    /// [`AuditTransformations`]), the form the audit keeps.
-    pub transformations: Box<RawValue>,
+    /// [`AuditTransformations`]), the form the audit keeps. None: the
+    /// values are `fields` (a record written fresh, see
+    /// [`Transformation::write_values`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformations: Option<Box<RawValue>>,
     /// JSON as it is (not a string: escaping it cost a large Bulk run
     /// a tenth of the component's time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +76,10 @@ pub struct ParkedWrite {
     #[serde(skip)]
     pub shared_shape: Option<Rc<str>>,
 }
+
+/// A parked record's bytes besides its fields and transformations: its
+/// ids, state digests and keys (about 250), with room to spare.
+const PARKED_OVERHEAD: usize = 320;
 
 /// A page of parked records as stored: the few shapes its records share
 /// once, not once per record.
@@ -105,7 +112,7 @@ impl ParkedWrite {
 
     /// Its transformations as its audit entry records them.
     pub fn audit_transformations(&self) -> AuditTransformations {
-        let text = self.transformations.get().to_string();
+        let text = self.transformations.as_ref().unwrap_or(&self.fields).get().to_string();
         match self.shape_text() {
             Some(shape) => AuditTransformations::Split { shape, values: text },
             None => AuditTransformations::Whole(text),
@@ -124,7 +131,7 @@ impl From<QueuedWrite> for ParkedWrite {
             external_id_field: q.target.external_id_field,
             external_id: q.target.external_id,
             state: RecordState { fields: None, ..q.state },
-            transformations: json(crate::model::Transformation::list_json(&q.transformations)),
+            transformations: Some(json(crate::model::Transformation::list_json(&q.transformations))),
             shape: None,
             shape_at: None,
             shared_shape: None,
@@ -380,7 +387,15 @@ impl<'a> Queues<'a> {
             .map(|s| RawValue::from_string(s.to_string()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| ConnectorError::Config(format!("an audit shape of parked records is not JSON ({e})")))?;
-        let bytes = serde_json::to_vec(&ParkedPage { shapes, records }).expect("parked writes serialize");
+        // Sized up front: grown by doubling, a page's text was copied several
+        // times and left holes of every size under the job's CSV.
+        let room: usize = records
+            .iter()
+            .map(|r| r.fields.get().len() + r.transformations.as_ref().map_or(0, |t| t.get().len()) + PARKED_OVERHEAD)
+            .sum::<usize>()
+            + shapes.iter().map(|s| s.get().len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity(room);
+        serde_json::to_writer(&mut bytes, &ParkedPage { shapes, records }).expect("parked writes serialize");
         self.kv.set(&key, &bytes).map_err(|e| kv_error("parking records of a Bulk API job", e))?;
         Ok(key)
     }
@@ -597,18 +612,36 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_records_parked_values_are_its_fields_parked_once() {
+        let list = queued("9").transformations;
+        let mut parked: ParkedWrite = queued("9").into();
+        parked.transformations = None;
+        parked.shape = Some(RawValue::from_string(Transformation::shape_json(&list)).unwrap());
+        let kv = Memory::default();
+        let queues = Queues::new(&kv, false);
+        let key = queues.park(RecordKind::Customer, "r1", "000001-a", vec![parked]).unwrap();
+        let stored = String::from_utf8(kv.get(&key).unwrap().unwrap()).unwrap();
+        assert_eq!(stored.matches("Acme").count(), 1, "the payload is parked once: {stored}");
+        let back = queues.take_parked(&key).unwrap().remove(0);
+        let mut written = list.clone();
+        written[0].new = Some(serde_json::json!("Acme \"A\""));
+        assert_eq!(back.audit_transformations().joined(), Transformation::list_json(&written));
+        assert_eq!(back.queued("r1", String::new()).unwrap().transformations, written);
+    }
+
+    #[test]
     fn parked_transformations_split_for_the_audit_come_back_whole() {
         let mut list = queued("7").transformations;
         list[0].new = Some(serde_json::json!("Acme \"A\""));
         let mut parked: ParkedWrite = queued("7").into();
         let values = Transformation::values_json(&list, None, None);
-        parked.transformations = RawValue::from_string(values).unwrap();
+        parked.transformations = Some(RawValue::from_string(values).unwrap());
         parked.shape = Some(RawValue::from_string(Transformation::shape_json(&list)).unwrap());
         let kv = Memory::default();
         let queues = Queues::new(&kv, false);
         let mut other = parked.clone();
         other.shape = Some(RawValue::from_string("[{\"field\":\"Other\"}]".into()).unwrap());
-        other.transformations = RawValue::from_string("[{}]".into()).unwrap();
+        other.transformations = Some(RawValue::from_string("[{}]".into()).unwrap());
         let key = queues.park(RecordKind::Customer, "r1", "000001-a", vec![parked.clone(), other, parked]).unwrap();
         let stored = String::from_utf8(kv.get(&key).unwrap().unwrap()).unwrap();
         assert_eq!(stored.matches("\"field\":\"Name\"").count(), 1, "a shape is stored once a page: {stored}");

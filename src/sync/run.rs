@@ -10,7 +10,6 @@ use crate::model::{
     RecordKind, Result, SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
-use crate::payload_index::PayloadIndex;
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
 use crate::settings::{DeleteAction, Settings};
@@ -77,9 +76,12 @@ impl Staged {
     /// As parked while its Bulk API job runs: its transformations split as
     /// the audit keeps them.
     pub fn parked(&self) -> ParkedWrite {
-        let index = PayloadIndex::new(self.payload.get());
         let list = &self.mapped.transformations;
-        let transformations = Transformation::values_json(list, Some(&index), self.fresh_fields());
+        // None: the values are the payload, parked once as `fields`.
+        let transformations = (!Transformation::payload_holds_values(list, self.fresh_fields())).then(|| {
+            let values = Transformation::write_values(list, self.payload.get(), self.fresh_fields());
+            RawValue::from_string(values).expect("serde_json wrote valid JSON")
+        });
         let target = &self.mapped.target;
         ParkedWrite {
             kind: self.mapped.source_kind,
@@ -89,7 +91,7 @@ impl Staged {
             external_id: target.external_id.clone(),
             state: self.state.clone(),
             fields: self.payload.clone(),
-            transformations: RawValue::from_string(transformations).expect("serde_json wrote valid JSON"),
+            transformations,
             shape: None,
             shape_at: None,
             shared_shape: Some(Transformation::shared_shape(list)),
@@ -229,8 +231,11 @@ impl<'a> Run<'a> {
         error: Option<String>,
     ) -> AuditEntry {
         let mapped = &staged.mapped;
-        let index = PayloadIndex::new(staged.payload.get());
-        let transformations = AuditTransformations::split(&mapped.transformations, Some(&index), staged.fresh_fields());
+        let list = &mapped.transformations;
+        let transformations = AuditTransformations::Split {
+            shape: Transformation::shared_shape(list),
+            values: Transformation::write_values(list, staged.payload.get(), staged.fresh_fields()),
+        };
         self.record_entry(mapped.source_kind, &mapped.source_id, action, outcome, salesforce_id, transformations, error)
     }
 

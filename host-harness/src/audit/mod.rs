@@ -23,8 +23,9 @@ pub struct AuditRow {
     pub netsuite_id: String,
     pub salesforce_id: Option<String>,
     pub outcome: String,
-    /// The transformations as a JSON array; with `shape`, only their values
-    /// (see [`AuditTransformations`]). Rows read back are always whole.
+    /// The transformations as a JSON array; with `shape`, only their values,
+    /// or a fresh write's payload (see [`AuditTransformations`]). Rows read
+    /// back are always whole.
     pub transformations: String,
     /// The transformations' shared part, kept once in `audit_shapes`; rows
     /// of one call share its text.

@@ -35,8 +35,9 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL,
     transformations TEXT NOT NULL,
     error TEXT,
-    -- Set: `transformations` holds only the values, and the shape they
-    -- fill is this row of audit_shapes (see audit::insert).
+    -- Set: `transformations` holds only the values (or, for a record
+    -- written fresh, its payload), and the shape they fill is this row of
+    -- audit_shapes (see audit::insert).
     shape INTEGER REFERENCES audit_shapes (id)
 );
 CREATE TABLE IF NOT EXISTS audit_shapes (
