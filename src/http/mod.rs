@@ -37,6 +37,11 @@ pub struct HttpRequest {
     /// Shared: a request is built again for every attempt, and a Bulk API
     /// upload's CSV should not be copied each time.
     pub body: Rc<Body>,
+    /// A successful response's body is kept in the pieces it arrives in
+    /// ([`HttpResponse::pieces`]): a Bulk API job's result file is ~10 MB,
+    /// and one buffer that size found no room among the fragments a job's
+    /// fill leaves, so it raised the component's peak by its size.
+    pub in_pieces: bool,
 }
 
 /// A request's bytes, in one piece or several. A Bulk API upload is built in
@@ -68,9 +73,36 @@ impl From<Vec<Vec<u8>>> for Body {
     }
 }
 
+/// Reads slices one after another.
+struct PiecesReader<'a, I: Iterator<Item = &'a [u8]>> {
+    pieces: I,
+    current: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = &'a [u8]>> std::io::Read for PiecesReader<'a, I> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.pieces.next() {
+                Some(next) => self.current = next,
+                None => return Ok(0),
+            }
+        }
+        let n = self.current.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = &self.current[n..];
+        Ok(n)
+    }
+}
+
 impl HttpRequest {
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        HttpRequest { method, url: url.into(), headers: Vec::new(), body: Rc::default() }
+        HttpRequest { method, url: url.into(), headers: Vec::new(), body: Rc::default(), in_pieces: false }
+    }
+
+    /// Asks for a successful response's body in pieces (see `in_pieces`).
+    pub fn body_in_pieces(mut self) -> Self {
+        self.in_pieces = true;
+        self
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -148,6 +180,9 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The body of a successful response to a request that asked for it in
+    /// pieces, in order (`body` is then empty); empty otherwise.
+    pub pieces: Vec<Vec<u8>>,
 }
 
 impl HttpResponse {
@@ -158,6 +193,12 @@ impl HttpResponse {
 
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The body, whichever way it arrived, as a reader.
+    pub fn body_reader(&self) -> impl std::io::Read + '_ {
+        let pieces = std::iter::once(self.body.as_slice()).chain(self.pieces.iter().map(Vec::as_slice));
+        PiecesReader { pieces, current: &[] }
     }
 
     pub fn text(&self) -> std::borrow::Cow<'_, str> {

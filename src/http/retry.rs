@@ -363,7 +363,7 @@ mod tests {
     use super::*;
 
     fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec(), pieces: vec![] }
     }
 
     const RULES: &[Rule] = &[

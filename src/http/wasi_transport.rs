@@ -18,6 +18,7 @@ macro_rules! wasi_http_transport {
             what: String,
             authority: String,
             write_error: Option<String>,
+            in_pieces: bool,
         }
 
         /// A wasi:http error as the core's: a denial is final, the rest is the network.
@@ -42,7 +43,7 @@ macro_rules! wasi_http_transport {
             fn wait(self: Box<Self>) -> Result<$crate::http::HttpResponse, $crate::ports::TransportError> {
                 use $crate::ports::TransportError::Failed;
                 use $w::http::types as http;
-                let WasiPending { future, what, authority, write_error } = *self;
+                let WasiPending { future, what, authority, write_error, in_pieces } = *self;
                 let response = loop {
                     match future.get() {
                         Some(result) => break result,
@@ -69,12 +70,17 @@ macro_rules! wasi_http_transport {
                     .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
                     .and_then(|(_, v)| v.trim().parse::<usize>().ok())
                     .unwrap_or(0);
-                let mut bytes = Vec::with_capacity(announced.min(32 << 20));
+                // Kept as read when asked for (a successful answer only: an
+                // error's body is read as one, for its message).
+                let in_pieces = in_pieces && (200..300).contains(&status);
+                let mut bytes = Vec::with_capacity(if in_pieces { 0 } else { announced.min(32 << 20) });
+                let mut pieces = Vec::new();
                 {
                     let stream =
                         incoming.stream().map_err(|_| Failed("response body stream unavailable".to_string()))?;
                     loop {
                         match stream.blocking_read(64 * 1024) {
+                            Ok(chunk) if in_pieces => pieces.push(chunk),
                             Ok(chunk) => bytes.extend_from_slice(&chunk),
                             Err($w::io::streams::StreamError::Closed) => break,
                             Err(e) => return Err(Failed(format!("reading the response of {what}: {e:?}"))),
@@ -82,7 +88,7 @@ macro_rules! wasi_http_transport {
                     }
                 }
                 drop(http::IncomingBody::finish(incoming));
-                Ok($crate::http::HttpResponse { status, headers, body: bytes })
+                Ok($crate::http::HttpResponse { status, headers, body: bytes, pieces })
             }
         }
 
@@ -156,7 +162,13 @@ macro_rules! wasi_http_transport {
                 if write_error.is_none() {
                     finished.map_err(|e| Failed(format!("finishing the request body: {e:?}")))?;
                 }
-                Ok(Box::new(WasiPending { future, what: request.describe(), authority: target.authority, write_error }))
+                Ok(Box::new(WasiPending {
+                    future,
+                    what: request.describe(),
+                    authority: target.authority,
+                    write_error,
+                    in_pieces: request.in_pieces,
+                }))
             }
         }
     };

@@ -196,7 +196,12 @@ mod tests {
     #[test]
     fn invalid_grant_names_the_certificate() {
         let s = settings(SigningAlgorithm::Ps256, "");
-        let response = HttpResponse { status: 400, headers: vec![], body: br#"{"error":"invalid_grant"}"#.to_vec() };
+        let response = HttpResponse {
+            status: 400,
+            headers: vec![],
+            body: br#"{"error":"invalid_grant"}"#.to_vec(),
+            pieces: vec![],
+        };
         let msg = parse_token_response(&response, 0, &s, BASE).unwrap_err().to_string();
         assert!(msg.contains("invalid_grant") && msg.contains("cert-1") && msg.contains("private key"), "{msg}");
     }
@@ -208,6 +213,7 @@ mod tests {
             status: 200,
             headers: vec![],
             body: br#"{"access_token":"abc","expires_in":"3600","token_type":"bearer"}"#.to_vec(),
+            pieces: vec![],
         };
         let t = parse_token_response(&response, 100, &s, BASE).unwrap();
         assert_eq!((t.token.as_str(), t.expires_at), ("abc", 3700));

@@ -99,7 +99,7 @@ mod tests {
     fn error_details_become_a_message_with_a_hint() {
         let body = r#"{"type":"https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1","title":"Bad Request","status":400,
             "o:errorDetails":[{"detail":"Invalid search query. Detailed unprocessed description follows. Search error occurred: Unknown identifier 'foo'.","o:errorCode":"INVALID_PARAMETER","o:errorQueryParam":"q"}]}"#;
-        let response = HttpResponse { status: 400, headers: vec![], body: body.as_bytes().to_vec() };
+        let response = HttpResponse { status: 400, headers: vec![], body: body.as_bytes().to_vec(), pieces: vec![] };
         let msg = describe("SuiteQL query on customer", &response);
         assert!(
             msg.starts_with(
@@ -112,7 +112,8 @@ mod tests {
 
     #[test]
     fn unparseable_bodies_are_shown_raw() {
-        let response = HttpResponse { status: 502, headers: vec![], body: b"<html>bad gateway</html>".to_vec() };
+        let response =
+            HttpResponse { status: 502, headers: vec![], body: b"<html>bad gateway</html>".to_vec(), pieces: vec![] };
         assert_eq!(describe("x", &response), "x returned HTTP 502: <html>bad gateway</html>");
     }
 }

@@ -266,6 +266,7 @@ mod tests {
             status: 200,
             headers: vec![],
             body: br#"{"access_token":"00D!x","instance_url":"https://acme.my.salesforce.com/","id":"i","token_type":"Bearer","issued_at":"1","signature":"s"}"#.to_vec(),
+            pieces: vec![],
         };
         let (session, rotated) = parse_token_response(&ok, &s).unwrap();
         assert_eq!(session.instance_url, "https://acme.my.salesforce.com");
@@ -275,6 +276,7 @@ mod tests {
             status: 400,
             headers: vec![],
             body: br#"{"error":"invalid_client","error_description":"invalid client credentials"}"#.to_vec(),
+            pieces: vec![],
         };
         let msg = parse_token_response(&bad, &s).unwrap_err().to_string();
         assert!(msg.contains("salesforce_client_secret") && !msg.contains("\"s\""), "{msg}");

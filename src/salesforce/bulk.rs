@@ -259,7 +259,7 @@ pub struct BulkResults {
 
 impl BulkResults {
     /// Adds the rows of `successfulResults`.
-    pub fn add_successful(&mut self, external_id_field: &str, body: &[u8]) -> Result<(), String> {
+    pub fn add_successful(&mut self, external_id_field: &str, body: impl std::io::Read) -> Result<(), String> {
         self.read(body, "successfulResults", &["sf__Id", "sf__Created", external_id_field], |cols, by_id| {
             let created = cols[1].eq_ignore_ascii_case("true");
             by_id.insert(cols[2].to_string(), RowResult::Written { id: cols[0].to_string(), created });
@@ -267,7 +267,7 @@ impl BulkResults {
     }
 
     /// Adds the rows of `failedResults` (`sf__Error` is `CODE:message`).
-    pub fn add_failed(&mut self, external_id_field: &str, body: &[u8]) -> Result<(), String> {
+    pub fn add_failed(&mut self, external_id_field: &str, body: impl std::io::Read) -> Result<(), String> {
         self.read(body, "failedResults", &["sf__Error", external_id_field], |cols, by_id| {
             let (code, message) = cols[0].split_once(':').unwrap_or(("UNKNOWN_EXCEPTION", cols[0]));
             by_id.insert(
@@ -278,7 +278,7 @@ impl BulkResults {
     }
 
     /// Adds the rows of `unprocessedrecords` (rows a failed job never reached).
-    pub fn add_unprocessed(&mut self, external_id_field: &str, body: &[u8]) -> Result<(), String> {
+    pub fn add_unprocessed(&mut self, external_id_field: &str, body: impl std::io::Read) -> Result<(), String> {
         self.read(body, "unprocessedrecords", &[external_id_field], |cols, by_id| {
             by_id.entry(cols[0].to_string()).or_insert(RowResult::Unprocessed);
         })
@@ -288,7 +288,7 @@ impl BulkResults {
     /// without rows may lack the columns.
     fn read(
         &mut self,
-        body: &[u8],
+        body: impl std::io::Read,
         what: &str,
         wanted: &[&str],
         mut add: impl FnMut(&[&str], &mut HashMap<String, RowResult>),
@@ -438,17 +438,18 @@ impl super::SalesforceSink<'_> {
         // One result file at a time, each dropped once read.
         let result = |name: &str| {
             self.call(&format!("reading {name} of Bulk API 2.0 job {id}"), |s| {
-                HttpRequest::new(Method::Get, format!("{}/{id}/{name}/", jobs(s))).header("Accept", "text/csv")
+                HttpRequest::new(Method::Get, format!("{}/{id}/{name}/", jobs(s)))
+                    .header("Accept", "text/csv")
+                    .body_in_pieces()
             })
-            .map(|r| r.body)
         };
         let unreadable = |e: String| {
             ConnectorError::Salesforce(format!("the results of Bulk API 2.0 job {id} could not be read: {e}"))
         };
         let mut results = BulkResults::default();
-        results.add_successful(ext, &result("successfulResults")?).map_err(unreadable)?;
-        results.add_failed(ext, &result("failedResults")?).map_err(unreadable)?;
-        results.add_unprocessed(ext, &result("unprocessedrecords")?).map_err(unreadable)?;
+        results.add_successful(ext, result("successfulResults")?.body_reader()).map_err(unreadable)?;
+        results.add_failed(ext, result("failedResults")?.body_reader()).map_err(unreadable)?;
+        results.add_unprocessed(ext, result("unprocessedrecords")?.body_reader()).map_err(unreadable)?;
         if let Some(message) = failure {
             results.job_failed(&message);
         }
@@ -586,13 +587,18 @@ mod tests {
 
     #[test]
     fn results_match_by_external_id_whatever_the_order() {
-        let ok = b"\"sf__Id\",\"sf__Created\",NetSuite_Id__c,LastName\n0038d000000002AAA,false,12,B\n0038d000000001AAA,true,10,A\n";
-        let failed = b"\"sf__Id\",\"sf__Error\",NetSuite_Id__c,LastName\n,REQUIRED_FIELD_MISSING:Required fields are missing: [LastName],11,\n";
-        let unprocessed = b"NetSuite_Id__c,LastName\n";
+        let ok: &[u8] = b"\"sf__Id\",\"sf__Created\",NetSuite_Id__c,LastName\n0038d000000002AAA,false,12,B\n\
+            0038d000000003AAA,false,14,\"Line one\nline, two\"\n0038d000000001AAA,true,10,A\n";
+        let failed: &[u8] = b"\"sf__Id\",\"sf__Error\",NetSuite_Id__c,LastName\n,REQUIRED_FIELD_MISSING:Required fields are missing: [LastName],11,\n";
+        let unprocessed: &[u8] = b"NetSuite_Id__c,LastName\n";
+        // As a response asked for in pieces arrives: cut mid-row, mid-field, inside quotes.
+        let pieces = ok.chunks(7).map(<[u8]>::to_vec).collect();
+        let response = crate::http::HttpResponse { status: 200, headers: vec![], body: vec![], pieces };
         let mut out = BulkResults::default();
-        out.add_successful("NetSuite_Id__c", ok).unwrap();
+        out.add_successful("NetSuite_Id__c", response.body_reader()).unwrap();
         out.add_failed("NetSuite_Id__c", failed).unwrap();
         out.add_unprocessed("NetSuite_Id__c", unprocessed).unwrap();
+        assert_eq!(out.outcome("14").salesforce_id.as_deref(), Some("0038d000000003AAA"));
         assert_eq!(out.outcome("10").outcome, OutcomeKind::Created);
         assert_eq!(out.outcome("10").salesforce_id.as_deref(), Some("0038d000000001AAA"));
         assert_eq!(out.outcome("11").errors[0].status_code, "REQUIRED_FIELD_MISSING");

@@ -310,6 +310,7 @@ impl super::SalesforceSink<'_> {
                         status: sub.http_status_code,
                         headers: vec![],
                         body: sub.body.get().as_bytes().to_vec(),
+                        pieces: vec![],
                     };
                     if !last && is_transient(super::errors::RULES, &as_response) {
                         redo.push(i);

@@ -87,7 +87,7 @@ mod tests {
     use crate::http::retry::classify;
 
     fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec(), pieces: vec![] }
     }
 
     #[test]
