@@ -103,6 +103,13 @@ async fn sync_past_the_poll_timeout(bed: &Bed) {
     assert!(stopped.error.as_deref().unwrap().contains("did not finish within 1 s"), "{stopped:?}");
 }
 
+/// How many keys of the tenant's store match `pattern` (SQL LIKE): parked
+/// records and kept jobs are `bulk/…` and `bulkjob/…`.
+fn bulk_keys(bed: &Bed, pattern: &str) -> i64 {
+    let conn = bed.tenant.database.connect().unwrap();
+    conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE ?1", [pattern], |r| r.get(0)).unwrap()
+}
+
 /// A run that stops after Salesforce accepted a Bulk API job (here: the job
 /// outlives the poll timeout) leaves the job's id with its records; the next
 /// run reads that job's results instead of uploading the records again.
@@ -125,9 +132,7 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
     assert_eq!(bed.salesforce.bulk_jobs(), jobs, "no job uploaded again");
     assert_eq!(bed.salesforce.writes(), writes, "no record written again");
     assert_eq!(resumed.counts("customer").created, 3_000, "the job's outcomes are recorded: {resumed:?}");
-    let conn = bed.tenant.database.connect().unwrap();
-    let left: i64 = conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'bulk%'", [], |r| r.get(0)).unwrap();
-    assert_eq!(left, 0, "nothing stays parked");
+    assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
     let idle = bed.sync().await;
     succeeded(&idle);
     assert_eq!(bed.salesforce.writes(), writes);
@@ -147,9 +152,7 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
     assert_eq!(stopped.counts("customer").created, 0, "no outcome recorded yet");
     assert_eq!(bed.salesforce.bulk_jobs(), 1, "the first job went before the read stopped");
     assert_eq!(bed.salesforce.count("Account"), 1_000, "Salesforce applied it");
-    let conn = bed.tenant.database.connect().unwrap();
-    let waiting: i64 = conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'bulkjob/%'", [], |r| r.get(0)).unwrap();
-    assert_eq!(waiting, 1, "its outcomes were not read: the job waits for the next run");
+    assert_eq!(bulk_keys(&bed, "bulkjob/%"), 1, "its outcomes were not read: the job waits for the next run");
 
     let resumed = bed.sync().await;
     succeeded(&resumed);
@@ -157,8 +160,7 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
     assert_eq!(bed.salesforce.count("Account"), 3_000);
     assert_eq!(bed.salesforce.writes(), 3_000, "no record written twice");
     assert_eq!(bed.salesforce.bulk_jobs(), 3);
-    let left: i64 = conn.query_row("SELECT COUNT(*) FROM kv WHERE key LIKE 'bulk%'", [], |r| r.get(0)).unwrap();
-    assert_eq!(left, 0, "nothing stays parked");
+    assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
 }
 
 /// The next job is uploaded before the job before it ends; when that one
