@@ -200,6 +200,9 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             bail!("the {path} run failed: {:?}", report.error);
         }
         let host_peak_rss_bytes = peak_rss();
+        // Counted before the idle syncs, whose requests are not the run's.
+        let (salesforce_api_calls, netsuite_requests, bulk_jobs) =
+            (bed.salesforce.api_requests(), bed.netsuite.requests(), bed.salesforce.bulk_jobs());
         let idle_cli_sync_ms = idle_cli_sync(&bed, &dir).await?;
         results.push(PathResult {
             path,
@@ -208,9 +211,9 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             records_per_second: records as f64 / seconds,
             // A run with no records has no time per record.
             micros_per_record: if records == 0 { 0.0 } else { seconds * 1e6 / records as f64 },
-            salesforce_api_calls: bed.salesforce.api_requests(),
-            netsuite_requests: bed.netsuite.requests(),
-            bulk_jobs: bed.salesforce.bulk_jobs(),
+            salesforce_api_calls,
+            netsuite_requests,
+            bulk_jobs,
             guest_peak_memory_bytes: report.guest_peak_memory_bytes,
             guest_cpu_seconds: report.guest_cpu_ms as f64 / 1000.0,
             process_cpu_seconds,
