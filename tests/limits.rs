@@ -19,6 +19,32 @@ async fn two_hundred_thousand_customers_sync_in_64_mb() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_records_sync_in_64_mb_in_jobs_a_fifth_of_it() {
+    let bed = bed(60_000).max_memory_mb(64).start().await;
+    // Long names, e-mail addresses and two-line streets: ~850 bytes of CSV a
+    // record, so 50,000 records (one job by count) would be ~42 MB of CSV,
+    // held while the job before it's ~45 MB of results are read.
+    bed.netsuite
+        .execute(
+            "UPDATE customer SET companyname = hex(randomblob(100)) || ' ' || id,
+                 email = lower(hex(randomblob(30))) || '@example.com'",
+        )
+        .unwrap();
+    bed.netsuite
+        .execute(
+            "UPDATE customeraddressbookentityaddress SET addr1 = hex(randomblob(60)), addr2 = hex(randomblob(60)),
+                 city = hex(randomblob(20))",
+        )
+        .unwrap();
+    let report = bed.full_sync().await;
+    succeeded(&report);
+    assert_eq!(bed.salesforce.count("Account"), 60_000);
+    assert!(report.guest_peak_memory_bytes <= 64 << 20, "{}", report.guest_peak_memory_bytes);
+    // Jobs end at 12.8 MB of CSV (64 MB / 5), long before 50,000 records.
+    assert!(bed.salesforce.bulk_jobs() >= 4, "{} jobs", bed.salesforce.bulk_jobs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_out_of_memory_ends_alone_reported_in_one_line_and_the_next_run_works() {
     let bed = bed(30_000).max_memory_mb(12).start().await;
     let report = bed.full_sync().await;

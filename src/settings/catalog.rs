@@ -109,6 +109,11 @@ pub const SETTINGS: &[Setting] = &[
         .default("10000"),
     setting("salesforce_bulk_job_records", Integer, "records per Bulk API 2.0 job").default("50000"),
     setting("salesforce_bulk_max_upload_bytes", Integer, "largest Bulk API 2.0 CSV upload").default("104857600"),
+    setting(
+        "component_memory_mb",
+        Integer,
+        "the component's memory cap (the harness sets it from `max_memory_mb`): a Bulk API job's CSV stays within a fifth",
+    ),
     setting("salesforce_bulk_poll_timeout_secs", Integer, "how long a run waits for one Bulk API 2.0 job")
         .default("3600"),
     setting("salesforce_max_api_share", Decimal, "stop before the org's daily API usage reaches this share (0-1)")

@@ -208,6 +208,21 @@ impl Reader<'_> {
     }
 }
 
+/// A job's CSV is held whole until uploaded, while the results of the job
+/// before it are read: a fifth of the memory cap leaves room for both and
+/// the pages in between, however wide the records.
+const MEMORY_PER_UPLOAD: usize = 5;
+
+/// The largest Bulk API upload: the setting, within the memory cap's share.
+fn bulk_upload_bytes(r: &Reader<'_>) -> Result<usize> {
+    let setting: usize = r.number("salesforce_bulk_max_upload_bytes")?;
+    let share = match r.text("component_memory_mb")? {
+        None => usize::MAX,
+        Some(_) => r.number::<usize>("component_memory_mb")?.saturating_mul(1 << 20) / MEMORY_PER_UPLOAD,
+    };
+    Ok(setting.min(share))
+}
+
 impl Settings {
     pub fn load(config: &dyn Config) -> Result<Settings> {
         let r = Reader { config };
@@ -294,7 +309,7 @@ impl Settings {
             describe_ttl_secs: r.number("salesforce_describe_ttl_secs")?,
             bulk_threshold: r.number("salesforce_bulk_threshold")?,
             bulk_job_records: r.number("salesforce_bulk_job_records")?,
-            bulk_max_upload_bytes: r.number("salesforce_bulk_max_upload_bytes")?,
+            bulk_max_upload_bytes: bulk_upload_bytes(&r)?,
             bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs")?,
         };
         if !(0.0..=1.0).contains(&salesforce.max_api_share) {
@@ -381,6 +396,22 @@ mod tests {
         assert_eq!(s.netsuite.base_url, "https://1234567-sb1.suitetalk.api.netsuite.com");
         assert_eq!(s.salesforce.login_url, "https://acme.my.salesforce.com");
         assert_eq!(s.salesforce.api_version, "66.0");
+    }
+
+    #[test]
+    fn a_bulk_upload_stays_within_a_fifth_of_the_memory_cap() {
+        let upload = |memory: Option<&'static str>, setting: Option<&'static str>| {
+            let mut m = base();
+            memory.map(|v| m.insert("component_memory_mb", v));
+            setting.map(|v| m.insert("salesforce_bulk_max_upload_bytes", v));
+            Settings::load(&Map(m)).map(|s| s.salesforce.bulk_max_upload_bytes)
+        };
+        assert_eq!(upload(None, None).unwrap(), 100 << 20, "no cap given: the setting");
+        assert_eq!(upload(Some("512"), None).unwrap(), 100 << 20);
+        assert_eq!(upload(Some("64"), None).unwrap(), (64 << 20) / 5);
+        assert_eq!(upload(Some("64"), Some("1000000")).unwrap(), 1_000_000, "a smaller setting stays");
+        let err = upload(Some("lots"), None).unwrap_err().to_string();
+        assert!(err.contains("`component_memory_mb` is `lots`"), "{err}");
     }
 
     #[test]

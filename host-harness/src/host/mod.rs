@@ -169,7 +169,11 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: OutboundPolicy::new(run.allowed_hosts),
-            config: WasiConfigVariables::from_iter(run.config),
+            config: WasiConfigVariables::from_iter(
+                run.config
+                    .into_iter()
+                    .chain([("component_memory_mb".into(), (run.max_memory_bytes >> 20).to_string())]),
+            ),
             kv,
             limits: limits::Limits::new(run.max_memory_bytes),
             cpu: cpu::CpuMeter::new(run.max_cpu),
