@@ -243,12 +243,6 @@ pub fn rewind(cursor: &Cursor, secs: u32) -> Result<Cursor> {
     Ok(Cursor { last_modified: format_timestamp(earlier), id: "0".into() })
 }
 
-/// A cursor past every row of `cursor`'s second.
-pub fn past_second(cursor: &Cursor) -> Result<Cursor> {
-    let later = parse_timestamp(&cursor.last_modified)? + time::Duration::SECOND;
-    Ok(Cursor { last_modified: format_timestamp(later), id: "0".into() })
-}
-
 /// Rows of `kind` by internal id (at most a page of ids).
 pub fn ids_query(kind: RecordKind, ids: &[&str], extra: &[String]) -> Result<String> {
     let t = table(kind);

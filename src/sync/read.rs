@@ -4,7 +4,7 @@
 //! cursor moved forward only over pages whose records are recorded.
 
 use super::run::Run;
-use super::state::{IdScan, Recheck, StoredCursor, is_after};
+use super::state::{IdScan, StoredCursor, is_after};
 use crate::model::{Cursor, Page, RecordKind, Result};
 use crate::netsuite::{DeletedPage, PendingDeleted, PendingPage, suiteql};
 use std::collections::VecDeque;
@@ -31,8 +31,6 @@ pub(super) struct Position {
     /// Cursors after the pages read and not yet recorded, oldest first.
     unrecorded: VecDeque<Option<Cursor>>,
     started_at: i64,
-    /// This run re-reads a first sync's hand-over window (see [`Recheck`]).
-    rechecking: bool,
 }
 
 impl Position {
@@ -59,22 +57,14 @@ impl Position {
             }
             _ => (Start::Scan(None), Some(Self::newest(run, kind)?)),
         };
-        let started_at = run.host.clock.now_unix();
-        // A hand-over window due for its re-read: from its start, if earlier.
-        let due = stored.as_ref().and_then(|s| s.recheck.as_ref()).filter(|r| started_at > r.due);
-        let (start, rechecking) = match (start, due) {
-            (Start::After(after), Some(r)) => {
-                let window = suiteql::rewind(&r.from, run.settings.netsuite.overlap_secs)?;
-                let earlier = match after {
-                    Some(after) if !is_after(&after, &window) => after,
-                    _ => window,
-                };
-                (Start::After(Some(earlier)), true)
-            }
-            (start, _) => (start, false),
+        let position = Position {
+            kind,
+            deleted,
+            stored,
+            scan_then,
+            unrecorded: VecDeque::new(),
+            started_at: run.host.clock.now_unix(),
         };
-        let position =
-            Position { kind, deleted, stored, scan_then, unrecorded: VecDeque::new(), started_at, rechecking };
         Ok((position, start))
     }
 
@@ -108,13 +98,11 @@ impl Position {
                 moved_at: now,
                 settled: true,
                 scan: Some(IdScan { after: next.id, then: then.clone() }),
-                recheck: None,
             };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
             self.stored = Some(moved);
         } else if self.stored.as_ref().is_none_or(|s| is_after(&next, &s.cursor)) {
-            let recheck = self.stored.as_ref().and_then(|s| s.recheck.clone());
-            let moved = StoredCursor { cursor: next, moved_at: now, settled: false, scan: None, recheck };
+            let moved = StoredCursor { cursor: next, moved_at: now, settled: false, scan: None };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
             self.stored = Some(moved);
         }
@@ -122,52 +110,30 @@ impl Position {
     }
 
     /// The stream was read to its end. A scan with every page recorded
-    /// hands over to the change stream past the second changes stood at when
-    /// it began; the window before that is re-read once, by the first run
-    /// starting more than the overlap window later ([`Recheck`]). Once a run
-    /// that started more than the overlap window after the cursor last moved
-    /// has re-read that window, no late commit can still land in it: later
-    /// runs start at the cursor itself.
+    /// hands over to the change stream where changes stood when it began
+    /// (unsettled: the next run re-reads the overlap window before it). Once
+    /// a run that started more than the overlap window after the cursor last
+    /// moved has re-read that window, no late commit can still land in it:
+    /// later runs start at the cursor itself.
     pub fn settle(self, run: &Run<'_>) -> Result<()> {
-        let window = i64::from(run.settings.netsuite.overlap_secs);
         if let Some(then) = self.scan_then {
             // Unrecorded pages are read again: the scan goes on next run.
             if !self.unrecorded.is_empty() {
                 return Ok(());
             }
-            let now = run.host.clock.now_unix();
-            let handed = match then {
-                Some(then) => StoredCursor {
-                    cursor: suiteql::past_second(&then)?,
-                    moved_at: now,
-                    settled: true,
-                    scan: None,
-                    recheck: Some(Recheck { from: then, due: now + window }),
-                },
-                // A kind that had no rows goes on from the epoch (nothing
-                // before it), so its idle runs cost one request, not a
-                // newest-change query and a scan each.
-                None => StoredCursor {
-                    cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
-                    moved_at: now,
-                    settled: true,
-                    scan: None,
-                    recheck: None,
-                },
+            // A kind that had no rows goes on from the epoch (settled: there is
+            // nothing before it), so its idle runs cost one request, not a
+            // newest-change query and a scan each.
+            let (cursor, settled) = match then {
+                Some(then) => (then, false),
+                None => (Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() }, true),
             };
+            let handed = StoredCursor { cursor, moved_at: run.host.clock.now_unix(), settled, scan: None };
             return run.state.save_cursor(self.kind, self.deleted, &handed);
         }
-        let Some(mut s) = self.stored else { return Ok(()) };
-        let mut changed = false;
-        if self.rechecking {
-            s.recheck = None;
-            changed = true;
-        }
-        if !s.settled && self.started_at > s.moved_at + window {
+        let window = i64::from(run.settings.netsuite.overlap_secs);
+        if let Some(mut s) = self.stored.filter(|s| !s.settled && self.started_at > s.moved_at + window) {
             s.settled = true;
-            changed = true;
-        }
-        if changed {
             run.state.save_cursor(self.kind, self.deleted, &s)?;
         }
         Ok(())

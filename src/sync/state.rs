@@ -54,22 +54,6 @@ pub struct StoredCursor {
     /// start by time instead (the same rows, in another order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<IdScan>,
-    /// A first sync's hand-over window, still to be re-read once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recheck: Option<Recheck>,
-}
-
-/// The overlap window before the point a first sync handed over at. A row
-/// committed late into it, or changed in that point's second after the read
-/// passed it, is found by re-reading it once late commits can no longer land
-/// in it; runs before then read from the cursor, so a kind whose rows share
-/// one time (a bulk import) is not read whole again by each of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recheck {
-    /// The hand-over point: the window before it is re-read.
-    pub from: Cursor,
-    /// Host wall clock (Unix seconds) after which a run starting re-reads it.
-    pub due: i64,
 }
 
 /// A first sync's read of a kind in internal id order, under way.
