@@ -79,8 +79,10 @@ pub fn show_progress(tenant: &Tenant) -> (indicatif::ProgressBar, tokio::task::J
 
 /// Logs (tracing events) go to standard error; `serve --log-format json`
 /// writes them as JSON lines. Commands' own output stays on standard output.
-pub fn init_logs(json: bool) {
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
+/// `--verbose` adds the debug events: a trapped run's backtrace among them.
+pub fn init_logs(json: bool, verbose: bool) {
+    let level = if verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(level);
     let installed = match json {
         true => logs.json().try_init(),
         false => logs.try_init(),

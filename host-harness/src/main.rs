@@ -45,6 +45,9 @@ struct Cli {
     /// With a --config file of [[tenant]] tables: the tenant (its `name`) the command is for.
     #[arg(long, global = true)]
     table: Option<String>,
+    /// Debug logs on standard error, a failed run's whole account (a trap's backtrace) among them.
+    #[arg(long, short, global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -310,7 +313,7 @@ fn component_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let table = cli.table;
+    let (table, verbose) = (cli.table, cli.verbose);
     let load = |path: &std::path::Path| HarnessConfig::load_selected(path, table.as_deref());
     match cli.command {
         #[cfg(feature = "simulators")]
@@ -436,7 +439,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_report(&report?, json)
         }
         Command::Serve { config, tenants, listen, every, log_format, max_instances, component } => {
-            init_logs(log_format == "json");
+            init_logs(log_format == "json", verbose);
             let path = component_path(component)?;
             let pooled = tenants.is_some().then_some(max_instances.max(1));
             // One runtime for the life of the process.
@@ -464,7 +467,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             for name in &names {
                 // The config's ceiling belongs to the config's tenant only.
                 let ceiling = (*name == config.tenant).then(|| ops::api_ceiling(&config)).flatten();
-                statuses.push(ops::status::tenant_status(&conn, name, ceiling, now)?);
+                let mut status = ops::status::tenant_status(&conn, name, ceiling, now)?;
+                if !verbose && let Some(run) = &mut status.last_run {
+                    run.detail = None;
+                }
+                statuses.push(status);
             }
             let mut stdout = std::io::stdout().lock();
             if json {
@@ -672,7 +679,7 @@ async fn main() -> ExitCode {
     no_transparent_huge_pages();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
-        init_logs(false);
+        init_logs(false, cli.verbose);
     }
     match run(cli).await {
         Ok(code) => code,

@@ -7,6 +7,7 @@ mod clock;
 mod compiled;
 pub mod control;
 mod cpu;
+mod guest_stderr;
 pub mod keyvalue;
 mod limits;
 pub mod outbound;
@@ -21,6 +22,7 @@ pub use bindings::ml_connector::netsuite_salesforce::types::{
     ConnectorError, Cursor, NetsuiteRecord, Page, RecordKind,
 };
 pub use clock::GuestClock;
+use guest_stderr::GuestStderr;
 pub use state::HostState;
 
 use crate::secrets::Cipher;
@@ -156,7 +158,8 @@ impl Runtime {
     /// As `instantiate`, with how long the component's instantiation took.
     async fn instantiate_timed(&self, run: TenantRun) -> Result<(Store<HostState>, Connector, Duration)> {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr();
+        let stderr = GuestStderr::default();
+        wasi.stderr(stderr.clone());
         if let Some(clock) = run.wall_clock {
             wasi.wall_clock(clock);
         }
@@ -179,6 +182,7 @@ impl Runtime {
             cpu: cpu::CpuMeter::new(run.max_cpu),
             progress: run.progress,
             stop: run.stop,
+            stderr,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -232,6 +236,12 @@ impl Runtime {
         }
         let data = store.data();
         let report = result.map_err(|e| Trap::of(e, data, limits));
+        if report.is_ok() {
+            let said = data.stderr.text();
+            if !said.is_empty() {
+                tracing::warn!("the component wrote to its standard error: {}", said.trim_end());
+            }
+        }
         let salesforce_usage = *data.outbound.salesforce_usage.lock().unwrap_or_else(|p| p.into_inner());
         Ok(RunOutput {
             report,
@@ -323,7 +333,12 @@ pub struct Trap {
 
 impl Trap {
     fn of(error: wasmtime::Error, data: &HostState, (max_memory, deadline): (usize, Duration)) -> Trap {
-        let detail = format!("{error:?}");
+        let said = data.stderr.text();
+        let mut detail = format!("{error:?}");
+        if !said.is_empty() {
+            detail.push_str("\n\nthe component's standard error:\n");
+            detail.push_str(&said);
+        }
         let summary = if let (true, Some(budget)) = (data.cpu.exhausted, data.cpu.budget()) {
             format!(
                 "the component used its CPU budget of {} ms running its own code and was stopped; raise \
@@ -343,8 +358,14 @@ impl Trap {
                 max_memory >> 20
             )
         } else {
-            let first = format!("{error}");
-            format!("the component failed ({}); the backtrace is in the run log (`--verbose` shows it)", first.trim())
+            // wasmtime's own text leads with the backtrace; the cause is the
+            // panic the guest printed, else the trap itself.
+            let cause = guest_stderr::panic_message(&said)
+                .unwrap_or_else(|| error.root_cause().to_string().lines().next().unwrap_or_default().to_string());
+            format!(
+                "the component failed ({cause}): a defect in the connector, not a limit; please report it with the \
+                 run log (`connector status --verbose` prints it)"
+            )
         };
         Trap { summary, detail }
     }

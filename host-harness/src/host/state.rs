@@ -20,6 +20,8 @@ pub struct HostState {
     pub progress: Option<std::sync::Arc<super::progress::Progress>>,
     /// Set when the host wants the run to end at its next checkpoint.
     pub stop: std::sync::Arc<super::control::StopRequest>,
+    /// What the component wrote to its standard error (the run log's).
+    pub stderr: super::guest_stderr::GuestStderr,
 }
 
 impl WasiView for HostState {

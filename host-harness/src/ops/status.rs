@@ -56,6 +56,10 @@ pub struct LastRun {
     pub objects: BTreeMap<String, ObjectCounts>,
     pub api_calls: Option<ApiCalls>,
     pub error: Option<String>,
+    /// A trapped run's whole account (wasmtime's backtrace, the component's
+    /// standard error); the CLI shows it with `--verbose`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,7 +163,7 @@ fn running(conn: &Connection, tenant: &str) -> Result<Vec<RunningRun>> {
 fn last_run(conn: &Connection, tenant: &str) -> Result<Option<LastRun>> {
     let row = conn
         .query_row(
-            "SELECT run_id, mode, status, started_at, finished_at, report, error FROM runs
+            "SELECT run_id, mode, status, started_at, finished_at, report, error, detail FROM runs
              WHERE tenant = ?1 AND status <> 'running' AND mode NOT LIKE 'dry-run%' ORDER BY rowid DESC LIMIT 1",
             params![tenant],
             |r| {
@@ -171,11 +175,12 @@ fn last_run(conn: &Connection, tenant: &str) -> Result<Option<LastRun>> {
                     r.get::<_, Option<String>>(4)?,
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             },
         )
         .optional()?;
-    let Some((run_id, mode, status, started_at, finished_at, report, error)) = row else { return Ok(None) };
+    let Some((run_id, mode, status, started_at, finished_at, report, error, detail)) = row else { return Ok(None) };
     // A crashed run has no report: its length is what the run log says.
     let report = match report {
         Some(json) => StoredRunReport::parse(&json).with_context(|| format!("run {run_id}"))?,
@@ -195,6 +200,7 @@ fn last_run(conn: &Connection, tenant: &str) -> Result<Option<LastRun>> {
         objects: report.objects,
         api_calls: report.api_calls,
         error,
+        detail,
     }))
 }
 
@@ -391,6 +397,12 @@ pub fn text(s: &TenantStatus) -> String {
             }
             if let Some(e) = &r.error {
                 let _ = writeln!(out, "              error: {e}");
+            }
+            if let Some(detail) = &r.detail {
+                let _ = writeln!(out, "              in full:");
+                for line in detail.lines() {
+                    let _ = writeln!(out, "                {line}");
+                }
             }
         }
     }

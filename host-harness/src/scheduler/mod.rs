@@ -459,6 +459,7 @@ impl Tenant {
                         report.error.take().unwrap_or_default()
                     ));
                 }
+                tracing::debug!(run_id = %report.run_id, "the component trapped: {}", trap.detail);
                 return Some(trap.detail);
             }
         };
