@@ -247,3 +247,47 @@ async fn a_replay_of_a_run_the_log_lacks_is_refused_and_an_empty_one_says_so() {
     assert!(empty.status.success(), "{stderr}");
     assert!(stderr.contains("nothing to replay"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compiled_component_is_cached_a_damaged_entry_replaced_and_a_shared_directory_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = support::bed(5).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    bed.write_config(&config).unwrap();
+    let cache = dir.path().join("cache");
+    let sync = || {
+        let out = Command::new(connector_binary())
+            .args(["sync", "--config"])
+            .arg(&config)
+            .env("CONNECTOR_COMPONENT", support::component_path())
+            .env("CONNECTOR_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    sync();
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry.extension().unwrap(), "cwasm");
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+    let written = std::fs::metadata(entry).unwrap().modified().unwrap();
+
+    // The next invocation loads it rather than compiling and writing it again.
+    sync();
+    assert_eq!(std::fs::metadata(entry).unwrap().modified().unwrap(), written);
+
+    // A damaged entry is refused by wasmtime, compiled again and replaced.
+    std::fs::write(entry, b"not a compiled component").unwrap();
+    sync();
+    assert!(std::fs::metadata(entry).unwrap().len() > 100_000);
+
+    // Native code others could have written is never loaded.
+    std::fs::write(entry, b"not a compiled component").unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let stderr = sync();
+    assert!(stderr.contains("not using the compiled-component cache"), "{stderr}");
+    assert_eq!(std::fs::read(entry).unwrap(), b"not a compiled component");
+}

@@ -37,6 +37,14 @@ pub fn load(engine: &Engine, wasm: &Path) -> Result<Component> {
         return compile(engine, &bytes, wasm);
     };
     let cached = dir.join(format!("{}.cwasm", cache_key(engine, &bytes)));
+    if !private(&dir) {
+        tracing::warn!(
+            "not using the compiled-component cache {}: it must be a directory of yours that no one else can write \
+             (mode 0700); compiling instead",
+            dir.display()
+        );
+        return compile(engine, &bytes, wasm);
+    }
     if cached.is_file() {
         // SAFETY: the file is one this function wrote (into a directory only
         // the user can write, keyed by the source's hash); wasmtime checks
@@ -64,6 +72,23 @@ fn store(dir: &Path, path: &Path, component: &Component) -> Result<()> {
     std::fs::write(&tmp, component.serialize()?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Whether `dir` is (or will be created as) the user's own, writable by no
+/// one else: a compiled component is native code this process runs.
+#[cfg(unix)]
+fn private(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(dir) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Ok(meta) => meta.is_dir() && meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o022 == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+#[cfg(not(unix))]
+fn private(_: &Path) -> bool {
+    true
 }
 
 #[cfg(unix)]
