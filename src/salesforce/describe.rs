@@ -98,9 +98,9 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
 
 impl super::SalesforceSink<'_> {
     /// Fails before any write if the object cannot take what the mapping
-    /// writes. A passed check is remembered for `describe_ttl_secs` unless
-    /// `remember` is off (dry runs write nothing).
-    pub fn validate(&self, spec: &TargetSpec, extra: &[&str], remember: bool) -> Result<()> {
+    /// writes. A passed check is remembered for `describe_ttl_secs` (in a dry
+    /// run's read-only state: not at all).
+    pub fn validate(&self, spec: &TargetSpec, extra: &[&str]) -> Result<()> {
         let key = format!("describe/{}", spec.sobject);
         // A check passed in one org says nothing about another.
         let fingerprint = format!("{}{:?}{:?}", self.org()?, spec, extra);
@@ -131,9 +131,6 @@ impl super::SalesforceSink<'_> {
                 "Salesforce cannot take what the mapping writes, so nothing was written: {}",
                 problems.join("; ")
             )));
-        }
-        if !remember {
-            return Ok(());
         }
         let stamp = serde_json::json!({ "checked_at": now, "fingerprint": fingerprint }).to_string();
         self.api

@@ -12,6 +12,11 @@ pub mod errors;
 pub mod limits;
 pub mod soql;
 
+// What a writer holds between calls: an open Bulk job, a Composite request
+// in flight, a job's results.
+pub use bulk::{BulkResults, CsvJob, csv_safe};
+pub use composite::PendingUpsert;
+
 use crate::http::retry::{ApiClient, Backoff, Sent, Started};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::model::{ConnectorError, Result};

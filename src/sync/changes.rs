@@ -7,7 +7,7 @@ use super::deferral::hold_back_orphans;
 use super::read::{Changes, Position};
 use super::run::Run;
 use super::stage::stage;
-use super::write::{self, Batch, Path};
+use super::write::{Batch, Path};
 use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 
 /// `reread`: the mapping, the org or the NetSuite account changed (see
@@ -15,7 +15,7 @@ use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 /// output Salesforce lacks are written.
 pub(super) fn sync(run: &Run<'_>, kind: RecordKind, reread: bool) -> Result<()> {
     let full = run.request.mode == SyncMode::Full || reread;
-    write::resume_bulk_jobs(run, kind)?;
+    run.writer.resume(run, kind)?;
     let (mut position, start) = Position::start(run, kind, false, full)?;
     let mut pages = Changes::open(run, kind, start)?;
     let mut batch: Option<Box<dyn Batch + '_>> = None;

@@ -8,6 +8,7 @@
 mod changes;
 mod deferral;
 mod deletions;
+mod dry_host;
 pub mod lease;
 mod ledger;
 #[cfg(test)]
@@ -65,8 +66,12 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
     };
     parents_first(&mut kinds);
 
-    let writer: Box<dyn write::Writer> =
-        if request.dry_run { Box::new(write::Plan::default()) } else { Box::new(write::Salesforce) };
+    let (state, queues) = (dry_host::ReadOnly(host.state), dry_host::ReadOnly(host.queues));
+    let dry_host = dry_host::dry(host, &state, &queues);
+    let (host, writer): (&Host<'_>, Box<dyn write::Writer>) = match request.dry_run {
+        true => (&dry_host, Box::new(write::Plan::default())),
+        false => (host, Box::new(write::Salesforce)),
+    };
     let mut run = Run::new(host, request, &settings, writer);
     let outcome = if request.dry_run {
         all(&run, &kinds)
@@ -185,7 +190,7 @@ pub fn receive(host: &Host<'_>, headers: &[(String, String)], body: &[u8]) -> An
         received_at: now,
         nonce: host.clock.random(),
     };
-    if let Err(e) = Queues::new(host.queues, false).put_event(&queued) {
+    if let Err(e) = Queues::new(host.queues).put_event(&queued) {
         return Answer { status: 503, body: serde_json::json!({ "error": e.to_string() }).to_string() };
     }
     // Remembered once queued: a retry after a failed queueing is not a

@@ -218,7 +218,6 @@ pub struct SavedJob {
 pub struct Queues<'a> {
     kv: &'a dyn KeyValue,
     /// A dry run reads the queues and changes nothing.
-    read_only: bool,
     /// Ids each kind has in the failed or deferred queue, once listed.
     held: RefCell<std::collections::HashMap<RecordKind, std::rc::Rc<RefCell<HashSet<String>>>>>,
 }
@@ -228,14 +227,11 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
 }
 
 impl<'a> Queues<'a> {
-    pub fn new(kv: &'a dyn KeyValue, read_only: bool) -> Self {
-        Queues { kv, read_only, held: Default::default() }
+    pub fn new(kv: &'a dyn KeyValue) -> Self {
+        Queues { kv, held: Default::default() }
     }
 
     pub fn put(&self, queue: Queue, write: &QueuedWrite) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
         let bytes = serde_json::to_vec(write).expect("a queued write serializes");
         self.kv
             .set(&key(queue, write.kind, &write.netsuite_id), &bytes)
@@ -251,7 +247,7 @@ impl<'a> Queues<'a> {
     /// once per run and kind, and kept up to date by this run's own puts.
     /// Returns the ids that were queued.
     pub fn remove<K: AsRef<str>>(&self, kind: RecordKind, ids: &[K]) -> Result<Vec<String>> {
-        if ids.is_empty() || self.read_only {
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
         let held = self.held(kind)?;
@@ -290,9 +286,6 @@ impl<'a> Queues<'a> {
     /// Keeps a failed Salesforce → NetSuite write for inspection and replay
     /// (the replay reads the Salesforce record again and merges afresh).
     pub fn put_writeback(&self, failed: &FailedWriteback) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
         let bytes = serde_json::to_vec(failed).expect("a failed write-back serializes");
         self.kv
             .set(&writeback_key(failed.kind, &failed.salesforce_id), &bytes)
@@ -315,7 +308,7 @@ impl<'a> Queues<'a> {
 
     /// Drops the failed write-backs of these Salesforce records (written since).
     pub fn remove_writebacks(&self, kind: RecordKind, salesforce_ids: &[&str]) -> Result<()> {
-        if self.read_only || salesforce_ids.is_empty() {
+        if salesforce_ids.is_empty() {
             return Ok(());
         }
         let keys: Vec<String> = salesforce_ids.iter().map(|id| writeback_key(kind, id)).collect();
@@ -323,9 +316,6 @@ impl<'a> Queues<'a> {
     }
 
     pub fn put_event(&self, event: &QueuedEvent) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
         let bytes = serde_json::to_vec(event).expect("an event serializes");
         self.kv.set(&event_key(event.kind, &event.id), &bytes).map_err(|e| kv_error("queueing a change event", e))
     }
@@ -349,7 +339,7 @@ impl<'a> Queues<'a> {
     /// Clears the applied `events`, except those replaced meanwhile by a
     /// newer event for the same record: that one still has to be applied.
     pub fn remove_events(&self, events: &[QueuedEvent]) -> Result<()> {
-        if events.is_empty() || self.read_only {
+        if events.is_empty() {
             return Ok(());
         }
         let keys: Vec<String> = events.iter().map(|e| event_key(e.kind, &e.id)).collect();
@@ -435,9 +425,6 @@ impl<'a> Queues<'a> {
     /// that order.
     pub fn save_job(&self, kind: RecordKind, run_id: &str, seq: usize, job: &SavedJob) -> Result<String> {
         let key = format!("bulkjob/{kind}/{run_id}/{seq:06}-{}", job.id);
-        if self.read_only {
-            return Ok(key);
-        }
         let bytes = serde_json::to_vec(job).expect("a saved job serializes");
         self.kv.set(&key, &bytes).map_err(|e| kv_error("keeping a Bulk API job id", e))?;
         Ok(key)
@@ -472,16 +459,13 @@ impl<'a> Queues<'a> {
     }
 
     pub fn forget_job(&self, key: &str) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
         self.kv.delete(key).map_err(|e| kv_error("clearing a Bulk API job id", e))
     }
 
     /// Drops parked records (listed by [`Queues::leftovers`]) that no job's
     /// results took back: their pages were not recorded, so they are read again.
     pub fn clear_parked(&self, keys: &[String]) -> Result<()> {
-        if self.read_only || keys.is_empty() {
+        if keys.is_empty() {
             return Ok(());
         }
         self.kv.delete_many(keys).map_err(|e| kv_error("clearing parked Bulk API records", e))
@@ -531,7 +515,7 @@ mod tests {
     #[test]
     fn an_event_resent_while_a_run_applied_the_first_stays_queued() {
         let kv = Memory::default();
-        let queues = Queues::new(&kv, false);
+        let queues = Queues::new(&kv);
         queues.put_event(&event("7", 1)).unwrap();
         queues.put_event(&event("8", 2)).unwrap();
         let read = queues.events().unwrap();
@@ -545,7 +529,7 @@ mod tests {
     #[test]
     fn a_stopped_runs_jobs_come_back_in_the_order_they_were_closed() {
         let kv = Memory::default();
-        let queues = Queues::new(&kv, false);
+        let queues = Queues::new(&kv);
         // Salesforce's job ids need not sort as the jobs were made; the
         // bucket lists keys in no order.
         let made: Vec<String> = (1..=12).map(|n| format!("750{:02}", 13 - n)).collect();
@@ -591,7 +575,7 @@ mod tests {
     #[test]
     fn parked_records_come_back_whole_in_either_format() {
         let kv = Memory::default();
-        let queues = Queues::new(&kv, false);
+        let queues = Queues::new(&kv);
         let parked: Vec<ParkedWrite> = vec![queued("7").into(), queued("8").into()];
         let key = queues.park(RecordKind::Customer, "r1", "000001-a", parked).unwrap();
         let back = queues.take_parked(&key).unwrap();
@@ -618,7 +602,7 @@ mod tests {
         parked.transformations = None;
         parked.shape = Some(RawValue::from_string(Transformation::shape_json(&list)).unwrap());
         let kv = Memory::default();
-        let queues = Queues::new(&kv, false);
+        let queues = Queues::new(&kv);
         let key = queues.park(RecordKind::Customer, "r1", "000001-a", vec![parked]).unwrap();
         let stored = String::from_utf8(kv.get(&key).unwrap().unwrap()).unwrap();
         assert_eq!(stored.matches("Acme").count(), 1, "the payload is parked once: {stored}");
@@ -638,7 +622,7 @@ mod tests {
         parked.transformations = Some(RawValue::from_string(values).unwrap());
         parked.shape = Some(RawValue::from_string(Transformation::shape_json(&list)).unwrap());
         let kv = Memory::default();
-        let queues = Queues::new(&kv, false);
+        let queues = Queues::new(&kv);
         let mut other = parked.clone();
         other.shape = Some(RawValue::from_string("[{\"field\":\"Other\"}]".into()).unwrap());
         other.transformations = Some(RawValue::from_string("[{}]".into()).unwrap());

@@ -148,8 +148,8 @@ impl<'a> Run<'a> {
             settings,
             source: NetSuiteSource::new(host, settings.netsuite.clone(), settings.backoff),
             sink: SalesforceSink::new(host, settings.salesforce.clone(), settings.backoff),
-            state: State::new(host.state, request.dry_run),
-            queues: Queues::new(host.queues, request.dry_run),
+            state: State::new(host.state),
+            queues: Queues::new(host.queues),
             writer,
             lease: None,
             counts: Default::default(),
@@ -189,7 +189,7 @@ impl<'a> Run<'a> {
     }
 
     pub fn audit(&self, entries: Vec<AuditEntry>) {
-        if !self.request.dry_run && !entries.is_empty() {
+        if !entries.is_empty() {
             self.host.audit.append(entries);
         }
     }
@@ -320,7 +320,7 @@ impl<'a> Run<'a> {
             DeleteAction::Flag => &[crate::mapping::DELETED_FIELD],
             DeleteAction::Delete => &[],
         };
-        self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra, !self.request.dry_run)?;
+        self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
         self.state.note_writes(kind)?;
         self.validated.borrow_mut().push(kind);
         Ok(())

@@ -231,7 +231,6 @@ pub fn given_fields(state: &RecordState) -> Option<serde_json::Map<String, serde
 pub struct State<'a> {
     kv: &'a dyn KeyValue,
     /// A dry run reads state and writes none.
-    read_only: bool,
     /// The Salesforce org the run writes to, once known: states of another
     /// org read as absent, and saved states are stamped with it.
     org: std::cell::OnceCell<String>,
@@ -242,8 +241,8 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
 }
 
 impl<'a> State<'a> {
-    pub fn new(kv: &'a dyn KeyValue, read_only: bool) -> Self {
-        State { kv, read_only, org: Default::default() }
+    pub fn new(kv: &'a dyn KeyValue) -> Self {
+        State { kv, org: Default::default() }
     }
 
     fn read_cursor(&self, key: &str, what: &str) -> Result<Option<StoredCursor>> {
@@ -258,9 +257,6 @@ impl<'a> State<'a> {
     }
 
     fn write_cursor(&self, key: &str, cursor: &StoredCursor) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
         let bytes = serde_json::to_vec(cursor).expect("a cursor serializes");
         self.kv.set(key, &bytes).map_err(|e| kv_error("saving a cursor", e))
     }
@@ -286,9 +282,6 @@ impl<'a> State<'a> {
     }
 
     pub fn save_salesforce_cursor(&self, kind: RecordKind, modstamp: &str) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
         let value = format!("{modstamp}@{}", self.org());
         self.kv.set(&salesforce_cursor_key(kind), value.as_bytes()).map_err(|e| kv_error("saving a cursor", e))
     }
@@ -334,7 +327,7 @@ impl<'a> State<'a> {
     }
 
     pub fn save_records<K: AsRef<str>>(&self, kind: RecordKind, entries: Vec<(K, RecordState)>) -> Result<()> {
-        if entries.is_empty() || self.read_only {
+        if entries.is_empty() {
             return Ok(());
         }
         let rows: Vec<(String, Vec<u8>)> = entries
@@ -364,7 +357,7 @@ impl<'a> State<'a> {
     /// records of it may exist there from now on, even ones a run wrote but
     /// did not live to record.
     pub fn note_writes(&self, kind: RecordKind) -> Result<()> {
-        if self.read_only || self.writes_began(kind)? {
+        if self.writes_began(kind)? {
             return Ok(());
         }
         self.kv.set(&written_key(kind, self.org()), b"1").map_err(|e| kv_error("noting the first write", e))
@@ -379,9 +372,6 @@ impl<'a> State<'a> {
     }
 
     pub fn save_mapping_fingerprint(&self, kind: RecordKind, fingerprint: &str) -> Result<()> {
-        if self.read_only {
-            return Ok(());
-        }
         self.kv
             .set(&mapping_key(kind), fingerprint.as_bytes())
             .map_err(|e| kv_error("saving the mapping fingerprint", e))
@@ -394,11 +384,11 @@ mod tests {
     fn a_salesforce_cursor_belongs_to_the_org_it_was_read_from() {
         use crate::model::RecordKind::Vendor;
         let kv = crate::sync::memory_kv::Memory::default();
-        let sandbox = super::State::new(&kv, false);
+        let sandbox = super::State::new(&kv);
         sandbox.set_org("00DSANDBOX".into());
         sandbox.save_salesforce_cursor(Vendor, "2026-12-02T11:58:00.000+0000").unwrap();
         assert_eq!(sandbox.salesforce_cursor(Vendor).unwrap().as_deref(), Some("2026-12-02T11:58:00.000+0000"));
-        let production = super::State::new(&kv, false);
+        let production = super::State::new(&kv);
         production.set_org("00DPRODUCTION".into());
         assert_eq!(production.salesforce_cursor(Vendor).unwrap(), None, "another org's times say nothing here");
         // An earlier build stored the modstamp alone: the org it wrote to.

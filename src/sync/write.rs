@@ -11,8 +11,7 @@ use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, FieldChange, MappedRecord, OutcomeKind, PlanAction, PlannedWrite,
     RecordKind, Result, SObjectRecord, UpsertOutcome,
 };
-use crate::salesforce::bulk::{BulkResults, CsvJob, csv_safe};
-use crate::salesforce::composite::PendingUpsert;
+use crate::salesforce::{BulkResults, CsvJob, PendingUpsert, csv_safe};
 use crate::settings::DeleteAction;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
@@ -46,6 +45,12 @@ pub(super) trait Writer {
     /// Whether `parent` will be in Salesforce when its children are written,
     /// beyond what the record states say (a dry run: planned this run).
     fn planned(&self, parent: &ParentRef) -> bool;
+
+    /// Takes up what stopped runs left with Salesforce before `kind` is
+    /// read again (a plan has nothing to take up).
+    fn resume(&self, _run: &Run<'_>, _kind: RecordKind) -> Result<()> {
+        Ok(())
+    }
 
     /// The plan (dry runs).
     fn plan(&self) -> Vec<PlannedWrite>;
@@ -88,6 +93,10 @@ pub(super) trait Batch {
 pub(super) struct Salesforce;
 
 impl Writer for Salesforce {
+    fn resume(&self, run: &Run<'_>, kind: RecordKind) -> Result<()> {
+        resume_bulk_jobs(run, kind)
+    }
+
     fn batch<'b>(
         &'b self,
         run: &Run<'_>,
@@ -259,10 +268,7 @@ fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResul
 /// Salesforce applied them, so their results are read and recorded instead
 /// of the records being sent again. Then drops whatever else stopped runs
 /// left parked (their pages were not recorded, so they are read again).
-pub(super) fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
-    if run.request.dry_run {
-        return Ok(());
-    }
+fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     let (jobs, parked) = run.queues.leftovers(kind)?;
     for (key, job) in jobs {
         match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew()) {
