@@ -692,6 +692,28 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
+    /// Every action, for those who list them (the README).
+    pub const ALL: [AuditAction; 18] = [
+        AuditAction::Write,
+        AuditAction::BulkWrite,
+        AuditAction::SkipUnchanged,
+        AuditAction::Defer,
+        AuditAction::WriteDeferred,
+        AuditAction::WriteEvent,
+        AuditAction::Replay,
+        AuditAction::FlagDeleted,
+        AuditAction::Delete,
+        AuditAction::Map,
+        AuditAction::Read,
+        AuditAction::Drop,
+        AuditAction::NetSuiteWrite,
+        AuditAction::NetSuiteCreate,
+        AuditAction::Link,
+        AuditAction::NetSuiteInactivate,
+        AuditAction::SkipDeletedInSalesforce,
+        AuditAction::Conflict,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuditAction::Write => "write",
@@ -778,8 +800,16 @@ pub struct AuditEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::{AuditTransformations, Transformation};
+    use super::{AuditAction, AuditTransformations, Transformation};
     use serde_json::json;
+
+    #[test]
+    fn the_readme_lists_every_audit_action() {
+        let readme = include_str!("../README.md");
+        for action in AuditAction::ALL {
+            assert!(readme.contains(&format!("`{}`", action.as_str())), "{}", action.as_str());
+        }
+    }
 
     #[test]
     fn transformations_as_json_are_what_serde_writes() {
