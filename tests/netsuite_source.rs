@@ -195,13 +195,13 @@ async fn a_run_longer_than_the_token_lifetime_gets_fresh_tokens() {
 }
 
 /// Every customer modified in the last few minutes, and a transaction that
-/// started two minutes ago committing while the last page is read: its
+/// started two minutes ago committing while the next run reads them: its
 /// lastmodifieddate is already behind the cursor. Returns the late record.
-fn late_commit_during_the_first_run(bed: &support::Bed) -> i64 {
+fn late_commit_during_the_next_run(bed: &support::Bed) -> i64 {
     let now = bed.clock.now_secs();
     bed.netsuite.execute(&format!("UPDATE customer SET lastmodifieddate = {now} - 300 + (id % 250)")).unwrap();
     let late = bed.customer_ids[0];
-    bed.netsuite.after_queries(10, move |ns| {
+    bed.netsuite.after_queries(bed.netsuite.queries() + 10, move |ns| {
         ns.execute(&format!(
             "UPDATE customer SET companyname = 'Late Commit Ltd', lastmodifieddate = lastmodifieddate - 120 WHERE id = {late}"
         ))
@@ -210,11 +210,126 @@ fn late_commit_during_the_first_run(bed: &support::Bed) -> i64 {
     late
 }
 
+/// The first sync's scan takes `secs` (simulated) seconds: the clock moves
+/// on while its pages are read.
+fn scan_takes(bed: &support::Bed, secs: u64) {
+    let clock = bed.clock.clone();
+    bed.netsuite.after_queries(bed.netsuite.queries() + 4, move |_| clock.advance(Duration::from_secs(secs)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_commit_during_a_run_is_picked_up_by_the_next_run() {
+async fn a_late_commit_during_a_first_sync_is_read_once_its_window_has_passed() {
     let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
-    let late = late_commit_during_the_first_run(&bed);
+    let late = late_commit_during_the_next_run(&bed);
+    scan_takes(&bed, 5);
     succeeded(&bed.sync().await);
+    assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
+    let handed = stored_cursor(&bed, "customer").unwrap();
+    assert!(handed["recheck"]["due"].is_i64(), "{handed}");
+
+    // Until late commits can no longer land in the window before the
+    // hand-over, runs read from the cursor: the thousand rows in it are not
+    // read again by each of them.
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(next.counts("customer").read, 0, "{:?}", next.counts("customer"));
+    assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
+
+    // The first run after that re-reads the window once.
+    bed.clock.advance(Duration::from_secs(601));
+    let after = bed.sync().await;
+    succeeded(&after);
+    assert_eq!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
+    let c = after.counts("customer");
+    assert_eq!((c.read, c.updated, c.created), (1, 1, 0), "overlap rows already handled are dropped: {c:?}");
+    let settled = stored_cursor(&bed, "customer").unwrap();
+    assert!(settled.get("recheck").is_none() && settled["settled"] == true, "{settled}");
+    assert_eq!(settled["last_modified"], handed["last_modified"], "the cursor itself did not move: {settled}");
+
+    let before = bed.netsuite.queries();
+    succeeded(&bed.sync().await);
+    let queries = &bed.netsuite.recent_queries()[..];
+    let idle = &queries[queries.len() - (bed.netsuite.queries() - before) as usize..];
+    let customers: Vec<&String> = idle.iter().filter(|q| q.contains("FROM customer c")).collect();
+    assert!(
+        customers.len() == 1
+            && customers[0].contains(&format!("TO_TIMESTAMP('{}'", handed["last_modified"].as_str().unwrap())),
+        "later runs read from the cursor itself: {customers:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_short_first_sync_a_save_in_the_hand_over_second_is_read_by_the_next_run() {
+    let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
+    // Every customer saved in the current second: the scan begins in it.
+    let now = bed.clock.now_secs();
+    bed.netsuite.execute(&format!("UPDATE customer SET lastmodifieddate = {now}")).unwrap();
+    succeeded(&bed.sync().await);
+    let handed = stored_cursor(&bed, "customer").unwrap();
+    assert!(handed.get("recheck").is_none() && handed["settled"] == false, "{handed}");
+
+    // Saved in that same second after the scan passed it (lowest id).
+    let first = bed.customer_ids[0];
+    bed.netsuite.execute(&format!("UPDATE customer SET companyname = 'Same Second Ltd' WHERE id = {first}")).unwrap();
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.sf("Account", first).1["Name"], "Same Second Ltd");
+}
+
+/// A run, and how many pages of customer changes it asked NetSuite for.
+async fn sync_counting_customer_pages(bed: &support::Bed) -> (host_harness::scheduler::RunReport, usize) {
+    let before = bed.netsuite.queries();
+    let report = bed.sync().await;
+    succeeded(&report);
+    let queries = bed.netsuite.recent_queries();
+    let run = &queries[queries.len() - (bed.netsuite.queries() - before) as usize..];
+    (report, run.iter().filter(|q| q.contains("FROM customer c") && !q.ends_with("ORDER BY c.id")).count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_long_first_sync_changes_move_the_cursor_without_re_reading_the_hand_over_window() {
+    let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
+    // A bulk import: every customer saved in one second, a minute ago.
+    let at = bed.clock.now_secs() - 60;
+    bed.netsuite.execute(&format!("UPDATE customer SET lastmodifieddate = {at}")).unwrap();
+    scan_takes(&bed, 5);
+    succeeded(&bed.sync().await);
+    let (_, pages) = sync_counting_customer_pages(&bed).await;
+    assert_eq!(pages, 1, "the imported second is not read again");
+
+    // A later save moves the cursor; the runs after it re-read the overlap
+    // window before it, but not behind the hand-over.
+    let edited = bed.customer_ids[500];
+    bed.netsuite.rename_customer_any(edited, "Edited After Import").unwrap();
+    let (moved, pages) = sync_counting_customer_pages(&bed).await;
+    assert_eq!((moved.counts("customer").updated, pages), (1, 1), "{:?}", moved.counts("customer"));
+    let (_, pages) = sync_counting_customer_pages(&bed).await;
+    assert_eq!(pages, 1, "the overlap re-read stops at the hand-over");
+    assert_eq!(bed.sf("Account", edited).1["Name"], "Edited After Import");
+
+    // Once due, the hand-over window is re-read once (every row dropped as
+    // already handled), and then no more.
+    bed.clock.advance(Duration::from_secs(601));
+    let (recheck, pages) = sync_counting_customer_pages(&bed).await;
+    let c = recheck.counts("customer");
+    assert_eq!((c.read, c.updated, c.created), (0, 0, 0), "{c:?}");
+    assert!(pages >= 10, "the thousand imported rows, a hundred a page: {pages}");
+    assert!(stored_cursor(&bed, "customer").unwrap().get("recheck").is_none());
+    let (_, pages) = sync_counting_customer_pages(&bed).await;
+    assert_eq!(pages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_during_an_incremental_run_is_picked_up_by_the_next_run() {
+    let bed = bed(1000).setting("netsuite_page_size", "100").start().await;
+    succeeded(&bed.sync().await);
+    bed.clock.advance(Duration::from_secs(3600));
+    succeeded(&bed.sync().await);
+    // Every customer changed in the last few minutes; while the changes are
+    // read, a transaction that began two minutes ago commits behind them.
+    let late = late_commit_during_the_next_run(&bed);
+    let changed = bed.sync().await;
+    succeeded(&changed);
+    assert_eq!(changed.counts("customer").read, 1000);
     assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
 
     let next = bed.sync().await;
@@ -325,7 +440,7 @@ async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_overlap_window_a_late_commit_is_missed() {
     let bed = bed(1000).setting("netsuite_page_size", "100").setting("netsuite_overlap_secs", "0").start().await;
-    let late = late_commit_during_the_first_run(&bed);
+    let late = late_commit_during_the_next_run(&bed);
     succeeded(&bed.sync().await);
     succeeded(&bed.sync().await);
     assert_ne!(bed.sf("Account", late).1["Name"], "Late Commit Ltd", "this is what the overlap window is for");
@@ -456,12 +571,14 @@ async fn two_hundred_fifty_thousand_contacts_cross_the_offset_ceiling() {
     assert_eq!(bed.salesforce.count("Contact"), 250_000, "none missed, none repeated");
     assert_eq!(bed.netsuite.max_offset_requested(), 0, "keyset pagination never pages by offset");
 
-    // The first sync scanned by id; the next run re-reads the overlap window by
-    // (lastmodifieddate, id): all 250,000 in one second, past the ceiling. The
-    // last of them changed, its time kept, must be reached.
+    // The first sync scanned by id; once late commits can no longer land in
+    // the window before its hand-over, a run re-reads it by (lastmodifieddate,
+    // id): all 250,000 in one second, past the ceiling. The last of them
+    // changed, its time kept, must be reached.
     bed.netsuite
         .execute("UPDATE contact SET title = 'Reached Past The Ceiling' WHERE id = (SELECT MAX(id) FROM contact)")
         .unwrap();
+    bed.clock.advance(Duration::from_secs(601));
     let again = bed.sync_all().await;
     succeeded(&again);
     let c = again.counts("contact");

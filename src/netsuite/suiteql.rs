@@ -141,7 +141,7 @@ fn keyset(time: &str, id: &str, after: Option<&Cursor>) -> Result<(String, Strin
         Some(c) => (c.last_modified.as_str(), internal_id(&c.id)?),
         None => (EPOCH, 0),
     };
-    let next_second = format_timestamp(parse_timestamp(since)? + time::Duration::SECOND);
+    let next_second = second_after(since)?;
     let filter = format!(
         "{time} >= {since} AND ({time} >= {next} OR {id} > {after_id})",
         next = to_timestamp(&next_second)?,
@@ -241,6 +241,16 @@ pub fn deleted_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String>
 pub fn rewind(cursor: &Cursor, secs: u32) -> Result<Cursor> {
     let earlier = parse_timestamp(&cursor.last_modified)? - time::Duration::seconds(i64::from(secs));
     Ok(Cursor { last_modified: format_timestamp(earlier), id: "0".into() })
+}
+
+/// A cursor past every row of `cursor`'s second.
+pub fn past_second(cursor: &Cursor) -> Result<Cursor> {
+    Ok(Cursor { last_modified: second_after(&cursor.last_modified)?, id: "0".into() })
+}
+
+/// The timestamp one second after `timestamp`, in the cursor's form.
+fn second_after(timestamp: &str) -> Result<String> {
+    Ok(format_timestamp(parse_timestamp(timestamp)? + time::Duration::SECOND))
 }
 
 /// Rows of `kind` by internal id (at most a page of ids).

@@ -4,10 +4,16 @@
 //! cursor moved forward only over pages whose records are recorded.
 
 use super::run::Run;
-use super::state::{IdScan, StoredCursor, is_after};
+use super::state::{IdScan, Recheck, StoredCursor, is_after};
 use crate::model::{Cursor, Page, RecordKind, Result};
 use crate::netsuite::{DeletedPage, PendingDeleted, PendingPage, suiteql};
 use std::collections::VecDeque;
+
+/// Host seconds from a scan's start after which the second of NetSuite's
+/// newest change, asked then, can take no more saves: it was at most the
+/// current second when asked, and whole seconds on both clocks leave one more
+/// of margin. Only a late commit lands in it after that (see [`Recheck`]).
+const SECOND_OVER_AFTER: i64 = 3;
 
 /// Where a stream's read begins.
 pub(super) enum Start {
@@ -26,45 +32,64 @@ pub(super) struct Position {
     stored: Option<StoredCursor>,
     /// While the kind is read by id: where its change stream goes on once
     /// every row is recorded (None: the kind had no rows when the scan began,
-    /// so from the epoch).
-    scan_then: Option<Option<Cursor>>,
+    /// so from the epoch), and when the scan began (host wall clock).
+    scan: Option<(Option<Cursor>, i64)>,
     /// Cursors after the pages read and not yet recorded, oldest first.
     unrecorded: VecDeque<Option<Cursor>>,
     started_at: i64,
+    /// This run re-reads a first sync's hand-over window (see [`Recheck`]).
+    rechecking: bool,
 }
 
 impl Position {
     /// Where the stream of `kind` (its deletions when `deleted`) starts. An
     /// unsettled cursor is rewound by the overlap window to catch rows
     /// committed late with an earlier lastmodifieddate (record states drop
-    /// what was handled); `full` starts at the beginning. A kind read from
-    /// the beginning is scanned by id, and a scan a run left unfinished goes
-    /// on; deletions are read by time only.
+    /// what was handled), though not behind a hand-over whose window is still
+    /// to be re-read ([`Recheck`]); a run starting after that is due reads it.
+    /// `full` starts at the beginning. A kind read from the beginning is
+    /// scanned by id, and a scan a run left unfinished goes on; deletions are
+    /// read by time only.
     pub fn start(run: &Run<'_>, kind: RecordKind, deleted: bool, full: bool) -> Result<(Position, Start)> {
         let stored = run.state.cursor(kind, deleted)?;
+        let started_at = run.host.clock.now_unix();
+        let window = run.settings.netsuite.overlap_secs;
         // No cursor yet, or one naming a scan: the stream has not been read through.
         let from_start = full || stored.as_ref().is_none_or(|s| s.scan.is_some());
-        let (start, scan_then) = match &stored {
+        let (start, scan) = match &stored {
             // A scan a run left unfinished goes on, unless this run reads everything again.
             Some(StoredCursor { scan: Some(scan), .. }) if !full => {
-                (Start::Scan(Some(scan.after.clone())), Some(scan.then.clone()))
+                (Start::Scan(Some(scan.after.clone())), Some((scan.then.clone(), scan.began_at)))
             }
             // Deletions are keyed by time alone.
             _ if from_start && deleted => (Start::After(None), None),
             Some(s) if !from_start && s.settled => (Start::After(Some(s.cursor.clone())), None),
             Some(s) if !from_start => {
-                (Start::After(Some(suiteql::rewind(&s.cursor, run.settings.netsuite.overlap_secs)?)), None)
+                let mut from = suiteql::rewind(&s.cursor, window)?;
+                if let Some(r) = &s.recheck {
+                    let floor = suiteql::past_second(&r.from)?;
+                    if is_after(&floor, &from) {
+                        from = floor;
+                    }
+                }
+                (Start::After(Some(from)), None)
             }
-            _ => (Start::Scan(None), Some(Self::newest(run, kind)?)),
+            _ => (Start::Scan(None), Some((Self::newest(run, kind)?, started_at))),
         };
-        let position = Position {
-            kind,
-            deleted,
-            stored,
-            scan_then,
-            unrecorded: VecDeque::new(),
-            started_at: run.host.clock.now_unix(),
+        // A hand-over window due for its re-read: from its start, if earlier.
+        let due = stored.as_ref().and_then(|s| s.recheck.as_ref()).filter(|r| started_at > r.due);
+        let (start, rechecking) = match (start, due) {
+            (Start::After(after), Some(r)) => {
+                let window = suiteql::rewind(&r.from, window)?;
+                let earlier = match after {
+                    Some(after) if !is_after(&after, &window) => after,
+                    _ => window,
+                };
+                (Start::After(Some(earlier)), true)
+            }
+            (start, _) => (start, false),
         };
+        let position = Position { kind, deleted, stored, scan, unrecorded: VecDeque::new(), started_at, rechecking };
         Ok((position, start))
     }
 
@@ -91,18 +116,20 @@ impl Position {
         }
         let Some(next) = last else { return Ok(()) };
         let now = run.host.clock.now_unix();
-        if let Some(then) = &self.scan_then {
+        if let Some((then, began_at)) = &self.scan {
             // The epoch, settled: a build without scans reads from the start.
             let moved = StoredCursor {
                 cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
                 moved_at: now,
                 settled: true,
-                scan: Some(IdScan { after: next.id, then: then.clone() }),
+                scan: Some(IdScan { after: next.id, then: then.clone(), began_at: *began_at }),
+                recheck: None,
             };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
             self.stored = Some(moved);
         } else if self.stored.as_ref().is_none_or(|s| is_after(&next, &s.cursor)) {
-            let moved = StoredCursor { cursor: next, moved_at: now, settled: false, scan: None };
+            let recheck = self.stored.as_ref().and_then(|s| s.recheck.clone());
+            let moved = StoredCursor { cursor: next, moved_at: now, settled: false, scan: None, recheck };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
             self.stored = Some(moved);
         }
@@ -110,30 +137,57 @@ impl Position {
     }
 
     /// The stream was read to its end. A scan with every page recorded
-    /// hands over to the change stream where changes stood when it began
-    /// (unsettled: the next run re-reads the overlap window before it). Once
-    /// a run that started more than the overlap window after the cursor last
-    /// moved has re-read that window, no late commit can still land in it:
-    /// later runs start at the cursor itself.
+    /// hands over to the change stream where changes stood when it began.
+    /// After a short scan that second may still take saves: the change
+    /// stream goes on at its start, unsettled, and the next runs re-read the
+    /// overlap window before it. After a longer one the second is over: the
+    /// stream goes on past it, and the window is re-read once, by the first
+    /// run starting more than the overlap window later ([`Recheck`]), so a
+    /// kind bulk-imported in one second is not read whole again by every run
+    /// until then. Once a run that started more than the overlap window after
+    /// the cursor last moved has re-read that window, no late commit can
+    /// still land in it: later runs start at the cursor itself.
     pub fn settle(self, run: &Run<'_>) -> Result<()> {
-        if let Some(then) = self.scan_then {
+        let window = i64::from(run.settings.netsuite.overlap_secs);
+        if let Some((then, began_at)) = self.scan {
             // Unrecorded pages are read again: the scan goes on next run.
             if !self.unrecorded.is_empty() {
                 return Ok(());
             }
-            // A kind that had no rows goes on from the epoch (settled: there is
-            // nothing before it), so its idle runs cost one request, not a
-            // newest-change query and a scan each.
-            let (cursor, settled) = match then {
-                Some(then) => (then, false),
-                None => (Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() }, true),
+            let now = run.host.clock.now_unix();
+            let handed = match then {
+                Some(then) if now - began_at >= SECOND_OVER_AFTER => StoredCursor {
+                    cursor: suiteql::past_second(&then)?,
+                    moved_at: now,
+                    settled: true,
+                    scan: None,
+                    recheck: Some(Recheck { from: then, due: now + window }),
+                },
+                Some(then) => StoredCursor { cursor: then, moved_at: now, settled: false, scan: None, recheck: None },
+                // A kind that had no rows goes on from the epoch (nothing
+                // before it), so its idle runs cost one request, not a
+                // newest-change query and a scan each.
+                None => StoredCursor {
+                    cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
+                    moved_at: now,
+                    settled: true,
+                    scan: None,
+                    recheck: None,
+                },
             };
-            let handed = StoredCursor { cursor, moved_at: run.host.clock.now_unix(), settled, scan: None };
             return run.state.save_cursor(self.kind, self.deleted, &handed);
         }
-        let window = i64::from(run.settings.netsuite.overlap_secs);
-        if let Some(mut s) = self.stored.filter(|s| !s.settled && self.started_at > s.moved_at + window) {
+        let Some(mut s) = self.stored else { return Ok(()) };
+        let mut changed = false;
+        if self.rechecking {
+            s.recheck = None;
+            changed = true;
+        }
+        if !s.settled && self.started_at > s.moved_at + window {
             s.settled = true;
+            changed = true;
+        }
+        if changed {
             run.state.save_cursor(self.kind, self.deleted, &s)?;
         }
         Ok(())

@@ -54,6 +54,23 @@ pub struct StoredCursor {
     /// start by time instead (the same rows, in another order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<IdScan>,
+    /// A first sync's hand-over window, still to be re-read once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recheck: Option<Recheck>,
+}
+
+/// The overlap window before the point a long first sync handed over at. A
+/// row committed late into it, or changed in that point's second after the
+/// read passed it, is found by re-reading it once, when late commits can no
+/// longer land in it; runs before then read from past that second and do not
+/// rewind behind it, so a kind whose rows share one time (a bulk import) is
+/// not read whole again by each of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recheck {
+    /// The hand-over point: the window before it is re-read.
+    pub from: Cursor,
+    /// Host wall clock (Unix seconds) after which a run starting re-reads it.
+    pub due: i64,
 }
 
 /// A first sync's read of a kind in internal id order, under way.
@@ -66,6 +83,10 @@ pub struct IdScan {
     /// after that may have been passed already; they are read again then).
     /// None: the kind had no rows then.
     pub then: Option<Cursor>,
+    /// Host wall clock (Unix seconds) when the scan began, before `then` was
+    /// asked (0 in states kept before it was recorded: long ago).
+    #[serde(default)]
+    pub began_at: i64,
 }
 
 /// Whether `a` lies strictly after `b` in (lastmodified, id) order.

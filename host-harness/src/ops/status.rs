@@ -89,6 +89,10 @@ pub struct CursorStatus {
     pub moved_at: Option<String>,
     /// Seconds since then.
     pub age_secs: Option<i64>,
+    /// After a first sync: when the first run to start after it re-reads the
+    /// overlap window before the hand-over (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_reread_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -278,6 +282,10 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
                 },
                 moved_at: moved_at.and_then(|t| t.format(&Rfc3339).ok()),
                 age_secs: moved_at.map(|t| (now - t).whole_seconds()),
+                window_reread_after: stored
+                    .recheck
+                    .and_then(|r| OffsetDateTime::from_unix_timestamp(r.due).ok())
+                    .and_then(|t| t.format(&Rfc3339).ok()),
             });
         }
         let key = state::salesforce_cursor_key(kind);
@@ -292,6 +300,7 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
                 },
                 moved_at: moved_at.and_then(|t| t.format(&Rfc3339).ok()),
                 age_secs: moved_at.map(|t| (now - t).whole_seconds()),
+                window_reread_after: None,
             });
         }
     }
@@ -428,7 +437,11 @@ pub fn text(s: &TenantStatus) -> String {
     }
     for c in &s.cursors {
         let age = c.age_secs.map_or(String::new(), |a| format!(", moved {} ago", span(a)));
-        let _ = writeln!(out, "  cursor      {} {} at {}{age}", c.kind, c.stream, c.position);
+        let recheck = c
+            .window_reread_after
+            .as_ref()
+            .map_or(String::new(), |at| format!("; the first run after {at} re-reads the overlap window before it"));
+        let _ = writeln!(out, "  cursor      {} {} at {}{age}{recheck}", c.kind, c.stream, c.position);
     }
     if s.waiting.is_empty() {
         out.push_str("  waiting     nothing (no failed writes, no deferred children)\n");

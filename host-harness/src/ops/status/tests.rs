@@ -1,7 +1,7 @@
 use super::*;
 use crate::scheduler::{RunReport, SalesforceApiUsage};
 use netsuite_salesforce::model::Cursor;
-use netsuite_salesforce::sync::state::IdScan;
+use netsuite_salesforce::sync::state::{IdScan, Recheck};
 
 fn database() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
@@ -55,6 +55,7 @@ fn cursor(last_modified: &str, id: &str, moved_at: i64) -> Vec<u8> {
         moved_at,
         settled: false,
         scan: None,
+        recheck: None,
     };
     serde_json::to_vec(&stored).unwrap()
 }
@@ -89,14 +90,13 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
     .unwrap();
     // Cursors as the component stores them; one from before `moved_at` was kept.
     let moved = now().unix_timestamp() - 300;
-    kv(
-        &conn,
-        "acme",
-        STATE_BUCKET,
-        "cursor/customer",
-        &cursor("2026-12-02 03:55:00", "42", moved),
-        "2026-12-02T11:55:00Z",
-    );
+    // Customers were handed over by a first sync whose window is re-read later.
+    let mut handed: StoredCursor = serde_json::from_slice(&cursor("2026-12-02 03:55:00", "42", moved)).unwrap();
+    handed.recheck = Some(Recheck {
+        from: Cursor { last_modified: "2026-12-02 03:54:59".into(), id: "0".into() },
+        due: moved + 600,
+    });
+    kv(&conn, "acme", STATE_BUCKET, "cursor/customer", &serde_json::to_vec(&handed).unwrap(), "2026-12-02T11:55:00Z");
     kv(
         &conn,
         "acme",
@@ -110,7 +110,8 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         cursor: Cursor { last_modified: "1970-01-01 00:00:00".into(), id: "0".into() },
         moved_at: moved,
         settled: true,
-        scan: Some(IdScan { after: "118".into(), then: None }),
+        scan: Some(IdScan { after: "118".into(), then: None, began_at: moved }),
+        recheck: None,
     };
     let scanning = serde_json::to_vec(&scanning).unwrap();
     kv(&conn, "acme", STATE_BUCKET, "cursor/vendor", &scanning, "2026-12-02T11:55:00Z");
@@ -185,7 +186,8 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         "              customer: read 10 created 2 updated 3 unchanged 5 deferred 0 failed 0 deleted 0\n",
         "              error: Salesforce error: UNABLE_TO_LOCK_ROW\n",
         "  last success 2026-12-02T11:00:01.5Z\n",
-        "  cursor      customer netsuite-changes at 2026-12-02 03:55:00 #42, moved 5 min ago\n",
+        "  cursor      customer netsuite-changes at 2026-12-02 03:55:00 #42, moved 5 min ago; the first run after \
+         2026-12-02T12:05:00Z re-reads the overlap window before it\n",
         "  waiting     customer: 2 failed writes, oldest failure 2026-12-02T09:00:00Z\n",
         "  waiting     contact: 1 deferred until their parent is in Salesforce, oldest deferred 2026-12-02T08:00:00Z\n",
         "  Salesforce  API usage 1500/15000 (10.0% of the org's daily allocation, runs stop at 90%), as of run run-c",
