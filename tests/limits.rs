@@ -59,13 +59,14 @@ async fn wide_records_sync_in_64_mb_in_jobs_a_fifth_of_it() {
 async fn a_run_out_of_memory_ends_alone_with_its_writes_counted_in_one_line_and_the_next_run_works() {
     // Composite only: each page is written and audited as it goes.
     let bed = bed(5000).max_memory_mb(24).setting("salesforce_bulk_threshold", "1000000").start().await;
-    // From the fourth thousand on, 4 KB company names (read, though a
-    // person's Name is their own): pages of them, read ahead, pass the cap
-    // after the first pages were written.
+    // The 3,001st customer has a 16 MB company name (read, though a person's
+    // Name is their own): pages are sized to a share of the cap from the
+    // widths seen, but a single row wider than the cap cannot fit, and the
+    // pages before it were written.
     bed.netsuite
         .execute(
-            "UPDATE customer SET companyname = hex(randomblob(2000)), isperson = 'T', firstname = 'Person',
-                 lastname = id WHERE id > 3000",
+            "UPDATE customer SET companyname = hex(randomblob(8000000)), isperson = 'T', firstname = 'Person',
+                 lastname = id WHERE id = 3001",
         )
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -100,7 +101,9 @@ async fn a_run_out_of_memory_ends_alone_with_its_writes_counted_in_one_line_and_
     let audited: u32 = conn
         .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND outcome = 'created'", [&run_id], |r| r.get(0))
         .unwrap();
-    assert!(audited >= 1000, "the pages before the big ones were written: {audited}");
+    // Most pages before the wide row were written (the last ones were
+    // waiting for, or in, a Composite request when the run was stopped).
+    assert!(audited >= 500, "the pages before the wide row were written: {audited}");
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["objects"]["customer"]["created"], audited, "{report}");
     assert!(report["api_calls"]["salesforce"].as_u64() > Some(0), "{report}");
@@ -154,4 +157,27 @@ async fn a_run_past_its_deadline_is_stopped_in_one_line_naming_the_setting_and_t
     let out = sync().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(bed.salesforce.count("Account"), 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_thirty_times_wider_than_usual_sync_in_128_mb_in_smaller_pages() {
+    let bed = bed(3000).max_memory_mb(128).start().await;
+    // A long-text field mapped: every customer carries 30 KB of notes, so a
+    // page of 1,000 rows would be 30 MB of JSON, held several times over.
+    let mapping = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen("  { copy = \"companyname\" },\n", "", 1)
+        + "\n[[customer.field]]\ntarget = \"Description\"\nrules = [{ copy = \"companyname\" }]\n";
+    bed.tenant.set_override("mapping_toml", &mapping);
+    bed.netsuite.execute("UPDATE customer SET companyname = hex(randomblob(15000)) || ' ' || id").unwrap();
+    let report = bed.full_sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 3000);
+    // Half the cap (a page of 1,000 such rows ran out of memory before).
+    assert!(report.guest_peak_memory_bytes <= 64 << 20, "{} bytes", report.guest_peak_memory_bytes);
+    // Pages of a 4 MB share (128 MB / 32), not the configured 1,000 rows;
+    // Composite requests of 2 MB (128 MB / 64), not 1,000 records.
+    assert!(report.api_calls.salesforce >= 3000 * 30 / 2000, "{:?}", report.api_calls);
+    let pages = bed.netsuite.recent_queries().iter().filter(|q| q.ends_with("ORDER BY c.id")).count();
+    assert!(pages >= 3000 * 30 / 4000, "{pages} pages");
+    let (_, account) = bed.sf("Account", bed.customer_ids[2999]);
+    assert_eq!(account["Description"].as_str().unwrap().len(), 30_000 + 1 + 4);
 }

@@ -14,6 +14,7 @@ use crate::ports::Host;
 use crate::settings::{M2mSettings, NetSuiteAuth, NetSuiteSettings};
 use auth::AccessToken;
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 enum Auth {
     M2m { settings: M2mSettings, token: RefCell<Option<AccessToken>> },
@@ -28,10 +29,19 @@ pub struct DeletedPage {
     pub has_more: bool,
 }
 
+/// The width a kind's rows are assumed to have before a page of them was
+/// read: wider than any NetSuite row of standard fields (about 1 KB as JSON).
+const FIRST_PAGE_ROW_BYTES: usize = 16 << 10;
+
 pub struct NetSuiteSource<'h> {
     api: ApiClient<'h>,
     base_url: String,
     page_size: u32,
+    /// Bytes a page of rows may take (see [`Self::limit`]).
+    page_bytes: usize,
+    /// Per kind, the rows its next page asks for: fewer than `page_size`
+    /// once its rows turned out too wide for `page_bytes`.
+    limits: RefCell<HashMap<RecordKind, u32>>,
     auth: Auth,
 }
 
@@ -53,6 +63,8 @@ impl<'h> NetSuiteSource<'h> {
             api: ApiClient::new(host, "NetSuite", errors::RULES, backoff).with_max_in_flight(settings.max_in_flight),
             base_url: settings.base_url,
             page_size: settings.page_size,
+            page_bytes: settings.page_bytes,
+            limits: RefCell::new(HashMap::new()),
             auth,
         }
     }
@@ -131,9 +143,37 @@ impl<'h> NetSuiteSource<'h> {
         }
     }
 
+    /// Rows the next page of `kind` asks for: before any was read, as many
+    /// as fit at a generous width (a whole page unless memory is tight).
+    fn limit(&self, kind: RecordKind) -> u32 {
+        let guess = || Self::fit(self.page_bytes, FIRST_PAGE_ROW_BYTES, self.page_size);
+        self.limits.borrow().get(&kind).copied().unwrap_or_else(guess)
+    }
+
+    /// Rows of `width` bytes that fit in `bytes`: one at least, `page_size` at most.
+    fn fit(bytes: usize, width: usize, page_size: u32) -> u32 {
+        u32::try_from(bytes / width.max(1)).unwrap_or(u32::MAX).clamp(1, page_size.max(1))
+    }
+
+    /// A page of `kind` took `bytes` for `rows` rows: the next asks for as
+    /// many rows of that width as fit in `page_bytes` (one at least, a page
+    /// at most), so memory holds a page of wide rows as it would narrow ones.
+    fn learn_width(&self, kind: RecordKind, bytes: usize, rows: usize) {
+        if rows == 0 {
+            return;
+        }
+        let fit = Self::fit(self.page_bytes, bytes.div_ceil(rows), self.page_size);
+        self.limits.borrow_mut().insert(kind, fit);
+    }
+
     /// Sends a SuiteQL query and returns at once; `finish` waits for the rows.
     fn begin_query(&self, query: String, what: String) -> Result<PendingQuery<'_, 'h>> {
-        let url = suiteql::suiteql_url(&self.base_url, self.page_size, 0);
+        self.begin_page(query, what, self.page_size)
+    }
+
+    /// As `begin_query`, asking for at most `limit` rows.
+    fn begin_page(&self, query: String, what: String, limit: u32) -> Result<PendingQuery<'_, 'h>> {
+        let url = suiteql::suiteql_url(&self.base_url, limit, 0);
         let (q, u) = (query.clone(), url.clone());
         let inflight = self.api.begin(move || Ok(suiteql::request(&u, &q, self.authorization("POST", &u)?)))?;
         Ok(PendingQuery { source: self, url, query, what, inflight })
@@ -151,14 +191,16 @@ impl<'h> NetSuiteSource<'h> {
         columns: &[String],
     ) -> Result<PendingPage<'_, 'h>> {
         let query = suiteql::changed_query(kind, after, columns)?;
-        Ok(PendingPage { kind, query: self.begin_query(query, format!("SuiteQL read of changed {kind} records"))? })
+        let what = format!("SuiteQL read of changed {kind} records");
+        Ok(PendingPage { kind, query: self.begin_page(query, what, self.limit(kind))? })
     }
 
     /// Starts reading one page of every `kind` record after internal id
     /// `after`, in id order (a first sync's read).
     pub fn begin_scan(&self, kind: RecordKind, after: Option<&str>, columns: &[String]) -> Result<PendingPage<'_, 'h>> {
         let query = suiteql::scan_query(kind, after, columns)?;
-        Ok(PendingPage { kind, query: self.begin_query(query, format!("SuiteQL read of all {kind} records"))? })
+        let what = format!("SuiteQL read of all {kind} records");
+        Ok(PendingPage { kind, query: self.begin_page(query, what, self.limit(kind))? })
     }
 
     /// The newest lastmodifieddate of `kind`'s records (None when it has
@@ -218,6 +260,11 @@ struct PendingQuery<'s, 'h> {
 
 impl PendingQuery<'_, '_> {
     fn finish(self) -> Result<suiteql::RowPage> {
+        Ok(self.finish_sized()?.0)
+    }
+
+    /// The rows, and the bytes of the response they came in.
+    fn finish_sized(self) -> Result<(suiteql::RowPage, usize)> {
         let source = self.source;
         let mut sent = self.inflight.finish()?;
         let mut reauthenticated = false;
@@ -226,7 +273,7 @@ impl PendingQuery<'_, '_> {
                 Sent::Response(r) | Sent::AuthExpired(r) => r,
             };
             if response.is_success() {
-                return suiteql::parse_rows(&response.body);
+                return Ok((suiteql::parse_rows(&response.body)?, response.body.len()));
             }
             // A token NetSuite no longer honours (revoked, clock skew): sign a
             // new assertion once before calling it an authentication failure.
@@ -256,7 +303,9 @@ pub struct PendingPage<'s, 'h> {
 impl PendingPage<'_, '_> {
     pub fn finish(self) -> Result<Page> {
         let kind = self.kind;
-        let page = self.query.finish()?;
+        let source = self.query.source;
+        let (page, bytes) = self.query.finish_sized()?;
+        source.learn_width(kind, bytes, page.rows.len());
         let mut records = Vec::with_capacity(page.rows.len());
         let mut problems = Vec::new();
         for (row, repaired) in page.rows.into_iter().zip(page.repaired) {
@@ -301,5 +350,21 @@ impl PendingDeleted<'_, '_> {
         let rows = page.rows.into_iter().map(|row| suiteql::to_record(kind, row)).collect::<Result<Vec<_>>>()?;
         let next = rows.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
         Ok(DeletedPage { ids: rows.into_iter().map(|r| r.id).collect(), next, has_more: page.has_more })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NetSuiteSource;
+
+    #[test]
+    fn a_page_asks_for_as_many_rows_as_fit_in_its_share_of_memory() {
+        // 4 MiB for rows of 30 KB: 139 rows; of 1 KB: the whole page.
+        assert_eq!(NetSuiteSource::fit(4 << 20, 30_000, 1000), 139);
+        assert_eq!(NetSuiteSource::fit(4 << 20, 1_000, 1000), 1000);
+        // A row wider than the share is still read, alone.
+        assert_eq!(NetSuiteSource::fit(4 << 20, 16 << 20, 1000), 1);
+        // No cap given: the configured page.
+        assert_eq!(NetSuiteSource::fit(usize::MAX, 16 << 10, 1000), 1000);
     }
 }

@@ -212,6 +212,7 @@ mod tests {
             bulk_threshold: 10_000,
             bulk_job_records: 50_000,
             bulk_max_upload_bytes: 100 << 20,
+            composite_max_bytes: usize::MAX,
             bulk_poll_timeout_secs: 3600,
         }
     }

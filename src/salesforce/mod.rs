@@ -238,6 +238,12 @@ impl<'h> SalesforceSink<'h> {
         composite::RECORDS_PER_COMPOSITE
     }
 
+    /// Bytes of record payloads one Composite request carries at most
+    /// (within the memory cap's share; at least one record a request).
+    pub fn composite_max_bytes(&self) -> usize {
+        self.settings.composite_max_bytes
+    }
+
     /// Records one Bulk API 2.0 job carries at most.
     pub fn bulk_job_records(&self) -> usize {
         self.settings.bulk_job_records.max(1) as usize

@@ -112,7 +112,8 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "component_memory_mb",
         Integer,
-        "the component's memory cap (the harness sets it from `max_memory_mb`): a Bulk API job's CSV stays within a fifth",
+        "the component's memory cap (the harness sets it from `max_memory_mb`): a Bulk API job's CSV stays within a fifth, \
+         a page of rows within a thirty-second, a Composite request's records within a sixty-fourth",
     ),
     setting("salesforce_bulk_poll_timeout_secs", Integer, "how long a run waits for one Bulk API 2.0 job")
         .default("3600"),

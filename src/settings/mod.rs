@@ -51,6 +51,9 @@ pub struct NetSuiteSettings {
     pub overlap_secs: u32,
     /// The share of the account's concurrency limit this connector may use.
     pub max_in_flight: u32,
+    /// A page of rows is asked for with fewer than `page_size` rows when the
+    /// kind's rows are so wide that it would pass this many bytes.
+    pub page_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -89,6 +92,9 @@ pub struct SalesforceSettings {
     /// Records per Bulk API 2.0 job; the cursor moves after each job.
     pub bulk_job_records: u32,
     pub bulk_max_upload_bytes: usize,
+    /// A Composite request carries fewer records than its slice when theirs
+    /// would pass this many bytes.
+    pub composite_max_bytes: usize,
     pub bulk_poll_timeout_secs: i64,
 }
 
@@ -213,14 +219,31 @@ impl Reader<'_> {
 /// the pages in between, however wide the records.
 const MEMORY_PER_UPLOAD: usize = 5;
 
+/// A page of rows is held about six times over (its JSON, its rows, their
+/// mapped fields, payloads, states and audit values): a thirty-second of the
+/// memory cap for its JSON keeps that near a fifth of it, however wide the
+/// records.
+const MEMORY_PER_PAGE: usize = 32;
+
+/// A Composite request's records are held waiting and twice in flight, each
+/// several times over (payload, fields, state, request body): a sixty-fourth
+/// of the memory cap each keeps them within about a quarter of it (1 MB at a
+/// 64 MB cap: a thousand records of usual width still make one request).
+const MEMORY_PER_REQUEST: usize = 64;
+
+/// The memory cap's `divisor`th part, in bytes (unlimited when the host
+/// gave no cap).
+fn memory_share(r: &Reader<'_>, divisor: usize) -> Result<usize> {
+    Ok(match r.text("component_memory_mb")? {
+        None => usize::MAX,
+        Some(_) => r.number::<usize>("component_memory_mb")?.saturating_mul(1 << 20) / divisor,
+    })
+}
+
 /// The largest Bulk API upload: the setting, within the memory cap's share.
 fn bulk_upload_bytes(r: &Reader<'_>) -> Result<usize> {
     let setting: usize = r.number("salesforce_bulk_max_upload_bytes")?;
-    let share = match r.text("component_memory_mb")? {
-        None => usize::MAX,
-        Some(_) => r.number::<usize>("component_memory_mb")?.saturating_mul(1 << 20) / MEMORY_PER_UPLOAD,
-    };
-    Ok(setting.min(share))
+    Ok(setting.min(memory_share(r, MEMORY_PER_UPLOAD)?))
 }
 
 impl Settings {
@@ -278,6 +301,7 @@ impl Settings {
             page_size,
             overlap_secs: r.number("netsuite_overlap_secs")?,
             max_in_flight: r.number("netsuite_max_in_flight")?,
+            page_bytes: memory_share(&r, MEMORY_PER_PAGE)?,
         };
         if netsuite.max_in_flight == 0 {
             return Err(ConnectorError::Config(
@@ -310,6 +334,7 @@ impl Settings {
             bulk_threshold: r.number("salesforce_bulk_threshold")?,
             bulk_job_records: r.number("salesforce_bulk_job_records")?,
             bulk_max_upload_bytes: bulk_upload_bytes(&r)?,
+            composite_max_bytes: memory_share(&r, MEMORY_PER_REQUEST)?,
             bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs")?,
         };
         if !(0.0..=1.0).contains(&salesforce.max_api_share) {

@@ -104,7 +104,7 @@ impl Writer for Salesforce {
         path: Path,
         action: AuditAction,
     ) -> Result<Box<dyn Batch + 'b>> {
-        let composite = CompositeBatch::new(kind, action, run.sink.composite_slice());
+        let composite = CompositeBatch::new(kind, action, run.sink.composite_slice(), run.sink.composite_max_bytes());
         Ok(match path {
             Path::Composite => Box::new(composite),
             Path::Bulk => Box::new(BulkBatch::new(run, kind, composite)?),
@@ -297,7 +297,10 @@ struct CompositeBatch {
     kind: RecordKind,
     action: AuditAction,
     slice: usize,
+    /// Payload bytes a request carries at most (the sink's share of memory).
+    max_bytes: usize,
     waiting: Vec<(usize, Staged)>,
+    waiting_bytes: usize,
     in_flight: VecDeque<InFlight>,
     ledger: Ledger,
 }
@@ -310,12 +313,14 @@ type InFlight = (Vec<(usize, Staged)>, PendingUpsert);
 const IN_FLIGHT: usize = 2;
 
 impl CompositeBatch {
-    fn new(kind: RecordKind, action: AuditAction, slice: usize) -> Self {
+    fn new(kind: RecordKind, action: AuditAction, slice: usize, max_bytes: usize) -> Self {
         CompositeBatch {
             kind,
             action,
             slice: slice.max(1),
+            max_bytes,
             waiting: Vec::new(),
+            waiting_bytes: 0,
             in_flight: VecDeque::new(),
             ledger: Ledger::default(),
         }
@@ -341,10 +346,31 @@ impl CompositeBatch {
         Ok(())
     }
 
+    /// How many of the waiting records the next request takes: a slice, or
+    /// fewer when theirs would pass `max_bytes` (one at least); None while
+    /// neither is reached and more may come.
+    fn next_part(&self, everything: bool) -> Option<usize> {
+        let full = self.waiting.len() >= self.slice || self.waiting_bytes >= self.max_bytes;
+        if self.waiting.is_empty() || !(full || everything) {
+            return None;
+        }
+        let mut bytes = 0;
+        let take = self
+            .waiting
+            .iter()
+            .take(self.slice)
+            .take_while(|(_, s)| {
+                bytes += s.payload.get().len();
+                bytes <= self.max_bytes
+            })
+            .count();
+        Some(take.max(1))
+    }
+
     fn write_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
-        while self.waiting.len() >= self.slice || (everything && !self.waiting.is_empty()) {
-            let take = self.waiting.len().min(self.slice);
+        while let Some(take) = self.next_part(everything) {
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
+            self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
             run.renew()?;
             run.validate_target(self.kind)?;
             // A record read again this run (changed during the read) goes
@@ -372,6 +398,7 @@ impl CompositeBatch {
 
     fn push(&mut self, page: usize, staged: Staged) {
         self.ledger.expect(page, 1);
+        self.waiting_bytes += staged.payload.get().len();
         self.waiting.push((page, staged));
     }
 
@@ -516,7 +543,12 @@ impl BulkBatch {
                     waiting.push((page, Staged::from(p.queued(&run.request.run_id, String::new())?)));
                 }
             }
-            let mut composite = CompositeBatch::new(self.kind, AuditAction::Write, run.sink.composite_slice());
+            let mut composite = CompositeBatch::new(
+                self.kind,
+                AuditAction::Write,
+                run.sink.composite_slice(),
+                run.sink.composite_max_bytes(),
+            );
             for (page, staged) in waiting {
                 composite.push(page, staged);
             }
