@@ -74,7 +74,12 @@ impl Position {
                 }
                 (Start::After(Some(from)), None)
             }
-            _ => (Start::Scan(None), Some((Self::newest(run, kind)?, started_at))),
+            // Timed once the answer is in: the newest change's second is at most
+            // NetSuite's current one by then.
+            _ => {
+                let then = Self::newest(run, kind)?;
+                (Start::Scan(None), Some((then, run.host.clock.now_unix())))
+            }
         };
         // A hand-over window due for its re-read: from its start, if earlier.
         let due = stored.as_ref().and_then(|s| s.recheck.as_ref()).filter(|r| started_at > r.due);

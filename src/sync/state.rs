@@ -83,8 +83,8 @@ pub struct IdScan {
     /// after that may have been passed already; they are read again then).
     /// None: the kind had no rows then.
     pub then: Option<Cursor>,
-    /// Host wall clock (Unix seconds) when the scan began, before `then` was
-    /// asked (0 in states kept before it was recorded: long ago).
+    /// Host wall clock (Unix seconds) when the scan began, once `then` was
+    /// answered (0 in states kept before it was recorded: long ago).
     #[serde(default)]
     pub began_at: i64,
 }
