@@ -181,3 +181,35 @@ async fn rows_thirty_times_wider_than_usual_sync_in_128_mb_in_smaller_pages() {
     let (_, account) = bed.sf("Account", bed.customer_ids[2999]);
     assert_eq!(account["Description"].as_str().unwrap().len(), 30_000 + 1 + 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_thirty_thousand_change_events_is_applied_in_32_mb() {
+    let bed = bed(30_000).max_memory_mb(32).start().await;
+    // Runs failed for hours while NetSuite kept sending events: one for
+    // every customer waits in the queue (as the listener stores them).
+    let conn = bed.tenant.database.connect().unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    for (n, id) in bed.customer_ids.iter().enumerate() {
+        let event = serde_json::json!({"kind": "customer", "id": id.to_string(), "event": "edit", "received_at": n});
+        let (key, value) = (format!("event/customer/{id}"), event.to_string());
+        tx.execute(
+            "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS BLOB), '')",
+            [key.as_str(), value.as_str()],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(bed.salesforce.count("Account"), 30_000);
+    let events: i64 = conn
+        .query_row("SELECT COUNT(*) FROM kv WHERE bucket = 'queues' AND key LIKE 'event/%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 0, "every event applied and cleared");
+    let audited: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND action = 'write-event'", [&report.run_id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(audited, 30_000, "written as events, not by the scan after them");
+}

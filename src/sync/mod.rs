@@ -110,12 +110,16 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // The NetSuite token is obtained by the run's first request and the
     // Salesforce session by the first need of it: an events run that finds
     // the queue empty calls neither.
-    let events: Vec<QueuedEvent> = run.queues.events()?.into_iter().filter(|e| kinds.contains(&e.kind)).collect();
+    let events = run.queues.event_keys(kinds)?;
     if events.is_empty() && run.request.mode == SyncMode::Events {
         return Ok(());
     }
     run.target()?;
-    queued_events::apply(run, events)?;
+    // A backlog (runs failed for hours while events kept coming) is applied
+    // a page of events at a time: memory holds their records, not all of them.
+    for part in events.chunks(run.settings.netsuite.page_size.max(1) as usize) {
+        queued_events::apply(run, run.queues.events_at(part)?)?;
+    }
     if run.request.mode == SyncMode::Events {
         return Ok(());
     }

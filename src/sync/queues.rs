@@ -322,17 +322,29 @@ impl<'a> Queues<'a> {
 
     /// Change events waiting, oldest key order.
     pub fn events(&self) -> Result<Vec<QueuedEvent>> {
-        let keys: Vec<String> = self
+        let keys = self.event_keys(&RecordKind::ALL)?;
+        self.events_at(&keys)
+    }
+
+    /// The keys of the change events waiting for records of `kinds`: a few
+    /// dozen bytes each, so a backlog is read a part at a time ([`Self::events_at`]).
+    pub fn event_keys(&self, kinds: &[RecordKind]) -> Result<Vec<String>> {
+        let prefixes: Vec<String> = kinds.iter().map(|k| format!("event/{k}/")).collect();
+        Ok(self
             .kv
             .list_keys()
             .map_err(|e| kv_error("listing change events", e))?
             .into_iter()
-            .filter(|k| k.starts_with("event/"))
-            .collect();
+            .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str())))
+            .collect())
+    }
+
+    /// The change events under `keys` (one gone meanwhile is skipped).
+    pub fn events_at(&self, keys: &[String]) -> Result<Vec<QueuedEvent>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading change events", e))?;
+        let values = self.kv.get_many(keys).map_err(|e| kv_error("reading change events", e))?;
         Ok(values.into_iter().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect())
     }
 
