@@ -4,6 +4,7 @@
 
 mod support;
 
+use simulators::salesforce::ValidationRule;
 use std::time::Duration;
 use support::{bed, component_path, connector_binary, succeeded};
 
@@ -212,4 +213,25 @@ async fn a_backlog_of_thirty_thousand_change_events_is_applied_in_32_mb() {
         })
         .unwrap();
     assert_eq!(audited, 30_000, "written as events, not by the scan after them");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_thousand_failed_writes_are_replayed_in_32_mb() {
+    let bed = bed(30_000).max_memory_mb(32).start().await;
+    bed.netsuite.execute("UPDATE customer SET companyname = 'Embargoed ' || id, isperson = 'F'").unwrap();
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Account".into(),
+        field: "Name".into(),
+        contains: "Embargoed".into(),
+        message: "Accounts under embargo need approval".into(),
+    }));
+    let first = bed.sync().await;
+    assert_eq!(first.counts("customer").failed, 30_000, "{:?}", first.counts("customer"));
+
+    // Every failed write waits in the queue; the replay takes it a page at a time.
+    bed.salesforce.set_validation_rule(None);
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").created, 30_000, "{:?}", replay.counts("customer"));
+    assert_eq!(bed.salesforce.count("Account"), 30_000);
 }

@@ -64,21 +64,27 @@ pub(super) fn hold_back_orphans(run: &Run<'_>, staged: Vec<Staged>) -> Result<Ve
 
 /// Writes the deferred records of `kind` whose parents have arrived.
 pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
-    let queued = run.queues.list(Queue::Deferred, Some(kind))?;
-    if queued.is_empty() {
-        return Ok(());
+    let keys = run.queues.keys(Queue::Deferred, Some(kind))?;
+    for part in keys.chunks(queue_part(run)) {
+        let staged: Vec<Staged> = run.queues.read(part)?.into_iter().map(Staged::from).collect();
+        let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
+        let missing = missing_parents(run, &parents)?;
+        let ready: Vec<Staged> =
+            staged.into_iter().zip(missing).filter(|(_, m)| m.is_empty()).map(|(s, _)| s).collect();
+        if ready.is_empty() {
+            continue;
+        }
+        let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteDeferred)?;
+        batch.add(run, ready)?;
+        batch.finish(run)?;
     }
-    let staged: Vec<Staged> = queued.into_iter().map(Staged::from).collect();
-    let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
-    let missing = missing_parents(run, &parents)?;
-    let ready: Vec<Staged> = staged.into_iter().zip(missing).filter(|(_, m)| m.is_empty()).map(|(s, _)| s).collect();
-    if ready.is_empty() {
-        return Ok(());
-    }
-    let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteDeferred)?;
-    batch.add(run, ready)?;
-    batch.finish(run)?;
     Ok(())
+}
+
+/// Queued writes are taken a page (`netsuite_page_size`) at a time: memory
+/// holds that many records, however long the queue grew.
+fn queue_part(run: &Run<'_>) -> usize {
+    run.settings.netsuite.page_size.max(1) as usize
 }
 
 /// Sends failed writes again, exactly as they were; a failed record whose
@@ -86,23 +92,26 @@ pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
 /// parents are now present follow.
 pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -> Result<()> {
     for &kind in kinds {
-        let queued: Vec<Staged> = run
-            .queues
-            .list(Queue::Failed, Some(kind))?
-            .into_iter()
-            .filter(|q| match scope {
-                ReplayScope::AllFailed => true,
-                ReplayScope::Run(id) => q.run_id == *id,
-                ReplayScope::Record(k, id) => *k == kind && q.netsuite_id == *id,
-            })
-            .map(Staged::from)
-            .collect();
-        let queued = still_in_netsuite(run, kind, queued)?;
-        let ready = hold_back_orphans(run, queued)?;
-        if !ready.is_empty() {
-            let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::Replay)?;
-            batch.add(run, ready)?;
-            batch.finish(run)?;
+        let keys = run.queues.keys(Queue::Failed, Some(kind))?;
+        for part in keys.chunks(queue_part(run)) {
+            let queued: Vec<Staged> = run
+                .queues
+                .read(part)?
+                .into_iter()
+                .filter(|q| match scope {
+                    ReplayScope::AllFailed => true,
+                    ReplayScope::Run(id) => q.run_id == *id,
+                    ReplayScope::Record(k, id) => *k == kind && q.netsuite_id == *id,
+                })
+                .map(Staged::from)
+                .collect();
+            let queued = still_in_netsuite(run, kind, queued)?;
+            let ready = hold_back_orphans(run, queued)?;
+            if !ready.is_empty() {
+                let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::Replay)?;
+                batch.add(run, ready)?;
+                batch.finish(run)?;
+            }
         }
     }
     for &kind in kinds {

@@ -485,24 +485,34 @@ impl<'a> Queues<'a> {
 
     /// Queued writes of `queue`, for `kind` or all kinds.
     pub fn list(&self, queue: Queue, kind: Option<RecordKind>) -> Result<Vec<QueuedWrite>> {
+        self.read(&self.keys(queue, kind)?)
+    }
+
+    /// The keys of `queue`'s writes (of `kind`, or all): a few dozen bytes
+    /// each, so a long queue is read a part at a time ([`Self::read`]).
+    pub fn keys(&self, queue: Queue, kind: Option<RecordKind>) -> Result<Vec<String>> {
         let prefix = match kind {
             Some(k) => format!("{}/{k}/", queue.prefix()),
             None => format!("{}/", queue.prefix()),
         };
-        let keys: Vec<String> = self
+        Ok(self
             .kv
             .list_keys()
             .map_err(|e| kv_error("listing queued writes", e))?
             .into_iter()
             .filter(|k| k.starts_with(&prefix))
-            .collect();
+            .collect())
+    }
+
+    /// The queued writes under `keys` (one gone meanwhile is skipped).
+    pub fn read(&self, keys: &[String]) -> Result<Vec<QueuedWrite>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading queued writes", e))?;
+        let values = self.kv.get_many(keys).map_err(|e| kv_error("reading queued writes", e))?;
         values
             .into_iter()
-            .zip(&keys)
+            .zip(keys)
             .filter_map(|(v, k)| v.map(|v| (v, k)))
             .map(|(v, k)| {
                 serde_json::from_slice(&v).map_err(|e| {
