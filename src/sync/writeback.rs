@@ -73,14 +73,17 @@ pub(super) fn replay(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, sc
         return Ok(());
     }
     let spec = run.settings.mapping.target_spec(kind)?;
-    let ids: Vec<&str> = queued.iter().map(|f| f.salesforce_id.as_str()).collect();
-    let records = run.sink.changed_by_id(&spec.sobject, &spec.fields, &ids)?;
-    // Deleted in Salesforce since: nothing left to send.
-    let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
-    run.queues.remove_writebacks(kind, &gone)?;
     let pass = Pass::new(run, kind, section, policy, &spec.sobject);
     pass.replaying.set(true);
-    pass.page(&records)?;
+    // A page of Salesforce records at a time, however many failed.
+    for part in queued.chunks(run.settings.netsuite.page_size.max(1) as usize) {
+        let ids: Vec<&str> = part.iter().map(|f| f.salesforce_id.as_str()).collect();
+        let records = run.sink.changed_by_id(&spec.sobject, &spec.fields, &ids)?;
+        // Deleted in Salesforce since: nothing left to send.
+        let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
+        run.queues.remove_writebacks(kind, &gone)?;
+        pass.page(&records)?;
+    }
     pass.keep_failures()
 }
 
