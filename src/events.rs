@@ -192,7 +192,7 @@ impl<'a> SeenEvents<'a> {
         self.kv.set(&Self::key(event), b"")?;
         let expired: Vec<String> = self
             .kv
-            .list_keys()?
+            .list_keys(SEEN_PREFIX)?
             .into_iter()
             .filter(|k| {
                 let signed_at =
@@ -254,7 +254,7 @@ mod tests {
         // Once the first is past the window it is forgotten (and refused as stale).
         let next = verify(&signed(body, 1290), body.as_bytes(), SECRET, 1300, 300).unwrap();
         seen.remember(&next, 1301, 300).unwrap();
-        let keys = kv.list_keys().unwrap();
+        let keys = kv.list_keys("").unwrap();
         assert_eq!(keys.len(), 2, "{keys:?}");
         assert!(!keys.iter().any(|k| k.starts_with("seen-event/1000/")), "{keys:?}");
     }

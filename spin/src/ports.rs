@@ -71,14 +71,14 @@ impl KeyValue for Bucket<'_> {
     fn delete_many(&self, keys: &[String]) -> Result<(), String> {
         keys.iter().try_for_each(|k| self.delete(k))
     }
-    fn list_keys(&self) -> Result<Vec<String>, String> {
+    fn list_keys(&self, wanted: &str) -> Result<Vec<String>, String> {
         let prefix = format!("{}/", self.prefix);
         let mut keys: Vec<String> = self
             .store
             .get_keys()
             .map_err(kv)?
             .into_iter()
-            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .filter_map(|k| k.strip_prefix(&prefix).filter(|k| k.starts_with(wanted)).map(str::to_string))
             .collect();
         keys.sort();
         Ok(keys)

@@ -33,8 +33,8 @@ impl KeyValue for ReadOnly<'_> {
         Ok(())
     }
 
-    fn list_keys(&self) -> Result<Vec<String>, String> {
-        self.0.list_keys()
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, String> {
+        self.0.list_keys(prefix)
     }
 
     // `swap_if`: the default, "cannot swap"; a dry run takes no lease.

@@ -270,14 +270,12 @@ impl<'a> Queues<'a> {
         if let Some(set) = self.held.borrow().get(&kind) {
             return Ok(set.clone());
         }
-        let prefixes = [format!("{}/{kind}/", Queue::Failed.prefix()), format!("{}/{kind}/", Queue::Deferred.prefix())];
-        let ids: HashSet<String> = self
-            .kv
-            .list_keys()
-            .map_err(|e| kv_error("listing queued writes", e))?
-            .into_iter()
-            .filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p.as_str()).map(str::to_string)))
-            .collect();
+        let mut ids = HashSet::new();
+        for queue in [Queue::Failed, Queue::Deferred] {
+            let prefix = format!("{}/{kind}/", queue.prefix());
+            let keys = self.kv.list_keys(&prefix).map_err(|e| kv_error("listing queued writes", e))?;
+            ids.extend(keys.into_iter().filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_string)));
+        }
         let set = std::rc::Rc::new(RefCell::new(ids));
         self.held.borrow_mut().insert(kind, set.clone());
         Ok(set)
@@ -295,13 +293,7 @@ impl<'a> Queues<'a> {
     /// Failed Salesforce → NetSuite writes of `kind`.
     pub fn writebacks(&self, kind: RecordKind) -> Result<Vec<FailedWriteback>> {
         let prefix = writeback_key(kind, "");
-        let keys: Vec<String> = self
-            .kv
-            .list_keys()
-            .map_err(|e| kv_error("listing failed write-backs", e))?
-            .into_iter()
-            .filter(|k| k.starts_with(&prefix))
-            .collect();
+        let keys = self.kv.list_keys(&prefix).map_err(|e| kv_error("listing failed write-backs", e))?;
         let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading failed write-backs", e))?;
         Ok(values.into_iter().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect())
     }
@@ -329,14 +321,12 @@ impl<'a> Queues<'a> {
     /// The keys of the change events waiting for records of `kinds`: a few
     /// dozen bytes each, so a backlog is read a part at a time ([`Self::events_at`]).
     pub fn event_keys(&self, kinds: &[RecordKind]) -> Result<Vec<String>> {
-        let prefixes: Vec<String> = kinds.iter().map(|k| format!("event/{k}/")).collect();
-        Ok(self
-            .kv
-            .list_keys()
-            .map_err(|e| kv_error("listing change events", e))?
-            .into_iter()
-            .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str())))
-            .collect())
+        let mut keys = Vec::new();
+        for kind in kinds {
+            let prefix = format!("event/{kind}/");
+            keys.extend(self.kv.list_keys(&prefix).map_err(|e| kv_error("listing change events", e))?);
+        }
+        Ok(keys)
     }
 
     /// The change events under `keys` (one gone meanwhile is skipped).
@@ -448,15 +438,8 @@ impl<'a> Queues<'a> {
     /// applies the next), and the keys of every parked page.
     pub fn leftovers(&self, kind: RecordKind) -> Result<Leftovers> {
         let (job_prefix, parked_prefix) = (format!("bulkjob/{kind}/"), format!("bulk/{kind}/"));
-        let mut job_keys = Vec::new();
-        let mut parked = Vec::new();
-        for key in self.kv.list_keys().map_err(|e| kv_error("listing Bulk API jobs", e))? {
-            if key.starts_with(&job_prefix) {
-                job_keys.push(key);
-            } else if key.starts_with(&parked_prefix) {
-                parked.push(key);
-            }
-        }
+        let mut job_keys = self.kv.list_keys(&job_prefix).map_err(|e| kv_error("listing Bulk API jobs", e))?;
+        let parked = self.kv.list_keys(&parked_prefix).map_err(|e| kv_error("listing parked Bulk records", e))?;
         // Listings come in no promised order (a Redis-backed host's do not).
         job_keys.sort_unstable();
         let mut jobs = Vec::with_capacity(job_keys.len());
@@ -495,13 +478,7 @@ impl<'a> Queues<'a> {
             Some(k) => format!("{}/{k}/", queue.prefix()),
             None => format!("{}/", queue.prefix()),
         };
-        Ok(self
-            .kv
-            .list_keys()
-            .map_err(|e| kv_error("listing queued writes", e))?
-            .into_iter()
-            .filter(|k| k.starts_with(&prefix))
-            .collect())
+        self.kv.list_keys(&prefix).map_err(|e| kv_error("listing queued writes", e))
     }
 
     /// The queued writes under `keys` (one gone meanwhile is skipped).
