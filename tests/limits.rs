@@ -160,15 +160,35 @@ async fn a_run_past_its_deadline_is_stopped_in_one_line_naming_the_setting_and_t
     assert_eq!(bed.salesforce.count("Account"), 3000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_thirty_times_wider_than_usual_sync_in_128_mb_in_smaller_pages() {
-    let bed = bed(3000).max_memory_mb(128).start().await;
-    // A long-text field mapped: every customer carries 30 KB of notes, so a
-    // page of 1,000 rows would be 30 MB of JSON, held several times over.
+/// A long-text field mapped (Description): every customer carries 30 KB of
+/// notes, so a page of 1,000 rows is 30 MB of JSON, held several times over.
+fn thirty_kb_of_notes(bed: &support::Bed) {
     let mapping = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen("  { copy = \"companyname\" },\n", "", 1)
         + "\n[[customer.field]]\ntarget = \"Description\"\nrules = [{ copy = \"companyname\" }]\n";
     bed.tenant.set_override("mapping_toml", &mapping);
     bed.netsuite.execute("UPDATE customer SET companyname = hex(randomblob(15000)) || ' ' || id").unwrap();
+}
+
+/// One change event queued for each customer, as the listener stores them.
+fn queue_an_event_per_customer(bed: &support::Bed) {
+    let conn = bed.tenant.database.connect().unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    for (n, id) in bed.customer_ids.iter().enumerate() {
+        let event = serde_json::json!({"kind": "customer", "id": id.to_string(), "event": "edit", "received_at": n});
+        let (key, value) = (format!("event/customer/{id}"), event.to_string());
+        tx.execute(
+            "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS BLOB), '')",
+            [key.as_str(), value.as_str()],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_thirty_times_wider_than_usual_sync_in_128_mb_in_smaller_pages() {
+    let bed = bed(3000).max_memory_mb(128).start().await;
+    thirty_kb_of_notes(&bed);
     let report = bed.full_sync().await;
     succeeded(&report);
     assert_eq!(report.counts("customer").created, 3000);
@@ -187,19 +207,9 @@ async fn rows_thirty_times_wider_than_usual_sync_in_128_mb_in_smaller_pages() {
 async fn a_backlog_of_thirty_thousand_change_events_is_applied_in_32_mb() {
     let bed = bed(30_000).max_memory_mb(32).start().await;
     // Runs failed for hours while NetSuite kept sending events: one for
-    // every customer waits in the queue (as the listener stores them).
+    // every customer waits in the queue.
+    queue_an_event_per_customer(&bed);
     let conn = bed.tenant.database.connect().unwrap();
-    let tx = conn.unchecked_transaction().unwrap();
-    for (n, id) in bed.customer_ids.iter().enumerate() {
-        let event = serde_json::json!({"kind": "customer", "id": id.to_string(), "event": "edit", "received_at": n});
-        let (key, value) = (format!("event/customer/{id}"), event.to_string());
-        tx.execute(
-            "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS BLOB), '')",
-            [key.as_str(), value.as_str()],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
     let report = bed.sync().await;
     succeeded(&report);
     assert_eq!(bed.salesforce.count("Account"), 30_000);
@@ -234,4 +244,17 @@ async fn thirty_thousand_failed_writes_are_replayed_in_32_mb() {
     succeeded(&replay);
     assert_eq!(replay.counts("customer").created, 30_000, "{:?}", replay.counts("customer"));
     assert_eq!(bed.salesforce.count("Account"), 30_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_for_rows_thirty_times_wider_than_usual_are_applied_in_128_mb() {
+    let bed = bed(3000).max_memory_mb(128).start().await;
+    thirty_kb_of_notes(&bed);
+    queue_an_event_per_customer(&bed);
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(bed.salesforce.count("Account"), 3000);
+    assert!(report.guest_peak_memory_bytes <= 64 << 20, "{} bytes", report.guest_peak_memory_bytes);
+    let (_, account) = bed.sf("Account", bed.customer_ids[2999]);
+    assert_eq!(account["Description"].as_str().unwrap().len(), 30_000 + 1 + 4);
 }

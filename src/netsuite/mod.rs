@@ -143,6 +143,12 @@ impl<'h> NetSuiteSource<'h> {
         }
     }
 
+    /// Rows of `kind` a page holds within its share of memory: what callers
+    /// that gather records of a kind by id take at a time.
+    pub fn rows_per_page(&self, kind: RecordKind) -> usize {
+        self.limit(kind) as usize
+    }
+
     /// Rows the next page of `kind` asks for: before any was read, as many
     /// as fit at a generous width (a whole page unless memory is tight).
     fn limit(&self, kind: RecordKind) -> u32 {
@@ -228,12 +234,20 @@ impl<'h> NetSuiteSource<'h> {
     }
 
     /// Records of `kind` by internal id; ids NetSuite does not return (deleted,
-    /// or never existed) are simply absent.
+    /// or never existed) are simply absent. Asked with the mapping's columns,
+    /// a request asks for as many as fit in a page's share of memory (see
+    /// [`Self::rows_per_page`]) and teaches the kind's width; ids alone (no
+    /// columns) are narrow, a page at a time.
     pub fn fetch_many(&self, kind: RecordKind, ids: &[&str], columns: &[String]) -> Result<Vec<NetSuiteRecord>> {
         let mut records = Vec::with_capacity(ids.len());
-        for group in ids.chunks(self.page_size as usize) {
+        let group_size = if columns.is_empty() { self.page_size.max(1) as usize } else { self.rows_per_page(kind) };
+        for group in ids.chunks(group_size) {
             let query = suiteql::ids_query(kind, group, columns)?;
-            let page = self.run_query(query, format!("SuiteQL read of {} {kind} records by id", group.len()))?;
+            let what = format!("SuiteQL read of {} {kind} records by id", group.len());
+            let (page, bytes) = self.begin_query(query, what)?.finish_sized()?;
+            if !columns.is_empty() {
+                self.learn_width(kind, bytes, page.rows.len());
+            }
             for row in page.rows {
                 records.push(suiteql::to_record(kind, row)?);
             }

@@ -116,9 +116,14 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     }
     run.target()?;
     // A backlog (runs failed for hours while events kept coming) is applied
-    // a page of events at a time: memory holds their records, not all of them.
-    for part in events.chunks(run.settings.netsuite.page_size.max(1) as usize) {
+    // a page of records at a time (as many as fit a page's share of memory at
+    // the widths seen so far): memory holds their records, not all of them.
+    let mut rest = &events[..];
+    while !rest.is_empty() {
+        let rows = kinds.iter().map(|&k| run.source.rows_per_page(k)).min().unwrap_or(1);
+        let (part, more) = rest.split_at(rows.clamp(1, rest.len()));
         queued_events::apply(run, run.queues.events_at(part)?)?;
+        rest = more;
     }
     if run.request.mode == SyncMode::Events {
         return Ok(());
