@@ -575,6 +575,18 @@ pub enum ReplayScope {
     Record(RecordKind, String),
 }
 
+impl ReplayScope {
+    /// Whether a failed write of `kind`, recorded by run `run_id`, is in
+    /// scope; `names` tells whether the write is of the record an id names.
+    pub fn covers(&self, kind: RecordKind, run_id: &str, names: impl Fn(&str) -> bool) -> bool {
+        match self {
+            ReplayScope::AllFailed => true,
+            ReplayScope::Run(id) => run_id == id,
+            ReplayScope::Record(k, id) => *k == kind && names(id),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRequest {
     pub run_id: String,

@@ -65,7 +65,7 @@ pub(super) fn hold_back_orphans(run: &Run<'_>, staged: Vec<Staged>) -> Result<Ve
 /// Writes the deferred records of `kind` whose parents have arrived.
 pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     let keys = run.queues.keys(Queue::Deferred, Some(kind))?;
-    for part in keys.chunks(queue_part(run)) {
+    for part in keys.chunks(run.queue_part()) {
         let staged: Vec<Staged> = run.queues.read(part)?.into_iter().map(Staged::from).collect();
         let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
         let missing = missing_parents(run, &parents)?;
@@ -81,28 +81,18 @@ pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     Ok(())
 }
 
-/// Queued writes are taken a page (`netsuite_page_size`) at a time: memory
-/// holds that many records, however long the queue grew.
-fn queue_part(run: &Run<'_>) -> usize {
-    run.settings.netsuite.page_size.max(1) as usize
-}
-
 /// Sends failed writes again, exactly as they were; a failed record whose
 /// parent is still missing is deferred instead. Then deferred records whose
 /// parents are now present follow.
 pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -> Result<()> {
     for &kind in kinds {
         let keys = run.queues.keys(Queue::Failed, Some(kind))?;
-        for part in keys.chunks(queue_part(run)) {
+        for part in keys.chunks(run.queue_part()) {
             let queued: Vec<Staged> = run
                 .queues
                 .read(part)?
                 .into_iter()
-                .filter(|q| match scope {
-                    ReplayScope::AllFailed => true,
-                    ReplayScope::Run(id) => q.run_id == *id,
-                    ReplayScope::Record(k, id) => *k == kind && q.netsuite_id == *id,
-                })
+                .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
                 .map(Staged::from)
                 .collect();
             let queued = still_in_netsuite(run, kind, queued)?;

@@ -170,6 +170,12 @@ impl<'a> Run<'a> {
     }
 
     /// Keeps the lease alive; fails when another run took it over.
+    /// Queued writes are taken a page (`netsuite_page_size`) at a time:
+    /// memory holds that many records, however long the queue grew.
+    pub fn queue_part(&self) -> usize {
+        self.settings.netsuite.page_size.max(1) as usize
+    }
+
     pub fn renew(&self) -> Result<()> {
         self.lease.as_ref().map_or(Ok(()), Lease::renew)
     }

@@ -61,13 +61,7 @@ pub(super) fn replay(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, sc
         .queues
         .writebacks(kind)?
         .into_iter()
-        .filter(|f| match scope {
-            ReplayScope::AllFailed => true,
-            ReplayScope::Run(id) => f.run_id == *id,
-            ReplayScope::Record(k, id) => {
-                *k == kind && (f.salesforce_id == *id || f.netsuite_id.as_deref() == Some(id.as_str()))
-            }
-        })
+        .filter(|f| scope.covers(kind, &f.run_id, |id| f.salesforce_id == id || f.netsuite_id.as_deref() == Some(id)))
         .collect();
     if queued.is_empty() {
         return Ok(());
@@ -76,7 +70,7 @@ pub(super) fn replay(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, sc
     let pass = Pass::new(run, kind, section, policy, &spec.sobject);
     pass.replaying.set(true);
     // A page of Salesforce records at a time, however many failed.
-    for part in queued.chunks(run.settings.netsuite.page_size.max(1) as usize) {
+    for part in queued.chunks(run.queue_part()) {
         let ids: Vec<&str> = part.iter().map(|f| f.salesforce_id.as_str()).collect();
         let records = run.sink.changed_by_id(&spec.sobject, &spec.fields, &ids)?;
         // Deleted in Salesforce since: nothing left to send.
