@@ -20,6 +20,8 @@ pub struct PathResult {
     /// `composite` or `bulk` (forced).
     pub path: &'static str,
     pub records: u64,
+    /// Wall time of the `connector sync --full` process, from its start to
+    /// its exit: loading the cached component, tokens and the run.
     pub seconds: f64,
     pub records_per_second: f64,
     pub micros_per_record: f64,
@@ -32,22 +34,31 @@ pub struct PathResult {
     /// Time the component spent running its own code (host calls, the
     /// host's SQLite and the simulators excluded): where the run's time goes.
     pub guest_cpu_seconds: f64,
-    /// CPU time the whole process used during the run, every thread: the
-    /// component's, the host's writer and the simulators'. With two cores,
-    /// the run cannot take less than half of it.
+    /// CPU time of the connector's process (every thread) and of the
+    /// simulators' during the run. With two cores, the run cannot take less
+    /// than half of it.
     pub process_cpu_seconds: f64,
-    /// `process_cpu_seconds` by thread name: `connector` runs the component
-    /// (and the host calls it makes), `tokio-rt-worker` the simulators and
-    /// the host's HTTP client; threads that ended during the run (the run's
-    /// state writer: its SQLite writes) count as `ended (state-writer)`.
+    /// The connector process's share of `process_cpu_seconds`.
+    pub connector_cpu_seconds: f64,
+    /// The simulators' share (the bench process: the stand-ins for the two
+    /// remote services).
+    pub simulator_cpu_seconds: f64,
+    /// The connector process's CPU by thread name (`connector` runs the
+    /// component and the host calls it makes, `state-writer` the run's
+    /// SQLite writer, `tokio-rt-worker` the host's HTTP client), sampled
+    /// every 20 ms, and the simulators' as `simulators`.
     pub cpu_seconds_by_thread: BTreeMap<String, f64>,
-    /// Seconds each thread (by name, threads alive at the end) was ready to
-    /// run but waited for a core (`/proc/.../schedstat`): on two cores the
-    /// component's thread waits while the simulators and the writer run.
+    /// Seconds each thread (by name, as above) was ready to run but waited
+    /// for a core (`/proc/.../schedstat`): on two cores the component's
+    /// thread waits while the simulators and the writer run.
     pub core_wait_seconds_by_thread: BTreeMap<String, f64>,
-    /// The bench process's peak resident memory during the run (the
-    /// simulators and their data live in the same process).
+    /// The connector process's peak resident memory (its `VmHWM`, read
+    /// every 20 ms): the host, its SQLite, wasmtime and the component's
+    /// linear memory.
     pub host_peak_rss_bytes: u64,
+    /// The simulators' process's peak resident memory during the run: they
+    /// keep every record, so it grows with the load.
+    pub simulator_peak_rss_bytes: u64,
     /// Wall time of `connector sync` run right after, with nothing to do
     /// (process start, cached component, tokens, the reads that find nothing).
     pub idle_cli_sync_ms: f64,
@@ -87,15 +98,16 @@ fn stat_cpu_seconds(stat: &str) -> (String, f64) {
     (name, (ticks(14) + ticks(15)) / CLOCK_TICKS_PER_SECOND)
 }
 
-/// CPU seconds so far of each live thread, by thread id (Linux only).
-fn thread_cpu_seconds() -> BTreeMap<u64, (String, f64)> {
-    per_thread(|task| Some(stat_cpu_seconds(&std::fs::read_to_string(task.join("stat")).ok()?)))
+/// CPU seconds so far of each live thread of process `pid` (`self` or a
+/// number), by thread id (Linux only).
+fn thread_cpu_seconds(pid: &str) -> BTreeMap<u64, (String, f64)> {
+    per_thread(pid, |task| Some(stat_cpu_seconds(&std::fs::read_to_string(task.join("stat")).ok()?)))
 }
 
-/// Seconds each live thread has waited on a run queue so far, by thread id
-/// (Linux with schedstats; empty elsewhere).
-fn thread_core_wait_seconds() -> BTreeMap<u64, (String, f64)> {
-    per_thread(|task| {
+/// Seconds each live thread of `pid` has waited on a run queue so far, by
+/// thread id (Linux with schedstats; empty elsewhere).
+fn thread_core_wait_seconds(pid: &str) -> BTreeMap<u64, (String, f64)> {
+    per_thread(pid, |task| {
         let name = std::fs::read_to_string(task.join("comm")).ok()?.trim_end().to_string();
         Some((name, schedstat_wait_seconds(&std::fs::read_to_string(task.join("schedstat")).ok()?)?))
     })
@@ -106,8 +118,8 @@ fn schedstat_wait_seconds(line: &str) -> Option<f64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|ns| ns as f64 / 1e9)
 }
 
-fn per_thread(read: impl Fn(&std::path::Path) -> Option<(String, f64)>) -> BTreeMap<u64, (String, f64)> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return BTreeMap::new() };
+fn per_thread(pid: &str, read: impl Fn(&std::path::Path) -> Option<(String, f64)>) -> BTreeMap<u64, (String, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return BTreeMap::new() };
     tasks
         .flatten()
         .filter_map(|task| Some((task.file_name().to_str()?.parse::<u64>().ok()?, read(&task.path())?)))
@@ -116,7 +128,7 @@ fn per_thread(read: impl Fn(&std::path::Path) -> Option<(String, f64)>) -> BTree
 
 /// Seconds (CPU used, or waited for a core) between two snapshots, summed by
 /// thread name, in whole clock ticks. Threads that ended in between are
-/// missing (the harness's threads outlive a run).
+/// missing (the bench's threads outlive a run).
 fn seconds_by_thread(
     before: &BTreeMap<u64, (String, f64)>,
     after: &BTreeMap<u64, (String, f64)>,
@@ -140,8 +152,9 @@ fn ticks(seconds: f64) -> f64 {
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux the harness runs on.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// The resident memory high-water mark of process `pid` (`self` or a number).
+fn peak_rss(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -149,9 +162,96 @@ fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// A `connector` process that ran to its end, as measured from outside.
+struct Finished {
+    stdout: String,
+    stderr: String,
+    success: bool,
+    seconds: f64,
+    /// User + system CPU of every thread (`wait4`'s rusage).
+    cpu_seconds: f64,
+    /// The largest `VmHWM` sampled.
+    peak_rss_bytes: u64,
+    /// CPU and core waits by thread name, from the last sample before exit.
+    cpu_by_thread: BTreeMap<String, f64>,
+    core_wait_by_thread: BTreeMap<String, f64>,
+}
+
+/// Runs this executable with `args` as its own process, as a user runs the
+/// connector, sampling its threads every 20 ms until it exits (Linux only:
+/// the bench reads `/proc` and reaps the child with `wait4`).
+fn run_measured(args: &[std::ffi::OsString]) -> Result<Finished> {
+    use std::io::Read;
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(&exe)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let pid_text = pid.to_string();
+    let (mut cpu, mut waits, mut peak_rss_bytes) = (BTreeMap::new(), BTreeMap::new(), 0);
+    let (status, usage) = loop {
+        // Each thread's last sample stands for it: the run's writer ends
+        // before the process does.
+        cpu.extend(thread_cpu_seconds(&pid_text));
+        waits.extend(thread_core_wait_seconds(&pid_text));
+        // Not `ru_maxrss`: a child started by vfork and exec carries its
+        // parent's high-water mark (here the simulators' data) into it.
+        peak_rss_bytes = peak_rss_bytes.max(peak_rss(&pid_text));
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled in by the kernel.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: reaps only our own child, whose id we hold; the std
+        // `Child` is never waited on afterwards.
+        let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid as libc::pid_t {
+            break (status, usage);
+        }
+        if reaped < 0 {
+            bail!("waiting for the connector process: {}", std::io::Error::last_os_error());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let timeval = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Finished {
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        seconds,
+        cpu_seconds: ticks(timeval(usage.ru_utime) + timeval(usage.ru_stime)),
+        peak_rss_bytes,
+        cpu_by_thread: seconds_by_thread(&BTreeMap::new(), &cpu),
+        core_wait_by_thread: seconds_by_thread(&BTreeMap::new(), &waits),
+    })
+}
+
+/// What the bench reads of `connector sync --json`'s report.
+#[derive(serde::Deserialize)]
+struct SyncReport {
+    status: String,
+    error: Option<String>,
+    guest_peak_memory_bytes: u64,
+    guest_cpu_ms: u64,
+}
+
 pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathResult>> {
     let key = tokio::task::spawn_blocking(|| KeyPair::generate(Signing::Ps256)).await??;
-    let runtime = tokio::task::spawn_blocking(move || Runtime::load(&component)).await??;
+    // Compiles the component into the cache every `connector` process
+    // reads, so no measured run compiles it.
+    let wasm = component.clone();
+    tokio::task::spawn_blocking(move || Runtime::load(&wasm)).await??;
     let records = options.customers + options.contacts + options.vendors;
     let mut results = Vec::new();
     for path in &options.paths {
@@ -185,25 +285,40 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
         }
         bed.netsuite.set_latency(latency);
         bed.salesforce.set_faults(Faults { latency, ..Default::default() });
+        let config = dir.join("bench.toml");
+        bed.write_config(&config)?;
+        let args: Vec<std::ffi::OsString> =
+            vec!["sync".into(), "--full".into(), "--json".into(), "--config".into(), config.clone().into_os_string()]
+                .into_iter()
+                .chain(["--component".into(), component.clone().into_os_string()])
+                .collect();
+        // The simulators (this process) are measured around the connector's
+        // process, which runs the sync as a user would run it.
         reset_peak_rss();
-        let (started, cpu_before, threads_before) = (Instant::now(), process_cpu_seconds(), thread_cpu_seconds());
-        let waits_before = thread_core_wait_seconds();
-        let report = bed.sync_kinds(&runtime, SyncMode::Full, &[]).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        let core_wait_seconds_by_thread = seconds_by_thread(&waits_before, &thread_core_wait_seconds());
-        let process_cpu_seconds = ticks(process_cpu_seconds() - cpu_before);
-        let mut cpu_seconds_by_thread = seconds_by_thread(&threads_before, &thread_cpu_seconds());
-        // The run's own threads (its state writer) have ended by now.
-        let ended = process_cpu_seconds - cpu_seconds_by_thread.values().sum::<f64>();
-        cpu_seconds_by_thread.insert("ended (state-writer)".into(), ticks(ended.max(0.0)));
-        if report.status != "succeeded" {
-            bail!("the {path} run failed: {:?}", report.error);
+        let (sim_cpu_before, sim_threads_before) = (process_cpu_seconds(), thread_cpu_seconds("self"));
+        let sim_waits_before = thread_core_wait_seconds("self");
+        let sync = tokio::task::spawn_blocking(move || run_measured(&args)).await??;
+        let simulator_cpu_seconds = ticks(process_cpu_seconds() - sim_cpu_before);
+        let sim_waits = seconds_by_thread(&sim_waits_before, &thread_core_wait_seconds("self"));
+        let sim_threads = seconds_by_thread(&sim_threads_before, &thread_cpu_seconds("self"));
+        let simulator_peak_rss_bytes = peak_rss("self");
+        let report: SyncReport = serde_json::from_str(&sync.stdout).map_err(|e| {
+            anyhow::anyhow!("the {path} run printed no report ({e}): {}{}", sync.stdout, sync.stderr.trim())
+        })?;
+        if !sync.success || report.status != "succeeded" {
+            bail!("the {path} run {}: {}", report.status, report.error.unwrap_or_else(|| sync.stderr.clone()));
         }
-        let host_peak_rss_bytes = peak_rss();
+        let mut cpu_seconds_by_thread = sync.cpu_by_thread.clone();
+        let mut core_wait_seconds_by_thread = sync.core_wait_by_thread.clone();
+        // The simulators' threads (tokio workers) and the thread waiting
+        // for the child, as one: the bench's stand-ins for remote services.
+        cpu_seconds_by_thread.insert("simulators".into(), ticks(sim_threads.values().sum::<f64>().max(0.0)));
+        core_wait_seconds_by_thread.insert("simulators".into(), ticks(sim_waits.values().sum::<f64>().max(0.0)));
         // Counted before the idle syncs, whose requests are not the run's.
         let (salesforce_api_calls, netsuite_requests, bulk_jobs) =
             (bed.salesforce.api_requests(), bed.netsuite.requests(), bed.salesforce.bulk_jobs());
-        let idle_cli_sync_ms = idle_cli_sync(&bed, &dir).await?;
+        let idle_cli_sync_ms = idle_cli_sync(&config, &component).await?;
+        let seconds = sync.seconds;
         results.push(PathResult {
             path,
             records,
@@ -216,10 +331,13 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
             bulk_jobs,
             guest_peak_memory_bytes: report.guest_peak_memory_bytes,
             guest_cpu_seconds: report.guest_cpu_ms as f64 / 1000.0,
-            process_cpu_seconds,
+            process_cpu_seconds: ticks(sync.cpu_seconds + simulator_cpu_seconds),
+            connector_cpu_seconds: sync.cpu_seconds,
+            simulator_cpu_seconds,
             cpu_seconds_by_thread,
             core_wait_seconds_by_thread,
-            host_peak_rss_bytes,
+            host_peak_rss_bytes: sync.peak_rss_bytes,
+            simulator_peak_rss_bytes,
             idle_cli_sync_ms,
         });
         drop(bed);
@@ -229,27 +347,27 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
 }
 
 /// Times `connector sync --config` (this executable) against the bench's
-/// simulators once nothing is left to do: the second of two runs, so the
-/// compiled component is cached as after any first use.
-async fn idle_cli_sync(bed: &Testbed, dir: &std::path::Path) -> Result<f64> {
-    let config = dir.join("idle.toml");
-    bed.write_config(&config)?;
+/// simulators once nothing is left to do.
+async fn idle_cli_sync(config: &std::path::Path, component: &std::path::Path) -> Result<f64> {
     let exe = std::env::current_exe()?;
-    let mut elapsed = 0.0;
-    for _ in 0..2 {
-        let started = Instant::now();
-        let out = tokio::process::Command::new(&exe).args(["sync", "--json", "--config"]).arg(&config).output().await?;
-        elapsed = started.elapsed().as_secs_f64() * 1000.0;
-        if !out.status.success() {
-            bail!("the idle `connector sync` failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
+    let started = Instant::now();
+    let out = tokio::process::Command::new(&exe)
+        .args(["sync", "--json", "--config"])
+        .arg(config)
+        .arg("--component")
+        .arg(component)
+        .output()
+        .await?;
+    let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+    if !out.status.success() {
+        bail!("the idle `connector sync` failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(elapsed)
 }
 
 pub fn print_text(results: &[PathResult]) {
     println!(
-        "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>9} {:>7}",
+        "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>9} {:>9} {:>7}",
         "path",
         "records",
         "seconds",
@@ -260,12 +378,13 @@ pub fn print_text(results: &[PathResult]) {
         "jobs",
         "guest MB",
         "host MB",
+        "sims MB",
         "guest s",
         "CPU s"
     );
     for r in results {
         println!(
-            "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1} {:>9.2} {:>7.2}  (idle sync {:.0} ms)",
+            "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1} {:>9.1} {:>9.2} {:>7.2}  (idle sync {:.0} ms)",
             r.path,
             r.records,
             r.seconds,
@@ -276,6 +395,7 @@ pub fn print_text(results: &[PathResult]) {
             r.bulk_jobs,
             r.guest_peak_memory_bytes as f64 / 1048576.0,
             r.host_peak_rss_bytes as f64 / 1048576.0,
+            r.simulator_peak_rss_bytes as f64 / 1048576.0,
             r.guest_cpu_seconds,
             r.process_cpu_seconds,
             r.idle_cli_sync_ms
