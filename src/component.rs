@@ -58,12 +58,12 @@ impl ports::KeyValue for Bucket {
     fn delete_many(&self, keys: &[String]) -> Result<(), String> {
         batch::delete_many(&self.0, keys).map_err(kv_err)
     }
-    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, String> {
+    fn list_keys_where(&self, prefix: &str, keep: &mut dyn FnMut(&str) -> bool) -> Result<Vec<String>, String> {
         let mut keys = Vec::new();
         let mut cursor = None;
         loop {
             let page = self.0.list_keys(cursor).map_err(kv_err)?;
-            keys.extend(page.keys.into_iter().filter(|k| k.starts_with(prefix)));
+            keys.extend(page.keys.into_iter().filter(|k| k.starts_with(prefix) && keep(k)));
             match page.cursor {
                 Some(next) => cursor = Some(next),
                 None => return Ok(keys),

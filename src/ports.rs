@@ -49,10 +49,15 @@ pub trait KeyValue {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, String>;
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), String>;
     fn delete_many(&self, keys: &[String]) -> Result<(), String>;
-    /// The keys in the bucket that start with `prefix` (`""`: every key), in
-    /// no promised order. Only those are kept while the bucket is listed, so
-    /// a short queue is found without holding the keys of a long one.
-    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, String>;
+    /// The keys in the bucket that start with `prefix` (`""`: every key) and
+    /// that `keep` accepts, in no promised order. Only those are held while
+    /// the bucket is listed, so a short queue is found without holding the
+    /// keys of a long one, and a long one can be taken a part at a time.
+    fn list_keys_where(&self, prefix: &str, keep: &mut dyn FnMut(&str) -> bool) -> Result<Vec<String>, String>;
+    /// Every key that starts with `prefix`.
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, String> {
+        self.list_keys_where(prefix, &mut |_| true)
+    }
     /// Replaces the value of `key` with `new` only if it still is `expected`
     /// (`None`: only if it is absent), atomically; never writes otherwise.
     /// The answer is a hint, not a verdict: `Some(true)` says written,

@@ -4,6 +4,7 @@
 
 mod support;
 
+use host_harness::host::{RecordKind, SyncMode};
 use simulators::salesforce::ValidationRule;
 use std::time::Duration;
 use support::{bed, component_path, connector_binary, succeeded};
@@ -171,9 +172,14 @@ fn thirty_kb_of_notes(bed: &support::Bed) {
 
 /// One change event queued for each customer, as the listener stores them.
 fn queue_an_event_per_customer(bed: &support::Bed) {
+    queue_events_for(bed, &bed.customer_ids);
+}
+
+/// One change event queued for each of these customers.
+fn queue_events_for(bed: &support::Bed, ids: &[i64]) {
     let conn = bed.tenant.database.connect().unwrap();
     let tx = conn.unchecked_transaction().unwrap();
-    for (n, id) in bed.customer_ids.iter().enumerate() {
+    for (n, id) in ids.iter().enumerate() {
         let event = serde_json::json!({"kind": "customer", "id": id.to_string(), "event": "edit", "received_at": n});
         let (key, value) = (format!("event/customer/{id}"), event.to_string());
         tx.execute(
@@ -223,6 +229,27 @@ async fn a_backlog_of_thirty_thousand_change_events_is_applied_in_32_mb() {
         })
         .unwrap();
     assert_eq!(audited, 30_000, "written as events, not by the scan after them");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_two_hundred_thousand_events_takes_no_more_memory_than_twenty_thousand() {
+    let bed = bed(200_000).max_memory_mb(64).start().await;
+    let events_run = || async {
+        let report = bed.bed.sync_kinds(support::runtime(), SyncMode::Events, &[RecordKind::Customer]).await.unwrap();
+        succeeded(&report);
+        report
+    };
+    queue_events_for(&bed, &bed.customer_ids[..20_000]);
+    let small = events_run().await;
+    assert_eq!(small.counts("customer").created, 20_000);
+    queue_an_event_per_customer(&bed);
+    let large = events_run().await;
+    assert_eq!(large.counts("customer").created, 180_000, "{:?}", large.counts("customer"));
+    assert_eq!(bed.salesforce.count("Account"), 200_000);
+    // The queue's keys are listed a part at a time (~20,000), not held
+    // whole: 200,000 of them held at once took ~8 MB more.
+    let (small, large) = (small.guest_peak_memory_bytes, large.guest_peak_memory_bytes);
+    assert!(large <= small + (3 << 20), "20,000 events peaked at {small} bytes, 200,000 at {large}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

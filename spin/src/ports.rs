@@ -71,14 +71,16 @@ impl KeyValue for Bucket<'_> {
     fn delete_many(&self, keys: &[String]) -> Result<(), String> {
         keys.iter().try_for_each(|k| self.delete(k))
     }
-    fn list_keys(&self, wanted: &str) -> Result<Vec<String>, String> {
+    fn list_keys_where(&self, wanted: &str, keep: &mut dyn FnMut(&str) -> bool) -> Result<Vec<String>, String> {
         let prefix = format!("{}/", self.prefix);
+        // Spin answers every key of the store in one list: that much is held
+        // here whatever `keep` says.
         let mut keys: Vec<String> = self
             .store
             .get_keys()
             .map_err(kv)?
             .into_iter()
-            .filter_map(|k| k.strip_prefix(&prefix).filter(|k| k.starts_with(wanted)).map(str::to_string))
+            .filter_map(|k| k.strip_prefix(&prefix).filter(|k| k.starts_with(wanted) && keep(k)).map(str::to_string))
             .collect();
         keys.sort();
         Ok(keys)

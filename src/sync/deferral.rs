@@ -64,21 +64,22 @@ pub(super) fn hold_back_orphans(run: &Run<'_>, staged: Vec<Staged>) -> Result<Ve
 
 /// Writes the deferred records of `kind` whose parents have arrived.
 pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
-    let keys = run.queues.keys(Queue::Deferred, Some(kind))?;
-    for part in keys.chunks(run.queue_part()) {
-        let staged: Vec<Staged> = run.queues.read(part)?.into_iter().map(Staged::from).collect();
-        let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
-        let missing = missing_parents(run, &parents)?;
-        let ready: Vec<Staged> =
-            staged.into_iter().zip(missing).filter(|(_, m)| m.is_empty()).map(|(s, _)| s).collect();
-        if ready.is_empty() {
-            continue;
+    run.queues.keys(Queue::Deferred, kind, &mut |keys| {
+        for part in keys.chunks(run.queue_part()) {
+            let staged: Vec<Staged> = run.queues.read(part)?.into_iter().map(Staged::from).collect();
+            let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
+            let missing = missing_parents(run, &parents)?;
+            let ready: Vec<Staged> =
+                staged.into_iter().zip(missing).filter(|(_, m)| m.is_empty()).map(|(s, _)| s).collect();
+            if ready.is_empty() {
+                continue;
+            }
+            let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteDeferred)?;
+            batch.add(run, ready)?;
+            batch.finish(run)?;
         }
-        let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteDeferred)?;
-        batch.add(run, ready)?;
-        batch.finish(run)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Sends failed writes again, exactly as they were; a failed record whose
@@ -86,23 +87,25 @@ pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
 /// parents are now present follow.
 pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -> Result<()> {
     for &kind in kinds {
-        let keys = run.queues.keys(Queue::Failed, Some(kind))?;
-        for part in keys.chunks(run.queue_part()) {
-            let queued: Vec<Staged> = run
-                .queues
-                .read(part)?
-                .into_iter()
-                .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
-                .map(Staged::from)
-                .collect();
-            let queued = still_in_netsuite(run, kind, queued)?;
-            let ready = hold_back_orphans(run, queued)?;
-            if !ready.is_empty() {
-                let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::Replay)?;
-                batch.add(run, ready)?;
-                batch.finish(run)?;
+        run.queues.keys(Queue::Failed, kind, &mut |keys| {
+            for part in keys.chunks(run.queue_part()) {
+                let queued: Vec<Staged> = run
+                    .queues
+                    .read(part)?
+                    .into_iter()
+                    .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
+                    .map(Staged::from)
+                    .collect();
+                let queued = still_in_netsuite(run, kind, queued)?;
+                let ready = hold_back_orphans(run, queued)?;
+                if !ready.is_empty() {
+                    let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::Replay)?;
+                    batch.add(run, ready)?;
+                    batch.finish(run)?;
+                }
             }
-        }
+            Ok(())
+        })?;
     }
     for &kind in kinds {
         retry_deferred(run, kind)?;

@@ -33,8 +33,8 @@ impl KeyValue for ReadOnly<'_> {
         Ok(())
     }
 
-    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, String> {
-        self.0.list_keys(prefix)
+    fn list_keys_where(&self, prefix: &str, keep: &mut dyn FnMut(&str) -> bool) -> Result<Vec<String>, String> {
+        self.0.list_keys_where(prefix, keep)
     }
 
     // `swap_if`: the default, "cannot swap"; a dry run takes no lease.

@@ -68,8 +68,12 @@ impl KeyValue for Memory {
     fn delete_many(&self, keys: &[String]) -> std::result::Result<(), String> {
         keys.iter().try_for_each(|k| self.delete(k))
     }
-    fn list_keys(&self, prefix: &str) -> std::result::Result<Vec<String>, String> {
-        Ok(self.map.borrow().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    fn list_keys_where(
+        &self,
+        prefix: &str,
+        keep: &mut dyn FnMut(&str) -> bool,
+    ) -> std::result::Result<Vec<String>, String> {
+        Ok(self.map.borrow().keys().filter(|k| k.starts_with(prefix) && keep(k)).cloned().collect())
     }
     fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> std::result::Result<Option<bool>, String> {
         if self.swaps == Swaps::Unsupported || (expected.is_none() && self.swaps != Swaps::Atomic) {

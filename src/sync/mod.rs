@@ -110,23 +110,29 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // The NetSuite token is obtained by the run's first request and the
     // Salesforce session by the first need of it: an events run that finds
     // the queue empty calls neither.
-    let events = run.queues.event_keys(kinds)?;
-    if events.is_empty() && run.request.mode == SyncMode::Events {
-        return Ok(());
-    }
-    run.target()?;
     // A backlog (runs failed for hours while events kept coming) is applied
     // a page of records at a time (as many as fit a page's share of memory at
     // the widths seen so far): memory holds their records, not all of them.
-    let mut rest = &events[..];
-    while !rest.is_empty() {
-        let rows = kinds.iter().map(|&k| run.source.rows_per_page(k)).min().unwrap_or(1);
-        let (part, more) = rest.split_at(rows.clamp(1, rest.len()));
-        queued_events::apply(run, run.queues.events_at(part)?)?;
-        rest = more;
-    }
+    let mut targeted = false;
+    run.queues.event_keys(kinds, &mut |keys| {
+        if !targeted {
+            run.target()?;
+            targeted = true;
+        }
+        let mut rest = &keys[..];
+        while !rest.is_empty() {
+            let rows = kinds.iter().map(|&k| run.source.rows_per_page(k)).min().unwrap_or(1);
+            let (part, more) = rest.split_at(rows.clamp(1, rest.len()));
+            queued_events::apply(run, run.queues.events_at(part)?)?;
+            rest = more;
+        }
+        Ok(())
+    })?;
     if run.request.mode == SyncMode::Events {
         return Ok(());
+    }
+    if !targeted {
+        run.target()?;
     }
     // A kind that fails on its data (a page NetSuite cannot serve, an object
     // Salesforce refuses) does not hold back the kinds after it; the run

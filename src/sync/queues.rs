@@ -215,11 +215,19 @@ pub struct SavedJob {
     pub parked: Vec<String>,
 }
 
+/// Most keys of one queue held at once (a few dozen bytes each, ~1 MB): a
+/// longer queue is listed and worked through in parts.
+const KEYS_HELD: usize = 20_000;
+
+/// The ids a kind has in the failed or deferred queue, once listed; `None`
+/// when there are more than [`KEYS_HELD`]: each id is then looked up.
+type Held = Option<std::rc::Rc<RefCell<HashSet<String>>>>;
+
 pub struct Queues<'a> {
     kv: &'a dyn KeyValue,
-    /// A dry run reads the queues and changes nothing.
-    /// Ids each kind has in the failed or deferred queue, once listed.
-    held: RefCell<std::collections::HashMap<RecordKind, std::rc::Rc<RefCell<HashSet<String>>>>>,
+    held: RefCell<std::collections::HashMap<RecordKind, Held>>,
+    /// [`KEYS_HELD`], smaller in tests.
+    keys_held: usize,
 }
 
 fn kv_error(what: &str, e: String) -> ConnectorError {
@@ -228,7 +236,39 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
 
 impl<'a> Queues<'a> {
     pub fn new(kv: &'a dyn KeyValue) -> Self {
-        Queues { kv, held: Default::default() }
+        Queues { kv, held: Default::default(), keys_held: KEYS_HELD }
+    }
+
+    /// Calls `each` with the keys that start with `prefix`, at most about
+    /// [`KEYS_HELD`] at a time, never with none. A short queue takes one
+    /// listing. A longer one takes one listing to count it, then one per
+    /// part, each keeping the keys whose hash falls in that part: listings
+    /// come in no promised order and a part's work deletes or rewrites keys,
+    /// so nothing else could say where the last part ended. No key is given
+    /// twice; one added meanwhile comes in its part or waits for the next run.
+    fn key_parts(&self, prefix: &str, what: &str, each: &mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()> {
+        let mut counted = 0usize;
+        let limit = self.keys_held;
+        let first = self
+            .kv
+            .list_keys_where(prefix, &mut |_| {
+                counted += 1;
+                counted <= limit
+            })
+            .map_err(|e| kv_error(what, e))?;
+        if counted <= limit {
+            return if first.is_empty() { Ok(()) } else { each(first) };
+        }
+        drop(first);
+        let parts = counted.div_ceil(limit) as u64;
+        for part in 0..parts {
+            let in_part = |key: &str| xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % parts == part;
+            let keys = self.kv.list_keys_where(prefix, &mut |k| in_part(k)).map_err(|e| kv_error(what, e))?;
+            if !keys.is_empty() {
+                each(keys)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn put(&self, queue: Queue, write: &QueuedWrite) -> Result<()> {
@@ -236,7 +276,7 @@ impl<'a> Queues<'a> {
         self.kv
             .set(&key(queue, write.kind, &write.netsuite_id), &bytes)
             .map_err(|e| kv_error("queueing a write", e))?;
-        if let Some(set) = self.held.borrow().get(&write.kind) {
+        if let Some(Some(set)) = self.held.borrow().get(&write.kind) {
             set.borrow_mut().insert(write.netsuite_id.clone());
         }
         Ok(())
@@ -250,35 +290,58 @@ impl<'a> Queues<'a> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let held = self.held(kind)?;
-        let queued: Vec<String> =
-            ids.iter().map(AsRef::as_ref).filter(|id| held.borrow().contains(*id)).map(str::to_string).collect();
+        let both = |id: &str| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id)];
+        let queued: Vec<String> = match self.held(kind)? {
+            Some(held) => {
+                let queued: Vec<String> = ids
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .filter(|id| held.borrow().contains(*id))
+                    .map(str::to_string)
+                    .collect();
+                for id in &queued {
+                    held.borrow_mut().remove(id);
+                }
+                queued
+            }
+            None => {
+                let keys: Vec<String> = ids.iter().flat_map(|id| both(id.as_ref())).collect();
+                let found = self.kv.get_many(&keys).map_err(|e| kv_error("reading queued writes", e))?;
+                let found: Vec<bool> = found.chunks(2).map(|pair| pair.iter().any(Option::is_some)).collect();
+                ids.iter().zip(found).filter(|(_, queued)| *queued).map(|(id, _)| id.as_ref().to_string()).collect()
+            }
+        };
         if queued.is_empty() {
             return Ok(queued);
         }
-        let keys: Vec<String> =
-            queued.iter().flat_map(|id| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id)]).collect();
-        for id in &queued {
-            held.borrow_mut().remove(id);
-        }
+        let keys: Vec<String> = queued.iter().flat_map(|id| both(id)).collect();
         self.kv.delete_many(&keys).map_err(|e| kv_error("clearing queued writes", e))?;
         Ok(queued)
     }
 
-    /// Ids of `kind` waiting in either queue.
-    fn held(&self, kind: RecordKind) -> Result<std::rc::Rc<RefCell<HashSet<String>>>> {
-        if let Some(set) = self.held.borrow().get(&kind) {
-            return Ok(set.clone());
+    /// Ids of `kind` waiting in either queue, or `None` when they are too
+    /// many to hold.
+    fn held(&self, kind: RecordKind) -> Result<Held> {
+        if let Some(held) = self.held.borrow().get(&kind) {
+            return Ok(held.clone());
         }
         let mut ids = HashSet::new();
+        let mut counted = 0usize;
         for queue in [Queue::Failed, Queue::Deferred] {
             let prefix = format!("{}/{kind}/", queue.prefix());
-            let keys = self.kv.list_keys(&prefix).map_err(|e| kv_error("listing queued writes", e))?;
+            let limit = self.keys_held;
+            let keys = self
+                .kv
+                .list_keys_where(&prefix, &mut |_| {
+                    counted += 1;
+                    counted <= limit
+                })
+                .map_err(|e| kv_error("listing queued writes", e))?;
             ids.extend(keys.into_iter().filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_string)));
         }
-        let set = std::rc::Rc::new(RefCell::new(ids));
-        self.held.borrow_mut().insert(kind, set.clone());
-        Ok(set)
+        let held = (counted <= self.keys_held).then(|| std::rc::Rc::new(RefCell::new(ids)));
+        self.held.borrow_mut().insert(kind, held.clone());
+        Ok(held)
     }
 
     /// Keeps a failed Salesforce → NetSuite write for inspection and replay
@@ -290,11 +353,15 @@ impl<'a> Queues<'a> {
             .map_err(|e| kv_error("queueing a failed write-back", e))
     }
 
-    /// Failed Salesforce → NetSuite writes of `kind`.
-    pub fn writebacks(&self, kind: RecordKind) -> Result<Vec<FailedWriteback>> {
-        let prefix = writeback_key(kind, "");
-        let keys = self.kv.list_keys(&prefix).map_err(|e| kv_error("listing failed write-backs", e))?;
-        let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading failed write-backs", e))?;
+    /// Calls `each` with the keys of `kind`'s failed Salesforce → NetSuite
+    /// writes, a part at a time ([`Self::writebacks_at`] reads them).
+    pub fn writeback_keys(&self, kind: RecordKind, each: &mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()> {
+        self.key_parts(&writeback_key(kind, ""), "listing failed write-backs", each)
+    }
+
+    /// The failed write-backs under `keys` (one gone meanwhile is skipped).
+    pub fn writebacks_at(&self, keys: &[String]) -> Result<Vec<FailedWriteback>> {
+        let values = self.kv.get_many(keys).map_err(|e| kv_error("reading failed write-backs", e))?;
         Ok(values.into_iter().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect())
     }
 
@@ -312,15 +379,14 @@ impl<'a> Queues<'a> {
         self.kv.set(&event_key(event.kind, &event.id), &bytes).map_err(|e| kv_error("queueing a change event", e))
     }
 
-    /// The keys of the change events waiting for records of `kinds`: a few
-    /// dozen bytes each, so a backlog is read a part at a time ([`Self::events_at`]).
-    pub fn event_keys(&self, kinds: &[RecordKind]) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
+    /// Calls `each` with the keys of the change events waiting for records
+    /// of `kinds`, kind by kind in that order, a part at a time: a backlog is
+    /// read ([`Self::events_at`]) and cleared as it is listed.
+    pub fn event_keys(&self, kinds: &[RecordKind], each: &mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()> {
         for kind in kinds {
-            let prefix = format!("event/{kind}/");
-            keys.extend(self.kv.list_keys(&prefix).map_err(|e| kv_error("listing change events", e))?);
+            self.key_parts(&format!("event/{kind}/"), "listing change events", each)?;
         }
-        Ok(keys)
+        Ok(())
     }
 
     /// The change events under `keys` (one gone meanwhile is skipped).
@@ -460,14 +526,10 @@ impl<'a> Queues<'a> {
         self.kv.delete_many(keys).map_err(|e| kv_error("clearing parked Bulk API records", e))
     }
 
-    /// The keys of `queue`'s writes (of `kind`, or all): a few dozen bytes
-    /// each, so a long queue is read a part at a time ([`Self::read`]).
-    pub fn keys(&self, queue: Queue, kind: Option<RecordKind>) -> Result<Vec<String>> {
-        let prefix = match kind {
-            Some(k) => format!("{}/{k}/", queue.prefix()),
-            None => format!("{}/", queue.prefix()),
-        };
-        self.kv.list_keys(&prefix).map_err(|e| kv_error("listing queued writes", e))
+    /// Calls `each` with the keys of `queue`'s writes of `kind`, a part at
+    /// a time; [`Self::read`] reads them.
+    pub fn keys(&self, queue: Queue, kind: RecordKind, each: &mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()> {
+        self.key_parts(&format!("{}/{kind}/", queue.prefix()), "listing queued writes", each)
     }
 
     /// The queued writes under `keys` (one gone meanwhile is skipped).
@@ -496,6 +558,17 @@ mod tests {
     use super::*;
     use crate::sync::memory_kv::Memory;
 
+    /// Every key a listing gives, its parts joined.
+    fn all_keys(list: impl FnOnce(&mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()>) -> Vec<String> {
+        let mut keys = Vec::new();
+        list(&mut |part| {
+            keys.extend(part);
+            Ok(())
+        })
+        .unwrap();
+        keys
+    }
+
     fn event(id: &str, nonce: u64) -> QueuedEvent {
         QueuedEvent { kind: RecordKind::Customer, id: id.into(), event: "edit".into(), received_at: 100, nonce }
     }
@@ -506,13 +579,62 @@ mod tests {
         let queues = Queues::new(&kv);
         queues.put_event(&event("7", 1)).unwrap();
         queues.put_event(&event("8", 2)).unwrap();
-        let events = || queues.events_at(&queues.event_keys(&RecordKind::ALL).unwrap()).unwrap();
+        let events = || queues.events_at(&all_keys(|each| queues.event_keys(&RecordKind::ALL, each))).unwrap();
         let read = events();
         assert_eq!(read.len(), 2);
         // NetSuite sends another event for 7 (same second) while the run works.
         queues.put_event(&event("7", 3)).unwrap();
         queues.remove_events(&read).unwrap();
         assert_eq!(events(), vec![event("7", 3)]);
+    }
+
+    #[test]
+    fn a_queue_longer_than_can_be_held_is_worked_through_in_parts_each_key_once() {
+        let kv = Memory::default();
+        let mut queues = Queues::new(&kv);
+        queues.keys_held = 10;
+        for i in 0..95 {
+            queues.put_event(&event(&i.to_string(), i)).unwrap();
+        }
+        let (mut parts, mut seen) = (0, Vec::new());
+        queues
+            .event_keys(&[RecordKind::Customer], &mut |keys| {
+                parts += 1;
+                assert!(keys.len() <= 30, "a part of {} keys", keys.len());
+                // Applied and cleared as listed; one comes back (sent again).
+                let events = queues.events_at(&keys)?;
+                queues.remove_events(&events)?;
+                if keys.contains(&event_key(RecordKind::Customer, "7")) {
+                    queues.put_event(&event("7", 1000))?;
+                }
+                seen.extend(keys);
+                Ok(())
+            })
+            .unwrap();
+        assert!(parts >= 9, "{parts} parts");
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 95, "every key once, none twice");
+        // What came back meanwhile waits for the next run.
+        let left = all_keys(|each| queues.event_keys(&[RecordKind::Customer], each));
+        assert_eq!(left, vec![event_key(RecordKind::Customer, "7")]);
+    }
+
+    #[test]
+    fn ids_queued_beyond_what_can_be_held_are_looked_up_and_still_cleared() {
+        let kv = Memory::default();
+        let mut queues = Queues::new(&kv);
+        queues.keys_held = 10;
+        for i in 0..25 {
+            let queue = if i % 2 == 0 { Queue::Failed } else { Queue::Deferred };
+            kv.set(&key(queue, RecordKind::Customer, &i.to_string()), b"{}").unwrap();
+        }
+        let ids: Vec<String> = (20..30).map(|i| i.to_string()).collect();
+        assert_eq!(queues.remove(RecordKind::Customer, &ids).unwrap(), ["20", "21", "22", "23", "24"]);
+        assert_eq!(queues.held.borrow().get(&RecordKind::Customer), Some(&None), "too many to hold");
+        let left = all_keys(|each| queues.keys(Queue::Failed, RecordKind::Customer, each)).len()
+            + all_keys(|each| queues.keys(Queue::Deferred, RecordKind::Customer, each)).len();
+        assert_eq!(left, 20);
     }
 
     #[test]

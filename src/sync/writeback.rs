@@ -57,28 +57,34 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> R
 /// sends a stale value.
 pub(super) fn replay(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, scope: &ReplayScope) -> Result<()> {
     let Some(section) = run.settings.mapping.writeback(kind) else { return Ok(()) };
-    let queued: Vec<FailedWriteback> = run
-        .queues
-        .writebacks(kind)?
-        .into_iter()
-        .filter(|f| scope.covers(kind, &f.run_id, |id| f.salesforce_id == id || f.netsuite_id.as_deref() == Some(id)))
-        .collect();
-    if queued.is_empty() {
-        return Ok(());
-    }
     let spec = run.settings.mapping.target_spec(kind)?;
     let pass = Pass::new(run, kind, section, policy, &spec.sobject);
     pass.replaying.set(true);
-    // A page of Salesforce records at a time, however many failed.
-    for part in queued.chunks(run.queue_part()) {
-        let ids: Vec<&str> = part.iter().map(|f| f.salesforce_id.as_str()).collect();
-        let records = run.sink.changed_by_id(&spec.sobject, &spec.fields, &ids)?;
-        // Deleted in Salesforce since: nothing left to send.
-        let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
-        run.queues.remove_writebacks(kind, &gone)?;
-        pass.page(&records)?;
-    }
-    pass.keep_failures()
+    // A page of Salesforce records at a time, however many failed; each
+    // page's failures are kept before the next, not held to the end.
+    run.queues.writeback_keys(kind, &mut |keys| {
+        for part in keys.chunks(run.queue_part()) {
+            let queued: Vec<FailedWriteback> = run
+                .queues
+                .writebacks_at(part)?
+                .into_iter()
+                .filter(|f| {
+                    scope.covers(kind, &f.run_id, |id| f.salesforce_id == id || f.netsuite_id.as_deref() == Some(id))
+                })
+                .collect();
+            if queued.is_empty() {
+                continue;
+            }
+            let ids: Vec<&str> = queued.iter().map(|f| f.salesforce_id.as_str()).collect();
+            let records = run.sink.changed_by_id(&spec.sobject, &spec.fields, &ids)?;
+            // Deleted in Salesforce since: nothing left to send.
+            let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
+            run.queues.remove_writebacks(kind, &gone)?;
+            pass.page(&records)?;
+            pass.keep_failures()?;
+        }
+        Ok(())
+    })
 }
 
 struct Pass<'p, 'r> {

@@ -9,6 +9,11 @@ use wasmtime::component::Resource;
 
 pub struct BucketHandle {
     name: &'static str,
+    /// The last key of each page listed, by the cursor handed out with it:
+    /// the next page starts after that key, so keys the guest deletes
+    /// between pages (a queue worked through as it is listed) shift nothing.
+    cursors: std::collections::HashMap<u64, String>,
+    next_cursor: u64,
 }
 
 const LIST_PAGE: u64 = 1000;
@@ -29,7 +34,7 @@ impl store::Host for HostState {
         else {
             return Ok(Err(store::Error::NoSuchStore));
         };
-        Ok(Ok(self.table.push(BucketHandle { name })?))
+        Ok(Ok(self.table.push(BucketHandle { name, cursors: Default::default(), next_cursor: 0 })?))
     }
 }
 
@@ -68,12 +73,29 @@ impl store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
-        let name = self.bucket_name(&bucket)?;
-        let start = cursor.unwrap_or(0);
-        Ok(self.kv.list_keys(name, start, LIST_PAGE).map_err(other).map(|keys| {
-            let next = (keys.len() as u64 == LIST_PAGE).then_some(start + LIST_PAGE);
-            store::KeyResponse { keys, cursor: next }
-        }))
+        let handle = self.table.get_mut(&bucket)?;
+        let name = handle.name;
+        let after = match cursor {
+            None => None,
+            Some(c) => match handle.cursors.remove(&c) {
+                Some(key) => Some(key),
+                None => return Ok(Err(store::Error::Other(format!("unknown list-keys cursor {c}")))),
+            },
+        };
+        let keys = match self.kv.list_keys(name, after.as_deref(), LIST_PAGE) {
+            Ok(keys) => keys,
+            Err(e) => return Ok(Err(other(e))),
+        };
+        let handle = self.table.get_mut(&bucket)?;
+        let cursor = match keys.last() {
+            Some(last) if keys.len() as u64 == LIST_PAGE => {
+                handle.next_cursor += 1;
+                handle.cursors.insert(handle.next_cursor, last.clone());
+                Some(handle.next_cursor)
+            }
+            _ => None,
+        };
+        Ok(Ok(store::KeyResponse { keys, cursor }))
     }
 
     fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {

@@ -160,15 +160,20 @@ impl KvStore {
             .exists(params![self.tenant, bucket, key])?)
     }
 
-    /// Keys after `cursor` (an offset), a page at a time.
-    pub fn list_keys(&self, bucket: &str, cursor: u64, page: u64) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key FROM kv WHERE tenant = ?1 AND bucket = ?2 ORDER BY key LIMIT ?3 OFFSET ?4")?;
-        let keys = stmt
-            .query_map(params![self.tenant, bucket, page as i64, cursor as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(keys)
+    /// Up to `page` keys of `bucket` in key order, after `after` (from the
+    /// first when `None`). Keyset paging: each page is a seek in the key
+    /// index, and deleting keys already listed moves nothing that is not.
+    pub fn list_keys(&self, bucket: &str, after: Option<&str>, page: u64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(if after.is_some() {
+            "SELECT key FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key > ?4 ORDER BY key LIMIT ?3"
+        } else {
+            "SELECT key FROM kv WHERE tenant = ?1 AND bucket = ?2 ORDER BY key LIMIT ?3"
+        })?;
+        let keys: rusqlite::Result<Vec<String>> = match after {
+            Some(after) => stmt.query_map(params![self.tenant, bucket, page as i64, after], |r| r.get(0))?.collect(),
+            None => stmt.query_map(params![self.tenant, bucket, page as i64], |r| r.get(0))?.collect(),
+        };
+        Ok(keys?)
     }
 
     /// Runs `f` in one transaction: a batch is all-or-nothing and one fsync.

@@ -255,12 +255,12 @@ impl RunStore {
         Ok(self.get(bucket, key)?.is_some())
     }
 
-    /// Keys after `cursor` (an offset), a page at a time, in order.
-    pub fn list_keys(&self, bucket: &'static str, cursor: u64, page: u64) -> Result<Vec<String>> {
+    /// Up to `page` keys after `after`, in order.
+    pub fn list_keys(&self, bucket: &'static str, after: Option<&str>, page: u64) -> Result<Vec<String>> {
         // Rare (queued events, parked records): merging pending keys into an
         // ordered listing is not worth it, waiting for them is.
         self.flush()?;
-        self.kv.list_keys(bucket, cursor, page)
+        self.kv.list_keys(bucket, after, page)
     }
 
     /// Appends audit rows, stamped with the time of this call.
@@ -484,7 +484,31 @@ mod tests {
         let other = KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
         assert_eq!(other.get_many(STATE_BUCKET, &keys).unwrap(), expect);
         assert_eq!(crate::audit::for_run(other.connection(), "acme", "run-1").unwrap().len(), 2);
-        assert_eq!(other.list_keys(STATE_BUCKET, 0, 1000).unwrap().len(), 499);
+        assert_eq!(other.list_keys(STATE_BUCKET, None, 1000).unwrap().len(), 499);
+    }
+
+    #[test]
+    fn a_listing_worked_through_page_by_page_sees_every_key_once_though_each_page_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, mut run) = store(dir.path());
+        run.set_many(QUEUES_BUCKET, (0..2500).map(|i| (format!("event/customer/{i:05}"), vec![1])).collect()).unwrap();
+        let (mut seen, mut after) = (Vec::new(), None::<String>);
+        loop {
+            let page = run.list_keys(QUEUES_BUCKET, after.as_deref(), 1000).unwrap();
+            // A queue applied as it is listed: each page is gone before the next.
+            for key in &page {
+                run.delete(QUEUES_BUCKET, key).unwrap();
+            }
+            after = page.last().cloned();
+            seen.extend(page);
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 2500);
+        seen.dedup();
+        assert_eq!(seen.len(), 2500, "in key order, none twice");
+        assert!(run.list_keys(QUEUES_BUCKET, None, 1000).unwrap().is_empty());
     }
 
     #[test]
@@ -541,7 +565,7 @@ mod tests {
         // most that and one group of queued calls.
         let log = std::fs::metadata(dir.path().join("state.db-wal")).unwrap().len();
         assert!(log < 48 << 20, "the WAL grew to {} MB", log >> 20);
-        assert_eq!(kv(db.connect().unwrap()).list_keys(STATE_BUCKET, 0, 20_000).unwrap().len(), 240 * 50);
+        assert_eq!(kv(db.connect().unwrap()).list_keys(STATE_BUCKET, None, 20_000).unwrap().len(), 240 * 50);
     }
 
     #[test]
