@@ -165,6 +165,10 @@ pub fn verify(
 /// listable, so expired ones can be found and dropped).
 pub const SEEN_PREFIX: &str = "seen-event/";
 
+/// When expired signatures were last dropped (unix seconds; outside
+/// [`SEEN_PREFIX`]).
+const PRUNED_AT_KEY: &str = "seen-events-pruned-at";
+
 /// The signatures of events verified within the tolerance window, per
 /// tenant (in its key-value store): a second delivery of one is a replay.
 /// Bounded: an entry goes once its event would be refused as stale anyway.
@@ -187,9 +191,18 @@ impl<'a> SeenEvents<'a> {
     }
 
     /// Remembers an accepted event, and forgets those whose signing time is
-    /// more than `tolerance_secs` before `now` (they are refused as stale).
+    /// more than `tolerance_secs` before `now` (they are refused as stale):
+    /// at most once per `tolerance_secs`, since finding them lists the
+    /// bucket (a backlog of queued writes and events; on Spin, the whole
+    /// store) and a burst of events must not list it once each. An expired
+    /// one kept a little longer changes nothing: it is refused all the same.
     pub fn remember(&self, event: &ChangeEvent, now: i64, tolerance_secs: i64) -> Result<(), String> {
         self.kv.set(&Self::key(event), b"")?;
+        let pruned_at = self.kv.get(PRUNED_AT_KEY)?.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok());
+        if pruned_at.is_some_and(|t| now.checked_sub(t).is_some_and(|since| (0..tolerance_secs).contains(&since))) {
+            return Ok(());
+        }
+        self.kv.set(PRUNED_AT_KEY, now.to_string().as_bytes())?;
         let expired: Vec<String> = self
             .kv
             .list_keys(SEEN_PREFIX)?
@@ -254,9 +267,27 @@ mod tests {
         // Once the first is past the window it is forgotten (and refused as stale).
         let next = verify(&signed(body, 1290), body.as_bytes(), SECRET, 1300, 300).unwrap();
         seen.remember(&next, 1301, 300).unwrap();
-        let keys = kv.list_keys("").unwrap();
+        let keys = kv.list_keys(SEEN_PREFIX).unwrap();
         assert_eq!(keys.len(), 2, "{keys:?}");
         assert!(!keys.iter().any(|k| k.starts_with("seen-event/1000/")), "{keys:?}");
+    }
+
+    #[test]
+    fn a_burst_of_events_lists_the_bucket_once_per_window_not_once_each() {
+        let kv = crate::sync::memory_kv::Memory::default();
+        let seen = SeenEvents::new(&kv);
+        for n in 0..100 {
+            let body = format!(r#"{{"recordType":"customer","id":"{n}"}}"#);
+            let event = verify(&signed(&body, 1000 + n), body.as_bytes(), SECRET, 1000 + n, 300).unwrap();
+            seen.remember(&event, 1000 + n, 300).unwrap();
+        }
+        assert_eq!(kv.listings.get(), 1);
+        assert_eq!(kv.list_keys(SEEN_PREFIX).unwrap().len(), 100);
+        // Past the window, the expired ones are forgotten.
+        let body = r#"{"recordType":"customer","id":"500"}"#;
+        let event = verify(&signed(body, 2000), body.as_bytes(), SECRET, 2000, 300).unwrap();
+        seen.remember(&event, 2000, 300).unwrap();
+        assert_eq!(kv.list_keys(SEEN_PREFIX).unwrap(), [format!("{SEEN_PREFIX}2000/{}", event.signature)]);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Memory {
     pub swaps: Swaps,
     pub intruder: RefCell<Option<Vec<u8>>>,
     pub dropped: Cell<u32>,
+    /// Listings made so far.
+    pub listings: Cell<u32>,
 }
 impl Memory {
     pub fn with(swaps: Swaps) -> Memory {
@@ -73,6 +75,7 @@ impl KeyValue for Memory {
         prefix: &str,
         keep: &mut dyn FnMut(&str) -> bool,
     ) -> std::result::Result<Vec<String>, String> {
+        self.listings.set(self.listings.get() + 1);
         Ok(self.map.borrow().keys().filter(|k| k.starts_with(prefix) && keep(k)).cloned().collect())
     }
     fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> std::result::Result<Option<bool>, String> {
