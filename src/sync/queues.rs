@@ -325,20 +325,21 @@ impl<'a> Queues<'a> {
         if let Some(held) = self.held.borrow().get(&kind) {
             return Ok(held.clone());
         }
-        let mut ids = HashSet::new();
-        let mut counted = 0usize;
-        for queue in [Queue::Failed, Queue::Deferred] {
-            let prefix = format!("{}/{kind}/", queue.prefix());
-            let limit = self.keys_held;
-            let keys = self
-                .kv
-                .list_keys_where(&prefix, &mut |_| {
-                    counted += 1;
-                    counted <= limit
-                })
-                .map_err(|e| kv_error("listing queued writes", e))?;
-            ids.extend(keys.into_iter().filter_map(|k| k.strip_prefix(prefix.as_str()).map(str::to_string)));
-        }
+        // Both queues in one listing (each lists the bucket; on Spin, the store).
+        let prefixes = [Queue::Failed, Queue::Deferred].map(|queue| format!("{}/{kind}/", queue.prefix()));
+        let (mut counted, limit) = (0usize, self.keys_held);
+        let keys = self
+            .kv
+            .list_keys_where("", &mut |k| {
+                let queued = prefixes.iter().any(|p| k.starts_with(p.as_str()));
+                counted += usize::from(queued);
+                queued && counted <= limit
+            })
+            .map_err(|e| kv_error("listing queued writes", e))?;
+        let ids: HashSet<String> = keys
+            .into_iter()
+            .filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p.as_str())).map(str::to_string))
+            .collect();
         let held = (counted <= self.keys_held).then(|| std::rc::Rc::new(RefCell::new(ids)));
         self.held.borrow_mut().insert(kind, held.clone());
         Ok(held)
@@ -498,8 +499,13 @@ impl<'a> Queues<'a> {
     /// applies the next), and the keys of every parked page.
     pub fn leftovers(&self, kind: RecordKind) -> Result<Leftovers> {
         let (job_prefix, parked_prefix) = (format!("bulkjob/{kind}/"), format!("bulk/{kind}/"));
-        let mut job_keys = self.kv.list_keys(&job_prefix).map_err(|e| kv_error("listing Bulk API jobs", e))?;
-        let parked = self.kv.list_keys(&parked_prefix).map_err(|e| kv_error("listing parked Bulk records", e))?;
+        // One listing for both (each lists the bucket; on Spin, the store).
+        let (mut job_keys, parked): (Vec<String>, Vec<String>) = self
+            .kv
+            .list_keys_where("bulk", &mut |k| k.starts_with(&job_prefix) || k.starts_with(&parked_prefix))
+            .map_err(|e| kv_error("listing Bulk API jobs and parked records", e))?
+            .into_iter()
+            .partition(|k| k.starts_with(&job_prefix));
         // Listings come in no promised order (a Redis-backed host's do not).
         job_keys.sort_unstable();
         let mut jobs = Vec::with_capacity(job_keys.len());
