@@ -195,14 +195,14 @@ impl<'a> SeenEvents<'a> {
     /// at most once per `tolerance_secs`, since finding them lists the
     /// bucket (a backlog of queued writes and events; on Spin, the whole
     /// store) and a burst of events must not list it once each. An expired
-    /// one kept a little longer changes nothing: it is refused all the same.
+    /// one kept up to one window longer changes nothing: it is refused all
+    /// the same. The time is noted once the pruning succeeded.
     pub fn remember(&self, event: &ChangeEvent, now: i64, tolerance_secs: i64) -> Result<(), String> {
         self.kv.set(&Self::key(event), b"")?;
         let pruned_at = self.kv.get(PRUNED_AT_KEY)?.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok());
         if pruned_at.is_some_and(|t| now.checked_sub(t).is_some_and(|since| (0..tolerance_secs).contains(&since))) {
             return Ok(());
         }
-        self.kv.set(PRUNED_AT_KEY, now.to_string().as_bytes())?;
         let expired: Vec<String> = self
             .kv
             .list_keys(SEEN_PREFIX)?
@@ -213,7 +213,10 @@ impl<'a> SeenEvents<'a> {
                 signed_at.is_some_and(|t| now.checked_sub(t).is_none_or(|age| age > tolerance_secs))
             })
             .collect();
-        if expired.is_empty() { Ok(()) } else { self.kv.delete_many(&expired) }
+        if !expired.is_empty() {
+            self.kv.delete_many(&expired)?;
+        }
+        self.kv.set(PRUNED_AT_KEY, now.to_string().as_bytes())
     }
 }
 

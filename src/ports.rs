@@ -50,7 +50,8 @@ pub trait KeyValue {
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), String>;
     fn delete_many(&self, keys: &[String]) -> Result<(), String>;
     /// The keys in the bucket that start with `prefix` (`""`: every key) and
-    /// that `keep` accepts, in no promised order. Only those are held while
+    /// that `keep` accepts, in no promised order; `keep` is called only with
+    /// keys that start with `prefix` (callers count with it). Only those are held while
     /// the bucket is listed, so a short queue is found without holding the
     /// keys of a long one, and a long one can be taken a part at a time.
     fn list_keys_where(&self, prefix: &str, keep: &mut dyn FnMut(&str) -> bool) -> Result<Vec<String>, String>;
