@@ -59,6 +59,12 @@ pub trait KeyValue {
     fn list_keys(&self, prefix: &str) -> Result<Vec<String>, String> {
         self.list_keys_where(prefix, &mut |_| true)
     }
+    /// True where every listing fetches the whole store at once whatever
+    /// `prefix` and `keep` say (Spin's `get_keys`): taking a long list a part
+    /// at a time there would hold no less and fetch it again for each part.
+    fn lists_whole_store(&self) -> bool {
+        false
+    }
     /// Replaces the value of `key` with `new` only if it still is `expected`
     /// (`None`: only if it is absent), atomically; never writes otherwise.
     /// The answer is a hint, not a verdict: `Some(true)` says written,

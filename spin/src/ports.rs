@@ -85,6 +85,9 @@ impl KeyValue for Bucket<'_> {
         keys.sort();
         Ok(keys)
     }
+    fn lists_whole_store(&self) -> bool {
+        true
+    }
     fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<Option<bool>, String> {
         // Sealed values carry a fresh nonce each write: nothing to compare.
         // An absent key is never swapped: the SQLite store would upsert it.

@@ -37,6 +37,10 @@ impl KeyValue for ReadOnly<'_> {
         self.0.list_keys_where(prefix, keep)
     }
 
+    fn lists_whole_store(&self) -> bool {
+        self.0.lists_whole_store()
+    }
+
     // `swap_if`: the default, "cannot swap"; a dry run takes no lease.
 }
 

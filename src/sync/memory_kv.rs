@@ -36,6 +36,8 @@ pub struct Memory {
     pub dropped: Cell<u32>,
     /// Listings made so far.
     pub listings: Cell<u32>,
+    /// Answers [`KeyValue::lists_whole_store`] (as Spin's store would).
+    pub whole_store: bool,
 }
 impl Memory {
     pub fn with(swaps: Swaps) -> Memory {
@@ -77,6 +79,9 @@ impl KeyValue for Memory {
     ) -> std::result::Result<Vec<String>, String> {
         self.listings.set(self.listings.get() + 1);
         Ok(self.map.borrow().keys().filter(|k| k.starts_with(prefix) && keep(k)).cloned().collect())
+    }
+    fn lists_whole_store(&self) -> bool {
+        self.whole_store
     }
     fn swap_if(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> std::result::Result<Option<bool>, String> {
         if self.swaps == Swaps::Unsupported || (expected.is_none() && self.swaps != Swaps::Atomic) {

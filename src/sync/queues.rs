@@ -246,9 +246,10 @@ impl<'a> Queues<'a> {
     /// come in no promised order and a part's work deletes or rewrites keys,
     /// so nothing else could say where the last part ended. No key is given
     /// twice; one added meanwhile comes in its part or waits for the next run.
+    /// A store that fetches every key for any listing gets one listing.
     fn key_parts(&self, prefix: &str, what: &str, each: &mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()> {
         let mut counted = 0usize;
-        let limit = self.keys_held;
+        let limit = self.limit();
         let first = self
             .kv
             .list_keys_where(prefix, &mut |_| {
@@ -319,6 +320,16 @@ impl<'a> Queues<'a> {
         Ok(queued)
     }
 
+    /// How many keys a listing may hold: any number where every listing
+    /// fetches them all anyway.
+    fn limit(&self) -> usize {
+        if self.kv.lists_whole_store() {
+            usize::MAX
+        } else {
+            self.keys_held
+        }
+    }
+
     /// Ids of `kind` waiting in either queue, or `None` when they are too
     /// many to hold.
     fn held(&self, kind: RecordKind) -> Result<Held> {
@@ -327,7 +338,7 @@ impl<'a> Queues<'a> {
         }
         // Both queues in one listing (each lists the bucket; on Spin, the store).
         let prefixes = [Queue::Failed, Queue::Deferred].map(|queue| format!("{}/{kind}/", queue.prefix()));
-        let (mut counted, limit) = (0usize, self.keys_held);
+        let (mut counted, limit) = (0usize, self.limit());
         let keys = self
             .kv
             .list_keys_where("", &mut |k| {
@@ -340,7 +351,7 @@ impl<'a> Queues<'a> {
             .into_iter()
             .filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p.as_str())).map(str::to_string))
             .collect();
-        let held = (counted <= self.keys_held).then(|| std::rc::Rc::new(RefCell::new(ids)));
+        let held = (counted <= limit).then(|| std::rc::Rc::new(RefCell::new(ids)));
         self.held.borrow_mut().insert(kind, held.clone());
         Ok(held)
     }
@@ -565,14 +576,20 @@ mod tests {
     use crate::sync::memory_kv::Memory;
 
     /// Every key a listing gives, its parts joined.
-    fn all_keys(list: impl FnOnce(&mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()>) -> Vec<String> {
-        let mut keys = Vec::new();
+    type Listing<'l> = &'l mut dyn FnMut(Vec<String>) -> Result<()>;
+
+    fn all_parts(list: impl FnOnce(Listing) -> Result<()>) -> Vec<Vec<String>> {
+        let mut parts = Vec::new();
         list(&mut |part| {
-            keys.extend(part);
+            parts.push(part);
             Ok(())
         })
         .unwrap();
-        keys
+        parts
+    }
+
+    fn all_keys(list: impl FnOnce(Listing) -> Result<()>) -> Vec<String> {
+        all_parts(list).concat()
     }
 
     fn event(id: &str, nonce: u64) -> QueuedEvent {
@@ -624,6 +641,24 @@ mod tests {
         // What came back meanwhile waits for the next run.
         let left = all_keys(|each| queues.event_keys(&[RecordKind::Customer], each));
         assert_eq!(left, vec![event_key(RecordKind::Customer, "7")]);
+    }
+
+    #[test]
+    fn a_store_that_fetches_every_key_for_any_listing_is_listed_once_however_long_the_queue() {
+        let kv = Memory { whole_store: true, ..Memory::default() };
+        let mut queues = Queues::new(&kv);
+        queues.keys_held = 10;
+        for i in 0..95 {
+            queues.put_event(&event(&i.to_string(), i)).unwrap();
+        }
+        let before = kv.listings.get();
+        let parts = all_parts(|each| queues.event_keys(&[RecordKind::Customer], each));
+        assert_eq!((parts.len(), parts[0].len()), (1, 95), "one part holding every key");
+        assert_eq!(kv.listings.get() - before, 1, "one listing, no counting pass");
+        // Queued ids are held too: no per-id lookups.
+        let ids: Vec<String> = (0..30).map(|i| i.to_string()).collect();
+        queues.remove(RecordKind::Customer, &ids).unwrap();
+        assert!(matches!(queues.held.borrow().get(&RecordKind::Customer), Some(Some(_))));
     }
 
     #[test]
