@@ -166,7 +166,7 @@ fn peak_rss(pid: &str) -> u64 {
 struct Finished {
     stdout: String,
     stderr: String,
-    success: bool,
+    status: std::process::ExitStatus,
     seconds: f64,
     /// User + system CPU of every thread (`wait4`'s rusage).
     cpu_seconds: f64,
@@ -182,13 +182,23 @@ struct Finished {
 /// the bench reads `/proc` and reaps the child with `wait4`).
 fn run_measured(args: &[std::ffi::OsString]) -> Result<Finished> {
     use std::io::Read;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let exe = std::env::current_exe()?;
+    let mut command = std::process::Command::new(&exe);
+    command.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    // SAFETY: prctl is async-signal-safe and touches only the new process.
+    // The child dies with this thread (which waits for it to the end), so
+    // an interrupted bench leaves no sync running against dead simulators.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let started = Instant::now();
-    let mut child = std::process::Command::new(&exe)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
+    let mut child = command.spawn()?;
     let pid = child.id();
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -199,9 +209,31 @@ fn run_measured(args: &[std::ffi::OsString]) -> Result<Finished> {
     };
     let stdout = drain(Box::new(child.stdout.take().expect("piped")));
     let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    // A thread blocks in wait4 so the end is timed when it happens, not at
+    // the next sample.
+    let (ended, end) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled in by the kernel.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = loop {
+            // SAFETY: reaps only our own child, whose id we hold; the std
+            // `Child` is waited on only if this fails.
+            let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+            if reaped >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break reaped;
+            }
+        };
+        let outcome = if reaped == pid as libc::pid_t {
+            Ok((status, usage, Instant::now()))
+        } else {
+            Err(std::io::Error::last_os_error())
+        };
+        let _ = ended.send(outcome);
+    });
     let pid_text = pid.to_string();
     let (mut cpu, mut waits, mut peak_rss_bytes) = (BTreeMap::new(), BTreeMap::new(), 0);
-    let (status, usage) = loop {
+    let (status, usage, at) = loop {
         // Each thread's last sample stands for it: the run's writer ends
         // before the process does.
         cpu.extend(thread_cpu_seconds(&pid_text));
@@ -209,27 +241,24 @@ fn run_measured(args: &[std::ffi::OsString]) -> Result<Finished> {
         // Not `ru_maxrss`: a child started by vfork and exec carries its
         // parent's high-water mark (here the simulators' data) into it.
         peak_rss_bytes = peak_rss_bytes.max(peak_rss(&pid_text));
-        let mut status = 0;
-        // SAFETY: rusage is plain data, filled in by the kernel.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: reaps only our own child, whose id we hold; the std
-        // `Child` is never waited on afterwards.
-        let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, libc::WNOHANG, &mut usage) };
-        if reaped == pid as libc::pid_t {
-            break (status, usage);
+        match end.recv_timeout(std::time::Duration::from_millis(20)) {
+            Ok(Ok(done)) => break done,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Ok(Err(e)) => {
+                // Not left running, nor unreaped.
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("waiting for the connector process: {e}");
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("the thread waiting for the connector process died"),
         }
-        if reaped < 0 {
-            bail!("waiting for the connector process: {}", std::io::Error::last_os_error());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    let seconds = started.elapsed().as_secs_f64();
     let timeval = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Finished {
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
-        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        seconds,
+        status: std::process::ExitStatus::from_raw(status),
+        seconds: at.duration_since(started).as_secs_f64(),
         cpu_seconds: ticks(timeval(usage.ru_utime) + timeval(usage.ru_stime)),
         peak_rss_bytes,
         cpu_by_thread: seconds_by_thread(&BTreeMap::new(), &cpu),
@@ -303,9 +332,11 @@ pub async fn run(component: PathBuf, options: BenchOptions) -> Result<Vec<PathRe
         let sim_threads = seconds_by_thread(&sim_threads_before, &thread_cpu_seconds("self"));
         let simulator_peak_rss_bytes = peak_rss("self");
         let report: SyncReport = serde_json::from_str(&sync.stdout).map_err(|e| {
-            anyhow::anyhow!("the {path} run printed no report ({e}): {}{}", sync.stdout, sync.stderr.trim())
+            // "exit status: 1", "signal: 9 (SIGKILL)", ...
+            let (status, out, err) = (sync.status, sync.stdout.trim(), sync.stderr.trim());
+            anyhow::anyhow!("the {path} run's process ended ({status}) with no report ({e}): {out}{err}")
         })?;
-        if !sync.success || report.status != "succeeded" {
+        if !sync.status.success() || report.status != "succeeded" {
             bail!("the {path} run {}: {}", report.status, report.error.unwrap_or_else(|| sync.stderr.clone()));
         }
         let mut cpu_seconds_by_thread = sync.cpu_by_thread.clone();
