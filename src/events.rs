@@ -203,16 +203,11 @@ impl<'a> SeenEvents<'a> {
         if pruned_at.is_some_and(|t| now.checked_sub(t).is_some_and(|since| (0..tolerance_secs).contains(&since))) {
             return Ok(());
         }
-        let expired: Vec<String> = self
-            .kv
-            .list_keys(SEEN_PREFIX)?
-            .into_iter()
-            .filter(|k| {
-                let signed_at =
-                    k.strip_prefix(SEEN_PREFIX).and_then(|rest| rest.split('/').next()?.parse::<i64>().ok());
-                signed_at.is_some_and(|t| now.checked_sub(t).is_none_or(|age| age > tolerance_secs))
-            })
-            .collect();
+        // Only the expired are held, not every remembered signature.
+        let expired = self.kv.list_keys_where(SEEN_PREFIX, &mut |k| {
+            let signed_at = k.strip_prefix(SEEN_PREFIX).and_then(|rest| rest.split('/').next()?.parse::<i64>().ok());
+            signed_at.is_some_and(|t| now.checked_sub(t).is_none_or(|age| age > tolerance_secs))
+        })?;
         if !expired.is_empty() {
             self.kv.delete_many(&expired)?;
         }
