@@ -60,6 +60,17 @@ impl Cli {
             .spawn()
             .expect("starting the connector CLI")
     }
+
+    /// `connector status` as text.
+    fn status(&self) -> String {
+        let out = std::process::Command::new(connector_binary())
+            .args(["status", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("running connector status");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 /// Waits until a run holds a live lease; returns its id. (A condition,
@@ -114,6 +125,11 @@ async fn a_sync_killed_while_holding_the_lease_is_marked_crashed_and_the_next_st
     let (_, expires_at) = lease(&db).expect("the killed run's lease stays");
     assert!(expires_at > now() + 10, "it would block the tenant for a while");
     assert_eq!(logged(&db, &killed).0, "running");
+    // `status`, which changes nothing, already says its process is gone.
+    let status = cli.status();
+    assert!(status.contains(&format!("running     {killed}")), "{status}");
+    assert!(status.contains("but its process (pid ") && status.contains("has ended: it was killed"), "{status}");
+    assert_eq!(logged(&db, &killed).0, "running", "status marks nothing");
 
     bed.netsuite.set_latency(Duration::ZERO);
     let out = cli.sync().wait_with_output().await.unwrap();

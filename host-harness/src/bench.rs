@@ -250,7 +250,9 @@ fn run_measured(args: &[std::ffi::OsString]) -> Result<Finished> {
                 let _ = child.wait();
                 bail!("waiting for the connector process: {e}");
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("the thread waiting for the connector process died"),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("the thread waiting for the connector process died")
+            }
         }
     };
     let timeval = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;

@@ -323,11 +323,7 @@ impl<'a> Queues<'a> {
     /// How many keys a listing may hold: any number where every listing
     /// fetches them all anyway.
     fn limit(&self) -> usize {
-        if self.kv.lists_whole_store() {
-            usize::MAX
-        } else {
-            self.keys_held
-        }
+        if self.kv.lists_whole_store() { usize::MAX } else { self.keys_held }
     }
 
     /// Ids of `kind` waiting in either queue, or `None` when they are too

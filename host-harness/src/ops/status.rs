@@ -41,6 +41,10 @@ pub struct RunningRun {
     pub run_id: String,
     pub mode: String,
     pub started_at: String,
+    /// Set when the process that ran it is known to have ended (killed, or
+    /// the machine lost power): the run log still says running until the
+    /// next run marks it crashed and resumes its work.
+    pub ended_process_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,8 +163,12 @@ pub fn tenant_status(
 fn running(conn: &Connection, tenant: &str) -> Result<Vec<RunningRun>> {
     let mut stmt = conn
         .prepare("SELECT run_id, mode, started_at FROM runs WHERE tenant = ?1 AND status = 'running' ORDER BY rowid")?;
-    let rows = stmt
-        .query_map(params![tenant], |r| Ok(RunningRun { run_id: r.get(0)?, mode: r.get(1)?, started_at: r.get(2)? }))?;
+    let ended = crate::scheduler::recovery::ended_processes(conn, tenant)?;
+    let rows = stmt.query_map(params![tenant], |r| {
+        let run_id: String = r.get(0)?;
+        let ended_process_pid = ended.get(&run_id).copied();
+        Ok(RunningRun { run_id, mode: r.get(1)?, started_at: r.get(2)?, ended_process_pid })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -383,6 +391,13 @@ pub fn text(s: &TenantStatus) -> String {
     let mut out = format!("tenant {}\n", s.tenant);
     for r in &s.running {
         let _ = writeln!(out, "  running     {} ({}) since {}", r.run_id, r.mode, r.started_at);
+        if let Some(pid) = r.ended_process_pid {
+            let _ = writeln!(
+                out,
+                "              but its process (pid {pid}) has ended: it was killed or crashed; the next run marks it \
+                 crashed and resumes its work"
+            );
+        }
     }
     match &s.last_run {
         None => out.push_str("  last run    none yet\n"),

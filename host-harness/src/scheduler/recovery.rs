@@ -121,6 +121,13 @@ pub fn interrupted(conn: &Connection, signal: &str) -> Result<Vec<String>> {
     Ok(runs)
 }
 
+/// The tenant's runs whose recorded process has certainly ended, with its
+/// pid: read only (`connector status`); the next run marks them crashed.
+pub fn ended_processes(conn: &Connection, tenant: &str) -> Result<BTreeMap<String, u32>> {
+    let recorded = recorded(conn, tenant, "")?;
+    Ok(recorded.into_iter().filter(|(_, p)| p.liveness() == Liveness::Ended).map(|(run, p)| (run, p.pid)).collect())
+}
+
 /// The processes recorded for the tenant's other runs.
 fn recorded(conn: &Connection, tenant: &str, this_run: &str) -> Result<Vec<(String, LocalProcess)>> {
     let mut stmt = conn.prepare(
