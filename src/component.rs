@@ -376,6 +376,7 @@ impl sync::Guest for Component {
                     failed: c.failed,
                     deleted: c.deleted,
                     deferred: c.deferred,
+                    resumed: c.resumed,
                 })
                 .collect(),
             api_calls: sync::ApiCalls { netsuite: report.api_calls.netsuite, salesforce: report.api_calls.salesforce },

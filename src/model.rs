@@ -627,6 +627,10 @@ pub struct KindCounts {
     pub failed: u32,
     pub deleted: u32,
     pub deferred: u32,
+    /// Of the outcomes above, those taken from the Bulk API 2.0 jobs a
+    /// stopped run submitted: that run read the records, this one read the
+    /// jobs' results (so outcomes can outnumber `read`).
+    pub resumed: u32,
 }
 
 impl KindCounts {

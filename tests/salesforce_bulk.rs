@@ -132,9 +132,11 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
     assert_eq!(bed.salesforce.bulk_jobs(), jobs, "no job uploaded again");
     assert_eq!(bed.salesforce.writes(), writes, "no record written again");
     assert_eq!(resumed.counts("customer").created, 3_000, "the job's outcomes are recorded: {resumed:?}");
+    assert_eq!(resumed.counts("customer").resumed, 3_000, "and said to come from the stopped run's job");
     assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
     let idle = bed.sync().await;
     succeeded(&idle);
+    assert_eq!(idle.counts("customer").resumed, 0);
     assert_eq!(bed.salesforce.writes(), writes);
 }
 
@@ -157,6 +159,8 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
     let resumed = bed.sync().await;
     succeeded(&resumed);
     assert_eq!(resumed.counts("customer").created, 3_000, "{resumed:?}");
+    // The first job's thousand were read by the stopped run.
+    assert_eq!(resumed.counts("customer").resumed, 1_000, "{resumed:?}");
     assert_eq!(bed.salesforce.count("Account"), 3_000);
     assert_eq!(bed.salesforce.writes(), 3_000, "no record written twice");
     assert_eq!(bed.salesforce.bulk_jobs(), 3);

@@ -29,10 +29,7 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
     } else {
         println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
         for (kind, c) in &report.objects {
-            println!(
-                "  {kind}: read {} created {} updated {} unchanged {} deferred {} failed {} deleted {}",
-                c.read, c.created, c.updated, c.unchanged, c.deferred, c.failed, c.deleted
-            );
+            println!("  {kind}: {}", c.text());
         }
         println!("  API calls: NetSuite {}, Salesforce {}", report.api_calls.netsuite, report.api_calls.salesforce);
         for p in &report.plan {

@@ -161,6 +161,11 @@ impl<'a> Run<'a> {
         self.counts.borrow_mut().entry(kind).or_default().count(outcome);
     }
 
+    /// Outcomes taken from a stopped run's Bulk jobs (counted as well).
+    pub fn count_resumed(&self, kind: RecordKind, n: u32) {
+        self.counts.borrow_mut().entry(kind).or_default().resumed += n;
+    }
+
     pub fn count_read(&self, kind: RecordKind, n: u32) {
         self.counts.borrow_mut().entry(kind).or_default().read += n;
     }

@@ -274,7 +274,8 @@ fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew()) {
             Ok(results) => {
                 for parked in &job.parked {
-                    record_parked(run, kind, parked, &results)?;
+                    let n = record_parked(run, kind, parked, &results)?;
+                    run.count_resumed(kind, u32::try_from(n).unwrap_or(u32::MAX));
                     run.renew()?;
                 }
             }

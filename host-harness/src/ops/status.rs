@@ -406,11 +406,7 @@ pub fn text(s: &TenantStatus) -> String {
             let took = r.duration_ms.map_or(String::new(), |ms| format!(", took {:.1} s", ms as f64 / 1000.0));
             let _ = writeln!(out, "  last run    {} ({}) {}{ended}{took}", r.run_id, r.mode, r.status);
             for (kind, c) in &r.objects {
-                let _ = writeln!(
-                    out,
-                    "              {kind}: read {} created {} updated {} unchanged {} deferred {} failed {} deleted {}",
-                    c.read, c.created, c.updated, c.unchanged, c.deferred, c.failed, c.deleted
-                );
+                let _ = writeln!(out, "              {kind}: {}", c.text());
             }
             if let Some(calls) = r.api_calls {
                 let _ = writeln!(

@@ -33,6 +33,25 @@ pub struct ObjectCounts {
     pub failed: u32,
     pub deleted: u32,
     pub deferred: u32,
+    /// Of the outcomes, those taken from a stopped run's Bulk jobs (that
+    /// run read the records).
+    pub resumed: u32,
+}
+
+impl ObjectCounts {
+    /// The counts as one line's tail: `read 3 created 2 ...`, and how many
+    /// came from a stopped run's Bulk jobs when any did.
+    pub fn text(&self) -> String {
+        let c = self;
+        let mut line = format!(
+            "read {} created {} updated {} unchanged {} deferred {} failed {} deleted {}",
+            c.read, c.created, c.updated, c.unchanged, c.deferred, c.failed, c.deleted
+        );
+        if c.resumed > 0 {
+            line.push_str(&format!(" ({} of them from the Bulk jobs of a stopped run, which read them)", c.resumed));
+        }
+        line
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -474,6 +493,7 @@ impl Tenant {
                     failed: k.failed,
                     deleted: k.deleted,
                     deferred: k.deferred,
+                    resumed: k.resumed,
                 },
             );
         }
