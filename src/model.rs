@@ -671,6 +671,9 @@ pub enum AuditAction {
     Write,
     /// Upserted through a Bulk API 2.0 job.
     BulkWrite,
+    /// Upserted through a Bulk API 2.0 job a stopped run submitted: this
+    /// run read the job's results (that run read the record).
+    BulkResume,
     /// Salesforce already holds exactly what the mapping gives.
     SkipUnchanged,
     /// Held back until its parent is in Salesforce.
@@ -709,9 +712,10 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for those who list them (the README).
-    pub const ALL: [AuditAction; 18] = [
+    pub const ALL: [AuditAction; 19] = [
         AuditAction::Write,
         AuditAction::BulkWrite,
+        AuditAction::BulkResume,
         AuditAction::SkipUnchanged,
         AuditAction::Defer,
         AuditAction::WriteDeferred,
@@ -734,6 +738,7 @@ impl AuditAction {
         match self {
             AuditAction::Write => "write",
             AuditAction::BulkWrite => "bulk-write",
+            AuditAction::BulkResume => "bulk-resume",
             AuditAction::SkipUnchanged => "skip-unchanged",
             AuditAction::Defer => "defer",
             AuditAction::WriteDeferred => "write-deferred",

@@ -133,6 +133,9 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
     assert_eq!(bed.salesforce.writes(), writes, "no record written again");
     assert_eq!(resumed.counts("customer").created, 3_000, "the job's outcomes are recorded: {resumed:?}");
     assert_eq!(resumed.counts("customer").resumed, 3_000, "and said to come from the stopped run's job");
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &resumed.run_id).unwrap();
+    assert_eq!(rows.iter().filter(|r| r.action == "bulk-resume" && r.outcome == "created").count(), 3_000);
     assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
     let idle = bed.sync().await;
     succeeded(&idle);
@@ -161,6 +164,10 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
     assert_eq!(resumed.counts("customer").created, 3_000, "{resumed:?}");
     // The first job's thousand were read by the stopped run.
     assert_eq!(resumed.counts("customer").resumed, 1_000, "{resumed:?}");
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &resumed.run_id).unwrap();
+    let actions = |action: &str| rows.iter().filter(|r| r.action == action).count();
+    assert_eq!((actions("bulk-resume"), actions("bulk-write")), (1_000, 2_000));
     assert_eq!(bed.salesforce.count("Account"), 3_000);
     assert_eq!(bed.salesforce.writes(), 3_000, "no record written twice");
     assert_eq!(bed.salesforce.bulk_jobs(), 3);

@@ -116,6 +116,8 @@ pub fn observe(report: &RunReport) {
             ("deferred", c.deferred),
             ("failed", c.failed),
             ("deleted", c.deleted),
+            // Of the outcomes, those from a stopped run's Bulk jobs.
+            ("resumed", c.resumed),
         ];
         for (outcome, n) in outcomes.into_iter().filter(|(_, n)| *n > 0) {
             let labels = RecordLabels { tenant: tenant.clone(), kind: (*kind).into(), outcome: outcome.into() };

@@ -651,10 +651,14 @@ mod tests {
         let parts = all_parts(|each| queues.event_keys(&[RecordKind::Customer], each));
         assert_eq!((parts.len(), parts[0].len()), (1, 95), "one part holding every key");
         assert_eq!(kv.listings.get() - before, 1, "one listing, no counting pass");
-        // Queued ids are held too: no per-id lookups.
-        let ids: Vec<String> = (0..30).map(|i| i.to_string()).collect();
-        queues.remove(RecordKind::Customer, &ids).unwrap();
-        assert!(matches!(queues.held.borrow().get(&RecordKind::Customer), Some(Some(_))));
+        // Queued writes past the limit are held too: no per-id lookups.
+        for i in 0..25 {
+            kv.set(&key(Queue::Failed, RecordKind::Customer, &i.to_string()), b"{}").unwrap();
+        }
+        let ids: Vec<String> = (20..30).map(|i| i.to_string()).collect();
+        assert_eq!(queues.remove(RecordKind::Customer, &ids).unwrap(), ["20", "21", "22", "23", "24"]);
+        assert!(matches!(queues.held.borrow().get(&RecordKind::Customer), Some(Some(_))), "held, not looked up");
+        assert_eq!(kv.listings.get() - before, 2);
     }
 
     #[test]

@@ -234,7 +234,8 @@ fn record_outcomes(
 
 /// Records the outcomes of the records parked under `key`, as
 /// [`record_outcomes`] does for written ones; returns how many.
-fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResults) -> Result<usize> {
+/// `resumed`: the job is a stopped run's (that run read the records).
+fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResults, resumed: bool) -> Result<usize> {
     let parked = run.queues.take_parked(key)?;
     let n = parked.len();
     let mut audit = Vec::with_capacity(n);
@@ -242,14 +243,12 @@ fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResul
     for p in parked {
         let outcome = results.outcome(&p.external_id);
         run.count(kind, outcome.outcome);
+        if resumed {
+            run.count_resumed(kind, 1);
+        }
         let error = errors_text(&outcome);
-        audit.push(run.parked_entry(
-            &p,
-            AuditAction::BulkWrite,
-            outcome.outcome,
-            outcome.salesforce_id.clone(),
-            error.clone(),
-        ));
+        let action = if resumed { AuditAction::BulkResume } else { AuditAction::BulkWrite };
+        audit.push(run.parked_entry(&p, action, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
         if outcome.outcome == OutcomeKind::Failed {
             run.queues.put(Queue::Failed, &p.queued(&run.request.run_id, error.unwrap_or_default())?)?;
         } else {
@@ -274,8 +273,7 @@ fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew()) {
             Ok(results) => {
                 for parked in &job.parked {
-                    let n = record_parked(run, kind, parked, &results)?;
-                    run.count_resumed(kind, u32::try_from(n).unwrap_or(u32::MAX));
+                    record_parked(run, kind, parked, &results, true)?;
                     run.renew()?;
                 }
             }
@@ -598,7 +596,7 @@ impl BulkBatch {
     /// Records every outcome of an ended job.
     fn record_ended(&mut self, run: &Run<'_>, ended: EndedJob) -> Result<()> {
         for (page, parked_key) in ended.parked {
-            let n = record_parked(run, self.kind, &parked_key, &ended.results)?;
+            let n = record_parked(run, self.kind, &parked_key, &ended.results, false)?;
             self.ledger.done(page, n);
             run.renew()?;
         }

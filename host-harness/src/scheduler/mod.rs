@@ -541,14 +541,15 @@ fn counts_from_audit(
     run_id: &str,
 ) -> Result<BTreeMap<&'static str, ObjectCounts>> {
     let mut stmt = conn.prepare(
-        "SELECT kind, outcome, COUNT(*) FROM audit WHERE tenant = ?1 AND run_id = ?2 GROUP BY kind, outcome",
+        "SELECT kind, outcome, action = 'bulk-resume', COUNT(*) FROM audit WHERE tenant = ?1 AND run_id = ?2
+         GROUP BY 1, 2, 3",
     )?;
     let mut counts: BTreeMap<&'static str, ObjectCounts> = BTreeMap::new();
     let rows = stmt.query_map(params![tenant, run_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?))
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, u32>(3)?))
     })?;
     for row in rows {
-        let (kind, outcome, n) = row?;
+        let (kind, outcome, resumed, n) = row?;
         let Ok(kind) = parse_kind(&kind) else { continue };
         let c = counts.entry(kind_name(kind)).or_default();
         match outcome.as_str() {
@@ -560,7 +561,10 @@ fn counts_from_audit(
             "deferred" => c.deferred += n,
             _ => continue,
         }
-        if outcome != "deleted" {
+        // A stopped run's Bulk jobs: that run read their records.
+        if resumed {
+            c.resumed += n;
+        } else if outcome != "deleted" {
             c.read += n;
         }
     }
@@ -599,5 +603,35 @@ mod tests {
         // A report of a version before the usage was kept.
         let old = StoredRunReport::parse(r#"{"duration_ms":5,"objects":{"contact":{"read":1}}}"#).unwrap();
         assert_eq!((old.objects["contact"].read, old.salesforce_api_usage), (1, None));
+    }
+
+    #[test]
+    fn a_trapped_runs_counts_from_its_audit_tell_a_stopped_runs_bulk_jobs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::Database::open(&dir.path().join("state.db")).unwrap().connect().unwrap();
+        let row = |id: &str, action: &str, outcome: &str| crate::audit::AuditRow {
+            run_id: "run-2".into(),
+            kind: "customer".into(),
+            action: action.into(),
+            direction: "netsuite-to-salesforce".into(),
+            netsuite_id: id.into(),
+            salesforce_id: None,
+            outcome: outcome.into(),
+            transformations: "[]".into(),
+            shape: None,
+            error: None,
+        };
+        let rows = [
+            row("1", "bulk-resume", "created"),
+            row("2", "bulk-resume", "failed"),
+            row("3", "write", "created"),
+            row("4", "skip-unchanged", "unchanged"),
+            row("5", "delete", "deleted"),
+        ];
+        crate::audit::insert(&conn, "acme", "2026-12-05T00:00:00.000000Z", &rows).unwrap();
+        let counts = counts_from_audit(&conn, "acme", "run-2").unwrap();
+        let expected =
+            ObjectCounts { read: 2, created: 2, unchanged: 1, failed: 1, deleted: 1, resumed: 2, ..Default::default() };
+        assert_eq!(counts["customer"], expected);
     }
 }
