@@ -212,7 +212,7 @@ fn run_measured(args: &[std::ffi::OsString]) -> Result<Finished> {
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let reaped = loop {
             // SAFETY: reaps only our own child, whose id we hold; the std
-            // `Child` is waited on only if this fails.
+            // `Child` is waited on only if this thread dies.
             let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
             if reaped >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
                 break reaped;
