@@ -122,6 +122,22 @@ async fn edits_of_different_fields_on_both_sides_merge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_term_past_the_first_page_of_terms_is_found() {
+    // Three rows a page: the account's six terms take two pages.
+    let bed = bed(0)
+        .setting("vendor_writeback", "true")
+        .setting("vendor_conflict", "netsuite")
+        .setting("netsuite_page_size", "3")
+        .start()
+        .await;
+    let ids = bed.netsuite.seed_vendors(2, 7).unwrap();
+    succeeded(&bed.sync_all().await);
+    salesforce_edit(&bed, ids[1], json!({"Payment_Terms__c": "2% 10 Net 30"}));
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.netsuite.vendor_field(ids[1], "terms").unwrap().as_deref(), Some("6"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_field_on_both_sides_follows_each_policy() {
     for (policy, winner) in [("netsuite", "netsuite"), ("salesforce", "salesforce"), ("newest", "salesforce")] {
         let (bed, ids) = synced(2, policy).await;

@@ -3,7 +3,7 @@
 //! when it is missing and updates it otherwise, so a create repeated after
 //! a crash finds the record it made instead of making a second one.
 
-use super::{Auth, NetSuiteSource, errors};
+use super::{Auth, NetSuiteSource, errors, suiteql};
 use crate::http::retry::Sent;
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, Result};
@@ -106,10 +106,27 @@ impl NetSuiteSource<'_> {
         }
     }
 
-    /// Payment terms by name (name → internal id), read once per run.
+    /// Payment terms by name (name → internal id), read once per run, page
+    /// by page by id until a page says there is no more.
     pub fn term_ids(&self) -> Result<HashMap<String, String>> {
-        let page = self.run_query("SELECT id, name FROM term".to_string(), "SuiteQL read of payment terms".into())?;
-        Ok(page.rows.into_iter().filter_map(|mut row| Some((row.remove("name")?, row.remove("id")?))).collect())
+        let mut terms = HashMap::new();
+        let mut after = 0;
+        loop {
+            let page = self.run_query(suiteql::terms_query(after), "SuiteQL read of payment terms".into())?;
+            let mut last = None;
+            for mut row in page.rows {
+                let Some(id) = row.remove("id") else { continue };
+                last = Some(suiteql::internal_id(&id)?);
+                if let Some(name) = row.remove("name") {
+                    terms.insert(name, id);
+                }
+            }
+            match last {
+                // A page that ends no further on has nothing after it to read.
+                Some(last) if page.has_more && last > after => after = last,
+                _ => return Ok(terms),
+            }
+        }
     }
 }
 

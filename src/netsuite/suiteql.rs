@@ -221,6 +221,13 @@ pub fn newest_change_query(kind: RecordKind) -> String {
     )
 }
 
+/// One page of payment terms after internal id `after`, in id order: an
+/// account's terms can outnumber a page, and paged SuiteQL needs a unique
+/// order to miss none.
+pub fn terms_query(after: u64) -> String {
+    format!("SELECT t.id, t.name FROM term t WHERE t.id > {after} ORDER BY t.id")
+}
+
 /// NetSuite's record type name in `deletedrecord.type`.
 fn deleted_type(kind: RecordKind) -> &'static str {
     kind.as_str()

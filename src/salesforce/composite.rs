@@ -8,6 +8,7 @@ use crate::model::{ConnectorError, OutcomeKind, Result, SObjectRecord, Salesforc
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 pub const MAX_RECORDS_PER_COLLECTION: usize = 200;
 pub const MAX_COLLECTIONS_PER_COMPOSITE: usize = 5;
@@ -21,11 +22,14 @@ pub struct Chunk {
     pub sobject: String,
     pub external_id_field: String,
     pub indices: Vec<usize>,
+    /// Started by an external id an earlier chunk holds: it must run after
+    /// every chunk before it, so that the later version wins.
+    pub repeats: bool,
 }
 
 /// Splits records into chunks in input order. A repeated external id starts a
-/// new chunk (Salesforce fails both rows when one request holds it twice);
-/// Composite runs subrequests in order, so the later version still wins.
+/// new chunk (Salesforce fails both rows when one request holds it twice),
+/// marked to run after the chunks before it (see [`composite_body`]).
 pub fn chunk(records: &[&SObjectRecord]) -> Vec<Chunk> {
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
@@ -41,6 +45,7 @@ pub fn chunk(records: &[&SObjectRecord]) -> Vec<Chunk> {
                 sobject: r.sobject.clone(),
                 external_id_field: r.external_id_field.clone(),
                 indices: Vec::new(),
+                repeats: seen.contains(r.external_id.as_str()),
             });
             seen.clear();
         }
@@ -62,6 +67,8 @@ pub struct Subrequest {
     method: &'static str,
     url: String,
     body: Option<String>,
+    /// Holds a later version of a record an earlier subrequest holds.
+    repeats: bool,
 }
 
 /// A record as a Collections row: `attributes`, the external id, then the
@@ -122,7 +129,7 @@ pub fn upsert_subrequest(
         push_row(&mut text, records[i], texts.get(i).copied().flatten());
     }
     text.push_str("]}");
-    Subrequest { method: "PATCH", url: collection_path(api_version, chunk), body: Some(text) }
+    Subrequest { method: "PATCH", url: collection_path(api_version, chunk), body: Some(text), repeats: chunk.repeats }
 }
 
 /// One sObject Collections delete of up to 200 Salesforce ids.
@@ -131,6 +138,7 @@ pub fn delete_subrequest(api_version: &str, ids: &[&str]) -> Subrequest {
         method: "DELETE",
         url: format!("/services/data/v{api_version}/composite/sobjects?ids={}&allOrNone=false", ids.join(",")),
         body: None,
+        repeats: false,
     }
 }
 
@@ -138,13 +146,28 @@ pub fn reference_id(n: usize) -> String {
     format!("c{n}")
 }
 
+/// Whether Salesforce would run `api_version`'s Composite subrequests in an
+/// order of its own: from v49 it collates them (`collateSubrequests`, on by
+/// default), keeping the order given only when told not to.
+pub fn collates(api_version: &str) -> bool {
+    api_version.split('.').next().and_then(|major| major.parse::<u32>().ok()).is_none_or(|major| major >= 49)
+}
+
 /// The Composite body for up to five subrequests, numbered `c0`…, as JSON
 /// text written straight from the subrequests (their bodies are copied as
-/// they are, not parsed again).
-pub fn composite_body<'a>(subrequests: impl Iterator<Item = &'a Subrequest>) -> Vec<u8> {
+/// they are, not parsed again). Collated, Salesforce runs subrequests in no
+/// promised order: a body holding a later version of a record after its
+/// earlier one asks for them in order (`collateSubrequests: false`); any
+/// other keeps the faster collated run.
+pub fn composite_body(subrequests: &[&Subrequest], api_version: &str) -> Vec<u8> {
     let text = |s: &str| serde_json::to_string(s).expect("a string serializes");
-    let mut out = String::from(r#"{"allOrNone":false,"compositeRequest":["#);
-    for (n, sub) in subrequests.enumerate() {
+    let ordered = collates(api_version) && subrequests.iter().skip(1).any(|s| s.repeats);
+    let mut out = String::from(r#"{"allOrNone":false,"#);
+    if ordered {
+        out.push_str(r#""collateSubrequests":false,"#);
+    }
+    out.push_str(r#""compositeRequest":["#);
+    for (n, sub) in subrequests.iter().enumerate() {
         if n > 0 {
             out.push(',');
         }
@@ -272,6 +295,9 @@ impl super::SalesforceSink<'_> {
     ) -> Result<Vec<SubResponse>> {
         let mut answers: Vec<Option<SubResponse>> = (0..subrequests.len()).map(|_| None).collect();
         let mut pending: Vec<usize> = (0..subrequests.len()).collect();
+        // Sent again only to land after an earlier version sent again: their
+        // first answer stands (a repeat would call a record it created updated).
+        let mut reapplied: HashSet<usize> = HashSet::new();
         self.api.rounds(|last| {
             let mut redo = Vec::new();
             let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -285,7 +311,8 @@ impl super::SalesforceSink<'_> {
                 let response = match first.take() {
                     Some((_, inflight)) => self.finish(inflight)?,
                     None => {
-                        let body = std::rc::Rc::new(Body::from(composite_body(group.iter().map(|&i| &subrequests[i]))));
+                        let group: Vec<&Subrequest> = group.iter().map(|&i| &subrequests[i]).collect();
+                        let body = Rc::new(Body::from(composite_body(&group, &self.settings.api_version)));
                         self.send(|s| {
                             HttpRequest::new(Method::Post, self.api_url(s, "/composite"))
                                 .body("application/json", body.clone())
@@ -315,8 +342,22 @@ impl super::SalesforceSink<'_> {
                     if !last && is_transient(super::errors::RULES, &as_response) {
                         redo.push(i);
                     }
-                    answers[i] = Some(sub);
+                    let kept = reapplied.remove(&i)
+                        && sub.http_status_code == 200
+                        && answers[i].as_ref().is_some_and(|a| a.http_status_code == 200);
+                    if !kept {
+                        answers[i] = Some(sub);
+                    }
                 }
+            }
+            // A later version of a record sent before an earlier one sent
+            // again would be overwritten by it: it goes again, after it.
+            if let Some(&first) = redo.iter().min() {
+                let again: Vec<usize> =
+                    (first + 1..subrequests.len()).filter(|j| subrequests[*j].repeats && !redo.contains(j)).collect();
+                reapplied.extend(&again);
+                redo.extend(again);
+                redo.sort_unstable();
             }
             pending = redo;
             Ok(!pending.is_empty())
@@ -337,7 +378,8 @@ impl super::SalesforceSink<'_> {
         let first = if n == 0 {
             None
         } else {
-            let body = std::rc::Rc::new(Body::from(composite_body(subrequests[..n].iter())));
+            let first: Vec<&Subrequest> = subrequests[..n].iter().collect();
+            let body = Rc::new(Body::from(composite_body(&first, version)));
             let url = format!("/services/data/v{version}/composite");
             let build = Box::new(move |s: &super::Session| {
                 HttpRequest::new(Method::Post, format!("{}{url}", s.instance_url))
@@ -430,7 +472,8 @@ mod tests {
         assert_eq!(chunks.len(), 5);
         assert!(chunks.iter().all(|c| c.indices.len() == 200));
         let subs: Vec<Subrequest> = chunks.iter().map(|c| upsert_subrequest("66.0", &records, &[], c)).collect();
-        let body: Value = serde_json::from_slice(&composite_body(subs.iter())).unwrap();
+        let body: Value = serde_json::from_slice(&composite_body(&subs.iter().collect::<Vec<_>>(), "66.0")).unwrap();
+        assert!(body.get("collateSubrequests").is_none(), "independent subrequests stay collated");
         assert_eq!(body["compositeRequest"].as_array().unwrap().len(), 5);
         let first = &body["compositeRequest"][0];
         assert_eq!(first["referenceId"], "c0");
@@ -459,8 +502,12 @@ mod tests {
         }
         let texts: Vec<String> = owned.iter().map(|r| serde_json::to_string(&r.fields).unwrap()).collect();
         let texts: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
-        let chunk =
-            Chunk { sobject: "Account".into(), external_id_field: "NetSuite_Id__c".into(), indices: vec![0, 2] };
+        let chunk = Chunk {
+            sobject: "Account".into(),
+            external_id_field: "NetSuite_Id__c".into(),
+            indices: vec![0, 2],
+            repeats: false,
+        };
         let sub = upsert_subrequest("66.0", &records, &texts, &chunk);
         let body: Value = serde_json::from_str(&sub.body.unwrap()).unwrap();
         assert_eq!(body["allOrNone"], false);
@@ -475,10 +522,28 @@ mod tests {
         let chunks = chunk(&records);
         let idx: Vec<Vec<usize>> = chunks.iter().map(|c| c.indices.clone()).collect();
         assert_eq!(idx, vec![vec![0, 1], vec![2], vec![3]]);
+        assert_eq!(chunks.iter().map(|c| c.repeats).collect::<Vec<_>>(), [false, true, false]);
         for c in &chunks {
             let ids: HashSet<_> = c.indices.iter().map(|&i| &records[i].external_id).collect();
             assert_eq!(ids.len(), c.indices.len());
         }
+    }
+
+    #[test]
+    fn a_later_version_in_the_same_composite_request_is_run_in_order() {
+        let owned = [rec("Account", "1"), rec("Account", "1")];
+        let records: Vec<&SObjectRecord> = owned.iter().collect();
+        let subs: Vec<Subrequest> =
+            chunk(&records).iter().map(|c| upsert_subrequest("66.0", &records, &[], c)).collect();
+        let all: Vec<&Subrequest> = subs.iter().collect();
+        let body =
+            |subs: &[&Subrequest], version| serde_json::from_slice::<Value>(&composite_body(subs, version)).unwrap();
+        assert_eq!(body(&all, "66.0")["collateSubrequests"], json!(false));
+        assert_eq!(body(&all, "66.0")["compositeRequest"].as_array().unwrap().len(), 2);
+        // Before v49 Salesforce keeps the order given, and knows no such field.
+        assert!(body(&all, "48.0").get("collateSubrequests").is_none());
+        // Alone in its request, the later version follows a request answered before.
+        assert!(body(&all[1..], "66.0").get("collateSubrequests").is_none());
     }
 
     #[test]

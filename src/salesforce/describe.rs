@@ -55,6 +55,11 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
             "{object}.{external_id_field} is an External ID but not Unique: mark it Unique, or duplicates become \
              possible and upserts answer 300 Multiple Choices"
         )),
+        // Every row carries it: read-only, every record would fail on its own.
+        Some(f) if !(f.createable && f.updateable) => problems.push(format!(
+            "{object}.{external_id_field} is not createable and updateable by the integration user: grant edit \
+             access in field-level security (every upsert writes the NetSuite id into it)"
+        )),
         Some(_) => {}
     }
     for name in spec.fields.iter().map(String::as_str).chain(extra.iter().copied()).filter(|f| *f != external_id_field)
@@ -192,5 +197,16 @@ mod tests {
         }
         let problems = check(&describe(json!(renamed)), &spec, &[], "NetSuite_Id__c");
         assert!(problems.len() == 1 && problems[0].contains(r#"set `field = "Supplier__c"`"#), "{problems:?}");
+
+        // Every upsert writes the external id: read-only, each record would fail alone.
+        let mut locked = fields.clone();
+        for f in locked.iter_mut().filter(|f| f["name"] == "NetSuite_Id__c") {
+            f["updateable"] = json!(false);
+        }
+        let problems = check(&describe(json!(locked)), &spec, &[], "NetSuite_Id__c");
+        assert!(
+            problems.len() == 1 && problems[0].contains("Contact.NetSuite_Id__c is not createable and updateable"),
+            "{problems:?}"
+        );
     }
 }

@@ -89,7 +89,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("netsuite_page_size", Integer, "SuiteQL rows per page, 1 to 1000").default("1000"),
     setting("netsuite_overlap_secs", Integer, "incremental reads re-read this window before the cursor (late commits)")
         .default("600"),
-    setting("netsuite_max_in_flight", Integer, "the connector's share of the account's concurrency limit").default("5"),
+    setting("netsuite_max_in_flight", Integer, "the connector's share of the account's concurrency limit").default("4"),
     setting("salesforce_login_url", Url, "where the token endpoint lives, e.g. https://acme.my.salesforce.com")
         .required(),
     setting(

@@ -240,6 +240,35 @@ fn memory_share(r: &Reader<'_>, divisor: usize) -> Result<usize> {
     })
 }
 
+/// The oldest REST API version with what the connector writes through:
+/// sObject Collections upserts by external id came in v46.0.
+const OLDEST_API_VERSION: u32 = 46;
+
+/// `salesforce_api_version` as the URL takes it (`66.0`; a leading `v` is
+/// allowed), refused when older than the connector can write with.
+fn api_version(r: &Reader<'_>) -> Result<String> {
+    let text = r.text("salesforce_api_version")?.unwrap_or_default();
+    let version = text.trim().trim_start_matches(['v', 'V']);
+    let major = version
+        .strip_suffix(".0")
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|m| m.parse::<u32>().ok())
+        .ok_or_else(|| {
+            ConnectorError::Config(format!(
+                "salesforce_api_version `{}` is not a Salesforce REST API version: write it as `66.0`",
+                text.escape_debug()
+            ))
+        })?;
+    if major < OLDEST_API_VERSION {
+        return Err(ConnectorError::Config(format!(
+            "salesforce_api_version {version} is older than {OLDEST_API_VERSION}.0, the first with sObject \
+             Collections upserts by external id, which every write uses: set {OLDEST_API_VERSION}.0 or newer \
+             (default 66.0)"
+        )));
+    }
+    Ok(version.to_string())
+}
+
 /// The largest Bulk API upload: the setting, within the memory cap's share.
 fn bulk_upload_bytes(r: &Reader<'_>) -> Result<usize> {
     let setting: usize = r.number("salesforce_bulk_max_upload_bytes")?;
@@ -328,7 +357,7 @@ impl Settings {
         let salesforce = SalesforceSettings {
             login_url: r.required("salesforce_login_url")?.trim_end_matches('/').to_string(),
             grant,
-            api_version: r.text("salesforce_api_version")?.unwrap_or_default().trim_start_matches('v').to_string(),
+            api_version: api_version(&r)?,
             max_api_share: r.number("salesforce_max_api_share")?,
             describe_ttl_secs: r.number("salesforce_describe_ttl_secs")?,
             bulk_threshold: r.number("salesforce_bulk_threshold")?,
@@ -461,6 +490,20 @@ mod tests {
         let mut m = base();
         m.insert("netsuite_page_size", "5000");
         assert!(Settings::load(&Map(m)).unwrap_err().to_string().contains("1 to 1000"));
+
+        for (given, taken) in [("v62.0", "62.0"), (" 46.0 ", "46.0")] {
+            let mut m = base();
+            m.insert("salesforce_api_version", given);
+            assert_eq!(Settings::load(&Map(m)).unwrap().salesforce.api_version, taken);
+        }
+        let mut m = base();
+        m.insert("salesforce_api_version", "45.0");
+        let err = Settings::load(&Map(m)).unwrap_err().to_string();
+        assert!(err.contains("salesforce_api_version 45.0 is older than 46.0"), "{err}");
+        let mut m = base();
+        m.insert("salesforce_api_version", "latest");
+        let err = Settings::load(&Map(m)).unwrap_err().to_string();
+        assert!(err.contains("`latest` is not a Salesforce REST API version"), "{err}");
     }
 
     #[test]

@@ -169,6 +169,11 @@ async fn netsuite_refuses_what_netsuite_refuses() {
     assert_eq!((s, error_code(&b)), (400, "INVALID_PARAMETER"), "offset must be a multiple of limit: {b}");
     let (s, b) = suiteql(&sim, &t, q, "?limit=1000&offset=100000", true).await;
     assert_eq!((s, error_code(&b)), (400, "INVALID_PARAMETER"), "100,000-row ceiling: {b}");
+    // No page past the thousandth: pages of 10 reach 10,000 rows at most.
+    let (s, b) = suiteql(&sim, &t, q, "?limit=10&offset=10000", true).await;
+    assert_eq!((s, error_code(&b)), (400, "INVALID_PARAMETER"), "1,000-page ceiling: {b}");
+    let (s, b) = suiteql(&sim, &t, q, "?limit=10&offset=9990", true).await;
+    assert_eq!((s, b["count"].as_u64()), (200, Some(0)), "the thousandth page is served: {b}");
     let (s, b) = suiteql(&sim, &t, q, "", false).await;
     assert_eq!(s, 400, "Prefer: transient is required: {b}");
     let (s, b) = suiteql(&sim, &t, "SELECT nosuchcolumn FROM customer", "", true).await;
@@ -356,6 +361,40 @@ async fn salesforce_composite_limits_and_the_daily_allocation() {
     assert_eq!(status, 403);
     assert_eq!(body, json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]));
     assert_eq!(limit.as_deref(), Some("api-usage=3/3"));
+}
+
+#[tokio::test]
+async fn salesforce_composite_order_is_promised_only_uncollated_and_all_or_none_rolls_back() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let upsert = |n: usize, id: &str, name: &str| {
+        json!({"method": "PATCH", "url": COLLECTIONS, "referenceId": format!("c{n}"),
+               "body": {"records": [account(id, Some(name))]}})
+    };
+    let name = |id: &str| sim.find("Account", id).map(|(_, f)| f["Name"].clone());
+    let composite = |version: &str| format!("/services/data/v{version}/composite");
+    // Two versions of one record: collated (the default from v49), the order is not kept.
+    let two = |id: &str| json!([upsert(0, id, "older"), upsert(1, id, "newer")]);
+    let post = async |path: String, body: Value| sf_call(&sim, &t, reqwest::Method::POST, &path, body).await;
+    let (status, _, _) = post(composite("66.0"), json!({"compositeRequest": two("1")})).await;
+    assert_eq!((status, name("1")), (200, Some(json!("older"))), "collated, the later subrequest ran first");
+    post(composite("66.0"), json!({"collateSubrequests": false, "compositeRequest": two("2")})).await;
+    assert_eq!(name("2"), Some(json!("newer")), "uncollated, in the order given");
+    post(composite("48.0"), json!({"compositeRequest": two("3")})).await;
+    assert_eq!(name("3"), Some(json!("newer")), "before v49 nothing is collated");
+
+    // allOrNone: one failed record undoes every subrequest.
+    let untyped = json!({"method": "PATCH", "url": COLLECTIONS, "referenceId": "c1",
+                         "body": {"records": [{"NetSuite_Id__c": "5", "Name": "no type"}]}});
+    let request = json!({"allOrNone": true, "compositeRequest": [upsert(0, "4", "kept?"), untyped.clone()]});
+    let (status, _, body) = post(composite("66.0"), request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["compositeResponse"][0]["httpStatusCode"], 400);
+    assert_eq!(body["compositeResponse"][0]["body"][0]["errorCode"], "PROCESSING_HALTED");
+    assert_eq!(body["compositeResponse"][1]["body"][0]["success"], false);
+    assert!(sim.find("Account", "4").is_none() && sim.find("Account", "5").is_none(), "rolled back: {body}");
+    let request = json!({"allOrNone": false, "compositeRequest": [upsert(0, "4", "kept"), untyped]});
+    post(composite("66.0"), request).await;
+    assert_eq!(name("4"), Some(json!("kept")), "without allOrNone the good subrequest stays");
 }
 
 #[tokio::test]

@@ -655,12 +655,15 @@ async fn suiteql_handler(
         .at_query_param("offset")
         .into_response();
     }
-    if offset >= suiteql::RESULT_CEILING {
+    let ceiling = suiteql::result_ceiling(limit);
+    if offset >= ceiling {
         return RestError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_PARAMETER",
             format!(
-                "Invalid value for query parameter offset: {offset}. A SuiteQL query returns at most {} results.",
+                "Invalid value for query parameter offset: {offset}. A SuiteQL query returns at most {ceiling} \
+                 results ({} pages of {limit}, and at most {} rows in all).",
+                suiteql::PAGE_CEILING,
                 suiteql::RESULT_CEILING
             ),
         )
@@ -701,7 +704,7 @@ async fn suiteql_handler(
                 .into_response();
         }
     };
-    let served_total = page.total.min(suiteql::RESULT_CEILING);
+    let served_total = page.total.min(ceiling);
     let count = page.count;
     let has_more = offset + count < served_total;
     let link = |off: u64| format!("{}/services/rest/query/v1/suiteql?limit={limit}&offset={off}", sim.base_url());

@@ -12,6 +12,15 @@ use std::sync::LazyLock;
 /// NetSuite serves at most this many rows of one query across all pages.
 pub const RESULT_CEILING: u64 = 100_000;
 
+/// NetSuite serves at most this many pages of one query.
+pub const PAGE_CEILING: u64 = 1_000;
+
+/// The rows a query paged `limit` at a time can reach: 100,000, or fewer
+/// when a page is smaller than 100 rows (no page past the thousandth).
+pub fn result_ceiling(limit: u64) -> u64 {
+    RESULT_CEILING.min(PAGE_CEILING * limit)
+}
+
 pub struct QueryPage {
     /// The page's rows as a JSON array, written straight from SQLite (lone
     /// surrogates still marked; [`serialize_page`] writes their escapes).

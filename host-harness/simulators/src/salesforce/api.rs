@@ -101,7 +101,7 @@ pub fn dispatch(
         }
         ("GET", ["query" | "queryAll", locator]) => answer(soql::more(org, version, locator, now).map(Some), 200),
         ("DELETE", ["composite", "sobjects"]) => collections_delete(org, query, now),
-        ("POST", ["composite"]) => composite(org, body, now),
+        ("POST", ["composite"]) => composite(org, version, body, now),
         ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
             collections_upsert(org, sobject, ext_field, body, now)
         }
@@ -504,7 +504,34 @@ fn single_upsert(
     }
 }
 
-fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
+/// From this version Salesforce collates Composite subrequests unless told
+/// not to (`collateSubrequests`), and then runs them in no promised order.
+const COLLATING_VERSION: f64 = 49.0;
+
+/// A subrequest's answer as the part of a failed allOrNone Composite request
+/// that was rolled back or never run.
+fn processing_halted() -> Answer {
+    (
+        400,
+        Some(json!([{
+            "errorCode": "PROCESSING_HALTED",
+            "message": "The transaction was rolled back since another operation in the same transaction failed."
+        }])),
+    )
+}
+
+/// Whether a subrequest's answer is a failure: an error status, or
+/// Collections results with a record that failed.
+fn subrequest_failed(answer: &Answer) -> bool {
+    answer.0 >= 400
+        || answer
+            .1
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(|results| results.iter().any(|r| r.get("success").and_then(Value::as_bool) == Some(false)))
+}
+
+fn composite(org: &mut Org, api_version: f64, body: Body<'_>, now: i64) -> Answer {
     let may_reference = may_reference(&body);
     let mut request = match body.into_object() {
         Ok(r) => r,
@@ -537,14 +564,39 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
             ),
         ));
     }
-    let mut responses = Vec::with_capacity(subrequests.len());
+    let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
     let mut earlier: HashMap<String, Value> = HashMap::new();
     // Answers are kept for `@{ref}` only when some subrequest has one (a
     // copy of each upsert's 200 results cost a tenth of a Composite call).
     let referenced = may_reference && subrequests.iter().skip(1).any(has_reference);
-    for sub in subrequests {
+    // Collated, Salesforce promises no order but that of references: this
+    // org runs such subrequests last to first, so a client that counts on
+    // the order it gave finds out here rather than in production.
+    let collated = api_version >= COLLATING_VERSION
+        && request.get("collateSubrequests").and_then(Value::as_bool).unwrap_or(true)
+        && !referenced;
+    let order: Vec<usize> =
+        if collated { (0..subrequests.len()).rev().collect() } else { (0..subrequests.len()).collect() };
+    let references: Vec<Value> =
+        subrequests.iter().map(|s| s.get("referenceId").cloned().unwrap_or(Value::Null)).collect();
+    let mut answers: Vec<Option<Answer>> = subrequests.iter().map(|_| None).collect();
+    let mut subrequests: Vec<Option<Value>> = subrequests.into_iter().map(Some).collect();
+    if all_or_none {
+        org.table.begin();
+    }
+    let writes_before = org.writes;
+    let mut halted = false;
+    for i in order {
+        let Some(mut sub) = subrequests[i].take() else { continue };
+        let reference = references[i].clone();
+        // The request's allOrNone holds for its Collections too.
+        if all_or_none
+            && let Some(inner) = sub.get_mut("body").and_then(Value::as_object_mut)
+            && inner.contains_key("records")
+        {
+            inner.insert("allOrNone".into(), Value::Bool(true));
+        }
         let method = sub.get("method").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
-        let reference = sub.get("referenceId").cloned().unwrap_or(Value::Null);
         // `@{ref.field}` names a value of an earlier subrequest's answer.
         let mut sub = if !referenced || earlier.is_empty() || !has_reference(&sub) {
             sub
@@ -566,17 +618,40 @@ fn composite(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
             .and_then(|(v, rest)| Some((version(v)?, rest)))
             .map(|(v, rest)| dispatch(org, &method, v, rest, body, now, batch))
             .unwrap_or_else(|| not_found(url));
-        let answer_body = answer.1.unwrap_or(Value::Null);
         if let Some(name) = reference.as_str().filter(|_| referenced) {
-            earlier.insert(name.to_string(), answer_body.clone());
+            earlier.insert(name.to_string(), answer.1.clone().unwrap_or(Value::Null));
         }
-        responses.push(json!({
-            "body": answer_body,
-            "httpHeaders": {},
-            "httpStatusCode": answer.0,
-            "referenceId": reference,
-        }));
+        let failed = all_or_none && subrequest_failed(&answer);
+        answers[i] = Some(answer);
+        if failed {
+            halted = true;
+            break;
+        }
     }
+    if halted {
+        org.table.rollback();
+        org.writes = writes_before;
+        for answer in &mut answers {
+            if !answer.as_ref().is_some_and(subrequest_failed) {
+                *answer = Some(processing_halted());
+            }
+        }
+    } else if all_or_none {
+        org.table.release();
+    }
+    let responses: Vec<Value> = answers
+        .into_iter()
+        .zip(references)
+        .map(|(answer, reference)| {
+            let (status, body) = answer.unwrap_or_else(processing_halted);
+            json!({
+                "body": body.unwrap_or(Value::Null),
+                "httpHeaders": {},
+                "httpStatusCode": status,
+                "referenceId": reference,
+            })
+        })
+        .collect();
     (200, Some(json!({ "compositeResponse": responses })))
 }
 

@@ -45,7 +45,13 @@ pub struct Table {
     by_ext: HashMap<&'static str, HashMap<Box<str>, Vec<usize>, RandomState>, RandomState>,
     /// Object → its slots in creation order (removed ones included).
     by_object: HashMap<&'static str, Vec<usize>, RandomState>,
-    undo: Option<Vec<Undo>>,
+    /// Changes since the outermost open [`Table::begin`]; recorded only
+    /// while one is open.
+    undo: Vec<Undo>,
+    /// Where each open `begin` started in `undo`, outermost first (a
+    /// Composite request with allOrNone holds Collections that roll back
+    /// on their own).
+    marks: Vec<usize>,
 }
 
 fn folded(ext: &str) -> Cow<'_, str> {
@@ -84,8 +90,8 @@ impl Table {
         self.by_object.entry(record.sobject).or_default().push(slot);
         self.index_ext(record.sobject, record.ext_id.as_deref(), slot);
         self.rows.push(Some(record));
-        if let Some(log) = &mut self.undo {
-            log.push(Undo::Inserted(slot));
+        if !self.marks.is_empty() {
+            self.undo.push(Undo::Inserted(slot));
         }
         slot
     }
@@ -93,7 +99,7 @@ impl Table {
     /// Changes the row in `slot` (its id and object stay).
     pub fn modify(&mut self, slot: usize, change: impl FnOnce(&mut Record)) {
         let Some(row) = self.rows.get_mut(slot).and_then(Option::as_mut) else { return };
-        let before = self.undo.is_some().then(|| row.clone());
+        let before = (!self.marks.is_empty()).then(|| row.clone());
         let old_ext = row.ext_id.clone();
         change(row);
         let (sobject, new_ext) = (row.sobject, row.ext_id.clone());
@@ -101,8 +107,8 @@ impl Table {
             self.unindex_ext(sobject, old_ext.as_deref(), slot);
             self.index_ext(sobject, new_ext.as_deref(), slot);
         }
-        if let (Some(log), Some(before)) = (&mut self.undo, before) {
-            log.push(Undo::Replaced(slot, before));
+        if let Some(before) = before {
+            self.undo.push(Undo::Replaced(slot, before));
         }
     }
 
@@ -112,8 +118,8 @@ impl Table {
         self.by_id.remove(&row.id);
         self.unindex_ext(row.sobject, row.ext_id.as_deref(), slot);
         // `by_object` keeps the slot; readers skip empty ones.
-        if let Some(log) = &mut self.undo {
-            log.push(Undo::Replaced(slot, row));
+        if !self.marks.is_empty() {
+            self.undo.push(Undo::Replaced(slot, row));
         }
     }
 
@@ -139,18 +145,24 @@ impl Table {
     }
 
     /// Starts recording changes so that [`Table::rollback`] can undo them.
+    /// Calls nest: each `release` or `rollback` ends the latest.
     pub fn begin(&mut self) {
-        self.undo = Some(Vec::new());
+        self.marks.push(self.undo.len());
     }
 
-    /// Keeps the changes since [`Table::begin`].
+    /// Keeps the changes since the latest [`Table::begin`] (an enclosing
+    /// one can still undo them).
     pub fn release(&mut self) {
-        self.undo = None;
+        self.marks.pop();
+        if self.marks.is_empty() {
+            self.undo.clear();
+        }
     }
 
-    /// Undoes the changes since [`Table::begin`], newest first.
+    /// Undoes the changes since the latest [`Table::begin`], newest first.
     pub fn rollback(&mut self) {
-        let Some(log) = self.undo.take() else { return };
+        let Some(mark) = self.marks.pop() else { return };
+        let log: Vec<Undo> = self.undo.drain(mark..).collect();
         for step in log.into_iter().rev() {
             match step {
                 Undo::Inserted(slot) => {
@@ -247,5 +259,22 @@ mod tests {
         t.release();
         t.rollback();
         assert!(t.by_id("d").is_some(), "a released change stays");
+    }
+
+    #[test]
+    fn an_enclosing_rollback_undoes_what_an_inner_one_released() {
+        let mut t = Table::default();
+        let a = t.insert(record("a", Some("1")));
+        t.begin();
+        t.begin();
+        t.modify(a, |r| r.fields = r#"{"Name":"kept inside"}"#.into());
+        t.release();
+        t.begin();
+        t.insert(record("b", Some("2")));
+        t.rollback();
+        assert!(t.by_id("b").is_none(), "the inner rollback undid its own insert");
+        assert_eq!(t.by_id("a").map(|r| &*r.fields), Some(r#"{"Name":"kept inside"}"#));
+        t.rollback();
+        assert_eq!(t.by_id("a").map(|r| &*r.fields), Some("{}"), "the outer rollback undid the released change");
     }
 }
