@@ -15,9 +15,19 @@ pub fn did_nothing(report: &RunReport) -> bool {
         && report.objects.values().all(|c| *c == Default::default())
 }
 
+/// `println!` that hands a closed standard output back as an error instead
+/// of panicking, so `connector … | head -1` ends quietly (see main).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(report)?)?;
     } else if did_nothing(report) {
         eprintln!(
             "error: run {} ({}) {}: {}",
@@ -27,11 +37,15 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
             report.error.as_deref().unwrap_or("no reason given")
         );
     } else {
-        println!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms);
+        crate::outln!("run {} ({}) {} in {} ms", report.run_id, report.mode, report.status, report.duration_ms)?;
         for (kind, c) in &report.objects {
-            println!("  {kind}: {}", c.text());
+            crate::outln!("  {kind}: {}", c.text())?;
         }
-        println!("  API calls: NetSuite {}, Salesforce {}", report.api_calls.netsuite, report.api_calls.salesforce);
+        crate::outln!(
+            "  API calls: NetSuite {}, Salesforce {}",
+            report.api_calls.netsuite,
+            report.api_calls.salesforce
+        )?;
         for p in &report.plan {
             let fields: Vec<String> = p
                 .changes
@@ -40,13 +54,13 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
                 .flatten()
                 .map(|c| format!("{}: {} → {}", c["field"].as_str().unwrap_or(""), c["old"], c["new"]))
                 .collect();
-            println!(
+            crate::outln!(
                 "  would {} {} {}{}",
                 p.action,
                 p.kind,
                 p.netsuite_id,
                 if fields.is_empty() { String::new() } else { format!(" ({})", fields.join("; ")) }
-            );
+            )?;
         }
         if let Some(e) = &report.error {
             eprintln!("error: {e}");
@@ -78,11 +92,25 @@ pub fn show_progress(tenant: &Tenant) -> (indicatif::ProgressBar, tokio::task::J
 /// writes them as JSON lines. Commands' own output stays on standard output.
 /// `--verbose` adds the debug events: a trapped run's backtrace among them.
 pub fn init_logs(json: bool, verbose: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = if verbose { tracing::Level::DEBUG } else { tracing::Level::INFO };
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(level);
+    // Libraries speak only of errors unless asked (--verbose): a refused
+    // connection is the run's one-line error, not also their retry warnings.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(if verbose { tracing::Level::DEBUG } else { tracing::Level::ERROR })
+        .with_target("host_harness", level)
+        .with_target("connector", level)
+        .with_target("simulators", level);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter);
     let installed = match json {
-        true => logs.json().try_init(),
-        false => logs.try_init(),
+        true => registry.with(layer.json()).try_init(),
+        false => registry.with(layer).try_init(),
     };
     // Already installed (serve installs its own first): keep that one.
     drop(installed);

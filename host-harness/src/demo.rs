@@ -219,28 +219,34 @@ pub async fn run(options: DemoOptions) -> Result<DemoOutput> {
     })
 }
 
-pub fn print_text(out: &DemoOutput) {
-    println!("NetSuite → Salesforce connector demo");
-    println!("  NetSuite simulator:   {}", out.netsuite_url);
-    println!("  Salesforce simulator: {}", out.salesforce_url);
+pub fn print_text(out: &DemoOutput) -> std::io::Result<()> {
+    crate::outln!("NetSuite → Salesforce connector demo")?;
+    crate::outln!("  NetSuite simulator:   {}", out.netsuite_url)?;
+    crate::outln!("  Salesforce simulator: {}", out.salesforce_url)?;
     for (i, run) in out.runs.iter().enumerate() {
         let r = &run.report;
-        println!();
-        println!("Run {} ({}, {}): {} in {} ms", i + 1, run.label, r.mode, r.status, r.duration_ms);
+        crate::outln!()?;
+        crate::outln!("Run {} ({}, {}): {} in {} ms", i + 1, run.label, r.mode, r.status, r.duration_ms)?;
         if let Some(e) = &r.error {
-            println!("  error: {e}");
+            crate::outln!("  error: {e}")?;
         }
         for (kind, c) in &r.objects {
-            println!(
+            crate::outln!(
                 "  {kind:<9} read {:>5}  created {:>5}  updated {:>5}  unchanged {:>5}  deferred {:>5}  failed {:>5}  deleted {:>5}",
-                c.read, c.created, c.updated, c.unchanged, c.deferred, c.failed, c.deleted
-            );
+                c.read,
+                c.created,
+                c.updated,
+                c.unchanged,
+                c.deferred,
+                c.failed,
+                c.deleted
+            )?;
         }
-        println!("  API calls: NetSuite {}, Salesforce {}", r.api_calls.netsuite, r.api_calls.salesforce);
+        crate::outln!("  API calls: NetSuite {}, Salesforce {}", r.api_calls.netsuite, r.api_calls.salesforce)?;
         if i == 2 {
-            println!();
-            println!("{}.", out.rejected_then_replayed);
-            println!("A change event: {}.", out.change_event);
+            crate::outln!()?;
+            crate::outln!("{}.", out.rejected_then_replayed)?;
+            crate::outln!("A change event: {}.", out.change_event)?;
         }
         let (title, edits) = match i {
             0 => ("Edits made in NetSuite:", &out.edits),
@@ -248,23 +254,26 @@ pub fn print_text(out: &DemoOutput) {
             _ => continue,
         };
         if !edits.is_empty() {
-            println!();
-            println!("{title}");
+            crate::outln!()?;
+            crate::outln!("{title}")?;
             for e in edits {
-                println!("  - {e}");
+                crate::outln!("  - {e}")?;
             }
         }
     }
-    println!();
-    println!(
+    crate::outln!()?;
+    crate::outln!(
         "Salesforce now holds {} Accounts, {} Contacts (each linked to its Account) and {} Vendor__c records.",
-        out.salesforce_accounts, out.salesforce_contacts, out.salesforce_vendors
-    );
-    println!("{} (the Salesforce edit reached NetSuite).", out.netsuite_vendor);
-    println!("Audit trail and state: {} (tables audit, runs, kv)", out.database);
-    println!();
-    println!("Look further:");
+        out.salesforce_accounts,
+        out.salesforce_contacts,
+        out.salesforce_vendors
+    )?;
+    crate::outln!("{} (the Salesforce edit reached NetSuite).", out.netsuite_vendor)?;
+    crate::outln!("Audit trail and state: {} (tables audit, runs, kv)", out.database)?;
+    crate::outln!()?;
+    crate::outln!("Look further:")?;
     for command in &out.look_further {
-        println!("  {command}");
+        crate::outln!("  {command}")?;
     }
+    Ok(())
 }

@@ -9,6 +9,7 @@ use host_harness::config::{HarnessConfig, secret_names};
 use host_harness::console::{init_logs, print_report, show_progress};
 use host_harness::host::{RecordRef, ReplayScope, Runtime, SyncMode};
 use host_harness::ops;
+use host_harness::outln;
 use host_harness::scheduler::serve_schedule;
 use host_harness::scheduler::{Tenant, parse_kind};
 use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
@@ -136,7 +137,7 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         vendors: u64,
         /// The NetSuite and Salesforce simulators' ports on 127.0.0.1 (0 picks a free one).
-        #[arg(long, value_delimiter = ',', default_values_t = [8701, 8702])]
+        #[arg(long, num_args = 1..=2, value_delimiter = ',', default_values_t = [8701, 8702])]
         ports: Vec<u16>,
         /// Where the config, its master key, sealed secrets and the M2M private key are written.
         #[arg(long, default_value = "connector-sim")]
@@ -325,9 +326,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
             .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                outln!("{}", serde_json::to_string_pretty(&out)?)?;
             } else {
-                host_harness::demo::print_text(&out);
+                host_harness::demo::print_text(&out)?;
             }
             let failed = out.runs.iter().any(|r| r.report.status != "succeeded");
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -338,7 +339,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 host_harness::bench::BenchOptions { customers, contacts, vendors, latency_ms, paths, max_memory_mb };
             let results = host_harness::bench::run(component_path(component)?, options).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
+                outln!("{}", serde_json::to_string_pretty(&results)?)?;
             } else {
                 host_harness::bench::print_text(&results);
             }
@@ -359,7 +360,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 results.push(run(component.clone(), options).await?);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
+                outln!("{}", serde_json::to_string_pretty(&results)?)?;
             } else {
                 print_text(&results);
             }
@@ -381,12 +382,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let latency = host_harness::bench::event_latency(target, events).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&latency)?);
+                outln!("{}", serde_json::to_string_pretty(&latency)?)?;
             } else {
-                println!(
+                outln!(
                     "change event -> Salesforce write ({}) over {} events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                    latency.host, latency.events, latency.p50_ms, latency.p99_ms, latency.max_ms
-                );
+                    latency.host,
+                    latency.events,
+                    latency.p50_ms,
+                    latency.p99_ms,
+                    latency.max_ms
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -408,9 +413,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let running = host_harness::simulate::start(options).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&running.endpoints)?);
+                outln!("{}", serde_json::to_string_pretty(&running.endpoints)?)?;
             } else {
-                host_harness::simulate::print_text(&running.endpoints);
+                host_harness::simulate::print_text(&running.endpoints)?;
             }
             tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
             drop(running);
@@ -453,7 +458,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
             tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], true));
             let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
-            println!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH);
+            outln!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH)?;
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
             let every = std::time::Duration::from_secs(every.max(1));
             serve_schedule::run_every(&tenant, runtime, every, |report| print_report(report, false).map(drop)).await?;
@@ -489,6 +494,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (Some(run), _) => ReplayScope::Run(run),
                 (None, Some(r)) => {
                     let (kind, id) = r.split_once(':').context("--record takes kind:id, e.g. customer:42")?;
+                    let id = id.trim();
+                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                        bail!("--record `{r}`: a NetSuite internal id is digits (e.g. customer:42)");
+                    }
                     ReplayScope::One(RecordRef { kind: parse_kind(kind)?, id: id.to_string() })
                 }
                 (None, None) => ReplayScope::AllFailed,
@@ -512,15 +521,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_report(&report, json)
         }
         Command::Settings => {
-            print!("{}", netsuite_salesforce::settings::catalog::markdown_table());
+            outln!("{}", netsuite_salesforce::settings::catalog::markdown_table().trim_end())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Secrets { action } => {
             match action {
-                SecretsAction::Init { out: None } => println!("{}", Cipher::generate_key_b64()),
+                SecretsAction::Init { out: None } => outln!("{}", Cipher::generate_key_b64())?,
                 SecretsAction::Init { out: Some(path) } => {
                     host_harness::secrets::write_key_file(&path, &Cipher::generate_key_b64())?;
-                    println!("wrote a new master key to {} (mode 0600); set master_key_file to it", path.display());
+                    outln!("wrote a new master key to {} (mode 0600); set master_key_file to it", path.display())?;
                 }
                 SecretsAction::Set { config, name } => {
                     let config = load(&config)?;
@@ -541,14 +550,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let mut secrets = SecretFile::read(&path, &cipher)?;
                     secrets.insert(name.clone(), value);
                     SecretFile::write(&path, &cipher, &secrets)?;
-                    println!("stored `{name}` in {}", path.display());
+                    outln!("stored `{name}` in {}", path.display())?;
                 }
                 SecretsAction::List { config } => {
                     let config = load(&config)?;
                     let cipher = Cipher::load(config.master_key_file.as_deref())
                         .with_context(|| format!("set {MASTER_KEY_ENV} or master_key_file"))?;
                     for name in SecretFile::read(&config.secrets_path(), &cipher)?.keys() {
-                        println!("{name}");
+                        outln!("{name}")?;
                     }
                 }
             }
@@ -589,6 +598,17 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                 let rows: Vec<JsonRecord<'_>> = rows.iter().map(JsonRecord::from).collect();
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
+                // A value no row holds is more likely a typo than an empty result.
+                if let Some(outcome) = &filter.outcome {
+                    let known = query::outcomes(&conn, &filter.tenant)?;
+                    if !known.contains(outcome) {
+                        bail!(
+                            "--outcome `{outcome}`: no audit row of tenant `{}` has that outcome (its rows have: {})",
+                            filter.tenant,
+                            if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+                        );
+                    }
+                }
                 eprintln!("no audit rows of tenant `{}` match", filter.tenant);
             } else {
                 for r in &rows {

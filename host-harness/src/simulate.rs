@@ -121,26 +121,27 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     std::io::Write::write_all(&mut file, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-pub fn print_text(e: &Endpoints) {
-    println!("NetSuite and Salesforce simulators are running (Ctrl-C stops them; the data lives in memory).");
-    println!("Seeded: {} customers, {} contacts, {} vendors.", e.customers, e.contacts, e.vendors);
+pub fn print_text(e: &Endpoints) -> std::io::Result<()> {
+    crate::outln!("NetSuite and Salesforce simulators are running (Ctrl-C stops them; the data lives in memory).")?;
+    crate::outln!("Seeded: {} customers, {} contacts, {} vendors.", e.customers, e.contacts, e.vendors)?;
     if e.latency_ms > 0 {
-        println!("Each API call is answered after {} ms.", e.latency_ms);
+        crate::outln!("Each API call is answered after {} ms.", e.latency_ms)?;
     }
-    println!();
-    println!("NetSuite  {}", e.netsuite_base_url);
-    println!("  account id            {}", e.netsuite_account_id);
-    println!("  M2M client id         {}", e.netsuite_client_id);
-    println!("  certificate id        {} ({})", e.netsuite_certificate_id, e.netsuite_signing_algorithm);
-    println!("  private key           {}", e.netsuite_private_key_file.display());
-    println!("  TBA consumer key      {} / secret {}", e.netsuite_consumer_key, e.netsuite_consumer_secret);
-    println!("  TBA token id          {} / secret {}", e.netsuite_token_id, e.netsuite_token_secret);
-    println!("  change-event secret   {}", e.webhook_secret);
-    println!("Salesforce  {}", e.salesforce_login_url);
-    println!("  client id             {}", e.salesforce_client_id);
-    println!("  client secret         {}", e.salesforce_client_secret);
-    println!("  grant                 client_credentials (POST /services/oauth2/token)");
-    println!();
-    println!("These credentials open only the simulators. A ready config (secrets sealed next to it):");
-    println!("  connector sync --config {}", e.config_file.display());
+    crate::outln!()?;
+    crate::outln!("NetSuite  {}", e.netsuite_base_url)?;
+    crate::outln!("  account id            {}", e.netsuite_account_id)?;
+    crate::outln!("  M2M client id         {}", e.netsuite_client_id)?;
+    crate::outln!("  certificate id        {} ({})", e.netsuite_certificate_id, e.netsuite_signing_algorithm)?;
+    crate::outln!("  private key           {}", e.netsuite_private_key_file.display())?;
+    crate::outln!("  TBA consumer key      {} / secret {}", e.netsuite_consumer_key, e.netsuite_consumer_secret)?;
+    crate::outln!("  TBA token id          {} / secret {}", e.netsuite_token_id, e.netsuite_token_secret)?;
+    crate::outln!("  change-event secret   {}", e.webhook_secret)?;
+    crate::outln!("Salesforce  {}", e.salesforce_login_url)?;
+    crate::outln!("  client id             {}", e.salesforce_client_id)?;
+    crate::outln!("  client secret         {}", e.salesforce_client_secret)?;
+    crate::outln!("  grant                 client_credentials (POST /services/oauth2/token)")?;
+    crate::outln!()?;
+    crate::outln!("These credentials open only the simulators. A ready config (secrets sealed next to it):")?;
+    crate::outln!("  connector sync --config {}", e.config_file.display())?;
+    Ok(())
 }

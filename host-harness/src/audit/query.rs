@@ -103,6 +103,25 @@ pub fn kind_name(typed: &str) -> Result<&'static str> {
     Ok(crate::scheduler::kind_name(crate::scheduler::parse_kind(typed)?))
 }
 
+/// An audit action as stored, from what a person typed.
+fn action_name(typed: &str) -> Result<String> {
+    let typed = typed.trim();
+    match netsuite_salesforce::model::AuditAction::ALL.iter().find(|a| a.as_str().eq_ignore_ascii_case(typed)) {
+        Some(a) => Ok(a.as_str().to_string()),
+        None => {
+            let all: Vec<&str> = netsuite_salesforce::model::AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+            bail!("--action `{typed}` is not an audit action: use one of {}", all.join(", "))
+        }
+    }
+}
+
+/// The outcomes tenant `tenant`'s audit rows hold, sorted.
+pub fn outcomes(conn: &Connection, tenant: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT DISTINCT outcome FROM audit WHERE tenant = ?1 ORDER BY outcome")?;
+    let rows = stmt.query_map([tenant], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// An RFC 3339 time from a flag, in UTC.
 fn utc_time(flag: &str, value: &str) -> Result<String> {
     let t = OffsetDateTime::parse(value.trim(), &Rfc3339).map_err(|e| {
@@ -140,7 +159,7 @@ impl FilterArgs {
             kind,
             netsuite_id: non_empty("--netsuite-id", self.netsuite_id)?,
             salesforce_id: non_empty("--salesforce-id", self.salesforce_id)?,
-            action: non_empty("--action", self.action)?,
+            action: non_empty("--action", self.action)?.map(|a| action_name(&a)).transpose()?,
             outcome: non_empty("--outcome", self.outcome)?,
             since,
             until,

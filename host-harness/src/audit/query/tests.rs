@@ -186,6 +186,14 @@ fn each_filter_selects_its_rows_of_the_tenant_newest_first() {
         listed(&conn, FilterArgs { outcome: Some("failed".into()), kind: Some("vendor".into()), ..Default::default() }),
         [10]
     );
+    // Actions are a closed list: a typo is named, not an empty answer.
+    assert_eq!(listed(&conn, FilterArgs { action: Some("DEFER".into()), ..Default::default() }), [2]);
+    let typo = FilterArgs { action: Some("defered".into()), ..Default::default() }.filter("acme").unwrap_err();
+    assert!(typo.to_string().contains("--action `defered` is not an audit action: use one of write,"), "{typo}");
+    // Outcomes are open (a conflict's names its winner): what the rows hold.
+    assert_eq!(outcomes(&conn, "acme").unwrap().first().map(String::as_str), Some("created"));
+    assert!(outcomes(&conn, "acme").unwrap().contains(&"failed".to_string()));
+    assert!(outcomes(&conn, "nobody").unwrap().is_empty());
 }
 
 #[test]
