@@ -398,6 +398,59 @@ async fn salesforce_composite_order_is_promised_only_uncollated_and_all_or_none_
 }
 
 #[tokio::test]
+async fn salesforce_bulk_counts_batches_and_versions_its_result_columns() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let client = reqwest::Client::new();
+    let mut failed_headers = Vec::new();
+    for version in ["52.0", "66.0"] {
+        let jobs = format!("/services/data/v{version}/jobs/ingest");
+        let create = json!({"object": "Contact", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c",
+                            "contentType": "CSV", "lineEnding": "LF"});
+        let (status, _, job) = sf_call(&sim, &t, reqwest::Method::POST, &jobs, create).await;
+        assert_eq!(status, 200, "{job}");
+        let id = job["id"].as_str().unwrap().to_string();
+        // The second row lacks LastName, which Contact requires.
+        let csv = "NetSuite_Id__c,LastName\n1,Ng\n2,\n";
+        let put = client
+            .put(format!("{}{jobs}/{id}/batches", sim.base_url()))
+            .bearer_auth(&t)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status().as_u16(), 201);
+        let close = json!({"state": "UploadComplete"});
+        sf_call(&sim, &t, reqwest::Method::PATCH, &format!("{jobs}/{id}"), close).await;
+        let (_, _, info) = sf_call(&sim, &t, reqwest::Method::GET, &format!("{jobs}/{id}"), Value::Null).await;
+        assert_eq!(info["state"], "JobComplete", "{info}");
+        let failed = client
+            .get(format!("{}{jobs}/{id}/failedResults/", sim.base_url()))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        failed_headers.push(failed.lines().next().unwrap_or_default().to_string());
+    }
+    // `sf__Id` joined the failed results in v53.0.
+    assert_eq!(
+        failed_headers,
+        [r#""sf__Error",NetSuite_Id__c,LastName"#, r#""sf__Id","sf__Error",NetSuite_Id__c,LastName"#]
+    );
+    // Each job of up to 10,000 records is one of the day's 15,000 batches.
+    let (_, _, limits) = sf_call(&sim, &t, reqwest::Method::GET, "/services/data/v66.0/limits", Value::Null).await;
+    assert_eq!(limits["DailyBulkApiBatches"]["Remaining"], 14_998, "{limits}");
+    // The version list names every version served.
+    let versions: Value =
+        client.get(format!("{}/services/data/", sim.base_url())).send().await.unwrap().json().await.unwrap();
+    let listed: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!((listed.first(), listed.last(), listed.len()), (Some(&"31.0"), Some(&"67.0"), 37));
+}
+
+#[tokio::test]
 async fn salesforce_single_upsert_answers_300_when_the_external_id_matches_several_records() {
     let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
     sim.alter_field("Account", "NetSuite_Id__c", |f| f.unique = false);

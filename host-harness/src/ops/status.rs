@@ -25,7 +25,8 @@ pub struct TenantStatus {
     pub tenant: String,
     /// Runs the run log says are under way.
     pub running: Vec<RunningRun>,
-    /// The last run that ended (dry runs aside).
+    /// The last run that ended (dry runs, and attempts refused because
+    /// another run held the lease, aside: those ran nothing).
     pub last_run: Option<LastRun>,
     /// When the last successful run ended.
     pub last_success_at: Option<String>,
@@ -176,7 +177,8 @@ fn last_run(conn: &Connection, tenant: &str) -> Result<Option<LastRun>> {
     let row = conn
         .query_row(
             "SELECT run_id, mode, status, started_at, finished_at, report, error, detail FROM runs
-             WHERE tenant = ?1 AND status <> 'running' AND mode NOT LIKE 'dry-run%' ORDER BY rowid DESC LIMIT 1",
+             WHERE tenant = ?1 AND status <> 'running' AND mode NOT LIKE 'dry-run%'
+               AND NOT (status = 'failed' AND error LIKE 'busy:%') ORDER BY rowid DESC LIMIT 1",
             params![tenant],
             |r| {
                 Ok((

@@ -15,7 +15,9 @@ pub const MAX_COMPOSITE_SUBREQUESTS: usize = 25;
 pub const MAX_COMPOSITE_COLLECTIONS: usize = 5;
 /// Collections upsert and `created` in upsert results exist from v46.0.
 const MIN_UPSERT_VERSION: f64 = 46.0;
-pub const LATEST_VERSION: &str = "66.0";
+/// Summer '26; the versions before 31.0 are retired.
+pub const LATEST_VERSION: &str = "67.0";
+pub const OLDEST_VERSION: u32 = 31;
 
 /// An API answer: status and JSON body (None = no body).
 pub type Answer = (u16, Option<Value>);
@@ -31,7 +33,7 @@ fn not_found(path: &str) -> Answer {
 /// Parses `vNN.N` and checks it is a version the org serves.
 pub fn version(segment: &str) -> Option<f64> {
     let v: f64 = segment.strip_prefix('v')?.parse().ok()?;
-    (31.0..=LATEST_VERSION.parse::<f64>().ok()?).contains(&v).then_some(v)
+    (f64::from(OLDEST_VERSION)..=LATEST_VERSION.parse::<f64>().ok()?).contains(&v).then_some(v)
 }
 
 /// A request body: as received, or a Composite subrequest's, already parsed

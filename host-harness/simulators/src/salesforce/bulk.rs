@@ -11,6 +11,16 @@ use super::store::{Deleted, Org, Read, RecordError, RequestError, WriteError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
+/// Failed results carry `sf__Id` from this version.
+const FAILED_ID_VERSION: f64 = 53.0;
+
+/// Salesforce takes 150 MB per upload after its own base64 encoding, which
+/// grows data by 4/3: this much raw CSV.
+pub const MAX_UPLOAD_BYTES: usize = 150 * 1024 * 1024 / 4 * 3;
+
+/// Records per internal batch: each counts against the daily batch allocation.
+const BATCH_RECORDS: usize = 10_000;
+
 pub struct Job {
     pub id: String,
     object: String,
@@ -127,8 +137,8 @@ pub fn upload(org: &mut Org, id: &str, body: &[u8]) -> (u16, Option<Value>) {
     if job.state != "Open" || job.data.is_some() {
         return invalid_state(job);
     }
-    if body.len() > 150 * 1024 * 1024 {
-        return fail(RequestError::new(413, "EXCEEDED_QUOTA", "Upload exceeds 150 MB"));
+    if body.len() > MAX_UPLOAD_BYTES {
+        return fail(RequestError::new(413, "EXCEEDED_QUOTA", "Upload exceeds 150 MB once base64-encoded"));
     }
     job.data = Some(body.to_vec());
     (201, None)
@@ -205,10 +215,18 @@ pub fn results(org: &Org, id: &str, which: &str) -> Option<Result<String, Reques
                 out.push('\n');
             }
         }
-        "failedResults" => {
+        // `sf__Id` came to failed results in v53.0.
+        "failedResults" if job.api_version >= FAILED_ID_VERSION => {
             out.push_str(&format!("\"sf__Id\",\"sf__Error\",{}\n", csv_line(&job.headers)));
             for (error, row) in job.failed.iter().rev() {
                 out.push_str(&csv_line(&[&[String::new(), error.clone()], &row[..]].concat()));
+                out.push('\n');
+            }
+        }
+        "failedResults" => {
+            out.push_str(&format!("\"sf__Error\",{}\n", csv_line(&job.headers)));
+            for (error, row) in job.failed.iter().rev() {
+                out.push_str(&csv_line(&[&[error.clone()], &row[..]].concat()));
                 out.push('\n');
             }
         }
@@ -242,6 +260,7 @@ fn run(org: &mut Org, id: &str, now: i64) {
     let rows: Vec<Vec<String>> =
         reader.records().filter_map(Result::ok).map(|r| r.iter().map(str::to_string).collect()).collect();
     job.headers = headers.clone();
+    org.bulk_batches += rows.len().div_ceil(BATCH_RECORDS) as u64;
     let Some(object) = org.object(&object_name).cloned() else { return };
     // Every column must name a field or a relationship's external id.
     for h in &headers {

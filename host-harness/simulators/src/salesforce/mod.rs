@@ -570,7 +570,9 @@ async fn token(
 }
 
 async fn versions(State(sim): State<SalesforceSim>) -> Response {
-    let list: Vec<Value> = (60..=66)
+    // Every version the org serves (api::version), oldest first.
+    let latest = api::LATEST_VERSION.trim_end_matches(".0").parse::<u32>().unwrap_or(66);
+    let list: Vec<Value> = (api::OLDEST_VERSION..=latest)
         .map(|v| json!({ "label": format!("v{v}.0"), "url": format!("/services/data/v{v}.0"), "version": format!("{v}.0") }))
         .collect();
     let _ = &sim;
@@ -636,7 +638,7 @@ async fn api_handler(
         let body = json!({
             "DailyApiRequests": { "Max": max, "Remaining": max.saturating_sub(sim.api_requests()) },
             "DailyBulkV2QueryJobs": { "Max": 10000, "Remaining": 10000 },
-            "DailyBulkApiBatches": { "Max": 15000, "Remaining": 15000u64.saturating_sub(sim.bulk_jobs()) },
+            "DailyBulkApiBatches": { "Max": 15000, "Remaining": 15000u64.saturating_sub(sim.org().bulk_batches) },
         });
         return sim.respond(StatusCode::OK, Some(body));
     }

@@ -32,6 +32,8 @@ pub struct Org {
     pub writes: u64,
     pub jobs: std::collections::HashMap<String, super::bulk::Job>,
     pub next_job: u64,
+    /// Bulk API internal batches (10,000 records each) processed since start.
+    pub bulk_batches: u64,
     /// Closed jobs stay InProgress (their records are applied) while set,
     /// as a large job in a busy org does.
     pub hold_jobs: bool,
@@ -154,6 +156,7 @@ impl Org {
             writes: 0,
             jobs: Default::default(),
             next_job: 0,
+            bulk_batches: 0,
             hold_jobs: false,
             queued_jobs: Vec::new(),
             cursors: Default::default(),

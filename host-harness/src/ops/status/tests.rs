@@ -217,6 +217,31 @@ fn a_crashed_run_without_report_takes_its_length_from_the_run_log() {
 }
 
 #[test]
+fn an_attempt_refused_as_busy_is_not_the_last_run() {
+    let (_dir, conn) = database();
+    insert_crashed_run(&conn);
+    conn.execute(
+        "INSERT INTO runs (run_id, tenant, started_at, finished_at, mode, status, error)
+         VALUES ('run-y', 'acme', '2026-12-02T10:01:00Z', '2026-12-02T10:01:00.01Z', 'incremental', 'failed',
+                 'busy: another run (run-x) holds the lease')",
+        [],
+    )
+    .unwrap();
+    let last = tenant_status(&conn, "acme", None, now()).unwrap().last_run.unwrap();
+    assert_eq!(last.run_id, "run-x");
+}
+
+fn insert_crashed_run(conn: &Connection) {
+    conn.execute(
+        "INSERT INTO runs (run_id, tenant, started_at, finished_at, mode, status, error)
+         VALUES ('run-x', 'acme', '2026-12-02T10:00:00Z', '2026-12-02T10:02:03.25Z', 'incremental', 'crashed',
+                 'its process (pid 9) ended before the run did')",
+        [],
+    )
+    .unwrap();
+}
+
+#[test]
 fn the_next_run_is_the_one_serve_recorded() {
     let (_dir, conn) = database();
     serve_schedule::record(&conn, "acme", now() + time::Duration::seconds(600), 900).unwrap();
