@@ -226,7 +226,7 @@ pub fn results(org: &Org, id: &str, which: &str) -> Option<Result<String, Reques
         "failedResults" => {
             out.push_str(&format!("\"sf__Error\",{}\n", csv_line(&job.headers)));
             for (error, row) in job.failed.iter().rev() {
-                out.push_str(&csv_line(&[&[error.clone()], &row[..]].concat()));
+                out.push_str(&csv_line(&[std::slice::from_ref(error), &row[..]].concat()));
                 out.push('\n');
             }
         }
