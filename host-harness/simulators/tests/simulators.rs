@@ -1,6 +1,8 @@
 //! The simulators answer like the documented APIs (shared/reference/):
 //! paths, JSON shapes, status codes and quirks, checked over real HTTP.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use simulators::SimClock;
@@ -112,8 +114,20 @@ async fn netsuite_token_endpoint_checks_the_assertion() {
     };
     let rs256 = assertion(&sim, &clock, Algorithm::RS256, 300, json!("rest_webservices"));
     assert_eq!(send(form(&rs256)).await, (400, json!({"error": "invalid_request"})), "RS256 is no longer accepted");
-    let long = assertion(&sim, &clock, Algorithm::PS256, 3601, json!("rest_webservices"));
+    // `exp` must be less than 60 minutes after `iat`.
+    let long = assertion(&sim, &clock, Algorithm::PS256, 3600, json!("rest_webservices"));
     assert_eq!(send(form(&long)).await, (400, json!({"error": "invalid_grant"})));
+    let mcp = assertion(&sim, &clock, Algorithm::PS256, 300, json!(["mcp", "rest_webservices"]));
+    assert_eq!(send(form(&mcp)).await, (400, json!({"error": "invalid_scope"})), "mcp stands alone");
+    // The header's typ is always JWT.
+    let signed = assertion(&sim, &clock, Algorithm::PS256, 300, json!("rest_webservices"));
+    let claims = signed.split('.').nth(1).unwrap();
+    let mut header = Header::new(Algorithm::PS256);
+    (header.typ, header.kid) = (Some("at+jwt".into()), Some("cert-1".into()));
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    let key = EncodingKey::from_rsa_pem(key().private_pem.as_bytes()).unwrap();
+    let untyped = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    assert_eq!(send(form(&untyped)).await, (400, json!({"error": "invalid_request"})));
     let no_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("restlets"));
     assert_eq!(send(form(&no_scope)).await, (400, json!({"error": "invalid_scope"})));
     let mut wrong_grant = form(&rs256);
@@ -122,7 +136,7 @@ async fn netsuite_token_endpoint_checks_the_assertion() {
     // A string scope works as well as Oracle's array form.
     let string_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("restlets,rest_webservices"));
     assert_eq!(send(form(&string_scope)).await.0, 200);
-    assert!(sim.login_audit().iter().any(|r| r.contains("longer than 60 minutes")));
+    assert!(sim.login_audit().iter().any(|r| r.contains("lives 60 minutes or longer")));
 }
 
 #[tokio::test]

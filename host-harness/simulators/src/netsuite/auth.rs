@@ -75,6 +75,12 @@ impl NetSuiteSim {
                 "invalid_request",
             ));
         }
+        if header.typ.as_deref() != Some("JWT") {
+            return Err(self.refuse(
+                format!("client assertion header typ is {:?}; NetSuite requires \"JWT\"", header.typ),
+                "invalid_request",
+            ));
+        }
         let kid = header.kid.clone().unwrap_or_default();
         let now = self.inner.clock.now_secs();
         let certificates = self.inner.certificates.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,13 +118,18 @@ impl NetSuiteSim {
         let claims = jsonwebtoken::decode::<Claims>(assertion, &key, &validation)
             .map_err(|e| self.refuse(format!("client assertion rejected: {e}"), "invalid_grant"))?
             .claims;
-        if claims.exp - claims.iat > 3600 {
-            return Err(self.refuse("client assertion lives longer than 60 minutes".into(), "invalid_grant"));
+        // `exp` must be less than 60 minutes after `iat`.
+        if claims.exp - claims.iat >= 3600 {
+            return Err(self.refuse("client assertion lives 60 minutes or longer".into(), "invalid_grant"));
         }
         if claims.exp <= now || claims.iat > now + 60 {
             return Err(self.refuse("client assertion is expired or issued in the future".into(), "invalid_grant"));
         }
-        if !scopes(&claims.scope).iter().any(|s| s == "rest_webservices") {
+        let asked = scopes(&claims.scope);
+        if asked.len() > 1 && asked.iter().any(|s| s == "mcp") {
+            return Err(self.refuse("the mcp scope cannot be combined with other scopes".into(), "invalid_scope"));
+        }
+        if !asked.iter().any(|s| s == "rest_webservices") {
             return Err(
                 self.refuse("client assertion does not ask for the rest_webservices scope".into(), "invalid_scope")
             );
