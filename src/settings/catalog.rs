@@ -104,7 +104,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("salesforce_username", Text, "JWT bearer: the integration user's username"),
     setting("salesforce_private_key", Pem, "JWT bearer: the RSA key whose certificate the connected app holds")
         .secret(),
-    setting("salesforce_api_version", Text, "REST API version").default("66.0"),
+    setting("salesforce_api_version", Text, "REST API version, 46.0 or newer (sObject Collections upserts)")
+        .default("66.0"),
     setting("salesforce_bulk_threshold", Integer, "above this many records of one object in a run, use Bulk API 2.0")
         .default("10000"),
     setting("salesforce_bulk_job_records", Integer, "records per Bulk API 2.0 job").default("50000"),
