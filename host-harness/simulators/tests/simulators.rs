@@ -167,6 +167,21 @@ async fn netsuite_suiteql_pages_and_values_follow_the_rest_shape() {
     assert!(row["isinactive"] == "T" || row["isinactive"] == "F");
     let date = row["lastmodifieddate"].as_str().unwrap();
     assert!(!date.contains('-') && date.matches('/').count() == 2, "raw dates follow the user's format: {date}");
+
+    // The columns peers read, and the display values of the lists they refer to.
+    assert_eq!(sim.execute("UPDATE customer SET currency = 4, altphone = '+15550199' WHERE id = 3").unwrap(), 1);
+    let q = "SELECT c.id, c.externalid, c.altphone, c.fax, c.url, c.creditlimit, c.balance, c.category, \
+             c.entitystatus, c.parent, BUILTIN.DF(c.currency) AS currencyname, BUILTIN.DF(c.salesrep) AS rep \
+             FROM customer c WHERE c.id = 3";
+    let (status, body) = suiteql(&sim, &t, q, "", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"][0]["currencyname"], "Euro");
+    assert_eq!(body["items"][0]["altphone"], "+15550199");
+    assert!(body["items"][0].get("rep").is_none(), "no sales rep: the column is left out, as NULLs are");
+    for q in ["SELECT ct.mobilephone, ct.officephone, ct.externalid FROM contact ct", "SELECT v.currency FROM vendor v"]
+    {
+        assert_eq!(suiteql(&sim, &t, q, "", true).await.0, 200, "{q}");
+    }
 }
 
 #[tokio::test]

@@ -15,12 +15,18 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 const SCHEMA: &str = "
 CREATE TABLE term (id INTEGER PRIMARY KEY, name TEXT NOT NULL, isinactive TEXT NOT NULL DEFAULT 'F',
-    daysuntilnetdue INTEGER, lastmodifieddate TIMESTAMP);
+    daysuntilnetdue INTEGER, lastmodifieddate TIMESTAMP, discountpercent REAL, externalid TEXT);
 CREATE TABLE subsidiary (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+-- Lists the entity columns below refer to (BUILTIN.DF reads their display values).
+CREATE TABLE currency (id INTEGER PRIMARY KEY, name TEXT NOT NULL, symbol TEXT NOT NULL);
+CREATE TABLE customercategory (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE entitystatus (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE employee (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, firstname TEXT, lastname TEXT, email TEXT);
 CREATE TABLE customer (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, companyname TEXT, isperson TEXT NOT NULL,
     firstname TEXT, lastname TEXT, email TEXT, phone TEXT, terms INTEGER, subsidiary INTEGER, isinactive TEXT NOT NULL,
     datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL, defaultbillingaddress INTEGER,
-    defaultshippingaddress INTEGER);
+    defaultshippingaddress INTEGER, externalid TEXT, altphone TEXT, fax TEXT, url TEXT, creditlimit REAL,
+    balance REAL, currency INTEGER, category INTEGER, entitystatus INTEGER, salesrep INTEGER, parent INTEGER);
 CREATE TABLE customeraddressbook (internalid INTEGER PRIMARY KEY, entity INTEGER NOT NULL,
     addressbookaddress INTEGER NOT NULL, defaultbilling TEXT NOT NULL, defaultshipping TEXT NOT NULL, label TEXT);
 CREATE TABLE customeraddressbookentityaddress (nkey INTEGER PRIMARY KEY, addressee TEXT, attention TEXT,
@@ -30,7 +36,7 @@ CREATE TABLE vendor (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, companyname
     firstname TEXT, lastname TEXT, email TEXT, phone TEXT, terms INTEGER, subsidiary INTEGER, isinactive TEXT NOT NULL,
     datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL, defaultbillingaddress INTEGER,
     defaultshippingaddress INTEGER, externalid TEXT, legalname TEXT, altphone TEXT, fax TEXT, url TEXT,
-    accountnumber TEXT, printoncheckas TEXT, comments TEXT);
+    accountnumber TEXT, printoncheckas TEXT, comments TEXT, currency INTEGER);
 -- External ids are unique per record type; the record API finds vendors by them.
 CREATE UNIQUE INDEX vendor_externalid ON vendor (externalid) WHERE externalid IS NOT NULL;
 CREATE TABLE vendoraddressbook (internalid INTEGER PRIMARY KEY, entity INTEGER NOT NULL,
@@ -40,7 +46,8 @@ CREATE TABLE vendoraddressbookentityaddress (nkey INTEGER PRIMARY KEY, addressee
     lastmodifieddate TIMESTAMP);
 CREATE TABLE contact (id INTEGER PRIMARY KEY, entityid TEXT NOT NULL, company INTEGER, firstname TEXT,
     lastname TEXT, email TEXT, phone TEXT, title TEXT, subsidiary INTEGER, isinactive TEXT NOT NULL,
-    datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL);
+    datecreated TIMESTAMP NOT NULL, lastmodifieddate TIMESTAMP NOT NULL, mobilephone TEXT, officephone TEXT,
+    externalid TEXT);
 CREATE TABLE deletedrecord (recordid INTEGER NOT NULL, recordtypeid INTEGER, scriptid TEXT, name TEXT,
     type TEXT NOT NULL, deleteddate TIMESTAMP NOT NULL, deletedby INTEGER, context TEXT, iscustomrecord TEXT);
 -- Incremental reads order by the second-truncated text form; index it as NetSuite would index its own.
@@ -229,6 +236,10 @@ pub fn open() -> Result<Connection> {
     }
     drop(stmt);
     conn.execute("INSERT INTO subsidiary (id, name) VALUES (1, 'Parent Company')", [])?;
+    conn.execute_batch(
+        "INSERT INTO currency (id, name, symbol) VALUES (1, 'US Dollar', 'USD'), (2, 'British pound', 'GBP'),
+             (3, 'Canadian Dollar', 'CAD'), (4, 'Euro', 'EUR');",
+    )?;
     Ok(conn)
 }
 

@@ -51,11 +51,16 @@ static ORDER_BY_SECOND_TEXT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static NOT_SUITEQL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(LIMIT|PRAGMA|ATTACH|GLOB)\b").unwrap());
 
-/// The table a referenced field's display value comes from.
-fn display_table(field: &str) -> Option<&'static str> {
+/// The table and column a referenced field's display value comes from.
+fn display_table(field: &str) -> Option<(&'static str, &'static str)> {
     match field {
-        "terms" => Some("term"),
-        "subsidiary" => Some("subsidiary"),
+        "terms" => Some(("term", "name")),
+        "subsidiary" => Some(("subsidiary", "name")),
+        "currency" => Some(("currency", "name")),
+        "category" => Some(("customercategory", "name")),
+        "entitystatus" => Some(("entitystatus", "name")),
+        "salesrep" => Some(("employee", "entityid")),
+        "parent" => Some(("customer", "entityid")),
         _ => None,
     }
 }
@@ -82,7 +87,7 @@ fn translate(q: &str) -> Result<String, InvalidQuery> {
     let rewritten = BUILTIN_DF.replace_all(trimmed, |c: &regex::Captures<'_>| {
         let (alias, field) = (&c[1], &c[2]);
         match display_table(&field.to_ascii_lowercase()) {
-            Some(table) => format!("(SELECT name FROM {table} WHERE id = {alias}.{field})"),
+            Some((table, column)) => format!("(SELECT {column} FROM {table} WHERE id = {alias}.{field})"),
             None => {
                 error = Some(invalid(format!("BUILTIN.DF is not available for field '{field}'.")));
                 String::new()
