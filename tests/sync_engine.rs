@@ -76,28 +76,6 @@ async fn contacts_wait_for_failed_parents_and_follow_them_on_replay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiting_contact_deleted_in_netsuite_is_never_created() {
-    let bed = bed(10).start().await;
-    let at = bed.clock.now_secs() - 7200;
-    bed.netsuite.seed_contacts(20, &bed.customer_ids, at, 3).unwrap();
-    let contacts: Vec<i64> =
-        bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap().into_iter().map(|p| p.0).collect();
-    // Contacts before their parents: every one waits.
-    let contact = [host_harness::host::RecordKind::Contact];
-    let waiting = bed.bed.sync_kinds(support::runtime(), SyncMode::Incremental, &contact).await.unwrap();
-    succeeded(&waiting);
-    assert_eq!(waiting.counts("contact").deferred, 20);
-    bed.clock.advance(std::time::Duration::from_secs(1));
-    bed.netsuite.delete_record("contact", contacts[3]).unwrap();
-
-    let report = bed.sync_all().await;
-    succeeded(&report);
-    assert_eq!(report.counts("contact").created, 19, "{:?}", report.counts("contact"));
-    assert_eq!(bed.salesforce.count("Contact"), 19);
-    assert!(bed.salesforce.find("Contact", &contacts[3].to_string()).is_none(), "the deleted contact was created");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
     let bed = bed(300).start().await;
     succeeded(&bed.sync().await);

@@ -598,18 +598,17 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                 let rows: Vec<JsonRecord<'_>> = rows.iter().map(JsonRecord::from).collect();
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
-                // A value no row holds is more likely a typo than an empty result.
+                eprintln!("no audit rows of tenant `{}` match", filter.tenant);
+                // An outcome no row holds may be a typo: say which ones there are.
                 if let Some(outcome) = &filter.outcome {
                     let known = query::outcomes(&conn, &filter.tenant)?;
                     if !known.contains(outcome) {
-                        bail!(
-                            "--outcome `{outcome}`: no audit row of tenant `{}` has that outcome (its rows have: {})",
-                            filter.tenant,
+                        eprintln!(
+                            "(no row has outcome `{outcome}`; its rows have: {})",
                             if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
                         );
                     }
                 }
-                eprintln!("no audit rows of tenant `{}` match", filter.tenant);
             } else {
                 for r in &rows {
                     writeln!(stdout, "{}", audit::text::line(r))?;

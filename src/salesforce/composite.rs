@@ -28,11 +28,14 @@ pub struct Chunk {
 }
 
 /// Splits records into chunks in input order. A repeated external id starts a
-/// new chunk (Salesforce fails both rows when one request holds it twice),
-/// marked to run after the chunks before it (see [`composite_body`]).
+/// new chunk (Salesforce fails both rows when one request holds it twice); a
+/// chunk holding a record an earlier chunk holds is marked to run after the
+/// chunks before it (see [`composite_body`]).
 pub fn chunk(records: &[&SObjectRecord]) -> Vec<Chunk> {
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
+    // Records of the chunks before the current one.
+    let mut earlier: HashSet<(&str, &str)> = HashSet::new();
     for (i, r) in records.iter().enumerate() {
         let fits = chunks.last().is_some_and(|c| {
             c.sobject == r.sobject
@@ -41,16 +44,23 @@ pub fn chunk(records: &[&SObjectRecord]) -> Vec<Chunk> {
                 && !seen.contains(r.external_id.as_str())
         });
         if !fits {
+            if let Some(done) = chunks.last() {
+                earlier.extend(
+                    done.indices.iter().map(|&j| (records[j].sobject.as_str(), records[j].external_id.as_str())),
+                );
+            }
             chunks.push(Chunk {
                 sobject: r.sobject.clone(),
                 external_id_field: r.external_id_field.clone(),
                 indices: Vec::new(),
-                repeats: seen.contains(r.external_id.as_str()),
+                repeats: false,
             });
             seen.clear();
         }
         seen.insert(&r.external_id);
-        chunks.last_mut().expect("a chunk was just ensured").indices.push(i);
+        let chunk = chunks.last_mut().expect("a chunk was just ensured");
+        chunk.repeats |= earlier.contains(&(r.sobject.as_str(), r.external_id.as_str()));
+        chunk.indices.push(i);
     }
     chunks
 }
@@ -213,6 +223,12 @@ struct SaveResult {
     created: Option<bool>,
 }
 
+/// Whether a Collections subresponse saved every record it carried.
+fn every_record_saved(sub: &SubResponse) -> bool {
+    sub.http_status_code == 200
+        && serde_json::from_str::<Vec<SaveResult>>(sub.body.get()).is_ok_and(|r| r.iter().all(|r| r.success))
+}
+
 fn failed(key: &str, error: SalesforceError) -> UpsertOutcome {
     UpsertOutcome {
         external_id: key.to_string(),
@@ -343,7 +359,7 @@ impl super::SalesforceSink<'_> {
                         redo.push(i);
                     }
                     let kept = reapplied.remove(&i)
-                        && sub.http_status_code == 200
+                        && every_record_saved(&sub)
                         && answers[i].as_ref().is_some_and(|a| a.http_status_code == 200);
                     if !kept {
                         answers[i] = Some(sub);
@@ -523,10 +539,24 @@ mod tests {
         let idx: Vec<Vec<usize>> = chunks.iter().map(|c| c.indices.clone()).collect();
         assert_eq!(idx, vec![vec![0, 1], vec![2], vec![3]]);
         assert_eq!(chunks.iter().map(|c| c.repeats).collect::<Vec<_>>(), [false, true, false]);
+
         for c in &chunks {
             let ids: HashSet<_> = c.indices.iter().map(|&i| &records[i].external_id).collect();
             assert_eq!(ids.len(), c.indices.len());
         }
+
+        // A chunk started because the one before was full, then joined by a
+        // later version of a record in it, must run after it too.
+        let owned: Vec<SObjectRecord> = (0..MAX_RECORDS_PER_COLLECTION + 2)
+            .map(|i| rec("Account", &(i % (MAX_RECORDS_PER_COLLECTION + 1)).to_string()))
+            .collect();
+        let records: Vec<&SObjectRecord> = owned.iter().collect();
+        let chunks = chunk(&records);
+        assert_eq!(chunks.iter().map(|c| (c.indices.len(), c.repeats)).collect::<Vec<_>>(), [(200, false), (2, true)]);
+        // The same external id of another object is another record.
+        let owned = [rec("Account", "1"), rec("Contact", "1")];
+        let records: Vec<&SObjectRecord> = owned.iter().collect();
+        assert!(chunk(&records).iter().all(|c| !c.repeats));
     }
 
     #[test]
@@ -564,6 +594,13 @@ mod tests {
             vec![OutcomeKind::Created, OutcomeKind::Updated, OutcomeKind::Failed]
         );
         assert_eq!(out[2].errors[0].fields, vec!["Name".to_string()]);
+        assert!(!every_record_saved(&sub), "a 200 with a failed record did not save every record");
+        let saved = json!([{"id":"001A","success":true,"errors":[],"created":false}]);
+        assert!(every_record_saved(&SubResponse {
+            body: raw(saved),
+            http_status_code: 200,
+            reference_id: "c0".into()
+        }));
         let short = SubResponse { body: raw(json!([])), http_status_code: 200, reference_id: "c0".into() };
         assert!(outcomes(&keys, &short, true).iter().all(|o| o.outcome == OutcomeKind::Failed));
         let refused = SubResponse {

@@ -163,6 +163,8 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         writeback::sync(run, kind, policy)?;
         run.checkpoint()?;
     }
+    deferral::retry_deferred(run, kind)?;
+    run.checkpoint()?;
     // The deletions stream is independent of the changes stream: its
     // first page travels alongside the changes.
     let all_deletions = run.request.mode == SyncMode::Full || provenance.source_moved;
@@ -171,11 +173,6 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     changes::sync(run, kind, provenance.reread)?;
     run.checkpoint()?;
     deletions::sync(run, kind, position, deleted)?;
-    // Last: the changes took out what they superseded, the deletions what
-    // NetSuite no longer has, so a waiting record deleted meanwhile is
-    // never created.
-    deferral::retry_deferred(run, kind)?;
-    run.checkpoint()?;
     provenance.settle(run)
 }
 

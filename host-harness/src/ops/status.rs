@@ -178,7 +178,8 @@ fn last_run(conn: &Connection, tenant: &str) -> Result<Option<LastRun>> {
         .query_row(
             "SELECT run_id, mode, status, started_at, finished_at, report, error, detail FROM runs
              WHERE tenant = ?1 AND status <> 'running' AND mode NOT LIKE 'dry-run%'
-               AND NOT (status = 'failed' AND error LIKE 'busy:%') ORDER BY rowid DESC LIMIT 1",
+               AND NOT (status = 'failed' AND error LIKE 'busy:%this run did nothing%')
+             ORDER BY rowid DESC LIMIT 1",
             params![tenant],
             |r| {
                 Ok((

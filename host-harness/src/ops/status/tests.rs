@@ -223,12 +223,22 @@ fn an_attempt_refused_as_busy_is_not_the_last_run() {
     conn.execute(
         "INSERT INTO runs (run_id, tenant, started_at, finished_at, mode, status, error)
          VALUES ('run-y', 'acme', '2026-12-02T10:01:00Z', '2026-12-02T10:01:00.01Z', 'incremental', 'failed',
-                 'busy: another run (run-x) holds the lease')",
+                 'busy: run run-x holds this tenant''s lease until 10:05:00Z; this run did nothing')",
         [],
     )
     .unwrap();
     let last = tenant_status(&conn, "acme", None, now()).unwrap().last_run.unwrap();
     assert_eq!(last.run_id, "run-x");
+    // A run that worked, then lost its lease, is a last run like any other.
+    conn.execute(
+        "INSERT INTO runs (run_id, tenant, started_at, finished_at, mode, status, error)
+         VALUES ('run-z', 'acme', '2026-12-02T10:03:00Z', '2026-12-02T10:04:00Z', 'incremental', 'failed',
+                 'busy: run run-w took over this tenant''s lease after this run''s expired; this run stopped')",
+        [],
+    )
+    .unwrap();
+    let last = tenant_status(&conn, "acme", None, now()).unwrap().last_run.unwrap();
+    assert_eq!(last.run_id, "run-z");
 }
 
 fn insert_crashed_run(conn: &Connection) {
