@@ -75,6 +75,60 @@ async fn contacts_wait_for_failed_parents_and_follow_them_on_replay() {
     assert!(defer.error.as_deref().unwrap().starts_with("waiting for customer "), "{:?}", defer.error);
 }
 
+/// A bed whose 20 contacts all wait for their 10 parents (contacts synced first).
+async fn waiting_contacts() -> (support::Bed, Vec<i64>) {
+    let bed = bed(10).start().await;
+    let at = bed.clock.now_secs() - 7200;
+    bed.netsuite.seed_contacts(20, &bed.customer_ids, at, 3).unwrap();
+    let contacts: Vec<i64> =
+        bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap().into_iter().map(|p| p.0).collect();
+    let contact = [host_harness::host::RecordKind::Contact];
+    let waiting = bed.bed.sync_kinds(support::runtime(), SyncMode::Incremental, &contact).await.unwrap();
+    succeeded(&waiting);
+    assert_eq!(waiting.counts("contact").deferred, 20);
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    (bed, contacts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_contact_deleted_in_netsuite_is_never_created() {
+    let (bed, contacts) = waiting_contacts().await;
+    bed.netsuite.delete_record("contact", contacts[3]).unwrap();
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("contact").created, 19, "{:?}", report.counts("contact"));
+    assert_eq!(bed.salesforce.count("Contact"), 19);
+    assert!(bed.salesforce.find("Contact", &contacts[3].to_string()).is_none(), "the deleted contact was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_version_that_fails_replaces_the_older_one_waiting() {
+    let (bed, contacts) = waiting_contacts().await;
+    let id = contacts[5];
+    let now = bed.clock.now_secs();
+    let sql = format!("UPDATE contact SET lastname = 'Embargoed Ng', lastmodifieddate = {now} WHERE id = {id}");
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Contact".into(),
+        field: "LastName".into(),
+        contains: "Embargoed".into(),
+        message: "Contacts under embargo need approval".into(),
+    }));
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!((report.counts("contact").created, report.counts("contact").failed), (19, 1));
+    assert!(bed.salesforce.find("Contact", &id.to_string()).is_none(), "the older waiting version was written");
+
+    // The newer version waits for replay, and only it.
+    bed.salesforce.set_validation_rule(None);
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(bed.sf("Contact", id).1["LastName"], "Embargoed Ng");
+    assert_eq!(bed.salesforce.count("Contact"), 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
     let bed = bed(300).start().await;

@@ -66,7 +66,12 @@ pub(super) fn hold_back_orphans(run: &Run<'_>, staged: Vec<Staged>) -> Result<Ve
 pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     run.queues.keys(Queue::Deferred, kind, &mut |keys| {
         for part in keys.chunks(run.queue_part()) {
-            let staged: Vec<Staged> = run.queues.read(part)?.into_iter().map(Staged::from).collect();
+            let mut staged: Vec<Staged> = Vec::with_capacity(part.len());
+            for write in run.queues.read(part)? {
+                if run.queues.may_wait(kind, &write.netsuite_id)? {
+                    staged.push(Staged::from(write));
+                }
+            }
             let parents: Vec<&[ParentRef]> = staged.iter().map(|s| s.parents.as_slice()).collect();
             let missing = missing_parents(run, &parents)?;
             let ready: Vec<Staged> =

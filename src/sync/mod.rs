@@ -163,8 +163,6 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         writeback::sync(run, kind, policy)?;
         run.checkpoint()?;
     }
-    deferral::retry_deferred(run, kind)?;
-    run.checkpoint()?;
     // The deletions stream is independent of the changes stream: its
     // first page travels alongside the changes.
     let all_deletions = run.request.mode == SyncMode::Full || provenance.source_moved;
@@ -173,6 +171,12 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     changes::sync(run, kind, provenance.reread)?;
     run.checkpoint()?;
     deletions::sync(run, kind, position, deleted)?;
+    // Waiting records last: a record waits with its newest write only (a
+    // newer one read, failed or found unchanged, replaced or cleared it) and
+    // the deletions took out what NetSuite no longer has, so nothing older
+    // or deleted is written.
+    deferral::retry_deferred(run, kind)?;
+    run.checkpoint()?;
     provenance.settle(run)
 }
 

@@ -272,15 +272,31 @@ impl<'a> Queues<'a> {
         Ok(())
     }
 
+    /// Queues `write`. A record waits in one queue at most, with its newest
+    /// write: whatever the other queue held of it (an older version) goes.
     pub fn put(&self, queue: Queue, write: &QueuedWrite) -> Result<()> {
         let bytes = serde_json::to_vec(write).expect("a queued write serializes");
         self.kv
             .set(&key(queue, write.kind, &write.netsuite_id), &bytes)
             .map_err(|e| kv_error("queueing a write", e))?;
+        let other = match queue {
+            Queue::Failed => Queue::Deferred,
+            Queue::Deferred => Queue::Failed,
+        };
+        self.kv
+            .delete(&key(other, write.kind, &write.netsuite_id))
+            .map_err(|e| kv_error("clearing an older queued write", e))?;
         if let Some(Some(set)) = self.held.borrow().get(&write.kind) {
             set.borrow_mut().insert(write.netsuite_id.clone());
         }
         Ok(())
+    }
+
+    /// Whether `id` of `kind` may still wait in a queue: false once this run
+    /// took it out (a dry run's store keeps what it would delete), true
+    /// where the queues are too many to hold.
+    pub fn may_wait(&self, kind: RecordKind, id: &str) -> Result<bool> {
+        Ok(self.held(kind)?.is_none_or(|held| held.borrow().contains(id)))
     }
 
     /// Takes records out of both queues (they were written, or superseded).

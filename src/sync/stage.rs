@@ -86,6 +86,10 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
         }
     }
     run.count_read(kind, read);
+    // What Salesforce holds is this read's output: an older write still
+    // waiting (deferred or failed) must not follow it.
+    let settled: Vec<&str> = unchanged.iter().map(|(id, _)| *id).collect();
+    run.queues.remove(kind, &settled)?;
     run.state.save_records(kind, unchanged)?;
     run.audit(audit);
     run.writer.left(run, kind, &left)?;
