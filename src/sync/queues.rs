@@ -279,14 +279,18 @@ impl<'a> Queues<'a> {
         self.kv
             .set(&key(queue, write.kind, &write.netsuite_id), &bytes)
             .map_err(|e| kv_error("queueing a write", e))?;
-        let other = match queue {
-            Queue::Failed => Queue::Deferred,
-            Queue::Deferred => Queue::Failed,
-        };
-        self.kv
-            .delete(&key(other, write.kind, &write.netsuite_id))
-            .map_err(|e| kv_error("clearing an older queued write", e))?;
-        if let Some(Some(set)) = self.held.borrow().get(&write.kind) {
+        let held = self.held.borrow().get(&write.kind).cloned().flatten();
+        // Held ids are those waiting in either queue: one not held waited nowhere.
+        if held.as_ref().is_none_or(|set| set.borrow().contains(&write.netsuite_id)) {
+            let other = match queue {
+                Queue::Failed => Queue::Deferred,
+                Queue::Deferred => Queue::Failed,
+            };
+            self.kv
+                .delete(&key(other, write.kind, &write.netsuite_id))
+                .map_err(|e| kv_error("clearing an older queued write", e))?;
+        }
+        if let Some(set) = held {
             set.borrow_mut().insert(write.netsuite_id.clone());
         }
         Ok(())
