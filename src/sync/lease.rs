@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 
 pub const LEASE_KEY: &str = "lease";
+
+/// How a run refused the lease ends its error: it did no work (`connector
+/// status` tells such attempts from runs by it).
+pub const RAN_NOTHING: &str = "this run did nothing";
 /// Between writing the lease and reading it back.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Swaps tried while the store applies none of them and no other run holds
@@ -72,7 +76,7 @@ fn holder_of(value: Option<&[u8]>) -> String {
 }
 
 fn raced(holder: String) -> ConnectorError {
-    ConnectorError::Busy(format!("run {holder} took this tenant's lease at the same moment; this run did nothing"))
+    ConnectorError::Busy(format!("run {holder} took this tenant's lease at the same moment; {RAN_NOTHING}"))
 }
 
 fn taken(holder: String) -> ConnectorError {
@@ -189,7 +193,7 @@ impl<'a> Lease<'a> {
                     raced(h.run_id)
                 } else {
                     ConnectorError::Busy(format!(
-                        "run {} holds this tenant's lease until {}; this run did nothing. Try again in {} s (a run \
+                        "run {} holds this tenant's lease until {}; {RAN_NOTHING}. Try again in {} s (a run \
                          gives its lease back when it ends; a crashed run's lease runs out by then)",
                         h.run_id,
                         expiry_text(h.expires_at),

@@ -178,9 +178,9 @@ fn last_run(conn: &Connection, tenant: &str) -> Result<Option<LastRun>> {
         .query_row(
             "SELECT run_id, mode, status, started_at, finished_at, report, error, detail FROM runs
              WHERE tenant = ?1 AND status <> 'running' AND mode NOT LIKE 'dry-run%'
-               AND NOT (status = 'failed' AND error LIKE 'busy:%this run did nothing%')
+               AND NOT (status = 'failed' AND error LIKE 'busy:%' || ?2 || '%')
              ORDER BY rowid DESC LIMIT 1",
-            params![tenant],
+            params![tenant, netsuite_salesforce::sync::lease::RAN_NOTHING],
             |r| {
                 Ok((
                     r.get::<_, String>(0)?,
