@@ -140,11 +140,13 @@ fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, type
     let state = Bucket::open("state").map_err(error_to_wit)?;
     let credentials = Bucket::open("credentials").map_err(error_to_wit)?;
     let queues = Bucket::open("queues").map_err(error_to_wit)?;
+    let in_flight = Bucket::open("in-flight").map_err(error_to_wit)?;
     let host = Host {
         transport: &WasiTransport,
         state: &state,
         credentials: &credentials,
         queues: &queues,
+        in_flight: &in_flight,
         config: &WasiConfig,
         audit: &HostAudit,
         clock: &ports::SystemClock,

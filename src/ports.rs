@@ -142,6 +142,10 @@ pub struct Host<'a> {
     /// Failed writes kept for replay and records deferred until their parent
     /// is in Salesforce; small, so it can be listed.
     pub queues: &'a dyn KeyValue,
+    /// Marks of writes on their way to Salesforce (see `sync::in_flight`):
+    /// a `set` is durable when it returns, and a `delete` lands only after
+    /// every write made before it to the other buckets.
+    pub in_flight: &'a dyn KeyValue,
     pub config: &'a dyn Config,
     pub audit: &'a dyn AuditSink,
     pub clock: &'a dyn Clock,

@@ -84,3 +84,84 @@ async fn a_sync_killed_at_any_point_resumes_with_exactly_one_record_per_netsuite
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(bed.salesforce.writes(), writes);
 }
+
+/// Salesforce applied what a killed run sent, and the run never saved the
+/// outcomes. Its mapping is then put back: the next run reads every record
+/// again and must write back the ones the killed run changed, though their
+/// states still hold the digest of the mapping put back (they were taken for
+/// unchanged: the abandoned output stayed in Salesforce for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_run_wrote_without_saving_is_written_again_when_its_mapping_is_put_back() {
+    let bed =
+        bed(20_000).setting("lease_ttl_secs", "2").setting("salesforce_bulk_threshold", "100000000").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("connector.toml");
+    bed.write_config(&config).unwrap();
+    let upper_config = dir.path().join("upper.toml");
+    let upper_mapping = dir.path().join("upper-mapping.toml");
+    let mapping = netsuite_salesforce::mapping::DEFAULT_MAPPING;
+    let upper = mapping.replacen(
+        "  { copy = \"companyname\" },\n  { copy = \"entityid\" },\n]",
+        "  { copy = \"companyname\" },\n  { copy = \"entityid\" },\n]\ntransforms = [\"upper\"]",
+        1,
+    );
+    assert_ne!(upper, mapping);
+    std::fs::write(&upper_mapping, upper).unwrap();
+    let mut changed = bed.tenant.config.clone();
+    changed.mapping_file = Some(upper_mapping);
+    std::fs::write(&upper_config, toml::to_string(&changed).unwrap()).unwrap();
+    let binary = connector_binary();
+    let start = |config: &std::path::Path| {
+        tokio::process::Command::new(&binary)
+            .args(["sync", "--json", "--kinds", "customer", "--config"])
+            .arg(config)
+            .env("CONNECTOR_COMPONENT", component_path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting the connector CLI")
+    };
+    let first = start(&config).wait_with_output().await.unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(bed.salesforce.count("Account"), 20_000);
+
+    // The changed mapping's run is killed once Salesforce has applied some
+    // of its writes, before the run saves their outcomes.
+    bed.salesforce
+        .set_faults(simulators::salesforce::Faults { latency: Duration::from_millis(40), ..Default::default() });
+    let before = bed.salesforce.writes();
+    let mut child = start(&upper_config);
+    while bed.salesforce.writes() < before + 1_500 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().await.unwrap();
+    bed.salesforce.set_faults(Default::default());
+    let expected = |id: i64| {
+        let field = |f: &str| bed.netsuite.customer_field(id, f).unwrap().unwrap_or_default();
+        match field("isperson").as_str() {
+            "T" => format!("{} {}", field("firstname"), field("lastname")),
+            _ => field("companyname"),
+        }
+    };
+    let shouting = |id: i64| {
+        let name = bed.sf("Account", id).1["Name"].as_str().unwrap().to_string();
+        name != expected(id) && name == expected(id).to_uppercase()
+    };
+    let changed: Vec<i64> = bed.customer_ids.iter().copied().filter(|&id| shouting(id)).collect();
+    assert!(!changed.is_empty() && changed.len() < 20_000, "{} Accounts took the abandoned mapping", changed.len());
+
+    // The mapping is put back; the lease of the killed run lapses first.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let out = start(&config).wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<&i64> = changed.iter().filter(|&&id| shouting(id)).collect();
+    assert!(
+        left.is_empty(),
+        "{} of {} Accounts keep the abandoned output, e.g. {:?}",
+        left.len(),
+        changed.len(),
+        &left[..left.len().min(5)]
+    );
+}

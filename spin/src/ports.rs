@@ -257,6 +257,9 @@ impl SpinHost {
                 atomic: None,
             },
             queues: Bucket { store: &self.store, prefix: "queues", sealed: None, atomic: Some(&self.atomic) },
+            // Spin's writes are synchronous and in order: a set is durable
+            // when it returns, and a delete follows every write before it.
+            in_flight: Bucket { store: &self.store, prefix: "in-flight", sealed: None, atomic: None },
             audit: Audit { store: &self.store, retention_secs: self.audit_retention_secs },
         }
     }
@@ -267,6 +270,7 @@ pub struct HostParts<'s> {
     state: Bucket<'s>,
     credentials: Bucket<'s>,
     queues: Bucket<'s>,
+    in_flight: Bucket<'s>,
     audit: Audit<'s>,
 }
 
@@ -277,6 +281,7 @@ impl HostParts<'_> {
             state: &self.state,
             credentials: &self.credentials,
             queues: &self.queues,
+            in_flight: &self.in_flight,
             config: &Variables,
             audit: &self.audit,
             clock: &SystemClock,

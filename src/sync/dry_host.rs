@@ -51,7 +51,8 @@ impl AuditSink for NoAudit {
     fn append(&self, _: Vec<AuditEntry>) {}
 }
 
-/// `host` with its state and queues read-only and its audit discarded.
-pub(super) fn dry<'a>(host: &Host<'a>, state: &'a ReadOnly<'a>, queues: &'a ReadOnly<'a>) -> Host<'a> {
-    Host { state, queues, audit: &NoAudit, ..*host }
+/// `host` with its state, queues and marks read-only and its audit discarded.
+pub(super) fn dry<'a>(host: &Host<'a>, stores: &'a [ReadOnly<'a>; 3]) -> Host<'a> {
+    let [state, queues, in_flight] = stores;
+    Host { state, queues, in_flight, audit: &NoAudit, ..*host }
 }

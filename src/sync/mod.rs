@@ -9,6 +9,7 @@ mod changes;
 mod deferral;
 mod deletions;
 mod dry_host;
+mod in_flight;
 pub mod lease;
 mod ledger;
 #[cfg(test)]
@@ -66,8 +67,8 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
     };
     parents_first(&mut kinds);
 
-    let (state, queues) = (dry_host::ReadOnly(host.state), dry_host::ReadOnly(host.queues));
-    let dry_host = dry_host::dry(host, &state, &queues);
+    let stores = [host.state, host.queues, host.in_flight].map(dry_host::ReadOnly);
+    let dry_host = dry_host::dry(host, &stores);
     let (host, writer): (&Host<'_>, Box<dyn write::Writer>) = match request.dry_run {
         true => (&dry_host, Box::new(write::Plan::default())),
         false => (host, Box::new(write::Salesforce)),
@@ -98,6 +99,11 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
 }
 
 fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
+    // Before anything is written or compared: what a stopped run's writes
+    // left in doubt is written again when read.
+    if !run.writer.plans() {
+        run.in_flight.recover(run)?;
+    }
     if let Some(scope) = &run.request.replay {
         run.target()?;
         if let Some(policy) = run.settings.writeback {

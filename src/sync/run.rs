@@ -1,6 +1,7 @@
 //! One run's context: what it reads from and writes to, its lease, and what
 //! it has done so far (kept even when the run stops part-way).
 
+use super::in_flight::InFlight;
 use super::lease::Lease;
 use super::queues::{ParkedWrite, QueuedWrite, Queues};
 use super::state::{RecordState, State, hashed_payload};
@@ -126,6 +127,8 @@ pub(super) struct Run<'a> {
     pub sink: SalesforceSink<'a>,
     pub state: State<'a>,
     pub queues: Queues<'a>,
+    /// Marks of this run's writes on their way to Salesforce.
+    pub in_flight: InFlight<'a>,
     /// Salesforce, or a plan (dry run).
     pub writer: Box<dyn Writer + 'a>,
     /// None in a dry run: it changes nothing, so it takes no lease.
@@ -150,6 +153,7 @@ impl<'a> Run<'a> {
             sink: SalesforceSink::new(host, settings.salesforce.clone(), settings.backoff),
             state: State::new(host.state),
             queues: Queues::new(host.queues),
+            in_flight: InFlight::new(host.in_flight, &request.run_id),
             writer,
             lease: None,
             counts: Default::default(),

@@ -300,12 +300,13 @@ struct CompositeBatch {
     max_bytes: usize,
     waiting: Vec<(usize, Staged)>,
     waiting_bytes: usize,
-    in_flight: VecDeque<InFlight>,
+    in_flight: VecDeque<Sent>,
     ledger: Ledger,
 }
 
-/// A Composite request on its way, with the records it carries.
-type InFlight = (Vec<(usize, Staged)>, PendingUpsert);
+/// A Composite request on its way: the records it carries, and the key of
+/// their mark (see `in_flight`).
+type Sent = (Vec<(usize, Staged)>, PendingUpsert, String);
 
 /// Two requests keep Salesforce busy while the connector records the other
 /// one's outcomes; more would only queue in the org (and hold more memory).
@@ -327,10 +328,11 @@ impl CompositeBatch {
 
     /// Waits for the oldest request in flight and records its outcomes.
     fn settle_oldest(&mut self, run: &Run<'_>) -> Result<()> {
-        let Some((part, pending)) = self.in_flight.pop_front() else { return Ok(()) };
+        let Some((part, pending, mark)) = self.in_flight.pop_front() else { return Ok(()) };
         let outcomes = run.sink.finish_upsert(pending)?;
         let (pages, staged): (Vec<usize>, Vec<Staged>) = part.into_iter().unzip();
         record_outcomes(run, self.kind, staged, &outcomes, self.action)?;
+        run.in_flight.clear(&mark)?;
         for page in pages {
             self.ledger.done(page, 1);
         }
@@ -377,14 +379,15 @@ impl CompositeBatch {
             // two requests side by side, in either order.
             if !self.in_flight.is_empty() {
                 let ids: HashSet<u64> = part.iter().map(|(_, s)| id_hash(s)).collect();
-                if self.in_flight.iter().any(|(sent, _)| sent.iter().any(|(_, s)| ids.contains(&id_hash(s)))) {
+                if self.in_flight.iter().any(|(sent, ..)| sent.iter().any(|(_, s)| ids.contains(&id_hash(s)))) {
                     self.settle(run)?;
                 }
             }
             let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
             let texts: Vec<Option<&str>> = part.iter().map(|(_, s)| Some(s.payload.get())).collect();
+            let mark = run.in_flight.mark(self.kind, part.iter().map(|(_, s)| s))?;
             let pending = run.sink.begin_upsert(&targets, &texts)?;
-            self.in_flight.push_back((part, pending));
+            self.in_flight.push_back((part, pending, mark));
             while self.in_flight.len() >= IN_FLIGHT {
                 self.settle_oldest(run)?;
             }
@@ -403,7 +406,7 @@ impl CompositeBatch {
 
     /// The records waiting or in flight, as [`id_hash`]es.
     fn holds(&self) -> HashSet<u64> {
-        let sent = self.in_flight.iter().flat_map(|(part, _)| part);
+        let sent = self.in_flight.iter().flat_map(|(part, ..)| part);
         self.waiting.iter().chain(sent).map(|(_, s)| id_hash(s)).collect()
     }
 }
@@ -475,11 +478,13 @@ struct OpenJob {
     parked: Vec<(usize, String)>,
     /// Its records, as [`id_hash`]es.
     ids: HashSet<u64>,
+    /// Keys of its records' marks (see `in_flight`), a page's each.
+    marks: Vec<String>,
 }
 
 impl OpenJob {
     fn new(spec: &TargetSpec, shape: String, first: &SObjectRecord) -> OpenJob {
-        OpenJob { shape, csv: CsvJob::new(spec, first), parked: vec![], ids: HashSet::new() }
+        OpenJob { shape, csv: CsvJob::new(spec, first), parked: vec![], ids: HashSet::new(), marks: vec![] }
     }
 }
 
@@ -492,6 +497,7 @@ struct SubmittedJob {
     /// Queue keys of its parked records, by our page.
     parked: Vec<(usize, String)>,
     ids: HashSet<u64>,
+    marks: Vec<String>,
 }
 
 /// A submitted job that has ended, its results read, its outcomes not yet
@@ -500,6 +506,7 @@ struct EndedJob {
     key: String,
     parked: Vec<(usize, String)>,
     results: BulkResults,
+    marks: Vec<String>,
 }
 
 impl BulkBatch {
@@ -556,7 +563,7 @@ impl BulkBatch {
             for page in pages {
                 self.ledger.done(page, 1);
             }
-            return Ok(());
+            return job.marks.iter().try_for_each(|mark| run.in_flight.clear(mark));
         }
         let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
         // Uploaded before the job before is waited for, so its CSV has left
@@ -575,7 +582,7 @@ impl BulkBatch {
             let saved = SavedJob { id, sobject, external_id_field: ext, parked };
             self.closed += 1;
             let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
-            Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids })
+            Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids, marks: job.marks })
         });
         // Recorded whether or not the close went through: the job before
         // was applied either way.
@@ -588,9 +595,9 @@ impl BulkBatch {
 
     /// Waits for the submitted job to end and reads its results.
     fn wait_submitted(&mut self, run: &Run<'_>) -> Result<Option<EndedJob>> {
-        let Some(SubmittedJob { key, job, parked, .. }) = self.submitted.take() else { return Ok(None) };
+        let Some(SubmittedJob { key, job, parked, marks, .. }) = self.submitted.take() else { return Ok(None) };
         let results = run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew())?;
-        Ok(Some(EndedJob { key, parked, results }))
+        Ok(Some(EndedJob { key, parked, results, marks }))
     }
 
     /// Records every outcome of an ended job.
@@ -600,7 +607,8 @@ impl BulkBatch {
             self.ledger.done(page, n);
             run.renew()?;
         }
-        run.queues.forget_job(&ended.key)
+        run.queues.forget_job(&ended.key)?;
+        ended.marks.iter().try_for_each(|mark| run.in_flight.clear(mark))
     }
 
     /// Waits for the submitted job to end and records every outcome.
@@ -664,7 +672,11 @@ impl BulkBatch {
         } else {
             n
         };
+        // Marked before the job can be closed: from then on Salesforce may
+        // apply it whatever becomes of this run.
+        let mark = run.in_flight.mark(self.kind, &records)?;
         let job = &mut self.jobs[n];
+        job.marks.push(mark);
         job.csv.append(rows, records.len());
         job.ids.extend(records.iter().map(id_hash));
         self.ledger.expect(page, records.len());

@@ -4,7 +4,7 @@
 use super::bindings::ml_connector::netsuite_salesforce::key_swap;
 use super::bindings::wasi::keyvalue::{batch, store};
 use super::state::HostState;
-use crate::store::kv::{CREDENTIALS_BUCKET, QUEUES_BUCKET, STATE_BUCKET};
+use crate::store::kv::{CREDENTIALS_BUCKET, IN_FLIGHT_BUCKET, QUEUES_BUCKET, STATE_BUCKET};
 use wasmtime::component::Resource;
 
 pub struct BucketHandle {
@@ -30,7 +30,8 @@ impl HostState {
 
 impl store::Host for HostState {
     fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
-        let Some(name) = [STATE_BUCKET, CREDENTIALS_BUCKET, QUEUES_BUCKET].into_iter().find(|b| *b == identifier)
+        let Some(name) =
+            [STATE_BUCKET, CREDENTIALS_BUCKET, QUEUES_BUCKET, IN_FLIGHT_BUCKET].into_iter().find(|b| *b == identifier)
         else {
             return Ok(Err(store::Error::NoSuchStore));
         };

@@ -26,7 +26,7 @@ use guest_stderr::GuestStderr;
 pub use state::HostState;
 
 use crate::secrets::Cipher;
-use crate::store::{Database, KvStore, RunStore};
+use crate::store::{Database, RunStore};
 use anyhow::Result;
 use bindings::{Connector, ConnectorPre};
 use outbound::OutboundPolicy;
@@ -163,10 +163,7 @@ impl Runtime {
         if let Some(clock) = run.wall_clock {
             wasi.wall_clock(clock);
         }
-        let kv = RunStore::start(
-            KvStore::new(run.database.connect_for_run_reads()?, &run.tenant, run.cipher.clone()),
-            KvStore::new(run.database.connect_for_run_writes()?, &run.tenant, run.cipher.clone()),
-        )?;
+        let kv = RunStore::open(&run.database, &run.tenant, &run.cipher)?;
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

@@ -10,6 +10,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub const STATE_BUCKET: &str = "state";
 pub const CREDENTIALS_BUCKET: &str = "credentials";
 pub const QUEUES_BUCKET: &str = "queues";
+/// Marks of writes on their way to Salesforce: kept in a file of their own
+/// (see `Database::marks_path`), a set committed before it returns.
+pub const IN_FLIGHT_BUCKET: &str = "in-flight";
 
 pub struct KvStore {
     conn: Connection,

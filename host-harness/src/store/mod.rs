@@ -1,5 +1,7 @@
 //! The installation's SQLite database: key-value state per tenant and bucket,
-//! the audit trail and the run log. One file, inspectable with any SQLite tool.
+//! the audit trail and the run log. One file, inspectable with any SQLite tool,
+//! and beside it a small one for the marks of writes on their way to
+//! Salesforce (the `in-flight` bucket: see [`Database::marks_path`]).
 
 mod absent;
 pub mod kv;
@@ -141,11 +143,35 @@ impl Database {
             tx.execute_batch("ALTER TABLE audit ADD COLUMN shape INTEGER REFERENCES audit_shapes (id)")?;
         }
         tx.commit().with_context(|| format!("creating the schema of {}", db.path.display()))?;
+        let marks = db.connect_marks()?;
+        use_wal(&marks).with_context(|| format!("switching {} to WAL", db.marks_path().display()))?;
+        marks.execute_batch(MARKS_SCHEMA).with_context(|| format!("creating {}", db.marks_path().display()))?;
         Ok(db)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file of the `in-flight` bucket, beside the database. A mark must
+    /// be committed before its write goes out, while a run's writer keeps
+    /// the database's write lock for up to [`run_store`]'s group time: in a
+    /// file of its own a mark is one small commit, never waiting for it.
+    pub fn marks_path(&self) -> PathBuf {
+        let mut name = self.path.file_stem().unwrap_or_default().to_os_string();
+        name.push("-in-flight.db");
+        self.path.with_file_name(name)
+    }
+
+    /// A connection to the marks' file (same `kv` table, same tenants).
+    pub fn connect_marks(&self) -> Result<Connection> {
+        let path = self.marks_path();
+        let conn = Connection::open(&path).with_context(|| format!("opening database {}", path.display()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // A commit survives the process being killed; only a crash of the
+        // machine can lose it, as it can the database's last commits.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(conn)
     }
 
     /// A connection for a run's reads: 32 MiB of page cache (2 MiB by
@@ -180,6 +206,17 @@ impl Database {
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const MARKS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    tenant TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, bucket, key)
+);
+";
 
 /// WAL pages (8 KiB each in new databases) between a run's checkpoints:
 /// fewer checkpoints, each an fsync, against a longer log.

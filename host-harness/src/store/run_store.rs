@@ -10,9 +10,15 @@
 //! to the database: other processes must see it when the run reads it back.
 //! [`RunStore::finish`] waits for everything, so a run ends with its writes
 //! committed or failed.
+//!
+//! The `in-flight` bucket (marks of writes on their way to Salesforce) lives
+//! in a file of its own: a mark set is committed there before the call
+//! returns, and a mark deleted is deleted by the writer once everything
+//! before it is committed — so a run killed at any point leaves a mark for
+//! each write Salesforce may have applied without its outcome saved.
 
 use super::absent::KnownAbsent;
-use super::kv::{KvStore, STATE_BUCKET};
+use super::kv::{IN_FLIGHT_BUCKET, KvStore, STATE_BUCKET};
 use crate::audit::AuditRow;
 use anyhow::{Result, anyhow};
 use std::cell::RefCell;
@@ -61,6 +67,8 @@ struct Shared {
 pub struct RunStore {
     /// Reads, and the lease's writes.
     kv: KvStore,
+    /// The marks' file: sets, and reads of the marks.
+    marks: KvStore,
     shared: Arc<Mutex<Shared>>,
     queue: Option<SyncSender<Op>>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -76,23 +84,37 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl RunStore {
     /// `kv` answers reads; `writer` (its own connection to the same
-    /// database, same tenant) commits the writes.
-    pub fn start(kv: KvStore, writer: KvStore) -> Result<RunStore> {
+    /// database, same tenant) commits the writes. `marks` and `unmark` are
+    /// two connections to the marks' file: the run's, and the writer's.
+    pub fn start(kv: KvStore, writer: KvStore, marks: KvStore, unmark: KvStore) -> Result<RunStore> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (queue, ops) = sync_channel(QUEUE_DEPTH);
         let theirs = shared.clone();
         let writer = std::thread::Builder::new().name("state-writer".into()).spawn(move || {
             yield_to_the_run();
-            write_all(&writer, &theirs, ops)
+            write_all(&writer, &unmark, &theirs, ops)
         })?;
         Ok(RunStore {
             kv,
+            marks,
             shared,
             queue: Some(queue),
             writer: Some(writer),
             seq: 0,
             absent: RefCell::new(KnownAbsent::default()),
         })
+    }
+
+    /// A run's store over `db` for `tenant`: the run's reads, its writer,
+    /// and the two connections to the marks' file.
+    pub fn open(db: &super::Database, tenant: &str, cipher: &crate::secrets::Cipher) -> Result<RunStore> {
+        let kv = |conn| KvStore::new(conn, tenant, cipher.clone());
+        RunStore::start(
+            kv(db.connect_for_run_reads()?),
+            kv(db.connect_for_run_writes()?),
+            kv(db.connect_marks()?),
+            kv(db.connect_marks()?),
+        )
     }
 
     fn failure(&self) -> Result<()> {
@@ -128,8 +150,22 @@ impl RunStore {
         self.failure()
     }
 
-    fn write(&mut self, bucket: &'static str, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
+    fn write(&mut self, bucket: &'static str, mut writes: Vec<(String, Option<Vec<u8>>)>) -> Result<()> {
         self.failure()?;
+        if bucket == IN_FLIGHT_BUCKET {
+            // Marks set go to their file now; deletes wait their turn below.
+            let (sets, deletes): (Vec<_>, Vec<_>) = writes.into_iter().partition(|(_, v)| v.is_some());
+            if sets.iter().any(|(k, _)| self.pending(bucket, k).is_some()) {
+                // A delete of the key still queued would undo the set.
+                self.flush()?;
+            }
+            self.marks
+                .batch(|kv| sets.iter().try_for_each(|(k, v)| kv.set(bucket, k, v.as_deref().unwrap_or_default())))?;
+            if deletes.is_empty() {
+                return Ok(());
+            }
+            writes = deletes;
+        }
         if bucket == STATE_BUCKET {
             let absent = self.absent.get_mut();
             writes.iter().for_each(|(k, _)| absent.note_written(k));
@@ -217,10 +253,16 @@ impl RunStore {
         })
     }
 
+    /// The connection a bucket's committed values are read from.
+    fn reads(&self, bucket: &str) -> &KvStore {
+        if bucket == IN_FLIGHT_BUCKET { &self.marks } else { &self.kv }
+    }
+
     pub fn get(&self, bucket: &'static str, key: &str) -> Result<Option<Vec<u8>>> {
         self.failure()?;
         match self.pending(bucket, key) {
             Some(value) => Ok(value),
+            None if bucket == IN_FLIGHT_BUCKET => self.marks.get(bucket, key),
             None if self.known_absent(bucket, key)? => Ok(None),
             // Committed meanwhile or never written: the database has it.
             None => self.kv.get(bucket, key),
@@ -243,7 +285,7 @@ impl RunStore {
         let missing: Vec<String> =
             keys.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(k, _)| k.clone()).collect();
         if !missing.is_empty() {
-            let mut read = self.kv.get_many(bucket, &missing)?.into_iter();
+            let mut read = self.reads(bucket).get_many(bucket, &missing)?.into_iter();
             for slot in found.iter_mut().filter(|f| f.is_none()) {
                 *slot = Some(read.next().flatten());
             }
@@ -257,6 +299,14 @@ impl RunStore {
 
     /// Up to `page` keys after `after`, in order.
     pub fn list_keys(&self, bucket: &'static str, after: Option<&str>, page: u64) -> Result<Vec<String>> {
+        if bucket == IN_FLIGHT_BUCKET {
+            // Listed by every run: not worth a flush. Its pending writes are
+            // deletes (sets are committed at once), so they are left out.
+            self.failure()?;
+            let mut keys = self.marks.list_keys(bucket, after, page)?;
+            keys.retain(|k| self.pending(bucket, k).is_none());
+            return Ok(keys);
+        }
         // Rare (queued events, parked records): merging pending keys into an
         // ordered listing is not worth it, waiting for them is.
         self.flush()?;
@@ -353,7 +403,7 @@ fn gather(ops: &Receiver<Op>, first: Op, mut apply: impl FnMut(&Op)) -> Vec<Op> 
 /// The writer thread: one transaction per group of calls, in order, until
 /// the run ends. Calls are written as they arrive, so the writer keeps pace
 /// with the run instead of working in bursts the run would wait for.
-fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
+fn write_all(kv: &KvStore, marks: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
     let conn = kv.connection();
     while let Ok(first) = ops.recv() {
         let at = super::now_text();
@@ -365,7 +415,12 @@ fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
                 written = Some(write(kv, op, &at));
             }
         });
-        match written.map(|w| w.and_then(|()| conn.execute_batch("COMMIT").map_err(Into::into))) {
+        let committed = written.map(|w| {
+            w.and_then(|()| conn.execute_batch("COMMIT").map_err(Into::into))
+                // Marks go once what was saved before them is committed.
+                .and_then(|()| unmark(marks, &group))
+        });
+        match committed {
             None => {}
             Some(Ok(())) => {
                 let mut shared = lock(shared);
@@ -397,11 +452,32 @@ fn write_all(kv: &KvStore, shared: &Mutex<Shared>, ops: Receiver<Op>) {
     }
 }
 
-/// One call's writes, in the open transaction.
+/// Deletes the marks a group of calls deleted, in the marks' file.
+fn unmark(marks: &KvStore, group: &[Op]) -> Result<()> {
+    let keys: Vec<&str> = group
+        .iter()
+        .filter_map(|op| match op {
+            Op::Write { writes, .. } => Some(writes),
+            _ => None,
+        })
+        .flatten()
+        .filter(|((bucket, _), _)| *bucket == IN_FLIGHT_BUCKET)
+        .map(|((_, key), _)| key.as_str())
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    marks.batch(|kv| kv.write_at(keys.iter().map(|k| (IN_FLIGHT_BUCKET, *k, None)), ""))
+}
+
+/// One call's writes, in the open transaction (marks aside: see [`unmark`]).
 fn write(kv: &KvStore, op: &Op, at: &str) -> Result<()> {
     match op {
         Op::Write { writes, .. } => kv.write_at(
-            writes.iter().map(|((bucket, key), value)| (*bucket, key.as_str(), value.as_deref().map(Vec::as_slice))),
+            writes
+                .iter()
+                .filter(|((bucket, _), _)| *bucket != IN_FLIGHT_BUCKET)
+                .map(|((bucket, key), value)| (*bucket, key.as_str(), value.as_deref().map(Vec::as_slice))),
             at,
         )?,
         Op::Audit { at, rows } => crate::audit::insert(kv.connection(), kv.tenant(), at, rows)?,
@@ -419,8 +495,7 @@ mod tests {
 
     fn store(dir: &std::path::Path) -> (Database, RunStore) {
         let db = Database::open(&dir.join("state.db")).unwrap();
-        let kv = |db: &Database| KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]));
-        let store = RunStore::start(kv(&db), kv(&db)).unwrap();
+        let store = RunStore::open(&db, "acme", &Cipher::from_key(&[7; 32])).unwrap();
         (db, store)
     }
 
@@ -535,11 +610,7 @@ mod tests {
         assert_eq!(first.get(STATE_BUCKET, "record/customer/1").unwrap(), None);
         first.finish().unwrap();
         // The next run finds the family holding keys and reads them.
-        let mut next = RunStore::start(
-            KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32])),
-            KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32])),
-        )
-        .unwrap();
+        let mut next = RunStore::open(&db, "acme", &Cipher::from_key(&[7; 32])).unwrap();
         assert_eq!(next.get_many(STATE_BUCKET, &keys(&["1", "2", "3"])).unwrap(), [None, Some(b"two".to_vec()), None]);
         assert_eq!(next.get(STATE_BUCKET, "record/customer/9").unwrap(), Some(b"stranger".to_vec()));
         assert_eq!(next.get(STATE_BUCKET, "record/customer/2").unwrap(), Some(b"two".to_vec()));
@@ -550,9 +621,7 @@ mod tests {
     fn the_log_starts_over_instead_of_growing_with_the_run() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("state.db")).unwrap();
-        let kv = |conn| KvStore::new(conn, "acme", Cipher::from_key(&[7; 32]));
-        let mut run =
-            RunStore::start(kv(db.connect_for_run_reads().unwrap()), kv(db.connect_for_run_writes().unwrap())).unwrap();
+        let mut run = RunStore::open(&db, "acme", &Cipher::from_key(&[7; 32])).unwrap();
         // 96 MB of state, 400 KB a call (a page of records): three times
         // what the writer lets the log hold before it checkpoints.
         let value = vec![b'x'; 8 * 1024];

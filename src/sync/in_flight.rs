@@ -1,0 +1,115 @@
+//! Marks of writes on their way to Salesforce. Salesforce may apply a write
+//! whose outcome the connector never records (the process killed, the
+//! machine gone); the record's state then still says what Salesforce held
+//! before, and a later read that maps to that again (a mapping change put
+//! back, a NetSuite edit undone) would be skipped as unchanged, leaving the
+//! abandoned output in Salesforce for good.
+//!
+//! So before records go out, they are marked: their ids and the digest each
+//! carries, in a bucket whose writes are durable when they return. Once
+//! their outcomes are recorded the mark is deleted; the host lands that
+//! delete after the states saved before it. A run that finds another run's
+//! marks (that run stopped: the lease allows one at a time) forgets what
+//! the state says Salesforce holds of each marked record whose saved digest
+//! is not the one sent — its next read writes it again — and deletes them.
+
+use super::run::{Run, Staged};
+use super::state::{DELETED, RecordState};
+use crate::model::{ConnectorError, RecordKind, Result};
+use crate::ports::KeyValue;
+use std::cell::Cell;
+
+/// One run's marks.
+pub(super) struct InFlight<'a> {
+    kv: &'a dyn KeyValue,
+    run_id: &'a str,
+    /// Marks made so far: numbers the next one's key.
+    made: Cell<u64>,
+}
+
+fn kv_error(what: &str, e: String) -> ConnectorError {
+    ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
+}
+
+/// States looked up at a time while marks are taken up.
+const PART: usize = 1000;
+
+impl<'a> InFlight<'a> {
+    pub fn new(kv: &'a dyn KeyValue, run_id: &'a str) -> Self {
+        InFlight { kv, run_id, made: Cell::new(0) }
+    }
+
+    /// Marks `records` before they go out; the key is [`InFlight::clear`]'s
+    /// once their outcomes are recorded.
+    pub fn mark<'s>(&self, kind: RecordKind, records: impl IntoIterator<Item = &'s Staged>) -> Result<String> {
+        let n = self.made.get() + 1;
+        self.made.set(n);
+        let key = format!("{kind}/{}/{n:08}", self.run_id);
+        let mut value = String::new();
+        for staged in records {
+            // Ids are digits and digests hex: neither holds a space or a newline.
+            for piece in [staged.mapped.source_id.as_str(), " ", staged.state.dst.as_str(), "\n"] {
+                value.push_str(piece);
+            }
+        }
+        self.kv.set(&key, value.as_bytes()).map_err(|e| kv_error("marking writes on their way", e))?;
+        Ok(key)
+    }
+
+    /// The records of mark `key` are recorded.
+    pub fn clear(&self, key: &str) -> Result<()> {
+        self.kv.delete(key).map_err(|e| kv_error("clearing a mark of writes recorded", e))
+    }
+
+    /// Takes up the marks stopped runs left: each marked record whose saved
+    /// state is not what was sent is made to be written again. Returns how
+    /// many were. One listing for every kind (on Spin a listing reads the
+    /// whole store, whatever it asks for).
+    pub fn recover(&self, run: &Run<'_>) -> Result<usize> {
+        let ours = format!("/{}/", self.run_id);
+        let mut keys = self
+            .kv
+            .list_keys_where("", &mut |k| !k.contains(&ours))
+            .map_err(|e| kv_error("listing marks of writes on their way", e))?;
+        keys.sort();
+        let mut redone = 0;
+        for key in keys {
+            let kind = RecordKind::ALL.into_iter().find(|k| key.split('/').next() == Some(k.as_str()));
+            let value = self.kv.get(&key).map_err(|e| kv_error("reading a mark of writes", e))?;
+            if let (Some(kind), Some(value)) = (kind, value) {
+                redone += redo(run, kind, &String::from_utf8_lossy(&value))?;
+            }
+            self.clear(&key)?;
+        }
+        Ok(redone)
+    }
+}
+
+/// Makes the records of one mark whose states say another write landed (or
+/// none) be written again; returns how many.
+fn redo(run: &Run<'_>, kind: RecordKind, mark: &str) -> Result<usize> {
+    let marked: Vec<(&str, &str)> = mark.lines().filter_map(|l| l.split_once(' ')).collect();
+    let mut redone = 0;
+    for part in marked.chunks(PART) {
+        let ids: Vec<&str> = part.iter().map(|(id, _)| *id).collect();
+        let states = run.state.records(kind, &ids)?;
+        let doubtful: Vec<(&str, RecordState)> = part
+            .iter()
+            .zip(states)
+            .filter_map(|(&(id, sent), state)| Some((id, sent, state?)))
+            .filter(|(_, sent, st)| st.dst != *sent && st.dst != DELETED && !st.dst.is_empty())
+            .map(|(id, _, st)| (id, in_doubt(st)))
+            .collect();
+        redone += doubtful.len();
+        run.state.save_records(kind, doubtful)?;
+    }
+    Ok(redone)
+}
+
+/// A state whose record Salesforce may hold another version of: neither
+/// digest matches anything, so the next read maps and writes the record.
+/// The Salesforce id and the fields last recorded stay (the id is still the
+/// record's, and the audit shows changes against what was recorded).
+fn in_doubt(state: RecordState) -> RecordState {
+    RecordState { src: String::new(), dst: String::new(), ..state }
+}
