@@ -491,7 +491,40 @@ mod tests {
     use super::*;
     use crate::secrets::Cipher;
     use crate::store::Database;
-    use crate::store::kv::QUEUES_BUCKET;
+    use crate::store::kv::{IN_FLIGHT_BUCKET, QUEUES_BUCKET};
+
+    #[test]
+    fn a_mark_is_committed_at_once_and_its_delete_lands_only_after_what_was_saved_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, mut store) = store(dir.path());
+        let cipher = Cipher::from_key(&[7; 32]);
+        let marks = KvStore::new(db.connect_marks().unwrap(), "acme", cipher.clone());
+        let saved = KvStore::new(db.connect().unwrap(), "acme", cipher);
+        store.set(STATE_BUCKET, "record/customer/1", b"before").unwrap();
+        store.set(IN_FLIGHT_BUCKET, "customer/run-1/00000001", b"1 x3:ab").unwrap();
+        // In its file before the call returned, whatever the writer holds.
+        assert_eq!(marks.get(IN_FLIGHT_BUCKET, "customer/run-1/00000001").unwrap(), Some(b"1 x3:ab".to_vec()));
+        assert!(saved.get(IN_FLIGHT_BUCKET, "customer/run-1/00000001").unwrap().is_none(), "not in the database");
+        store.set(STATE_BUCKET, "record/customer/1", b"after").unwrap();
+        store.delete(IN_FLIGHT_BUCKET, "customer/run-1/00000001").unwrap();
+        // The run sees its delete at once ...
+        assert_eq!(store.get(IN_FLIGHT_BUCKET, "customer/run-1/00000001").unwrap(), None);
+        assert!(store.list_keys(IN_FLIGHT_BUCKET, None, 10).unwrap().is_empty());
+        // ... and the mark leaves its file only once the state saved before
+        // the delete is committed: never gone with "before" still saved.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let marked = marks.get(IN_FLIGHT_BUCKET, "customer/run-1/00000001").unwrap().is_some();
+            let state = saved.get(STATE_BUCKET, "record/customer/1").unwrap();
+            if !marked {
+                assert_eq!(state.as_deref(), Some(&b"after"[..]), "the mark went before the state it covers");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the mark was never deleted");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        store.finish().unwrap();
+    }
 
     fn store(dir: &std::path::Path) -> (Database, RunStore) {
         let db = Database::open(&dir.join("state.db")).unwrap();
@@ -634,7 +667,13 @@ mod tests {
         // most that and one group of queued calls.
         let log = std::fs::metadata(dir.path().join("state.db-wal")).unwrap().len();
         assert!(log < 48 << 20, "the WAL grew to {} MB", log >> 20);
-        assert_eq!(kv(db.connect().unwrap()).list_keys(STATE_BUCKET, None, 20_000).unwrap().len(), 240 * 50);
+        assert_eq!(
+            KvStore::new(db.connect().unwrap(), "acme", Cipher::from_key(&[7; 32]))
+                .list_keys(STATE_BUCKET, None, 20_000)
+                .unwrap()
+                .len(),
+            240 * 50
+        );
     }
 
     #[test]
