@@ -582,3 +582,63 @@ async fn replay_never_brings_back_a_record_deleted_in_netsuite() {
     assert_eq!(held["NetSuite_Deleted__c"], true, "still flagged");
     assert!(!held["Name"].as_str().unwrap().ends_with("again"), "the failed update was not sent");
 }
+
+/// A Salesforce nothing answers at: the run fails saying so, and counts no
+/// Salesforce call (none reached the API, so none counts against its limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_salesforce_fails_the_run_and_counts_no_call_to_it() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let bed = bed(10)
+        .setting("salesforce_login_url", &format!("http://127.0.0.1:{port}"))
+        .setting("http_max_retries", "1")
+        .setting("http_backoff_cap_ms", "10")
+        .start()
+        .await;
+    let report = bed.sync().await;
+    assert_eq!(report.status, "failed", "{report:?}");
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("failed after 2 attempts") && error.contains("reachable"), "{error}");
+    assert_eq!(report.api_calls.salesforce, 0, "{:?}", report.api_calls);
+    assert_eq!(bed.salesforce.count("Account"), 0);
+}
+
+/// A contact changed after NetSuite deleted its company (the contact stays,
+/// its company gone): written without the link, whatever the deletion did to
+/// the Account — as NetSuite now has it, linked to nothing.
+async fn contact_of_a_deleted_company(delete_action: &str) -> (support::Bed, i64, i64) {
+    let bed = bed(10).setting("delete_action", delete_action).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(20, &bed.customer_ids[..2], at, 5).unwrap();
+    succeeded(&bed.sync_all().await);
+    let (contact, company) = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[0];
+    let account = bed.sf("Account", company).0;
+    assert_eq!(bed.sf("Contact", contact).1["AccountId"].as_str(), Some(account.as_str()));
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    bed.netsuite.delete_record("customer", company).unwrap();
+    succeeded(&bed.sync_all().await);
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let now = bed.clock.now_secs();
+    let sql = format!("UPDATE contact SET lastname = 'Still Here', lastmodifieddate = {now} WHERE id = {contact}");
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!((report.counts("contact").updated, report.counts("contact").deferred), (1, 0), "{report:?}");
+    let (_, fields) = bed.sf("Contact", contact);
+    assert_eq!(fields["LastName"], "Still Here");
+    assert!(fields.get("AccountId").is_none_or(|v| v.is_null()), "no longer under the deleted company: {fields:?}");
+    (bed, contact, company)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_company_was_flagged_deleted_is_written_without_the_link() {
+    let (bed, _, company) = contact_of_a_deleted_company("flag").await;
+    assert_eq!(bed.sf("Account", company).1["NetSuite_Deleted__c"], true, "the Account stays, flagged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_company_was_deleted_from_salesforce_is_written_without_the_link() {
+    let (bed, _, company) = contact_of_a_deleted_company("delete").await;
+    assert!(bed.salesforce.find("Account", &company.to_string()).is_none(), "the Account is gone");
+}

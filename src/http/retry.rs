@@ -128,7 +128,9 @@ impl<'h> ApiClient<'h> {
         self
     }
 
-    /// HTTP requests sent so far, retries included.
+    /// HTTP requests answered so far, retries included: the API's calls. A
+    /// request that never reached it (a refused connection, a timeout)
+    /// is not one.
     pub fn calls(&self) -> u32 {
         self.calls.get()
     }
@@ -154,7 +156,6 @@ impl<'h> ApiClient<'h> {
             return Ok(InFlight { client: self, build: Box::new(build), first: None });
         }
         let request = build()?;
-        self.calls.set(self.calls.get() + 1);
         self.in_flight.set(self.in_flight.get() + 1);
         let pending = self.host.transport.start(&request);
         Ok(InFlight { client: self, build: Box::new(build), first: Some((request, pending)) })
@@ -164,7 +165,6 @@ impl<'h> ApiClient<'h> {
     /// waits for it and retries as `send` would. Owns nothing of the client,
     /// so the caller may keep it while it does other work.
     pub fn start(&self, request: HttpRequest) -> Started {
-        self.calls.set(self.calls.get() + 1);
         let pending = self.host.transport.start(&request);
         Started { request, pending }
     }
@@ -191,13 +191,15 @@ impl<'h> ApiClient<'h> {
                 Some(made) => made,
                 None => {
                     let request = build()?;
-                    self.calls.set(self.calls.get() + 1);
                     let outcome = self.host.transport.send(&request);
                     (request, outcome)
                 }
             };
             let response = match outcome {
-                Ok(response) => response,
+                Ok(response) => {
+                    self.calls.set(self.calls.get() + 1);
+                    response
+                }
                 Err(TransportError::Denied { authority }) => {
                     return Err(ConnectorError::Config(self.denied(&request, &authority)));
                 }

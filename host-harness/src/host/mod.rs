@@ -243,7 +243,7 @@ impl Runtime {
         Ok(RunOutput {
             report,
             guest_peak_memory_bytes: data.limits.peak_memory,
-            sent: data.outbound.sent.clone(),
+            sent: data.outbound.sent.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             salesforce_usage,
             instantiation,
             guest_cpu: data.cpu.used(),

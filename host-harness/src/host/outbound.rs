@@ -16,9 +16,10 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 #[derive(Clone, Debug, Default)]
 pub struct OutboundPolicy {
     allowed: Vec<Pattern>,
-    /// Requests sent, by `host:port`: the run's API calls even when the
-    /// guest cannot report them (it trapped).
-    pub sent: std::collections::BTreeMap<String, u32>,
+    /// Requests answered, by `host:port`: the run's API calls even when the
+    /// guest cannot report them (it trapped). As the component counts them,
+    /// a request that never reached the API (a refused connection) is none.
+    pub sent: Arc<Mutex<std::collections::BTreeMap<String, u32>>>,
     /// The Salesforce org's API usage from the last response that carried
     /// `Sforce-Limit-Info` (read with the component's own parser), for the
     /// run report and `connector status`.
@@ -140,7 +141,7 @@ impl WasiHttpHooks for OutboundPolicy {
         let (true, Some(destination)) = (self.allows(https, authority), normalised_authority(https, authority)) else {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         };
-        *self.sent.entry(destination).or_default() += 1;
+        let sent = self.sent.clone();
         let options = options.unwrap_or_default();
         let options = RequestOptions {
             connect_timeout: Some(options.connect_timeout.unwrap_or(CONNECT_TIMEOUT).min(CONNECT_TIMEOUT)),
@@ -150,6 +151,7 @@ impl WasiHttpHooks for OutboundPolicy {
         let usage = self.salesforce_usage.clone();
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            *sent.lock().unwrap_or_else(|p| p.into_inner()).entry(destination).or_default() += 1;
             note_usage(&usage, response.headers());
             Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
         })
