@@ -167,8 +167,29 @@ async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str) {
     let changed: Vec<i64> = bed.customer_ids.iter().copied().filter(|&id| shouting(id)).collect();
     assert!(!changed.is_empty() && changed.len() < 20_000, "{} Accounts took the abandoned mapping", changed.len());
 
-    // The mapping is put back; the lease of the killed run lapses first.
+    // The mapping is put back; the lease of the killed run lapses first. A
+    // dry run predicts the writes back (it saves nothing, so twice).
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..2 {
+        let dry = tokio::process::Command::new(&binary)
+            .args(["sync", "--dry-run", "--json", "--kinds", "customer", "--config"])
+            .arg(&config)
+            .env("CONNECTOR_COMPONENT", component_path())
+            .output()
+            .await
+            .unwrap();
+        assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+        let planned: std::collections::HashSet<i64> = report["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["action"] == "update")
+            .map(|p| p["netsuite_id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        let unplanned: Vec<&i64> = changed.iter().filter(|id| !planned.contains(id)).collect();
+        assert!(unplanned.is_empty(), "the dry run leaves {} of {} as they are", unplanned.len(), changed.len());
+    }
     let out = start(&config).wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let left: Vec<&i64> = changed.iter().filter(|&&id| shouting(id)).collect();

@@ -12,12 +12,15 @@
 //! marks (that run stopped: the lease allows one at a time) forgets what
 //! the state says Salesforce holds of each marked record whose saved digest
 //! is not the one sent — its next read writes it again — and deletes them.
+//! A dry run, which saves nothing, keeps those records in memory instead,
+//! so its plan writes them as the run would.
 
 use super::run::{Run, Staged};
 use super::state::{DELETED, RecordState};
 use crate::model::{ConnectorError, RecordKind, Result};
 use crate::ports::KeyValue;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 
 /// One run's marks.
 pub(super) struct InFlight<'a> {
@@ -25,6 +28,8 @@ pub(super) struct InFlight<'a> {
     run_id: &'a str,
     /// Marks made so far: numbers the next one's key.
     made: Cell<u64>,
+    /// A dry run's records in doubt (a real run saves them so).
+    doubts: RefCell<HashSet<(RecordKind, String)>>,
 }
 
 fn kv_error(what: &str, e: String) -> ConnectorError {
@@ -36,7 +41,7 @@ const PART: usize = 1000;
 
 impl<'a> InFlight<'a> {
     pub fn new(kv: &'a dyn KeyValue, run_id: &'a str) -> Self {
-        InFlight { kv, run_id, made: Cell::new(0) }
+        InFlight { kv, run_id, made: Cell::new(0), doubts: Default::default() }
     }
 
     /// Marks `records` before they go out; the key is [`InFlight::clear`]'s
@@ -77,39 +82,62 @@ impl<'a> InFlight<'a> {
             let kind = RecordKind::ALL.into_iter().find(|k| key.split('/').next() == Some(k.as_str()));
             let value = self.kv.get(&key).map_err(|e| kv_error("reading a mark of writes", e))?;
             if let (Some(kind), Some(value)) = (kind, value) {
-                redone += redo(run, kind, &String::from_utf8_lossy(&value))?;
+                redone += self.redo(run, kind, &String::from_utf8_lossy(&value))?;
             }
             self.clear(&key)?;
         }
         Ok(redone)
     }
-}
 
-/// Makes the records of one mark whose states say another write landed (or
-/// none) be written again; returns how many.
-fn redo(run: &Run<'_>, kind: RecordKind, mark: &str) -> Result<usize> {
-    let marked: Vec<(&str, &str)> = mark.lines().filter_map(|l| l.split_once(' ')).collect();
-    let mut redone = 0;
-    for part in marked.chunks(PART) {
-        let ids: Vec<&str> = part.iter().map(|(id, _)| *id).collect();
-        let states = run.state.records(kind, &ids)?;
-        let doubtful: Vec<(&str, RecordState)> = part
-            .iter()
-            .zip(states)
-            .filter_map(|(&(id, sent), state)| Some((id, sent, state?)))
-            .filter(|(_, sent, st)| st.dst != *sent && st.dst != DELETED && !st.dst.is_empty())
-            .map(|(id, _, st)| (id, in_doubt(st)))
-            .collect();
-        redone += doubtful.len();
-        run.state.save_records(kind, doubtful)?;
+    /// Makes the records of one mark whose states say another write landed
+    /// (or none) be written again; returns how many.
+    fn redo(&self, run: &Run<'_>, kind: RecordKind, mark: &str) -> Result<usize> {
+        let marked: Vec<(&str, &str)> = mark.lines().filter_map(|l| l.split_once(' ')).collect();
+        let mut redone = 0;
+        for part in marked.chunks(PART) {
+            let ids: Vec<&str> = part.iter().map(|(id, _)| *id).collect();
+            let states = run.state.records(kind, &ids)?;
+            let doubtful: Vec<(&str, RecordState)> = part
+                .iter()
+                .zip(states)
+                .filter_map(|(&(id, sent), state)| Some((id, sent, state?)))
+                .filter(|(_, sent, st)| st.dst != *sent && st.dst != DELETED && !st.dst.is_empty())
+                .map(|(id, _, st)| (id, in_doubt(st)))
+                .collect();
+            redone += doubtful.len();
+            if run.writer.plans() {
+                self.doubts.borrow_mut().extend(doubtful.iter().map(|(id, _)| (kind, id.to_string())));
+            } else {
+                run.state.save_records(kind, doubtful)?;
+            }
+        }
+        Ok(redone)
     }
-    Ok(redone)
+
+    /// `states` of `ids` as a dry run takes them: those it found in doubt
+    /// as [`InFlight::recover`] leaves them in a real run.
+    pub fn as_recovered(
+        &self,
+        kind: RecordKind,
+        ids: &[&str],
+        mut states: Vec<Option<RecordState>>,
+    ) -> Vec<Option<RecordState>> {
+        let doubts = self.doubts.borrow();
+        if !doubts.is_empty() {
+            for (id, state) in ids.iter().zip(&mut states) {
+                if doubts.contains(&(kind, id.to_string())) {
+                    *state = state.take().map(in_doubt);
+                }
+            }
+        }
+        states
+    }
 }
 
 /// A state whose record Salesforce may hold another version of: neither
-/// digest matches anything, so the next read maps and writes the record.
-/// The Salesforce id and the fields last recorded stay (the id is still the
-/// record's, and the audit shows changes against what was recorded).
+/// digest matches anything, so the next read maps and writes the record,
+/// and what Salesforce was last given is unknown (the write is audited, and
+/// planned, as one of every field). The Salesforce id stays the record's.
 fn in_doubt(state: RecordState) -> RecordState {
-    RecordState { src: String::new(), dst: String::new(), ..state }
+    RecordState { src: String::new(), dst: String::new(), fields: None, ..state }
 }

@@ -100,10 +100,8 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
 
 fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // Before anything is written or compared: what a stopped run's writes
-    // left in doubt is written again when read.
-    if !run.writer.plans() {
-        run.in_flight.recover(run)?;
-    }
+    // left in doubt is written again when read (a dry run plans it so).
+    run.in_flight.recover(run)?;
     if let Some(scope) = &run.request.replay {
         run.target()?;
         if let Some(policy) = run.settings.writeback {

@@ -13,7 +13,7 @@ use crate::model::{AuditAction, AuditEntry, AuditTransformations, NetSuiteRecord
 pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord], full: bool) -> Result<Vec<Staged>> {
     let mapping = &run.settings.mapping;
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let states = run.state.records(kind, &ids)?;
+    let states = run.in_flight.as_recovered(kind, &ids, run.state.records(kind, &ids)?);
     let mut audit: Vec<AuditEntry> = Vec::new();
     let mut unchanged: Vec<(&str, RecordState)> = Vec::new();
     let mut staged = Vec::new();
