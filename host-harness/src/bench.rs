@@ -392,8 +392,8 @@ async fn idle_cli_sync(config: &std::path::Path, component: &std::path::Path) ->
     Ok(elapsed)
 }
 
-pub fn print_text(results: &[PathResult]) {
-    println!(
+pub fn print_text(results: &[PathResult]) -> std::io::Result<()> {
+    crate::outln!(
         "{:<10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>5} {:>10} {:>10} {:>9} {:>9} {:>7}",
         "path",
         "records",
@@ -408,9 +408,9 @@ pub fn print_text(results: &[PathResult]) {
         "sims MB",
         "guest s",
         "CPU s"
-    );
+    )?;
     for r in results {
-        println!(
+        crate::outln!(
             "{:<10} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9} {:>9} {:>5} {:>10.1} {:>10.1} {:>9.1} {:>9.2} {:>7.2}  (idle sync {:.0} ms)",
             r.path,
             r.records,
@@ -426,17 +426,18 @@ pub fn print_text(results: &[PathResult]) {
             r.guest_cpu_seconds,
             r.process_cpu_seconds,
             r.idle_cli_sync_ms
-        );
+        )?;
     }
     for r in results {
         let threads: Vec<String> = r.cpu_seconds_by_thread.iter().map(|(name, s)| format!("{name} {s:.2}")).collect();
-        println!("{:<10} CPU s by thread: {}", r.path, threads.join(", "));
+        crate::outln!("{:<10} CPU s by thread: {}", r.path, threads.join(", "))?;
         if !r.core_wait_seconds_by_thread.is_empty() {
             let waits: Vec<String> =
                 r.core_wait_seconds_by_thread.iter().map(|(name, s)| format!("{name} {s:.2}")).collect();
-            println!("{:<10} waiting for a core, s: {}", r.path, waits.join(", "));
+            crate::outln!("{:<10} waiting for a core, s: {}", r.path, waits.join(", "))?;
         }
     }
+    Ok(())
 }
 
 /// Change-event-to-Salesforce-write latency, through the harness's listener

@@ -107,10 +107,10 @@ async fn round(beds: &[Arc<Testbed>], runtime: &'static Runtime, mode: SyncMode)
     Ok(micros)
 }
 
-pub fn print_text(results: &[TenantsBench]) {
-    println!("tenants  pooling  runs  instantiation p50 µs  p99 µs  max µs  first sync s  idle round s");
+pub fn print_text(results: &[TenantsBench]) -> std::io::Result<()> {
+    crate::outln!("tenants  pooling  runs  instantiation p50 µs  p99 µs  max µs  first sync s  idle round s")?;
     for r in results {
-        println!(
+        crate::outln!(
             "{:>7}  {:>7}  {:>4}  {:>20}  {:>6}  {:>6}  {:>12.2}  {:>12.3}",
             r.tenants,
             if r.pooling { "on" } else { "off" },
@@ -120,6 +120,7 @@ pub fn print_text(results: &[TenantsBench]) {
             r.instantiation_max_micros,
             r.first_sync_seconds,
             r.idle_round_seconds
-        );
+        )?;
     }
+    Ok(())
 }

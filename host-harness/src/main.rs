@@ -341,7 +341,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&results)?)?;
             } else {
-                host_harness::bench::print_text(&results);
+                host_harness::bench::print_text(&results)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -362,7 +362,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&results)?)?;
             } else {
-                print_text(&results);
+                print_text(&results)?;
             }
             Ok(ExitCode::SUCCESS)
         }
