@@ -615,9 +615,33 @@ async fn contact_of_a_deleted_company(delete_action: &str) -> (support::Bed, i64
     let (contact, company) = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[0];
     let account = bed.sf("Account", company).0;
     assert_eq!(bed.sf("Contact", contact).1["AccountId"].as_str(), Some(account.as_str()));
+    // An hour on another contact changes: the window a run reads again for
+    // late commits (the ten minutes before the newest change) is past them.
+    bed.clock.advance(std::time::Duration::from_secs(3600));
+    let other = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[1];
+    assert_ne!(other.1, company);
+    let now = bed.clock.now_secs();
+    let sql = format!("UPDATE contact SET title = 'Buyer', lastmodifieddate = {now} WHERE id = {}", other.0);
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    succeeded(&bed.sync_all().await);
     bed.clock.advance(std::time::Duration::from_secs(1));
     bed.netsuite.delete_record("customer", company).unwrap();
-    succeeded(&bed.sync_all().await);
+    let deleting = bed.sync_all().await;
+    succeeded(&deleting);
+    // The contacts did not change in NetSuite: read again only when
+    // Salesforce deleted them along with their Account.
+    let under = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap();
+    let under = under.iter().filter(|(_, c)| *c == company).count() as u32;
+    let reread = if delete_action == "delete" { under } else { 0 };
+    assert_eq!(deleting.counts("contact").read, reread, "{deleting:?}");
+    if delete_action == "delete" {
+        // Salesforce deleted the Account's Contacts with it; NetSuite keeps
+        // them, so the same run writes them again, under no Account.
+        assert_eq!(bed.salesforce.count("Contact"), 20);
+        let (again, fields) = bed.sf("Contact", contact);
+        assert_ne!(Some(again.as_str()), None);
+        assert!(fields.get("AccountId").is_none_or(|v| v.is_null()), "{fields:?}");
+    }
     bed.clock.advance(std::time::Duration::from_secs(1));
     let now = bed.clock.now_secs();
     let sql = format!("UPDATE contact SET lastname = 'Still Here', lastmodifieddate = {now} WHERE id = {contact}");

@@ -325,3 +325,46 @@ async fn after_the_switch_to_another_org_its_earlier_edits_reach_netsuite_and_ar
     let (_, record) = production.find("Vendor__c", &edited.to_string()).unwrap();
     assert_eq!(record["Phone__c"], json!("+15550199"), "production's edit stands");
 }
+
+/// A Vendor__c deleted in Salesforce clears its Contacts' lookups there;
+/// reactivated in NetSuite it comes back as a new record, and its contacts
+/// (unchanged in NetSuite) are linked to that one in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_follow_a_vendor_written_anew_after_its_deletion_in_salesforce() {
+    let bed = bed(0).setting("vendor_writeback", "true").setting("vendor_conflict", "netsuite").start().await;
+    let ids = bed.netsuite.seed_vendors(3, 7).unwrap();
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(12, &ids, at, 9).unwrap();
+    succeeded(&bed.sync_all().await);
+    let id = ids[1];
+    let under: Vec<i64> = bed
+        .netsuite
+        .id_pairs("SELECT id, company FROM contact ORDER BY id")
+        .unwrap()
+        .into_iter()
+        .filter(|(_, company)| *company == id)
+        .map(|(contact, _)| contact)
+        .collect();
+    assert_eq!(under.len(), 4);
+    let (old, _) = bed.sf("Vendor__c", id);
+    let linked = |vendor: &str| under.iter().all(|&c| bed.sf("Contact", c).1["Vendor__c"].as_str() == Some(vendor));
+    assert!(linked(&old));
+
+    bed.clock.advance(Duration::from_secs(1));
+    bed.salesforce.delete_by_hand(&old);
+    assert!(under.iter().all(|&c| bed.sf("Contact", c).1["Vendor__c"].is_null()), "Salesforce cleared the lookups");
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("T"));
+
+    netsuite_edit(&bed, id, "isinactive", "F");
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let (new, _) = bed.sf("Vendor__c", id);
+    assert_ne!(new, old);
+    assert!(linked(&new), "the contacts point at the new Vendor__c: {report:?}");
+    assert_eq!(report.counts("contact").updated, 4, "{report:?}");
+    // Nothing is left to do.
+    let writes = bed.salesforce.writes();
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.salesforce.writes(), writes);
+}

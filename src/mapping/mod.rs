@@ -359,6 +359,22 @@ impl Mapping {
             .collect()
     }
 
+    /// The kinds that link to `parent` records, each with the column that
+    /// names the parent.
+    pub fn children_of(&self, parent: RecordKind) -> Vec<(RecordKind, String)> {
+        RecordKind::ALL
+            .into_iter()
+            .filter_map(|kind| Some((kind, self.file.object(kind)?)))
+            .flat_map(|(kind, object)| {
+                object
+                    .parent
+                    .iter()
+                    .filter(move |p| self.kind_for(&p.sobject) == Some(parent))
+                    .map(move |p| (kind, p.column.clone()))
+            })
+            .collect()
+    }
+
     /// The partial record that marks a NetSuite deletion: only the flag changes.
     pub fn deletion_flag(&self, kind: RecordKind, id: &str) -> Result<SObjectRecord> {
         let mut fields = Map::new();

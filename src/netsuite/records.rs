@@ -6,7 +6,7 @@
 use super::{Auth, NetSuiteSource, errors, suiteql};
 use crate::http::retry::Sent;
 use crate::http::{HttpRequest, HttpResponse, Method};
-use crate::model::{ConnectorError, Result};
+use crate::model::{ConnectorError, RecordKind, Result};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -108,6 +108,27 @@ impl NetSuiteSource<'_> {
 
     /// Payment terms by name (name → internal id), read once per run, page
     /// by page by id until a page says there is no more.
+    /// Internal ids of the `kind` records whose `column` names one of
+    /// `parents` (a contact's company, say), read page by page by id.
+    pub fn children_ids(&self, kind: RecordKind, column: &str, parents: &[&str]) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut after = 0;
+        loop {
+            let query = suiteql::children_query(kind, column, parents, after)?;
+            let page = self.run_query(query, format!("SuiteQL read of {kind} records under {column}"))?;
+            let mut last = None;
+            for mut row in page.rows {
+                let Some(id) = row.remove("id") else { continue };
+                last = Some(suiteql::internal_id(&id)?);
+                ids.push(id);
+            }
+            match last {
+                Some(last) if page.has_more && last > after => after = last,
+                _ => return Ok(ids),
+            }
+        }
+    }
+
     pub fn term_ids(&self) -> Result<HashMap<String, String>> {
         let mut terms = HashMap::new();
         let mut after = 0;

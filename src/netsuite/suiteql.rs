@@ -274,6 +274,62 @@ pub fn ids_query(kind: RecordKind, ids: &[&str], extra: &[String]) -> Result<Str
     ))
 }
 
+/// The expression behind `column` of `kind`'s rows: the select list's (for
+/// `companyvendor`, the `ct.company` its join reads), or the table's own
+/// column of that name.
+fn column_expr(kind: RecordKind, column: &str) -> Result<String> {
+    let t = table(kind);
+    // Items split at top-level commas (TO_CHAR's arguments hold one).
+    let (mut depth, mut start, mut items) = (0, 0, Vec::new());
+    for (i, c) in t.select.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&t.select[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&t.select[start..]);
+    for item in items {
+        let item = item.trim();
+        let (expr, name) = match item.rsplit_once(" AS ") {
+            Some((expr, alias)) => (expr, alias),
+            None => (item, item.rsplit_once('.').map_or(item, |(_, c)| c)),
+        };
+        if name == column {
+            // A joined row's id (`pv.id`) is gone once that row is deleted:
+            // the column it was joined on still holds it.
+            let joined = expr.strip_suffix(".id").and_then(|alias| {
+                let on = format!("ON {alias}.id = ");
+                let at = t.from.find(&on)? + on.len();
+                t.from[at..].split_whitespace().next()
+            });
+            return Ok(joined.unwrap_or(expr).to_string());
+        }
+    }
+    if !crate::mapping::file::valid_column(column) {
+        return Err(ConnectorError::Config(format!("`{}` is not a SuiteQL column name", column.escape_debug())));
+    }
+    Ok(format!("{}.{column}", t.alias))
+}
+
+/// Internal ids of `kind` rows whose `column` holds one of `parents`, after
+/// internal id `after`, in id order (paged by id, as `terms_query`).
+pub fn children_query(kind: RecordKind, column: &str, parents: &[&str], after: u64) -> Result<String> {
+    let t = table(kind);
+    let list = parents.iter().map(|id| internal_id(id).map(|n| n.to_string())).collect::<Result<Vec<_>>>()?;
+    Ok(format!(
+        "SELECT {a}.id FROM {} WHERE {} IN ({}) AND {a}.id > {after} ORDER BY {a}.id",
+        t.from,
+        column_expr(kind, column)?,
+        list.join(", "),
+        a = t.alias
+    ))
+}
+
 /// One row of `kind` by internal id.
 pub fn one_query(kind: RecordKind, id: &str, extra: &[String]) -> Result<String> {
     let t = table(kind);
@@ -548,6 +604,18 @@ pub fn to_record(kind: RecordKind, mut row: Columns) -> Result<NetSuiteRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn children_are_found_by_the_column_a_join_reads_and_ids_are_checked() {
+        let q = children_query(RecordKind::Contact, "companyvendor", &["7", "12"], 40).unwrap();
+        assert!(q.contains("WHERE ct.company IN (7, 12) AND ct.id > 40 ORDER BY ct.id"), "{q}");
+        let q = children_query(RecordKind::Contact, "company", &["7"], 0).unwrap();
+        assert!(q.contains("WHERE ct.company IN (7)"), "{q}");
+        let q = children_query(RecordKind::Contact, "custentity_parent", &["7"], 0).unwrap();
+        assert!(q.contains("WHERE ct.custentity_parent IN (7)"), "{q}");
+        assert!(children_query(RecordKind::Contact, "company", &["7) OR (1=1"], 0).is_err());
+        assert!(children_query(RecordKind::Contact, "x; DROP", &["7"], 0).is_err());
+    }
 
     #[test]
     fn literals_double_quotes_and_refuse_nul() {

@@ -138,6 +138,6 @@ impl<'a> InFlight<'a> {
 /// digest matches anything, so the next read maps and writes the record,
 /// and what Salesforce was last given is unknown (the write is audited, and
 /// planned, as one of every field). The Salesforce id stays the record's.
-fn in_doubt(state: RecordState) -> RecordState {
+pub(super) fn in_doubt(state: RecordState) -> RecordState {
     RecordState { src: String::new(), dst: String::new(), fields: None, ..state }
 }

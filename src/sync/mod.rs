@@ -6,6 +6,7 @@
 //! `run` holds one run's context.
 
 mod changes;
+mod children;
 mod deferral;
 mod deletions;
 mod dry_host;
@@ -118,20 +119,12 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // a page of records at a time (as many as fit a page's share of memory at
     // the widths seen so far): memory holds their records, not all of them.
     let mut targeted = false;
-    run.queues.event_keys(kinds, &mut |keys| {
-        if !targeted {
-            run.target()?;
-            targeted = true;
-        }
-        let mut rest = &keys[..];
-        while !rest.is_empty() {
-            let rows = kinds.iter().map(|&k| run.source.rows_per_page(k)).min().unwrap_or(1);
-            let (part, more) = rest.split_at(rows.clamp(1, rest.len()));
-            queued_events::apply(run, run.queues.events_at(part)?)?;
-            rest = more;
-        }
-        Ok(())
-    })?;
+    apply_events(run, kinds, &mut targeted)?;
+    // Events the run queued itself (children of parents deleted or written
+    // anew in Salesforce) are applied before it ends.
+    while run.take_queued_events() {
+        apply_events(run, kinds, &mut targeted)?;
+    }
     if run.request.mode == SyncMode::Events {
         return Ok(());
     }
@@ -155,7 +148,29 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    while run.take_queued_events() {
+        apply_events(run, kinds, &mut targeted)?;
+    }
     failed.map_or(Ok(()), Err)
+}
+
+/// Applies the change events queued for `kinds`; `targeted` says whether
+/// the Salesforce session is already there.
+fn apply_events(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool) -> Result<()> {
+    run.queues.event_keys(kinds, &mut |keys| {
+        if !*targeted {
+            run.target()?;
+            *targeted = true;
+        }
+        let mut rest = &keys[..];
+        while !rest.is_empty() {
+            let rows = kinds.iter().map(|&k| run.source.rows_per_page(k)).min().unwrap_or(1);
+            let (part, more) = rest.split_at(rows.clamp(1, rest.len()));
+            queued_events::apply(run, run.queues.events_at(part)?)?;
+            rest = more;
+        }
+        Ok(())
+    })
 }
 
 fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {

@@ -136,6 +136,8 @@ pub(super) struct Run<'a> {
     counts: RefCell<BTreeMap<RecordKind, KindCounts>>,
     /// Kinds whose target object passed describe validation this run.
     validated: RefCell<Vec<RecordKind>>,
+    /// Change events this run queued itself (see `children`).
+    queued_events: std::cell::Cell<bool>,
 }
 
 impl<'a> Run<'a> {
@@ -158,7 +160,18 @@ impl<'a> Run<'a> {
             lease: None,
             counts: Default::default(),
             validated: Default::default(),
+            queued_events: Default::default(),
         }
+    }
+
+    /// The run queued change events of its own, to apply before it ends.
+    pub fn note_queued_events(&self) {
+        self.queued_events.set(true);
+    }
+
+    /// Whether it did, since the last time this was asked.
+    pub fn take_queued_events(&self) -> bool {
+        self.queued_events.replace(false)
     }
 
     pub fn count(&self, kind: RecordKind, outcome: OutcomeKind) {

@@ -131,6 +131,7 @@ impl Writer for Salesforce {
         };
         let mut audit = Vec::with_capacity(pending.len());
         let mut done = Vec::new();
+        let mut gone = Vec::new();
         for ((id, st), outcome) in pending.iter().zip(outcomes) {
             let ok = outcome.outcome != OutcomeKind::Failed;
             let counted = if ok { OutcomeKind::Deleted } else { OutcomeKind::Failed };
@@ -151,7 +152,7 @@ impl Writer for Salesforce {
                 error: errors_text(&outcome),
             });
             if ok {
-                let gone = RecordState {
+                let deleted = RecordState {
                     src: DELETED.into(),
                     dst: DELETED.into(),
                     sf: st.sf.clone(),
@@ -159,12 +160,16 @@ impl Writer for Salesforce {
                     org: None,
                     sf_deleted: false,
                 };
-                done.push((id.as_str(), gone));
+                done.push((id.as_str(), deleted));
+                if action == AuditAction::Delete {
+                    gone.push(id.as_str());
+                }
             }
         }
         run.state.save_records(kind, done)?;
         run.audit(audit);
-        Ok(())
+        // Salesforce took their children (or the links to them) along.
+        super::children::refresh(run, kind, &gone)
     }
 
     fn defer(&self, run: &Run<'_>, staged: &Staged, missing: &[ParentRef]) -> Result<()> {
@@ -210,8 +215,12 @@ fn record_outcomes(
 ) -> Result<()> {
     let mut audit = Vec::with_capacity(written.len());
     let mut new_states = Vec::with_capacity(written.len());
+    let mut anew = Vec::new();
     for (staged, outcome) in written.into_iter().zip(outcomes) {
         run.count(kind, outcome.outcome);
+        if outcome.outcome == OutcomeKind::Created && staged.state.sf.is_some() {
+            anew.push(staged.mapped.source_id.clone());
+        }
         let error = errors_text(outcome);
         audit.push(run.staged_entry(&staged, action, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
         if outcome.outcome == OutcomeKind::Failed {
@@ -229,7 +238,14 @@ fn record_outcomes(
     run.state.save_records(kind, new_states)?;
     run.queues.remove(kind, &landed)?;
     run.audit(audit);
-    Ok(())
+    relink(run, kind, &anew)
+}
+
+/// Records created where their states knew an earlier Salesforce record
+/// (deleted there): their children's links reached the old one.
+fn relink(run: &Run<'_>, kind: RecordKind, anew: &[String]) -> Result<()> {
+    let ids: Vec<&str> = anew.iter().map(String::as_str).collect();
+    super::children::refresh(run, kind, &ids)
 }
 
 /// Records the outcomes of the records parked under `key`, as
@@ -240,9 +256,13 @@ fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResul
     let n = parked.len();
     let mut audit = Vec::with_capacity(n);
     let mut new_states = Vec::with_capacity(n);
+    let mut anew = Vec::new();
     for p in parked {
         let outcome = results.outcome(&p.external_id);
         run.count(kind, outcome.outcome);
+        if outcome.outcome == OutcomeKind::Created && p.state.sf.is_some() {
+            anew.push(p.netsuite_id.clone());
+        }
         if resumed {
             run.count_resumed(kind, 1);
         }
@@ -260,6 +280,7 @@ fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResul
     run.state.save_records(kind, new_states)?;
     run.queues.remove(kind, &landed)?;
     run.audit(audit);
+    relink(run, kind, &anew)?;
     Ok(n)
 }
 

@@ -247,7 +247,53 @@ impl Org {
             r.modstamp = now;
         });
         self.writes += 1;
+        self.follow_delete(slot, now);
         Deleted::Ok
+    }
+
+    /// What Salesforce does to the records that look up to a deleted one: an
+    /// Account's Contacts go to the Recycle Bin with it; a lookup to any
+    /// other record (a custom lookup's default, "clear the value of this
+    /// field") is cleared, stamping the record.
+    fn follow_delete(&mut self, slot: usize, now: i64) {
+        let Some(parent) = self.table.get(slot).map(|r| (r.id.clone(), r.sobject)) else { return };
+        let (id, sobject) = parent;
+        let lookups: Vec<(&'static str, &'static str)> = self
+            .objects
+            .iter()
+            .flat_map(|o| o.fields.iter().map(move |f| (o.name, f)))
+            .filter(|(_, f)| f.relationship.is_some_and(|(_, target)| target == sobject))
+            .map(|(o, f)| (o, f.name))
+            .collect();
+        for (child, field) in lookups {
+            let linked: Vec<usize> = self
+                .table
+                .of_object(child)
+                .filter(|(_, r)| !r.deleted && r.fields.contains(id.as_str()))
+                .filter(|(_, r)| {
+                    serde_json::from_str::<Map<String, Value>>(&r.fields)
+                        .is_ok_and(|f| f.get(field).and_then(Value::as_str) == Some(id.as_str()))
+                })
+                .map(|(s, _)| s)
+                .collect();
+            for s in linked {
+                if (child, field) == ("Contact", "AccountId") {
+                    self.table.modify(s, |r| {
+                        r.deleted = true;
+                        r.modstamp = now;
+                    });
+                } else {
+                    self.table.modify(s, |r| {
+                        if let Ok(mut fields) = serde_json::from_str::<Map<String, Value>>(&r.fields) {
+                            fields.insert(field.to_string(), Value::Null);
+                            r.fields = Value::Object(fields).to_string().into_boxed_str();
+                        }
+                        r.modstamp = now;
+                    });
+                }
+                self.writes += 1;
+            }
+        }
     }
 
     /// Deletes record `id` for good (Bulk API hardDelete): queryAll no

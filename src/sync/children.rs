@@ -1,0 +1,55 @@
+//! Children whose links a parent's fate in Salesforce broke. Salesforce
+//! deletes an Account's Contacts along with it and clears lookups to a
+//! deleted custom-object record; and a parent written anew (deleted there,
+//! then reactivated in NetSuite) is a new record, which the old links do not
+//! reach. So after a parent is deleted there (`delete_action = "delete"`),
+//! or created where its state knew an earlier record, its children — read
+//! from NetSuite by the column the mapping links them with — are put in
+//! doubt and queued as change events. The run applies them at its end (a
+//! run stopped first leaves them queued for the next): each is read by id
+//! and written as NetSuite has it now, under its parent's new record or
+//! under none.
+
+use super::in_flight::in_doubt;
+use super::queues::QueuedEvent;
+use super::run::Run;
+use super::state::{DELETED, RecordState};
+use crate::model::{RecordKind, Result};
+
+/// Parents, and children, looked up at a time.
+const PART: usize = 500;
+
+/// Queues the children of `parents` (of kind `parent`) to be written again.
+pub(super) fn refresh(run: &Run<'_>, parent: RecordKind, parents: &[&str]) -> Result<()> {
+    if parents.is_empty() {
+        return Ok(());
+    }
+    for (kind, column) in run.settings.mapping.children_of(parent) {
+        for group in parents.chunks(PART) {
+            let children = run.source.children_ids(kind, &column, group)?;
+            for part in children.chunks(PART) {
+                let ids: Vec<&str> = part.iter().map(String::as_str).collect();
+                let states = run.state.records(kind, &ids)?;
+                let doubtful: Vec<(&str, RecordState)> = ids
+                    .iter()
+                    .zip(states)
+                    .filter_map(|(id, st)| Some((*id, st.filter(|s| s.src != DELETED)?)))
+                    .map(|(id, st)| (id, in_doubt(st)))
+                    .collect();
+                run.state.save_records(kind, doubtful)?;
+                for id in part {
+                    let event = QueuedEvent {
+                        kind,
+                        id: id.clone(),
+                        event: format!("{parent}-relinked"),
+                        received_at: run.host.clock.now_unix(),
+                        nonce: run.host.clock.random(),
+                    };
+                    run.queues.put_event(&event)?;
+                }
+                run.note_queued_events();
+            }
+        }
+    }
+    Ok(())
+}
