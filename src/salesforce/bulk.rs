@@ -387,6 +387,16 @@ impl super::SalesforceSink<'_> {
         self.set_job_state(id, "Aborted", "aborting")
     }
 
+    /// Job `id`'s state (`Open`, `UploadComplete`, `InProgress`,
+    /// `JobComplete`, `Failed`, `Aborted`).
+    pub fn bulk_state(&self, id: &str) -> Result<String, ConnectorError> {
+        let info = self.call(&format!("reading Bulk API 2.0 job {id}"), |s| {
+            HttpRequest::new(Method::Get, format!("{}/{id}", self.api_url(s, "/jobs/ingest")))
+        })?;
+        let info: Value = serde_json::from_slice(&info.body).unwrap_or_default();
+        Ok(info["state"].as_str().unwrap_or_default().to_string())
+    }
+
     fn set_job_state(&self, id: &str, state: &str, doing: &str) -> Result<(), ConnectorError> {
         self.call(&format!("{doing} Bulk API 2.0 job {id}"), |s| {
             HttpRequest::new(Method::Patch, format!("{}/{id}", self.api_url(s, "/jobs/ingest")))

@@ -36,6 +36,40 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
     ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
 }
 
+/// How a job's mark begins (a record mark begins with an id, digits).
+const JOB: &str = "job";
+
+/// Waits for the job a stopped run closed (or aborts it, never closed) so
+/// that nothing of it lands after this run. A job that outlasts
+/// `salesforce_bulk_poll_timeout_secs` stops this run, mark kept, as it
+/// would have stopped that one.
+fn settle_job(run: &Run<'_>, mark: &str) -> Result<()> {
+    if run.writer.plans() {
+        return Ok(());
+    }
+    let mut parts = mark.split(' ').skip(1);
+    let (Some(id), Some(sobject), Some(ext)) = (parts.next(), parts.next(), parts.next()) else { return Ok(()) };
+    run.target()?;
+    let state = match run.sink.bulk_state(id) {
+        Ok(state) => state,
+        // Gone (results are kept for seven days): nothing of it runs.
+        Err(e) if e.is_about_data() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match state.as_str() {
+        "Open" => run.sink.bulk_abort(id),
+        "UploadComplete" | "InProgress" => match run.sink.bulk_results(sobject, ext, id, &|| run.renew()) {
+            Ok(_) => Ok(()),
+            // Aborted meanwhile is ended too; still running is not.
+            Err(e) => match run.sink.bulk_state(id)?.as_str() {
+                "JobComplete" | "Failed" | "Aborted" => Ok(()),
+                _ => Err(e),
+            },
+        },
+        _ => Ok(()),
+    }
+}
+
 /// States looked up at a time while marks are taken up.
 const PART: usize = 1000;
 
@@ -61,6 +95,18 @@ impl<'a> InFlight<'a> {
         Ok(key)
     }
 
+    /// Marks Bulk API 2.0 job `id` before it is closed: a run taking up the
+    /// marks waits for it to end first, so it cannot land on top of what
+    /// that run writes again (Salesforce may still be applying it).
+    pub fn mark_job(&self, kind: RecordKind, id: &str, sobject: &str, external_id_field: &str) -> Result<String> {
+        let n = self.made.get() + 1;
+        self.made.set(n);
+        let key = format!("{kind}/{}/job-{n:08}", self.run_id);
+        let value = format!("{JOB} {id} {sobject} {external_id_field}");
+        self.kv.set(&key, value.as_bytes()).map_err(|e| kv_error("marking a Bulk API job on its way", e))?;
+        Ok(key)
+    }
+
     /// The records of mark `key` are recorded.
     pub fn clear(&self, key: &str) -> Result<()> {
         self.kv.delete(key).map_err(|e| kv_error("clearing a mark of writes recorded", e))
@@ -76,13 +122,17 @@ impl<'a> InFlight<'a> {
             .kv
             .list_keys_where("", &mut |k| !k.contains(&ours))
             .map_err(|e| kv_error("listing marks of writes on their way", e))?;
-        keys.sort();
+        // Jobs first: each has ended before its records are looked at.
+        keys.sort_by_key(|k| (!k.contains("/job-"), k.clone()));
         let mut redone = 0;
         for key in keys {
             let kind = RecordKind::ALL.into_iter().find(|k| key.split('/').next() == Some(k.as_str()));
             let value = self.kv.get(&key).map_err(|e| kv_error("reading a mark of writes", e))?;
-            if let (Some(kind), Some(value)) = (kind, value) {
-                redone += self.redo(run, kind, &String::from_utf8_lossy(&value))?;
+            let text = value.map(|v| String::from_utf8_lossy(&v).into_owned());
+            match (kind, text) {
+                (_, Some(job)) if job.starts_with(JOB) => settle_job(run, &job)?,
+                (Some(kind), Some(text)) => redone += self.redo(run, kind, &text)?,
+                _ => {}
             }
             self.clear(&key)?;
         }

@@ -598,13 +598,19 @@ impl BulkBatch {
                 return Err(e);
             }
         };
-        let closed = run.sink.bulk_close(&id).and_then(|()| {
-            let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
-            let saved = SavedJob { id, sobject, external_id_field: ext, parked };
-            self.closed += 1;
-            let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
-            Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids, marks: job.marks })
-        });
+        let mut marks = job.marks;
+        let closed = run
+            .in_flight
+            .mark_job(self.kind, &id, &sobject, &ext)
+            .map(|mark| marks.push(mark))
+            .and_then(|()| run.sink.bulk_close(&id))
+            .and_then(|()| {
+                let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
+                let saved = SavedJob { id, sobject, external_id_field: ext, parked };
+                self.closed += 1;
+                let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
+                Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids, marks })
+            });
         // Recorded whether or not the close went through: the job before
         // was applied either way.
         if let Some(ended) = ended {

@@ -159,8 +159,11 @@ impl RunStore {
                 // A delete of the key still queued would undo the set.
                 self.flush()?;
             }
-            self.marks
-                .batch(|kv| sets.iter().try_for_each(|(k, v)| kv.set(bucket, k, v.as_deref().unwrap_or_default())))?;
+            if !sets.is_empty() {
+                self.marks.batch(|kv| {
+                    sets.iter().try_for_each(|(k, v)| kv.set(bucket, k, v.as_deref().unwrap_or_default()))
+                })?;
+            }
             if deletes.is_empty() {
                 return Ok(());
             }
@@ -301,11 +304,10 @@ impl RunStore {
     pub fn list_keys(&self, bucket: &'static str, after: Option<&str>, page: u64) -> Result<Vec<String>> {
         if bucket == IN_FLIGHT_BUCKET {
             // Listed by every run: not worth a flush. Its pending writes are
-            // deletes (sets are committed at once), so they are left out.
+            // deletes (sets are committed at once): a key being deleted may
+            // still be listed, and reads as absent.
             self.failure()?;
-            let mut keys = self.marks.list_keys(bucket, after, page)?;
-            keys.retain(|k| self.pending(bucket, k).is_none());
-            return Ok(keys);
+            return self.marks.list_keys(bucket, after, page);
         }
         // Rare (queued events, parked records): merging pending keys into an
         // ordered listing is not worth it, waiting for them is.
@@ -467,7 +469,14 @@ fn unmark(marks: &KvStore, group: &[Op]) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
-    marks.batch(|kv| kv.write_at(keys.iter().map(|k| (IN_FLIGHT_BUCKET, *k, None)), ""))
+    marks.batch(|kv| kv.write_at(keys.iter().map(|k| (IN_FLIGHT_BUCKET, *k, None)), "")).map_err(|e| {
+        // What came before is committed; the marks stay, so the next run
+        // writes their records again.
+        e.context(format!(
+            "the state is committed, but clearing the marks of its writes in {} failed",
+            marks.connection().path().unwrap_or("the marks' file")
+        ))
+    })
 }
 
 /// One call's writes, in the open transaction (marks aside: see [`unmark`]).
@@ -509,7 +518,14 @@ mod tests {
         store.delete(IN_FLIGHT_BUCKET, "customer/run-1/00000001").unwrap();
         // The run sees its delete at once ...
         assert_eq!(store.get(IN_FLIGHT_BUCKET, "customer/run-1/00000001").unwrap(), None);
-        assert!(store.list_keys(IN_FLIGHT_BUCKET, None, 10).unwrap().is_empty());
+        assert!(
+            store
+                .list_keys(IN_FLIGHT_BUCKET, None, 10)
+                .unwrap()
+                .iter()
+                .all(|k| store.get(IN_FLIGHT_BUCKET, k).unwrap().is_none()),
+            "listed while its delete waits, it reads as absent"
+        );
         // ... and the mark leaves its file only once the state saved before
         // the delete is committed: never gone with "before" still saved.
         let deadline = Instant::now() + Duration::from_secs(10);
