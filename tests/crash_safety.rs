@@ -92,19 +92,28 @@ async fn a_sync_killed_at_any_point_resumes_with_exactly_one_record_per_netsuite
 /// unchanged: the abandoned output stayed in Salesforce for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_killed_run_wrote_through_composite_without_saving_is_written_again_when_its_mapping_is_put_back() {
-    killed_mid_write_then_mapping_put_back("100000000").await;
+    killed_mid_write_then_mapping_put_back("100000000", false).await;
 }
 
 /// The same through Bulk API 2.0 jobs of 5,000 records (the killed run's
 /// job may or may not be saved for the next run to take up).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_killed_run_wrote_through_bulk_jobs_without_saving_is_written_again_when_its_mapping_is_put_back() {
-    killed_mid_write_then_mapping_put_back("1000").await;
+    killed_mid_write_then_mapping_put_back("1000", false).await;
 }
 
-async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str) {
+/// The same, with the killed run's job still running in Salesforce: the
+/// next run waits for it before writing anything again (here it outlasts
+/// the poll timeout, so that run stops, and the one after it finishes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_job_a_killed_run_left_running_ends_before_its_records_are_written_again() {
+    killed_mid_write_then_mapping_put_back("1000", true).await;
+}
+
+async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str, job_left_running: bool) {
     let bed = bed(20_000)
         .setting("lease_ttl_secs", "2")
+        .setting("salesforce_bulk_poll_timeout_secs", "3")
         .setting("salesforce_bulk_threshold", bulk_threshold)
         .setting("salesforce_bulk_job_records", "5000")
         .start()
@@ -146,6 +155,7 @@ async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str) {
     bed.salesforce
         .set_faults(simulators::salesforce::Faults { latency: Duration::from_millis(40), ..Default::default() });
     let before = bed.salesforce.writes();
+    bed.salesforce.hold_bulk_jobs(job_left_running);
     let mut child = start(&upper_config);
     while bed.salesforce.writes() < before + 1_500 {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
@@ -170,6 +180,15 @@ async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str) {
     // The mapping is put back; the lease of the killed run lapses first. A
     // dry run predicts the writes back (it saves nothing, so twice).
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    if job_left_running {
+        let writes = bed.salesforce.writes();
+        let waited = start(&config).wait_with_output().await.unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&waited.stdout), String::from_utf8_lossy(&waited.stderr));
+        assert!(!waited.status.success() && said.contains("did not finish"), "{said}");
+        assert_eq!(bed.salesforce.writes(), writes, "nothing written while the job runs");
+        bed.salesforce.hold_bulk_jobs(false);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+    }
     for _ in 0..2 {
         let dry = tokio::process::Command::new(&binary)
             .args(["sync", "--dry-run", "--json", "--kinds", "customer", "--config"])
