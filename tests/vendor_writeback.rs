@@ -368,3 +368,43 @@ async fn contacts_follow_a_vendor_written_anew_after_its_deletion_in_salesforce(
     succeeded(&bed.sync_all().await);
     assert_eq!(bed.salesforce.writes(), writes);
 }
+
+/// A vendor a killed run's write left in doubt (its state forgot what
+/// Salesforce holds): under a policy where Salesforce wins conflicts, what
+/// Salesforce holds may be that run's output, not a person's edit, so it does
+/// not reach NetSuite; the forward pass writes NetSuite's vendor again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_in_doubt_after_a_killed_run_is_not_taken_for_a_salesforce_edit() {
+    let (bed, ids) = synced(3, "salesforce").await;
+    let id = ids[0];
+    let phone = bed.netsuite.vendor_field(id, "phone").unwrap();
+    bed.clock.advance(Duration::from_secs(1));
+    let (sf_id, _) = bed.sf("Vendor__c", id);
+    let mut fields = Map::new();
+    fields.insert("Phone__c".into(), json!("+14155550199"));
+    bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields);
+    // As a run taking up a killed run's marks leaves the state.
+    let conn = bed.tenant.database.connect().unwrap();
+    let key = format!("record/vendor/{id}");
+    let value: Vec<u8> = conn
+        .query_row("SELECT value FROM kv WHERE tenant = 'demo' AND bucket = 'state' AND key = ?1", [&key], |r| r.get(0))
+        .unwrap();
+    let mut state: Value = serde_json::from_slice(&value).unwrap();
+    state["src"] = json!("");
+    state["dst"] = json!("");
+    state.as_object_mut().unwrap().remove("fields");
+    conn.execute(
+        "UPDATE kv SET value = ?1 WHERE tenant = 'demo' AND bucket = 'state' AND key = ?2",
+        (serde_json::to_vec(&state).unwrap(), &key),
+    )
+    .unwrap();
+    // NetSuite's vendor changes too, so the forward pass reads it.
+    netsuite_edit(&bed, id, "email", "ap@example.com");
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap(), phone, "NetSuite keeps its phone");
+    let (_, after) = bed.sf("Vendor__c", id);
+    assert_ne!(after["Phone__c"], "+14155550199", "Salesforce is given NetSuite's vendor again: {after:?}");
+    assert_eq!(after["Email__c"], "ap@example.com");
+}

@@ -191,3 +191,8 @@ impl<'a> InFlight<'a> {
 pub(super) fn in_doubt(state: RecordState) -> RecordState {
     RecordState { src: String::new(), dst: String::new(), fields: None, ..state }
 }
+
+/// Whether `state` is one [`in_doubt`] left.
+pub(super) fn is_in_doubt(state: &RecordState) -> bool {
+    state.src.is_empty() && state.dst.is_empty() && state.fields.is_none()
+}

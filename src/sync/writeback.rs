@@ -273,6 +273,12 @@ impl<'p, 'r> Pass<'p, 'r> {
         // Only records Salesforce changed since the base need NetSuite's side.
         let mut changed: Vec<(usize, Option<Map<String, Value>>)> = Vec::new();
         for (i, (record, state)) in records.iter().zip(&states).enumerate() {
+            // Put in doubt by a stopped run's write: what Salesforce holds
+            // may be that run's output rather than an edit, so NetSuite, the
+            // system of record, decides (the forward pass writes it again).
+            if state.as_ref().is_some_and(super::in_flight::is_in_doubt) {
+                continue;
+            }
             let base = state.as_ref().and_then(given_fields);
             let edited = match &base {
                 Some(b) => self.replaying.get() || sources.iter().any(|f| !merge::same(record.fields.get(f), b.get(f))),
