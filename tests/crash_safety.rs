@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
-use support::{bed, component_path, connector_binary};
+use support::{bed, spawn_sync};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_killed_at_any_point_resumes_with_exactly_one_record_per_netsuite_id() {
@@ -14,18 +13,7 @@ async fn a_sync_killed_at_any_point_resumes_with_exactly_one_record_per_netsuite
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("connector.toml");
     bed.write_config(&config).unwrap();
-    let binary = connector_binary();
-    let start = || {
-        tokio::process::Command::new(&binary)
-            .args(["sync", "--json", "--config"])
-            .arg(&config)
-            .env("CONNECTOR_COMPONENT", component_path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting the connector CLI")
-    };
+    let start = || spawn_sync(&config, &["--json"]);
 
     let mut edits = Vec::new();
     for (i, after_ms) in [700u64, 1500, 2600, 4000, 6000].into_iter().enumerate() {
@@ -134,18 +122,7 @@ async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str, job_left_r
     let mut changed = bed.tenant.config.clone();
     changed.mapping_file = Some(upper_mapping);
     std::fs::write(&upper_config, toml::to_string(&changed).unwrap()).unwrap();
-    let binary = connector_binary();
-    let start = |config: &std::path::Path| {
-        tokio::process::Command::new(&binary)
-            .args(["sync", "--json", "--kinds", "customer", "--config"])
-            .arg(config)
-            .env("CONNECTOR_COMPONENT", component_path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting the connector CLI")
-    };
+    let start = |config: &std::path::Path| spawn_sync(config, &["--json", "--kinds", "customer"]);
     let first = start(&config).wait_with_output().await.unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     assert_eq!(bed.salesforce.count("Account"), 20_000);
@@ -190,13 +167,8 @@ async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str, job_left_r
         tokio::time::sleep(Duration::from_millis(2100)).await;
     }
     for _ in 0..2 {
-        let dry = tokio::process::Command::new(&binary)
-            .args(["sync", "--dry-run", "--json", "--kinds", "customer", "--config"])
-            .arg(&config)
-            .env("CONNECTOR_COMPONENT", component_path())
-            .output()
-            .await
-            .unwrap();
+        let dry =
+            spawn_sync(&config, &["--dry-run", "--json", "--kinds", "customer"]).wait_with_output().await.unwrap();
         assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
         let report: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
         let planned: std::collections::HashSet<i64> = report["plan"]

@@ -50,15 +50,7 @@ impl Cli {
     }
 
     fn sync(&self) -> tokio::process::Child {
-        tokio::process::Command::new(connector_binary())
-            .args(["sync", "--config"])
-            .arg(&self.config)
-            .env("CONNECTOR_COMPONENT", component_path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting the connector CLI")
+        support::spawn_sync(&self.config, &[])
     }
 
     /// `connector status` as text.

@@ -15,9 +15,10 @@
 //! A dry run, which saves nothing, keeps those records in memory instead,
 //! so its plan writes them as the run would.
 
+use super::kv_error;
 use super::run::{Run, Staged};
 use super::state::{DELETED, RecordState};
-use crate::model::{ConnectorError, RecordKind, Result};
+use crate::model::{RecordKind, Result};
 use crate::ports::KeyValue;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -30,10 +31,6 @@ pub(super) struct InFlight<'a> {
     made: Cell<u64>,
     /// A dry run's records in doubt (a real run saves them so).
     doubts: RefCell<HashSet<(RecordKind, String)>>,
-}
-
-fn kv_error(what: &str, e: String) -> ConnectorError {
-    ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
 }
 
 /// How a job's mark begins (a record mark begins with an id, digits).
@@ -80,10 +77,15 @@ impl<'a> InFlight<'a> {
 
     /// Marks `records` before they go out; the key is [`InFlight::clear`]'s
     /// once their outcomes are recorded.
-    pub fn mark<'s>(&self, kind: RecordKind, records: impl IntoIterator<Item = &'s Staged>) -> Result<String> {
+    /// The key of this run's next mark of `kind` (`tag` names a job's).
+    fn next_key(&self, kind: RecordKind, tag: &str) -> String {
         let n = self.made.get() + 1;
         self.made.set(n);
-        let key = format!("{kind}/{}/{n:08}", self.run_id);
+        format!("{kind}/{}/{tag}{n:08}", self.run_id)
+    }
+
+    pub fn mark<'s>(&self, kind: RecordKind, records: impl IntoIterator<Item = &'s Staged>) -> Result<String> {
+        let key = self.next_key(kind, "");
         let mut value = String::new();
         for staged in records {
             // Ids are digits and digests hex: neither holds a space or a newline.
@@ -99,9 +101,7 @@ impl<'a> InFlight<'a> {
     /// marks waits for it to end first, so it cannot land on top of what
     /// that run writes again (Salesforce may still be applying it).
     pub fn mark_job(&self, kind: RecordKind, id: &str, sobject: &str, external_id_field: &str) -> Result<String> {
-        let n = self.made.get() + 1;
-        self.made.set(n);
-        let key = format!("{kind}/{}/job-{n:08}", self.run_id);
+        let key = self.next_key(kind, "job-");
         let value = format!("{JOB} {id} {sobject} {external_id_field}");
         self.kv.set(&key, value.as_bytes()).map_err(|e| kv_error("marking a Bulk API job on its way", e))?;
         Ok(key)

@@ -18,6 +18,7 @@
 //! write lands too), read back; the run whose write landed last keeps the
 //! lease. Key-value operations are far shorter than the wait.
 
+use super::kv_error;
 use crate::model::{ConnectorError, Result};
 use crate::ports::{Clock, KeyValue};
 use serde::{Deserialize, Serialize};
@@ -52,10 +53,6 @@ pub struct Lease<'a> {
     expires_at: Cell<i64>,
     /// The value this run last wrote and found there: what a swap expects.
     written: RefCell<Vec<u8>>,
-}
-
-fn kv_error(what: &str, e: String) -> ConnectorError {
-    ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
 }
 
 /// An expiry as RFC 3339 text, for messages.

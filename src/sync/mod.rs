@@ -35,6 +35,11 @@ use provenance::Provenance;
 use queues::{QueuedEvent, Queues};
 use run::Run;
 
+/// A key-value store's failure while the sync was `what`.
+fn kv_error(what: &str, e: String) -> ConnectorError {
+    ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
+}
+
 /// Kinds in the order a run visits them: parents before children.
 fn parents_first(kinds: &mut Vec<RecordKind>) {
     kinds.sort_by_key(|k| RecordKind::ALL.iter().position(|a| a == k));

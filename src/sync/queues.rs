@@ -2,6 +2,7 @@
 //! and records deferred until their parent is in Salesforce. They live in
 //! the host's small `queues` bucket so they can be listed.
 
+use super::kv_error;
 use super::state::RecordState;
 use crate::model::{AuditTransformations, ConnectorError, RecordKind, Result, SObjectRecord, Transformation};
 use crate::ports::KeyValue;
@@ -228,10 +229,6 @@ pub struct Queues<'a> {
     held: RefCell<std::collections::HashMap<RecordKind, Held>>,
     /// [`KEYS_HELD`], smaller in tests.
     keys_held: usize,
-}
-
-fn kv_error(what: &str, e: String) -> ConnectorError {
-    ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
 }
 
 impl<'a> Queues<'a> {

@@ -1,6 +1,7 @@
 //! Sync state in the host's key-value store: cursors, content hashes of what
 //! Salesforce holds, and failed writes kept for replay.
 
+use super::kv_error;
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, RecordKind, Result, SObjectRecord};
 use crate::ports::KeyValue;
 use serde::{Deserialize, Serialize};
@@ -255,10 +256,6 @@ pub struct State<'a> {
     /// The Salesforce org the run writes to, once known: states of another
     /// org read as absent, and saved states are stamped with it.
     org: std::cell::OnceCell<String>,
-}
-
-fn kv_error(what: &str, e: String) -> ConnectorError {
-    ConnectorError::Transport(format!("key-value store failed while {what}: {e}"))
 }
 
 impl<'a> State<'a> {

@@ -87,6 +87,22 @@ pub fn connector_binary() -> PathBuf {
     binary
 }
 
+/// `connector sync <args> --config <config>` of this build, started as a
+/// user starts it: output captured, killed when dropped.
+pub fn spawn_sync(config: &std::path::Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(connector_binary())
+        .arg("sync")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("CONNECTOR_COMPONENT", component_path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the connector CLI")
+}
+
 pub fn ps256_key() -> KeyPair {
     static KEY: OnceLock<KeyPair> = OnceLock::new();
     KEY.get_or_init(|| KeyPair::generate(Signing::Ps256).expect("RSA key generation")).clone()

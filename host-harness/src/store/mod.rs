@@ -15,7 +15,8 @@ use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const SCHEMA: &str = "
+/// Key-value rows, in the database and in the marks' file alike.
+const KV_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kv (
     tenant TEXT NOT NULL,
     bucket TEXT NOT NULL,
@@ -24,6 +25,9 @@ CREATE TABLE IF NOT EXISTS kv (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (tenant, bucket, key)
 );
+";
+
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -116,6 +120,7 @@ impl Database {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         migrate_kv_to_rowid(&tx)?;
         migrate_audit_time(&tx)?;
+        tx.execute_batch(KV_SCHEMA).context("creating the database schema")?;
         tx.execute_batch(SCHEMA).context("creating the database schema")?;
         // Databases made before runs kept the full text of a failure.
         let has_detail: bool =
@@ -145,7 +150,7 @@ impl Database {
         tx.commit().with_context(|| format!("creating the schema of {}", db.path.display()))?;
         let marks = db.connect_marks()?;
         use_wal(&marks).with_context(|| format!("switching {} to WAL", db.marks_path().display()))?;
-        marks.execute_batch(MARKS_SCHEMA).with_context(|| format!("creating {}", db.marks_path().display()))?;
+        marks.execute_batch(KV_SCHEMA).with_context(|| format!("creating {}", db.marks_path().display()))?;
         Ok(db)
     }
 
@@ -165,13 +170,7 @@ impl Database {
 
     /// A connection to the marks' file (same `kv` table, same tenants).
     pub fn connect_marks(&self) -> Result<Connection> {
-        let path = self.marks_path();
-        let conn = Connection::open(&path).with_context(|| format!("opening database {}", path.display()))?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // A commit survives the process being killed; only a crash of the
-        // machine can lose it, as it can the database's last commits.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(conn)
+        open_connection(&self.marks_path())
     }
 
     /// A connection for a run's reads: 32 MiB of page cache (2 MiB by
@@ -196,27 +195,23 @@ impl Database {
     }
 
     pub fn connect(&self) -> Result<Connection> {
-        let conn = Connection::open(&self.path).with_context(|| format!("opening database {}", self.path.display()))?;
-        // Before any statement: every later one waits for a competitor's lock.
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // WAL + NORMAL: durable at checkpoints, fast enough for a write per record.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(conn)
+        open_connection(&self.path)
     }
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const MARKS_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS kv (
-    tenant TEXT NOT NULL,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (tenant, bucket, key)
-);
-";
+/// A connection to the file at `path` (the database, or the marks' file).
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
+    // Before any statement: every later one waits for a competitor's lock.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL + NORMAL: durable at checkpoints, fast enough for a write per
+    // record; a commit survives the process being killed, only a crash of
+    // the machine can lose the last ones.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
 
 /// WAL pages (8 KiB each in new databases) between a run's checkpoints:
 /// fewer checkpoints, each an fsync, against a longer log.
