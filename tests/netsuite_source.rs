@@ -375,9 +375,13 @@ async fn a_first_sync_reads_by_id_and_the_next_run_catches_a_row_changed_behind_
     let report = bed.sync().await;
     succeeded(&report);
     assert_eq!(report.counts("customer").created, 1000);
-    let scans = customer_scans(&bed, None);
-    assert_eq!(scans.len(), 10, "ten pages of 100 by id: {scans:?}");
-    assert!(scans.is_sorted() && scans[0] == 0, "{scans:?}");
+    let mut scans = customer_scans(&bed, None);
+    assert_eq!(scans[0], 0, "{scans:?}");
+    // After the first page, three ranges read side by side (four requests in flight, one kept for deletions).
+    let ranged = bed.netsuite.recent_queries().iter().filter(|q| q.contains("AND c.id <= ")).count();
+    assert_eq!(ranged, 6, "two ranges bounded above, the last open-ended");
+    scans.sort();
+    assert_eq!(scans, (0..10).map(|k| k * 100).collect::<Vec<u64>>(), "ten pages of 100 by id, each once");
     assert_ne!(bed.sf("Account", first).1["Name"], "Changed Behind The Scan", "read before it changed");
     // The scan handed over to the change stream where changes stood when it began.
     let cursor = stored_cursor(&bed, "customer").unwrap();
@@ -411,6 +415,41 @@ async fn after_a_first_sync_an_idle_run_reads_each_kind_with_one_query_per_strea
         "{idle_queries:#?}"
     );
     assert!(!idle_queries.iter().any(|q| q.contains("MAX(")), "{idle_queries:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_read_in_ranges_and_stopped_half_way_goes_on_where_every_id_before_is_read() {
+    let bed = bed(3000).setting("netsuite_page_size", "100").setting("http_max_retries", "3").start().await;
+    // NetSuite gives out once pages of every range are under way: the
+    // request waited for fails four times, the others once.
+    bed.netsuite.after_queries(bed.netsuite.queries() + 15, |ns| {
+        ns.fail_next(&[ScriptedFailure::TooManyRequests; 8]);
+    });
+    let stopped = bed.sync().await;
+    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    let ranged: Vec<String> =
+        bed.netsuite.recent_queries().into_iter().filter(|q| q.contains("AND c.id <= ")).collect();
+    assert!(!ranged.is_empty(), "the scan was split into ranges");
+    let done = stopped.counts("customer").created;
+    assert!(done > 0 && done < 3000, "{done}");
+    let cursor = stored_cursor(&bed, "customer").unwrap();
+    let after: u64 = cursor["scan"]["after"].as_str().unwrap().parse().unwrap();
+    // Where the scan goes on, every id before is in Salesforce (pages of
+    // later ranges may be too: they are read again, found unchanged).
+    let before_it = bed.customer_ids.iter().filter(|&&id| id as u64 <= after).count() as u64;
+    assert!(after > 0 && before_it <= bed.salesforce.count("Account"), "{after}: {before_it} customers up to it");
+
+    let before = bed.netsuite.queries();
+    let resumed = bed.sync().await;
+    succeeded(&resumed);
+    let c = resumed.counts("customer");
+    assert_eq!(done + c.created, 3000, "{c:?}");
+    assert_eq!(c.updated, 0, "what the stopped run wrote is read again unchanged: {c:?}");
+    assert_eq!(bed.salesforce.count("Account"), 3000, "one Account per customer");
+    let scans = customer_scans(&bed, Some(bed.netsuite.queries() - before));
+    assert_eq!(scans.first(), Some(&after), "the scan went on where it stopped: {scans:?}");
+    let cursor = stored_cursor(&bed, "customer").unwrap();
+    assert!(cursor.get("scan").is_none() && cursor["id"] == "0", "handed over to the change stream: {cursor}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,11 +202,24 @@ impl<'h> NetSuiteSource<'h> {
     }
 
     /// Starts reading one page of every `kind` record after internal id
-    /// `after`, in id order (a first sync's read).
-    pub fn begin_scan(&self, kind: RecordKind, after: Option<&str>, columns: &[String]) -> Result<PendingPage<'_, 'h>> {
-        let query = suiteql::scan_query(kind, after, columns)?;
+    /// `after` (up to `upto`, inclusive, when given), in id order (a first
+    /// sync's read).
+    pub fn begin_scan(
+        &self,
+        kind: RecordKind,
+        after: u64,
+        upto: Option<u64>,
+        columns: &[String],
+    ) -> Result<PendingPage<'_, 'h>> {
+        let query = suiteql::scan_query(kind, after, upto, columns)?;
         let what = format!("SuiteQL read of all {kind} records");
         Ok(PendingPage { kind, query: self.begin_page(query, what, self.limit(kind))? })
+    }
+
+    /// Starts asking for the highest internal id of `kind`.
+    pub fn begin_highest_id(&self, kind: RecordKind) -> Result<PendingHighest<'_, 'h>> {
+        let what = format!("SuiteQL read of the highest {kind} id");
+        Ok(PendingHighest { query: self.begin_query(suiteql::highest_id_query(kind), what)? })
     }
 
     /// The newest lastmodifieddate of `kind`'s records (None when it has
@@ -348,6 +361,24 @@ impl PendingPage<'_, '_> {
         }
         let next = records.last().map(|r| Cursor { last_modified: r.last_modified.clone(), id: r.id.clone() });
         Ok(Page { records, next, has_more: page.has_more, total: page.total_results, problems })
+    }
+}
+
+/// The highest internal id of a kind, asked.
+pub struct PendingHighest<'s, 'h> {
+    query: PendingQuery<'s, 'h>,
+}
+
+impl PendingHighest<'_, '_> {
+    /// None when the kind has no rows.
+    pub fn finish(self) -> Result<Option<u64>> {
+        let page = self.query.finish()?;
+        page.rows
+            .first()
+            .and_then(|row| row.get("highest"))
+            .filter(|v| !v.is_empty())
+            .map(suiteql::internal_id)
+            .transpose()
     }
 }
 

@@ -195,19 +195,26 @@ pub fn changed_query(kind: RecordKind, after: Option<&Cursor>, extra: &[String])
     Ok(format!("SELECT {} FROM {} WHERE {filter} ORDER BY {order}", select_list(kind, extra)?, t.from))
 }
 
-/// Every row of `kind` after internal id `after` (from the first when
-/// None), in id order: a first sync reads this way, in the order the
+/// Every row of `kind` after internal id `after` (up to `upto`, inclusive,
+/// when given), in id order: a first sync reads this way, in the order the
 /// account stores its rows, instead of one random seek per row in
 /// lastmodifieddate order.
-pub fn scan_query(kind: RecordKind, after: Option<&str>, extra: &[String]) -> Result<String> {
+pub fn scan_query(kind: RecordKind, after: u64, upto: Option<u64>, extra: &[String]) -> Result<String> {
     let t = table(kind);
-    let after = after.map(internal_id).transpose()?.unwrap_or(0);
+    let upto = upto.map(|u| format!(" AND {}.id <= {u}", t.alias)).unwrap_or_default();
     Ok(format!(
-        "SELECT {} FROM {} WHERE {a}.id > {after} ORDER BY {a}.id",
+        "SELECT {} FROM {} WHERE {a}.id > {after}{upto} ORDER BY {a}.id",
         select_list(kind, extra)?,
         t.from,
         a = t.alias
     ))
+}
+
+/// The highest internal id among `kind`'s rows: one row, its `highest`
+/// absent when there are none.
+pub fn highest_id_query(kind: RecordKind) -> String {
+    let t = table(kind);
+    format!("SELECT MAX({a}.id) AS highest FROM {} {a}", t.name, a = t.alias)
 }
 
 /// The newest lastmodifieddate among `kind`'s rows, in the cursor's form:
@@ -685,13 +692,13 @@ mod tests {
 
     #[test]
     fn a_scan_reads_in_id_order_after_a_validated_id() {
-        let first = scan_query(RecordKind::Customer, None, &[]).unwrap();
+        let first = scan_query(RecordKind::Customer, 0, None, &[]).unwrap();
         assert!(first.ends_with("WHERE c.id > 0 ORDER BY c.id"), "{first}");
         assert!(first.contains("LEFT JOIN customeraddressbookentityaddress ba"), "{first}");
-        let next = scan_query(RecordKind::Contact, Some("1200"), &["custentity_role".into()]).unwrap();
+        let next = scan_query(RecordKind::Contact, 1200, Some(5000), &["custentity_role".into()]).unwrap();
         assert!(next.contains(", ct.custentity_role FROM contact ct"), "{next}");
-        assert!(next.ends_with("WHERE ct.id > 1200 ORDER BY ct.id"), "{next}");
-        assert!(scan_query(RecordKind::Vendor, Some("5 OR 1=1"), &[]).is_err());
+        assert!(next.ends_with("WHERE ct.id > 1200 AND ct.id <= 5000 ORDER BY ct.id"), "{next}");
+        assert_eq!(highest_id_query(RecordKind::Contact), "SELECT MAX(ct.id) AS highest FROM contact ct");
         assert_eq!(
             newest_change_query(RecordKind::Vendor),
             "SELECT TO_CHAR(MAX(v.lastmodifieddate), 'YYYY-MM-DD HH24:MI:SS') AS lastmodified FROM vendor v"

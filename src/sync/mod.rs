@@ -21,6 +21,7 @@ mod queued_events;
 pub mod queues;
 mod read;
 mod run;
+mod scan_ranges;
 mod stage;
 pub mod state;
 mod write;

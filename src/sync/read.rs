@@ -4,9 +4,10 @@
 //! cursor moved forward only over pages whose records are recorded.
 
 use super::run::Run;
+use super::scan_ranges::ScanRanges;
 use super::state::{IdScan, Recheck, StoredCursor, is_after};
 use crate::model::{Cursor, Page, RecordKind, Result};
-use crate::netsuite::{DeletedPage, PendingDeleted, PendingPage, suiteql};
+use crate::netsuite::{DeletedPage, PendingDeleted, PendingHighest, PendingPage, suiteql};
 use std::collections::VecDeque;
 
 /// Host seconds from a scan's start after which the second of NetSuite's
@@ -200,39 +201,104 @@ impl Position {
 }
 
 /// Pages of changed records, the next one requested as soon as one arrives.
+/// A scan by internal id is split, once its first page is in, into up to
+/// `netsuite_max_in_flight - 1` ranges (one request stays for the
+/// deletions) whose pages travel side by side; pages come out in the order
+/// they were asked for.
 pub(super) struct Changes<'r, 'a> {
     run: &'r Run<'a>,
     kind: RecordKind,
     columns: Vec<String>,
-    /// Pages follow internal ids (a scan), not (lastmodified, id).
-    scan: bool,
-    pending: Option<PendingPage<'r, 'a>>,
+    /// A scan's ranges; None: changes after a cursor, a page at a time.
+    ranges: Option<ScanRanges>,
+    /// Pages under way, oldest first, with their range.
+    pending: VecDeque<(usize, PendingPage<'r, 'a>)>,
+    /// The highest id, asked alongside a scan's first page to split it.
+    highest: Option<PendingHighest<'r, 'a>>,
 }
 
 impl<'r, 'a> Changes<'r, 'a> {
     pub fn open(run: &'r Run<'a>, kind: RecordKind, start: Start) -> Result<Self> {
         let columns = run.settings.mapping.columns(kind);
-        let (scan, pending) = match start {
-            Start::After(after) => (false, run.source.begin_changed(kind, after.as_ref(), &columns)?),
-            Start::Scan(after) => (true, run.source.begin_scan(kind, after.as_deref(), &columns)?),
-        };
-        Ok(Changes { run, kind, columns, scan, pending: Some(pending) })
+        let mut changes = Changes { run, kind, columns, ranges: None, pending: VecDeque::new(), highest: None };
+        match start {
+            Start::After(after) => {
+                let first = run.source.begin_changed(kind, after.as_ref(), &changes.columns)?;
+                changes.pending.push_back((0, first));
+            }
+            Start::Scan(after) => {
+                let after = after.as_deref().map(suiteql::internal_id).transpose()?.unwrap_or(0);
+                changes.ranges = Some(ScanRanges::new(after));
+                changes.begin_range(0)?;
+                if changes.ways() > 1 {
+                    changes.highest = Some(run.source.begin_highest_id(kind)?);
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Ranges a scan may read side by side.
+    fn ways(&self) -> usize {
+        self.run.settings.netsuite.max_in_flight.saturating_sub(1).max(1) as usize
+    }
+
+    fn begin_range(&mut self, i: usize) -> Result<()> {
+        let Some(ranges) = &self.ranges else { return Ok(()) };
+        let (after, upto) = ranges.bounds(i);
+        let pending = self.run.source.begin_scan(self.kind, after, upto, &self.columns)?;
+        self.pending.push_back((i, pending));
+        Ok(())
     }
 
     /// The next page, or None after the last. The page after it is already
     /// on its way: it travels while this one is written.
     pub fn next_page(&mut self) -> Result<Option<Page>> {
-        let Some(pending) = self.pending.take() else { return Ok(None) };
-        let page = pending.finish()?;
-        if page.has_more && !page.records.is_empty() {
-            let source = &self.run.source;
-            self.pending = Some(if self.scan {
-                source.begin_scan(self.kind, page.next.as_ref().map(|c| c.id.as_str()), &self.columns)?
-            } else {
-                source.begin_changed(self.kind, page.next.as_ref(), &self.columns)?
-            });
+        loop {
+            let Some((i, pending)) = self.pending.pop_front() else { return Ok(None) };
+            let mut page = pending.finish()?;
+            let (ways, rows_per_page) = (self.ways(), self.run.source.rows_per_page(self.kind));
+            let Some(ranges) = self.ranges.as_mut() else {
+                if page.has_more && !page.records.is_empty() {
+                    let next = self.run.source.begin_changed(self.kind, page.next.as_ref(), &self.columns)?;
+                    self.pending.push_back((0, next));
+                }
+                return Ok(Some(page));
+            };
+            // Quarantined rows count: the range goes on after them.
+            let ids = page.records.iter().map(|r| r.id.as_str()).chain(page.problems.iter().map(|p| p.id.as_str()));
+            let last = ids.filter_map(|id| suiteql::internal_id(id).ok()).max();
+            let more = page.has_more && last.is_some();
+            ranges.read(i, last, more);
+            // Waited for even when there is nothing to split: it travelled
+            // with the page, NetSuite answers it either way, and the run
+            // counts what NetSuite answered. Only a quicker read is at
+            // stake: without the highest id, one range.
+            let highest = self.highest.take().map(|h| h.finish().ok().flatten());
+            let split = match highest {
+                Some(Some(highest)) if more => {
+                    // No more ranges than pages NetSuite counts left.
+                    let read = (page.records.len() + page.problems.len()) as u64;
+                    let left = page.total.map_or(0, |t| u64::from(t).saturating_sub(read));
+                    let ways = (ways as u64).min(left.div_ceil(rows_per_page.max(1) as u64)) as usize;
+                    ranges.split(ways, highest)
+                }
+                _ => 1..1,
+            };
+            let covered = ranges.covered();
+            if !ranges.done(i) {
+                self.begin_range(i)?;
+            }
+            for j in split {
+                self.begin_range(j)?;
+            }
+            // Where the scan goes on once this page and those before it are recorded.
+            page.next = Some(Cursor { last_modified: suiteql::EPOCH.into(), id: covered.to_string() });
+            if page.records.is_empty() && page.problems.is_empty() {
+                continue;
+            }
+            return Ok(Some(page));
         }
-        Ok(Some(page))
     }
 }
 
