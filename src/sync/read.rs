@@ -201,8 +201,8 @@ impl Position {
 }
 
 /// Pages of changed records, the next one requested as soon as one arrives.
-/// A scan by internal id is split, once its first page is in, into up to
-/// `netsuite_max_in_flight - 1` ranges (one request stays for the
+/// A scan by internal id with pages left after its first is split into up
+/// to `netsuite_max_in_flight - 1` ranges (one request stays for the
 /// deletions) whose pages travel side by side; pages come out in the order
 /// they were asked for.
 pub(super) struct Changes<'r, 'a> {
@@ -213,14 +213,18 @@ pub(super) struct Changes<'r, 'a> {
     ranges: Option<ScanRanges>,
     /// Pages under way, oldest first, with their range.
     pending: VecDeque<(usize, PendingPage<'r, 'a>)>,
-    /// The highest id, asked alongside a scan's first page to split it.
-    highest: Option<PendingHighest<'r, 'a>>,
+    /// The highest id, asked once the scan's first page showed pages left,
+    /// with how many ways to split: it travels while that page is written.
+    highest: Option<(PendingHighest<'r, 'a>, usize)>,
+    /// The scan's first page is in.
+    started: bool,
 }
 
 impl<'r, 'a> Changes<'r, 'a> {
     pub fn open(run: &'r Run<'a>, kind: RecordKind, start: Start) -> Result<Self> {
         let columns = run.settings.mapping.columns(kind);
-        let mut changes = Changes { run, kind, columns, ranges: None, pending: VecDeque::new(), highest: None };
+        let mut changes =
+            Changes { run, kind, columns, ranges: None, pending: VecDeque::new(), highest: None, started: false };
         match start {
             Start::After(after) => {
                 let first = run.source.begin_changed(kind, after.as_ref(), &changes.columns)?;
@@ -230,9 +234,6 @@ impl<'r, 'a> Changes<'r, 'a> {
                 let after = after.as_deref().map(suiteql::internal_id).transpose()?.unwrap_or(0);
                 changes.ranges = Some(ScanRanges::new(after));
                 changes.begin_range(0)?;
-                if changes.ways() > 1 {
-                    changes.highest = Some(run.source.begin_highest_id(kind)?);
-                }
             }
         }
         Ok(changes)
@@ -251,13 +252,27 @@ impl<'r, 'a> Changes<'r, 'a> {
         Ok(())
     }
 
+    /// Splits the scan by the highest id asked after its first page (only a
+    /// quicker read is at stake: without it, one range), and sends the
+    /// ranges' first pages.
+    fn split(&mut self) -> Result<()> {
+        let Some((highest, ways)) = self.highest.take() else { return Ok(()) };
+        let split = match (highest.finish(), self.ranges.as_mut()) {
+            (Ok(Some(highest)), Some(ranges)) => ranges.split(ways, highest),
+            _ => 1..1,
+        };
+        self.begin_range(0)?;
+        split.into_iter().try_for_each(|j| self.begin_range(j))
+    }
+
     /// The next page, or None after the last. The page after it is already
     /// on its way: it travels while this one is written.
     pub fn next_page(&mut self) -> Result<Option<Page>> {
+        self.split()?;
         loop {
             let Some((i, pending)) = self.pending.pop_front() else { return Ok(None) };
             let mut page = pending.finish()?;
-            let (ways, rows_per_page) = (self.ways(), self.run.source.rows_per_page(self.kind));
+            let (ways, rows_per_page) = (self.ways(), self.run.source.rows_per_page(self.kind) as u64);
             let Some(ranges) = self.ranges.as_mut() else {
                 if page.has_more && !page.records.is_empty() {
                     let next = self.run.source.begin_changed(self.kind, page.next.as_ref(), &self.columns)?;
@@ -270,28 +285,21 @@ impl<'r, 'a> Changes<'r, 'a> {
             let last = ids.filter_map(|id| suiteql::internal_id(id).ok()).max();
             let more = page.has_more && last.is_some();
             ranges.read(i, last, more);
-            // Waited for even when there is nothing to split: it travelled
-            // with the page, NetSuite answers it either way, and the run
-            // counts what NetSuite answered. Only a quicker read is at
-            // stake: without the highest id, one range.
-            let highest = self.highest.take().map(|h| h.finish().ok().flatten());
-            let split = match highest {
-                Some(Some(highest)) if more => {
-                    // No more ranges than pages NetSuite counts left.
-                    let read = (page.records.len() + page.problems.len()) as u64;
-                    let left = page.total.map_or(0, |t| u64::from(t).saturating_sub(read));
-                    let ways = (ways as u64).min(left.div_ceil(rows_per_page.max(1) as u64)) as usize;
-                    ranges.split(ways, highest)
-                }
-                _ => 1..1,
-            };
             let covered = ranges.covered();
-            if !ranges.done(i) {
-                self.begin_range(i)?;
+            if more {
+                // After the first page: as many ways as there are requests
+                // to spare, no more than the pages NetSuite counts left.
+                let read = (page.records.len() + page.problems.len()) as u64;
+                let pages_left =
+                    page.total.map_or(u64::MAX, |t| u64::from(t).saturating_sub(read).div_ceil(rows_per_page.max(1)));
+                let ways = (ways as u64).min(pages_left) as usize;
+                if !self.started && ways > 1 {
+                    self.highest = Some((self.run.source.begin_highest_id(self.kind)?, ways));
+                } else {
+                    self.begin_range(i)?;
+                }
             }
-            for j in split {
-                self.begin_range(j)?;
-            }
+            self.started = true;
             // Where the scan goes on once this page and those before it are recorded.
             page.next = Some(Cursor { last_modified: suiteql::EPOCH.into(), id: covered.to_string() });
             if page.records.is_empty() && page.problems.is_empty() {

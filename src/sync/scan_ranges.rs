@@ -40,7 +40,8 @@ impl ScanRanges {
         range.done = !more || last.is_none();
     }
 
-    pub fn done(&self, i: usize) -> bool {
+    #[cfg(test)]
+    fn done(&self, i: usize) -> bool {
         self.ranges[i].done
     }
 
