@@ -453,6 +453,34 @@ async fn a_first_sync_read_in_ranges_and_stopped_half_way_goes_on_where_every_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_over_ids_that_jump_reads_every_row_once_however_unevenly_the_ranges_split() {
+    let bed = bed(2000).setting("netsuite_page_size", "100").start().await;
+    // The last 500 customers came much later: their ids are a million higher,
+    // so the ranges, split by id span, hold 1,400 rows, none and 500.
+    let cut = bed.customer_ids[1499];
+    for sql in [
+        format!("UPDATE customeraddressbook SET entity = entity + 1000000 WHERE entity > {cut}"),
+        format!("UPDATE contact SET company = company + 1000000 WHERE company > {cut}"),
+        format!("UPDATE customer SET id = id + 1000000 WHERE id > {cut}"),
+    ] {
+        bed.netsuite.execute(&sql).unwrap();
+    }
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.read, c.created), (2000, 2000), "{c:?}");
+    assert_eq!(bed.salesforce.count("Account"), 2000, "one Account per customer");
+    assert!(bed.sf("Account", cut + 1_000_001).1["Name"].is_string(), "a moved id was read");
+    let ranged = bed.netsuite.recent_queries().iter().filter(|q| q.contains("AND c.id <= ")).count();
+    assert!(ranged >= 2, "the scan was split: {ranged} bounded queries");
+    let cursor = stored_cursor(&bed, "customer").unwrap();
+    assert!(cursor.get("scan").is_none(), "handed over to the change stream: {cursor}");
+    let again = bed.sync().await;
+    succeeded(&again);
+    assert_eq!(again.counts("customer").read, 0, "nothing left behind or read twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
     let bed = support::one_request_at_a_time(3000).start().await;
     // Fourteen pages read: the first thousand records are written (one
