@@ -283,7 +283,15 @@ impl<'r, 'a> Changes<'r, 'a> {
             // Quarantined rows count: the range goes on after them.
             let ids = page.records.iter().map(|r| r.id.as_str()).chain(page.problems.iter().map(|p| p.id.as_str()));
             let last = ids.filter_map(|id| suiteql::internal_id(id).ok()).max();
-            let more = page.has_more && last.is_some();
+            if page.has_more && last.is_none() {
+                // Without an id the range cannot go on, and ending it would skip its rest.
+                return Err(crate::model::ConnectorError::NetSuite(format!(
+                    "a SuiteQL page of {} records came without a readable internal id while NetSuite said more \
+                     rows follow; the scan stops here, where the next run goes on",
+                    self.kind
+                )));
+            }
+            let more = page.has_more;
             ranges.read(i, last, more);
             let covered = ranges.covered();
             if more {
