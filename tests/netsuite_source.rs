@@ -445,17 +445,25 @@ async fn a_first_sync_read_in_ranges_and_stopped_half_way_goes_on_where_every_id
         .collect();
     assert!(missing.is_empty(), "the scan goes on after {after}, yet these are not in Salesforce: {missing:?}");
 
+    let c = resume_the_scan(&bed, done, after).await;
+    assert_eq!(c.updated, 0, "what the stopped run wrote is read again unchanged: {c:?}");
+}
+
+/// Runs again after a scan of 3,000 customers stopped with `done` written
+/// and its cursor after id `after`: the scan goes on there, writes the rest
+/// and hands over to the change stream. Returns the run's customer counts.
+async fn resume_the_scan(bed: &support::Bed, done: u32, after: u64) -> host_harness::scheduler::ObjectCounts {
     let before = bed.netsuite.queries();
     let resumed = bed.sync().await;
     succeeded(&resumed);
     let c = resumed.counts("customer");
     assert_eq!(done + c.created, 3000, "{c:?}");
-    assert_eq!(c.updated, 0, "what the stopped run wrote is read again unchanged: {c:?}");
     assert_eq!(bed.salesforce.count("Account"), 3000, "one Account per customer");
-    let scans = customer_scans(&bed, Some(bed.netsuite.queries() - before));
+    let scans = customer_scans(bed, Some(bed.netsuite.queries() - before));
     assert_eq!(scans.first(), Some(&after), "the scan went on where it stopped: {scans:?}");
-    let cursor = stored_cursor(&bed, "customer").unwrap();
+    let cursor = stored_cursor(bed, "customer").unwrap();
     assert!(cursor.get("scan").is_none() && cursor["id"] == "0", "handed over to the change stream: {cursor}");
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,7 +491,7 @@ async fn a_scan_over_ids_that_jump_reads_every_row_once_however_unevenly_the_ran
     assert!(cursor.get("scan").is_none(), "handed over to the change stream: {cursor}");
     let again = bed.sync().await;
     succeeded(&again);
-    assert_eq!(again.counts("customer").read, 0, "nothing left behind or read twice");
+    assert_eq!(again.counts("customer").read, 0, "the scan handed over: the next run reads nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,16 +506,7 @@ async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
     let after: u64 = cursor["scan"]["after"].as_str().unwrap().parse().unwrap();
     assert!(after > 0, "{cursor}");
     assert!(cursor["scan"]["then"]["last_modified"].is_string(), "{cursor}");
-
-    let before = bed.netsuite.queries();
-    let resumed = bed.sync().await;
-    succeeded(&resumed);
-    assert_eq!(done + resumed.counts("customer").created, 3000);
-    assert_eq!(bed.salesforce.count("Account"), 3000, "one Account per customer");
-    let scans = customer_scans(&bed, Some(bed.netsuite.queries() - before));
-    assert_eq!(scans.first(), Some(&after), "the scan went on where it stopped: {scans:?}");
-    let cursor = stored_cursor(&bed, "customer").unwrap();
-    assert!(cursor.get("scan").is_none() && cursor["id"] == "0", "handed over to the change stream: {cursor}");
+    resume_the_scan(&bed, done, after).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
