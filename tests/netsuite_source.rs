@@ -6,9 +6,10 @@ mod support;
 
 use host_harness::host::{Cursor, RecordKind, describe_error};
 use serde_json::Value;
+use simulators::keys::{KeyPair, Signing};
 use simulators::netsuite::ScriptedFailure;
 use std::time::Duration;
-use support::{bed, es256_key, runtime, succeeded};
+use support::{bed, es256_key, ps256_key, runtime, succeeded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_inactive_records_and_missing_addresses_come_through() {
@@ -96,20 +97,30 @@ async fn contacts_and_vendors_arrive_linked_to_their_parents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tba_and_m2m_with_ps256_and_es256_sync_the_same_data() {
+async fn tba_and_m2m_under_every_algorithm_netsuite_accepts_sync_the_same_data() {
     let ps = bed(120).start().await;
-    let es = bed(120).key(es256_key()).start().await;
     let tba = bed(120).setting("netsuite_auth", "tba").start().await;
-    for b in [&ps, &es, &tba] {
+    let mut m2m = vec![bed(120).key(es256_key()).start().await];
+    for signing in [Signing::Ps384, Signing::Ps512] {
+        m2m.push(bed(120).key(ps256_key().signing_as(signing)).start().await);
+    }
+    for signing in [Signing::Es384, Signing::Es512] {
+        m2m.push(bed(120).key(KeyPair::generate(signing).unwrap()).start().await);
+    }
+    for b in [&ps, &tba].into_iter().chain(&m2m) {
         succeeded(&b.sync().await);
         assert_eq!(b.salesforce.count("Account"), 120);
     }
-    assert_eq!(es.netsuite.token_requests(), 1, "ES256 M2M obtained a token");
     assert_eq!(tba.netsuite.token_requests(), 0, "TBA signs each request instead");
+    for b in &m2m {
+        assert_eq!(b.netsuite.token_requests(), 1, "M2M obtained a token");
+    }
     for &id in &ps.customer_ids {
         let expected = ps.sf("Account", id).1;
-        assert_eq!(es.sf("Account", id).1, expected, "customer {id} over ES256");
         assert_eq!(tba.sf("Account", id).1, expected, "customer {id} over TBA");
+        for b in &m2m {
+            assert_eq!(b.sf("Account", id).1, expected, "customer {id}");
+        }
     }
 }
 

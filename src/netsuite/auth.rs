@@ -38,21 +38,144 @@ pub fn client_assertion(settings: &M2mSettings, base_url: &str, now: i64) -> Res
         iat: now,
         exp: now + ASSERTION_LIFETIME_SECS,
     };
-    let (alg, key) = match settings.algorithm {
-        SigningAlgorithm::Ps256 => (Algorithm::PS256, EncodingKey::from_rsa_pem(settings.private_key_pem.as_bytes())),
-        SigningAlgorithm::Es256 => (Algorithm::ES256, EncodingKey::from_ec_pem(settings.private_key_pem.as_bytes())),
+    let key = SigningKey::read(settings.algorithm, &settings.private_key_pem)?;
+    key.sign(settings.algorithm, &settings.certificate_id, &claims)
+}
+
+/// The private key as the chosen algorithm signs with it.
+enum SigningKey {
+    Jwt(Algorithm, EncodingKey),
+    /// jsonwebtoken has no ES512.
+    P521(Box<p521::ecdsa::SigningKey>),
+}
+
+impl SigningKey {
+    fn read(alg: SigningAlgorithm, pem: &str) -> Result<SigningKey> {
+        let rsa = |a| EncodingKey::from_rsa_pem(pem.as_bytes()).ok().map(|k| SigningKey::Jwt(a, k));
+        let ec = |a, der: Option<Vec<u8>>| der.map(|der| SigningKey::Jwt(a, EncodingKey::from_ec_der(&der)));
+        let key = match alg {
+            SigningAlgorithm::Ps256 => rsa(Algorithm::PS256),
+            SigningAlgorithm::Ps384 => rsa(Algorithm::PS384),
+            SigningAlgorithm::Ps512 => rsa(Algorithm::PS512),
+            SigningAlgorithm::Es256 => ec(Algorithm::ES256, p256_pkcs8(pem)),
+            SigningAlgorithm::Es384 => ec(Algorithm::ES384, p384_pkcs8(pem)),
+            SigningAlgorithm::Es512 => p521_key(pem).map(|k| SigningKey::P521(Box::new(k))),
+        };
+        key.ok_or_else(|| ConnectorError::Config(unusable_key(alg, pem)))
+    }
+
+    fn sign(&self, alg: SigningAlgorithm, kid: &str, claims: &Claims) -> Result<String> {
+        let failed = |e: &dyn std::fmt::Display| {
+            ConnectorError::Config(format!("could not sign the NetSuite client assertion with {}: {e}", alg.name()))
+        };
+        match self {
+            SigningKey::Jwt(alg, key) => {
+                let mut header = Header::new(*alg);
+                header.typ = Some("JWT".into());
+                header.kid = Some(kid.to_string());
+                jsonwebtoken::encode(&header, claims, key).map_err(|e| failed(&e))
+            }
+            SigningKey::P521(key) => {
+                use base64::Engine;
+                use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                use p521::ecdsa::signature::RandomizedSigner;
+                let header = serde_json::json!({ "typ": "JWT", "alg": "ES512", "kid": kid });
+                let claims = serde_json::to_vec(claims).map_err(|e| failed(&e))?;
+                let input =
+                    format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims));
+                // JWS (RFC 7518 3.4): R and S, 66 bytes each, not DER.
+                let mut random = HostRandom::default();
+                let signature: p521::ecdsa::Signature =
+                    key.try_sign_with_rng(&mut random, input.as_bytes()).map_err(|e| failed(&e))?;
+                if let Some(e) = random.failed {
+                    return Err(failed(&format!("the host gave no randomness for the nonce ({e})")));
+                }
+                Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())))
+            }
+        }
+    }
+}
+
+/// p521 0.13 draws its nonce from a rand_core RNG; this one asks the host
+/// (getrandom, WASI's random interface) and remembers a failure instead of
+/// panicking, so the signature made without randomness is thrown away.
+#[derive(Default)]
+struct HostRandom {
+    failed: Option<getrandom::Error>,
+}
+
+impl rand_core::RngCore for HostRandom {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        if let Err(e) = getrandom::fill(dest) {
+            dest.fill(0);
+            self.failed = Some(e);
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> std::result::Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for HostRandom {}
+
+// EC keys come as PKCS#8 (`BEGIN PRIVATE KEY`, what `openssl req -newkey ec`
+// writes) or SEC1 (`BEGIN EC PRIVATE KEY`, what `openssl ecparam -genkey`
+// writes); jsonwebtoken reads only the first, so both are read here.
+fn p256_pkcs8(pem: &str) -> Option<Vec<u8>> {
+    use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+    let key = p256::SecretKey::from_pkcs8_pem(pem).or_else(|_| p256::SecretKey::from_sec1_pem(pem)).ok()?;
+    Some(key.to_pkcs8_der().ok()?.as_bytes().to_vec())
+}
+
+fn p384_pkcs8(pem: &str) -> Option<Vec<u8>> {
+    use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+    let key = p384::SecretKey::from_pkcs8_pem(pem).or_else(|_| p384::SecretKey::from_sec1_pem(pem)).ok()?;
+    Some(key.to_pkcs8_der().ok()?.as_bytes().to_vec())
+}
+
+fn p521_key(pem: &str) -> Option<p521::ecdsa::SigningKey> {
+    use p521::pkcs8::DecodePrivateKey;
+    let key = p521::SecretKey::from_pkcs8_pem(pem).or_else(|_| p521::SecretKey::from_sec1_pem(pem)).ok()?;
+    p521::ecdsa::SigningKey::from_bytes(&key.to_bytes()).ok()
+}
+
+/// Why the key cannot sign with the chosen algorithm, and what to set: the
+/// algorithm has to be the one of the certificate uploaded to NetSuite. The
+/// key itself is never quoted.
+fn unusable_key(alg: SigningAlgorithm, pem: &str) -> String {
+    let held = if EncodingKey::from_rsa_pem(pem.as_bytes()).is_ok() {
+        Some(("an RSA key", "PS256, PS384 or PS512"))
+    } else if p256_pkcs8(pem).is_some() {
+        Some(("an EC P-256 key", "ES256"))
+    } else if p384_pkcs8(pem).is_some() {
+        Some(("an EC P-384 key", "ES384"))
+    } else if p521_key(pem).is_some() {
+        Some(("an EC P-521 key", "ES512"))
+    } else {
+        None
     };
-    let key = key.map_err(|e| {
-        ConnectorError::Config(format!(
-            "secret `netsuite_private_key` is not a usable {alg:?} private key in PEM form ({e}). PS256 needs an \
-             RSA key of 3072 or 4096 bits, ES256 a P-256 key"
-        ))
-    })?;
-    let mut header = Header::new(alg);
-    header.typ = Some("JWT".into());
-    header.kid = Some(settings.certificate_id.clone());
-    jsonwebtoken::encode(&header, &claims, &key)
-        .map_err(|e| ConnectorError::Config(format!("could not sign the NetSuite client assertion: {e}")))
+    match held {
+        Some((kind, fits)) => format!(
+            "secret `netsuite_private_key` holds {kind}, which signs {fits}, but setting `netsuite_signing_algorithm` \
+             is {}: set it to {fits} (the algorithm of the certificate uploaded to NetSuite)",
+            alg.name()
+        ),
+        None => "secret `netsuite_private_key` is not a private key in PEM form the connector can read: use the \
+             key whose certificate NetSuite holds, as PKCS#8 (`-----BEGIN PRIVATE KEY-----`), or PKCS#1 for RSA, or \
+             SEC1 for EC. NetSuite M2M takes RSA keys of 3072 or 4096 bits (PS256, PS384, PS512) and EC keys on \
+             P-256 (ES256), P-384 (ES384) or P-521 (ES512)"
+            .to_string(),
+    }
 }
 
 pub fn token_request(base_url: &str, assertion: &str) -> HttpRequest {
@@ -184,6 +307,100 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("`netsuite_private_key`"), "{msg}");
         assert!(!msg.contains("SECRET-MATERIAL"), "{msg}");
+    }
+
+    /// The assertion's header and claims, once its signature verified with
+    /// the public key (jsonwebtoken, or p521 for ES512).
+    fn verified(jwt: &str, key: &simulators::keys::KeyPair) -> (serde_json::Value, serde_json::Value) {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let part = |i: usize| -> serde_json::Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[i]).unwrap()).unwrap()
+        };
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        let ok = match key.algorithm() {
+            "ES512" => {
+                use p521::ecdsa::signature::Verifier;
+                use p521::pkcs8::DecodePublicKey;
+                let public = p521::PublicKey::from_public_key_pem(&key.public_pem).unwrap();
+                let verifying = p521::ecdsa::VerifyingKey::from_affine(*public.as_affine()).unwrap();
+                let raw = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+                assert_eq!(raw.len(), 132, "ES512 signatures are R and S of 66 bytes each");
+                verifying.verify(signed.as_bytes(), &p521::ecdsa::Signature::from_slice(&raw).unwrap()).is_ok()
+            }
+            name => {
+                let alg: Algorithm = name.parse().unwrap();
+                let public = match alg {
+                    Algorithm::ES256 | Algorithm::ES384 => {
+                        jsonwebtoken::DecodingKey::from_ec_pem(key.public_pem.as_bytes()).unwrap()
+                    }
+                    _ => jsonwebtoken::DecodingKey::from_rsa_pem(key.public_pem.as_bytes()).unwrap(),
+                };
+                jsonwebtoken::crypto::verify(parts[2], signed.as_bytes(), &public, alg).unwrap()
+            }
+        };
+        assert!(ok, "{} signature does not verify", key.algorithm());
+        (part(0), part(1))
+    }
+
+    fn algorithm_of(key: &simulators::keys::KeyPair) -> SigningAlgorithm {
+        SigningAlgorithm::ALL.into_iter().find(|a| a.name() == key.algorithm()).unwrap()
+    }
+
+    #[test]
+    fn every_algorithm_netsuite_accepts_signs_a_verifiable_assertion() {
+        use simulators::keys::{KeyPair, Signing};
+        let rsa = KeyPair::generate(Signing::Ps256).unwrap();
+        for signing in Signing::ALL {
+            let key = match signing {
+                Signing::Ps256 | Signing::Ps384 | Signing::Ps512 => rsa.signing_as(signing),
+                _ => KeyPair::generate(signing).unwrap(),
+            };
+            let jwt = client_assertion(&settings(algorithm_of(&key), &key.private_pem), BASE, 1_000).unwrap();
+            let (header, claims) = verified(&jwt, &key);
+            assert_eq!(header["alg"], key.algorithm());
+            assert_eq!((header["typ"].as_str(), header["kid"].as_str()), (Some("JWT"), Some("cert-1")));
+            assert_eq!(claims["aud"], format!("{BASE}/services/rest/auth/oauth2/v1/token"));
+            assert_eq!((claims["iss"].as_str(), claims["iat"].as_i64()), (Some("client"), Some(1_000)));
+            assert_eq!(claims["scope"], serde_json::json!(["rest_webservices"]));
+        }
+    }
+
+    #[test]
+    fn an_ec_key_in_sec1_form_signs_as_well_as_pkcs8() {
+        use p256::pkcs8::{DecodePrivateKey, LineEnding};
+        use simulators::keys::{KeyPair, Signing};
+        for signing in [Signing::Es256, Signing::Es384, Signing::Es512] {
+            let key = KeyPair::generate(signing).unwrap();
+            let sec1 = match signing {
+                Signing::Es256 => {
+                    p256::SecretKey::from_pkcs8_pem(&key.private_pem).unwrap().to_sec1_pem(LineEnding::LF)
+                }
+                Signing::Es384 => {
+                    p384::SecretKey::from_pkcs8_pem(&key.private_pem).unwrap().to_sec1_pem(LineEnding::LF)
+                }
+                _ => p521::SecretKey::from_pkcs8_pem(&key.private_pem).unwrap().to_sec1_pem(LineEnding::LF),
+            }
+            .unwrap();
+            assert!(sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+            let jwt = client_assertion(&settings(algorithm_of(&key), &sec1), BASE, 0).unwrap();
+            verified(&jwt, &key);
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_kind_than_the_algorithm_says_what_to_set() {
+        use simulators::keys::{KeyPair, Signing};
+        let p384 = KeyPair::generate(Signing::Es384).unwrap();
+        for alg in [SigningAlgorithm::Es256, SigningAlgorithm::Es512, SigningAlgorithm::Ps256] {
+            let msg = client_assertion(&settings(alg, &p384.private_pem), BASE, 0).unwrap_err().to_string();
+            assert!(msg.contains("holds an EC P-384 key") && msg.contains("set it to ES384"), "{msg}");
+            assert!(msg.contains(&format!("`netsuite_signing_algorithm` is {}", alg.name())), "{msg}");
+        }
+        let p521 = KeyPair::generate(Signing::Es512).unwrap();
+        let msg = client_assertion(&settings(SigningAlgorithm::Es384, &p521.private_pem), BASE, 0).unwrap_err();
+        assert!(msg.to_string().contains("set it to ES512"), "{msg}");
     }
 
     #[test]

@@ -79,8 +79,12 @@ pub const SETTINGS: &[Setting] = &[
     .default("m2m"),
     setting("netsuite_client_id", Text, "M2M: the integration record's client id"),
     setting("netsuite_certificate_id", Text, "M2M: the certificate id from OAuth 2.0 Client Credentials (M2M) Setup"),
-    setting("netsuite_signing_algorithm", Choice(&["PS256", "ES256"]), "M2M: how the client assertion is signed")
-        .default("PS256"),
+    setting(
+        "netsuite_signing_algorithm",
+        Choice(&["PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]),
+        "M2M: how the client assertion is signed",
+    )
+    .default("PS256"),
     setting("netsuite_private_key", Pem, "M2M: the private key whose certificate NetSuite holds").secret(),
     setting("netsuite_consumer_key", Text, "TBA: the integration record's consumer key"),
     setting("netsuite_consumer_secret", Text, "TBA: the integration record's consumer secret").secret(),

@@ -12,10 +12,39 @@ pub mod catalog;
 
 pub use catalog::SETTINGS;
 
+/// The JWS algorithms NetSuite accepts for a client assertion: RSA-PSS for
+/// an RSA certificate, ECDSA on the certificate's curve for an EC one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningAlgorithm {
     Ps256,
+    Ps384,
+    Ps512,
     Es256,
+    Es384,
+    Es512,
+}
+
+impl SigningAlgorithm {
+    pub const ALL: [SigningAlgorithm; 6] = [
+        SigningAlgorithm::Ps256,
+        SigningAlgorithm::Ps384,
+        SigningAlgorithm::Ps512,
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::Es384,
+        SigningAlgorithm::Es512,
+    ];
+
+    /// The name in a JWT header and in the setting.
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlgorithm::Ps256 => "PS256",
+            SigningAlgorithm::Ps384 => "PS384",
+            SigningAlgorithm::Ps512 => "PS512",
+            SigningAlgorithm::Es256 => "ES256",
+            SigningAlgorithm::Es384 => "ES384",
+            SigningAlgorithm::Es512 => "ES512",
+        }
+    }
 }
 
 /// OAuth 2.0 client credentials (machine to machine).
@@ -305,15 +334,19 @@ impl Settings {
                 let algorithm = match r.optional("netsuite_signing_algorithm")?.as_deref() {
                     Some("RS256") => {
                         return Err(ConnectorError::Config(
-                            "setting `netsuite_signing_algorithm` is `RS256`: NetSuite M2M accepts PS256 or ES256 \
-                             (RS256 is no longer accepted)"
+                            "setting `netsuite_signing_algorithm` is `RS256`: NetSuite M2M accepts PS256, PS384, PS512, \
+                             ES256, ES384 or ES512 (RS256 is no longer accepted)"
                                 .into(),
                         ));
                     }
-                    _ => match r.choice("netsuite_signing_algorithm")?.as_str() {
-                        "ES256" => SigningAlgorithm::Es256,
-                        _ => SigningAlgorithm::Ps256,
-                    },
+                    _ => {
+                        let chosen = r.choice("netsuite_signing_algorithm")?;
+                        SigningAlgorithm::ALL.into_iter().find(|a| a.name() == chosen).ok_or_else(|| {
+                            ConnectorError::Config(format!(
+                                "setting `netsuite_signing_algorithm` is `{chosen}`, which the connector cannot sign"
+                            ))
+                        })?
+                    }
                 };
                 NetSuiteAuth::M2m(M2mSettings {
                     client_id: r.required("netsuite_client_id")?,

@@ -62,13 +62,35 @@ fn assertion(sim: &NetSuiteSim, clock: &SimClock, key: &KeyPair, kid: &str) -> S
         "iat": now,
         "exp": now + 300,
     });
+    let pem = key.private_pem.as_bytes();
+    let rsa = |alg| (alg, EncodingKey::from_rsa_pem(pem).unwrap());
     let (alg, encoding) = match key.signing {
-        Signing::Ps256 => (Algorithm::PS256, EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).unwrap()),
-        Signing::Es256 => (Algorithm::ES256, EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap()),
+        Signing::Ps256 => rsa(Algorithm::PS256),
+        Signing::Ps384 => rsa(Algorithm::PS384),
+        Signing::Ps512 => rsa(Algorithm::PS512),
+        Signing::Es256 => (Algorithm::ES256, EncodingKey::from_ec_pem(pem).unwrap()),
+        Signing::Es384 => (Algorithm::ES384, EncodingKey::from_ec_pem(pem).unwrap()),
+        Signing::Es512 => return es512(&key.private_pem, kid, &claims),
     };
     let mut header = Header::new(alg);
     header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+}
+
+/// An ES512 JWS made here with RustCrypto's p521 (jsonwebtoken has none),
+/// apart from the connector's signer.
+fn es512(private_pem: &str, kid: &str, claims: &Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p521::ecdsa::signature::RandomizedSigner;
+    use p521::pkcs8::DecodePrivateKey;
+    let secret = p521::SecretKey::from_pkcs8_pem(private_pem).unwrap();
+    let key = p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes()).unwrap();
+    let header = json!({ "alg": "ES512", "typ": "JWT", "kid": kid });
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature: p521::ecdsa::Signature = key.sign_with_rng(&mut rand::rngs::OsRng, input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
 
 /// The token endpoint's answer to an assertion signed with `key` under `kid`.
@@ -509,4 +531,48 @@ async fn two_certificates_side_by_side_and_the_kid_picks_one() {
     assert!(sim.login_audit().iter().any(|r| r.contains("expired")));
     sim.remove_certificate("cert-ps").unwrap();
     assert!(sim.certificate_list().iter().all(|c| c.certificate_id != "cert-ps"));
+}
+
+#[tokio::test]
+async fn every_algorithm_netsuite_accepts_signs_in_with_a_certificate_of_its_kind() {
+    let (sim, clock) = netsuite(5).await;
+    let ec384 = KeyPair::generate(Signing::Es384).unwrap();
+    let ec521 = KeyPair::generate(Signing::Es512).unwrap();
+    sim.add_certificate("cert-es256", &ec_key().public_pem).unwrap();
+    sim.add_certificate("cert-es384", &ec384.public_pem).unwrap();
+    sim.add_certificate("cert-es512", &ec521.public_pem).unwrap();
+    let keys = [
+        (rsa_key().signing_as(Signing::Ps256), "cert-ps"),
+        (rsa_key().signing_as(Signing::Ps384), "cert-ps"),
+        (rsa_key().signing_as(Signing::Ps512), "cert-ps"),
+        (ec_key().clone(), "cert-es256"),
+        (ec384.clone(), "cert-es384"),
+        (ec521.clone(), "cert-es512"),
+    ];
+    for (key, kid) in &keys {
+        let (status, body) = token_for(&sim, &clock, key, kid).await;
+        assert_eq!(status, 200, "{} under {kid}: {body}", key.algorithm());
+    }
+
+    // The algorithm must be the certificate's: ES384 under the P-521 one is refused and the audit trail says why.
+    assert_eq!(token_for(&sim, &clock, &ec384, "cert-es512").await, (400, json!({"error": "invalid_grant"})));
+    assert!(sim.login_audit().iter().any(|r| r.contains("EcP521") && r.contains("verifies ES512 JWTs, not ES384")));
+    // A P-521 key other than the certificate's signs nothing.
+    let stranger = KeyPair::generate(Signing::Es512).unwrap();
+    assert_eq!(token_for(&sim, &clock, &stranger, "cert-es512").await, (400, json!({"error": "invalid_grant"})));
+    assert!(sim.login_audit().iter().any(|r| r.contains("does not verify with certificate \"cert-es512\"")));
+    // An ES512 signature cut short is refused, not read as something else.
+    let jwt = assertion(&sim, &clock, &ec521, "cert-es512");
+    let cut = &jwt[..jwt.len() - 4];
+    let r = reqwest::Client::new()
+        .post(format!("{}/services/rest/auth/oauth2/v1/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", cut),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }

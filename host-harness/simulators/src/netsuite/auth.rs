@@ -3,13 +3,14 @@
 //! certificates (unknown, revoked or expired: refused), whose key verifies
 //! the signature; `iss`, `aud`, `scope` and lifetime are checked.
 
-use super::certificates::Unusable;
+use super::certificates::{JwsAlgorithm, Unusable};
 use super::{IssuedToken, NetSuiteSim};
 use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::{Algorithm, Validation};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
@@ -18,12 +19,32 @@ use std::sync::atomic::Ordering;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// The JOSE header as sent: `alg` is read as text, since jsonwebtoken has no
+/// name for ES512.
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// The claims NetSuite requires (`iss`, `aud`, `iat`, `exp`; a missing one is
+/// refused) and the scope.
 #[derive(Deserialize)]
 struct Claims {
+    iss: String,
+    aud: serde_json::Value,
     iat: i64,
     exp: i64,
     #[serde(default)]
     scope: Option<serde_json::Value>,
+}
+
+fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, String> {
+    let raw = URL_SAFE_NO_PAD.decode(part).map_err(|e| format!("not base64url ({e})"))?;
+    serde_json::from_slice(&raw).map_err(|e| e.to_string())
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
@@ -60,21 +81,21 @@ impl NetSuiteSim {
     /// Checks a client assertion; returns the certificate id it was signed under.
     fn verify_assertion(&self, assertion: &str) -> Result<String, Refusal> {
         let cfg = &self.inner.config;
-        let header = jsonwebtoken::decode_header(assertion)
-            .map_err(|e| self.refuse(format!("client assertion is not a JWT: {e}"), "invalid_request"))?;
-        if !matches!(
-            header.alg,
-            Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 | Algorithm::ES256 | Algorithm::ES384
-        ) {
+        let not_a_jwt = |why: &str| self.refuse(format!("client assertion is not a JWT: {why}"), "invalid_request");
+        let parts: Vec<&str> = assertion.split('.').collect();
+        let [header_b64, claims_b64, signature] = parts[..] else {
+            return Err(not_a_jwt("it does not have three dot-separated parts"));
+        };
+        let header: JoseHeader = decode_part(header_b64).map_err(|e| not_a_jwt(&format!("header: {e}")))?;
+        let Some(alg) = JwsAlgorithm::parse(&header.alg) else {
             return Err(self.refuse(
                 format!(
-                    "signature algorithm {:?} is not accepted (use PS256/384/512 or ES256/384; the simulator does \
-                     not verify ES512)",
+                    "signature algorithm {:?} is not accepted (use PS256, PS384, PS512, ES256, ES384 or ES512)",
                     header.alg
                 ),
                 "invalid_request",
             ));
-        }
+        };
         if header.typ.as_deref() != Some("JWT") {
             return Err(self.refuse(
                 format!("client assertion header typ is {:?}; NetSuite requires \"JWT\"", header.typ),
@@ -96,28 +117,44 @@ impl NetSuiteSim {
             };
             self.refuse(reason, "invalid_grant")
         })?;
-        if !key_type.signs(header.alg) {
+        if !key_type.signs(alg) {
             return Err(self.refuse(
                 format!(
-                    "certificate {kid:?} holds a {key_type:?} key, which verifies {} JWTs, not {:?}",
-                    key_type.algorithms(),
-                    header.alg
+                    "certificate {kid:?} holds a {key_type:?} key, which verifies {} JWTs, not {alg:?}",
+                    key_type.algorithms()
                 ),
                 "invalid_grant",
             ));
         }
         let key = key.clone();
         drop(certificates);
+        let signed = &assertion[..header_b64.len() + 1 + claims_b64.len()];
+        if !key.verifies(alg, signed.as_bytes(), signature) {
+            return Err(self.refuse(
+                format!("client assertion rejected: the signature does not verify with certificate {kid:?}"),
+                "invalid_grant",
+            ));
+        }
+        let claims: Claims = decode_part(claims_b64)
+            .map_err(|e| self.refuse(format!("client assertion rejected: claims: {e}"), "invalid_grant"))?;
         let token_url = format!("{}/services/rest/auth/oauth2/v1/token", self.base_url());
-        let mut validation = Validation::new(header.alg);
-        validation.set_audience(&[token_url.as_str()]);
-        validation.set_issuer(&[cfg.client_id.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iat", "aud", "iss"]);
-        // Lifetimes are checked below against simulated time.
-        validation.validate_exp = false;
-        let claims = jsonwebtoken::decode::<Claims>(assertion, &key, &validation)
-            .map_err(|e| self.refuse(format!("client assertion rejected: {e}"), "invalid_grant"))?
-            .claims;
+        if claims.iss != cfg.client_id {
+            return Err(self.refuse(
+                format!("client assertion rejected: iss {:?} is not the integration's client id", claims.iss),
+                "invalid_grant",
+            ));
+        }
+        let audiences = match &claims.aud {
+            serde_json::Value::String(one) => vec![one.as_str()],
+            serde_json::Value::Array(many) => many.iter().filter_map(|v| v.as_str()).collect(),
+            _ => vec![],
+        };
+        if !audiences.contains(&token_url.as_str()) {
+            return Err(self.refuse(
+                format!("client assertion rejected: aud {} is not the token endpoint {token_url}", claims.aud),
+                "invalid_grant",
+            ));
+        }
         // `exp` must be less than 60 minutes after `iat`.
         if claims.exp - claims.iat >= 3600 {
             return Err(self.refuse("client assertion lives 60 minutes or longer".into(), "invalid_grant"));

@@ -7,24 +7,66 @@
 //! expires (shared/reference/netsuite.md 4.1).
 
 use anyhow::{Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+/// The JWS algorithms NetSuite accepts in a client assertion's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwsAlgorithm {
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    ES512,
+}
+
+impl JwsAlgorithm {
+    pub fn parse(name: &str) -> Option<JwsAlgorithm> {
+        Some(match name {
+            "PS256" => JwsAlgorithm::PS256,
+            "PS384" => JwsAlgorithm::PS384,
+            "PS512" => JwsAlgorithm::PS512,
+            "ES256" => JwsAlgorithm::ES256,
+            "ES384" => JwsAlgorithm::ES384,
+            "ES512" => JwsAlgorithm::ES512,
+            _ => return None,
+        })
+    }
+
+    /// jsonwebtoken's name for it; it has no ES512.
+    fn jwt(self) -> Option<Algorithm> {
+        match self {
+            JwsAlgorithm::PS256 => Some(Algorithm::PS256),
+            JwsAlgorithm::PS384 => Some(Algorithm::PS384),
+            JwsAlgorithm::PS512 => Some(Algorithm::PS512),
+            JwsAlgorithm::ES256 => Some(Algorithm::ES256),
+            JwsAlgorithm::ES384 => Some(Algorithm::ES384),
+            JwsAlgorithm::ES512 => None,
+        }
+    }
+}
+
 /// The key a certificate holds, as NetSuite accepts them: RSA 3072 or 4096
-/// bits (PS256/384/512), EC P-256 (ES256) or P-384 (ES384).
+/// bits (PS256/384/512), EC P-256 (ES256), P-384 (ES384) or P-521 (ES512).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateKey {
     Rsa { bits: usize },
     EcP256,
     EcP384,
+    EcP521,
 }
 
 impl CertificateKey {
     /// Whether a JWT signed with `alg` can be verified with this key.
-    pub fn signs(self, alg: Algorithm) -> bool {
+    pub fn signs(self, alg: JwsAlgorithm) -> bool {
+        use JwsAlgorithm::*;
         match self {
-            CertificateKey::Rsa { .. } => matches!(alg, Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512),
-            CertificateKey::EcP256 => alg == Algorithm::ES256,
-            CertificateKey::EcP384 => alg == Algorithm::ES384,
+            CertificateKey::Rsa { .. } => matches!(alg, PS256 | PS384 | PS512),
+            CertificateKey::EcP256 => alg == ES256,
+            CertificateKey::EcP384 => alg == ES384,
+            CertificateKey::EcP521 => alg == ES512,
         }
     }
 
@@ -33,6 +75,37 @@ impl CertificateKey {
             CertificateKey::Rsa { .. } => "PS256, PS384 or PS512",
             CertificateKey::EcP256 => "ES256",
             CertificateKey::EcP384 => "ES384",
+            CertificateKey::EcP521 => "ES512",
+        }
+    }
+}
+
+/// A certificate's public key, ready to verify signatures.
+#[derive(Clone)]
+pub enum PublicKey {
+    Jwt(DecodingKey),
+    P521(p521::ecdsa::VerifyingKey),
+}
+
+impl PublicKey {
+    /// Whether `signature` (base64url, as in a JWS) signs `message` with `alg`.
+    pub fn verifies(&self, alg: JwsAlgorithm, message: &[u8], signature: &str) -> bool {
+        match self {
+            PublicKey::Jwt(key) => {
+                alg.jwt().is_some_and(|alg| jsonwebtoken::crypto::verify(signature, message, key, alg).unwrap_or(false))
+            }
+            PublicKey::P521(key) => {
+                use p521::ecdsa::signature::Verifier;
+                // R and S, 66 bytes each (RFC 7518 3.4), not DER.
+                let Some(signature) = URL_SAFE_NO_PAD
+                    .decode(signature)
+                    .ok()
+                    .and_then(|raw| p521::ecdsa::Signature::from_slice(&raw).ok())
+                else {
+                    return false;
+                };
+                alg == JwsAlgorithm::ES512 && key.verify(message, &signature).is_ok()
+            }
         }
     }
 }
@@ -51,7 +124,7 @@ struct Mapping {
     status: CertificateStatus,
     /// The public key's DER (SubjectPublicKeyInfo): one mapping per key.
     spki: Vec<u8>,
-    decoding: DecodingKey,
+    public: PublicKey,
 }
 
 /// Why a certificate named by a `kid` cannot verify an assertion now.
@@ -67,7 +140,7 @@ pub struct Certificates {
     mappings: Vec<Mapping>,
 }
 
-fn classify(pem: &str) -> Result<(CertificateKey, Vec<u8>, DecodingKey)> {
+fn classify(pem: &str) -> Result<(CertificateKey, Vec<u8>, PublicKey)> {
     use rsa::pkcs1::DecodeRsaPublicKey;
     use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
     use rsa::traits::PublicKeyParts;
@@ -79,20 +152,22 @@ fn classify(pem: &str) -> Result<(CertificateKey, Vec<u8>, DecodingKey)> {
             bail!("the RSA key has {bits} bits; NetSuite accepts RSA keys of 3072 or 4096 bits");
         }
         let der = key.to_public_key_der()?.into_vec();
-        return Ok((CertificateKey::Rsa { bits }, der, DecodingKey::from_rsa_pem(pem.as_bytes())?));
+        return Ok((CertificateKey::Rsa { bits }, der, PublicKey::Jwt(DecodingKey::from_rsa_pem(pem.as_bytes())?)));
     }
     if let Ok(key) = p256::PublicKey::from_public_key_pem(pem) {
         let der = key.to_public_key_der()?.into_vec();
-        return Ok((CertificateKey::EcP256, der, DecodingKey::from_ec_pem(pem.as_bytes())?));
+        return Ok((CertificateKey::EcP256, der, PublicKey::Jwt(DecodingKey::from_ec_pem(pem.as_bytes())?)));
     }
     if let Ok(key) = p384::PublicKey::from_public_key_pem(pem) {
         let der = key.to_public_key_der()?.into_vec();
-        return Ok((CertificateKey::EcP384, der, DecodingKey::from_ec_pem(pem.as_bytes())?));
+        return Ok((CertificateKey::EcP384, der, PublicKey::Jwt(DecodingKey::from_ec_pem(pem.as_bytes())?)));
     }
-    bail!(
-        "not a PEM public key NetSuite accepts and the simulator can verify: RSA 3072/4096, EC P-256 or EC P-384 \
-         (P-521 / ES512 is not simulated)"
-    )
+    if let Ok(key) = p521::PublicKey::from_public_key_pem(pem) {
+        let der = key.to_public_key_der()?.into_vec();
+        let verifying = p521::ecdsa::VerifyingKey::from_affine(*key.as_affine())?;
+        return Ok((CertificateKey::EcP521, der, PublicKey::P521(verifying)));
+    }
+    bail!("not a PEM public key NetSuite accepts: RSA 3072/4096, EC P-256, P-384 or P-521")
 }
 
 impl Certificates {
@@ -104,7 +179,7 @@ impl Certificates {
         if self.mappings.iter().any(|m| m.status.certificate_id == certificate_id) {
             bail!("certificate id {certificate_id:?} is already mapped");
         }
-        let (key, spki, decoding) =
+        let (key, spki, public) =
             classify(public_key_pem).map_err(|e| anyhow::anyhow!("certificate {certificate_id:?}: {e}"))?;
         if let Some(other) = self.mappings.iter().find(|m| m.spki == spki) {
             bail!(
@@ -115,7 +190,7 @@ impl Certificates {
         }
         let status =
             CertificateStatus { certificate_id: certificate_id.to_string(), key, revoked: false, expires_at: None };
-        self.mappings.push(Mapping { status, spki, decoding });
+        self.mappings.push(Mapping { status, spki, public });
         Ok(())
     }
 
@@ -152,7 +227,7 @@ impl Certificates {
     }
 
     /// The key of a certificate that may sign in now (simulated seconds).
-    pub fn usable(&self, certificate_id: &str, now: i64) -> Result<(CertificateKey, &DecodingKey), Unusable> {
+    pub fn usable(&self, certificate_id: &str, now: i64) -> Result<(CertificateKey, &PublicKey), Unusable> {
         let m = self.mappings.iter().find(|m| m.status.certificate_id == certificate_id).ok_or(Unusable::Unknown)?;
         if m.status.revoked {
             return Err(Unusable::Revoked);
@@ -160,7 +235,7 @@ impl Certificates {
         if let Some(at) = m.status.expires_at.filter(|at| now >= *at) {
             return Err(Unusable::Expired(at));
         }
-        Ok((m.status.key, &m.decoding))
+        Ok((m.status.key, &m.public))
     }
 }
 
@@ -180,7 +255,9 @@ mod tests {
         assert!(e.contains("already mapped as \"ps\""), "{e}");
         assert_eq!(certs.usable("ps", 0).map(|(k, _)| k), Ok(CertificateKey::Rsa { bits: 3072 }));
         assert_eq!(certs.usable("es", 0).map(|(k, _)| k), Ok(CertificateKey::EcP256));
-        assert!(CertificateKey::EcP256.signs(Algorithm::ES256) && !CertificateKey::EcP256.signs(Algorithm::PS256));
+        assert!(
+            CertificateKey::EcP256.signs(JwsAlgorithm::ES256) && !CertificateKey::EcP256.signs(JwsAlgorithm::PS256)
+        );
 
         certs.revoke("ps").unwrap();
         assert_eq!(certs.usable("ps", 0).err(), Some(Unusable::Revoked));
