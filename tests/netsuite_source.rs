@@ -445,25 +445,43 @@ async fn a_first_sync_read_in_ranges_and_stopped_half_way_goes_on_where_every_id
     assert!(done > 0 && done < 3000, "{done}");
     let cursor = stored_cursor(&bed, "customer").unwrap();
     let after: u64 = cursor["scan"]["after"].as_str().unwrap().parse().unwrap();
-    // Where the scan goes on, every id before is in Salesforce (pages of
-    // later ranges may be too: they are read again, found unchanged).
     assert!(after > 0, "{cursor}");
+    // The ranges still open, each from where it stands; every id outside
+    // them is in Salesforce, and only ids inside them are read again.
+    let open: Vec<(u64, Option<u64>)> = cursor["scan"]["open"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the open ranges are stored: {cursor}"))
+        .iter()
+        .map(|r| (r["after"].as_u64().unwrap(), r["upto"].as_u64()))
+        .collect();
+    assert_eq!(open.iter().map(|r| r.0).min(), Some(after), "the lowest open range starts where `after` says");
+    let inside = |id: u64| open.iter().any(|&(a, upto)| id > a && upto.is_none_or(|u| id <= u));
     let missing: Vec<i64> = bed
         .customer_ids
         .iter()
-        .filter(|&&id| id as u64 <= after && bed.salesforce.find("Account", &id.to_string()).is_none())
+        .filter(|&&id| !inside(id as u64) && bed.salesforce.find("Account", &id.to_string()).is_none())
         .copied()
         .collect();
-    assert!(missing.is_empty(), "the scan goes on after {after}, yet these are not in Salesforce: {missing:?}");
+    assert!(missing.is_empty(), "outside the open ranges {open:?}, these are not in Salesforce: {missing:?}");
+    let unread = bed.customer_ids.iter().filter(|&&id| inside(id as u64)).count() as u32;
+    let beyond = bed.customer_ids.iter().filter(|&&id| id as u64 > after).count() as u32;
+    assert!(unread < beyond, "what later ranges read is kept: {unread} of the {beyond} ids after {after} left");
 
-    let c = resume_the_scan(&bed, done, after).await;
+    let (c, scans) = resume_the_scan(&bed, done, after).await;
+    let outside: Vec<u64> = scans.into_iter().filter(|&from| !inside(from + 1)).collect();
+    assert!(outside.is_empty(), "pages read again outside the open ranges {open:?}, after {outside:?}");
     assert_eq!(c.updated, 0, "what the stopped run wrote is read again unchanged: {c:?}");
 }
 
 /// Runs again after a scan of 3,000 customers stopped with `done` written
 /// and its cursor after id `after`: the scan goes on there, writes the rest
-/// and hands over to the change stream. Returns the run's customer counts.
-async fn resume_the_scan(bed: &support::Bed, done: u32, after: u64) -> host_harness::scheduler::ObjectCounts {
+/// and hands over to the change stream. Returns the run's customer counts
+/// and where its scan queries started.
+async fn resume_the_scan(
+    bed: &support::Bed,
+    done: u32,
+    after: u64,
+) -> (host_harness::scheduler::ObjectCounts, Vec<u64>) {
     let before = bed.netsuite.queries();
     let resumed = bed.sync().await;
     succeeded(&resumed);
@@ -471,10 +489,11 @@ async fn resume_the_scan(bed: &support::Bed, done: u32, after: u64) -> host_harn
     assert_eq!(done + c.created, 3000, "{c:?}");
     assert_eq!(bed.salesforce.count("Account"), 3000, "one Account per customer");
     let scans = customer_scans(bed, Some(bed.netsuite.queries() - before));
-    assert_eq!(scans.first(), Some(&after), "the scan went on where it stopped: {scans:?}");
+    // Ranges are read side by side: their first requests arrive in any order.
+    assert_eq!(scans.iter().min(), Some(&after), "the scan went on where it stopped: {scans:?}");
     let cursor = stored_cursor(bed, "customer").unwrap();
     assert!(cursor.get("scan").is_none() && cursor["id"] == "0", "handed over to the change stream: {cursor}");
-    c
+    (c, scans)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,6 +519,35 @@ async fn a_scan_over_ids_that_jump_reads_every_row_once_however_unevenly_the_ran
     assert!(ranged >= 2, "the scan was split: {ranged} bounded queries");
     let cursor = stored_cursor(&bed, "customer").unwrap();
     assert!(cursor.get("scan").is_none(), "handed over to the change stream: {cursor}");
+    let again = bed.sync().await;
+    succeeded(&again);
+    assert_eq!(again.counts("customer").read, 0, "the scan handed over: the next run reads nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_that_ends_early_hands_its_request_to_half_the_rows_of_another_and_none_is_read_twice() {
+    let bed = bed(2000).setting("netsuite_page_size", "100").start().await;
+    let mut ids = bed.customer_ids.clone();
+    ids.sort();
+    assert_eq!((ids[0], ids[1999]), (1, 2000), "seeded customers have ids 1 to 2000");
+    // After the first page (ids to 100) the rest splits into (100, 733], (733, 1366] and (1366, …). The
+    // first range keeps ids 101-200 and 401-733, the second none: when it ends, the first has 333 rows
+    // counted left at one row an id so far, and is split 166 ids on, at 366 — while its page after 200 is
+    // under way, which brings ids 401-500, past its new end: they are left to the new range.
+    bed.netsuite.execute("DELETE FROM customer WHERE id BETWEEN 201 AND 400 OR id BETWEEN 734 AND 1366").unwrap();
+    let kept = bed.netsuite.id_pairs("SELECT id, id FROM customer ORDER BY id").unwrap().len();
+    assert_eq!(kept, 1167);
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.read, c.created, c.updated), (1167, 1167, 0), "each customer read and written once: {c:?}");
+    assert_eq!(bed.salesforce.count("Account"), 1167);
+    let queries = bed.netsuite.recent_queries();
+    assert!(
+        queries.iter().any(|q| q.contains("c.id > 366 AND c.id <= 733")),
+        "the first range was split where half its counted rows lie: {:?}",
+        queries.iter().filter(|q| q.contains("AND c.id <= ")).collect::<Vec<_>>()
+    );
     let again = bed.sync().await;
     succeeded(&again);
     assert_eq!(again.counts("customer").read, 0, "the scan handed over: the next run reads nothing");

@@ -60,7 +60,7 @@ fn stream<'w>(
                 batch.insert(run.writer.batch(run, kind, path, AuditAction::Write)?)
             }
         };
-        position.read(page.next.clone());
+        position.read(page.next.clone(), pages.scan_point());
         run.read_problems(kind, &page.problems);
         let staged = stage(run, kind, &page.records, full)?;
         let ready = hold_back_orphans(run, staged)?;

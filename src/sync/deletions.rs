@@ -15,7 +15,7 @@ pub(super) fn sync(
     mut stream: Deletions<'_, '_>,
 ) -> Result<()> {
     while let Some(page) = stream.next_page()? {
-        position.read(page.next.clone());
+        position.read(page.next.clone(), None);
         let ids: Vec<&str> = page.ids.iter().map(String::as_str).collect();
         apply(run, kind, &ids)?;
         position.recorded(run, 1)?;

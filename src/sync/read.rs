@@ -5,7 +5,7 @@
 
 use super::run::Run;
 use super::scan_ranges::ScanRanges;
-use super::state::{IdScan, Recheck, StoredCursor, is_after};
+use super::state::{IdScan, OpenRange, Recheck, StoredCursor, is_after};
 use crate::model::{Cursor, Page, RecordKind, Result};
 use crate::netsuite::{DeletedPage, PendingDeleted, PendingHighest, PendingPage, suiteql};
 use std::collections::VecDeque;
@@ -23,7 +23,17 @@ pub(super) enum Start {
     /// Every row after this internal id (from the first when None), in id
     /// order: how a kind is read in full (a first sync), in the order the
     /// account stores its rows rather than one random seek per row by time.
-    Scan(Option<String>),
+    /// A stopped scan goes on in the ranges it left open, when it stored
+    /// them.
+    Scan(Option<String>, ScanPoint),
+}
+
+/// Where a scan's ranges stand: those still to read, and the highest id
+/// NetSuite knew when it split.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ScanPoint {
+    pub open: Vec<OpenRange>,
+    pub highest: Option<u64>,
 }
 
 /// One stream's position: the stored cursor, and where this run reads from.
@@ -35,8 +45,9 @@ pub(super) struct Position {
     /// every row is recorded (None: the kind had no rows when the scan began,
     /// so from the epoch), and when the scan began (host wall clock).
     scan: Option<(Option<Cursor>, i64)>,
-    /// Cursors after the pages read and not yet recorded, oldest first.
-    unrecorded: VecDeque<Option<Cursor>>,
+    /// Cursors after the pages read and not yet recorded, oldest first,
+    /// with where a scan's ranges stood then.
+    unrecorded: VecDeque<(Option<Cursor>, Option<ScanPoint>)>,
     started_at: i64,
     /// This run re-reads a first sync's hand-over window (see [`Recheck`]).
     rechecking: bool,
@@ -60,7 +71,8 @@ impl Position {
         let (start, scan) = match &stored {
             // A scan a run left unfinished goes on, unless this run reads everything again.
             Some(StoredCursor { scan: Some(scan), .. }) if !full => {
-                (Start::Scan(Some(scan.after.clone())), Some((scan.then.clone(), scan.began_at)))
+                let point = ScanPoint { open: scan.open.clone(), highest: scan.highest };
+                (Start::Scan(Some(scan.after.clone()), point), Some((scan.then.clone(), scan.began_at)))
             }
             // Deletions are keyed by time alone.
             _ if from_start && deleted => (Start::After(None), None),
@@ -79,7 +91,7 @@ impl Position {
             // NetSuite's current one by then.
             _ => {
                 let then = Self::newest(run, kind)?;
-                (Start::Scan(None), Some((then, run.host.clock.now_unix())))
+                (Start::Scan(None, ScanPoint::default()), Some((then, run.host.clock.now_unix())))
             }
         };
         // A hand-over window due for its re-read: from its start, if earlier.
@@ -106,9 +118,10 @@ impl Position {
         Ok(run.source.newest_change(kind)?.map(|time| Cursor { last_modified: time, id: "0".into() }))
     }
 
-    /// A page was read; its records are on their way.
-    pub fn read(&mut self, next: Option<Cursor>) {
-        self.unrecorded.push_back(next);
+    /// A page was read; its records are on their way. `point`: where the
+    /// scan's ranges stand with it read.
+    pub fn read(&mut self, next: Option<Cursor>, point: Option<ScanPoint>) {
+        self.unrecorded.push_back((next, point));
     }
 
     /// The oldest `pages` pages read are recorded: move the stored cursor
@@ -116,11 +129,11 @@ impl Position {
     pub fn recorded(&mut self, run: &Run<'_>, pages: usize) -> Result<()> {
         let mut last = None;
         for _ in 0..pages {
-            if let Some(Some(c)) = self.unrecorded.pop_front() {
-                last = Some(c);
+            if let Some((Some(c), point)) = self.unrecorded.pop_front() {
+                last = Some((c, point));
             }
         }
-        let Some(next) = last else { return Ok(()) };
+        let Some((next, point)) = last else { return Ok(()) };
         let now = run.host.clock.now_unix();
         if let Some((then, began_at)) = &self.scan {
             // The epoch, settled: a build without scans reads from the start.
@@ -128,7 +141,13 @@ impl Position {
                 cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
                 moved_at: now,
                 settled: true,
-                scan: Some(IdScan { after: next.id, then: then.clone(), began_at: *began_at }),
+                scan: Some(IdScan {
+                    after: next.id,
+                    then: then.clone(),
+                    began_at: *began_at,
+                    open: point.as_ref().map(|p| p.open.clone()).unwrap_or_default(),
+                    highest: point.and_then(|p| p.highest),
+                }),
                 recheck: None,
             };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
@@ -203,20 +222,21 @@ impl Position {
 /// Pages of changed records, the next one requested as soon as one arrives.
 /// A scan by internal id with pages left after its first is split into up
 /// to `netsuite_max_in_flight - 1` ranges (one request stays for the
-/// deletions) whose pages travel side by side; pages come out in the order
-/// they were asked for.
+/// deletions) whose pages travel side by side; a range that ends hands its
+/// request to a half of the fullest one still read. Pages come out in the
+/// order they were asked for.
 pub(super) struct Changes<'r, 'a> {
     run: &'r Run<'a>,
     kind: RecordKind,
     columns: Vec<String>,
     /// A scan's ranges; None: changes after a cursor, a page at a time.
     ranges: Option<ScanRanges>,
-    /// Pages under way, oldest first, with their range.
+    /// Pages under way, oldest first, with their range's key.
     pending: VecDeque<(usize, PendingPage<'r, 'a>)>,
     /// The highest id, asked once the scan's first page showed pages left,
     /// with how many ways to split: it travels while that page is written.
     highest: Option<(PendingHighest<'r, 'a>, usize)>,
-    /// The scan's first page is in.
+    /// The scan's first page is in (or it goes on from stored ranges).
     started: bool,
 }
 
@@ -230,7 +250,12 @@ impl<'r, 'a> Changes<'r, 'a> {
                 let first = run.source.begin_changed(kind, after.as_ref(), &changes.columns)?;
                 changes.pending.push_back((0, first));
             }
-            Start::Scan(after) => {
+            Start::Scan(_, point) if !point.open.is_empty() => {
+                changes.ranges = Some(ScanRanges::resume(&point.open, point.highest));
+                changes.started = true;
+                changes.fill()?;
+            }
+            Start::Scan(after, _) => {
                 let after = after.as_deref().map(suiteql::internal_id).transpose()?.unwrap_or(0);
                 changes.ranges = Some(ScanRanges::new(after));
                 changes.begin_range(0)?;
@@ -244,12 +269,33 @@ impl<'r, 'a> Changes<'r, 'a> {
         self.run.settings.netsuite.max_in_flight.saturating_sub(1).max(1) as usize
     }
 
-    fn begin_range(&mut self, i: usize) -> Result<()> {
-        let Some(ranges) = &self.ranges else { return Ok(()) };
-        let (after, upto) = ranges.bounds(i);
+    fn begin_range(&mut self, key: usize) -> Result<()> {
+        let Some(ranges) = self.ranges.as_mut() else { return Ok(()) };
+        let Some((after, upto)) = ranges.begin(key) else {
+            return Err(crate::model::ConnectorError::NetSuite(format!(
+                "the scan of {} records lost track of one of its ranges; the next run goes on where every id \
+                 before is recorded",
+                self.kind
+            )));
+        };
         let pending = self.run.source.begin_scan(self.kind, after, upto, &self.columns)?;
-        self.pending.push_back((i, pending));
+        self.pending.push_back((key, pending));
         Ok(())
+    }
+
+    /// Asks a page of each range that may be read now (waiting ones, or
+    /// halves split off the fullest), up to the requests there are.
+    fn fill(&mut self) -> Result<()> {
+        let (ways, rows_per_page) = (self.ways(), self.run.source.rows_per_page(self.kind));
+        let keys = self.ranges.as_mut().map(|r| r.ranges_to_read(ways, rows_per_page)).unwrap_or_default();
+        keys.into_iter().try_for_each(|key| self.begin_range(key))
+    }
+
+    /// Where the scan's ranges stand with the pages given out so far read
+    /// (None: not a scan); stored with the page last given out once it is
+    /// recorded.
+    pub fn scan_point(&self) -> Option<ScanPoint> {
+        self.ranges.as_ref().map(|r| ScanPoint { open: r.open(), highest: r.highest() })
     }
 
     /// Splits the scan by the highest id asked after its first page (only a
@@ -259,10 +305,10 @@ impl<'r, 'a> Changes<'r, 'a> {
         let Some((highest, ways)) = self.highest.take() else { return Ok(()) };
         let split = match (highest.finish(), self.ranges.as_mut()) {
             (Ok(Some(highest)), Some(ranges)) => ranges.split(ways, highest),
-            _ => 1..1,
+            _ => vec![],
         };
         self.begin_range(0)?;
-        split.into_iter().try_for_each(|j| self.begin_range(j))
+        split.into_iter().try_for_each(|key| self.begin_range(key))
     }
 
     /// The next page, or None after the last. The page after it is already
@@ -270,7 +316,7 @@ impl<'r, 'a> Changes<'r, 'a> {
     pub fn next_page(&mut self) -> Result<Option<Page>> {
         self.split()?;
         loop {
-            let Some((i, pending)) = self.pending.pop_front() else { return Ok(None) };
+            let Some((key, pending)) = self.pending.pop_front() else { return Ok(None) };
             let mut page = pending.finish()?;
             let (ways, rows_per_page) = (self.ways(), self.run.source.rows_per_page(self.kind) as u64);
             let Some(ranges) = self.ranges.as_mut() else {
@@ -280,10 +326,21 @@ impl<'r, 'a> Changes<'r, 'a> {
                 }
                 return Ok(Some(page));
             };
+            // The range was split while this page travelled: rows past its
+            // new end are the new range's, read there. Rows past it mean
+            // every id up to it is in this page.
+            let mut past_end = false;
+            if let Some(upto) = ranges.upto(key) {
+                let within = |id: &str| suiteql::internal_id(id).map_or(true, |id| id <= upto);
+                let before = page.records.len() + page.problems.len();
+                page.records.retain(|r| within(&r.id));
+                page.problems.retain(|p| p.id.is_empty() || within(&p.id));
+                past_end = page.records.len() + page.problems.len() < before;
+            }
             // Quarantined rows count: the range goes on after them.
             let ids = page.records.iter().map(|r| r.id.as_str()).chain(page.problems.iter().map(|p| p.id.as_str()));
             let last = ids.filter_map(|id| suiteql::internal_id(id).ok()).max();
-            if page.has_more && last.is_none() {
+            if page.has_more && !past_end && last.is_none() {
                 // Without an id the range cannot go on, and ending it would skip its rest.
                 return Err(crate::model::ConnectorError::NetSuite(format!(
                     "a SuiteQL page of {} records came without a readable internal id while NetSuite said more \
@@ -291,24 +348,28 @@ impl<'r, 'a> Changes<'r, 'a> {
                     self.kind
                 )));
             }
-            let more = page.has_more;
-            ranges.read(i, last, more);
-            let covered = ranges.covered();
+            let more = page.has_more && !past_end;
+            let read = page.records.len() + page.problems.len();
+            ranges.read(key, read, last, more, page.total.map(u64::from));
             if more {
                 // After the first page: as many ways as there are requests
                 // to spare, no more than the pages NetSuite counts left.
-                let read = (page.records.len() + page.problems.len()) as u64;
-                let pages_left =
-                    page.total.map_or(u64::MAX, |t| u64::from(t).saturating_sub(read).div_ceil(rows_per_page.max(1)));
+                let pages_left = page
+                    .total
+                    .map_or(u64::MAX, |t| u64::from(t).saturating_sub(read as u64).div_ceil(rows_per_page.max(1)));
                 let ways = (ways as u64).min(pages_left) as usize;
                 if !self.started && ways > 1 {
                     self.highest = Some((self.run.source.begin_highest_id(self.kind)?, ways));
                 } else {
-                    self.begin_range(i)?;
+                    self.begin_range(key)?;
                 }
+            } else if self.started {
+                // Its request goes to a range waiting, or to half of the fullest.
+                self.fill()?;
             }
             self.started = true;
             // Where the scan goes on once this page and those before it are recorded.
+            let covered = self.ranges.as_ref().map_or(0, ScanRanges::covered);
             page.next = Some(Cursor { last_modified: suiteql::EPOCH.into(), id: covered.to_string() });
             if page.records.is_empty() && page.problems.is_empty() {
                 continue;
@@ -334,7 +395,7 @@ impl<'r, 'a> Deletions<'r, 'a> {
         // Deletions are keyed by time alone: a start "from the first" is the epoch.
         let after = match start {
             Start::After(after) => after,
-            Start::Scan(_) => None,
+            Start::Scan(..) => None,
         };
         let pending = if run.settings.netsuite.max_in_flight >= 2 {
             Some(run.source.begin_deleted(kind, after.as_ref())?)

@@ -88,6 +88,26 @@ pub struct IdScan {
     /// answered (0 in states kept before it was recorded: long ago).
     #[serde(default)]
     pub began_at: i64,
+    /// The ranges still to read, each from where it stands: every id outside
+    /// them up to the last one's start is recorded, so the next run reads
+    /// only these. Empty (states kept before ranges were stored, or a scan
+    /// whose ranges were all read): one range, every id after `after` —
+    /// also how a build that knows only `after` goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<OpenRange>,
+    /// The highest id NetSuite knew when the scan split, so a resumed scan
+    /// can split its open-ended range again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest: Option<u64>,
+}
+
+/// A scan's range not read to its end: ids after `after`, up to `upto`
+/// (inclusive; None: no end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRange {
+    pub after: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upto: Option<u64>,
 }
 
 /// Whether `a` lies strictly after `b` in (lastmodified, id) order.

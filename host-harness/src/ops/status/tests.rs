@@ -110,7 +110,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         cursor: Cursor { last_modified: "1970-01-01 00:00:00".into(), id: "0".into() },
         moved_at: moved,
         settled: true,
-        scan: Some(IdScan { after: "118".into(), then: None, began_at: moved }),
+        scan: Some(IdScan { after: "118".into(), then: None, began_at: moved, open: vec![], highest: None }),
         recheck: None,
     };
     let scanning = serde_json::to_vec(&scanning).unwrap();
