@@ -430,60 +430,72 @@ async fn after_a_first_sync_an_idle_run_reads_each_kind_with_one_query_per_strea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_sync_read_in_ranges_and_stopped_half_way_goes_on_where_every_id_before_is_read() {
-    let bed = bed(3000).setting("netsuite_page_size", "100").setting("http_max_retries", "3").start().await;
-    // NetSuite gives out once pages of every range are under way: the
-    // request waited for fails four times, the others once.
-    bed.netsuite.after_queries(bed.netsuite.queries() + 15, |ns| {
-        ns.fail_next(&[ScriptedFailure::TooManyRequests; 8]);
-    });
-    let stopped = bed.sync().await;
-    assert_eq!(stopped.status, "stopped", "{stopped:?}");
-    let ranged: Vec<String> =
-        bed.netsuite.recent_queries().into_iter().filter(|q| q.contains("AND c.id <= ")).collect();
-    assert!(!ranged.is_empty(), "the scan was split into ranges");
-    let done = stopped.counts("customer").created;
-    assert!(done > 0 && done < 3000, "{done}");
-    let cursor = stored_cursor(&bed, "customer").unwrap();
-    let after: u64 = cursor["scan"]["after"].as_str().unwrap().parse().unwrap();
-    assert!(after > 0, "{cursor}");
-    // The ranges still open, each from where it stands; every id outside
-    // them is in Salesforce, and only ids inside them are read again.
-    let open: Vec<(u64, Option<u64>)> = cursor["scan"]["open"]
-        .as_array()
-        .unwrap_or_else(|| panic!("the open ranges are stored: {cursor}"))
-        .iter()
-        .map(|r| (r["after"].as_u64().unwrap(), r["upto"].as_u64()))
-        .collect();
-    assert_eq!(open.iter().map(|r| r.0).min(), Some(after), "the lowest open range starts where `after` says");
-    let inside = |id: u64| open.iter().any(|&(a, upto)| id > a && upto.is_none_or(|u| id <= u));
-    let missing: Vec<i64> = bed
-        .customer_ids
-        .iter()
-        .filter(|&&id| !inside(id as u64) && bed.salesforce.find("Account", &id.to_string()).is_none())
-        .copied()
-        .collect();
-    assert!(missing.is_empty(), "outside the open ranges {open:?}, these are not in Salesforce: {missing:?}");
-    let unread = bed.customer_ids.iter().filter(|&&id| inside(id as u64)).count() as u32;
-    let beyond = bed.customer_ids.iter().filter(|&&id| id as u64 > after).count() as u32;
-    assert!(unread < beyond, "what later ranges read is kept: {unread} of the {beyond} ids after {after} left");
+    // The next run goes on with the same settings, or with one request at a time (the
+    // ranges left open are then read one after another).
+    for resume_in_flight in [None, Some("1")] {
+        let bed = bed(3000).setting("netsuite_page_size", "100").setting("http_max_retries", "3").start().await;
+        // NetSuite gives out once pages of every range are under way: the
+        // request waited for fails four times, the others once.
+        bed.netsuite.after_queries(bed.netsuite.queries() + 15, |ns| {
+            ns.fail_next(&[ScriptedFailure::TooManyRequests; 8]);
+        });
+        let stopped = bed.sync().await;
+        assert_eq!(stopped.status, "stopped", "{stopped:?}");
+        let ranged: Vec<String> =
+            bed.netsuite.recent_queries().into_iter().filter(|q| q.contains("AND c.id <= ")).collect();
+        assert!(!ranged.is_empty(), "the scan was split into ranges");
+        let done = stopped.counts("customer").created;
+        assert!(done > 0 && done < 3000, "{done}");
+        let cursor = stored_cursor(&bed, "customer").unwrap();
+        let after: u64 = cursor["scan"]["after"].as_str().unwrap().parse().unwrap();
+        assert!(after > 0, "{cursor}");
+        // The ranges still open, each from where it stands; every id outside
+        // them is in Salesforce, and only ids inside them are read again.
+        let open: Vec<(u64, Option<u64>)> = cursor["scan"]["open"]
+            .as_array()
+            .unwrap_or_else(|| panic!("the open ranges are stored: {cursor}"))
+            .iter()
+            .map(|r| (r["after"].as_u64().unwrap(), r["upto"].as_u64()))
+            .collect();
+        assert_eq!(open.iter().map(|r| r.0).min(), Some(after), "the lowest open range starts where `after` says");
+        let inside = |id: u64| open.iter().any(|&(a, upto)| id > a && upto.is_none_or(|u| id <= u));
+        let missing: Vec<i64> = bed
+            .customer_ids
+            .iter()
+            .filter(|&&id| !inside(id as u64) && bed.salesforce.find("Account", &id.to_string()).is_none())
+            .copied()
+            .collect();
+        assert!(missing.is_empty(), "outside the open ranges {open:?}, these are not in Salesforce: {missing:?}");
+        let unread = bed.customer_ids.iter().filter(|&&id| inside(id as u64)).count() as u32;
+        let beyond = bed.customer_ids.iter().filter(|&&id| id as u64 > after).count() as u32;
+        assert!(unread < beyond, "what later ranges read is kept: {unread} of the {beyond} ids after {after} left");
 
-    let (c, scans) = resume_the_scan(&bed, done, after).await;
-    let outside: Vec<u64> = scans.into_iter().filter(|&from| !inside(from + 1)).collect();
-    assert!(outside.is_empty(), "pages read again outside the open ranges {open:?}, after {outside:?}");
-    assert_eq!(c.updated, 0, "what the stopped run wrote is read again unchanged: {c:?}");
+        let (c, scans) = resume_the_scan(&bed, done, after, resume_in_flight).await;
+        let outside: Vec<u64> = scans.into_iter().filter(|&from| !inside(from + 1)).collect();
+        assert!(
+            outside.is_empty(),
+            "read again outside the open ranges {open:?}, after {outside:?} ({resume_in_flight:?})"
+        );
+        assert_eq!(c.updated, 0, "what the stopped run wrote is read again unchanged: {c:?}");
+    }
 }
 
 /// Runs again after a scan of 3,000 customers stopped with `done` written
 /// and its cursor after id `after`: the scan goes on there, writes the rest
-/// and hands over to the change stream. Returns the run's customer counts
+/// and hands over to the change stream (with `netsuite_max_in_flight` set
+/// to `in_flight` for that run, if given). Returns the run's customer counts
 /// and where its scan queries started.
 async fn resume_the_scan(
     bed: &support::Bed,
     done: u32,
     after: u64,
+    in_flight: Option<&str>,
 ) -> (host_harness::scheduler::ObjectCounts, Vec<u64>) {
     let before = bed.netsuite.queries();
-    let resumed = bed.sync().await;
+    let resumed = match in_flight {
+        Some(n) => bed.sync_with_setting("netsuite_max_in_flight", n).await,
+        None => bed.sync().await,
+    };
     succeeded(&resumed);
     let c = resumed.counts("customer");
     assert_eq!(done + c.created, 3000, "{c:?}");
@@ -565,7 +577,7 @@ async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
     let after: u64 = cursor["scan"]["after"].as_str().unwrap().parse().unwrap();
     assert!(after > 0, "{cursor}");
     assert!(cursor["scan"]["then"]["last_modified"].is_string(), "{cursor}");
-    resume_the_scan(&bed, done, after).await;
+    resume_the_scan(&bed, done, after, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
