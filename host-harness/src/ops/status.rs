@@ -287,7 +287,10 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
                 kind: kind.as_str(),
                 stream,
                 position: match &stored.scan {
-                    // A first sync reading the kind by internal id.
+                    // A first sync reading the kind by internal id, in ranges side by side.
+                    Some(scan) if scan.open.len() > 1 => {
+                        format!("first read by id, after #{}, {} ranges still open", scan.after, scan.open.len())
+                    }
                     Some(scan) => format!("first read by id, after #{}", scan.after),
                     None => format!("{} #{}", stored.cursor.last_modified, stored.cursor.id),
                 },

@@ -1,7 +1,7 @@
 use super::*;
 use crate::scheduler::{RunReport, SalesforceApiUsage};
 use netsuite_salesforce::model::Cursor;
-use netsuite_salesforce::sync::state::{IdScan, Recheck};
+use netsuite_salesforce::sync::state::{IdScan, OpenRange, Recheck};
 
 fn database() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
@@ -110,7 +110,13 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         cursor: Cursor { last_modified: "1970-01-01 00:00:00".into(), id: "0".into() },
         moved_at: moved,
         settled: true,
-        scan: Some(IdScan { after: "118".into(), then: None, began_at: moved, open: vec![], highest: None }),
+        scan: Some(IdScan {
+            after: "118".into(),
+            then: None,
+            began_at: moved,
+            open: vec![OpenRange { after: 118, upto: Some(400) }, OpenRange { after: 730, upto: None }],
+            highest: Some(1000),
+        }),
         recheck: None,
     };
     let scanning = serde_json::to_vec(&scanning).unwrap();
@@ -161,7 +167,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         [
             ("customer", "netsuite-changes", "2026-12-02 03:55:00 #42", Some(300)),
             ("customer", "netsuite-deletions", "2026-12-01 00:00:00 #7", Some(7199)),
-            ("vendor", "netsuite-changes", "first read by id, after #118", Some(300)),
+            ("vendor", "netsuite-changes", "first read by id, after #118, 2 ranges still open", Some(300)),
             ("vendor", "salesforce-changes", "2026-12-02T11:58:00.000Z in org 00D8d000000SIMxEAA", Some(90)),
         ]
     );
