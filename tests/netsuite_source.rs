@@ -566,6 +566,25 @@ async fn a_range_that_ends_early_hands_its_request_to_half_the_rows_of_another_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_whose_highest_id_query_fails_splits_by_the_rows_counted_and_reads_each_once() {
+    let bed = bed(3000).setting("netsuite_page_size", "100").setting("http_max_retries", "2").start().await;
+    // The highest-id query is refused more times than the retries allow.
+    bed.netsuite.fail_queries_containing("MAX(c.id)", ScriptedFailure::TooManyRequests, 10);
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.read, c.created, c.updated), (3000, 3000, 0), "{c:?}");
+    assert_eq!(bed.salesforce.count("Account"), 3000);
+    let queries = bed.netsuite.recent_queries();
+    assert!(!queries.iter().any(|q| q.contains("MAX(c.id)")), "no highest-id query was answered");
+    let bounded: Vec<&String> = queries.iter().filter(|q| q.contains("AND c.id <= ")).collect();
+    assert!(!bounded.is_empty(), "the scan was still split, by NetSuite's count of rows left");
+    let again = bed.sync().await;
+    succeeded(&again);
+    assert_eq!(again.counts("customer").read, 0, "the scan handed over: the next run reads nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_sync_stopped_half_way_goes_on_by_id_where_it_stopped() {
     let bed = support::one_request_at_a_time(3000).start().await;
     // Fourteen pages read: the first thousand records are written (one

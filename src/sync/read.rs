@@ -298,14 +298,15 @@ impl<'r, 'a> Changes<'r, 'a> {
         self.ranges.as_ref().map(|r| ScanPoint { open: r.open(), highest: r.highest() })
     }
 
-    /// Splits the scan by the highest id asked after its first page (only a
-    /// quicker read is at stake: without it, one range), and sends the
-    /// ranges' first pages.
+    /// Splits the scan by the highest id asked after its first page, and
+    /// sends the ranges' first pages. Without an answer (only a quicker read
+    /// is at stake, so its error ends nothing) the split goes by the rows
+    /// NetSuite counted left at the density of the first page.
     fn split(&mut self) -> Result<()> {
         let Some((highest, ways)) = self.highest.take() else { return Ok(()) };
         let split = match (highest.finish(), self.ranges.as_mut()) {
             (Ok(Some(highest)), Some(ranges)) => ranges.split(ways, highest),
-            _ => vec![],
+            _ => return self.fill(),
         };
         self.begin_range(0)?;
         split.into_iter().try_for_each(|key| self.begin_range(key))

@@ -169,12 +169,18 @@ impl ScanRanges {
             .enumerate()
             .filter(|(_, r)| !r.done)
             .map(|(i, r)| {
-                let span = r.upto.or(highest).unwrap_or(r.after).saturating_sub(r.after);
                 let density = if r.rows > 0 && r.after > r.start {
                     (r.rows as f64 / (r.after - r.start) as f64).min(1.0)
                 } else {
                     overall
                 };
+                // An open-ended range with no highest id known (its query
+                // failed) ends, as far as can be told, where its counted
+                // rows would at that density.
+                let end = r.upto.or(highest).or_else(|| {
+                    r.left.map(|left| r.after.saturating_add((left as f64 / density.max(f64::MIN_POSITIVE)) as u64))
+                });
+                let span = end.unwrap_or(r.after).saturating_sub(r.after);
                 let rows = r.left.map_or(span as f64 * density, |left| left as f64);
                 (i, span, rows, density)
             })
@@ -345,6 +351,19 @@ mod tests {
         assert_eq!(scan.ranges_to_read(3, 100), [3]);
         assert_eq!(scan.upto(0), Some(850));
         assert_eq!(scan.begin(3), Some((850, Some(333_400))));
+    }
+
+    #[test]
+    fn without_the_highest_id_the_counted_rows_split_the_scan() {
+        let mut scan = ScanRanges::new(0);
+        // A row every other id, 1,000 rows counted after the first page's 100.
+        scan.read(0, 100, Some(200), true, Some(1100));
+        let keys = scan.ranges_to_read(3, 100);
+        assert_eq!(keys.len(), 3, "the open-ended range is split twice");
+        let mut bounds: Vec<_> = keys.iter().filter_map(|&k| scan.begin(k)).collect();
+        bounds.sort();
+        // Half the 1,000 rows lie 1,000 ids on; then the upper half is halved (a tie goes to the later range).
+        assert_eq!(bounds, [(200, Some(1200)), (1200, Some(1700)), (1700, None)]);
     }
 
     #[test]

@@ -97,6 +97,8 @@ struct Inner {
     denied_tables: Mutex<Vec<String>>,
     /// Answers to give the next SuiteQL requests instead of running them.
     scripted_failures: Mutex<VecDeque<ScriptedFailure>>,
+    /// Answers to give queries whose text holds a string, and how many times.
+    query_failures: Mutex<Vec<(String, ScriptedFailure, usize)>>,
     /// Answers to give the next record API requests.
     record_failures: Mutex<VecDeque<ScriptedFailure>>,
     record_requests: AtomicU64,
@@ -163,6 +165,7 @@ impl NetSuiteSim {
                 hooks: Mutex::new(Vec::new()),
                 denied_tables: Mutex::new(Vec::new()),
                 scripted_failures: Mutex::new(Default::default()),
+                query_failures: Mutex::new(Vec::new()),
                 record_failures: Mutex::new(Default::default()),
                 record_requests: AtomicU64::new(0),
                 record_writes: AtomicU64::new(0),
@@ -235,6 +238,26 @@ impl NetSuiteSim {
     /// The next SuiteQL requests are answered with these failures, in order.
     pub fn fail_next(&self, failures: &[ScriptedFailure]) {
         self.inner.scripted_failures.lock().unwrap().extend(failures.iter().copied());
+    }
+
+    /// The next `times` SuiteQL queries whose text contains `text` are
+    /// answered with `failure`; other queries run.
+    pub fn fail_queries_containing(&self, text: &str, failure: ScriptedFailure, times: usize) {
+        self.inner.query_failures.lock().unwrap().push((text.to_string(), failure, times));
+    }
+
+    /// The failure scripted for this query's text, if any (counted down).
+    fn query_failure(&self, body: &[u8]) -> Option<ScriptedFailure> {
+        let mut failures = self.inner.query_failures.lock().unwrap();
+        if failures.is_empty() {
+            return None;
+        }
+        let q = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+        let q = q.get("q")?.as_str()?;
+        let (_, failure, times) =
+            failures.iter_mut().find(|(text, _, times)| *times > 0 && q.contains(text.as_str()))?;
+        *times -= 1;
+        Some(*failure)
     }
 
     pub fn queries(&self) -> u64 {
@@ -600,7 +623,7 @@ async fn suiteql_handler(
     };
     sim.wait_latency().await;
     let scripted = inner.scripted_failures.lock().unwrap().pop_front();
-    if let Some(failure) = scripted {
+    if let Some(failure) = scripted.or_else(|| sim.query_failure(&body)) {
         return failure.answer().into_response();
     }
     let path_and_query = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
