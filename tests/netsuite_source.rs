@@ -362,12 +362,21 @@ fn stored_cursor(bed: &support::Bed, kind: &str) -> Option<Value> {
 /// The customer scans among the last `last` SuiteQL queries (all kept
 /// when None): each one's lower id bound, in order.
 fn customer_scans(bed: &support::Bed, last: Option<u64>) -> Vec<u64> {
+    customer_scan_bounds(bed, last).into_iter().map(|(after, _)| after).collect()
+}
+
+/// As [`customer_scans`], with each query's upper id bound, if it has one.
+fn customer_scan_bounds(bed: &support::Bed, last: Option<u64>) -> Vec<(u64, Option<u64>)> {
     let recent = bed.netsuite.recent_queries();
     let from = last.map_or(0, |n| recent.len() - n as usize);
+    let number = |text: &str| text.split(' ').next().unwrap().parse().unwrap();
     recent[from..]
         .iter()
         .filter(|q| q.ends_with("ORDER BY c.id"))
-        .map(|q| q.rsplit_once("WHERE c.id > ").unwrap().1.split(' ').next().unwrap().parse().unwrap())
+        .map(|q| {
+            let (_, after) = q.rsplit_once("WHERE c.id > ").unwrap();
+            (number(after), after.split_once("AND c.id <= ").map(|(_, upto)| number(upto)))
+        })
         .collect()
 }
 
@@ -471,7 +480,10 @@ async fn a_first_sync_read_in_ranges_and_stopped_half_way_goes_on_where_every_id
         assert!(unread < beyond, "what later ranges read is kept: {unread} of the {beyond} ids after {after} left");
 
         let (c, scans) = resume_the_scan(&bed, done, after, resume_in_flight).await;
-        let outside: Vec<u64> = scans.into_iter().filter(|&from| !inside(from + 1)).collect();
+        let within = |(from, to): (u64, Option<u64>)| {
+            open.iter().any(|&(a, upto)| from >= a && upto.is_none_or(|u| to.is_some_and(|to| to <= u)))
+        };
+        let outside: Vec<_> = scans.into_iter().filter(|&q| !within(q)).collect();
         assert!(
             outside.is_empty(),
             "read again outside the open ranges {open:?}, after {outside:?} ({resume_in_flight:?})"
@@ -484,13 +496,13 @@ async fn a_first_sync_read_in_ranges_and_stopped_half_way_goes_on_where_every_id
 /// and its cursor after id `after`: the scan goes on there, writes the rest
 /// and hands over to the change stream (with `netsuite_max_in_flight` set
 /// to `in_flight` for that run, if given). Returns the run's customer counts
-/// and where its scan queries started.
+/// and the id bounds of its scan queries.
 async fn resume_the_scan(
     bed: &support::Bed,
     done: u32,
     after: u64,
     in_flight: Option<&str>,
-) -> (host_harness::scheduler::ObjectCounts, Vec<u64>) {
+) -> (host_harness::scheduler::ObjectCounts, Vec<(u64, Option<u64>)>) {
     let before = bed.netsuite.queries();
     let resumed = match in_flight {
         Some(n) => bed.sync_with_setting("netsuite_max_in_flight", n).await,
@@ -500,9 +512,9 @@ async fn resume_the_scan(
     let c = resumed.counts("customer");
     assert_eq!(done + c.created, 3000, "{c:?}");
     assert_eq!(bed.salesforce.count("Account"), 3000, "one Account per customer");
-    let scans = customer_scans(bed, Some(bed.netsuite.queries() - before));
+    let scans = customer_scan_bounds(bed, Some(bed.netsuite.queries() - before));
     // Ranges are read side by side: their first requests arrive in any order.
-    assert_eq!(scans.iter().min(), Some(&after), "the scan went on where it stopped: {scans:?}");
+    assert_eq!(scans.iter().map(|s| s.0).min(), Some(after), "the scan went on where it stopped: {scans:?}");
     let cursor = stored_cursor(bed, "customer").unwrap();
     assert!(cursor.get("scan").is_none() && cursor["id"] == "0", "handed over to the change stream: {cursor}");
     (c, scans)
@@ -576,7 +588,7 @@ async fn a_scan_whose_highest_id_query_fails_splits_by_the_rows_counted_and_read
     assert_eq!((c.read, c.created, c.updated), (3000, 3000, 0), "{c:?}");
     assert_eq!(bed.salesforce.count("Account"), 3000);
     let queries = bed.netsuite.recent_queries();
-    assert!(!queries.iter().any(|q| q.contains("MAX(c.id)")), "no highest-id query was answered");
+    assert_eq!(bed.netsuite.query_failures_left("MAX(c.id)"), 7, "the highest id was asked three times, refused");
     let bounded: Vec<&String> = queries.iter().filter(|q| q.contains("AND c.id <= ")).collect();
     assert!(!bounded.is_empty(), "the scan was still split, by NetSuite's count of rows left");
     let again = bed.sync().await;

@@ -85,11 +85,13 @@ impl SigningKey {
                     format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims));
                 // JWS (RFC 7518 3.4): R and S, 66 bytes each, not DER.
                 let mut random = HostRandom::default();
-                let signature: p521::ecdsa::Signature =
-                    key.try_sign_with_rng(&mut random, input.as_bytes()).map_err(|e| failed(&e))?;
+                let signed: std::result::Result<p521::ecdsa::Signature, _> =
+                    key.try_sign_with_rng(&mut random, input.as_bytes());
+                // A nonce made of the zeros put in for failed randomness signs nothing that is kept.
                 if let Some(e) = random.failed {
                     return Err(failed(&format!("the host gave no randomness for the nonce ({e})")));
                 }
+                let signature = signed.map_err(|e| failed(&e))?;
                 Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())))
             }
         }
@@ -130,7 +132,10 @@ impl rand_core::CryptoRng for HostRandom {}
 
 // EC keys come as PKCS#8 (`BEGIN PRIVATE KEY`, what `openssl req -newkey ec`
 // writes) or SEC1 (`BEGIN EC PRIVATE KEY`, what `openssl ecparam -genkey`
-// writes); jsonwebtoken reads only the first, so both are read here.
+// writes); jsonwebtoken reads only the first, so both are read here. PKCS#8
+// names its curve and is checked against it; SEC1's curve is not checked by
+// the reader, which pads a shorter key, so a SEC1 key that reads on a
+// smaller curve is that curve's (SEC1 keys have their curve's full length).
 fn p256_pkcs8(pem: &str) -> Option<Vec<u8>> {
     use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
     let key = p256::SecretKey::from_pkcs8_pem(pem).or_else(|_| p256::SecretKey::from_sec1_pem(pem)).ok()?;
@@ -139,13 +144,16 @@ fn p256_pkcs8(pem: &str) -> Option<Vec<u8>> {
 
 fn p384_pkcs8(pem: &str) -> Option<Vec<u8>> {
     use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-    let key = p384::SecretKey::from_pkcs8_pem(pem).or_else(|_| p384::SecretKey::from_sec1_pem(pem)).ok()?;
+    let sec1 = || p384::SecretKey::from_sec1_pem(pem).ok().filter(|_| p256::SecretKey::from_sec1_pem(pem).is_err());
+    let key = p384::SecretKey::from_pkcs8_pem(pem).ok().or_else(sec1)?;
     Some(key.to_pkcs8_der().ok()?.as_bytes().to_vec())
 }
 
 fn p521_key(pem: &str) -> Option<p521::ecdsa::SigningKey> {
     use p521::pkcs8::DecodePrivateKey;
-    let key = p521::SecretKey::from_pkcs8_pem(pem).or_else(|_| p521::SecretKey::from_sec1_pem(pem)).ok()?;
+    let smaller = || p256::SecretKey::from_sec1_pem(pem).is_ok() || p384::SecretKey::from_sec1_pem(pem).is_ok();
+    let sec1 = || p521::SecretKey::from_sec1_pem(pem).ok().filter(|_| !smaller());
+    let key = p521::SecretKey::from_pkcs8_pem(pem).ok().or_else(sec1)?;
     p521::ecdsa::SigningKey::from_bytes(&key.to_bytes()).ok()
 }
 
@@ -386,6 +394,30 @@ mod tests {
             assert!(sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"));
             let jwt = client_assertion(&settings(algorithm_of(&key), &sec1), BASE, 0).unwrap();
             verified(&jwt, &key);
+        }
+    }
+
+    #[test]
+    fn a_sec1_key_without_its_public_key_is_read_on_its_own_curve_only() {
+        use p256::pkcs8::DecodePrivateKey;
+        use simulators::keys::{KeyPair, Signing};
+        let key = KeyPair::generate(Signing::Es256).unwrap();
+        let secret = p256::SecretKey::from_pkcs8_pem(&key.private_pem).unwrap();
+        // SEC1 with the private key and the curve only (`openssl ec -no_public`).
+        let scalar: Vec<u8> = secret.to_bytes().iter().copied().collect();
+        let der = [
+            &[0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20][..],
+            &scalar,
+            &[0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+        ]
+        .concat();
+        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
+        let (first, rest) = body.split_at(64);
+        let pem = format!("-----BEGIN EC PRIVATE KEY-----\n{first}\n{rest}\n-----END EC PRIVATE KEY-----\n");
+        verified(&client_assertion(&settings(SigningAlgorithm::Es256, &pem), BASE, 0).unwrap(), &key);
+        for alg in [SigningAlgorithm::Es384, SigningAlgorithm::Es512] {
+            let msg = client_assertion(&settings(alg, &pem), BASE, 0).unwrap_err().to_string();
+            assert!(msg.contains("holds an EC P-256 key") && msg.contains("set it to ES256"), "{msg}");
         }
     }
 

@@ -24,6 +24,9 @@ struct Range {
     /// `totalResults` counts the rows its query matches), or estimated
     /// when it was split off.
     left: Option<u64>,
+    /// The end its page under way was asked with: a count made up to an
+    /// end since moved (a split) is not this range's.
+    asked: Option<Option<u64>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +64,17 @@ impl ScanRanges {
     fn push(&mut self, after: u64, upto: Option<u64>) -> usize {
         let key = self.next_key;
         self.next_key += 1;
-        self.ranges.push(Range { key, start: after, after, upto, done: false, active: false, rows: 0, left: None });
+        self.ranges.push(Range {
+            key,
+            start: after,
+            after,
+            upto,
+            done: false,
+            active: false,
+            rows: 0,
+            left: None,
+            asked: None,
+        });
         key
     }
 
@@ -74,6 +87,7 @@ impl ScanRanges {
     pub fn begin(&mut self, key: usize) -> Option<(u64, Option<u64>)> {
         let r = self.range(key)?;
         r.active = true;
+        r.asked = Some(r.upto);
         Some((r.after, r.upto))
     }
 
@@ -94,7 +108,12 @@ impl ScanRanges {
             range.after = range.after.max(last);
         }
         range.done = !more || last.is_none();
-        range.left = if range.done { Some(0) } else { total.map(|t| t.saturating_sub(rows as u64)) };
+        let counted = if range.asked.take() == Some(range.upto) { total } else { None };
+        range.left = match (range.done, counted) {
+            (true, _) => Some(0),
+            (false, Some(total)) => Some(total.saturating_sub(rows as u64)),
+            (false, None) => range.left.map(|left| left.saturating_sub(rows as u64)),
+        };
     }
 
     #[cfg(test)]
@@ -184,8 +203,10 @@ impl ScanRanges {
                 let rows = r.left.map_or(span as f64 * density, |left| left as f64);
                 (i, span, rows, density)
             })
+            // A range too narrow to split leaves the request to the next fullest.
+            .filter(|&(_, span, _, _)| span >= 2)
             .max_by(|a, b| a.2.total_cmp(&b.2))?;
-        if span < 2 || rows < PAGES_WORTH_A_SPLIT * rows_per_page.max(1) as f64 {
+        if rows < PAGES_WORTH_A_SPLIT * rows_per_page.max(1) as f64 {
             return None;
         }
         let half = ((rows / 2.0 / density.max(f64::MIN_POSITIVE)) as u64).clamp(1, span - 1);
@@ -357,6 +378,7 @@ mod tests {
     fn without_the_highest_id_the_counted_rows_split_the_scan() {
         let mut scan = ScanRanges::new(0);
         // A row every other id, 1,000 rows counted after the first page's 100.
+        scan.begin(0);
         scan.read(0, 100, Some(200), true, Some(1100));
         let keys = scan.ranges_to_read(3, 100);
         assert_eq!(keys.len(), 3, "the open-ended range is split twice");
@@ -364,6 +386,26 @@ mod tests {
         bounds.sort();
         // Half the 1,000 rows lie 1,000 ids on; then the upper half is halved (a tie goes to the later range).
         assert_eq!(bounds, [(200, Some(1200)), (1200, Some(1700)), (1700, None)]);
+    }
+
+    #[test]
+    fn a_count_made_before_a_split_is_not_taken_for_the_shrunken_range() {
+        let mut scan = ScanRanges::new(0);
+        scan.read(0, 100, Some(100), true, Some(2000));
+        scan.split(2, 2100);
+        scan.begin(0);
+        scan.begin(1);
+        scan.read(1, 0, None, true, Some(0));
+        // The first range (100, 1100], 1,000 ids at a row each, is split while its page travels.
+        assert_eq!(scan.ranges_to_read(2, 100), [2]);
+        assert_eq!(scan.upto(0), Some(600));
+        // That page counted the 1,000 rows up to 1,100; its range now ends at 600: 500 less its page.
+        scan.read(0, 100, Some(200), true, Some(1000));
+        assert_eq!(scan.ranges.iter().find(|r| r.key == 0).and_then(|r| r.left), Some(400));
+        // A page asked with the new end counts for it.
+        scan.begin(0);
+        scan.read(0, 100, Some(300), true, Some(300));
+        assert_eq!(scan.ranges.iter().find(|r| r.key == 0).and_then(|r| r.left), Some(200));
     }
 
     #[test]

@@ -575,4 +575,5 @@ async fn every_algorithm_netsuite_accepts_signs_in_with_a_certificate_of_its_kin
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+    assert!(sim.login_audit().last().is_some_and(|r| r.contains("does not verify with certificate \"cert-es512\"")));
 }

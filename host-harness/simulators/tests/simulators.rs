@@ -133,6 +133,38 @@ async fn netsuite_token_endpoint_checks_the_assertion() {
     let mut wrong_grant = form(&rs256);
     wrong_grant[0].1 = "password".into();
     assert_eq!(send(wrong_grant).await, (400, json!({"error": "unsupported_grant_type"})));
+    // The claims NetSuite requires: the integration's client id as `iss`, the token endpoint as `aud`, and
+    // both times; each refused when wrong or missing.
+    let token_url = format!("{}/services/rest/auth/oauth2/v1/token", sim.base_url());
+    let now = clock.now_secs();
+    let good =
+        json!({ "iss": "client-1", "scope": "rest_webservices", "aud": token_url, "iat": now, "exp": now + 300 });
+    let mut header = Header::new(Algorithm::PS256);
+    header.kid = Some("cert-1".into());
+    let sign = |claims: &Value| jsonwebtoken::encode(&header, claims, &key).unwrap();
+    assert_eq!(send(form(&sign(&good))).await.0, 200, "the claims as NetSuite wants them");
+    let mut audiences = good.clone();
+    audiences["aud"] = json!(["https://elsewhere.example", token_url]);
+    assert_eq!(send(form(&sign(&audiences))).await.0, 200, "an audience list naming the endpoint");
+    for (field, value) in [
+        ("iss", json!("another-client")),
+        ("aud", json!("https://elsewhere.example/token")),
+        ("aud", json!(["https://elsewhere.example/token"])),
+        ("exp", Value::Null),
+        ("iat", Value::Null),
+        ("iss", Value::Null),
+        ("aud", Value::Null),
+    ] {
+        let mut claims = good.clone();
+        match value {
+            Value::Null => claims.as_object_mut().unwrap().remove(field),
+            value => claims.as_object_mut().unwrap().insert(field.into(), value),
+        };
+        assert_eq!(send(form(&sign(&claims))).await, (400, json!({"error": "invalid_grant"})), "{claims}");
+    }
+    assert!(sim.login_audit().iter().any(|r| r.contains("iss \"another-client\"")));
+    assert!(sim.login_audit().iter().any(|r| r.contains("is not the token endpoint")));
+    assert!(sim.login_audit().iter().any(|r| r.contains("missing field `exp`")));
     // A string scope works as well as Oracle's array form.
     let string_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("restlets,rest_webservices"));
     assert_eq!(send(form(&string_scope)).await.0, 200);

@@ -156,7 +156,7 @@ impl NetSuiteSim {
             ));
         }
         // `exp` must be less than 60 minutes after `iat`.
-        if claims.exp - claims.iat >= 3600 {
+        if claims.exp.saturating_sub(claims.iat) >= 3600 {
             return Err(self.refuse("client assertion lives 60 minutes or longer".into(), "invalid_grant"));
         }
         if claims.exp <= now || claims.iat > now + 60 {

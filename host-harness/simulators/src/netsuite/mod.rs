@@ -246,6 +246,12 @@ impl NetSuiteSim {
         self.inner.query_failures.lock().unwrap().push((text.to_string(), failure, times));
     }
 
+    /// How many of the failures scripted for queries containing `text` are
+    /// still to be given.
+    pub fn query_failures_left(&self, text: &str) -> usize {
+        self.inner.query_failures.lock().unwrap().iter().filter(|(t, _, _)| t == text).map(|(_, _, n)| n).sum()
+    }
+
     /// The failure scripted for this query's text, if any (counted down).
     fn query_failure(&self, body: &[u8]) -> Option<ScriptedFailure> {
         let mut failures = self.inner.query_failures.lock().unwrap();
