@@ -233,3 +233,20 @@ async fn a_base_url_naming_its_default_port_is_allowed_and_its_userinfo_never_sh
     assert!(error.contains("127.0.0.1") && error.contains("failed after 1 attempts"), "{error}");
     assert!(!error.contains("s3cr3t-pw") && !error.contains("integration@"), "userinfo shown: {error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_requests_travel_three_at_once_and_two_for_records_with_parents() {
+    // 6,000 customers and as many contacts: six Composite requests each, below the Bulk threshold.
+    let bed = bed(6000).setting("salesforce_bulk_threshold", "10000").start().await;
+    let now = bed.clock.now_secs();
+    bed.netsuite.seed_contacts(6000, &bed.customer_ids, now - 7200, 9).unwrap();
+    bed.salesforce.set_faults(Faults { latency: std::time::Duration::from_millis(250), ..Default::default() });
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.salesforce.count("Account"), 6000);
+    assert_eq!(bed.salesforce.take_peak_concurrent_requests(), 3, "Accounts: three requests at once");
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("contact").created, 6000);
+    // Contacts link to their Account: children of one parent in parallel requests contend for its row lock.
+    assert_eq!(bed.salesforce.take_peak_concurrent_requests(), 2, "Contacts: two requests at once");
+}

@@ -348,6 +348,11 @@ impl Mapping {
         RecordKind::ALL.into_iter().find(|k| self.file.object(*k).is_some_and(|o| o.sobject == sobject))
     }
 
+    /// Whether `kind`'s records link to parent records (a lookup field).
+    pub fn has_parents(&self, kind: RecordKind) -> bool {
+        self.file.object(kind).is_some_and(|o| !o.parent.is_empty())
+    }
+
     /// The parents a record links to: (parent kind, NetSuite id), for parents
     /// the connector itself writes.
     pub fn parents(&self, record: &NetSuiteRecord) -> Vec<(RecordKind, String)> {

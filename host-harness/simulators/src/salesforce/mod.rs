@@ -113,6 +113,18 @@ struct Inner {
     on_bulk_poll: Mutex<Option<BulkPollHook>>,
     /// An instance URL the token response names instead of this org's own.
     instance_override: Mutex<Option<String>>,
+    /// REST API requests being answered now, and the most there were at once.
+    api_in_flight: std::sync::atomic::AtomicUsize,
+    api_peak: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a REST API request as being answered while it lives.
+struct Answering<'a>(&'a Inner);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.api_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 type BulkPollHook = Arc<dyn Fn() + Send + Sync>;
@@ -147,6 +159,8 @@ impl SalesforceSim {
                 refuse_rest: Default::default(),
                 faults: Mutex::new((Faults::default(), StdRng::seed_from_u64(7))),
                 on_bulk_poll: Mutex::new(None),
+                api_in_flight: Default::default(),
+                api_peak: Default::default(),
             }),
         };
         let router = Router::new()
@@ -230,6 +244,12 @@ impl SalesforceSim {
     /// Record writes (creates and updates) since start.
     pub fn writes(&self) -> u64 {
         self.org().writes
+    }
+
+    /// The most REST API requests answered at once since the last call
+    /// (which starts counting again).
+    pub fn take_peak_concurrent_requests(&self) -> usize {
+        self.inner.api_peak.swap(self.inner.api_in_flight.load(Ordering::SeqCst), Ordering::SeqCst)
     }
 
     pub fn count(&self, sobject: &str) -> u64 {
@@ -603,6 +623,9 @@ async fn api_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let now = sim.inner.api_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    sim.inner.api_peak.fetch_max(now, Ordering::SeqCst);
+    let _answering = Answering(&sim.inner);
     let latency = sim.inner.faults.lock().unwrap().0.latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
