@@ -254,11 +254,11 @@ const MEMORY_PER_UPLOAD: usize = 5;
 /// records.
 const MEMORY_PER_PAGE: usize = 32;
 
-/// A Composite request's records are held waiting and up to three times in
-/// flight, each several times over (payload, fields, state, request body): a
-/// sixty-fourth of the memory cap each keeps them within about a third of it
-/// (1 MB at a 64 MB cap: a thousand records of usual width still make one
-/// request).
+/// A Composite request's records are held waiting and twice in flight (three
+/// times only under a cap of 256 MB or more), each several times over
+/// (payload, fields, state, request body): a sixty-fourth of the memory cap
+/// each keeps them within about a quarter of it (1 MB at a 64 MB cap: a
+/// thousand records of usual width still make one request).
 const MEMORY_PER_REQUEST: usize = 64;
 
 /// The memory cap's `divisor`th part, in bytes (unlimited when the host

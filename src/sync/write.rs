@@ -333,12 +333,19 @@ type Sent = (Vec<(usize, Staged)>, PendingUpsert, String);
 /// Requests of `kind` in flight at once. Three keep Salesforce busy while
 /// the connector records one's outcomes, when each call waits on the network
 /// (50 ms a call: 100,000 customers 4.7–5.0 s with two, 3.3–3.4 s with
-/// three); more would only queue in the org and hold more memory. Records
-/// that link to parents stay at two: children of one parent in requests
-/// side by side contend for its row lock (UNABLE_TO_LOCK_ROW).
+/// three); more would only queue in the org and hold more memory. Two when
+/// records link to parents (children of one parent in requests side by side
+/// contend for its row lock, UNABLE_TO_LOCK_ROW) or when memory is tight: a
+/// request's share of it below [`ROOM_FOR_A_THIRD`] (a memory cap under 256
+/// MB) keeps the requests' records within the share the cap was split for.
 fn in_flight_cap(run: &Run<'_>, kind: RecordKind) -> usize {
-    if run.settings.mapping.has_parents(kind) { 2 } else { 3 }
+    let tight = run.sink.composite_max_bytes() < ROOM_FOR_A_THIRD;
+    if tight || run.settings.mapping.has_parents(kind) { 2 } else { 3 }
 }
+
+/// A Composite request's share of memory from which a third one in flight
+/// is allowed (the default cap of 512 MB gives 8 MB).
+const ROOM_FOR_A_THIRD: usize = 4 << 20;
 
 impl CompositeBatch {
     fn new(run: &Run<'_>, kind: RecordKind, action: AuditAction) -> Self {
