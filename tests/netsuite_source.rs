@@ -533,19 +533,13 @@ async fn a_scan_over_ids_that_jump_reads_every_row_once_however_unevenly_the_ran
     ] {
         bed.netsuite.execute(&sql).unwrap();
     }
-    let report = bed.sync().await;
-    succeeded(&report);
-    let c = report.counts("customer");
-    assert_eq!((c.read, c.created), (2000, 2000), "{c:?}");
-    assert_eq!(bed.salesforce.count("Account"), 2000, "one Account per customer");
+    first_sync_writes_each_customer_once(&bed, 2000).await;
     assert!(bed.sf("Account", cut + 1_000_001).1["Name"].is_string(), "a moved id was read");
     let ranged = bed.netsuite.recent_queries().iter().filter(|q| q.contains("AND c.id <= ")).count();
     assert!(ranged >= 2, "the scan was split: {ranged} bounded queries");
     let cursor = stored_cursor(&bed, "customer").unwrap();
     assert!(cursor.get("scan").is_none(), "handed over to the change stream: {cursor}");
-    let again = bed.sync().await;
-    succeeded(&again);
-    assert_eq!(again.counts("customer").read, 0, "the scan handed over: the next run reads nothing");
+    next_run_reads_no_customer(&bed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,20 +555,14 @@ async fn a_range_that_ends_early_hands_its_request_to_half_the_rows_of_another_a
     bed.netsuite.execute("DELETE FROM customer WHERE id BETWEEN 201 AND 400 OR id BETWEEN 734 AND 1366").unwrap();
     let kept = bed.netsuite.id_pairs("SELECT id, id FROM customer ORDER BY id").unwrap().len();
     assert_eq!(kept, 1167);
-    let report = bed.sync().await;
-    succeeded(&report);
-    let c = report.counts("customer");
-    assert_eq!((c.read, c.created, c.updated), (1167, 1167, 0), "each customer read and written once: {c:?}");
-    assert_eq!(bed.salesforce.count("Account"), 1167);
+    first_sync_writes_each_customer_once(&bed, 1167).await;
     let queries = bed.netsuite.recent_queries();
     assert!(
         queries.iter().any(|q| q.contains("c.id > 366 AND c.id <= 733")),
         "the first range was split where half its counted rows lie: {:?}",
         queries.iter().filter(|q| q.contains("AND c.id <= ")).collect::<Vec<_>>()
     );
-    let again = bed.sync().await;
-    succeeded(&again);
-    assert_eq!(again.counts("customer").read, 0, "the scan handed over: the next run reads nothing");
+    next_run_reads_no_customer(&bed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,15 +570,26 @@ async fn a_scan_whose_highest_id_query_fails_splits_by_the_rows_counted_and_read
     let bed = bed(3000).setting("netsuite_page_size", "100").setting("http_max_retries", "2").start().await;
     // The highest-id query is refused more times than the retries allow.
     bed.netsuite.fail_queries_containing("MAX(c.id)", ScriptedFailure::TooManyRequests, 10);
-    let report = bed.sync().await;
-    succeeded(&report);
-    let c = report.counts("customer");
-    assert_eq!((c.read, c.created, c.updated), (3000, 3000, 0), "{c:?}");
-    assert_eq!(bed.salesforce.count("Account"), 3000);
+    first_sync_writes_each_customer_once(&bed, 3000).await;
     let queries = bed.netsuite.recent_queries();
     assert_eq!(bed.netsuite.query_failures_left("MAX(c.id)"), 7, "the highest id was asked three times, refused");
     let bounded: Vec<&String> = queries.iter().filter(|q| q.contains("AND c.id <= ")).collect();
     assert!(!bounded.is_empty(), "the scan was still split, by NetSuite's count of rows left");
+    next_run_reads_no_customer(&bed).await;
+}
+
+/// A first sync that reads and creates each of `n` customers once, one
+/// Account each, updating none (no row read twice).
+async fn first_sync_writes_each_customer_once(bed: &support::Bed, n: u32) {
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.read, c.created, c.updated), (n, n, 0), "each customer read and written once: {c:?}");
+    assert_eq!(bed.salesforce.count("Account"), u64::from(n), "one Account per customer");
+}
+
+/// The scan handed over to the change stream: the next run reads nothing.
+async fn next_run_reads_no_customer(bed: &support::Bed) {
     let again = bed.sync().await;
     succeeded(&again);
     assert_eq!(again.counts("customer").read, 0, "the scan handed over: the next run reads nothing");

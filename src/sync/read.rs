@@ -327,20 +327,24 @@ impl<'r, 'a> Changes<'r, 'a> {
                 }
                 return Ok(Some(page));
             };
-            // The range was split while this page travelled: rows past its
-            // new end are the new range's, read there. Rows past it mean
-            // every id up to it is in this page.
-            let mut past_end = false;
-            if let Some(upto) = ranges.upto(key) {
-                let within = |id: &str| suiteql::internal_id(id).map_or(true, |id| id <= upto);
-                let before = page.records.len() + page.problems.len();
-                page.records.retain(|r| within(&r.id));
-                page.problems.retain(|p| p.id.is_empty() || within(&p.id));
-                past_end = page.records.len() + page.problems.len() < before;
-            }
-            // Quarantined rows count: the range goes on after them.
-            let ids = page.records.iter().map(|r| r.id.as_str()).chain(page.problems.iter().map(|p| p.id.as_str()));
-            let last = ids.filter_map(|id| suiteql::internal_id(id).ok()).max();
+            // If the range was split while this page travelled, rows past
+            // its new end are the new range's, read there (rows past it mean
+            // every id up to it is in this page). The same pass finds the
+            // highest id kept; quarantined rows count: the range goes on
+            // after them.
+            let (upto, before) = (ranges.upto(key), page.records.len() + page.problems.len());
+            let mut last = None;
+            let mut keep = |id: &str| match suiteql::internal_id(id) {
+                Ok(id) if upto.is_some_and(|upto| id > upto) => false,
+                Ok(id) => {
+                    last = last.max(Some(id));
+                    true
+                }
+                Err(_) => true,
+            };
+            page.records.retain(|r| keep(&r.id));
+            page.problems.retain(|p| p.id.is_empty() || keep(&p.id));
+            let past_end = page.records.len() + page.problems.len() < before;
             if page.has_more && !past_end && last.is_none() {
                 // Without an id the range cannot go on, and ending it would skip its rest.
                 return Err(crate::model::ConnectorError::NetSuite(format!(
