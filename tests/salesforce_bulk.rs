@@ -200,10 +200,12 @@ async fn a_job_whose_predecessor_does_not_end_is_aborted_unapplied() {
 /// new phone; customer `changed`, the first company, is read first and
 /// renamed `First Version Ltd`), in which NetSuite runs `again` (an UPDATE
 /// naming `{changed}` and `{max}`, the newest lastmodifieddate) after the
-/// second page: the run reads what it changes again, last.
-async fn bulk_run_reading_again(bed: &Bed, again: &'static str) -> (i64, RunReport) {
+/// second page: the run reads what it changes again, last. `before` runs
+/// just before that run, given `changed`.
+async fn bulk_run_reading_again(bed: &Bed, again: &'static str, before: impl FnOnce(i64)) -> (i64, RunReport) {
     succeeded(&bed.sync().await);
     let changed = bed.netsuite.id_pairs("SELECT id, id FROM customer WHERE isperson = 'F' ORDER BY id").unwrap()[0].0;
+    before(changed);
     let now = bed.clock.now_secs();
     bed.netsuite
         .execute(&format!("UPDATE customer SET phone = '+1 555 0100', lastmodifieddate = {now} - 300 + (id % 250)"))
@@ -246,6 +248,7 @@ async fn a_record_read_twice_in_a_bulk_run_lands_twice_in_read_order() {
     let (changed, report) = bulk_run_reading_again(
         &bed,
         "UPDATE customer SET companyname = 'Read Twice Ltd', lastmodifieddate = {max} + 1 WHERE id = {changed}",
+        |_| {},
     )
     .await;
     let c = report.counts("customer");
@@ -265,10 +268,64 @@ async fn a_second_version_sent_through_composite_lands_after_the_job_with_the_fi
         &bed,
         "UPDATE customer SET companyname = '#N/A', lastmodifieddate = {max} + 1 WHERE id = {changed} OR id IN
              (SELECT id FROM customer WHERE isperson = 'F' ORDER BY lastmodifieddate DESC LIMIT 1000)",
+        |_| {},
     )
     .await;
     let c = report.counts("customer");
     assert_eq!((c.failed, c.updated), (0, 3_001), "{c:?}");
     assert_eq!(bed.sf("Account", changed).1["Name"], "#N/A");
     assert_eq!(names_written(&bed, &report.run_id, changed), ["First Version Ltd", "#N/A"]);
+}
+
+/// Bulk API loads in parallel: a row whose record (or parent) another
+/// transaction holds fails UNABLE_TO_LOCK_ROW. The record is sent again
+/// through Composite and lands; its one audit entry says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_row_refused_for_a_row_lock_is_sent_again_through_composite() {
+    let bed = bed(600).setting("salesforce_bulk_threshold", "100").start().await;
+    succeeded(&bed.sync().await);
+    let locked = bed.customer_ids[42];
+    let now = bed.clock.now_secs();
+    bed.netsuite.execute(&format!("UPDATE customer SET phone = '+1 555 0142', lastmodifieddate = {now}")).unwrap();
+    // Held while the job is opened, filled, closed and run, and during the
+    // first Composite attempt after it.
+    bed.salesforce.hold_row_lock("Account", &locked.to_string(), 4);
+    let jobs = bed.salesforce.bulk_jobs();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(bed.salesforce.bulk_jobs(), jobs + 1);
+    let c = report.counts("customer");
+    assert_eq!((c.updated, c.failed), (600, 0), "{c:?}");
+    assert_eq!(bed.sf("Account", locked).1["Phone"], "+15550142");
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let of_locked: Vec<_> = rows.iter().filter(|r| r.netsuite_id == locked.to_string()).collect();
+    assert_eq!(of_locked.len(), 1, "{of_locked:?}");
+    assert_eq!((of_locked[0].action.as_str(), of_locked[0].outcome.as_str()), ("write", "updated"));
+    assert_eq!(rows.iter().filter(|r| r.action == "bulk-write" && r.outcome == "updated").count(), 599);
+}
+
+/// A row lock fails the first version of a record read twice; the second
+/// version is in the next job (150 more records, read last, fill it past
+/// "too small for a job"). Sending the first again would overwrite the
+/// second: its failure stands, and the second lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_first_version_is_not_sent_again_over_its_second() {
+    let bed = bed(1_000).setting("salesforce_bulk_threshold", "100").setting("netsuite_page_size", "100").start().await;
+    let (changed, report) = bulk_run_reading_again(
+        &bed,
+        "UPDATE customer SET companyname = 'Read Twice Ltd', lastmodifieddate = {max} + 1 WHERE id = {changed} OR id IN
+             (SELECT id FROM customer WHERE isperson = 'F' ORDER BY lastmodifieddate DESC LIMIT 150)",
+        // The first job is opened, filled and closed, and runs with the lock held.
+        |changed| bed.salesforce.hold_row_lock("Account", &changed.to_string(), 4),
+    )
+    .await;
+    let c = report.counts("customer");
+    assert_eq!((c.failed, c.updated), (1, 1_000), "{c:?}");
+    assert_eq!(bed.sf("Account", changed).1["Name"], "Read Twice Ltd");
+    assert_eq!(names_written(&bed, &report.run_id, changed), ["Read Twice Ltd"]);
+    // Nothing is left to replay: the second version's landing settled the first's failure.
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").updated, 0);
 }

@@ -261,3 +261,64 @@ async fn composite_requests_travel_three_at_once_and_two_for_records_with_parent
     // Contacts link to their Account: children of one parent in parallel requests contend for its row lock.
     assert_eq!(bed.salesforce.take_peak_concurrent_requests(), 2, "Contacts: two requests at once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_for_a_row_lock_is_sent_again_and_one_that_stays_locked_waits_for_replay() {
+    let bed = bed(300).start().await;
+    let now = bed.clock.now_secs();
+    bed.netsuite.seed_contacts(600, &bed.customer_ids, now - 7200, 9).unwrap();
+    succeeded(&bed.sync_all().await);
+    let (brief, held) = (bed.customer_ids[10], bed.customer_ids[20]);
+    let contact = bed
+        .netsuite
+        .id_pairs("SELECT id, company FROM contact")
+        .unwrap()
+        .into_iter()
+        .find(|(_, company)| *company == held)
+        .map(|(id, _)| id)
+        .expect("a contact of the held customer");
+
+    bed.netsuite.set_customer_phone(brief, "+1 303-555-0110").unwrap();
+    bed.netsuite.set_customer_phone(held, "+1 303-555-0120").unwrap();
+    let now = bed.clock.now_secs();
+    bed.netsuite
+        .execute(&format!(
+            "UPDATE contact SET phone = '+1 303-555-0121', lastmodifieddate = {now} WHERE id = {contact}"
+        ))
+        .unwrap();
+    // Jobs in the org hold one Account for two writing requests and the
+    // other for good; the contact's lookup needs its Account's lock too.
+    bed.salesforce.hold_row_lock("Account", &brief.to_string(), 2);
+    bed.salesforce.hold_row_lock("Account", &held.to_string(), u64::MAX);
+    let writes_before = bed.salesforce.writes();
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let customers = report.counts("customer");
+    assert_eq!((customers.updated, customers.failed), (1, 1), "{customers:?}");
+    assert_eq!(report.counts("contact").failed, 1);
+    assert_eq!(bed.sf("Account", brief).1["Phone"], "+13035550110", "landed on its third attempt");
+    assert_eq!(bed.salesforce.writes() - writes_before, 1, "only that record was written");
+
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let of = |id: i64| rows.iter().filter(|r| r.netsuite_id == id.to_string()).collect::<Vec<_>>();
+    let brief_rows = of(brief);
+    assert_eq!(brief_rows.len(), 1, "one audit entry for the write, however many attempts: {brief_rows:?}");
+    assert_eq!(brief_rows[0].outcome, "updated");
+    for id in [held, contact] {
+        let entries = of(id);
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let error = entries[0].error.as_deref().unwrap_or_default();
+        assert_eq!(entries[0].outcome, "failed");
+        assert!(error.starts_with("UNABLE_TO_LOCK_ROW: unable to obtain exclusive access"), "{error}");
+    }
+
+    // The job ends; replay sends both.
+    bed.salesforce.hold_row_lock("Account", &held.to_string(), 0);
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").updated, 1);
+    assert_eq!(replay.counts("contact").updated, 1);
+    assert_eq!(bed.sf("Account", held).1["Phone"], "+13035550120");
+    assert_eq!(bed.sf("Contact", contact).1["Phone"], "+13035550121");
+}

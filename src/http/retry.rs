@@ -315,6 +315,16 @@ impl<'h> ApiClient<'h> {
         )
     }
 
+    pub fn max_retries(&self) -> u32 {
+        self.backoff.max_retries
+    }
+
+    /// Waits as before retry `attempt` of a request, for work the caller
+    /// sends again itself.
+    pub fn pause(&self, attempt: u32) {
+        self.wait(attempt, None);
+    }
+
     fn wait(&self, attempt: u32, retry_after: Option<Duration>) {
         let jittered = self.backoff.delay(attempt, self.host.clock.random());
         let delay = retry_after.map_or(jittered, |ra| ra.min(self.backoff.cap).max(jittered));

@@ -3,7 +3,7 @@
 
 use crate::http::HttpResponse;
 use crate::http::retry::{Action, Rule, Status};
-use crate::model::SalesforceError;
+use crate::model::{OutcomeKind, SalesforceError, UpsertOutcome};
 use serde::Deserialize;
 
 /// Salesforce's quirks as rows; the first match wins, so the specific 401 and
@@ -47,6 +47,20 @@ pub const RULES: &[Rule] = &[
         why: "Salesforce is unavailable or had a server error (5xx, e.g. 503 SERVER_UNAVAILABLE)",
     },
 ];
+
+/// Record errors that say "try again later", not "this record is wrong": a
+/// write refused only for these is sent again (see `sync::write`).
+/// UNABLE_TO_LOCK_ROW: another transaction held the record, or the parent a
+/// child's lookup names, past Salesforce's wait for the lock (about 10 s);
+/// common when children of one parent are saved side by side.
+const RECORD_RETRY_CODES: &[&str] = &["UNABLE_TO_LOCK_ROW"];
+
+/// Whether a record failed only for reasons a later attempt may not meet.
+pub fn worth_another_attempt(outcome: &UpsertOutcome) -> bool {
+    outcome.outcome == OutcomeKind::Failed
+        && !outcome.errors.is_empty()
+        && outcome.errors.iter().all(|e| RECORD_RETRY_CODES.contains(&e.status_code.as_str()))
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -120,6 +134,19 @@ mod tests {
         for (status, body, expected) in cases {
             assert_eq!(classify(RULES, &response(status, body)).map(|r| r.action), expected, "{status} {body}");
         }
+    }
+
+    #[test]
+    fn only_a_write_refused_for_a_lock_alone_is_worth_another_attempt() {
+        let error = |code: &str| SalesforceError { status_code: code.into(), message: "m".into(), fields: vec![] };
+        let outcome =
+            |kind, errors| UpsertOutcome { external_id: "7".into(), salesforce_id: None, outcome: kind, errors };
+        let lock = error("UNABLE_TO_LOCK_ROW");
+        assert!(worth_another_attempt(&outcome(OutcomeKind::Failed, vec![lock.clone()])));
+        assert!(!worth_another_attempt(&outcome(OutcomeKind::Failed, vec![lock.clone(), error("INVALID_FIELD")])));
+        assert!(!worth_another_attempt(&outcome(OutcomeKind::Failed, vec![error("DUPLICATE_VALUE")])));
+        assert!(!worth_another_attempt(&outcome(OutcomeKind::Failed, vec![])));
+        assert!(!worth_another_attempt(&outcome(OutcomeKind::Updated, vec![lock])));
     }
 
     #[test]

@@ -244,6 +244,18 @@ impl<'h> SalesforceSink<'h> {
         self.settings.composite_max_bytes
     }
 
+    /// How many more times a record refused for a passing reason (see
+    /// [`errors::worth_another_attempt`]) is sent: the one retry policy's.
+    pub fn record_attempts(&self) -> u32 {
+        self.api.max_retries()
+    }
+
+    /// Waits before attempt `n` of records sent again, as between retries
+    /// of a request (exponential backoff with jitter).
+    pub fn pause_before(&self, attempt: u32) {
+        self.api.pause(attempt);
+    }
+
     /// Records one Bulk API 2.0 job carries at most.
     pub fn bulk_job_records(&self) -> usize {
         self.settings.bulk_job_records.max(1) as usize

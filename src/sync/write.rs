@@ -11,11 +11,12 @@ use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, FieldChange, MappedRecord, OutcomeKind, PlanAction, PlannedWrite,
     RecordKind, Result, SObjectRecord, UpsertOutcome,
 };
+use crate::salesforce::errors::worth_another_attempt;
 use crate::salesforce::{BulkResults, CsvJob, PendingUpsert, csv_safe};
 use crate::settings::DeleteAction;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// How the records of one kind reach Salesforce this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,16 +250,32 @@ fn relink(run: &Run<'_>, kind: RecordKind, anew: &[String]) -> Result<()> {
 }
 
 /// Records the outcomes of the records parked under `key`, as
-/// [`record_outcomes`] does for written ones; returns how many.
+/// [`record_outcomes`] does for written ones; returns how many, and the
+/// records to send again instead (see [`CompositeBatch::again`]).
 /// `resumed`: the job is a stopped run's (that run read the records).
-fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResults, resumed: bool) -> Result<usize> {
+/// `newer`: with it, a record refused only for a passing reason is sent
+/// again, unless a newer version of it is on its way (a hash in `newer`).
+fn record_parked(
+    run: &Run<'_>,
+    kind: RecordKind,
+    key: &str,
+    results: &BulkResults,
+    resumed: bool,
+    newer: Option<&HashSet<u64>>,
+) -> Result<(usize, Vec<ParkedWrite>)> {
     let parked = run.queues.take_parked(key)?;
-    let n = parked.len();
-    let mut audit = Vec::with_capacity(n);
-    let mut new_states = Vec::with_capacity(n);
+    let mut n = 0;
+    let mut audit = Vec::with_capacity(parked.len());
+    let mut new_states = Vec::with_capacity(parked.len());
     let mut anew = Vec::new();
+    let mut again = Vec::new();
     for p in parked {
         let outcome = results.outcome(&p.external_id);
+        if newer.is_some_and(|newer| !newer.contains(&hash_id(&p.external_id))) && worth_another_attempt(&outcome) {
+            again.push(p);
+            continue;
+        }
+        n += 1;
         run.count(kind, outcome.outcome);
         if outcome.outcome == OutcomeKind::Created && p.state.sf.is_some() {
             anew.push(p.netsuite_id.clone());
@@ -281,7 +298,7 @@ fn record_parked(run: &Run<'_>, kind: RecordKind, key: &str, results: &BulkResul
     run.queues.remove(kind, &landed)?;
     run.audit(audit);
     relink(run, kind, &anew)?;
-    Ok(n)
+    Ok((n, again))
 }
 
 /// Takes up the Bulk API 2.0 jobs of `kind` that a stopped run submitted:
@@ -294,7 +311,7 @@ fn resume_bulk_jobs(run: &Run<'_>, kind: RecordKind) -> Result<()> {
         match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew()) {
             Ok(results) => {
                 for parked in &job.parked {
-                    record_parked(run, kind, parked, &results, true)?;
+                    record_parked(run, kind, parked, &results, true, None)?;
                     run.renew()?;
                 }
             }
@@ -324,6 +341,9 @@ struct CompositeBatch {
     waiting_bytes: usize,
     in_flight: VecDeque<Sent>,
     ledger: Ledger,
+    /// Records sent again after a refusal for a passing reason (see
+    /// [`CompositeBatch::again`]), as [`id_hash`]es, with how often so far.
+    attempts: HashMap<u64, u32>,
 }
 
 /// A Composite request on its way: the records it carries, and the key of
@@ -335,7 +355,9 @@ type Sent = (Vec<(usize, Staged)>, PendingUpsert, String);
 /// (50 ms a call: 100,000 customers 4.7–5.0 s with two, 3.3–3.4 s with
 /// three); more would only queue in the org and hold more memory. Two when
 /// records link to parents (children of one parent in requests side by side
-/// contend for its row lock, UNABLE_TO_LOCK_ROW) or when memory is tight: a
+/// contend for its row lock: each wait can last seconds before Salesforce
+/// gives up with UNABLE_TO_LOCK_ROW, retried in [`CompositeBatch::again`])
+/// or when memory is tight: a
 /// request's share of it below [`ROOM_FOR_A_THIRD`] (a memory cap under 256
 /// MB) keeps the requests' records within the share the cap was split for.
 fn in_flight_cap(run: &Run<'_>, kind: RecordKind) -> usize {
@@ -359,6 +381,7 @@ impl CompositeBatch {
             waiting_bytes: 0,
             in_flight: VecDeque::new(),
             ledger: Ledger::default(),
+            attempts: HashMap::new(),
         }
     }
 
@@ -366,6 +389,7 @@ impl CompositeBatch {
     fn settle_oldest(&mut self, run: &Run<'_>) -> Result<()> {
         let Some((part, pending, mark)) = self.in_flight.pop_front() else { return Ok(()) };
         let outcomes = run.sink.finish_upsert(pending)?;
+        let (part, outcomes) = self.again(run, part, outcomes);
         let (pages, staged): (Vec<usize>, Vec<Staged>) = part.into_iter().unzip();
         record_outcomes(run, self.kind, staged, &outcomes, self.action)?;
         run.in_flight.clear(&mark)?;
@@ -373,6 +397,43 @@ impl CompositeBatch {
             self.ledger.done(page, 1);
         }
         Ok(())
+    }
+
+    /// Takes the records Salesforce refused only for a passing reason (a
+    /// row lock, see [`worth_another_attempt`]) back into `waiting`, up to
+    /// the retry policy's number of times each: they go with the next
+    /// request, and their pages stay open until their outcomes are recorded.
+    /// A record with a newer version waiting, in flight or later in this
+    /// request is not sent again (that version would be overwritten): its
+    /// failure stands until the newer one lands. Returns what is recorded now.
+    fn again(
+        &mut self,
+        run: &Run<'_>,
+        part: Vec<(usize, Staged)>,
+        outcomes: Vec<UpsertOutcome>,
+    ) -> (Vec<(usize, Staged)>, Vec<UpsertOutcome>) {
+        if self.attempts.is_empty() && !outcomes.iter().any(worth_another_attempt) {
+            return (part, outcomes);
+        }
+        let mut newer = self.holds();
+        let most = run.sink.record_attempts();
+        let mut now = Vec::with_capacity(part.len());
+        // Backwards, so `newer` holds the versions later in this request.
+        for ((page, staged), outcome) in part.into_iter().zip(outcomes).rev() {
+            let id = id_hash(&staged);
+            let tried = self.attempts.get(&id).copied().unwrap_or(0);
+            if worth_another_attempt(&outcome) && tried < most && !newer.contains(&id) {
+                self.attempts.insert(id, tried + 1);
+                self.waiting_bytes += staged.payload.get().len();
+                self.waiting.push((page, staged));
+            } else {
+                self.attempts.remove(&id);
+                now.push(((page, staged), outcome));
+            }
+            newer.insert(id);
+        }
+        now.reverse();
+        now.into_iter().unzip()
     }
 
     /// Waits for every request in flight, oldest first.
@@ -405,6 +466,24 @@ impl CompositeBatch {
     }
 
     fn write_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
+        let mut pauses = 0;
+        loop {
+            self.send_due(run, everything)?;
+            if !everything {
+                return Ok(());
+            }
+            self.settle(run)?;
+            if self.waiting.is_empty() {
+                return Ok(());
+            }
+            // Only records sent again are left, and nothing else would
+            // space their attempts: give what held them time to end.
+            run.sink.pause_before(pauses);
+            pauses += 1;
+        }
+    }
+
+    fn send_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
         while let Some(take) = self.next_part(everything) {
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
             self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
@@ -428,9 +507,6 @@ impl CompositeBatch {
                 self.settle_oldest(run)?;
             }
         }
-        if everything {
-            self.settle(run)?;
-        }
         Ok(())
     }
 
@@ -450,7 +526,11 @@ impl CompositeBatch {
 /// A record's external id, hashed: what tells two versions of one record
 /// apart from two records (a collision only costs an early write).
 fn id_hash(staged: &Staged) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(staged.mapped.target.external_id.as_bytes())
+    hash_id(&staged.mapped.target.external_id)
+}
+
+fn hash_id(external_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(external_id.as_bytes())
 }
 
 impl Batch for CompositeBatch {
@@ -579,21 +659,11 @@ impl BulkBatch {
         if few || tiny {
             self.collect(run)?;
             // At most the threshold's worth: written a Composite request at a time.
-            let mut waiting: Vec<(usize, Staged)> = Vec::new();
+            let mut parked = Vec::new();
             for (page, key) in job.parked {
-                for p in run.queues.take_parked(&key)? {
-                    waiting.push((page, Staged::from(p.queued(&run.request.run_id, String::new())?)));
-                }
+                parked.extend(run.queues.take_parked(&key)?.into_iter().map(|p| (page, p)));
             }
-            let mut composite = CompositeBatch::new(run, self.kind, AuditAction::Write);
-            for (page, staged) in waiting {
-                composite.push(page, staged);
-            }
-            let pages = composite.waiting.iter().map(|(p, _)| *p).collect::<Vec<_>>();
-            composite.write_due(run, true)?;
-            for page in pages {
-                self.ledger.done(page, 1);
-            }
+            self.write_through_composite(run, parked)?;
             return job.marks.iter().try_for_each(|mark| run.in_flight.clear(mark));
         }
         let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
@@ -624,7 +694,8 @@ impl BulkBatch {
         // Recorded whether or not the close went through: the job before
         // was applied either way.
         if let Some(ended) = ended {
-            self.record_ended(run, ended)?;
+            let closing = closed.as_ref().ok().map(|c| &c.ids);
+            self.record_ended(run, ended, closing)?;
         }
         self.submitted = Some(closed?);
         Ok(())
@@ -637,21 +708,50 @@ impl BulkBatch {
         Ok(Some(EndedJob { key, parked, results, marks }))
     }
 
-    /// Records every outcome of an ended job.
-    fn record_ended(&mut self, run: &Run<'_>, ended: EndedJob) -> Result<()> {
+    /// Records every outcome of an ended job. Records refused only for a
+    /// passing reason (a row lock: Bulk API loads in parallel, so children
+    /// of one parent in different internal batches contend for it) are
+    /// sent again through Composite, unless a newer version of one is in
+    /// an open job, in `closing` (the job closed meanwhile) or waits for
+    /// Composite: then its failure stands until that version lands.
+    fn record_ended(&mut self, run: &Run<'_>, ended: EndedJob, closing: Option<&HashSet<u64>>) -> Result<()> {
+        let mut newer = self.composite.holds();
+        newer.extend(self.jobs.iter().flat_map(|j| &j.ids));
+        newer.extend(closing.into_iter().flatten());
+        let mut again = Vec::new();
         for (page, parked_key) in ended.parked {
-            let n = record_parked(run, self.kind, &parked_key, &ended.results, false)?;
+            let (n, locked) = record_parked(run, self.kind, &parked_key, &ended.results, false, Some(&newer))?;
             self.ledger.done(page, n);
+            again.extend(locked.into_iter().map(|p| (page, p)));
             run.renew()?;
         }
+        self.write_through_composite(run, again)?;
         run.queues.forget_job(&ended.key)?;
         ended.marks.iter().try_for_each(|mark| run.in_flight.clear(mark))
+    }
+
+    /// Writes parked records through Composite, a request at a time, and
+    /// records their outcomes (each counted done in its page).
+    fn write_through_composite(&mut self, run: &Run<'_>, parked: Vec<(usize, ParkedWrite)>) -> Result<()> {
+        if parked.is_empty() {
+            return Ok(());
+        }
+        let mut composite = CompositeBatch::new(run, self.kind, AuditAction::Write);
+        for (page, p) in parked {
+            composite.push(page, Staged::from(p.queued(&run.request.run_id, String::new())?));
+        }
+        let pages = composite.waiting.iter().map(|(p, _)| *p).collect::<Vec<_>>();
+        composite.write_due(run, true)?;
+        for page in pages {
+            self.ledger.done(page, 1);
+        }
+        Ok(())
     }
 
     /// Waits for the submitted job to end and records every outcome.
     fn collect(&mut self, run: &Run<'_>) -> Result<()> {
         match self.wait_submitted(run)? {
-            Some(ended) => self.record_ended(run, ended),
+            Some(ended) => self.record_ended(run, ended, None),
             None => Ok(()),
         }
     }

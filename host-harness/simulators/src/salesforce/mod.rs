@@ -363,6 +363,20 @@ impl SalesforceSim {
         self.org().validation_rule = rule;
     }
 
+    /// Another transaction locks the record of `sobject` with this NetSuite
+    /// id during the next `requests` REST API requests that write (any
+    /// method but GET); 0 releases it. Writes to the record, and to the
+    /// records whose lookups name it, fail UNABLE_TO_LOCK_ROW meanwhile.
+    pub fn hold_row_lock(&self, sobject: &str, netsuite_id: &str, requests: u64) {
+        let mut org = self.org();
+        let (id, _) = org.find(sobject, netsuite_id).expect("the record to lock exists");
+        if requests == 0 {
+            org.row_locks.remove(&id);
+        } else {
+            org.row_locks.insert(id, requests);
+        }
+    }
+
     /// While set, closed Bulk API jobs report InProgress however often they
     /// are polled (their records are already applied).
     pub fn hold_bulk_jobs(&self, hold: bool) {
@@ -702,6 +716,9 @@ async fn api_handler(
         let batch = api::query_batch(headers.get("sforce-query-options").and_then(|v| v.to_str().ok()));
         let (status, answer) =
             api::dispatch(&mut org, method.as_str(), v, &target, api::Body::Bytes(&body), now, batch);
+        if method != Method::GET {
+            org.tick_row_locks();
+        }
         (status, answer, !org.queued_jobs.is_empty())
     };
     // A job just closed runs now, beside the client rather than in its way.

@@ -9,6 +9,7 @@ use super::datetime;
 use super::schema::{Field, FieldType, SObject, normalize_id, objects, salesforce_id};
 use super::table::{Record, Table};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 /// A configurable validation rule: records of `sobject` whose `field`
 /// contains `contains` are refused with `message`.
@@ -41,6 +42,9 @@ pub struct Org {
     pub queued_jobs: Vec<(String, i64)>,
     /// Open query locators and their result snapshots.
     pub cursors: super::soql::Cursors,
+    /// Records another transaction holds locked (an Apex job, a user's
+    /// save), by Salesforce id, with the writing REST requests it outlives.
+    pub row_locks: HashMap<String, u64>,
 }
 
 /// A per-record failure, as Salesforce reports it.
@@ -160,7 +164,48 @@ impl Org {
             hold_jobs: false,
             queued_jobs: Vec::new(),
             cursors: Default::default(),
+            row_locks: HashMap::new(),
         })
+    }
+
+    /// One more writing REST request answered: locks held for their last one go.
+    pub fn tick_row_locks(&mut self) {
+        if !self.row_locks.is_empty() {
+            self.row_locks.retain(|_, left| {
+                *left = left.saturating_sub(1);
+                *left > 0
+            });
+        }
+    }
+
+    /// The parents a record's lookups name, checked as [`Org::check_row_lock`].
+    fn check_parent_locks(&self, object: &SObject, values: &Map<String, Value>) -> Result<(), RecordError> {
+        if self.row_locks.is_empty() {
+            return Ok(());
+        }
+        for (name, value) in values {
+            if let (Some(field), Value::String(id)) = (object.field(name), value)
+                && field.kind == FieldType::Reference
+            {
+                self.check_row_lock(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A write that needs record `id` (itself, or a parent its lookup names:
+    /// Salesforce locks the parent while a child is saved) while another
+    /// transaction holds it fails, as Salesforce's does once its wait for
+    /// the lock (about 10 s) runs out.
+    fn check_row_lock(&self, id: &str) -> Result<(), RecordError> {
+        if self.row_locks.is_empty() || !self.row_locks.contains_key(id) {
+            return Ok(());
+        }
+        Err(RecordError::new(
+            "UNABLE_TO_LOCK_ROW",
+            format!("unable to obtain exclusive access to this record or 1 records: {id}"),
+            &[],
+        ))
     }
 
     pub fn object(&self, name: &str) -> Option<&SObject> {
@@ -632,6 +677,10 @@ impl Org {
             ));
         }
         let existing = matching.first().and_then(|&s| self.table.get(s).map(|r| (s, r)));
+        if let Some((_, row)) = existing {
+            self.check_row_lock(&row.id)?;
+        }
+        self.check_parent_locks(object, &values)?;
         if existing.is_none() {
             self.check_duplicate_rule(object, &values)?;
         }
