@@ -254,14 +254,15 @@ fn relink(run: &Run<'_>, kind: RecordKind, anew: &[String]) -> Result<()> {
 /// records to send again instead (see [`CompositeBatch::again`]).
 /// `resumed`: the job is a stopped run's (that run read the records).
 /// `newer`: with it, a record refused only for a passing reason is sent
-/// again, unless a newer version of it is on its way (a hash in `newer`).
+/// again, unless a newer version of it is on its way (`newer` of its
+/// [`hash_id`]).
 fn record_parked(
     run: &Run<'_>,
     kind: RecordKind,
     key: &str,
     results: &BulkResults,
     resumed: bool,
-    newer: Option<&HashSet<u64>>,
+    newer: Option<&dyn Fn(u64) -> bool>,
 ) -> Result<(usize, Vec<ParkedWrite>)> {
     let parked = run.queues.take_parked(key)?;
     let mut n = 0;
@@ -271,7 +272,7 @@ fn record_parked(
     let mut again = Vec::new();
     for p in parked {
         let outcome = results.outcome(&p.external_id);
-        if newer.is_some_and(|newer| !newer.contains(&hash_id(&p.external_id))) && worth_another_attempt(&outcome) {
+        if worth_another_attempt(&outcome) && newer.is_some_and(|newer| !newer(hash_id(&p.external_id))) {
             again.push(p);
             continue;
         }
@@ -715,15 +716,23 @@ impl BulkBatch {
     /// an open job, in `closing` (the job closed meanwhile) or waits for
     /// Composite: then its failure stands until that version lands.
     fn record_ended(&mut self, run: &Run<'_>, ended: EndedJob, closing: Option<&HashSet<u64>>) -> Result<()> {
-        let mut newer = self.composite.holds();
-        newer.extend(self.jobs.iter().flat_map(|j| &j.ids));
-        newer.extend(closing.into_iter().flatten());
         let mut again = Vec::new();
-        for (page, parked_key) in ended.parked {
-            let (n, locked) = record_parked(run, self.kind, &parked_key, &ended.results, false, Some(&newer))?;
+        let mut recorded = Vec::with_capacity(ended.parked.len());
+        {
+            let held = self.composite.holds();
+            let jobs = &self.jobs;
+            let on_its_way = |h: u64| {
+                held.contains(&h) || jobs.iter().any(|j| j.ids.contains(&h)) || closing.is_some_and(|c| c.contains(&h))
+            };
+            for (page, parked_key) in ended.parked {
+                let (n, locked) = record_parked(run, self.kind, &parked_key, &ended.results, false, Some(&on_its_way))?;
+                recorded.push((page, n));
+                again.extend(locked.into_iter().map(|p| (page, p)));
+                run.renew()?;
+            }
+        }
+        for (page, n) in recorded {
             self.ledger.done(page, n);
-            again.extend(locked.into_iter().map(|p| (page, p)));
-            run.renew()?;
         }
         self.write_through_composite(run, again)?;
         run.queues.forget_job(&ended.key)?;
