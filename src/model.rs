@@ -596,8 +596,9 @@ pub struct SyncRequest {
     pub replay: Option<ReplayScope>,
     /// Read and map, report what would be written, write nothing anywhere.
     pub dry_run: bool,
-    /// In a dry run, compare with the live Salesforce records rather than
-    /// with what the connector last wrote.
+    /// Compare with the live Salesforce records as well as with what the
+    /// connector last wrote: records edited or deleted in Salesforce since
+    /// are written again (drift repair; a dry run plans it).
     pub compare_live: bool,
 }
 
@@ -777,10 +778,6 @@ pub enum PlanAction {
     Update,
     /// Live compare only: Salesforce already holds it.
     Unchanged,
-    /// Live compare only: the run leaves it, since the connector last wrote
-    /// exactly this output, but Salesforce's record differs (edited or
-    /// deleted there since); the next NetSuite change of it writes it again.
-    Leave,
     Defer,
     Delete,
     FlagDeleted,
@@ -796,7 +793,6 @@ impl PlanAction {
             PlanAction::Create => "create",
             PlanAction::Update => "update",
             PlanAction::Unchanged => "unchanged",
-            PlanAction::Leave => "leave",
             PlanAction::Defer => "defer",
             PlanAction::Delete => "delete",
             PlanAction::FlagDeleted => "flag-deleted",

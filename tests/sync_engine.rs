@@ -284,7 +284,7 @@ async fn a_dry_run_reports_every_change_and_writes_nothing_anywhere() {
     for live in [false, true] {
         let report = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], live).await.unwrap();
         succeeded(&report);
-        assert_eq!(report.mode, "dry-run");
+        assert_eq!(report.mode, if live { "dry-run compare-live" } else { "dry-run" });
         let c = report.counts("customer");
         assert_eq!((c.created, c.updated), (1, 2), "live={live}: {c:?} {:?}", report.plan);
         let plan = |id: i64| report.plan.iter().find(|p| p.netsuite_id == id.to_string()).expect("planned");
@@ -453,7 +453,7 @@ async fn a_live_dry_run_on_a_fresh_state_predicts_the_run_without_invented_defer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_full_dry_run_shows_the_salesforce_edits_a_run_leaves_in_place() {
+async fn salesforce_edits_a_plain_run_leaves_are_repaired_by_a_run_compared_live() {
     let bed = bed(50).start().await;
     succeeded(&bed.sync().await);
     // People edit one Account and delete another in Salesforce; NetSuite
@@ -465,26 +465,51 @@ async fn a_live_full_dry_run_shows_the_salesforce_edits_a_run_leaves_in_place() 
     bed.salesforce.edit_by_hand("Account", &edited_sf, name);
     bed.salesforce.delete_by_hand(&bed.sf("Account", deleted).0);
 
-    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
-    succeeded(&plan);
-    let c = plan.counts("customer");
-    assert_eq!((c.read, c.unchanged, c.created, c.updated), (50, 50, 0, 0), "as the real run counts: {c:?}");
-    let left: Vec<_> = plan.plan.iter().filter(|p| p.action == "leave").collect();
-    assert_eq!(left.len(), 2, "{:?}", plan.plan);
-    let changes = |id: i64| left.iter().find(|p| p.netsuite_id == id.to_string()).unwrap().changes.clone();
-    assert_eq!(
-        changes(edited),
-        serde_json::json!([{ "field": "Name", "old": "Renamed In Salesforce", "new": before["Name"] }])
-    );
-    assert!(changes(deleted).as_array().unwrap().iter().all(|c| c["old"].is_null()), "{}", changes(deleted));
-    assert_eq!(plan.plan.iter().filter(|p| p.action != "leave").count(), 0, "{:?}", plan.plan);
-
-    // Compared with the last writes, nothing differs; and the run indeed leaves both.
+    // Compared with the last writes, nothing differs; and a plain run indeed leaves both.
     let stored = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], false).await.unwrap();
     assert!(stored.plan.is_empty(), "{:?}", stored.plan);
     let writes = bed.salesforce.writes();
     succeeded(&bed.full_sync().await);
     assert_eq!(bed.salesforce.writes(), writes);
+
+    // Compared live, a dry run plans the repair of both, field by field against Salesforce's copy.
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
+    succeeded(&plan);
+    assert_eq!(plan.mode, "dry-run full compare-live");
+    let c = plan.counts("customer");
+    assert_eq!((c.read, c.unchanged, c.created, c.updated), (50, 48, 1, 1), "as the run counts: {c:?}");
+    assert_eq!(plan.plan.len(), 2, "{:?}", plan.plan);
+    let planned = |id: i64| plan.plan.iter().find(|p| p.netsuite_id == id.to_string()).unwrap();
+    assert_eq!(planned(edited).action, "update");
+    assert_eq!(
+        planned(edited).changes,
+        serde_json::json!([{ "field": "Name", "old": "Renamed In Salesforce", "new": before["Name"] }])
+    );
+    assert_eq!(planned(deleted).action, "create");
+    assert!(planned(deleted).changes.as_array().unwrap().iter().all(|c| c["old"].is_null()));
+    assert_eq!(bed.salesforce.writes(), writes, "a dry run writes nothing");
+
+    // The run compared live writes those two again, and nothing else.
+    let repair = bed.bed.tenant.sync_compared_live(support::runtime(), SyncMode::Full, &[]).await.unwrap();
+    succeeded(&repair);
+    assert_eq!(repair.mode, "full compare-live");
+    let c = repair.counts("customer");
+    assert_eq!((c.read, c.unchanged, c.created, c.updated), (50, 48, 1, 1), "{c:?}");
+    assert_eq!(bed.salesforce.writes() - writes, 2);
+    assert_eq!(bed.sf("Account", edited).1["Name"], before["Name"]);
+    assert!(bed.salesforce.find("Account", &deleted.to_string()).is_some(), "created again");
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &repair.run_id).unwrap();
+    let row = rows.iter().find(|r| r.netsuite_id == edited.to_string()).unwrap();
+    assert_eq!((row.action.as_str(), row.outcome.as_str()), ("write", "updated"));
+    let list: Vec<Value> = serde_json::from_str(&row.transformations).unwrap();
+    let name = list.iter().find(|t| t["field"] == "Name").unwrap();
+    assert_eq!((&name["old"], &name["new"]), (&Value::from("Renamed In Salesforce"), &before["Name"]));
+
+    // Repaired: compared live again, there is nothing left to write.
+    let after = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
+    assert!(after.plan.is_empty(), "{:?}", after.plan);
+    assert_eq!(after.counts("customer").unchanged, 50);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

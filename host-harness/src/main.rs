@@ -163,8 +163,10 @@ enum Command {
         /// Report what would be written (record by record, field by field) and write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// With --dry-run: compare with the live Salesforce records instead of the last writes.
-        #[arg(long, requires = "dry_run")]
+        /// Compare with the live Salesforce records, not only the connector's last writes: records
+        /// edited or deleted in Salesforce since are written again (drift repair; with --full,
+        /// every record is checked). With --dry-run, shows what that run would write.
+        #[arg(long)]
         compare_live: bool,
         #[arg(long)]
         json: bool,
@@ -432,10 +434,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mode = if full { SyncMode::Full } else { SyncMode::Incremental };
             // On a terminal (and not --json): what the run has done so far.
             let display = (!json).then(|| show_progress(&tenant));
-            let report = if dry_run {
-                tenant.dry_run(&runtime, mode, &kinds, compare_live).await
-            } else {
-                tenant.sync(&runtime, mode, &kinds).await
+            let report = match (dry_run, compare_live) {
+                (true, _) => tenant.dry_run(&runtime, mode, &kinds, compare_live).await,
+                (false, true) => tenant.sync_compared_live(&runtime, mode, &kinds).await,
+                (false, false) => tenant.sync(&runtime, mode, &kinds).await,
             };
             if let Some((bar, ticker)) = display {
                 ticker.abort();

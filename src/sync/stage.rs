@@ -4,7 +4,12 @@
 
 use super::run::{Run, Staged};
 use super::state::{RecordState, annotate_changes, given_fields, hashed_payload, holds_same, source_hash};
-use crate::model::{AuditAction, AuditEntry, AuditTransformations, NetSuiteRecord, OutcomeKind, RecordKind, Result};
+use super::write::live_changes;
+use crate::model::{
+    AuditAction, AuditEntry, AuditTransformations, MappedRecord, NetSuiteRecord, OutcomeKind, RecordKind, Result,
+};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 /// Stages one page of `kind` records. Rows whose digest matches the stored
 /// state were handled already (the overlap window, a repeated event) and
@@ -17,9 +22,10 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     let mut audit: Vec<AuditEntry> = Vec::new();
     let mut unchanged: Vec<(&str, RecordState)> = Vec::new();
     let mut staged = Vec::new();
-    // A live dry run also compares the records the run leaves as they are.
-    let compare_live = run.writer.plans() && run.request.compare_live;
-    let mut left = Vec::new();
+    // Compared live, the records Salesforce should hold already are checked
+    // there too (see `drifted`).
+    let compare_live = run.request.compare_live;
+    let mut checks = Vec::new();
     let mut read = 0;
     for (record, old) in records.iter().zip(states) {
         let src = source_hash(record);
@@ -27,7 +33,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             continue;
         }
         read += 1;
-        let mut mapped = match mapping.map(record) {
+        let mapped = match mapping.map(record) {
             Ok(m) => m,
             Err(e) => {
                 run.count(kind, OutcomeKind::Failed);
@@ -56,32 +62,43 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             _ => None,
         };
         match (skip, old) {
+            (Some(AuditAction::SkipUnchanged), Some(old)) if compare_live => {
+                checks.push(Check { record, mapped, old, src, dst, payload });
+            }
             (Some(action), Some(old)) => {
                 run.count(kind, OutcomeKind::Unchanged);
                 audit.push(run.entry(&mapped, action, OutcomeKind::Unchanged, old.sf.clone(), None));
                 unchanged.push((record.id.as_str(), RecordState { src, ..old }));
-                if action == AuditAction::SkipUnchanged && compare_live {
-                    left.push(mapped);
-                }
             }
             (_, old) => {
                 let before = old.as_ref().and_then(given_fields);
-                let sf = old.and_then(|s| s.sf);
-                // Against nothing, every field is new: left to be read from
-                // the target where needed (`Staged::fresh`).
-                let fresh = before.is_none();
-                if !fresh {
-                    annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+                staged.push(to_write(run, record, mapped, old, before, (src, dst, payload)));
+            }
+        }
+    }
+    if !checks.is_empty() {
+        let live = drifted(run, kind, &checks)?;
+        for (check, live) in checks.into_iter().zip(live) {
+            let Check { record, mapped, old, src, dst, payload } = check;
+            match live {
+                Drift::None => {
+                    run.count(kind, OutcomeKind::Unchanged);
+                    audit.push(run.entry(
+                        &mapped,
+                        AuditAction::SkipUnchanged,
+                        OutcomeKind::Unchanged,
+                        old.sf.clone(),
+                        None,
+                    ));
+                    unchanged.push((record.id.as_str(), RecordState { src, ..old }));
                 }
-                let parents = mapping.parents(record);
-                // The payload goes into the state when the write lands.
-                staged.push(Staged {
-                    mapped,
-                    state: RecordState { src, dst, sf, fields: None, org: None, sf_deleted: false },
-                    parents,
-                    payload,
-                    fresh,
-                });
+                // Written again; its changes shown against what Salesforce holds.
+                Drift::Edited(live) => {
+                    staged.push(to_write(run, record, mapped, Some(old), Some(live), (src, dst, payload)))
+                }
+                Drift::Gone => {
+                    staged.push(to_write(run, record, mapped, Some(old), Some(Map::new()), (src, dst, payload)))
+                }
             }
         }
     }
@@ -92,6 +109,73 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     run.queues.remove(kind, &settled)?;
     run.state.save_records(kind, unchanged)?;
     run.audit(audit);
-    run.writer.left(run, kind, &left)?;
     Ok(staged)
+}
+
+/// A record whose stored state says Salesforce holds its output, to be
+/// checked against the live record.
+struct Check<'r> {
+    record: &'r NetSuiteRecord,
+    mapped: MappedRecord,
+    old: RecordState,
+    src: String,
+    dst: String,
+    payload: Box<RawValue>,
+}
+
+/// What Salesforce's live record is, next to the connector's last write.
+enum Drift {
+    None,
+    /// Edited there since: its live fields.
+    Edited(Map<String, Value>),
+    /// Deleted there (or never there under this external id).
+    Gone,
+}
+
+/// Compares records with their live Salesforce copies (SOQL by external id,
+/// 200 a query): a run asked to compare live writes again those edited or
+/// deleted in Salesforce since the connector wrote them (drift repair); a
+/// plain run leaves them until NetSuite changes them. Only the fields the
+/// mapping writes count.
+fn drifted(run: &Run<'_>, kind: RecordKind, checks: &[Check<'_>]) -> Result<Vec<Drift>> {
+    run.validate_target(kind)?;
+    let spec = run.settings.mapping.target_spec(kind)?;
+    let ids: Vec<&str> = checks.iter().map(|c| c.mapped.target.external_id.as_str()).collect();
+    let mut live = run.sink.live_records(&spec, &ids)?;
+    Ok(checks
+        .iter()
+        .map(|c| match live.remove(&c.mapped.target.external_id) {
+            None => Drift::Gone,
+            Some(fields) if live_changes(&spec, &c.mapped.target.fields, Some(&fields)).is_empty() => Drift::None,
+            Some(fields) => Drift::Edited(fields),
+        })
+        .collect())
+}
+
+/// A record to write: `before` is what Salesforce holds as far as known
+/// (None: nothing, every field new, left to be read from the target where
+/// needed, see `Staged::fresh`); `hashes` are its (src, dst, payload).
+fn to_write(
+    run: &Run<'_>,
+    record: &NetSuiteRecord,
+    mut mapped: MappedRecord,
+    old: Option<RecordState>,
+    before: Option<Map<String, Value>>,
+    hashes: (String, String, Box<RawValue>),
+) -> Staged {
+    let (src, dst, payload) = hashes;
+    let sf = old.and_then(|s| s.sf);
+    let fresh = before.is_none();
+    if !fresh {
+        annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
+    }
+    let parents = run.settings.mapping.parents(record);
+    // The payload goes into the state when the write lands.
+    Staged {
+        mapped,
+        state: RecordState { src, dst, sf, fields: None, org: None, sf_deleted: false },
+        parents,
+        payload,
+        fresh,
+    }
 }

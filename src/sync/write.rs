@@ -8,8 +8,8 @@ use super::run::{ParentRef, Run, Staged};
 use super::state::{DELETED, RecordState};
 use crate::mapping::{Link, TargetSpec};
 use crate::model::{
-    AuditAction, AuditEntry, AuditTransformations, FieldChange, MappedRecord, OutcomeKind, PlanAction, PlannedWrite,
-    RecordKind, Result, SObjectRecord, UpsertOutcome,
+    AuditAction, AuditEntry, AuditTransformations, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind,
+    Result, SObjectRecord, UpsertOutcome,
 };
 use crate::salesforce::errors::worth_another_attempt;
 use crate::salesforce::{BulkResults, CsvJob, PendingUpsert, csv_safe};
@@ -64,13 +64,6 @@ pub(super) trait Writer {
 
     /// Records a write another stage would make (dry runs).
     fn note(&self, _entry: PlannedWrite) {}
-
-    /// Records the run leaves as they are: Salesforce held their mapped
-    /// output when the connector last wrote it (a live dry run shows those
-    /// whose Salesforce record no longer does).
-    fn left(&self, _run: &Run<'_>, _kind: RecordKind, _records: &[MappedRecord]) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// Takes staged records a page at a time and writes what is due.
@@ -943,7 +936,7 @@ impl Plan {
 /// The fields of `after` that differ from the live record, links compared
 /// by the parent's external id (a cleared link against a linked record is
 /// a change; a lookup to a record without an external id is shown by id).
-fn live_changes(
+pub(super) fn live_changes(
     spec: &TargetSpec,
     after: &Map<String, Value>,
     before: Option<&Map<String, Value>>,
@@ -1019,23 +1012,6 @@ impl Writer for Plan {
 
     fn planned(&self, parent: &ParentRef) -> bool {
         self.planned.borrow().contains(parent)
-    }
-
-    fn left(&self, run: &Run<'_>, kind: RecordKind, records: &[MappedRecord]) -> Result<()> {
-        if !run.request.compare_live || records.is_empty() {
-            return Ok(());
-        }
-        run.validate_target(kind)?;
-        let spec = run.settings.mapping.target_spec(kind)?;
-        let ids: Vec<&str> = records.iter().map(|m| m.target.external_id.as_str()).collect();
-        let live = run.sink.live_records(&spec, &ids)?;
-        for mapped in records {
-            let changes = live_changes(&spec, &mapped.target.fields, live.get(&mapped.target.external_id));
-            if !changes.is_empty() {
-                self.push(kind, &mapped.source_id, PlanAction::Leave, changes);
-            }
-        }
-        Ok(())
     }
 
     fn plan(&self) -> Vec<PlannedWrite> {

@@ -308,6 +308,18 @@ impl Tenant {
         self.start(runtime, Request { mode, kinds: kinds.to_vec(), ..Default::default() }).await
     }
 
+    /// Runs one sync that also compares the records Salesforce should hold
+    /// already with the live ones, and writes again those edited or deleted
+    /// there since the connector wrote them (drift repair).
+    pub async fn sync_compared_live(
+        &self,
+        runtime: &Runtime,
+        mode: SyncMode,
+        kinds: &[RecordKind],
+    ) -> Result<RunReport> {
+        self.start(runtime, Request { mode, kinds: kinds.to_vec(), compare_live: true, ..Default::default() }).await
+    }
+
     /// Sends failed writes again (all, a run's, or one record's). A run id
     /// the run log lacks is refused (a typo would otherwise replay nothing,
     /// successfully).
@@ -344,13 +356,17 @@ impl Tenant {
     async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
         let _running = Running::new(&self.running);
         let run_id = new_run_id();
-        let mode_name = match (&req.replay, req.dry_run, req.mode) {
-            (Some(_), _, _) => "replay",
-            (None, true, SyncMode::Full) => "dry-run full",
-            (None, true, _) => "dry-run",
-            (None, false, SyncMode::Incremental) => "incremental",
-            (None, false, SyncMode::Full) => "full",
-            (None, false, SyncMode::Events) => "events",
+        let mode_name = match (&req.replay, req.dry_run, req.mode, req.compare_live) {
+            (Some(_), ..) => "replay",
+            (None, true, SyncMode::Full, false) => "dry-run full",
+            (None, true, SyncMode::Full, true) => "dry-run full compare-live",
+            (None, true, _, false) => "dry-run",
+            (None, true, _, true) => "dry-run compare-live",
+            (None, false, SyncMode::Incremental, false) => "incremental",
+            (None, false, SyncMode::Incremental, true) => "incremental compare-live",
+            (None, false, SyncMode::Full, false) => "full",
+            (None, false, SyncMode::Full, true) => "full compare-live",
+            (None, false, SyncMode::Events, _) => "events",
         };
         let conn = self.database.connect()?;
         // The row and the process running it together: a run starting
