@@ -329,3 +329,24 @@ async fn a_locked_first_version_is_not_sent_again_over_its_second() {
     succeeded(&replay);
     assert_eq!(replay.counts("customer").updated, 0);
 }
+
+/// The same through Composite: the first version is refused while the
+/// request holding the second waits to go after it. The second lands; the
+/// first is not sent again after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_first_version_in_a_composite_request_is_not_sent_again_over_its_second() {
+    let bed =
+        bed(1_000).setting("salesforce_bulk_threshold", "100000").setting("netsuite_page_size", "100").start().await;
+    let (changed, report) = bulk_run_reading_again(
+        &bed,
+        "UPDATE customer SET companyname = 'Read Twice Ltd', lastmodifieddate = {max} + 1 WHERE id = {changed}",
+        // Held during the first Composite request, which carries the first version.
+        |changed| bed.salesforce.hold_row_lock("Account", &changed.to_string(), 1),
+    )
+    .await;
+    assert_eq!(bed.salesforce.bulk_jobs(), 0);
+    let c = report.counts("customer");
+    assert_eq!((c.failed, c.updated), (1, 1_000), "{c:?}");
+    assert_eq!(bed.sf("Account", changed).1["Name"], "Read Twice Ltd");
+    assert_eq!(names_written(&bed, &report.run_id, changed), ["Read Twice Ltd"]);
+}

@@ -408,3 +408,34 @@ async fn a_vendor_in_doubt_after_a_killed_run_is_not_taken_for_a_salesforce_edit
     assert_ne!(after["Phone__c"], "+14155550199", "Salesforce is given NetSuite's vendor again: {after:?}");
     assert_eq!(after["Email__c"], "ap@example.com");
 }
+
+/// A run compared live repairs Salesforce-side drift only for kinds synced
+/// one way: a Vendor__c deleted in Salesforce whose inactivation NetSuite
+/// refused is left for write-back's replay, not created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_compared_live_leaves_salesforce_deletions_of_written_back_vendors_to_write_back() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[0];
+    bed.netsuite.reject_vendor_writes(VendorRejection {
+        matches: simulators::netsuite::VendorMatch::Id(id),
+        message: "This vendor has open bills.".into(),
+    });
+    bed.clock.advance(Duration::from_secs(1));
+    bed.salesforce.delete_by_hand(&bed.sf("Vendor__c", id).0);
+    let writes = bed.salesforce.writes();
+    let report = bed.bed.tenant.sync_compared_live(support::runtime(), SyncMode::Full, &[]).await.unwrap();
+    succeeded(&report);
+    let all = rows(&bed, &report.run_id);
+    let inactivated = actions(&all, "netsuite-inactivate");
+    assert_eq!(inactivated.len(), 1, "{all:?}");
+    assert_eq!(inactivated[0].outcome, "failed");
+    assert!(bed.salesforce.find("Vendor__c", &id.to_string()).is_none(), "not created again");
+    assert_eq!(bed.salesforce.writes(), writes);
+
+    // NetSuite accepts it now: the replay inactivates the vendor, which stays out of Salesforce.
+    bed.netsuite.clear_vendor_rejections();
+    succeeded(&bed.replay_all().await);
+    assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("T"));
+    succeeded(&bed.bed.tenant.sync_compared_live(support::runtime(), SyncMode::Full, &[]).await.unwrap());
+    assert!(bed.salesforce.find("Vendor__c", &id.to_string()).is_none());
+}

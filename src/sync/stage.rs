@@ -23,8 +23,10 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     let mut unchanged: Vec<(&str, RecordState)> = Vec::new();
     let mut staged = Vec::new();
     // Compared live, the records Salesforce should hold already are checked
-    // there too (see `drifted`).
-    let compare_live = run.request.compare_live;
+    // there too (see `drifted`); not those of a kind written back, whose
+    // Salesforce edits and deletions are NetSuite's to take (write-back).
+    let written_back = run.settings.writeback.is_some() && mapping.writeback(kind).is_some();
+    let compare_live = run.request.compare_live && !written_back;
     let mut checks = Vec::new();
     let mut read = 0;
     for (record, old) in records.iter().zip(states) {

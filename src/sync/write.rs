@@ -421,7 +421,10 @@ impl CompositeBatch {
                 self.waiting_bytes += staged.payload.get().len();
                 self.waiting.push((page, staged));
             } else {
-                self.attempts.remove(&id);
+                // A newer version's count stays (it may have just been sent again).
+                if !newer.contains(&id) {
+                    self.attempts.remove(&id);
+                }
                 now.push(((page, staged), outcome));
             }
             newer.insert(id);
@@ -479,19 +482,21 @@ impl CompositeBatch {
 
     fn send_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
         while let Some(take) = self.next_part(everything) {
-            let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
-            self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
             run.renew()?;
             run.validate_target(self.kind)?;
             // A record read again this run (changed during the read) goes
             // after its request in flight is answered: Salesforce may run
-            // two requests side by side, in either order.
+            // two requests side by side, in either order. Settled while the
+            // part still waits, so a refused older version sees it (`again`);
+            // records sent again go to the end, after the part.
             if !self.in_flight.is_empty() {
-                let ids: HashSet<u64> = part.iter().map(|(_, s)| id_hash(s)).collect();
+                let ids: HashSet<u64> = self.waiting[..take].iter().map(|(_, s)| id_hash(s)).collect();
                 if self.in_flight.iter().any(|(sent, ..)| sent.iter().any(|(_, s)| ids.contains(&id_hash(s)))) {
                     self.settle(run)?;
                 }
             }
+            let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
+            self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
             let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
             let texts: Vec<Option<&str>> = part.iter().map(|(_, s)| Some(s.payload.get())).collect();
             let mark = run.in_flight.mark(self.kind, part.iter().map(|(_, s)| s))?;
@@ -610,6 +615,16 @@ struct SubmittedJob {
     marks: Vec<String>,
 }
 
+/// What was closed while an ended job's outcomes are recorded.
+#[derive(Clone, Copy)]
+enum Closing<'a> {
+    Nothing,
+    /// The job with these records (as [`id_hash`]es).
+    Job(&'a HashSet<u64>),
+    /// A close that failed: it may have reached Salesforce or not.
+    Unknown,
+}
+
 /// A submitted job that has ended, its results read, its outcomes not yet
 /// recorded.
 struct EndedJob {
@@ -688,7 +703,12 @@ impl BulkBatch {
         // Recorded whether or not the close went through: the job before
         // was applied either way.
         if let Some(ended) = ended {
-            let closing = closed.as_ref().ok().map(|c| &c.ids);
+            // A close that failed may still have reached Salesforce: with its
+            // records unknown, nothing is sent again (the run stops below).
+            let closing = match &closed {
+                Ok(c) => Closing::Job(&c.ids),
+                Err(_) => Closing::Unknown,
+            };
             self.record_ended(run, ended, closing)?;
         }
         self.submitted = Some(closed?);
@@ -708,14 +728,20 @@ impl BulkBatch {
     /// sent again through Composite, unless a newer version of one is in
     /// an open job, in `closing` (the job closed meanwhile) or waits for
     /// Composite: then its failure stands until that version lands.
-    fn record_ended(&mut self, run: &Run<'_>, ended: EndedJob, closing: Option<&HashSet<u64>>) -> Result<()> {
+    fn record_ended(&mut self, run: &Run<'_>, ended: EndedJob, closing: Closing<'_>) -> Result<()> {
         let mut again = Vec::new();
         let mut recorded = Vec::with_capacity(ended.parked.len());
         {
             let held = self.composite.holds();
             let jobs = &self.jobs;
             let on_its_way = |h: u64| {
-                held.contains(&h) || jobs.iter().any(|j| j.ids.contains(&h)) || closing.is_some_and(|c| c.contains(&h))
+                held.contains(&h)
+                    || jobs.iter().any(|j| j.ids.contains(&h))
+                    || match closing {
+                        Closing::Nothing => false,
+                        Closing::Job(ids) => ids.contains(&h),
+                        Closing::Unknown => true,
+                    }
             };
             for (page, parked_key) in ended.parked {
                 let (n, locked) = record_parked(run, self.kind, &parked_key, &ended.results, false, Some(&on_its_way))?;
@@ -753,7 +779,7 @@ impl BulkBatch {
     /// Waits for the submitted job to end and records every outcome.
     fn collect(&mut self, run: &Run<'_>) -> Result<()> {
         match self.wait_submitted(run)? {
-            Some(ended) => self.record_ended(run, ended, None),
+            Some(ended) => self.record_ended(run, ended, Closing::Nothing),
             None => Ok(()),
         }
     }
