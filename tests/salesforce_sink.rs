@@ -322,3 +322,36 @@ async fn a_write_refused_for_a_row_lock_is_sent_again_and_one_that_stays_locked_
     assert_eq!(bed.sf("Account", held).1["Phone"], "+13035550120");
     assert_eq!(bed.sf("Contact", contact).1["Phone"], "+13035550121");
 }
+
+/// Deletions and deletion flags refused for a row lock are sent again too,
+/// in either delete action; one that stays locked fails, kept for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_refused_for_a_row_lock_is_sent_again() {
+    for action in ["flag", "delete"] {
+        let bed = bed(20).setting("delete_action", action).start().await;
+        succeeded(&bed.sync().await);
+        let (brief, held) = (bed.customer_ids[5], bed.customer_ids[6]);
+        bed.salesforce.hold_row_lock("Account", &brief.to_string(), 2);
+        bed.salesforce.hold_row_lock("Account", &held.to_string(), u64::MAX);
+        bed.netsuite.delete_record("customer", brief).unwrap();
+        bed.netsuite.delete_record("customer", held).unwrap();
+        let report = bed.sync().await;
+        succeeded(&report);
+        let c = report.counts("customer");
+        assert_eq!((c.deleted, c.failed), (1, 1), "{action}: {c:?}");
+        let conn = bed.tenant.database.connect().unwrap();
+        let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+        let error = rows.iter().find(|r| r.netsuite_id == held.to_string()).and_then(|r| r.error.clone());
+        assert!(error.as_deref().unwrap_or_default().starts_with("UNABLE_TO_LOCK_ROW"), "{error:?}");
+        match action {
+            "flag" => assert_eq!(bed.sf("Account", brief).1["NetSuite_Deleted__c"], serde_json::Value::Bool(true)),
+            _ => assert!(bed.salesforce.find("Account", &brief.to_string()).is_none()),
+        }
+        assert!(bed.salesforce.find("Account", &held.to_string()).is_some());
+        // Released: the next run applies it.
+        bed.salesforce.hold_row_lock("Account", &held.to_string(), 0);
+        let next = bed.sync().await;
+        succeeded(&next);
+        assert_eq!(next.counts("customer").deleted, 1, "{action}");
+    }
+}

@@ -116,11 +116,11 @@ impl Writer for Salesforce {
             DeleteAction::Flag => {
                 let flags: Vec<SObjectRecord> =
                     pending.iter().map(|(id, _)| mapping.deletion_flag(kind, id)).collect::<Result<_>>()?;
-                (AuditAction::FlagDeleted, run.sink.upsert(&flags)?)
+                (AuditAction::FlagDeleted, with_attempts(run, &flags, |part| run.sink.upsert(part))?)
             }
             DeleteAction::Delete => {
                 let sf_ids: Vec<String> = pending.iter().map(|(_, s)| s.sf.clone().unwrap_or_default()).collect();
-                (AuditAction::Delete, run.sink.delete(&sf_ids)?)
+                (AuditAction::Delete, with_attempts(run, &sf_ids, |part| run.sink.delete(part))?)
             }
         };
         let mut audit = Vec::with_capacity(pending.len());
@@ -185,6 +185,30 @@ impl Writer for Salesforce {
     fn plan(&self) -> Vec<PlannedWrite> {
         Vec::new()
     }
+}
+
+/// Sends `items`, then again, after the retry policy's backoff, those
+/// Salesforce refused only for a passing reason (see
+/// [`CompositeBatch::again`]), up to its number of retries; one outcome per
+/// item, the last. Deletions and flags have no newer versions in a run.
+fn with_attempts<T: Clone>(
+    run: &Run<'_>,
+    items: &[T],
+    send: impl Fn(&[T]) -> Result<Vec<UpsertOutcome>>,
+) -> Result<Vec<UpsertOutcome>> {
+    let mut outcomes = send(items)?;
+    for attempt in 0..run.sink.record_attempts() {
+        let again: Vec<usize> = (0..outcomes.len()).filter(|&i| worth_another_attempt(&outcomes[i])).collect();
+        if again.is_empty() {
+            break;
+        }
+        run.sink.pause_before(attempt);
+        let part: Vec<T> = again.iter().map(|&i| items[i].clone()).collect();
+        for (i, outcome) in again.into_iter().zip(send(&part)?) {
+            outcomes[i] = outcome;
+        }
+    }
+    Ok(outcomes)
 }
 
 fn defer_reason(missing: &[ParentRef]) -> String {

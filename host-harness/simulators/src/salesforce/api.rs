@@ -202,6 +202,7 @@ fn delete_by_id(org: &mut Org, sobject: &str, id: &str, now: i64) -> Answer {
             Deleted::Ok => (204, None),
             Deleted::AlreadyDeleted => entity_is_deleted(),
             Deleted::NoSuchId => no_such_record(),
+            Deleted::Locked(e) => record_failure(e),
         },
     }
 }
@@ -465,6 +466,7 @@ fn collections_delete(org: &mut Org, query: &str, now: i64) -> Answer {
                 "errors": [{ "statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": [] }] }),
             Deleted::NoSuchId => json!({ "id": id, "success": false,
                 "errors": [{ "statusCode": "INVALID_CROSS_REFERENCE_KEY", "message": "invalid cross reference id", "fields": [] }] }),
+            Deleted::Locked(e) => json!({ "id": id, "success": false, "errors": [e.to_json()] }),
         })
         .collect();
     (200, Some(Value::Array(results)))

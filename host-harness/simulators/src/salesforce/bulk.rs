@@ -346,6 +346,7 @@ fn apply(
         Deleted::Ok => Ok(super::store::Upserted { id, created: false }),
         Deleted::AlreadyDeleted => Err(RecordError::new("ENTITY_IS_DELETED", "entity is deleted", &[])),
         Deleted::NoSuchId => Err(RecordError::new("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", &[])),
+        Deleted::Locked(e) => Err(e),
     };
     match operation {
         "insert" => org.create(object, record, now).map(|id| super::store::Upserted { id, created: true }),

@@ -88,6 +88,8 @@ pub enum Deleted {
     Ok,
     AlreadyDeleted,
     NoSuchId,
+    /// Another transaction holds it (see [`Org::row_locks`]).
+    Locked(RecordError),
 }
 
 /// Why a write by Id did not happen.
@@ -287,6 +289,9 @@ impl Org {
         if self.table.get(slot).is_some_and(|r| r.deleted) {
             return Deleted::AlreadyDeleted;
         }
+        if let Some(Err(e)) = self.table.get(slot).map(|r| self.check_row_lock(&r.id)) {
+            return Deleted::Locked(e);
+        }
         self.table.modify(slot, |r| {
             r.deleted = true;
             r.modstamp = now;
@@ -347,6 +352,9 @@ impl Org {
         let Some(slot) = normalize_id(id).and_then(|id| self.table.slot(&id)) else { return Deleted::NoSuchId };
         if self.table.get(slot).is_some_and(|r| r.deleted) {
             return Deleted::AlreadyDeleted;
+        }
+        if let Some(Err(e)) = self.table.get(slot).map(|r| self.check_row_lock(&r.id)) {
+            return Deleted::Locked(e);
         }
         self.table.remove(slot);
         self.writes += 1;
@@ -582,6 +590,7 @@ impl Org {
             ));
         }
         let values = self.field_values(object, record)?;
+        self.check_parent_locks(object, &values)?;
         self.check_duplicate_rule(object, &values)?;
         self.check_complete(object, &values)?;
         let ext = ext_text(object, &values);
@@ -618,6 +627,8 @@ impl Org {
             Some(r) => (r.fields.clone(), r.ext_id.clone()),
         };
         let values = self.field_values(object, record)?;
+        self.check_row_lock(&id)?;
+        self.check_parent_locks(object, &values)?;
         let mut merged: Map<String, Value> = serde_json::from_str(&fields).unwrap_or_default();
         merged.extend(values);
         self.check_complete(object, &merged)?;
