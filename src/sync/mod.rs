@@ -13,6 +13,7 @@ mod dry_host;
 mod in_flight;
 pub mod lease;
 mod ledger;
+mod live;
 #[cfg(test)]
 pub(crate) mod memory_kv;
 pub mod merge;

@@ -2,9 +2,9 @@
 //! handled, map, skip what Salesforce already holds, and hand back the rest
 //! with the state to keep once they land.
 
+use super::live::live_changes;
 use super::run::{Run, Staged};
 use super::state::{RecordState, annotate_changes, given_fields, hashed_payload, holds_same, source_hash};
-use super::write::live_changes;
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, MappedRecord, NetSuiteRecord, OutcomeKind, RecordKind, Result,
 };

@@ -3,10 +3,11 @@
 //! touches nothing. The stages above call the same [`Writer`] either way.
 
 use super::ledger::Ledger;
+use super::live::live_changes;
 use super::queues::{ParkedWrite, Queue, SavedJob};
 use super::run::{ParentRef, Run, Staged};
 use super::state::{DELETED, RecordState};
-use crate::mapping::{Link, TargetSpec};
+use crate::mapping::TargetSpec;
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind,
     Result, SObjectRecord, UpsertOutcome,
@@ -14,7 +15,6 @@ use crate::model::{
 use crate::salesforce::errors::worth_another_attempt;
 use crate::salesforce::{BulkResults, CsvJob, PendingUpsert, csv_safe};
 use crate::settings::DeleteAction;
-use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -981,52 +981,6 @@ impl Plan {
         }
         Ok(())
     }
-}
-
-/// The fields of `after` that differ from the live record, links compared
-/// by the parent's external id (a cleared link against a linked record is
-/// a change; a lookup to a record without an external id is shown by id).
-pub(super) fn live_changes(
-    spec: &TargetSpec,
-    after: &Map<String, Value>,
-    before: Option<&Map<String, Value>>,
-) -> Vec<FieldChange> {
-    let links: HashSet<&str> =
-        spec.relationships.iter().flat_map(|l| [l.relationship.as_str(), l.field.as_str()]).collect();
-    let mut changes: Vec<FieldChange> = after
-        .iter()
-        .filter(|(field, _)| !links.contains(field.as_str()))
-        .filter(|(field, new)| before.and_then(|b| b.get(*field)) != Some(*new))
-        .map(|(field, new)| FieldChange {
-            field: field.clone(),
-            old: before.and_then(|b| b.get(field)).cloned(),
-            new: Some(new.clone()),
-        })
-        .collect();
-    for link in &spec.relationships {
-        let Some(wanted) = link.target(after) else { continue };
-        let live = before.map(|b| live_link(link, b)).unwrap_or_default();
-        if wanted.map(str::to_string) != live {
-            let shown = |id: Option<String>| {
-                id.map(|id| serde_json::json!({ crate::mapping::EXTERNAL_ID_FIELD: id })).unwrap_or(Value::Null)
-            };
-            changes.push(FieldChange {
-                field: link.relationship.clone(),
-                old: Some(shown(live)),
-                new: Some(shown(wanted.map(str::to_string))),
-            });
-        }
-    }
-    changes
-}
-
-/// The parent a live record links to: its external id, or its Salesforce id
-/// when the parent has none (linked by hand).
-fn live_link(link: &Link, record: &Map<String, Value>) -> Option<String> {
-    let id = record.get(&link.field).and_then(Value::as_str)?;
-    let ext =
-        record.get(&link.relationship).and_then(|p| p.get(crate::mapping::EXTERNAL_ID_FIELD)).and_then(Value::as_str);
-    Some(ext.map_or_else(|| format!("Salesforce id {id}"), str::to_string))
 }
 
 impl Writer for Plan {
