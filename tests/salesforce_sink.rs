@@ -324,7 +324,8 @@ async fn a_write_refused_for_a_row_lock_is_sent_again_and_one_that_stays_locked_
 }
 
 /// Deletions and deletion flags refused for a row lock are sent again too,
-/// in either delete action; one that stays locked fails, kept for the next run.
+/// in either delete action; one that stays locked fails and is queued: the
+/// next run applies it, however far the deletions cursor has moved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_refused_for_a_row_lock_is_sent_again() {
     for action in ["flag", "delete"] {
@@ -348,10 +349,44 @@ async fn a_deletion_refused_for_a_row_lock_is_sent_again() {
             _ => assert!(bed.salesforce.find("Account", &brief.to_string()).is_none()),
         }
         assert!(bed.salesforce.find("Account", &held.to_string()).is_some());
-        // Released: the next run applies it.
+        // Hours later, still locked, and a later deletion moves the cursor
+        // past the window a run reads again: tried again, failed again, kept.
+        bed.clock.advance(std::time::Duration::from_secs(7200));
+        bed.netsuite.delete_record("customer", bed.customer_ids[7]).unwrap();
+        let still = bed.sync().await;
+        succeeded(&still);
+        assert_eq!(still.counts("customer").deleted, 1, "{action}");
+        assert!(still.counts("customer").failed >= 1, "{action}");
+        // Released: the next run applies it, once.
         bed.salesforce.hold_row_lock("Account", &held.to_string(), 0);
+        bed.clock.advance(std::time::Duration::from_secs(7200));
         let next = bed.sync().await;
         succeeded(&next);
         assert_eq!(next.counts("customer").deleted, 1, "{action}");
+        match action {
+            "flag" => assert_eq!(bed.sf("Account", held).1["NetSuite_Deleted__c"], serde_json::Value::Bool(true)),
+            _ => assert!(bed.salesforce.find("Account", &held.to_string()).is_none()),
+        }
+        let idle = bed.sync().await;
+        assert_eq!((idle.counts("customer").deleted, idle.counts("customer").failed), (0, 0), "{action}");
     }
+}
+
+/// A record already in Salesforce's Recycle Bin when NetSuite deletes it
+/// (deleted there by hand) has what the deletion wanted: counted deleted,
+/// not failed, and not tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_record_already_in_the_recycle_bin_counts_as_deleted() {
+    let bed = bed(10).setting("delete_action", "delete").start().await;
+    succeeded(&bed.sync().await);
+    let id = bed.customer_ids[2];
+    bed.salesforce.delete_by_hand(&bed.sf("Account", id).0);
+    bed.netsuite.delete_record("customer", id).unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.deleted, c.failed), (1, 0), "{c:?}");
+    bed.clock.advance(std::time::Duration::from_secs(7200));
+    let idle = bed.sync().await;
+    assert_eq!((idle.counts("customer").deleted, idle.counts("customer").failed), (0, 0));
 }

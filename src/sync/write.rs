@@ -112,7 +112,7 @@ impl Writer for Salesforce {
         run.validate_target(kind)?;
         let mapping = &run.settings.mapping;
         let sobject = mapping.object(kind)?.sobject.clone();
-        let (action, outcomes) = match run.settings.delete_action {
+        let (action, (outcomes, ended)) = match run.settings.delete_action {
             DeleteAction::Flag => {
                 let flags: Vec<SObjectRecord> =
                     pending.iter().map(|(id, _)| mapping.deletion_flag(kind, id)).collect::<Result<_>>()?;
@@ -127,7 +127,15 @@ impl Writer for Salesforce {
         let mut done = Vec::new();
         let mut gone = Vec::new();
         for ((id, st), outcome) in pending.iter().zip(outcomes) {
-            let ok = outcome.outcome != OutcomeKind::Failed;
+            // In the Recycle Bin already (by hand, or a delete whose outcome
+            // a stopped run never recorded): what the deletion wanted.
+            let binned = action == AuditAction::Delete
+                && outcome.errors.iter().all(|e| e.status_code == "ENTITY_IS_DELETED")
+                && !outcome.errors.is_empty();
+            let ok = outcome.outcome != OutcomeKind::Failed || binned;
+            if !ok && outcome.errors.iter().all(|e| e.status_code != "NO_SALESFORCE_ID") {
+                retry_deletion(run, kind, id)?;
+            }
             let counted = if ok { OutcomeKind::Deleted } else { OutcomeKind::Failed };
             run.count(kind, counted);
             audit.push(AuditEntry {
@@ -163,7 +171,8 @@ impl Writer for Salesforce {
         run.state.save_records(kind, done)?;
         run.audit(audit);
         // Salesforce took their children (or the links to them) along.
-        super::children::refresh(run, kind, &gone)
+        super::children::refresh(run, kind, &gone)?;
+        ended
     }
 
     fn defer(&self, run: &Run<'_>, staged: &Staged, missing: &[ParentRef]) -> Result<()> {
@@ -191,11 +200,14 @@ impl Writer for Salesforce {
 /// Salesforce refused only for a passing reason (see
 /// [`CompositeBatch::again`]), up to its number of retries; one outcome per
 /// item, the last. Deletions and flags have no newer versions in a run.
+/// If the run must end between attempts (its lease, a stop, a failed
+/// call), the outcomes so far come back with that error, for the caller to
+/// record what Salesforce applied before passing it on.
 fn with_attempts<T: Clone>(
     run: &Run<'_>,
     items: &[T],
     send: impl Fn(&[T]) -> Result<Vec<UpsertOutcome>>,
-) -> Result<Vec<UpsertOutcome>> {
+) -> Result<(Vec<UpsertOutcome>, Result<()>)> {
     let mut outcomes = send(items)?;
     for attempt in 0..run.sink.record_attempts() {
         let again: Vec<usize> = (0..outcomes.len()).filter(|&i| worth_another_attempt(&outcomes[i])).collect();
@@ -204,11 +216,26 @@ fn with_attempts<T: Clone>(
         }
         run.sink.pause_before(attempt);
         let part: Vec<T> = again.iter().map(|&i| items[i].clone()).collect();
-        for (i, outcome) in again.into_iter().zip(send(&part)?) {
-            outcomes[i] = outcome;
+        match run.checkpoint().and_then(|()| send(&part)) {
+            Ok(resent) => again.into_iter().zip(resent).for_each(|(i, outcome)| outcomes[i] = outcome),
+            Err(e) => return Ok((outcomes, Err(e))),
         }
     }
-    Ok(outcomes)
+    Ok((outcomes, Ok(())))
+}
+
+/// A deletion Salesforce refused (a lock that outlasted the attempts, a
+/// validation rule on the flag) is not lost once the deletions cursor moves
+/// past it: it is queued as a change event, which the next run applies
+/// first (the record is gone from NetSuite, so it gets the deletion again).
+fn retry_deletion(run: &Run<'_>, kind: RecordKind, id: &str) -> Result<()> {
+    run.queues.put_event(&super::queues::QueuedEvent {
+        kind,
+        id: id.to_string(),
+        event: "deletion-failed".into(),
+        received_at: run.host.clock.now_unix(),
+        nonce: run.host.clock.random(),
+    })
 }
 
 fn defer_reason(missing: &[ParentRef]) -> String {

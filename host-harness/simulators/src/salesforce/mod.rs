@@ -365,8 +365,10 @@ impl SalesforceSim {
 
     /// Another transaction locks the record of `sobject` with this NetSuite
     /// id during the next `requests` REST API requests that write (any
-    /// method but GET); 0 releases it. Writes to the record, and to the
-    /// records whose lookups name it, fail UNABLE_TO_LOCK_ROW meanwhile.
+    /// method but GET); 0 releases it. Writes to the record, and inserts or
+    /// updates that set a lookup to it, fail UNABLE_TO_LOCK_ROW meanwhile
+    /// (not modelled: a child's delete, or an update leaving its lookup
+    /// out, which lock the parent in Salesforce too).
     pub fn hold_row_lock(&self, sobject: &str, netsuite_id: &str, requests: u64) {
         let mut org = self.org();
         let (id, _) = org.find(sobject, netsuite_id).expect("the record to lock exists");
