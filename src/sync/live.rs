@@ -60,11 +60,18 @@ fn same_value(sent: &Value, live: &Value) -> bool {
     match (sent, live) {
         _ if sent == live => true,
         (Value::String(s), Value::Null) | (Value::Null, Value::String(s)) => s.is_empty(),
-        (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) => {
-            s.trim().parse::<f64>().ok().zip(n.as_f64()).is_some_and(|(a, b)| a == b)
-        }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) => same_number(s.trim(), n),
+        (Value::Number(a), Value::Number(b)) => same_number(&a.to_string(), b),
         _ => false,
+    }
+}
+
+/// Whole numbers compare exactly (an 18-digit number edited in its last
+/// digit differs, which f64 would hide); others as f64 (30 and 30.0).
+fn same_number(text: &str, n: &serde_json::Number) -> bool {
+    match (text.parse::<i128>(), n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))) {
+        (Ok(a), Some(b)) => a == b,
+        _ => text.parse::<f64>().ok().zip(n.as_f64()).is_some_and(|(a, b)| a == b && a.is_finite()),
     }
 }
 
@@ -82,6 +89,9 @@ mod tests {
         assert!(same_value(&json!(2), &json!(2.0)));
         assert!(!same_value(&json!("Acme"), &Value::Null), "a value cleared in Salesforce is drift");
         assert!(!same_value(&json!("30"), &json!(31)));
+        assert!(!same_value(&json!("123456789012345678"), &json!(123456789012345679u64)), "no f64 rounding");
+        assert!(same_value(&json!("123456789012345678"), &json!(123456789012345678u64)));
+        assert!(same_value(&json!("2.50"), &json!(2.5)));
         assert!(!same_value(&json!("thirty"), &json!(30)));
         assert!(!same_value(&json!(true), &json!("true")));
         assert!(!same_value(&json!("acme"), &json!("Acme")), "case counts");
