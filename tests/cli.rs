@@ -3,7 +3,7 @@
 mod support;
 
 use std::process::Command;
-use support::connector_binary;
+use support::{connector_binary, succeeded};
 
 fn connector(args: &[&str], dir: &std::path::Path, stdin: &str) -> std::process::Output {
     use std::io::Write;
@@ -246,6 +246,37 @@ async fn a_replay_of_a_run_the_log_lacks_is_refused_and_an_empty_one_says_so() {
     let stderr = String::from_utf8_lossy(&empty.stderr);
     assert!(empty.status.success(), "{stderr}");
     assert!(stderr.contains("nothing to replay"), "{stderr}");
+}
+
+/// `sync --compare-live` works without `--dry-run` (drift repair), with and
+/// without it, as the README gives the commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_compare_live_repairs_from_the_command_line_and_its_dry_run_plans_it() {
+    let bed = support::bed(5).start().await;
+    succeeded(&bed.sync().await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.toml");
+    bed.write_config(&file).unwrap();
+    let (config, component) = (file.to_str().unwrap(), support::component_path().to_str().unwrap());
+    let id = bed.customer_ids[1];
+    let (sf_id, before) = bed.sf("Account", id);
+    let name = serde_json::Map::from_iter([("Name".to_string(), serde_json::Value::from("Edited By Hand"))]);
+    bed.salesforce.edit_by_hand("Account", &sf_id, name);
+    let sync = |extra: &[&str]| {
+        let mut args = vec!["sync", "--config", config, "--component", component, "--full", "--compare-live", "--json"];
+        args.extend_from_slice(extra);
+        let out = connector(&args, dir.path(), "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let plan = sync(&["--dry-run"]);
+    assert_eq!(plan["mode"], "dry-run full compare-live");
+    assert_eq!(plan["plan"][0]["action"], "update", "{plan}");
+    assert_eq!(bed.sf("Account", id).1["Name"], "Edited By Hand", "a dry run writes nothing");
+    let run = sync(&[]);
+    assert_eq!(run["mode"], "full compare-live");
+    assert_eq!(run["objects"]["customer"]["updated"], 1, "{run}");
+    assert_eq!(bed.sf("Account", id).1["Name"], before["Name"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
