@@ -277,6 +277,15 @@ async fn a_second_version_sent_through_composite_lands_after_the_job_with_the_fi
     assert_eq!(names_written(&bed, &report.run_id, changed), ["First Version Ltd", "#N/A"]);
 }
 
+/// The first version of `changed` failed (a lock) and was not sent again;
+/// the second landed, the only one written.
+fn only_the_second_version_landed(bed: &Bed, changed: i64, report: &RunReport) {
+    let c = report.counts("customer");
+    assert_eq!((c.failed, c.updated), (1, 1_000), "{c:?}");
+    assert_eq!(bed.sf("Account", changed).1["Name"], "Read Twice Ltd");
+    assert_eq!(names_written(bed, &report.run_id, changed), ["Read Twice Ltd"]);
+}
+
 /// Bulk API loads in parallel: a row whose record (or parent) another
 /// transaction holds fails UNABLE_TO_LOCK_ROW. The record is sent again
 /// through Composite and lands; its one audit entry says so.
@@ -320,10 +329,7 @@ async fn a_locked_first_version_is_not_sent_again_over_its_second() {
         |changed| bed.salesforce.hold_row_lock("Account", &changed.to_string(), 4),
     )
     .await;
-    let c = report.counts("customer");
-    assert_eq!((c.failed, c.updated), (1, 1_000), "{c:?}");
-    assert_eq!(bed.sf("Account", changed).1["Name"], "Read Twice Ltd");
-    assert_eq!(names_written(&bed, &report.run_id, changed), ["Read Twice Ltd"]);
+    only_the_second_version_landed(&bed, changed, &report);
     // Nothing is left to replay: the second version's landing settled the first's failure.
     let replay = bed.replay_all().await;
     succeeded(&replay);
@@ -345,8 +351,5 @@ async fn a_locked_first_version_in_a_composite_request_is_not_sent_again_over_it
     )
     .await;
     assert_eq!(bed.salesforce.bulk_jobs(), 0);
-    let c = report.counts("customer");
-    assert_eq!((c.failed, c.updated), (1, 1_000), "{c:?}");
-    assert_eq!(bed.sf("Account", changed).1["Name"], "Read Twice Ltd");
-    assert_eq!(names_written(&bed, &report.run_id, changed), ["Read Twice Ltd"]);
+    only_the_second_version_landed(&bed, changed, &report);
 }

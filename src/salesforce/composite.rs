@@ -452,7 +452,7 @@ impl super::SalesforceSink<'_> {
                     salesforce_id: None,
                     outcome: OutcomeKind::Failed,
                     errors: vec![SalesforceError {
-                        status_code: "NO_SALESFORCE_ID".into(),
+                        status_code: super::errors::NO_SALESFORCE_ID.into(),
                         message: "the connector holds no Salesforce id for this record".into(),
                         fields: vec![],
                     }],

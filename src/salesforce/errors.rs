@@ -62,6 +62,24 @@ pub fn worth_another_attempt(outcome: &UpsertOutcome) -> bool {
         && outcome.errors.iter().all(|e| RECORD_RETRY_CODES.contains(&e.status_code.as_str()))
 }
 
+/// The connector's own code for a deletion of a record it holds no
+/// Salesforce id for: nothing to send, and nothing a later attempt changes.
+pub const NO_SALESFORCE_ID: &str = "NO_SALESFORCE_ID";
+
+/// Whether a delete failed only because the record is in the Recycle Bin
+/// already (`ENTITY_IS_DELETED`): what the deletion wanted.
+pub fn already_deleted(outcome: &UpsertOutcome) -> bool {
+    outcome.outcome == OutcomeKind::Failed
+        && !outcome.errors.is_empty()
+        && outcome.errors.iter().all(|e| e.status_code == "ENTITY_IS_DELETED")
+}
+
+/// Whether a deletion that failed could land later (not one of a record
+/// the connector never wrote).
+pub fn deletion_may_land_later(outcome: &UpsertOutcome) -> bool {
+    outcome.errors.iter().all(|e| e.status_code != NO_SALESFORCE_ID)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ApiError {

@@ -12,7 +12,7 @@ use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind,
     Result, SObjectRecord, UpsertOutcome,
 };
-use crate::salesforce::errors::worth_another_attempt;
+use crate::salesforce::errors::{already_deleted, deletion_may_land_later, worth_another_attempt};
 use crate::salesforce::{BulkResults, CsvJob, PendingUpsert, csv_safe};
 use crate::settings::DeleteAction;
 use std::cell::RefCell;
@@ -129,11 +129,9 @@ impl Writer for Salesforce {
         for ((id, st), outcome) in pending.iter().zip(outcomes) {
             // In the Recycle Bin already (by hand, or a delete whose outcome
             // a stopped run never recorded): what the deletion wanted.
-            let binned = action == AuditAction::Delete
-                && outcome.errors.iter().all(|e| e.status_code == "ENTITY_IS_DELETED")
-                && !outcome.errors.is_empty();
+            let binned = action == AuditAction::Delete && already_deleted(&outcome);
             let ok = outcome.outcome != OutcomeKind::Failed || binned;
-            if !ok && outcome.errors.iter().all(|e| e.status_code != "NO_SALESFORCE_ID") {
+            if !ok && deletion_may_land_later(&outcome) {
                 retry_deletion(run, kind, id)?;
             }
             let counted = if ok { OutcomeKind::Deleted } else { OutcomeKind::Failed };
