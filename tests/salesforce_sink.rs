@@ -357,6 +357,7 @@ async fn a_deletion_refused_for_a_row_lock_is_sent_again() {
         succeeded(&still);
         assert_eq!(still.counts("customer").deleted, 1, "{action}");
         assert!(still.counts("customer").failed >= 1, "{action}");
+        assert_eq!(waiting_events(&bed), 1, "{action}: `connector status` shows the refused deletion waiting");
         // Released: the next run applies it, once.
         bed.salesforce.hold_row_lock("Account", &held.to_string(), 0);
         bed.clock.advance(std::time::Duration::from_secs(7200));
@@ -367,9 +368,18 @@ async fn a_deletion_refused_for_a_row_lock_is_sent_again() {
             "flag" => assert_eq!(bed.sf("Account", held).1["NetSuite_Deleted__c"], serde_json::Value::Bool(true)),
             _ => assert!(bed.salesforce.find("Account", &held.to_string()).is_none()),
         }
+        assert_eq!(waiting_events(&bed), 0, "{action}");
         let idle = bed.sync().await;
         assert_eq!((idle.counts("customer").deleted, idle.counts("customer").failed), (0, 0), "{action}");
     }
+}
+
+/// The customer change events `connector status` shows waiting.
+fn waiting_events(bed: &support::Bed) -> u64 {
+    let conn = bed.tenant.database.connect().unwrap();
+    let status =
+        host_harness::ops::status::tenant_status(&conn, "demo", None, time::OffsetDateTime::now_utc()).unwrap();
+    status.waiting.iter().find(|w| w.kind == "customer").map_or(0, |w| w.change_events)
 }
 
 /// A record already in Salesforce's Recycle Bin when NetSuite deletes it

@@ -88,7 +88,7 @@ fn metrics() -> &'static Metrics {
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         registry.register(
             "queue_depth",
-            "Writes waiting: failed_writes, failed_writebacks, deferred (children waiting for their parent)",
+            "Writes waiting: failed_writes, failed_writebacks, deferred (children waiting for their parent), change_events (for the next run to apply first)",
             queue_depth.clone(),
         );
         let guest_cpu = Family::<TenantLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
@@ -150,6 +150,7 @@ pub fn render(tenants: &[Arc<Tenant>]) -> String {
                 ("failed_writes", w.map_or(0, |w| w.failed_writes)),
                 ("failed_writebacks", w.map_or(0, |w| w.failed_writebacks)),
                 ("deferred", w.map_or(0, |w| w.deferred)),
+                ("change_events", w.map_or(0, |w| w.change_events)),
             ];
             for (queue, n) in depths {
                 let labels = QueueLabels { tenant: name.clone(), kind: kind.into(), queue: queue.into() };

@@ -181,7 +181,7 @@ pub struct QueuedEvent {
     pub nonce: u64,
 }
 
-fn event_key(kind: RecordKind, id: &str) -> String {
+pub fn event_key(kind: RecordKind, id: &str) -> String {
     format!("event/{kind}/{id}")
 }
 
@@ -409,7 +409,7 @@ impl<'a> Queues<'a> {
     /// read ([`Self::events_at`]) and cleared as it is listed.
     pub fn event_keys(&self, kinds: &[RecordKind], each: &mut dyn FnMut(Vec<String>) -> Result<()>) -> Result<()> {
         for kind in kinds {
-            self.key_parts(&format!("event/{kind}/"), "listing change events", each)?;
+            self.key_parts(&event_key(*kind, ""), "listing change events", each)?;
         }
         Ok(())
     }

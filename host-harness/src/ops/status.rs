@@ -109,8 +109,12 @@ pub struct Waiting {
     pub failed_writebacks: u64,
     /// Children held back until their parent is in Salesforce.
     pub deferred: u64,
+    /// Change events the next run applies first: webhook events not applied
+    /// yet, and deletions Salesforce refused (queued again until they land).
+    pub change_events: u64,
     pub oldest_failed_at: Option<String>,
     pub oldest_deferred_at: Option<String>,
+    pub oldest_change_event_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -342,7 +346,8 @@ fn waiting(conn: &Connection, tenant: &str) -> Result<Vec<Waiting>> {
         let (failed_writes, oldest_failed_at) = queued(conn, tenant, &queues::key(Queue::Failed, kind, ""))?;
         let (failed_writebacks, oldest_writeback) = queued(conn, tenant, &queues::writeback_key(kind, ""))?;
         let (deferred, oldest_deferred_at) = queued(conn, tenant, &queues::key(Queue::Deferred, kind, ""))?;
-        if failed_writes + failed_writebacks + deferred == 0 {
+        let (change_events, oldest_change_event_at) = queued(conn, tenant, &queues::event_key(kind, ""))?;
+        if failed_writes + failed_writebacks + deferred + change_events == 0 {
             continue;
         }
         out.push(Waiting {
@@ -353,6 +358,8 @@ fn waiting(conn: &Connection, tenant: &str) -> Result<Vec<Waiting>> {
             // Both are the same second-resolution text: the smaller is the older.
             oldest_failed_at: oldest_failed_at.into_iter().chain(oldest_writeback).min(),
             oldest_deferred_at,
+            change_events,
+            oldest_change_event_at,
         });
     }
     Ok(out)
@@ -461,7 +468,7 @@ pub fn text(s: &TenantStatus) -> String {
         let _ = writeln!(out, "  cursor      {} {} at {}{age}{recheck}", c.kind, c.stream, c.position);
     }
     if s.waiting.is_empty() {
-        out.push_str("  waiting     nothing (no failed writes, no deferred children)\n");
+        out.push_str("  waiting     nothing (no failed writes, no deferred children, no change events)\n");
     }
     for w in &s.waiting {
         let mut parts = Vec::new();
@@ -479,6 +486,15 @@ pub fn text(s: &TenantStatus) -> String {
         }
         if let Some(t) = &w.oldest_deferred_at {
             parts.push(format!("oldest deferred {t}"));
+        }
+        if w.change_events > 0 {
+            parts.push(format!(
+                "{} change events for the next run to apply first (webhook events, deletions Salesforce refused)",
+                w.change_events
+            ));
+        }
+        if let Some(t) = &w.oldest_change_event_at {
+            parts.push(format!("oldest event {t}"));
         }
         let _ = writeln!(out, "  waiting     {}: {}", w.kind, parts.join(", "));
     }
