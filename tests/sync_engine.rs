@@ -473,7 +473,9 @@ async fn salesforce_edits_a_plain_run_leaves_are_repaired_by_a_run_compared_live
     assert_eq!(bed.salesforce.writes(), writes);
 
     // Compared live, a dry run plans the repair of both, field by field against Salesforce's copy.
+    let calls = bed.salesforce.api_requests();
     let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
+    let plan_calls = bed.salesforce.api_requests() - calls;
     succeeded(&plan);
     assert_eq!(plan.mode, "dry-run full compare-live");
     let c = plan.counts("customer");
@@ -507,9 +509,13 @@ async fn salesforce_edits_a_plain_run_leaves_are_repaired_by_a_run_compared_live
     assert_eq!((&name["old"], &name["new"]), (&Value::from("Renamed In Salesforce"), &before["Name"]));
 
     // Repaired: compared live again, there is nothing left to write.
+    let calls = bed.salesforce.api_requests();
     let after = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
     assert!(after.plan.is_empty(), "{:?}", after.plan);
     assert_eq!(after.counts("customer").unchanged, 50);
+    // The records found drifted were planned from the read that found them,
+    // not read again: the plan cost the same calls as this check alone.
+    assert_eq!(plan_calls, bed.salesforce.api_requests() - calls);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
 use crate::settings::{DeleteAction, Settings};
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -38,6 +39,11 @@ pub(super) struct Staged {
     /// where the values are kept) — most of a first sync's records, whose
     /// every value copied once more cost a twentieth of the component's time.
     pub fresh: bool,
+    /// Set by a dry run compared live that read the live record already
+    /// (to find it drifted): what Salesforce holds, None when it has no
+    /// record under the external id. The plan uses it instead of reading
+    /// the record a second time.
+    pub seen_live: Option<Option<Map<String, Value>>>,
 }
 
 impl Staged {
@@ -115,6 +121,7 @@ impl From<QueuedWrite> for Staged {
             parents: q.waits_for,
             payload,
             fresh: false,
+            seen_live: None,
         }
     }
 }

@@ -95,11 +95,16 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                     unchanged.push((record.id.as_str(), RecordState { src, ..old }));
                 }
                 // Written again; its changes shown against what Salesforce holds.
-                Drift::Edited(live) => {
-                    staged.push(to_write(run, record, mapped, Some(old), Some(live), (src, dst, payload)))
-                }
-                Drift::Gone => {
-                    staged.push(to_write(run, record, mapped, Some(old), Some(Map::new()), (src, dst, payload)))
+                drift => {
+                    let live = match drift {
+                        Drift::Edited(live) => Some(live),
+                        _ => None,
+                    };
+                    let before = Some(live.clone().unwrap_or_default());
+                    let mut write = to_write(run, record, mapped, Some(old), before, (src, dst, payload));
+                    // A plan needs it again; a real run does not keep it.
+                    write.seen_live = run.writer.plans().then_some(live);
+                    staged.push(write);
                 }
             }
         }
@@ -179,5 +184,6 @@ fn to_write(
         parents,
         payload,
         fresh,
+        seen_live: None,
     }
 }

@@ -969,9 +969,11 @@ impl Plan {
     fn plan_writes(&self, run: &Run<'_>, kind: RecordKind, part: &[Staged]) -> Result<()> {
         run.validate_target(kind)?;
         let spec = run.settings.mapping.target_spec(kind)?;
+        // Records staging found drifted were read live already.
         let live = if run.request.compare_live {
-            let ids: Vec<&str> = part.iter().map(|s| s.mapped.target.external_id.as_str()).collect();
-            Some(run.sink.live_records(&spec, &ids)?)
+            let ids: Vec<&str> =
+                part.iter().filter(|s| s.seen_live.is_none()).map(|s| s.mapped.target.external_id.as_str()).collect();
+            Some(if ids.is_empty() { HashMap::new() } else { run.sink.live_records(&spec, &ids)? })
         } else {
             None
         };
@@ -979,7 +981,10 @@ impl Plan {
             let mapped = &staged.mapped;
             let (exists, changes) = match &live {
                 Some(records) => {
-                    let before = records.get(&mapped.target.external_id);
+                    let before = match &staged.seen_live {
+                        Some(seen) => seen.as_ref(),
+                        None => records.get(&mapped.target.external_id),
+                    };
                     (before.is_some(), live_changes(&spec, &mapped.target.fields, before))
                 }
                 // The transformations carry old → new against the last write.
