@@ -32,6 +32,27 @@ async fn jwt_bearer_grant_logs_in_as_the_preauthorized_user() {
     let error = report.error.expect("the login fails");
     assert!(error.contains("invalid_grant") && error.contains("user hasn't approved this consumer"), "{error}");
     assert!(error.contains("pre-authorized"), "{error}");
+
+    // The audience set apart from the login URL: a production org's is
+    // taken, a sandbox's is refused and the error names the setting.
+    for (audience, logs_in) in [("https://login.salesforce.com", true), ("https://test.salesforce.com", false)] {
+        let set = support::bed(5)
+            .salesforce(SalesforceSimConfig { jwt_public_key_pem: Some(key.public_pem.clone()), ..Default::default() })
+            .setting("salesforce_grant", "jwt_bearer")
+            .setting("salesforce_username", "integration@acme.example")
+            .setting("salesforce_jwt_audience", audience)
+            .start()
+            .await;
+        set.set_secret("salesforce_private_key", &key.private_pem).unwrap();
+        let report = set.sync().await;
+        if logs_in {
+            succeeded(&report);
+            assert_eq!(set.salesforce.count("Account"), 5);
+        } else {
+            let error = report.error.expect("the login fails");
+            assert!(error.contains("audience is invalid") && error.contains("salesforce_jwt_audience"), "{error}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

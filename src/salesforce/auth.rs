@@ -94,16 +94,37 @@ struct BearerClaims<'a> {
     exp: i64,
 }
 
+/// The JWT bearer assertion's audience for a login URL. Salesforce takes
+/// only its login hosts (or an Experience Cloud site) as `aud`, whichever
+/// host the assertion is posted to: a My Domain URL names
+/// login.salesforce.com, a sandbox's (`--` in its name, or under
+/// `sandbox.` / `scratch.my.salesforce.com`) test.salesforce.com. Any other
+/// host is taken as the audience itself.
+pub fn bearer_audience(login_url: &str) -> String {
+    let Some(host) = url::Url::parse(login_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)) else {
+        return login_url.to_string();
+    };
+    let Some(name) = host.strip_suffix(".salesforce.com") else { return login_url.to_string() };
+    if name == "login" || name == "test" {
+        return login_url.to_string();
+    }
+    let sandbox = name.split('.').next().is_some_and(|first| first.contains("--"))
+        || name.ends_with(".sandbox.my")
+        || name.ends_with(".scratch.my");
+    if sandbox { "https://test.salesforce.com" } else { "https://login.salesforce.com" }.to_string()
+}
+
 /// The JWT bearer assertion: RS256 (the only algorithm Salesforce takes),
-/// audience the login host, three minutes to live.
+/// audience [`bearer_audience`] unless set, three minutes to live.
 pub fn bearer_assertion(settings: &SalesforceSettings, now: i64) -> Result<String> {
-    let SalesforceGrant::JwtBearer { client_id, username, private_key_pem } = &settings.grant else {
+    let SalesforceGrant::JwtBearer { client_id, username, private_key_pem, audience } = &settings.grant else {
         return Err(ConnectorError::Config("the JWT bearer assertion needs salesforce_grant = jwt_bearer".into()));
     };
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
         ConnectorError::Config(format!("secret `salesforce_private_key` is not an RSA private key in PEM form ({e})"))
     })?;
-    let claims = BearerClaims { iss: client_id, sub: username, aud: &settings.login_url, exp: now + 180 };
+    let aud = audience.clone().unwrap_or_else(|| bearer_audience(&settings.login_url));
+    let claims = BearerClaims { iss: client_id, sub: username, aud: &aud, exp: now + 180 };
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
         .map_err(|e| ConnectorError::Config(format!("could not sign the Salesforce JWT bearer assertion: {e}")))
 }
@@ -186,8 +207,9 @@ pub fn parse_token_response(
         ("invalid_grant", SalesforceGrant::JwtBearer { .. }) => {
             "check that the certificate of `salesforce_private_key` is uploaded to the connected app, that \
              `salesforce_username` exists and is pre-authorized for the app (Admin approved users are \
-             pre-authorized), and that `salesforce_login_url` is login.salesforce.com, test.salesforce.com or \
-             the Experience Cloud site the app expects"
+             pre-authorized), and that the assertion's audience is the one the org takes: login.salesforce.com \
+             for production, test.salesforce.com for a sandbox (derived from `salesforce_login_url`; set \
+             `salesforce_jwt_audience` to name it, e.g. for an Experience Cloud site)"
         }
         ("unsupported_grant_type", _) => "the connected app does not allow this grant",
         _ => "see Setup > Login History in Salesforce for the reason",
@@ -245,6 +267,7 @@ mod tests {
                 client_id: "id".into(),
                 username: user.into(),
                 private_key_pem: String::new(),
+                audience: None,
             }))
         };
         assert_ne!(jwt("a@x"), jwt("b@x"), "another user");
@@ -258,6 +281,24 @@ mod tests {
         assert_eq!(RotatedToken::for_login(&bound, "L").as_deref(), Some("t"));
         assert_eq!(RotatedToken::for_login(&bound, "other"), None);
         assert_eq!(RotatedToken::for_login(b"bare-token", "L").as_deref(), Some("bare-token"));
+    }
+
+    #[test]
+    fn the_bearer_audience_is_a_login_host_salesforce_takes() {
+        for (login_url, audience) in [
+            ("https://acme.my.salesforce.com", "https://login.salesforce.com"),
+            ("https://ACME.my.salesforce.com/", "https://login.salesforce.com"),
+            ("https://acme--uat.sandbox.my.salesforce.com", "https://test.salesforce.com"),
+            ("https://acme--uat.my.salesforce.com", "https://test.salesforce.com"),
+            ("https://fun-dream-1234.scratch.my.salesforce.com", "https://test.salesforce.com"),
+            ("https://login.salesforce.com", "https://login.salesforce.com"),
+            ("https://test.salesforce.com", "https://test.salesforce.com"),
+            // An Experience Cloud site, or a simulator: the URL itself.
+            ("https://acme.my.site.com/partners", "https://acme.my.site.com/partners"),
+            ("http://127.0.0.1:8443", "http://127.0.0.1:8443"),
+        ] {
+            assert_eq!(bearer_audience(login_url), audience, "{login_url}");
+        }
     }
 
     #[test]

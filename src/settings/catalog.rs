@@ -108,6 +108,12 @@ pub const SETTINGS: &[Setting] = &[
     setting("salesforce_username", Text, "JWT bearer: the integration user's username"),
     setting("salesforce_private_key", Pem, "JWT bearer: the RSA key whose certificate the connected app holds")
         .secret(),
+    setting(
+        "salesforce_jwt_audience",
+        Url,
+        "JWT bearer: the assertion's aud; by default https://login.salesforce.com, or https://test.salesforce.com \
+         when the login URL is a sandbox's (an Experience Cloud site or other host: the login URL itself)",
+    ),
     setting("salesforce_api_version", Text, "REST API version, 46.0 or newer (sObject Collections upserts)")
         .default("66.0"),
     setting("salesforce_bulk_threshold", Integer, "above this many records of one object in a run, use Bulk API 2.0")

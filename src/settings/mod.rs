@@ -101,6 +101,9 @@ pub enum SalesforceGrant {
         client_id: String,
         username: String,
         private_key_pem: String,
+        /// The assertion's `aud` when set; derived from the login URL
+        /// otherwise (see `salesforce::auth::bearer_audience`).
+        audience: Option<String>,
     },
 }
 
@@ -383,6 +386,7 @@ impl Settings {
                 client_id,
                 username: r.required("salesforce_username")?,
                 private_key_pem: r.required("salesforce_private_key")?,
+                audience: r.optional("salesforce_jwt_audience")?.map(|a| a.trim_end_matches('/').to_string()),
             },
             _ => {
                 SalesforceGrant::ClientCredentials { client_id, client_secret: r.required("salesforce_client_secret")? }

@@ -514,7 +514,13 @@ impl SalesforceSim {
         if claims.iss != cfg.client_id {
             return Err(("invalid_client_id", "client identifier invalid"));
         }
-        let matches = |a: &serde_json::Value| a.as_str().map(|a| a.trim_end_matches('/')) == Some(self.base_url());
+        // A production org's audience, or the simulator's own URL (standing
+        // in for the login host, as an Experience Cloud site would).
+        let matches = |a: &serde_json::Value| {
+            a.as_str()
+                .map(|a| a.trim_end_matches('/'))
+                .is_some_and(|a| a == self.base_url() || a == PRODUCTION_AUDIENCE)
+        };
         let aud_ok = match &claims.aud {
             serde_json::Value::Array(list) => list.iter().any(matches),
             single => matches(single),
@@ -531,6 +537,10 @@ impl SalesforceSim {
         Ok(())
     }
 }
+
+/// The JWT bearer audience of a production org; a sandbox's,
+/// https://test.salesforce.com, is refused as it would be there.
+const PRODUCTION_AUDIENCE: &str = "https://login.salesforce.com";
 
 fn oauth_error(error: &str, description: &str) -> Response {
     (
