@@ -159,6 +159,45 @@ async fn the_same_field_on_both_sides_follows_each_policy() {
     }
 }
 
+/// SuiteQL gives NetSuite's times in the integration user's time zone,
+/// Salesforce gives UTC: `newest` compares the two in UTC, whichever side
+/// of UTC the user is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_compares_edit_times_in_utc_whatever_the_netsuite_users_time_zone() {
+    // Eight hours west, NetSuite's edit an hour later; eight hours east, Salesforce's.
+    for (zone, netsuite_later) in [(-8 * 3600, true), (8 * 3600, false)] {
+        let bed = bed(0).setting("vendor_writeback", "true").setting("vendor_conflict", "newest").start().await;
+        bed.netsuite.set_user_time_zone(zone);
+        let id = bed.netsuite.seed_vendors(2, 7).unwrap()[1];
+        succeeded(&bed.sync_all().await);
+        let (first, second) = if netsuite_later { ("salesforce", "netsuite") } else { ("netsuite", "salesforce") };
+        let mut netsuite_edited_at = 0;
+        for side in [first, second] {
+            match side {
+                "netsuite" => {
+                    netsuite_edit(&bed, id, "phone", "+15550222");
+                    netsuite_edited_at = bed.clock.now_secs();
+                }
+                _ => drop(salesforce_edit(&bed, id, json!({"Phone__c": "+15550333"}))),
+            }
+            bed.clock.advance(Duration::from_secs(3600));
+        }
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let expected = if netsuite_later { "+15550222" } else { "+15550333" };
+        assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some(expected), "zone {zone}");
+        assert_eq!(bed.sf("Vendor__c", id).1["Phone__c"], json!(expected), "zone {zone}");
+        let conflicts = actions(&rows(&bed, &report.run_id), "conflict");
+        assert_eq!(conflicts.len(), 1, "zone {zone}: {conflicts:?}");
+        assert_eq!(conflicts[0].outcome, second, "zone {zone}");
+        // The audit shows the times compared, NetSuite's in UTC.
+        let detail: Value = serde_json::from_str(&conflicts[0].transformations).unwrap();
+        let utc = time::OffsetDateTime::from_unix_timestamp(netsuite_edited_at).unwrap();
+        let utc = format!("{} {:02}:{:02}:{:02}", utc.date(), utc.hour(), utc.minute(), utc.second());
+        assert_eq!(detail[0]["modified"]["netsuite"], json!(utc), "zone {zone}: {detail}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_created_in_salesforce_appears_in_netsuite_once_even_when_the_link_fails() {
     let (bed, _) = synced(2, "netsuite").await;

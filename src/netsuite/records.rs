@@ -38,6 +38,12 @@ impl RecordRef {
     }
 }
 
+/// A record API refusal, described for `what`.
+fn record_error(what: &str, response: &HttpResponse) -> ConnectorError {
+    let message = errors::describe(what, response);
+    if response.status == 401 { ConnectorError::Auth(message) } else { ConnectorError::NetSuite(message) }
+}
+
 /// The internal id at the end of a `Location` header.
 pub fn id_from_location(location: &str) -> Option<String> {
     let last = location.trim_end_matches('/').rsplit('/').next()?;
@@ -66,43 +72,77 @@ impl NetSuiteSource<'_> {
             url.push_str(&format!("?replace={sublist}"));
         }
         let payload = Rc::new(crate::http::Body::from(serde_json::to_vec(body).expect("a JSON map serializes")));
-        let verb = if method == Method::Patch { "PATCH" } else { "PUT" };
+        let response = self.record_call(method, &url, Some(&payload))?;
+        if response.is_success() {
+            let id = response.header("location").and_then(id_from_location);
+            return match (id, target) {
+                (Some(id), _) => Ok(id),
+                (None, RecordRef::Id(id)) => Ok(id.clone()),
+                (None, RecordRef::External(_)) => Err(ConnectorError::NetSuite(format!(
+                    "{what}: NetSuite answered HTTP {} without the record's Location",
+                    response.status
+                ))),
+            };
+        }
+        Err(record_error(what, &response))
+    }
+
+    /// When a record was last modified, in UTC (`YYYY-MM-DD HH:MM:SS`), from
+    /// the record API: SuiteQL gives its times in the integration user's
+    /// time zone, the record API in UTC, as Salesforce does. None: no such
+    /// record.
+    pub fn modified_utc(&self, record_type: &str, id: &str, what: &str) -> Result<Option<String>> {
+        let url = format!(
+            "{}/services/rest/record/v1/{record_type}/{}?fields=lastModifiedDate",
+            self.base_url,
+            suiteql::internal_id(id)?
+        );
+        let response = self.record_call(Method::Get, &url, None)?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        if !response.is_success() {
+            return Err(record_error(what, &response));
+        }
+        let record: Map<String, Value> = serde_json::from_slice(&response.body).map_err(|e| {
+            ConnectorError::NetSuite(format!("{what}: the record API answered with no JSON object ({e})"))
+        })?;
+        let stamp = record.get("lastModifiedDate").and_then(Value::as_str).unwrap_or_default();
+        let utc = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                ConnectorError::NetSuite(format!(
+                    "{what}: the record's lastModifiedDate `{}` is not an ISO 8601 datetime",
+                    stamp.escape_debug()
+                ))
+            })?
+            .to_offset(time::UtcOffset::UTC);
+        Ok(Some(suiteql::format_timestamp(time::PrimitiveDateTime::new(utc.date(), utc.time()))))
+    }
+
+    /// One record API call; a 401 under M2M gets a new token and one more
+    /// try. The answer comes back whatever its status.
+    fn record_call(&self, method: Method, url: &str, body: Option<&Rc<crate::http::Body>>) -> Result<HttpResponse> {
+        let verb = method.to_string();
         let build = || -> Result<HttpRequest> {
-            Ok(HttpRequest::new(method, url.clone())
-                .body("application/json", payload.clone())
+            let mut request = HttpRequest::new(method, url.to_string());
+            if let Some(body) = body {
                 // A misspelt field fails instead of being dropped with a warning.
-                .header("X-NetSuite-PropertyNameValidation", "Error")
-                .header("Authorization", self.authorization(verb, &url)?))
+                request =
+                    request.body("application/json", body.clone()).header("X-NetSuite-PropertyNameValidation", "Error");
+            }
+            Ok(request.header("Authorization", self.authorization(&verb, url)?))
         };
-        let mut sent = self.api.send(&build)?;
         let mut reauthenticated = false;
         loop {
-            let response: HttpResponse = match sent {
+            let response = match self.api.send(&build)? {
                 Sent::Response(r) | Sent::AuthExpired(r) => r,
             };
-            if response.is_success() {
-                let id = response.header("location").and_then(id_from_location);
-                return match (id, target) {
-                    (Some(id), _) => Ok(id),
-                    (None, RecordRef::Id(id)) => Ok(id.clone()),
-                    (None, RecordRef::External(_)) => Err(ConnectorError::NetSuite(format!(
-                        "{what}: NetSuite answered HTTP {} without the record's Location",
-                        response.status
-                    ))),
-                };
-            }
             if response.status == 401 && !reauthenticated && matches!(self.auth, Auth::M2m { .. }) {
                 reauthenticated = true;
                 self.authenticate()?;
-                sent = self.api.send(&build)?;
                 continue;
             }
-            let message = errors::describe(what, &response);
-            return Err(if response.status == 401 {
-                ConnectorError::Auth(message)
-            } else {
-                ConnectorError::NetSuite(message)
-            });
+            return Ok(response);
         }
     }
 

@@ -59,7 +59,7 @@ pub fn cursor_time(value: &str) -> Result<String> {
     parse_timestamp(value).map(format_timestamp)
 }
 
-fn format_timestamp(value: PrimitiveDateTime) -> String {
+pub fn format_timestamp(value: PrimitiveDateTime) -> String {
     value
         .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
         .expect("formatting a valid PrimitiveDateTime cannot fail")

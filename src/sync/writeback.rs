@@ -312,14 +312,47 @@ impl<'p, 'r> Pass<'p, 'r> {
                     continue;
                 }
             };
-            let modified =
-                Modified { netsuite: &ns_record.last_modified, salesforce: &plain_datetime(&record.last_modified) };
-            let merged =
-                merge::merge(&sources, base.as_ref(), &mapped.target.fields, &record.fields, self.policy, modified);
+            let salesforce_modified = plain_datetime(&record.last_modified);
+            let merge_by = |netsuite_modified: &str| {
+                let modified = Modified { netsuite: netsuite_modified, salesforce: &salesforce_modified };
+                merge::merge(&sources, base.as_ref(), &mapped.target.fields, &record.fields, self.policy, modified)
+            };
+            let mut merged = merge_by(&ns_record.last_modified);
+            let mut newest = None;
+            // The newest edit wins a conflict: SuiteQL's time is in the
+            // integration user's zone, Salesforce's in UTC; the record API
+            // gives NetSuite's in UTC too (one call per conflicting record).
+            if self.policy == ConflictPolicy::Newest && !merged.conflicts.is_empty() {
+                let what = format!("the modification time of NetSuite {} {id}", self.kind);
+                match run.source.modified_utc(&self.section.record, id, &what) {
+                    Ok(Some(utc)) => {
+                        merged = merge_by(&utc);
+                        newest = Some(json!({ "netsuite": utc, "salesforce": salesforce_modified }));
+                    }
+                    Ok(None) => {
+                        let e = ConnectorError::NetSuite(format!("{} {id} is not in NetSuite (deleted?)", self.kind));
+                        audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
+                        continue;
+                    }
+                    Err(e) if e.is_about_data() => {
+                        audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
+                        continue;
+                    }
+                    Err(e) => {
+                        run.audit(audit);
+                        return Err(e);
+                    }
+                }
+            }
             for c in &merged.conflicts {
                 let winner = serde_json::to_value(c.winner).expect("a side serializes");
-                let detail = json!([{ "field": c.field, "base": c.base, "netsuite": c.netsuite,
-                                      "salesforce": c.salesforce, "winner": winner }]);
+                let mut detail = json!({ "field": c.field, "base": c.base, "netsuite": c.netsuite,
+                                         "salesforce": c.salesforce, "winner": winner });
+                // Under `newest`, the times compared (UTC).
+                if let Some(modified) = &newest {
+                    detail["modified"] = modified.clone();
+                }
+                let detail = json!([detail]);
                 audit.push(self.entry(AuditAction::Conflict, id, &record.id, winner.as_str().unwrap_or(""), detail));
             }
             if run.writer.plans() {

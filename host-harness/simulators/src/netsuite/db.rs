@@ -5,13 +5,21 @@
 //! Datetimes are stored as Unix seconds in columns declared TIMESTAMP; a raw
 //! TIMESTAMP column comes back in the user's date format preference (M/D/YYYY),
 //! as in NetSuite, so only TO_CHAR gives a sortable, exact timestamp.
+//! SuiteQL evaluates them in the integration user's time zone (reference
+//! section 3, "Time zone"): [`UserZone`], UTC unless a test sets it.
 
 use crate::seed::{Address, Company, Person, TERMS};
 use anyhow::Result;
 use rusqlite::functions::{Context as FnContext, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+/// The integration user's time zone preference as seconds east of UTC
+/// (a fixed offset: no daylight saving), shared with the SQL functions.
+pub type UserZone = Arc<AtomicI64>;
 
 const SCHEMA: &str = "
 CREATE TABLE term (id INTEGER PRIMARY KEY, name TEXT NOT NULL, isinactive TEXT NOT NULL DEFAULT 'F',
@@ -190,23 +198,29 @@ fn text_arg(ctx: &FnContext<'_>, i: usize) -> rusqlite::Result<Option<String>> {
     })
 }
 
-fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+fn register_functions(conn: &Connection, zone: &UserZone) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     for name in ["TO_TIMESTAMP", "TO_DATE"] {
-        conn.create_scalar_function(name, 2, flags, |ctx| {
+        let zone = zone.clone();
+        conn.create_scalar_function(name, 2, flags, move |ctx| {
             let (Some(text), Some(fmt)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
                 return Ok(None);
             };
-            parse_secs(&text, &fmt).map(Some).map_err(user_error)
+            // A literal is the user's local time.
+            parse_secs(&text, &fmt).map(|secs| Some(secs - zone.load(Ordering::Relaxed))).map_err(user_error)
         })?;
     }
-    conn.create_scalar_function("TO_CHAR", 2, flags, |ctx| match ctx.get_raw(0) {
+    let zone = zone.clone();
+    conn.create_scalar_function("TO_CHAR", 2, flags, move |ctx| match ctx.get_raw(0) {
         ValueRef::Null => Ok(None),
-        ValueRef::Integer(secs) => match ctx.get_raw(1) {
-            // The format borrowed, not copied: TO_CHAR runs once per row read.
-            ValueRef::Text(fmt) => format_secs(secs, &String::from_utf8_lossy(fmt)).map(Some).map_err(user_error),
-            _ => format_secs(secs, &text_arg(ctx, 1)?.unwrap_or_default()).map(Some).map_err(user_error),
-        },
+        ValueRef::Integer(secs) => {
+            let local = secs + zone.load(Ordering::Relaxed);
+            match ctx.get_raw(1) {
+                // The format borrowed, not copied: TO_CHAR runs once per row read.
+                ValueRef::Text(fmt) => format_secs(local, &String::from_utf8_lossy(fmt)).map(Some).map_err(user_error),
+                _ => format_secs(local, &text_arg(ctx, 1)?.unwrap_or_default()).map(Some).map_err(user_error),
+            }
+        }
         _ => text_arg(ctx, 0),
     })?;
     conn.create_scalar_function("NVL", 2, flags, |ctx| {
@@ -224,8 +238,13 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 pub fn open() -> Result<Connection> {
+    open_in(&UserZone::default())
+}
+
+/// A database whose SuiteQL datetimes are in `zone`.
+pub fn open_in(zone: &UserZone) -> Result<Connection> {
     let conn = Connection::open_in_memory()?;
-    register_functions(&conn)?;
+    register_functions(&conn, zone)?;
     // Like Oracle: a double-quoted token is an identifier, never a string.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
     conn.execute_batch(SCHEMA)?;

@@ -73,6 +73,8 @@ struct Inner {
     config: NetSuiteSimConfig,
     clock: SimClock,
     db: Mutex<Connection>,
+    /// The integration user's time zone, seconds east of UTC.
+    zone: db::UserZone,
     certificates: Mutex<Certificates>,
     tokens: Mutex<HashMap<String, IssuedToken>>,
     base_url: OnceLock<String>,
@@ -143,11 +145,13 @@ impl NetSuiteSim {
         if !config.public_key_pem.trim().is_empty() {
             certificates.add(&config.certificate_id, &config.public_key_pem)?;
         }
+        let zone = db::UserZone::default();
         let sim = NetSuiteSim {
             inner: Arc::new(Inner {
                 config,
                 clock,
-                db: Mutex::new(db::open()?),
+                db: Mutex::new(db::open_in(&zone)?),
+                zone,
                 certificates: Mutex::new(certificates),
                 tokens: Mutex::new(HashMap::new()),
                 base_url: OnceLock::new(),
@@ -222,6 +226,15 @@ impl NetSuiteSim {
     /// time (holding a concurrency slot).
     pub fn set_latency(&self, d: Duration) {
         *self.inner.latency.lock().unwrap() = d;
+    }
+
+    /// Sets the integration user's time zone preference to a fixed offset,
+    /// `secs` east of UTC: SuiteQL's TO_CHAR, TO_TIMESTAMP/TO_DATE literals
+    /// and raw datetime columns are in it from now on, while the record
+    /// API's `lastModifiedDate` stays ISO 8601 UTC (reference section 3,
+    /// "Time zone").
+    pub fn set_user_time_zone(&self, secs: i64) {
+        self.inner.zone.store(secs, Ordering::Relaxed);
     }
 
     /// Runs `edit` once the `n`-th SuiteQL request has been answered (counted
@@ -713,7 +726,8 @@ async fn suiteql_handler(
         }
     };
     let denied = inner.denied_tables.lock().unwrap().clone();
-    let result = suiteql::run_as_role(&sim.db(), &query, limit, offset, &denied);
+    let zone = inner.zone.load(Ordering::Relaxed);
+    let result = suiteql::run_as_role(&sim.db(), &query, limit, offset, &denied, zone);
     inner.queries.fetch_add(1, Ordering::SeqCst);
     {
         let mut recent = inner.recent_queries.lock().unwrap();

@@ -119,17 +119,19 @@ fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
 }
 
 pub fn run(conn: &Connection, q: &str, limit: u64, offset: u64) -> Result<QueryPage, InvalidQuery> {
-    run_as_role(conn, q, limit, offset, &[])
+    run_as_role(conn, q, limit, offset, &[], 0)
 }
 
 /// Runs a query for a role that cannot see `denied` tables: NetSuite then
-/// reports the record type as not found.
+/// reports the record type as not found. Raw datetime columns print in the
+/// user's time zone, `zone` seconds east of UTC.
 pub fn run_as_role(
     conn: &Connection,
     q: &str,
     limit: u64,
     offset: u64,
     denied: &[String],
+    zone: i64,
 ) -> Result<QueryPage, InvalidQuery> {
     let lowered = q.to_ascii_lowercase();
     for table in denied {
@@ -164,7 +166,7 @@ pub fn run_as_role(
             // Every value is a string; NULL columns are left out.
             let text = match row.get_ref(i).map_err(sqlite_error)? {
                 ValueRef::Null | ValueRef::Blob(_) => continue,
-                ValueRef::Integer(n) if *is_timestamp => preference_date(n),
+                ValueRef::Integer(n) if *is_timestamp => preference_date(n + zone),
                 ValueRef::Integer(n) => n.to_string(),
                 ValueRef::Real(r) => r.to_string(),
                 ValueRef::Text(t) => match std::str::from_utf8(t) {
