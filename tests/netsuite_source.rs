@@ -633,6 +633,25 @@ async fn rate_limits_and_concurrency_pressure_are_retried() {
     assert_eq!(report.counts("customer").created, 300);
 }
 
+/// NetSuite also answers 500 UNEXPECTED_ERROR to a query naming a column it
+/// cannot read: once passing (above), it is retried; persisting, the run
+/// stops after three attempts with the query's error and what to check, not
+/// after the whole retry budget as if it were throttling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_unexpected_error_stops_the_run_after_three_attempts_and_says_what_to_check() {
+    let bed = bed(300).setting("netsuite_page_size", "100").start().await;
+    // Three failures: a fourth attempt would have succeeded.
+    bed.netsuite.fail_queries_containing("FROM customer", ScriptedFailure::Unexpected, 3);
+    let report = bed.sync().await;
+    let error = report.error.expect("the run fails");
+    assert!(error.contains("UNEXPECTED_ERROR") && error.contains("Records Catalog"), "{error}");
+    assert!(!error.contains("still failing after"), "{error}");
+    assert_eq!(bed.netsuite.query_failures_left("FROM customer"), 0, "three attempts");
+    // Once NetSuite answers again, the next run syncs everything.
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.salesforce.count("Account"), 300);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connector_keeps_within_its_share_of_the_account_concurrency_limit() {
     // An account that allows one request at a time, and slow queries.

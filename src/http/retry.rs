@@ -50,6 +50,20 @@ impl Rule {
     }
 }
 
+/// Counts one more answer of `rule` in `seen`; returns its count so far.
+fn answers_of(seen: &mut Vec<(*const Rule, u32)>, rule: &Rule) -> u32 {
+    match seen.iter_mut().find(|(r, _)| std::ptr::eq(*r, rule)) {
+        Some((_, n)) => {
+            *n += 1;
+            *n
+        }
+        None => {
+            seen.push((rule, 1));
+            1
+        }
+    }
+}
+
 pub fn classify<'r>(rules: &'r [Rule], response: &HttpResponse) -> Option<&'r Rule> {
     rules.iter().find(|rule| rule.matches(response))
 }
@@ -186,6 +200,9 @@ impl<'h> ApiClient<'h> {
         mut first: Option<(HttpRequest, Result<HttpResponse, TransportError>)>,
     ) -> Result<Sent, ConnectorError> {
         let mut attempt = 0u32;
+        // Answers of each `RetryFew` rule so far: its limit counts its own
+        // answers, not the other retries of this request.
+        let mut few: Vec<(*const Rule, u32)> = Vec::new();
         loop {
             let (request, outcome) = match first.take() {
                 Some(made) => made,
@@ -241,7 +258,7 @@ impl<'h> ApiClient<'h> {
                         response.snippet()
                     )));
                 }
-                Action::RetryFew(limit) if attempt >= limit => return Ok(Sent::Response(response)),
+                Action::RetryFew(limit) if answers_of(&mut few, rule) > limit => return Ok(Sent::Response(response)),
                 Action::Retry | Action::RetryFew(_) => {
                     if attempt >= self.backoff.max_retries {
                         return Err(ConnectorError::RateLimited(format!(

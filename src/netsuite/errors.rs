@@ -20,6 +20,15 @@ pub const RULES: &[Rule] = &[
         action: Action::RetryFew(2),
         why: "NetSuite answered 401 Invalid login attempt, which it also does under concurrency pressure",
     },
+    // Also NetSuite's answer to a query naming a field it cannot read
+    // (reference section 2): tried again a few times, then reported as the
+    // query's error, not as throttling that could pass.
+    Rule {
+        status: Status::Exact(500),
+        body_contains: Some("UNEXPECTED_ERROR"),
+        action: Action::RetryFew(2),
+        why: "NetSuite answered 500 UNEXPECTED_ERROR",
+    },
     Rule {
         status: Status::Range(500, 599),
         body_contains: None,
@@ -86,6 +95,12 @@ fn hint(status: u16, details: &str) -> Option<&'static str> {
         Some("The integration role lacks permission on a table in the query: grant it view access to that record type")
     } else if details.contains("Unknown identifier") || details.contains("Field '") {
         Some("A column in the query is not exposed to SuiteQL for this role or account: check the Records Catalog")
+    } else if details.contains("UNEXPECTED_ERROR") {
+        Some(
+            "NetSuite gives this for a column it cannot read as well as for a passing fault, and it persisted over \
+             three attempts: check the mapping's NetSuite columns (custom ones first) against the Records Catalog; \
+             the cursor is kept, so the next run resumes where this one stopped",
+        )
     } else {
         None
     }
@@ -108,6 +123,20 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("Records Catalog"), "{msg}");
+    }
+
+    #[test]
+    fn an_unexpected_error_is_tried_a_few_times_then_explained() {
+        let body = r#"{"title":"Internal Server Error","status":500,
+            "o:errorDetails":[{"detail":"An unexpected error occurred.","o:errorCode":"UNEXPECTED_ERROR"}]}"#;
+        let response = HttpResponse { status: 500, headers: vec![], body: body.as_bytes().to_vec(), pieces: vec![] };
+        let rule = crate::http::retry::classify(RULES, &response).expect("a rule applies");
+        assert_eq!(rule.action, Action::RetryFew(2));
+        let msg = describe("SuiteQL query on customer", &response);
+        assert!(msg.contains("UNEXPECTED_ERROR") && msg.contains("Records Catalog"), "{msg}");
+        // Any other server error is retried as long as the policy allows.
+        let response = HttpResponse { status: 503, headers: vec![], body: b"busy".to_vec(), pieces: vec![] };
+        assert_eq!(crate::http::retry::classify(RULES, &response).unwrap().action, Action::Retry);
     }
 
     #[test]
