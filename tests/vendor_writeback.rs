@@ -326,6 +326,36 @@ async fn a_vendor_deleted_in_salesforce_is_inactivated_in_netsuite_and_stays_out
     assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("F"));
 }
 
+/// A vendor deleted in NetSuite is flagged or deleted in Salesforce; that
+/// change of the connector's own is not taken for a Salesforce edit or
+/// deletion to write back (NetSuite has no such vendor any more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_deleted_in_netsuite_is_not_written_back_to_netsuite() {
+    for action in ["flag", "delete"] {
+        let bed = bed(0).setting("vendor_writeback", "true").setting("delete_action", action).start().await;
+        let ids = bed.netsuite.seed_vendors(3, 7).unwrap();
+        succeeded(&bed.sync_all().await);
+        let id = ids[1];
+        bed.clock.advance(Duration::from_secs(1));
+        bed.netsuite.delete_record("vendor", id).unwrap();
+        let record_requests = bed.netsuite.record_requests();
+        for _ in 0..3 {
+            let report = bed.sync_all().await;
+            succeeded(&report);
+            assert_eq!(report.counts("vendor").failed, 0, "{action}: {:?}", rows(&bed, &report.run_id));
+            bed.clock.advance(Duration::from_secs(7));
+        }
+        assert_eq!(bed.netsuite.record_requests(), record_requests, "{action}: nothing sent to NetSuite");
+        match action {
+            "flag" => assert_eq!(bed.sf("Vendor__c", id).1["NetSuite_Deleted__c"], json!(true)),
+            _ => assert!(bed.salesforce.find("Vendor__c", &id.to_string()).is_none()),
+        }
+        let conn = bed.tenant.database.connect().unwrap();
+        let status = host_harness::ops::status::tenant_status(&conn, "demo", None, time::OffsetDateTime::now_utc());
+        assert!(status.unwrap().waiting.iter().all(|w| w.failed_writebacks == 0), "{action}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_switch_to_another_org_its_earlier_edits_reach_netsuite_and_are_not_overwritten() {
     use simulators::salesforce::{SalesforceSim, SalesforceSimConfig};

@@ -14,7 +14,7 @@
 use super::merge::{self, ConflictPolicy, Merged, Modified};
 use super::queues::FailedWriteback;
 use super::run::Run;
-use super::state::{RecordState, given_fields, hashed_payload};
+use super::state::{DELETED, RecordState, given_fields, hashed_payload};
 use crate::mapping::EXTERNAL_ID_FIELD;
 use crate::mapping::writeback::{WritebackMapping, replaces_address};
 use crate::model::{
@@ -229,7 +229,9 @@ impl<'p, 'r> Pass<'p, 'r> {
         for ((record, id), state) in linked.iter().zip(states) {
             // Only the record the link names (not a stray copy carrying the
             // same NetSuite id), and only once (the overlap window re-reads it).
-            let Some(state) = state.filter(|s| s.sf.as_deref() == Some(record.id.as_str()) && !s.sf_deleted) else {
+            // Nor one NetSuite deleted: the connector deleted it in Salesforce.
+            let mine = |s: &RecordState| s.sf.as_deref() == Some(record.id.as_str()) && !s.sf_deleted;
+            let Some(state) = state.filter(|s| mine(s) && s.src != DELETED) else {
                 self.done.borrow_mut().push(record.id.clone());
                 continue;
             };
@@ -277,6 +279,12 @@ impl<'p, 'r> Pass<'p, 'r> {
             // may be that run's output rather than an edit, so NetSuite, the
             // system of record, decides (the forward pass writes it again).
             if state.as_ref().is_some_and(super::in_flight::is_in_doubt) {
+                continue;
+            }
+            // Deleted in NetSuite: the change is the connector's own deletion
+            // flag (an echo), or an edit of a vendor NetSuite no longer has.
+            if state.as_ref().is_some_and(|s| s.src == DELETED) {
+                self.done.borrow_mut().push(record.id.clone());
                 continue;
             }
             let base = state.as_ref().and_then(given_fields);
