@@ -268,6 +268,43 @@ async fn a_netsuite_validation_error_names_the_vendor_and_the_field() {
     assert_eq!(bed.netsuite.record_writes(), writes_before + 1);
 }
 
+/// A payment term NetSuite has no term for is that record's problem: it
+/// fails naming the record and the value, and everything else goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_term_netsuite_lacks_fails_only_that_vendor() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let edited = salesforce_edit(&bed, ids[0], json!({"Payment_Terms__c": "Bogus Terms"}));
+    salesforce_edit(&bed, ids[1], json!({"Phone__c": "+15550666"}));
+    bed.clock.advance(Duration::from_secs(1));
+    let born = bed
+        .salesforce
+        .create_by_hand("Vendor__c", fields(json!({"Name": "SF Born Vendor", "Payment_Terms__c": "Net 45"})));
+    let fine =
+        bed.salesforce.create_by_hand("Vendor__c", fields(json!({"Name": "Fine Vendor", "Phone__c": "+15550777"})));
+    let vendors = bed.netsuite.vendor_count().unwrap();
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 2, "{:?}", rows(&bed, &report.run_id));
+    let all = rows(&bed, &report.run_id);
+    for sf in [&edited, &born] {
+        let row = all.iter().find(|r| r.salesforce_id.as_deref() == Some(sf) && r.outcome == "failed").unwrap();
+        let error = row.error.clone().unwrap_or_default();
+        assert!(error.contains(&format!("Vendor__c {sf}")) && error.contains("no NetSuite payment term"), "{error}");
+    }
+    assert_eq!(bed.netsuite.vendor_field(ids[1], "phone").unwrap().as_deref(), Some("+15550666"));
+    assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + 1, "the fine new vendor is created");
+    assert!(bed.netsuite.vendor_id_by_external_id(&fine).unwrap().is_some());
+
+    // Given a term NetSuite has, both go through.
+    bed.clock.advance(Duration::from_secs(1));
+    bed.salesforce.edit_by_hand("Vendor__c", &edited, fields(json!({"Payment_Terms__c": "Net 30"})));
+    bed.salesforce.edit_by_hand("Vendor__c", &born, fields(json!({"Payment_Terms__c": "Net 30"})));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 0, "{:?}", rows(&bed, &report.run_id));
+    assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_deleted_in_salesforce_is_inactivated_in_netsuite_and_stays_out_until_reactivated() {
     let (bed, ids) = synced(4, "netsuite").await;

@@ -137,7 +137,9 @@ impl WritebackMapping {
                 (Some(t), Some(Reference::Term)) => match term_id(&t) {
                     Some(id) => json!({ "id": id }),
                     None => {
-                        return Err(ConnectorError::Config(format!(
+                        // The record's value, not the setup, is wrong: that
+                        // record fails (queued for replay), the others go on.
+                        return Err(ConnectorError::NetSuite(format!(
                             "{}: no NetSuite payment term is named `{t}`; use one of the names in Setup > \
                              Accounting > Accounting Lists > Term, or add the term in NetSuite",
                             f.source

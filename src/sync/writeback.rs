@@ -184,8 +184,9 @@ impl<'p, 'r> Pass<'p, 'r> {
         Ok(self.terms.borrow().as_ref().and_then(|t| t.get(name).cloned()))
     }
 
-    /// The REST body for `changed`, terms resolved.
-    fn body(&self, changed: &Map<String, Value>, agreed: &Map<String, Value>) -> Result<Map<String, Value>> {
+    /// The REST body for `changed` of Salesforce record `sf`, terms resolved;
+    /// a value NetSuite cannot take fails naming the record.
+    fn body(&self, sf: &str, changed: &Map<String, Value>, agreed: &Map<String, Value>) -> Result<Map<String, Value>> {
         // Resolve every term name first: the body builder's lookup cannot fail.
         let mut names: HashMap<String, Option<String>> = HashMap::new();
         for f in self.section.field.iter().filter(|f| f.reference == Some(crate::mapping::writeback::Reference::Term)) {
@@ -193,7 +194,9 @@ impl<'p, 'r> Pass<'p, 'r> {
                 names.insert(name.clone(), self.term_id(name)?);
             }
         }
-        self.section.body(changed, agreed, &|name| names.get(name).cloned().flatten())
+        self.section
+            .body(changed, agreed, &|name| names.get(name).cloned().flatten())
+            .map_err(|e| e.with_prefix(&format!("{} {sf}: ", self.sobject)))
     }
 
     fn page(&self, records: &[Changed]) -> Result<()> {
@@ -449,7 +452,7 @@ impl<'p, 'r> Pass<'p, 'r> {
 
     /// PATCHes the fields Salesforce won to the NetSuite record.
     fn write(&self, id: &str, sf: &str, merged: &Merged, base: Option<&Map<String, Value>>) -> Result<AuditEntry> {
-        let body = self.body(&merged.to_netsuite, &merged.agreed)?;
+        let body = self.body(sf, &merged.to_netsuite, &merged.agreed)?;
         let replace = replaces_address(&body).then_some("addressBook");
         let what = format!("update of NetSuite {} {id} from Salesforce {sf}", self.kind);
         self.run.source.write_record(&self.section.record, &RecordRef::Id(id.to_string()), &body, replace, &what)?;
@@ -485,7 +488,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                 .iter()
                 .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
                 .collect();
-            let outcome = self.body(&values, &record.fields).and_then(|mut body| {
+            let outcome = self.body(&record.id, &values, &record.fields).and_then(|mut body| {
                 for (k, v) in &self.section.defaults {
                     body.entry(k.clone()).or_insert_with(|| v.clone());
                 }
