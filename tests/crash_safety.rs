@@ -56,6 +56,16 @@ async fn a_sync_killed_at_any_point_resumes_with_exactly_one_record_per_netsuite
     assert_eq!(left, 0, "no killed run stays \"running\" in the run log");
 
     assert_eq!(bed.salesforce.count("Account"), 50_000, "exactly one Account per NetSuite customer");
+    // And each has its write audited: a kill never left a saved state
+    // without the audit row of the write it records.
+    let audited: i64 = conn
+        .query_row(
+            "SELECT COUNT(DISTINCT netsuite_id) FROM audit WHERE kind = 'customer' AND outcome IN ('created', 'updated')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 50_000, "every customer's write is audited");
     for (id, name) in &edits {
         assert_eq!(bed.sf("Account", *id).1["Name"], name.as_str(), "customer {id} has its latest name");
     }

@@ -114,8 +114,11 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     // waiting (deferred or failed) must not follow it.
     let settled: Vec<&str> = unchanged.iter().map(|(id, _)| *id).collect();
     run.queues.remove(kind, &settled)?;
-    run.state.save_records(kind, unchanged)?;
+    // Audit first: the host commits calls in order, so a run killed in
+    // between leaves an audit row and no state (the record is written and
+    // audited again), never a state no audit row explains.
     run.audit(audit);
+    run.state.save_records(kind, unchanged)?;
     Ok(staged)
 }
 

@@ -166,8 +166,9 @@ impl Writer for Salesforce {
                 }
             }
         }
-        run.state.save_records(kind, done)?;
+        // Audit first (see `stage`).
         run.audit(audit);
+        run.state.save_records(kind, done)?;
         // Salesforce took their children (or the links to them) along.
         super::children::refresh(run, kind, &gone)?;
         ended
@@ -278,9 +279,10 @@ fn record_outcomes(
         }
     }
     let landed: Vec<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
+    // Audit first (see `stage`).
+    run.audit(audit);
     run.state.save_records(kind, new_states)?;
     run.queues.remove(kind, &landed)?;
-    run.audit(audit);
     relink(run, kind, &anew)
 }
 
@@ -337,9 +339,10 @@ fn record_parked(
         }
     }
     let landed: Vec<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
+    // Audit first (see `stage`).
+    run.audit(audit);
     run.state.save_records(kind, new_states)?;
     run.queues.remove(kind, &landed)?;
-    run.audit(audit);
     relink(run, kind, &anew)?;
     Ok((n, again))
 }

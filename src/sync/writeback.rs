@@ -260,8 +260,9 @@ impl<'p, 'r> Pass<'p, 'r> {
                 }
             }
         }
-        run.state.save_records(self.kind, states_out)?;
+        // Audit first (see `stage`).
         run.audit(audit);
+        run.state.save_records(self.kind, states_out)?;
         Ok(())
     }
 
@@ -429,8 +430,9 @@ impl<'p, 'r> Pass<'p, 'r> {
                 },
             ));
         }
-        run.state.save_records(self.kind, states_out)?;
+        // Audit first (see `stage`).
         run.audit(audit);
+        run.state.save_records(self.kind, states_out)?;
         Ok(())
     }
 
@@ -557,8 +559,9 @@ impl<'p, 'r> Pass<'p, 'r> {
                 },
             ));
         }
-        run.state.save_records(self.kind, states)?;
+        // Audit first (see `stage`).
         run.audit(audit);
+        run.state.save_records(self.kind, states)?;
         Ok(())
     }
 }
