@@ -399,7 +399,9 @@ impl Mapping {
 fn evaluate(rule: &Rule, record: &NetSuiteRecord) -> std::result::Result<Option<Value>, String> {
     let text = |s: &str| Some(Value::String(s.to_string()));
     if let Some(col) = &rule.copy {
-        return Ok(record.field(col).and_then(text));
+        // Blank is empty: the value is written trimmed, so spaces alone
+        // would become null instead of trying the next rule.
+        return Ok(record.field(col).filter(|v| !v.trim().is_empty()).and_then(text));
     }
     if let Some(cols) = &rule.join {
         let sep = rule.separator.as_deref().unwrap_or(" ");

@@ -48,6 +48,12 @@ fn person_customer_uses_first_and_last_name_then_falls_back() {
     assert_eq!(m.target.fields["Name"], json!("CUST-8"));
     let err = Mapping::default().map(&record(RecordKind::Customer, "9", &[])).unwrap_err().to_string();
     assert!(err.contains("customer 9: Account.Name (required)") && err.contains("companyname"), "{err}");
+    // A name of spaces alone is no name: the next rule gives it, or the record fails as required.
+    let m = map(RecordKind::Customer, "10", &[("companyname", "   "), ("entityid", "CUST-10")]);
+    assert_eq!(m.target.fields["Name"], json!("CUST-10"));
+    let blank = record(RecordKind::Customer, "11", &[("companyname", " \t ")]);
+    let err = Mapping::default().map(&blank).unwrap_err().to_string();
+    assert!(err.contains("customer 11: Account.Name (required)"), "{err}");
 }
 
 #[test]
