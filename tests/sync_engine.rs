@@ -152,6 +152,30 @@ async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
     assert_eq!(next.counts("customer").read, 0);
 }
 
+/// A kind asked for that the mapping does not map is one configuration
+/// error before anything is read, not a failure per record; a mapping that
+/// maps nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_the_mapping_lacks_is_refused_before_anything_is_read() {
+    let bed = bed(20).start().await;
+    let customers_only = netsuite_salesforce::mapping::DEFAULT_MAPPING.split("\n[contact]").next().unwrap();
+    bed.tenant.set_override("mapping_toml", customers_only);
+    let queries = bed.netsuite.queries();
+    let contact = [host_harness::host::RecordKind::Contact];
+    let report = bed.bed.sync_kinds(support::runtime(), SyncMode::Incremental, &contact).await;
+    let report = report.unwrap();
+    let error = report.error.clone().expect("refused");
+    assert!(error.contains("no [contact] section"), "{error}");
+    assert_eq!(report.counts("contact").read, 0);
+    assert_eq!(bed.netsuite.queries(), queries, "nothing read");
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.salesforce.count("Account"), 20, "the kinds it maps sync");
+
+    bed.tenant.set_override("mapping_toml", "# only a comment\n");
+    let error = bed.sync().await.error.expect("refused");
+    assert!(error.contains("maps nothing"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that_run_wrote() {
     let bed = support::one_request_at_a_time(3000).start().await;

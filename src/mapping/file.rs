@@ -192,6 +192,13 @@ impl MappingFile {
     }
 
     fn check(&self) -> Result<()> {
+        if RecordKind::ALL.iter().all(|k| self.object(*k).is_none()) {
+            return Err(ConnectorError::Config(
+                "the mapping file maps nothing: give it a [customer], [contact] or [vendor] section (leave the \
+                 mapping unset for the shipped one)"
+                    .into(),
+            ));
+        }
         for kind in RecordKind::ALL {
             let Some(object) = self.object(kind) else { continue };
             if !valid_api_name(&object.sobject) {

@@ -73,6 +73,13 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
     } else {
         request.kinds.clone()
     };
+    // A kind asked for and not mapped would fail record by record.
+    if let Some(kind) = kinds.iter().find(|k| !settings.mapping.maps(**k)) {
+        return empty(crate::model::ConnectorError::Config(format!(
+            "the run asks for {kind} records, but the mapping has no [{kind}] section: add one, or leave {kind} out \
+             of the kinds to sync"
+        )));
+    }
     parents_first(&mut kinds);
 
     let stores = [host.state, host.queues, host.in_flight].map(dry_host::ReadOnly);
