@@ -222,6 +222,27 @@ impl Reader<'_> {
         })
     }
 
+    /// A URL setting, if set: http or https with a host, its trailing `/`
+    /// cut. Checked here, else a typo is retried as a network outage.
+    fn url(&self, name: &str) -> Result<Option<String>> {
+        let Some(text) = self.optional(name)? else { return Ok(None) };
+        let bad = |why: &str| {
+            ConnectorError::Config(format!(
+                "setting `{name}` is `{}`: {why}; give a URL such as https://host.example ({})",
+                text.escape_debug(),
+                declared(name).help
+            ))
+        };
+        let parsed = url::Url::parse(&text).map_err(|e| bad(&format!("not a URL ({e})")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("only http and https are spoken"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("it names no host"));
+        }
+        Ok(Some(text.trim_end_matches('/').to_string()))
+    }
+
     /// A number: the value, else the declared default.
     fn number<T: std::str::FromStr>(&self, name: &str) -> Result<T> {
         let text = self
@@ -317,8 +338,8 @@ impl Settings {
                 "setting `netsuite_account_id` is `{account_id}`: an account id has only letters, digits and `_`"
             )));
         }
-        let base_url = match r.optional("netsuite_base_url")? {
-            Some(url) => url.trim_end_matches('/').to_string(),
+        let base_url = match r.url("netsuite_base_url")? {
+            Some(url) => url,
             None => netsuite_host_for_account(&account_id),
         };
         let page_size: u32 = r.number("netsuite_page_size")?;
@@ -386,14 +407,17 @@ impl Settings {
                 client_id,
                 username: r.required("salesforce_username")?,
                 private_key_pem: r.required("salesforce_private_key")?,
-                audience: r.optional("salesforce_jwt_audience")?.map(|a| a.trim_end_matches('/').to_string()),
+                audience: r.url("salesforce_jwt_audience")?,
             },
             _ => {
                 SalesforceGrant::ClientCredentials { client_id, client_secret: r.required("salesforce_client_secret")? }
             }
         };
         let salesforce = SalesforceSettings {
-            login_url: r.required("salesforce_login_url")?.trim_end_matches('/').to_string(),
+            login_url: match r.url("salesforce_login_url")? {
+                Some(url) => url,
+                None => r.required("salesforce_login_url")?,
+            },
             grant,
             api_version: api_version(&r)?,
             max_api_share: r.number("salesforce_max_api_share")?,
@@ -479,6 +503,28 @@ mod tests {
         assert!(err.contains("`netsuite_token_secret` is missing"), "{err}");
         m.insert("netsuite_token_secret", "ts");
         assert!(matches!(Settings::load(&Map(m)).unwrap().netsuite.auth, NetSuiteAuth::Tba { .. }));
+    }
+
+    #[test]
+    fn a_url_setting_that_is_no_http_url_is_refused_naming_it() {
+        for (name, value, why) in [
+            ("salesforce_login_url", "not a url", "not a URL"),
+            ("netsuite_base_url", "127.0.0.1", "not a URL"),
+            ("netsuite_base_url", "ftp://files.example", "only http and https"),
+            ("salesforce_jwt_audience", "https://", "not a URL"),
+        ] {
+            let mut m = base();
+            m.insert(name, value);
+            if name == "salesforce_jwt_audience" {
+                m.extend([
+                    ("salesforce_grant", "jwt_bearer"),
+                    ("salesforce_username", "u"),
+                    ("salesforce_private_key", "k"),
+                ]);
+            }
+            let err = Settings::load(&Map(m)).unwrap_err().to_string();
+            assert!(err.contains(&format!("setting `{name}` is `{value}`")) && err.contains(why), "{err}");
+        }
     }
 
     #[test]
