@@ -1,7 +1,8 @@
 //! Writes through NetSuite's REST record API (`/services/rest/record/v1`):
 //! PATCH by internal id, and PUT by external id, which creates the record
 //! when it is missing and updates it otherwise, so a create repeated after
-//! a crash finds the record it made instead of making a second one.
+//! a crash finds the record it made instead of making a second one. Also a
+//! record's modification time in UTC, which SuiteQL does not give.
 
 use super::{Auth, NetSuiteSource, errors, suiteql};
 use crate::http::retry::Sent;
