@@ -46,6 +46,15 @@ pub const RULES: &[Rule] = &[
         action: Action::Retry,
         why: "Salesforce is unavailable or had a server error (5xx, e.g. 503 SERVER_UNAVAILABLE)",
     },
+    // A single-record write (write-back's PATCH by Id) refused for a lock
+    // another transaction held past Salesforce's own wait: a few more tries.
+    // Collections answer 200 with the code per record (see `worth_another_attempt`).
+    Rule {
+        status: Status::Exact(400),
+        body_contains: Some("UNABLE_TO_LOCK_ROW"),
+        action: Action::RetryFew(2),
+        why: "another transaction held the record (UNABLE_TO_LOCK_ROW)",
+    },
 ];
 
 /// Record errors that say "try again later", not "this record is wrong": a
@@ -148,6 +157,11 @@ mod tests {
             (503, r#"[{"message":"Server too busy","errorCode":"SERVER_UNAVAILABLE"}]"#, Some(Action::Retry)),
             (429, "", Some(Action::Retry)),
             (400, r#"[{"message":"No such column","errorCode":"INVALID_FIELD"}]"#, None),
+            (
+                400,
+                r#"[{"message":"unable to obtain exclusive access to this record","errorCode":"UNABLE_TO_LOCK_ROW"}]"#,
+                Some(Action::RetryFew(2)),
+            ),
         ];
         for (status, body, expected) in cases {
             assert_eq!(classify(RULES, &response(status, body)).map(|r| r.action), expected, "{status} {body}");
