@@ -121,10 +121,19 @@ pub fn verify(
     // into the window.
     let skew = now.checked_sub(timestamp);
     if skew.is_none_or(|s| s.unsigned_abs() > tolerance_secs.max(0).unsigned_abs()) {
-        let when = skew.map_or_else(|| format!("at t={timestamp}, centuries"), |s| format!("{s} s"));
+        // The age is now - t: positive is in the past. It overflows only for
+        // a t far below now (now itself is a sane clock).
+        let when = match skew {
+            None => format!("at t={timestamp}, centuries ago"),
+            Some(age) if age >= 0 => format!("{age} s ago"),
+            Some(age) => format!("{} s in the future", age.unsigned_abs()),
+        };
         return Err(Answer::error(
             401,
-            format!("the event was signed {when} from now; more than {tolerance_secs} s is refused as a replay"),
+            format!(
+                "the event was signed {when}; more than {tolerance_secs} s either way is refused as a replay: \
+                 check the clocks of NetSuite and this host"
+            ),
         ));
     }
     if header(headers, "content-type").is_some_and(|c| !c.to_ascii_lowercase().starts_with("application/json")) {
@@ -246,6 +255,13 @@ mod tests {
             assert!(answer.status == 401 && answer.body.contains("replay"), "t={t}: {answer:?}");
         }
         assert!(verify(&signed(body, now + 300), body.as_bytes(), SECRET, now, 300).is_ok());
+        // The message says which way the clocks are apart.
+        let past = verify(&signed(body, now - 1000), body.as_bytes(), SECRET, now, 300).unwrap_err();
+        assert!(past.body.contains("signed 1000 s ago;"), "{past:?}");
+        let future = verify(&signed(body, now + 1000), body.as_bytes(), SECRET, now, 300).unwrap_err();
+        assert!(future.body.contains("signed 1000 s in the future;"), "{future:?}");
+        let ancient = verify(&signed(body, i64::MIN), body.as_bytes(), SECRET, now, 300).unwrap_err();
+        assert!(ancient.body.contains("centuries ago"), "{ancient:?}");
         assert!(verify(&signed(body, i64::MIN + 1), body.as_bytes(), SECRET, i64::MIN, 300).is_ok());
     }
 

@@ -322,3 +322,53 @@ async fn the_compiled_component_is_cached_a_damaged_entry_replaced_and_a_shared_
     assert!(stderr.contains("not using the compiled-component cache"), "{stderr}");
     assert_eq!(std::fs::read(entry).unwrap(), b"not a compiled component");
 }
+
+/// A failing command whose standard error is a closed pipe (`2>&1
+/// >/dev/null | true`) exits with its error code, not a panic's.
+#[test]
+fn an_error_written_to_a_closed_standard_error_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "tenant = \"acme\"\n[settings\n").unwrap();
+    // Closed before the child starts: its first write to stderr fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(connector_binary())
+        .args(["sync", "--config", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env_remove("CONNECTOR_MASTER_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}
+
+/// `connector serve` reloads its tenants directory every few seconds: a
+/// broken file is logged when it appears or changes, not at every reload.
+#[test]
+fn a_broken_tenant_file_is_logged_once_per_change_not_at_every_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.toml");
+    std::fs::write(&file, "tenant = \"acme\"\n[settings\n").unwrap();
+    let server = host_harness::serve::Server::new(dir.path().to_path_buf(), support::runtime());
+    let logged = |server: &host_harness::serve::Server| {
+        let reload = server.reload();
+        assert_eq!(reload.errors.len(), 1, "still reported: {reload:?}");
+        assert!(reload.errors[0].contains("broken.toml"), "{reload:?}");
+        reload.new_errors.len()
+    };
+    assert_eq!(logged(&server), 1, "logged when found");
+    assert_eq!(logged(&server), 0, "not again while the file is as it was");
+    assert_eq!(logged(&server), 0);
+    // Saved again as it was: whoever saved it sees the error again.
+    let touched = std::fs::metadata(&file).unwrap().modified().unwrap() + std::time::Duration::from_secs(5);
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(touched).unwrap();
+    assert_eq!(logged(&server), 1, "logged when saved again");
+    assert_eq!(logged(&server), 0);
+    std::fs::write(&file, "tenant = \"acme\"\n[schedule\n").unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(touched).unwrap();
+    assert_eq!(logged(&server), 1, "logged when its content changes, whatever its time");
+    assert_eq!(logged(&server), 0);
+}

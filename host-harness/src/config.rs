@@ -51,6 +51,22 @@ pub struct HarnessConfig {
     pub events_per_minute: u32,
 }
 
+/// The keys of [`HarnessConfig`] (what a file holds outside [settings]).
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "tenant",
+    "data_dir",
+    "master_key_file",
+    "secrets_file",
+    "mapping_file",
+    "allowed_hosts",
+    "max_memory_mb",
+    "run_deadline_secs",
+    "max_cpu_ms",
+    "settings",
+    "schedule",
+    "events_per_minute",
+];
+
 /// `[schedule]`: a cron expression (five fields, or six with seconds first)
 /// or a fixed interval, plus a random delay that spreads tenants apart.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -197,6 +213,13 @@ impl HarnessConfig {
                      `connector secrets set --config <file> {name}` (it is kept encrypted)"
                 ),
                 Some(_) => {}
+                // A key of the file itself indented into [settings]: its
+                // nearest setting (`mapping_file` → `mapping_toml`) would
+                // take a different value, so name where it goes instead.
+                None if TOP_LEVEL_KEYS.contains(&name.as_str()) => bail!(
+                    "config [settings] holds `{name}`, which is not a setting but a key of the config file itself: \
+                     move it above the [settings] line (in a [[tenant]] table, above its [tenant.settings])"
+                ),
                 None => match catalog::closest(name, Scope::Connector) {
                     Some(known) => {
                         bail!("config [settings] holds `{name}`, which is not a setting: did you mean `{known}`?")
@@ -323,6 +346,19 @@ mod tests {
         assert!(err.contains("is a secret"), "{err}");
         let err = parse("tenant = \"acme\"\n[settings]\nsalesforce_private_key = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("is a secret"), "{err}");
+    }
+
+    #[test]
+    fn a_config_key_put_under_settings_is_sent_back_to_the_top_level() {
+        let err = parse("tenant = \"acme\"\n[settings]\nmapping_file = \"mapping.toml\"\n").unwrap_err().to_string();
+        assert!(err.contains("`mapping_file`") && err.contains("move it above the [settings] line"), "{err}");
+        assert!(!err.contains("mapping_toml"), "{err}");
+        // The list is the struct's keys: serde names them all when refusing
+        // an unknown one.
+        let err = toml::from_str::<HarnessConfig>("no_such_key = 0").unwrap_err().to_string();
+        let expected = err.split_once("expected one of").map(|(_, keys)| keys).unwrap_or_else(|| panic!("{err}"));
+        let fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        assert_eq!(fields, TOP_LEVEL_KEYS, "{err}");
     }
 
     #[test]

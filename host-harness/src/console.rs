@@ -25,11 +25,22 @@ macro_rules! outln {
     }};
 }
 
+/// `eprintln!` that ignores a standard error it cannot write to (a closed
+/// pipe) instead of panicking: the error being reported is the one that
+/// matters, and the exit code still says it.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
     if json {
         crate::outln!("{}", serde_json::to_string_pretty(report)?)?;
     } else if did_nothing(report) {
-        eprintln!(
+        crate::errln!(
             "error: run {} ({}) {}: {}",
             report.run_id,
             report.mode,
@@ -63,7 +74,7 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
             )?;
         }
         if let Some(e) = &report.error {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
         }
     }
     Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -106,7 +117,10 @@ pub fn init_logs(json: bool, verbose: bool) {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        // A closed standard error drops the event; reporting that on
+        // standard error would panic.
+        .log_internal_errors(false);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match json {
         true => registry.with(layer.json()).try_init(),

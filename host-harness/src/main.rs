@@ -9,12 +9,12 @@ use host_harness::config::{HarnessConfig, secret_names};
 use host_harness::console::{init_logs, print_report, show_progress};
 use host_harness::host::{RecordRef, ReplayScope, Runtime, SyncMode};
 use host_harness::ops;
-use host_harness::outln;
 use host_harness::scheduler::serve_schedule;
 use host_harness::scheduler::{Tenant, parse_kind};
 use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
 use host_harness::shutdown;
 use host_harness::store::Database;
+use host_harness::{errln, outln};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,7 +59,9 @@ enum Command {
         /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 1000)]
+        /// Customers to seed (twice as many contacts); the simulators hold
+        /// them in memory.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=200_000))]
         customers: u64,
         /// Keep the demo's database here instead of a fresh temporary directory.
         #[arg(long)]
@@ -516,9 +518,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 |r| r.get(0),
             )?;
             if !touched && report.status == "succeeded" && !json {
-                eprintln!(
-                    "nothing to replay: no failed or deferred write waits in this scope (`connector status` counts them)"
-                );
+                // Deferred writes whose parent is still missing stay put: say so.
+                let conn = tenant.database.connect()?;
+                let now = time::OffsetDateTime::now_utc();
+                let status = ops::status::tenant_status(&conn, &tenant.config.tenant, None, now)?;
+                match status.waiting.iter().map(|w| w.deferred).sum::<u64>() {
+                    0 => errln!(
+                        "nothing to replay: no failed or deferred write waits in this scope (`connector status` \
+                         counts them)"
+                    ),
+                    deferred => errln!(
+                        "nothing replayed: {deferred} deferred writes still wait for their parent to reach \
+                         Salesforce; they go once it is there (`connector status` lists them)"
+                    ),
+                }
             }
             print_report(&report, json)
         }
@@ -600,12 +613,12 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                 let rows: Vec<JsonRecord<'_>> = rows.iter().map(JsonRecord::from).collect();
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
-                eprintln!("no audit rows of tenant `{}` match", filter.tenant);
+                errln!("no audit rows of tenant `{}` match", filter.tenant);
                 // An outcome no row holds may be a typo: say which ones there are.
                 if let Some(outcome) = &filter.outcome {
                     let known = query::outcomes(&conn, &filter.tenant)?;
                     if !known.contains(outcome) {
-                        eprintln!(
+                        errln!(
                             "(no row has outcome `{outcome}`; its rows have: {})",
                             if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
                         );
@@ -616,7 +629,7 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                     writeln!(stdout, "{}", audit::text::line(r))?;
                 }
                 if let (true, Some(last)) = (rows.len() == limit as usize, rows.last()) {
-                    eprintln!("{} rows, newest first; older ones: add --before {}", rows.len(), last.seq);
+                    errln!("{} rows, newest first; older ones: add --before {}", rows.len(), last.seq);
                 }
             }
         }
@@ -653,14 +666,14 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
             match out {
                 None => {
                     let n = export::export(&conn, &filter, format, &mut stdout)?;
-                    eprintln!("exported {n} audit rows");
+                    errln!("exported {n} audit rows");
                 }
                 Some(path) => {
                     let file = std::fs::File::create(&path)
                         .with_context(|| format!("--out {}: cannot create the file", path.display()))?;
                     let n = export::export(&conn, &filter, format, file)
                         .with_context(|| format!("writing {}", path.display()))?;
-                    eprintln!("exported {n} audit rows to {}", path.display());
+                    errln!("exported {n} audit rows to {}", path.display());
                 }
             }
         }
@@ -713,7 +726,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

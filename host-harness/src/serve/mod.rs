@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use schedule::Schedule;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +58,10 @@ pub struct Reload {
     /// Files that could not be loaded, with why; a tenant that was running
     /// from an earlier version of the file keeps running from it.
     pub errors: Vec<String>,
+    /// Those of `errors` the previous reload did not report, or whose files
+    /// changed since (content or modification time): what is logged, so a
+    /// broken file is not logged again at every reload.
+    pub new_errors: Vec<String>,
 }
 
 pub struct Server {
@@ -66,11 +70,19 @@ pub struct Server {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Shutting down: reloads start nothing any more.
     closing: AtomicBool,
+    /// The stamps (see [`stamp`]) of the previous reload's errors.
+    reported: Mutex<BTreeSet<[u8; 32]>>,
 }
 
 impl Server {
     pub fn new(dir: PathBuf, runtime: &'static Runtime) -> Arc<Server> {
-        Arc::new(Server { dir, runtime, entries: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false) })
+        Arc::new(Server {
+            dir,
+            runtime,
+            entries: Mutex::new(BTreeMap::new()),
+            closing: AtomicBool::new(false),
+            reported: Mutex::new(BTreeSet::new()),
+        })
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -98,15 +110,21 @@ impl Server {
             return report;
         }
         let mut found: BTreeMap<String, (PathBuf, [u8; 32], HarnessConfig)> = BTreeMap::new();
-        let mut unreadable = std::collections::BTreeSet::new();
-        for file in tenant_files(&self.dir, &mut report.errors) {
+        let mut unreadable = BTreeSet::new();
+        // Each error with its stamp.
+        let mut errors: Vec<(String, [u8; 32])> = Vec::new();
+        let mut dir_errors = Vec::new();
+        let files = tenant_files(&self.dir, &mut dir_errors);
+        errors.extend(dir_errors.into_iter().map(|e| (e.clone(), stamp(&e, &[], None))));
+        for file in files {
             let loaded = HarnessConfig::load_all(&file).and_then(|configs| {
                 configs.into_iter().map(|config| Ok((fingerprint(&config)?, config))).collect::<Result<Vec<_>>>()
             });
             let configs = match loaded {
                 Ok(configs) => configs,
                 Err(e) => {
-                    report.errors.push(format!("{}: {e:#}", file.display()));
+                    let message = format!("{}: {e:#}", file.display());
+                    errors.push((message.clone(), stamp(&message, &[&file], None)));
                     unreadable.insert(file);
                     continue;
                 }
@@ -114,12 +132,13 @@ impl Server {
             for (print, config) in configs {
                 match found.get(&config.tenant) {
                     Some((other, _, _)) => {
-                        report.errors.push(format!(
+                        let message = format!(
                             "{}: tenant `{}` is already defined by {}; rename one of them",
                             file.display(),
                             config.tenant,
                             other.display()
-                        ));
+                        );
+                        errors.push((message.clone(), stamp(&message, &[&file, other], None)));
                         unreadable.insert(file.clone());
                     }
                     None => {
@@ -146,7 +165,7 @@ impl Server {
             if entries.get(&name).is_some_and(|e| e.fingerprint == print) {
                 continue;
             }
-            match self.start(file, print, config) {
+            match self.start(file.clone(), print, config) {
                 Ok(entry) => {
                     match entries.insert(name.clone(), entry) {
                         Some(old) => {
@@ -156,9 +175,22 @@ impl Server {
                         None => report.added.push(name),
                     };
                 }
-                Err(e) => report.errors.push(format!("tenant `{name}`: {e:#}")),
+                Err(e) => {
+                    let message = format!("tenant `{name}`: {e:#}");
+                    errors.push((message.clone(), stamp(&message, &[&file], Some(&print))));
+                }
             }
         }
+        drop(entries);
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let stamps: BTreeSet<[u8; 32]> = errors.iter().map(|(_, s)| *s).collect();
+        for (message, stamp) in errors {
+            if !reported.contains(&stamp) {
+                report.new_errors.push(message.clone());
+            }
+            report.errors.push(message);
+        }
+        *reported = stamps;
         report
     }
 
@@ -203,7 +235,7 @@ pub fn print_reload(r: &Reload) {
     for name in &r.removed {
         tracing::info!(tenant = %name, "tenant removed");
     }
-    for e in &r.errors {
+    for e in &r.new_errors {
         tracing::error!("{e}");
     }
 }
@@ -234,6 +266,35 @@ fn tenant_files(dir: &Path, errors: &mut Vec<String>) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// What an error arose from: its message, the state of the files it is
+/// about (content and modification time: saving a file again, even as it
+/// was, logs its error again for the one who saved it) and the tenant's
+/// fingerprint when it has one (its secrets, key or mapping changed).
+fn stamp(message: &str, files: &[&Path], fingerprint: Option<&[u8; 32]>) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    digest.update((message.len() as u64).to_le_bytes());
+    digest.update(message.as_bytes());
+    for file in files {
+        let modified = std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        digest.update(modified.to_le_bytes());
+        match std::fs::read(file) {
+            Ok(bytes) => {
+                digest.update((bytes.len() as u64).to_le_bytes());
+                digest.update(&bytes);
+            }
+            Err(_) => digest.update(u64::MAX.to_le_bytes()),
+        }
+    }
+    if let Some(fingerprint) = fingerprint {
+        digest.update(fingerprint);
+    }
+    digest.finalize().into()
 }
 
 /// A digest of everything a tenant is loaded from: its config (its own
