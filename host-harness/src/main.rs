@@ -494,6 +494,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Replay { config, run, record, json, component } => {
             let config = load(&config)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
+            let whole_queue = run.is_none() && record.is_none();
             let scope = match (run, record) {
                 (Some(run), _) => ReplayScope::Run(run),
                 (None, Some(r)) => {
@@ -522,7 +523,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let conn = tenant.database.connect()?;
                 let now = time::OffsetDateTime::now_utc();
                 let status = ops::status::tenant_status(&conn, &tenant.config.tenant, None, now)?;
-                match status.waiting.iter().map(|w| w.deferred).sum::<u64>() {
+                let deferred = status.waiting.iter().map(|w| w.deferred).sum::<u64>();
+                match if whole_queue { deferred } else { 0 } {
                     0 => errln!(
                         "nothing to replay: no failed or deferred write waits in this scope (`connector status` \
                          counts them)"

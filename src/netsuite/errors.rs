@@ -97,9 +97,8 @@ fn hint(status: u16, details: &str) -> Option<&'static str> {
         Some("A column in the query is not exposed to SuiteQL for this role or account: check the Records Catalog")
     } else if details.contains("UNEXPECTED_ERROR") {
         Some(
-            "NetSuite gives this for a column it cannot read as well as for a passing fault, and it persisted over \
-             three attempts: check the mapping's NetSuite columns (custom ones first) against the Records Catalog; \
-             the cursor is kept, so the next run resumes where this one stopped",
+            "NetSuite gives this for a column it cannot read as well as for a passing fault: if it persists, \
+             check the mapping's NetSuite columns (custom ones first) against the Records Catalog",
         )
     } else {
         None

@@ -609,3 +609,23 @@ async fn salesforce_edits_by_hand_move_the_stamps_a_poll_reads() {
     let (_, page) = soql(&sim, t, &all, None).await;
     assert_eq!(page["records"][0]["Id"], id.as_str(), "queryAll finds it in the Recycle Bin");
 }
+
+/// SuiteQL's times follow the user's time zone, set at any moment: rows
+/// seeded before it still change and read back in the new zone.
+#[tokio::test]
+async fn the_user_time_zone_can_change_after_rows_exist() {
+    let (sim, clock) = netsuite(5).await;
+    let ids = sim.seed_customers(3, 1).unwrap();
+    let token = token(&sim, &clock).await;
+    let q =
+        format!("SELECT TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS t FROM customer WHERE id = {}", ids[2]);
+    let (_, before) = suiteql(&sim, &token, &q, "", true).await;
+    sim.set_user_time_zone(3600);
+    sim.rename_customer_any(ids[0], "Renamed After The Zone Changed").unwrap();
+    sim.delete_record("customer", ids[1]).unwrap();
+    let (status, after) = suiteql(&sim, &token, &q, "", true).await;
+    assert_eq!(status, 200, "{after}");
+    let hour = |body: &Value| body["items"][0]["t"].as_str().unwrap()[11..13].parse::<u32>().unwrap();
+    assert_eq!(hour(&after), (hour(&before) + 1) % 24, "{before} {after}");
+    assert_eq!(sim.customer_field(ids[0], "companyname").unwrap().as_deref(), Some("Renamed After The Zone Changed"));
+}

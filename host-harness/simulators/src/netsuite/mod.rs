@@ -234,7 +234,11 @@ impl NetSuiteSim {
     /// API's `lastModifiedDate` stays ISO 8601 UTC (reference section 3,
     /// "Time zone").
     pub fn set_user_time_zone(&self, secs: i64) {
+        let db = self.db();
         self.inner.zone.store(secs, Ordering::Relaxed);
+        // Indexes on TO_CHAR(...) hold the old zone's text: rebuilt, or the
+        // next edit of a row finds no index entry for its old key.
+        db.execute_batch("REINDEX").expect("the simulator's tables reindex");
     }
 
     /// Runs `edit` once the `n`-th SuiteQL request has been answered (counted
