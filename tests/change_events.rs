@@ -85,6 +85,12 @@ async fn stale_oversized_and_malformed_events_are_refused() {
     assert_eq!(status, 400);
     assert!(body.contains("salesorder"), "{body}");
     assert_eq!(post(&hook, "{not json", WEBHOOK_SECRET, now).await.0, 400);
+    // A kind this tenant's mapping does not sync: no run would apply it.
+    let customers_only = netsuite_salesforce::mapping::DEFAULT_MAPPING.split("\n[contact]").next().unwrap();
+    bed.tenant.set_override("mapping_toml", customers_only);
+    let (status, body) = post(&hook, &event("vendor", 7), WEBHOOK_SECRET, now).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("no [vendor] section") && body.contains("not queued"), "{body}");
     assert_eq!(queued_events(&bed), 0);
     assert_eq!(bed.salesforce.writes(), 0);
 }

@@ -158,12 +158,18 @@ pub struct Settings {
 pub struct EventSettings {
     pub secret: String,
     pub tolerance_secs: i64,
+    /// An event for a kind it lacks is refused: no run would apply it.
+    pub mapping: crate::mapping::Mapping,
 }
 
 impl EventSettings {
     pub fn load(config: &dyn Config) -> Result<EventSettings> {
         let r = Reader { config };
-        Ok(EventSettings { secret: r.required("webhook_secret")?, tolerance_secs: r.number("webhook_tolerance_secs")? })
+        Ok(EventSettings {
+            secret: r.required("webhook_secret")?,
+            tolerance_secs: r.number("webhook_tolerance_secs")?,
+            mapping: crate::mapping::Mapping::load(r.optional("mapping_toml")?.as_deref())?,
+        })
     }
 }
 

@@ -225,6 +225,16 @@ pub fn receive(host: &Host<'_>, headers: &[(String, String)], body: &[u8]) -> An
         Ok(e) => e,
         Err(answer) => return answer,
     };
+    // Queued, it would wait for good: runs apply the kinds the mapping maps.
+    if !settings.mapping.maps(event.kind) {
+        let error = format!(
+            "this tenant's mapping has no [{kind}] section, so it does not sync {kind} records: the event for {kind} \
+             {} was not queued (stop sending {kind} events, or add the section)",
+            event.id,
+            kind = event.kind
+        );
+        return Answer { status: 422, body: serde_json::json!({ "error": error }).to_string() };
+    }
     // A replay (or a sender's retry) of an accepted event: answered, no work.
     let seen = events::SeenEvents::new(host.queues);
     match seen.is_repeat(&event) {
