@@ -177,6 +177,10 @@ impl<'p, 'r> Pass<'p, 'r> {
         }
     }
 
+    fn not_in_netsuite(&self, id: &str) -> ConnectorError {
+        ConnectorError::NetSuite(format!("{} {id} is not in NetSuite (deleted?)", self.kind))
+    }
+
     fn term_id(&self, name: &str) -> Result<Option<String>> {
         if self.terms.borrow().is_none() {
             *self.terms.borrow_mut() = Some(self.run.source.term_ids()?);
@@ -313,8 +317,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             let (record, id) = (records[i], id_refs[i]);
             let Some(ns_record) = netsuite.get(id) else {
                 // Deleted in NetSuite: the deletion reaches Salesforce the other way.
-                let e = ConnectorError::NetSuite(format!("{} {id} is not in NetSuite (deleted?)", self.kind));
-                audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
+                audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &self.not_in_netsuite(id)));
                 continue;
             };
             let mapped = match run.settings.mapping.map(ns_record) {
@@ -336,15 +339,11 @@ impl<'p, 'r> Pass<'p, 'r> {
             // gives NetSuite's in UTC too (one call per conflicting record).
             if self.policy == ConflictPolicy::Newest && !merged.conflicts.is_empty() {
                 let what = format!("the modification time of NetSuite {} {id}", self.kind);
-                match run.source.modified_utc(&self.section.record, id, &what) {
-                    Ok(Some(utc)) => {
+                let utc = run.source.modified_utc(&self.section.record, id, &what);
+                match utc.and_then(|t| t.ok_or_else(|| self.not_in_netsuite(id))) {
+                    Ok(utc) => {
                         merged = merge_by(&utc);
                         newest = Some(json!({ "netsuite": utc, "salesforce": salesforce_modified }));
-                    }
-                    Ok(None) => {
-                        let e = ConnectorError::NetSuite(format!("{} {id} is not in NetSuite (deleted?)", self.kind));
-                        audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
-                        continue;
                     }
                     Err(e) if e.is_about_data() => {
                         audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
