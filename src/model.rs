@@ -707,13 +707,16 @@ pub enum AuditAction {
     /// A NetSuite change not written: the record was deleted in Salesforce
     /// and is inactive in NetSuite.
     SkipDeletedInSalesforce,
+    /// Salesforce → NetSuite: a Salesforce edit not written back: NetSuite
+    /// deleted the record.
+    SkipDeletedInNetSuite,
     /// A field both sides changed: both values and the winner.
     Conflict,
 }
 
 impl AuditAction {
     /// Every action, for those who list them (the README).
-    pub const ALL: [AuditAction; 19] = [
+    pub const ALL: [AuditAction; 20] = [
         AuditAction::Write,
         AuditAction::BulkWrite,
         AuditAction::BulkResume,
@@ -732,6 +735,7 @@ impl AuditAction {
         AuditAction::Link,
         AuditAction::NetSuiteInactivate,
         AuditAction::SkipDeletedInSalesforce,
+        AuditAction::SkipDeletedInNetSuite,
         AuditAction::Conflict,
     ];
 
@@ -755,6 +759,7 @@ impl AuditAction {
             AuditAction::Link => "link",
             AuditAction::NetSuiteInactivate => "netsuite-inactivate",
             AuditAction::SkipDeletedInSalesforce => "skip-deleted-in-salesforce",
+            AuditAction::SkipDeletedInNetSuite => "skip-deleted-in-netsuite",
             AuditAction::Conflict => "conflict",
         }
     }
@@ -765,7 +770,8 @@ impl AuditAction {
             AuditAction::NetSuiteWrite
             | AuditAction::NetSuiteCreate
             | AuditAction::Link
-            | AuditAction::NetSuiteInactivate => "salesforce-to-netsuite",
+            | AuditAction::NetSuiteInactivate
+            | AuditAction::SkipDeletedInNetSuite => "salesforce-to-netsuite",
             _ => "netsuite-to-salesforce",
         }
     }

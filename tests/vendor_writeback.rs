@@ -376,16 +376,39 @@ async fn a_vendor_deleted_in_netsuite_is_not_written_back_to_netsuite() {
         bed.clock.advance(Duration::from_secs(1));
         bed.netsuite.delete_record("vendor", id).unwrap();
         let record_requests = bed.netsuite.record_requests();
-        for _ in 0..3 {
-            let report = bed.sync_all().await;
-            succeeded(&report);
-            assert_eq!(report.counts("vendor").failed, 0, "{action}: {:?}", rows(&bed, &report.run_id));
-            bed.clock.advance(Duration::from_secs(7));
-        }
+        let skips = async || {
+            let mut found = Vec::new();
+            for _ in 0..3 {
+                let report = bed.sync_all().await;
+                succeeded(&report);
+                assert_eq!(report.counts("vendor").failed, 0, "{action}: {:?}", rows(&bed, &report.run_id));
+                found.extend(actions(&rows(&bed, &report.run_id), "skip-deleted-in-netsuite"));
+                bed.clock.advance(Duration::from_secs(7));
+            }
+            found
+        };
+        // The connector's own flag comes back as a change: no entry for it.
+        let echoes = skips().await;
+        assert!(echoes.is_empty(), "{action}: {echoes:?}");
         assert_eq!(bed.netsuite.record_requests(), record_requests, "{action}: nothing sent to NetSuite");
         match action {
             "flag" => assert_eq!(bed.sf("Vendor__c", id).1["NetSuite_Deleted__c"], json!(true)),
             _ => assert!(bed.salesforce.find("Vendor__c", &id.to_string()).is_none()),
+        }
+        if action == "flag" {
+            // A user's later edit of the flagged Vendor__c cannot reach
+            // NetSuite; it is audited once (not again in the overlap).
+            let sf_id = salesforce_edit(&bed, id, json!({"Phone__c": "+15550199"}));
+            let found = skips().await;
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(
+                (found[0].netsuite_id.as_str(), found[0].salesforce_id.as_deref(), found[0].direction.as_str()),
+                (id.to_string().as_str(), Some(sf_id.as_str()), "salesforce-to-netsuite")
+            );
+            let change = &serde_json::from_str::<Value>(&found[0].transformations).unwrap()[0];
+            assert_eq!((&change["field"], &change["new"]), (&json!("Phone__c"), &json!("+15550199")), "{found:?}");
+            assert_ne!(change["old"], change["new"]);
+            assert_eq!(bed.netsuite.record_requests(), record_requests, "nothing sent to NetSuite");
         }
         let conn = bed.tenant.database.connect().unwrap();
         let status = host_harness::ops::status::tenant_status(&conn, "demo", None, time::OffsetDateTime::now_utc());

@@ -270,6 +270,14 @@ pub fn given_fields(state: &RecordState) -> Option<serde_json::Map<String, serde
     state.fields.as_ref().and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
+/// `fields` (a state's) with the deletion flag set, as a flagged record
+/// stands in Salesforce; None when they do not read as an object.
+pub fn flagged(fields: &serde_json::value::RawValue) -> Option<Box<serde_json::value::RawValue>> {
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(fields.get()).ok()?;
+    map.insert(crate::mapping::DELETED_FIELD.into(), serde_json::Value::Bool(true));
+    serde_json::value::to_raw_value(&map).ok()
+}
+
 pub struct State<'a> {
     kv: &'a dyn KeyValue,
     /// A dry run reads state and writes none.

@@ -6,7 +6,7 @@ use super::ledger::Ledger;
 use super::live::live_changes;
 use super::queues::{ParkedWrite, Queue, SavedJob};
 use super::run::{ParentRef, Run, Staged};
-use super::state::{DELETED, RecordState};
+use super::state::{DELETED, RecordState, flagged};
 use crate::mapping::TargetSpec;
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind,
@@ -152,11 +152,18 @@ impl Writer for Salesforce {
                 error: errors_text(&outcome),
             });
             if ok {
+                // A flagged record stays in Salesforce as last written, plus
+                // the flag: write-back tells a later edit of it from the
+                // flag's echo by these fields.
+                let fields = match action {
+                    AuditAction::FlagDeleted => st.fields.as_deref().and_then(flagged),
+                    _ => None,
+                };
                 let deleted = RecordState {
                     src: DELETED.into(),
                     dst: DELETED.into(),
                     sf: st.sf.clone(),
-                    fields: None,
+                    fields,
                     org: None,
                     sf_deleted: false,
                 };

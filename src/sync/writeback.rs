@@ -282,6 +282,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         let sources = self.section.sources();
         // Only records Salesforce changed since the base need NetSuite's side.
         let mut changed: Vec<(usize, Option<Map<String, Value>>)> = Vec::new();
+        let (mut audit, mut states_out) = (Vec::new(), Vec::new());
         for (i, (record, state)) in records.iter().zip(&states).enumerate() {
             // Put in doubt by a stopped run's write: what Salesforce holds
             // may be that run's output rather than an edit, so NetSuite, the
@@ -291,8 +292,11 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             // Deleted in NetSuite: the change is the connector's own deletion
             // flag (an echo), or an edit of a vendor NetSuite no longer has.
-            if state.as_ref().is_some_and(|s| s.src == DELETED) {
+            if let Some(gone) = state.as_ref().filter(|s| s.src == DELETED) {
                 self.done.borrow_mut().push(record.id.clone());
+                let (entry, kept) = self.after_deletion(id_refs[i], record, gone, &sources);
+                audit.extend(entry);
+                states_out.extend(kept.map(|k| (id_refs[i].to_string(), k)));
                 continue;
             }
             let base = state.as_ref().and_then(given_fields);
@@ -305,14 +309,18 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
         }
         if changed.is_empty() {
-            return Ok(());
+            run.audit(audit);
+            return run.state.save_records(self.kind, states_out);
         }
         let wanted: Vec<&str> = changed.iter().map(|(i, _)| id_refs[*i]).collect();
         let columns = run.settings.mapping.columns(self.kind);
-        let netsuite: HashMap<String, NetSuiteRecord> =
-            run.source.fetch_many(self.kind, &wanted, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect();
-        let mut audit = Vec::new();
-        let mut states_out = Vec::new();
+        let netsuite = match run.source.fetch_many(self.kind, &wanted, &columns) {
+            Ok(rows) => rows.into_iter().map(|r| (r.id.clone(), r)).collect::<HashMap<String, NetSuiteRecord>>(),
+            Err(e) => {
+                run.audit(audit);
+                return Err(e);
+            }
+        };
         for (i, base) in changed {
             let (record, id) = (records[i], id_refs[i]);
             let Some(ns_record) = netsuite.get(id) else {
@@ -435,6 +443,41 @@ impl<'p, 'r> Pass<'p, 'r> {
         Ok(())
     }
 
+    /// A Salesforce change to a record NetSuite deleted: the deletion flag's
+    /// echo (nothing to do), or an edit no NetSuite record can take, audited
+    /// once. Returns the entry and the state that remembers what Salesforce
+    /// now holds, so the next poll's overlap does not audit it again.
+    fn after_deletion(
+        &self,
+        id: &str,
+        record: &Changed,
+        state: &RecordState,
+        sources: &[String],
+    ) -> (Option<AuditEntry>, Option<RecordState>) {
+        let base = given_fields(state);
+        let was = |f: &String| base.as_ref().and_then(|b| b.get(f));
+        let edits: Vec<Value> = sources
+            .iter()
+            .filter(|f| !merge::same(record.fields.get(*f), was(f)))
+            .map(|f| json!({ "field": f, "rule": "deleted-in-netsuite", "old": was(f), "new": record.fields.get(f) }))
+            .collect();
+        if base.is_some() && edits.is_empty() {
+            return (None, None);
+        }
+        // Without a base (a state kept before bases were, or a record
+        // restored from the Recycle Bin) the change may be the echo: taken
+        // as the base, not audited.
+        let entry = base
+            .is_some()
+            .then(|| self.entry(AuditAction::SkipDeletedInNetSuite, id, &record.id, "unchanged", Value::Array(edits)));
+        let mut holds = base.unwrap_or_default();
+        for f in sources {
+            holds.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
+        }
+        let fields = serde_json::value::to_raw_value(&holds).ok();
+        (entry, Some(RecordState { fields, ..state.clone() }))
+    }
+
     /// A dry run's entry for fields one side would take (none: no entry).
     fn plan(&self, action: PlanAction, id: &str, fields: &Map<String, Value>, before: Option<&Map<String, Value>>) {
         if fields.is_empty() {
@@ -528,6 +571,8 @@ impl<'p, 'r> Pass<'p, 'r> {
             self.done.borrow_mut().push(record.id.clone());
             made.push((id, record));
         }
+        // Audit first (see `stage`), and before the read below, which may fail.
+        run.audit(audit);
         // Record states, so neither side's copy of the new record comes back
         // as a change: NetSuite's record as the mapping gives it, with the
         // values Salesforce holds.
@@ -558,8 +603,6 @@ impl<'p, 'r> Pass<'p, 'r> {
                 },
             ));
         }
-        // Audit first (see `stage`).
-        run.audit(audit);
         run.state.save_records(self.kind, states)?;
         Ok(())
     }
