@@ -57,18 +57,27 @@ fn salesforce_edit(bed: &Bed, netsuite_id: i64, edit: Value) -> String {
 async fn a_salesforce_edit_reaches_netsuite_once_and_never_echoes() {
     let (bed, ids) = synced(5, "netsuite").await;
     let id = ids[2];
+    let lines = |bed: &Bed| -> Vec<Value> {
+        let vendor = bed.netsuite.vendor(id).unwrap().expect("the vendor");
+        vendor["addressBook"]["items"].as_array().cloned().unwrap_or_default()
+    };
+    let billing = |lines: &[Value]| lines.iter().find(|l| l["defaultBilling"] == json!(true)).cloned();
+    let before = lines(&bed);
+    assert!(before.len() > 1, "the vendor has other addresses than its default billing one: {before:?}");
     salesforce_edit(&bed, id, json!({"Phone__c": "+15550100", "City__c": "Dallas"}));
     let report = bed.sync_all().await;
     succeeded(&report);
     assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550100"));
-    let vendor = bed.netsuite.vendor(id).unwrap().expect("the vendor");
-    let default_address = vendor["addressBook"]["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|line| line["defaultBilling"] == json!(true))
-        .expect("a default billing line");
-    assert_eq!(default_address["addressBookAddress"]["city"], json!("Dallas"));
+    // The default billing line changed in place; the vendor's other
+    // addresses and that line's other flags are kept.
+    let after = lines(&bed);
+    let (was, now) = (billing(&before).expect("a default billing line"), billing(&after).expect("still one"));
+    assert_eq!(now["addressBookAddress"]["city"], json!("Dallas"));
+    assert_eq!((&now["id"], &now["defaultShipping"]), (&was["id"], &was["defaultShipping"]));
+    let others = |lines: &[Value]| -> Vec<Value> {
+        lines.iter().filter(|l| l["defaultBilling"] != json!(true)).cloned().collect()
+    };
+    assert_eq!(others(&after), others(&before));
     let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0].netsuite_id, id.to_string());
@@ -201,6 +210,9 @@ async fn newest_compares_edit_times_in_utc_whatever_the_netsuite_users_time_zone
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_created_in_salesforce_appears_in_netsuite_once_even_when_the_link_fails() {
     let (bed, _) = synced(2, "netsuite").await;
+    // The upsert's Location names the vendor by external id, not by the
+    // internal id the connector links: it finds that by the external id.
+    bed.netsuite.set_upsert_location_by_external_id(true);
     let before = bed.netsuite.vendor_count().unwrap();
     bed.clock.advance(Duration::from_secs(1));
     let sf_id = bed.salesforce.create_by_hand(

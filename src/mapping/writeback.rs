@@ -158,21 +158,23 @@ impl WritebackMapping {
             }
         }
         if !address.is_empty() {
-            // The default billing line, replacing the book's lines (the
-            // request carries `replace=addressBook`): see `replaces_address`.
+            // The default billing line; its other flags stay as they are.
+            // Unkeyed it is added: see `address_line` for an update.
             body.insert(
                 "addressBook".into(),
-                json!({ "items": [{ "defaultBilling": true, "defaultShipping": false, "addressBookAddress": address }] }),
+                json!({ "items": [{ "defaultBilling": true, "addressBookAddress": address }] }),
             );
         }
         Ok(body)
     }
 }
 
-/// Whether a body sets the address book, so the request must replace its
-/// lines instead of adding one.
-pub fn replaces_address(body: &Map<String, Value>) -> bool {
-    body.contains_key("addressBook")
+/// The address line a body sets, if any. An update keys it (`id`) to the
+/// record's default billing line, changed in place: NetSuite merges keyed
+/// lines and adds unkeyed ones, and `replace=addressBook` would drop the
+/// record's other addresses.
+pub fn address_line(body: &mut Map<String, Value>) -> Option<&mut Map<String, Value>> {
+    body.get_mut("addressBook")?.get_mut("items")?.get_mut(0)?.as_object_mut()
 }
 
 #[cfg(test)]
@@ -219,8 +221,8 @@ mod tests {
     fn an_address_edit_sends_the_whole_default_address() {
         let agreed = obj(json!({"Street__c": "1 Main St\nSuite 5", "City__c": "Austin", "Country__c": "US"}));
         let changed = obj(json!({"City__c": "Dallas"}));
-        let body = section().body(&changed, &agreed, &terms).unwrap();
-        assert!(replaces_address(&body));
+        let mut body = section().body(&changed, &agreed, &terms).unwrap();
+        assert_eq!(address_line(&mut body).map(|l| l.len()), Some(2));
         assert_eq!(
             body["addressBook"]["items"][0]["addressBookAddress"],
             json!({"addr1": "1 Main St", "addr2": "Suite 5", "city": "Dallas", "country": {"id": "US"}})

@@ -45,47 +45,59 @@ fn record_error(what: &str, response: &HttpResponse) -> ConnectorError {
     if response.status == 401 { ConnectorError::Auth(message) } else { ConnectorError::NetSuite(message) }
 }
 
-/// The internal id at the end of a `Location` header.
-pub fn id_from_location(location: &str) -> Option<String> {
-    let last = location.trim_end_matches('/').rsplit('/').next()?;
-    let last = last.split(['?', '#']).next()?;
-    (!last.is_empty() && last.chars().all(|c| c.is_ascii_digit())).then(|| last.to_string())
+/// The internal id at the end of a `Location` header naming a
+/// `record_type` record (`…/record/v1/vendor/4711`). Any other Location
+/// (an asynchronous job's, an external id) gives none.
+pub fn id_from_location(location: &str, record_type: &str) -> Option<String> {
+    let path = location.split(['?', '#']).next()?.trim_end_matches('/');
+    let mut segments = path.rsplit('/');
+    let (last, kind, version, api) = (segments.next()?, segments.next()?, segments.next()?, segments.next()?);
+    let record_path = api == "record" && version == "v1" && kind.eq_ignore_ascii_case(record_type);
+    (record_path && !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())).then(|| last.to_string())
 }
 
 impl NetSuiteSource<'_> {
     /// Writes `body` to one record: PATCH updates only the fields given,
-    /// PUT (by external id) creates or updates. `replace` names a sublist
-    /// whose lines the body replaces. Returns the record's internal id.
+    /// PUT (by external id) creates or updates. Returns the record's
+    /// internal id.
     pub fn write_record(
         &self,
         record_type: &str,
         target: &RecordRef,
         body: &Map<String, Value>,
-        replace: Option<&str>,
         what: &str,
     ) -> Result<String> {
         let method = match target {
             RecordRef::Id(_) => Method::Patch,
             RecordRef::External(_) => Method::Put,
         };
-        let mut url = format!("{}/services/rest/record/v1/{record_type}/{}", self.base_url, target.path()?);
-        if let Some(sublist) = replace {
-            url.push_str(&format!("?replace={sublist}"));
-        }
+        let url = format!("{}/services/rest/record/v1/{record_type}/{}", self.base_url, target.path()?);
         let payload = Rc::new(crate::http::Body::from(serde_json::to_vec(body).expect("a JSON map serializes")));
         let response = self.record_call(method, &url, Some(&payload))?;
-        if response.is_success() {
-            let id = response.header("location").and_then(id_from_location);
-            return match (id, target) {
-                (Some(id), _) => Ok(id),
-                (None, RecordRef::Id(id)) => Ok(id.clone()),
-                (None, RecordRef::External(_)) => Err(ConnectorError::NetSuite(format!(
-                    "{what}: NetSuite answered HTTP {} without the record's Location",
-                    response.status
-                ))),
-            };
+        if !response.is_success() {
+            return Err(record_error(what, &response));
         }
-        Err(record_error(what, &response))
+        let id = response.header("location").and_then(|l| id_from_location(l, record_type));
+        match (id, target) {
+            (Some(id), _) => Ok(id),
+            (None, RecordRef::Id(id)) => Ok(id.clone()),
+            // The documented answer names the record; whatever else came
+            // back, the external id finds it.
+            (None, RecordRef::External(eid)) => self.id_by_external_id(record_type, eid)?.ok_or_else(|| {
+                ConnectorError::NetSuite(format!(
+                    "{what}: NetSuite answered HTTP {} but has no {record_type} with external id {eid} yet; the \
+                     next run sends it again and finds the record by that id",
+                    response.status
+                ))
+            }),
+        }
+    }
+
+    /// The internal id of the `record_type` record with external id `eid`.
+    fn id_by_external_id(&self, record_type: &str, eid: &str) -> Result<Option<String>> {
+        let query = suiteql::external_id_query(record_type, eid)?;
+        let page = self.run_query(query, format!("SuiteQL read of the {record_type} with external id {eid}"))?;
+        Ok(page.rows.into_iter().find_map(|mut row| row.remove("id")))
     }
 
     /// When a record was last modified, in UTC (`YYYY-MM-DD HH:MM:SS`), from
@@ -98,16 +110,7 @@ impl NetSuiteSource<'_> {
             self.base_url,
             suiteql::internal_id(id)?
         );
-        let response = self.record_call(Method::Get, &url, None)?;
-        if response.status == 404 {
-            return Ok(None);
-        }
-        if !response.is_success() {
-            return Err(record_error(what, &response));
-        }
-        let record: Map<String, Value> = serde_json::from_slice(&response.body).map_err(|e| {
-            ConnectorError::NetSuite(format!("{what}: the record API answered with no JSON object ({e})"))
-        })?;
+        let Some(record) = self.read_record(&url, what)? else { return Ok(None) };
         let stamp = record.get("lastModifiedDate").and_then(Value::as_str).unwrap_or_default();
         let utc = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
             .map_err(|_| {
@@ -118,6 +121,36 @@ impl NetSuiteSource<'_> {
             })?
             .to_offset(time::UtcOffset::UTC);
         Ok(Some(suiteql::format_timestamp(time::PrimitiveDateTime::new(utc.date(), utc.time()))))
+    }
+
+    /// The key of a record's default billing address line (its `addressBook`
+    /// sublist), so a write changes that line in place: replacing the book
+    /// would drop the record's other addresses. None: no such line, or no
+    /// such record (the write that follows says which).
+    pub fn default_billing_line(&self, record_type: &str, id: &str, what: &str) -> Result<Option<Value>> {
+        let url = format!(
+            "{}/services/rest/record/v1/{record_type}/{}?expandSubResources=true",
+            self.base_url,
+            suiteql::internal_id(id)?
+        );
+        let Some(record) = self.read_record(&url, what)? else { return Ok(None) };
+        let lines = record.get("addressBook").and_then(|b| b.get("items")).and_then(Value::as_array);
+        let line = lines.into_iter().flatten().find(|l| l.get("defaultBilling") == Some(&Value::Bool(true)));
+        Ok(line.and_then(|l| l.get("id").or_else(|| l.get("internalId"))).filter(|k| !k.is_null()).cloned())
+    }
+
+    /// One record, read through the record API. None: no such record.
+    fn read_record(&self, url: &str, what: &str) -> Result<Option<Map<String, Value>>> {
+        let response = self.record_call(Method::Get, url, None)?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        if !response.is_success() {
+            return Err(record_error(what, &response));
+        }
+        serde_json::from_slice(&response.body)
+            .map(Some)
+            .map_err(|e| ConnectorError::NetSuite(format!("{what}: the record API answered with no JSON object ({e})")))
     }
 
     /// One record API call; a 401 under M2M gets a new token and one more
@@ -147,8 +180,6 @@ impl NetSuiteSource<'_> {
         }
     }
 
-    /// Payment terms by name (name → internal id), read once per run, page
-    /// by page by id until a page says there is no more.
     /// Internal ids of the `kind` records whose `column` names one of
     /// `parents` (a contact's company, say), read page by page by id.
     pub fn children_ids(&self, kind: RecordKind, column: &str, parents: &[&str]) -> Result<Vec<String>> {
@@ -170,6 +201,8 @@ impl NetSuiteSource<'_> {
         }
     }
 
+    /// Payment terms by name (name → internal id), read once per run, page
+    /// by page by id until a page says there is no more.
     pub fn term_ids(&self) -> Result<HashMap<String, String>> {
         let mut terms = HashMap::new();
         let mut after = 0;
@@ -199,9 +232,12 @@ mod tests {
     #[test]
     fn the_new_id_is_read_from_the_location() {
         let l = "https://123456.suitetalk.api.netsuite.com/services/rest/record/v1/vendor/4711";
-        assert_eq!(id_from_location(l).as_deref(), Some("4711"));
-        assert_eq!(id_from_location("/services/rest/record/v1/vendor/12/").as_deref(), Some("12"));
-        assert_eq!(id_from_location("/services/rest/record/v1/vendor/eid:abc"), None);
+        assert_eq!(id_from_location(l, "vendor").as_deref(), Some("4711"));
+        assert_eq!(id_from_location("/services/rest/record/v1/vendor/12/", "vendor").as_deref(), Some("12"));
+        assert_eq!(id_from_location("/services/rest/record/v1/vendor/eid:abc", "vendor"), None);
+        // An asynchronous job's Location, or another record type's, names no vendor.
+        assert_eq!(id_from_location("https://h/services/rest/async/v1/job/42", "vendor"), None);
+        assert_eq!(id_from_location("/services/rest/record/v1/customer/12", "vendor"), None);
     }
 
     #[test]

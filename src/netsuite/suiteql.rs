@@ -235,6 +235,19 @@ pub fn terms_query(after: u64) -> String {
     format!("SELECT t.id, t.name FROM term t WHERE t.id > {after} ORDER BY t.id")
 }
 
+/// The internal id of the `record_type` record (its table in SuiteQL, e.g.
+/// `vendor`) that carries external id `external_id`.
+pub fn external_id_query(record_type: &str, external_id: &str) -> Result<String> {
+    if record_type.is_empty() || !record_type.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(ConnectorError::Config(format!(
+            "`{}` is not a NetSuite record type SuiteQL can read (letters only, such as `vendor`)",
+            record_type.escape_debug()
+        )));
+    }
+    let table = record_type.to_ascii_lowercase();
+    Ok(format!("SELECT r.id FROM {table} r WHERE r.externalid = {}", quote_literal(external_id)?))
+}
+
 /// NetSuite's record type name in `deletedrecord.type`.
 fn deleted_type(kind: RecordKind) -> &'static str {
     kind.as_str()

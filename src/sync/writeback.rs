@@ -16,7 +16,7 @@ use super::queues::FailedWriteback;
 use super::run::Run;
 use super::state::{DELETED, RecordState, given_fields, hashed_payload};
 use crate::mapping::EXTERNAL_ID_FIELD;
-use crate::mapping::writeback::{WritebackMapping, replaces_address};
+use crate::mapping::writeback::{WritebackMapping, address_line};
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, ConnectorError, FieldChange, NetSuiteRecord, OutcomeKind,
     PlanAction, PlannedWrite, RecordKind, ReplayScope, Result,
@@ -248,7 +248,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                 continue;
             }
             let what = format!("inactivation of NetSuite {} {id} (Salesforce {} was deleted)", self.kind, record.id);
-            match run.source.write_record(&self.section.record, &RecordRef::Id(id.clone()), &body, None, &what) {
+            match run.source.write_record(&self.section.record, &RecordRef::Id(id.clone()), &body, &what) {
                 Ok(_) => {
                     let detail = json!([{ "field": "isInactive", "rule": "deleted-in-salesforce", "new": true }]);
                     audit.push(self.entry(AuditAction::NetSuiteInactivate, id, &record.id, "updated", detail));
@@ -496,10 +496,15 @@ impl<'p, 'r> Pass<'p, 'r> {
 
     /// PATCHes the fields Salesforce won to the NetSuite record.
     fn write(&self, id: &str, sf: &str, merged: &Merged, base: Option<&Map<String, Value>>) -> Result<AuditEntry> {
-        let body = self.body(sf, &merged.to_netsuite, &merged.agreed)?;
-        let replace = replaces_address(&body).then_some("addressBook");
+        let mut body = self.body(sf, &merged.to_netsuite, &merged.agreed)?;
         let what = format!("update of NetSuite {} {id} from Salesforce {sf}", self.kind);
-        self.run.source.write_record(&self.section.record, &RecordRef::Id(id.to_string()), &body, replace, &what)?;
+        if let Some(line) = address_line(&mut body) {
+            // No default billing line yet: the one sent is added.
+            if let Some(key) = self.run.source.default_billing_line(&self.section.record, id, &what)? {
+                line.insert("id".into(), key);
+            }
+        }
+        self.run.source.write_record(&self.section.record, &RecordRef::Id(id.to_string()), &body, &what)?;
         let changes: Vec<Value> = merged
             .to_netsuite
             .iter()
@@ -538,7 +543,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                 }
                 let what = format!("creation in NetSuite of {} {} from Salesforce", self.sobject, record.id);
                 let target = RecordRef::External(record.id.clone());
-                run.source.write_record(&self.section.record, &target, &body, None, &what)
+                run.source.write_record(&self.section.record, &target, &body, &what)
             });
             let id = match outcome {
                 Ok(id) => id,

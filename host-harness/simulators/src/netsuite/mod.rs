@@ -110,6 +110,8 @@ struct Inner {
     vendor_rejections: Mutex<Vec<VendorRejection>>,
     /// OneWorld: every entity needs a (primary) subsidiary.
     one_world: AtomicBool,
+    /// An upsert's Location names the record by its external id.
+    upsert_location_by_eid: AtomicBool,
 }
 
 /// A failure the simulator answers a request with, as NetSuite would.
@@ -176,6 +178,7 @@ impl NetSuiteSim {
                 vendor_permission: Mutex::new(Permission::Full),
                 vendor_rejections: Mutex::new(Vec::new()),
                 one_world: AtomicBool::new(true),
+                upsert_location_by_eid: AtomicBool::new(false),
             }),
         };
         let router = Router::new()
@@ -623,6 +626,14 @@ impl NetSuiteSim {
     /// subsidiary (default true).
     pub fn set_one_world(&self, one_world: bool) {
         self.inner.one_world.store(one_world, Ordering::SeqCst);
+    }
+
+    /// Whether an upsert (`PUT …/eid:<id>`) answers with a Location naming
+    /// the record by that external id instead of its internal id (default
+    /// false). The reference documents the Location of a create only; a
+    /// client must find the record either way.
+    pub fn set_upsert_location_by_external_id(&self, on: bool) {
+        self.inner.upsert_location_by_eid.store(on, Ordering::SeqCst);
     }
 }
 

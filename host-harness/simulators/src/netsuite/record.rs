@@ -358,7 +358,13 @@ fn write(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, target: Target) ->
     };
     tx.commit().map_err(storage)?;
     sim.inner.record_writes.fetch_add(1, Ordering::SeqCst);
-    Ok(written(links, id))
+    match target {
+        Target::Upsert(eid) if sim.inner.upsert_location_by_eid.load(Ordering::SeqCst) => {
+            let location = format!("{}/vendor/eid:{eid}", links.0);
+            Ok((StatusCode::NO_CONTENT, [("location", location)]).into_response())
+        }
+        _ => Ok(written(links, id)),
+    }
 }
 
 impl ScriptedFailure {
