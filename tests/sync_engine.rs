@@ -152,6 +152,43 @@ async fn a_mapping_change_rewrites_exactly_the_records_it_changes() {
     assert_eq!(next.counts("customer").read, 0);
 }
 
+/// A field taken out of the mapping is left as it is in Salesforce: no
+/// record is written for it (the dry run and the run agree). Put back, it
+/// is written again: Salesforce may have changed it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_taken_out_of_the_mapping_costs_no_write_and_put_back_is_written_again() {
+    let bed = bed(300).start().await;
+    succeeded(&bed.sync().await);
+    let (id, _) = bed.netsuite.id_pairs("SELECT id, 0 FROM customer WHERE phone IS NOT NULL").unwrap()[0];
+    let phone = bed.sf("Account", id).1["Phone"].clone();
+    assert!(phone.is_string(), "{phone}");
+    let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
+    let without = shipped.replacen(
+        "[[customer.field]]\ntarget = \"Phone\"\nrules = [{ copy = \"phone\" }]\ntransforms = [\"phone\"]\n",
+        "",
+        1,
+    );
+    assert_ne!(without, shipped);
+    let writes = bed.salesforce.writes();
+
+    bed.tenant.set_override("mapping_toml", &without);
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    assert!(plan.plan.iter().all(|p| p.action == "unchanged"), "{:?}", plan.plan);
+    let report = bed.sync().await;
+    succeeded(&report);
+    for counts in [plan.counts("customer"), report.counts("customer")] {
+        assert_eq!((counts.read, counts.updated, counts.unchanged), (300, 0, 300), "{counts:?}");
+    }
+    assert_eq!(bed.salesforce.writes(), writes, "nothing written for a field no longer mapped");
+    assert_eq!(bed.sf("Account", id).1["Phone"], phone, "Salesforce keeps the field as it was");
+
+    bed.tenant.set_override("mapping_toml", shipped);
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").updated, 300, "{:?}", report.counts("customer"));
+}
+
 /// A kind asked for that the mapping does not map is one configuration
 /// error before anything is read, not a failure per record; a mapping that
 /// maps nothing is refused.
@@ -359,6 +396,30 @@ async fn a_contact_moved_to_another_company_keeps_its_salesforce_record() {
     assert_eq!(after_id, sf_id, "the same Contact");
     assert_eq!(after["AccountId"].as_str(), Some(bed.sf("Account", target).0.as_str()), "now under its new Account");
     assert_eq!(bed.salesforce.count("Contact"), 20);
+}
+
+/// A refused update is audited against the Salesforce record it was for
+/// (Salesforce's answer names none), in the run and in a replay, so the
+/// audit found by that record's id shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_update_is_audited_with_the_salesforce_record_it_was_for() {
+    let bed = bed(20).start().await;
+    succeeded(&bed.sync().await);
+    let id = bed.customer_ids[3];
+    let (sf_id, _) = bed.sf("Account", id);
+    bed.salesforce.set_validation_rule(embargo());
+    bed.netsuite.rename_customer_any(id, "Embargoed Three").unwrap();
+    let conn = bed.tenant.database.connect().unwrap();
+    for report in [bed.sync().await, bed.replay_all().await] {
+        assert_eq!(report.counts("customer").failed, 1, "{:?}", report.counts("customer"));
+        let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+        let failed: Vec<_> = rows.iter().filter(|r| r.outcome == "failed").collect();
+        assert_eq!(failed.len(), 1, "{rows:?}");
+        assert_eq!(
+            (failed[0].netsuite_id.as_str(), failed[0].salesforce_id.as_deref()),
+            (id.to_string().as_str(), Some(sf_id.as_str()))
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

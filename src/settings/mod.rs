@@ -434,6 +434,13 @@ impl Settings {
             composite_max_bytes: memory_share(&r, MEMORY_PER_REQUEST)?,
             bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs")?,
         };
+        if salesforce.bulk_job_records == 0 {
+            return Err(ConnectorError::Config(
+                "setting `salesforce_bulk_job_records` is 0: give the records per Bulk API job, at least 1 (default \
+                 50000)"
+                    .into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&salesforce.max_api_share) {
             return Err(ConnectorError::Config(format!(
                 "setting `salesforce_max_api_share` is {}: give a share between 0 and 1, e.g. 0.9",
@@ -457,6 +464,9 @@ impl Settings {
                 "setting `lease_ttl_secs` is {lease_ttl_secs}: give at least 2"
             )));
         }
+        // Checked while write-back is off too: a typo shows when it is set,
+        // not on the day write-back is turned on.
+        let conflict = r.choice("vendor_conflict")?;
         let writeback = match r.choice("vendor_writeback")?.as_str() {
             "true" => {
                 if mapping.writeback(crate::model::RecordKind::Vendor).is_none() {
@@ -466,7 +476,7 @@ impl Settings {
                             .into(),
                     ));
                 }
-                crate::sync::merge::ConflictPolicy::parse(&r.choice("vendor_conflict")?)
+                crate::sync::merge::ConflictPolicy::parse(&conflict)
             }
             _ => None,
         };
@@ -580,6 +590,17 @@ mod tests {
         let mut m = base();
         m.insert("netsuite_page_size", "5000");
         assert!(Settings::load(&Map(m)).unwrap_err().to_string().contains("1 to 1000"));
+
+        let mut m = base();
+        m.insert("salesforce_bulk_job_records", "0");
+        let err = Settings::load(&Map(m)).unwrap_err().to_string();
+        assert!(err.contains("`salesforce_bulk_job_records` is 0"), "{err}");
+
+        // Refused while write-back is off, not first on the day it is turned on.
+        let mut m = base();
+        m.insert("vendor_conflict", "NetSuite");
+        let err = Settings::load(&Map(m)).unwrap_err().to_string();
+        assert!(err.contains("vendor_conflict"), "{err}");
 
         for (given, taken) in [("v62.0", "62.0"), (" 46.0 ", "46.0")] {
             let mut m = base();

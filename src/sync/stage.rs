@@ -59,8 +59,12 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             Some(o) if o.sf_deleted => {
                 (record.field("isinactive") == Some("T")).then_some(AuditAction::SkipDeletedInSalesforce)
             }
-            // Salesforce already holds exactly this: no write.
-            Some(o) if holds_same(&o.dst, &mapped.target, &dst, &payload) => Some(AuditAction::SkipUnchanged),
+            // Salesforce already holds exactly this: no write. Nor when the
+            // mapping only stopped writing some fields: Salesforce keeps
+            // them as they are, and holds the rest.
+            Some(o) if holds_same(&o.dst, &mapped.target, &dst, &payload) || only_dropped(o, &mapped.target.fields) => {
+                Some(AuditAction::SkipUnchanged)
+            }
             _ => None,
         };
         match (skip, old) {
@@ -70,7 +74,11 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             (Some(action), Some(old)) => {
                 run.count(kind, OutcomeKind::Unchanged);
                 audit.push(run.entry(&mapped, action, OutcomeKind::Unchanged, old.sf.clone(), None));
-                unchanged.push((record.id.as_str(), RecordState { src, ..old }));
+                let held = match action {
+                    AuditAction::SkipUnchanged => held(src, dst, payload, old),
+                    _ => RecordState { src, ..old },
+                };
+                unchanged.push((record.id.as_str(), held));
             }
             (_, old) => {
                 let before = old.as_ref().and_then(given_fields);
@@ -92,7 +100,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                         old.sf.clone(),
                         None,
                     ));
-                    unchanged.push((record.id.as_str(), RecordState { src, ..old }));
+                    unchanged.push((record.id.as_str(), held(src, dst, payload, old)));
                 }
                 // Written again; its changes shown against what Salesforce holds.
                 drift => {
@@ -120,6 +128,19 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     run.audit(audit);
     run.state.save_records(kind, unchanged)?;
     Ok(staged)
+}
+
+/// Whether `fields` are what Salesforce was last given (`state`) less
+/// some: the mapping stopped writing those, and holds the rest as written.
+fn only_dropped(state: &RecordState, fields: &Map<String, Value>) -> bool {
+    let Some(given) = given_fields(state) else { return false };
+    fields.len() < given.len() && fields.iter().all(|(f, v)| given.get(f) == Some(v))
+}
+
+/// The state of a record Salesforce holds the output of: this read's, so a
+/// field the mapping writes again later counts as new.
+fn held(src: String, dst: String, payload: Box<RawValue>, old: RecordState) -> RecordState {
+    RecordState { src, dst, fields: Some(payload), ..old }
 }
 
 /// A record whose stored state says Salesforce holds its output, to be

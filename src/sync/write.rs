@@ -273,7 +273,9 @@ fn record_outcomes(
             anew.push(staged.mapped.source_id.clone());
         }
         let error = errors_text(outcome);
-        audit.push(run.staged_entry(&staged, action, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
+        // A refused write names no record: the audit names the one it was for.
+        let sf = outcome.salesforce_id.clone().or_else(|| staged.state.sf.clone());
+        audit.push(run.staged_entry(&staged, action, outcome.outcome, sf, error.clone()));
         if outcome.outcome == OutcomeKind::Failed {
             let mut queued = staged.queued(&run.request.run_id, error.unwrap_or_default());
             queued.waits_for = vec![];
@@ -337,7 +339,8 @@ fn record_parked(
         }
         let error = errors_text(&outcome);
         let action = if resumed { AuditAction::BulkResume } else { AuditAction::BulkWrite };
-        audit.push(run.parked_entry(&p, action, outcome.outcome, outcome.salesforce_id.clone(), error.clone()));
+        let sf = outcome.salesforce_id.clone().or_else(|| p.state.sf.clone());
+        audit.push(run.parked_entry(&p, action, outcome.outcome, sf, error.clone()));
         if outcome.outcome == OutcomeKind::Failed {
             run.queues.put(Queue::Failed, &p.queued(&run.request.run_id, error.unwrap_or_default())?)?;
         } else {
