@@ -32,6 +32,8 @@ async fn bulk_above_the_threshold_and_composite_below_both_link_contacts_to_acco
     succeeded(&small);
     assert_eq!(small.counts("contact").created, 5_000);
     assert_eq!(bed.salesforce.bulk_jobs(), jobs, "no Bulk API job below the threshold");
+    // Every body, CSV uploads and Composite requests alike, went with its length.
+    assert_eq!(bed.salesforce.chunked_bodies(), 0);
 
     let account_ids: HashMap<i64, String> = bed.customer_ids.iter().map(|&c| (c, bed.sf("Account", c).0)).collect();
     let contacts = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap();

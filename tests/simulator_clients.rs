@@ -280,6 +280,11 @@ async fn record_writes_are_refused_in_salesforces_shapes() {
     assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_EMAIL_ADDRESS")), "{body}");
     let (status, body) = client.call(Method::POST, "/sobjects/Nope__c", Some(json!({"Name": "X"})), &[]).await;
     assert_eq!((status, body[0]["errorCode"].as_str()), (404, Some("NOT_FOUND")), "{body}");
+    // sObject Collections upsert takes an External ID field only, not Id.
+    let records =
+        json!({"allOrNone": false, "records": [{"attributes": {"type": "Vendor__c"}, "Id": id, "Name": "Y"}]});
+    let (status, body) = client.call(Method::PATCH, "/composite/sobjects/Vendor__c/Id", Some(records), &[]).await;
+    assert_eq!((status, body[0]["errorCode"].as_str()), (404, Some("NOT_FOUND")), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

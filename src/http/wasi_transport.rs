@@ -101,8 +101,15 @@ macro_rules! wasi_http_transport {
                 use $crate::ports::TransportError::Failed;
                 use $w::http::types as http;
                 let target = $crate::http::RequestTarget::parse(&request.url).map_err(Failed)?;
-                let entries: Vec<(String, Vec<u8>)> =
+                let mut entries: Vec<(String, Vec<u8>)> =
                     request.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
+                // The length is known: sent, the body goes out whole rather
+                // than chunked, which not every endpoint is documented to take.
+                let length: usize = request.body.pieces().map(<[u8]>::len).sum();
+                let sends_body = matches!(request.method, Method::Post | Method::Put | Method::Patch);
+                if (sends_body || length > 0) && !entries.iter().any(|(n, _)| n == "content-length") {
+                    entries.push(("content-length".to_string(), length.to_string().into_bytes()));
+                }
                 let headers =
                     http::Fields::from_list(&entries).map_err(|e| Failed(format!("invalid request header: {e:?}")))?;
                 let outgoing = http::OutgoingRequest::new(headers);

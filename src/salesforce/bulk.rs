@@ -370,9 +370,16 @@ impl super::SalesforceSink<'_> {
             )));
         };
         let data = std::rc::Rc::new(job.into_body());
-        self.call(&format!("Bulk API 2.0 upload to job {id}"), |s| {
+        let uploaded = self.call(&format!("Bulk API 2.0 upload to job {id}"), |s| {
             HttpRequest::new(Method::Put, format!("{}/{id}/batches", jobs(s))).body("text/csv", data.clone())
-        })?;
+        });
+        if let Err(e) = uploaded {
+            // The caller never learns the id: the Open job, which applies
+            // nothing, is aborted here (best effort) rather than left to
+            // Salesforce's cleanup.
+            let _ = self.bulk_abort(&id);
+            return Err(e);
+        }
         Ok(id)
     }
 

@@ -35,6 +35,20 @@ pub const RULES: &[Rule] = &[
         why: "too many long-running requests in the org at once (REQUEST_LIMIT_EXCEEDED ConcurrentPerOrgLongTxn)",
     },
     Rule {
+        status: Status::Exact(403),
+        body_contains: Some("ConcurrentRequests"),
+        action: Action::Retry,
+        why: "too many requests in the org at once (REQUEST_LIMIT_EXCEEDED ConcurrentRequests)",
+    },
+    // Another limit, named otherwise: not every one passes in seconds, so
+    // the run stops with its cursor kept rather than retrying blind.
+    Rule {
+        status: Status::Exact(403),
+        body_contains: Some("REQUEST_LIMIT_EXCEEDED"),
+        action: Action::StopQuota,
+        why: "a Salesforce request limit is reached (REQUEST_LIMIT_EXCEEDED)",
+    },
+    Rule {
         status: Status::Exact(429),
         body_contains: None,
         action: Action::Retry,
@@ -154,6 +168,17 @@ mod tests {
                 r#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
                 Some(Action::Retry),
             ),
+            (
+                403,
+                r#"[{"message":"ConcurrentRequests (Concurrent API Requests) Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+                Some(Action::Retry),
+            ),
+            (
+                403,
+                r#"[{"message":"Some other Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+                Some(Action::StopQuota),
+            ),
+            (403, r#"[{"message":"Insufficient access","errorCode":"INSUFFICIENT_ACCESS"}]"#, None),
             (503, r#"[{"message":"Server too busy","errorCode":"SERVER_UNAVAILABLE"}]"#, Some(Action::Retry)),
             (429, "", Some(Action::Retry)),
             (400, r#"[{"message":"No such column","errorCode":"INVALID_FIELD"}]"#, None),

@@ -222,15 +222,19 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
     }
 }
 
+/// The object of an upsert by `ext_field`, which must be an External ID
+/// field (or, for a single-record upsert only, `Id`: sObject Collections
+/// upsert takes external ids alone).
 fn check_external_id_field<'o>(
     org: &'o Org,
     sobject: &str,
     ext_field: &str,
+    id_allowed: bool,
 ) -> Result<&'o super::schema::SObject, RequestError> {
     let object = org.object(sobject).ok_or_else(|| {
         RequestError::new(404, "NOT_FOUND", format!("The requested resource does not exist: sobject type '{sobject}'"))
     })?;
-    if !object.field(ext_field).is_some_and(|f| f.external_id || f.name == "Id") {
+    if !object.field(ext_field).is_some_and(|f| f.external_id || (id_allowed && f.name == "Id")) {
         return Err(RequestError::new(
             404,
             "NOT_FOUND",
@@ -248,7 +252,7 @@ fn result_json(r: Result<super::store::Upserted, RecordError>) -> Value {
 }
 
 fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<'_>, now: i64) -> Answer {
-    let object = match check_external_id_field(org, sobject, ext_field) {
+    let object = match check_external_id_field(org, sobject, ext_field, false) {
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
     };
@@ -481,7 +485,7 @@ fn single_upsert(
     body: Body<'_>,
     now: i64,
 ) -> Answer {
-    let object = match check_external_id_field(org, sobject, ext_field) {
+    let object = match check_external_id_field(org, sobject, ext_field, true) {
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
     };

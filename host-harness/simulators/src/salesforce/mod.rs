@@ -116,6 +116,8 @@ struct Inner {
     /// REST API requests being answered now, and the most there were at once.
     api_in_flight: std::sync::atomic::AtomicUsize,
     api_peak: std::sync::atomic::AtomicUsize,
+    /// API requests whose body came chunked (no Content-Length).
+    chunked_bodies: AtomicU64,
 }
 
 /// Counts a REST API request as being answered while it lives.
@@ -161,6 +163,7 @@ impl SalesforceSim {
                 on_bulk_poll: Mutex::new(None),
                 api_in_flight: Default::default(),
                 api_peak: Default::default(),
+                chunked_bodies: Default::default(),
             }),
         };
         let router = Router::new()
@@ -222,6 +225,11 @@ impl SalesforceSim {
     /// Requests counted against the API allocation.
     pub fn api_requests(&self) -> u64 {
         self.inner.api_requests.load(Ordering::SeqCst)
+    }
+
+    /// API requests whose body came chunked instead of with a Content-Length.
+    pub fn chunked_bodies(&self) -> u64 {
+        self.inner.chunked_bodies.load(Ordering::SeqCst)
     }
 
     pub fn token_requests(&self) -> u64 {
@@ -674,6 +682,9 @@ async fn api_handler(
         return sim.respond(status, Some(body));
     }
     sim.inner.api_requests.fetch_add(1, Ordering::SeqCst);
+    if headers.get("transfer-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+        sim.inner.chunked_bodies.fetch_add(1, Ordering::SeqCst);
+    }
     if let Some((status, body)) = sim.injected_fault() {
         return sim.respond(status, Some(body));
     }
