@@ -374,6 +374,46 @@ async fn a_dry_run_reports_every_change_and_writes_nothing_anywhere() {
     assert_eq!((c.created, c.updated), (1, 2));
 }
 
+/// A contact moved to a company new in NetSuite waits for it; once the
+/// company is written, a dry run plans the contact once, as the run then
+/// writes it once (its deferred version and the overlap's read of it are
+/// one row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_a_deferred_contact_once_like_the_run_that_follows() {
+    use host_harness::host::RecordKind;
+    let bed = bed(10).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(20, &bed.customer_ids[..2], at, 4).unwrap();
+    succeeded(&bed.sync_all().await);
+    let new_company = bed.netsuite.seed_customers(1, 99).unwrap()[0];
+    bed.netsuite.rename_customer(new_company, "Newly Acquired Ltd").unwrap();
+    let (contact, _) = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[0];
+    let now = bed.clock.now_secs();
+    bed.netsuite
+        .execute(&format!("UPDATE contact SET company = {new_company}, lastmodifieddate = {now} WHERE id = {contact}"))
+        .unwrap();
+    let rt = support::runtime();
+    let deferred = bed.bed.sync_kinds(rt, SyncMode::Incremental, &[RecordKind::Contact]).await.unwrap();
+    assert_eq!(
+        deferred.counts("contact").deferred,
+        1,
+        "{:?} {:?}",
+        deferred.counts("contact"),
+        deferred.counts("customer")
+    );
+    succeeded(&bed.bed.sync_kinds(rt, SyncMode::Incremental, &[RecordKind::Customer]).await.unwrap());
+
+    let plan = bed.bed.tenant.dry_run(rt, SyncMode::Incremental, &[RecordKind::Contact], false).await.unwrap();
+    succeeded(&plan);
+    let planned: Vec<_> = plan.plan.iter().filter(|p| p.netsuite_id == contact.to_string()).collect();
+    assert_eq!(planned.len(), 1, "{:?}", plan.plan);
+    let real = bed.bed.sync_kinds(rt, SyncMode::Incremental, &[RecordKind::Contact]).await.unwrap();
+    succeeded(&real);
+    assert_eq!(plan.counts("contact").updated, real.counts("contact").updated, "{:?}", real.counts("contact"));
+    assert_eq!(real.counts("contact").updated, 1, "{:?} {:?}", real.counts("contact"), plan.plan);
+    assert_eq!(bed.sf("Contact", contact).1["AccountId"].as_str(), Some(bed.sf("Account", new_company).0.as_str()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_moved_to_another_company_keeps_its_salesforce_record() {
     let bed = bed(10).start().await;
@@ -727,7 +767,8 @@ async fn contact_of_a_deleted_company(delete_action: &str) -> (support::Bed, i64
     succeeded(&bed.sync_all().await);
     let (contact, company) = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[0];
     let account = bed.sf("Account", company).0;
-    assert_eq!(bed.sf("Contact", contact).1["AccountId"].as_str(), Some(account.as_str()));
+    let (sf_contact, fields) = bed.sf("Contact", contact);
+    assert_eq!(fields["AccountId"].as_str(), Some(account.as_str()));
     // An hour on another contact changes: the window a run reads again for
     // late commits (the ten minutes before the newest change) is past them.
     bed.clock.advance(std::time::Duration::from_secs(3600));
@@ -741,20 +782,19 @@ async fn contact_of_a_deleted_company(delete_action: &str) -> (support::Bed, i64
     bed.netsuite.delete_record("customer", company).unwrap();
     let deleting = bed.sync_all().await;
     succeeded(&deleting);
-    // The contacts did not change in NetSuite: read again only when
-    // Salesforce deleted them along with their Account.
+    // The contacts did not change in NetSuite, yet their company is gone:
+    // the same run reads them again and writes them under no Account (with
+    // `delete`, Salesforce deleted them along with it; with `flag`, the same
+    // Contacts are unlinked, as any later read of them would do).
     let under = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap();
     let under = under.iter().filter(|(_, c)| *c == company).count() as u32;
-    let reread = if delete_action == "delete" { under } else { 0 };
-    assert_eq!(deleting.counts("contact").read, reread, "{deleting:?}");
-    if delete_action == "delete" {
-        // Salesforce deleted the Account's Contacts with it; NetSuite keeps
-        // them, so the same run writes them again, under no Account.
-        assert_eq!(bed.salesforce.count("Contact"), 20);
-        let (again, fields) = bed.sf("Contact", contact);
-        assert_ne!(Some(again.as_str()), None);
-        assert!(fields.get("AccountId").is_none_or(|v| v.is_null()), "{fields:?}");
+    assert_eq!(deleting.counts("contact").read, under, "{deleting:?}");
+    assert_eq!(bed.salesforce.count("Contact"), 20);
+    let (again, fields) = bed.sf("Contact", contact);
+    if delete_action == "flag" {
+        assert_eq!(again, sf_contact, "the same Contact");
     }
+    assert!(fields.get("AccountId").is_none_or(|v| v.is_null()), "{fields:?}");
     bed.clock.advance(std::time::Duration::from_secs(1));
     let now = bed.clock.now_secs();
     let sql = format!("UPDATE contact SET lastname = 'Still Here', lastmodifieddate = {now} WHERE id = {contact}");

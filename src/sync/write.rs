@@ -168,15 +168,16 @@ impl Writer for Salesforce {
                     sf_deleted: false,
                 };
                 done.push((id.as_str(), deleted));
-                if action == AuditAction::Delete {
-                    gone.push(id.as_str());
-                }
+                gone.push(id.as_str());
             }
         }
         // Audit first (see `stage`).
         run.audit(audit);
         run.state.save_records(kind, done)?;
-        // Salesforce took their children (or the links to them) along.
+        // Their children are written again under no parent: deleted, the
+        // parent took them (or the links to them) along; flagged, it stays,
+        // but NetSuite no longer has it, and any later read of a child would
+        // unlink it anyway (one rule, whenever the child is read).
         super::children::refresh(run, kind, &gone)?;
         ended
     }
@@ -970,8 +971,9 @@ impl Batch for BulkBatch {
 #[derive(Default)]
 pub(super) struct Plan {
     entries: RefCell<Vec<PlannedWrite>>,
-    /// Records this plan writes: their children need not wait.
-    planned: RefCell<HashSet<ParentRef>>,
+    /// Records this plan writes (their children need not wait), with the
+    /// digest of the NetSuite row each was planned from.
+    planned: RefCell<HashMap<ParentRef, String>>,
 }
 
 impl Plan {
@@ -992,6 +994,13 @@ impl Plan {
         };
         for staged in part {
             let mapped = &staged.mapped;
+            // Planned already from this very row (a deferred write whose
+            // parent arrived, then the overlap's read of it): a real run
+            // writes it once, its state then matching the read.
+            let key = (kind, mapped.source_id.clone());
+            if self.planned.borrow().get(&key) == Some(&staged.state.src) {
+                continue;
+            }
             let (exists, changes) = match &live {
                 Some(records) => {
                     let before = match &staged.seen_live {
@@ -1019,7 +1028,7 @@ impl Plan {
             run.count(kind, outcome);
             // A real run writes it (its state says Salesforce may lack it), so
             // its children will find it there, changed or not.
-            self.planned.borrow_mut().insert((kind, mapped.source_id.clone()));
+            self.planned.borrow_mut().insert(key, staged.state.src.clone());
             self.push(kind, &mapped.source_id, action, changes);
         }
         Ok(())
@@ -1058,7 +1067,7 @@ impl Writer for Plan {
     }
 
     fn planned(&self, parent: &ParentRef) -> bool {
-        self.planned.borrow().contains(parent)
+        self.planned.borrow().contains_key(parent)
     }
 
     fn plan(&self) -> Vec<PlannedWrite> {
