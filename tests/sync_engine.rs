@@ -380,6 +380,14 @@ async fn a_dry_run_reports_every_change_and_writes_nothing_anywhere() {
 /// one row).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_plans_a_deferred_contact_once_like_the_run_that_follows() {
+    // Also when NetSuite changed the contact again while it waited: the
+    // run's write of the newer version drops the waiting one.
+    for edited_again in [false, true] {
+        a_deferred_contact_planned_once(edited_again).await;
+    }
+}
+
+async fn a_deferred_contact_planned_once(edited_again: bool) {
     use host_harness::host::RecordKind;
     let bed = bed(10).start().await;
     let at = bed.clock.now_secs() - 3600;
@@ -402,11 +410,17 @@ async fn a_dry_run_plans_a_deferred_contact_once_like_the_run_that_follows() {
         deferred.counts("customer")
     );
     succeeded(&bed.bed.sync_kinds(rt, SyncMode::Incremental, &[RecordKind::Customer]).await.unwrap());
+    if edited_again {
+        bed.clock.advance(std::time::Duration::from_secs(1));
+        let now = bed.clock.now_secs();
+        let sql = format!("UPDATE contact SET title = 'Buyer', lastmodifieddate = {now} WHERE id = {contact}");
+        assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    }
 
     let plan = bed.bed.tenant.dry_run(rt, SyncMode::Incremental, &[RecordKind::Contact], false).await.unwrap();
     succeeded(&plan);
     let planned: Vec<_> = plan.plan.iter().filter(|p| p.netsuite_id == contact.to_string()).collect();
-    assert_eq!(planned.len(), 1, "{:?}", plan.plan);
+    assert_eq!(planned.len(), 1, "edited again: {edited_again}: {:?}", plan.plan);
     let real = bed.bed.sync_kinds(rt, SyncMode::Incremental, &[RecordKind::Contact]).await.unwrap();
     succeeded(&real);
     assert_eq!(plan.counts("contact").updated, real.counts("contact").updated, "{:?}", real.counts("contact"));

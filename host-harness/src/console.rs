@@ -58,20 +58,20 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
             report.api_calls.salesforce
         )?;
         for p in &report.plan {
+            // A field left empty on both sides (a create's blanks) says nothing.
             let fields: Vec<String> = p
                 .changes
                 .as_array()
                 .into_iter()
                 .flatten()
+                .filter(|c| c["old"] != c["new"])
                 .map(|c| format!("{}: {} → {}", c["field"].as_str().unwrap_or(""), c["old"], c["new"]))
                 .collect();
-            crate::outln!(
-                "  would {} {} {}{}",
-                p.action,
-                p.kind,
-                p.netsuite_id,
-                if fields.is_empty() { String::new() } else { format!(" ({})", fields.join("; ")) }
-            )?;
+            let fields = if fields.is_empty() { String::new() } else { format!(" ({})", fields.join("; ")) };
+            match p.action.as_str() {
+                "unchanged" => crate::outln!("  would leave {} {} unchanged", p.kind, p.netsuite_id)?,
+                action => crate::outln!("  would {action} {} {}{fields}", p.kind, p.netsuite_id)?,
+            }
         }
         if let Some(e) = &report.error {
             crate::errln!("error: {e}");

@@ -126,8 +126,9 @@ impl NetSuiteSource<'_> {
     /// The key of a record's default billing address line (its `addressBook`
     /// sublist), so a write changes that line in place: replacing the book
     /// would drop the record's other addresses. None: no such line, or no
-    /// such record (the write that follows says which).
-    pub fn default_billing_line(&self, record_type: &str, id: &str, what: &str) -> Result<Option<Value>> {
+    /// such record (the write that follows says which). The key comes with
+    /// the name it was read under (`id`, or `internalId`), sent back so.
+    pub fn default_billing_line(&self, record_type: &str, id: &str, what: &str) -> Result<Option<(String, Value)>> {
         let url = format!(
             "{}/services/rest/record/v1/{record_type}/{}?expandSubResources=true",
             self.base_url,
@@ -136,7 +137,9 @@ impl NetSuiteSource<'_> {
         let Some(record) = self.read_record(&url, what)? else { return Ok(None) };
         let lines = record.get("addressBook").and_then(|b| b.get("items")).and_then(Value::as_array);
         let line = lines.into_iter().flatten().find(|l| l.get("defaultBilling") == Some(&Value::Bool(true)));
-        Ok(line.and_then(|l| l.get("id").or_else(|| l.get("internalId"))).filter(|k| !k.is_null()).cloned())
+        let key =
+            |name: &str| line.and_then(|l| l.get(name)).filter(|k| !k.is_null()).map(|k| (name.to_string(), k.clone()));
+        Ok(key("id").or_else(|| key("internalId")))
     }
 
     /// One record, read through the record API. None: no such record.

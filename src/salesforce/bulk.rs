@@ -374,10 +374,13 @@ impl super::SalesforceSink<'_> {
             HttpRequest::new(Method::Put, format!("{}/{id}/batches", jobs(s))).body("text/csv", data.clone())
         });
         if let Err(e) = uploaded {
-            // The caller never learns the id: the Open job, which applies
-            // nothing, is aborted here (best effort) rather than left to
-            // Salesforce's cleanup.
-            let _ = self.bulk_abort(&id);
+            // The caller never learns the id: an Open job, which applies
+            // nothing, refused its upload is aborted here (best effort)
+            // rather than left to Salesforce's cleanup; not after the
+            // retries of an outage, which the abort would only repeat.
+            if e.is_about_data() {
+                let _ = self.bulk_abort(&id);
+            }
             return Err(e);
         }
         Ok(id)

@@ -2,8 +2,11 @@
 //! deletes an Account's Contacts along with it and clears lookups to a
 //! deleted custom-object record; and a parent written anew (deleted there,
 //! then reactivated in NetSuite) is a new record, which the old links do not
-//! reach. So after a parent is deleted there (`delete_action = "delete"`),
-//! or created where its state knew an earlier record, its children — read
+//! reach. So after a parent's NetSuite deletion is applied (deleted there,
+//! or flagged: the flagged record stays, but NetSuite no longer has the
+//! parent, so its children are unlinked now rather than at whichever later
+//! read), or a parent is created where its state knew an earlier record,
+//! its children — read
 //! from NetSuite by the column the mapping links them with — are put in
 //! doubt and queued as change events. The run applies them at its end (a
 //! run stopped first leaves them queued for the next): each is read by id
@@ -36,7 +39,8 @@ pub(super) fn refresh(run: &Run<'_>, parent: RecordKind, parents: &[&str]) -> Re
                     .filter_map(|(id, st)| Some((*id, st.filter(|s| s.src != DELETED)?)))
                     .map(|(id, st)| (id, in_doubt(st)))
                     .collect();
-                run.state.save_records(kind, doubtful)?;
+                // Events first: a run killed before the states are saved
+                // still has them to apply.
                 for id in part {
                     let event = QueuedEvent {
                         kind,
@@ -47,6 +51,7 @@ pub(super) fn refresh(run: &Run<'_>, parent: RecordKind, parents: &[&str]) -> Re
                     };
                     run.queues.put_event(&event)?;
                 }
+                run.state.save_records(kind, doubtful)?;
                 run.note_queued_events();
             }
         }

@@ -4,9 +4,12 @@
 
 use super::live::live_changes;
 use super::run::{Run, Staged};
-use super::state::{RecordState, annotate_changes, given_fields, hashed_payload, holds_same, source_hash};
+use super::state::{
+    RecordState, annotate_changes, given_fields, hashed_payload, holds_same, payload_digest, source_hash,
+};
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, MappedRecord, NetSuiteRecord, OutcomeKind, RecordKind, Result,
+    SObjectRecord,
 };
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -62,7 +65,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             // Salesforce already holds exactly this: no write. Nor when the
             // mapping only stopped writing some fields: Salesforce keeps
             // them as they are, and holds the rest.
-            Some(o) if holds_same(&o.dst, &mapped.target, &dst, &payload) || only_dropped(o, &mapped.target.fields) => {
+            Some(o) if holds_same(&o.dst, &mapped.target, &dst, &payload) || only_dropped(o, &mapped.target) => {
                 Some(AuditAction::SkipUnchanged)
             }
             _ => None,
@@ -130,11 +133,18 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     Ok(staged)
 }
 
-/// Whether `fields` are what Salesforce was last given (`state`) less
-/// some: the mapping stopped writing those, and holds the rest as written.
-fn only_dropped(state: &RecordState, fields: &Map<String, Value>) -> bool {
+/// Whether `target` is what Salesforce was last given (`state`) less some
+/// fields: the mapping stopped writing those, and Salesforce holds the rest
+/// as written. The kept fields must be the ones written to this object
+/// under this external id (their digest is the state's), which also rules
+/// out deleted, in-doubt and older states.
+fn only_dropped(state: &RecordState, target: &SObjectRecord) -> bool {
+    let Some(raw) = &state.fields else { return false };
+    if payload_digest(&target.sobject, &target.external_id, raw.get()) != state.dst {
+        return false;
+    }
     let Some(given) = given_fields(state) else { return false };
-    fields.len() < given.len() && fields.iter().all(|(f, v)| given.get(f) == Some(v))
+    target.fields.len() < given.len() && target.fields.iter().all(|(f, v)| given.get(f) == Some(v))
 }
 
 /// The state of a record Salesforce holds the output of: this read's, so a
@@ -209,5 +219,42 @@ fn to_write(
         payload,
         fresh,
         seen_live: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn target(sobject: &str, fields: Value) -> SObjectRecord {
+        SObjectRecord {
+            sobject: sobject.into(),
+            external_id_field: "NetSuite_Id__c".into(),
+            external_id: "7".into(),
+            fields: fields.as_object().unwrap().clone(),
+        }
+    }
+
+    fn written(record: &SObjectRecord) -> RecordState {
+        let (dst, fields) = hashed_payload(record);
+        RecordState { src: "s".into(), dst, sf: Some("001".into()), fields: Some(fields), org: None, sf_deleted: false }
+    }
+
+    #[test]
+    fn only_a_payload_that_lost_fields_of_this_very_write_counts_as_held() {
+        let before = target("Account", json!({"Name": "Acme", "Phone": "+1555", "Fax": null}));
+        let state = written(&before);
+        assert!(only_dropped(&state, &target("Account", json!({"Name": "Acme", "Fax": null}))));
+        // A value changed, a field added or renamed, nothing dropped: written.
+        assert!(!only_dropped(&state, &target("Account", json!({"Name": "Acme Ltd"}))));
+        assert!(!only_dropped(&state, &target("Account", json!({"Name": "Acme", "Site": "x"}))));
+        assert!(!only_dropped(&state, &target("Account", json!({"Name": "Acme", "Phone": "+1555", "Fax": null}))));
+        // Another object, or a state whose fields are not what it wrote
+        // (deleted, in doubt): written.
+        assert!(!only_dropped(&state, &target("Vendor__c", json!({"Name": "Acme"}))));
+        let deleted = RecordState { dst: super::super::state::DELETED.into(), ..state.clone() };
+        assert!(!only_dropped(&deleted, &target("Account", json!({"Name": "Acme"}))));
+        assert!(!only_dropped(&RecordState { fields: None, ..state }, &target("Account", json!({"Name": "Acme"}))));
     }
 }

@@ -234,15 +234,20 @@ pub fn hashed_payload(record: &SObjectRecord) -> (String, Box<serde_json::value:
     // Written as raw JSON directly: `RawValue::from_string` would parse the
     // text serde_json just wrote once more, for every record.
     let payload = serde_json::value::to_raw_value(&record.fields).expect("a field map serializes");
-    let text = payload.get();
-    let mut bytes = Vec::with_capacity(record.sobject.len() + record.external_id.len() + text.len() + 2);
-    for part in [record.sobject.as_bytes(), b"\0", record.external_id.as_bytes(), b"\0", text.as_bytes()] {
+    (payload_digest(&record.sobject, &record.external_id, payload.get()), payload)
+}
+
+/// The `dst` digest of the fields' JSON text `payload` written to `sobject`
+/// under `external_id`.
+pub fn payload_digest(sobject: &str, external_id: &str, payload: &str) -> String {
+    let mut bytes = Vec::with_capacity(sobject.len() + external_id.len() + payload.len() + 2);
+    for part in [sobject.as_bytes(), b"\0", external_id.as_bytes(), b"\0", payload.as_bytes()] {
         bytes.extend_from_slice(part);
     }
     let mut dst = String::with_capacity(XXH3_DST.len() + 32);
     dst.push_str(XXH3_DST);
     push_hex(&mut dst, xxhash_rust::xxh3::xxh3_128(&bytes));
-    (dst, payload)
+    dst
 }
 
 /// Whether a stored `dst` digest is the one of `record` (whose digest and

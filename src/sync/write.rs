@@ -173,12 +173,14 @@ impl Writer for Salesforce {
         }
         // Audit first (see `stage`).
         run.audit(audit);
-        run.state.save_records(kind, done)?;
         // Their children are written again under no parent: deleted, the
         // parent took them (or the links to them) along; flagged, it stays,
         // but NetSuite no longer has it, and any later read of a child would
-        // unlink it anyway (one rule, whenever the child is read).
+        // unlink it anyway (one rule, whenever the child is read). Queued
+        // before the parents' states: a run killed in between reads these
+        // deletions again, and would skip parents already marked deleted.
         super::children::refresh(run, kind, &gone)?;
+        run.state.save_records(kind, done)?;
         ended
     }
 
@@ -981,7 +983,9 @@ impl Plan {
         self.entries.borrow_mut().push(PlannedWrite { kind, netsuite_id: netsuite_id.into(), action, changes });
     }
 
-    fn plan_writes(&self, run: &Run<'_>, kind: RecordKind, part: &[Staged]) -> Result<()> {
+    /// Plans `part`; `queued`: writes waiting in a queue, which a real run
+    /// drops once this run wrote a newer version of the record.
+    fn plan_writes(&self, run: &Run<'_>, kind: RecordKind, part: &[Staged], queued: bool) -> Result<()> {
         run.validate_target(kind)?;
         let spec = run.settings.mapping.target_spec(kind)?;
         // Records staging found drifted were read live already.
@@ -995,11 +999,14 @@ impl Plan {
         for staged in part {
             let mapped = &staged.mapped;
             // Planned already from this very row (a deferred write whose
-            // parent arrived, then the overlap's read of it): a real run
-            // writes it once, its state then matching the read.
+            // parent arrived, and the overlap's read of it), or a queued
+            // write of a record this run writes anyway: a real run writes
+            // it once (the read's write drops the queued one, or its state
+            // matches the row read again).
             let key = (kind, mapped.source_id.clone());
-            if self.planned.borrow().get(&key) == Some(&staged.state.src) {
-                continue;
+            match self.planned.borrow().get(&key) {
+                Some(src) if queued || *src == staged.state.src => continue,
+                _ => {}
             }
             let (exists, changes) = match &live {
                 Some(records) => {
@@ -1044,8 +1051,9 @@ impl Writer for Plan {
         self.entries.borrow_mut().push(entry);
     }
 
-    fn batch<'b>(&'b self, _: &Run<'_>, kind: RecordKind, _: Path, _: AuditAction) -> Result<Box<dyn Batch + 'b>> {
-        Ok(Box::new(PlanBatch { plan: self, kind }))
+    fn batch<'b>(&'b self, _: &Run<'_>, kind: RecordKind, _: Path, action: AuditAction) -> Result<Box<dyn Batch + 'b>> {
+        let queued = matches!(action, AuditAction::WriteDeferred | AuditAction::Replay);
+        Ok(Box::new(PlanBatch { plan: self, kind, queued }))
     }
 
     fn delete(&self, run: &Run<'_>, kind: RecordKind, pending: Vec<(String, RecordState)>) -> Result<()> {
@@ -1079,12 +1087,14 @@ impl Writer for Plan {
 struct PlanBatch<'p> {
     plan: &'p Plan,
     kind: RecordKind,
+    /// Writes waiting in a queue (deferred, failed).
+    queued: bool,
 }
 
 impl Batch for PlanBatch<'_> {
     fn add(&mut self, run: &Run<'_>, records: Vec<Staged>) -> Result<usize> {
         if !records.is_empty() {
-            self.plan.plan_writes(run, self.kind, &records)?;
+            self.plan.plan_writes(run, self.kind, &records, self.queued)?;
         }
         Ok(1)
     }

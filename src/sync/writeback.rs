@@ -308,19 +308,17 @@ impl<'p, 'r> Pass<'p, 'r> {
                 changed.push((i, base));
             }
         }
+        // Edits of vendors NetSuite deleted, recorded before the read below
+        // (which may fail), so the next poll does not audit them again.
+        run.audit(std::mem::take(&mut audit));
+        run.state.save_records(self.kind, std::mem::take(&mut states_out))?;
         if changed.is_empty() {
-            run.audit(audit);
-            return run.state.save_records(self.kind, states_out);
+            return Ok(());
         }
         let wanted: Vec<&str> = changed.iter().map(|(i, _)| id_refs[*i]).collect();
         let columns = run.settings.mapping.columns(self.kind);
-        let netsuite = match run.source.fetch_many(self.kind, &wanted, &columns) {
-            Ok(rows) => rows.into_iter().map(|r| (r.id.clone(), r)).collect::<HashMap<String, NetSuiteRecord>>(),
-            Err(e) => {
-                run.audit(audit);
-                return Err(e);
-            }
-        };
+        let netsuite: HashMap<String, NetSuiteRecord> =
+            run.source.fetch_many(self.kind, &wanted, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect();
         for (i, base) in changed {
             let (record, id) = (records[i], id_refs[i]);
             let Some(ns_record) = netsuite.get(id) else {
@@ -500,8 +498,8 @@ impl<'p, 'r> Pass<'p, 'r> {
         let what = format!("update of NetSuite {} {id} from Salesforce {sf}", self.kind);
         if let Some(line) = address_line(&mut body) {
             // No default billing line yet: the one sent is added.
-            if let Some(key) = self.run.source.default_billing_line(&self.section.record, id, &what)? {
-                line.insert("id".into(), key);
+            if let Some((name, key)) = self.run.source.default_billing_line(&self.section.record, id, &what)? {
+                line.insert(name, key);
             }
         }
         self.run.source.write_record(&self.section.record, &RecordRef::Id(id.to_string()), &body, &what)?;

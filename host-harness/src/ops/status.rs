@@ -457,7 +457,7 @@ pub fn text(s: &TenantStatus) -> String {
         }
     }
     if s.cursors.is_empty() {
-        out.push_str("  cursors     none yet (no sync has read a page)\n");
+        out.push_str("  cursors     none yet (no run has recorded a page)\n");
     }
     for c in &s.cursors {
         let age = c.age_secs.map_or(String::new(), |a| format!(", moved {} ago", span(a)));

@@ -107,8 +107,9 @@ pub fn recover(kv: &KvStore, this_run: &str, now: i64) -> Result<Recovered> {
 /// the next run takes it over.
 pub fn interrupted(conn: &Connection, signal: &str) -> Result<Vec<String>> {
     let Some(me) = LocalProcess::current() else { return Ok(vec![]) };
-    let message =
-        format!("interrupted by {signal}; what it wrote is recorded page by page and the next run resumes from there");
+    let message = format!(
+        "interrupted by {signal}; the next run resumes after the last page it recorded (see `connector status`)"
+    );
     let mut stmt = conn.prepare(
         "UPDATE runs SET status = 'stopped', finished_at = ?1, error = ?2
          WHERE status = 'running' AND run_id IN (SELECT run_id FROM run_processes
