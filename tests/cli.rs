@@ -160,6 +160,14 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     assert!(error.contains("missing-mapping.toml") && error.contains("mapping_file"), "{error}");
     assert!(stderr.contains(&error), "{stderr}");
 
+    // An empty one is refused too, not taken for the shipped mapping.
+    std::fs::write(dir.path().join("missing-mapping.toml"), "\n  \n").unwrap();
+    let stderr = one_line(&sync());
+    let (status, error) = last_run();
+    assert_eq!(status, "failed");
+    assert!(error.contains("missing-mapping.toml") && error.contains("is empty"), "{error}");
+    assert!(stderr.contains(&error), "{stderr}");
+
     std::fs::write(dir.path().join("connector.toml"), text).unwrap();
     // Another key (owner-only, as `secrets init --out` writes it).
     std::fs::remove_file(dir.path().join("master.key")).unwrap();

@@ -36,7 +36,7 @@ pub async fn on_signal(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool, st
     }
     let under_way = || tenants().iter().any(|t| t.running() > 0);
     if under_way() {
-        eprintln!(
+        crate::errln!(
             "{name}: the runs under way end at their next checkpoint (up to {} s); send it again to stop them now",
             SHUTDOWN_GRACE.as_secs()
         );
@@ -63,18 +63,20 @@ pub async fn on_signal(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool, st
             // Nothing runs the tenant now: `connector status` says so.
             let cleared = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, &tenant.config.tenant));
             if let Err(e) = cleared {
-                eprintln!("warning: the next scheduled run stays in serve_schedule: {e:#}");
+                crate::errln!("warning: the next scheduled run stays in serve_schedule: {e:#}");
             }
         }
         match tenant.interrupted(name) {
             Ok(runs) => {
                 for run in &runs {
-                    eprintln!("error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped");
+                    crate::errln!(
+                        "error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped"
+                    );
                 }
                 cut_short |= !runs.is_empty();
             }
             Err(e) => {
-                eprintln!("error: interrupted by {name}; the run log could not record it: {e:#}");
+                crate::errln!("error: interrupted by {name}; the run log could not record it: {e:#}");
                 cut_short = true;
             }
         }

@@ -229,7 +229,7 @@ impl Runtime {
         }
         if counting_fuel() {
             let used = u64::MAX - store.get_fuel().unwrap_or(u64::MAX);
-            eprintln!("guest fuel used (wasm operations): {used}");
+            crate::errln!("guest fuel used (wasm operations): {used}");
         }
         let data = store.data();
         let report = result.map_err(|e| Trap::of(e, data, limits));

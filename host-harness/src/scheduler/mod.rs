@@ -267,6 +267,14 @@ impl Tenant {
         if let Some(path) = &self.config.mapping_file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the mapping file {} (setting mapping_file)", path.display()))?;
+            // Blank, it would read as no mapping at all: the shipped one.
+            if text.trim().is_empty() {
+                anyhow::bail!(
+                    "the mapping file {} (setting mapping_file) is empty: write the mapping there (start from \
+                     src/mapping/default.toml), or remove the setting to use the shipped mapping",
+                    path.display()
+                );
+            }
             values.insert("mapping_toml".into(), text);
         }
         let secrets = SecretFile::read(&self.config.secrets_path(), &self.cipher)
