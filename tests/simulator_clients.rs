@@ -569,4 +569,12 @@ async fn a_closed_bulk_job_runs_beside_the_client_and_a_later_poll_sees_it_ended
     bed.salesforce.hold_bulk_jobs(false);
     let (_, info) = client.get(&format!("/jobs/ingest/{held}")).await;
     assert_eq!(info["state"], "JobComplete");
+
+    // A row with a field too many fails the job, rather than vanishing.
+    let ragged = submit("NetSuite_Id__c,Name\nj4,Fourth\nj5,Fifth,extra\n").await;
+    let (_, info) = client.get(&format!("/jobs/ingest/{ragged}")).await;
+    assert_eq!(info["state"], "Failed", "{info}");
+    assert!(info["errorMessage"].as_str().is_some_and(|m| m.starts_with("InvalidBatch")), "{info}");
+    let (_, page) = client.soql("query", "SELECT Id FROM Account WHERE NetSuite_Id__c = 'j4'", None).await;
+    assert_eq!(page["totalSize"], 0, "nothing of a failed job is applied");
 }

@@ -257,8 +257,21 @@ fn run(org: &mut Org, id: &str, now: i64) {
             return;
         }
     };
-    let rows: Vec<Vec<String>> =
-        reader.records().filter_map(Result::ok).map(|r| r.iter().map(str::to_string).collect()).collect();
+    // A row the CSV rules cannot read (a field too many, a quote left
+    // open) fails the job: a client's CSV defect shows, instead of rows
+    // quietly missing from every result file.
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (n, record) in reader.records().enumerate() {
+        match record {
+            Ok(r) => rows.push(r.iter().map(str::to_string).collect()),
+            Err(e) => {
+                job.error_message = Some(format!("InvalidBatch : the CSV row {} cannot be read: {e}", n + 2));
+                job.headers = headers;
+                job.unprocessed = rows;
+                return;
+            }
+        }
+    }
     job.headers = headers.clone();
     org.bulk_batches += rows.len().div_ceil(BATCH_RECORDS) as u64;
     let Some(object) = org.object(&object_name).cloned() else { return };
