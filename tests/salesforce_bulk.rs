@@ -145,6 +145,38 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
     assert_eq!(bed.salesforce.writes(), writes);
 }
 
+/// A process killed right after closing a Bulk API job can lose the job's
+/// id and records with the writes not yet committed (the host commits in
+/// groups), while the marks of writes on their way, committed before the
+/// close, stay. The next run audits what the job did from its results
+/// (`bulk-resume`), then writes the records again: no write Salesforce
+/// applied goes unaudited, and none is doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_record_was_lost_is_audited_from_its_results() {
+    let bed = bed(3_000)
+        .setting("salesforce_bulk_threshold", "100")
+        .setting("salesforce_bulk_poll_timeout_secs", "1")
+        .start()
+        .await;
+    sync_past_the_poll_timeout(&bed).await;
+    assert_eq!(bed.salesforce.count("Account"), 3_000, "Salesforce applied the job");
+    // The group holding the job's id and its parked records never committed.
+    let conn = bed.tenant.database.connect().unwrap();
+    assert!(conn.execute("DELETE FROM kv WHERE key LIKE 'bulk%'", []).unwrap() > 0);
+
+    bed.salesforce.hold_bulk_jobs(false);
+    let next = bed.sync().await;
+    succeeded(&next);
+    let rows = host_harness::audit::for_run(&conn, "demo", &next.run_id).unwrap();
+    let resumed: Vec<_> = rows.iter().filter(|r| r.action == "bulk-resume").collect();
+    assert_eq!(resumed.len(), 3_000, "{:?}", next.counts("customer"));
+    assert!(resumed.iter().all(|r| r.outcome == "created" && r.salesforce_id.is_some()), "{:?}", resumed[0]);
+    assert_eq!(next.counts("customer").resumed, 3_000);
+    // Then written again, as updates of the same records.
+    assert_eq!((next.counts("customer").created, next.counts("customer").updated), (0, 3_000));
+    assert_eq!(bed.salesforce.count("Account"), 3_000);
+}
+
 /// A full job is left to Salesforce while the next one fills. A run that
 /// stops then (here: NetSuite refuses it half-way) leaves the job with its
 /// records; the next run records its outcomes and sends none of them again.

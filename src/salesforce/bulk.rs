@@ -318,6 +318,11 @@ impl BulkResults {
     }
 
     /// The outcome of the record with this external id.
+    /// Whether the job's result files name this record.
+    pub fn has(&self, external_id: &str) -> bool {
+        self.by_id.contains_key(external_id)
+    }
+
     pub fn outcome(&self, external_id: &str) -> UpsertOutcome {
         let failed = |code: &str, message: String| UpsertOutcome {
             external_id: external_id.to_string(),

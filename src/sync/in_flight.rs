@@ -18,8 +18,9 @@
 use super::kv_error;
 use super::run::{Run, Staged};
 use super::state::{DELETED, RecordState};
-use crate::model::{RecordKind, Result};
+use crate::model::{AuditAction, AuditEntry, AuditTransformations, RecordKind, Result};
 use crate::ports::KeyValue;
+use crate::salesforce::BulkResults;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
@@ -36,39 +37,87 @@ pub(super) struct InFlight<'a> {
 /// How a job's mark begins (a record mark begins with an id, digits).
 const JOB: &str = "job";
 
+/// A stopped run's Bulk API job, ended, with what it did.
+struct SettledJob {
+    kind: Option<RecordKind>,
+    id: String,
+    sobject: String,
+    results: BulkResults,
+}
+
 /// Waits for the job a stopped run closed (or aborts it, never closed) so
 /// that nothing of it lands after this run. A job that outlasts
 /// `salesforce_bulk_poll_timeout_secs` stops this run, mark kept, as it
-/// would have stopped that one.
-fn settle_job(run: &Run<'_>, mark: &str) -> Result<()> {
+/// would have stopped that one. Returns the ended job's results, when
+/// they can be read: the records that run never recorded are audited
+/// from them (see [`InFlight::redo`]).
+fn settle_job(run: &Run<'_>, kind: Option<RecordKind>, mark: &str) -> Result<Option<SettledJob>> {
     if run.writer.plans() {
-        return Ok(());
+        return Ok(None);
     }
     let mut parts = mark.split(' ').skip(1);
-    let (Some(id), Some(sobject), Some(ext)) = (parts.next(), parts.next(), parts.next()) else { return Ok(()) };
+    let (Some(id), Some(sobject), Some(ext)) = (parts.next(), parts.next(), parts.next()) else { return Ok(None) };
     run.target()?;
     let state = match run.sink.bulk_state(id) {
         Ok(state) => state,
         // Gone (results are kept for seven days): nothing of it runs.
-        Err(e) if e.is_about_data() => return Ok(()),
+        Err(e) if e.is_about_data() => return Ok(None),
         Err(e) => return Err(e),
     };
-    match state.as_str() {
-        "Open" => run.sink.bulk_abort(id),
-        "UploadComplete" | "InProgress" => match run.sink.bulk_results(sobject, ext, id, &|| run.renew()) {
-            Ok(_) => Ok(()),
-            // Aborted meanwhile is ended too; still running is not.
-            Err(e) => match run.sink.bulk_state(id)?.as_str() {
-                "JobComplete" | "Failed" | "Aborted" => Ok(()),
-                _ => Err(e),
-            },
-        },
-        _ => Ok(()),
+    let results = match state.as_str() {
+        "Open" => return run.sink.bulk_abort(id).map(|()| None),
+        "UploadComplete" | "InProgress" | "JobComplete" | "Failed" => {
+            match run.sink.bulk_results(sobject, ext, id, &|| run.renew()) {
+                Ok(results) => results,
+                // Aborted meanwhile is ended too; still running is not.
+                Err(e) => match run.sink.bulk_state(id)?.as_str() {
+                    "JobComplete" | "Failed" | "Aborted" => return Ok(None),
+                    _ => return Err(e),
+                },
+            }
+        }
+        _ => return Ok(None),
+    };
+    // Kept with its records: the writer takes up its results (`bulk-resume`).
+    if let Some(kind) = kind
+        && run.queues.leftovers(kind)?.0.iter().any(|(_, saved)| saved.id == id)
+    {
+        return Ok(None);
     }
+    Ok(Some(SettledJob { kind, id: id.to_string(), sobject: sobject.to_string(), results }))
 }
 
 /// States looked up at a time while marks are taken up.
 const PART: usize = 1000;
+
+/// The audit entry of record `id` if a settled job of its kind wrote it.
+fn applied_by_job(
+    run: &Run<'_>,
+    kind: RecordKind,
+    id: &str,
+    state: &Option<RecordState>,
+    settled: &[SettledJob],
+) -> Option<AuditEntry> {
+    let job = settled.iter().find(|j| j.kind == Some(kind) && j.results.has(id))?;
+    let outcome = job.results.outcome(id);
+    run.count_resumed(kind, 1);
+    let detail = format!(
+        "Bulk API job {} of a stopped run applied it; that run's record of it was lost, so this run writes it again",
+        job.id
+    );
+    Some(AuditEntry {
+        run_id: run.request.run_id.clone(),
+        kind,
+        action: AuditAction::BulkResume,
+        netsuite_id: id.to_string(),
+        salesforce_id: outcome.salesforce_id.clone().or_else(|| state.as_ref().and_then(|s| s.sf.clone())),
+        outcome: outcome.outcome.as_str().into(),
+        transformations: AuditTransformations::Whole(
+            serde_json::json!([{ "field": job.sobject, "rule": "bulk-resume", "detail": detail }]).to_string(),
+        ),
+        error: super::write::errors_text(&outcome),
+    })
+}
 
 impl<'a> InFlight<'a> {
     pub fn new(kv: &'a dyn KeyValue, run_id: &'a str) -> Self {
@@ -125,13 +174,14 @@ impl<'a> InFlight<'a> {
         // Jobs first: each has ended before its records are looked at.
         keys.sort_by_key(|k| (!k.contains("/job-"), k.clone()));
         let mut redone = 0;
+        let mut settled = Vec::new();
         for key in keys {
             let kind = RecordKind::ALL.into_iter().find(|k| key.split('/').next() == Some(k.as_str()));
             let value = self.kv.get(&key).map_err(|e| kv_error("reading a mark of writes", e))?;
             let text = value.map(|v| String::from_utf8_lossy(&v).into_owned());
             match (kind, text) {
-                (_, Some(job)) if job.starts_with(JOB) => settle_job(run, &job)?,
-                (Some(kind), Some(text)) => redone += self.redo(run, kind, &text)?,
+                (_, Some(job)) if job.starts_with(JOB) => settled.extend(settle_job(run, kind, &job)?),
+                (Some(kind), Some(text)) => redone += self.redo(run, kind, &text, &settled)?,
                 _ => {}
             }
             self.clear(&key)?;
@@ -140,13 +190,22 @@ impl<'a> InFlight<'a> {
     }
 
     /// Makes the records of one mark whose states say another write landed
-    /// (or none) be written again; returns how many.
-    fn redo(&self, run: &Run<'_>, kind: RecordKind, mark: &str) -> Result<usize> {
+    /// (or none) be written again; returns how many. Those a stopped run's
+    /// ended Bulk job (`settled`) wrote, that run never recorded (its
+    /// record of them was lost with the process): they are audited from
+    /// the job's results, as `bulk-resume`, before this run writes them
+    /// again.
+    fn redo(&self, run: &Run<'_>, kind: RecordKind, mark: &str, settled: &[SettledJob]) -> Result<usize> {
         let marked: Vec<(&str, &str)> = mark.lines().filter_map(|l| l.split_once(' ')).collect();
         let mut redone = 0;
         for part in marked.chunks(PART) {
             let ids: Vec<&str> = part.iter().map(|(id, _)| *id).collect();
             let states = run.state.records(kind, &ids)?;
+            let unrecorded = part.iter().zip(&states).filter(|((_, sent), state)| {
+                state.as_ref().is_none_or(|st| st.dst != *sent && st.dst != DELETED && !st.dst.is_empty())
+            });
+            let audit: Vec<AuditEntry> =
+                unrecorded.filter_map(|((id, _), state)| applied_by_job(run, kind, id, state, settled)).collect();
             let doubtful: Vec<(&str, RecordState)> = part
                 .iter()
                 .zip(states)
@@ -155,6 +214,10 @@ impl<'a> InFlight<'a> {
                 .map(|(id, _, st)| (id, in_doubt(st)))
                 .collect();
             redone += doubtful.len();
+            // Audit first (see `stage`).
+            if !run.writer.plans() {
+                run.audit(audit);
+            }
             if run.writer.plans() {
                 self.doubts.borrow_mut().extend(doubtful.iter().map(|(id, _)| (kind, id.to_string())));
             } else {

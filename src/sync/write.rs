@@ -254,7 +254,7 @@ fn defer_reason(missing: &[ParentRef]) -> String {
     )
 }
 
-fn errors_text(outcome: &UpsertOutcome) -> Option<String> {
+pub(super) fn errors_text(outcome: &UpsertOutcome) -> Option<String> {
     (!outcome.errors.is_empty()).then(|| outcome.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
 }
 
