@@ -105,6 +105,18 @@ async fn sync_past_the_poll_timeout(bed: &Bed) {
     assert!(stopped.error.as_deref().unwrap().contains("did not finish within 1 s"), "{stopped:?}");
 }
 
+/// 3,000 customers sent as one Bulk API job (threshold 100), which
+/// Salesforce applies but holds past the run's poll timeout: the run fails.
+async fn stopped_with_its_job_held() -> Bed {
+    let bed = bed(3_000)
+        .setting("salesforce_bulk_threshold", "100")
+        .setting("salesforce_bulk_poll_timeout_secs", "1")
+        .start()
+        .await;
+    sync_past_the_poll_timeout(&bed).await;
+    bed
+}
+
 /// How many keys of the tenant's store match `pattern` (SQL LIKE): parked
 /// records and kept jobs are `bulk/…` and `bulkjob/…`.
 fn bulk_keys(bed: &Bed, pattern: &str) -> i64 {
@@ -117,12 +129,7 @@ fn bulk_keys(bed: &Bed, pattern: &str) -> i64 {
 /// run reads that job's results instead of uploading the records again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
-    let bed = bed(3_000)
-        .setting("salesforce_bulk_threshold", "100")
-        .setting("salesforce_bulk_poll_timeout_secs", "1")
-        .start()
-        .await;
-    sync_past_the_poll_timeout(&bed).await;
+    let bed = stopped_with_its_job_held().await;
     let jobs = bed.salesforce.bulk_jobs();
     assert_eq!(jobs, 1);
     assert_eq!(bed.salesforce.count("Account"), 3_000, "Salesforce applied the job");
@@ -153,12 +160,7 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
 /// applied goes unaudited, and none is doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_record_was_lost_is_audited_from_its_results() {
-    let bed = bed(3_000)
-        .setting("salesforce_bulk_threshold", "100")
-        .setting("salesforce_bulk_poll_timeout_secs", "1")
-        .start()
-        .await;
-    sync_past_the_poll_timeout(&bed).await;
+    let bed = stopped_with_its_job_held().await;
     assert_eq!(bed.salesforce.count("Account"), 3_000, "Salesforce applied the job");
     // The group holding the job's id and its parked records never committed.
     let conn = bed.tenant.database.connect().unwrap();

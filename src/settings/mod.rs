@@ -582,39 +582,30 @@ mod tests {
         let err = Settings::load(&Map(m)).unwrap_err().to_string();
         assert!(err.contains("`netsuite_client_id` is missing"), "{err}");
 
-        let mut m = base();
-        m.insert("netsuite_signing_algorithm", "RS256");
-        let err = Settings::load(&Map(m)).unwrap_err().to_string();
-        assert!(err.contains("RS256 is no longer accepted"), "{err}");
-
-        let mut m = base();
-        m.insert("netsuite_page_size", "5000");
-        assert!(Settings::load(&Map(m)).unwrap_err().to_string().contains("1 to 1000"));
-
-        let mut m = base();
-        m.insert("salesforce_bulk_job_records", "0");
-        let err = Settings::load(&Map(m)).unwrap_err().to_string();
-        assert!(err.contains("`salesforce_bulk_job_records` is 0"), "{err}");
-
-        // Refused while write-back is off, not first on the day it is turned on.
-        let mut m = base();
-        m.insert("vendor_conflict", "NetSuite");
-        let err = Settings::load(&Map(m)).unwrap_err().to_string();
-        assert!(err.contains("vendor_conflict"), "{err}");
+        // One setting set to `value` on the base: the load's error.
+        let refused = |name: &'static str, value: &'static str| {
+            let mut m = base();
+            m.insert(name, value);
+            Settings::load(&Map(m)).unwrap_err().to_string()
+        };
+        for (name, value, said) in [
+            ("netsuite_signing_algorithm", "RS256", "RS256 is no longer accepted"),
+            ("netsuite_page_size", "5000", "1 to 1000"),
+            ("salesforce_bulk_job_records", "0", "`salesforce_bulk_job_records` is 0"),
+            // Refused while write-back is off, not first on the day it is turned on.
+            ("vendor_conflict", "NetSuite", "vendor_conflict"),
+            ("salesforce_api_version", "45.0", "salesforce_api_version 45.0 is older than 46.0"),
+            ("salesforce_api_version", "latest", "`latest` is not a Salesforce REST API version"),
+        ] {
+            let err = refused(name, value);
+            assert!(err.contains(said), "{name} = {value}: {err}");
+        }
 
         for (given, taken) in [("v62.0", "62.0"), (" 46.0 ", "46.0")] {
             let mut m = base();
             m.insert("salesforce_api_version", given);
             assert_eq!(Settings::load(&Map(m)).unwrap().salesforce.api_version, taken);
         }
-        let mut m = base();
-        m.insert("salesforce_api_version", "45.0");
-        let err = Settings::load(&Map(m)).unwrap_err().to_string();
-        assert!(err.contains("salesforce_api_version 45.0 is older than 46.0"), "{err}");
-        let mut m = base();
-        m.insert("salesforce_api_version", "latest");
-        let err = Settings::load(&Map(m)).unwrap_err().to_string();
-        assert!(err.contains("`latest` is not a Salesforce REST API version"), "{err}");
     }
 
     #[test]
