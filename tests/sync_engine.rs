@@ -828,6 +828,66 @@ async fn a_contact_whose_company_was_flagged_deleted_is_written_without_the_link
     assert_eq!(bed.sf("Account", company).1["NetSuite_Deleted__c"], true, "the Account stays, flagged");
 }
 
+/// A dry run plans what a company's deletion does to its contacts, as the
+/// run that follows does it: each read again and written under no Account,
+/// once, also when the run reads them twice (in the window it reads again
+/// for late commits, and as queued events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_the_contacts_of_a_deleted_company_like_the_run_that_follows() {
+    for (delete_action, read_twice) in [("flag", false), ("flag", true), ("delete", false), ("delete", true)] {
+        let case = format!("{delete_action}, read twice: {read_twice}");
+        let bed = bed(10).setting("delete_action", delete_action).start().await;
+        let at = bed.clock.now_secs() - 3600;
+        bed.netsuite.seed_contacts(20, &bed.customer_ids[..2], at, 5).unwrap();
+        succeeded(&bed.sync_all().await);
+        let company = bed.customer_ids[0];
+        bed.clock.advance(std::time::Duration::from_secs(3600));
+        if !read_twice {
+            // A change an hour later moves the window a run reads again
+            // past these contacts, as in `contact_of_a_deleted_company`.
+            let now = bed.clock.now_secs();
+            let sql =
+                format!("UPDATE contact SET title = 'Buyer', lastmodifieddate = {now} WHERE company <> {company}");
+            assert!(bed.netsuite.execute(&sql).unwrap() > 0);
+            succeeded(&bed.sync_all().await);
+            bed.clock.advance(std::time::Duration::from_secs(1));
+        }
+        bed.netsuite.delete_record("customer", company).unwrap();
+        let mut under: Vec<String> = bed
+            .netsuite
+            .id_pairs("SELECT id, company FROM contact")
+            .unwrap()
+            .into_iter()
+            .filter(|(_, c)| *c == company)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        under.sort();
+        assert!(!under.is_empty());
+
+        let rt = support::runtime();
+        let plan = bed.bed.tenant.dry_run(rt, SyncMode::Incremental, &[], false).await.unwrap();
+        succeeded(&plan);
+        let mut planned: Vec<(String, String)> = plan
+            .plan
+            .iter()
+            .filter(|p| p.kind == "contact")
+            .map(|p| (p.netsuite_id.clone(), p.action.clone()))
+            .collect();
+        planned.sort();
+        let expected: Vec<(String, String)> = under.iter().map(|id| (id.clone(), "update".to_string())).collect();
+        assert_eq!(planned, expected, "{case}: {:?}", plan.plan);
+
+        let real = bed.sync_all().await;
+        succeeded(&real);
+        let (p, r) = (plan.counts("contact"), real.counts("contact"));
+        assert_eq!((p.read, p.deferred), (r.read, r.deferred), "{case}");
+        // Deleted along with their Account, the contacts are created anew;
+        // a plan that does not compare live takes them to be there.
+        assert_eq!(p.updated, r.updated + r.created, "{case}: {r:?}");
+        assert_eq!(r.updated + r.created, under.len() as u32, "{case}: {r:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_whose_company_was_deleted_from_salesforce_is_written_without_the_link() {
     let (bed, _, company) = contact_of_a_deleted_company("delete").await;

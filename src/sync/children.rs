@@ -51,6 +51,10 @@ pub(super) fn refresh(run: &Run<'_>, parent: RecordKind, parents: &[&str]) -> Re
                     };
                     run.queues.put_event(&event)?;
                 }
+                if run.writer.plans() {
+                    let ids: Vec<&str> = doubtful.iter().map(|(id, _)| *id).collect();
+                    run.in_flight.note_doubts(kind, &ids);
+                }
                 run.state.save_records(kind, doubtful)?;
                 run.note_queued_events();
             }

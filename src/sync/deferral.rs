@@ -24,15 +24,14 @@ fn missing_parents(run: &Run<'_>, records: &[&[ParentRef]]) -> Result<Vec<Vec<Pa
         ids.dedup();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         for (id, st) in ids.iter().zip(run.state.records(kind, &refs)?) {
-            if st.is_some_and(|s| s.sf.is_some() && s.src != DELETED) {
-                present.insert((kind, id.clone()));
+            let parent = (kind, id.clone());
+            let there = st.is_some_and(|s| s.sf.is_some() && s.src != DELETED);
+            if run.writer.planned(&parent).unwrap_or(there) {
+                present.insert(parent);
             }
         }
     }
-    Ok(records
-        .iter()
-        .map(|parents| parents.iter().filter(|p| !present.contains(*p) && !run.writer.planned(p)).cloned().collect())
-        .collect())
+    Ok(records.iter().map(|parents| parents.iter().filter(|p| !present.contains(*p)).cloned().collect()).collect())
 }
 
 /// Parents of `records` not in Salesforce, flattened.

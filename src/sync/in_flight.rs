@@ -227,6 +227,21 @@ impl<'a> InFlight<'a> {
         Ok(redone)
     }
 
+    /// Takes `ids` to be in doubt for the rest of the run, as a dry run
+    /// must where a real run saves their states so (it saves none).
+    pub fn note_doubts(&self, kind: RecordKind, ids: &[&str]) {
+        self.doubts.borrow_mut().extend(ids.iter().map(|id| (kind, id.to_string())));
+    }
+
+    /// Takes `id` to be written (planned) since it was put in doubt, as a
+    /// dry run must where a real run saves its new state.
+    pub fn clear_doubt(&self, kind: RecordKind, id: &str) {
+        let mut doubts = self.doubts.borrow_mut();
+        if !doubts.is_empty() {
+            doubts.remove(&(kind, id.to_string()));
+        }
+    }
+
     /// `states` of `ids` as a dry run takes them: those it found in doubt
     /// as [`InFlight::recover`] leaves them in a real run.
     pub fn as_recovered(

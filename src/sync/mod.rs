@@ -82,7 +82,8 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
     }
     parents_first(&mut kinds);
 
-    let stores = [host.state, host.queues, host.in_flight].map(dry_host::ReadOnly);
+    let stores =
+        (dry_host::ReadOnly(host.state), dry_host::Scratch::new(host.queues), dry_host::ReadOnly(host.in_flight));
     let dry_host = dry_host::dry(host, &stores);
     let (host, writer): (&Host<'_>, Box<dyn write::Writer>) = match request.dry_run {
         true => (&dry_host, Box::new(write::Plan::default())),

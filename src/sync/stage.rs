@@ -21,7 +21,10 @@ use serde_json::{Map, Value};
 pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord], full: bool) -> Result<Vec<Staged>> {
     let mapping = &run.settings.mapping;
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let states = run.in_flight.as_recovered(kind, &ids, run.state.records(kind, &ids)?);
+    // A dry run saves no state: what it planned stands in for the states a
+    // real run would have saved, and what it put in doubt since, for those.
+    let states = run.writer.as_planned(kind, &ids, run.state.records(kind, &ids)?);
+    let states = run.in_flight.as_recovered(kind, &ids, states);
     let mut audit: Vec<AuditEntry> = Vec::new();
     let mut unchanged: Vec<(&str, RecordState)> = Vec::new();
     let mut staged = Vec::new();

@@ -43,9 +43,22 @@ pub(super) trait Writer {
     /// Holds a record back until its parents are in Salesforce.
     fn defer(&self, run: &Run<'_>, staged: &Staged, missing: &[ParentRef]) -> Result<()>;
 
-    /// Whether `parent` will be in Salesforce when its children are written,
-    /// beyond what the record states say (a dry run: planned this run).
-    fn planned(&self, parent: &ParentRef) -> bool;
+    /// Whether `parent` will be in Salesforce when its children are written
+    /// where the record states cannot say (a dry run: planned this run,
+    /// written or deleted); `None`: the states say.
+    fn planned(&self, parent: &ParentRef) -> Option<bool>;
+
+    /// `states` of `ids` as this run left them where it saved none (a dry
+    /// run: the rows it planned, as a real run's states would name them, so
+    /// a row read again is dropped as one already handled).
+    fn as_planned(
+        &self,
+        _kind: RecordKind,
+        _ids: &[&str],
+        states: Vec<Option<RecordState>>,
+    ) -> Vec<Option<RecordState>> {
+        states
+    }
 
     /// Takes up what stopped runs left with Salesforce before `kind` is
     /// read again (a plan has nothing to take up).
@@ -196,8 +209,8 @@ impl Writer for Salesforce {
         Ok(())
     }
 
-    fn planned(&self, _: &ParentRef) -> bool {
-        false
+    fn planned(&self, _: &ParentRef) -> Option<bool> {
+        None
     }
 
     fn plan(&self) -> Vec<PlannedWrite> {
@@ -976,6 +989,8 @@ pub(super) struct Plan {
     /// Records this plan writes (their children need not wait), with the
     /// digest of the NetSuite row each was planned from.
     planned: RefCell<HashMap<ParentRef, String>>,
+    /// Records this plan deletes or flags deleted (their children lose them).
+    gone: RefCell<HashSet<ParentRef>>,
 }
 
 impl Plan {
@@ -1035,6 +1050,8 @@ impl Plan {
             run.count(kind, outcome);
             // A real run writes it (its state says Salesforce may lack it), so
             // its children will find it there, changed or not.
+            self.gone.borrow_mut().remove(&key);
+            run.in_flight.clear_doubt(kind, &mapped.source_id);
             self.planned.borrow_mut().insert(key, staged.state.src.clone());
             self.push(kind, &mapped.source_id, action, changes);
         }
@@ -1061,11 +1078,17 @@ impl Writer for Plan {
             DeleteAction::Flag => PlanAction::FlagDeleted,
             DeleteAction::Delete => PlanAction::Delete,
         };
-        for (id, _) in pending {
+        for (id, _) in &pending {
             run.count(kind, OutcomeKind::Deleted);
-            self.push(kind, &id, action, vec![]);
+            self.push(kind, id, action, vec![]);
+            let key = (kind, id.clone());
+            self.planned.borrow_mut().remove(&key);
+            self.gone.borrow_mut().insert(key);
         }
-        Ok(())
+        // As a real run does: their children are read again and planned at
+        // the run's end (the queued events stay in the dry run's memory).
+        let ids: Vec<&str> = pending.iter().map(|(id, _)| id.as_str()).collect();
+        super::children::refresh(run, kind, &ids)
     }
 
     fn defer(&self, run: &Run<'_>, staged: &Staged, _: &[ParentRef]) -> Result<()> {
@@ -1074,8 +1097,37 @@ impl Writer for Plan {
         Ok(())
     }
 
-    fn planned(&self, parent: &ParentRef) -> bool {
-        self.planned.borrow().contains_key(parent)
+    fn as_planned(
+        &self,
+        kind: RecordKind,
+        ids: &[&str],
+        mut states: Vec<Option<RecordState>>,
+    ) -> Vec<Option<RecordState>> {
+        let planned = self.planned.borrow();
+        if planned.is_empty() {
+            return states;
+        }
+        for (id, state) in ids.iter().zip(&mut states) {
+            if let Some(src) = planned.get(&(kind, id.to_string())) {
+                let old = state.take().unwrap_or(RecordState {
+                    src: String::new(),
+                    dst: String::new(),
+                    sf: None,
+                    fields: None,
+                    org: None,
+                    sf_deleted: false,
+                });
+                *state = Some(RecordState { src: src.clone(), ..old });
+            }
+        }
+        states
+    }
+
+    fn planned(&self, parent: &ParentRef) -> Option<bool> {
+        match self.planned.borrow().contains_key(parent) {
+            true => Some(true),
+            false => self.gone.borrow().contains(parent).then_some(false),
+        }
     }
 
     fn plan(&self) -> Vec<PlannedWrite> {
