@@ -675,6 +675,10 @@ pub enum AuditAction {
     /// Upserted through a Bulk API 2.0 job a stopped run submitted: this
     /// run read the job's results (that run read the record).
     BulkResume,
+    /// Upserted through Composite by a stopped run that never recorded
+    /// Salesforce's answer (stopped first): whether it landed is unknown;
+    /// this run writes the record again.
+    Interrupted,
     /// Salesforce already holds exactly what the mapping gives.
     SkipUnchanged,
     /// Held back until its parent is in Salesforce.
@@ -716,10 +720,11 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for those who list them (the README).
-    pub const ALL: [AuditAction; 20] = [
+    pub const ALL: [AuditAction; 21] = [
         AuditAction::Write,
         AuditAction::BulkWrite,
         AuditAction::BulkResume,
+        AuditAction::Interrupted,
         AuditAction::SkipUnchanged,
         AuditAction::Defer,
         AuditAction::WriteDeferred,
@@ -744,6 +749,7 @@ impl AuditAction {
             AuditAction::Write => "write",
             AuditAction::BulkWrite => "bulk-write",
             AuditAction::BulkResume => "bulk-resume",
+            AuditAction::Interrupted => "interrupted",
             AuditAction::SkipUnchanged => "skip-unchanged",
             AuditAction::Defer => "defer",
             AuditAction::WriteDeferred => "write-deferred",

@@ -90,7 +90,39 @@ async fn a_sync_killed_at_any_point_resumes_with_exactly_one_record_per_netsuite
 /// unchanged: the abandoned output stayed in Salesforce for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_killed_run_wrote_through_composite_without_saving_is_written_again_when_its_mapping_is_put_back() {
-    killed_mid_write_then_mapping_put_back("100000000", false).await;
+    killed_mid_write_then_mapping_put_back(COMPOSITE_ONLY, false).await;
+}
+
+/// A Bulk API threshold no run here reaches.
+const COMPOSITE_ONLY: &str = "100000000";
+
+/// Each of `changed` (Salesforce applied the killed run's write) has a row
+/// for that write: the killed run's own, or, where the kill took its answer
+/// before the run recorded it, the next run's `interrupted` row.
+fn every_write_applied_is_audited(bed: &support::Bed, changed: &[i64]) {
+    let conn = bed.tenant.database.connect().unwrap();
+    let run_of = |order: &str| -> String {
+        let sql = format!("SELECT run_id FROM audit WHERE kind = 'customer' ORDER BY seq {order} LIMIT 1");
+        conn.query_row(&sql, [], |r| r.get(0)).unwrap()
+    };
+    let (first, last) = (run_of("ASC"), run_of("DESC"));
+    let mut stmt = conn
+        .prepare(
+            "SELECT DISTINCT netsuite_id FROM audit WHERE kind = 'customer' AND ((action = 'write' AND run_id NOT IN \
+             (?1, ?2)) OR (action = 'interrupted' AND run_id = ?2 AND outcome = 'unknown'))",
+        )
+        .unwrap();
+    let audited: std::collections::HashSet<i64> = stmt
+        .query_map([&first, &last], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|id| id.unwrap().parse().unwrap())
+        .collect();
+    let unaudited: Vec<&i64> = changed.iter().filter(|id| !audited.contains(id)).collect();
+    assert!(unaudited.is_empty(), "{} of {} writes applied have no row", unaudited.len(), changed.len());
+    let interrupted: u32 = conn
+        .query_row("SELECT COUNT(*) FROM audit WHERE action = 'interrupted' AND run_id = ?1", [&last], |r| r.get(0))
+        .unwrap();
+    assert!(interrupted > 0, "the kill came while requests were on their way");
 }
 
 /// The same through Bulk API 2.0 jobs of 5,000 records (the killed run's
@@ -193,6 +225,9 @@ async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str, job_left_r
     }
     let out = start(&config).wait_with_output().await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if bulk_threshold == COMPOSITE_ONLY {
+        every_write_applied_is_audited(&bed, &changed);
+    }
     let left: Vec<&i64> = changed.iter().filter(|&&id| shouting(id)).collect();
     assert!(
         left.is_empty(),

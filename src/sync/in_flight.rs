@@ -37,6 +37,11 @@ pub(super) struct InFlight<'a> {
 /// How a job's mark begins (a record mark begins with an id, digits).
 const JOB: &str = "job";
 
+/// How the number in the key of a Composite request's mark begins (a Bulk
+/// job page's has none): its records' answers came back with the request,
+/// so a stopped run that left the mark lost them.
+const UPSERTS: &str = "upserts-";
+
 /// A stopped run's Bulk API job, ended, with what it did.
 struct SettledJob {
     kind: Option<RecordKind>,
@@ -119,6 +124,35 @@ fn applied_by_job(
     })
 }
 
+/// The run that left Composite request mark `key` (`None`: not one).
+fn stopped_run(key: &str) -> Option<&str> {
+    let (_, rest) = key.split_once('/')?;
+    let (run, number) = rest.rsplit_once('/')?;
+    number.starts_with(UPSERTS).then_some(run)
+}
+
+/// The audit entry of record `id`, sent by run `stopped` in a Composite
+/// request whose answer that run never recorded.
+fn interrupted(run: &Run<'_>, kind: RecordKind, id: &str, state: &Option<RecordState>, stopped: &str) -> AuditEntry {
+    let sobject = run.settings.mapping.object(kind).map_or_else(|_| kind.to_string(), |o| o.sobject.clone());
+    let detail = format!(
+        "run {stopped} sent this upsert and was stopped before it recorded Salesforce's answer (applied or not is \
+         unknown), so this run writes the record again"
+    );
+    AuditEntry {
+        run_id: run.request.run_id.clone(),
+        kind,
+        action: AuditAction::Interrupted,
+        netsuite_id: id.to_string(),
+        salesforce_id: state.as_ref().and_then(|s| s.sf.clone()),
+        outcome: "unknown".into(),
+        transformations: AuditTransformations::Whole(
+            serde_json::json!([{ "field": sobject, "rule": "interrupted", "detail": detail }]).to_string(),
+        ),
+        error: None,
+    }
+}
+
 impl<'a> InFlight<'a> {
     pub fn new(kv: &'a dyn KeyValue, run_id: &'a str) -> Self {
         InFlight { kv, run_id, made: Cell::new(0), doubts: Default::default() }
@@ -133,8 +167,14 @@ impl<'a> InFlight<'a> {
         format!("{kind}/{}/{tag}{n:08}", self.run_id)
     }
 
-    pub fn mark<'s>(&self, kind: RecordKind, records: impl IntoIterator<Item = &'s Staged>) -> Result<String> {
-        let key = self.next_key(kind, "");
+    /// `upserts`: a Composite request's records (else a Bulk job page's).
+    pub fn mark<'s>(
+        &self,
+        kind: RecordKind,
+        upserts: bool,
+        records: impl IntoIterator<Item = &'s Staged>,
+    ) -> Result<String> {
+        let key = self.next_key(kind, if upserts { UPSERTS } else { "" });
         let mut value = String::new();
         for staged in records {
             // Ids are digits and digests hex: neither holds a space or a newline.
@@ -181,7 +221,7 @@ impl<'a> InFlight<'a> {
             let text = value.map(|v| String::from_utf8_lossy(&v).into_owned());
             match (kind, text) {
                 (_, Some(job)) if job.starts_with(JOB) => settled.extend(settle_job(run, kind, &job)?),
-                (Some(kind), Some(text)) => redone += self.redo(run, kind, &text, &settled)?,
+                (Some(kind), Some(text)) => redone += self.redo(run, kind, &key, &text, &settled)?,
                 _ => {}
             }
             self.clear(&key)?;
@@ -189,13 +229,15 @@ impl<'a> InFlight<'a> {
         Ok(redone)
     }
 
-    /// Makes the records of one mark whose states say another write landed
-    /// (or none) be written again; returns how many. Those a stopped run's
-    /// ended Bulk job (`settled`) wrote, that run never recorded (its
-    /// record of them was lost with the process): they are audited from
-    /// the job's results, as `bulk-resume`, before this run writes them
-    /// again.
-    fn redo(&self, run: &Run<'_>, kind: RecordKind, mark: &str, settled: &[SettledJob]) -> Result<usize> {
+    /// Makes the records of one mark (`key`) whose states say another write
+    /// landed (or none) be written again; returns how many. That run never
+    /// recorded them (its record was lost with the process), so they are
+    /// audited before this run writes them again: those its ended Bulk job
+    /// (`settled`) wrote from the job's results, as `bulk-resume`; those of
+    /// a Composite request as `interrupted`, outcome unknown (the answer
+    /// is gone).
+    fn redo(&self, run: &Run<'_>, kind: RecordKind, key: &str, mark: &str, settled: &[SettledJob]) -> Result<usize> {
+        let stopped = stopped_run(key);
         let marked: Vec<(&str, &str)> = mark.lines().filter_map(|l| l.split_once(' ')).collect();
         let mut redone = 0;
         for part in marked.chunks(PART) {
@@ -204,8 +246,14 @@ impl<'a> InFlight<'a> {
             let unrecorded = part.iter().zip(&states).filter(|((_, sent), state)| {
                 state.as_ref().is_none_or(|st| st.dst != *sent && st.dst != DELETED && !st.dst.is_empty())
             });
-            let audit: Vec<AuditEntry> =
-                unrecorded.filter_map(|((id, _), state)| applied_by_job(run, kind, id, state, settled)).collect();
+            let audit: Vec<AuditEntry> = match stopped {
+                Some(stopped) => {
+                    unrecorded.map(|((id, _), state)| interrupted(run, kind, id, state, stopped)).collect()
+                }
+                None => {
+                    unrecorded.filter_map(|((id, _), state)| applied_by_job(run, kind, id, state, settled)).collect()
+                }
+            };
             let doubtful: Vec<(&str, RecordState)> = part
                 .iter()
                 .zip(states)

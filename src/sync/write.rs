@@ -577,7 +577,7 @@ impl CompositeBatch {
             self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
             let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
             let texts: Vec<Option<&str>> = part.iter().map(|(_, s)| Some(s.payload.get())).collect();
-            let mark = run.in_flight.mark(self.kind, part.iter().map(|(_, s)| s))?;
+            let mark = run.in_flight.mark(self.kind, true, part.iter().map(|(_, s)| s))?;
             let pending = run.sink.begin_upsert(&targets, &texts)?;
             self.in_flight.push_back((part, pending, mark));
             while self.in_flight.len() >= self.in_flight_cap {
@@ -917,7 +917,7 @@ impl BulkBatch {
         };
         // Marked before the job can be closed: from then on Salesforce may
         // apply it whatever becomes of this run.
-        let mark = run.in_flight.mark(self.kind, &records)?;
+        let mark = run.in_flight.mark(self.kind, false, &records)?;
         let job = &mut self.jobs[n];
         job.marks.push(mark);
         job.csv.append(rows, records.len());
