@@ -580,3 +580,88 @@ async fn a_run_compared_live_leaves_salesforce_deletions_of_written_back_vendors
     succeeded(&bed.bed.tenant.sync_compared_live(support::runtime(), SyncMode::Full, &[]).await.unwrap());
     assert!(bed.salesforce.find("Vendor__c", &id.to_string()).is_none());
 }
+
+/// A change event queued for each of these vendors, as the listener queues
+/// a verified one.
+fn queue_vendor_events(bed: &Bed, ids: &[i64]) {
+    let conn = bed.tenant.database.connect().unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let event = json!({"kind": "vendor", "id": id.to_string(), "event": "edit", "received_at": n});
+        conn.execute(
+            "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS BLOB), '')",
+            [format!("event/vendor/{id}"), event.to_string()],
+        )
+        .unwrap();
+    }
+}
+
+/// A change event writes a vendor as a scheduled run does: Salesforce's
+/// edits and deletions reach NetSuite first, so the event's write neither
+/// overwrites a buyer's edit nor brings back a record deleted there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_event_for_a_vendor_takes_salesforces_edits_and_deletions_first() {
+    use host_harness::host::RecordKind;
+    let (bed, ids) = synced(3, "netsuite").await;
+    let (edited, deleted) = (ids[0], ids[1]);
+    salesforce_edit(&bed, edited, json!({"Phone__c": "+15550123"}));
+    netsuite_edit(&bed, edited, "email", "ap@event.example.com");
+    let (gone, _) = bed.sf("Vendor__c", deleted);
+    bed.salesforce.delete_by_hand(&gone);
+    netsuite_edit(&bed, deleted, "email", "still@netsuite.example.com");
+    queue_vendor_events(&bed, &[edited, deleted]);
+
+    let report = bed.bed.sync_kinds(support::runtime(), SyncMode::Events, &[RecordKind::Vendor]).await.unwrap();
+    succeeded(&report);
+    let (_, record) = bed.sf("Vendor__c", edited);
+    assert_eq!(
+        (record["Phone__c"].clone(), record["Email__c"].clone()),
+        (json!("+15550123"), json!("ap@event.example.com")),
+        "both edits kept"
+    );
+    assert_eq!(bed.netsuite.vendor_field(edited, "phone").unwrap().as_deref(), Some("+15550123"));
+    assert!(bed.salesforce.find("Vendor__c", &deleted.to_string()).is_none(), "not created again");
+    assert_eq!(bed.netsuite.vendor_field(deleted, "isinactive").unwrap().as_deref(), Some("T"));
+    let all = rows(&bed, &report.run_id);
+    assert_eq!(actions(&all, "netsuite-inactivate").len(), 1, "{all:?}");
+    assert_eq!(actions(&all, "skip-deleted-in-salesforce").len(), 1, "{all:?}");
+}
+
+/// A replay of a failed write of a vendor writes it as NetSuite has it once
+/// Salesforce's edits since are merged, not as recorded: a buyer's edit
+/// made while the write waited is kept on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_vendor_write_keeps_the_salesforce_edits_made_while_it_waited() {
+    use simulators::salesforce::ValidationRule;
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[1];
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Vendor__c".into(),
+        field: "Name".into(),
+        contains: "Embargoed".into(),
+        message: "vendors under embargo need approval".into(),
+    }));
+    netsuite_edit(&bed, id, "companyname", "Embargoed Supplies");
+    let failed = bed.sync_all().await;
+    assert_eq!(failed.counts("vendor").failed, 1, "{:?}", failed.counts("vendor"));
+    salesforce_edit(&bed, id, json!({"Phone__c": "+15550177"}));
+    bed.salesforce.set_validation_rule(None);
+
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    let (_, record) = bed.sf("Vendor__c", id);
+    assert_eq!(
+        (record["Name"].clone(), record["Phone__c"].clone()),
+        (json!("Embargoed Supplies"), json!("+15550177")),
+        "the failed write landed and the buyer's edit stayed"
+    );
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550177"));
+    let all = rows(&bed, &replay.run_id);
+    assert_eq!(actions(&all, "netsuite-write").len(), 1, "{all:?}");
+    // Written to Salesforce once: by the merge, which found NetSuite's side
+    // changed, or else by the replay.
+    let landed = |r: &&AuditRow| r.direction == "netsuite-to-salesforce" && r.outcome == "updated";
+    assert_eq!(all.iter().filter(landed).count(), 1, "{all:?}");
+    let again = bed.replay_all().await;
+    succeeded(&again);
+    assert!(rows(&bed, &again.run_id).iter().all(|r| r.outcome != "updated"), "nothing waits any more");
+}

@@ -4,9 +4,10 @@
 
 use super::queues::Queue;
 use super::run::{ParentRef, Run, Staged};
+use super::stage;
 use super::state::DELETED;
 use super::write::Path;
-use crate::model::{AuditAction, RecordKind, ReplayScope, Result};
+use crate::model::{AuditAction, NetSuiteRecord, RecordKind, ReplayScope, Result};
 use std::collections::{BTreeMap, HashSet};
 
 /// Parents of each record that are not in Salesforce (per the record
@@ -91,6 +92,14 @@ pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
 /// parents are now present follow.
 pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -> Result<()> {
     for &kind in kinds {
+        let written_back = match run.settings.writeback {
+            Some(policy) if run.settings.mapping.writeback(kind).is_some() => {
+                super::writeback::sync(run, kind, policy)?;
+                run.checkpoint()?;
+                true
+            }
+            _ => false,
+        };
         run.queues.keys(Queue::Failed, kind, &mut |keys| {
             for part in keys.chunks(run.queue_part()) {
                 let queued: Vec<Staged> = run
@@ -100,8 +109,17 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
                     .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
                     .map(Staged::from)
                     .collect();
-                let queued = still_in_netsuite(run, kind, queued)?;
-                let ready = hold_back_orphans(run, queued)?;
+                let ready = match written_back {
+                    false => hold_back_orphans(run, still_in_netsuite(run, kind, queued, &[])?.0)?,
+                    // Salesforce's edits since the write failed are NetSuite's
+                    // now (merged first): the record is written as NetSuite has
+                    // it, not as recorded, so no edit is overwritten.
+                    true => {
+                        let columns = run.settings.mapping.columns(kind);
+                        let (_, records) = still_in_netsuite(run, kind, queued, &columns)?;
+                        hold_back_orphans(run, stage::stage(run, kind, &records, true)?)?
+                    }
+                };
                 if !ready.is_empty() {
                     let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::Replay)?;
                     batch.add(run, ready)?;
@@ -117,19 +135,26 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
     Ok(())
 }
 
-/// The failed writes whose records NetSuite still has. A record deleted
-/// since its write failed is dropped from the queue (audited) instead of
-/// being brought back to life by the replay.
-fn still_in_netsuite(run: &Run<'_>, kind: RecordKind, queued: Vec<Staged>) -> Result<Vec<Staged>> {
+/// The failed writes whose records NetSuite still has, with those records
+/// (read with `columns`). A record deleted since its write failed is
+/// dropped from the queue (audited) instead of being brought back to life
+/// by the replay.
+fn still_in_netsuite(
+    run: &Run<'_>,
+    kind: RecordKind,
+    queued: Vec<Staged>,
+    columns: &[String],
+) -> Result<(Vec<Staged>, Vec<NetSuiteRecord>)> {
     if queued.is_empty() {
-        return Ok(queued);
+        return Ok((queued, Vec::new()));
     }
     let ids: Vec<&str> = queued.iter().map(|s| s.mapped.source_id.as_str()).collect();
-    let present: HashSet<String> = run.source.fetch_many(kind, &ids, &[])?.into_iter().map(|r| r.id).collect();
+    let records = run.source.fetch_many(kind, &ids, columns)?;
+    let present: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let (live, gone): (Vec<Staged>, Vec<Staged>) =
-        queued.into_iter().partition(|s| present.contains(&s.mapped.source_id));
+        queued.into_iter().partition(|s| present.contains(s.mapped.source_id.as_str()));
     let gone: Vec<&str> = gone.iter().map(|s| s.mapped.source_id.as_str()).collect();
     let dropped = run.queues.remove(kind, &gone)?;
     run.audit(dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
-    Ok(live)
+    Ok((live, records))
 }

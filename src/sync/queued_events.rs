@@ -7,7 +7,7 @@ use super::provenance::Provenance;
 use super::queues::QueuedEvent;
 use super::run::Run;
 use super::write::Path;
-use super::{deletions, parents_first, stage};
+use super::{deletions, parents_first, stage, writeback};
 use crate::model::{AuditAction, NetSuiteRecord, RecordKind, Result};
 use std::collections::{BTreeMap, HashSet};
 
@@ -21,6 +21,18 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>) -> Result<()> {
         let ids = wanted.entry(e.kind).or_default();
         if !ids.contains(&e.id) {
             ids.push(e.id.clone());
+        }
+    }
+    // A kind written back takes Salesforce's edits and deletions first, as
+    // a scheduled run does (see `one_kind`): the records read below are then
+    // NetSuite's merged ones, and one deleted in Salesforce stays out.
+    if let Some(policy) = run.settings.writeback {
+        for &kind in wanted.keys() {
+            if mapping.writeback(kind).is_some() && run.first_merge(kind) {
+                Provenance::check(run, kind)?;
+                writeback::sync(run, kind, policy)?;
+                run.checkpoint()?;
+            }
         }
     }
     // Children first (reverse of parents-first), to learn which parents

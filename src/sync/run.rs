@@ -145,6 +145,8 @@ pub(super) struct Run<'a> {
     validated: RefCell<Vec<RecordKind>>,
     /// Change events this run queued itself (see `children`).
     queued_events: std::cell::Cell<bool>,
+    /// Kinds whose Salesforce edits this run merged before applying events.
+    merged: RefCell<Vec<RecordKind>>,
 }
 
 impl<'a> Run<'a> {
@@ -167,11 +169,22 @@ impl<'a> Run<'a> {
             lease: None,
             counts: Default::default(),
             validated: Default::default(),
+            merged: Default::default(),
             queued_events: Default::default(),
         }
     }
 
     /// The run queued change events of its own, to apply before it ends.
+    /// True the first time it is asked for `kind` (see `queued_events`).
+    pub fn first_merge(&self, kind: RecordKind) -> bool {
+        let mut merged = self.merged.borrow_mut();
+        let first = !merged.contains(&kind);
+        if first {
+            merged.push(kind);
+        }
+        first
+    }
+
     pub fn note_queued_events(&self) {
         self.queued_events.set(true);
     }
