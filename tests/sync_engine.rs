@@ -831,7 +831,8 @@ async fn a_contact_whose_company_was_flagged_deleted_is_written_without_the_link
 /// A dry run plans what a company's deletion does to its contacts, as the
 /// run that follows does it: each read again and written under no Account,
 /// once, also when the run reads them twice (in the window it reads again
-/// for late commits, and as queued events).
+/// for late commits, and as queued events) and the deletion twice (its
+/// event, and NetSuite's list of deletions).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_plans_the_contacts_of_a_deleted_company_like_the_run_that_follows() {
     for (delete_action, read_twice) in [("flag", false), ("flag", true), ("delete", false), ("delete", true)] {
@@ -853,6 +854,19 @@ async fn a_dry_run_plans_the_contacts_of_a_deleted_company_like_the_run_that_fol
             bed.clock.advance(std::time::Duration::from_secs(1));
         }
         bed.netsuite.delete_record("customer", company).unwrap();
+        if read_twice {
+            // NetSuite's event for the deletion too: the run applies it,
+            // then reads the same deletion in NetSuite's list.
+            let conn = bed.tenant.database.connect().unwrap();
+            let event =
+                serde_json::json!({"kind": "customer", "id": company.to_string(), "event": "delete", "received_at": 0});
+            conn.execute(
+                "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS \
+                 BLOB), '')",
+                [format!("event/customer/{company}"), event.to_string()],
+            )
+            .unwrap();
+        }
         let mut under: Vec<String> = bed
             .netsuite
             .id_pairs("SELECT id, company FROM contact")
@@ -881,6 +895,8 @@ async fn a_dry_run_plans_the_contacts_of_a_deleted_company_like_the_run_that_fol
         succeeded(&real);
         let (p, r) = (plan.counts("contact"), real.counts("contact"));
         assert_eq!((p.read, p.deferred), (r.read, r.deferred), "{case}");
+        assert_eq!(plan.plan.iter().filter(|p| p.kind == "customer").count(), 1, "{case}: {:?}", plan.plan);
+        assert_eq!((plan.counts("customer").deleted, real.counts("customer").deleted), (1, 1), "{case}");
         // Deleted along with their Account, the contacts are created anew;
         // a plan that does not compare live takes them to be there.
         assert_eq!(p.updated, r.updated + r.created, "{case}: {r:?}");

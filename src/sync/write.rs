@@ -1078,7 +1078,14 @@ impl Writer for Plan {
             DeleteAction::Flag => PlanAction::FlagDeleted,
             DeleteAction::Delete => PlanAction::Delete,
         };
-        for (id, _) in &pending {
+        // A deletion read twice (a queued event's, then NetSuite's list of
+        // deletions) is planned once: a real run's state says it is done.
+        let pending: Vec<String> = pending
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !self.gone.borrow().contains(&(kind, id.clone())))
+            .collect();
+        for id in &pending {
             run.count(kind, OutcomeKind::Deleted);
             self.push(kind, id, action, vec![]);
             let key = (kind, id.clone());
@@ -1087,7 +1094,7 @@ impl Writer for Plan {
         }
         // As a real run does: their children are read again and planned at
         // the run's end (the queued events stay in the dry run's memory).
-        let ids: Vec<&str> = pending.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = pending.iter().map(String::as_str).collect();
         super::children::refresh(run, kind, &ids)
     }
 
