@@ -665,3 +665,30 @@ async fn a_replayed_vendor_write_keeps_the_salesforce_edits_made_while_it_waited
     succeeded(&again);
     assert!(rows(&bed, &again.run_id).iter().all(|r| r.outcome != "updated"), "nothing waits any more");
 }
+
+/// A buyer edits a vendor NetSuite deletes before the next run: that run
+/// audits the edit as one NetSuite cannot take (once, not as a failure
+/// kept for replay), and applies the deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_edit_of_a_vendor_netsuite_deleted_since_the_last_run_is_skipped_once() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[2];
+    let sf_id = salesforce_edit(&bed, id, json!({"Phone__c": "+15550155"}));
+    bed.netsuite.delete_record("vendor", id).unwrap();
+    let mut found = Vec::new();
+    for n in 0..3 {
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let all = rows(&bed, &report.run_id);
+        assert_eq!(report.counts("vendor").failed, 0, "run {n}: {all:?}");
+        found.extend(actions(&all, "skip-deleted-in-netsuite"));
+        bed.clock.advance(Duration::from_secs(7));
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].salesforce_id.as_deref(), Some(sf_id.as_str()));
+    assert!(found[0].transformations.contains("+15550155"), "{}", found[0].transformations);
+    assert_eq!(bed.sf("Vendor__c", id).1["NetSuite_Deleted__c"], json!(true), "the deletion applied");
+    let conn = bed.tenant.database.connect().unwrap();
+    let status = host_harness::ops::status::tenant_status(&conn, "demo", None, time::OffsetDateTime::now_utc());
+    assert!(status.unwrap().waiting.iter().all(|w| w.failed_writebacks == 0), "nothing kept for replay");
+}

@@ -322,8 +322,20 @@ impl<'p, 'r> Pass<'p, 'r> {
         for (i, base) in changed {
             let (record, id) = (records[i], id_refs[i]);
             let Some(ns_record) = netsuite.get(id) else {
-                // Deleted in NetSuite: the deletion reaches Salesforce the other way.
-                audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &self.not_in_netsuite(id)));
+                // Deleted in NetSuite since the last run: the deletion reaches
+                // Salesforce the other way (this run's forward pass), and the
+                // edit is audited as one NetSuite cannot take, once, as
+                // after that pass.
+                match &states[i] {
+                    Some(state) => {
+                        let (entry, kept) = self.after_deletion(id, record, state, &sources);
+                        audit.extend(entry);
+                        states_out.extend(kept.map(|k| (id.to_string(), k)));
+                    }
+                    None => {
+                        audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &self.not_in_netsuite(id)))
+                    }
+                }
                 continue;
             };
             let mapped = match run.settings.mapping.map(ns_record) {
