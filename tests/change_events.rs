@@ -344,3 +344,27 @@ async fn post_sync_runs_an_incremental_sync_for_a_caller_holding_the_token() {
     assert_eq!(report["mode"], "incremental");
     assert_eq!(bed.salesforce.count("Account"), 5);
 }
+
+/// The single-tenant listener keeps the tenant's `events_per_minute` as the
+/// tenants' route does: counted once the signature matches, more answered
+/// 429 with Retry-After; forged requests take none of the allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_single_tenant_listener_keeps_the_events_per_minute_limit() {
+    let bed = bed(10).start().await;
+    let mut config = bed.tenant.config.clone();
+    config.events_per_minute = 3;
+    let tenant = std::sync::Arc::new(
+        host_harness::scheduler::Tenant::open(config, bed.tenant.cipher.clone(), bed.tenant.clock.clone()).unwrap(),
+    );
+    let hook = host_harness::webhook::serve(tenant, runtime(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let now = bed.clock.now_secs();
+    let forged = post(&hook, &event("customer", bed.customer_ids[0]), "not-the-secret", now).await;
+    assert_eq!(forged.0, 401, "{forged:?}");
+    let mut statuses = Vec::new();
+    for id in &bed.customer_ids[..5] {
+        statuses.push(post(&hook, &event("customer", *id), WEBHOOK_SECRET, now).await);
+    }
+    let codes: Vec<u16> = statuses.iter().map(|(s, _)| *s).collect();
+    assert_eq!(codes, vec![202, 202, 202, 429, 429], "{statuses:?}");
+    assert!(statuses[3].1.contains("events_per_minute"), "{:?}", statuses[3]);
+}

@@ -380,3 +380,19 @@ fn a_broken_tenant_file_is_logged_once_per_change_not_at_every_reload() {
     assert_eq!(logged(&server), 1, "logged when its content changes, whatever its time");
     assert_eq!(logged(&server), 0);
 }
+
+/// `serve` refuses a schedule of no interval, and `--every` where each
+/// tenant's own [schedule] decides, instead of running flat out or silently
+/// ignoring it.
+#[test]
+fn serve_refuses_an_every_of_zero_and_every_with_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, said) in [
+        (["serve", "--config", "connector.toml", "--every", "0"], "invalid value '0' for '--every"),
+        (["serve", "--tenants", "tenants", "--every", "60"], "'--tenants <TENANTS>' cannot be used with '--every"),
+    ] {
+        let out = connector(&args, dir.path(), "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(said), "{args:?}: {err}");
+    }
+}

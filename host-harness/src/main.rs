@@ -188,8 +188,9 @@ enum Command {
         /// Where the change-event listener binds (POST /netsuite/events).
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: std::net::SocketAddr,
-        /// With --config: seconds between scheduled incremental syncs.
-        #[arg(long, default_value_t = 900)]
+        /// With --config: seconds between scheduled incremental syncs (with --tenants each
+        /// tenant's [schedule] says).
+        #[arg(long, default_value_t = 900, conflicts_with = "tenants", value_parser = clap::value_parser!(u64).range(1..))]
         every: u64,
         /// Logs on standard error: text, or json (one JSON object per line, for a log collector).
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
@@ -464,7 +465,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
             outln!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH)?;
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
-            let every = std::time::Duration::from_secs(every.max(1));
+            let every = std::time::Duration::from_secs(every);
             serve_schedule::run_every(&tenant, runtime, every, |report| print_report(report, false).map(drop)).await?;
             Ok(ExitCode::SUCCESS)
         }

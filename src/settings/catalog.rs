@@ -41,10 +41,12 @@ pub struct Setting {
     pub secret: bool,
     pub scope: Scope,
     pub help: &'static str,
+    /// The smallest value an `Integer` takes.
+    pub min: Option<i64>,
 }
 
 const fn setting(name: &'static str, kind: Kind, help: &'static str) -> Setting {
-    Setting { name, kind, default: None, required: false, secret: false, scope: Scope::Connector, help }
+    Setting { name, kind, default: None, required: false, secret: false, scope: Scope::Connector, help, min: None }
 }
 
 impl Setting {
@@ -58,6 +60,10 @@ impl Setting {
     }
     const fn secret(mut self) -> Setting {
         self.secret = true;
+        self
+    }
+    const fn at_least(mut self, min: i64) -> Setting {
+        self.min = Some(min);
         self
     }
     const fn spin(mut self) -> Setting {
@@ -118,8 +124,10 @@ pub const SETTINGS: &[Setting] = &[
         .default("66.0"),
     setting("salesforce_bulk_threshold", Integer, "above this many records of one object in a run, use Bulk API 2.0")
         .default("10000"),
-    setting("salesforce_bulk_job_records", Integer, "records per Bulk API 2.0 job").default("50000"),
-    setting("salesforce_bulk_max_upload_bytes", Integer, "largest Bulk API 2.0 CSV upload").default("104857600"),
+    setting("salesforce_bulk_job_records", Integer, "records per Bulk API 2.0 job").default("50000").at_least(1),
+    setting("salesforce_bulk_max_upload_bytes", Integer, "largest Bulk API 2.0 CSV upload")
+        .default("104857600")
+        .at_least(65536),
     setting(
         "component_memory_mb",
         Integer,
@@ -127,11 +135,13 @@ pub const SETTINGS: &[Setting] = &[
          a page of rows within a thirty-second, a Composite request's records within a sixty-fourth",
     ),
     setting("salesforce_bulk_poll_timeout_secs", Integer, "how long a run waits for one Bulk API 2.0 job")
-        .default("3600"),
+        .default("3600")
+        .at_least(1),
     setting("salesforce_max_api_share", Decimal, "stop before the org's daily API usage reaches this share (0-1)")
         .default("0.9"),
     setting("salesforce_describe_ttl_secs", Integer, "how long a passed describe check of an object holds")
-        .default("3600"),
+        .default("3600")
+        .at_least(0),
     setting(
         "vendor_writeback",
         Choice(&["false", "true"]),
@@ -158,7 +168,9 @@ pub const SETTINGS: &[Setting] = &[
     setting("http_backoff_cap_ms", Integer, "longest wait between retries").default("30000"),
     setting("mapping_toml", Toml, "the mapping; the shipped one when unset (harness: `mapping_file`)"),
     setting("webhook_secret", Text, "the secret NetSuite signs change events with").secret(),
-    setting("webhook_tolerance_secs", Integer, "change events older or newer than this are refused").default("300"),
+    setting("webhook_tolerance_secs", Integer, "change events older or newer than this are refused")
+        .default("300")
+        .at_least(1),
     setting("credentials_key", Text, "Spin: 32 random bytes, base64; seals cached tokens in key-value").secret().spin(),
     setting("sync_token", Text, "bearer token `POST /sync` requires (harness `serve`, Spin)").secret(),
     setting("audit_retention_days", Integer, "Spin: days of audit kept in key-value").default("30").spin(),

@@ -254,6 +254,16 @@ impl Reader<'_> {
         let text = self
             .text(name)?
             .ok_or_else(|| ConnectorError::Config(format!("setting `{name}` is missing ({})", declared(name).help)))?;
+        let setting = declared(name);
+        if let (Some(min), Ok(n)) = (setting.min, text.trim().parse::<i64>())
+            && n < min
+        {
+            return Err(ConnectorError::Config(format!(
+                "setting `{name}` is {n}: give at least {min} ({}; default {})",
+                setting.help,
+                setting.default.unwrap_or("none")
+            )));
+        }
         text.parse()
             .map_err(|_| ConnectorError::Config(format!("setting `{name}` is `{text}`, which is not a valid number")))
     }
@@ -434,13 +444,6 @@ impl Settings {
             composite_max_bytes: memory_share(&r, MEMORY_PER_REQUEST)?,
             bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs")?,
         };
-        if salesforce.bulk_job_records == 0 {
-            return Err(ConnectorError::Config(
-                "setting `salesforce_bulk_job_records` is 0: give the records per Bulk API job, at least 1 (default \
-                 50000)"
-                    .into(),
-            ));
-        }
         if !(0.0..=1.0).contains(&salesforce.max_api_share) {
             return Err(ConnectorError::Config(format!(
                 "setting `salesforce_max_api_share` is {}: give a share between 0 and 1, e.g. 0.9",
@@ -453,6 +456,14 @@ impl Settings {
             cap: Duration::from_millis(r.number("http_backoff_cap_ms")?),
             max_retries: r.number("http_max_retries")?,
         };
+        if backoff.cap < backoff.base {
+            return Err(ConnectorError::Config(format!(
+                "setting `http_backoff_cap_ms` is {} and `http_backoff_base_ms` {}: the longest wait cannot be \
+                 shorter than the first; raise the cap or lower the base",
+                backoff.cap.as_millis(),
+                backoff.base.as_millis()
+            )));
+        }
         let delete_action = match r.choice("delete_action")?.as_str() {
             "delete" => DeleteAction::Delete,
             _ => DeleteAction::Flag,
@@ -591,7 +602,11 @@ mod tests {
         for (name, value, said) in [
             ("netsuite_signing_algorithm", "RS256", "RS256 is no longer accepted"),
             ("netsuite_page_size", "5000", "1 to 1000"),
-            ("salesforce_bulk_job_records", "0", "`salesforce_bulk_job_records` is 0"),
+            ("salesforce_bulk_job_records", "0", "`salesforce_bulk_job_records` is 0: give at least 1"),
+            ("salesforce_bulk_poll_timeout_secs", "0", "`salesforce_bulk_poll_timeout_secs` is 0: give at least 1"),
+            ("salesforce_bulk_max_upload_bytes", "0", "give at least 65536"),
+            ("salesforce_describe_ttl_secs", "-1", "`salesforce_describe_ttl_secs` is -1: give at least 0"),
+            ("http_backoff_cap_ms", "10", "the longest wait cannot be shorter than the first"),
             // Refused while write-back is off, not first on the day it is turned on.
             ("vendor_conflict", "NetSuite", "vendor_conflict"),
             ("salesforce_api_version", "45.0", "salesforce_api_version 45.0 is older than 46.0"),
@@ -599,6 +614,13 @@ mod tests {
         ] {
             let err = refused(name, value);
             assert!(err.contains(said), "{name} = {value}: {err}");
+        }
+
+        // The listener's own settings.
+        for tolerance in ["0", "-1"] {
+            let config = Map(HashMap::from([("webhook_secret", "s"), ("webhook_tolerance_secs", tolerance)]));
+            let err = EventSettings::load(&config).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(&format!("`webhook_tolerance_secs` is {tolerance}: give at least 1")), "{err}");
         }
 
         for (given, taken) in [("v62.0", "62.0"), (" 46.0 ", "46.0")] {

@@ -234,7 +234,31 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
         Ok(b) => b,
         Err(answer) => return answer,
     };
-    deliver(hosted, header_pairs(&headers), body).await
+    let headers = header_pairs(&headers);
+    // Counted once the signature matches, as on the tenants' route: forged
+    // requests take none of the allowance.
+    if netsuite_salesforce::events::signature_matches(&headers, &body, &hosted.webhook_secret)
+        && let Some(answer) = over_limit(hosted)
+    {
+        return answer;
+    }
+    deliver(hosted, headers, body).await
+}
+
+/// The 429 for a tenant past its `events_per_minute`, if it is.
+fn over_limit(hosted: &Hosted) -> Option<Response> {
+    let wait = hosted.events.take().err()?;
+    let mut answer = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "tenant `{}` sent more than {} events a minute (`events_per_minute` in its config)",
+            hosted.tenant.config.tenant, hosted.tenant.config.events_per_minute
+        ),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        answer.headers_mut().insert("retry-after", v);
+    }
+    Some(answer)
 }
 
 /// `POST /tenants/{tenant}/netsuite/events`: the host checks the signature
@@ -257,17 +281,7 @@ async fn receive_for(
     let secret = hosted.as_ref().map_or(UNKNOWN_TENANT_SECRET, |h| h.webhook_secret.as_slice());
     let signed = netsuite_salesforce::events::signature_matches(&headers, &body, secret);
     let Some(hosted) = hosted.filter(|h| signed && !h.webhook_secret.is_empty()) else { return not_found() };
-    if let Err(wait) = hosted.events.take() {
-        let mut answer = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "tenant `{name}` sent more than {} events a minute (`events_per_minute` in its config)",
-                hosted.tenant.config.events_per_minute
-            ),
-        );
-        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            answer.headers_mut().insert("retry-after", v);
-        }
+    if let Some(answer) = over_limit(&hosted) {
         return answer;
     }
     deliver(&hosted, headers, body).await
