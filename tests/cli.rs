@@ -247,6 +247,15 @@ async fn a_replay_of_a_run_the_log_lacks_is_refused_and_an_empty_one_says_so() {
     assert!(!stderr.contains("nothing to replay"), "{stderr}");
     assert!(String::from_utf8_lossy(&again.stdout).contains("failed 1"), "{}", String::from_utf8_lossy(&again.stdout));
 
+    // A contact under that customer waits for it; named, the replay says so.
+    let at = bed.clock.now_secs();
+    bed.netsuite.seed_contacts(1, &bed.customer_ids[..1], at, 3).unwrap();
+    let (contact, _) = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap()[0];
+    assert_eq!(bed.sync_all().await.counts("contact").deferred, 1);
+    let named = replay(&["--record", &format!("contact:{contact}")]);
+    let stderr = String::from_utf8_lossy(&named.stderr);
+    assert!(stderr.contains(&format!("contact {contact} is deferred until its parent")), "{stderr}");
+
     bed.salesforce.set_validation_rule(None);
     let sent = replay(&[]);
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));

@@ -508,6 +508,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 (None, None) => ReplayScope::AllFailed,
             };
+            let named = match &scope {
+                ReplayScope::One(r) => Some((host_harness::scheduler::kind_name(r.kind), r.id.clone())),
+                _ => None,
+            };
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
             tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], false));
             let path = component_path(component)?;
@@ -525,14 +529,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let now = time::OffsetDateTime::now_utc();
                 let status = ops::status::tenant_status(&conn, &tenant.config.tenant, None, now)?;
                 let deferred = status.waiting.iter().map(|w| w.deferred).sum::<u64>();
-                match if whole_queue { deferred } else { 0 } {
-                    0 => errln!(
-                        "nothing to replay: no failed or deferred write waits in this scope (`connector status` \
-                         counts them)"
+                // A record named by --record: whether its own write waits.
+                let waits = |kind: &str, id: &str| -> Result<bool> {
+                    use netsuite_salesforce::sync::queues::{Queue, key};
+                    let Some(kind) =
+                        netsuite_salesforce::model::RecordKind::ALL.into_iter().find(|k| k.as_str() == kind)
+                    else {
+                        return Ok(false);
+                    };
+                    Ok(conn.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM kv WHERE tenant = ?1 AND bucket = 'queues' AND key = ?2)",
+                        [&tenant.config.tenant, &key(Queue::Deferred, kind, id)],
+                        |row| row.get(0),
+                    )?)
+                };
+                match (&named, whole_queue) {
+                    (Some((kind, id)), _) if waits(kind, id)? => errln!(
+                        "nothing replayed: {kind} {id} is deferred until its parent reaches Salesforce; it goes \
+                         once the parent is there (`connector status` lists deferred writes)"
                     ),
-                    deferred => errln!(
+                    (_, true) if deferred > 0 => errln!(
                         "nothing replayed: {deferred} deferred writes still wait for their parent to reach \
                          Salesforce; they go once it is there (`connector status` lists them)"
+                    ),
+                    _ => errln!(
+                        "nothing to replay: no failed or deferred write waits in this scope (`connector status` \
+                         counts them)"
                     ),
                 }
             }
