@@ -38,7 +38,7 @@ pub fn history_entry(r: &AuditRecord) -> String {
         Err(_) => match serde_json::from_str::<serde_json::Value>(&r.transformations) {
             Ok(serde_json::Value::Array(changes)) if changes.iter().all(|c| c.get("field").is_some()) => {
                 for c in &changes {
-                    s.push_str(&transformation(&loose(c)));
+                    s.push_str(&change(c));
                     s.push('\n');
                 }
             }
@@ -52,6 +52,24 @@ pub fn history_entry(r: &AuditRecord) -> String {
                 let _ = writeln!(s, "    detail: {}", r.transformations);
             }
         },
+    }
+    s
+}
+
+/// One change entry: as a transformation, with whatever else it holds (a
+/// conflict's base, both sides' values and the winner) as `name: value`.
+fn change(c: &serde_json::Value) -> String {
+    const KNOWN: [&str; 5] = ["field", "rule", "detail", "old", "new"];
+    let mut s = transformation(&loose(c));
+    let rest: Vec<String> = c
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| !KNOWN.contains(&name.as_str()))
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    if !rest.is_empty() {
+        let _ = write!(s, "{}{}", if s.ends_with("← ") { "" } else { "; " }, rest.join(", "));
     }
     s
 }
@@ -84,4 +102,21 @@ pub fn transformation(t: &Transformation) -> String {
         let _ = write!(s, ": {} → {}", shown(&t.old), shown(&t.new));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_conflict_shows_both_sides_and_the_winner() {
+        let conflict = json!({"field": "Phone__c", "base": "+1555", "netsuite": "+1777", "salesforce": "+1666", "winner": "netsuite"});
+        assert_eq!(
+            change(&conflict),
+            r#"    Phone__c ← base: "+1555", netsuite: "+1777", salesforce: "+1666", winner: "netsuite""#
+        );
+        let written = json!({"field": "Phone__c", "rule": "writeback", "old": "+1555", "new": "+1666"});
+        assert_eq!(change(&written), r#"    Phone__c ← writeback: "+1555" → "+1666""#);
+    }
 }
