@@ -105,7 +105,10 @@ fn metrics() -> &'static Metrics {
 pub fn observe(report: &RunReport) {
     let m = metrics();
     let tenant = report.tenant.clone();
-    let labels = RunLabels { tenant: tenant.clone(), mode: report.mode.into(), outcome: report.status.into() };
+    // A run that found the lease held did nothing: not a failure to alert on.
+    let busy = report.status == "failed" && report.error.as_deref().is_some_and(|e| e.starts_with("busy"));
+    let outcome = if busy { "busy" } else { report.status };
+    let labels = RunLabels { tenant: tenant.clone(), mode: report.mode.into(), outcome: outcome.into() };
     m.runs.get_or_create(&labels).inc();
     for (kind, c) in &report.objects {
         let outcomes = [
@@ -189,9 +192,20 @@ mod tests {
         };
         observe(&report);
         observe(&report);
+        let busy = RunReport {
+            status: "failed",
+            error: Some("busy: run run-x holds this tenant's lease until 10:05:00Z; this run did nothing".into()),
+            objects: BTreeMap::new(),
+            api_calls: ApiCalls { netsuite: 0, salesforce: 0 },
+            duration_ms: 100_000,
+            salesforce_api_usage: None,
+            ..report.clone()
+        };
+        observe(&busy);
         let text = render(&[]);
         for line in [
             r#"connector_runs_total{tenant="metrics-unit",mode="incremental",outcome="succeeded"} 2"#,
+            r#"connector_runs_total{tenant="metrics-unit",mode="incremental",outcome="busy"} 1"#,
             r#"connector_records_total{tenant="metrics-unit",kind="customer",outcome="created"} 8"#,
             r#"connector_api_calls_total{tenant="metrics-unit",system="netsuite"} 6"#,
             r#"connector_run_duration_seconds_bucket{le="1.6",tenant="metrics-unit",mode="incremental"} 2"#,
