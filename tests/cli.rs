@@ -247,6 +247,14 @@ async fn a_replay_of_a_run_the_log_lacks_is_refused_and_an_empty_one_says_so() {
     assert!(!stderr.contains("nothing to replay"), "{stderr}");
     assert!(String::from_utf8_lossy(&again.stdout).contains("failed 1"), "{}", String::from_utf8_lossy(&again.stdout));
 
+    // The first run's failure now waits under the replay's run id.
+    let older = replay(&["--run", &first.run_id]);
+    let stderr = String::from_utf8_lossy(&older.stderr);
+    assert!(
+        stderr.contains(&format!("of the writes run {} failed, 1 failed again in later runs", first.run_id)),
+        "{stderr}"
+    );
+
     // A contact under that customer waits for it; named, the replay says so.
     let at = bed.clock.now_secs();
     bed.netsuite.seed_contacts(1, &bed.customer_ids[..1], at, 3).unwrap();

@@ -512,6 +512,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ReplayScope::One(r) => Some((host_harness::scheduler::kind_name(r.kind), r.id.clone())),
                 _ => None,
             };
+            let run_named = match &scope {
+                ReplayScope::Run(run) => Some(run.clone()),
+                _ => None,
+            };
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
             tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], false));
             let path = component_path(component)?;
@@ -548,6 +552,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "nothing replayed: {kind} {id} is deferred until its parent reaches Salesforce; it goes \
                          once the parent is there (`connector status` lists deferred writes)"
                     ),
+                    _ if let Some(run) = &run_named
+                        && let refailed = failed_again(&conn, &tenant.config.tenant, run)?
+                        && refailed > 0 =>
+                    {
+                        errln!(
+                            "nothing replayed: of the writes run {run} failed, {refailed} failed again in later runs, \
+                             so they wait under those runs now: replay them all with \
+                             `connector replay`, or one with `--record kind:id` (`connector audit list --outcome \
+                             failed` names them)"
+                        )
+                    }
                     (_, true) if deferred > 0 => errln!(
                         "nothing replayed: {deferred} deferred writes still wait for their parent to reach \
                          Salesforce; they go once it is there (`connector status` lists them)"
@@ -755,4 +770,16 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes run `run` failed that still wait in the failed queue, under a
+/// later run's id (a later run tried them again and they failed again).
+fn failed_again(conn: &rusqlite::Connection, tenant: &str, run: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COUNT(DISTINCT a.kind || '/' || a.netsuite_id) FROM audit a JOIN kv k ON k.tenant = a.tenant \
+         AND k.bucket = 'queues' AND k.key = 'failed/' || a.kind || '/' || a.netsuite_id \
+         WHERE a.tenant = ?1 AND a.run_id = ?2 AND a.outcome = 'failed'",
+        [tenant, run],
+        |r| r.get(0),
+    )?)
 }
