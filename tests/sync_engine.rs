@@ -757,7 +757,12 @@ async fn replay_never_brings_back_a_record_deleted_in_netsuite() {
 /// Salesforce call (none reached the API, so none counts against its limits).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_salesforce_fails_the_run_and_counts_no_call_to_it() {
-    let bed = bed(10).setting("http_max_retries", "1").setting("http_backoff_cap_ms", "10").start().await;
+    let bed = bed(10)
+        .setting("http_max_retries", "1")
+        .setting("http_backoff_base_ms", "10")
+        .setting("http_backoff_cap_ms", "10")
+        .start()
+        .await;
     // A port just freed, picked once the simulators hold theirs.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
