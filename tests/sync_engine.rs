@@ -914,3 +914,49 @@ async fn a_contact_whose_company_was_deleted_from_salesforce_is_written_without_
     let (bed, _, company) = contact_of_a_deleted_company("delete").await;
     assert!(bed.salesforce.find("Account", &company.to_string()).is_none(), "the Account is gone");
 }
+
+/// A run stopped after it recorded a refused write (audited, kept for
+/// replay) but before it cleared the write's mark: the next run adds no
+/// `interrupted` row, since that outcome is known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_recorded_before_the_run_stopped_gets_no_interrupted_row() {
+    use simulators::salesforce::ValidationRule;
+    let bed = bed(3).start().await;
+    succeeded(&bed.sync_all().await);
+    let id = bed.customer_ids[1];
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Account".into(),
+        field: "Name".into(),
+        contains: "Embargoed".into(),
+        message: "no".into(),
+    }));
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let now = bed.clock.now_secs();
+    let sql = format!("UPDATE customer SET companyname = 'Embargoed Co', lastmodifieddate = {now} WHERE id = {id}");
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    let failed = bed.sync_all().await;
+    assert_eq!(failed.counts("customer").failed, 1);
+    let conn = bed.tenant.database.connect().unwrap();
+    let queued: Vec<u8> = conn
+        .query_row(
+            "SELECT value FROM kv WHERE tenant = 'demo' AND bucket = 'queues' AND key = ?1",
+            [format!("failed/customer/{id}")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let queued: serde_json::Value = serde_json::from_slice(&queued).unwrap();
+    let sent = queued["state"]["dst"].as_str().unwrap();
+    // The mark that run would have left, for the write it recorded as refused.
+    let marks = bed.tenant.database.connect_marks().unwrap();
+    marks
+        .execute(
+            "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'in-flight', ?1, CAST(?2 AS \
+             BLOB), '')",
+            [format!("customer/{}/upserts-00000001", failed.run_id), format!("{id} {sent}\n")],
+        )
+        .unwrap();
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let next = bed.sync_all().await;
+    let rows = host_harness::audit::for_run(&conn, "demo", &next.run_id).unwrap();
+    assert!(rows.iter().all(|r| r.action != "interrupted"), "{rows:?}");
+}

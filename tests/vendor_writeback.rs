@@ -610,6 +610,13 @@ async fn a_change_event_for_a_vendor_takes_salesforces_edits_and_deletions_first
     netsuite_edit(&bed, deleted, "email", "still@netsuite.example.com");
     queue_vendor_events(&bed, &[edited, deleted]);
 
+    // A dry run merges once too, though it saves no cursor between its
+    // events and its scheduled pass.
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let merges = plan.plan.iter().filter(|p| p.action == "netsuite-update" && p.netsuite_id == edited.to_string());
+    assert_eq!(merges.count(), 1, "{:?}", plan.plan);
+
     let report = bed.bed.sync_kinds(support::runtime(), SyncMode::Events, &[RecordKind::Vendor]).await.unwrap();
     succeeded(&report);
     let (_, record) = bed.sf("Vendor__c", edited);
@@ -645,6 +652,14 @@ async fn a_replayed_vendor_write_keeps_the_salesforce_edits_made_while_it_waited
     assert_eq!(failed.counts("vendor").failed, 1, "{:?}", failed.counts("vendor"));
     salesforce_edit(&bed, id, json!({"Phone__c": "+15550177"}));
     bed.salesforce.set_validation_rule(None);
+
+    // A replay whose scope holds no failed vendor merges nothing.
+    let other = host_harness::host::RecordRef { kind: host_harness::host::RecordKind::Vendor, id: ids[0].to_string() };
+    let scope = host_harness::host::ReplayScope::One(other);
+    let elsewhere = bed.bed.tenant.replay(support::runtime(), scope).await.unwrap();
+    succeeded(&elsewhere);
+    assert!(rows(&bed, &elsewhere.run_id).is_empty(), "{:?}", rows(&bed, &elsewhere.run_id));
+    assert_ne!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550177"));
 
     let replay = bed.replay_all().await;
     succeeded(&replay);

@@ -105,8 +105,13 @@ fn metrics() -> &'static Metrics {
 pub fn observe(report: &RunReport) {
     let m = metrics();
     let tenant = report.tenant.clone();
-    // A run that found the lease held did nothing: not a failure to alert on.
-    let busy = report.status == "failed" && report.error.as_deref().is_some_and(|e| e.starts_with("busy"));
+    // A run that found the lease held did nothing: not a failure to alert on
+    // (one whose lease another run took half-way did work, and failed).
+    let busy = report.status == "failed"
+        && report
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("busy") && e.contains(netsuite_salesforce::sync::lease::RAN_NOTHING));
     let outcome = if busy { "busy" } else { report.status };
     let labels = RunLabels { tenant: tenant.clone(), mode: report.mode.into(), outcome: outcome.into() };
     m.runs.get_or_create(&labels).inc();
@@ -202,10 +207,19 @@ mod tests {
             ..report.clone()
         };
         observe(&busy);
+        // Cut off half-way by another run: it did work, and failed.
+        let took_over = RunReport {
+            error: Some(
+                "busy: run run-w took over this tenant's lease after this run's expired; this run stopped".into(),
+            ),
+            ..busy.clone()
+        };
+        observe(&took_over);
         let text = render(&[]);
         for line in [
             r#"connector_runs_total{tenant="metrics-unit",mode="incremental",outcome="succeeded"} 2"#,
             r#"connector_runs_total{tenant="metrics-unit",mode="incremental",outcome="busy"} 1"#,
+            r#"connector_runs_total{tenant="metrics-unit",mode="incremental",outcome="failed"} 1"#,
             r#"connector_records_total{tenant="metrics-unit",kind="customer",outcome="created"} 8"#,
             r#"connector_api_calls_total{tenant="metrics-unit",system="netsuite"} 6"#,
             r#"connector_run_duration_seconds_bucket{le="1.6",tenant="metrics-unit",mode="incremental"} 2"#,

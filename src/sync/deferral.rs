@@ -92,14 +92,8 @@ pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
 /// parents are now present follow.
 pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -> Result<()> {
     for &kind in kinds {
-        let written_back = match run.settings.writeback {
-            Some(policy) if run.settings.mapping.writeback(kind).is_some() => {
-                super::writeback::sync(run, kind, policy)?;
-                run.checkpoint()?;
-                true
-            }
-            _ => false,
-        };
+        let policy = run.settings.writeback.filter(|_| run.settings.mapping.writeback(kind).is_some());
+        let written_back = policy.is_some();
         run.queues.keys(Queue::Failed, kind, &mut |keys| {
             for part in keys.chunks(run.queue_part()) {
                 let queued: Vec<Staged> = run
@@ -109,6 +103,16 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
                     .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
                     .map(Staged::from)
                     .collect();
+                // Salesforce's edits merged first, once, and only when the
+                // scope holds a failed write of the kind.
+                if let Some(policy) = policy
+                    && !queued.is_empty()
+                    && run.first_merge(kind)
+                {
+                    super::provenance::Provenance::check(run, kind)?;
+                    super::writeback::sync(run, kind, policy)?;
+                    run.checkpoint()?;
+                }
                 let ready = match written_back {
                     false => hold_back_orphans(run, still_in_netsuite(run, kind, queued, &[])?.0)?,
                     // Salesforce's edits since the write failed are NetSuite's

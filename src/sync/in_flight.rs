@@ -16,6 +16,7 @@
 //! so its plan writes them as the run would.
 
 use super::kv_error;
+use super::queues::Queue;
 use super::run::{Run, Staged};
 use super::state::{DELETED, RecordState};
 use crate::model::{AuditAction, AuditEntry, AuditTransformations, RecordKind, Result};
@@ -248,7 +249,23 @@ impl<'a> InFlight<'a> {
             });
             let audit: Vec<AuditEntry> = match stopped {
                 Some(stopped) => {
-                    unrecorded.map(|((id, _), state)| interrupted(run, kind, id, state, stopped)).collect()
+                    let unrecorded: Vec<_> = unrecorded.collect();
+                    // A refusal that run recorded (audited, kept for replay)
+                    // before it stopped is no unknown outcome.
+                    let keys: Vec<String> =
+                        unrecorded.iter().map(|((id, _), _)| super::queues::key(Queue::Failed, kind, id)).collect();
+                    let refused: HashSet<String> = run
+                        .queues
+                        .read(&keys)?
+                        .into_iter()
+                        .filter(|q| q.run_id == stopped)
+                        .map(|q| q.netsuite_id)
+                        .collect();
+                    unrecorded
+                        .into_iter()
+                        .filter(|((id, _), _)| !refused.contains(*id))
+                        .map(|((id, _), state)| interrupted(run, kind, id, state, stopped))
+                        .collect()
                 }
                 None => {
                     unrecorded.filter_map(|((id, _), state)| applied_by_job(run, kind, id, state, settled)).collect()

@@ -193,7 +193,11 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     let provenance = Provenance::check(run, kind)?;
     // Salesforce's edits reach NetSuite first: the forward pass then reads
     // NetSuite's merged records and writes Salesforce only what it lacks.
-    if let Some(policy) = run.settings.writeback {
+    // A dry run that merged already (before its events) would plan the same
+    // merges again: it saves no cursor.
+    if let Some(policy) = run.settings.writeback
+        && (run.first_merge(kind) || !run.writer.plans())
+    {
         writeback::sync(run, kind, policy)?;
         run.checkpoint()?;
     }

@@ -294,7 +294,7 @@ impl<'a> Queues<'a> {
     }
 
     /// Whether `id` of `kind` may still wait in a queue: false once this run
-    /// took it out (a dry run's store keeps what it would delete), true
+    /// took it out (a dry run's in memory: see `dry_host::Scratch`), true
     /// where the queues are too many to hold.
     pub fn may_wait(&self, kind: RecordKind, id: &str) -> Result<bool> {
         Ok(self.held(kind)?.is_none_or(|held| held.borrow().contains(id)))

@@ -174,8 +174,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The run queued change events of its own, to apply before it ends.
-    /// True the first time it is asked for `kind` (see `queued_events`).
+    /// True the first time it is asked for `kind`: whether Salesforce's
+    /// edits of `kind` are still to be merged this run (see `queued_events`).
     pub fn first_merge(&self, kind: RecordKind) -> bool {
         let mut merged = self.merged.borrow_mut();
         let first = !merged.contains(&kind);
@@ -185,6 +185,7 @@ impl<'a> Run<'a> {
         first
     }
 
+    /// The run queued change events of its own, to apply before it ends.
     pub fn note_queued_events(&self) {
         self.queued_events.set(true);
     }

@@ -328,7 +328,19 @@ impl<'p, 'r> Pass<'p, 'r> {
                 // after that pass.
                 match &states[i] {
                     Some(state) => {
+                        self.done.borrow_mut().push(record.id.clone());
                         let (entry, kept) = self.after_deletion(id, record, state, &sources);
+                        // Without a base the change is still an edit here (the
+                        // deletion's flag has not been written yet).
+                        let entry = entry.or_else(|| {
+                            let fields: Vec<Value> = sources
+                                .iter()
+                                .map(|f| json!({ "field": f, "rule": "deleted-in-netsuite", "new": record.fields.get(f) }))
+                                .collect();
+                            given_fields(state).is_none().then(|| {
+                                self.entry(AuditAction::SkipDeletedInNetSuite, id, &record.id, "unchanged", Value::Array(fields))
+                            })
+                        });
                         audit.extend(entry);
                         states_out.extend(kept.map(|k| (id.to_string(), k)));
                     }
