@@ -117,7 +117,7 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
                     false => hold_back_orphans(run, still_in_netsuite(run, kind, queued, &[])?.0)?,
                     // Salesforce's edits since the write failed are NetSuite's
                     // now (merged first): the record is written as NetSuite has
-                    // it, not as recorded, so no edit is overwritten.
+                    // it, not as recorded, so a merged edit is not overwritten.
                     true => {
                         let columns = run.settings.mapping.columns(kind);
                         let (_, records) = still_in_netsuite(run, kind, queued, &columns)?;
