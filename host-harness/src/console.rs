@@ -77,7 +77,18 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
             crate::errln!("error: {e}");
         }
     }
-    Ok(if report.status == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(exit_code(report))
+}
+
+/// 0: the run succeeded and every record it read was written or found in
+/// place; 2: it succeeded, but some records failed (audited, kept for
+/// replay), so a scheduler can tell; 1: the run failed.
+pub fn exit_code(report: &RunReport) -> ExitCode {
+    match report.status {
+        "succeeded" if report.objects.values().any(|c| c.failed > 0) => ExitCode::from(2),
+        "succeeded" => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// A spinner on standard error (drawn only when it is a terminal) with the
