@@ -8,10 +8,28 @@ use serde::Deserialize;
 use serde_json::Value;
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Describe {
     pub name: String,
     pub fields: Vec<FieldDescribe>,
+    #[serde(default)]
+    pub child_relationships: Vec<ChildRelationship>,
 }
+
+/// A lookup from another object to the described one.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildRelationship {
+    #[serde(rename = "childSObject")]
+    pub child_sobject: String,
+    pub field: String,
+    #[serde(default)]
+    pub cascade_delete: bool,
+}
+
+/// A lookup (child object, field) whose records Salesforce deletes along
+/// with the record they look up to (an Account's Contacts, master-detail).
+pub type Cascade = (String, String);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -32,6 +50,15 @@ pub struct FieldDescribe {
 }
 
 impl Describe {
+    /// The lookups to this object that deletion cascades along.
+    pub fn cascades(&self) -> Vec<Cascade> {
+        self.child_relationships
+            .iter()
+            .filter(|c| c.cascade_delete)
+            .map(|c| (c.child_sobject.clone(), c.field.clone()))
+            .collect()
+    }
+
     fn field(&self, name: &str) -> Option<&FieldDescribe> {
         self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
     }
@@ -103,9 +130,10 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
 
 impl super::SalesforceSink<'_> {
     /// Fails before any write if the object cannot take what the mapping
-    /// writes. A passed check is remembered for `describe_ttl_secs` (in a dry
+    /// writes; else answers the lookups to it that its deletion cascades
+    /// along. A passed check is remembered for `describe_ttl_secs` (in a dry
     /// run's read-only state: not at all).
-    pub fn validate(&self, spec: &TargetSpec, extra: &[&str]) -> Result<()> {
+    pub fn validate(&self, spec: &TargetSpec, extra: &[&str]) -> Result<Vec<Cascade>> {
         let key = format!("describe/{}", spec.sobject);
         // A check passed in one org says nothing about another.
         let fingerprint = format!("{}{:?}{:?}", self.org()?, spec, extra);
@@ -114,8 +142,12 @@ impl super::SalesforceSink<'_> {
             self.api.host.state.get(&key).ok().flatten().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         if let Some(c) = cached {
             let fresh = c["checked_at"].as_i64().is_some_and(|t| now - t < self.settings.describe_ttl_secs);
-            if fresh && c["fingerprint"].as_str() == Some(fingerprint.as_str()) {
-                return Ok(());
+            // A stamp from before cascades were kept is checked afresh.
+            let cascades = serde_json::from_value::<Vec<Cascade>>(c["cascades"].clone());
+            if let (true, true, Ok(cascades)) =
+                (fresh, c["fingerprint"].as_str() == Some(fingerprint.as_str()), cascades)
+            {
+                return Ok(cascades);
             }
         }
         let response = self.send(|s| {
@@ -137,12 +169,15 @@ impl super::SalesforceSink<'_> {
                 problems.join("; ")
             )));
         }
-        let stamp = serde_json::json!({ "checked_at": now, "fingerprint": fingerprint }).to_string();
+        let cascades = described.cascades();
+        let stamp =
+            serde_json::json!({ "checked_at": now, "fingerprint": fingerprint, "cascades": cascades }).to_string();
         self.api
             .host
             .state
             .set(&key, stamp.as_bytes())
-            .map_err(|e| ConnectorError::Transport(format!("could not save `{key}` to the state store: {e}")))
+            .map_err(|e| ConnectorError::Transport(format!("could not save `{key}` to the state store: {e}")))?;
+        Ok(cascades)
     }
 }
 
@@ -159,6 +194,22 @@ mod tests {
 
     fn field(name: &str) -> serde_json::Value {
         json!({ "name": name, "createable": true, "updateable": true })
+    }
+
+    #[test]
+    fn cascades_are_the_child_relationships_deletion_takes_along() {
+        let account: Describe = serde_json::from_value(json!({
+            "name": "Account",
+            "fields": [],
+            "childRelationships": [
+                {"cascadeDelete": true, "childSObject": "Contact", "field": "AccountId", "relationshipName": "Contacts"},
+                {"cascadeDelete": false, "childSObject": "Vendor__c", "field": "Account__c", "relationshipName": null},
+            ],
+        }))
+        .unwrap();
+        assert_eq!(account.cascades(), vec![("Contact".to_string(), "AccountId".to_string())]);
+        // An older API version, or a trimmed answer, lists none.
+        assert!(describe(json!([])).cascades().is_empty());
     }
 
     #[test]

@@ -22,8 +22,14 @@ use crate::model::{RecordKind, Result};
 /// Parents, and children, looked up at a time.
 const PART: usize = 500;
 
-/// Queues the children of `parents` (of kind `parent`) to be written again.
-pub(super) fn refresh(run: &Run<'_>, parent: RecordKind, parents: &[&str]) -> Result<()> {
+/// Queues the children of `parents` (of kind `parent`) to be written again;
+/// `found` hears each part of them: (kind, the column linking them, ids).
+pub(super) fn refresh(
+    run: &Run<'_>,
+    parent: RecordKind,
+    parents: &[&str],
+    found: &mut dyn FnMut(RecordKind, &str, &[&str]),
+) -> Result<()> {
     if parents.is_empty() {
         return Ok(());
     }
@@ -32,6 +38,7 @@ pub(super) fn refresh(run: &Run<'_>, parent: RecordKind, parents: &[&str]) -> Re
             let children = run.source.children_ids(kind, &column, group)?;
             for part in children.chunks(PART) {
                 let ids: Vec<&str> = part.iter().map(String::as_str).collect();
+                found(kind, &column, &ids);
                 let states = run.state.records(kind, &ids)?;
                 let doubtful: Vec<(&str, RecordState)> = ids
                     .iter()

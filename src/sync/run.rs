@@ -13,6 +13,7 @@ use crate::model::{
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
+use crate::salesforce::describe::Cascade;
 use crate::settings::{DeleteAction, Settings};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -141,8 +142,9 @@ pub(super) struct Run<'a> {
     /// None in a dry run: it changes nothing, so it takes no lease.
     pub lease: Option<Lease<'a>>,
     counts: RefCell<BTreeMap<RecordKind, KindCounts>>,
-    /// Kinds whose target object passed describe validation this run.
-    validated: RefCell<Vec<RecordKind>>,
+    /// Kinds whose target object passed describe validation this run, with
+    /// the lookups to it that its deletion cascades along.
+    validated: RefCell<Vec<(RecordKind, Vec<Cascade>)>>,
     /// Change events this run queued itself (see `children`).
     queued_events: std::cell::Cell<bool>,
     /// Kinds whose Salesforce edits this run merged before applying events.
@@ -362,16 +364,22 @@ impl<'a> Run<'a> {
     /// Checks the kind's object (and its parents' external ids) before the
     /// first write to it in this run.
     pub fn validate_target(&self, kind: RecordKind) -> Result<()> {
-        if self.validated.borrow().contains(&kind) {
-            return Ok(());
+        self.cascades(kind).map(drop)
+    }
+
+    /// The lookups (child object, field) to `kind`'s object whose records
+    /// Salesforce deletes along with it; validates the target first.
+    pub fn cascades(&self, kind: RecordKind) -> Result<Vec<Cascade>> {
+        if let Some((_, cascades)) = self.validated.borrow().iter().find(|(k, _)| *k == kind) {
+            return Ok(cascades.clone());
         }
         let extra: &[&str] = match self.settings.delete_action {
             DeleteAction::Flag => &[crate::mapping::DELETED_FIELD],
             DeleteAction::Delete => &[],
         };
-        self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
+        let cascades = self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
         self.state.note_writes(kind)?;
-        self.validated.borrow_mut().push(kind);
-        Ok(())
+        self.validated.borrow_mut().push((kind, cascades.clone()));
+        Ok(cascades)
     }
 }

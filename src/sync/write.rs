@@ -192,7 +192,7 @@ impl Writer for Salesforce {
         // unlink it anyway (one rule, whenever the child is read). Queued
         // before the parents' states: a run killed in between reads these
         // deletions again, and would skip parents already marked deleted.
-        super::children::refresh(run, kind, &gone)?;
+        super::children::refresh(run, kind, &gone, &mut |_, _, _| {})?;
         run.state.save_records(kind, done)?;
         ended
     }
@@ -315,7 +315,7 @@ fn record_outcomes(
 /// (deleted there): their children's links reached the old one.
 fn relink(run: &Run<'_>, kind: RecordKind, anew: &[String]) -> Result<()> {
     let ids: Vec<&str> = anew.iter().map(String::as_str).collect();
-    super::children::refresh(run, kind, &ids)
+    super::children::refresh(run, kind, &ids, &mut |_, _, _| {})
 }
 
 /// Records the outcomes of the records parked under `key`, as
@@ -991,6 +991,9 @@ pub(super) struct Plan {
     planned: RefCell<HashMap<ParentRef, String>>,
     /// Records this plan deletes or flags deleted (their children lose them).
     gone: RefCell<HashSet<ParentRef>>,
+    /// Children Salesforce deletes along with a parent this plan deletes
+    /// (an Account's Contacts): written again, they are created.
+    cascaded: RefCell<HashSet<ParentRef>>,
 }
 
 impl Plan {
@@ -1023,9 +1026,13 @@ impl Plan {
                 Some(src) if queued || *src == staged.state.src => continue,
                 _ => {}
             }
+            // Deleted along with a parent this plan deletes: the real run
+            // finds it gone, live or not.
+            let cascaded = self.cascaded.borrow_mut().remove(&key);
             let (exists, changes) = match &live {
                 Some(records) => {
                     let before = match &staged.seen_live {
+                        _ if cascaded => None,
                         Some(seen) => seen.as_ref(),
                         None => records.get(&mapped.target.external_id),
                     };
@@ -1033,7 +1040,7 @@ impl Plan {
                 }
                 // The transformations carry old → new against the last write.
                 None => (
-                    staged.state.sf.is_some(),
+                    staged.state.sf.is_some() && !cascaded,
                     staged
                         .transformations()
                         .iter()
@@ -1057,6 +1064,26 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// The links (child kind, NetSuite column) of `parent`'s children whose
+/// Salesforce records its deletion takes along, as its describe says.
+fn cascading_links(run: &Run<'_>, parent: RecordKind) -> Result<Vec<(RecordKind, String)>> {
+    let cascades = run.cascades(parent)?;
+    let mapping = &run.settings.mapping;
+    let sobject = &mapping.object(parent)?.sobject;
+    let mut links = Vec::new();
+    for (kind, column) in mapping.children_of(parent) {
+        let child = mapping.object(kind)?;
+        let cascades_along = child.parent.iter().filter(|p| p.column == column && p.sobject == *sobject).any(|p| {
+            let field = p.lookup_field();
+            cascades.iter().any(|(o, f)| o.eq_ignore_ascii_case(&child.sobject) && f.eq_ignore_ascii_case(&field))
+        });
+        if cascades_along {
+            links.push((kind, column));
+        }
+    }
+    Ok(links)
 }
 
 impl Writer for Plan {
@@ -1095,7 +1122,15 @@ impl Writer for Plan {
         // As a real run does: their children are read again and planned at
         // the run's end (the queued events stay in the dry run's memory).
         let ids: Vec<&str> = pending.iter().map(String::as_str).collect();
-        super::children::refresh(run, kind, &ids)
+        let cascading = match run.settings.delete_action {
+            DeleteAction::Delete if !ids.is_empty() => cascading_links(run, kind)?,
+            _ => Vec::new(),
+        };
+        super::children::refresh(run, kind, &ids, &mut |child, column, children| {
+            if cascading.iter().any(|(k, c)| *k == child && c == column) {
+                self.cascaded.borrow_mut().extend(children.iter().map(|id| (child, id.to_string())));
+            }
+        })
     }
 
     fn defer(&self, run: &Run<'_>, staged: &Staged, _: &[ParentRef]) -> Result<()> {

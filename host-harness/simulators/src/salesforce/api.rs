@@ -444,8 +444,35 @@ fn describe(org: &Org, sobject: &str) -> Answer {
             "deletable": true,
             "queryable": true,
             "fields": fields,
+            "childRelationships": child_relationships(org, object.name),
         })),
     )
+}
+
+/// The lookups of every object to `sobject`, as describe lists them.
+fn child_relationships(org: &Org, sobject: &str) -> Vec<Value> {
+    org.objects
+        .iter()
+        .flat_map(|o| o.fields.iter().map(move |f| (o.name, f)))
+        .filter(|(_, f)| f.relationship.is_some_and(|(_, target)| target == sobject))
+        .map(|(child, f)| {
+            // Salesforce's defaults: `Contacts` on Account, `<Label>s__r` for a custom lookup.
+            let name = match (child, f.name) {
+                ("Contact", "AccountId") => "Contacts".to_string(),
+                _ => format!("{}s__r", child.trim_end_matches("__c")),
+            };
+            json!({
+                "cascadeDelete": f.cascade_delete,
+                "childSObject": child,
+                "deprecatedAndHidden": false,
+                "field": f.name,
+                "junctionIdListNames": [],
+                "junctionReferenceTo": [],
+                "relationshipName": name,
+                "restrictedDelete": false,
+            })
+        })
+        .collect()
 }
 
 fn collections_delete(org: &mut Org, query: &str, now: i64) -> Answer {

@@ -29,6 +29,9 @@ pub struct Field {
     pub updateable: bool,
     /// For references: (relationship name, target object).
     pub relationship: Option<(&'static str, &'static str)>,
+    /// For references: whether deleting the target deletes this record too
+    /// (an Account's Contacts); else the lookup is cleared.
+    pub cascade_delete: bool,
     /// A system field Salesforce maintains (Id, CreatedDate, SystemModstamp,
     /// IsDeleted...): read-only, never null, not stored with the record.
     pub system: bool,
@@ -106,6 +109,7 @@ const fn text(name: &'static str, length: usize) -> Field {
         unique: false,
         updateable: true,
         relationship: None,
+        cascade_delete: false,
         system: false,
     }
 }
@@ -134,6 +138,7 @@ const fn system(name: &'static str, kind: FieldType) -> Field {
         unique: false,
         updateable: false,
         relationship: None,
+        cascade_delete: false,
         system: true,
     }
 }
@@ -194,7 +199,11 @@ pub fn objects() -> Vec<SObject> {
         typed(text("Email", 80), FieldType::Email),
         typed(text("Phone", 40), FieldType::Phone),
         text("Title", 128),
-        Field { relationship: Some(("Account", "Account")), ..typed(text("AccountId", 18), FieldType::Reference) },
+        Field {
+            relationship: Some(("Account", "Account")),
+            cascade_delete: true,
+            ..typed(text("AccountId", 18), FieldType::Reference)
+        },
         Field { relationship: Some(("Vendor__r", "Vendor__c")), ..typed(text("Vendor__c", 18), FieldType::Reference) },
         netsuite_id(),
     ];

@@ -308,14 +308,14 @@ impl Org {
     fn follow_delete(&mut self, slot: usize, now: i64) {
         let Some(parent) = self.table.get(slot).map(|r| (r.id.clone(), r.sobject)) else { return };
         let (id, sobject) = parent;
-        let lookups: Vec<(&'static str, &'static str)> = self
+        let lookups: Vec<(&'static str, &'static str, bool)> = self
             .objects
             .iter()
             .flat_map(|o| o.fields.iter().map(move |f| (o.name, f)))
             .filter(|(_, f)| f.relationship.is_some_and(|(_, target)| target == sobject))
-            .map(|(o, f)| (o, f.name))
+            .map(|(o, f)| (o, f.name, f.cascade_delete))
             .collect();
-        for (child, field) in lookups {
+        for (child, field, cascade) in lookups {
             let linked: Vec<usize> = self
                 .table
                 .of_object(child)
@@ -327,7 +327,7 @@ impl Org {
                 .map(|(s, _)| s)
                 .collect();
             for s in linked {
-                if (child, field) == ("Contact", "AccountId") {
+                if cascade {
                     self.table.modify(s, |r| {
                         r.deleted = true;
                         r.modstamp = now;
