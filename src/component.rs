@@ -379,6 +379,7 @@ impl sync::Guest for Component {
                     deleted: c.deleted,
                     deferred: c.deferred,
                     resumed: c.resumed,
+                    written_back: c.written_back,
                 })
                 .collect(),
             api_calls: sync::ApiCalls { netsuite: report.api_calls.netsuite, salesforce: report.api_calls.salesforce },

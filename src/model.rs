@@ -632,6 +632,8 @@ pub struct KindCounts {
     /// stopped run submitted: that run read the records, this one read the
     /// jobs' results (so outcomes can outnumber `read`).
     pub resumed: u32,
+    /// Salesforce edits written to NetSuite (write-back).
+    pub written_back: u32,
 }
 
 impl KindCounts {

@@ -80,6 +80,7 @@ async fn a_salesforce_edit_reaches_netsuite_once_and_never_echoes() {
     assert_eq!(others(&after), others(&before));
     let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
     assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(report.counts("vendor").written_back, 1, "{:?}", report.counts("vendor"));
     assert_eq!(writes[0].netsuite_id, id.to_string());
     assert_eq!(writes[0].direction, "salesforce-to-netsuite");
     assert!(writes[0].transformations.contains("+15550100"), "{}", writes[0].transformations);
@@ -228,6 +229,10 @@ async fn a_vendor_created_in_salesforce_appears_in_netsuite_once_even_when_the_l
     let links = actions(&rows(&bed, &report.run_id), "link");
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].outcome, "failed");
+    let counts = report.counts("vendor");
+    // Failed: the link, and the forward write of the new NetSuite vendor
+    // (NetSuite_Id__c is read-only to it too).
+    assert_eq!((counts.written_back, counts.failed), (1, 2), "{counts:?}");
 
     bed.salesforce.alter_field("Vendor__c", "NetSuite_Id__c", |f| f.updateable = true);
     bed.clock.advance(Duration::from_secs(1));
@@ -343,6 +348,7 @@ async fn a_vendor_deleted_in_salesforce_is_inactivated_in_netsuite_and_stays_out
     let all = rows(&bed, &report.run_id);
     let inactivated = actions(&all, "netsuite-inactivate");
     assert_eq!(inactivated.len(), 1, "{all:?}");
+    assert_eq!(report.counts("vendor").written_back, 1);
     assert_eq!(
         (inactivated[0].netsuite_id.as_str(), inactivated[0].salesforce_id.as_deref()),
         (id.to_string().as_str(), Some(sf_id.as_str()))

@@ -231,8 +231,12 @@ pub fn print_text(out: &DemoOutput) -> std::io::Result<()> {
             crate::outln!("  error: {e}")?;
         }
         for (kind, c) in &r.objects {
+            let back = match c.written_back {
+                0 => String::new(),
+                n => format!("  written back to NetSuite {n}"),
+            };
             crate::outln!(
-                "  {kind:<9} read {:>5}  created {:>5}  updated {:>5}  unchanged {:>5}  deferred {:>5}  failed {:>5}  deleted {:>5}",
+                "  {kind:<9} read {:>5}  created {:>5}  updated {:>5}  unchanged {:>5}  deferred {:>5}  failed {:>5}  deleted {:>5}{back}",
                 c.read,
                 c.created,
                 c.updated,

@@ -126,6 +126,8 @@ pub fn observe(report: &RunReport) {
             ("deleted", c.deleted),
             // Of the outcomes, those from a stopped run's Bulk jobs.
             ("resumed", c.resumed),
+            // Salesforce edits written to NetSuite.
+            ("written_back", c.written_back),
         ];
         for (outcome, n) in outcomes.into_iter().filter(|(_, n)| *n > 0) {
             let labels = RecordLabels { tenant: tenant.clone(), kind: (*kind).into(), outcome: outcome.into() };

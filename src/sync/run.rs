@@ -206,6 +206,11 @@ impl<'a> Run<'a> {
         self.counts.borrow_mut().entry(kind).or_default().resumed += n;
     }
 
+    /// Counts a Salesforce edit of `kind` written to NetSuite.
+    pub fn count_written_back(&self, kind: RecordKind) {
+        self.counts.borrow_mut().entry(kind).or_default().written_back += 1;
+    }
+
     pub fn count_read(&self, kind: RecordKind, n: u32) {
         self.counts.borrow_mut().entry(kind).or_default().read += n;
     }

@@ -148,7 +148,15 @@ impl<'p, 'r> Pass<'p, 'r> {
         Ok(())
     }
 
+    /// The audit row of an outcome; a write to NetSuite that landed is counted.
     fn entry(&self, action: AuditAction, netsuite_id: &str, sf: &str, outcome: &str, detail: Value) -> AuditEntry {
+        let wrote = matches!(
+            action,
+            AuditAction::NetSuiteWrite | AuditAction::NetSuiteCreate | AuditAction::NetSuiteInactivate
+        );
+        if wrote && outcome != "failed" {
+            self.run.count_written_back(self.kind);
+        }
         AuditEntry {
             run_id: self.run.request.run_id.clone(),
             kind: self.kind,

@@ -36,6 +36,9 @@ pub struct ObjectCounts {
     /// Of the outcomes, those taken from a stopped run's Bulk jobs (that
     /// run read the records).
     pub resumed: u32,
+    /// Salesforce edits written to NetSuite (vendor write-back), apart
+    /// from the outcomes above.
+    pub written_back: u32,
 }
 
 impl ObjectCounts {
@@ -49,6 +52,9 @@ impl ObjectCounts {
         );
         if c.resumed > 0 {
             line.push_str(&format!(" ({} of them from the Bulk jobs of a stopped run, which read them)", c.resumed));
+        }
+        if c.written_back > 0 {
+            line.push_str(&format!("; written back to NetSuite {}", c.written_back));
         }
         line
     }
@@ -518,6 +524,7 @@ impl Tenant {
                     deleted: k.deleted,
                     deferred: k.deferred,
                     resumed: k.resumed,
+                    written_back: k.written_back,
                 },
             );
         }
@@ -565,17 +572,29 @@ fn counts_from_audit(
     run_id: &str,
 ) -> Result<BTreeMap<&'static str, ObjectCounts>> {
     let mut stmt = conn.prepare(
-        "SELECT kind, outcome, action = 'bulk-resume', COUNT(*) FROM audit WHERE tenant = ?1 AND run_id = ?2
-         GROUP BY 1, 2, 3",
+        "SELECT kind, outcome, action, COUNT(*) FROM audit WHERE tenant = ?1 AND run_id = ?2 GROUP BY 1, 2, 3",
     )?;
     let mut counts: BTreeMap<&'static str, ObjectCounts> = BTreeMap::new();
     let rows = stmt.query_map(params![tenant, run_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, u32>(3)?))
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?))
     })?;
     for row in rows {
-        let (kind, outcome, resumed, n) = row?;
+        let (kind, outcome, action, n) = row?;
         let Ok(kind) = parse_kind(&kind) else { continue };
         let c = counts.entry(kind_name(kind)).or_default();
+        // Write-back rows: Salesforce's edits reaching NetSuite, counted
+        // apart (their failures are failures of the run like any other).
+        let written_back = matches!(action.as_str(), "netsuite-write" | "netsuite-create" | "netsuite-inactivate");
+        let back = written_back || matches!(action.as_str(), "link" | "skip-deleted-in-netsuite" | "conflict");
+        if back {
+            match outcome.as_str() {
+                "failed" => c.failed += n,
+                _ if written_back => c.written_back += n,
+                _ => {}
+            }
+            continue;
+        }
+        let resumed = action == "bulk-resume";
         match outcome.as_str() {
             "created" => c.created += n,
             "updated" => c.updated += n,
@@ -651,11 +670,26 @@ mod tests {
             row("3", "write", "created"),
             row("4", "skip-unchanged", "unchanged"),
             row("5", "delete", "deleted"),
+            // Write-back: counted apart, failures as failures.
+            row("6", "netsuite-write", "updated"),
+            row("7", "netsuite-create", "created"),
+            row("7", "link", "updated"),
+            row("8", "netsuite-inactivate", "updated"),
+            row("9", "netsuite-write", "failed"),
+            row("10", "skip-deleted-in-netsuite", "unchanged"),
         ];
         crate::audit::insert(&conn, "acme", "2026-12-05T00:00:00.000000Z", &rows).unwrap();
         let counts = counts_from_audit(&conn, "acme", "run-2").unwrap();
-        let expected =
-            ObjectCounts { read: 2, created: 2, unchanged: 1, failed: 1, deleted: 1, resumed: 2, ..Default::default() };
+        let expected = ObjectCounts {
+            read: 2,
+            created: 2,
+            unchanged: 1,
+            failed: 2,
+            deleted: 1,
+            resumed: 2,
+            written_back: 3,
+            ..Default::default()
+        };
         assert_eq!(counts["customer"], expected);
     }
 }
