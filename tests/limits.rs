@@ -177,18 +177,8 @@ fn queue_an_event_per_customer(bed: &support::Bed) {
 
 /// One change event queued for each of these customers.
 fn queue_events_for(bed: &support::Bed, ids: &[i64]) {
-    let conn = bed.tenant.database.connect().unwrap();
-    let tx = conn.unchecked_transaction().unwrap();
-    for (n, id) in ids.iter().enumerate() {
-        let event = serde_json::json!({"kind": "customer", "id": id.to_string(), "event": "edit", "received_at": n});
-        let (key, value) = (format!("event/customer/{id}"), event.to_string());
-        tx.execute(
-            "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS BLOB), '')",
-            [key.as_str(), value.as_str()],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
+    let events: Vec<(&str, i64, &str)> = ids.iter().map(|id| ("customer", *id, "edit")).collect();
+    bed.queue_events(&events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

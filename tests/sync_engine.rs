@@ -863,15 +863,7 @@ async fn a_dry_run_plans_the_contacts_of_a_deleted_company_like_the_run_that_fol
         if read_twice {
             // NetSuite's event for the deletion too: the run applies it,
             // then reads the same deletion in NetSuite's list.
-            let conn = bed.tenant.database.connect().unwrap();
-            let event =
-                serde_json::json!({"kind": "customer", "id": company.to_string(), "event": "delete", "received_at": 0});
-            conn.execute(
-                "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS \
-                 BLOB), '')",
-                [format!("event/customer/{company}"), event.to_string()],
-            )
-            .unwrap();
+            bed.queue_events(&[("customer", company, "delete")]);
         }
         let mut under: Vec<String> = bed
             .netsuite
@@ -908,6 +900,49 @@ async fn a_dry_run_plans_the_contacts_of_a_deleted_company_like_the_run_that_fol
         assert_eq!((plan.counts("customer").deleted, real.counts("customer").deleted), (1, 1), "{case}");
         assert_eq!((p.created, p.updated), (r.created, r.updated), "{case}: {r:?}");
         assert_eq!(r.updated + r.created, under.len() as u32, "{case}: {r:?}");
+    }
+}
+
+/// A contact moved to another company, whose old company NetSuite then
+/// deleted, keeps its Salesforce record under `delete_action = "delete"`:
+/// the run writes every kind's changes before any deletion, so Salesforce's
+/// cascade (an Account takes its Contacts along) no longer finds it there.
+/// Both in a scheduled run and in one applying change events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_moved_away_from_a_company_deleted_in_the_same_run_keeps_its_salesforce_record() {
+    for by_events in [false, true] {
+        let bed = bed(10).setting("delete_action", "delete").start().await;
+        let at = bed.clock.now_secs() - 3600;
+        bed.netsuite.seed_contacts(20, &bed.customer_ids[..2], at, 5).unwrap();
+        succeeded(&bed.sync_all().await);
+        let (old, new) = (bed.customer_ids[0], bed.customer_ids[1]);
+        let pairs = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap();
+        let contact = pairs.iter().find(|(_, c)| *c == old).expect("a contact of the first company").0;
+        let (sf_contact, _) = bed.sf("Contact", contact);
+        let (new_account, _) = bed.sf("Account", new);
+
+        bed.clock.advance(std::time::Duration::from_secs(3600));
+        let now = bed.clock.now_secs();
+        let sql = format!("UPDATE contact SET company = {new}, lastmodifieddate = {now} WHERE id = {contact}");
+        assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+        bed.netsuite.delete_record("customer", old).unwrap();
+        let report = if by_events {
+            bed.queue_events(&[("customer", old, "delete"), ("contact", contact, "edit")]);
+            bed.bed.sync_kinds(support::runtime(), SyncMode::Events, &[]).await.unwrap()
+        } else {
+            bed.sync_all().await
+        };
+        succeeded(&report);
+        let case = format!("by events: {by_events}");
+        assert!(bed.salesforce.find("Account", &old.to_string()).is_none(), "{case}: the old Account is gone");
+        let (after, fields) = bed.sf("Contact", contact);
+        assert_eq!(after, sf_contact, "{case}: the same Contact, not deleted and created anew");
+        assert_eq!(fields["AccountId"].as_str(), Some(new_account.as_str()), "{case}");
+        let rows =
+            host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
+        let moved: Vec<_> =
+            rows.iter().filter(|r| r.netsuite_id == contact.to_string() && r.kind == "contact").collect();
+        assert!(!moved.is_empty() && moved.iter().all(|r| r.outcome == "updated"), "{case}: {moved:?}");
     }
 }
 

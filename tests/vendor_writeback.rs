@@ -590,15 +590,8 @@ async fn a_run_compared_live_leaves_salesforce_deletions_of_written_back_vendors
 /// A change event queued for each of these vendors, as the listener queues
 /// a verified one.
 fn queue_vendor_events(bed: &Bed, ids: &[i64]) {
-    let conn = bed.tenant.database.connect().unwrap();
-    for (n, id) in ids.iter().enumerate() {
-        let event = json!({"kind": "vendor", "id": id.to_string(), "event": "edit", "received_at": n});
-        conn.execute(
-            "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS BLOB), '')",
-            [format!("event/vendor/{id}"), event.to_string()],
-        )
-        .unwrap();
-    }
+    let events: Vec<(&str, i64, &str)> = ids.iter().map(|id| ("vendor", *id, "edit")).collect();
+    bed.queue_events(&events);
 }
 
 /// A change event writes a vendor as a scheduled run does: Salesforce's

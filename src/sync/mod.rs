@@ -150,17 +150,32 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // Salesforce refuses) does not hold back the kinds after it; the run
     // still ends failed, naming each kind that did.
     let mut failed: Option<ConnectorError> = None;
+    let mut note = |kind: RecordKind, e: ConnectorError| -> Result<()> {
+        if !e.is_about_data() {
+            return Err(e);
+        }
+        let e = e.with_prefix(&format!("{kind} records: "));
+        failed = Some(match failed.take() {
+            None => e,
+            Some(first) => first.with_suffix(&format!("; {e}")),
+        });
+        Ok(())
+    };
+    // Every kind's changes before any kind's deletions: a contact moved
+    // away from a company NetSuite then deleted reaches its new Account
+    // first, so Salesforce's cascade (an Account takes its Contacts along)
+    // does not take it too.
+    let mut written = Vec::with_capacity(kinds.len());
     for &kind in kinds {
-        match one_kind(run, kind) {
-            Ok(()) => {}
-            Err(e) if e.is_about_data() => {
-                let e = e.with_prefix(&format!("{kind} records: "));
-                failed = Some(match failed {
-                    None => e,
-                    Some(first) => first.with_suffix(&format!("; {e}")),
-                });
-            }
-            Err(e) => return Err(e),
+        match changes_of(run, kind) {
+            Ok(rest) => written.push(rest),
+            Err(e) => note(kind, e)?,
+        }
+    }
+    for rest in written {
+        let kind = rest.kind;
+        if let Err(e) = rest.finish(run) {
+            note(kind, e)?;
         }
     }
     while run.take_queued_events() {
@@ -172,6 +187,12 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
 /// Applies the change events queued for `kinds`; `targeted` says whether
 /// the Salesforce session is already there.
 fn apply_events(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool) -> Result<()> {
+    let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
+    apply_events_in(run, kinds, targeted, queued_events::Pass::Writes)?;
+    apply_events_in(run, &reversed, targeted, queued_events::Pass::Deletions)
+}
+
+fn apply_events_in(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool, pass: queued_events::Pass) -> Result<()> {
     run.queues.event_keys(kinds, &mut |keys| {
         if !*targeted {
             run.target()?;
@@ -181,14 +202,38 @@ fn apply_events(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool) -> Res
         while !rest.is_empty() {
             let rows = kinds.iter().map(|&k| run.source.rows_per_page(k)).min().unwrap_or(1);
             let (part, more) = rest.split_at(rows.clamp(1, rest.len()));
-            queued_events::apply(run, run.queues.events_at(part)?)?;
+            queued_events::apply(run, run.queues.events_at(part)?, pass)?;
             rest = more;
         }
         Ok(())
     })
 }
 
-fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+/// What is left of a kind's pass once its changes are written.
+struct KindRest<'r, 'a> {
+    kind: RecordKind,
+    provenance: Provenance,
+    position: read::Position,
+    deleted: read::Deletions<'r, 'a>,
+}
+
+impl KindRest<'_, '_> {
+    /// The kind's deletions, then its records waiting for a parent.
+    fn finish(self, run: &Run<'_>) -> Result<()> {
+        deletions::sync(run, self.kind, self.position, self.deleted)?;
+        // Waiting records last: a record waits with its newest write only (a
+        // newer one read, failed or found unchanged, replaced or cleared it)
+        // and the deletions took out what NetSuite no longer has, so nothing
+        // older or deleted is written.
+        deferral::retry_deferred(run, self.kind)?;
+        run.checkpoint()?;
+        self.provenance.settle(run)
+    }
+}
+
+/// A kind's write-back merge and changes; its deletions are left for
+/// [`KindRest::finish`].
+fn changes_of<'r, 'a>(run: &'r Run<'a>, kind: RecordKind) -> Result<KindRest<'r, 'a>> {
     // Before any write of the kind, the write-back's merges included.
     let provenance = Provenance::check(run, kind)?;
     // Salesforce's edits reach NetSuite first: the forward pass then reads
@@ -208,14 +253,7 @@ fn one_kind(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     let deleted = read::Deletions::open(run, kind, start)?;
     changes::sync(run, kind, provenance.reread)?;
     run.checkpoint()?;
-    deletions::sync(run, kind, position, deleted)?;
-    // Waiting records last: a record waits with its newest write only (a
-    // newer one read, failed or found unchanged, replaced or cleared it) and
-    // the deletions took out what NetSuite no longer has, so nothing older
-    // or deleted is written.
-    deferral::retry_deferred(run, kind)?;
-    run.checkpoint()?;
-    provenance.settle(run)
+    Ok(KindRest { kind, provenance, position, deleted })
 }
 
 /// Verifies a change event and queues it for the next run (coalesced per

@@ -11,7 +11,20 @@ use super::{deletions, parents_first, stage, writeback};
 use crate::model::{AuditAction, NetSuiteRecord, RecordKind, Result};
 use std::collections::{BTreeMap, HashSet};
 
-pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>) -> Result<()> {
+/// Which events a pass over the queue applies. Every kind's writes come
+/// before any kind's deletions (children first), as in a scheduled run: a
+/// contact moved away from a company NetSuite then deleted reaches its new
+/// Account before Salesforce's cascade (an Account takes its Contacts
+/// along) could take it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    /// Records NetSuite has are written; events of records gone stay queued.
+    Writes,
+    /// Everything still queued, deletions included.
+    Deletions,
+}
+
+pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -24,7 +37,7 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>) -> Result<()> {
         }
     }
     // A kind written back takes Salesforce's edits and deletions first, as
-    // a scheduled run does (see `one_kind`): the records read below are then
+    // a scheduled run does (see `changes_of`): the records read below are then
     // NetSuite's merged ones, and one deleted in Salesforce stays out.
     if let Some(policy) = run.settings.writeback {
         for &kind in wanted.keys() {
@@ -55,6 +68,7 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>) -> Result<()> {
     }
     let mut order: Vec<RecordKind> = wanted.keys().copied().collect();
     parents_first(&mut order);
+    let mut kept: Vec<&QueuedEvent> = Vec::new();
     for kind in order {
         let ids = &wanted[&kind];
         let records = match fetched.remove(&kind) {
@@ -73,10 +87,15 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>) -> Result<()> {
         batch.add(run, ready)?;
         batch.finish(run)?;
         run.renew()?;
-        // Named by an event but gone from NetSuite: deleted.
+        // Named by an event but gone from NetSuite: deleted, or left queued
+        // for the pass that deletes (see `Pass`).
         let present: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let gone: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !present.contains(id)).collect();
-        deletions::apply(run, kind, &gone)?;
+        match pass {
+            Pass::Deletions => deletions::apply(run, kind, &gone)?,
+            Pass::Writes => kept.extend(events.iter().filter(|e| e.kind == kind && gone.contains(&e.id.as_str()))),
+        }
     }
-    run.queues.remove_events(&events)
+    let applied: Vec<QueuedEvent> = events.iter().filter(|e| !kept.contains(e)).cloned().collect();
+    run.queues.remove_events(&applied)
 }

@@ -247,6 +247,23 @@ pub fn es256_key() -> KeyPair {
 }
 
 impl Bed {
+    /// Queues NetSuite change events (`kind`, id, `event`) as the listener
+    /// would have, in one transaction, in the order given.
+    pub fn queue_events(&self, events: &[(&str, i64, &str)]) {
+        let conn = self.tenant.database.connect().unwrap();
+        let tx = conn.unchecked_transaction().unwrap();
+        for (n, (kind, id, event)) in events.iter().enumerate() {
+            let value = serde_json::json!({"kind": kind, "id": id.to_string(), "event": event, "received_at": n});
+            tx.execute(
+                "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'queues', ?1, CAST(?2 AS \
+                 BLOB), '')",
+                [format!("event/{kind}/{id}"), value.to_string()],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
     /// The Salesforce record of a NetSuite id, or a panic naming it.
     pub fn sf(&self, sobject: &str, netsuite_id: i64) -> (String, serde_json::Map<String, serde_json::Value>) {
         self.salesforce
