@@ -368,3 +368,44 @@ async fn the_single_tenant_listener_keeps_the_events_per_minute_limit() {
     assert_eq!(codes, vec![202, 202, 202, 429, 429], "{statuses:?}");
     assert!(statuses[3].1.contains("events_per_minute"), "{:?}", statuses[3]);
 }
+
+/// With every pooled instance taken (one, held by a slow run), a change
+/// event waits for it instead of failing (it was answered 500 and lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_while_every_instance_is_busy_waits_for_one() {
+    static ONE_SLOT: std::sync::OnceLock<host_harness::host::Runtime> = std::sync::OnceLock::new();
+    let runtime = ONE_SLOT.get_or_init(|| {
+        host_harness::host::Runtime::load_with(support::component_path(), Some(1)).expect("a pooled runtime")
+    });
+    let bed = bed(3000).setting("netsuite_page_size", "100").start().await;
+    let hook = host_harness::webhook::serve(bed.tenant.clone(), runtime, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    bed.netsuite.set_latency(Duration::from_millis(30));
+    let scheduled = {
+        let tenant = bed.tenant.clone();
+        tokio::spawn(async move { tenant.sync(runtime, host_harness::host::SyncMode::Incremental, &[]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!scheduled.is_finished(), "the run holds the only instance");
+    let id = bed.customer_ids[2999];
+    bed.netsuite.rename_customer_any(id, "Edited While Full").unwrap();
+    let runs = hook.applied_runs();
+    let (status, body) = post(&hook, &event("customer", id), WEBHOOK_SECRET, bed.clock.now_secs()).await;
+    assert_eq!(status, 202, "{body}");
+    succeeded(&scheduled.await.unwrap().unwrap());
+    applied(&bed, &hook, runs).await;
+    assert_eq!(bed.sf("Account", id).1["Name"], "Edited While Full");
+}
+
+/// Events accepted before the process stopped (queued, not applied) are
+/// applied once the listener starts again, not at the next scheduled run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_queued_before_a_restart_are_applied_when_the_listener_starts() {
+    let bed = bed(5).start().await;
+    succeeded(&bed.sync().await);
+    let id = bed.customer_ids[3];
+    bed.netsuite.rename_customer_any(id, "Renamed Before The Crash").unwrap();
+    bed.queue_events(&[("customer", id, "edit")]);
+    let hook = listen(&bed).await;
+    applied(&bed, &hook, 0).await;
+    assert_eq!(bed.sf("Account", id).1["Name"], "Renamed Before The Crash");
+}

@@ -269,3 +269,43 @@ async fn tenant_files_are_picked_up_scheduled_rate_limited_and_removed_without_a
     write_tenant(tenants_dir.path(), 5, &a, None, "[schedule]\nevery_secs = 1\n");
     assert_eq!(server.reload(), Default::default(), "a closing server loads no tenant");
 }
+
+/// A tenant's mapping file kept next to its config in the tenants
+/// directory is not taken for a tenant file; once it stops loading (a typo),
+/// the reload says so and the tenant keeps running on its last good mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_file_that_stops_loading_keeps_its_tenant_on_the_last_good_one() {
+    let tenants_dir = tempfile::tempdir().unwrap();
+    let a = bed(10).start().await;
+    let mapping = tenants_dir.path().join("t1-mapping.toml");
+    let good = include_str!("../src/mapping/default.toml");
+    std::fs::write(&mapping, good).unwrap();
+    write_tenant(tenants_dir.path(), 1, &a, Some(("mapping_file", "\"t1-mapping.toml\"")), "");
+    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    let first = server.reload();
+    assert_eq!(first.added, vec!["t1"], "{first:?}");
+    assert!(first.errors.is_empty(), "the mapping file is no tenant file: {first:?}");
+
+    std::fs::write(&mapping, format!("{good}\ngarbage = [\n")).unwrap();
+    let reload = server.reload();
+    assert!(reload.errors.iter().any(|e| e.contains("t1-mapping.toml") && e.contains("is not valid")), "{reload:?}");
+    assert!(reload.changed.is_empty() && reload.removed.is_empty(), "{reload:?}");
+    let tenant = server.tenants().pop().expect("t1 still hosted");
+    let report = tenant.sync(runtime(), host_harness::host::SyncMode::Incremental, &[]).await.unwrap();
+    support::succeeded(&report);
+    assert_eq!(a.salesforce.count("Account"), 10);
+
+    // Put back as it was: the tenant already runs on that.
+    std::fs::write(&mapping, good).unwrap();
+    assert_eq!(server.reload(), Default::default());
+    std::fs::write(
+        &mapping,
+        format!(
+            "{good}
+# edited
+"
+        ),
+    )
+    .unwrap();
+    assert_eq!(server.reload().changed, vec!["t1"]);
+}

@@ -196,7 +196,8 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
         /// With --tenants: instances of the component alive at once (runs, event checks), kept in
-        /// wasmtime's pooling allocator; a run beyond them fails and is retried by its schedule.
+        /// wasmtime's pooling allocator; a run beyond them waits for one, an event waits up to 5 s
+        /// and is then answered 503 with Retry-After (nothing queued: the sender sends it again).
         #[arg(long, default_value_t = 128)]
         max_instances: u32,
         #[arg(long, env = "CONNECTOR_COMPONENT")]

@@ -56,6 +56,36 @@ pub struct Runtime {
     engine: Engine,
     pre: ConnectorPre<HostState>,
     ticking: Arc<AtomicBool>,
+    /// With the pooling allocator: one permit per instance slot, so a run or
+    /// an event check beyond them waits for a slot instead of failing.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// How long a change event waits for a pool slot before it is answered 503.
+const EVENT_SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// Every pool slot stayed taken for this long: nothing was done.
+#[derive(Debug)]
+pub struct NoSlot(pub Duration);
+
+impl std::fmt::Display for NoSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "every component instance (`--max-instances`) stayed busy for {} s: nothing was queued, send it again",
+            self.0.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for NoSlot {}
+
+/// An instance, and the pool slot it holds. Fields drop in order: the store
+/// (which frees the slot) before the permit that lets the next one in.
+struct Instance {
+    store: Store<HostState>,
+    connector: Connector,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Runtime {
@@ -148,15 +178,33 @@ impl Runtime {
                 ticker.increment_epoch();
             }
         })?;
-        Ok(Runtime { engine, pre, ticking })
+        let slots = pooled_instances.map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
+        Ok(Runtime { engine, pre, ticking, slots })
     }
 
-    async fn instantiate(&self, run: TenantRun) -> Result<(Store<HostState>, Connector)> {
-        self.instantiate_timed(run).await.map(|(store, connector, _)| (store, connector))
+    async fn instantiate(&self, run: TenantRun) -> Result<Instance> {
+        let slot = self.slot(None).await?;
+        self.instantiate_timed(run, slot).await.map(|(instance, _)| instance)
     }
 
-    /// As `instantiate`, with how long the component's instantiation took.
-    async fn instantiate_timed(&self, run: TenantRun) -> Result<(Store<HostState>, Connector, Duration)> {
+    /// A pool slot (None without the pool), waiting at most `wait` for one.
+    async fn slot(&self, wait: Option<Duration>) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
+        let Some(slots) = &self.slots else { return Ok(None) };
+        let acquired = slots.clone().acquire_owned();
+        let permit = match wait {
+            None => acquired.await?,
+            Some(wait) => tokio::time::timeout(wait, acquired).await.map_err(|_| NoSlot(wait))??,
+        };
+        Ok(Some(permit))
+    }
+
+    /// As `instantiate`, in `slot`, with how long the component's
+    /// instantiation took.
+    async fn instantiate_timed(
+        &self,
+        run: TenantRun,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<(Instance, Duration)> {
         let mut wasi = WasiCtx::builder();
         let stderr = GuestStderr::default();
         wasi.stderr(stderr.clone());
@@ -210,15 +258,18 @@ impl Runtime {
                 false => e.into(),
             }
         })?;
-        Ok((store, connector, started.elapsed()))
+        Ok((Instance { store, connector, _slot: slot }, started.elapsed()))
     }
 
     /// Runs one sync. An error is a host failure; a trap (the sandbox
     /// stopped the guest) is in the output with what the run used.
     pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<RunOutput> {
         let limits = (run.max_memory_bytes, run.deadline);
-        let (mut store, connector, instantiation) = self.instantiate_timed(run).await?;
-        let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut store, &request).await;
+        // Not taken apart: the store must go before the slot's permit.
+        let slot = self.slot(None).await?;
+        let (mut instance, instantiation) = self.instantiate_timed(run, slot).await?;
+        let Instance { store, connector, .. } = &mut instance;
+        let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut *store, &request).await;
         // The run's writes are committed before anyone looks at what it did.
         if let Err(e) = store.data_mut().kv.finish() {
             match &result {
@@ -260,10 +311,13 @@ impl Runtime {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
-        let (mut store, connector) = self.instantiate(run).await?;
+        // The sender is answered within its patience: busy, it sends again.
+        let slot = self.slot(Some(EVENT_SLOT_WAIT)).await?;
+        let mut instance = self.instantiate_timed(run, slot).await?.0;
+        let Instance { store, connector, .. } = &mut instance;
         let answer = connector
             .ml_connector_netsuite_salesforce_events()
-            .call_receive(&mut store, &headers, &body)
+            .call_receive(&mut *store, &headers, &body)
             .await
             .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))?;
         // The sender is told an event is queued only once it is.
@@ -278,10 +332,11 @@ impl Runtime {
         kind: RecordKind,
         after: Option<Cursor>,
     ) -> Result<Result<Page, ConnectorError>> {
-        let (mut store, connector) = self.instantiate(run).await?;
+        let mut instance = self.instantiate(run).await?;
+        let Instance { store, connector, .. } = &mut instance;
         connector
             .ml_connector_netsuite_salesforce_source()
-            .call_fetch_changed(&mut store, kind, after.as_ref())
+            .call_fetch_changed(&mut *store, kind, after.as_ref())
             .await
             .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
     }
@@ -293,10 +348,11 @@ impl Runtime {
         kind: RecordKind,
         id: &str,
     ) -> Result<Result<Option<NetsuiteRecord>, ConnectorError>> {
-        let (mut store, connector) = self.instantiate(run).await?;
+        let mut instance = self.instantiate(run).await?;
+        let Instance { store, connector, .. } = &mut instance;
         connector
             .ml_connector_netsuite_salesforce_source()
-            .call_fetch_one(&mut store, kind, id)
+            .call_fetch_one(&mut *store, kind, id)
             .await
             .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))
     }

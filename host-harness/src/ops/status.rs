@@ -340,6 +340,16 @@ fn queued(conn: &Connection, tenant: &str, prefix: &str) -> Result<(u64, Option<
         .query_row(params![tenant, QUEUES_BUCKET, prefix, end], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?)
 }
 
+/// Whether change events wait in `tenant`'s queue (accepted, not yet applied).
+pub fn change_events_waiting(conn: &Connection, tenant: &str) -> Result<bool> {
+    for kind in RecordKind::ALL {
+        if queued(conn, tenant, &queues::event_key(kind, ""))?.0 > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn waiting(conn: &Connection, tenant: &str) -> Result<Vec<Waiting>> {
     let mut out = Vec::new();
     for kind in RecordKind::ALL {

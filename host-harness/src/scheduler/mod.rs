@@ -213,6 +213,9 @@ pub struct Tenant {
     stop: std::sync::Arc<crate::host::control::StopRequest>,
     /// Runs of this tenant under way in this process.
     running: std::sync::atomic::AtomicUsize,
+    /// The mapping its runs use, when fixed at load (see [`Tenant::pin_mapping`]);
+    /// else each run reads `mapping_file`.
+    pinned_mapping: std::sync::OnceLock<String>,
 }
 
 impl Tenant {
@@ -228,7 +231,37 @@ impl Tenant {
             progress: Default::default(),
             stop: Default::default(),
             running: Default::default(),
+            pinned_mapping: Default::default(),
         })
+    }
+
+    /// Reads and checks the mapping file now, and has every run use what
+    /// was read: a host that reloads the file on change keeps a tenant on
+    /// its last good mapping when the file stops loading.
+    pub fn pin_mapping(&self) -> Result<()> {
+        let Some(text) = self.read_mapping()? else { return Ok(()) };
+        if let Err(e) = netsuite_salesforce::mapping::Mapping::load(Some(&text)) {
+            let path = self.config.mapping_file.as_deref().unwrap_or(std::path::Path::new(""));
+            anyhow::bail!("the mapping file {} (setting mapping_file) is not valid: {e}", path.display());
+        }
+        let _ = self.pinned_mapping.set(text);
+        Ok(())
+    }
+
+    /// The mapping file's text (None: the shipped mapping).
+    fn read_mapping(&self) -> Result<Option<String>> {
+        let Some(path) = &self.config.mapping_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the mapping file {} (setting mapping_file)", path.display()))?;
+        // Blank, it would read as no mapping at all: the shipped one.
+        if text.trim().is_empty() {
+            anyhow::bail!(
+                "the mapping file {} (setting mapping_file) is empty: write the mapping there (start from \
+                 src/mapping/default.toml), or remove the setting to use the shipped mapping",
+                path.display()
+            );
+        }
+        Ok(Some(text))
     }
 
     /// Asks this tenant's runs, those under way and any that start later,
@@ -270,17 +303,11 @@ impl Tenant {
     /// allowed hosts, the database, limits.
     pub fn sandbox(&self) -> Result<TenantRun> {
         let mut values = self.config.settings_text();
-        if let Some(path) = &self.config.mapping_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the mapping file {} (setting mapping_file)", path.display()))?;
-            // Blank, it would read as no mapping at all: the shipped one.
-            if text.trim().is_empty() {
-                anyhow::bail!(
-                    "the mapping file {} (setting mapping_file) is empty: write the mapping there (start from \
-                     src/mapping/default.toml), or remove the setting to use the shipped mapping",
-                    path.display()
-                );
-            }
+        let mapping = match self.pinned_mapping.get() {
+            Some(text) => Some(text.clone()),
+            None => self.read_mapping()?,
+        };
+        if let Some(text) = mapping {
             values.insert("mapping_toml".into(), text);
         }
         let secrets = SecretFile::read(&self.config.secrets_path(), &self.cipher)

@@ -116,6 +116,9 @@ impl Server {
         let mut dir_errors = Vec::new();
         let files = tenant_files(&self.dir, &mut dir_errors);
         errors.extend(dir_errors.into_iter().map(|e| (e.clone(), stamp(&e, &[], None))));
+        // Files that do not load, told once every tenant is known: one that
+        // is a tenant's mapping file (kept next to its config) is no error.
+        let mut failed_files: Vec<(PathBuf, String)> = Vec::new();
         for file in files {
             let loaded = HarnessConfig::load_all(&file).and_then(|configs| {
                 configs.into_iter().map(|config| Ok((fingerprint(&config)?, config))).collect::<Result<Vec<_>>>()
@@ -123,9 +126,7 @@ impl Server {
             let configs = match loaded {
                 Ok(configs) => configs,
                 Err(e) => {
-                    let message = format!("{}: {e:#}", file.display());
-                    errors.push((message.clone(), stamp(&message, &[&file], None)));
-                    unreadable.insert(file);
+                    failed_files.push((file, format!("{e:#}")));
                     continue;
                 }
             };
@@ -146,6 +147,15 @@ impl Server {
                     }
                 }
             }
+        }
+        let same = |a: &Path, b: &Path| a == b || std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok();
+        for (file, e) in failed_files {
+            if found.values().any(|(_, _, c)| c.mapping_file.as_deref().is_some_and(|m| same(m, &file))) {
+                continue;
+            }
+            let message = format!("{}: {e}", file.display());
+            errors.push((message.clone(), stamp(&message, &[&file], None)));
+            unreadable.insert(file);
         }
         let mut entries = self.entries();
         // A file that stopped loading keeps its tenant as it was: only a
@@ -198,6 +208,8 @@ impl Server {
         let cipher = Cipher::load(config.master_key_file.as_deref())?;
         let schedule = config.schedule.as_ref().map(Schedule::from_config).transpose()?;
         let tenant = Arc::new(Tenant::open(config, cipher, None)?);
+        // A mapping file that stops loading keeps the tenant on its last good one.
+        tenant.pin_mapping()?;
         let hosted = Hosted::start(tenant.clone(), self.runtime)?;
         let schedule = schedule.map(|schedule| {
             let stop = Arc::new(Stop::default());

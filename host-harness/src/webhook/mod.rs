@@ -98,6 +98,13 @@ impl Hosted {
             stopping: Default::default(),
             tenant,
         });
+        // Events accepted before the process stopped are applied now, not
+        // at the next scheduled run.
+        let tenant = &hosted.tenant;
+        let conn = tenant.database.connect()?;
+        if crate::ops::status::change_events_waiting(&conn, &tenant.config.tenant)? {
+            hosted.wake.notify_one();
+        }
         tokio::spawn(apply_queued(hosted.clone()));
         Ok(hosted)
     }
@@ -306,6 +313,11 @@ async fn deliver(hosted: &Arc<Hosted>, headers: Vec<(String, String)>, body: byt
             }
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, [("content-type", "application/json")], answer).into_response()
+        }
+        Err(e) if e.is::<crate::host::NoSlot>() => {
+            let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}"));
+            answer.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            answer
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     }
