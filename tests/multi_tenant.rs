@@ -309,3 +309,22 @@ async fn a_mapping_file_that_stops_loading_keeps_its_tenant_on_the_last_good_one
     .unwrap();
     assert_eq!(server.reload().changed, vec!["t1"]);
 }
+
+/// Two tenants pointed at one data directory (two files without
+/// `data_dir` side by side) would share a database and secrets: the second
+/// is refused, named with the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tenants_in_one_data_directory_are_refused() {
+    let tenants_dir = tempfile::tempdir().unwrap();
+    let (a, b) = (bed(3).start().await, bed(4).start().await);
+    write_tenant(tenants_dir.path(), 1, &a, None, "");
+    let shared = format!("{:?}", a.tenant.config.data_dir.display().to_string());
+    write_tenant(tenants_dir.path(), 2, &b, Some(("data_dir", &shared)), "");
+    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    let reload = server.reload();
+    assert_eq!(reload.added, vec!["t1"], "{reload:?}");
+    assert!(
+        reload.errors.iter().any(|e| e.contains("tenant `t2` keeps its data in") && e.contains("as tenant `t1`")),
+        "{reload:?}"
+    );
+}

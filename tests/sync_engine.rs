@@ -997,3 +997,41 @@ async fn a_refusal_recorded_before_the_run_stopped_gets_no_interrupted_row() {
     let rows = host_harness::audit::for_run(&conn, "demo", &next.run_id).unwrap();
     assert!(rows.iter().all(|r| r.action != "interrupted"), "{rows:?}");
 }
+
+/// A record the mapping cannot take (a phone number too short) fails alone,
+/// its audit row names the record and the value to fix, nothing waits for
+/// replay, and the run after its fix in NetSuite writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_mapping_cannot_take_fails_its_record_until_fixed_in_netsuite() {
+    let bed = bed(5).start().await;
+    let id = bed.customer_ids[2];
+    let now = bed.clock.now_secs();
+    assert_eq!(
+        bed.netsuite
+            .execute(&format!("UPDATE customer SET phone = '555', lastmodifieddate = {now} WHERE id = {id}"))
+            .unwrap(),
+        1
+    );
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!((report.counts("customer").failed, report.counts("customer").created), (1, 4));
+    let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
+    let refused: Vec<_> = rows.iter().filter(|r| r.action == "map").collect();
+    assert_eq!(refused.len(), 1, "{rows:?}");
+    let error = refused[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with(&format!("the mapping cannot take this record's value: customer {id}")), "{error}");
+    let conn = bed.tenant.database.connect().unwrap();
+    let waiting: i64 = conn
+        .query_row("SELECT COUNT(*) FROM kv WHERE bucket = 'queues' AND key LIKE 'failed/%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(waiting, 0, "nothing to replay: the value is NetSuite's to fix");
+
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let now = bed.clock.now_secs();
+    let sql = format!("UPDATE customer SET phone = '+1 512 555 0100', lastmodifieddate = {now} WHERE id = {id}");
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 1, "{report:?}");
+    assert_eq!(bed.sf("Account", id).1["Phone"], "+15125550100");
+}

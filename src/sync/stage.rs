@@ -8,8 +8,8 @@ use super::state::{
     RecordState, annotate_changes, given_fields, hashed_payload, holds_same, payload_digest, source_hash,
 };
 use crate::model::{
-    AuditAction, AuditEntry, AuditTransformations, MappedRecord, NetSuiteRecord, OutcomeKind, RecordKind, Result,
-    SObjectRecord,
+    AuditAction, AuditEntry, AuditTransformations, ConnectorError, MappedRecord, NetSuiteRecord, OutcomeKind,
+    RecordKind, Result, SObjectRecord,
 };
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -53,7 +53,11 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                     salesforce_id: old.and_then(|s| s.sf),
                     outcome: OutcomeKind::Failed.as_str().into(),
                     transformations: AuditTransformations::Whole("[]".into()),
-                    error: Some(e.to_string()),
+                    // The record's value, not the setup, is what to fix.
+                    error: Some(match e {
+                        ConnectorError::Config(m) => format!("the mapping cannot take this record's value: {m}"),
+                        other => other.to_string(),
+                    }),
                 });
                 continue;
             }

@@ -157,6 +157,29 @@ impl Server {
             errors.push((message.clone(), stamp(&message, &[&file], None)));
             unreadable.insert(file);
         }
+        // Two tenants in one data directory would share a database and
+        // secrets: the second (by name) is not started, and says so.
+        let mut places: Vec<(PathBuf, String, PathBuf)> = Vec::new();
+        let names: Vec<String> = found.keys().cloned().collect();
+        for name in names {
+            let (file, _, config) = &found[&name];
+            let place = place_of(&config.data_dir);
+            match places.iter().find(|(p, _, _)| *p == place) {
+                Some((_, other, other_file)) => {
+                    let message = format!(
+                        "{}: tenant `{name}` keeps its data in {}, as tenant `{other}` ({}) does: give each its own \
+                         `data_dir`, or they share one database and one set of secrets",
+                        file.display(),
+                        config.data_dir.display(),
+                        other_file.display()
+                    );
+                    errors.push((message.clone(), stamp(&message, &[file, other_file], None)));
+                    unreadable.insert(file.clone());
+                    found.remove(&name);
+                }
+                None => places.push((place, name.clone(), file.clone())),
+            }
+        }
         let mut entries = self.entries();
         // A file that stopped loading keeps its tenant as it was: only a
         // removed file removes one.
@@ -256,6 +279,16 @@ fn retire(entry: &Entry, removed: bool) {
     entry.hosted.stop();
     if let Some(stop) = &entry.schedule {
         stop.stop(removed);
+    }
+}
+
+/// Where `dir` is, however it is spelled (it may not exist yet).
+fn place_of(dir: &Path) -> PathBuf {
+    match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => {
+            std::fs::canonicalize(parent).map_or_else(|_| dir.to_path_buf(), |p| p.join(name))
+        }
+        _ => dir.to_path_buf(),
     }
 }
 
@@ -414,7 +447,10 @@ pub fn log_run(report: &crate::scheduler::RunReport) {
     let counts: Vec<String> = report
         .objects
         .iter()
-        .map(|(kind, c)| format!("{kind} read {} written {}", c.read, c.created + c.updated))
+        .map(|(kind, c)| match c.written_back {
+            0 => format!("{kind} read {} written {}", c.read, c.created + c.updated),
+            n => format!("{kind} read {} written {} written back {n}", c.read, c.created + c.updated),
+        })
         .collect();
     let counts = counts.join(", ");
     match &report.error {

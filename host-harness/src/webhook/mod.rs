@@ -375,6 +375,7 @@ async fn run_now(hosted: &Hosted) -> Response {
         Ok(report) => report,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     };
+    crate::serve::log_run(&report);
     let status = match (report.status, report.error.as_deref()) {
         ("succeeded", _) => StatusCode::OK,
         (_, Some(e)) if e.starts_with("busy") => StatusCode::CONFLICT,
@@ -397,6 +398,7 @@ async fn apply_queued(hosted: Arc<Hosted>) {
         loop {
             match hosted.tenant.sync(hosted.runtime, SyncMode::Events, &[]).await {
                 Ok(report) if report.status == "succeeded" => {
+                    crate::serve::log_run(&report);
                     hosted.applied_runs.fetch_add(1, Ordering::SeqCst);
                     break;
                 }
