@@ -892,8 +892,34 @@ async fn a_dry_run_plans_the_contacts_of_a_deleted_company_like_the_run_that_fol
         let expected: Vec<(String, String)> = under.iter().map(|id| (id.clone(), action.to_string())).collect();
         assert_eq!(planned, expected, "{case}: {:?}", plan.plan);
 
+        // Flagged, the company stays: its contacts' one change is the link.
+        // Deleted, it takes them along: everything is new.
+        for p in plan.plan.iter().filter(|p| p.kind == "contact") {
+            let changes = p.changes.as_array().expect("a list of changes");
+            match delete_action {
+                "flag" => assert_eq!(
+                    p.changes,
+                    serde_json::json!([{"field": "Account", "old": {"NetSuite_Id__c": company.to_string()}, "new": null}]),
+                    "{case}"
+                ),
+                _ => assert!(changes.len() > 1 && changes.iter().all(|c| c["old"].is_null()), "{case}: {changes:?}"),
+            }
+        }
         let real = bed.sync_all().await;
         succeeded(&real);
+        let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &real.run_id).unwrap();
+        let written =
+            rows.iter().find(|r| r.kind == "contact" && r.netsuite_id == under[0]).expect("the contact's row");
+        let list: Vec<Value> = serde_json::from_str(&written.transformations).unwrap();
+        let changed: Vec<&str> = list
+            .iter()
+            .filter(|t| t.get("old").is_some() || t.get("new").is_some())
+            .filter_map(|t| t["field"].as_str())
+            .collect();
+        match delete_action {
+            "flag" => assert_eq!(changed, ["Account"], "{case}: {}", written.transformations),
+            _ => assert!(changed.contains(&"FirstName") && changed.len() > 3, "{case}: {}", written.transformations),
+        }
         let (p, r) = (plan.counts("contact"), real.counts("contact"));
         assert_eq!((p.read, p.deferred), (r.read, r.deferred), "{case}");
         assert_eq!(plan.plan.iter().filter(|p| p.kind == "customer").count(), 1, "{case}: {:?}", plan.plan);

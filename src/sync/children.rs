@@ -13,38 +13,52 @@
 //! and written as NetSuite has it now, under its parent's new record or
 //! under none.
 
-use super::in_flight::in_doubt;
+use super::in_flight::{in_doubt, relinked};
 use super::queues::QueuedEvent;
 use super::run::Run;
 use super::state::{DELETED, RecordState};
 use crate::model::{RecordKind, Result};
+use crate::settings::DeleteAction;
 
 /// Parents, and children, looked up at a time.
 const PART: usize = 500;
 
-/// Queues the children of `parents` (of kind `parent`) to be written again;
-/// `found` hears each part of them: (kind, the column linking them, ids).
+/// Queues the children of `parents` (of kind `parent`) to be written again.
+/// `deleted`: the parents were just deleted in Salesforce (else flagged, or
+/// written anew); `gone_along` hears the children Salesforce deleted with
+/// them (an Account's Contacts): those are written anew, in full.
 pub(super) fn refresh(
     run: &Run<'_>,
     parent: RecordKind,
     parents: &[&str],
-    found: &mut dyn FnMut(RecordKind, &str, &[&str]),
+    deleted: bool,
+    gone_along: &mut dyn FnMut(RecordKind, &[&str]),
 ) -> Result<()> {
     if parents.is_empty() {
         return Ok(());
     }
+    let cascading = match run.settings.delete_action {
+        DeleteAction::Delete if deleted => cascading_links(run, parent)?,
+        _ => Vec::new(),
+    };
     for (kind, column) in run.settings.mapping.children_of(parent) {
+        let gone = cascading.iter().any(|(k, c)| *k == kind && *c == column);
+        // Still in Salesforce as last written, their writes show what
+        // changed (the link); gone, everything is new.
+        let doubt: fn(RecordState) -> RecordState = if gone { in_doubt } else { relinked };
         for group in parents.chunks(PART) {
             let children = run.source.children_ids(kind, &column, group)?;
             for part in children.chunks(PART) {
                 let ids: Vec<&str> = part.iter().map(String::as_str).collect();
-                found(kind, &column, &ids);
+                if gone {
+                    gone_along(kind, &ids);
+                }
                 let states = run.state.records(kind, &ids)?;
                 let doubtful: Vec<(&str, RecordState)> = ids
                     .iter()
                     .zip(states)
                     .filter_map(|(id, st)| Some((*id, st.filter(|s| s.src != DELETED)?)))
-                    .map(|(id, st)| (id, in_doubt(st)))
+                    .map(|(id, st)| (id, doubt(st)))
                     .collect();
                 // Events first: a run killed before the states are saved
                 // still has them to apply.
@@ -60,7 +74,7 @@ pub(super) fn refresh(
                 }
                 if run.writer.plans() {
                     let ids: Vec<&str> = doubtful.iter().map(|(id, _)| *id).collect();
-                    run.in_flight.note_doubts(kind, &ids);
+                    run.in_flight.note_doubts(kind, &ids, !gone);
                 }
                 run.state.save_records(kind, doubtful)?;
                 run.note_queued_events();
@@ -68,4 +82,24 @@ pub(super) fn refresh(
         }
     }
     Ok(())
+}
+
+/// The links (child kind, NetSuite column) of `parent`'s children whose
+/// Salesforce records its deletion takes along, as its describe says.
+fn cascading_links(run: &Run<'_>, parent: RecordKind) -> Result<Vec<(RecordKind, String)>> {
+    let cascades = run.cascades(parent)?;
+    let mapping = &run.settings.mapping;
+    let sobject = &mapping.object(parent)?.sobject;
+    let mut links = Vec::new();
+    for (kind, column) in mapping.children_of(parent) {
+        let child = mapping.object(kind)?;
+        let cascades_along = child.parent.iter().filter(|p| p.column == column && p.sobject == *sobject).any(|p| {
+            let field = p.lookup_field();
+            cascades.iter().any(|(o, f)| o.eq_ignore_ascii_case(&child.sobject) && f.eq_ignore_ascii_case(&field))
+        });
+        if cascades_along {
+            links.push((kind, column));
+        }
+    }
+    Ok(links)
 }

@@ -23,7 +23,7 @@ use crate::model::{AuditAction, AuditEntry, AuditTransformations, RecordKind, Re
 use crate::ports::KeyValue;
 use crate::salesforce::BulkResults;
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// One run's marks.
 pub(super) struct InFlight<'a> {
@@ -32,7 +32,8 @@ pub(super) struct InFlight<'a> {
     /// Marks made so far: numbers the next one's key.
     made: Cell<u64>,
     /// A dry run's records in doubt (a real run saves them so).
-    doubts: RefCell<HashSet<(RecordKind, String)>>,
+    /// With whether each keeps what Salesforce was last given (see [`relinked`]).
+    doubts: RefCell<HashMap<(RecordKind, String), bool>>,
 }
 
 /// How a job's mark begins (a record mark begins with an id, digits).
@@ -284,7 +285,7 @@ impl<'a> InFlight<'a> {
                 run.audit(audit);
             }
             if run.writer.plans() {
-                self.doubts.borrow_mut().extend(doubtful.iter().map(|(id, _)| (kind, id.to_string())));
+                self.doubts.borrow_mut().extend(doubtful.iter().map(|(id, _)| ((kind, id.to_string()), false)));
             } else {
                 run.state.save_records(kind, doubtful)?;
             }
@@ -294,8 +295,9 @@ impl<'a> InFlight<'a> {
 
     /// Takes `ids` to be in doubt for the rest of the run, as a dry run
     /// must where a real run saves their states so (it saves none).
-    pub fn note_doubts(&self, kind: RecordKind, ids: &[&str]) {
-        self.doubts.borrow_mut().extend(ids.iter().map(|id| (kind, id.to_string())));
+    /// `relinked`: as [`relinked`] leaves them, else as [`in_doubt`].
+    pub fn note_doubts(&self, kind: RecordKind, ids: &[&str], relinked: bool) {
+        self.doubts.borrow_mut().extend(ids.iter().map(|id| ((kind, id.to_string()), relinked)));
     }
 
     /// Takes `id` to be written (planned) since it was put in doubt, as a
@@ -318,8 +320,8 @@ impl<'a> InFlight<'a> {
         let doubts = self.doubts.borrow();
         if !doubts.is_empty() {
             for (id, state) in ids.iter().zip(&mut states) {
-                if doubts.contains(&(kind, id.to_string())) {
-                    *state = state.take().map(in_doubt);
+                if let Some(&kept) = doubts.get(&(kind, id.to_string())) {
+                    *state = state.take().map(if kept { relinked } else { in_doubt });
                 }
             }
         }
@@ -333,6 +335,14 @@ impl<'a> InFlight<'a> {
 /// planned, as one of every field). The Salesforce id stays the record's.
 pub(super) fn in_doubt(state: RecordState) -> RecordState {
     RecordState { src: String::new(), dst: String::new(), fields: None, ..state }
+}
+
+/// A state whose record Salesforce holds as it was last given (`fields`),
+/// but whose link its parent's fate broke: neither digest matches, so the
+/// next read writes it again, and the write is audited (and planned) as the
+/// change against what Salesforce was given.
+pub(super) fn relinked(state: RecordState) -> RecordState {
+    RecordState { src: String::new(), dst: String::new(), ..state }
 }
 
 /// Whether `state` is one [`in_doubt`] left.

@@ -192,7 +192,7 @@ impl Writer for Salesforce {
         // unlink it anyway (one rule, whenever the child is read). Queued
         // before the parents' states: a run killed in between reads these
         // deletions again, and would skip parents already marked deleted.
-        super::children::refresh(run, kind, &gone, &mut |_, _, _| {})?;
+        super::children::refresh(run, kind, &gone, true, &mut |_, _| {})?;
         run.state.save_records(kind, done)?;
         ended
     }
@@ -315,7 +315,7 @@ fn record_outcomes(
 /// (deleted there): their children's links reached the old one.
 fn relink(run: &Run<'_>, kind: RecordKind, anew: &[String]) -> Result<()> {
     let ids: Vec<&str> = anew.iter().map(String::as_str).collect();
-    super::children::refresh(run, kind, &ids, &mut |_, _, _| {})
+    super::children::refresh(run, kind, &ids, false, &mut |_, _| {})
 }
 
 /// Records the outcomes of the records parked under `key`, as
@@ -1066,26 +1066,6 @@ impl Plan {
     }
 }
 
-/// The links (child kind, NetSuite column) of `parent`'s children whose
-/// Salesforce records its deletion takes along, as its describe says.
-fn cascading_links(run: &Run<'_>, parent: RecordKind) -> Result<Vec<(RecordKind, String)>> {
-    let cascades = run.cascades(parent)?;
-    let mapping = &run.settings.mapping;
-    let sobject = &mapping.object(parent)?.sobject;
-    let mut links = Vec::new();
-    for (kind, column) in mapping.children_of(parent) {
-        let child = mapping.object(kind)?;
-        let cascades_along = child.parent.iter().filter(|p| p.column == column && p.sobject == *sobject).any(|p| {
-            let field = p.lookup_field();
-            cascades.iter().any(|(o, f)| o.eq_ignore_ascii_case(&child.sobject) && f.eq_ignore_ascii_case(&field))
-        });
-        if cascades_along {
-            links.push((kind, column));
-        }
-    }
-    Ok(links)
-}
-
 impl Writer for Plan {
     fn plans(&self) -> bool {
         true
@@ -1122,14 +1102,8 @@ impl Writer for Plan {
         // As a real run does: their children are read again and planned at
         // the run's end (the queued events stay in the dry run's memory).
         let ids: Vec<&str> = pending.iter().map(String::as_str).collect();
-        let cascading = match run.settings.delete_action {
-            DeleteAction::Delete if !ids.is_empty() => cascading_links(run, kind)?,
-            _ => Vec::new(),
-        };
-        super::children::refresh(run, kind, &ids, &mut |child, column, children| {
-            if cascading.iter().any(|(k, c)| *k == child && c == column) {
-                self.cascaded.borrow_mut().extend(children.iter().map(|id| (child, id.to_string())));
-            }
+        super::children::refresh(run, kind, &ids, true, &mut |child, children| {
+            self.cascaded.borrow_mut().extend(children.iter().map(|id| (child, id.to_string())));
         })
     }
 
