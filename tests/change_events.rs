@@ -409,3 +409,23 @@ async fn events_queued_before_a_restart_are_applied_when_the_listener_starts() {
     applied(&bed, &hook, 0).await;
     assert_eq!(bed.sf("Account", id).1["Name"], "Renamed Before The Crash");
 }
+
+/// An event for a record Salesforce already holds as NetSuite has it is
+/// counted and audited unchanged, as a scheduled run's read of it would be:
+/// every applied event leaves a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_an_unchanged_record_is_audited_unchanged() {
+    let bed = bed(4).start().await;
+    succeeded(&bed.sync().await);
+    let id = bed.customer_ids[1];
+    bed.queue_events(&[("customer", id, "edit")]);
+    let writes = bed.salesforce.writes();
+    let report = bed.bed.sync_kinds(runtime(), host_harness::host::SyncMode::Events, &[]).await.unwrap();
+    succeeded(&report);
+    let counts = report.counts("customer");
+    assert_eq!((counts.read, counts.unchanged, counts.updated), (1, 1, 0), "{counts:?}");
+    assert_eq!(bed.salesforce.writes(), writes, "nothing written");
+    let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
+    assert!(rows.len() == 1 && rows[0].action == "skip-unchanged" && rows[0].netsuite_id == id.to_string(), "{rows:?}");
+    assert_eq!(queued_events(&bed), 0);
+}

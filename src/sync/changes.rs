@@ -6,7 +6,7 @@
 use super::deferral::hold_back_orphans;
 use super::read::{Changes, Position};
 use super::run::Run;
-use super::stage::stage;
+use super::stage::{Rows, stage};
 use super::write::{Batch, Path};
 use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 
@@ -62,7 +62,8 @@ fn stream<'w>(
         };
         position.read(page.next.clone(), pages.scan_point());
         run.read_problems(kind, &page.problems);
-        let staged = stage(run, kind, &page.records, full)?;
+        let rows = if full { Rows::All } else { Rows::Changed };
+        let staged = stage(run, kind, &page.records, rows)?;
         let ready = hold_back_orphans(run, staged)?;
         let recorded = batch.add(run, ready)?;
         position.recorded(run, recorded)?;

@@ -81,7 +81,7 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
         // What these writes follow is noted as a scheduled run notes it, so a
         // mapping changed before the first such run still reaches them.
         Provenance::check(run, kind)?;
-        let staged = stage::stage(run, kind, &records, false)?;
+        let staged = stage::stage(run, kind, &records, stage::Rows::Named)?;
         let ready = super::deferral::hold_back_orphans(run, staged)?;
         let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteEvent)?;
         batch.add(run, ready)?;

@@ -14,11 +14,25 @@ use crate::model::{
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// Stages one page of `kind` records. Rows whose digest matches the stored
-/// state were handled already (the overlap window, a repeated event) and
-/// are dropped unless `full`. Unchanged records get their state refreshed
-/// and an audit entry; records the mapping refuses are audited as failed.
-pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord], full: bool) -> Result<Vec<Staged>> {
+/// Which rows of a page were asked for, which decides what becomes of a
+/// row whose digest matches the stored state (handled already).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rows {
+    /// Every row counts: mapped and compared again (a mapping or org
+    /// change, a replay).
+    All,
+    /// Rows NetSuite changed: one handled already (read again in the
+    /// overlap window) is dropped unnoticed.
+    Changed,
+    /// Rows change events named: one handled already is audited unchanged,
+    /// so every applied event leaves a row.
+    Named,
+}
+
+/// Stages one page of `kind` records. Unchanged records get their state
+/// refreshed and an audit entry; records the mapping refuses are audited
+/// as failed.
+pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord], rows: Rows) -> Result<Vec<Staged>> {
     let mapping = &run.settings.mapping;
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
     // A dry run saves no state: what it planned stands in for the states a
@@ -37,7 +51,8 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     let mut read = 0;
     for (record, old) in records.iter().zip(states) {
         let src = source_hash(record);
-        if !full && old.as_ref().is_some_and(|s| s.src == src) {
+        let handled = old.as_ref().is_some_and(|s| s.src == src);
+        if handled && rows == Rows::Changed {
             continue;
         }
         read += 1;
@@ -72,7 +87,11 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             // Salesforce already holds exactly this: no write. Nor when the
             // mapping only stopped writing some fields: Salesforce keeps
             // them as they are, and holds the rest.
-            Some(o) if holds_same(&o.dst, &mapped.target, &dst, &payload) || only_dropped(o, &mapped.target) => {
+            Some(o)
+                if (handled && rows == Rows::Named)
+                    || holds_same(&o.dst, &mapped.target, &dst, &payload)
+                    || only_dropped(o, &mapped.target) =>
+            {
                 Some(AuditAction::SkipUnchanged)
             }
             _ => None,
