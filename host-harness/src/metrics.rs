@@ -149,6 +149,8 @@ pub fn observe(report: &RunReport) {
 pub fn render(tenants: &[Arc<Tenant>]) -> String {
     let m = metrics();
     let now = time::OffsetDateTime::now_utc();
+    // Read afresh for the tenants hosted now: a removed one's go.
+    m.queue_depth.clear();
     for tenant in tenants {
         let name = &tenant.config.tenant;
         let status = tenant.database.connect().and_then(|conn| tenant_status(&conn, name, None, now));
@@ -229,5 +231,13 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
+    }
+
+    #[test]
+    fn queue_depths_are_those_of_the_tenants_hosted_now() {
+        let labels = QueueLabels { tenant: "removed-tenant".into(), kind: "customer".into(), queue: "deferred".into() };
+        metrics().queue_depth.get_or_create(&labels).set(3);
+        let text = render(&[]);
+        assert!(!text.contains("removed-tenant"), "{text}");
     }
 }
