@@ -250,8 +250,9 @@ fn changes_of<'r, 'a>(run: &'r Run<'a>, kind: RecordKind) -> Result<KindRest<'r,
     // first page travels alongside the changes.
     let all_deletions = run.request.mode == SyncMode::Full || provenance.source_moved;
     let (position, start) = read::Position::start(run, kind, true, all_deletions)?;
-    let deleted = read::Deletions::open(run, kind, start)?;
+    let mut deleted = read::Deletions::open(run, kind, start)?;
     changes::sync(run, kind, provenance.reread)?;
+    deleted.receive_first()?;
     run.checkpoint()?;
     Ok(KindRest { kind, provenance, position, deleted })
 }

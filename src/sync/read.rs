@@ -389,6 +389,8 @@ pub(super) struct Deletions<'r, 'a> {
     run: &'r Run<'a>,
     kind: RecordKind,
     pending: Option<PendingDeleted<'r, 'a>>,
+    /// The first page, answered and kept (see [`Deletions::receive_first`]).
+    received: Option<DeletedPage>,
     after: Option<Cursor>,
     done: bool,
 }
@@ -407,16 +409,27 @@ impl<'r, 'a> Deletions<'r, 'a> {
         } else {
             None
         };
-        Ok(Deletions { run, kind, pending, after, done: false })
+        Ok(Deletions { run, kind, pending, received: None, after, done: false })
+    }
+
+    /// Takes in the first page's answer now and keeps it (one page of ids):
+    /// the stream is read after every kind's changes, and a request left
+    /// pending that long would hold one of NetSuite's in-flight slots.
+    pub fn receive_first(&mut self) -> Result<()> {
+        if let Some(pending) = self.pending.take() {
+            self.received = Some(pending.finish()?);
+        }
+        Ok(())
     }
 
     pub fn next_page(&mut self) -> Result<Option<DeletedPage>> {
         if self.done {
             return Ok(None);
         }
-        let page = match self.pending.take() {
-            Some(pending) => pending.finish()?,
-            None => self.run.source.fetch_deleted(self.kind, self.after.as_ref())?,
+        let page = match (self.received.take(), self.pending.take()) {
+            (Some(page), _) => page,
+            (None, Some(pending)) => pending.finish()?,
+            (None, None) => self.run.source.fetch_deleted(self.kind, self.after.as_ref())?,
         };
         if page.next.is_some() {
             self.after = page.next.clone();
