@@ -327,4 +327,17 @@ async fn two_tenants_in_one_data_directory_are_refused() {
         reload.errors.iter().any(|e| e.contains("tenant `t2` keeps its data in") && e.contains("as tenant `t1`")),
         "{reload:?}"
     );
+
+    // A tenant added into the data directory of one hosted already is the
+    // one refused, whatever the names.
+    let other_dir = tempfile::tempdir().unwrap();
+    write_tenant(other_dir.path(), 2, &b, None, "");
+    let server = Server::new(other_dir.path().to_path_buf(), runtime());
+    assert_eq!(server.reload().added, vec!["t2"]);
+    let shared = format!("{:?}", b.tenant.config.data_dir.display().to_string());
+    write_tenant(other_dir.path(), 1, &a, Some(("data_dir", &shared)), "");
+    let reload = server.reload();
+    assert!(reload.added.is_empty() && reload.removed.is_empty(), "{reload:?}");
+    assert!(reload.errors.iter().any(|e| e.contains("tenant `t1` keeps its data in")), "{reload:?}");
+    assert_eq!(server.tenants().len(), 1);
 }

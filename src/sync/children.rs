@@ -18,15 +18,15 @@ use super::queues::QueuedEvent;
 use super::run::Run;
 use super::state::{DELETED, RecordState};
 use crate::model::{RecordKind, Result};
-use crate::settings::DeleteAction;
 
 /// Parents, and children, looked up at a time.
 const PART: usize = 500;
 
 /// Queues the children of `parents` (of kind `parent`) to be written again.
-/// `deleted`: the parents were just deleted in Salesforce (else flagged, or
-/// written anew); `gone_along` hears the children Salesforce deleted with
-/// them (an Account's Contacts): those are written anew, in full.
+/// `deleted`: Salesforce deleted the parents (this run, under `delete`, or
+/// earlier, by hand: a parent written anew); else they were flagged.
+/// `gone_along` hears the children Salesforce deleted with them (an
+/// Account's Contacts): those are written anew, in full.
 pub(super) fn refresh(
     run: &Run<'_>,
     parent: RecordKind,
@@ -37,10 +37,7 @@ pub(super) fn refresh(
     if parents.is_empty() {
         return Ok(());
     }
-    let cascading = match run.settings.delete_action {
-        DeleteAction::Delete if deleted => cascading_links(run, parent)?,
-        _ => Vec::new(),
-    };
+    let cascading = if deleted { cascading_links(run, parent)? } else { Vec::new() };
     for (kind, column) in run.settings.mapping.children_of(parent) {
         let gone = cascading.iter().any(|(k, c)| *k == kind && *c == column);
         // Still in Salesforce as last written, their writes show what

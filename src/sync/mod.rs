@@ -133,14 +133,22 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // A backlog (runs failed for hours while events kept coming) is applied
     // a page of records at a time (as many as fit a page's share of memory at
     // the widths seen so far): memory holds their records, not all of them.
+    // Every kind's writes come before any kind's deletions, queued ones
+    // included (see `queued_events::Pass`): a scheduled run applies the
+    // queued deletions after its own reads' writes.
     let mut targeted = false;
-    apply_events(run, kinds, &mut targeted)?;
+    let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
+    apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes)?;
     // Events the run queued itself (children of parents deleted or written
     // anew in Salesforce) are applied before it ends.
     while run.take_queued_events() {
-        apply_events(run, kinds, &mut targeted)?;
+        apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes)?;
     }
     if run.request.mode == SyncMode::Events {
+        apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions)?;
+        while run.take_queued_events() {
+            apply_events(run, kinds, &mut targeted)?;
+        }
         return Ok(());
     }
     if !targeted {
@@ -172,6 +180,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
             Err(e) => note(kind, e)?,
         }
     }
+    apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions)?;
     for rest in written {
         let kind = rest.kind;
         if let Err(e) = rest.finish(run) {

@@ -192,7 +192,7 @@ impl Writer for Salesforce {
         // unlink it anyway (one rule, whenever the child is read). Queued
         // before the parents' states: a run killed in between reads these
         // deletions again, and would skip parents already marked deleted.
-        super::children::refresh(run, kind, &gone, true, &mut |_, _| {})?;
+        super::children::refresh(run, kind, &gone, action == AuditAction::Delete, &mut |_, _| {})?;
         run.state.save_records(kind, done)?;
         ended
     }
@@ -315,7 +315,7 @@ fn record_outcomes(
 /// (deleted there): their children's links reached the old one.
 fn relink(run: &Run<'_>, kind: RecordKind, anew: &[String]) -> Result<()> {
     let ids: Vec<&str> = anew.iter().map(String::as_str).collect();
-    super::children::refresh(run, kind, &ids, false, &mut |_, _| {})
+    super::children::refresh(run, kind, &ids, true, &mut |_, _| {})
 }
 
 /// Records the outcomes of the records parked under `key`, as
@@ -1102,7 +1102,8 @@ impl Writer for Plan {
         // As a real run does: their children are read again and planned at
         // the run's end (the queued events stay in the dry run's memory).
         let ids: Vec<&str> = pending.iter().map(String::as_str).collect();
-        super::children::refresh(run, kind, &ids, true, &mut |child, children| {
+        let deleted = action == PlanAction::Delete;
+        super::children::refresh(run, kind, &ids, deleted, &mut |child, children| {
             self.cascaded.borrow_mut().extend(children.iter().map(|id| (child, id.to_string())));
         })
     }

@@ -158,9 +158,12 @@ impl Server {
             unreadable.insert(file);
         }
         // Two tenants in one data directory would share a database and
-        // secrets: the second (by name) is not started, and says so.
+        // secrets: one hosted already keeps it, else the first by name; the
+        // other is not started, and says so.
         let mut places: Vec<(PathBuf, String, PathBuf)> = Vec::new();
-        let names: Vec<String> = found.keys().cloned().collect();
+        let hosted: BTreeSet<String> = self.entries().keys().cloned().collect();
+        let mut names: Vec<String> = found.keys().cloned().collect();
+        names.sort_by_key(|name| !hosted.contains(name));
         for name in names {
             let (file, _, config) = &found[&name];
             let place = place_of(&config.data_dir);
