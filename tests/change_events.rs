@@ -429,3 +429,33 @@ async fn an_event_for_an_unchanged_record_is_audited_unchanged() {
     assert!(rows.len() == 1 && rows[0].action == "skip-unchanged" && rows[0].netsuite_id == id.to_string(), "{rows:?}");
     assert_eq!(queued_events(&bed), 0);
 }
+
+/// Runs leave a slot to event checks: of two slots, one tenant's run takes
+/// the one runs may have and another's waits for it; an event is still
+/// checked and queued at once, not after a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_does_not_queue_behind_runs() {
+    static TWO_SLOTS: std::sync::OnceLock<host_harness::host::Runtime> = std::sync::OnceLock::new();
+    let runtime = TWO_SLOTS.get_or_init(|| {
+        host_harness::host::Runtime::load_with(support::component_path(), Some(2)).expect("a pooled runtime")
+    });
+    let (a, b) = (
+        bed(3000).setting("netsuite_page_size", "100").start().await,
+        bed(3000).setting("netsuite_page_size", "100").start().await,
+    );
+    let hook = host_harness::webhook::serve(a.tenant.clone(), runtime, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let spawn_run = |bed: &support::Bed| {
+        bed.netsuite.set_latency(Duration::from_millis(30));
+        let tenant = bed.tenant.clone();
+        tokio::spawn(async move { tenant.sync(runtime, host_harness::host::SyncMode::Incremental, &[]).await })
+    };
+    let runs = [spawn_run(&a), spawn_run(&b)];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = a.customer_ids[10];
+    let (status, body) = post(&hook, &event("customer", id), WEBHOOK_SECRET, a.clock.now_secs()).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(runs.iter().all(|r| !r.is_finished()), "answered while both runs went on");
+    for run in runs {
+        succeeded(&run.await.unwrap().unwrap());
+    }
+}

@@ -196,8 +196,9 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
         /// With --tenants: instances of the component alive at once (runs, event checks), kept in
-        /// wasmtime's pooling allocator; a run beyond them waits for one, an event waits up to 5 s
-        /// and is then answered 503 with Retry-After (nothing queued: the sender sends it again).
+        /// wasmtime's pooling allocator; runs leave one in sixteen (at least one) to event checks.
+        /// A run beyond them waits for one, an event up to 5 s, then 503 with Retry-After (nothing
+        /// queued: the sender sends it again).
         #[arg(long, default_value_t = 128)]
         max_instances: u32,
         #[arg(long, env = "CONNECTOR_COMPONENT")]

@@ -57,23 +57,25 @@ pub struct Runtime {
     pre: ConnectorPre<HostState>,
     ticking: Arc<AtomicBool>,
     /// With the pooling allocator: one permit per instance slot, so a run or
-    /// an event check beyond them waits for a slot instead of failing.
-    slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// an event check beyond them waits for a slot instead of failing; and
+    /// the slots runs may take, fewer, so event checks (milliseconds) never
+    /// queue behind a line of runs (minutes).
+    slots: Option<(Arc<tokio::sync::Semaphore>, Arc<tokio::sync::Semaphore>)>,
 }
 
-/// How long a change event waits for a pool slot before it is answered 503.
-const EVENT_SLOT_WAIT: Duration = Duration::from_secs(5);
+/// How long a change event waits, in all, before it is answered 503.
+pub const EVENT_WAIT: Duration = Duration::from_secs(5);
 
-/// Every pool slot stayed taken for this long: nothing was done.
+/// Every pool slot stayed taken until the event's deadline: nothing was done.
 #[derive(Debug)]
-pub struct NoSlot(pub Duration);
+pub struct NoSlot;
 
 impl std::fmt::Display for NoSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "every component instance (`--max-instances`) stayed busy for {} s: nothing was queued, send it again",
-            self.0.as_secs()
+            EVENT_WAIT.as_secs()
         )
     }
 }
@@ -85,7 +87,13 @@ impl std::error::Error for NoSlot {}
 struct Instance {
     store: Store<HostState>,
     connector: Connector,
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    _slot: Option<Slot>,
+}
+
+/// A pool slot: its permit, and a run's share of the slots runs may take.
+struct Slot {
+    _any: tokio::sync::OwnedSemaphorePermit,
+    _run: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Runtime {
@@ -178,33 +186,37 @@ impl Runtime {
                 ticker.increment_epoch();
             }
         })?;
-        let slots = pooled_instances.map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
+        // One slot in sixteen (at least one, of two or more) is kept for event checks.
+        let slots = pooled_instances.map(|n| {
+            let kept = if n >= 2 { (n / 16).max(1) } else { 0 };
+            let semaphore = |n: u32| Arc::new(tokio::sync::Semaphore::new(n as usize));
+            (semaphore(n), semaphore(n - kept))
+        });
         Ok(Runtime { engine, pre, ticking, slots })
     }
 
     async fn instantiate(&self, run: TenantRun) -> Result<Instance> {
-        let slot = self.slot(None).await?;
+        let slot = self.run_slot().await?;
         self.instantiate_timed(run, slot).await.map(|(instance, _)| instance)
     }
 
-    /// A pool slot (None without the pool), waiting at most `wait` for one.
-    async fn slot(&self, wait: Option<Duration>) -> Result<Option<tokio::sync::OwnedSemaphorePermit>> {
-        let Some(slots) = &self.slots else { return Ok(None) };
-        let acquired = slots.clone().acquire_owned();
-        let permit = match wait {
-            None => acquired.await?,
-            Some(wait) => tokio::time::timeout(wait, acquired).await.map_err(|_| NoSlot(wait))??,
-        };
-        Ok(Some(permit))
+    /// A pool slot for a run (None without the pool), waited for as long as it takes.
+    async fn run_slot(&self) -> Result<Option<Slot>> {
+        let Some((any, runs)) = &self.slots else { return Ok(None) };
+        let run = runs.clone().acquire_owned().await?;
+        Ok(Some(Slot { _any: any.clone().acquire_owned().await?, _run: Some(run) }))
+    }
+
+    /// A pool slot for an event check, by `deadline` or [`NoSlot`].
+    async fn event_slot(&self, deadline: tokio::time::Instant) -> Result<Option<Slot>> {
+        let Some((any, _)) = &self.slots else { return Ok(None) };
+        let any = tokio::time::timeout_at(deadline, any.clone().acquire_owned()).await.map_err(|_| NoSlot)??;
+        Ok(Some(Slot { _any: any, _run: None }))
     }
 
     /// As `instantiate`, in `slot`, with how long the component's
     /// instantiation took.
-    async fn instantiate_timed(
-        &self,
-        run: TenantRun,
-        slot: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> Result<(Instance, Duration)> {
+    async fn instantiate_timed(&self, run: TenantRun, slot: Option<Slot>) -> Result<(Instance, Duration)> {
         let mut wasi = WasiCtx::builder();
         let stderr = GuestStderr::default();
         wasi.stderr(stderr.clone());
@@ -266,7 +278,7 @@ impl Runtime {
     pub async fn sync(&self, run: TenantRun, request: SyncRequest) -> Result<RunOutput> {
         let limits = (run.max_memory_bytes, run.deadline);
         // Not taken apart: the store must go before the slot's permit.
-        let slot = self.slot(None).await?;
+        let slot = self.run_slot().await?;
         let (mut instance, instantiation) = self.instantiate_timed(run, slot).await?;
         let Instance { store, connector, .. } = &mut instance;
         let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut *store, &request).await;
@@ -310,9 +322,10 @@ impl Runtime {
         run: TenantRun,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
+        deadline: tokio::time::Instant,
     ) -> Result<(u16, String)> {
         // The sender is answered within its patience: busy, it sends again.
-        let slot = self.slot(Some(EVENT_SLOT_WAIT)).await?;
+        let slot = self.event_slot(deadline).await?;
         let mut instance = self.instantiate_timed(run, slot).await?.0;
         let Instance { store, connector, .. } = &mut instance;
         let answer = connector

@@ -302,9 +302,11 @@ async fn deliver(hosted: &Arc<Hosted>, headers: Vec<(String, String)>, body: byt
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
     };
-    let verified = {
-        let _one_at_a_time = hosted.verifying.lock().await;
-        hosted.runtime.receive_event(sandbox, headers, body.to_vec()).await
+    // One deadline for the wait behind the tenant's other events and for a slot.
+    let deadline = tokio::time::Instant::now() + crate::host::EVENT_WAIT;
+    let verified = match tokio::time::timeout_at(deadline, hosted.verifying.lock()).await {
+        Ok(_one_at_a_time) => hosted.runtime.receive_event(sandbox, headers, body.to_vec(), deadline).await,
+        Err(_) => Err(crate::host::NoSlot.into()),
     };
     match verified {
         Ok((status, answer)) => {
