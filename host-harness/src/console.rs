@@ -113,7 +113,9 @@ pub fn show_progress(tenant: &Tenant) -> (indicatif::ProgressBar, tokio::task::J
 /// Logs (tracing events) go to standard error; `serve --log-format json`
 /// writes them as JSON lines. Commands' own output stays on standard output.
 /// `--verbose` adds the debug events: a trapped run's backtrace among them.
-pub fn init_logs(json: bool, verbose: bool) {
+/// `runs`: each finished run is logged (`serve`); other commands print their
+/// runs' reports, and log only a run that failed.
+pub fn init_logs(json: bool, verbose: bool, runs: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -123,6 +125,7 @@ pub fn init_logs(json: bool, verbose: bool) {
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(if verbose { tracing::Level::DEBUG } else { tracing::Level::ERROR })
         .with_target("host_harness", level)
+        .with_target(crate::serve::RUNS_LOG, if runs || verbose { level } else { tracing::Level::WARN })
         .with_target("connector", level)
         .with_target("simulators", level);
     let layer = tracing_subscriber::fmt::layer()

@@ -451,7 +451,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_report(&report?, json)
         }
         Command::Serve { config, tenants, listen, every, log_format, max_instances, component } => {
-            init_logs(log_format == "json", verbose);
+            init_logs(log_format == "json", verbose, true);
             let path = component_path(component)?;
             let pooled = tenants.is_some().then_some(max_instances.max(1));
             // One runtime for the life of the process.
@@ -755,7 +755,7 @@ async fn main() -> ExitCode {
     no_transparent_huge_pages();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. }) {
-        init_logs(false, cli.verbose);
+        init_logs(false, cli.verbose, false);
     }
     match run(cli).await {
         Ok(code) => code,

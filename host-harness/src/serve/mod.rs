@@ -445,6 +445,9 @@ fn retired(tenant: &Tenant, stop: &Stop) {
     }
 }
 
+/// The log target of finished runs (see `console::init_logs`).
+pub const RUNS_LOG: &str = "host_harness::runs";
+
 /// One event per finished run: its outcome and counts as fields.
 pub fn log_run(report: &crate::scheduler::RunReport) {
     let counts: Vec<String> = report
@@ -458,10 +461,12 @@ pub fn log_run(report: &crate::scheduler::RunReport) {
     let counts = counts.join(", ");
     match &report.error {
         None => tracing::info!(
+            target: RUNS_LOG,
             tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome = report.status,
             duration_ms = report.duration_ms, %counts, "run finished"
         ),
         Some(error) => tracing::warn!(
+            target: RUNS_LOG,
             tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome = report.status,
             duration_ms = report.duration_ms, %counts, %error, "run finished"
         ),
