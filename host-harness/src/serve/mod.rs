@@ -148,9 +148,9 @@ impl Server {
                 }
             }
         }
-        let same = |a: &Path, b: &Path| a == b || std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok();
         for (file, e) in failed_files {
-            if found.values().any(|(_, _, c)| c.mapping_file.as_deref().is_some_and(|m| same(m, &file))) {
+            let place = place_of(&file);
+            if found.values().any(|(_, _, c)| c.mapping_file.as_deref().is_some_and(|m| place_of(m) == place)) {
                 continue;
             }
             let message = format!("{}: {e}", file.display());
@@ -285,7 +285,7 @@ fn retire(entry: &Entry, removed: bool) {
     }
 }
 
-/// Where `dir` is, however it is spelled (it may not exist yet).
+/// Where `dir` (or a file) is, however it is spelled (it may not exist yet).
 fn place_of(dir: &Path) -> PathBuf {
     match (dir.parent(), dir.file_name()) {
         (Some(parent), Some(name)) => {
