@@ -380,6 +380,14 @@ impl Mapping {
             .collect()
     }
 
+    /// The lookup through which `kind`'s records name a `parent` record in
+    /// `column` (one of [`Mapping::children_of`]'s pairs).
+    pub fn link(&self, kind: RecordKind, column: &str, parent: RecordKind) -> Option<Link> {
+        let object = self.file.object(kind)?;
+        let p = object.parent.iter().find(|p| p.column == column && self.kind_for(&p.sobject) == Some(parent))?;
+        Some(Link { relationship: p.relationship.clone(), field: p.lookup_field(), sobject: p.sobject.clone() })
+    }
+
     /// The partial record that marks a NetSuite deletion: only the flag changes.
     pub fn deletion_flag(&self, kind: RecordKind, id: &str) -> Result<SObjectRecord> {
         let mut fields = Map::new();

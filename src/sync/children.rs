@@ -7,8 +7,9 @@
 //! parent, so its children are unlinked now rather than at whichever later
 //! read), or a parent is created where its state knew an earlier record,
 //! its children — read
-//! from NetSuite by the column the mapping links them with — are put in
-//! doubt and queued as change events. The run applies them at its end (a
+//! from NetSuite by the column the mapping links them with, those whose
+//! Salesforce records link to it — are put in doubt and queued as change
+//! events. The run applies them at its end (a
 //! run stopped first leaves them queued for the next): each is read by id
 //! and written as NetSuite has it now, under its parent's new record or
 //! under none.
@@ -16,7 +17,8 @@
 use super::in_flight::{in_doubt, relinked};
 use super::queues::QueuedEvent;
 use super::run::Run;
-use super::state::{DELETED, RecordState};
+use super::state::{DELETED, RecordState, given_fields};
+use crate::mapping::Link;
 use crate::model::{RecordKind, Result};
 
 /// Parents, and children, looked up at a time.
@@ -43,32 +45,38 @@ pub(super) fn refresh(
         // Still in Salesforce as last written, their writes show what
         // changed (the link); gone, everything is new.
         let doubt: fn(RecordState) -> RecordState = if gone { in_doubt } else { relinked };
+        let link = run.settings.mapping.link(kind, &column, parent);
         for group in parents.chunks(PART) {
             let children = run.source.children_ids(kind, &column, group)?;
             for part in children.chunks(PART) {
                 let ids: Vec<&str> = part.iter().map(String::as_str).collect();
-                if gone {
-                    gone_along(kind, &ids);
-                }
                 let states = run.state.records(kind, &ids)?;
-                let doubtful: Vec<(&str, RecordState)> = ids
+                let reached: Vec<(&str, Option<RecordState>)> = ids
                     .iter()
                     .zip(states)
-                    .filter_map(|(id, st)| Some((*id, st.filter(|s| s.src != DELETED)?)))
-                    .map(|(id, st)| (id, doubt(st)))
+                    .filter(|(id, st)| reaches(run, (kind, id), st.as_ref(), link.as_ref(), parent, group))
+                    .map(|(id, st)| (*id, st))
                     .collect();
+                let ids: Vec<&str> = reached.iter().map(|(id, _)| *id).collect();
+                if gone && !ids.is_empty() {
+                    gone_along(kind, &ids);
+                }
                 // Events first: a run killed before the states are saved
                 // still has them to apply.
-                for id in part {
+                for id in &ids {
                     let event = QueuedEvent {
                         kind,
-                        id: id.clone(),
+                        id: id.to_string(),
                         event: format!("{parent}-relinked"),
                         received_at: run.host.clock.now_unix(),
                         nonce: run.host.clock.random(),
                     };
                     run.queues.put_event(&event)?;
                 }
+                let doubtful: Vec<(&str, RecordState)> = reached
+                    .into_iter()
+                    .filter_map(|(id, st)| Some((id, doubt(st.filter(|s| s.src != DELETED)?))))
+                    .collect();
                 if run.writer.plans() {
                     let ids: Vec<&str> = doubtful.iter().map(|(id, _)| *id).collect();
                     run.in_flight.note_doubts(kind, &ids, !gone);
@@ -79,6 +87,30 @@ pub(super) fn refresh(
         }
     }
     Ok(())
+}
+
+/// Whether the Salesforce record of `child` links to one of `parents` (of
+/// kind `parent`) through `link`: as this plan writes it, or as the run
+/// that wrote it last left it. A child written already unlinked, or under
+/// another parent (NetSuite's row changed, and this run or an earlier one
+/// read it), lost nothing. Not known (never written, no fields kept): yes.
+fn reaches(
+    run: &Run<'_>,
+    (kind, id): (RecordKind, &str),
+    state: Option<&RecordState>,
+    link: Option<&Link>,
+    parent: RecordKind,
+    parents: &[&str],
+) -> bool {
+    if let Some(links) = run.writer.planned_links(kind, id) {
+        return links.iter().any(|(k, p)| *k == parent && parents.contains(&p.as_str()));
+    }
+    let (Some(state), Some(link)) = (state.filter(|s| s.src != DELETED), link) else { return true };
+    match given_fields(state).as_ref().and_then(|fields| link.target(fields)) {
+        Some(Some(to)) => parents.contains(&to),
+        Some(None) => false,
+        None => true,
+    }
 }
 
 /// The links (child kind, NetSuite column) of `parent`'s children whose

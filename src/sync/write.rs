@@ -66,6 +66,12 @@ pub(super) trait Writer {
         Ok(())
     }
 
+    /// The parents a record this plan writes links to; None when it plans
+    /// no write of it (a real run's links are in the states it saved).
+    fn planned_links(&self, _kind: RecordKind, _id: &str) -> Option<Vec<ParentRef>> {
+        None
+    }
+
     /// The plan (dry runs).
     fn plan(&self) -> Vec<PlannedWrite>;
 
@@ -989,6 +995,8 @@ pub(super) struct Plan {
     /// Records this plan writes (their children need not wait), with the
     /// digest of the NetSuite row each was planned from.
     planned: RefCell<HashMap<ParentRef, String>>,
+    /// The parents planned records link to (those that link to any).
+    links: RefCell<HashMap<ParentRef, Vec<ParentRef>>>,
     /// Records this plan deletes or flags deleted (their children lose them).
     gone: RefCell<HashSet<ParentRef>>,
     /// Children Salesforce deletes along with a parent this plan deletes
@@ -1059,6 +1067,10 @@ impl Plan {
             // its children will find it there, changed or not.
             self.gone.borrow_mut().remove(&key);
             run.in_flight.clear_doubt(kind, &mapped.source_id);
+            match staged.parents.is_empty() {
+                true => self.links.borrow_mut().remove(&key),
+                false => self.links.borrow_mut().insert(key.clone(), staged.parents.clone()),
+            };
             self.planned.borrow_mut().insert(key, staged.state.src.clone());
             self.push(kind, &mapped.source_id, action, changes);
         }
@@ -1097,6 +1109,7 @@ impl Writer for Plan {
             self.push(kind, id, action, vec![]);
             let key = (kind, id.clone());
             self.planned.borrow_mut().remove(&key);
+            self.links.borrow_mut().remove(&key);
             self.gone.borrow_mut().insert(key);
         }
         // As a real run does: their children are read again and planned at
@@ -1145,6 +1158,11 @@ impl Writer for Plan {
             true => Some(true),
             false => self.gone.borrow().contains(parent).then_some(false),
         }
+    }
+
+    fn planned_links(&self, kind: RecordKind, id: &str) -> Option<Vec<ParentRef>> {
+        let key = (kind, id.to_string());
+        self.planned.borrow().contains_key(&key).then(|| self.links.borrow().get(&key).cloned().unwrap_or_default())
     }
 
     fn plan(&self) -> Vec<PlannedWrite> {
