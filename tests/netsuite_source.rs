@@ -817,3 +817,38 @@ async fn another_netsuite_account_is_read_in_full_changes_and_deletions() {
     succeeded(&next);
     assert_eq!(next.counts("customer").read, 0);
 }
+
+/// NetSuite may answer a SuiteQL page with fewer rows than its `limit` while
+/// `hasMore` is true (the next page starts at `offset + count`). Every read
+/// goes on until `hasMore` is false: the first sync, an incremental one and
+/// change events read by id (records not returned on a short page are not
+/// taken for deleted and flagged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_shorter_than_asked_lose_no_record_and_delete_none() {
+    let bed = bed(60).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(40, &bed.customer_ids[..10], at, 3).unwrap();
+    bed.netsuite.set_page_rows(7);
+    let first = bed.sync_all().await;
+    succeeded(&first);
+    assert_eq!((first.counts("customer").created, first.counts("contact").created), (60, 40));
+    assert_eq!((bed.salesforce.count("Account"), bed.salesforce.count("Contact")), (60, 40));
+
+    let gone = bed.customer_ids[50];
+    bed.netsuite.delete_record("customer", gone).unwrap();
+    let renamed = bed.customer_ids[55];
+    bed.netsuite.rename_customer(renamed, "Renamed On A Short Page").unwrap();
+    // Events for thirty customers: read by id, a short page at a time.
+    let events: Vec<(&str, i64, &str)> =
+        bed.customer_ids[20..50].iter().map(|&id| ("customer", id, "update")).collect();
+    bed.queue_events(&events);
+    let second = bed.sync_all().await;
+    succeeded(&second);
+    let c = second.counts("customer");
+    assert_eq!((c.updated, c.deleted, c.failed), (1, 1, 0), "{c:?}");
+    assert_eq!(bed.sf("Account", renamed).1["Name"], "Renamed On A Short Page");
+    for &id in &bed.customer_ids {
+        let flagged = bed.sf("Account", id).1.get("NetSuite_Deleted__c") == Some(&Value::Bool(true));
+        assert_eq!(flagged, id == gone, "customer {id}");
+    }
+}

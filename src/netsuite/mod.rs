@@ -255,14 +255,32 @@ impl<'h> NetSuiteSource<'h> {
         let mut records = Vec::with_capacity(ids.len());
         let group_size = if columns.is_empty() { self.page_size.max(1) as usize } else { self.rows_per_page(kind) };
         for group in ids.chunks(group_size) {
-            let query = suiteql::ids_query(kind, group, columns)?;
-            let what = format!("SuiteQL read of {} {kind} records by id", group.len());
-            let (page, bytes) = self.begin_query(query, what)?.finish_sized()?;
-            if !columns.is_empty() {
-                self.learn_width(kind, bytes, page.rows.len());
-            }
-            for row in page.rows {
-                records.push(suiteql::to_record(kind, row)?);
+            let mut rest = group.to_vec();
+            while !rest.is_empty() {
+                let query = suiteql::ids_query(kind, &rest, columns)?;
+                let what = format!("SuiteQL read of {} {kind} records by id", rest.len());
+                let (page, bytes) = self.begin_query(query, what)?.finish_sized()?;
+                if !columns.is_empty() {
+                    self.learn_width(kind, bytes, page.rows.len());
+                }
+                let mut last = None;
+                for row in page.rows {
+                    let record = suiteql::to_record(kind, row)?;
+                    last = Some(suiteql::internal_id(&record.id)?);
+                    records.push(record);
+                }
+                if !page.has_more {
+                    break;
+                }
+                // A page may hold fewer rows than asked: an id not returned
+                // yet is not taken for deleted while NetSuite has more. The
+                // rows come in id order, so the rest are those past the last.
+                let Some(last) = last else {
+                    return Err(ConnectorError::NetSuite(format!(
+                        "SuiteQL read of {kind} records by id answered an empty page that says it has more"
+                    )));
+                };
+                rest.retain(|id| suiteql::internal_id(id).is_ok_and(|n| n > last));
             }
         }
         Ok(records)

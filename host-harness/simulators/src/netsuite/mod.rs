@@ -112,6 +112,10 @@ struct Inner {
     one_world: AtomicBool,
     /// An upsert's Location names the record by its external id.
     upsert_location_by_eid: AtomicBool,
+    /// At most this many rows per SuiteQL page whatever `limit` asks (0: as
+    /// asked): a page may hold fewer rows than its limit while `hasMore` is
+    /// true, and clients go on from `offset + count`.
+    page_rows: AtomicU64,
 }
 
 /// A failure the simulator answers a request with, as NetSuite would.
@@ -164,6 +168,7 @@ impl NetSuiteSim {
                 recent_queries: Mutex::default(),
                 max_offset: AtomicU64::new(0),
                 over_limit: AtomicU64::new(0),
+                page_rows: AtomicU64::new(0),
                 login_audit: Mutex::new(Vec::new()),
                 used_nonces: Mutex::new(Default::default()),
                 query_duration: Mutex::new(Duration::ZERO),
@@ -218,6 +223,12 @@ impl NetSuiteSim {
     /// Why logins were refused, newest last (NetSuite's Login Audit Trail).
     pub fn login_audit(&self) -> Vec<String> {
         self.inner.login_audit.lock().unwrap().clone()
+    }
+
+    /// SuiteQL pages from now on hold at most `rows` rows whatever their
+    /// `limit` (0: as many as asked), with `hasMore` true while rows remain.
+    pub fn set_page_rows(&self, rows: u64) {
+        self.inner.page_rows.store(rows, Ordering::Relaxed);
     }
 
     /// Each SuiteQL request from now on moves simulated time forward by `d`.
@@ -742,7 +753,11 @@ async fn suiteql_handler(
     };
     let denied = inner.denied_tables.lock().unwrap().clone();
     let zone = inner.zone.load(Ordering::Relaxed);
-    let result = suiteql::run_as_role(&sim.db(), &query, limit, offset, &denied, zone);
+    let served = match inner.page_rows.load(Ordering::Relaxed) {
+        0 => limit,
+        rows => rows.min(limit),
+    };
+    let result = suiteql::run_as_role(&sim.db(), &query, served, offset, &denied, zone);
     inner.queries.fetch_add(1, Ordering::SeqCst);
     {
         let mut recent = inner.recent_queries.lock().unwrap();
@@ -771,7 +786,7 @@ async fn suiteql_handler(
         links.push(json!({"rel": "prev", "href": link(offset.saturating_sub(limit))}));
     }
     if has_more {
-        links.push(json!({"rel": "next", "href": link(offset + limit)}));
+        links.push(json!({"rel": "next", "href": link(offset + count)}));
     }
     let last = if served_total == 0 { 0 } else { (served_total - 1) / limit * limit };
     links.push(json!({"rel": "last", "href": link(last)}));
