@@ -322,6 +322,39 @@ async fn a_payment_term_netsuite_lacks_fails_only_that_vendor() {
     assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + 2);
 }
 
+/// A NetSuite id typed by hand that is not one (letters, a path, a quote)
+/// fails only that Vendor__c, naming it and saying what to do: other
+/// vendors' edits still reach NetSuite, and contacts still sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_with_a_netsuite_id_that_is_not_one_fails_alone() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    bed.clock.advance(Duration::from_secs(1));
+    let typed = ["V-1001", "212/../213", "1' OR x"]
+        .map(|id| bed.salesforce.create_by_hand("Vendor__c", fields(json!({"Name": "Typo", "NetSuite_Id__c": id}))));
+    salesforce_edit(&bed, ids[1], json!({"Phone__c": "+15550666"}));
+    let at = bed.clock.now_secs();
+    bed.netsuite.seed_contacts(4, &ids[..1], at, 9).unwrap();
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 3, "{:?}", rows(&bed, &report.run_id));
+    assert_eq!(report.counts("contact").created, 4);
+    assert_eq!(bed.netsuite.vendor_field(ids[1], "phone").unwrap().as_deref(), Some("+15550666"));
+    let all = rows(&bed, &report.run_id);
+    for sf in &typed {
+        let row = all.iter().find(|r| r.salesforce_id.as_deref() == Some(sf)).expect("the record's row");
+        let error = row.error.clone().unwrap_or_default();
+        assert!(error.contains(&format!("Vendor__c {sf}")) && error.contains("not a NetSuite internal id"), "{error}");
+    }
+    // Cleared, the vendor is created in NetSuite on the next run.
+    bed.clock.advance(Duration::from_secs(1));
+    let vendors = bed.netsuite.vendor_count().unwrap();
+    bed.salesforce.edit_by_hand("Vendor__c", &typed[0], fields(json!({"NetSuite_Id__c": null})));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 2, "{:?}", rows(&bed, &report.run_id));
+    assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_deleted_in_salesforce_is_inactivated_in_netsuite_and_stays_out_until_reactivated() {
     let (bed, ids) = synced(4, "netsuite").await;

@@ -22,6 +22,7 @@ use crate::model::{
     PlanAction, PlannedWrite, RecordKind, ReplayScope, Result,
 };
 use crate::netsuite::records::RecordRef;
+use crate::netsuite::suiteql::internal_id;
 use crate::salesforce::changes::{Changed, plain_datetime, soql_datetime};
 use serde_json::{Map, Value, json};
 use std::cell::RefCell;
@@ -215,9 +216,35 @@ impl<'p, 'r> Pass<'p, 'r> {
         let (deleted, live): (Vec<&Changed>, Vec<&Changed>) = records.iter().partition(|r| r.deleted);
         let (linked, new): (Vec<&Changed>, Vec<&Changed>) =
             live.into_iter().partition(|r| netsuite_id(&r.fields).is_some());
+        let (linked, mistyped): (Vec<&Changed>, Vec<&Changed>) =
+            linked.into_iter().partition(|r| netsuite_id(&r.fields).is_some_and(|id| internal_id(&id).is_ok()));
         self.deleted(&deleted)?;
+        self.mistyped(&mistyped);
         self.linked(&linked)?;
         self.created(&new)
+    }
+
+    /// Records whose NetSuite id field holds something that is not an
+    /// internal id (typed by hand): each fails alone, kept for replay once
+    /// corrected, and no other record waits for it.
+    fn mistyped(&self, records: &[&Changed]) {
+        let audit = records
+            .iter()
+            .map(|record| {
+                let typed = netsuite_id(&record.fields).unwrap_or_default();
+                let error = ConnectorError::Salesforce(format!(
+                    "{} {} has {EXTERNAL_ID_FIELD} `{}`, which is not a NetSuite internal id (decimal digits): set \
+                     it to the {}'s internal id, or clear it to have the connector create the {} in NetSuite",
+                    self.sobject,
+                    record.id,
+                    typed.escape_debug(),
+                    self.kind,
+                    self.kind
+                ));
+                self.failed(AuditAction::NetSuiteWrite, "", &record.id, &error)
+            })
+            .collect();
+        self.run.audit(audit);
     }
 
     /// Records deleted in Salesforce. NetSuite is the system of record, so
@@ -229,9 +256,10 @@ impl<'p, 'r> Pass<'p, 'r> {
         let run = self.run;
         let mut linked: Vec<(&Changed, String)> = Vec::new();
         for record in records {
-            match netsuite_id(&record.fields) {
+            match netsuite_id(&record.fields).filter(|id| internal_id(id).is_ok()) {
                 Some(id) => linked.push((record, id)),
-                // Never reached NetSuite: only a queued failure to forget.
+                // Never reached NetSuite (none, or not an id): only a queued
+                // failure to forget.
                 None => self.done.borrow_mut().push(record.id.clone()),
             }
         }
