@@ -620,6 +620,46 @@ async fn a_run_compared_live_leaves_salesforce_deletions_of_written_back_vendors
     assert!(bed.salesforce.find("Vendor__c", &id.to_string()).is_none());
 }
 
+/// Contacts of a Vendor__c deleted in Salesforce (its NetSuite vendor made
+/// inactive) wait for it rather than fail on its link: a run compared live
+/// finds their lookup cleared, and defers them until the vendor is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_of_a_vendor_deleted_in_salesforce_wait_for_it_instead_of_failing() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let vendor = ids[0];
+    let at = bed.clock.now_secs();
+    bed.netsuite.seed_contacts(4, &[vendor], at, 5).unwrap();
+    succeeded(&bed.sync_all().await);
+    bed.clock.advance(Duration::from_secs(1));
+    bed.salesforce.delete_by_hand(&bed.sf("Vendor__c", vendor).0);
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.netsuite.vendor_field(vendor, "isinactive").unwrap().as_deref(), Some("T"));
+
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Full, &[], true).await.unwrap();
+    succeeded(&plan);
+    let report = bed.bed.tenant.sync_compared_live(support::runtime(), SyncMode::Full, &[]).await.unwrap();
+    succeeded(&report);
+    let c = report.counts("contact");
+    assert_eq!((c.failed, c.deferred), (0, 4), "{:?}", rows(&bed, &report.run_id));
+    let p = plan.counts("contact");
+    assert_eq!((p.failed, p.deferred, p.updated), (c.failed, c.deferred, c.updated), "{:?}", plan.plan);
+
+    // Reactivated in NetSuite, the vendor comes back, and its contacts with it.
+    bed.clock.advance(Duration::from_secs(1));
+    let now = bed.clock.now_secs();
+    let sql = format!("UPDATE vendor SET isinactive = 'F', lastmodifieddate = {now} WHERE id = {vendor}");
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("contact").failed, 0, "{:?}", rows(&bed, &report.run_id));
+    let (sf_vendor, _) = bed.sf("Vendor__c", vendor);
+    let contacts = bed.netsuite.id_pairs(&format!("SELECT id, company FROM contact WHERE company = {vendor}")).unwrap();
+    assert_eq!(contacts.len(), 4);
+    for (contact, _) in contacts {
+        assert_eq!(bed.sf("Contact", contact).1["Vendor__c"], sf_vendor.as_str(), "contact {contact}");
+    }
+}
+
 /// A change event queued for each of these vendors, as the listener queues
 /// a verified one.
 fn queue_vendor_events(bed: &Bed, ids: &[i64]) {

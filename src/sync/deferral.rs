@@ -26,7 +26,9 @@ fn missing_parents(run: &Run<'_>, records: &[&[ParentRef]]) -> Result<Vec<Vec<Pa
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         for (id, st) in ids.iter().zip(run.state.records(kind, &refs)?) {
             let parent = (kind, id.clone());
-            let there = st.is_some_and(|s| s.sf.is_some() && s.src != DELETED);
+            // Deleted in Salesforce (a written-back kind): out of it while
+            // NetSuite's record stays inactive, so links to it cannot land.
+            let there = st.is_some_and(|s| s.sf.is_some() && s.src != DELETED && !s.sf_deleted);
             if run.writer.planned(&parent).unwrap_or(there) {
                 present.insert(parent);
             }
