@@ -322,6 +322,70 @@ async fn a_payment_term_netsuite_lacks_fails_only_that_vendor() {
     assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + 2);
 }
 
+/// Failed write-backs waiting for replay.
+fn waiting_writebacks(bed: &Bed) -> i64 {
+    let conn = bed.tenant.database.connect().unwrap();
+    conn.query_row("SELECT count(*) FROM kv WHERE tenant = 'demo' AND key LIKE 'failed-writeback/%'", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A Salesforce edit NetSuite refuses (one field it cannot take) waits in
+/// Salesforce for replay: a later NetSuite change to the same vendor
+/// reaches Salesforce without overwriting it, whether the next poll reads
+/// the Salesforce record again (its overlap window) or not (its cursor
+/// moved on), and the dry run plans no overwrite either. Once the edit is
+/// corrected, it reaches NetSuite and nothing waits any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_edit_netsuite_refused_is_not_overwritten_by_a_later_netsuite_change() {
+    for polled_again in [true, false] {
+        let (bed, ids) = synced(3, "netsuite").await;
+        let vendor = ids[0];
+        let edit = json!({"Email__c": "buyer@example.com", "Payment_Terms__c": "Bogus Terms"});
+        let sf_id = salesforce_edit(&bed, vendor, edit);
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        assert_eq!(report.counts("vendor").failed, 1, "{:?}", rows(&bed, &report.run_id));
+        assert_eq!(waiting_writebacks(&bed), 1);
+        if !polled_again {
+            // Past the overlap window, another edit moves the Salesforce
+            // cursor on: the refused record is not polled again.
+            bed.clock.advance(Duration::from_secs(2 * 3600));
+            salesforce_edit(&bed, ids[1], json!({"City__c": "Dallas"}));
+            succeeded(&bed.sync_all().await);
+        }
+        netsuite_edit(&bed, vendor, "phone", "+1 808-555-1111");
+
+        let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+        succeeded(&plan);
+        for p in plan.plan.iter().filter(|p| p.kind == "vendor" && p.netsuite_id == vendor.to_string()) {
+            let fields: Vec<&str> = p.changes.as_array().unwrap().iter().filter_map(|c| c["field"].as_str()).collect();
+            if p.action == "update" {
+                assert!(!fields.contains(&"Email__c") && !fields.contains(&"Payment_Terms__c"), "{p:?}");
+            }
+        }
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let (_, record) = bed.sf("Vendor__c", vendor);
+        let case = format!("polled again: {polled_again}: {:?}", rows(&bed, &report.run_id));
+        assert_eq!(record["Email__c"], "buyer@example.com", "{case}");
+        assert_eq!(record["Payment_Terms__c"], "Bogus Terms", "{case}");
+        assert_eq!(record["Phone__c"], "+18085551111", "{case}");
+        assert_eq!(waiting_writebacks(&bed), 1, "{case}");
+
+        // Corrected in Salesforce, the edit reaches NetSuite; nothing waits.
+        bed.clock.advance(Duration::from_secs(1));
+        bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(json!({"Payment_Terms__c": "Net 30"})));
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        assert_eq!(report.counts("vendor").failed, 0, "{:?}", rows(&bed, &report.run_id));
+        assert_eq!(bed.netsuite.vendor_field(vendor, "email").unwrap().as_deref(), Some("buyer@example.com"));
+        assert_eq!(bed.netsuite.vendor_field(vendor, "phone").unwrap().as_deref(), Some("+1 808-555-1111"));
+        assert_eq!(waiting_writebacks(&bed), 0);
+        let (_, record) = bed.sf("Vendor__c", vendor);
+        assert_eq!((&record["Email__c"], &record["Payment_Terms__c"]), (&json!("buyer@example.com"), &json!("Net 30")));
+    }
+}
+
 /// A NetSuite id typed by hand that is not one (letters, a path, a quote)
 /// fails only that Vendor__c, naming it and saying what to do: other
 /// vendors' edits still reach NetSuite, and contacts still sync.

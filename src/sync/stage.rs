@@ -3,6 +3,7 @@
 //! with the state to keep once they land.
 
 use super::live::live_changes;
+use super::merge::ConflictPolicy;
 use super::run::{Run, Staged};
 use super::state::{
     RecordState, annotate_changes, given_fields, hashed_payload, holds_same, payload_digest, source_hash,
@@ -13,6 +14,7 @@ use crate::model::{
 };
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 
 /// Which rows of a page were asked for, which decides what becomes of a
 /// row whose digest matches the stored state (handled already).
@@ -156,7 +158,25 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     // audited again), never a state no audit row explains.
     run.audit(audit);
     run.state.save_records(kind, unchanged)?;
-    Ok(staged)
+    match run.settings.writeback.filter(|_| written_back) {
+        Some(policy) => merge_pending(run, kind, policy, staged),
+        None => Ok(staged),
+    }
+}
+
+/// Records whose Salesforce edits wait there for NetSuite to take them (a
+/// write-back NetSuite refused, kept for replay) are merged again instead
+/// of written over with NetSuite's record: the others come back.
+fn merge_pending(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, staged: Vec<Staged>) -> Result<Vec<Staged>> {
+    let sf: Vec<&str> = staged.iter().filter_map(|s| s.state.sf.as_deref()).collect();
+    let waiting = run.queues.writebacks_waiting(kind, &sf)?;
+    let pending: HashSet<String> = sf.iter().zip(waiting).filter(|(_, w)| *w).map(|(id, _)| id.to_string()).collect();
+    if pending.is_empty() {
+        return Ok(staged);
+    }
+    let ids: Vec<&str> = pending.iter().map(String::as_str).collect();
+    super::writeback::merge_again(run, kind, policy, &ids)?;
+    Ok(staged.into_iter().filter(|s| !s.state.sf.as_ref().is_some_and(|sf| pending.contains(sf))).collect())
 }
 
 /// Whether `target` is what Salesforce was last given (`state`) less some

@@ -77,15 +77,27 @@ pub(super) fn replay(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, sc
                 continue;
             }
             let ids: Vec<&str> = queued.iter().map(|f| f.salesforce_id.as_str()).collect();
-            let records = run.sink.changed_by_id(&spec.sobject, &spec.fields, &ids)?;
-            // Deleted in Salesforce since: nothing left to send.
-            let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
-            run.queues.remove_writebacks(kind, &gone)?;
-            pass.page(&records)?;
-            pass.keep_failures()?;
+            pass.again(&spec.fields, &ids)?;
         }
         Ok(())
     })
+}
+
+/// Merges again, now, the Salesforce records whose edits NetSuite refused
+/// (their failures wait for replay): NetSuite changed them since, and the
+/// forward pass would write its record over those edits. The merge takes
+/// NetSuite's changes to Salesforce and keeps Salesforce's edits there.
+pub(super) fn merge_again(
+    run: &Run<'_>,
+    kind: RecordKind,
+    policy: ConflictPolicy,
+    salesforce_ids: &[&str],
+) -> Result<()> {
+    let Some(section) = run.settings.mapping.writeback(kind) else { return Ok(()) };
+    let spec = run.settings.mapping.target_spec(kind)?;
+    let pass = Pass::new(run, kind, section, policy, &spec.sobject);
+    pass.replaying.set(true);
+    pass.again(&spec.fields, salesforce_ids)
 }
 
 struct Pass<'p, 'r> {
@@ -133,6 +145,16 @@ impl<'p, 'r> Pass<'p, 'r> {
             done: RefCell::new(Vec::new()),
             replaying: std::cell::Cell::new(false),
         }
+    }
+
+    /// Merges the Salesforce records `ids` (failed write-backs) again,
+    /// read afresh; those deleted since have nothing left to send.
+    fn again(&self, fields: &[String], ids: &[&str]) -> Result<()> {
+        let records = self.run.sink.changed_by_id(self.sobject, fields, ids)?;
+        let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
+        self.run.queues.remove_writebacks(self.kind, &gone)?;
+        self.page(&records)?;
+        self.keep_failures()
     }
 
     /// Queues this page's failures for replay and clears the queued
@@ -437,12 +459,15 @@ impl<'p, 'r> Pass<'p, 'r> {
                 self.plan(PlanAction::Update, id, &merged.to_salesforce, Some(&record.fields));
                 continue;
             }
+            // Refused (a value NetSuite cannot take), Salesforce's edits
+            // wait for replay; NetSuite's side still goes to Salesforce below.
+            let mut sent = true;
             if !merged.to_netsuite.is_empty() {
                 match self.write(id, &record.id, &merged, base.as_ref()) {
                     Ok(entry) => audit.push(entry),
                     Err(e) if e.is_about_data() => {
                         audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
-                        continue;
+                        sent = false;
                     }
                     Err(e) => {
                         run.audit(audit);
@@ -475,9 +500,13 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             // The base becomes what both now hold: NetSuite's record as the
             // mapping gives it, with the merged values. Neither side's copy
-            // of these writes comes back as a change.
+            // of these writes comes back as a change. Salesforce's edits
+            // NetSuite refused stay out of it: they are still edits (the
+            // next merge sends them again), and the forward pass, which
+            // compares NetSuite's record with this base, finds nothing to
+            // overwrite them with.
             let mut holds = mapped.target.clone();
-            for (f, v) in &merged.agreed {
+            for (f, v) in merged.agreed.iter().filter(|(f, _)| sent || !merged.to_netsuite.contains_key(*f)) {
                 holds.fields.insert(f.clone(), v.clone());
             }
             let (dst, fields) = hashed_payload(&holds);
@@ -494,6 +523,9 @@ impl<'p, 'r> Pass<'p, 'r> {
                     sf_deleted: false,
                 },
             ));
+            // Merged: an earlier failure of it is settled (unless this one
+            // failed too, which `keep_failures` keeps).
+            self.done.borrow_mut().push(record.id.clone());
         }
         // Audit first (see `stage`).
         run.audit(audit);
