@@ -386,6 +386,29 @@ async fn a_salesforce_edit_netsuite_refused_is_not_overwritten_by_a_later_netsui
     }
 }
 
+/// A refused Salesforce edit undone in Salesforce leaves nothing to send:
+/// its replay settles it (a row says so) and nothing waits any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_refused_edit_since_undone_settles_it() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    let (_, before) = bed.sf("Vendor__c", ids[0]);
+    let sf_id = salesforce_edit(&bed, ids[0], json!({"Payment_Terms__c": "Bogus Terms"}));
+    succeeded(&bed.sync_all().await);
+    assert_eq!(waiting_writebacks(&bed), 1);
+    bed.clock.advance(Duration::from_secs(1));
+    let undo = json!({"Payment_Terms__c": before.get("Payment_Terms__c").cloned().unwrap_or(Value::Null)});
+    bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(undo));
+    succeeded(&bed.sync_all().await);
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    let all = rows(&bed, &replay.run_id);
+    assert!(
+        all.iter().any(|r| r.salesforce_id.as_deref() == Some(sf_id.as_str()) && r.outcome == "unchanged"),
+        "{all:?}"
+    );
+    assert_eq!(waiting_writebacks(&bed), 0);
+}
+
 /// A NetSuite id typed by hand that is not one (letters, a path, a quote)
 /// fails only that Vendor__c, naming it and saying what to do: other
 /// vendors' edits still reach NetSuite, and contacts still sync.

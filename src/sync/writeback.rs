@@ -454,6 +454,11 @@ impl<'p, 'r> Pass<'p, 'r> {
                 let detail = json!([detail]);
                 audit.push(self.entry(AuditAction::Conflict, id, &record.id, winner.as_str().unwrap_or(""), detail));
             }
+            // A replayed failure with nothing left to send (both sides agree
+            // by now) still leaves a row: the replay settled it.
+            if self.replaying.get() && merged.to_netsuite.is_empty() && merged.to_salesforce.is_empty() {
+                audit.push(self.entry(AuditAction::SkipUnchanged, id, &record.id, "unchanged", json!([])));
+            }
             if run.writer.plans() {
                 self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, base.as_ref());
                 self.plan(PlanAction::Update, id, &merged.to_salesforce, Some(&record.fields));
