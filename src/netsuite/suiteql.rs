@@ -248,7 +248,8 @@ pub fn external_id_query(record_type: &str, external_id: &str) -> Result<String>
     Ok(format!("SELECT r.id FROM {table} r WHERE r.externalid = {}", quote_literal(external_id)?))
 }
 
-/// NetSuite's record type name in `deletedrecord.type`.
+/// NetSuite's record type name in `deletedrecord.type`, compared in lower
+/// case: the reference lists the column, not the case of its values.
 fn deleted_type(kind: RecordKind) -> &'static str {
     kind.as_str()
 }
@@ -259,7 +260,7 @@ pub fn deleted_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String>
     let (filter, order) = keyset("d.deleteddate", "d.recordid", after)?;
     Ok(format!(
         "SELECT d.recordid AS id, TO_CHAR(d.deleteddate, '{TIMESTAMP_FORMAT}') AS lastmodified FROM deletedrecord d \
-         WHERE d.type = {} AND {filter} ORDER BY {order}",
+         WHERE LOWER(d.type) = {} AND {filter} ORDER BY {order}",
         quote_literal(deleted_type(kind))?
     ))
 }
@@ -728,7 +729,7 @@ mod tests {
     #[test]
     fn deletions_are_read_by_type_with_the_same_keyset() {
         let q = deleted_query(RecordKind::Vendor, None).unwrap();
-        assert!(q.contains("WHERE d.type = 'vendor' AND d.deleteddate >= TO_TIMESTAMP('1970-01-01 00:00:00'"), "{q}");
+        assert!(q.contains("WHERE LOWER(d.type) = 'vendor' AND d.deleteddate >= TO_TIMESTAMP('1970-01-01 00:00:00'"), "{q}");
         assert!(q.ends_with("ORDER BY TO_CHAR(d.deleteddate, 'YYYY-MM-DD HH24:MI:SS'), d.recordid"), "{q}");
     }
 
