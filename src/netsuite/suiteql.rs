@@ -729,7 +729,10 @@ mod tests {
     #[test]
     fn deletions_are_read_by_type_with_the_same_keyset() {
         let q = deleted_query(RecordKind::Vendor, None).unwrap();
-        assert!(q.contains("WHERE LOWER(d.type) = 'vendor' AND d.deleteddate >= TO_TIMESTAMP('1970-01-01 00:00:00'"), "{q}");
+        assert!(
+            q.contains("WHERE LOWER(d.type) = 'vendor' AND d.deleteddate >= TO_TIMESTAMP('1970-01-01 00:00:00'"),
+            "{q}"
+        );
         assert!(q.ends_with("ORDER BY TO_CHAR(d.deleteddate, 'YYYY-MM-DD HH24:MI:SS'), d.recordid"), "{q}");
     }
 

@@ -356,6 +356,24 @@ impl BulkResults {
     }
 }
 
+/// A job-info body's `state`, one of the six documented. Anything else (a
+/// body that is not job info, a state this client does not know) ends the
+/// wait with what came back, rather than polling until the timeout.
+fn job_state<'v>(id: &str, info: &'v Value) -> Result<&'v str, ConnectorError> {
+    match info["state"].as_str() {
+        Some(state @ ("Open" | "UploadComplete" | "InProgress" | "JobComplete" | "Failed" | "Aborted")) => Ok(state),
+        Some(other) => Err(ConnectorError::Salesforce(format!(
+            "Bulk API 2.0 job {id} is in state `{}`, which this connector does not know; the next run reads \
+             the job again",
+            other.escape_debug()
+        ))),
+        None => Err(ConnectorError::Salesforce(format!(
+            "Bulk API 2.0 job {id}: Salesforce answered its job info without a `state`; the next run reads the job \
+             again"
+        ))),
+    }
+}
+
 impl super::SalesforceSink<'_> {
     /// Creates a Bulk API 2.0 upsert job and uploads `job`'s CSV; the job
     /// stays Open (Salesforce runs nothing) until [`Self::bulk_close`].
@@ -409,7 +427,7 @@ impl super::SalesforceSink<'_> {
             HttpRequest::new(Method::Get, format!("{}/{id}", self.api_url(s, "/jobs/ingest")))
         })?;
         let info: Value = serde_json::from_slice(&info.body).unwrap_or_default();
-        Ok(info["state"].as_str().unwrap_or_default().to_string())
+        job_state(id, &info).map(str::to_string)
     }
 
     fn set_job_state(&self, id: &str, state: &str, doing: &str) -> Result<(), ConnectorError> {
@@ -438,11 +456,11 @@ impl super::SalesforceSink<'_> {
             timeout,
             || {
                 keep_alive()?;
-                let info = self.call(&format!("polling Bulk API 2.0 job {id}"), |s| {
+                let response = self.call(&format!("polling Bulk API 2.0 job {id}"), |s| {
                     HttpRequest::new(Method::Get, format!("{}/{id}", jobs(s)))
                 })?;
-                let info: Value = serde_json::from_slice(&info.body).unwrap_or_default();
-                match info["state"].as_str().unwrap_or_default() {
+                let info: Value = serde_json::from_slice(&response.body).unwrap_or_default();
+                match job_state(id, &info)? {
                     "JobComplete" => Ok(Some(None)),
                     "Failed" => Ok(Some(Some(info["errorMessage"].as_str().unwrap_or("no reason given").to_string()))),
                     "Aborted" => Err(ConnectorError::Salesforce(format!(
@@ -485,6 +503,15 @@ impl super::SalesforceSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_state_outside_the_documented_six_ends_the_wait() {
+        assert_eq!(job_state("750", &json!({"id": "750", "state": "InProgress"})).unwrap(), "InProgress");
+        let unknown = job_state("750", &json!({"state": "Paused"})).unwrap_err().to_string();
+        assert!(unknown.contains("750") && unknown.contains("`Paused`"), "{unknown}");
+        let none = job_state("750", &json!([{"errorCode": "NOT_FOUND"}])).unwrap_err().to_string();
+        assert!(none.contains("without a `state`"), "{none}");
+    }
 
     fn rec(id: &str, fields: Value) -> SObjectRecord {
         SObjectRecord {
