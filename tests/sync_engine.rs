@@ -1100,3 +1100,30 @@ async fn contacts_of_an_account_deleted_by_hand_are_created_anew_with_every_fiel
     let new: Vec<&str> = list.iter().filter(|t| t.get("new").is_some()).filter_map(|t| t["field"].as_str()).collect();
     assert!(row.outcome == "created" && new.contains(&"LastName") && new.len() > 3, "{}", row.transformations);
 }
+
+/// A full run compared live, after an Account was deleted in Salesforce by
+/// hand (its Contacts with it), writes the company and its contacts anew
+/// once each: the contacts its full read created are not read and counted
+/// again when the refresh of the company's children comes round, and the
+/// dry run before it predicts the same counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_run_compared_live_counts_contacts_created_anew_once() {
+    let bed = bed(5).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(12, &bed.customer_ids[..3], at, 5).unwrap();
+    succeeded(&bed.sync_all().await);
+    let company = bed.customer_ids[0];
+    let under = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap();
+    let under = under.iter().filter(|(_, c)| *c == company).count() as u32;
+    assert!(under > 0);
+    bed.salesforce.delete_by_hand(&bed.sf("Account", company).0);
+    let rt = support::runtime();
+    let plan = bed.bed.tenant.dry_run(rt, SyncMode::Full, &[], true).await.unwrap();
+    succeeded(&plan);
+    let real = bed.bed.tenant.sync_compared_live(rt, SyncMode::Full, &[]).await.unwrap();
+    succeeded(&real);
+    let (p, r) = (plan.counts("contact"), real.counts("contact"));
+    assert_eq!((r.read, r.created, r.unchanged), (12, under, 12 - under), "{r:?}");
+    assert_eq!((p.read, p.created, p.updated, p.unchanged), (r.read, r.created, r.updated, r.unchanged), "{p:?}");
+    assert_eq!(bed.salesforce.count("Contact"), 12);
+}

@@ -24,6 +24,15 @@ use crate::model::{RecordKind, Result};
 /// Parents, and children, looked up at a time.
 const PART: usize = 500;
 
+/// The end of the name of the events this queues (`customer-relinked`).
+const RELINKED: &str = "-relinked";
+
+/// Whether `event` is one of this refresh's own: nothing outside asked for
+/// it, so a record written since it was queued needs nothing more.
+pub(super) fn is_refresh(event: &QueuedEvent) -> bool {
+    event.event.ends_with(RELINKED)
+}
+
 /// Queues the children of `parents` (of kind `parent`) to be written again.
 /// `deleted`: Salesforce deleted the parents (this run, under `delete`, or
 /// earlier, by hand: a parent written anew); else they were flagged.
@@ -67,7 +76,7 @@ pub(super) fn refresh(
                     let event = QueuedEvent {
                         kind,
                         id: id.to_string(),
-                        event: format!("{parent}-relinked"),
+                        event: format!("{parent}{RELINKED}"),
                         received_at: run.host.clock.now_unix(),
                         nonce: run.host.clock.random(),
                     };

@@ -81,7 +81,17 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
         // What these writes follow is noted as a scheduled run notes it, so a
         // mapping changed before the first such run still reaches them.
         Provenance::check(run, kind)?;
-        let staged = stage::stage(run, kind, &records, stage::Rows::Named)?;
+        // Records only a refresh of children named (see `children`) need
+        // nothing once written since: handled, they are dropped unnoticed,
+        // as a scheduled read drops rows it read before. Records an event
+        // from NetSuite named leave a row either way.
+        let refreshed: HashSet<&str> =
+            events.iter().filter(|e| e.kind == kind && super::children::is_refresh(e)).map(|e| e.id.as_str()).collect();
+        let (refreshed, named): (Vec<NetSuiteRecord>, Vec<NetSuiteRecord>) =
+            records.into_iter().partition(|r| refreshed.contains(r.id.as_str()));
+        let mut staged = stage::stage(run, kind, &named, stage::Rows::Named)?;
+        staged.extend(stage::stage(run, kind, &refreshed, stage::Rows::Changed)?);
+        let records: Vec<NetSuiteRecord> = named.into_iter().chain(refreshed).collect();
         let ready = super::deferral::hold_back_orphans(run, staged)?;
         let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteEvent)?;
         batch.add(run, ready)?;
