@@ -169,6 +169,42 @@ async fn the_same_field_on_both_sides_follows_each_policy() {
     }
 }
 
+/// The dry run predicts a write-back run's counts and writes: a merge
+/// planned once (NetSuite's side to Salesforce, Salesforce's to NetSuite),
+/// never NetSuite's unmerged record as well; a Vendor__c created or
+/// deleted in Salesforce counted as the real run counts it. The real run
+/// counts a merge that updated Salesforce as `updated`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_predicts_merges_creations_and_deletions_of_a_write_back_run() {
+    let (bed, ids) = synced(4, "salesforce").await;
+    let (merged, deleted) = (ids[0], ids[1]);
+    netsuite_edit(&bed, merged, "phone", "+15550222");
+    netsuite_edit(&bed, merged, "companyname", "NS Renamed");
+    salesforce_edit(&bed, merged, json!({"Phone__c": "+15550333"}));
+    bed.salesforce.delete_by_hand(&bed.sf("Vendor__c", deleted).0);
+    bed.salesforce.create_by_hand("Vendor__c", fields(json!({"Name": "SF Born Vendor", "Phone__c": "+15550777"})));
+    bed.clock.advance(Duration::from_secs(1));
+
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let planned: Vec<(String, String)> =
+        plan.plan.iter().filter(|p| p.kind == "vendor").map(|p| (p.action.clone(), p.netsuite_id.clone())).collect();
+    let updates = planned.iter().filter(|(a, id)| a == "update" && *id == merged.to_string()).count();
+    assert_eq!(updates, 1, "{:?}", plan.plan);
+    let real = bed.sync_all().await;
+    succeeded(&real);
+    let (p, r) = (plan.counts("vendor"), real.counts("vendor"));
+    let all = rows(&bed, &real.run_id);
+    assert_eq!((r.read, r.created, r.updated, r.unchanged, r.written_back), (3, 0, 1, 2, 3), "{r:?}: {all:?}");
+    assert_eq!(
+        (p.read, p.created, p.updated, p.unchanged, p.written_back, p.failed),
+        (r.read, r.created, r.updated, r.unchanged, r.written_back, r.failed),
+        "{p:?}"
+    );
+    assert_eq!(bed.sf("Vendor__c", merged).1["Name"], "NS Renamed");
+    assert_eq!(bed.netsuite.vendor_field(merged, "phone").unwrap().as_deref(), Some("+15550333"));
+}
+
 /// SuiteQL gives NetSuite's times in the integration user's time zone,
 /// Salesforce gives UTC: `newest` compares the two in UTC, whichever side
 /// of UTC the user is on.

@@ -18,7 +18,7 @@ use crate::settings::{DeleteAction, Settings};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// A parent a record links to: its kind and NetSuite id.
 pub(super) type ParentRef = (RecordKind, String);
@@ -149,7 +149,16 @@ pub(super) struct Run<'a> {
     queued_events: std::cell::Cell<bool>,
     /// Kinds whose Salesforce edits this run merged before applying events.
     merged: RefCell<Vec<RecordKind>>,
+    /// Records write-back merged (or created, or inactivated) this run: it
+    /// counted them, and the forward pass, reading NetSuite's copy its
+    /// writes changed, neither counts them again nor (in a plan, which
+    /// changed nothing) writes the unmerged copy. At most [`MERGED_KEPT`].
+    merged_records: RefCell<HashSet<(RecordKind, String)>>,
 }
+
+/// Records [`Run::note_merged`] keeps: a mass edit in Salesforce past it is
+/// merged all the same, its records past it counted twice.
+const MERGED_KEPT: usize = 100_000;
 
 impl<'a> Run<'a> {
     pub fn new(
@@ -172,8 +181,23 @@ impl<'a> Run<'a> {
             counts: Default::default(),
             validated: Default::default(),
             merged: Default::default(),
+            merged_records: Default::default(),
             queued_events: Default::default(),
         }
+    }
+
+    /// Write-back merged NetSuite record `id` this run, and counted it.
+    pub fn note_merged(&self, kind: RecordKind, id: &str) {
+        let mut merged = self.merged_records.borrow_mut();
+        if merged.len() < MERGED_KEPT {
+            merged.insert((kind, id.to_string()));
+        }
+    }
+
+    /// Whether write-back merged NetSuite record `id` this run.
+    pub fn was_merged(&self, kind: RecordKind, id: &str) -> bool {
+        let merged = self.merged_records.borrow();
+        !merged.is_empty() && merged.contains(&(kind, id.to_string()))
     }
 
     /// True the first time it is asked for `kind`: whether Salesforce's

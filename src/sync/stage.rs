@@ -57,6 +57,12 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
         if handled && rows == Rows::Changed {
             continue;
         }
+        // Write-back merged it this run and counted it; a plan's NetSuite
+        // copy is the unmerged one, which the real run never writes.
+        let merged = run.was_merged(kind, &record.id);
+        if merged && run.writer.plans() {
+            continue;
+        }
         read += 1;
         let mapped = match mapping.map(record) {
             Ok(m) => m,
@@ -103,7 +109,11 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 checks.push(Check { record, mapped, old, src, dst, payload });
             }
             (Some(action), Some(old)) => {
-                run.count(kind, OutcomeKind::Unchanged);
+                // Audited either way: the row says what this pass found.
+                match merged {
+                    true => read -= 1,
+                    false => run.count(kind, OutcomeKind::Unchanged),
+                }
                 audit.push(run.entry(&mapped, action, OutcomeKind::Unchanged, old.sf.clone(), None));
                 let held = match action {
                     AuditAction::SkipUnchanged => held(src, dst, payload, old),

@@ -208,6 +208,14 @@ impl<'p, 'r> Pass<'p, 'r> {
         }
     }
 
+    /// Counts NetSuite record `id` as this run's forward pass would have:
+    /// read, and Salesforce updated or not; that pass then leaves it be.
+    fn merged(&self, id: &str, updated: bool) {
+        self.run.count_read(self.kind, 1);
+        self.run.count(self.kind, if updated { OutcomeKind::Updated } else { OutcomeKind::Unchanged });
+        self.run.note_merged(self.kind, id);
+    }
+
     fn not_in_netsuite(&self, id: &str) -> ConnectorError {
         ConnectorError::NetSuite(format!("{} {id} is not in NetSuite (deleted?)", self.kind))
     }
@@ -303,6 +311,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             let body = Map::from_iter([("isInactive".to_string(), Value::Bool(true))]);
             if run.writer.plans() {
                 self.plan(PlanAction::NetSuiteUpdate, id, &body, None);
+                self.merged(id, false);
                 continue;
             }
             let what = format!("inactivation of NetSuite {} {id} (Salesforce {} was deleted)", self.kind, record.id);
@@ -312,6 +321,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                     audit.push(self.entry(AuditAction::NetSuiteInactivate, id, &record.id, "updated", detail));
                     states_out.push((id.clone(), RecordState { sf_deleted: true, ..state }));
                     self.done.borrow_mut().push(record.id.clone());
+                    self.merged(id, false);
                 }
                 Err(e) if e.is_about_data() => {
                     audit.push(self.failed(AuditAction::NetSuiteInactivate, id, &record.id, &e));
@@ -454,14 +464,16 @@ impl<'p, 'r> Pass<'p, 'r> {
                 let detail = json!([detail]);
                 audit.push(self.entry(AuditAction::Conflict, id, &record.id, winner.as_str().unwrap_or(""), detail));
             }
-            // A replayed failure with nothing left to send (both sides agree
-            // by now) still leaves a row: the replay settled it.
-            if self.replaying.get() && merged.to_netsuite.is_empty() && merged.to_salesforce.is_empty() {
+            // Nothing to send either way (both sides agree by now: the same
+            // edit made on both, a replayed failure since undone) still
+            // leaves a row.
+            if merged.to_netsuite.is_empty() && merged.to_salesforce.is_empty() {
                 audit.push(self.entry(AuditAction::SkipUnchanged, id, &record.id, "unchanged", json!([])));
             }
             if run.writer.plans() {
                 self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, base.as_ref());
                 self.plan(PlanAction::Update, id, &merged.to_salesforce, Some(&record.fields));
+                self.merged(id, !merged.to_salesforce.is_empty());
                 continue;
             }
             // Refused (a value NetSuite cannot take), Salesforce's edits
@@ -531,6 +543,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             // Merged: an earlier failure of it is settled (unless this one
             // failed too, which `keep_failures` keeps).
             self.done.borrow_mut().push(record.id.clone());
+            self.merged(id, !merged.to_salesforce.is_empty());
         }
         // Audit first (see `stage`).
         run.audit(audit);
@@ -577,6 +590,9 @@ impl<'p, 'r> Pass<'p, 'r> {
     fn plan(&self, action: PlanAction, id: &str, fields: &Map<String, Value>, before: Option<&Map<String, Value>>) {
         if fields.is_empty() {
             return;
+        }
+        if matches!(action, PlanAction::NetSuiteUpdate | PlanAction::NetSuiteCreate) {
+            self.run.count_written_back(self.kind);
         }
         let changes = fields
             .iter()
@@ -626,6 +642,10 @@ impl<'p, 'r> Pass<'p, 'r> {
                     .collect();
                 // No NetSuite id yet: the plan names the Salesforce record.
                 self.plan(PlanAction::NetSuiteCreate, &record.id, &values, None);
+                // As the real run counts the new NetSuite record its forward
+                // pass reads (the plan's NetSuite has none to read).
+                self.run.count_read(self.kind, 1);
+                self.run.count(self.kind, OutcomeKind::Unchanged);
                 continue;
             }
             let values: Map<String, Value> = sources
@@ -669,6 +689,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                 }
             }
             self.done.borrow_mut().push(record.id.clone());
+            self.merged(&id, false);
             made.push((id, record));
         }
         // Audit first (see `stage`), and before the read below, which may fail.
