@@ -422,6 +422,49 @@ async fn a_salesforce_edit_netsuite_refused_is_not_overwritten_by_a_later_netsui
     }
 }
 
+/// A field the forward mapping writes and write-back does not take
+/// (`NetSuite_Inactive__c`) reaches Salesforce when NetSuite changes it,
+/// while a refused Salesforce edit of the same vendor waits (polled again
+/// or not) and when an edit merges in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_netsuite_only_field_reaches_salesforce_while_a_refused_edit_waits_or_an_edit_merges() {
+    for case in ["refused, polled again", "refused, not polled", "merged"] {
+        let (bed, ids) = synced(3, "netsuite").await;
+        let vendor = ids[0];
+        let edit = match case {
+            "merged" => json!({"City__c": "Dallas"}),
+            _ => json!({"Payment_Terms__c": "Bogus Terms"}),
+        };
+        let sf_id = salesforce_edit(&bed, vendor, edit);
+        if case != "merged" {
+            succeeded(&bed.sync_all().await);
+        }
+        if case == "refused, not polled" {
+            bed.clock.advance(Duration::from_secs(2 * 3600));
+            salesforce_edit(&bed, ids[1], json!({"City__c": "Austin"}));
+            succeeded(&bed.sync_all().await);
+        }
+        netsuite_edit(&bed, vendor, "isinactive", "T");
+        let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+        succeeded(&plan);
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let (_, record) = bed.sf("Vendor__c", vendor);
+        assert_eq!(record["NetSuite_Inactive__c"], json!(true), "{case}: {record:?}");
+        let (p, r) = (plan.counts("vendor"), report.counts("vendor"));
+        assert_eq!((p.read, p.updated, p.unchanged), (r.read, r.updated, r.unchanged), "{case}: {:?}", plan.plan);
+        let mine = |action: &str| {
+            plan.plan.iter().filter(|p| p.action == action && p.netsuite_id == vendor.to_string()).count()
+        };
+        assert!(mine("update") <= 1 && mine("netsuite-update") <= 1, "{case}: {:?}", plan.plan);
+        // Idle runs after it keep it so.
+        bed.clock.advance(Duration::from_secs(60));
+        succeeded(&bed.sync_all().await);
+        assert_eq!(bed.sf("Vendor__c", vendor).1["NetSuite_Inactive__c"], json!(true), "{case}");
+        let _ = sf_id;
+    }
+}
+
 /// A refused Salesforce edit undone in Salesforce leaves nothing to send:
 /// its replay settles it (a row says so) and nothing waits any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -772,9 +815,19 @@ async fn contacts_of_a_vendor_deleted_in_salesforce_wait_for_it_instead_of_faili
     let now = bed.clock.now_secs();
     let sql = format!("UPDATE vendor SET isinactive = 'F', lastmodifieddate = {now} WHERE id = {vendor}");
     assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    // The dry run knows it absent from Salesforce: created, its contacts after it.
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
     let report = bed.sync_all().await;
     succeeded(&report);
     assert_eq!(report.counts("contact").failed, 0, "{:?}", rows(&bed, &report.run_id));
+    assert_eq!(report.counts("vendor").created, 1, "{:?}", rows(&bed, &report.run_id));
+    for kind in ["vendor", "contact"] {
+        let (p, r) = (plan.counts(kind), report.counts(kind));
+        let counted =
+            |c: &host_harness::scheduler::ObjectCounts| (c.read, c.created, c.updated, c.unchanged, c.deferred);
+        assert_eq!(counted(&p), counted(&r), "{kind}: {:?}", plan.plan);
+    }
     let (sf_vendor, _) = bed.sf("Vendor__c", vendor);
     let contacts = bed.netsuite.id_pairs(&format!("SELECT id, company FROM contact WHERE company = {vendor}")).unwrap();
     assert_eq!(contacts.len(), 4);

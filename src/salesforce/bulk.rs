@@ -363,13 +363,13 @@ fn job_state<'v>(id: &str, info: &'v Value) -> Result<&'v str, ConnectorError> {
     match info["state"].as_str() {
         Some(state @ ("Open" | "UploadComplete" | "InProgress" | "JobComplete" | "Failed" | "Aborted")) => Ok(state),
         Some(other) => Err(ConnectorError::Salesforce(format!(
-            "Bulk API 2.0 job {id} is in state `{}`, which this connector does not know; the next run reads \
-             the job again",
+            "Bulk API 2.0 job {id} is in state `{}`, which this connector does not know; its records are \
+             written again by the next run",
             other.escape_debug()
         ))),
         None => Err(ConnectorError::Salesforce(format!(
-            "Bulk API 2.0 job {id}: Salesforce answered its job info without a `state`; the next run reads the job \
-             again"
+            "Bulk API 2.0 job {id}: Salesforce answered its job info without a `state`; its records are written again by \
+             the next run"
         ))),
     }
 }

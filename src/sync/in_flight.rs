@@ -301,12 +301,11 @@ impl<'a> InFlight<'a> {
     }
 
     /// Takes `id` to be written (planned) since it was put in doubt, as a
-    /// dry run must where a real run saves its new state.
-    pub fn clear_doubt(&self, kind: RecordKind, id: &str) {
+    /// dry run must where a real run saves its new state. Returns whether
+    /// it was in doubt.
+    pub fn clear_doubt(&self, kind: RecordKind, id: &str) -> bool {
         let mut doubts = self.doubts.borrow_mut();
-        if !doubts.is_empty() {
-            doubts.remove(&(kind, id.to_string()));
-        }
+        !doubts.is_empty() && doubts.remove(&(kind, id.to_string())).is_some()
     }
 
     /// `states` of `ids` as a dry run takes them: those it found in doubt

@@ -122,8 +122,15 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 unchanged.push((record.id.as_str(), held));
             }
             (_, old) => {
-                let before = old.as_ref().and_then(given_fields);
-                staged.push(to_write(run, record, mapped, old, before, (src, dst, payload)));
+                // Deleted in Salesforce (and reactivated in NetSuite since):
+                // written anew, every field new; a plan knows it absent.
+                let gone = old.as_ref().is_some_and(|o| o.sf_deleted);
+                let before = old.as_ref().filter(|_| !gone).and_then(given_fields);
+                let mut write = to_write(run, record, mapped, old, before, (src, dst, payload));
+                if gone && run.writer.plans() {
+                    write.seen_live = Some(None);
+                }
+                staged.push(write);
             }
         }
     }

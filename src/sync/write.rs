@@ -1022,6 +1022,7 @@ impl Plan {
         } else {
             None
         };
+        let mut anew: Vec<&str> = Vec::new();
         for staged in part {
             let mapped = &staged.mapped;
             // Planned already from this very row (a deferred write whose
@@ -1048,7 +1049,7 @@ impl Plan {
                 }
                 // The transformations carry old → new against the last write.
                 None => (
-                    staged.state.sf.is_some() && !cascaded,
+                    staged.state.sf.is_some() && !cascaded && !matches!(staged.seen_live, Some(None)),
                     staged
                         .transformations()
                         .iter()
@@ -1057,24 +1058,33 @@ impl Plan {
                         .collect(),
                 ),
             };
+            // Put in doubt (relinked, or by a stopped run), it is written
+            // whatever its fields show: Salesforce counts it updated.
+            let doubted = run.in_flight.clear_doubt(kind, &mapped.source_id);
             let (action, outcome) = match (exists, changes.is_empty()) {
                 (false, _) => (PlanAction::Create, OutcomeKind::Created),
-                (true, true) => (PlanAction::Unchanged, OutcomeKind::Unchanged),
-                (true, false) => (PlanAction::Update, OutcomeKind::Updated),
+                (true, true) if !doubted => (PlanAction::Unchanged, OutcomeKind::Unchanged),
+                (true, _) => (PlanAction::Update, OutcomeKind::Updated),
             };
             run.count(kind, outcome);
             // A real run writes it (its state says Salesforce may lack it), so
             // its children will find it there, changed or not.
             self.gone.borrow_mut().remove(&key);
-            run.in_flight.clear_doubt(kind, &mapped.source_id);
             match staged.parents.is_empty() {
                 true => self.links.borrow_mut().remove(&key),
                 false => self.links.borrow_mut().insert(key.clone(), staged.parents.clone()),
             };
             self.planned.borrow_mut().insert(key, staged.state.src.clone());
+            // Created where its state knew an earlier record, as a real run
+            // finds it: its children are planned again (see `relink`).
+            if action == PlanAction::Create && staged.state.sf.is_some() {
+                anew.push(mapped.source_id.as_str());
+            }
             self.push(kind, &mapped.source_id, action, changes);
         }
-        Ok(())
+        super::children::refresh(run, kind, &anew, true, &mut |child, children| {
+            self.cascaded.borrow_mut().extend(children.iter().map(|id| (child, id.to_string())));
+        })
     }
 }
 

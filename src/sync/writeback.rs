@@ -453,6 +453,16 @@ impl<'p, 'r> Pass<'p, 'r> {
                     }
                 }
             }
+            // Fields the forward mapping writes that write-back does not take
+            // (`NetSuite_Inactive__c`) are NetSuite's alone: changed since the
+            // base, they go to Salesforce with the merge, as the base saved
+            // below says Salesforce holds them.
+            for (f, v) in &mapped.target.fields {
+                let was = base.as_ref().and_then(|b| b.get(f));
+                if f != EXTERNAL_ID_FIELD && !sources.contains(f) && !merge::same(Some(v), was) {
+                    merged.to_salesforce.insert(f.clone(), v.clone());
+                }
+            }
             for c in &merged.conflicts {
                 let winner = serde_json::to_value(c.winner).expect("a side serializes");
                 let mut detail = json!({ "field": c.field, "base": c.base, "netsuite": c.netsuite,
