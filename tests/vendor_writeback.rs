@@ -465,6 +465,25 @@ async fn a_netsuite_only_field_reaches_salesforce_while_a_refused_edit_waits_or_
     }
 }
 
+/// A refused edit waits only for the pairing it was made in: once the
+/// Salesforce record names another NetSuite id, the NetSuite vendor's own
+/// changes are written to the record keyed by its id again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_edit_does_not_hold_back_a_vendor_its_record_no_longer_names() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    let vendor = ids[0];
+    let sf_id = salesforce_edit(&bed, vendor, json!({"Payment_Terms__c": "Bogus Terms"}));
+    succeeded(&bed.sync_all().await);
+    assert_eq!(waiting_writebacks(&bed), 1);
+    bed.clock.advance(Duration::from_secs(1));
+    bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(json!({"NetSuite_Id__c": "V-1"})));
+    netsuite_edit(&bed, vendor, "phone", "+1 808-555-1111");
+    succeeded(&bed.sync_all().await);
+    let (now_sf, record) = bed.sf("Vendor__c", vendor);
+    assert_ne!(now_sf, sf_id);
+    assert_eq!(record["Phone__c"], "+18085551111");
+}
+
 /// A refused Salesforce edit undone in Salesforce leaves nothing to send:
 /// its replay settles it (a row says so) and nothing waits any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -390,14 +390,14 @@ impl<'a> Queues<'a> {
         Ok(values.into_iter().flatten().filter_map(|v| serde_json::from_slice(&v).ok()).collect())
     }
 
-    /// Whether a failed write-back of each of these Salesforce records waits.
-    pub fn writebacks_waiting(&self, kind: RecordKind, salesforce_ids: &[&str]) -> Result<Vec<bool>> {
+    /// The failed write-back of each of these Salesforce records, if one waits.
+    pub fn writebacks_of(&self, kind: RecordKind, salesforce_ids: &[&str]) -> Result<Vec<Option<FailedWriteback>>> {
         if salesforce_ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = salesforce_ids.iter().map(|id| writeback_key(kind, id)).collect();
         let found = self.kv.get_many(&keys).map_err(|e| kv_error("reading failed write-backs", e))?;
-        Ok(found.iter().map(Option::is_some).collect())
+        Ok(found.into_iter().map(|v| v.and_then(|v| serde_json::from_slice(&v).ok())).collect())
     }
 
     /// Drops the failed write-backs of these Salesforce records (written since).

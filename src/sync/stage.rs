@@ -185,9 +185,18 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
 /// write-back NetSuite refused, kept for replay) are merged again instead
 /// of written over with NetSuite's record: the others come back.
 fn merge_pending(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, staged: Vec<Staged>) -> Result<Vec<Staged>> {
-    let sf: Vec<&str> = staged.iter().filter_map(|s| s.state.sf.as_deref()).collect();
-    let waiting = run.queues.writebacks_waiting(kind, &sf)?;
-    let pending: HashSet<String> = sf.iter().zip(waiting).filter(|(_, w)| *w).map(|(id, _)| id.to_string()).collect();
+    let linked: Vec<(&str, &str)> =
+        staged.iter().filter_map(|s| Some((s.state.sf.as_deref()?, s.mapped.source_id.as_str()))).collect();
+    let sf: Vec<&str> = linked.iter().map(|(sf, _)| *sf).collect();
+    let waiting = run.queues.writebacks_of(kind, &sf)?;
+    // Only a failure of this very pairing: a Salesforce record since given
+    // another NetSuite id no longer holds this record's edits.
+    let pending: HashSet<String> = linked
+        .iter()
+        .zip(waiting)
+        .filter(|((_, id), w)| w.as_ref().is_some_and(|w| w.netsuite_id.as_deref() == Some(*id)))
+        .map(|((sf, _), _)| sf.to_string())
+        .collect();
     if pending.is_empty() {
         return Ok(staged);
     }
