@@ -430,6 +430,26 @@ async fn an_event_for_an_unchanged_record_is_audited_unchanged() {
     assert_eq!(queued_events(&bed), 0);
 }
 
+/// An event for a record NetSuite does not have and Salesforce never got
+/// (deleted before any run saw it, or an id that never existed) leaves a
+/// row that says there was nothing to do, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_a_record_neither_system_has_leaves_a_row() {
+    let bed = bed(4).start().await;
+    succeeded(&bed.sync().await);
+    let missing = bed.customer_ids.iter().max().unwrap() + 1000;
+    bed.queue_events(&[("customer", missing, "create")]);
+    let writes = bed.salesforce.writes();
+    let report = bed.bed.sync_kinds(runtime(), host_harness::host::SyncMode::Events, &[]).await.unwrap();
+    succeeded(&report);
+    assert_eq!(bed.salesforce.writes(), writes, "nothing written");
+    let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].netsuite_id.as_str(), rows[0].outcome.as_str()), (missing.to_string().as_str(), "unchanged"));
+    assert!(rows[0].transformations.contains("nothing to do"), "{rows:?}");
+    assert_eq!(queued_events(&bed), 0);
+}
+
 /// Runs leave a slot to event checks: of two slots, one tenant's run takes
 /// the one runs may have and another's waits for it; an event is still
 /// checked and queued at once, not after a run.

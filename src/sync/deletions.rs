@@ -17,6 +17,7 @@ pub(super) fn sync(
     while let Some(page) = stream.next_page()? {
         position.read(page.next.clone(), None);
         let ids: Vec<&str> = page.ids.iter().map(String::as_str).collect();
+        // Deletions of records never synced are NetSuite's everyday news.
         apply(run, kind, &ids)?;
         position.recorded(run, 1)?;
         run.renew()?;
@@ -30,8 +31,10 @@ pub(super) fn sync(
 /// recording it): once writes of the kind began, such ids are looked up by
 /// external id, and those found follow the deletion too; nothing is created.
 /// Writes of deleted records waiting to be replayed or to follow a parent
-/// are dropped, so no replay brings them back.
-pub(super) fn apply(run: &Run<'_>, kind: RecordKind, ids: &[&str]) -> Result<()> {
+/// are dropped, so no replay brings them back. Returns the ids that named
+/// nothing of the connector's (no state, not found in Salesforce, nothing
+/// queued).
+pub(super) fn apply<'i>(run: &Run<'_>, kind: RecordKind, ids: &[&'i str]) -> Result<Vec<&'i str>> {
     let states = run.state.records(kind, ids)?;
     let mut pending = Vec::with_capacity(ids.len());
     let mut unknown = Vec::new();
@@ -42,9 +45,11 @@ pub(super) fn apply(run: &Run<'_>, kind: RecordKind, ids: &[&str]) -> Result<()>
             None => unknown.push(*id),
         }
     }
+    let mut found = Vec::new();
     if !unknown.is_empty() && run.state.writes_began(kind)? {
         let sobject = &run.settings.mapping.object(kind)?.sobject;
         for (id, sf) in run.sink.ids_by_external_id(sobject, &unknown)? {
+            found.push(id.clone());
             pending.push((
                 id,
                 RecordState {
@@ -60,5 +65,6 @@ pub(super) fn apply(run: &Run<'_>, kind: RecordKind, ids: &[&str]) -> Result<()>
     }
     let dropped = run.queues.remove(kind, ids)?;
     run.audit(dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
-    run.writer.delete(run, kind, pending)
+    run.writer.delete(run, kind, pending)?;
+    Ok(unknown.into_iter().filter(|id| !found.iter().any(|f| f == id) && !dropped.iter().any(|d| d == id)).collect())
 }

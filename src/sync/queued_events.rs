@@ -102,7 +102,11 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
         let present: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let gone: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !present.contains(id)).collect();
         match pass {
-            Pass::Deletions => deletions::apply(run, kind, &gone)?,
+            Pass::Deletions => {
+                // An event leaves a row even when it names nothing to do.
+                let nothing = deletions::apply(run, kind, &gone)?;
+                run.audit(nothing.iter().map(|id| run.nothing_to_do_entry(kind, id)).collect::<Vec<_>>());
+            }
             Pass::Writes => kept.extend(events.iter().filter(|e| e.kind == kind && gone.contains(&e.id.as_str()))),
         }
     }

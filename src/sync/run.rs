@@ -370,6 +370,25 @@ impl<'a> Run<'a> {
     }
 
     /// A queued write given up: NetSuite deleted its record.
+    /// The row of a change event for a record NetSuite does not have (deleted,
+    /// or never created) and Salesforce never got: nothing to do.
+    pub fn nothing_to_do_entry(&self, kind: RecordKind, netsuite_id: &str) -> AuditEntry {
+        let detail = serde_json::json!([{
+            "field": crate::mapping::EXTERNAL_ID_FIELD, "rule": "event",
+            "detail": "not in NetSuite, never written to Salesforce: nothing to do"
+        }]);
+        AuditEntry {
+            run_id: self.request.run_id.clone(),
+            kind,
+            action: AuditAction::SkipUnchanged,
+            netsuite_id: netsuite_id.into(),
+            salesforce_id: None,
+            outcome: OutcomeKind::Unchanged.as_str().into(),
+            transformations: AuditTransformations::Whole(detail.to_string()),
+            error: None,
+        }
+    }
+
     pub fn dropped_entry(&self, kind: RecordKind, netsuite_id: &str) -> AuditEntry {
         AuditEntry {
             run_id: self.request.run_id.clone(),
