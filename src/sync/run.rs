@@ -369,7 +369,6 @@ impl<'a> Run<'a> {
         self.audit(entries);
     }
 
-    /// A queued write given up: NetSuite deleted its record.
     /// The row of a change event for a record NetSuite does not have (deleted,
     /// or never created) and Salesforce never got: nothing to do.
     pub fn nothing_to_do_entry(&self, kind: RecordKind, netsuite_id: &str) -> AuditEntry {
@@ -389,6 +388,7 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A queued write given up: NetSuite deleted its record.
     pub fn dropped_entry(&self, kind: RecordKind, netsuite_id: &str) -> AuditEntry {
         AuditEntry {
             run_id: self.request.run_id.clone(),
