@@ -168,6 +168,27 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     assert!(error.contains("missing-mapping.toml") && error.contains("is empty"), "{error}");
     assert!(stderr.contains(&error), "{stderr}");
 
+    // `serve --config` reads the mapping once, at start, as it reads the
+    // config: one it cannot use stops it there, not each run after.
+    std::fs::write(dir.path().join("missing-mapping.toml"), "[customer]\nsobject = 3\n").unwrap();
+    let mut serve = Command::new(connector_binary())
+        .args(["serve", "--config", config, "--component", component, "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("CONNECTOR_MASTER_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while serve.try_wait().unwrap().is_none() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = serve.kill();
+    let out = serve.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("missing-mapping.toml"), "{stderr}");
+    assert!(stderr.contains("is not valid") && !String::from_utf8_lossy(&out.stdout).contains("listening"), "{stderr}");
+
     std::fs::write(dir.path().join("connector.toml"), text).unwrap();
     // Another key (owner-only, as `secrets init --out` writes it).
     std::fs::remove_file(dir.path().join("master.key")).unwrap();
