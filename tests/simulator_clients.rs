@@ -102,7 +102,12 @@ impl Client {
 
 /// Salesforce's datetime text for the simulated clock's now.
 fn stamp(sf_clock: &simulators::SimClock) -> String {
-    time::OffsetDateTime::from_unix_timestamp(sf_clock.now_secs())
+    stamp_at(sf_clock.now_secs())
+}
+
+/// Salesforce's datetime text for `secs` (Unix seconds).
+fn stamp_at(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
         .unwrap()
         .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].000+0000"))
         .unwrap()
@@ -577,4 +582,74 @@ async fn a_closed_bulk_job_runs_beside_the_client_and_a_later_poll_sees_it_ended
     assert!(info["errorMessage"].as_str().is_some_and(|m| m.starts_with("InvalidBatch")), "{info}");
     let (_, page) = client.soql("query", "SELECT Id FROM Account WHERE NetSuite_Id__c = 'j4'", None).await;
     assert_eq!(page["totalSize"], 0, "nothing of a failed job is applied");
+}
+
+/// What simple-salesforce and other clients call beyond the connector's
+/// own paths: an object's basic information, a record by external id
+/// (value percent-encoded), update-only upserts, the pre-v46 answer
+/// without `created`, getUpdated and getDeleted, and a parent named by a
+/// field that is not its External ID, refused as Salesforce refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_by_external_id_lists_changes_and_upserts_update_only() {
+    let bed = bed(3).start().await;
+    let client = Client::login(&bed.salesforce).await;
+    let (status, info) = client.get("/sobjects/Vendor__c").await;
+    assert_eq!((status, info["objectDescribe"]["name"].as_str()), (200, Some("Vendor__c")), "{info}");
+    let from = stamp(&bed.clock);
+    bed.clock.advance(Duration::from_secs(60));
+
+    // Update-only: nothing carries the value, so nothing is created.
+    let path = "/sobjects/Vendor__c/NetSuite_Id__c/V%20001";
+    let name = |n: &str| Some(json!({ "Name": n }));
+    let (status, refused) = client.call(Method::PATCH, &format!("{path}?updateOnly=true"), name("A"), &[]).await;
+    assert_eq!((status, refused[0]["errorCode"].as_str()), (404, Some("NOT_FOUND")), "{refused}");
+    assert_eq!(client.get(path).await.0, 404, "an update-only upsert created nothing");
+    let (status, created) = client.call(Method::PATCH, path, name("A"), &[]).await;
+    assert_eq!((status, created["created"].as_bool()), (201, Some(true)), "{created}");
+    let (status, updated) = client.call(Method::PATCH, &format!("{path}?updateOnly=true"), name("B"), &[]).await;
+    assert_eq!((status, updated["created"].as_bool()), (200, Some(false)), "{updated}");
+    let (status, record) = client.get(path).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!((record["Name"].as_str(), record["NetSuite_Id__c"].as_str()), (Some("B"), Some("V 001")));
+    let vendor_id = record["Id"].as_str().unwrap().to_string();
+
+    // Before v46.0 a create answers without `created`, an update with no body.
+    let old = "/services/data/v45.0/sobjects/Vendor__c/NetSuite_Id__c/V002";
+    let (status, created) = client.call(Method::PATCH, old, name("C"), &[]).await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created.get("created").is_none() && created["success"] == true, "{created}");
+    assert_eq!(client.call(Method::PATCH, old, name("D"), &[]).await, (204, Value::Null));
+    let old_id = client.get("/sobjects/Vendor__c/NetSuite_Id__c/V002").await.1["Id"].as_str().unwrap().to_string();
+
+    bed.clock.advance(Duration::from_secs(60));
+    assert_eq!(client.call(Method::DELETE, &format!("/sobjects/Vendor__c/{old_id}"), None, &[]).await.0, 204);
+    let deleted_at = stamp(&bed.clock);
+    bed.clock.advance(Duration::from_secs(60));
+    let window = |start: &str| {
+        let enc = |t: &str| form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
+        format!("?start={}&end={}", enc(start), enc(&stamp(&bed.clock)))
+    };
+    let (status, updated) = client.get(&format!("/sobjects/Vendor__c/updated/{}", window(&from))).await;
+    assert_eq!((status, &updated["ids"]), (200, &json!([vendor_id])), "{updated}");
+    assert_eq!(updated["latestDateCovered"], stamp(&bed.clock).as_str());
+    let (status, deleted) = client.get(&format!("/sobjects/Vendor__c/deleted/{}", window(&from))).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["deletedRecords"], json!([{ "id": old_id, "deletedDate": deleted_at }]));
+    let month_ago = stamp_at(bed.clock.now_secs() - 31 * 86_400);
+    let (status, refused) = client.get(&format!("/sobjects/Vendor__c/updated/{}", window(&month_ago))).await;
+    assert_eq!((status, refused[0]["errorCode"].as_str()), (400, Some("INVALID_REPLICATION_DATE")), "{refused}");
+
+    // A parent is found by its External ID field only.
+    let contact = |parent: Value| {
+        json!({"allOrNone": false, "records": [{"attributes": {"type": "Contact"}, "NetSuite_Id__c": "C1",
+               "LastName": "Lee", "Vendor__r": parent}]})
+    };
+    let by = |body| client.call(Method::PATCH, "/composite/sobjects/Contact/NetSuite_Id__c", Some(body), &[]);
+    let (_, results) = by(contact(json!({ "Name": "V 001" }))).await;
+    assert_eq!(
+        (&results[0]["success"], &results[0]["errors"][0]["statusCode"]),
+        (&json!(false), &json!("INVALID_FIELD"))
+    );
+    let (_, results) = by(contact(json!({ "NetSuite_Id__c": "V 001" }))).await;
+    assert_eq!(results[0]["success"], true, "{results}");
 }

@@ -109,7 +109,14 @@ pub fn dispatch(
         }
         ("GET", ["sobjects", sobject, "describe"]) => describe(org, sobject),
         ("GET", ["sobjects"]) => describe_global(org),
+        ("GET", ["sobjects", sobject]) => basic_info(org, sobject),
+        ("GET", ["sobjects", sobject, which @ ("updated" | "deleted")]) => {
+            changed_between(org, sobject, query, *which == "deleted", now)
+        }
         ("GET", ["sobjects", sobject, id]) => record_by_id(org, version, sobject, id),
+        ("GET", ["sobjects", sobject, ext_field, value]) => {
+            record_by_external_id(org, version, sobject, ext_field, &path_value(value))
+        }
         ("POST", ["sobjects", sobject] | ["sobjects", sobject, "Id"]) => create(org, sobject, body, now),
         ("PATCH" | "DELETE", ["sobjects", _, "Id"]) => fail(RequestError::new(
             405,
@@ -123,7 +130,9 @@ pub fn dispatch(
         ("PATCH", ["jobs", "ingest", id]) => super::bulk::set_state(org, id, &body.bytes(), now),
         ("GET", ["jobs", "ingest", id]) => super::bulk::info(org, id),
         ("PATCH", ["sobjects", sobject, ext_field, value]) => {
-            single_upsert(org, version, sobject, ext_field, value, body, now)
+            let update_only = form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "updateOnly" && v == "true");
+            let upsert = SingleUpsert { sobject, ext_field, value: &path_value(value), update_only };
+            single_upsert(org, version, &upsert, body, now)
         }
         _ => not_found(path),
     }
@@ -344,23 +353,22 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
 /// GET /sobjects/{SObject}/describe: the object and its fields.
 /// `GET sobjects/`: the objects the org has, as describeGlobal lists them.
 fn describe_global(org: &Org) -> Answer {
-    let sobjects: Vec<Value> = org
-        .objects
-        .iter()
-        .map(|o| {
-            json!({
-                "name": o.name,
-                "label": o.name.trim_end_matches("__c").replace('_', " "),
-                "custom": o.name.ends_with("__c"),
-                "keyPrefix": o.key_prefix,
-                "createable": true,
-                "updateable": true,
-                "deletable": true,
-                "queryable": true,
-            })
-        })
-        .collect();
+    let sobjects: Vec<Value> = org.objects.iter().map(object_summary).collect();
     (200, Some(json!({ "encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects })))
+}
+
+/// An object as describeGlobal and its basic information list it.
+fn object_summary(o: &super::schema::SObject) -> Value {
+    json!({
+        "name": o.name,
+        "label": o.name.trim_end_matches("__c").replace('_', " "),
+        "custom": o.name.ends_with("__c"),
+        "keyPrefix": o.key_prefix,
+        "createable": true,
+        "updateable": true,
+        "deletable": true,
+        "queryable": true,
+    })
 }
 
 /// `GET sobjects/{SObject}/{Id}`: the record with its system fields; 404
@@ -382,6 +390,96 @@ fn record_by_id(org: &Org, version: f64, sobject: &str, id: &str) -> Answer {
     out.insert("Id".into(), Value::String(id));
     out.extend(record);
     (200, Some(Value::Object(out)))
+}
+
+/// A path segment as the client meant it: clients percent-encode an
+/// external id's value (simple-salesforce quotes every character).
+fn path_value(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+/// `GET sobjects/{SObject}/{ExtIdField}/{value}`: the record carrying that
+/// value; 300 with their locations when several do.
+fn record_by_external_id(org: &Org, version: f64, sobject: &str, ext_field: &str, value: &str) -> Answer {
+    let object = match check_external_id_field(org, sobject, ext_field, false) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    match org.matches(object.name, value).as_slice() {
+        [] => no_such_record(),
+        [id] => record_by_id(org, version, object.name, id),
+        several => {
+            let urls: Vec<String> = several
+                .iter()
+                .map(|id| format!("/services/data/v{version:.1}/sobjects/{}/{id}", object.name))
+                .collect();
+            (300, Some(json!(urls)))
+        }
+    }
+}
+
+/// `GET sobjects/{SObject}`: the object's basic information.
+fn basic_info(org: &Org, sobject: &str) -> Answer {
+    let Some(object) = org.object(sobject) else { return fail(no_such_object(sobject)) };
+    (200, Some(json!({ "objectDescribe": object_summary(object), "recentItems": [] })))
+}
+
+/// How far back getUpdated (30 days) and getDeleted (15 days) look.
+const UPDATED_WINDOW_SECS: i64 = 30 * 86_400;
+const DELETED_WINDOW_SECS: i64 = 15 * 86_400;
+/// getUpdated refuses a window holding this many ids or more.
+const UPDATED_ID_LIMIT: usize = 600_000;
+
+/// `GET sobjects/{SObject}/updated/?start=&end=` (getUpdated) and
+/// `.../deleted/?start=&end=` (getDeleted): the records changed, or sent
+/// to the Recycle Bin, in the window.
+fn changed_between(org: &Org, sobject: &str, query: &str, deleted: bool, now: i64) -> Answer {
+    let Some(object) = org.object(sobject) else { return fail(no_such_object(sobject)) };
+    let bound = |name: &str| {
+        let text = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let text = text.ok_or_else(|| {
+            RequestError::new(
+                400,
+                "MISSING_ARGUMENT",
+                format!("The '{name}' parameter is required (an ISO 8601 dateTime)"),
+            )
+        })?;
+        super::datetime::parse_datetime(&text).map(|ms| ms.div_euclid(1000)).ok_or_else(|| {
+            RequestError::new(400, "INVALID_REPLICATION_DATE", format!("'{text}' is not a valid dateTime for {name}"))
+        })
+    };
+    let (start, end) = match (bound("start"), bound("end")) {
+        (Ok(start), Ok(end)) => (start, end.min(now)),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let window = if deleted { DELETED_WINDOW_SECS } else { UPDATED_WINDOW_SECS };
+    if start > end || start < now - window {
+        return fail(RequestError::new(
+            400,
+            "INVALID_REPLICATION_DATE",
+            format!("startDate must be before endDate and no more than {} days ago", window / 86_400),
+        ));
+    }
+    let found = org.changed_between(object.name, start, end, deleted);
+    let covered = super::datetime::format(end);
+    if deleted {
+        let records: Vec<Value> =
+            found.iter().map(|(id, at)| json!({ "id": id, "deletedDate": super::datetime::format(*at) })).collect();
+        let earliest = super::datetime::format(now - window);
+        return (
+            200,
+            Some(json!({ "deletedRecords": records, "earliestDateAvailable": earliest, "latestDateCovered": covered })),
+        );
+    }
+    if found.len() >= UPDATED_ID_LIMIT {
+        return fail(RequestError::new(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            format!("The window holds {} or more ids: ask for a shorter one", UPDATED_ID_LIMIT),
+        ));
+    }
+    let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+    (200, Some(json!({ "ids": ids, "latestDateCovered": covered })))
 }
 
 fn describe(org: &Org, sobject: &str) -> Answer {
@@ -503,15 +601,18 @@ fn collections_delete(org: &mut Org, query: &str, now: i64) -> Answer {
     (200, Some(Value::Array(results)))
 }
 
-fn single_upsert(
-    org: &mut Org,
-    version: f64,
-    sobject: &str,
-    ext_field: &str,
-    value: &str,
-    body: Body<'_>,
-    now: i64,
-) -> Answer {
+/// `PATCH sobjects/{SObject}/{ExtIdField}/{value}[?updateOnly=true]`.
+struct SingleUpsert<'a> {
+    sobject: &'a str,
+    ext_field: &'a str,
+    /// The path's value, percent-decoded (clients encode it).
+    value: &'a str,
+    /// No record is created: a value nothing carries is 404.
+    update_only: bool,
+}
+
+fn single_upsert(org: &mut Org, version: f64, upsert: &SingleUpsert<'_>, body: Body<'_>, now: i64) -> Answer {
+    let SingleUpsert { sobject, ext_field, value, update_only } = *upsert;
     let object = match check_external_id_field(org, sobject, ext_field, true) {
         Ok(o) => o.clone(),
         Err(e) => return fail(e),
@@ -531,7 +632,14 @@ fn single_upsert(
             matching.iter().map(|id| format!("/services/data/v{version:.1}/sobjects/{}/{id}", object.name)).collect();
         return (300, Some(json!(urls)));
     }
+    if update_only && matching.is_empty() {
+        return no_such_record();
+    }
     match org.upsert(&object, ext_field, record, now) {
+        // `created` is in the answer from v46.0 on.
+        Ok(u) if u.created && version < MIN_UPSERT_VERSION => {
+            (201, Some(json!({ "id": u.id, "success": true, "errors": [] })))
+        }
         Ok(u) if u.created => (201, Some(json!({ "id": u.id, "success": true, "errors": [], "created": true }))),
         Ok(_) if version < MIN_UPSERT_VERSION => (204, None),
         Ok(u) => (200, Some(json!({ "id": u.id, "success": true, "errors": [], "created": false }))),

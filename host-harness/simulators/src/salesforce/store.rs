@@ -277,6 +277,20 @@ impl Org {
         self.live_with_ext(sobject, ext_id).next().map(|r| r.id.clone())
     }
 
+    /// Ids of `sobject`'s records last changed within `[start, end]` (Unix
+    /// seconds), with that time: live ones, or (`deleted`) those in the
+    /// Recycle Bin, whose last change is their deletion. Oldest first.
+    pub fn changed_between(&self, sobject: &str, start: i64, end: i64, deleted: bool) -> Vec<(String, i64)> {
+        let mut found: Vec<(String, i64)> = self
+            .table
+            .of_object(sobject)
+            .filter(|(_, r)| r.deleted == deleted && (start..=end).contains(&r.modstamp))
+            .map(|(_, r)| (r.id.clone(), r.modstamp))
+            .collect();
+        found.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        found
+    }
+
     /// Live records of `sobject` (the Recycle Bin not counted).
     pub fn count(&self, sobject: &str) -> u64 {
         self.table.of_object(sobject).filter(|(_, r)| !r.deleted).count() as u64
@@ -404,6 +418,21 @@ impl Org {
                         &[],
                     ));
                 };
+                // The parent is found by the field named, which must be its
+                // External ID (the one field this simulator indexes).
+                let target_ext = self.object(target).and_then(|o| o.external_id());
+                if !target_ext.is_some_and(|f| f.name.eq_ignore_ascii_case(parent_field)) {
+                    let named = self.object(target).and_then(|o| o.field(parent_field));
+                    let message = match named {
+                        Some(f) => format!(
+                            "The field {} on entity {target} is not an External ID or indexed field: name the \
+                             parent by its External ID field in {key}",
+                            f.name
+                        ),
+                        None => format!("No such column '{parent_field}' on entity '{target}' (relationship {key})"),
+                    };
+                    return Err(RecordError::new("INVALID_FIELD", message, &[]));
+                }
                 let parent_value =
                     parent_value.as_str().map(str::to_string).unwrap_or_else(|| parent_value.to_string());
                 match self.find_id(target, &parent_value) {
