@@ -112,15 +112,7 @@ impl NetSuiteSource<'_> {
         );
         let Some(record) = self.read_record(&url, what)? else { return Ok(None) };
         let stamp = record.get("lastModifiedDate").and_then(Value::as_str).unwrap_or_default();
-        let utc = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                ConnectorError::NetSuite(format!(
-                    "{what}: the record's lastModifiedDate `{}` is not an ISO 8601 datetime",
-                    stamp.escape_debug()
-                ))
-            })?
-            .to_offset(time::UtcOffset::UTC);
-        Ok(Some(suiteql::format_timestamp(time::PrimitiveDateTime::new(utc.date(), utc.time()))))
+        utc_timestamp(stamp, what).map(Some)
     }
 
     /// The key of a record's default billing address line (its `addressBook`
@@ -228,9 +220,35 @@ impl NetSuiteSource<'_> {
     }
 }
 
+/// The record API's `lastModifiedDate` (ISO 8601 with an offset) in UTC,
+/// in a cursor's form.
+fn utc_timestamp(stamp: &str, what: &str) -> Result<String> {
+    let utc = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+        .ok()
+        // In UTC, a date near year 9999 could leave `time`'s range.
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .filter(|t| (1..=9998).contains(&t.year()))
+        .ok_or_else(|| {
+            ConnectorError::NetSuite(format!(
+                "{what}: the record's lastModifiedDate `{}` is not an ISO 8601 datetime of years 0001 to 9998",
+                stamp.escape_debug()
+            ))
+        })?;
+    Ok(suiteql::format_timestamp(time::PrimitiveDateTime::new(utc.date(), utc.time())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modification_times_are_read_in_utc_and_the_calendar_s_end_is_an_error() {
+        assert_eq!(utc_timestamp("2026-12-06T10:00:00-08:00", "vendor 7").unwrap(), "2026-12-06 18:00:00");
+        for bad in ["9999-12-31T23:59:59-01:00", "9999-06-01T00:00:00Z", "yesterday", ""] {
+            let e = utc_timestamp(bad, "vendor 7").unwrap_err().to_string();
+            assert!(e.contains("vendor 7") && e.contains("lastModifiedDate"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn the_new_id_is_read_from_the_location() {

@@ -44,14 +44,17 @@ pub fn internal_id(value: &str) -> Result<u64> {
 }
 
 fn parse_timestamp(value: &str) -> Result<PrimitiveDateTime> {
-    PrimitiveDateTime::parse(value, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).map_err(
-        |_| {
+    PrimitiveDateTime::parse(value, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+        .ok()
+        // Years a cursor can step past by a second, or rewind from by any
+        // overlap (a u32 of seconds is ~136 years), without leaving `time`'s range.
+        .filter(|t| (1..=9998).contains(&t.year()))
+        .ok_or_else(|| {
             ConnectorError::Config(format!(
-                "`{}` is not a timestamp in the form YYYY-MM-DD HH24:MI:SS",
+                "`{}` is not a timestamp in the form YYYY-MM-DD HH24:MI:SS (years 0001 to 9998)",
                 value.escape_debug()
             ))
-        },
-    )
+        })
 }
 
 /// `value` as a cursor's time, checked (it goes into later queries).
@@ -267,7 +270,10 @@ pub fn deleted_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String>
 
 /// A cursor moved back by `secs`, to re-read a window for late commits.
 pub fn rewind(cursor: &Cursor, secs: u32) -> Result<Cursor> {
-    let earlier = parse_timestamp(&cursor.last_modified)? - time::Duration::seconds(i64::from(secs));
+    let earlier =
+        parse_timestamp(&cursor.last_modified)?.checked_sub(time::Duration::seconds(i64::from(secs))).ok_or_else(
+            || ConnectorError::Config(format!("the cursor {} cannot go back {secs} s", cursor.last_modified)),
+        )?;
     Ok(Cursor { last_modified: format_timestamp(earlier), id: "0".into() })
 }
 
@@ -278,7 +284,8 @@ pub fn past_second(cursor: &Cursor) -> Result<Cursor> {
 
 /// The timestamp one second after `timestamp`, in the cursor's form.
 fn second_after(timestamp: &str) -> Result<String> {
-    Ok(format_timestamp(parse_timestamp(timestamp)? + time::Duration::SECOND))
+    let later = parse_timestamp(timestamp)?.checked_add(time::Duration::SECOND);
+    later.map(format_timestamp).ok_or_else(|| ConnectorError::Config(format!("no second follows {timestamp}")))
 }
 
 /// Rows of `kind` by internal id (at most a page of ids).
@@ -616,7 +623,8 @@ pub fn to_record(kind: RecordKind, mut row: Columns) -> Result<NetSuiteRecord> {
         .ok_or_else(|| ConnectorError::NetSuite(format!("{kind} {id} came back without lastmodifieddate")))?;
     parse_timestamp(&last_modified).map_err(|_| {
         ConnectorError::NetSuite(format!(
-            "{kind} {id} has lastmodifieddate `{last_modified}`, not in the requested YYYY-MM-DD HH24:MI:SS form"
+            "{kind} {id} has lastmodifieddate `{last_modified}`, not in the requested YYYY-MM-DD HH24:MI:SS form \
+             (years 0001 to 9998): correct the record's dates in NetSuite"
         ))
     })?;
     Ok(NetSuiteRecord { kind, id, last_modified, fields: row })
@@ -636,6 +644,26 @@ mod tests {
         assert!(q.contains("WHERE ct.custentity_parent IN (7)"), "{q}");
         assert!(children_query(RecordKind::Contact, "company", &["7) OR (1=1"], 0).is_err());
         assert!(children_query(RecordKind::Contact, "x; DROP", &["7"], 0).is_err());
+    }
+
+    /// A date at the edge of what dates can hold is an error naming the
+    /// record, never a panic stepping a cursor past it (a trap that would
+    /// end every run after it).
+    #[test]
+    fn timestamps_at_the_ends_of_the_calendar_are_refused_not_stepped_past() {
+        let row: Columns =
+            [("id", "42".to_string()), ("lastmodified", "9999-12-31 23:59:59".into())].into_iter().collect();
+        let e = to_record(RecordKind::Customer, row).unwrap_err().to_string();
+        assert!(e.contains("customer 42") && e.contains("9999-12-31 23:59:59"), "{e}");
+        for bad in ["9999-12-31 23:59:59", "-9999-01-01 00:00:00", "+10000-01-01 00:00:00"] {
+            let cursor = Cursor { last_modified: bad.into(), id: "1".into() };
+            assert!(past_second(&cursor).is_err() && rewind(&cursor, 600).is_err(), "{bad}");
+            assert!(changed_query(RecordKind::Customer, Some(&cursor), &[]).is_err(), "{bad}");
+        }
+        let last = Cursor { last_modified: "9998-12-31 23:59:59".into(), id: "1".into() };
+        assert_eq!(past_second(&last).unwrap().last_modified, "9999-01-01 00:00:00");
+        let first = Cursor { last_modified: "0001-01-01 00:00:00".into(), id: "1".into() };
+        assert!(rewind(&first, u32::MAX).is_ok());
     }
 
     #[test]
