@@ -85,13 +85,7 @@ impl super::SalesforceSink<'_> {
     ) -> Result<ChangedPage> {
         let version = self.settings.api_version.clone();
         let path = match next {
-            Some(url) if url.starts_with("/services/data/") => url.to_string(),
-            Some(url) => {
-                return Err(ConnectorError::Salesforce(format!(
-                    "Salesforce gave a nextRecordsUrl outside the REST API: `{}`",
-                    url.escape_debug()
-                )));
-            }
+            Some(url) => super::soql::next_records_path(url)?.to_string(),
             None => format!(
                 "/services/data/v{version}/queryAll?{}",
                 form_urlencoded::Serializer::new(String::new())

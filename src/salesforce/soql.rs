@@ -119,7 +119,13 @@ impl super::SalesforceSink<'_> {
                     }
                 }
                 match (body["done"].as_bool(), body["nextRecordsUrl"].as_str()) {
-                    (Some(false), Some(url)) => next = Some(url.to_string()),
+                    (Some(false), Some(url)) if next.as_deref() == Some(url) => {
+                        return Err(ConnectorError::Salesforce(format!(
+                            "SOQL answered the same nextRecordsUrl twice (`{}`): the query would never end",
+                            url.escape_debug()
+                        )));
+                    }
+                    (Some(false), Some(url)) => next = Some(next_records_path(url)?.to_string()),
                     _ => break,
                 }
             }
@@ -128,9 +134,30 @@ impl super::SalesforceSink<'_> {
     }
 }
 
+/// A query's `nextRecordsUrl`, checked to be a path of the REST API: it is
+/// put after the instance URL and sent with the session's token, so
+/// anything else (`@host/...`) could carry the token to another host.
+pub(super) fn next_records_path(url: &str) -> Result<&str> {
+    if url.starts_with("/services/data/") {
+        return Ok(url);
+    }
+    Err(ConnectorError::Salesforce(format!(
+        "Salesforce gave a nextRecordsUrl outside the REST API: `{}`",
+        url.escape_debug()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_rest_api_paths_are_followed_as_next_pages() {
+        assert!(next_records_path("/services/data/v66.0/query/01gD-2000").is_ok());
+        for url in ["@evil.example/x", "https://evil.example/services/data/", "//evil.example/services/data/", ""] {
+            assert!(next_records_path(url).is_err(), "{url}");
+        }
+    }
 
     #[test]
     fn hostile_values_stay_inside_their_literal() {
