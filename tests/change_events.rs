@@ -370,7 +370,8 @@ async fn the_single_tenant_listener_keeps_the_events_per_minute_limit() {
 }
 
 /// With every pooled instance taken (one, held by a slow run), a change
-/// event waits for it instead of failing (it was answered 500 and lost).
+/// event waits for it instead of failing (it was answered 500 and lost);
+/// a forged one does not wait, as it needs none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_while_every_instance_is_busy_waits_for_one() {
     static ONE_SLOT: std::sync::OnceLock<host_harness::host::Runtime> = std::sync::OnceLock::new();
@@ -387,6 +388,11 @@ async fn an_event_while_every_instance_is_busy_waits_for_one() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!scheduled.is_finished(), "the run holds the only instance");
     let id = bed.customer_ids[2999];
+    // A forged event is refused on the host, without an instance: at once.
+    let (status, body) = post(&hook, &event("customer", id), "not-the-secret", bed.clock.now_secs()).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("signature does not match"), "{body}");
+    assert!(!scheduled.is_finished(), "answered while the run still held the only instance");
     bed.netsuite.rename_customer_any(id, "Edited While Full").unwrap();
     let runs = hook.applied_runs();
     let (status, body) = post(&hook, &event("customer", id), WEBHOOK_SECRET, bed.clock.now_secs()).await;

@@ -242,14 +242,35 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
         Err(answer) => return answer,
     };
     let headers = header_pairs(&headers);
-    // Counted once the signature matches, as on the tenants' route: forged
-    // requests take none of the allowance.
-    if netsuite_salesforce::events::signature_matches(&headers, &body, &hosted.webhook_secret)
-        && let Some(answer) = over_limit(hosted)
-    {
+    // Refused here, as on the tenants' route: a flood of forged requests
+    // takes none of the allowance and makes no instance of the component.
+    if hosted.webhook_secret.is_empty() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no webhook_secret is stored for this tenant, so no event can be verified: store the secret NetSuite \
+             signs with (`connector secrets set --config <file> webhook_secret`) and restart serve",
+        );
+    }
+    if !netsuite_salesforce::events::signature_matches(&headers, &body, &hosted.webhook_secret) {
+        return unsigned(&headers, &body, &hosted.webhook_secret);
+    }
+    if let Some(answer) = over_limit(hosted) {
         return answer;
     }
     deliver(hosted, headers, body).await
+}
+
+/// The answer to a request without a good signature: the component's own
+/// check run here, so the sender still learns why (413, or 401 naming the
+/// header, its form or the secret).
+fn unsigned(headers: &[(String, String)], body: &[u8], secret: &[u8]) -> Response {
+    let answer = match netsuite_salesforce::events::verify(headers, body, secret, 0, 0) {
+        Err(answer) => answer,
+        // Unreachable (the signature did not match), but never a 2xx.
+        Ok(_) => netsuite_salesforce::events::Answer { status: 401, body: r#"{"error":"unsigned"}"#.into() },
+    };
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    (status, [("content-type", "application/json")], answer.body).into_response()
 }
 
 /// The 429 for a tenant past its `events_per_minute`, if it is.
