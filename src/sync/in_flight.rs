@@ -107,6 +107,9 @@ fn applied_by_job(
 ) -> Option<AuditEntry> {
     let job = settled.iter().find(|j| j.kind == Some(kind) && j.results.has(id))?;
     let outcome = job.results.outcome(id);
+    // Counted as a parked record's resumed outcome is: the report's
+    // `resumed` is a part of its outcomes, as its audit rows say.
+    run.count(kind, outcome.outcome);
     run.count_resumed(kind, 1);
     let detail = format!(
         "Bulk API job {} of a stopped run applied it; that run's record of it was lost, so this run writes it again",
