@@ -51,6 +51,11 @@ pub struct HarnessConfig {
     pub events_per_minute: u32,
 }
 
+/// The largest memory cap a wasm32 component can use.
+pub const MAX_MEMORY_MB: u64 = 4096;
+/// The longest deadline (or CPU time) a run may be given: 30 days.
+pub const MAX_RUN_SECS: u64 = 30 * 86_400;
+
 /// The keys of [`HarnessConfig`] (what a file holds outside [settings]).
 const TOP_LEVEL_KEYS: &[&str] = &[
     "tenant",
@@ -230,6 +235,18 @@ impl HarnessConfig {
                 },
             }
         }
+        // Past these, arithmetic on them (a deadline's instant, the memory
+        // cap in bytes) would overflow, and no run needs more.
+        let limits = [
+            ("max_memory_mb", self.max_memory_mb as u64, MAX_MEMORY_MB, "a wasm32 component addresses at most 4096 MB"),
+            ("run_deadline_secs", self.run_deadline_secs, MAX_RUN_SECS, "30 days"),
+            ("max_cpu_ms", self.max_cpu_ms.unwrap_or(1), MAX_RUN_SECS * 1000, "30 days"),
+        ];
+        for (key, value, max, why) in limits {
+            if value == 0 || value > max {
+                bail!("tenant `{}`: `{key}` is {value}: give 1 to {max} ({why})", self.tenant);
+            }
+        }
         if let Some(schedule) = &self.schedule {
             crate::serve::schedule::Schedule::from_config(schedule)
                 .with_context(|| format!("tenant `{}`: [schedule] is not valid", self.tenant))?;
@@ -328,6 +345,23 @@ mod tests {
         // A file of one tenant is one tenant.
         std::fs::write(&file, "tenant = \"solo\"\n").unwrap();
         assert_eq!(HarnessConfig::load_all(&file).unwrap()[0].tenant, "solo");
+    }
+
+    /// Limits whose arithmetic would overflow (a deadline's instant, the
+    /// memory cap in bytes), or that no run can meet, are refused by name.
+    #[test]
+    fn limits_past_what_a_run_can_use_are_refused_by_name() {
+        for (line, said) in [
+            ("max_memory_mb = 17592186044416", "`max_memory_mb` is 17592186044416: give 1 to 4096"),
+            ("max_memory_mb = 0", "`max_memory_mb` is 0"),
+            ("run_deadline_secs = 9223372036854775807", "`run_deadline_secs` is 9223372036854775807: give 1 to"),
+            ("run_deadline_secs = 0", "`run_deadline_secs` is 0"),
+            ("max_cpu_ms = 0", "`max_cpu_ms` is 0"),
+        ] {
+            let err = parse(&format!("tenant = \"acme\"\n{line}\n")).unwrap_err().to_string();
+            assert!(err.contains(said), "{line}: {err}");
+        }
+        assert!(parse("tenant = \"acme\"\nmax_memory_mb = 4096\nrun_deadline_secs = 2592000\n").is_ok());
     }
 
     #[test]

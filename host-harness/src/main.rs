@@ -190,7 +190,7 @@ enum Command {
         listen: std::net::SocketAddr,
         /// With --config: seconds between scheduled incremental syncs (with --tenants each
         /// tenant's [schedule] says).
-        #[arg(long, default_value_t = 900, conflicts_with = "tenants", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, default_value_t = 900, conflicts_with = "tenants", value_parser = clap::value_parser!(u64).range(1..=host_harness::serve::schedule::MAX_INTERVAL_SECS))]
         every: u64,
         /// Logs on standard error: text, or json (one JSON object per line, for a log collector).
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]

@@ -264,8 +264,18 @@ impl Reader<'_> {
                 setting.default.unwrap_or("none")
             )));
         }
-        text.parse()
-            .map_err(|_| ConnectorError::Config(format!("setting `{name}` is `{text}`, which is not a valid number")))
+        text.parse().map_err(|_| {
+            let why = match text.trim().parse::<i64>() {
+                Ok(n) if n < 0 => "give 0 or more",
+                Ok(_) => "that is more than this setting can hold",
+                Err(_) => "give a whole number",
+            };
+            ConnectorError::Config(format!(
+                "setting `{name}` is `{text}`: {why} ({}; default {})",
+                setting.help,
+                setting.default.unwrap_or("none")
+            ))
+        })
     }
 
     /// One of the declared words, else the declared default.

@@ -402,15 +402,11 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
         if stop.stopped.load(Ordering::SeqCst) {
             return retired(&tenant, &stop);
         }
-        let now = Utc::now();
-        let wait = match (schedule.missed(last, now), last.and_then(|l| schedule.next_after(l.max(now)))) {
-            (true, _) => schedule.jitter(),
-            (false, Some(next)) => (next - now).to_std().unwrap_or_default() + schedule.jitter(),
-            (false, None) => {
-                tracing::warn!(tenant = %name, "its cron expression has no further start");
-                return;
-            }
+        let Some(wait) = schedule.until_next(last, Utc::now()) else {
+            tracing::warn!(tenant = %name, "its cron expression has no further start");
+            return;
         };
+        let wait = wait + schedule.jitter();
         // `connector status` shows it; the runs go on if it cannot be noted.
         let noted = tenant.database.connect().and_then(|conn| {
             let at = time::OffsetDateTime::now_utc() + wait;

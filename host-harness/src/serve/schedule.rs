@@ -8,6 +8,10 @@ use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+/// The longest interval or jitter a schedule takes (a year): date
+/// arithmetic on far larger ones overflows.
+pub const MAX_INTERVAL_SECS: u64 = 365 * 86_400;
+
 #[derive(Debug, Clone)]
 enum When {
     Cron(Box<croner::Cron>),
@@ -26,6 +30,9 @@ impl Schedule {
             (Some(_), Some(_)) => bail!("give `cron` or `every_secs`, not both"),
             (None, None) => bail!("give `cron` (e.g. \"*/15 * * * *\") or `every_secs` (e.g. 900)"),
             (None, Some(0)) => bail!("`every_secs` is 0: give the seconds between runs, e.g. 900"),
+            (None, Some(secs)) if secs > MAX_INTERVAL_SECS => {
+                bail!("`every_secs` is {secs}: give at most {MAX_INTERVAL_SECS} (a year), e.g. 900")
+            }
             (None, Some(secs)) => When::Every(Duration::from_secs(secs)),
             (Some(expr), None) => match expr.parse::<croner::Cron>() {
                 Ok(cron) => When::Cron(Box::new(cron)),
@@ -35,6 +42,9 @@ impl Schedule {
                 ),
             },
         };
+        if config.jitter_secs > MAX_INTERVAL_SECS {
+            bail!("`jitter_secs` is {}: give at most {MAX_INTERVAL_SECS} (a year), e.g. 60", config.jitter_secs);
+        }
         Ok(Schedule { when, jitter: Duration::from_secs(config.jitter_secs) })
     }
 
@@ -44,6 +54,18 @@ impl Schedule {
             When::Cron(cron) => cron.find_next_occurrence(&after, false).ok(),
             When::Every(every) => Some(after + *every),
         }
+    }
+
+    /// How long from `now` until the next start, before jitter: none when
+    /// one was missed since the `last` run started; else the start after
+    /// that run, which a reload or restart in between keeps (not an
+    /// interval from now). None: a cron expression with no start left.
+    pub fn until_next(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
+        if self.missed(last, now) {
+            return Some(Duration::ZERO);
+        }
+        let next = self.next_after(last?)?;
+        Some((next - now).to_std().unwrap_or_default())
     }
 
     /// Whether a start was due between the last run (`last`, None if the
@@ -110,6 +132,29 @@ mod tests {
         let every = Schedule::from_config(&ScheduleConfig { every_secs: Some(600), ..Default::default() }).unwrap();
         assert!(!every.missed(Some(at("2026-12-02T10:00:00Z")), at("2026-12-02T10:09:59Z")));
         assert!(every.missed(Some(at("2026-12-02T10:00:00Z")), at("2026-12-02T10:10:00Z")));
+    }
+
+    /// A tenant reloaded (or the process restarted) 10 s after a run of
+    /// every 20 s runs 10 s later, not 20: the interval counts from the
+    /// last run's start.
+    #[test]
+    fn the_next_start_counts_from_the_last_run_not_from_a_reload() {
+        let every = Schedule::from_config(&ScheduleConfig { every_secs: Some(20), ..Default::default() }).unwrap();
+        let ran = at("2026-12-02T10:00:00Z");
+        assert_eq!(every.until_next(Some(ran), at("2026-12-02T10:00:10Z")), Some(Duration::from_secs(10)));
+        assert_eq!(every.until_next(Some(ran), at("2026-12-02T10:00:25Z")), Some(Duration::ZERO), "missed");
+        assert_eq!(every.until_next(None, ran), Some(Duration::ZERO), "never ran");
+        let hourly = cron("0 * * * *");
+        assert_eq!(hourly.until_next(Some(ran), at("2026-12-02T10:59:00Z")), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn intervals_past_a_year_are_refused_before_date_arithmetic_overflows() {
+        let bad = |c: ScheduleConfig| Schedule::from_config(&c).unwrap_err().to_string();
+        let e = bad(ScheduleConfig { every_secs: Some(300_000_000_000), ..Default::default() });
+        assert!(e.contains("`every_secs` is 300000000000: give at most 31536000"), "{e}");
+        let e = bad(ScheduleConfig { every_secs: Some(60), jitter_secs: u64::MAX, cron: None });
+        assert!(e.contains("`jitter_secs`"), "{e}");
     }
 
     #[test]
