@@ -182,6 +182,27 @@ async fn the_spin_build_syncs_on_request_and_on_a_signed_event_and_ignores_a_for
     assert!(host.kv.lock().unwrap().keys().all(|k| !k.starts_with("audit/run-old/")));
 }
 
+/// An event body past the events' limit is refused by the Spin build as it
+/// arrives: announced too long, or read one byte past the limit, never
+/// buffered whole (300 MB would trap the instance's 256 MB here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spin_build_refuses_an_oversized_event_without_buffering_it() {
+    let bed = bed(1).start().await;
+    let mut variables: BTreeMap<String, String> = bed.tenant.sandbox().unwrap().config;
+    variables.insert("credentials_key".into(), base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    let host =
+        tokio::task::block_in_place(|| SpinHost::load(spin_component_path(), variables, SwapSemantics::SpinSqlite))
+            .unwrap();
+    let huge = vec![b' '; 300 << 20];
+    let refused = host.request("POST", "/netsuite/events", &[], huge).await.unwrap();
+    assert_eq!(refused.status, 413, "{}", refused.body);
+    let announced = [("content-length", (10u64 << 30).to_string())];
+    let refused = host.request("POST", "/netsuite/events", &announced, b"{}".to_vec()).await.unwrap();
+    assert_eq!(refused.status, 413, "{}", refused.body);
+    let unsigned = host.request("POST", "/netsuite/events", &[], b"{}".to_vec()).await.unwrap();
+    assert_eq!(unsigned.status, 401, "a small body still reaches the check: {}", unsigned.body);
+}
+
 /// The Spin build's audit index: one entry per run, oldest first.
 fn audit_runs(host: &SpinHost) -> Vec<serde_json::Value> {
     let index = host.kv.lock().unwrap().get("audit/index").cloned().expect("an audit index");

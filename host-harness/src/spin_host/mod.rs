@@ -76,7 +76,13 @@ pub struct SpinState {
     swaps: Arc<AtomicU64>,
     semantics: SwapSemantics,
     variables: BTreeMap<String, String>,
+    limits: wasmtime::StoreLimits,
 }
+
+/// Linear memory one request's instance may use here: what a run needs
+/// many times over, so a request that makes the component buffer without
+/// bound traps instead of taking the machine's memory.
+const INSTANCE_MEMORY_BYTES: usize = 256 << 20;
 
 impl WasiView for SpinState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -317,8 +323,10 @@ impl SpinHost {
             swaps: self.swaps.clone(),
             semantics: self.semantics,
             variables: self.variables.clone(),
+            limits: wasmtime::StoreLimitsBuilder::new().memory_size(INSTANCE_MEMORY_BYTES).build(),
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
         let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(self.pre.clone())
             .map_err(|e| anyhow!("the Spin build exports no wasi:http incoming handler: {e:?}"))?
             .instantiate_async(&mut store)
