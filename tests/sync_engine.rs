@@ -1127,3 +1127,25 @@ async fn a_full_run_compared_live_counts_contacts_created_anew_once() {
     assert_eq!((p.read, p.created, p.updated, p.unchanged), (r.read, r.created, r.updated, r.unchanged), "{p:?}");
     assert_eq!(bed.salesforce.count("Contact"), 12);
 }
+
+/// A tenant renamed in its config, its data_dir kept, finds none of its
+/// state (kept by name): its run is refused, naming both names and what to
+/// do, instead of writing every record again and applying past deletions
+/// again. Nothing is recorded, so the old name still runs as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_renamed_in_its_config_is_refused_on_the_old_tenants_database() {
+    let bed = bed(5).start().await;
+    succeeded(&bed.sync().await);
+    let writes = bed.salesforce.writes();
+    let mut config = bed.tenant.config.clone();
+    config.tenant = "renamed".into();
+    let renamed =
+        host_harness::scheduler::Tenant::open(config, bed.tenant.cipher.clone(), bed.tenant.clock.clone()).unwrap();
+    let e = renamed.sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap_err().to_string();
+    assert!(e.contains("state of tenant `demo`") && e.contains("not of `renamed`"), "{e}");
+    assert!(e.contains("Put back `tenant = \"demo\"`") && e.contains("data_dir of its own"), "{e}");
+    assert_eq!(bed.salesforce.writes(), writes, "nothing written");
+    let e2 = renamed.sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap_err().to_string();
+    assert_eq!(e, e2, "still refused: the refusal recorded nothing");
+    succeeded(&bed.sync().await);
+}

@@ -15,7 +15,7 @@ use crate::secrets::{Cipher, SecretFile};
 use crate::store::{Database, now_text};
 use anyhow::{Context, Result};
 use rand::RngCore;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -394,6 +394,33 @@ impl Tenant {
             .await
     }
 
+    /// Refuses to run on a database whose run log names only other
+    /// tenants: a tenant renamed in its config would find none of its state
+    /// (it is kept by name) and start again from nothing — every record
+    /// written again, past deletions applied again with today's settings.
+    /// Nothing is recorded, so the refusal stands until the name is put
+    /// back or the tenant gets a data_dir of its own.
+    fn check_database_is_ours(&self, conn: &rusqlite::Connection) -> Result<()> {
+        let tenant = &self.config.tenant;
+        let ours: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM runs WHERE tenant = ?1)", [tenant], |r| r.get(0))?;
+        if ours {
+            return Ok(());
+        }
+        let other: Option<String> =
+            conn.query_row("SELECT tenant FROM runs WHERE tenant != ?1 LIMIT 1", [tenant], |r| r.get(0)).optional()?;
+        match other {
+            None => Ok(()),
+            Some(other) => anyhow::bail!(
+                "the database {} holds the state of tenant `{other}` (its run log, cursors and records), not of \
+                 `{tenant}`: a renamed tenant would start again from nothing, writing every record again and applying \
+                 past deletions again. Put back `tenant = \"{other}\"` in the config, or give `{tenant}` a data_dir of \
+                 its own to start afresh",
+                self.config.database_path().display()
+            ),
+        }
+    }
+
     async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
         let _running = Running::new(&self.running);
         let run_id = new_run_id();
@@ -410,6 +437,7 @@ impl Tenant {
             (None, false, SyncMode::Events, _) => "events",
         };
         let conn = self.database.connect()?;
+        self.check_database_is_ours(&conn)?;
         // The row and the process running it together: a run starting
         // meanwhile never sees one without the other.
         {
