@@ -1149,3 +1149,24 @@ async fn a_tenant_renamed_in_its_config_is_refused_on_the_old_tenants_database()
     assert_eq!(e, e2, "still refused: the refusal recorded nothing");
     succeeded(&bed.sync().await);
 }
+
+/// A column misspelt in the mapping file is refused by NetSuite, whose
+/// message names the query's identifier only: the run's error adds where
+/// the mapping reads it, so the user knows which line to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_mapping_column_names_the_field_that_reads_it() {
+    let bed = bed(3).start().await;
+    let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
+    let typo = shipped.replacen(
+        "target = \"BillingCity\"\nrules = [{ copy = \"billcity\" }]",
+        "target = \"BillingCity\"\nrules = [{ copy = \"billcityy\" }]",
+        1,
+    );
+    assert_ne!(typo, shipped);
+    bed.tenant.set_override("mapping_toml", &typo);
+    let report = bed.sync().await;
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("Unknown identifier"), "{error}");
+    assert!(error.contains("[customer] field BillingCity reads column `billcityy`"), "{error}");
+    assert_eq!(report.counts("contact").created, 0, "contacts wait for their Accounts: {report:?}");
+}

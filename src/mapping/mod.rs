@@ -228,6 +228,23 @@ impl Mapping {
         cols
     }
 
+    /// Where the mapping of `kind` reads NetSuite column `column` (ignoring
+    /// case): `field BillingCity`, `parent Account`.
+    pub fn readers_of(&self, kind: RecordKind, column: &str) -> Vec<String> {
+        let Some(object) = self.file.object(kind) else { return vec![] };
+        let fields = object
+            .field
+            .iter()
+            .filter(|f| f.rules.iter().flat_map(Rule::columns).any(|c| c.eq_ignore_ascii_case(column)))
+            .map(|f| format!("field {}", f.target));
+        let parents = object
+            .parent
+            .iter()
+            .filter(|p| p.column.eq_ignore_ascii_case(column))
+            .map(|p| format!("parent {}", p.relationship));
+        fields.chain(parents).collect()
+    }
+
     /// Changes whenever the mapping of `kind` changes.
     pub fn fingerprint(&self, kind: RecordKind) -> String {
         // The reverse direction does not change what Salesforce is given.

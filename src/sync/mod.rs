@@ -162,7 +162,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
         if !e.is_about_data() {
             return Err(e);
         }
-        let e = e.with_prefix(&format!("{kind} records: "));
+        let e = name_mapped_column(&run.settings.mapping, kind, e).with_prefix(&format!("{kind} records: "));
         failed = Some(match failed.take() {
             None => e,
             Some(first) => first.with_suffix(&format!("; {e}")),
@@ -264,6 +264,25 @@ fn changes_of<'r, 'a>(run: &'r Run<'a>, kind: RecordKind) -> Result<KindRest<'r,
     deleted.receive_first()?;
     run.checkpoint()?;
     Ok(KindRest { kind, provenance, position, deleted })
+}
+
+/// NetSuite's "Unknown identifier 'c.billcityy'" for a column the mapping
+/// reads, completed with where the mapping reads it: most often a typo in
+/// the mapping file, which NetSuite's text does not name.
+fn name_mapped_column(mapping: &crate::mapping::Mapping, kind: RecordKind, e: ConnectorError) -> ConnectorError {
+    let ConnectorError::NetSuite(message) = &e else { return e };
+    let Some((_, rest)) = message.split_once("Unknown identifier '") else { return e };
+    let Some((identifier, _)) = rest.split_once('\'') else { return e };
+    let column = identifier.rsplit('.').next().unwrap_or(identifier).to_string();
+    let readers = mapping.readers_of(kind, &column);
+    if readers.is_empty() {
+        return e;
+    }
+    e.with_suffix(&format!(
+        " (the mapping's [{kind}] {} reads column `{column}`: check its name in the mapping file against NetSuite's \
+         Records Catalog)",
+        readers.join(", ")
+    ))
 }
 
 /// Verifies a change event and queues it for the next run (coalesced per
