@@ -32,10 +32,38 @@ macro_rules! wasi_http_transport {
                 $w::http::types::ErrorCode::HttpRequestDenied => {
                     $crate::ports::TransportError::Denied { authority: authority.to_string() }
                 }
-                other => $crate::ports::TransportError::Failed(match write_error {
-                    Some(w) => format!("{what} failed: {w}; then {other:?}"),
-                    None => format!("{what} failed: {other:?}"),
-                }),
+                other => {
+                    let why = network_error_text(other, authority);
+                    $crate::ports::TransportError::Failed(match write_error {
+                        Some(w) => format!("{what} failed: {w}; then {why}"),
+                        None => format!("{what} failed: {why}"),
+                    })
+                }
+            }
+        }
+
+        /// The errors a wrong URL or a host that is down gives, in words
+        /// (the rest as wasi:http names them).
+        fn network_error_text(e: $w::http::types::ErrorCode, authority: &str) -> String {
+            use $w::http::types::ErrorCode as E;
+            match e {
+                E::DnsError(p) => format!(
+                    "the host name of {authority} did not resolve ({}): check the URL setting",
+                    p.rcode.unwrap_or_else(|| "no answer".into())
+                ),
+                E::DnsTimeout => format!("looking up the host name of {authority} timed out"),
+                E::ConnectionRefused => {
+                    format!("{authority} refused the connection: check the URL setting and that the service is up")
+                }
+                E::ConnectionTimeout => format!("connecting to {authority} timed out"),
+                E::ConnectionTerminated => format!("{authority} closed the connection before answering"),
+                E::ConnectionReadTimeout | E::HttpResponseTimeout => format!("{authority} did not answer in time"),
+                E::DestinationNotFound | E::DestinationUnavailable | E::DestinationIpUnroutable => {
+                    format!("{authority} cannot be reached from here")
+                }
+                E::TlsCertificateError => format!("{authority}'s TLS certificate was not accepted"),
+                E::TlsProtocolError => format!("the TLS handshake with {authority} failed (is the URL http://?)"),
+                other => format!("{other:?}"),
             }
         }
 
