@@ -158,12 +158,15 @@ pub fn verify(
         serde_json::Value::Number(n) => n.to_string(),
         _ => String::new(),
     };
-    if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+    // Read as a number, so `011` and `11` are one record (one queue entry,
+    // one audit identity).
+    let number = (id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.parse::<u64>().ok()).flatten();
+    let Some(number) = number else {
         return Err(Answer::error(400, format!("id `{}` is not a NetSuite internal id", id.escape_debug())));
-    }
+    };
     Ok(ChangeEvent {
         kind,
-        id,
+        id: number.to_string(),
         event: parsed.event.unwrap_or_else(|| "edit".into()).to_ascii_lowercase(),
         signed_at: timestamp,
         signature: hex::encode(&digest),
@@ -244,6 +247,9 @@ mod tests {
         assert_eq!((e.kind, e.id.as_str(), e.event.as_str()), (RecordKind::Customer, "42", "edit"));
         let numeric = r#"{"recordType":"CONTACT","id":7}"#;
         assert_eq!(verify(&signed(numeric, 1000), numeric.as_bytes(), SECRET, 1000, 300).unwrap().id, "7");
+        // Leading zeros name the same record, so one queue entry and one audit identity.
+        let padded = r#"{"recordType":"customer","id":"0042"}"#;
+        assert_eq!(verify(&signed(padded, 1000), padded.as_bytes(), SECRET, 1000, 300).unwrap().id, "42");
     }
 
     #[test]
