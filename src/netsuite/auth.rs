@@ -51,6 +51,14 @@ enum SigningKey {
 
 impl SigningKey {
     fn read(alg: SigningAlgorithm, pem: &str) -> Result<SigningKey> {
+        if let Some(bits) = rsa_bits(pem).filter(|b| ![3072, 4096].contains(b)) {
+            return Err(ConnectorError::Config(format!(
+                "secret `netsuite_private_key` is a {bits}-bit RSA key; NetSuite's M2M setup takes RSA keys of 3072 \
+                 or 4096 bits (or EC keys), and refuses others with a bare invalid_grant: make a new key and \
+                 certificate (e.g. `openssl req -x509 -newkey rsa:3072 -sha256 -days 730 -nodes`), upload the \
+                 certificate to the integration's M2M setup and store the key"
+            )));
+        }
         let rsa = |a| EncodingKey::from_rsa_pem(pem.as_bytes()).ok().map(|k| SigningKey::Jwt(a, k));
         let ec = |a, der: Option<Vec<u8>>| der.map(|der| SigningKey::Jwt(a, EncodingKey::from_ec_der(&der)));
         let key = match alg {
@@ -147,6 +155,16 @@ fn p384_pkcs8(pem: &str) -> Option<Vec<u8>> {
     let sec1 = || p384::SecretKey::from_sec1_pem(pem).ok().filter(|_| p256::SecretKey::from_sec1_pem(pem).is_err());
     let key = p384::SecretKey::from_pkcs8_pem(pem).ok().or_else(sec1)?;
     Some(key.to_pkcs8_der().ok()?.as_bytes().to_vec())
+}
+
+/// The size of an RSA private key in PEM (PKCS#8 or PKCS#1); None for
+/// anything else.
+fn rsa_bits(pem: &str) -> Option<usize> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem)).ok()?;
+    Some(key.size() * 8)
 }
 
 fn p521_key(pem: &str) -> Option<p521::ecdsa::SigningKey> {
@@ -419,6 +437,26 @@ mod tests {
             let msg = client_assertion(&settings(alg, &pem), BASE, 0).unwrap_err().to_string();
             assert!(msg.contains("holds an EC P-256 key") && msg.contains("set it to ES256"), "{msg}");
         }
+    }
+
+    /// NetSuite refuses RSA keys other than 3072 or 4096 bits with a bare
+    /// invalid_grant: the connector says so before sending one.
+    #[test]
+    fn an_rsa_key_of_a_size_netsuite_refuses_is_named_before_it_is_sent() {
+        use simulators::keys::KeyPair;
+        let small = KeyPair::rsa_of(2048).unwrap();
+        let msg =
+            client_assertion(&settings(SigningAlgorithm::Ps256, &small.private_pem), BASE, 0).unwrap_err().to_string();
+        assert!(msg.contains("2048-bit RSA key") && msg.contains("3072 or 4096"), "{msg}");
+        assert!(!msg.contains("PRIVATE KEY"), "{msg}");
+        let pkcs1 = {
+            use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
+            use rsa::pkcs8::DecodePrivateKey;
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(&small.private_pem).unwrap();
+            key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string()
+        };
+        assert_eq!(rsa_bits(&pkcs1), Some(2048), "PKCS#1 too");
+        assert_eq!(rsa_bits("not a key"), None);
     }
 
     #[test]

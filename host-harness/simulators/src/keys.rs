@@ -54,6 +54,19 @@ impl KeyPair {
         Ok(KeyPair { signing, private_pem, public_pem })
     }
 
+    /// An RSA key of `bits` signing PS256: what a user might hold, such as
+    /// a 2048-bit key NetSuite's M2M setup does not take.
+    pub fn rsa_of(bits: usize) -> Result<KeyPair> {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)?;
+        let private_pem = key.to_pkcs8_pem(LineEnding::LF)?.to_string();
+        Ok(KeyPair {
+            signing: Signing::Ps256,
+            private_pem,
+            public_pem: key.to_public_key().to_public_key_pem(LineEnding::LF)?,
+        })
+    }
+
     /// The same key, signing with another algorithm of its kind (PS256,
     /// PS384 and PS512 share an RSA key).
     pub fn signing_as(&self, signing: Signing) -> KeyPair {
