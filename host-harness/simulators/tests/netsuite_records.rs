@@ -459,6 +459,12 @@ async fn record_calls_share_the_concurrency_limit_auth_and_role_with_suiteql() {
         netsuite_salesforce::netsuite::tba::authorization(&creds, "POST", &url, "nonce-0002", clock.now_secs());
     let r = reqwest::Client::new().get(&url).header("authorization", signed_as_post).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401, "a signature over another method is refused");
+    // A `+` in the query is a space to both signer and verifier (form decoding, RFC 5849 §3.4.1.3.1).
+    let plus = format!("{}/services/rest/record/v1/vendor/{}?expandSubResources=true&note=a+b", sim.base_url(), ids[1]);
+    let header =
+        netsuite_salesforce::netsuite::tba::authorization(&creds, "GET", &plus, "nonce-0003", clock.now_secs());
+    let r = reqwest::Client::new().get(&plus).header("authorization", header).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", sim.login_audit());
 
     sim.set_vendor_permission(Permission::View);
     let r = call(&sim, &t, Method::PATCH, &format!("/vendor/{}", ids[0]), Some(r#"{"phone": "1"}"#), &[]).await;

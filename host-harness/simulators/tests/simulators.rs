@@ -216,6 +216,35 @@ async fn netsuite_suiteql_pages_and_values_follow_the_rest_shape() {
     }
 }
 
+/// A client that follows `next` links, as peers do, reads every row once
+/// when pages come shorter than their limit: each link the simulator gives
+/// is one it accepts.
+#[tokio::test]
+async fn netsuite_short_pages_link_to_pages_the_simulator_serves() {
+    let (sim, clock) = netsuite(5).await;
+    sim.seed_customers(25, 3).unwrap();
+    sim.set_page_rows(7);
+    let t = token(&sim, &clock).await;
+    let query = "SELECT id FROM customer ORDER BY id";
+    let mut params = "?limit=10&offset=0".to_string();
+    let mut ids = Vec::new();
+    loop {
+        let (status, body) = suiteql(&sim, &t, query, &params, true).await;
+        assert_eq!(status, 200, "{params}: {body}");
+        ids.extend(body["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        let next = body["links"].as_array().unwrap().iter().find(|l| l["rel"] == "next");
+        match (body["hasMore"].as_bool(), next) {
+            (Some(true), Some(link)) => {
+                let href = link["href"].as_str().unwrap();
+                params = href[href.find('?').unwrap()..].to_string();
+            }
+            _ => break,
+        }
+    }
+    let expected: Vec<String> = (1..=25).map(|n| n.to_string()).collect();
+    assert_eq!(ids, expected);
+}
+
 #[tokio::test]
 async fn netsuite_refuses_what_netsuite_refuses() {
     let (sim, clock) = netsuite(5).await;

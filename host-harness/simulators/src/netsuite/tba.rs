@@ -91,9 +91,10 @@ pub fn verify(
         .filter(|(k, _)| k.starts_with("oauth_") && k.as_str() != "oauth_signature")
         .map(|(k, v)| (percent_encode(k), percent_encode(v)))
         .collect();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        pairs.push((percent_encode(&percent_decode(k)), percent_encode(&percent_decode(v))));
+    // Form decoding (`+` is a space), as OAuth 1.0 normalises parameters
+    // (RFC 5849 §3.4.1.3.1) and as the connector's signer reads its URL.
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        pairs.push((percent_encode(&k), percent_encode(&v)));
     }
     pairs.sort();
     let normalized = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
