@@ -237,3 +237,38 @@ async fn killed_mid_write_then_mapping_put_back(bulk_threshold: &str, job_left_r
         &left[..left.len().min(5)]
     );
 }
+
+/// A run killed while its next Bulk job is open (uploaded, waiting for the
+/// job before to end) leaves that job marked: the next run aborts it, so no
+/// job stays Open in Salesforce, and every record is still written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_job_a_killed_run_opened_but_never_closed_is_aborted_by_the_next_run() {
+    let bed = bed(12_000)
+        .setting("lease_ttl_secs", "2")
+        .setting("salesforce_bulk_poll_timeout_secs", "30")
+        .setting("salesforce_bulk_threshold", "1000")
+        .setting("salesforce_bulk_job_records", "5000")
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("connector.toml");
+    bed.write_config(&config).unwrap();
+    bed.salesforce.hold_bulk_jobs(true);
+    let mut child = spawn_sync(&config, &["--json", "--kinds", "customer"]);
+    let opened = |states: &[String]| states.iter().any(|s| s == "Open") && states.len() >= 2;
+    let started = std::time::Instant::now();
+    while !opened(&bed.salesforce.bulk_job_states()) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its second job opened");
+        assert!(started.elapsed() < Duration::from_secs(60), "{:?}", bed.salesforce.bulk_job_states());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().await.unwrap();
+    bed.salesforce.hold_bulk_jobs(false);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let out = spawn_sync(&config, &["--json", "--kinds", "customer"]).wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let states = bed.salesforce.bulk_job_states();
+    assert!(!states.iter().any(|s| s == "Open"), "{states:?}");
+    assert!(states.iter().any(|s| s == "Aborted"), "{states:?}");
+    assert_eq!(bed.salesforce.count("Account"), 12_000);
+}

@@ -378,7 +378,14 @@ impl super::SalesforceSink<'_> {
     /// Creates a Bulk API 2.0 upsert job and uploads `job`'s CSV; the job
     /// stays Open (Salesforce runs nothing) until [`Self::bulk_close`].
     /// Returns the job's id.
-    pub fn bulk_open(&self, job: CsvJob) -> Result<String, ConnectorError> {
+    /// `opened` is told the job's id as soon as Salesforce gives it (before
+    /// the upload), so a process killed from then on leaves a job the next
+    /// run can find and abort; if it fails, the job is aborted.
+    pub fn bulk_open(
+        &self,
+        job: CsvJob,
+        opened: &mut dyn FnMut(&str) -> Result<(), ConnectorError>,
+    ) -> Result<String, ConnectorError> {
         let sobject = job.sobject.clone();
         let ext = job.external_id_field.clone();
         let jobs = |s: &Session| self.api_url(s, "/jobs/ingest");
@@ -392,6 +399,10 @@ impl super::SalesforceSink<'_> {
                 created.snippet()
             )));
         };
+        if let Err(e) = opened(&id) {
+            let _ = self.bulk_abort(&id);
+            return Err(e);
+        }
         let data = std::rc::Rc::new(job.into_body());
         let uploaded = self.call(&format!("Bulk API 2.0 upload to job {id}"), |s| {
             HttpRequest::new(Method::Put, format!("{}/{id}/batches", jobs(s))).body("text/csv", data.clone())

@@ -762,7 +762,13 @@ impl BulkBatch {
         let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
         // Uploaded before the job before is waited for, so its CSV has left
         // memory by then.
-        let id = run.sink.bulk_open(job.csv)?;
+        // Marked as soon as it exists: a process killed before the close
+        // leaves an Open job the next run aborts (it applies nothing).
+        let mut marks = job.marks;
+        let id = run.sink.bulk_open(job.csv, &mut |id| {
+            marks.push(run.in_flight.mark_job(self.kind, id, &sobject, &ext)?);
+            Ok(())
+        })?;
         let ended = match self.wait_submitted(run) {
             Ok(ended) => ended,
             Err(e) => {
@@ -771,19 +777,13 @@ impl BulkBatch {
                 return Err(e);
             }
         };
-        let mut marks = job.marks;
-        let closed = run
-            .in_flight
-            .mark_job(self.kind, &id, &sobject, &ext)
-            .map(|mark| marks.push(mark))
-            .and_then(|()| run.sink.bulk_close(&id))
-            .and_then(|()| {
-                let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
-                let saved = SavedJob { id, sobject, external_id_field: ext, parked };
-                self.closed += 1;
-                let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
-                Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids, marks })
-            });
+        let closed = run.sink.bulk_close(&id).and_then(|()| {
+            let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
+            let saved = SavedJob { id, sobject, external_id_field: ext, parked };
+            self.closed += 1;
+            let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
+            Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids, marks })
+        });
         // Recorded whether or not the close went through: the job before
         // was applied either way.
         if let Some(ended) = ended {
