@@ -200,12 +200,16 @@ fn last_run(conn: &Connection, tenant: &str) -> Result<Option<LastRun>> {
         )
         .optional()?;
     let Some((run_id, mode, status, started_at, finished_at, report, error, detail)) = row else { return Ok(None) };
-    // A crashed run has no report: its length is what the run log says.
     let report = match report {
         Some(json) => StoredRunReport::parse(&json).with_context(|| format!("run {run_id}"))?,
         None => StoredRunReport::default(),
     };
-    let duration_ms = report.duration_ms.or_else(|| {
+    // A crashed run's end is when the next run noticed it, which says
+    // nothing of how long it ran: its length is unknown.
+    let duration_ms = report.duration_ms.filter(|_| status != "crashed").or_else(|| {
+        if status == "crashed" {
+            return None;
+        }
         let (start, end) = (parse_time(&started_at)?, parse_time(finished_at.as_deref()?)?);
         u64::try_from((end - start).whole_milliseconds()).ok()
     });
@@ -425,7 +429,11 @@ pub fn text(s: &TenantStatus) -> String {
     match &s.last_run {
         None => out.push_str("  last run    none yet\n"),
         Some(r) => {
-            let ended = r.finished_at.as_deref().map_or(String::new(), |t| format!(" at {t}"));
+            let ended = match (r.finished_at.as_deref(), r.status.as_str()) {
+                (Some(t), "crashed") => format!(" (noticed at {t}; how long it ran is unknown)"),
+                (Some(t), _) => format!(" at {t}"),
+                (None, _) => String::new(),
+            };
             let took = r.duration_ms.map_or(String::new(), |ms| format!(", took {:.1} s", ms as f64 / 1000.0));
             let _ = writeln!(out, "  last run    {} ({}) {}{ended}{took}", r.run_id, r.mode, r.status);
             for (kind, c) in &r.objects {

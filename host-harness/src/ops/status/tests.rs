@@ -209,8 +209,10 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
     assert_eq!(other.waiting.len(), 1);
 }
 
+/// A crashed run's end in the run log is when the next run noticed it
+/// (perhaps much later), so its length is not shown as if known.
 #[test]
-fn a_crashed_run_without_report_takes_its_length_from_the_run_log() {
+fn a_crashed_run_says_when_it_was_noticed_not_how_long_it_took() {
     let (_dir, conn) = database();
     conn.execute(
         "INSERT INTO runs (run_id, tenant, started_at, finished_at, mode, status, error)
@@ -219,9 +221,16 @@ fn a_crashed_run_without_report_takes_its_length_from_the_run_log() {
         [],
     )
     .unwrap();
-    let last = tenant_status(&conn, "acme", None, now()).unwrap().last_run.unwrap();
-    assert_eq!((last.status.as_str(), last.duration_ms), ("crashed", Some(123_250)));
+    let status = tenant_status(&conn, "acme", None, now()).unwrap();
+    let last = status.last_run.as_ref().unwrap();
+    assert_eq!((last.status.as_str(), last.duration_ms), ("crashed", None));
     assert!(last.objects.is_empty());
+    let shown = text(&status);
+    assert!(
+        shown.contains("crashed (noticed at 2026-12-02T10:02:03.25Z; how long it ran is unknown)")
+            && !shown.contains("took"),
+        "{shown}"
+    );
 }
 
 #[test]
