@@ -247,7 +247,7 @@ impl std::fmt::Debug for AccessToken {
 
 impl AccessToken {
     pub fn needs_renewal(&self, now: i64) -> bool {
-        now + RENEWAL_MARGIN_SECS >= self.expires_at
+        now.saturating_add(RENEWAL_MARGIN_SECS) >= self.expires_at
     }
 }
 
@@ -281,7 +281,9 @@ pub fn parse_token_response(
             _ => None,
         }
         .unwrap_or(3600);
-        return Ok(AccessToken { token: body.access_token, expires_at: now + expires_in });
+        // Wrapping arithmetic on a hostile expires_in would make a token
+        // that never expires (or already has).
+        return Ok(AccessToken { token: body.access_token, expires_at: now.saturating_add(expires_in) });
     }
     let token_url = token_url(base_url);
     let Ok(err) = serde_json::from_slice::<OAuthError>(&response.body) else {

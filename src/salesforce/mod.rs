@@ -213,7 +213,7 @@ impl<'h> SalesforceSink<'h> {
         // Requests on their way may not be in the org's last figure yet: counting
         // them keeps the guard from stopping late.
         let on_the_way = self.in_flight.get();
-        if usage.limit > 0 && usage.used + on_the_way >= ceiling {
+        if usage.limit > 0 && usage.used.saturating_add(on_the_way) >= ceiling {
             // The message gives both numbers: their sum can overstate the usage.
             let pending = match on_the_way {
                 0 => String::new(),
