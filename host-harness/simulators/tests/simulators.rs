@@ -76,7 +76,14 @@ async fn token(sim: &NetSuiteSim, clock: &SimClock) -> String {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["expires_in"], "3600");
-    body["access_token"].as_str().unwrap().to_string()
+    let token = body["access_token"].as_str().unwrap().to_string();
+    // A JWT, as NetSuite's are: a client may read when it expires.
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600, "{claims}");
+    token
 }
 
 async fn suiteql(sim: &NetSuiteSim, token: &str, query: &str, params: &str, transient: bool) -> (u16, Value) {

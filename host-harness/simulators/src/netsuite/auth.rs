@@ -196,12 +196,38 @@ pub async fn token(State(sim): State<NetSuiteSim>, Form(form): Form<HashMap<Stri
             return oauth_error(StatusCode::BAD_REQUEST, refusal.error);
         }
     };
-    let mut raw = [0u8; 32];
+    // A JWT, as NetSuite's access tokens are (clients may read its `exp`),
+    // signed with a key only this process knows; the table below is what
+    // decides whether it is good.
+    let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
-    let access_token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let lifetime = sim.inner.config.token_lifetime.as_secs() as i64;
-    let issued = IssuedToken { expires_at: sim.inner.clock.now_secs() + lifetime, certificate_id };
+    let now = sim.inner.clock.now_secs();
+    let claims = json!({
+        "iss": "https://system.netsuite.com",
+        "sub": sim.inner.config.client_id,
+        "aud": sim.inner.config.account_id,
+        "scope": ["rest_webservices"],
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": raw.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(token_signing_key());
+    let Ok(access_token) = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key) else {
+        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+    };
+    let issued = IssuedToken { expires_at: now + lifetime, certificate_id };
     sim.inner.tokens.lock().unwrap().insert(access_token.clone(), issued);
     let body = json!({ "access_token": access_token, "expires_in": lifetime.to_string(), "token_type": "bearer" });
     (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+/// The key this process signs its access tokens with (random per process).
+fn token_signing_key() -> &'static [u8] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        key
+    })
 }
