@@ -66,6 +66,26 @@ async fn a_signed_event_updates_salesforce_and_a_forged_one_changes_nothing() {
     assert_eq!(bed.salesforce.writes(), writes + 1, "exactly the one record");
 }
 
+/// The listener holds the webhook secret it loaded with, and the component
+/// checks with that one too: a secret stored while it runs takes effect
+/// for both at the next load (a restart, or a reload under --tenants),
+/// never for one only (which refused every event, old and new).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_stored_while_listening_changes_nothing_until_the_next_load() {
+    let bed = bed(5).start().await;
+    succeeded(&bed.sync().await);
+    let hook = listen(&bed).await;
+    bed.bed.set_secret("webhook_secret", "rotated-secret").unwrap();
+    let id = bed.customer_ids[2];
+    let (status, body) = post(&hook, &event("customer", id), WEBHOOK_SECRET, bed.clock.now_secs()).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(&hook, &event("customer", id), "rotated-secret", bed.clock.now_secs()).await;
+    assert_eq!(status, 401, "{body}");
+    let reloaded = listen(&bed).await;
+    let (status, body) = post(&reloaded, &event("customer", id), "rotated-secret", bed.clock.now_secs()).await;
+    assert_eq!(status, 202, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_oversized_and_malformed_events_are_refused() {
     let bed = bed(5).start().await;

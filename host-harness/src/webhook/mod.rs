@@ -319,10 +319,14 @@ async fn receive_for(
 const UNKNOWN_TENANT_SECRET: &[u8] = b"no-tenant-has-this-secret-0000000";
 
 async fn deliver(hosted: &Arc<Hosted>, headers: Vec<(String, String)>, body: bytes::Bytes) -> Response {
-    let sandbox = match hosted.tenant.sandbox() {
+    let mut sandbox = match hosted.tenant.sandbox() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
     };
+    // The component checks with the secret the host let the request in
+    // with (read when the tenant loaded), not one stored since: a rotated
+    // secret takes effect for both at once, when the tenant is reloaded.
+    sandbox.config.insert("webhook_secret".into(), String::from_utf8_lossy(&hosted.webhook_secret).into_owned());
     // One deadline for the wait behind the tenant's other events and for a slot.
     let deadline = tokio::time::Instant::now() + crate::host::EVENT_WAIT;
     let verified = match tokio::time::timeout_at(deadline, hosted.verifying.lock()).await {
