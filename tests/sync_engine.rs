@@ -1128,26 +1128,36 @@ async fn a_full_run_compared_live_counts_contacts_created_anew_once() {
     assert_eq!(bed.salesforce.count("Contact"), 12);
 }
 
-/// A tenant renamed in its config, its data_dir kept, finds none of its
-/// state (kept by name): its run is refused, naming both names and what to
-/// do, instead of writing every record again and applying past deletions
-/// again. Nothing is recorded, so the old name still runs as before.
+/// A tenant renamed in its config, its files kept, finds none of its state
+/// (kept by name): its run is refused, naming both names and what to do,
+/// instead of writing every record again and applying past deletions
+/// again. Nothing is recorded, so the old name still runs as before; and
+/// another tenant sharing the database with secrets of its own runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_renamed_in_its_config_is_refused_on_the_old_tenants_database() {
+async fn a_tenant_renamed_in_its_config_is_refused_and_another_tenant_of_the_database_is_not() {
     let bed = bed(5).start().await;
     succeeded(&bed.sync().await);
     let writes = bed.salesforce.writes();
+    let open = |config| {
+        host_harness::scheduler::Tenant::open(config, bed.tenant.cipher.clone(), bed.tenant.clock.clone()).unwrap()
+    };
     let mut config = bed.tenant.config.clone();
     config.tenant = "renamed".into();
-    let renamed =
-        host_harness::scheduler::Tenant::open(config, bed.tenant.cipher.clone(), bed.tenant.clock.clone()).unwrap();
+    let renamed = open(config.clone());
     let e = renamed.sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap_err().to_string();
-    assert!(e.contains("state of tenant `demo`") && e.contains("not of `renamed`"), "{e}");
-    assert!(e.contains("Put back `tenant = \"demo\"`") && e.contains("data_dir of its own"), "{e}");
+    assert!(e.contains("ran as tenant `demo`") && e.contains("as `renamed`"), "{e}");
+    assert!(e.contains("put back `tenant = \"demo\"`") && e.contains("secrets_file (or data_dir) of its own"), "{e}");
     assert_eq!(bed.salesforce.writes(), writes, "nothing written");
     let e2 = renamed.sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap_err().to_string();
     assert_eq!(e, e2, "still refused: the refusal recorded nothing");
     succeeded(&bed.sync().await);
+
+    // Another tenant, its secrets its own, in the same database: it runs.
+    let own = config.secrets_path().with_file_name("globex-secrets.enc");
+    std::fs::copy(config.secrets_path(), &own).unwrap();
+    config.tenant = "globex".into();
+    config.secrets_file = Some(own);
+    succeeded(&open(config).sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap());
 }
 
 /// A column misspelt in the mapping file is refused by NetSuite, whose

@@ -394,31 +394,37 @@ impl Tenant {
             .await
     }
 
-    /// Refuses to run on a database whose run log names only other
-    /// tenants: a tenant renamed in its config would find none of its state
-    /// (it is kept by name) and start again from nothing — every record
+    /// Refuses a tenant renamed in its config: its secrets file ran under
+    /// another name on this database, and this name never ran here. State is
+    /// kept by name, so it would start again from nothing — every record
     /// written again, past deletions applied again with today's settings.
-    /// Nothing is recorded, so the refusal stands until the name is put
-    /// back or the tenant gets a data_dir of its own.
-    fn check_database_is_ours(&self, conn: &rusqlite::Connection) -> Result<()> {
+    /// Nothing is recorded, so the refusal stands until the name is put back
+    /// or the tenant gets files of its own. Another tenant sharing the
+    /// database with secrets of its own runs as before.
+    fn check_not_renamed(&self, conn: &rusqlite::Connection) -> Result<()> {
         let tenant = &self.config.tenant;
+        let secrets = self.config.secrets_path();
+        let secrets = std::fs::canonicalize(&secrets).unwrap_or(secrets).to_string_lossy().into_owned();
         let ours: bool =
             conn.query_row("SELECT EXISTS (SELECT 1 FROM runs WHERE tenant = ?1)", [tenant], |r| r.get(0))?;
-        if ours {
-            return Ok(());
-        }
-        let other: Option<String> =
-            conn.query_row("SELECT tenant FROM runs WHERE tenant != ?1 LIMIT 1", [tenant], |r| r.get(0)).optional()?;
-        match other {
-            None => Ok(()),
-            Some(other) => anyhow::bail!(
-                "the database {} holds the state of tenant `{other}` (its run log, cursors and records), not of \
-                 `{tenant}`: a renamed tenant would start again from nothing, writing every record again and applying \
-                 past deletions again. Put back `tenant = \"{other}\"` in the config, or give `{tenant}` a data_dir of \
-                 its own to start afresh",
+        let before: Option<String> = conn
+            .query_row("SELECT tenant FROM tenant_secrets WHERE secrets_path = ?1", [&secrets], |r| r.get(0))
+            .optional()?;
+        if let Some(other) = before.filter(|other| other != tenant && !ours) {
+            anyhow::bail!(
+                "the secrets file {secrets} ran as tenant `{other}` on the database {}, whose state is kept by tenant \
+                 name: as `{tenant}` the connector would start again from nothing, writing every record again and \
+                 applying past deletions again. If you renamed the tenant, put back `tenant = \"{other}\"`; if \
+                 `{tenant}` is another tenant, give it a secrets_file (or data_dir) of its own",
                 self.config.database_path().display()
-            ),
+            );
         }
+        conn.execute(
+            "INSERT INTO tenant_secrets (secrets_path, tenant) VALUES (?1, ?2)
+             ON CONFLICT (secrets_path) DO UPDATE SET tenant = excluded.tenant",
+            params![secrets, tenant],
+        )?;
+        Ok(())
     }
 
     async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
@@ -437,7 +443,7 @@ impl Tenant {
             (None, false, SyncMode::Events, _) => "events",
         };
         let conn = self.database.connect()?;
-        self.check_database_is_ours(&conn)?;
+        self.check_not_renamed(&conn)?;
         // The row and the process running it together: a run starting
         // meanwhile never sees one without the other.
         {

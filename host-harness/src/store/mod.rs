@@ -89,6 +89,12 @@ CREATE TABLE IF NOT EXISTS serve_schedule (
     started INTEGER,
     updated_at TEXT NOT NULL
 );
+-- The tenant name each secrets file last ran under: a name changed in a
+-- config (its files kept) is told from another tenant sharing the database.
+CREATE TABLE IF NOT EXISTS tenant_secrets (
+    secrets_path TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL
+);
 ";
 
 /// Where the database lives; each run opens its own connection.
