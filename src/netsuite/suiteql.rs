@@ -46,15 +46,19 @@ pub fn internal_id(value: &str) -> Result<u64> {
 fn parse_timestamp(value: &str) -> Result<PrimitiveDateTime> {
     PrimitiveDateTime::parse(value, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
         .ok()
-        // Years a cursor can step past by a second, or rewind from by any
-        // overlap (a u32 of seconds is ~136 years), without leaving `time`'s range.
-        .filter(|t| (1..=9998).contains(&t.year()))
+        .filter(|t| (1..=9999).contains(&t.year()))
         .ok_or_else(|| {
             ConnectorError::Config(format!(
-                "`{}` is not a timestamp in the form YYYY-MM-DD HH24:MI:SS (years 0001 to 9998)",
+                "`{}` is not a timestamp in the form YYYY-MM-DD HH24:MI:SS (years 0001 to 9999)",
                 value.escape_debug()
             ))
         })
+}
+
+/// Whether a record's time leaves a cursor a second past it that is still
+/// a timestamp (records are read up to year 9998).
+fn steppable(time: PrimitiveDateTime) -> bool {
+    time.year() <= 9998
 }
 
 /// `value` as a cursor's time, checked (it goes into later queries).
@@ -270,10 +274,11 @@ pub fn deleted_query(kind: RecordKind, after: Option<&Cursor>) -> Result<String>
 
 /// A cursor moved back by `secs`, to re-read a window for late commits.
 pub fn rewind(cursor: &Cursor, secs: u32) -> Result<Cursor> {
-    let earlier =
-        parse_timestamp(&cursor.last_modified)?.checked_sub(time::Duration::seconds(i64::from(secs))).ok_or_else(
-            || ConnectorError::Config(format!("the cursor {} cannot go back {secs} s", cursor.last_modified)),
-        )?;
+    // Not before the first timestamp there is (no record is older).
+    let first =
+        PrimitiveDateTime::new(time::Date::MIN.replace_year(1).unwrap_or(time::Date::MIN), time::Time::MIDNIGHT);
+    let then = parse_timestamp(&cursor.last_modified)?;
+    let earlier = then.checked_sub(time::Duration::seconds(i64::from(secs))).map_or(first, |t| t.max(first));
     Ok(Cursor { last_modified: format_timestamp(earlier), id: "0".into() })
 }
 
@@ -621,7 +626,7 @@ pub fn to_record(kind: RecordKind, mut row: Columns) -> Result<NetSuiteRecord> {
     let last_modified = row
         .remove("lastmodified")
         .ok_or_else(|| ConnectorError::NetSuite(format!("{kind} {id} came back without lastmodifieddate")))?;
-    parse_timestamp(&last_modified).map_err(|_| {
+    parse_timestamp(&last_modified).ok().filter(|t| steppable(*t)).ok_or_else(|| {
         ConnectorError::NetSuite(format!(
             "{kind} {id} has lastmodifieddate `{last_modified}`, not in the requested YYYY-MM-DD HH24:MI:SS form \
              (years 0001 to 9998): correct the record's dates in NetSuite"
@@ -657,13 +662,17 @@ mod tests {
         assert!(e.contains("customer 42") && e.contains("9999-12-31 23:59:59"), "{e}");
         for bad in ["9999-12-31 23:59:59", "-9999-01-01 00:00:00", "+10000-01-01 00:00:00"] {
             let cursor = Cursor { last_modified: bad.into(), id: "1".into() };
-            assert!(past_second(&cursor).is_err() && rewind(&cursor, 600).is_err(), "{bad}");
+            assert!(past_second(&cursor).is_err(), "{bad}");
             assert!(changed_query(RecordKind::Customer, Some(&cursor), &[]).is_err(), "{bad}");
         }
+        // The latest record read leaves a cursor the next run can use.
         let last = Cursor { last_modified: "9998-12-31 23:59:59".into(), id: "1".into() };
-        assert_eq!(past_second(&last).unwrap().last_modified, "9999-01-01 00:00:00");
-        let first = Cursor { last_modified: "0001-01-01 00:00:00".into(), id: "1".into() };
-        assert!(rewind(&first, u32::MAX).is_ok());
+        let past = past_second(&last).unwrap();
+        assert_eq!(past.last_modified, "9999-01-01 00:00:00");
+        assert!(changed_query(RecordKind::Customer, Some(&past), &[]).is_ok());
+        assert!(changed_query(RecordKind::Customer, Some(&last), &[]).is_ok());
+        let first = Cursor { last_modified: "0001-01-01 00:00:10".into(), id: "1".into() };
+        assert_eq!(rewind(&first, u32::MAX).unwrap().last_modified, "0001-01-01 00:00:00");
     }
 
     #[test]
