@@ -506,9 +506,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(r)) => {
                     let (kind, id) = r.split_once(':').context("--record takes kind:id, e.g. customer:42")?;
                     let id = id.trim();
-                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    // Read as a number, as change events are: `011` is record 11.
+                    let number = id.bytes().all(|b| b.is_ascii_digit()).then(|| id.parse::<u64>().ok()).flatten();
+                    let Some(id) = number else {
                         bail!("--record `{r}`: a NetSuite internal id is digits (e.g. customer:42)");
-                    }
+                    };
                     ReplayScope::One(RecordRef { kind: parse_kind(kind)?, id: id.to_string() })
                 }
                 (None, None) => ReplayScope::AllFailed,
