@@ -160,8 +160,7 @@ pub fn verify(
     };
     // Read as a number, so `011` and `11` are one record (one queue entry,
     // one audit identity).
-    let number = (id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.parse::<u64>().ok()).flatten();
-    let Some(number) = number else {
+    let Ok(number) = crate::netsuite::suiteql::internal_id(&id) else {
         return Err(Answer::error(400, format!("id `{}` is not a NetSuite internal id", id.escape_debug())));
     };
     Ok(ChangeEvent {

@@ -507,8 +507,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let (kind, id) = r.split_once(':').context("--record takes kind:id, e.g. customer:42")?;
                     let id = id.trim();
                     // Read as a number, as change events are: `011` is record 11.
-                    let number = id.bytes().all(|b| b.is_ascii_digit()).then(|| id.parse::<u64>().ok()).flatten();
-                    let Some(id) = number else {
+                    let Ok(id) = netsuite_salesforce::netsuite::suiteql::internal_id(id) else {
                         bail!("--record `{r}`: a NetSuite internal id is digits (e.g. customer:42)");
                     };
                     ReplayScope::One(RecordRef { kind: parse_kind(kind)?, id: id.to_string() })

@@ -227,14 +227,15 @@ fn utc_timestamp(stamp: &str, what: &str) -> Result<String> {
         .ok()
         // In UTC, a date near year 9999 could leave `time`'s range.
         .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
-        .filter(|t| (1..=9998).contains(&t.year()))
+        .map(|t| time::PrimitiveDateTime::new(t.date(), t.time()))
+        .filter(|t| t.year() >= 1 && suiteql::steppable(*t))
         .ok_or_else(|| {
             ConnectorError::NetSuite(format!(
                 "{what}: the record's lastModifiedDate `{}` is not an ISO 8601 datetime of years 0001 to 9998",
                 stamp.escape_debug()
             ))
         })?;
-    Ok(suiteql::format_timestamp(time::PrimitiveDateTime::new(utc.date(), utc.time())))
+    Ok(suiteql::format_timestamp(utc))
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ fn parse_timestamp(value: &str) -> Result<PrimitiveDateTime> {
 
 /// Whether a record's time leaves a cursor a second past it that is still
 /// a timestamp (records are read up to year 9998).
-fn steppable(time: PrimitiveDateTime) -> bool {
+pub fn steppable(time: PrimitiveDateTime) -> bool {
     time.year() <= 9998
 }
 
