@@ -254,7 +254,8 @@ async fn a_vendor_created_in_salesforce_appears_in_netsuite_once_even_when_the_l
     bed.clock.advance(Duration::from_secs(1));
     let sf_id = bed.salesforce.create_by_hand(
         "Vendor__c",
-        fields(json!({"Name": "Harbor Freight Lines", "Phone__c": "+15550444", "Payment_Terms__c": "Net 30"})),
+        fields(json!({"Name": "Harbor Freight Lines", "Phone__c": "+15550444", "Payment_Terms__c": "Net 30",
+                      "Street__c": "1 Dock Road", "City__c": "Tacoma", "Postal_Code__c": "98421"})),
     );
     // The write-back of the new NetSuite id fails, as if the run died
     // between the NetSuite create and the Salesforce update.
@@ -282,6 +283,14 @@ async fn a_vendor_created_in_salesforce_appears_in_netsuite_once_even_when_the_l
     assert_eq!(linked_id, sf_id, "the same Salesforce record, now linked");
     assert_eq!(record["Payment_Terms__c"], json!("Net 30"));
     assert_eq!(bed.salesforce.count("Vendor__c"), 3, "no second Vendor__c from the forward pass");
+    // The repeated create updated the billing line it made the first time
+    // (NetSuite appends an unkeyed line).
+    let lines = bed
+        .netsuite
+        .id_pairs(&format!("SELECT entity, COUNT(*) FROM vendoraddressbook WHERE entity = {ns_id} GROUP BY entity"))
+        .unwrap();
+    assert_eq!(lines, vec![(ns_id, 1)], "one address line");
+    assert_eq!(record["City__c"], json!("Tacoma"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

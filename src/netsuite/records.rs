@@ -120,11 +120,16 @@ impl NetSuiteSource<'_> {
     /// would drop the record's other addresses. None: no such line, or no
     /// such record (the write that follows says which). The key comes with
     /// the name it was read under (`id`, or `internalId`), sent back so.
-    pub fn default_billing_line(&self, record_type: &str, id: &str, what: &str) -> Result<Option<(String, Value)>> {
+    pub fn default_billing_line(
+        &self,
+        record_type: &str,
+        record: &RecordRef,
+        what: &str,
+    ) -> Result<Option<(String, Value)>> {
         let url = format!(
             "{}/services/rest/record/v1/{record_type}/{}?expandSubResources=true",
             self.base_url,
-            suiteql::internal_id(id)?
+            record.path()?
         );
         let Some(record) = self.read_record(&url, what)? else { return Ok(None) };
         let lines = record.get("addressBook").and_then(|b| b.get("items")).and_then(Value::as_array);

@@ -54,6 +54,22 @@ pub const RULES: &[Rule] = &[
         action: Action::Retry,
         why: "Salesforce asked the connector to slow down (429)",
     },
+    // The Salesforce edge answers 420 (an HTML page) while an org is being
+    // set up or after it was deleted, and 406 with an empty body now and
+    // then; peers (jsforce, Airbyte) retry both. A few tries, as a deleted
+    // org's page never changes.
+    Rule {
+        status: Status::Exact(420),
+        body_contains: None,
+        action: Action::RetryFew(2),
+        why: "the Salesforce edge answered 420 (the org is being set up, or no longer exists)",
+    },
+    Rule {
+        status: Status::Exact(406),
+        body_contains: None,
+        action: Action::RetryFew(2),
+        why: "the Salesforce edge answered 406, seen now and then with an empty body",
+    },
     Rule {
         status: Status::Range(500, 599),
         body_contains: None,
@@ -181,6 +197,8 @@ mod tests {
             (403, r#"[{"message":"Insufficient access","errorCode":"INSUFFICIENT_ACCESS"}]"#, None),
             (503, r#"[{"message":"Server too busy","errorCode":"SERVER_UNAVAILABLE"}]"#, Some(Action::Retry)),
             (429, "", Some(Action::Retry)),
+            (420, "<html>Org is being set up</html>", Some(Action::RetryFew(2))),
+            (406, "", Some(Action::RetryFew(2))),
             (400, r#"[{"message":"No such column","errorCode":"INVALID_FIELD"}]"#, None),
             (
                 400,

@@ -621,7 +621,8 @@ impl<'p, 'r> Pass<'p, 'r> {
         let what = format!("update of NetSuite {} {id} from Salesforce {sf}", self.kind);
         if let Some(line) = address_line(&mut body) {
             // No default billing line yet: the one sent is added.
-            if let Some((name, key)) = self.run.source.default_billing_line(&self.section.record, id, &what)? {
+            let target = RecordRef::Id(id.to_string());
+            if let Some((name, key)) = self.run.source.default_billing_line(&self.section.record, &target, &what)? {
                 line.insert(name, key);
             }
         }
@@ -668,6 +669,14 @@ impl<'p, 'r> Pass<'p, 'r> {
                 }
                 let what = format!("creation in NetSuite of {} {} from Salesforce", self.sobject, record.id);
                 let target = RecordRef::External(record.id.clone());
+                // A repeat (the link failed, the run died before it) finds
+                // the vendor made before: its billing line is keyed, or
+                // NetSuite would add a second one (unkeyed lines append).
+                if let Some(line) = address_line(&mut body)
+                    && let Some((name, key)) = run.source.default_billing_line(&self.section.record, &target, &what)?
+                {
+                    line.insert(name, key);
+                }
                 run.source.write_record(&self.section.record, &target, &body, &what)
             });
             let id = match outcome {
