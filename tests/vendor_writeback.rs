@@ -330,6 +330,35 @@ async fn a_netsuite_validation_error_names_the_vendor_and_the_field() {
     assert_eq!(bed.netsuite.record_writes(), writes_before + 1);
 }
 
+/// A role without Edit on vendors: each write-back fails alone with a
+/// message saying which permission to grant (a role may reach only some
+/// vendors, by subsidiary), kept for replay, and goes through once granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_vendor_edit_names_the_permission_and_replays_once_granted() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    let id = ids[0];
+    bed.netsuite.set_vendor_permission(simulators::netsuite::Permission::View);
+    salesforce_edit(&bed, id, json!({"Phone__c": "+15550666"}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].outcome, "failed");
+    let error = writes[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!("NetSuite vendor {id}"))
+            && error.contains("INSUFFICIENT_PERMISSION")
+            && error.contains("a write-back needs Edit"),
+        "{error}"
+    );
+    assert_ne!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550666"));
+
+    bed.netsuite.set_vendor_permission(simulators::netsuite::Permission::Full);
+    let report = bed.replay_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+15550666"));
+}
+
 /// A payment term NetSuite has no term for is that record's problem: it
 /// fails naming the record and the value, and everything else goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,7 +92,14 @@ fn hint(status: u16, details: &str) -> Option<&'static str> {
              and that the token is for this account",
         )
     } else if details.contains("INSUFFICIENT_PERMISSION") || details.contains("was not found") {
-        Some("The integration role lacks permission on a table in the query: grant it view access to that record type")
+        // One code for a query's table, a write's record type, and a record
+        // of a subsidiary outside the role's: the last is why a write-back
+        // refused so fails alone rather than stopping the run.
+        Some(
+            "The integration role lacks permission: a query needs view access to each record type it reads, \
+             a write-back needs Edit (Create for new records) on its record type, and the role reaches only \
+             records of its own subsidiaries",
+        )
     } else if details.contains("Unknown identifier") || details.contains("Field '") {
         Some("A column in the query is not exposed to SuiteQL for this role or account: check the Records Catalog")
     } else if details.contains("UNEXPECTED_ERROR") {
