@@ -1101,6 +1101,42 @@ async fn contacts_of_an_account_deleted_by_hand_are_created_anew_with_every_fiel
     assert!(row.outcome == "created" && new.contains(&"LastName") && new.len() > 3, "{}", row.transformations);
 }
 
+/// A failed company write replayed after its Account was deleted in
+/// Salesforce by hand (its Contacts with it): the replay writes the company
+/// anew and its contacts follow in the same replay, not at the next sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_that_writes_an_account_anew_brings_its_contacts_back_too() {
+    let bed = bed(3).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(2, &bed.customer_ids[..1], at, 5).unwrap();
+    succeeded(&bed.sync_all().await);
+    let company = bed.customer_ids[0];
+    let contacts = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap();
+    bed.clock.advance(std::time::Duration::from_secs(60));
+    bed.netsuite.rename_customer(company, "Embargoed Traders").unwrap();
+    bed.salesforce.set_validation_rule(embargo());
+    let failed = bed.sync_all().await;
+    succeeded(&failed);
+    assert_eq!(failed.counts("customer").failed, 1, "{failed:?}");
+    bed.salesforce.delete_by_hand(&bed.sf("Account", company).0);
+    assert!(bed.salesforce.find("Contact", &contacts[0].0.to_string()).is_none(), "gone with its Account");
+    bed.salesforce.set_validation_rule(None);
+
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").created, 1, "{replay:?}");
+    assert_eq!(replay.counts("contact").created, 2, "{replay:?}");
+    let (account, _) = bed.sf("Account", company);
+    for (contact, _) in &contacts {
+        let (_, record) = bed.sf("Contact", *contact);
+        assert_eq!(record["AccountId"], Value::String(account.clone()), "contact {contact}");
+    }
+    // Nothing left for the next run.
+    let next = bed.sync_all().await;
+    succeeded(&next);
+    assert_eq!(next.counts("contact").created + next.counts("contact").updated, 0, "{next:?}");
+}
+
 /// A full run compared live, after an Account was deleted in Salesforce by
 /// hand (its Contacts with it), writes the company and its contacts anew
 /// once each: the contacts its full read created are not read and counted

@@ -125,7 +125,15 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
                 writeback::replay(run, kind, policy, scope)?;
             }
         }
-        return deferral::replay(run, scope, kinds);
+        deferral::replay(run, scope, kinds)?;
+        // Children of parents the replay wrote anew where Salesforce had
+        // deleted the old record follow in this run, as in a scheduled one;
+        // events from NetSuite wait for the next sync.
+        let mut targeted = true;
+        while run.take_queued_events() {
+            apply_events(run, kinds, &mut targeted, children::is_refresh)?;
+        }
+        return Ok(());
     }
     // The NetSuite token is obtained by the run's first request and the
     // Salesforce session by the first need of it: an events run that finds
@@ -138,16 +146,16 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // queued deletions after its own reads' writes.
     let mut targeted = false;
     let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
-    apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes)?;
+    apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, any_event)?;
     // Events the run queued itself (children of parents deleted or written
     // anew in Salesforce) are applied before it ends.
     while run.take_queued_events() {
-        apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes)?;
+        apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, any_event)?;
     }
     if run.request.mode == SyncMode::Events {
-        apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions)?;
+        apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions, any_event)?;
         while run.take_queued_events() {
-            apply_events(run, kinds, &mut targeted)?;
+            apply_events(run, kinds, &mut targeted, any_event)?;
         }
         return Ok(());
     }
@@ -180,7 +188,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
             Err(e) => note(kind, e)?,
         }
     }
-    apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions)?;
+    apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions, any_event)?;
     for rest in written {
         let kind = rest.kind;
         if let Err(e) = rest.finish(run) {
@@ -188,20 +196,32 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
         }
     }
     while run.take_queued_events() {
-        apply_events(run, kinds, &mut targeted)?;
+        apply_events(run, kinds, &mut targeted, any_event)?;
     }
     failed.map_or(Ok(()), Err)
 }
 
-/// Applies the change events queued for `kinds`; `targeted` says whether
-/// the Salesforce session is already there.
-fn apply_events(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool) -> Result<()> {
+/// Applies the change events queued for `kinds` that `wanted` picks;
+/// `targeted` says whether the Salesforce session is already there.
+fn apply_events(
+    run: &Run<'_>,
+    kinds: &[RecordKind],
+    targeted: &mut bool,
+    wanted: fn(&QueuedEvent) -> bool,
+) -> Result<()> {
     let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
-    apply_events_in(run, kinds, targeted, queued_events::Pass::Writes)?;
-    apply_events_in(run, &reversed, targeted, queued_events::Pass::Deletions)
+    apply_events_in(run, kinds, targeted, queued_events::Pass::Writes, wanted)?;
+    apply_events_in(run, &reversed, targeted, queued_events::Pass::Deletions, wanted)
 }
 
-fn apply_events_in(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool, pass: queued_events::Pass) -> Result<()> {
+/// `wanted` picks the events applied; the rest stay queued.
+fn apply_events_in(
+    run: &Run<'_>,
+    kinds: &[RecordKind],
+    targeted: &mut bool,
+    pass: queued_events::Pass,
+    wanted: fn(&QueuedEvent) -> bool,
+) -> Result<()> {
     run.queues.event_keys(kinds, &mut |keys| {
         if !*targeted {
             run.target()?;
@@ -211,7 +231,8 @@ fn apply_events_in(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool, pas
         while !rest.is_empty() {
             let rows = kinds.iter().map(|&k| run.source.rows_per_page(k)).min().unwrap_or(1);
             let (part, more) = rest.split_at(rows.clamp(1, rest.len()));
-            queued_events::apply(run, run.queues.events_at(part)?, pass)?;
+            let events = run.queues.events_at(part)?.into_iter().filter(|e| wanted(e)).collect();
+            queued_events::apply(run, events, pass)?;
             rest = more;
         }
         Ok(())
@@ -331,4 +352,8 @@ pub fn receive(host: &Host<'_>, headers: &[(String, String)], body: &[u8]) -> An
     // replay. Failing to remember loses no event, so it is still 202.
     let _ = seen.remember(&event, now, settings.tolerance_secs);
     Answer { status: 202, body: serde_json::json!({ "queued": format!("{} {}", event.kind, event.id) }).to_string() }
+}
+
+fn any_event(_: &QueuedEvent) -> bool {
+    true
 }

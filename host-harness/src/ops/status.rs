@@ -110,7 +110,8 @@ pub struct Waiting {
     /// Children held back until their parent is in Salesforce.
     pub deferred: u64,
     /// Change events the next run applies first: webhook events not applied
-    /// yet, and deletions Salesforce refused (queued again until they land).
+    /// yet, deletions Salesforce refused (queued again until they land), and
+    /// children to write again after their parent's deletion.
     pub change_events: u64,
     pub oldest_failed_at: Option<String>,
     pub oldest_deferred_at: Option<String>,
@@ -507,7 +508,8 @@ pub fn text(s: &TenantStatus) -> String {
         }
         if w.change_events > 0 {
             parts.push(format!(
-                "{} change events for the next run to apply first (webhook events, deletions Salesforce refused)",
+                "{} change events for the next run to apply first (webhook events, deletions Salesforce refused, \
+                 children to write again after their parent's deletion)",
                 w.change_events
             ));
         }

@@ -196,7 +196,8 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         "  cursor      customer netsuite-changes at 2026-12-02 03:55:00 #42, moved 5 min ago; the first run after \
          2026-12-02T12:05:00Z re-reads the overlap window before it\n",
         "  waiting     customer: 2 failed writes, oldest failure 2026-12-02T09:00:00Z, 1 change events for the next \
-         run to apply first (webhook events, deletions Salesforce refused), oldest event 2026-12-02T07:00:00Z\n",
+         run to apply first (webhook events, deletions Salesforce refused, children to write again after their \
+         parent's deletion), oldest event 2026-12-02T07:00:00Z\n",
         "  waiting     contact: 1 deferred until their parent is in Salesforce, oldest deferred 2026-12-02T08:00:00Z\n",
         "  Salesforce  API usage 1500/15000 (10.0% of the org's daily allocation, runs stop at 90%), as of run run-c",
     ] {
