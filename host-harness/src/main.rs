@@ -608,9 +608,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         bail!("no value on standard input for `{name}`");
                     }
                     let path = config.secrets_path();
-                    let mut secrets = SecretFile::read(&path, &cipher)?;
-                    secrets.insert(name.clone(), value);
-                    SecretFile::write(&path, &cipher, &secrets)?;
+                    SecretFile::update(&path, &cipher, |secrets| {
+                        secrets.insert(name.clone(), value);
+                    })?;
                     outln!("stored `{name}` in {}", path.display())?;
                 }
                 SecretsAction::List { config } => {

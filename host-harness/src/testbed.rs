@@ -90,9 +90,9 @@ impl Testbed {
     /// Replaces one secret in the tenant's sealed secrets file.
     pub fn set_secret(&self, name: &str, value: &str) -> Result<()> {
         let path = self.tenant.config.secrets_path();
-        let mut secrets = SecretFile::read(&path, &self.tenant.cipher)?;
-        secrets.insert(name.to_string(), value.to_string());
-        SecretFile::write(&path, &self.tenant.cipher, &secrets)
+        SecretFile::update(&path, &self.tenant.cipher, |secrets| {
+            secrets.insert(name.to_string(), value.to_string());
+        })
     }
 
     /// Writes the tenant's config as a file `connector sync --config` can run.

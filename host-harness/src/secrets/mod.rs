@@ -93,6 +93,28 @@ impl SecretFile {
         serde_json::from_slice(&plain).with_context(|| format!("secrets file {} is damaged", path.display()))
     }
 
+    /// Reads, changes and writes the file under an exclusive lock, so two
+    /// `connector secrets set` at once both land (each would otherwise
+    /// write back what it read, without the other's secret).
+    pub fn update(path: &Path, cipher: &Cipher, change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)?;
+        }
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let lock_path = path.with_file_name(name);
+        let lock = private_options()
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
+        let mut secrets = Self::read(path, cipher)?;
+        change(&mut secrets);
+        Self::write(path, cipher, &secrets)
+        // The lock goes with the file handle.
+    }
+
     pub fn write(path: &Path, cipher: &Cipher, secrets: &BTreeMap<String, String>) -> Result<()> {
         let plain = serde_json::to_vec(secrets)?;
         let mut out = FILE_MAGIC.to_vec();
@@ -102,7 +124,9 @@ impl SecretFile {
         }
         // Write then rename, so a crash never leaves half a file. The file is
         // made fresh (a stale one may have other permissions), owner-only.
-        let tmp = path.with_extension("tmp");
+        // Named per process: a writer that does not lock (an older build)
+        // cannot replace another's file half-written.
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let mut file =
             private_options().create_new(true).open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -212,6 +236,28 @@ mod tests {
         let raw = std::fs::read(&path).unwrap();
         assert!(!raw.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(SecretFile::read(&path, &c).unwrap(), map);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn updates_at_the_same_time_all_land() {
+        let dir = std::env::temp_dir().join(format!("secrets-update-{}", std::process::id()));
+        let path = dir.join("secrets.enc");
+        let c = Cipher::from_b64(&Cipher::generate_key_b64()).unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..6 {
+                let (path, c) = (&path, &c);
+                scope.spawn(move || {
+                    for i in 0..5 {
+                        SecretFile::update(path, c, |s| {
+                            s.insert(format!("name-{t}-{i}"), "v".into());
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(SecretFile::read(&path, &c).unwrap().len(), 30);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
