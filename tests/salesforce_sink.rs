@@ -395,6 +395,39 @@ async fn a_deletion_refused_for_a_row_lock_is_sent_again() {
     }
 }
 
+/// A deletion Salesforce refused is a failed write the replay sends again:
+/// by its record (another record's stays queued), then all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_deletion_is_replayed_by_its_record() {
+    let bed = bed(20).start().await;
+    succeeded(&bed.sync().await);
+    let (one, other) = (bed.customer_ids[5], bed.customer_ids[6]);
+    for id in [one, other] {
+        bed.salesforce.hold_row_lock("Account", &id.to_string(), u64::MAX);
+        bed.netsuite.delete_record("customer", id).unwrap();
+    }
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").failed, 2);
+    assert_eq!(waiting_events(&bed), 2);
+    for id in [one, other] {
+        bed.salesforce.hold_row_lock("Account", &id.to_string(), 0);
+    }
+    let record = host_harness::host::RecordRef { kind: host_harness::host::RecordKind::Customer, id: one.to_string() };
+    let scope = host_harness::host::ReplayScope::One(record);
+    let replay = bed.bed.tenant.replay(support::runtime(), scope).await.expect("the host ran the replay");
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").deleted, 1, "{replay:?}");
+    assert_eq!(bed.sf("Account", one).1["NetSuite_Deleted__c"], serde_json::Value::Bool(true));
+    assert_ne!(bed.sf("Account", other).1.get("NetSuite_Deleted__c"), Some(&serde_json::Value::Bool(true)));
+    assert_eq!(waiting_events(&bed), 1, "the other record's deletion still waits");
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").deleted, 1, "{replay:?}");
+    assert_eq!(bed.sf("Account", other).1["NetSuite_Deleted__c"], serde_json::Value::Bool(true));
+    assert_eq!(waiting_events(&bed), 0);
+}
+
 /// The customer change events `connector status` shows waiting.
 fn waiting_events(bed: &support::Bed) -> u64 {
     let conn = bed.tenant.database.connect().unwrap();

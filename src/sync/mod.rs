@@ -29,7 +29,7 @@ mod write;
 mod writeback;
 
 use crate::events::{self, Answer};
-use crate::model::{ApiCalls, ConnectorError, RecordKind, Result, SyncMode, SyncReport, SyncRequest};
+use crate::model::{ApiCalls, ConnectorError, RecordKind, ReplayScope, Result, SyncMode, SyncReport, SyncRequest};
 use crate::ports::Host;
 use crate::settings::{EventSettings, Settings};
 use lease::Lease;
@@ -126,12 +126,21 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
             }
         }
         deferral::replay(run, scope, kinds)?;
+        // Deletions Salesforce refused wait as change events (see
+        // `write::retry_deletion`): failed writes too, sent again when the
+        // scope names them (a run's cannot: the event keeps no run).
+        let mut targeted = true;
+        let refused = |e: &QueuedEvent| {
+            write::is_refused_deletion(e)
+                && !matches!(scope, ReplayScope::Run(_))
+                && scope.covers(e.kind, "", |id| id == e.id)
+        };
+        apply_events(run, kinds, &mut targeted, &refused)?;
         // Children of parents the replay wrote anew where Salesforce had
         // deleted the old record follow in this run, as in a scheduled one;
         // events from NetSuite wait for the next sync.
-        let mut targeted = true;
         while run.take_queued_events() {
-            apply_events(run, kinds, &mut targeted, children::is_refresh)?;
+            apply_events(run, kinds, &mut targeted, &children::is_refresh)?;
         }
         return Ok(());
     }
@@ -146,16 +155,16 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // queued deletions after its own reads' writes.
     let mut targeted = false;
     let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
-    apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, any_event)?;
+    apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, &any_event)?;
     // Events the run queued itself (children of parents deleted or written
     // anew in Salesforce) are applied before it ends.
     while run.take_queued_events() {
-        apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, any_event)?;
+        apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, &any_event)?;
     }
     if run.request.mode == SyncMode::Events {
-        apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions, any_event)?;
+        apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions, &any_event)?;
         while run.take_queued_events() {
-            apply_events(run, kinds, &mut targeted, any_event)?;
+            apply_events(run, kinds, &mut targeted, &any_event)?;
         }
         return Ok(());
     }
@@ -188,7 +197,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
             Err(e) => note(kind, e)?,
         }
     }
-    apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions, any_event)?;
+    apply_events_in(run, &reversed, &mut targeted, queued_events::Pass::Deletions, &any_event)?;
     for rest in written {
         let kind = rest.kind;
         if let Err(e) = rest.finish(run) {
@@ -196,7 +205,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
         }
     }
     while run.take_queued_events() {
-        apply_events(run, kinds, &mut targeted, any_event)?;
+        apply_events(run, kinds, &mut targeted, &any_event)?;
     }
     failed.map_or(Ok(()), Err)
 }
@@ -207,7 +216,7 @@ fn apply_events(
     run: &Run<'_>,
     kinds: &[RecordKind],
     targeted: &mut bool,
-    wanted: fn(&QueuedEvent) -> bool,
+    wanted: &dyn Fn(&QueuedEvent) -> bool,
 ) -> Result<()> {
     let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
     apply_events_in(run, kinds, targeted, queued_events::Pass::Writes, wanted)?;
@@ -220,7 +229,7 @@ fn apply_events_in(
     kinds: &[RecordKind],
     targeted: &mut bool,
     pass: queued_events::Pass,
-    wanted: fn(&QueuedEvent) -> bool,
+    wanted: &dyn Fn(&QueuedEvent) -> bool,
 ) -> Result<()> {
     run.queues.event_keys(kinds, &mut |keys| {
         if !*targeted {

@@ -252,6 +252,14 @@ fn with_attempts<T: Clone>(
     Ok((outcomes, Ok(())))
 }
 
+/// The name of the events [`retry_deletion`] queues.
+const REFUSED_DELETION: &str = "deletion-failed";
+
+/// Whether `event` is a deletion Salesforce refused, queued to go again.
+pub(super) fn is_refused_deletion(event: &super::queues::QueuedEvent) -> bool {
+    event.event == REFUSED_DELETION
+}
+
 /// A deletion Salesforce refused (a lock that outlasted the attempts, a
 /// validation rule on the flag) is not lost once the deletions cursor moves
 /// past it: it is queued as a change event, which the next run applies
@@ -260,7 +268,7 @@ fn retry_deletion(run: &Run<'_>, kind: RecordKind, id: &str) -> Result<()> {
     run.queues.put_event(&super::queues::QueuedEvent {
         kind,
         id: id.to_string(),
-        event: "deletion-failed".into(),
+        event: REFUSED_DELETION.into(),
         received_at: run.host.clock.now_unix(),
         nonce: run.host.clock.random(),
     })
