@@ -1137,6 +1137,38 @@ async fn a_replay_that_writes_an_account_anew_brings_its_contacts_back_too() {
     assert_eq!(next.counts("contact").created + next.counts("contact").updated, 0, "{next:?}");
 }
 
+/// A record changed during the read goes out twice, both versions in one
+/// Composite request (in order): the older lands, the newer is refused. The
+/// newer stays kept for replay, and the replay sends it once allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_newer_version_beside_a_landed_older_one_is_kept_for_replay() {
+    let bed = support::one_request_at_a_time(300).start().await;
+    bed.netsuite.execute("UPDATE customer SET isperson = 'F'").unwrap();
+    succeeded(&bed.sync().await);
+    let x = bed.customer_ids[5];
+    let now = bed.clock.now_secs();
+    // Every customer touched (the same values), x renamed first in time.
+    bed.netsuite.execute(&format!("UPDATE customer SET lastmodifieddate = {now} - 300 + (id % 250)")).unwrap();
+    let sql =
+        format!("UPDATE customer SET companyname = 'Version One Ltd', lastmodifieddate = {now} - 400 WHERE id = {x}");
+    bed.netsuite.execute(&sql).unwrap();
+    bed.salesforce.set_validation_rule(embargo());
+    bed.netsuite.after_queries(bed.netsuite.queries() + 1, move |ns| {
+        let sql = format!("UPDATE customer SET companyname = 'Embargoed Two', lastmodifieddate = {now} WHERE id = {x}");
+        ns.execute(&sql).unwrap();
+    });
+    let run = bed.sync().await;
+    succeeded(&run);
+    let c = run.counts("customer");
+    assert_eq!(c.failed, 1, "{c:?}");
+    assert_eq!(bed.sf("Account", x).1["Name"], Value::String("Version One Ltd".into()));
+    bed.salesforce.set_validation_rule(None);
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").updated, 1, "{replay:?}");
+    assert_eq!(bed.sf("Account", x).1["Name"], Value::String("Embargoed Two".into()));
+}
+
 /// A full run compared live, after an Account was deleted in Salesforce by
 /// hand (its Contacts with it), writes the company and its contacts anew
 /// once each: the contacts its full read created are not read and counted

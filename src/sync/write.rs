@@ -297,6 +297,8 @@ fn record_outcomes(
     let mut audit = Vec::with_capacity(written.len());
     let mut new_states = Vec::with_capacity(written.len());
     let mut anew = Vec::new();
+    // Records whose last version here failed.
+    let mut refused: HashSet<String> = HashSet::new();
     for (staged, outcome) in written.into_iter().zip(outcomes) {
         run.count(kind, outcome.outcome);
         if outcome.outcome == OutcomeKind::Created && staged.state.sf.is_some() {
@@ -310,14 +312,24 @@ fn record_outcomes(
             let mut queued = staged.queued(&run.request.run_id, error.unwrap_or_default());
             queued.waits_for = vec![];
             run.queues.put(Queue::Failed, &queued)?;
+            refused.insert(staged.mapped.source_id);
         } else {
+            if !refused.is_empty() {
+                refused.remove(staged.mapped.source_id.as_str());
+            }
             let Staged { mapped, state, payload, .. } = staged;
             let sf = outcome.salesforce_id.clone().or(state.sf);
             let fields = Some(payload);
             new_states.push((mapped.source_id, RecordState { sf, fields, ..state }));
         }
     }
-    let landed: Vec<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
+    // A record read twice (changed during the read) may be here twice: an
+    // older version that landed does not take a newer one's failure out.
+    let landed: Vec<String> = new_states
+        .iter()
+        .map(|(id, _)| id.clone())
+        .filter(|id| refused.is_empty() || !refused.contains(id.as_str()))
+        .collect();
     // Audit first (see `stage`).
     run.audit(audit);
     run.state.save_records(kind, new_states)?;
