@@ -428,6 +428,29 @@ async fn a_refused_deletion_is_replayed_by_its_record() {
     assert_eq!(waiting_events(&bed), 0);
 }
 
+/// A record deleted in Salesforce by hand, then in NetSuite: nothing is left
+/// to flag, so the deletion is done; no Account is made again to carry the
+/// flag (an upsert would, or fail every run for want of a Name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flagging_a_record_deleted_in_salesforce_by_hand_makes_nothing_and_settles() {
+    let bed = bed(3).setting("delete_action", "flag").start().await;
+    succeeded(&bed.sync().await);
+    let gone = bed.customer_ids[0];
+    bed.salesforce.delete_by_hand(&bed.sf("Account", gone).0);
+    bed.netsuite.delete_record("customer", gone).unwrap();
+    bed.netsuite.delete_record("customer", bed.customer_ids[1]).unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    let c = report.counts("customer");
+    assert_eq!((c.deleted, c.failed), (2, 0), "{c:?}");
+    assert!(bed.salesforce.find("Account", &gone.to_string()).is_none(), "no Account made to carry the flag");
+    assert_eq!(bed.sf("Account", bed.customer_ids[1]).1["NetSuite_Deleted__c"], serde_json::Value::Bool(true));
+    assert_eq!(waiting_events(&bed), 0);
+    bed.clock.advance(std::time::Duration::from_secs(3600));
+    let next = bed.sync().await;
+    assert_eq!((next.counts("customer").deleted, next.counts("customer").failed), (0, 0));
+}
+
 /// The customer change events `connector status` shows waiting.
 fn waiting_events(bed: &support::Bed) -> u64 {
     let conn = bed.tenant.database.connect().unwrap();

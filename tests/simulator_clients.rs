@@ -259,6 +259,50 @@ async fn a_client_creates_updates_and_deletes_a_vendor_by_id() {
     assert_ne!(again["id"].as_str(), Some(id.as_str()));
 }
 
+/// `PATCH composite/sobjects`: records updated by id in order, SaveResults
+/// in the same order; a record in the Recycle Bin, an id the org lacks and a
+/// record without a type each fail alone, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_update_by_id_saves_in_order_and_creates_nothing() {
+    let bed = bed(3).start().await;
+    let client = Client::login(&bed.salesforce).await;
+    let mut ids = Vec::new();
+    for n in 1..=2 {
+        let mut body = vendor(n);
+        body.as_object_mut().unwrap().remove("attributes");
+        let (_, created) = client.call(Method::POST, "/sobjects/Vendor__c", Some(body), &[]).await;
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(client.call(Method::DELETE, &format!("/sobjects/Vendor__c/{}", ids[1]), None, &[]).await.0, 204);
+    let records = json!([
+        {"attributes": {"type": "Vendor__c"}, "id": ids[0], "Phone__c": "+14155550101"},
+        {"attributes": {"type": "Vendor__c"}, "id": ids[1], "Phone__c": "+14155550102"},
+        {"attributes": {"type": "Vendor__c"}, "id": "a018d0000000ZZZAAA", "Phone__c": "+14155550103"},
+        {"id": ids[0], "Phone__c": "+14155550104"},
+    ]);
+    let body = Some(json!({"allOrNone": false, "records": records}));
+    let (status, results) = client.call(Method::PATCH, "/composite/sobjects", body, &[]).await;
+    assert_eq!(status, 200, "{results}");
+    let codes: Vec<Option<&str>> =
+        results.as_array().unwrap().iter().map(|r| r["errors"][0]["statusCode"].as_str()).collect();
+    assert_eq!(codes, [None, Some("ENTITY_IS_DELETED"), Some("INVALID_CROSS_REFERENCE_KEY"), Some("INVALID_TYPE")]);
+    assert_eq!((&results[0]["id"], &results[0]["success"]), (&json!(ids[0]), &json!(true)));
+    let (_, record) = client.get(&format!("/sobjects/Vendor__c/{}", ids[0])).await;
+    assert_eq!(record["Phone__c"], "+14155550101");
+    assert_eq!(bed.salesforce.count("Vendor__c"), 1, "nothing created");
+
+    // allOrNone: one failure rolls the others back.
+    let records = json!([
+        {"attributes": {"type": "Vendor__c"}, "id": ids[0], "Phone__c": "+14155550199"},
+        {"attributes": {"type": "Vendor__c"}, "id": ids[1], "Phone__c": "+14155550198"},
+    ]);
+    let body = Some(json!({"allOrNone": true, "records": records}));
+    let (_, results) = client.call(Method::PATCH, "/composite/sobjects", body, &[]).await;
+    assert_eq!(results[0]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+    let (_, record) = client.get(&format!("/sobjects/Vendor__c/{}", ids[0])).await;
+    assert_eq!(record["Phone__c"], "+14155550101");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_writes_are_refused_in_salesforces_shapes() {
     let bed = bed(3).start().await;

@@ -152,6 +152,29 @@ pub fn delete_subrequest(api_version: &str, ids: &[&str]) -> Subrequest {
     }
 }
 
+/// One sObject Collections update by Salesforce id of up to 200 records:
+/// unlike an upsert, it never creates one (a record deleted in Salesforce
+/// fails `ENTITY_IS_DELETED`).
+pub fn update_subrequest(api_version: &str, records: &[(&str, &SObjectRecord)]) -> Subrequest {
+    let rows: Vec<Value> = records
+        .iter()
+        .map(|(id, r)| {
+            let mut row = serde_json::Map::new();
+            row.insert("attributes".into(), serde_json::json!({ "type": r.sobject }));
+            row.insert("id".into(), Value::String(id.to_string()));
+            row.extend(r.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Value::Object(row)
+        })
+        .collect();
+    let body = serde_json::json!({ "allOrNone": false, "records": rows });
+    Subrequest {
+        method: "PATCH",
+        url: format!("/services/data/v{api_version}/composite/sobjects"),
+        body: Some(body.to_string()),
+        repeats: false,
+    }
+}
+
 pub fn reference_id(n: usize) -> String {
     format!("c{n}")
 }
@@ -242,7 +265,15 @@ fn failed(key: &str, error: SalesforceError) -> UpsertOutcome {
 /// request order, so they are zipped with the keys; a failed subrequest
 /// fails every key with its error. `upsert` reads `created`; deletes report
 /// `Deleted`.
-pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOutcome> {
+/// What an sObject Collections call does to the records it saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Upsert,
+    Update,
+    Delete,
+}
+
+pub fn outcomes(keys: &[&str], sub: &SubResponse, verb: Verb) -> Vec<UpsertOutcome> {
     let fail_all = |error: SalesforceError| keys.iter().map(|k| failed(k, error.clone())).collect();
     if sub.http_status_code != 200 {
         let body = sub.body.get();
@@ -277,11 +308,11 @@ pub fn outcomes(keys: &[&str], sub: &SubResponse, upsert: bool) -> Vec<UpsertOut
         .map(|(k, r)| UpsertOutcome {
             external_id: k.to_string(),
             salesforce_id: r.id,
-            outcome: match (r.success, upsert, r.created) {
+            outcome: match (r.success, verb, r.created) {
                 (false, _, _) => OutcomeKind::Failed,
-                (true, false, _) => OutcomeKind::Deleted,
-                (true, true, Some(true)) => OutcomeKind::Created,
-                (true, true, _) => OutcomeKind::Updated,
+                (true, Verb::Delete, _) => OutcomeKind::Deleted,
+                (true, Verb::Upsert, Some(true)) => OutcomeKind::Created,
+                (true, Verb::Upsert | Verb::Update, _) => OutcomeKind::Updated,
             },
             errors: r.errors,
         })
@@ -416,7 +447,7 @@ impl super::SalesforceSink<'_> {
         let mut results: Vec<Option<UpsertOutcome>> = vec![None; pending.records];
         for ((keys, indices), sub) in pending.chunks.iter().zip(answers) {
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            for (&i, o) in indices.iter().zip(outcomes(&keys, &sub, true)) {
+            for (&i, o) in indices.iter().zip(outcomes(&keys, &sub, Verb::Upsert)) {
                 results[i] = Some(o);
             }
         }
@@ -430,6 +461,33 @@ impl super::SalesforceSink<'_> {
         self.finish_upsert(pending)
     }
 
+    /// Updates records by Salesforce id (`fields` of each, its external id
+    /// left out); one outcome per record, in input order. An empty id (never
+    /// written) fails without a request.
+    pub fn update(&self, records: &[(String, SObjectRecord)]) -> Result<Vec<UpsertOutcome>> {
+        let known: Vec<(&str, &SObjectRecord)> =
+            records.iter().filter(|(id, _)| !id.is_empty()).map(|(id, r)| (id.as_str(), r)).collect();
+        let groups: Vec<&[(&str, &SObjectRecord)]> = known.chunks(MAX_RECORDS_PER_COLLECTION).collect();
+        let subrequests: Vec<Subrequest> =
+            groups.iter().map(|g| update_subrequest(&self.settings.api_version, g)).collect();
+        let answers = self.composite_all(&subrequests, None)?;
+        let mut by_id = std::collections::HashMap::new();
+        for (group, sub) in groups.iter().zip(answers) {
+            let ids: Vec<&str> = group.iter().map(|(id, _)| *id).collect();
+            for (id, o) in ids.iter().zip(outcomes(&ids, &sub, Verb::Update)) {
+                by_id.insert(*id, o);
+            }
+        }
+        Ok(records
+            .iter()
+            .map(|(id, r)| {
+                let mut outcome = by_id.remove(id.as_str()).unwrap_or_else(|| no_salesforce_id(id));
+                outcome.external_id.clone_from(&r.external_id);
+                outcome
+            })
+            .collect())
+    }
+
     /// Deletes records by Salesforce id; one outcome per id, in input order.
     /// An empty id (never written) fails without a request.
     pub fn delete(&self, ids: &[String]) -> Result<Vec<UpsertOutcome>> {
@@ -440,25 +498,25 @@ impl super::SalesforceSink<'_> {
         let answers = self.composite_all(&subrequests, None)?;
         let mut by_id = std::collections::HashMap::new();
         for (group, sub) in groups.iter().zip(answers) {
-            for (id, o) in group.iter().zip(outcomes(group, &sub, false)) {
+            for (id, o) in group.iter().zip(outcomes(group, &sub, Verb::Delete)) {
                 by_id.insert(*id, o);
             }
         }
-        Ok(ids
-            .iter()
-            .map(|id| {
-                by_id.remove(id.as_str()).unwrap_or_else(|| UpsertOutcome {
-                    external_id: id.clone(),
-                    salesforce_id: None,
-                    outcome: OutcomeKind::Failed,
-                    errors: vec![SalesforceError {
-                        status_code: super::errors::NO_SALESFORCE_ID.into(),
-                        message: "the connector holds no Salesforce id for this record".into(),
-                        fields: vec![],
-                    }],
-                })
-            })
-            .collect())
+        Ok(ids.iter().map(|id| by_id.remove(id.as_str()).unwrap_or_else(|| no_salesforce_id(id))).collect())
+    }
+}
+
+/// The outcome of a record the connector holds no Salesforce id for.
+fn no_salesforce_id(id: &str) -> UpsertOutcome {
+    UpsertOutcome {
+        external_id: id.to_string(),
+        salesforce_id: None,
+        outcome: OutcomeKind::Failed,
+        errors: vec![SalesforceError {
+            status_code: super::errors::NO_SALESFORCE_ID.into(),
+            message: "the connector holds no Salesforce id for this record".into(),
+            fields: vec![],
+        }],
     }
 }
 
@@ -588,7 +646,7 @@ mod tests {
         ]);
         let keys: Vec<&str> = chunks[0].indices.iter().map(|&i| records[i].external_id.as_str()).collect();
         let sub = SubResponse { body: raw(body), http_status_code: 200, reference_id: "c0".into() };
-        let out = outcomes(&keys, &sub, true);
+        let out = outcomes(&keys, &sub, Verb::Upsert);
         assert_eq!(
             out.iter().map(|o| o.outcome).collect::<Vec<_>>(),
             vec![OutcomeKind::Created, OutcomeKind::Updated, OutcomeKind::Failed]
@@ -602,7 +660,7 @@ mod tests {
             reference_id: "c0".into()
         }));
         let short = SubResponse { body: raw(json!([])), http_status_code: 200, reference_id: "c0".into() };
-        assert!(outcomes(&keys, &short, true).iter().all(|o| o.outcome == OutcomeKind::Failed));
+        assert!(outcomes(&keys, &short, Verb::Upsert).iter().all(|o| o.outcome == OutcomeKind::Failed));
         let refused = SubResponse {
             body: raw(
                 json!([{"message": "No such column 'X' on sobject of type Account", "errorCode": "INVALID_FIELD"}]),
@@ -610,6 +668,6 @@ mod tests {
             http_status_code: 400,
             reference_id: "c0".into(),
         };
-        assert!(outcomes(&keys, &refused, true).iter().all(|o| o.errors[0].status_code == "INVALID_FIELD"));
+        assert!(outcomes(&keys, &refused, Verb::Upsert).iter().all(|o| o.errors[0].status_code == "INVALID_FIELD"));
     }
 }

@@ -105,12 +105,16 @@ pub fn worth_another_attempt(outcome: &UpsertOutcome) -> bool {
 /// Salesforce id for: nothing to send, and nothing a later attempt changes.
 pub const NO_SALESFORCE_ID: &str = "NO_SALESFORCE_ID";
 
-/// Whether a delete failed only because the record is in the Recycle Bin
-/// already (`ENTITY_IS_DELETED`): what the deletion wanted.
+/// Whether a delete or an update by id failed only because Salesforce no
+/// longer has the record: in the Recycle Bin (`ENTITY_IS_DELETED`), or
+/// emptied from it (`INVALID_CROSS_REFERENCE_KEY`, the id names nothing).
 pub fn already_deleted(outcome: &UpsertOutcome) -> bool {
     outcome.outcome == OutcomeKind::Failed
         && !outcome.errors.is_empty()
-        && outcome.errors.iter().all(|e| e.status_code == "ENTITY_IS_DELETED")
+        && outcome
+            .errors
+            .iter()
+            .all(|e| matches!(e.status_code.as_str(), "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY"))
 }
 
 /// Whether a deletion that failed could land later (not one of a record

@@ -132,10 +132,15 @@ impl Writer for Salesforce {
         let mapping = &run.settings.mapping;
         let sobject = mapping.object(kind)?.sobject.clone();
         let (action, (outcomes, ended)) = match run.settings.delete_action {
+            // By Salesforce id, not upsert: a record deleted there by hand
+            // is not made again as a flag alone (or refused for want of a
+            // Name, every run).
             DeleteAction::Flag => {
-                let flags: Vec<SObjectRecord> =
-                    pending.iter().map(|(id, _)| mapping.deletion_flag(kind, id)).collect::<Result<_>>()?;
-                (AuditAction::FlagDeleted, with_attempts(run, &flags, |part| run.sink.upsert(part))?)
+                let flags: Vec<(String, SObjectRecord)> = pending
+                    .iter()
+                    .map(|(id, st)| Ok((st.sf.clone().unwrap_or_default(), mapping.deletion_flag(kind, id)?)))
+                    .collect::<Result<_>>()?;
+                (AuditAction::FlagDeleted, with_attempts(run, &flags, |part| run.sink.update(part))?)
             }
             DeleteAction::Delete => {
                 let sf_ids: Vec<String> = pending.iter().map(|(_, s)| s.sf.clone().unwrap_or_default()).collect();
@@ -146,9 +151,10 @@ impl Writer for Salesforce {
         let mut done = Vec::new();
         let mut gone = Vec::new();
         for ((id, st), outcome) in pending.iter().zip(outcomes) {
-            // In the Recycle Bin already (by hand, or a delete whose outcome
-            // a stopped run never recorded): what the deletion wanted.
-            let binned = action == AuditAction::Delete && already_deleted(&outcome);
+            // Deleted in Salesforce already (by hand, or a delete whose
+            // outcome a stopped run never recorded): what the deletion
+            // wanted, and nothing is left to flag.
+            let binned = already_deleted(&outcome);
             let ok = outcome.outcome != OutcomeKind::Failed || binned;
             if !ok && deletion_may_land_later(&outcome) {
                 retry_deletion(run, kind, id)?;

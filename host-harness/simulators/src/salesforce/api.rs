@@ -103,6 +103,7 @@ pub fn dispatch(
         }
         ("GET", ["query" | "queryAll", locator]) => answer(soql::more(org, version, locator, now).map(Some), 200),
         ("DELETE", ["composite", "sobjects"]) => collections_delete(org, query, now),
+        ("PATCH", ["composite", "sobjects"]) => collections_update(org, body, now),
         ("POST", ["composite"]) => composite(org, version, body, now),
         ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
             collections_upsert(org, sobject, ext_field, body, now)
@@ -599,6 +600,81 @@ fn collections_delete(org: &mut Org, query: &str, now: i64) -> Answer {
         })
         .collect();
     (200, Some(Value::Array(results)))
+}
+
+/// `PATCH composite/sobjects`: up to 200 records updated by their `id`,
+/// in order, each `attributes.type` naming its object; SaveResults in the
+/// same order. A record in the Recycle Bin fails ENTITY_IS_DELETED, an id
+/// the org does not hold INVALID_CROSS_REFERENCE_KEY; nothing is created.
+fn collections_update(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
+    let mut request = match body.into_object() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
+    let Some(Value::Array(records)) = request.remove("records") else {
+        return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include a records array"));
+    };
+    if records.len() > MAX_COLLECTION_RECORDS {
+        return fail(RequestError::new(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            format!("record limit reached. cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"),
+        ));
+    }
+    let mut parsed = Vec::with_capacity(records.len());
+    for r in records {
+        let Value::Object(mut m) = r else {
+            return fail(RequestError::new(400, "JSON_PARSER_ERROR", "Each record must be a JSON object"));
+        };
+        let typed = m.remove("attributes").and_then(|a| a.get("type").and_then(Value::as_str).map(str::to_string));
+        let id = m.remove("id").or_else(|| m.remove("Id")).and_then(|v| v.as_str().map(str::to_string));
+        let object = typed.as_deref().and_then(|t| org.object(t)).cloned();
+        if let Some(object) = &object
+            && let Err(e) = org.check_fields(object, &m)
+        {
+            return fail(e);
+        }
+        parsed.push((object, id, m));
+    }
+    let error =
+        |code: &'static str, message: &str| RecordError { status_code: code, message: message.into(), fields: vec![] };
+    org.table.begin();
+    let writes_before = org.writes;
+    let mut results: Vec<(Option<String>, Result<(), RecordError>)> = Vec::with_capacity(parsed.len());
+    for (object, id, m) in parsed {
+        let outcome = match (object, &id) {
+            (None, _) => Err(error("INVALID_TYPE", "Must specify a valid type in attributes")),
+            (Some(_), None) => Err(error("MISSING_ARGUMENT", "id not specified in an update call")),
+            (Some(object), Some(id)) => match org.update(&object, id, m, now) {
+                Ok(_) => Ok(()),
+                Err(WriteError::NotFound) => Err(error("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")),
+                Err(WriteError::Deleted) => Err(error("ENTITY_IS_DELETED", "entity is deleted")),
+                Err(WriteError::Record(e)) => Err(e),
+            },
+        };
+        results.push((id, outcome));
+    }
+    let failed = results.iter().any(|(_, r)| r.is_err());
+    if all_or_none && failed {
+        org.table.rollback();
+        org.writes = writes_before;
+    } else {
+        org.table.release();
+    }
+    let rolled_back = all_or_none && failed;
+    let answers: Vec<Value> = results
+        .into_iter()
+        .map(|(id, r)| match r {
+            Ok(()) if !rolled_back => json!({ "id": id, "success": true, "errors": [] }),
+            Ok(()) => json!({ "id": id, "success": false, "errors": [error(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "Record rolled back because not all records were valid and the request was using AllOrNone header",
+            ).to_json()] }),
+            Err(e) => json!({ "id": id, "success": false, "errors": [e.to_json()] }),
+        })
+        .collect();
+    (200, Some(Value::Array(answers)))
 }
 
 /// `PATCH sobjects/{SObject}/{ExtIdField}/{value}[?updateOnly=true]`.
