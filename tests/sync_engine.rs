@@ -1169,6 +1169,40 @@ async fn a_refused_newer_version_beside_a_landed_older_one_is_kept_for_replay() 
     assert_eq!(bed.sf("Account", x).1["Name"], Value::String("Embargoed Two".into()));
 }
 
+/// A contact deferred behind a company whose write Salesforce refused, then
+/// NetSuite deletes the company: the contact no longer waits for it, and is
+/// written unlinked by the run that reads the deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_waiting_for_a_parent_netsuite_then_deletes_is_written_unlinked() {
+    let bed = bed(3).start().await;
+    bed.netsuite.execute("UPDATE customer SET isperson = 'F'").unwrap();
+    let parent = bed.customer_ids[0];
+    bed.netsuite.execute(&format!("UPDATE customer SET companyname = 'Embargoed Parent' WHERE id = {parent}")).unwrap();
+    bed.netsuite.seed_contacts(1, &[parent], bed.clock.now_secs() - 60, 3).unwrap();
+    let contact = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap()[0].0;
+    bed.salesforce.set_validation_rule(embargo());
+    let first = bed.sync_all().await;
+    succeeded(&first);
+    assert_eq!((first.counts("customer").failed, first.counts("contact").deferred), (1, 1), "{first:?}");
+    // Runs later, the contact's read is long behind the overlap window.
+    for _ in 0..2 {
+        bed.clock.advance(std::time::Duration::from_secs(700));
+        succeeded(&bed.sync_all().await);
+    }
+    bed.netsuite.delete_record("customer", parent).unwrap();
+    bed.salesforce.set_validation_rule(None);
+    bed.clock.advance(std::time::Duration::from_secs(700));
+    let run = bed.sync_all().await;
+    succeeded(&run);
+    assert_eq!(run.counts("contact").created, 1, "{run:?}");
+    let (_, record) = bed.sf("Contact", contact);
+    assert_eq!(record.get("AccountId").cloned().unwrap_or(Value::Null), Value::Null, "written unlinked");
+    assert!(bed.salesforce.find("Account", &parent.to_string()).is_none());
+    bed.clock.advance(std::time::Duration::from_secs(700));
+    let idle = bed.sync_all().await;
+    assert_eq!(idle.counts("contact").created + idle.counts("contact").deferred, 0, "{idle:?}");
+}
+
 /// A full run compared live, after an Account was deleted in Salesforce by
 /// hand (its Contacts with it), writes the company and its contacts anew
 /// once each: the contacts its full read created are not read and counted

@@ -65,6 +65,15 @@ pub(super) fn apply<'i>(run: &Run<'_>, kind: RecordKind, ids: &[&'i str]) -> Res
     }
     let dropped = run.queues.remove(kind, ids)?;
     run.audit(dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
+    // A record whose write waited and never reached Salesforce may have
+    // children deferred until it does: never now. They are read again
+    // (NetSuite no longer names it their parent) and written unlinked.
+    let never_there: Vec<&str> = dropped
+        .iter()
+        .map(String::as_str)
+        .filter(|id| unknown.contains(id) && !found.iter().any(|f| f == id))
+        .collect();
+    super::children::refresh(run, kind, &never_there, false, &mut |_, _| {})?;
     run.writer.delete(run, kind, pending)?;
     Ok(unknown.into_iter().filter(|id| !found.iter().any(|f| f == id) && !dropped.iter().any(|d| d == id)).collect())
 }
