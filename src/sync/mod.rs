@@ -120,6 +120,8 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     run.in_flight.recover(run)?;
     if let Some(scope) = &run.request.replay {
         run.target()?;
+        let mut targeted = true;
+        resume_stopped(run, kinds, &mut targeted)?;
         if let Some(policy) = run.settings.writeback {
             for &kind in kinds {
                 writeback::replay(run, kind, policy, scope)?;
@@ -129,7 +131,6 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
         // Deletions Salesforce refused wait as change events (see
         // `write::retry_deletion`): failed writes too, sent again when the
         // scope names them (a run's cannot: the event keeps no run).
-        let mut targeted = true;
         let refused = |e: &QueuedEvent| {
             write::is_refused_deletion(e)
                 && !matches!(scope, ReplayScope::Run(_))
@@ -154,6 +155,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // included (see `queued_events::Pass`): a scheduled run applies the
     // queued deletions after its own reads' writes.
     let mut targeted = false;
+    resume_stopped(run, kinds, &mut targeted)?;
     let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
     apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, &any_event)?;
     // Events the run queued itself (children of parents deleted or written
@@ -208,6 +210,24 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
         apply_events(run, kinds, &mut targeted, &any_event)?;
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Records the outcomes of Bulk jobs stopped runs left with Salesforce
+/// before this run writes anything: a version written first (an event, a
+/// replayed or deferred write) would otherwise be overwritten in the record
+/// states by the older one in the job, and an older deferred write of a
+/// record the job carries would be sent after it.
+fn resume_stopped(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool) -> Result<()> {
+    for &kind in kinds {
+        if run.queues.has_leftovers(kind)? {
+            if !*targeted {
+                run.target()?;
+                *targeted = true;
+            }
+            run.writer.resume(run, kind)?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies the change events queued for `kinds` that `wanted` picks;

@@ -553,6 +553,12 @@ impl<'a> Queues<'a> {
         Ok((jobs, parked))
     }
 
+    /// Whether stopped runs left anything for `kind` (see [`Queues::leftovers`]).
+    pub fn has_leftovers(&self, kind: RecordKind) -> Result<bool> {
+        let (jobs, parked) = self.leftovers(kind)?;
+        Ok(!jobs.is_empty() || !parked.is_empty())
+    }
+
     pub fn forget_job(&self, key: &str) -> Result<()> {
         self.kv.delete(key).map_err(|e| kv_error("clearing a Bulk API job id", e))
     }
