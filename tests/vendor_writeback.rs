@@ -396,6 +396,30 @@ async fn a_payment_term_netsuite_lacks_fails_only_that_vendor() {
     assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + 2);
 }
 
+/// A vendor Salesforce created that NetSuite refused has no NetSuite id:
+/// `replay --record vendor:<Salesforce id>` names it, in either id form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_vendor_created_in_salesforce_is_replayed_by_its_salesforce_id() {
+    let (bed, _) = synced(2, "netsuite").await;
+    bed.clock.advance(Duration::from_secs(1));
+    let born =
+        bed.salesforce.create_by_hand("Vendor__c", fields(json!({"Name": "Late Vendor", "Payment_Terms__c": "Bogus"})));
+    let vendors = bed.netsuite.vendor_count().unwrap();
+    succeeded(&bed.sync_all().await);
+    assert_eq!(waiting_writebacks(&bed), 1);
+    bed.salesforce.edit_by_hand("Vendor__c", &born, fields(json!({"Payment_Terms__c": "Net 30"})));
+    for (id, expected) in [("a018d0000000999AAA", 0), (&born[..15], 1)] {
+        let id = netsuite_salesforce::salesforce::ids::full_id(id).unwrap();
+        let record = host_harness::host::RecordRef { kind: host_harness::host::RecordKind::Vendor, id };
+        let scope = host_harness::host::ReplayScope::One(record);
+        let replay = bed.bed.tenant.replay(support::runtime(), scope).await.unwrap();
+        succeeded(&replay);
+        assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + expected, "{replay:?}");
+    }
+    assert_eq!(waiting_writebacks(&bed), 0);
+    assert!(bed.netsuite.vendor_id_by_external_id(&born).unwrap().is_some());
+}
+
 /// Failed write-backs waiting for replay.
 fn waiting_writebacks(bed: &Bed) -> i64 {
     let conn = bed.tenant.database.connect().unwrap();

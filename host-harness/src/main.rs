@@ -507,10 +507,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let (kind, id) = r.split_once(':').context("--record takes kind:id, e.g. customer:42")?;
                     let id = id.trim();
                     // Read as a number, as change events are: `011` is record 11.
-                    let Ok(id) = netsuite_salesforce::netsuite::suiteql::internal_id(id) else {
-                        bail!("--record `{r}`: a NetSuite internal id is digits (e.g. customer:42)");
+                    // A vendor Salesforce created that NetSuite has not taken
+                    // yet is named by its Salesforce id.
+                    let id = match netsuite_salesforce::netsuite::suiteql::internal_id(id) {
+                        Ok(n) => n.to_string(),
+                        Err(_) if id.is_empty() => {
+                            bail!("--record `{r}` names no id: write it as kind:id (e.g. customer:42)")
+                        }
+                        Err(_) if !id.bytes().all(|b| b.is_ascii_digit()) => {
+                            netsuite_salesforce::salesforce::ids::full_id(id).with_context(|| {
+                                format!(
+                                    "--record `{r}`: name the record by its NetSuite internal id (digits, e.g. \
+                                     customer:42), or a vendor created in Salesforce by its Salesforce id"
+                                )
+                            })?
+                        }
+                        Err(_) => {
+                            bail!("--record `{r}`: {id} is past the largest NetSuite internal id; check the number")
+                        }
                     };
-                    ReplayScope::One(RecordRef { kind: parse_kind(kind)?, id: id.to_string() })
+                    ReplayScope::One(RecordRef { kind: parse_kind(kind)?, id })
                 }
                 (None, None) => ReplayScope::AllFailed,
             };
@@ -682,7 +698,7 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
         AuditCommand::Show { config, record, salesforce_id, tenant, json } => {
             let (config, conn) = open_database(&config, table)?;
             let key = match (record, salesforce_id) {
-                (_, Some(id)) => RecordKey::Salesforce(id),
+                (_, Some(id)) => RecordKey::Salesforce(query::salesforce_id_text(&id)),
                 (Some(r), None) => RecordKey::parse(&r)?,
                 (None, None) => bail!("name the record as kind:id (e.g. customer:42) or with --salesforce-id"),
             };

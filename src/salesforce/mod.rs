@@ -9,6 +9,7 @@ pub mod changes;
 pub mod composite;
 pub mod describe;
 pub mod errors;
+pub mod ids;
 pub mod limits;
 pub mod soql;
 

@@ -115,6 +115,21 @@ fn action_name(typed: &str) -> Result<String> {
     }
 }
 
+/// A NetSuite id as the audit stores it: `011` is record 11, as change
+/// events and `replay --record` read it. Other text (a Salesforce id that
+/// names a record created there) is kept as typed.
+pub fn netsuite_id_text(typed: &str) -> String {
+    let typed = typed.trim();
+    netsuite_salesforce::netsuite::suiteql::internal_id(typed).map_or_else(|_| typed.to_string(), |n| n.to_string())
+}
+
+/// A Salesforce id as the audit stores it: the 18-character form, also
+/// for the 15-character one the Salesforce UI shows.
+pub fn salesforce_id_text(typed: &str) -> String {
+    let typed = typed.trim();
+    netsuite_salesforce::salesforce::ids::full_id(typed).unwrap_or_else(|| typed.to_string())
+}
+
 /// The outcomes tenant `tenant`'s audit rows hold, sorted.
 pub fn outcomes(conn: &Connection, tenant: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT DISTINCT outcome FROM audit WHERE tenant = ?1 ORDER BY outcome")?;
@@ -157,10 +172,10 @@ impl FilterArgs {
             tenant: non_empty("--tenant", self.tenant)?.unwrap_or_else(|| tenant.to_string()),
             run_id: non_empty("--run", self.run)?,
             kind,
-            netsuite_id: non_empty("--netsuite-id", self.netsuite_id)?,
-            salesforce_id: non_empty("--salesforce-id", self.salesforce_id)?,
+            netsuite_id: non_empty("--netsuite-id", self.netsuite_id)?.map(|id| netsuite_id_text(&id)),
+            salesforce_id: non_empty("--salesforce-id", self.salesforce_id)?.map(|id| salesforce_id_text(&id)),
             action: non_empty("--action", self.action)?.map(|a| action_name(&a)).transpose()?,
-            outcome: non_empty("--outcome", self.outcome)?,
+            outcome: non_empty("--outcome", self.outcome)?.map(|o| o.trim().to_ascii_lowercase()),
             since,
             until,
         })
@@ -264,7 +279,7 @@ impl RecordKey {
             bail!("`{text}` names no NetSuite id: write it as kind:id (e.g. customer:42)");
         }
         let kind = kind_name(kind).with_context(|| format!("record `{text}`"))?;
-        Ok(RecordKey::NetSuite { kind, id: id.trim().to_string() })
+        Ok(RecordKey::NetSuite { kind, id: netsuite_id_text(id) })
     }
 }
 

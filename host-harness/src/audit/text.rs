@@ -8,7 +8,9 @@ use std::fmt::Write;
 
 /// One line: `#seq at run kind id → sf action outcome [error]`.
 pub fn line(r: &AuditRecord) -> String {
-    let mut s = format!("#{} {} {} {} {} {}", r.seq, r.at, r.run_id, r.kind, r.netsuite_id, arrow(r));
+    // A record Salesforce created that NetSuite has not taken has no id there yet.
+    let netsuite = if r.netsuite_id.is_empty() { "-" } else { r.netsuite_id.as_str() };
+    let mut s = format!("#{} {} {} {} {netsuite} {}", r.seq, r.at, r.run_id, r.kind, arrow(r));
     let _ = write!(s, " {} {}", r.action, r.outcome);
     if let Some(e) = &r.error {
         let _ = write!(s, ": {e}");

@@ -392,3 +392,21 @@ fn jsonl_export_is_one_object_per_row_with_transformations_as_json() {
     assert_eq!(lines[3]["direction"], "salesforce-to-netsuite");
     assert_eq!(lines[3]["transformations"]["Phone__c"], "+1 555");
 }
+
+#[test]
+fn ids_and_outcomes_are_read_as_the_audit_stores_them() {
+    let f = filter(FilterArgs {
+        netsuite_id: Some(" 011".into()),
+        salesforce_id: Some("0018d0000000001".into()),
+        outcome: Some("FAILED".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        (f.netsuite_id.as_deref(), f.salesforce_id.as_deref(), f.outcome.as_deref()),
+        (Some("11"), Some("0018d0000000001AAA"), Some("failed"))
+    );
+    // Not a NetSuite id (a Salesforce-created record's row): kept as typed.
+    let f = filter(FilterArgs { netsuite_id: Some("a018d0000000015AAA".into()), ..Default::default() });
+    assert_eq!(f.netsuite_id.as_deref(), Some("a018d0000000015AAA"));
+    assert!(matches!(RecordKey::parse("customer:007").unwrap(), RecordKey::NetSuite { id, .. } if id == "7"));
+}
