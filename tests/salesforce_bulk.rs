@@ -152,29 +152,52 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
     assert_eq!(bed.salesforce.writes(), writes);
 }
 
-/// A change event applied after a run stopped with its job held: the job's
-/// outcomes are recorded first, so the event's newer version is what the
-/// record's state says Salesforce holds, and the next sync writes nothing
-/// again (recorded after, the job's older version would have been taken
-/// for Salesforce's, and the record written a second time).
+/// A replay after a run stopped with its job held (since ended): the job
+/// carried a newer version of a record whose earlier write failed, so the
+/// job's outcomes are recorded first and settle that failure; the replay
+/// does not send the older version after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_after_a_stopped_job_is_written_once_after_the_job_is_recorded() {
-    let bed = stopped_with_its_job_held().await;
-    bed.salesforce.hold_bulk_jobs(false);
+async fn a_replay_after_a_stopped_job_does_not_send_an_older_version_after_it() {
+    let bed = bed(3_000)
+        .setting("salesforce_bulk_threshold", "100")
+        .setting("salesforce_bulk_poll_timeout_secs", "1")
+        .start()
+        .await;
+    succeeded(&bed.sync().await);
     let id = bed.customer_ids[7];
-    bed.clock.advance(std::time::Duration::from_secs(5));
-    bed.netsuite.rename_customer(id, "Renamed After The Stop Ltd").unwrap();
-    bed.queue_events(&[("customer", id, "edit")]);
+    bed.clock.advance(std::time::Duration::from_secs(60));
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Account".into(),
+        field: "Name".into(),
+        contains: "Embargoed".into(),
+        message: "Accounts under embargo need approval".into(),
+    }));
+    bed.netsuite.rename_customer(id, "Embargoed One Ltd").unwrap();
+    let failed = bed.sync().await;
+    assert_eq!(failed.counts("customer").failed, 1, "{failed:?}");
+    bed.salesforce.set_validation_rule(None);
+    // Every customer changed (a Bulk job), this one renamed again; the run
+    // stops with the job applied but not ended.
+    bed.clock.advance(std::time::Duration::from_secs(60));
+    let now = bed.clock.now_secs();
+    bed.netsuite.execute(&format!("UPDATE customer SET phone = '+1 212 555 0199', lastmodifieddate = {now}")).unwrap();
+    bed.netsuite.rename_customer(id, "Version Two Ltd").unwrap();
+    sync_past_the_poll_timeout(&bed).await;
+    assert_eq!(bed.sf("Account", id).1["Name"], serde_json::json!("Version Two Ltd"), "the job was applied");
+    // While the job runs, a replay stops naming it and sends nothing.
     let writes = bed.salesforce.writes();
-    let events = bed.bed.sync_kinds(support::runtime(), host_harness::host::SyncMode::Events, &[]).await.unwrap();
-    succeeded(&events);
-    assert_eq!(events.counts("customer").resumed, 3_000, "{events:?}");
-    assert_eq!(bed.sf("Account", id).1["Name"], serde_json::json!("Renamed After The Stop Ltd"));
-    assert_eq!(bed.salesforce.writes(), writes + 1);
+    let early = bed.replay_all().await;
+    assert_eq!(early.status, "failed", "{early:?}");
+    assert!(early.error.as_deref().unwrap_or_default().contains("7508"), "names the job: {early:?}");
+    assert_eq!(bed.salesforce.writes(), writes);
+    bed.salesforce.hold_bulk_jobs(false);
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!(replay.counts("customer").resumed, 3_000, "{replay:?}");
+    assert_eq!(bed.sf("Account", id).1["Name"], serde_json::json!("Version Two Ltd"), "{replay:?}");
     let next = bed.sync().await;
     succeeded(&next);
-    assert_eq!(bed.salesforce.writes(), writes + 1, "nothing written again: {:?}", next.counts("customer"));
-    assert_eq!(bed.sf("Account", id).1["Name"], serde_json::json!("Renamed After The Stop Ltd"));
+    assert_eq!(bed.sf("Account", id).1["Name"], serde_json::json!("Version Two Ltd"));
 }
 
 /// A process killed right after closing a Bulk API job can lose the job's

@@ -121,7 +121,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     if let Some(scope) = &run.request.replay {
         run.target()?;
         let mut targeted = true;
-        resume_stopped(run, kinds, &mut targeted)?;
+        resume_ended(run, kinds)?;
         if let Some(policy) = run.settings.writeback {
             for &kind in kinds {
                 writeback::replay(run, kind, policy, scope)?;
@@ -155,7 +155,6 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // included (see `queued_events::Pass`): a scheduled run applies the
     // queued deletions after its own reads' writes.
     let mut targeted = false;
-    resume_stopped(run, kinds, &mut targeted)?;
     let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
     apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, &any_event)?;
     // Events the run queued itself (children of parents deleted or written
@@ -212,20 +211,30 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-/// Records the outcomes of Bulk jobs stopped runs left with Salesforce
-/// before this run writes anything: a version written first (an event, a
-/// replayed or deferred write) would otherwise be overwritten in the record
-/// states by the older one in the job, and an older deferred write of a
-/// record the job carries would be sent after it.
-fn resume_stopped(run: &Run<'_>, kinds: &[RecordKind], targeted: &mut bool) -> Result<()> {
+/// A replay first records the outcomes of Bulk jobs stopped runs left with
+/// Salesforce, when they have ended: a failed or deferred write of a record
+/// a job carries a newer version of is then settled by it, not sent after
+/// it (Salesforce would hold the older version, and the job's recorded
+/// state say the newer). A job still running stops the replay, naming it: a
+/// scheduled run waits for it, a replay does not.
+fn resume_ended(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     for &kind in kinds {
-        if run.queues.has_leftovers(kind)? {
-            if !*targeted {
-                run.target()?;
-                *targeted = true;
-            }
-            run.writer.resume(run, kind)?;
+        let (jobs, parked) = run.queues.leftovers(kind)?;
+        if jobs.is_empty() && parked.is_empty() {
+            continue;
         }
+        for (_, job) in &jobs {
+            let state = run.sink.bulk_state(&job.id)?;
+            if !matches!(state.as_str(), "JobComplete" | "Failed" | "Aborted") {
+                return Err(ConnectorError::Salesforce(format!(
+                    "a Bulk API 2.0 job a stopped run left ({}, {kind} records) is still {state} in Salesforce: \
+                     replay once it has ended (its records' failed writes may be older than what it carries), or \
+                     run `connector sync`, which waits for it and records its outcomes",
+                    job.id
+                )));
+            }
+        }
+        run.writer.resume(run, kind)?;
     }
     Ok(())
 }

@@ -39,7 +39,10 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
     // A kind written back takes Salesforce's edits and deletions first, as
     // a scheduled run does (see `changes_of`): the records read below are then
     // NetSuite's merged ones, and one deleted in Salesforce stays out.
-    if let Some(policy) = run.settings.writeback {
+    // Deletions Salesforce refused (a replay applies them alone) read no
+    // NetSuite record: nothing to merge first.
+    let only_deletions = events.iter().all(super::write::is_refused_deletion);
+    if let Some(policy) = run.settings.writeback.filter(|_| !only_deletions) {
         for &kind in wanted.keys() {
             if mapping.writeback(kind).is_some() && run.first_merge(kind) {
                 Provenance::check(run, kind)?;

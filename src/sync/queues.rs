@@ -194,6 +194,11 @@ pub struct FailedWriteback {
     pub netsuite_id: Option<String>,
     pub run_id: String,
     pub error: String,
+    /// The record's `SystemModstamp` when it failed: read again unchanged
+    /// (the poll's overlap window), it waits for replay instead of failing
+    /// once more every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modstamp: Option<String>,
 }
 
 pub fn writeback_key(kind: RecordKind, salesforce_id: &str) -> String {
@@ -551,12 +556,6 @@ impl<'a> Queues<'a> {
             }
         }
         Ok((jobs, parked))
-    }
-
-    /// Whether stopped runs left anything for `kind` (see [`Queues::leftovers`]).
-    pub fn has_leftovers(&self, kind: RecordKind) -> Result<bool> {
-        let (jobs, parked) = self.leftovers(kind)?;
-        Ok(!jobs.is_empty() || !parked.is_empty())
     }
 
     pub fn forget_job(&self, key: &str) -> Result<()> {

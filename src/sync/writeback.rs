@@ -115,6 +115,9 @@ struct Pass<'p, 'r> {
     /// A replay: a record Salesforce did not change since the base is still
     /// merged (its earlier write failed).
     replaying: std::cell::Cell<bool>,
+    /// The `SystemModstamp` of each record of the page at hand, kept with
+    /// its failure.
+    modstamps: RefCell<HashMap<String, String>>,
 }
 
 /// A NetSuite internal id in a Salesforce field (text or number).
@@ -144,6 +147,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             failures: RefCell::new(Vec::new()),
             done: RefCell::new(Vec::new()),
             replaying: std::cell::Cell::new(false),
+            modstamps: RefCell::new(HashMap::new()),
         }
     }
 
@@ -200,6 +204,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             netsuite_id: (!netsuite_id.is_empty()).then(|| netsuite_id.to_string()),
             run_id: self.run.request.run_id.clone(),
             error: error.to_string(),
+            modstamp: self.modstamps.borrow().get(sf).cloned(),
         });
         AuditEntry {
             outcome: "failed".into(),
@@ -243,7 +248,22 @@ impl<'p, 'r> Pass<'p, 'r> {
     }
 
     fn page(&self, records: &[Changed]) -> Result<()> {
+        *self.modstamps.borrow_mut() = records.iter().map(|r| (r.id.clone(), r.modstamp.clone())).collect();
         let (deleted, live): (Vec<&Changed>, Vec<&Changed>) = records.iter().partition(|r| r.deleted);
+        // Read again as it was when its write failed (the poll re-reads an
+        // overlap window behind its cursor): it waits for replay, or for
+        // the next change on either side, rather than failing every run.
+        let live = if self.replaying.get() {
+            live
+        } else {
+            let ids: Vec<&str> = live.iter().map(|r| r.id.as_str()).collect();
+            let waiting = self.run.queues.writebacks_of(self.kind, &ids)?;
+            live.into_iter()
+                .zip(waiting)
+                .filter(|(r, w)| w.as_ref().and_then(|w| w.modstamp.as_deref()) != Some(r.modstamp.as_str()))
+                .map(|(r, _)| r)
+                .collect()
+        };
         let (linked, new): (Vec<&Changed>, Vec<&Changed>) =
             live.into_iter().partition(|r| netsuite_id(&r.fields).is_some());
         let (linked, mistyped): (Vec<&Changed>, Vec<&Changed>) =
@@ -645,6 +665,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         let sources = self.section.sources();
         let mut audit = Vec::new();
         let mut made: Vec<(String, &Changed)> = Vec::new();
+        let mut unlinked: Vec<(String, &Changed)> = Vec::new();
         for record in records {
             if run.writer.plans() {
                 let values: Map<String, Value> = sources
@@ -672,10 +693,15 @@ impl<'p, 'r> Pass<'p, 'r> {
                 // A repeat (the link failed, the run died before it) finds
                 // the vendor made before: its billing line is keyed, or
                 // NetSuite would add a second one (unkeyed lines append).
-                if let Some(line) = address_line(&mut body)
-                    && let Some((name, key)) = run.source.default_billing_line(&self.section.record, &target, &what)?
-                {
-                    line.insert(name, key);
+                if let Some(line) = address_line(&mut body) {
+                    // A look that fails on its data (a role that may create
+                    // but not view vendors) leaves the line unkeyed, as before.
+                    match run.source.default_billing_line(&self.section.record, &target, &what) {
+                        Ok(Some((name, key))) => drop(line.insert(name, key)),
+                        Ok(None) => {}
+                        Err(e) if e.is_about_data() => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 run.source.write_record(&self.section.record, &target, &body, &what)
             });
@@ -698,8 +724,12 @@ impl<'p, 'r> Pass<'p, 'r> {
                 Ok(()) => audit.push(self.entry(AuditAction::Link, &id, &record.id, "updated", json!([]))),
                 Err(e) if e.is_about_data() => {
                     // The next poll sees the record unlinked again; the PUT
-                    // by external id finds the same NetSuite record.
+                    // by external id finds the same NetSuite record. Its
+                    // state is saved all the same (below), or the forward
+                    // pass would take the new NetSuite record for one
+                    // Salesforce lacks and upsert a second Vendor__c.
                     audit.push(self.failed(AuditAction::Link, &id, &record.id, &e));
+                    unlinked.push((id, *record));
                     continue;
                 }
                 Err(e) => {
@@ -716,6 +746,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         // Record states, so neither side's copy of the new record comes back
         // as a change: NetSuite's record as the mapping gives it, with the
         // values Salesforce holds.
+        made.extend(unlinked);
         let ids: Vec<&str> = made.iter().map(|(id, _)| id.as_str()).collect();
         let columns = run.settings.mapping.columns(self.kind);
         let netsuite: HashMap<String, NetSuiteRecord> = if ids.is_empty() {
