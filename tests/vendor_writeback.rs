@@ -274,7 +274,11 @@ async fn a_vendor_created_in_salesforce_appears_in_netsuite_once_even_when_the_l
 
     bed.salesforce.alter_field("Vendor__c", "NetSuite_Id__c", |f| f.updateable = true);
     bed.clock.advance(Duration::from_secs(1));
+    // Read again unchanged, the record waits for replay (not failed again).
     let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 0, "{:?}", rows(&bed, &report.run_id));
+    let report = bed.replay_all().await;
     succeeded(&report);
     assert_eq!(bed.netsuite.vendor_count().unwrap(), before + 1, "the repeat found the vendor it made");
     let ns_id = bed.netsuite.vendor_id_by_external_id(&sf_id).unwrap().expect("created by external id");
@@ -614,6 +618,52 @@ async fn a_vendor_with_a_netsuite_id_that_is_not_one_fails_alone() {
     assert_eq!(report.counts("vendor").failed, 0, "{:?}", rows(&bed, &report.run_id));
     assert_eq!(waiting_writebacks(&bed), 2);
     assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors + 1);
+}
+
+/// A vendor deleted on both sides between runs: nothing to inactivate in
+/// NetSuite and nothing to flag in Salesforce; the run fails nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_deleted_on_both_sides_fails_nothing() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    bed.clock.advance(Duration::from_secs(60));
+    bed.salesforce.delete_by_hand(&bed.sf("Vendor__c", ids[0]).0);
+    bed.netsuite.delete_record("vendor", ids[0]).unwrap();
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let c = report.counts("vendor");
+    assert_eq!((c.failed, c.deleted), (0, 1), "{:?}", rows(&bed, &report.run_id));
+    let skipped = actions(&rows(&bed, &report.run_id), "skip-deleted-in-netsuite");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(waiting_writebacks(&bed), 0);
+    bed.clock.advance(Duration::from_secs(60));
+    let next = bed.sync_all().await;
+    assert_eq!((next.counts("vendor").failed, next.counts("vendor").deleted), (0, 0));
+}
+
+/// A contact of a vendor deleted in Salesforce, changed in NetSuite: the
+/// dry run plans it deferred, as the real run then defers it (the vendor is
+/// out of Salesforce's reach while NetSuite keeps it inactive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_defers_the_contact_of_a_vendor_deleted_in_salesforce_as_the_run_does() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    bed.netsuite.seed_contacts(1, &ids[..1], bed.clock.now_secs(), 3).unwrap();
+    succeeded(&bed.sync_all().await);
+    let contact = bed.netsuite.id_pairs("SELECT id, company FROM contact").unwrap()[0].0;
+    bed.clock.advance(Duration::from_secs(60));
+    bed.salesforce.delete_by_hand(&bed.sf("Vendor__c", ids[0]).0);
+    let now = bed.clock.now_secs();
+    bed.netsuite
+        .execute(&format!("UPDATE contact SET title = 'Buyer', lastmodifieddate = {now} WHERE id = {contact}"))
+        .unwrap();
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let planned: Vec<_> = plan.plan.iter().filter(|p| p.netsuite_id == contact.to_string()).collect();
+    assert_eq!(planned.len(), 1, "{:?}", plan.plan);
+    assert_eq!(planned[0].action, "defer", "{planned:?}");
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("contact").deferred, 1, "{report:?}");
+    assert_eq!(plan.counts("contact").deferred, report.counts("contact").deferred);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,9 +86,9 @@ enum Command {
         /// auto (the connector's choice), composite, bulk; several run one after another.
         #[arg(long, value_delimiter = ',', default_value = "auto")]
         paths: Vec<String>,
-        /// The component's memory cap.
-        #[arg(long, default_value_t = 512)]
-        max_memory_mb: usize,
+        /// The component's memory cap (1–4096, as the `max_memory_mb` setting).
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        max_memory_mb: u32,
         #[arg(long)]
         json: bool,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
@@ -342,8 +342,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         #[cfg(feature = "simulators")]
         Command::Bench { customers, contacts, vendors, latency_ms, paths, max_memory_mb, json, component } => {
-            let options =
-                host_harness::bench::BenchOptions { customers, contacts, vendors, latency_ms, paths, max_memory_mb };
+            let options = host_harness::bench::BenchOptions {
+                customers,
+                contacts,
+                vendors,
+                latency_ms,
+                paths,
+                max_memory_mb: max_memory_mb as usize,
+            };
             let results = host_harness::bench::run(component_path(component)?, options).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&results)?)?;

@@ -93,6 +93,19 @@ impl NetSuiteSource<'_> {
         }
     }
 
+    /// PATCHes `body` to record `id`; false when NetSuite has no such
+    /// record (404: deleted there too).
+    pub fn patch_if_present(&self, record_type: &str, id: &str, body: &Map<String, Value>, what: &str) -> Result<bool> {
+        let url = format!("{}/services/rest/record/v1/{record_type}/{}", self.base_url, suiteql::internal_id(id)?);
+        let payload = Rc::new(crate::http::Body::from(serde_json::to_vec(body).expect("a JSON map serializes")));
+        let response = self.record_call(Method::Patch, &url, Some(&payload))?;
+        match response.status {
+            404 => Ok(false),
+            _ if response.is_success() => Ok(true),
+            _ => Err(record_error(what, &response)),
+        }
+    }
+
     /// The internal id of the `record_type` record with external id `eid`.
     fn id_by_external_id(&self, record_type: &str, eid: &str) -> Result<Option<String>> {
         let query = suiteql::external_id_query(record_type, eid)?;

@@ -83,6 +83,11 @@ pub(super) trait Writer {
 
     /// Records a write another stage would make (dry runs).
     fn note(&self, _entry: PlannedWrite) {}
+
+    /// A record another stage takes out of Salesforce's reach (a vendor
+    /// deleted there, inactivated in NetSuite): its children wait, as the
+    /// state a real run saves makes them (dry runs).
+    fn note_absent(&self, _record: ParentRef) {}
 }
 
 /// Takes staged records a page at a time and writes what is due.
@@ -1187,6 +1192,11 @@ impl Writer for Plan {
             }
         }
         states
+    }
+
+    fn note_absent(&self, record: ParentRef) {
+        self.planned.borrow_mut().remove(&record);
+        self.gone.borrow_mut().insert(record);
     }
 
     fn planned(&self, parent: &ParentRef) -> Option<bool> {

@@ -332,11 +332,22 @@ impl<'p, 'r> Pass<'p, 'r> {
             if run.writer.plans() {
                 self.plan(PlanAction::NetSuiteUpdate, id, &body, None);
                 self.merged(id, false);
+                run.writer.note_absent((self.kind, id.clone()));
                 continue;
             }
             let what = format!("inactivation of NetSuite {} {id} (Salesforce {} was deleted)", self.kind, record.id);
-            match run.source.write_record(&self.section.record, &RecordRef::Id(id.clone()), &body, &what) {
-                Ok(_) => {
+            match run.source.patch_if_present(&self.section.record, id, &body, &what) {
+                // Deleted in NetSuite too: nothing to inactivate (NetSuite's
+                // deletion reaches Salesforce's record, gone already, as a
+                // deletion done).
+                Ok(false) => {
+                    let detail = json!([{ "field": "isInactive", "rule": "deleted-in-salesforce",
+                                          "detail": "deleted in NetSuite too" }]);
+                    audit.push(self.entry(AuditAction::SkipDeletedInNetSuite, id, &record.id, "unchanged", detail));
+                    states_out.push((id.clone(), RecordState { sf_deleted: true, ..state }));
+                    self.done.borrow_mut().push(record.id.clone());
+                }
+                Ok(true) => {
                     let detail = json!([{ "field": "isInactive", "rule": "deleted-in-salesforce", "new": true }]);
                     audit.push(self.entry(AuditAction::NetSuiteInactivate, id, &record.id, "updated", detail));
                     states_out.push((id.clone(), RecordState { sf_deleted: true, ..state }));
