@@ -7,7 +7,7 @@ use host_harness::audit::export::{self, ExportFormat, JsonRecord};
 use host_harness::audit::query::{self, FilterArgs, RecordKey};
 use host_harness::config::{HarnessConfig, secret_names};
 use host_harness::console::{init_logs, print_report, show_progress};
-use host_harness::host::{RecordRef, ReplayScope, Runtime, SyncMode};
+use host_harness::host::{ReplayScope, Runtime, SyncMode};
 use host_harness::ops;
 use host_harness::scheduler::serve_schedule;
 use host_harness::scheduler::{Tenant, parse_kind};
@@ -509,31 +509,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let whole_queue = run.is_none() && record.is_none();
             let scope = match (run, record) {
                 (Some(run), _) => ReplayScope::Run(run),
-                (None, Some(r)) => {
-                    let (kind, id) = r.split_once(':').context("--record takes kind:id, e.g. customer:42")?;
-                    let id = id.trim();
-                    // Read as a number, as change events are: `011` is record 11.
-                    // A vendor Salesforce created that NetSuite has not taken
-                    // yet is named by its Salesforce id.
-                    let id = match netsuite_salesforce::netsuite::suiteql::internal_id(id) {
-                        Ok(n) => n.to_string(),
-                        Err(_) if id.is_empty() => {
-                            bail!("--record `{r}` names no id: write it as kind:id (e.g. customer:42)")
-                        }
-                        Err(_) if !id.bytes().all(|b| b.is_ascii_digit()) => {
-                            netsuite_salesforce::salesforce::ids::full_id(id).with_context(|| {
-                                format!(
-                                    "--record `{r}`: name the record by its NetSuite internal id (digits, e.g. \
-                                     customer:42), or a vendor created in Salesforce by its Salesforce id"
-                                )
-                            })?
-                        }
-                        Err(_) => {
-                            bail!("--record `{r}`: {id} is past the largest NetSuite internal id; check the number")
-                        }
-                    };
-                    ReplayScope::One(RecordRef { kind: parse_kind(kind)?, id })
-                }
+                (None, Some(r)) => ReplayScope::One(host_harness::scheduler::parse_record_ref(&r)?),
                 (None, None) => ReplayScope::AllFailed,
             };
             let named = match &scope {

@@ -107,14 +107,15 @@ pub const NO_SALESFORCE_ID: &str = "NO_SALESFORCE_ID";
 
 /// Whether a delete or an update by id failed only because Salesforce no
 /// longer has the record: in the Recycle Bin (`ENTITY_IS_DELETED`), or
-/// emptied from it (`INVALID_CROSS_REFERENCE_KEY`, the id names nothing).
+/// emptied from it (`INVALID_CROSS_REFERENCE_KEY` naming no field; with a
+/// field, it is a reference the write carries, or a trigger's, that fails).
 pub fn already_deleted(outcome: &UpsertOutcome) -> bool {
     outcome.outcome == OutcomeKind::Failed
         && !outcome.errors.is_empty()
-        && outcome
-            .errors
-            .iter()
-            .all(|e| matches!(e.status_code.as_str(), "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY"))
+        && outcome.errors.iter().all(|e| {
+            e.status_code == "ENTITY_IS_DELETED"
+                || (e.status_code == "INVALID_CROSS_REFERENCE_KEY" && e.fields.is_empty())
+        })
 }
 
 /// Whether a deletion that failed could land later (not one of a record
@@ -213,6 +214,20 @@ mod tests {
         for (status, body, expected) in cases {
             assert_eq!(classify(RULES, &response(status, body)).map(|r| r.action), expected, "{status} {body}");
         }
+    }
+
+    #[test]
+    fn a_record_gone_from_salesforce_counts_as_deleted_but_a_bad_reference_does_not() {
+        let outcome = |code: &str, fields: Vec<String>| UpsertOutcome {
+            external_id: "7".into(),
+            salesforce_id: None,
+            outcome: OutcomeKind::Failed,
+            errors: vec![SalesforceError { status_code: code.into(), message: "m".into(), fields }],
+        };
+        assert!(already_deleted(&outcome("ENTITY_IS_DELETED", vec![])));
+        assert!(already_deleted(&outcome("INVALID_CROSS_REFERENCE_KEY", vec![])));
+        assert!(!already_deleted(&outcome("INVALID_CROSS_REFERENCE_KEY", vec!["OwnerId".into()])));
+        assert!(!already_deleted(&outcome("UNABLE_TO_LOCK_ROW", vec![])));
     }
 
     #[test]

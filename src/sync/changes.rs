@@ -15,7 +15,7 @@ use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 /// output Salesforce lacks are written.
 pub(super) fn sync(run: &Run<'_>, kind: RecordKind, reread: bool) -> Result<()> {
     let full = run.request.mode == SyncMode::Full || reread;
-    run.writer.resume(run, kind)?;
+    run.resume(kind)?;
     let (mut position, start) = Position::start(run, kind, false, full)?;
     let mut pages = Changes::open(run, kind, start)?;
     let mut batch: Option<Box<dyn Batch + '_>> = None;

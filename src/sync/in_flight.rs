@@ -210,7 +210,7 @@ impl<'a> InFlight<'a> {
     /// state is not what was sent is made to be written again. Returns how
     /// many were. One listing for every kind (on Spin a listing reads the
     /// whole store, whatever it asks for).
-    pub fn recover(&self, run: &Run<'_>) -> Result<usize> {
+    pub fn recover(&self, run: &Run<'_>) -> Result<bool> {
         let ours = format!("/{}/", self.run_id);
         let mut keys = self
             .kv
@@ -218,7 +218,7 @@ impl<'a> InFlight<'a> {
             .map_err(|e| kv_error("listing marks of writes on their way", e))?;
         // Jobs first: each has ended before its records are looked at.
         keys.sort_by_key(|k| (!k.contains("/job-"), k.clone()));
-        let mut redone = 0;
+        let stopped = !keys.is_empty();
         let mut settled = Vec::new();
         for key in keys {
             let kind = RecordKind::ALL.into_iter().find(|k| key.split('/').next() == Some(k.as_str()));
@@ -226,12 +226,14 @@ impl<'a> InFlight<'a> {
             let text = value.map(|v| String::from_utf8_lossy(&v).into_owned());
             match (kind, text) {
                 (_, Some(job)) if job.starts_with(JOB) => settled.extend(settle_job(run, kind, &job)?),
-                (Some(kind), Some(text)) => redone += self.redo(run, kind, &key, &text, &settled)?,
+                (Some(kind), Some(text)) => {
+                    self.redo(run, kind, &key, &text, &settled)?;
+                }
                 _ => {}
             }
             self.clear(&key)?;
         }
-        Ok(redone)
+        Ok(stopped)
     }
 
     /// Makes the records of one mark (`key`) whose states say another write

@@ -117,7 +117,7 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
 fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // Before anything is written or compared: what a stopped run's writes
     // left in doubt is written again when read (a dry run plans it so).
-    run.in_flight.recover(run)?;
+    let stopped = run.in_flight.recover(run)?;
     if let Some(scope) = &run.request.replay {
         run.target()?;
         let mut targeted = true;
@@ -155,6 +155,18 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // included (see `queued_events::Pass`): a scheduled run applies the
     // queued deletions after its own reads' writes.
     let mut targeted = false;
+    // A stopped run's Bulk jobs (ended: `recover` waited for them) are
+    // recorded before any event is written: recorded after, a job's older
+    // version would be taken for what Salesforce holds (or its refusal
+    // queued over a newer write). Only then: listing them reads the whole
+    // store on Spin.
+    if stopped {
+        run.target()?;
+        targeted = true;
+        for &kind in kinds {
+            run.resume(kind)?;
+        }
+    }
     let reversed: Vec<RecordKind> = kinds.iter().rev().copied().collect();
     apply_events_in(run, kinds, &mut targeted, queued_events::Pass::Writes, &any_event)?;
     // Events the run queued itself (children of parents deleted or written
@@ -224,8 +236,14 @@ fn resume_ended(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
             continue;
         }
         for (_, job) in &jobs {
-            let state = run.sink.bulk_state(&job.id)?;
-            if !matches!(state.as_str(), "JobComplete" | "Failed" | "Aborted") {
+            // Gone (results are kept seven days) or unreadable: taking it up
+            // writes its records again from their pages.
+            let state = match run.sink.bulk_state(&job.id) {
+                Ok(state) => state,
+                Err(e) if e.is_about_data() => continue,
+                Err(e) => return Err(e),
+            };
+            if matches!(state.as_str(), "Open" | "UploadComplete" | "InProgress") {
                 return Err(ConnectorError::Salesforce(format!(
                     "a Bulk API 2.0 job a stopped run left ({}, {kind} records) is still {state} in Salesforce: \
                      replay once it has ended (its records' failed writes may be older than what it carries), or \
@@ -234,7 +252,7 @@ fn resume_ended(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
                 )));
             }
         }
-        run.writer.resume(run, kind)?;
+        run.resume(kind)?;
     }
     Ok(())
 }

@@ -154,6 +154,10 @@ pub(super) struct Run<'a> {
     /// writes changed, neither counts them again nor (in a plan, which
     /// changed nothing) writes the unmerged copy. At most [`MERGED_KEPT`].
     merged_records: RefCell<HashSet<(RecordKind, String)>>,
+    /// Kinds whose stopped runs' leftovers this run took up already.
+    resumed: RefCell<HashSet<RecordKind>>,
+    /// Records this run's forward pass leaves alone (see [`Run::hold_back`]).
+    held_back: RefCell<HashSet<(RecordKind, String)>>,
 }
 
 /// Records [`Run::note_merged`] keeps: a mass edit in Salesforce past it is
@@ -182,11 +186,35 @@ impl<'a> Run<'a> {
             validated: Default::default(),
             merged: Default::default(),
             merged_records: Default::default(),
+            resumed: Default::default(),
+            held_back: Default::default(),
             queued_events: Default::default(),
         }
     }
 
     /// Write-back merged NetSuite record `id` this run, and counted it.
+    /// Takes up what stopped runs left with Salesforce for `kind` (their
+    /// Bulk jobs' outcomes), once per run.
+    pub fn resume(&self, kind: RecordKind) -> Result<()> {
+        if self.resumed.borrow_mut().insert(kind) {
+            self.writer.resume(self, kind)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps NetSuite record `id` out of this run's forward pass: a vendor
+    /// just created from a Salesforce record whose link back failed, which
+    /// the forward pass would take for one Salesforce lacks.
+    pub fn hold_back(&self, kind: RecordKind, id: &str) {
+        self.held_back.borrow_mut().insert((kind, id.to_string()));
+    }
+
+    /// Whether [`Run::hold_back`] named the record.
+    pub fn held_back(&self, kind: RecordKind, id: &str) -> bool {
+        let held = self.held_back.borrow();
+        !held.is_empty() && held.contains(&(kind, id.to_string()))
+    }
+
     pub fn note_merged(&self, kind: RecordKind, id: &str) {
         let mut merged = self.merged_records.borrow_mut();
         if merged.len() < MERGED_KEPT {

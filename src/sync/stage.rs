@@ -60,7 +60,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
         // Write-back merged it this run and counted it; a plan's NetSuite
         // copy is the unmerged one, which the real run never writes.
         let merged = run.was_merged(kind, &record.id);
-        if merged && run.writer.plans() {
+        if (merged && run.writer.plans()) || run.held_back(kind, &record.id) {
             continue;
         }
         read += 1;

@@ -1030,6 +1030,9 @@ pub(super) struct Plan {
     links: RefCell<HashMap<ParentRef, Vec<ParentRef>>>,
     /// Records this plan deletes or flags deleted (their children lose them).
     gone: RefCell<HashSet<ParentRef>>,
+    /// Records another stage takes out of Salesforce's reach (a vendor
+    /// deleted there): their children wait (see [`Writer::note_absent`]).
+    absent: RefCell<HashSet<ParentRef>>,
     /// Children Salesforce deletes along with a parent this plan deletes
     /// (an Account's Contacts): written again, they are created.
     cascaded: RefCell<HashSet<ParentRef>>,
@@ -1195,14 +1198,13 @@ impl Writer for Plan {
     }
 
     fn note_absent(&self, record: ParentRef) {
-        self.planned.borrow_mut().remove(&record);
-        self.gone.borrow_mut().insert(record);
+        self.absent.borrow_mut().insert(record);
     }
 
     fn planned(&self, parent: &ParentRef) -> Option<bool> {
         match self.planned.borrow().contains_key(parent) {
             true => Some(true),
-            false => self.gone.borrow().contains(parent).then_some(false),
+            false => (self.gone.borrow().contains(parent) || self.absent.borrow().contains(parent)).then_some(false),
         }
     }
 

@@ -204,7 +204,9 @@ impl<'p, 'r> Pass<'p, 'r> {
             netsuite_id: (!netsuite_id.is_empty()).then(|| netsuite_id.to_string()),
             run_id: self.run.request.run_id.clone(),
             error: error.to_string(),
-            modstamp: self.modstamps.borrow().get(sf).cloned(),
+            // A link Salesforce refused is tried again at each read, as
+            // the record stays unlinked (a lock, a rule fixed since).
+            modstamp: (action != AuditAction::Link).then(|| self.modstamps.borrow().get(sf).cloned()).flatten(),
         });
         AuditEntry {
             outcome: "failed".into(),
@@ -336,10 +338,26 @@ impl<'p, 'r> Pass<'p, 'r> {
                 continue;
             }
             let what = format!("inactivation of NetSuite {} {id} (Salesforce {} was deleted)", self.kind, record.id);
-            match run.source.patch_if_present(&self.section.record, id, &body, &what) {
-                // Deleted in NetSuite too: nothing to inactivate (NetSuite's
-                // deletion reaches Salesforce's record, gone already, as a
-                // deletion done).
+            // NetSuite's 404 is confirmed by SuiteQL before the vendor counts
+            // as deleted there too (nothing to inactivate; its deletion
+            // reaches Salesforce's record, gone already, as a deletion done).
+            let present = |found: bool| -> Result<bool> {
+                if found {
+                    return Ok(true);
+                }
+                let columns = run.settings.mapping.columns(self.kind);
+                Ok(!run.source.fetch_many(self.kind, &[id.as_str()], &columns)?.is_empty())
+            };
+            match run.source.patch_if_present(&self.section.record, id, &body, &what).and_then(|found| {
+                match (found, present(found)?) {
+                    (false, true) => Err(ConnectorError::NetSuite(format!(
+                        "{what}: the record API answered 404 Not Found, while SuiteQL reads the {} (check the role's \
+                         access to it)",
+                        self.kind
+                    ))),
+                    (found, _) => Ok(found),
+                }
+            }) {
                 Ok(false) => {
                     let detail = json!([{ "field": "isInactive", "rule": "deleted-in-salesforce",
                                           "detail": "deleted in NetSuite too" }]);
@@ -676,7 +694,6 @@ impl<'p, 'r> Pass<'p, 'r> {
         let sources = self.section.sources();
         let mut audit = Vec::new();
         let mut made: Vec<(String, &Changed)> = Vec::new();
-        let mut unlinked: Vec<(String, &Changed)> = Vec::new();
         for record in records {
             if run.writer.plans() {
                 let values: Map<String, Value> = sources
@@ -734,13 +751,13 @@ impl<'p, 'r> Pass<'p, 'r> {
             match run.sink.set_fields(self.sobject, &record.id, &link) {
                 Ok(()) => audit.push(self.entry(AuditAction::Link, &id, &record.id, "updated", json!([]))),
                 Err(e) if e.is_about_data() => {
-                    // The next poll sees the record unlinked again; the PUT
-                    // by external id finds the same NetSuite record. Its
-                    // state is saved all the same (below), or the forward
-                    // pass would take the new NetSuite record for one
-                    // Salesforce lacks and upsert a second Vendor__c.
+                    // The next poll sees the record unlinked again (a link
+                    // failure is not held for replay: see `failed`); the PUT
+                    // by external id finds the same NetSuite record. This
+                    // run's forward pass leaves the new record be, or it would
+                    // upsert a second Vendor__c for it.
                     audit.push(self.failed(AuditAction::Link, &id, &record.id, &e));
-                    unlinked.push((id, *record));
+                    self.run.hold_back(self.kind, &id);
                     continue;
                 }
                 Err(e) => {
@@ -757,7 +774,6 @@ impl<'p, 'r> Pass<'p, 'r> {
         // Record states, so neither side's copy of the new record comes back
         // as a change: NetSuite's record as the mapping gives it, with the
         // values Salesforce holds.
-        made.extend(unlinked);
         let ids: Vec<&str> = made.iter().map(|(id, _)| id.as_str()).collect();
         let columns = run.settings.mapping.columns(self.kind);
         let netsuite: HashMap<String, NetSuiteRecord> = if ids.is_empty() {

@@ -9,7 +9,8 @@ pub use process::Liveness;
 
 use crate::config::HarnessConfig;
 use crate::host::{
-    ConnectorError, GuestClock, RecordKind, ReplayScope, RunOutput, Runtime, SyncMode, SyncRequest, TenantRun,
+    ConnectorError, GuestClock, RecordKind, RecordRef, ReplayScope, RunOutput, Runtime, SyncMode, SyncRequest,
+    TenantRun,
 };
 use crate::secrets::{Cipher, SecretFile};
 use crate::store::{Database, now_text};
@@ -179,6 +180,31 @@ pub fn parse_kind(name: &str) -> Result<RecordKind> {
         "vendor" | "vendors" => Ok(RecordKind::Vendor),
         other => anyhow::bail!("unknown record kind `{other}`: use customer, contact or vendor"),
     }
+}
+
+/// The record `replay --record kind:id` names. The id reads as a number,
+/// as change events do (`011` is record 11); a vendor Salesforce created that
+/// NetSuite has not taken yet is named by its Salesforce id (15 or 18
+/// characters).
+pub fn parse_record_ref(text: &str) -> Result<RecordRef> {
+    let (kind, id) = text.split_once(':').context("--record takes kind:id, e.g. customer:42")?;
+    let kind = parse_kind(kind.trim())?;
+    let id = id.trim();
+    let id = match netsuite_salesforce::netsuite::suiteql::internal_id(id) {
+        Ok(n) => n.to_string(),
+        Err(_) if id.is_empty() => {
+            anyhow::bail!("--record `{text}` names no id: write it as kind:id (e.g. customer:42)")
+        }
+        Err(_) if !id.bytes().all(|b| b.is_ascii_digit()) => netsuite_salesforce::salesforce::ids::full_id(id)
+            .with_context(|| {
+                format!(
+                    "--record `{text}`: name the record by its NetSuite internal id (digits, e.g. customer:42), or a \
+                     vendor created in Salesforce by its Salesforce id"
+                )
+            })?,
+        Err(_) => anyhow::bail!("--record `{text}`: {id} is past the largest NetSuite internal id; check the number"),
+    };
+    Ok(RecordRef { kind, id })
 }
 
 /// What a run is asked to do.
@@ -678,6 +704,19 @@ fn counts_from_audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_is_named_by_its_netsuite_id_or_a_salesforce_created_vendor_by_its_salesforce_id() {
+        let named = |t: &str| parse_record_ref(t).map(|r| (r.kind, r.id)).map_err(|e| format!("{e:#}"));
+        assert_eq!(named("customer:011"), Ok((RecordKind::Customer, "11".into())));
+        assert_eq!(named("vendor: a018d0000000015"), Ok((RecordKind::Vendor, "a018d0000000015AAA".into())));
+        assert_eq!(named("vendor:a018d0000000015AAA"), Ok((RecordKind::Vendor, "a018d0000000015AAA".into())));
+        assert!(named("customer:").unwrap_err().contains("names no id"));
+        assert!(named("customer:99999999999999999999").unwrap_err().contains("past the largest"));
+        assert!(named("customer:-5").unwrap_err().contains("NetSuite internal id (digits"));
+        assert!(named("customer42").unwrap_err().contains("kind:id"));
+        assert!(named("account:4").unwrap_err().contains("unknown record kind"));
+    }
 
     #[test]
     fn a_stored_report_reads_back_what_a_run_report_wrote() {
