@@ -152,6 +152,35 @@ async fn a_job_submitted_by_a_stopped_run_is_taken_up_not_sent_again() {
     assert_eq!(bed.salesforce.writes(), writes);
 }
 
+/// A change event applied after a run stopped with its job held: the job's
+/// outcomes are recorded first, so the event's newer version is what the
+/// record's state says Salesforce holds, and the next sync writes nothing
+/// again (recorded after, the job's older version would have been taken
+/// for Salesforce's, and the record written a second time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_after_a_stopped_job_is_written_once_after_the_job_is_recorded() {
+    let bed = stopped_with_its_job_held().await;
+    bed.salesforce.hold_bulk_jobs(false);
+    let id = bed.customer_ids[7];
+    bed.clock.advance(std::time::Duration::from_secs(5));
+    bed.netsuite.rename_customer(id, "Renamed After The Stop Ltd").unwrap();
+    bed.queue_events(&[("customer", id, "edit")]);
+    let writes = bed.salesforce.writes();
+    let events = bed.bed.sync_kinds(runtime(), SyncMode::Events, &[]).await.unwrap();
+    succeeded(&events);
+    assert_eq!(events.counts("customer").resumed, 3_000, "{events:?}");
+    assert_eq!(bed.sf("Account", id).1["Name"], serde_json::json!("Renamed After The Stop Ltd"));
+    assert_eq!(bed.salesforce.writes(), writes + 1);
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(bed.salesforce.writes(), writes + 1, "nothing written again: {:?}", next.counts("customer"));
+    // An events run with no stopped run behind it lists nothing and calls nobody.
+    let calls = bed.salesforce.api_requests();
+    let idle = bed.bed.sync_kinds(runtime(), SyncMode::Events, &[]).await.unwrap();
+    succeeded(&idle);
+    assert_eq!(bed.salesforce.api_requests(), calls);
+}
+
 /// A replay after a run stopped with its job held (since ended): the job
 /// carried a newer version of a record whose earlier write failed, so the
 /// job's outcomes are recorded first and settle that failure; the replay
