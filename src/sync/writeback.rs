@@ -752,8 +752,9 @@ impl<'p, 'r> Pass<'p, 'r> {
                 Ok(()) => audit.push(self.entry(AuditAction::Link, &id, &record.id, "updated", json!([]))),
                 Err(e) if e.is_about_data() => {
                     // The next poll sees the record unlinked again (a link
-                    // failure is not held for replay: see `failed`); the PUT
-                    // by external id finds the same NetSuite record. This
+                    // failure keeps no stamp, see `failed`, so it is tried
+                    // again); the PUT by external id finds the same NetSuite
+                    // record. This
                     // run's forward pass leaves the new record be, or it would
                     // upsert a second Vendor__c for it.
                     audit.push(self.failed(AuditAction::Link, &id, &record.id, &e));
