@@ -261,31 +261,52 @@ fn result_json(r: Result<super::store::Upserted, RecordError>) -> Value {
     }
 }
 
-fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<'_>, now: i64) -> Answer {
-    let object = match check_external_id_field(org, sobject, ext_field, false) {
-        Ok(o) => o.clone(),
-        Err(e) => return fail(e),
-    };
-    let mut request = match body.into_object() {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
+/// An sObject Collections request body: its `allOrNone` and its records,
+/// each a JSON object, at most 200 of them.
+fn collection_request(body: Body<'_>) -> Result<(bool, Vec<Map<String, Value>>), RequestError> {
+    let mut request = body.into_object()?;
     let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
     let Some(Value::Array(records)) = request.remove("records") else {
-        return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include a records array"));
+        return Err(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include a records array"));
     };
     if records.len() > MAX_COLLECTION_RECORDS {
-        return fail(RequestError::new(
+        return Err(RequestError::new(
             400,
             "EXCEEDED_ID_LIMIT",
             format!("record limit reached. cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"),
         ));
     }
+    records
+        .into_iter()
+        .map(|r| match r {
+            Value::Object(m) => Ok(m),
+            _ => Err(RequestError::new(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")),
+        })
+        .collect::<Result<_, _>>()
+        .map(|records| (all_or_none, records))
+}
+
+/// What allOrNone answers for a record that would have saved.
+fn rolled_back() -> RecordError {
+    RecordError {
+        status_code: "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        message: "Record rolled back because not all records were valid and the request was using AllOrNone header"
+            .into(),
+        fields: vec![],
+    }
+}
+
+fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<'_>, now: i64) -> Answer {
+    let object = match check_external_id_field(org, sobject, ext_field, false) {
+        Ok(o) => o.clone(),
+        Err(e) => return fail(e),
+    };
+    let (all_or_none, records) = match collection_request(body) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
     let mut parsed = Vec::with_capacity(records.len());
-    for r in records {
-        let Value::Object(m) = r else {
-            return fail(RequestError::new(400, "JSON_PARSER_ERROR", "Each record must be a JSON object"));
-        };
+    for m in records {
         if let Err(e) = org.check_fields(&object, &m) {
             return fail(e);
         }
@@ -338,11 +359,7 @@ fn collections_upsert(org: &mut Org, sobject: &str, ext_field: &str, body: Body<
             .into_iter()
             .map(|r| match r {
                 Err(e) => result_json(Err(e)),
-                Ok(_) => result_json(Err(RecordError {
-                    status_code: "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                    message: "Record rolled back because not all records were valid and the request was using AllOrNone header".into(),
-                    fields: vec![],
-                })),
+                Ok(_) => result_json(Err(rolled_back())),
             })
             .collect();
         return (200, Some(Value::Array(rolled)));
@@ -607,26 +624,12 @@ fn collections_delete(org: &mut Org, query: &str, now: i64) -> Answer {
 /// same order. A record in the Recycle Bin fails ENTITY_IS_DELETED, an id
 /// the org does not hold INVALID_CROSS_REFERENCE_KEY; nothing is created.
 fn collections_update(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
-    let mut request = match body.into_object() {
+    let (all_or_none, records) = match collection_request(body) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
-    let Some(Value::Array(records)) = request.remove("records") else {
-        return fail(RequestError::new(400, "JSON_PARSER_ERROR", "The request body must include a records array"));
-    };
-    if records.len() > MAX_COLLECTION_RECORDS {
-        return fail(RequestError::new(
-            400,
-            "EXCEEDED_ID_LIMIT",
-            format!("record limit reached. cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"),
-        ));
-    }
     let mut parsed = Vec::with_capacity(records.len());
-    for r in records {
-        let Value::Object(mut m) = r else {
-            return fail(RequestError::new(400, "JSON_PARSER_ERROR", "Each record must be a JSON object"));
-        };
+    for mut m in records {
         let typed = m.remove("attributes").and_then(|a| a.get("type").and_then(Value::as_str).map(str::to_string));
         let id = m.remove("id").or_else(|| m.remove("Id")).and_then(|v| v.as_str().map(str::to_string));
         let object = typed.as_deref().and_then(|t| org.object(t)).cloned();
@@ -662,15 +665,12 @@ fn collections_update(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
     } else {
         org.table.release();
     }
-    let rolled_back = all_or_none && failed;
+    let undone = all_or_none && failed;
     let answers: Vec<Value> = results
         .into_iter()
         .map(|(id, r)| match r {
-            Ok(()) if !rolled_back => json!({ "id": id, "success": true, "errors": [] }),
-            Ok(()) => json!({ "id": id, "success": false, "errors": [error(
-                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                "Record rolled back because not all records were valid and the request was using AllOrNone header",
-            ).to_json()] }),
+            Ok(()) if !undone => json!({ "id": id, "success": true, "errors": [] }),
+            Ok(()) => json!({ "id": id, "success": false, "errors": [rolled_back().to_json()] }),
             Err(e) => json!({ "id": id, "success": false, "errors": [e.to_json()] }),
         })
         .collect();
