@@ -30,6 +30,16 @@ fn rows(bed: &Bed, run_id: &str) -> Vec<AuditRow> {
     for_run(&conn, "demo", run_id).unwrap()
 }
 
+/// Syncs, expecting exactly one write to NetSuite, refused; its error.
+async fn one_refused_write(bed: &Bed) -> String {
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let writes = actions(&rows(bed, &report.run_id), "netsuite-write");
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].outcome, "failed");
+    writes[0].error.clone().unwrap_or_default()
+}
+
 fn actions(rows: &[AuditRow], action: &str) -> Vec<AuditRow> {
     rows.iter().filter(|r| r.action == action).cloned().collect()
 }
@@ -305,12 +315,7 @@ async fn a_netsuite_validation_error_names_the_vendor_and_the_field() {
         message: "Please enter a value for Phone.".into(),
     });
     salesforce_edit(&bed, id, json!({"Phone__c": "+15550555"}));
-    let report = bed.sync_all().await;
-    succeeded(&report);
-    let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
-    assert_eq!(writes.len(), 1, "{writes:?}");
-    assert_eq!(writes[0].outcome, "failed");
-    let error = writes[0].error.clone().unwrap_or_default();
+    let error = one_refused_write(&bed).await;
     assert!(
         error.contains(&format!("NetSuite vendor {id}")) && error.contains("Please enter a value for Phone"),
         "{error}"
@@ -353,12 +358,7 @@ async fn a_role_without_vendor_edit_names_the_permission_and_replays_once_grante
     let id = ids[0];
     bed.netsuite.set_vendor_permission(simulators::netsuite::Permission::View);
     salesforce_edit(&bed, id, json!({"Phone__c": "+15550666"}));
-    let report = bed.sync_all().await;
-    succeeded(&report);
-    let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
-    assert_eq!(writes.len(), 1, "{writes:?}");
-    assert_eq!(writes[0].outcome, "failed");
-    let error = writes[0].error.clone().unwrap_or_default();
+    let error = one_refused_write(&bed).await;
     assert!(
         error.contains(&format!("NetSuite vendor {id}"))
             && error.contains("INSUFFICIENT_PERMISSION")
