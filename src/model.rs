@@ -718,11 +718,14 @@ pub enum AuditAction {
     SkipDeletedInNetSuite,
     /// A field both sides changed: both values and the winner.
     Conflict,
+    /// The NetSuite user's time zone moved, or could not be measured (see
+    /// `sync::zone`); about the run's cursors, not a record.
+    TimeZone,
 }
 
 impl AuditAction {
     /// Every action, for those who list them (the README).
-    pub const ALL: [AuditAction; 21] = [
+    pub const ALL: [AuditAction; 22] = [
         AuditAction::Write,
         AuditAction::BulkWrite,
         AuditAction::BulkResume,
@@ -744,6 +747,7 @@ impl AuditAction {
         AuditAction::SkipDeletedInSalesforce,
         AuditAction::SkipDeletedInNetSuite,
         AuditAction::Conflict,
+        AuditAction::TimeZone,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -769,6 +773,7 @@ impl AuditAction {
             AuditAction::SkipDeletedInSalesforce => "skip-deleted-in-salesforce",
             AuditAction::SkipDeletedInNetSuite => "skip-deleted-in-netsuite",
             AuditAction::Conflict => "conflict",
+            AuditAction::TimeZone => "time-zone",
         }
     }
 

@@ -212,7 +212,7 @@ fn late_commit_during_the_next_run(bed: &support::Bed) -> i64 {
     let now = bed.clock.now_secs();
     bed.netsuite.execute(&format!("UPDATE customer SET lastmodifieddate = {now} - 300 + (id % 250)")).unwrap();
     let late = bed.customer_ids[0];
-    bed.netsuite.after_queries(bed.netsuite.queries() + 10, move |ns| {
+    bed.netsuite.after_queries(bed.netsuite.queries() + support::ZONE_CHECK_QUERIES + 10, move |ns| {
         ns.execute(&format!(
             "UPDATE customer SET companyname = 'Late Commit Ltd', lastmodifieddate = lastmodifieddate - 120 WHERE id = {late}"
         ))
@@ -225,7 +225,8 @@ fn late_commit_during_the_next_run(bed: &support::Bed) -> i64 {
 /// on while its pages are read.
 fn scan_takes(bed: &support::Bed, secs: u64) {
     let clock = bed.clock.clone();
-    bed.netsuite.after_queries(bed.netsuite.queries() + 4, move |_| clock.advance(Duration::from_secs(secs)));
+    let at = bed.netsuite.queries() + support::ZONE_CHECK_QUERIES + 4;
+    bed.netsuite.after_queries(at, move |_| clock.advance(Duration::from_secs(secs)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +262,7 @@ async fn a_late_commit_during_a_first_sync_is_read_once_its_window_has_passed() 
     succeeded(&bed.sync().await);
     let queries = &bed.netsuite.recent_queries()[..];
     let idle = &queries[queries.len() - (bed.netsuite.queries() - before) as usize..];
-    let customers: Vec<&String> = idle.iter().filter(|q| q.contains("FROM customer c")).collect();
+    let customers: Vec<&String> = idle.iter().filter(|q| q.contains("FROM customer c") && !zone_check(q)).collect();
     assert!(
         customers.len() == 1
             && customers[0].contains(&format!("TO_TIMESTAMP('{}'", handed["last_modified"].as_str().unwrap())),
@@ -286,6 +287,11 @@ async fn after_a_short_first_sync_a_save_in_the_hand_over_second_is_read_by_the_
     assert_eq!(bed.sf("Account", first).1["Name"], "Same Second Ltd");
 }
 
+/// Whether `query` is one of a run's time zone check (`src/sync/zone.rs`).
+fn zone_check(query: &str) -> bool {
+    query.contains("c.lastmodifieddate DESC") || query.contains("WHERE c.id = ")
+}
+
 /// A run, and how many pages of customer changes it asked NetSuite for.
 async fn sync_counting_customer_pages(bed: &support::Bed) -> (host_harness::scheduler::RunReport, usize) {
     let before = bed.netsuite.queries();
@@ -293,7 +299,9 @@ async fn sync_counting_customer_pages(bed: &support::Bed) -> (host_harness::sche
     succeeded(&report);
     let queries = bed.netsuite.recent_queries();
     let run = &queries[queries.len() - (bed.netsuite.queries() - before) as usize..];
-    (report, run.iter().filter(|q| q.contains("FROM customer c") && !q.ends_with("ORDER BY c.id")).count())
+    // Not the scan's pages, nor the time zone's check.
+    let page = |q: &&String| q.contains("FROM customer c") && !q.ends_with("ORDER BY c.id") && !zone_check(q);
+    (report, run.iter().filter(page).count())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,6 +356,75 @@ async fn a_late_commit_during_an_incremental_run_is_picked_up_by_the_next_run() 
     assert_eq!(bed.sf("Account", late).1["Name"], "Late Commit Ltd");
     let c = next.counts("customer");
     assert_eq!((c.read, c.updated, c.created), (1, 1, 0), "overlap rows already handled are dropped: {c:?}");
+}
+
+/// SuiteQL gives times in the integration user's time zone. When it moves
+/// west (a daylight-saving fall-back), a change made soon after a run shows
+/// a time before that run's cursor, further back than the overlap window:
+/// the run measures the zone first and reads from the cursor moved back by
+/// the difference. A move east leaves the cursor behind, which only reads
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_after_the_user_s_time_zone_moves_west_is_read() {
+    let bed = bed(3).start().await;
+    bed.netsuite.set_user_time_zone(-7 * 3600);
+    succeeded(&bed.sync().await);
+    bed.clock.advance(Duration::from_secs(3600));
+    let (first, other) = (bed.customer_ids[2], bed.customer_ids[1]);
+    bed.netsuite.rename_customer_any(first, "Renamed Before The Clocks Went Back").unwrap();
+    succeeded(&bed.sync().await);
+    // Twenty minutes later the clocks go back an hour, and a user edits:
+    // NetSuite shows the edit forty minutes before the cursor.
+    bed.clock.advance(Duration::from_secs(20 * 60));
+    bed.netsuite.set_user_time_zone(-8 * 3600);
+    bed.netsuite.rename_customer_any(other, "Renamed After The Clocks Went Back").unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(bed.sf("Account", other).1["Name"], "Renamed After The Clocks Went Back");
+    let c = report.counts("customer");
+    assert_eq!((c.updated, c.created), (1, 0), "the other customer read again is unchanged: {c:?}");
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let moved: Vec<_> = rows.iter().filter(|r| r.action == "time-zone").collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0].outcome, "moved");
+    assert!(moved[0].transformations.contains(r#""old":"-07:00""#), "{}", moved[0].transformations);
+    assert!(moved[0].transformations.contains(r#""new":"-08:00""#), "{}", moved[0].transformations);
+    // The cursor is in the new zone now: the next run moves it no further.
+    let cursor = stored_cursor(&bed, "customer").unwrap();
+    assert_eq!(cursor["zone"], -8 * 3600, "{cursor}");
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(next.counts("customer").updated, 0);
+
+    // Back east an hour: an edit made now shows a later time than any
+    // before, and is read.
+    bed.clock.advance(Duration::from_secs(60));
+    bed.netsuite.set_user_time_zone(-7 * 3600);
+    bed.netsuite.rename_customer_any(first, "Renamed When The Clocks Went Forward").unwrap();
+    let east = bed.sync().await;
+    succeeded(&east);
+    assert_eq!(bed.sf("Account", first).1["Name"], "Renamed When The Clocks Went Forward");
+}
+
+/// A run learns the zone from one SuiteQL request while the record changed
+/// last is the same, and asks the record API only when another changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_zone_costs_one_request_while_nothing_changed() {
+    let bed = bed(3).start().await;
+    succeeded(&bed.sync().await);
+    let records = bed.netsuite.record_requests();
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.netsuite.record_requests(), records, "nothing changed: no record API request");
+    // A customer changes: measured again on it, no move.
+    bed.clock.advance(Duration::from_secs(60));
+    bed.netsuite.rename_customer_any(bed.customer_ids[0], "Renamed Last").unwrap();
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.record_requests(), records + 1);
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    assert!(!rows.iter().any(|r| r.action == "time-zone"), "{rows:?}");
 }
 
 /// The stored cursor of `kind`'s change stream.
@@ -428,10 +505,13 @@ async fn after_a_first_sync_an_idle_run_reads_each_kind_with_one_query_per_strea
     succeeded(&idle);
     let queries = &bed.netsuite.recent_queries()[..];
     let idle_queries = &queries[queries.len() - (bed.netsuite.queries() - before) as usize..];
-    // Changes and deletions of each kind, by time: no newest-change query, no scan.
-    assert_eq!(idle_queries.len(), 6, "{idle_queries:#?}");
+    // The time zone's check (the record changed last is the same: no record
+    // API request), then changes and deletions of each kind, by time: no
+    // newest-change query, no scan.
+    assert_eq!(idle_queries.len(), 7, "{idle_queries:#?}");
+    assert!(idle_queries[0].ends_with("ORDER BY c.lastmodifieddate DESC, c.id DESC"), "{idle_queries:#?}");
     assert!(
-        idle_queries.iter().all(|q| q.contains("lastmodifieddate") || q.contains("deleteddate")),
+        idle_queries[1..].iter().all(|q| q.contains("lastmodifieddate >=") || q.contains("deleteddate >=")),
         "{idle_queries:#?}"
     );
     assert!(!idle_queries.iter().any(|q| q.contains("MAX(")), "{idle_queries:#?}");
@@ -641,12 +721,13 @@ async fn rate_limits_and_concurrency_pressure_are_retried() {
 async fn a_persistent_unexpected_error_stops_the_run_after_three_attempts_and_says_what_to_check() {
     let bed = bed(300).setting("netsuite_page_size", "100").start().await;
     // Three failures: a fourth attempt would have succeeded.
-    bed.netsuite.fail_queries_containing("FROM customer", ScriptedFailure::Unexpected, 3);
+    // The customer read's (not the time zone's check, which reads no join).
+    bed.netsuite.fail_queries_containing("FROM customer c LEFT JOIN", ScriptedFailure::Unexpected, 3);
     let report = bed.sync().await;
     let error = report.error.expect("the run fails");
     assert!(error.contains("UNEXPECTED_ERROR") && error.contains("Records Catalog"), "{error}");
     assert!(!error.contains("still failing after"), "{error}");
-    assert_eq!(bed.netsuite.query_failures_left("FROM customer"), 0, "three attempts");
+    assert_eq!(bed.netsuite.query_failures_left("FROM customer c LEFT JOIN"), 0, "three attempts");
     // Once NetSuite answers again, the next run syncs everything.
     succeeded(&bed.sync().await);
     assert_eq!(bed.salesforce.count("Account"), 300);

@@ -289,6 +289,36 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
     assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
 }
 
+/// A `--full` read over a kept cursor, stopped before any Bulk job's
+/// outcome is recorded, goes on at the next run: the old cursor is not
+/// taken for a finished re-read. Here the change is one NetSuite makes
+/// without moving `lastmodifieddate` (as a renamed term does), which only a
+/// full read finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sync_stopped_before_its_first_bulk_outcome_goes_on_at_the_next_run() {
+    let bed = one_request_at_a_time(3_000)
+        .setting("salesforce_bulk_threshold", "100")
+        .setting("salesforce_bulk_job_records", "1000")
+        .start()
+        .await;
+    succeeded(&bed.sync().await);
+    bed.netsuite.execute("UPDATE customer SET phone = '+15550001111'").unwrap();
+    let at = bed.netsuite.queries() + 15;
+    bed.netsuite.after_queries(at, |ns| ns.fail_next(&[simulators::netsuite::ScriptedFailure::TooManyRequests; 4]));
+    let stopped = bed.full_sync().await;
+    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    assert_eq!(stopped.counts("customer").updated, 0, "no outcome recorded yet: {stopped:?}");
+
+    let next = bed.sync().await;
+    succeeded(&next);
+    let stale: Vec<i64> =
+        bed.customer_ids.iter().copied().filter(|&id| bed.sf("Account", id).1["Phone"] != "+15550001111").collect();
+    assert!(stale.is_empty(), "{} Accounts keep the old phone: {next:?}", stale.len());
+    let again = bed.sync().await;
+    succeeded(&again);
+    assert_eq!(again.counts("customer").read, 0, "the full read is over: {again:?}");
+}
+
 /// The next job is uploaded before the job before it ends; when that one
 /// does not end in time the run stops, and the next job, never closed, is
 /// aborted: Salesforce applies nothing of it, and the next run writes it.
@@ -330,7 +360,7 @@ async fn bulk_run_reading_again(bed: &Bed, again: &'static str, before: impl FnO
             "UPDATE customer SET companyname = 'First Version Ltd', lastmodifieddate = {now} - 400 WHERE id = {changed}"
         ))
         .unwrap();
-    let at = bed.netsuite.queries() + 2;
+    let at = bed.netsuite.queries() + support::ZONE_CHECK_QUERIES + 2;
     bed.netsuite.after_queries(at, move |ns| {
         let max = "(SELECT MAX(lastmodifieddate) FROM customer)";
         ns.execute(&again.replace("{changed}", &changed.to_string()).replace("{max}", max)).unwrap();

@@ -230,6 +230,30 @@ impl<'h> NetSuiteSource<'h> {
         page.rows.first().and_then(|row| row.get("lastmodified")).map(suiteql::cursor_time).transpose()
     }
 
+    /// The record of `kind` changed last and its lastmodifieddate in the
+    /// cursor's form, as SuiteQL gives it (in the user's time zone); None
+    /// when the kind has no records.
+    pub fn zone_probe(&self, kind: RecordKind) -> Result<Option<(String, String)>> {
+        let what = format!("SuiteQL read of the {kind} changed last");
+        let page = self.begin_page(suiteql::zone_probe_query(kind), what, 1)?.finish()?;
+        let Some(mut row) = page.rows.into_iter().next() else { return Ok(None) };
+        let (Some(id), Some(time)) = (row.remove("id"), row.remove("lastmodified")) else {
+            return Err(ConnectorError::NetSuite(format!(
+                "SuiteQL read of the {kind} changed last answered a row without its id or time"
+            )));
+        };
+        suiteql::internal_id(&id)?;
+        Ok(Some((id, suiteql::cursor_time(&time)?)))
+    }
+
+    /// The lastmodifieddate of `kind` record `id` in the cursor's form, as
+    /// SuiteQL gives it; None when NetSuite has no such record.
+    pub fn modified_local(&self, kind: RecordKind, id: &str) -> Result<Option<String>> {
+        let what = format!("SuiteQL read of {kind} {id}'s modification time");
+        let page = self.run_query(suiteql::modified_query(kind, id)?, what)?;
+        page.rows.first().and_then(|row| row.get("lastmodified")).map(suiteql::cursor_time).transpose()
+    }
+
     /// One page of `kind` records changed after `after`, oldest first.
     pub fn fetch_changed(&self, kind: RecordKind, after: Option<&Cursor>, columns: &[String]) -> Result<Page> {
         self.begin_changed(kind, after, columns)?.finish()

@@ -235,6 +235,35 @@ pub fn newest_change_query(kind: RecordKind) -> String {
     )
 }
 
+/// The record of `kind` changed last (by instant, not by the text of its
+/// time) with its lastmodifieddate in the cursor's form (asked for one
+/// row): the user's offset from UTC now is measured on it.
+pub fn zone_probe_query(kind: RecordKind) -> String {
+    let t = table(kind);
+    format!(
+        "SELECT {a}.id, TO_CHAR({a}.lastmodifieddate, '{TIMESTAMP_FORMAT}') AS lastmodified FROM {} {a} ORDER BY \
+         {a}.lastmodifieddate DESC, {a}.id DESC",
+        t.name,
+        a = t.alias
+    )
+}
+
+/// The lastmodifieddate of record `id` of `kind`, in the cursor's form.
+pub fn modified_query(kind: RecordKind, id: &str) -> Result<String> {
+    let t = table(kind);
+    Ok(format!(
+        "SELECT TO_CHAR({a}.lastmodifieddate, '{TIMESTAMP_FORMAT}') AS lastmodified FROM {} {a} WHERE {a}.id = {}",
+        t.name,
+        internal_id(id)?,
+        a = t.alias
+    ))
+}
+
+/// Seconds from `earlier` to `later`, both in the cursor's form.
+pub fn seconds_between(earlier: &str, later: &str) -> Result<i64> {
+    Ok((parse_timestamp(later)? - parse_timestamp(earlier)?).whole_seconds())
+}
+
 /// One page of payment terms after internal id `after`, in id order: an
 /// account's terms can outnumber a page, and paged SuiteQL needs a unique
 /// order to miss none.

@@ -2,7 +2,8 @@
 //! change and deletion streams), `stage` (map and diff), `write`
 //! (Salesforce, or a plan in a dry run), `changes` (one kind, streamed),
 //! `deletions`, `provenance` (what the records were written from),
-//! `deferral` (children waiting for parents, replay) and `queued_events`.
+//! `deferral` (children waiting for parents, replay), `queued_events` and
+//! `zone` (the NetSuite user's time zone, which the cursors' times are in).
 //! `run` holds one run's context.
 
 mod changes;
@@ -27,6 +28,7 @@ mod stage;
 pub mod state;
 mod write;
 mod writeback;
+mod zone;
 
 use crate::events::{self, Answer};
 use crate::model::{ApiCalls, ConnectorError, RecordKind, ReplayScope, Result, SyncMode, SyncReport, SyncRequest};
@@ -184,6 +186,9 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     if !targeted {
         run.target()?;
     }
+    // Before any cursor is read: the times they hold are in the zone they
+    // were read in.
+    run.measure_zone(kinds)?;
     // A kind that fails on its data (a page NetSuite cannot serve, an object
     // Salesforce refuses) does not hold back the kinds after it; the run
     // still ends failed, naming each kind that did.

@@ -63,7 +63,10 @@ impl Position {
     /// scanned by id, and a scan a run left unfinished goes on; deletions are
     /// read by time only.
     pub fn start(run: &Run<'_>, kind: RecordKind, deleted: bool, full: bool) -> Result<(Position, Start)> {
-        let stored = run.state.cursor(kind, deleted)?;
+        let mut stored = run.state.cursor(kind, deleted)?;
+        if let Some(s) = &mut stored {
+            run.zone().align(s)?;
+        }
         let started_at = run.host.clock.now_unix();
         let window = run.settings.netsuite.overlap_secs;
         // No cursor yet, or one naming a scan: the stream has not been read through.
@@ -94,6 +97,29 @@ impl Position {
                 (Start::Scan(None, ScanPoint::default()), Some((then, run.host.clock.now_unix())))
             }
         };
+        // Read from the start over a cursor that stays (`--full`, a changed
+        // mapping): the scan is stored as begun, or a run stopped before its
+        // first page is recorded (Bulk pages wait for their job's results)
+        // leaves the old cursor, and the next run reads on from it as if
+        // everything had been read again.
+        if let (Start::Scan(None, _), Some((then, began_at)), Some(_)) = (&start, &scan, &stored) {
+            let begun = StoredCursor {
+                cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
+                moved_at: *began_at,
+                settled: true,
+                scan: Some(IdScan {
+                    after: "0".into(),
+                    then: then.clone(),
+                    began_at: *began_at,
+                    open: vec![],
+                    highest: None,
+                }),
+                recheck: None,
+                zone: run.zone().of_new_cursors(),
+            };
+            run.state.save_cursor(kind, deleted, &begun)?;
+            stored = Some(begun);
+        }
         // A hand-over window due for its re-read: from its start, if earlier.
         let due = stored.as_ref().and_then(|s| s.recheck.as_ref()).filter(|r| started_at > r.due);
         let (start, rechecking) = match (start, due) {
@@ -149,12 +175,14 @@ impl Position {
                     highest: point.and_then(|p| p.highest),
                 }),
                 recheck: None,
+                zone: run.zone().of_new_cursors(),
             };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
             self.stored = Some(moved);
         } else if self.stored.as_ref().is_none_or(|s| is_after(&next, &s.cursor)) {
             let recheck = self.stored.as_ref().and_then(|s| s.recheck.clone());
-            let moved = StoredCursor { cursor: next, moved_at: now, settled: false, scan: None, recheck };
+            let zone = run.zone().of_new_cursors();
+            let moved = StoredCursor { cursor: next, moved_at: now, settled: false, scan: None, recheck, zone };
             run.state.save_cursor(self.kind, self.deleted, &moved)?;
             self.stored = Some(moved);
         }
@@ -180,6 +208,7 @@ impl Position {
                 return Ok(());
             }
             let now = run.host.clock.now_unix();
+            let zone = run.zone().of_new_cursors();
             let handed = match then {
                 Some(then) if now - began_at >= SECOND_OVER_AFTER => StoredCursor {
                     cursor: suiteql::past_second(&then)?,
@@ -187,8 +216,11 @@ impl Position {
                     settled: true,
                     scan: None,
                     recheck: Some(Recheck { from: then, due: now + window }),
+                    zone,
                 },
-                Some(then) => StoredCursor { cursor: then, moved_at: now, settled: false, scan: None, recheck: None },
+                Some(then) => {
+                    StoredCursor { cursor: then, moved_at: now, settled: false, scan: None, recheck: None, zone }
+                }
                 // A kind that had no rows goes on from the epoch (nothing
                 // before it), so its idle runs cost one request, not a
                 // newest-change query and a scan each.
@@ -198,6 +230,7 @@ impl Position {
                     settled: true,
                     scan: None,
                     recheck: None,
+                    zone,
                 },
             };
             return run.state.save_cursor(self.kind, self.deleted, &handed);

@@ -6,6 +6,7 @@ use super::lease::Lease;
 use super::queues::{ParkedWrite, QueuedWrite, Queues};
 use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
+use super::zone::Zone;
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem,
     RecordKind, Result, SyncRequest, Transformation,
@@ -17,7 +18,7 @@ use crate::salesforce::describe::Cascade;
 use crate::settings::{DeleteAction, Settings};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 
 /// A parent a record links to: its kind and NetSuite id.
@@ -158,6 +159,8 @@ pub(super) struct Run<'a> {
     resumed: RefCell<HashSet<RecordKind>>,
     /// Records this run's forward pass leaves alone (see [`Run::hold_back`]).
     held_back: RefCell<HashSet<(RecordKind, String)>>,
+    /// The NetSuite user's time zone, measured when a scheduled run starts.
+    zone: Cell<Zone>,
 }
 
 /// Records [`Run::note_merged`] keeps: a mass edit in Salesforce past it is
@@ -188,11 +191,23 @@ impl<'a> Run<'a> {
             merged_records: Default::default(),
             resumed: Default::default(),
             held_back: Default::default(),
+            zone: Default::default(),
             queued_events: Default::default(),
         }
     }
 
-    /// Write-back merged NetSuite record `id` this run, and counted it.
+    /// The NetSuite user's time zone as this run knows it.
+    pub fn zone(&self) -> Zone {
+        self.zone.get()
+    }
+
+    /// Measures the NetSuite user's time zone on the first of `kinds` with
+    /// records (see [`super::zone`]), before any cursor is read.
+    pub fn measure_zone(&self, kinds: &[RecordKind]) -> Result<()> {
+        self.zone.set(super::zone::measure(self, kinds)?);
+        Ok(())
+    }
+
     /// Takes up what stopped runs left with Salesforce for `kind` (their
     /// Bulk jobs' outcomes), once per run.
     pub fn resume(&self, kind: RecordKind) -> Result<()> {
@@ -215,6 +230,7 @@ impl<'a> Run<'a> {
         !held.is_empty() && held.contains(&(kind, id.to_string()))
     }
 
+    /// Write-back merged NetSuite record `id` this run, and counted it.
     pub fn note_merged(&self, kind: RecordKind, id: &str) {
         let mut merged = self.merged_records.borrow_mut();
         if merged.len() < MERGED_KEPT {

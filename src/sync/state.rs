@@ -58,6 +58,10 @@ pub struct StoredCursor {
     /// A first sync's hand-over window, still to be re-read once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recheck: Option<Recheck>,
+    /// The NetSuite user's UTC offset (seconds east) the times above are
+    /// in, when known (see `sync::zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<i64>,
 }
 
 /// The overlap window before the point a long first sync handed over at. A

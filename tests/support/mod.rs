@@ -132,6 +132,11 @@ pub struct BedBuilder {
 /// A bed whose NetSuite requests go one at a time (pages of 100, three
 /// retries), so scripted failures all meet the same request: with
 /// [`Bed::sync_stopped_after`] a run stops half-way.
+/// SuiteQL requests a scheduled run's time zone check makes before it
+/// reads when a record changed since the last check (the record changed
+/// last, then its time again; see `src/sync/zone.rs`); one otherwise.
+pub const ZONE_CHECK_QUERIES: u64 = 2;
+
 pub fn one_request_at_a_time(customers: u64) -> BedBuilder {
     bed(customers)
         .setting("netsuite_page_size", "100")

@@ -8,6 +8,7 @@
 mod auth;
 pub mod certificates;
 pub mod db;
+mod entity;
 pub mod errors;
 mod record;
 pub mod suiteql;

@@ -1,5 +1,6 @@
 //! /services/rest/record/v1: the REST record API for vendors
-//! (shared/reference/netsuite.md 5). GET a record by internal or external id
+//! (shared/reference/netsuite.md 5), and reads of customers and contacts
+//! (see [`entity`]). GET a record by internal or external id
 //! (`eid:`), POST to create, PATCH to change the fields given, PUT
 //! `eid:<externalId>` to upsert, DELETE; writes answer 204 No Content with a
 //! `Location` naming the record. Requests share the account's concurrency
@@ -8,8 +9,9 @@
 //!
 //! Not simulated: the asynchronous `Prefer: respond-async` jobs (calls run
 //! synchronously), collection batch writes, `q` filters on collection GET,
-//! and record types other than vendor.
+//! writes to customers and contacts, and other record types.
 
+use super::entity;
 use super::errors::RestError;
 use super::vendor::{self, Checks, Links, RecordId, Replace, WriteContext};
 use super::{NetSuiteSim, ScriptedFailure};
@@ -160,13 +162,16 @@ fn route(sim: &NetSuiteSim, req: &Request) -> Result<Response, RestError> {
     let Some((&record_type, rest)) = segments.split_first() else {
         return Err(not_found());
     };
+    if let Some(kind) = entity::entity_type(record_type) {
+        return entity_route(sim, req, kind, rest);
+    }
     if record_type != "vendor" {
         return Err(RestError::new(
             StatusCode::NOT_FOUND,
             "NONEXISTENT_RECORD_TYPE",
             format!(
                 "Record type '{record_type}' does not exist in this account. Record types are camelCase (the \
-                 simulator serves 'vendor')."
+                 simulator serves 'vendor', and reads 'customer' and 'contact')."
             ),
         ));
     }
@@ -199,6 +204,31 @@ fn route(sim: &NetSuiteSim, req: &Request) -> Result<Response, RestError> {
         ([id, _, line, _], _) => sublist(sim, req, &links, id, Some(line)),
         _ => Err(not_found()),
     }
+}
+
+/// A customer or contact: GET one record (see [`entity`]).
+fn entity_route(
+    sim: &NetSuiteSim,
+    req: &Request,
+    kind: &entity::EntityType,
+    rest: &[&str],
+) -> Result<Response, RestError> {
+    let [id] = rest else { return Err(not_found()) };
+    if req.method == Method::OPTIONS {
+        return Ok((StatusCode::NO_CONTENT, [("allow", "GET")]).into_response());
+    }
+    if req.method != Method::GET {
+        return Ok(method_not_allowed(&req.method, "GET"));
+    }
+    if sim.inner.denied_tables.lock().unwrap().iter().any(|t| t == kind.table) {
+        return Err(entity::forbidden(kind));
+    }
+    let rid = RecordId::parse(id).ok_or_else(not_found)?;
+    let wanted: Option<Vec<String>> =
+        req.param("fields").map(|f| f.split(',').map(|f| f.trim().to_ascii_lowercase()).collect());
+    let self_link = format!("{}/{}", sim.record_links(), kind.table);
+    let record = entity::render(&sim.db(), kind, &rid, &self_link, wanted.as_deref()).map_err(storage)?;
+    Ok(json_response(SINGULAR, Value::Object(record.ok_or_else(not_found)?)))
 }
 
 fn find(sim: &NetSuiteSim, id: &str) -> Result<i64, RestError> {

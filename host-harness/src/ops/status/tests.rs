@@ -56,6 +56,7 @@ fn cursor(last_modified: &str, id: &str, moved_at: i64) -> Vec<u8> {
         settled: false,
         scan: None,
         recheck: None,
+        zone: None,
     };
     serde_json::to_vec(&stored).unwrap()
 }
@@ -118,6 +119,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
             highest: Some(1000),
         }),
         recheck: None,
+        zone: None,
     };
     let scanning = serde_json::to_vec(&scanning).unwrap();
     kv(&conn, "acme", STATE_BUCKET, "cursor/vendor", &scanning, "2026-12-02T11:55:00Z");

@@ -17,7 +17,7 @@ mod render;
 mod request;
 mod store;
 
-pub use render::{Links, render, render_address_book, render_line_address};
+pub use render::{Links, iso, render, render_address_book, render_line_address};
 pub use request::{Changes, Check, Checks, Replace, parse};
 pub use store::{WriteContext, create, delete, ids_page, update};
 

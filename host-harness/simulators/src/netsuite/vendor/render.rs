@@ -28,7 +28,8 @@ impl Links<'_> {
     }
 }
 
-pub(super) fn iso(secs: i64) -> String {
+/// Unix seconds as the record API writes datetimes: ISO 8601, UTC.
+pub fn iso(secs: i64) -> String {
     OffsetDateTime::from_unix_timestamp(secs).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_default()
 }
 
