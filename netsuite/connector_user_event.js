@@ -46,7 +46,8 @@ define(['N/https', 'N/crypto', 'N/encode', 'N/runtime', 'N/log'], (https, crypto
           'X-Connector-Signature': `t=${timestamp},v1=${sign(timestamp, body)}`,
         },
       });
-      if (response.code !== 202) {
+      // 202 queued; 200 the same event was taken already.
+      if (response.code !== 202 && response.code !== 200) {
         log.error({ title: `connector answered ${response.code}`, details: response.body });
       }
     } catch (e) {

@@ -226,9 +226,16 @@ async fn tenant_files_are_picked_up_scheduled_rate_limited_and_removed_without_a
     std::fs::write(&file, good.replace("every_secs = 3600", "cron = \"0 3 * * *\"")).unwrap();
     assert_eq!(server.reload().changed, vec!["t2"]);
 
-    // Per-tenant rate limit, after the signature check.
+    // Per-tenant rate limit, after the signature check and the signing
+    // time's: a captured event sent again a day later takes no allowance.
     let hook = listen(&server).await;
     let url = format!("{}/tenants/t1/netsuite/events", hook.url);
+    let stale = format!(r#"{{"recordType":"customer","id":"{}","type":"edit"}}"#, a.customer_ids[0]);
+    for _ in 0..5 {
+        let (status, body) = post(&url, None, Some(sign(b"whsec-a", now() - 86_400, stale.as_bytes())), &stale).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("s ago"), "{body}");
+    }
     let mut statuses = Vec::new();
     for id in &a.customer_ids[..5] {
         let body = format!(r#"{{"recordType":"customer","id":"{id}","type":"edit"}}"#);
@@ -308,6 +315,57 @@ async fn a_mapping_file_that_stops_loading_keeps_its_tenant_on_the_last_good_one
     )
     .unwrap();
     assert_eq!(server.reload().changed, vec!["t1"]);
+
+    // The tenant's own file broken: its mapping file is not reported as a
+    // tenant file that does not load.
+    let file = tenants_dir.path().join("t1.toml");
+    std::fs::write(&file, format!("{}\noops = [\n", std::fs::read_to_string(&file).unwrap())).unwrap();
+    let reload = server.reload();
+    assert!(reload.errors.iter().any(|e| e.contains("t1.toml")), "{reload:?}");
+    assert!(!reload.errors.iter().any(|e| e.contains("t1-mapping.toml")), "{reload:?}");
+    assert!(reload.removed.is_empty(), "{reload:?}");
+}
+
+/// A second file naming a hosted tenant (a draft copy of its file, sorting
+/// first) takes nothing over: the file it runs from keeps it. A file renamed
+/// unchanged keeps its tenant, and a typo in it afterwards too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_naming_a_hosted_tenant_and_a_typo_in_a_renamed_file_leave_the_tenant_as_it_runs() {
+    let tenants_dir = tempfile::tempdir().unwrap();
+    let (a, b) = (bed(3).start().await, bed(4).start().await);
+    let file = write_tenant(tenants_dir.path(), 1, &a, None, "");
+    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    assert_eq!(server.reload().added, vec!["t1"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = write_tenant(elsewhere.path(), 1, &b, None, "");
+    let draft = tenants_dir.path().join("a-draft.toml");
+    std::fs::copy(&copy, &draft).unwrap();
+    let reload = server.reload();
+    assert!(reload.added.is_empty() && reload.changed.is_empty() && reload.removed.is_empty(), "{reload:?}");
+    assert!(
+        reload.errors.iter().any(|e| e.starts_with(&format!("{}: tenant `t1` is already defined by", draft.display()))
+            && e.contains("t1.toml, which keeps it")),
+        "{reload:?}"
+    );
+    assert_eq!(server.tenants()[0].config.data_dir, a.tenant.config.data_dir, "still the hosted file's");
+    // Nor while the hosted file does not load (a typo saved into it).
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{good}\noops = [\n")).unwrap();
+    let reload = server.reload();
+    assert!(reload.changed.is_empty() && reload.removed.is_empty(), "{reload:?}");
+    assert!(reload.errors.iter().any(|e| e.contains("runs from") && e.contains("does not take it over")), "{reload:?}");
+    assert_eq!(server.tenants()[0].config.data_dir, a.tenant.config.data_dir, "still the hosted file's");
+    std::fs::write(&file, good).unwrap();
+    std::fs::remove_file(&draft).unwrap();
+    assert_eq!(server.reload(), Default::default());
+
+    let renamed = tenants_dir.path().join("t1-prod.toml");
+    std::fs::rename(&file, &renamed).unwrap();
+    assert_eq!(server.reload(), Default::default(), "the same tenant, from another file");
+    std::fs::write(&renamed, format!("{}\noops = [\n", std::fs::read_to_string(&renamed).unwrap())).unwrap();
+    let reload = server.reload();
+    assert!(reload.errors.iter().any(|e| e.contains("t1-prod.toml")), "{reload:?}");
+    assert!(reload.removed.is_empty() && server.tenants().len() == 1, "{reload:?}");
 }
 
 /// Two tenants pointed at one data directory (two files without

@@ -744,7 +744,7 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
         let server = server.clone();
         tokio::spawn(async move {
             let (all, retire) = (server.clone(), server.clone());
-            shutdown::on_signal(move || all.tenants(), true, move || retire.shutdown()).await
+            shutdown::on_signal(move || all.tenants_with_runs(), true, move || retire.shutdown()).await
         })
     };
     server.watch(std::time::Duration::from_secs(2)).await;

@@ -521,8 +521,9 @@ impl Tenant {
         Ok(crate::store::KvStore::new(self.database.connect()?, &self.config.tenant, self.cipher.clone()))
     }
 
-    /// Now on the clock the component writes its leases in.
-    fn guest_now(&self) -> i64 {
+    /// Now on the clock the component writes its leases in (and checks
+    /// events' signing times against).
+    pub fn guest_now(&self) -> i64 {
         use wasmtime_wasi::HostWallClock;
         match &self.clock {
             Some(clock) => clock.now().as_secs() as i64,

@@ -87,6 +87,17 @@ pub fn clear(conn: &Connection, tenant: &str) -> Result<()> {
     Ok(())
 }
 
+/// Forgets `tenant`'s schedule if it still names the run noted for `at`: a
+/// schedule loop of a removed tenant ends after its run, and the tenant may
+/// be back by then, its new loop's next run noted.
+pub fn clear_noted(conn: &Connection, tenant: &str, at: OffsetDateTime) -> Result<()> {
+    conn.execute(
+        "DELETE FROM serve_schedule WHERE tenant = ?1 AND next_run_at = ?2",
+        params![tenant, at.format(&Rfc3339)?],
+    )?;
+    Ok(())
+}
+
 /// `tenant`'s next scheduled run; None when no `serve` ever scheduled one
 /// (or the last one stopped cleanly).
 pub fn next_run(conn: &Connection, tenant: &str) -> Result<Option<NextRun>> {

@@ -72,6 +72,9 @@ pub struct Server {
     closing: AtomicBool,
     /// The stamps (see [`stamp`]) of the previous reload's errors.
     reported: Mutex<BTreeSet<[u8; 32]>>,
+    /// Tenants removed or replaced whose run may still be under way: a
+    /// shutdown waits for it too (see [`Server::tenants_with_runs`]).
+    retired: Mutex<Vec<Arc<Tenant>>>,
 }
 
 impl Server {
@@ -82,6 +85,7 @@ impl Server {
             entries: Mutex::new(BTreeMap::new()),
             closing: AtomicBool::new(false),
             reported: Mutex::new(BTreeSet::new()),
+            retired: Mutex::new(Vec::new()),
         })
     }
 
@@ -103,6 +107,23 @@ impl Server {
         self.entries().values().map(|e| e.hosted.tenant.clone()).collect()
     }
 
+    /// The tenants hosted now, and those removed or replaced whose run is
+    /// still under way: what a shutdown stops and waits for.
+    pub fn tenants_with_runs(&self) -> Vec<Arc<Tenant>> {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|t| t.running() > 0);
+        let mut all = self.tenants();
+        all.extend(retired.iter().cloned());
+        all
+    }
+
+    fn retire(&self, entry: &Entry, removed: bool) {
+        retire(entry, removed);
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|t| t.running() > 0);
+        retired.push(entry.hosted.tenant.clone());
+    }
+
     /// Reads the directory again and starts, replaces or stops tenants.
     pub fn reload(&self) -> Reload {
         let mut report = Reload::default();
@@ -119,38 +140,67 @@ impl Server {
         // Files that do not load, told once every tenant is known: one that
         // is a tenant's mapping file (kept next to its config) is no error.
         let mut failed_files: Vec<(PathBuf, String)> = Vec::new();
+        // Every file naming each tenant, in file order.
+        let mut claims: BTreeMap<String, Vec<(PathBuf, [u8; 32], HarnessConfig)>> = BTreeMap::new();
         for file in files {
             let loaded = HarnessConfig::load_all(&file).and_then(|configs| {
                 configs.into_iter().map(|config| Ok((fingerprint(&config)?, config))).collect::<Result<Vec<_>>>()
             });
-            let configs = match loaded {
-                Ok(configs) => configs,
-                Err(e) => {
-                    failed_files.push((file, format!("{e:#}")));
-                    continue;
-                }
-            };
-            for (print, config) in configs {
-                match found.get(&config.tenant) {
-                    Some((other, _, _)) => {
-                        let message = format!(
-                            "{}: tenant `{}` is already defined by {}; rename one of them",
-                            file.display(),
-                            config.tenant,
-                            other.display()
-                        );
-                        errors.push((message.clone(), stamp(&message, &[&file, other], None)));
-                        unreadable.insert(file.clone());
-                    }
-                    None => {
-                        found.insert(config.tenant.clone(), (file.clone(), print, config));
+            match loaded {
+                Ok(configs) => {
+                    for (print, config) in configs {
+                        claims.entry(config.tenant.clone()).or_default().push((file.clone(), print, config));
                     }
                 }
+                Err(e) => failed_files.push((file, format!("{e:#}"))),
             }
         }
+        // A tenant named by several files: a hosted one stays with the file
+        // it runs from, or the file it was renamed to (the same content);
+        // while that file does not load, none takes it over. Otherwise the
+        // first by name.
+        let hosted_from: BTreeMap<String, (PathBuf, [u8; 32])> =
+            self.entries().iter().map(|(name, e)| (name.clone(), (e.file.clone(), e.fingerprint))).collect();
+        for (name, mut candidates) in claims {
+            let pick = match hosted_from.get(&name) {
+                Some((file, print)) => candidates
+                    .iter()
+                    .position(|c| &c.0 == file)
+                    .or_else(|| candidates.iter().position(|c| &c.1 == print))
+                    .or_else(|| (!failed_files.iter().any(|(f, _)| f == file)).then_some(0)),
+                None => Some(0),
+            };
+            let kept = pick.map(|i| candidates.remove(i));
+            for (file, _, _) in &candidates {
+                let message = match (&kept, hosted_from.get(&name)) {
+                    (Some((by, _, _)), _) => format!(
+                        "{}: tenant `{name}` is already defined by {}, which keeps it; rename one of them",
+                        file.display(),
+                        by.display()
+                    ),
+                    (None, Some((runs_from, _))) => format!(
+                        "{}: tenant `{name}` runs from {}, which does not load now: this file does not take it \
+                         over; rename one of them",
+                        file.display(),
+                        runs_from.display()
+                    ),
+                    (None, None) => continue,
+                };
+                let by = kept.as_ref().map_or_else(|| hosted_from[&name].0.clone(), |k| k.0.clone());
+                errors.push((message.clone(), stamp(&message, &[file, &by], None)));
+                unreadable.insert(file.clone());
+            }
+            if let Some(kept) = kept {
+                found.insert(name, kept);
+            }
+        }
+        // Mapping files of the tenants loaded now, and of those hosted (whose
+        // own file may be the one that stopped loading).
+        let mut mappings: Vec<PathBuf> = found.values().filter_map(|(_, _, c)| c.mapping_file.clone()).collect();
+        mappings.extend(self.entries().values().filter_map(|e| e.hosted.tenant.config.mapping_file.clone()));
+        let mappings: BTreeSet<PathBuf> = mappings.iter().map(|m| place_of(m)).collect();
         for (file, e) in failed_files {
-            let place = place_of(&file);
-            if found.values().any(|(_, _, c)| c.mapping_file.as_deref().is_some_and(|m| place_of(m) == place)) {
+            if mappings.contains(&place_of(&file)) {
                 continue;
             }
             let message = format!("{}: {e}", file.display());
@@ -193,19 +243,21 @@ impl Server {
             .collect();
         for name in gone {
             if let Some(entry) = entries.remove(&name) {
-                retire(&entry, true);
+                self.retire(&entry, true);
                 report.removed.push(name);
             }
         }
         for (name, (file, print, config)) in found {
-            if entries.get(&name).is_some_and(|e| e.fingerprint == print) {
+            if let Some(e) = entries.get_mut(&name).filter(|e| e.fingerprint == print) {
+                // Renamed, unchanged: a later typo in it keeps the tenant.
+                e.file = file;
                 continue;
             }
             match self.start(file.clone(), print, config) {
                 Ok(entry) => {
                     match entries.insert(name.clone(), entry) {
                         Some(old) => {
-                            retire(&old, false);
+                            self.retire(&old, false);
                             report.changed.push(name);
                         }
                         None => report.added.push(name),
@@ -395,12 +447,14 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             Some(Utc::now())
         }
     };
+    // The next run this loop noted last.
+    let mut noted_at = None;
     loop {
         // Stopped while a run was under way: no next run is noted (the
         // shutdown clears the notes once the runs end; noting one after
         // that would leave it behind).
         if stop.stopped.load(Ordering::SeqCst) {
-            return retired(&tenant, &stop);
+            return retired(&tenant, &stop, noted_at);
         }
         let Some(wait) = schedule.until_next(last, Utc::now()) else {
             tracing::warn!(tenant = %name, "its cron expression has no further start");
@@ -408,10 +462,12 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
         };
         let wait = wait + schedule.jitter();
         // `connector status` shows it; the runs go on if it cannot be noted.
-        let noted = tenant.database.connect().and_then(|conn| {
-            let at = time::OffsetDateTime::now_utc() + wait;
-            serve_schedule::record(&conn, &name, at, schedule.interval_secs())
-        });
+        let at = time::OffsetDateTime::now_utc() + wait;
+        noted_at = Some(at);
+        let noted = tenant
+            .database
+            .connect()
+            .and_then(|conn| serve_schedule::record(&conn, &name, at, schedule.interval_secs()));
         if let Err(e) = noted {
             tracing::warn!(tenant = %name, "{e:#}");
         }
@@ -420,7 +476,7 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             _ = stop.wake.notified() => {}
         }
         if stop.stopped.load(Ordering::SeqCst) {
-            return retired(&tenant, &stop);
+            return retired(&tenant, &stop, noted_at);
         }
         last = Some(Utc::now());
         match tenant.sync(runtime, SyncMode::Incremental, &[]).await {
@@ -431,12 +487,12 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
 }
 
 /// A schedule loop ends: nothing schedules a removed tenant any more (a
-/// replaced one's successor notes its own next run).
-fn retired(tenant: &Tenant, stop: &Stop) {
+/// replaced one's successor notes its own next run, as does the tenant
+/// added back while this loop's last run went on: its note stays).
+fn retired(tenant: &Tenant, stop: &Stop, noted_at: Option<time::OffsetDateTime>) {
     let name = &tenant.config.tenant;
-    if stop.removed.load(Ordering::SeqCst)
-        && let Err(e) = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, name))
-    {
+    let Some(at) = noted_at.filter(|_| stop.removed.load(Ordering::SeqCst)) else { return };
+    if let Err(e) = tenant.database.connect().and_then(|c| serve_schedule::clear_noted(&c, name, at)) {
         tracing::warn!(tenant = %name, "{e:#}");
     }
 }

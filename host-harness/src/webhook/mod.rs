@@ -76,6 +76,9 @@ pub struct Hosted {
     /// Read from the sealed secrets when the tenant is loaded, so that a
     /// request for a tenant costs the same whether it exists or not.
     webhook_secret: Vec<u8>,
+    /// `webhook_tolerance_secs`: how far from now an event may be signed
+    /// (None: not a valid setting, which the component reports).
+    tolerance_secs: Option<i64>,
     sync_token: Vec<u8>,
     events: RateLimit,
     stopping: std::sync::atomic::AtomicBool,
@@ -87,12 +90,19 @@ impl Hosted {
         let values = tenant.sandbox()?.config;
         let secret = |name: &str| values.get(name).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
         let per_minute = tenant.config.events_per_minute;
+        // The component refuses what does not parse; the host then uses the default.
+        // A value the component refuses (it names the setting) turns the
+        // host's check off rather than refusing every event as stale.
+        let setting = netsuite_salesforce::settings::catalog::find("webhook_tolerance_secs");
+        let given = values.get("webhook_tolerance_secs").map(String::as_str).or(setting.and_then(|s| s.default));
+        let tolerance_secs = given.and_then(|v| v.trim().parse::<i64>().ok()).filter(|t| *t >= 1);
         let hosted = Arc::new(Hosted {
             runtime,
             wake: Notify::new(),
             applied_runs: AtomicU64::new(0),
             verifying: Default::default(),
             webhook_secret: secret("webhook_secret"),
+            tolerance_secs,
             sync_token: secret("sync_token"),
             events: RateLimit::per_minute(per_minute),
             stopping: Default::default(),
@@ -254,6 +264,9 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     if !netsuite_salesforce::events::signature_matches(&headers, &body, &hosted.webhook_secret) {
         return unsigned(&headers, &body, &hosted.webhook_secret);
     }
+    if let Some(answer) = stale(hosted, &headers, &body) {
+        return answer;
+    }
     if let Some(answer) = over_limit(hosted) {
         return answer;
     }
@@ -271,6 +284,21 @@ fn unsigned(headers: &[(String, String)], body: &[u8], secret: &[u8]) -> Respons
     };
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::UNAUTHORIZED);
     (status, [("content-type", "application/json")], answer.body).into_response()
+}
+
+/// The 401 for a signed event outside the tolerance window, before the
+/// rate limit: a captured event sent again and again takes none of the
+/// tenant's `events_per_minute` (the component checks it again).
+fn stale(hosted: &Hosted, headers: &[(String, String)], body: &[u8]) -> Option<Response> {
+    let tolerance = hosted.tolerance_secs?;
+    let now = hosted.tenant.guest_now();
+    match netsuite_salesforce::events::verify(headers, body, &hosted.webhook_secret, now, tolerance) {
+        // Signed (checked before): a 401 now is about the time alone.
+        Err(answer) if answer.status == 401 => {
+            Some((StatusCode::UNAUTHORIZED, [("content-type", "application/json")], answer.body).into_response())
+        }
+        _ => None,
+    }
 }
 
 /// The 429 for a tenant past its `events_per_minute`, if it is.
@@ -291,7 +319,8 @@ fn over_limit(hosted: &Hosted) -> Option<Response> {
 
 /// `POST /tenants/{tenant}/netsuite/events`: the host checks the signature
 /// with the tenant's secret first (a made-up one for an unknown tenant, so
-/// both cost one HMAC), then the tenant's rate limit, then the component
+/// both cost one HMAC), then when it was signed, then the tenant's rate
+/// limit, then the component
 /// verifies and queues the event as on the single-tenant route.
 async fn receive_for(
     State(shared): State<Arc<Shared>>,
@@ -309,6 +338,9 @@ async fn receive_for(
     let secret = hosted.as_ref().map_or(UNKNOWN_TENANT_SECRET, |h| h.webhook_secret.as_slice());
     let signed = netsuite_salesforce::events::signature_matches(&headers, &body, secret);
     let Some(hosted) = hosted.filter(|h| signed && !h.webhook_secret.is_empty()) else { return not_found() };
+    if let Some(answer) = stale(&hosted, &headers, &body) {
+        return answer;
+    }
     if let Some(answer) = over_limit(&hosted) {
         return answer;
     }
