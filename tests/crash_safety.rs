@@ -262,6 +262,11 @@ async fn a_bulk_job_a_killed_run_opened_but_never_closed_is_aborted_by_the_next_
         assert!(started.elapsed() < Duration::from_secs(60), "{:?}", bed.salesforce.bulk_job_states());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // The run marks the job right after Salesforce answers its creation; a
+    // kill between the two leaves an unmarked Open job (a known gap, see
+    // the README's crash safety). The run waits here for the held job
+    // before it, so the job stays Open while the mark lands.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().await.unwrap();
     bed.salesforce.hold_bulk_jobs(false);
     tokio::time::sleep(Duration::from_millis(2100)).await;

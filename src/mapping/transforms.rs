@@ -86,12 +86,22 @@ fn ascii_case(mut value: String, changes: fn(&u8) -> bool, change: fn(&mut str))
 
 /// E.164: `+` and digits. Ten digits are taken as North American.
 fn phone(value: &str) -> Result<String, String> {
-    let trimmed = value.trim();
+    // A label before the number ("tel:", "Phone: ") is not part of it.
+    let start = value.find(|c: char| c.is_ascii_digit() || c == '+' || c == '(').unwrap_or(value.len());
+    let trimmed = value[start..].trim_end();
     let plus = trimmed.starts_with('+');
-    // An extension ("x123", "ext. 4") is not part of the number: cutting at
-    // the first x cuts "ext" too (its "e" is no digit).
-    let main = trimmed.split(['x', 'X']).next().unwrap_or(trimmed);
+    // The number ends where an extension or a note begins ("x123",
+    // "ext. 4", "poste 123", "#42", ";ext=5"): their digits are not its.
+    let end = trimmed.find(|c: char| c.is_alphabetic() || matches!(c, '#' | ';' | ',' | '*')).unwrap_or(trimmed.len());
+    let main = &trimmed[..end];
+    // "+44 (0)20 …": the trunk zero is dialled at home only, never after
+    // the country code.
+    let international = plus || main.starts_with("00");
     // Written once, with room for the prefix: `+`, or `+1`.
+    let main = match international && main.contains("(0)") {
+        true => std::borrow::Cow::Owned(main.replace("(0)", "")),
+        false => std::borrow::Cow::Borrowed(main),
+    };
     let mut number = String::with_capacity(main.len() + 2);
     number.push('+');
     number.extend(main.chars().filter(char::is_ascii_digit));
@@ -136,6 +146,23 @@ mod tests {
         assert_eq!(apply(Transform::Phone, "(415) 555-0199 ext. 89".into()).unwrap(), "+14155550199");
         assert_eq!(apply(Transform::Phone, "415.555.0199 EXT 7".into()).unwrap(), "+14155550199");
         assert!(apply(Transform::Phone, "call me".into()).unwrap_err().contains("E.164"));
+        // The trunk zero after a country code, and extensions however written.
+        for (written, e164) in [
+            ("+44 (0)20 7946 0958", "+442079460958"),
+            ("+33 (0)1 23 45 67 89", "+33123456789"),
+            ("0049 (0)30 1234567", "+49301234567"),
+            ("+1 (555) 010-0000 #42", "+15550100000"),
+            ("+1 514 555 0100 poste 123", "+15145550100"),
+            ("+1 514 555 0100;ext=7", "+15145550100"),
+            ("(415) 555-0199, 2", "+14155550199"),
+            ("tel:+14155550199", "+14155550199"),
+            ("Phone: 415-555-0199", "+14155550199"),
+            ("Tel. +1 415 555 0199", "+14155550199"),
+        ] {
+            assert_eq!(apply(Transform::Phone, written.into()).unwrap(), e164, "{written}");
+        }
+        // Letters in the number itself leave too few digits: refused, not guessed.
+        assert!(apply(Transform::Phone, "1-800-FLOWERS".into()).unwrap_err().contains("E.164"));
     }
 
     #[test]

@@ -4,7 +4,19 @@
 
 use super::query::AuditRecord;
 use netsuite_salesforce::model::Transformation;
+use std::borrow::Cow;
 use std::fmt::Write;
+
+/// Text that came from records or an API's answer (a vendor's name inside
+/// Salesforce's error) as a terminal should show it: control characters
+/// escaped, so a newline does not split a row and an escape sequence does
+/// not reach the terminal.
+fn shown(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.into() }).collect())
+}
 
 /// One line: `#seq at run kind id → sf action outcome [error]`.
 pub fn line(r: &AuditRecord) -> String {
@@ -13,7 +25,7 @@ pub fn line(r: &AuditRecord) -> String {
     let mut s = format!("#{} {} {} {} {netsuite} {}", r.seq, r.at, r.run_id, r.kind, arrow(r));
     let _ = write!(s, " {} {}", r.action, r.outcome);
     if let Some(e) = &r.error {
-        let _ = write!(s, ": {e}");
+        let _ = write!(s, ": {}", shown(e));
     }
     s
 }
@@ -46,12 +58,12 @@ pub fn history_entry(r: &AuditRecord) -> String {
             }
             Ok(serde_json::Value::Object(detail)) => {
                 for (name, value) in detail {
-                    let _ = writeln!(s, "    {name}: {value}");
+                    let _ = writeln!(s, "    {}: {value}", shown(&name));
                 }
             }
             _ if r.transformations.trim().is_empty() => {}
             _ => {
-                let _ = writeln!(s, "    detail: {}", r.transformations);
+                let _ = writeln!(s, "    detail: {}", shown(&r.transformations));
             }
         },
     }
@@ -95,9 +107,9 @@ fn loose(change: &serde_json::Value) -> Transformation {
 
 /// `    Field ← rule (detail): old → new`; the values only when they changed.
 pub fn transformation(t: &Transformation) -> String {
-    let mut s = format!("    {} ← {}", t.field, t.rule);
+    let mut s = format!("    {} ← {}", shown(&t.field), shown(&t.rule));
     if !t.detail.is_empty() {
-        let _ = write!(s, " ({})", t.detail);
+        let _ = write!(s, " ({})", shown(&t.detail));
     }
     if t.old.is_some() || t.new.is_some() {
         let shown = |v: &Option<serde_json::Value>| v.as_ref().map_or("(none)".to_string(), |v| v.to_string());
@@ -110,6 +122,12 @@ pub fn transformation(t: &Transformation) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn control_characters_from_records_are_escaped_and_the_rest_left_as_it_is() {
+        assert_eq!(shown("Müller \u{1b}[2J\nGmbH"), "Müller \\u{1b}[2J\\nGmbH");
+        assert!(matches!(shown("Łódź \"Ltd\""), Cow::Borrowed("Łódź \"Ltd\"")));
+    }
 
     #[test]
     fn a_conflict_shows_both_sides_and_the_winner() {
