@@ -86,25 +86,32 @@ fn ascii_case(mut value: String, changes: fn(&u8) -> bool, change: fn(&mut str))
 
 /// E.164: `+` and digits. Ten digits are taken as North American.
 fn phone(value: &str) -> Result<String, String> {
-    // A label before the number ("tel:", "Phone: ") is not part of it.
-    let start = value.find(|c: char| c.is_ascii_digit() || c == '+' || c == '(').unwrap_or(value.len());
-    let trimmed = value[start..].trim_end();
-    let plus = trimmed.starts_with('+');
-    // The number ends where an extension or a note begins ("x123",
-    // "ext. 4", "poste 123", "#42", ";ext=5"): their digits are not its.
-    let end = trimmed.find(|c: char| c.is_alphabetic() || matches!(c, '#' | ';' | ',' | '*')).unwrap_or(trimmed.len());
-    let main = &trimmed[..end];
+    // A label before the number ("tel:", "Phone: ", "(cell) ") is not part
+    // of it; an area code's parenthesis holds no digit to lose.
+    let start = value.find(|c: char| c.is_ascii_digit() || c == '+').unwrap_or(value.len());
+    let text = &value[start..];
+    let plus = text.starts_with('+');
     // "+44 (0)20 …": the trunk zero is dialled at home only, never after
-    // the country code.
-    let international = plus || main.starts_with("00");
-    // Written once, with room for the prefix: `+`, or `+1`.
-    let main = match international && main.contains("(0)") {
-        true => std::borrow::Cow::Owned(main.replace("(0)", "")),
-        false => std::borrow::Cow::Borrowed(main),
-    };
-    let mut number = String::with_capacity(main.len() + 2);
+    // the country code — except in Italy and San Marino, which keep it.
+    let keeps_zero = ["+39", "0039", "+378", "00378"].iter().any(|p| text.starts_with(p));
+    let international = (plus || text.starts_with("00")) && !keeps_zero;
+    // Written once, with room for the prefix: `+`, or `+1`. One pass: the
+    // number ends where an extension or a note begins ("x123", "ext. 4",
+    // "poste 123", "#42", ";ext=5"), whose digits are not its.
+    let mut number = String::with_capacity(text.len() + 2);
     number.push('+');
-    number.extend(main.chars().filter(char::is_ascii_digit));
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '0'..='9' => number.push(c),
+            '(' if international && text[i..].starts_with("(0)") => {
+                chars.nth(1);
+            }
+            '#' | ';' | ',' | '*' => break,
+            c if c.is_ascii_alphabetic() || (!c.is_ascii() && c.is_alphabetic()) => break,
+            _ => {}
+        }
+    }
     let digits = number.len() - 1;
     match (plus, digits) {
         (true, 8..=15) => {}
@@ -158,6 +165,8 @@ mod tests {
             ("tel:+14155550199", "+14155550199"),
             ("Phone: 415-555-0199", "+14155550199"),
             ("Tel. +1 415 555 0199", "+14155550199"),
+            ("(cell) 415-555-0199", "+14155550199"),
+            ("+39 (0)6 1234 5678", "+390612345678"),
         ] {
             assert_eq!(apply(Transform::Phone, written.into()).unwrap(), e164, "{written}");
         }

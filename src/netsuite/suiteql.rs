@@ -241,8 +241,8 @@ pub fn newest_change_query(kind: RecordKind) -> String {
 pub fn zone_probe_query(kind: RecordKind) -> String {
     let t = table(kind);
     format!(
-        "SELECT {a}.id, TO_CHAR({a}.lastmodifieddate, '{TIMESTAMP_FORMAT}') AS lastmodified FROM {} {a} ORDER BY \
-         {a}.lastmodifieddate DESC, {a}.id DESC",
+        "SELECT {a}.id, TO_CHAR({a}.lastmodifieddate, '{TIMESTAMP_FORMAT}') AS lastmodified FROM {} {a} WHERE \
+         {a}.lastmodifieddate IS NOT NULL ORDER BY {a}.lastmodifieddate DESC, {a}.id DESC",
         t.name,
         a = t.alias
     )

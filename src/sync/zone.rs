@@ -82,8 +82,12 @@ struct Measured {
 }
 
 /// Measures the zone on the record changed last of the first of `kinds`
-/// that has records: its offset then is the one now (a zone with daylight
-/// saving time shows each instant in the offset of that instant). A kind
+/// that has records. A change of the user's zone shows every time anew in
+/// the new zone, so any record measures it. In a zone with daylight saving
+/// time, if NetSuite shows each instant in the offset of that instant (not
+/// verified), a record shows the offset now only if it changed after the
+/// clocks went back: the move is seen late, and the repeated hour can still
+/// hide edits (the README advises a zone without daylight saving). A kind
 /// the role cannot read is passed over; a record the record API cannot read
 /// leaves the zone unknown for this run (audited, naming what to do);
 /// NetSuite's other failures stop the run, as any read's.
@@ -95,12 +99,16 @@ pub fn measure(run: &Run<'_>, kinds: &[RecordKind]) -> Result<Zone> {
     };
     let before = last.as_ref().map(|m| m.offset);
     let unknown = Zone { now: None, before };
+    let mut refused = None;
     for &kind in kinds {
         let (id, mut local) = match run.source.zone_probe(kind) {
             Ok(Some(newest)) => newest,
             Ok(None) => continue,
-            // The role cannot read this kind: its own read says so.
-            Err(e) if e.is_about_data() => continue,
+            // The role cannot read this kind (its own read says so): the next.
+            Err(e) if e.is_about_data() => {
+                refused.get_or_insert((kind, e));
+                continue;
+            }
             Err(e) => return Err(e),
         };
         if let Some(m) = &last
@@ -145,6 +153,10 @@ pub fn measure(run: &Run<'_>, kinds: &[RecordKind]) -> Result<Zone> {
         let advice = format!("{kind} {id} changed each time it was measured; the zone is measured again next run");
         audit(run, kind, &id, "unknown", before, None, Some(advice));
         return Ok(unknown);
+    }
+    if let Some((kind, e)) = refused {
+        let advice = format!("{e}; the NetSuite user's time zone could not be measured on any kind this run");
+        audit(run, kind, "", "unknown", before, None, Some(advice));
     }
     Ok(unknown)
 }
