@@ -268,7 +268,13 @@ async fn tenant_files_are_picked_up_scheduled_rate_limited_and_removed_without_a
     // A table that cannot load keeps the file's tenants as they were.
     std::fs::write(&group, "[[tenant]]\nname = \"gc\"\nmax_memory_mb = \"lots\"\n").unwrap();
     let reload = server.reload();
-    assert!(reload.errors.iter().any(|e| e.contains("[[tenant]] `gc` is not valid")), "{reload:?}");
+    assert!(
+        reload
+            .errors
+            .iter()
+            .any(|e| e.contains("[[tenant]] `gc` is not valid") && e.matches("group.toml").count() == 1),
+        "the file named once: {reload:?}"
+    );
     assert!(reload.removed.is_empty(), "{reload:?}");
 
     // Shutting down: nothing new starts, whatever the directory holds now.
@@ -366,6 +372,25 @@ async fn a_copy_naming_a_hosted_tenant_and_a_typo_in_a_renamed_file_leave_the_te
     let reload = server.reload();
     assert!(reload.errors.iter().any(|e| e.contains("t1-prod.toml")), "{reload:?}");
     assert!(reload.removed.is_empty() && server.tenants().len() == 1, "{reload:?}");
+}
+
+/// A tenant of a `[[tenant]]` file is removed with its table even while
+/// another table of that file is refused (its name kept by another file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_taken_out_of_a_file_whose_other_table_is_refused_removes_its_tenant() {
+    let tenants_dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (bed(3).start().await, bed(4).start().await, bed(5).start().await);
+    write_tables(&tenants_dir.path().join("a.toml"), vec![tenant_table(&a, "gb")]);
+    let group = tenants_dir.path().join("group.toml");
+    write_tables(&group, vec![tenant_table(&b, "ga"), tenant_table(&c, "gb")]);
+    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    let reload = server.reload();
+    assert_eq!(reload.added, vec!["ga", "gb"], "{reload:?}");
+    assert!(reload.errors.iter().any(|e| e.contains("tenant `gb` is already defined by")), "{reload:?}");
+    write_tables(&group, vec![tenant_table(&c, "gb")]);
+    let reload = server.reload();
+    assert_eq!(reload.removed, vec!["ga"], "{reload:?}");
+    assert_eq!(server.tenants().len(), 1);
 }
 
 /// Two tenants pointed at one data directory (two files without

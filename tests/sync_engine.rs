@@ -1248,7 +1248,10 @@ async fn a_tenant_renamed_in_its_config_is_refused_and_another_tenant_of_the_dat
     let renamed = open(config.clone());
     let e = renamed.sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap_err().to_string();
     assert!(e.contains("ran as tenant `demo`") && e.contains("as `renamed`"), "{e}");
-    assert!(e.contains("put back `tenant = \"demo\"`") && e.contains("secrets_file (or data_dir) of its own"), "{e}");
+    assert!(
+        e.contains("put its name back (`tenant = \"demo\"`") && e.contains("secrets_file (or data_dir) of its own"),
+        "{e}"
+    );
     assert_eq!(bed.salesforce.writes(), writes, "nothing written");
     let e2 = renamed.sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap_err().to_string();
     assert_eq!(e, e2, "still refused: the refusal recorded nothing");

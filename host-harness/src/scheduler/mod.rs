@@ -440,7 +440,8 @@ impl Tenant {
             anyhow::bail!(
                 "the secrets file {secrets} ran as tenant `{other}` on the database {}, whose state is kept by tenant \
                  name: as `{tenant}` the connector would start again from nothing, writing every record again and \
-                 applying past deletions again. If you renamed the tenant, put back `tenant = \"{other}\"`; if \
+                 applying past deletions again. If you renamed the tenant, put its name back (`tenant = \"{other}\"`, \
+                 or `name = \"{other}\"` in a [[tenant]] table); if \
                  `{tenant}` is another tenant, give it a secrets_file (or data_dir) of its own",
                 self.config.database_path().display()
             );

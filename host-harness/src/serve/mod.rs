@@ -131,7 +131,12 @@ impl Server {
             return report;
         }
         let mut found: BTreeMap<String, (PathBuf, [u8; 32], HarnessConfig)> = BTreeMap::new();
+        // Files that do not load: the tenants hosted from them stay as they run.
         let mut unreadable = BTreeSet::new();
+        // Tenants refused by name (another file keeps the name, or their
+        // data directory is another's): hosted ones stay as they run; the
+        // other tenants of their file are not held by it.
+        let mut refused: BTreeSet<String> = BTreeSet::new();
         // Each error with its stamp.
         let mut errors: Vec<(String, [u8; 32])> = Vec::new();
         let mut dir_errors = Vec::new();
@@ -188,7 +193,7 @@ impl Server {
                 };
                 let by = kept.as_ref().map_or_else(|| hosted_from[&name].0.clone(), |k| k.0.clone());
                 errors.push((message.clone(), stamp(&message, &[file, &by], None)));
-                unreadable.insert(file.clone());
+                refused.insert(name.clone());
             }
             if let Some(kept) = kept {
                 found.insert(name, kept);
@@ -203,17 +208,28 @@ impl Server {
             if mappings.contains(&place_of(&file)) {
                 continue;
             }
-            let message = format!("{}: {e}", file.display());
+            // A [[tenant]] table's error names its file already.
+            let named = file.display().to_string();
+            let message = if e.starts_with(&named) { e } else { format!("{named}: {e}") };
             errors.push((message.clone(), stamp(&message, &[&file], None)));
             unreadable.insert(file);
         }
         // Two tenants in one data directory would share a database and
         // secrets: one hosted already keeps it, else the first by name; the
         // other is not started, and says so.
+        // Tenants that stay as they run (their file does not load) hold
+        // their directories first; then hosted tenants unchanged, hosted ones
+        // changed, new ones.
         let mut places: Vec<(PathBuf, String, PathBuf)> = Vec::new();
-        let hosted: BTreeSet<String> = self.entries().keys().cloned().collect();
+        let prints: BTreeMap<String, [u8; 32]> =
+            self.entries().iter().map(|(name, e)| (name.clone(), e.fingerprint)).collect();
+        for (name, e) in self.entries().iter() {
+            if !found.contains_key(name) && (unreadable.contains(&e.file) || refused.contains(name)) {
+                places.push((place_of(&e.hosted.tenant.config.data_dir), name.clone(), e.file.clone()));
+            }
+        }
         let mut names: Vec<String> = found.keys().cloned().collect();
-        names.sort_by_key(|name| !hosted.contains(name));
+        names.sort_by_key(|name| (!prints.contains_key(name), prints.get(name) != Some(&found[name].1)));
         for name in names {
             let (file, _, config) = &found[&name];
             let place = place_of(&config.data_dir);
@@ -227,7 +243,7 @@ impl Server {
                         other_file.display()
                     );
                     errors.push((message.clone(), stamp(&message, &[file, other_file], None)));
-                    unreadable.insert(file.clone());
+                    refused.insert(name.clone());
                     found.remove(&name);
                 }
                 None => places.push((place, name.clone(), file.clone())),
@@ -238,7 +254,7 @@ impl Server {
         // removed file removes one.
         let gone: Vec<String> = entries
             .iter()
-            .filter(|(name, e)| !found.contains_key(*name) && !unreadable.contains(&e.file))
+            .filter(|(name, e)| !found.contains_key(*name) && !unreadable.contains(&e.file) && !refused.contains(*name))
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
