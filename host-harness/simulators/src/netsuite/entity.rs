@@ -13,12 +13,18 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value, json};
 
 /// A record type this module serves: its table, and (camelCase, column) of
-/// its body fields.
+/// its body fields beyond those every entity has ([`COMMON`]).
 pub struct EntityType {
     pub table: &'static str,
     /// What the role's permission is called on the Permissions subtab.
     pub permission: &'static str,
-    fields: &'static [(&'static str, &'static str)],
+    own: &'static [(&'static str, &'static str)],
+}
+
+impl EntityType {
+    fn fields(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> + '_ {
+        COMMON.iter().chain(self.own)
+    }
 }
 
 const COMMON: [(&str, &str); 8] = [
@@ -35,36 +41,13 @@ const COMMON: [(&str, &str); 8] = [
 const CUSTOMER: EntityType = EntityType {
     table: "customer",
     permission: "Lists -> Customers",
-    fields: &[
-        COMMON[0],
-        COMMON[1],
-        COMMON[2],
-        COMMON[3],
-        COMMON[4],
-        COMMON[5],
-        COMMON[6],
-        COMMON[7],
-        ("companyName", "companyname"),
-        ("isPerson", "isperson"),
-        ("externalId", "externalid"),
-    ],
+    own: &[("companyName", "companyname"), ("isPerson", "isperson"), ("externalId", "externalid")],
 };
 
 const CONTACT: EntityType = EntityType {
     table: "contact",
     permission: "Lists -> Contacts",
-    fields: &[
-        COMMON[0],
-        COMMON[1],
-        COMMON[2],
-        COMMON[3],
-        COMMON[4],
-        COMMON[5],
-        COMMON[6],
-        COMMON[7],
-        ("title", "title"),
-        ("externalId", "externalid"),
-    ],
+    own: &[("title", "title"), ("externalId", "externalid")],
 };
 
 /// The record type named `name` in a record API path, when served here.
@@ -86,7 +69,7 @@ pub fn render(
     self_link: &str,
     wanted: Option<&[String]>,
 ) -> rusqlite::Result<Option<Map<String, Value>>> {
-    let columns: Vec<&str> = kind.fields.iter().map(|(_, c)| *c).collect();
+    let columns: Vec<&str> = kind.fields().map(|(_, c)| *c).collect();
     let (filter, key) = match id {
         RecordId::Internal(n) => ("id = ?1", Sql::Integer(*n)),
         RecordId::External(eid) => ("externalid = ?1", Sql::Text(eid.clone())),
@@ -109,7 +92,7 @@ pub fn render(
     let mut out = Map::new();
     out.insert("links".into(), json!([{ "rel": "self", "href": format!("{self_link}/{internal}") }]));
     out.insert("id".into(), json!(internal.to_string()));
-    for ((name, column), value) in kind.fields.iter().zip(&values[1..]) {
+    for ((name, column), value) in kind.fields().zip(&values[1..]) {
         if wanted.is_some_and(|w| !w.contains(&name.to_ascii_lowercase())) {
             continue;
         }
