@@ -248,6 +248,56 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
     }
 }
 
+/// A read of every record (after a mapping change; `--full --compare-live`)
+/// stopped half-way goes on at the next run where it stopped, as it began:
+/// the records after the stop are compared (with Salesforce's live copies
+/// when asked), those before it are not read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_every_record_stopped_half_way_goes_on_where_it_stopped_as_it_began() {
+    let bed = support::one_request_at_a_time(3000).start().await;
+    succeeded(&bed.sync().await);
+
+    // A mapping that gives every customer one value.
+    let one_value = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
+        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
+        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"Net 90\" }]",
+        1,
+    );
+    assert_ne!(one_value, netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    bed.tenant.set_override("mapping_toml", &one_value);
+    let stopped = bed.sync_stopped_after(15).await;
+    let before = stopped.counts("customer");
+    assert!(before.updated > 0 && before.read < 3000, "{before:?}");
+    let next = bed.sync().await;
+    succeeded(&next);
+    let after = next.counts("customer");
+    assert!(after.read < 3000, "goes on, not from the first: {before:?} then {after:?}");
+    assert_eq!(before.updated + after.updated, 3000, "{before:?} then {after:?}");
+    for &id in &bed.customer_ids {
+        assert_eq!(bed.sf("Account", id).1["Payment_Terms__c"], "Net 90", "customer {id}");
+    }
+
+    // An Account edited by hand, past where a run compared live stops.
+    let last = *bed.customer_ids.iter().max().unwrap();
+    let (sf_id, was) = bed.sf("Account", last);
+    let mut name = serde_json::Map::new();
+    name.insert("Name".into(), Value::String("Renamed In Salesforce".into()));
+    bed.salesforce.edit_by_hand("Account", &sf_id, name);
+    let at = bed.netsuite.queries() + 15;
+    bed.netsuite.after_queries(at, |ns| ns.fail_next(&[simulators::netsuite::ScriptedFailure::TooManyRequests; 4]));
+    let customers = [host_harness::host::RecordKind::Customer];
+    let stopped = bed.bed.tenant.sync_compared_live(support::runtime(), SyncMode::Full, &customers).await.unwrap();
+    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    assert_eq!(bed.sf("Account", last).1["Name"], "Renamed In Salesforce", "not reached before the stop");
+
+    // A plain run carries the repair on.
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(bed.sf("Account", last).1["Name"], was["Name"], "{:?}", next.counts("customer"));
+    assert_eq!(next.counts("customer").updated, 1, "{:?}", next.counts("customer"));
+    assert_eq!(bed.sync().await.counts("customer").read, 0, "then incremental again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fingerprint_an_earlier_build_stored_without_the_netsuite_account_is_kept() {
     let bed = bed(50).start().await;

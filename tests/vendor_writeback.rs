@@ -1099,3 +1099,96 @@ async fn a_salesforce_edit_of_a_vendor_netsuite_deleted_since_the_last_run_is_sk
     let status = host_harness::ops::status::tenant_status(&conn, "demo", None, time::OffsetDateTime::now_utc());
     assert!(status.unwrap().waiting.iter().all(|w| w.failed_writebacks == 0), "nothing kept for replay");
 }
+
+/// A Salesforce value NetSuite would take but the forward mapping could not
+/// bring back (a phone that is no number) is not written to NetSuite, where
+/// it would stop the vendor's forward sync: it fails naming the field, the
+/// vendor's NetSuite changes still reach Salesforce, and corrected in
+/// Salesforce the edit lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_value_the_forward_mapping_refuses_is_not_written_to_netsuite() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[0];
+    let phone = bed.netsuite.vendor_field(id, "phone").unwrap();
+    salesforce_edit(&bed, id, json!({"Phone__c": "n/a"}));
+    let error = one_refused_write(&bed).await;
+    assert!(
+        error.contains("Phone__c") && error.contains("n/a") && error.contains("correct it in Salesforce"),
+        "{error}"
+    );
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap(), phone, "NetSuite keeps its number");
+
+    netsuite_edit(&bed, id, "companyname", "Renamed Vendor Ltd");
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.sf("Vendor__c", id).1["Name"], json!("Renamed Vendor Ltd"), "{:?}", report.counts("vendor"));
+
+    salesforce_edit(&bed, id, json!({"Phone__c": "+1 212 555 0100"}));
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+1 212 555 0100"));
+    assert_eq!(waiting_writebacks(&bed), 0);
+}
+
+/// A field only the forward mapping writes is NetSuite's alone: edited in
+/// Salesforce, the next run sets it back, and nothing echoes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_edit_of_a_field_only_netsuite_writes_is_set_back() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[1];
+    salesforce_edit(&bed, id, json!({"NetSuite_Inactive__c": true}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.sf("Vendor__c", id).1["NetSuite_Inactive__c"], json!(false), "{:?}", report.counts("vendor"));
+    let writes = actions(&rows(&bed, &report.run_id), "write");
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(writes[0].transformations.contains("NetSuite_Inactive__c"), "{}", writes[0].transformations);
+    assert_eq!(bed.netsuite.vendor_field(id, "isinactive").unwrap().as_deref(), Some("F"));
+
+    let (sf_writes, ns_writes) = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    for _ in 0..20 {
+        bed.clock.advance(Duration::from_secs(61));
+        succeeded(&bed.sync_all().await);
+    }
+    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), (sf_writes, ns_writes), "no echo");
+}
+
+/// A field put back into the mapping has no base: the two sides never
+/// agreed on it. A blank side is then no more the unchanged one than the
+/// other: the difference is a conflict `vendor_conflict` decides, audited
+/// without a base.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_put_back_into_the_mapping_is_merged_by_the_conflict_policy() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[0];
+    let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
+    let without = shipped
+        .replacen(
+            "[[vendor.field]]\ntarget = \"Phone__c\"\nrules = [{ copy = \"phone\" }]\ntransforms = [\"phone\"]\n",
+            "",
+            1,
+        )
+        .replacen("  { source = \"Phone__c\", target = \"phone\" },\n", "", 1);
+    assert_eq!(without.len() + 134, shipped.len(), "both Phone__c entries taken out");
+    let salesforce_phone = bed.sf("Vendor__c", id).1["Phone__c"].clone();
+    assert!(salesforce_phone.is_string());
+
+    bed.tenant.set_override("mapping_toml", &without);
+    succeeded(&bed.sync_all().await);
+    bed.clock.advance(Duration::from_secs(1));
+    let now = bed.clock.now_secs();
+    bed.netsuite.execute(&format!("UPDATE vendor SET phone = NULL, lastmodifieddate = {now} WHERE id = {id}")).unwrap();
+    succeeded(&bed.sync_all().await);
+    salesforce_edit(&bed, id, json!({"City__c": "Dallas"}));
+
+    bed.tenant.set_override("mapping_toml", shipped);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap(), None, "NetSuite's blank is not taken for no change");
+    assert_eq!(bed.sf("Vendor__c", id).1["Phone__c"], Value::Null);
+    let conflicts = actions(&rows(&bed, &report.run_id), "conflict");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let detail: Vec<Value> = serde_json::from_str(&conflicts[0].transformations).unwrap();
+    assert_eq!(detail[0]["field"], json!("Phone__c"));
+    assert_eq!((&detail[0]["salesforce"], &detail[0]["winner"]), (&salesforce_phone, &json!("netsuite")));
+    assert!(detail[0].get("base").is_none(), "no base to show: {detail:?}");
+}

@@ -190,6 +190,21 @@ impl Mapping {
         self.file.object(kind).and_then(|o| o.writeback.as_ref())
     }
 
+    /// Whether the transforms of `kind`'s field `target` take `value`, as
+    /// they would once NetSuite held it: a value written back from
+    /// Salesforce must come back through the forward mapping. The error
+    /// names the transform and what is wrong with the value.
+    pub fn maps_back(&self, kind: RecordKind, target: &str, value: &Value) -> std::result::Result<(), String> {
+        let Value::String(text) = value else { return Ok(()) };
+        let Some(field) = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target)) else {
+            return Ok(());
+        };
+        field.transforms.iter().try_fold(text.trim().to_string(), |text, t| {
+            transforms::apply(*t, text).map_err(|e| format!("(transform {t:?}): {e}"))
+        })?;
+        Ok(())
+    }
+
     pub fn maps(&self, kind: RecordKind) -> bool {
         self.file.object(kind).is_some()
     }

@@ -4,22 +4,31 @@
 //! open Bulk job's CSV), never the whole kind.
 
 use super::deferral::hold_back_orphans;
-use super::read::{Changes, Position};
+use super::provenance::Provenance;
+use super::read::{Changes, Position, Reach};
 use super::run::Run;
 use super::stage::{Rows, stage};
 use super::write::{Batch, Path};
 use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 
-/// `reread`: the mapping, the org or the NetSuite account changed (see
-/// `provenance`): every record is read again, exactly those whose mapped
-/// output Salesforce lacks are written.
-pub(super) fn sync(run: &Run<'_>, kind: RecordKind, reread: bool) -> Result<()> {
-    let full = run.request.mode == SyncMode::Full || reread;
+/// With `--full`, or once the mapping, the org or the NetSuite account
+/// changed (see `provenance`), every record is read again and exactly those
+/// whose mapped output Salesforce lacks are written.
+pub(super) fn sync(run: &Run<'_>, kind: RecordKind, provenance: &Provenance) -> Result<()> {
+    let full = run.request.mode == SyncMode::Full;
+    let reach = match full || provenance.reread {
+        true => Reach::Every { provenance: &provenance.current, live: run.request.compare_live, anew: full },
+        false => Reach::Changed,
+    };
     run.resume(kind)?;
-    let (mut position, start) = Position::start(run, kind, false, full)?;
+    let (mut position, start) = Position::start(run, kind, false, reach)?;
+    let rows = match position.every() {
+        Some(live) => Rows::All { live },
+        None => Rows::Changed,
+    };
     let mut pages = Changes::open(run, kind, start)?;
     let mut batch: Option<Box<dyn Batch + '_>> = None;
-    let streamed = stream(run, kind, full, &mut pages, &mut position, &mut batch);
+    let streamed = stream(run, kind, rows, &mut pages, &mut position, &mut batch);
     if let (Err(_), Some(b)) = (&streamed, &mut batch) {
         // Whatever Salesforce already received is recorded, and the cursor
         // moves over the pages that completes; the run's error stands (a
@@ -40,7 +49,7 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, reread: bool) -> Result<()> 
 fn stream<'w>(
     run: &'w Run<'_>,
     kind: RecordKind,
-    full: bool,
+    rows: Rows,
     pages: &mut Changes<'_, '_>,
     position: &mut Position,
     batch: &mut Option<Box<dyn Batch + 'w>>,
@@ -62,7 +71,6 @@ fn stream<'w>(
         };
         position.read(page.next.clone(), pages.scan_point());
         run.read_problems(kind, &page.problems);
-        let rows = if full { Rows::All } else { Rows::Changed };
         let staged = stage(run, kind, &page.records, rows)?;
         let ready = hold_back_orphans(run, staged)?;
         let recorded = batch.add(run, ready)?;

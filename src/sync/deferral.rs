@@ -123,7 +123,10 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
                     true => {
                         let columns = run.settings.mapping.columns(kind);
                         let (_, records) = still_in_netsuite(run, kind, queued, &columns)?;
-                        hold_back_orphans(run, stage::stage(run, kind, &records, stage::Rows::All)?)?
+                        hold_back_orphans(
+                            run,
+                            stage::stage(run, kind, &records, stage::Rows::All { live: run.request.compare_live })?,
+                        )?
                     }
                 };
                 if !ready.is_empty() {

@@ -339,10 +339,13 @@ fn changes_of<'r, 'a>(run: &'r Run<'a>, kind: RecordKind) -> Result<KindRest<'r,
     }
     // The deletions stream is independent of the changes stream: its
     // first page travels alongside the changes.
-    let all_deletions = run.request.mode == SyncMode::Full || provenance.source_moved;
-    let (position, start) = read::Position::start(run, kind, true, all_deletions)?;
+    let reach = match run.request.mode == SyncMode::Full || provenance.source_moved {
+        true => read::Reach::Every { provenance: &provenance.current, live: false, anew: true },
+        false => read::Reach::Changed,
+    };
+    let (position, start) = read::Position::start(run, kind, true, reach)?;
     let mut deleted = read::Deletions::open(run, kind, start)?;
-    changes::sync(run, kind, provenance.reread)?;
+    changes::sync(run, kind, &provenance)?;
     deleted.receive_first()?;
     run.checkpoint()?;
     Ok(KindRest { kind, provenance, position, deleted })

@@ -18,7 +18,8 @@ const MIXED: &str = "mixed:";
 
 pub(super) struct Provenance {
     kind: RecordKind,
-    current: String,
+    /// What the records will follow once this run has written them.
+    pub current: String,
     /// The mapping, the org or the account changed, or the records follow
     /// two of them: every record is read again.
     pub reread: bool,

@@ -28,6 +28,19 @@ pub(super) enum Start {
     Scan(Option<String>, ScanPoint),
 }
 
+/// What a stream's read must reach this run.
+#[derive(Clone, Copy)]
+pub(super) enum Reach<'p> {
+    /// Rows changed since the cursor. A read of every row a run left
+    /// unfinished goes on as it began.
+    Changed,
+    /// Every row, for records to follow `provenance` (see `Provenance`),
+    /// each compared with its live Salesforce copy when `live`. `anew`: from
+    /// the first row (`--full`); else a read of every row for the same
+    /// provenance that a run left unfinished goes on.
+    Every { provenance: &'p str, live: bool, anew: bool },
+}
+
 /// Where a scan's ranges stand: those still to read, and the highest id
 /// NetSuite knew when it split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,10 +54,13 @@ pub(super) struct Position {
     kind: RecordKind,
     deleted: bool,
     stored: Option<StoredCursor>,
-    /// While the kind is read by id: where its change stream goes on once
-    /// every row is recorded (None: the kind had no rows when the scan began,
-    /// so from the epoch), and when the scan began (host wall clock).
-    scan: Option<(Option<Cursor>, i64)>,
+    /// While the kind is read by id: the scan as stored (where its change
+    /// stream goes on once every row is recorded, when it began, what it
+    /// reads for), its ranges filled in as pages are recorded.
+    scan: Option<IdScan>,
+    /// Every row read counts, not only changed ones; Some(true): each is
+    /// compared with its live Salesforce copy too.
+    every: Option<bool>,
     /// Cursors after the pages read and not yet recorded, oldest first,
     /// with where a scan's ranges stood then.
     unrecorded: VecDeque<(Option<Cursor>, Option<ScanPoint>)>,
@@ -59,23 +75,33 @@ impl Position {
     /// committed late with an earlier lastmodifieddate (record states drop
     /// what was handled), though not behind a hand-over whose window is still
     /// to be re-read ([`Recheck`]); a run starting after that is due reads it.
-    /// `full` starts at the beginning. A kind read from the beginning is
-    /// scanned by id, and a scan a run left unfinished goes on; deletions are
-    /// read by time only.
-    pub fn start(run: &Run<'_>, kind: RecordKind, deleted: bool, full: bool) -> Result<(Position, Start)> {
+    /// Reading every row starts at the beginning. A kind read from the
+    /// beginning is scanned by id, and a scan a run left unfinished goes on
+    /// (see [`Reach`]); deletions are read by time only.
+    pub fn start(run: &Run<'_>, kind: RecordKind, deleted: bool, reach: Reach<'_>) -> Result<(Position, Start)> {
         let mut stored = run.state.cursor(kind, deleted)?;
         if let Some(s) = &mut stored {
             run.zone().align(s)?;
         }
         let started_at = run.host.clock.now_unix();
         let window = run.settings.netsuite.overlap_secs;
+        let (every, live) = match reach {
+            Reach::Changed => (None, run.request.compare_live),
+            Reach::Every { provenance, live, .. } => (Some(provenance), live),
+        };
+        let goes_on = |scan: &IdScan| match reach {
+            Reach::Changed => true,
+            Reach::Every { provenance, anew, .. } => !anew && scan.every.as_deref() == Some(provenance),
+        };
         // No cursor yet, or one naming a scan: the stream has not been read through.
-        let from_start = full || stored.as_ref().is_none_or(|s| s.scan.is_some());
+        let from_start = every.is_some() || stored.as_ref().is_none_or(|s| s.scan.is_some());
         let (start, scan) = match &stored {
-            // A scan a run left unfinished goes on, unless this run reads everything again.
-            Some(StoredCursor { scan: Some(scan), .. }) if !full => {
+            // A scan a run left unfinished goes on, as it began (a first
+            // sync, or a read of every row for the records' provenance then).
+            Some(StoredCursor { scan: Some(scan), .. }) if goes_on(scan) => {
                 let point = ScanPoint { open: scan.open.clone(), highest: scan.highest };
-                (Start::Scan(Some(scan.after.clone()), point), Some((scan.then.clone(), scan.began_at)))
+                let scan = IdScan { live: scan.every.is_some() && (scan.live || live), ..scan.clone() };
+                (Start::Scan(Some(scan.after.clone()), point), Some(scan))
             }
             // Deletions are keyed by time alone.
             _ if from_start && deleted => (Start::After(None), None),
@@ -94,7 +120,16 @@ impl Position {
             // NetSuite's current one by then.
             _ => {
                 let then = Self::newest(run, kind)?;
-                (Start::Scan(None, ScanPoint::default()), Some((then, run.host.clock.now_unix())))
+                let scan = IdScan {
+                    after: "0".into(),
+                    then,
+                    began_at: run.host.clock.now_unix(),
+                    open: vec![],
+                    highest: None,
+                    every: every.map(str::to_string),
+                    live: live && every.is_some(),
+                };
+                (Start::Scan(None, ScanPoint::default()), Some(scan))
             }
         };
         // Read from the start over a cursor that stays (`--full`, a changed
@@ -102,24 +137,22 @@ impl Position {
         // first page is recorded (Bulk pages wait for their job's results)
         // leaves the old cursor, and the next run reads on from it as if
         // everything had been read again.
-        if let (Start::Scan(None, _), Some((then, began_at)), Some(_)) = (&start, &scan, &stored) {
-            let begun = StoredCursor {
+        let begun = match (&start, &scan, &stored) {
+            (Start::Scan(None, _), Some(scan), Some(_)) => Some(StoredCursor {
                 cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
-                moved_at: *began_at,
+                moved_at: scan.began_at,
                 settled: true,
-                scan: Some(IdScan {
-                    after: "0".into(),
-                    then: then.clone(),
-                    began_at: *began_at,
-                    open: vec![],
-                    highest: None,
-                }),
+                scan: Some(scan.clone()),
                 recheck: None,
                 zone: run.zone().of_new_cursors(),
-            };
+            }),
+            _ => None,
+        };
+        if let Some(begun) = begun {
             run.state.save_cursor(kind, deleted, &begun)?;
             stored = Some(begun);
         }
+        let every = scan.as_ref().filter(|s| s.every.is_some()).map(|s| s.live);
         // A hand-over window due for its re-read: from its start, if earlier.
         let due = stored.as_ref().and_then(|s| s.recheck.as_ref()).filter(|r| started_at > r.due);
         let (start, rechecking) = match (start, due) {
@@ -133,8 +166,16 @@ impl Position {
             }
             (start, _) => (start, false),
         };
-        let position = Position { kind, deleted, stored, scan, unrecorded: VecDeque::new(), started_at, rechecking };
+        let position =
+            Position { kind, deleted, stored, scan, every, unrecorded: VecDeque::new(), started_at, rechecking };
         Ok((position, start))
+    }
+
+    /// Whether every row read counts (not only changed ones), and whether
+    /// each is compared with its live Salesforce copy: Some(live) while
+    /// every row is read again for the records' provenance.
+    pub fn every(&self) -> Option<bool> {
+        self.every
     }
 
     /// Where the change stream is to go on after a scan that begins now:
@@ -161,7 +202,7 @@ impl Position {
         }
         let Some((next, point)) = last else { return Ok(()) };
         let now = run.host.clock.now_unix();
-        if let Some((then, began_at)) = &self.scan {
+        if let Some(scan) = &self.scan {
             // The epoch, settled: a build without scans reads from the start.
             let moved = StoredCursor {
                 cursor: Cursor { last_modified: suiteql::EPOCH.into(), id: "0".into() },
@@ -169,10 +210,9 @@ impl Position {
                 settled: true,
                 scan: Some(IdScan {
                     after: next.id,
-                    then: then.clone(),
-                    began_at: *began_at,
                     open: point.as_ref().map(|p| p.open.clone()).unwrap_or_default(),
                     highest: point.and_then(|p| p.highest),
+                    ..scan.clone()
                 }),
                 recheck: None,
                 zone: run.zone().of_new_cursors(),
@@ -202,7 +242,7 @@ impl Position {
     /// still land in it: later runs start at the cursor itself.
     pub fn settle(self, run: &Run<'_>) -> Result<()> {
         let window = i64::from(run.settings.netsuite.overlap_secs);
-        if let Some((then, began_at)) = self.scan {
+        if let Some(IdScan { then, began_at, .. }) = self.scan {
             // Unrecorded pages are read again: the scan goes on next run.
             if !self.unrecorded.is_empty() {
                 return Ok(());

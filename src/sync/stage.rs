@@ -21,8 +21,10 @@ use std::collections::HashSet;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Rows {
     /// Every row counts: mapped and compared again (a mapping or org
-    /// change, a replay).
-    All,
+    /// change, `--full`, a replay); `live`: each is compared with its live
+    /// Salesforce copy too (`--compare-live`, or the read of every row a
+    /// `--full --compare-live` run left unfinished).
+    All { live: bool },
     /// Rows NetSuite changed: one handled already (read again in the
     /// overlap window) is dropped unnoticed.
     Changed,
@@ -48,7 +50,11 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     // there too (see `drifted`); not those of a kind written back, whose
     // Salesforce edits and deletions are NetSuite's to take (write-back).
     let written_back = run.settings.writeback.is_some() && mapping.writeback(kind).is_some();
-    let compare_live = run.request.compare_live && !written_back;
+    let asked = match rows {
+        Rows::All { live } => live,
+        Rows::Changed | Rows::Named => run.request.compare_live,
+    };
+    let compare_live = asked && !written_back;
     let mut checks = Vec::new();
     let mut read = 0;
     for (record, old) in records.iter().zip(states) {

@@ -103,6 +103,17 @@ pub struct IdScan {
     /// can split its open-ended range again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highest: Option<u64>,
+    /// A read of every row (`--full`, or a re-read after the mapping, the org
+    /// or the account changed): the provenance its records are to follow
+    /// (see `Provenance`). A run after a stop goes on counting every row,
+    /// not only changed ones, while that provenance holds. None: a first
+    /// sync, where every row is new anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// That read also compares each record with its live Salesforce copy
+    /// (`--compare-live`), and so does the run that goes on with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
 }
 
 /// A scan's range not read to its end: ids after `after`, up to `upto`

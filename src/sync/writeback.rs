@@ -237,6 +237,18 @@ impl<'p, 'r> Pass<'p, 'r> {
     /// The REST body for `changed` of Salesforce record `sf`, terms resolved;
     /// a value NetSuite cannot take fails naming the record.
     fn body(&self, sf: &str, changed: &Map<String, Value>, agreed: &Map<String, Value>) -> Result<Map<String, Value>> {
+        // NetSuite may well take a value the forward mapping then refuses
+        // (`n/a` as a phone): written back, it would stop the record's
+        // forward sync until someone fixed it in NetSuite.
+        for (field, value) in changed {
+            if let Err(why) = self.run.settings.mapping.maps_back(self.kind, field, value) {
+                return Err(ConnectorError::Salesforce(format!(
+                    "{} {sf}: {field} {why}; it is not written to NetSuite, where the mapping could not bring it back \
+                     to Salesforce: correct it in Salesforce (the edit then reaches NetSuite at the next run)",
+                    self.sobject
+                )));
+            }
+        }
         // Resolve every term name first: the body builder's lookup cannot fail.
         let mut names: HashMap<String, Option<String>> = HashMap::new();
         for f in self.section.field.iter().filter(|f| f.reference == Some(crate::mapping::writeback::Reference::Term)) {
@@ -397,6 +409,16 @@ impl<'p, 'r> Pass<'p, 'r> {
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let states = run.state.records(self.kind, &id_refs)?;
         let sources = self.section.sources();
+        // Fields only the forward mapping writes (`NetSuite_Inactive__c`) are
+        // NetSuite's alone: one edited in Salesforce is set back by the merge.
+        let forward_only: Vec<String> = (run.settings.mapping.object(self.kind)?.field.iter())
+            .map(|f| f.target.clone())
+            .filter(|f| !sources.contains(f))
+            .collect();
+        let differs = |f: &String, record: &Changed, base: &Map<String, Value>| match sources.contains(f) {
+            true => !merge::same(record.fields.get(f), base.get(f)),
+            false => record.fields.get(f).zip(base.get(f)).is_some_and(|(h, b)| !super::live::same_value(b, h)),
+        };
         // Only records Salesforce changed since the base need NetSuite's side.
         let mut changed: Vec<(usize, Option<Map<String, Value>>)> = Vec::new();
         let (mut audit, mut states_out) = (Vec::new(), Vec::new());
@@ -418,7 +440,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             let base = state.as_ref().and_then(given_fields);
             let edited = match &base {
-                Some(b) => self.replaying.get() || sources.iter().any(|f| !merge::same(record.fields.get(f), b.get(f))),
+                Some(b) => self.replaying.get() || sources.iter().chain(&forward_only).any(|f| differs(f, record, b)),
                 None => true,
             };
             if edited {
@@ -504,18 +526,24 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             // Fields the forward mapping writes that write-back does not take
             // (`NetSuite_Inactive__c`) are NetSuite's alone: changed since the
-            // base, they go to Salesforce with the merge, as the base saved
-            // below says Salesforce holds them.
+            // base, or edited in Salesforce (compared in the form Salesforce
+            // stores, so no echo), they go to Salesforce with the merge, as
+            // the base saved below says Salesforce holds them.
             for (f, v) in &mapped.target.fields {
                 let was = base.as_ref().and_then(|b| b.get(f));
-                if f != EXTERNAL_ID_FIELD && !sources.contains(f) && !merge::same(Some(v), was) {
+                let edited = record.fields.get(f).is_some_and(|h| !super::live::same_value(v, h));
+                if f != EXTERNAL_ID_FIELD && !sources.contains(f) && (!merge::same(Some(v), was) || edited) {
                     merged.to_salesforce.insert(f.clone(), v.clone());
                 }
             }
             for c in &merged.conflicts {
                 let winner = serde_json::to_value(c.winner).expect("a side serializes");
-                let mut detail = json!({ "field": c.field, "base": c.base, "netsuite": c.netsuite,
-                                         "salesforce": c.salesforce, "winner": winner });
+                let mut detail = json!({ "field": c.field, "netsuite": c.netsuite, "salesforce": c.salesforce,
+                                         "winner": winner });
+                // Left out when the two sides never agreed on the field.
+                if let Some(base) = &c.base {
+                    detail["base"] = base.clone();
+                }
                 // Under `newest`, the times compared (UTC).
                 if let Some(modified) = &newest {
                     detail["modified"] = modified.clone();
@@ -530,7 +558,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                 audit.push(self.entry(AuditAction::SkipUnchanged, id, &record.id, "unchanged", json!([])));
             }
             if run.writer.plans() {
-                self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, base.as_ref());
+                // `old`: what NetSuite holds (the base may lack the field).
+                self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, Some(&mapped.target.fields));
                 self.plan(PlanAction::Update, id, &merged.to_salesforce, Some(&record.fields));
                 self.merged(id, !merged.to_salesforce.is_empty());
                 continue;
@@ -539,7 +568,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             // wait for replay; NetSuite's side still goes to Salesforce below.
             let mut sent = true;
             if !merged.to_netsuite.is_empty() {
-                match self.write(id, &record.id, &merged, base.as_ref()) {
+                match self.write(id, &record.id, &merged, &mapped.target.fields) {
                     Ok(entry) => audit.push(entry),
                     Err(e) if e.is_about_data() => {
                         audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
@@ -664,8 +693,9 @@ impl<'p, 'r> Pass<'p, 'r> {
         self.run.writer.note(PlannedWrite { kind: self.kind, netsuite_id: id.to_string(), action, changes });
     }
 
-    /// PATCHes the fields Salesforce won to the NetSuite record.
-    fn write(&self, id: &str, sf: &str, merged: &Merged, base: Option<&Map<String, Value>>) -> Result<AuditEntry> {
+    /// PATCHes the fields Salesforce won to the NetSuite record, which holds
+    /// `netsuite` (through the forward mapping) until then.
+    fn write(&self, id: &str, sf: &str, merged: &Merged, netsuite: &Map<String, Value>) -> Result<AuditEntry> {
         let mut body = self.body(sf, &merged.to_netsuite, &merged.agreed)?;
         let what = format!("update of NetSuite {} {id} from Salesforce {sf}", self.kind);
         if let Some(line) = address_line(&mut body) {
@@ -679,7 +709,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         let changes: Vec<Value> = merged
             .to_netsuite
             .iter()
-            .map(|(f, v)| json!({ "field": f, "rule": "writeback", "old": base.and_then(|b| b.get(f)), "new": v }))
+            .map(|(f, v)| json!({ "field": f, "rule": "writeback", "old": netsuite.get(f), "new": v }))
             .collect();
         Ok(self.entry(AuditAction::NetSuiteWrite, id, sf, "updated", Value::Array(changes)))
     }

@@ -281,6 +281,8 @@ mod tests {
                 began_at: 3,
                 open: vec![],
                 highest: None,
+                every: None,
+                live: false,
             }),
             recheck: Some(Recheck { from: cursor("2026-11-01 01:10:00", "0"), due: 5 }),
             zone,

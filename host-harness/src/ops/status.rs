@@ -296,11 +296,19 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
                 kind: kind.as_str(),
                 stream,
                 position: match &stored.scan {
-                    // A first sync reading the kind by internal id, in ranges side by side.
-                    Some(scan) if scan.open.len() > 1 => {
-                        format!("first read by id, after #{}, {} ranges still open", scan.after, scan.open.len())
+                    // A kind read by internal id, in ranges side by side: a
+                    // first sync, or every record read again.
+                    Some(scan) => {
+                        let what = match (&scan.every, scan.live) {
+                            (None, _) => "first read by id",
+                            (Some(_), false) => "every record read again by id",
+                            (Some(_), true) => "every record read again by id and compared live",
+                        };
+                        match scan.open.len() {
+                            0 | 1 => format!("{what}, after #{}", scan.after),
+                            open => format!("{what}, after #{}, {open} ranges still open", scan.after),
+                        }
                     }
-                    Some(scan) => format!("first read by id, after #{}", scan.after),
                     None => format!("{} #{}", stored.cursor.last_modified, stored.cursor.id),
                 },
                 moved_at: moved_at.and_then(|t| t.format(&Rfc3339).ok()),

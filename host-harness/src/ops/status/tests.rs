@@ -117,10 +117,23 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
             began_at: moved,
             open: vec![OpenRange { after: 118, upto: Some(400) }, OpenRange { after: 730, upto: None }],
             highest: Some(1000),
+            every: None,
+            live: false,
         }),
         recheck: None,
         zone: None,
     };
+    // Contacts read again after a `--full --compare-live` stopped after #57.
+    let mut again = scanning.clone();
+    again.scan = Some(IdScan {
+        after: "57".into(),
+        open: vec![],
+        highest: None,
+        every: Some("f00@00D8d000000SIMxEAA#1234567".into()),
+        live: true,
+        ..scanning.scan.clone().unwrap()
+    });
+    kv(&conn, "acme", STATE_BUCKET, "cursor/contact", &serde_json::to_vec(&again).unwrap(), "2026-12-02T11:55:00Z");
     let scanning = serde_json::to_vec(&scanning).unwrap();
     kv(&conn, "acme", STATE_BUCKET, "cursor/vendor", &scanning, "2026-12-02T11:55:00Z");
     kv(
@@ -171,6 +184,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
             ("customer", "netsuite-deletions", "2026-12-01 00:00:00 #7", Some(7199)),
             ("vendor", "netsuite-changes", "first read by id, after #118, 2 ranges still open", Some(300)),
             ("vendor", "salesforce-changes", "2026-12-02T11:58:00.000Z in org 00D8d000000SIMxEAA", Some(90)),
+            ("contact", "netsuite-changes", "every record read again by id and compared live, after #57", Some(300)),
         ]
     );
 
