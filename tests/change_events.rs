@@ -457,8 +457,9 @@ async fn an_event_for_an_unchanged_record_is_audited_unchanged() {
 }
 
 /// An event for a record NetSuite does not have and Salesforce never got
-/// (deleted before any run saw it, or an id that never existed) leaves a
-/// row that says there was nothing to do, and writes nothing.
+/// (deleted before any run saw it, or an id that never existed), or whose
+/// deletion a run applied already, leaves a row that says there was nothing
+/// to do, and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_for_a_record_neither_system_has_leaves_a_row() {
     let bed = bed(4).start().await;
@@ -473,6 +474,24 @@ async fn an_event_for_a_record_neither_system_has_leaves_a_row() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].netsuite_id.as_str(), rows[0].outcome.as_str()), (missing.to_string().as_str(), "unchanged"));
     assert!(rows[0].transformations.contains("nothing to do"), "{rows:?}");
+    assert_eq!(queued_events(&bed), 0);
+
+    // Deleted in NetSuite and flagged in Salesforce by a run: a late event
+    // for it leaves a row too, naming the Salesforce record.
+    let deleted = bed.customer_ids[1];
+    bed.netsuite.delete_record("customer", deleted).unwrap();
+    succeeded(&bed.sync().await);
+    let (sf_id, flagged) = bed.sf("Account", deleted);
+    assert_eq!(flagged["NetSuite_Deleted__c"], true);
+    bed.queue_events(&[("customer", deleted, "edit")]);
+    let writes = bed.salesforce.writes();
+    let report = bed.bed.sync_kinds(runtime(), host_harness::host::SyncMode::Events, &[]).await.unwrap();
+    succeeded(&report);
+    assert_eq!(bed.salesforce.writes(), writes, "nothing written");
+    let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].salesforce_id.as_deref(), Some(sf_id.as_str()));
+    assert!(rows[0].transformations.contains("an earlier run applied its deletion"), "{rows:?}");
     assert_eq!(queued_events(&bed), 0);
 }
 

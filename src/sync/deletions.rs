@@ -31,16 +31,16 @@ pub(super) fn sync(
 /// recording it): once writes of the kind began, such ids are looked up by
 /// external id, and those found follow the deletion too; nothing is created.
 /// Writes of deleted records waiting to be replayed or to follow a parent
-/// are dropped, so no replay brings them back. Returns the ids that named
-/// nothing of the connector's (no state, not found in Salesforce, nothing
-/// queued).
-pub(super) fn apply<'i>(run: &Run<'_>, kind: RecordKind, ids: &[&'i str]) -> Result<Vec<&'i str>> {
+/// are dropped, so no replay brings them back. Returns the ids that asked
+/// nothing of the connector (see [`Untouched`]).
+pub(super) fn apply<'i>(run: &Run<'_>, kind: RecordKind, ids: &[&'i str]) -> Result<Untouched<'i>> {
     let states = run.state.records(kind, ids)?;
     let mut pending = Vec::with_capacity(ids.len());
     let mut unknown = Vec::new();
+    let mut done = Vec::new();
     for (id, st) in ids.iter().zip(states) {
         match st {
-            Some(s) if s.src == DELETED => {}
+            Some(s) if s.src == DELETED => done.push((*id, s.sf)),
             Some(s) => pending.push((id.to_string(), s)),
             None => unknown.push(*id),
         }
@@ -75,5 +75,16 @@ pub(super) fn apply<'i>(run: &Run<'_>, kind: RecordKind, ids: &[&'i str]) -> Res
         .collect();
     super::children::refresh(run, kind, &never_there, false, &mut |_, _| {})?;
     run.writer.delete(run, kind, pending)?;
-    Ok(unknown.into_iter().filter(|id| !found.iter().any(|f| f == id) && !dropped.iter().any(|d| d == id)).collect())
+    let unknown =
+        unknown.into_iter().filter(|id| !found.iter().any(|f| f == id) && !dropped.iter().any(|d| d == id)).collect();
+    Ok(Untouched { unknown, done })
+}
+
+/// Ids a deletion named that asked nothing of the connector.
+pub(super) struct Untouched<'i> {
+    /// No state, not found in Salesforce, nothing queued.
+    pub unknown: Vec<&'i str>,
+    /// Deleted already by an earlier run (flagged or deleted in
+    /// Salesforce), with the Salesforce id.
+    pub done: Vec<(&'i str, Option<String>)>,
 }

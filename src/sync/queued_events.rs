@@ -108,7 +108,9 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
             Pass::Deletions => {
                 // An event leaves a row even when it names nothing to do.
                 let nothing = deletions::apply(run, kind, &gone)?;
-                run.audit(nothing.iter().map(|id| run.nothing_to_do_entry(kind, id)).collect::<Vec<_>>());
+                let never = nothing.unknown.iter().map(|id| run.nothing_to_do_entry(kind, id, None));
+                let done = nothing.done.iter().map(|(id, sf)| run.nothing_to_do_entry(kind, id, Some(sf.as_deref())));
+                run.audit(never.chain(done).collect::<Vec<_>>());
             }
             Pass::Writes => kept.extend(events.iter().filter(|e| e.kind == kind && gone.contains(&e.id.as_str()))),
         }

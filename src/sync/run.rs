@@ -414,18 +414,22 @@ impl<'a> Run<'a> {
     }
 
     /// The row of a change event for a record NetSuite does not have (deleted,
-    /// or never created) and Salesforce never got: nothing to do.
-    pub fn nothing_to_do_entry(&self, kind: RecordKind, netsuite_id: &str) -> AuditEntry {
+    /// or never created) and Salesforce never got (`done` None), or has the
+    /// deletion of already (Some: its Salesforce id, if known): nothing to do.
+    pub fn nothing_to_do_entry(&self, kind: RecordKind, netsuite_id: &str, done: Option<Option<&str>>) -> AuditEntry {
+        let detail = match done {
+            None => "not in NetSuite, never written to Salesforce: nothing to do",
+            Some(_) => "not in NetSuite; an earlier run applied its deletion to Salesforce: nothing to do",
+        };
         let detail = serde_json::json!([{
-            "field": crate::mapping::EXTERNAL_ID_FIELD, "rule": "event",
-            "detail": "not in NetSuite, never written to Salesforce: nothing to do"
+            "field": crate::mapping::EXTERNAL_ID_FIELD, "rule": "event", "detail": detail
         }]);
         AuditEntry {
             run_id: self.request.run_id.clone(),
             kind,
             action: AuditAction::SkipUnchanged,
             netsuite_id: netsuite_id.into(),
-            salesforce_id: None,
+            salesforce_id: done.flatten().map(str::to_string),
             outcome: OutcomeKind::Unchanged.as_str().into(),
             transformations: AuditTransformations::Whole(detail.to_string()),
             error: None,
