@@ -146,17 +146,19 @@ pub fn verify(
         "customer" => RecordKind::Customer,
         "contact" => RecordKind::Contact,
         "vendor" => RecordKind::Vendor,
+        // Well-formed, but no run would apply it: 422, as for a kind this
+        // tenant's mapping leaves out.
         other => {
             return Err(Answer::error(
-                400,
-                format!("recordType `{other}` is not synced: send customer, contact or vendor"),
+                422,
+                format!("recordType `{}` is not synced: send customer, contact or vendor", other.escape_debug()),
             ));
         }
     };
     let id = match &parsed.id {
         serde_json::Value::String(s) => s.trim().to_string(),
         serde_json::Value::Number(n) => n.to_string(),
-        _ => String::new(),
+        other => return Err(Answer::error(400, format!("id is {other}: send the internal id as a string or number"))),
     };
     // Read as a number, so `011` and `11` are one record (one queue entry,
     // one audit identity).
@@ -324,13 +326,20 @@ mod tests {
         assert_eq!(verify(&signed(&big, 1000), big.as_bytes(), SECRET, 1000, 300).unwrap_err().status, 413);
         for bad in [
             r#"{"id":"1"}"#,
-            r#"{"recordType":"salesorder","id":"1"}"#,
             r#"{"recordType":"customer","id":"1 OR 1=1"}"#,
+            r#"{"recordType":"customer","id":{"n":1}}"#,
             "not json",
         ] {
             let answer = verify(&signed(bad, 1000), bad.as_bytes(), SECRET, 1000, 300).unwrap_err();
             assert_eq!(answer.status, 400, "{bad}: {answer:?}");
         }
+        // Well-formed, but of a kind no run applies.
+        let other = r#"{"recordType":"salesorder","id":"1"}"#;
+        let answer = verify(&signed(other, 1000), other.as_bytes(), SECRET, 1000, 300).unwrap_err();
+        assert!(answer.status == 422 && answer.body.contains("salesorder"), "{answer:?}");
+        let object_id = r#"{"recordType":"customer","id":{"n":1}}"#;
+        let answer = verify(&signed(object_id, 1000), object_id.as_bytes(), SECRET, 1000, 300).unwrap_err();
+        assert!(answer.body.contains(r#"{\"n\":1}"#), "names the id sent: {answer:?}");
         let mut xml = signed(body, 1000);
         xml[0].1 = "text/xml".into();
         assert_eq!(verify(&xml, body.as_bytes(), SECRET, 1000, 300).unwrap_err().status, 415);

@@ -189,6 +189,20 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     assert!(!out.status.success() && stderr.contains("missing-mapping.toml"), "{stderr}");
     assert!(stderr.contains("is not valid") && !String::from_utf8_lossy(&out.stdout).contains("listening"), "{stderr}");
 
+    // An address in use is named, with the flag that changes it.
+    std::fs::write(dir.path().join("missing-mapping.toml"), netsuite_salesforce::mapping::DEFAULT_MAPPING).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(connector_binary())
+        .args(["serve", "--config", config, "--component", component, "--listen", &addr])
+        .current_dir(dir.path())
+        .env_remove("CONNECTOR_MASTER_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&addr) && stderr.contains("--listen"), "{stderr}");
+    drop(taken);
+
     std::fs::write(dir.path().join("connector.toml"), text).unwrap();
     // Another key (owner-only, as `secrets init --out` writes it).
     std::fs::remove_file(dir.path().join("master.key")).unwrap();

@@ -515,7 +515,9 @@ async fn listen(
 ) -> Result<Webhook> {
     let shared = Arc::new(Shared { tenants, body_read_timeout: limits.body_read_timeout });
     let router = router.with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr} ({e}): stop what uses it, or give --listen another address")
+    })?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(accept(listener, router, limits));
     Ok(Webhook { shared, url })
