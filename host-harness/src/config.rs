@@ -213,6 +213,11 @@ impl HarnessConfig {
                 Some(s) if s.scope != Scope::Connector => bail!(
                     "config [settings] holds `{name}`, which only the Spin build reads (a Spin variable): remove it"
                 ),
+                // The harness sets it from `max_memory_mb` for each run.
+                Some(_) if name == "component_memory_mb" => bail!(
+                    "config [settings] holds `component_memory_mb`, which the harness sets from `max_memory_mb` for \
+                     each run: remove it, and set `max_memory_mb` (above the [settings] line) instead"
+                ),
                 Some(s) if s.secret => bail!(
                     "config [settings] holds `{name}`, which is a secret: remove it and store it with \
                      `connector secrets set --config <file> {name}` (it is kept encrypted)"
@@ -380,6 +385,9 @@ mod tests {
         assert!(err.contains("is a secret"), "{err}");
         let err = parse("tenant = \"acme\"\n[settings]\nsalesforce_private_key = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("is a secret"), "{err}");
+        // Set by the harness for each run: taken, it would be overridden unseen.
+        let err = parse("tenant = \"acme\"\n[settings]\ncomponent_memory_mb = 0\n").unwrap_err().to_string();
+        assert!(err.contains("`component_memory_mb`") && err.contains("`max_memory_mb`"), "{err}");
     }
 
     #[test]

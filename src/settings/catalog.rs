@@ -43,10 +43,22 @@ pub struct Setting {
     pub help: &'static str,
     /// The smallest value an `Integer` takes.
     pub min: Option<i64>,
+    /// The largest value an `Integer` takes.
+    pub max: Option<i64>,
 }
 
 const fn setting(name: &'static str, kind: Kind, help: &'static str) -> Setting {
-    Setting { name, kind, default: None, required: false, secret: false, scope: Scope::Connector, help, min: None }
+    Setting {
+        name,
+        kind,
+        default: None,
+        required: false,
+        secret: false,
+        scope: Scope::Connector,
+        help,
+        min: None,
+        max: None,
+    }
 }
 
 impl Setting {
@@ -64,6 +76,10 @@ impl Setting {
     }
     const fn at_least(mut self, min: i64) -> Setting {
         self.min = Some(min);
+        self
+    }
+    const fn at_most(mut self, max: i64) -> Setting {
+        self.max = Some(max);
         self
     }
     const fn spin(mut self) -> Setting {
@@ -96,10 +112,17 @@ pub const SETTINGS: &[Setting] = &[
     setting("netsuite_consumer_secret", Text, "TBA: the integration record's consumer secret").secret(),
     setting("netsuite_token_id", Text, "TBA: the access token's id"),
     setting("netsuite_token_secret", Text, "TBA: the access token's secret").secret(),
-    setting("netsuite_page_size", Integer, "SuiteQL rows per page, 1 to 1000").default("1000"),
+    setting("netsuite_page_size", Integer, "SuiteQL rows per page, 1 to 1000")
+        .default("1000")
+        .at_least(1)
+        .at_most(1000),
     setting("netsuite_overlap_secs", Integer, "incremental reads re-read this window before the cursor (late commits)")
-        .default("600"),
-    setting("netsuite_max_in_flight", Integer, "the connector's share of the account's concurrency limit").default("4"),
+        .default("600")
+        .at_least(0)
+        .at_most(7 * 86_400),
+    setting("netsuite_max_in_flight", Integer, "the connector's share of the account's concurrency limit")
+        .default("4")
+        .at_least(1),
     setting("salesforce_login_url", Url, "where the token endpoint lives, e.g. https://acme.my.salesforce.com")
         .required(),
     setting(
@@ -161,7 +184,9 @@ pub const SETTINGS: &[Setting] = &[
         Integer,
         "renewed every page, write and Bulk poll; a crashed run blocks the next one at most this long",
     )
-    .default("60"),
+    .default("60")
+    .at_least(2)
+    .at_most(86_400),
     setting("http_max_retries", Integer, "retries of a transient HTTP failure").default("6"),
     setting("http_backoff_base_ms", Integer, "first retry waits up to this long (exponential, full jitter)")
         .default("500"),

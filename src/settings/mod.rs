@@ -255,20 +255,26 @@ impl Reader<'_> {
             .text(name)?
             .ok_or_else(|| ConnectorError::Config(format!("setting `{name}` is missing ({})", declared(name).help)))?;
         let setting = declared(name);
-        if let (Some(min), Ok(n)) = (setting.min, text.trim().parse::<i64>())
-            && n < min
-        {
+        let bound = match text.trim().parse::<i64>() {
+            Ok(n) if setting.min.is_some_and(|min| n < min) => Some((n, "at least", setting.min)),
+            Ok(n) if setting.max.is_some_and(|max| n > max) => Some((n, "at most", setting.max)),
+            _ => None,
+        };
+        if let Some((n, which, Some(limit))) = bound {
             return Err(ConnectorError::Config(format!(
-                "setting `{name}` is {n}: give at least {min} ({}; default {})",
+                "setting `{name}` is {n}: give {which} {limit} ({}; default {})",
                 setting.help,
                 setting.default.unwrap_or("none")
             )));
         }
         text.parse().map_err(|_| {
-            let why = match text.trim().parse::<i64>() {
-                Ok(n) if n < 0 => "give 0 or more",
-                Ok(_) => "that is more than this setting can hold",
-                Err(_) => "give a whole number",
+            let why = match (text.trim().parse::<i64>(), setting.kind) {
+                (Ok(n), _) if n < 0 => "give 0 or more".to_string(),
+                (Ok(_), _) => "that is more than this setting can hold".to_string(),
+                (Err(_), catalog::Kind::Decimal) => {
+                    format!("give a number such as {}", setting.default.unwrap_or("1.5"))
+                }
+                (Err(_), _) => "give a whole number".to_string(),
             };
             ConnectorError::Config(format!(
                 "setting `{name}` is `{text}`: {why} ({}; default {})",
@@ -369,11 +375,6 @@ impl Settings {
             None => netsuite_host_for_account(&account_id),
         };
         let page_size: u32 = r.number("netsuite_page_size")?;
-        if !(1..=1000).contains(&page_size) {
-            return Err(ConnectorError::Config(format!(
-                "setting `netsuite_page_size` is {page_size}: SuiteQL pages hold 1 to 1000 rows"
-            )));
-        }
         let auth = match r.choice("netsuite_auth")?.as_str() {
             "tba" => NetSuiteAuth::Tba {
                 consumer_key: r.required("netsuite_consumer_key")?,
@@ -416,12 +417,6 @@ impl Settings {
             max_in_flight: r.number("netsuite_max_in_flight")?,
             page_bytes: memory_share(&r, MEMORY_PER_PAGE)?,
         };
-        if netsuite.max_in_flight == 0 {
-            return Err(ConnectorError::Config(
-                "setting `netsuite_max_in_flight` is 0: give at least 1 concurrent NetSuite request".into(),
-            ));
-        }
-
         let client_id = r.required("salesforce_client_id")?;
         let grant = match r.choice("salesforce_grant")?.as_str() {
             "refresh_token" => SalesforceGrant::RefreshToken {
@@ -480,11 +475,6 @@ impl Settings {
         };
         let mapping = crate::mapping::Mapping::load(r.optional("mapping_toml")?.as_deref())?;
         let lease_ttl_secs: i64 = r.number("lease_ttl_secs")?;
-        if lease_ttl_secs < 2 {
-            return Err(ConnectorError::Config(format!(
-                "setting `lease_ttl_secs` is {lease_ttl_secs}: give at least 2"
-            )));
-        }
         // Checked while write-back is off too: a typo shows when it is set,
         // not on the day write-back is turned on.
         let conflict = r.choice("vendor_conflict")?;
@@ -612,6 +602,12 @@ mod tests {
         for (name, value, said) in [
             ("netsuite_signing_algorithm", "RS256", "RS256 is no longer accepted"),
             ("netsuite_page_size", "5000", "1 to 1000"),
+            ("netsuite_page_size", "-1", "`netsuite_page_size` is -1: give at least 1"),
+            ("salesforce_max_api_share", "90%", "`90%`: give a number such as 0.9"),
+            ("lease_ttl_secs", "0", "is 0: give at least 2 (renewed every page"),
+            ("lease_ttl_secs", "99999999999", "give at most 86400"),
+            ("netsuite_overlap_secs", "4000000000", "give at most 604800"),
+            ("netsuite_max_in_flight", "0", "`netsuite_max_in_flight` is 0: give at least 1"),
             ("salesforce_bulk_job_records", "0", "`salesforce_bulk_job_records` is 0: give at least 1"),
             ("salesforce_bulk_poll_timeout_secs", "0", "`salesforce_bulk_poll_timeout_secs` is 0: give at least 1"),
             ("salesforce_bulk_max_upload_bytes", "0", "give at least 65536"),
