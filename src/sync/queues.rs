@@ -209,6 +209,16 @@ pub fn key(queue: Queue, kind: RecordKind, id: &str) -> String {
     format!("{}/{kind}/{id}", queue.prefix())
 }
 
+/// Where a run keeps the ids of the Bulk API jobs it submitted for `kind`.
+pub fn bulk_job_prefix(kind: RecordKind) -> String {
+    format!("bulkjob/{kind}/")
+}
+
+/// Where a run parks `kind` records given to Bulk API jobs.
+pub fn parked_prefix(kind: RecordKind) -> String {
+    format!("bulk/{kind}/")
+}
+
 /// Submitted jobs (by key) and parked-page keys left by stopped runs.
 pub type Leftovers = (Vec<(String, SavedJob)>, Vec<String>);
 
@@ -461,7 +471,7 @@ impl<'a> Queues<'a> {
     /// Parks the records of one page of an open Bulk API 2.0 job until the
     /// job's results are in; returns the key to take them back with.
     pub fn park(&self, kind: RecordKind, run_id: &str, part: &str, mut records: Vec<ParkedWrite>) -> Result<String> {
-        let key = format!("bulk/{kind}/{run_id}/{part}");
+        let key = format!("{}{run_id}/{part}", parked_prefix(kind));
         let mut shared: Vec<Rc<str>> = Vec::new();
         for r in &mut records {
             let Some(shape) = r.shape_text() else { continue };
@@ -526,7 +536,7 @@ impl<'a> Queues<'a> {
     /// `seq` counts the run's jobs: [`Queues::leftovers`] lists them in
     /// that order.
     pub fn save_job(&self, kind: RecordKind, run_id: &str, seq: usize, job: &SavedJob) -> Result<String> {
-        let key = format!("bulkjob/{kind}/{run_id}/{seq:06}-{}", job.id);
+        let key = format!("{}{run_id}/{seq:06}-{}", bulk_job_prefix(kind), job.id);
         let bytes = serde_json::to_vec(job).expect("a saved job serializes");
         self.kv.set(&key, &bytes).map_err(|e| kv_error("keeping a Bulk API job id", e))?;
         Ok(key)
@@ -537,7 +547,7 @@ impl<'a> Queues<'a> {
     /// run leaves two when it stops while recording one job and Salesforce
     /// applies the next), and the keys of every parked page.
     pub fn leftovers(&self, kind: RecordKind) -> Result<Leftovers> {
-        let (job_prefix, parked_prefix) = (format!("bulkjob/{kind}/"), format!("bulk/{kind}/"));
+        let (job_prefix, parked_prefix) = (bulk_job_prefix(kind), parked_prefix(kind));
         // One listing for both (each lists the bucket; on Spin, the store).
         let (mut job_keys, parked): (Vec<String>, Vec<String>) = self
             .kv

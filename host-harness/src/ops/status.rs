@@ -116,6 +116,11 @@ pub struct Waiting {
     pub oldest_failed_at: Option<String>,
     pub oldest_deferred_at: Option<String>,
     pub oldest_change_event_at: Option<String>,
+    /// Bulk API 2.0 jobs a stopped run left with Salesforce, and the pages
+    /// of records it parked for them: the next run waits for the jobs and
+    /// records their outcomes (records no job took are read again).
+    pub bulk_jobs: u64,
+    pub parked_pages: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -370,7 +375,9 @@ fn waiting(conn: &Connection, tenant: &str) -> Result<Vec<Waiting>> {
         let (failed_writebacks, oldest_writeback) = queued(conn, tenant, &queues::writeback_key(kind, ""))?;
         let (deferred, oldest_deferred_at) = queued(conn, tenant, &queues::key(Queue::Deferred, kind, ""))?;
         let (change_events, oldest_change_event_at) = queued(conn, tenant, &queues::event_key(kind, ""))?;
-        if failed_writes + failed_writebacks + deferred + change_events == 0 {
+        let (bulk_jobs, _) = queued(conn, tenant, &queues::bulk_job_prefix(kind))?;
+        let (parked_pages, _) = queued(conn, tenant, &queues::parked_prefix(kind))?;
+        if failed_writes + failed_writebacks + deferred + change_events + bulk_jobs + parked_pages == 0 {
             continue;
         }
         out.push(Waiting {
@@ -383,6 +390,8 @@ fn waiting(conn: &Connection, tenant: &str) -> Result<Vec<Waiting>> {
             oldest_deferred_at,
             change_events,
             oldest_change_event_at,
+            bulk_jobs,
+            parked_pages,
         });
     }
     Ok(out)
@@ -495,7 +504,9 @@ pub fn text(s: &TenantStatus) -> String {
         let _ = writeln!(out, "  cursor      {} {} at {}{age}{recheck}", c.kind, c.stream, c.position);
     }
     if s.waiting.is_empty() {
-        out.push_str("  waiting     nothing (no failed writes, no deferred children, no change events)\n");
+        out.push_str(
+            "  waiting     nothing (no failed writes, no deferred children, no change events, no Bulk API job left)\n",
+        );
     }
     for w in &s.waiting {
         let mut parts = Vec::new();
@@ -524,10 +535,17 @@ pub fn text(s: &TenantStatus) -> String {
         if let Some(t) = &w.oldest_change_event_at {
             parts.push(format!("oldest event {t}"));
         }
+        if w.bulk_jobs + w.parked_pages > 0 {
+            parts.push(format!(
+                "{} Bulk API jobs and {} parked pages of records a stopped run left (the next run waits for the \
+                 jobs and records their outcomes)",
+                w.bulk_jobs, w.parked_pages
+            ));
+        }
         let _ = writeln!(out, "  waiting     {}: {}", w.kind, parts.join(", "));
     }
     match &s.salesforce_api {
-        None => out.push_str("  Salesforce  API usage unknown (no run has had an answer from Salesforce yet)\n"),
+        None => out.push_str("  Salesforce  API usage unknown (no finished run has recorded it yet)\n"),
         Some(a) => {
             let ceiling = a.ceiling.map_or(String::new(), |c| format!(", runs stop at {:.0}%", c * 100.0));
             let as_of = a.as_of.as_deref().map_or(String::new(), |t| format!(" at {t}"));

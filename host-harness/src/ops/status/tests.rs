@@ -162,6 +162,10 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
     kv(&conn, "acme", QUEUES_BUCKET, "failed-writeback/vendor/a0C1", b"{}", "2026-12-02T07:00:00Z");
     kv(&conn, "acme", QUEUES_BUCKET, "event/customer/45", b"{}", "2026-12-02T07:00:00Z");
     kv(&conn, "other", QUEUES_BUCKET, "failed/customer/1", b"{}", "2026-12-02T07:00:00Z");
+    // A killed run's Bulk API job of vendors and the two pages it parked.
+    kv(&conn, "acme", QUEUES_BUCKET, "bulkjob/vendor/run-k/000001-750xx", b"{}", "2026-12-02T06:00:00Z");
+    kv(&conn, "acme", QUEUES_BUCKET, "bulk/vendor/run-k/000001-a", b"[]", "2026-12-02T06:00:00Z");
+    kv(&conn, "acme", QUEUES_BUCKET, "bulk/vendor/run-k/000002-a", b"[]", "2026-12-02T06:00:00Z");
 
     let s = tenant_status(&conn, "acme", Some(0.9), now()).unwrap();
     assert_eq!(s.running.len(), 1);
@@ -191,6 +195,8 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
     let waiting: Vec<(&str, u64, u64, u64, u64)> =
         s.waiting.iter().map(|w| (w.kind, w.failed_writes, w.failed_writebacks, w.deferred, w.change_events)).collect();
     assert_eq!(waiting, [("customer", 2, 0, 0, 1), ("vendor", 0, 1, 0, 0), ("contact", 0, 0, 1, 0)]);
+    assert_eq!((s.waiting[1].bulk_jobs, s.waiting[1].parked_pages), (1, 2));
+    assert_eq!((s.waiting[0].bulk_jobs, s.waiting[0].parked_pages), (0, 0));
     assert_eq!(s.waiting[0].oldest_change_event_at.as_deref(), Some("2026-12-02T07:00:00Z"));
     assert_eq!(s.waiting[0].oldest_failed_at.as_deref(), Some("2026-12-02T09:00:00Z"));
     assert_eq!(s.waiting[1].oldest_failed_at.as_deref(), Some("2026-12-02T07:00:00Z"));
@@ -215,6 +221,8 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
          run to apply first (webhook events, deletions Salesforce refused, children to write again after their \
          parent's deletion), oldest event 2026-12-02T07:00:00Z\n",
         "  waiting     contact: 1 deferred until their parent is in Salesforce, oldest deferred 2026-12-02T08:00:00Z\n",
+        "  waiting     vendor: 1 failed write-backs, oldest failure 2026-12-02T07:00:00Z, 1 Bulk API jobs and 2 parked \
+         pages of records a stopped run left (the next run waits for the jobs and records their outcomes)\n",
         "  Salesforce  API usage 1500/15000 (10.0% of the org's daily allocation, runs stop at 90%), as of run run-c",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
