@@ -181,6 +181,24 @@ async fn an_event_after_a_stopped_job_is_written_once_after_the_job_is_recorded(
     assert_eq!(bed.salesforce.api_requests(), calls);
 }
 
+/// Contacts synced alone after a run stopped with its customers' job held:
+/// that job's outcomes are recorded first, so the contacts find their
+/// Accounts instead of waiting for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_synced_alone_after_a_stopped_customer_job_find_their_accounts() {
+    let bed = stopped_with_its_job_held().await;
+    let at = bed.clock.now_secs() - 60;
+    bed.netsuite.seed_contacts(50, &bed.customer_ids[..10], at, 3).unwrap();
+    bed.salesforce.hold_bulk_jobs(false);
+    let contact = [host_harness::host::RecordKind::Contact];
+    let report = bed.bed.sync_kinds(runtime(), SyncMode::Incremental, &contact).await.unwrap();
+    succeeded(&report);
+    let c = report.counts("contact");
+    assert_eq!((c.created, c.deferred), (50, 0), "{report:?}");
+    assert_eq!(report.counts("customer").resumed, 3_000, "reported, though not asked for: {report:?}");
+    assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
+}
+
 /// A replay after a run stopped with its job held (since ended): the job
 /// carried a newer version of a record whose earlier write failed, so the
 /// job's outcomes are recorded first and settle that failure; the replay

@@ -31,7 +31,9 @@ mod writeback;
 mod zone;
 
 use crate::events::{self, Answer};
-use crate::model::{ApiCalls, ConnectorError, RecordKind, ReplayScope, Result, SyncMode, SyncReport, SyncRequest};
+use crate::model::{
+    ApiCalls, ConnectorError, KindCounts, RecordKind, ReplayScope, Result, SyncMode, SyncReport, SyncRequest,
+};
 use crate::ports::Host;
 use crate::settings::{EventSettings, Settings};
 use lease::Lease;
@@ -48,6 +50,16 @@ fn kv_error(what: &str, e: String) -> ConnectorError {
 fn parents_first(kinds: &mut Vec<RecordKind>) {
     kinds.sort_by_key(|k| RecordKind::ALL.iter().position(|a| a == k));
     kinds.dedup();
+}
+
+/// `kinds` and the kinds the mapping makes their parents, parents first.
+fn with_parents(mapping: &crate::mapping::Mapping, kinds: &[RecordKind]) -> Vec<RecordKind> {
+    let parents = RecordKind::ALL
+        .into_iter()
+        .filter(|&p| mapping.maps(p) && mapping.children_of(p).iter().any(|(child, _)| kinds.contains(child)));
+    let mut all: Vec<RecordKind> = kinds.iter().copied().chain(parents).collect();
+    parents_first(&mut all);
+    all
 }
 
 /// Runs one sync. The report covers what the run did even when it stopped
@@ -107,9 +119,15 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
         }
     };
     let mut counts = run.counts();
+    let mut reported: Vec<(RecordKind, KindCounts)> =
+        kinds.iter().map(|k| (*k, counts.remove(k).unwrap_or_default())).collect();
+    // Kinds not asked for that the run still recorded outcomes of (a
+    // parent's Bulk job a stopped run left: see `all`).
+    reported.extend(RecordKind::ALL.into_iter().filter_map(|k| counts.remove(&k).map(|c| (k, c))));
+    reported.retain(|(k, c)| kinds.contains(k) || *c != KindCounts::default());
     SyncReport {
         run_id: request.run_id.clone(),
-        kinds: kinds.iter().map(|k| (*k, counts.remove(k).unwrap_or_default())).collect(),
+        kinds: reported,
         api_calls: ApiCalls { netsuite: run.source.calls(), salesforce: run.sink.calls() },
         plan: run.writer.plan(),
         error: outcome.err(),
@@ -165,7 +183,9 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     if stopped {
         run.target()?;
         targeted = true;
-        for &kind in kinds {
+        // Their parents' too: children a run writes are deferred while the
+        // parents a stopped run's job wrote are not recorded.
+        for kind in with_parents(&run.settings.mapping, kinds) {
             run.resume(kind)?;
         }
     }
