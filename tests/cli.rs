@@ -193,12 +193,20 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     std::fs::write(dir.path().join("missing-mapping.toml"), netsuite_salesforce::mapping::DEFAULT_MAPPING).unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(connector_binary())
+    let mut serve = Command::new(connector_binary())
         .args(["serve", "--config", config, "--component", component, "--listen", &addr])
         .current_dir(dir.path())
         .env_remove("CONNECTOR_MASTER_KEY")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let started = std::time::Instant::now();
+    while serve.try_wait().unwrap().is_none() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = serve.kill();
+    let out = serve.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains(&addr) && stderr.contains("--listen"), "{stderr}");
     drop(taken);

@@ -298,6 +298,36 @@ async fn a_read_of_every_record_stopped_half_way_goes_on_where_it_stopped_as_it_
     assert_eq!(bed.sync().await.counts("customer").read, 0, "then incremental again");
 }
 
+/// A re-read stopped half-way, then an events run under another mapping
+/// writes a record it had passed: back on the first mapping, the re-read
+/// starts over rather than go on past that record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_read_is_not_carried_on_past_records_written_under_another_mapping_since() {
+    let bed = support::one_request_at_a_time(3000).start().await;
+    succeeded(&bed.sync().await);
+    let one_value = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
+        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
+        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"Net 90\" }]",
+        1,
+    );
+    bed.tenant.set_override("mapping_toml", &one_value);
+    let stopped = bed.sync_stopped_after(15).await;
+    assert!(stopped.counts("customer").updated > 0, "{stopped:?}");
+    let (early, _) = bed.netsuite.id_pairs("SELECT id, terms FROM customer WHERE terms = 2 ORDER BY id").unwrap()[0];
+    assert_eq!(bed.sf("Account", early).1["Payment_Terms__c"], "Net 90", "passed by the stopped re-read");
+
+    bed.tenant.set_override("mapping_toml", &support::net30_mapping());
+    bed.clock.advance(std::time::Duration::from_secs(5));
+    bed.netsuite.rename_customer(early, "Renamed Meanwhile Ltd").unwrap();
+    bed.queue_events(&[("customer", early, "edit")]);
+    succeeded(&bed.bed.sync_kinds(support::runtime(), SyncMode::Events, &[]).await.unwrap());
+    assert_eq!(bed.sf("Account", early).1["Payment_Terms__c"], "NET-30");
+
+    bed.tenant.set_override("mapping_toml", &one_value);
+    succeeded(&bed.sync().await);
+    assert_eq!(bed.sf("Account", early).1["Payment_Terms__c"], "Net 90");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fingerprint_an_earlier_build_stored_without_the_netsuite_account_is_kept() {
     let bed = bed(50).start().await;

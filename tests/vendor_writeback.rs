@@ -155,6 +155,16 @@ async fn a_payment_term_past_the_first_page_of_terms_is_found() {
     salesforce_edit(&bed, ids[1], json!({"Payment_Terms__c": "2% 10 Net 30"}));
     succeeded(&bed.sync_all().await);
     assert_eq!(bed.netsuite.vendor_field(ids[1], "terms").unwrap().as_deref(), Some("6"));
+    // Typed in another case; and a country by its name: NetSuite takes its code.
+    salesforce_edit(&bed, ids[0], json!({"Payment_Terms__c": "2% 10 NET 30", "Country__c": " Germany "}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 0, "{report:?}");
+    assert_eq!(bed.netsuite.vendor_field(ids[0], "terms").unwrap().as_deref(), Some("6"));
+    let vendor = bed.netsuite.vendor(ids[0]).unwrap().expect("the vendor");
+    let lines = vendor["addressBook"]["items"].as_array().cloned().unwrap_or_default();
+    let billing = lines.iter().find(|l| l["defaultBilling"] == json!(true)).expect("a default billing line");
+    assert_eq!(billing["addressBookAddress"]["country"]["id"], json!("DE"), "{billing}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1111,6 +1121,11 @@ async fn a_salesforce_value_the_forward_mapping_refuses_is_not_written_to_netsui
     let id = ids[0];
     let phone = bed.netsuite.vendor_field(id, "phone").unwrap();
     salesforce_edit(&bed, id, json!({"Phone__c": "n/a"}));
+    // A dry run plans no write to NetSuite and counts the refusal, as the run does.
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    assert!(!plan.plan.iter().any(|p| p.action == "netsuite-update"), "{:?}", plan.plan);
+    assert_eq!(plan.counts("vendor").failed, 1, "{:?}", plan.counts("vendor"));
     let error = one_refused_write(&bed).await;
     assert!(
         error.contains("Phone__c") && error.contains("n/a") && error.contains("correct it in Salesforce"),
@@ -1153,13 +1168,13 @@ async fn a_salesforce_edit_of_a_field_only_netsuite_writes_is_set_back() {
 }
 
 /// A field put back into the mapping has no base: the two sides never
-/// agreed on it. A blank side is then no more the unchanged one than the
-/// other: the difference is a conflict `vendor_conflict` decides, audited
-/// without a base.
+/// agreed on it. A value on one side fills the other's blank, whatever the
+/// policy (Salesforce's blank must not erase NetSuite's value); two values
+/// are a conflict `vendor_conflict` decides, audited without a base.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_field_put_back_into_the_mapping_is_merged_by_the_conflict_policy() {
-    let (bed, ids) = synced(3, "netsuite").await;
-    let id = ids[0];
+async fn a_field_put_back_into_the_mapping_fills_blanks_and_merges_values_by_the_policy() {
+    let (bed, ids) = synced(3, "salesforce").await;
+    let (both, blank) = (ids[0], ids[1]);
     let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
     let without = shipped
         .replacen(
@@ -1169,26 +1184,27 @@ async fn a_field_put_back_into_the_mapping_is_merged_by_the_conflict_policy() {
         )
         .replacen("  { source = \"Phone__c\", target = \"phone\" },\n", "", 1);
     assert_eq!(without.len() + 134, shipped.len(), "both Phone__c entries taken out");
-    let salesforce_phone = bed.sf("Vendor__c", id).1["Phone__c"].clone();
+    let salesforce_phone = bed.sf("Vendor__c", both).1["Phone__c"].clone();
+    let netsuite_phone = bed.netsuite.vendor_field(blank, "phone").unwrap().expect("a phone");
     assert!(salesforce_phone.is_string());
 
     bed.tenant.set_override("mapping_toml", &without);
     succeeded(&bed.sync_all().await);
-    bed.clock.advance(Duration::from_secs(1));
-    let now = bed.clock.now_secs();
-    bed.netsuite.execute(&format!("UPDATE vendor SET phone = NULL, lastmodifieddate = {now} WHERE id = {id}")).unwrap();
+    netsuite_edit(&bed, both, "phone", "+1 415 555 0100");
     succeeded(&bed.sync_all().await);
-    salesforce_edit(&bed, id, json!({"City__c": "Dallas"}));
+    salesforce_edit(&bed, both, json!({"City__c": "Dallas"}));
+    salesforce_edit(&bed, blank, json!({"Phone__c": null, "City__c": "Austin"}));
 
     bed.tenant.set_override("mapping_toml", shipped);
     let report = bed.sync_all().await;
     succeeded(&report);
-    assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap(), None, "NetSuite's blank is not taken for no change");
-    assert_eq!(bed.sf("Vendor__c", id).1["Phone__c"], Value::Null);
+    let phone = |id: i64| bed.netsuite.vendor_field(id, "phone").unwrap();
+    assert_eq!(phone(blank).as_deref(), Some(netsuite_phone.as_str()), "Salesforce's blank erased nothing");
+    assert!(bed.sf("Vendor__c", blank).1["Phone__c"].is_string(), "NetSuite's number filled it");
+    assert_eq!(phone(both).map(Value::from), Some(salesforce_phone.clone()), "the policy's side won");
     let conflicts = actions(&rows(&bed, &report.run_id), "conflict");
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     let detail: Vec<Value> = serde_json::from_str(&conflicts[0].transformations).unwrap();
-    assert_eq!(detail[0]["field"], json!("Phone__c"));
-    assert_eq!((&detail[0]["salesforce"], &detail[0]["winner"]), (&salesforce_phone, &json!("netsuite")));
+    assert_eq!((&detail[0]["field"], &detail[0]["winner"]), (&json!("Phone__c"), &json!("salesforce")));
     assert!(detail[0].get("base").is_none(), "no base to show: {detail:?}");
 }

@@ -190,19 +190,29 @@ impl Mapping {
         self.file.object(kind).and_then(|o| o.writeback.as_ref())
     }
 
-    /// Whether the transforms of `kind`'s field `target` take `value`, as
-    /// they would once NetSuite held it: a value written back from
-    /// Salesforce must come back through the forward mapping. The error
-    /// names the transform and what is wrong with the value.
-    pub fn maps_back(&self, kind: RecordKind, target: &str, value: &Value) -> std::result::Result<(), String> {
-        let Value::String(text) = value else { return Ok(()) };
+    /// The value of `kind`'s field `target` to write back to NetSuite: a
+    /// value from Salesforce must come back through the forward mapping's
+    /// transforms once NetSuite holds it (the error names the transform and
+    /// what is wrong). Sent trimmed, and as a country code where the forward
+    /// mapping makes one (NetSuite takes `DE`, not `Germany`); other
+    /// transforms only check it, the user's form is kept.
+    pub fn back_value(&self, kind: RecordKind, target: &str, value: &Value) -> std::result::Result<Value, String> {
+        let Value::String(text) = value else { return Ok(value.clone()) };
+        let text = text.trim().to_string();
+        // Blank is cleared: the forward mapping reads it as no value.
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
         let Some(field) = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target)) else {
-            return Ok(());
+            return Ok(Value::String(text));
         };
-        field.transforms.iter().try_fold(text.trim().to_string(), |text, t| {
+        let mapped = field.transforms.iter().try_fold(text.clone(), |text, t| {
             transforms::apply(*t, text).map_err(|e| format!("(transform {t:?}): {e}"))
         })?;
-        Ok(())
+        Ok(Value::String(match field.transforms.contains(&file::Transform::CountryIso) {
+            true => mapped,
+            false => text,
+        }))
     }
 
     pub fn maps(&self, kind: RecordKind) -> bool {

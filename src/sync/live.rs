@@ -56,7 +56,7 @@ fn live_link(link: &Link, record: &Map<String, Value>) -> Option<String> {
 /// value in the form Salesforce answers with. A blank text is stored as
 /// null, and a number field sent text (the mapping makes text) answers a
 /// JSON number; neither is drift.
-pub(super) fn same_value(sent: &Value, live: &Value) -> bool {
+fn same_value(sent: &Value, live: &Value) -> bool {
     match (sent, live) {
         _ if sent == live => true,
         (Value::String(s), Value::Null) | (Value::Null, Value::String(s)) => s.is_empty(),

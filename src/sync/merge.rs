@@ -79,10 +79,12 @@ pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
 }
 
 /// Merges `fields` of a record. `base` is None when the two sides never
-/// agreed (a first sync of a record that exists on both), and lacks a field
-/// the mapping did not write when they last did (added, or put back, since):
-/// every difference of such a field counts as a conflict, as neither side's
-/// value can be told to be the edit.
+/// agreed (a first sync of a record that exists on both): every difference
+/// then counts as a conflict. A field the base lacks (mapped, or put back,
+/// since they last agreed) is taken as blank there: a value on one side
+/// fills the other's blank (a field newly mapped is blank in Salesforce,
+/// which must not erase NetSuite's value), two values are a conflict; its
+/// conflict shows no base.
 pub fn merge(
     fields: &[String],
     base: Option<&Map<String, Value>>,
@@ -94,7 +96,7 @@ pub fn merge(
     let mut merged = Merged::default();
     for field in fields {
         let (b, n, s) = (value(base, field), value(Some(netsuite), field), value(Some(salesforce), field));
-        let known = base.is_some_and(|b| b.contains_key(field));
+        let known = base.is_some();
         let ns_changed = !known || !same(Some(n), Some(b));
         let sf_changed = !known || !same(Some(s), Some(b));
         let winner = match (ns_changed, sf_changed) {
@@ -110,7 +112,7 @@ pub fn merge(
                 };
                 merged.conflicts.push(Conflict {
                     field: field.clone(),
-                    base: known.then(|| b.clone()),
+                    base: base.and_then(|b| b.get(field)).cloned(),
                     netsuite: n.clone(),
                     salesforce: s.clone(),
                     winner,
@@ -220,27 +222,24 @@ mod tests {
         assert_eq!(m.to_salesforce, map(json!({"Phone__c": "+1777"})));
     }
 
-    /// A field mapped since the base was stored (or put back) has no base:
-    /// a blank side is no more the unchanged one than the other.
+    /// A field mapped since the base was stored (or put back): a value
+    /// fills the other side's blank whatever the policy (a field newly
+    /// mapped is blank in Salesforce, which must not erase NetSuite's), and
+    /// two values are a conflict shown without a base.
     #[test]
-    fn a_field_the_base_lacks_is_a_conflict_whichever_side_is_blank() {
+    fn a_field_the_base_lacks_is_filled_from_the_side_with_a_value() {
         let base = map(json!({"Name": "Acme", "Email__c": "a@x"}));
-        let ns = map(json!({"Name": "Acme", "Phone__c": null, "Email__c": "a@x"}));
-        let sf = map(json!({"Name": "Acme", "Phone__c": "+1666", "Email__c": "a@x"}));
-        let m = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::NetSuite, AT);
+        let ns = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "a@x"}));
+        let sf = map(json!({"Name": "Acme", "Phone__c": "", "Email__c": "a@x"}));
+        for policy in [ConflictPolicy::NetSuite, ConflictPolicy::Salesforce, ConflictPolicy::Newest] {
+            let m = merge(&fields(), Some(&base), &ns, &sf, policy, AT);
+            assert!(m.conflicts.is_empty() && m.to_netsuite.is_empty(), "{policy:?}: {m:?}");
+            assert_eq!(m.to_salesforce, map(json!({"Phone__c": "+1555"})));
+        }
+        let other = map(json!({"Name": "Acme", "Phone__c": "+1666", "Email__c": "a@x"}));
+        let m = merge(&fields(), Some(&base), &ns, &other, ConflictPolicy::Salesforce, AT);
         assert_eq!(m.conflicts.len(), 1, "{m:?}");
-        assert_eq!((m.conflicts[0].base.clone(), m.conflicts[0].winner), (None, Side::NetSuite));
-        assert_eq!(m.to_salesforce, map(json!({"Phone__c": null})));
-        assert!(m.to_netsuite.is_empty());
-        let m = merge(&fields(), Some(&base), &sf, &ns, ConflictPolicy::Salesforce, AT);
-        assert_eq!(m.to_netsuite, map(json!({"Phone__c": null})));
-        // Agreeing without a base is no conflict.
-        let m = merge(&fields(), Some(&base), &sf, &sf, ConflictPolicy::NetSuite, AT);
-        assert!(m.conflicts.is_empty() && m.to_netsuite.is_empty() && m.to_salesforce.is_empty());
-        // A base that holds the field as null knows it: a one-sided edit.
-        let with_null = map(json!({"Name": "Acme", "Phone__c": null, "Email__c": "a@x"}));
-        let m = merge(&fields(), Some(&with_null), &ns, &sf, ConflictPolicy::NetSuite, AT);
-        assert!(m.conflicts.is_empty());
+        assert_eq!((m.conflicts[0].base.clone(), m.conflicts[0].winner), (None, Side::Salesforce));
         assert_eq!(m.to_netsuite, map(json!({"Phone__c": "+1666"})));
     }
 

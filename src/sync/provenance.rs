@@ -59,6 +59,19 @@ impl Provenance {
         if let Some(mark) = mark {
             run.state.save_mapping_fingerprint(kind, &mark)?;
         }
+        // A read of every record begun for another configuration: records
+        // before where it stopped may be written under this one now (an
+        // events run), so going back to that configuration reads them again.
+        if reread && let Some(mut stored) = run.state.cursor(kind, false)? {
+            if let Some(scan) = stored
+                .scan
+                .as_mut()
+                .filter(|s| s.every.as_ref().is_some_and(|e| *e != current && !e.starts_with(MIXED)))
+            {
+                scan.every = scan.every.take().map(|e| format!("{MIXED}{e}"));
+                run.state.save_cursor(kind, false, &stored)?;
+            }
+        }
         Ok(Provenance { kind, current, reread, source_moved })
     }
 

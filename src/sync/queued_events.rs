@@ -108,8 +108,12 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
             Pass::Deletions => {
                 // An event leaves a row even when it names nothing to do.
                 let nothing = deletions::apply(run, kind, &gone)?;
-                let never = nothing.unknown.iter().map(|id| run.nothing_to_do_entry(kind, id, None));
-                let done = nothing.done.iter().map(|(id, sf)| run.nothing_to_do_entry(kind, id, Some(sf.as_deref())));
+                // Only records an event named: not parents the pass added.
+                let named = |id: &&str| events.iter().any(|e| e.kind == kind && e.id == *id);
+                let never =
+                    nothing.unknown.iter().filter(|id| named(id)).map(|id| run.nothing_to_do_entry(kind, id, None));
+                let done = (nothing.done.iter().filter(|(id, _)| named(id)))
+                    .map(|(id, sf)| run.nothing_to_do_entry(kind, id, Some(sf.as_deref())));
                 run.audit(never.chain(done).collect::<Vec<_>>());
             }
             Pass::Writes => kept.extend(events.iter().filter(|e| e.kind == kind && gone.contains(&e.id.as_str()))),

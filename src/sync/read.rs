@@ -100,8 +100,7 @@ impl Position {
             // sync, or a read of every row for the records' provenance then).
             Some(StoredCursor { scan: Some(scan), .. }) if goes_on(scan) => {
                 let point = ScanPoint { open: scan.open.clone(), highest: scan.highest };
-                let scan = IdScan { live: scan.every.is_some() && (scan.live || live), ..scan.clone() };
-                (Start::Scan(Some(scan.after.clone()), point), Some(scan))
+                (Start::Scan(Some(scan.after.clone()), point), Some(scan.clone()))
             }
             // Deletions are keyed by time alone.
             _ if from_start && deleted => (Start::After(None), None),
@@ -152,7 +151,9 @@ impl Position {
             run.state.save_cursor(kind, deleted, &begun)?;
             stored = Some(begun);
         }
-        let every = scan.as_ref().filter(|s| s.every.is_some()).map(|s| s.live);
+        // Compared live as the read began, or as this run asks (not kept
+        // for the runs after it).
+        let every = scan.as_ref().filter(|s| s.every.is_some()).map(|s| s.live || live);
         // A hand-over window due for its re-read: from its start, if earlier.
         let due = stored.as_ref().and_then(|s| s.recheck.as_ref()).filter(|r| started_at > r.due);
         let (start, rechecking) = match (start, due) {

@@ -120,6 +120,21 @@ struct Pass<'p, 'r> {
     modstamps: RefCell<HashMap<String, String>>,
 }
 
+/// Whether Salesforce's value `held` of a field only NetSuite writes is an
+/// edit to set back to `mapped`. Only a checkbox or a blank is compared:
+/// Salesforce stores other values in forms of its own (an Id's 18
+/// characters, a decimal's scale, a datetime's offset), and a difference
+/// of form set back would come back at every poll.
+fn set_back(mapped: &Value, held: Option<&Value>) -> bool {
+    match (mapped, held) {
+        (Value::Bool(_), Some(held)) => held != mapped,
+        // Not a checkbox's false: Salesforce keeps no blank checkbox.
+        (Value::Null, Some(Value::String(text))) => !text.is_empty(),
+        (Value::Null, Some(held)) => held.is_number(),
+        _ => false,
+    }
+}
+
 /// A NetSuite internal id in a Salesforce field (text or number).
 fn netsuite_id(fields: &Map<String, Value>) -> Option<String> {
     match fields.get(EXTERNAL_ID_FIELD) {
@@ -231,7 +246,23 @@ impl<'p, 'r> Pass<'p, 'r> {
         if self.terms.borrow().is_none() {
             *self.terms.borrow_mut() = Some(self.run.source.term_ids()?);
         }
-        Ok(self.terms.borrow().as_ref().and_then(|t| t.get(name).cloned()))
+        let terms = self.terms.borrow();
+        let Some(terms) = terms.as_ref() else { return Ok(None) };
+        // A name typed in another case (`net 30`) is the term it names, when
+        // only one term reads so.
+        Ok(terms.get(name).cloned().or_else(|| {
+            let mut like = terms.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name.trim()));
+            match (like.next(), like.next()) {
+                (Some((_, id)), None) => Some(id.clone()),
+                _ => None,
+            }
+        }))
+    }
+
+    /// Whether a value of `fields` is one the forward mapping could not
+    /// bring back (see [`Pass::body`]).
+    fn refused_back(&self, fields: &Map<String, Value>) -> bool {
+        fields.iter().any(|(f, v)| self.run.settings.mapping.back_value(self.kind, f, v).is_err())
     }
 
     /// The REST body for `changed` of Salesforce record `sf`, terms resolved;
@@ -240,15 +271,20 @@ impl<'p, 'r> Pass<'p, 'r> {
         // NetSuite may well take a value the forward mapping then refuses
         // (`n/a` as a phone): written back, it would stop the record's
         // forward sync until someone fixed it in NetSuite.
+        let mut sent = Map::new();
         for (field, value) in changed {
-            if let Err(why) = self.run.settings.mapping.maps_back(self.kind, field, value) {
-                return Err(ConnectorError::Salesforce(format!(
-                    "{} {sf}: {field} {why}; it is not written to NetSuite, where the mapping could not bring it back \
-                     to Salesforce: correct it in Salesforce (the edit then reaches NetSuite at the next run)",
-                    self.sobject
-                )));
-            }
+            match self.run.settings.mapping.back_value(self.kind, field, value) {
+                Ok(value) => sent.insert(field.clone(), value),
+                Err(why) => {
+                    return Err(ConnectorError::Salesforce(format!(
+                        "{} {sf}: {field} {why}; it is not written to NetSuite, where the mapping could not bring it \
+                         back to Salesforce: correct it in Salesforce (the edit then reaches NetSuite at the next run)",
+                        self.sobject
+                    )));
+                }
+            };
         }
+        let changed = &sent;
         // Resolve every term name first: the body builder's lookup cannot fail.
         let mut names: HashMap<String, Option<String>> = HashMap::new();
         for f in self.section.field.iter().filter(|f| f.reference == Some(crate::mapping::writeback::Reference::Term)) {
@@ -417,7 +453,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             .collect();
         let differs = |f: &String, record: &Changed, base: &Map<String, Value>| match sources.contains(f) {
             true => !merge::same(record.fields.get(f), base.get(f)),
-            false => record.fields.get(f).zip(base.get(f)).is_some_and(|(h, b)| !super::live::same_value(b, h)),
+            false => base.get(f).is_some_and(|b| set_back(b, record.fields.get(f))),
         };
         // Only records Salesforce changed since the base need NetSuite's side.
         let mut changed: Vec<(usize, Option<Map<String, Value>>)> = Vec::new();
@@ -531,7 +567,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             // the base saved below says Salesforce holds them.
             for (f, v) in &mapped.target.fields {
                 let was = base.as_ref().and_then(|b| b.get(f));
-                let edited = record.fields.get(f).is_some_and(|h| !super::live::same_value(v, h));
+                let edited = set_back(v, record.fields.get(f));
                 if f != EXTERNAL_ID_FIELD && !sources.contains(f) && (!merge::same(Some(v), was) || edited) {
                     merged.to_salesforce.insert(f.clone(), v.clone());
                 }
@@ -558,8 +594,14 @@ impl<'p, 'r> Pass<'p, 'r> {
                 audit.push(self.entry(AuditAction::SkipUnchanged, id, &record.id, "unchanged", json!([])));
             }
             if run.writer.plans() {
-                // `old`: what NetSuite holds (the base may lack the field).
-                self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, Some(&mapped.target.fields));
+                // Refused before NetSuite sees it, as the run refuses it.
+                match self.refused_back(&merged.to_netsuite) {
+                    true => self.run.count(self.kind, OutcomeKind::Failed),
+                    // `old`: what NetSuite holds (the base may lack the field).
+                    false => {
+                        self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, Some(&mapped.target.fields))
+                    }
+                }
                 self.plan(PlanAction::Update, id, &merged.to_salesforce, Some(&record.fields));
                 self.merged(id, !merged.to_salesforce.is_empty());
                 continue;
@@ -730,6 +772,11 @@ impl<'p, 'r> Pass<'p, 'r> {
                     .iter()
                     .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
                     .collect();
+                // Refused before NetSuite sees it, as the run refuses it.
+                if self.refused_back(&values) {
+                    self.run.count(self.kind, OutcomeKind::Failed);
+                    continue;
+                }
                 // No NetSuite id yet: the plan names the Salesforce record.
                 self.plan(PlanAction::NetSuiteCreate, &record.id, &values, None);
                 // As the real run counts the new NetSuite record its forward
