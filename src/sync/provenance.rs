@@ -62,15 +62,13 @@ impl Provenance {
         // A read of every record begun for another configuration: records
         // before where it stopped may be written under this one now (an
         // events run), so going back to that configuration reads them again.
-        if reread && let Some(mut stored) = run.state.cursor(kind, false)? {
-            if let Some(scan) = stored
-                .scan
-                .as_mut()
-                .filter(|s| s.every.as_ref().is_some_and(|e| *e != current && !e.starts_with(MIXED)))
-            {
-                scan.every = scan.every.take().map(|e| format!("{MIXED}{e}"));
-                run.state.save_cursor(kind, false, &stored)?;
-            }
+        let stale = |e: &String| *e != current && !e.starts_with(MIXED);
+        if reread
+            && let Some(mut stored) = run.state.cursor(kind, false)?
+            && let Some(scan) = stored.scan.as_mut().filter(|s| s.every.as_ref().is_some_and(stale))
+        {
+            scan.every = scan.every.take().map(|e| format!("{MIXED}{e}"));
+            run.state.save_cursor(kind, false, &stored)?;
         }
         Ok(Provenance { kind, current, reread, source_moved })
     }
