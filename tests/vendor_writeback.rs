@@ -165,6 +165,15 @@ async fn a_payment_term_past_the_first_page_of_terms_is_found() {
     let lines = vendor["addressBook"]["items"].as_array().cloned().unwrap_or_default();
     let billing = lines.iter().find(|l| l["defaultBilling"] == json!(true)).expect("a default billing line");
     assert_eq!(billing["addressBookAddress"]["country"]["id"], json!("DE"), "{billing}");
+    // Salesforce takes the code NetSuite got in the same merge, and nothing follows.
+    assert_eq!(bed.sf("Vendor__c", ids[0]).1["Country__c"], json!("DE"));
+    let writes = bed.salesforce.writes();
+    for _ in 0..3 {
+        bed.clock.advance(Duration::from_secs(61));
+        succeeded(&bed.sync_all().await);
+    }
+    assert_eq!(bed.salesforce.writes(), writes, "nothing comes back");
+    assert_eq!(bed.sf("Vendor__c", ids[0]).1["Payment_Terms__c"], json!("2% 10 Net 30"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

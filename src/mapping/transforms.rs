@@ -125,6 +125,10 @@ fn phone(value: &str) -> Result<String, String> {
 
 fn country(value: String) -> Result<String, String> {
     let v = value.trim();
+    // The one two-letter name that is not its country's code.
+    if v.eq_ignore_ascii_case("uk") {
+        return Ok("GB".into());
+    }
     if v.len() == 2 && v.chars().all(|c| c.is_ascii_alphabetic()) {
         let code = match v.len() == value.len() {
             true => value,
@@ -178,6 +182,7 @@ mod tests {
     fn countries_become_iso_codes() {
         assert_eq!(apply(Transform::CountryIso, "us".into()).unwrap(), "US");
         assert_eq!(apply(Transform::CountryIso, "United Kingdom".into()).unwrap(), "GB");
+        assert_eq!(apply(Transform::CountryIso, " UK ".into()).unwrap(), "GB", "a name, not a code");
         assert!(apply(Transform::CountryIso, "Narnia".into()).unwrap_err().contains("value_map"));
     }
 

@@ -255,7 +255,8 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
 /// state say the newer). A job still running stops the replay, naming it: a
 /// scheduled run waits for it, a replay does not.
 fn resume_ended(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
-    for &kind in kinds {
+    // Parents' too: replayed children find the parents their jobs wrote.
+    for kind in with_parents(&run.settings.mapping, kinds) {
         let (jobs, parked) = run.queues.leftovers(kind)?;
         if jobs.is_empty() && parked.is_empty() {
             continue;

@@ -121,18 +121,13 @@ struct Pass<'p, 'r> {
 }
 
 /// Whether Salesforce's value `held` of a field only NetSuite writes is an
-/// edit to set back to `mapped`. Only a checkbox or a blank is compared:
-/// Salesforce stores other values in forms of its own (an Id's 18
-/// characters, a decimal's scale, a datetime's offset), and a difference
-/// of form set back would come back at every poll.
+/// edit to set back to `mapped`. Only a checkbox is compared: Salesforce
+/// stores other values in forms of its own (an Id's 18 characters, a
+/// decimal's scale, a flag in a text field as `"true"`), and a blank may be
+/// filled by the org's automation; either, set back, would come back at
+/// every poll.
 fn set_back(mapped: &Value, held: Option<&Value>) -> bool {
-    match (mapped, held) {
-        (Value::Bool(_), Some(held)) => held != mapped,
-        // Not a checkbox's false: Salesforce keeps no blank checkbox.
-        (Value::Null, Some(Value::String(text))) => !text.is_empty(),
-        (Value::Null, Some(held)) => held.is_number(),
-        _ => false,
-    }
+    matches!((mapped, held), (Value::Bool(m), Some(Value::Bool(h))) if m != h)
 }
 
 /// A NetSuite internal id in a Salesforce field (text or number).
@@ -570,6 +565,18 @@ impl<'p, 'r> Pass<'p, 'r> {
                 let edited = set_back(v, record.fields.get(f));
                 if f != EXTERNAL_ID_FIELD && !sources.contains(f) && (!merge::same(Some(v), was) || edited) {
                     merged.to_salesforce.insert(f.clone(), v.clone());
+                }
+            }
+            // NetSuite is sent what it will hold (trimmed, a country as its
+            // code): Salesforce takes the same and the base records it, so a
+            // later edit on either side is compared with what both hold.
+            for (f, v) in merged.to_netsuite.iter_mut() {
+                if let Ok(sent) = run.settings.mapping.back_value(self.kind, f, v)
+                    && !merge::same(Some(&sent), Some(v))
+                {
+                    merged.to_salesforce.insert(f.clone(), sent.clone());
+                    merged.agreed.insert(f.clone(), sent.clone());
+                    *v = sent;
                 }
             }
             for c in &merged.conflicts {

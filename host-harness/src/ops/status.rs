@@ -537,8 +537,8 @@ pub fn text(s: &TenantStatus) -> String {
         }
         if w.bulk_jobs + w.parked_pages > 0 {
             parts.push(format!(
-                "{} Bulk API jobs and {} parked pages of records a stopped run left (the next run waits for the \
-                 jobs and records their outcomes)",
+                "{} Bulk API jobs and {} parked pages of records (a run's under way, or a stopped run's, whose \
+                 outcomes the next run waits for and records)",
                 w.bulk_jobs, w.parked_pages
             ));
         }

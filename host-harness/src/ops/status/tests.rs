@@ -222,7 +222,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
          parent's deletion), oldest event 2026-12-02T07:00:00Z\n",
         "  waiting     contact: 1 deferred until their parent is in Salesforce, oldest deferred 2026-12-02T08:00:00Z\n",
         "  waiting     vendor: 1 failed write-backs, oldest failure 2026-12-02T07:00:00Z, 1 Bulk API jobs and 2 parked \
-         pages of records a stopped run left (the next run waits for the jobs and records their outcomes)\n",
+         pages of records (a run's under way, or a stopped run's, whose outcomes the next run waits for and records)\n",
         "  Salesforce  API usage 1500/15000 (10.0% of the org's daily allocation, runs stop at 90%), as of run run-c",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
