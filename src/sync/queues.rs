@@ -43,6 +43,11 @@ pub struct QueuedWrite {
     /// Parents (kind, NetSuite id) that must be in Salesforce first.
     #[serde(default)]
     pub waits_for: Vec<(RecordKind, String)>,
+    /// A failed write: when the record's writes began failing (host clock,
+    /// Unix seconds), kept while replays fail again, so `connector status`
+    /// shows how long it has waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
 }
 
 /// A record given to a Bulk API job, kept in the host until the job's
@@ -164,6 +169,7 @@ impl ParkedWrite {
                 .map_err(|e| unreadable("transformations", e))?,
             reason,
             waits_for: Vec::new(),
+            failing_since: None,
         })
     }
 }
@@ -286,6 +292,22 @@ impl<'a> Queues<'a> {
 
     /// Queues `write`. A record waits in one queue at most, with its newest
     /// write: whatever the other queue held of it (an older version) goes.
+    /// Queues a failed write at `now`, or at when the record's queued
+    /// failure it replaces began failing.
+    pub fn put_failed(&self, mut write: QueuedWrite, now: i64) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Since {
+            failing_since: Option<i64>,
+        }
+        let old = self
+            .kv
+            .get(&key(Queue::Failed, write.kind, &write.netsuite_id))
+            .map_err(|e| kv_error("reading a queued write", e))?;
+        let since = old.and_then(|b| serde_json::from_slice::<Since>(&b).ok()).and_then(|s| s.failing_since);
+        write.failing_since = Some(since.unwrap_or(now));
+        self.put(Queue::Failed, &write)
+    }
+
     pub fn put(&self, queue: Queue, write: &QueuedWrite) -> Result<()> {
         let bytes = serde_json::to_vec(write).expect("a queued write serializes");
         self.kv
@@ -763,7 +785,27 @@ mod tests {
             transformations: vec![Transformation { field: "Name".into(), ..Default::default() }],
             reason: String::new(),
             waits_for: vec![],
+            failing_since: None,
         }
+    }
+
+    /// A failure queued again (a replay refused once more) keeps when the
+    /// record began failing; a record that failed anew after it landed
+    /// starts again.
+    #[test]
+    fn a_failure_queued_again_keeps_when_it_began() {
+        let kv = Memory::default();
+        let queues = Queues::new(&kv);
+        let since = |id: &str| {
+            let bytes = kv.get(&key(Queue::Failed, RecordKind::Customer, id)).unwrap().unwrap();
+            serde_json::from_slice::<QueuedWrite>(&bytes).unwrap().failing_since
+        };
+        queues.put_failed(queued("7"), 1_000).unwrap();
+        queues.put_failed(queued("7"), 2_000).unwrap();
+        assert_eq!(since("7"), Some(1_000));
+        queues.remove(RecordKind::Customer, &["7"]).unwrap();
+        queues.put_failed(queued("7"), 3_000).unwrap();
+        assert_eq!(since("7"), Some(3_000));
     }
 
     #[test]

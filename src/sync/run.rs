@@ -62,6 +62,7 @@ impl Staged {
             transformations: self.transformations(),
             reason,
             waits_for: self.parents.clone(),
+            failing_since: None,
         }
     }
 }

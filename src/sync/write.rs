@@ -322,7 +322,7 @@ fn record_outcomes(
         if outcome.outcome == OutcomeKind::Failed {
             let mut queued = staged.queued(&run.request.run_id, error.unwrap_or_default());
             queued.waits_for = vec![];
-            run.queues.put(Queue::Failed, &queued)?;
+            run.queues.put_failed(queued, run.host.clock.now_unix())?;
             refused.insert(staged.mapped.source_id);
         } else {
             if !refused.is_empty() {
@@ -395,7 +395,8 @@ fn record_parked(
         let sf = outcome.salesforce_id.clone().or_else(|| p.state.sf.clone());
         audit.push(run.parked_entry(&p, action, outcome.outcome, sf, error.clone()));
         if outcome.outcome == OutcomeKind::Failed {
-            run.queues.put(Queue::Failed, &p.queued(&run.request.run_id, error.unwrap_or_default())?)?;
+            let queued = p.queued(&run.request.run_id, error.unwrap_or_default())?;
+            run.queues.put_failed(queued, run.host.clock.now_unix())?;
         } else {
             let sf = outcome.salesforce_id.or(p.state.sf);
             new_states.push((p.netsuite_id, RecordState { sf, fields: Some(p.fields), ..p.state }));

@@ -344,7 +344,8 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
 }
 
 /// How many keys of the queues bucket start with `prefix`, and the oldest's
-/// time (to the second).
+/// time (to the second): when it was queued, or for a failed write when the
+/// record began failing.
 fn queued(conn: &Connection, tenant: &str, prefix: &str) -> Result<(u64, Option<String>)> {
     // Keys in [prefix, prefix with its last byte raised): the primary key's range.
     let mut end = prefix.to_string();
@@ -352,7 +353,10 @@ fn queued(conn: &Connection, tenant: &str, prefix: &str) -> Result<(u64, Option<
     end.push(char::from_u32(last as u32 + 1).context("a queue prefix ending in the last character")?);
     Ok(conn
         .prepare_cached(
-            "SELECT COUNT(*), strftime('%Y-%m-%dT%H:%M:%SZ', MIN(julianday(updated_at))) FROM kv
+            // A failed write queued again keeps when it began failing.
+            "SELECT COUNT(*), strftime('%Y-%m-%dT%H:%M:%SZ', MIN(COALESCE(julianday(CASE WHEN
+             json_valid(CAST(value AS TEXT)) THEN json_extract(CAST(value AS TEXT), '$.failing_since') END,
+             'unixepoch'), julianday(updated_at)))) FROM kv
              WHERE tenant = ?1 AND bucket = ?2 AND key >= ?3 AND key < ?4",
         )?
         .query_row(params![tenant, QUEUES_BUCKET, prefix, end], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?)

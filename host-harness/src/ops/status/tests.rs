@@ -158,6 +158,8 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
     // deletion Salesforce refused); another tenant's failure is not acme's.
     kv(&conn, "acme", QUEUES_BUCKET, "failed/customer/43", b"{}", "2026-12-02T09:00:00.25Z");
     kv(&conn, "acme", QUEUES_BUCKET, "failed/customer/44", b"{}", "2026-12-02T09:00:00Z");
+    // Replayed and refused again at 10:00: failing since 08:30 (1796200200).
+    kv(&conn, "acme", QUEUES_BUCKET, "failed/customer/46", br#"{"failing_since":1796200200}"#, "2026-12-02T10:00:00Z");
     kv(&conn, "acme", QUEUES_BUCKET, "deferred/contact/7", b"{}", "2026-12-02T08:00:00Z");
     kv(&conn, "acme", QUEUES_BUCKET, "failed-writeback/vendor/a0C1", b"{}", "2026-12-02T07:00:00Z");
     kv(&conn, "acme", QUEUES_BUCKET, "event/customer/45", b"{}", "2026-12-02T07:00:00Z");
@@ -194,11 +196,11 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
 
     let waiting: Vec<(&str, u64, u64, u64, u64)> =
         s.waiting.iter().map(|w| (w.kind, w.failed_writes, w.failed_writebacks, w.deferred, w.change_events)).collect();
-    assert_eq!(waiting, [("customer", 2, 0, 0, 1), ("vendor", 0, 1, 0, 0), ("contact", 0, 0, 1, 0)]);
+    assert_eq!(waiting, [("customer", 3, 0, 0, 1), ("vendor", 0, 1, 0, 0), ("contact", 0, 0, 1, 0)]);
     assert_eq!((s.waiting[1].bulk_jobs, s.waiting[1].parked_pages), (1, 2));
     assert_eq!((s.waiting[0].bulk_jobs, s.waiting[0].parked_pages), (0, 0));
     assert_eq!(s.waiting[0].oldest_change_event_at.as_deref(), Some("2026-12-02T07:00:00Z"));
-    assert_eq!(s.waiting[0].oldest_failed_at.as_deref(), Some("2026-12-02T09:00:00Z"));
+    assert_eq!(s.waiting[0].oldest_failed_at.as_deref(), Some("2026-12-02T08:30:00Z"));
     assert_eq!(s.waiting[1].oldest_failed_at.as_deref(), Some("2026-12-02T07:00:00Z"));
     assert_eq!(s.waiting[2].oldest_deferred_at.as_deref(), Some("2026-12-02T08:00:00Z"));
 
@@ -217,7 +219,7 @@ fn status_reports_the_last_run_cursors_queues_and_api_share() {
         "  last success 2026-12-02T11:00:01.5Z\n",
         "  cursor      customer netsuite-changes at 2026-12-02 03:55:00 #42, moved 5 min ago; the first run after \
          2026-12-02T12:05:00Z re-reads the overlap window before it\n",
-        "  waiting     customer: 2 failed writes, oldest failure 2026-12-02T09:00:00Z, 1 change events for the next \
+        "  waiting     customer: 3 failed writes, oldest failure 2026-12-02T08:30:00Z, 1 change events for the next \
          run to apply first (webhook events, deletions Salesforce refused, children to write again after their \
          parent's deletion), oldest event 2026-12-02T07:00:00Z\n",
         "  waiting     contact: 1 deferred until their parent is in Salesforce, oldest deferred 2026-12-02T08:00:00Z\n",
