@@ -1134,8 +1134,13 @@ async fn a_salesforce_value_the_forward_mapping_refuses_is_not_written_to_netsui
     let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
     succeeded(&plan);
     assert!(!plan.plan.iter().any(|p| p.action == "netsuite-update"), "{:?}", plan.plan);
-    assert_eq!(plan.counts("vendor").failed, 1, "{:?}", plan.counts("vendor"));
-    let error = one_refused_write(&bed).await;
+    let counts = |c: host_harness::scheduler::ObjectCounts| (c.read, c.unchanged, c.updated, c.failed);
+    assert_eq!(counts(plan.counts("vendor")), (1, 0, 0, 1), "one outcome per record read");
+    let report = bed.sync_all().await;
+    assert_eq!(counts(report.counts("vendor")), (1, 0, 0, 1), "as the plan said");
+    let writes = actions(&rows(&bed, &report.run_id), "netsuite-write");
+    assert_eq!((writes.len(), writes[0].outcome.as_str()), (1, "failed"), "{writes:?}");
+    let error = writes[0].error.clone().unwrap_or_default();
     assert!(
         error.contains("Phone__c") && error.contains("n/a") && error.contains("correct it in Salesforce"),
         "{error}"

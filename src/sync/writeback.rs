@@ -233,6 +233,13 @@ impl<'p, 'r> Pass<'p, 'r> {
         self.run.note_merged(self.kind, id);
     }
 
+    /// As [`Pass::merged`], for a record whose write-back failed (counted
+    /// then): one outcome per record read.
+    fn merged_failed(&self, id: &str) {
+        self.run.count_read(self.kind, 1);
+        self.run.note_merged(self.kind, id);
+    }
+
     fn not_in_netsuite(&self, id: &str) -> ConnectorError {
         ConnectorError::NetSuite(format!("{} {id} is not in NetSuite (deleted?)", self.kind))
     }
@@ -254,10 +261,16 @@ impl<'p, 'r> Pass<'p, 'r> {
         }))
     }
 
-    /// Whether a value of `fields` is one the forward mapping could not
-    /// bring back (see [`Pass::body`]).
-    fn refused_back(&self, fields: &Map<String, Value>) -> bool {
-        fields.iter().any(|(f, v)| self.run.settings.mapping.back_value(self.kind, f, v).is_err())
+    /// For a dry run: whether the run would refuse to send `changed` of
+    /// Salesforce record `sf` before NetSuite sees it (a value the forward
+    /// mapping could not bring back, a term NetSuite lacks; see
+    /// [`Pass::body`]).
+    fn refused_back(&self, sf: &str, changed: &Map<String, Value>, agreed: &Map<String, Value>) -> Result<bool> {
+        match self.body(sf, changed, agreed) {
+            Ok(_) => Ok(false),
+            Err(e) if e.is_about_data() => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// The REST body for `changed` of Salesforce record `sf`, terms resolved;
@@ -602,7 +615,14 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             if run.writer.plans() {
                 // Refused before NetSuite sees it, as the run refuses it.
-                match self.refused_back(&merged.to_netsuite) {
+                let refused = match self.refused_back(&record.id, &merged.to_netsuite, &merged.agreed) {
+                    Ok(refused) => refused,
+                    Err(e) => {
+                        run.audit(audit);
+                        return Err(e);
+                    }
+                };
+                match refused {
                     true => self.run.count(self.kind, OutcomeKind::Failed),
                     // `old`: what NetSuite holds (the base may lack the field).
                     false => {
@@ -610,7 +630,10 @@ impl<'p, 'r> Pass<'p, 'r> {
                     }
                 }
                 self.plan(PlanAction::Update, id, &merged.to_salesforce, Some(&record.fields));
-                self.merged(id, !merged.to_salesforce.is_empty());
+                match refused {
+                    true => self.merged_failed(id),
+                    false => self.merged(id, !merged.to_salesforce.is_empty()),
+                }
                 continue;
             }
             // Refused (a value NetSuite cannot take), Salesforce's edits
@@ -680,7 +703,10 @@ impl<'p, 'r> Pass<'p, 'r> {
             // Merged: an earlier failure of it is settled (unless this one
             // failed too, which `keep_failures` keeps).
             self.done.borrow_mut().push(record.id.clone());
-            self.merged(id, !merged.to_salesforce.is_empty());
+            match sent {
+                true => self.merged(id, !merged.to_salesforce.is_empty()),
+                false => self.merged_failed(id),
+            }
         }
         // Audit first (see `stage`).
         run.audit(audit);
@@ -780,7 +806,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                     .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
                     .collect();
                 // Refused before NetSuite sees it, as the run refuses it.
-                if self.refused_back(&values) {
+                if self.refused_back(&record.id, &values, &record.fields)? {
                     self.run.count(self.kind, OutcomeKind::Failed);
                     continue;
                 }
