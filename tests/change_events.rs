@@ -456,6 +456,22 @@ async fn an_event_for_an_unchanged_record_is_audited_unchanged() {
     assert_eq!(queued_events(&bed), 0);
 }
 
+/// Queues `event`, applies it in an events run that writes nothing to
+/// Salesforce, and returns that run's one audit row (as a list).
+async fn one_event_applied_writing_nothing(
+    bed: &support::Bed,
+    event: (&str, i64, &str),
+) -> Vec<host_harness::audit::AuditRow> {
+    bed.queue_events(&[event]);
+    let writes = bed.salesforce.writes();
+    let report = bed.bed.sync_kinds(runtime(), host_harness::host::SyncMode::Events, &[]).await.unwrap();
+    succeeded(&report);
+    assert_eq!(bed.salesforce.writes(), writes, "nothing written");
+    let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows
+}
+
 /// An event for a record NetSuite does not have and Salesforce never got
 /// (deleted before any run saw it, or an id that never existed), or whose
 /// deletion a run applied already, leaves a row that says there was nothing
@@ -465,13 +481,7 @@ async fn an_event_for_a_record_neither_system_has_leaves_a_row() {
     let bed = bed(4).start().await;
     succeeded(&bed.sync().await);
     let missing = bed.customer_ids.iter().max().unwrap() + 1000;
-    bed.queue_events(&[("customer", missing, "create")]);
-    let writes = bed.salesforce.writes();
-    let report = bed.bed.sync_kinds(runtime(), host_harness::host::SyncMode::Events, &[]).await.unwrap();
-    succeeded(&report);
-    assert_eq!(bed.salesforce.writes(), writes, "nothing written");
-    let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
+    let rows = one_event_applied_writing_nothing(&bed, ("customer", missing, "create")).await;
     assert_eq!((rows[0].netsuite_id.as_str(), rows[0].outcome.as_str()), (missing.to_string().as_str(), "unchanged"));
     assert!(rows[0].transformations.contains("nothing to do"), "{rows:?}");
     assert_eq!(queued_events(&bed), 0);
@@ -483,13 +493,7 @@ async fn an_event_for_a_record_neither_system_has_leaves_a_row() {
     succeeded(&bed.sync().await);
     let (sf_id, flagged) = bed.sf("Account", deleted);
     assert_eq!(flagged["NetSuite_Deleted__c"], true);
-    bed.queue_events(&[("customer", deleted, "edit")]);
-    let writes = bed.salesforce.writes();
-    let report = bed.bed.sync_kinds(runtime(), host_harness::host::SyncMode::Events, &[]).await.unwrap();
-    succeeded(&report);
-    assert_eq!(bed.salesforce.writes(), writes, "nothing written");
-    let rows = host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &report.run_id).unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
+    let rows = one_event_applied_writing_nothing(&bed, ("customer", deleted, "edit")).await;
     assert_eq!(rows[0].salesforce_id.as_deref(), Some(sf_id.as_str()));
     assert!(rows[0].transformations.contains("an earlier run applied its deletion"), "{rows:?}");
     assert_eq!(queued_events(&bed), 0);

@@ -122,6 +122,25 @@ fn key_and_secrets_are_owner_only_and_a_readable_key_is_refused_with_the_chmod_t
 /// A run that cannot start (a missing mapping file, a master key that does
 /// not open the secrets) ends `failed` in the run log, and the CLI says why
 /// in one line naming the file.
+/// Runs `connector` (a `serve` expected to stop at start) in `dir` until it
+/// ends, or kills it after a minute; its output.
+fn serve_until_it_ends(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    let mut serve = Command::new(connector_binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CONNECTOR_MASTER_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while serve.try_wait().unwrap().is_none() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = serve.kill();
+    serve.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,20 +190,10 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     // `serve --config` reads the mapping once, at start, as it reads the
     // config: one it cannot use stops it there, not each run after.
     std::fs::write(dir.path().join("missing-mapping.toml"), "[customer]\nsobject = 3\n").unwrap();
-    let mut serve = Command::new(connector_binary())
-        .args(["serve", "--config", config, "--component", component, "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("CONNECTOR_MASTER_KEY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while serve.try_wait().unwrap().is_none() && started.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = serve.kill();
-    let out = serve.wait_with_output().unwrap();
+    let out = serve_until_it_ends(
+        &["serve", "--config", config, "--component", component, "--listen", "127.0.0.1:0"],
+        dir.path(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("missing-mapping.toml"), "{stderr}");
     assert!(stderr.contains("is not valid") && !String::from_utf8_lossy(&out.stdout).contains("listening"), "{stderr}");
@@ -193,20 +202,8 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     std::fs::write(dir.path().join("missing-mapping.toml"), netsuite_salesforce::mapping::DEFAULT_MAPPING).unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut serve = Command::new(connector_binary())
-        .args(["serve", "--config", config, "--component", component, "--listen", &addr])
-        .current_dir(dir.path())
-        .env_remove("CONNECTOR_MASTER_KEY")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while serve.try_wait().unwrap().is_none() && started.elapsed() < std::time::Duration::from_secs(60) {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = serve.kill();
-    let out = serve.wait_with_output().unwrap();
+    let out =
+        serve_until_it_ends(&["serve", "--config", config, "--component", component, "--listen", &addr], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains(&addr) && stderr.contains("--listen"), "{stderr}");
     drop(taken);

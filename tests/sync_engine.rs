@@ -258,12 +258,7 @@ async fn a_read_of_every_record_stopped_half_way_goes_on_where_it_stopped_as_it_
     succeeded(&bed.sync().await);
 
     // A mapping that gives every customer one value.
-    let one_value = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
-        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
-        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"Net 90\" }]",
-        1,
-    );
-    assert_ne!(one_value, netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    let one_value = support::net90_mapping();
     bed.tenant.set_override("mapping_toml", &one_value);
     let stopped = bed.sync_stopped_after(15).await;
     let before = stopped.counts("customer");
@@ -305,11 +300,7 @@ async fn a_read_of_every_record_stopped_half_way_goes_on_where_it_stopped_as_it_
 async fn a_re_read_is_not_carried_on_past_records_written_under_another_mapping_since() {
     let bed = support::one_request_at_a_time(3000).start().await;
     succeeded(&bed.sync().await);
-    let one_value = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
-        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
-        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"Net 90\" }]",
-        1,
-    );
+    let one_value = support::net90_mapping();
     bed.tenant.set_override("mapping_toml", &one_value);
     let stopped = bed.sync_stopped_after(15).await;
     assert!(stopped.counts("customer").updated > 0, "{stopped:?}");

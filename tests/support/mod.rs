@@ -288,6 +288,17 @@ pub fn other_rsa_key() -> KeyPair {
     KEY.get_or_init(|| KeyPair::generate(Signing::Ps256).expect("RSA key generation")).clone()
 }
 
+/// The default mapping with every customer given the terms `Net 90`.
+pub fn net90_mapping() -> String {
+    let edited = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
+        "target = \"Payment_Terms__c\"\nrules = [{ copy = \"termsname\" }]",
+        "target = \"Payment_Terms__c\"\nrules = [{ constant = \"Net 90\" }]",
+        1,
+    );
+    assert_ne!(edited, netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    edited
+}
+
 /// The default mapping with Net 30 customers given another picklist value.
 pub fn net30_mapping() -> String {
     let edited = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
