@@ -570,9 +570,9 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             // Fields the forward mapping writes that write-back does not take
             // (`NetSuite_Inactive__c`) are NetSuite's alone: changed since the
-            // base, or edited in Salesforce (compared in the form Salesforce
-            // stores, so no echo), they go to Salesforce with the merge, as
-            // the base saved below says Salesforce holds them.
+            // base, or a checkbox edited in Salesforce (see `set_back`), they
+            // go to Salesforce with the merge, as the base saved below says
+            // Salesforce holds them.
             for (f, v) in &mapped.target.fields {
                 let was = base.as_ref().and_then(|b| b.get(f));
                 let edited = set_back(v, record.fields.get(f));
