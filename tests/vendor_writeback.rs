@@ -1181,14 +1181,8 @@ async fn a_salesforce_edit_of_a_field_only_netsuite_writes_is_set_back() {
     assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), (sf_writes, ns_writes), "no echo");
 }
 
-/// A field put back into the mapping has no base: the two sides never
-/// agreed on it. A value on one side fills the other's blank, whatever the
-/// policy (Salesforce's blank must not erase NetSuite's value); two values
-/// are a conflict `vendor_conflict` decides, audited without a base.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_field_put_back_into_the_mapping_fills_blanks_and_merges_values_by_the_policy() {
-    let (bed, ids) = synced(3, "salesforce").await;
-    let (both, blank) = (ids[0], ids[1]);
+/// The shipped mapping with `Phone__c` out of the vendor mapping, both ways.
+fn without_phone() -> String {
     let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
     let without = shipped
         .replacen(
@@ -1198,6 +1192,18 @@ async fn a_field_put_back_into_the_mapping_fills_blanks_and_merges_values_by_the
         )
         .replacen("  { source = \"Phone__c\", target = \"phone\" },\n", "", 1);
     assert_eq!(without.len() + 134, shipped.len(), "both Phone__c entries taken out");
+    without
+}
+
+/// A field put back into the mapping has no base: the two sides never
+/// agreed on it. A value on one side fills the other's blank, whatever the
+/// policy (Salesforce's blank must not erase NetSuite's value); two values
+/// are a conflict `vendor_conflict` decides, audited without a base.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_put_back_into_the_mapping_fills_blanks_and_merges_values_by_the_policy() {
+    let (bed, ids) = synced(3, "salesforce").await;
+    let (both, blank) = (ids[0], ids[1]);
+    let (shipped, without) = (netsuite_salesforce::mapping::DEFAULT_MAPPING, without_phone());
     let salesforce_phone = bed.sf("Vendor__c", both).1["Phone__c"].clone();
     let netsuite_phone = bed.netsuite.vendor_field(blank, "phone").unwrap().expect("a phone");
     assert!(salesforce_phone.is_string());
@@ -1221,4 +1227,38 @@ async fn a_field_put_back_into_the_mapping_fills_blanks_and_merges_values_by_the
     let detail: Vec<Value> = serde_json::from_str(&conflicts[0].transformations).unwrap();
     assert_eq!((&detail[0]["field"], &detail[0]["winner"]), (&json!("Phone__c"), &json!("salesforce")));
     assert!(detail[0].get("base").is_none(), "no base to show: {detail:?}");
+}
+
+/// A Salesforce value entered while its field was out of the mapping, and
+/// polled then (the poll's cursor passed it long ago), still goes through the
+/// merge when the field returns: the re-read of NetSuite does not write over
+/// it, and the two values are a conflict `vendor_conflict` decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_value_entered_while_its_field_was_out_of_the_mapping_is_merged_when_it_returns() {
+    let (bed, ids) = synced(3, "salesforce").await;
+    let (edited, untouched, later) = (ids[0], ids[1], ids[2]);
+    bed.tenant.set_override("mapping_toml", &without_phone());
+    succeeded(&bed.sync_all().await);
+    salesforce_edit(&bed, edited, json!({"Phone__c": "+12125550199"}));
+    succeeded(&bed.sync_all().await);
+    let netsuite_phone = |id: i64| bed.netsuite.vendor_field(id, "phone").unwrap();
+    assert_ne!(netsuite_phone(edited).as_deref(), Some("+12125550199"), "not written back while unmapped");
+    // A later edit, far past the poll's overlap window, moves its cursor on.
+    bed.clock.advance(Duration::from_secs(86_400));
+    salesforce_edit(&bed, later, json!({"City__c": "Austin"}));
+    succeeded(&bed.sync_all().await);
+
+    bed.tenant.set_override("mapping_toml", netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.sf("Vendor__c", edited).1["Phone__c"], json!("+12125550199"), "Salesforce's value kept");
+    assert_eq!(netsuite_phone(edited).as_deref(), Some("+12125550199"), "and written back, the policy's side");
+    let conflicts = actions(&rows(&bed, &report.run_id), "conflict");
+    assert_eq!(conflicts.len(), 1, "the other vendors agree: {conflicts:?}");
+    assert_eq!(conflicts[0].netsuite_id, edited.to_string());
+    let untouched_phone = bed.sf("Vendor__c", untouched).1["Phone__c"].clone();
+    assert!(untouched_phone.is_string(), "NetSuite's number is there: {untouched_phone}");
+    let writes = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    succeeded(&bed.sync_all().await);
+    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), writes, "no echo");
 }

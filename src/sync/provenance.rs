@@ -25,6 +25,9 @@ pub(super) struct Provenance {
     pub reread: bool,
     /// The NetSuite account changed: its deletions are read from the start.
     pub source_moved: bool,
+    /// The mapping changed since the last run: the write-back polls every
+    /// Salesforce record (see `writeback::sync`).
+    pub remapped: bool,
 }
 
 impl Provenance {
@@ -35,8 +38,10 @@ impl Provenance {
         let account = run.settings.netsuite.account_id.trim().to_ascii_lowercase();
         let current = format!("{written}#{account}");
         let stored = run.state.mapping_fingerprint(kind)?;
-        let (reread, source_moved) = match stored.as_deref() {
-            None => (false, false),
+        // The mapping alone: what precedes the org.
+        let mapping = |w: &str| w.rsplit_once('@').map_or(w, |(m, _)| m).to_string();
+        let (reread, source_moved, remapped) = match stored.as_deref() {
+            None => (false, false, false),
             Some(stored) => {
                 let (mixed, rest) = match stored.strip_prefix(MIXED) {
                     Some(rest) => (true, rest),
@@ -47,7 +52,8 @@ impl Provenance {
                     None => (rest, account.as_str()),
                 };
                 let moved = was_account != account;
-                (mixed || moved || was_written != written, moved)
+                let remapped = !mixed && !moved && mapping(was_written) != mapping(&written);
+                (mixed || moved || was_written != written, moved, remapped)
             }
         };
         let mark = match stored {
@@ -70,7 +76,7 @@ impl Provenance {
             scan.every = scan.every.take().map(|e| format!("{MIXED}{e}"));
             run.state.save_cursor(kind, false, &stored)?;
         }
-        Ok(Provenance { kind, current, reread, source_moved })
+        Ok(Provenance { kind, current, reread, source_moved, remapped })
     }
 
     /// Every record of the kind was read (and its deletions): they follow

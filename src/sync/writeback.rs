@@ -28,11 +28,17 @@ use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// Polls Salesforce and writes what changed there to NetSuite.
-pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> Result<()> {
+/// Polls Salesforce and writes what changed there to NetSuite; `remapped`
+/// (the mapping changed since the last run) polls every record.
+pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, remapped: bool) -> Result<()> {
     let Some(section) = run.settings.mapping.writeback(kind) else { return Ok(()) };
     let spec = run.settings.mapping.target_spec(kind)?;
-    let since = match run.state.salesforce_cursor(kind)? {
+    // A mapping change may put a written-back field back: Salesforce values
+    // entered while it was out were polled already, and the re-read would
+    // write NetSuite's over them. Polled again, each record goes through the
+    // merge, which fills a blank side and lets `vendor_conflict` decide two
+    // values. A run stopped in this poll goes on from its saved cursor.
+    let since = match run.state.salesforce_cursor(kind)?.filter(|_| !remapped) {
         Some(c) => Some(soql_datetime(&c, i64::from(run.settings.netsuite.overlap_secs))?),
         None => None,
     };
