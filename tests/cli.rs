@@ -440,15 +440,20 @@ fn a_broken_tenant_file_is_logged_once_per_change_not_at_every_reload() {
     assert_eq!(logged(&server), 0);
 }
 
-/// `serve` refuses a schedule of no interval, and `--every` where each
-/// tenant's own [schedule] decides, instead of running flat out or silently
-/// ignoring it.
+/// `serve` refuses a schedule of no interval, `--every` where each tenant's
+/// own [schedule] decides, and an instance pool of none or without the
+/// tenants it is for, instead of running flat out or silently ignoring it.
 #[test]
-fn serve_refuses_an_every_of_zero_and_every_with_tenants() {
+fn serve_refuses_an_every_of_zero_and_flags_of_the_other_mode() {
     let dir = tempfile::tempdir().unwrap();
     for (args, said) in [
         (["serve", "--config", "connector.toml", "--every", "0"], "invalid value '0' for '--every"),
         (["serve", "--tenants", "tenants", "--every", "60"], "'--tenants <TENANTS>' cannot be used with '--every"),
+        (["serve", "--tenants", "tenants", "--max-instances", "0"], "invalid value '0' for '--max-instances"),
+        (
+            ["serve", "--config", "connector.toml", "--max-instances", "8"],
+            "'--config <CONFIG>' cannot be used with '--max-instances",
+        ),
     ] {
         let out = connector(&args, dir.path(), "");
         let err = String::from_utf8_lossy(&out.stderr);

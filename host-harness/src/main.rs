@@ -198,9 +198,9 @@ enum Command {
         /// With --tenants: instances of the component alive at once (runs, event checks), kept in
         /// wasmtime's pooling allocator; runs leave one in sixteen (at least one) to event checks.
         /// A run beyond them waits for one, an event up to 5 s, then 503 with Retry-After (nothing
-        /// queued: the sender sends it again).
-        #[arg(long, default_value_t = 128)]
-        max_instances: u32,
+        /// queued: the sender sends it again). [default: 128]
+        #[arg(long, conflicts_with = "config", value_parser = clap::value_parser!(u32).range(1..))]
+        max_instances: Option<u32>,
         #[arg(long, env = "CONNECTOR_COMPONENT")]
         component: Option<PathBuf>,
     },
@@ -459,7 +459,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { config, tenants, listen, every, log_format, max_instances, component } => {
             init_logs(log_format == "json", verbose, true);
             let path = component_path(component)?;
-            let pooled = tenants.is_some().then_some(max_instances.max(1));
+            let pooled = tenants.is_some().then_some(max_instances.unwrap_or(128));
             // One runtime for the life of the process.
             let runtime: &'static Runtime =
                 Box::leak(Box::new(tokio::task::spawn_blocking(move || Runtime::load_with(&path, pooled)).await??));
