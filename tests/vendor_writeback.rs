@@ -1262,3 +1262,54 @@ async fn a_salesforce_value_entered_while_its_field_was_out_of_the_mapping_is_me
     succeeded(&bed.sync_all().await);
     assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), writes, "no echo");
 }
+
+/// A Salesforce edit NetSuite takes in another form comes back to
+/// Salesforce in the forward mapping's form with the merge (a phone in
+/// E.164, an email in lower case, a payment term as NetSuite names it): one
+/// write each way, counted once, planned so by the dry run, and no second
+/// forward write of the vendor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_edit_netsuite_holds_in_another_form_is_written_once_each_way() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    let vendor = ids[0];
+    netsuite_edit(&bed, vendor, "companyname", "NS Renamed");
+    let typed = json!({"Phone__c": "+1 (415) 555-0101", "Email__c": "Buyer@Example.COM", "Payment_Terms__c": "net 30"});
+    salesforce_edit(&bed, vendor, typed.clone());
+    let mut born = typed.as_object().unwrap().clone();
+    born.insert("Name".into(), json!("SF Typed Vendor"));
+    let born = bed.salesforce.create_by_hand("Vendor__c", born);
+    bed.clock.advance(Duration::from_secs(1));
+
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let sent: Vec<_> = plan.plan.iter().filter(|p| p.action.starts_with("netsuite-")).collect();
+    assert_eq!(sent.len(), 2, "{:?}", plan.plan);
+    for write in &sent {
+        let changes = write.changes.as_array().unwrap();
+        let phone = changes.iter().find(|c| c["field"] == "Phone__c").expect("the phone is sent");
+        assert_eq!(phone["new"], json!("+1 (415) 555-0101"), "NetSuite is sent the typed form: {write:?}");
+    }
+    let real = bed.sync_all().await;
+    succeeded(&real);
+    let (p, r) = (plan.counts("vendor"), real.counts("vendor"));
+    assert_eq!((r.read, r.updated, r.written_back, r.failed), (2, 1, 2, 0), "{r:?}: {:?}", rows(&bed, &real.run_id));
+    assert_eq!(
+        (p.read, p.created, p.updated, p.unchanged, p.written_back),
+        (r.read, r.created, r.updated, r.unchanged, r.written_back)
+    );
+    let writes = actions(&rows(&bed, &real.run_id), "write");
+    assert_eq!(writes.len(), 1, "the merge's write alone: {writes:?}");
+    let netsuite_id = bed.netsuite.vendor_id_by_external_id(&born).unwrap().expect("created by external id");
+    for id in [vendor, netsuite_id] {
+        let fields = bed.sf("Vendor__c", id).1;
+        assert_eq!(
+            (&fields["Phone__c"], &fields["Email__c"], &fields["Payment_Terms__c"]),
+            (&json!("+14155550101"), &json!("buyer@example.com"), &json!("Net 30")),
+            "vendor {id}"
+        );
+        assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+1 (415) 555-0101"));
+    }
+    let writes = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    succeeded(&bed.sync_all().await);
+    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), writes, "no echo");
+}

@@ -54,6 +54,21 @@ impl Link {
     }
 }
 
+/// A Salesforce value written back to NetSuite (see [`Mapping::back_value`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Back {
+    /// What NetSuite is sent.
+    pub netsuite: Value,
+    /// What the forward mapping makes of it: what Salesforce is to hold.
+    pub salesforce: Value,
+}
+
+impl Back {
+    fn same(value: Value) -> Back {
+        Back { netsuite: value.clone(), salesforce: value }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Mapping {
     file: MappingFile,
@@ -193,26 +208,34 @@ impl Mapping {
     /// The value of `kind`'s field `target` to write back to NetSuite: a
     /// value from Salesforce must come back through the forward mapping's
     /// transforms once NetSuite holds it (the error names the transform and
-    /// what is wrong). Sent trimmed, and as a country code where the forward
-    /// mapping makes one (NetSuite takes `DE`, not `Germany`); other
-    /// transforms only check it, the user's form is kept.
-    pub fn back_value(&self, kind: RecordKind, target: &str, value: &Value) -> std::result::Result<Value, String> {
-        let Value::String(text) = value else { return Ok(value.clone()) };
+    /// what is wrong). NetSuite is sent it trimmed, and as a country code
+    /// where the forward mapping makes one (NetSuite takes `DE`, not
+    /// `Germany`); other transforms only check it, the user's form is kept
+    /// there. Salesforce is to hold what the forward mapping makes of it
+    /// (`+14155550101` for `+1 (415) 555-0101`), so the next forward pass
+    /// finds nothing to write.
+    pub fn back_value(&self, kind: RecordKind, target: &str, value: &Value) -> std::result::Result<Back, String> {
+        let Value::String(text) = value else { return Ok(Back::same(value.clone())) };
         let text = text.trim().to_string();
         // Blank is cleared: the forward mapping reads it as no value.
         if text.is_empty() {
-            return Ok(Value::Null);
+            return Ok(Back::same(Value::Null));
         }
         let Some(field) = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target)) else {
-            return Ok(Value::String(text));
+            return Ok(Back::same(Value::String(text)));
         };
         let mapped = field.transforms.iter().try_fold(text.clone(), |text, t| {
             transforms::apply(*t, text).map_err(|e| format!("(transform {t:?}): {e}"))
         })?;
-        Ok(Value::String(match field.transforms.contains(&file::Transform::CountryIso) {
-            true => mapped,
-            false => text,
-        }))
+        let netsuite = match field.transforms.contains(&file::Transform::CountryIso) {
+            true => mapped.clone(),
+            false => text.clone(),
+        };
+        // Only a rule that reads the column as it is gives back the
+        // transformed text (a value map or a flag makes something else of it).
+        let plain = field.rules.iter().all(|r| r.copy.is_some() || r.join.is_some() || r.first.is_some());
+        let salesforce = if plain { mapped } else { text };
+        Ok(Back { netsuite: Value::String(netsuite), salesforce: Value::String(salesforce) })
     }
 
     pub fn maps(&self, kind: RecordKind) -> bool {

@@ -214,17 +214,28 @@ fn a_lookup_field_can_be_named_when_it_breaks_the_naming_convention() {
 
 /// A value written back to NetSuite comes through the forward transforms:
 /// refused when they refuse it, a country sent as its code, blanks cleared,
-/// other values sent as typed (trimmed).
+/// other values sent as typed (trimmed); Salesforce is to hold what the
+/// forward mapping makes of what NetSuite is sent.
 #[test]
 fn values_written_back_pass_the_forward_transforms() {
     let mapping = Mapping::load(None).unwrap();
-    let back = |field: &str, value: serde_json::Value| mapping.back_value(RecordKind::Vendor, field, &value);
+    let back = |field: &str, value: serde_json::Value| {
+        let back = mapping.back_value(RecordKind::Vendor, field, &value)?;
+        Ok::<_, String>((back.netsuite, back.salesforce))
+    };
     let refused = back("Phone__c", json!("n/a")).unwrap_err();
     assert!(refused.contains("Phone") && refused.contains("n/a"), "{refused}");
-    assert_eq!(back("Phone__c", json!(" +1 212 555 0100 ")).unwrap(), json!("+1 212 555 0100"));
-    assert_eq!(back("Country__c", json!("Germany")).unwrap(), json!("DE"));
-    assert_eq!(back("Phone__c", json!("   ")).unwrap(), serde_json::Value::Null);
-    assert_eq!(back("Phone__c", serde_json::Value::Null).unwrap(), serde_json::Value::Null);
-    assert_eq!(back("Email__c", json!("Buyer@Example.com")).unwrap(), json!("Buyer@Example.com"));
-    assert_eq!(back("NetSuite_Inactive__c", json!(true)).unwrap(), json!(true));
+    assert_eq!(
+        back("Phone__c", json!(" +1 (212) 555-0100 ")).unwrap(),
+        (json!("+1 (212) 555-0100"), json!("+12125550100"))
+    );
+    assert_eq!(back("Country__c", json!("Germany")).unwrap(), (json!("DE"), json!("DE")));
+    assert_eq!(back("Phone__c", json!("   ")).unwrap(), (Value::Null, Value::Null));
+    assert_eq!(back("Phone__c", Value::Null).unwrap(), (Value::Null, Value::Null));
+    assert_eq!(
+        back("Email__c", json!("Buyer@Example.com")).unwrap(),
+        (json!("Buyer@Example.com"), json!("buyer@example.com"))
+    );
+    assert_eq!(back("NetSuite_Inactive__c", json!(true)).unwrap(), (json!(true), json!(true)));
+    assert_eq!(back("Name", json!(" Acme ")).unwrap(), (json!("Acme"), json!("Acme")));
 }

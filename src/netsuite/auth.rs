@@ -20,8 +20,10 @@ pub fn token_url(base_url: &str) -> String {
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
-    /// Oracle's own sample sends the scope as an array.
-    scope: [&'a str; 1],
+    /// One scope as a plain string: Oracle's text says scopes are
+    /// "separated by a comma" (a string), as peers send them; its sample
+    /// sends an array. One value reads the same either way.
+    scope: &'a str,
     aud: &'a str,
     iat: i64,
     exp: i64,
@@ -33,7 +35,7 @@ pub fn client_assertion(settings: &M2mSettings, base_url: &str, now: i64) -> Res
     let url = token_url(base_url);
     let claims = Claims {
         iss: &settings.client_id,
-        scope: ["rest_webservices"],
+        scope: "rest_webservices",
         aud: &url,
         iat: now,
         exp: now + ASSERTION_LIFETIME_SECS,
@@ -391,7 +393,7 @@ mod tests {
             assert_eq!((header["typ"].as_str(), header["kid"].as_str()), (Some("JWT"), Some("cert-1")));
             assert_eq!(claims["aud"], format!("{BASE}/services/rest/auth/oauth2/v1/token"));
             assert_eq!((claims["iss"].as_str(), claims["iat"].as_i64()), (Some("client"), Some(1_000)));
-            assert_eq!(claims["scope"], serde_json::json!(["rest_webservices"]));
+            assert_eq!(claims["scope"], serde_json::json!("rest_webservices"));
         }
     }
 

@@ -12,6 +12,35 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// A record's default billing address line, as a write-back keys it.
+#[derive(Debug)]
+pub enum BillingLine {
+    /// No such line, or no such record (the write that follows says which):
+    /// the line sent is added.
+    Absent,
+    /// The line's key, under the name it was read (`id` or `internalId`).
+    Keyed(String, Value),
+    /// A line shown without a key: sent unkeyed, the address would be added
+    /// as a second line, so the record's write fails with this.
+    Keyless(ConnectorError),
+}
+
+/// The default billing line of a record as the record API shows it.
+fn billing_line(record: &Map<String, Value>, what: &str) -> BillingLine {
+    let lines = record.get("addressBook").and_then(|b| b.get("items")).and_then(Value::as_array);
+    let line = lines.into_iter().flatten().find(|l| l.get("defaultBilling") == Some(&Value::Bool(true)));
+    let Some(line) = line else { return BillingLine::Absent };
+    let key = |name: &str| line.get(name).filter(|k| !k.is_null()).map(|k| (name.to_string(), k.clone()));
+    match key("id").or_else(|| key("internalId")) {
+        Some((name, key)) => BillingLine::Keyed(name, key),
+        None => BillingLine::Keyless(ConnectorError::NetSuite(format!(
+            "{what}: the record API shows the default billing address line without an `id` or `internalId` key, \
+             so the address cannot be changed in place (sent unkeyed, NetSuite would add a second line); change \
+             the address in NetSuite, or take the address fields out of [vendor.writeback]"
+        ))),
+    }
+}
+
 /// Which record a write goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordRef {
@@ -130,26 +159,18 @@ impl NetSuiteSource<'_> {
 
     /// The key of a record's default billing address line (its `addressBook`
     /// sublist), so a write changes that line in place: replacing the book
-    /// would drop the record's other addresses. None: no such line, or no
-    /// such record (the write that follows says which). The key comes with
-    /// the name it was read under (`id`, or `internalId`), sent back so.
-    pub fn default_billing_line(
-        &self,
-        record_type: &str,
-        record: &RecordRef,
-        what: &str,
-    ) -> Result<Option<(String, Value)>> {
+    /// would drop the record's other addresses. The key comes with the name
+    /// it was read under (`id`, or `internalId`), sent back so.
+    pub fn default_billing_line(&self, record_type: &str, record: &RecordRef, what: &str) -> Result<BillingLine> {
         let url = format!(
             "{}/services/rest/record/v1/{record_type}/{}?expandSubResources=true",
             self.base_url,
             record.path()?
         );
-        let Some(record) = self.read_record(&url, what)? else { return Ok(None) };
-        let lines = record.get("addressBook").and_then(|b| b.get("items")).and_then(Value::as_array);
-        let line = lines.into_iter().flatten().find(|l| l.get("defaultBilling") == Some(&Value::Bool(true)));
-        let key =
-            |name: &str| line.and_then(|l| l.get(name)).filter(|k| !k.is_null()).map(|k| (name.to_string(), k.clone()));
-        Ok(key("id").or_else(|| key("internalId")))
+        Ok(match self.read_record(&url, what)? {
+            Some(record) => billing_line(&record, what),
+            None => BillingLine::Absent,
+        })
     }
 
     /// One record, read through the record API. None: no such record.
@@ -267,6 +288,27 @@ mod tests {
             let e = utc_timestamp(bad, "vendor 7").unwrap_err().to_string();
             assert!(e.contains("vendor 7") && e.contains("lastModifiedDate"), "{bad}: {e}");
         }
+    }
+
+    /// The default billing line is keyed by the name it is shown under; one
+    /// shown without a key fails rather than being added again.
+    #[test]
+    fn the_default_billing_line_is_keyed_as_shown_or_refused() {
+        let line = |items: serde_json::Value| {
+            let record = serde_json::json!({ "addressBook": { "items": items } });
+            billing_line(record.as_object().unwrap(), "update of NetSuite vendor 7")
+        };
+        let other = serde_json::json!({ "id": 1, "defaultBilling": false });
+        assert!(matches!(line(serde_json::json!([other, { "id": 2, "defaultBilling": true }])),
+                         BillingLine::Keyed(name, key) if name == "id" && key == 2));
+        assert!(matches!(line(serde_json::json!([{ "internalId": "9", "defaultBilling": true }])),
+                         BillingLine::Keyed(name, key) if name == "internalId" && key == "9"));
+        assert!(matches!(line(serde_json::json!([other])), BillingLine::Absent));
+        assert!(matches!(billing_line(&Map::new(), "x"), BillingLine::Absent));
+        let BillingLine::Keyless(e) = line(serde_json::json!([{ "id": null, "defaultBilling": true }])) else {
+            panic!("a line without a key is refused")
+        };
+        assert!(e.to_string().contains("vendor 7") && e.to_string().contains("second line"), "{e}");
     }
 
     #[test]

@@ -15,13 +15,14 @@ use super::merge::{self, ConflictPolicy, Merged, Modified};
 use super::queues::FailedWriteback;
 use super::run::Run;
 use super::state::{DELETED, RecordState, given_fields, hashed_payload};
+use crate::mapping::Back;
 use crate::mapping::EXTERNAL_ID_FIELD;
-use crate::mapping::writeback::{WritebackMapping, address_line};
+use crate::mapping::writeback::{Reference, WritebackMapping, address_line};
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, ConnectorError, FieldChange, NetSuiteRecord, OutcomeKind,
     PlanAction, PlannedWrite, RecordKind, ReplayScope, Result,
 };
-use crate::netsuite::records::RecordRef;
+use crate::netsuite::records::{BillingLine, RecordRef};
 use crate::netsuite::suiteql::internal_id;
 use crate::salesforce::changes::{Changed, plain_datetime, soql_datetime};
 use serde_json::{Map, Value, json};
@@ -267,6 +268,31 @@ impl<'p, 'r> Pass<'p, 'r> {
         }))
     }
 
+    /// The name NetSuite gives the term `name` names (in any case, when
+    /// only one term reads so): what the forward mapping brings back.
+    fn term_name(&self, name: &str) -> Result<Option<String>> {
+        let Some(id) = self.term_id(name)? else { return Ok(None) };
+        let terms = self.terms.borrow();
+        let named = terms.as_ref().and_then(|t| t.iter().find(|(_, i)| **i == id).map(|(n, _)| n.clone()));
+        Ok(named)
+    }
+
+    /// Salesforce's `value` of field `f` as NetSuite is sent it and as
+    /// Salesforce is then to hold it: what the forward mapping makes of it,
+    /// a payment term as NetSuite names it. None: a value the write refuses
+    /// (see [`Pass::body`], which says why).
+    fn settle(&self, f: &str, value: &Value) -> Result<Option<Back>> {
+        let Ok(mut back) = self.run.settings.mapping.back_value(self.kind, f, value) else { return Ok(None) };
+        let term = self.section.field.iter().any(|w| w.source == f && w.reference == Some(Reference::Term));
+        if term
+            && let Value::String(name) = &back.netsuite
+            && let Some(named) = self.term_name(name)?
+        {
+            back.salesforce = Value::String(named);
+        }
+        Ok(Some(back))
+    }
+
     /// For a dry run: whether the run would refuse to send `changed` of
     /// Salesforce record `sf` before NetSuite sees it (a value the forward
     /// mapping could not bring back, a term NetSuite lacks; see
@@ -288,7 +314,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         let mut sent = Map::new();
         for (field, value) in changed {
             match self.run.settings.mapping.back_value(self.kind, field, value) {
-                Ok(value) => sent.insert(field.clone(), value),
+                Ok(back) => sent.insert(field.clone(), back.netsuite),
                 Err(why) => {
                     return Err(ConnectorError::Salesforce(format!(
                         "{} {sf}: {field} {why}; it is not written to NetSuite, where the mapping could not bring it \
@@ -587,16 +613,28 @@ impl<'p, 'r> Pass<'p, 'r> {
                 }
             }
             // NetSuite is sent what it will hold (trimmed, a country as its
-            // code): Salesforce takes the same and the base records it, so a
+            // code); Salesforce takes what the forward mapping makes of that
+            // (a phone in E.164, a term as NetSuite names it) and the base
+            // records it, so the forward pass finds nothing to write and a
             // later edit on either side is compared with what both hold.
-            for (f, v) in merged.to_netsuite.iter_mut() {
-                if let Ok(sent) = run.settings.mapping.back_value(self.kind, f, v)
-                    && !merge::same(Some(&sent), Some(v))
-                {
-                    merged.to_salesforce.insert(f.clone(), sent.clone());
-                    merged.agreed.insert(f.clone(), sent.clone());
-                    *v = sent;
+            let mut settled = Vec::new();
+            for (f, v) in &merged.to_netsuite {
+                match self.settle(f, v) {
+                    Ok(back) => settled.extend(back.map(|b| (f.clone(), b))),
+                    Err(e) => {
+                        run.audit(audit);
+                        return Err(e);
+                    }
                 }
+            }
+            let mut reformed = Vec::new();
+            for (f, back) in settled {
+                if !merge::same(Some(&back.salesforce), record.fields.get(&f)) {
+                    merged.to_salesforce.insert(f.clone(), back.salesforce.clone());
+                    reformed.push(f.clone());
+                }
+                merged.agreed.insert(f.clone(), back.salesforce);
+                merged.to_netsuite.insert(f, back.netsuite);
             }
             for c in &merged.conflicts {
                 let winner = serde_json::to_value(c.winner).expect("a side serializes");
@@ -651,6 +689,10 @@ impl<'p, 'r> Pass<'p, 'r> {
                     Err(e) if e.is_about_data() => {
                         audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
                         sent = false;
+                        // Salesforce keeps its edits as typed while they wait.
+                        for f in &reformed {
+                            merged.to_salesforce.remove(f);
+                        }
                     }
                     Err(e) => {
                         run.audit(audit);
@@ -782,8 +824,10 @@ impl<'p, 'r> Pass<'p, 'r> {
         if let Some(line) = address_line(&mut body) {
             // No default billing line yet: the one sent is added.
             let target = RecordRef::Id(id.to_string());
-            if let Some((name, key)) = self.run.source.default_billing_line(&self.section.record, &target, &what)? {
-                line.insert(name, key);
+            match self.run.source.default_billing_line(&self.section.record, &target, &what)? {
+                BillingLine::Keyed(name, key) => drop(line.insert(name, key)),
+                BillingLine::Absent => {}
+                BillingLine::Keyless(e) => return Err(e),
             }
         }
         self.run.source.write_record(&self.section.record, &RecordRef::Id(id.to_string()), &body, &what)?;
@@ -804,30 +848,39 @@ impl<'p, 'r> Pass<'p, 'r> {
         let run = self.run;
         let sources = self.section.sources();
         let mut audit = Vec::new();
-        let mut made: Vec<(String, &Changed)> = Vec::new();
+        let mut made: Vec<(String, &Changed, Vec<(String, Back)>)> = Vec::new();
         for record in records {
+            let values: Map<String, Value> = sources
+                .iter()
+                .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
+                .collect();
+            // As NetSuite is sent them, and as Salesforce is then to hold
+            // them (see `linked`).
+            let mut settled: Vec<(String, Back)> = Vec::new();
+            for (f, v) in &values {
+                match self.settle(f, v) {
+                    Ok(back) => settled.extend(back.map(|b| (f.clone(), b))),
+                    Err(e) => {
+                        run.audit(audit);
+                        return Err(e);
+                    }
+                }
+            }
             if run.writer.plans() {
-                let values: Map<String, Value> = sources
-                    .iter()
-                    .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
-                    .collect();
                 // Refused before NetSuite sees it, as the run refuses it.
                 if self.refused_back(&record.id, &values, &record.fields)? {
                     self.run.count(self.kind, OutcomeKind::Failed);
                     continue;
                 }
                 // No NetSuite id yet: the plan names the Salesforce record.
-                self.plan(PlanAction::NetSuiteCreate, &record.id, &values, None);
+                let sent: Map<String, Value> = settled.iter().map(|(f, b)| (f.clone(), b.netsuite.clone())).collect();
+                self.plan(PlanAction::NetSuiteCreate, &record.id, &sent, None);
                 // As the real run counts the new NetSuite record its forward
                 // pass reads (the plan's NetSuite has none to read).
                 self.run.count_read(self.kind, 1);
                 self.run.count(self.kind, OutcomeKind::Unchanged);
                 continue;
             }
-            let values: Map<String, Value> = sources
-                .iter()
-                .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
-                .collect();
             let outcome = self.body(&record.id, &values, &record.fields).and_then(|mut body| {
                 for (k, v) in &self.section.defaults {
                     body.entry(k.clone()).or_insert_with(|| v.clone());
@@ -841,8 +894,9 @@ impl<'p, 'r> Pass<'p, 'r> {
                     // A look that fails on its data (a role that may create
                     // but not view vendors) leaves the line unkeyed, as before.
                     match run.source.default_billing_line(&self.section.record, &target, &what) {
-                        Ok(Some((name, key))) => drop(line.insert(name, key)),
-                        Ok(None) => {}
+                        Ok(BillingLine::Keyed(name, key)) => drop(line.insert(name, key)),
+                        Ok(BillingLine::Absent) => {}
+                        Ok(BillingLine::Keyless(e)) => return Err(e),
                         Err(e) if e.is_about_data() => {}
                         Err(e) => return Err(e),
                     }
@@ -863,7 +917,14 @@ impl<'p, 'r> Pass<'p, 'r> {
             let detail: Vec<Value> =
                 values.iter().map(|(f, v)| json!({ "field": f, "rule": "writeback", "new": v })).collect();
             audit.push(self.entry(AuditAction::NetSuiteCreate, &id, &record.id, "created", Value::Array(detail)));
-            let link = Map::from_iter([(EXTERNAL_ID_FIELD.to_string(), Value::String(id.clone()))]);
+            // With the link, Salesforce takes the forward mapping's form of
+            // what it sent (a phone in E.164), as a merge gives it.
+            let mut link = Map::from_iter([(EXTERNAL_ID_FIELD.to_string(), Value::String(id.clone()))]);
+            for (f, back) in &settled {
+                if !merge::same(Some(&back.salesforce), record.fields.get(f)) {
+                    link.insert(f.clone(), back.salesforce.clone());
+                }
+            }
             match run.sink.set_fields(self.sobject, &record.id, &link) {
                 Ok(()) => audit.push(self.entry(AuditAction::Link, &id, &record.id, "updated", json!([]))),
                 Err(e) if e.is_about_data() => {
@@ -884,14 +945,14 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             self.done.borrow_mut().push(record.id.clone());
             self.merged(&id, false);
-            made.push((id, record));
+            made.push((id, record, settled));
         }
         // Audit first (see `stage`), and before the read below, which may fail.
         run.audit(audit);
         // Record states, so neither side's copy of the new record comes back
         // as a change: NetSuite's record as the mapping gives it, with the
         // values Salesforce holds.
-        let ids: Vec<&str> = made.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = made.iter().map(|(id, _, _)| id.as_str()).collect();
         let columns = run.settings.mapping.columns(self.kind);
         let netsuite: HashMap<String, NetSuiteRecord> = if ids.is_empty() {
             HashMap::new()
@@ -899,11 +960,15 @@ impl<'p, 'r> Pass<'p, 'r> {
             run.source.fetch_many(self.kind, &ids, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect()
         };
         let mut states = Vec::new();
-        for (id, record) in &made {
+        for (id, record, settled) in &made {
             let Some(Ok(mapped)) = netsuite.get(id).map(|r| run.settings.mapping.map(r)) else { continue };
             let mut holds = mapped.target;
             for f in &sources {
-                holds.fields.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
+                let held = match settled.iter().find(|(s, _)| s == f) {
+                    Some((_, back)) => back.salesforce.clone(),
+                    None => record.fields.get(f).cloned().unwrap_or(Value::Null),
+                };
+                holds.fields.insert(f.clone(), held);
             }
             let (dst, fields) = hashed_payload(&holds);
             states.push((
