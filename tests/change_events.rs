@@ -365,6 +365,38 @@ async fn post_sync_runs_an_incremental_sync_for_a_caller_holding_the_token() {
     assert_eq!(bed.salesforce.count("Account"), 5);
 }
 
+/// A caller of `POST /sync` that hangs up before the run ends (a Flow's
+/// callout timing out) does not stop it: the run goes on to the end, is
+/// recorded as it ended, and its lease is free for the next run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_sync_whose_caller_hangs_up_runs_to_the_end() {
+    let bed = bed(50).start().await;
+    bed.tenant.set_override("sync_token", "tok-3f9c-81d2");
+    bed.salesforce
+        .set_faults(simulators::salesforce::Faults { latency: Duration::from_millis(150), ..Default::default() });
+    let hook = listen(&bed).await;
+    let hung_up = reqwest::Client::new()
+        .post(format!("{}{}", hook.url, host_harness::webhook::SYNC_PATH))
+        .header("Authorization", "Bearer tok-3f9c-81d2")
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(hung_up.is_err_and(|e| e.is_timeout()), "the caller gave up first");
+    let conn = bed.tenant.database.connect().unwrap();
+    let last = || -> (String, Option<String>) {
+        conn.query_row("SELECT status, error FROM runs ORDER BY rowid DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last().0 == "running" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last(), ("succeeded".to_string(), None));
+    assert_eq!(bed.salesforce.count("Account"), 50);
+    bed.salesforce.set_faults(simulators::salesforce::Faults::default());
+    succeeded(&bed.sync_all().await);
+}
+
 /// The single-tenant listener keeps the tenant's `events_per_minute` as the
 /// tenants' route does: counted once the signature matches, more answered
 /// 429 with Retry-After; forged requests take none of the allowance.

@@ -412,7 +412,7 @@ async fn sync_now(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     if !bool::from(token.as_bytes().ct_eq(bearer(&headers))) {
         return error(StatusCode::UNAUTHORIZED, "POST /sync needs Authorization: Bearer <sync_token>");
     }
-    run_now(hosted).await
+    run_now(hosted.clone()).await
 }
 
 /// `POST /tenants/{tenant}/sync`: as `/sync`, but an unknown tenant, one
@@ -424,17 +424,27 @@ async fn sync_now_for(State(shared): State<Arc<Shared>>, Path(name): Path<String
     use subtle::ConstantTimeEq;
     let matches = bool::from(token.ct_eq(bearer(&headers)));
     match hosted.filter(|h| matches && !h.sync_token.is_empty()) {
-        Some(hosted) => run_now(&hosted).await,
+        Some(hosted) => run_now(hosted).await,
         None => not_found(),
     }
 }
 
-async fn run_now(hosted: &Hosted) -> Response {
-    let report = match hosted.tenant.sync(hosted.runtime, SyncMode::Incremental, &[]).await {
-        Ok(report) => report,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+async fn run_now(hosted: Arc<Hosted>) -> Response {
+    // The run is a task of its own: a caller that hangs up (a Flow's
+    // callout timing out) drops this handler, and would otherwise drop the
+    // run half-way, its lease held and its row left `running`.
+    let run = tokio::spawn(async move {
+        let report = hosted.tenant.sync(hosted.runtime, SyncMode::Incremental, &[]).await;
+        if let Ok(report) = &report {
+            crate::serve::log_run(report);
+        }
+        report
+    });
+    let report = match run.await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the run ended abnormally: {e}")),
     };
-    crate::serve::log_run(&report);
     let status = match (report.status, report.error.as_deref()) {
         ("succeeded", _) => StatusCode::OK,
         (_, Some(e)) if e.starts_with("busy") => StatusCode::CONFLICT,
