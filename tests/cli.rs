@@ -206,6 +206,16 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
         serve_until_it_ends(&["serve", "--config", config, "--component", component, "--listen", &addr], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains(&addr) && stderr.contains("--listen"), "{stderr}");
+    // So under --tenants, before it plans (as its own) the runs of tenants
+    // the `serve` holding the address runs.
+    let out =
+        serve_until_it_ends(&["serve", "--tenants", config, "--component", component, "--listen", &addr], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&addr) && stderr.contains("--listen"), "{stderr}");
+    let db = host_harness::store::Database::open(&dir.path().join("data/connector.db")).unwrap();
+    let planned: i64 =
+        db.connect().unwrap().query_row("SELECT COUNT(*) FROM serve_schedule", [], |r| r.get(0)).unwrap();
+    assert_eq!(planned, 0, "{stderr}");
     drop(taken);
 
     std::fs::write(dir.path().join("connector.toml"), text).unwrap();

@@ -729,6 +729,10 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
 async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net::SocketAddr) -> Result<ExitCode> {
     use host_harness::serve::{Server, print_reload};
     let server = Server::new(dir.clone(), runtime);
+    // Bound first: a second `serve` whose address is taken must not start
+    // (and record as its own) the schedules of the one already serving.
+    let limits = host_harness::webhook::ListenerLimits::default();
+    let hook = host_harness::webhook::serve_tenants(server.directory(), listen, limits).await?;
     let first = server.reload();
     print_reload(&first);
     if server.tenants().is_empty() {
@@ -737,8 +741,6 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
             dir.display()
         );
     }
-    let limits = host_harness::webhook::ListenerLimits::default();
-    let hook = host_harness::webhook::serve_tenants(server.directory(), listen, limits).await?;
     tracing::info!(url = %hook.url, "listening: POST /tenants/{{tenant}}/netsuite/events, POST /tenants/{{tenant}}/sync, GET /metrics");
     let signals = {
         let server = server.clone();
