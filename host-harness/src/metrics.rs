@@ -105,14 +105,7 @@ fn metrics() -> &'static Metrics {
 pub fn observe(report: &RunReport) {
     let m = metrics();
     let tenant = report.tenant.clone();
-    // A run that found the lease held did nothing: not a failure to alert on
-    // (one whose lease another run took half-way did work, and failed).
-    let busy = report.status == "failed"
-        && report
-            .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("busy") && e.contains(netsuite_salesforce::sync::lease::RAN_NOTHING));
-    let outcome = if busy { "busy" } else { report.status };
+    let outcome = report.outcome();
     let labels = RunLabels { tenant: tenant.clone(), mode: report.mode.into(), outcome: outcome.into() };
     m.runs.get_or_create(&labels).inc();
     for (kind, c) in &report.objects {

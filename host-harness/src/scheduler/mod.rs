@@ -140,6 +140,37 @@ impl RunReport {
     pub fn counts(&self, kind: &str) -> ObjectCounts {
         self.objects.get(kind).copied().unwrap_or_default()
     }
+
+    /// The status, or `busy` for a run that found the lease held and did
+    /// nothing: not a failure to alert on (one whose lease another run took
+    /// half-way did work, and failed).
+    pub fn outcome(&self) -> &'static str {
+        let busy = self.status == "failed"
+            && self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("busy") && e.contains(netsuite_salesforce::sync::lease::RAN_NOTHING));
+        if busy { "busy" } else { self.status }
+    }
+}
+
+impl ObjectCounts {
+    /// `read N written N`, then each other outcome a run had (failed,
+    /// deferred, deleted, written back), as a log line shows a kind.
+    pub fn summary(&self) -> String {
+        let mut line = format!("read {} written {}", self.read, self.created + self.updated);
+        for (what, n) in [
+            ("failed", self.failed),
+            ("deferred", self.deferred),
+            ("deleted", self.deleted),
+            ("written back", self.written_back),
+        ] {
+            if n > 0 {
+                line.push_str(&format!(" {what} {n}"));
+            }
+        }
+        line
+    }
 }
 
 /// Counts a run as under way for as long as it lives.
@@ -718,6 +749,25 @@ mod tests {
         assert!(named("customer:-5").unwrap_err().contains("NetSuite internal id (digits"));
         assert!(named("customer42").unwrap_err().contains("kind:id"));
         assert!(named("account:4").unwrap_err().contains("unknown record kind"));
+    }
+
+    /// The run log's line of a kind names every outcome the run had, not
+    /// only reads and writes (a failed write hidden there is missed).
+    #[test]
+    fn a_kind_s_summary_names_failures_deferrals_and_deletions() {
+        let quiet = ObjectCounts { read: 3, unchanged: 3, ..Default::default() };
+        assert_eq!(quiet.summary(), "read 3 written 0");
+        let busy = ObjectCounts {
+            read: 200,
+            created: 150,
+            updated: 31,
+            failed: 19,
+            deferred: 35,
+            deleted: 2,
+            written_back: 4,
+            ..Default::default()
+        };
+        assert_eq!(busy.summary(), "read 200 written 181 failed 19 deferred 35 deleted 2 written back 4");
     }
 
     #[test]

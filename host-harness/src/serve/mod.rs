@@ -518,25 +518,25 @@ pub const RUNS_LOG: &str = "host_harness::runs";
 
 /// One event per finished run: its outcome and counts as fields.
 pub fn log_run(report: &crate::scheduler::RunReport) {
-    let counts: Vec<String> = report
-        .objects
-        .iter()
-        .map(|(kind, c)| match c.written_back {
-            0 => format!("{kind} read {} written {}", c.read, c.created + c.updated),
-            n => format!("{kind} read {} written {} written back {n}", c.read, c.created + c.updated),
-        })
-        .collect();
+    let counts: Vec<String> = report.objects.iter().map(|(kind, c)| format!("{kind} {}", c.summary())).collect();
     let counts = counts.join(", ");
+    let outcome = report.outcome();
     match &report.error {
+        Some(error) if outcome != "busy" => tracing::warn!(
+            target: RUNS_LOG,
+            tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome,
+            duration_ms = report.duration_ms, %counts, %error, "run finished"
+        ),
+        // Busy: the lease was held, nothing was done.
+        Some(error) => tracing::info!(
+            target: RUNS_LOG,
+            tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome,
+            duration_ms = report.duration_ms, %counts, %error, "run finished"
+        ),
         None => tracing::info!(
             target: RUNS_LOG,
-            tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome = report.status,
+            tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome,
             duration_ms = report.duration_ms, %counts, "run finished"
-        ),
-        Some(error) => tracing::warn!(
-            target: RUNS_LOG,
-            tenant = %report.tenant, run = %report.run_id, mode = report.mode, outcome = report.status,
-            duration_ms = report.duration_ms, %counts, %error, "run finished"
         ),
     }
 }
