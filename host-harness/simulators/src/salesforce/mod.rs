@@ -111,6 +111,7 @@ struct Inner {
     faults: Mutex<(Faults, StdRng)>,
     /// Called before each Bulk API 2.0 job poll is answered (tests).
     on_bulk_poll: Mutex<Option<BulkPollHook>>,
+    after_query: Mutex<Option<QueryHook>>,
     /// An instance URL the token response names instead of this org's own.
     instance_override: Mutex<Option<String>>,
     /// REST API requests being answered now, and the most there were at once.
@@ -130,6 +131,7 @@ impl Drop for Answering<'_> {
 }
 
 type BulkPollHook = Arc<dyn Fn() + Send + Sync>;
+type QueryHook = (String, Box<dyn FnOnce(&SalesforceSim) + Send>);
 
 #[derive(Clone)]
 pub struct SalesforceSim {
@@ -161,6 +163,7 @@ impl SalesforceSim {
                 refuse_rest: Default::default(),
                 faults: Mutex::new((Faults::default(), StdRng::seed_from_u64(7))),
                 on_bulk_poll: Mutex::new(None),
+                after_query: Mutex::new(None),
                 api_in_flight: Default::default(),
                 api_peak: Default::default(),
                 chunked_bodies: Default::default(),
@@ -283,6 +286,13 @@ impl SalesforceSim {
     /// Sessions stay valid but may no longer use the REST API.
     pub fn refuse_rest_sessions(&self, refuse: bool) {
         self.inner.refuse_rest.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Runs `edit` once, right after the next SOQL query naming `sobject`
+    /// has been run and before it is answered, as a user editing during a
+    /// sync would (after the connector's read, before its write).
+    pub fn after_query_of(&self, sobject: &str, edit: impl FnOnce(&SalesforceSim) + Send + 'static) {
+        *self.inner.after_query.lock().unwrap() = Some((sobject.to_string(), Box::new(edit)));
     }
 
     /// Runs `hook` before answering each poll of a Bulk API 2.0 job, while
@@ -730,6 +740,7 @@ async fn api_handler(
             hook();
         }
     }
+    let queried = method == Method::GET && rest.starts_with("query");
     let (status, answer, closed_a_job) = {
         let mut org = sim.org();
         let target = match &query {
@@ -744,6 +755,14 @@ async fn api_handler(
         }
         (status, answer, !org.queued_jobs.is_empty())
     };
+    if queried {
+        let mut hook = sim.inner.after_query.lock().unwrap();
+        if hook.as_ref().is_some_and(|(sobject, _)| query.as_deref().is_some_and(|q| q.contains(sobject.as_str()))) {
+            let (_, edit) = hook.take().expect("checked");
+            drop(hook);
+            edit(&sim);
+        }
+    }
     // A job just closed runs now, beside the client rather than in its way.
     if closed_a_job {
         let sim = sim.clone();
