@@ -1229,25 +1229,50 @@ async fn a_field_put_back_into_the_mapping_fills_blanks_and_merges_values_by_the
     assert!(detail[0].get("base").is_none(), "no base to show: {detail:?}");
 }
 
+/// Three vendors synced under `salesforce`; with `without` as the mapping,
+/// the first's `Phone__c` edited in Salesforce and polled, and the poll's
+/// cursor moved far past it by a later edit of the third: (bed, the edited
+/// vendor, the untouched one).
+async fn phone_edited_while_out(without: &str) -> (Bed, i64, i64) {
+    let (bed, ids) = synced(3, "salesforce").await;
+    let (edited, untouched, later) = (ids[0], ids[1], ids[2]);
+    bed.tenant.set_override("mapping_toml", without);
+    succeeded(&bed.sync_all().await);
+    salesforce_edit(&bed, edited, json!({"Phone__c": "+12125550199"}));
+    succeeded(&bed.sync_all().await);
+    let phone = bed.netsuite.vendor_field(edited, "phone").unwrap();
+    assert_ne!(phone.as_deref(), Some("+12125550199"), "not written back while out");
+    bed.clock.advance(Duration::from_secs(86_400));
+    salesforce_edit(&bed, later, json!({"City__c": "Austin"}));
+    succeeded(&bed.sync_all().await);
+    (bed, edited, untouched)
+}
+
+/// As a field put back into the mapping, one put back into the write-back
+/// alone (the forward mapping wrote it all along): the Salesforce edit made
+/// while it was not written back reaches NetSuite when it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_value_entered_while_its_field_was_not_written_back_reaches_netsuite_when_it_is() {
+    let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
+    let one_way = shipped.replacen("  { source = \"Phone__c\", target = \"phone\" },\n", "", 1);
+    assert_ne!(one_way, shipped);
+    let (bed, edited, _) = phone_edited_while_out(&one_way).await;
+    bed.tenant.set_override("mapping_toml", shipped);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(bed.netsuite.vendor_field(edited, "phone").unwrap().as_deref(), Some("+12125550199"));
+    assert_eq!(bed.sf("Vendor__c", edited).1["Phone__c"], json!("+12125550199"));
+    assert_eq!(report.counts("vendor").written_back, 1, "{:?}", report.counts("vendor"));
+}
+
 /// A Salesforce value entered while its field was out of the mapping, and
 /// polled then (the poll's cursor passed it long ago), still goes through the
 /// merge when the field returns: the re-read of NetSuite does not write over
 /// it, and the two values are a conflict `vendor_conflict` decides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_salesforce_value_entered_while_its_field_was_out_of_the_mapping_is_merged_when_it_returns() {
-    let (bed, ids) = synced(3, "salesforce").await;
-    let (edited, untouched, later) = (ids[0], ids[1], ids[2]);
-    bed.tenant.set_override("mapping_toml", &without_phone());
-    succeeded(&bed.sync_all().await);
-    salesforce_edit(&bed, edited, json!({"Phone__c": "+12125550199"}));
-    succeeded(&bed.sync_all().await);
+    let (bed, edited, untouched) = phone_edited_while_out(&without_phone()).await;
     let netsuite_phone = |id: i64| bed.netsuite.vendor_field(id, "phone").unwrap();
-    assert_ne!(netsuite_phone(edited).as_deref(), Some("+12125550199"), "not written back while unmapped");
-    // A later edit, far past the poll's overlap window, moves its cursor on.
-    bed.clock.advance(Duration::from_secs(86_400));
-    salesforce_edit(&bed, later, json!({"City__c": "Austin"}));
-    succeeded(&bed.sync_all().await);
-
     bed.tenant.set_override("mapping_toml", netsuite_salesforce::mapping::DEFAULT_MAPPING);
     let report = bed.sync_all().await;
     succeeded(&report);

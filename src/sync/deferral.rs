@@ -111,8 +111,8 @@ pub(super) fn replay(run: &Run<'_>, scope: &ReplayScope, kinds: &[RecordKind]) -
                     && !queued.is_empty()
                     && run.first_merge(kind)
                 {
-                    let provenance = super::provenance::Provenance::check(run, kind)?;
-                    super::writeback::sync(run, kind, policy, provenance.remapped)?;
+                    super::provenance::Provenance::check(run, kind)?;
+                    super::writeback::sync(run, kind, policy)?;
                     run.checkpoint()?;
                 }
                 let ready = match written_back {

@@ -355,7 +355,7 @@ fn changes_of<'r, 'a>(run: &'r Run<'a>, kind: RecordKind) -> Result<KindRest<'r,
     if let Some(policy) = run.settings.writeback
         && (run.first_merge(kind) || !run.writer.plans())
     {
-        writeback::sync(run, kind, policy, provenance.remapped)?;
+        writeback::sync(run, kind, policy)?;
         run.checkpoint()?;
     }
     // The deletions stream is independent of the changes stream: its

@@ -25,9 +25,6 @@ pub(super) struct Provenance {
     pub reread: bool,
     /// The NetSuite account changed: its deletions are read from the start.
     pub source_moved: bool,
-    /// The mapping changed since the last run: the write-back polls every
-    /// Salesforce record (see `writeback::sync`).
-    pub remapped: bool,
 }
 
 impl Provenance {
@@ -38,10 +35,8 @@ impl Provenance {
         let account = run.settings.netsuite.account_id.trim().to_ascii_lowercase();
         let current = format!("{written}#{account}");
         let stored = run.state.mapping_fingerprint(kind)?;
-        // The mapping alone: what precedes the org.
-        let mapping = |w: &str| w.rsplit_once('@').map_or(w, |(m, _)| m).to_string();
-        let (reread, source_moved, remapped) = match stored.as_deref() {
-            None => (false, false, false),
+        let (reread, source_moved) = match stored.as_deref() {
+            None => (false, false),
             Some(stored) => {
                 let (mixed, rest) = match stored.strip_prefix(MIXED) {
                     Some(rest) => (true, rest),
@@ -52,8 +47,7 @@ impl Provenance {
                     None => (rest, account.as_str()),
                 };
                 let moved = was_account != account;
-                let remapped = !mixed && !moved && mapping(was_written) != mapping(&written);
-                (mixed || moved || was_written != written, moved, remapped)
+                (mixed || moved || was_written != written, moved)
             }
         };
         let mark = match stored {
@@ -76,7 +70,7 @@ impl Provenance {
             scan.every = scan.every.take().map(|e| format!("{MIXED}{e}"));
             run.state.save_cursor(kind, false, &stored)?;
         }
-        Ok(Provenance { kind, current, reread, source_moved, remapped })
+        Ok(Provenance { kind, current, reread, source_moved })
     }
 
     /// Every record of the kind was read (and its deletions): they follow

@@ -45,8 +45,8 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
     if let Some(policy) = run.settings.writeback.filter(|_| !only_deletions) {
         for &kind in wanted.keys() {
             if mapping.writeback(kind).is_some() && run.first_merge(kind) {
-                let provenance = Provenance::check(run, kind)?;
-                writeback::sync(run, kind, policy, provenance.remapped)?;
+                Provenance::check(run, kind)?;
+                writeback::sync(run, kind, policy)?;
                 run.checkpoint()?;
             }
         }

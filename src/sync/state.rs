@@ -15,12 +15,16 @@ pub fn deleted_cursor_key(kind: RecordKind) -> String {
     format!("cursor/deleted/{kind}")
 }
 
-/// A stored Salesforce cursor's modstamp and org: `{modstamp}@{org}`, or
-/// the modstamp alone as earlier builds stored it.
-pub fn salesforce_cursor_parts(text: &str) -> (&str, Option<&str>) {
+/// A stored Salesforce cursor's modstamp, org and the tag of the fields it
+/// polled for (see [`State::salesforce_cursor`]): `{modstamp}@{org}#{tag}`;
+/// earlier builds stored `{modstamp}@{org}` or the modstamp alone.
+pub fn salesforce_cursor_parts(text: &str) -> (&str, Option<&str>, Option<&str>) {
     match text.split_once('@') {
-        Some((modstamp, org)) => (modstamp, Some(org)),
-        None => (text, None),
+        Some((modstamp, rest)) => match rest.split_once('#') {
+            Some((org, tag)) => (modstamp, Some(org), Some(tag)),
+            None => (modstamp, Some(rest), None),
+        },
+        None => (text, None, None),
     }
 }
 
@@ -329,10 +333,13 @@ impl<'a> State<'a> {
 
     /// Where the poll of Salesforce changes to `kind` records continues:
     /// the `SystemModstamp` of the last record handled, in the org the run
-    /// writes to. A cursor from another org is none: its times say nothing
-    /// of this one's edits, which must reach NetSuite before the forward
-    /// pass writes every record there.
-    pub fn salesforce_cursor(&self, kind: RecordKind) -> Result<Option<String>> {
+    /// writes to, for the fields `tag` names. A cursor from another org is
+    /// none: its times say nothing of this one's edits, which must reach
+    /// NetSuite before the forward pass writes every record there. Nor one
+    /// polled for other fields: values entered in a field while it was not
+    /// written back were passed over (a cursor of earlier builds, untagged,
+    /// is taken as the current fields').
+    pub fn salesforce_cursor(&self, kind: RecordKind, tag: &str) -> Result<Option<String>> {
         let key = salesforce_cursor_key(kind);
         let Some(bytes) = self.kv.get(&key).map_err(|e| kv_error("reading a cursor", e))? else {
             return Ok(None);
@@ -341,14 +348,16 @@ impl<'a> State<'a> {
             ConnectorError::Config(format!("the stored Salesforce cursor `{key}` is unreadable; delete it to re-read"))
         })?;
         Ok(match salesforce_cursor_parts(&text) {
-            (modstamp, Some(org)) => (org == self.org()).then(|| modstamp.to_string()),
+            (modstamp, Some(org), polled) => {
+                (org == self.org() && polled.is_none_or(|p| p == tag)).then(|| modstamp.to_string())
+            }
             // An earlier build's: the org it wrote to.
-            (modstamp, None) => Some(modstamp.to_string()),
+            (modstamp, None, _) => Some(modstamp.to_string()),
         })
     }
 
-    pub fn save_salesforce_cursor(&self, kind: RecordKind, modstamp: &str) -> Result<()> {
-        let value = format!("{modstamp}@{}", self.org());
+    pub fn save_salesforce_cursor(&self, kind: RecordKind, modstamp: &str, tag: &str) -> Result<()> {
+        let value = format!("{modstamp}@{}#{tag}", self.org());
         self.kv.set(&salesforce_cursor_key(kind), value.as_bytes()).map_err(|e| kv_error("saving a cursor", e))
     }
 
@@ -452,14 +461,22 @@ mod tests {
         let kv = crate::sync::memory_kv::Memory::default();
         let sandbox = super::State::new(&kv);
         sandbox.set_org("00DSANDBOX".into());
-        sandbox.save_salesforce_cursor(Vendor, "2026-12-02T11:58:00.000+0000").unwrap();
-        assert_eq!(sandbox.salesforce_cursor(Vendor).unwrap().as_deref(), Some("2026-12-02T11:58:00.000+0000"));
+        sandbox.save_salesforce_cursor(Vendor, "2026-12-02T11:58:00.000+0000", "f1").unwrap();
+        let at = Some("2026-12-02T11:58:00.000+0000");
+        assert_eq!(sandbox.salesforce_cursor(Vendor, "f1").unwrap().as_deref(), at);
+        assert_eq!(sandbox.salesforce_cursor(Vendor, "f2").unwrap(), None, "polled for other fields");
         let production = super::State::new(&kv);
         production.set_org("00DPRODUCTION".into());
-        assert_eq!(production.salesforce_cursor(Vendor).unwrap(), None, "another org's times say nothing here");
-        // An earlier build stored the modstamp alone: the org it wrote to.
+        assert_eq!(production.salesforce_cursor(Vendor, "f1").unwrap(), None, "another org's times say nothing here");
+        // Earlier builds stored no tag, or the modstamp alone: the org it wrote to.
+        let untagged = b"2026-12-01T00:00:00.000+0000@00DSANDBOX".to_vec();
+        kv.map.borrow_mut().insert(super::salesforce_cursor_key(Vendor), untagged);
+        assert_eq!(sandbox.salesforce_cursor(Vendor, "f2").unwrap().as_deref(), Some("2026-12-01T00:00:00.000+0000"));
         kv.map.borrow_mut().insert(super::salesforce_cursor_key(Vendor), b"2026-12-01T00:00:00.000+0000".to_vec());
-        assert_eq!(production.salesforce_cursor(Vendor).unwrap().as_deref(), Some("2026-12-01T00:00:00.000+0000"));
+        assert_eq!(
+            production.salesforce_cursor(Vendor, "f1").unwrap().as_deref(),
+            Some("2026-12-01T00:00:00.000+0000")
+        );
     }
 
     #[test]

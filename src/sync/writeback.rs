@@ -29,17 +29,18 @@ use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// Polls Salesforce and writes what changed there to NetSuite; `remapped`
-/// (the mapping changed since the last run) polls every record.
-pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, remapped: bool) -> Result<()> {
+/// Polls Salesforce and writes what changed there to NetSuite.
+pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> Result<()> {
     let Some(section) = run.settings.mapping.writeback(kind) else { return Ok(()) };
     let spec = run.settings.mapping.target_spec(kind)?;
-    // A mapping change may put a written-back field back: Salesforce values
-    // entered while it was out were polled already, and the re-read would
-    // write NetSuite's over them. Polled again, each record goes through the
-    // merge, which fills a blank side and lets `vendor_conflict` decide two
-    // values. A run stopped in this poll goes on from its saved cursor.
-    let since = match run.state.salesforce_cursor(kind)?.filter(|_| !remapped) {
+    // A field put back into the mapping (or into the write-back): values
+    // entered in Salesforce while it was out were polled already, and the
+    // re-read would write NetSuite's over them. A cursor is kept for the
+    // fields it polled for; for others every record is polled again, so
+    // each goes through the merge. A run stopped in that poll goes on from
+    // where it stopped.
+    let tag = polled_fields_tag(run, kind, section)?;
+    let since = match run.state.salesforce_cursor(kind, &tag)? {
         Some(c) => Some(soql_datetime(&c, i64::from(run.settings.netsuite.overlap_secs))?),
         None => None,
     };
@@ -50,7 +51,7 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, rema
         pass.page(&page.records)?;
         pass.keep_failures()?;
         if let Some(last) = page.records.last() {
-            run.state.save_salesforce_cursor(kind, &last.modstamp)?;
+            run.state.save_salesforce_cursor(kind, &last.modstamp, &tag)?;
         }
         run.renew()?;
         match page.next {
@@ -58,6 +59,17 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy, rema
             None => return Ok(()),
         }
     }
+}
+
+/// A short tag of the fields the poll merges: the written-back fields the
+/// forward mapping writes too (`Pass::linked` compares those).
+fn polled_fields_tag(run: &Run<'_>, kind: RecordKind, section: &WritebackMapping) -> Result<String> {
+    let forward = &run.settings.mapping.object(kind)?.field;
+    let mut fields: Vec<String> =
+        section.sources().into_iter().filter(|s| forward.iter().any(|f| f.target == *s)).collect();
+    fields.sort_unstable();
+    fields.dedup();
+    Ok(format!("{:08x}", xxhash_rust::xxh3::xxh3_64(fields.join(",").as_bytes()) as u32))
 }
 
 /// Sends the failed Salesforce → NetSuite writes in `scope` again: their

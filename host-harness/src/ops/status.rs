@@ -331,8 +331,8 @@ fn cursors(conn: &Connection, tenant: &str, now: OffsetDateTime) -> Result<Vec<C
                 kind: kind.as_str(),
                 stream: "salesforce-changes",
                 position: match state::salesforce_cursor_parts(&String::from_utf8_lossy(&bytes)) {
-                    (modstamp, Some(org)) => format!("{modstamp} in org {org}"),
-                    (modstamp, None) => modstamp.to_string(),
+                    (modstamp, Some(org), _) => format!("{modstamp} in org {org}"),
+                    (modstamp, None, _) => modstamp.to_string(),
                 },
                 moved_at: moved_at.and_then(|t| t.format(&Rfc3339).ok()),
                 age_secs: moved_at.map(|t| (now - t).whole_seconds()),
