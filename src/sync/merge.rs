@@ -81,10 +81,13 @@ pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
 /// Merges `fields` of a record. `base` is None when the two sides never
 /// agreed (a first sync of a record that exists on both): every difference
 /// then counts as a conflict. A field the base lacks (mapped, or put back,
-/// since they last agreed) is taken as blank there: a value on one side
-/// fills the other's blank (a field newly mapped is blank in Salesforce,
-/// which must not erase NetSuite's value), two values are a conflict; its
-/// conflict shows no base.
+/// since they last agreed) is taken as blank there: NetSuite's value fills
+/// Salesforce's blank (a field newly mapped is blank in Salesforce, which
+/// must not erase NetSuite's value); Salesforce's value fills NetSuite's
+/// blank, except under `netsuite`: NetSuite is the system of record, and
+/// its blank may be a clear made while the field was out (which cannot be
+/// told from never set), so it is a conflict NetSuite wins. Two values are
+/// a conflict. Such conflicts show no base.
 pub fn merge(
     fields: &[String],
     base: Option<&Map<String, Value>>,
@@ -97,7 +100,9 @@ pub fn merge(
     for field in fields {
         let (b, n, s) = (value(base, field), value(Some(netsuite), field), value(Some(salesforce), field));
         let known = base.is_some();
-        let ns_changed = !known || !same(Some(n), Some(b));
+        let lacked = base.is_some_and(|b| !b.contains_key(field.as_str()));
+        let ns_cleared = lacked && policy == ConflictPolicy::NetSuite && same(Some(n), None);
+        let ns_changed = !known || ns_cleared || !same(Some(n), Some(b));
         let sf_changed = !known || !same(Some(s), Some(b));
         let winner = match (ns_changed, sf_changed) {
             _ if same(Some(n), Some(s)) => None,
@@ -223,9 +228,10 @@ mod tests {
     }
 
     /// A field mapped since the base was stored (or put back): a value
-    /// fills the other side's blank whatever the policy (a field newly
-    /// mapped is blank in Salesforce, which must not erase NetSuite's), and
-    /// two values are a conflict shown without a base.
+    /// fills Salesforce's blank whatever the policy (a field newly mapped is
+    /// blank in Salesforce, which must not erase NetSuite's), Salesforce's
+    /// value NetSuite's blank except under `netsuite` (a conflict NetSuite
+    /// wins), and two values are a conflict shown without a base.
     #[test]
     fn a_field_the_base_lacks_is_filled_from_the_side_with_a_value() {
         let base = map(json!({"Name": "Acme", "Email__c": "a@x"}));
@@ -241,6 +247,17 @@ mod tests {
         assert_eq!(m.conflicts.len(), 1, "{m:?}");
         assert_eq!((m.conflicts[0].base.clone(), m.conflicts[0].winner), (None, Side::Salesforce));
         assert_eq!(m.to_netsuite, map(json!({"Phone__c": "+1666"})));
+        let blank = map(json!({"Name": "Acme", "Phone__c": null, "Email__c": "a@x"}));
+        for policy in [ConflictPolicy::Salesforce, ConflictPolicy::Newest] {
+            let m = merge(&fields(), Some(&base), &blank, &other, policy, AT);
+            assert!(m.conflicts.is_empty() && m.to_salesforce.is_empty(), "{policy:?}: {m:?}");
+            assert_eq!(m.to_netsuite, map(json!({"Phone__c": "+1666"})));
+        }
+        let m = merge(&fields(), Some(&base), &blank, &other, ConflictPolicy::NetSuite, AT);
+        assert_eq!(m.conflicts.len(), 1, "{m:?}");
+        assert_eq!((m.conflicts[0].base.clone(), m.conflicts[0].winner), (None, Side::NetSuite));
+        assert!(m.to_netsuite.is_empty());
+        assert_eq!(m.to_salesforce, map(json!({"Phone__c": null})));
     }
 
     #[test]
