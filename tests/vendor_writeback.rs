@@ -1322,8 +1322,11 @@ async fn a_salesforce_edit_netsuite_holds_in_another_form_is_written_once_each_w
         (p.read, p.created, p.updated, p.unchanged, p.written_back),
         (r.read, r.created, r.updated, r.unchanged, r.written_back)
     );
+    // The merge's, and the new vendor's forward form after its link: no
+    // forward pass write of either.
     let writes = actions(&rows(&bed, &real.run_id), "write");
-    assert_eq!(writes.len(), 1, "the merge's write alone: {writes:?}");
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(writes.iter().all(|w| w.transformations.contains("\"merge\"") && !w.transformations.contains("copy")));
     let netsuite_id = bed.netsuite.vendor_id_by_external_id(&born).unwrap().expect("created by external id");
     for id in [vendor, netsuite_id] {
         let fields = bed.sf("Vendor__c", id).1;
@@ -1387,4 +1390,37 @@ async fn a_vendor_deleted_in_salesforce_during_a_run_is_created_again_whole() {
     for field in ["Name", "Phone__c", "City__c", "Payment_Terms__c"] {
         assert_eq!(held[field], before[field], "{field} written too");
     }
+}
+
+/// A new Vendor__c whose values Salesforce refuses in the forward
+/// mapping's form (a validation rule) is still linked to the NetSuite
+/// vendor made for it, keeps its values as typed, and is not created in
+/// NetSuite again by the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_vendor_whose_forward_form_salesforce_refuses_is_still_linked_once() {
+    use simulators::salesforce::ValidationRule;
+    let (bed, _) = synced(1, "netsuite").await;
+    let born = bed
+        .salesforce
+        .create_by_hand("Vendor__c", fields(json!({"Name": "SF Typed Vendor", "Email__c": "Buyer@Example.COM"})));
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Vendor__c".into(),
+        field: "Email__c".into(),
+        contains: "buyer@".into(),
+        message: "Emails keep their capitals".into(),
+    }));
+    bed.clock.advance(Duration::from_secs(1));
+    let report = bed.sync_all().await;
+    let netsuite_id = bed.netsuite.vendor_id_by_external_id(&born).unwrap().expect("created by external id");
+    let (linked, held) = bed.sf("Vendor__c", netsuite_id);
+    assert_eq!((linked.as_str(), &held["Email__c"]), (born.as_str(), &json!("Buyer@Example.COM")));
+    let refused = actions(&rows(&bed, &report.run_id), "write");
+    assert!(
+        refused.iter().any(|r| r.outcome == "failed" && r.error.as_deref().is_some_and(|e| e.contains("capitals")))
+    );
+    let vendors = bed.netsuite.vendor_count().unwrap();
+    bed.clock.advance(Duration::from_secs(1));
+    let again = bed.sync_all().await;
+    assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors, "not created again");
+    assert_eq!(again.counts("vendor").written_back, 0, "{:?}", again.counts("vendor"));
 }

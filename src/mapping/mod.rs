@@ -224,9 +224,13 @@ impl Mapping {
         let Some(field) = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target)) else {
             return Ok(Back::same(Value::String(text)));
         };
-        let mapped = field.transforms.iter().try_fold(text.clone(), |text, t| {
-            transforms::apply(*t, text).map_err(|e| format!("(transform {t:?}): {e}"))
-        })?;
+        let transformed = |text: String| {
+            field
+                .transforms
+                .iter()
+                .try_fold(text, |text, t| transforms::apply(*t, text).map_err(|e| format!("(transform {t:?}): {e}")))
+        };
+        let mapped = transformed(text.clone())?;
         let netsuite = match field.transforms.contains(&file::Transform::CountryIso) {
             true => mapped.clone(),
             false => text.clone(),
@@ -234,8 +238,35 @@ impl Mapping {
         // Only a rule that reads the column as it is gives back the
         // transformed text (a value map or a flag makes something else of it).
         let plain = field.rules.iter().all(|r| r.copy.is_some() || r.join.is_some() || r.first.is_some());
-        let salesforce = if plain { mapped } else { text };
+        let salesforce = match field.rules.first() {
+            // Lines written back to two columns (`line = 1`, `line = 2`)
+            // come back joined, each part trimmed, blanks left out.
+            Some(rule) if plain && rule.join.is_some() => {
+                let separator = rule.separator.as_deref().unwrap_or(" ");
+                match separator.contains('\n') {
+                    true => {
+                        let mut lines = text.lines();
+                        let first = lines.next().unwrap_or_default().trim().to_string();
+                        let rest = lines.collect::<Vec<_>>().join("\n").trim().to_string();
+                        let parts: Vec<String> = [first, rest].into_iter().filter(|p| !p.is_empty()).collect();
+                        transformed(parts.join(separator))?
+                    }
+                    false => mapped,
+                }
+            }
+            _ if plain => mapped,
+            _ => text,
+        };
         Ok(Back { netsuite: Value::String(netsuite), salesforce: Value::String(salesforce) })
+    }
+
+    /// `text` through the forward transforms of `kind`'s field `target`
+    /// (unchanged when it has none, or no such field).
+    pub fn transformed(&self, kind: RecordKind, target: &str, text: String) -> std::result::Result<String, String> {
+        let Some(field) = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target)) else {
+            return Ok(text);
+        };
+        field.transforms.iter().try_fold(text, |text, t| transforms::apply(*t, text))
     }
 
     pub fn maps(&self, kind: RecordKind) -> bool {

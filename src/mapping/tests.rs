@@ -238,4 +238,6 @@ fn values_written_back_pass_the_forward_transforms() {
     );
     assert_eq!(back("NetSuite_Inactive__c", json!(true)).unwrap(), (json!(true), json!(true)));
     assert_eq!(back("Name", json!(" Acme ")).unwrap(), (json!("Acme"), json!("Acme")));
+    let street = back("Street__c", json!("1 Main St \r\n\r\n Suite 5 \n")).unwrap();
+    assert_eq!(street, (json!("1 Main St \r\n\r\n Suite 5"), json!("1 Main St\nSuite 5")));
 }

@@ -300,7 +300,9 @@ impl<'p, 'r> Pass<'p, 'r> {
             && let Value::String(name) = &back.netsuite
             && let Some(named) = self.term_name(name)?
         {
-            back.salesforce = Value::String(named);
+            // As the forward mapping shows NetSuite's name.
+            let shown = self.run.settings.mapping.transformed(self.kind, f, named.clone()).unwrap_or(named);
+            back.salesforce = Value::String(shown);
         }
         Ok(Some(back))
     }
@@ -679,7 +681,13 @@ impl<'p, 'r> Pass<'p, 'r> {
                     }
                 };
                 match refused {
-                    true => self.run.count(self.kind, OutcomeKind::Failed),
+                    // Salesforce keeps its edits as typed while they wait.
+                    true => {
+                        self.run.count(self.kind, OutcomeKind::Failed);
+                        for f in &reformed {
+                            merged.to_salesforce.remove(f);
+                        }
+                    }
                     // `old`: what NetSuite holds (the base may lack the field).
                     false => {
                         self.plan(PlanAction::NetSuiteUpdate, id, &merged.to_netsuite, Some(&mapped.target.fields))
@@ -716,7 +724,24 @@ impl<'p, 'r> Pass<'p, 'r> {
             // forward pass sees only records NetSuite changed after its
             // cursor, which a base-less first merge need not be.
             if !merged.to_salesforce.is_empty() {
-                match run.sink.set_fields(self.sobject, &record.id, &merged.to_salesforce) {
+                let mut written = run.sink.set_fields(self.sobject, &record.id, &merged.to_salesforce);
+                // Salesforce refusing the forward form of its own edits (a
+                // validation rule on the phone's form) does not stop the
+                // rest: sent again without them, it keeps them as typed and
+                // the base says so (the forward pass then tries that form
+                // and fails visibly).
+                if written.as_ref().is_err_and(ConnectorError::is_about_data) && !reformed.is_empty() {
+                    for f in &reformed {
+                        merged.to_salesforce.remove(f);
+                        merged.agreed.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
+                    }
+                    written = match merged.to_salesforce.is_empty() {
+                        true => Ok(()),
+                        false => run.sink.set_fields(self.sobject, &record.id, &merged.to_salesforce),
+                    };
+                }
+                match written {
+                    Ok(()) if merged.to_salesforce.is_empty() => {}
                     Ok(()) => {
                         let changes: Vec<Value> = merged
                             .to_salesforce
@@ -926,17 +951,11 @@ impl<'p, 'r> Pass<'p, 'r> {
                     return Err(e);
                 }
             };
+            // What NetSuite was sent.
             let detail: Vec<Value> =
-                values.iter().map(|(f, v)| json!({ "field": f, "rule": "writeback", "new": v })).collect();
+                settled.iter().map(|(f, b)| json!({ "field": f, "rule": "writeback", "new": b.netsuite })).collect();
             audit.push(self.entry(AuditAction::NetSuiteCreate, &id, &record.id, "created", Value::Array(detail)));
-            // With the link, Salesforce takes the forward mapping's form of
-            // what it sent (a phone in E.164), as a merge gives it.
-            let mut link = Map::from_iter([(EXTERNAL_ID_FIELD.to_string(), Value::String(id.clone()))]);
-            for (f, back) in &settled {
-                if !merge::same(Some(&back.salesforce), record.fields.get(f)) {
-                    link.insert(f.clone(), back.salesforce.clone());
-                }
-            }
+            let link = Map::from_iter([(EXTERNAL_ID_FIELD.to_string(), Value::String(id.clone()))]);
             match run.sink.set_fields(self.sobject, &record.id, &link) {
                 Ok(()) => audit.push(self.entry(AuditAction::Link, &id, &record.id, "updated", json!([]))),
                 Err(e) if e.is_about_data() => {
@@ -953,6 +972,38 @@ impl<'p, 'r> Pass<'p, 'r> {
                 Err(e) => {
                     run.audit(audit);
                     return Err(e);
+                }
+            }
+            // Linked, Salesforce takes the forward mapping's form of what it
+            // sent (a phone in E.164), as a merge gives it; refused (a
+            // validation rule on that form), it keeps them as typed and the
+            // base says so.
+            let reform: Map<String, Value> = settled
+                .iter()
+                .filter(|(f, back)| !merge::same(Some(&back.salesforce), record.fields.get(f)))
+                .map(|(f, back)| (f.clone(), back.salesforce.clone()))
+                .collect();
+            if !reform.is_empty() {
+                let changes: Vec<Value> = reform
+                    .iter()
+                    .map(|(f, v)| json!({ "field": f, "rule": "merge", "old": record.fields.get(f), "new": v }))
+                    .collect();
+                let detail = Value::Array(changes);
+                match run.sink.set_fields(self.sobject, &record.id, &reform) {
+                    Ok(()) => audit.push(self.entry(AuditAction::Write, &id, &record.id, "updated", detail)),
+                    Err(e) if e.is_about_data() => {
+                        for (f, back) in settled.iter_mut().filter(|(f, _)| reform.contains_key(f)) {
+                            back.salesforce = record.fields.get(f).cloned().unwrap_or(Value::Null);
+                        }
+                        audit.push(AuditEntry {
+                            error: Some(e.to_string()),
+                            ..self.entry(AuditAction::Write, &id, &record.id, "failed", detail)
+                        });
+                    }
+                    Err(e) => {
+                        run.audit(audit);
+                        return Err(e);
+                    }
                 }
             }
             self.done.borrow_mut().push(record.id.clone());

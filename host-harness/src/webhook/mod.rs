@@ -435,8 +435,10 @@ async fn run_now(hosted: Arc<Hosted>) -> Response {
     // run half-way, its lease held and its row left `running`.
     let run = tokio::spawn(async move {
         let report = hosted.tenant.sync(hosted.runtime, SyncMode::Incremental, &[]).await;
-        if let Ok(report) = &report {
-            crate::serve::log_run(report);
+        // Logged here: the caller may be gone.
+        match &report {
+            Ok(report) => crate::serve::log_run(report),
+            Err(e) => tracing::error!(tenant = %hosted.tenant.config.tenant, "POST /sync: the run failed: {e:#}"),
         }
         report
     });
