@@ -208,8 +208,13 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     assert!(!out.status.success() && stderr.contains(&addr) && stderr.contains("--listen"), "{stderr}");
     // So under --tenants, before it plans (as its own) the runs of tenants
     // the `serve` holding the address runs.
-    let out =
-        serve_until_it_ends(&["serve", "--tenants", config, "--component", component, "--listen", &addr], dir.path());
+    let scheduled = dir.path().join("scheduled.toml");
+    std::fs::write(&scheduled, format!("{text}[schedule]\nevery_secs = 60\n")).unwrap();
+    let scheduled = scheduled.to_str().unwrap();
+    let out = serve_until_it_ends(
+        &["serve", "--tenants", scheduled, "--component", component, "--listen", &addr],
+        dir.path(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains(&addr) && stderr.contains("--listen"), "{stderr}");
     let db = host_harness::store::Database::open(&dir.path().join("data/connector.db")).unwrap();

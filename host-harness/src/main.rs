@@ -731,8 +731,8 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
     let server = Server::new(dir.clone(), runtime);
     // Bound first: a second `serve` whose address is taken must not start
     // (and record as its own) the schedules of the one already serving.
-    let limits = host_harness::webhook::ListenerLimits::default();
-    let hook = host_harness::webhook::serve_tenants(server.directory(), listen, limits).await?;
+    // Answering waits for the tenants: a request meanwhile waits for them.
+    let listener = host_harness::webhook::bind(listen).await?;
     let first = server.reload();
     print_reload(&first);
     if server.tenants().is_empty() {
@@ -741,6 +741,8 @@ async fn serve_tenants(dir: PathBuf, runtime: &'static Runtime, listen: std::net
             dir.display()
         );
     }
+    let limits = host_harness::webhook::ListenerLimits::default();
+    let hook = host_harness::webhook::serve_tenants_on(server.directory(), listener, limits)?;
     tracing::info!(url = %hook.url, "listening: POST /tenants/{{tenant}}/netsuite/events, POST /tenants/{{tenant}}/sync, GET /metrics");
     let signals = {
         let server = server.clone();

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
 /// Path the SuiteScript posts to.
@@ -512,11 +513,26 @@ pub async fn serve_with(
 /// Listens on `addr` for every tenant `directory` finds
 /// (`/tenants/{tenant}/netsuite/events`, `/tenants/{tenant}/sync`).
 pub async fn serve_tenants(directory: Directory, addr: SocketAddr, limits: ListenerLimits) -> Result<Webhook> {
+    serve_tenants_on(directory, bind(addr).await?, limits)
+}
+
+/// As [`serve_tenants`], on an address bound already: `serve --tenants`
+/// binds before it loads its tenants (a second one whose address is taken
+/// stops there) and answers once they are loaded (a request arriving in
+/// between waits, rather than finding no tenant).
+pub fn serve_tenants_on(directory: Directory, listener: TcpListener, limits: ListenerLimits) -> Result<Webhook> {
     let router = Router::new()
         .route(TENANT_EVENTS_PATH, post(receive_for))
         .route(TENANT_SYNC_PATH, post(sync_now_for))
         .route(METRICS_PATH, axum::routing::get(metrics));
-    listen(Tenants::Many(directory), router, addr, limits).await
+    listen_on(Tenants::Many(directory), router, listener, limits)
+}
+
+/// Binds `addr`, or says what to do when it cannot.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr} ({e}): stop what uses it, or give --listen another address")
+    })
 }
 
 async fn listen(
@@ -525,11 +541,17 @@ async fn listen(
     addr: SocketAddr,
     limits: ListenerLimits,
 ) -> Result<Webhook> {
+    listen_on(tenants, router, bind(addr).await?, limits)
+}
+
+fn listen_on(
+    tenants: Tenants,
+    router: Router<Arc<Shared>>,
+    listener: TcpListener,
+    limits: ListenerLimits,
+) -> Result<Webhook> {
     let shared = Arc::new(Shared { tenants, body_read_timeout: limits.body_read_timeout });
     let router = router.with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {addr} ({e}): stop what uses it, or give --listen another address")
-    })?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(accept(listener, router, limits));
     Ok(Webhook { shared, url })
@@ -537,7 +559,7 @@ async fn listen(
 
 /// Serves each connection with hyper's HTTP/1 server and its header read
 /// timeout (axum::serve sets none), at most `max_connections` at once.
-async fn accept(listener: tokio::net::TcpListener, router: Router, limits: ListenerLimits) {
+async fn accept(listener: TcpListener, router: Router, limits: ListenerLimits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
