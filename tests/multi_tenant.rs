@@ -423,4 +423,13 @@ async fn two_tenants_in_one_data_directory_are_refused() {
     assert!(reload.added.is_empty() && reload.removed.is_empty(), "{reload:?}");
     assert!(reload.errors.iter().any(|e| e.contains("tenant `t1` keeps its data in")), "{reload:?}");
     assert_eq!(server.tenants().len(), 1);
+
+    // So through a symbolic link to it.
+    let link = other_dir.path().join("b-data");
+    std::os::unix::fs::symlink(&b.tenant.config.data_dir, &link).unwrap();
+    let linked = format!("{:?}", link.display().to_string());
+    write_tenant(other_dir.path(), 1, &a, Some(("data_dir", &linked)), "");
+    let reload = server.reload();
+    assert!(reload.added.is_empty(), "{reload:?}");
+    assert!(reload.errors.iter().any(|e| e.contains("tenant `t1` keeps its data in")), "{reload:?}");
 }

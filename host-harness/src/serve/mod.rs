@@ -355,6 +355,11 @@ fn retire(entry: &Entry, removed: bool) {
 
 /// Where `dir` (or a file) is, however it is spelled (it may not exist yet).
 fn place_of(dir: &Path) -> PathBuf {
+    // The directory itself when it exists (a symlink to another tenant's
+    // is that one); else its parent's place and its name.
+    if let Ok(place) = std::fs::canonicalize(dir) {
+        return place;
+    }
     match (dir.parent(), dir.file_name()) {
         (Some(parent), Some(name)) => {
             std::fs::canonicalize(parent).map_or_else(|_| dir.to_path_buf(), |p| p.join(name))

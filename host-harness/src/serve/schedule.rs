@@ -24,6 +24,28 @@ pub struct Schedule {
     jitter: Duration,
 }
 
+/// What croner lets pass but a reader would not mean: other than five or
+/// six fields (a seventh, the year, is not cron as README gives it), and a
+/// step past its field's range (`*/61` minutes runs hourly).
+fn check_fields(expr: &str) -> Result<()> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let names: &[(&str, u32)] = match fields.len() {
+        5 => &[("minute", 59), ("hour", 23), ("day", 31), ("month", 12), ("weekday", 7)],
+        6 => &[("second", 59), ("minute", 59), ("hour", 23), ("day", 31), ("month", 12), ("weekday", 7)],
+        n => bail!("it has {n} fields"),
+    };
+    for (field, (name, most)) in fields.iter().zip(names) {
+        for part in field.split(',') {
+            let Some((_, step)) = part.split_once('/') else { continue };
+            match step.parse::<u32>() {
+                Ok(step) if (1..=*most).contains(&step) => {}
+                _ => bail!("the {name} step `/{step}` is not between 1 and {most}"),
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Schedule {
     pub fn from_config(config: &ScheduleConfig) -> Result<Schedule> {
         let when = match (&config.cron, config.every_secs) {
@@ -34,7 +56,7 @@ impl Schedule {
                 bail!("`every_secs` is {secs}: give at most {MAX_INTERVAL_SECS} (a year), e.g. 900")
             }
             (None, Some(secs)) => When::Every(Duration::from_secs(secs)),
-            (Some(expr), None) => match expr.parse::<croner::Cron>() {
+            (Some(expr), None) => match check_fields(expr).and_then(|()| Ok(expr.parse::<croner::Cron>()?)) {
                 Ok(cron) => When::Cron(Box::new(cron)),
                 Err(e) => bail!(
                     "`cron` = {expr:?} is not a cron expression ({e}): five fields (minute hour day month weekday), \
@@ -118,6 +140,15 @@ mod tests {
         assert!(bad(ScheduleConfig::default()).contains("give `cron`"));
         let e = bad(ScheduleConfig { cron: Some("every hour".into()), ..Default::default() });
         assert!(e.contains("\"every hour\" is not a cron expression"), "{e}");
+        for (expr, said) in [
+            ("* * * * * * *", "7 fields"),
+            ("*/61 * * * *", "minute step `/61`"),
+            ("0 */25 * * *", "hour step `/25`"),
+            ("*/0 * * * * *", "second step `/0`"),
+        ] {
+            let e = bad(ScheduleConfig { cron: Some(expr.into()), ..Default::default() });
+            assert!(e.contains(said) && e.contains("five fields"), "{expr}: {e}");
+        }
         let e = bad(ScheduleConfig { cron: Some("* * * * *".into()), every_secs: Some(5), jitter_secs: 0 });
         assert!(e.contains("not both"), "{e}");
         assert!(bad(ScheduleConfig { every_secs: Some(0), ..Default::default() }).contains("`every_secs` is 0"));
