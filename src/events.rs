@@ -128,11 +128,15 @@ pub fn verify(
             Some(age) if age >= 0 => format!("{age} s ago"),
             Some(age) => format!("{} s in the future", age.unsigned_abs()),
         };
+        // A time in milliseconds (`Date.now()`) reads as ~50,000 years ahead.
+        let cause = match timestamp / 1000 - now {
+            d if d.abs() <= tolerance_secs.max(0) => "t is in milliseconds: give Unix seconds",
+            _ => "check the clocks of NetSuite and this host",
+        };
         return Err(Answer::error(
             401,
             format!(
-                "the event was signed {when}; more than {tolerance_secs} s either way is refused as a replay: \
-                 check the clocks of NetSuite and this host"
+                "the event was signed {when}; more than {tolerance_secs} s either way is refused as a replay: {cause}"
             ),
         ));
     }
@@ -266,7 +270,9 @@ mod tests {
         let past = verify(&signed(body, now - 1000), body.as_bytes(), SECRET, now, 300).unwrap_err();
         assert!(past.body.contains("signed 1000 s ago;"), "{past:?}");
         let future = verify(&signed(body, now + 1000), body.as_bytes(), SECRET, now, 300).unwrap_err();
-        assert!(future.body.contains("signed 1000 s in the future;"), "{future:?}");
+        assert!(future.body.contains("signed 1000 s in the future;") && future.body.contains("clocks"), "{future:?}");
+        let millis = verify(&signed(body, now * 1000 + 250), body.as_bytes(), SECRET, now, 300).unwrap_err();
+        assert!(millis.body.contains("t is in milliseconds: give Unix seconds"), "{millis:?}");
         let ancient = verify(&signed(body, i64::MIN), body.as_bytes(), SECRET, now, 300).unwrap_err();
         assert!(ancient.body.contains("centuries ago"), "{ancient:?}");
         assert!(verify(&signed(body, i64::MIN + 1), body.as_bytes(), SECRET, i64::MIN, 300).is_ok());

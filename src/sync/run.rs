@@ -9,7 +9,7 @@ use super::write::Writer;
 use super::zone::Zone;
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem,
-    RecordKind, Result, SObjectRecord, SyncRequest, Transformation,
+    RecordKind, Result, SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
@@ -46,15 +46,6 @@ pub(super) struct Staged {
     /// record under the external id. The plan uses it instead of reading
     /// the record a second time.
     pub seen_live: Option<Option<Map<String, Value>>>,
-    /// Of a kind written both ways, a record Salesforce holds: the target
-    /// with only the fields NetSuite changed since the base. Sent instead of
-    /// the whole target, so a Salesforce edit made to another field after
-    /// this run's poll stays (the next poll takes it to NetSuite).
-    pub changed_only: Option<SObjectRecord>,
-    /// Sent as `changed_only`, the record was created (deleted in
-    /// Salesforce after the poll): sent again whole, and relinked as a
-    /// record created anew.
-    pub recreated: bool,
 }
 
 impl Staged {
@@ -134,8 +125,6 @@ impl From<QueuedWrite> for Staged {
             payload,
             fresh: false,
             seen_live: None,
-            changed_only: None,
-            recreated: false,
         }
     }
 }

@@ -289,11 +289,6 @@ fn to_write(
         annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
     }
     let parents = run.settings.mapping.parents(record);
-    let both_ways = run.settings.writeback.is_some() && run.settings.mapping.writeback(mapped.source_kind).is_some();
-    let changed_only = match (&before, &sf) {
-        (Some(before), Some(_)) if both_ways => changed_only(&mapped.target, before),
-        _ => None,
-    };
     // The payload goes into the state when the write lands.
     Staged {
         mapped,
@@ -302,28 +297,7 @@ fn to_write(
         payload,
         fresh,
         seen_live: None,
-        changed_only,
-        recreated: false,
     }
-}
-
-/// `target` with only the fields whose value differs from `before` (what
-/// Salesforce holds, as far as the run knows), parent references kept; None
-/// when every field differs.
-fn changed_only(target: &SObjectRecord, before: &Map<String, Value>) -> Option<SObjectRecord> {
-    let keep = |(field, value): (&String, &Value)| {
-        value.is_object() || !super::merge::same(Some(value), before.get(field.as_str()))
-    };
-    if target.fields.iter().all(keep) {
-        return None;
-    }
-    let fields = target.fields.iter().filter(|f| keep(*f)).map(|(f, v)| (f.clone(), v.clone())).collect();
-    Some(SObjectRecord {
-        sobject: target.sobject.clone(),
-        external_id_field: target.external_id_field.clone(),
-        external_id: target.external_id.clone(),
-        fields,
-    })
 }
 
 #[cfg(test)]

@@ -311,13 +311,8 @@ fn record_outcomes(
     // Records whose last version here failed.
     let mut refused: HashSet<String> = HashSet::new();
     for (staged, outcome) in written.into_iter().zip(outcomes) {
-        // Created by the changed fields, completed by this write.
-        let created = match outcome.outcome {
-            OutcomeKind::Updated if staged.recreated => OutcomeKind::Created,
-            other => other,
-        };
-        run.count(kind, created);
-        if created == OutcomeKind::Created && staged.state.sf.is_some() {
+        run.count(kind, outcome.outcome);
+        if outcome.outcome == OutcomeKind::Created && staged.state.sf.is_some() {
             anew.push(staged.mapped.source_id.clone());
         }
         let error = errors_text(outcome);
@@ -527,34 +522,15 @@ impl CompositeBatch {
         part: Vec<(usize, Staged)>,
         outcomes: Vec<UpsertOutcome>,
     ) -> (Vec<(usize, Staged)>, Vec<UpsertOutcome>) {
-        // Sent with its changed fields only, a record Salesforce created
-        // (deleted there since the poll), or refused for good (a required
-        // field it lacked, as a record created anew), goes again whole.
-        let recreated = |s: &Staged, o: &UpsertOutcome| {
-            s.changed_only.is_some()
-                && (o.outcome == OutcomeKind::Created
-                    || (o.outcome == OutcomeKind::Failed && !worth_another_attempt(o)))
-        };
-        if self.attempts.is_empty()
-            && !outcomes.iter().any(worth_another_attempt)
-            && !part.iter().zip(&outcomes).any(|((_, s), o)| recreated(s, o))
-        {
+        if self.attempts.is_empty() && !outcomes.iter().any(worth_another_attempt) {
             return (part, outcomes);
         }
         let mut newer = self.holds();
         let most = run.sink.record_attempts();
         let mut now = Vec::with_capacity(part.len());
         // Backwards, so `newer` holds the versions later in this request.
-        for ((page, mut staged), outcome) in part.into_iter().zip(outcomes).rev() {
+        for ((page, staged), outcome) in part.into_iter().zip(outcomes).rev() {
             let id = id_hash(&staged);
-            if recreated(&staged, &outcome) && !newer.contains(&id) {
-                staged.changed_only = None;
-                staged.recreated = outcome.outcome == OutcomeKind::Created;
-                self.waiting_bytes += staged.payload.get().len();
-                self.waiting.push((page, staged));
-                newer.insert(id);
-                continue;
-            }
             let tried = self.attempts.get(&id).copied().unwrap_or(0);
             if worth_another_attempt(&outcome) && tried < most && !newer.contains(&id) {
                 self.attempts.insert(id, tried + 1);
@@ -637,10 +613,8 @@ impl CompositeBatch {
             }
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
             self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
-            let targets: Vec<&SObjectRecord> =
-                part.iter().map(|(_, s)| s.changed_only.as_ref().unwrap_or(&s.mapped.target)).collect();
-            let texts: Vec<Option<&str>> =
-                part.iter().map(|(_, s)| s.changed_only.is_none().then(|| s.payload.get())).collect();
+            let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
+            let texts: Vec<Option<&str>> = part.iter().map(|(_, s)| Some(s.payload.get())).collect();
             let mark = run.in_flight.mark(self.kind, true, part.iter().map(|(_, s)| s))?;
             let pending = run.sink.begin_upsert(&targets, &texts)?;
             self.in_flight.push_back((part, pending, mark));
@@ -1001,10 +975,7 @@ impl Batch for BulkBatch {
         let mut shaped: Vec<(String, Vec<Staged>)> = Vec::new();
         let mut composite = Vec::new();
         for staged in records {
-            // An empty cell leaves a field as it is, but a record that
-            // turned out deleted would be created with only some: those
-            // go through Composite, which sends them again whole then.
-            if !csv_safe(&staged.mapped.target) || staged.changed_only.is_some() {
+            if !csv_safe(&staged.mapped.target) {
                 composite.push(staged);
                 continue;
             }

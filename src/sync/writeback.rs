@@ -730,11 +730,24 @@ impl<'p, 'r> Pass<'p, 'r> {
                 // rest: sent again without them, it keeps them as typed and
                 // the base says so (the forward pass then tries that form
                 // and fails visibly).
-                if written.as_ref().is_err_and(ConnectorError::is_about_data) && !reformed.is_empty() {
+                let carried = reformed.iter().any(|f| merged.to_salesforce.contains_key(f));
+                if let Err(e) = written.as_ref().map_err(Clone::clone)
+                    && e.is_about_data()
+                    && carried
+                {
+                    let mut refused = Map::new();
                     for f in &reformed {
-                        merged.to_salesforce.remove(f);
+                        refused.extend(merged.to_salesforce.remove_entry(f));
                         merged.agreed.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
                     }
+                    let changes: Vec<Value> = refused
+                        .iter()
+                        .map(|(f, v)| json!({ "field": f, "rule": "merge", "old": record.fields.get(f), "new": v }))
+                        .collect();
+                    audit.push(AuditEntry {
+                        error: Some(e.to_string()),
+                        ..self.entry(AuditAction::Write, id, &record.id, "failed", Value::Array(changes))
+                    });
                     written = match merged.to_salesforce.is_empty() {
                         true => Ok(()),
                         false => run.sink.set_fields(self.sobject, &record.id, &merged.to_salesforce),

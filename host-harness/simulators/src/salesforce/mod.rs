@@ -288,7 +288,7 @@ impl SalesforceSim {
         self.inner.refuse_rest.store(refuse, Ordering::SeqCst);
     }
 
-    /// Runs `edit` once, right after the next SOQL query naming `sobject`
+    /// Runs `edit` once, right after the next SOQL query of `sobject`
     /// has been run and before it is answered, as a user editing during a
     /// sync would (after the connector's read, before its write).
     pub fn after_query_of(&self, sobject: &str, edit: impl FnOnce(&SalesforceSim) + Send + 'static) {
@@ -757,7 +757,12 @@ async fn api_handler(
     };
     if queried {
         let mut hook = sim.inner.after_query.lock().unwrap();
-        if hook.as_ref().is_some_and(|(sobject, _)| query.as_deref().is_some_and(|q| q.contains(sobject.as_str()))) {
+        // The query's text as sent (`FROM+Vendor__c`, or `%20`).
+        let from = |sobject: &str| {
+            let q = query.as_deref().unwrap_or_default();
+            ["+", "%20"].iter().any(|space| q.contains(&format!("FROM{space}{sobject}")))
+        };
+        if hook.as_ref().is_some_and(|(sobject, _)| from(sobject)) {
             let (_, edit) = hook.take().expect("checked");
             drop(hook);
             edit(&sim);
