@@ -29,6 +29,10 @@ use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+/// Salesforce's values of fields written back, each as NetSuite is sent it
+/// and as Salesforce is then to hold it (see [`Pass::settle`]).
+type Settled = Vec<(String, Back)>;
+
 /// Polls Salesforce and writes what changed there to NetSuite.
 pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> Result<()> {
     let Some(section) = run.settings.mapping.writeback(kind) else { return Ok(()) };
@@ -898,7 +902,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         let run = self.run;
         let sources = self.section.sources();
         let mut audit = Vec::new();
-        let mut made: Vec<(String, &Changed, Vec<(String, Back)>)> = Vec::new();
+        let mut made: Vec<(String, &Changed, Settled)> = Vec::new();
         for record in records {
             let values: Map<String, Value> = sources
                 .iter()
@@ -906,7 +910,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                 .collect();
             // As NetSuite is sent them, and as Salesforce is then to hold
             // them (see `linked`).
-            let mut settled: Vec<(String, Back)> = Vec::new();
+            let mut settled: Settled = Vec::new();
             for (f, v) in &values {
                 match self.settle(f, v) {
                     Ok(back) => settled.extend(back.map(|b| (f.clone(), b))),
