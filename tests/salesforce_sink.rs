@@ -141,6 +141,15 @@ async fn the_quota_guard_stops_before_the_configured_share_and_reports_usage() {
     let stored: String =
         conn.query_row("SELECT report FROM runs WHERE run_id = ?1", [&report.run_id], |r| r.get(0)).unwrap();
     assert!(stored.contains(&format!(r#""created":{written}"#)), "the run log keeps the counts: {stored}");
+
+    // The next run knows the org was left at the ceiling: it asks where usage
+    // stands (one `/limits` request) before anything else, and writes nothing.
+    let before = (bed.salesforce.api_requests(), bed.salesforce.count("Account"), bed.salesforce.writes());
+    let again = bed.sync().await;
+    assert_eq!(again.status, "stopped", "{:?}", again.error);
+    assert!(again.error.as_deref().is_some_and(|e| e.contains("salesforce_max_api_share")), "{:?}", again.error);
+    let after = (bed.salesforce.api_requests(), bed.salesforce.count("Account"), bed.salesforce.writes());
+    assert_eq!(after, (before.0 + 1, before.1, before.2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

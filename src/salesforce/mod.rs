@@ -19,7 +19,7 @@ pub use bulk::{BulkResults, CsvJob, csv_safe};
 pub use composite::PendingUpsert;
 
 use crate::http::retry::{ApiClient, Backoff, Sent, Started};
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, Result};
 use crate::ports::Host;
 use crate::settings::SalesforceSettings;
@@ -45,6 +45,9 @@ pub struct SalesforceSink<'h> {
     logins: Cell<u64>,
     /// Requests started and not yet finished; the quota guard counts them.
     in_flight: Cell<u64>,
+    /// The org's usage as the last run left it: at the ceiling, this run
+    /// learns where usage stands before its first request.
+    assumed: Cell<Option<ApiUsage>>,
 }
 
 impl<'h> SalesforceSink<'h> {
@@ -56,7 +59,13 @@ impl<'h> SalesforceSink<'h> {
             usage: Cell::new(None),
             logins: Cell::new(0),
             in_flight: Cell::new(0),
+            assumed: Cell::new(None),
         }
+    }
+
+    /// The org's usage as the last run saw it last (see `check_quota`).
+    pub fn assume_usage(&self, usage: ApiUsage) {
+        self.assumed.set(Some(usage));
     }
 
     pub fn calls(&self) -> u32 {
@@ -209,8 +218,18 @@ impl<'h> SalesforceSink<'h> {
     /// Stops before the org's daily allocation reaches the configured share,
     /// leaving room for the org's other integrations and users.
     fn check_quota(&self) -> Result<()> {
+        // A run knows the usage from its own responses only: when the last
+        // run left it at the ceiling, one `/limits` request says where it
+        // stands now (it may have fallen since), before anything is sent.
+        if self.usage.get().is_none()
+            && let Some(last) = self.assumed.take()
+            && last.limit > 0
+            && last.used >= self.ceiling(last)
+        {
+            self.read_usage()?;
+        }
         let Some(usage) = self.usage.get() else { return Ok(()) };
-        let ceiling = (usage.limit as f64 * self.settings.max_api_share).floor() as u64;
+        let ceiling = self.ceiling(usage);
         // Requests on their way may not be in the org's last figure yet: counting
         // them keeps the guard from stopping late.
         let on_the_way = self.in_flight.get();
@@ -230,6 +249,27 @@ impl<'h> SalesforceSink<'h> {
                 usage.used as f64 * 100.0 / usage.limit as f64,
                 self.settings.max_api_share * 100.0
             )));
+        }
+        Ok(())
+    }
+
+    fn ceiling(&self, usage: ApiUsage) -> u64 {
+        (usage.limit as f64 * self.settings.max_api_share).floor() as u64
+    }
+
+    /// The org's usage now, from a `GET …/limits` (its `Sforce-Limit-Info`,
+    /// or the body's `DailyApiRequests`).
+    fn read_usage(&self) -> Result<()> {
+        let build = |s: &Session| HttpRequest::new(Method::Get, self.api_url(s, "/limits"));
+        let sent = self.api.send(&|| self.authorized(&build))?;
+        let response = self.settle(sent, &build, self.logins.get())?;
+        if self.usage.get().is_none()
+            && response.is_success()
+            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&response.body)
+            && let Some(daily) = body.get("DailyApiRequests")
+            && let (Some(max), Some(remaining)) = (daily["Max"].as_u64(), daily["Remaining"].as_u64())
+        {
+            self.usage.set(Some(ApiUsage { used: max.saturating_sub(remaining), limit: max }));
         }
         Ok(())
     }

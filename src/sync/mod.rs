@@ -104,6 +104,9 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
         false => (host, Box::new(write::Salesforce)),
     };
     let mut run = Run::new(host, request, &settings, writer);
+    if let Some(usage) = run.state.api_usage() {
+        run.sink.assume_usage(usage);
+    }
     let outcome = if request.dry_run {
         all(&run, &kinds)
     } else {
@@ -118,6 +121,10 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
             }
         }
     };
+    // For the next run's quota guard (a dry run's store keeps nothing).
+    if let Some(usage) = run.sink.usage() {
+        run.state.save_api_usage(usage);
+    }
     let mut counts = run.counts();
     let mut reported: Vec<(RecordKind, KindCounts)> =
         kinds.iter().map(|k| (*k, counts.remove(k).unwrap_or_default())).collect();

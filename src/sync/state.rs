@@ -4,6 +4,7 @@
 use super::kv_error;
 use crate::model::{ConnectorError, Cursor, NetSuiteRecord, RecordKind, Result, SObjectRecord};
 use crate::ports::KeyValue;
+use crate::salesforce::limits::ApiUsage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -27,6 +28,9 @@ pub fn salesforce_cursor_parts(text: &str) -> (&str, Option<&str>, Option<&str>)
         None => (text, None, None),
     }
 }
+
+/// The org's API usage the last run saw last, `{used}/{limit}`.
+const API_USAGE_KEY: &str = "salesforce/api-usage";
 
 pub fn salesforce_cursor_key(kind: RecordKind) -> String {
     format!("cursor/salesforce/{kind}")
@@ -329,6 +333,19 @@ impl<'a> State<'a> {
     fn write_cursor(&self, key: &str, cursor: &StoredCursor) -> Result<()> {
         let bytes = serde_json::to_vec(cursor).expect("a cursor serializes");
         self.kv.set(key, &bytes).map_err(|e| kv_error("saving a cursor", e))
+    }
+
+    /// The org's API usage as the last run saw it last.
+    pub fn api_usage(&self) -> Option<ApiUsage> {
+        let bytes = self.kv.get(API_USAGE_KEY).ok()??;
+        let (used, limit) = std::str::from_utf8(&bytes).ok()?.split_once('/')?;
+        Some(ApiUsage { used: used.parse().ok()?, limit: limit.parse().ok()? })
+    }
+
+    /// Keeps `usage` for the next run; a store that fails only costs that
+    /// run's early check.
+    pub fn save_api_usage(&self, usage: ApiUsage) {
+        let _ = self.kv.set(API_USAGE_KEY, format!("{}/{}", usage.used, usage.limit).as_bytes());
     }
 
     /// Where the poll of Salesforce changes to `kind` records continues:
