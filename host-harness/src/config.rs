@@ -125,7 +125,7 @@ impl HarnessConfig {
         let table = read_table(path)?;
         if table.get("tenant").is_some_and(toml::Value::is_array) {
             bail!(
-                "{} defines several tenants ([[tenant]] tables): name one with `--table <name>`; \
+                "{} defines its tenants as [[tenant]] tables: name the one to use with `--table <name>`; \
                  `connector serve --tenants {}` hosts them all",
                 path.display(),
                 path.display()
@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(configs[0].settings_text()["netsuite_page_size"], "200");
         assert_eq!(configs[1].data_dir, dir.path().join("state/globex"));
         let err = HarnessConfig::load(&file).unwrap_err().to_string();
-        assert!(err.contains("defines several tenants") && err.contains("--table <name>"), "{err}");
+        assert!(err.contains("defines its tenants as [[tenant]] tables") && err.contains("--table <name>"), "{err}");
         assert_eq!(HarnessConfig::load_selected(&file, Some("globex")).unwrap().tenant, "globex");
         let err = format!("{:#}", HarnessConfig::load_selected(&file, Some("initech")).unwrap_err());
         assert!(err.contains("no tenant `initech`") && err.contains("`acme`, `globex`"), "{err}");
