@@ -145,6 +145,13 @@ fn utc_time(flag: &str, value: &str) -> Result<String> {
              2026-12-01T09:30:00+02:00"
         )
     })?;
+    // Stored times end at microseconds: a bound between two is the next
+    // one, so `--since` keeps rows at or after it and `--until` rows before.
+    let below = t.nanosecond() % 1000;
+    let t = match below {
+        0 => t,
+        _ => t.checked_add(time::Duration::nanoseconds(i64::from(1000 - below))).unwrap_or(t),
+    };
     Ok(crate::store::utc_text(t))
 }
 

@@ -210,6 +210,10 @@ fn time_ranges_compare_instants() {
     assert_eq!(range(Some("2026-12-01T12:00:00.5+01:00"), Some("2026-12-02T10:00:00.5+01:00")), [6, 4]);
     assert_eq!(range(None, Some("2026-12-01T10:00:00.1Z")), [1]);
     assert_eq!(range(Some("2026-12-03T00:00:00Z"), None), [10, 9, 8]);
+    // Finer than the stored microseconds: a row a nanosecond before --since
+    // is out, one a nanosecond before --until in.
+    assert!(!range(Some("2026-12-01T10:00:00.000000001Z"), None).contains(&1));
+    assert_eq!(range(None, Some("2026-12-01T10:00:00.000000001Z")), [1]);
 }
 
 #[test]
