@@ -1181,6 +1181,13 @@ async fn a_salesforce_edit_of_a_field_only_netsuite_writes_is_set_back() {
     assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), (sf_writes, ns_writes), "no echo");
 }
 
+/// Another run writes nothing to either side.
+async fn no_echo(bed: &Bed) {
+    let writes = (bed.salesforce.writes(), bed.netsuite.record_writes());
+    succeeded(&bed.sync_all().await);
+    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), writes, "no echo");
+}
+
 /// The shipped mapping with `Phone__c` out of the vendor mapping, both ways.
 fn without_phone() -> String {
     let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
@@ -1285,9 +1292,7 @@ async fn a_salesforce_value_entered_while_its_field_was_out_of_the_mapping_is_me
     assert_eq!(conflicts[0].netsuite_id, edited.to_string());
     let untouched_phone = bed.sf("Vendor__c", untouched).1["Phone__c"].clone();
     assert!(untouched_phone.is_string(), "NetSuite's number is there: {untouched_phone}");
-    let writes = (bed.salesforce.writes(), bed.netsuite.record_writes());
-    succeeded(&bed.sync_all().await);
-    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), writes, "no echo");
+    no_echo(&bed).await;
 }
 
 /// A Salesforce edit NetSuite takes in another form comes back to
@@ -1339,9 +1344,7 @@ async fn a_salesforce_edit_netsuite_holds_in_another_form_is_written_once_each_w
         );
         assert_eq!(bed.netsuite.vendor_field(id, "phone").unwrap().as_deref(), Some("+1 (415) 555-0101"));
     }
-    let writes = (bed.salesforce.writes(), bed.netsuite.record_writes());
-    succeeded(&bed.sync_all().await);
-    assert_eq!((bed.salesforce.writes(), bed.netsuite.record_writes()), writes, "no echo");
+    no_echo(&bed).await;
 }
 
 /// A vendor deleted in Salesforce after the run's poll, whose NetSuite

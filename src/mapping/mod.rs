@@ -224,12 +224,7 @@ impl Mapping {
         let Some(field) = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target)) else {
             return Ok(Back::same(Value::String(text)));
         };
-        let transformed = |text: String| {
-            field
-                .transforms
-                .iter()
-                .try_fold(text, |text, t| transforms::apply(*t, text).map_err(|e| format!("(transform {t:?}): {e}")))
-        };
+        let transformed = |text: String| through(&field.transforms, text);
         let mapped = transformed(text.clone())?;
         let netsuite = match field.transforms.contains(&file::Transform::CountryIso) {
             true => mapped.clone(),
@@ -266,7 +261,7 @@ impl Mapping {
         let Some(field) = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target)) else {
             return Ok(text);
         };
-        field.transforms.iter().try_fold(text, |text, t| transforms::apply(*t, text))
+        through(&field.transforms, text)
     }
 
     pub fn maps(&self, kind: RecordKind) -> bool {
@@ -496,6 +491,11 @@ impl Mapping {
             fields,
         })
     }
+}
+
+/// `text` through `list` in order; an error names the transform that refused.
+fn through(list: &[file::Transform], text: String) -> std::result::Result<String, String> {
+    list.iter().try_fold(text, |text, t| transforms::apply(*t, text).map_err(|e| format!("(transform {t:?}): {e}")))
 }
 
 /// A rule's value, or None when it has nothing to give (the next rule is
