@@ -1347,6 +1347,46 @@ async fn a_salesforce_edit_netsuite_holds_in_another_form_is_written_once_each_w
     no_echo(&bed).await;
 }
 
+/// A Salesforce edit made after the run's poll, to a vendor whose other
+/// field NetSuite changed, stays: the forward write updates that record by
+/// its id with the fields NetSuite changed only, and the next run takes the
+/// edit to NetSuite. Also in a run sized for Bulk API 2.0 (threshold 0),
+/// where such writes go through Composite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_edit_made_during_a_run_survives_its_forward_write() {
+    for threshold in ["10000", "0"] {
+        let bed = bed(0)
+            .setting("vendor_writeback", "true")
+            .setting("vendor_conflict", "netsuite")
+            .setting("salesforce_bulk_threshold", threshold)
+            .start()
+            .await;
+        let ids = bed.netsuite.seed_vendors(3, 7).unwrap();
+        succeeded(&bed.sync_all().await);
+        let vendor = ids[0];
+        let sf_id = bed.sf("Vendor__c", vendor).0;
+        netsuite_edit(&bed, vendor, "email", "ns-edit@example.com");
+        netsuite_edit(&bed, ids[1], "email", "other@example.com");
+        bed.salesforce.after_query_of("Vendor__c", move |sf| {
+            sf.edit_by_hand("Vendor__c", &sf_id, fields(json!({"Phone__c": "+15550000021"})))
+        });
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let counts = report.counts("vendor");
+        assert_eq!((counts.created, counts.updated, counts.failed), (0, 2, 0), "{threshold}: {counts:?}");
+        let held = bed.sf("Vendor__c", vendor).1;
+        assert_eq!(held["Email__c"], "ns-edit@example.com", "{threshold}: NetSuite's change is written");
+        assert_eq!(held["Phone__c"], "+15550000021", "{threshold}: the edit made during the run stays");
+        assert_eq!(bed.sf("Vendor__c", ids[1]).1["Email__c"], "other@example.com");
+        bed.clock.advance(Duration::from_secs(1));
+        succeeded(&bed.sync_all().await);
+        assert_eq!(bed.netsuite.vendor_field(vendor, "phone").unwrap().as_deref(), Some("+15550000021"), "{threshold}");
+        assert_eq!(bed.sf("Vendor__c", vendor).1["Phone__c"], "+15550000021");
+        bed.clock.advance(Duration::from_secs(1));
+        no_echo(&bed).await;
+    }
+}
+
 /// A vendor deleted in Salesforce after the run's poll, whose NetSuite
 /// record changed, is created again whole by the forward write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use super::write::Writer;
 use super::zone::Zone;
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem,
-    RecordKind, Result, SyncRequest, Transformation,
+    RecordKind, Result, SObjectRecord, SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
@@ -46,6 +46,16 @@ pub(super) struct Staged {
     /// record under the external id. The plan uses it instead of reading
     /// the record a second time.
     pub seen_live: Option<Option<Map<String, Value>>>,
+    /// Of a kind written both ways, a record Salesforce holds: the target
+    /// with only the fields NetSuite changed since what both last agreed on.
+    /// Sent instead of the whole target, so a Salesforce edit to another
+    /// field made after this run's poll stays for the next poll to take to
+    /// NetSuite; a record this creates (gone from Salesforce meanwhile) is
+    /// sent again whole (see `CompositeBatch::again`).
+    pub changed_only: Option<SObjectRecord>,
+    /// Sent as `changed_only`, Salesforce created it: counted and relinked
+    /// as created when the whole record sent again lands.
+    pub created: bool,
 }
 
 impl Staged {
@@ -125,6 +135,8 @@ impl From<QueuedWrite> for Staged {
             payload,
             fresh: false,
             seen_live: None,
+            changed_only: None,
+            created: false,
         }
     }
 }

@@ -289,6 +289,11 @@ fn to_write(
         annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
     }
     let parents = run.settings.mapping.parents(record);
+    let both_ways = run.settings.writeback.is_some() && run.settings.mapping.writeback(mapped.source_kind).is_some();
+    let changed_only = match (&before, &sf) {
+        (Some(before), Some(_)) if both_ways => Some(changed_only(&mapped.target, before)),
+        _ => None,
+    };
     // The payload goes into the state when the write lands.
     Staged {
         mapped,
@@ -297,6 +302,25 @@ fn to_write(
         payload,
         fresh,
         seen_live: None,
+        changed_only,
+        created: false,
+    }
+}
+
+/// `target` with only the fields whose value differs from `before` (what
+/// Salesforce was last given), parent references kept.
+fn changed_only(target: &SObjectRecord, before: &Map<String, Value>) -> SObjectRecord {
+    let fields = target
+        .fields
+        .iter()
+        .filter(|(field, value)| value.is_object() || !super::merge::same(Some(value), before.get(field.as_str())))
+        .map(|(f, v)| (f.clone(), v.clone()))
+        .collect();
+    SObjectRecord {
+        sobject: target.sobject.clone(),
+        external_id_field: target.external_id_field.clone(),
+        external_id: target.external_id.clone(),
+        fields,
     }
 }
 

@@ -311,6 +311,14 @@ fn record_outcomes(
     // Records whose last version here failed.
     let mut refused: HashSet<String> = HashSet::new();
     for (staged, outcome) in written.into_iter().zip(outcomes) {
+        // Created by its changed fields, completed by this write.
+        let outcome = &UpsertOutcome {
+            outcome: match outcome.outcome {
+                OutcomeKind::Updated if staged.created => OutcomeKind::Created,
+                other => other,
+            },
+            ..outcome.clone()
+        };
         run.count(kind, outcome.outcome);
         if outcome.outcome == OutcomeKind::Created && staged.state.sf.is_some() {
             anew.push(staged.mapped.source_id.clone());
@@ -454,6 +462,11 @@ struct CompositeBatch {
     /// Records sent again after a refusal for a passing reason (see
     /// [`CompositeBatch::again`]), as [`id_hash`]es, with how often so far.
     attempts: HashMap<u64, u32>,
+    /// Of a kind written both ways, the records added so far, as
+    /// [`id_hash`]es: a record added again (read twice, changed during the
+    /// read) goes whole, since its changed fields were found against what
+    /// Salesforce held before its earlier version (see `Staged::changed_only`).
+    added: Option<HashSet<u64>>,
 }
 
 /// A Composite request on its way: the records it carries, and the key of
@@ -492,6 +505,8 @@ impl CompositeBatch {
             in_flight: VecDeque::new(),
             ledger: Ledger::default(),
             attempts: HashMap::new(),
+            added: (run.settings.writeback.is_some() && run.settings.mapping.writeback(kind).is_some())
+                .then(HashSet::new),
         }
     }
 
@@ -499,7 +514,7 @@ impl CompositeBatch {
     fn settle_oldest(&mut self, run: &Run<'_>) -> Result<()> {
         let Some((part, pending, mark)) = self.in_flight.pop_front() else { return Ok(()) };
         let outcomes = run.sink.finish_upsert(pending)?;
-        let (part, outcomes) = self.again(run, part, outcomes);
+        let (part, outcomes) = self.again(run, part, outcomes)?;
         let (pages, staged): (Vec<usize>, Vec<Staged>) = part.into_iter().unzip();
         record_outcomes(run, self.kind, staged, &outcomes, self.action)?;
         run.in_flight.clear(&mark)?;
@@ -521,16 +536,46 @@ impl CompositeBatch {
         run: &Run<'_>,
         part: Vec<(usize, Staged)>,
         outcomes: Vec<UpsertOutcome>,
-    ) -> (Vec<(usize, Staged)>, Vec<UpsertOutcome>) {
-        if self.attempts.is_empty() && !outcomes.iter().any(worth_another_attempt) {
-            return (part, outcomes);
+    ) -> Result<(Vec<(usize, Staged)>, Vec<UpsertOutcome>)> {
+        // Sent with its changed fields only, a record Salesforce created
+        // (gone from there since this run's poll, or given another NetSuite
+        // id) or refused for good (as a record created with too few fields,
+        // say) goes again whole at once: the fields it lacks are written
+        // before its outcome is recorded.
+        let again_whole = |s: &Staged, o: &UpsertOutcome| {
+            s.changed_only.is_some()
+                && (o.outcome == OutcomeKind::Created
+                    || (o.outcome == OutcomeKind::Failed && !worth_another_attempt(o)))
+        };
+        if self.attempts.is_empty()
+            && !outcomes.iter().any(worth_another_attempt)
+            && !part.iter().zip(&outcomes).any(|((_, s), o)| again_whole(s, o))
+        {
+            return Ok((part, outcomes));
         }
         let mut newer = self.holds();
         let most = run.sink.record_attempts();
         let mut now = Vec::with_capacity(part.len());
+        // Created with some fields: in doubt until the whole lands, so a
+        // run stopped before that writes it whole (see `in_flight`).
+        let mut doubts = Vec::new();
         // Backwards, so `newer` holds the versions later in this request.
-        for ((page, staged), outcome) in part.into_iter().zip(outcomes).rev() {
+        for ((page, mut staged), outcome) in part.into_iter().zip(outcomes).rev() {
             let id = id_hash(&staged);
+            // A newer version on its way is whole (see `push`): it completes it.
+            if again_whole(&staged, &outcome) && !newer.contains(&id) {
+                staged.changed_only = None;
+                staged.created = outcome.outcome == OutcomeKind::Created;
+                if staged.created {
+                    let sf = outcome.salesforce_id.clone().or_else(|| staged.state.sf.clone());
+                    let state = RecordState { sf, ..staged.state.clone() };
+                    doubts.push((staged.mapped.source_id.clone(), super::in_flight::in_doubt(state)));
+                }
+                self.waiting_bytes += staged.payload.get().len();
+                self.waiting.push((page, staged));
+                newer.insert(id);
+                continue;
+            }
             let tried = self.attempts.get(&id).copied().unwrap_or(0);
             if worth_another_attempt(&outcome) && tried < most && !newer.contains(&id) {
                 self.attempts.insert(id, tried + 1);
@@ -545,8 +590,9 @@ impl CompositeBatch {
             }
             newer.insert(id);
         }
+        run.state.save_records(self.kind, doubts)?;
         now.reverse();
-        now.into_iter().unzip()
+        Ok(now.into_iter().unzip())
     }
 
     /// Waits for every request in flight, oldest first.
@@ -613,8 +659,10 @@ impl CompositeBatch {
             }
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
             self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
-            let targets: Vec<&SObjectRecord> = part.iter().map(|(_, s)| &s.mapped.target).collect();
-            let texts: Vec<Option<&str>> = part.iter().map(|(_, s)| Some(s.payload.get())).collect();
+            let targets: Vec<&SObjectRecord> =
+                part.iter().map(|(_, s)| s.changed_only.as_ref().unwrap_or(&s.mapped.target)).collect();
+            let texts: Vec<Option<&str>> =
+                part.iter().map(|(_, s)| s.changed_only.is_none().then(|| s.payload.get())).collect();
             let mark = run.in_flight.mark(self.kind, true, part.iter().map(|(_, s)| s))?;
             let pending = run.sink.begin_upsert(&targets, &texts)?;
             self.in_flight.push_back((part, pending, mark));
@@ -625,7 +673,12 @@ impl CompositeBatch {
         Ok(())
     }
 
-    fn push(&mut self, page: usize, staged: Staged) {
+    fn push(&mut self, page: usize, mut staged: Staged) {
+        if let Some(added) = &mut self.added
+            && !added.insert(id_hash(&staged))
+        {
+            staged.changed_only = None;
+        }
         self.ledger.expect(page, 1);
         self.waiting_bytes += staged.payload.get().len();
         self.waiting.push((page, staged));
@@ -975,7 +1028,10 @@ impl Batch for BulkBatch {
         let mut shaped: Vec<(String, Vec<Staged>)> = Vec::new();
         let mut composite = Vec::new();
         for staged in records {
-            if !csv_safe(&staged.mapped.target) {
+            // A record sent with its changed fields only goes through
+            // Composite, which sends it again whole when it turns out new to
+            // Salesforce (a Bulk job would leave it created with those alone).
+            if !csv_safe(&staged.mapped.target) || staged.changed_only.is_some() {
                 composite.push(staged);
                 continue;
             }
