@@ -1356,3 +1356,55 @@ async fn a_misspelt_mapping_column_names_the_field_that_reads_it() {
     assert!(error.contains("[customer] field BillingCity reads column `billcityy`"), "{error}");
     assert_eq!(report.counts("contact").created, 0, "contacts wait for their Accounts: {report:?}");
 }
+
+/// Rows read again unchanged while their writes wait are handled already: a
+/// write Salesforce refused (kept for replay), a row the mapping refused and
+/// a contact deferred for that refused parent are not sent, refused or
+/// deferred once more by the runs that re-read the overlap window (no
+/// Salesforce write, no audit row, no failure counted); the refused write
+/// still waits for replay, and a NetSuite edit brings a refused row back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_read_again_unchanged_while_their_writes_wait_are_handled_already() {
+    let bed = bed(10).start().await;
+    let (embargoed, unmappable) = (bed.customer_ids[0], bed.customer_ids[1]);
+    bed.salesforce.set_validation_rule(embargo());
+    bed.netsuite.rename_customer_any(embargoed, "Embargoed Holdings").unwrap();
+    let now = bed.clock.now_secs();
+    let short = format!("UPDATE customer SET phone = '555', lastmodifieddate = {now} WHERE id = {unmappable}");
+    assert_eq!(bed.netsuite.execute(&short).unwrap(), 1);
+    bed.netsuite.seed_contacts(3, &[embargoed], now, 5).unwrap();
+    let first = bed.sync_all().await;
+    succeeded(&first);
+    assert_eq!(first.counts("customer").failed, 2, "{first:?}");
+    assert_eq!(first.counts("contact").deferred, 3, "{first:?}");
+
+    for _ in 0..2 {
+        bed.clock.advance(std::time::Duration::from_secs(5));
+        let writes = bed.salesforce.writes();
+        let again = bed.sync_all().await;
+        succeeded(&again);
+        let (customers, contacts) = (again.counts("customer"), again.counts("contact"));
+        assert_eq!((customers.failed, contacts.deferred), (0, 0), "{again:?}");
+        assert_eq!(bed.salesforce.writes(), writes, "nothing sent again");
+        let rows =
+            host_harness::audit::for_run(&bed.tenant.database.connect().unwrap(), "demo", &again.run_id).unwrap();
+        assert!(rows.is_empty(), "{rows:?}");
+    }
+
+    // The refused write and its children still wait: a replay after the
+    // rule is fixed sends them.
+    bed.salesforce.set_validation_rule(None);
+    let replay = bed.replay_all().await;
+    succeeded(&replay);
+    assert_eq!((replay.counts("customer").created, replay.counts("contact").created), (1, 3), "{replay:?}");
+    // The row the mapping refused comes back with its fix.
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let now = bed.clock.now_secs();
+    let fixed =
+        format!("UPDATE customer SET phone = '+1 512 555 0100', lastmodifieddate = {now} WHERE id = {unmappable}");
+    assert_eq!(bed.netsuite.execute(&fixed).unwrap(), 1);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 1, "{report:?}");
+    assert_eq!(bed.sf("Account", unmappable).1["Phone"], "+15125550100");
+}

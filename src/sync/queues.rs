@@ -215,6 +215,14 @@ pub fn key(queue: Queue, kind: RecordKind, id: &str) -> String {
     format!("{}/{kind}/{id}", queue.prefix())
 }
 
+/// Where the digest of a row the mapping refused is kept (see
+/// [`Queues::note_unmapped`]).
+const UNMAPPED: &str = "unmapped";
+
+fn unmapped_key(kind: RecordKind, id: &str) -> String {
+    format!("{UNMAPPED}/{kind}/{id}")
+}
+
 /// Where a run keeps the ids of the Bulk API jobs it submitted for `kind`.
 pub fn bulk_job_prefix(kind: RecordKind) -> String {
     format!("bulkjob/{kind}/")
@@ -320,14 +328,72 @@ impl<'a> Queues<'a> {
                 Queue::Failed => Queue::Deferred,
                 Queue::Deferred => Queue::Failed,
             };
-            self.kv
-                .delete(&key(other, write.kind, &write.netsuite_id))
-                .map_err(|e| kv_error("clearing an older queued write", e))?;
+            let older = [key(other, write.kind, &write.netsuite_id), unmapped_key(write.kind, &write.netsuite_id)];
+            self.kv.delete_many(&older).map_err(|e| kv_error("clearing an older queued write", e))?;
         }
         if let Some(set) = held {
             set.borrow_mut().insert(write.netsuite_id.clone());
         }
         Ok(())
+    }
+
+    /// Keeps the digests of rows the mapping refused (`(id, digest)`): read
+    /// again unchanged, such a row is handled already (see
+    /// [`Queues::waiting_as_read`]). Taken out like a queued write.
+    pub fn note_unmapped(&self, kind: RecordKind, rows: &[(&str, &str)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(String, Vec<u8>)> =
+            rows.iter().map(|(id, src)| (unmapped_key(kind, id), src.as_bytes().to_vec())).collect();
+        self.kv.set_many(&entries).map_err(|e| kv_error("noting rows the mapping refused", e))?;
+        if let Some(set) = self.held(kind)? {
+            set.borrow_mut().extend(rows.iter().map(|(id, _)| id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Of `rows` (`(id, digest)` of NetSuite rows), which wait as they are:
+    /// a write of that very row Salesforce refused (failed, kept for
+    /// replay), one deferred for its parent, or the row the mapping refused.
+    /// Read again unchanged (the overlap window behind the cursor), such a
+    /// row is handled: it waits for a replay, its parent, its next change or
+    /// a mapping change, and is not sent, deferred or refused once more.
+    pub fn waiting_as_read(&self, kind: RecordKind, rows: &[(&str, &str)]) -> Result<Vec<bool>> {
+        let mut waiting = vec![false; rows.len()];
+        let mut asked: Vec<usize> = Vec::new();
+        for (n, (id, _)) in rows.iter().enumerate() {
+            if self.may_wait(kind, id)? {
+                asked.push(n);
+            }
+        }
+        if asked.is_empty() {
+            return Ok(waiting);
+        }
+        #[derive(Deserialize)]
+        struct Queued {
+            state: Src,
+        }
+        #[derive(Deserialize)]
+        struct Src {
+            src: String,
+        }
+        let keys: Vec<String> = asked
+            .iter()
+            .flat_map(|&n| {
+                let id = rows[n].0;
+                [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id), unmapped_key(kind, id)]
+            })
+            .collect();
+        let found = self.kv.get_many(&keys).map_err(|e| kv_error("reading queued writes", e))?;
+        for (&n, values) in asked.iter().zip(found.chunks(3)) {
+            let src = rows[n].1;
+            let queued = |v: &Option<Vec<u8>>| {
+                v.as_deref().and_then(|b| serde_json::from_slice::<Queued>(b).ok()).is_some_and(|q| q.state.src == src)
+            };
+            waiting[n] = queued(&values[0]) || queued(&values[1]) || values[2].as_deref() == Some(src.as_bytes());
+        }
+        Ok(waiting)
     }
 
     /// Whether `id` of `kind` may still wait in a queue: false once this run
@@ -345,7 +411,7 @@ impl<'a> Queues<'a> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let both = |id: &str| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id)];
+        let both = |id: &str| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id), unmapped_key(kind, id)];
         let queued: Vec<String> = match self.held(kind)? {
             Some(held) => {
                 let queued: Vec<String> = ids
@@ -362,7 +428,7 @@ impl<'a> Queues<'a> {
             None => {
                 let keys: Vec<String> = ids.iter().flat_map(|id| both(id.as_ref())).collect();
                 let found = self.kv.get_many(&keys).map_err(|e| kv_error("reading queued writes", e))?;
-                let found: Vec<bool> = found.chunks(2).map(|pair| pair.iter().any(Option::is_some)).collect();
+                let found: Vec<bool> = found.chunks(3).map(|keys| keys.iter().any(Option::is_some)).collect();
                 ids.iter().zip(found).filter(|(_, queued)| *queued).map(|(id, _)| id.as_ref().to_string()).collect()
             }
         };
@@ -386,8 +452,10 @@ impl<'a> Queues<'a> {
         if let Some(held) = self.held.borrow().get(&kind) {
             return Ok(held.clone());
         }
-        // Both queues in one listing (each lists the bucket; on Spin, the store).
-        let prefixes = [Queue::Failed, Queue::Deferred].map(|queue| format!("{}/{kind}/", queue.prefix()));
+        // Both queues, and the rows the mapping refused, in one listing
+        // (each lists the bucket; on Spin, the store).
+        let prefixes =
+            [Queue::Failed.prefix(), Queue::Deferred.prefix(), UNMAPPED].map(|prefix| format!("{prefix}/{kind}/"));
         let (mut counted, limit) = (0usize, self.limit());
         let keys = self
             .kv
@@ -654,6 +722,55 @@ mod tests {
 
     fn event(id: &str, nonce: u64) -> QueuedEvent {
         QueuedEvent { kind: RecordKind::Customer, id: id.into(), event: "edit".into(), received_at: 100, nonce }
+    }
+
+    fn failed(id: &str, src: &str) -> QueuedWrite {
+        QueuedWrite {
+            run_id: "r".into(),
+            kind: RecordKind::Customer,
+            netsuite_id: id.into(),
+            target: SObjectRecord {
+                sobject: "Account".into(),
+                external_id_field: "NetSuite_Id__c".into(),
+                external_id: id.into(),
+                fields: Default::default(),
+            },
+            state: RecordState {
+                src: src.into(),
+                dst: "d".into(),
+                sf: None,
+                fields: None,
+                org: None,
+                sf_deleted: false,
+            },
+            transformations: vec![],
+            reason: "refused".into(),
+            waits_for: vec![],
+            failing_since: None,
+        }
+    }
+
+    #[test]
+    fn rows_waiting_as_read_are_those_a_queue_or_the_mapping_refusal_holds_with_the_same_digest() {
+        for keys_held in [KEYS_HELD, 0] {
+            let kv = Memory::default();
+            let mut queues = Queues::new(&kv);
+            queues.keys_held = keys_held;
+            let customer = RecordKind::Customer;
+            queues.put_failed(failed("1", "a"), 10).unwrap();
+            queues.put(Queue::Deferred, &failed("2", "b")).unwrap();
+            queues.note_unmapped(customer, &[("3", "c")]).unwrap();
+            let rows = [("1", "a"), ("1", "x"), ("2", "b"), ("3", "c"), ("3", "y"), ("4", "a")];
+            let waiting = queues.waiting_as_read(customer, &rows).unwrap();
+            assert_eq!(waiting, [true, false, true, true, false, false], "{keys_held}");
+            // Written (or deleted), a record waits no more; queued, its
+            // mapping refusal is over.
+            queues.remove(customer, &["3"]).unwrap();
+            queues.note_unmapped(customer, &[("1", "a")]).unwrap();
+            queues.put_failed(failed("1", "z"), 11).unwrap();
+            let waiting = queues.waiting_as_read(customer, &[("3", "c"), ("1", "a"), ("1", "z")]).unwrap();
+            assert_eq!(waiting, [false, false, true], "{keys_held}");
+        }
     }
 
     #[test]

@@ -55,12 +55,35 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
         Rows::Changed | Rows::Named => run.request.compare_live,
     };
     let compare_live = asked && !written_back;
+    let srcs: Vec<String> = records.iter().map(source_hash).collect();
+    // Read again unchanged, a row whose write waits (refused, deferred) or
+    // that the mapping refused is handled too: the overlap window would
+    // otherwise send, defer or refuse it once more every run.
+    let waiting = match rows {
+        Rows::Changed => {
+            let unhandled: Vec<(usize, (&str, &str))> = records
+                .iter()
+                .zip(&srcs)
+                .zip(&states)
+                .enumerate()
+                .filter(|(_, ((_, src), old))| old.as_ref().is_none_or(|o| &o.src != *src))
+                .map(|(n, ((r, src), _))| (n, (r.id.as_str(), src.as_str())))
+                .collect();
+            let (at, asked): (Vec<usize>, Vec<(&str, &str)>) = unhandled.into_iter().unzip();
+            let mut waiting = vec![false; records.len()];
+            for (n, w) in at.into_iter().zip(run.queues.waiting_as_read(kind, &asked)?) {
+                waiting[n] = w;
+            }
+            waiting
+        }
+        Rows::All { .. } | Rows::Named => vec![false; records.len()],
+    };
+    let mut unmapped: Vec<(&str, &str)> = Vec::new();
     let mut checks = Vec::new();
     let mut read = 0;
-    for (record, old) in records.iter().zip(states) {
-        let src = source_hash(record);
-        let handled = old.as_ref().is_some_and(|s| s.src == src);
-        if handled && rows == Rows::Changed {
+    for (((record, old), digest), waits) in records.iter().zip(states).zip(&srcs).zip(waiting) {
+        let handled = old.as_ref().is_some_and(|s| &s.src == digest);
+        if (handled || waits) && rows == Rows::Changed {
             continue;
         }
         // Write-back merged it this run and counted it; a plan's NetSuite
@@ -74,6 +97,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             Ok(m) => m,
             Err(e) => {
                 run.count(kind, OutcomeKind::Failed);
+                unmapped.push((record.id.as_str(), digest.as_str()));
                 audit.push(AuditEntry {
                     run_id: run.request.run_id.clone(),
                     kind,
@@ -91,6 +115,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 continue;
             }
         };
+        let src = digest.clone();
         let (dst, payload) = hashed_payload(&mapped.target);
         let skip = match &old {
             // Deleted in Salesforce: stays out while NetSuite keeps it
@@ -181,6 +206,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     // audited again), never a state no audit row explains.
     run.audit(audit);
     run.state.save_records(kind, unchanged)?;
+    run.queues.note_unmapped(kind, &unmapped)?;
     match run.settings.writeback.filter(|_| written_back) {
         Some(policy) => merge_pending(run, kind, policy, staged),
         None => Ok(staged),
