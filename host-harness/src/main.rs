@@ -285,9 +285,12 @@ enum AuditCommand {
         filters: FilterArgs,
         #[arg(long, value_enum)]
         format: ExportFormat,
-        /// Write to this file (replaced if it exists) instead of standard output.
+        /// Write to this new file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace --out if it exists (never the tenant's database, secrets, master key or config).
+        #[arg(long, requires = "out")]
+        force: bool,
     },
 }
 
@@ -704,8 +707,8 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                 }
             }
         }
-        AuditCommand::Export { config, filters, format, out } => {
-            let (config, conn) = open_database(&config, table)?;
+        AuditCommand::Export { config: config_path, filters, format, out, force } => {
+            let (config, conn) = open_database(&config_path, table)?;
             let filter = filters.filter(&config.tenant)?;
             match out {
                 None => {
@@ -713,10 +716,19 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                     errln!("exported {n} audit rows");
                 }
                 Some(path) => {
-                    let file = std::fs::File::create(&path)
-                        .with_context(|| format!("--out {}: cannot create the file", path.display()))?;
-                    let n = export::export(&conn, &filter, format, file)
-                        .with_context(|| format!("writing {}", path.display()))?;
+                    let database = config.database_path();
+                    let mut owned = vec![config.secrets_path(), config_path.clone()];
+                    owned.extend(config.master_key_file.clone());
+                    for file in [database.clone(), host_harness::store::marks_path_of(&database)] {
+                        owned.extend(["-wal", "-shm", "-journal"].map(|end| {
+                            let mut name = file.clone().into_os_string();
+                            name.push(end);
+                            PathBuf::from(name)
+                        }));
+                        owned.push(file);
+                    }
+                    let n =
+                        export::export_to(&path, force, &owned, |file| export::export(&conn, &filter, format, file))?;
                     errln!("exported {n} audit rows to {}", path.display());
                 }
             }

@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS tenant_secrets (
 );
 ";
 
+/// The marks' file of the database at `path` (see [`Database::marks_path`]).
+pub fn marks_path_of(path: &Path) -> PathBuf {
+    let mut name = path.file_stem().unwrap_or_default().to_os_string();
+    name.push("-in-flight.db");
+    path.with_file_name(name)
+}
+
 /// Where the database lives; each run opens its own connection.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -169,9 +176,7 @@ impl Database {
     /// the database's write lock for up to [`run_store`]'s group time: in a
     /// file of its own a mark is one small commit, never waiting for it.
     pub fn marks_path(&self) -> PathBuf {
-        let mut name = self.path.file_stem().unwrap_or_default().to_os_string();
-        name.push("-in-flight.db");
-        self.path.with_file_name(name)
+        marks_path_of(&self.path)
     }
 
     /// A connection to the marks' file (same `kv` table, same tenants).
