@@ -486,3 +486,30 @@ async fn deleting_a_record_already_in_the_recycle_bin_counts_as_deleted() {
     let idle = bed.sync().await;
     assert_eq!((idle.counts("customer").deleted, idle.counts("customer").failed), (0, 0));
 }
+
+/// A session whose instance gets no answer (the token response named a host
+/// that is down, refusing or not allowed) is dropped by the run that fails
+/// on it: the next run logs in again and is told the instance anew, instead
+/// of failing on the stored session until a 401 (which never comes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_session_whose_instance_does_not_answer_is_dropped_for_a_new_login() {
+    let bed = bed(5)
+        .setting("http_max_retries", "1")
+        .setting("http_backoff_base_ms", "10")
+        .setting("http_backoff_cap_ms", "10")
+        .start()
+        .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    bed.salesforce.send_api_calls_to(&format!("http://127.0.0.1:{port}"));
+    let failed = bed.sync().await;
+    assert_eq!(failed.status, "failed", "{failed:?}");
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(error.contains("the next run logs in again"), "{error}");
+    // The org answers where it should again: the next run finds it.
+    bed.salesforce.send_api_calls_to(bed.salesforce.base_url());
+    let report = bed.sync().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").created, 5, "{report:?}");
+}

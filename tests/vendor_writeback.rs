@@ -1387,6 +1387,33 @@ async fn a_salesforce_edit_made_during_a_run_survives_its_forward_write() {
     }
 }
 
+/// A field only the forward mapping writes (out of the write-back) stays
+/// NetSuite's: a Salesforce edit to it is put right by the vendor's next
+/// forward write, as a whole write would, though only NetSuite's changed
+/// fields of those written back are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_only_netsuite_writes_is_put_right_by_the_next_forward_write() {
+    let shipped = netsuite_salesforce::mapping::DEFAULT_MAPPING;
+    let forward_only = shipped.replacen("  { source = \"Phone__c\", target = \"phone\" },\n", "", 1);
+    assert_ne!(forward_only, shipped);
+    let bed = bed(0)
+        .setting("vendor_writeback", "true")
+        .setting("vendor_conflict", "netsuite")
+        .setting("mapping_toml", &forward_only)
+        .start()
+        .await;
+    let ids = bed.netsuite.seed_vendors(2, 7).unwrap();
+    succeeded(&bed.sync_all().await);
+    let vendor = ids[0];
+    let phone = bed.sf("Vendor__c", vendor).1["Phone__c"].clone();
+    assert!(phone.is_string());
+    salesforce_edit(&bed, vendor, json!({"Phone__c": "+15550000099"}));
+    netsuite_edit(&bed, vendor, "email", "ns-edit@example.com");
+    succeeded(&bed.sync_all().await);
+    let held = bed.sf("Vendor__c", vendor).1;
+    assert_eq!((&held["Phone__c"], &held["Email__c"]), (&phone, &json!("ns-edit@example.com")));
+}
+
 /// A vendor deleted in Salesforce after the run's poll, whose NetSuite
 /// record changed, is created again whole by the forward write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

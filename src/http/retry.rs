@@ -7,6 +7,10 @@ use crate::ports::{Host, PendingResponse, TransportError};
 use std::cell::Cell;
 use std::time::Duration;
 
+/// What a denied request's error says (see `Api::denied`): the host would
+/// not send it, no answer came.
+pub const DENIED: &str = "the host did not allow a request to";
+
 /// What to do with a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -317,14 +321,15 @@ impl<'h> ApiClient<'h> {
         }
     }
 
-    /// A request the host would not send: name the host and what allows it.
+    /// A request the host would not send: name the host and what allows it
+    /// (the text holds [`DENIED`]).
     fn denied(&self, request: &HttpRequest, authority: &str) -> String {
         let setting = match self.api {
             "NetSuite" => "`netsuite_base_url` (or `netsuite_account_id`)",
             _ => "`salesforce_login_url` (Salesforce names the instance host in its token response)",
         };
         format!(
-            "{} {}: the host did not allow a request to {authority}; it is not among the hosts this tenant may \
+            "{} {}: {DENIED} {authority}; it is not among the hosts this tenant may \
              reach, so the run stopped without retrying. If {authority} is right, allow it (harness config: \
              `allowed_hosts`; Spin: `allowed_outbound_hosts` in spin.toml); if not, correct {setting}",
             self.api,

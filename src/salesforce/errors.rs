@@ -101,6 +101,21 @@ pub fn worth_another_attempt(outcome: &UpsertOutcome) -> bool {
         && outcome.errors.iter().all(|e| RECORD_RETRY_CODES.contains(&e.status_code.as_str()))
 }
 
+/// Whether a kept failure's text (its errors, `CODE: message` joined by
+/// "; ") names only passing reasons (see [`worth_another_attempt`]).
+pub fn passing_reason(text: &str) -> bool {
+    !text.is_empty()
+        && text.split("; ").all(|e| e.split_once(": ").is_some_and(|(code, _)| RECORD_RETRY_CODES.contains(&code)))
+}
+
+/// Whether a write failed only for required fields it lacked: as a record
+/// created with some of its fields, it needs them all.
+pub fn missing_required(outcome: &UpsertOutcome) -> bool {
+    outcome.outcome == OutcomeKind::Failed
+        && !outcome.errors.is_empty()
+        && outcome.errors.iter().all(|e| e.status_code == "REQUIRED_FIELD_MISSING")
+}
+
 /// The connector's own code for a deletion of a record it holds no
 /// Salesforce id for: nothing to send, and nothing a later attempt changes.
 pub const NO_SALESFORCE_ID: &str = "NO_SALESFORCE_ID";
@@ -224,6 +239,10 @@ mod tests {
             outcome: OutcomeKind::Failed,
             errors: vec![SalesforceError { status_code: code.into(), message: "m".into(), fields }],
         };
+        assert!(passing_reason("UNABLE_TO_LOCK_ROW: unable to obtain exclusive access to this record"));
+        assert!(!passing_reason("UNABLE_TO_LOCK_ROW: busy; STRING_TOO_LONG: Name: data value too large"));
+        assert!(!passing_reason("FIELD_CUSTOM_VALIDATION_EXCEPTION: Accounts under embargo need approval"));
+        assert!(!passing_reason(""));
         assert!(already_deleted(&outcome("ENTITY_IS_DELETED", vec![])));
         assert!(already_deleted(&outcome("INVALID_CROSS_REFERENCE_KEY", vec![])));
         assert!(!already_deleted(&outcome("INVALID_CROSS_REFERENCE_KEY", vec!["OwnerId".into()])));

@@ -149,8 +149,35 @@ impl<'h> SalesforceSink<'h> {
     /// refreshes once and resends, never more.
     fn send(&self, build: impl Fn(&Session) -> HttpRequest) -> Result<HttpResponse> {
         self.check_quota()?;
-        let sent = self.api.send(&|| self.authorized(&build))?;
-        self.settle(sent, &build, self.logins.get())
+        let sent = self.unreached(self.api.send(&|| self.authorized(&build)))?;
+        self.unreached(self.settle(sent, &build, self.logins.get()))
+    }
+
+    /// A request that got no answer at all (its host unreachable, refusing
+    /// or not allowed) drops the session, so the next run logs in afresh and
+    /// is told the instance anew: a stored one whose instance URL no longer
+    /// answers would otherwise fail every run, since only a 401 replaced it.
+    fn unreached<T>(&self, result: Result<T>) -> Result<T> {
+        let unanswered = |e: &ConnectorError| match e {
+            ConnectorError::Transport(_) => true,
+            ConnectorError::Config(m) => m.contains(crate::http::retry::DENIED),
+            _ => false,
+        };
+        match result {
+            Err(e) if unanswered(&e) && self.session.borrow().is_some() => {
+                *self.session.borrow_mut() = None;
+                let dropped = match self.api.host.credentials.delete(auth::SESSION_KEY) {
+                    Ok(()) => "the stored Salesforce session was dropped: the next run logs in again",
+                    Err(_) => "the stored Salesforce session could not be dropped",
+                };
+                Err(match e {
+                    ConnectorError::Config(m) => ConnectorError::Config(format!("{m} ({dropped})")),
+                    ConnectorError::Transport(m) => ConnectorError::Transport(format!("{m} ({dropped})")),
+                    other => other,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Starts an authenticated request and returns without waiting; the
@@ -166,8 +193,8 @@ impl<'h> SalesforceSink<'h> {
     fn finish(&self, request: InFlight) -> Result<HttpResponse> {
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
         let build = request.build;
-        let sent = self.api.complete(request.started, &|| self.authorized(&*build))?;
-        self.settle(sent, &*build, request.logins)
+        let sent = self.unreached(self.api.complete(request.started, &|| self.authorized(&*build)))?;
+        self.unreached(self.settle(sent, &*build, request.logins))
     }
 
     /// Reads the org's usage off a response; on an expired session, logs in

@@ -6,6 +6,7 @@ use super::kv_error;
 use super::state::RecordState;
 use crate::model::{AuditTransformations, ConnectorError, RecordKind, Result, SObjectRecord, Transformation};
 use crate::ports::KeyValue;
+use crate::salesforce::errors::passing_reason;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::cell::RefCell;
@@ -251,7 +252,21 @@ const KEYS_HELD: usize = 20_000;
 
 /// The ids a kind has in the failed or deferred queue, once listed; `None`
 /// when there are more than [`KEYS_HELD`]: each id is then looked up.
-type Held = Option<std::rc::Rc<RefCell<HashSet<String>>>>;
+type Held = Option<std::rc::Rc<RefCell<HeldIds>>>;
+
+/// The ids of one kind a listing found: waiting in either queue, and rows
+/// the mapping refused (see [`Queues::note_unmapped`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct HeldIds {
+    queued: HashSet<String>,
+    unmapped: HashSet<String>,
+}
+
+impl HeldIds {
+    fn any(&self, id: &str) -> bool {
+        self.queued.contains(id) || self.unmapped.contains(id)
+    }
+}
 
 pub struct Queues<'a> {
     kv: &'a dyn KeyValue,
@@ -323,7 +338,7 @@ impl<'a> Queues<'a> {
             .map_err(|e| kv_error("queueing a write", e))?;
         let held = self.held.borrow().get(&write.kind).cloned().flatten();
         // Held ids are those waiting in either queue: one not held waited nowhere.
-        if held.as_ref().is_none_or(|set| set.borrow().contains(&write.netsuite_id)) {
+        if held.as_ref().is_none_or(|set| set.borrow().any(&write.netsuite_id)) {
             let other = match queue {
                 Queue::Failed => Queue::Deferred,
                 Queue::Deferred => Queue::Failed,
@@ -332,7 +347,9 @@ impl<'a> Queues<'a> {
             self.kv.delete_many(&older).map_err(|e| kv_error("clearing an older queued write", e))?;
         }
         if let Some(set) = held {
-            set.borrow_mut().insert(write.netsuite_id.clone());
+            let mut set = set.borrow_mut();
+            set.unmapped.remove(&write.netsuite_id);
+            set.queued.insert(write.netsuite_id.clone());
         }
         Ok(())
     }
@@ -348,22 +365,25 @@ impl<'a> Queues<'a> {
             rows.iter().map(|(id, src)| (unmapped_key(kind, id), src.as_bytes().to_vec())).collect();
         self.kv.set_many(&entries).map_err(|e| kv_error("noting rows the mapping refused", e))?;
         if let Some(set) = self.held(kind)? {
-            set.borrow_mut().extend(rows.iter().map(|(id, _)| id.to_string()));
+            set.borrow_mut().unmapped.extend(rows.iter().map(|(id, _)| id.to_string()));
         }
         Ok(())
     }
 
     /// Of `rows` (`(id, digest)` of NetSuite rows), which wait as they are:
     /// a write of that very row Salesforce refused (failed, kept for
-    /// replay), one deferred for its parent, or the row the mapping refused.
+    /// replay; not one refused only for a passing reason, a row lock: the
+    /// re-read tries it again), one deferred for its parent, or the row the
+    /// mapping refused.
     /// Read again unchanged (the overlap window behind the cursor), such a
     /// row is handled: it waits for a replay, its parent, its next change or
     /// a mapping change, and is not sent, deferred or refused once more.
     pub fn waiting_as_read(&self, kind: RecordKind, rows: &[(&str, &str)]) -> Result<Vec<bool>> {
         let mut waiting = vec![false; rows.len()];
         let mut asked: Vec<usize> = Vec::new();
+        let held = self.held(kind)?;
         for (n, (id, _)) in rows.iter().enumerate() {
-            if self.may_wait(kind, id)? {
+            if held.as_ref().is_none_or(|set| set.borrow().any(id)) {
                 asked.push(n);
             }
         }
@@ -373,6 +393,8 @@ impl<'a> Queues<'a> {
         #[derive(Deserialize)]
         struct Queued {
             state: Src,
+            #[serde(default)]
+            reason: String,
         }
         #[derive(Deserialize)]
         struct Src {
@@ -389,9 +411,10 @@ impl<'a> Queues<'a> {
         for (&n, values) in asked.iter().zip(found.chunks(3)) {
             let src = rows[n].1;
             let queued = |v: &Option<Vec<u8>>| {
-                v.as_deref().and_then(|b| serde_json::from_slice::<Queued>(b).ok()).is_some_and(|q| q.state.src == src)
+                v.as_deref().and_then(|b| serde_json::from_slice::<Queued>(b).ok()).filter(|q| q.state.src == src)
             };
-            waiting[n] = queued(&values[0]) || queued(&values[1]) || values[2].as_deref() == Some(src.as_bytes());
+            let failed = queued(&values[0]).is_some_and(|q| !passing_reason(&q.reason));
+            waiting[n] = failed || queued(&values[1]).is_some() || values[2].as_deref() == Some(src.as_bytes());
         }
         Ok(waiting)
     }
@@ -400,42 +423,53 @@ impl<'a> Queues<'a> {
     /// took it out (a dry run's in memory: see `dry_host::Scratch`), true
     /// where the queues are too many to hold.
     pub fn may_wait(&self, kind: RecordKind, id: &str) -> Result<bool> {
-        Ok(self.held(kind)?.is_none_or(|held| held.borrow().contains(id)))
+        Ok(self.held(kind)?.is_none_or(|held| held.borrow().queued.contains(id)))
     }
 
-    /// Takes records out of both queues (they were written, or superseded).
-    /// Only ids the queues hold cost a delete: the bucket's keys are listed
-    /// once per run and kind, and kept up to date by this run's own puts.
-    /// Returns the ids that were queued.
+    /// Takes records out of both queues (they were written, or superseded),
+    /// and their rows out of those the mapping refused. Only ids held cost
+    /// a delete: the bucket's keys are listed once per run and kind, and
+    /// kept up to date by this run's own puts. Returns the ids that were
+    /// queued (not those only noted as refused by the mapping).
     pub fn remove<K: AsRef<str>>(&self, kind: RecordKind, ids: &[K]) -> Result<Vec<String>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let both = |id: &str| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id), unmapped_key(kind, id)];
-        let queued: Vec<String> = match self.held(kind)? {
+        let keys_of = |id: &str| [key(Queue::Failed, kind, id), key(Queue::Deferred, kind, id), unmapped_key(kind, id)];
+        // Ids held: queued, or noted only.
+        let (queued, noted): (Vec<String>, Vec<String>) = match self.held(kind)? {
             Some(held) => {
-                let queued: Vec<String> = ids
-                    .iter()
-                    .map(AsRef::as_ref)
-                    .filter(|id| held.borrow().contains(*id))
-                    .map(str::to_string)
-                    .collect();
-                for id in &queued {
-                    held.borrow_mut().remove(id);
+                let mut held = held.borrow_mut();
+                let mut found = (Vec::new(), Vec::new());
+                for id in ids.iter().map(AsRef::as_ref) {
+                    if held.queued.remove(id) {
+                        held.unmapped.remove(id);
+                        found.0.push(id.to_string());
+                    } else if held.unmapped.remove(id) {
+                        found.1.push(id.to_string());
+                    }
                 }
-                queued
+                found
             }
             None => {
-                let keys: Vec<String> = ids.iter().flat_map(|id| both(id.as_ref())).collect();
-                let found = self.kv.get_many(&keys).map_err(|e| kv_error("reading queued writes", e))?;
-                let found: Vec<bool> = found.chunks(3).map(|keys| keys.iter().any(Option::is_some)).collect();
-                ids.iter().zip(found).filter(|(_, queued)| *queued).map(|(id, _)| id.as_ref().to_string()).collect()
+                let keys: Vec<String> = ids.iter().flat_map(|id| keys_of(id.as_ref())).collect();
+                let values = self.kv.get_many(&keys).map_err(|e| kv_error("reading queued writes", e))?;
+                let mut found = (Vec::new(), Vec::new());
+                for (id, values) in ids.iter().zip(values.chunks(3)) {
+                    let id = id.as_ref().to_string();
+                    if values[..2].iter().any(Option::is_some) {
+                        found.0.push(id);
+                    } else if values[2].is_some() {
+                        found.1.push(id);
+                    }
+                }
+                found
             }
         };
-        if queued.is_empty() {
+        if queued.is_empty() && noted.is_empty() {
             return Ok(queued);
         }
-        let keys: Vec<String> = queued.iter().flat_map(|id| both(id)).collect();
+        let keys: Vec<String> = queued.iter().chain(&noted).flat_map(|id| keys_of(id)).collect();
         self.kv.delete_many(&keys).map_err(|e| kv_error("clearing queued writes", e))?;
         Ok(queued)
     }
@@ -465,10 +499,14 @@ impl<'a> Queues<'a> {
                 queued && counted <= limit
             })
             .map_err(|e| kv_error("listing queued writes", e))?;
-        let ids: HashSet<String> = keys
-            .into_iter()
-            .filter_map(|k| prefixes.iter().find_map(|p| k.strip_prefix(p.as_str())).map(str::to_string))
-            .collect();
+        let mut ids = HeldIds::default();
+        for k in keys {
+            if let Some(id) = k.strip_prefix(prefixes[2].as_str()) {
+                ids.unmapped.insert(id.to_string());
+            } else if let Some(id) = prefixes[..2].iter().find_map(|p| k.strip_prefix(p.as_str())) {
+                ids.queued.insert(id.to_string());
+            }
+        }
         let held = (counted <= limit).then(|| std::rc::Rc::new(RefCell::new(ids)));
         self.held.borrow_mut().insert(kind, held.clone());
         Ok(held)
@@ -760,12 +798,17 @@ mod tests {
             queues.put_failed(failed("1", "a"), 10).unwrap();
             queues.put(Queue::Deferred, &failed("2", "b")).unwrap();
             queues.note_unmapped(customer, &[("3", "c")]).unwrap();
-            let rows = [("1", "a"), ("1", "x"), ("2", "b"), ("3", "c"), ("3", "y"), ("4", "a")];
+            // Refused only for a row lock: the re-read tries it again.
+            let locked =
+                QueuedWrite { reason: "UNABLE_TO_LOCK_ROW: unable to obtain access".into(), ..failed("5", "e") };
+            queues.put_failed(locked, 10).unwrap();
+            let rows = [("1", "a"), ("1", "x"), ("2", "b"), ("3", "c"), ("3", "y"), ("4", "a"), ("5", "e")];
             let waiting = queues.waiting_as_read(customer, &rows).unwrap();
-            assert_eq!(waiting, [true, false, true, true, false, false], "{keys_held}");
+            assert_eq!(waiting, [true, false, true, true, false, false, false], "{keys_held}");
             // Written (or deleted), a record waits no more; queued, its
             // mapping refusal is over.
-            queues.remove(customer, &["3"]).unwrap();
+            // A row only noted as refused by the mapping was not queued.
+            assert!(queues.remove(customer, &["3"]).unwrap().is_empty(), "{keys_held}");
             queues.note_unmapped(customer, &[("1", "a")]).unwrap();
             queues.put_failed(failed("1", "z"), 11).unwrap();
             let waiting = queues.waiting_as_read(customer, &[("3", "c"), ("1", "a"), ("1", "z")]).unwrap();

@@ -58,7 +58,9 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     let srcs: Vec<String> = records.iter().map(source_hash).collect();
     // Read again unchanged, a row whose write waits (refused, deferred) or
     // that the mapping refused is handled too: the overlap window would
-    // otherwise send, defer or refuse it once more every run.
+    // otherwise send, defer or refuse it once more every run. Not a record
+    // put in doubt or relinked since (its state's digest emptied): that is
+    // to be written again (a parent created anew, a stopped write).
     let waiting = match rows {
         Rows::Changed => {
             let unhandled: Vec<(usize, (&str, &str))> = records
@@ -66,7 +68,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 .zip(&srcs)
                 .zip(&states)
                 .enumerate()
-                .filter(|(_, ((_, src), old))| old.as_ref().is_none_or(|o| &o.src != *src))
+                .filter(|(_, ((_, src), old))| old.as_ref().is_none_or(|o| !o.src.is_empty() && &o.src != *src))
                 .map(|(n, ((r, src), _))| (n, (r.id.as_str(), src.as_str())))
                 .collect();
             let (at, asked): (Vec<usize>, Vec<(&str, &str)>) = unhandled.into_iter().unzip();
@@ -315,9 +317,9 @@ fn to_write(
         annotate_changes(&mut mapped.transformations, before.as_ref(), &mapped.target.fields);
     }
     let parents = run.settings.mapping.parents(record);
-    let both_ways = run.settings.writeback.is_some() && run.settings.mapping.writeback(mapped.source_kind).is_some();
-    let changed_only = match (&before, &sf) {
-        (Some(before), Some(_)) if both_ways => Some(changed_only(&mapped.target, before)),
+    let back = run.settings.writeback.and(run.settings.mapping.writeback(mapped.source_kind));
+    let changed_only = match (&before, &sf, back) {
+        (Some(before), Some(_), Some(back)) => Some(changed_only(&mapped.target, before, &back.sources())),
         _ => None,
     };
     // The payload goes into the state when the write lands.
@@ -333,13 +335,17 @@ fn to_write(
     }
 }
 
-/// `target` with only the fields whose value differs from `before` (what
-/// Salesforce was last given), parent references kept.
-fn changed_only(target: &SObjectRecord, before: &Map<String, Value>) -> SObjectRecord {
+/// `target` with only the fields written back (`back`) whose value differs
+/// from `before` (what Salesforce was last given), the others kept (parent
+/// references, fields only NetSuite writes: a Salesforce edit to those is
+/// put right, as a whole write would).
+fn changed_only(target: &SObjectRecord, before: &Map<String, Value>, back: &[String]) -> SObjectRecord {
     let fields = target
         .fields
         .iter()
-        .filter(|(field, value)| value.is_object() || !super::merge::same(Some(value), before.get(field.as_str())))
+        .filter(|(field, value)| {
+            value.is_object() || !back.contains(field) || !super::merge::same(Some(value), before.get(field.as_str()))
+        })
         .map(|(f, v)| (f.clone(), v.clone()))
         .collect();
     SObjectRecord {

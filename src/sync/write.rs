@@ -12,7 +12,7 @@ use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, FieldChange, OutcomeKind, PlanAction, PlannedWrite, RecordKind,
     Result, SObjectRecord, UpsertOutcome,
 };
-use crate::salesforce::errors::{already_deleted, deletion_may_land_later, worth_another_attempt};
+use crate::salesforce::errors::{already_deleted, deletion_may_land_later, missing_required, worth_another_attempt};
 use crate::salesforce::{BulkResults, CsvJob, PendingUpsert, csv_safe};
 use crate::settings::DeleteAction;
 use std::cell::RefCell;
@@ -320,7 +320,8 @@ fn record_outcomes(
             ..outcome.clone()
         };
         run.count(kind, outcome.outcome);
-        if outcome.outcome == OutcomeKind::Created && staged.state.sf.is_some() {
+        // Relinked when it was created (see `CompositeBatch::again`).
+        if outcome.outcome == OutcomeKind::Created && staged.state.sf.is_some() && !staged.created {
             anew.push(staged.mapped.source_id.clone());
         }
         let error = errors_text(outcome);
@@ -336,10 +337,16 @@ fn record_outcomes(
             if !refused.is_empty() {
                 refused.remove(staged.mapped.source_id.as_str());
             }
+            // Created with its changed fields only, its whole newer version
+            // on its way: in doubt until that lands.
+            let partial = staged.changed_only.is_some() && outcome.outcome == OutcomeKind::Created;
             let Staged { mapped, state, payload, .. } = staged;
             let sf = outcome.salesforce_id.clone().or(state.sf);
-            let fields = Some(payload);
-            new_states.push((mapped.source_id, RecordState { sf, fields, ..state }));
+            let held = match partial {
+                true => super::in_flight::in_doubt(RecordState { sf, ..state }),
+                false => RecordState { sf, fields: Some(payload), ..state },
+            };
+            new_states.push((mapped.source_id, held));
         }
     }
     // A record read twice (changed during the read) may be here twice: an
@@ -467,6 +474,9 @@ struct CompositeBatch {
     /// read) goes whole, since its changed fields were found against what
     /// Salesforce held before its earlier version (see `Staged::changed_only`).
     added: Option<HashSet<u64>>,
+    /// Records went back to `waiting` whole (see [`CompositeBatch::again`]):
+    /// due now, not after a backoff.
+    whole_again: bool,
 }
 
 /// A Composite request on its way: the records it carries, and the key of
@@ -507,6 +517,7 @@ impl CompositeBatch {
             attempts: HashMap::new(),
             added: (run.settings.writeback.is_some() && run.settings.mapping.writeback(kind).is_some())
                 .then(HashSet::new),
+            whole_again: false,
         }
     }
 
@@ -539,13 +550,11 @@ impl CompositeBatch {
     ) -> Result<(Vec<(usize, Staged)>, Vec<UpsertOutcome>)> {
         // Sent with its changed fields only, a record Salesforce created
         // (gone from there since this run's poll, or given another NetSuite
-        // id) or refused for good (as a record created with too few fields,
-        // say) goes again whole at once: the fields it lacks are written
-        // before its outcome is recorded.
+        // id) or refused as one created without its required fields goes
+        // again whole at once: the fields it lacks are written before its
+        // outcome is recorded.
         let again_whole = |s: &Staged, o: &UpsertOutcome| {
-            s.changed_only.is_some()
-                && (o.outcome == OutcomeKind::Created
-                    || (o.outcome == OutcomeKind::Failed && !worth_another_attempt(o)))
+            s.changed_only.is_some() && (o.outcome == OutcomeKind::Created || missing_required(o))
         };
         if self.attempts.is_empty()
             && !outcomes.iter().any(worth_another_attempt)
@@ -557,7 +566,8 @@ impl CompositeBatch {
         let most = run.sink.record_attempts();
         let mut now = Vec::with_capacity(part.len());
         // Created with some fields: in doubt until the whole lands, so a
-        // run stopped before that writes it whole (see `in_flight`).
+        // run stopped before that writes it whole (see `in_flight`), and
+        // relinked now (its children's links reached the record gone).
         let mut doubts = Vec::new();
         // Backwards, so `newer` holds the versions later in this request.
         for ((page, mut staged), outcome) in part.into_iter().zip(outcomes).rev() {
@@ -567,10 +577,12 @@ impl CompositeBatch {
                 staged.changed_only = None;
                 staged.created = outcome.outcome == OutcomeKind::Created;
                 if staged.created {
-                    let sf = outcome.salesforce_id.clone().or_else(|| staged.state.sf.clone());
-                    let state = RecordState { sf, ..staged.state.clone() };
-                    doubts.push((staged.mapped.source_id.clone(), super::in_flight::in_doubt(state)));
+                    if outcome.salesforce_id.is_some() {
+                        staged.state.sf.clone_from(&outcome.salesforce_id);
+                    }
+                    doubts.push((staged.mapped.source_id.clone(), super::in_flight::in_doubt(staged.state.clone())));
                 }
+                self.whole_again = true;
                 self.waiting_bytes += staged.payload.get().len();
                 self.waiting.push((page, staged));
                 newer.insert(id);
@@ -590,7 +602,9 @@ impl CompositeBatch {
             }
             newer.insert(id);
         }
+        let created: Vec<String> = doubts.iter().map(|(id, _)| id.clone()).collect();
         run.state.save_records(self.kind, doubts)?;
+        relink(run, self.kind, &created)?;
         now.reverse();
         Ok(now.into_iter().unzip())
     }
@@ -634,6 +648,9 @@ impl CompositeBatch {
             self.settle(run)?;
             if self.waiting.is_empty() {
                 return Ok(());
+            }
+            if std::mem::take(&mut self.whole_again) {
+                continue;
             }
             // Only records sent again are left, and nothing else would
             // space their attempts: give what held them time to end.
