@@ -1417,11 +1417,12 @@ async fn rows_read_again_unchanged_while_their_writes_wait_are_handled_already()
     assert_eq!(bed.sf("Account", unmappable).1["Phone"], "+15125550100");
 }
 
-/// A contact whose write failed because its Account was deleted in
-/// Salesforce by hand (the lookup names an Account no longer there) comes
-/// back with its company: the company's next change writes it anew and the
-/// contact follows in that run, though its row is unchanged since the
-/// failure (a refused row read again unchanged is otherwise left to wait).
+/// Contacts whose writes failed because their Account was deleted in
+/// Salesforce by hand (the lookup names an Account no longer there), one
+/// synced before and one new, come back with their company: its next change
+/// writes it anew and the contacts follow in that run, though their rows are
+/// unchanged since the failure (a refused row read again unchanged is
+/// otherwise left to wait).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_refused_for_its_deleted_account_follows_the_account_written_anew() {
     let bed = bed(3).start().await;
@@ -1435,13 +1436,16 @@ async fn a_contact_refused_for_its_deleted_account_follows_the_account_written_a
     let now = bed.clock.now_secs();
     let edit = format!("UPDATE contact SET lastname = 'Moved', lastmodifieddate = {now} WHERE id = {contact}");
     assert_eq!(bed.netsuite.execute(&edit).unwrap(), 1);
+    bed.netsuite.seed_contacts(1, &[company], now, 9).unwrap();
+    let newcomer = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id DESC").unwrap()[0].0;
     let refused = bed.sync_all().await;
     succeeded(&refused);
-    assert_eq!(refused.counts("contact").failed, 1, "{refused:?}");
+    assert_eq!(refused.counts("contact").failed, 2, "{refused:?}");
     bed.clock.advance(std::time::Duration::from_secs(1));
     bed.netsuite.set_customer_phone(company, "+1 212-555-0100").unwrap();
     let run = bed.sync_all().await;
     succeeded(&run);
     assert_eq!(run.counts("customer").created, 1, "{run:?}");
     assert_eq!(bed.sf("Contact", contact).1["LastName"], "Moved", "{run:?}");
+    assert!(bed.salesforce.find("Contact", &newcomer.to_string()).is_some(), "{run:?}");
 }

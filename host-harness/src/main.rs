@@ -719,6 +719,7 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                     let database = config.database_path();
                     let mut owned = vec![config.secrets_path(), config_path.clone()];
                     owned.extend(config.master_key_file.clone());
+                    owned.extend(config.mapping_file.clone());
                     for file in [database.clone(), host_harness::store::marks_path_of(&database)] {
                         owned.extend(["-wal", "-shm", "-journal"].map(|end| {
                             let mut name = file.clone().into_os_string();

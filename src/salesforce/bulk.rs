@@ -341,7 +341,7 @@ impl BulkResults {
             Some(RowResult::Unprocessed) => {
                 let why = "the Bulk API job ended before processing this row; it is retried next run";
                 failed(
-                    "UNPROCESSED",
+                    super::errors::UNPROCESSED,
                     match &self.failure {
                         Some(m) => format!("{why} (job failed: {m})"),
                         None => why.to_string(),
@@ -349,7 +349,7 @@ impl BulkResults {
                 )
             }
             None => failed(
-                "NOT_IN_RESULTS",
+                super::errors::NOT_IN_RESULTS,
                 "the Bulk API job reported nothing for this row; it is written again next time".into(),
             ),
         }

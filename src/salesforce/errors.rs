@@ -101,11 +101,17 @@ pub fn worth_another_attempt(outcome: &UpsertOutcome) -> bool {
         && outcome.errors.iter().all(|e| RECORD_RETRY_CODES.contains(&e.status_code.as_str()))
 }
 
+/// The connector's own codes for a Bulk API row the job did not process
+/// or did not report: the next run's read writes it again.
+pub const UNPROCESSED: &str = "UNPROCESSED";
+pub const NOT_IN_RESULTS: &str = "NOT_IN_RESULTS";
+
 /// Whether a kept failure's text (its errors, `CODE: message` joined by
-/// "; ") names only passing reasons (see [`worth_another_attempt`]).
+/// "; ") names only passing reasons: those of [`worth_another_attempt`],
+/// or a Bulk row left unprocessed or unreported.
 pub fn passing_reason(text: &str) -> bool {
-    !text.is_empty()
-        && text.split("; ").all(|e| e.split_once(": ").is_some_and(|(code, _)| RECORD_RETRY_CODES.contains(&code)))
+    let passing = |code: &str| RECORD_RETRY_CODES.contains(&code) || [UNPROCESSED, NOT_IN_RESULTS].contains(&code);
+    !text.is_empty() && text.split("; ").all(|e| e.split_once(": ").is_some_and(|(code, _)| passing(code)))
 }
 
 /// Whether a write failed only for required fields it lacked: as a record
@@ -243,6 +249,7 @@ mod tests {
         assert!(!passing_reason("UNABLE_TO_LOCK_ROW: busy; STRING_TOO_LONG: Name: data value too large"));
         assert!(!passing_reason("FIELD_CUSTOM_VALIDATION_EXCEPTION: Accounts under embargo need approval"));
         assert!(!passing_reason(""));
+        assert!(passing_reason("UNPROCESSED: the Bulk API job ended before processing this row"));
         assert!(already_deleted(&outcome("ENTITY_IS_DELETED", vec![])));
         assert!(already_deleted(&outcome("INVALID_CROSS_REFERENCE_KEY", vec![])));
         assert!(!already_deleted(&outcome("INVALID_CROSS_REFERENCE_KEY", vec!["OwnerId".into()])));

@@ -93,7 +93,7 @@ pub(super) fn apply(run: &Run<'_>, events: Vec<QueuedEvent>, pass: Pass) -> Resu
         let (refreshed, named): (Vec<NetSuiteRecord>, Vec<NetSuiteRecord>) =
             records.into_iter().partition(|r| refreshed.contains(r.id.as_str()));
         let mut staged = stage::stage(run, kind, &named, stage::Rows::Named)?;
-        staged.extend(stage::stage(run, kind, &refreshed, stage::Rows::Changed)?);
+        staged.extend(stage::stage(run, kind, &refreshed, stage::Rows::Refreshed)?);
         let records: Vec<NetSuiteRecord> = named.into_iter().chain(refreshed).collect();
         let ready = super::deferral::hold_back_orphans(run, staged)?;
         let mut batch = run.writer.batch(run, kind, Path::Composite, AuditAction::WriteEvent)?;

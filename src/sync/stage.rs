@@ -31,6 +31,10 @@ pub(super) enum Rows {
     /// Rows change events named: one handled already is audited unchanged,
     /// so every applied event leaves a row.
     Named,
+    /// Rows a refresh of children named (their parent written anew): as
+    /// `Changed`, but one whose write waits (refused for the parent's
+    /// absence, say) is written again, not left waiting.
+    Refreshed,
 }
 
 /// Stages one page of `kind` records. Unchanged records get their state
@@ -52,7 +56,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     let written_back = run.settings.writeback.is_some() && mapping.writeback(kind).is_some();
     let asked = match rows {
         Rows::All { live } => live,
-        Rows::Changed | Rows::Named => run.request.compare_live,
+        Rows::Changed | Rows::Named | Rows::Refreshed => run.request.compare_live,
     };
     let compare_live = asked && !written_back;
     let srcs: Vec<String> = records.iter().map(source_hash).collect();
@@ -78,14 +82,14 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             }
             waiting
         }
-        Rows::All { .. } | Rows::Named => vec![false; records.len()],
+        Rows::All { .. } | Rows::Named | Rows::Refreshed => vec![false; records.len()],
     };
     let mut unmapped: Vec<(&str, &str)> = Vec::new();
     let mut checks = Vec::new();
     let mut read = 0;
     for (((record, old), digest), waits) in records.iter().zip(states).zip(&srcs).zip(waiting) {
         let handled = old.as_ref().is_some_and(|s| &s.src == digest);
-        if (handled || waits) && rows == Rows::Changed {
+        if (handled || waits) && matches!(rows, Rows::Changed | Rows::Refreshed) {
             continue;
         }
         // Write-back merged it this run and counted it; a plan's NetSuite

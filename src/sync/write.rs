@@ -320,8 +320,14 @@ fn record_outcomes(
             ..outcome.clone()
         };
         run.count(kind, outcome.outcome);
-        // Relinked when it was created (see `CompositeBatch::again`).
-        if outcome.outcome == OutcomeKind::Created && staged.state.sf.is_some() && !staged.created {
+        // A record Salesforce holds under another id than the state knew
+        // (created anew, or completed after a run stopped between its
+        // creation and its relink) is relinked; one `again` created was.
+        let moved = outcome
+            .salesforce_id
+            .as_deref()
+            .is_some_and(|new| staged.state.sf.as_deref().is_some_and(|old| !same_id(new, old)));
+        if staged.state.sf.is_some() && !staged.created && (outcome.outcome == OutcomeKind::Created || moved) {
             anew.push(staged.mapped.source_id.clone());
         }
         let error = errors_text(outcome);
@@ -469,15 +475,19 @@ struct CompositeBatch {
     /// Records sent again after a refusal for a passing reason (see
     /// [`CompositeBatch::again`]), as [`id_hash`]es, with how often so far.
     attempts: HashMap<u64, u32>,
-    /// Of a kind written both ways, the records added so far, as
-    /// [`id_hash`]es: a record added again (read twice, changed during the
-    /// read) goes whole, since its changed fields were found against what
-    /// Salesforce held before its earlier version (see `Staged::changed_only`).
+    /// Of a kind written both ways, the records added so far with their
+    /// changed fields only, as [`id_hash`]es: a record added again (read
+    /// twice, changed during the read) goes whole, since its changed fields
+    /// were found against what Salesforce held before its earlier version
+    /// (see `Staged::changed_only`).
     added: Option<HashSet<u64>>,
     /// Records went back to `waiting` whole (see [`CompositeBatch::again`]):
     /// due now, not after a backoff.
     whole_again: bool,
 }
+
+/// Records with their pages, and their outcomes, in the same order.
+type Answered = (Vec<(usize, Staged)>, Vec<UpsertOutcome>);
 
 /// A Composite request on its way: the records it carries, and the key of
 /// their mark (see `in_flight`).
@@ -542,12 +552,7 @@ impl CompositeBatch {
     /// A record with a newer version waiting, in flight or later in this
     /// request is not sent again (that version would be overwritten): its
     /// failure stands until the newer one lands. Returns what is recorded now.
-    fn again(
-        &mut self,
-        run: &Run<'_>,
-        part: Vec<(usize, Staged)>,
-        outcomes: Vec<UpsertOutcome>,
-    ) -> Result<(Vec<(usize, Staged)>, Vec<UpsertOutcome>)> {
+    fn again(&mut self, run: &Run<'_>, part: Vec<(usize, Staged)>, outcomes: Vec<UpsertOutcome>) -> Result<Answered> {
         // Sent with its changed fields only, a record Salesforce created
         // (gone from there since this run's poll, or given another NetSuite
         // id) or refused as one created without its required fields goes
@@ -577,10 +582,12 @@ impl CompositeBatch {
                 staged.changed_only = None;
                 staged.created = outcome.outcome == OutcomeKind::Created;
                 if staged.created {
+                    // Kept with the id it had: a run stopped before the relink
+                    // below relinks when it finds the new one (see `moved`).
+                    doubts.push((staged.mapped.source_id.clone(), super::in_flight::in_doubt(staged.state.clone())));
                     if outcome.salesforce_id.is_some() {
                         staged.state.sf.clone_from(&outcome.salesforce_id);
                     }
-                    doubts.push((staged.mapped.source_id.clone(), super::in_flight::in_doubt(staged.state.clone())));
                 }
                 self.whole_again = true;
                 self.waiting_bytes += staged.payload.get().len();
@@ -660,6 +667,8 @@ impl CompositeBatch {
     }
 
     fn send_due(&mut self, run: &Run<'_>, everything: bool) -> Result<()> {
+        // What went back whole is sent now: no pause is owed for it.
+        self.whole_again = false;
         while let Some(take) = self.next_part(everything) {
             run.renew()?;
             run.validate_target(self.kind)?;
@@ -692,6 +701,7 @@ impl CompositeBatch {
 
     fn push(&mut self, page: usize, mut staged: Staged) {
         if let Some(added) = &mut self.added
+            && staged.changed_only.is_some()
             && !added.insert(id_hash(&staged))
         {
             staged.changed_only = None;
@@ -712,6 +722,12 @@ impl CompositeBatch {
 /// apart from two records (a collision only costs an early write).
 fn id_hash(staged: &Staged) -> u64 {
     hash_id(&staged.mapped.target.external_id)
+}
+
+/// Whether two Salesforce ids name one record (15 or 18 characters).
+fn same_id(a: &str, b: &str) -> bool {
+    use crate::salesforce::ids::full_id;
+    a == b || full_id(a).is_some_and(|a| full_id(b) == Some(a))
 }
 
 fn hash_id(external_id: &str) -> u64 {

@@ -113,7 +113,19 @@ pub fn export_to(
         .with_context(|| format!("--out {}: cannot create {}", path.display(), temporary.display()))?;
     let written = write(&mut file).and_then(|n| {
         file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
+        if force {
+            std::fs::rename(&temporary, path)?;
+        } else {
+            // A link fails where a file appeared since the check: never replaced.
+            match std::fs::hard_link(&temporary, path) {
+                Ok(()) => std::fs::remove_file(&temporary)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    bail!("--out {}: the file exists; name a new file, or add --force to replace it", path.display())
+                }
+                // A file system without hard links: renamed (checked above).
+                Err(_) => std::fs::rename(&temporary, path)?,
+            }
+        }
         Ok(n)
     });
     if written.is_err() {
