@@ -277,3 +277,39 @@ async fn events_for_rows_thirty_times_wider_than_usual_are_applied_in_128_mb() {
     let (_, account) = bed.sf("Account", bed.customer_ids[2999]);
     assert_eq!(account["Description"].as_str().unwrap().len(), 30_000 + 1 + 4);
 }
+
+/// The deadline holds while the run waits on the host too: a NetSuite that
+/// takes 10 s to answer each request does not keep a run with a 1 s
+/// deadline going for 10 s; it stops at the deadline, says so in one line,
+/// and gives the lease back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_on_a_slow_answer_stops_at_its_deadline() {
+    let bed = bed(20).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("connector.toml");
+    bed.write_config(&config).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = text.lines().find(|l| l.starts_with("run_deadline_secs = ")).unwrap().to_string();
+    std::fs::write(&config, text.replacen(&line, "run_deadline_secs = 1", 1)).unwrap();
+    bed.netsuite.set_latency(Duration::from_secs(10));
+    let sync = || {
+        tokio::process::Command::new(connector_binary())
+            .args(["sync", "--config"])
+            .arg(&config)
+            .env("CONNECTOR_COMPONENT", component_path())
+            .output()
+    };
+    let started = std::time::Instant::now();
+    let out = sync().await.unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(error.contains("longer than its deadline of 1 s") && error.contains("run_deadline_secs"), "{error}");
+    assert!(took < Duration::from_secs(8), "stopped at the deadline, not after the answer: {took:?}");
+
+    bed.netsuite.set_latency(Duration::ZERO);
+    let out = sync().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(bed.salesforce.count("Account"), 20);
+}

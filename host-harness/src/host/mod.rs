@@ -280,8 +280,16 @@ impl Runtime {
         // Not taken apart: the store must go before the slot's permit.
         let slot = self.run_slot().await?;
         let (mut instance, instantiation) = self.instantiate_timed(run, slot).await?;
+        let until = tokio::time::Instant::now() + limits.1.saturating_sub(instantiation);
         let Instance { store, connector, .. } = &mut instance;
-        let result = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut *store, &request).await;
+        let call = connector.ml_connector_netsuite_salesforce_sync().call_run(&mut *store, &request);
+        // The epoch stops the guest's own code at the deadline; a wait on
+        // the host (a request Salesforce is slow to answer, a backoff) is
+        // stopped here, the same way: dropped, the call ends as a trap would.
+        let result = match tokio::time::timeout_at(until, call).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Trap::Interrupt.into()),
+        };
         // The run's writes are committed before anyone looks at what it did.
         if let Err(e) = store.data_mut().kv.finish() {
             match &result {
