@@ -419,6 +419,15 @@ impl<'a> Queues<'a> {
         Ok(waiting)
     }
 
+    /// Whether no id of `kind` waits in a queue or was refused by the
+    /// mapping (false when they are too many to hold).
+    pub fn holds_nothing(&self, kind: RecordKind) -> Result<bool> {
+        Ok(self.held(kind)?.is_some_and(|held| {
+            let held = held.borrow();
+            held.queued.is_empty() && held.unmapped.is_empty()
+        }))
+    }
+
     /// Whether `id` of `kind` may still wait in a queue: false once this run
     /// took it out (a dry run's in memory: see `dry_host::Scratch`), true
     /// where the queues are too many to hold.
@@ -441,11 +450,15 @@ impl<'a> Queues<'a> {
             Some(held) => {
                 let mut held = held.borrow_mut();
                 let mut found = (Vec::new(), Vec::new());
+                // Looked up before taken out: a look-up in an empty set
+                // hashes nothing (most runs hold nothing).
                 for id in ids.iter().map(AsRef::as_ref) {
-                    if held.queued.remove(id) {
+                    if held.queued.contains(id) {
+                        held.queued.remove(id);
                         held.unmapped.remove(id);
                         found.0.push(id.to_string());
-                    } else if held.unmapped.remove(id) {
+                    } else if held.unmapped.contains(id) {
+                        held.unmapped.remove(id);
                         found.1.push(id.to_string());
                     }
                 }

@@ -52,7 +52,7 @@ pub(super) struct Staged {
     /// field made after this run's poll stays for the next poll to take to
     /// NetSuite; a record this creates (gone from Salesforce meanwhile) is
     /// sent again whole (see `CompositeBatch::again`).
-    pub changed_only: Option<SObjectRecord>,
+    pub changed_only: Option<Box<SObjectRecord>>,
     /// Sent as `changed_only`, Salesforce created it: counted and relinked
     /// as created when the whole record sent again lands.
     pub created: bool,

@@ -65,8 +65,9 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     // otherwise send, defer or refuse it once more every run. Not a record
     // put in doubt or relinked since (its state's digest emptied): that is
     // to be written again (a parent created anew, a stopped write).
+    // Nothing held (a first sync): nothing to look up.
     let waiting = match rows {
-        Rows::Changed => {
+        Rows::Changed if !run.queues.holds_nothing(kind)? => {
             let unhandled: Vec<(usize, (&str, &str))> = records
                 .iter()
                 .zip(&srcs)
@@ -82,13 +83,14 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             }
             waiting
         }
-        Rows::All { .. } | Rows::Named | Rows::Refreshed => vec![false; records.len()],
+        _ => Vec::new(),
     };
-    let mut unmapped: Vec<(&str, &str)> = Vec::new();
+    let mut unmapped: Vec<(&str, String)> = Vec::new();
     let mut checks = Vec::new();
     let mut read = 0;
-    for (((record, old), digest), waits) in records.iter().zip(states).zip(&srcs).zip(waiting) {
-        let handled = old.as_ref().is_some_and(|s| &s.src == digest);
+    for (n, ((record, old), src)) in records.iter().zip(states).zip(srcs).enumerate() {
+        let waits = waiting.get(n) == Some(&true);
+        let handled = old.as_ref().is_some_and(|s| s.src == src);
         if (handled || waits) && matches!(rows, Rows::Changed | Rows::Refreshed) {
             continue;
         }
@@ -103,7 +105,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
             Ok(m) => m,
             Err(e) => {
                 run.count(kind, OutcomeKind::Failed);
-                unmapped.push((record.id.as_str(), digest.as_str()));
+                unmapped.push((record.id.as_str(), src));
                 audit.push(AuditEntry {
                     run_id: run.request.run_id.clone(),
                     kind,
@@ -121,7 +123,6 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
                 continue;
             }
         };
-        let src = digest.clone();
         let (dst, payload) = hashed_payload(&mapped.target);
         let skip = match &old {
             // Deleted in Salesforce: stays out while NetSuite keeps it
@@ -212,6 +213,7 @@ pub(super) fn stage(run: &Run<'_>, kind: RecordKind, records: &[NetSuiteRecord],
     // audited again), never a state no audit row explains.
     run.audit(audit);
     run.state.save_records(kind, unchanged)?;
+    let unmapped: Vec<(&str, &str)> = unmapped.iter().map(|(id, src)| (*id, src.as_str())).collect();
     run.queues.note_unmapped(kind, &unmapped)?;
     match run.settings.writeback.filter(|_| written_back) {
         Some(policy) => merge_pending(run, kind, policy, staged),
@@ -323,7 +325,7 @@ fn to_write(
     let parents = run.settings.mapping.parents(record);
     let back = run.settings.writeback.and(run.settings.mapping.writeback(mapped.source_kind));
     let changed_only = match (&before, &sf, back) {
-        (Some(before), Some(_), Some(back)) => Some(changed_only(&mapped.target, before, &back.sources())),
+        (Some(before), Some(_), Some(back)) => Some(Box::new(changed_only(&mapped.target, before, &back.sources()))),
         _ => None,
     };
     // The payload goes into the state when the write lands.

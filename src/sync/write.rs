@@ -312,14 +312,11 @@ fn record_outcomes(
     let mut refused: HashSet<String> = HashSet::new();
     for (staged, outcome) in written.into_iter().zip(outcomes) {
         // Created by its changed fields, completed by this write.
-        let outcome = &UpsertOutcome {
-            outcome: match outcome.outcome {
-                OutcomeKind::Updated if staged.created => OutcomeKind::Created,
-                other => other,
-            },
-            ..outcome.clone()
+        let result = match outcome.outcome {
+            OutcomeKind::Updated if staged.created => OutcomeKind::Created,
+            other => other,
         };
-        run.count(kind, outcome.outcome);
+        run.count(kind, result);
         // A record Salesforce holds under another id than the state knew
         // (created anew, or completed after a run stopped between its
         // creation and its relink) is relinked; one `again` created was.
@@ -327,14 +324,14 @@ fn record_outcomes(
             .salesforce_id
             .as_deref()
             .is_some_and(|new| staged.state.sf.as_deref().is_some_and(|old| !same_id(new, old)));
-        if staged.state.sf.is_some() && !staged.created && (outcome.outcome == OutcomeKind::Created || moved) {
+        if staged.state.sf.is_some() && !staged.created && (result == OutcomeKind::Created || moved) {
             anew.push(staged.mapped.source_id.clone());
         }
         let error = errors_text(outcome);
         // A refused write names no record: the audit names the one it was for.
         let sf = outcome.salesforce_id.clone().or_else(|| staged.state.sf.clone());
-        audit.push(run.staged_entry(&staged, action, outcome.outcome, sf, error.clone()));
-        if outcome.outcome == OutcomeKind::Failed {
+        audit.push(run.staged_entry(&staged, action, result, sf, error.clone()));
+        if result == OutcomeKind::Failed {
             let mut queued = staged.queued(&run.request.run_id, error.unwrap_or_default());
             queued.waits_for = vec![];
             run.queues.put_failed(queued, run.host.clock.now_unix())?;
@@ -345,7 +342,7 @@ fn record_outcomes(
             }
             // Created with its changed fields only, its whole newer version
             // on its way: in doubt until that lands.
-            let partial = staged.changed_only.is_some() && outcome.outcome == OutcomeKind::Created;
+            let partial = staged.changed_only.is_some() && result == OutcomeKind::Created;
             let Staged { mapped, state, payload, .. } = staged;
             let sf = outcome.salesforce_id.clone().or(state.sf);
             let held = match partial {
@@ -686,7 +683,7 @@ impl CompositeBatch {
             let part: Vec<(usize, Staged)> = self.waiting.drain(..take).collect();
             self.waiting_bytes -= part.iter().map(|(_, s)| s.payload.get().len()).sum::<usize>();
             let targets: Vec<&SObjectRecord> =
-                part.iter().map(|(_, s)| s.changed_only.as_ref().unwrap_or(&s.mapped.target)).collect();
+                part.iter().map(|(_, s)| s.changed_only.as_deref().unwrap_or(&s.mapped.target)).collect();
             let texts: Vec<Option<&str>> =
                 part.iter().map(|(_, s)| s.changed_only.is_none().then(|| s.payload.get())).collect();
             let mark = run.in_flight.mark(self.kind, true, part.iter().map(|(_, s)| s))?;
