@@ -289,8 +289,16 @@ pub fn parse_token_response(
     }
     let token_url = token_url(base_url);
     let Ok(err) = serde_json::from_slice::<OAuthError>(&response.body) else {
+        // Not there at all: the URL setting, not the credentials, is wrong.
+        let advice = match response.status {
+            404 | 405 => {
+                ". No OAuth 2.0 token endpoint is there: check `netsuite_base_url` (or `netsuite_account_id`), the \
+                 account's REST host https://<account id>.suitetalk.api.netsuite.com without a path"
+            }
+            _ => "",
+        };
         return Err(ConnectorError::Auth(format!(
-            "NetSuite token endpoint {token_url} answered HTTP {}: {}",
+            "NetSuite token endpoint {token_url} answered HTTP {}: {}{advice}",
             response.status,
             response.snippet()
         )));
@@ -495,6 +503,14 @@ mod tests {
         };
         let msg = parse_token_response(&response, 0, &s, BASE).unwrap_err().to_string();
         assert!(msg.contains("invalid_grant") && msg.contains("cert-1") && msg.contains("private key"), "{msg}");
+    }
+
+    #[test]
+    fn a_token_endpoint_not_found_names_the_url_setting() {
+        let s = settings(SigningAlgorithm::Ps256, "");
+        let response = HttpResponse { status: 404, headers: vec![], body: vec![], pieces: vec![] };
+        let msg = parse_token_response(&response, 0, &s, BASE).unwrap_err().to_string();
+        assert!(msg.contains("HTTP 404") && msg.contains("`netsuite_base_url`"), "{msg}");
     }
 
     #[test]

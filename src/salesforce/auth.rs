@@ -189,7 +189,20 @@ pub fn parse_token_response(
         return Ok((session, body.refresh_token));
     }
     let Ok(err) = serde_json::from_slice::<OAuthError>(&response.body) else {
-        return Err(ConnectorError::Auth(format!("{url} answered HTTP {}: {}", response.status, response.snippet())));
+        // Not there at all: the URL setting, not the credentials, is wrong.
+        let advice = match response.status {
+            404 | 405 => {
+                ". No OAuth 2.0 token endpoint is there: check `salesforce_login_url`, the org's My Domain URL \
+                 (https://<domain>.my.salesforce.com) or https://login.salesforce.com (test.salesforce.com for a \
+                 sandbox), without a path"
+            }
+            _ => "",
+        };
+        return Err(ConnectorError::Auth(format!(
+            "{url} answered HTTP {}: {}{advice}",
+            response.status,
+            response.snippet()
+        )));
     };
     let description = err.error_description.unwrap_or_default();
     let advice = match (err.error.as_str(), &settings.grant) {
@@ -322,5 +335,8 @@ mod tests {
         };
         let msg = parse_token_response(&bad, &s).unwrap_err().to_string();
         assert!(msg.contains("salesforce_client_secret") && !msg.contains("\"s\""), "{msg}");
+        let nothing = HttpResponse { status: 404, headers: vec![], body: vec![], pieces: vec![] };
+        let msg = parse_token_response(&nothing, &s).unwrap_err().to_string();
+        assert!(msg.contains("HTTP 404") && msg.contains("`salesforce_login_url`"), "{msg}");
     }
 }

@@ -155,7 +155,11 @@ impl super::SalesforceSink<'_> {
         })?;
         if !response.is_success() {
             return Err(ConnectorError::Config(super::errors::describe(
-                &format!("Describe of {} (is the object deployed and visible to the integration user?)", spec.sobject),
+                &format!(
+                    "Describe of {} (is the object deployed and visible to the integration user, and is \
+                     `salesforce_api_version` {} one the org offers?)",
+                    spec.sobject, self.settings.api_version
+                ),
                 &response,
             )));
         }
