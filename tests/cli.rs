@@ -34,9 +34,21 @@ fn every_secret_the_connector_reads_can_be_stored_and_none_may_sit_in_the_config
         .map(|s| s.name)
         .collect();
     assert!(secrets.contains(&"salesforce_private_key"), "the JWT bearer key is a secret");
+    let key = support::ps256_key().private_pem;
     for name in &secrets {
-        let out = connector(&["secrets", "set", "--config", config, name], dir.path(), "-----BEGIN PRIVATE KEY-----\n");
+        // A private key must read as one; any text does for the others.
+        let value = if name.ends_with("_private_key") { key.as_str() } else { "-----BEGIN PRIVATE KEY-----\n" };
+        let out = connector(&["secrets", "set", "--config", config, name], dir.path(), value);
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // One that does not (cut short, or passphrase-protected) is refused, nothing stored over the good one.
+    for bad in [
+        "-----BEGIN PRIVATE KEY-----\n",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    ] {
+        let out = connector(&["secrets", "set", "--config", config, "netsuite_private_key"], dir.path(), bad);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("Nothing was stored"), "{stderr}");
     }
     let listed = connector(&["secrets", "list", "--config", config], dir.path(), "");
     let listed = String::from_utf8_lossy(&listed.stdout);

@@ -608,6 +608,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     if value.is_empty() {
                         bail!("no value on standard input for `{name}`");
                     }
+                    // A key the component cannot read would fail only when a token is next
+                    // obtained (up to an hour later): refused now, nothing stored.
+                    let (readable, wanted) = match name.as_str() {
+                        "netsuite_private_key" => (
+                            netsuite_salesforce::netsuite::auth::readable_private_key(&value),
+                            "an RSA or EC (P-256, P-384, P-521) private key",
+                        ),
+                        "salesforce_private_key" => {
+                            (netsuite_salesforce::salesforce::auth::readable_private_key(&value), "an RSA private key")
+                        }
+                        _ => (true, ""),
+                    };
+                    if !readable {
+                        bail!(
+                            "`{name}` must be {wanted} in PEM form, unencrypted (PKCS#8 `BEGIN PRIVATE KEY`, or PKCS#1 \
+                             / SEC1); a passphrase-protected key is decrypted with `openssl pkey -in key.pem -out \
+                             plain.pem`. Nothing was stored"
+                        );
+                    }
                     let path = config.secrets_path();
                     SecretFile::update(&path, &cipher, |secrets| {
                         secrets.insert(name.clone(), value);

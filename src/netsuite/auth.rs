@@ -177,6 +177,17 @@ fn p521_key(pem: &str) -> Option<p521::ecdsa::SigningKey> {
     p521::ecdsa::SigningKey::from_bytes(&key.to_bytes()).ok()
 }
 
+/// Whether `pem` is a private key the connector can sign NetSuite's client
+/// assertion with (RSA, or EC on P-256, P-384 or P-521), whatever the
+/// algorithm set: checked when the secret is stored, long before the token
+/// it signs is renewed.
+pub fn readable_private_key(pem: &str) -> bool {
+    EncodingKey::from_rsa_pem(pem.as_bytes()).is_ok()
+        || p256_pkcs8(pem).is_some()
+        || p384_pkcs8(pem).is_some()
+        || p521_key(pem).is_some()
+}
+
 /// Why the key cannot sign with the chosen algorithm, and what to set: the
 /// algorithm has to be the one of the certificate uploaded to NetSuite. The
 /// key itself is never quoted.

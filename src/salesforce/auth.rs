@@ -114,6 +114,12 @@ pub fn bearer_audience(login_url: &str) -> String {
     if sandbox { "https://test.salesforce.com" } else { "https://login.salesforce.com" }.to_string()
 }
 
+/// Whether `pem` is an RSA private key the JWT bearer grant can sign with
+/// (checked when the secret is stored).
+pub fn readable_private_key(pem: &str) -> bool {
+    jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).is_ok()
+}
+
 /// The JWT bearer assertion: RS256 (the only algorithm Salesforce takes),
 /// audience [`bearer_audience`] unless set, three minutes to live.
 pub fn bearer_assertion(settings: &SalesforceSettings, now: i64) -> Result<String> {
