@@ -126,24 +126,35 @@ async fn a_run_out_of_memory_ends_alone_with_its_writes_counted_in_one_line_and_
     assert_eq!(bed.salesforce.count("Account"), 5000, "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_past_its_deadline_is_stopped_in_one_line_naming_the_setting_and_the_next_run_works() {
-    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+/// A config file for `bed` with `run_deadline_secs = 1`: its directory
+/// (kept while the test runs), its path, and its text before the change.
+fn config_with_a_one_second_deadline(bed: &support::Bed) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("connector.toml");
     bed.write_config(&config).unwrap();
     let text = std::fs::read_to_string(&config).unwrap();
     let line = text.lines().find(|l| l.starts_with("run_deadline_secs = ")).unwrap().to_string();
     std::fs::write(&config, text.replacen(&line, "run_deadline_secs = 1", 1)).unwrap();
+    (dir, config, text)
+}
+
+/// `connector sync` of `config`, as a user runs it.
+async fn sync_with(config: &std::path::Path) -> std::io::Result<std::process::Output> {
+    tokio::process::Command::new(connector_binary())
+        .args(["sync", "--config"])
+        .arg(config)
+        .env("CONNECTOR_COMPONENT", component_path())
+        .output()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_deadline_is_stopped_in_one_line_naming_the_setting_and_the_next_run_works() {
+    let bed = bed(3000).setting("netsuite_page_size", "200").start().await;
+    let (_dir, config, text) = config_with_a_one_second_deadline(&bed);
     // Fifteen pages 300 ms apart: the deadline passes part-way.
     bed.netsuite.set_latency(Duration::from_millis(300));
-    let sync = || {
-        tokio::process::Command::new(connector_binary())
-            .args(["sync", "--config"])
-            .arg(&config)
-            .env("CONNECTOR_COMPONENT", component_path())
-            .output()
-    };
+    let sync = || sync_with(&config);
     let out = sync().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -285,20 +296,9 @@ async fn events_for_rows_thirty_times_wider_than_usual_are_applied_in_128_mb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_waiting_on_a_slow_answer_stops_at_its_deadline() {
     let bed = bed(20).start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("connector.toml");
-    bed.write_config(&config).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap();
-    let line = text.lines().find(|l| l.starts_with("run_deadline_secs = ")).unwrap().to_string();
-    std::fs::write(&config, text.replacen(&line, "run_deadline_secs = 1", 1)).unwrap();
+    let (_dir, config, _) = config_with_a_one_second_deadline(&bed);
     bed.netsuite.set_latency(Duration::from_secs(10));
-    let sync = || {
-        tokio::process::Command::new(connector_binary())
-            .args(["sync", "--config"])
-            .arg(&config)
-            .env("CONNECTOR_COMPONENT", component_path())
-            .output()
-    };
+    let sync = || sync_with(&config);
     let started = std::time::Instant::now();
     let out = sync().await.unwrap();
     let took = started.elapsed();

@@ -775,30 +775,10 @@ mod tests {
         QueuedEvent { kind: RecordKind::Customer, id: id.into(), event: "edit".into(), received_at: 100, nonce }
     }
 
+    /// [`queued`]'s write of `id`, refused, of the row with digest `src`.
     fn failed(id: &str, src: &str) -> QueuedWrite {
-        QueuedWrite {
-            run_id: "r".into(),
-            kind: RecordKind::Customer,
-            netsuite_id: id.into(),
-            target: SObjectRecord {
-                sobject: "Account".into(),
-                external_id_field: "NetSuite_Id__c".into(),
-                external_id: id.into(),
-                fields: Default::default(),
-            },
-            state: RecordState {
-                src: src.into(),
-                dst: "d".into(),
-                sf: None,
-                fields: None,
-                org: None,
-                sf_deleted: false,
-            },
-            transformations: vec![],
-            reason: "refused".into(),
-            waits_for: vec![],
-            failing_since: None,
-        }
+        let write = queued(id);
+        QueuedWrite { state: RecordState { src: src.into(), ..write.state.clone() }, reason: "refused".into(), ..write }
     }
 
     #[test]
