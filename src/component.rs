@@ -151,6 +151,7 @@ fn with_host<T>(f: impl FnOnce(&Host<'_>) -> model::Result<T>) -> Result<T, type
         audit: &HostAudit,
         clock: &ports::SystemClock,
         control: &HostControl,
+        meanwhile: &ports::Idle,
     };
     f(&host).map_err(error_to_wit)
 }

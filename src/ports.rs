@@ -24,19 +24,43 @@ impl std::fmt::Display for TransportError {
     }
 }
 
+/// What a run does while it is blocked on the network or sleeps out a
+/// backoff: it keeps its lease (see `sync::lease::Keeper`), so a request
+/// Salesforce is slow to answer cannot outlive it and land after a newer
+/// run's write. Called about every [`MEANWHILE_EVERY`] of such a wait.
+pub trait Meanwhile {
+    fn tick(&self);
+}
+
+/// How often a blocked run does its [`Meanwhile`]: a lease lasts 2 s at the
+/// least and is renewed once half of it is used.
+pub const MEANWHILE_EVERY: Duration = Duration::from_millis(250);
+
+/// Nothing to keep (a dry run, a host call outside a run).
+pub struct Idle;
+
+impl Meanwhile for Idle {
+    fn tick(&self) {}
+}
+
 /// A request under way: the host carries it on while the guest does other
-/// work; `wait` blocks until the response is complete.
+/// work; `wait` blocks until the response is complete, doing `meanwhile`.
 pub trait PendingResponse {
-    fn wait(self: Box<Self>) -> Result<HttpResponse, TransportError>;
+    fn wait(self: Box<Self>, meanwhile: &dyn Meanwhile) -> Result<HttpResponse, TransportError>;
 }
 
 /// HTTP out. Errors are for requests that got no response at all.
 pub trait Transport {
-    /// Sends the request and returns without waiting for the response.
-    fn start(&self, request: &HttpRequest) -> Result<Box<dyn PendingResponse>, TransportError>;
+    /// Sends the request (its body written, doing `meanwhile` while the host
+    /// cannot take more of it) and returns without waiting for the response.
+    fn start(
+        &self,
+        request: &HttpRequest,
+        meanwhile: &dyn Meanwhile,
+    ) -> Result<Box<dyn PendingResponse>, TransportError>;
 
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.start(request)?.wait()
+    fn send(&self, request: &HttpRequest, meanwhile: &dyn Meanwhile) -> Result<HttpResponse, TransportError> {
+        self.start(request, meanwhile)?.wait(meanwhile)
     }
 }
 
@@ -150,4 +174,57 @@ pub struct Host<'a> {
     pub audit: &'a dyn AuditSink,
     pub clock: &'a dyn Clock,
     pub control: &'a dyn RunControl,
+    /// What a run does while blocked (see [`Meanwhile`]).
+    pub meanwhile: &'a dyn Meanwhile,
+}
+
+impl Host<'_> {
+    /// Sleeps `duration` (a backoff), doing the run's [`Meanwhile`] on the way.
+    pub fn sleep(&self, duration: Duration) {
+        sleep_meanwhile(self.clock, self.meanwhile, duration);
+    }
+}
+
+fn sleep_meanwhile(clock: &dyn Clock, meanwhile: &dyn Meanwhile, duration: Duration) {
+    let mut left = duration;
+    while !left.is_zero() {
+        let step = left.min(MEANWHILE_EVERY);
+        clock.sleep(step);
+        left -= step;
+        meanwhile.tick();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Log(RefCell<Vec<String>>);
+    impl Clock for Log {
+        fn now_unix(&self) -> i64 {
+            0
+        }
+        fn sleep(&self, duration: Duration) {
+            self.0.borrow_mut().push(format!("sleep {}", duration.as_millis()));
+        }
+        fn random(&self) -> u64 {
+            0
+        }
+    }
+    impl Meanwhile for Log {
+        fn tick(&self) {
+            self.0.borrow_mut().push("tick".into());
+        }
+    }
+
+    #[test]
+    fn a_long_sleep_is_cut_into_pieces_with_the_runs_work_between() {
+        let log = Log::default();
+        sleep_meanwhile(&log, &log, Duration::from_millis(600));
+        assert_eq!(log.0.take(), ["sleep 250", "tick", "sleep 250", "tick", "sleep 100", "tick"]);
+        sleep_meanwhile(&log, &log, Duration::ZERO);
+        assert!(log.0.take().is_empty());
+    }
 }

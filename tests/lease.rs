@@ -362,3 +362,37 @@ async fn two_syncs_started_together_on_a_fresh_store_run_one_at_a_time() {
     assert_eq!(created_on_record(&db, &winner), 3000);
     assert_eq!(bed.salesforce.count("Account"), 3000);
 }
+
+/// One Salesforce request slower than the whole lease: the run keeps its
+/// lease while it waits, so a run started meanwhile is refused instead of
+/// taking the tenant and writing while the slow request may still land
+/// after it (older data over newer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_slower_than_the_lease_keeps_it_while_it_waits() {
+    let bed = bed(20).setting("lease_ttl_secs", "2").start().await;
+    let db = bed.tenant.database.clone();
+    let cli = Cli::for_bed(&bed);
+    let slow = Duration::from_secs(4);
+    bed.salesforce.set_faults(simulators::salesforce::Faults { latency: slow, ..Default::default() });
+    let mut first = cli.sync();
+    let holder = loop {
+        if let Some((run, _)) = lease(&db).filter(|(_, at)| *at > now()) {
+            break run;
+        }
+        assert!(first.try_wait().unwrap().is_none(), "the sync ended before it took the lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Past the 2 s the lease was taken for, within the first request to
+    // Salesforce (it describes Account first).
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let out = cli.sync().wait_with_output().await.unwrap();
+    let refused = lines(&out.stderr);
+    assert!(!out.status.success(), "the second run ran: {refused:?}");
+    assert!(refused.iter().any(|l| l.contains(&format!("busy: run {holder} holds"))), "{refused:?}");
+
+    bed.salesforce.set_faults(Default::default());
+    let out = first.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(logged(&db, &holder).0, "succeeded");
+    assert_eq!(created_on_record(&db, &holder), 20);
+}

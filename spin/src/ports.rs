@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use netsuite_salesforce::model::AuditEntry;
-use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, KeyValue, NoControl, SystemClock};
+use netsuite_salesforce::ports::{AuditSink, Clock, Config, Host, Idle, KeyValue, NoControl, SystemClock};
 use netsuite_salesforce::sealing::{SealError, SealingKey};
 use spin_sdk::key_value::Store;
 // spin-sdk 5 wraps only fermyon:spin/key-value, which has no compare-and-swap;
@@ -286,6 +286,7 @@ impl HostParts<'_> {
             audit: &self.audit,
             clock: &SystemClock,
             control: &NoControl,
+            meanwhile: &Idle,
         }
     }
 }

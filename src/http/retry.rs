@@ -175,7 +175,7 @@ impl<'h> ApiClient<'h> {
         }
         let request = build()?;
         self.in_flight.set(self.in_flight.get() + 1);
-        let pending = self.host.transport.start(&request);
+        let pending = self.host.transport.start(&request, self.host.meanwhile);
         Ok(InFlight { client: self, build: Box::new(build), first: Some((request, pending)) })
     }
 
@@ -183,7 +183,7 @@ impl<'h> ApiClient<'h> {
     /// waits for it and retries as `send` would. Owns nothing of the client,
     /// so the caller may keep it while it does other work.
     pub fn start(&self, request: HttpRequest) -> Started {
-        let pending = self.host.transport.start(&request);
+        let pending = self.host.transport.start(&request, self.host.meanwhile);
         Started { request, pending }
     }
 
@@ -193,7 +193,7 @@ impl<'h> ApiClient<'h> {
         started: Started,
         build: &dyn Fn() -> Result<HttpRequest, ConnectorError>,
     ) -> Result<Sent, ConnectorError> {
-        let outcome = started.pending.and_then(|p| p.wait());
+        let outcome = started.pending.and_then(|p| p.wait(self.host.meanwhile));
         self.drive(build, Some((started.request, outcome)))
     }
 
@@ -212,7 +212,7 @@ impl<'h> ApiClient<'h> {
                 Some(made) => made,
                 None => {
                     let request = build()?;
-                    let outcome = self.host.transport.send(&request);
+                    let outcome = self.host.transport.send(&request, self.host.meanwhile);
                     (request, outcome)
                 }
             };
@@ -316,7 +316,7 @@ impl<'h> ApiClient<'h> {
             if self.host.clock.now_unix() - started > timeout_secs {
                 return Err(timed_out());
             }
-            self.host.clock.sleep(poll_interval(n));
+            self.host.sleep(poll_interval(n));
             n += 1;
         }
     }
@@ -350,7 +350,7 @@ impl<'h> ApiClient<'h> {
     fn wait(&self, attempt: u32, retry_after: Option<Duration>) {
         let jittered = self.backoff.delay(attempt, self.host.clock.random());
         let delay = retry_after.map_or(jittered, |ra| ra.min(self.backoff.cap).max(jittered));
-        self.host.clock.sleep(delay);
+        self.host.sleep(delay);
     }
 }
 
@@ -375,7 +375,7 @@ impl InFlight<'_, '_> {
     /// Waits for the response, then retries like `send` would.
     pub fn finish(mut self) -> Result<Sent, ConnectorError> {
         let made = self.first.take().map(|(request, pending)| {
-            let outcome = pending.and_then(|p| p.wait());
+            let outcome = pending.and_then(|p| p.wait(self.client.host.meanwhile));
             self.client.in_flight.set(self.client.in_flight.get() - 1);
             (request, outcome)
         });

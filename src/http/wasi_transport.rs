@@ -5,12 +5,25 @@
 //! in `wait`, so requests the core starts together are in flight together.
 
 /// Defines `WasiTransport` (and its pending response) over the wasi:http
-/// bindings module named `$w` (with `http` and `io` inside).
+/// bindings module named `$w` (with `http`, `io` and `clocks` inside).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! wasi_http_transport {
     ($w:ident) => {
         struct WasiTransport;
+
+        /// Blocks until `ready` is, doing `meanwhile` every
+        /// `MEANWHILE_EVERY` of the wait.
+        fn block_on(ready: &$w::io::poll::Pollable, meanwhile: &dyn $crate::ports::Meanwhile) {
+            let every = $crate::ports::MEANWHILE_EVERY.as_nanos() as u64;
+            loop {
+                let timer = $w::clocks::monotonic_clock::subscribe_duration(every);
+                if $w::io::poll::poll(&[ready, &timer]).contains(&0) {
+                    return;
+                }
+                meanwhile.tick();
+            }
+        }
 
         /// A request whose body is sent; the response is awaited in `wait`.
         struct WasiPending {
@@ -68,14 +81,17 @@ macro_rules! wasi_http_transport {
         }
 
         impl $crate::ports::PendingResponse for WasiPending {
-            fn wait(self: Box<Self>) -> Result<$crate::http::HttpResponse, $crate::ports::TransportError> {
+            fn wait(
+                self: Box<Self>,
+                meanwhile: &dyn $crate::ports::Meanwhile,
+            ) -> Result<$crate::http::HttpResponse, $crate::ports::TransportError> {
                 use $crate::ports::TransportError::Failed;
                 use $w::http::types as http;
                 let WasiPending { future, what, authority, write_error, in_pieces } = *self;
                 let response = loop {
                     match future.get() {
                         Some(result) => break result,
-                        None => future.subscribe().block(),
+                        None => block_on(&future.subscribe(), meanwhile),
                     }
                 };
                 let response = response
@@ -107,7 +123,8 @@ macro_rules! wasi_http_transport {
                     let stream =
                         incoming.stream().map_err(|_| Failed("response body stream unavailable".to_string()))?;
                     loop {
-                        match stream.blocking_read(64 * 1024) {
+                        match stream.read(64 * 1024) {
+                            Ok(chunk) if chunk.is_empty() => block_on(&stream.subscribe(), meanwhile),
                             Ok(chunk) if in_pieces => pieces.push(chunk),
                             Ok(chunk) => bytes.extend_from_slice(&chunk),
                             Err($w::io::streams::StreamError::Closed) => break,
@@ -124,6 +141,7 @@ macro_rules! wasi_http_transport {
             fn start(
                 &self,
                 request: &$crate::http::HttpRequest,
+                meanwhile: &dyn $crate::ports::Meanwhile,
             ) -> Result<Box<dyn $crate::ports::PendingResponse>, $crate::ports::TransportError> {
                 use $crate::http::Method;
                 use $crate::ports::TransportError::Failed;
@@ -175,7 +193,7 @@ macro_rules! wasi_http_transport {
                     for mut rest in request.body.pieces() {
                         while !rest.is_empty() && write_error.is_none() {
                             match stream.check_write() {
-                                Ok(0) => stream.subscribe().block(),
+                                Ok(0) => block_on(&stream.subscribe(), meanwhile),
                                 Ok(permitted) => {
                                     let n = rest.len().min(usize::try_from(permitted).unwrap_or(usize::MAX));
                                     match stream.write(&rest[..n]) {
@@ -187,10 +205,15 @@ macro_rules! wasi_http_transport {
                             }
                         }
                     }
-                    if write_error.is_none()
-                        && let Err(e) = stream.blocking_flush()
-                    {
-                        write_error = Some(format!("writing the request body: {e:?}"));
+                    // `blocking-flush`, with the run's work done while it waits.
+                    if write_error.is_none() {
+                        let flushed = stream.flush().and_then(|()| {
+                            block_on(&stream.subscribe(), meanwhile);
+                            stream.check_write().map(drop)
+                        });
+                        if let Err(e) = flushed {
+                            write_error = Some(format!("writing the request body: {e:?}"));
+                        }
                     }
                 }
                 let finished = http::OutgoingBody::finish(body, None);

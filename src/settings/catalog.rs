@@ -182,7 +182,7 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "lease_ttl_secs",
         Integer,
-        "renewed every page, write and Bulk poll; a crashed run blocks the next one at most this long",
+        "renewed every page, write and Bulk poll and while a request or backoff waits; a crashed run blocks the next one at most this long",
     )
     .default("60")
     .at_least(2)

@@ -20,7 +20,7 @@
 
 use super::kv_error;
 use crate::model::{ConnectorError, Result};
-use crate::ports::{Clock, KeyValue};
+use crate::ports::{Clock, KeyValue, Meanwhile};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 
@@ -286,6 +286,43 @@ impl<'a> Lease<'a> {
     }
 }
 
+/// Where a run holds its lease: renewed at its checkpoints and, as its
+/// [`Meanwhile`], while it waits on a request or a backoff, so no other run
+/// takes the tenant while one of this run's writes may still land. The
+/// run's deadline bounds how long that keeps it.
+#[derive(Default)]
+pub struct Keeper<'a> {
+    held: RefCell<Option<Lease<'a>>>,
+}
+
+impl<'a> Keeper<'a> {
+    pub fn hold(&self, lease: Lease<'a>) {
+        *self.held.borrow_mut() = Some(lease);
+    }
+
+    /// Keeps the lease alive; fails when another run took it over.
+    pub fn renew(&self) -> Result<()> {
+        self.held.borrow().as_ref().map_or(Ok(()), Lease::renew)
+    }
+
+    /// Gives the lease back, if one is held.
+    pub fn release(&self) -> Result<()> {
+        let held = self.held.borrow_mut().take();
+        held.map_or(Ok(()), Lease::release)
+    }
+}
+
+impl Meanwhile for Keeper<'_> {
+    fn tick(&self) {
+        // A renewal that fails here (the lease taken, the store down) fails
+        // again at the next checkpoint, which ends the run: a request under
+        // way is seen to its answer first.
+        if let Some(lease) = self.held.borrow().as_ref() {
+            let _ = lease.renew();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +395,32 @@ mod tests {
             lease.renew().unwrap();
             assert_eq!(lease.expires_at.get(), 160, "{:?}", kv.swaps);
             assert_eq!(stored(&kv).unwrap().expires_at, 160, "{:?}", kv.swaps);
+        }
+    }
+
+    #[test]
+    fn a_kept_lease_is_renewed_while_the_run_waits_and_not_after_release() {
+        for kv in Memory::every_kind() {
+            let clock = at(0);
+            let keeper = Keeper::default();
+            keeper.tick();
+            assert!(stored(&kv).is_none(), "nothing held, nothing written");
+            keeper.hold(Lease::acquire(&kv, &clock, "run-a", 100).unwrap());
+            clock.0.set(60);
+            keeper.tick();
+            assert_eq!(stored(&kv).unwrap().expires_at, 160, "{:?}", kv.swaps);
+            keeper.release().unwrap();
+            clock.0.set(200);
+            keeper.tick();
+            assert_eq!(stored(&kv).map(|h| h.expires_at).unwrap_or(0), 0, "given back stays given back");
+            // Taken over by another run: the wait goes on, the checkpoint stops the run.
+            keeper.hold(Lease::acquire(&kv, &clock, "run-b", 100).unwrap());
+            clock.0.set(301);
+            let other = take(&kv, &clock, "run-c");
+            keeper.tick();
+            assert_eq!(stored(&kv).unwrap().run_id, "run-c");
+            assert!(keeper.renew().is_err());
+            other.release().unwrap();
         }
     }
 

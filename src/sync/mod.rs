@@ -36,7 +36,7 @@ use crate::model::{
 };
 use crate::ports::Host;
 use crate::settings::{EventSettings, Settings};
-use lease::Lease;
+use lease::{Keeper, Lease};
 use provenance::Provenance;
 use queues::{QueuedEvent, Queues};
 use run::Run;
@@ -96,6 +96,10 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
     }
     parents_first(&mut kinds);
 
+    // The lease, once taken, is kept while the run waits (see `Keeper`).
+    let lease = Keeper::default();
+    let kept = Host { meanwhile: &lease, ..*host };
+    let host = &kept;
     let stores =
         (dry_host::ReadOnly(host.state), dry_host::Scratch::new(host.queues), dry_host::ReadOnly(host.in_flight));
     let dry_host = dry_host::dry(host, &stores);
@@ -103,7 +107,7 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
         true => (&dry_host, Box::new(write::Plan::default())),
         false => (host, Box::new(write::Salesforce)),
     };
-    let mut run = Run::new(host, request, &settings, writer);
+    let run = Run::new(host, request, &settings, writer, &lease);
     if let Some(usage) = run.state.api_usage() {
         run.sink.assume_usage(usage);
     }
@@ -112,12 +116,11 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
     } else {
         match Lease::acquire(host.state, host.clock, &request.run_id, settings.lease_ttl_secs) {
             Err(e) => Err(e),
-            Ok(lease) => {
-                run.lease = Some(lease);
+            Ok(taken) => {
+                lease.hold(taken);
                 let outcome = all(&run, &kinds);
                 // Give the lease back whatever happened, so the next run need not wait.
-                let released = run.lease.take().map_or(Ok(()), Lease::release);
-                outcome.and(released)
+                outcome.and(lease.release())
             }
         }
     };

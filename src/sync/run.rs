@@ -2,7 +2,7 @@
 //! it has done so far (kept even when the run stops part-way).
 
 use super::in_flight::InFlight;
-use super::lease::Lease;
+use super::lease::Keeper;
 use super::queues::{ParkedWrite, QueuedWrite, Queues};
 use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
@@ -153,8 +153,8 @@ pub(super) struct Run<'a> {
     pub in_flight: InFlight<'a>,
     /// Salesforce, or a plan (dry run).
     pub writer: Box<dyn Writer + 'a>,
-    /// None in a dry run: it changes nothing, so it takes no lease.
-    pub lease: Option<Lease<'a>>,
+    /// Empty in a dry run: it changes nothing, so it takes no lease.
+    pub lease: &'a Keeper<'a>,
     counts: RefCell<BTreeMap<RecordKind, KindCounts>>,
     /// Kinds whose target object passed describe validation this run, with
     /// the lookups to it that its deletion cascades along.
@@ -186,6 +186,7 @@ impl<'a> Run<'a> {
         request: &'a SyncRequest,
         settings: &'a Settings,
         writer: Box<dyn Writer + 'a>,
+        lease: &'a Keeper<'a>,
     ) -> Self {
         Run {
             host,
@@ -197,7 +198,7 @@ impl<'a> Run<'a> {
             queues: Queues::new(host.queues),
             in_flight: InFlight::new(host.in_flight, &request.run_id),
             writer,
-            lease: None,
+            lease,
             counts: Default::default(),
             validated: Default::default(),
             merged: Default::default(),
@@ -300,15 +301,15 @@ impl<'a> Run<'a> {
         self.counts.borrow().clone()
     }
 
-    /// Keeps the lease alive; fails when another run took it over.
     /// Queued writes are taken a page (`netsuite_page_size`) at a time:
     /// memory holds that many records, however long the queue grew.
     pub fn queue_part(&self) -> usize {
         self.settings.netsuite.page_size.max(1) as usize
     }
 
+    /// Keeps the lease alive; fails when another run took it over.
     pub fn renew(&self) -> Result<()> {
-        self.lease.as_ref().map_or(Ok(()), Lease::renew)
+        self.lease.renew()
     }
 
     /// A point where the run may end with nothing lost (a page recorded, a
