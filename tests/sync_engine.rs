@@ -1449,3 +1449,61 @@ async fn a_contact_refused_for_its_deleted_account_follows_the_account_written_a
     assert_eq!(bed.sf("Contact", contact).1["LastName"], "Moved", "{run:?}");
     assert!(bed.salesforce.find("Contact", &newcomer.to_string()).is_some(), "{run:?}");
 }
+
+/// Customers written to another object for a while, then back to Account:
+/// a NetSuite deletion reaches the customer's Account, though the record's
+/// state still holds the id of its copy in the other object (before, that
+/// id was sent as an Account's, Salesforce answered it names no Account,
+/// and the deletion counted as done while the Account stayed live).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_after_the_target_object_changed_reaches_the_record_of_the_current_object() {
+    let bed = bed(10).start().await;
+    succeeded(&bed.sync_all().await);
+    let elsewhere = "[customer]\nsobject = \"Vendor__c\"\n[[customer.field]]\ntarget = \"Name\"\n\
+                     rules = [{ copy = \"companyname\" }, { copy = \"entityid\" }]\n";
+    bed.tenant.set_override("mapping_toml", elsewhere);
+    succeeded(&bed.sync_all().await);
+    let gone = bed.customer_ids[4];
+    let copy = bed.sf("Vendor__c", gone).0;
+    bed.tenant.set_override("mapping_toml", netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    bed.netsuite.delete_record("customer", gone).unwrap();
+
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("customer").deleted, 1, "{report:?}");
+    let (account, fields) = bed.sf("Account", gone);
+    assert_eq!(fields["NetSuite_Deleted__c"], true, "the Account is flagged");
+    let conn = bed.tenant.database.connect().unwrap();
+    let trail = host_harness::audit::for_run(&conn, "demo", &report.run_id).unwrap();
+    let row = trail.iter().find(|r| r.netsuite_id == gone.to_string() && r.action == "flag-deleted").expect("audited");
+    assert_eq!(row.salesforce_id.as_deref(), Some(account.as_str()));
+    assert_eq!(bed.sf("Vendor__c", gone).0, copy, "the other object's copy is left as it was");
+    assert_ne!(bed.sf("Vendor__c", gone).1.get("NetSuite_Deleted__c"), Some(&Value::Bool(true)));
+}
+
+/// A parent link naming an object its lookup does not point to (here
+/// `relationship = "Account"` with `sobject = "Vendor__c"`) is refused by
+/// the describe check when the first record would be deferred, as it is
+/// before a write: before, every contact waited for a vendor that would
+/// never come, and the runs succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_an_object_its_lookup_does_not_point_to_is_refused_before_anything_waits() {
+    let bed = bed(4).start().await;
+    succeeded(&bed.sync_all().await);
+    let at = bed.clock.now_secs() - 60;
+    bed.netsuite.seed_contacts(6, &bed.customer_ids, at, 2).unwrap();
+    let crossed = netsuite_salesforce::mapping::DEFAULT_MAPPING.replacen(
+        "relationship = \"Account\"\nsobject = \"Account\"",
+        "relationship = \"Account\"\nsobject = \"Vendor__c\"",
+        1,
+    );
+    assert_ne!(crossed, netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    bed.tenant.set_override("mapping_toml", &crossed);
+
+    let report = bed.sync_all().await;
+    assert_eq!(report.status, "failed", "{report:?}");
+    let error = report.error.clone().unwrap_or_default();
+    assert!(error.contains("Contact has no lookup with relationship name Account to Vendor__c"), "{error}");
+    assert_eq!(report.counts("contact").deferred, 0, "{report:?}");
+    assert_eq!(bed.salesforce.count("Contact"), 0);
+}

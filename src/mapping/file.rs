@@ -210,10 +210,18 @@ impl MappingFile {
                 if !valid_api_name(&field.target) {
                     return Err(bad(&place, "the target is not a Salesforce field name"));
                 }
-                if field.target == super::EXTERNAL_ID_FIELD {
+                // Salesforce field names are case-insensitive.
+                let target = field.target.to_ascii_lowercase();
+                if target == super::EXTERNAL_ID_FIELD.to_ascii_lowercase() {
                     return Err(bad(&place, "the external id field is set by the connector; remove this field"));
                 }
-                if !targets.insert(field.target.as_str()) {
+                if target == "id" {
+                    return Err(bad(
+                        &place,
+                        "`Id` is the record id Salesforce gives; it cannot be written: remove this field",
+                    ));
+                }
+                if !targets.insert(target) {
                     return Err(bad(&place, "the target appears twice"));
                 }
                 if field.rules.is_empty() {
@@ -253,6 +261,17 @@ impl MappingFile {
                 }
                 if !valid_column(&parent.column) {
                     return Err(bad(&place, format!("`{}` is not a SuiteQL column name", parent.column)));
+                }
+                // Both would be sent: the field's value and the link's, and
+                // Salesforce takes one of them without saying which.
+                if let Some(set) = [parent.lookup_field(), parent.relationship.clone()]
+                    .into_iter()
+                    .find(|f| targets.contains(&f.to_ascii_lowercase()))
+                {
+                    return Err(bad(
+                        &place,
+                        format!("`{set}` is a field's target too, but the parent link sets it: remove that field"),
+                    ));
                 }
             }
         }

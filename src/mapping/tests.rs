@@ -137,6 +137,19 @@ fn bad_mapping_files_are_refused_with_the_place() {
             "[customer]\nsobject = \"Account\"\n[[customer.field]]\ntarget = \"Phone\"\nrules = [{ copy = \"phone\" }]\ntransforms = [\"shout\"]\n",
             "unknown variant `shout`",
         ),
+        (
+            "[customer]\nsobject = \"Account\"\n[[customer.field]]\ntarget = \"Name\"\nrules = [{ copy = \"a\" }]\n[[customer.field]]\ntarget = \"NAME\"\nrules = [{ copy = \"b\" }]\n",
+            "field 2 (NAME): the target appears twice",
+        ),
+        (
+            "[customer]\nsobject = \"Account\"\n[[customer.field]]\ntarget = \"Id\"\nrules = [{ copy = \"id\" }]\n",
+            "field 1 (Id): `Id` is the record id Salesforce gives",
+        ),
+        (
+            "[contact]\nsobject = \"Contact\"\n[[contact.field]]\ntarget = \"accountid\"\nrules = [{ copy = \"company\" }]\n\
+             [[contact.parent]]\nrelationship = \"Account\"\nsobject = \"Account\"\ncolumn = \"company\"\n",
+            "[contact] parent 1 (Account): `AccountId` is a field's target too, but the parent link sets it",
+        ),
     ];
     for (text, expected) in cases {
         let err = Mapping::load(Some(text)).unwrap_err().to_string();

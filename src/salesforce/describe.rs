@@ -11,6 +11,9 @@ use serde_json::Value;
 #[serde(rename_all = "camelCase")]
 pub struct Describe {
     pub name: String,
+    /// The first three characters of the object's record ids.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
     pub fields: Vec<FieldDescribe>,
     #[serde(default)]
     pub child_relationships: Vec<ChildRelationship>,
@@ -30,6 +33,22 @@ pub struct ChildRelationship {
 /// A lookup (child object, field) whose records Salesforce deletes along
 /// with the record they look up to (an Account's Contacts, master-detail).
 pub type Cascade = (String, String);
+
+/// What a passed check learned of the object.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    pub cascades: Vec<Cascade>,
+    /// Its ids' first three characters, when Salesforce gives them: an id
+    /// kept from when the mapping wrote another object does not have them.
+    pub key_prefix: Option<String>,
+}
+
+impl Checked {
+    /// Whether `id` may be a record of this object (true when unknown).
+    pub fn holds(&self, id: &str) -> bool {
+        self.key_prefix.as_deref().is_none_or(|p| id.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -131,9 +150,9 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
 impl super::SalesforceSink<'_> {
     /// Fails before any write if the object cannot take what the mapping
     /// writes; else answers the lookups to it that its deletion cascades
-    /// along. A passed check is remembered for `describe_ttl_secs` (in a dry
-    /// run's read-only state: not at all).
-    pub fn validate(&self, spec: &TargetSpec, extra: &[&str]) -> Result<Vec<Cascade>> {
+    /// along and its ids' prefix. A passed check is remembered for
+    /// `describe_ttl_secs` (in a dry run's read-only state: not at all).
+    pub fn validate(&self, spec: &TargetSpec, extra: &[&str]) -> Result<Checked> {
         let key = format!("describe/{}", spec.sobject);
         // A check passed in one org says nothing about another.
         let fingerprint = format!("{}{:?}{:?}", self.org()?, spec, extra);
@@ -142,12 +161,14 @@ impl super::SalesforceSink<'_> {
             self.api.host.state.get(&key).ok().flatten().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         if let Some(c) = cached {
             let fresh = c["checked_at"].as_i64().is_some_and(|t| now - t < self.settings.describe_ttl_secs);
-            // A stamp from before cascades were kept is checked afresh.
+            // A stamp from before cascades or key prefixes were kept is
+            // checked afresh.
             let cascades = serde_json::from_value::<Vec<Cascade>>(c["cascades"].clone());
-            if let (true, true, Ok(cascades)) =
-                (fresh, c["fingerprint"].as_str() == Some(fingerprint.as_str()), cascades)
+            let key_prefix = c.get("key_prefix").map(|p| p.as_str().map(str::to_string));
+            if let (true, true, Ok(cascades), Some(key_prefix)) =
+                (fresh, c["fingerprint"].as_str() == Some(fingerprint.as_str()), cascades, key_prefix)
             {
-                return Ok(cascades);
+                return Ok(Checked { cascades, key_prefix });
             }
         }
         let response = self.send(|s| {
@@ -174,14 +195,17 @@ impl super::SalesforceSink<'_> {
             )));
         }
         let cascades = described.cascades();
-        let stamp =
-            serde_json::json!({ "checked_at": now, "fingerprint": fingerprint, "cascades": cascades }).to_string();
+        let key_prefix = described.key_prefix.filter(|p| !p.is_empty());
+        let stamp = serde_json::json!({
+            "checked_at": now, "fingerprint": fingerprint, "cascades": cascades, "key_prefix": key_prefix,
+        })
+        .to_string();
         self.api
             .host
             .state
             .set(&key, stamp.as_bytes())
             .map_err(|e| ConnectorError::Transport(format!("could not save `{key}` to the state store: {e}")))?;
-        Ok(cascades)
+        Ok(Checked { cascades, key_prefix })
     }
 }
 

@@ -35,16 +35,28 @@ pub(super) fn sync(
 /// nothing of the connector (see [`Untouched`]).
 pub(super) fn apply<'i>(run: &Run<'_>, kind: RecordKind, ids: &[&'i str]) -> Result<Untouched<'i>> {
     let states = run.state.records(kind, ids)?;
-    let mut pending = Vec::with_capacity(ids.len());
+    let mut recorded = Vec::with_capacity(ids.len());
     let mut unknown = Vec::new();
     let mut done = Vec::new();
     for (id, st) in ids.iter().zip(states) {
         match st {
             Some(s) if s.src == DELETED => done.push((*id, s.sf)),
-            Some(s) => pending.push((id.to_string(), s)),
+            Some(s) => recorded.push((*id, s)),
             None => unknown.push(*id),
         }
     }
+    // An id kept from when the mapping wrote another object (its `sobject`
+    // changed since) names nothing in this one: the record is looked up by
+    // external id like one never recorded. The other object's copy is left
+    // as it is (README: changing a kind's object).
+    if !recorded.is_empty() {
+        let checked = run.checked(kind)?;
+        let (here, elsewhere): (Vec<_>, Vec<_>) =
+            recorded.into_iter().partition(|(_, s)| s.sf.as_deref().is_none_or(|sf| checked.holds(sf)));
+        unknown.extend(elsewhere.into_iter().map(|(id, _)| id));
+        recorded = here;
+    }
+    let mut pending: Vec<(String, RecordState)> = recorded.into_iter().map(|(id, s)| (id.to_string(), s)).collect();
     let mut found = Vec::new();
     if !unknown.is_empty() && run.state.writes_began(kind)? {
         let sobject = &run.settings.mapping.object(kind)?.sobject;

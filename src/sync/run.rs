@@ -14,7 +14,7 @@ use crate::model::{
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
 use crate::salesforce::SalesforceSink;
-use crate::salesforce::describe::Cascade;
+use crate::salesforce::describe::{Cascade, Checked};
 use crate::settings::{DeleteAction, Settings};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -158,7 +158,7 @@ pub(super) struct Run<'a> {
     counts: RefCell<BTreeMap<RecordKind, KindCounts>>,
     /// Kinds whose target object passed describe validation this run, with
     /// the lookups to it that its deletion cascades along.
-    validated: RefCell<Vec<(RecordKind, Vec<Cascade>)>>,
+    validated: RefCell<Vec<(RecordKind, Checked)>>,
     /// Change events this run queued itself (see `children`).
     queued_events: std::cell::Cell<bool>,
     /// Kinds whose Salesforce edits this run merged before applying events.
@@ -480,16 +480,21 @@ impl<'a> Run<'a> {
     /// The lookups (child object, field) to `kind`'s object whose records
     /// Salesforce deletes along with it; validates the target first.
     pub fn cascades(&self, kind: RecordKind) -> Result<Vec<Cascade>> {
-        if let Some((_, cascades)) = self.validated.borrow().iter().find(|(k, _)| *k == kind) {
-            return Ok(cascades.clone());
+        self.checked(kind).map(|c| c.cascades)
+    }
+
+    /// What the check of `kind`'s object learned; validates it first.
+    pub fn checked(&self, kind: RecordKind) -> Result<Checked> {
+        if let Some((_, checked)) = self.validated.borrow().iter().find(|(k, _)| *k == kind) {
+            return Ok(checked.clone());
         }
         let extra: &[&str] = match self.settings.delete_action {
             DeleteAction::Flag => &[crate::mapping::DELETED_FIELD],
             DeleteAction::Delete => &[],
         };
-        let cascades = self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
+        let checked = self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
         self.state.note_writes(kind)?;
-        self.validated.borrow_mut().push((kind, cascades.clone()));
-        Ok(cascades)
+        self.validated.borrow_mut().push((kind, checked.clone()));
+        Ok(checked)
     }
 }

@@ -215,6 +215,9 @@ impl Writer for Salesforce {
     }
 
     fn defer(&self, run: &Run<'_>, staged: &Staged, missing: &[ParentRef]) -> Result<()> {
+        // A link the object cannot take (its lookup names another object)
+        // would defer the record for good: checked as before a write.
+        run.validate_target(staged.mapped.source_kind)?;
         let reason = defer_reason(missing);
         let mut queued = staged.queued(&run.request.run_id, reason.clone());
         queued.waits_for = missing.to_vec();
@@ -1253,6 +1256,7 @@ impl Writer for Plan {
     }
 
     fn defer(&self, run: &Run<'_>, staged: &Staged, _: &[ParentRef]) -> Result<()> {
+        run.validate_target(staged.mapped.source_kind)?;
         run.count(staged.mapped.source_kind, OutcomeKind::Deferred);
         self.push(staged.mapped.source_kind, &staged.mapped.source_id, PlanAction::Defer, vec![]);
         Ok(())
