@@ -1507,3 +1507,44 @@ async fn a_link_to_an_object_its_lookup_does_not_point_to_is_refused_before_anyt
     assert_eq!(report.counts("contact").deferred, 0, "{report:?}");
     assert_eq!(bed.salesforce.count("Contact"), 0);
 }
+
+/// Failed writes of a kind the mapping dropped since: a replay that covers
+/// them is refused naming the kind and the section to put back, writing
+/// nothing (it said "nothing to replay" while `status` counted them); once
+/// the section is back, they are replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_writes_whose_kind_the_mapping_dropped_is_refused_naming_the_section() {
+    use host_harness::host::{RecordKind, RecordRef, ReplayScope};
+    let bed = bed(20).start().await;
+    bed.salesforce.set_validation_rule(embargo());
+    let (a, b) = (bed.customer_ids[1], bed.customer_ids[2]);
+    bed.netsuite.rename_customer_any(a, "Embargoed A").unwrap();
+    bed.netsuite.rename_customer_any(b, "Embargoed B").unwrap();
+    let first = bed.sync().await;
+    assert_eq!(first.counts("customer").failed, 2);
+    bed.salesforce.set_validation_rule(None);
+    let vendors_only = &netsuite_salesforce::mapping::DEFAULT_MAPPING
+        [netsuite_salesforce::mapping::DEFAULT_MAPPING.find("[vendor]").unwrap()..];
+    bed.tenant.set_override("mapping_toml", vendors_only);
+
+    let one = ReplayScope::One(RecordRef { kind: RecordKind::Customer, id: a.to_string() });
+    for scope in [ReplayScope::AllFailed, ReplayScope::Run(first.run_id.clone()), one] {
+        let refused = bed.bed.tenant.replay(support::runtime(), scope.clone()).await.unwrap();
+        assert_eq!(refused.status, "failed", "{scope:?}: {refused:?}");
+        let error = refused.error.clone().unwrap_or_default();
+        let waiting = if matches!(scope, ReplayScope::One(_)) { 1 } else { 2 };
+        assert!(
+            error.contains(&format!(
+                "{waiting} failed or deferred customer writes in this replay's scope wait, but the mapping has no \
+                 [customer] section"
+            )),
+            "{scope:?}: {error}"
+        );
+    }
+    assert!(bed.salesforce.find("Account", &a.to_string()).is_none());
+
+    bed.tenant.set_override("mapping_toml", netsuite_salesforce::mapping::DEFAULT_MAPPING);
+    let replayed = bed.bed.tenant.replay(support::runtime(), ReplayScope::AllFailed).await.unwrap();
+    succeeded(&replayed);
+    assert_eq!(replayed.counts("customer").created, 2, "{replayed:?}");
+}

@@ -89,6 +89,38 @@ pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     })
 }
 
+/// Refuses a replay whose scope holds writes of a kind the mapping no longer
+/// maps: they could not be sent (nor their parents' links checked), and a
+/// replay that said "nothing to replay" would hide them.
+pub(super) fn refuse_unmapped(run: &Run<'_>, scope: &ReplayScope) -> Result<()> {
+    let mapping = &run.settings.mapping;
+    for kind in RecordKind::ALL.into_iter().filter(|k| !mapping.maps(*k)) {
+        let mut waiting = 0usize;
+        for queue in [Queue::Failed, Queue::Deferred] {
+            run.queues.keys(queue, kind, &mut |keys| {
+                waiting += match scope {
+                    ReplayScope::Run(_) => run
+                        .queues
+                        .read(&keys)?
+                        .iter()
+                        .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
+                        .count(),
+                    _ => keys.iter().filter(|k| scope.covers(kind, "", |id| k.ends_with(&format!("/{id}")))).count(),
+                };
+                Ok(())
+            })?;
+        }
+        if waiting > 0 {
+            return Err(crate::model::ConnectorError::Config(format!(
+                "{waiting} failed or deferred {kind} writes in this replay's scope wait, but the mapping has no \
+                 [{kind}] section: put it back to replay them, or replay other records with `--record kind:id`; \
+                 this run did nothing and they stay queued"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Sends failed writes again, exactly as they were; a failed record whose
 /// parent is still missing is deferred instead. Then deferred records whose
 /// parents are now present follow.

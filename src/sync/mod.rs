@@ -145,6 +145,9 @@ pub fn run(host: &Host<'_>, request: &SyncRequest) -> SyncReport {
 }
 
 fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
+    if let Some(scope) = &run.request.replay {
+        deferral::refuse_unmapped(run, scope)?;
+    }
     // Before anything is written or compared: what a stopped run's writes
     // left in doubt is written again when read (a dry run plans it so).
     let stopped = run.in_flight.recover(run)?;
