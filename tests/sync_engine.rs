@@ -1462,7 +1462,15 @@ async fn a_deletion_after_the_target_object_changed_reaches_the_record_of_the_cu
     let elsewhere = "[customer]\nsobject = \"Vendor__c\"\n[[customer.field]]\ntarget = \"Name\"\n\
                      rules = [{ copy = \"companyname\" }, { copy = \"entityid\" }]\n";
     bed.tenant.set_override("mapping_toml", elsewhere);
-    succeeded(&bed.sync_all().await);
+    // The dry run knows the records are new there, as the run finds them.
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    assert_eq!((plan.counts("customer").created, plan.counts("customer").unchanged), (10, 0), "{plan:?}");
+    let olds = plan.plan.iter().flat_map(|w| w.changes.as_array().cloned().unwrap_or_default());
+    assert!(olds.clone().all(|c| c.get("old").is_none_or(Value::is_null)), "{:?}", plan.plan);
+    assert_eq!(olds.count(), 20, "a Name and the external id each: {:?}", plan.plan);
+    let moved = bed.sync_all().await;
+    succeeded(&moved);
+    assert_eq!(moved.counts("customer").created, 10, "{moved:?}");
     let gone = bed.customer_ids[4];
     let copy = bed.sf("Vendor__c", gone).0;
     bed.tenant.set_override("mapping_toml", netsuite_salesforce::mapping::DEFAULT_MAPPING);

@@ -1136,7 +1136,7 @@ impl Plan {
     /// Plans `part`; `queued`: writes waiting in a queue, which a real run
     /// drops once this run wrote a newer version of the record.
     fn plan_writes(&self, run: &Run<'_>, kind: RecordKind, part: &[Staged], queued: bool) -> Result<()> {
-        run.validate_target(kind)?;
+        let checked = run.checked(kind)?;
         let spec = run.settings.mapping.target_spec(kind)?;
         // Records staging found drifted were read live already.
         let live = if run.request.compare_live {
@@ -1170,6 +1170,11 @@ impl Plan {
                         None => records.get(&mapped.target.external_id),
                     };
                     (before.is_some(), live_changes(&spec, &mapped.target.fields, before))
+                }
+                // Written last to the object the mapping wrote before (its
+                // `sobject` changed since): new here, every field new.
+                None if !staged.state.sf.as_deref().is_none_or(|sf| checked.holds(sf)) => {
+                    (false, live_changes(&spec, &mapped.target.fields, None))
                 }
                 // The transformations carry old → new against the last write.
                 None => (
