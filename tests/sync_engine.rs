@@ -1556,3 +1556,35 @@ async fn a_replay_of_writes_whose_kind_the_mapping_dropped_is_refused_naming_the
     succeeded(&replayed);
     assert_eq!(replayed.counts("customer").created, 2, "{replayed:?}");
 }
+
+/// `sync --full --compare-live` stopped while it reads customers: the runs
+/// after it go on with every kind of it as it began, so a Contact edited in
+/// Salesforce is repaired too, though the stopped run never reached
+/// contacts (before, only the kind it stopped in went on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_read_stopped_in_its_first_kind_goes_on_with_the_kinds_it_had_not_reached() {
+    use host_harness::host::RecordKind;
+    let bed = support::one_request_at_a_time(400).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(40, &bed.customer_ids, at, 3).unwrap();
+    succeeded(&bed.sync_all().await);
+    let contact = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[7].0;
+    let (sf_id, was) = bed.sf("Contact", contact);
+    let mut drift = serde_json::Map::new();
+    drift.insert("Email".into(), Value::String("drifted@example.com".into()));
+    bed.salesforce.edit_by_hand("Contact", &sf_id, drift);
+
+    let at = bed.netsuite.queries() + 4;
+    bed.netsuite.after_queries(at, |ns| ns.fail_next(&[simulators::netsuite::ScriptedFailure::TooManyRequests; 4]));
+    let kinds = [RecordKind::Customer, RecordKind::Contact];
+    let stopped = bed.bed.tenant.sync_compared_live(support::runtime(), SyncMode::Full, &kinds).await.unwrap();
+    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    assert_eq!(stopped.objects.get("contact").map_or(0, |c| c.read), 0, "stopped before contacts: {stopped:?}");
+
+    let next = bed.sync_all().await;
+    succeeded(&next);
+    assert_eq!(next.counts("contact").read, 40, "every contact compared: {next:?}");
+    assert_eq!(next.counts("contact").updated, 1, "{next:?}");
+    assert_eq!(bed.sf("Contact", contact).1["Email"], was["Email"]);
+    assert_eq!(bed.sync_all().await.counts("contact").read, 0, "then incremental again");
+}

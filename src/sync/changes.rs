@@ -17,7 +17,13 @@ use crate::model::{AuditAction, RecordKind, Result, SyncMode};
 pub(super) fn sync(run: &Run<'_>, kind: RecordKind, provenance: &Provenance) -> Result<()> {
     let full = run.request.mode == SyncMode::Full;
     let reach = match full || provenance.reread {
-        true => Reach::Every { provenance: &provenance.current, live: run.request.compare_live, anew: full },
+        // A `--full` run began the read as it started (see `begin_every`);
+        // a dry run, which stores nothing, begins it here.
+        true => Reach::Every {
+            provenance: &provenance.current,
+            live: run.request.compare_live,
+            anew: full && run.writer.plans(),
+        },
         false => Reach::Changed,
     };
     run.resume(kind)?;
@@ -43,6 +49,16 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, provenance: &Provenance) -> 
         position.recorded(run, recorded)?;
     }
     position.settle(run)
+}
+
+/// Stores `kind`'s read of every row as begun, from the first id: a
+/// `--full` run does so for each of its kinds as it starts, so a run that
+/// stops before reaching some goes on with them as it began (every row,
+/// compared live if it was), not only with the kind it stopped in.
+pub(super) fn begin_every(run: &Run<'_>, kind: RecordKind) -> Result<()> {
+    let provenance = Provenance::check(run, kind)?;
+    let reach = Reach::Every { provenance: &provenance.current, live: run.request.compare_live, anew: true };
+    Position::start(run, kind, false, reach).map(drop)
 }
 
 /// Reads, stages and hands over every page of the stream.

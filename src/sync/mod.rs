@@ -241,8 +241,17 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
     // away from a company NetSuite then deleted reaches its new Account
     // first, so Salesforce's cascade (an Account takes its Contacts along)
     // does not take it too.
+    let mut unbegun = Vec::new();
+    if run.request.mode == SyncMode::Full && !run.writer.plans() {
+        for &kind in kinds {
+            if let Err(e) = changes::begin_every(run, kind) {
+                note(kind, e)?;
+                unbegun.push(kind);
+            }
+        }
+    }
     let mut written = Vec::with_capacity(kinds.len());
-    for &kind in kinds {
+    for &kind in kinds.iter().filter(|k| !unbegun.contains(k)) {
         match changes_of(run, kind) {
             Ok(rest) => written.push(rest),
             Err(e) => note(kind, e)?,
