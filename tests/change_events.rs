@@ -152,6 +152,12 @@ async fn events_during_a_scheduled_run_wait_for_it_and_are_not_lost() {
     succeeded(&scheduled.await.unwrap().unwrap());
     applied(&bed, &hook, runs).await;
     assert_eq!(bed.sf("Account", id).1["Name"], "Edited While Busy");
+    // It waited for the run to end: no run was started to find it busy.
+    let conn = bed.tenant.database.connect().unwrap();
+    let busy: i64 = conn
+        .query_row("SELECT COUNT(*) FROM runs WHERE mode = 'events' AND status <> 'succeeded'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -433,3 +433,48 @@ async fn two_tenants_in_one_data_directory_are_refused() {
     assert!(reload.added.is_empty(), "{reload:?}");
     assert!(reload.errors.iter().any(|e| e.contains("tenant `t1` keeps its data in")), "{reload:?}");
 }
+
+/// An event waiting while a run holds its tenant's lease, when the tenant's
+/// file is removed meanwhile: the old worker gives up once the run ends
+/// instead of applying the event under the configuration that was removed
+/// (it retried every 250 ms and applied it, a run row each time); the
+/// event stays queued for the tenant's return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_waiting_for_a_removed_tenant_is_not_applied_under_its_old_configuration() {
+    use host_harness::host::{RecordKind, SyncMode};
+    let tenants_dir = tempfile::tempdir().unwrap();
+    let a = bed(3000).setting("netsuite_page_size", "100").start().await;
+    a.set_secret("webhook_secret", "whsec-a").unwrap();
+    let vendor = a.netsuite.seed_vendors(1, 5).unwrap()[0];
+    let file = write_tenant(tenants_dir.path(), 1, &a, None, "");
+    let server = Server::new(tenants_dir.path().to_path_buf(), runtime());
+    assert_eq!(server.reload().added, vec!["t1"]);
+    let hook = listen(&server).await;
+    let tenant = server.tenants().pop().unwrap();
+    a.netsuite.set_latency(Duration::from_millis(30));
+    let long = {
+        let tenant = tenant.clone();
+        tokio::spawn(async move { tenant.sync(runtime(), SyncMode::Incremental, &[RecordKind::Customer]).await })
+    };
+    while tenant.running() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let url = format!("{}/tenants/t1/netsuite/events", hook.url);
+    let body = format!(r#"{{"recordType":"vendor","id":"{vendor}","type":"edit"}}"#);
+    assert_eq!(post(&url, None, Some(sign(b"whsec-a", now(), body.as_bytes())), &body).await.0, 202);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(server.reload().removed, vec!["t1"]);
+
+    let report = long.await.unwrap().unwrap();
+    assert_eq!(report.status, "succeeded", "{report:?}");
+    a.netsuite.set_latency(Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(a.salesforce.find("Vendor__c", &vendor.to_string()).is_none(), "applied after the tenant was removed");
+    let conn = a.tenant.database.connect().unwrap();
+    let events_runs: i64 = conn.query_row("SELECT COUNT(*) FROM runs WHERE mode = 'events'", [], |r| r.get(0)).unwrap();
+    assert_eq!(events_runs, 0, "no run was started to find the tenant busy");
+    let queued: i64 = conn
+        .query_row("SELECT COUNT(*) FROM kv WHERE bucket = 'queues' AND key LIKE 'event/%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 1, "the event waits for the tenant's return");
+}

@@ -173,21 +173,28 @@ impl ObjectCounts {
     }
 }
 
-/// Counts a run as under way for as long as it lives.
-struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+/// Counts a run as under way for as long as it lives; the last one to end
+/// wakes those waiting for the tenant to be free ([`Tenant::until_idle`]).
+struct Running<'a>(&'a Tenant);
 
 impl<'a> Running<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Running<'a> {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Running(count)
+    fn new(tenant: &'a Tenant) -> Running<'a> {
+        tenant.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(tenant)
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if self.0.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
+
+/// The longest a run waiting for a lease another process holds waits
+/// between asks (each ask is a run that finds it busy, in the run log).
+const BUSY_PAUSE_MAX: Duration = Duration::from_secs(10);
 
 pub fn new_run_id() -> String {
     let mut raw = [0u8; 4];
@@ -270,6 +277,8 @@ pub struct Tenant {
     stop: std::sync::Arc<crate::host::control::StopRequest>,
     /// Runs of this tenant under way in this process.
     running: std::sync::atomic::AtomicUsize,
+    /// Woken when the last of them ends.
+    idle: tokio::sync::Notify,
     /// The mapping its runs use, when fixed at load (see [`Tenant::pin_mapping`]);
     /// else each run reads `mapping_file`.
     pinned_mapping: std::sync::OnceLock<String>,
@@ -288,6 +297,7 @@ impl Tenant {
             progress: Default::default(),
             stop: Default::default(),
             running: Default::default(),
+            idle: Default::default(),
             pinned_mapping: Default::default(),
         })
     }
@@ -335,6 +345,55 @@ impl Tenant {
     /// How many runs of this tenant are under way in this process.
     pub fn running(&self) -> usize {
         self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Returns once no run of this tenant is under way in this process.
+    pub async fn until_idle(&self) {
+        loop {
+            // Registered before the count is read: an end in between wakes it.
+            let ended = self.idle.notified();
+            if self.running() == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// Runs a sync once no other run holds the tenant's lease. One under
+    /// way in this process is waited for (no run is started to find it
+    /// busy); one elsewhere (another process) is asked again, less often
+    /// each time up to [`BUSY_PAUSE_MAX`], when `elsewhere_too`, else its
+    /// busy report is the answer. None when `stop` says to give up (the
+    /// tenant was removed or replaced, or the host is shutting down)
+    /// before it ran.
+    pub async fn sync_when_free(
+        &self,
+        runtime: &Runtime,
+        mode: SyncMode,
+        elsewhere_too: bool,
+        stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<Option<RunReport>> {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            self.until_idle().await;
+            if stop() {
+                return Ok(None);
+            }
+            let report = self.sync(runtime, mode, &[]).await?;
+            // Busy, or the lease taken over half-way (the rest is done again).
+            if !report.error.as_deref().is_some_and(|e| e.starts_with("busy")) {
+                return Ok(Some(report));
+            }
+            // Lost to a run of this process that started at the same moment.
+            if self.running() > 0 {
+                continue;
+            }
+            if !elsewhere_too {
+                return Ok(Some(report));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(BUSY_PAUSE_MAX);
+        }
     }
 
     /// Replaces a setting for the runs that follow (the config file is
@@ -486,7 +545,7 @@ impl Tenant {
     }
 
     async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
-        let _running = Running::new(&self.running);
+        let _running = Running::new(self);
         let run_id = new_run_id();
         let mode_name = match (&req.replay, req.dry_run, req.mode, req.compare_live) {
             (Some(_), ..) => "replay",

@@ -46,7 +46,12 @@ pub async fn run_every(
             // The process is shutting down: its signal handler ends it.
             return std::future::pending().await;
         }
-        let report = tenant.sync(runtime, crate::host::SyncMode::Incremental, &[]).await?;
+        // After an events run of this process under way, if any.
+        let stopping = || tenant.stopping();
+        let Some(report) = tenant.sync_when_free(runtime, crate::host::SyncMode::Incremental, false, &stopping).await?
+        else {
+            return std::future::pending().await;
+        };
         reported(&report)?;
         due = (due + every).max(tokio::time::Instant::now());
     }

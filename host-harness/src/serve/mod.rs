@@ -500,8 +500,13 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             return retired(&tenant, &stop, noted_at);
         }
         last = Some(Utc::now());
-        match tenant.sync(runtime, SyncMode::Incremental, &[]).await {
-            Ok(report) => log_run(&report),
+        // After the run of this process under way, if any (an events run):
+        // a steady stream of events must not make every sweep find the
+        // tenant busy and wait a whole interval.
+        let stopped = || stop.stopped.load(Ordering::SeqCst);
+        match tenant.sync_when_free(runtime, SyncMode::Incremental, false, &stopped).await {
+            Ok(Some(report)) => log_run(&report),
+            Ok(None) => {}
             Err(e) => tracing::error!(tenant = %name, "scheduled run failed: {e:#}"),
         }
     }

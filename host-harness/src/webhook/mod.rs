@@ -467,25 +467,18 @@ async fn apply_queued(hosted: Arc<Hosted>) {
         }
         // Let the rest of a burst arrive.
         tokio::time::sleep(Duration::from_millis(25)).await;
-        loop {
-            match hosted.tenant.sync(hosted.runtime, SyncMode::Events, &[]).await {
-                Ok(report) if report.status == "succeeded" => {
-                    crate::serve::log_run(&report);
+        // A removed or replaced tenant's events wait for its successor (or
+        // its return): none is applied under the old configuration.
+        let stopping = || hosted.stopping.load(Ordering::SeqCst);
+        match hosted.tenant.sync_when_free(hosted.runtime, SyncMode::Events, true, &stopping).await {
+            Ok(None) => return,
+            Ok(Some(report)) => {
+                crate::serve::log_run(&report);
+                if report.status == "succeeded" {
                     hosted.applied_runs.fetch_add(1, Ordering::SeqCst);
-                    break;
-                }
-                Ok(report) if report.error.as_deref().is_some_and(|e| e.starts_with("busy")) => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Ok(report) => {
-                    crate::serve::log_run(&report);
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(tenant = %hosted.tenant.config.tenant, "applying change events failed: {e:#}");
-                    break;
                 }
             }
+            Err(e) => tracing::error!(tenant = %hosted.tenant.config.tenant, "applying change events failed: {e:#}"),
         }
     }
 }
