@@ -308,6 +308,26 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
     let scheduled: i64 =
         db.connect().unwrap().query_row("SELECT COUNT(*) FROM serve_schedule", [], |r| r.get(0)).unwrap();
     assert_eq!(scheduled, 0, "no next run is promised by a process that is gone");
+
+    // Started again (a deploy): the stopped run's read goes on at once, not
+    // an hour after it began.
+    bed.netsuite.set_latency(Duration::ZERO);
+    let mut child = tokio::process::Command::new(connector_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tenants"])
+        .arg(dir.path())
+        .env("CONNECTOR_COMPONENT", component_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting connector serve again");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while bed.salesforce.count("Account") < 3000 {
+        assert!(tokio::time::Instant::now() < deadline, "the stopped run was not taken up at once");
+        assert!(child.try_wait().unwrap().is_none(), "serve ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.unwrap();
 }
 
 /// Through Bulk API 2.0 the records of the kind wait in an open job until

@@ -440,14 +440,23 @@ fn fingerprint(config: &HarnessConfig) -> Result<[u8; 32]> {
     Ok(digest.finalize().into())
 }
 
-/// When the tenant's last scheduled-kind run (incremental or full) started.
+/// When the tenant's last scheduled-kind run (incremental or full) started;
+/// None when it never ran or its last run did not end.
 fn last_started(tenant: &Tenant) -> Result<Option<DateTime<Utc>>> {
+    use rusqlite::OptionalExtension;
     let conn = tenant.database.connect()?;
-    let text: Option<String> = conn.query_row(
-        "SELECT MAX(started_at) FROM runs WHERE tenant = ?1 AND mode IN ('incremental', 'full')",
-        [&tenant.config.tenant],
-        |r| r.get(0),
-    )?;
+    let last: Option<(String, String)> = conn
+        .query_row(
+            "SELECT started_at, status FROM runs WHERE tenant = ?1 AND mode IN ('incremental', 'full')
+             ORDER BY started_at DESC LIMIT 1",
+            [&tenant.config.tenant],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    // A run that did not end (stopped by a signal, its process killed, or
+    // still marked running when this process starts) left its read part-way:
+    // the next one is due at once, not an interval after it began.
+    let text = last.filter(|(_, status)| !matches!(status.as_str(), "stopped" | "crashed" | "running")).map(|l| l.0);
     match text {
         None => Ok(None),
         Some(t) => match DateTime::parse_from_rfc3339(&t) {
