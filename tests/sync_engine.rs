@@ -1326,6 +1326,14 @@ async fn a_tenant_renamed_in_its_config_is_refused_and_another_tenant_of_the_dat
     assert_eq!(bed.salesforce.writes(), writes, "nothing written");
     let e2 = renamed.sync(support::runtime(), SyncMode::Incremental, &[]).await.unwrap_err().to_string();
     assert_eq!(e, e2, "still refused: the refusal recorded nothing");
+    // Counted where alerts look, though no run row is kept.
+    let metrics = host_harness::metrics::render(&[]);
+    let refused = r#"connector_runs_total{tenant="renamed",mode="incremental",outcome="failed"} 2"#;
+    assert!(
+        metrics.lines().any(|l| l == refused),
+        "no `{refused}` in:
+{metrics}"
+    );
     succeeded(&bed.sync().await);
 
     // Another tenant, its secrets its own, in the same database: it runs.

@@ -560,18 +560,6 @@ impl Tenant {
             (None, false, SyncMode::Events, _) => "events",
         };
         let conn = self.database.connect()?;
-        self.check_not_renamed(&conn)?;
-        // The row and the process running it together: a run starting
-        // meanwhile never sees one without the other.
-        {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute(
-                "INSERT INTO runs (run_id, tenant, started_at, mode, status) VALUES (?1, ?2, ?3, ?4, 'running')",
-                params![run_id, self.config.tenant, now_text(), mode_name],
-            )?;
-            recovery::record(&tx, &self.config.tenant, &run_id)?;
-            tx.commit()?;
-        }
         let started = Instant::now();
         let mut report = RunReport {
             run_id: run_id.clone(),
@@ -588,6 +576,25 @@ impl Tenant {
             salesforce_api_usage: None,
             plan: Vec::new(),
         };
+        // Refused without a row (a row under the new name would let the
+        // next run pass the check), but counted failed where alerts look.
+        if let Err(e) = self.check_not_renamed(&conn) {
+            report.status = "failed";
+            report.error = Some(format!("{e:#}"));
+            crate::metrics::observe(&report);
+            return Err(e);
+        }
+        // The row and the process running it together: a run starting
+        // meanwhile never sees one without the other.
+        {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO runs (run_id, tenant, started_at, mode, status) VALUES (?1, ?2, ?3, ?4, 'running')",
+                params![run_id, self.config.tenant, now_text(), mode_name],
+            )?;
+            recovery::record(&tx, &self.config.tenant, &run_id)?;
+            tx.commit()?;
+        }
         // From here on every outcome, a failure to even start included, ends
         // the run's row: none stays "running".
         let detail = match self.execute(runtime, &run_id, req).await {
