@@ -284,7 +284,7 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
     std::fs::write(&file, format!("{text}\n[schedule]\nevery_secs = 3600\njitter_secs = 0\n")).unwrap();
     bed.netsuite.set_latency(Duration::from_millis(300));
     let mut child = tokio::process::Command::new(connector_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--tenants"])
+        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--tenants"])
         .arg(dir.path())
         .env("CONNECTOR_COMPONENT", component_path())
         .stdout(Stdio::piped())
@@ -299,6 +299,9 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM: the runs under way end at their next checkpoint"), "{stderr}");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "one JSON object per line: {line}");
+    }
     let (status, error) = logged(&db, &run);
     assert_eq!(status, "stopped", "{error}");
     assert!(error.starts_with("stopped: interrupted by SIGTERM; the run ended at a checkpoint"), "{error}");

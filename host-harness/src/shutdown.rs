@@ -36,10 +36,11 @@ pub async fn on_signal(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool, st
     }
     let under_way = || tenants().iter().any(|t| t.running() > 0);
     if under_way() {
-        crate::errln!(
+        let notice = format!(
             "{name}: the runs under way end at their next checkpoint (up to {} s); send it again to stop them now",
             SHUTDOWN_GRACE.as_secs()
         );
+        say(serving, false, &notice);
     }
     let settled = async {
         while under_way() {
@@ -63,23 +64,34 @@ pub async fn on_signal(tenants: impl Fn() -> Vec<Arc<Tenant>>, serving: bool, st
             // Nothing runs the tenant now: `connector status` says so.
             let cleared = tenant.database.connect().and_then(|c| serve_schedule::clear(&c, &tenant.config.tenant));
             if let Err(e) = cleared {
-                crate::errln!("warning: the next scheduled run stays in serve_schedule: {e:#}");
+                tracing::warn!("the next scheduled run stays in serve_schedule: {e:#}");
             }
         }
         match tenant.interrupted(name) {
             Ok(runs) => {
                 for run in &runs {
-                    crate::errln!(
-                        "error: run {run} stopped: interrupted by {name}; the next run resumes where it stopped"
-                    );
+                    let line =
+                        format!("run {run} stopped: interrupted by {name}; the next run resumes where it stopped");
+                    say(serving, true, &line);
                 }
                 cut_short |= !runs.is_empty();
             }
             Err(e) => {
-                crate::errln!("error: interrupted by {name}; the run log could not record it: {e:#}");
+                say(serving, true, &format!("interrupted by {name}; the run log could not record it: {e:#}"));
                 cut_short = true;
             }
         }
     }
     std::process::exit(if serving && !cut_short { 0 } else { code });
+}
+
+/// A shutdown notice: `serve` logs it (one JSON object per line under
+/// `--log-format json`), a command prints it on standard error.
+fn say(serving: bool, error: bool, line: &str) {
+    match (serving, error) {
+        (true, true) => tracing::error!("{line}"),
+        (true, false) => tracing::warn!("{line}"),
+        (false, true) => crate::errln!("error: {line}"),
+        (false, false) => crate::errln!("{line}"),
+    }
 }

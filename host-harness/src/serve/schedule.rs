@@ -59,8 +59,8 @@ impl Schedule {
             (Some(expr), None) => match check_fields(expr).and_then(|()| Ok(expr.parse::<croner::Cron>()?)) {
                 Ok(cron) => When::Cron(Box::new(cron)),
                 Err(e) => bail!(
-                    "`cron` = {expr:?} is not a cron expression ({e}): five fields (minute hour day month weekday), \
-                     or six with seconds first, e.g. \"*/15 * * * *\""
+                    "`cron` = {expr:?} is not a cron expression ({e}): five fields (minute 0-59, hour 0-23, day \
+                     1-31, month 1-12, weekday 0-7), or six with seconds (0-59) first, e.g. \"*/15 * * * *\""
                 ),
             },
         };

@@ -221,7 +221,11 @@ fn error(status: StatusCode, message: &str) -> Response {
 /// known one's request that does not authenticate: the two must not be told
 /// apart.
 fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such tenant, or the request is not signed with its secret")
+    error(
+        StatusCode::NOT_FOUND,
+        "no such tenant, or the request does not authenticate as it (an event signed with its webhook_secret, a \
+         sync with its sync_token)",
+    )
 }
 
 async fn read_body(shared: &Shared, body: Body) -> Result<bytes::Bytes, Response> {
