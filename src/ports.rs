@@ -27,7 +27,8 @@ impl std::fmt::Display for TransportError {
 /// What a run does while it is blocked on the network or sleeps out a
 /// backoff: it keeps its lease (see `sync::lease::Keeper`), so a request
 /// Salesforce is slow to answer cannot outlive it and land after a newer
-/// run's write. Called about every [`MEANWHILE_EVERY`] of such a wait.
+/// run's write. Called at each wake-up of such a wait, and at least every
+/// [`MEANWHILE_EVERY`] of it: cheap when there is nothing to do.
 pub trait Meanwhile {
     fn tick(&self);
 }

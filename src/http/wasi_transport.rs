@@ -12,16 +12,18 @@ macro_rules! wasi_http_transport {
     ($w:ident) => {
         struct WasiTransport;
 
-        /// Blocks until `ready` is, doing `meanwhile` every
-        /// `MEANWHILE_EVERY` of the wait.
+        /// Blocks until `ready` is, doing `meanwhile` at every wake-up and
+        /// at least every `MEANWHILE_EVERY`: a long transfer made of many
+        /// short waits (a body arriving a frame at a time) does it too.
         fn block_on(ready: &$w::io::poll::Pollable, meanwhile: &dyn $crate::ports::Meanwhile) {
             let every = $crate::ports::MEANWHILE_EVERY.as_nanos() as u64;
             loop {
                 let timer = $w::clocks::monotonic_clock::subscribe_duration(every);
-                if $w::io::poll::poll(&[ready, &timer]).contains(&0) {
+                let woken = $w::io::poll::poll(&[ready, &timer]);
+                meanwhile.tick();
+                if woken.contains(&0) {
                     return;
                 }
-                meanwhile.tick();
             }
         }
 

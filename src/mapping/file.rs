@@ -215,6 +215,12 @@ impl MappingFile {
                 if target == super::EXTERNAL_ID_FIELD.to_ascii_lowercase() {
                     return Err(bad(&place, "the external id field is set by the connector; remove this field"));
                 }
+                if target == super::DELETED_FIELD.to_ascii_lowercase() {
+                    return Err(bad(
+                        &place,
+                        "the deletion flag is set by the connector (`delete_action`); remove this field",
+                    ));
+                }
                 if target == "id" {
                     return Err(bad(
                         &place,
@@ -251,8 +257,21 @@ impl MappingFile {
                 let forward: Vec<&str> = object.field.iter().map(|f| f.target.as_str()).collect();
                 writeback.check(&place, &forward)?;
             }
+            let mut lookups = std::collections::HashSet::new();
+            let reserved = [
+                "id".to_string(),
+                super::EXTERNAL_ID_FIELD.to_ascii_lowercase(),
+                super::DELETED_FIELD.to_ascii_lowercase(),
+            ];
             for (i, parent) in object.parent.iter().enumerate() {
                 let place = format!("[{kind}] parent {} ({})", i + 1, parent.relationship);
+                let lookup = parent.lookup_field().to_ascii_lowercase();
+                if reserved.contains(&lookup) {
+                    return Err(bad(&place, format!("`{}` is not a lookup field", parent.lookup_field())));
+                }
+                if !lookups.insert(lookup) {
+                    return Err(bad(&place, format!("another parent sets `{}` too", parent.lookup_field())));
+                }
                 if !valid_api_name(&parent.relationship)
                     || !valid_api_name(&parent.sobject)
                     || !valid_api_name(&parent.lookup_field())

@@ -150,6 +150,21 @@ fn bad_mapping_files_are_refused_with_the_place() {
              [[contact.parent]]\nrelationship = \"Account\"\nsobject = \"Account\"\ncolumn = \"company\"\n",
             "[contact] parent 1 (Account): `AccountId` is a field's target too, but the parent link sets it",
         ),
+        (
+            "[customer]\nsobject = \"Account\"\n[[customer.field]]\ntarget = \"NetSuite_Deleted__c\"\nrules = [{ constant = \"x\" }]\n",
+            "the deletion flag is set by the connector",
+        ),
+        (
+            "[contact]\nsobject = \"Contact\"\n[[contact.field]]\ntarget = \"LastName\"\nrules = [{ copy = \"lastname\" }]\n\
+             [[contact.parent]]\nrelationship = \"Account\"\nsobject = \"Account\"\ncolumn = \"company\"\n\
+             [[contact.parent]]\nrelationship = \"Other\"\nsobject = \"Vendor__c\"\ncolumn = \"other\"\nfield = \"AccountId\"\n",
+            "[contact] parent 2 (Other): another parent sets `AccountId` too",
+        ),
+        (
+            "[contact]\nsobject = \"Contact\"\n[[contact.field]]\ntarget = \"LastName\"\nrules = [{ copy = \"lastname\" }]\n\
+             [[contact.parent]]\nrelationship = \"Account\"\nsobject = \"Account\"\ncolumn = \"company\"\nfield = \"NetSuite_Id__c\"\n",
+            "`NetSuite_Id__c` is not a lookup field",
+        ),
     ];
     for (text, expected) in cases {
         let err = Mapping::load(Some(text)).unwrap_err().to_string();

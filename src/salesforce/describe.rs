@@ -45,8 +45,10 @@ pub struct Checked {
 
 impl Checked {
     /// Whether `id` may be a record of this object (true when unknown).
+    /// Prefixes are case-sensitive (`a0A` and `a0a` are two objects), and
+    /// the first three characters of an id are the same in both its forms.
     pub fn holds(&self, id: &str) -> bool {
-        self.key_prefix.as_deref().is_none_or(|p| id.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+        self.key_prefix.as_deref().is_none_or(|p| id.starts_with(p))
     }
 }
 

@@ -89,36 +89,51 @@ pub(super) fn retry_deferred(run: &Run<'_>, kind: RecordKind) -> Result<()> {
     })
 }
 
-/// Refuses a replay whose scope holds writes of a kind the mapping no longer
-/// maps: they could not be sent (nor their parents' links checked), and a
-/// replay that said "nothing to replay" would hide them.
+/// A replay of one record of a kind the mapping no longer maps is refused
+/// before anything is done: its write could not be sent.
 pub(super) fn refuse_unmapped(run: &Run<'_>, scope: &ReplayScope) -> Result<()> {
+    match scope {
+        ReplayScope::Record(kind, id) if !run.settings.mapping.maps(*kind) => {
+            Err(crate::model::ConnectorError::Config(format!(
+                "the mapping has no [{kind}] section, so {kind} {id} cannot be replayed: put the section back to \
+                 replay it; this run did nothing and its write stays queued"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// After a replay of the mapped kinds: failed writes in its scope of kinds
+/// the mapping no longer maps were left queued, which the run's error says
+/// (a replay that reported nothing to do would hide them).
+pub(super) fn unmapped_left(run: &Run<'_>, scope: &ReplayScope) -> Result<()> {
     let mapping = &run.settings.mapping;
+    let mut left = Vec::new();
     for kind in RecordKind::ALL.into_iter().filter(|k| !mapping.maps(*k)) {
         let mut waiting = 0usize;
-        for queue in [Queue::Failed, Queue::Deferred] {
-            run.queues.keys(queue, kind, &mut |keys| {
-                waiting += match scope {
-                    ReplayScope::Run(_) => run
-                        .queues
-                        .read(&keys)?
-                        .iter()
-                        .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
-                        .count(),
-                    _ => keys.iter().filter(|k| scope.covers(kind, "", |id| k.ends_with(&format!("/{id}")))).count(),
-                };
-                Ok(())
-            })?;
-        }
+        run.queues.keys(Queue::Failed, kind, &mut |keys| {
+            waiting += match scope {
+                ReplayScope::Run(_) => run
+                    .queues
+                    .read(&keys)?
+                    .iter()
+                    .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
+                    .count(),
+                _ => keys.len(),
+            };
+            Ok(())
+        })?;
         if waiting > 0 {
-            return Err(crate::model::ConnectorError::Config(format!(
-                "{waiting} failed or deferred {kind} writes in this replay's scope wait, but the mapping has no \
-                 [{kind}] section: put it back to replay them, or replay other records with `--record kind:id`; \
-                 this run did nothing and they stay queued"
-            )));
+            left.push(format!("{waiting} failed {kind} writes (the mapping has no [{kind}] section)"));
         }
     }
-    Ok(())
+    match left.is_empty() {
+        true => Ok(()),
+        false => Err(crate::model::ConnectorError::Config(format!(
+            "not replayed, they stay queued: {}; put the section back to replay them",
+            left.join(", ")
+        ))),
+    }
 }
 
 /// Sends failed writes again, exactly as they were; a failed record whose

@@ -176,7 +176,7 @@ fn all(run: &Run<'_>, kinds: &[RecordKind]) -> Result<()> {
         while run.take_queued_events() {
             apply_events(run, kinds, &mut targeted, &children::is_refresh)?;
         }
-        return Ok(());
+        return deferral::unmapped_left(run, scope);
     }
     // The NetSuite token is obtained by the run's first request and the
     // Salesforce session by the first need of it: an events run that finds

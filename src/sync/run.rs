@@ -159,6 +159,8 @@ pub(super) struct Run<'a> {
     /// Kinds whose target object passed describe validation this run, with
     /// the lookups to it that its deletion cascades along.
     validated: RefCell<Vec<(RecordKind, Checked)>>,
+    /// Kinds whose first write this run noted (see `State::note_writes`).
+    noted: RefCell<Vec<RecordKind>>,
     /// Change events this run queued itself (see `children`).
     queued_events: std::cell::Cell<bool>,
     /// Kinds whose Salesforce edits this run merged before applying events.
@@ -201,6 +203,7 @@ impl<'a> Run<'a> {
             lease,
             counts: Default::default(),
             validated: Default::default(),
+            noted: Default::default(),
             merged: Default::default(),
             merged_records: Default::default(),
             resumed: Default::default(),
@@ -485,6 +488,17 @@ impl<'a> Run<'a> {
 
     /// What the check of `kind`'s object learned; validates it first.
     pub fn checked(&self, kind: RecordKind) -> Result<Checked> {
+        let checked = self.checked_only(kind)?;
+        if !self.noted.borrow().contains(&kind) {
+            self.state.note_writes(kind)?;
+            self.noted.borrow_mut().push(kind);
+        }
+        Ok(checked)
+    }
+
+    /// Like [`Run::checked`], for a run that only defers records of `kind`:
+    /// records of it may exist in Salesforce only once one is written.
+    pub fn checked_only(&self, kind: RecordKind) -> Result<Checked> {
         if let Some((_, checked)) = self.validated.borrow().iter().find(|(k, _)| *k == kind) {
             return Ok(checked.clone());
         }
@@ -493,7 +507,6 @@ impl<'a> Run<'a> {
             DeleteAction::Delete => &[],
         };
         let checked = self.sink.validate(&self.settings.mapping.target_spec(kind)?, extra)?;
-        self.state.note_writes(kind)?;
         self.validated.borrow_mut().push((kind, checked.clone()));
         Ok(checked)
     }

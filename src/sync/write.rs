@@ -217,7 +217,7 @@ impl Writer for Salesforce {
     fn defer(&self, run: &Run<'_>, staged: &Staged, missing: &[ParentRef]) -> Result<()> {
         // A link the object cannot take (its lookup names another object)
         // would defer the record for good: checked as before a write.
-        run.validate_target(staged.mapped.source_kind)?;
+        run.checked_only(staged.mapped.source_kind)?;
         let reason = defer_reason(missing);
         let mut queued = staged.queued(&run.request.run_id, reason.clone());
         queued.waits_for = missing.to_vec();
@@ -1146,6 +1146,15 @@ impl Plan {
         } else {
             None
         };
+        // Written last to the object the mapping wrote before (its `sobject`
+        // changed since): what this object holds under their external ids
+        // (a change back finds the records of the first time there).
+        let elsewhere = |s: &Staged| !s.state.sf.as_deref().is_none_or(|sf| checked.holds(sf));
+        let moved: Vec<&str> = match live {
+            Some(_) => vec![],
+            None => part.iter().filter(|s| elsewhere(s)).map(|s| s.mapped.target.external_id.as_str()).collect(),
+        };
+        let moved = if moved.is_empty() { HashMap::new() } else { run.sink.live_records(&spec, &moved)? };
         let mut anew: Vec<&str> = Vec::new();
         for staged in part {
             let mapped = &staged.mapped;
@@ -1171,10 +1180,9 @@ impl Plan {
                     };
                     (before.is_some(), live_changes(&spec, &mapped.target.fields, before))
                 }
-                // Written last to the object the mapping wrote before (its
-                // `sobject` changed since): new here, every field new.
-                None if !staged.state.sf.as_deref().is_none_or(|sf| checked.holds(sf)) => {
-                    (false, live_changes(&spec, &mapped.target.fields, None))
+                None if elsewhere(staged) => {
+                    let before = moved.get(&mapped.target.external_id).filter(|_| !cascaded);
+                    (before.is_some(), live_changes(&spec, &mapped.target.fields, before))
                 }
                 // The transformations carry old → new against the last write.
                 None => (
@@ -1190,6 +1198,8 @@ impl Plan {
             // Put in doubt (relinked, or by a stopped run), it is written
             // whatever its fields show: Salesforce counts it updated.
             let doubted = run.in_flight.clear_doubt(kind, &mapped.source_id);
+            // So is one found where its state knew another object's record.
+            let doubted = doubted || (live.is_none() && elsewhere(staged));
             let (action, outcome) = match (exists, changes.is_empty()) {
                 (false, _) => (PlanAction::Create, OutcomeKind::Created),
                 (true, true) if !doubted => (PlanAction::Unchanged, OutcomeKind::Unchanged),
@@ -1261,7 +1271,7 @@ impl Writer for Plan {
     }
 
     fn defer(&self, run: &Run<'_>, staged: &Staged, _: &[ParentRef]) -> Result<()> {
-        run.validate_target(staged.mapped.source_kind)?;
+        run.checked_only(staged.mapped.source_kind)?;
         run.count(staged.mapped.source_kind, OutcomeKind::Deferred);
         self.push(staged.mapped.source_kind, &staged.mapped.source_id, PlanAction::Defer, vec![]);
         Ok(())

@@ -18,7 +18,8 @@ use anyhow::{Context, Result};
 use rand::RngCore;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where the component keeps the tenant's lease in its state bucket.
@@ -173,14 +174,40 @@ impl ObjectCounts {
     }
 }
 
+/// The runs of one tenant (its name on its database) under way in this
+/// process, shared by every [`Tenant`] loaded for it: a replaced tenant's
+/// run still under way keeps its successor waiting.
+#[derive(Default)]
+struct Activity {
+    running: std::sync::atomic::AtomicUsize,
+    /// Woken when the last of them ends.
+    idle: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn of(database: &std::path::Path, tenant: &str) -> Arc<Activity> {
+        type Registry = std::sync::Mutex<HashMap<(std::path::PathBuf, String), std::sync::Weak<Activity>>>;
+        static ALL: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+        let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|_, a| a.strong_count() > 0);
+        let key = (database.to_path_buf(), tenant.to_string());
+        if let Some(shared) = all.get(&key).and_then(std::sync::Weak::upgrade) {
+            return shared;
+        }
+        let activity = Arc::new(Activity::default());
+        all.insert(key, Arc::downgrade(&activity));
+        activity
+    }
+}
+
 /// Counts a run as under way for as long as it lives; the last one to end
 /// wakes those waiting for the tenant to be free ([`Tenant::until_idle`]).
-struct Running<'a>(&'a Tenant);
+struct Running<'a>(&'a Activity);
 
 impl<'a> Running<'a> {
-    fn new(tenant: &'a Tenant) -> Running<'a> {
-        tenant.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Running(tenant)
+    fn new(activity: &'a Activity) -> Running<'a> {
+        activity.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(activity)
     }
 }
 
@@ -276,9 +303,7 @@ pub struct Tenant {
     /// Once set, this tenant's runs end at their next checkpoint.
     stop: std::sync::Arc<crate::host::control::StopRequest>,
     /// Runs of this tenant under way in this process.
-    running: std::sync::atomic::AtomicUsize,
-    /// Woken when the last of them ends.
-    idle: tokio::sync::Notify,
+    activity: Arc<Activity>,
     /// The mapping its runs use, when fixed at load (see [`Tenant::pin_mapping`]);
     /// else each run reads `mapping_file`.
     pinned_mapping: std::sync::OnceLock<String>,
@@ -287,6 +312,7 @@ pub struct Tenant {
 impl Tenant {
     pub fn open(config: HarnessConfig, cipher: Cipher, clock: Option<GuestClock>) -> Result<Tenant> {
         let database = Database::open(&config.database_path())?;
+        let activity = Activity::of(&config.database_path(), &config.tenant);
         Ok(Tenant {
             config,
             cipher,
@@ -296,8 +322,7 @@ impl Tenant {
             memory_override: Default::default(),
             progress: Default::default(),
             stop: Default::default(),
-            running: Default::default(),
-            idle: Default::default(),
+            activity,
             pinned_mapping: Default::default(),
         })
     }
@@ -344,14 +369,14 @@ impl Tenant {
 
     /// How many runs of this tenant are under way in this process.
     pub fn running(&self) -> usize {
-        self.running.load(std::sync::atomic::Ordering::SeqCst)
+        self.activity.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Returns once no run of this tenant is under way in this process.
     pub async fn until_idle(&self) {
         loop {
             // Registered before the count is read: an end in between wakes it.
-            let ended = self.idle.notified();
+            let ended = self.activity.idle.notified();
             if self.running() == 0 {
                 return;
             }
@@ -545,7 +570,7 @@ impl Tenant {
     }
 
     async fn start(&self, runtime: &Runtime, req: Request) -> Result<RunReport> {
-        let _running = Running::new(self);
+        let _running = Running::new(&self.activity);
         let run_id = new_run_id();
         let mode_name = match (&req.replay, req.dry_run, req.mode, req.compare_live) {
             (Some(_), ..) => "replay",

@@ -473,7 +473,7 @@ async fn apply_queued(hosted: Arc<Hosted>) {
         tokio::time::sleep(Duration::from_millis(25)).await;
         // A removed or replaced tenant's events wait for its successor (or
         // its return): none is applied under the old configuration.
-        let stopping = || hosted.stopping.load(Ordering::SeqCst);
+        let stopping = || hosted.stopping.load(Ordering::SeqCst) || hosted.tenant.stopping();
         match hosted.tenant.sync_when_free(hosted.runtime, SyncMode::Events, true, &stopping).await {
             Ok(None) => return,
             Ok(Some(report)) => {
