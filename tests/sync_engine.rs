@@ -1600,3 +1600,45 @@ async fn a_full_read_stopped_in_its_first_kind_goes_on_with_the_kinds_it_had_not
     assert_eq!(bed.sf("Contact", contact).1["Email"], was["Email"]);
     assert_eq!(bed.sync_all().await.counts("contact").read, 0, "then incremental again");
 }
+
+/// A replay of one record of a kind still mapped is not failed by the
+/// writes of a kind the mapping dropped (they are outside its scope); a
+/// replay of them all names those it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_one_record_is_not_failed_by_writes_of_a_dropped_kind() {
+    use host_harness::host::{RecordKind, RecordRef, ReplayScope};
+    let bed = bed(10).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(4, &bed.customer_ids[5..7], at, 3).unwrap();
+    succeeded(&bed.sync_all().await);
+    bed.salesforce.set_validation_rule(embargo());
+    let a = bed.customer_ids[1];
+    bed.netsuite.rename_customer_any(a, "Embargoed A").unwrap();
+    assert_eq!(bed.sync_all().await.counts("customer").failed, 1);
+    bed.salesforce.set_validation_rule(Some(ValidationRule {
+        sobject: "Contact".into(),
+        field: "LastName".into(),
+        contains: "Embargoed".into(),
+        message: "Contacts under embargo need approval".into(),
+    }));
+    let contact = bed.netsuite.id_pairs("SELECT id, company FROM contact ORDER BY id").unwrap()[0].0;
+    bed.clock.advance(std::time::Duration::from_secs(5));
+    let now = bed.clock.now_secs();
+    let sql = format!("UPDATE contact SET lastname = 'Embargoed', lastmodifieddate = {now} WHERE id = {contact}");
+    assert_eq!(bed.netsuite.execute(&sql).unwrap(), 1);
+    assert_eq!(bed.sync_all().await.counts("contact").failed, 1);
+    bed.salesforce.set_validation_rule(None);
+    let mapping = netsuite_salesforce::mapping::DEFAULT_MAPPING;
+    let (from, to) = (mapping.find("[contact]").unwrap(), mapping.find("[vendor]").unwrap());
+    let without_contacts = format!("{}{}", &mapping[..from], &mapping[to..]);
+    bed.tenant.set_override("mapping_toml", &without_contacts);
+
+    let one = ReplayScope::One(RecordRef { kind: RecordKind::Customer, id: a.to_string() });
+    let replayed = bed.bed.tenant.replay(support::runtime(), one).await.unwrap();
+    succeeded(&replayed);
+    assert_eq!(replayed.counts("customer").created + replayed.counts("customer").updated, 1, "{replayed:?}");
+    let all = bed.bed.tenant.replay(support::runtime(), ReplayScope::AllFailed).await.unwrap();
+    assert_eq!(all.status, "failed", "{all:?}");
+    let error = all.error.unwrap_or_default();
+    assert!(error.contains("1 failed contact writes (the mapping has no [contact] section)"), "{error}");
+}

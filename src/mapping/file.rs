@@ -272,6 +272,12 @@ impl MappingFile {
                 if !lookups.insert(lookup) {
                     return Err(bad(&place, format!("another parent sets `{}` too", parent.lookup_field())));
                 }
+                if !lookups.insert(format!("relationship {}", parent.relationship.to_ascii_lowercase())) {
+                    return Err(bad(
+                        &place,
+                        format!("another parent names relationship `{}` too", parent.relationship),
+                    ));
+                }
                 if !valid_api_name(&parent.relationship)
                     || !valid_api_name(&parent.sobject)
                     || !valid_api_name(&parent.lookup_field())

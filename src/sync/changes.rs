@@ -56,8 +56,9 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, provenance: &Provenance) -> 
 /// stops before reaching some goes on with them as it began (every row,
 /// compared live if it was), not only with the kind it stopped in.
 pub(super) fn begin_every(run: &Run<'_>, kind: RecordKind) -> Result<()> {
-    // Never read: its first sync reads every row anyway, as it begins.
-    if run.state.cursor(kind, false)?.is_none() {
+    // Never read nor written (events, replays): its first sync reads every
+    // row anyway, as it begins.
+    if run.state.cursor(kind, false)?.is_none() && !run.state.writes_began(kind)? {
         return Ok(());
     }
     let provenance = Provenance::check(run, kind)?;

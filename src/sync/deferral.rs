@@ -107,24 +107,31 @@ pub(super) fn refuse_unmapped(run: &Run<'_>, scope: &ReplayScope) -> Result<()> 
 /// the mapping no longer maps were left queued, which the run's error says
 /// (a replay that reported nothing to do would hide them).
 pub(super) fn unmapped_left(run: &Run<'_>, scope: &ReplayScope) -> Result<()> {
+    // One record's replay covers nothing else (`refuse_unmapped` took the
+    // case of an unmapped one).
+    if let ReplayScope::Record(..) = scope {
+        return Ok(());
+    }
     let mapping = &run.settings.mapping;
     let mut left = Vec::new();
     for kind in RecordKind::ALL.into_iter().filter(|k| !mapping.maps(*k)) {
-        let mut waiting = 0usize;
-        run.queues.keys(Queue::Failed, kind, &mut |keys| {
-            waiting += match scope {
-                ReplayScope::Run(_) => run
-                    .queues
-                    .read(&keys)?
-                    .iter()
-                    .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
-                    .count(),
-                _ => keys.len(),
-            };
-            Ok(())
-        })?;
-        if waiting > 0 {
-            left.push(format!("{waiting} failed {kind} writes (the mapping has no [{kind}] section)"));
+        for (queue, what) in [(Queue::Failed, "failed"), (Queue::Deferred, "deferred")] {
+            let mut waiting = 0usize;
+            run.queues.keys(queue, kind, &mut |keys| {
+                waiting += match scope {
+                    ReplayScope::Run(_) => run
+                        .queues
+                        .read(&keys)?
+                        .iter()
+                        .filter(|q| scope.covers(kind, &q.run_id, |id| q.netsuite_id == id))
+                        .count(),
+                    _ => keys.len(),
+                };
+                Ok(())
+            })?;
+            if waiting > 0 {
+                left.push(format!("{waiting} {what} {kind} writes (the mapping has no [{kind}] section)"));
+            }
         }
     }
     match left.is_empty() {

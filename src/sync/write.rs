@@ -1198,8 +1198,10 @@ impl Plan {
             // Put in doubt (relinked, or by a stopped run), it is written
             // whatever its fields show: Salesforce counts it updated.
             let doubted = run.in_flight.clear_doubt(kind, &mapped.source_id);
-            // So is one found where its state knew another object's record.
-            let doubted = doubted || (live.is_none() && elsewhere(staged));
+            // So is one whose state knew another object's record: the run
+            // writes it, and relinks its children to the record it answers.
+            let moved_here = elsewhere(staged);
+            let doubted = doubted || moved_here;
             let (action, outcome) = match (exists, changes.is_empty()) {
                 (false, _) => (PlanAction::Create, OutcomeKind::Created),
                 (true, true) if !doubted => (PlanAction::Unchanged, OutcomeKind::Unchanged),
@@ -1216,7 +1218,7 @@ impl Plan {
             self.planned.borrow_mut().insert(key, staged.state.src.clone());
             // Created where its state knew an earlier record, as a real run
             // finds it: its children are planned again (see `relink`).
-            if action == PlanAction::Create && staged.state.sf.is_some() {
+            if (action == PlanAction::Create && staged.state.sf.is_some()) || moved_here {
                 anew.push(mapped.source_id.as_str());
             }
             self.push(kind, &mapped.source_id, action, changes);

@@ -190,7 +190,9 @@ impl Activity {
         static ALL: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
         let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|_, a| a.strong_count() > 0);
-        let key = (database.to_path_buf(), tenant.to_string());
+        // One database however its path is spelt (relative, a symlink).
+        let place = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_path_buf());
+        let key = (place, tenant.to_string());
         if let Some(shared) = all.get(&key).and_then(std::sync::Weak::upgrade) {
             return shared;
         }

@@ -39,7 +39,7 @@ pub async fn run_every(
         let wait = due.saturating_duration_since(tokio::time::Instant::now());
         // Status would show a stale time; the runs themselves go on.
         if let Err(e) = record(&conn, name, OffsetDateTime::now_utc() + wait, every.as_secs()) {
-            crate::errln!("warning: {e:#}");
+            tracing::warn!(tenant = %name, "{e:#}");
         }
         tokio::time::sleep_until(due).await;
         if tenant.stopping() {

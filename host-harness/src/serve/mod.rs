@@ -445,18 +445,26 @@ fn fingerprint(config: &HarnessConfig) -> Result<[u8; 32]> {
 fn last_started(tenant: &Tenant) -> Result<Option<DateTime<Utc>>> {
     use rusqlite::OptionalExtension;
     let conn = tenant.database.connect()?;
-    let last: Option<(String, String)> = conn
+    let last: Option<(String, String, String, String)> = conn
         .query_row(
-            "SELECT started_at, status FROM runs WHERE tenant = ?1 AND mode IN ('incremental', 'full')
-             ORDER BY started_at DESC LIMIT 1",
+            "SELECT run_id, started_at, status, COALESCE(error, '') FROM runs
+             WHERE tenant = ?1 AND mode IN ('incremental', 'full') ORDER BY started_at DESC, rowid DESC LIMIT 1",
             [&tenant.config.tenant],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    // A run that did not end (stopped by a signal, its process killed, or
-    // still marked running when this process starts) left its read part-way:
-    // the next one is due at once, not an interval after it began.
-    let text = last.filter(|(_, status)| !matches!(status.as_str(), "stopped" | "crashed" | "running")).map(|l| l.0);
+    // A run cut short (stopped by a signal, or its process gone: marked
+    // crashed, or still marked running) left its read part-way: the next one
+    // is due at once, not an interval after it began. Not one stopped by a
+    // quota, nor one running in a live process (a reload during its run).
+    let ended = crate::scheduler::recovery::ended_processes(&conn, &tenant.config.tenant)?;
+    let cut_short = |(run, _, status, error): &(String, String, String, String)| match status.as_str() {
+        "crashed" => true,
+        "stopped" => error.contains("interrupted by"),
+        "running" => ended.contains_key(run),
+        _ => false,
+    };
+    let text = last.filter(|l| !cut_short(l)).map(|l| l.1);
     match text {
         None => Ok(None),
         Some(t) => match DateTime::parse_from_rfc3339(&t) {
