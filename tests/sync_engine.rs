@@ -1466,6 +1466,8 @@ async fn a_contact_refused_for_its_deleted_account_follows_the_account_written_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_after_the_target_object_changed_reaches_the_record_of_the_current_object() {
     let bed = bed(10).start().await;
+    let at = bed.clock.now_secs() - 3600;
+    bed.netsuite.seed_contacts(6, &bed.customer_ids[..3], at, 5).unwrap();
     succeeded(&bed.sync_all().await);
     let elsewhere = "[customer]\nsobject = \"Vendor__c\"\n[[customer.field]]\ntarget = \"Name\"\n\
                      rules = [{ copy = \"companyname\" }, { copy = \"entityid\" }]\n";
@@ -1489,8 +1491,11 @@ async fn a_deletion_after_the_target_object_changed_reaches_the_record_of_the_cu
     let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
     let report = bed.sync_all().await;
     succeeded(&report);
-    let (p, r) = (plan.counts("customer"), report.counts("customer"));
-    assert_eq!((p.created, p.updated, p.unchanged), (r.created, r.updated, r.unchanged), "{plan:?}\n{report:?}");
+    for kind in ["customer", "contact"] {
+        let (p, r) = (plan.counts(kind), report.counts(kind));
+        assert_eq!((p.created, p.updated, p.unchanged), (r.created, r.updated, r.unchanged), "{plan:?}\n{report:?}");
+    }
+    let r = report.counts("customer");
     assert_eq!((r.created, r.updated, r.deleted), (0, 9, 1), "{report:?}");
     let (account, fields) = bed.sf("Account", gone);
     assert_eq!(fields["NetSuite_Deleted__c"], true, "the Account is flagged");

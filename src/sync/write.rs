@@ -1156,6 +1156,7 @@ impl Plan {
         };
         let moved = if moved.is_empty() { HashMap::new() } else { run.sink.live_records(&spec, &moved)? };
         let mut anew: Vec<&str> = Vec::new();
+        let mut relinked: Vec<&str> = Vec::new();
         for staged in part {
             let mapped = &staged.mapped;
             // Planned already from this very row (a deferred write whose
@@ -1218,11 +1219,16 @@ impl Plan {
             self.planned.borrow_mut().insert(key, staged.state.src.clone());
             // Created where its state knew an earlier record, as a real run
             // finds it: its children are planned again (see `relink`).
-            if (action == PlanAction::Create && staged.state.sf.is_some()) || moved_here {
+            if action == PlanAction::Create && staged.state.sf.is_some() && !moved_here {
                 anew.push(mapped.source_id.as_str());
+            } else if moved_here {
+                relinked.push(mapped.source_id.as_str());
             }
             self.push(kind, &mapped.source_id, action, changes);
         }
+        // Its old record not deleted, only another object's: the children
+        // stay where they are and are linked again, as the run relinks them.
+        super::children::refresh(run, kind, &relinked, false, &mut |_, _| {})?;
         super::children::refresh(run, kind, &anew, true, &mut |child, children| {
             self.cascaded.borrow_mut().extend(children.iter().map(|id| (child, id.to_string())));
         })
