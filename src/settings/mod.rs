@@ -449,9 +449,10 @@ impl Settings {
             composite_max_bytes: memory_share(&r, MEMORY_PER_REQUEST)?,
             bulk_poll_timeout_secs: r.number("salesforce_bulk_poll_timeout_secs")?,
         };
-        if !(0.0..=1.0).contains(&salesforce.max_api_share) {
+        // 0 would stop every run at its first request.
+        if !(salesforce.max_api_share > 0.0 && salesforce.max_api_share <= 1.0) {
             return Err(ConnectorError::Config(format!(
-                "setting `salesforce_max_api_share` is {}: give a share between 0 and 1, e.g. 0.9",
+                "setting `salesforce_max_api_share` is {}: give a share above 0 and at most 1, e.g. 0.9",
                 salesforce.max_api_share
             )));
         }
@@ -604,6 +605,7 @@ mod tests {
             ("netsuite_page_size", "5000", "1 to 1000"),
             ("netsuite_page_size", "-1", "`netsuite_page_size` is -1: give at least 1"),
             ("salesforce_max_api_share", "90%", "`90%`: give a number such as 0.9"),
+            ("salesforce_max_api_share", "0", "is 0: give a share above 0 and at most 1"),
             ("lease_ttl_secs", "0", "is 0: give at least 2 (renewed every page"),
             ("lease_ttl_secs", "99999999999", "give at most 86400"),
             ("netsuite_overlap_secs", "4000000000", "give at most 604800"),

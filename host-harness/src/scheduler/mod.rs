@@ -241,7 +241,8 @@ pub fn kind_name(kind: RecordKind) -> &'static str {
 }
 
 pub fn parse_kind(name: &str) -> Result<RecordKind> {
-    match name {
+    // `--kinds "customer, contact"` splits at the comma only.
+    match name.trim() {
         "customer" | "customers" => Ok(RecordKind::Customer),
         "contact" | "contacts" => Ok(RecordKind::Contact),
         "vendor" | "vendors" => Ok(RecordKind::Vendor),
@@ -842,6 +843,13 @@ mod tests {
         assert!(named("customer:-5").unwrap_err().contains("NetSuite internal id (digits"));
         assert!(named("customer42").unwrap_err().contains("kind:id"));
         assert!(named("account:4").unwrap_err().contains("unknown record kind"));
+    }
+
+    #[test]
+    fn kinds_listed_with_spaces_after_the_commas_are_read() {
+        let kinds: Vec<RecordKind> = "customer, contact , vendor".split(',').map(|k| parse_kind(k).unwrap()).collect();
+        assert_eq!(kinds, [RecordKind::Customer, RecordKind::Contact, RecordKind::Vendor]);
+        assert!(format!("{:#}", parse_kind("acount").unwrap_err()).contains("use customer, contact or vendor"));
     }
 
     /// The run log's line of a kind names every outcome the run had, not
