@@ -86,6 +86,21 @@ async fn first_write(bed: &support::Bed) {
     }
 }
 
+/// `connector serve --tenants dir` on a free loopback port, with `args`.
+fn serve_tenants(dir: &std::path::Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(connector_binary())
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--tenants"])
+        .arg(dir)
+        .env("CONNECTOR_COMPONENT", component_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting connector serve")
+}
+
 fn sigterm(child: &tokio::process::Child) {
     let pid = child.id().expect("running").to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -283,15 +298,7 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
     // Never run before: its first scheduled start is due at once.
     std::fs::write(&file, format!("{text}\n[schedule]\nevery_secs = 3600\njitter_secs = 0\n")).unwrap();
     bed.netsuite.set_latency(Duration::from_millis(300));
-    let mut child = tokio::process::Command::new(connector_binary())
-        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--tenants"])
-        .arg(dir.path())
-        .env("CONNECTOR_COMPONENT", component_path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting connector serve");
+    let mut child = serve_tenants(dir.path(), &["--log-format", "json"]);
     let run = lease_taken(&db, &mut child).await;
     first_write(&bed).await;
     sigterm(&child);
@@ -315,15 +322,7 @@ async fn serve_tenants_on_sigterm_lets_the_run_under_way_reach_its_checkpoint_th
     // Started again (a deploy): the stopped run's read goes on at once, not
     // an hour after it began.
     bed.netsuite.set_latency(Duration::ZERO);
-    let mut child = tokio::process::Command::new(connector_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--tenants"])
-        .arg(dir.path())
-        .env("CONNECTOR_COMPONENT", component_path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting connector serve again");
+    let mut child = serve_tenants(dir.path(), &[]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while bed.salesforce.count("Account") < 3000 {
         assert!(tokio::time::Instant::now() < deadline, "the stopped run was not taken up at once");

@@ -547,9 +547,9 @@ async fn a_refused_update_is_audited_with_the_salesforce_record_it_was_for() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_can_be_limited_to_one_record_or_one_run() {
-    let bed = bed(60).start().await;
+/// Customers 2 and 3 renamed so a validation rule refuses them, synced
+/// (both failed, kept for replay), the rule then lifted: (a, b, that run).
+async fn two_refused_customers(bed: &support::Bed) -> (i64, i64, host_harness::scheduler::RunReport) {
     bed.salesforce.set_validation_rule(embargo());
     let (a, b) = (bed.customer_ids[1], bed.customer_ids[2]);
     bed.netsuite.rename_customer_any(a, "Embargoed A").unwrap();
@@ -557,6 +557,13 @@ async fn replay_can_be_limited_to_one_record_or_one_run() {
     let first = bed.sync().await;
     assert_eq!(first.counts("customer").failed, 2);
     bed.salesforce.set_validation_rule(None);
+    (a, b, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_can_be_limited_to_one_record_or_one_run() {
+    let bed = bed(60).start().await;
+    let (a, b, first) = two_refused_customers(&bed).await;
 
     let one = bed
         .bed
@@ -1543,13 +1550,7 @@ async fn a_link_to_an_object_its_lookup_does_not_point_to_is_refused_before_anyt
 async fn a_replay_leaves_the_writes_of_a_kind_the_mapping_dropped_and_says_so() {
     use host_harness::host::{RecordKind, RecordRef, ReplayScope};
     let bed = bed(20).start().await;
-    bed.salesforce.set_validation_rule(embargo());
-    let (a, b) = (bed.customer_ids[1], bed.customer_ids[2]);
-    bed.netsuite.rename_customer_any(a, "Embargoed A").unwrap();
-    bed.netsuite.rename_customer_any(b, "Embargoed B").unwrap();
-    let first = bed.sync().await;
-    assert_eq!(first.counts("customer").failed, 2);
-    bed.salesforce.set_validation_rule(None);
+    let (a, _, first) = two_refused_customers(&bed).await;
     let vendors_only = &netsuite_salesforce::mapping::DEFAULT_MAPPING
         [netsuite_salesforce::mapping::DEFAULT_MAPPING.find("[vendor]").unwrap()..];
     bed.tenant.set_override("mapping_toml", vendors_only);
