@@ -487,3 +487,45 @@ fn serve_refuses_an_every_of_zero_and_flags_of_the_other_mode() {
         assert!(!out.status.success() && err.contains(said), "{args:?}: {err}");
     }
 }
+
+/// A master key replaced with `secrets rekey`: the secrets and the cached
+/// tokens move to the new key (no new login), the old key opens nothing,
+/// and `secrets remove` deletes one secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rekey_moves_the_secrets_and_cached_tokens_to_a_new_key_and_remove_deletes_one() {
+    let bed = support::bed(5).start().await;
+    succeeded(&bed.sync().await);
+    let logins = bed.salesforce.token_requests();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.toml");
+    bed.write_config(&file).unwrap();
+    let config = file.to_str().unwrap();
+    let sync = || {
+        let component = support::component_path();
+        connector(&["sync", "--config", config, "--component", component.to_str().unwrap()], dir.path(), "")
+    };
+
+    let rekey = connector(&["secrets", "rekey", "--config", config, "--out", "new.key"], dir.path(), "");
+    let stdout = String::from_utf8_lossy(&rekey.stdout);
+    assert!(rekey.status.success(), "{}", String::from_utf8_lossy(&rekey.stderr));
+    assert!(stdout.contains("and 2 cached token(s) of tenant"), "the Salesforce session and NetSuite token: {stdout}");
+    let refused = sync();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("connector secrets rekey"), "the old key: {stderr}");
+
+    let mut text: toml::Table = std::fs::read_to_string(&file).unwrap().parse().unwrap();
+    text.insert("master_key_file".into(), dir.path().join("new.key").to_str().unwrap().into());
+    std::fs::write(&file, toml::to_string(&text).unwrap()).unwrap();
+    let out = sync();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(bed.salesforce.token_requests(), logins, "the cached session opened under the new key");
+
+    let removed = connector(&["secrets", "remove", "--config", config, "webhook_secret"], dir.path(), "");
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let listed = connector(&["secrets", "list", "--config", config], dir.path(), "");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("netsuite_private_key") && !listed.contains("webhook_secret"), "{listed}");
+    let again = connector(&["secrets", "remove", "--config", config, "webhook_secret"], dir.path(), "");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && stderr.contains("is not stored"), "{stderr}");
+}

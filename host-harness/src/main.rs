@@ -314,6 +314,22 @@ enum SecretsAction {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Delete a stored secret.
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+    /// Seal the secrets and the cached tokens again under a new master key: written to --out (created
+    /// readable by you only, never replacing a file), else printed for CONNECTOR_MASTER_KEY. Then point
+    /// master_key_file (or CONNECTOR_MASTER_KEY) at it; the old key opens nothing any more.
+    Rekey {
+        #[arg(long)]
+        config: PathBuf,
+        /// The new key file to create (mode 0600), e.g. .connector/master-2.key.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn component_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
@@ -632,6 +648,60 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         secrets.insert(name.clone(), value);
                     })?;
                     outln!("stored `{name}` in {}", path.display())?;
+                }
+                SecretsAction::Remove { config, name } => {
+                    let config = load(&config)?;
+                    let cipher = Cipher::load(config.master_key_file.as_deref())?;
+                    let path = config.secrets_path();
+                    let mut removed = false;
+                    SecretFile::update(&path, &cipher, |secrets| removed = secrets.remove(&name).is_some())?;
+                    if !removed {
+                        bail!(
+                            "`{name}` is not stored in {}; nothing changed (`secrets list` shows what is)",
+                            path.display()
+                        );
+                    }
+                    outln!("removed `{name}` from {}", path.display())?;
+                }
+                SecretsAction::Rekey { config, out } => {
+                    let config = load(&config)?;
+                    let old = Cipher::load(config.master_key_file.as_deref())?;
+                    let key_b64 = Cipher::generate_key_b64();
+                    let new = Cipher::from_b64(&key_b64)?;
+                    // The key is kept before anything is sealed under it.
+                    if let Some(path) = &out {
+                        host_harness::secrets::write_key_file(path, &key_b64)?;
+                    }
+                    let secrets = config.secrets_path();
+                    let names = SecretFile::reseal(&secrets, &old, &new)?;
+                    let db_path = config.database_path();
+                    let tokens = match db_path.is_file() {
+                        true => {
+                            let conn = Database::open(&db_path)?.connect()?;
+                            let mut kv = host_harness::store::kv::KvStore::new(conn, &config.tenant, old);
+                            kv.reseal_credentials(&new)
+                                .with_context(|| format!("resealing the cached tokens in {}", db_path.display()))?
+                                .0
+                        }
+                        false => 0,
+                    };
+                    outln!(
+                        "sealed {} secret(s) in {} and {tokens} cached token(s) of tenant `{}` under the new key",
+                        names.len(),
+                        secrets.display(),
+                        config.tenant
+                    )?;
+                    match &out {
+                        Some(path) => outln!(
+                            "wrote the new key to {} (mode 0600): set master_key_file to it (or {MASTER_KEY_ENV} to \
+                             its content); runs fail until you do. The old key opens nothing any more",
+                            path.display()
+                        )?,
+                        None => {
+                            outln!("{key_b64}")?;
+                            outln!("set {MASTER_KEY_ENV} to the key above; runs fail until you do")?;
+                        }
+                    }
                 }
                 SecretsAction::List { config } => {
                     let config = load(&config)?;

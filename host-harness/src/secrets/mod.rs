@@ -87,9 +87,13 @@ impl SecretFile {
         let body = bytes
             .strip_prefix(FILE_MAGIC)
             .ok_or_else(|| anyhow!("{} is not a connector secrets file", path.display()))?;
-        let plain = cipher
-            .open(FILE_MAGIC, body)
-            .with_context(|| format!("decrypting secrets file {}: is this its master key?", path.display()))?;
+        let plain = cipher.open(FILE_MAGIC, body).with_context(|| {
+            format!(
+                "decrypting secrets file {}: is this its master key? (after `connector secrets rekey`, point \
+                     master_key_file or {MASTER_KEY_ENV} at the new key)",
+                path.display()
+            )
+        })?;
         serde_json::from_slice(&plain).with_context(|| format!("secrets file {} is damaged", path.display()))
     }
 
@@ -97,6 +101,23 @@ impl SecretFile {
     /// `connector secrets set` at once both land (each would otherwise
     /// write back what it read, without the other's secret).
     pub fn update(path: &Path, cipher: &Cipher, change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<()> {
+        let _lock = Self::lock(path)?;
+        let mut secrets = Self::read(path, cipher)?;
+        change(&mut secrets);
+        Self::write(path, cipher, &secrets)
+    }
+
+    /// Seals the file again under `new` (read with `old`), under the same
+    /// lock as [`SecretFile::update`]; the names it holds.
+    pub fn reseal(path: &Path, old: &Cipher, new: &Cipher) -> Result<Vec<String>> {
+        let _lock = Self::lock(path)?;
+        let secrets = Self::read(path, old)?;
+        Self::write(path, new, &secrets)?;
+        Ok(secrets.into_keys().collect())
+    }
+
+    /// The exclusive lock on `<file>.lock`, held until the handle drops.
+    fn lock(path: &Path) -> Result<std::fs::File> {
         if let Some(dir) = path.parent() {
             create_private_dir(dir)?;
         }
@@ -109,10 +130,7 @@ impl SecretFile {
             .open(&lock_path)
             .with_context(|| format!("opening {}", lock_path.display()))?;
         lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
-        let mut secrets = Self::read(path, cipher)?;
-        change(&mut secrets);
-        Self::write(path, cipher, &secrets)
-        // The lock goes with the file handle.
+        Ok(lock)
     }
 
     pub fn write(path: &Path, cipher: &Cipher, secrets: &BTreeMap<String, String>) -> Result<()> {

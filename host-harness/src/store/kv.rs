@@ -45,17 +45,23 @@ impl KvStore {
         }
     }
 
-    fn unseal(&self, bucket: &str, key: &str, value: Vec<u8>) -> Result<Vec<u8>> {
-        if bucket == CREDENTIALS_BUCKET {
-            self.cipher.open(&self.aad(bucket, key), &value).map_err(|_| {
-                anyhow!(
-                    "credential `{key}` of tenant `{}` cannot be decrypted: the master key changed. Delete it so \
-                     the connector obtains a new one",
-                    self.tenant
-                )
-            })
-        } else {
-            Ok(value)
+    /// The value as stored, opened for the credentials bucket. That bucket
+    /// only caches tokens: one sealed under another master key (the key was
+    /// replaced) reads as absent, so the run obtains a new token and its
+    /// write replaces the value, instead of every run failing on it.
+    fn unseal(&self, bucket: &str, key: &str, value: Vec<u8>) -> Option<Vec<u8>> {
+        if bucket != CREDENTIALS_BUCKET {
+            return Some(value);
+        }
+        match self.cipher.open(&self.aad(bucket, key), &value) {
+            Ok(plain) => Some(plain),
+            Err(_) => {
+                tracing::warn!(
+                    tenant = %self.tenant,
+                    "cached credential `{key}` was sealed with another master key; a new one is obtained"
+                );
+                None
+            }
         }
     }
 
@@ -65,7 +71,7 @@ impl KvStore {
             .prepare_cached("SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
             .query_row(params![self.tenant, bucket, key], |r| r.get(0))
             .optional()?;
-        value.map(|v| self.unseal(bucket, key, v)).transpose()
+        Ok(value.and_then(|v| self.unseal(bucket, key, v)))
     }
 
     /// Values of `keys`, in order; one query per few hundred keys.
@@ -88,7 +94,7 @@ impl KvStore {
                 found.insert(row.get(0)?, row.get(1)?);
             }
         }
-        keys.iter().map(|k| found.remove(k).map(|v| self.unseal(bucket, k, v)).transpose()).collect()
+        Ok(keys.iter().map(|k| found.remove(k).and_then(|v| self.unseal(bucket, k, v))).collect())
     }
 
     pub fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<()> {
@@ -143,6 +149,42 @@ impl KvStore {
         Ok(())
     }
 
+    /// Seals this tenant's credentials again under `new`, in one
+    /// transaction (`connector secrets rekey`): the cached tokens and a
+    /// rotated refresh token stay usable under the new key and no longer
+    /// open with the old one. A value the current key does not open is
+    /// deleted (it read as absent already). Counts resealed and deleted.
+    pub fn reseal_credentials(&mut self, new: &Cipher) -> Result<(usize, usize)> {
+        let tx = self.conn.unchecked_transaction()?;
+        let rows: Vec<(String, Vec<u8>)> = tx
+            .prepare("SELECT key, value FROM kv WHERE tenant = ?1 AND bucket = ?2")?
+            .query_map(params![self.tenant, CREDENTIALS_BUCKET], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let (mut resealed, mut deleted) = (0, 0);
+        for (key, value) in rows {
+            let aad = self.aad(CREDENTIALS_BUCKET, &key);
+            match self.cipher.open(&aad, &value) {
+                Ok(plain) => {
+                    tx.execute(
+                        "UPDATE kv SET value = ?4 WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",
+                        params![self.tenant, CREDENTIALS_BUCKET, key, new.seal(&aad, &plain)?],
+                    )?;
+                    resealed += 1;
+                }
+                Err(_) => {
+                    tx.execute(
+                        "DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",
+                        params![self.tenant, CREDENTIALS_BUCKET, key],
+                    )?;
+                    deleted += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        self.cipher = new.clone();
+        Ok((resealed, deleted))
+    }
+
     /// Deletes `key` only while it still holds `expected`, as read from an
     /// unsealed bucket: true when it did.
     pub fn delete_if(&self, bucket: &str, key: &str, expected: &[u8]) -> Result<bool> {
@@ -192,5 +234,42 @@ impl KvStore {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path, cipher: &Cipher) -> KvStore {
+        let db = crate::store::Database::open(&dir.join("connector.db")).unwrap();
+        KvStore::new(db.connect().unwrap(), "acme", cipher.clone())
+    }
+
+    #[test]
+    fn credentials_sealed_under_another_key_read_as_absent_and_a_rekey_keeps_them() {
+        let (old, new) = (Cipher::from_key(&[1; 32]), Cipher::from_key(&[2; 32]));
+        let dir = tempfile::tempdir().unwrap();
+        let mut kv = store(dir.path(), &old);
+        kv.set(CREDENTIALS_BUCKET, "salesforce_session", b"session").unwrap();
+        kv.set(STATE_BUCKET, "customer:1", b"state").unwrap();
+
+        // The key replaced by hand: the cached token is as good as none, not an error.
+        kv.cipher = new.clone();
+        assert_eq!(kv.get(CREDENTIALS_BUCKET, "salesforce_session").unwrap(), None);
+        let keys = ["salesforce_session".to_string()];
+        assert_eq!(kv.get_many(CREDENTIALS_BUCKET, &keys).unwrap(), vec![None]);
+        assert_eq!(kv.get(STATE_BUCKET, "customer:1").unwrap().as_deref(), Some(&b"state"[..]), "state is plain");
+
+        // A rekey from the key that sealed it carries it over; stale values go.
+        kv.cipher = old.clone();
+        kv.set(CREDENTIALS_BUCKET, "salesforce_refresh_token", b"rotated").unwrap();
+        let stale = Cipher::from_key(&[3; 32]).seal(&kv.aad(CREDENTIALS_BUCKET, "stale"), b"x").unwrap();
+        kv.conn.execute("INSERT INTO kv VALUES ('acme', 'credentials', 'stale', ?1, '')", params![stale]).unwrap();
+        assert_eq!(kv.reseal_credentials(&new).unwrap(), (2, 1));
+        assert_eq!(kv.get(CREDENTIALS_BUCKET, "salesforce_refresh_token").unwrap().as_deref(), Some(&b"rotated"[..]));
+        assert!(!kv.exists(CREDENTIALS_BUCKET, "stale").unwrap());
+        kv.cipher = old;
+        assert_eq!(kv.get(CREDENTIALS_BUCKET, "salesforce_session").unwrap(), None, "the old key opens nothing");
     }
 }
