@@ -175,6 +175,13 @@ async fn a_kept_token_is_not_used_once_the_login_settings_change() {
     succeeded(&report);
     assert_eq!(report.counts("customer").updated, 1);
     assert_eq!(bed.netsuite.token_requests(), 2);
+
+    // Another algorithm (or key) than the kept token's: the run signs anew,
+    // so a key that cannot sign shows now, not when the token runs out.
+    let report = bed.sync_with_setting("netsuite_signing_algorithm", "ES256").await;
+    assert_eq!(report.status, "failed", "{report:?}");
+    let error = report.error.unwrap();
+    assert!(error.contains("netsuite_signing_algorithm"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -636,6 +636,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         }
                         _ => (true, ""),
                     };
+                    if name == "netsuite_private_key"
+                        && let Some(problem) = netsuite_salesforce::netsuite::auth::rsa_size_problem(&value)
+                    {
+                        bail!("{problem}. Nothing was stored");
+                    }
                     if !readable {
                         bail!(
                             "`{name}` must be {wanted} in PEM form, unencrypted (PKCS#8 `BEGIN PRIVATE KEY`, or PKCS#1 \

@@ -53,13 +53,8 @@ enum SigningKey {
 
 impl SigningKey {
     fn read(alg: SigningAlgorithm, pem: &str) -> Result<SigningKey> {
-        if let Some(bits) = rsa_bits(pem).filter(|b| ![3072, 4096].contains(b)) {
-            return Err(ConnectorError::Config(format!(
-                "secret `netsuite_private_key` is a {bits}-bit RSA key; NetSuite's M2M setup takes RSA keys of 3072 \
-                 or 4096 bits (or EC keys), and refuses others with a bare invalid_grant: make a new key and \
-                 certificate (e.g. `openssl req -x509 -newkey rsa:3072 -sha256 -days 730 -nodes`), upload the \
-                 certificate to the integration's M2M setup and store the key"
-            )));
+        if let Some(problem) = rsa_size_problem(pem) {
+            return Err(ConnectorError::Config(problem));
         }
         let rsa = |a| EncodingKey::from_rsa_pem(pem.as_bytes()).ok().map(|k| SigningKey::Jwt(a, k));
         let ec = |a, der: Option<Vec<u8>>| der.map(|der| SigningKey::Jwt(a, EncodingKey::from_ec_der(&der)));
@@ -161,6 +156,18 @@ fn p384_pkcs8(pem: &str) -> Option<Vec<u8>> {
 
 /// The size of an RSA private key in PEM (PKCS#8 or PKCS#1); None for
 /// anything else.
+/// Why an RSA key NetSuite's M2M setup refuses (with a bare invalid_grant)
+/// cannot be used: it takes 3072 or 4096 bits. `None` for other keys.
+pub fn rsa_size_problem(pem: &str) -> Option<String> {
+    let bits = rsa_bits(pem).filter(|b| ![3072, 4096].contains(b))?;
+    Some(format!(
+        "secret `netsuite_private_key` is a {bits}-bit RSA key; NetSuite's M2M setup takes RSA keys of 3072 \
+         or 4096 bits (or EC keys), and refuses others with a bare invalid_grant: make a new key and \
+         certificate (e.g. `openssl req -x509 -newkey rsa:3072 -sha256 -days 730 -nodes`), upload the \
+         certificate to the integration's M2M setup and store the key"
+    ))
+}
+
 fn rsa_bits(pem: &str) -> Option<usize> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
@@ -248,7 +255,11 @@ pub struct CachedToken {
 /// Who a token was issued to: the account's endpoint, the integration's
 /// client id and the certificate that signed for it.
 pub fn login_identity(settings: &M2mSettings, base_url: &str) -> String {
-    format!("{base_url} {} {}", settings.client_id, settings.certificate_id)
+    // The key and algorithm too: a token cached under the old key would hide
+    // a new key NetSuite refuses until it expired, up to an hour later.
+    use sha2::{Digest, Sha256};
+    let key = hex::encode(&Sha256::digest(settings.private_key_pem.as_bytes())[..16]);
+    format!("{base_url} {} {} {:?} {key}", settings.client_id, settings.certificate_id, settings.algorithm)
 }
 
 // The token never reaches Debug output.
@@ -535,5 +546,22 @@ mod tests {
         };
         let t = parse_token_response(&response, 100, &s, BASE).unwrap();
         assert_eq!((t.token.as_str(), t.expires_at), ("abc", 3700));
+    }
+
+    /// A token cached under one key is not reused once the key or the
+    /// algorithm changed: the new key is tried at the next run.
+    #[test]
+    fn the_login_identity_changes_with_the_key_and_the_algorithm() {
+        let settings = |pem: &str, algorithm| M2mSettings {
+            client_id: "client".into(),
+            certificate_id: "cert".into(),
+            private_key_pem: pem.into(),
+            algorithm,
+        };
+        let one = login_identity(&settings("key one", SigningAlgorithm::Ps256), "https://a");
+        assert_eq!(one, login_identity(&settings("key one", SigningAlgorithm::Ps256), "https://a"));
+        assert_ne!(one, login_identity(&settings("key two", SigningAlgorithm::Ps256), "https://a"));
+        assert_ne!(one, login_identity(&settings("key one", SigningAlgorithm::Es256), "https://a"));
+        assert!(!one.contains("key one"), "the key itself is never kept: {one}");
     }
 }

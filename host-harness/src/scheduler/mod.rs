@@ -454,8 +454,19 @@ impl Tenant {
         if let Some(text) = mapping {
             values.insert("mapping_toml".into(), text);
         }
-        let secrets = SecretFile::read(&self.config.secrets_path(), &self.cipher)
-            .with_context(|| format!("reading the tenant's secrets with the master key from {}", self.key_source()))?;
+        let path = self.config.secrets_path();
+        let secrets = SecretFile::read(&path, &self.cipher).map_err(|e| {
+            // The key this process read at start may be the old one of a rekey.
+            let now = crate::secrets::Cipher::load(self.config.master_key_file.as_deref());
+            if now.is_ok_and(|key| SecretFile::read(&path, &key).is_ok()) {
+                return anyhow::anyhow!(
+                    "the master key in {} changed since this process read it at start, and the secrets are \
+                     sealed under the new one: restart it to use the new key",
+                    self.key_source()
+                );
+            }
+            e.context(format!("reading the tenant's secrets with the master key from {}", self.key_source()))
+        })?;
         values.extend(secrets);
         values.extend(self.overrides.lock().unwrap_or_else(|p| p.into_inner()).clone());
         Ok(TenantRun {

@@ -90,7 +90,8 @@ impl SecretFile {
         let plain = cipher.open(FILE_MAGIC, body).with_context(|| {
             format!(
                 "decrypting secrets file {}: is this its master key? (after `connector secrets rekey`, point \
-                     master_key_file or {MASTER_KEY_ENV} at the new key)",
+                     master_key_file or {MASTER_KEY_ENV} at the new key and restart a `serve --config`, which reads \
+                     its config once)",
                 path.display()
             )
         })?;
