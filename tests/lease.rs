@@ -418,3 +418,53 @@ async fn a_request_slower_than_the_lease_keeps_it_while_it_waits() {
     assert_eq!(logged(&db, &holder).0, "succeeded");
     assert_eq!(created_on_record(&db, &holder), 20);
 }
+
+/// Write-back writes one vendor at a time to NetSuite: SIGTERM ends the run
+/// between two of them, each one that landed on record with its base, and
+/// the next run writes the rest, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_write_back_between_two_vendors_with_each_netsuite_write_on_record() {
+    const VENDORS: usize = 30;
+    let bed = bed(0).setting("vendor_writeback", "true").start().await;
+    let ids = bed.netsuite.seed_vendors(VENDORS as u64, 7).unwrap();
+    succeeded(&bed.sync_all().await);
+    let phone = |n: usize| format!("+1212555{:04}", 100 + n);
+    for (n, id) in ids.iter().enumerate() {
+        let (sf_id, _) = bed.sf("Vendor__c", *id);
+        let edit = serde_json::Map::from_iter([("Phone__c".to_string(), serde_json::Value::from(phone(n)))]);
+        bed.salesforce.edit_by_hand("Vendor__c", &sf_id, edit);
+    }
+    let landed = |bed: &support::Bed| {
+        (ids.iter().enumerate())
+            .filter(|(n, id)| bed.netsuite.vendor_field(**id, "phone").unwrap() == Some(phone(*n)))
+            .count()
+    };
+    let db = bed.tenant.database.clone();
+    let written_back = |run: &str| -> usize {
+        let sql = "SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND action = 'netsuite-write' AND outcome = 'updated'";
+        db.connect().unwrap().query_row(sql, [run], |r| r.get::<_, i64>(0)).unwrap() as usize
+    };
+    let cli = Cli::for_bed(&bed);
+    bed.netsuite.set_latency(Duration::from_millis(100));
+    let mut child = cli.sync();
+    let stopped = lease_taken(&db, &mut child).await;
+    while landed(&bed) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sigterm(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(logged(&db, &stopped).0, "stopped");
+    let first = landed(&bed);
+    assert!(first < VENDORS, "ended between two vendors, not after the page: {first}");
+    assert_eq!(written_back(&stopped), first, "each write that landed is on record");
+
+    bed.netsuite.set_latency(Duration::ZERO);
+    let out = cli.sync().wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(landed(&bed), VENDORS);
+    let next = (db.connect().unwrap())
+        .query_row("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    assert_eq!(written_back(&next), VENDORS - first, "none written twice");
+}

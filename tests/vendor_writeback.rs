@@ -581,9 +581,9 @@ async fn a_refused_edit_does_not_hold_back_a_vendor_its_record_no_longer_names()
 }
 
 /// A refused Salesforce edit undone in Salesforce leaves nothing to send:
-/// its replay settles it (a row says so) and nothing waits any more.
+/// the next run settles it and nothing waits any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replaying_a_refused_edit_since_undone_settles_it() {
+async fn a_refused_edit_undone_in_salesforce_waits_no_more() {
     let (bed, ids) = synced(2, "netsuite").await;
     let (_, before) = bed.sf("Vendor__c", ids[0]);
     let sf_id = salesforce_edit(&bed, ids[0], json!({"Payment_Terms__c": "Bogus Terms"}));
@@ -592,15 +592,45 @@ async fn replaying_a_refused_edit_since_undone_settles_it() {
     bed.clock.advance(Duration::from_secs(1));
     let undo = json!({"Payment_Terms__c": before.get("Payment_Terms__c").cloned().unwrap_or(Value::Null)});
     bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(undo));
-    succeeded(&bed.sync_all().await);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 0, "{:?}", rows(&bed, &report.run_id));
+    assert_eq!(waiting_writebacks(&bed), 0);
     let replay = bed.replay_all().await;
     succeeded(&replay);
-    let all = rows(&bed, &replay.run_id);
-    assert!(
-        all.iter().any(|r| r.salesforce_id.as_deref() == Some(sf_id.as_str()) && r.outcome == "unchanged"),
-        "{all:?}"
-    );
-    assert_eq!(waiting_writebacks(&bed), 0);
+    assert!(rows(&bed, &replay.run_id).is_empty(), "nothing left to replay");
+}
+
+/// NetSuite took a Salesforce edit but Salesforce refused NetSuite's side
+/// of the merge (an email it does not accept): the base records what each
+/// side holds, so a later Salesforce edit of the same field reaches NetSuite
+/// as an edit, not as a conflict NetSuite wins, and the failure is one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_salesforce_refused_keeps_what_netsuite_took_as_agreed() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    let vendor = ids[0];
+    netsuite_edit(&bed, vendor, "email", "not-an-email");
+    let sf_id = salesforce_edit(&bed, vendor, json!({"Phone__c": "+12125550101"}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let all = rows(&bed, &report.run_id);
+    assert_eq!(bed.netsuite.vendor_field(vendor, "phone").unwrap().as_deref(), Some("+12125550101"), "{all:?}");
+    assert_eq!(report.counts("vendor").failed, 1, "one failure, not one per pass: {all:?}");
+
+    bed.clock.advance(Duration::from_secs(1));
+    bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(json!({"Phone__c": "+12125550202"})));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let all = rows(&bed, &report.run_id);
+    assert!(actions(&all, "conflict").is_empty(), "{all:?}");
+    assert_eq!(bed.netsuite.vendor_field(vendor, "phone").unwrap().as_deref(), Some("+12125550202"), "{all:?}");
+
+    netsuite_edit(&bed, vendor, "email", "buyer@example.com");
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let (_, record) = bed.sf("Vendor__c", vendor);
+    assert_eq!((&record["Phone__c"], &record["Email__c"]), (&json!("+12125550202"), &json!("buyer@example.com")));
+    assert_eq!(bed.netsuite.vendor_field(vendor, "phone").unwrap().as_deref(), Some("+12125550202"));
 }
 
 /// A NetSuite id typed by hand that is not one (letters, a path, a quote)

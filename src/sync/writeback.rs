@@ -52,8 +52,10 @@ pub(super) fn sync(run: &Run<'_>, kind: RecordKind, policy: ConflictPolicy) -> R
     let mut next: Option<String> = None;
     loop {
         let page = run.sink.changed_page(&spec.sobject, &spec.fields, since.as_deref(), next.as_deref())?;
-        pass.page(&page.records)?;
+        // A page stopped part-way still queues the failures it met.
+        let paged = pass.page(&page.records);
         pass.keep_failures()?;
+        paged?;
         if let Some(last) = page.records.last() {
             run.state.save_salesforce_cursor(kind, &last.modstamp, &tag)?;
         }
@@ -190,8 +192,9 @@ impl<'p, 'r> Pass<'p, 'r> {
         let records = self.run.sink.changed_by_id(self.sobject, fields, ids)?;
         let gone: Vec<&str> = ids.iter().copied().filter(|id| !records.iter().any(|r| r.id == *id)).collect();
         self.run.queues.remove_writebacks(self.kind, &gone)?;
-        self.page(&records)?;
-        self.keep_failures()
+        let paged = self.page(&records);
+        self.keep_failures()?;
+        paged
     }
 
     /// Queues this page's failures for replay and clears the queued
@@ -427,7 +430,13 @@ impl<'p, 'r> Pass<'p, 'r> {
         let ids: Vec<&str> = linked.iter().map(|(_, id)| id.as_str()).collect();
         let states = run.state.records(self.kind, &ids)?;
         let (mut audit, mut states_out) = (Vec::new(), Vec::new());
+        let mut stopped = None;
         for ((record, id), state) in linked.iter().zip(states) {
+            // As in `linked`: a stop ends the run between two records.
+            if let Err(e) = run.checkpoint() {
+                stopped = Some(e);
+                break;
+            }
             // Only the record the link names (not a stray copy carrying the
             // same NetSuite id), and only once (the overlap window re-reads it).
             // Nor one NetSuite deleted: the connector deleted it in Salesforce.
@@ -482,15 +491,15 @@ impl<'p, 'r> Pass<'p, 'r> {
                     audit.push(self.failed(AuditAction::NetSuiteInactivate, id, &record.id, &e));
                 }
                 Err(e) => {
-                    run.audit(audit);
-                    return Err(e);
+                    stopped = Some(e);
+                    break;
                 }
             }
         }
         // Audit first (see `stage`).
         run.audit(audit);
         run.state.save_records(self.kind, states_out)?;
-        Ok(())
+        stopped.map_or(Ok(()), Err)
     }
 
     /// Salesforce records that carry a NetSuite id: merge and write.
@@ -537,8 +546,11 @@ impl<'p, 'r> Pass<'p, 'r> {
                 Some(b) => self.replaying.get() || sources.iter().chain(&forward_only).any(|f| differs(f, record, b)),
                 None => true,
             };
-            if edited {
-                changed.push((i, base));
+            match edited {
+                true => changed.push((i, base)),
+                // Back to what both hold (an edit NetSuite refused, undone in
+                // Salesforce): its queued failure has nothing left to send.
+                false => self.done.borrow_mut().push(record.id.clone()),
             }
         }
         // Edits of vendors NetSuite deleted, recorded before the read below
@@ -552,7 +564,14 @@ impl<'p, 'r> Pass<'p, 'r> {
         let columns = run.settings.mapping.columns(self.kind);
         let netsuite: HashMap<String, NetSuiteRecord> =
             run.source.fetch_many(self.kind, &wanted, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let mut stopped = None;
         for (i, base) in changed {
+            // Each record's writes are their own step: a run asked to stop
+            // (or whose lease is gone) ends between two, all before recorded.
+            if let Err(e) = run.checkpoint() {
+                stopped = Some(e);
+                break;
+            }
             let (record, id) = (records[i], id_refs[i]);
             let Some(ns_record) = netsuite.get(id) else {
                 // Deleted in NetSuite since the last run: the deletion reaches
@@ -704,12 +723,52 @@ impl<'p, 'r> Pass<'p, 'r> {
                 }
                 continue;
             }
+            // The base once the writes below land: NetSuite's record as the
+            // mapping gives it, with the merged values; with `pending`, the
+            // fields still to reach Salesforce as Salesforce holds them, so
+            // NetSuite's side of them is still a change to send (the forward
+            // pass sends it) and Salesforce's copy is no edit. Salesforce's
+            // edits NetSuite refused stay out of it: they are still edits
+            // (the next merge sends them again), and the forward pass, which
+            // compares NetSuite's record with this base, finds nothing to
+            // overwrite them with.
+            let state_of = |merged: &Merged, sent: bool, pending: bool| {
+                let mut holds = mapped.target.clone();
+                for (f, v) in merged.agreed.iter().filter(|(f, _)| sent || !merged.to_netsuite.contains_key(*f)) {
+                    holds.fields.insert(f.clone(), v.clone());
+                }
+                if pending {
+                    for f in merged.to_salesforce.keys() {
+                        holds.fields.insert(f.clone(), record.fields.get(f).cloned().unwrap_or(Value::Null));
+                    }
+                }
+                let (dst, fields) = hashed_payload(&holds);
+                let src = states[i].as_ref().map(|s| s.src.clone()).unwrap_or_default();
+                let state = RecordState {
+                    src,
+                    dst,
+                    sf: Some(record.id.clone()),
+                    fields: Some(fields),
+                    org: None,
+                    sf_deleted: false,
+                };
+                (id.to_string(), state)
+            };
             // Refused (a value NetSuite cannot take), Salesforce's edits
             // wait for replay; NetSuite's side still goes to Salesforce below.
             let mut sent = true;
             if !merged.to_netsuite.is_empty() {
                 match self.write(id, &record.id, &merged, &mapped.target.fields) {
-                    Ok(entry) => audit.push(entry),
+                    Ok(entry) => {
+                        // Recorded at once, with a base that says NetSuite
+                        // holds it: a run that dies before Salesforce's write
+                        // neither loses the row nor takes a later edit made
+                        // in Salesforce for a conflict with this one.
+                        audit.push(entry);
+                        run.audit(std::mem::take(&mut audit));
+                        states_out.push(state_of(&merged, true, true));
+                        run.state.save_records(self.kind, std::mem::take(&mut states_out))?;
+                    }
                     Err(e) if e.is_about_data() => {
                         audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
                         sent = false;
@@ -720,6 +779,7 @@ impl<'p, 'r> Pass<'p, 'r> {
                     }
                     Err(e) => {
                         run.audit(audit);
+                        run.state.save_records(self.kind, states_out)?;
                         return Err(e);
                     }
                 }
@@ -768,40 +828,26 @@ impl<'p, 'r> Pass<'p, 'r> {
                         audit.push(self.entry(AuditAction::Write, id, &record.id, "updated", Value::Array(changes)));
                     }
                     Err(e) if e.is_about_data() => {
+                        // What NetSuite took is agreed; NetSuite's side waits
+                        // in the base as a change still to send, so a later
+                        // edit in Salesforce is no conflict with it, and this
+                        // run's forward pass leaves the record be (one failure).
                         audit.push(self.failed(AuditAction::Write, id, &record.id, &e));
+                        states_out.push(state_of(&merged, sent, true));
+                        self.merged_failed(id);
+                        self.run.hold_back(self.kind, id);
                         continue;
                     }
                     Err(e) => {
                         run.audit(audit);
+                        run.state.save_records(self.kind, states_out)?;
                         return Err(e);
                     }
                 }
             }
-            // The base becomes what both now hold: NetSuite's record as the
-            // mapping gives it, with the merged values. Neither side's copy
-            // of these writes comes back as a change. Salesforce's edits
-            // NetSuite refused stay out of it: they are still edits (the
-            // next merge sends them again), and the forward pass, which
-            // compares NetSuite's record with this base, finds nothing to
-            // overwrite them with.
-            let mut holds = mapped.target.clone();
-            for (f, v) in merged.agreed.iter().filter(|(f, _)| sent || !merged.to_netsuite.contains_key(*f)) {
-                holds.fields.insert(f.clone(), v.clone());
-            }
-            let (dst, fields) = hashed_payload(&holds);
-            let old = states[i].clone();
-            let src = old.as_ref().map(|s| s.src.clone()).unwrap_or_default();
-            states_out.push((
-                id.to_string(),
-                RecordState {
-                    src,
-                    dst,
-                    sf: Some(record.id.clone()),
-                    fields: Some(fields),
-                    org: None,
-                    sf_deleted: false,
-                },
-            ));
+            // The base becomes what both now hold. Neither side's copy of
+            // these writes comes back as a change.
+            states_out.push(state_of(&merged, sent, false));
             // Merged: an earlier failure of it is settled (unless this one
             // failed too, which `keep_failures` keeps).
             self.done.borrow_mut().push(record.id.clone());
@@ -813,7 +859,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         // Audit first (see `stage`).
         run.audit(audit);
         run.state.save_records(self.kind, states_out)?;
-        Ok(())
+        stopped.map_or(Ok(()), Err)
     }
 
     /// A Salesforce change to a record NetSuite deleted: the deletion flag's
@@ -903,7 +949,13 @@ impl<'p, 'r> Pass<'p, 'r> {
         let sources = self.section.sources();
         let mut audit = Vec::new();
         let mut made: Vec<(String, &Changed, Settled)> = Vec::new();
+        let mut stopped = None;
         for record in records {
+            // As in `linked`: a stop ends the run between two records.
+            if let Err(e) = run.checkpoint() {
+                stopped = Some(e);
+                break;
+            }
             let values: Map<String, Value> = sources
                 .iter()
                 .filter_map(|f| record.fields.get(f).filter(|v| !v.is_null()).map(|v| (f.clone(), v.clone())))
@@ -972,6 +1024,9 @@ impl<'p, 'r> Pass<'p, 'r> {
             let detail: Vec<Value> =
                 settled.iter().map(|(f, b)| json!({ "field": f, "rule": "writeback", "new": b.netsuite })).collect();
             audit.push(self.entry(AuditAction::NetSuiteCreate, &id, &record.id, "created", Value::Array(detail)));
+            // Recorded at once: a run that dies before the link loses no row
+            // (the next one links it, its PUT finding the same record).
+            run.audit(std::mem::take(&mut audit));
             let link = Map::from_iter([(EXTERNAL_ID_FIELD.to_string(), Value::String(id.clone()))]);
             match run.sink.set_fields(self.sobject, &record.id, &link) {
                 Ok(()) => audit.push(self.entry(AuditAction::Link, &id, &record.id, "updated", json!([]))),
@@ -1064,6 +1119,6 @@ impl<'p, 'r> Pass<'p, 'r> {
             ));
         }
         run.state.save_records(self.kind, states)?;
-        Ok(())
+        stopped.map_or(Ok(()), Err)
     }
 }
