@@ -1498,3 +1498,27 @@ async fn a_new_vendor_whose_forward_form_salesforce_refuses_is_still_linked_once
     assert_eq!(bed.netsuite.vendor_count().unwrap(), vendors, "not created again");
     assert_eq!(again.counts("vendor").written_back, 0, "{:?}", again.counts("vendor"));
 }
+
+/// NetSuite appends an address line sent without its key, so a create whose
+/// answer failed after it landed (a 500) is not sent again as it was: sent
+/// again with the line it made keyed, the vendor has one address line and
+/// is linked in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_landed_before_a_server_error_is_sent_again_with_its_line_keyed() {
+    let (bed, _) = synced(2, "netsuite").await;
+    bed.clock.advance(Duration::from_secs(1));
+    let sf_id = bed.salesforce.create_by_hand(
+        "Vendor__c",
+        fields(json!({"Name": "Harbor Freight Lines", "Street__c": "1 Dock Road", "City__c": "Tacoma"})),
+    );
+    bed.netsuite.fail_next_record_writes(&[simulators::netsuite::ScriptedFailure::UnexpectedAfterApplying]);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let all = rows(&bed, &report.run_id);
+    assert_eq!(report.counts("vendor").failed, 0, "{all:?}");
+    let ns_id = bed.netsuite.vendor_id_by_external_id(&sf_id).unwrap().expect("created");
+    let sql = format!("SELECT entity, COUNT(*) FROM vendoraddressbook WHERE entity = {ns_id} GROUP BY entity");
+    assert_eq!(bed.netsuite.id_pairs(&sql).unwrap(), vec![(ns_id, 1)], "one address line: {all:?}");
+    assert_eq!(bed.sf("Vendor__c", ns_id).0, sf_id, "linked, no second Vendor__c");
+    assert_eq!(bed.salesforce.count("Vendor__c"), 3);
+}

@@ -42,6 +42,9 @@ pub struct HttpRequest {
     /// and one buffer that size found no room among the fragments a job's
     /// fill leaves, so it raised the component's peak by its size.
     pub in_pieces: bool,
+    /// Not safe to apply twice (a NetSuite write that appends a sublist
+    /// line): not sent again after an attempt that may have landed.
+    pub once: bool,
 }
 
 /// A request's bytes, in one piece or several. A Bulk API upload is built in
@@ -96,7 +99,14 @@ impl<'a, I: Iterator<Item = &'a [u8]>> std::io::Read for PiecesReader<'a, I> {
 
 impl HttpRequest {
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        HttpRequest { method, url: url.into(), headers: Vec::new(), body: Rc::default(), in_pieces: false }
+        HttpRequest { method, url: url.into(), headers: Vec::new(), body: Rc::default(), in_pieces: false, once: false }
+    }
+
+    /// Marks the request as one to send again only after an answer that
+    /// says it was not applied (see `once`).
+    pub fn once(mut self, once: bool) -> Self {
+        self.once = once;
+        self
     }
 
     /// Asks for a successful response's body in pieces (see `in_pieces`).

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// not send it, no answer came.
 pub const DENIED: &str = "the host did not allow a request to";
 
+/// What the error of a `once` request that may have been applied says.
+pub const NOT_SENT_AGAIN: &str = "not sent again";
+
 /// What to do with a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -155,9 +158,9 @@ impl<'h> ApiClient<'h> {
 
     /// Sends the request `build` makes, retrying what the rules call
     /// transient; every attempt is built afresh (signatures carry a nonce).
-    /// Every request the connector sends is safe to repeat: SuiteQL reads,
-    /// token grants and upserts by external id (a repeated upsert lands on
-    /// the same record).
+    /// Requests are safe to repeat (SuiteQL reads, token grants, upserts by
+    /// external id land on the same record) unless marked `once`: those are
+    /// resent only after an answer that says nothing was applied (401, 429).
     pub fn send(&self, build: &dyn Fn() -> Result<HttpRequest, ConnectorError>) -> Result<Sent, ConnectorError> {
         self.drive(build, None)
     }
@@ -224,6 +227,14 @@ impl<'h> ApiClient<'h> {
                 Err(TransportError::Denied { authority }) => {
                     return Err(ConnectorError::Config(self.denied(&request, &authority)));
                 }
+                Err(TransportError::Failed(err)) if request.once => {
+                    return Err(ConnectorError::Transport(format!(
+                        "{} {} got no answer ({err}); it may have been applied, and applying it twice would \
+                         duplicate what it adds: {NOT_SENT_AGAIN} as it was",
+                        self.api,
+                        request.describe()
+                    )));
+                }
                 Err(TransportError::Failed(err)) => {
                     if attempt >= self.backoff.max_retries {
                         return Err(ConnectorError::Transport(format!(
@@ -263,6 +274,10 @@ impl<'h> ApiClient<'h> {
                     )));
                 }
                 Action::RetryFew(limit) if answers_of(&mut few, rule) > limit => return Ok(Sent::Response(response)),
+                // A server error may come after the change was applied.
+                Action::Retry | Action::RetryFew(_) if request.once && !matches!(response.status, 401 | 429) => {
+                    return Ok(Sent::Response(response));
+                }
                 Action::Retry | Action::RetryFew(_) => {
                     if attempt >= self.backoff.max_retries {
                         return Err(ConnectorError::RateLimited(format!(

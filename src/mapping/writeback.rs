@@ -177,6 +177,13 @@ pub fn address_line(body: &mut Map<String, Value>) -> Option<&mut Map<String, Va
     body.get_mut("addressBook")?.get_mut("items")?.get_mut(0)?.as_object_mut()
 }
 
+/// Whether `body` sends an address line without its key, which NetSuite
+/// appends rather than matches.
+pub fn unkeyed_line(body: &Map<String, Value>) -> bool {
+    let lines = body.get("addressBook").and_then(|b| b.get("items")).and_then(Value::as_array);
+    lines.is_some_and(|lines| lines.iter().any(|l| l.get("id").is_none() && l.get("internalId").is_none()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

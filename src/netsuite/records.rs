@@ -5,7 +5,7 @@
 //! record's modification time in UTC, which SuiteQL does not give.
 
 use super::{Auth, NetSuiteSource, errors, suiteql};
-use crate::http::retry::Sent;
+use crate::http::retry::{NOT_SENT_AGAIN, Sent};
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::model::{ConnectorError, RecordKind, Result};
 use serde_json::{Map, Value};
@@ -74,6 +74,12 @@ fn record_error(what: &str, response: &HttpResponse) -> ConnectorError {
     if response.status == 401 { ConnectorError::Auth(message) } else { ConnectorError::NetSuite(message) }
 }
 
+/// Whether `e` is a `once` write that may have been applied (see
+/// [`HttpRequest::once`]).
+fn not_sent_again(e: &ConnectorError) -> bool {
+    matches!(e, ConnectorError::NetSuite(m) | ConnectorError::Transport(m) if m.contains(NOT_SENT_AGAIN))
+}
+
 /// The internal id at the end of a `Location` header naming a
 /// `record_type` record (`…/record/v1/vendor/4711`). Any other Location
 /// (an asynchronous job's, an external id) gives none.
@@ -102,9 +108,19 @@ impl NetSuiteSource<'_> {
         };
         let url = format!("{}/services/rest/record/v1/{record_type}/{}", self.base_url, target.path()?);
         let payload = Rc::new(crate::http::Body::from(serde_json::to_vec(body).expect("a JSON map serializes")));
-        let response = self.record_call(method, &url, Some(&payload))?;
+        // NetSuite appends a sublist line sent without its key: such a write
+        // applied twice adds the line twice.
+        let once = crate::mapping::writeback::unkeyed_line(body);
+        let response = self.record_call(method, &url, Some(&payload), once)?;
         if !response.is_success() {
-            return Err(record_error(what, &response));
+            let error = record_error(what, &response);
+            if once && response.status >= 500 {
+                return Err(error.with_suffix(&format!(
+                    " ({NOT_SENT_AGAIN} as it was: it may have been applied, and a resend would add its address \
+                     line twice)"
+                )));
+            }
+            return Err(error);
         }
         let id = response.header("location").and_then(|l| id_from_location(l, record_type));
         match (id, target) {
@@ -127,7 +143,7 @@ impl NetSuiteSource<'_> {
     pub fn patch_if_present(&self, record_type: &str, id: &str, body: &Map<String, Value>, what: &str) -> Result<bool> {
         let url = format!("{}/services/rest/record/v1/{record_type}/{}", self.base_url, suiteql::internal_id(id)?);
         let payload = Rc::new(crate::http::Body::from(serde_json::to_vec(body).expect("a JSON map serializes")));
-        let response = self.record_call(Method::Patch, &url, Some(&payload))?;
+        let response = self.record_call(Method::Patch, &url, Some(&payload), false)?;
         match response.status {
             404 => Ok(false),
             _ if response.is_success() => Ok(true),
@@ -173,9 +189,48 @@ impl NetSuiteSource<'_> {
         })
     }
 
+    /// Writes `body` (see [`Self::write_record`]) with its address line
+    /// keyed by the record's default billing line when it has one: NetSuite
+    /// appends a line sent without its key. A write that may have been
+    /// applied before its answer failed is sent again only with the line
+    /// looked up again, so the repeat updates the line the first one made.
+    /// `unkeyed_if_unreadable`: a lookup refused on its data (a role that may
+    /// create but not view) leaves the line unkeyed, and such a write is
+    /// not repeated.
+    pub fn write_keyed(
+        &self,
+        record_type: &str,
+        target: &RecordRef,
+        body: &Map<String, Value>,
+        what: &str,
+        unkeyed_if_unreadable: bool,
+    ) -> Result<String> {
+        let mut attempt = 0;
+        loop {
+            let mut sent = body.clone();
+            let mut looked = true;
+            if let Some(line) = crate::mapping::writeback::address_line(&mut sent) {
+                match self.default_billing_line(record_type, target, what) {
+                    Ok(BillingLine::Keyed(name, key)) => drop(line.insert(name, key)),
+                    Ok(BillingLine::Absent) => {}
+                    Ok(BillingLine::Keyless(e)) => return Err(e),
+                    Err(e) if unkeyed_if_unreadable && e.is_about_data() => looked = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.write_record(record_type, target, &sent, what) {
+                Err(e) if looked && not_sent_again(&e) && attempt < self.api.max_retries() => {
+                    self.api.pause(attempt);
+                    attempt += 1;
+                }
+                written => return written,
+            }
+        }
+    }
+
     /// One record, read through the record API. None: no such record.
     fn read_record(&self, url: &str, what: &str) -> Result<Option<Map<String, Value>>> {
-        let response = self.record_call(Method::Get, url, None)?;
+        let response = self.record_call(Method::Get, url, None, false)?;
         if response.status == 404 {
             return Ok(None);
         }
@@ -189,10 +244,16 @@ impl NetSuiteSource<'_> {
 
     /// One record API call; a 401 under M2M gets a new token and one more
     /// try. The answer comes back whatever its status.
-    fn record_call(&self, method: Method, url: &str, body: Option<&Rc<crate::http::Body>>) -> Result<HttpResponse> {
+    fn record_call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Rc<crate::http::Body>>,
+        once: bool,
+    ) -> Result<HttpResponse> {
         let verb = method.to_string();
         let build = || -> Result<HttpRequest> {
-            let mut request = HttpRequest::new(method, url.to_string());
+            let mut request = HttpRequest::new(method, url.to_string()).once(once);
             if let Some(body) = body {
                 // A misspelt field fails instead of being dropped with a warning.
                 request =

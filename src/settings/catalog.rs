@@ -149,7 +149,7 @@ pub const SETTINGS: &[Setting] = &[
         .default("10000"),
     setting("salesforce_bulk_job_records", Integer, "records per Bulk API 2.0 job").default("50000").at_least(1),
     setting("salesforce_bulk_max_upload_bytes", Integer, "largest Bulk API 2.0 CSV upload")
-        .default("104857600")
+        .default("100000000")
         .at_least(65536),
     setting(
         "component_memory_mb",

@@ -17,12 +17,12 @@ use super::run::Run;
 use super::state::{DELETED, RecordState, given_fields, hashed_payload};
 use crate::mapping::Back;
 use crate::mapping::EXTERNAL_ID_FIELD;
-use crate::mapping::writeback::{Reference, WritebackMapping, address_line};
+use crate::mapping::writeback::{Reference, WritebackMapping};
 use crate::model::{
     AuditAction, AuditEntry, AuditTransformations, ConnectorError, FieldChange, NetSuiteRecord, OutcomeKind,
     PlanAction, PlannedWrite, RecordKind, ReplayScope, Result,
 };
-use crate::netsuite::records::{BillingLine, RecordRef};
+use crate::netsuite::records::RecordRef;
 use crate::netsuite::suiteql::internal_id;
 use crate::salesforce::changes::{Changed, plain_datetime, soql_datetime};
 use serde_json::{Map, Value, json};
@@ -919,18 +919,11 @@ impl<'p, 'r> Pass<'p, 'r> {
     /// PATCHes the fields Salesforce won to the NetSuite record, which holds
     /// `netsuite` (through the forward mapping) until then.
     fn write(&self, id: &str, sf: &str, merged: &Merged, netsuite: &Map<String, Value>) -> Result<AuditEntry> {
-        let mut body = self.body(sf, &merged.to_netsuite, &merged.agreed)?;
+        let body = self.body(sf, &merged.to_netsuite, &merged.agreed)?;
         let what = format!("update of NetSuite {} {id} from Salesforce {sf}", self.kind);
-        if let Some(line) = address_line(&mut body) {
-            // No default billing line yet: the one sent is added.
-            let target = RecordRef::Id(id.to_string());
-            match self.run.source.default_billing_line(&self.section.record, &target, &what)? {
-                BillingLine::Keyed(name, key) => drop(line.insert(name, key)),
-                BillingLine::Absent => {}
-                BillingLine::Keyless(e) => return Err(e),
-            }
-        }
-        self.run.source.write_record(&self.section.record, &RecordRef::Id(id.to_string()), &body, &what)?;
+        // No default billing line yet: the one sent is added.
+        let target = RecordRef::Id(id.to_string());
+        self.run.source.write_keyed(&self.section.record, &target, &body, &what, false)?;
         let changes: Vec<Value> = merged
             .to_netsuite
             .iter()
@@ -995,19 +988,10 @@ impl<'p, 'r> Pass<'p, 'r> {
                 let target = RecordRef::External(record.id.clone());
                 // A repeat (the link failed, the run died before it) finds
                 // the vendor made before: its billing line is keyed, or
-                // NetSuite would add a second one (unkeyed lines append).
-                if let Some(line) = address_line(&mut body) {
-                    // A look that fails on its data (a role that may create
-                    // but not view vendors) leaves the line unkeyed, as before.
-                    match run.source.default_billing_line(&self.section.record, &target, &what) {
-                        Ok(BillingLine::Keyed(name, key)) => drop(line.insert(name, key)),
-                        Ok(BillingLine::Absent) => {}
-                        Ok(BillingLine::Keyless(e)) => return Err(e),
-                        Err(e) if e.is_about_data() => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                run.source.write_record(&self.section.record, &target, &body, &what)
+                // NetSuite would add a second one (unkeyed lines append). A
+                // look that fails on its data (a role that may create but
+                // not view vendors) leaves the line unkeyed, as before.
+                run.source.write_keyed(&self.section.record, &target, &body, &what, true)
             });
             let id = match outcome {
                 Ok(id) => id,

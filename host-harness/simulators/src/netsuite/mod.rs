@@ -104,6 +104,8 @@ struct Inner {
     query_failures: Mutex<Vec<(String, ScriptedFailure, usize)>>,
     /// Answers to give the next record API requests.
     record_failures: Mutex<VecDeque<ScriptedFailure>>,
+    /// As `record_failures`, for writes only (reads pass).
+    write_failures: Mutex<VecDeque<ScriptedFailure>>,
     record_requests: AtomicU64,
     /// Record writes (creates, updates, deletes) that succeeded.
     record_writes: AtomicU64,
@@ -128,6 +130,9 @@ pub enum ScriptedFailure {
     InvalidLogin,
     /// 500 UNEXPECTED_ERROR.
     Unexpected,
+    /// 500 UNEXPECTED_ERROR after the request was applied (a record write
+    /// that landed while its answer failed).
+    UnexpectedAfterApplying,
 }
 
 /// A running simulator; clones share it.
@@ -179,6 +184,7 @@ impl NetSuiteSim {
                 scripted_failures: Mutex::new(Default::default()),
                 query_failures: Mutex::new(Vec::new()),
                 record_failures: Mutex::new(Default::default()),
+                write_failures: Mutex::new(Default::default()),
                 record_requests: AtomicU64::new(0),
                 record_writes: AtomicU64::new(0),
                 vendor_permission: Mutex::new(Permission::Full),
@@ -629,6 +635,12 @@ impl NetSuiteSim {
     /// The next record API requests are answered with these failures, in order.
     pub fn fail_next_record_requests(&self, failures: &[ScriptedFailure]) {
         self.inner.record_failures.lock().unwrap().extend(failures.iter().copied());
+    }
+
+    /// As [`NetSuiteSim::fail_next_record_requests`], for the next record
+    /// writes (POST, PUT, PATCH, DELETE); reads pass.
+    pub fn fail_next_record_writes(&self, failures: &[ScriptedFailure]) {
+        self.inner.write_failures.lock().unwrap().extend(failures.iter().copied());
     }
 
     /// The integration role's permission on vendors (default Full).

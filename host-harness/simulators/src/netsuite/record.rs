@@ -140,8 +140,12 @@ pub async fn handler(
         return RestError::too_many_requests().into_response();
     };
     sim.wait_latency().await;
-    let scripted = inner.record_failures.lock().unwrap().pop_front();
-    if let Some(failure) = scripted {
+    let mut scripted = inner.record_failures.lock().unwrap().pop_front();
+    if scripted.is_none() && ![Method::GET, Method::OPTIONS].contains(&method) {
+        scripted = inner.write_failures.lock().unwrap().pop_front();
+    }
+    let applied_first = scripted == Some(ScriptedFailure::UnexpectedAfterApplying);
+    if let Some(failure) = scripted.filter(|_| !applied_first) {
         return failure.answer().into_response();
     }
     let path_and_query = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
@@ -154,7 +158,11 @@ pub async fn handler(
         rest.split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
     let query = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let request = Request { method, segments, query, headers, body };
-    route(&sim, &request).unwrap_or_else(IntoResponse::into_response)
+    let response = route(&sim, &request).unwrap_or_else(IntoResponse::into_response);
+    match applied_first {
+        true => RestError::unexpected().into_response(),
+        false => response,
+    }
 }
 
 fn route(sim: &NetSuiteSim, req: &Request) -> Result<Response, RestError> {
@@ -403,7 +411,7 @@ impl ScriptedFailure {
         match self {
             ScriptedFailure::TooManyRequests => RestError::too_many_requests(),
             ScriptedFailure::InvalidLogin => RestError::invalid_login(),
-            ScriptedFailure::Unexpected => RestError::unexpected(),
+            ScriptedFailure::Unexpected | ScriptedFailure::UnexpectedAfterApplying => RestError::unexpected(),
         }
     }
 }
