@@ -529,3 +529,35 @@ async fn a_rekey_moves_the_secrets_and_cached_tokens_to_a_new_key_and_remove_del
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success() && stderr.contains("is not stored"), "{stderr}");
 }
+
+/// `connector sim` starts its simulators with new data: a directory holding
+/// an earlier run's database or config is refused, never overwritten.
+#[test]
+fn sim_refuses_a_directory_an_earlier_run_left_its_state_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("connector-sim");
+    std::fs::create_dir(&sim).unwrap();
+    std::fs::write(sim.join("connector.toml"), "tenant = \"mine\"\n").unwrap();
+    // Started, the simulators would run until Ctrl-C: given 20 s to refuse.
+    let mut child = Command::new(connector_binary())
+        .args(["sim", "--ports", "0,0", "--customers", "1", "--dir", "connector-sim"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("Pick another --dir"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(sim.join("connector.toml")).unwrap(), "tenant = \"mine\"\n", "kept");
+    assert!(!sim.join("master.key").exists());
+}

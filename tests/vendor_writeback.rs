@@ -594,7 +594,12 @@ async fn a_refused_edit_undone_in_salesforce_waits_no_more() {
     bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(undo));
     let report = bed.sync_all().await;
     succeeded(&report);
-    assert_eq!(report.counts("vendor").failed, 0, "{:?}", rows(&bed, &report.run_id));
+    let all = rows(&bed, &report.run_id);
+    assert_eq!(report.counts("vendor").failed, 0, "{all:?}");
+    assert!(
+        all.iter().any(|r| r.salesforce_id.as_deref() == Some(sf_id.as_str()) && r.outcome == "unchanged"),
+        "{all:?}"
+    );
     assert_eq!(waiting_writebacks(&bed), 0);
     let replay = bed.replay_all().await;
     succeeded(&replay);
@@ -616,6 +621,14 @@ async fn a_merge_salesforce_refused_keeps_what_netsuite_took_as_agreed() {
     let all = rows(&bed, &report.run_id);
     assert_eq!(bed.netsuite.vendor_field(vendor, "phone").unwrap().as_deref(), Some("+12125550101"), "{all:?}");
     assert_eq!(report.counts("vendor").failed, 1, "one failure, not one per pass: {all:?}");
+    assert_eq!(waiting_writebacks(&bed), 1);
+    // Touched in Salesforce (the same value saved again): NetSuite's side
+    // is still to send, so its failure is tried again and still waits.
+    salesforce_edit(&bed, vendor, json!({"Phone__c": "+12125550101"}));
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(report.counts("vendor").failed, 1, "{:?}", rows(&bed, &report.run_id));
+    assert_eq!(waiting_writebacks(&bed), 1);
 
     bed.clock.advance(Duration::from_secs(1));
     bed.salesforce.edit_by_hand("Vendor__c", &sf_id, fields(json!({"Phone__c": "+12125550202"})));

@@ -60,6 +60,21 @@ pub struct Running {
 /// Starts both simulators, seeds them and writes `connector.toml` (with its
 /// master key and sealed secrets) and the M2M private key into `options.dir`.
 pub async fn start(options: SimOptions) -> Result<Running> {
+    let dir = std::path::absolute(&options.dir).with_context(|| format!("resolving {}", options.dir.display()))?;
+    // The simulators start with new data each time: an earlier run's
+    // database would say Salesforce holds records it does not, and its
+    // config may carry the user's own settings.
+    for earlier in ["connector.db", "connector.toml"] {
+        if dir.join(earlier).exists() {
+            anyhow::bail!(
+                "{} holds {earlier} from an earlier `connector sim` (or a tenant of yours): the simulators start \
+                 with new data, so its record states and settings would not match them. Pick another --dir, or \
+                 remove that directory first (rm -r {})",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
     let key = tokio::task::spawn_blocking(|| KeyPair::generate(Signing::Ps256)).await??;
     let pair = SimPair::start(PairOptions {
         public_key_pem: key.public_pem.clone(),
@@ -78,7 +93,6 @@ pub async fn start(options: SimOptions) -> Result<Running> {
         pair.netsuite.seed_contacts(options.contacts, &companies, pair.clock.now_secs() - 3600, 19)?;
     }
 
-    let dir = std::path::absolute(&options.dir).with_context(|| format!("resolving {}", options.dir.display()))?;
     let (mut config, _) = tenant_files(&pair, &key, &dir, BTreeMap::new(), 512)?;
     config.tenant = "sim".into();
     let config_file = dir.join("connector.toml");

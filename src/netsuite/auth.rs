@@ -154,8 +154,6 @@ fn p384_pkcs8(pem: &str) -> Option<Vec<u8>> {
     Some(key.to_pkcs8_der().ok()?.as_bytes().to_vec())
 }
 
-/// The size of an RSA private key in PEM (PKCS#8 or PKCS#1); None for
-/// anything else.
 /// Why an RSA key NetSuite's M2M setup refuses (with a bare invalid_grant)
 /// cannot be used: it takes 3072 or 4096 bits. `None` for other keys.
 pub fn rsa_size_problem(pem: &str) -> Option<String> {
@@ -168,6 +166,8 @@ pub fn rsa_size_problem(pem: &str) -> Option<String> {
     ))
 }
 
+/// The size of an RSA private key in PEM (PKCS#8 or PKCS#1); None for
+/// anything else.
 fn rsa_bits(pem: &str) -> Option<usize> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;

@@ -74,10 +74,11 @@ fn record_error(what: &str, response: &HttpResponse) -> ConnectorError {
     if response.status == 401 { ConnectorError::Auth(message) } else { ConnectorError::NetSuite(message) }
 }
 
-/// Whether `e` is a `once` write that may have been applied (see
-/// [`HttpRequest::once`]).
+/// Whether `e` is a `once` write NetSuite answered with a server error, so
+/// may have applied. One that got no answer may still be under way there:
+/// a look at the record now could miss what it adds, so it is not repeated.
 fn not_sent_again(e: &ConnectorError) -> bool {
-    matches!(e, ConnectorError::NetSuite(m) | ConnectorError::Transport(m) if m.contains(NOT_SENT_AGAIN))
+    matches!(e, ConnectorError::NetSuite(m) if m.contains(NOT_SENT_AGAIN))
 }
 
 /// The internal id at the end of a `Location` header naming a

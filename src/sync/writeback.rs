@@ -143,6 +143,9 @@ struct Pass<'p, 'r> {
     /// The `SystemModstamp` of each record of the page at hand, kept with
     /// its failure.
     modstamps: RefCell<HashMap<String, String>>,
+    /// Records of the page at hand whose earlier failure waits for replay:
+    /// merged again whatever changed (see `linked`).
+    queued: RefCell<std::collections::HashSet<String>>,
 }
 
 /// Whether Salesforce's value `held` of a field only NetSuite writes is an
@@ -183,6 +186,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             done: RefCell::new(Vec::new()),
             replaying: std::cell::Cell::new(false),
             modstamps: RefCell::new(HashMap::new()),
+            queued: RefCell::new(Default::default()),
         }
     }
 
@@ -369,11 +373,14 @@ impl<'p, 'r> Pass<'p, 'r> {
         } else {
             let ids: Vec<&str> = live.iter().map(|r| r.id.as_str()).collect();
             let waiting = self.run.queues.writebacks_of(self.kind, &ids)?;
-            live.into_iter()
+            let live: Vec<(&Changed, bool)> = live
+                .into_iter()
                 .zip(waiting)
                 .filter(|(r, w)| w.as_ref().and_then(|w| w.modstamp.as_deref()) != Some(r.modstamp.as_str()))
-                .map(|(r, _)| r)
-                .collect()
+                .map(|(r, w)| (r, w.is_some()))
+                .collect();
+            *self.queued.borrow_mut() = live.iter().filter(|(_, q)| *q).map(|(r, _)| r.id.clone()).collect();
+            live.into_iter().map(|(r, _)| r).collect()
         };
         let (linked, new): (Vec<&Changed>, Vec<&Changed>) =
             live.into_iter().partition(|r| netsuite_id(&r.fields).is_some());
@@ -542,15 +549,20 @@ impl<'p, 'r> Pass<'p, 'r> {
                 continue;
             }
             let base = state.as_ref().and_then(given_fields);
+            // A record whose failure waits is merged again once Salesforce
+            // changed it in any way: an edit NetSuite refused may be undone
+            // (the merge then finds nothing to send, says so and settles
+            // it), and NetSuite's side Salesforce refused is still to send.
             let edited = match &base {
-                Some(b) => self.replaying.get() || sources.iter().chain(&forward_only).any(|f| differs(f, record, b)),
+                Some(b) => {
+                    self.replaying.get()
+                        || self.queued.borrow().contains(&record.id)
+                        || sources.iter().chain(&forward_only).any(|f| differs(f, record, b))
+                }
                 None => true,
             };
-            match edited {
-                true => changed.push((i, base)),
-                // Back to what both hold (an edit NetSuite refused, undone in
-                // Salesforce): its queued failure has nothing left to send.
-                false => self.done.borrow_mut().push(record.id.clone()),
+            if edited {
+                changed.push((i, base));
             }
         }
         // Edits of vendors NetSuite deleted, recorded before the read below
@@ -565,7 +577,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         let netsuite: HashMap<String, NetSuiteRecord> =
             run.source.fetch_many(self.kind, &wanted, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect();
         let mut stopped = None;
-        for (i, base) in changed {
+        'records: for (i, base) in changed {
             // Each record's writes are their own step: a run asked to stop
             // (or whose lease is gone) ends between two, all before recorded.
             if let Err(e) = run.checkpoint() {
@@ -632,8 +644,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                         continue;
                     }
                     Err(e) => {
-                        run.audit(audit);
-                        return Err(e);
+                        stopped = Some(e);
+                        break 'records;
                     }
                 }
             }
@@ -659,8 +671,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                 match self.settle(f, v) {
                     Ok(back) => settled.extend(back.map(|b| (f.clone(), b))),
                     Err(e) => {
-                        run.audit(audit);
-                        return Err(e);
+                        stopped = Some(e);
+                        break 'records;
                     }
                 }
             }
@@ -699,8 +711,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                 let refused = match self.refused_back(&record.id, &merged.to_netsuite, &merged.agreed) {
                     Ok(refused) => refused,
                     Err(e) => {
-                        run.audit(audit);
-                        return Err(e);
+                        stopped = Some(e);
+                        break 'records;
                     }
                 };
                 match refused {
@@ -778,9 +790,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                         }
                     }
                     Err(e) => {
-                        run.audit(audit);
-                        run.state.save_records(self.kind, states_out)?;
-                        return Err(e);
+                        stopped = Some(e);
+                        break 'records;
                     }
                 }
             }
@@ -832,16 +843,23 @@ impl<'p, 'r> Pass<'p, 'r> {
                         // in the base as a change still to send, so a later
                         // edit in Salesforce is no conflict with it, and this
                         // run's forward pass leaves the record be (one failure).
-                        audit.push(self.failed(AuditAction::Write, id, &record.id, &e));
+                        // Refused by NetSuite too: one failure (counted and
+                        // kept for replay then), two rows.
+                        audit.push(match sent {
+                            true => self.failed(AuditAction::Write, id, &record.id, &e),
+                            false => AuditEntry {
+                                error: Some(e.to_string()),
+                                ..self.entry(AuditAction::Write, id, &record.id, "failed", json!([]))
+                            },
+                        });
                         states_out.push(state_of(&merged, sent, true));
                         self.merged_failed(id);
                         self.run.hold_back(self.kind, id);
                         continue;
                     }
                     Err(e) => {
-                        run.audit(audit);
-                        run.state.save_records(self.kind, states_out)?;
-                        return Err(e);
+                        stopped = Some(e);
+                        break 'records;
                     }
                 }
             }
@@ -943,7 +961,7 @@ impl<'p, 'r> Pass<'p, 'r> {
         let mut audit = Vec::new();
         let mut made: Vec<(String, &Changed, Settled)> = Vec::new();
         let mut stopped = None;
-        for record in records {
+        'records: for record in records {
             // As in `linked`: a stop ends the run between two records.
             if let Err(e) = run.checkpoint() {
                 stopped = Some(e);
@@ -960,8 +978,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                 match self.settle(f, v) {
                     Ok(back) => settled.extend(back.map(|b| (f.clone(), b))),
                     Err(e) => {
-                        run.audit(audit);
-                        return Err(e);
+                        stopped = Some(e);
+                        break 'records;
                     }
                 }
             }
@@ -1000,8 +1018,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                     continue;
                 }
                 Err(e) => {
-                    run.audit(audit);
-                    return Err(e);
+                    stopped = Some(e);
+                    break 'records;
                 }
             };
             // What NetSuite was sent.
@@ -1026,8 +1044,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                     continue;
                 }
                 Err(e) => {
-                    run.audit(audit);
-                    return Err(e);
+                    stopped = Some(e);
+                    break 'records;
                 }
             }
             // Linked, Salesforce takes the forward mapping's form of what it
@@ -1057,8 +1075,8 @@ impl<'p, 'r> Pass<'p, 'r> {
                         });
                     }
                     Err(e) => {
-                        run.audit(audit);
-                        return Err(e);
+                        stopped = Some(e);
+                        break 'records;
                     }
                 }
             }
