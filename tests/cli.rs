@@ -505,6 +505,18 @@ async fn a_rekey_moves_the_secrets_and_cached_tokens_to_a_new_key_and_remove_del
         connector(&["sync", "--config", config, "--component", component.to_str().unwrap()], dir.path(), "")
     };
 
+    // A run holding the lease could seal a new token under the old key.
+    let conn = bed.tenant.database.connect().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let lease = serde_json::json!({"run_id": "run-under-way", "expires_at": now + 600}).to_string();
+    let set = "INSERT OR REPLACE INTO kv VALUES ('demo', 'state', 'lease', ?1, '')";
+    conn.execute(set, [lease.as_bytes()]).unwrap();
+    let busy = connector(&["secrets", "rekey", "--config", config, "--out", "new.key"], dir.path(), "");
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success() && stderr.contains("run-under-way"), "{stderr}");
+    assert!(!dir.path().join("new.key").exists(), "nothing made");
+    conn.execute("DELETE FROM kv WHERE bucket = 'state' AND key = 'lease'", []).unwrap();
+
     let rekey = connector(&["secrets", "rekey", "--config", config, "--out", "new.key"], dir.path(), "");
     let stdout = String::from_utf8_lossy(&rekey.stdout);
     assert!(rekey.status.success(), "{}", String::from_utf8_lossy(&rekey.stderr));

@@ -14,6 +14,7 @@ use host_harness::scheduler::{Tenant, parse_kind};
 use host_harness::secrets::{Cipher, MASTER_KEY_ENV, SecretFile};
 use host_harness::shutdown;
 use host_harness::store::Database;
+use host_harness::store::kv::KvStore;
 use host_harness::{errln, outln};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -671,24 +672,44 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 SecretsAction::Rekey { config, out } => {
                     let config = load(&config)?;
                     let old = Cipher::load(config.master_key_file.as_deref())?;
+                    let secrets = config.secrets_path();
+                    SecretFile::read(&secrets, &old)?;
+                    let db_path = config.database_path();
+                    let mut kv = match db_path.is_file() {
+                        true => {
+                            let kv = KvStore::new(Database::open(&db_path)?.connect()?, &config.tenant, old.clone());
+                            refuse_while_running(&kv, &config.tenant)?;
+                            Some(kv)
+                        }
+                        false => None,
+                    };
+                    // The new key is kept (or shown) before anything is sealed under it.
                     let key_b64 = Cipher::generate_key_b64();
                     let new = Cipher::from_b64(&key_b64)?;
-                    // The key is kept before anything is sealed under it.
-                    if let Some(path) = &out {
-                        host_harness::secrets::write_key_file(path, &key_b64)?;
+                    match &out {
+                        Some(path) => host_harness::secrets::write_key_file(path, &key_b64)?,
+                        None => {
+                            outln!("{key_b64}")?;
+                            std::io::stdout().flush()?;
+                        }
                     }
-                    let secrets = config.secrets_path();
-                    let names = SecretFile::reseal(&secrets, &old, &new)?;
-                    let db_path = config.database_path();
-                    let tokens = match db_path.is_file() {
-                        true => {
-                            let conn = Database::open(&db_path)?.connect()?;
-                            let mut kv = host_harness::store::kv::KvStore::new(conn, &config.tenant, old);
-                            kv.reseal_credentials(&new)
+                    let mut names = Vec::new();
+                    let mut reseal_file = || -> Result<()> {
+                        names = SecretFile::reseal(&secrets, &old, &new)?;
+                        Ok(())
+                    };
+                    // Tokens and secrets move together: the file is written
+                    // while the database's transaction holds its write lock.
+                    let tokens = match &mut kv {
+                        Some(kv) => {
+                            kv.reseal_credentials(&new, reseal_file)
                                 .with_context(|| format!("resealing the cached tokens in {}", db_path.display()))?
                                 .0
                         }
-                        false => 0,
+                        None => {
+                            reseal_file()?;
+                            0
+                        }
                     };
                     outln!(
                         "sealed {} secret(s) in {} and {tokens} cached token(s) of tenant `{}` under the new key",
@@ -696,17 +717,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         secrets.display(),
                         config.tenant
                     )?;
-                    match &out {
-                        Some(path) => outln!(
-                            "wrote the new key to {} (mode 0600): set master_key_file to it (or {MASTER_KEY_ENV} to \
-                             its content); runs fail until you do. The old key opens nothing any more",
-                            path.display()
-                        )?,
-                        None => {
-                            outln!("{key_b64}")?;
-                            outln!("set {MASTER_KEY_ENV} to the key above; runs fail until you do")?;
-                        }
-                    }
+                    let key_at = match &out {
+                        Some(path) => format!("the new key in {} (mode 0600)", path.display()),
+                        None => "the key printed above".into(),
+                    };
+                    outln!(
+                        "point master_key_file (or {MASTER_KEY_ENV}) at {key_at}; runs fail until you do. The old \
+                         key opens neither any more, but copies made before (backups) still open with it: after a \
+                         leak, also replace the secrets themselves at NetSuite and Salesforce"
+                    )?;
                 }
                 SecretsAction::List { config } => {
                     let config = load(&config)?;
@@ -720,6 +739,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Refuses to change the tenant's sealed values while a run holds its
+/// lease: a token it obtains would be sealed under the old key.
+fn refuse_while_running(kv: &KvStore, tenant: &str) -> Result<()> {
+    let Some(lease) = kv.get(host_harness::store::kv::STATE_BUCKET, "lease")? else { return Ok(()) };
+    let lease: serde_json::Value = serde_json::from_slice(&lease).unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if lease["expires_at"].as_i64().is_some_and(|at| at > now) {
+        bail!(
+            "run {} of tenant `{tenant}` holds its lease: stop `serve` (or wait for the run to end) and rekey then, \
+             or a token it obtains would be sealed under the old key",
+            lease["run_id"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
 }
 
 /// The config and a connection to its database, which must exist: these

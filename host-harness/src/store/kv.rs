@@ -153,35 +153,47 @@ impl KvStore {
     /// transaction (`connector secrets rekey`): the cached tokens and a
     /// rotated refresh token stay usable under the new key and no longer
     /// open with the old one. A value the current key does not open is
-    /// deleted (it read as absent already). Counts resealed and deleted.
-    pub fn reseal_credentials(&mut self, new: &Cipher) -> Result<(usize, usize)> {
-        let tx = self.conn.unchecked_transaction()?;
+    /// deleted (it read as absent already). `before_commit` runs with the
+    /// rows resealed and the write lock held (the secrets file is written
+    /// then), so both move or neither. Overwritten values are zeroed on disk
+    /// (`secure_delete`, the journal checkpointed). Counts resealed and deleted.
+    pub fn reseal_credentials(
+        &mut self,
+        new: &Cipher,
+        before_commit: impl FnOnce() -> Result<()>,
+    ) -> Result<(usize, usize)> {
+        let (tenant, old) = (self.tenant.clone(), self.cipher.clone());
+        let aad = |key: &str| format!("{tenant}\0{CREDENTIALS_BUCKET}\0{key}").into_bytes();
+        self.conn.pragma_update(None, "secure_delete", true)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let rows: Vec<(String, Vec<u8>)> = tx
             .prepare("SELECT key, value FROM kv WHERE tenant = ?1 AND bucket = ?2")?
-            .query_map(params![self.tenant, CREDENTIALS_BUCKET], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![tenant, CREDENTIALS_BUCKET], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let (mut resealed, mut deleted) = (0, 0);
         for (key, value) in rows {
-            let aad = self.aad(CREDENTIALS_BUCKET, &key);
-            match self.cipher.open(&aad, &value) {
+            match old.open(&aad(&key), &value) {
                 Ok(plain) => {
                     tx.execute(
                         "UPDATE kv SET value = ?4 WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",
-                        params![self.tenant, CREDENTIALS_BUCKET, key, new.seal(&aad, &plain)?],
+                        params![tenant, CREDENTIALS_BUCKET, key, new.seal(&aad(&key), &plain)?],
                     )?;
                     resealed += 1;
                 }
                 Err(_) => {
                     tx.execute(
                         "DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",
-                        params![self.tenant, CREDENTIALS_BUCKET, key],
+                        params![tenant, CREDENTIALS_BUCKET, key],
                     )?;
                     deleted += 1;
                 }
             }
         }
+        before_commit()?;
         tx.commit()?;
         self.cipher = new.clone();
+        // The old values' pages are zeroed; the journal's copies go too.
+        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         Ok((resealed, deleted))
     }
 
@@ -266,7 +278,10 @@ mod tests {
         kv.set(CREDENTIALS_BUCKET, "salesforce_refresh_token", b"rotated").unwrap();
         let stale = Cipher::from_key(&[3; 32]).seal(&kv.aad(CREDENTIALS_BUCKET, "stale"), b"x").unwrap();
         kv.conn.execute("INSERT INTO kv VALUES ('acme', 'credentials', 'stale', ?1, '')", params![stale]).unwrap();
-        assert_eq!(kv.reseal_credentials(&new).unwrap(), (2, 1));
+        // The secrets file could not be written: nothing moved.
+        assert!(kv.reseal_credentials(&new, || Err(anyhow!("disk full"))).is_err());
+        assert_eq!(kv.get(CREDENTIALS_BUCKET, "salesforce_refresh_token").unwrap().as_deref(), Some(&b"rotated"[..]));
+        assert_eq!(kv.reseal_credentials(&new, || Ok(())).unwrap(), (2, 1));
         assert_eq!(kv.get(CREDENTIALS_BUCKET, "salesforce_refresh_token").unwrap().as_deref(), Some(&b"rotated"[..]));
         assert!(!kv.exists(CREDENTIALS_BUCKET, "stale").unwrap());
         kv.cipher = old;
