@@ -392,6 +392,7 @@ impl sync::Guest for Component {
                     netsuite_id: p.netsuite_id,
                     action: p.action.as_str().into(),
                     changes_json: serde_json::to_string(&p.changes).expect("changes serialize"),
+                    error: p.error,
                 })
                 .collect(),
             error: report.error.map(error_to_wit),

@@ -617,6 +617,8 @@ pub struct PlannedWrite {
     pub netsuite_id: String,
     pub action: PlanAction,
     pub changes: Vec<FieldChange>,
+    /// `Fail` only: why the run would fail the record.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -804,6 +806,9 @@ pub enum PlanAction {
     NetSuiteUpdate,
     /// Salesforce → NetSuite: a record new in Salesforce NetSuite would get.
     NetSuiteCreate,
+    /// The run would fail the record (the mapping cannot take a value,
+    /// NetSuite would refuse a Salesforce edit): `error` says why.
+    Fail,
 }
 
 impl PlanAction {
@@ -817,6 +822,7 @@ impl PlanAction {
             PlanAction::FlagDeleted => "flag-deleted",
             PlanAction::NetSuiteUpdate => "netsuite-update",
             PlanAction::NetSuiteCreate => "netsuite-create",
+            PlanAction::Fail => "fail",
         }
     }
 }

@@ -1535,3 +1535,23 @@ async fn a_create_that_landed_before_a_server_error_is_sent_again_with_its_line_
     assert_eq!(bed.sf("Vendor__c", ns_id).0, sf_id, "linked, no second Vendor__c");
     assert_eq!(bed.salesforce.count("Vendor__c"), 3);
 }
+
+/// A dry run names each record it would fail and why (it keeps no audit):
+/// a Salesforce edit NetSuite would refuse, a NetSuite value the mapping
+/// cannot take; the run then fails the same records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_names_each_record_it_would_fail_and_why() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    salesforce_edit(&bed, ids[0], json!({"Payment_Terms__c": "Bogus Terms"}));
+    netsuite_edit(&bed, ids[1], "phone", "12");
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let failing = |id: i64| plan.plan.iter().find(|p| p.action == "fail" && p.netsuite_id == id.to_string());
+    let refused = failing(ids[0]).unwrap_or_else(|| panic!("{:?}", plan.plan));
+    assert!(refused.error.as_deref().unwrap_or_default().contains("Bogus Terms"), "{refused:?}");
+    let unmapped = failing(ids[1]).unwrap_or_else(|| panic!("{:?}", plan.plan));
+    assert!(unmapped.error.as_deref().unwrap_or_default().contains("12"), "{unmapped:?}");
+    assert_eq!(plan.counts("vendor").failed, 2);
+    let report = bed.sync_all().await;
+    assert_eq!(report.counts("vendor").failed, 2, "{:?}", rows(&bed, &report.run_id));
+}

@@ -70,6 +70,12 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
             let fields = if fields.is_empty() { String::new() } else { format!(" ({})", fields.join("; ")) };
             match p.action.as_str() {
                 "unchanged" => crate::outln!("  would leave {} {} unchanged", p.kind, p.netsuite_id)?,
+                "fail" => crate::outln!(
+                    "  would fail {} {}: {}",
+                    p.kind,
+                    p.netsuite_id,
+                    p.error.as_deref().unwrap_or("no reason given")
+                )?,
                 action => crate::outln!("  would {action} {} {}{fields}", p.kind, p.netsuite_id)?,
             }
         }

@@ -8,8 +8,8 @@ use super::state::{RecordState, State, hashed_payload};
 use super::write::Writer;
 use super::zone::Zone;
 use crate::model::{
-    AuditAction, AuditEntry, AuditTransformations, ConnectorError, KindCounts, MappedRecord, OutcomeKind, ReadProblem,
-    RecordKind, Result, SObjectRecord, SyncRequest, Transformation,
+    AuditAction, AuditEntry, AuditTransformations, ConnectorError, KindCounts, MappedRecord, OutcomeKind, PlanAction,
+    PlannedWrite, ReadProblem, RecordKind, Result, SObjectRecord, SyncRequest, Transformation,
 };
 use crate::netsuite::NetSuiteSource;
 use crate::ports::Host;
@@ -330,6 +330,22 @@ impl<'a> Run<'a> {
     }
 
     pub fn audit(&self, entries: Vec<AuditEntry>) {
+        // A dry run keeps no audit: what would fail is in its plan instead.
+        if self.writer.plans() {
+            for e in entries.iter().filter(|e| e.outcome == OutcomeKind::Failed.as_str()) {
+                self.writer.note(PlannedWrite {
+                    kind: e.kind,
+                    // A record new in Salesforce has no NetSuite id yet.
+                    netsuite_id: match e.netsuite_id.is_empty() {
+                        true => e.salesforce_id.clone().unwrap_or_default(),
+                        false => e.netsuite_id.clone(),
+                    },
+                    action: PlanAction::Fail,
+                    changes: Vec::new(),
+                    error: e.error.clone(),
+                });
+            }
+        }
         if !entries.is_empty() {
             self.host.audit.append(entries);
         }

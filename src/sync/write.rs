@@ -1130,7 +1130,13 @@ pub(super) struct Plan {
 
 impl Plan {
     fn push(&self, kind: RecordKind, netsuite_id: &str, action: PlanAction, changes: Vec<FieldChange>) {
-        self.entries.borrow_mut().push(PlannedWrite { kind, netsuite_id: netsuite_id.into(), action, changes });
+        self.entries.borrow_mut().push(PlannedWrite {
+            kind,
+            netsuite_id: netsuite_id.into(),
+            action,
+            changes,
+            error: None,
+        });
     }
 
     /// Plans `part`; `queued`: writes waiting in a queue, which a real run

@@ -322,10 +322,28 @@ impl<'p, 'r> Pass<'p, 'r> {
     /// Salesforce record `sf` before NetSuite sees it (a value the forward
     /// mapping could not bring back, a term NetSuite lacks; see
     /// [`Pass::body`]).
-    fn refused_back(&self, sf: &str, changed: &Map<String, Value>, agreed: &Map<String, Value>) -> Result<bool> {
+    /// A dry run's check of what NetSuite would be sent: true when it
+    /// would be refused, which the plan says (under `id`, or the Salesforce
+    /// id of a record NetSuite does not have yet).
+    fn refused_back(
+        &self,
+        id: &str,
+        sf: &str,
+        changed: &Map<String, Value>,
+        agreed: &Map<String, Value>,
+    ) -> Result<bool> {
         match self.body(sf, changed, agreed) {
             Ok(_) => Ok(false),
-            Err(e) if e.is_about_data() => Ok(true),
+            Err(e) if e.is_about_data() => {
+                self.run.writer.note(PlannedWrite {
+                    kind: self.kind,
+                    netsuite_id: if id.is_empty() { sf.to_string() } else { id.to_string() },
+                    action: PlanAction::Fail,
+                    changes: Vec::new(),
+                    error: Some(e.to_string()),
+                });
+                Ok(true)
+            }
             Err(e) => Err(e),
         }
     }
@@ -708,7 +726,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             if run.writer.plans() {
                 // Refused before NetSuite sees it, as the run refuses it.
-                let refused = match self.refused_back(&record.id, &merged.to_netsuite, &merged.agreed) {
+                let refused = match self.refused_back(id, &record.id, &merged.to_netsuite, &merged.agreed) {
                     Ok(refused) => refused,
                     Err(e) => {
                         stopped = Some(e);
@@ -931,7 +949,13 @@ impl<'p, 'r> Pass<'p, 'r> {
                 new: Some(v.clone()),
             })
             .collect();
-        self.run.writer.note(PlannedWrite { kind: self.kind, netsuite_id: id.to_string(), action, changes });
+        self.run.writer.note(PlannedWrite {
+            kind: self.kind,
+            netsuite_id: id.to_string(),
+            action,
+            changes,
+            error: None,
+        });
     }
 
     /// PATCHes the fields Salesforce won to the NetSuite record, which holds
@@ -985,7 +1009,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             }
             if run.writer.plans() {
                 // Refused before NetSuite sees it, as the run refuses it.
-                if self.refused_back(&record.id, &values, &record.fields)? {
+                if self.refused_back("", &record.id, &values, &record.fields)? {
                     self.run.count(self.kind, OutcomeKind::Failed);
                     continue;
                 }

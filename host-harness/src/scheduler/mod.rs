@@ -114,6 +114,9 @@ pub struct PlanEntry {
     pub netsuite_id: String,
     pub action: String,
     pub changes: serde_json::Value,
+    /// `fail` only: why the run would fail the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A run's report as the run log keeps it (`runs.report`, the JSON of a
@@ -762,6 +765,7 @@ impl Tenant {
                 netsuite_id: p.netsuite_id,
                 action: p.action,
                 changes: serde_json::from_str(&p.changes_json).unwrap_or_default(),
+                error: p.error,
             })
             .collect();
         if let Some(e) = r.error {
