@@ -573,3 +573,40 @@ fn sim_refuses_a_directory_an_earlier_run_left_its_state_in() {
     assert_eq!(std::fs::read_to_string(sim.join("connector.toml")).unwrap(), "tenant = \"mine\"\n", "kept");
     assert!(!sim.join("master.key").exists());
 }
+
+/// `serve --config --log-format json` logs a scheduled run as a JSON line,
+/// as it does an events run, not as a text report on standard output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_scheduled_runs_as_json_lines_when_asked() {
+    let bed = support::bed(3).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.toml");
+    bed.write_config(&file).unwrap();
+    let component = support::component_path();
+    let mut serve = Command::new(connector_binary())
+        .args(["serve", "--config", file.to_str().unwrap(), "--component", component.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--every", "1", "--log-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let finished = || -> i64 {
+        let sql = "SELECT COUNT(*) FROM runs WHERE finished_at IS NOT NULL";
+        bed.tenant.database.connect().unwrap().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+    };
+    for _ in 0..600 {
+        if finished() >= 1 || serve.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = serve.kill();
+    let out = serve.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let logged = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|l| l["fields"]["message"] == "run finished" && l["fields"]["mode"] == "incremental");
+    assert!(logged, "stderr: {stderr}");
+    assert!(!stdout.contains("API calls"), "no text report: {stdout}");
+}

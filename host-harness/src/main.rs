@@ -497,7 +497,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             outln!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH)?;
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
             let every = std::time::Duration::from_secs(every);
-            serve_schedule::run_every(&tenant, runtime, every, |report| print_report(report, false).map(drop)).await?;
+            // As JSON lines, a scheduled run is logged like an events run, for
+            // the log collector; as text, its report is printed.
+            let json = log_format == "json";
+            serve_schedule::run_every(&tenant, runtime, every, |report| match json {
+                true => {
+                    host_harness::serve::log_run(report);
+                    Ok(())
+                }
+                false => print_report(report, false).map(drop),
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { config, all_tenants, json } => {
