@@ -590,12 +590,13 @@ async fn serve_logs_scheduled_runs_as_json_lines_when_asked() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Two runs finished: the first one's line is written by then.
     let finished = || -> i64 {
         let sql = "SELECT COUNT(*) FROM runs WHERE finished_at IS NOT NULL";
         bed.tenant.database.connect().unwrap().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
     };
     for _ in 0..600 {
-        if finished() >= 1 || serve.try_wait().unwrap().is_some() {
+        if finished() >= 2 || serve.try_wait().unwrap().is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -685,14 +685,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let secrets = config.secrets_path();
                     SecretFile::read(&secrets, &old)?;
                     let db_path = config.database_path();
-                    let mut kv = match db_path.is_file() {
-                        true => {
-                            let kv = KvStore::new(Database::open(&db_path)?.connect()?, &config.tenant, old.clone());
-                            refuse_while_running(&kv, &config.tenant)?;
-                            Some(kv)
-                        }
-                        false => None,
-                    };
+                    // Asked again under the write lock below; first, before a key is made.
+                    if db_path.is_file() {
+                        let conn = Database::open(&db_path)?.connect()?;
+                        KvStore::new(conn, &config.tenant, old.clone()).refuse_while_leased()?;
+                    }
                     // The new key is kept (or shown) before anything is sealed under it.
                     let key_b64 = Cipher::generate_key_b64();
                     let new = Cipher::from_b64(&key_b64)?;
@@ -703,22 +700,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             std::io::stdout().flush()?;
                         }
                     }
-                    let mut names = Vec::new();
-                    let mut reseal_file = || -> Result<()> {
-                        names = SecretFile::reseal(&secrets, &old, &new)?;
-                        Ok(())
-                    };
-                    // Tokens and secrets move together: the file is written
-                    // while the database's transaction holds its write lock.
-                    let tokens = match &mut kv {
-                        Some(kv) => {
-                            kv.reseal_credentials(&new, reseal_file)
-                                .with_context(|| format!("resealing the cached tokens in {}", db_path.display()))?
-                                .0
+                    let (names, resealed) = SecretFile::reseal(&secrets, &old, &new)?;
+                    // Tokens first, in a transaction that also checks no run
+                    // holds the lease; the secrets file is put in place after.
+                    let (tokens, journal) = match db_path.is_file() {
+                        true => {
+                            let conn = Database::open(&db_path)?.connect()?;
+                            let mut kv = KvStore::new(conn, &config.tenant, old);
+                            let (tokens, _, journal) = kv
+                                .reseal_credentials(&new, || resealed.install())
+                                .with_context(|| format!("resealing the cached tokens in {}", db_path.display()))?;
+                            (tokens, journal)
                         }
-                        None => {
-                            reseal_file()?;
-                            0
+                        false => {
+                            resealed.install()?;
+                            (0, true)
                         }
                     };
                     outln!(
@@ -727,6 +723,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         secrets.display(),
                         config.tenant
                     )?;
+                    if !journal {
+                        outln!("(the database's journal keeps the old sealed copies until its next checkpoint)")?;
+                    }
                     let key_at = match &out {
                         Some(path) => format!("the new key in {} (mode 0600)", path.display()),
                         None => "the key printed above".into(),
@@ -749,22 +748,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Refuses to change the tenant's sealed values while a run holds its
-/// lease: a token it obtains would be sealed under the old key.
-fn refuse_while_running(kv: &KvStore, tenant: &str) -> Result<()> {
-    let Some(lease) = kv.get(host_harness::store::kv::STATE_BUCKET, "lease")? else { return Ok(()) };
-    let lease: serde_json::Value = serde_json::from_slice(&lease).unwrap_or_default();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    if lease["expires_at"].as_i64().is_some_and(|at| at > now) {
-        bail!(
-            "run {} of tenant `{tenant}` holds its lease: stop `serve` (or wait for the run to end) and rekey then, \
-             or a token it obtains would be sealed under the old key",
-            lease["run_id"].as_str().unwrap_or("?")
-        );
-    }
-    Ok(())
 }
 
 /// The config and a connection to its database, which must exist: these

@@ -64,7 +64,8 @@ pub async fn start(options: SimOptions) -> Result<Running> {
     // The simulators start with new data each time: an earlier run's
     // database would say Salesforce holds records it does not, and its
     // config may carry the user's own settings.
-    for earlier in ["connector.db", "connector.toml"] {
+    // Nor a tenant's own key and secrets (`secrets init` there before).
+    for earlier in ["connector.db", "connector.toml", "master.key", "secrets.enc"] {
         if dir.join(earlier).exists() {
             anyhow::bail!(
                 "{} holds {earlier} from an earlier `connector sim` (or a tenant of yours): the simulators start \

@@ -274,7 +274,8 @@ impl<'h> ApiClient<'h> {
                     )));
                 }
                 Action::RetryFew(limit) if answers_of(&mut few, rule) > limit => return Ok(Sent::Response(response)),
-                // A server error may come after the change was applied.
+                // A server error may come after the change was applied (a
+                // gateway's, while it is still under way).
                 Action::Retry | Action::RetryFew(_) if request.once && !matches!(response.status, 401 | 429) => {
                     return Ok(Sent::Response(response));
                 }

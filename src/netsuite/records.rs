@@ -115,7 +115,9 @@ impl NetSuiteSource<'_> {
         let response = self.record_call(method, &url, Some(&payload), once)?;
         if !response.is_success() {
             let error = record_error(what, &response);
-            if once && response.status >= 500 {
+            // A gateway's 502/503/504 may come while the write is still under
+            // way: not repeated in this run, as for no answer at all.
+            if once && response.status >= 500 && !matches!(response.status, 502..=504) {
                 return Err(error.with_suffix(&format!(
                     " ({NOT_SENT_AGAIN} as it was: it may have been applied, and a resend would add its address \
                      line twice)"

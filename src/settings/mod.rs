@@ -572,8 +572,8 @@ mod tests {
             setting.map(|v| m.insert("salesforce_bulk_max_upload_bytes", v));
             Settings::load(&Map(m)).map(|s| s.salesforce.bulk_max_upload_bytes)
         };
-        assert_eq!(upload(None, None).unwrap(), 100 << 20, "no cap given: the setting");
-        assert_eq!(upload(Some("512"), None).unwrap(), 100 << 20);
+        assert_eq!(upload(None, None).unwrap(), 100_000_000, "no cap given: the setting");
+        assert_eq!(upload(Some("512"), None).unwrap(), 100_000_000);
         assert_eq!(upload(Some("64"), None).unwrap(), (64 << 20) / 5);
         assert_eq!(upload(Some("64"), Some("1000000")).unwrap(), 1_000_000, "a smaller setting stays");
         let err = upload(Some("lots"), None).unwrap_err().to_string();

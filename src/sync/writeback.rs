@@ -1099,6 +1099,12 @@ impl<'p, 'r> Pass<'p, 'r> {
                         });
                     }
                     Err(e) => {
+                        // Created and linked: its state is still saved below,
+                        // as Salesforce holding what it was sent.
+                        for (f, back) in settled.iter_mut().filter(|(f, _)| reform.contains_key(f)) {
+                            back.salesforce = record.fields.get(f).cloned().unwrap_or(Value::Null);
+                        }
+                        made.push((id, record, settled));
                         stopped = Some(e);
                         break 'records;
                     }
@@ -1118,7 +1124,11 @@ impl<'p, 'r> Pass<'p, 'r> {
         let netsuite: HashMap<String, NetSuiteRecord> = if ids.is_empty() {
             HashMap::new()
         } else {
-            run.source.fetch_many(self.kind, &ids, &columns)?.into_iter().map(|r| (r.id.clone(), r)).collect()
+            // A failure here after one in the loop reports the first.
+            match run.source.fetch_many(self.kind, &ids, &columns) {
+                Ok(records) => records.into_iter().map(|r| (r.id.clone(), r)).collect(),
+                Err(e) => return Err(stopped.unwrap_or(e)),
+            }
         };
         let mut states = Vec::new();
         for (id, record, settled) in &made {

@@ -109,12 +109,14 @@ impl SecretFile {
     }
 
     /// Seals the file again under `new` (read with `old`), under the same
-    /// lock as [`SecretFile::update`]; the names it holds.
-    pub fn reseal(path: &Path, old: &Cipher, new: &Cipher) -> Result<Vec<String>> {
-        let _lock = Self::lock(path)?;
+    /// lock as [`SecretFile::update`], written aside: [`Resealed::install`]
+    /// puts it in place. The names it holds.
+    pub fn reseal(path: &Path, old: &Cipher, new: &Cipher) -> Result<(Vec<String>, Resealed)> {
+        let lock = Self::lock(path)?;
         let secrets = Self::read(path, old)?;
-        Self::write(path, new, &secrets)?;
-        Ok(secrets.into_keys().collect())
+        let aside = path.with_extension(format!("rekey.{}", std::process::id()));
+        Self::write(&aside, new, &secrets)?;
+        Ok((secrets.into_keys().collect(), Resealed { aside, path: path.to_path_buf(), _lock: lock }))
     }
 
     /// The exclusive lock on `<file>.lock`, held until the handle drops.
@@ -152,6 +154,26 @@ impl SecretFile {
         file.write_all(&out).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
         Ok(())
+    }
+}
+
+/// A secrets file sealed under a new key, beside the one it replaces
+/// (removed unless installed); the file's lock is held meanwhile.
+pub struct Resealed {
+    aside: std::path::PathBuf,
+    path: std::path::PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Resealed {
+    pub fn install(&self) -> Result<()> {
+        std::fs::rename(&self.aside, &self.path).with_context(|| format!("replacing {}", self.path.display()))
+    }
+}
+
+impl Drop for Resealed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.aside);
     }
 }
 

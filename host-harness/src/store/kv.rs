@@ -153,19 +153,24 @@ impl KvStore {
     /// transaction (`connector secrets rekey`): the cached tokens and a
     /// rotated refresh token stay usable under the new key and no longer
     /// open with the old one. A value the current key does not open is
-    /// deleted (it read as absent already). `before_commit` runs with the
-    /// rows resealed and the write lock held (the secrets file is written
-    /// then), so both move or neither. Overwritten values are zeroed on disk
-    /// (`secure_delete`, the journal checkpointed). Counts resealed and deleted.
+    /// deleted (it read as absent already). Refused while a run holds the
+    /// lease (checked under the write lock, so none takes it meanwhile).
+    /// `install` runs once the transaction is committed (the secrets file
+    /// is put in place then: should it fail, tokens read as absent under
+    /// the old key, while the secrets still open with it). Overwritten
+    /// values are zeroed on disk (`secure_delete`); the third count says
+    /// whether the journal's copies went too (checkpoint not blocked).
     pub fn reseal_credentials(
         &mut self,
         new: &Cipher,
-        before_commit: impl FnOnce() -> Result<()>,
-    ) -> Result<(usize, usize)> {
+        install: impl FnOnce() -> Result<()>,
+    ) -> Result<(usize, usize, bool)> {
         let (tenant, old) = (self.tenant.clone(), self.cipher.clone());
         let aad = |key: &str| format!("{tenant}\0{CREDENTIALS_BUCKET}\0{key}").into_bytes();
         self.conn.pragma_update(None, "secure_delete", true)?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        refuse_while_leased(&tx, &tenant)?;
         let rows: Vec<(String, Vec<u8>)> = tx
             .prepare("SELECT key, value FROM kv WHERE tenant = ?1 AND bucket = ?2")?
             .query_map(params![tenant, CREDENTIALS_BUCKET], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -189,12 +194,23 @@ impl KvStore {
                 }
             }
         }
-        before_commit()?;
         tx.commit()?;
         self.cipher = new.clone();
-        // The old values' pages are zeroed; the journal's copies go too.
-        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        Ok((resealed, deleted))
+        install().map_err(|e| {
+            e.context(
+                "the cached tokens are sealed under the new key, but the secrets file was not replaced: it still \
+                 opens with the old key (keep it; the tokens are obtained again)",
+            )
+        })?;
+        // Busy (a reader in the way): the journal keeps old copies until its next checkpoint.
+        let busy: i64 = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).unwrap_or(1);
+        Ok((resealed, deleted, busy == 0))
+    }
+
+    /// Fails while a run of this tenant holds its lease (see
+    /// [`KvStore::reseal_credentials`]).
+    pub fn refuse_while_leased(&self) -> Result<()> {
+        refuse_while_leased(&self.conn, &self.tenant)
     }
 
     /// Deletes `key` only while it still holds `expected`, as read from an
@@ -249,6 +265,29 @@ impl KvStore {
     }
 }
 
+/// Fails while a run of `tenant` holds its lease (`state/lease`, see the
+/// component's `sync::lease`): a token it obtains would be sealed under the
+/// old key.
+fn refuse_while_leased(conn: &Connection, tenant: &str) -> Result<()> {
+    let lease: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = 'lease'",
+            params![tenant, STATE_BUCKET],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let lease: serde_json::Value = lease.and_then(|l| serde_json::from_slice(&l).ok()).unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if lease["expires_at"].as_i64().is_some_and(|at| at > now) {
+        return Err(anyhow!(
+            "run {} of tenant `{tenant}` holds its lease: stop `serve` (or wait for the run to end) and rekey then, \
+             or a token it obtains would be sealed under the old key. Nothing changed",
+            lease["run_id"].as_str().unwrap_or("?")
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,10 +317,15 @@ mod tests {
         kv.set(CREDENTIALS_BUCKET, "salesforce_refresh_token", b"rotated").unwrap();
         let stale = Cipher::from_key(&[3; 32]).seal(&kv.aad(CREDENTIALS_BUCKET, "stale"), b"x").unwrap();
         kv.conn.execute("INSERT INTO kv VALUES ('acme', 'credentials', 'stale', ?1, '')", params![stale]).unwrap();
-        // The secrets file could not be written: nothing moved.
-        assert!(kv.reseal_credentials(&new, || Err(anyhow!("disk full"))).is_err());
+        // A run holds the lease: nothing moves.
+        let lease = serde_json::json!({"run_id": "run-1", "expires_at": i64::MAX}).to_string();
+        kv.set(STATE_BUCKET, "lease", lease.as_bytes()).unwrap();
+        let busy = kv.reseal_credentials(&new, || Ok(())).unwrap_err().to_string();
+        assert!(busy.contains("run-1"), "{busy}");
         assert_eq!(kv.get(CREDENTIALS_BUCKET, "salesforce_refresh_token").unwrap().as_deref(), Some(&b"rotated"[..]));
-        assert_eq!(kv.reseal_credentials(&new, || Ok(())).unwrap(), (2, 1));
+        kv.delete(STATE_BUCKET, "lease").unwrap();
+        let (resealed, deleted, _) = kv.reseal_credentials(&new, || Ok(())).unwrap();
+        assert_eq!((resealed, deleted), (2, 1));
         assert_eq!(kv.get(CREDENTIALS_BUCKET, "salesforce_refresh_token").unwrap().as_deref(), Some(&b"rotated"[..]));
         assert!(!kv.exists(CREDENTIALS_BUCKET, "stale").unwrap());
         kv.cipher = old;
