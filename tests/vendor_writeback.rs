@@ -1555,3 +1555,37 @@ async fn a_dry_run_names_each_record_it_would_fail_and_why() {
     let report = bed.sync_all().await;
     assert_eq!(report.counts("vendor").failed, 2, "{:?}", rows(&bed, &report.run_id));
 }
+
+/// A vendor edited in Salesforce whose NetSuite record the mapping cannot
+/// take fails once per run, not in write-back and again in the forward
+/// pass (a dry run plans it once too), the next run does not fail it
+/// again, and once NetSuite's value is fixed the edit reaches NetSuite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmappable_vendor_edited_in_salesforce_fails_once() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[2];
+    netsuite_edit(&bed, id, "phone", "12");
+    salesforce_edit(&bed, id, json!({"Name": "Edited In Salesforce"}));
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    let fails: Vec<_> = plan.plan.iter().filter(|p| p.action == "fail").collect();
+    assert_eq!(fails.len(), 1, "{:?}", plan.plan);
+    assert_eq!(plan.counts("vendor").failed, 1);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let run_rows = rows(&bed, &report.run_id);
+    let failed: Vec<_> = run_rows.iter().filter(|r| r.outcome == "failed").collect();
+    assert_eq!(failed.len(), 1, "{run_rows:?}");
+    assert!(failed[0].error.as_deref().unwrap_or_default().contains("12"), "{failed:?}");
+    assert_eq!(report.counts("vendor").failed, 1);
+    let again = bed.sync_all().await;
+    succeeded(&again);
+    assert_eq!(again.counts("vendor").failed, 0, "{:?}", rows(&bed, &again.run_id));
+
+    netsuite_edit(&bed, id, "phone", "+1 212 555 0100");
+    succeeded(&bed.sync_all().await);
+    succeeded(&bed.sync_all().await);
+    assert_eq!(bed.netsuite.vendor_field(id, "companyname").unwrap().as_deref(), Some("Edited In Salesforce"));
+    assert_eq!(bed.sf("Vendor__c", id).1["Phone__c"], json!("+12125550100"));
+    assert_eq!(waiting_writebacks(&bed), 0);
+}

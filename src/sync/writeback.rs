@@ -14,7 +14,7 @@
 use super::merge::{self, ConflictPolicy, Merged, Modified};
 use super::queues::FailedWriteback;
 use super::run::Run;
-use super::state::{DELETED, RecordState, given_fields, hashed_payload};
+use super::state::{DELETED, RecordState, given_fields, hashed_payload, source_hash};
 use crate::mapping::Back;
 use crate::mapping::EXTERNAL_ID_FIELD;
 use crate::mapping::writeback::{Reference, WritebackMapping};
@@ -635,7 +635,24 @@ impl<'p, 'r> Pass<'p, 'r> {
             let mapped = match run.settings.mapping.map(ns_record) {
                 Ok(m) => m,
                 Err(e) => {
+                    // The forward pass would refuse the record too: one
+                    // failure, kept for replay here (the edit waits with
+                    // it), held back there this run and, as the forward
+                    // pass notes it, in the overlap window of the next.
+                    let e = match e {
+                        ConnectorError::Config(m) => ConnectorError::Config(format!(
+                            "the mapping cannot take this record's value: {m}; the Salesforce edit waits \
+                             until NetSuite's value is corrected"
+                        )),
+                        other => other,
+                    };
                     audit.push(self.failed(AuditAction::NetSuiteWrite, id, &record.id, &e));
+                    self.merged_failed(id);
+                    run.hold_back(self.kind, id);
+                    if let Err(e) = run.queues.note_unmapped(self.kind, &[(id, &source_hash(ns_record))]) {
+                        stopped = Some(e);
+                        break 'records;
+                    }
                     continue;
                 }
             };
