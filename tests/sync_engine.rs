@@ -1113,6 +1113,38 @@ async fn a_refusal_recorded_before_the_run_stopped_gets_no_interrupted_row() {
     assert!(rows.iter().all(|r| r.action != "interrupted"), "{rows:?}");
 }
 
+/// A run killed after it parked records for a Bulk job page and then sent
+/// them in a Composite request leaves two marks of each: the next run
+/// audits the send as `interrupted` (the page's mark, taken up first, put
+/// the record in doubt, which hid the send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_a_killed_run_parked_then_sent_gets_its_interrupted_row() {
+    let bed = bed(3).start().await;
+    succeeded(&bed.sync_all().await);
+    let id = bed.customer_ids[1];
+    let marks = bed.tenant.database.connect_marks().unwrap();
+    for key in ["customer/run-killed/00000001", "customer/run-killed/upserts-00000002"] {
+        marks
+            .execute(
+                "INSERT INTO kv (tenant, bucket, key, value, updated_at) VALUES ('demo', 'in-flight', ?1, CAST(?2 AS \
+                 BLOB), '')",
+                [key.to_string(), format!("{id} 0123456789abcdef0123456789abcdef\n")],
+            )
+            .unwrap();
+    }
+    bed.clock.advance(std::time::Duration::from_secs(1));
+    let next = bed.sync_all().await;
+    succeeded(&next);
+    let conn = bed.tenant.database.connect().unwrap();
+    let rows = host_harness::audit::for_run(&conn, "demo", &next.run_id).unwrap();
+    let interrupted: Vec<_> = rows.iter().filter(|r| r.action == "interrupted").collect();
+    assert_eq!(interrupted.len(), 1, "{rows:?}");
+    assert_eq!(
+        (interrupted[0].netsuite_id.as_str(), interrupted[0].outcome.as_str()),
+        (id.to_string().as_str(), "unknown")
+    );
+}
+
 /// A record the mapping cannot take (a phone number too short) fails alone,
 /// its audit row names the record and the value to fix, nothing waits for
 /// replay, and the run after its fix in NetSuite writes it.

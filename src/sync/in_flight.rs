@@ -217,7 +217,15 @@ impl<'a> InFlight<'a> {
             .list_keys_where("", &mut |k| !k.contains(&ours))
             .map_err(|e| kv_error("listing marks of writes on their way", e))?;
         // Jobs first: each has ended before its records are looked at.
-        keys.sort_by_key(|k| (!k.contains("/job-"), k.clone()));
+        // Then Composite requests' marks: a record parked for a Bulk job
+        // page and then sent in a request is in both, and the page's mark
+        // puts it in doubt, which must not hide the request's send.
+        let rank = |k: &str| match (k.contains("/job-"), k.contains(&format!("/{UPSERTS}"))) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
+        };
+        keys.sort_by_cached_key(|k| (rank(k), k.clone()));
         let stopped = !keys.is_empty();
         let mut settled = Vec::new();
         for key in keys {
@@ -250,8 +258,12 @@ impl<'a> InFlight<'a> {
         for part in marked.chunks(PART) {
             let ids: Vec<&str> = part.iter().map(|(id, _)| *id).collect();
             let states = run.state.records(kind, &ids)?;
+            // A record sent in a Composite request whose state is in doubt
+            // (or relinked) was sent all the same: that send has no row yet.
             let unrecorded = part.iter().zip(&states).filter(|((_, sent), state)| {
-                state.as_ref().is_none_or(|st| st.dst != *sent && st.dst != DELETED && !st.dst.is_empty())
+                state
+                    .as_ref()
+                    .is_none_or(|st| st.dst != *sent && st.dst != DELETED && (stopped.is_some() || !st.dst.is_empty()))
             });
             let audit: Vec<AuditEntry> = match stopped {
                 Some(stopped) => {
