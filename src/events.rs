@@ -15,6 +15,14 @@ use sha2::Sha256;
 pub const SIGNATURE_HEADER: &str = "x-connector-signature";
 /// Events are a few hundred bytes; anything much larger is not one.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The token of an `Authorization: Bearer <token>` header value (`POST
+/// /sync`); the scheme is case-insensitive (RFC 7235), as proxies and
+/// clients may lowercase it.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 /// An HTTP answer for the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -237,6 +245,16 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"whsec_test";
+
+    #[test]
+    fn a_bearer_scheme_is_read_in_any_case() {
+        for header in ["Bearer tok", "bearer tok", "BEARER tok"] {
+            assert_eq!(bearer_token(header), Some("tok"), "{header}");
+        }
+        for header in ["Basic tok", "Bearertok", "tok", ""] {
+            assert_eq!(bearer_token(header), None, "{header}");
+        }
+    }
 
     fn signed(body: &str, t: i64) -> Vec<(String, String)> {
         vec![

@@ -611,3 +611,55 @@ async fn serve_logs_scheduled_runs_as_json_lines_when_asked() {
     assert!(logged, "stderr: {stderr}");
     assert!(!stdout.contains("API calls"), "no text report: {stdout}");
 }
+
+/// `serve` with text logs logs each scheduled run on standard error, as it
+/// does events runs (its report goes to standard output), and a second
+/// `serve` of the same database is refused while the first one runs: both
+/// would run the schedule, and the first to stop would clear the other's
+/// next run from `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_scheduled_runs_on_stderr_and_refuses_a_second_serve_of_its_database() {
+    let bed = support::bed(3).start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.toml");
+    bed.write_config(&file).unwrap();
+    let component = support::component_path();
+    let serve = || {
+        let mut command = Command::new(connector_binary());
+        command
+            .args(["serve", "--config", file.to_str().unwrap(), "--component", component.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--every", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let mut first = serve().spawn().unwrap();
+    let finished = || -> i64 {
+        let sql = "SELECT COUNT(*) FROM runs WHERE finished_at IS NOT NULL";
+        bed.tenant.database.connect().unwrap().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+    };
+    for _ in 0..600 {
+        if finished() >= 2 || first.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // An old build served on: the wait is bounded, so the test fails.
+    let mut second = serve().spawn().unwrap();
+    for _ in 0..400 {
+        if second.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = second.kill();
+    let second = second.wait_with_output().unwrap();
+    let refused = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{refused}");
+    assert!(refused.contains(&format!("already served by `connector serve` (pid {})", first.id())), "{refused}");
+    let _ = first.kill();
+    let out = first.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains("run finished") && stderr.contains("mode=\"incremental\""), "stderr: {stderr}");
+    assert!(stdout.contains("API calls"), "the report too: {stdout}");
+}

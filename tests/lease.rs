@@ -165,7 +165,7 @@ async fn a_live_holder_keeps_its_lease_and_the_busy_answer_says_when_to_try_agai
     let holder = lease_taken(&db, &mut first).await;
 
     let out = cli.sync().wait_with_output().await.unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(4), "busy: another run holds the tenant");
     let stderr = lines(&out.stderr);
     assert_eq!(stderr.len(), 1, "one line: {stderr:?}");
     assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
@@ -201,7 +201,7 @@ async fn sigterm_ends_a_sync_at_its_next_checkpoint_with_nothing_lost_and_the_ne
     first_write(&bed).await;
     sigterm(&child);
     let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "stopped: {}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SIGTERM: the runs under way end at their next checkpoint"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -349,7 +349,7 @@ async fn sigterm_during_a_bulk_sync_writes_nothing_twice_and_the_next_run_finish
     }
     sigterm(&child);
     let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "stopped: {}", String::from_utf8_lossy(&out.stderr));
     let (status, error) = logged(&db, &stopped);
     assert_eq!(status, "stopped", "{error}");
     assert_eq!(created_on_record(&db, &stopped), bed.salesforce.count("Account"));
@@ -376,6 +376,7 @@ async fn two_syncs_started_together_on_a_fresh_store_run_one_at_a_time() {
     let outputs = [first.unwrap(), second.unwrap()];
     let (won, lost): (Vec<_>, Vec<_>) = outputs.iter().partition(|o| o.status.success());
     assert_eq!((won.len(), lost.len()), (1, 1), "one runs, one is refused");
+    assert_eq!(lost[0].status.code(), Some(4), "busy");
     let refused = lines(&lost[0].stderr);
     assert_eq!(refused.len(), 1, "one line: {refused:?}");
     assert!(refused[0].contains("busy: run ") && refused[0].contains("this run did nothing"), "{}", refused[0]);
@@ -409,7 +410,7 @@ async fn a_request_slower_than_the_lease_keeps_it_while_it_waits() {
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let out = cli.sync().wait_with_output().await.unwrap();
     let refused = lines(&out.stderr);
-    assert!(!out.status.success(), "the second run ran: {refused:?}");
+    assert_eq!(out.status.code(), Some(4), "the second run ran: {refused:?}");
     assert!(refused.iter().any(|l| l.contains(&format!("busy: run {holder} holds"))), "{refused:?}");
 
     bed.salesforce.set_faults(Default::default());
@@ -453,7 +454,7 @@ async fn sigterm_ends_a_write_back_between_two_vendors_with_each_netsuite_write_
     }
     sigterm(&child);
     let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "stopped: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(logged(&db, &stopped).0, "stopped");
     let first = landed(&bed);
     assert!(first < VENDORS, "ended between two vendors, not after the page: {first}");

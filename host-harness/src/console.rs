@@ -88,11 +88,16 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
 
 /// 0: the run succeeded and every record it read was written or found in
 /// place; 2: it succeeded, but some records failed (audited, kept for
-/// replay), so a scheduler can tell; 1: the run failed.
+/// replay); 3: it stopped before the end (a signal, the API ceiling, a
+/// lost lease: the next run resumes); 4: another run held the tenant and
+/// this one did nothing (try again); 1: the run failed. A scheduler can
+/// tell each apart.
 pub fn exit_code(report: &RunReport) -> ExitCode {
-    match report.status {
+    match report.outcome() {
         "succeeded" if report.objects.values().any(|c| c.failed > 0) => ExitCode::from(2),
         "succeeded" => ExitCode::SUCCESS,
+        "stopped" => ExitCode::from(3),
+        "busy" => ExitCode::from(4),
         _ => ExitCode::FAILURE,
     }
 }

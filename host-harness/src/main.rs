@@ -489,6 +489,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = load(&config.context("--config or --tenants is required")?)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
+            serve_schedule::refuse_if_served(&tenant.database.connect()?, &tenant.config.tenant)?;
             // Read once, like the config: a mapping edited while serving would
             // otherwise change (or, mistyped, fail) the runs that follow unseen.
             tenant.pin_mapping()?;
@@ -497,15 +498,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             outln!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH)?;
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
             let every = std::time::Duration::from_secs(every);
-            // As JSON lines, a scheduled run is logged like an events run, for
-            // the log collector; as text, its report is printed.
+            // A scheduled run is logged like an events run (standard error,
+            // for the log collector); as text, its report is printed too.
             let json = log_format == "json";
-            serve_schedule::run_every(&tenant, runtime, every, |report| match json {
-                true => {
-                    host_harness::serve::log_run(report);
-                    Ok(())
+            serve_schedule::run_every(&tenant, runtime, every, |report| {
+                host_harness::serve::log_run(report);
+                match json {
+                    true => Ok(()),
+                    false => print_report(report, false).map(drop),
                 }
-                false => print_report(report, false).map(drop),
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -765,8 +766,9 @@ fn open_database(path: &std::path::Path, table: Option<&str>) -> Result<(Harness
             path.display()
         );
     }
-    // Opening migrates: the indexes the audit filters use are made here.
-    let conn = Database::open(&db_path)?.connect()?;
+    // Opening migrates (the indexes the audit filters use are made here)
+    // unless the file is read-only.
+    let conn = host_harness::store::connect_to_read(&db_path)?;
     Ok((config, conn))
 }
 
@@ -798,7 +800,12 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
                     writeln!(stdout, "{}", audit::text::line(r))?;
                 }
                 if let (true, Some(last)) = (rows.len() == limit as usize, rows.last()) {
-                    errln!("{} rows, newest first; older ones: add --before {}", rows.len(), last.seq);
+                    errln!(
+                        "{} {}, newest first; older ones: add --before {}",
+                        rows.len(),
+                        if rows.len() == 1 { "row" } else { "rows" },
+                        last.seq
+                    );
                 }
             }
         }

@@ -57,7 +57,7 @@ fn authorized(host: &Host<'_>, headers: &[(String, String)]) -> bool {
     let presented = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.strip_prefix("Bearer "))
+        .and_then(|(_, v)| netsuite_salesforce::events::bearer_token(v))
         .unwrap_or_default();
     use subtle::ConstantTimeEq;
     !token.is_empty() && bool::from(token.as_bytes().ct_eq(presented.as_bytes()))

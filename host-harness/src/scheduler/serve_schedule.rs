@@ -57,6 +57,11 @@ pub async fn run_every(
     }
 }
 
+/// `at` as stored: RFC 3339 to the second (as `status` shows it).
+fn stamp(at: OffsetDateTime) -> Result<String> {
+    Ok(at.replace_nanosecond(0)?.format(&Rfc3339)?)
+}
+
 /// Notes that this process runs `tenant`'s next sync at `at`.
 pub fn record(conn: &Connection, tenant: &str, at: OffsetDateTime, every_secs: u64) -> Result<()> {
     let me = LocalProcess::current();
@@ -66,7 +71,7 @@ pub fn record(conn: &Connection, tenant: &str, at: OffsetDateTime, every_secs: u
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             tenant,
-            at.format(&Rfc3339)?,
+            stamp(at)?,
             every_secs as i64,
             me.as_ref().map(|p| p.pid),
             me.as_ref().map(|p| p.boot_id.clone()),
@@ -96,11 +101,23 @@ pub fn clear(conn: &Connection, tenant: &str) -> Result<()> {
 /// schedule loop of a removed tenant ends after its run, and the tenant may
 /// be back by then, its new loop's next run noted.
 pub fn clear_noted(conn: &Connection, tenant: &str, at: OffsetDateTime) -> Result<()> {
-    conn.execute(
-        "DELETE FROM serve_schedule WHERE tenant = ?1 AND next_run_at = ?2",
-        params![tenant, at.format(&Rfc3339)?],
-    )?;
+    conn.execute("DELETE FROM serve_schedule WHERE tenant = ?1 AND next_run_at = ?2", params![tenant, stamp(at)?])?;
     Ok(())
+}
+
+/// Refuses to serve `tenant` while another live `serve` process does: both
+/// would run its schedule, and the first to stop would clear the other's
+/// next run from `status`.
+pub fn refuse_if_served(conn: &Connection, tenant: &str) -> Result<()> {
+    let Some(next) = next_run(conn, tenant)? else { return Ok(()) };
+    let me = LocalProcess::current().map(|p| p.pid);
+    match (next.serving, next.pid) {
+        (Liveness::Running, Some(pid)) if Some(pid) != me => anyhow::bail!(
+            "tenant `{tenant}` is already served by `connector serve` (pid {pid}): stop that process first (one \
+             serve per database; several tenants go in one `serve --tenants`)"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `tenant`'s next scheduled run; None when no `serve` ever scheduled one

@@ -485,6 +485,13 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             Some(Utc::now())
         }
     };
+    // Another live serve schedules it already: two would run its schedule
+    // and the first to stop would clear the other's next run.
+    let served = tenant.database.connect().and_then(|conn| serve_schedule::refuse_if_served(&conn, &name));
+    if let Err(e) = served {
+        tracing::error!(tenant = %name, "not scheduled: {e:#}");
+        return;
+    }
     // The next run this loop noted last.
     let mut noted_at = None;
     loop {

@@ -213,6 +213,53 @@ impl Database {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to the file at `path` (the database, or the marks' file).
+/// A connection for commands that only read (`status`, `audit`): the
+/// database is migrated when it can be written; one that cannot (a backup
+/// copy, a read-only mount) is read as it is, without its WAL files when
+/// they cannot be made.
+pub fn connect_to_read(path: &Path) -> Result<Connection> {
+    let writable = Database::open(path).and_then(|db| db.connect());
+    let err = match writable {
+        Ok(conn) => return Ok(conn),
+        Err(e) if read_only(&e) => e,
+        Err(e) => return Err(e.context(format!("opening database {}", path.display()))),
+    };
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open = |uri: String| -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(uri, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+        Ok(conn)
+    };
+    let uri = format!("file:{}", uri_path(path));
+    open(uri.clone())
+        // No -shm to share and none can be made: nothing can be writing it.
+        .or_else(|_| open(format!("{uri}?immutable=1")))
+        .with_context(|| format!("reading database {} (read-only: {err:#})", path.display()))
+}
+
+/// Whether opening failed only because the file or its directory is read-only.
+fn read_only(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ReadOnly)
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
+}
+
+/// `path` for a `file:` URI: `?`, `#` and `%` escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.display().to_string().chars() {
+        match c {
+            '?' | '#' | '%' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening database {}", path.display()))?;
     // Before any statement: every later one waits for a competitor's lock.

@@ -391,7 +391,7 @@ fn bearer(headers: &HeaderMap) -> &[u8] {
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(netsuite_salesforce::events::bearer_token)
         .unwrap_or_default()
         .as_bytes()
 }
