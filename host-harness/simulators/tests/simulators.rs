@@ -665,3 +665,48 @@ async fn the_user_time_zone_can_change_after_rows_exist() {
     assert_eq!(hour(&after), (hour(&before) + 1) % 24, "{before} {after}");
     assert_eq!(sim.customer_field(ids[0], "companyname").unwrap().as_deref(), Some("Renamed After The Zone Changed"));
 }
+
+/// Reference 3.7: a bare string compared with a date column works only when
+/// it follows the user's date format preference (M/D/YYYY here, in the
+/// user's time zone); any other literal is refused, never matching nothing.
+#[tokio::test]
+async fn netsuite_bare_date_literals_follow_the_date_format_preference() {
+    let (sim, clock) = netsuite(5).await;
+    let ids = sim.seed_customers(3, 1).unwrap();
+    // 2025-12-31 23:30, 2026-01-01 00:00 and 2026-01-02 12:00 UTC.
+    for (id, at) in ids.iter().zip([1_767_223_800i64, 1_767_225_600, 1_767_355_200]) {
+        sim.execute(&format!("UPDATE customer SET lastmodifieddate = {at} WHERE id = {id}")).unwrap();
+    }
+    let t = token(&sim, &clock).await;
+    let count = |filter: &str| {
+        let (sim, t) = (sim.clone(), t.clone());
+        let q = format!("SELECT COUNT(*) AS n FROM customer c WHERE {filter}");
+        async move {
+            let (status, body) = suiteql(&sim, &t, &q, "", true).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            body["items"][0]["n"].as_str().unwrap().parse::<u32>().unwrap()
+        }
+    };
+    assert_eq!(count("lastmodifieddate > '1/1/2026'").await, 1);
+    assert_eq!(count("c.lastmodifieddate >= '01/01/2026'").await, 2);
+    assert_eq!(count("'1/1/2026' < c.lastmodifieddate").await, 1);
+    assert_eq!(count("c.lastmodifieddate >= '1/2/2026 12:00 pm'").await, 1);
+    assert_eq!(count("c.lastmodifieddate < '1/2/2026 11:59 am'").await, 2);
+    assert_eq!(count("c.lastmodifieddate BETWEEN '12/31/2025' AND '1/1/2026'").await, 2);
+    assert_eq!(count("c.lastmodifieddate IN ('1/1/2026', '1/3/2026')").await, 1);
+    assert_eq!(count("c.companyname > '1/1/2026'").await, 3, "text columns compare as text");
+    // The literal is the user's local time: midnight an hour east of UTC is 23:00 UTC.
+    sim.set_user_time_zone(3600);
+    assert_eq!(count("lastmodifieddate >= '1/1/2026'").await, 3);
+    for literal in ["2026-01-01", "garbage", "13/45/2026", "1/1/26", ""] {
+        let q = format!("SELECT COUNT(*) AS n FROM customer WHERE lastmodifieddate > '{literal}'");
+        let (status, body) = suiteql(&sim, &t, &q, "", true).await;
+        assert_eq!((status, error_code(&body)), (400, "INVALID_PARAMETER"), "{q}: {body}");
+        assert_eq!(body["o:errorDetails"][0]["o:errorQueryParam"], "q");
+        let detail = body["o:errorDetails"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("'{literal}'")) && detail.contains("M/D/YYYY"), "{detail}");
+    }
+    let (status, body) =
+        suiteql(&sim, &t, "SELECT id FROM customer WHERE datecreated BETWEEN '1/1/2026' AND 'soon'", "", true).await;
+    assert_eq!(status, 400, "{body}");
+}

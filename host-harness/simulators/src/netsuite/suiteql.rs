@@ -71,7 +71,171 @@ fn invalid(detail: impl std::fmt::Display) -> InvalidQuery {
     ))
 }
 
-fn translate(q: &str) -> Result<String, InvalidQuery> {
+/// Columns stored as Unix seconds (declared TIMESTAMP in the schema).
+const DATE_COLUMNS: [&str; 3] = ["datecreated", "lastmodifieddate", "deleteddate"];
+
+static DATE_COLUMN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?i)\b(?:[a-z_][a-z0-9_]*\.)?({})\b", DATE_COLUMNS.join("|"))).unwrap());
+/// In the masked text (literals' contents as `x`): an operator and a literal after a column ...
+static OP_LITERAL_AFTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*(?:<>|!=|<=|>=|=|<|>)\s*('x*')").unwrap());
+/// ... or a literal and an operator before it.
+static LITERAL_OP_BEFORE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"('x*')\s*(?:<>|!=|<=|>=|=|<|>)\s*$").unwrap());
+static BETWEEN_AFTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(?:NOT\s+)?BETWEEN\s").unwrap());
+static LEADING_LITERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^'x*'").unwrap());
+static IN_AFTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(?:NOT\s+)?IN\s*\(").unwrap());
+/// The user's date format preference, M/D/YYYY (zero-padded or not),
+/// optionally with the time as NetSuite's default time format writes it.
+static PREFERENCE_DATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(\d{1,2})/(\d{1,2})/(\d{4})(?: (\d{1,2}):(\d{2})(?::(\d{2}))? ?([ap]m))?$").unwrap()
+});
+
+/// `q` with each literal's contents replaced by as many `x` bytes: the same
+/// byte positions, and no words or brackets inside literals.
+fn mask_literals(q: &str) -> String {
+    STRING_LITERAL.replace_all(q, |c: &regex::Captures<'_>| format!("'{}'", "x".repeat(c[0].len() - 2))).into_owned()
+}
+
+/// A bare literal in the user's date format preference as local Unix
+/// seconds, or None when it is not one.
+fn preference_literal(text: &str) -> Option<i64> {
+    let c = PREFERENCE_DATE.captures(text)?;
+    let num = |i: usize| c.get(i).map(|m| m.as_str().parse::<u8>()).transpose().ok().flatten();
+    let year: i32 = c[3].parse().ok()?;
+    let date = time::Date::from_calendar_date(year, time::Month::try_from(num(1)?).ok()?, num(2)?).ok()?;
+    let time = match c.get(7) {
+        None => time::Time::MIDNIGHT,
+        Some(half) => {
+            let hour = num(4)?;
+            if !(1..=12).contains(&hour) {
+                return None;
+            }
+            let hour = hour % 12 + if half.as_str().eq_ignore_ascii_case("pm") { 12 } else { 0 };
+            time::Time::from_hms(hour, num(5)?, num(6).unwrap_or(0)).ok()?
+        }
+    };
+    Some(time::PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp())
+}
+
+/// Where the `AND` that ends a BETWEEN's first operand starts in `rest`:
+/// the first one outside brackets, None past the enclosing bracket.
+fn top_level_and(rest: &str) -> Option<usize> {
+    let bytes = rest.as_bytes();
+    let boundary = |b: Option<&u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_');
+    let mut depth = 0i32;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' if depth == 0 => return None,
+            b')' => depth -= 1,
+            b'a' | b'A'
+                if depth == 0
+                    && rest.get(i..i + 3).is_some_and(|w| w.eq_ignore_ascii_case("and"))
+                    && boundary(i.checked_sub(1).and_then(|j| bytes.get(j)))
+                    && boundary(bytes.get(i + 3)) =>
+            {
+                return Some(i);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Bare string literals compared with a date column (`=`, `<>`, `<`, ...,
+/// `BETWEEN`, `IN`), as Unix seconds: NetSuite reads them in the user's date
+/// format preference and time zone (`zone` seconds east of UTC), and refuses
+/// any other literal there. Anything else is left as it is.
+fn date_literals(q: &str, zone: i64) -> Result<String, InvalidQuery> {
+    let masked = mask_literals(q);
+    // Byte ranges of the literals to replace, quotes included, and their column.
+    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    for m in DATE_COLUMN.captures_iter(&masked) {
+        let (whole, column) = (m.get(0).expect("a match"), m[1].to_ascii_lowercase());
+        let after = &masked[whole.end()..];
+        if after.starts_with(['(', '.']) {
+            continue;
+        }
+        let mut push = |start: usize, end: usize| found.push((start, end, column.clone()));
+        if let Some(lit) = OP_LITERAL_AFTER.captures(after).and_then(|c| c.get(1)) {
+            push(whole.end() + lit.start(), whole.end() + lit.end());
+        } else if let Some(between) = BETWEEN_AFTER.find(after) {
+            // Operands: up to the AND at this depth, then the next operand.
+            let from = whole.end() + between.end();
+            let rest = &masked[from..];
+            let Some(and) = top_level_and(rest) else { continue };
+            let first = rest[..and].trim();
+            if first.starts_with('\'') && first.ends_with('\'') && first.len() >= 2 {
+                let start = from + rest[..and].find('\'').expect("a quote");
+                push(start, start + first.len());
+            }
+            let second = &rest[and + 3..];
+            let skipped = second.len() - second.trim_start().len();
+            if let Some(lit) = LEADING_LITERAL.find(&second[skipped..]) {
+                let start = from + and + 3 + skipped;
+                push(start, start + lit.end());
+            }
+        } else if let Some(open) = IN_AFTER.find(after) {
+            // The list's items at its own depth; only bare literals among them.
+            let from = whole.end() + open.end();
+            let (mut depth, mut item_start) = (0i32, from);
+            for (i, b) in masked.bytes().enumerate().skip(from) {
+                let end_of_item = match b {
+                    b'(' => {
+                        depth += 1;
+                        false
+                    }
+                    b')' if depth > 0 => {
+                        depth -= 1;
+                        false
+                    }
+                    b')' => true,
+                    b',' => depth == 0,
+                    _ => false,
+                };
+                if end_of_item {
+                    let item = &masked[item_start..i];
+                    let trimmed = item.trim();
+                    if trimmed.len() >= 2 && LEADING_LITERAL.find(trimmed).is_some_and(|m| m.len() == trimmed.len()) {
+                        let start = item_start + item.find('\'').expect("a quote");
+                        push(start, start + trimmed.len());
+                    }
+                    item_start = i + 1;
+                    if b == b')' {
+                        break;
+                    }
+                }
+            }
+        } else if let Some(lit) = LITERAL_OP_BEFORE.captures(&masked[..whole.start()]).and_then(|c| c.get(1)) {
+            push(lit.start(), lit.end());
+        }
+    }
+    if found.is_empty() {
+        return Ok(q.to_string());
+    }
+    found.sort_by_key(|(start, _, _)| *start);
+    found.dedup_by_key(|(start, _, _)| *start);
+    let mut out = String::with_capacity(q.len());
+    let mut copied = 0;
+    for (start, end, column) in found {
+        let literal = &q[start..end];
+        let text = literal[1..literal.len() - 1].replace("''", "'");
+        let Some(local) = preference_literal(&text) else {
+            return Err(invalid(format!(
+                "Unparseable date {literal} compared with {column}: a date literal must be in the user's date \
+                 format preference, M/D/YYYY (for example 1/31/2026, or 1/31/2026 2:05 pm with a time), or be \
+                 converted with TO_DATE or TO_TIMESTAMP and an explicit format."
+            )));
+        };
+        out.push_str(&q[copied..start]);
+        out.push_str(&format!("({})", local - zone));
+        copied = end;
+    }
+    out.push_str(&q[copied..]);
+    Ok(out)
+}
+
+fn translate(q: &str, zone: i64) -> Result<String, InvalidQuery> {
     let trimmed = q.trim();
     if !trimmed.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("select")) {
         return Err(invalid("Only SELECT queries are supported."));
@@ -83,6 +247,8 @@ fn translate(q: &str) -> Result<String, InvalidQuery> {
     if without_literals.contains(';') {
         return Err(invalid("Unexpected ';'."));
     }
+    let dated = date_literals(trimmed, zone)?;
+    let trimmed = dated.as_str();
     let mut error = None;
     let rewritten = BUILTIN_DF.replace_all(trimmed, |c: &regex::Captures<'_>| {
         let (alias, field) = (&c[1], &c[2]);
@@ -140,7 +306,7 @@ pub fn run_as_role(
             return Err(invalid(format!("Record '{table}' was not found.")));
         }
     }
-    let sql = translate(q)?;
+    let sql = translate(q, zone)?;
     let mut stmt =
         conn.prepare(&format!("SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")).map_err(sqlite_error)?;
     let columns: Vec<(String, bool)> = stmt
@@ -227,7 +393,7 @@ fn count_sql(conn: &Connection, sql: &str) -> String {
     });
     let whole = format!("SELECT COUNT(*) FROM ({sql})");
     // Literals blanked (same length): their words and brackets do not count.
-    let masked = STRING_LITERAL.replace_all(sql, |c: &regex::Captures<'_>| format!("'{}'", "x".repeat(c[0].len() - 2)));
+    let masked = mask_literals(sql);
     if masked.len() != sql.len() || NOT_PLAIN.is_match(&masked) {
         return whole;
     }
@@ -435,6 +601,32 @@ mod tests {
             2
         );
         assert_eq!(total("SELECT DISTINCT c.email FROM customer c"), 2);
+    }
+
+    #[test]
+    fn bare_date_literals_are_the_columns_declared_timestamp() {
+        let conn = db::open().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND p.type = 'TIMESTAMP' ORDER BY p.name",
+            )
+            .unwrap();
+        let declared: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let mut known = DATE_COLUMNS.to_vec();
+        known.sort();
+        assert_eq!(declared, known);
+        // Literals that are not compared with a date column stay as they are.
+        let q = "SELECT 'x' AS lastmodifieddate FROM customer c WHERE c.companyname = '1/1/2026' \
+                 AND TO_CHAR(c.lastmodifieddate, 'YYYY') = '2026' AND c.datecreated IN (TO_DATE('1', 'DD'), '1/2/2026')";
+        let out = date_literals(q, 0).unwrap();
+        assert!(out.contains("TO_DATE('1', 'DD'), (1767312000))") && out.contains("'1/1/2026' AND TO_CHAR"), "{out}");
+        assert!(
+            date_literals("SELECT id FROM customer WHERE (lastmodifieddate BETWEEN 1 AND 2) AND x = 'a'", 0).is_ok()
+        );
+        assert_eq!(preference_literal("12/31/2025 12:05 am"), Some(1767139500));
+        assert_eq!(preference_literal("1/1/2026 12:00 pm"), Some(1767268800));
+        assert_eq!(preference_literal("1/1/2026 13:00 pm"), None);
     }
 
     #[test]
