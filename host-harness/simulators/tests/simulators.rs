@@ -710,3 +710,81 @@ async fn netsuite_bare_date_literals_follow_the_date_format_preference() {
         suiteql(&sim, &t, "SELECT id FROM customer WHERE datecreated BETWEEN '1/1/2026' AND 'soon'", "", true).await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// Reference 2.1 and 3: the Oracle forms SuiteQL accepts and peers send.
+#[tokio::test]
+async fn netsuite_suiteql_takes_the_oracle_forms_peers_send() {
+    let (sim, clock) = netsuite(5).await;
+    let ids = sim.seed_customers(3, 1).unwrap();
+    // 2025-12-31 23:30, 2026-01-01 00:00 and 2026-01-02 12:00 UTC; the second's parent is the first.
+    for (id, at) in ids.iter().zip([1_767_223_800i64, 1_767_225_600, 1_767_355_200]) {
+        let sql = format!("UPDATE customer SET lastmodifieddate = {at}, terms = 2, parent = NULL WHERE id = {id}");
+        sim.execute(&sql).unwrap();
+    }
+    sim.execute(&format!("UPDATE customer SET parent = {} WHERE id = {}", ids[0], ids[1])).unwrap();
+    let vendors = sim.seed_vendors(1, 2).unwrap();
+    sim.seed_contacts(2, &[ids[0]], clock.now_secs(), 4).unwrap();
+    let t = token(&sim, &clock).await;
+    let rows = |q: String| {
+        let (sim, t) = (sim.clone(), t.clone());
+        async move {
+            let (status, body) = suiteql(&sim, &t, &q, "", true).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            body["items"].as_array().unwrap().clone()
+        }
+    };
+    let ids_of =
+        |items: Vec<Value>| -> Vec<i64> { items.iter().map(|r| r["id"].as_str().unwrap().parse().unwrap()).collect() };
+    let entityid = |id: i64| sim.customer_field(id, "entityid").unwrap().unwrap();
+
+    // amp's fractional-second form: the `x` radix character and `FF`.
+    let q = "SELECT id FROM customer WHERE lastmodifieddate >= \
+             TO_TIMESTAMP('2026-01-01 00:00:00.000000000', 'YYYY-MM-DD HH24:MI:SSxFF') ORDER BY id";
+    assert_eq!(ids_of(rows(q.into()).await), ids[1..]);
+    let q = "SELECT id FROM customer WHERE lastmodifieddate > \
+             TO_TIMESTAMP('2025-12-31 23:30:00.5', 'YYYY-MM-DD HH24:MI:SSxFF') ORDER BY id";
+    assert_eq!(ids_of(rows(q.into()).await), ids[1..], "a fraction counts");
+    // Double-quoted text in a format.
+    let q = format!(
+        "SELECT TO_CHAR(lastmodifieddate, 'YYYY-MM-DD\"T\"HH24:MI:SS') AS t FROM customer WHERE id = {}",
+        ids[2]
+    );
+    assert_eq!(rows(q).await[0]["t"], "2026-01-02T12:00:00");
+    // BUILTIN.DF without an alias, read from the query's own row (customer has `parent` too).
+    let q = format!("SELECT BUILTIN.DF(terms) AS t, BUILTIN.DF(parent) AS p FROM customer WHERE id = {}", ids[1]);
+    let row = &rows(q).await[0];
+    assert_eq!((row["t"].as_str(), row["p"].as_str()), (Some("Net 30"), Some(entityid(ids[0]).as_str())));
+    // A contact's company: a customer or a vendor.
+    sim.execute(&format!("UPDATE contact SET company = {} WHERE id = (SELECT MAX(id) FROM contact)", vendors[0]))
+        .unwrap();
+    let q = "SELECT BUILTIN.DF(ct.company) AS c FROM contact ct ORDER BY ct.id".to_string();
+    let companies: Vec<Value> = rows(q).await.iter().map(|r| r["c"].clone()).collect();
+    let vendor = sim.vendor_field(vendors[0], "entityid").unwrap().unwrap();
+    assert_eq!(companies, [json!(entityid(ids[0])), json!(vendor)]);
+    // SYSDATE is the account's now; a number added or taken is days.
+    sim.execute(&format!("UPDATE customer SET lastmodifieddate = {} WHERE id = {}", clock.now_secs() - 7200, ids[0]))
+        .unwrap();
+    let count = |filter: &str| {
+        let rows = rows(format!("SELECT COUNT(*) AS n FROM customer WHERE {filter}"));
+        async move { rows.await[0]["n"].as_str().unwrap().parse::<u32>().unwrap() }
+    };
+    assert_eq!(count("lastmodifieddate < SYSDATE").await, 3);
+    assert_eq!(count("lastmodifieddate > SYSDATE - 1/24").await, 0);
+    assert_eq!(count("lastmodifieddate > SYSDATE - 3/24").await, 1);
+    assert_eq!(count("lastmodifieddate BETWEEN SYSDATE - 1 AND SYSDATE").await, 1);
+    // DECODE, ROWNUM and the row limiting clause.
+    let q = format!(
+        "SELECT DECODE(isinactive, 'T', 'inactive', 'F', 'active', 'other') AS s FROM customer WHERE id = {}",
+        ids[0]
+    );
+    sim.execute(&format!("UPDATE customer SET isinactive = 'F' WHERE id = {}", ids[0])).unwrap();
+    assert_eq!(rows(q).await[0]["s"], "active");
+    assert_eq!(ids_of(rows("SELECT id FROM customer WHERE ROWNUM <= 2 ORDER BY id".into()).await), ids[..2]);
+    let q = "SELECT * FROM (SELECT id FROM customer ORDER BY id DESC) WHERE ROWNUM = 1";
+    assert_eq!(ids_of(rows(q.into()).await), ids[2..]);
+    let q = "SELECT id FROM customer WHERE ROWNUM < 3 AND isinactive IN ('T', 'F') ORDER BY id";
+    assert_eq!(ids_of(rows(q.into()).await), ids[..2]);
+    assert_eq!(ids_of(rows("SELECT id FROM customer ORDER BY id FETCH FIRST 2 ROWS ONLY".into()).await), ids[..2]);
+    let q = "SELECT id FROM customer ORDER BY id OFFSET 1 ROWS FETCH NEXT 1 ROWS ONLY";
+    assert_eq!(ids_of(rows(q.into()).await), ids[1..2]);
+}

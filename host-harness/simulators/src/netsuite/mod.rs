@@ -774,7 +774,8 @@ async fn suiteql_handler(
         0 => limit,
         rows => rows.min(limit),
     };
-    let result = suiteql::run_as_role(&sim.db(), &query, served, offset, &denied, zone);
+    let at = suiteql::Evaluation { zone, now: inner.clock.now_secs() };
+    let result = suiteql::run_as_role(&sim.db(), &query, served, offset, &denied, at);
     inner.queries.fetch_add(1, Ordering::SeqCst);
     {
         let mut recent = inner.recent_queries.lock().unwrap();

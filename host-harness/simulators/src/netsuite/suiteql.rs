@@ -40,8 +40,55 @@ impl QueryPage {
 #[derive(Debug)]
 pub struct InvalidQuery(pub String);
 
+/// `BUILTIN.DF(alias.field)` or `BUILTIN.DF(field)`.
 static BUILTIN_DF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)BUILTIN\.DF\(\s*([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\s*\)").unwrap());
+    LazyLock::new(|| Regex::new(r"(?i)BUILTIN\.DF\(\s*(?:([a-z_][a-z0-9_]*)\.)?([a-z_][a-z0-9_]*)\s*\)").unwrap());
+/// A table in a FROM or JOIN, and its alias if it has one (a keyword after
+/// the table is no alias).
+static FROM_TABLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)(?:\s+(?:AS\s+)?([a-z_][a-z0-9_]*))?").unwrap()
+});
+const NOT_ALIASES: [&str; 20] = [
+    "where",
+    "left",
+    "right",
+    "inner",
+    "outer",
+    "full",
+    "cross",
+    "join",
+    "on",
+    "order",
+    "group",
+    "having",
+    "union",
+    "minus",
+    "intersect",
+    "except",
+    "fetch",
+    "offset",
+    "start",
+    "connect",
+];
+/// The current date and time, and `± n` or `± n/m` days from it.
+static SYSDATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:SYSDATE|SYSTIMESTAMP|CURRENT_DATE|CURRENT_TIMESTAMP)\b(?:\s*([+-])\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?)?",
+    )
+    .unwrap()
+});
+/// Oracle's row limiting clause (12c): `OFFSET m ROWS`, `FETCH FIRST n ROWS ONLY`.
+static OFFSET_ROWS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bOFFSET\s+(\d+)\s+ROWS?\b(?:\s+FETCH\s+(?:FIRST|NEXT)\s+(\d+)\s+ROWS?\s+ONLY\b)?").unwrap()
+});
+static FETCH_FIRST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bFETCH\s+(?:FIRST|NEXT)\s+(\d+)\s+ROWS?\s+ONLY\b").unwrap());
+static ROWNUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bROWNUM\b").unwrap());
+/// `ROWNUM <= n` (or `<`, `=`) as a condition of its own in a WHERE clause:
+/// after WHERE and before AND or the clause's end, or after AND.
+static ROWNUM_CONDITION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:\bWHERE\s+ROWNUM\s*(<=|<|=)\s*(\d+)(\s+AND\b)?|\s+AND\s+ROWNUM\s*(<=|<|=)\s*(\d+))\b").unwrap()
+});
 static STRING_LITERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").unwrap());
 /// `ORDER BY TO_CHAR(x.col, 'YYYY-MM-DD HH24:MI:SS')`: this account keeps
 /// whole seconds, so the text orders exactly as the column does.
@@ -51,17 +98,104 @@ static ORDER_BY_SECOND_TEXT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static NOT_SUITEQL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(LIMIT|PRAGMA|ATTACH|GLOB)\b").unwrap());
 
-/// The table and column a referenced field's display value comes from.
-fn display_table(field: &str) -> Option<(&'static str, &'static str)> {
-    match field {
-        "terms" => Some(("term", "name")),
-        "subsidiary" => Some(("subsidiary", "name")),
-        "currency" => Some(("currency", "name")),
-        "category" => Some(("customercategory", "name")),
-        "entitystatus" => Some(("entitystatus", "name")),
-        "salesrep" => Some(("employee", "entityid")),
-        "parent" => Some(("customer", "entityid")),
-        _ => None,
+/// The tables and column a referenced field's display value comes from
+/// (a contact's company is a customer or a vendor).
+fn display_table(field: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    Some(match field {
+        "terms" => &[("term", "name")],
+        "subsidiary" => &[("subsidiary", "name")],
+        "currency" => &[("currency", "name")],
+        "category" => &[("customercategory", "name")],
+        "entitystatus" => &[("entitystatus", "name")],
+        "salesrep" => &[("employee", "entityid")],
+        "parent" => &[("customer", "entityid")],
+        "company" => &[("customer", "entityid"), ("vendor", "entityid")],
+        _ => return None,
+    })
+}
+
+/// `q` with each match of `re` outside string literals replaced by what
+/// `f` makes of its captures (read in the masked text: no literal text).
+fn replace_outside_literals(
+    q: &str,
+    re: &Regex,
+    mut f: impl FnMut(&regex::Captures<'_>) -> Result<String, InvalidQuery>,
+) -> Result<String, InvalidQuery> {
+    let masked = mask_literals(q);
+    let mut out = String::with_capacity(q.len());
+    let mut copied = 0;
+    for c in re.captures_iter(&masked) {
+        let whole = c.get(0).expect("a match");
+        out.push_str(&q[copied..whole.start()]);
+        out.push_str(&f(&c)?);
+        copied = whole.end();
+    }
+    out.push_str(&q[copied..]);
+    Ok(out)
+}
+
+/// The alias (or name) of the table in the query's FROM or JOINs that has
+/// column `field`, for `BUILTIN.DF(field)` written without one.
+fn owner_of(conn: &Connection, masked: &str, field: &str) -> Option<String> {
+    FROM_TABLE.captures_iter(masked).find_map(|c| {
+        let table = c[1].to_ascii_lowercase();
+        let has = conn
+            .prepare_cached("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+            .and_then(|mut s| s.exists([table.as_str(), &field.to_ascii_lowercase()]))
+            .unwrap_or(false);
+        let alias = c.get(2).map(|a| a.as_str()).filter(|a| !NOT_ALIASES.contains(&a.to_ascii_lowercase().as_str()));
+        has.then(|| alias.map_or(table.clone(), str::to_string))
+    })
+}
+
+/// `WHERE ROWNUM <= n` (or `AND ROWNUM <= n`) as a LIMIT at the end of its
+/// SELECT, taken after that SELECT's ORDER BY; any other ROWNUM is refused.
+fn rownum(q: &str) -> Result<String, InvalidQuery> {
+    let mut q = q.to_string();
+    loop {
+        let masked = mask_literals(&q);
+        if !ROWNUM.is_match(&masked) {
+            return Ok(q);
+        }
+        let Some(c) = ROWNUM_CONDITION.captures(&masked) else {
+            return Err(invalid(
+                "ROWNUM is supported here only as a condition ROWNUM <= n, ROWNUM < n or ROWNUM = n ANDed into a \
+                 WHERE clause.",
+            ));
+        };
+        let whole = c.get(0).expect("a match");
+        let next_word = masked[whole.end()..].trim_start();
+        if next_word.get(..2).is_some_and(|w| w.eq_ignore_ascii_case("or"))
+            && !next_word.as_bytes().get(2).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            return Err(invalid("ROWNUM is supported here only as a condition ANDed into a WHERE clause, not ORed."));
+        }
+        let (op, n, and_after) = match c.get(1) {
+            Some(op) => (op.as_str(), &c[2], c.get(3).is_some()),
+            None => (&c[4], &c[5], false),
+        };
+        let n: u64 = n.parse().map_err(|_| invalid(format!("Invalid number '{n}'.")))?;
+        let rows = match op {
+            "<=" => n,
+            "<" => n.saturating_sub(1),
+            _ => u64::from(n == 1),
+        };
+        // WHERE ROWNUM <= n AND x: keep the WHERE; WHERE ROWNUM <= n: drop it.
+        let kept = if and_after { "WHERE " } else { "" };
+        // The end of this SELECT: a closing bracket at its depth, or the end.
+        let mut depth = 0i32;
+        let end = masked[whole.end()..]
+            .bytes()
+            .position(|b| {
+                match b {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    _ => {}
+                }
+                depth < 0
+            })
+            .map_or(masked.len(), |i| whole.end() + i);
+        q = format!("{}{kept}{} LIMIT {rows}{}", &q[..whole.start()], q[whole.end()..end].trim_end(), &q[end..]);
     }
 }
 
@@ -235,7 +369,15 @@ fn date_literals(q: &str, zone: i64) -> Result<String, InvalidQuery> {
     Ok(out)
 }
 
-fn translate(q: &str, zone: i64) -> Result<String, InvalidQuery> {
+/// What a query is read against besides the data: the user's time zone
+/// (seconds east of UTC) and the time now (Unix seconds, for SYSDATE).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evaluation {
+    pub zone: i64,
+    pub now: i64,
+}
+
+fn translate(conn: &Connection, q: &str, at: Evaluation) -> Result<String, InvalidQuery> {
     let trimmed = q.trim();
     if !trimmed.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("select")) {
         return Err(invalid("Only SELECT queries are supported."));
@@ -247,26 +389,53 @@ fn translate(q: &str, zone: i64) -> Result<String, InvalidQuery> {
     if without_literals.contains(';') {
         return Err(invalid("Unexpected ';'."));
     }
-    let dated = date_literals(trimmed, zone)?;
-    let trimmed = dated.as_str();
-    let mut error = None;
-    let rewritten = BUILTIN_DF.replace_all(trimmed, |c: &regex::Captures<'_>| {
-        let (alias, field) = (&c[1], &c[2]);
-        match display_table(&field.to_ascii_lowercase()) {
-            Some((table, column)) => format!("(SELECT {column} FROM {table} WHERE id = {alias}.{field})"),
-            None => {
-                error = Some(invalid(format!("BUILTIN.DF is not available for field '{field}'.")));
-                String::new()
+    let q = date_literals(trimmed, at.zone)?;
+    let q = replace_outside_literals(&q, &SYSDATE, |c| {
+        let days = match (c.get(1), c.get(2)) {
+            (Some(sign), Some(n)) => {
+                let n: f64 = n.as_str().parse().unwrap_or(0.0);
+                let per: f64 = c.get(3).and_then(|m| m.as_str().parse().ok()).unwrap_or(1.0);
+                if per == 0.0 {
+                    return Err(invalid("ORA-01476: divisor is equal to zero"));
+                }
+                if sign.as_str() == "-" { -n / per } else { n / per }
             }
-        }
-    });
-    match error {
-        Some(e) => Err(e),
-        // Ordering by the column lets SQLite read the (column, id) index from
-        // the keyset's lower bound on, as Oracle would, instead of scanning
-        // from the oldest row for every page.
-        None => Ok(ORDER_BY_SECOND_TEXT.replace_all(&rewritten, "ORDER BY $1").into_owned()),
-    }
+            _ => 0.0,
+        };
+        Ok(format!("({})", at.now + (days * 86400.0).round() as i64))
+    })?;
+    let q = replace_outside_literals(&q, &OFFSET_ROWS, |c| {
+        Ok(format!("LIMIT {} OFFSET {}", c.get(2).map_or("-1", |n| n.as_str()), &c[1]))
+    })?;
+    let q = replace_outside_literals(&q, &FETCH_FIRST, |c| Ok(format!("LIMIT {}", &c[1])))?;
+    let q = rownum(&q)?;
+    let masked = mask_literals(&q);
+    let rewritten = replace_outside_literals(&q, &BUILTIN_DF, |c| {
+        let field = &c[2];
+        let Some(sources) = display_table(&field.to_ascii_lowercase()) else {
+            return Err(invalid(format!("BUILTIN.DF is not available for field '{field}'.")));
+        };
+        let owner = match c.get(1) {
+            Some(alias) => alias.as_str().to_string(),
+            None => owner_of(conn, &masked, field).ok_or_else(|| invalid(format!("Unknown identifier '{field}'.")))?,
+        };
+        // The looked-up table under an alias of its own, so that the field
+        // is read from the query's table even where both have that column.
+        let lookups: Vec<String> = sources
+            .iter()
+            .map(|(table, column)| {
+                format!("(SELECT builtin_df.{column} FROM {table} builtin_df WHERE builtin_df.id = {owner}.{field})")
+            })
+            .collect();
+        Ok(match &lookups[..] {
+            [one] => one.clone(),
+            many => format!("COALESCE({})", many.join(", ")),
+        })
+    })?;
+    // Ordering by the column lets SQLite read the (column, id) index from
+    // the keyset's lower bound on, as Oracle would, instead of scanning
+    // from the oldest row for every page.
+    Ok(ORDER_BY_SECOND_TEXT.replace_all(&rewritten, "ORDER BY $1").into_owned())
 }
 
 fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
@@ -285,20 +454,22 @@ fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
 }
 
 pub fn run(conn: &Connection, q: &str, limit: u64, offset: u64) -> Result<QueryPage, InvalidQuery> {
-    run_as_role(conn, q, limit, offset, &[], 0)
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    run_as_role(conn, q, limit, offset, &[], Evaluation { zone: 0, now })
 }
 
 /// Runs a query for a role that cannot see `denied` tables: NetSuite then
 /// reports the record type as not found. Raw datetime columns print in the
-/// user's time zone, `zone` seconds east of UTC.
+/// user's time zone, and SYSDATE is `at.now`.
 pub fn run_as_role(
     conn: &Connection,
     q: &str,
     limit: u64,
     offset: u64,
     denied: &[String],
-    zone: i64,
+    at: Evaluation,
 ) -> Result<QueryPage, InvalidQuery> {
+    let zone = at.zone;
     let lowered = q.to_ascii_lowercase();
     for table in denied {
         let pattern = Regex::new(&format!(r"\b{}\b", regex::escape(table))).expect("escaped table name");
@@ -306,7 +477,7 @@ pub fn run_as_role(
             return Err(invalid(format!("Record '{table}' was not found.")));
         }
     }
-    let sql = translate(q, zone)?;
+    let sql = translate(conn, q, at)?;
     let mut stmt =
         conn.prepare(&format!("SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")).map_err(sqlite_error)?;
     let columns: Vec<(String, bool)> = stmt
