@@ -788,3 +788,45 @@ async fn netsuite_suiteql_takes_the_oracle_forms_peers_send() {
     let q = "SELECT id FROM customer ORDER BY id OFFSET 1 ROWS FETCH NEXT 1 ROWS ONLY";
     assert_eq!(ids_of(rows(q.into()).await), ids[1..2]);
 }
+
+/// SuiteQL's errors speak NetSuite (reference 2.4), never SQLite, and
+/// SQLite's own functions and tables are not there to be found.
+#[tokio::test]
+async fn netsuite_suiteql_errors_do_not_leak_sqlite() {
+    let (sim, clock) = netsuite(5).await;
+    sim.seed_customers(2, 1).unwrap();
+    let t = token(&sim, &clock).await;
+    for (q, names) in [
+        ("SELECT NOSUCHFN(id) AS x FROM customer", Some("Unknown identifier 'NOSUCHFN'")),
+        ("SELECT sqlite_version() AS v FROM customer", Some("Unknown identifier 'sqlite_version'")),
+        ("SELECT sqlite_source_id() AS v FROM customer", Some("Unknown identifier 'sqlite_source_id'")),
+        ("SELECT typeof(id) AS t FROM customer", Some("Unknown identifier 'typeof'")),
+        ("SELECT printf('%d', id) AS t FROM customer", Some("Unknown identifier 'printf'")),
+        ("SELECT name FROM sqlite_master", Some("Record 'sqlite_master' was not found")),
+        ("SELECT name FROM SQLITE_SCHEMA", Some("Record 'SQLITE_SCHEMA' was not found")),
+        ("SELECT name FROM pragma_table_info('customer')", Some("Record 'pragma_table_info' was not found")),
+        ("SELECT id FROM customer ORDER BY id OFFSET", None),
+        ("SELECT id FROM customer WHERE", None),
+        ("SELECT id, FROM customer", None),
+        ("SELECT SUBSTR(id) AS x FROM customer", None),
+        ("SELECT c.id FROM customer c JOIN vendor v ON v.id = c.id WHERE id > 0", None),
+    ] {
+        let (status, body) = suiteql(&sim, &t, q, "", true).await;
+        assert_eq!((status, error_code(&body)), (400, "INVALID_PARAMETER"), "{q}: {body}");
+        assert_eq!(body["o:errorDetails"][0]["o:errorQueryParam"], "q");
+        let detail = body["o:errorDetails"][0]["detail"].as_str().unwrap();
+        assert!(detail.starts_with("Invalid search query."), "{q}: {detail}");
+        for sqlite in ["no such", "near \"", "syntax error", "sqlite_master", "incomplete input", "ambiguous column"] {
+            assert!(!detail.contains(sqlite) || names.is_some_and(|n| n.contains(sqlite)), "{q}: {detail}");
+        }
+        if let Some(names) = names {
+            assert!(detail.contains(names), "{q}: {detail}");
+        }
+    }
+    // Functions SuiteQL shares with SQLite still run.
+    let q = "SELECT SUBSTR(UPPER(companyname), 1, 3) AS s, LENGTH(entityid) AS n, COALESCE(email, 'none') AS e, \
+             ROUND(1.26, 1) AS r FROM customer ORDER BY id";
+    let (status, body) = suiteql(&sim, &t, q, "", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"][0]["r"], "1.3");
+}

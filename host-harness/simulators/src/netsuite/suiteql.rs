@@ -96,6 +96,48 @@ static ORDER_BY_SECOND_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)ORDER BY TO_CHAR\(\s*([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*,\s*'YYYY-MM-DD HH24:MI:SS'\s*\)")
         .unwrap()
 });
+/// A name called as a function, or SQLite's own tables and table-valued
+/// pragmas anywhere.
+static CALLED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b([a-z_][a-z0-9_]*)\s*\(").unwrap());
+static SQLITE_TABLE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(?:sqlite_|pragma_)[a-z0-9_]*").unwrap());
+/// SQLite's built-in functions that Oracle SQL does not have (SuiteQL's
+/// ones, such as SUBSTR, INSTR or COALESCE, run as they are).
+const SQLITE_ONLY_FUNCTIONS: [&str; 34] = [
+    "changes",
+    "concat_ws",
+    "format",
+    "glob",
+    "hex",
+    "ifnull",
+    "iif",
+    "last_insert_rowid",
+    "likelihood",
+    "likely",
+    "load_extension",
+    "octet_length",
+    "printf",
+    "quote",
+    "random",
+    "randomblob",
+    "substring",
+    "total_changes",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unlikely",
+    "zeroblob",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "unixepoch",
+    "strftime",
+    "timediff",
+    "group_concat",
+    "string_agg",
+    "total",
+    "pow",
+];
 static NOT_SUITEQL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(LIMIT|PRAGMA|ATTACH|GLOB)\b").unwrap());
 
 /// The tables and column a referenced field's display value comes from
@@ -389,6 +431,16 @@ fn translate(conn: &Connection, q: &str, at: Evaluation) -> Result<String, Inval
     if without_literals.contains(';') {
         return Err(invalid("Unexpected ';'."));
     }
+    // SQLite's own functions and tables are no part of NetSuite.
+    for c in CALLED.captures_iter(&without_literals) {
+        let name = c[1].to_ascii_lowercase();
+        if name.starts_with("sqlite_") || name.starts_with("json") || SQLITE_ONLY_FUNCTIONS.contains(&name.as_str()) {
+            return Err(invalid(format!("Unknown identifier '{}'.", &c[1])));
+        }
+    }
+    if let Some(m) = SQLITE_TABLE.find(&without_literals) {
+        return Err(invalid(format!("Record '{}' was not found.", m.as_str())));
+    }
     let q = date_literals(trimmed, at.zone)?;
     let q = replace_outside_literals(&q, &SYSDATE, |c| {
         let days = match (c.get(1), c.get(2)) {
@@ -438,18 +490,36 @@ fn translate(conn: &Connection, q: &str, at: Evaluation) -> Result<String, Inval
     Ok(ORDER_BY_SECOND_TEXT.replace_all(&rewritten, "ORDER BY $1").into_owned())
 }
 
+/// A failure SQLite reports, in NetSuite's words: unknown columns,
+/// functions and tables are named as NetSuite names them, the simulator's
+/// own ORA- errors pass, and anything else says only that the query is
+/// invalid, with none of SQLite's wording.
 fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
     let text = match e {
         rusqlite::Error::SqlInputError { msg, .. } => msg,
         rusqlite::Error::SqliteFailure(_, Some(msg)) => msg,
+        rusqlite::Error::UserFunctionError(e) => e.to_string(),
         other => other.to_string(),
     };
+    let unsupported = |why: &str| invalid(format!("Invalid or unsupported search: {why}."));
     if let Some(col) = text.strip_prefix("no such column: ") {
         invalid(format!("Unknown identifier '{col}'."))
+    } else if let Some(function) = text.strip_prefix("no such function: ") {
+        invalid(format!("Unknown identifier '{function}'."))
     } else if let Some(table) = text.strip_prefix("no such table: ") {
-        invalid(format!("Record '{table}' was not found."))
-    } else {
+        invalid(format!("Record '{}' was not found.", table.strip_prefix("main.").unwrap_or(table)))
+    } else if let Some(function) = text.strip_prefix("wrong number of arguments to function ") {
+        unsupported(&format!("wrong number of arguments for {}", function.trim_end_matches("()")))
+    } else if let Some(col) = text.strip_prefix("ambiguous column name: ") {
+        invalid(format!("Ambiguous identifier '{col}'."))
+    } else if let Some(near) = text.strip_prefix("near \"").and_then(|t| t.strip_suffix("\": syntax error")) {
+        unsupported(&format!("unexpected '{near}'"))
+    } else if text == "incomplete input" {
+        unsupported("the query ends unexpectedly")
+    } else if text.starts_with("ORA-") {
         invalid(text)
+    } else {
+        invalid("Invalid or unsupported search.")
     }
 }
 
@@ -807,6 +877,18 @@ mod tests {
         assert!(e.contains("Unknown identifier 'foo'"), "{e}");
         let e = run(&conn, "SELECT id FROM nosuch", 10, 0).err().unwrap().0;
         assert!(e.contains("Record 'nosuch' was not found"), "{e}");
+        let e = run(&conn, "SELECT id FROM customer WHERE id IN (SELECT id, id FROM vendor)", 10, 0).err().unwrap().0;
+        assert!(e.ends_with("Search error occurred: Invalid or unsupported search."), "{e}");
+        let e = run(&conn, "SELECT TO_CHAR(datecreated, 'Q') AS q FROM customer", 10, 0);
+        assert!(e.is_ok(), "no rows: the format is not read");
+        conn.execute(
+            "INSERT INTO customer (entityid, isperson, isinactive, datecreated, lastmodifieddate) VALUES ('C', 'F', 'F', 0, 0)",
+            [],
+        )
+        .unwrap();
+        let e = run(&conn, "SELECT TO_CHAR(datecreated, 'Q') AS q FROM customer", 10, 0).err().unwrap().0;
+        assert!(e.ends_with("ORA-01821: date format not recognized: Q"), "{e}");
+        assert!(run(&conn, "SELECT 'sqlite_master' AS t, 'typeof(x)' AS f FROM customer", 10, 0).is_ok());
         assert!(run(&conn, "DELETE FROM customer", 10, 0).is_err());
         assert!(run(&conn, "SELECT id FROM customer LIMIT 5", 10, 0).is_err());
         assert!(run(&conn, "SELECT id FROM customer; DELETE FROM customer", 10, 0).is_err());
