@@ -135,7 +135,7 @@ async fn netsuite_token_endpoint_checks_the_assertion() {
     let key = EncodingKey::from_rsa_pem(key().private_pem.as_bytes()).unwrap();
     let untyped = jsonwebtoken::encode(&header, &claims, &key).unwrap();
     assert_eq!(send(form(&untyped)).await, (400, json!({"error": "invalid_request"})));
-    let no_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("restlets"));
+    let no_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("rest_services"));
     assert_eq!(send(form(&no_scope)).await, (400, json!({"error": "invalid_scope"})));
     let mut wrong_grant = form(&rs256);
     wrong_grant[0].1 = "password".into();
@@ -829,4 +829,77 @@ async fn netsuite_suiteql_errors_do_not_leak_sqlite() {
     let (status, body) = suiteql(&sim, &t, q, "", true).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["items"][0]["r"], "1.3");
+}
+
+/// Reference 4.1: the scopes an assertion may ask for, each granted as
+/// asked (only `rest_webservices` opens REST web services and SuiteQL);
+/// the token endpoint answers OAuth errors to a body that is not a form,
+/// and SuiteQL answers GET with NetSuite's error shape.
+#[tokio::test]
+async fn netsuite_scopes_are_granted_as_asked_and_wrong_requests_get_error_bodies() {
+    let (sim, clock) = netsuite(5).await;
+    let http = reqwest::Client::new();
+    let token_url = format!("{}/services/rest/auth/oauth2/v1/token", sim.base_url());
+    let issue = |scope: Value| {
+        let jwt = assertion(&sim, &clock, Algorithm::PS256, 300, scope);
+        let sim = sim.clone();
+        async move {
+            token_response(
+                &sim,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", &jwt),
+                ],
+            )
+            .await
+        }
+    };
+    let granted = |body: &Value| -> Value {
+        let payload = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
+        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()["scope"].clone()
+    };
+    let q = "SELECT id FROM customer";
+    for (scope, expected) in [
+        (json!("restlets"), json!(["restlets"])),
+        (json!(["suite_analytics"]), json!(["suite_analytics"])),
+        (json!("restlets suite_analytics"), json!(["restlets", "suite_analytics"])),
+    ] {
+        let (status, body) = issue(scope.clone()).await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        assert_eq!(granted(&body), expected);
+        let t = body["access_token"].as_str().unwrap();
+        let (status, body) = suiteql(&sim, t, q, "", true).await;
+        assert_eq!((status, error_code(&body)), (401, "INVALID_LOGIN"), "{scope}: {body}");
+        let r = http.get(format!("{}/services/rest/record/v1/vendor/1", sim.base_url())).bearer_auth(t).send().await;
+        assert_eq!(r.unwrap().status().as_u16(), 401, "{scope}");
+    }
+    assert!(sim.login_audit().iter().any(|r| r.contains("rest_webservices")), "{:?}", sim.login_audit());
+    let (status, body) = issue(json!("rest_webservices,restlets")).await;
+    assert_eq!((status, granted(&body)), (200, json!(["rest_webservices", "restlets"])));
+    let t = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(suiteql(&sim, &t, q, "", true).await.0, 200);
+    for scope in [json!("nonsense"), json!([]), json!(""), json!(["restlets", "bogus"])] {
+        assert_eq!(issue(scope.clone()).await, (400, json!({"error": "invalid_scope"})), "{scope}");
+    }
+    // Not a form: the OAuth error, not a plain-text 415.
+    for request in [
+        http.post(&token_url).json(&json!({"grant_type": "client_credentials"})),
+        http.post(&token_url).header("content-type", "text/plain").body("grant_type=client_credentials"),
+        http.post(&token_url),
+    ] {
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        assert_eq!((status, r.json::<Value>().await.unwrap()), (400, json!({"error": "invalid_request"})));
+    }
+    // GET on the SuiteQL resource: 405 in NetSuite's error shape.
+    let r =
+        http.get(format!("{}/services/rest/query/v1/suiteql", sim.base_url())).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (error_code(&body), body["status"].as_u64(), body["title"].as_str()),
+        ("INVALID_METHOD", Some(405), Some("Method Not Allowed"))
+    );
 }
