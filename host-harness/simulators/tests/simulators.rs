@@ -135,7 +135,7 @@ async fn netsuite_token_endpoint_checks_the_assertion() {
     let key = EncodingKey::from_rsa_pem(key().private_pem.as_bytes()).unwrap();
     let untyped = jsonwebtoken::encode(&header, &claims, &key).unwrap();
     assert_eq!(send(form(&untyped)).await, (400, json!({"error": "invalid_request"})));
-    let no_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("restlets"));
+    let no_scope = assertion(&sim, &clock, Algorithm::PS256, 300, json!("rest_services"));
     assert_eq!(send(form(&no_scope)).await, (400, json!({"error": "invalid_scope"})));
     let mut wrong_grant = form(&rs256);
     wrong_grant[0].1 = "password".into();
@@ -664,4 +664,242 @@ async fn the_user_time_zone_can_change_after_rows_exist() {
     let hour = |body: &Value| body["items"][0]["t"].as_str().unwrap()[11..13].parse::<u32>().unwrap();
     assert_eq!(hour(&after), (hour(&before) + 1) % 24, "{before} {after}");
     assert_eq!(sim.customer_field(ids[0], "companyname").unwrap().as_deref(), Some("Renamed After The Zone Changed"));
+}
+
+/// Reference 3.7: a bare string compared with a date column works only when
+/// it follows the user's date format preference (M/D/YYYY here, in the
+/// user's time zone); any other literal is refused, never matching nothing.
+#[tokio::test]
+async fn netsuite_bare_date_literals_follow_the_date_format_preference() {
+    let (sim, clock) = netsuite(5).await;
+    let ids = sim.seed_customers(3, 1).unwrap();
+    // 2025-12-31 23:30, 2026-01-01 00:00 and 2026-01-02 12:00 UTC.
+    for (id, at) in ids.iter().zip([1_767_223_800i64, 1_767_225_600, 1_767_355_200]) {
+        sim.execute(&format!("UPDATE customer SET lastmodifieddate = {at} WHERE id = {id}")).unwrap();
+    }
+    let t = token(&sim, &clock).await;
+    let count = |filter: &str| {
+        let (sim, t) = (sim.clone(), t.clone());
+        let q = format!("SELECT COUNT(*) AS n FROM customer c WHERE {filter}");
+        async move {
+            let (status, body) = suiteql(&sim, &t, &q, "", true).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            body["items"][0]["n"].as_str().unwrap().parse::<u32>().unwrap()
+        }
+    };
+    assert_eq!(count("lastmodifieddate > '1/1/2026'").await, 1);
+    assert_eq!(count("c.lastmodifieddate >= '01/01/2026'").await, 2);
+    assert_eq!(count("'1/1/2026' < c.lastmodifieddate").await, 1);
+    assert_eq!(count("c.lastmodifieddate >= '1/2/2026 12:00 pm'").await, 1);
+    assert_eq!(count("c.lastmodifieddate < '1/2/2026 11:59 am'").await, 2);
+    assert_eq!(count("c.lastmodifieddate BETWEEN '12/31/2025' AND '1/1/2026'").await, 2);
+    assert_eq!(count("c.lastmodifieddate IN ('1/1/2026', '1/3/2026')").await, 1);
+    assert_eq!(count("c.companyname > '1/1/2026'").await, 3, "text columns compare as text");
+    // The literal is the user's local time: midnight an hour east of UTC is 23:00 UTC.
+    sim.set_user_time_zone(3600);
+    assert_eq!(count("lastmodifieddate >= '1/1/2026'").await, 3);
+    for literal in ["2026-01-01", "garbage", "13/45/2026", "1/1/26", ""] {
+        let q = format!("SELECT COUNT(*) AS n FROM customer WHERE lastmodifieddate > '{literal}'");
+        let (status, body) = suiteql(&sim, &t, &q, "", true).await;
+        assert_eq!((status, error_code(&body)), (400, "INVALID_PARAMETER"), "{q}: {body}");
+        assert_eq!(body["o:errorDetails"][0]["o:errorQueryParam"], "q");
+        let detail = body["o:errorDetails"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("'{literal}'")) && detail.contains("M/D/YYYY"), "{detail}");
+    }
+    let (status, body) =
+        suiteql(&sim, &t, "SELECT id FROM customer WHERE datecreated BETWEEN '1/1/2026' AND 'soon'", "", true).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+/// Reference 2.1 and 3: the Oracle forms SuiteQL accepts and peers send.
+#[tokio::test]
+async fn netsuite_suiteql_takes_the_oracle_forms_peers_send() {
+    let (sim, clock) = netsuite(5).await;
+    let ids = sim.seed_customers(3, 1).unwrap();
+    // 2025-12-31 23:30, 2026-01-01 00:00 and 2026-01-02 12:00 UTC; the second's parent is the first.
+    for (id, at) in ids.iter().zip([1_767_223_800i64, 1_767_225_600, 1_767_355_200]) {
+        let sql = format!("UPDATE customer SET lastmodifieddate = {at}, terms = 2, parent = NULL WHERE id = {id}");
+        sim.execute(&sql).unwrap();
+    }
+    sim.execute(&format!("UPDATE customer SET parent = {} WHERE id = {}", ids[0], ids[1])).unwrap();
+    let vendors = sim.seed_vendors(1, 2).unwrap();
+    sim.seed_contacts(2, &[ids[0]], clock.now_secs(), 4).unwrap();
+    let t = token(&sim, &clock).await;
+    let rows = |q: String| {
+        let (sim, t) = (sim.clone(), t.clone());
+        async move {
+            let (status, body) = suiteql(&sim, &t, &q, "", true).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            body["items"].as_array().unwrap().clone()
+        }
+    };
+    let ids_of =
+        |items: Vec<Value>| -> Vec<i64> { items.iter().map(|r| r["id"].as_str().unwrap().parse().unwrap()).collect() };
+    let entityid = |id: i64| sim.customer_field(id, "entityid").unwrap().unwrap();
+
+    // amp's fractional-second form: the `x` radix character and `FF`.
+    let q = "SELECT id FROM customer WHERE lastmodifieddate >= \
+             TO_TIMESTAMP('2026-01-01 00:00:00.000000000', 'YYYY-MM-DD HH24:MI:SSxFF') ORDER BY id";
+    assert_eq!(ids_of(rows(q.into()).await), ids[1..]);
+    let q = "SELECT id FROM customer WHERE lastmodifieddate > \
+             TO_TIMESTAMP('2025-12-31 23:30:00.5', 'YYYY-MM-DD HH24:MI:SSxFF') ORDER BY id";
+    assert_eq!(ids_of(rows(q.into()).await), ids[1..], "a fraction counts");
+    // Double-quoted text in a format.
+    let q = format!(
+        "SELECT TO_CHAR(lastmodifieddate, 'YYYY-MM-DD\"T\"HH24:MI:SS') AS t FROM customer WHERE id = {}",
+        ids[2]
+    );
+    assert_eq!(rows(q).await[0]["t"], "2026-01-02T12:00:00");
+    // BUILTIN.DF without an alias, read from the query's own row (customer has `parent` too).
+    let q = format!("SELECT BUILTIN.DF(terms) AS t, BUILTIN.DF(parent) AS p FROM customer WHERE id = {}", ids[1]);
+    let row = &rows(q).await[0];
+    assert_eq!((row["t"].as_str(), row["p"].as_str()), (Some("Net 30"), Some(entityid(ids[0]).as_str())));
+    // A contact's company: a customer or a vendor.
+    sim.execute(&format!("UPDATE contact SET company = {} WHERE id = (SELECT MAX(id) FROM contact)", vendors[0]))
+        .unwrap();
+    let q = "SELECT BUILTIN.DF(ct.company) AS c FROM contact ct ORDER BY ct.id".to_string();
+    let companies: Vec<Value> = rows(q).await.iter().map(|r| r["c"].clone()).collect();
+    let vendor = sim.vendor_field(vendors[0], "entityid").unwrap().unwrap();
+    assert_eq!(companies, [json!(entityid(ids[0])), json!(vendor)]);
+    // SYSDATE is the account's now; a number added or taken is days.
+    sim.execute(&format!("UPDATE customer SET lastmodifieddate = {} WHERE id = {}", clock.now_secs() - 7200, ids[0]))
+        .unwrap();
+    let count = |filter: &str| {
+        let rows = rows(format!("SELECT COUNT(*) AS n FROM customer WHERE {filter}"));
+        async move { rows.await[0]["n"].as_str().unwrap().parse::<u32>().unwrap() }
+    };
+    assert_eq!(count("lastmodifieddate < SYSDATE").await, 3);
+    assert_eq!(count("lastmodifieddate > SYSDATE - 1/24").await, 0);
+    assert_eq!(count("lastmodifieddate > SYSDATE - 3/24").await, 1);
+    assert_eq!(count("lastmodifieddate BETWEEN SYSDATE - 1 AND SYSDATE").await, 1);
+    // DECODE, ROWNUM and the row limiting clause.
+    let q = format!(
+        "SELECT DECODE(isinactive, 'T', 'inactive', 'F', 'active', 'other') AS s FROM customer WHERE id = {}",
+        ids[0]
+    );
+    sim.execute(&format!("UPDATE customer SET isinactive = 'F' WHERE id = {}", ids[0])).unwrap();
+    assert_eq!(rows(q).await[0]["s"], "active");
+    assert_eq!(ids_of(rows("SELECT id FROM customer WHERE ROWNUM <= 2 ORDER BY id".into()).await), ids[..2]);
+    let q = "SELECT * FROM (SELECT id FROM customer ORDER BY id DESC) WHERE ROWNUM = 1";
+    assert_eq!(ids_of(rows(q.into()).await), ids[2..]);
+    let q = "SELECT id FROM customer WHERE ROWNUM < 3 AND isinactive IN ('T', 'F') ORDER BY id";
+    assert_eq!(ids_of(rows(q.into()).await), ids[..2]);
+    assert_eq!(ids_of(rows("SELECT id FROM customer ORDER BY id FETCH FIRST 2 ROWS ONLY".into()).await), ids[..2]);
+    let q = "SELECT id FROM customer ORDER BY id OFFSET 1 ROWS FETCH NEXT 1 ROWS ONLY";
+    assert_eq!(ids_of(rows(q.into()).await), ids[1..2]);
+}
+
+/// SuiteQL's errors speak NetSuite (reference 2.4), never SQLite, and
+/// SQLite's own functions and tables are not there to be found.
+#[tokio::test]
+async fn netsuite_suiteql_errors_do_not_leak_sqlite() {
+    let (sim, clock) = netsuite(5).await;
+    sim.seed_customers(2, 1).unwrap();
+    let t = token(&sim, &clock).await;
+    for (q, names) in [
+        ("SELECT NOSUCHFN(id) AS x FROM customer", Some("Unknown identifier 'NOSUCHFN'")),
+        ("SELECT sqlite_version() AS v FROM customer", Some("Unknown identifier 'sqlite_version'")),
+        ("SELECT sqlite_source_id() AS v FROM customer", Some("Unknown identifier 'sqlite_source_id'")),
+        ("SELECT typeof(id) AS t FROM customer", Some("Unknown identifier 'typeof'")),
+        ("SELECT printf('%d', id) AS t FROM customer", Some("Unknown identifier 'printf'")),
+        ("SELECT name FROM sqlite_master", Some("Record 'sqlite_master' was not found")),
+        ("SELECT name FROM SQLITE_SCHEMA", Some("Record 'SQLITE_SCHEMA' was not found")),
+        ("SELECT name FROM pragma_table_info('customer')", Some("Record 'pragma_table_info' was not found")),
+        ("SELECT id FROM customer ORDER BY id OFFSET", None),
+        ("SELECT id FROM customer WHERE", None),
+        ("SELECT id, FROM customer", None),
+        ("SELECT SUBSTR(id) AS x FROM customer", None),
+        ("SELECT c.id FROM customer c JOIN vendor v ON v.id = c.id WHERE id > 0", None),
+    ] {
+        let (status, body) = suiteql(&sim, &t, q, "", true).await;
+        assert_eq!((status, error_code(&body)), (400, "INVALID_PARAMETER"), "{q}: {body}");
+        assert_eq!(body["o:errorDetails"][0]["o:errorQueryParam"], "q");
+        let detail = body["o:errorDetails"][0]["detail"].as_str().unwrap();
+        assert!(detail.starts_with("Invalid search query."), "{q}: {detail}");
+        for sqlite in ["no such", "near \"", "syntax error", "sqlite_master", "incomplete input", "ambiguous column"] {
+            assert!(!detail.contains(sqlite) || names.is_some_and(|n| n.contains(sqlite)), "{q}: {detail}");
+        }
+        if let Some(names) = names {
+            assert!(detail.contains(names), "{q}: {detail}");
+        }
+    }
+    // Functions SuiteQL shares with SQLite still run.
+    let q = "SELECT SUBSTR(UPPER(companyname), 1, 3) AS s, LENGTH(entityid) AS n, COALESCE(email, 'none') AS e, \
+             ROUND(1.26, 1) AS r FROM customer ORDER BY id";
+    let (status, body) = suiteql(&sim, &t, q, "", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"][0]["r"], "1.3");
+}
+
+/// Reference 4.1: the scopes an assertion may ask for, each granted as
+/// asked (only `rest_webservices` opens REST web services and SuiteQL);
+/// the token endpoint answers OAuth errors to a body that is not a form,
+/// and SuiteQL answers GET with NetSuite's error shape.
+#[tokio::test]
+async fn netsuite_scopes_are_granted_as_asked_and_wrong_requests_get_error_bodies() {
+    let (sim, clock) = netsuite(5).await;
+    let http = reqwest::Client::new();
+    let token_url = format!("{}/services/rest/auth/oauth2/v1/token", sim.base_url());
+    let issue = |scope: Value| {
+        let jwt = assertion(&sim, &clock, Algorithm::PS256, 300, scope);
+        let sim = sim.clone();
+        async move {
+            token_response(
+                &sim,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", &jwt),
+                ],
+            )
+            .await
+        }
+    };
+    let granted = |body: &Value| -> Value {
+        let payload = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap().to_string();
+        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()["scope"].clone()
+    };
+    let q = "SELECT id FROM customer";
+    for (scope, expected) in [
+        (json!("restlets"), json!(["restlets"])),
+        (json!(["suite_analytics"]), json!(["suite_analytics"])),
+        (json!("restlets suite_analytics"), json!(["restlets", "suite_analytics"])),
+    ] {
+        let (status, body) = issue(scope.clone()).await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        assert_eq!(granted(&body), expected);
+        let t = body["access_token"].as_str().unwrap();
+        let (status, body) = suiteql(&sim, t, q, "", true).await;
+        assert_eq!((status, error_code(&body)), (401, "INVALID_LOGIN"), "{scope}: {body}");
+        let r = http.get(format!("{}/services/rest/record/v1/vendor/1", sim.base_url())).bearer_auth(t).send().await;
+        assert_eq!(r.unwrap().status().as_u16(), 401, "{scope}");
+    }
+    assert!(sim.login_audit().iter().any(|r| r.contains("rest_webservices")), "{:?}", sim.login_audit());
+    let (status, body) = issue(json!("rest_webservices,restlets")).await;
+    assert_eq!((status, granted(&body)), (200, json!(["rest_webservices", "restlets"])));
+    let t = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(suiteql(&sim, &t, q, "", true).await.0, 200);
+    for scope in [json!("nonsense"), json!([]), json!(""), json!(["restlets", "bogus"])] {
+        assert_eq!(issue(scope.clone()).await, (400, json!({"error": "invalid_scope"})), "{scope}");
+    }
+    // Not a form: the OAuth error, not a plain-text 415.
+    for request in [
+        http.post(&token_url).json(&json!({"grant_type": "client_credentials"})),
+        http.post(&token_url).header("content-type", "text/plain").body("grant_type=client_credentials"),
+        http.post(&token_url),
+    ] {
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        assert_eq!((status, r.json::<Value>().await.unwrap()), (400, json!({"error": "invalid_request"})));
+    }
+    // GET on the SuiteQL resource: 405 in NetSuite's error shape.
+    let r =
+        http.get(format!("{}/services/rest/query/v1/suiteql", sim.base_url())).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (error_code(&body), body["status"].as_u64(), body["title"].as_str()),
+        ("INVALID_METHOD", Some(405), Some("Method Not Allowed"))
+    );
 }

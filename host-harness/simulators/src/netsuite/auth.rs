@@ -7,6 +7,7 @@ use super::certificates::{JwsAlgorithm, Unusable};
 use super::{IssuedToken, NetSuiteSim};
 use axum::Form;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -18,6 +19,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The scopes an assertion may ask for (reference 4.1); `mcp` only alone.
+const SCOPES: [&str; 4] = ["restlets", "rest_webservices", "suite_analytics", "mcp"];
 
 /// The JOSE header as sent: `alg` is read as text, since jsonwebtoken has no
 /// name for ES512.
@@ -78,8 +82,9 @@ impl NetSuiteSim {
         Refusal { error, reason }
     }
 
-    /// Checks a client assertion; returns the certificate id it was signed under.
-    fn verify_assertion(&self, assertion: &str) -> Result<String, Refusal> {
+    /// Checks a client assertion; returns the certificate id it was signed
+    /// under and the scopes it asked for.
+    fn verify_assertion(&self, assertion: &str) -> Result<(String, Vec<String>), Refusal> {
         let cfg = &self.inner.config;
         let not_a_jwt = |why: &str| self.refuse(format!("client assertion is not a JWT: {why}"), "invalid_request");
         let parts: Vec<&str> = assertion.split('.').collect();
@@ -162,22 +167,35 @@ impl NetSuiteSim {
         if claims.exp <= now || claims.iat > now + 60 {
             return Err(self.refuse("client assertion is expired or issued in the future".into(), "invalid_grant"));
         }
-        let asked = scopes(&claims.scope);
+        let mut asked = scopes(&claims.scope);
+        let mut seen = std::collections::HashSet::new();
+        asked.retain(|s| seen.insert(s.clone()));
+        if asked.is_empty() {
+            return Err(self.refuse("client assertion asks for no scope".into(), "invalid_scope"));
+        }
+        if let Some(unknown) = asked.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            return Err(self.refuse(
+                format!("client assertion asks for scope {unknown:?}; valid scopes are {}", SCOPES.join(", ")),
+                "invalid_scope",
+            ));
+        }
         if asked.len() > 1 && asked.iter().any(|s| s == "mcp") {
             return Err(self.refuse("the mcp scope cannot be combined with other scopes".into(), "invalid_scope"));
         }
-        if !asked.iter().any(|s| s == "rest_webservices") {
-            return Err(
-                self.refuse("client assertion does not ask for the rest_webservices scope".into(), "invalid_scope")
-            );
-        }
-        Ok(kid)
+        Ok((kid, asked))
     }
 }
 
-pub async fn token(State(sim): State<NetSuiteSim>, Form(form): Form<HashMap<String, String>>) -> Response {
+pub async fn token(
+    State(sim): State<NetSuiteSim>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
     sim.inner.requests.fetch_add(1, Ordering::SeqCst);
     sim.inner.token_requests.fetch_add(1, Ordering::SeqCst);
+    // A body that is not a form is an OAuth invalid_request, as any other malformed request.
+    let Ok(Form(form)) = form else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
@@ -189,8 +207,8 @@ pub async fn token(State(sim): State<NetSuiteSim>, Form(form): Form<HashMap<Stri
     let Some(assertion) = form.get("client_assertion") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
     };
-    let certificate_id = match sim.verify_assertion(assertion) {
-        Ok(id) => id,
+    let (certificate_id, scopes) = match sim.verify_assertion(assertion) {
+        Ok(granted) => granted,
         Err(refusal) => {
             sim.inner.login_audit.lock().unwrap().push(refusal.reason);
             return oauth_error(StatusCode::BAD_REQUEST, refusal.error);
@@ -207,7 +225,7 @@ pub async fn token(State(sim): State<NetSuiteSim>, Form(form): Form<HashMap<Stri
         "iss": "https://system.netsuite.com",
         "sub": sim.inner.config.client_id,
         "aud": sim.inner.config.account_id,
-        "scope": ["rest_webservices"],
+        "scope": scopes,
         "iat": now,
         "exp": now + lifetime,
         "jti": raw.iter().map(|b| format!("{b:02x}")).collect::<String>(),
@@ -216,7 +234,7 @@ pub async fn token(State(sim): State<NetSuiteSim>, Form(form): Form<HashMap<Stri
     let Ok(access_token) = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key) else {
         return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
     };
-    let issued = IssuedToken { expires_at: now + lifetime, certificate_id };
+    let issued = IssuedToken { expires_at: now + lifetime, certificate_id, scopes };
     sim.inner.tokens.lock().unwrap().insert(access_token.clone(), issued);
     let body = json!({ "access_token": access_token, "expires_in": lifetime.to_string(), "token_type": "bearer" });
     (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()

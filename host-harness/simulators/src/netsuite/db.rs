@@ -76,38 +76,47 @@ enum Element {
     Hour24,
     Minute,
     Second,
-    Fraction(u8),
+    /// `FF1` to `FF9`; bare `FF` (None) prints six digits and reads one to nine.
+    Fraction(Option<u8>),
+    /// `X`: the radix character, a full stop.
+    Radix,
+    /// Punctuation, or text in double quotes (`"T"`), copied as it is.
     Literal(char),
 }
 
 fn format_elements(fmt: &str) -> Result<Vec<Element>, String> {
-    let upper = fmt.to_ascii_uppercase();
-    let mut rest = upper.as_str();
+    let bad = || format!("ORA-01821: date format not recognized: {fmt}");
+    let starts = |rest: &str, p: &str| rest.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
+    let mut rest = fmt;
     let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (el, len) = if rest.starts_with("YYYY") {
+    while let Some(c) = rest.chars().next() {
+        let (el, len) = if starts(rest, "YYYY") {
             (Element::Year, 4)
-        } else if rest.starts_with("HH24") {
+        } else if starts(rest, "HH24") {
             (Element::Hour24, 4)
-        } else if rest.starts_with("MM") {
+        } else if starts(rest, "MM") {
             (Element::Month, 2)
-        } else if rest.starts_with("DD") {
+        } else if starts(rest, "DD") {
             (Element::Day, 2)
-        } else if rest.starts_with("MI") {
+        } else if starts(rest, "MI") {
             (Element::Minute, 2)
-        } else if rest.starts_with("SS") {
+        } else if starts(rest, "SS") {
             (Element::Second, 2)
-        } else if let Some(after) = rest.strip_prefix("FF") {
-            let digits = after.chars().next().and_then(|c| c.to_digit(10)).filter(|d| (1..=9).contains(d));
-            match digits {
-                Some(d) => (Element::Fraction(d as u8), 3),
-                None => (Element::Fraction(6), 2),
+        } else if starts(rest, "FF") {
+            match rest[2..].chars().next().and_then(|c| c.to_digit(10)).filter(|d| (1..=9).contains(d)) {
+                Some(d) => (Element::Fraction(Some(d as u8)), 3),
+                None => (Element::Fraction(None), 2),
             }
+        } else if c == 'X' || c == 'x' {
+            (Element::Radix, 1)
+        } else if c == '"' {
+            let end = rest[1..].find('"').ok_or_else(bad)?;
+            out.extend(rest[1..1 + end].chars().map(Element::Literal));
+            rest = &rest[end + 2..];
+            continue;
+        } else if c.is_ascii_alphabetic() {
+            return Err(bad());
         } else {
-            let c = rest.chars().next().unwrap_or(' ');
-            if c.is_ascii_alphabetic() {
-                return Err(format!("ORA-01821: date format not recognized: {fmt}"));
-            }
             (Element::Literal(c), c.len_utf8())
         };
         out.push(el);
@@ -117,6 +126,11 @@ fn format_elements(fmt: &str) -> Result<Vec<Element>, String> {
 }
 
 pub fn format_secs(secs: i64, fmt: &str) -> Result<String, String> {
+    format_instant(secs, 0, fmt)
+}
+
+/// `secs` and `nanos` (the fraction of that second) in an Oracle format.
+fn format_instant(secs: i64, nanos: u32, fmt: &str) -> Result<String, String> {
     use std::fmt::Write;
     let dt = OffsetDateTime::from_unix_timestamp(secs).map_err(|e| e.to_string())?;
     // Written in place: a page's select list formats a timestamp per row.
@@ -130,7 +144,12 @@ pub fn format_secs(secs: i64, fmt: &str) -> Result<String, String> {
             Element::Minute => write!(s, "{:02}", dt.minute()),
             Element::Second => write!(s, "{:02}", dt.second()),
             Element::Fraction(n) => {
-                s.extend(std::iter::repeat_n('0', usize::from(n)));
+                let digits = usize::from(n.unwrap_or(6));
+                s.push_str(&format!("{nanos:09}")[..digits]);
+                Ok(())
+            }
+            Element::Radix => {
+                s.push('.');
                 Ok(())
             }
             Element::Literal(c) => {
@@ -143,28 +162,36 @@ pub fn format_secs(secs: i64, fmt: &str) -> Result<String, String> {
 }
 
 pub fn parse_secs(text: &str, fmt: &str) -> Result<i64, String> {
+    parse_instant(text, fmt).map(|(secs, _)| secs)
+}
+
+/// `text` read with an Oracle format: Unix seconds and the nanoseconds of
+/// a fraction (`FF`).
+fn parse_instant(text: &str, fmt: &str) -> Result<(i64, u32), String> {
     let bad = || format!("ORA-01861: literal does not match format string: '{text}' for '{fmt}'");
-    let (mut y, mut mo, mut d, mut h, mut mi, mut se) = (1970i32, 1u8, 1u8, 0u8, 0u8, 0u8);
+    let (mut y, mut mo, mut d, mut h, mut mi, mut se, mut nanos) = (1970i32, 1u8, 1u8, 0u8, 0u8, 0u8, 0u32);
     let mut rest = text;
-    let take = |n: usize, rest: &mut &str| -> Result<u32, String> {
+    let take = |n: usize, rest: &mut &str| -> Result<(u32, usize), String> {
         let digits: String = rest.chars().take(n).take_while(char::is_ascii_digit).collect();
         if digits.is_empty() {
             return Err(bad());
         }
         *rest = &rest[digits.len()..];
-        digits.parse().map_err(|_| bad())
+        Ok((digits.parse().map_err(|_| bad())?, digits.len()))
     };
     for el in format_elements(fmt)? {
         match el {
-            Element::Year => y = take(4, &mut rest)? as i32,
-            Element::Month => mo = take(2, &mut rest)? as u8,
-            Element::Day => d = take(2, &mut rest)? as u8,
-            Element::Hour24 => h = take(2, &mut rest)? as u8,
-            Element::Minute => mi = take(2, &mut rest)? as u8,
-            Element::Second => se = take(2, &mut rest)? as u8,
+            Element::Year => y = take(4, &mut rest)?.0 as i32,
+            Element::Month => mo = take(2, &mut rest)?.0 as u8,
+            Element::Day => d = take(2, &mut rest)?.0 as u8,
+            Element::Hour24 => h = take(2, &mut rest)?.0 as u8,
+            Element::Minute => mi = take(2, &mut rest)?.0 as u8,
+            Element::Second => se = take(2, &mut rest)?.0 as u8,
             Element::Fraction(n) => {
-                take(n as usize, &mut rest)?;
+                let (value, len) = take(usize::from(n.unwrap_or(9)), &mut rest)?;
+                nanos = value * 10u32.pow(9 - len as u32);
             }
+            Element::Radix => rest = rest.strip_prefix('.').ok_or_else(bad)?,
             Element::Literal(c) => rest = rest.strip_prefix(c).ok_or_else(bad)?,
         }
     }
@@ -174,7 +201,7 @@ pub fn parse_secs(text: &str, fmt: &str) -> Result<i64, String> {
     let month = Month::try_from(mo).map_err(|_| bad())?;
     let date = Date::from_calendar_date(y, month, d).map_err(|_| bad())?;
     let time = Time::from_hms(h, mi, se).map_err(|_| bad())?;
-    Ok(PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp())
+    Ok((PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp(), nanos))
 }
 
 /// How a raw TIMESTAMP column prints: the user's date format preference.
@@ -206,22 +233,78 @@ fn register_functions(conn: &Connection, zone: &UserZone) -> rusqlite::Result<()
             let (Some(text), Some(fmt)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
                 return Ok(None);
             };
-            // A literal is the user's local time.
-            parse_secs(&text, &fmt).map(|secs| Some(secs - zone.load(Ordering::Relaxed))).map_err(user_error)
+            // A DATE has no fractional seconds: Oracle refuses FF and X in TO_DATE's format.
+            if name == "TO_DATE"
+                && format_elements(&fmt)
+                    .map_err(user_error)?
+                    .iter()
+                    .any(|e| matches!(e, Element::Fraction(_) | Element::Radix))
+            {
+                return Err(user_error(format!("ORA-01821: date format not recognized: {fmt}")));
+            }
+            // A literal is the user's local time; seconds stay whole numbers
+            // (as the columns are) unless the literal holds a fraction.
+            let (secs, nanos) = parse_instant(&text, &fmt).map_err(user_error)?;
+            let utc = secs - zone.load(Ordering::Relaxed);
+            Ok(Some(if nanos == 0 {
+                rusqlite::types::Value::Integer(utc)
+            } else {
+                rusqlite::types::Value::Real(utc as f64 + f64::from(nanos) / 1e9)
+            }))
         })?;
     }
     let zone = zone.clone();
-    conn.create_scalar_function("TO_CHAR", 2, flags, move |ctx| match ctx.get_raw(0) {
-        ValueRef::Null => Ok(None),
-        ValueRef::Integer(secs) => {
-            let local = secs + zone.load(Ordering::Relaxed);
-            match ctx.get_raw(1) {
-                // The format borrowed, not copied: TO_CHAR runs once per row read.
-                ValueRef::Text(fmt) => format_secs(local, &String::from_utf8_lossy(fmt)).map(Some).map_err(user_error),
-                _ => format_secs(local, &text_arg(ctx, 1)?.unwrap_or_default()).map(Some).map_err(user_error),
+    conn.create_scalar_function("TO_CHAR", 2, flags, move |ctx| {
+        let (secs, nanos) = match ctx.get_raw(0) {
+            ValueRef::Null => return Ok(None),
+            ValueRef::Integer(secs) => (secs, 0),
+            ValueRef::Real(r) => (r.floor() as i64, ((r - r.floor()) * 1e9).round().min(999_999_999.0) as u32),
+            _ => return text_arg(ctx, 0),
+        };
+        let local = secs + zone.load(Ordering::Relaxed);
+        match ctx.get_raw(1) {
+            // The format borrowed, not copied: TO_CHAR runs once per row read.
+            ValueRef::Text(fmt) => {
+                format_instant(local, nanos, &String::from_utf8_lossy(fmt)).map(Some).map_err(user_error)
+            }
+            _ => format_instant(local, nanos, &text_arg(ctx, 1)?.unwrap_or_default()).map(Some).map_err(user_error),
+        }
+    })?;
+    // DECODE(expr, search, result, ..., default): the result of the first
+    // search equal to expr (NULL equal to NULL, as in Oracle), else the
+    // default or NULL.
+    conn.create_scalar_function("DECODE", -1, flags, |ctx| {
+        let n = ctx.len();
+        if n < 3 {
+            return Err(user_error(format!("ORA-00938: not enough arguments for function DECODE ({n} given)")));
+        }
+        let key = ctx.get_raw(0);
+        let same = |other: ValueRef<'_>| match (key, other) {
+            (ValueRef::Null, ValueRef::Null) => true,
+            (ValueRef::Integer(a), ValueRef::Integer(b)) => a == b,
+            (ValueRef::Real(a), ValueRef::Real(b)) => a == b,
+            (ValueRef::Integer(a), ValueRef::Real(b)) | (ValueRef::Real(b), ValueRef::Integer(a)) => a as f64 == b,
+            (ValueRef::Text(a), ValueRef::Text(b)) => a == b,
+            // A number against text compares as text, as Oracle converts one to the other.
+            (ValueRef::Text(t), ValueRef::Integer(i)) | (ValueRef::Integer(i), ValueRef::Text(t)) => {
+                t == i.to_string().as_bytes()
+            }
+            _ => false,
+        };
+        let mut pick = if n % 2 == 0 { Some(n - 1) } else { None };
+        for i in (1..n - 1).step_by(2) {
+            if same(ctx.get_raw(i)) {
+                pick = Some(i + 1);
+                break;
             }
         }
-        _ => text_arg(ctx, 0),
+        Ok(match pick.map(|i| ctx.get_raw(i)) {
+            None | Some(ValueRef::Null) => rusqlite::types::Value::Null,
+            Some(ValueRef::Integer(i)) => rusqlite::types::Value::Integer(i),
+            Some(ValueRef::Real(r)) => rusqlite::types::Value::Real(r),
+            Some(ValueRef::Text(t)) => rusqlite::types::Value::Text(String::from_utf8_lossy(t).into_owned()),
+            Some(ValueRef::Blob(b)) => rusqlite::types::Value::Blob(b.to_vec()),
+        })
     })?;
     conn.create_scalar_function("NVL", 2, flags, |ctx| {
         let first = ctx.get_raw(0);
@@ -355,6 +438,18 @@ mod tests {
         assert_eq!(preference_date(secs), "3/31/2026");
         assert!(parse_secs("03/31/2026", "YYYY-MM-DD HH24:MI:SS").is_err());
         assert!(format_secs(secs, "YYYY-Q").is_err());
+        // Oracle's radix element, fractions and double-quoted text.
+        let fmt = "YYYY-MM-DD HH24:MI:SSxFF";
+        assert_eq!(parse_instant("2026-03-31 23:59:58.250000000", fmt).unwrap(), (secs, 250_000_000));
+        assert_eq!(parse_instant("2026-03-31 23:59:58.5", fmt).unwrap(), (secs, 500_000_000));
+        assert!(parse_secs("2026-03-31 23:59:58,5", fmt).is_err());
+        assert_eq!(
+            format_instant(secs, 250_000_000, "YYYY-MM-DD\"T\"HH24:MI:SS.FF3").unwrap(),
+            "2026-03-31T23:59:58.250"
+        );
+        assert_eq!(format_secs(secs, "yyyy-mm-dd\"t at \"hh24").unwrap(), "2026-03-31t at 23");
+        assert!(format_secs(secs, "YYYY\"T").is_err(), "an unclosed quote");
+        assert!(format_secs(secs, "YYYY-MM-DDTHH24").is_err(), "T outside quotes is no element");
     }
 
     #[test]

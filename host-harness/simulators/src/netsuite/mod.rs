@@ -68,6 +68,8 @@ struct IssuedToken {
     /// The certificate the assertion was signed under: revoking or removing
     /// it ends the token too.
     certificate_id: String,
+    /// The scopes granted (those the assertion asked for).
+    scopes: Vec<String>,
 }
 
 struct Inner {
@@ -195,7 +197,7 @@ impl NetSuiteSim {
         };
         let router = Router::new()
             .route("/services/rest/auth/oauth2/v1/token", post(auth::token))
-            .route("/services/rest/query/v1/suiteql", post(suiteql_handler))
+            .route("/services/rest/query/v1/suiteql", post(suiteql_handler).fallback(suiteql_wrong_method))
             .route("/services/rest/record/v1/{*rest}", any(record::handler))
             .with_state(sim.clone());
         let (url, _task) = super::serve(router, port).await?;
@@ -358,6 +360,13 @@ impl NetSuiteSim {
             let Some(issued) = tokens.get(token).filter(|t| now < t.expires_at) else {
                 return Err("missing, unknown or expired access token".into());
             };
+            // Only the rest_webservices scope opens REST web services (SuiteQL included).
+            if !issued.scopes.iter().any(|s| s == "rest_webservices") {
+                return Err(format!(
+                    "the access token was granted the scopes {:?}, without rest_webservices",
+                    issued.scopes
+                ));
+            }
             let certificates = self.inner.certificates.lock().unwrap_or_else(|p| p.into_inner());
             return match certificates.usable(&issued.certificate_id, now) {
                 Ok(_) => Ok(()),
@@ -669,6 +678,12 @@ struct PageParams {
     offset: Option<String>,
 }
 
+/// SuiteQL is POST only: anything else gets 405 in NetSuite's error shape.
+async fn suiteql_wrong_method(State(sim): State<NetSuiteSim>, method: axum::http::Method) -> Response {
+    sim.inner.requests.fetch_add(1, Ordering::SeqCst);
+    record::method_not_allowed(&method, "POST")
+}
+
 async fn suiteql_handler(
     State(sim): State<NetSuiteSim>,
     Query(params): Query<PageParams>,
@@ -774,7 +789,8 @@ async fn suiteql_handler(
         0 => limit,
         rows => rows.min(limit),
     };
-    let result = suiteql::run_as_role(&sim.db(), &query, served, offset, &denied, zone);
+    let at = suiteql::Evaluation { zone, now: inner.clock.now_secs() };
+    let result = suiteql::run_as_role(&sim.db(), &query, served, offset, &denied, at);
     inner.queries.fetch_add(1, Ordering::SeqCst);
     {
         let mut recent = inner.recent_queries.lock().unwrap();

@@ -81,7 +81,7 @@ fn not_found() -> RestError {
     )
 }
 
-fn method_not_allowed(method: &Method, allowed: &str) -> Response {
+pub(super) fn method_not_allowed(method: &Method, allowed: &str) -> Response {
     let mut resp = RestError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "INVALID_METHOD",

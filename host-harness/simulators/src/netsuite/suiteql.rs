@@ -40,8 +40,55 @@ impl QueryPage {
 #[derive(Debug)]
 pub struct InvalidQuery(pub String);
 
+/// `BUILTIN.DF(alias.field)` or `BUILTIN.DF(field)`.
 static BUILTIN_DF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)BUILTIN\.DF\(\s*([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\s*\)").unwrap());
+    LazyLock::new(|| Regex::new(r"(?i)BUILTIN\.DF\(\s*(?:([a-z_][a-z0-9_]*)\.)?([a-z_][a-z0-9_]*)\s*\)").unwrap());
+/// A table in a FROM or JOIN, and its alias if it has one (a keyword after
+/// the table is no alias).
+static FROM_TABLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:FROM|JOIN)\s+([a-z_][a-z0-9_]*)(?:\s+(?:AS\s+)?([a-z_][a-z0-9_]*))?").unwrap()
+});
+const NOT_ALIASES: [&str; 20] = [
+    "where",
+    "left",
+    "right",
+    "inner",
+    "outer",
+    "full",
+    "cross",
+    "join",
+    "on",
+    "order",
+    "group",
+    "having",
+    "union",
+    "minus",
+    "intersect",
+    "except",
+    "fetch",
+    "offset",
+    "start",
+    "connect",
+];
+/// The current date and time, and `± n` or `± n/m` days from it.
+static SYSDATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:SYSDATE|SYSTIMESTAMP|CURRENT_DATE|CURRENT_TIMESTAMP)\b(?:\s*([+-])\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?)?",
+    )
+    .unwrap()
+});
+/// Oracle's row limiting clause (12c): `OFFSET m ROWS`, `FETCH FIRST n ROWS ONLY`.
+static OFFSET_ROWS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bOFFSET\s+(\d+)\s+ROWS?\b(?:\s+FETCH\s+(?:FIRST|NEXT)\s+(\d+)\s+ROWS?\s+ONLY\b)?").unwrap()
+});
+static FETCH_FIRST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bFETCH\s+(?:FIRST|NEXT)\s+(\d+)\s+ROWS?\s+ONLY\b").unwrap());
+static ROWNUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bROWNUM\b").unwrap());
+/// `ROWNUM <= n` (or `<`, `=`) as a condition of its own in a WHERE clause:
+/// after WHERE and before AND or the clause's end, or after AND.
+static ROWNUM_CONDITION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:\bWHERE\s+ROWNUM\s*(<=|<|=)\s*(\d+)(\s+AND\b)?|\s+AND\s+ROWNUM\s*(<=|<|=)\s*(\d+))\b").unwrap()
+});
 static STRING_LITERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(?:[^']|'')*'").unwrap());
 /// `ORDER BY TO_CHAR(x.col, 'YYYY-MM-DD HH24:MI:SS')`: this account keeps
 /// whole seconds, so the text orders exactly as the column does.
@@ -49,19 +96,148 @@ static ORDER_BY_SECOND_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)ORDER BY TO_CHAR\(\s*([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\s*,\s*'YYYY-MM-DD HH24:MI:SS'\s*\)")
         .unwrap()
 });
+/// A name called as a function, or SQLite's own tables and table-valued
+/// pragmas anywhere.
+static CALLED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b([a-z_][a-z0-9_]*)\s*\(").unwrap());
+static SQLITE_TABLE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(?:sqlite_|pragma_)[a-z0-9_]*").unwrap());
+/// SQLite's built-in functions that Oracle SQL does not have (SuiteQL's
+/// ones, such as SUBSTR, INSTR or COALESCE, run as they are).
+const SQLITE_ONLY_FUNCTIONS: [&str; 34] = [
+    "changes",
+    "concat_ws",
+    "format",
+    "glob",
+    "hex",
+    "ifnull",
+    "iif",
+    "last_insert_rowid",
+    "likelihood",
+    "likely",
+    "load_extension",
+    "octet_length",
+    "printf",
+    "quote",
+    "random",
+    "randomblob",
+    "substring",
+    "total_changes",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unlikely",
+    "zeroblob",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "unixepoch",
+    "strftime",
+    "timediff",
+    "group_concat",
+    "string_agg",
+    "total",
+    "pow",
+];
 static NOT_SUITEQL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b(LIMIT|PRAGMA|ATTACH|GLOB)\b").unwrap());
 
-/// The table and column a referenced field's display value comes from.
-fn display_table(field: &str) -> Option<(&'static str, &'static str)> {
-    match field {
-        "terms" => Some(("term", "name")),
-        "subsidiary" => Some(("subsidiary", "name")),
-        "currency" => Some(("currency", "name")),
-        "category" => Some(("customercategory", "name")),
-        "entitystatus" => Some(("entitystatus", "name")),
-        "salesrep" => Some(("employee", "entityid")),
-        "parent" => Some(("customer", "entityid")),
-        _ => None,
+/// The tables and column a referenced field's display value comes from
+/// (a contact's company is a customer or a vendor).
+fn display_table(field: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    Some(match field {
+        "terms" => &[("term", "name")],
+        "subsidiary" => &[("subsidiary", "name")],
+        "currency" => &[("currency", "name")],
+        "category" => &[("customercategory", "name")],
+        "entitystatus" => &[("entitystatus", "name")],
+        "salesrep" => &[("employee", "entityid")],
+        "parent" => &[("customer", "entityid")],
+        "company" => &[("customer", "entityid"), ("vendor", "entityid")],
+        _ => return None,
+    })
+}
+
+/// `q` with each match of `re` outside string literals replaced by what
+/// `f` makes of its captures (read in the masked text: no literal text).
+fn replace_outside_literals(
+    q: &str,
+    re: &Regex,
+    mut f: impl FnMut(&regex::Captures<'_>) -> Result<String, InvalidQuery>,
+) -> Result<String, InvalidQuery> {
+    let masked = mask_literals(q);
+    let mut out = String::with_capacity(q.len());
+    let mut copied = 0;
+    for c in re.captures_iter(&masked) {
+        let whole = c.get(0).expect("a match");
+        out.push_str(&q[copied..whole.start()]);
+        out.push_str(&f(&c)?);
+        copied = whole.end();
+    }
+    out.push_str(&q[copied..]);
+    Ok(out)
+}
+
+/// The alias (or name) of the table in the query's FROM or JOINs that has
+/// column `field`, for `BUILTIN.DF(field)` written without one.
+fn owner_of(conn: &Connection, masked: &str, field: &str) -> Option<String> {
+    FROM_TABLE.captures_iter(masked).find_map(|c| {
+        let table = c[1].to_ascii_lowercase();
+        let has = conn
+            .prepare_cached("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+            .and_then(|mut s| s.exists([table.as_str(), &field.to_ascii_lowercase()]))
+            .unwrap_or(false);
+        let alias = c.get(2).map(|a| a.as_str()).filter(|a| !NOT_ALIASES.contains(&a.to_ascii_lowercase().as_str()));
+        has.then(|| alias.map_or(table.clone(), str::to_string))
+    })
+}
+
+/// `WHERE ROWNUM <= n` (or `AND ROWNUM <= n`) as a LIMIT at the end of its
+/// SELECT, taken after that SELECT's ORDER BY; any other ROWNUM is refused.
+fn rownum(q: &str) -> Result<String, InvalidQuery> {
+    let mut q = q.to_string();
+    loop {
+        let masked = mask_literals(&q);
+        if !ROWNUM.is_match(&masked) {
+            return Ok(q);
+        }
+        let Some(c) = ROWNUM_CONDITION.captures(&masked) else {
+            return Err(invalid(
+                "ROWNUM is supported here only as a condition ROWNUM <= n, ROWNUM < n or ROWNUM = n ANDed into a \
+                 WHERE clause.",
+            ));
+        };
+        let whole = c.get(0).expect("a match");
+        let next_word = masked[whole.end()..].trim_start();
+        if next_word.get(..2).is_some_and(|w| w.eq_ignore_ascii_case("or"))
+            && !next_word.as_bytes().get(2).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            return Err(invalid("ROWNUM is supported here only as a condition ANDed into a WHERE clause, not ORed."));
+        }
+        let (op, n, and_after) = match c.get(1) {
+            Some(op) => (op.as_str(), &c[2], c.get(3).is_some()),
+            None => (&c[4], &c[5], false),
+        };
+        let n: u64 = n.parse().map_err(|_| invalid(format!("Invalid number '{n}'.")))?;
+        let rows = match op {
+            "<=" => n,
+            "<" => n.saturating_sub(1),
+            _ => u64::from(n == 1),
+        };
+        // WHERE ROWNUM <= n AND x: keep the WHERE; WHERE ROWNUM <= n: drop it.
+        let kept = if and_after { "WHERE " } else { "" };
+        // The end of this SELECT: a closing bracket at its depth, or the end.
+        let mut depth = 0i32;
+        let end = masked[whole.end()..]
+            .bytes()
+            .position(|b| {
+                match b {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    _ => {}
+                }
+                depth < 0
+            })
+            .map_or(masked.len(), |i| whole.end() + i);
+        q = format!("{}{kept}{} LIMIT {rows}{}", &q[..whole.start()], q[whole.end()..end].trim_end(), &q[end..]);
     }
 }
 
@@ -71,7 +247,179 @@ fn invalid(detail: impl std::fmt::Display) -> InvalidQuery {
     ))
 }
 
-fn translate(q: &str) -> Result<String, InvalidQuery> {
+/// Columns stored as Unix seconds (declared TIMESTAMP in the schema).
+const DATE_COLUMNS: [&str; 3] = ["datecreated", "lastmodifieddate", "deleteddate"];
+
+static DATE_COLUMN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?i)\b(?:[a-z_][a-z0-9_]*\.)?({})\b", DATE_COLUMNS.join("|"))).unwrap());
+/// In the masked text (literals' contents as `x`): an operator and a literal after a column ...
+static OP_LITERAL_AFTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*(?:<>|!=|<=|>=|=|<|>)\s*('x*')").unwrap());
+/// ... or a literal and an operator before it.
+static LITERAL_OP_BEFORE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"('x*')\s*(?:<>|!=|<=|>=|=|<|>)\s*$").unwrap());
+static BETWEEN_AFTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(?:NOT\s+)?BETWEEN\s").unwrap());
+static LEADING_LITERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^'x*'").unwrap());
+static IN_AFTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(?:NOT\s+)?IN\s*\(").unwrap());
+/// The user's date format preference, M/D/YYYY (zero-padded or not),
+/// optionally with the time as NetSuite's default time format writes it.
+static PREFERENCE_DATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(\d{1,2})/(\d{1,2})/(\d{4})(?: (\d{1,2}):(\d{2})(?::(\d{2}))? ?([ap]m))?$").unwrap()
+});
+
+/// `q` with each literal's contents replaced by as many `x` bytes: the same
+/// byte positions, and no words or brackets inside literals.
+fn mask_literals(q: &str) -> String {
+    STRING_LITERAL.replace_all(q, |c: &regex::Captures<'_>| format!("'{}'", "x".repeat(c[0].len() - 2))).into_owned()
+}
+
+/// A bare literal in the user's date format preference as local Unix
+/// seconds, or None when it is not one.
+fn preference_literal(text: &str) -> Option<i64> {
+    let c = PREFERENCE_DATE.captures(text)?;
+    let num = |i: usize| c.get(i).map(|m| m.as_str().parse::<u8>()).transpose().ok().flatten();
+    let year: i32 = c[3].parse().ok()?;
+    let date = time::Date::from_calendar_date(year, time::Month::try_from(num(1)?).ok()?, num(2)?).ok()?;
+    let time = match c.get(7) {
+        None => time::Time::MIDNIGHT,
+        Some(half) => {
+            let hour = num(4)?;
+            if !(1..=12).contains(&hour) {
+                return None;
+            }
+            let hour = hour % 12 + if half.as_str().eq_ignore_ascii_case("pm") { 12 } else { 0 };
+            time::Time::from_hms(hour, num(5)?, num(6).unwrap_or(0)).ok()?
+        }
+    };
+    Some(time::PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp())
+}
+
+/// Where the `AND` that ends a BETWEEN's first operand starts in `rest`:
+/// the first one outside brackets, None past the enclosing bracket.
+fn top_level_and(rest: &str) -> Option<usize> {
+    let bytes = rest.as_bytes();
+    let boundary = |b: Option<&u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric() && *b != b'_');
+    let mut depth = 0i32;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' if depth == 0 => return None,
+            b')' => depth -= 1,
+            b'a' | b'A'
+                if depth == 0
+                    && rest.get(i..i + 3).is_some_and(|w| w.eq_ignore_ascii_case("and"))
+                    && boundary(i.checked_sub(1).and_then(|j| bytes.get(j)))
+                    && boundary(bytes.get(i + 3)) =>
+            {
+                return Some(i);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Bare string literals compared with a date column (`=`, `<>`, `<`, ...,
+/// `BETWEEN`, `IN`), as Unix seconds: NetSuite reads them in the user's date
+/// format preference and time zone (`zone` seconds east of UTC), and refuses
+/// any other literal there. Anything else is left as it is.
+fn date_literals(q: &str, zone: i64) -> Result<String, InvalidQuery> {
+    let masked = mask_literals(q);
+    // Byte ranges of the literals to replace, quotes included, and their column.
+    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    for m in DATE_COLUMN.captures_iter(&masked) {
+        let (whole, column) = (m.get(0).expect("a match"), m[1].to_ascii_lowercase());
+        let after = &masked[whole.end()..];
+        if after.starts_with(['(', '.']) {
+            continue;
+        }
+        let mut push = |start: usize, end: usize| found.push((start, end, column.clone()));
+        if let Some(lit) = OP_LITERAL_AFTER.captures(after).and_then(|c| c.get(1)) {
+            push(whole.end() + lit.start(), whole.end() + lit.end());
+        } else if let Some(between) = BETWEEN_AFTER.find(after) {
+            // Operands: up to the AND at this depth, then the next operand.
+            let from = whole.end() + between.end();
+            let rest = &masked[from..];
+            let Some(and) = top_level_and(rest) else { continue };
+            let first = rest[..and].trim();
+            if first.starts_with('\'') && first.ends_with('\'') && first.len() >= 2 {
+                let start = from + rest[..and].find('\'').expect("a quote");
+                push(start, start + first.len());
+            }
+            let second = &rest[and + 3..];
+            let skipped = second.len() - second.trim_start().len();
+            if let Some(lit) = LEADING_LITERAL.find(&second[skipped..]) {
+                let start = from + and + 3 + skipped;
+                push(start, start + lit.end());
+            }
+        } else if let Some(open) = IN_AFTER.find(after) {
+            // The list's items at its own depth; only bare literals among them.
+            let from = whole.end() + open.end();
+            let (mut depth, mut item_start) = (0i32, from);
+            for (i, b) in masked.bytes().enumerate().skip(from) {
+                let end_of_item = match b {
+                    b'(' => {
+                        depth += 1;
+                        false
+                    }
+                    b')' if depth > 0 => {
+                        depth -= 1;
+                        false
+                    }
+                    b')' => true,
+                    b',' => depth == 0,
+                    _ => false,
+                };
+                if end_of_item {
+                    let item = &masked[item_start..i];
+                    let trimmed = item.trim();
+                    if trimmed.len() >= 2 && LEADING_LITERAL.find(trimmed).is_some_and(|m| m.len() == trimmed.len()) {
+                        let start = item_start + item.find('\'').expect("a quote");
+                        push(start, start + trimmed.len());
+                    }
+                    item_start = i + 1;
+                    if b == b')' {
+                        break;
+                    }
+                }
+            }
+        } else if let Some(lit) = LITERAL_OP_BEFORE.captures(&masked[..whole.start()]).and_then(|c| c.get(1)) {
+            push(lit.start(), lit.end());
+        }
+    }
+    if found.is_empty() {
+        return Ok(q.to_string());
+    }
+    found.sort_by_key(|(start, _, _)| *start);
+    found.dedup_by_key(|(start, _, _)| *start);
+    let mut out = String::with_capacity(q.len());
+    let mut copied = 0;
+    for (start, end, column) in found {
+        let literal = &q[start..end];
+        let text = literal[1..literal.len() - 1].replace("''", "'");
+        let Some(local) = preference_literal(&text) else {
+            return Err(invalid(format!(
+                "Unparseable date {literal} compared with {column}: a date literal must be in the user's date \
+                 format preference, M/D/YYYY (for example 1/31/2026, or 1/31/2026 2:05 pm with a time), or be \
+                 converted with TO_DATE or TO_TIMESTAMP and an explicit format."
+            )));
+        };
+        out.push_str(&q[copied..start]);
+        out.push_str(&format!("({})", local - zone));
+        copied = end;
+    }
+    out.push_str(&q[copied..]);
+    Ok(out)
+}
+
+/// What a query is read against besides the data: the user's time zone
+/// (seconds east of UTC) and the time now (Unix seconds, for SYSDATE).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evaluation {
+    pub zone: i64,
+    pub now: i64,
+}
+
+fn translate(conn: &Connection, q: &str, at: Evaluation) -> Result<String, InvalidQuery> {
     let trimmed = q.trim();
     if !trimmed.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("select")) {
         return Err(invalid("Only SELECT queries are supported."));
@@ -83,56 +431,115 @@ fn translate(q: &str) -> Result<String, InvalidQuery> {
     if without_literals.contains(';') {
         return Err(invalid("Unexpected ';'."));
     }
-    let mut error = None;
-    let rewritten = BUILTIN_DF.replace_all(trimmed, |c: &regex::Captures<'_>| {
-        let (alias, field) = (&c[1], &c[2]);
-        match display_table(&field.to_ascii_lowercase()) {
-            Some((table, column)) => format!("(SELECT {column} FROM {table} WHERE id = {alias}.{field})"),
-            None => {
-                error = Some(invalid(format!("BUILTIN.DF is not available for field '{field}'.")));
-                String::new()
-            }
+    // SQLite's own functions and tables are no part of NetSuite.
+    for c in CALLED.captures_iter(&without_literals) {
+        let name = c[1].to_ascii_lowercase();
+        if name.starts_with("sqlite_") || name.starts_with("json") || SQLITE_ONLY_FUNCTIONS.contains(&name.as_str()) {
+            return Err(invalid(format!("Unknown identifier '{}'.", &c[1])));
         }
-    });
-    match error {
-        Some(e) => Err(e),
-        // Ordering by the column lets SQLite read the (column, id) index from
-        // the keyset's lower bound on, as Oracle would, instead of scanning
-        // from the oldest row for every page.
-        None => Ok(ORDER_BY_SECOND_TEXT.replace_all(&rewritten, "ORDER BY $1").into_owned()),
     }
+    if let Some(m) = SQLITE_TABLE.find(&without_literals) {
+        return Err(invalid(format!("Record '{}' was not found.", m.as_str())));
+    }
+    let q = date_literals(trimmed, at.zone)?;
+    let q = replace_outside_literals(&q, &SYSDATE, |c| {
+        let days = match (c.get(1), c.get(2)) {
+            (Some(sign), Some(n)) => {
+                let n: f64 = n.as_str().parse().unwrap_or(0.0);
+                let per: f64 = c.get(3).and_then(|m| m.as_str().parse().ok()).unwrap_or(1.0);
+                if per == 0.0 {
+                    return Err(invalid("ORA-01476: divisor is equal to zero"));
+                }
+                if sign.as_str() == "-" { -n / per } else { n / per }
+            }
+            _ => 0.0,
+        };
+        Ok(format!("({})", at.now + (days * 86400.0).round() as i64))
+    })?;
+    let q = replace_outside_literals(&q, &OFFSET_ROWS, |c| {
+        Ok(format!("LIMIT {} OFFSET {}", c.get(2).map_or("-1", |n| n.as_str()), &c[1]))
+    })?;
+    let q = replace_outside_literals(&q, &FETCH_FIRST, |c| Ok(format!("LIMIT {}", &c[1])))?;
+    let q = rownum(&q)?;
+    let masked = mask_literals(&q);
+    let rewritten = replace_outside_literals(&q, &BUILTIN_DF, |c| {
+        let field = &c[2];
+        let Some(sources) = display_table(&field.to_ascii_lowercase()) else {
+            return Err(invalid(format!("BUILTIN.DF is not available for field '{field}'.")));
+        };
+        let owner = match c.get(1) {
+            Some(alias) => alias.as_str().to_string(),
+            None => owner_of(conn, &masked, field).ok_or_else(|| invalid(format!("Unknown identifier '{field}'.")))?,
+        };
+        // The looked-up table under an alias of its own, so that the field
+        // is read from the query's table even where both have that column.
+        let lookups: Vec<String> = sources
+            .iter()
+            .map(|(table, column)| {
+                format!("(SELECT builtin_df.{column} FROM {table} builtin_df WHERE builtin_df.id = {owner}.{field})")
+            })
+            .collect();
+        Ok(match &lookups[..] {
+            [one] => one.clone(),
+            many => format!("COALESCE({})", many.join(", ")),
+        })
+    })?;
+    // Ordering by the column lets SQLite read the (column, id) index from
+    // the keyset's lower bound on, as Oracle would, instead of scanning
+    // from the oldest row for every page.
+    Ok(ORDER_BY_SECOND_TEXT.replace_all(&rewritten, "ORDER BY $1").into_owned())
 }
 
+/// A failure SQLite reports, in NetSuite's words: unknown columns,
+/// functions and tables are named as NetSuite names them, the simulator's
+/// own ORA- errors pass, and anything else says only that the query is
+/// invalid, with none of SQLite's wording.
 fn sqlite_error(e: rusqlite::Error) -> InvalidQuery {
     let text = match e {
         rusqlite::Error::SqlInputError { msg, .. } => msg,
         rusqlite::Error::SqliteFailure(_, Some(msg)) => msg,
+        rusqlite::Error::UserFunctionError(e) => e.to_string(),
         other => other.to_string(),
     };
+    let unsupported = |why: &str| invalid(format!("Invalid or unsupported search: {why}."));
     if let Some(col) = text.strip_prefix("no such column: ") {
         invalid(format!("Unknown identifier '{col}'."))
+    } else if let Some(function) = text.strip_prefix("no such function: ") {
+        invalid(format!("Unknown identifier '{function}'."))
     } else if let Some(table) = text.strip_prefix("no such table: ") {
-        invalid(format!("Record '{table}' was not found."))
-    } else {
+        invalid(format!("Record '{}' was not found.", table.strip_prefix("main.").unwrap_or(table)))
+    } else if let Some(function) = text.strip_prefix("wrong number of arguments to function ") {
+        unsupported(&format!("wrong number of arguments for {}", function.trim_end_matches("()")))
+    } else if let Some(col) = text.strip_prefix("ambiguous column name: ") {
+        invalid(format!("Ambiguous identifier '{col}'."))
+    } else if let Some(near) = text.strip_prefix("near \"").and_then(|t| t.strip_suffix("\": syntax error")) {
+        unsupported(&format!("unexpected '{near}'"))
+    } else if text == "incomplete input" {
+        unsupported("the query ends unexpectedly")
+    } else if text.starts_with("ORA-") {
         invalid(text)
+    } else {
+        invalid("Invalid or unsupported search.")
     }
 }
 
 pub fn run(conn: &Connection, q: &str, limit: u64, offset: u64) -> Result<QueryPage, InvalidQuery> {
-    run_as_role(conn, q, limit, offset, &[], 0)
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    run_as_role(conn, q, limit, offset, &[], Evaluation { zone: 0, now })
 }
 
 /// Runs a query for a role that cannot see `denied` tables: NetSuite then
 /// reports the record type as not found. Raw datetime columns print in the
-/// user's time zone, `zone` seconds east of UTC.
+/// user's time zone, and SYSDATE is `at.now`.
 pub fn run_as_role(
     conn: &Connection,
     q: &str,
     limit: u64,
     offset: u64,
     denied: &[String],
-    zone: i64,
+    at: Evaluation,
 ) -> Result<QueryPage, InvalidQuery> {
+    let zone = at.zone;
     let lowered = q.to_ascii_lowercase();
     for table in denied {
         let pattern = Regex::new(&format!(r"\b{}\b", regex::escape(table))).expect("escaped table name");
@@ -140,7 +547,7 @@ pub fn run_as_role(
             return Err(invalid(format!("Record '{table}' was not found.")));
         }
     }
-    let sql = translate(q)?;
+    let sql = translate(conn, q, at)?;
     let mut stmt =
         conn.prepare(&format!("SELECT * FROM ({sql}) LIMIT {limit} OFFSET {offset}")).map_err(sqlite_error)?;
     let columns: Vec<(String, bool)> = stmt
@@ -227,7 +634,7 @@ fn count_sql(conn: &Connection, sql: &str) -> String {
     });
     let whole = format!("SELECT COUNT(*) FROM ({sql})");
     // Literals blanked (same length): their words and brackets do not count.
-    let masked = STRING_LITERAL.replace_all(sql, |c: &regex::Captures<'_>| format!("'{}'", "x".repeat(c[0].len() - 2)));
+    let masked = mask_literals(sql);
     if masked.len() != sql.len() || NOT_PLAIN.is_match(&masked) {
         return whole;
     }
@@ -438,12 +845,50 @@ mod tests {
     }
 
     #[test]
+    fn bare_date_literals_are_the_columns_declared_timestamp() {
+        let conn = db::open().unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND p.type = 'TIMESTAMP' ORDER BY p.name",
+            )
+            .unwrap();
+        let declared: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let mut known = DATE_COLUMNS.to_vec();
+        known.sort();
+        assert_eq!(declared, known);
+        // Literals that are not compared with a date column stay as they are.
+        let q = "SELECT 'x' AS lastmodifieddate FROM customer c WHERE c.companyname = '1/1/2026' \
+                 AND TO_CHAR(c.lastmodifieddate, 'YYYY') = '2026' AND c.datecreated IN (TO_DATE('1', 'DD'), '1/2/2026')";
+        let out = date_literals(q, 0).unwrap();
+        assert!(out.contains("TO_DATE('1', 'DD'), (1767312000))") && out.contains("'1/1/2026' AND TO_CHAR"), "{out}");
+        assert!(
+            date_literals("SELECT id FROM customer WHERE (lastmodifieddate BETWEEN 1 AND 2) AND x = 'a'", 0).is_ok()
+        );
+        assert_eq!(preference_literal("12/31/2025 12:05 am"), Some(1767139500));
+        assert_eq!(preference_literal("1/1/2026 12:00 pm"), Some(1767268800));
+        assert_eq!(preference_literal("1/1/2026 13:00 pm"), None);
+    }
+
+    #[test]
     fn refusals_use_netsuite_wording() {
         let conn = db::open().unwrap();
         let e = run(&conn, "SELECT foo FROM customer", 10, 0).err().unwrap().0;
         assert!(e.contains("Unknown identifier 'foo'"), "{e}");
         let e = run(&conn, "SELECT id FROM nosuch", 10, 0).err().unwrap().0;
         assert!(e.contains("Record 'nosuch' was not found"), "{e}");
+        let e = run(&conn, "SELECT id FROM customer WHERE id IN (SELECT id, id FROM vendor)", 10, 0).err().unwrap().0;
+        assert!(e.ends_with("Search error occurred: Invalid or unsupported search."), "{e}");
+        let e = run(&conn, "SELECT TO_CHAR(datecreated, 'Q') AS q FROM customer", 10, 0);
+        assert!(e.is_ok(), "no rows: the format is not read");
+        conn.execute(
+            "INSERT INTO customer (entityid, isperson, isinactive, datecreated, lastmodifieddate) VALUES ('C', 'F', 'F', 0, 0)",
+            [],
+        )
+        .unwrap();
+        let e = run(&conn, "SELECT TO_CHAR(datecreated, 'Q') AS q FROM customer", 10, 0).err().unwrap().0;
+        assert!(e.ends_with("ORA-01821: date format not recognized: Q"), "{e}");
+        assert!(run(&conn, "SELECT 'sqlite_master' AS t, 'typeof(x)' AS f FROM customer", 10, 0).is_ok());
         assert!(run(&conn, "DELETE FROM customer", 10, 0).is_err());
         assert!(run(&conn, "SELECT id FROM customer LIMIT 5", 10, 0).is_err());
         assert!(run(&conn, "SELECT id FROM customer; DELETE FROM customer", 10, 0).is_err());
