@@ -432,6 +432,63 @@ async fn salesforce_collections_upsert_reports_per_record_outcomes() {
     assert_eq!((status, body["created"].clone()), (200, json!(false)), "v46+ answers 200 with created:false");
 }
 
+/// sObject Collections create (`POST composite/sobjects`, types may mix)
+/// and retrieve (`GET composite/sobjects/{SObject}?ids=&fields=` and its
+/// POST form), as simple-salesforce and jsforce call them.
+#[tokio::test]
+async fn salesforce_collections_create_and_retrieve_records() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let create = "/services/data/v66.0/composite/sobjects";
+    let records = json!([
+        {"attributes": {"type": "Account"}, "Name": "Acme", "NetSuite_Id__c": "c1"},
+        {"attributes": {"type": "Contact"}, "LastName": "Ng", "NetSuite_Id__c": "c2"},
+        {"attributes": {"type": "Account"}, "NetSuite_Id__c": "c3"},
+    ]);
+    let (status, _, results) =
+        sf_call(&sim, &t, reqwest::Method::POST, create, json!({"allOrNone": false, "records": records})).await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!((results[0]["success"].clone(), results[1]["success"].clone()), (json!(true), json!(true)));
+    assert!(results[0].get("created").is_none(), "create answers SaveResults: {results}");
+    assert_eq!(results[2]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING", "{results}");
+    assert_eq!(results[2]["id"], Value::Null);
+    let acme = results[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(sim.find("Account", "c1").map(|(id, _)| id), Some(acme.clone()));
+    assert!(sim.find("Contact", "c2").is_some());
+
+    // allOrNone: one failure undoes the rest.
+    let records = json!([
+        {"attributes": {"type": "Account"}, "Name": "Kept?", "NetSuite_Id__c": "c4"},
+        {"attributes": {"type": "Account"}, "Id": acme, "Name": "has an Id", "NetSuite_Id__c": "c5"},
+    ]);
+    let (status, _, results) =
+        sf_call(&sim, &t, reqwest::Method::POST, create, json!({"allOrNone": true, "records": records})).await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results[0]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK", "{results}");
+    assert_eq!(results[1]["errors"][0]["statusCode"], "INVALID_FIELD_FOR_INSERT_UPDATE", "{results}");
+    assert!(sim.find("Account", "c4").is_none(), "rolled back");
+    let many: Vec<Value> = (0..201).map(|i| account(&format!("m{i}"), Some("n"))).collect();
+    let (status, _, _) = sf_call(&sim, &t, reqwest::Method::POST, create, json!({"records": many})).await;
+    assert_eq!(status, 400, "at most 200 records per request");
+
+    // Retrieve: in the order of the ids, null for one the org does not hold.
+    let missing = "001000000000000AAA";
+    let get = format!("{create}/Account?ids={acme},{missing}&fields=Id,Name,NetSuite_Id__c");
+    let (status, _, found) = sf_call(&sim, &t, reqwest::Method::GET, &get, Value::Null).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found.as_array().map(Vec::len), Some(2), "{found}");
+    assert_eq!(found[0]["attributes"]["type"], "Account");
+    assert_eq!(found[0]["attributes"]["url"], format!("/services/data/v66.0/sobjects/Account/{acme}"));
+    assert_eq!((found[0]["Id"].as_str(), found[0]["Name"].as_str()), (Some(acme.as_str()), Some("Acme")));
+    assert_eq!(found[1], Value::Null);
+    let body = json!({"ids": [missing, acme], "fields": ["Name"]});
+    let (status, _, found) = sf_call(&sim, &t, reqwest::Method::POST, &format!("{create}/Account"), body).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!((found[0].clone(), found[1]["Name"].clone()), (Value::Null, json!("Acme")), "{found}");
+    let bad = format!("{create}/Account?ids={acme}&fields=Nope__c");
+    let (status, _, body) = sf_call(&sim, &t, reqwest::Method::GET, &bad, Value::Null).await;
+    assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_FIELD")), "{body}");
+}
+
 #[tokio::test]
 async fn salesforce_composite_limits_and_the_daily_allocation() {
     let (sim, t) = salesforce(SalesforceSimConfig { daily_api_limit: 3, ..Default::default() }).await;
