@@ -604,6 +604,110 @@ async fn salesforce_bulk_counts_batches_and_versions_its_result_columns() {
     assert_eq!((listed.first(), listed.last(), listed.len()), (Some(&"31.0"), Some(&"67.0"), 37));
 }
 
+const JOBS: &str = "/services/data/v66.0/jobs/ingest";
+
+/// Creates a Bulk API 2.0 Account job (`extra` adds to the upsert by
+/// NetSuite_Id__c), uploads `csv` as `content_type` and, when the upload is
+/// taken, closes the job and polls it: the job's id, the upload's status and
+/// body, and the job's info as last seen.
+async fn bulk_job(
+    sim: &SalesforceSim,
+    t: &str,
+    extra: Value,
+    csv: &str,
+    content_type: &str,
+) -> (String, u16, Value, Value) {
+    let mut create = json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c",
+                            "contentType": "CSV"});
+    create.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let (status, _, job) = sf_call(sim, t, reqwest::Method::POST, JOBS, create).await;
+    assert_eq!(status, 200, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let put = reqwest::Client::new()
+        .put(format!("{}{JOBS}/{id}/batches", sim.base_url()))
+        .bearer_auth(t)
+        .header("content-type", content_type)
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap();
+    let uploaded = put.status().as_u16();
+    let answer: Value = serde_json::from_str(&put.text().await.unwrap()).unwrap_or(Value::Null);
+    if uploaded != 201 {
+        return (id, uploaded, answer, job);
+    }
+    sf_call(sim, t, reqwest::Method::PATCH, &format!("{JOBS}/{id}"), json!({"state": "UploadComplete"})).await;
+    let (_, _, info) = sf_call(sim, t, reqwest::Method::GET, &format!("{JOBS}/{id}"), Value::Null).await;
+    (id, uploaded, answer, info)
+}
+
+async fn bulk_results(sim: &SalesforceSim, t: &str, id: &str, which: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{}{JOBS}/{id}/{which}/", sim.base_url()))
+        .bearer_auth(t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.text().await.unwrap()
+}
+
+/// Every columnDelimiter of the create-job request is taken: uploads are
+/// read, and result files written, with it. Data whose line endings
+/// contradict the job's lineEnding fails the job.
+#[tokio::test]
+async fn salesforce_bulk_jobs_take_every_delimiter_and_check_line_endings() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    for (name, d) in
+        [("COMMA", ','), ("TAB", '\t'), ("PIPE", '|'), ("SEMICOLON", ';'), ("CARET", '^'), ("BACKQUOTE", '`')]
+    {
+        // The second row lacks Name, which Account requires.
+        let csv = format!("NetSuite_Id__c{d}Name\n{name}1{d}\"A{d}B\"\n{name}2{d}\n");
+        let extra = json!({"columnDelimiter": name, "lineEnding": "LF"});
+        let (id, uploaded, _, info) = bulk_job(&sim, &t, extra, &csv, "text/csv").await;
+        assert_eq!((uploaded, info["state"].as_str()), (201, Some("JobComplete")), "{name}: {info}");
+        assert_eq!(info["columnDelimiter"], name);
+        assert_eq!(
+            sim.find("Account", &format!("{name}1")).map(|(_, f)| f["Name"].clone()),
+            Some(json!(format!("A{d}B")))
+        );
+        let ok = bulk_results(&sim, &t, &id, "successfulResults").await;
+        let mut lines = ok.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("\"sf__Id\"{d}\"sf__Created\"{d}NetSuite_Id__c{d}Name").as_str()),
+            "{name}"
+        );
+        assert!(lines.next().unwrap().ends_with(&format!("{d}true{d}{name}1{d}\"A{d}B\"")), "{name}: {ok}");
+        let failed = bulk_results(&sim, &t, &id, "failedResults").await;
+        assert!(failed.lines().nth(1).unwrap().ends_with(&format!("{d}{name}2{d}")), "{name}: {failed}");
+    }
+    let (status, _, refused) = sf_call(
+        &sim,
+        &t,
+        reqwest::Method::POST,
+        JOBS,
+        json!({"object": "Account", "operation": "insert", "columnDelimiter": "SPACE"}),
+    )
+    .await;
+    assert_eq!((status, refused[0]["errorCode"].as_str()), (400, Some("INVALIDJOB")), "{refused}");
+
+    // A line break inside quotes is data, whatever the job's lineEnding.
+    let csv = "NetSuite_Id__c,Name,Description\r\nE1,Crlf,\"two\nlines\"\r\n";
+    let (_, _, _, info) = bulk_job(&sim, &t, json!({"lineEnding": "CRLF"}), csv, "text/csv").await;
+    assert_eq!(info["state"], "JobComplete", "{info}");
+    let csv = "NetSuite_Id__c,Name,Description\nE2,Lf,\"two\r\nlines\"\n";
+    let (_, _, _, info) = bulk_job(&sim, &t, json!({"lineEnding": "LF"}), csv, "text/csv").await;
+    assert_eq!(info["state"], "JobComplete", "{info}");
+    for (ending, csv) in [("LF", "NetSuite_Id__c,Name\r\nE3,X\r\n"), ("CRLF", "NetSuite_Id__c,Name\nE4,X\n")] {
+        let (_, _, _, info) = bulk_job(&sim, &t, json!({"lineEnding": ending}), csv, "text/csv").await;
+        assert_eq!(info["state"], "Failed", "{ending}: {info}");
+        let message = info["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.contains("LineEnding") && message.contains(ending), "{ending}: {info}");
+    }
+    assert!(sim.find("Account", "E3").is_none() && sim.find("Account", "E4").is_none());
+}
+
 #[tokio::test]
 async fn salesforce_single_upsert_answers_300_when_the_external_id_matches_several_records() {
     let (sim, t) = salesforce(SalesforceSimConfig::default()).await;

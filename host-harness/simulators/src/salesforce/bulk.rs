@@ -27,6 +27,9 @@ pub struct Job {
     operation: String,
     external_id_field: String,
     line_ending: String,
+    /// `columnDelimiter` as the job was created with it, and its character.
+    column_delimiter: String,
+    delimiter: u8,
     pub state: String,
     /// Its rows are applied (it is then shown as ended unless held).
     processed: bool,
@@ -61,7 +64,7 @@ impl Job {
             "jobType": "V2Ingest",
             "contentUrl": format!("services/data/v{:.1}/jobs/ingest/{}/batches", self.api_version, self.id),
             "lineEnding": self.line_ending,
-            "columnDelimiter": "COMMA",
+            "columnDelimiter": self.column_delimiter,
             "numberRecordsProcessed": self.successful.len() + self.failed.len(),
             "numberRecordsFailed": self.failed.len(),
             "retries": 0,
@@ -69,6 +72,14 @@ impl Job {
             "errorMessage": self.error_message,
         })
     }
+}
+
+/// The column delimiters a job may name, and their characters.
+const DELIMITERS: [(&str, u8); 6] =
+    [("COMMA", b','), ("TAB", b'\t'), ("PIPE", b'|'), ("SEMICOLON", b';'), ("CARET", b'^'), ("BACKQUOTE", b'`')];
+
+fn delimiter_byte(name: &str) -> Option<u8> {
+    DELIMITERS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
 fn fail(e: RequestError) -> (u16, Option<Value>) {
@@ -103,11 +114,24 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
         ));
     }
     let content_type = req.get("contentType").and_then(Value::as_str).unwrap_or("CSV");
-    let delimiter = req.get("columnDelimiter").and_then(Value::as_str).unwrap_or("COMMA");
-    if content_type != "CSV" || delimiter != "COMMA" {
-        return fail(RequestError::new(400, "INVALIDJOB", "This org accepts CSV with COMMA delimiters"));
+    if content_type != "CSV" {
+        return fail(RequestError::new(400, "INVALIDJOB", format!("Invalid contentType: {content_type} (CSV only)")));
     }
+    let column_delimiter = req.get("columnDelimiter").and_then(Value::as_str).unwrap_or("COMMA").to_string();
+    let Some(delimiter) = delimiter_byte(&column_delimiter) else {
+        return fail(RequestError::new(
+            400,
+            "INVALIDJOB",
+            format!(
+                "Invalid columnDelimiter: {column_delimiter} (one of {})",
+                DELIMITERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    };
     let line_ending = req.get("lineEnding").and_then(Value::as_str).unwrap_or("LF").to_string();
+    if !["LF", "CRLF"].contains(&line_ending.as_str()) {
+        return fail(RequestError::new(400, "INVALIDJOB", format!("Invalid lineEnding: {line_ending} (LF or CRLF)")));
+    }
     org.next_job += 1;
     let id = format!("7508d{:010}SIM", org.next_job);
     let job = Job {
@@ -116,6 +140,8 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
         operation,
         external_id_field: ext,
         line_ending,
+        column_delimiter,
+        delimiter,
         state: "Open".into(),
         processed: false,
         created_at: now,
@@ -188,12 +214,55 @@ pub fn run_queued(org: &mut Org) {
     }
 }
 
-fn csv_line(values: &[String]) -> String {
+/// One line of a result file, its values separated by `delimiter`.
+fn csv_line(values: &[String], delimiter: u8) -> String {
+    let d = char::from(delimiter);
     values
         .iter()
-        .map(|v| if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.clone() })
+        .map(|v| if v.contains([d, '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.clone() })
         .collect::<Vec<_>>()
-        .join(",")
+        .join(&d.to_string())
+}
+
+/// The header line of a result file: Salesforce's own columns, quoted, then
+/// the upload's.
+fn result_header(own: &[&str], headers: &[String], delimiter: u8) -> String {
+    let d = char::from(delimiter);
+    let own: Vec<String> = own.iter().map(|c| format!("\"{c}\"")).collect();
+    format!("{}{d}{}\n", own.join(&d.to_string()), csv_line(headers, delimiter))
+}
+
+/// Checks the line breaks that end records (those outside quotes) against
+/// the job's lineEnding: CRLF data in an LF job, or LF data in a CRLF job,
+/// fails the job as Salesforce fails it.
+fn check_line_endings(data: &[u8], delimiter: u8, crlf: bool) -> Result<(), String> {
+    let ending = if crlf { "CRLF" } else { "LF" };
+    let (mut i, mut in_quotes, mut field_start) = (0, false, true);
+    while i < data.len() {
+        let b = data[i];
+        i += 1;
+        if in_quotes {
+            if b == b'"' {
+                if data.get(i) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' if field_start => in_quotes = true,
+            b'\n' if (i >= 2 && data[i - 2] == b'\r') != crlf => {
+                return Err(format!(
+                    "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {ending}"
+                ));
+            }
+            _ => {}
+        }
+        field_start = b == delimiter || b == b'\n';
+    }
+    Ok(())
 }
 
 /// One of the result files as CSV text, or None for an unknown job.
@@ -207,34 +276,35 @@ pub fn results(org: &Org, id: &str, which: &str) -> Option<Result<String, Reques
         )));
     }
     let mut out = String::new();
+    let d = job.delimiter;
     match which {
         "successfulResults" => {
-            out.push_str(&format!("\"sf__Id\",\"sf__Created\",{}\n", csv_line(&job.headers)));
+            out.push_str(&result_header(&["sf__Id", "sf__Created"], &job.headers, d));
             for (sf_id, created, row) in job.successful.iter().rev() {
-                out.push_str(&csv_line(&[&[sf_id.clone(), created.to_string()], &row[..]].concat()));
+                out.push_str(&csv_line(&[&[sf_id.clone(), created.to_string()], &row[..]].concat(), d));
                 out.push('\n');
             }
         }
         // `sf__Id` came to failed results in v53.0.
         "failedResults" if job.api_version >= FAILED_ID_VERSION => {
-            out.push_str(&format!("\"sf__Id\",\"sf__Error\",{}\n", csv_line(&job.headers)));
+            out.push_str(&result_header(&["sf__Id", "sf__Error"], &job.headers, d));
             for (error, row) in job.failed.iter().rev() {
-                out.push_str(&csv_line(&[&[String::new(), error.clone()], &row[..]].concat()));
+                out.push_str(&csv_line(&[&[String::new(), error.clone()], &row[..]].concat(), d));
                 out.push('\n');
             }
         }
         "failedResults" => {
-            out.push_str(&format!("\"sf__Error\",{}\n", csv_line(&job.headers)));
+            out.push_str(&result_header(&["sf__Error"], &job.headers, d));
             for (error, row) in job.failed.iter().rev() {
-                out.push_str(&csv_line(&[std::slice::from_ref(error), &row[..]].concat()));
+                out.push_str(&csv_line(&[std::slice::from_ref(error), &row[..]].concat(), d));
                 out.push('\n');
             }
         }
         "unprocessedrecords" => {
-            out.push_str(&csv_line(&job.headers));
+            out.push_str(&csv_line(&job.headers, d));
             out.push('\n');
             for row in &job.unprocessed {
-                out.push_str(&csv_line(row));
+                out.push_str(&csv_line(row, d));
                 out.push('\n');
             }
         }
@@ -249,7 +319,11 @@ fn run(org: &mut Org, id: &str, now: i64) {
     job.processed = true;
     let data = job.data.take().unwrap_or_default();
     let (object_name, ext, operation) = (job.object.clone(), job.external_id_field.clone(), job.operation.clone());
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
+    if let Err(message) = check_line_endings(&data, job.delimiter, job.line_ending == "CRLF") {
+        job.error_message = Some(message);
+        return;
+    }
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).delimiter(job.delimiter).from_reader(data.as_slice());
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
         Err(e) => {
