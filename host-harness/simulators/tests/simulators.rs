@@ -708,6 +708,62 @@ async fn salesforce_bulk_jobs_take_every_delimiter_and_check_line_endings() {
     assert!(sim.find("Account", "E3").is_none() && sim.find("Account", "E4").is_none());
 }
 
+/// Bulk API 2.0 refuses what Salesforce refuses: an upload that is not
+/// text/csv, externalIdFieldName on a job that does not upsert, a quote
+/// left open, and a second upload to a job (one job, one upload).
+#[tokio::test]
+async fn salesforce_bulk_refuses_other_content_types_stray_external_ids_open_quotes_and_second_uploads() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let csv = "NetSuite_Id__c,Name\nS1,Strict\n";
+    for content_type in ["application/json", "text/plain", "application/octet-stream"] {
+        let (_, uploaded, answer, _) = bulk_job(&sim, &t, json!({}), csv, content_type).await;
+        assert_eq!(
+            (uploaded, answer[0]["errorCode"].as_str()),
+            (415, Some("INVALIDCONTENTTYPE")),
+            "{content_type}: {answer}"
+        );
+    }
+    let (_, uploaded, _, info) = bulk_job(&sim, &t, json!({}), csv, "text/csv; charset=UTF-8").await;
+    assert_eq!((uploaded, info["state"].as_str()), (201, Some("JobComplete")), "{info}");
+
+    for operation in ["insert", "update", "delete"] {
+        let create = json!({"object": "Account", "operation": operation, "externalIdFieldName": "NetSuite_Id__c"});
+        let (status, _, refused) = sf_call(&sim, &t, reqwest::Method::POST, JOBS, create).await;
+        assert_eq!((status, refused[0]["errorCode"].as_str()), (400, Some("INVALIDJOB")), "{operation}: {refused}");
+        let create = json!({"object": "Account", "operation": operation});
+        assert_eq!(sf_call(&sim, &t, reqwest::Method::POST, JOBS, create).await.0, 200, "{operation}");
+    }
+
+    let open = "NetSuite_Id__c,Name\nS2,\"Open\nS3,Never closed\n";
+    let (_, uploaded, _, info) = bulk_job(&sim, &t, json!({"lineEnding": "LF"}), open, "text/csv").await;
+    assert_eq!((uploaded, info["state"].as_str()), (201, Some("Failed")), "{info}");
+    assert!(info["errorMessage"].as_str().is_some_and(|m| m.contains("quote")), "{info}");
+    assert!(sim.find("Account", "S2").is_none());
+
+    let (_, _, job) = sf_call(
+        &sim,
+        &t,
+        reqwest::Method::POST,
+        JOBS,
+        json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c"}),
+    )
+    .await;
+    let put = |body: &'static str| {
+        reqwest::Client::new()
+            .put(format!("{}{JOBS}/{}/batches", sim.base_url(), job["id"].as_str().unwrap()))
+            .bearer_auth(&t)
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    assert_eq!(put(csv).await.unwrap().status().as_u16(), 201);
+    let again = put("NetSuite_Id__c,Name\nS4,More\n").await.unwrap();
+    assert_eq!(again.status().as_u16(), 409);
+    let answer: Value = again.json().await.unwrap();
+    assert_eq!(answer[0]["errorCode"], "INVALIDJOBSTATE", "{answer}");
+    assert!(answer[0]["message"].as_str().is_some_and(|m| m.contains("one upload")), "{answer}");
+}
+
 #[tokio::test]
 async fn salesforce_single_upsert_answers_300_when_the_external_id_matches_several_records() {
     let (sim, t) = salesforce(SalesforceSimConfig::default()).await;

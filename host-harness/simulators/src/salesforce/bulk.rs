@@ -106,6 +106,14 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
     if !["insert", "update", "upsert", "delete", "hardDelete"].contains(&operation.as_str()) {
         return fail(RequestError::new(400, "INVALIDJOB", format!("Invalid operation: {operation}")));
     }
+    // externalIdFieldName belongs to upsert alone.
+    if operation != "upsert" && !ext.is_empty() {
+        return fail(RequestError::new(
+            400,
+            "INVALIDJOB",
+            format!("externalIdFieldName is only valid for upsert jobs, not {operation}"),
+        ));
+    }
     if operation == "upsert" && !sobject.field(&ext).is_some_and(|f| f.external_id) {
         return fail(RequestError::new(
             400,
@@ -160,8 +168,18 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
 
 pub fn upload(org: &mut Org, id: &str, body: &[u8]) -> (u16, Option<Value>) {
     let Some(job) = org.jobs.get_mut(id) else { return not_found(id) };
-    if job.state != "Open" || job.data.is_some() {
+    if job.state != "Open" {
         return invalid_state(job);
+    }
+    if job.data.is_some() {
+        return fail(RequestError::new(
+            409,
+            "INVALIDJOBSTATE",
+            format!(
+                "Job {id} already has its data: a job takes one upload (close it, or abort it and create a new job \
+                 for the whole data)"
+            ),
+        ));
     }
     if body.len() > MAX_UPLOAD_BYTES {
         return fail(RequestError::new(413, "EXCEEDED_QUOTA", "Upload exceeds 150 MB once base64-encoded"));
@@ -234,10 +252,13 @@ fn result_header(own: &[&str], headers: &[String], delimiter: u8) -> String {
 
 /// Checks the line breaks that end records (those outside quotes) against
 /// the job's lineEnding: CRLF data in an LF job, or LF data in a CRLF job,
-/// fails the job as Salesforce fails it.
-fn check_line_endings(data: &[u8], delimiter: u8, crlf: bool) -> Result<(), String> {
+/// fails the job as Salesforce fails it. So does a quoted value never
+/// closed (the CSV reader would take the rest of the data as its text).
+fn check_csv(data: &[u8], delimiter: u8, crlf: bool) -> Result<(), String> {
     let ending = if crlf { "CRLF" } else { "LF" };
     let (mut i, mut in_quotes, mut field_start) = (0, false, true);
+    // Record line numbers (the header is line 1), and where the open quote began.
+    let (mut line, mut opened_on) = (1, 0);
     while i < data.len() {
         let b = data[i];
         i += 1;
@@ -252,15 +273,19 @@ fn check_line_endings(data: &[u8], delimiter: u8, crlf: bool) -> Result<(), Stri
             continue;
         }
         match b {
-            b'"' if field_start => in_quotes = true,
+            b'"' if field_start => (in_quotes, opened_on) = (true, line),
             b'\n' if (i >= 2 && data[i - 2] == b'\r') != crlf => {
                 return Err(format!(
                     "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {ending}"
                 ));
             }
+            b'\n' => line += 1,
             _ => {}
         }
         field_start = b == delimiter || b == b'\n';
+    }
+    if in_quotes {
+        return Err(format!("InvalidBatch : the quote that opens a value on line {opened_on} is never closed"));
     }
     Ok(())
 }
@@ -319,7 +344,7 @@ fn run(org: &mut Org, id: &str, now: i64) {
     job.processed = true;
     let data = job.data.take().unwrap_or_default();
     let (object_name, ext, operation) = (job.object.clone(), job.external_id_field.clone(), job.operation.clone());
-    if let Err(message) = check_line_endings(&data, job.delimiter, job.line_ending == "CRLF") {
+    if let Err(message) = check_csv(&data, job.delimiter, job.line_ending == "CRLF") {
         job.error_message = Some(message);
         return;
     }

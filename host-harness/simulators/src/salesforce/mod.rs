@@ -740,6 +740,19 @@ async fn api_handler(
             hook();
         }
     }
+    // Bulk API 2.0 data is CSV: an upload of another media type is refused
+    // (415, the REST status for an unsupported format), the job left as it was.
+    if method == Method::PUT
+        && let ["jobs", "ingest", _, "batches"] = rest.trim_matches('/').split('/').collect::<Vec<_>>().as_slice()
+    {
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("text/csv") {
+            let message = format!("Unsupported Content-Type '{content_type}': Bulk API 2.0 job data must be text/csv");
+            let (status, body) = error_array(StatusCode::UNSUPPORTED_MEDIA_TYPE, "INVALIDCONTENTTYPE", &message);
+            return sim.respond(status, Some(body));
+        }
+    }
     let queried = method == Method::GET && rest.starts_with("query");
     let (status, answer, closed_a_job) = {
         let mut org = sim.org();
