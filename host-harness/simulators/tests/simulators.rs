@@ -381,6 +381,29 @@ async fn salesforce_token_and_session_errors_have_the_documented_shapes() {
     assert!(limit.unwrap().starts_with("api-usage="));
 }
 
+/// The token endpoint takes a form-encoded body; any other body gets the
+/// OAuth error shape (400 invalid_request), not a bare 415.
+#[tokio::test]
+async fn salesforce_token_endpoint_answers_oauth_errors_for_bodies_that_are_not_forms() {
+    let sim = SalesforceSim::start(SalesforceSimConfig::default(), SimClock::new(), 0).await.unwrap();
+    let url = format!("{}/services/oauth2/token", sim.base_url());
+    let grant =
+        json!({"grant_type": "client_credentials", "client_id": sim.client_id(), "client_secret": sim.client_secret()});
+    let client = reqwest::Client::new();
+    for request in [client.post(&url).json(&grant), client.post(&url).body("grant_type=client_credentials")] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    }
+    let form =
+        [("grant_type", "client_credentials"), ("client_id", sim.client_id()), ("client_secret", sim.client_secret())];
+    let r = client.post(&url).form(&form).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 #[tokio::test]
 async fn salesforce_collections_upsert_reports_per_record_outcomes() {
     let (sim, t) = salesforce(SalesforceSimConfig::default()).await;

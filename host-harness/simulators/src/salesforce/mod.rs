@@ -584,13 +584,16 @@ fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (O
     }
 }
 
-async fn token(
-    State(sim): State<SalesforceSim>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
-) -> Response {
+async fn token(State(sim): State<SalesforceSim>, headers: HeaderMap, body: Bytes) -> Response {
     sim.inner.token_requests.fetch_add(1, Ordering::SeqCst);
     let cfg = &sim.inner.config;
+    // The endpoint takes a form; any other body gets the OAuth error shape.
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return oauth_error("invalid_request", "the token request body must be application/x-www-form-urlencoded");
+    }
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     if form.get("grant_type").map(String::as_str) == Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
         // The bearer flow carries no client secret: the signed assertion is the credential.
         return match sim.verify_bearer(form.get("assertion").map(String::as_str).unwrap_or_default()) {
