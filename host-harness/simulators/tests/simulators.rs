@@ -381,6 +381,29 @@ async fn salesforce_token_and_session_errors_have_the_documented_shapes() {
     assert!(limit.unwrap().starts_with("api-usage="));
 }
 
+/// The token endpoint takes a form-encoded body; any other body gets the
+/// OAuth error shape (400 invalid_request), not a bare 415.
+#[tokio::test]
+async fn salesforce_token_endpoint_answers_oauth_errors_for_bodies_that_are_not_forms() {
+    let sim = SalesforceSim::start(SalesforceSimConfig::default(), SimClock::new(), 0).await.unwrap();
+    let url = format!("{}/services/oauth2/token", sim.base_url());
+    let grant =
+        json!({"grant_type": "client_credentials", "client_id": sim.client_id(), "client_secret": sim.client_secret()});
+    let client = reqwest::Client::new();
+    for request in [client.post(&url).json(&grant), client.post(&url).body("grant_type=client_credentials")] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    }
+    let form =
+        [("grant_type", "client_credentials"), ("client_id", sim.client_id()), ("client_secret", sim.client_secret())];
+    let r = client.post(&url).form(&form).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 #[tokio::test]
 async fn salesforce_collections_upsert_reports_per_record_outcomes() {
     let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
@@ -430,6 +453,63 @@ async fn salesforce_collections_upsert_reports_per_record_outcomes() {
     )
     .await;
     assert_eq!((status, body["created"].clone()), (200, json!(false)), "v46+ answers 200 with created:false");
+}
+
+/// sObject Collections create (`POST composite/sobjects`, types may mix)
+/// and retrieve (`GET composite/sobjects/{SObject}?ids=&fields=` and its
+/// POST form), as simple-salesforce and jsforce call them.
+#[tokio::test]
+async fn salesforce_collections_create_and_retrieve_records() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let create = "/services/data/v66.0/composite/sobjects";
+    let records = json!([
+        {"attributes": {"type": "Account"}, "Name": "Acme", "NetSuite_Id__c": "c1"},
+        {"attributes": {"type": "Contact"}, "LastName": "Ng", "NetSuite_Id__c": "c2"},
+        {"attributes": {"type": "Account"}, "NetSuite_Id__c": "c3"},
+    ]);
+    let (status, _, results) =
+        sf_call(&sim, &t, reqwest::Method::POST, create, json!({"allOrNone": false, "records": records})).await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!((results[0]["success"].clone(), results[1]["success"].clone()), (json!(true), json!(true)));
+    assert!(results[0].get("created").is_none(), "create answers SaveResults: {results}");
+    assert_eq!(results[2]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING", "{results}");
+    assert_eq!(results[2]["id"], Value::Null);
+    let acme = results[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(sim.find("Account", "c1").map(|(id, _)| id), Some(acme.clone()));
+    assert!(sim.find("Contact", "c2").is_some());
+
+    // allOrNone: one failure undoes the rest.
+    let records = json!([
+        {"attributes": {"type": "Account"}, "Name": "Kept?", "NetSuite_Id__c": "c4"},
+        {"attributes": {"type": "Account"}, "Id": acme, "Name": "has an Id", "NetSuite_Id__c": "c5"},
+    ]);
+    let (status, _, results) =
+        sf_call(&sim, &t, reqwest::Method::POST, create, json!({"allOrNone": true, "records": records})).await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results[0]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK", "{results}");
+    assert_eq!(results[1]["errors"][0]["statusCode"], "INVALID_FIELD_FOR_INSERT_UPDATE", "{results}");
+    assert!(sim.find("Account", "c4").is_none(), "rolled back");
+    let many: Vec<Value> = (0..201).map(|i| account(&format!("m{i}"), Some("n"))).collect();
+    let (status, _, _) = sf_call(&sim, &t, reqwest::Method::POST, create, json!({"records": many})).await;
+    assert_eq!(status, 400, "at most 200 records per request");
+
+    // Retrieve: in the order of the ids, null for one the org does not hold.
+    let missing = "001000000000000AAA";
+    let get = format!("{create}/Account?ids={acme},{missing}&fields=Id,Name,NetSuite_Id__c");
+    let (status, _, found) = sf_call(&sim, &t, reqwest::Method::GET, &get, Value::Null).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found.as_array().map(Vec::len), Some(2), "{found}");
+    assert_eq!(found[0]["attributes"]["type"], "Account");
+    assert_eq!(found[0]["attributes"]["url"], format!("/services/data/v66.0/sobjects/Account/{acme}"));
+    assert_eq!((found[0]["Id"].as_str(), found[0]["Name"].as_str()), (Some(acme.as_str()), Some("Acme")));
+    assert_eq!(found[1], Value::Null);
+    let body = json!({"ids": [missing, acme], "fields": ["Name"]});
+    let (status, _, found) = sf_call(&sim, &t, reqwest::Method::POST, &format!("{create}/Account"), body).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!((found[0].clone(), found[1]["Name"].clone()), (Value::Null, json!("Acme")), "{found}");
+    let bad = format!("{create}/Account?ids={acme}&fields=Nope__c");
+    let (status, _, body) = sf_call(&sim, &t, reqwest::Method::GET, &bad, Value::Null).await;
+    assert_eq!((status, body[0]["errorCode"].as_str()), (400, Some("INVALID_FIELD")), "{body}");
 }
 
 #[tokio::test]
@@ -545,6 +625,166 @@ async fn salesforce_bulk_counts_batches_and_versions_its_result_columns() {
         client.get(format!("{}/services/data/", sim.base_url())).send().await.unwrap().json().await.unwrap();
     let listed: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
     assert_eq!((listed.first(), listed.last(), listed.len()), (Some(&"31.0"), Some(&"67.0"), 37));
+}
+
+const JOBS: &str = "/services/data/v66.0/jobs/ingest";
+
+/// Creates a Bulk API 2.0 Account job (`extra` adds to the upsert by
+/// NetSuite_Id__c), uploads `csv` as `content_type` and, when the upload is
+/// taken, closes the job and polls it: the job's id, the upload's status and
+/// body, and the job's info as last seen.
+async fn bulk_job(
+    sim: &SalesforceSim,
+    t: &str,
+    extra: Value,
+    csv: &str,
+    content_type: &str,
+) -> (String, u16, Value, Value) {
+    let mut create = json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c",
+                            "contentType": "CSV"});
+    create.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let (status, _, job) = sf_call(sim, t, reqwest::Method::POST, JOBS, create).await;
+    assert_eq!(status, 200, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let put = reqwest::Client::new()
+        .put(format!("{}{JOBS}/{id}/batches", sim.base_url()))
+        .bearer_auth(t)
+        .header("content-type", content_type)
+        .body(csv.to_string())
+        .send()
+        .await
+        .unwrap();
+    let uploaded = put.status().as_u16();
+    let answer: Value = serde_json::from_str(&put.text().await.unwrap()).unwrap_or(Value::Null);
+    if uploaded != 201 {
+        return (id, uploaded, answer, job);
+    }
+    sf_call(sim, t, reqwest::Method::PATCH, &format!("{JOBS}/{id}"), json!({"state": "UploadComplete"})).await;
+    let (_, _, info) = sf_call(sim, t, reqwest::Method::GET, &format!("{JOBS}/{id}"), Value::Null).await;
+    (id, uploaded, answer, info)
+}
+
+async fn bulk_results(sim: &SalesforceSim, t: &str, id: &str, which: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{}{JOBS}/{id}/{which}/", sim.base_url()))
+        .bearer_auth(t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.text().await.unwrap()
+}
+
+/// Every columnDelimiter of the create-job request is taken: uploads are
+/// read, and result files written, with it. Data whose line endings
+/// contradict the job's lineEnding fails the job.
+#[tokio::test]
+async fn salesforce_bulk_jobs_take_every_delimiter_and_check_line_endings() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    for (name, d) in
+        [("COMMA", ','), ("TAB", '\t'), ("PIPE", '|'), ("SEMICOLON", ';'), ("CARET", '^'), ("BACKQUOTE", '`')]
+    {
+        // The second row lacks Name, which Account requires.
+        let csv = format!("NetSuite_Id__c{d}Name\n{name}1{d}\"A{d}B\"\n{name}2{d}\n");
+        let extra = json!({"columnDelimiter": name, "lineEnding": "LF"});
+        let (id, uploaded, _, info) = bulk_job(&sim, &t, extra, &csv, "text/csv").await;
+        assert_eq!((uploaded, info["state"].as_str()), (201, Some("JobComplete")), "{name}: {info}");
+        assert_eq!(info["columnDelimiter"], name);
+        assert_eq!(
+            sim.find("Account", &format!("{name}1")).map(|(_, f)| f["Name"].clone()),
+            Some(json!(format!("A{d}B")))
+        );
+        let ok = bulk_results(&sim, &t, &id, "successfulResults").await;
+        let mut lines = ok.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("\"sf__Id\"{d}\"sf__Created\"{d}NetSuite_Id__c{d}Name").as_str()),
+            "{name}"
+        );
+        assert!(lines.next().unwrap().ends_with(&format!("{d}true{d}{name}1{d}\"A{d}B\"")), "{name}: {ok}");
+        let failed = bulk_results(&sim, &t, &id, "failedResults").await;
+        assert!(failed.lines().nth(1).unwrap().ends_with(&format!("{d}{name}2{d}")), "{name}: {failed}");
+    }
+    let (status, _, refused) = sf_call(
+        &sim,
+        &t,
+        reqwest::Method::POST,
+        JOBS,
+        json!({"object": "Account", "operation": "insert", "columnDelimiter": "SPACE"}),
+    )
+    .await;
+    assert_eq!((status, refused[0]["errorCode"].as_str()), (400, Some("INVALIDJOB")), "{refused}");
+
+    // A line break inside quotes is data, whatever the job's lineEnding.
+    let csv = "NetSuite_Id__c,Name,Description\r\nE1,Crlf,\"two\nlines\"\r\n";
+    let (_, _, _, info) = bulk_job(&sim, &t, json!({"lineEnding": "CRLF"}), csv, "text/csv").await;
+    assert_eq!(info["state"], "JobComplete", "{info}");
+    let csv = "NetSuite_Id__c,Name,Description\nE2,Lf,\"two\r\nlines\"\n";
+    let (_, _, _, info) = bulk_job(&sim, &t, json!({"lineEnding": "LF"}), csv, "text/csv").await;
+    assert_eq!(info["state"], "JobComplete", "{info}");
+    for (ending, csv) in [("LF", "NetSuite_Id__c,Name\r\nE3,X\r\n"), ("CRLF", "NetSuite_Id__c,Name\nE4,X\n")] {
+        let (_, _, _, info) = bulk_job(&sim, &t, json!({"lineEnding": ending}), csv, "text/csv").await;
+        assert_eq!(info["state"], "Failed", "{ending}: {info}");
+        let message = info["errorMessage"].as_str().unwrap_or_default();
+        assert!(message.contains("LineEnding") && message.contains(ending), "{ending}: {info}");
+    }
+    assert!(sim.find("Account", "E3").is_none() && sim.find("Account", "E4").is_none());
+}
+
+/// Bulk API 2.0 refuses what Salesforce refuses: an upload that is not
+/// text/csv, externalIdFieldName on a job that does not upsert, a quote
+/// left open, and a second upload to a job (one job, one upload).
+#[tokio::test]
+async fn salesforce_bulk_refuses_other_content_types_stray_external_ids_open_quotes_and_second_uploads() {
+    let (sim, t) = salesforce(SalesforceSimConfig::default()).await;
+    let csv = "NetSuite_Id__c,Name\nS1,Strict\n";
+    for content_type in ["application/json", "text/plain", "application/octet-stream"] {
+        let (_, uploaded, answer, _) = bulk_job(&sim, &t, json!({}), csv, content_type).await;
+        assert_eq!(
+            (uploaded, answer[0]["errorCode"].as_str()),
+            (415, Some("INVALIDCONTENTTYPE")),
+            "{content_type}: {answer}"
+        );
+    }
+    let (_, uploaded, _, info) = bulk_job(&sim, &t, json!({}), csv, "text/csv; charset=UTF-8").await;
+    assert_eq!((uploaded, info["state"].as_str()), (201, Some("JobComplete")), "{info}");
+
+    for operation in ["insert", "update", "delete"] {
+        let create = json!({"object": "Account", "operation": operation, "externalIdFieldName": "NetSuite_Id__c"});
+        let (status, _, refused) = sf_call(&sim, &t, reqwest::Method::POST, JOBS, create).await;
+        assert_eq!((status, refused[0]["errorCode"].as_str()), (400, Some("INVALIDJOB")), "{operation}: {refused}");
+        let create = json!({"object": "Account", "operation": operation});
+        assert_eq!(sf_call(&sim, &t, reqwest::Method::POST, JOBS, create).await.0, 200, "{operation}");
+    }
+
+    let open = "NetSuite_Id__c,Name\nS2,\"Open\nS3,Never closed\n";
+    let (_, uploaded, _, info) = bulk_job(&sim, &t, json!({"lineEnding": "LF"}), open, "text/csv").await;
+    assert_eq!((uploaded, info["state"].as_str()), (201, Some("Failed")), "{info}");
+    assert!(info["errorMessage"].as_str().is_some_and(|m| m.contains("quote")), "{info}");
+    assert!(sim.find("Account", "S2").is_none());
+
+    let (_, _, job) = sf_call(
+        &sim,
+        &t,
+        reqwest::Method::POST,
+        JOBS,
+        json!({"object": "Account", "operation": "upsert", "externalIdFieldName": "NetSuite_Id__c"}),
+    )
+    .await;
+    let put = |body: &'static str| {
+        reqwest::Client::new()
+            .put(format!("{}{JOBS}/{}/batches", sim.base_url(), job["id"].as_str().unwrap()))
+            .bearer_auth(&t)
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    assert_eq!(put(csv).await.unwrap().status().as_u16(), 201);
+    let again = put("NetSuite_Id__c,Name\nS4,More\n").await.unwrap();
+    assert_eq!(again.status().as_u16(), 409);
+    let answer: Value = again.json().await.unwrap();
+    assert_eq!(answer[0]["errorCode"], "INVALIDJOBSTATE", "{answer}");
+    assert!(answer[0]["message"].as_str().is_some_and(|m| m.contains("one upload")), "{answer}");
 }
 
 #[tokio::test]

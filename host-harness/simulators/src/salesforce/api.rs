@@ -1,5 +1,5 @@
 //! The REST resources under /services/data/vXX.X: Composite, sObject
-//! Collections (upsert, delete), the record resources (create, read,
+//! Collections (create, retrieve, update, upsert, delete), the record resources (create, read,
 //! update, delete by Id; upsert by external id), query and queryAll, and
 //! Bulk API 2.0 ingest. Composite subrequests go through the same dispatch
 //! as top-level requests.
@@ -104,6 +104,27 @@ pub fn dispatch(
         ("GET", ["query" | "queryAll", locator]) => answer(soql::more(org, version, locator, now).map(Some), 200),
         ("DELETE", ["composite", "sobjects"]) => collections_delete(org, query, now),
         ("PATCH", ["composite", "sobjects"]) => collections_update(org, body, now),
+        ("POST", ["composite", "sobjects"]) => collections_create(org, body, now),
+        ("GET", ["composite", "sobjects", sobject]) => {
+            let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let list = |name: &str| {
+                params.get(name).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            };
+            collections_retrieve(org, version, sobject, list("ids"), list("fields"))
+        }
+        ("POST", ["composite", "sobjects", sobject]) => {
+            let request = match body.into_object() {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            let list = |name: &str| {
+                request
+                    .get(name)
+                    .and_then(Value::as_array)
+                    .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect::<Vec<String>>())
+            };
+            collections_retrieve(org, version, sobject, list("ids"), list("fields"))
+        }
         ("POST", ["composite"]) => composite(org, version, body, now),
         ("PATCH", ["composite", "sobjects", sobject, ext_field]) if version >= MIN_UPSERT_VERSION => {
             collections_upsert(org, sobject, ext_field, body, now)
@@ -675,6 +696,112 @@ fn collections_update(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
         })
         .collect();
     (200, Some(Value::Array(answers)))
+}
+
+/// `POST composite/sobjects`: up to 200 records created in order, each
+/// `attributes.type` naming its object (types may mix); SaveResults
+/// `{id, success, errors}` in the same order. A record naming an `Id` fails
+/// as a single create does; allOrNone undoes the request when any fails.
+fn collections_create(org: &mut Org, body: Body<'_>, now: i64) -> Answer {
+    let (all_or_none, records) = match collection_request(body) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut parsed = Vec::with_capacity(records.len());
+    for mut m in records {
+        let typed = m.remove("attributes").and_then(|a| a.get("type").and_then(Value::as_str).map(str::to_string));
+        let object = typed.as_deref().and_then(|t| org.object(t)).cloned();
+        if let Some(object) = &object
+            && let Err(e) = org.check_fields(object, &m)
+        {
+            return fail(e);
+        }
+        parsed.push((object, m));
+    }
+    org.table.begin();
+    let writes_before = org.writes;
+    let results: Vec<Result<String, RecordError>> = parsed
+        .into_iter()
+        .map(|(object, m)| match object {
+            None => Err(RecordError::new("INVALID_TYPE", "Must specify a valid type in attributes", &[])),
+            Some(object) => org.create(&object, m, now),
+        })
+        .collect();
+    let undone = all_or_none && results.iter().any(Result::is_err);
+    if undone {
+        org.table.rollback();
+        org.writes = writes_before;
+    } else {
+        org.table.release();
+    }
+    let answers: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(id) if !undone => json!({ "id": id, "success": true, "errors": [] }),
+            Ok(_) => json!({ "id": null, "success": false, "errors": [rolled_back().to_json()] }),
+            Err(e) => json!({ "id": null, "success": false, "errors": [e.to_json()] }),
+        })
+        .collect();
+    (200, Some(Value::Array(answers)))
+}
+
+/// Ids a Collections retrieve takes at most (the POST form; a GET runs
+/// into the URL length first, at about 800).
+pub const MAX_RETRIEVE_IDS: usize = 2000;
+
+/// `GET composite/sobjects/{SObject}?ids=&fields=` and its POST form with
+/// `{ids, fields}`: the records of one object, in the order of the ids,
+/// with the fields asked for; null for an id the org does not hold as a
+/// live record of that object. A field the object lacks fails the request.
+fn collections_retrieve(
+    org: &Org,
+    version: f64,
+    sobject: &str,
+    ids: Option<Vec<String>>,
+    fields: Option<Vec<String>>,
+) -> Answer {
+    let Some(object) = org.object(sobject) else { return fail(no_such_object(sobject)) };
+    let (Some(ids), Some(fields)) = (ids.filter(|i| !i.is_empty()), fields.filter(|f| !f.is_empty())) else {
+        return fail(RequestError::new(400, "MISSING_ARGUMENT", "ids and fields are required"));
+    };
+    if ids.len() > MAX_RETRIEVE_IDS {
+        return fail(RequestError::new(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            format!("cannot retrieve more than {MAX_RETRIEVE_IDS} records in one call"),
+        ));
+    }
+    let mut names = Vec::with_capacity(fields.len());
+    for f in &fields {
+        match object.field(f) {
+            Some(field) => names.push(field.name),
+            None => {
+                return fail(RequestError::new(
+                    400,
+                    "INVALID_FIELD",
+                    format!("No such column '{f}' on entity '{}'", object.name),
+                ));
+            }
+        }
+    }
+    let records: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let Read::Live(record) = org.read(object.name, id) else { return Value::Null };
+            let id = super::schema::normalize_id(id).unwrap_or_else(|| id.clone());
+            let mut out = Map::new();
+            out.insert(
+                "attributes".into(),
+                json!({ "type": object.name, "url": format!("/services/data/v{version:.1}/sobjects/{}/{id}", object.name) }),
+            );
+            for name in &names {
+                let value = if *name == "Id" { Value::String(id.clone()) } else { record.get(*name).cloned().unwrap_or(Value::Null) };
+                out.insert(name.to_string(), value);
+            }
+            Value::Object(out)
+        })
+        .collect();
+    (200, Some(Value::Array(records)))
 }
 
 /// `PATCH sobjects/{SObject}/{ExtIdField}/{value}[?updateOnly=true]`.

@@ -27,6 +27,9 @@ pub struct Job {
     operation: String,
     external_id_field: String,
     line_ending: String,
+    /// `columnDelimiter` as the job was created with it, and its character.
+    column_delimiter: String,
+    delimiter: u8,
     pub state: String,
     /// Its rows are applied (it is then shown as ended unless held).
     processed: bool,
@@ -61,7 +64,7 @@ impl Job {
             "jobType": "V2Ingest",
             "contentUrl": format!("services/data/v{:.1}/jobs/ingest/{}/batches", self.api_version, self.id),
             "lineEnding": self.line_ending,
-            "columnDelimiter": "COMMA",
+            "columnDelimiter": self.column_delimiter,
             "numberRecordsProcessed": self.successful.len() + self.failed.len(),
             "numberRecordsFailed": self.failed.len(),
             "retries": 0,
@@ -69,6 +72,14 @@ impl Job {
             "errorMessage": self.error_message,
         })
     }
+}
+
+/// The column delimiters a job may name, and their characters.
+const DELIMITERS: [(&str, u8); 6] =
+    [("COMMA", b','), ("TAB", b'\t'), ("PIPE", b'|'), ("SEMICOLON", b';'), ("CARET", b'^'), ("BACKQUOTE", b'`')];
+
+fn delimiter_byte(name: &str) -> Option<u8> {
+    DELIMITERS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
 fn fail(e: RequestError) -> (u16, Option<Value>) {
@@ -95,6 +106,14 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
     if !["insert", "update", "upsert", "delete", "hardDelete"].contains(&operation.as_str()) {
         return fail(RequestError::new(400, "INVALIDJOB", format!("Invalid operation: {operation}")));
     }
+    // externalIdFieldName belongs to upsert alone.
+    if operation != "upsert" && !ext.is_empty() {
+        return fail(RequestError::new(
+            400,
+            "INVALIDJOB",
+            format!("externalIdFieldName is only valid for upsert jobs, not {operation}"),
+        ));
+    }
     if operation == "upsert" && !sobject.field(&ext).is_some_and(|f| f.external_id) {
         return fail(RequestError::new(
             400,
@@ -103,11 +122,24 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
         ));
     }
     let content_type = req.get("contentType").and_then(Value::as_str).unwrap_or("CSV");
-    let delimiter = req.get("columnDelimiter").and_then(Value::as_str).unwrap_or("COMMA");
-    if content_type != "CSV" || delimiter != "COMMA" {
-        return fail(RequestError::new(400, "INVALIDJOB", "This org accepts CSV with COMMA delimiters"));
+    if content_type != "CSV" {
+        return fail(RequestError::new(400, "INVALIDJOB", format!("Invalid contentType: {content_type} (CSV only)")));
     }
+    let column_delimiter = req.get("columnDelimiter").and_then(Value::as_str).unwrap_or("COMMA").to_string();
+    let Some(delimiter) = delimiter_byte(&column_delimiter) else {
+        return fail(RequestError::new(
+            400,
+            "INVALIDJOB",
+            format!(
+                "Invalid columnDelimiter: {column_delimiter} (one of {})",
+                DELIMITERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    };
     let line_ending = req.get("lineEnding").and_then(Value::as_str).unwrap_or("LF").to_string();
+    if !["LF", "CRLF"].contains(&line_ending.as_str()) {
+        return fail(RequestError::new(400, "INVALIDJOB", format!("Invalid lineEnding: {line_ending} (LF or CRLF)")));
+    }
     org.next_job += 1;
     let id = format!("7508d{:010}SIM", org.next_job);
     let job = Job {
@@ -116,6 +148,8 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
         operation,
         external_id_field: ext,
         line_ending,
+        column_delimiter,
+        delimiter,
         state: "Open".into(),
         processed: false,
         created_at: now,
@@ -134,8 +168,18 @@ pub fn create(org: &mut Org, version: f64, body: &[u8], now: i64) -> (u16, Optio
 
 pub fn upload(org: &mut Org, id: &str, body: &[u8]) -> (u16, Option<Value>) {
     let Some(job) = org.jobs.get_mut(id) else { return not_found(id) };
-    if job.state != "Open" || job.data.is_some() {
+    if job.state != "Open" {
         return invalid_state(job);
+    }
+    if job.data.is_some() {
+        return fail(RequestError::new(
+            409,
+            "INVALIDJOBSTATE",
+            format!(
+                "Job {id} already has its data: a job takes one upload (close it, or abort it and create a new job \
+                 for the whole data)"
+            ),
+        ));
     }
     if body.len() > MAX_UPLOAD_BYTES {
         return fail(RequestError::new(413, "EXCEEDED_QUOTA", "Upload exceeds 150 MB once base64-encoded"));
@@ -188,12 +232,62 @@ pub fn run_queued(org: &mut Org) {
     }
 }
 
-fn csv_line(values: &[String]) -> String {
+/// One line of a result file, its values separated by `delimiter`.
+fn csv_line(values: &[String], delimiter: u8) -> String {
+    let d = char::from(delimiter);
     values
         .iter()
-        .map(|v| if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.clone() })
+        .map(|v| if v.contains([d, '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.clone() })
         .collect::<Vec<_>>()
-        .join(",")
+        .join(&d.to_string())
+}
+
+/// The header line of a result file: Salesforce's own columns, quoted, then
+/// the upload's.
+fn result_header(own: &[&str], headers: &[String], delimiter: u8) -> String {
+    let d = char::from(delimiter);
+    let own: Vec<String> = own.iter().map(|c| format!("\"{c}\"")).collect();
+    format!("{}{d}{}\n", own.join(&d.to_string()), csv_line(headers, delimiter))
+}
+
+/// Checks the line breaks that end records (those outside quotes) against
+/// the job's lineEnding: CRLF data in an LF job, or LF data in a CRLF job,
+/// fails the job as Salesforce fails it. So does a quoted value never
+/// closed (the CSV reader would take the rest of the data as its text).
+fn check_csv(data: &[u8], delimiter: u8, crlf: bool) -> Result<(), String> {
+    let ending = if crlf { "CRLF" } else { "LF" };
+    let (mut i, mut in_quotes, mut field_start) = (0, false, true);
+    // Record line numbers (the header is line 1), and where the open quote began.
+    let (mut line, mut opened_on) = (1, 0);
+    while i < data.len() {
+        let b = data[i];
+        i += 1;
+        if in_quotes {
+            if b == b'"' {
+                if data.get(i) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' if field_start => (in_quotes, opened_on) = (true, line),
+            b'\n' if (i >= 2 && data[i - 2] == b'\r') != crlf => {
+                return Err(format!(
+                    "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {ending}"
+                ));
+            }
+            b'\n' => line += 1,
+            _ => {}
+        }
+        field_start = b == delimiter || b == b'\n';
+    }
+    if in_quotes {
+        return Err(format!("InvalidBatch : the quote that opens a value on line {opened_on} is never closed"));
+    }
+    Ok(())
 }
 
 /// One of the result files as CSV text, or None for an unknown job.
@@ -207,34 +301,35 @@ pub fn results(org: &Org, id: &str, which: &str) -> Option<Result<String, Reques
         )));
     }
     let mut out = String::new();
+    let d = job.delimiter;
     match which {
         "successfulResults" => {
-            out.push_str(&format!("\"sf__Id\",\"sf__Created\",{}\n", csv_line(&job.headers)));
+            out.push_str(&result_header(&["sf__Id", "sf__Created"], &job.headers, d));
             for (sf_id, created, row) in job.successful.iter().rev() {
-                out.push_str(&csv_line(&[&[sf_id.clone(), created.to_string()], &row[..]].concat()));
+                out.push_str(&csv_line(&[&[sf_id.clone(), created.to_string()], &row[..]].concat(), d));
                 out.push('\n');
             }
         }
         // `sf__Id` came to failed results in v53.0.
         "failedResults" if job.api_version >= FAILED_ID_VERSION => {
-            out.push_str(&format!("\"sf__Id\",\"sf__Error\",{}\n", csv_line(&job.headers)));
+            out.push_str(&result_header(&["sf__Id", "sf__Error"], &job.headers, d));
             for (error, row) in job.failed.iter().rev() {
-                out.push_str(&csv_line(&[&[String::new(), error.clone()], &row[..]].concat()));
+                out.push_str(&csv_line(&[&[String::new(), error.clone()], &row[..]].concat(), d));
                 out.push('\n');
             }
         }
         "failedResults" => {
-            out.push_str(&format!("\"sf__Error\",{}\n", csv_line(&job.headers)));
+            out.push_str(&result_header(&["sf__Error"], &job.headers, d));
             for (error, row) in job.failed.iter().rev() {
-                out.push_str(&csv_line(&[std::slice::from_ref(error), &row[..]].concat()));
+                out.push_str(&csv_line(&[std::slice::from_ref(error), &row[..]].concat(), d));
                 out.push('\n');
             }
         }
         "unprocessedrecords" => {
-            out.push_str(&csv_line(&job.headers));
+            out.push_str(&csv_line(&job.headers, d));
             out.push('\n');
             for row in &job.unprocessed {
-                out.push_str(&csv_line(row));
+                out.push_str(&csv_line(row, d));
                 out.push('\n');
             }
         }
@@ -249,7 +344,11 @@ fn run(org: &mut Org, id: &str, now: i64) {
     job.processed = true;
     let data = job.data.take().unwrap_or_default();
     let (object_name, ext, operation) = (job.object.clone(), job.external_id_field.clone(), job.operation.clone());
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(data.as_slice());
+    if let Err(message) = check_csv(&data, job.delimiter, job.line_ending == "CRLF") {
+        job.error_message = Some(message);
+        return;
+    }
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).delimiter(job.delimiter).from_reader(data.as_slice());
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
         Err(e) => {

@@ -584,13 +584,16 @@ fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (O
     }
 }
 
-async fn token(
-    State(sim): State<SalesforceSim>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<HashMap<String, String>>,
-) -> Response {
+async fn token(State(sim): State<SalesforceSim>, headers: HeaderMap, body: Bytes) -> Response {
     sim.inner.token_requests.fetch_add(1, Ordering::SeqCst);
     let cfg = &sim.inner.config;
+    // The endpoint takes a form; any other body gets the OAuth error shape.
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return oauth_error("invalid_request", "the token request body must be application/x-www-form-urlencoded");
+    }
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     if form.get("grant_type").map(String::as_str) == Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
         // The bearer flow carries no client secret: the signed assertion is the credential.
         return match sim.verify_bearer(form.get("assertion").map(String::as_str).unwrap_or_default()) {
@@ -738,6 +741,19 @@ async fn api_handler(
         let hook = sim.inner.on_bulk_poll.lock().unwrap().clone();
         if let Some(hook) = hook {
             hook();
+        }
+    }
+    // Bulk API 2.0 data is CSV: an upload of another media type is refused
+    // (415, the REST status for an unsupported format), the job left as it was.
+    if method == Method::PUT
+        && let ["jobs", "ingest", _, "batches"] = rest.trim_matches('/').split('/').collect::<Vec<_>>().as_slice()
+    {
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("text/csv") {
+            let message = format!("Unsupported Content-Type '{content_type}': Bulk API 2.0 job data must be text/csv");
+            let (status, body) = error_array(StatusCode::UNSUPPORTED_MEDIA_TYPE, "INVALIDCONTENTTYPE", &message);
+            return sim.respond(status, Some(body));
         }
     }
     let queried = method == Method::GET && rest.starts_with("query");
