@@ -88,8 +88,8 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
 
 /// 0: the run succeeded and every record it read was written or found in
 /// place; 2: it succeeded, but some records failed (audited, kept for
-/// replay); 3: it stopped before the end (a signal, the API ceiling, a
-/// lost lease: the next run resumes); 4: another run held the tenant and
+/// replay); 3: it stopped before the end (a signal, the API ceiling: the
+/// next run resumes); 4: another run held the tenant and
 /// this one did nothing (try again); 1: the run failed. A scheduler can
 /// tell each apart.
 pub fn exit_code(report: &RunReport) -> ExitCode {

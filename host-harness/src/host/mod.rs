@@ -334,13 +334,17 @@ impl Runtime {
     ) -> Result<(u16, String)> {
         // The sender is answered within its patience: busy, it sends again.
         let slot = self.event_slot(deadline).await?;
+        let limits = (run.max_memory_bytes, run.deadline);
         let mut instance = self.instantiate_timed(run, slot).await?.0;
         let Instance { store, connector, .. } = &mut instance;
-        let answer = connector
-            .ml_connector_netsuite_salesforce_events()
-            .call_receive(&mut *store, &headers, &body)
-            .await
-            .map_err(|e| anyhow::anyhow!("the connector component trapped: {e:?}"))?;
+        let called =
+            connector.ml_connector_netsuite_salesforce_events().call_receive(&mut *store, &headers, &body).await;
+        // One line for the sender, naming the limit hit; the backtrace to the log.
+        let answer = called.map_err(|e| {
+            let trap = Trap::of(e, store.data(), limits);
+            tracing::debug!("the component trapped on an event: {}", trap.detail);
+            anyhow::anyhow!("{}", trap.summary)
+        })?;
         // The sender is told an event is queued only once it is.
         store.data_mut().kv.finish()?;
         Ok((answer.status, answer.body))

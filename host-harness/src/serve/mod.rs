@@ -486,11 +486,25 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
         }
     };
     // Another live serve schedules it already: two would run its schedule
-    // and the first to stop would clear the other's next run.
-    let served = tenant.database.connect().and_then(|conn| serve_schedule::refuse_if_served(&conn, &name));
-    if let Err(e) = served {
-        tracing::error!(tenant = %name, "not scheduled: {e:#}");
-        return;
+    // and the first to stop would clear the other's next run. Asked again
+    // each minute: once that one stops, this one takes the schedule over.
+    let mut said = false;
+    loop {
+        if stop.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        match tenant.database.connect().and_then(|conn| serve_schedule::refuse_if_served(&conn, &name)) {
+            Ok(()) => break,
+            Err(e) if !said => {
+                tracing::error!(tenant = %name, "not scheduled while another serve runs it: {e:#}");
+                said = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = stop.wake.notified() => {}
+        }
     }
     // The next run this loop noted last.
     let mut noted_at = None;

@@ -233,10 +233,33 @@ pub fn connect_to_read(path: &Path) -> Result<Connection> {
         Ok(conn)
     };
     let uri = format!("file:{}", uri_path(path));
-    open(uri.clone())
-        // No -shm to share and none can be made: nothing can be writing it.
-        .or_else(|_| open(format!("{uri}?immutable=1")))
-        .with_context(|| format!("reading database {} (read-only: {err:#})", path.display()))
+    let shared = match open(uri.clone()) {
+        Ok(conn) => return Ok(conn),
+        Err(e) => e,
+    };
+    // No -shm to share and none can be made (a read-only directory): the
+    // file is read as a snapshot, safe only when no log holds commits it
+    // lacks (a live writer's WAL, a copy taken with its WAL).
+    let cannot_share = matches!(&shared, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly));
+    let mut wal = path.as_os_str().to_os_string();
+    wal.push("-wal");
+    let logged = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    if !cannot_share || logged {
+        return Err(anyhow::Error::new(shared)).with_context(|| {
+            format!(
+                "reading database {} (read-only: {err:#}){}",
+                path.display(),
+                if logged {
+                    "; its WAL holds commits a read-only reader cannot share: run as the database's owner, or read \
+                     a copy made with `sqlite3 <db> \".backup <copy>\"`"
+                } else {
+                    ""
+                }
+            )
+        });
+    }
+    open(format!("{uri}?immutable=1")).with_context(|| format!("reading database {} (read-only)", path.display()))
 }
 
 /// Whether opening failed only because the file or its directory is read-only.

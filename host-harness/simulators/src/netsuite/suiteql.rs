@@ -454,7 +454,12 @@ fn translate(conn: &Connection, q: &str, at: Evaluation) -> Result<String, Inval
             }
             _ => 0.0,
         };
-        Ok(format!("({})", at.now + (days * 86400.0).round() as i64))
+        // Beyond Oracle's dates (year 9999): refused, not wrapped.
+        let seconds = days * 86400.0;
+        match (seconds.abs() < 1e12).then(|| at.now.checked_add(seconds.round() as i64)).flatten() {
+            Some(t) => Ok(format!("({t})")),
+            None => Err(invalid("ORA-01841: (full) year must be between -4713 and +9999, and not be 0")),
+        }
     })?;
     let q = replace_outside_literals(&q, &OFFSET_ROWS, |c| {
         Ok(format!("LIMIT {} OFFSET {}", c.get(2).map_or("-1", |n| n.as_str()), &c[1]))
