@@ -489,7 +489,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = load(&config.context("--config or --tenants is required")?)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            serve_schedule::refuse_if_served(&tenant.database.connect()?, &tenant.config.tenant)?;
+            serve_schedule::claim(&tenant.database.connect()?, &tenant.config.tenant, every)?;
             // Read once, like the config: a mapping edited while serving would
             // otherwise change (or, mistyped, fail) the runs that follow unseen.
             tenant.pin_mapping()?;

@@ -36,6 +36,12 @@ impl LocalProcess {
         Self::at(Path::new("/proc"), std::process::id())
     }
 
+    /// Another process of this machine, as it would record itself.
+    #[cfg(test)]
+    pub(crate) fn of(pid: u32) -> Option<LocalProcess> {
+        Self::at(Path::new("/proc"), pid)
+    }
+
     fn at(proc: &Path, pid: u32) -> Option<LocalProcess> {
         let (_, started) = parse_stat(&std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?)?;
         Some(LocalProcess { pid, boot_id: boot_id(proc)?, pid_ns: pid_ns(proc)?, started })

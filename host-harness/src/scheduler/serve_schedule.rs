@@ -105,19 +105,28 @@ pub fn clear_noted(conn: &Connection, tenant: &str, at: OffsetDateTime) -> Resul
     Ok(())
 }
 
-/// Refuses to serve `tenant` while another live `serve` process does: both
-/// would run its schedule, and the first to stop would clear the other's
-/// next run from `status`.
-pub fn refuse_if_served(conn: &Connection, tenant: &str) -> Result<()> {
-    let Some(next) = next_run(conn, tenant)? else { return Ok(()) };
-    let me = LocalProcess::current().map(|p| p.pid);
-    match (next.serving, next.pid) {
-        (Liveness::Running, Some(pid)) if Some(pid) != me => anyhow::bail!(
-            "tenant `{tenant}` is already served by `connector serve` (pid {pid}): stop that process first (one \
-             serve per database; several tenants go in one `serve --tenants`)"
-        ),
-        _ => Ok(()),
+/// Takes `tenant`'s schedule for this process (its next run noted as now,
+/// returned), refusing while another live `serve` process has it: both would
+/// run its schedule, and the first to stop would clear the other's next run
+/// from `status`. Checked and noted in one write transaction, so two serves
+/// started at once cannot both pass.
+pub fn claim(conn: &Connection, tenant: &str, every_secs: u64) -> Result<OffsetDateTime> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    if let Some(next) = next_run(&tx, tenant)? {
+        let me = LocalProcess::current().map(|p| p.pid);
+        if let (Liveness::Running, Some(pid)) = (next.serving, next.pid)
+            && Some(pid) != me
+        {
+            anyhow::bail!(
+                "tenant `{tenant}` is already served by `connector serve` (pid {pid}): stop that process first (one \
+                 serve per database; several tenants go in one `serve --tenants`)"
+            );
+        }
     }
+    let now = OffsetDateTime::now_utc();
+    record(&tx, tenant, now, every_secs)?;
+    tx.commit().with_context(|| format!("noting the schedule of tenant `{tenant}`"))?;
+    Ok(now)
 }
 
 /// `tenant`'s next scheduled run; None when no `serve` ever scheduled one
@@ -173,6 +182,38 @@ mod tests {
         assert_eq!(next_run(&conn, "other").unwrap(), None, "per tenant");
         clear(&conn, "acme").unwrap();
         assert_eq!(next_run(&conn, "acme").unwrap(), None);
+    }
+
+    #[test]
+    fn a_schedule_is_claimed_by_one_live_process_only() {
+        let (dir, conn) = database();
+        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let me = LocalProcess::current().unwrap();
+        let other_started = LocalProcess::of(other.id()).unwrap().started;
+        conn.execute(
+            "INSERT INTO serve_schedule (tenant, next_run_at, every_secs, pid, boot_id, pid_ns, started, updated_at)
+             VALUES ('acme', '2027-01-15T08:00:00Z', 60, ?1, ?2, ?3, ?4, 'then')",
+            params![other.id(), me.boot_id, me.pid_ns, other_started as i64],
+        )
+        .unwrap();
+        let refused = claim(&conn, "acme", 60).unwrap_err().to_string();
+        assert!(refused.contains(&format!("already served by `connector serve` (pid {})", other.id())), "{refused}");
+        assert_eq!(next_run(&conn, "acme").unwrap().unwrap().pid, Some(other.id()), "left as it was");
+        // The write lock is taken before the check: a claim waits for a
+        // competitor's open transaction instead of reading past it.
+        let competitor = crate::store::Database::open(&dir.path().join("connector.db")).unwrap().connect().unwrap();
+        competitor.execute_batch("BEGIN IMMEDIATE").unwrap();
+        competitor.busy_timeout(std::time::Duration::from_millis(1)).unwrap();
+        conn.busy_timeout(std::time::Duration::from_millis(50)).unwrap();
+        assert!(claim(&conn, "other", 60).is_err(), "waited for the lock, then gave up");
+        competitor.execute_batch("ROLLBACK").unwrap();
+        other.kill().unwrap();
+        other.wait().unwrap();
+        let at = claim(&conn, "acme", 60).unwrap();
+        let next = next_run(&conn, "acme").unwrap().unwrap();
+        assert_eq!((next.pid, next.serving), (Some(std::process::id()), Liveness::Running));
+        assert_eq!(next.at, stamp(at).unwrap());
+        claim(&conn, "acme", 60).expect("its own claim is taken again");
     }
 
     #[test]

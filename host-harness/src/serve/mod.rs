@@ -489,12 +489,17 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
     // and the first to stop would clear the other's next run. Asked again
     // each minute: once that one stops, this one takes the schedule over.
     let mut said = false;
+    // The next run this loop noted last.
+    let mut noted_at;
     loop {
         if stop.stopped.load(Ordering::SeqCst) {
             return;
         }
-        match tenant.database.connect().and_then(|conn| serve_schedule::refuse_if_served(&conn, &name)) {
-            Ok(()) => break,
+        match tenant.database.connect().and_then(|conn| serve_schedule::claim(&conn, &name, schedule.interval_secs())) {
+            Ok(at) => {
+                noted_at = Some(at);
+                break;
+            }
             Err(e) if !said => {
                 tracing::error!(tenant = %name, "not scheduled while another serve runs it: {e:#}");
                 said = true;
@@ -506,8 +511,6 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
             _ = stop.wake.notified() => {}
         }
     }
-    // The next run this loop noted last.
-    let mut noted_at = None;
     loop {
         // Stopped while a run was under way: no next run is noted (the
         // shutdown clears the notes once the runs end; noting one after

@@ -104,6 +104,10 @@ pub fn marks_path_of(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// `PRAGMA user_version` of a database whose schema and marks' file are
+/// this version's: raise it with every change to [`Database::open`]'s work.
+const SCHEMA_VERSION: i64 = 1;
+
 /// Where the database lives; each run opens its own connection.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -121,6 +125,18 @@ impl Database {
         }
         let db = Database { path: path.to_path_buf() };
         let mut conn = db.connect()?;
+        // A database this version made or migrated is opened with a read:
+        // `status` and `audit` need not queue for the write lock a large
+        // run keeps most of the time.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == SCHEMA_VERSION && db.marks_path().exists() {
+            return Ok(db);
+        }
+        // Before the version is set, so a database of this version always
+        // has its marks' file.
+        let marks = db.connect_marks()?;
+        use_wal(&marks).with_context(|| format!("switching {} to WAL", db.marks_path().display()))?;
+        marks.execute_batch(KV_SCHEMA).with_context(|| format!("creating {}", db.marks_path().display()))?;
         // Before the file's first write, so new databases only (an existing
         // one keeps its size): 8 KiB pages took a 100,000-customer sync
         // ~7% less time than 4 KiB ones, fewer page splits and WAL frames
@@ -160,10 +176,8 @@ impl Database {
         if !has_shape {
             tx.execute_batch("ALTER TABLE audit ADD COLUMN shape INTEGER REFERENCES audit_shapes (id)")?;
         }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit().with_context(|| format!("creating the schema of {}", db.path.display()))?;
-        let marks = db.connect_marks()?;
-        use_wal(&marks).with_context(|| format!("switching {} to WAL", db.marks_path().display()))?;
-        marks.execute_batch(KV_SCHEMA).with_context(|| format!("creating {}", db.marks_path().display()))?;
         Ok(db)
     }
 
@@ -221,7 +235,7 @@ pub fn connect_to_read(path: &Path) -> Result<Connection> {
     let writable = Database::open(path).and_then(|db| db.connect());
     let err = match writable {
         Ok(conn) => return Ok(conn),
-        Err(e) if read_only(&e) => e,
+        Err(e) if read_only(&e, path) => e,
         Err(e) => return Err(e.context(format!("opening database {}", path.display()))),
     };
     use rusqlite::OpenFlags;
@@ -262,11 +276,14 @@ pub fn connect_to_read(path: &Path) -> Result<Connection> {
     open(format!("{uri}?immutable=1")).with_context(|| format!("reading database {} (read-only)", path.display()))
 }
 
-/// Whether opening failed only because the file or its directory is read-only.
-fn read_only(e: &anyhow::Error) -> bool {
+/// Whether opening the database at `path` failed only because the file or
+/// its directory is read-only (SQLite says "cannot open" when it is a WAL
+/// file beside it that cannot be opened for writing).
+fn read_only(e: &anyhow::Error, path: &Path) -> bool {
     e.chain().any(|c| {
         matches!(c.downcast_ref::<rusqlite::Error>(),
-            Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ReadOnly)
+            Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ReadOnly
+                || (f.code == rusqlite::ErrorCode::CannotOpen && path.exists()))
             || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
     })
 }
@@ -439,6 +456,32 @@ mod tests {
         let (_old_dir, old) = older_database("PRAGMA page_size = 4096; CREATE TABLE t (x); PRAGMA journal_mode = WAL;");
         Database::open(&old).unwrap();
         assert_eq!(page_size(&old), 4096);
+    }
+
+    #[test]
+    fn a_current_database_opens_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connector.db");
+        Database::open(&path).unwrap();
+        // A run's writer holding the write lock, as it does most of a sync.
+        let writer = Database::open(&path).unwrap().connect().unwrap();
+        writer
+            .execute_batch(
+                "BEGIN IMMEDIATE; INSERT INTO runs (run_id, tenant, started_at, mode, status) \
+                              VALUES ('r1', 'acme', 'now', 'full', 'running');",
+            )
+            .unwrap();
+        let started = std::time::Instant::now();
+        let db = Database::open(&path).expect("opened while the lock is held");
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
+        let runs: i64 = db.connect().unwrap().query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0)).unwrap();
+        assert_eq!(runs, 0, "reads the last commit");
+        writer.execute_batch("COMMIT").unwrap();
+        // Without its marks' file the schema is made again (the file with it).
+        std::fs::remove_file(marks_path_of(&path)).unwrap();
+        Database::open(&path).unwrap();
+        let marks = Database::open(&path).unwrap().connect_marks().unwrap();
+        marks.execute("INSERT INTO kv VALUES ('acme', 'in-flight', 'k', x'00', 'now')", []).unwrap();
     }
 
     #[test]
