@@ -779,6 +779,7 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
         AuditCommand::List { config, filters, limit, before, json } => {
             let (config, conn) = open_database(&config, table)?;
             let filter = filters.filter(&config.tenant)?;
+            query::ensure_run_known(&conn, &filter)?;
             let rows = query::list(&conn, &filter, limit, before)?;
             if json {
                 let rows: Vec<JsonRecord<'_>> = rows.iter().map(JsonRecord::from).collect();
@@ -839,6 +840,7 @@ fn audit_command(action: AuditCommand, table: Option<&str>) -> Result<ExitCode> 
         AuditCommand::Export { config: config_path, filters, format, out, force } => {
             let (config, conn) = open_database(&config_path, table)?;
             let filter = filters.filter(&config.tenant)?;
+            query::ensure_run_known(&conn, &filter)?;
             match out {
                 None => {
                     let n = export::export(&conn, &filter, format, &mut stdout)?;

@@ -113,6 +113,15 @@ fn a_bad_flag_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--since `yesterday` is not an RFC 3339 time"), "{err}");
+    for command in [&["list"][..], &["export", "--format", "csv"]] {
+        let out = connector(&i.config, &[&["audit"], command, &["--run", "run-nope"]].concat());
+        assert_eq!(out.status.code(), Some(1), "audit {command:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no run `run-nope` of tenant `acme` in the run log"), "{err}");
+    }
+    // A known run with no row of that outcome lists nothing, successfully.
+    let out = connector(&i.config, &["audit", "list", "--run", "run-1", "--outcome", "unchanged"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = connector(&i.config, &["audit", "export", "--format", "xml"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

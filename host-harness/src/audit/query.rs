@@ -137,6 +137,25 @@ pub fn outcomes(conn: &Connection, tenant: &str) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Refuses a `--run` the tenant never had: a mistyped id would otherwise
+/// list or export nothing, successfully.
+pub fn ensure_run_known(conn: &Connection, filter: &AuditFilter) -> Result<()> {
+    let Some(run) = &filter.run_id else { return Ok(()) };
+    let known: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE tenant = ?1 AND run_id = ?2)
+             OR EXISTS (SELECT 1 FROM audit WHERE tenant = ?1 AND run_id = ?2)",
+        rusqlite::params![filter.tenant, run],
+        |r| r.get(0),
+    )?;
+    anyhow::ensure!(
+        known,
+        "no run `{run}` of tenant `{}` in the run log: `connector status` shows the last run, `connector audit \
+         list` every row with its run id",
+        filter.tenant
+    );
+    Ok(())
+}
+
 /// An RFC 3339 time from a flag, in UTC.
 fn utc_time(flag: &str, value: &str) -> Result<String> {
     let t = OffsetDateTime::parse(value.trim(), &Rfc3339).map_err(|e| {
