@@ -56,6 +56,9 @@ impl Checked {
 #[serde(rename_all = "camelCase")]
 pub struct FieldDescribe {
     pub name: String,
+    /// `string` for Text; absent in a trimmed answer (then not checked).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
     #[serde(default)]
     pub createable: bool,
     #[serde(default)]
@@ -102,6 +105,12 @@ pub fn check(describe: &Describe, spec: &TargetSpec, extra: &[&str], external_id
         Some(f) if !f.unique => problems.push(format!(
             "{object}.{external_id_field} is an External ID but not Unique: mark it Unique, or duplicates become \
              possible and upserts answer 300 Multiple Choices"
+        )),
+        // Ids are written, queried (`IN ('42')`) and read back as text: a
+        // Number field would refuse the quoted values of every lookup.
+        Some(FieldDescribe { kind: Some(kind), .. }) if kind != "string" => problems.push(format!(
+            "{object}.{external_id_field} is a field of type {kind}: NetSuite ids are written and matched as text; \
+             create it as Text(18), External ID, Unique"
         )),
         // Every row carries it: read-only, every record would fail on its own.
         Some(f) if !(f.createable && f.updateable) => problems.push(format!(
@@ -289,5 +298,20 @@ mod tests {
             problems.len() == 1 && problems[0].contains("Contact.NetSuite_Id__c is not createable and updateable"),
             "{problems:?}"
         );
+
+        // A Number external id passes Salesforce but not the text lookups.
+        let mut numeric = fields.clone();
+        for f in numeric.iter_mut().filter(|f| f["name"] == "NetSuite_Id__c") {
+            f["type"] = json!("double");
+        }
+        let problems = check(&describe(json!(numeric)), &spec, &[], "NetSuite_Id__c");
+        assert!(
+            problems.len() == 1 && problems[0].contains("Contact.NetSuite_Id__c is a field of type double"),
+            "{problems:?}"
+        );
+        for f in numeric.iter_mut().filter(|f| f["name"] == "NetSuite_Id__c") {
+            f["type"] = json!("string");
+        }
+        assert!(check(&describe(json!(numeric)), &spec, &[], "NetSuite_Id__c").is_empty());
     }
 }
