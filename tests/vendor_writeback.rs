@@ -1589,3 +1589,29 @@ async fn an_unmappable_vendor_edited_in_salesforce_fails_once() {
     assert_eq!(bed.sf("Vendor__c", id).1["Phone__c"], json!("+12125550100"));
     assert_eq!(waiting_writebacks(&bed), 0);
 }
+
+/// A refused Salesforce edit waits without failing again once the run that
+/// refused it a second time (NetSuite changed) wrote NetSuite's side to the
+/// record: that write moves `SystemModstamp`, and the overlap window reads
+/// the record again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_edit_fails_once_more_when_netsuite_changes_not_at_the_echo_of_that_change() {
+    for policy in ["salesforce", "newest", "netsuite"] {
+        let (bed, ids) = synced(3, policy).await;
+        let id = ids[0];
+        salesforce_edit(&bed, id, json!({"Phone__c": "n/a"}));
+        one_refused_write(&bed).await;
+        let report = bed.sync_all().await;
+        assert_eq!(report.counts("vendor").failed, 0, "{policy}: waits");
+
+        netsuite_edit(&bed, id, "companyname", "Renamed Vendor Ltd");
+        one_refused_write(&bed).await;
+        assert_eq!(bed.sf("Vendor__c", id).1["Name"], json!("Renamed Vendor Ltd"), "{policy}");
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let audit = rows(&bed, &report.run_id);
+        assert_eq!(report.counts("vendor").failed, 0, "{policy}: {audit:?}");
+        assert!(actions(&audit, "netsuite-write").is_empty(), "{policy}: {audit:?}");
+        assert_eq!(waiting_writebacks(&bed), 1, "{policy}: still waits for replay");
+    }
+}

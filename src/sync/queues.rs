@@ -206,6 +206,22 @@ pub struct FailedWriteback {
     /// once more every run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modstamp: Option<String>,
+    /// The record's fields as the failing run left them, when it then wrote
+    /// NetSuite's side to Salesforce (which moves `SystemModstamp`): read
+    /// again holding them, nobody edited it since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl FailedWriteback {
+    /// Whether `record`, read again, is as it was left when this failed.
+    pub fn unchanged_since(&self, modstamp: &str, fields: &serde_json::Map<String, serde_json::Value>) -> bool {
+        self.modstamp.as_deref() == Some(modstamp)
+            || self.holds.as_ref().is_some_and(|holds| {
+                holds.len() == fields.len()
+                    && holds.iter().all(|(f, v)| super::merge::same(fields.get(f), Some(v)))
+            })
+    }
 }
 
 pub fn writeback_key(kind: RecordKind, salesforce_id: &str) -> String {

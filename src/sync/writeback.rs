@@ -247,6 +247,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             // A link Salesforce refused is tried again at each read, as
             // the record stays unlinked (a lock, a rule fixed since).
             modstamp: (action != AuditAction::Link).then(|| self.modstamps.borrow().get(sf).cloned()).flatten(),
+            holds: None,
         });
         AuditEntry {
             outcome: "failed".into(),
@@ -394,7 +395,7 @@ impl<'p, 'r> Pass<'p, 'r> {
             let live: Vec<(&Changed, bool)> = live
                 .into_iter()
                 .zip(waiting)
-                .filter(|(r, w)| w.as_ref().and_then(|w| w.modstamp.as_deref()) != Some(r.modstamp.as_str()))
+                .filter(|(r, w)| !w.as_ref().is_some_and(|w| w.unchanged_since(&r.modstamp, &r.fields)))
                 .map(|(r, w)| (r, w.is_some()))
                 .collect();
             *self.queued.borrow_mut() = live.iter().filter(|(_, q)| *q).map(|(r, _)| r.id.clone()).collect();
@@ -866,6 +867,16 @@ impl<'p, 'r> Pass<'p, 'r> {
                 match written {
                     Ok(()) if merged.to_salesforce.is_empty() => {}
                     Ok(()) => {
+                        // This write moves the record's `SystemModstamp`:
+                        // its refused edit, waiting, is known by its fields.
+                        if !sent {
+                            let mut holds = record.fields.clone();
+                            holds.extend(merged.to_salesforce.iter().map(|(f, v)| (f.clone(), v.clone())));
+                            let mut failures = self.failures.borrow_mut();
+                            if let Some(f) = failures.iter_mut().rev().find(|f| f.salesforce_id == record.id) {
+                                f.holds = Some(holds);
+                            }
+                        }
                         let changes: Vec<Value> = merged
                             .to_salesforce
                             .iter()
