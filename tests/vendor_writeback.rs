@@ -1615,3 +1615,23 @@ async fn a_refused_edit_fails_once_more_when_netsuite_changes_not_at_the_echo_of
         assert_eq!(waiting_writebacks(&bed), 1, "{policy}: still waits for replay");
     }
 }
+
+/// A Salesforce edit that only retypes what NetSuite holds (` us ` where it
+/// has `US`) sends NetSuite nothing: Salesforce gets the mapped form back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_edit_netsuite_already_holds_sends_netsuite_nothing() {
+    let (bed, ids) = synced(2, "netsuite").await;
+    let id = ids[0];
+    let country = bed.sf("Vendor__c", id).1["Country__c"].as_str().expect("a country code").to_string();
+    salesforce_edit(&bed, id, json!({"Country__c": format!(" {} ", country.to_lowercase())}));
+    let plan = bed.bed.tenant.dry_run(support::runtime(), SyncMode::Incremental, &[], false).await.unwrap();
+    succeeded(&plan);
+    assert!(!plan.plan.iter().any(|p| p.action.starts_with("netsuite-")), "{:?}", plan.plan);
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    let audit = rows(&bed, &report.run_id);
+    assert!(actions(&audit, "netsuite-write").is_empty(), "{audit:?}");
+    assert_eq!(report.counts("vendor").written_back, 0, "{audit:?}");
+    assert_eq!(bed.sf("Vendor__c", id).1["Country__c"], json!(country));
+    no_echo(&bed).await;
+}

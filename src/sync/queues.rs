@@ -218,8 +218,7 @@ impl FailedWriteback {
     pub fn unchanged_since(&self, modstamp: &str, fields: &serde_json::Map<String, serde_json::Value>) -> bool {
         self.modstamp.as_deref() == Some(modstamp)
             || self.holds.as_ref().is_some_and(|holds| {
-                holds.len() == fields.len()
-                    && holds.iter().all(|(f, v)| super::merge::same(fields.get(f), Some(v)))
+                holds.len() == fields.len() && holds.iter().all(|(f, v)| super::merge::same(fields.get(f), Some(v)))
             })
     }
 }

@@ -718,8 +718,16 @@ impl<'p, 'r> Pass<'p, 'r> {
                     merged.to_salesforce.insert(f.clone(), back.salesforce.clone());
                     reformed.push(f.clone());
                 }
+                // NetSuite already holds what it would be sent (`usa` typed
+                // where it has `US`): only Salesforce's form is put right. A
+                // value sent as typed (a phone's form) is still an edit.
+                let held = back.netsuite == back.salesforce
+                    && merge::same(Some(&back.salesforce), mapped.target.fields.get(&f));
                 merged.agreed.insert(f.clone(), back.salesforce);
-                merged.to_netsuite.insert(f, back.netsuite);
+                match held {
+                    true => merged.to_netsuite.remove(&f),
+                    false => merged.to_netsuite.insert(f, back.netsuite),
+                };
             }
             for c in &merged.conflicts {
                 let winner = serde_json::to_value(c.winner).expect("a side serializes");
