@@ -89,6 +89,23 @@ impl WritebackMapping {
                 return Err(bad(format!("{place}: the target appears twice")));
             }
         }
+        // One line of a multi-line value written back without the other
+        // would lose the other: Salesforce's text gets the forward join of
+        // what NetSuite then holds.
+        for (i, f) in self.field.iter().enumerate() {
+            let Some(line) = f.line else { continue };
+            let other = if line == 1 { 2 } else { 1 };
+            if !self.field.iter().any(|g| g.source == f.source && g.line == Some(other)) {
+                return Err(bad(format!(
+                    "field {} ({} → {}): line {line} of {} is written back but not line {other}, which would be \
+                     lost; add an entry for line {other} (addr1 takes line 1, addr2 line 2) or remove `line`",
+                    i + 1,
+                    f.source,
+                    f.target,
+                    f.source
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -262,6 +279,12 @@ mod tests {
         let mut twice = section();
         twice.field[1].target = "companyName".into();
         assert!(twice.check("[vendor.writeback]", FORWARD).unwrap_err().to_string().contains("appears twice"));
+        for line in [1, 2] {
+            let mut alone = section();
+            alone.field.retain(|f| f.line != Some(3 - line));
+            let e = alone.check("[vendor.writeback]", FORWARD).unwrap_err().to_string();
+            assert!(e.contains(&format!("line {line} of Street__c is written back but not line {}", 3 - line)), "{e}");
+        }
         let mut record = section();
         record.record = "Vendor Bill".into();
         assert!(record.check("[vendor.writeback]", FORWARD).is_err());
