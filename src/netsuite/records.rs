@@ -326,7 +326,11 @@ impl NetSuiteSource<'_> {
 /// The record API's `lastModifiedDate` (ISO 8601 with an offset) in UTC,
 /// in a cursor's form.
 fn utc_timestamp(stamp: &str, what: &str) -> Result<String> {
-    let utc = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    // RFC 3339 is the usual form; ISO 8601 also allows a time to the minute
+    // (`10:15Z`) and an offset without its colon (`+0000`).
+    let utc = time::OffsetDateTime::parse(stamp, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(stamp, &Iso8601::DEFAULT))
         .ok()
         // In UTC, a date near year 9999 could leave `time`'s range.
         .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
@@ -348,6 +352,9 @@ mod tests {
     #[test]
     fn modification_times_are_read_in_utc_and_the_calendar_s_end_is_an_error() {
         assert_eq!(utc_timestamp("2026-12-06T10:00:00-08:00", "vendor 7").unwrap(), "2026-12-06 18:00:00");
+        for iso in ["2026-12-06T18:00Z", "2026-12-06T10:00:00.000-0800", "2026-12-06T19:00:00+01"] {
+            assert_eq!(utc_timestamp(iso, "vendor 7").unwrap(), "2026-12-06 18:00:00", "{iso}");
+        }
         for bad in ["9999-12-31T23:59:59-01:00", "9999-06-01T00:00:00Z", "yesterday", ""] {
             let e = utc_timestamp(bad, "vendor 7").unwrap_err().to_string();
             assert!(e.contains("vendor 7") && e.contains("lastModifiedDate"), "{bad}: {e}");
