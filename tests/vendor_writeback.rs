@@ -1635,3 +1635,24 @@ async fn a_salesforce_edit_netsuite_already_holds_sends_netsuite_nothing() {
     assert_eq!(bed.sf("Vendor__c", id).1["Country__c"], json!(country));
     no_echo(&bed).await;
 }
+
+/// The same edit made on both sides, Salesforce's in another form (as a
+/// killed run leaves NetSuite holding Salesforce's edit): no conflict,
+/// whatever the policy; Salesforce gets the mapped form, NetSuite nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_edit_on_both_sides_in_another_form_is_no_conflict() {
+    for policy in ["netsuite", "salesforce", "newest"] {
+        let (bed, ids) = synced(2, policy).await;
+        let id = ids[0];
+        netsuite_edit(&bed, id, "email", "buyer@example.com");
+        salesforce_edit(&bed, id, json!({"Email__c": "Buyer@Example.COM"}));
+        let report = bed.sync_all().await;
+        succeeded(&report);
+        let audit = rows(&bed, &report.run_id);
+        assert!(actions(&audit, "conflict").is_empty(), "{policy}: {audit:?}");
+        assert!(actions(&audit, "netsuite-write").is_empty(), "{policy}: {audit:?}");
+        assert_eq!(bed.sf("Vendor__c", id).1["Email__c"], json!("buyer@example.com"), "{policy}");
+        assert_eq!(bed.netsuite.vendor_field(id, "email").unwrap().as_deref(), Some("buyer@example.com"));
+        no_echo(&bed).await;
+    }
+}

@@ -88,6 +88,11 @@ pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
 /// its blank may be a clear made while the field was out (which cannot be
 /// told from never set), so it is a conflict NetSuite wins. Two values are
 /// a conflict. Such conflicts show no base.
+///
+/// `retyped(field, s, n)` says whether Salesforce's value `s` is NetSuite's
+/// `n` in another form (the forward mapping makes `n` of it: `Buyer@X.com`
+/// for `buyer@x.com`): both sides changed so made the same edit, no
+/// conflict, and Salesforce is given the mapped form.
 pub fn merge(
     fields: &[String],
     base: Option<&Map<String, Value>>,
@@ -95,6 +100,7 @@ pub fn merge(
     salesforce: &Map<String, Value>,
     policy: ConflictPolicy,
     modified: Modified<'_>,
+    retyped: &dyn Fn(&str, &Value, &Value) -> bool,
 ) -> Merged {
     let mut merged = Merged::default();
     for field in fields {
@@ -104,6 +110,11 @@ pub fn merge(
         let ns_cleared = lacked && policy == ConflictPolicy::NetSuite && same(Some(n), None);
         let ns_changed = !known || ns_cleared || !same(Some(n), Some(b));
         let sf_changed = !known || !same(Some(s), Some(b));
+        if ns_changed && sf_changed && !same(Some(n), Some(s)) && retyped(field, s, n) {
+            merged.to_salesforce.insert(field.clone(), n.clone());
+            merged.agreed.insert(field.clone(), n.clone());
+            continue;
+        }
         let winner = match (ns_changed, sf_changed) {
             _ if same(Some(n), Some(s)) => None,
             (true, false) => Some(Side::NetSuite),
@@ -150,6 +161,11 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// No value is another's in another form.
+    fn plain(_: &str, _: &Value, _: &Value) -> bool {
+        false
+    }
+
     fn fields() -> Vec<String> {
         ["Name", "Phone__c", "Email__c"].iter().map(|s| s.to_string()).collect()
     }
@@ -161,7 +177,7 @@ mod tests {
         let base = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "a@x"}));
         let ns = map(json!({"Name": "Acme Ltd", "Phone__c": "+1555", "Email__c": "a@x"}));
         let sf = map(json!({"Name": "Acme", "Phone__c": "+1666", "Email__c": "a@x"}));
-        let m = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::NetSuite, AT);
+        let m = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::NetSuite, AT, &plain);
         assert!(m.conflicts.is_empty());
         assert_eq!(m.to_netsuite, map(json!({"Phone__c": "+1666"})));
         assert_eq!(m.to_salesforce, map(json!({"Name": "Acme Ltd"})));
@@ -169,11 +185,36 @@ mod tests {
     }
 
     #[test]
+    fn the_same_edit_on_both_sides_in_another_form_is_no_conflict() {
+        let base = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "a@x"}));
+        let ns = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "buyer@x"}));
+        let sf = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "Buyer@X"}));
+        let lower = |_: &str, s: &Value, n: &Value| s.as_str().map(str::to_lowercase).as_deref() == n.as_str();
+        for policy in [ConflictPolicy::NetSuite, ConflictPolicy::Salesforce, ConflictPolicy::Newest] {
+            let m = merge(&fields(), Some(&base), &ns, &sf, policy, AT, &lower);
+            assert!(m.conflicts.is_empty() && m.to_netsuite.is_empty(), "{m:?}");
+            assert_eq!(m.to_salesforce, map(json!({"Email__c": "buyer@x"})));
+            assert_eq!(m.agreed["Email__c"], json!("buyer@x"));
+        }
+        // Retyped on Salesforce's side only: an edit, sent as typed.
+        let m = merge(
+            &fields(),
+            Some(&base),
+            &base,
+            &map(json!({"Email__c": "A@X"})),
+            ConflictPolicy::NetSuite,
+            AT,
+            &lower,
+        );
+        assert_eq!(m.to_netsuite["Email__c"], json!("A@X"));
+    }
+
+    #[test]
     fn nothing_changed_means_nothing_to_write() {
         let base = map(json!({"Name": "Acme", "Phone__c": null, "Email__c": "a@x"}));
         // Salesforce leaves out a blank field; that is not an edit.
         let sf = map(json!({"Name": "Acme", "Phone__c": "", "Email__c": "a@x"}));
-        let m = merge(&fields(), Some(&base), &base, &sf, ConflictPolicy::Salesforce, AT);
+        let m = merge(&fields(), Some(&base), &base, &sf, ConflictPolicy::Salesforce, AT, &plain);
         assert!(m.to_netsuite.is_empty() && m.to_salesforce.is_empty() && m.conflicts.is_empty());
     }
 
@@ -182,7 +223,7 @@ mod tests {
         let base = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "a@x"}));
         let ns = map(json!({"Name": "Acme", "Phone__c": "+1777", "Email__c": "a@x"}));
         let sf = map(json!({"Name": "Acme", "Phone__c": "+1666", "Email__c": "a@x"}));
-        let ns_wins = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::NetSuite, AT);
+        let ns_wins = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::NetSuite, AT, &plain);
         assert_eq!(ns_wins.to_salesforce, map(json!({"Phone__c": "+1777"})));
         assert!(ns_wins.to_netsuite.is_empty());
         assert_eq!(ns_wins.conflicts.len(), 1);
@@ -192,19 +233,19 @@ mod tests {
             (json!("+1777"), json!("+1666"), Side::NetSuite)
         );
 
-        let sf_wins = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Salesforce, AT);
+        let sf_wins = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Salesforce, AT, &plain);
         assert_eq!(sf_wins.to_netsuite, map(json!({"Phone__c": "+1666"})));
         assert!(sf_wins.to_salesforce.is_empty());
 
         // Salesforce changed last in AT.
-        let newest = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Newest, AT);
+        let newest = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Newest, AT, &plain);
         assert_eq!(newest.conflicts[0].winner, Side::Salesforce);
         let later_ns = Modified { netsuite: "2026-12-01 12:00:00", salesforce: "2026-12-01 11:00:00" };
-        let newest = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Newest, later_ns);
+        let newest = merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Newest, later_ns, &plain);
         assert_eq!(newest.conflicts[0].winner, Side::NetSuite);
         let tie = Modified { netsuite: "2026-12-01 11:00:00", salesforce: "2026-12-01 11:00:00" };
         assert_eq!(
-            merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Newest, tie).conflicts[0].winner,
+            merge(&fields(), Some(&base), &ns, &sf, ConflictPolicy::Newest, tie, &plain).conflicts[0].winner,
             Side::NetSuite
         );
     }
@@ -213,7 +254,7 @@ mod tests {
     fn the_same_new_value_on_both_sides_is_no_conflict() {
         let base = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "a@x"}));
         let both = map(json!({"Name": "Acme", "Phone__c": "+1666", "Email__c": "a@x"}));
-        let m = merge(&fields(), Some(&base), &both, &both, ConflictPolicy::NetSuite, AT);
+        let m = merge(&fields(), Some(&base), &both, &both, ConflictPolicy::NetSuite, AT, &plain);
         assert!(m.conflicts.is_empty() && m.to_netsuite.is_empty() && m.to_salesforce.is_empty());
         assert_eq!(m.agreed["Phone__c"], json!("+1666"));
     }
@@ -222,7 +263,7 @@ mod tests {
     fn without_a_base_every_difference_is_a_conflict() {
         let ns = map(json!({"Name": "Acme", "Phone__c": "+1777", "Email__c": "a@x"}));
         let sf = map(json!({"Name": "Acme", "Phone__c": "+1666", "Email__c": "a@x"}));
-        let m = merge(&fields(), None, &ns, &sf, ConflictPolicy::NetSuite, AT);
+        let m = merge(&fields(), None, &ns, &sf, ConflictPolicy::NetSuite, AT, &plain);
         assert_eq!(m.conflicts.len(), 1);
         assert_eq!(m.to_salesforce, map(json!({"Phone__c": "+1777"})));
     }
@@ -238,22 +279,22 @@ mod tests {
         let ns = map(json!({"Name": "Acme", "Phone__c": "+1555", "Email__c": "a@x"}));
         let sf = map(json!({"Name": "Acme", "Phone__c": "", "Email__c": "a@x"}));
         for policy in [ConflictPolicy::NetSuite, ConflictPolicy::Salesforce, ConflictPolicy::Newest] {
-            let m = merge(&fields(), Some(&base), &ns, &sf, policy, AT);
+            let m = merge(&fields(), Some(&base), &ns, &sf, policy, AT, &plain);
             assert!(m.conflicts.is_empty() && m.to_netsuite.is_empty(), "{policy:?}: {m:?}");
             assert_eq!(m.to_salesforce, map(json!({"Phone__c": "+1555"})));
         }
         let other = map(json!({"Name": "Acme", "Phone__c": "+1666", "Email__c": "a@x"}));
-        let m = merge(&fields(), Some(&base), &ns, &other, ConflictPolicy::Salesforce, AT);
+        let m = merge(&fields(), Some(&base), &ns, &other, ConflictPolicy::Salesforce, AT, &plain);
         assert_eq!(m.conflicts.len(), 1, "{m:?}");
         assert_eq!((m.conflicts[0].base.clone(), m.conflicts[0].winner), (None, Side::Salesforce));
         assert_eq!(m.to_netsuite, map(json!({"Phone__c": "+1666"})));
         let blank = map(json!({"Name": "Acme", "Phone__c": null, "Email__c": "a@x"}));
         for policy in [ConflictPolicy::Salesforce, ConflictPolicy::Newest] {
-            let m = merge(&fields(), Some(&base), &blank, &other, policy, AT);
+            let m = merge(&fields(), Some(&base), &blank, &other, policy, AT, &plain);
             assert!(m.conflicts.is_empty() && m.to_salesforce.is_empty(), "{policy:?}: {m:?}");
             assert_eq!(m.to_netsuite, map(json!({"Phone__c": "+1666"})));
         }
-        let m = merge(&fields(), Some(&base), &blank, &other, ConflictPolicy::NetSuite, AT);
+        let m = merge(&fields(), Some(&base), &blank, &other, ConflictPolicy::NetSuite, AT, &plain);
         assert_eq!(m.conflicts.len(), 1, "{m:?}");
         assert_eq!((m.conflicts[0].base.clone(), m.conflicts[0].winner), (None, Side::NetSuite));
         assert!(m.to_netsuite.is_empty());

@@ -658,9 +658,21 @@ impl<'p, 'r> Pass<'p, 'r> {
                 }
             };
             let salesforce_modified = plain_datetime(&record.last_modified);
+            let retyped = |field: &str, typed: &Value, netsuite: &Value| {
+                let back = run.settings.mapping.back_value(self.kind, field, typed);
+                back.is_ok_and(|b| merge::same(Some(&b.salesforce), Some(netsuite)))
+            };
             let merge_by = |netsuite_modified: &str| {
                 let modified = Modified { netsuite: netsuite_modified, salesforce: &salesforce_modified };
-                merge::merge(&sources, base.as_ref(), &mapped.target.fields, &record.fields, self.policy, modified)
+                merge::merge(
+                    &sources,
+                    base.as_ref(),
+                    &mapped.target.fields,
+                    &record.fields,
+                    self.policy,
+                    modified,
+                    &retyped,
+                )
             };
             let mut merged = merge_by(&ns_record.last_modified);
             let mut newest = None;
