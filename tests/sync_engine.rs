@@ -248,6 +248,27 @@ async fn a_mapping_changed_after_a_run_stopped_half_way_reaches_the_records_that
     }
 }
 
+/// A re-read after a mapping change that stops once the kind's records are
+/// all written (here on its deletions) is done: the next run does not read
+/// and audit every record again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_read_stopped_after_every_record_was_written_is_not_begun_again() {
+    let bed = support::one_request_at_a_time(300).start().await;
+    succeeded(&bed.sync().await);
+    bed.tenant.set_override("mapping_toml", &support::net90_mapping());
+    bed.netsuite.fail_queries_containing(
+        "FROM deletedrecord",
+        simulators::netsuite::ScriptedFailure::TooManyRequests,
+        4,
+    );
+    let stopped = bed.sync().await;
+    assert_eq!(stopped.status, "stopped", "{stopped:?}");
+    assert_eq!(stopped.counts("customer").read, 300, "{:?}", stopped.counts("customer"));
+    let next = bed.sync().await;
+    succeeded(&next);
+    assert_eq!(next.counts("customer").read, 0, "{:?}", next.counts("customer"));
+}
+
 /// A read of every record (after a mapping change; `--full --compare-live`)
 /// stopped half-way goes on at the next run where it stopped, as it began:
 /// the records after the stop are compared (with Salesforce's live copies

@@ -361,7 +361,8 @@ impl KindRest<'_, '_> {
         // older or deleted is written.
         deferral::retry_deferred(run, self.kind)?;
         run.checkpoint()?;
-        self.provenance.settle(run)
+        let mut provenance = self.provenance;
+        provenance.settle(run)
     }
 }
 
@@ -369,7 +370,7 @@ impl KindRest<'_, '_> {
 /// [`KindRest::finish`].
 fn changes_of<'r, 'a>(run: &'r Run<'a>, kind: RecordKind) -> Result<KindRest<'r, 'a>> {
     // Before any write of the kind, the write-back's merges included.
-    let provenance = Provenance::check(run, kind)?;
+    let mut provenance = Provenance::check(run, kind)?;
     // Salesforce's edits reach NetSuite first: the forward pass then reads
     // NetSuite's merged records and writes Salesforce only what it lacks.
     // A dry run that merged already (before its events) would plan the same
@@ -389,6 +390,12 @@ fn changes_of<'r, 'a>(run: &'r Run<'a>, kind: RecordKind) -> Result<KindRest<'r,
     let (position, start) = read::Position::start(run, kind, true, reach)?;
     let mut deleted = read::Deletions::open(run, kind, start)?;
     changes::sync(run, kind, &provenance)?;
+    // Every record is written under this configuration: a run stopped on
+    // the deletions, or on another kind, does not begin the re-read again.
+    // Another account's deletions are read from its start first.
+    if !provenance.source_moved {
+        provenance.settle(run)?;
+    }
     deleted.receive_first()?;
     run.checkpoint()?;
     Ok(KindRest { kind, provenance, position, deleted })

@@ -73,11 +73,13 @@ impl Provenance {
         Ok(Provenance { kind, current, reread, source_moved })
     }
 
-    /// Every record of the kind was read (and its deletions): they follow
-    /// this run's provenance alone.
-    pub fn settle(self, run: &Run<'_>) -> Result<()> {
+    /// Every record of the kind was read and written (and, for another
+    /// NetSuite account, its deletions read): they follow this run's
+    /// provenance alone, and a run stopped later need not read them again.
+    pub fn settle(&mut self, run: &Run<'_>) -> Result<()> {
         if self.reread {
             run.state.save_mapping_fingerprint(self.kind, &self.current)?;
+            self.reread = false;
         }
         Ok(())
     }
