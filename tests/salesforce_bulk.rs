@@ -307,6 +307,29 @@ async fn a_run_stopped_while_salesforce_runs_its_job_leaves_the_job_to_the_next(
     assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
 }
 
+/// A run that stops before its first job fills leaves that job to the
+/// next run, uploaded and closed: the next run records its outcomes and
+/// reads on, instead of reading its records again (runs stopped every few
+/// seconds never got past the first job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_before_its_first_job_filled_leaves_that_job_to_the_next() {
+    let bed = one_request_at_a_time(3_000).setting("salesforce_bulk_threshold", "100").start().await;
+    let stopped = bed.sync_stopped_after(15).await;
+    assert_eq!(stopped.counts("customer").created, 0, "no outcome recorded yet: {stopped:?}");
+    assert_eq!(bed.salesforce.bulk_jobs(), 1, "the open job went as the run stopped");
+    let sent = bed.salesforce.count("Account");
+    assert!(sent >= 1_000 && sent < 3_000, "{sent}");
+    assert_eq!(bulk_keys(&bed, "bulkjob/%"), 1, "left to the next run");
+
+    let resumed = bed.sync().await;
+    succeeded(&resumed);
+    assert_eq!(resumed.counts("customer").created, 3_000, "{resumed:?}");
+    assert_eq!(u64::from(resumed.counts("customer").resumed), sent, "{resumed:?}");
+    assert_eq!(bed.salesforce.count("Account"), 3_000);
+    assert_eq!(bed.salesforce.writes(), 3_000, "no record written twice");
+    assert_eq!(bulk_keys(&bed, "bulk%"), 0, "nothing stays parked");
+}
+
 /// A `--full` read over a kept cursor, stopped before any Bulk job's
 /// outcome is recorded, goes on at the next run: the old cursor is not
 /// taken for a finished re-read. Here the change is one NetSuite makes

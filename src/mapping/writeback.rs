@@ -143,8 +143,9 @@ impl WritebackMapping {
                 other => Some(other.to_string()),
             };
             let text = match (text, f.line) {
-                (Some(t), Some(1)) => Some(t.lines().next().unwrap_or_default().to_string()),
-                (Some(t), Some(_)) => Some(t.lines().skip(1).collect::<Vec<_>>().join("\n")),
+                // Each part trimmed, as Salesforce gets it back joined.
+                (Some(t), Some(1)) => Some(t.lines().next().unwrap_or_default().trim().to_string()),
+                (Some(t), Some(_)) => Some(t.lines().skip(1).collect::<Vec<_>>().join("\n").trim().to_string()),
                 (t, _) => t,
             };
             let out = match (text, f.reference) {
@@ -252,6 +253,11 @@ mod tests {
             json!({"addr1": "1 Main St", "addr2": "Suite 5", "city": "Dallas", "country": {"id": "US"}})
         );
         assert_eq!(body["addressBook"]["items"][0]["defaultBilling"], json!(true));
+        // Each line trimmed, as the forward join gives it back.
+        let changed = obj(json!({"Street__c": "  10 Downing St \n  Unit 4 "}));
+        let body = section().body(&changed, &agreed, &terms).unwrap();
+        let line = &body["addressBook"]["items"][0]["addressBookAddress"];
+        assert_eq!((&line["addr1"], &line["addr2"]), (&json!("10 Downing St"), &json!("Unit 4")));
     }
 
     #[test]

@@ -1102,7 +1102,43 @@ impl Batch for BulkBatch {
     fn abandon(&mut self, run: &Run<'_>) -> Result<usize> {
         let completed = self.composite.abandon(run)?;
         self.settle_composite(completed);
+        // Best effort, the run's error stands: a job that fails to go is
+        // read again by the next run (its mark, if any, has it aborted).
+        let _ = self.leave_open_job(run);
         Ok(self.ledger.take_completed())
+    }
+}
+
+impl BulkBatch {
+    /// The run ends before any job of it was submitted: the open job (if
+    /// worth one) is uploaded, closed and left to the next run, which
+    /// records its outcomes ([`resume_bulk_jobs`]) instead of reading its
+    /// records again: runs stopped every few seconds never got past the
+    /// first job. With a job submitted, this one would have to wait for it
+    /// to end: it stays parked and is read again. Not once the lease is gone.
+    fn leave_open_job(&mut self, run: &Run<'_>) -> Result<()> {
+        let worth = run.sink.composite_slice().min(self.threshold.max(1));
+        let Some(n) = self.jobs.iter().position(|j| j.csv.records() >= worth) else { return Ok(()) };
+        if self.submitted.is_some() {
+            return Ok(());
+        }
+        run.renew()?;
+        run.validate_target(self.kind)?;
+        let job = self.jobs.swap_remove(n);
+        let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
+        let mut marks = job.marks;
+        let id = run.sink.bulk_open(job.csv, &mut |id| {
+            marks.push(run.in_flight.mark_job(self.kind, id, &sobject, &ext)?);
+            Ok(())
+        })?;
+        // Not closed (a failed close included): the mark has the next run
+        // abort it unapplied and read its records again.
+        run.sink.bulk_close(&id)?;
+        let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
+        self.closed += 1;
+        let saved = SavedJob { id, sobject, external_id_field: ext, parked };
+        run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
+        Ok(())
     }
 }
 
