@@ -190,6 +190,31 @@ async fn a_live_holder_keeps_its_lease_and_the_busy_answer_says_when_to_try_agai
     assert_eq!(lease(&db), Some((holder, 0)));
 }
 
+/// A process that keeps the database's write lock (paused with SIGSTOP,
+/// a frozen container) leaves the next sync busy (exit 4, nothing done),
+/// not failed; `status` still reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_behind_a_process_keeping_the_write_lock_is_busy_and_status_still_reads() {
+    let bed = bed(20).start().await;
+    succeeded(&bed.sync().await);
+    let db = bed.tenant.database.clone();
+    let cli = Cli::for_bed(&bed);
+    let paused = db.connect().unwrap();
+    paused.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let status = cli.status();
+    assert!(status.contains("last run"), "{status}");
+    let out = cli.sync().wait_with_output().await.unwrap();
+    paused.execute_batch("ROLLBACK").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("another process has held the write lock of") && stderr.contains("did nothing"),
+        "{stderr}"
+    );
+    let again = cli.sync().wait_with_output().await.unwrap();
+    assert!(again.status.success(), "once the lock is let go: {}", String::from_utf8_lossy(&again.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_a_sync_at_its_next_checkpoint_with_nothing_lost_and_the_next_resumes() {
     let bed = bed(3000).setting("netsuite_page_size", "200").start().await;

@@ -621,6 +621,9 @@ impl Tenant {
         // Refused without a row (a row under the new name would let the
         // next run pass the check), but counted failed where alerts look.
         if let Err(e) = self.check_not_renamed(&conn) {
+            if crate::store::locked(&e) {
+                return self.locked_out(report, e);
+            }
             report.status = "failed";
             report.error = Some(format!("{e:#}"));
             crate::metrics::observe(&report);
@@ -628,14 +631,17 @@ impl Tenant {
         }
         // The row and the process running it together: a run starting
         // meanwhile never sees one without the other.
-        {
+        let recorded = (|| -> Result<()> {
             let tx = conn.unchecked_transaction()?;
             tx.execute(
                 "INSERT INTO runs (run_id, tenant, started_at, mode, status) VALUES (?1, ?2, ?3, ?4, 'running')",
                 params![run_id, self.config.tenant, now_text(), mode_name],
             )?;
             recovery::record(&tx, &self.config.tenant, &run_id)?;
-            tx.commit()?;
+            Ok(tx.commit()?)
+        })();
+        if let Err(e) = recorded {
+            return self.locked_out(report, e);
         }
         // From here on every outcome, a failure to even start included, ends
         // the run's row: none stays "running".
@@ -653,6 +659,26 @@ impl Tenant {
             params![now_text(), report.status, serde_json::to_string(&report)?, report.error, detail, run_id],
         )?;
         recovery::finished(&self.kv()?, &run_id)?;
+        crate::metrics::observe(&report);
+        Ok(report)
+    }
+
+    /// A run that could not be recorded: `e` when it is not another
+    /// process keeping the write lock past the busy timeout (a run paused or
+    /// stuck), else a busy report. Nothing was done, as when the lease is
+    /// held, so it is told as busy (exit 4), not as a failure.
+    fn locked_out(&self, mut report: RunReport, e: anyhow::Error) -> Result<RunReport> {
+        if !crate::store::locked(&e) {
+            return Err(e);
+        }
+        report.status = "failed";
+        report.error = Some(format!(
+            "busy: another process has held the write lock of {} for over {} s (a run paused or stuck: `connector \
+             status` shows the run under way); {}. Try again once it ends",
+            self.database.path().display(),
+            crate::store::BUSY_TIMEOUT.as_secs(),
+            netsuite_salesforce::sync::lease::RAN_NOTHING
+        ));
         crate::metrics::observe(&report);
         Ok(report)
     }

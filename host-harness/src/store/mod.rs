@@ -224,7 +224,17 @@ impl Database {
     }
 }
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection waits for another's lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `e` is SQLite giving up on a lock another connection held past
+/// [`BUSY_TIMEOUT`].
+pub fn locked(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(c.downcast_ref::<rusqlite::Error>(), Some(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    })
+}
 
 /// A connection to the file at `path` (the database, or the marks' file).
 /// A connection for commands that only read (`status`, `audit`): the
