@@ -489,12 +489,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = load(&config.context("--config or --tenants is required")?)?;
             let cipher = Cipher::load(config.master_key_file.as_deref())?;
             let tenant = Arc::new(Tenant::open(config, cipher, None)?);
-            serve_schedule::claim(&tenant.database.connect()?, &tenant.config.tenant, every)?;
             // Read once, like the config: a mapping edited while serving would
             // otherwise change (or, mistyped, fail) the runs that follow unseen.
             tenant.pin_mapping()?;
             tokio::spawn(shutdown::on_signal_for(vec![tenant.clone()], true));
             let hook = host_harness::webhook::serve(tenant.clone(), runtime, listen).await?;
+            // Once listening: a serve that cannot start notes no schedule.
+            serve_schedule::claim(&tenant.database.connect()?, &tenant.config.tenant, every)?;
             outln!("listening for change events on {}{}", hook.url, host_harness::webhook::EVENTS_PATH)?;
             // Until SIGINT or SIGTERM ends the process (stop_on_signal).
             let every = std::time::Duration::from_secs(every);
