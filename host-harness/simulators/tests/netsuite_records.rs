@@ -1,4 +1,4 @@
-//! The NetSuite simulator's REST record API for vendors and its M2M
+//! The NetSuite simulator's REST record API (vendors, customers, contacts) and its M2M
 //! certificates, called over real HTTP as a client would
 //! (shared/reference/netsuite.md 2.4, 4.1, 5, 7).
 
@@ -582,4 +582,246 @@ async fn every_algorithm_netsuite_accepts_signs_in_with_a_certificate_of_its_kin
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(sim.login_audit().last().is_some_and(|r| r.contains("does not verify with certificate \"cert-es512\"")));
+}
+
+/// A company customer of the seed (not an individual) with a default billing address.
+fn company_customers(sim: &NetSuiteSim, count: u64) -> Vec<i64> {
+    sim.seed_customers(count, 11).unwrap();
+    sim.customers_with_billing_address().unwrap()
+}
+
+#[tokio::test]
+async fn a_customer_patch_renames_it_and_suiteql_sees_lastmodifieddate_move() {
+    let (sim, clock) = netsuite(5).await;
+    let id = company_customers(&sim, 6)[0];
+    let t = token(&sim, &clock).await;
+    let q = format!(
+        "SELECT c.companyname, c.email, c.phone, c.terms, c.isinactive, ba.addr1, \
+         TO_CHAR(c.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lm FROM customer c \
+         LEFT JOIN customeraddressbookentityaddress ba ON ba.nkey = c.defaultbillingaddress WHERE c.id = {id}"
+    );
+    let before = suiteql(&sim, &t, &q).await["items"][0].clone();
+    clock.advance(Duration::from_secs(90));
+
+    let patched =
+        call(&sim, &t, Method::PATCH, &format!("/customer/{id}"), Some(r#"{"companyName": "Renamed Ltd"}"#), &[]).await;
+    assert_eq!(patched.status, 204, "{}", patched.body);
+    assert_eq!(patched.body, Value::Null, "204 No Content");
+    assert_eq!(
+        patched.location.as_deref(),
+        Some(format!("{}/services/rest/record/v1/customer/{id}", sim.base_url()).as_str())
+    );
+    let after = suiteql(&sim, &t, &q).await["items"][0].clone();
+    assert_eq!(after["companyname"], "Renamed Ltd");
+    assert_eq!(after["email"], before["email"], "fields left out stay");
+    assert!(after["lm"].as_str() > before["lm"].as_str(), "{before} -> {after}");
+
+    // Email, phone, terms, inactive, and the default billing line's street, in one PATCH.
+    let got = call(&sim, &t, Method::GET, &format!("/customer/{id}?expandSubResources=true"), None, &[]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let line = got.body["addressBook"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["defaultBilling"] == true)
+        .unwrap()["id"]
+        .clone();
+    let edit = json!({
+        "email": "billing@renamed.example", "phone": "+1 206-555-0199", "terms": {"id": "2"}, "isInactive": true,
+        "addressBook": {"items": [{"id": line, "addressBookAddress": {"addr1": "500 Pine St"}}]}
+    });
+    let r = call(&sim, &t, Method::PATCH, &format!("/customer/{id}"), Some(&edit.to_string()), &[]).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let after = suiteql(&sim, &t, &q).await["items"][0].clone();
+    assert_eq!(
+        (&after["email"], &after["phone"], &after["terms"], &after["isinactive"], &after["addr1"]),
+        (&json!("billing@renamed.example"), &json!("+1 206-555-0199"), &json!("2"), &json!("T"), &json!("500 Pine St"))
+    );
+    let got = call(&sim, &t, Method::GET, &format!("/customer/{id}"), None, &[]).await;
+    assert_eq!(got.body["terms"]["refName"], "Net 30");
+    assert!(got.body["defaultAddress"].as_str().unwrap().contains("500 Pine St"), "{}", got.body);
+
+    // replaceSelectedFields clears what the body leaves out; a required field cannot be cleared.
+    let r = call(
+        &sim,
+        &t,
+        Method::PATCH,
+        &format!("/customer/{id}?replace=phone&replaceSelectedFields=true"),
+        Some("{}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(sim.customer_field(id, "phone").unwrap(), None);
+    let r = call(&sim, &t, Method::PATCH, &format!("/customer/{id}"), Some(r#"{"companyName": null}"#), &[]).await;
+    assert_eq!((r.status, r.code()), (400, "USER_ERROR"));
+    assert!(r.detail().ends_with("Please enter value(s) for: Company Name."), "{}", r.detail());
+
+    // Upsert by external id: an individual created, then updated in place.
+    let person = r#"{"isPerson": true, "firstName": "Ada", "lastName": "Lovelace", "subsidiary": {"id": "1"}}"#;
+    let first = call(&sim, &t, Method::PUT, "/customer/eid:SF-ADA", Some(person), &[]).await;
+    assert_eq!(first.status, 204, "{}", first.body);
+    let again = call(&sim, &t, Method::PUT, "/customer/eid:SF-ADA", Some(r#"{"email": "ada@example.com"}"#), &[]).await;
+    assert_eq!(again.location, first.location, "the second PUT updates the first one's customer");
+    let ada =
+        suiteql(&sim, &t, "SELECT c.entityid, c.email, c.isperson FROM customer c WHERE c.externalid = 'SF-ADA'").await;
+    assert_eq!(
+        ada["items"],
+        json!([{"links": [], "entityid": "Ada Lovelace", "email": "ada@example.com", "isperson": "T"}])
+    );
+    let r =
+        call(&sim, &t, Method::POST, "/customer", Some(r#"{"isPerson": true, "subsidiary": {"id": "1"}}"#), &[]).await;
+    assert!(r.detail().ends_with("Please enter value(s) for: First Name, Last Name."), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_contact_moves_to_another_company_and_its_company_can_be_cleared() {
+    let (sim, clock) = netsuite(5).await;
+    let companies = company_customers(&sim, 6);
+    let (from, to) = (companies[0], companies[1]);
+    sim.seed_contacts(1, &[from], clock.now_secs() - 3600, 5).unwrap();
+    let t = token(&sim, &clock).await;
+    let contact =
+        suiteql(&sim, &t, "SELECT ct.id FROM contact ct").await["items"][0]["id"].as_str().unwrap().to_string();
+    let q = format!(
+        "SELECT ct.company, TO_CHAR(ct.lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS lm FROM contact ct \
+         WHERE ct.id = {contact}"
+    );
+    let before = suiteql(&sim, &t, &q).await["items"][0].clone();
+    assert_eq!(before["company"], from.to_string());
+
+    let body = json!({"company": {"id": to.to_string()}}).to_string();
+    let moved = call(&sim, &t, Method::PATCH, &format!("/contact/{contact}"), Some(&body), &[]).await;
+    assert_eq!(moved.status, 204, "{}", moved.body);
+    assert_eq!(moved.id().to_string(), contact);
+    let after = suiteql(&sim, &t, &q).await["items"][0].clone();
+    assert_eq!(after["company"], to.to_string());
+    assert!(after["lm"].as_str() > before["lm"].as_str(), "{before} -> {after}");
+    let got = call(&sim, &t, Method::GET, &format!("/contact/{contact}"), None, &[]).await;
+    assert_eq!(got.body["company"]["id"], to.to_string());
+    assert!(got.body["company"]["links"][0]["href"].as_str().unwrap().ends_with(&format!("/customer/{to}")));
+
+    // A contact may belong to a vendor too; an unknown company is an invalid reference.
+    let vendor = sim.seed_vendors(1, 3).unwrap()[0];
+    let body = json!({"company": {"id": vendor}}).to_string();
+    assert_eq!(call(&sim, &t, Method::PATCH, &format!("/contact/{contact}"), Some(&body), &[]).await.status, 204);
+    let r =
+        call(&sim, &t, Method::PATCH, &format!("/contact/{contact}"), Some(r#"{"company": {"id": "987654"}}"#), &[])
+            .await;
+    assert_eq!((r.status, r.code()), (400, "INVALID_CONTENT"), "{}", r.body);
+    assert_eq!((r.body["title"].as_str(), r.body["status"].as_u64()), (Some("Bad Request"), Some(400)));
+    assert_eq!(r.body["o:errorDetails"][0]["o:errorPath"], "company");
+    assert!(r.detail().contains("Invalid Field Value 987654 for the following field: company"), "{}", r.detail());
+    assert_eq!(
+        suiteql(&sim, &t, &q).await["items"][0]["company"],
+        vendor.to_string(),
+        "a refused write changes nothing"
+    );
+
+    let cleared =
+        call(&sim, &t, Method::PATCH, &format!("/contact/{contact}"), Some(r#"{"company": null}"#), &[]).await;
+    assert_eq!(cleared.status, 204, "{}", cleared.body);
+    assert!(suiteql(&sim, &t, &q).await["items"][0]["company"].is_null(), "no company: NULL");
+
+    // Name, email, phone and title change as given.
+    let edit = r#"{"firstName": "Grace", "lastName": "Hopper", "email": "grace@example.com", "phone": "555-0100", "title": "Rear Admiral"}"#;
+    assert_eq!(call(&sim, &t, Method::PATCH, &format!("/contact/{contact}"), Some(edit), &[]).await.status, 204);
+    let row = suiteql(
+        &sim,
+        &t,
+        &format!(
+            "SELECT ct.firstname, ct.lastname, ct.email, ct.phone, ct.title FROM contact ct WHERE ct.id = {contact}"
+        ),
+    )
+    .await["items"][0]
+        .clone();
+    assert_eq!(
+        row,
+        json!({"links": [], "firstname": "Grace", "lastname": "Hopper", "email": "grace@example.com",
+               "phone": "555-0100", "title": "Rear Admiral"})
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_customer_is_404_and_a_deletedrecord_row() {
+    let (sim, clock) = netsuite(5).await;
+    let ids = company_customers(&sim, 4);
+    let (id, other) = (ids[0], ids[1]);
+    sim.seed_contacts(1, &[other], clock.now_secs(), 2).unwrap();
+    let t = token(&sim, &clock).await;
+    let deleted = call(&sim, &t, Method::DELETE, &format!("/customer/{id}"), None, &[]).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let gone = call(&sim, &t, Method::GET, &format!("/customer/{id}"), None, &[]).await;
+    assert_eq!((gone.status, gone.code()), (404, "NONEXISTENT_ID"));
+    let again = call(&sim, &t, Method::DELETE, &format!("/customer/{id}"), None, &[]).await;
+    assert_eq!((again.status, again.code()), (404, "NONEXISTENT_ID"));
+    let rows = suiteql(&sim, &t, "SELECT d.recordid, d.type FROM deletedrecord d").await;
+    assert_eq!(rows["items"], json!([{"links": [], "recordid": id.to_string(), "type": "customer"}]));
+    let lines =
+        suiteql(&sim, &t, &format!("SELECT COUNT(*) AS n FROM customeraddressbook b WHERE b.entity = {id}")).await;
+    assert_eq!(lines["items"][0]["n"], "0", "its address book goes with it");
+
+    // Contacts too; a collection DELETE is no method.
+    let contact =
+        suiteql(&sim, &t, "SELECT ct.id FROM contact ct").await["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(call(&sim, &t, Method::DELETE, &format!("/contact/{contact}"), None, &[]).await.status, 204);
+    let rows = suiteql(&sim, &t, "SELECT d.recordid FROM deletedrecord d WHERE d.type = 'contact'").await;
+    assert_eq!(rows["items"][0]["recordid"], contact);
+    let r = call(&sim, &t, Method::DELETE, "/contact", None, &[]).await;
+    assert_eq!((r.status, r.code()), (405, "INVALID_METHOD"));
+
+    // The role's permission on customers decides, as on vendors.
+    sim.set_record_permission("customer", Permission::Edit);
+    let r = call(&sim, &t, Method::DELETE, &format!("/customer/{other}"), None, &[]).await;
+    assert_eq!((r.status, r.code()), (403, "INSUFFICIENT_PERMISSION"));
+    assert!(r.detail().contains("'Lists -> Customers'"), "{}", r.detail());
+    sim.deny_table("contact");
+    assert_eq!(call(&sim, &t, Method::POST, "/contact", Some("{}"), &[]).await.status, 403);
+}
+
+#[tokio::test]
+async fn a_posted_contact_answers_204_with_its_location() {
+    let (sim, clock) = netsuite(5).await;
+    let company = company_customers(&sim, 3)[0];
+    let t = token(&sim, &clock).await;
+    let body = json!({
+        "firstName": "Katherine", "lastName": "Johnson", "email": "kj@example.com", "title": "Mathematician",
+        "company": {"id": company.to_string()}, "subsidiary": {"id": "1"}, "externalId": "SF-003KJ"
+    })
+    .to_string();
+    let created = call(&sim, &t, Method::POST, "/contact", Some(&body), &[]).await;
+    assert_eq!(created.status, 204, "{}", created.body);
+    assert_eq!(created.body, Value::Null, "204 No Content");
+    let id = created.id();
+    assert_eq!(created.location.unwrap(), format!("{}/services/rest/record/v1/contact/{id}", sim.base_url()));
+    let row = suiteql(
+        &sim,
+        &t,
+        &format!("SELECT ct.entityid, ct.company, ct.isinactive, ct.externalid FROM contact ct WHERE ct.id = {id}"),
+    )
+    .await["items"][0]
+        .clone();
+    assert_eq!(
+        row,
+        json!({"links": [], "entityid": "Katherine Johnson", "company": company.to_string(), "isinactive": "F",
+               "externalid": "SF-003KJ"})
+    );
+    let by_eid = call(&sim, &t, Method::GET, "/contact/eid:SF-003KJ", None, &[]).await;
+    assert_eq!(
+        (by_eid.body["id"].clone(), by_eid.body["title"].clone()),
+        (json!(id.to_string()), json!("Mathematician"))
+    );
+
+    // A contact needs a name (a last name, or its entity id) and, in OneWorld, a subsidiary.
+    let r = call(&sim, &t, Method::POST, "/contact", Some(r#"{"firstName": "Solo"}"#), &[]).await;
+    assert_eq!((r.status, r.code()), (400, "USER_ERROR"));
+    assert_eq!(r.detail(), "Error while accessing a resource. Please enter value(s) for: Last Name, Subsidiary.");
+    let r =
+        call(&sim, &t, Method::POST, "/contact", Some(r#"{"entityId": "Front Desk", "subsidiary": {"id": "1"}}"#), &[])
+            .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // An upsert of the same external id updates it; its external id is unique per record type.
+    let r = call(&sim, &t, Method::PUT, "/contact/eid:SF-003KJ", Some(r#"{"phone": "757-555-0100"}"#), &[]).await;
+    assert_eq!((r.status, r.id()), (204, id));
+    assert_eq!(sim.record_writes(), 3);
 }

@@ -2,8 +2,8 @@
 //! `kid` picks one of the account's certificates, whose key verifies the
 //! signature; issuer, audience and lifetime checked), the SuiteQL endpoint
 //! (executing queries, enforcing paging rules and the 100,000-row ceiling)
-//! and the REST record API for vendors, all under the account's concurrency
-//! limit.
+//! and the REST record API for vendors, customers and contacts, all under
+//! the account's concurrency limit.
 
 mod auth;
 pub mod certificates;
@@ -111,7 +111,8 @@ struct Inner {
     record_requests: AtomicU64,
     /// Record writes (creates, updates, deletes) that succeeded.
     record_writes: AtomicU64,
-    vendor_permission: Mutex<Permission>,
+    /// The role's permission per record type (`vendor`, ...); Full unless set.
+    record_permissions: Mutex<HashMap<String, Permission>>,
     vendor_rejections: Mutex<Vec<VendorRejection>>,
     /// OneWorld: every entity needs a (primary) subsidiary.
     one_world: AtomicBool,
@@ -189,7 +190,7 @@ impl NetSuiteSim {
                 write_failures: Mutex::new(Default::default()),
                 record_requests: AtomicU64::new(0),
                 record_writes: AtomicU64::new(0),
-                vendor_permission: Mutex::new(Permission::Full),
+                record_permissions: Mutex::new(HashMap::new()),
                 vendor_rejections: Mutex::new(Vec::new()),
                 one_world: AtomicBool::new(true),
                 upsert_location_by_eid: AtomicBool::new(false),
@@ -606,12 +607,12 @@ impl NetSuiteSim {
     /// answers it (without the request), None if there is none.
     pub fn vendor(&self, id: i64) -> Result<Option<Value>> {
         let base = format!("{}/services/rest/record/v1", self.base_url());
-        Ok(vendor::render(&self.db(), id, &vendor::Links(&base), true)?.map(Value::Object))
+        Ok(vendor::render(&self.db(), &vendor::VENDOR, id, &vendor::Links(&base), true)?.map(Value::Object))
     }
 
     /// The internal id of the vendor with this external id.
     pub fn vendor_id_by_external_id(&self, external_id: &str) -> Result<Option<i64>> {
-        Ok(vendor::find(&self.db(), &vendor::RecordId::External(external_id.to_string()))?)
+        Ok(vendor::find(&self.db(), &vendor::VENDOR, &vendor::RecordId::External(external_id.to_string()))?)
     }
 
     /// One column of one vendor, as SuiteQL returns it.
@@ -654,11 +655,21 @@ impl NetSuiteSim {
 
     /// The integration role's permission on vendors (default Full).
     pub fn set_vendor_permission(&self, level: Permission) {
-        *self.inner.vendor_permission.lock().unwrap() = level;
+        self.set_record_permission("vendor", level);
     }
 
-    /// Whether the account is OneWorld, where a new vendor needs a
-    /// subsidiary (default true).
+    /// The integration role's permission on a record type the record API
+    /// serves (`vendor`, `customer`, `contact`; default Full).
+    pub fn set_record_permission(&self, record_type: &str, level: Permission) {
+        self.inner.record_permissions.lock().unwrap().insert(record_type.to_string(), level);
+    }
+
+    fn record_permission(&self, record_type: &str) -> Permission {
+        self.inner.record_permissions.lock().unwrap().get(record_type).copied().unwrap_or(Permission::Full)
+    }
+
+    /// Whether the account is OneWorld, where a new vendor, customer or
+    /// contact needs a subsidiary (default true).
     pub fn set_one_world(&self, one_world: bool) {
         self.inner.one_world.store(one_world, Ordering::SeqCst);
     }

@@ -1,19 +1,19 @@
-//! /services/rest/record/v1: the REST record API for vendors
-//! (shared/reference/netsuite.md 5), and reads of customers and contacts
-//! (see [`entity`]). GET a record by internal or external id
-//! (`eid:`), POST to create, PATCH to change the fields given, PUT
-//! `eid:<externalId>` to upsert, DELETE; writes answer 204 No Content with a
-//! `Location` naming the record. Requests share the account's concurrency
-//! limit and authentication with SuiteQL, and the role's permission on
-//! vendors decides what it may do.
+//! /services/rest/record/v1: the REST record API for vendors, customers
+//! and contacts (shared/reference/netsuite.md 5; the record types in
+//! [`entity`]). GET a record by internal or external id (`eid:`), POST to
+//! create, PATCH to change the fields given, PUT `eid:<externalId>` to
+//! upsert, DELETE; writes answer 204 No Content with a `Location` naming the
+//! record. Requests share the account's concurrency limit and
+//! authentication with SuiteQL, and the role's permission on the record
+//! type decides what it may do.
 //!
 //! Not simulated: the asynchronous `Prefer: respond-async` jobs (calls run
 //! synchronously), collection batch writes, `q` filters on collection GET,
-//! writes to customers and contacts, and other record types.
+//! and other record types.
 
 use super::entity;
 use super::errors::RestError;
-use super::vendor::{self, Checks, Links, RecordId, Replace, WriteContext};
+use super::vendor::{self, Checks, Links, RecordId, RecordType, Replace, VENDOR, WriteContext};
 use super::{NetSuiteSim, ScriptedFailure};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
-/// The role's permission on a record type (Lists > Vendors), lowest first.
+/// The role's permission on a record type (Lists > Vendors, Customers,
+/// Contacts), lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Permission {
     None,
@@ -100,25 +101,20 @@ fn json_response(content_type: &'static str, body: Value) -> Response {
     (StatusCode::OK, [("content-type", content_type)], body.to_string()).into_response()
 }
 
-fn written(links: &Links<'_>, id: i64) -> Response {
-    (StatusCode::NO_CONTENT, [("location", links.vendor(id))]).into_response()
+fn written(links: &Links<'_>, rt: &RecordType, id: i64) -> Response {
+    (StatusCode::NO_CONTENT, [("location", links.record(rt, id))]).into_response()
 }
 
 impl NetSuiteSim {
-    fn permit(&self, needed: Permission) -> Result<(), RestError> {
-        let denied = self.inner.denied_tables.lock().unwrap().iter().any(|t| t == "vendor");
-        let level = if denied { Permission::None } else { *self.inner.vendor_permission.lock().unwrap() };
+    /// Whether the role may do what needs `needed` with records of `rt`: a
+    /// table the role may not see is no permission at all.
+    fn permit(&self, rt: &RecordType, needed: Permission) -> Result<(), RestError> {
+        let denied = self.inner.denied_tables.lock().unwrap().iter().any(|t| t == rt.name);
+        let level = if denied { Permission::None } else { self.record_permission(rt.name) };
         if level >= needed {
             return Ok(());
         }
-        let detail = if level == Permission::None {
-            "Permission Violation: You need the 'Lists -> Vendors' permission to access this page. Please contact \
-             your account administrator."
-        } else {
-            "Permission Violation: You need a higher level of the 'Lists -> Vendors' permission to access this page. \
-             Please contact your account administrator."
-        };
-        Err(RestError::new(StatusCode::FORBIDDEN, "INSUFFICIENT_PERMISSION", detail))
+        Err(entity::forbidden(rt, level == Permission::None))
     }
 
     fn record_links(&self) -> String {
@@ -170,23 +166,20 @@ fn route(sim: &NetSuiteSim, req: &Request) -> Result<Response, RestError> {
     let Some((&record_type, rest)) = segments.split_first() else {
         return Err(not_found());
     };
-    if let Some(kind) = entity::entity_type(record_type) {
-        return entity_route(sim, req, kind, rest);
-    }
-    if record_type != "vendor" {
+    let Some(rt) = entity::record_type(record_type) else {
         return Err(RestError::new(
             StatusCode::NOT_FOUND,
             "NONEXISTENT_RECORD_TYPE",
             format!(
                 "Record type '{record_type}' does not exist in this account. Record types are camelCase (the \
-                 simulator serves 'vendor', and reads 'customer' and 'contact')."
+                 simulator serves 'vendor', 'customer' and 'contact')."
             ),
         ));
-    }
+    };
     let allowed = match rest {
         [] | [""] => "GET, POST",
         [_] => "GET, PATCH, PUT, DELETE",
-        [_, "addressBook"] | [_, "addressBook", _, "addressBookAddress"] => "GET",
+        [_, "addressBook"] | [_, "addressBook", _, "addressBookAddress"] if rt.address_book => "GET",
         _ => return Err(not_found()),
     };
     let method = &req.method;
@@ -199,56 +192,31 @@ fn route(sim: &NetSuiteSim, req: &Request) -> Result<Response, RestError> {
     let base = sim.record_links();
     let links = Links(&base);
     match (rest, method.as_str()) {
-        ([] | [""], "GET") => list(sim, req, &links),
-        ([] | [""], _) => write(sim, req, &links, Target::Create),
-        ([id], "GET") => get(sim, req, &links, id),
-        ([id], "DELETE") => delete(sim, id),
+        ([] | [""], "GET") => list(sim, rt, req, &links),
+        ([] | [""], _) => write(sim, rt, req, &links, Target::Create),
+        ([id], "GET") => get(sim, rt, req, &links, id),
+        ([id], "DELETE") => delete(sim, rt, id),
         ([id], "PUT") => match RecordId::parse(id) {
-            Some(RecordId::External(eid)) => write(sim, req, &links, Target::Upsert(eid)),
+            Some(RecordId::External(eid)) => write(sim, rt, req, &links, Target::Upsert(eid)),
             _ => Ok(method_not_allowed(method, "GET, PATCH, DELETE")),
         },
-        ([id], _) => write(sim, req, &links, Target::Update(RecordId::parse(id).ok_or_else(not_found)?)),
-        ([id, _], _) => sublist(sim, req, &links, id, None),
-        ([id, _, line, _], _) => sublist(sim, req, &links, id, Some(line)),
+        ([id], _) => write(sim, rt, req, &links, Target::Update(RecordId::parse(id).ok_or_else(not_found)?)),
+        ([id, _], _) => sublist(sim, rt, req, &links, id, None),
+        ([id, _, line, _], _) => sublist(sim, rt, req, &links, id, Some(line)),
         _ => Err(not_found()),
     }
 }
 
-/// A customer or contact: GET one record (see [`entity`]).
-fn entity_route(
-    sim: &NetSuiteSim,
-    req: &Request,
-    kind: &entity::EntityType,
-    rest: &[&str],
-) -> Result<Response, RestError> {
-    let [id] = rest else { return Err(not_found()) };
-    if req.method == Method::OPTIONS {
-        return Ok((StatusCode::NO_CONTENT, [("allow", "GET")]).into_response());
-    }
-    if req.method != Method::GET {
-        return Ok(method_not_allowed(&req.method, "GET"));
-    }
-    if sim.inner.denied_tables.lock().unwrap().iter().any(|t| t == kind.table) {
-        return Err(entity::forbidden(kind));
-    }
+fn find(sim: &NetSuiteSim, rt: &RecordType, id: &str) -> Result<i64, RestError> {
     let rid = RecordId::parse(id).ok_or_else(not_found)?;
-    let wanted: Option<Vec<String>> =
-        req.param("fields").map(|f| f.split(',').map(|f| f.trim().to_ascii_lowercase()).collect());
-    let self_link = format!("{}/{}", sim.record_links(), kind.table);
-    let record = entity::render(&sim.db(), kind, &rid, &self_link, wanted.as_deref()).map_err(storage)?;
-    Ok(json_response(SINGULAR, Value::Object(record.ok_or_else(not_found)?)))
+    vendor::find(&sim.db(), rt, &rid).map_err(storage)?.ok_or_else(not_found)
 }
 
-fn find(sim: &NetSuiteSim, id: &str) -> Result<i64, RestError> {
-    let rid = RecordId::parse(id).ok_or_else(not_found)?;
-    vendor::find(&sim.db(), &rid).map_err(storage)?.ok_or_else(not_found)
-}
-
-fn get(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, id: &str) -> Result<Response, RestError> {
-    sim.permit(Permission::View)?;
-    let id = find(sim, id)?;
-    let mut record =
-        vendor::render(&sim.db(), id, links, req.flag("expandSubResources")).map_err(storage)?.ok_or_else(not_found)?;
+fn get(sim: &NetSuiteSim, rt: &RecordType, req: &Request, links: &Links<'_>, id: &str) -> Result<Response, RestError> {
+    sim.permit(rt, Permission::View)?;
+    let id = find(sim, rt, id)?;
+    let expand = req.flag("expandSubResources");
+    let mut record = vendor::render(&sim.db(), rt, id, links, expand).map_err(storage)?.ok_or_else(not_found)?;
     if let Some(fields) = req.param("fields") {
         // `fields` picks what comes back; links and id always do.
         let wanted: Vec<String> = fields.split(',').map(|f| f.trim().to_ascii_lowercase()).collect();
@@ -259,26 +227,27 @@ fn get(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, id: &str) -> Result<
 
 fn sublist(
     sim: &NetSuiteSim,
+    rt: &RecordType,
     req: &Request,
     links: &Links<'_>,
     id: &str,
     line: Option<&str>,
 ) -> Result<Response, RestError> {
-    sim.permit(Permission::View)?;
-    let id = find(sim, id)?;
+    sim.permit(rt, Permission::View)?;
+    let id = find(sim, rt, id)?;
     let db = sim.db();
     let body = match line {
-        None => vendor::render_address_book(&db, id, links, req.flag("expandSubResources")).map_err(storage)?,
+        None => vendor::render_address_book(&db, rt, id, links, req.flag("expandSubResources")).map_err(storage)?,
         Some(line) => {
             let line: i64 = line.parse().map_err(|_| not_found())?;
-            vendor::render_line_address(&db, id, line, links).map_err(storage)?.ok_or_else(not_found)?
+            vendor::render_line_address(&db, rt, id, line, links).map_err(storage)?.ok_or_else(not_found)?
         }
     };
     Ok(json_response(if line.is_none() { COLLECTION } else { SINGULAR }, body))
 }
 
-fn list(sim: &NetSuiteSim, req: &Request, links: &Links<'_>) -> Result<Response, RestError> {
-    sim.permit(Permission::View)?;
+fn list(sim: &NetSuiteSim, rt: &RecordType, req: &Request, links: &Links<'_>) -> Result<Response, RestError> {
+    sim.permit(rt, Permission::View)?;
     if req.param("q").is_some() {
         return Err(RestError::new(
             StatusCode::BAD_REQUEST,
@@ -309,8 +278,8 @@ fn list(sim: &NetSuiteSim, req: &Request, links: &Links<'_>) -> Result<Response,
         )
         .at_query_param("limit"));
     }
-    let (ids, total) = vendor::ids_page(&sim.db(), limit, offset).map_err(storage)?;
-    let page = |off: u64| format!("{}/vendor?limit={limit}&offset={off}", links.0);
+    let (ids, total) = vendor::ids_page(&sim.db(), rt, limit, offset).map_err(storage)?;
+    let page = |off: u64| format!("{}/{}?limit={limit}&offset={off}", links.0, rt.name);
     let has_more = offset + (ids.len() as u64) < total;
     let mut rels = vec![json!({"rel": "first", "href": page(0)})];
     if offset > 0 {
@@ -324,7 +293,7 @@ fn list(sim: &NetSuiteSim, req: &Request, links: &Links<'_>) -> Result<Response,
     rels.push(json!({"rel": "self", "href": page(offset)}));
     let items: Vec<Value> = ids
         .iter()
-        .map(|id| json!({"links": [{"rel": "self", "href": links.vendor(*id)}], "id": id.to_string()}))
+        .map(|id| json!({"links": [{"rel": "self", "href": links.record(rt, *id)}], "id": id.to_string()}))
         .collect();
     Ok(json_response(
         COLLECTION,
@@ -332,13 +301,13 @@ fn list(sim: &NetSuiteSim, req: &Request, links: &Links<'_>) -> Result<Response,
     ))
 }
 
-fn delete(sim: &NetSuiteSim, id: &str) -> Result<Response, RestError> {
-    sim.permit(Permission::Full)?;
-    let id = find(sim, id)?;
+fn delete(sim: &NetSuiteSim, rt: &RecordType, id: &str) -> Result<Response, RestError> {
+    sim.permit(rt, Permission::Full)?;
+    let id = find(sim, rt, id)?;
     let now = sim.inner.clock.now_secs();
     let db = sim.db();
     let tx = db.unchecked_transaction().map_err(storage)?;
-    vendor::delete(&tx, id, now).map_err(storage)?;
+    vendor::delete(&tx, rt, id, now).map_err(storage)?;
     tx.commit().map_err(storage)?;
     sim.inner.record_writes.fetch_add(1, Ordering::SeqCst);
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -351,9 +320,15 @@ enum Target {
     Upsert(String),
 }
 
-fn write(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, target: Target) -> Result<Response, RestError> {
+fn write(
+    sim: &NetSuiteSim,
+    rt: &RecordType,
+    req: &Request,
+    links: &Links<'_>,
+    target: Target,
+) -> Result<Response, RestError> {
     let checks = req.checks()?;
-    let replace = Replace::parse(req.param("replace"), req.flag("replaceSelectedFields"))?;
+    let replace = Replace::parse(rt, req.param("replace"), req.flag("replaceSelectedFields"))?;
     let body: Value = serde_json::from_slice(&req.body).map_err(|e| {
         RestError::new(StatusCode::BAD_REQUEST, "INVALID_CONTENT", format!("The request body is not valid JSON: {e}."))
     })?;
@@ -364,17 +339,21 @@ fn write(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, target: Target) ->
             "The request body must be a JSON object of record fields.",
         ));
     };
-    let rejections = sim.inner.vendor_rejections.lock().unwrap().clone();
+    // Injected rejections are the vendor write-back's (NetSuiteSim::reject_vendor_writes).
+    let rejections = match rt.name == VENDOR.name {
+        true => sim.inner.vendor_rejections.lock().unwrap().clone(),
+        false => Vec::new(),
+    };
     let one_world = sim.inner.one_world.load(Ordering::SeqCst);
     // One lock for the whole write: a repeated upsert finds the record the first one made.
     let db = sim.db();
     let existing = match &target {
         Target::Create => None,
-        Target::Update(rid) => Some(vendor::find(&db, rid).map_err(storage)?.ok_or_else(not_found)?),
-        Target::Upsert(eid) => vendor::find(&db, &RecordId::External(eid.clone())).map_err(storage)?,
+        Target::Update(rid) => Some(vendor::find(&db, rt, rid).map_err(storage)?.ok_or_else(not_found)?),
+        Target::Upsert(eid) => vendor::find(&db, rt, &RecordId::External(eid.clone())).map_err(storage)?,
     };
-    sim.permit(if existing.is_some() { Permission::Edit } else { Permission::Create })?;
-    let mut changes = vendor::parse(&db, &body, checks)?;
+    sim.permit(rt, if existing.is_some() { Permission::Edit } else { Permission::Create })?;
+    let mut changes = vendor::parse(&db, rt, &body, checks)?;
     if let Target::Upsert(eid) = &target {
         match changes.value("externalId") {
             Some(rusqlite::types::Value::Text(given)) if given != eid => {
@@ -385,23 +364,23 @@ fn write(sim: &NetSuiteSim, req: &Request, links: &Links<'_>, target: Target) ->
                 )
                 .at_path("externalId"));
             }
-            _ => changes.set_external_id(eid),
+            _ => changes.set_external_id(rt, eid),
         }
     }
     let ctx = WriteContext { now: sim.inner.clock.now_secs(), one_world, replace: &replace, rejections: &rejections };
     let tx = db.unchecked_transaction().map_err(storage)?;
     let id = match existing {
-        Some(id) => vendor::update(&tx, id, &changes, &ctx).map(|()| id)?,
-        None => vendor::create(&tx, &changes, &ctx)?,
+        Some(id) => vendor::update(&tx, rt, id, &changes, &ctx).map(|()| id)?,
+        None => vendor::create(&tx, rt, &changes, &ctx)?,
     };
     tx.commit().map_err(storage)?;
     sim.inner.record_writes.fetch_add(1, Ordering::SeqCst);
     match target {
         Target::Upsert(eid) if sim.inner.upsert_location_by_eid.load(Ordering::SeqCst) => {
-            let location = format!("{}/vendor/eid:{eid}", links.0);
+            let location = format!("{}/{}/eid:{eid}", links.0, rt.name);
             Ok((StatusCode::NO_CONTENT, [("location", location)]).into_response())
         }
-        _ => Ok(written(links, id)),
+        _ => Ok(written(links, rt, id)),
     }
 }
 

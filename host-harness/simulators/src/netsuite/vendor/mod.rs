@@ -1,23 +1,24 @@
-//! The vendor record as the REST record API shows and takes it
-//! (shared/reference/netsuite.md 5): camelCase fields matched without regard
-//! to case, references as `{"id": ..}` objects, the `addressBook` sublist
-//! with `addressBookAddress` subrecords, ISO 8601 UTC datetimes. The data
-//! lives in the same tables SuiteQL reads (db.rs), so a write moves
+//! Entity records (vendor, and through the same code customer and contact:
+//! see [`RecordType`] and entity.rs) as the REST record API shows and takes
+//! them (shared/reference/netsuite.md 5): camelCase fields matched without
+//! regard to case, references as `{"id": ..}` objects, the `addressBook`
+//! sublist with `addressBookAddress` subrecords, ISO 8601 UTC datetimes. The
+//! data lives in the same tables SuiteQL reads (db.rs), so a write moves
 //! `lastmodifieddate` and the connector's change reads see it.
 //!
-//! Simulated fields are the ones in [`FIELDS`] plus `addressBook`; other
-//! fields of NetSuite's vendor schema are accepted and not stored, read-only
-//! ones are ignored, any other name is unknown (refused when the client asks
-//! for `X-NetSuite-PropertyNameValidation: Error`).
+//! Simulated fields are a record type's `fields` plus `addressBook` where it
+//! has one; other fields of NetSuite's schema are accepted and not stored,
+//! read-only ones are ignored, any other name is unknown (refused when the
+//! client asks for `X-NetSuite-PropertyNameValidation: Error`).
 //!
 //! request.rs reads a body into changes, store.rs writes them, render.rs
-//! shows a vendor as GET answers it.
+//! shows a record as GET answers it.
 
 mod render;
 mod request;
 mod store;
 
-pub use render::{Links, iso, render, render_address_book, render_line_address};
+pub use render::{Links, render, render_address_book, render_line_address};
 pub use request::{Changes, Check, Checks, Replace, parse};
 pub use store::{WriteContext, create, delete, ids_page, update};
 
@@ -29,9 +30,63 @@ pub(super) enum Kind {
     Text(Option<usize>),
     /// Stored 'T'/'F' as SuiteQL shows it, a JSON boolean in REST.
     Bool,
-    /// The internal id of a row of `table` (also the record type in links).
+    /// The internal id of a row of `table` (also the record type in links);
+    /// [`ENTITY`]: a customer or a vendor.
     Reference(&'static str),
 }
+
+/// A reference to a company: a customer or a vendor (a contact's `company`).
+pub(super) const ENTITY: &str = "entity";
+
+/// What NetSuite requires of a record before it saves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Required {
+    /// Company Name, or First and Last Name when `isPerson` (vendor, customer).
+    CompanyOrPerson,
+    /// A name: the entity id, or a Last Name to make one from (contact).
+    PersonName,
+}
+
+/// A record type the record API writes: its table (also its name in URLs,
+/// `deletedrecord.type` and links), fields and rules.
+#[derive(Debug)]
+pub struct RecordType {
+    pub name: &'static str,
+    pub fields: &'static [Field],
+    /// Fields of NetSuite's schema accepted and not stored.
+    pub(super) not_simulated: &'static [&'static str],
+    /// Whether it has the `addressBook` sublist (tables `<name>addressbook`
+    /// and `<name>addressbookentityaddress`).
+    pub address_book: bool,
+    pub(super) required: Required,
+    /// What the role's permission is called on the Permissions subtab.
+    pub permission: &'static str,
+}
+
+impl RecordType {
+    pub fn field_named(&self, name: &str) -> Option<&'static Field> {
+        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The `addressBook` lines' table (`customeraddressbook`, ...).
+    pub(super) fn address_book_table(&self) -> String {
+        format!("{}addressbook", self.name)
+    }
+
+    /// The `addressBookAddress` subrecords' table.
+    pub(super) fn address_table(&self) -> String {
+        format!("{}addressbookentityaddress", self.name)
+    }
+}
+
+pub const VENDOR: RecordType = RecordType {
+    name: "vendor",
+    fields: FIELDS,
+    not_simulated: NOT_SIMULATED,
+    address_book: true,
+    required: Required::CompanyOrPerson,
+    permission: "Lists -> Vendors",
+};
 
 #[derive(Debug)]
 pub struct Field {
@@ -44,7 +99,7 @@ pub struct Field {
     pub(super) kind: Kind,
 }
 
-const fn field(name: &'static str, column: &'static str, label: &'static str, kind: Kind) -> Field {
+pub(super) const fn field(name: &'static str, column: &'static str, label: &'static str, kind: Kind) -> Field {
     Field { name, column, label, kind }
 }
 
@@ -88,7 +143,7 @@ pub(super) const READ_ONLY: &[&str] = &[
 ];
 
 /// Fields of NetSuite's vendor schema the simulator accepts and does not store.
-pub(super) const NOT_SIMULATED: &[&str] = &[
+const NOT_SIMULATED: &[&str] = &[
     "altEmail",
     "altName",
     "autoName",
@@ -175,10 +230,6 @@ pub(super) const LINE_IGNORED: &[&str] =
     &["links", "addressBookAddress_text", "addressId", "refName", "lastModifiedDate"];
 pub(super) const COLLECTION_IGNORED: &[&str] = &["links", "count", "hasMore", "offset", "totalResults"];
 
-pub fn field_named(name: &str) -> Option<&'static Field> {
-    FIELDS.iter().find(|f| f.name.eq_ignore_ascii_case(name))
-}
-
 pub(super) fn listed(list: &[&str], name: &str) -> bool {
     list.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
@@ -200,11 +251,15 @@ impl RecordId {
     }
 }
 
-pub fn find(conn: &Connection, id: &RecordId) -> rusqlite::Result<Option<i64>> {
+/// The internal id of the `rt` record `id` names, if there is one.
+pub fn find(conn: &Connection, rt: &RecordType, id: &RecordId) -> rusqlite::Result<Option<i64>> {
+    let table = rt.name;
     match id {
-        RecordId::Internal(id) => conn.query_row("SELECT id FROM vendor WHERE id = ?1", [id], |r| r.get(0)).optional(),
+        RecordId::Internal(id) => {
+            conn.query_row(&format!("SELECT id FROM {table} WHERE id = ?1"), [id], |r| r.get(0)).optional()
+        }
         RecordId::External(eid) => {
-            conn.query_row("SELECT id FROM vendor WHERE externalid = ?1", [eid], |r| r.get(0)).optional()
+            conn.query_row(&format!("SELECT id FROM {table} WHERE externalid = ?1"), [eid], |r| r.get(0)).optional()
         }
     }
 }
@@ -247,6 +302,7 @@ mod tests {
         let conn = db::open().unwrap();
         let changes = parse(
             &conn,
+            &VENDOR,
             &body(json!({
                 "companyname": "Acme Supply", "externalId": "SF-001", "email": "ap@acme.example",
                 "terms": {"id": "2"}, "subsidiary": {"id": 1},
@@ -257,9 +313,9 @@ mod tests {
         )
         .unwrap();
         let replace = Replace::default();
-        let id = create(&conn, &changes, &ctx(1_767_225_600, &replace)).unwrap();
+        let id = create(&conn, &VENDOR, &changes, &ctx(1_767_225_600, &replace)).unwrap();
         let links = Links("http://sim/services/rest/record/v1");
-        let v = render(&conn, id, &links, true).unwrap().unwrap();
+        let v = render(&conn, &VENDOR, id, &links, true).unwrap().unwrap();
         assert_eq!(v["companyName"], "Acme Supply", "names match without regard to case");
         assert_eq!(v["entityId"], "Acme Supply", "the entity id defaults to the name");
         assert_eq!(v["terms"]["refName"], "Net 30");
@@ -291,14 +347,19 @@ mod tests {
     fn refusals_name_field_and_path() {
         let conn = db::open().unwrap();
         let strict = Checks { names: Check::Error, values: Check::Error };
-        let e = parse(&conn, &body(json!({"companyName": "A", "nope": 1, "terms": {"id": "99"}})), strict).unwrap_err();
+        let e = parse(&conn, &VENDOR, &body(json!({"companyName": "A", "nope": 1, "terms": {"id": "99"}})), strict)
+            .unwrap_err();
         let codes: Vec<(&str, &crate::netsuite::errors::At)> = e.details.iter().map(|d| (d.code, &d.at)).collect();
         assert!(codes.iter().any(|(c, _)| *c == "NONEXISTENT_FIELD"), "{e:?}");
         assert!(e.details.iter().any(|d| d.code == "INVALID_CONTENT" && d.detail.contains("Invalid Field Value 99")));
         // By default unknown names only warn; a read-only or unsimulated field is accepted.
-        assert!(parse(&conn, &body(json!({"nope": 1, "id": "5", "currency": {"id": "1"}})), Checks::default()).is_ok());
+        assert!(
+            parse(&conn, &VENDOR, &body(json!({"nope": 1, "id": "5", "currency": {"id": "1"}})), Checks::default())
+                .is_ok()
+        );
         let e = parse(
             &conn,
+            &VENDOR,
             &body(json!({"addressBook": {"items": [{"addressBookAddress": {"country": "usa"}}]}})),
             strict,
         )
@@ -309,14 +370,15 @@ mod tests {
         );
 
         let replace = Replace::default();
-        let none = parse(&conn, &body(json!({"email": "x@example.com"})), strict).unwrap();
-        let e = create(&conn, &none, &ctx(0, &replace)).unwrap_err();
+        let none = parse(&conn, &VENDOR, &body(json!({"email": "x@example.com"})), strict).unwrap();
+        let e = create(&conn, &VENDOR, &none, &ctx(0, &replace)).unwrap_err();
         assert_eq!(e.details[0].code, "USER_ERROR");
         assert!(e.details[0].detail.ends_with("Please enter value(s) for: Company Name, Primary Subsidiary."), "{e:?}");
-        let person = parse(&conn, &body(json!({"isPerson": true, "subsidiary": {"id": "1"}})), strict).unwrap();
-        let e = create(&conn, &person, &ctx(0, &replace)).unwrap_err();
+        let person =
+            parse(&conn, &VENDOR, &body(json!({"isPerson": true, "subsidiary": {"id": "1"}})), strict).unwrap();
+        let e = create(&conn, &VENDOR, &person, &ctx(0, &replace)).unwrap_err();
         assert!(e.details[0].detail.ends_with("Please enter value(s) for: First Name, Last Name."), "{e:?}");
-        let long = parse(&conn, &body(json!({"companyName": "x".repeat(84)})), strict).unwrap_err();
+        let long = parse(&conn, &VENDOR, &body(json!({"companyName": "x".repeat(84)})), strict).unwrap_err();
         assert!(long.details[0].detail.contains("maximum number ( 83 )"), "{long:?}");
     }
 
@@ -326,43 +388,47 @@ mod tests {
         let replace = Replace::default();
         let first = parse(
             &conn,
+            &VENDOR,
             &body(json!({"companyName": "A", "subsidiary": {"id": "1"},
                 "addressBook": {"items": [{"defaultBilling": true, "addressBookAddress": {"addr1": "1 Old Rd", "city": "Leeds"}}]}})),
             Checks::default(),
         )
         .unwrap();
-        let id = create(&conn, &first, &ctx(10, &replace)).unwrap();
+        let id = create(&conn, &VENDOR, &first, &ctx(10, &replace)).unwrap();
         let links = Links("");
-        let line = render(&conn, id, &links, true).unwrap().unwrap()["addressBook"]["items"][0]["id"].clone();
+        let line = render(&conn, &VENDOR, id, &links, true).unwrap().unwrap()["addressBook"]["items"][0]["id"].clone();
         let edit = parse(
             &conn,
+            &VENDOR,
             &body(json!({"addressBook": {"items": [{"id": line, "addressBookAddress": {"city": "York"}}, {"addressBookAddress": {"addr1": "2 New St"}}]}})),
             Checks::default(),
         )
         .unwrap();
-        update(&conn, id, &edit, &ctx(20, &replace)).unwrap();
-        let v = render(&conn, id, &links, true).unwrap().unwrap();
+        update(&conn, &VENDOR, id, &edit, &ctx(20, &replace)).unwrap();
+        let v = render(&conn, &VENDOR, id, &links, true).unwrap().unwrap();
         assert_eq!(v["addressBook"]["count"], 2, "a keyed line changes, an unkeyed one is added");
         assert_eq!(v["addressBook"]["items"][0]["addressBookAddress"]["city"], "York");
         assert_eq!(v["addressBook"]["items"][0]["addressBookAddress"]["addr1"], "1 Old Rd");
         assert_eq!(v["companyName"], "A", "fields the body leaves out stay");
         assert_eq!(v["lastModifiedDate"], iso(20));
 
-        let replace_all = Replace::parse(Some("addressBook"), false).unwrap();
+        let replace_all = Replace::parse(&VENDOR, Some("addressBook"), false).unwrap();
         let only = parse(
             &conn,
+            &VENDOR,
             &body(json!({"addressBook": {"items": [{"addressBookAddress": {"addr1": "3 Last Ln"}}]}})),
             Checks::default(),
         )
         .unwrap();
-        update(&conn, id, &only, &ctx(30, &replace_all)).unwrap();
-        let v = render(&conn, id, &links, true).unwrap().unwrap();
+        update(&conn, &VENDOR, id, &only, &ctx(30, &replace_all)).unwrap();
+        let v = render(&conn, &VENDOR, id, &links, true).unwrap().unwrap();
         assert_eq!(v["addressBook"]["count"], 1);
         assert!(v.get("defaultAddress").is_none(), "the default billing line was replaced");
-        let bad_key = parse(&conn, &body(json!({"addressBook": {"items": [{"id": 999}]}})), Checks::default()).unwrap();
-        assert!(update(&conn, id, &bad_key, &ctx(40, &replace)).is_err());
-        assert!(Replace::parse(Some("email"), false).is_err(), "a field needs replaceSelectedFields");
-        let clear = Replace::parse(Some("email"), true).unwrap();
+        let bad_key =
+            parse(&conn, &VENDOR, &body(json!({"addressBook": {"items": [{"id": 999}]}})), Checks::default()).unwrap();
+        assert!(update(&conn, &VENDOR, id, &bad_key, &ctx(40, &replace)).is_err());
+        assert!(Replace::parse(&VENDOR, Some("email"), false).is_err(), "a field needs replaceSelectedFields");
+        let clear = Replace::parse(&VENDOR, Some("email"), true).unwrap();
         assert_eq!(clear.clear.len(), 1);
     }
 

@@ -1,9 +1,9 @@
-//! A vendor as the record API shows it: links, references with `refName`,
+//! A record (vendor, customer, contact) as the record API shows it: links, references with `refName`,
 //! ISO 8601 UTC datetimes, empty fields left out, the address book linked
 //! or written out.
 
 use super::store::load;
-use super::{ADDRESS_FIELDS, FIELDS, Kind};
+use super::{ADDRESS_FIELDS, ENTITY, Kind, RecordType};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value, json};
@@ -22,9 +22,9 @@ impl Links<'_> {
         json!([{ "rel": "self", "href": self.href(path) }])
     }
 
-    /// Where a write's `Location` header points.
-    pub fn vendor(&self, id: i64) -> String {
-        self.href(&format!("vendor/{id}"))
+    /// Where a write's `Location` header points: record `id` of `rt`.
+    pub fn record(&self, rt: &RecordType, id: i64) -> String {
+        self.href(&format!("{}/{id}", rt.name))
     }
 }
 
@@ -82,15 +82,20 @@ impl AddressRow {
     }
 }
 
-fn address_rows(conn: &Connection, vendor: i64) -> rusqlite::Result<Vec<AddressRow>> {
+fn address_rows(conn: &Connection, rt: &RecordType, entity: i64) -> rusqlite::Result<Vec<AddressRow>> {
+    if !rt.address_book {
+        return Ok(Vec::new());
+    }
     let columns: Vec<&str> = ADDRESS_FIELDS.iter().map(|(_, c)| *c).collect();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT b.internalid, b.addressbookaddress, b.label, b.defaultbilling, b.defaultshipping, a.lastmodifieddate, {}
-         FROM vendoraddressbook b JOIN vendoraddressbookentityaddress a ON a.nkey = b.addressbookaddress
+         FROM {} b JOIN {} a ON a.nkey = b.addressbookaddress
          WHERE b.entity = ?1 ORDER BY b.internalid",
-        columns.iter().map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
+        columns.iter().map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", "),
+        rt.address_book_table(),
+        rt.address_table(),
     ))?;
-    let rows = stmt.query_map([vendor], |r| {
+    let rows = stmt.query_map([entity], |r| {
         let mut fields = Vec::new();
         for (i, (name, _)) in ADDRESS_FIELDS.iter().enumerate() {
             if let Some(v) = r.get::<_, Option<String>>(6 + i)? {
@@ -110,9 +115,9 @@ fn address_rows(conn: &Connection, vendor: i64) -> rusqlite::Result<Vec<AddressR
     rows.collect()
 }
 
-fn render_address(a: &AddressRow, vendor: i64, links: &Links<'_>) -> Value {
+fn render_address(a: &AddressRow, record: &str, links: &Links<'_>) -> Value {
     let mut out = Map::new();
-    out.insert("links".into(), links.own(&format!("vendor/{vendor}/addressBook/{}/addressBookAddress", a.line)));
+    out.insert("links".into(), links.own(&format!("{record}/addressBook/{}/addressBookAddress", a.line)));
     for (name, value) in &a.fields {
         let v = if *name == "country" { json!({"id": value, "refName": country_name(value)}) } else { json!(value) };
         out.insert((*name).into(), v);
@@ -124,14 +129,15 @@ fn render_address(a: &AddressRow, vendor: i64, links: &Links<'_>) -> Value {
     Value::Object(out)
 }
 
-fn render_line(a: &AddressRow, vendor: i64, links: &Links<'_>, expand: bool) -> Value {
+/// `record`: the record's path, `vendor/12`.
+fn render_line(a: &AddressRow, record: &str, links: &Links<'_>, expand: bool) -> Value {
     let address = if expand {
-        render_address(a, vendor, links)
+        render_address(a, record, links)
     } else {
-        json!({ "links": links.own(&format!("vendor/{vendor}/addressBook/{}/addressBookAddress", a.line)) })
+        json!({ "links": links.own(&format!("{record}/addressBook/{}/addressBookAddress", a.line)) })
     };
     let mut line = json!({
-        "links": links.own(&format!("vendor/{vendor}/addressBook/{}", a.line)),
+        "links": links.own(&format!("{record}/addressBook/{}", a.line)),
         "addressBookAddress": address,
         "addressBookAddress_text": a.text(),
         "addressId": a.nkey.to_string(),
@@ -146,32 +152,52 @@ fn render_line(a: &AddressRow, vendor: i64, links: &Links<'_>, expand: bool) -> 
     line
 }
 
-/// The `addressBook` sublist of a vendor as a collection.
-pub fn render_address_book(conn: &Connection, vendor: i64, links: &Links<'_>, expand: bool) -> rusqlite::Result<Value> {
-    let rows = address_rows(conn, vendor)?;
+/// The `addressBook` sublist of a record as a collection.
+pub fn render_address_book(
+    conn: &Connection,
+    rt: &RecordType,
+    id: i64,
+    links: &Links<'_>,
+    expand: bool,
+) -> rusqlite::Result<Value> {
+    let rows = address_rows(conn, rt, id)?;
+    let record = format!("{}/{id}", rt.name);
     Ok(json!({
-        "links": links.own(&format!("vendor/{vendor}/addressBook")),
+        "links": links.own(&format!("{record}/addressBook")),
         "count": rows.len(),
         "hasMore": false,
-        "items": rows.iter().map(|a| render_line(a, vendor, links, expand)).collect::<Vec<_>>(),
+        "items": rows.iter().map(|a| render_line(a, &record, links, expand)).collect::<Vec<_>>(),
         "offset": 0,
         "totalResults": rows.len(),
     }))
 }
 
-/// One line's `addressBookAddress` subrecord, if the vendor has that line.
+/// One line's `addressBookAddress` subrecord, if the record has that line.
 pub fn render_line_address(
     conn: &Connection,
-    vendor: i64,
+    rt: &RecordType,
+    id: i64,
     line: i64,
     links: &Links<'_>,
 ) -> rusqlite::Result<Option<Value>> {
-    Ok(address_rows(conn, vendor)?.iter().find(|a| a.line == line).map(|a| render_address(a, vendor, links)))
+    let record = format!("{}/{id}", rt.name);
+    Ok(address_rows(conn, rt, id)?.iter().find(|a| a.line == line).map(|a| render_address(a, &record, links)))
 }
 
 fn reference(conn: &Connection, table: &str, id: i64, links: &Links<'_>) -> rusqlite::Result<Value> {
-    let name: Option<String> =
-        conn.query_row(&format!("SELECT name FROM {table} WHERE id = ?1"), [id], |r| r.get(0)).optional()?;
+    let (table, name): (&str, Option<String>) = if table == ENTITY {
+        // A company: whichever of customer and vendor holds the id (entities share one id space).
+        conn.query_row(
+            "SELECT 'customer', entityid FROM customer WHERE id = ?1
+             UNION ALL SELECT 'vendor', entityid FROM vendor WHERE id = ?1",
+            [id],
+            |r| Ok((if r.get::<_, String>(0)? == "vendor" { "vendor" } else { "customer" }, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or(("customer", None))
+    } else {
+        (table, conn.query_row(&format!("SELECT name FROM {table} WHERE id = ?1"), [id], |r| r.get(0)).optional()?)
+    };
     let mut out = json!({ "links": links.own(&format!("{table}/{id}")), "id": id.to_string() });
     if let Some(name) = name {
         out["refName"] = json!(name);
@@ -179,28 +205,32 @@ fn reference(conn: &Connection, table: &str, id: i64, links: &Links<'_>) -> rusq
     Ok(out)
 }
 
-/// The vendor as `GET /record/v1/vendor/{id}` answers it (empty fields left
+/// The record as `GET /record/v1/<type>/{id}` answers it (empty fields left
 /// out); `expand` writes the address book out instead of linking it.
 pub fn render(
     conn: &Connection,
+    rt: &RecordType,
     id: i64,
     links: &Links<'_>,
     expand: bool,
 ) -> rusqlite::Result<Option<Map<String, Value>>> {
-    let Some(row) = load(conn, id).optional()? else {
+    let Some(row) = load(conn, rt, id).optional()? else {
         return Ok(None);
     };
+    let billing = if rt.address_book { "defaultbillingaddress" } else { "NULL" };
     let (created, modified, billing): (i64, i64, Option<i64>) = conn.query_row(
-        "SELECT datecreated, lastmodifieddate, defaultbillingaddress FROM vendor WHERE id = ?1",
+        &format!("SELECT datecreated, lastmodifieddate, {billing} FROM {} WHERE id = ?1", rt.name),
         [id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
+    let record = format!("{}/{id}", rt.name);
     let mut out = Map::new();
-    out.insert("links".into(), links.own(&format!("vendor/{id}")));
+    out.insert("links".into(), links.own(&record));
     out.insert("id".into(), json!(id.to_string()));
-    for f in FIELDS {
+    for f in rt.fields {
         let value = match (f.kind, row.get(f.column)) {
             (_, None | Some(Sql::Null)) => continue,
+            (_, Some(Sql::Text(t))) if t.is_empty() => continue,
             (Kind::Bool, Some(v)) => json!(matches!(v, Sql::Text(t) if t == "T")),
             (Kind::Reference(table), Some(Sql::Integer(rid))) => reference(conn, table, *rid, links)?,
             (_, Some(Sql::Text(t))) => json!(t),
@@ -211,14 +241,17 @@ pub fn render(
     }
     out.insert("dateCreated".into(), json!(iso(created)));
     out.insert("lastModifiedDate".into(), json!(iso(modified)));
-    let rows = address_rows(conn, id)?;
+    if !rt.address_book {
+        return Ok(Some(out));
+    }
+    let rows = address_rows(conn, rt, id)?;
     if let Some(default) = billing.and_then(|nkey| rows.iter().find(|a| a.nkey == nkey)) {
         out.insert("defaultAddress".into(), json!(default.text()));
     }
     let book = if expand {
-        render_address_book(conn, id, links, true)?
+        render_address_book(conn, rt, id, links, true)?
     } else {
-        json!({ "links": links.own(&format!("vendor/{id}/addressBook")) })
+        json!({ "links": links.own(&format!("{record}/addressBook")) })
     };
     out.insert("addressBook".into(), book);
     Ok(Some(out))

@@ -3,8 +3,8 @@
 //! request's validation headers ask; over-long text always).
 
 use super::{
-    ADDRESS_FIELDS, ADDRESS_IGNORED, COLLECTION_IGNORED, Field, Kind, LINE_IGNORED, NOT_SIMULATED, READ_ONLY,
-    field_named, listed,
+    ADDRESS_FIELDS, ADDRESS_IGNORED, COLLECTION_IGNORED, ENTITY, Field, Kind, LINE_IGNORED, READ_ONLY, RecordType,
+    listed,
 };
 use crate::netsuite::errors::{Detail, RestError};
 use axum::http::StatusCode;
@@ -71,8 +71,8 @@ impl Changes {
     }
 
     /// An upsert's external id comes from its URL.
-    pub fn set_external_id(&mut self, eid: &str) {
-        if let Some(f) = field_named("externalId") {
+    pub fn set_external_id(&mut self, rt: &RecordType, eid: &str) {
+        if let Some(f) = rt.field_named("externalId") {
             self.fields.push((f, Sql::Text(eid.to_string())));
         }
     }
@@ -87,12 +87,12 @@ pub struct Replace {
 }
 
 impl Replace {
-    pub fn parse(replace: Option<&str>, selected_fields: bool) -> Result<Replace, RestError> {
+    pub fn parse(rt: &RecordType, replace: Option<&str>, selected_fields: bool) -> Result<Replace, RestError> {
         let mut out = Replace::default();
         for name in replace.unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if name.eq_ignore_ascii_case("addressBook") {
+            if rt.address_book && name.eq_ignore_ascii_case("addressBook") {
                 out.address_book = true;
-            } else if let Some(f) = field_named(name).filter(|_| selected_fields) {
+            } else if let Some(f) = rt.field_named(name).filter(|_| selected_fields) {
                 out.clear.push(f);
             } else {
                 return Err(RestError::new(
@@ -128,6 +128,9 @@ fn shown(value: &Value) -> String {
 fn reference_exists(conn: &Connection, table: &str, id: i64) -> rusqlite::Result<bool> {
     let sql = match table {
         "term" => "SELECT 1 FROM term WHERE id = ?1 AND isinactive = 'F'",
+        // A contact's company: a customer or a vendor (reference 3.2).
+        ENTITY => "SELECT 1 FROM customer WHERE id = ?1 UNION ALL SELECT 1 FROM vendor WHERE id = ?1",
+        "currency" => "SELECT 1 FROM currency WHERE id = ?1",
         _ => "SELECT 1 FROM subsidiary WHERE id = ?1",
     };
     Ok(conn.prepare_cached(sql)?.query_row([id], |_| Ok(())).optional()?.is_some())
@@ -171,7 +174,8 @@ fn field_value(conn: &Connection, field: &Field, value: &Value, path: &str) -> R
         (Kind::Reference(table), Value::Object(reference)) => {
             let shown_id = reference.get("id").or_else(|| reference.get("externalId")).map(shown).unwrap_or_default();
             let Some(id) = id_value(reference.get("id")) else {
-                // The simulated terms and subsidiaries have no external ids.
+                // The simulated terms, subsidiaries and currencies have no external ids
+                // (nor do companies named by one: the reference shows references by id only).
                 return Err(Refused::Value(invalid_value(&shown_id, field.name, path)));
             };
             match reference_exists(conn, table, id) {
@@ -314,19 +318,25 @@ fn address_book(value: &Value, path: &str, found: &mut Findings) -> Option<Vec<A
     Some(lines)
 }
 
-/// Reads a request body into changes, or every reason NetSuite refuses it.
-pub fn parse(conn: &Connection, body: &Map<String, Value>, checks: Checks) -> Result<Changes, RestError> {
+/// Reads a request body for a record of `rt` into changes, or every reason
+/// NetSuite refuses it.
+pub fn parse(
+    conn: &Connection,
+    rt: &RecordType,
+    body: &Map<String, Value>,
+    checks: Checks,
+) -> Result<Changes, RestError> {
     let mut found = Findings { checks, errors: Vec::new() };
     let mut changes = Changes::default();
     for (key, value) in body {
-        if let Some(field) = field_named(key) {
+        if let Some(field) = rt.field_named(key) {
             match field_value(conn, field, value, key) {
                 Ok(v) => changes.fields.push((field, v)),
                 Err(refused) => found.refused(refused),
             }
-        } else if key.eq_ignore_ascii_case("addressBook") {
+        } else if rt.address_book && key.eq_ignore_ascii_case("addressBook") {
             changes.address_book = address_book(value, key, &mut found);
-        } else if !listed(READ_ONLY, key) && !listed(NOT_SIMULATED, key) {
+        } else if !listed(READ_ONLY, key) && !listed(rt.not_simulated, key) {
             found.unknown(key, key);
         }
     }
