@@ -40,14 +40,6 @@ pub const RULES: &[Rule] = &[
         action: Action::Retry,
         why: "too many requests in the org at once (REQUEST_LIMIT_EXCEEDED ConcurrentRequests)",
     },
-    // Concurrency limits named otherwise ("Concurrent requests limit
-    // exceeded"): they pass as requests finish, as the two above.
-    Rule {
-        status: Status::Exact(403),
-        body_contains: Some("Concurrent"),
-        action: Action::Retry,
-        why: "too many requests in the org at once (REQUEST_LIMIT_EXCEEDED, a concurrency limit)",
-    },
     // Another limit, named otherwise: not every one passes in seconds, so
     // the run stops with its cursor kept rather than retrying blind.
     Rule {
@@ -221,11 +213,6 @@ mod tests {
             (
                 403,
                 r#"[{"message":"ConcurrentRequests (Concurrent API Requests) Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
-                Some(Action::Retry),
-            ),
-            (
-                403,
-                r#"[{"message":"Concurrent requests limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
                 Some(Action::Retry),
             ),
             (
