@@ -214,6 +214,16 @@ impl Mapping {
     /// there. Salesforce is to hold what the forward mapping makes of it
     /// (`+14155550101` for `+1 (415) 555-0101`), so the next forward pass
     /// finds nothing to write.
+    /// Whether the forward mapping of `target` only puts a value in a
+    /// standard form (trimmed, an email in lower case, a phone in E.164, a
+    /// country as its code): two texts it makes alike are one value typed
+    /// twice. `upper` and `title` make alike names a person wrote apart.
+    pub fn normalizes_only(&self, kind: RecordKind, target: &str) -> bool {
+        use file::Transform::{CountryIso, Lower, Phone, Trim};
+        let field = self.object(kind).ok().and_then(|o| o.field.iter().find(|f| f.target == target));
+        field.is_some_and(|f| f.transforms.iter().all(|t| matches!(t, Trim | Lower | Phone | CountryIso)))
+    }
+
     pub fn back_value(&self, kind: RecordKind, target: &str, value: &Value) -> std::result::Result<Back, String> {
         let Value::String(text) = value else { return Ok(Back::same(value.clone())) };
         let text = text.trim().to_string();

@@ -269,3 +269,20 @@ fn values_written_back_pass_the_forward_transforms() {
     let street = back("Street__c", json!("1 Main St \r\n\r\n Suite 5 \n")).unwrap();
     assert_eq!(street, (json!("1 Main St \r\n\r\n Suite 5"), json!("1 Main St\nSuite 5")));
 }
+
+#[test]
+fn only_standard_forms_make_two_texts_one_value() {
+    let shipped = Mapping::default();
+    for target in ["Name", "Email__c", "Phone__c", "Country__c"] {
+        assert!(shipped.normalizes_only(RecordKind::Vendor, target), "{target}");
+    }
+    let titled = DEFAULT_MAPPING.replacen(
+        "target = \"Name\"\nrequired = true\nrules = [{ copy = \"companyname\" }, { copy = \"entityid\" }]",
+        "target = \"Name\"\nrequired = true\nrules = [{ copy = \"companyname\" }, { copy = \"entityid\" }]\ntransforms = [\"title\"]",
+        1,
+    );
+    assert_ne!(titled, DEFAULT_MAPPING);
+    let titled = Mapping::load(Some(&titled)).unwrap();
+    assert!(!titled.normalizes_only(RecordKind::Vendor, "Name"), "`ACME LLC` and `Acme LLC` are two edits");
+    assert!(!shipped.normalizes_only(RecordKind::Vendor, "Not_Mapped__c"));
+}

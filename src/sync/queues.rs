@@ -218,7 +218,9 @@ impl FailedWriteback {
     pub fn unchanged_since(&self, modstamp: &str, fields: &serde_json::Map<String, serde_json::Value>) -> bool {
         self.modstamp.as_deref() == Some(modstamp)
             || self.holds.as_ref().is_some_and(|holds| {
-                holds.len() == fields.len() && holds.iter().all(|(f, v)| super::merge::same(fields.get(f), Some(v)))
+                // Salesforce leaves out a field made blank: compared as blank.
+                let same = |f: &String| super::merge::same(fields.get(f), holds.get(f));
+                holds.keys().all(same) && fields.keys().all(same)
             })
     }
 }

@@ -786,6 +786,8 @@ struct BulkBatch {
     /// Jobs closed so far: orders the saved jobs, so a stopped run's are
     /// recorded in the order Salesforce applied them.
     closed: usize,
+    /// A close failed: that job may be running in Salesforce unrecorded.
+    close_failed: bool,
 }
 
 struct OpenJob {
@@ -852,6 +854,7 @@ impl BulkBatch {
             composite_pages: Vec::new(),
             submitted: None,
             closed: 0,
+            close_failed: false,
         })
     }
 
@@ -895,7 +898,10 @@ impl BulkBatch {
                 return Err(e);
             }
         };
-        let closed = run.sink.bulk_close(&id).and_then(|()| {
+        let closed = run.sink.bulk_close(&id);
+        // A close that failed may have reached Salesforce: that job may run.
+        self.close_failed |= closed.is_err();
+        let closed = closed.and_then(|()| {
             let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
             let saved = SavedJob { id, sobject, external_id_field: ext, parked };
             self.closed += 1;
@@ -918,10 +924,20 @@ impl BulkBatch {
     }
 
     /// Waits for the submitted job to end and reads its results.
+    /// Until its results are read it stays submitted: it may still run.
     fn wait_submitted(&mut self, run: &Run<'_>) -> Result<Option<EndedJob>> {
-        let Some(SubmittedJob { key, job, parked, marks, .. }) = self.submitted.take() else { return Ok(None) };
-        let results = run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew())?;
-        Ok(Some(EndedJob { key, parked, results, marks }))
+        let Some(submitted) = self.submitted.take() else { return Ok(None) };
+        let job = &submitted.job;
+        match run.sink.bulk_results(&job.sobject, &job.external_id_field, &job.id, &|| run.renew()) {
+            Ok(results) => {
+                let SubmittedJob { key, parked, marks, .. } = submitted;
+                Ok(Some(EndedJob { key, parked, results, marks }))
+            }
+            Err(e) => {
+                self.submitted = Some(submitted);
+                Err(e)
+            }
+        }
     }
 
     /// Records every outcome of an ended job. Records refused only for a
@@ -1110,16 +1126,18 @@ impl Batch for BulkBatch {
 }
 
 impl BulkBatch {
-    /// The run ends before any job of it was submitted: the open job (if
-    /// worth one) is uploaded, closed and left to the next run, which
-    /// records its outcomes ([`resume_bulk_jobs`]) instead of reading its
-    /// records again: runs stopped every few seconds never got past the
-    /// first job. With a job submitted, this one would have to wait for it
-    /// to end: it stays parked and is read again. Not once the lease is gone.
+    /// The run ends with no job of it that may still be running (none
+    /// submitted, or each one's results read): the open job (if worth one)
+    /// is uploaded, closed and left to the next run, which records its
+    /// outcomes ([`resume_bulk_jobs`]) instead of reading its records again:
+    /// runs stopped every few seconds never got past the first job. Beside
+    /// a job that may run, it could land before it (an older version of a
+    /// record last): it stays parked and is read again. Not once the lease
+    /// is gone.
     fn leave_open_job(&mut self, run: &Run<'_>) -> Result<()> {
         let worth = run.sink.composite_slice().min(self.threshold.max(1));
         let Some(n) = self.jobs.iter().position(|j| j.csv.records() >= worth) else { return Ok(()) };
-        if self.submitted.is_some() {
+        if self.submitted.is_some() || self.close_failed {
             return Ok(());
         }
         run.renew()?;
@@ -1131,8 +1149,8 @@ impl BulkBatch {
             marks.push(run.in_flight.mark_job(self.kind, id, &sobject, &ext)?);
             Ok(())
         })?;
-        // Not closed (a failed close included): the mark has the next run
-        // abort it unapplied and read its records again.
+        // Not closed: the mark has the next run abort it unapplied; a close
+        // that landed unanswered, settle it (see `in_flight`).
         run.sink.bulk_close(&id)?;
         let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
         self.closed += 1;

@@ -659,8 +659,10 @@ impl<'p, 'r> Pass<'p, 'r> {
             };
             let salesforce_modified = plain_datetime(&record.last_modified);
             let retyped = |field: &str, typed: &Value, netsuite: &Value| {
-                let back = run.settings.mapping.back_value(self.kind, field, typed);
-                back.is_ok_and(|b| merge::same(Some(&b.salesforce), Some(netsuite)))
+                let mapping = &run.settings.mapping;
+                let back = mapping.back_value(self.kind, field, typed);
+                mapping.normalizes_only(self.kind, field)
+                    && back.is_ok_and(|b| merge::same(Some(&b.salesforce), Some(netsuite)))
             };
             let merge_by = |netsuite_modified: &str| {
                 let modified = Modified { netsuite: netsuite_modified, salesforce: &salesforce_modified };

@@ -673,8 +673,8 @@ impl Tenant {
         }
         report.status = "failed";
         report.error = Some(format!(
-            "busy: another process has held the write lock of {} for over {} s (a run paused or stuck: `connector \
-             status` shows the run under way); {}. Try again once it ends",
+            "busy: another process has held the write lock of {} for over {} s (a run paused or stuck, which \
+             `connector status` shows, or a tool such as a `sqlite3` shell); {}. Try again once it lets go",
             self.database.path().display(),
             crate::store::BUSY_TIMEOUT.as_secs(),
             netsuite_salesforce::sync::lease::RAN_NOTHING

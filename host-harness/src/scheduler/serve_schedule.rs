@@ -199,14 +199,25 @@ mod tests {
         let refused = claim(&conn, "acme", 60).unwrap_err().to_string();
         assert!(refused.contains(&format!("already served by `connector serve` (pid {})", other.id())), "{refused}");
         assert_eq!(next_run(&conn, "acme").unwrap().unwrap().pid, Some(other.id()), "left as it was");
-        // The write lock is taken before the check: a claim waits for a
-        // competitor's open transaction instead of reading past it.
+        // A competitor taking the schedule while this claim waits for the
+        // write lock: checked under the lock, the claim sees it and refuses
+        // (checked before taking it, it would have found none).
         let competitor = crate::store::Database::open(&dir.path().join("connector.db")).unwrap().connect().unwrap();
         competitor.execute_batch("BEGIN IMMEDIATE").unwrap();
-        competitor.busy_timeout(std::time::Duration::from_millis(1)).unwrap();
-        conn.busy_timeout(std::time::Duration::from_millis(50)).unwrap();
-        assert!(claim(&conn, "other", 60).is_err(), "waited for the lock, then gave up");
-        competitor.execute_batch("ROLLBACK").unwrap();
+        competitor
+            .execute(
+                "INSERT INTO serve_schedule (tenant, next_run_at, every_secs, pid, boot_id, pid_ns, started, updated_at)
+                 VALUES ('race', '2027-01-15T08:00:00Z', 60, ?1, ?2, ?3, ?4, 'then')",
+                params![other.id(), me.boot_id, me.pid_ns, other_started as i64],
+            )
+            .unwrap();
+        let committer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            competitor.execute_batch("COMMIT").unwrap();
+        });
+        let refused = claim(&conn, "race", 60).unwrap_err().to_string();
+        committer.join().unwrap();
+        assert!(refused.contains("already served"), "{refused}");
         other.kill().unwrap();
         other.wait().unwrap();
         let at = claim(&conn, "acme", 60).unwrap();

@@ -488,7 +488,7 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
     // Another live serve schedules it already: two would run its schedule
     // and the first to stop would clear the other's next run. Asked again
     // each minute: once that one stops, this one takes the schedule over.
-    let mut said = false;
+    let mut said: Option<String> = None;
     // The next run this loop noted last.
     let mut noted_at;
     loop {
@@ -500,11 +500,17 @@ async fn scheduled(tenant: Arc<Tenant>, runtime: &'static Runtime, schedule: Sch
                 noted_at = Some(at);
                 break;
             }
-            Err(e) if !said => {
-                tracing::error!(tenant = %name, "not scheduled while another serve runs it: {e:#}");
-                said = true;
+            // Each new reason once (the database may also be locked or fail).
+            Err(e) => {
+                let text = format!("{e:#}");
+                if said.as_deref() != Some(text.as_str()) {
+                    match text.contains("is already served by") {
+                        true => tracing::error!(tenant = %name, "not scheduled while another serve runs it: {text}"),
+                        false => tracing::error!(tenant = %name, "not scheduled yet, asked again each minute: {text}"),
+                    }
+                    said = Some(text);
+                }
             }
-            Err(_) => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}

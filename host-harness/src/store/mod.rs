@@ -129,14 +129,19 @@ impl Database {
         // `status` and `audit` need not queue for the write lock a large
         // run keeps most of the time.
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version == SCHEMA_VERSION && db.marks_path().exists() {
+        let version_of_marks = || -> Result<i64> {
+            let marks = db.connect_marks()?;
+            Ok(marks.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        };
+        if version == SCHEMA_VERSION && version_of_marks().is_ok_and(|v| v == SCHEMA_VERSION) {
             return Ok(db);
         }
-        // Before the version is set, so a database of this version always
-        // has its marks' file.
+        // Before the database's version is set: a database of this version
+        // has its marks' file (one deleted since is made again).
         let marks = db.connect_marks()?;
         use_wal(&marks).with_context(|| format!("switching {} to WAL", db.marks_path().display()))?;
         marks.execute_batch(KV_SCHEMA).with_context(|| format!("creating {}", db.marks_path().display()))?;
+        marks.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         // Before the file's first write, so new databases only (an existing
         // one keeps its size): 8 KiB pages took a 100,000-customer sync
         // ~7% less time than 4 KiB ones, fewer page splits and WAL frames
@@ -487,8 +492,11 @@ mod tests {
         let runs: i64 = db.connect().unwrap().query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0)).unwrap();
         assert_eq!(runs, 0, "reads the last commit");
         writer.execute_batch("COMMIT").unwrap();
-        // Without its marks' file the schema is made again (the file with it).
+        // Without its marks' file the schema is made again (the file with
+        // it), also when a connection made the file anew, empty, since.
+        let open = Database::open(&path).unwrap();
         std::fs::remove_file(marks_path_of(&path)).unwrap();
+        open.connect_marks().unwrap();
         Database::open(&path).unwrap();
         let marks = Database::open(&path).unwrap().connect_marks().unwrap();
         marks.execute("INSERT INTO kv VALUES ('acme', 'in-flight', 'k', x'00', 'now')", []).unwrap();
