@@ -313,6 +313,8 @@ async fn a_replay_of_a_run_the_log_lacks_is_refused_and_an_empty_one_says_so() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(!stderr.contains("nothing to replay"), "{stderr}");
     assert_eq!(again.status.code(), Some(2), "a record failed: {stderr}");
+    assert!(stderr.contains("1 record failed (audited, kept for replay): `connector audit list"), "{stderr}");
+    assert!(stderr.contains("--outcome failed` says why; `connector replay --config <file> --run run-"), "{stderr}");
     assert!(String::from_utf8_lossy(&again.stdout).contains("failed 1"), "{}", String::from_utf8_lossy(&again.stdout));
 
     // The first run's failure now waits under the replay's run id.

@@ -82,6 +82,17 @@ pub fn print_report(report: &RunReport, json: bool) -> Result<ExitCode> {
         if let Some(e) = &report.error {
             crate::errln!("error: {e}");
         }
+        // Where to look: a count alone does not say which records, nor why.
+        let failed: u64 = report.objects.values().map(|c| u64::from(c.failed)).sum();
+        if failed > 0 && !report.mode.contains("dry-run") {
+            crate::errln!(
+                "{failed} {} failed (audited, kept for replay): `connector audit list --config <file> --run {} \
+                 --outcome failed` says why; `connector replay --config <file> --run {}` sends them again once fixed",
+                if failed == 1 { "record" } else { "records" },
+                report.run_id,
+                report.run_id
+            );
+        }
     }
     Ok(exit_code(report))
 }

@@ -119,3 +119,19 @@ async fn the_standalone_simulators_answer_after_the_latency_asked_for() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
     assert_eq!(query["totalSize"], 0, "{query}");
 }
+
+/// A port already taken is named, with the flag that changes it.
+#[test]
+fn a_port_in_use_is_named_with_the_flag_that_changes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = connector()
+        .args(["sim", "--ports", &format!("{port}"), "0", "--dir"])
+        .arg(dir.path().join("sim"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")) && stderr.contains("--ports"), "{stderr}");
+}

@@ -19,7 +19,12 @@ use tokio::net::TcpListener;
 /// Binds 127.0.0.1 on a free port (or `port`) and serves `router` on the
 /// current tokio runtime. Returns the base URL.
 pub(crate) async fn serve(router: axum::Router, port: u16) -> Result<(String, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    let at = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = TcpListener::bind(at).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {at} ({e}): stop what uses it, or give --ports other ports (0 picks a free one)"
+        )
+    })?;
     let addr = listener.local_addr()?;
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
