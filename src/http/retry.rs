@@ -110,9 +110,19 @@ impl Backoff {
     }
 }
 
-/// `Retry-After` in seconds, when the server sent one.
-pub fn retry_after(response: &HttpResponse) -> Option<Duration> {
-    response.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+/// `Retry-After` when the server sent one: seconds, or an HTTP date (RFC
+/// 9110's IMF-fixdate, `Wed, 21 Oct 2015 07:28:00 GMT`) read against `now`
+/// (Unix seconds); a date past is no wait.
+pub fn retry_after(response: &HttpResponse, now: i64) -> Option<Duration> {
+    let value = response.header("retry-after")?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(value, format).ok()?.assume_utc().unix_timestamp();
+    Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64))
 }
 
 /// What a send produced.
@@ -292,7 +302,7 @@ impl<'h> ApiClient<'h> {
                             response.snippet()
                         )));
                     }
-                    self.wait(attempt, retry_after(&response));
+                    self.wait(attempt, retry_after(&response, self.host.clock.now_unix()));
                     attempt += 1;
                 }
             }
@@ -471,8 +481,13 @@ mod tests {
     fn retry_after_reads_seconds() {
         let mut r = response(429, "");
         r.headers.push(("Retry-After".into(), "7".into()));
-        assert_eq!(retry_after(&r), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&r, 0), Some(Duration::from_secs(7)));
+        // An HTTP date, 20 s after now; one past is no wait.
         r.headers[0].1 = "Wed, 21 Oct 2015 07:28:00 GMT".into();
-        assert_eq!(retry_after(&r), None);
+        let at = 1_445_412_480;
+        assert_eq!(retry_after(&r, at - 20), Some(Duration::from_secs(20)));
+        assert_eq!(retry_after(&r, at + 5), Some(Duration::ZERO));
+        r.headers[0].1 = "soon".into();
+        assert_eq!(retry_after(&r, 0), None);
     }
 }
