@@ -1656,3 +1656,28 @@ async fn the_same_edit_on_both_sides_in_another_form_is_no_conflict() {
         no_echo(&bed).await;
     }
 }
+
+/// A refused Salesforce edit waiting for replay is dropped (audited) when
+/// the forward pass reads NetSuite's deletion of the vendor: it can never
+/// reach NetSuite, and `status` no longer counts it waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_edit_of_a_vendor_netsuite_then_deletes_waits_no_more() {
+    let (bed, ids) = synced(3, "netsuite").await;
+    let id = ids[0];
+    let sf_id = salesforce_edit(&bed, id, json!({"Phone__c": "n/a"}));
+    one_refused_write(&bed).await;
+    assert_eq!(waiting_writebacks(&bed), 1);
+    bed.clock.advance(Duration::from_secs(1));
+    bed.netsuite.delete_record("vendor", id).unwrap();
+    let report = bed.sync_all().await;
+    succeeded(&report);
+    assert_eq!(waiting_writebacks(&bed), 0, "{:?}", rows(&bed, &report.run_id));
+    let dropped = actions(&rows(&bed, &report.run_id), "skip-deleted-in-netsuite");
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!((dropped[0].outcome.as_str(), dropped[0].direction.as_str()), ("dropped", "salesforce-to-netsuite"));
+    assert_eq!(
+        (dropped[0].netsuite_id.as_str(), dropped[0].salesforce_id.as_deref()),
+        (id.to_string().as_str(), Some(sf_id.as_str()))
+    );
+    assert!(dropped[0].error.as_deref().unwrap_or("").contains("waited to be written back"), "{dropped:?}");
+}

@@ -4,7 +4,7 @@
 use super::read::{Deletions, Position};
 use super::run::Run;
 use super::state::{DELETED, RecordState};
-use crate::model::{RecordKind, Result};
+use crate::model::{AuditAction, AuditEntry, RecordKind, Result};
 
 /// Reads the deletions of `kind` to the end, applying each page before the
 /// cursor moves past it.
@@ -77,6 +77,32 @@ pub(super) fn apply<'i>(run: &Run<'_>, kind: RecordKind, ids: &[&'i str]) -> Res
     }
     let dropped = run.queues.remove(kind, ids)?;
     run.audit(dropped.iter().map(|id| run.dropped_entry(kind, id)).collect::<Vec<_>>());
+    // A Salesforce edit of the record waiting to reach NetSuite never will.
+    if run.settings.writeback.is_some() {
+        let linked = pending
+            .iter()
+            .map(|(id, s)| (id.as_str(), s.sf.as_deref()))
+            .chain(done.iter().map(|(id, sf)| (*id, sf.as_deref())));
+        let linked: Vec<(&str, &str)> = linked.filter_map(|(id, sf)| sf.map(|sf| (id, sf))).collect();
+        let sf_ids: Vec<&str> = linked.iter().map(|(_, sf)| *sf).collect();
+        let waiting = run.queues.writebacks_of(kind, &sf_ids)?;
+        let gone: Vec<(&str, &str)> =
+            linked.iter().zip(&waiting).filter(|(_, w)| w.is_some()).map(|(pair, _)| *pair).collect();
+        run.queues.remove_writebacks(kind, &gone.iter().map(|(_, sf)| *sf).collect::<Vec<_>>())?;
+        // As a write-back run audits an edit of a vendor NetSuite deleted.
+        run.audit(
+            gone.iter()
+                .map(|(id, sf)| AuditEntry {
+                    action: AuditAction::SkipDeletedInNetSuite,
+                    salesforce_id: Some(sf.to_string()),
+                    error: Some(
+                        "the record was deleted in NetSuite while its Salesforce edit waited to be written back".into(),
+                    ),
+                    ..run.dropped_entry(kind, id)
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
     // A record whose write waited and never reached Salesforce may have
     // children deferred until it does: never now. They are read again
     // (NetSuite no longer names it their parent) and written unlinked.
