@@ -369,6 +369,12 @@ async fn post_sync_runs_an_incremental_sync_for_a_caller_holding_the_token() {
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["mode"], "incremental");
     assert_eq!(bed.salesforce.count("Account"), 5);
+
+    // Stopped by NetSuite's rate limit: no failure, the next run resumes.
+    bed.tenant.set_override("http_max_retries", "1");
+    bed.netsuite.fail_next(&[simulators::netsuite::ScriptedFailure::TooManyRequests; 4]);
+    let (status, report) = post_sync(&hook, Some("tok-3f9c-81d2")).await;
+    assert_eq!((status, &report["status"]), (503, &serde_json::json!("stopped")), "{report}");
 }
 
 /// A caller of `POST /sync` that hangs up before the run ends (a Flow's

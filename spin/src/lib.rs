@@ -40,6 +40,9 @@ fn report_response(report: &netsuite_salesforce::model::SyncReport) -> Response 
         None => 200,
         Some(ConnectorError::Busy(_)) => 409,
         Some(ConnectorError::Config(_)) => 500,
+        // Stopped before its end (a quota, the API ceiling): the next run
+        // resumes; no failure of NetSuite's or Salesforce's.
+        Some(ConnectorError::Stopped(_) | ConnectorError::RateLimited(_)) => 503,
         Some(_) => 502,
     };
     let body = serde_json::json!({

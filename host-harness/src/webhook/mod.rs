@@ -398,9 +398,9 @@ fn bearer(headers: &HeaderMap) -> &[u8] {
 
 /// `POST /sync`: `Authorization: Bearer <sync_token>` (compared in constant
 /// time) runs an incremental sync and answers its report, as the Spin build
-/// does: 200 when it succeeded, 409 when another run holds the lease, 502
-/// when NetSuite or Salesforce failed it. Without a `sync_token` the route
-/// is off (404).
+/// does: 200 when it succeeded, 409 when another run holds the lease, 503
+/// when it stopped before its end, 502 when NetSuite or Salesforce failed
+/// it. Without a `sync_token` the route is off (404).
 async fn sync_now(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Tenants::One(hosted) = &shared.tenants else { return not_found() };
     let sandbox = match hosted.tenant.sandbox() {
@@ -455,6 +455,9 @@ async fn run_now(hosted: Arc<Hosted>) -> Response {
     let status = match (report.status, report.error.as_deref()) {
         ("succeeded", _) => StatusCode::OK,
         (_, Some(e)) if e.starts_with("busy") => StatusCode::CONFLICT,
+        // Stopped before its end (the API ceiling, a rate limit, a shutdown):
+        // the next run resumes; no failure of NetSuite's or Salesforce's.
+        ("stopped", _) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
     let body = serde_json::to_string(&report).unwrap_or_else(|e| format!(r#"{{"error":"{e}"}}"#));
