@@ -199,6 +199,12 @@ fn a_run_that_cannot_start_ends_failed_with_one_line_naming_the_file() {
     assert!(error.contains("missing-mapping.toml") && error.contains("is empty"), "{error}");
     assert!(stderr.contains(&error), "{stderr}");
 
+    // A file that does not parse is named too (the run sees only its text).
+    std::fs::write(dir.path().join("missing-mapping.toml"), "[customer]\n[[customer.field]\n").unwrap();
+    let stderr = one_line(&sync());
+    assert!(stderr.contains("missing-mapping.toml (setting mapping_file) is not valid: TOML parse error"), "{stderr}");
+    assert!(stderr.contains("line 2") && stderr.contains("unclosed array table"), "{stderr}");
+
     // `serve --config` reads the mapping once, at start, as it reads the
     // config: one it cannot use stops it there, not each run after.
     std::fs::write(dir.path().join("missing-mapping.toml"), "[customer]\nsobject = 3\n").unwrap();

@@ -338,10 +338,6 @@ impl Tenant {
     /// its last good mapping when the file stops loading.
     pub fn pin_mapping(&self) -> Result<()> {
         let Some(text) = self.read_mapping()? else { return Ok(()) };
-        if let Err(e) = netsuite_salesforce::mapping::Mapping::load(Some(&text)) {
-            let path = self.config.mapping_file.as_deref().unwrap_or(std::path::Path::new(""));
-            anyhow::bail!("the mapping file {} (setting mapping_file) is not valid: {e}", path.display());
-        }
         let _ = self.pinned_mapping.set(text);
         Ok(())
     }
@@ -358,6 +354,22 @@ impl Tenant {
                  src/mapping/default.toml), or remove the setting to use the shipped mapping",
                 path.display()
             );
+        }
+        // Checked here too, so the error names the file the run never sees.
+        if let Err(e) = netsuite_salesforce::mapping::Mapping::load(Some(&text)) {
+            let why = match &e {
+                netsuite_salesforce::model::ConnectorError::Config(m) => {
+                    m.strip_prefix("the mapping file is not valid: ").unwrap_or(m).to_string()
+                }
+                other => other.to_string(),
+            };
+            // TOML's error draws the line with a caret: one line says it.
+            let lines: Vec<&str> = why.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let why = match (lines.first(), lines.last()) {
+                (Some(first), Some(last)) if lines.len() > 1 => format!("{first}: {last}"),
+                _ => why.trim().to_string(),
+            };
+            anyhow::bail!("the mapping file {} (setting mapping_file) is not valid: {why}", path.display());
         }
         Ok(Some(text))
     }
