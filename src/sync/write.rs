@@ -880,16 +880,10 @@ impl BulkBatch {
             self.write_through_composite(run, parked)?;
             return job.marks.iter().try_for_each(|mark| run.in_flight.clear(mark));
         }
-        let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
         // Uploaded before the job before is waited for, so its CSV has left
         // memory by then.
-        // Marked as soon as it exists: a process killed before the close
-        // leaves an Open job the next run aborts (it applies nothing).
         let mut marks = job.marks;
-        let id = run.sink.bulk_open(job.csv, &mut |id| {
-            marks.push(run.in_flight.mark_job(self.kind, id, &sobject, &ext)?);
-            Ok(())
-        })?;
+        let (id, sobject, ext) = self.upload(run, job.csv, &mut marks)?;
         let ended = match self.wait_submitted(run) {
             Ok(ended) => ended,
             Err(e) => {
@@ -902,10 +896,7 @@ impl BulkBatch {
         // A close that failed may have reached Salesforce: that job may run.
         self.close_failed |= closed.is_err();
         let closed = closed.and_then(|()| {
-            let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
-            let saved = SavedJob { id, sobject, external_id_field: ext, parked };
-            self.closed += 1;
-            let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
+            let (key, saved) = self.save_closed(run, id, sobject, ext, &job.parked)?;
             Ok(SubmittedJob { key, job: saved, parked: job.parked, ids: job.ids, marks })
         });
         // Recorded whether or not the close went through: the job before
@@ -921,6 +912,36 @@ impl BulkBatch {
         }
         self.submitted = Some(closed?);
         Ok(())
+    }
+
+    /// Uploads `csv` as a new job, marked as soon as it exists (its mark
+    /// goes to `marks`): a process killed before the close leaves an Open
+    /// job the next run aborts (it applies nothing). Returns the job's id,
+    /// object and external id field.
+    fn upload(&self, run: &Run<'_>, csv: CsvJob, marks: &mut Vec<String>) -> Result<(String, String, String)> {
+        let (sobject, ext) = (csv.sobject.clone(), csv.external_id_field.clone());
+        let id = run.sink.bulk_open(csv, &mut |id| {
+            marks.push(run.in_flight.mark_job(self.kind, id, &sobject, &ext)?);
+            Ok(())
+        })?;
+        Ok((id, sobject, ext))
+    }
+
+    /// Keeps a closed job with its parked records until its outcomes are
+    /// recorded (by this run or, stopped first, the next); returns its key.
+    fn save_closed(
+        &mut self,
+        run: &Run<'_>,
+        id: String,
+        sobject: String,
+        external_id_field: String,
+        parked: &[(usize, String)],
+    ) -> Result<(String, SavedJob)> {
+        let parked = parked.iter().map(|(_, key)| key.clone()).collect();
+        let saved = SavedJob { id, sobject, external_id_field, parked };
+        self.closed += 1;
+        let key = run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
+        Ok((key, saved))
     }
 
     /// Waits for the submitted job to end and reads its results.
@@ -1143,20 +1164,12 @@ impl BulkBatch {
         run.renew()?;
         run.validate_target(self.kind)?;
         let job = self.jobs.swap_remove(n);
-        let (sobject, ext) = (job.csv.sobject.clone(), job.csv.external_id_field.clone());
         let mut marks = job.marks;
-        let id = run.sink.bulk_open(job.csv, &mut |id| {
-            marks.push(run.in_flight.mark_job(self.kind, id, &sobject, &ext)?);
-            Ok(())
-        })?;
+        let (id, sobject, ext) = self.upload(run, job.csv, &mut marks)?;
         // Not closed: the mark has the next run abort it unapplied; a close
         // that landed unanswered, settle it (see `in_flight`).
         run.sink.bulk_close(&id)?;
-        let parked = job.parked.iter().map(|(_, key)| key.clone()).collect();
-        self.closed += 1;
-        let saved = SavedJob { id, sobject, external_id_field: ext, parked };
-        run.queues.save_job(self.kind, &run.request.run_id, self.closed, &saved)?;
-        Ok(())
+        self.save_closed(run, id, sobject, ext, &job.parked).map(drop)
     }
 }
 
